@@ -1,0 +1,1 @@
+//! Tutela rule engine (in progress).
