@@ -1,1 +1,15 @@
+//! The Tutela workstation agent.
+//!
+//! sensors -> observations -> matcher -> evidence -> sign -> spool -> uplink
+
+pub mod capture;
+pub mod config;
+pub mod enrol;
+pub mod event;
+pub mod identity;
 pub mod observation;
+pub mod pinning;
+pub mod sensor;
+pub mod session;
+pub mod spool;
+pub mod uplink;

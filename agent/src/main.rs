@@ -1,1 +1,215 @@
-fn main() {}
+//! `tutela-agent`: the Tutela workstation agent.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use tutela_agent::config::AgentConfig;
+use tutela_agent::event::EventDraft;
+use tutela_agent::identity::{Enrolment, Identity};
+use tutela_agent::session;
+use tutela_agent::spool::{Spool, SpoolConfig};
+use tutela_agent::uplink::{self, UplinkConfig};
+use tutela_proto::v1::{Observation, RuleMatch, Source};
+
+#[derive(Debug, Parser)]
+#[command(name = "tutela-agent", version, about = "Tutela safeguarding agent for pupil workstations")]
+struct Cli {
+    /// Directory holding the agent key, enrolment record, spool and agent.toml.
+    #[arg(long, global = true, env = "TUTELA_AGENT_DIR", default_value = default_data_dir())]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Enrol this device with a token from `tutela-collector token create`.
+    Enrol {
+        /// The enrolment token (starts with `tutela1.`).
+        token: String,
+        /// Station name to register (default: the host name).
+        #[arg(long)]
+        station: Option<String>,
+    },
+    /// Run the agent: sensors, matcher, evidence, spool and uplink.
+    Run {
+        /// Instead of watching the desktop, generate synthetic events until
+        /// this many have been spooled in total (load and resilience tests).
+        #[arg(long, value_name = "TOTAL")]
+        simulate: Option<u64>,
+        /// Synthetic events per second for --simulate (0 = as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        simulate_rate: u64,
+    },
+    /// Show enrolment and spool status.
+    Status,
+}
+
+fn default_data_dir() -> &'static str {
+    if cfg!(windows) {
+        "C:\\ProgramData\\Tutela\\agent"
+    } else {
+        "/var/lib/tutela-agent"
+    }
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TUTELA_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Enrol { token, station } => {
+                let station = station.unwrap_or_else(session::station_name);
+                let enrolment =
+                    tutela_agent::enrol::enrol(&cli.data_dir, &token, &station, session::now_ms())
+                        .await?;
+                println!(
+                    "enrolled as {} (group {}) with collector {}",
+                    enrolment.agent_id,
+                    if enrolment.group.is_empty() { "-" } else { &enrolment.group },
+                    enrolment.collector
+                );
+                Ok(())
+            }
+            Command::Status => status(&cli.data_dir),
+            Command::Run {
+                simulate,
+                simulate_rate,
+            } => run(&cli.data_dir, simulate, simulate_rate).await,
+        }
+    })
+}
+
+fn spool_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("spool.db")
+}
+
+fn status(data_dir: &std::path::Path) -> Result<()> {
+    let enrolment = Enrolment::load(data_dir)?;
+    let config = AgentConfig::load(&data_dir.join("agent.toml"))?;
+    let spool = Spool::open(
+        &spool_path(data_dir),
+        &enrolment.agent_id,
+        SpoolConfig {
+            max_bytes: config.spool.max_bytes,
+        },
+    )?;
+    let stats = spool.stats()?;
+    println!("agent id:      {}", enrolment.agent_id);
+    println!("group:         {}", enrolment.group);
+    println!("collector:     {}", enrolment.collector);
+    println!("pinned cert:   {}", enrolment.fingerprint);
+    println!("events sent:   {}", stats.next_seq.saturating_sub(1 + stats.backlog));
+    println!("spool backlog: {} events, {} bytes (limit {})", stats.backlog, stats.bytes, config.spool.max_bytes);
+    println!("dropped:       {}", stats.dropped);
+    println!("quarantined:   {}", stats.quarantined);
+    Ok(())
+}
+
+async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Result<()> {
+    let config = AgentConfig::load(&data_dir.join("agent.toml"))?;
+    let identity = Arc::new(Identity::load_or_create(data_dir)?);
+    let enrolment = Enrolment::load(data_dir)?;
+    if enrolment.key_fingerprint != identity.key_fingerprint() {
+        anyhow::bail!(
+            "the agent key in {} does not belong to this enrolment; enrol the device again",
+            data_dir.display()
+        );
+    }
+    let spool = Spool::open(
+        &spool_path(data_dir),
+        &enrolment.agent_id,
+        SpoolConfig {
+            max_bytes: config.spool.max_bytes,
+        },
+    )
+    .context("opening the spool")?;
+    let spool = Arc::new(Mutex::new(spool));
+    let appended = Arc::new(tokio::sync::Notify::new());
+    let uplink_config = UplinkConfig {
+        collector: enrolment.collector.clone(),
+        fingerprint: enrolment.fingerprint.clone(),
+        backoff_initial: Duration::from_millis(config.uplink.backoff_initial_ms),
+        backoff_max: Duration::from_millis(config.uplink.backoff_max_ms),
+        max_message_bytes: config.uplink.max_message_bytes,
+    };
+    tracing::info!(agent_id = %enrolment.agent_id, collector = %enrolment.collector, "agent running");
+    let uplink = tokio::spawn(uplink::run(uplink_config, spool.clone(), appended.clone()));
+    if let Some(total) = simulate {
+        simulate_events(&identity, &spool, &appended, total, rate).await?;
+    }
+    tokio::select! {
+        _ = uplink => anyhow::bail!("the uplink stopped unexpectedly"),
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("stopping; unsent events stay in the spool");
+            Ok(())
+        }
+    }
+}
+
+/// Generates synthetic matched events until `total` have been spooled,
+/// counting those spooled by earlier runs, so a restart continues the series.
+async fn simulate_events(
+    identity: &Identity,
+    spool: &uplink::SharedSpool,
+    appended: &tokio::sync::Notify,
+    total: u64,
+    rate: u64,
+) -> Result<()> {
+    let user = session::login_name();
+    let station = session::station_name();
+    let pause = (rate > 0).then(|| Duration::from_secs_f64(1.0 / rate as f64));
+    loop {
+        let next = spool.lock().unwrap_or_else(|p| p.into_inner()).next_seq();
+        if next > total {
+            tracing::info!(total, "simulation complete");
+            return Ok(());
+        }
+        let draft = EventDraft {
+            time_ms: session::now_ms(),
+            user: user.clone(),
+            station: station.clone(),
+            observation: Observation {
+                source: Source::Title as i32,
+                context: format!("simulated event {next}"),
+                app: "tutela-simulator".into(),
+                window_title: format!("simulated event {next}"),
+                ..Default::default()
+            },
+            matches: vec![RuleMatch {
+                rule_id: "simulation/simulated".into(),
+                category: "violence".into(),
+                severity: 1 + (next % 5) as u32,
+                term: "simulated".into(),
+                start: 0,
+                end: 9,
+            }],
+            evidence: None,
+            rules_version: 0,
+            count: 1,
+        };
+        spool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .append(identity, draft)?;
+        appended.notify_one();
+        match pause {
+            Some(p) => tokio::time::sleep(p).await,
+            None if next % 64 == 0 => tokio::task::yield_now().await,
+            None => {}
+        }
+    }
+}

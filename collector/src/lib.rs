@@ -1,1 +1,23 @@
-//! Tutela collector.
+//! The Tutela collector: verified ingest, storage, review and rule publishing.
+
+pub mod alerts;
+pub mod config;
+pub mod enrolment;
+pub mod ingest;
+pub mod secrets;
+pub mod serve;
+pub mod store;
+pub mod writer;
+
+/// The stored name of an observation source.
+pub fn source_name(source: i32) -> &'static str {
+    use tutela_proto::v1::Source;
+    match Source::try_from(source).unwrap_or(Source::Unspecified) {
+        Source::Typed => "typed",
+        Source::Title => "title",
+        Source::Url => "url",
+        Source::Search => "search",
+        Source::Process => "process",
+        Source::Unspecified => "unspecified",
+    }
+}

@@ -1,1 +1,245 @@
-fn main() {}
+//! `tutela-collector`: the school's Tutela server.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use tutela_collector::alerts::{self, AlertFilter};
+use tutela_collector::config::CollectorConfig;
+use tutela_collector::enrolment::{self, TokenSpec};
+use tutela_collector::{secrets, serve, store};
+
+#[derive(Debug, Parser)]
+#[command(name = "tutela-collector", version, about = "Tutela collector: receives, verifies and stores agents' signed events")]
+struct Cli {
+    /// Directory holding the database, keys, certificate and collector.toml.
+    #[arg(long, global = true, env = "TUTELA_COLLECTOR_DIR", default_value = "/var/lib/tutela-collector")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the data directory, configuration, TLS certificate and keys (keeps existing ones).
+    Init {
+        /// Address agents connect to (written to collector.toml).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Extra host names for the certificate.
+        #[arg(long = "hostname")]
+        hostnames: Vec<String>,
+    },
+    /// Run the collector.
+    Serve {
+        /// Override the listen address from collector.toml.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Enrolment tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Stored alerts.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
+    /// Enrolled agents.
+    Agents {
+        #[command(subcommand)]
+        command: AgentsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make an enrolment token for devices to join with `tutela-agent enrol`.
+    Create {
+        /// How long the token is valid, e.g. 30m, 24h, 7d.
+        #[arg(long, default_value = "24h", value_parser = parse_duration_ms)]
+        expires: i64,
+        /// How many devices may enrol with it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// Group the devices join (site, room or year group).
+        #[arg(long, default_value = "")]
+        group: String,
+        /// A note for technicians.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum AlertsCommand {
+    /// List stored alerts, oldest first.
+    List {
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long)]
+        limit: Option<u64>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// List recorded sequence gaps (events an agent numbered but never delivered).
+    Gaps,
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentsCommand {
+    /// List enrolled agents.
+    List,
+    /// Revoke an agent: its events are refused from now on.
+    Revoke { agent_id: String },
+}
+
+fn parse_duration_ms(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let (num, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration; use e.g. 30m, 24h or 7d"))?;
+    let ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" | "" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("unknown unit in `{text}`; use s, m, h or d")),
+    };
+    Ok(n * ms)
+}
+
+fn config_path(dir: &Path) -> PathBuf {
+    dir.join("collector.toml")
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TUTELA_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let dir = cli.data_dir;
+    match cli.command {
+        Command::Init { listen, hostnames } => init(&dir, listen, &hostnames),
+        Command::Serve { listen } => {
+            let mut config = CollectorConfig::load(&config_path(&dir))?;
+            if let Some(l) = listen {
+                config.listen = l;
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(serve::serve(&dir, &config, async {
+                let _ = tokio::signal::ctrl_c().await;
+                tracing::info!("shutting down");
+            }))
+        }
+        Command::Token {
+            command: TokenCommand::Create { expires, uses, group, label },
+        } => {
+            let config = CollectorConfig::load(&config_path(&dir))?;
+            let tls = secrets::load_tls(&dir)?;
+            let conn = store::open(&dir)?;
+            anyhow::ensure!(uses >= 1, "--uses must be at least 1");
+            let token = enrolment::create_token(
+                &conn,
+                &TokenSpec { valid_for_ms: expires, max_uses: uses, group, label },
+                &config.advertised(),
+                &tls.fingerprint,
+            )?;
+            println!("{}", token.encode());
+            Ok(())
+        }
+        Command::Alerts { command } => {
+            let conn = store::open(&dir).context("opening the collector database")?;
+            match command {
+                AlertsCommand::List { agent, limit, format } => {
+                    let rows = alerts::list(&conn, &AlertFilter { agent_id: agent, limit })?;
+                    match format {
+                        Format::Json => {
+                            for row in &rows {
+                                println!("{}", serde_json::to_string(row)?);
+                            }
+                        }
+                        Format::Table => {
+                            println!("{:>6} {:<16} {:>6} {:<10} {:<14} {:<18} {:>3} {:<12} {}", "id", "agent", "seq", "user", "station", "category", "sev", "state", "context");
+                            for r in &rows {
+                                println!(
+                                    "{:>6} {:<16} {:>6} {:<10} {:<14} {:<18} {:>3} {:<12} {}",
+                                    r.id, r.agent_id, r.seq, r.user, r.station, r.category, r.severity, r.state,
+                                    r.context.chars().take(60).collect::<String>()
+                                );
+                            }
+                            eprintln!("{} alerts", rows.len());
+                        }
+                    }
+                }
+                AlertsCommand::Gaps => {
+                    for (agent, from, to) in alerts::gaps(&conn)? {
+                        println!("{agent} {from}..={to}");
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Agents { command } => {
+            let conn = store::open(&dir)?;
+            match command {
+                AgentsCommand::List => {
+                    let mut stmt = conn.prepare("SELECT agent_id, station, grp, revoked, last_seq, COALESCE(last_seen_ms, 0) FROM agents ORDER BY enrolled_ms")?;
+                    let rows = stmt.query_map([], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, bool>(3)?, r.get::<_, i64>(4)?, r.get::<_, i64>(5)?))
+                    })?;
+                    for row in rows {
+                        let (id, station, grp, revoked, last_seq, seen) = row?;
+                        println!("{id} station={station} group={grp} revoked={revoked} last_seq={last_seq} last_seen_ms={seen}");
+                    }
+                }
+                AgentsCommand::Revoke { agent_id } => {
+                    let n = conn.execute("UPDATE agents SET revoked = 1 WHERE agent_id = ?1", [&agent_id])?;
+                    anyhow::ensure!(n == 1, "no agent {agent_id}; see `tutela-collector agents list`");
+                    println!("revoked {agent_id}");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn init(dir: &Path, listen: Option<SocketAddr>, hostnames: &[String]) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let path = config_path(dir);
+    if !path.exists() {
+        let mut config = CollectorConfig::default();
+        if let Some(l) = listen {
+            config.listen = l;
+        }
+        let text = format!(
+            "# Tutela collector configuration. Every value shown is the default.\n{}",
+            toml::to_string_pretty(&config)?
+        );
+        secrets::write_private(&path, text.as_bytes())?;
+    }
+    secrets::create_missing(dir, hostnames)?;
+    store::open(dir)?;
+    let tls = secrets::load_tls(dir)?;
+    println!("collector initialised in {}", dir.display());
+    println!("certificate fingerprint {}", tls.fingerprint);
+    Ok(())
+}

@@ -1,9 +1,19 @@
-//! The Tutela wire protocol, `tutela.v1`, generated from `tutela/v1/tutela.proto`.
+//! The Tutela wire protocol, `tutela.v1`, generated from `tutela/v1/tutela.proto`,
+//! and the few formats both sides share (enrolment tokens, signing domains).
 
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("tutela.v1");
 }
 
-/// Largest encoded message either side accepts by default (2 MiB capture + body).
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 3 * 1024 * 1024;
+pub mod token;
+
+/// Default limit for a capture carried by one event (2 MiB).
+pub const DEFAULT_MAX_CAPTURE_BYTES: usize = 2 * 1024 * 1024;
+/// Default limit for the signed body of one event (64 KiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+/// Domain-separation prefix for the enrolment proof of possession.
+pub const ENROL_PROOF_DOMAIN: &[u8] = b"tutela-enrol-v1";
+/// gRPC metadata key carrying the sequence number of a rejected event, so the
+/// agent can set that one event aside instead of resending it forever.
+pub const REJECTED_SEQ_METADATA: &str = "tutela-rejected-seq";

@@ -1,0 +1,363 @@
+//! The durable spool: every event is committed here (SQLite, WAL) before it
+//! is sent, and deleted only when the collector acknowledges it as stored.
+//!
+//! The spool is bounded on disk. When it is full it drops the lowest severity
+//! first (oldest first within a severity) and counts what it dropped; the
+//! dropped sequence numbers show at the collector as a gap.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::event::{seal, EventDraft, SealedEvent};
+use crate::identity::Identity;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool database error: {0}; if it persists, stop the agent and check the disk and the spool file")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the spool at {0} is from another agent identity; move it aside and restart the agent")]
+    ForeignSpool(String),
+}
+
+/// Spool settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpoolConfig {
+    /// Upper bound for the bytes of stored events (bodies, signatures, captures).
+    pub max_bytes: u64,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// What `status` shows about the spool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpoolStats {
+    pub backlog: u64,
+    pub bytes: u64,
+    pub dropped: u64,
+    pub quarantined: u64,
+    pub next_seq: u64,
+}
+
+pub struct Spool {
+    conn: Connection,
+    agent_id: String,
+    next_seq: u64,
+    prev_hash: [u8; 32],
+    bytes: u64,
+    dropped: u64,
+    config: SpoolConfig,
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool")
+            .field("agent_id", &self.agent_id)
+            .field("next_seq", &self.next_seq)
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    severity INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    capture BLOB NOT NULL,
+    size INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_severity ON events (severity, seq);
+CREATE TABLE IF NOT EXISTS quarantine (
+    seq INTEGER PRIMARY KEY,
+    reason TEXT NOT NULL,
+    body BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    capture BLOB NOT NULL
+);
+";
+
+fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // WAL + NORMAL: a commit survives the agent being killed; only a power
+    // cut can lose the last transactions.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
+
+impl Spool {
+    /// Opens (or creates) the spool for `agent_id`.
+    pub fn open(path: &Path, agent_id: &str, config: SpoolConfig) -> Result<Self, SpoolError> {
+        let conn = open_connection(path)?;
+        conn.execute_batch(SCHEMA)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        let get = |key: &str| -> Result<Option<Vec<u8>>, rusqlite::Error> {
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+        };
+        match get("agent_id")? {
+            Some(id) if id != agent_id.as_bytes() => {
+                return Err(SpoolError::ForeignSpool(path.display().to_string()))
+            }
+            Some(_) => {}
+            None => {
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('agent_id', ?1)",
+                    [agent_id.as_bytes()],
+                )?;
+            }
+        }
+        let next_seq = get("next_seq")?
+            .map(|v| u64::from_le_bytes(v.try_into().unwrap_or([0; 8])))
+            .unwrap_or(1)
+            .max(1);
+        let prev_hash = get("prev_hash")?
+            .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
+            .unwrap_or([0; 32]);
+        let dropped = get("dropped")?
+            .map(|v| u64::from_le_bytes(v.try_into().unwrap_or([0; 8])))
+            .unwrap_or(0);
+        let bytes: i64 = conn.query_row("SELECT COALESCE(SUM(size), 0) FROM events", [], |r| {
+            r.get(0)
+        })?;
+        Ok(Self {
+            conn,
+            agent_id: agent_id.to_owned(),
+            next_seq,
+            prev_hash,
+            bytes: bytes as u64,
+            dropped,
+            config,
+        })
+    }
+
+    /// Seals `draft` as the next event in sequence and commits it.
+    /// Returns its sequence number.
+    pub fn append(&mut self, identity: &Identity, draft: EventDraft) -> Result<u64, SpoolError> {
+        let seq = self.next_seq;
+        let event = seal(
+            identity,
+            &self.agent_id,
+            seq,
+            self.prev_hash,
+            self.dropped,
+            draft,
+        );
+        let hash = event.body_hash();
+        let size = event.stored_size();
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO events (seq, severity, body, signature, capture, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![seq as i64, event.severity, event.body, event.signature, event.capture, size as i64],
+        )?;
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('next_seq', ?1), ('prev_hash', ?2)",
+            params![(seq + 1).to_le_bytes().to_vec(), hash.to_vec()],
+        )?;
+        let mut bytes = self.bytes + size;
+        let mut dropped = self.dropped;
+        while bytes > self.config.max_bytes {
+            let victims: Vec<(i64, i64)> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT seq, size FROM events ORDER BY severity, seq LIMIT 64",
+                )?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            if victims.is_empty() {
+                break;
+            }
+            for (victim, vsize) in victims {
+                if bytes <= self.config.max_bytes {
+                    break;
+                }
+                tx.execute("DELETE FROM events WHERE seq = ?1", [victim])?;
+                bytes -= vsize as u64;
+                dropped += 1;
+            }
+        }
+        if dropped != self.dropped {
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('dropped', ?1)",
+                [dropped.to_le_bytes().to_vec()],
+            )?;
+            tracing::warn!(
+                dropped_total = dropped,
+                max_bytes = self.config.max_bytes,
+                "spool full: dropped lowest-severity events; the collector will record a gap"
+            );
+        }
+        tx.commit()?;
+        self.next_seq = seq + 1;
+        self.prev_hash = hash;
+        self.bytes = bytes;
+        self.dropped = dropped;
+        Ok(seq)
+    }
+
+    /// Up to `limit` stored events with a sequence number above `after`, in order.
+    pub fn pending_after(&self, after: u64, limit: usize) -> Result<Vec<SealedEvent>, SpoolError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, severity, body, signature, capture FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after as i64, limit as i64], |r| {
+            Ok(SealedEvent {
+                seq: r.get::<_, i64>(0)? as u64,
+                severity: r.get(1)?,
+                body: r.get(2)?,
+                signature: r.get(3)?,
+                capture: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes acknowledged events.
+    pub fn acknowledge(&mut self, seqs: &[u64]) -> Result<(), SpoolError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        let mut freed = 0u64;
+        {
+            let mut stmt = tx.prepare_cached("DELETE FROM events WHERE seq = ?1 RETURNING size")?;
+            for seq in seqs {
+                if let Some(size) = stmt
+                    .query_row([*seq as i64], |r| r.get::<_, i64>(0))
+                    .optional()?
+                {
+                    freed += size as u64;
+                }
+            }
+        }
+        tx.commit()?;
+        self.bytes = self.bytes.saturating_sub(freed);
+        Ok(())
+    }
+
+    /// Moves an event the collector refused for good out of the send queue,
+    /// keeping it locally for a technician to inspect.
+    pub fn quarantine(&mut self, seq: u64, reason: &str) -> Result<(), SpoolError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT OR REPLACE INTO quarantine (seq, reason, body, signature, capture)
+             SELECT seq, ?2, body, signature, capture FROM events WHERE seq = ?1",
+            params![seq as i64, reason],
+        )?;
+        let size: Option<i64> = tx
+            .query_row("DELETE FROM events WHERE seq = ?1 RETURNING size", [seq as i64], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        tx.commit()?;
+        self.bytes = self.bytes.saturating_sub(size.unwrap_or(0) as u64);
+        Ok(())
+    }
+
+    pub fn stats(&self) -> Result<SpoolStats, SpoolError> {
+        let backlog: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
+        let quarantined: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM quarantine", [], |r| r.get(0))?;
+        Ok(SpoolStats {
+            backlog: backlog as u64,
+            bytes: self.bytes,
+            dropped: self.dropped,
+            quarantined: quarantined as u64,
+            next_seq: self.next_seq,
+        })
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tutela_proto::v1::{Observation, RuleMatch};
+
+    fn draft(severity: u32, pad: usize) -> EventDraft {
+        EventDraft {
+            time_ms: 1,
+            user: "pupil".into(),
+            station: "lab-1".into(),
+            observation: Observation {
+                context: "x".repeat(pad),
+                ..Default::default()
+            },
+            matches: vec![RuleMatch {
+                severity,
+                ..Default::default()
+            }],
+            evidence: None,
+            rules_version: 1,
+            count: 1,
+        }
+    }
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("tutela-spool-{name}-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    #[test]
+    fn survives_reopen_and_keeps_the_chain() {
+        let path = temp("reopen");
+        let id = Identity::generate();
+        let mut spool = Spool::open(&path, "a1", SpoolConfig::default()).unwrap();
+        assert_eq!(spool.append(&id, draft(3, 10)).unwrap(), 1);
+        assert_eq!(spool.append(&id, draft(3, 10)).unwrap(), 2);
+        let first = spool.pending_after(0, 10).unwrap();
+        drop(spool);
+        let mut spool = Spool::open(&path, "a1", SpoolConfig::default()).unwrap();
+        assert_eq!(spool.append(&id, draft(3, 10)).unwrap(), 3);
+        let all = spool.pending_after(0, 10).unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0], first[0]);
+        let body = <tutela_proto::v1::EventBody as prost::Message>::decode(&all[2].body[..]).unwrap();
+        assert_eq!(body.prev_hash, all[1].body_hash().to_vec());
+        spool.acknowledge(&[1, 2]).unwrap();
+        assert_eq!(spool.stats().unwrap().backlog, 1);
+        assert!(matches!(
+            Spool::open(&path, "other", SpoolConfig::default()),
+            Err(SpoolError::ForeignSpool(_))
+        ));
+    }
+
+    #[test]
+    fn full_spool_drops_lowest_severity_first_and_counts() {
+        let path = temp("full");
+        let id = Identity::generate();
+        let mut spool = Spool::open(&path, "a1", SpoolConfig { max_bytes: 4_000 }).unwrap();
+        for i in 0..20 {
+            let severity = if i % 4 == 0 { 5 } else { 1 };
+            spool.append(&id, draft(severity, 300)).unwrap();
+        }
+        let stats = spool.stats().unwrap();
+        assert!(stats.bytes <= 4_000, "{stats:?}");
+        assert!(stats.dropped > 0);
+        let kept = spool.pending_after(0, 100).unwrap();
+        assert_eq!(kept.len() as u64 + stats.dropped, 20);
+        // Every severity-5 event is still there.
+        assert_eq!(kept.iter().filter(|e| e.severity == 5).count(), 5);
+    }
+}

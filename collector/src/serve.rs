@@ -1,0 +1,56 @@
+//! `tutela-collector serve`: the gRPC endpoint agents talk to.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tutela_proto::v1::enrolment_server::EnrolmentServer;
+use tutela_proto::v1::ingest_server::IngestServer;
+
+use crate::config::CollectorConfig;
+use crate::enrolment::EnrolmentService;
+use crate::ingest::{AgentKeys, IngestService};
+use crate::secrets::{self, CaptureVault};
+use crate::writer::Writer;
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    dir: &Path,
+    config: &CollectorConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let tls = secrets::load_tls(dir).context("loading the TLS certificate (run `tutela-collector init`)")?;
+    let vault = Arc::new(CaptureVault::load(dir)?);
+    let writer = Writer::start(dir.to_owned(), config.storage.batch_max)?;
+    let keys = Arc::new(AgentKeys::open(dir)?);
+    let ingest = IngestService {
+        keys,
+        writer,
+        vault,
+        limits: config.limits.clone(),
+        data_dir: dir.to_owned(),
+    };
+    let enrolment = EnrolmentService::open(&dir.to_owned())?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}; is another collector running?", config.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, fingerprint = %tls.fingerprint, "collector listening");
+    println!("listening on {local} certificate {}", tls.fingerprint);
+    let max = config.max_message_bytes();
+    Server::builder()
+        .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem)))?
+        .tcp_nodelay(true)
+        .add_service(EnrolmentServer::new(enrolment).max_decoding_message_size(64 * 1024))
+        .add_service(
+            IngestServer::new(ingest)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(64 * 1024),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}

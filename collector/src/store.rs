@@ -1,0 +1,113 @@
+//! The collector's SQLite store (WAL). One writer task owns the write path
+//! for events; other writes (enrolment, tokens, CLI) are short transactions.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+pub const DB_FILE: &str = "tutela.db";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS agents (
+    agent_id TEXT PRIMARY KEY,
+    public_key BLOB NOT NULL UNIQUE,
+    station TEXT NOT NULL,
+    grp TEXT NOT NULL DEFAULT '',
+    agent_version TEXT NOT NULL DEFAULT '',
+    enrolled_ms INTEGER NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0,
+    last_seen_ms INTEGER,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    last_hash BLOB,
+    rules_version INTEGER NOT NULL DEFAULT 0,
+    spool_backlog INTEGER NOT NULL DEFAULT 0,
+    spool_dropped INTEGER NOT NULL DEFAULT 0,
+    flag TEXT
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    secret_hash BLOB PRIMARY KEY,
+    label TEXT NOT NULL DEFAULT '',
+    grp TEXT NOT NULL DEFAULT '',
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    max_uses INTEGER NOT NULL,
+    uses INTEGER NOT NULL DEFAULT 0,
+    revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    clock_skew INTEGER NOT NULL DEFAULT 0,
+    chain_ok INTEGER NOT NULL DEFAULT 1,
+    user TEXT NOT NULL,
+    station TEXT NOT NULL,
+    source TEXT NOT NULL,
+    context TEXT NOT NULL,
+    app TEXT NOT NULL,
+    app_path TEXT NOT NULL,
+    window_title TEXT NOT NULL,
+    url TEXT NOT NULL,
+    search_query TEXT NOT NULL,
+    category TEXT NOT NULL,
+    severity INTEGER NOT NULL,
+    rule_id TEXT NOT NULL,
+    term TEXT NOT NULL,
+    matches TEXT NOT NULL,
+    rules_version INTEGER NOT NULL,
+    repeat_count INTEGER NOT NULL DEFAULT 1,
+    has_capture INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'new',
+    body BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    body_hash BLOB NOT NULL,
+    UNIQUE (agent_id, seq)
+);
+CREATE INDEX IF NOT EXISTS alerts_queue ON alerts (state, severity DESC, time_ms DESC);
+CREATE TABLE IF NOT EXISTS captures (
+    alert_id INTEGER PRIMARY KEY REFERENCES alerts(id) ON DELETE CASCADE,
+    sha256 BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    sealed BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gaps (
+    agent_id TEXT NOT NULL,
+    from_seq INTEGER NOT NULL,
+    to_seq INTEGER NOT NULL,
+    detected_ms INTEGER NOT NULL
+);
+";
+
+/// Opens the database in `dir`, creating the schema if needed.
+pub fn open(dir: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(dir.join(DB_FILE))?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A random identifier: `prefix` + 12 hex digits.
+pub fn random_id(prefix: &str) -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 6];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .expect("the system random source works");
+    format!("{prefix}{}", hex::encode(b))
+}

@@ -1,0 +1,291 @@
+//! The single writer: commits verified events in batched transactions and
+//! acknowledges each one only after its transaction has committed.
+//!
+//! Sequence rules, per agent: a sequence number already stored with the same
+//! bytes is a duplicate (acknowledged, nothing stored); with other bytes it is
+//! a conflict (refused). A jump forward is stored and the skipped range is
+//! recorded as a gap. A number below the last stored one that was never
+//! stored is out of order (refused).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::mpsc;
+use tonic::Status;
+use tutela_proto::v1::{Ack, AckStatus, EventBody};
+
+use crate::store;
+
+/// A verified event on its way to storage.
+#[derive(Debug)]
+pub struct Verified {
+    pub body: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub body_hash: [u8; 32],
+    pub event: EventBody,
+    /// The capture, already encrypted for storage.
+    pub sealed_capture: Option<Vec<u8>>,
+    pub received_ms: i64,
+    pub clock_skew: bool,
+    pub reply: mpsc::UnboundedSender<Result<Ack, Status>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct AgentChain {
+    last_seq: u64,
+    last_hash: [u8; 32],
+    dirty: bool,
+}
+
+enum Outcome {
+    Stored,
+    Duplicate,
+    Refused(Status),
+}
+
+/// Handle to the writer thread.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Verified>,
+}
+
+impl Writer {
+    /// Starts the writer thread on its own connection to the store in `dir`.
+    pub fn start(dir: PathBuf, batch_max: usize) -> Result<Self, rusqlite::Error> {
+        let conn = store::open(&dir)?;
+        let (tx, rx) = mpsc::channel(batch_max.max(1) * 8);
+        std::thread::Builder::new()
+            .name("tutela-writer".into())
+            .spawn(move || run(conn, rx, batch_max.max(1)))
+            .expect("the writer thread starts");
+        Ok(Self { tx })
+    }
+
+    pub async fn submit(&self, event: Verified) -> Result<(), Status> {
+        self.tx
+            .send(event)
+            .await
+            .map_err(|_| Status::unavailable("the collector's writer has stopped; retry later"))
+    }
+}
+
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Verified>, batch_max: usize) {
+    let mut chains: HashMap<String, AgentChain> = HashMap::new();
+    let mut batch = Vec::with_capacity(batch_max);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < batch_max {
+            match rx.try_recv() {
+                Ok(v) => batch.push(v),
+                Err(_) => break,
+            }
+        }
+        let n = batch.len();
+        match commit_batch(&mut conn, &mut chains, &batch) {
+            Ok(outcomes) => {
+                for (v, outcome) in batch.drain(..).zip(outcomes) {
+                    let ack = |status: AckStatus| Ack {
+                        agent_id: v.event.agent_id.clone(),
+                        seq: v.event.seq,
+                        status: status as i32,
+                    };
+                    let _ = v.reply.send(match outcome {
+                        Outcome::Stored => Ok(ack(AckStatus::Stored)),
+                        Outcome::Duplicate => Ok(ack(AckStatus::Duplicate)),
+                        Outcome::Refused(status) => Err(status),
+                    });
+                }
+                tracing::debug!(events = n, "batch committed");
+            }
+            Err(e) => {
+                // Nothing acknowledged: the agents will resend.
+                tracing::error!(error = %e, events = n, "batch failed to commit; agents will resend");
+                chains.clear();
+                for v in batch.drain(..) {
+                    let _ = v.reply.send(Err(Status::unavailable(
+                        "the collector could not store the event; it will be resent",
+                    )));
+                }
+            }
+        }
+    }
+}
+
+fn load_chain(conn: &Connection, agent_id: &str) -> rusqlite::Result<AgentChain> {
+    let row: Option<(i64, Option<Vec<u8>>)> = conn
+        .query_row(
+            "SELECT last_seq, last_hash FROM agents WHERE agent_id = ?1",
+            [agent_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (last_seq, last_hash) = row.unwrap_or((0, None));
+    Ok(AgentChain {
+        last_seq: last_seq as u64,
+        last_hash: last_hash
+            .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+            .unwrap_or([0; 32]),
+        dirty: false,
+    })
+}
+
+fn commit_batch(
+    conn: &mut Connection,
+    chains: &mut HashMap<String, AgentChain>,
+    batch: &[Verified],
+) -> rusqlite::Result<Vec<Outcome>> {
+    let tx = conn.transaction()?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut staged = chains.clone();
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO alerts (event_id, agent_id, seq, time_ms, received_ms, clock_skew, chain_ok,
+                user, station, source, context, app, app_path, window_title, url, search_query,
+                category, severity, rule_id, term, matches, rules_version, repeat_count, has_capture,
+                body, signature, body_hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
+        )?;
+        let mut existing =
+            tx.prepare_cached("SELECT body_hash FROM alerts WHERE agent_id = ?1 AND seq = ?2")?;
+        let mut insert_capture = tx.prepare_cached(
+            "INSERT INTO captures (alert_id, sha256, size, width, height, sealed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut insert_gap = tx.prepare_cached(
+            "INSERT INTO gaps (agent_id, from_seq, to_seq, detected_ms) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for v in batch {
+            let e = &v.event;
+            let chain = match staged.get_mut(&e.agent_id) {
+                Some(c) => c,
+                None => {
+                    let c = load_chain(&tx, &e.agent_id)?;
+                    staged.entry(e.agent_id.clone()).or_insert(c)
+                }
+            };
+            if e.seq <= chain.last_seq {
+                let stored: Option<Vec<u8>> = existing
+                    .query_row(params![e.agent_id, e.seq as i64], |r| r.get(0))
+                    .optional()?;
+                outcomes.push(match stored {
+                    Some(h) if h == v.body_hash => Outcome::Duplicate,
+                    Some(_) => {
+                        tracing::warn!(agent_id = %e.agent_id, seq = e.seq, "refused: sequence number reused with different content");
+                        Outcome::Refused(with_seq(
+                            Status::already_exists(format!(
+                                "event {} of agent {} is already stored with different content",
+                                e.seq, e.agent_id
+                            )),
+                            e.seq,
+                        ))
+                    }
+                    None => {
+                        tracing::warn!(agent_id = %e.agent_id, seq = e.seq, last_seq = chain.last_seq, "refused: out-of-order event");
+                        Outcome::Refused(with_seq(
+                            Status::failed_precondition(format!(
+                                "event {} arrived after event {}: out of order",
+                                e.seq, chain.last_seq
+                            )),
+                            e.seq,
+                        ))
+                    }
+                });
+                continue;
+            }
+            if e.seq > chain.last_seq + 1 {
+                insert_gap.execute(params![
+                    e.agent_id,
+                    (chain.last_seq + 1) as i64,
+                    (e.seq - 1) as i64,
+                    v.received_ms
+                ])?;
+                tracing::warn!(agent_id = %e.agent_id, from = chain.last_seq + 1, to = e.seq - 1, "sequence gap recorded");
+            }
+            let chain_ok = e.seq == chain.last_seq + 1 && e.prev_hash == chain.last_hash
+                || e.seq > chain.last_seq + 1
+                || chain.last_seq == 0;
+            if !chain_ok {
+                tracing::warn!(agent_id = %e.agent_id, seq = e.seq, "hash chain broken: previous-event hash does not match");
+            }
+            let obs = e.observation.clone().unwrap_or_default();
+            let top = e.matches.iter().max_by_key(|m| m.severity);
+            let matches = serde_json::Value::Array(
+                e.matches
+                    .iter()
+                    .map(|m| {
+                        serde_json::json!({
+                            "rule_id": m.rule_id, "category": m.category, "severity": m.severity,
+                            "term": m.term, "start": m.start, "end": m.end,
+                        })
+                    })
+                    .collect(),
+            )
+            .to_string();
+            insert.execute(params![
+                e.event_id,
+                e.agent_id,
+                e.seq as i64,
+                e.time_ms,
+                v.received_ms,
+                v.clock_skew,
+                chain_ok,
+                e.user,
+                e.station,
+                crate::source_name(obs.source),
+                obs.context,
+                obs.app,
+                obs.app_path,
+                obs.window_title,
+                obs.url,
+                obs.search_query,
+                top.map(|m| m.category.as_str()).unwrap_or(""),
+                top.map(|m| m.severity).unwrap_or(0),
+                top.map(|m| m.rule_id.as_str()).unwrap_or(""),
+                top.map(|m| m.term.as_str()).unwrap_or(""),
+                matches,
+                e.rules_version,
+                e.count.max(1),
+                v.sealed_capture.is_some(),
+                v.body,
+                v.signature,
+                v.body_hash.to_vec(),
+            ])?;
+            if let (Some(sealed), Some(info)) = (&v.sealed_capture, &e.capture) {
+                insert_capture.execute(params![
+                    tx.last_insert_rowid(),
+                    info.sha256,
+                    info.size as i64,
+                    info.width,
+                    info.height,
+                    sealed
+                ])?;
+            }
+            chain.last_seq = e.seq;
+            chain.last_hash = v.body_hash;
+            chain.dirty = true;
+            outcomes.push(Outcome::Stored);
+        }
+        let mut update = tx.prepare_cached(
+            "UPDATE agents SET last_seq = ?2, last_hash = ?3, last_seen_ms = ?4 WHERE agent_id = ?1",
+        )?;
+        let now = store::now_ms();
+        for (agent_id, chain) in staged.iter_mut().filter(|(_, c)| c.dirty) {
+            update.execute(params![agent_id, chain.last_seq as i64, chain.last_hash.to_vec(), now])?;
+            chain.dirty = false;
+        }
+    }
+    tx.commit()?;
+    *chains = staged;
+    Ok(outcomes)
+}
+
+/// Attaches the refused event's sequence number so the agent can set it aside.
+pub fn with_seq(mut status: Status, seq: u64) -> Status {
+    if let Ok(v) = seq.to_string().parse() {
+        status
+            .metadata_mut()
+            .insert(tutela_proto::REJECTED_SEQ_METADATA, v);
+    }
+    status
+}

@@ -1,0 +1,1 @@
+//! Corpus evaluation (filled in below).

@@ -1,0 +1,1 @@
+//! Pack lint (filled in below).

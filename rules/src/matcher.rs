@@ -1,0 +1,555 @@
+//! The compiled matcher: one Aho-Corasick automaton over the normalised literal terms, one
+//! `RegexSet` for the few regex terms, and a second automaton for exception phrases.
+
+use crate::normalise::{boundary_after, boundary_before, normalise_term, Normalised, Normaliser};
+use crate::pack::{Pack, TermKind};
+use crate::{AgeBand, CaptureMode, Scope};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use regex::{Regex, RegexSet};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ops::Range;
+
+/// How to compile a pack.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// The pupils this matcher watches; terms for other age bands are left out.
+    pub age: AgeBand,
+}
+
+/// Why a pack could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("cannot build the keyword automaton for pack {pack}: {message}; reduce the number or length of terms")]
+    Automaton { pack: String, message: String },
+    #[error("cannot compile the regex terms of pack {pack}: {message}; simplify or remove regex terms (run `tutela-rules check`)")]
+    Regex { pack: String, message: String },
+}
+
+/// One match of a rule in observed text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Match {
+    /// `<category>/<term as written>` or `<category>/domain:<domain>`.
+    pub rule_id: String,
+    pub category: String,
+    pub severity: u8,
+    /// The term as written in the pack (or the domain).
+    pub term: String,
+    pub scope: Scope,
+    /// Byte span in the original text (on char boundaries, inside the text).
+    pub span: Range<usize>,
+    /// The original text around the match, at most 120 characters.
+    pub context: String,
+    /// Byte span of the match inside `context`.
+    pub context_span: Range<usize>,
+    pub capture: CaptureMode,
+}
+
+/// A match that an exception cancelled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cancelled {
+    pub matched: Match,
+    /// The exception phrase as written in the pack.
+    pub exception: String,
+    /// Byte span of the exception occurrence in the original text.
+    pub exception_span: Range<usize>,
+    pub exception_line: usize,
+}
+
+/// Everything that happened when matching a text: for `tutela-rules test`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Explanation {
+    /// The normalised text the automaton saw.
+    pub normalised: String,
+    pub matches: Vec<Match>,
+    /// Matches cancelled by an exception.
+    pub cancelled: Vec<Cancelled>,
+    /// Matches dropped because none of their context words was near.
+    pub missing_context: Vec<Match>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Rule {
+    pub(crate) rule_id: String,
+    pub(crate) category: String,
+    pub(crate) term: String,
+    pub(crate) kind: TermKind,
+    pub(crate) severity: u8,
+    pub(crate) scopes: u8,
+    pub(crate) capture: CaptureMode,
+    /// Normalised context words.
+    pub(crate) context: Vec<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Exception {
+    pub(crate) phrase: String,
+    pub(crate) normalised: String,
+    pub(crate) category: Option<String>,
+    pub(crate) line: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct CategoryInfo {
+    pub(crate) id: String,
+    pub(crate) severity: u8,
+    pub(crate) capture: CaptureMode,
+}
+
+/// A pack compiled for matching. Immutable; share it behind an `Arc`.
+#[derive(Debug)]
+pub struct Matcher {
+    pack_id: String,
+    version: u32,
+    pub(crate) rules: Vec<Rule>,
+    terms: Option<AhoCorasick>,
+    /// Automaton pattern id -> rules with that normalised term.
+    pattern_rules: Vec<Vec<u32>>,
+    regexes: Option<RegexSet>,
+    regex_rules: Vec<(u32, Regex)>,
+    exception_automaton: Option<AhoCorasick>,
+    pub(crate) exceptions: Vec<Exception>,
+    /// Normalised exception phrases, sorted, for the typed matcher's look-ahead.
+    pub(crate) exception_prefixes: Vec<String>,
+    pub(crate) longest_exception: usize,
+    pub(crate) longest_term: usize,
+    scopes_present: u8,
+    pub(crate) categories: Vec<CategoryInfo>,
+    /// Domain -> category indices.
+    pub(crate) domains: HashMap<String, Vec<usize>>,
+}
+
+/// A raw hit on the normalised text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Hit {
+    pub(crate) rule: u32,
+    pub(crate) norm: Range<usize>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    pub(crate) hits: Vec<Hit>,
+    pub(crate) cancelled: Vec<(Hit, usize, Range<usize>)>,
+    pub(crate) missing_context: Vec<Hit>,
+}
+
+/// Words either side of a match in which a context word must appear.
+const CONTEXT_WORDS: usize = 8;
+/// Longest context snippet, in characters.
+pub const CONTEXT_CHARS: usize = 120;
+
+thread_local! {
+    static SCRATCH: RefCell<(Normaliser, Normalised)> = RefCell::new(Default::default());
+}
+
+fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+impl Matcher {
+    /// Compile a pack. Terms for other age bands than `opts.age` are left out.
+    pub fn compile(pack: &Pack, opts: &CompileOptions) -> Result<Matcher, CompileError> {
+        let mut rules = Vec::new();
+        let mut patterns: Vec<String> = Vec::new();
+        let mut pattern_rules: Vec<Vec<u32>> = Vec::new();
+        let mut pattern_index: HashMap<String, usize> = HashMap::new();
+        let mut regex_sources = Vec::new();
+        let mut regex_rules = Vec::new();
+        let mut scopes_present = 0u8;
+        let mut longest_term = 0;
+        for term in &pack.terms {
+            if !opts.age.includes(term.age) {
+                continue;
+            }
+            let rule_idx = rules.len() as u32;
+            let scopes = term.scopes.iter().fold(0u8, |acc, s| acc | s.bit());
+            scopes_present |= scopes;
+            rules.push(Rule {
+                rule_id: term.rule_id(),
+                category: term.category.clone(),
+                term: term.text.clone(),
+                kind: term.kind,
+                severity: term.severity,
+                scopes,
+                capture: term.capture,
+                context: term.context.iter().map(|c| normalise_term(c)).collect(),
+            });
+            if term.kind == TermKind::Regex {
+                let re = Regex::new(&term.text).map_err(|e| CompileError::Regex {
+                    pack: pack.id.clone(),
+                    message: format!("line {}: {e}", term.line),
+                })?;
+                regex_sources.push(term.text.clone());
+                regex_rules.push((rule_idx, re));
+                continue;
+            }
+            let normalised = normalise_term(&term.text);
+            longest_term = longest_term.max(normalised.len());
+            let idx = *pattern_index.entry(normalised.clone()).or_insert_with(|| {
+                patterns.push(normalised);
+                pattern_rules.push(Vec::new());
+                patterns.len() - 1
+            });
+            pattern_rules[idx].push(rule_idx);
+        }
+        let terms = if patterns.is_empty() {
+            None
+        } else {
+            Some(build_automaton(&patterns).map_err(|e| CompileError::Automaton {
+                pack: pack.id.clone(),
+                message: e.to_string(),
+            })?)
+        };
+        let regexes = if regex_sources.is_empty() {
+            None
+        } else {
+            Some(
+                RegexSet::new(&regex_sources).map_err(|e| CompileError::Regex {
+                    pack: pack.id.clone(),
+                    message: e.to_string(),
+                })?,
+            )
+        };
+
+        let exceptions: Vec<Exception> = pack
+            .exceptions
+            .iter()
+            .map(|e| Exception {
+                phrase: e.phrase.clone(),
+                normalised: normalise_term(&e.phrase),
+                category: e.category.clone(),
+                line: e.line,
+            })
+            .collect();
+        let exception_automaton = if exceptions.is_empty() {
+            None
+        } else {
+            let phrases: Vec<&str> = exceptions.iter().map(|e| e.normalised.as_str()).collect();
+            Some(build_automaton(&phrases).map_err(|e| CompileError::Automaton {
+                pack: pack.id.clone(),
+                message: e.to_string(),
+            })?)
+        };
+        let mut exception_prefixes: Vec<String> =
+            exceptions.iter().map(|e| e.normalised.clone()).collect();
+        exception_prefixes.sort();
+        exception_prefixes.dedup();
+        let longest_exception = exception_prefixes.iter().map(|e| e.len()).max().unwrap_or(0);
+
+        let mut categories = Vec::new();
+        let mut domains: HashMap<String, Vec<usize>> = HashMap::new();
+        for cat in &pack.categories {
+            for d in &cat.domains {
+                domains.entry(d.clone()).or_default().push(categories.len());
+            }
+            categories.push(CategoryInfo {
+                id: cat.id.clone(),
+                severity: cat.severity,
+                capture: cat.capture,
+            });
+        }
+        if !domains.is_empty() {
+            scopes_present |= Scope::Url.bit();
+        }
+
+        Ok(Matcher {
+            pack_id: pack.id.clone(),
+            version: pack.version,
+            rules,
+            terms,
+            pattern_rules,
+            regexes,
+            regex_rules,
+            exception_automaton,
+            exceptions,
+            exception_prefixes,
+            longest_exception,
+            longest_term,
+            scopes_present,
+            categories,
+            domains,
+        })
+    }
+
+    /// The id of the compiled pack.
+    pub fn pack_id(&self) -> &str {
+        &self.pack_id
+    }
+
+    /// The version of the compiled pack.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Number of terms compiled (after the age filter).
+    pub fn term_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Matches of terms for `scope` in `text`, with exceptions and context words applied,
+    /// ordered by position.
+    pub fn find(&self, scope: Scope, text: &str) -> Vec<Match> {
+        if self.scopes_present & scope.bit() == 0 {
+            return Vec::new();
+        }
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut guard) => {
+                let (normaliser, normalised) = &mut *guard;
+                normaliser.normalise_into(text, normalised);
+                self.matches_in(scope, text, normalised)
+            }
+            Err(_) => {
+                let normalised = crate::normalise::normalise(text);
+                self.matches_in(scope, text, &normalised)
+            }
+        })
+    }
+
+    fn matches_in(&self, scope: Scope, text: &str, normalised: &Normalised) -> Vec<Match> {
+        let scan = self.scan(scope, normalised, false);
+        scan.hits
+            .iter()
+            .map(|h| self.to_match(h, scope, text, normalised))
+            .collect()
+    }
+
+    /// Every match and every exception or missing context word that stopped one.
+    pub fn explain(&self, scope: Scope, text: &str) -> Explanation {
+        let normalised = crate::normalise::normalise(text);
+        let scan = self.scan(scope, &normalised, true);
+        Explanation {
+            normalised: normalised.as_str().to_string(),
+            matches: scan
+                .hits
+                .iter()
+                .map(|h| self.to_match(h, scope, text, &normalised))
+                .collect(),
+            cancelled: scan
+                .cancelled
+                .iter()
+                .map(|(h, e, range)| Cancelled {
+                    matched: self.to_match(h, scope, text, &normalised),
+                    exception: self.exceptions[*e].phrase.clone(),
+                    exception_span: normalised.original_span(range.clone()),
+                    exception_line: self.exceptions[*e].line,
+                })
+                .collect(),
+            missing_context: scan
+                .missing_context
+                .iter()
+                .map(|h| self.to_match(h, scope, text, &normalised))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn to_match(&self, hit: &Hit, scope: Scope, text: &str, n: &Normalised) -> Match {
+        let rule = &self.rules[hit.rule as usize];
+        let span = n.original_span(hit.norm.clone());
+        let (context, context_span) = snippet(text, span.clone());
+        Match {
+            rule_id: rule.rule_id.clone(),
+            category: rule.category.clone(),
+            severity: rule.severity,
+            term: rule.term.clone(),
+            scope,
+            span,
+            context,
+            context_span,
+            capture: rule.capture,
+        }
+    }
+
+    /// Hits for `scope` in normalised text, after exceptions and context words.
+    pub(crate) fn scan(&self, scope: Scope, n: &Normalised, explain: bool) -> Scan {
+        let mut scan = Scan::default();
+        let text = n.as_str();
+        let bytes = text.as_bytes();
+        let bit = scope.bit();
+        let mut candidates = Vec::new();
+        if let Some(ac) = &self.terms {
+            for m in ac.find_overlapping_iter(text) {
+                for &r in &self.pattern_rules[m.pattern().as_usize()] {
+                    let rule = &self.rules[r as usize];
+                    if rule.scopes & bit == 0 || !boundary_before(bytes, m.start()) {
+                        continue;
+                    }
+                    if rule.kind != TermKind::Prefix && !boundary_after(bytes, m.end()) {
+                        continue;
+                    }
+                    candidates.push(Hit {
+                        rule: r,
+                        norm: m.range(),
+                    });
+                }
+            }
+        }
+        if let Some(set) = &self.regexes {
+            for i in set.matches(text).iter() {
+                let (r, re) = &self.regex_rules[i];
+                if self.rules[*r as usize].scopes & bit == 0 {
+                    continue;
+                }
+                for m in re.find_iter(text) {
+                    if !m.is_empty() {
+                        candidates.push(Hit {
+                            rule: *r,
+                            norm: m.range(),
+                        });
+                    }
+                }
+            }
+        }
+        if candidates.is_empty() {
+            return scan;
+        }
+        let occurrences = self.exception_occurrences(text);
+        for hit in candidates {
+            let rule = &self.rules[hit.rule as usize];
+            let cancel = occurrences.iter().find(|(e, range)| {
+                let exc = &self.exceptions[*e];
+                exc.category.as_ref().is_none_or(|c| *c == rule.category)
+                    && overlaps(range, &hit.norm)
+            });
+            if let Some((e, range)) = cancel {
+                if explain {
+                    scan.cancelled.push((hit, *e, range.clone()));
+                }
+                continue;
+            }
+            if !rule.context.is_empty() && !context_near(text, &hit.norm, &rule.context) {
+                if explain {
+                    scan.missing_context.push(hit);
+                }
+                continue;
+            }
+            scan.hits.push(hit);
+        }
+        scan.hits
+            .sort_by(|a, b| (a.norm.start, a.norm.end, a.rule).cmp(&(b.norm.start, b.norm.end, b.rule)));
+        scan
+    }
+
+    /// Occurrences of exception phrases (on word boundaries) in normalised text.
+    pub(crate) fn exception_occurrences(&self, text: &str) -> Vec<(usize, Range<usize>)> {
+        let mut out = Vec::new();
+        let bytes = text.as_bytes();
+        if let Some(ac) = &self.exception_automaton {
+            for m in ac.find_overlapping_iter(text) {
+                if boundary_before(bytes, m.start()) && boundary_after(bytes, m.end()) {
+                    out.push((m.pattern().as_usize(), m.range()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether the given category index list has this domain.
+    pub(crate) fn domain_categories(&self, domain: &str) -> Option<&[usize]> {
+        self.domains.get(domain).map(|v| v.as_slice())
+    }
+}
+
+fn build_automaton<P: AsRef<[u8]>>(patterns: &[P]) -> Result<AhoCorasick, aho_corasick::BuildError> {
+    AhoCorasick::builder()
+        .match_kind(MatchKind::Standard)
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(patterns)
+        .or_else(|_| {
+            AhoCorasick::builder()
+                .match_kind(MatchKind::Standard)
+                .build(patterns)
+        })
+}
+
+/// Whether one of `words` (normalised) appears as whole words within 8 words of `hit`.
+fn context_near(text: &str, hit: &Range<usize>, words: &[String]) -> bool {
+    let bytes = text.as_bytes();
+    let mut start = hit.start;
+    let mut seen = 0;
+    while start > 0 {
+        if bytes[start - 1] == b' ' {
+            seen += 1;
+            if seen > CONTEXT_WORDS {
+                break;
+            }
+        }
+        start -= 1;
+    }
+    let mut end = hit.end;
+    let mut seen = 0;
+    while end < bytes.len() {
+        if bytes[end] == b' ' {
+            seen += 1;
+            if seen > CONTEXT_WORDS {
+                break;
+            }
+        }
+        end += 1;
+    }
+    let window = &text[start..end];
+    let wb = window.as_bytes();
+    words.iter().any(|w| {
+        window.match_indices(w.as_str()).any(|(i, _)| {
+            boundary_before(wb, i) && boundary_after(wb, i + w.len())
+        })
+    })
+}
+
+/// At most 120 characters of `text` around `span`, and the span inside the snippet.
+pub(crate) fn snippet(text: &str, span: Range<usize>) -> (String, Range<usize>) {
+    let span = span.start.min(text.len())..span.end.min(text.len());
+    let matched = &text[span.clone()];
+    let matched_chars = matched.chars().count();
+    if matched_chars >= CONTEXT_CHARS {
+        let cut = matched
+            .char_indices()
+            .nth(CONTEXT_CHARS)
+            .map(|(i, _)| i)
+            .unwrap_or(matched.len());
+        return (matched[..cut].to_string(), 0..cut);
+    }
+    let spare = CONTEXT_CHARS - matched_chars;
+    let before_avail = text[..span.start].chars().rev().take(spare).count();
+    let after_avail = text[span.end..].chars().take(spare).count();
+    let mut before = before_avail.min(spare / 2);
+    let after = after_avail.min(spare - before);
+    before = before_avail.min(spare - after);
+    let start = text[..span.start]
+        .char_indices()
+        .rev()
+        .nth(before.wrapping_sub(1))
+        .map(|(i, _)| i)
+        .filter(|_| before > 0)
+        .unwrap_or(span.start);
+    let end = text[span.end..]
+        .char_indices()
+        .nth(after)
+        .map(|(i, _)| span.end + i)
+        .unwrap_or(text.len());
+    (
+        text[start..end].to_string(),
+        span.start - start..span.end - start,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippet_is_bounded_and_points_at_the_match() {
+        let text = "a".repeat(300) + "KILL" + &"b".repeat(300);
+        let (ctx, span) = snippet(&text, 300..304);
+        assert_eq!(ctx.chars().count(), 120);
+        assert_eq!(&ctx[span], "KILL");
+        let (ctx, span) = snippet("kill", 0..4);
+        assert_eq!((ctx.as_str(), span), ("kill", 0..4));
+        let text = "xy ".repeat(5) + "ébé";
+        let (ctx, span) = snippet(&text, 15..text.len());
+        assert_eq!(&ctx[span], "ébé");
+        let long = "é".repeat(200);
+        let (ctx, span) = snippet(&long, 0..long.len());
+        assert_eq!(ctx.chars().count(), 120);
+        assert_eq!(span, 0..ctx.len());
+    }
+}

@@ -1,0 +1,495 @@
+//! The normaliser: folds the many ways a pupil can write a word into one form, and keeps a
+//! map from every normalised byte back to the original text so matches can be highlighted.
+//!
+//! Steps, applied identically to pack terms and to observed text:
+//! compatibility decomposition (NFKD, so ligatures, full-width and mathematical letters become
+//! plain letters) with accents dropped, lower case, confusable letters from other scripts
+//! folded to Latin, zero-width and format characters removed, leetspeak mapped inside tokens
+//! that contain letters (`h4te`, `$uicide`, but not `Year 10`), runs of three or more single
+//! letters split by one space or punctuation mark joined (`s u i c i d e`, `k.i.l.l`), and
+//! repeated letters collapsed to one (`suiiicide` and `suicide` both become `suicide`, `kill`
+//! becomes `kil`). Everything else that is not a letter or digit becomes one space.
+
+use std::ops::Range;
+use unicode_normalization::char::{decompose_compatible, is_combining_mark};
+
+/// Normalised text with the map back to the original.
+#[derive(Debug, Clone, Default)]
+pub struct Normalised {
+    text: String,
+    starts: Vec<u32>,
+    ends: Vec<u32>,
+    original_len: usize,
+}
+
+impl Normalised {
+    /// The normalised text: lower-case letters and digits, words separated by one space.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Length of the original text this was made from.
+    pub fn original_len(&self) -> usize {
+        self.original_len
+    }
+
+    /// Byte span in the original text covered by a byte range of the normalised text.
+    /// Always on char boundaries of the original and inside it.
+    pub fn original_span(&self, range: Range<usize>) -> Range<usize> {
+        let len = self.text.len();
+        let start = range.start.min(len);
+        let end = range.end.clamp(start, len);
+        if start == end {
+            let at = if start < len {
+                self.starts[start] as usize
+            } else {
+                self.original_len
+            };
+            return at..at;
+        }
+        self.starts[start] as usize..self.ends[end - 1] as usize
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.starts.clear();
+        self.ends.clear();
+        self.original_len = 0;
+    }
+
+    fn push(&mut self, ch: char, start: u32, end: u32) {
+        self.text.push(ch);
+        for _ in 0..ch.len_utf8() {
+            self.starts.push(start);
+            self.ends.push(end);
+        }
+    }
+
+    fn ends_with_space_or_empty(&self) -> bool {
+        self.text.is_empty() || self.text.ends_with(' ')
+    }
+}
+
+/// Normalise `text` (allocates; use [`Normaliser`] to reuse buffers).
+pub fn normalise(text: &str) -> Normalised {
+    let mut out = Normalised::default();
+    Normaliser::default().normalise_into(text, &mut out);
+    out
+}
+
+/// Normalise a term or phrase from a pack: the normalised string only.
+pub fn normalise_term(text: &str) -> String {
+    normalise(text).text
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Class {
+    Letter,
+    Digit,
+    /// `@ $ !`: leetspeak inside a word, punctuation elsewhere.
+    Symbol,
+    Separator,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Unit {
+    ch: char,
+    class: Class,
+    start: u32,
+    end: u32,
+}
+
+/// A run of separator characters between two tokens.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sep {
+    count: u32,
+    start: u32,
+    end: u32,
+}
+
+/// Reusable normaliser state (scratch buffers), so normalising allocates nothing per char.
+#[derive(Debug, Default)]
+pub struct Normaliser {
+    decomposed: Vec<char>,
+    token: Vec<Unit>,
+    token_sep: Sep,
+    sep: Sep,
+    /// Pending single-letter tokens that may join (`s u i c i d e`), each with the
+    /// separator before it.
+    run: Vec<(Unit, Sep)>,
+    run_sep: Sep,
+    joined: Vec<Unit>,
+}
+
+const fn ascii_classes() -> [Class; 128] {
+    let mut t = [Class::Separator; 128];
+    let mut i = 0;
+    while i < 128 {
+        let b = i as u8;
+        t[i] = if b.is_ascii_alphabetic() {
+            Class::Letter
+        } else if b.is_ascii_digit() {
+            Class::Digit
+        } else if b == b'@' || b == b'$' || b == b'!' {
+            Class::Symbol
+        } else {
+            Class::Separator
+        };
+        i += 1;
+    }
+    t
+}
+
+static ASCII_CLASS: [Class; 128] = ascii_classes();
+
+/// Leetspeak: digits and symbols standing for letters inside a word.
+fn leet(c: char) -> Option<char> {
+    Some(match c {
+        '0' => 'o',
+        '1' => 'i',
+        '3' => 'e',
+        '4' => 'a',
+        '5' => 's',
+        '7' => 't',
+        '8' => 'b',
+        '9' => 'g',
+        '@' => 'a',
+        '$' => 's',
+        '!' => 'i',
+        _ => return None,
+    })
+}
+
+/// Characters that render as nothing and are used to split words invisibly.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// Letters from other scripts (and Latin look-alikes without a decomposition) that are
+/// used to dodge filters, folded to the Latin letter they imitate. Input is lower case.
+fn confusable(c: char) -> char {
+    match c {
+        'а' | 'α' | 'ɑ' | 'ᴀ' => 'a',
+        'в' | 'β' | 'ʙ' => 'b',
+        'с' | 'ϲ' | 'ᴄ' => 'c',
+        'ԁ' | 'đ' | 'ᴅ' => 'd',
+        'е' | 'ε' | 'ᴇ' => 'e',
+        'ɡ' | 'ɢ' => 'g',
+        'һ' | 'н' | 'ħ' | 'ʜ' => 'h',
+        'і' | 'ї' | 'ι' | 'ı' | 'ɪ' => 'i',
+        'ј' | 'ᴊ' => 'j',
+        'к' | 'κ' | 'ᴋ' => 'k',
+        'ӏ' | 'ł' | 'ʟ' => 'l',
+        'м' | 'ᴍ' => 'm',
+        'п' | 'η' | 'ɴ' => 'n',
+        'о' | 'ο' | 'ø' | 'ᴏ' => 'o',
+        'р' | 'ρ' | 'ᴘ' => 'p',
+        'ԛ' => 'q',
+        'г' | 'ʀ' => 'r',
+        'ѕ' | 'ꜱ' => 's',
+        'т' | 'τ' | 'ŧ' | 'ᴛ' => 't',
+        'υ' | 'μ' | 'ᴜ' => 'u',
+        'ν' | 'ᴠ' => 'v',
+        'ԝ' | 'ω' | 'ᴡ' => 'w',
+        'х' | 'χ' => 'x',
+        'у' | 'γ' | 'ү' | 'ʏ' => 'y',
+        'ᴢ' => 'z',
+        other => other,
+    }
+}
+
+/// Letters that fold to two Latin letters.
+fn expansion(c: char) -> Option<&'static str> {
+    Some(match c {
+        'ß' | 'ẞ' => "ss",
+        'æ' | 'Æ' => "ae",
+        'œ' | 'Œ' => "oe",
+        'þ' | 'Þ' => "th",
+        _ => return None,
+    })
+}
+
+impl Normaliser {
+    /// Normalise `text` into `out`, reusing this normaliser's buffers.
+    pub fn normalise_into(&mut self, text: &str, out: &mut Normalised) {
+        out.clear();
+        self.token.clear();
+        self.run.clear();
+        self.sep = Sep::default();
+        self.token_sep = Sep::default();
+        self.run_sep = Sep::default();
+        // Offsets are u32: anything beyond 4 GiB is not looked at.
+        let mut limit = text.len().min(u32::MAX as usize - 8);
+        while !text.is_char_boundary(limit) {
+            limit -= 1;
+        }
+        let text = &text[..limit];
+        out.original_len = text.len();
+        out.text.reserve(text.len());
+        out.starts.reserve(text.len());
+        out.ends.reserve(text.len());
+
+        for (i, c) in text.char_indices() {
+            let start = i as u32;
+            let end = (i + c.len_utf8()) as u32;
+            if c.is_ascii() {
+                let class = ASCII_CLASS[c as usize];
+                if class == Class::Separator {
+                    self.separator(start, end, out);
+                } else {
+                    let ch = c.to_ascii_lowercase();
+                    self.unit(Unit { ch, class, start, end }, out);
+                }
+            } else if !is_invisible(c) {
+                self.non_ascii(c, start, end, out);
+            }
+        }
+        self.end_token(out);
+        self.flush_run(out);
+    }
+
+    fn non_ascii(&mut self, c: char, start: u32, end: u32, out: &mut Normalised) {
+        let mut decomposed = std::mem::take(&mut self.decomposed);
+        decomposed.clear();
+        decompose_compatible(c, |d| decomposed.push(d));
+        for &d in &decomposed {
+            if is_combining_mark(d) || is_invisible(d) {
+                continue;
+            }
+            if let Some(pair) = expansion(d) {
+                for ch in pair.chars() {
+                    self.unit(Unit { ch, class: Class::Letter, start, end }, out);
+                }
+                continue;
+            }
+            for lower in d.to_lowercase() {
+                let ch = confusable(lower);
+                let class = if ch.is_ascii() {
+                    ASCII_CLASS[ch as usize]
+                } else if ch.is_alphabetic() {
+                    Class::Letter
+                } else if ch.is_numeric() {
+                    Class::Digit
+                } else {
+                    Class::Separator
+                };
+                if class == Class::Separator {
+                    self.separator(start, end, out);
+                } else {
+                    self.unit(Unit { ch, class, start, end }, out);
+                }
+            }
+        }
+        self.decomposed = decomposed;
+    }
+
+    fn separator(&mut self, start: u32, end: u32, out: &mut Normalised) {
+        if !self.token.is_empty() {
+            self.end_token(out);
+        }
+        if self.sep.count == 0 {
+            self.sep.start = start;
+        }
+        self.sep.count += 1;
+        self.sep.end = end;
+    }
+
+    fn unit(&mut self, u: Unit, out: &mut Normalised) {
+        if self.token.is_empty() {
+            // `!` and `@` opening a word are punctuation and mentions, not letters.
+            if u.class == Class::Symbol && (u.ch == '!' || u.ch == '@') {
+                self.separator(u.start, u.end, out);
+                return;
+            }
+            self.token_sep = std::mem::take(&mut self.sep);
+        }
+        self.token.push(u);
+    }
+
+    fn end_token(&mut self, out: &mut Normalised) {
+        // Trailing `!` is punctuation ("kill!!!"), it becomes the next separator.
+        let mut trailing = Sep::default();
+        while let Some(last) = self.token.last().copied() {
+            if last.class == Class::Symbol && last.ch == '!' {
+                self.token.pop();
+                if trailing.count == 0 {
+                    trailing.end = last.end;
+                }
+                trailing.count += 1;
+                trailing.start = last.start;
+            } else {
+                break;
+            }
+        }
+        self.sep = trailing;
+        if self.token.is_empty() {
+            return;
+        }
+        let before = self.token_sep;
+        let first = self.token[0];
+        let single = self.token.len() == 1 && (first.class == Class::Letter || leet(first.ch).is_some());
+        if single {
+            if !self.run.is_empty() && before.count == 1 {
+                self.run.push((first, before));
+            } else {
+                self.flush_run(out);
+                self.run_sep = before;
+                self.run.push((first, Sep::default()));
+            }
+        } else {
+            self.flush_run(out);
+            emit_sep(out, before);
+            emit_token(out, &self.token);
+        }
+        self.token.clear();
+    }
+
+    fn flush_run(&mut self, out: &mut Normalised) {
+        if self.run.is_empty() {
+            return;
+        }
+        let letters = self.run.iter().filter(|(u, _)| u.class == Class::Letter).count();
+        if self.run.len() >= 3 && letters >= 2 {
+            self.joined.clear();
+            self.joined.extend(self.run.iter().map(|(u, _)| *u));
+            emit_sep(out, self.run_sep);
+            emit_token(out, &self.joined);
+        } else {
+            for (i, (u, sep)) in self.run.iter().enumerate() {
+                emit_sep(out, if i == 0 { self.run_sep } else { *sep });
+                emit_token(out, std::slice::from_ref(u));
+            }
+        }
+        self.run.clear();
+    }
+}
+
+fn emit_sep(out: &mut Normalised, sep: Sep) {
+    if sep.count > 0 && !out.ends_with_space_or_empty() {
+        out.push(' ', sep.start, sep.end);
+    }
+}
+
+fn emit_token(out: &mut Normalised, units: &[Unit]) {
+    let has_letter = units.iter().any(|u| u.class == Class::Letter);
+    let mut last_letter: Option<char> = None;
+    for u in units {
+        let (ch, is_letter) = match u.class {
+            Class::Letter => (u.ch, true),
+            Class::Digit | Class::Symbol if has_letter => match leet(u.ch) {
+                Some(l) => (l, true),
+                None => (u.ch, false),
+            },
+            Class::Digit => (u.ch, false),
+            Class::Symbol | Class::Separator => (' ', false),
+        };
+        if ch == ' ' {
+            if !out.ends_with_space_or_empty() {
+                out.push(' ', u.start, u.end);
+            }
+            last_letter = None;
+            continue;
+        }
+        if is_letter && last_letter == Some(ch) {
+            // Repeated letter: fold it into the previous one, widening its span.
+            let n = out.ends.len();
+            for e in &mut out.ends[n - ch.len_utf8()..] {
+                *e = u.end;
+            }
+            continue;
+        }
+        out.push(ch, u.start, u.end);
+        last_letter = if is_letter { Some(ch) } else { None };
+    }
+}
+
+/// Whether typing `c` ends a word (the normaliser treats it as a separator).
+pub(crate) fn ends_word(c: char) -> bool {
+    if c.is_ascii() {
+        return ASCII_CLASS[c as usize] == Class::Separator;
+    }
+    !(c.is_alphanumeric() || is_invisible(c) || is_combining_mark(c))
+}
+
+/// Whether a normalised byte offset is on a word boundary (start, end, or next to a space).
+pub(crate) fn boundary_before(text: &[u8], at: usize) -> bool {
+    at == 0 || text.get(at - 1) == Some(&b' ')
+}
+
+pub(crate) fn boundary_after(text: &[u8], at: usize) -> bool {
+    at >= text.len() || text[at] == b' '
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> String {
+        normalise(s).text
+    }
+
+    #[test]
+    fn folds_case_accents_and_repeats() {
+        assert_eq!(n("SUIIICIDE"), "suicide");
+        assert_eq!(n("Kill"), "kil");
+        assert_eq!(n("kiiiilllll"), "kil");
+        assert_eq!(n("Café naïve"), "cafe naive");
+        assert_eq!(n("Straße"), "strase");
+    }
+
+    #[test]
+    fn leetspeak_only_inside_words() {
+        assert_eq!(n("h4te"), "hate");
+        assert_eq!(n("$uicide"), "suicide");
+        assert_eq!(n("k!ll"), "kil");
+        assert_eq!(n("Year 10"), "year 10");
+        assert_eq!(n("1984"), "1984");
+        assert_eq!(n("kill!!!"), "kil");
+        assert_eq!(n("@user hi"), "user hi");
+        assert_eq!(n("$100"), "100");
+    }
+
+    #[test]
+    fn joins_split_letters() {
+        assert_eq!(n("s u i c i d e"), "suicide");
+        assert_eq!(n("k.i.l.l them"), "kil them");
+        assert_eq!(n("I am a cat"), "i am a cat");
+        assert_eq!(n("plan a b"), "plan a b");
+        assert_eq!(n("s u  i"), "s u i");
+    }
+
+    #[test]
+    fn zero_width_and_confusables() {
+        assert_eq!(n("su\u{200B}ic\u{200D}ide"), "suicide");
+        assert_eq!(n("ѕuісіdе"), "suicide");
+        assert_eq!(n("ｋｉｌｌ"), "kil");
+        assert_eq!(n("𝐤𝐢𝐥𝐥"), "kil");
+        assert_eq!(n("ŵyr"), "wyr");
+    }
+
+    #[test]
+    fn separators_collapse() {
+        assert_eq!(n("  hello,   world!  "), "helo world");
+        assert_eq!(n("assassin's creed"), "asasin s cred");
+        assert_eq!(n("self-harm"), "self harm");
+    }
+
+    #[test]
+    fn spans_map_back() {
+        let text = "I want to k.i.l.l myself";
+        let norm = normalise(text);
+        let s = norm.as_str().find("kil").unwrap();
+        let span = norm.original_span(s..s + 3);
+        assert_eq!(&text[span], "k.i.l.l");
+        let text = "suiiiiicide now";
+        let norm = normalise(text);
+        assert_eq!(&text[norm.original_span(0..7)], "suiiiiicide");
+        let text = "ｓｕｉｃｉｄｅ";
+        let norm = normalise(text);
+        assert_eq!(&text[norm.original_span(0..norm.as_str().len())], text);
+    }
+}

@@ -1,0 +1,622 @@
+//! The rule pack: parsing and validating the TOML format documented in `rules/README.md`.
+
+use crate::normalise::normalise_term;
+use crate::{is_category, AgeBand, CaptureMode, Scope, CATEGORIES};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use toml::Spanned;
+
+/// How a term is matched against normalised text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TermKind {
+    /// Whole word(s) on word boundaries.
+    Word,
+    /// Several words on word boundaries (same as `Word`).
+    Phrase,
+    /// Starts on a word boundary, any continuation (`suicid` matches `suicidal`).
+    Prefix,
+    /// A regular expression over the normalised text.
+    Regex,
+}
+
+impl TermKind {
+    /// The name used in packs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TermKind::Word => "word",
+            TermKind::Phrase => "phrase",
+            TermKind::Prefix => "prefix",
+            TermKind::Regex => "regex",
+        }
+    }
+}
+
+/// One entry of the pack's changelog.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangelogEntry {
+    pub version: u32,
+    pub date: String,
+    pub notes: String,
+}
+
+/// A category's defaults and URL domain list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Category {
+    pub id: String,
+    pub severity: u8,
+    pub description: String,
+    /// Hosts (and all their subdomains) that alert in this category.
+    pub domains: Vec<String>,
+    pub capture: CaptureMode,
+    pub line: usize,
+}
+
+/// One term, with its group's options resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Term {
+    /// The term as written in the pack.
+    pub text: String,
+    pub category: String,
+    pub kind: TermKind,
+    pub severity: u8,
+    pub scopes: Vec<Scope>,
+    pub age: AgeBand,
+    /// Words of which one must be within 8 words of the match (empty: no requirement).
+    pub context: Vec<String>,
+    pub capture: CaptureMode,
+    pub note: Option<String>,
+    /// Line of the term in the pack file.
+    pub line: usize,
+}
+
+impl Term {
+    /// `<category>/<term as written>`.
+    pub fn rule_id(&self) -> String {
+        format!("{}/{}", self.category, self.text)
+    }
+}
+
+/// A phrase that cancels overlapping matches (all categories when `category` is `None`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExceptionRule {
+    pub phrase: String,
+    pub category: Option<String>,
+    pub line: usize,
+}
+
+/// A parsed and validated rule pack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pack {
+    pub id: String,
+    pub name: String,
+    pub version: u32,
+    pub language: String,
+    pub description: String,
+    pub changelog: Vec<ChangelogEntry>,
+    /// Declared categories, in the order of [`CATEGORIES`].
+    pub categories: Vec<Category>,
+    pub terms: Vec<Term>,
+    pub exceptions: Vec<ExceptionRule>,
+    /// Where the pack came from (file name), for messages.
+    pub origin: String,
+}
+
+/// One problem found in a pack, with its line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    pub message: String,
+}
+
+/// Why a pack could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    #[error("cannot read rule pack {path}: {source}; check the path and its permissions")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}:{line}: {message}; fix the TOML syntax at this line")]
+    Syntax {
+        origin: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{}", format_problems(origin, problems))]
+    Invalid {
+        origin: String,
+        problems: Vec<Problem>,
+    },
+}
+
+fn format_problems(origin: &str, problems: &[Problem]) -> String {
+    let mut out = String::new();
+    for (i, p) in problems.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!("{origin}:{}: {}", p.line, p.message));
+    }
+    out
+}
+
+impl PackError {
+    /// Every problem with its line (a syntax error is one problem).
+    pub fn problems(&self) -> Vec<Problem> {
+        match self {
+            PackError::Io { .. } => vec![Problem {
+                line: 0,
+                message: self.to_string(),
+            }],
+            PackError::Syntax { line, message, .. } => vec![Problem {
+                line: *line,
+                message: message.clone(),
+            }],
+            PackError::Invalid { problems, .. } => problems.clone(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPack {
+    pack: RawHeader,
+    #[serde(default)]
+    changelog: Vec<RawChange>,
+    #[serde(default)]
+    categories: BTreeMap<String, Spanned<RawCategory>>,
+    #[serde(default)]
+    terms: Vec<Spanned<RawTermGroup>>,
+    #[serde(default)]
+    exceptions: Vec<Spanned<RawExceptions>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeader {
+    id: String,
+    name: String,
+    version: u32,
+    language: String,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChange {
+    version: u32,
+    #[serde(default)]
+    date: String,
+    #[serde(default)]
+    notes: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCategory {
+    severity: Spanned<i64>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    domains: Vec<Spanned<String>>,
+    capture: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTermGroup {
+    category: Spanned<String>,
+    kind: Option<Spanned<String>>,
+    terms: Vec<Spanned<String>>,
+    severity: Option<Spanned<i64>>,
+    scope: Option<Spanned<Vec<Spanned<String>>>>,
+    age: Option<Spanned<String>>,
+    #[serde(default)]
+    context: Vec<Spanned<String>>,
+    capture: Option<Spanned<String>>,
+    note: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExceptions {
+    category: Option<Spanned<String>>,
+    phrases: Vec<Spanned<String>>,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// The scopes a term gets when its group names none.
+pub const DEFAULT_SCOPES: [Scope; 4] = [Scope::Typed, Scope::Title, Scope::Search, Scope::Url];
+
+struct Lines<'a> {
+    text: &'a str,
+}
+
+impl Lines<'_> {
+    fn line<T>(&self, s: &Spanned<T>) -> usize {
+        self.at(s.span().start)
+    }
+    fn at(&self, offset: usize) -> usize {
+        let offset = offset.min(self.text.len());
+        self.text.as_bytes()[..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+}
+
+fn severity(value: &Spanned<i64>, lines: &Lines, problems: &mut Vec<Problem>) -> u8 {
+    let v = *value.get_ref();
+    if (1..=5).contains(&v) {
+        v as u8
+    } else {
+        problems.push(Problem {
+            line: lines.line(value),
+            message: format!("severity {v} is out of range: use 1 (lowest) to 5 (highest)"),
+        });
+        1
+    }
+}
+
+fn unknown_category(id: &str) -> String {
+    format!(
+        "unknown category `{id}`: use one of {}",
+        CATEGORIES.join(", ")
+    )
+}
+
+impl Pack {
+    /// Load and validate a pack file.
+    pub fn load(path: &Path) -> Result<Pack, PackError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PackError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let origin = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        Pack::parse(&text, &origin)
+    }
+
+    /// Parse and validate a pack. `origin` names it in messages (a file name).
+    pub fn parse(toml_text: &str, origin: &str) -> Result<Pack, PackError> {
+        let lines = Lines { text: toml_text };
+        let raw: RawPack = toml::from_str(toml_text).map_err(|e| PackError::Syntax {
+            origin: origin.to_string(),
+            line: e.span().map(|s| lines.at(s.start)).unwrap_or(1),
+            message: e.message().trim().to_string(),
+        })?;
+        let mut problems = Vec::new();
+        let mut problem = |line: usize, message: String| problems.push(Problem { line, message });
+
+        if raw.pack.id.trim().is_empty() {
+            problem(1, "[pack] id is empty: give the pack a stable id such as \"en-GB\"".into());
+        }
+        if raw.pack.version == 0 {
+            problem(1, "[pack] version is 0: versions start at 1 and every release bumps it".into());
+        }
+
+        let mut categories = Vec::new();
+        for (id, cat) in &raw.categories {
+            let line = lines.line(cat);
+            let cat = cat.get_ref();
+            if !is_category(id) {
+                problem(line, unknown_category(id));
+                continue;
+            }
+            let mut sev_problems = Vec::new();
+            let severity = severity(&cat.severity, &lines, &mut sev_problems);
+            for p in sev_problems {
+                problem(p.line, p.message);
+            }
+            let capture = match &cat.capture {
+                Some(c) => c.get_ref().parse().unwrap_or_else(|m| {
+                    problem(lines.line(c), m);
+                    CaptureMode::One
+                }),
+                None => CaptureMode::One,
+            };
+            let mut domains = Vec::new();
+            for d in &cat.domains {
+                let domain = d.get_ref().trim().trim_end_matches('.').to_ascii_lowercase();
+                if domain.is_empty()
+                    || domain.contains(['/', ':', ' ', '?', '#', '@'])
+                    || !domain.contains('.')
+                {
+                    problem(
+                        lines.line(d),
+                        format!(
+                            "domain `{}` is not a bare host name: write it like \"example.org\" (no scheme or path)",
+                            d.get_ref()
+                        ),
+                    );
+                } else {
+                    domains.push(domain);
+                }
+            }
+            categories.push(Category {
+                id: id.clone(),
+                severity,
+                description: cat.description.clone(),
+                domains,
+                capture,
+                line,
+            });
+        }
+        categories.sort_by_key(|c| CATEGORIES.iter().position(|k| *k == c.id));
+
+        let mut terms = Vec::new();
+        for group in &raw.terms {
+            let group_line = lines.line(group);
+            let g = group.get_ref();
+            let cat_id = g.category.get_ref();
+            let Some(cat) = categories.iter().find(|c| &c.id == cat_id) else {
+                if is_category(cat_id) {
+                    problem(
+                        lines.line(&g.category),
+                        format!("category `{cat_id}` has no [categories.{cat_id}] table: add one with a default severity"),
+                    );
+                } else {
+                    problem(lines.line(&g.category), unknown_category(cat_id));
+                }
+                continue;
+            };
+            let kind = match g.kind.as_ref().map(|k| k.get_ref().as_str()) {
+                None | Some("word") => TermKind::Word,
+                Some("phrase") => TermKind::Phrase,
+                Some("prefix") => TermKind::Prefix,
+                Some("regex") => TermKind::Regex,
+                Some(other) => {
+                    problem(
+                        g.kind.as_ref().map(|k| lines.line(k)).unwrap_or(group_line),
+                        format!("unknown term kind `{other}`: use one of word, phrase, prefix, regex"),
+                    );
+                    continue;
+                }
+            };
+            let severity = match &g.severity {
+                Some(s) => {
+                    let mut sev_problems = Vec::new();
+                    let v = severity(s, &lines, &mut sev_problems);
+                    for p in sev_problems {
+                        problem(p.line, p.message);
+                    }
+                    v
+                }
+                None => cat.severity,
+            };
+            let scopes = match &g.scope {
+                None => DEFAULT_SCOPES.to_vec(),
+                Some(list) => {
+                    let mut scopes = Vec::new();
+                    for s in list.get_ref() {
+                        match s.get_ref().parse::<Scope>() {
+                            Ok(scope) if !scopes.contains(&scope) => scopes.push(scope),
+                            Ok(_) => {}
+                            Err(e) => problem(lines.line(s), e.to_string()),
+                        }
+                    }
+                    if list.get_ref().is_empty() {
+                        problem(lines.line(list), "empty scope list: name at least one of typed, title, url, search, process, or leave `scope` out for the default".into());
+                    }
+                    scopes
+                }
+            };
+            let age = match &g.age {
+                Some(a) => a.get_ref().parse().unwrap_or_else(|m| {
+                    problem(lines.line(a), m);
+                    AgeBand::All
+                }),
+                None => AgeBand::All,
+            };
+            let capture = match &g.capture {
+                Some(c) => c.get_ref().parse().unwrap_or_else(|m| {
+                    problem(lines.line(c), m);
+                    cat.capture
+                }),
+                None => cat.capture,
+            };
+            let mut context = Vec::new();
+            for c in &g.context {
+                if normalise_term(c.get_ref()).is_empty() {
+                    problem(lines.line(c), format!("context word `{}` has no letters or digits: remove it", c.get_ref()));
+                } else {
+                    context.push(c.get_ref().clone());
+                }
+            }
+            if g.terms.is_empty() {
+                problem(group_line, "term group has no terms: add some to `terms = [...]` or remove the group".into());
+            }
+            for t in &g.terms {
+                let line = lines.line(t);
+                let text = t.get_ref();
+                if kind == TermKind::Regex {
+                    if let Err(e) = regex::Regex::new(text) {
+                        problem(line, format!("invalid regex `{text}`: {}", one_line(&e.to_string())));
+                        continue;
+                    }
+                    if regex::Regex::new(text).map(|r| r.is_match("")).unwrap_or(false) {
+                        problem(line, format!("regex `{text}` matches empty text: make it require at least one character"));
+                        continue;
+                    }
+                } else if normalise_term(text).is_empty() {
+                    problem(line, format!("term `{text}` has no letters or digits after normalising: remove it"));
+                    continue;
+                }
+                terms.push(Term {
+                    text: text.clone(),
+                    category: cat.id.clone(),
+                    kind,
+                    severity,
+                    scopes: scopes.clone(),
+                    age,
+                    context: context.clone(),
+                    capture,
+                    note: g.note.clone(),
+                    line,
+                });
+            }
+        }
+
+        let mut exceptions = Vec::new();
+        for group in &raw.exceptions {
+            let g = group.get_ref();
+            let category = match &g.category {
+                Some(c) if !is_category(c.get_ref()) => {
+                    problem(lines.line(c), unknown_category(c.get_ref()));
+                    continue;
+                }
+                Some(c) => Some(c.get_ref().clone()),
+                None => None,
+            };
+            for p in &g.phrases {
+                if normalise_term(p.get_ref()).is_empty() {
+                    problem(lines.line(p), format!("exception `{}` has no letters or digits: remove it", p.get_ref()));
+                    continue;
+                }
+                exceptions.push(ExceptionRule {
+                    phrase: p.get_ref().clone(),
+                    category: category.clone(),
+                    line: lines.line(p),
+                });
+            }
+        }
+
+        let changelog = raw
+            .changelog
+            .into_iter()
+            .map(|c| ChangelogEntry {
+                version: c.version,
+                date: c.date,
+                notes: c.notes,
+            })
+            .collect();
+
+        if !problems.is_empty() {
+            problems.sort_by_key(|p| p.line);
+            return Err(PackError::Invalid {
+                origin: origin.to_string(),
+                problems,
+            });
+        }
+        Ok(Pack {
+            id: raw.pack.id,
+            name: raw.pack.name,
+            version: raw.pack.version,
+            language: raw.pack.language,
+            description: raw.pack.description,
+            changelog,
+            categories,
+            terms,
+            exceptions,
+            origin: origin.to_string(),
+        })
+    }
+
+    /// The declared category with this id.
+    pub fn category(&self, id: &str) -> Option<&Category> {
+        self.categories.iter().find(|c| c.id == id)
+    }
+}
+
+impl fmt::Display for Pack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} v{} ({} terms)", self.id, self.version, self.terms.len())
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[pack]
+id = "t"
+name = "Test"
+version = 3
+language = "en-GB"
+
+[[changelog]]
+version = 3
+date = "2026-01-01"
+notes = "x"
+
+[categories.violence]
+severity = 3
+domains = ["Gore.Example.org"]
+
+[[terms]]
+category = "violence"
+terms = ["kill", "stab"]
+
+[[terms]]
+category = "violence"
+kind = "phrase"
+terms = ["kill you"]
+severity = 5
+scope = ["typed", "process"]
+age = "secondary"
+context = ["tonight"]
+capture = "burst"
+
+[[exceptions]]
+category = "violence"
+phrases = ["kill a python process"]
+"#;
+
+    #[test]
+    fn parses_a_good_pack() {
+        let p = Pack::parse(GOOD, "t.toml").unwrap();
+        assert_eq!(p.id, "t");
+        assert_eq!(p.version, 3);
+        assert_eq!(p.terms.len(), 3);
+        assert_eq!(p.terms[0].severity, 3);
+        assert_eq!(p.terms[0].scopes, DEFAULT_SCOPES.to_vec());
+        assert_eq!(p.terms[2].severity, 5);
+        assert_eq!(p.terms[2].capture, CaptureMode::Burst);
+        assert_eq!(p.terms[2].age, AgeBand::Secondary);
+        assert_eq!(p.terms[2].line, 23);
+        assert_eq!(p.categories[0].domains, vec!["gore.example.org"]);
+        assert_eq!(p.exceptions[0].category.as_deref(), Some("violence"));
+    }
+
+    #[test]
+    fn reports_problems_with_lines() {
+        let bad = GOOD
+            .replace("severity = 5\n", "severity = 9\n")
+            .replace("category = \"violence\"\nterms = [\"kill\", \"stab\"]", "category = \"violense\"\nterms = [\"kill\"]")
+            .replace("\"process\"]", "\"screen\"]");
+        let err = Pack::parse(&bad, "bad.toml").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("bad.toml:19: unknown category `violense`"), "{text}");
+        assert!(text.contains("severity 9 is out of range"), "{text}");
+        assert!(text.contains("unknown scope `screen`"), "{text}");
+    }
+
+    #[test]
+    fn syntax_errors_have_lines() {
+        let err = Pack::parse("[pack]\nid = \"x\"\nversion = \"one\"\n", "s.toml").unwrap_err();
+        assert!(matches!(err, PackError::Syntax { .. }), "{err}");
+        assert!(err.to_string().starts_with("s.toml:"), "{err}");
+        let err = Pack::parse("[pack\n", "s.toml").unwrap_err();
+        assert!(err.to_string().starts_with("s.toml:1:"), "{err}");
+    }
+
+    #[test]
+    fn invalid_regex_is_reported() {
+        let text = GOOD.replace("kind = \"phrase\"\nterms = [\"kill you\"]", "kind = \"regex\"\nterms = [\"kil(\"]");
+        let err = Pack::parse(&text, "r.toml").unwrap_err();
+        assert!(err.to_string().contains("r.toml:23: invalid regex"), "{err}");
+    }
+}
