@@ -1,5 +1,7 @@
 //! `tutela-collector serve`: the gRPC endpoint agents talk to.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -22,6 +24,17 @@ pub async fn serve(
     config: &CollectorConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let (_, serving) = bind(dir, config, shutdown).await?;
+    serving.await
+}
+
+/// Opens the store and binds the listen address (port 0 picks a free one);
+/// returns the bound address and the future that serves until `shutdown`.
+pub async fn bind(
+    dir: &Path,
+    config: &CollectorConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(SocketAddr, impl Future<Output = anyhow::Result<()>> + Send + 'static)> {
     let tls = secrets::load_tls(dir).context("loading the TLS certificate (run `tutela-collector init`)")?;
     let vault = Arc::new(CaptureVault::load(dir)?);
     let writer = Writer::start(dir.to_owned(), config.storage.batch_max)?;
@@ -41,7 +54,7 @@ pub async fn serve(
     tracing::info!(addr = %local, fingerprint = %tls.fingerprint, "collector listening");
     println!("listening on {local} certificate {}", tls.fingerprint);
     let max = config.max_message_bytes();
-    Server::builder()
+    let router = Server::builder()
         .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem)))?
         .tcp_nodelay(true)
         .add_service(EnrolmentServer::new(enrolment).max_decoding_message_size(64 * 1024))
@@ -49,8 +62,12 @@ pub async fn serve(
             IngestServer::new(ingest)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(64 * 1024),
-        )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await?;
-    Ok(())
+        );
+    let serving = async move {
+        router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await?;
+        Ok(())
+    };
+    Ok((local, serving))
 }

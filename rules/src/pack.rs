@@ -83,6 +83,7 @@ impl Term {
 pub struct ExceptionRule {
     pub phrase: String,
     pub category: Option<String>,
+    pub note: Option<String>,
     pub line: usize,
 }
 
@@ -484,6 +485,7 @@ impl Pack {
                 exceptions.push(ExceptionRule {
                     phrase: p.get_ref().clone(),
                     category: category.clone(),
+                    note: g.note.clone(),
                     line: lines.line(p),
                 });
             }
@@ -586,7 +588,7 @@ phrases = ["kill a python process"]
         assert_eq!(p.terms[2].severity, 5);
         assert_eq!(p.terms[2].capture, CaptureMode::Burst);
         assert_eq!(p.terms[2].age, AgeBand::Secondary);
-        assert_eq!(p.terms[2].line, 23);
+        assert_eq!(p.terms[2].line, 24);
         assert_eq!(p.categories[0].domains, vec!["gore.example.org"]);
         assert_eq!(p.exceptions[0].category.as_deref(), Some("violence"));
     }
@@ -599,7 +601,7 @@ phrases = ["kill a python process"]
             .replace("\"process\"]", "\"screen\"]");
         let err = Pack::parse(&bad, "bad.toml").unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("bad.toml:19: unknown category `violense`"), "{text}");
+        assert!(text.contains("bad.toml:18: unknown category `violense`"), "{text}");
         assert!(text.contains("severity 9 is out of range"), "{text}");
         assert!(text.contains("unknown scope `screen`"), "{text}");
     }
@@ -617,6 +619,6 @@ phrases = ["kill a python process"]
     fn invalid_regex_is_reported() {
         let text = GOOD.replace("kind = \"phrase\"\nterms = [\"kill you\"]", "kind = \"regex\"\nterms = [\"kil(\"]");
         let err = Pack::parse(&text, "r.toml").unwrap_err();
-        assert!(err.to_string().contains("r.toml:23: invalid regex"), "{err}");
+        assert!(err.to_string().contains("r.toml:24: invalid regex"), "{err}");
     }
 }

@@ -7,6 +7,7 @@ use std::ops::Range;
 struct Parts<'a> {
     host: Range<usize>,
     path: &'a str,
+    path_range: Range<usize>,
     query: Range<usize>,
     fragment: Range<usize>,
 }
@@ -45,6 +46,7 @@ fn parts(url: &str) -> Option<Parts<'_>> {
     Some(Parts {
         host,
         path: &url[after..path_end],
+        path_range: after..path_end,
         query: query_at.map(|q| q + 1..fragment_at).unwrap_or(fragment_at..fragment_at),
         fragment: (fragment_at + 1).min(url.len())..url.len(),
     })
@@ -135,10 +137,7 @@ pub(crate) fn search_query_span(url: &str) -> Option<(String, Range<usize>)> {
     } else if on("wikipedia.org") {
         let special = "/wiki/special:search/";
         if path.starts_with(special) {
-            let start = p.host.end + special.len();
-            let end = p.query.start.saturating_sub(1).max(start);
-            let end = if p.query.is_empty() { p.fragment.start.saturating_sub(1).max(start).min(url.len()) } else { end };
-            Some(start..end.min(url.len()))
+            Some(p.path_range.start + special.len()..p.path_range.end)
         } else {
             from_query(&["search"])
         }
@@ -194,13 +193,14 @@ impl Matcher {
                 }
             }
         }
-        out.extend(self.find(Scope::Url, url));
         if let Some((query, raw)) = search_query_span(url) {
             for mut m in self.find(Scope::Search, &query) {
-                if out.iter().any(|o| o.rule_id == m.rule_id) {
-                    continue;
-                }
                 m.span = raw.clone();
+                out.push(m);
+            }
+        }
+        for m in self.find(Scope::Url, url) {
+            if !out.iter().any(|o| o.rule_id == m.rule_id) {
                 out.push(m);
             }
         }

@@ -11,11 +11,7 @@ pub fn start(
     {
         super::keys_x11::start(config, tx)
     }
-    #[cfg(windows)]
-    {
-        super::keys_windows::start(config, tx)
-    }
-    #[cfg(not(any(target_os = "linux", windows)))]
+    #[cfg(not(target_os = "linux"))]
     {
         let _ = (config, tx);
         Err(SensorError::Unsupported {

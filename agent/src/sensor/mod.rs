@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::observation::App;
 
 pub mod browser;
+mod browser_profiles;
 pub mod keys;
 pub mod process;
 pub mod window;
@@ -28,8 +29,6 @@ mod window_x11;
 #[cfg(target_os = "linux")]
 mod x11;
 
-#[cfg(windows)]
-mod keys_windows;
 #[cfg(windows)]
 mod window_windows;
 

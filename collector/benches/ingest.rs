@@ -1,0 +1,393 @@
+//! Collector ingest throughput: signed events streamed over the real gRPC
+//! endpoint (TLS, pinned certificate) on loopback by several agents at once,
+//! each verified and committed before it is acknowledged.
+//!
+//! Events are sealed before the clock starts, so the figure is the
+//! collector's (plus a light client on the same machine). Ed25519
+//! verification is the ceiling, so each result is printed beside the rate at
+//! which this machine verifies with two threads, measured in the same run:
+//! the ratio is the figure to watch.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use ring::signature::{UnparsedPublicKey, ED25519};
+use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use tutela_agent::event::{seal, EventDraft, Evidence};
+use tutela_agent::identity::Identity;
+use tutela_agent::pinning;
+use tutela_collector::config::CollectorConfig;
+use tutela_collector::{secrets, serve, store};
+use tutela_proto::v1::ingest_client::IngestClient;
+use tutela_proto::v1::{AckStatus, Observation, RuleMatch, SignedEvent, Source};
+
+/// Concurrent agent streams.
+const STREAMS: usize = 4;
+/// Target size of a signed event body.
+const BODY_BYTES: usize = 300;
+/// Size of a capture in the capture benchmark (a downscaled JPEG screenshot).
+const CAPTURE_BYTES: usize = 40 * 1024;
+/// Threads verifying in the baseline: one per core of the reference machine.
+const VERIFY_THREADS: usize = 2;
+
+/// One scenario: events per stream per round, and the capture each carries.
+struct Scenario {
+    name: &'static str,
+    per_stream: usize,
+    capture_bytes: usize,
+    goal_events_per_sec: f64,
+}
+
+/// A collector serving from a fresh data directory, and a client with one
+/// pinned TLS connection per stream.
+struct Harness {
+    dir: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    channels: Vec<Channel>,
+    enrol: rusqlite::Connection,
+    next_agent: usize,
+    client: Runtime,
+    // The collector runs on its own runtime, sized like the binary's.
+    server: Runtime,
+    // Fields drop in order: the directory goes after the collector.
+    _tmp: tempfile::TempDir,
+}
+
+impl Harness {
+    fn start() -> Self {
+        let tmp = tempfile::tempdir().expect("a temporary directory");
+        let dir = tmp.path().join("collector");
+        std::fs::create_dir_all(&dir).unwrap();
+        secrets::create_missing(&dir, &[]).unwrap();
+        let enrol = store::open(&dir).unwrap();
+        let config_path = dir.join("collector.toml");
+        let config = CollectorConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..CollectorConfig::default()
+        };
+        std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
+        let config = CollectorConfig::load(&config_path).unwrap();
+        let fingerprint = secrets::load_tls(&dir).unwrap().fingerprint;
+
+        let server = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let addr = server.block_on(async {
+            let (addr, serving) = serve::bind(&dir, &config, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+            tokio::spawn(async move {
+                if let Err(e) = serving.await {
+                    eprintln!("collector stopped: {e:#}");
+                }
+            });
+            addr
+        });
+
+        // The client is kept light: one worker, events sealed in advance.
+        let client = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let channels = client.block_on(async {
+            let mut channels = Vec::with_capacity(STREAMS);
+            for _ in 0..STREAMS {
+                channels.push(
+                    pinning::connect(&addr.to_string(), &fingerprint)
+                        .await
+                        .unwrap(),
+                );
+            }
+            channels
+        });
+        Self {
+            dir,
+            shutdown: Some(stop),
+            channels,
+            enrol,
+            next_agent: 0,
+            client,
+            server,
+            _tmp: tmp,
+        }
+    }
+
+    /// Enrols `STREAMS` new agents and seals `per_stream` chained events for
+    /// each (not timed).
+    fn prepare(&mut self, per_stream: usize, capture_bytes: usize) -> Vec<Vec<SignedEvent>> {
+        let agents: Vec<(String, Identity)> = (0..STREAMS)
+            .map(|_| {
+                self.next_agent += 1;
+                let agent_id = format!("bench-agent-{:05}", self.next_agent);
+                let identity = Identity::generate();
+                self.enrol
+                    .execute(
+                        "INSERT INTO agents (agent_id, public_key, station, enrolled_ms) VALUES (?1, ?2, ?3, ?4)",
+                        rusqlite::params![agent_id, identity.public_key(), "lab-1-pc-07", store::now_ms()],
+                    )
+                    .unwrap();
+                (agent_id, identity)
+            })
+            .collect();
+        std::thread::scope(|scope| {
+            let sealing: Vec<_> = agents
+                .iter()
+                .map(|(agent_id, identity)| {
+                    scope.spawn(move || chain(identity, agent_id, per_stream, capture_bytes))
+                })
+                .collect();
+            sealing.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
+    /// Streams every event over its own stream and waits for every
+    /// acknowledgement; returns the time taken (timed).
+    fn stream(&self, streams: Vec<Vec<SignedEvent>>) -> Duration {
+        let channels = self.channels.clone();
+        self.client.block_on(async move {
+            let start = Instant::now();
+            let tasks: Vec<_> = streams
+                .into_iter()
+                .zip(channels)
+                .map(|(events, channel)| tokio::spawn(send_all(channel, events)))
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+            start.elapsed()
+        })
+    }
+
+    fn stored_events(&self) -> i64 {
+        self.enrol
+            .query_row("SELECT COUNT(*) FROM alerts", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(stop) = self.shutdown.take() {
+            let _ = stop.send(());
+        }
+        self.channels.clear();
+    }
+}
+
+async fn send_all(channel: Channel, events: Vec<SignedEvent>) {
+    let sent = events.len();
+    let mut client = IngestClient::new(channel)
+        .max_encoding_message_size(4 * 1024 * 1024)
+        .max_decoding_message_size(64 * 1024);
+    let mut acks = client
+        .stream(tokio_stream::iter(events))
+        .await
+        .expect("the collector accepts the stream")
+        .into_inner();
+    let mut stored = 0;
+    while let Some(ack) = acks.message().await.expect("no event is refused") {
+        assert_eq!(ack.status, AckStatus::Stored as i32, "{ack:?}");
+        stored += 1;
+    }
+    assert_eq!(stored, sent, "every event is acknowledged");
+}
+
+fn draft(context_len: usize, capture_bytes: usize, n: usize) -> EventDraft {
+    let context: String =
+        "they said they would hurt themselves after school today and nobody would notice. "
+            .chars()
+            .cycle()
+            .take(context_len)
+            .collect();
+    let evidence = (capture_bytes > 0).then(|| Evidence {
+        // Incompressible, like JPEG data.
+        jpeg: (0..capture_bytes)
+            .map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_right(13) as u8 ^ n as u8)
+            .collect(),
+        width: 1280,
+        height: 720,
+    });
+    EventDraft {
+        time_ms: store::now_ms(),
+        user: "pupil.0421".into(),
+        station: "lab-1-pc-07".into(),
+        observation: Observation {
+            source: Source::Typed as i32,
+            context,
+            app: "chromium".into(),
+            window_title: "New Tab - Chromium".into(),
+            ..Default::default()
+        },
+        matches: vec![RuleMatch {
+            rule_id: "self-harm/hurt-myself".into(),
+            category: "self-harm".into(),
+            severity: 4,
+            term: "hurt themselves".into(),
+            start: 30,
+            end: 45,
+        }],
+        evidence,
+        rules_version: 7,
+        count: 1,
+    }
+}
+
+/// The context length that makes a sealed body `BODY_BYTES` long.
+fn context_len_for_body(identity: &Identity, agent_id: &str) -> usize {
+    let probe = |len| {
+        seal(identity, agent_id, 1, [0; 32], 0, draft(len, 0, 0))
+            .body
+            .len()
+    };
+    let base = probe(100);
+    (100 + BODY_BYTES).saturating_sub(base).max(1)
+}
+
+fn chain(identity: &Identity, agent_id: &str, n: usize, capture_bytes: usize) -> Vec<SignedEvent> {
+    let context_len = context_len_for_body(identity, agent_id);
+    let mut prev_hash = [0u8; 32];
+    (1..=n)
+        .map(|seq| {
+            let sealed = seal(
+                identity,
+                agent_id,
+                seq as u64,
+                prev_hash,
+                0,
+                draft(context_len, capture_bytes, seq),
+            );
+            prev_hash = sealed.body_hash();
+            SignedEvent {
+                body: sealed.body,
+                signature: sealed.signature,
+                capture: sealed.capture,
+            }
+        })
+        .collect()
+}
+
+/// Ed25519 verifications per second with `threads` threads, over a sealed
+/// event body like the ones the collector receives.
+fn ring_verify_rate(threads: usize, duration: Duration) -> f64 {
+    let identity = Identity::generate();
+    let event = chain(&identity, "bench-verify", 1, 0).pop().unwrap();
+    let public_key = identity.public_key().to_vec();
+    let start = Instant::now();
+    let total: u64 = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = 0u64;
+                    while start.elapsed() < duration {
+                        for _ in 0..64 {
+                            UnparsedPublicKey::new(&ED25519, &public_key)
+                                .verify(
+                                    std::hint::black_box(&event.body),
+                                    std::hint::black_box(&event.signature),
+                                )
+                                .unwrap();
+                        }
+                        done += 64;
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+fn run_scenario(c: &mut Criterion, scenario: &Scenario) {
+    let mut harness = Harness::start();
+    let events_per_round = (scenario.per_stream * STREAMS) as u64;
+    let rounds: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
+    let verify_rate = ring_verify_rate(VERIFY_THREADS, Duration::from_secs(2));
+
+    let sample_size = 10;
+    let mut group = c.benchmark_group("collector ingest");
+    group
+        .sample_size(sample_size)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .throughput(Throughput::Elements(events_per_round));
+    group.bench_function(scenario.name, |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                let streams = harness.prepare(scenario.per_stream, scenario.capture_bytes);
+                let took = harness.stream(streams);
+                rounds.lock().unwrap().push(took);
+                timed += took;
+            }
+            timed
+        })
+    });
+    group.finish();
+
+    let rounds = rounds.into_inner().unwrap();
+    let measured = &rounds[rounds.len().saturating_sub(sample_size)..];
+    let per_round: Vec<f64> = measured
+        .iter()
+        .map(|d| events_per_round as f64 / d.as_secs_f64())
+        .collect();
+    let rate = events_per_round as f64 * measured.len() as f64
+        / measured.iter().sum::<Duration>().as_secs_f64();
+    let (lo, hi) = per_round
+        .iter()
+        .fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+    let stored = harness.stored_events();
+    assert_eq!(
+        stored as usize,
+        rounds.len() * scenario.per_stream * STREAMS,
+        "every acknowledged event is stored in {}",
+        harness.data_dir().display()
+    );
+    println!(
+        "{}: {rate:.0} events/s (rounds {lo:.0}..{hi:.0}, {} streams x {} events); ring verify ({VERIFY_THREADS} threads): {verify_rate:.0}/s; ratio {:.2}; goal {:.0} events/s: {}",
+        scenario.name,
+        STREAMS,
+        scenario.per_stream,
+        rate / verify_rate,
+        scenario.goal_events_per_sec,
+        if rate >= scenario.goal_events_per_sec { "met" } else { "NOT met" },
+    );
+}
+
+fn ingest(c: &mut Criterion) {
+    run_scenario(
+        c,
+        &Scenario {
+            name: "ingest 300B",
+            per_stream: 2_500,
+            capture_bytes: 0,
+            goal_events_per_sec: 20_000.0,
+        },
+    );
+    run_scenario(
+        c,
+        &Scenario {
+            name: "ingest 300B + 40KB capture",
+            per_stream: 250,
+            capture_bytes: CAPTURE_BYTES,
+            goal_events_per_sec: 1_000.0,
+        },
+    );
+}
+
+criterion_group!(benches, ingest);
+criterion_main!(benches);

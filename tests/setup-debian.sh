@@ -1,0 +1,24 @@
+#!/bin/sh
+# Installs what the tests and the demo need on a fresh Debian machine:
+# a virtual X server and desktop tools, Chromium and its driver, a local SMTP
+# server, and the Windows cross-check toolchain. Safe to run again.
+set -eu
+
+need=""
+for pkg in xvfb xdotool openbox xterm x11-utils chromium chromium-driver \
+           python3-aiosmtpd gcc-mingw-w64-x86-64 procps; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need="$need $pkg"
+done
+if [ -n "$need" ]; then
+    echo "setup: installing$need"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
+if command -v rustup >/dev/null 2>&1; then
+    rustup target list --installed | grep -q x86_64-pc-windows-gnu \
+        || rustup target add x86_64-pc-windows-gnu >/dev/null 2>&1 \
+        || echo "setup: the Windows target could not be installed; its cross-check will be skipped"
+fi
+echo "setup: ready"
