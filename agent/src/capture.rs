@@ -385,7 +385,9 @@ mod tests {
 
     #[test]
     fn wide_images_are_scaled_to_max_width_keeping_aspect() {
-        let img = RgbImage::from_fn(1920, 1080, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 0]));
+        let img = RgbImage::from_fn(1920, 1080, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 0])
+        });
         let c = encode(&img, &CaptureOptions::default()).unwrap();
         assert_eq!((c.width, c.height), (1280, 720));
         assert_eq!(&c.jpeg[..2], &[0xFF, 0xD8], "JPEG magic");

@@ -12,6 +12,10 @@
 //! cooldown_secs = 60           # repeats of a rule in one window within this fold into one alert
 //! burst_shots = 3              # shots taken for rules with capture = "burst"
 //! burst_interval_ms = 1000
+//! screenshots = true          # false: alerts carry no capture
+//! [rules]
+//! pack_file = ""              # a local pack (TOML) to run instead of the built-in en-GB pack
+//! age = "all"                 # all | primary | secondary: which age band's terms apply
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -24,6 +28,14 @@ pub struct AgentConfig {
     pub spool: SpoolSection,
     pub uplink: UplinkSection,
     pub evidence: EvidenceSection,
+    pub rules: RulesSection,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesSection {
+    pub pack_file: Option<PathBuf>,
+    pub age: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -64,6 +76,7 @@ pub struct EvidenceSection {
     pub cooldown_secs: u64,
     pub burst_shots: u32,
     pub burst_interval_ms: u64,
+    pub screenshots: bool,
 }
 
 impl Default for EvidenceSection {
@@ -72,6 +85,7 @@ impl Default for EvidenceSection {
             cooldown_secs: 60,
             burst_shots: 3,
             burst_interval_ms: 1000,
+            screenshots: true,
         }
     }
 }

@@ -25,6 +25,10 @@ pub struct EventDraft {
     pub evidence: Option<Evidence>,
     pub rules_version: u32,
     pub count: u32,
+    /// The event id to use; a fresh random one when `None`.
+    pub event_id: Option<String>,
+    /// Event id of the alert this event adds to (folded repeats, burst shots).
+    pub repeat_of: String,
 }
 
 impl EventDraft {
@@ -108,7 +112,7 @@ pub fn seal(
         None => (None, Vec::new()),
     };
     let body = EventBody {
-        event_id: random_id(),
+        event_id: draft.event_id.unwrap_or_else(random_id),
         agent_id: agent_id.to_owned(),
         seq,
         prev_hash: prev_hash.to_vec(),
@@ -119,8 +123,9 @@ pub fn seal(
         matches: draft.matches,
         capture: capture_info,
         rules_version: draft.rules_version,
-        count: draft.count.max(1),
+        count: draft.count,
         dropped_before,
+        repeat_of: draft.repeat_of,
     }
     .encode_to_vec();
     let signature = identity.sign(&body);

@@ -106,7 +106,10 @@ impl Identity {
     }
 
     pub fn key_fingerprint(&self) -> String {
-        hex::encode(ring::digest::digest(&ring::digest::SHA256, self.public_key()))
+        hex::encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            self.public_key(),
+        ))
     }
 
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
@@ -178,10 +181,16 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.join(KEY_FILE)).unwrap().permissions().mode();
+            let mode = fs::metadata(dir.join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert!(matches!(Enrolment::load(&dir), Err(IdentityError::NotEnrolled)));
+        assert!(matches!(
+            Enrolment::load(&dir),
+            Err(IdentityError::NotEnrolled)
+        ));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

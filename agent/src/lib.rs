@@ -7,6 +7,7 @@ pub mod config;
 pub mod enrol;
 pub mod event;
 pub mod identity;
+pub mod monitor;
 pub mod observation;
 pub mod pinning;
 pub mod sensor;

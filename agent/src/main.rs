@@ -9,13 +9,19 @@ use clap::{Parser, Subcommand};
 use tutela_agent::config::AgentConfig;
 use tutela_agent::event::EventDraft;
 use tutela_agent::identity::{Enrolment, Identity};
+use tutela_agent::monitor::{EventSink, LiveRules, Monitor, MonitorSettings};
+use tutela_agent::sensor::{self, SensorConfig};
 use tutela_agent::session;
 use tutela_agent::spool::{Spool, SpoolConfig};
 use tutela_agent::uplink::{self, UplinkConfig};
 use tutela_proto::v1::{Observation, RuleMatch, Source};
 
 #[derive(Debug, Parser)]
-#[command(name = "tutela-agent", version, about = "Tutela safeguarding agent for pupil workstations")]
+#[command(
+    name = "tutela-agent",
+    version,
+    about = "Tutela safeguarding agent for pupil workstations"
+)]
 struct Cli {
     /// Directory holding the agent key, enrolment record, spool and agent.toml.
     #[arg(long, global = true, env = "TUTELA_AGENT_DIR", default_value = default_data_dir())]
@@ -79,7 +85,11 @@ fn main() -> Result<()> {
                 println!(
                     "enrolled as {} (group {}) with collector {}",
                     enrolment.agent_id,
-                    if enrolment.group.is_empty() { "-" } else { &enrolment.group },
+                    if enrolment.group.is_empty() {
+                        "-"
+                    } else {
+                        &enrolment.group
+                    },
                     enrolment.collector
                 );
                 Ok(())
@@ -112,8 +122,14 @@ fn status(data_dir: &std::path::Path) -> Result<()> {
     println!("group:         {}", enrolment.group);
     println!("collector:     {}", enrolment.collector);
     println!("pinned cert:   {}", enrolment.fingerprint);
-    println!("events sent:   {}", stats.next_seq.saturating_sub(1 + stats.backlog));
-    println!("spool backlog: {} events, {} bytes (limit {})", stats.backlog, stats.bytes, config.spool.max_bytes);
+    println!(
+        "events sent:   {}",
+        stats.next_seq.saturating_sub(1 + stats.backlog)
+    );
+    println!(
+        "spool backlog: {} events, {} bytes (limit {})",
+        stats.backlog, stats.bytes, config.spool.max_bytes
+    );
     println!("dropped:       {}", stats.dropped);
     println!("quarantined:   {}", stats.quarantined);
     Ok(())
@@ -148,8 +164,30 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
     };
     tracing::info!(agent_id = %enrolment.agent_id, collector = %enrolment.collector, "agent running");
     let uplink = tokio::spawn(uplink::run(uplink_config, spool.clone(), appended.clone()));
+    // Dropping the handle stops the sensors: keep it for the whole run.
+    let mut _sensors = None;
     if let Some(total) = simulate {
         simulate_events(&identity, &spool, &appended, total, rate).await?;
+    } else {
+        let rules = load_rules(&config)?;
+        let settings = MonitorSettings {
+            user: session::login_name(),
+            station: session::station_name(),
+            cooldown: Duration::from_secs(config.evidence.cooldown_secs),
+            burst_shots: config.evidence.burst_shots,
+            burst_interval: Duration::from_millis(config.evidence.burst_interval_ms),
+            capture: config.evidence.screenshots,
+        };
+        let sink = EventSink {
+            identity: identity.clone(),
+            spool: spool.clone(),
+            appended: appended.clone(),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(4096);
+        let sensors = sensor::start(&SensorConfig::default(), tx)
+            .context("no sensor could start; the agent needs a desktop session to watch")?;
+        _sensors = Some(sensors);
+        tokio::spawn(Monitor::new(rules, settings, sink).run(rx));
     }
     tokio::select! {
         _ = uplink => anyhow::bail!("the uplink stopped unexpectedly"),
@@ -158,6 +196,30 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
             Ok(())
         }
     }
+}
+
+/// The shipped English (UK) pack, used until the collector pushes a bundle.
+const BUILT_IN_PACK: &str = include_str!("../../rules/packs/en-GB.toml");
+
+fn load_rules(config: &AgentConfig) -> Result<LiveRules> {
+    let (text, origin) = match &config.rules.pack_file {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the rule pack {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => (BUILT_IN_PACK.to_owned(), "built-in en-GB.toml".to_owned()),
+    };
+    let pack = tutela_rules::Pack::parse(&text, &origin)?;
+    let age = match config.rules.age.as_deref().unwrap_or("all") {
+        "all" => tutela_rules::AgeBand::All,
+        "primary" => tutela_rules::AgeBand::Primary,
+        "secondary" => tutela_rules::AgeBand::Secondary,
+        other => anyhow::bail!("[rules] age = {other:?} is not one of all, primary, secondary"),
+    };
+    let matcher = tutela_rules::Matcher::compile(&pack, &tutela_rules::CompileOptions { age })?;
+    tracing::info!(pack = %matcher.pack_id(), version = matcher.version(), terms = matcher.term_count(), "rules loaded");
+    Ok(Arc::new(std::sync::RwLock::new(Arc::new(matcher))))
 }
 
 /// Generates synthetic matched events until `total` have been spooled,
@@ -200,6 +262,8 @@ async fn simulate_events(
             evidence: None,
             rules_version: 0,
             count: 1,
+            event_id: None,
+            repeat_of: String::new(),
         };
         spool
             .lock()

@@ -15,7 +15,9 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PinningError {
-    #[error("the pinned certificate fingerprint is not 64 hex digits; enrol again with a fresh token")]
+    #[error(
+        "the pinned certificate fingerprint is not 64 hex digits; enrol again with a fresh token"
+    )]
     BadFingerprint,
     #[error("cannot reach the collector at {addr}: {reason}")]
     Connect { addr: String, reason: String },

@@ -16,7 +16,9 @@ use crate::identity::Identity;
 pub enum SpoolError {
     #[error("spool database error: {0}; if it persists, stop the agent and check the disk and the spool file")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("the spool at {0} is from another agent identity; move it aside and restart the agent")]
+    #[error(
+        "the spool at {0} is from another agent identity; move it aside and restart the agent"
+    )]
     ForeignSpool(String),
 }
 
@@ -259,9 +261,11 @@ impl Spool {
             params![seq as i64, reason],
         )?;
         let size: Option<i64> = tx
-            .query_row("DELETE FROM events WHERE seq = ?1 RETURNING size", [seq as i64], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "DELETE FROM events WHERE seq = ?1 RETURNING size",
+                [seq as i64],
+                |r| r.get(0),
+            )
             .optional()?;
         tx.commit()?;
         self.bytes = self.bytes.saturating_sub(size.unwrap_or(0) as u64);
@@ -310,6 +314,8 @@ mod tests {
             evidence: None,
             rules_version: 1,
             count: 1,
+            event_id: None,
+            repeat_of: String::new(),
         }
     }
 
@@ -333,7 +339,8 @@ mod tests {
         let all = spool.pending_after(0, 10).unwrap();
         assert_eq!(all.len(), 3);
         assert_eq!(all[0], first[0]);
-        let body = <tutela_proto::v1::EventBody as prost::Message>::decode(&all[2].body[..]).unwrap();
+        let body =
+            <tutela_proto::v1::EventBody as prost::Message>::decode(&all[2].body[..]).unwrap();
         assert_eq!(body.prev_hash, all[1].body_hash().to_vec());
         spool.acknowledge(&[1, 2]).unwrap();
         assert_eq!(spool.stats().unwrap().backlog, 1);

@@ -80,7 +80,9 @@ impl Backoff {
 }
 
 fn lock(spool: &SharedSpool) -> std::sync::MutexGuard<'_, Spool> {
-    spool.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    spool
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Runs forever: connect, stream, and on any failure back off and resume.
@@ -174,7 +176,10 @@ async fn receive_acks(
         if let Ok(Ok(Some(ack))) = &next {
             match AckStatus::try_from(ack.status) {
                 Ok(AckStatus::Stored) | Ok(AckStatus::Duplicate) => batch.push(ack.seq),
-                _ => tracing::warn!(seq = ack.seq, "ignoring an acknowledgement with an unknown status"),
+                _ => tracing::warn!(
+                    seq = ack.seq,
+                    "ignoring an acknowledgement with an unknown status"
+                ),
             }
         }
         if flush && !batch.is_empty() {
@@ -242,7 +247,10 @@ mod tests {
             b.next_delay();
         }
         let late = b.next_delay();
-        assert!(late >= Duration::from_secs(1) && late <= Duration::from_secs(2), "{late:?}");
+        assert!(
+            late >= Duration::from_secs(1) && late <= Duration::from_secs(2),
+            "{late:?}"
+        );
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
     }

@@ -73,7 +73,15 @@ impl Xvfb {
             let display = format!(":{n}");
             let mut server = Graceful(
                 Command::new("Xvfb")
-                    .args([&display, "-screen", "0", "1920x1080x24", "-nolisten", "tcp", "-noreset"])
+                    .args([
+                        &display,
+                        "-screen",
+                        "0",
+                        "1920x1080x24",
+                        "-nolisten",
+                        "tcp",
+                        "-noreset",
+                    ])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()
@@ -117,7 +125,12 @@ impl Xvfb {
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 let mut out = String::new();
-                child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+                child
+                    .stdout
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut out)
+                    .unwrap();
                 assert!(status.success(), "{program} {args:?} failed: {status}");
                 return out;
             }
@@ -272,7 +285,12 @@ fn window_sensor_follows_activation_and_renames_under_openbox() {
     // A rename fires both title atoms and openbox echoes it: one event only.
     x.run(
         "xdotool",
-        &["set_window", "--name", "Renamed — ünïcode", &alpha.to_string()],
+        &[
+            "set_window",
+            "--name",
+            "Renamed — ünïcode",
+            &alpha.to_string(),
+        ],
     );
     wait_for(&mut rx, WAIT, "rename", |e| {
         is_window(e, alpha, "Renamed — ünïcode")
@@ -307,7 +325,10 @@ fn window_sensor_falls_back_to_focus_and_pointer_without_a_window_manager() {
     wait_for(&mut rx, WAIT, "focus on left", |e| {
         is_window(e, left, "left term")
     });
-    x.run("xdotool", &["set_window", "--name", "left renamed", &left.to_string()]);
+    x.run(
+        "xdotool",
+        &["set_window", "--name", "left renamed", &left.to_string()],
+    );
     wait_for(&mut rx, WAIT, "rename without a WM", |e| {
         is_window(e, left, "left renamed")
     });
@@ -320,7 +341,9 @@ fn window_sensor_notices_when_the_window_manager_dies() {
     let (tx, mut rx) = mpsc::channel(256);
     let _sensor = sensor::window::start(&config(&x), tx).expect("window sensor starts");
     let (_a_proc, a) = x.xterm("first term", "80x24+0+0");
-    wait_for(&mut rx, WAIT, "first active", |e| is_window(e, a, "first term"));
+    wait_for(&mut rx, WAIT, "first active", |e| {
+        is_window(e, a, "first term")
+    });
     let (_b_proc, b) = x.xterm("second term", "80x24+1000+0");
     wait_for(&mut rx, WAIT, "second active", |e| {
         is_window(e, b, "second term")
@@ -364,11 +387,21 @@ fn key_sensor_decodes_typed_text_with_shift_remapped_keys_and_editing() {
         }
         *key == Key::Char('z')
     });
-    assert_eq!(typed, format!("{text}z"), "typed characters, Ctrl+C left out");
+    assert_eq!(
+        typed,
+        format!("{text}z"),
+        "typed characters, Ctrl+C left out"
+    );
     let tail = &keys[keys.len() - 5..];
     assert_eq!(
         tail,
-        [Key::Backspace, Key::Enter, Key::Tab, Key::Escape, Key::Char('z')]
+        [
+            Key::Backspace,
+            Key::Enter,
+            Key::Tab,
+            Key::Escape,
+            Key::Char('z')
+        ]
     );
 }
 
@@ -556,9 +589,12 @@ fn browser_sensor_reports_each_new_chromium_visit_once() {
         [chromium_time(visit_ms)],
     )
     .unwrap();
-    let event = wait_for(&mut rx, WAIT, "the new visit", |e| {
-        matches!(e, SensorEvent::Visit { url, .. } if url == "https://new.example/search?q=help")
-    });
+    let event = wait_for(
+        &mut rx,
+        WAIT,
+        "the new visit",
+        |e| matches!(e, SensorEvent::Visit { url, .. } if url == "https://new.example/search?q=help"),
+    );
     assert_eq!(
         event,
         SensorEvent::Visit {
@@ -572,7 +608,10 @@ fn browser_sensor_reports_each_new_chromium_visit_once() {
     conn.execute("UPDATE urls SET visit_count = 1 WHERE id = 2", [])
         .unwrap();
     let later = drain(&mut rx, Duration::from_millis(1200));
-    assert!(visits(&later).is_empty(), "each visit once, old ones never: {later:?}");
+    assert!(
+        visits(&later).is_empty(),
+        "each visit once, old ones never: {later:?}"
+    );
 }
 
 /// Serves a small page to every request on 127.0.0.1.
@@ -584,7 +623,8 @@ fn serve_page() -> (u16, std::thread::JoinHandle<()>) {
         for mut stream in listener.incoming().flatten() {
             let mut buf = [0u8; 4096];
             let _ = stream.read(&mut buf);
-            let body = "<html><head><title>Tutela test page</title></head><body>hello</body></html>";
+            let body =
+                "<html><head><title>Tutela test page</title></head><body>hello</body></html>";
             let _ = write!(
                 stream,
                 "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -601,11 +641,8 @@ fn browser_sensor_sees_a_real_headless_chromium_visit() {
     let (port, _server) = serve_page();
     let profile = tempfile::tempdir().unwrap();
     let (tx, mut rx) = mpsc::channel(256);
-    let _sensor = sensor::browser::start(
-        &browser_config(vec![profile.path().to_path_buf()]),
-        tx,
-    )
-    .expect("browser sensor starts");
+    let _sensor = sensor::browser::start(&browser_config(vec![profile.path().to_path_buf()]), tx)
+        .expect("browser sensor starts");
     let url = format!("http://127.0.0.1:{port}/safeguarding-test");
     let started = Instant::now();
     let _chromium = Graceful(
@@ -627,9 +664,12 @@ fn browser_sensor_sees_a_real_headless_chromium_visit() {
             .spawn()
             .expect("spawn chromium"),
     );
-    let event = wait_for(&mut rx, Duration::from_secs(45), "the Chromium visit", |e| {
-        matches!(e, SensorEvent::Visit { url: u, .. } if *u == url)
-    });
+    let event = wait_for(
+        &mut rx,
+        Duration::from_secs(45),
+        "the Chromium visit",
+        |e| matches!(e, SensorEvent::Visit { url: u, .. } if *u == url),
+    );
     eprintln!("chromium visit reported after {:?}", started.elapsed());
     let SensorEvent::Visit { title, browser, .. } = event else {
         unreachable!()

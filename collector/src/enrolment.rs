@@ -68,10 +68,14 @@ impl EnrolmentService {
 
     fn enrol_blocking(&self, req: &EnrolRequest) -> Result<EnrolResponse, Status> {
         if req.public_key.len() != 32 {
-            return Err(Status::invalid_argument("the public key must be 32 bytes (Ed25519)"));
+            return Err(Status::invalid_argument(
+                "the public key must be 32 bytes (Ed25519)",
+            ));
         }
         if req.station.is_empty() || req.station.len() > 253 || req.token_secret.len() > 256 {
-            return Err(Status::invalid_argument("station name or token secret is malformed"));
+            return Err(Status::invalid_argument(
+                "station name or token secret is malformed",
+            ));
         }
         let mut proof = tutela_proto::ENROL_PROOF_DOMAIN.to_vec();
         proof.extend_from_slice(req.token_secret.as_bytes());
@@ -99,10 +103,14 @@ impl EnrolmentService {
             ));
         };
         if revoked {
-            return Err(Status::permission_denied("the enrolment token has been revoked; ask a technician for a new one"));
+            return Err(Status::permission_denied(
+                "the enrolment token has been revoked; ask a technician for a new one",
+            ));
         }
         if expires_ms <= store::now_ms() {
-            return Err(Status::failed_precondition("the enrolment token has expired; ask a technician for a new one"));
+            return Err(Status::failed_precondition(
+                "the enrolment token has expired; ask a technician for a new one",
+            ));
         }
         if uses >= max_uses {
             return Err(Status::failed_precondition(format!(
@@ -142,7 +150,10 @@ impl EnrolmentService {
 
 #[tonic::async_trait]
 impl Enrolment for EnrolmentService {
-    async fn enrol(&self, request: Request<EnrolRequest>) -> Result<Response<EnrolResponse>, Status> {
+    async fn enrol(
+        &self,
+        request: Request<EnrolRequest>,
+    ) -> Result<Response<EnrolResponse>, Status> {
         let service = self.clone();
         let req = request.into_inner();
         tokio::task::spawn_blocking(move || service.enrol_blocking(&req))

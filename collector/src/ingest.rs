@@ -15,7 +15,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tutela_proto::v1::ingest_server::Ingest;
-use tutela_proto::v1::{Ack, EventBody, HeartbeatBody, HeartbeatReply, SignedEvent, SignedHeartbeat};
+use tutela_proto::v1::{
+    Ack, EventBody, HeartbeatBody, HeartbeatReply, SignedEvent, SignedHeartbeat,
+};
 
 use crate::config::Limits;
 use crate::secrets::CaptureVault;
@@ -159,7 +161,9 @@ impl IngestService {
         // agent can set it aside rather than resend it forever.
         if event.seq == 0 || event.prev_hash.len() != 32 || event.event_id.len() > 64 {
             return Err(with_seq(
-                Status::invalid_argument("the event's sequence number, previous hash or id is malformed"),
+                Status::invalid_argument(
+                    "the event's sequence number, previous hash or id is malformed",
+                ),
                 event.seq,
             ));
         }
@@ -167,7 +171,9 @@ impl IngestService {
             (None, true) => None,
             (None, false) => {
                 return Err(with_seq(
-                    Status::invalid_argument("a capture was sent that the signed event does not declare"),
+                    Status::invalid_argument(
+                        "a capture was sent that the signed event does not declare",
+                    ),
                     event.seq,
                 ))
             }

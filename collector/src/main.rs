@@ -11,10 +11,19 @@ use tutela_collector::enrolment::{self, TokenSpec};
 use tutela_collector::{secrets, serve, store};
 
 #[derive(Debug, Parser)]
-#[command(name = "tutela-collector", version, about = "Tutela collector: receives, verifies and stores agents' signed events")]
+#[command(
+    name = "tutela-collector",
+    version,
+    about = "Tutela collector: receives, verifies and stores agents' signed events"
+)]
 struct Cli {
     /// Directory holding the database, keys, certificate and collector.toml.
-    #[arg(long, global = true, env = "TUTELA_COLLECTOR_DIR", default_value = "/var/lib/tutela-collector")]
+    #[arg(
+        long,
+        global = true,
+        env = "TUTELA_COLLECTOR_DIR",
+        default_value = "/var/lib/tutela-collector"
+    )]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -89,6 +98,9 @@ enum AlertsCommand {
         limit: Option<u64>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// Also list folded repeats and extra burst shots as rows of their own.
+        #[arg(long)]
+        all: bool,
     },
     /// List recorded sequence gaps (events an agent numbered but never delivered).
     Gaps,
@@ -104,7 +116,10 @@ enum AgentsCommand {
 
 fn parse_duration_ms(text: &str) -> Result<i64, String> {
     let text = text.trim();
-    let (num, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let (num, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
     let n: i64 = num
         .parse()
         .map_err(|_| format!("`{text}` is not a duration; use e.g. 30m, 24h or 7d"))?;
@@ -139,14 +154,22 @@ fn main() -> Result<()> {
             if let Some(l) = listen {
                 config.listen = l;
             }
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(serve::serve(&dir, &config, async {
                 let _ = tokio::signal::ctrl_c().await;
                 tracing::info!("shutting down");
             }))
         }
         Command::Token {
-            command: TokenCommand::Create { expires, uses, group, label },
+            command:
+                TokenCommand::Create {
+                    expires,
+                    uses,
+                    group,
+                    label,
+                },
         } => {
             let config = CollectorConfig::load(&config_path(&dir))?;
             let tls = secrets::load_tls(&dir)?;
@@ -154,7 +177,12 @@ fn main() -> Result<()> {
             anyhow::ensure!(uses >= 1, "--uses must be at least 1");
             let token = enrolment::create_token(
                 &conn,
-                &TokenSpec { valid_for_ms: expires, max_uses: uses, group, label },
+                &TokenSpec {
+                    valid_for_ms: expires,
+                    max_uses: uses,
+                    group,
+                    label,
+                },
                 &config.advertised(),
                 &tls.fingerprint,
             )?;
@@ -164,8 +192,20 @@ fn main() -> Result<()> {
         Command::Alerts { command } => {
             let conn = store::open(&dir).context("opening the collector database")?;
             match command {
-                AlertsCommand::List { agent, limit, format } => {
-                    let rows = alerts::list(&conn, &AlertFilter { agent_id: agent, limit })?;
+                AlertsCommand::List {
+                    agent,
+                    limit,
+                    format,
+                    all,
+                } => {
+                    let rows = alerts::list(
+                        &conn,
+                        &AlertFilter {
+                            agent_id: agent,
+                            limit,
+                            include_folded: all,
+                        },
+                    )?;
                     match format {
                         Format::Json => {
                             for row in &rows {
@@ -173,11 +213,29 @@ fn main() -> Result<()> {
                             }
                         }
                         Format::Table => {
-                            println!("{:>6} {:<16} {:>6} {:<10} {:<14} {:<18} {:>3} {:<12} {}", "id", "agent", "seq", "user", "station", "category", "sev", "state", "context");
+                            println!(
+                                "{:>6} {:<16} {:>6} {:<10} {:<14} {:<18} {:>3} {:<12} {}",
+                                "id",
+                                "agent",
+                                "seq",
+                                "user",
+                                "station",
+                                "category",
+                                "sev",
+                                "state",
+                                "context"
+                            );
                             for r in &rows {
                                 println!(
                                     "{:>6} {:<16} {:>6} {:<10} {:<14} {:<18} {:>3} {:<12} {}",
-                                    r.id, r.agent_id, r.seq, r.user, r.station, r.category, r.severity, r.state,
+                                    r.id,
+                                    r.agent_id,
+                                    r.seq,
+                                    r.user,
+                                    r.station,
+                                    r.category,
+                                    r.severity,
+                                    r.state,
                                     r.context.chars().take(60).collect::<String>()
                                 );
                             }
@@ -199,7 +257,14 @@ fn main() -> Result<()> {
                 AgentsCommand::List => {
                     let mut stmt = conn.prepare("SELECT agent_id, station, grp, revoked, last_seq, COALESCE(last_seen_ms, 0) FROM agents ORDER BY enrolled_ms")?;
                     let rows = stmt.query_map([], |r| {
-                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, bool>(3)?, r.get::<_, i64>(4)?, r.get::<_, i64>(5)?))
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, bool>(3)?,
+                            r.get::<_, i64>(4)?,
+                            r.get::<_, i64>(5)?,
+                        ))
                     })?;
                     for row in rows {
                         let (id, station, grp, revoked, last_seq, seen) = row?;
@@ -207,8 +272,14 @@ fn main() -> Result<()> {
                     }
                 }
                 AgentsCommand::Revoke { agent_id } => {
-                    let n = conn.execute("UPDATE agents SET revoked = 1 WHERE agent_id = ?1", [&agent_id])?;
-                    anyhow::ensure!(n == 1, "no agent {agent_id}; see `tutela-collector agents list`");
+                    let n = conn.execute(
+                        "UPDATE agents SET revoked = 1 WHERE agent_id = ?1",
+                        [&agent_id],
+                    )?;
+                    anyhow::ensure!(
+                        n == 1,
+                        "no agent {agent_id}; see `tutela-collector agents list`"
+                    );
                     println!("revoked {agent_id}");
                 }
             }

@@ -22,7 +22,9 @@ pub enum SecretsError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{0} is corrupt; restore it from backup (re-running init would orphan enrolled agents)")]
+    #[error(
+        "{0} is corrupt; restore it from backup (re-running init would orphan enrolled agents)"
+    )]
     Corrupt(PathBuf),
     #[error("cannot make the TLS certificate: {0}")]
     Certificate(String),
@@ -64,7 +66,10 @@ pub fn create_missing(dir: &Path, hostnames: &[String]) -> Result<(), SecretsErr
         names.extend(hostnames.iter().cloned());
         let certified = rcgen::generate_simple_self_signed(names)
             .map_err(|e| SecretsError::Certificate(e.to_string()))?;
-        write_private(&dir.join(CERT_KEY_FILE), certified.signing_key.serialize_pem().as_bytes())?;
+        write_private(
+            &dir.join(CERT_KEY_FILE),
+            certified.signing_key.serialize_pem().as_bytes(),
+        )?;
         write_private(&dir.join(CERT_FILE), certified.cert.pem().as_bytes())?;
     }
     if !dir.join(SIGNING_KEY_FILE).exists() {
@@ -151,7 +156,9 @@ impl CaptureVault {
     /// nonce (12 bytes) || ciphertext || tag
     pub fn seal(&self, event_id: &str, plain: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; 12];
-        self.rng.fill(&mut nonce).expect("the system random source works");
+        self.rng
+            .fill(&mut nonce)
+            .expect("the system random source works");
         let mut out = Vec::with_capacity(12 + plain.len() + 16);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plain);
@@ -171,7 +178,8 @@ impl CaptureVault {
         if sealed.len() < 12 + 16 {
             return Err(SecretsError::Decrypt);
         }
-        let nonce = Nonce::try_assume_unique_for_key(&sealed[..12]).map_err(|_| SecretsError::Decrypt)?;
+        let nonce =
+            Nonce::try_assume_unique_for_key(&sealed[..12]).map_err(|_| SecretsError::Decrypt)?;
         let mut buf = sealed[12..].to_vec();
         let plain = self
             .key

@@ -34,8 +34,12 @@ pub async fn bind(
     dir: &Path,
     config: &CollectorConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<(SocketAddr, impl Future<Output = anyhow::Result<()>> + Send + 'static)> {
-    let tls = secrets::load_tls(dir).context("loading the TLS certificate (run `tutela-collector init`)")?;
+) -> anyhow::Result<(
+    SocketAddr,
+    impl Future<Output = anyhow::Result<()>> + Send + 'static,
+)> {
+    let tls = secrets::load_tls(dir)
+        .context("loading the TLS certificate (run `tutela-collector init`)")?;
     let vault = Arc::new(CaptureVault::load(dir)?);
     let writer = Writer::start(dir.to_owned(), config.storage.batch_max)?;
     let keys = Arc::new(AgentKeys::open(dir)?);
@@ -47,15 +51,20 @@ pub async fn bind(
         data_dir: dir.to_owned(),
     };
     let enrolment = EnrolmentService::open(&dir.to_owned())?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}; is another collector running?", config.listen))?;
+    let listener = TcpListener::bind(config.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {}; is another collector running?",
+            config.listen
+        )
+    })?;
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, fingerprint = %tls.fingerprint, "collector listening");
     println!("listening on {local} certificate {}", tls.fingerprint);
     let max = config.max_message_bytes();
     let router = Server::builder()
-        .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem)))?
+        .tls_config(
+            ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem)),
+        )?
         .tcp_nodelay(true)
         .add_service(EnrolmentServer::new(enrolment).max_decoding_message_size(64 * 1024))
         .add_service(

@@ -62,12 +62,14 @@ CREATE TABLE IF NOT EXISTS alerts (
     repeat_count INTEGER NOT NULL DEFAULT 1,
     has_capture INTEGER NOT NULL DEFAULT 0,
     state TEXT NOT NULL DEFAULT 'new',
+    repeat_of TEXT NOT NULL DEFAULT '',
     body BLOB NOT NULL,
     signature BLOB NOT NULL,
     body_hash BLOB NOT NULL,
     UNIQUE (agent_id, seq)
 );
 CREATE INDEX IF NOT EXISTS alerts_queue ON alerts (state, severity DESC, time_ms DESC);
+CREATE INDEX IF NOT EXISTS alerts_event_id ON alerts (event_id);
 CREATE TABLE IF NOT EXISTS captures (
     alert_id INTEGER PRIMARY KEY REFERENCES alerts(id) ON DELETE CASCADE,
     sha256 BLOB NOT NULL,

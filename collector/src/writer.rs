@@ -143,14 +143,17 @@ fn commit_batch(
             "INSERT INTO alerts (event_id, agent_id, seq, time_ms, received_ms, clock_skew, chain_ok,
                 user, station, source, context, app, app_path, window_title, url, search_query,
                 category, severity, rule_id, term, matches, rules_version, repeat_count, has_capture,
-                body, signature, body_hash)
+                body, signature, body_hash, state, repeat_of)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
+                ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
         )?;
         let mut existing =
             tx.prepare_cached("SELECT body_hash FROM alerts WHERE agent_id = ?1 AND seq = ?2")?;
         let mut insert_capture = tx.prepare_cached(
             "INSERT INTO captures (alert_id, sha256, size, width, height, sealed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut fold = tx.prepare_cached(
+            "UPDATE alerts SET repeat_count = repeat_count + ?3 WHERE agent_id = ?1 AND event_id = ?2 AND repeat_of = ''",
         )?;
         let mut insert_gap = tx.prepare_cached(
             "INSERT INTO gaps (agent_id, from_seq, to_seq, detected_ms) VALUES (?1, ?2, ?3, ?4)",
@@ -245,15 +248,25 @@ fn commit_batch(
                 top.map(|m| m.term.as_str()).unwrap_or(""),
                 matches,
                 e.rules_version,
-                e.count.max(1),
+                e.count,
                 v.sealed_capture.is_some(),
                 v.body,
                 v.signature,
                 v.body_hash.to_vec(),
+                if e.repeat_of.is_empty() {
+                    "new"
+                } else {
+                    "folded"
+                },
+                e.repeat_of,
             ])?;
+            let inserted = tx.last_insert_rowid();
+            if !e.repeat_of.is_empty() && e.count > 0 {
+                fold.execute(params![e.agent_id, e.repeat_of, e.count])?;
+            }
             if let (Some(sealed), Some(info)) = (&v.sealed_capture, &e.capture) {
                 insert_capture.execute(params![
-                    tx.last_insert_rowid(),
+                    inserted,
                     info.sha256,
                     info.size as i64,
                     info.width,
@@ -271,7 +284,12 @@ fn commit_batch(
         )?;
         let now = store::now_ms();
         for (agent_id, chain) in staged.iter_mut().filter(|(_, c)| c.dirty) {
-            update.execute(params![agent_id, chain.last_seq as i64, chain.last_hash.to_vec(), now])?;
+            update.execute(params![
+                agent_id,
+                chain.last_seq as i64,
+                chain.last_hash.to_vec(),
+                now
+            ])?;
             chain.dirty = false;
         }
     }

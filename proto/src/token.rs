@@ -55,7 +55,8 @@ impl EnrolmentToken {
             .map_err(|_| TokenError::Malformed("not base64url"))?;
         let token: EnrolmentToken =
             serde_json::from_slice(&json).map_err(|_| TokenError::Malformed("bad content"))?;
-        if token.fingerprint.len() != 64 || !token.fingerprint.bytes().all(|b| b.is_ascii_hexdigit())
+        if token.fingerprint.len() != 64
+            || !token.fingerprint.bytes().all(|b| b.is_ascii_hexdigit())
         {
             return Err(TokenError::Malformed("bad certificate fingerprint"));
         }
@@ -91,8 +92,14 @@ mod tests {
     #[test]
     fn rejects_expired_and_malformed() {
         let t = sample();
-        assert_eq!(EnrolmentToken::decode(&t.encode(), 3_000), Err(TokenError::Expired));
-        assert!(matches!(EnrolmentToken::decode("hello", 0), Err(TokenError::Malformed(_))));
+        assert_eq!(
+            EnrolmentToken::decode(&t.encode(), 3_000),
+            Err(TokenError::Expired)
+        );
+        assert!(matches!(
+            EnrolmentToken::decode("hello", 0),
+            Err(TokenError::Malformed(_))
+        ));
         assert!(matches!(
             EnrolmentToken::decode("tutela1.!!!", 0),
             Err(TokenError::Malformed(_))

@@ -27,16 +27,119 @@ impl Rng {
 }
 
 const ENGLISH: &[&str] = &[
-    "the", "of", "and", "to", "a", "in", "is", "it", "you", "that", "he", "was", "for", "on",
-    "are", "with", "as", "I", "his", "they", "be", "at", "one", "have", "this", "from", "or",
-    "had", "by", "word", "but", "what", "some", "we", "can", "out", "other", "were", "all",
-    "there", "when", "up", "use", "your", "how", "said", "an", "each", "she", "which", "do",
-    "their", "time", "if", "will", "way", "about", "many", "then", "them", "write", "would",
-    "like", "so", "these", "her", "long", "make", "thing", "see", "him", "two", "has", "look",
-    "more", "day", "could", "go", "come", "did", "number", "sound", "no", "most", "people",
-    "my", "over", "know", "water", "than", "call", "first", "who", "may", "down", "side",
-    "been", "now", "find", "homework", "school", "teacher", "lesson", "Minecraft", "football",
-    "maths", "science", "history", "friends", "tomorrow", "weekend", "YouTube", "project",
+    "the",
+    "of",
+    "and",
+    "to",
+    "a",
+    "in",
+    "is",
+    "it",
+    "you",
+    "that",
+    "he",
+    "was",
+    "for",
+    "on",
+    "are",
+    "with",
+    "as",
+    "I",
+    "his",
+    "they",
+    "be",
+    "at",
+    "one",
+    "have",
+    "this",
+    "from",
+    "or",
+    "had",
+    "by",
+    "word",
+    "but",
+    "what",
+    "some",
+    "we",
+    "can",
+    "out",
+    "other",
+    "were",
+    "all",
+    "there",
+    "when",
+    "up",
+    "use",
+    "your",
+    "how",
+    "said",
+    "an",
+    "each",
+    "she",
+    "which",
+    "do",
+    "their",
+    "time",
+    "if",
+    "will",
+    "way",
+    "about",
+    "many",
+    "then",
+    "them",
+    "write",
+    "would",
+    "like",
+    "so",
+    "these",
+    "her",
+    "long",
+    "make",
+    "thing",
+    "see",
+    "him",
+    "two",
+    "has",
+    "look",
+    "more",
+    "day",
+    "could",
+    "go",
+    "come",
+    "did",
+    "number",
+    "sound",
+    "no",
+    "most",
+    "people",
+    "my",
+    "over",
+    "know",
+    "water",
+    "than",
+    "call",
+    "first",
+    "who",
+    "may",
+    "down",
+    "side",
+    "been",
+    "now",
+    "find",
+    "homework",
+    "school",
+    "teacher",
+    "lesson",
+    "Minecraft",
+    "football",
+    "maths",
+    "science",
+    "history",
+    "friends",
+    "tomorrow",
+    "weekend",
+    "YouTube",
+    "project",
 ];
 
 fn syllable(rng: &mut Rng) -> String {
@@ -54,7 +157,11 @@ fn syllable(rng: &mut Rng) -> String {
 fn generated_term(rng: &mut Rng) -> String {
     let words = 1 + usize::from(rng.below(3) == 0);
     (0..words)
-        .map(|_| (0..2 + rng.below(3)).map(|_| syllable(rng)).collect::<String>())
+        .map(|_| {
+            (0..2 + rng.below(3))
+                .map(|_| syllable(rng))
+                .collect::<String>()
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -63,12 +170,17 @@ fn generated_term(rng: &mut Rng) -> String {
 /// regexes and domains; also returns the literal terms for the baseline automaton.
 fn generated_pack() -> (String, Vec<String>) {
     let mut rng = Rng(0xBE0C_4000_0000_0001);
-    let mut toml = String::from("[pack]\nid = \"bench\"\nname = \"Bench\"\nversion = 1\nlanguage = \"en-GB\"\n\n");
+    let mut toml = String::from(
+        "[pack]\nid = \"bench\"\nname = \"Bench\"\nversion = 1\nlanguage = \"en-GB\"\n\n",
+    );
     let mut all = Vec::new();
     let per = 10_000 / CATEGORIES.len() + 1;
     let mut seen = std::collections::HashSet::new();
     for (i, cat) in CATEGORIES.iter().enumerate() {
-        toml.push_str(&format!("[categories.{cat}]\nseverity = {}\ndomains = [\"bad{i}.example\"]\n\n", 1 + i % 5));
+        toml.push_str(&format!(
+            "[categories.{cat}]\nseverity = {}\ndomains = [\"bad{i}.example\"]\n\n",
+            1 + i % 5
+        ));
         let mut terms = Vec::new();
         while terms.len() < per && all.len() < 10_000 {
             let t = generated_term(&mut rng);
@@ -78,12 +190,29 @@ fn generated_pack() -> (String, Vec<String>) {
             }
         }
         let kind = if i % 3 == 0 { "prefix" } else { "phrase" };
-        toml.push_str(&format!("[[terms]]\ncategory = \"{cat}\"\nkind = \"{kind}\"\nterms = [{}]\n\n",
-            terms.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ")));
+        toml.push_str(&format!(
+            "[[terms]]\ncategory = \"{cat}\"\nkind = \"{kind}\"\nterms = [{}]\n\n",
+            terms
+                .iter()
+                .map(|t| format!("\"{t}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
     toml.push_str("[[terms]]\ncategory = \"weapons\"\nkind = \"regex\"\nterms = ['\\bgun ?s(?:hop|tore)\\b', '\\bknife \\d+ ?cm\\b']\n\n");
-    let exceptions: Vec<String> = (0..200).map(|_| format!("\"{} {}\"", generated_term(&mut rng), generated_term(&mut rng))).collect();
-    toml.push_str(&format!("[[exceptions]]\nphrases = [{}]\n", exceptions.join(", ")));
+    let exceptions: Vec<String> = (0..200)
+        .map(|_| {
+            format!(
+                "\"{} {}\"",
+                generated_term(&mut rng),
+                generated_term(&mut rng)
+            )
+        })
+        .collect();
+    toml.push_str(&format!(
+        "[[exceptions]]\nphrases = [{}]\n",
+        exceptions.join(", ")
+    ));
     (toml, all)
 }
 
@@ -106,7 +235,10 @@ fn english_text(bytes: usize, terms: &[String]) -> String {
 }
 
 fn title(terms: &[String]) -> String {
-    let mut t = format!("Year 10 homework - how do I {} in Minecraft? - Google Search - Mozilla", terms[42]);
+    let mut t = format!(
+        "Year 10 homework - how do I {} in Minecraft? - Google Search - Mozilla",
+        terms[42]
+    );
     while t.chars().count() < 80 {
         t.push('!');
     }
@@ -134,12 +266,16 @@ fn benches(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("compile");
     g.sample_size(10);
-    g.bench_function("compile_10k_terms", |b| b.iter(|| Matcher::compile(black_box(&pack), &opts).unwrap()));
+    g.bench_function("compile_10k_terms", |b| {
+        b.iter(|| Matcher::compile(black_box(&pack), &opts).unwrap())
+    });
     g.finish();
 
     let title = title(&terms);
     assert_eq!(matcher.find(Scope::Title, &title).len(), 1);
-    c.bench_function("title_80_chars", |b| b.iter(|| matcher.find(Scope::Title, black_box(&title))));
+    c.bench_function("title_80_chars", |b| {
+        b.iter(|| matcher.find(Scope::Title, black_box(&title)))
+    });
 
     let typed_text = english_text(4096, &terms);
     let chars = typed_text.chars().count() as u64;
@@ -167,8 +303,12 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("bulk");
     g.throughput(Throughput::Bytes(bulk.len() as u64));
     g.sample_size(20);
-    g.bench_function("normalise_and_match", |b| b.iter(|| matcher.find(Scope::Typed, black_box(&bulk)).len()));
-    g.bench_function("plain_dfa_baseline", |b| b.iter(|| baseline.find_overlapping_iter(black_box(&bulk)).count()));
+    g.bench_function("normalise_and_match", |b| {
+        b.iter(|| matcher.find(Scope::Typed, black_box(&bulk)).len())
+    });
+    g.bench_function("plain_dfa_baseline", |b| {
+        b.iter(|| baseline.find_overlapping_iter(black_box(&bulk)).count())
+    });
     g.finish();
 
     // One summary block with the issue's targets, measured here with plain timers.
@@ -193,13 +333,32 @@ fn benches(c: &mut Criterion) {
         },
         51,
     );
-    let ours = median(|| drop(black_box(matcher.find(Scope::Typed, &bulk))), 11);
-    let plain = median(|| drop(black_box(baseline.find_overlapping_iter(&bulk).count())), 11);
+    let ours = median(
+        || {
+            black_box(matcher.find(Scope::Typed, &bulk));
+        },
+        11,
+    );
+    let plain = median(
+        || {
+            black_box(baseline.find_overlapping_iter(&bulk).count());
+        },
+        11,
+    );
     let mbps = |d: Duration| bulk.len() as f64 / d.as_secs_f64() / 1e6;
     println!("\nsummary (targets from issue 3):");
-    println!("  compile 10k terms: {:.1} ms (target <= 150 ms)", compile.as_secs_f64() * 1e3);
-    println!("  80-char title p50: {:.2} us (target <= 3 us)", title_p50.as_secs_f64() * 1e6);
-    println!("  typed: {:.3} us per char (target <= 2 us)", typed.as_secs_f64() * 1e6 / chars as f64);
+    println!(
+        "  compile 10k terms: {:.1} ms (target <= 150 ms)",
+        compile.as_secs_f64() * 1e3
+    );
+    println!(
+        "  80-char title p50: {:.2} us (target <= 3 us)",
+        title_p50.as_secs_f64() * 1e6
+    );
+    println!(
+        "  typed: {:.3} us per char (target <= 2 us)",
+        typed.as_secs_f64() * 1e6 / chars as f64
+    );
     println!(
         "  bulk: {:.1} MB/s normalised vs {:.1} MB/s plain DFA, ratio {:.2} (target >= 50 MB/s, ratio aim >= 0.3)",
         mbps(ours),

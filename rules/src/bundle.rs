@@ -53,7 +53,10 @@ struct Wire {
 /// Short id of an Ed25519 public key: hex of the first 8 bytes of its SHA-256.
 pub fn key_id(public_key: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, public_key);
-    digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A new Ed25519 key pair as PKCS#8 bytes.
@@ -75,7 +78,11 @@ fn message(w: &Wire) -> Vec<u8> {
     m.extend_from_slice(FORMAT.as_bytes());
     m.push(0);
     m.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
-    for field in [w.pack_id.as_bytes(), w.key_id.as_bytes(), w.pack_toml.as_bytes()] {
+    for field in [
+        w.pack_id.as_bytes(),
+        w.key_id.as_bytes(),
+        w.pack_toml.as_bytes(),
+    ] {
         m.extend_from_slice(&(field.len() as u64).to_be_bytes());
         m.extend_from_slice(field);
     }
@@ -85,7 +92,8 @@ fn message(w: &Wire) -> Vec<u8> {
 }
 
 fn validate(pack_toml: &str) -> Result<Pack, BundleError> {
-    let pack = Pack::parse(pack_toml, "bundle").map_err(|e| BundleError::InvalidPack(e.to_string()))?;
+    let pack =
+        Pack::parse(pack_toml, "bundle").map_err(|e| BundleError::InvalidPack(e.to_string()))?;
     Matcher::compile(&pack, &CompileOptions::default())
         .map_err(|e| BundleError::InvalidPack(e.to_string()))?;
     Ok(pack)
@@ -97,7 +105,11 @@ pub fn sign(pack_toml: &str, key: &Ed25519KeyPair) -> Result<Vec<u8>, BundleErro
 }
 
 /// [`sign`] with an explicit signing time.
-pub fn sign_at(pack_toml: &str, key: &Ed25519KeyPair, signed_at_ms: i64) -> Result<Vec<u8>, BundleError> {
+pub fn sign_at(
+    pack_toml: &str,
+    key: &Ed25519KeyPair,
+    signed_at_ms: i64,
+) -> Result<Vec<u8>, BundleError> {
     let pack = validate(pack_toml)?;
     let mut wire = Wire {
         format: FORMAT.into(),
@@ -116,8 +128,13 @@ pub fn sign_at(pack_toml: &str, key: &Ed25519KeyPair, signed_at_ms: i64) -> Resu
 
 /// Verify a bundle against the trusted public key (32 raw Ed25519 bytes). With
 /// `current_version`, only a strictly newer version is accepted.
-pub fn verify(bytes: &[u8], public_key: &[u8], current_version: Option<u32>) -> Result<Bundle, BundleError> {
-    let wire: Wire = serde_json::from_slice(bytes).map_err(|e| BundleError::Malformed(e.to_string()))?;
+pub fn verify(
+    bytes: &[u8],
+    public_key: &[u8],
+    current_version: Option<u32>,
+) -> Result<Bundle, BundleError> {
+    let wire: Wire =
+        serde_json::from_slice(bytes).map_err(|e| BundleError::Malformed(e.to_string()))?;
     if wire.format != FORMAT || wire.format_version != FORMAT_VERSION {
         return Err(BundleError::Malformed(format!(
             "format `{}` version {}, expected `{FORMAT}` version {FORMAT_VERSION}",
@@ -184,20 +201,48 @@ mod tests {
         let public = k.public_key().as_ref().to_vec();
         let bytes = sign_at(PACK, &k, 1_700_000_000_000).unwrap();
         let b = verify(&bytes, &public, Some(3)).unwrap();
-        assert_eq!((b.pack_id.as_str(), b.version, b.signed_at_ms), ("b", 4, 1_700_000_000_000));
+        assert_eq!(
+            (b.pack_id.as_str(), b.version, b.signed_at_ms),
+            ("b", 4, 1_700_000_000_000)
+        );
         assert_eq!(b.pack_toml, PACK);
         assert!(verify(&bytes, &public, None).is_ok());
 
-        assert!(matches!(verify(&bytes, &public, Some(4)), Err(BundleError::NotNewer { current: 4, offered: 4 })));
-        assert!(matches!(verify(&bytes, &public, Some(9)), Err(BundleError::NotNewer { .. })));
+        assert!(matches!(
+            verify(&bytes, &public, Some(4)),
+            Err(BundleError::NotNewer {
+                current: 4,
+                offered: 4
+            })
+        ));
+        assert!(matches!(
+            verify(&bytes, &public, Some(9)),
+            Err(BundleError::NotNewer { .. })
+        ));
         let other = key();
-        assert!(matches!(verify(&bytes, other.public_key().as_ref(), None), Err(BundleError::WrongKey { .. })));
-        assert!(matches!(verify(b"junk", &public, None), Err(BundleError::Malformed(_))));
+        assert!(matches!(
+            verify(&bytes, other.public_key().as_ref(), None),
+            Err(BundleError::WrongKey { .. })
+        ));
+        assert!(matches!(
+            verify(b"junk", &public, None),
+            Err(BundleError::Malformed(_))
+        ));
 
-        let tampered = String::from_utf8(bytes.clone()).unwrap().replace("stab", "stub");
-        assert!(matches!(verify(tampered.as_bytes(), &public, None), Err(BundleError::BadSignature)));
-        let bumped = String::from_utf8(bytes).unwrap().replace("\"version\": 4", "\"version\": 5");
-        assert!(matches!(verify(bumped.as_bytes(), &public, Some(4)), Err(BundleError::BadSignature)));
+        let tampered = String::from_utf8(bytes.clone())
+            .unwrap()
+            .replace("stab", "stub");
+        assert!(matches!(
+            verify(tampered.as_bytes(), &public, None),
+            Err(BundleError::BadSignature)
+        ));
+        let bumped = String::from_utf8(bytes)
+            .unwrap()
+            .replace("\"version\": 4", "\"version\": 5");
+        assert!(matches!(
+            verify(bumped.as_bytes(), &public, Some(4)),
+            Err(BundleError::BadSignature)
+        ));
     }
 
     #[test]

@@ -65,7 +65,9 @@ pub fn parse_corpus(text: &str, origin: &str) -> Result<Vec<Example>, CorpusErro
         if first == last {
             return Err(err("expected three tab-separated fields, found two: add the expected categories (or `-`)".into()));
         }
-        let scope: Scope = raw[..first].parse().map_err(|e: crate::UnknownScope| err(e.to_string()))?;
+        let scope: Scope = raw[..first]
+            .parse()
+            .map_err(|e: crate::UnknownScope| err(e.to_string()))?;
         let text = raw[first + 1..last].to_string();
         let expected_field = raw[last + 1..].trim();
         let categories = |list: &str| -> Result<Vec<String>, CorpusError> {
@@ -86,7 +88,10 @@ pub fn parse_corpus(text: &str, origin: &str) -> Result<Vec<Example>, CorpusErro
         } else if let Some(rest) = expected_field.strip_prefix("-|") {
             Expected::Either(categories(rest)?)
         } else if expected_field.is_empty() {
-            return Err(err("empty expected field: write category ids joined by `|`, or `-` for must-not-alert".into()));
+            return Err(err(
+                "empty expected field: write category ids joined by `|`, or `-` for must-not-alert"
+                    .into(),
+            ));
         } else {
             Expected::Risk(categories(expected_field)?)
         };
@@ -202,7 +207,10 @@ impl Report {
                         self.false_alerts.push(mistake(&[]));
                     }
                     for c in &got {
-                        self.categories.entry(c.clone()).or_default().false_positives += 1;
+                        self.categories
+                            .entry(c.clone())
+                            .or_default()
+                            .false_positives += 1;
                     }
                 }
                 Expected::Risk(expected) => {
@@ -221,7 +229,10 @@ impl Report {
                         }
                     }
                     for c in got.iter().filter(|c| !expected.contains(c)) {
-                        self.categories.entry(c.clone()).or_default().false_positives += 1;
+                        self.categories
+                            .entry(c.clone())
+                            .or_default()
+                            .false_positives += 1;
                     }
                 }
             }
@@ -250,7 +261,11 @@ impl Report {
         }
         out.push_str(&format!(
             "risk lines {} (recalled {}), benign lines {} (alerted {}), either lines {}\n",
-            self.risk_lines, self.risk_recalled, self.benign_lines, self.benign_alerted, self.either_lines
+            self.risk_lines,
+            self.risk_recalled,
+            self.benign_lines,
+            self.benign_alerted,
+            self.either_lines
         ));
         out.push_str(&format!(
             "recall={:.4} false_alert_rate={:.4}\n",
@@ -304,11 +319,29 @@ mod tests {
         assert_eq!(ex[0].line, 3);
         let mut r = Report::default();
         r.add(&m, "c.tsv", &ex);
-        assert_eq!((r.risk_lines, r.risk_recalled, r.benign_lines, r.benign_alerted, r.either_lines), (2, 1, 2, 1, 1));
+        assert_eq!(
+            (
+                r.risk_lines,
+                r.risk_recalled,
+                r.benign_lines,
+                r.benign_alerted,
+                r.either_lines
+            ),
+            (2, 1, 2, 1, 1)
+        );
         assert_eq!(r.recall(), 0.5);
         assert_eq!(r.false_alert_rate(), 0.5);
-        assert_eq!(r.categories["drugs"], CategoryStats { true_positives: 1, false_positives: 1, false_negatives: 1 });
-        assert!(r.render().ends_with("recall=0.5000 false_alert_rate=0.5000\n"));
+        assert_eq!(
+            r.categories["drugs"],
+            CategoryStats {
+                true_positives: 1,
+                false_positives: 1,
+                false_negatives: 1
+            }
+        );
+        assert!(r
+            .render()
+            .ends_with("recall=0.5000 false_alert_rate=0.5000\n"));
         assert_eq!(r.misses[0].line, 6);
     }
 

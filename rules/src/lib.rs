@@ -19,9 +19,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use matcher::{Cancelled, CompileError, CompileOptions, Explanation, Match, Matcher};
-pub use pack::{
-    Category, ChangelogEntry, ExceptionRule, Pack, PackError, Problem, Term, TermKind,
-};
+pub use pack::{Category, ChangelogEntry, ExceptionRule, Pack, PackError, Problem, Term, TermKind};
 pub use typed::TypedMatcher;
 pub use url::{host_of, search_query};
 

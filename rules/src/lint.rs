@@ -44,7 +44,11 @@ pub fn lint(pack: &Pack) -> Vec<Finding> {
         } else {
             normalise_term(&t.text)
         };
-        let key = (t.category.clone(), t.kind == TermKind::Prefix, normalised.clone());
+        let key = (
+            t.category.clone(),
+            t.kind == TermKind::Prefix,
+            normalised.clone(),
+        );
         let earlier = seen.entry(key).or_default();
         let clash = earlier
             .iter()
@@ -113,7 +117,12 @@ pub fn lint(pack: &Pack) -> Vec<Finding> {
                             t.text, c.exception, c.exception_line
                         ),
                     });
-                } else if !e.matches.iter().chain(&e.missing_context).any(|m| m.rule_id == rule_id) {
+                } else if !e
+                    .matches
+                    .iter()
+                    .chain(&e.missing_context)
+                    .any(|m| m.rule_id == rule_id)
+                {
                     out.push(Finding {
                         level: Level::Warning,
                         line: t.line,
@@ -165,9 +174,8 @@ pub fn lint(pack: &Pack) -> Vec<Finding> {
 
 fn has_doubled_letter(re: &str) -> bool {
     let b = re.as_bytes();
-    (1..b.len()).any(|i| {
-        b[i].is_ascii_lowercase() && b[i] == b[i - 1] && (i < 2 || b[i - 2] != b'\\')
-    })
+    (1..b.len())
+        .any(|i| b[i].is_ascii_lowercase() && b[i] == b[i - 1] && (i < 2 || b[i - 2] != b'\\'))
 }
 
 #[cfg(test)]
@@ -182,9 +190,13 @@ mod tests {
         let errors: Vec<_> = f.iter().filter(|f| f.level == Level::Error).collect();
         assert_eq!(errors.len(), 2, "{f:?}");
         assert!(errors[0].message.contains("duplicate term `Kill`") && errors[0].line == 13);
-        assert!(f.iter().any(|f| f.level == Level::Warning && f.message.contains("`KIILL` is redundant")));
+        assert!(f
+            .iter()
+            .any(|f| f.level == Level::Warning && f.message.contains("`KIILL` is redundant")));
         assert!(errors[1].message.contains("shadowed"));
         assert!(f.iter().any(|f| f.message.contains("doubled letter")));
-        assert!(f.iter().any(|f| f.message.contains("no [[changelog]] entry for version 2")));
+        assert!(f
+            .iter()
+            .any(|f| f.message.contains("no [[changelog]] entry for version 2")));
     }
 }

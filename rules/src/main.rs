@@ -132,7 +132,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             min_recall,
             max_false_alert_rate,
             verbose,
-        } => eval(&corpus, pack.as_deref(), min_recall, max_false_alert_rate, verbose),
+        } => eval(
+            &corpus,
+            pack.as_deref(),
+            min_recall,
+            max_false_alert_rate,
+            verbose,
+        ),
         Command::Keygen { out, force } => {
             if out.exists() && !force {
                 bail!("{} already exists; pass --force to replace it (bundles signed with the old key will no longer verify with the new one)", out.display());
@@ -146,7 +152,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("key id: {}", bundle::key_id(public));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bundle { sign_key, pack, out } => {
+        Command::Bundle {
+            sign_key,
+            pack,
+            out,
+        } => {
             let key_bytes = std::fs::read(&sign_key)
                 .with_context(|| format!("reading signing key {}", sign_key.display()))?;
             let key = bundle::load_pkcs8(&key_bytes)?;
@@ -171,7 +181,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             public_key,
             current_version,
         } => {
-            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let key = unhex(&public_key)?;
             let b = bundle::verify(&bytes, &key, current_version)?;
             println!(
@@ -230,7 +241,12 @@ fn check(packs: &[PathBuf]) -> Result<ExitCode> {
 
 fn test(text: &str, scope: Scope, pack: &Path) -> Result<()> {
     let matcher = load_matcher(pack)?;
-    println!("pack {} v{} ({} terms)", matcher.pack_id(), matcher.version(), matcher.term_count());
+    println!(
+        "pack {} v{} ({} terms)",
+        matcher.pack_id(),
+        matcher.version(),
+        matcher.term_count()
+    );
     if scope == Scope::Url {
         if let Some(q) = tutela_rules::search_query(text) {
             println!("search query: {q:?}");
@@ -318,7 +334,10 @@ fn eval(
         report.add(&matcher, &file.display().to_string(), &examples);
     }
     let limit = if verbose { usize::MAX } else { 20 };
-    for (what, list) in [("miss", &report.misses), ("false alert", &report.false_alerts)] {
+    for (what, list) in [
+        ("miss", &report.misses),
+        ("false alert", &report.false_alerts),
+    ] {
         for m in list.iter().take(limit) {
             println!(
                 "{what}: {}:{} [{}] {:?} expected {} got {}",
@@ -326,12 +345,23 @@ fn eval(
                 m.line,
                 m.scope,
                 m.text,
-                if m.expected.is_empty() { "-".to_string() } else { m.expected.join("|") },
-                if m.alerted.is_empty() { "-".to_string() } else { m.alerted.join("|") }
+                if m.expected.is_empty() {
+                    "-".to_string()
+                } else {
+                    m.expected.join("|")
+                },
+                if m.alerted.is_empty() {
+                    "-".to_string()
+                } else {
+                    m.alerted.join("|")
+                }
             );
         }
         if list.len() > limit {
-            println!("... {} more {what}(es); pass --verbose to list all", list.len() - limit);
+            println!(
+                "... {} more {what}(es); pass --verbose to list all",
+                list.len() - limit
+            );
         }
     }
     print!("{}", report.render());
@@ -351,7 +381,11 @@ fn eval(
             failed = true;
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -195,10 +195,12 @@ impl Matcher {
         let terms = if patterns.is_empty() {
             None
         } else {
-            Some(build_automaton(&patterns).map_err(|e| CompileError::Automaton {
-                pack: pack.id.clone(),
-                message: e.to_string(),
-            })?)
+            Some(
+                build_automaton(&patterns).map_err(|e| CompileError::Automaton {
+                    pack: pack.id.clone(),
+                    message: e.to_string(),
+                })?,
+            )
         };
         let regexes = if regex_sources.is_empty() {
             None
@@ -225,16 +227,22 @@ impl Matcher {
             None
         } else {
             let phrases: Vec<&str> = exceptions.iter().map(|e| e.normalised.as_str()).collect();
-            Some(build_automaton(&phrases).map_err(|e| CompileError::Automaton {
-                pack: pack.id.clone(),
-                message: e.to_string(),
-            })?)
+            Some(
+                build_automaton(&phrases).map_err(|e| CompileError::Automaton {
+                    pack: pack.id.clone(),
+                    message: e.to_string(),
+                })?,
+            )
         };
         let mut exception_prefixes: Vec<String> =
             exceptions.iter().map(|e| e.normalised.clone()).collect();
         exception_prefixes.sort();
         exception_prefixes.dedup();
-        let longest_exception = exception_prefixes.iter().map(|e| e.len()).max().unwrap_or(0);
+        let longest_exception = exception_prefixes
+            .iter()
+            .map(|e| e.len())
+            .max()
+            .unwrap_or(0);
 
         let mut categories = Vec::new();
         let mut domains: HashMap<String, Vec<usize>> = HashMap::new();
@@ -402,7 +410,7 @@ impl Matcher {
         if candidates.is_empty() {
             return scan;
         }
-        let occurrences = self.exception_occurrences(text);
+        let occurrences = self.exceptions_near(text, &candidates);
         for hit in candidates {
             let rule = &self.rules[hit.rule as usize];
             let cancel = occurrences.iter().find(|(e, range)| {
@@ -424,17 +432,36 @@ impl Matcher {
             }
             scan.hits.push(hit);
         }
-        scan.hits
-            .sort_by(|a, b| (a.norm.start, a.norm.end, a.rule).cmp(&(b.norm.start, b.norm.end, b.rule)));
+        scan.hits.sort_by(|a, b| {
+            (a.norm.start, a.norm.end, a.rule).cmp(&(b.norm.start, b.norm.end, b.rule))
+        });
         scan
     }
 
-    /// Occurrences of exception phrases (on word boundaries) in normalised text.
-    pub(crate) fn exception_occurrences(&self, text: &str) -> Vec<(usize, Range<usize>)> {
+    /// Occurrences of exception phrases (on word boundaries) in normalised text that could
+    /// overlap one of `hits`: only windows around the hits are searched.
+    fn exceptions_near(&self, text: &str, hits: &[Hit]) -> Vec<(usize, Range<usize>)> {
         let mut out = Vec::new();
+        let Some(ac) = &self.exception_automaton else {
+            return out;
+        };
         let bytes = text.as_bytes();
-        if let Some(ac) = &self.exception_automaton {
-            for m in ac.find_overlapping_iter(text) {
+        let reach = self.longest_exception;
+        let mut windows: Vec<Range<usize>> = hits
+            .iter()
+            .map(|h| h.norm.start.saturating_sub(reach)..(h.norm.end + reach).min(text.len()))
+            .collect();
+        windows.sort_by_key(|w| w.start);
+        let mut merged: Vec<Range<usize>> = Vec::with_capacity(windows.len());
+        for w in windows {
+            match merged.last_mut() {
+                Some(last) if w.start <= last.end => last.end = last.end.max(w.end),
+                _ => merged.push(w),
+            }
+        }
+        for w in merged {
+            let input = aho_corasick::Input::new(text).range(w);
+            for m in ac.find_overlapping_iter(input) {
                 if boundary_before(bytes, m.start()) && boundary_after(bytes, m.end()) {
                     out.push((m.pattern().as_usize(), m.range()));
                 }
@@ -449,7 +476,9 @@ impl Matcher {
     }
 }
 
-fn build_automaton<P: AsRef<[u8]>>(patterns: &[P]) -> Result<AhoCorasick, aho_corasick::BuildError> {
+fn build_automaton<P: AsRef<[u8]>>(
+    patterns: &[P],
+) -> Result<AhoCorasick, aho_corasick::BuildError> {
     AhoCorasick::builder()
         .match_kind(MatchKind::Standard)
         .kind(Some(AhoCorasickKind::DFA))
@@ -489,9 +518,9 @@ fn context_near(text: &str, hit: &Range<usize>, words: &[String]) -> bool {
     let window = &text[start..end];
     let wb = window.as_bytes();
     words.iter().any(|w| {
-        window.match_indices(w.as_str()).any(|(i, _)| {
-            boundary_before(wb, i) && boundary_after(wb, i + w.len())
-        })
+        window
+            .match_indices(w.as_str())
+            .any(|(i, _)| boundary_before(wb, i) && boundary_after(wb, i + w.len()))
     })
 }
 

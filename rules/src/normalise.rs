@@ -57,8 +57,14 @@ impl Normalised {
         self.original_len = 0;
     }
 
+    #[inline]
     fn push(&mut self, ch: char, start: u32, end: u32) {
         self.text.push(ch);
+        if ch.is_ascii() {
+            self.starts.push(start);
+            self.ends.push(end);
+            return;
+        }
         for _ in 0..ch.len_utf8() {
             self.starts.push(start);
             self.ends.push(end);
@@ -233,20 +239,60 @@ impl Normaliser {
         out.starts.reserve(text.len());
         out.ends.reserve(text.len());
 
-        for (i, c) in text.char_indices() {
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
             let start = i as u32;
-            let end = (i + c.len_utf8()) as u32;
-            if c.is_ascii() {
-                let class = ASCII_CLASS[c as usize];
+            if b < 0x80 {
+                let class = ASCII_CLASS[b as usize];
                 if class == Class::Separator {
-                    self.separator(start, end, out);
+                    if self.token.is_empty() && self.sep.count > 0 {
+                        // Fast path: another separator in a run.
+                        self.sep.count += 1;
+                        self.sep.end = start + 1;
+                    } else {
+                        self.separator(start, start + 1, out);
+                    }
                 } else {
-                    let ch = c.to_ascii_lowercase();
-                    self.unit(Unit { ch, class, start, end }, out);
+                    if class == Class::Letter && self.token.is_empty() {
+                        // Fast path: a whole word of ASCII letters needs no buffering.
+                        let mut j = i + 1;
+                        while j < bytes.len() && bytes[j].is_ascii_alphabetic() {
+                            j += 1;
+                        }
+                        let word_ends = j == bytes.len()
+                            || (bytes[j] < 0x80
+                                && ASCII_CLASS[bytes[j] as usize] == Class::Separator);
+                        if word_ends && j - i >= 2 {
+                            let before = std::mem::take(&mut self.sep);
+                            self.flush_run(out);
+                            emit_sep(out, before);
+                            emit_ascii_word(out, &bytes[i..j], start);
+                            i = j;
+                            continue;
+                        }
+                    }
+                    let ch = b.to_ascii_lowercase() as char;
+                    self.unit(
+                        Unit {
+                            ch,
+                            class,
+                            start,
+                            end: start + 1,
+                        },
+                        out,
+                    );
                 }
-            } else if !is_invisible(c) {
-                self.non_ascii(c, start, end, out);
+                i += 1;
+                continue;
             }
+            let c = text[i..].chars().next().unwrap_or('\u{FFFD}');
+            let len = c.len_utf8();
+            if !is_invisible(c) {
+                self.non_ascii(c, start, start + len as u32, out);
+            }
+            i += len;
         }
         self.end_token(out);
         self.flush_run(out);
@@ -262,7 +308,15 @@ impl Normaliser {
             }
             if let Some(pair) = expansion(d) {
                 for ch in pair.chars() {
-                    self.unit(Unit { ch, class: Class::Letter, start, end }, out);
+                    self.unit(
+                        Unit {
+                            ch,
+                            class: Class::Letter,
+                            start,
+                            end,
+                        },
+                        out,
+                    );
                 }
                 continue;
             }
@@ -280,7 +334,15 @@ impl Normaliser {
                 if class == Class::Separator {
                     self.separator(start, end, out);
                 } else {
-                    self.unit(Unit { ch, class, start, end }, out);
+                    self.unit(
+                        Unit {
+                            ch,
+                            class,
+                            start,
+                            end,
+                        },
+                        out,
+                    );
                 }
             }
         }
@@ -298,6 +360,7 @@ impl Normaliser {
         self.sep.end = end;
     }
 
+    #[inline]
     fn unit(&mut self, u: Unit, out: &mut Normalised) {
         if self.token.is_empty() {
             // `!` and `@` opening a word are punctuation and mentions, not letters.
@@ -331,7 +394,8 @@ impl Normaliser {
         }
         let before = self.token_sep;
         let first = self.token[0];
-        let single = self.token.len() == 1 && (first.class == Class::Letter || leet(first.ch).is_some());
+        let single =
+            self.token.len() == 1 && (first.class == Class::Letter || leet(first.ch).is_some());
         if single {
             if !self.run.is_empty() && before.count == 1 {
                 self.run.push((first, before));
@@ -352,7 +416,11 @@ impl Normaliser {
         if self.run.is_empty() {
             return;
         }
-        let letters = self.run.iter().filter(|(u, _)| u.class == Class::Letter).count();
+        let letters = self
+            .run
+            .iter()
+            .filter(|(u, _)| u.class == Class::Letter)
+            .count();
         if self.run.len() >= 3 && letters >= 2 {
             self.joined.clear();
             self.joined.extend(self.run.iter().map(|(u, _)| *u));
@@ -371,6 +439,25 @@ impl Normaliser {
 fn emit_sep(out: &mut Normalised, sep: Sep) {
     if sep.count > 0 && !out.ends_with_space_or_empty() {
         out.push(' ', sep.start, sep.end);
+    }
+}
+
+/// A word of ASCII letters: lower case, repeated letters folded.
+fn emit_ascii_word(out: &mut Normalised, word: &[u8], offset: u32) {
+    let mut last = 0u8;
+    for (k, &b) in word.iter().enumerate() {
+        let lower = b | 0x20;
+        let at = offset + k as u32;
+        if lower == last {
+            if let Some(end) = out.ends.last_mut() {
+                *end = at + 1;
+            }
+            continue;
+        }
+        out.text.push(lower as char);
+        out.starts.push(at);
+        out.ends.push(at + 1);
+        last = lower;
     }
 }
 

@@ -298,10 +298,16 @@ impl Pack {
         let mut problem = |line: usize, message: String| problems.push(Problem { line, message });
 
         if raw.pack.id.trim().is_empty() {
-            problem(1, "[pack] id is empty: give the pack a stable id such as \"en-GB\"".into());
+            problem(
+                1,
+                "[pack] id is empty: give the pack a stable id such as \"en-GB\"".into(),
+            );
         }
         if raw.pack.version == 0 {
-            problem(1, "[pack] version is 0: versions start at 1 and every release bumps it".into());
+            problem(
+                1,
+                "[pack] version is 0: versions start at 1 and every release bumps it".into(),
+            );
         }
 
         let mut categories = Vec::new();
@@ -326,7 +332,11 @@ impl Pack {
             };
             let mut domains = Vec::new();
             for d in &cat.domains {
-                let domain = d.get_ref().trim().trim_end_matches('.').to_ascii_lowercase();
+                let domain = d
+                    .get_ref()
+                    .trim()
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase();
                 if domain.is_empty()
                     || domain.contains(['/', ':', ' ', '?', '#', '@'])
                     || !domain.contains('.')
@@ -377,7 +387,9 @@ impl Pack {
                 Some(other) => {
                     problem(
                         g.kind.as_ref().map(|k| lines.line(k)).unwrap_or(group_line),
-                        format!("unknown term kind `{other}`: use one of word, phrase, prefix, regex"),
+                        format!(
+                            "unknown term kind `{other}`: use one of word, phrase, prefix, regex"
+                        ),
                     );
                     continue;
                 }
@@ -427,28 +439,49 @@ impl Pack {
             let mut context = Vec::new();
             for c in &g.context {
                 if normalise_term(c.get_ref()).is_empty() {
-                    problem(lines.line(c), format!("context word `{}` has no letters or digits: remove it", c.get_ref()));
+                    problem(
+                        lines.line(c),
+                        format!(
+                            "context word `{}` has no letters or digits: remove it",
+                            c.get_ref()
+                        ),
+                    );
                 } else {
                     context.push(c.get_ref().clone());
                 }
             }
             if g.terms.is_empty() {
-                problem(group_line, "term group has no terms: add some to `terms = [...]` or remove the group".into());
+                problem(
+                    group_line,
+                    "term group has no terms: add some to `terms = [...]` or remove the group"
+                        .into(),
+                );
             }
             for t in &g.terms {
                 let line = lines.line(t);
                 let text = t.get_ref();
                 if kind == TermKind::Regex {
                     if let Err(e) = regex::Regex::new(text) {
-                        problem(line, format!("invalid regex `{text}`: {}", one_line(&e.to_string())));
+                        problem(
+                            line,
+                            format!("invalid regex `{text}`: {}", one_line(&e.to_string())),
+                        );
                         continue;
                     }
-                    if regex::Regex::new(text).map(|r| r.is_match("")).unwrap_or(false) {
+                    if regex::Regex::new(text)
+                        .map(|r| r.is_match(""))
+                        .unwrap_or(false)
+                    {
                         problem(line, format!("regex `{text}` matches empty text: make it require at least one character"));
                         continue;
                     }
                 } else if normalise_term(text).is_empty() {
-                    problem(line, format!("term `{text}` has no letters or digits after normalising: remove it"));
+                    problem(
+                        line,
+                        format!(
+                            "term `{text}` has no letters or digits after normalising: remove it"
+                        ),
+                    );
                     continue;
                 }
                 terms.push(Term {
@@ -479,7 +512,13 @@ impl Pack {
             };
             for p in &g.phrases {
                 if normalise_term(p.get_ref()).is_empty() {
-                    problem(lines.line(p), format!("exception `{}` has no letters or digits: remove it", p.get_ref()));
+                    problem(
+                        lines.line(p),
+                        format!(
+                            "exception `{}` has no letters or digits: remove it",
+                            p.get_ref()
+                        ),
+                    );
                     continue;
                 }
                 exceptions.push(ExceptionRule {
@@ -530,7 +569,13 @@ impl Pack {
 
 impl fmt::Display for Pack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} v{} ({} terms)", self.id, self.version, self.terms.len())
+        write!(
+            f,
+            "{} v{} ({} terms)",
+            self.id,
+            self.version,
+            self.terms.len()
+        )
     }
 }
 
@@ -597,11 +642,17 @@ phrases = ["kill a python process"]
     fn reports_problems_with_lines() {
         let bad = GOOD
             .replace("severity = 5\n", "severity = 9\n")
-            .replace("category = \"violence\"\nterms = [\"kill\", \"stab\"]", "category = \"violense\"\nterms = [\"kill\"]")
+            .replace(
+                "category = \"violence\"\nterms = [\"kill\", \"stab\"]",
+                "category = \"violense\"\nterms = [\"kill\"]",
+            )
             .replace("\"process\"]", "\"screen\"]");
         let err = Pack::parse(&bad, "bad.toml").unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("bad.toml:18: unknown category `violense`"), "{text}");
+        assert!(
+            text.contains("bad.toml:18: unknown category `violense`"),
+            "{text}"
+        );
         assert!(text.contains("severity 9 is out of range"), "{text}");
         assert!(text.contains("unknown scope `screen`"), "{text}");
     }
@@ -617,8 +668,14 @@ phrases = ["kill a python process"]
 
     #[test]
     fn invalid_regex_is_reported() {
-        let text = GOOD.replace("kind = \"phrase\"\nterms = [\"kill you\"]", "kind = \"regex\"\nterms = [\"kil(\"]");
+        let text = GOOD.replace(
+            "kind = \"phrase\"\nterms = [\"kill you\"]",
+            "kind = \"regex\"\nterms = [\"kil(\"]",
+        );
         let err = Pack::parse(&text, "r.toml").unwrap_err();
-        assert!(err.to_string().contains("r.toml:24: invalid regex"), "{err}");
+        assert!(
+            err.to_string().contains("r.toml:24: invalid regex"),
+            "{err}"
+        );
     }
 }

@@ -42,7 +42,10 @@ pub struct TypedMatcher {
 impl Matcher {
     /// An incremental matcher for typed text sharing this compiled pack.
     pub fn typed(self: &Arc<Self>) -> TypedMatcher {
-        let tail_bytes = (4 * (self.longest_term + self.longest_exception) + 256).min(BUFFER_CHARS * 4);
+        // Long enough for the longest term or exception (twice, for obfuscation such as
+        // `k.i.l.l`) and the context-word window.
+        let tail_bytes =
+            (2 * self.longest_term.max(self.longest_exception) + 128).min(BUFFER_CHARS * 4);
         TypedMatcher {
             matcher: Arc::clone(self),
             buffer: String::new(),
@@ -116,7 +119,10 @@ impl TypedMatcher {
             .nth(DROP_CHARS)
             .map(|(i, _)| i)
             .unwrap_or(self.buffer.len());
-        if let Some((i, c)) = self.buffer[cut..].char_indices().find(|(_, c)| ends_word(*c)) {
+        if let Some((i, c)) = self.buffer[cut..]
+            .char_indices()
+            .find(|(_, c)| ends_word(*c))
+        {
             if i < 4 * DROP_CHARS {
                 cut += i + c.len_utf8();
             }
@@ -136,7 +142,10 @@ impl TypedMatcher {
         }
         if start > 0 {
             // Begin just after a word end, so the tail does not start inside a word.
-            if let Some((i, c)) = self.buffer[start..].char_indices().find(|(_, c)| ends_word(*c)) {
+            if let Some((i, c)) = self.buffer[start..]
+                .char_indices()
+                .find(|(_, c)| ends_word(*c))
+            {
                 start += i + c.len_utf8();
             }
         }
@@ -162,7 +171,9 @@ impl TypedMatcher {
                 absolute_start,
                 at_char: self.typed_chars,
             });
-            let mut m = self.matcher.to_match(hit, Scope::Typed, tail, &self.normalised);
+            let mut m = self
+                .matcher
+                .to_match(hit, Scope::Typed, tail, &self.normalised);
             m.span = start + span.start..start + span.end;
             let (context, context_span) = snippet(&self.buffer, m.span.clone());
             m.context = context;
@@ -185,7 +196,10 @@ impl TypedMatcher {
         let lowest = hit.norm.start.saturating_sub(m.longest_exception);
         let mut candidate = String::new();
         for s in lowest..hit.norm.end.min(text.len()) {
-            if !text.is_char_boundary(s) || !boundary_before(bytes, s) || text.len() - s >= m.longest_exception {
+            if !text.is_char_boundary(s)
+                || !boundary_before(bytes, s)
+                || text.len() - s >= m.longest_exception
+            {
                 continue;
             }
             candidate.clear();
@@ -193,7 +207,10 @@ impl TypedMatcher {
             candidate.push(' ');
             let prefixes = &m.exception_prefixes;
             let i = prefixes.partition_point(|e| e.as_str() < candidate.as_str());
-            if prefixes.get(i).is_some_and(|e| e.starts_with(candidate.as_str())) {
+            if prefixes
+                .get(i)
+                .is_some_and(|e| e.starts_with(candidate.as_str()))
+            {
                 return true;
             }
         }

@@ -30,7 +30,10 @@ fn parts(url: &str) -> Option<Parts<'_>> {
     let host_start = authority.rfind('@').map(|i| i + 1).unwrap_or(0);
     let host_and_port = &authority[host_start..];
     let host_len = if host_and_port.starts_with('[') {
-        host_and_port.find(']').map(|i| i + 1).unwrap_or(host_and_port.len())
+        host_and_port
+            .find(']')
+            .map(|i| i + 1)
+            .unwrap_or(host_and_port.len())
     } else {
         host_and_port.find(':').unwrap_or(host_and_port.len())
     };
@@ -47,7 +50,9 @@ fn parts(url: &str) -> Option<Parts<'_>> {
         host,
         path: &url[after..path_end],
         path_range: after..path_end,
-        query: query_at.map(|q| q + 1..fragment_at).unwrap_or(fragment_at..fragment_at),
+        query: query_at
+            .map(|q| q + 1..fragment_at)
+            .unwrap_or(fragment_at..fragment_at),
         fragment: (fragment_at + 1).min(url.len())..url.len(),
     })
 }
@@ -55,7 +60,9 @@ fn parts(url: &str) -> Option<Parts<'_>> {
 /// The host of a URL, lower case, without port, user info or trailing dot.
 pub fn host_of(url: &str) -> Option<String> {
     let p = parts(url.trim())?;
-    let host = url.trim()[p.host].trim_end_matches('.').to_ascii_lowercase();
+    let host = url.trim()[p.host]
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
     (!host.is_empty()).then_some(host)
 }
 
@@ -67,16 +74,14 @@ fn decode(raw: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h * 16 + l);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -108,7 +113,9 @@ fn param(url: &str, range: Range<usize>, names: &[&str]) -> Option<Range<usize>>
 /// TikTok or Reddit search URL, decoded, with the raw range of it in the URL.
 pub(crate) fn search_query_span(url: &str) -> Option<(String, Range<usize>)> {
     let p = parts(url)?;
-    let host = url[p.host.clone()].trim_end_matches('.').to_ascii_lowercase();
+    let host = url[p.host.clone()]
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
     let labels: Vec<&str> = host.split('.').collect();
     let has = |l: &str| labels.contains(&l);
     let on = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
@@ -121,7 +128,9 @@ pub(crate) fn search_query_span(url: &str) -> Option<(String, Range<usize>)> {
             None
         }
     } else if on("bing.com") {
-        path.starts_with("/search").then(|| from_query(&["q"])).flatten()
+        path.starts_with("/search")
+            .then(|| from_query(&["q"]))
+            .flatten()
     } else if on("duckduckgo.com") {
         from_query(&["q"])
     } else if has("yahoo") {
@@ -142,9 +151,13 @@ pub(crate) fn search_query_span(url: &str) -> Option<(String, Range<usize>)> {
             from_query(&["search"])
         }
     } else if on("tiktok.com") {
-        path.starts_with("/search").then(|| from_query(&["q"])).flatten()
+        path.starts_with("/search")
+            .then(|| from_query(&["q"]))
+            .flatten()
     } else if on("reddit.com") {
-        path.contains("/search").then(|| from_query(&["q"])).flatten()
+        path.contains("/search")
+            .then(|| from_query(&["q"]))
+            .flatten()
     } else {
         None
     }?;
@@ -167,7 +180,9 @@ impl Matcher {
     pub fn find_url(&self, url: &str) -> Vec<Match> {
         let mut out = Vec::new();
         if let Some(p) = parts(url) {
-            let host = url[p.host.clone()].trim_end_matches('.').to_ascii_lowercase();
+            let host = url[p.host.clone()]
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
             let mut suffix = host.as_str();
             loop {
                 if let Some(cats) = self.domain_categories(suffix) {
@@ -215,27 +230,66 @@ mod tests {
     #[test]
     fn engines() {
         let q = |u: &str| search_query(u);
-        assert_eq!(q("https://www.google.co.uk/search?client=x&q=how+to+tie+a+noose&oq=").as_deref(), Some("how to tie a noose"));
-        assert_eq!(q("https://www.google.com/#q=hello%20there").as_deref(), Some("hello there"));
-        assert_eq!(q("https://www.bing.com/search?q=caf%C3%A9").as_deref(), Some("café"));
-        assert_eq!(q("https://duckduckgo.com/?q=a+b&t=h_").as_deref(), Some("a b"));
-        assert_eq!(q("https://uk.search.yahoo.com/search?p=test").as_deref(), Some("test"));
-        assert_eq!(q("https://www.ecosia.org/search?method=index&q=trees").as_deref(), Some("trees"));
-        assert_eq!(q("https://www.youtube.com/results?search_query=minecraft+mods").as_deref(), Some("minecraft mods"));
-        assert_eq!(q("https://en.wikipedia.org/w/index.php?search=self+harm&title=Special").as_deref(), Some("self harm"));
-        assert_eq!(q("https://en.wikipedia.org/wiki/Special:Search/knife_crime").as_deref(), Some("knife_crime"));
-        assert_eq!(q("https://www.tiktok.com/search?q=diet%20tips").as_deref(), Some("diet tips"));
-        assert_eq!(q("https://www.reddit.com/r/all/search/?q=vape").as_deref(), Some("vape"));
+        assert_eq!(
+            q("https://www.google.co.uk/search?client=x&q=how+to+tie+a+noose&oq=").as_deref(),
+            Some("how to tie a noose")
+        );
+        assert_eq!(
+            q("https://www.google.com/#q=hello%20there").as_deref(),
+            Some("hello there")
+        );
+        assert_eq!(
+            q("https://www.bing.com/search?q=caf%C3%A9").as_deref(),
+            Some("café")
+        );
+        assert_eq!(
+            q("https://duckduckgo.com/?q=a+b&t=h_").as_deref(),
+            Some("a b")
+        );
+        assert_eq!(
+            q("https://uk.search.yahoo.com/search?p=test").as_deref(),
+            Some("test")
+        );
+        assert_eq!(
+            q("https://www.ecosia.org/search?method=index&q=trees").as_deref(),
+            Some("trees")
+        );
+        assert_eq!(
+            q("https://www.youtube.com/results?search_query=minecraft+mods").as_deref(),
+            Some("minecraft mods")
+        );
+        assert_eq!(
+            q("https://en.wikipedia.org/w/index.php?search=self+harm&title=Special").as_deref(),
+            Some("self harm")
+        );
+        assert_eq!(
+            q("https://en.wikipedia.org/wiki/Special:Search/knife_crime").as_deref(),
+            Some("knife_crime")
+        );
+        assert_eq!(
+            q("https://www.tiktok.com/search?q=diet%20tips").as_deref(),
+            Some("diet tips")
+        );
+        assert_eq!(
+            q("https://www.reddit.com/r/all/search/?q=vape").as_deref(),
+            Some("vape")
+        );
         assert_eq!(q("https://www.google.com/maps?q=london"), None);
         assert_eq!(q("https://example.org/search?q=x"), None);
         assert_eq!(q("not a url"), None);
         assert_eq!(q("https://www.bing.com/search?q=%"), Some("%".to_string()));
-        assert_eq!(q("https://www.bing.com/search?q=%4"), Some("%4".to_string()));
+        assert_eq!(
+            q("https://www.bing.com/search?q=%4"),
+            Some("%4".to_string())
+        );
     }
 
     #[test]
     fn hosts() {
-        assert_eq!(host_of("https://User@WWW.Example.org:8080/x").as_deref(), Some("www.example.org"));
+        assert_eq!(
+            host_of("https://User@WWW.Example.org:8080/x").as_deref(),
+            Some("www.example.org")
+        );
         assert_eq!(host_of("example.org/path").as_deref(), Some("example.org"));
         assert_eq!(host_of("http://[::1]:80/").as_deref(), Some("[::1]"));
         assert_eq!(host_of(""), None);

@@ -37,8 +37,12 @@ fn every_corpus_passes_the_gate() {
     }
     let mut failures = Vec::new();
     for corpus in &corpora {
-        let pack_path = pack_for_corpus(corpus, &dir("packs"))
-            .unwrap_or_else(|| panic!("no pack for corpus {}: name it after a pack in packs/", corpus.display()));
+        let pack_path = pack_for_corpus(corpus, &dir("packs")).unwrap_or_else(|| {
+            panic!(
+                "no pack for corpus {}: name it after a pack in packs/",
+                corpus.display()
+            )
+        });
         let pack = Pack::load(&pack_path).unwrap_or_else(|e| panic!("{e}"));
         let matcher = Matcher::compile(&pack, &CompileOptions::default()).unwrap();
         let examples = load_corpus(corpus).unwrap_or_else(|e| panic!("{e}"));
@@ -49,7 +53,10 @@ fn every_corpus_passes_the_gate() {
         println!("{name} against {}:\n{}", pack.id, report.render());
         if report.recall() < MIN_RECALL || report.false_alert_rate() > MAX_FALSE_ALERT_RATE {
             for m in report.misses.iter().chain(&report.false_alerts).take(40) {
-                println!("  {}:{} {:?} expected {:?} got {:?}", name, m.line, m.text, m.expected, m.alerted);
+                println!(
+                    "  {}:{} {:?} expected {:?} got {:?}",
+                    name, m.line, m.text, m.expected, m.alerted
+                );
             }
             failures.push(format!(
                 "{name}: recall={:.4} (min {MIN_RECALL}) false_alert_rate={:.4} (max {MAX_FALSE_ALERT_RATE})",
@@ -58,7 +65,11 @@ fn every_corpus_passes_the_gate() {
             ));
         }
     }
-    assert!(failures.is_empty(), "corpus gate failed:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "corpus gate failed:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -77,5 +88,9 @@ fn every_pack_lints_clean() {
             ),
         }
     }
-    assert!(errors.is_empty(), "pack errors (run `tutela-rules check`):\n{}", errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "pack errors (run `tutela-rules check`):\n{}",
+        errors.join("\n")
+    );
 }

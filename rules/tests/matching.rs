@@ -76,7 +76,11 @@ phrases = ["assassin's creed", "shoot the basketball", "kill a python process", 
 "#;
 
 fn matcher() -> Matcher {
-    Matcher::compile(&Pack::parse(PACK, "test.toml").unwrap(), &CompileOptions::default()).unwrap()
+    Matcher::compile(
+        &Pack::parse(PACK, "test.toml").unwrap(),
+        &CompileOptions::default(),
+    )
+    .unwrap()
 }
 
 fn rules(m: &Matcher, scope: Scope, text: &str) -> Vec<String> {
@@ -95,12 +99,28 @@ fn matches_disguised_terms_with_spans_in_the_original() {
     assert_eq!(found[1].severity, 5);
     assert_eq!(found[1].capture, CaptureMode::Burst);
     assert_eq!(found[1].context, text);
-    assert_eq!(&found[1].context[found[1].context_span.clone()], "K.I.L.L   mys3lf");
+    assert_eq!(
+        &found[1].context[found[1].context_span.clone()],
+        "K.I.L.L   mys3lf"
+    );
 
-    for text in ["suiiicide", "s u i c i d e", "$u1c1de", "ѕuісіdе", "su\u{200B}icide", "SUICIDE!!!"] {
-        assert!(rules(&m, Scope::Title, text).contains(&"suicide/suicide".to_string()), "{text}");
+    for text in [
+        "suiiicide",
+        "s u i c i d e",
+        "$u1c1de",
+        "ѕuісіdе",
+        "su\u{200B}icide",
+        "SUICIDE!!!",
+    ] {
+        assert!(
+            rules(&m, Scope::Title, text).contains(&"suicide/suicide".to_string()),
+            "{text}"
+        );
     }
-    assert_eq!(rules(&m, Scope::Search, "suicidal thoughts"), ["suicide/suicid"]);
+    assert_eq!(
+        rules(&m, Scope::Search, "suicidal thoughts"),
+        ["suicide/suicid"]
+    );
 }
 
 #[test]
@@ -111,10 +131,19 @@ fn scunthorpe_problem() {
     assert!(rules(&m, Scope::Typed, "how do I kill a python process").is_empty());
     assert!(rules(&m, Scope::Typed, "shoot the basketball from the line").is_empty());
     assert!(rules(&m, Scope::Typed, "skills and killjoy").is_empty());
-    assert_eq!(rules(&m, Scope::Typed, "I will shoot him"), ["violence/shoot"]);
-    assert_eq!(rules(&m, Scope::Typed, "the assassin is here"), ["violence/assassin"]);
+    assert_eq!(
+        rules(&m, Scope::Typed, "I will shoot him"),
+        ["violence/shoot"]
+    );
+    assert_eq!(
+        rules(&m, Scope::Typed, "the assassin is here"),
+        ["violence/assassin"]
+    );
     // An exception cancels only its own category.
-    assert_eq!(rules(&m, Scope::Typed, "kill myself like I kill a python process"), ["violence/kill", "suicide/kill myself"]);
+    assert_eq!(
+        rules(&m, Scope::Typed, "kill myself like I kill a python process"),
+        ["violence/kill", "suicide/kill myself"]
+    );
 }
 
 #[test]
@@ -127,7 +156,10 @@ fn explain_reports_exceptions_and_context() {
     assert_eq!(e.missing_context.len(), 1);
     assert_eq!(e.missing_context[0].rule_id, "violence/stab");
     assert_eq!(e.normalised, "kil a python proces then stab it");
-    assert_eq!(rules(&m, Scope::Typed, "gonna stab him at school"), ["violence/stab"]);
+    assert_eq!(
+        rules(&m, Scope::Typed, "gonna stab him at school"),
+        ["violence/stab"]
+    );
 }
 
 #[test]
@@ -135,10 +167,19 @@ fn scopes_regexes_and_age() {
     let m = matcher();
     assert!(rules(&m, Scope::Title, "tor").is_empty());
     assert_eq!(rules(&m, Scope::Process, "tor.exe"), ["illegal/tor"]);
-    assert_eq!(rules(&m, Scope::Search, "gunshop near me"), ["weapons/\\bgun ?s(?:hop|tore)\\b"]);
+    assert_eq!(
+        rules(&m, Scope::Search, "gunshop near me"),
+        ["weapons/\\bgun ?s(?:hop|tore)\\b"]
+    );
     assert_eq!(rules(&m, Scope::Typed, "a fight"), ["violence/fight"]);
     let pack = Pack::parse(PACK, "test.toml").unwrap();
-    let secondary = Matcher::compile(&pack, &CompileOptions { age: AgeBand::Secondary }).unwrap();
+    let secondary = Matcher::compile(
+        &pack,
+        &CompileOptions {
+            age: AgeBand::Secondary,
+        },
+    )
+    .unwrap();
     assert!(rules(&secondary, Scope::Typed, "a fight").is_empty());
     assert_eq!(secondary.term_count(), m.term_count() - 1);
     assert_eq!((m.pack_id(), m.version()), ("test", 7));
@@ -158,7 +199,10 @@ fn urls() {
         .filter(|m| m.scope == Scope::Search && m.rule_id == "suicide/kill myself")
         .collect();
     assert!(!search.is_empty());
-    assert_eq!(&search[0].context[search[0].context_span.clone()], "kill myself");
+    assert_eq!(
+        &search[0].context[search[0].context_span.clone()],
+        "kill myself"
+    );
 
     let found = m.find_url("http://videos.gore.example/latest");
     assert_eq!(found.len(), 1);
@@ -177,7 +221,10 @@ fn typed_incremental() {
     }
     assert_eq!(
         all,
-        [("violence/kill".to_string(), 16..20), ("suicide/kill myself".to_string(), 16..27)]
+        [
+            ("violence/kill".to_string(), 16..20),
+            ("suicide/kill myself".to_string(), 16..27)
+        ]
     );
     assert_eq!(t.text(), "hello I want to kill myself now");
 
@@ -242,7 +289,10 @@ fn typed_buffer_is_bounded() {
             t.push(c);
         }
         if i % 100 == 0 {
-            count += "stab school ".chars().map(|c| t.push(c).len()).sum::<usize>();
+            count += "stab school "
+                .chars()
+                .map(|c| t.push(c).len())
+                .sum::<usize>();
         }
         assert!(t.text().chars().count() <= 512);
     }

@@ -21,10 +21,57 @@ impl Rng {
 }
 
 const PIECES: &[&str] = &[
-    "kill", "k.i.l.l", "s u i c i d e", "suiiicide", "$", "@", "!", "1", "0", "5", " ", "  ", ".",
-    "-", "'", "é", "e\u{301}", "ß", "ﬁ", "ｋ", "𝐤", "\u{200B}", "\u{FEFF}", "і", "а", "ο", "ǅ",
-    "ﷺ", "\u{0}", "\t", "\n", "😀", "👨‍👩‍👧", "日本", "Ⅻ", "①", "İ", "ŉ", "x", "a", "myself",
-    "assassin's creed", "scunthorpe", "https://", "?q=", "%", "%2", "+", "&", "#", "/search",
+    "kill",
+    "k.i.l.l",
+    "s u i c i d e",
+    "suiiicide",
+    "$",
+    "@",
+    "!",
+    "1",
+    "0",
+    "5",
+    " ",
+    "  ",
+    ".",
+    "-",
+    "'",
+    "é",
+    "e\u{301}",
+    "ß",
+    "ﬁ",
+    "ｋ",
+    "𝐤",
+    "\u{200B}",
+    "\u{FEFF}",
+    "і",
+    "а",
+    "ο",
+    "ǅ",
+    "ﷺ",
+    "\u{0}",
+    "\t",
+    "\n",
+    "😀",
+    "👨‍👩‍👧",
+    "日本",
+    "Ⅻ",
+    "①",
+    "İ",
+    "ŉ",
+    "x",
+    "a",
+    "myself",
+    "assassin's creed",
+    "scunthorpe",
+    "https://",
+    "?q=",
+    "%",
+    "%2",
+    "+",
+    "&",
+    "#",
+    "/search",
 ];
 
 fn random_text(rng: &mut Rng) -> String {
@@ -61,8 +108,14 @@ fn normaliser_spans_stay_inside_the_original() {
         for start in 0..=len {
             for end in start..=len.min(start + 12) {
                 let span = n.original_span(start..end);
-                assert!(span.start <= span.end && span.end <= text.len(), "{text:?} {start}..{end} -> {span:?}");
-                assert!(text.is_char_boundary(span.start) && text.is_char_boundary(span.end), "{text:?} {span:?}");
+                assert!(
+                    span.start <= span.end && span.end <= text.len(),
+                    "{text:?} {start}..{end} -> {span:?}"
+                );
+                assert!(
+                    text.is_char_boundary(span.start) && text.is_char_boundary(span.end),
+                    "{text:?} {span:?}"
+                );
             }
         }
         assert!(!n.as_str().starts_with(' '), "{text:?} -> {:?}", n.as_str());
@@ -71,7 +124,10 @@ fn normaliser_spans_stay_inside_the_original() {
             let all = n.original_span(0..len);
             let first = n.original_span(0..1);
             let last = n.original_span(len - 1..len);
-            assert!(all.start == first.start && all.end == last.end && first.start <= last.start, "{text:?}");
+            assert!(
+                all.start == first.start && all.end == last.end && first.start <= last.start,
+                "{text:?}"
+            );
         }
     }
 }
@@ -84,11 +140,22 @@ fn matching_never_panics_and_spans_are_valid() {
     for round in 0..5_000 {
         let text = random_text(&mut rng);
         for scope in Scope::ALL {
-            let found = if scope == Scope::Url { m.find_url(&text) } else { m.find(scope, &text) };
+            let found = if scope == Scope::Url {
+                m.find_url(&text)
+            } else {
+                m.find(scope, &text)
+            };
             for f in found {
-                assert!(text.is_char_boundary(f.span.start) && text.is_char_boundary(f.span.end) && f.span.end <= text.len());
+                assert!(
+                    text.is_char_boundary(f.span.start)
+                        && text.is_char_boundary(f.span.end)
+                        && f.span.end <= text.len()
+                );
                 assert!(f.context.chars().count() <= 120);
-                assert!(f.context.is_char_boundary(f.context_span.start) && f.context.is_char_boundary(f.context_span.end));
+                assert!(
+                    f.context.is_char_boundary(f.context_span.start)
+                        && f.context.is_char_boundary(f.context_span.end)
+                );
                 assert!(f.context_span.end <= f.context.len());
             }
             let e = m.explain(scope, &text);
@@ -103,7 +170,11 @@ fn matching_never_panics_and_spans_are_valid() {
             }
             for f in typed.push(c) {
                 let t = typed.text();
-                assert!(t.is_char_boundary(f.span.start) && t.is_char_boundary(f.span.end) && f.span.end <= t.len());
+                assert!(
+                    t.is_char_boundary(f.span.start)
+                        && t.is_char_boundary(f.span.end)
+                        && f.span.end <= t.len()
+                );
             }
         }
         if round % 50 == 0 {
@@ -123,15 +194,26 @@ fn typed_agrees_with_batch_matching() {
             continue;
         }
         let mut typed = m.typed();
-        let mut got: Vec<(String, usize)> = text.chars().flat_map(|c| typed.push(c)).map(|f| (f.rule_id, f.span.start)).collect();
+        let mut got: Vec<(String, usize)> = text
+            .chars()
+            .flat_map(|c| typed.push(c))
+            .map(|f| (f.rule_id, f.span.start))
+            .collect();
         got.extend(typed.flush().into_iter().map(|f| (f.rule_id, f.span.start)));
         got.sort();
         got.dedup();
-        let mut want: Vec<(String, usize)> = m.find(Scope::Typed, &text).into_iter().map(|f| (f.rule_id, f.span.start)).collect();
+        let mut want: Vec<(String, usize)> = m
+            .find(Scope::Typed, &text)
+            .into_iter()
+            .map(|f| (f.rule_id, f.span.start))
+            .collect();
         want.sort();
         want.dedup();
         for w in &want {
-            assert!(got.contains(w), "typed missed {w:?} in {text:?}: got {got:?}");
+            assert!(
+                got.contains(w),
+                "typed missed {w:?} in {text:?}: got {got:?}"
+            );
         }
     }
 }

@@ -40,6 +40,8 @@ fn draft(capture: Option<Vec<u8>>) -> EventDraft {
         }),
         rules_version: 1,
         count: 1,
+        event_id: None,
+        repeat_of: String::new(),
     }
 }
 
@@ -133,7 +135,13 @@ async fn send_garbage(enrolment: &Enrolment) -> Status {
     }
 }
 
-fn sealed(identity: &Identity, agent_id: &str, seq: u64, prev: [u8; 32], capture: Option<Vec<u8>>) -> SealedEvent {
+fn sealed(
+    identity: &Identity,
+    agent_id: &str,
+    seq: u64,
+    prev: [u8; 32],
+    capture: Option<Vec<u8>>,
+) -> SealedEvent {
     seal(identity, agent_id, seq, prev, 0, draft(capture))
 }
 
@@ -168,13 +176,23 @@ fn attacks_are_refused_with_their_own_status_and_nothing_is_stored() {
 
         // Same sequence number, different content: refused.
         let conflicting = sealed(&identity, &id, 1, [0; 32], None);
-        let status = send(&enrolment, vec![conflicting.to_wire()]).await.unwrap_err();
+        let status = send(&enrolment, vec![conflicting.to_wire()])
+            .await
+            .unwrap_err();
         assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
 
         // Tampered capture: the bytes no longer match the signed SHA-256.
-        let mut tampered = sealed(&identity, &id, 2, first.body_hash(), Some(vec![0xd8, 0xff, 1, 2, 3, 4]));
+        let mut tampered = sealed(
+            &identity,
+            &id,
+            2,
+            first.body_hash(),
+            Some(vec![0xd8, 0xff, 1, 2, 3, 4]),
+        );
         tampered.capture[3] ^= 0xff;
-        let status = send(&enrolment, vec![tampered.to_wire()]).await.unwrap_err();
+        let status = send(&enrolment, vec![tampered.to_wire()])
+            .await
+            .unwrap_err();
         assert_eq!(status.code(), Code::DataLoss, "{status:?}");
         assert!(status.message().contains("SHA-256"), "{status:?}");
 
@@ -186,7 +204,13 @@ fn attacks_are_refused_with_their_own_status_and_nothing_is_stored() {
         assert!(status.message().contains("not enrolled"), "{status:?}");
 
         // Oversized: a 3 MiB capture, correctly hashed and signed.
-        let big = sealed(&identity, &id, 2, first.body_hash(), Some(vec![7u8; 3 * 1024 * 1024]));
+        let big = sealed(
+            &identity,
+            &id,
+            2,
+            first.body_hash(),
+            Some(vec![7u8; 3 * 1024 * 1024]),
+        );
         let status = send(&enrolment, vec![big.to_wire()]).await.unwrap_err();
         assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
 
@@ -195,7 +219,13 @@ fn attacks_are_refused_with_their_own_status_and_nothing_is_stored() {
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
 
         // Still up, and the honest agent carries on.
-        let second = sealed(&identity, &id, 2, first.body_hash(), Some(vec![0xd8, 0xff, 9, 9]));
+        let second = sealed(
+            &identity,
+            &id,
+            2,
+            first.body_hash(),
+            Some(vec![0xd8, 0xff, 9, 9]),
+        );
         let acks = send(&enrolment, vec![second.to_wire()]).await.unwrap();
         assert_eq!(acks[0].status, AckStatus::Stored as i32);
     });
@@ -204,8 +234,17 @@ fn attacks_are_refused_with_their_own_status_and_nothing_is_stored() {
     assert_eq!(alerts.len(), 2, "only the two honest events are stored");
     assert_eq!(alerts[1]["has_capture"], true);
     let log = collector.log_text();
-    for code in ["Unauthenticated", "DataLoss", "NotFound", "ResourceExhausted", "InvalidArgument"] {
-        assert!(log.contains(code), "collector logged the {code} refusal:\n{log}");
+    for code in [
+        "Unauthenticated",
+        "DataLoss",
+        "NotFound",
+        "ResourceExhausted",
+        "InvalidArgument",
+    ] {
+        assert!(
+            log.contains(code),
+            "collector logged the {code} refusal:\n{log}"
+        );
     }
     // The capture is encrypted at rest: its plain bytes are not in the database.
     let db = std::fs::read(collector.dir.join("tutela.db")).unwrap();
@@ -223,7 +262,12 @@ fn revoked_agent_is_refused() {
     agent.enrol(&collector.token(&[]).unwrap()).unwrap();
     let enrolment = Enrolment::load(&agent.dir).unwrap();
     let identity = Identity::load_or_create(&agent.dir).unwrap();
-    tutela_tests::run_ok(collector.cmd().args(["agents", "revoke", &enrolment.agent_id])).unwrap();
+    tutela_tests::run_ok(
+        collector
+            .cmd()
+            .args(["agents", "revoke", &enrolment.agent_id]),
+    )
+    .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let status = rt
         .block_on(send(

@@ -44,7 +44,8 @@ fn thousand_events_are_listed_with_their_fields() {
     }
     assert_eq!(seqs, (1..=1000).collect::<HashSet<i64>>());
     // The table form lists them too.
-    let table = tutela_tests::run_ok(collector.cmd().args(["alerts", "list", "--limit", "5"])).unwrap();
+    let table =
+        tutela_tests::run_ok(collector.cmd().args(["alerts", "list", "--limit", "5"])).unwrap();
     assert_eq!(table.lines().count(), 6, "{table}");
     let status = tutela_tests::run_ok(agent.cmd().arg("status")).unwrap();
     assert!(status.contains("spool backlog: 0 events"), "{status}");
@@ -94,7 +95,10 @@ fn kill_nine_loses_nothing_and_duplicates_nothing() {
     assert_eq!(alerts.len(), 5000, "exactly 5,000 stored");
     assert_eq!(seqs.len(), 5000, "no duplicates");
     assert_eq!(seqs, (1..=5000).collect::<HashSet<i64>>(), "none lost");
-    assert!(alerts.iter().all(|a| a["chain_ok"] == true), "hash chain intact");
+    assert!(
+        alerts.iter().all(|a| a["chain_ok"] == true),
+        "hash chain intact"
+    );
     let gaps = tutela_tests::run_ok(collector.cmd().args(["alerts", "gaps"])).unwrap();
     assert!(gaps.trim().is_empty(), "no gaps: {gaps}");
 }
@@ -105,7 +109,11 @@ fn enrolment_token_errors_are_clear() {
     let mut collector = Collector::init(scratch.path("collector")).unwrap();
     collector.start().unwrap();
 
-    let malformed = run_failing(Agent::new(scratch.path("a1")).cmd().args(["enrol", "tutela1.not-a-token"]));
+    let malformed = run_failing(
+        Agent::new(scratch.path("a1"))
+            .cmd()
+            .args(["enrol", "tutela1.not-a-token"]),
+    );
     let err = String::from_utf8_lossy(&malformed.stderr);
     assert!(err.contains("malformed"), "{err}");
 
@@ -138,11 +146,20 @@ fn agent_refuses_a_collector_whose_certificate_does_not_match_the_pin() {
     impostor.port = port;
     impostor.start().unwrap();
     agent.start(&["--simulate", "20"]).unwrap();
-    wait_for("the agent to report the pin mismatch", Duration::from_secs(20), || {
-        agent.log_text().contains("does not match the pinned fingerprint")
-    })
+    wait_for(
+        "the agent to report the pin mismatch",
+        Duration::from_secs(20),
+        || {
+            agent
+                .log_text()
+                .contains("does not match the pinned fingerprint")
+        },
+    )
     .unwrap();
     assert_eq!(impostor.alert_count(), 0, "nothing sent to the impostor");
     let status = tutela_tests::run_ok(agent.cmd().arg("status")).unwrap();
-    assert!(status.contains("spool backlog: 20 events"), "events kept: {status}");
+    assert!(
+        status.contains("spool backlog: 20 events"),
+        "events kept: {status}"
+    );
 }

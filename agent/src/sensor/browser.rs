@@ -44,7 +44,9 @@ pub fn start(
             poke.poke();
         }
     })
-    .map_err(|error| tracing::warn!(%error, "browser sensor: no change notifications, polling only"))
+    .map_err(
+        |error| tracing::warn!(%error, "browser sensor: no change notifications, polling only"),
+    )
     .ok();
     let thread_stop = stop.clone();
     SensorHandle::spawn("browser", stop, move || {

@@ -56,7 +56,10 @@ const LOCATIONS: &[(&str, &str)] = &[
     ("Library/Application Support/Chromium", "chromium"),
     ("Library/Application Support/Google/Chrome", "chrome"),
     ("Library/Application Support/Microsoft Edge", "edge"),
-    ("Library/Application Support/BraveSoftware/Brave-Browser", "brave"),
+    (
+        "Library/Application Support/BraveSoftware/Brave-Browser",
+        "brave",
+    ),
     ("Library/Application Support/Firefox/Profiles", "firefox"),
 ];
 
@@ -65,7 +68,10 @@ const LOCATIONS: &[(&str, &str)] = &[
     (r"AppData\Local\Chromium\User Data", "chromium"),
     (r"AppData\Local\Google\Chrome\User Data", "chrome"),
     (r"AppData\Local\Microsoft\Edge\User Data", "edge"),
-    (r"AppData\Local\BraveSoftware\Brave-Browser\User Data", "brave"),
+    (
+        r"AppData\Local\BraveSoftware\Brave-Browser\User Data",
+        "brave",
+    ),
     (r"AppData\Roaming\Mozilla\Firefox\Profiles", "firefox"),
 ];
 

@@ -39,7 +39,7 @@ pub(crate) fn start(
     } else {
         None
     };
-    if !version.is_some_and(|v| v.major_version >= 2) {
+    if version.is_none_or(|v| v.major_version < 2) {
         return Err(SensorError::MissingExtension {
             sensor: "keys",
             extension: "XInputExtension 2",
@@ -112,10 +112,7 @@ impl Keymap {
     fn load(x: &X11) -> Result<Self, Box<dyn std::error::Error>> {
         let setup = x.conn.setup();
         let (min, max) = (setup.min_keycode, setup.max_keycode);
-        let reply = x
-            .conn
-            .get_keyboard_mapping(min, max - min + 1)?
-            .reply()?;
+        let reply = x.conn.get_keyboard_mapping(min, max - min + 1)?.reply()?;
         Ok(Self {
             min_keycode: min,
             per_keycode: reply.keysyms_per_keycode,
@@ -136,7 +133,11 @@ impl Keymap {
                 let plain = get(0)?;
                 let c = plain.key_char()?;
                 let upper = c.to_uppercase().next()?;
-                Some(if upper == c { plain } else { Keysym::from_char(upper) })
+                Some(if upper == c {
+                    plain
+                } else {
+                    Keysym::from_char(upper)
+                })
             }),
             n => get(usize::from(n)),
         }

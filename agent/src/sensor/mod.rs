@@ -52,7 +52,11 @@ pub enum SensorEvent {
         time_ms: i64,
     },
     /// A process started after sensor start.
-    ProcessStarted { name: String, path: String, pid: u32 },
+    ProcessStarted {
+        name: String,
+        path: String,
+        pid: u32,
+    },
 }
 
 // Hand-written so that a stray `{:?}` can never print a typed key.
@@ -157,7 +161,10 @@ pub enum SensorError {
         extension: &'static str,
     },
     #[error("X11 request failed while starting the {sensor} sensor: {reason}")]
-    X11 { sensor: &'static str, reason: String },
+    X11 {
+        sensor: &'static str,
+        reason: String,
+    },
     #[error("the {sensor} sensor is not yet supported on this platform ({platform})")]
     Unsupported {
         sensor: &'static str,
@@ -311,13 +318,19 @@ pub(crate) enum Wake {
 
 impl Stop {
     pub(crate) fn request(&self) {
-        self.inner.state.lock().unwrap_or_else(|e| e.into_inner()).stopped = true;
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stopped = true;
         self.inner.cv.notify_all();
         if let Some(waker) = &*self.inner.waker.lock().unwrap_or_else(|e| e.into_inner()) {
             waker();
         }
     }
 
+    // Used by the X11 sensors, which block on their connection rather than in `wait`.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn is_requested(&self) -> bool {
         self.inner
             .state
@@ -328,10 +341,15 @@ impl Stop {
 
     /// Wakes a thread sleeping in [`Stop::wait`] early (new data to look at).
     pub(crate) fn poke(&self) {
-        self.inner.state.lock().unwrap_or_else(|e| e.into_inner()).poked = true;
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .poked = true;
         self.inner.cv.notify_all();
     }
 
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn set_waker(&self, waker: impl Fn() + Send + Sync + 'static) {
         *self.inner.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(waker));
     }

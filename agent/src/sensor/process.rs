@@ -23,7 +23,9 @@ pub fn start(
     for (pid, process) in system.processes() {
         seen.insert((*pid, process.start_time()));
     }
-    let poll = config.process_poll.max(std::time::Duration::from_millis(100));
+    let poll = config
+        .process_poll
+        .max(std::time::Duration::from_millis(100));
     let stop = Stop::default();
     let thread_stop = stop.clone();
     SensorHandle::spawn("process", stop, move || loop {

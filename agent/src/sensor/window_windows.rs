@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use windows_sys::Win32::Foundation::CloseHandle;
 use windows_sys::Win32::System::Threading::{
-    OpenProcess, QueryFullProcessImageNameW, PROCESS_NAME_WIN32,
-    PROCESS_QUERY_LIMITED_INFORMATION,
+    OpenProcess, QueryFullProcessImageNameW, PROCESS_NAME_WIN32, PROCESS_QUERY_LIMITED_INFORMATION,
 };
 use windows_sys::Win32::UI::WindowsAndMessaging::{
     GetForegroundWindow, GetWindowTextLengthW, GetWindowTextW, GetWindowThreadProcessId,
@@ -33,7 +32,14 @@ pub(crate) fn start(
                 if last.as_ref() != Some(&(window_id, title.clone())) {
                     last = Some((window_id, title.clone()));
                     let app = app_of_pid(pid);
-                    if !send(&tx, SensorEvent::Window { window_id, title, app }) {
+                    if !send(
+                        &tx,
+                        SensorEvent::Window {
+                            window_id,
+                            title,
+                            app,
+                        },
+                    ) {
                         return;
                     }
                 }

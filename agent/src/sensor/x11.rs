@@ -44,16 +44,18 @@ pub(crate) struct X11 {
 }
 
 impl X11 {
-    pub(crate) fn connect(display: Option<&str>, sensor: &'static str) -> Result<Self, SensorError> {
+    pub(crate) fn connect(
+        display: Option<&str>,
+        sensor: &'static str,
+    ) -> Result<Self, SensorError> {
         let shown = display
             .map(str::to_owned)
             .or_else(|| std::env::var("DISPLAY").ok())
             .unwrap_or_default();
-        let (conn, screen_num) =
-            x11rb::connect(display).map_err(|e| SensorError::NoDisplay {
-                display: shown,
-                reason: e.to_string(),
-            })?;
+        let (conn, screen_num) = x11rb::connect(display).map_err(|e| SensorError::NoDisplay {
+            display: shown,
+            reason: e.to_string(),
+        })?;
         let x11_err = |e: &dyn std::fmt::Display| SensorError::X11 {
             sensor,
             reason: e.to_string(),
@@ -103,10 +105,9 @@ impl X11 {
     /// Asks for `mask` events on `window` (errors for vanished windows arrive as events and are
     /// ignored by the loops).
     pub(crate) fn select(&self, window: Window, mask: EventMask) {
-        let _ = self.conn.change_window_attributes(
-            window,
-            &ChangeWindowAttributesAux::new().event_mask(mask),
-        );
+        let _ = self
+            .conn
+            .change_window_attributes(window, &ChangeWindowAttributesAux::new().event_mask(mask));
     }
 
     fn window_property(&self, window: Window, atom: u32) -> Option<Window> {
@@ -235,7 +236,14 @@ impl X11 {
     pub(crate) fn pid(&self, window: Window) -> Option<u32> {
         let from_property = self
             .conn
-            .get_property(false, window, self.atoms._NET_WM_PID, AtomEnum::CARDINAL, 0, 1)
+            .get_property(
+                false,
+                window,
+                self.atoms._NET_WM_PID,
+                AtomEnum::CARDINAL,
+                0,
+                1,
+            )
             .ok()
             .and_then(|c| c.reply().ok())
             .and_then(|r| r.value32().and_then(|mut v| v.next()))
@@ -282,7 +290,10 @@ mod tests {
 
     #[test]
     fn legacy_titles_decode_as_utf8_else_latin1() {
-        assert_eq!(decode_legacy("Caf\u{e9} \u{2014}".as_bytes(), true), "Caf\u{e9} \u{2014}");
+        assert_eq!(
+            decode_legacy("Caf\u{e9} \u{2014}".as_bytes(), true),
+            "Caf\u{e9} \u{2014}"
+        );
         assert_eq!(decode_legacy(b"Caf\xe9", true), "Caf\u{e9}");
         assert_eq!(decode_legacy(b"plain", false), "plain");
         assert_eq!(decode_legacy(b"bad\xff", false), "bad\u{fffd}");

@@ -1,0 +1,541 @@
+//! The monitor: turns what the sensors see into alerts.
+//!
+//! Window titles, typed text (one rolling in-memory buffer per window),
+//! browser visits and process starts go through the matcher; a match becomes
+//! an event with a screenshot (per the rule's capture mode), sealed into the
+//! spool. A cooldown folds repeats of one rule in one window into the first
+//! alert as a count. No text is kept from sign-in or password windows, and
+//! typed text never leaves memory except as the bounded context of a match.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, Notify};
+use tutela_proto::v1::{Observation as WireObservation, RuleMatch, Source as WireSource};
+use tutela_rules::{CaptureMode, Match, Matcher, Scope, TypedMatcher};
+
+use crate::event::{random_id, EventDraft, Evidence};
+use crate::identity::Identity;
+use crate::observation::App;
+use crate::sensor::{Key, SensorEvent};
+use crate::spool::Spool;
+
+/// Most windows with a typed buffer at once; the least recently used is forgotten.
+const MAX_TYPED_WINDOWS: usize = 32;
+/// Typing pause after which a half-finished last word is matched anyway.
+const TYPING_PAUSE: Duration = Duration::from_millis(1500);
+
+/// Words in a window title that mark a sign-in or password prompt: nothing
+/// typed there is kept.
+const PRIVATE_TITLE_WORDS: &[&str] = &[
+    "password",
+    "passwort",
+    "passcode",
+    "sign in",
+    "sign-in",
+    "signin",
+    "log in",
+    "log-in",
+    "login",
+    "logon",
+    "authenticat",
+    "verification code",
+    "2-step",
+    "two-factor",
+    "one-time code",
+    "enter pin",
+    "cyfrinair",
+    "mewngofnodi",
+];
+
+/// Whether a window title marks a sign-in or password prompt.
+pub fn is_private_title(title: &str) -> bool {
+    let lower = title.to_lowercase();
+    PRIVATE_TITLE_WORDS.iter().any(|w| lower.contains(w))
+}
+
+/// Settings for the monitor.
+#[derive(Debug, Clone)]
+pub struct MonitorSettings {
+    pub user: String,
+    pub station: String,
+    pub cooldown: Duration,
+    pub burst_shots: u32,
+    pub burst_interval: Duration,
+    /// Take screenshots at all (off where there is no display, e.g. in a service test).
+    pub capture: bool,
+}
+
+/// The compiled rules the agent runs, swapped atomically on an update.
+pub type LiveRules = Arc<RwLock<Arc<Matcher>>>;
+
+/// Where sealed events go.
+#[derive(Clone)]
+pub struct EventSink {
+    pub identity: Arc<Identity>,
+    pub spool: Arc<Mutex<Spool>>,
+    pub appended: Arc<Notify>,
+}
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventSink")
+    }
+}
+
+impl EventSink {
+    pub fn append(&self, draft: EventDraft) {
+        let result = self
+            .spool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .append(&self.identity, draft);
+        match result {
+            Ok(seq) => {
+                tracing::debug!(seq, "event spooled");
+                self.appended.notify_one();
+            }
+            Err(e) => tracing::error!(error = %e, "could not spool an event"),
+        }
+    }
+}
+
+struct WindowState {
+    title: String,
+    app: App,
+    private: bool,
+    typed: Option<TypedMatcher>,
+    last_key: Option<Instant>,
+    used: Instant,
+}
+
+struct Cooldown {
+    event_id: String,
+    started: Instant,
+    repeats: u32,
+    template: EventDraft,
+}
+
+/// An alert about to be raised.
+struct Pending {
+    draft: EventDraft,
+    capture: CaptureMode,
+    window_id: u64,
+}
+
+pub struct Monitor {
+    rules: LiveRules,
+    rules_seen: usize,
+    settings: MonitorSettings,
+    sink: EventSink,
+    windows: HashMap<u64, WindowState>,
+    active: u64,
+    cooldowns: HashMap<(String, u64), Cooldown>,
+    /// Only what is filtered out by curriculum exemptions is dropped here.
+    pub exempt: Arc<dyn Fn(&Match) -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor")
+            .field("windows", &self.windows.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    crate::session::now_ms()
+}
+
+fn wire_source(scope: Scope) -> WireSource {
+    match scope {
+        Scope::Typed => WireSource::Typed,
+        Scope::Title => WireSource::Title,
+        Scope::Url => WireSource::Url,
+        Scope::Search => WireSource::Search,
+        Scope::Process => WireSource::Process,
+    }
+}
+
+impl Monitor {
+    pub fn new(rules: LiveRules, settings: MonitorSettings, sink: EventSink) -> Self {
+        Self {
+            rules,
+            rules_seen: 0,
+            settings,
+            sink,
+            windows: HashMap::new(),
+            active: 0,
+            cooldowns: HashMap::new(),
+            exempt: Arc::new(|_| false),
+        }
+    }
+
+    fn matcher(&mut self) -> Arc<Matcher> {
+        let m = self.rules.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let id = Arc::as_ptr(&m) as usize;
+        if id != self.rules_seen {
+            // New rules: typed buffers restart on the new automaton.
+            self.rules_seen = id;
+            for w in self.windows.values_mut() {
+                w.typed = None;
+            }
+        }
+        m
+    }
+
+    /// Runs until the sensors stop.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<SensorEvent>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let pending = tokio::select! {
+                event = rx.recv() => match event {
+                    Some(e) => self.observe(e),
+                    None => break,
+                },
+                _ = tick.tick() => self.on_tick(),
+            };
+            for p in pending {
+                self.raise(p).await;
+            }
+        }
+        tracing::info!("sensors stopped; monitor ends");
+    }
+
+    /// Handles one sensor event; returns the alerts it raises.
+    fn observe(&mut self, event: SensorEvent) -> Vec<Pending> {
+        let matcher = self.matcher();
+        match event {
+            SensorEvent::Window {
+                window_id,
+                title,
+                app,
+            } => {
+                let mut pending = self.flush_window(self.active);
+                self.active = window_id;
+                let private = is_private_title(&title);
+                let state = self.window(window_id);
+                let changed = state.title != title;
+                state.title = title.clone();
+                state.app = app.clone();
+                if private && !state.private {
+                    tracing::debug!(window_id, "sign-in window: typed text is not kept");
+                    state.typed = None;
+                }
+                state.private = private;
+                if changed && !title.is_empty() {
+                    let matches = matcher.find(Scope::Title, &title);
+                    pending.extend(self.consider(
+                        window_id,
+                        Scope::Title,
+                        matches,
+                        &title,
+                        &app,
+                        "",
+                        "",
+                    ));
+                }
+                pending
+            }
+            SensorEvent::Key { window_id, key } => {
+                let state = self.window(window_id);
+                if state.private {
+                    return Vec::new();
+                }
+                state.last_key = Some(Instant::now());
+                let typed = state.typed.get_or_insert_with(|| matcher.typed());
+                let matches = match key {
+                    Key::Char(c) => typed.push(c),
+                    Key::Enter | Key::Tab => typed.push('\n'),
+                    Key::Backspace => {
+                        typed.backspace();
+                        Vec::new()
+                    }
+                    Key::Escape => Vec::new(),
+                };
+                self.typed_matches(window_id, matches)
+            }
+            SensorEvent::Visit { url, title, .. } => {
+                let mut matches = matcher.find_url(&url);
+                if !title.is_empty() {
+                    for m in matcher.find(Scope::Title, &title) {
+                        if !matches.iter().any(|x| x.rule_id == m.rule_id) {
+                            matches.push(m);
+                        }
+                    }
+                }
+                let search = tutela_rules::search_query(&url).unwrap_or_default();
+                let app = App {
+                    name: "browser".into(),
+                    ..App::default()
+                };
+                let window_id = self.active;
+                self.consider(window_id, Scope::Url, matches, &title, &app, &url, &search)
+            }
+            SensorEvent::ProcessStarted { name, path, pid } => {
+                let matches = matcher.find(Scope::Process, &name);
+                let app = App {
+                    name: name.clone(),
+                    path,
+                    pid: Some(pid),
+                };
+                // Processes have no window: fold per process name.
+                let key = u64::from(pid) | (1 << 63);
+                self.consider(key, Scope::Process, matches, "", &app, "", "")
+            }
+        }
+    }
+
+    fn window(&mut self, window_id: u64) -> &mut WindowState {
+        if !self.windows.contains_key(&window_id) && self.windows.len() >= MAX_TYPED_WINDOWS {
+            if let Some((&oldest, _)) = self.windows.iter().min_by_key(|(_, w)| w.used) {
+                self.windows.remove(&oldest);
+            }
+        }
+        let state = self
+            .windows
+            .entry(window_id)
+            .or_insert_with(|| WindowState {
+                title: String::new(),
+                app: App::default(),
+                private: false,
+                typed: None,
+                last_key: None,
+                used: Instant::now(),
+            });
+        state.used = Instant::now();
+        state
+    }
+
+    fn typed_matches(&mut self, window_id: u64, matches: Vec<Match>) -> Vec<Pending> {
+        if matches.is_empty() {
+            return Vec::new();
+        }
+        let (title, app) = match self.windows.get(&window_id) {
+            Some(w) => (w.title.clone(), w.app.clone()),
+            None => (String::new(), App::default()),
+        };
+        self.consider(window_id, Scope::Typed, matches, &title, &app, "", "")
+    }
+
+    fn flush_window(&mut self, window_id: u64) -> Vec<Pending> {
+        let matches = match self.windows.get_mut(&window_id) {
+            Some(w) if w.last_key.is_some() => {
+                w.last_key = None;
+                w.typed.as_mut().map(|t| t.flush()).unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
+        self.typed_matches(window_id, matches)
+    }
+
+    fn on_tick(&mut self) -> Vec<Pending> {
+        let mut pending = Vec::new();
+        let paused: Vec<u64> = self
+            .windows
+            .iter()
+            .filter(|(_, w)| w.last_key.is_some_and(|t| t.elapsed() >= TYPING_PAUSE))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in paused {
+            pending.extend(self.flush_window(id));
+        }
+        // Cooldowns that ended: report their folded repeats on the first alert.
+        let cooldown = self.settings.cooldown;
+        let ended: Vec<(String, u64)> = self
+            .cooldowns
+            .iter()
+            .filter(|(_, c)| c.started.elapsed() >= cooldown)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in ended {
+            if let Some(c) = self.cooldowns.remove(&key) {
+                if c.repeats > 0 {
+                    let mut draft = c.template;
+                    draft.time_ms = now_ms();
+                    draft.count = c.repeats;
+                    draft.repeat_of = c.event_id;
+                    draft.event_id = None;
+                    draft.evidence = None;
+                    tracing::info!(rule_id = %key.0, repeats = c.repeats, "repeats folded into the first alert");
+                    self.sink.append(draft);
+                }
+            }
+        }
+        pending
+    }
+
+    /// Applies exemptions and the cooldown; returns the alert to raise, if any.
+    #[allow(clippy::too_many_arguments)]
+    fn consider(
+        &mut self,
+        window_id: u64,
+        scope: Scope,
+        matches: Vec<Match>,
+        title: &str,
+        app: &App,
+        url: &str,
+        search: &str,
+    ) -> Vec<Pending> {
+        let exempt = self.exempt.clone();
+        let matches: Vec<Match> = matches.into_iter().filter(|m| !exempt(m)).collect();
+        if matches.is_empty() {
+            return Vec::new();
+        }
+        let mut fresh = Vec::new();
+        for m in matches {
+            match self.cooldowns.get_mut(&(m.rule_id.clone(), window_id)) {
+                Some(c) if c.started.elapsed() < self.settings.cooldown => {
+                    c.repeats += 1;
+                    tracing::debug!(rule_id = %m.rule_id, repeats = c.repeats, "repeat within the cooldown");
+                }
+                _ => fresh.push(m),
+            }
+        }
+        if fresh.is_empty() {
+            return Vec::new();
+        }
+        fresh.sort_by(|a, b| b.severity.cmp(&a.severity));
+        let lead = &fresh[0];
+        let context = lead.context.clone();
+        let rules_version = self.matcher().version();
+        let matches: Vec<RuleMatch> = fresh
+            .iter()
+            .map(|m| {
+                let (start, end) = if m.context == context {
+                    (m.context_span.start as u32, m.context_span.end as u32)
+                } else {
+                    (0, 0)
+                };
+                RuleMatch {
+                    rule_id: m.rule_id.clone(),
+                    category: m.category.clone(),
+                    severity: u32::from(m.severity),
+                    term: m.term.clone(),
+                    start,
+                    end,
+                }
+            })
+            .collect();
+        let source = match (scope, lead.scope) {
+            (Scope::Url, Scope::Search) => WireSource::Search,
+            (s, _) => wire_source(s),
+        };
+        let event_id = random_id();
+        let draft = EventDraft {
+            time_ms: now_ms(),
+            user: self.settings.user.clone(),
+            station: self.settings.station.clone(),
+            observation: WireObservation {
+                source: source as i32,
+                context,
+                app: app.name.clone(),
+                app_path: app.path.clone(),
+                window_title: title.to_owned(),
+                url: url.to_owned(),
+                search_query: search.to_owned(),
+            },
+            matches,
+            evidence: None,
+            rules_version,
+            count: 1,
+            event_id: Some(event_id.clone()),
+            repeat_of: String::new(),
+        };
+        let capture = fresh
+            .iter()
+            .map(|m| m.capture)
+            .max_by_key(|c| match c {
+                CaptureMode::None => 0,
+                CaptureMode::One => 1,
+                CaptureMode::Burst => 2,
+            })
+            .unwrap_or(CaptureMode::One);
+        for m in &fresh {
+            self.cooldowns.insert(
+                (m.rule_id.clone(), window_id),
+                Cooldown {
+                    event_id: event_id.clone(),
+                    started: Instant::now(),
+                    repeats: 0,
+                    template: draft.clone(),
+                },
+            );
+        }
+        tracing::info!(
+            source = ?source,
+            rule_id = %fresh[0].rule_id,
+            category = %fresh[0].category,
+            severity = fresh[0].severity,
+            "rule matched"
+        );
+        vec![Pending {
+            draft,
+            capture,
+            window_id,
+        }]
+    }
+
+    async fn raise(&self, pending: Pending) {
+        let Pending {
+            mut draft,
+            capture,
+            window_id,
+        } = pending;
+        let shoot = self.settings.capture && capture != CaptureMode::None;
+        let window = (window_id >> 63 == 0 && window_id != 0).then_some(window_id);
+        if shoot {
+            draft.evidence = screenshot(window).await;
+        }
+        let first_id = draft.event_id.clone().unwrap_or_default();
+        let template = draft.clone();
+        self.sink.append(draft);
+        if shoot && capture == CaptureMode::Burst && self.settings.burst_shots > 1 {
+            let sink = self.sink.clone();
+            let shots = self.settings.burst_shots - 1;
+            let interval = self.settings.burst_interval;
+            tokio::spawn(async move {
+                for _ in 0..shots {
+                    tokio::time::sleep(interval).await;
+                    let mut extra = template.clone();
+                    extra.evidence = screenshot(window).await;
+                    extra.time_ms = now_ms();
+                    extra.count = 0;
+                    extra.event_id = None;
+                    extra.repeat_of = first_id.clone();
+                    sink.append(extra);
+                }
+            });
+        }
+    }
+}
+
+async fn screenshot(window: Option<u64>) -> Option<Evidence> {
+    let shot = tokio::task::spawn_blocking(move || crate::capture::capture_screen(window)).await;
+    match shot {
+        Ok(Ok(c)) => Some(Evidence {
+            jpeg: c.jpeg,
+            width: c.width,
+            height: c.height,
+        }),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "no screenshot for this alert");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_in_titles_are_private() {
+        assert!(is_private_title("Sign in - Google Accounts - Chromium"));
+        assert!(is_private_title("Enter your password"));
+        assert!(!is_private_title("Year 9 History - The Blitz"));
+    }
+}
