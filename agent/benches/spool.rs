@@ -46,6 +46,8 @@ fn draft() -> EventDraft {
         evidence: None,
         rules_version: 7,
         count: 1,
+        event_id: None,
+        repeat_of: String::new(),
     }
 }
 

@@ -8,6 +8,7 @@
 //! backoff_initial_ms = 500     # first retry delay; doubles per failure, with jitter
 //! backoff_max_ms = 30000
 //! max_message_bytes = 3145728  # largest event sent (capture + body)
+//! heartbeat_secs = 60          # status report (versions, spool backlog) to the collector
 //! [evidence]
 //! cooldown_secs = 60           # repeats of a rule in one window within this fold into one alert
 //! burst_shots = 3              # shots taken for rules with capture = "burst"
@@ -58,6 +59,7 @@ pub struct UplinkSection {
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
     pub max_message_bytes: usize,
+    pub heartbeat_secs: u64,
 }
 
 impl Default for UplinkSection {
@@ -66,6 +68,7 @@ impl Default for UplinkSection {
             backoff_initial_ms: 500,
             backoff_max_ms: 30_000,
             max_message_bytes: 3 * 1024 * 1024,
+            heartbeat_secs: 60,
         }
     }
 }

@@ -52,6 +52,7 @@ pub async fn enrol(
         fingerprint: token.fingerprint,
         group: reply.group,
         key_fingerprint: identity.key_fingerprint(),
+        bundle_key: hex::encode(&reply.bundle_public_key),
     };
     enrolment.save(data_dir)?;
     tracing::info!(agent_id = %enrolment.agent_id, group = %enrolment.group, "enrolled");

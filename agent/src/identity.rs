@@ -46,6 +46,9 @@ pub struct Enrolment {
     pub group: String,
     /// Hex SHA-256 of the public key this enrolment belongs to.
     pub key_fingerprint: String,
+    /// Hex Ed25519 public key the collector signs rule bundles with.
+    #[serde(default)]
+    pub bundle_key: String,
 }
 
 /// The agent's signing key.

@@ -10,6 +10,7 @@ pub mod identity;
 pub mod monitor;
 pub mod observation;
 pub mod pinning;
+pub mod rules_sync;
 pub mod sensor;
 pub mod session;
 pub mod spool;

@@ -10,6 +10,7 @@ use tutela_agent::config::AgentConfig;
 use tutela_agent::event::EventDraft;
 use tutela_agent::identity::{Enrolment, Identity};
 use tutela_agent::monitor::{EventSink, LiveRules, Monitor, MonitorSettings};
+use tutela_agent::rules_sync::RulesSync;
 use tutela_agent::sensor::{self, SensorConfig};
 use tutela_agent::session;
 use tutela_agent::spool::{Spool, SpoolConfig};
@@ -169,7 +170,22 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
     if let Some(total) = simulate {
         simulate_events(&identity, &spool, &appended, total, rate).await?;
     } else {
-        let rules = load_rules(&config)?;
+        let age = age_band(&config)?;
+        let rules = load_rules(&config, data_dir, &enrolment, age)?;
+        let sync = RulesSync {
+            enrolment: enrolment.clone(),
+            identity: identity.clone(),
+            live: rules.clone(),
+            data_dir: data_dir.to_owned(),
+            age,
+            spool: spool.clone(),
+            report_now: Arc::new(tokio::sync::Notify::new()),
+            heartbeat_every: Duration::from_secs(config.uplink.heartbeat_secs.max(1)),
+        };
+        if config.rules.pack_file.is_none() {
+            tokio::spawn(sync.clone().run());
+        }
+        tokio::spawn(sync.heartbeat());
         let settings = MonitorSettings {
             user: session::login_name(),
             station: session::station_name(),
@@ -201,7 +217,29 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
 /// The shipped English (UK) pack, used until the collector pushes a bundle.
 const BUILT_IN_PACK: &str = include_str!("../../rules/packs/en-GB.toml");
 
-fn load_rules(config: &AgentConfig) -> Result<LiveRules> {
+fn age_band(config: &AgentConfig) -> Result<tutela_rules::AgeBand> {
+    Ok(match config.rules.age.as_deref().unwrap_or("all") {
+        "all" => tutela_rules::AgeBand::All,
+        "primary" => tutela_rules::AgeBand::Primary,
+        "secondary" => tutela_rules::AgeBand::Secondary,
+        other => anyhow::bail!("[rules] age = {other:?} is not one of all, primary, secondary"),
+    })
+}
+
+/// The rules to run: a local override pack if configured, else the last
+/// bundle the collector published, else the built-in pack.
+fn load_rules(
+    config: &AgentConfig,
+    data_dir: &std::path::Path,
+    enrolment: &Enrolment,
+    age: tutela_rules::AgeBand,
+) -> Result<LiveRules> {
+    if config.rules.pack_file.is_none() {
+        if let Some(m) = tutela_agent::rules_sync::load_saved(data_dir, enrolment, age) {
+            tracing::info!(pack = %m.pack_id(), version = m.version(), "rules loaded from the last published bundle");
+            return Ok(Arc::new(std::sync::RwLock::new(Arc::new(m))));
+        }
+    }
     let (text, origin) = match &config.rules.pack_file {
         Some(path) => (
             std::fs::read_to_string(path)
@@ -211,12 +249,6 @@ fn load_rules(config: &AgentConfig) -> Result<LiveRules> {
         None => (BUILT_IN_PACK.to_owned(), "built-in en-GB.toml".to_owned()),
     };
     let pack = tutela_rules::Pack::parse(&text, &origin)?;
-    let age = match config.rules.age.as_deref().unwrap_or("all") {
-        "all" => tutela_rules::AgeBand::All,
-        "primary" => tutela_rules::AgeBand::Primary,
-        "secondary" => tutela_rules::AgeBand::Secondary,
-        other => anyhow::bail!("[rules] age = {other:?} is not one of all, primary, secondary"),
-    };
     let matcher = tutela_rules::Matcher::compile(&pack, &tutela_rules::CompileOptions { age })?;
     tracing::info!(pack = %matcher.pack_id(), version = matcher.version(), terms = matcher.term_count(), "rules loaded");
     Ok(Arc::new(std::sync::RwLock::new(Arc::new(matcher))))

@@ -397,7 +397,7 @@ impl Monitor {
         if fresh.is_empty() {
             return Vec::new();
         }
-        fresh.sort_by(|a, b| b.severity.cmp(&a.severity));
+        fresh.sort_by_key(|m| std::cmp::Reverse(m.severity));
         let lead = &fresh[0];
         let context = lead.context.clone();
         let rules_version = self.matcher().version();

@@ -371,7 +371,7 @@ fn key_sensor_decodes_typed_text_with_shift_remapped_keys_and_editing() {
     let text = "Hello World! safe?_X1 é€";
     x.run("xdotool", &["type", "--delay", "20", text]);
     x.run("xdotool", &["key", "BackSpace", "Return", "Tab", "Escape"]);
-    x.run("xdotool", &["key", "ctrl+c"]);
+    x.run("xdotool", &["key", "ctrl+a"]);
     x.run("xdotool", &["type", "z"]);
 
     let mut typed = String::new();
@@ -390,7 +390,7 @@ fn key_sensor_decodes_typed_text_with_shift_remapped_keys_and_editing() {
     assert_eq!(
         typed,
         format!("{text}z"),
-        "typed characters, Ctrl+C left out"
+        "typed characters, Ctrl+A left out"
     );
     let tail = &keys[keys.len() - 5..];
     assert_eq!(
@@ -676,4 +676,53 @@ fn browser_sensor_sees_a_real_headless_chromium_visit() {
     };
     assert_eq!(title, "Tutela test page");
     assert_eq!(browser, "chromium");
+}
+
+#[test]
+fn start_runs_every_sensor_and_dropping_the_handle_stops_them() {
+    let x = Xvfb::start();
+    let (tx, mut rx) = mpsc::channel(4096);
+    let handle = sensor::start(&config(&x), tx).expect("sensors start");
+    assert_eq!(handle.sensors(), ["window", "keys", "browser", "process"]);
+    let started = Instant::now();
+    drop(handle);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "stopping took {:?}",
+        started.elapsed()
+    );
+    // Every sensor thread has ended and dropped its sender.
+    while let Ok(event) = rx.try_recv() {
+        drop(event);
+    }
+    assert!(matches!(
+        rx.try_recv(),
+        Err(mpsc::error::TryRecvError::Disconnected)
+    ));
+}
+
+#[test]
+fn without_a_display_the_x11_sensors_are_skipped_with_a_hint() {
+    let missing = SensorConfig {
+        display: Some(":239".into()),
+        discover_browser_profiles: false,
+        ..SensorConfig::default()
+    };
+    let (tx, _rx) = mpsc::channel(16);
+    let error = sensor::window::start(&missing, tx.clone()).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains(":239") && message.contains("DISPLAY"),
+        "{message}"
+    );
+    let handle = sensor::start(&missing, tx).expect("the other sensors still start");
+    assert_eq!(handle.sensors(), ["browser", "process"]);
+    let capture = capture_screen_with(
+        &CaptureOptions {
+            display: Some(":239".into()),
+            ..CaptureOptions::default()
+        },
+        None,
+    );
+    assert!(capture.unwrap_err().to_string().contains("DISPLAY"));
 }

@@ -52,7 +52,7 @@ struct Harness {
     next_agent: usize,
     client: Runtime,
     // The collector runs on its own runtime, sized like the binary's.
-    server: Runtime,
+    _server: Runtime,
     // Fields drop in order: the directory goes after the collector.
     _tmp: tempfile::TempDir,
 }
@@ -116,7 +116,7 @@ impl Harness {
             enrol,
             next_agent: 0,
             client,
-            server,
+            _server: server,
             _tmp: tmp,
         }
     }
@@ -242,6 +242,8 @@ fn draft(context_len: usize, capture_bytes: usize, n: usize) -> EventDraft {
         evidence,
         rules_version: 7,
         count: 1,
+        event_id: None,
+        repeat_of: String::new(),
     }
 }
 

@@ -16,6 +16,7 @@ pub struct CollectorConfig {
     pub advertise: String,
     pub limits: Limits,
     pub storage: Storage,
+    pub console: Console,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,6 +44,7 @@ impl Default for CollectorConfig {
             advertise: String::new(),
             limits: Limits::default(),
             storage: Storage::default(),
+            console: Console::default(),
         }
     }
 }
@@ -101,5 +103,37 @@ impl CollectorConfig {
     /// The maximum gRPC message the collector decodes.
     pub fn max_message_bytes(&self) -> usize {
         self.limits.max_capture_bytes + self.limits.max_body_bytes + 4096
+    }
+}
+
+/// The review console: a web application for the DSL, head, technicians and auditors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Console {
+    /// Serve the console at all.
+    pub enabled: bool,
+    /// Listen address. Plain HTTP unless `tls` is set; keep it on loopback
+    /// (behind a TLS reverse proxy) or set `tls` before opening it to the network.
+    pub listen: SocketAddr,
+    /// Serve HTTPS with the collector's certificate (session cookies become `Secure`).
+    pub tls: bool,
+    /// The school's time zone for displayed times: `Europe/London` (GMT/BST),
+    /// `UTC`, or a fixed offset such as `+01:00`.
+    pub time_zone: String,
+    /// Accounts matching this pattern (`*` wildcard, case-insensitive) are
+    /// staff, besides those imported with `users import`; their alerts go to
+    /// the head teacher only. Empty: none.
+    pub staff_pattern: String,
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:8443".parse().expect("a valid address"),
+            tls: false,
+            time_zone: "Europe/London".into(),
+            staff_pattern: String::new(),
+        }
     }
 }

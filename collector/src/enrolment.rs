@@ -1,6 +1,5 @@
 //! Enrolment tokens and the Enrol RPC.
 
-use std::path::PathBuf;
 use std::sync::Mutex;
 
 use ring::signature::{UnparsedPublicKey, ED25519};
@@ -57,12 +56,14 @@ pub fn create_token(
 #[derive(Debug, Clone)]
 pub struct EnrolmentService {
     conn: std::sync::Arc<Mutex<Connection>>,
+    bundle_public_key: Vec<u8>,
 }
 
 impl EnrolmentService {
-    pub fn open(dir: &PathBuf) -> rusqlite::Result<Self> {
+    pub fn open(dir: &std::path::Path, bundle_public_key: Vec<u8>) -> rusqlite::Result<Self> {
         Ok(Self {
             conn: std::sync::Arc::new(Mutex::new(store::open(dir)?)),
+            bundle_public_key,
         })
     }
 
@@ -144,7 +145,11 @@ impl EnrolmentService {
         .map_err(internal)?;
         tx.commit().map_err(internal)?;
         tracing::info!(%agent_id, station = %req.station, %group, "agent enrolled");
-        Ok(EnrolResponse { agent_id, group })
+        Ok(EnrolResponse {
+            agent_id,
+            group,
+            bundle_public_key: self.bundle_public_key.clone(),
+        })
     }
 }
 

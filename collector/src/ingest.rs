@@ -49,6 +49,11 @@ impl AgentKeys {
         })
     }
 
+    /// The agent's public key and whether it is revoked.
+    pub fn lookup(&self, agent_id: &str) -> Result<Option<(Vec<u8>, bool)>, Status> {
+        Ok(self.get(agent_id)?.map(|k| (k.public_key, k.revoked)))
+    }
+
     fn get(&self, agent_id: &str) -> Result<Option<AgentKey>, Status> {
         if let Some(k) = self
             .cache

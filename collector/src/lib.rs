@@ -2,8 +2,11 @@
 
 pub mod alerts;
 pub mod config;
+pub mod console;
 pub mod enrolment;
+pub mod evidence;
 pub mod ingest;
+pub mod publish;
 pub mod secrets;
 pub mod serve;
 pub mod store;

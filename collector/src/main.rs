@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tutela_collector::alerts::{self, AlertFilter};
 use tutela_collector::config::CollectorConfig;
 use tutela_collector::enrolment::{self, TokenSpec};
-use tutela_collector::{secrets, serve, store};
+use tutela_collector::{evidence, secrets, serve, store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -55,6 +55,21 @@ enum Command {
     Alerts {
         #[command(subcommand)]
         command: AlertsCommand,
+    },
+    /// Rule packs: publish signed bundles to agents.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Review console accounts.
+    User {
+        #[command(subcommand)]
+        command: tutela_collector::console::cli::UserCommand,
+    },
+    /// Staff accounts (their alerts go to the head teacher only).
+    Users {
+        #[command(subcommand)]
+        command: tutela_collector::console::cli::UsersCommand,
     },
     /// Enrolled agents.
     Agents {
@@ -104,6 +119,28 @@ enum AlertsCommand {
     },
     /// List recorded sequence gaps (events an agent numbered but never delivered).
     Gaps,
+    /// Decrypt the screenshot of one alert into a JPEG file.
+    Capture {
+        /// The alert id, as `alerts list` shows it.
+        alert_id: i64,
+        /// Where to write the JPEG.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCommand {
+    /// Lint a pack, show its change against the live version, sign it and publish it to every agent.
+    Push {
+        /// The pack file (TOML).
+        pack: PathBuf,
+        /// Publish as a shadow (candidate) pack: agents count its would-be matches, raise no alerts.
+        #[arg(long)]
+        shadow: bool,
+    },
+    /// Show the published versions and which version each agent runs.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,16 +251,8 @@ fn main() -> Result<()> {
                         }
                         Format::Table => {
                             println!(
-                                "{:>6} {:<16} {:>6} {:<10} {:<14} {:<18} {:>3} {:<12} {}",
-                                "id",
-                                "agent",
-                                "seq",
-                                "user",
-                                "station",
-                                "category",
-                                "sev",
-                                "state",
-                                "context"
+                                "{:>6} {:<16} {:>6} {:<10} {:<14} {:<18} {:>3} {:<12} context",
+                                "id", "agent", "seq", "user", "station", "category", "sev", "state"
                             );
                             for r in &rows {
                                 println!(
@@ -248,9 +277,67 @@ fn main() -> Result<()> {
                         println!("{agent} {from}..={to}");
                     }
                 }
+                AlertsCommand::Capture { alert_id, out } => {
+                    let vault = secrets::CaptureVault::load(&dir)?;
+                    let capture = evidence::open_capture(&conn, &vault, alert_id)?
+                        .with_context(|| format!("alert {alert_id} has no capture"))?;
+                    secrets::write_private(&out, &capture.jpeg)?;
+                    println!(
+                        "wrote {} ({}x{}, {} bytes)",
+                        out.display(),
+                        capture.width,
+                        capture.height,
+                        capture.jpeg.len()
+                    );
+                }
             }
             Ok(())
         }
+        Command::Rules { command } => {
+            let conn = store::open(&dir).context("opening the collector database")?;
+            tutela_collector::publish::ensure_schema(&conn)?;
+            match command {
+                RulesCommand::Push { pack, shadow } => {
+                    let key = secrets::load_signing_key(&dir)?;
+                    let report = tutela_collector::publish::push(&conn, &key, &pack, shadow)?;
+                    for f in &report.findings {
+                        eprintln!("{f}");
+                    }
+                    println!(
+                        "{} terms added, {} removed against live version {}",
+                        report.added.len(),
+                        report.removed.len(),
+                        report.previous.map(|v| v.to_string()).unwrap_or_else(|| "(none)".into())
+                    );
+                    for t in report.added.iter().take(20) {
+                        println!("  + {t}");
+                    }
+                    for t in report.removed.iter().take(20) {
+                        println!("  - {t}");
+                    }
+                    println!(
+                        "published {} version {}",
+                        if shadow { "shadow" } else { "live" },
+                        report.version
+                    );
+                }
+                RulesCommand::Status => {
+                    for shadow in [false, true] {
+                        let v = tutela_collector::publish::latest(&conn, shadow)?.map(|(v, _, _)| v);
+                        println!("{}: {}", if shadow { "shadow" } else { "live" }, v.map(|v| v.to_string()).unwrap_or_else(|| "none".into()));
+                    }
+                    let mut stmt = conn.prepare("SELECT agent_id, station, rules_version FROM agents ORDER BY station")?;
+                    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
+                    for row in rows {
+                        let (id, station, v) = row?;
+                        println!("{id} {station} runs version {v}");
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::User { command } => tutela_collector::console::cli::user(&dir, command),
+        Command::Users { command } => tutela_collector::console::cli::users(&dir, command),
         Command::Agents { command } => {
             let conn = store::open(&dir)?;
             match command {

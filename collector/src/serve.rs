@@ -43,6 +43,10 @@ pub async fn bind(
     let vault = Arc::new(CaptureVault::load(dir)?);
     let writer = Writer::start(dir.to_owned(), config.storage.batch_max)?;
     let keys = Arc::new(AgentKeys::open(dir)?);
+    let rules = crate::publish::RulesService {
+        keys: keys.clone(),
+        published: crate::publish::watch_publications(dir)?,
+    };
     let ingest = IngestService {
         keys,
         writer,
@@ -50,7 +54,11 @@ pub async fn bind(
         limits: config.limits.clone(),
         data_dir: dir.to_owned(),
     };
-    let enrolment = EnrolmentService::open(&dir.to_owned())?;
+    let signing_key = Arc::new(secrets::load_signing_key(dir)?);
+    let enrolment = EnrolmentService::open(
+        dir,
+        ring::signature::KeyPair::public_key(&*signing_key).as_ref().to_vec(),
+    )?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(
             "cannot listen on {}; is another collector running?",
@@ -68,14 +76,21 @@ pub async fn bind(
         .tcp_nodelay(true)
         .add_service(EnrolmentServer::new(enrolment).max_decoding_message_size(64 * 1024))
         .add_service(
+            tutela_proto::v1::rules_server::RulesServer::new(rules)
+                .max_decoding_message_size(64 * 1024)
+                .max_encoding_message_size(16 * 1024 * 1024),
+        )
+        .add_service(
             IngestServer::new(ingest)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(64 * 1024),
         );
+    let console = crate::console::start(dir, &config.console, &tls).await;
     let serving = async move {
         router
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await?;
+        drop(console);
         Ok(())
     };
     Ok((local, serving))

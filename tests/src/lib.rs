@@ -279,3 +279,362 @@ impl Drop for Agent {
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// Where `program` is on `PATH`, if anywhere.
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Fails with a hint when a program the desktop tests drive is not installed.
+pub fn require_programs(programs: &[&str]) {
+    let missing: Vec<&str> = programs
+        .iter()
+        .copied()
+        .filter(|p| find_program(p).is_none())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} not found on PATH: run tests/setup-debian.sh to install the desktop test tools",
+        missing.join(", ")
+    );
+}
+
+/// Display numbers handed out in this process, so parallel tests never race for one.
+static NEXT_DISPLAY: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A virtual X desktop: Xvfb at 1920x1080 with the openbox window manager,
+/// and the programs started on it. Everything is killed on drop.
+#[derive(Debug)]
+pub struct Desktop {
+    /// The X display, e.g. `:121`.
+    pub display: String,
+    /// Where Xvfb, the window manager and the programs started here write their output.
+    pub log: PathBuf,
+    xvfb: Child,
+    programs: Vec<Child>,
+    /// Programs started in their own process group (browsers), killed as a group.
+    groups: Vec<Child>,
+}
+
+impl Desktop {
+    pub const WIDTH: u32 = 1920;
+    pub const HEIGHT: u32 = 1080;
+
+    /// Starts Xvfb on a free display number and openbox on it; output goes to `log`.
+    pub fn start(log: PathBuf) -> Result<Self> {
+        require_programs(&["Xvfb", "openbox", "xdotool", "xterm", "xprop", "xdpyinfo"]);
+        for _ in 0..40 {
+            let n = 120 + NEXT_DISPLAY.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let taken = Path::new(&format!("/tmp/.X{n}-lock")).exists()
+                || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists();
+            if taken {
+                continue;
+            }
+            let display = format!(":{n}");
+            let out = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)?;
+            let xvfb = Command::new("Xvfb")
+                .arg(&display)
+                .args(["-screen", "0", "1920x1080x24", "-nolisten", "tcp"])
+                .stdin(Stdio::null())
+                .stdout(out.try_clone()?)
+                .stderr(out)
+                .spawn()
+                .context("starting Xvfb")?;
+            let mut desktop = Self {
+                display,
+                log: log.clone(),
+                xvfb,
+                programs: Vec::new(),
+                groups: Vec::new(),
+            };
+            if desktop.wait_for_server()? {
+                desktop.start_window_manager()?;
+                return Ok(desktop);
+            }
+            // Another X server took this number first: try the next one.
+        }
+        bail!("no free X display number; see {}", log.display())
+    }
+
+    /// Whether the X server answers; `false` when it exited (display number taken).
+    fn wait_for_server(&mut self) -> Result<bool> {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if self.xvfb.try_wait()?.is_some() {
+                return Ok(false);
+            }
+            let up = Command::new("xdpyinfo")
+                .args(["-display", &self.display])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?
+                .success();
+            if up {
+                return Ok(true);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!(
+            "Xvfb {} did not start within 15 s; log:\n{}",
+            self.display,
+            read(&self.log)
+        )
+    }
+
+    fn start_window_manager(&mut self) -> Result<()> {
+        self.spawn(&mut self.command("openbox"))?;
+        let display = self.display.clone();
+        wait_for(
+            "openbox to manage the display",
+            Duration::from_secs(15),
+            || {
+                Command::new("xprop")
+                    .args(["-display", &display, "-root", "_NET_SUPPORTING_WM_CHECK"])
+                    .output()
+                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("window id"))
+            },
+        )
+        .with_context(|| format!("log:\n{}", read(&self.log)))
+    }
+
+    /// A command that runs on this desktop.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("DISPLAY", &self.display);
+        c
+    }
+
+    fn log_file(&self) -> Result<std::fs::File> {
+        Ok(std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?)
+    }
+
+    /// Starts a program that is killed with the desktop; returns its process id.
+    pub fn spawn(&mut self, cmd: &mut Command) -> Result<u32> {
+        let log = self.log_file()?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {cmd:?}"))?;
+        let id = child.id();
+        self.programs.push(child);
+        Ok(id)
+    }
+
+    /// Starts a program in its own process group (a browser and its helpers), all of which
+    /// are killed with the desktop.
+    pub fn spawn_group(&mut self, cmd: &mut Command) -> Result<u32> {
+        use std::os::unix::process::CommandExt;
+        let log = self.log_file()?;
+        let child = cmd
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {cmd:?}"))?;
+        let id = child.id();
+        self.groups.push(child);
+        Ok(id)
+    }
+
+    /// Runs xdotool on this desktop.
+    pub fn xdotool(&self, args: &[&str]) -> Result<String> {
+        run_ok(self.command("xdotool").args(args))
+    }
+
+    /// Opens an xterm titled `title` running `cat` (typed lines go nowhere), focuses it and
+    /// returns its window id.
+    pub fn open_xterm(&mut self, title: &str) -> Result<String> {
+        self.spawn(
+            self.command("xterm")
+                .args(["-geometry", "100x30+100+100", "-T", title])
+                .args(["-e", "cat"]),
+        )?;
+        let pattern = format!("^{}$", regex_escape(title));
+        let mut window = String::new();
+        wait_for(
+            &format!("an xterm titled {title:?}"),
+            Duration::from_secs(15),
+            || match self.xdotool(&["search", "--name", &pattern]) {
+                Ok(out) => {
+                    window = out.lines().next().unwrap_or_default().to_owned();
+                    !window.is_empty()
+                }
+                Err(_) => false,
+            },
+        )?;
+        self.focus(&window)?;
+        Ok(window)
+    }
+
+    /// Activates `window` and waits until the window manager reports it active.
+    pub fn focus(&self, window: &str) -> Result<()> {
+        self.xdotool(&["windowactivate", "--sync", window])?;
+        wait_for(
+            &format!("window {window} to be active"),
+            Duration::from_secs(10),
+            || {
+                self.xdotool(&["getactivewindow"])
+                    .is_ok_and(|out| out.trim() == window)
+            },
+        )
+    }
+
+    /// Types `text` into the focused window, key by key.
+    pub fn type_text(&self, text: &str) -> Result<()> {
+        self.xdotool(&["type", "--delay", "40", "--", text])
+            .map(drop)
+    }
+
+    /// Presses keys by name (`Return`, `BackSpace`, ...) in the focused window.
+    pub fn keys(&self, keys: &[&str]) -> Result<()> {
+        let mut args = vec!["key", "--delay", "40"];
+        args.extend_from_slice(keys);
+        self.xdotool(&args).map(drop)
+    }
+
+    /// Sets the title of `window`, as an application renaming itself would.
+    pub fn rename(&self, window: &str, title: &str) -> Result<()> {
+        self.xdotool(&["set_window", "--name", title, window])
+            .map(drop)
+    }
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$".contains(c);
+            special.then_some('\\').into_iter().chain(Some(c))
+        })
+        .collect()
+}
+
+impl Drop for Desktop {
+    fn drop(&mut self) {
+        for child in &mut self.groups {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .stderr(Stdio::null())
+                .status();
+            let _ = child.wait();
+        }
+        for child in self.programs.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = self.xvfb.kill();
+        let _ = self.xvfb.wait();
+    }
+}
+
+impl Agent {
+    /// Watches `desktop`, with `home` as the pupil's home directory (where browsers keep
+    /// their profiles).
+    pub fn on_desktop(&mut self, desktop: &Desktop, home: &Path) {
+        self.env.push(("DISPLAY".into(), desktop.display.clone()));
+        self.env
+            .push(("HOME".into(), home.to_string_lossy().into_owned()));
+        self.env.push(("NO_COLOR".into(), "1".into()));
+    }
+
+    /// Waits for the log line saying the sensors run (the rules are compiled by then).
+    pub fn wait_for_sensors(&mut self, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.log_text().contains("sensors started") {
+                return Ok(());
+            }
+            if let Some(child) = &mut self.child {
+                if let Some(status) = child.try_wait()? {
+                    bail!(
+                        "the agent exited ({status}) before its sensors started; log:\n{}",
+                        self.log_text()
+                    );
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!(
+            "the agent's sensors did not start within {timeout:?}; log:\n{}",
+            self.log_text()
+        )
+    }
+
+    /// Events in the spool not yet acknowledged by the collector, from `status`.
+    pub fn backlog(&self) -> Result<u64> {
+        let status = run_ok(self.cmd().arg("status"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("spool backlog:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("no spool backlog in the status:\n{status}"))
+    }
+}
+
+impl Collector {
+    /// Stored alerts including folded repeats and extra burst shots.
+    pub fn all_alerts(&self) -> Result<Vec<serde_json::Value>> {
+        let out = run_ok(
+            self.cmd()
+                .args(["alerts", "list", "--all", "--format", "json"]),
+        )?;
+        out.lines()
+            .map(|l| serde_json::from_str(l).context("alert line is JSON"))
+            .collect()
+    }
+
+    /// Decrypts the capture of alert `alert_id` into `out` (a JPEG file).
+    pub fn capture(&self, alert_id: i64, out: &Path) -> Result<Vec<u8>> {
+        run_ok(
+            self.cmd()
+                .args(["alerts", "capture", &alert_id.to_string(), "--out"])
+                .arg(out),
+        )?;
+        Ok(std::fs::read(out)?)
+    }
+
+    /// Waits for a stored alert that `matches`, and returns it.
+    pub fn wait_for_alert(
+        &self,
+        what: &str,
+        timeout: Duration,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value> {
+        let mut found = None;
+        let waited = wait_for(what, timeout, || {
+            found = self
+                .alerts()
+                .ok()
+                .and_then(|alerts| alerts.into_iter().find(|a| matches(a)));
+            found.is_some()
+        });
+        match (waited, found) {
+            (Ok(()), Some(alert)) => Ok(alert),
+            (waited, _) => {
+                let stored: Vec<String> = self
+                    .all_alerts()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect();
+                bail!(
+                    "{}; stored alerts:\n{}",
+                    waited.err().map(|e| e.to_string()).unwrap_or_default(),
+                    stored.join("\n")
+                )
+            }
+        }
+    }
+}

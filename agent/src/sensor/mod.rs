@@ -278,11 +278,28 @@ impl Drop for SensorHandle {
         for task in &self.tasks {
             task.stop.request();
         }
+        // A sensor blocked on a full channel nobody reads cannot notice the stop: wait a
+        // little, then leave it detached rather than hang the caller.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while self
+            .tasks
+            .iter()
+            .any(|t| t.thread.as_ref().is_some_and(|h| !h.is_finished()))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         for task in &mut self.tasks {
-            if let Some(thread) = task.thread.take() {
-                if thread.join().is_err() {
-                    tracing::error!(sensor = task.name, "sensor thread panicked");
-                }
+            let Some(thread) = task.thread.take() else {
+                continue;
+            };
+            if !thread.is_finished() {
+                tracing::warn!(
+                    sensor = task.name,
+                    "sensor thread did not stop within 2 s (is the event channel drained?)"
+                );
+            } else if thread.join().is_err() {
+                tracing::error!(sensor = task.name, "sensor thread panicked");
             }
         }
     }

@@ -1,0 +1,699 @@
+//! One alert: its evidence with the matched words highlighted, a re-check
+//! of the agent's signature, the capture (blurred for the gravest alerts
+//! until a reviewer gives a reason to reveal it), the review workflow, notes
+//! and the pupil's other alerts.
+
+use std::fmt::Write;
+
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
+use prost::Message;
+use ring::signature::{UnparsedPublicKey, ED25519};
+use rusqlite::types::Value;
+use rusqlite::{params, Connection, OptionalExtension};
+use tutela_proto::v1::EventBody;
+
+use super::auth::{self, Viewer};
+use super::html::{csrf_field, esc, page as layout, select};
+use super::queue::{state_label, STATES};
+use super::{audit, deny, html_response, redirect, session, staff, typed_response, App, Fail, Req};
+use crate::store::now_ms;
+
+/// A stored alert with everything the console shows.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub id: i64,
+    pub event_id: String,
+    pub agent_id: String,
+    pub seq: i64,
+    pub time_ms: i64,
+    pub received_ms: i64,
+    pub clock_skew: bool,
+    pub chain_ok: bool,
+    pub user: String,
+    pub station: String,
+    pub source: String,
+    pub context: String,
+    pub app: String,
+    pub window_title: String,
+    pub url: String,
+    pub search_query: String,
+    pub category: String,
+    pub severity: i64,
+    pub rule_id: String,
+    pub term: String,
+    pub matches: String,
+    pub rules_version: i64,
+    pub repeats: i64,
+    pub has_capture: bool,
+    pub state: String,
+    pub repeat_of: String,
+    pub body: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub body_hash: Vec<u8>,
+    pub assignee: String,
+    pub fp_reason: String,
+}
+
+const COLUMNS: &str = "a.id, a.event_id, a.agent_id, a.seq, a.time_ms, a.received_ms, a.clock_skew, a.chain_ok,
+    a.user, a.station, a.source, a.context, a.app, a.window_title, a.url, a.search_query, a.category,
+    a.severity, a.rule_id, a.term, a.matches, a.rules_version, a.repeat_count, a.has_capture, a.state,
+    a.repeat_of, a.body, a.signature, a.body_hash, COALESCE(r.assignee, ''), COALESCE(r.fp_reason, '')";
+
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
+    Ok(Alert {
+        id: r.get(0)?,
+        event_id: r.get(1)?,
+        agent_id: r.get(2)?,
+        seq: r.get(3)?,
+        time_ms: r.get(4)?,
+        received_ms: r.get(5)?,
+        clock_skew: r.get(6)?,
+        chain_ok: r.get(7)?,
+        user: r.get(8)?,
+        station: r.get(9)?,
+        source: r.get(10)?,
+        context: r.get(11)?,
+        app: r.get(12)?,
+        window_title: r.get(13)?,
+        url: r.get(14)?,
+        search_query: r.get(15)?,
+        category: r.get(16)?,
+        severity: r.get(17)?,
+        rule_id: r.get(18)?,
+        term: r.get(19)?,
+        matches: r.get(20)?,
+        rules_version: r.get(21)?,
+        repeats: r.get(22)?,
+        has_capture: r.get(23)?,
+        state: r.get(24)?,
+        repeat_of: r.get(25)?,
+        body: r.get(26)?,
+        signature: r.get(27)?,
+        body_hash: r.get(28)?,
+        assignee: r.get(29)?,
+        fp_reason: r.get(30)?,
+    })
+}
+
+/// Loads alert `id` if it is in the viewer's scope (else `NotFound`, which
+/// does not confirm that an out-of-scope alert exists).
+pub fn load(app: &App, conn: &Connection, viewer: &Viewer, id: i64) -> Result<Alert, Fail> {
+    if !viewer.role.sees_alerts() {
+        return Err(deny(conn, viewer, &format!("alert:{id}")));
+    }
+    let Some((scope, mut params)) = staff::scope(conn, viewer, &app.staff_pattern)? else {
+        return Err(Fail::NotFound);
+    };
+    params.push(Value::Integer(id));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM alerts a LEFT JOIN console_review r ON r.alert_id = a.id WHERE {scope} AND a.id = ?"
+    );
+    conn.query_row(&sql, rusqlite::params_from_iter(params), from_row)
+        .optional()?
+        .ok_or(Fail::NotFound)
+}
+
+/// The alert a folded repeat or burst shot belongs to (itself otherwise).
+fn parent(app: &App, conn: &Connection, viewer: &Viewer, alert: Alert) -> Result<Alert, Fail> {
+    if alert.state != "folded" || alert.repeat_of.is_empty() {
+        return Ok(alert);
+    }
+    let id: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM alerts WHERE agent_id = ?1 AND event_id = ?2 AND repeat_of = '' LIMIT 1",
+            params![alert.agent_id, alert.repeat_of],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match id {
+        Some(id) => load(app, conn, viewer, id),
+        None => Ok(alert),
+    }
+}
+
+/// Captures of the gravest alerts are blurred until revealed with a reason.
+pub fn sensitive(alert: &Alert) -> bool {
+    alert.severity >= 5 || alert.category == "illegal" || alert.matches.contains("\"category\":\"illegal\"")
+}
+
+/// The result of re-checking an alert's signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signature {
+    Verified,
+    Failed(String),
+}
+
+/// Re-verifies the stored body and signature with the agent's enrolled key,
+/// and that the shown fields are the signed ones.
+pub fn verify(conn: &Connection, alert: &Alert) -> rusqlite::Result<(Signature, Vec<u8>)> {
+    let key: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT public_key FROM agents WHERE agent_id = ?1",
+            [&alert.agent_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(key) = key else {
+        return Ok((Signature::Failed("the agent is not enrolled".into()), Vec::new()));
+    };
+    let outcome = if UnparsedPublicKey::new(&ED25519, &key)
+        .verify(&alert.body, &alert.signature)
+        .is_err()
+    {
+        Signature::Failed("the signature does not verify with the agent's key".into())
+    } else if ring::digest::digest(&ring::digest::SHA256, &alert.body).as_ref() != alert.body_hash.as_slice() {
+        Signature::Failed("the stored body hash does not match the body".into())
+    } else {
+        match EventBody::decode(alert.body.as_slice()) {
+            Err(_) => Signature::Failed("the signed body does not decode".into()),
+            Ok(body) => {
+                let obs = body.observation.unwrap_or_default();
+                if body.event_id != alert.event_id
+                    || body.agent_id != alert.agent_id
+                    || body.seq as i64 != alert.seq
+                    || body.time_ms != alert.time_ms
+                    || body.user != alert.user
+                    || body.station != alert.station
+                    || obs.context != alert.context
+                    || obs.window_title != alert.window_title
+                    || obs.url != alert.url
+                    || obs.search_query != alert.search_query
+                {
+                    Signature::Failed("the stored fields differ from the signed ones".into())
+                } else {
+                    Signature::Verified
+                }
+            }
+        }
+    };
+    Ok((outcome, key))
+}
+
+/// The context with the matched byte spans wrapped in `<mark>`, escaped.
+pub fn highlight(context: &str, matches_json: &str) -> String {
+    let mut spans: Vec<(usize, usize)> = serde_json::from_str::<Vec<serde_json::Value>>(matches_json)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|m| {
+            let start = m.get("start")?.as_u64()? as usize;
+            let end = m.get("end")?.as_u64()? as usize;
+            (start < end
+                && end <= context.len()
+                && context.is_char_boundary(start)
+                && context.is_char_boundary(end))
+            .then_some((start, end))
+        })
+        .collect();
+    spans.sort_unstable();
+    let mut out = String::new();
+    let mut pos = 0;
+    for (start, end) in spans {
+        let start = start.max(pos);
+        if start >= end {
+            continue;
+        }
+        out.push_str(&esc(&context[pos..start]));
+        let _ = write!(out, "<mark>{}</mark>", esc(&context[start..end]));
+        pos = end;
+    }
+    out.push_str(&esc(&context[pos..]));
+    out
+}
+
+fn revealed(conn: &Connection, viewer: &Viewer, alert_id: i64) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM console_reveals WHERE session_hash = ?1 AND alert_id = ?2)",
+        params![viewer.session_hash, alert_id],
+        |r| r.get(0),
+    )
+}
+
+/// (alerts, false positives) for a rule.
+pub fn rule_rate(conn: &Connection, rule_id: &str) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(state = 'false_positive'), 0) FROM alerts WHERE rule_id = ?1 AND state <> 'folded'",
+        [rule_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
+fn percent(part: i64, whole: i64) -> String {
+    if whole == 0 {
+        "-".into()
+    } else {
+        format!("{:.0}%", part as f64 * 100.0 / whole as f64)
+    }
+}
+
+/// Transitions the workflow allows from each state.
+pub fn next_states(state: &str) -> &'static [&'static str] {
+    match state {
+        "new" => &["in_review", "false_positive"],
+        "in_review" => &["escalated", "actioned", "closed", "false_positive"],
+        "escalated" => &["actioned", "closed"],
+        "actioned" => &["closed"],
+        "closed" | "false_positive" => &["in_review"],
+        _ => &[],
+    }
+}
+
+fn capture_html(conn: &Connection, viewer: &Viewer, alert: &Alert) -> Result<String, Fail> {
+    if !viewer.role.reviews() {
+        return Ok(r#"<p class="muted">Captures are not shown to technicians.</p>"#.into());
+    }
+    let mut shots: Vec<i64> = Vec::new();
+    if alert.has_capture {
+        shots.push(alert.id);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM alerts WHERE agent_id = ?1 AND repeat_of = ?2 AND has_capture = 1 ORDER BY seq",
+    )?;
+    for id in stmt.query_map(params![alert.agent_id, alert.event_id], |r| r.get(0))? {
+        shots.push(id?);
+    }
+    if shots.is_empty() {
+        return Ok(r#"<p class="muted">No capture with this alert.</p>"#.into());
+    }
+    let mut out = String::new();
+    if sensitive(alert) && !revealed(conn, viewer, alert.id)? {
+        let _ = write!(
+            out,
+            r#"<div class="veil"><img class="blurred" id="capture-blurred" src="/alerts/{id}/preview.jpg" alt="capture, blurred"></div>
+<form method="post" action="/alerts/{id}/reveal" id="reveal-form">{csrf}<p>This capture may show harmful or illegal material and is blurred. Reveal it only if you need to see it; your reason is logged.</p>
+<label>Reason for revealing<br><textarea name="reason" rows="2" cols="60" required></textarea></label><br><button type="submit">Reveal capture</button></form>"#,
+            id = alert.id,
+            csrf = csrf_field(viewer)
+        );
+        return Ok(out);
+    }
+    for (n, id) in shots.iter().enumerate() {
+        let _ = write!(
+            out,
+            r#"<p><img{} src="/alerts/{id}/capture.jpg" alt="capture {}"></p>"#,
+            if n == 0 { r#" id="capture""# } else { "" },
+            n + 1
+        );
+    }
+    Ok(out)
+}
+
+pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(conn, req)?;
+    let alert = load(app, conn, &viewer, req.id())?;
+    let alert = parent(app, conn, &viewer, alert)?;
+    audit::append(conn, &viewer.name, "view_alert", &format!("alert:{}", alert.id), "")?;
+    let (signature, _) = verify(conn, &alert)?;
+    let reviews = viewer.role.reviews();
+    let z = app.zone;
+    let mut body = String::new();
+    let sig = match &signature {
+        Signature::Verified => r#"<span class="verified" id="signature">&#10003; Signature verified</span>"#.to_owned(),
+        Signature::Failed(why) => format!(r#"<span class="unverified" id="signature">&#10007; Signature NOT verified: {}</span>"#, esc(why)),
+    };
+    let _ = write!(
+        body,
+        r#"<h1><span class="sev sev{sev}">{sev}</span> {category} &middot; <span class="state" id="alert-state">{state}</span></h1><p>{sig}{chain}{skew}</p>"#,
+        sev = alert.severity.clamp(0, 5),
+        category = esc(&alert.category),
+        state = esc(state_label(&alert.state)),
+        chain = if alert.chain_ok { "" } else { r#" <span class="unverified">hash chain broken before this event</span>"# },
+        skew = if alert.clock_skew { r#" <span class="muted">agent clock skewed</span>"# } else { "" },
+    );
+    let hidden = r#"<span class="muted">withheld</span>"#;
+    let shown = |text: &str| if reviews { esc(text) } else { hidden.to_owned() };
+    let (total, fps) = rule_rate(conn, &alert.rule_id)?;
+    let _ = write!(
+        body,
+        r#"<div class="grid"><div><dl class="facts">
+<dt>Pupil</dt><dd id="alert-user"><a href="/queue?state=all&amp;pupil={user_q}">{user}</a></dd>
+<dt>Station</dt><dd>{station}</dd>
+<dt>Time</dt><dd id="alert-time">{time}</dd>
+<dt>Received</dt><dd>{received}</dd>
+<dt>Source</dt><dd>{source}</dd>
+<dt>App</dt><dd>{app_name}</dd>
+<dt>Window title</dt><dd>{title}</dd>
+<dt>URL</dt><dd>{url}</dd>
+<dt>Search query</dt><dd>{search}</dd>
+<dt>Rule</dt><dd>{rule} (term {term}); {fps} of {total} alerts from this rule were false positives ({rate})</dd>
+<dt>Rules version</dt><dd>{rules_version}</dd>
+<dt>Repeats</dt><dd>{repeats}</dd>
+<dt>Assigned to</dt><dd id="alert-assignee">{assignee}</dd>
+<dt>Event</dt><dd class="muted">{event_id} &middot; agent {agent_id} &middot; #{seq}</dd>
+</dl>"#,
+        user_q = esc(&super::html::url_value(&alert.user)),
+        user = esc(&alert.user),
+        station = esc(&alert.station),
+        time = esc(&z.format(alert.time_ms)),
+        received = esc(&z.format(alert.received_ms)),
+        source = esc(&alert.source),
+        app_name = esc(&alert.app),
+        title = shown(&alert.window_title),
+        url = shown(&alert.url),
+        search = shown(&alert.search_query),
+        rule = esc(&alert.rule_id),
+        term = if reviews { esc(&alert.term) } else { hidden.to_owned() },
+        rate = percent(fps, total),
+        rules_version = alert.rules_version,
+        repeats = alert.repeats,
+        assignee = if alert.assignee.is_empty() { "nobody".to_owned() } else { esc(&alert.assignee) },
+        event_id = esc(&alert.event_id),
+        agent_id = esc(&alert.agent_id),
+        seq = alert.seq,
+    );
+    let context = if reviews {
+        highlight(&alert.context, &alert.matches)
+    } else {
+        hidden.to_owned()
+    };
+    let _ = write!(body, r#"<h2>Context</h2><div class="context" id="context">{context}</div>"#);
+    if !alert.fp_reason.is_empty() {
+        let _ = write!(body, "<p>False-positive reason: {}</p>", esc(&alert.fp_reason));
+    }
+    if reviews {
+        workflow_html(&mut body, conn, &viewer, &alert)?;
+    }
+    let _ = write!(body, r#"</div><div><h2>Capture</h2><div class="capture">{}</div>"#, capture_html(conn, &viewer, &alert)?);
+    notes_html(&mut body, conn, &viewer, &alert, z)?;
+    timeline_html(&mut body, app, conn, &viewer, &alert)?;
+    body.push_str("</div></div>");
+    Ok(html_response(layout(&format!("Alert {}", alert.id), Some(&viewer), &body)))
+}
+
+fn workflow_html(body: &mut String, conn: &Connection, viewer: &Viewer, alert: &Alert) -> Result<(), Fail> {
+    let id = alert.id;
+    let csrf = csrf_field(viewer);
+    body.push_str(r#"<h2>Review</h2><div class="panel">"#);
+    for to in next_states(&alert.state) {
+        if *to == "false_positive" {
+            continue;
+        }
+        let _ = write!(
+            body,
+            r#"<form class="inline" method="post" action="/alerts/{id}/state">{csrf}<input type="hidden" name="to" value="{to}"><button type="submit" data-to="{to}">{}</button></form> "#,
+            if *to == "in_review" && alert.state != "new" { "Reopen" } else { state_label(to) }
+        );
+    }
+    if next_states(&alert.state).contains(&"false_positive") {
+        let _ = write!(
+            body,
+            r#"<form method="post" action="/alerts/{id}/state" id="fp-form">{csrf}<input type="hidden" name="to" value="false_positive"><label>Reason<input type="text" name="reason" size="36" required></label> <button type="submit" class="secondary">Close as false positive</button></form>"#
+        );
+    }
+    let staff_scope = viewer.role.sees_staff_alerts();
+    let people = auth::reviewers(conn, staff_scope)?;
+    let options: Vec<(&str, &str)> = std::iter::once(("", "nobody"))
+        .chain(people.iter().map(|p| (p.as_str(), p.as_str())))
+        .collect();
+    let _ = write!(
+        body,
+        r#"<form method="post" action="/alerts/{id}/assign">{csrf}<label>Assign to {}</label> <button type="submit" class="secondary">Assign</button></form>
+<p class="noprint"><a href="/alerts/{id}/record" id="export-record">Incident record (print)</a> &middot; <a href="/alerts/{id}/record.json">Incident record (JSON)</a></p></div>"#,
+        select("assignee", &options, &alert.assignee)
+    );
+    Ok(())
+}
+
+fn notes_html(body: &mut String, conn: &Connection, viewer: &Viewer, alert: &Alert, z: super::tz::Zone) -> Result<(), Fail> {
+    if !viewer.role.reviews() {
+        return Ok(());
+    }
+    body.push_str(r#"<h2>Notes</h2><ul class="notes" id="notes">"#);
+    for (time, author, text) in notes(conn, alert.id)? {
+        let _ = write!(body, "<li><b>{}</b> <span class=\"muted\">{}</span><br>{}</li>", esc(&author), esc(&z.format(time)), esc(&text));
+    }
+    let _ = write!(
+        body,
+        r#"</ul><form method="post" action="/alerts/{}/note" id="note-form">{}<textarea name="text" rows="3" cols="60" required></textarea><br><button type="submit">Add note</button></form>"#,
+        alert.id,
+        csrf_field(viewer)
+    );
+    Ok(())
+}
+
+pub fn notes(conn: &Connection, alert_id: i64) -> rusqlite::Result<Vec<(i64, String, String)>> {
+    let mut stmt = conn.prepare_cached("SELECT time_ms, author, text FROM console_notes WHERE alert_id = ?1 ORDER BY id")?;
+    let rows = stmt.query_map([alert_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    rows.collect()
+}
+
+pub fn history(conn: &Connection, alert_id: i64) -> rusqlite::Result<Vec<(i64, String, String, String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT time_ms, actor, from_state, to_state, reason FROM console_history WHERE alert_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([alert_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+    rows.collect()
+}
+
+fn timeline_html(body: &mut String, app: &App, conn: &Connection, viewer: &Viewer, alert: &Alert) -> Result<(), Fail> {
+    let Some((scope, mut params)) = staff::scope(conn, viewer, &app.staff_pattern)? else {
+        return Ok(());
+    };
+    params.push(Value::Text(alert.user.clone()));
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT a.id, a.time_ms, a.category, a.severity, a.state FROM alerts a
+         WHERE {scope} AND a.user = ? AND a.state <> 'folded' ORDER BY a.time_ms DESC LIMIT 50"
+    ))?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, String>(4)?))
+    })?;
+    let _ = write!(body, r#"<h2>{}'s alerts</h2><table id="timeline"><tbody>"#, esc(&alert.user));
+    for row in rows {
+        let (id, time, category, severity, state) = row?;
+        let here = if id == alert.id { " (this alert)" } else { "" };
+        let _ = write!(
+            body,
+            r#"<tr><td>{}</td><td><span class="sev sev{sev}">{sev}</span></td><td><a href="/alerts/{id}">{}</a>{here}</td><td>{}</td></tr>"#,
+            esc(&app.zone.format(time)),
+            esc(&category),
+            esc(state_label(&state)),
+            sev = severity.clamp(0, 5),
+        );
+    }
+    body.push_str("</tbody></table>");
+    Ok(())
+}
+
+fn reviewer(conn: &Connection, req: &Req) -> Result<Viewer, Fail> {
+    let viewer = session(conn, req)?;
+    if !viewer.role.reviews() {
+        return Err(deny(conn, &viewer, &format!("alert:{}", req.id())));
+    }
+    Ok(viewer)
+}
+
+fn jpeg(bytes: Vec<u8>) -> Response {
+    let mut r = typed_response("image/jpeg", bytes);
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, private"));
+    r
+}
+
+/// The decrypted capture of an alert (or of one of its burst shots).
+fn decrypt(app: &App, conn: &Connection, alert: &Alert) -> Result<Vec<u8>, Fail> {
+    let sealed: Vec<u8> = conn
+        .query_row("SELECT sealed FROM captures WHERE alert_id = ?1", [alert.id], |r| r.get(0))
+        .optional()?
+        .ok_or(Fail::NotFound)?;
+    app.vault.open(&alert.event_id, &sealed).map_err(|_| {
+        tracing::error!(alert = alert.id, "a stored capture failed to decrypt");
+        Fail::NotFound
+    })
+}
+
+pub fn capture(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+    let viewer = reviewer(conn, req)?;
+    let shot = load(app, conn, &viewer, req.id())?;
+    let alert = parent(app, conn, &viewer, shot.clone())?;
+    if (sensitive(&alert) || sensitive(&shot)) && !revealed(conn, &viewer, alert.id)? {
+        return Err(deny(conn, &viewer, &format!("capture:{}", shot.id)));
+    }
+    let bytes = decrypt(app, conn, &shot)?;
+    audit::append(conn, &viewer.name, "view_capture", &format!("alert:{}", shot.id), "")?;
+    Ok(jpeg(bytes))
+}
+
+/// A 16-pixel-wide version of a capture, shown blurred: enough to see that
+/// there is a screen, never enough to see what is on it.
+pub fn preview(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+    let viewer = reviewer(conn, req)?;
+    let alert = load(app, conn, &viewer, req.id())?;
+    let bytes = decrypt(app, conn, &alert)?;
+    let image = image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)
+        .map_err(|_| Fail::NotFound)?
+        .to_rgb8();
+    let w = 16u32;
+    let h = (image.height() * w / image.width().max(1)).max(1);
+    let small = image::imageops::thumbnail(&image, w, h);
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 60)
+        .encode_image(&small)
+        .map_err(|_| Fail::NotFound)?;
+    Ok(jpeg(out))
+}
+
+pub fn reveal(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+    let viewer = reviewer(conn, req)?;
+    let alert = load(app, conn, &viewer, req.id())?;
+    let reason = req.f("reason").trim();
+    if reason.len() < 3 {
+        return Err(Fail::BadRequest("Give a reason for revealing the capture.".into()));
+    }
+    conn.execute(
+        "INSERT INTO console_reveals (session_hash, alert_id, user, reason, time_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![viewer.session_hash, alert.id, viewer.name, reason, now_ms()],
+    )?;
+    audit::append(conn, &viewer.name, "reveal_capture", &format!("alert:{}", alert.id), &format!("reason: {reason}"))?;
+    Ok(redirect(&format!("/alerts/{}#capture", alert.id)))
+}
+
+/// Moves an alert to `to`, recording history and audit; false positives
+/// need a reason.
+pub fn transition(conn: &Connection, viewer: &Viewer, alert: &Alert, to: &str, reason: &str) -> Result<(), Fail> {
+    if !next_states(&alert.state).contains(&to) {
+        return Err(Fail::BadRequest(format!(
+            "An alert that is {} cannot become {}.",
+            state_label(&alert.state),
+            state_label(to)
+        )));
+    }
+    if to == "false_positive" && reason.trim().is_empty() {
+        return Err(Fail::BadRequest("Say why this is a false positive.".into()));
+    }
+    let now = now_ms();
+    conn.execute("UPDATE alerts SET state = ?2 WHERE id = ?1", params![alert.id, to])?;
+    conn.execute(
+        "INSERT INTO console_review (alert_id, fp_reason, updated_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT(alert_id) DO UPDATE SET fp_reason = ?2, updated_ms = ?3",
+        params![alert.id, if to == "false_positive" { reason.trim() } else { "" }, now],
+    )?;
+    conn.execute(
+        "INSERT INTO console_history (alert_id, time_ms, actor, from_state, to_state, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![alert.id, now, viewer.name, alert.state, to, reason.trim()],
+    )?;
+    audit::append(
+        conn,
+        &viewer.name,
+        "state_change",
+        &format!("alert:{}", alert.id),
+        &format!("{} -> {}{}", alert.state, to, if reason.trim().is_empty() { String::new() } else { format!("; reason: {}", reason.trim()) }),
+    )?;
+    Ok(())
+}
+
+pub fn change_state(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+    let viewer = reviewer(conn, req)?;
+    let alert = load(app, conn, &viewer, req.id())?;
+    if !STATES.iter().any(|(s, _)| *s == req.f("to")) {
+        return Err(Fail::BadRequest("Unknown state.".into()));
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    match transition(conn, &viewer, &alert, req.f("to"), req.f("reason")) {
+        Ok(()) => conn.execute_batch("COMMIT")?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
+    Ok(redirect(&format!("/alerts/{}", alert.id)))
+}
+
+pub fn assign(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+    let viewer = reviewer(conn, req)?;
+    let alert = load(app, conn, &viewer, req.id())?;
+    let who = req.f("assignee");
+    if !who.is_empty() && !auth::reviewers(conn, viewer.role.sees_staff_alerts())?.iter().any(|p| p == who) {
+        return Err(Fail::BadRequest("That account cannot be assigned this alert.".into()));
+    }
+    conn.execute(
+        "INSERT INTO console_review (alert_id, assignee, updated_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT(alert_id) DO UPDATE SET assignee = ?2, updated_ms = ?3",
+        params![alert.id, who, now_ms()],
+    )?;
+    audit::append(conn, &viewer.name, "assign", &format!("alert:{}", alert.id), &format!("to {}", if who.is_empty() { "nobody" } else { who }))?;
+    Ok(redirect(&format!("/alerts/{}", alert.id)))
+}
+
+pub fn add_note(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+    let viewer = reviewer(conn, req)?;
+    let alert = load(app, conn, &viewer, req.id())?;
+    let text = req.f("text").trim();
+    if text.is_empty() || text.len() > 20_000 {
+        return Err(Fail::BadRequest("A note needs text (at most 20,000 characters).".into()));
+    }
+    conn.execute(
+        "INSERT INTO console_notes (alert_id, time_ms, author, text) VALUES (?1, ?2, ?3, ?4)",
+        params![alert.id, now_ms(), viewer.name, text],
+    )?;
+    // The note's text stays out of the audit log; its existence does not.
+    audit::append(conn, &viewer.name, "add_note", &format!("alert:{}", alert.id), &format!("{} characters", text.chars().count()))?;
+    Ok(redirect(&format!("/alerts/{}#notes", alert.id)))
+}
+
+pub fn bulk_false_positive(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+    let viewer = reviewer(conn, req)?;
+    let reason = req.f("reason").trim();
+    if reason.is_empty() {
+        return Err(Fail::BadRequest("Say why these are false positives.".into()));
+    }
+    let ids: Vec<i64> = req.f_all("id").iter().filter_map(|s| s.parse().ok()).collect();
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let mut closed = 0;
+    for id in &ids {
+        let Ok(alert) = load(app, conn, &viewer, *id) else { continue };
+        if next_states(&alert.state).contains(&"false_positive") {
+            if let Err(e) = transition(conn, &viewer, &alert, "false_positive", reason) {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+            closed += 1;
+        }
+    }
+    audit::append(conn, &viewer.name, "bulk_false_positive", "queue", &format!("{closed} of {} selected alerts; reason: {reason}", ids.len()))?;
+    conn.execute_batch("COMMIT")?;
+    Ok(redirect("/queue"))
+}
+
+/// Each rule's alerts and false-positive rate.
+pub fn rules_page(_app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+    let viewer = reviewer(conn, req)?;
+    let mut stmt = conn.prepare(
+        "SELECT rule_id, category, COUNT(*), COALESCE(SUM(state = 'false_positive'), 0) FROM alerts
+         WHERE state <> 'folded' GROUP BY rule_id ORDER BY 4 * 1.0 / COUNT(*) DESC, COUNT(*) DESC",
+    )?;
+    let mut body = String::from(
+        r#"<h1>Rules: false-positive rates</h1><table id="rules"><thead><tr><th>Rule</th><th>Category</th><th>Alerts</th><th>False positives</th><th>Rate</th></tr></thead><tbody>"#,
+    );
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)))?;
+    for row in rows {
+        let (rule, category, total, fps) = row?;
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{total}</td><td>{fps}</td><td>{}</td></tr>",
+            esc(&rule),
+            esc(&category),
+            percent(fps, total)
+        );
+    }
+    body.push_str("</tbody></table>");
+    Ok(html_response(layout("Rules", Some(&viewer), &body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn highlight_escapes_and_marks_byte_spans() {
+        let ctx = "<b>I will kill him</b> café";
+        let out = highlight(ctx, r#"[{"start":10,"end":14},{"start":0,"end":999},{"start":27,"end":28}]"#);
+        assert_eq!(out, "&lt;b&gt;I will <mark>kill</mark> him&lt;/b&gt; café");
+    }
+
+    #[test]
+    fn workflow_moves_forward_and_reopens() {
+        assert!(next_states("new").contains(&"in_review"));
+        assert!(!next_states("new").contains(&"closed"));
+        assert_eq!(next_states("false_positive"), &["in_review"]);
+        assert!(next_states("folded").is_empty());
+    }
+}

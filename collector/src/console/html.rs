@@ -1,0 +1,149 @@
+//! HTML templates as plain functions. Every value from the database or the
+//! request goes through [`esc`]; nothing else builds markup from data.
+
+use std::fmt::Write;
+
+use super::auth::Viewer;
+
+/// Escapes text for element content and quoted attribute values.
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encodes a query value.
+pub fn url_value(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// The hidden CSRF field every form carries.
+pub fn csrf_field(viewer: &Viewer) -> String {
+    format!(
+        r#"<input type="hidden" name="csrf" value="{}">"#,
+        esc(&viewer.csrf)
+    )
+}
+
+/// A full page: header with navigation for the viewer's role, then `body`.
+pub fn page(title: &str, viewer: Option<&Viewer>, body: &str) -> String {
+    let mut nav = String::new();
+    if let Some(v) = viewer {
+        if v.role.sees_alerts() {
+            nav.push_str(r#"<a href="/queue">Queue</a>"#);
+        }
+        if v.role.reviews() {
+            nav.push_str(r#"<a href="/rules">Rules</a>"#);
+        }
+        if v.role.audits() {
+            nav.push_str(r#"<a href="/audit">Audit log</a>"#);
+        }
+        let _ = write!(
+            nav,
+            r#"<span class="who">{} ({})</span><form method="post" action="/logout" class="inline">{}<button type="submit">Sign out</button></form>"#,
+            esc(&v.name),
+            esc(v.role.as_str()),
+            csrf_field(v)
+        );
+    }
+    format!(
+        r#"<!doctype html>
+<html lang="en-GB"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{} - Tutela</title><link rel="stylesheet" href="/assets/console.css"></head>
+<body><header><span class="brand">Tutela</span><nav>{nav}</nav></header>
+<main>{body}</main><script src="/assets/console.js"></script></body></html>"#,
+        esc(title)
+    )
+}
+
+/// A `<select>` with `current` selected; options are (value, label).
+pub fn select(name: &str, options: &[(&str, &str)], current: &str) -> String {
+    let mut out = format!(r#"<select name="{}">"#, esc(name));
+    for (value, label) in options {
+        let sel = if *value == current { " selected" } else { "" };
+        let _ = write!(
+            out,
+            r#"<option value="{}"{sel}>{}</option>"#,
+            esc(value),
+            esc(label)
+        );
+    }
+    out.push_str("</select>");
+    out
+}
+
+pub const CSS: &str = r#"
+*{box-sizing:border-box}body{margin:0;font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2230;background:#f5f6f8}
+header{display:flex;align-items:center;gap:16px;background:#23315a;color:#fff;padding:8px 16px}
+header a{color:#fff;margin-right:14px;text-decoration:none;font-weight:600}header .brand{font-weight:700;font-size:17px}
+header nav{display:flex;align-items:center;flex:1}header .who{margin-left:auto;margin-right:8px;opacity:.85}
+main{padding:14px 16px;max-width:1400px;margin:0 auto}
+h1{font-size:20px;margin:4px 0 12px}h2{font-size:16px;margin:18px 0 8px}
+table{border-collapse:collapse;width:100%;background:#fff}th,td{padding:5px 7px;border-bottom:1px solid #e2e5ea;text-align:left;vertical-align:top}
+th{background:#eef0f4;font-weight:600;white-space:nowrap}tr.fresh{background:#fff7d6}
+td.ctx{max-width:420px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;color:#444}
+.sev{display:inline-block;min-width:22px;text-align:center;border-radius:4px;color:#fff;font-weight:700;padding:0 5px}
+.sev1{background:#6c7a89}.sev2{background:#3d7fb8}.sev3{background:#c98a00}.sev4{background:#d35400}.sev5{background:#b3001b}
+.state{font-size:12px;border:1px solid #c5cad3;border-radius:10px;padding:0 7px;background:#fff;white-space:nowrap}
+form.filters{display:flex;flex-wrap:wrap;gap:6px;align-items:end;margin-bottom:10px;background:#fff;padding:8px;border:1px solid #e2e5ea}
+form.filters label{display:flex;flex-direction:column;font-size:12px;color:#555}
+input,select,textarea,button{font:inherit}input[type=text],input[type=date],input[type=password],select,textarea{padding:4px 6px;border:1px solid #b9bfca;border-radius:4px}
+button{padding:4px 10px;border:1px solid #23315a;background:#23315a;color:#fff;border-radius:4px;cursor:pointer}
+button.secondary{background:#fff;color:#23315a}form.inline{display:inline}
+.counts a{margin-right:12px}.counts b{font-weight:700}
+.grid{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:16px}
+dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:3px 12px;margin:0;background:#fff;padding:10px;border:1px solid #e2e5ea}
+dl.facts dt{color:#555}dl.facts dd{margin:0;word-break:break-all}
+.context{background:#fff;border:1px solid #e2e5ea;padding:10px;white-space:pre-wrap;word-break:break-word}
+mark{background:#ffe066;padding:0 1px;font-weight:600}
+.verified{color:#11743a;font-weight:700}.unverified{color:#b3001b;font-weight:700}
+.capture img{max-width:100%;border:1px solid #c5cad3}.capture img.blurred{filter:blur(14px);width:100%;image-rendering:auto}
+.capture .veil{position:relative;overflow:hidden;max-width:640px}
+.panel{background:#fff;border:1px solid #e2e5ea;padding:10px;margin-bottom:12px}
+.notes li{margin-bottom:6px}.muted{color:#667}.banner{background:#fff3cd;border:1px solid #e0c36a;padding:6px 10px;margin-bottom:10px}
+.error{background:#fde2e4;border:1px solid #d98a94;padding:6px 10px;margin-bottom:10px}
+.login{max-width:340px;margin:60px auto;background:#fff;padding:20px;border:1px solid #e2e5ea}
+.login label{display:block;margin-bottom:10px}.login input{width:100%}
+.pager a{margin-right:12px}
+@media print{header,form,.noprint{display:none}body{background:#fff}}
+"#;
+
+/// Polls the queue for new alerts and swaps the rows in place, keeping the
+/// current filters; rows newer than the page's first load are highlighted.
+pub const JS: &str = r#"
+(function(){
+  var rows=document.getElementById('queue-rows');
+  if(!rows)return;
+  var counts=document.getElementById('queue-counts');
+  var seen=parseInt(rows.getAttribute('data-max-id')||'0',10);
+  function poll(){
+    var q=new URLSearchParams(window.location.search);q.set('fragment','1');
+    fetch('/queue?'+q.toString(),{credentials:'same-origin',headers:{'Accept':'application/json'}})
+      .then(function(r){return r.ok?r.json():null;})
+      .then(function(d){
+        if(!d)return;
+        if(d.max_id!==parseInt(rows.getAttribute('data-max-id')||'0',10)){
+          rows.innerHTML=d.rows;rows.setAttribute('data-max-id',String(d.max_id));
+          counts.innerHTML=d.counts;
+          rows.querySelectorAll('tr[data-id]').forEach(function(tr){
+            if(parseInt(tr.getAttribute('data-id'),10)>seen)tr.classList.add('fresh');
+          });
+        }
+      }).catch(function(){});
+  }
+  setInterval(poll,5000);
+  var all=document.getElementById('select-all');
+  if(all)all.addEventListener('change',function(){
+    rows.querySelectorAll('input[name=id]').forEach(function(c){c.checked=all.checked;});
+  });
+})();
+"#;

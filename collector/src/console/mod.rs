@@ -1,0 +1,519 @@
+//! The review console: server-rendered pages for the DSL, deputy DSLs, the
+//! head teacher (alerts about staff), technicians (no captures, no typed
+//! context) and auditors (the audit log), served by `serve` on its own
+//! listener.
+//!
+//! Every request runs its database work on a blocking thread against one
+//! connection; pages are plain functions from rows to escaped HTML.
+
+pub mod alert;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod export;
+pub mod html;
+pub mod queue;
+pub mod schema;
+pub mod staff;
+pub mod tz;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use rusqlite::Connection;
+
+use crate::config::Console as ConsoleConfig;
+use crate::secrets::{CaptureVault, TlsIdentity};
+use crate::store;
+use auth::{Throttle, Viewer};
+use tz::Zone;
+
+/// Shared state of the console.
+#[derive(Clone)]
+pub struct App {
+    pub db: Arc<Mutex<Connection>>,
+    pub vault: Arc<CaptureVault>,
+    pub zone: Zone,
+    pub staff_pattern: String,
+    pub secure_cookies: bool,
+    pub throttle: Arc<Throttle>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("console::App")
+    }
+}
+
+impl App {
+    /// Opens the store in `dir` and creates the console's tables.
+    pub fn open(dir: &Path, config: &ConsoleConfig) -> anyhow::Result<Self> {
+        let conn = store::open(dir)?;
+        schema::create(&conn)?;
+        let zone = Zone::parse(&config.time_zone).unwrap_or_else(|| {
+            tracing::warn!(zone = %config.time_zone, "unknown console time_zone; showing UTC");
+            Zone::Fixed(0)
+        });
+        Ok(Self {
+            db: Arc::new(Mutex::new(conn)),
+            vault: Arc::new(CaptureVault::load(dir)?),
+            zone,
+            staff_pattern: config.staff_pattern.trim().to_lowercase(),
+            secure_cookies: config.tls,
+            throttle: Arc::new(Throttle::default()),
+        })
+    }
+}
+
+/// A request, read fully, for the blocking page functions.
+#[derive(Debug, Default)]
+pub struct Req {
+    pub post: bool,
+    pub cookies: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+    pub form: Vec<(String, String)>,
+    pub ip: Option<IpAddr>,
+    pub id: Option<i64>,
+    pub wants_json: bool,
+}
+
+impl Req {
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn q(&self, name: &str) -> &str {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    }
+
+    pub fn f(&self, name: &str) -> &str {
+        self.form
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    }
+
+    pub fn f_all(&self, name: &str) -> Vec<&str> {
+        self.form
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn ip(&self) -> IpAddr {
+        self.ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    pub fn id(&self) -> i64 {
+        self.id.unwrap_or(0)
+    }
+}
+
+/// Why a request was not served.
+#[derive(Debug)]
+pub enum Fail {
+    /// No valid session: to the login page.
+    Login,
+    Forbidden,
+    NotFound,
+    BadRequest(String),
+    /// The CSRF token was missing or wrong.
+    Csrf,
+    Db(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for Fail {
+    fn from(e: rusqlite::Error) -> Self {
+        Fail::Db(e)
+    }
+}
+
+impl Fail {
+    fn response(self, json: bool) -> Response {
+        let (status, text) = match self {
+            Fail::Login if json => (StatusCode::UNAUTHORIZED, "Sign in again.".to_owned()),
+            Fail::Login => return redirect("/login"),
+            Fail::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "Your role does not allow this.".to_owned(),
+            ),
+            Fail::NotFound => (StatusCode::NOT_FOUND, "No such page or alert.".to_owned()),
+            Fail::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
+            Fail::Csrf => (
+                StatusCode::FORBIDDEN,
+                "The form was refused: its security token is missing or stale. Reload the page and try again."
+                    .to_owned(),
+            ),
+            Fail::Db(e) => {
+                tracing::error!(error = %e, "console database error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "The console could not read its database; try again.".to_owned(),
+                )
+            }
+        };
+        let body = html::page(
+            status.canonical_reason().unwrap_or("Error"),
+            None,
+            &format!(
+                r#"<h1>{}</h1><p class="error">{}</p><p><a href="/queue">Back to the queue</a></p>"#,
+                status.as_u16(),
+                html::esc(&text)
+            ),
+        );
+        with_status(status, html_response(body))
+    }
+}
+
+pub fn html_response(body: String) -> Response {
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
+
+pub fn typed_response(content_type: &'static str, body: impl Into<Body>) -> Response {
+    let mut r = Response::new(body.into());
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+pub fn with_status(status: StatusCode, mut r: Response) -> Response {
+    *r.status_mut() = status;
+    r
+}
+
+pub fn redirect(to: &str) -> Response {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// Checks the session and, for a POST, its CSRF token (refusals are audited).
+pub fn session(conn: &Connection, req: &Req) -> Result<Viewer, Fail> {
+    let viewer = auth::viewer(conn, req.cookie(auth::SESSION_COOKIE))?;
+    if req.post && !auth::same_secret(req.f("csrf"), &viewer.csrf) {
+        audit::append(
+            conn,
+            &viewer.name,
+            "csrf_refused",
+            "console",
+            "a form arrived without this session's token",
+        )?;
+        return Err(Fail::Csrf);
+    }
+    Ok(viewer)
+}
+
+/// Refuses, and audits the refusal.
+pub fn deny(conn: &Connection, viewer: &Viewer, target: &str) -> Fail {
+    let _ = audit::append(
+        conn,
+        &viewer.name,
+        "denied",
+        target,
+        &format!("role {}", viewer.role.as_str()),
+    );
+    Fail::Forbidden
+}
+
+type Page = fn(&App, &Connection, &Req) -> Result<Response, Fail>;
+
+const MAX_FORM_BYTES: usize = 256 * 1024;
+
+async fn call(app: App, page: Page, id: Option<i64>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let post = parts.method == Method::POST;
+    let mut req = Req {
+        post,
+        id,
+        ip: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip()),
+        wants_json: parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json")),
+        ..Req::default()
+    };
+    for value in parts.headers.get_all(header::COOKIE) {
+        if let Ok(text) = value.to_str() {
+            for pair in text.split(';') {
+                if let Some((k, v)) = pair.trim().split_once('=') {
+                    req.cookies.push((k.to_owned(), v.to_owned()));
+                }
+            }
+        }
+    }
+    if let Some(q) = parts.uri.query() {
+        req.query = form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+    }
+    if post {
+        match axum::body::to_bytes(body, MAX_FORM_BYTES).await {
+            Ok(bytes) => req.form = form_urlencoded::parse(&bytes).into_owned().collect(),
+            Err(_) => {
+                return with_status(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    html_response("Form too large".into()),
+                )
+            }
+        }
+    }
+    let json = req.wants_json;
+    let result = tokio::task::spawn_blocking(move || {
+        let conn = app.db.lock().unwrap_or_else(|p| p.into_inner());
+        page(&app, &conn, &req)
+    })
+    .await;
+    let mut response = match result {
+        Ok(Ok(r)) => r,
+        Ok(Err(fail)) => fail.response(json),
+        Err(_) => with_status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            html_response("Internal error".into()),
+        ),
+    };
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+macro_rules! page {
+    ($f:path) => {
+        |State(app): State<App>, request: Request| call(app, $f, None, request)
+    };
+}
+
+macro_rules! alert_page {
+    ($f:path) => {
+        |State(app): State<App>, UrlPath(id): UrlPath<i64>, request: Request| {
+            call(app, $f, Some(id), request)
+        }
+    };
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut r = typed_response(content_type, body);
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=300"),
+    );
+    r
+}
+
+/// The console's routes.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/", get(|| async { redirect("/queue") }))
+        .route("/login", get(page!(queue::login_page)).post(page!(queue::login_submit)))
+        .route("/logout", post(page!(queue::logout)))
+        .route("/queue", get(page!(queue::page)))
+        .route("/queue.csv", get(page!(export::csv)))
+        .route("/queue/bulk", post(page!(alert::bulk_false_positive)))
+        .route("/rules", get(page!(alert::rules_page)))
+        .route("/audit", get(page!(audit_page)))
+        .route("/alerts/{id}", get(alert_page!(alert::page)))
+        .route("/alerts/{id}/capture.jpg", get(alert_page!(alert::capture)))
+        .route("/alerts/{id}/preview.jpg", get(alert_page!(alert::preview)))
+        .route("/alerts/{id}/reveal", post(alert_page!(alert::reveal)))
+        .route("/alerts/{id}/state", post(alert_page!(alert::change_state)))
+        .route("/alerts/{id}/assign", post(alert_page!(alert::assign)))
+        .route("/alerts/{id}/note", post(alert_page!(alert::add_note)))
+        .route("/alerts/{id}/record", get(alert_page!(export::record_page)))
+        .route("/alerts/{id}/record.json", get(alert_page!(export::record_json)))
+        .route(
+            "/assets/console.css",
+            get(|| async { asset("text/css; charset=utf-8", html::CSS) }),
+        )
+        .route(
+            "/assets/console.js",
+            get(|| async { asset("text/javascript; charset=utf-8", html::JS) }),
+        )
+        .with_state(app)
+}
+
+fn audit_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(conn, req)?;
+    if !viewer.role.audits() {
+        return Err(deny(conn, &viewer, "audit log"));
+    }
+    let actor = Some(req.q("actor")).filter(|a| !a.is_empty());
+    audit::append(conn, &viewer.name, "view_audit", "audit log", actor.unwrap_or(""))?;
+    Ok(html_response(audit::render(conn, &viewer, app.zone, actor)?))
+}
+
+/// Aborts the console when dropped (when `serve` stops).
+#[derive(Debug)]
+pub struct Handle(tokio::task::JoinHandle<()>);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Binds and starts the console. A console that cannot start is logged and
+/// left out: agents' evidence keeps flowing into the store regardless.
+pub async fn start(dir: &Path, config: &ConsoleConfig, tls: &TlsIdentity) -> Option<Handle> {
+    if !config.enabled {
+        return None;
+    }
+    match bind(dir, config, tls).await {
+        Ok((addr, serving)) => {
+            let scheme = if config.tls { "https" } else { "http" };
+            tracing::info!(url = %format!("{scheme}://{addr}/"), "review console listening");
+            Some(Handle(tokio::spawn(serving)))
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "the review console did not start; ingest continues");
+            None
+        }
+    }
+}
+
+/// Binds the console's address; returns it and the future that serves it.
+pub async fn bind(
+    dir: &Path,
+    config: &ConsoleConfig,
+    tls: &TlsIdentity,
+) -> anyhow::Result<(SocketAddr, impl std::future::Future<Output = ()> + Send + 'static)> {
+    use anyhow::Context;
+    let app = App::open(dir, config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the console", config.listen))?;
+    let addr = listener.local_addr()?;
+    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+    let acceptor = if config.tls {
+        Some(tls_acceptor(tls)?)
+    } else {
+        None
+    };
+    let serving = async move {
+        let result = match acceptor {
+            None => axum::serve(listener, service).await,
+            Some(acceptor) => match tls_listener::TlsListener::new(listener, acceptor) {
+                Ok(tls) => {
+                    use axum::serve::ListenerExt;
+                    axum::serve(tls.tap_io(|_| {}), service).await
+                }
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "the review console stopped");
+        }
+    };
+    Ok((addr, serving))
+}
+
+fn tls_acceptor(tls: &TlsIdentity) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(&tls.cert_pem).collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(&tls.key_pem)?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+mod tls_listener {
+    //! HTTPS for the console. Handshakes run in their own tasks, with a
+    //! timeout, so a stalled client cannot hold up the others.
+
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::mpsc;
+    use tokio_rustls::server::TlsStream;
+    use tokio_rustls::TlsAcceptor;
+
+    pub struct TlsListener {
+        rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+        local: SocketAddr,
+        _accepting: super::Handle,
+    }
+
+    impl TlsListener {
+        pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<Self> {
+            let local = listener.local_addr()?;
+            let (tx, rx) = mpsc::channel(64);
+            let accepting = tokio::spawn(async move {
+                loop {
+                    let Ok((stream, addr)) = listener.accept().await else {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    let acceptor = acceptor.clone();
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let handshake = acceptor.accept(stream);
+                        if let Ok(Ok(tls)) =
+                            tokio::time::timeout(Duration::from_secs(10), handshake).await
+                        {
+                            let _ = tx.send((tls, addr)).await;
+                        }
+                    });
+                }
+            });
+            Ok(Self {
+                rx,
+                local,
+                _accepting: super::Handle(accepting),
+            })
+        }
+    }
+
+    impl axum::serve::Listener for TlsListener {
+        type Io = TlsStream<TcpStream>;
+        type Addr = SocketAddr;
+
+        async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+            match self.rx.recv().await {
+                Some(conn) => conn,
+                None => std::future::pending().await,
+            }
+        }
+
+        fn local_addr(&self) -> std::io::Result<SocketAddr> {
+            Ok(self.local)
+        }
+    }
+}

@@ -1,0 +1,513 @@
+//! Sign-in and the review queue: open alerts by severity then time, with
+//! filters, search, counts per state and pages of 50. Folded repeats and
+//! burst shots are shown within their alert, never as rows of their own.
+
+use std::fmt::Write;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use rusqlite::types::Value;
+use rusqlite::Connection;
+
+use super::auth::{self, Login, Viewer};
+use super::html::{csrf_field, esc, page as layout, select, url_value};
+use super::{html_response, redirect, session, staff, typed_response, with_status, App, Fail, Req};
+
+pub const PAGE_SIZE: i64 = 50;
+
+pub const CATEGORIES: [&str; 12] = [
+    "suicide",
+    "self-harm",
+    "bullying",
+    "child-exploitation",
+    "discrimination",
+    "drugs",
+    "extremism",
+    "gambling",
+    "pornography",
+    "violence",
+    "weapons",
+    "illegal",
+];
+
+/// Review states in workflow order, with their labels.
+pub const STATES: [(&str, &str); 6] = [
+    ("new", "New"),
+    ("in_review", "In review"),
+    ("escalated", "Escalated"),
+    ("actioned", "Actioned"),
+    ("closed", "Closed"),
+    ("false_positive", "False positive"),
+];
+
+pub const OPEN_STATES: &str = "('new','in_review','escalated','actioned')";
+
+pub fn state_label(state: &str) -> &str {
+    STATES
+        .iter()
+        .find(|(s, _)| *s == state)
+        .map(|(_, l)| *l)
+        .unwrap_or(state)
+}
+
+fn cookie(name: &str, value: &str, secure: bool, max_age: Option<i64>) -> HeaderValue {
+    let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
+    if secure {
+        c.push_str("; Secure");
+    }
+    if let Some(age) = max_age {
+        let _ = write!(c, "; Max-Age={age}");
+    }
+    HeaderValue::from_str(&c).unwrap_or(HeaderValue::from_static(""))
+}
+
+fn login_form(app: &App, message: Option<&str>, status: StatusCode) -> Response {
+    // Login CSRF: the form's token must match a cookie set with it.
+    let token = auth::fresh_token();
+    let error = message
+        .map(|m| format!(r#"<p class="error" id="login-error">{}</p>"#, esc(m)))
+        .unwrap_or_default();
+    let body = format!(
+        r#"<form class="login" method="post" action="/login"><h1>Sign in</h1>{error}
+<input type="hidden" name="csrf" value="{token}">
+<label>Account<input type="text" name="name" autocomplete="username" required autofocus></label>
+<label>Password<input type="password" name="password" autocomplete="current-password" required></label>
+<button type="submit">Sign in</button>
+<p class="muted">Use of this console is logged.</p></form>"#
+    );
+    let mut r = with_status(status, html_response(layout("Sign in", None, &body)));
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        cookie(auth::LOGIN_COOKIE, &token, app.secure_cookies, Some(3600)),
+    );
+    r
+}
+
+pub fn login_page(app: &App, _conn: &Connection, _req: &Req) -> Result<Response, Fail> {
+    Ok(login_form(app, None, StatusCode::OK))
+}
+
+pub fn login_submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+    let expected = req.cookie(auth::LOGIN_COOKIE).unwrap_or("");
+    if expected.is_empty() || !auth::same_secret(req.f("csrf"), expected) {
+        return Ok(login_form(
+            app,
+            Some("The sign-in form expired; please try again."),
+            StatusCode::FORBIDDEN,
+        ));
+    }
+    let ip = req.ip();
+    if app.throttle.blocked(ip) {
+        return Ok(login_form(
+            app,
+            Some("Too many failed sign-ins from this computer. Wait a few minutes."),
+            StatusCode::TOO_MANY_REQUESTS,
+        ));
+    }
+    match auth::login(conn, req.f("name"), req.f("password"), ip)? {
+        Login::Ok(token) => {
+            let mut r = redirect("/queue");
+            let h = r.headers_mut();
+            h.append(
+                header::SET_COOKIE,
+                cookie(auth::SESSION_COOKIE, &token, app.secure_cookies, None),
+            );
+            h.append(
+                header::SET_COOKIE,
+                cookie(auth::LOGIN_COOKIE, "", app.secure_cookies, Some(0)),
+            );
+            Ok(r)
+        }
+        Login::Refused => {
+            app.throttle.failed(ip);
+            Ok(login_form(
+                app,
+                Some("Wrong account name or password."),
+                StatusCode::UNAUTHORIZED,
+            ))
+        }
+        Login::Locked => {
+            app.throttle.failed(ip);
+            Ok(login_form(
+                app,
+                Some("This account is locked for 15 minutes after repeated failed sign-ins."),
+                StatusCode::TOO_MANY_REQUESTS,
+            ))
+        }
+    }
+}
+
+pub fn logout(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(conn, req)?;
+    auth::logout(conn, &viewer)?;
+    let mut r = redirect("/login");
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        cookie(auth::SESSION_COOKIE, "", app.secure_cookies, Some(0)),
+    );
+    Ok(r)
+}
+
+/// The queue's filters, from the query string.
+#[derive(Debug, Clone, Default)]
+pub struct QueueQuery {
+    pub category: String,
+    /// Minimum severity, 0 for any.
+    pub severity: i64,
+    /// `open` (default), `all`, or one state.
+    pub state: String,
+    pub pupil: String,
+    pub station: String,
+    pub from: String,
+    pub to: String,
+    pub search: String,
+    pub page: i64,
+}
+
+impl QueueQuery {
+    pub fn from_req(req: &Req) -> Self {
+        Self {
+            category: req.q("category").to_owned(),
+            severity: req.q("severity").parse().unwrap_or(0),
+            state: match req.q("state") {
+                "" => "open".to_owned(),
+                s => s.to_owned(),
+            },
+            pupil: req.q("pupil").trim().to_owned(),
+            station: req.q("station").trim().to_owned(),
+            from: req.q("from").to_owned(),
+            to: req.q("to").to_owned(),
+            search: req.q("q").trim().to_owned(),
+            page: req.q("page").parse::<i64>().unwrap_or(1).max(1),
+        }
+    }
+
+    /// The query string for these filters, without the page.
+    pub fn query_string(&self) -> String {
+        let mut parts = Vec::new();
+        for (k, v) in [
+            ("category", self.category.as_str()),
+            ("state", self.state.as_str()),
+            ("pupil", self.pupil.as_str()),
+            ("station", self.station.as_str()),
+            ("from", self.from.as_str()),
+            ("to", self.to.as_str()),
+            ("q", self.search.as_str()),
+        ] {
+            if !v.is_empty() {
+                parts.push(format!("{k}={}", url_value(v)));
+            }
+        }
+        if self.severity > 0 {
+            parts.push(format!("severity={}", self.severity));
+        }
+        parts.join("&")
+    }
+}
+
+/// The WHERE clause (alias `a`) for the viewer's scope and `q`, without the
+/// state filter, and its parameters; `None` when nothing is in scope.
+pub fn where_clause(
+    app: &App,
+    conn: &Connection,
+    viewer: &Viewer,
+    q: &QueueQuery,
+) -> rusqlite::Result<Option<(String, Vec<Value>)>> {
+    let Some((scope, mut params)) = staff::scope(conn, viewer, &app.staff_pattern)? else {
+        return Ok(None);
+    };
+    let mut sql = format!("a.state <> 'folded' AND {scope}");
+    if !q.category.is_empty() {
+        sql.push_str(" AND a.category = ?");
+        params.push(Value::Text(q.category.clone()));
+    }
+    if q.severity > 0 {
+        sql.push_str(" AND a.severity >= ?");
+        params.push(Value::Integer(q.severity));
+    }
+    if !q.pupil.is_empty() {
+        sql.push_str(" AND a.user = ? COLLATE NOCASE");
+        params.push(Value::Text(q.pupil.clone()));
+    }
+    if !q.station.is_empty() {
+        sql.push_str(" AND a.station = ? COLLATE NOCASE");
+        params.push(Value::Text(q.station.clone()));
+    }
+    if let Some(ms) = app.zone.midnight_ms(&q.from) {
+        sql.push_str(" AND a.time_ms >= ?");
+        params.push(Value::Integer(ms));
+    }
+    if let Some(ms) = app.zone.midnight_ms(&q.to) {
+        sql.push_str(" AND a.time_ms < ?");
+        params.push(Value::Integer(ms + 86_400_000));
+    }
+    if !q.search.is_empty() {
+        let like = format!(
+            "%{}%",
+            q.search
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        // Technicians may not search what pupils typed or saw.
+        let columns: &[&str] = if viewer.role.reviews() {
+            &["a.user", "a.station", "a.context", "a.window_title", "a.url", "a.search_query", "a.term", "a.rule_id"]
+        } else {
+            &["a.user", "a.station", "a.rule_id"]
+        };
+        let ors: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{c} LIKE ? ESCAPE '\\'"))
+            .collect();
+        let _ = write!(sql, " AND ({})", ors.join(" OR "));
+        for _ in columns {
+            params.push(Value::Text(like.clone()));
+        }
+    }
+    Ok(Some((sql, params)))
+}
+
+fn state_clause(state: &str) -> Option<String> {
+    match state {
+        "open" => Some(format!(" AND a.state IN {OPEN_STATES}")),
+        "all" => Some(String::new()),
+        s if STATES.iter().any(|(k, _)| *k == s) => Some(format!(" AND a.state = '{s}'")),
+        _ => None,
+    }
+}
+
+/// One row of the queue.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub id: i64,
+    pub time_ms: i64,
+    pub user: String,
+    pub station: String,
+    pub source: String,
+    pub category: String,
+    pub severity: i64,
+    pub rule_id: String,
+    pub term: String,
+    pub state: String,
+    pub repeats: i64,
+    pub has_capture: bool,
+    pub context: String,
+    pub assignee: String,
+}
+
+/// Rows matching `q` in the viewer's scope, a page at a time (`limit` rows
+/// from `offset`), by severity then time.
+pub fn rows(
+    app: &App,
+    conn: &Connection,
+    viewer: &Viewer,
+    q: &QueueQuery,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<Row>, Fail> {
+    let Some((mut sql, mut params)) = where_clause(app, conn, viewer, q)? else {
+        return Ok(Vec::new());
+    };
+    let states = state_clause(&q.state).ok_or_else(|| Fail::BadRequest("unknown state".into()))?;
+    sql.push_str(&states);
+    let full = format!(
+        "SELECT a.id, a.time_ms, a.user, a.station, a.source, a.category, a.severity, a.rule_id, a.term,
+            a.state, a.repeat_count, a.has_capture, substr(a.context, 1, 160), COALESCE(r.assignee, '')
+         FROM alerts a LEFT JOIN console_review r ON r.alert_id = a.id
+         WHERE {sql} ORDER BY a.severity DESC, a.time_ms DESC LIMIT ? OFFSET ?"
+    );
+    params.push(Value::Integer(limit));
+    params.push(Value::Integer(offset));
+    let mut stmt = conn.prepare_cached(&full)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+        Ok(Row {
+            id: r.get(0)?,
+            time_ms: r.get(1)?,
+            user: r.get(2)?,
+            station: r.get(3)?,
+            source: r.get(4)?,
+            category: r.get(5)?,
+            severity: r.get(6)?,
+            rule_id: r.get(7)?,
+            term: r.get(8)?,
+            state: r.get(9)?,
+            repeats: r.get(10)?,
+            has_capture: r.get(11)?,
+            context: r.get(12)?,
+            assignee: r.get(13)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Alerts per state for the filters other than state.
+pub fn counts(app: &App, conn: &Connection, viewer: &Viewer, q: &QueueQuery) -> rusqlite::Result<Vec<(String, i64)>> {
+    let Some((sql, params)) = where_clause(app, conn, viewer, q)? else {
+        return Ok(Vec::new());
+    };
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT a.state, COUNT(*) FROM alerts a WHERE {sql} GROUP BY a.state"))?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+fn counts_html(counts: &[(String, i64)], q: &QueueQuery) -> String {
+    let mut base = q.clone();
+    let mut out = String::new();
+    let open: i64 = counts
+        .iter()
+        .filter(|(s, _)| OPEN_STATES.contains(&format!("'{s}'")))
+        .map(|(_, n)| n)
+        .sum();
+    let all: i64 = counts.iter().map(|(_, n)| n).sum();
+    for (state, label, n) in std::iter::once(("open", "Open", open))
+        .chain(STATES.iter().map(|(s, l)| {
+            (*s, *l, counts.iter().find(|(k, _)| k == s).map(|(_, n)| *n).unwrap_or(0))
+        }))
+        .chain(std::iter::once(("all", "All", all)))
+    {
+        base.state = state.to_owned();
+        let current = if q.state == state { r#" aria-current="true""# } else { "" };
+        let _ = write!(
+            out,
+            r#"<a href="/queue?{}" data-state="{state}"{current}>{label} <b>{n}</b></a>"#,
+            esc(&base.query_string())
+        );
+    }
+    out
+}
+
+fn rows_html(app: &App, viewer: &Viewer, rows: &[Row]) -> String {
+    let mut out = String::new();
+    for r in rows {
+        let check = if viewer.role.reviews() {
+            format!(r#"<td><input type="checkbox" name="id" value="{}" form="bulk" aria-label="select alert {}"></td>"#, r.id, r.id)
+        } else {
+            String::new()
+        };
+        let context = if viewer.role.reviews() {
+            esc(&r.context)
+        } else {
+            r#"<span class="muted">withheld</span>"#.to_owned()
+        };
+        let extras = format!(
+            "{}{}",
+            if r.has_capture { " &#128247;" } else { "" },
+            if r.repeats > 1 { format!(" &times;{}", r.repeats) } else { String::new() }
+        );
+        let _ = write!(
+            out,
+            r#"<tr data-id="{id}">{check}<td><span class="sev sev{sev}">{sev}</span></td><td><a class="open" href="/alerts/{id}">{category}</a>{extras}</td><td>{time}</td><td>{user}</td><td>{station}</td><td>{source}</td><td>{rule}<br><span class="muted">{term}</span></td><td class="ctx">{context}</td><td><span class="state">{state}</span></td><td>{assignee}</td></tr>"#,
+            id = r.id,
+            sev = r.severity.clamp(0, 5),
+            category = esc(&r.category),
+            time = esc(&app.zone.format(r.time_ms)),
+            user = esc(&r.user),
+            station = esc(&r.station),
+            source = esc(&r.source),
+            rule = esc(&r.rule_id),
+            term = if viewer.role.reviews() { esc(&r.term) } else { String::new() },
+            state = esc(state_label(&r.state)),
+            assignee = esc(&r.assignee),
+        );
+    }
+    if rows.is_empty() {
+        out.push_str(r#"<tr><td colspan="11" class="muted">No alerts match.</td></tr>"#);
+    }
+    out
+}
+
+fn max_id(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT COALESCE(MAX(id), 0) FROM alerts", [], |r| r.get(0))
+}
+
+/// Renders the queue page for `viewer` (or, for `fragment`, the JSON the
+/// page polls for new alerts).
+pub fn render(app: &App, conn: &Connection, viewer: &Viewer, q: &QueueQuery, fragment: bool) -> Result<Response, Fail> {
+    if !viewer.role.sees_alerts() {
+        return Err(Fail::Forbidden);
+    }
+    let rows = rows(app, conn, viewer, q, (q.page - 1) * PAGE_SIZE, PAGE_SIZE + 1)?;
+    let more = rows.len() as i64 > PAGE_SIZE;
+    let rows = &rows[..rows.len().min(PAGE_SIZE as usize)];
+    let counts = counts_html(&counts(app, conn, viewer, q)?, q);
+    let max = max_id(conn)?;
+    let rows_html = rows_html(app, viewer, rows);
+    if fragment {
+        let json = serde_json::json!({ "rows": rows_html, "counts": counts, "max_id": max });
+        return Ok(typed_response("application/json", json.to_string()));
+    }
+    let categories: Vec<(&str, &str)> = std::iter::once(("", "any"))
+        .chain(CATEGORIES.iter().map(|c| (*c, *c)))
+        .collect();
+    let states: Vec<(&str, &str)> = [("open", "open"), ("all", "all")]
+        .into_iter()
+        .chain(STATES.iter().copied())
+        .collect();
+    let severity = q.severity.to_string();
+    let mut body = String::new();
+    let _ = write!(
+        body,
+        r#"<h1>Review queue</h1>
+<form class="filters" method="get" action="/queue">
+<label>Category{cat}</label><label>Severity at least{sev}</label><label>State{state}</label>
+<label>Pupil<input type="text" name="pupil" value="{pupil}" size="12"></label>
+<label>Station<input type="text" name="station" value="{station}" size="12"></label>
+<label>From<input type="date" name="from" value="{from}"></label><label>To<input type="date" name="to" value="{to}"></label>
+<label>Search<input type="search" name="q" value="{search}" size="16"></label>
+<button type="submit">Filter</button> <a href="/queue">Clear</a>{csv}</form>
+<p class="counts" id="queue-counts">{counts}</p>"#,
+        cat = select("category", &categories, &q.category),
+        sev = select(
+            "severity",
+            &[("0", "any"), ("1", "1"), ("2", "2"), ("3", "3"), ("4", "4"), ("5", "5")],
+            &severity
+        ),
+        state = select("state", &states, &q.state),
+        pupil = esc(&q.pupil),
+        station = esc(&q.station),
+        from = esc(&q.from),
+        to = esc(&q.to),
+        search = esc(&q.search),
+        csv = if viewer.role.reviews() {
+            format!(r#" <a href="/queue.csv?{}" id="export-csv">Export CSV</a>"#, esc(&q.query_string()))
+        } else {
+            String::new()
+        },
+    );
+    let (check_head, bulk) = if viewer.role.reviews() {
+        (
+            r#"<th><input type="checkbox" id="select-all" aria-label="select all"></th>"#,
+            format!(
+                r#"<form id="bulk" class="filters" method="post" action="/queue/bulk">{}<label>False-positive reason for the selected alerts<input type="text" name="reason" size="40" required></label><button type="submit">Close selected as false positives</button></form>"#,
+                csrf_field(viewer)
+            ),
+        )
+    } else {
+        ("", String::new())
+    };
+    let _ = write!(
+        body,
+        r#"<table id="queue"><thead><tr>{check_head}<th>Sev</th><th>Category</th><th>Time</th><th>Pupil</th><th>Station</th><th>Source</th><th>Rule</th><th>Context</th><th>State</th><th>Assigned</th></tr></thead>
+<tbody id="queue-rows" data-max-id="{max}">{rows_html}</tbody></table><p class="pager">"#
+    );
+    let qs = q.query_string();
+    if q.page > 1 {
+        let _ = write!(body, r#"<a href="/queue?{}&amp;page={}">&larr; Previous</a>"#, esc(&qs), q.page - 1);
+    }
+    if more {
+        let _ = write!(body, r#"<a href="/queue?{}&amp;page={}">Next &rarr;</a>"#, esc(&qs), q.page + 1);
+    }
+    body.push_str("</p>");
+    body.push_str(&bulk);
+    Ok(html_response(layout("Queue", Some(viewer), &body)))
+}
+
+pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(conn, req)?;
+    if viewer.role.audits() && !viewer.role.sees_alerts() {
+        return Ok(redirect("/audit"));
+    }
+    let q = QueueQuery::from_req(req);
+    render(app, conn, &viewer, &q, req.q("fragment") == "1")
+}
