@@ -326,11 +326,9 @@ impl Desktop {
     /// Starts Xvfb on a free display number and openbox on it; output goes to `log`.
     pub fn start(log: PathBuf) -> Result<Self> {
         require_programs(&["Xvfb", "openbox", "xdotool", "xterm", "xprop", "xdpyinfo"]);
-        for _ in 0..40 {
+        for _ in 0..100 {
             let n = 120 + NEXT_DISPLAY.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let taken = Path::new(&format!("/tmp/.X{n}-lock")).exists()
-                || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists();
-            if taken {
+            if display_in_use(n) {
                 continue;
             }
             let display = format!(":{n}");
@@ -458,7 +456,15 @@ impl Desktop {
     pub fn open_xterm(&mut self, title: &str) -> Result<String> {
         self.spawn(
             self.command("xterm")
-                .args(["-geometry", "100x30+100+100", "-T", title])
+                .args([
+                    "-geometry",
+                    "100x30+100+100",
+                    "-bg",
+                    "white",
+                    "-fg",
+                    "black",
+                ])
+                .args(["-T", title])
                 .args(["-e", "cat"]),
         )?;
         let pattern = format!("^{}$", regex_escape(title));
@@ -504,10 +510,31 @@ impl Desktop {
         self.xdotool(&args).map(drop)
     }
 
+    /// Position and size of `window` on the screen: (x, y, width, height).
+    pub fn geometry(&self, window: &str) -> Result<(u32, u32, u32, u32)> {
+        let out = self.xdotool(&["getwindowgeometry", "--shell", window])?;
+        let field = |name: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+                .and_then(|v| v.trim().parse().ok())
+                .with_context(|| format!("no {name} in {out:?}"))
+        };
+        Ok((field("X")?, field("Y")?, field("WIDTH")?, field("HEIGHT")?))
+    }
+
     /// Sets the title of `window`, as an application renaming itself would.
     pub fn rename(&self, window: &str, title: &str) -> Result<()> {
         self.xdotool(&["set_window", "--name", title, window])
             .map(drop)
+    }
+}
+
+/// Whether a live X server holds display `n` (a lock left by a dead one is stale: the X
+/// server replaces it).
+fn display_in_use(n: u32) -> bool {
+    match std::fs::read_to_string(format!("/tmp/.X{n}-lock")) {
+        Ok(pid) => Path::new(&format!("/proc/{}", pid.trim())).exists(),
+        Err(_) => false,
     }
 }
 
@@ -532,6 +559,17 @@ impl Drop for Desktop {
         for child in self.programs.iter_mut().rev() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // SIGTERM lets the X server remove its lock file and socket.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.xvfb.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if self.xvfb.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.xvfb.kill();
         let _ = self.xvfb.wait();
@@ -636,5 +674,51 @@ impl Collector {
                 )
             }
         }
+    }
+}
+
+impl Collector {
+    /// Points the review console at `port` on loopback (before `start`);
+    /// returns its base URL.
+    pub fn set_console_port(&self, port: u16) -> Result<String> {
+        let path = self.dir.join("collector.toml");
+        let text = std::fs::read_to_string(&path)?;
+        let mut in_console = false;
+        let mut out = String::new();
+        for line in text.lines() {
+            if line.starts_with('[') {
+                in_console = line.trim() == "[console]";
+            }
+            if in_console && line.trim_start().starts_with("listen") {
+                out.push_str(&format!("listen = \"127.0.0.1:{port}\"\n"));
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        std::fs::write(&path, out)?;
+        Ok(format!("http://127.0.0.1:{port}"))
+    }
+
+    /// Makes a console account with `password` given on standard input.
+    pub fn add_console_user(&self, name: &str, role: &str, password: &str) -> Result<()> {
+        use std::io::Write;
+        let mut child = self
+            .cmd()
+            .args(["user", "add", name, "--role", role])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{password}\n").as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!("user add failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
     }
 }

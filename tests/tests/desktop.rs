@@ -131,10 +131,19 @@ fn a_window_title_trigger_raises_an_alert_with_a_screenshot() {
         (image.width(), image.height()),
         (1280, 1280 * Desktop::HEIGHT / Desktop::WIDTH)
     );
-    let (mean, variance) = luma_stats(&image.to_luma8());
+    let luma = image.to_luma8();
+    let (mean, variance) = luma_stats(&luma);
     assert!(
         variance > 0.0,
         "the capture is blank (every pixel {mean:.0})"
+    );
+    // It shows the screen as it was: the xterm's white page where the window is.
+    let (x, y, w, h) = lab.desktop.geometry(&window).unwrap();
+    let scale = |v: u32| v * image.width() / Desktop::WIDTH;
+    let centre = luma.get_pixel(scale(x + w / 2), scale(y + h / 2)).0[0];
+    assert!(
+        centre > 200 && f64::from(centre) > mean,
+        "the xterm is not where it was on screen (luma {centre} at its centre, mean {mean:.0})"
     );
 }
 

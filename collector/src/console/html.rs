@@ -93,6 +93,7 @@ th{background:#eef0f4;font-weight:600;white-space:nowrap}tr.fresh{background:#ff
 td.ctx{max-width:420px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;color:#444}
 .sev{display:inline-block;min-width:22px;text-align:center;border-radius:4px;color:#fff;font-weight:700;padding:0 5px}
 .sev1{background:#6c7a89}.sev2{background:#3d7fb8}.sev3{background:#c98a00}.sev4{background:#d35400}.sev5{background:#b3001b}
+.tag{font-size:11px;color:#555;border:1px solid #c5cad3;border-radius:3px;padding:0 4px}
 .state{font-size:12px;border:1px solid #c5cad3;border-radius:10px;padding:0 7px;background:#fff;white-space:nowrap}
 form.filters{display:flex;flex-wrap:wrap;gap:6px;align-items:end;margin-bottom:10px;background:#fff;padding:8px;border:1px solid #e2e5ea}
 form.filters label{display:flex;flex-direction:column;font-size:12px;color:#555}

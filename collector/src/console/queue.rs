@@ -392,7 +392,7 @@ fn rows_html(app: &App, viewer: &Viewer, rows: &[Row]) -> String {
         };
         let extras = format!(
             "{}{}",
-            if r.has_capture { " &#128247;" } else { "" },
+            if r.has_capture { r#" <span class="tag">capture</span>"# } else { "" },
             if r.repeats > 1 { format!(" &times;{}", r.repeats) } else { String::new() }
         );
         let _ = write!(
