@@ -9,6 +9,8 @@ for pkg in xvfb xdotool openbox xterm x11-utils chromium chromium-driver \
            python3-aiosmtpd gcc-mingw-w64-x86-64 procps; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need="$need $pkg"
 done
+# Node and npm drive Chromium in the console test (playwright-core); any Node 18 or later works.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || need="$need nodejs npm"
 if [ -n "$need" ]; then
     echo "setup: installing$need"
     SUDO=""

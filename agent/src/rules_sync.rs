@@ -73,7 +73,8 @@ pub fn verify_and_compile(
 ) -> Result<Matcher, RulesError> {
     let key = bundle_key(enrolment)?;
     let bundle = tutela_rules::bundle::verify(bytes, &key, current)?;
-    let pack = Pack::parse(&bundle.pack_toml, "bundle").map_err(|e| RulesError::Pack(e.to_string()))?;
+    let pack =
+        Pack::parse(&bundle.pack_toml, "bundle").map_err(|e| RulesError::Pack(e.to_string()))?;
     Matcher::compile(&pack, &CompileOptions { age }).map_err(|e| RulesError::Pack(e.to_string()))
 }
 
@@ -91,7 +92,10 @@ pub fn load_saved(data_dir: &Path, enrolment: &Enrolment, age: AgeBand) -> Optio
 
 impl RulesSync {
     fn current_version(&self) -> u32 {
-        self.live.read().unwrap_or_else(|p| p.into_inner()).version()
+        self.live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .version()
     }
 
     /// Applies one bundle from the collector. Returns the new version.
@@ -105,7 +109,9 @@ impl RulesSync {
         .map_err(|e| RulesError::Pack(e.to_string()))??;
         let version = matcher.version();
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(matcher);
-        if let Err(e) = crate::identity::write_private(&self.data_dir.join(LIVE_BUNDLE_FILE), &bytes) {
+        if let Err(e) =
+            crate::identity::write_private(&self.data_dir.join(LIVE_BUNDLE_FILE), &bytes)
+        {
             tracing::warn!(error = %e, "could not keep the rule bundle on disk");
         }
         tracing::info!(from = current, to = version, "rules updated");

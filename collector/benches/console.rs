@@ -1,1 +1,140 @@
-fn main() {}
+//! The review queue with 100,000 stored alerts: the page the DSL opens
+//! (open alerts by severity then time, first page of 50 with counts per
+//! state), a filtered and searched page, and a deep page. Target: at most
+//! 100 ms of server time for the queue page.
+
+use std::time::Instant;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use rusqlite::params;
+use tutela_collector::config::Console;
+use tutela_collector::console::auth::{self, Login, Role};
+use tutela_collector::console::queue::{self, QueueQuery};
+use tutela_collector::console::{schema, App};
+use tutela_collector::{secrets, store};
+
+const ALERTS: i64 = 100_000;
+const STATES: [&str; 6] = [
+    "closed",
+    "false_positive",
+    "closed",
+    "new",
+    "in_review",
+    "escalated",
+];
+
+fn seed(dir: &std::path::Path) {
+    let mut conn = store::open(dir).unwrap();
+    schema::create(&conn).unwrap();
+    let tx = conn.transaction().unwrap();
+    {
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO alerts (event_id, agent_id, seq, time_ms, received_ms, user, station, source,
+                    context, app, app_path, window_title, url, search_query, category, severity, rule_id,
+                    term, matches, rules_version, state, repeat_of, body, signature, body_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, 'typed', ?7, 'chromium', '', 'Homework - Chromium', '', '',
+                    ?8, ?9, ?10, 'term', '[]', 3, ?11, ?12, ?13, ?14, ?15)",
+            )
+            .unwrap();
+        let start = 1_735_689_600_000_i64; // 2025-01-01
+        for i in 0..ALERTS {
+            let category = queue::CATEGORIES[(i % 12) as usize];
+            let folded = i % 10 == 9;
+            insert
+                .execute(params![
+                    format!("{i:032x}"),
+                    format!("ag-{:012x}", i % 400),
+                    i / 400 + 1,
+                    start + i * 300_000,
+                    format!("pupil.{}", i % 1200),
+                    format!("LAB{}-PC{:02}", i % 20, i % 30),
+                    format!("some context around a matched word number {i}"),
+                    category,
+                    1 + (i * 7 % 5),
+                    format!("{category}/rule-{}", i % 40),
+                    if folded {
+                        "folded"
+                    } else {
+                        STATES[(i % 6) as usize]
+                    },
+                    if folded {
+                        format!("{:032x}", i - 1)
+                    } else {
+                        String::new()
+                    },
+                    vec![0u8; 180],
+                    vec![0u8; 64],
+                    vec![0u8; 32],
+                ])
+                .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    conn.execute_batch("ANALYZE").unwrap();
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    secrets::create_missing(dir.path(), &[]).unwrap();
+    let started = Instant::now();
+    seed(dir.path());
+    eprintln!("seeded {ALERTS} alerts in {:?}", started.elapsed());
+    let app = App::open(dir.path(), &Console::default()).unwrap();
+    let conn = app.db.lock().unwrap();
+    auth::add_user(&conn, "dsl", Role::Dsl, "a long bench password").unwrap();
+    let Login::Ok(token) =
+        auth::login(&conn, "dsl", "a long bench password", [127, 0, 0, 1].into()).unwrap()
+    else {
+        panic!("login")
+    };
+    let viewer = auth::viewer(&conn, Some(&token)).unwrap();
+    let open = QueueQuery {
+        state: "open".into(),
+        page: 1,
+        ..Default::default()
+    };
+    let filtered = QueueQuery {
+        state: "all".into(),
+        category: "violence".into(),
+        severity: 3,
+        search: "number 4".into(),
+        from: "2025-02-01".into(),
+        to: "2025-06-30".into(),
+        page: 1,
+        ..Default::default()
+    };
+    let deep = QueueQuery {
+        state: "open".into(),
+        page: 200,
+        ..Default::default()
+    };
+    let mut group = c.benchmark_group("console_queue_100k");
+    for (name, q) in [
+        ("open_first_page", &open),
+        ("filtered_search", &filtered),
+        ("open_page_200", &deep),
+    ] {
+        let page = queue::render(&app, &conn, &viewer, q, false).unwrap();
+        assert_eq!(page.status(), 200);
+        group.bench_function(name, |b| {
+            b.iter(|| queue::render(&app, &conn, &viewer, q, false).unwrap())
+        });
+    }
+    group.finish();
+    // The target, measured outside criterion's statistics as well.
+    let runs = 20;
+    let t = Instant::now();
+    for _ in 0..runs {
+        queue::render(&app, &conn, &viewer, &open, false).unwrap();
+    }
+    let ms = t.elapsed().as_secs_f64() * 1000.0 / runs as f64;
+    eprintln!("queue page, 100,000 alerts: {ms:.1} ms server time per request (target <= 100 ms, {:.2} of target)", ms / 100.0);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20);
+    targets = bench
+}
+criterion_main!(benches);

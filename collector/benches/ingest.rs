@@ -8,7 +8,7 @@
 //! which this machine verifies with two threads, measured in the same run:
 //! the ratio is the figure to watch.
 
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use tonic::transport::Channel;
 use tutela_agent::event::{seal, EventDraft, Evidence};
 use tutela_agent::identity::Identity;
 use tutela_agent::pinning;
-use tutela_collector::config::CollectorConfig;
+use tutela_collector::config::{CollectorConfig, Console};
 use tutela_collector::{secrets, serve, store};
 use tutela_proto::v1::ingest_client::IngestClient;
 use tutela_proto::v1::{AckStatus, Observation, RuleMatch, SignedEvent, Source};
@@ -33,6 +33,14 @@ const BODY_BYTES: usize = 300;
 const CAPTURE_BYTES: usize = 40 * 1024;
 /// Threads verifying in the baseline: one per core of the reference machine.
 const VERIFY_THREADS: usize = 2;
+/// How long the verify baseline runs before each round.
+const VERIFY_BASELINE: Duration = Duration::from_millis(300);
+/// Ingest rate over the two-thread verify rate that we hold ourselves to.
+const RATIO_GOAL: f64 = 0.8;
+/// Thread names, for CPU accounting.
+const SERVER_THREADS: &str = "collector-rt";
+const CLIENT_THREADS: &str = "bench-client";
+const WRITER_THREAD: &str = "tutela-writer";
 
 /// One scenario: events per stream per round, and the capture each carries.
 struct Scenario {
@@ -45,7 +53,6 @@ struct Scenario {
 /// A collector serving from a fresh data directory, and a client with one
 /// pinned TLS connection per stream.
 struct Harness {
-    dir: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
     channels: Vec<Channel>,
     enrol: rusqlite::Connection,
@@ -67,6 +74,11 @@ impl Harness {
         let config_path = dir.join("collector.toml");
         let config = CollectorConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
+            // Ingest only: the review console is measured on its own.
+            console: Console {
+                enabled: false,
+                ..Console::default()
+            },
             ..CollectorConfig::default()
         };
         std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
@@ -74,6 +86,7 @@ impl Harness {
         let fingerprint = secrets::load_tls(&dir).unwrap().fingerprint;
 
         let server = tokio::runtime::Builder::new_multi_thread()
+            .thread_name(SERVER_THREADS)
             .enable_all()
             .build()
             .unwrap();
@@ -95,6 +108,7 @@ impl Harness {
         // The client is kept light: one worker, events sealed in advance.
         let client = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
+            .thread_name(CLIENT_THREADS)
             .enable_all()
             .build()
             .unwrap();
@@ -110,7 +124,6 @@ impl Harness {
             channels
         });
         Self {
-            dir,
             shutdown: Some(stop),
             channels,
             enrol,
@@ -171,10 +184,6 @@ impl Harness {
         self.enrol
             .query_row("SELECT COUNT(*) FROM alerts", [], |r| r.get(0))
             .unwrap()
-    }
-
-    fn data_dir(&self) -> &Path {
-        &self.dir
     }
 }
 
@@ -281,17 +290,33 @@ fn chain(identity: &Identity, agent_id: &str, n: usize, capture_bytes: usize) ->
         .collect()
 }
 
-/// Ed25519 verifications per second with `threads` threads, over a sealed
+/// CPU nanoseconds the calling thread has run (Linux; 0 elsewhere).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The verify baseline: verifications per second with `threads` threads,
+/// and CPU nanoseconds per verification.
+struct VerifyRate {
+    per_sec: f64,
+    cpu_ns: f64,
+}
+
+/// Ed25519 verifications by `threads` threads for `duration`, over a sealed
 /// event body like the ones the collector receives.
-fn ring_verify_rate(threads: usize, duration: Duration) -> f64 {
+fn ring_verify_rate(threads: usize, duration: Duration) -> VerifyRate {
     let identity = Identity::generate();
     let event = chain(&identity, "bench-verify", 1, 0).pop().unwrap();
     let public_key = identity.public_key().to_vec();
     let start = Instant::now();
-    let total: u64 = std::thread::scope(|scope| {
+    let (done, cpu_ns) = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
+                    let cpu = thread_cpu_ns();
                     let mut done = 0u64;
                     while start.elapsed() < duration {
                         for _ in 0..64 {
@@ -304,20 +329,72 @@ fn ring_verify_rate(threads: usize, duration: Duration) -> f64 {
                         }
                         done += 64;
                     }
-                    done
+                    (done, thread_cpu_ns() - cpu)
                 })
             })
             .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).sum()
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .fold((0, 0), |(n, ns), (dn, dns)| (n + dn, ns + dns))
     });
-    total as f64 / start.elapsed().as_secs_f64()
+    VerifyRate {
+        per_sec: done as f64 / start.elapsed().as_secs_f64(),
+        cpu_ns: cpu_ns as f64 / done as f64,
+    }
+}
+
+/// CPU time consumed so far by this process's threads, in nanoseconds,
+/// summed by thread name (Linux; empty elsewhere).
+fn cpu_by_thread() -> HashMap<String, u64> {
+    let mut out = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let (Ok(name), Ok(stat)) = (
+            std::fs::read_to_string(path.join("comm")),
+            std::fs::read_to_string(path.join("schedstat")),
+        ) else {
+            continue;
+        };
+        let ns: u64 = stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        *out.entry(name.trim().to_owned()).or_insert(0) += ns;
+    }
+    out
+}
+
+/// One timed round and what surrounded it.
+struct Round {
+    took: Duration,
+    /// Two-thread verify baseline measured just before the round.
+    verify: VerifyRate,
+    /// CPU nanoseconds spent during the round, by thread name.
+    cpu: HashMap<String, u64>,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return 0.0;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
 }
 
 fn run_scenario(c: &mut Criterion, scenario: &Scenario) {
     let mut harness = Harness::start();
     let events_per_round = (scenario.per_stream * STREAMS) as u64;
-    let rounds: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
-    let verify_rate = ring_verify_rate(VERIFY_THREADS, Duration::from_secs(2));
+    let rounds: Mutex<Vec<Round>> = Mutex::new(Vec::new());
 
     let sample_size = 10;
     let mut group = c.benchmark_group("collector ingest");
@@ -332,8 +409,16 @@ fn run_scenario(c: &mut Criterion, scenario: &Scenario) {
             let mut timed = Duration::ZERO;
             for _ in 0..iters {
                 let streams = harness.prepare(scenario.per_stream, scenario.capture_bytes);
+                // The baseline is taken just before each round, so that load
+                // from elsewhere on the machine affects both alike.
+                let verify = ring_verify_rate(VERIFY_THREADS, VERIFY_BASELINE);
+                let before = cpu_by_thread();
                 let took = harness.stream(streams);
-                rounds.lock().unwrap().push(took);
+                let mut cpu = cpu_by_thread();
+                for (name, ns) in cpu.iter_mut() {
+                    *ns = ns.saturating_sub(before.get(name).copied().unwrap_or(0));
+                }
+                rounds.lock().unwrap().push(Round { took, verify, cpu });
                 timed += took;
             }
             timed
@@ -342,31 +427,78 @@ fn run_scenario(c: &mut Criterion, scenario: &Scenario) {
     group.finish();
 
     let rounds = rounds.into_inner().unwrap();
-    let measured = &rounds[rounds.len().saturating_sub(sample_size)..];
-    let per_round: Vec<f64> = measured
-        .iter()
-        .map(|d| events_per_round as f64 / d.as_secs_f64())
-        .collect();
-    let rate = events_per_round as f64 * measured.len() as f64
-        / measured.iter().sum::<Duration>().as_secs_f64();
-    let (lo, hi) = per_round
-        .iter()
-        .fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+    if rounds.is_empty() {
+        // Filtered out on the command line.
+        return;
+    }
     let stored = harness.stored_events();
     assert_eq!(
         stored as usize,
         rounds.len() * scenario.per_stream * STREAMS,
-        "every acknowledged event is stored in {}",
-        harness.data_dir().display()
+        "every acknowledged event is stored"
+    );
+    // Criterion's samples are the last rounds; earlier ones were warm-up.
+    let measured = &rounds[rounds.len().saturating_sub(sample_size)..];
+    let events = events_per_round as f64 * measured.len() as f64;
+    let rate = events
+        / measured
+            .iter()
+            .map(|r| r.took)
+            .sum::<Duration>()
+            .as_secs_f64();
+    let per_round: Vec<f64> = measured
+        .iter()
+        .map(|r| events_per_round as f64 / r.took.as_secs_f64())
+        .collect();
+    let verify_rate = median(measured.iter().map(|r| r.verify.per_sec).collect());
+    let verify_cpu_us = median(measured.iter().map(|r| r.verify.cpu_ns).collect()) / 1000.0;
+    let ratio = median(
+        measured
+            .iter()
+            .zip(&per_round)
+            .map(|(r, rate)| rate / r.verify.per_sec)
+            .collect(),
+    );
+    let cpu_us = |prefix: &str| -> f64 {
+        let ns: u64 = measured
+            .iter()
+            .flat_map(|r| r.cpu.iter())
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, ns)| ns)
+            .sum();
+        ns as f64 / 1000.0 / events
+    };
+    let verdict = |met: bool| if met { "met" } else { "NOT met" };
+    println!(
+        "{}: {rate:.0} events/s; ring verify ({VERIFY_THREADS} threads): {verify_rate:.0}/s; ratio {ratio:.2}",
+        scenario.name
     );
     println!(
-        "{}: {rate:.0} events/s (rounds {lo:.0}..{hi:.0}, {} streams x {} events); ring verify ({VERIFY_THREADS} threads): {verify_rate:.0}/s; ratio {:.2}; goal {:.0} events/s: {}",
-        scenario.name,
-        STREAMS,
-        scenario.per_stream,
-        rate / verify_rate,
+        "  goal {:.0} events/s: {}; ratio goal {RATIO_GOAL:.2}: {}",
         scenario.goal_events_per_sec,
-        if rate >= scenario.goal_events_per_sec { "met" } else { "NOT met" },
+        verdict(rate >= scenario.goal_events_per_sec),
+        verdict(ratio >= RATIO_GOAL),
+    );
+    println!(
+        "  {} rounds of {STREAMS} streams x {} events (body {} B, capture {} B): {:.0}..{:.0} events/s; medians of per-round rate {:.0}, verify {verify_rate:.0}",
+        measured.len(),
+        scenario.per_stream,
+        BODY_BYTES,
+        scenario.capture_bytes,
+        per_round.iter().copied().fold(f64::MAX, f64::min),
+        per_round.iter().copied().fold(0.0, f64::max),
+        median(per_round.clone()),
+    );
+    let (server_us, writer_us, client_us) = (
+        cpu_us(SERVER_THREADS),
+        cpu_us(WRITER_THREAD),
+        cpu_us(CLIENT_THREADS),
+    );
+    // With every core busy, ingest over verify-only throughput is the share
+    // of an event's CPU time that is its verification.
+    println!(
+        "  CPU per event: collector runtime {server_us:.1} us + writer {writer_us:.1} us + client {client_us:.1} us; one verify {verify_cpu_us:.1} us; CPU-time ratio {:.2}",
+        verify_cpu_us / (server_us + writer_us + client_us),
     );
 }
 

@@ -45,26 +45,29 @@ pub fn open_capture(
     vault: &CaptureVault,
     alert_id: i64,
 ) -> Result<Option<Capture>, EvidenceError> {
-    let row: Option<(String, Vec<u8>, u32, u32, Vec<u8>)> = conn
+    let row = conn
         .query_row(
-            "SELECT a.event_id, c.sha256, c.width, c.height, c.sealed
+            "SELECT a.event_id, c.width, c.height, c.sha256, c.sealed
              FROM captures c JOIN alerts a ON a.id = c.alert_id WHERE c.alert_id = ?1",
             params![alert_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            |r| {
+                let capture = Capture {
+                    alert_id,
+                    event_id: r.get(0)?,
+                    width: r.get(1)?,
+                    height: r.get(2)?,
+                    jpeg: Vec::new(),
+                };
+                Ok((capture, r.get::<_, Vec<u8>>(3)?, r.get::<_, Vec<u8>>(4)?))
+            },
         )
         .optional()?;
-    let Some((event_id, sha256, width, height, sealed)) = row else {
+    let Some((mut capture, sha256, sealed)) = row else {
         return Ok(None);
     };
-    let jpeg = vault.open(&event_id, &sealed)?;
-    if digest(&SHA256, &jpeg).as_ref() != sha256.as_slice() {
+    capture.jpeg = vault.open(&capture.event_id, &sealed)?;
+    if digest(&SHA256, &capture.jpeg).as_ref() != sha256.as_slice() {
         return Err(EvidenceError::Tampered(alert_id));
     }
-    Ok(Some(Capture {
-        alert_id,
-        event_id,
-        width,
-        height,
-        jpeg,
-    }))
+    Ok(Some(capture))
 }

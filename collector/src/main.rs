@@ -307,7 +307,10 @@ fn main() -> Result<()> {
                         "{} terms added, {} removed against live version {}",
                         report.added.len(),
                         report.removed.len(),
-                        report.previous.map(|v| v.to_string()).unwrap_or_else(|| "(none)".into())
+                        report
+                            .previous
+                            .map(|v| v.to_string())
+                            .unwrap_or_else(|| "(none)".into())
                     );
                     for t in report.added.iter().take(20) {
                         println!("  + {t}");
@@ -323,11 +326,24 @@ fn main() -> Result<()> {
                 }
                 RulesCommand::Status => {
                     for shadow in [false, true] {
-                        let v = tutela_collector::publish::latest(&conn, shadow)?.map(|(v, _, _)| v);
-                        println!("{}: {}", if shadow { "shadow" } else { "live" }, v.map(|v| v.to_string()).unwrap_or_else(|| "none".into()));
+                        let v =
+                            tutela_collector::publish::latest(&conn, shadow)?.map(|(v, _, _)| v);
+                        println!(
+                            "{}: {}",
+                            if shadow { "shadow" } else { "live" },
+                            v.map(|v| v.to_string()).unwrap_or_else(|| "none".into())
+                        );
                     }
-                    let mut stmt = conn.prepare("SELECT agent_id, station, rules_version FROM agents ORDER BY station")?;
-                    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
+                    let mut stmt = conn.prepare(
+                        "SELECT agent_id, station, rules_version FROM agents ORDER BY station",
+                    )?;
+                    let rows = stmt.query_map([], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, i64>(2)?,
+                        ))
+                    })?;
                     for row in rows {
                         let (id, station, v) = row?;
                         println!("{id} {station} runs version {v}");

@@ -44,7 +44,9 @@ pub enum PublishError {
     Pack(#[from] tutela_rules::PackError),
     #[error("the pack has {0} lint error(s); fix them (see above) and push again")]
     Lint(usize),
-    #[error("pack version {offered} is not newer than the live version {live}; bump [pack] version")]
+    #[error(
+        "pack version {offered} is not newer than the live version {live}; bump [pack] version"
+    )]
     NotNewer { offered: u32, live: u32 },
     #[error("cannot sign the bundle: {0}")]
     Bundle(#[from] tutela_rules::bundle::BundleError),
@@ -87,10 +89,11 @@ pub fn push(
     shadow: bool,
 ) -> Result<PushReport, PublishError> {
     ensure_schema(conn)?;
-    let text = std::fs::read_to_string(pack_path).map_err(|source| tutela_rules::PackError::Io {
-        path: pack_path.display().to_string(),
-        source,
-    })?;
+    let text =
+        std::fs::read_to_string(pack_path).map_err(|source| tutela_rules::PackError::Io {
+            path: pack_path.display().to_string(),
+            source,
+        })?;
     let pack = Pack::parse(&text, &pack_path.display().to_string())?;
     let findings = lint(&pack);
     let errors = findings.iter().filter(|f| f.level == Level::Error).count();
@@ -202,9 +205,10 @@ impl Rules for RulesService {
         }
         let body = SubscribeBody::decode(signed.body.as_slice())
             .map_err(|_| Status::invalid_argument("not a valid tutela.v1.SubscribeBody"))?;
-        let key = self.keys.lookup(&body.agent_id)?.ok_or_else(|| {
-            Status::not_found(format!("agent {} is not enrolled", body.agent_id))
-        })?;
+        let key = self
+            .keys
+            .lookup(&body.agent_id)?
+            .ok_or_else(|| Status::not_found(format!("agent {} is not enrolled", body.agent_id)))?;
         if key.1 {
             return Err(Status::permission_denied("agent revoked"));
         }
@@ -222,7 +226,11 @@ impl Rules for RulesService {
                 if let Some((v, bytes)) = now.live {
                     if v > sent_live {
                         sent_live = v;
-                        let b = RuleBundle { bundle: bytes, version: v, shadow: false };
+                        let b = RuleBundle {
+                            bundle: bytes,
+                            version: v,
+                            shadow: false,
+                        };
                         if tx.send(Ok(b)).await.is_err() {
                             return;
                         }
@@ -231,7 +239,11 @@ impl Rules for RulesService {
                 if let Some((v, bytes)) = now.shadow {
                     if v > sent_shadow && v > sent_live {
                         sent_shadow = v;
-                        let b = RuleBundle { bundle: bytes, version: v, shadow: true };
+                        let b = RuleBundle {
+                            bundle: bytes,
+                            version: v,
+                            shadow: true,
+                        };
                         if tx.send(Ok(b)).await.is_err() {
                             return;
                         }

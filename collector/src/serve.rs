@@ -57,7 +57,9 @@ pub async fn bind(
     let signing_key = Arc::new(secrets::load_signing_key(dir)?);
     let enrolment = EnrolmentService::open(
         dir,
-        ring::signature::KeyPair::public_key(&*signing_key).as_ref().to_vec(),
+        ring::signature::KeyPair::public_key(&*signing_key)
+            .as_ref()
+            .to_vec(),
     )?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(

@@ -543,13 +543,16 @@ pub(crate) fn snippet(text: &str, span: Range<usize>) -> (String, Range<usize>) 
     let mut before = before_avail.min(spare / 2);
     let after = after_avail.min(spare - before);
     before = before_avail.min(spare - after);
-    let start = text[..span.start]
-        .char_indices()
-        .rev()
-        .nth(before.wrapping_sub(1))
-        .map(|(i, _)| i)
-        .filter(|_| before > 0)
-        .unwrap_or(span.start);
+    // Byte offset `before` characters back from the match start.
+    let start = match before {
+        0 => span.start,
+        n => text[..span.start]
+            .char_indices()
+            .rev()
+            .nth(n - 1)
+            .map(|(i, _)| i)
+            .unwrap_or(0),
+    };
     let end = text[span.end..]
         .char_indices()
         .nth(after)

@@ -17,6 +17,8 @@ use unicode_normalization::char::{decompose_compatible, is_combining_mark};
 #[derive(Debug, Clone, Default)]
 pub struct Normalised {
     text: String,
+    /// Working buffer while normalising (bytes are pushed faster than chars).
+    buf: Vec<u8>,
     starts: Vec<u32>,
     ends: Vec<u32>,
     original_len: usize,
@@ -51,20 +53,35 @@ impl Normalised {
     }
 
     fn clear(&mut self) {
-        self.text.clear();
+        self.buf = std::mem::take(&mut self.text).into_bytes();
+        self.buf.clear();
         self.starts.clear();
         self.ends.clear();
         self.original_len = 0;
     }
 
+    fn finish(&mut self) {
+        match String::from_utf8(std::mem::take(&mut self.buf)) {
+            Ok(text) => self.text = text,
+            // Only whole chars are ever pushed, so this cannot happen; stay consistent anyway.
+            Err(_) => {
+                self.starts.clear();
+                self.ends.clear();
+            }
+        }
+    }
+
     #[inline]
     fn push(&mut self, ch: char, start: u32, end: u32) {
-        self.text.push(ch);
         if ch.is_ascii() {
+            self.buf.push(ch as u8);
             self.starts.push(start);
             self.ends.push(end);
             return;
         }
+        let mut utf8 = [0u8; 4];
+        self.buf
+            .extend_from_slice(ch.encode_utf8(&mut utf8).as_bytes());
         for _ in 0..ch.len_utf8() {
             self.starts.push(start);
             self.ends.push(end);
@@ -72,7 +89,7 @@ impl Normalised {
     }
 
     fn ends_with_space_or_empty(&self) -> bool {
-        self.text.is_empty() || self.text.ends_with(' ')
+        matches!(self.buf.last(), None | Some(b' '))
     }
 }
 
@@ -235,7 +252,7 @@ impl Normaliser {
         }
         let text = &text[..limit];
         out.original_len = text.len();
-        out.text.reserve(text.len());
+        out.buf.reserve(text.len());
         out.starts.reserve(text.len());
         out.ends.reserve(text.len());
 
@@ -296,6 +313,7 @@ impl Normaliser {
         }
         self.end_token(out);
         self.flush_run(out);
+        out.finish();
     }
 
     fn non_ascii(&mut self, c: char, start: u32, end: u32, out: &mut Normalised) {
@@ -444,6 +462,14 @@ fn emit_sep(out: &mut Normalised, sep: Sep) {
 
 /// A word of ASCII letters: lower case, repeated letters folded.
 fn emit_ascii_word(out: &mut Normalised, word: &[u8], offset: u32) {
+    if !word.windows(2).any(|w| (w[0] | 0x20) == (w[1] | 0x20)) {
+        // No repeated letter: one byte out per byte in.
+        let n = word.len() as u32;
+        out.buf.extend(word.iter().map(|&b| b | 0x20));
+        out.starts.extend(offset..offset + n);
+        out.ends.extend(offset + 1..=offset + n);
+        return;
+    }
     let mut last = 0u8;
     for (k, &b) in word.iter().enumerate() {
         let lower = b | 0x20;
@@ -454,7 +480,7 @@ fn emit_ascii_word(out: &mut Normalised, word: &[u8], offset: u32) {
             }
             continue;
         }
-        out.text.push(lower as char);
+        out.buf.push(lower);
         out.starts.push(at);
         out.ends.push(at + 1);
         last = lower;

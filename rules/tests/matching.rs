@@ -298,3 +298,21 @@ fn typed_buffer_is_bounded() {
     }
     assert_eq!(count, 50);
 }
+
+#[test]
+fn shareable_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Matcher>();
+    send::<tutela_rules::TypedMatcher>();
+    let m = Arc::new(matcher());
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let m = Arc::clone(&m);
+            std::thread::spawn(move || m.find(Scope::Typed, "end my life").len())
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), 1);
+    }
+}

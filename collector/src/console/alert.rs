@@ -134,7 +134,9 @@ fn parent(app: &App, conn: &Connection, viewer: &Viewer, alert: Alert) -> Result
 
 /// Captures of the gravest alerts are blurred until revealed with a reason.
 pub fn sensitive(alert: &Alert) -> bool {
-    alert.severity >= 5 || alert.category == "illegal" || alert.matches.contains("\"category\":\"illegal\"")
+    alert.severity >= 5
+        || alert.category == "illegal"
+        || alert.matches.contains("\"category\":\"illegal\"")
 }
 
 /// The result of re-checking an alert's signature.
@@ -155,14 +157,19 @@ pub fn verify(conn: &Connection, alert: &Alert) -> rusqlite::Result<(Signature, 
         )
         .optional()?;
     let Some(key) = key else {
-        return Ok((Signature::Failed("the agent is not enrolled".into()), Vec::new()));
+        return Ok((
+            Signature::Failed("the agent is not enrolled".into()),
+            Vec::new(),
+        ));
     };
     let outcome = if UnparsedPublicKey::new(&ED25519, &key)
         .verify(&alert.body, &alert.signature)
         .is_err()
     {
         Signature::Failed("the signature does not verify with the agent's key".into())
-    } else if ring::digest::digest(&ring::digest::SHA256, &alert.body).as_ref() != alert.body_hash.as_slice() {
+    } else if ring::digest::digest(&ring::digest::SHA256, &alert.body).as_ref()
+        != alert.body_hash.as_slice()
+    {
         Signature::Failed("the stored body hash does not match the body".into())
     } else {
         match EventBody::decode(alert.body.as_slice()) {
@@ -192,19 +199,20 @@ pub fn verify(conn: &Connection, alert: &Alert) -> rusqlite::Result<(Signature, 
 
 /// The context with the matched byte spans wrapped in `<mark>`, escaped.
 pub fn highlight(context: &str, matches_json: &str) -> String {
-    let mut spans: Vec<(usize, usize)> = serde_json::from_str::<Vec<serde_json::Value>>(matches_json)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|m| {
-            let start = m.get("start")?.as_u64()? as usize;
-            let end = m.get("end")?.as_u64()? as usize;
-            (start < end
-                && end <= context.len()
-                && context.is_char_boundary(start)
-                && context.is_char_boundary(end))
-            .then_some((start, end))
-        })
-        .collect();
+    let mut spans: Vec<(usize, usize)> =
+        serde_json::from_str::<Vec<serde_json::Value>>(matches_json)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|m| {
+                let start = m.get("start")?.as_u64()? as usize;
+                let end = m.get("end")?.as_u64()? as usize;
+                (start < end
+                    && end <= context.len()
+                    && context.is_char_boundary(start)
+                    && context.is_char_boundary(end))
+                .then_some((start, end))
+            })
+            .collect();
     spans.sort_unstable();
     let mut out = String::new();
     let mut pos = 0;
@@ -302,14 +310,25 @@ pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
     let viewer = session(conn, req)?;
     let alert = load(app, conn, &viewer, req.id())?;
     let alert = parent(app, conn, &viewer, alert)?;
-    audit::append(conn, &viewer.name, "view_alert", &format!("alert:{}", alert.id), "")?;
+    audit::append(
+        conn,
+        &viewer.name,
+        "view_alert",
+        &format!("alert:{}", alert.id),
+        "",
+    )?;
     let (signature, _) = verify(conn, &alert)?;
     let reviews = viewer.role.reviews();
     let z = app.zone;
     let mut body = String::new();
     let sig = match &signature {
-        Signature::Verified => r#"<span class="verified" id="signature">&#10003; Signature verified</span>"#.to_owned(),
-        Signature::Failed(why) => format!(r#"<span class="unverified" id="signature">&#10007; Signature NOT verified: {}</span>"#, esc(why)),
+        Signature::Verified => {
+            r#"<span class="verified" id="signature">&#10003; Signature verified</span>"#.to_owned()
+        }
+        Signature::Failed(why) => format!(
+            r#"<span class="unverified" id="signature">&#10007; Signature NOT verified: {}</span>"#,
+            esc(why)
+        ),
     };
     let _ = write!(
         body,
@@ -317,11 +336,25 @@ pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
         sev = alert.severity.clamp(0, 5),
         category = esc(&alert.category),
         state = esc(state_label(&alert.state)),
-        chain = if alert.chain_ok { "" } else { r#" <span class="unverified">hash chain broken before this event</span>"# },
-        skew = if alert.clock_skew { r#" <span class="muted">agent clock skewed</span>"# } else { "" },
+        chain = if alert.chain_ok {
+            ""
+        } else {
+            r#" <span class="unverified">hash chain broken before this event</span>"#
+        },
+        skew = if alert.clock_skew {
+            r#" <span class="muted">agent clock skewed</span>"#
+        } else {
+            ""
+        },
     );
     let hidden = r#"<span class="muted">withheld</span>"#;
-    let shown = |text: &str| if reviews { esc(text) } else { hidden.to_owned() };
+    let shown = |text: &str| {
+        if reviews {
+            esc(text)
+        } else {
+            hidden.to_owned()
+        }
+    };
     let (total, fps) = rule_rate(conn, &alert.rule_id)?;
     let _ = write!(
         body,
@@ -352,11 +385,19 @@ pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
         url = shown(&alert.url),
         search = shown(&alert.search_query),
         rule = esc(&alert.rule_id),
-        term = if reviews { esc(&alert.term) } else { hidden.to_owned() },
+        term = if reviews {
+            esc(&alert.term)
+        } else {
+            hidden.to_owned()
+        },
         rate = percent(fps, total),
         rules_version = alert.rules_version,
         repeats = alert.repeats,
-        assignee = if alert.assignee.is_empty() { "nobody".to_owned() } else { esc(&alert.assignee) },
+        assignee = if alert.assignee.is_empty() {
+            "nobody".to_owned()
+        } else {
+            esc(&alert.assignee)
+        },
         event_id = esc(&alert.event_id),
         agent_id = esc(&alert.agent_id),
         seq = alert.seq,
@@ -366,21 +407,41 @@ pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
     } else {
         hidden.to_owned()
     };
-    let _ = write!(body, r#"<h2>Context</h2><div class="context" id="context">{context}</div>"#);
+    let _ = write!(
+        body,
+        r#"<h2>Context</h2><div class="context" id="context">{context}</div>"#
+    );
     if !alert.fp_reason.is_empty() {
-        let _ = write!(body, "<p>False-positive reason: {}</p>", esc(&alert.fp_reason));
+        let _ = write!(
+            body,
+            "<p>False-positive reason: {}</p>",
+            esc(&alert.fp_reason)
+        );
     }
     if reviews {
         workflow_html(&mut body, conn, &viewer, &alert)?;
     }
-    let _ = write!(body, r#"</div><div><h2>Capture</h2><div class="capture">{}</div>"#, capture_html(conn, &viewer, &alert)?);
+    let _ = write!(
+        body,
+        r#"</div><div><h2>Capture</h2><div class="capture">{}</div>"#,
+        capture_html(conn, &viewer, &alert)?
+    );
     notes_html(&mut body, conn, &viewer, &alert, z)?;
     timeline_html(&mut body, app, conn, &viewer, &alert)?;
     body.push_str("</div></div>");
-    Ok(html_response(layout(&format!("Alert {}", alert.id), Some(&viewer), &body)))
+    Ok(html_response(layout(
+        &format!("Alert {}", alert.id),
+        Some(&viewer),
+        &body,
+    )))
 }
 
-fn workflow_html(body: &mut String, conn: &Connection, viewer: &Viewer, alert: &Alert) -> Result<(), Fail> {
+fn workflow_html(
+    body: &mut String,
+    conn: &Connection,
+    viewer: &Viewer,
+    alert: &Alert,
+) -> Result<(), Fail> {
     let id = alert.id;
     let csrf = csrf_field(viewer);
     body.push_str(r#"<h2>Review</h2><div class="panel">"#);
@@ -391,7 +452,11 @@ fn workflow_html(body: &mut String, conn: &Connection, viewer: &Viewer, alert: &
         let _ = write!(
             body,
             r#"<form class="inline" method="post" action="/alerts/{id}/state">{csrf}<input type="hidden" name="to" value="{to}"><button type="submit" data-to="{to}">{}</button></form> "#,
-            if *to == "in_review" && alert.state != "new" { "Reopen" } else { state_label(to) }
+            if *to == "in_review" && alert.state != "new" {
+                "Reopen"
+            } else {
+                state_label(to)
+            }
         );
     }
     if next_states(&alert.state).contains(&"false_positive") {
@@ -414,13 +479,25 @@ fn workflow_html(body: &mut String, conn: &Connection, viewer: &Viewer, alert: &
     Ok(())
 }
 
-fn notes_html(body: &mut String, conn: &Connection, viewer: &Viewer, alert: &Alert, z: super::tz::Zone) -> Result<(), Fail> {
+fn notes_html(
+    body: &mut String,
+    conn: &Connection,
+    viewer: &Viewer,
+    alert: &Alert,
+    z: super::tz::Zone,
+) -> Result<(), Fail> {
     if !viewer.role.reviews() {
         return Ok(());
     }
     body.push_str(r#"<h2>Notes</h2><ul class="notes" id="notes">"#);
     for (time, author, text) in notes(conn, alert.id)? {
-        let _ = write!(body, "<li><b>{}</b> <span class=\"muted\">{}</span><br>{}</li>", esc(&author), esc(&z.format(time)), esc(&text));
+        let _ = write!(
+            body,
+            "<li><b>{}</b> <span class=\"muted\">{}</span><br>{}</li>",
+            esc(&author),
+            esc(&z.format(time)),
+            esc(&text)
+        );
     }
     let _ = write!(
         body,
@@ -432,20 +509,33 @@ fn notes_html(body: &mut String, conn: &Connection, viewer: &Viewer, alert: &Ale
 }
 
 pub fn notes(conn: &Connection, alert_id: i64) -> rusqlite::Result<Vec<(i64, String, String)>> {
-    let mut stmt = conn.prepare_cached("SELECT time_ms, author, text FROM console_notes WHERE alert_id = ?1 ORDER BY id")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT time_ms, author, text FROM console_notes WHERE alert_id = ?1 ORDER BY id",
+    )?;
     let rows = stmt.query_map([alert_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     rows.collect()
 }
 
-pub fn history(conn: &Connection, alert_id: i64) -> rusqlite::Result<Vec<(i64, String, String, String, String)>> {
+/// (time, actor, from state, to state, reason)
+pub type HistoryEntry = (i64, String, String, String, String);
+
+pub fn history(conn: &Connection, alert_id: i64) -> rusqlite::Result<Vec<HistoryEntry>> {
     let mut stmt = conn.prepare_cached(
         "SELECT time_ms, actor, from_state, to_state, reason FROM console_history WHERE alert_id = ?1 ORDER BY id",
     )?;
-    let rows = stmt.query_map([alert_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+    let rows = stmt.query_map([alert_id], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })?;
     rows.collect()
 }
 
-fn timeline_html(body: &mut String, app: &App, conn: &Connection, viewer: &Viewer, alert: &Alert) -> Result<(), Fail> {
+fn timeline_html(
+    body: &mut String,
+    app: &App,
+    conn: &Connection,
+    viewer: &Viewer,
+    alert: &Alert,
+) -> Result<(), Fail> {
     let Some((scope, mut params)) = staff::scope(conn, viewer, &app.staff_pattern)? else {
         return Ok(());
     };
@@ -455,9 +545,19 @@ fn timeline_html(body: &mut String, app: &App, conn: &Connection, viewer: &Viewe
          WHERE {scope} AND a.user = ? AND a.state <> 'folded' ORDER BY a.time_ms DESC LIMIT 50"
     ))?;
     let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, String>(4)?))
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, String>(4)?,
+        ))
     })?;
-    let _ = write!(body, r#"<h2>{}'s alerts</h2><table id="timeline"><tbody>"#, esc(&alert.user));
+    let _ = write!(
+        body,
+        r#"<h2>{}'s alerts</h2><table id="timeline"><tbody>"#,
+        esc(&alert.user)
+    );
     for row in rows {
         let (id, time, category, severity, state) = row?;
         let here = if id == alert.id { " (this alert)" } else { "" };
@@ -484,14 +584,21 @@ fn reviewer(conn: &Connection, req: &Req) -> Result<Viewer, Fail> {
 
 fn jpeg(bytes: Vec<u8>) -> Response {
     let mut r = typed_response("image/jpeg", bytes);
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, private"));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, private"),
+    );
     r
 }
 
 /// The decrypted capture of an alert (or of one of its burst shots).
 fn decrypt(app: &App, conn: &Connection, alert: &Alert) -> Result<Vec<u8>, Fail> {
     let sealed: Vec<u8> = conn
-        .query_row("SELECT sealed FROM captures WHERE alert_id = ?1", [alert.id], |r| r.get(0))
+        .query_row(
+            "SELECT sealed FROM captures WHERE alert_id = ?1",
+            [alert.id],
+            |r| r.get(0),
+        )
         .optional()?
         .ok_or(Fail::NotFound)?;
     app.vault.open(&alert.event_id, &sealed).map_err(|_| {
@@ -508,7 +615,13 @@ pub fn capture(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail
         return Err(deny(conn, &viewer, &format!("capture:{}", shot.id)));
     }
     let bytes = decrypt(app, conn, &shot)?;
-    audit::append(conn, &viewer.name, "view_capture", &format!("alert:{}", shot.id), "")?;
+    audit::append(
+        conn,
+        &viewer.name,
+        "view_capture",
+        &format!("alert:{}", shot.id),
+        "",
+    )?;
     Ok(jpeg(bytes))
 }
 
@@ -536,19 +649,33 @@ pub fn reveal(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
     let alert = load(app, conn, &viewer, req.id())?;
     let reason = req.f("reason").trim();
     if reason.len() < 3 {
-        return Err(Fail::BadRequest("Give a reason for revealing the capture.".into()));
+        return Err(Fail::BadRequest(
+            "Give a reason for revealing the capture.".into(),
+        ));
     }
     conn.execute(
         "INSERT INTO console_reveals (session_hash, alert_id, user, reason, time_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![viewer.session_hash, alert.id, viewer.name, reason, now_ms()],
     )?;
-    audit::append(conn, &viewer.name, "reveal_capture", &format!("alert:{}", alert.id), &format!("reason: {reason}"))?;
+    audit::append(
+        conn,
+        &viewer.name,
+        "reveal_capture",
+        &format!("alert:{}", alert.id),
+        &format!("reason: {reason}"),
+    )?;
     Ok(redirect(&format!("/alerts/{}#capture", alert.id)))
 }
 
 /// Moves an alert to `to`, recording history and audit; false positives
 /// need a reason.
-pub fn transition(conn: &Connection, viewer: &Viewer, alert: &Alert, to: &str, reason: &str) -> Result<(), Fail> {
+pub fn transition(
+    conn: &Connection,
+    viewer: &Viewer,
+    alert: &Alert,
+    to: &str,
+    reason: &str,
+) -> Result<(), Fail> {
     if !next_states(&alert.state).contains(&to) {
         return Err(Fail::BadRequest(format!(
             "An alert that is {} cannot become {}.",
@@ -560,11 +687,22 @@ pub fn transition(conn: &Connection, viewer: &Viewer, alert: &Alert, to: &str, r
         return Err(Fail::BadRequest("Say why this is a false positive.".into()));
     }
     let now = now_ms();
-    conn.execute("UPDATE alerts SET state = ?2 WHERE id = ?1", params![alert.id, to])?;
+    conn.execute(
+        "UPDATE alerts SET state = ?2 WHERE id = ?1",
+        params![alert.id, to],
+    )?;
     conn.execute(
         "INSERT INTO console_review (alert_id, fp_reason, updated_ms) VALUES (?1, ?2, ?3)
          ON CONFLICT(alert_id) DO UPDATE SET fp_reason = ?2, updated_ms = ?3",
-        params![alert.id, if to == "false_positive" { reason.trim() } else { "" }, now],
+        params![
+            alert.id,
+            if to == "false_positive" {
+                reason.trim()
+            } else {
+                ""
+            },
+            now
+        ],
     )?;
     conn.execute(
         "INSERT INTO console_history (alert_id, time_ms, actor, from_state, to_state, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -575,7 +713,16 @@ pub fn transition(conn: &Connection, viewer: &Viewer, alert: &Alert, to: &str, r
         &viewer.name,
         "state_change",
         &format!("alert:{}", alert.id),
-        &format!("{} -> {}{}", alert.state, to, if reason.trim().is_empty() { String::new() } else { format!("; reason: {}", reason.trim()) }),
+        &format!(
+            "{} -> {}{}",
+            alert.state,
+            to,
+            if reason.trim().is_empty() {
+                String::new()
+            } else {
+                format!("; reason: {}", reason.trim())
+            }
+        ),
     )?;
     Ok(())
 }
@@ -601,15 +748,27 @@ pub fn assign(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
     let viewer = reviewer(conn, req)?;
     let alert = load(app, conn, &viewer, req.id())?;
     let who = req.f("assignee");
-    if !who.is_empty() && !auth::reviewers(conn, viewer.role.sees_staff_alerts())?.iter().any(|p| p == who) {
-        return Err(Fail::BadRequest("That account cannot be assigned this alert.".into()));
+    if !who.is_empty()
+        && !auth::reviewers(conn, viewer.role.sees_staff_alerts())?
+            .iter()
+            .any(|p| p == who)
+    {
+        return Err(Fail::BadRequest(
+            "That account cannot be assigned this alert.".into(),
+        ));
     }
     conn.execute(
         "INSERT INTO console_review (alert_id, assignee, updated_ms) VALUES (?1, ?2, ?3)
          ON CONFLICT(alert_id) DO UPDATE SET assignee = ?2, updated_ms = ?3",
         params![alert.id, who, now_ms()],
     )?;
-    audit::append(conn, &viewer.name, "assign", &format!("alert:{}", alert.id), &format!("to {}", if who.is_empty() { "nobody" } else { who }))?;
+    audit::append(
+        conn,
+        &viewer.name,
+        "assign",
+        &format!("alert:{}", alert.id),
+        &format!("to {}", if who.is_empty() { "nobody" } else { who }),
+    )?;
     Ok(redirect(&format!("/alerts/{}", alert.id)))
 }
 
@@ -618,14 +777,22 @@ pub fn add_note(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fai
     let alert = load(app, conn, &viewer, req.id())?;
     let text = req.f("text").trim();
     if text.is_empty() || text.len() > 20_000 {
-        return Err(Fail::BadRequest("A note needs text (at most 20,000 characters).".into()));
+        return Err(Fail::BadRequest(
+            "A note needs text (at most 20,000 characters).".into(),
+        ));
     }
     conn.execute(
         "INSERT INTO console_notes (alert_id, time_ms, author, text) VALUES (?1, ?2, ?3, ?4)",
         params![alert.id, now_ms(), viewer.name, text],
     )?;
     // The note's text stays out of the audit log; its existence does not.
-    audit::append(conn, &viewer.name, "add_note", &format!("alert:{}", alert.id), &format!("{} characters", text.chars().count()))?;
+    audit::append(
+        conn,
+        &viewer.name,
+        "add_note",
+        &format!("alert:{}", alert.id),
+        &format!("{} characters", text.chars().count()),
+    )?;
     Ok(redirect(&format!("/alerts/{}#notes", alert.id)))
 }
 
@@ -633,13 +800,21 @@ pub fn bulk_false_positive(app: &App, conn: &Connection, req: &Req) -> Result<Re
     let viewer = reviewer(conn, req)?;
     let reason = req.f("reason").trim();
     if reason.is_empty() {
-        return Err(Fail::BadRequest("Say why these are false positives.".into()));
+        return Err(Fail::BadRequest(
+            "Say why these are false positives.".into(),
+        ));
     }
-    let ids: Vec<i64> = req.f_all("id").iter().filter_map(|s| s.parse().ok()).collect();
+    let ids: Vec<i64> = req
+        .f_all("id")
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let mut closed = 0;
     for id in &ids {
-        let Ok(alert) = load(app, conn, &viewer, *id) else { continue };
+        let Ok(alert) = load(app, conn, &viewer, *id) else {
+            continue;
+        };
         if next_states(&alert.state).contains(&"false_positive") {
             if let Err(e) = transition(conn, &viewer, &alert, "false_positive", reason) {
                 let _ = conn.execute_batch("ROLLBACK");
@@ -648,7 +823,16 @@ pub fn bulk_false_positive(app: &App, conn: &Connection, req: &Req) -> Result<Re
             closed += 1;
         }
     }
-    audit::append(conn, &viewer.name, "bulk_false_positive", "queue", &format!("{closed} of {} selected alerts; reason: {reason}", ids.len()))?;
+    audit::append(
+        conn,
+        &viewer.name,
+        "bulk_false_positive",
+        "queue",
+        &format!(
+            "{closed} of {} selected alerts; reason: {reason}",
+            ids.len()
+        ),
+    )?;
     conn.execute_batch("COMMIT")?;
     Ok(redirect("/queue"))
 }
@@ -663,7 +847,14 @@ pub fn rules_page(_app: &App, conn: &Connection, req: &Req) -> Result<Response, 
     let mut body = String::from(
         r#"<h1>Rules: false-positive rates</h1><table id="rules"><thead><tr><th>Rule</th><th>Category</th><th>Alerts</th><th>False positives</th><th>Rate</th></tr></thead><tbody>"#,
     );
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
     for row in rows {
         let (rule, category, total, fps) = row?;
         let _ = write!(
@@ -685,7 +876,10 @@ mod tests {
     #[test]
     fn highlight_escapes_and_marks_byte_spans() {
         let ctx = "<b>I will kill him</b> café";
-        let out = highlight(ctx, r#"[{"start":10,"end":14},{"start":0,"end":999},{"start":27,"end":28}]"#);
+        let out = highlight(
+            ctx,
+            r#"[{"start":10,"end":14},{"start":0,"end":999},{"start":27,"end":28}]"#,
+        );
         assert_eq!(out, "&lt;b&gt;I will <mark>kill</mark> him&lt;/b&gt; café");
     }
 

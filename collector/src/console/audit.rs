@@ -13,9 +13,25 @@ use crate::store::now_ms;
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-fn entry_hash(prev: &str, id: i64, time_ms: i64, actor: &str, action: &str, target: &str, detail: &str) -> String {
+fn entry_hash(
+    prev: &str,
+    id: i64,
+    time_ms: i64,
+    actor: &str,
+    action: &str,
+    target: &str,
+    detail: &str,
+) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    for field in [prev, &id.to_string(), &time_ms.to_string(), actor, action, target, detail] {
+    for field in [
+        prev,
+        &id.to_string(),
+        &time_ms.to_string(),
+        actor,
+        action,
+        target,
+        detail,
+    ] {
         ctx.update(&(field.len() as u64).to_be_bytes());
         ctx.update(field.as_bytes());
     }
@@ -24,7 +40,13 @@ fn entry_hash(prev: &str, id: i64, time_ms: i64, actor: &str, action: &str, targ
 
 /// Appends one entry. Runs in its own savepoint so the read of the last hash
 /// and the insert are one step even inside a caller's transaction.
-pub fn append(conn: &Connection, actor: &str, action: &str, target: &str, detail: &str) -> rusqlite::Result<()> {
+pub fn append(
+    conn: &Connection,
+    actor: &str,
+    action: &str,
+    target: &str,
+    detail: &str,
+) -> rusqlite::Result<()> {
     conn.execute_batch("SAVEPOINT audit")?;
     let result = (|| {
         let last: Option<(i64, String)> = conn
@@ -81,7 +103,15 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Result<usize, i64>> {
         let id: i64 = r.get(0)?;
         let stored_prev: String = r.get(6)?;
         let hash: String = r.get(7)?;
-        let computed = entry_hash(&prev, id, r.get(1)?, &r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, String>(4)?, &r.get::<_, String>(5)?);
+        let computed = entry_hash(
+            &prev,
+            id,
+            r.get(1)?,
+            &r.get::<_, String>(2)?,
+            &r.get::<_, String>(3)?,
+            &r.get::<_, String>(4)?,
+            &r.get::<_, String>(5)?,
+        );
         if id != expected_id || stored_prev != prev || computed != hash {
             return Ok(Err(id));
         }
@@ -110,7 +140,12 @@ pub fn recent(conn: &Connection, limit: i64, actor: Option<&str>) -> rusqlite::R
     rows.collect()
 }
 
-pub fn render(conn: &Connection, viewer: &Viewer, zone: Zone, actor: Option<&str>) -> rusqlite::Result<String> {
+pub fn render(
+    conn: &Connection,
+    viewer: &Viewer,
+    zone: Zone,
+    actor: Option<&str>,
+) -> rusqlite::Result<String> {
     let chain = match verify(conn)? {
         Ok(n) => format!(r#"<p class="verified" id="chain">Hash chain intact: {n} entries.</p>"#),
         Err(id) => format!(
@@ -152,7 +187,9 @@ mod tests {
             append(&conn, "dsl", "view", &format!("alert:{i}"), "").unwrap();
         }
         assert_eq!(verify(&conn).unwrap(), Ok(5));
-        assert!(conn.execute("UPDATE console_audit SET actor = 'x' WHERE id = 3", []).is_err());
+        assert!(conn
+            .execute("UPDATE console_audit SET actor = 'x' WHERE id = 3", [])
+            .is_err());
         conn.execute_batch("DROP TRIGGER console_audit_no_update; UPDATE console_audit SET actor = 'someone else' WHERE id = 3").unwrap();
         assert_eq!(verify(&conn).unwrap(), Err(3));
     }

@@ -115,8 +115,7 @@ fn token_hash(token: &str) -> Vec<u8> {
 /// Constant-time comparison of two secrets.
 pub fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
@@ -160,7 +159,11 @@ pub fn add_user(conn: &Connection, name: &str, role: Role, password: &str) -> an
     );
     let hash = hash_password(password)?;
     let existed: bool = conn
-        .query_row("SELECT 1 FROM console_users WHERE name = ?1", [name], |_| Ok(true))
+        .query_row(
+            "SELECT 1 FROM console_users WHERE name = ?1",
+            [name],
+            |_| Ok(true),
+        )
         .optional()?
         .unwrap_or(false);
     conn.execute(
@@ -173,7 +176,11 @@ pub fn add_user(conn: &Connection, name: &str, role: Role, password: &str) -> an
     audit::append(
         conn,
         "cli",
-        if existed { "account_updated" } else { "account_created" },
+        if existed {
+            "account_updated"
+        } else {
+            "account_created"
+        },
         &format!("user:{name}"),
         &format!("role={}", role.as_str()),
     )?;
@@ -229,16 +236,32 @@ pub fn login(conn: &Connection, name: &str, password: &str, ip: IpAddr) -> rusql
     let now = now_ms();
     let Some((hash, failed, locked_until, disabled)) = row else {
         verify_password(password, dummy_hash());
-        audit::append(conn, name, "login_failed", "console", &format!("unknown account from {ip}"))?;
+        audit::append(
+            conn,
+            name,
+            "login_failed",
+            "console",
+            &format!("unknown account from {ip}"),
+        )?;
         return Ok(Login::Refused);
     };
     if locked_until > now {
-        audit::append(conn, name, "login_locked", "console", &format!("attempt while locked from {ip}"))?;
+        audit::append(
+            conn,
+            name,
+            "login_locked",
+            "console",
+            &format!("attempt while locked from {ip}"),
+        )?;
         return Ok(Login::Locked);
     }
     if disabled || !verify_password(password, &hash) {
         let failed = failed + 1;
-        let lock = if failed >= LOCK_AFTER { now + LOCK_MS } else { 0 };
+        let lock = if failed >= LOCK_AFTER {
+            now + LOCK_MS
+        } else {
+            0
+        };
         conn.execute(
             "UPDATE console_users SET failed = ?2, locked_until_ms = ?3 WHERE name = ?1",
             params![name, if lock > 0 { 0 } else { failed }, lock],
@@ -248,9 +271,20 @@ pub fn login(conn: &Connection, name: &str, password: &str, ip: IpAddr) -> rusql
             name,
             "login_failed",
             "console",
-            &format!("wrong password from {ip}{}", if lock > 0 { "; account locked for 15 minutes" } else { "" }),
+            &format!(
+                "wrong password from {ip}{}",
+                if lock > 0 {
+                    "; account locked for 15 minutes"
+                } else {
+                    ""
+                }
+            ),
         )?;
-        return Ok(if lock > 0 { Login::Locked } else { Login::Refused });
+        return Ok(if lock > 0 {
+            Login::Locked
+        } else {
+            Login::Refused
+        });
     }
     conn.execute(
         "UPDATE console_users SET failed = 0, locked_until_ms = 0 WHERE name = ?1",
@@ -286,7 +320,10 @@ pub fn viewer(conn: &Connection, token: Option<&str>) -> Result<Viewer, Fail> {
         return Err(Fail::Login);
     };
     if last < now - IDLE_MS || created < now - ABSOLUTE_MS {
-        conn.execute("DELETE FROM console_sessions WHERE token_hash = ?1", [&hash])?;
+        conn.execute(
+            "DELETE FROM console_sessions WHERE token_hash = ?1",
+            [&hash],
+        )?;
         return Err(Fail::Login);
     }
     if now - last > 30_000 {
@@ -315,7 +352,11 @@ pub fn logout(conn: &Connection, viewer: &Viewer) -> rusqlite::Result<()> {
 
 /// Names of accounts that can be assigned alerts in the viewer's scope.
 pub fn reviewers(conn: &Connection, staff_scope: bool) -> rusqlite::Result<Vec<String>> {
-    let roles = if staff_scope { "('head')" } else { "('dsl','deputy-dsl')" };
+    let roles = if staff_scope {
+        "('head')"
+    } else {
+        "('dsl','deputy-dsl')"
+    };
     let mut stmt = conn.prepare(&format!(
         "SELECT name FROM console_users WHERE disabled = 0 AND role IN {roles} ORDER BY name"
     ))?;

@@ -39,9 +39,13 @@ pub fn record(app: &App, conn: &Connection, a: &alert::Alert) -> Result<serde_js
     let (signature, key) = alert::verify(conn, a)?;
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let capture_sha: Option<String> = if a.has_capture {
-        conn.query_row("SELECT sha256 FROM captures WHERE alert_id = ?1", [a.id], |r| r.get::<_, Vec<u8>>(0))
-            .ok()
-            .map(hex::encode)
+        conn.query_row(
+            "SELECT sha256 FROM captures WHERE alert_id = ?1",
+            [a.id],
+            |r| r.get::<_, Vec<u8>>(0),
+        )
+        .ok()
+        .map(hex::encode)
     } else {
         None
     };
@@ -101,9 +105,21 @@ pub fn record_json(app: &App, conn: &Connection, req: &Req) -> Result<Response, 
     let viewer = reviewer(conn, req)?;
     let a = alert::load(app, conn, &viewer, req.id())?;
     let json = record(app, conn, &a)?;
-    audit::append(conn, &viewer.name, "export_record_json", &format!("alert:{}", a.id), "")?;
-    let mut r = typed_response("application/json", serde_json::to_string_pretty(&json).unwrap_or_default());
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"tutela-incident-{}.json\"", a.id)) {
+    audit::append(
+        conn,
+        &viewer.name,
+        "export_record_json",
+        &format!("alert:{}", a.id),
+        "",
+    )?;
+    let mut r = typed_response(
+        "application/json",
+        serde_json::to_string_pretty(&json).unwrap_or_default(),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"tutela-incident-{}.json\"",
+        a.id
+    )) {
         r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(r)
@@ -113,7 +129,13 @@ pub fn record_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, 
     let viewer = reviewer(conn, req)?;
     let a = alert::load(app, conn, &viewer, req.id())?;
     let json = record(app, conn, &a)?;
-    audit::append(conn, &viewer.name, "export_record", &format!("alert:{}", a.id), "printable")?;
+    audit::append(
+        conn,
+        &viewer.name,
+        "export_record",
+        &format!("alert:{}", a.id),
+        "printable",
+    )?;
     let s = |v: &serde_json::Value| esc(v.as_str().unwrap_or(""));
     let ev = &json["evidence"];
     let sig = &json["signature"];
@@ -146,7 +168,13 @@ pub fn record_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, 
     );
     body.push_str("<h2>Notes</h2><ul>");
     for n in json["notes"].as_array().into_iter().flatten() {
-        let _ = write!(body, "<li>{} ({}): {}</li>", s(&n["author"]), s(&n["time"]), s(&n["text"]));
+        let _ = write!(
+            body,
+            "<li>{} ({}): {}</li>",
+            s(&n["author"]),
+            s(&n["time"]),
+            s(&n["text"])
+        );
     }
     body.push_str("</ul><h2>Actions</h2><ul>");
     for h in json["history"].as_array().into_iter().flatten() {
@@ -163,7 +191,11 @@ pub fn record_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, 
     let _ = write!(
         body,
         r#"</ul><h2>Signature</h2><dl class="facts"><dt>Verified</dt><dd>{}</dd><dt>Event</dt><dd>{} (agent {}, #{})</dd><dt>Body SHA-256</dt><dd>{}</dd><dt>Signature (Ed25519)</dt><dd>{}</dd><dt>Agent public key</dt><dd>{}</dd></dl>"#,
-        if sig["verified"].as_bool() == Some(true) { "yes: the evidence is as the agent signed it" } else { "NO" },
+        if sig["verified"].as_bool() == Some(true) {
+            "yes: the evidence is as the agent signed it"
+        } else {
+            "NO"
+        },
         s(&sig["event_id"]),
         s(&sig["agent_id"]),
         a.seq,
@@ -171,7 +203,11 @@ pub fn record_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, 
         s(&sig["signature_base64"]),
         s(&sig["agent_public_key_base64"]),
     );
-    Ok(html_response(layout(&format!("Incident record {}", a.id), Some(&viewer), &body)))
+    Ok(html_response(layout(
+        &format!("Incident record {}", a.id),
+        Some(&viewer),
+        &body,
+    )))
 }
 
 /// A CSV cell, quoted, with formula-looking text defused for spreadsheets.
@@ -188,7 +224,9 @@ pub fn csv(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
     let viewer = reviewer(conn, req)?;
     let q = QueueQuery::from_req(req);
     let rows = queue::rows(app, conn, &viewer, &q, 0, 100_000)?;
-    let mut out = String::from("id,time,username,station,category,severity,rule,term,state,assigned_to,source,repeats\r\n");
+    let mut out = String::from(
+        "id,time,username,station,category,severity,rule,term,state,assigned_to,source,repeats\r\n",
+    );
     for r in &rows {
         let _ = write!(
             out,
@@ -207,7 +245,13 @@ pub fn csv(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
             r.repeats
         );
     }
-    audit::append(conn, &viewer.name, "export_csv", "queue", &format!("{} rows; filters: {}", rows.len(), q.query_string()))?;
+    audit::append(
+        conn,
+        &viewer.name,
+        "export_csv",
+        "queue",
+        &format!("{} rows; filters: {}", rows.len(), q.query_string()),
+    )?;
     let mut r = typed_response("text/csv; charset=utf-8", out);
     r.headers_mut().insert(
         header::CONTENT_DISPOSITION,
@@ -220,7 +264,10 @@ pub fn csv(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
 mod tests {
     #[test]
     fn csv_cells_are_quoted_and_defused() {
-        assert_eq!(super::cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(
+            super::cell("=HYPERLINK(\"x\")"),
+            "\"'=HYPERLINK(\"\"x\"\")\""
+        );
         assert_eq!(super::cell("pupil.one"), "\"pupil.one\"");
     }
 }

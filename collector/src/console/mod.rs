@@ -302,9 +302,15 @@ async fn call(app: App, page: Page, id: Option<i64>, request: Request) -> Respon
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     response
@@ -337,7 +343,10 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 pub fn router(app: App) -> Router {
     Router::new()
         .route("/", get(|| async { redirect("/queue") }))
-        .route("/login", get(page!(queue::login_page)).post(page!(queue::login_submit)))
+        .route(
+            "/login",
+            get(page!(queue::login_page)).post(page!(queue::login_submit)),
+        )
         .route("/logout", post(page!(queue::logout)))
         .route("/queue", get(page!(queue::page)))
         .route("/queue.csv", get(page!(export::csv)))
@@ -352,7 +361,10 @@ pub fn router(app: App) -> Router {
         .route("/alerts/{id}/assign", post(alert_page!(alert::assign)))
         .route("/alerts/{id}/note", post(alert_page!(alert::add_note)))
         .route("/alerts/{id}/record", get(alert_page!(export::record_page)))
-        .route("/alerts/{id}/record.json", get(alert_page!(export::record_json)))
+        .route(
+            "/alerts/{id}/record.json",
+            get(alert_page!(export::record_json)),
+        )
         .route(
             "/assets/console.css",
             get(|| async { asset("text/css; charset=utf-8", html::CSS) }),
@@ -370,8 +382,16 @@ fn audit_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
         return Err(deny(conn, &viewer, "audit log"));
     }
     let actor = Some(req.q("actor")).filter(|a| !a.is_empty());
-    audit::append(conn, &viewer.name, "view_audit", "audit log", actor.unwrap_or(""))?;
-    Ok(html_response(audit::render(conn, &viewer, app.zone, actor)?))
+    audit::append(
+        conn,
+        &viewer.name,
+        "view_audit",
+        "audit log",
+        actor.unwrap_or(""),
+    )?;
+    Ok(html_response(audit::render(
+        conn, &viewer, app.zone, actor,
+    )?))
 }
 
 /// Aborts the console when dropped (when `serve` stops).
@@ -408,7 +428,10 @@ pub async fn bind(
     dir: &Path,
     config: &ConsoleConfig,
     tls: &TlsIdentity,
-) -> anyhow::Result<(SocketAddr, impl std::future::Future<Output = ()> + Send + 'static)> {
+) -> anyhow::Result<(
+    SocketAddr,
+    impl std::future::Future<Output = ()> + Send + 'static,
+)> {
     use anyhow::Context;
     let app = App::open(dir, config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -251,7 +251,16 @@ pub fn where_clause(
         );
         // Technicians may not search what pupils typed or saw.
         let columns: &[&str] = if viewer.role.reviews() {
-            &["a.user", "a.station", "a.context", "a.window_title", "a.url", "a.search_query", "a.term", "a.rule_id"]
+            &[
+                "a.user",
+                "a.station",
+                "a.context",
+                "a.window_title",
+                "a.url",
+                "a.search_query",
+                "a.term",
+                "a.rule_id",
+            ]
         } else {
             &["a.user", "a.station", "a.rule_id"]
         };
@@ -341,13 +350,21 @@ pub fn rows(
 }
 
 /// Alerts per state for the filters other than state.
-pub fn counts(app: &App, conn: &Connection, viewer: &Viewer, q: &QueueQuery) -> rusqlite::Result<Vec<(String, i64)>> {
+pub fn counts(
+    app: &App,
+    conn: &Connection,
+    viewer: &Viewer,
+    q: &QueueQuery,
+) -> rusqlite::Result<Vec<(String, i64)>> {
     let Some((sql, params)) = where_clause(app, conn, viewer, q)? else {
         return Ok(Vec::new());
     };
-    let mut stmt =
-        conn.prepare_cached(&format!("SELECT a.state, COUNT(*) FROM alerts a WHERE {sql} GROUP BY a.state"))?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT a.state, COUNT(*) FROM alerts a WHERE {sql} GROUP BY a.state"
+    ))?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
     rows.collect()
 }
 
@@ -362,12 +379,24 @@ fn counts_html(counts: &[(String, i64)], q: &QueueQuery) -> String {
     let all: i64 = counts.iter().map(|(_, n)| n).sum();
     for (state, label, n) in std::iter::once(("open", "Open", open))
         .chain(STATES.iter().map(|(s, l)| {
-            (*s, *l, counts.iter().find(|(k, _)| k == s).map(|(_, n)| *n).unwrap_or(0))
+            (
+                *s,
+                *l,
+                counts
+                    .iter()
+                    .find(|(k, _)| k == s)
+                    .map(|(_, n)| *n)
+                    .unwrap_or(0),
+            )
         }))
         .chain(std::iter::once(("all", "All", all)))
     {
         base.state = state.to_owned();
-        let current = if q.state == state { r#" aria-current="true""# } else { "" };
+        let current = if q.state == state {
+            r#" aria-current="true""#
+        } else {
+            ""
+        };
         let _ = write!(
             out,
             r#"<a href="/queue?{}" data-state="{state}"{current}>{label} <b>{n}</b></a>"#,
@@ -381,7 +410,10 @@ fn rows_html(app: &App, viewer: &Viewer, rows: &[Row]) -> String {
     let mut out = String::new();
     for r in rows {
         let check = if viewer.role.reviews() {
-            format!(r#"<td><input type="checkbox" name="id" value="{}" form="bulk" aria-label="select alert {}"></td>"#, r.id, r.id)
+            format!(
+                r#"<td><input type="checkbox" name="id" value="{}" form="bulk" aria-label="select alert {}"></td>"#,
+                r.id, r.id
+            )
         } else {
             String::new()
         };
@@ -392,8 +424,16 @@ fn rows_html(app: &App, viewer: &Viewer, rows: &[Row]) -> String {
         };
         let extras = format!(
             "{}{}",
-            if r.has_capture { r#" <span class="tag">capture</span>"# } else { "" },
-            if r.repeats > 1 { format!(" &times;{}", r.repeats) } else { String::new() }
+            if r.has_capture {
+                r#" <span class="tag">capture</span>"#
+            } else {
+                ""
+            },
+            if r.repeats > 1 {
+                format!(" &times;{}", r.repeats)
+            } else {
+                String::new()
+            }
         );
         let _ = write!(
             out,
@@ -406,7 +446,11 @@ fn rows_html(app: &App, viewer: &Viewer, rows: &[Row]) -> String {
             station = esc(&r.station),
             source = esc(&r.source),
             rule = esc(&r.rule_id),
-            term = if viewer.role.reviews() { esc(&r.term) } else { String::new() },
+            term = if viewer.role.reviews() {
+                esc(&r.term)
+            } else {
+                String::new()
+            },
             state = esc(state_label(&r.state)),
             assignee = esc(&r.assignee),
         );
@@ -423,11 +467,24 @@ fn max_id(conn: &Connection) -> rusqlite::Result<i64> {
 
 /// Renders the queue page for `viewer` (or, for `fragment`, the JSON the
 /// page polls for new alerts).
-pub fn render(app: &App, conn: &Connection, viewer: &Viewer, q: &QueueQuery, fragment: bool) -> Result<Response, Fail> {
+pub fn render(
+    app: &App,
+    conn: &Connection,
+    viewer: &Viewer,
+    q: &QueueQuery,
+    fragment: bool,
+) -> Result<Response, Fail> {
     if !viewer.role.sees_alerts() {
         return Err(Fail::Forbidden);
     }
-    let rows = rows(app, conn, viewer, q, (q.page - 1) * PAGE_SIZE, PAGE_SIZE + 1)?;
+    let rows = rows(
+        app,
+        conn,
+        viewer,
+        q,
+        (q.page - 1) * PAGE_SIZE,
+        PAGE_SIZE + 1,
+    )?;
     let more = rows.len() as i64 > PAGE_SIZE;
     let rows = &rows[..rows.len().min(PAGE_SIZE as usize)];
     let counts = counts_html(&counts(app, conn, viewer, q)?, q);
@@ -460,7 +517,14 @@ pub fn render(app: &App, conn: &Connection, viewer: &Viewer, q: &QueueQuery, fra
         cat = select("category", &categories, &q.category),
         sev = select(
             "severity",
-            &[("0", "any"), ("1", "1"), ("2", "2"), ("3", "3"), ("4", "4"), ("5", "5")],
+            &[
+                ("0", "any"),
+                ("1", "1"),
+                ("2", "2"),
+                ("3", "3"),
+                ("4", "4"),
+                ("5", "5")
+            ],
             &severity
         ),
         state = select("state", &states, &q.state),
@@ -470,7 +534,10 @@ pub fn render(app: &App, conn: &Connection, viewer: &Viewer, q: &QueueQuery, fra
         to = esc(&q.to),
         search = esc(&q.search),
         csv = if viewer.role.reviews() {
-            format!(r#" <a href="/queue.csv?{}" id="export-csv">Export CSV</a>"#, esc(&q.query_string()))
+            format!(
+                r#" <a href="/queue.csv?{}" id="export-csv">Export CSV</a>"#,
+                esc(&q.query_string())
+            )
         } else {
             String::new()
         },
@@ -493,10 +560,20 @@ pub fn render(app: &App, conn: &Connection, viewer: &Viewer, q: &QueueQuery, fra
     );
     let qs = q.query_string();
     if q.page > 1 {
-        let _ = write!(body, r#"<a href="/queue?{}&amp;page={}">&larr; Previous</a>"#, esc(&qs), q.page - 1);
+        let _ = write!(
+            body,
+            r#"<a href="/queue?{}&amp;page={}">&larr; Previous</a>"#,
+            esc(&qs),
+            q.page - 1
+        );
     }
     if more {
-        let _ = write!(body, r#"<a href="/queue?{}&amp;page={}">Next &rarr;</a>"#, esc(&qs), q.page + 1);
+        let _ = write!(
+            body,
+            r#"<a href="/queue?{}&amp;page={}">Next &rarr;</a>"#,
+            esc(&qs),
+            q.page + 1
+        );
     }
     body.push_str("</p>");
     body.push_str(&bulk);

@@ -10,9 +10,15 @@ use crate::store::now_ms;
 
 /// The SQL condition (on alias `a`) selecting the alerts `viewer` may see,
 /// with its parameters, or `None` when no alert is in scope.
-pub fn scope(conn: &Connection, viewer: &Viewer, pattern: &str) -> rusqlite::Result<Option<(String, Vec<Value>)>> {
+pub fn scope(
+    conn: &Connection,
+    viewer: &Viewer,
+    pattern: &str,
+) -> rusqlite::Result<Option<(String, Vec<Value>)>> {
     let any_imported: bool =
-        conn.query_row("SELECT EXISTS (SELECT 1 FROM console_staff)", [], |r| r.get(0))?;
+        conn.query_row("SELECT EXISTS (SELECT 1 FROM console_staff)", [], |r| {
+            r.get(0)
+        })?;
     let mut terms = Vec::new();
     let mut params = Vec::new();
     if any_imported {
@@ -82,10 +88,15 @@ pub struct Imported {
 /// `staff`; a file with neither column lists staff only.
 pub fn import(conn: &mut Connection, csv: &str) -> anyhow::Result<Imported> {
     let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<String> = csv_fields(lines.next().unwrap_or_default().trim_start_matches('\u{feff}'))
-        .into_iter()
-        .map(|h| h.to_lowercase())
-        .collect();
+    let header: Vec<String> = csv_fields(
+        lines
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches('\u{feff}'),
+    )
+    .into_iter()
+    .map(|h| h.to_lowercase())
+    .collect();
     let col = |name: &str| header.iter().position(|h| h == name);
     let user_col = col("username")
         .or_else(|| col("user"))
@@ -94,16 +105,30 @@ pub fn import(conn: &mut Connection, csv: &str) -> anyhow::Result<Imported> {
     let type_col = col("type").or_else(|| col("role"));
     let tx = conn.transaction()?;
     tx.execute("DELETE FROM console_staff", [])?;
-    let mut result = Imported { staff: 0, others: 0 };
+    let mut result = Imported {
+        staff: 0,
+        others: 0,
+    };
     for (n, line) in lines.enumerate() {
         let fields = csv_fields(line);
-        let user = fields.get(user_col).map(|s| s.to_lowercase()).unwrap_or_default();
+        let user = fields
+            .get(user_col)
+            .map(|s| s.to_lowercase())
+            .unwrap_or_default();
         anyhow::ensure!(!user.is_empty(), "row {} has no username", n + 2);
-        let groups = groups_col.and_then(|c| fields.get(c)).cloned().unwrap_or_default();
-        let kind = type_col.and_then(|c| fields.get(c)).cloned().unwrap_or_default();
+        let groups = groups_col
+            .and_then(|c| fields.get(c))
+            .cloned()
+            .unwrap_or_default();
+        let kind = type_col
+            .and_then(|c| fields.get(c))
+            .cloned()
+            .unwrap_or_default();
         let staff = (groups_col.is_none() && type_col.is_none())
             || kind.eq_ignore_ascii_case("staff")
-            || groups.split(';').any(|g| g.trim().eq_ignore_ascii_case("staff"));
+            || groups
+                .split(';')
+                .any(|g| g.trim().eq_ignore_ascii_case("staff"));
         if staff {
             tx.execute(
                 "INSERT INTO console_staff (username, groups, imported_ms) VALUES (?1, ?2, ?3)
@@ -132,7 +157,10 @@ mod tests {
 
     #[test]
     fn csv_quoting_and_staff_detection() {
-        assert_eq!(csv_fields(r#"a,"b, c","say ""hi""""#), vec!["a", "b, c", r#"say "hi""#]);
+        assert_eq!(
+            csv_fields(r#"a,"b, c","say ""hi""""#),
+            vec!["a", "b, c", r#"say "hi""#]
+        );
         let mut conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE alerts (id INTEGER PRIMARY KEY, user TEXT, time_ms INTEGER, severity INTEGER, rule_id TEXT, state TEXT)").unwrap();
         crate::console::schema::create(&conn).unwrap();
@@ -141,7 +169,13 @@ mod tests {
             "username,groups,type\nMr.Smith,Staff;Science,\npupil.one,Year 10,pupil\nms.jones,,staff\n",
         )
         .unwrap();
-        assert_eq!(n, Imported { staff: 2, others: 1 });
+        assert_eq!(
+            n,
+            Imported {
+                staff: 2,
+                others: 1
+            }
+        );
         assert_eq!(glob_pattern("Staff.*?"), "staff.*[?]");
     }
 }

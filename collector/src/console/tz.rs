@@ -61,7 +61,12 @@ impl Zone {
             (Self::London, 0) => "GMT".to_owned(),
             (Self::London, _) => "BST".to_owned(),
             (_, 0) => "UTC".to_owned(),
-            (_, o) => format!("UTC{}{:02}:{:02}", if o < 0 { '-' } else { '+' }, o.abs() / 60, o.abs() % 60),
+            (_, o) => format!(
+                "UTC{}{:02}:{:02}",
+                if o < 0 { '-' } else { '+' },
+                o.abs() / 60,
+                o.abs() % 60
+            ),
         };
         format!(
             "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} {label}",
@@ -137,7 +142,10 @@ mod tests {
         assert_eq!(z.offset_minutes(end), 0);
         assert_eq!(z.format(start), "2025-03-30 02:00:00 BST");
         assert_eq!(z.format(end), "2025-10-26 01:00:00 GMT");
-        assert_eq!(Zone::parse("+05:30").unwrap().format(0), "1970-01-01 05:30:00 UTC+05:30");
+        assert_eq!(
+            Zone::parse("+05:30").unwrap().format(0),
+            "1970-01-01 05:30:00 UTC+05:30"
+        );
         assert_eq!(Zone::parse("Mars/Olympus"), None);
     }
 
