@@ -339,6 +339,9 @@ impl Desktop {
             let xvfb = Command::new("Xvfb")
                 .arg(&display)
                 .args(["-screen", "0", "1920x1080x24", "-nolisten", "tcp"])
+                // Without it the server resets when its last client leaves (the readiness
+                // probe), and a client connecting during the reset is refused.
+                .arg("-noreset")
                 .stdin(Stdio::null())
                 .stdout(out.try_clone()?)
                 .stderr(out)

@@ -69,6 +69,15 @@ impl Lab {
     fn alerts(&self) -> Vec<Value> {
         self.collector.alerts().unwrap()
     }
+
+    /// Alerts on this desktop's windows: titles and typing. (The agent also reads the history
+    /// of every browser profile on the machine and the whole process table, which the tests
+    /// do not control.)
+    fn window_alerts(&self) -> Vec<Value> {
+        let mut alerts = self.alerts();
+        alerts.retain(|a| a["source"] == "title" || a["source"] == "typed");
+        alerts
+    }
 }
 
 /// Fields every alert from this desktop carries.
@@ -113,7 +122,7 @@ fn a_window_title_trigger_raises_an_alert_with_a_screenshot() {
     assert_eq!(alert["severity"], 5, "{alert}");
     assert_eq!(alert["has_capture"], true, "{alert}");
     // The school-work title before the rename raised nothing.
-    for a in lab.alerts() {
+    for a in lab.window_alerts() {
         assert_eq!(a["window_title"], title, "unexpected alert {a}");
     }
 
@@ -213,11 +222,10 @@ fn school_work_typed_raises_nothing() {
     // lines before it raised would be stored too (events are delivered in order).
     lab.desktop.type_text("how to make a bomb").unwrap();
     lab.desktop.keys(&["Return"]).unwrap();
-    let alert = lab.wait_for_alert("the alert typed after the school work", |a| {
-        typed_in(a, "History essay")
+    lab.wait_for_alert("the alert typed after the school work", |a| {
+        typed_in(a, "History essay") && a["category"] == "weapons"
     });
-    assert_eq!(alert["category"], "weapons", "{alert}");
-    let alerts = lab.alerts();
+    let alerts = lab.window_alerts();
     assert_eq!(
         alerts.len(),
         1,
@@ -328,7 +336,7 @@ fn repeats_within_the_cooldown_fold_into_one_alert_with_a_count() {
     lab.wait_for_alert("the first alert counting three", |a| {
         typed_in(a, "Diary") && a["count"] == 3
     });
-    let rule = |a: &&Value| a["rule_id"] == "suicide/kill myself";
+    let rule = |a: &&Value| typed_in(a, "Diary") && a["rule_id"] == "suicide/kill myself";
     let alerts = lab.alerts();
     let listed: Vec<&Value> = alerts.iter().filter(rule).collect();
     assert_eq!(listed.len(), 1, "{listed:?}");
