@@ -162,14 +162,16 @@ impl Spool {
         let hash = event.body_hash();
         let size = event.stored_size();
         let tx = self.conn.transaction()?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO events (seq, severity, body, signature, capture, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(
             params![seq as i64, event.severity, event.body, event.signature, event.capture, size as i64],
         )?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('next_seq', ?1), ('prev_hash', ?2)",
-            params![(seq + 1).to_le_bytes().to_vec(), hash.to_vec()],
-        )?;
+        )?
+        .execute(params![(seq + 1).to_le_bytes().to_vec(), hash.to_vec()])?;
         let mut bytes = self.bytes + size;
         let mut dropped = self.dropped;
         while bytes > self.config.max_bytes {

@@ -18,10 +18,8 @@ use tutela_proto::v1::{Ack, AckStatus, EventBody};
 
 use crate::store;
 
-/// Page cache of the writer's connection, in KiB.
+/// Page cache of the writer's connection, in KiB (SQLite's default is 2 MiB).
 const WRITER_CACHE_KIB: i64 = 64 * 1024;
-/// WAL pages after which a commit checkpoints (SQLite's default is 1000).
-const WRITER_CHECKPOINT_PAGES: i64 = 10_000;
 
 /// A batch that starts smaller than this waits `LINGER` once for more
 /// events (group commit). Every commit rewrites each index page it touched,
@@ -68,13 +66,10 @@ impl Writer {
     /// Starts the writer thread on its own connection to the store in `dir`.
     pub fn start(dir: PathBuf, batch_max: usize) -> Result<Self, rusqlite::Error> {
         let conn = store::open(&dir)?;
-        // This connection writes nearly everything. A bigger page cache keeps
-        // the indexes' pages in memory (no re-reads, no spills mid-batch),
-        // and a longer WAL between checkpoints writes a page touched by many
-        // batches back once rather than once per 1000 WAL pages. Durability
-        // is unchanged: WAL with synchronous=NORMAL, as every connection.
+        // This connection writes nearly everything: a bigger page cache keeps
+        // the indexes' pages in memory instead of re-reading them and
+        // spilling mid-batch.
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
-        conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
         let (tx, rx) = mpsc::channel(batch_max.max(1) * 8);
         std::thread::Builder::new()
             .name("tutela-writer".into())
