@@ -160,7 +160,9 @@ fn commit_batch(
 ) -> rusqlite::Result<Vec<Outcome>> {
     let tx = conn.transaction()?;
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut staged = chains.clone();
+    // Chains advance in place; if the transaction fails, the caller forgets
+    // them all and they are reloaded from the store.
+    let staged = chains;
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO alerts (event_id, agent_id, seq, time_ms, received_ms, clock_skew, chain_ok,
@@ -317,7 +319,6 @@ fn commit_batch(
         }
     }
     tx.commit()?;
-    *chains = staged;
     Ok(outcomes)
 }
 

@@ -145,15 +145,21 @@ fn sealed(
     seal(identity, agent_id, seq, prev, 0, draft(capture))
 }
 
-#[test]
-fn attacks_are_refused_with_their_own_status_and_nothing_is_stored() {
-    let scratch = Scratch::new("attacks");
+/// A serving collector and an agent enrolled with it (identity and record only).
+fn enrolled_agent(scratch: &Scratch) -> (Collector, Enrolment, Identity) {
     let mut collector = Collector::init(scratch.path("collector")).unwrap();
     collector.start().unwrap();
     let agent = Agent::new(scratch.path("agent"));
     agent.enrol(&collector.token(&[]).unwrap()).unwrap();
     let enrolment = Enrolment::load(&agent.dir).unwrap();
     let identity = Identity::load_or_create(&agent.dir).unwrap();
+    (collector, enrolment, identity)
+}
+
+#[test]
+fn attacks_are_refused_with_their_own_status_and_nothing_is_stored() {
+    let scratch = Scratch::new("attacks");
+    let (collector, enrolment, identity) = enrolled_agent(&scratch);
     let id = enrolment.agent_id.clone();
 
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -256,12 +262,7 @@ fn attacks_are_refused_with_their_own_status_and_nothing_is_stored() {
 #[test]
 fn revoked_agent_is_refused() {
     let scratch = Scratch::new("revoked");
-    let mut collector = Collector::init(scratch.path("collector")).unwrap();
-    collector.start().unwrap();
-    let agent = Agent::new(scratch.path("agent"));
-    agent.enrol(&collector.token(&[]).unwrap()).unwrap();
-    let enrolment = Enrolment::load(&agent.dir).unwrap();
-    let identity = Identity::load_or_create(&agent.dir).unwrap();
+    let (collector, enrolment, identity) = enrolled_agent(&scratch);
     tutela_tests::run_ok(
         collector
             .cmd()
