@@ -3,6 +3,7 @@
 //! Reconnects with exponential backoff and full jitter, and always resumes
 //! from the first unacknowledged event.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +21,10 @@ const READ_BATCH: usize = 256;
 const ACK_BATCH: usize = 512;
 
 pub type SharedSpool = Arc<Mutex<Spool>>;
+
+/// Sequence numbers sent on the current stream and not yet acknowledged, in
+/// the order sent.
+type Sent = Arc<Mutex<VecDeque<u64>>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UplinkError {
@@ -117,13 +122,15 @@ async fn session(
         .max_decoding_message_size(64 * 1024);
     let (tx, rx) = mpsc::channel(READ_BATCH);
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let sent: Sent = Arc::default();
     let sender = tokio::spawn(send_loop(
         spool.clone(),
         appended.clone(),
         tx,
         in_flight.clone(),
+        sent.clone(),
     ));
-    let result = receive_acks(&mut client, rx, spool, &in_flight).await;
+    let result = receive_acks(&mut client, rx, spool, &in_flight, &sent).await;
     sender.abort();
     match result {
         Ok(acked) => {
@@ -149,11 +156,15 @@ async fn session(
     }
 }
 
+/// Receives acknowledgements and deletes what they cover from the spool. An
+/// acknowledgement of event `seq` covers it and every event sent before it
+/// on this stream (the collector commits a stream's events in order).
 async fn receive_acks(
     client: &mut IngestClient<tonic::transport::Channel>,
     rx: mpsc::Receiver<tutela_proto::v1::SignedEvent>,
     spool: &SharedSpool,
     in_flight: &Semaphore,
+    sent: &Sent,
 ) -> Result<u64, (u64, UplinkError)> {
     let mut acks = client
         .stream(ReceiverStream::new(rx))
@@ -170,12 +181,17 @@ async fn receive_acks(
             tokio::time::timeout(Duration::from_millis(5), acks.message()).await
         };
         let flush = match &next {
-            Ok(Ok(Some(_))) => batch.len() + 1 >= ACK_BATCH,
+            Ok(Ok(Some(_))) => batch.len() >= ACK_BATCH,
             _ => true,
         };
         if let Ok(Ok(Some(ack))) = &next {
             match AckStatus::try_from(ack.status) {
-                Ok(AckStatus::Stored) | Ok(AckStatus::Duplicate) => batch.push(ack.seq),
+                Ok(AckStatus::Stored) | Ok(AckStatus::Duplicate) => {
+                    let mut sent = lock_sent(sent);
+                    while sent.front().is_some_and(|&s| s <= ack.seq) {
+                        batch.extend(sent.pop_front());
+                    }
+                }
                 _ => tracing::warn!(
                     seq = ack.seq,
                     "ignoring an acknowledgement with an unknown status"
@@ -204,6 +220,7 @@ async fn send_loop(
     appended: Arc<Notify>,
     tx: mpsc::Sender<tutela_proto::v1::SignedEvent>,
     in_flight: Arc<Semaphore>,
+    sent: Sent,
 ) {
     let mut cursor = 0u64;
     loop {
@@ -227,11 +244,16 @@ async fn send_loop(
                 Err(_) => return,
             }
             cursor = event.seq;
+            lock_sent(&sent).push_back(event.seq);
             if tx.send(event.to_wire()).await.is_err() {
                 return;
             }
         }
     }
+}
+
+fn lock_sent(sent: &Sent) -> std::sync::MutexGuard<'_, VecDeque<u64>> {
+    sent.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -198,6 +198,15 @@ impl Drop for Harness {
 
 async fn send_all(channel: Channel, events: Vec<SignedEvent>) {
     let sent = events.len();
+    let last_seq = events
+        .last()
+        .map(|e| {
+            use prost::Message;
+            tutela_proto::v1::EventBody::decode(e.body.as_slice())
+                .unwrap()
+                .seq
+        })
+        .unwrap_or(0);
     let mut client = IngestClient::new(channel)
         .max_encoding_message_size(4 * 1024 * 1024)
         .max_decoding_message_size(64 * 1024);
@@ -206,12 +215,14 @@ async fn send_all(channel: Channel, events: Vec<SignedEvent>) {
         .await
         .expect("the collector accepts the stream")
         .into_inner();
-    let mut stored = 0;
+    // An acknowledgement covers its event and every earlier one on the stream.
+    let mut acked = 0;
     while let Some(ack) = acks.message().await.expect("no event is refused") {
         assert_eq!(ack.status, AckStatus::Stored as i32, "{ack:?}");
-        stored += 1;
+        assert!(ack.seq > acked, "acknowledgements advance: {ack:?}");
+        acked = ack.seq;
     }
-    assert_eq!(stored, sent, "every event is acknowledged");
+    assert_eq!(acked, last_seq, "all {sent} events are acknowledged");
 }
 
 fn draft(context_len: usize, capture_bytes: usize, n: usize) -> EventDraft {

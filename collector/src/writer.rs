@@ -107,18 +107,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Verified>, batch_max: usize)
         let n = batch.len();
         match commit_batch(&mut conn, &mut chains, &batch) {
             Ok(outcomes) => {
-                for (v, outcome) in batch.drain(..).zip(outcomes) {
-                    let ack = |status: AckStatus| Ack {
-                        agent_id: v.event.agent_id.clone(),
-                        seq: v.event.seq,
-                        status: status as i32,
-                    };
-                    let _ = v.reply.send(match outcome {
-                        Outcome::Stored => Ok(ack(AckStatus::Stored)),
-                        Outcome::Duplicate => Ok(ack(AckStatus::Duplicate)),
-                        Outcome::Refused(status) => Err(status),
-                    });
-                }
+                acknowledge(batch.drain(..).zip(outcomes));
                 tracing::debug!(events = n, "batch committed");
             }
             Err(e) => {
@@ -132,6 +121,43 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Verified>, batch_max: usize)
                 }
             }
         }
+    }
+}
+
+/// Sends the batch's acknowledgements. Events on one stream arrive in the
+/// order sent and are committed in that order, so one acknowledgement per
+/// stream per batch covers every event before it on that stream (see `Ack`
+/// in the protocol): the last stored or duplicate one is sent, and a refusal
+/// is sent after the acknowledgement of what preceded it.
+fn acknowledge(results: impl Iterator<Item = (Verified, Outcome)>) {
+    type Reply = mpsc::UnboundedSender<Result<Ack, Status>>;
+    let mut pending: Vec<(Reply, Ack)> = Vec::new();
+    for (v, outcome) in results {
+        let slot = pending.iter().position(|(r, _)| r.same_channel(&v.reply));
+        let status = match outcome {
+            Outcome::Stored => AckStatus::Stored,
+            Outcome::Duplicate => AckStatus::Duplicate,
+            Outcome::Refused(status) => {
+                if let Some(i) = slot {
+                    let (reply, ack) = pending.swap_remove(i);
+                    let _ = reply.send(Ok(ack));
+                }
+                let _ = v.reply.send(Err(status));
+                continue;
+            }
+        };
+        let ack = Ack {
+            agent_id: v.event.agent_id,
+            seq: v.event.seq,
+            status: status as i32,
+        };
+        match slot {
+            Some(i) => pending[i].1 = ack,
+            None => pending.push((v.reply, ack)),
+        }
+    }
+    for (reply, ack) in pending {
+        let _ = reply.send(Ok(ack));
     }
 }
 
@@ -236,20 +262,12 @@ fn commit_batch(
             if !chain_ok {
                 tracing::warn!(agent_id = %e.agent_id, seq = e.seq, "hash chain broken: previous-event hash does not match");
             }
-            let obs = e.observation.clone().unwrap_or_default();
+            let empty = tutela_proto::v1::Observation::default();
+            let obs = e.observation.as_ref().unwrap_or(&empty);
             let top = e.matches.iter().max_by_key(|m| m.severity);
-            let matches = serde_json::Value::Array(
-                e.matches
-                    .iter()
-                    .map(|m| {
-                        serde_json::json!({
-                            "rule_id": m.rule_id, "category": m.category, "severity": m.severity,
-                            "term": m.term, "start": m.start, "end": m.end,
-                        })
-                    })
-                    .collect(),
-            )
-            .to_string();
+            let matches =
+                serde_json::to_string(&e.matches.iter().map(MatchRow::from).collect::<Vec<_>>())
+                    .unwrap_or_else(|_| "[]".into());
             insert.execute(params![
                 e.event_id,
                 e.agent_id,
@@ -320,6 +338,30 @@ fn commit_batch(
     }
     tx.commit()?;
     Ok(outcomes)
+}
+
+/// One match as the `matches` column stores it (JSON).
+#[derive(serde::Serialize)]
+struct MatchRow<'a> {
+    rule_id: &'a str,
+    category: &'a str,
+    severity: u32,
+    term: &'a str,
+    start: u32,
+    end: u32,
+}
+
+impl<'a> From<&'a tutela_proto::v1::RuleMatch> for MatchRow<'a> {
+    fn from(m: &'a tutela_proto::v1::RuleMatch) -> Self {
+        Self {
+            rule_id: &m.rule_id,
+            category: &m.category,
+            severity: m.severity,
+            term: &m.term,
+            start: m.start,
+            end: m.end,
+        }
+    }
 }
 
 /// Attaches the refused event's sequence number so the agent can set it aside.

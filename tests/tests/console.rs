@@ -116,7 +116,7 @@ impl Sender {
             self.prev = sealed.body_hash();
             events.push(sealed.to_wire());
         }
-        let n = events.len();
+        let last_seq = self.seq;
         let enrolment = &self.enrolment;
         self.rt.block_on(async {
             let channel = pinning::connect(&enrolment.collector, &enrolment.fingerprint)
@@ -128,9 +128,16 @@ impl Sender {
                 .await
                 .unwrap()
                 .into_inner();
-            for _ in 0..n {
-                let ack = acks.message().await.unwrap().expect("an ack per event");
+            // An acknowledgement covers its event and every earlier one on the stream.
+            let mut acked = 0;
+            while acked < last_seq {
+                let ack = acks
+                    .message()
+                    .await
+                    .unwrap()
+                    .expect("every event acknowledged");
                 assert_eq!(ack.status, AckStatus::Stored as i32);
+                acked = ack.seq;
             }
         });
     }
