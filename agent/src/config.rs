@@ -15,7 +15,8 @@
 //! burst_interval_ms = 1000
 //! screenshots = true          # false: alerts carry no capture
 //! [rules]
-//! pack_file = ""              # a local pack (TOML) to run instead of the built-in en-GB pack
+//! pack_file = ""              # a local pack (TOML) to run instead of published bundles; watched, so
+//!                             # a technician's edit takes effect at once (unsigned: keep it admin-only)
 //! age = "all"                 # all | primary | secondary: which age band's terms apply
 //! ```
 

@@ -6,12 +6,16 @@ pub mod capture;
 pub mod config;
 pub mod enrol;
 pub mod event;
+pub mod exemption;
 pub mod identity;
 pub mod monitor;
 pub mod observation;
 pub mod pinning;
 pub mod rules_sync;
 pub mod sensor;
+#[cfg(windows)]
+pub mod service;
 pub mod session;
+pub mod shadow;
 pub mod spool;
 pub mod uplink;

@@ -37,7 +37,8 @@ enum Command {
     Enrol {
         /// The enrolment token (starts with `tutela1.`).
         token: String,
-        /// Station name to register (default: the host name).
+        /// Station name to register (default: the host name, or TUTELA_STATION). It must be
+        /// the name the agent runs under: a station whose name changes gets a new identity.
         #[arg(long)]
         station: Option<String>,
     },
@@ -53,6 +54,23 @@ enum Command {
     },
     /// Show enrolment and spool status.
     Status,
+    /// The Windows service: install, uninstall, or run (started by the service manager).
+    #[cfg(windows)]
+    Service {
+        #[command(subcommand)]
+        command: ServiceCommand,
+    },
+}
+
+#[cfg(windows)]
+#[derive(Debug, Subcommand)]
+enum ServiceCommand {
+    /// Register and start the service (automatic start, runs as LocalSystem).
+    Install,
+    /// Stop and remove the service.
+    Uninstall,
+    /// Run as the service (only the service manager starts this).
+    Run,
 }
 
 fn default_data_dir() -> &'static str {
@@ -72,6 +90,23 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    #[cfg(windows)]
+    if let Command::Service { command } = &cli.command {
+        use tutela_agent::service;
+        return match command {
+            ServiceCommand::Install => {
+                service::install(&cli.data_dir)?;
+                println!("service {} installed and started", service::SERVICE_NAME);
+                Ok(())
+            }
+            ServiceCommand::Uninstall => {
+                service::uninstall()?;
+                println!("service {} removed", service::SERVICE_NAME);
+                Ok(())
+            }
+            ServiceCommand::Run => Ok(service::run(cli.data_dir.clone())?),
+        };
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -96,6 +131,8 @@ fn main() -> Result<()> {
                 Ok(())
             }
             Command::Status => status(&cli.data_dir),
+            #[cfg(windows)]
+            Command::Service { .. } => unreachable!("handled before the runtime starts"),
             Command::Run {
                 simulate,
                 simulate_rate,
@@ -138,7 +175,7 @@ fn status(data_dir: &std::path::Path) -> Result<()> {
 
 async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Result<()> {
     let config = AgentConfig::load(&data_dir.join("agent.toml"))?;
-    let identity = Arc::new(Identity::load_or_create(data_dir)?);
+    let identity = Identity::load_or_create(data_dir)?;
     let enrolment = Enrolment::load(data_dir)?;
     if enrolment.key_fingerprint != identity.key_fingerprint() {
         anyhow::bail!(
@@ -146,6 +183,22 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
             data_dir.display()
         );
     }
+    let host = tutela_agent::identity::host_id(&session::station_name());
+    let (enrolment, identity) = match tutela_agent::identity::check_host(data_dir, &host)? {
+        tutela_agent::identity::HostCheck::Moved => {
+            tracing::warn!(agent_id = %enrolment.agent_id, "this agent's key was made on another machine (a cloned image); making a new identity");
+            replace_identity(
+                data_dir,
+                &enrolment,
+                &identity,
+                tutela_agent::enrol::RekeyReason::HostChanged,
+            )
+            .await
+        }
+        _ => (enrolment, identity),
+    };
+    let identity = Arc::new(identity);
+    let rekey = Arc::new(tokio::sync::Notify::new());
     let spool = Spool::open(
         &spool_path(data_dir),
         &enrolment.agent_id,
@@ -167,11 +220,24 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
     let uplink = tokio::spawn(uplink::run(uplink_config, spool.clone(), appended.clone()));
     // Dropping the handle stops the sensors: keep it for the whole run.
     let mut _sensors = None;
+    let mut _pack_watch = None;
     if let Some(total) = simulate {
         simulate_events(&identity, &spool, &appended, total, rate).await?;
     } else {
         let age = age_band(&config)?;
         let rules = load_rules(&config, data_dir, &enrolment, age)?;
+        let shadow = tutela_agent::shadow::Shadow::default();
+        let live_version = rules.read().unwrap_or_else(|p| p.into_inner()).version();
+        if let Some(m) =
+            tutela_agent::rules_sync::load_saved_shadow(data_dir, &enrolment, age, live_version)
+        {
+            tracing::info!(
+                version = m.version(),
+                "shadow rules loaded from the last bundle"
+            );
+            shadow.set(m);
+        }
+        let exemptions = tutela_agent::exemption::Exemptions::load(data_dir, &enrolment.group);
         let sync = RulesSync {
             enrolment: enrolment.clone(),
             identity: identity.clone(),
@@ -181,10 +247,21 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
             spool: spool.clone(),
             report_now: Arc::new(tokio::sync::Notify::new()),
             heartbeat_every: Duration::from_secs(config.uplink.heartbeat_secs.max(1)),
+            shadow: shadow.clone(),
+            exemptions: exemptions.clone(),
+            follow_live: config.rules.pack_file.is_none(),
+            host: host.clone(),
+            rekey: rekey.clone(),
         };
-        if config.rules.pack_file.is_none() {
-            tokio::spawn(sync.clone().run());
+        if let Some(path) = &config.rules.pack_file {
+            _pack_watch = tutela_agent::rules_sync::watch_local_pack(
+                path.clone(),
+                rules.clone(),
+                age,
+                sync.report_now.clone(),
+            );
         }
+        tokio::spawn(sync.clone().run());
         tokio::spawn(sync.heartbeat());
         let settings = MonitorSettings {
             user: session::login_name(),
@@ -203,13 +280,60 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
         let sensors = sensor::start(&SensorConfig::default(), tx)
             .context("no sensor could start; the agent needs a desktop session to watch")?;
         _sensors = Some(sensors);
-        tokio::spawn(Monitor::new(rules, settings, sink).run(rx));
+        let mut monitor = Monitor::new(rules, settings, sink);
+        monitor.exempt = exemptions.hook();
+        monitor.shadow = shadow;
+        tokio::spawn(monitor.run(rx));
     }
     tokio::select! {
         _ = uplink => anyhow::bail!("the uplink stopped unexpectedly"),
+        _ = rekey.notified() => {
+            replace_identity(
+                data_dir,
+                &enrolment,
+                &identity,
+                tutela_agent::enrol::RekeyReason::CollectorRequest,
+            )
+            .await;
+            anyhow::bail!("this station's identity was replaced (the collector saw it on two machines); start the agent again to run with the new one")
+        }
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("stopping; unsent events stay in the spool");
             Ok(())
+        }
+    }
+}
+
+/// Replaces a cloned identity, retrying until the collector answers (a
+/// cloned identity must not send anything), and sets the old spool aside:
+/// its events belong to the station the image was taken from.
+async fn replace_identity(
+    data_dir: &std::path::Path,
+    enrolment: &Enrolment,
+    identity: &Identity,
+    reason: tutela_agent::enrol::RekeyReason,
+) -> (Enrolment, Identity) {
+    let mut backoff = uplink::Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+    loop {
+        match tutela_agent::enrol::rekey(data_dir, enrolment, identity, reason).await {
+            Ok(new) => {
+                let spool = spool_path(data_dir);
+                if spool.exists() {
+                    let aside = data_dir.join(format!("spool.cloned-{}.db", session::now_ms()));
+                    if let Err(e) = std::fs::rename(&spool, &aside) {
+                        tracing::warn!(error = %e, "could not set the cloned spool aside");
+                    }
+                    for ext in ["db-wal", "db-shm"] {
+                        let _ =
+                            std::fs::rename(spool.with_extension(ext), aside.with_extension(ext));
+                    }
+                }
+                return new;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not replace the cloned identity; will retry");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
         }
     }
 }

@@ -106,6 +106,8 @@ struct WindowState {
     app: App,
     private: bool,
     typed: Option<TypedMatcher>,
+    /// The shadow pack's typed buffer for this window.
+    shadow_typed: Option<TypedMatcher>,
     last_key: Option<Instant>,
     used: Instant,
 }
@@ -134,6 +136,9 @@ pub struct Monitor {
     cooldowns: HashMap<(String, u64), Cooldown>,
     /// Only what is filtered out by curriculum exemptions is dropped here.
     pub exempt: Arc<dyn Fn(&Match) -> bool + Send + Sync>,
+    /// A candidate pack run beside the live one: counted, never alerted.
+    pub shadow: crate::shadow::Shadow,
+    shadow_seen: usize,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -169,7 +174,32 @@ impl Monitor {
             active: 0,
             cooldowns: HashMap::new(),
             exempt: Arc::new(|_| false),
+            shadow: crate::shadow::Shadow::default(),
+            shadow_seen: 0,
         }
+    }
+
+    /// The shadow matcher, if one runs; typed buffers restart when it changes.
+    fn shadow_matcher(&mut self) -> Option<Arc<Matcher>> {
+        let m = self.shadow.matcher();
+        let id = m.as_ref().map(|m| Arc::as_ptr(m) as usize).unwrap_or(0);
+        if id != self.shadow_seen {
+            self.shadow_seen = id;
+            for w in self.windows.values_mut() {
+                w.shadow_typed = None;
+            }
+        }
+        m
+    }
+
+    /// Counts a shadow pack's would-be matches (after exemptions, like live ones).
+    fn shadow_count(&self, shadow: &Matcher, matches: Vec<Match>) {
+        if matches.is_empty() {
+            return;
+        }
+        let exempt = self.exempt.clone();
+        let matches: Vec<Match> = matches.into_iter().filter(|m| !exempt(m)).collect();
+        self.shadow.count(shadow.version(), &matches);
     }
 
     fn matcher(&mut self) -> Arc<Matcher> {
@@ -207,6 +237,7 @@ impl Monitor {
     /// Handles one sensor event; returns the alerts it raises.
     fn observe(&mut self, event: SensorEvent) -> Vec<Pending> {
         let matcher = self.matcher();
+        let shadow = self.shadow_matcher();
         match event {
             SensorEvent::Window {
                 window_id,
@@ -223,9 +254,13 @@ impl Monitor {
                 if private && !state.private {
                     tracing::debug!(window_id, "sign-in window: typed text is not kept");
                     state.typed = None;
+                    state.shadow_typed = None;
                 }
                 state.private = private;
                 if changed && !title.is_empty() {
+                    if let Some(s) = &shadow {
+                        self.shadow_count(s, s.find(Scope::Title, &title));
+                    }
                     let matches = matcher.find(Scope::Title, &title);
                     pending.extend(self.consider(
                         window_id,
@@ -245,6 +280,21 @@ impl Monitor {
                     return Vec::new();
                 }
                 state.last_key = Some(Instant::now());
+                let shadow_matches = match &shadow {
+                    Some(s) => {
+                        let typed = state.shadow_typed.get_or_insert_with(|| s.typed());
+                        match key {
+                            Key::Char(c) => typed.push(c),
+                            Key::Enter | Key::Tab => typed.push('\n'),
+                            Key::Backspace => {
+                                typed.backspace();
+                                Vec::new()
+                            }
+                            Key::Escape => Vec::new(),
+                        }
+                    }
+                    None => Vec::new(),
+                };
                 let typed = state.typed.get_or_insert_with(|| matcher.typed());
                 let matches = match key {
                     Key::Char(c) => typed.push(c),
@@ -255,6 +305,9 @@ impl Monitor {
                     }
                     Key::Escape => Vec::new(),
                 };
+                if let Some(s) = &shadow {
+                    self.shadow_count(s, shadow_matches);
+                }
                 self.typed_matches(window_id, matches)
             }
             SensorEvent::Visit { url, title, .. } => {
@@ -266,6 +319,13 @@ impl Monitor {
                         }
                     }
                 }
+                if let Some(s) = &shadow {
+                    let mut would = s.find_url(&url);
+                    if !title.is_empty() {
+                        would.extend(s.find(Scope::Title, &title));
+                    }
+                    self.shadow_count(s, would);
+                }
                 let search = tutela_rules::search_query(&url).unwrap_or_default();
                 let app = App {
                     name: "browser".into(),
@@ -275,6 +335,9 @@ impl Monitor {
                 self.consider(window_id, Scope::Url, matches, &title, &app, &url, &search)
             }
             SensorEvent::ProcessStarted { name, path, pid } => {
+                if let Some(s) = &shadow {
+                    self.shadow_count(s, s.find(Scope::Process, &name));
+                }
                 let matches = matcher.find(Scope::Process, &name);
                 let app = App {
                     name: name.clone(),
@@ -302,6 +365,7 @@ impl Monitor {
                 app: App::default(),
                 private: false,
                 typed: None,
+                shadow_typed: None,
                 last_key: None,
                 used: Instant::now(),
             });
@@ -321,13 +385,23 @@ impl Monitor {
     }
 
     fn flush_window(&mut self, window_id: u64) -> Vec<Pending> {
-        let matches = match self.windows.get_mut(&window_id) {
+        let shadow = self.shadow_matcher();
+        let (matches, shadow_matches) = match self.windows.get_mut(&window_id) {
             Some(w) if w.last_key.is_some() => {
                 w.last_key = None;
-                w.typed.as_mut().map(|t| t.flush()).unwrap_or_default()
+                (
+                    w.typed.as_mut().map(|t| t.flush()).unwrap_or_default(),
+                    w.shadow_typed
+                        .as_mut()
+                        .map(|t| t.flush())
+                        .unwrap_or_default(),
+                )
             }
-            _ => Vec::new(),
+            _ => (Vec::new(), Vec::new()),
         };
+        if let Some(s) = &shadow {
+            self.shadow_count(s, shadow_matches);
+        }
         self.typed_matches(window_id, matches)
     }
 
@@ -531,6 +605,86 @@ async fn screenshot(window: Option<u64>) -> Option<Evidence> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn compile(version: u32, weapons: &str) -> Matcher {
+        let text = format!(
+            "[pack]\nid = \"t\"\nname = \"T\"\nversion = {version}\nlanguage = \"en-GB\"\ndescription = \"t\"\n\n\
+             [categories.weapons]\nseverity = 4\ndescription = \"W\"\n\n\
+             [categories.drugs]\nseverity = 3\ndescription = \"D\"\n\n\
+             [[terms]]\ncategory = \"weapons\"\nkind = \"phrase\"\nterms = [{weapons}]\n\n\
+             [[terms]]\ncategory = \"drugs\"\nkind = \"phrase\"\nterms = [\"cannabis\"]\n"
+        );
+        let pack = tutela_rules::Pack::parse(&text, "test").unwrap();
+        Matcher::compile(&pack, &tutela_rules::CompileOptions::default()).unwrap()
+    }
+
+    fn monitor(dir: &std::path::Path) -> Monitor {
+        let identity = Arc::new(Identity::generate());
+        let spool = Spool::open(
+            &dir.join("spool.db"),
+            "ag-test",
+            crate::spool::SpoolConfig::default(),
+        )
+        .unwrap();
+        let live: LiveRules = Arc::new(RwLock::new(Arc::new(compile(1, "\"pipe bomb\""))));
+        let settings = MonitorSettings {
+            user: "pupil".into(),
+            station: "PC".into(),
+            cooldown: Duration::from_secs(60),
+            burst_shots: 1,
+            burst_interval: Duration::from_millis(10),
+            capture: false,
+        };
+        let sink = EventSink {
+            identity,
+            spool: Arc::new(Mutex::new(spool)),
+            appended: Arc::new(Notify::new()),
+        };
+        Monitor::new(live, settings, sink)
+    }
+
+    fn typed(m: &mut Monitor, text: &str) -> Vec<Pending> {
+        let mut out = Vec::new();
+        for c in text.chars() {
+            out.extend(m.observe(SensorEvent::Key {
+                window_id: 7,
+                key: Key::Char(c),
+            }));
+        }
+        out.extend(m.observe(SensorEvent::Key {
+            window_id: 7,
+            key: Key::Enter,
+        }));
+        out
+    }
+
+    #[test]
+    fn shadow_rules_count_typed_matches_and_raise_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = monitor(dir.path());
+        m.shadow.set(compile(2, "\"pipe bomb\", \"zip gun\""));
+        assert!(typed(&mut m, "a zip gun and a zip gun").is_empty());
+        let raised = typed(&mut m, "pipe bomb");
+        assert_eq!(raised.len(), 1, "the live rule still alerts");
+        assert_eq!(raised[0].draft.matches[0].rule_id, "weapons/pipe bomb");
+        let (version, counts) = m.shadow.snapshot();
+        assert_eq!(version, 2);
+        assert_eq!(counts.get("weapons/zip gun"), Some(&2));
+        assert_eq!(counts.get("weapons/pipe bomb"), Some(&1));
+    }
+
+    #[test]
+    fn exempt_matches_raise_nothing_and_are_not_counted_in_shadow() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = monitor(dir.path());
+        m.shadow.set(compile(2, "\"pipe bomb\""));
+        m.exempt = Arc::new(|x: &Match| x.category == "drugs");
+        assert!(typed(&mut m, "cannabis").is_empty());
+        assert_eq!(typed(&mut m, "pipe bomb").len(), 1);
+        let (_, counts) = m.shadow.snapshot();
+        assert_eq!(counts.get("drugs/cannabis"), None);
+        assert_eq!(counts.get("weapons/pipe bomb"), Some(&1));
+    }
 
     #[test]
     fn sign_in_titles_are_private() {

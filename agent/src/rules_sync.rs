@@ -4,7 +4,10 @@
 //! The agent subscribes to signed rule bundles; it applies one only if the
 //! collector's signature verifies and the version is newer than the one it
 //! runs, compiles it off the async threads, swaps the matcher atomically and
-//! keeps the bundle on disk so a restart runs it too.
+//! keeps the bundle on disk so a restart runs it too. Shadow (candidate)
+//! bundles are verified the same way and run beside the live rules, counted
+//! but never alerted (see `shadow`). The same stream carries the curriculum
+//! exemptions for the device's group (see `exemption`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,12 +17,15 @@ use prost::Message;
 use tokio::sync::Notify;
 use tutela_proto::v1::ingest_client::IngestClient;
 use tutela_proto::v1::rules_client::RulesClient;
+use tutela_proto::v1::rules_update::Update;
 use tutela_proto::v1::{HeartbeatBody, SignedHeartbeat, SignedSubscribe, SubscribeBody};
 use tutela_rules::{AgeBand, CompileOptions, Matcher, Pack};
 
+use crate::exemption::Exemptions;
 use crate::identity::{Enrolment, Identity};
 use crate::monitor::LiveRules;
 use crate::pinning;
+use crate::shadow::{Shadow, SHADOW_BUNDLE_FILE};
 use crate::uplink::{Backoff, SharedSpool};
 
 /// File keeping the last applied live bundle.
@@ -33,6 +39,8 @@ pub enum RulesError {
     Pack(String),
     #[error("the enrolment record has no collector bundle key; enrol the device again")]
     NoKey,
+    #[error("shadow bundle rejected: version {offered} is not newer than the live version {live}")]
+    ShadowNotNewer { offered: u32, live: u32 },
 }
 
 /// Everything the sync and heartbeat tasks need.
@@ -47,6 +55,16 @@ pub struct RulesSync {
     /// Wakes the heartbeat early (after a rule change).
     pub report_now: Arc<Notify>,
     pub heartbeat_every: Duration,
+    /// The candidate pack run beside the live one.
+    pub shadow: Shadow,
+    /// Curriculum exemptions for this device's group.
+    pub exemptions: Exemptions,
+    /// Apply live bundles (false while a local pack file is in force).
+    pub follow_live: bool,
+    /// This host's id (see `identity::host_id`), reported in heartbeats.
+    pub host: String,
+    /// Signalled when the collector says this identity runs on two machines.
+    pub rekey: Arc<Notify>,
 }
 
 impl std::fmt::Debug for RulesSync {
@@ -76,6 +94,92 @@ pub fn verify_and_compile(
     let pack =
         Pack::parse(&bundle.pack_toml, "bundle").map_err(|e| RulesError::Pack(e.to_string()))?;
     Matcher::compile(&pack, &CompileOptions { age }).map_err(|e| RulesError::Pack(e.to_string()))
+}
+
+/// Watches a local rule pack (`[rules] pack_file`) and runs it again each
+/// time it changes, so a technician can try a pack on one device. The file is
+/// not signed: only someone who can write it (an administrator of the
+/// device, as for `agent.toml`) can change the rules this way. A pack that
+/// does not load is logged and the current rules stay in force. Keep the
+/// returned watcher alive for as long as the file should be followed.
+pub fn watch_local_pack(
+    path: PathBuf,
+    live: LiveRules,
+    age: AgeBand,
+    report_now: Arc<Notify>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let name = path.file_name()?.to_owned();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Editors often write a new file and rename it over the old one: watch the directory.
+        if event.is_ok_and(|e| e.paths.iter().any(|p| p.file_name() == Some(name.as_os_str()))) {
+            let _ = tx.try_send(());
+        }
+    })
+    .map_err(|error| tracing::warn!(%error, "cannot watch the local rule pack; restart the agent to load changes"))
+    .ok()?;
+    if let Err(error) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+        tracing::warn!(%error, dir = %dir.display(), "cannot watch the local rule pack; restart the agent to load changes");
+        return None;
+    }
+    let mut loaded = std::fs::read(&path).ok();
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Let the writer finish, and take a burst of changes as one.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            while rx.try_recv().is_ok() {}
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            if loaded.as_deref() == Some(bytes.as_slice()) {
+                continue;
+            }
+            loaded = Some(bytes.clone());
+            let origin = path.display().to_string();
+            let compiled = tokio::task::spawn_blocking(move || {
+                let text = String::from_utf8(bytes).map_err(|e| e.to_string())?;
+                let pack = Pack::parse(&text, &origin).map_err(|e| e.to_string())?;
+                Matcher::compile(&pack, &CompileOptions { age }).map_err(|e| e.to_string())
+            })
+            .await;
+            match compiled {
+                Ok(Ok(matcher)) => {
+                    let version = matcher.version();
+                    *live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(matcher);
+                    tracing::info!(version, "local rule pack reloaded");
+                    report_now.notify_one();
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "the changed local rule pack does not load; the current rules stay in force")
+                }
+                Err(_) => {}
+            }
+        }
+    });
+    Some(watcher)
+}
+
+/// The last applied shadow bundle on disk, if it still verifies and is
+/// newer than the live version.
+pub fn load_saved_shadow(
+    data_dir: &Path,
+    enrolment: &Enrolment,
+    age: AgeBand,
+    live_version: u32,
+) -> Option<Matcher> {
+    let bytes = std::fs::read(data_dir.join(SHADOW_BUNDLE_FILE)).ok()?;
+    match verify_and_compile(enrolment, &bytes, Some(live_version), age) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::info!(error = %e, "not running the saved shadow bundle");
+            None
+        }
+    }
 }
 
 /// The last applied bundle on disk, if it still verifies.
@@ -108,13 +212,56 @@ impl RulesSync {
         .await
         .map_err(|e| RulesError::Pack(e.to_string()))??;
         let version = matcher.version();
-        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(matcher);
+        // Kept on disk first, so whoever sees the new version can restart into it.
         if let Err(e) =
             crate::identity::write_private(&self.data_dir.join(LIVE_BUNDLE_FILE), &bytes)
         {
             tracing::warn!(error = %e, "could not keep the rule bundle on disk");
         }
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(matcher);
+        if self.shadow.version() != 0 && self.shadow.version() <= version {
+            tracing::info!(
+                shadow = self.shadow.version(),
+                live = version,
+                "shadow pack superseded by the live rules; shadow mode ends"
+            );
+            self.shadow.clear();
+            let _ = std::fs::remove_file(self.data_dir.join(SHADOW_BUNDLE_FILE));
+        }
         tracing::info!(from = current, to = version, "rules updated");
+        self.report_now.notify_one();
+        Ok(version)
+    }
+
+    /// Applies a shadow (candidate) bundle: verified like a live one, newer
+    /// than the shadow and the live versions in force. Returns its version.
+    pub async fn apply_shadow(&self, bytes: Vec<u8>) -> Result<u32, RulesError> {
+        let live = self.current_version();
+        let current = self.shadow.version().max(live);
+        let this = self.clone();
+        let (matcher, bytes) = tokio::task::spawn_blocking(move || {
+            verify_and_compile(&this.enrolment, &bytes, Some(current), this.age).map(|m| (m, bytes))
+        })
+        .await
+        .map_err(|e| RulesError::Pack(e.to_string()))??;
+        let version = matcher.version();
+        if version <= live {
+            return Err(RulesError::ShadowNotNewer {
+                offered: version,
+                live,
+            });
+        }
+        self.shadow.set(matcher);
+        if let Err(e) =
+            crate::identity::write_private(&self.data_dir.join(SHADOW_BUNDLE_FILE), &bytes)
+        {
+            tracing::warn!(error = %e, "could not keep the shadow bundle on disk");
+        }
+        tracing::info!(
+            shadow = version,
+            live,
+            "shadow rules running beside the live rules"
+        );
         self.report_now.notify_one();
         Ok(version)
     }
@@ -139,6 +286,7 @@ impl RulesSync {
             agent_id: self.enrolment.agent_id.clone(),
             current_version: self.current_version(),
             time_ms: crate::session::now_ms(),
+            current_shadow_version: self.shadow.version(),
         }
         .encode_to_vec();
         let request = SignedSubscribe {
@@ -153,12 +301,23 @@ impl RulesSync {
             .into_inner();
         loop {
             match stream.message().await {
-                Ok(Some(bundle)) if bundle.shadow => {
-                    tracing::info!(version = bundle.version, "shadow rule bundle offered; shadow mode is not applied by this agent version");
-                }
-                Ok(Some(bundle)) => {
-                    if let Err(e) = self.apply(bundle.bundle).await {
-                        tracing::error!(offered = bundle.version, error = %e, "rule bundle rejected");
+                Ok(Some(update)) => {
+                    match update.update {
+                        Some(Update::Bundle(bundle)) if bundle.shadow => {
+                            if let Err(e) = self.apply_shadow(bundle.bundle).await {
+                                tracing::error!(offered = bundle.version, error = %e, "shadow rule bundle rejected");
+                            }
+                        }
+                        Some(Update::Bundle(bundle)) if !self.follow_live => {
+                            tracing::info!(offered = bundle.version, "a local rule pack is in force; the published bundle is not applied");
+                        }
+                        Some(Update::Bundle(bundle)) => {
+                            if let Err(e) = self.apply(bundle.bundle).await {
+                                tracing::error!(offered = bundle.version, error = %e, "rule bundle rejected");
+                            }
+                        }
+                        Some(Update::Exemptions(set)) => self.exemptions.replace(set),
+                        None => {}
                     }
                 }
                 Ok(None) => return Ok(()),
@@ -182,6 +341,7 @@ impl RulesSync {
     }
 
     async fn heartbeat_once(&self) -> Result<(), String> {
+        let (shadow_version, shadow_counts) = self.shadow.snapshot();
         let stats = self
             .spool
             .lock()
@@ -196,20 +356,28 @@ impl RulesSync {
             spool_backlog: stats.backlog,
             spool_dropped: stats.dropped,
             station: crate::session::station_name(),
-            shadow_counts: Default::default(),
-            shadow_version: 0,
+            shadow_counts,
+            shadow_version,
+            machine_id: self.host.clone(),
         }
         .encode_to_vec();
         let channel = pinning::connect(&self.enrolment.collector, &self.enrolment.fingerprint)
             .await
             .map_err(|e| e.to_string())?;
-        IngestClient::new(channel)
+        let reply = IngestClient::new(channel)
             .heartbeat(SignedHeartbeat {
                 signature: self.identity.sign(&body),
                 body,
             })
             .await
-            .map_err(|s| s.message().to_owned())?;
+            .map_err(|s| s.message().to_owned())?
+            .into_inner();
+        if reply.rekey {
+            tracing::warn!(
+                "the collector saw this identity on two machines; this station will make a new key"
+            );
+            self.rekey.notify_one();
+        }
         Ok(())
     }
 }

@@ -17,6 +17,10 @@ pub struct CollectorConfig {
     pub limits: Limits,
     pub storage: Storage,
     pub console: Console,
+    pub fleet: Fleet,
+    pub mail: Mail,
+    pub summary: Summary,
+    pub retention: Retention,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,6 +49,10 @@ impl Default for CollectorConfig {
             limits: Limits::default(),
             storage: Storage::default(),
             console: Console::default(),
+            fleet: Fleet::default(),
+            mail: Mail::default(),
+            summary: Summary::default(),
+            retention: Retention::default(),
         }
     }
 }
@@ -134,6 +142,155 @@ impl Default for Console {
             tls: false,
             time_zone: "Europe/London".into(),
             staff_pattern: String::new(),
+        }
+    }
+}
+
+/// Fleet coverage: when a station counts as silent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Fleet {
+    /// A station with no heartbeat or event for longer than this many
+    /// minutes, counted within school hours only, is flagged as silent.
+    /// Default 60.
+    pub silent_after_mins: u64,
+    /// School days, as three-letter English names. Default Mon to Fri.
+    pub school_days: Vec<String>,
+    /// School hours in the console time zone, `HH:MM-HH:MM`. Default `08:30-15:30`.
+    pub school_hours: String,
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Self {
+            silent_after_mins: 60,
+            school_days: ["Mon", "Tue", "Wed", "Thu", "Fri"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            school_hours: "08:30-15:30".into(),
+        }
+    }
+}
+
+/// Outgoing email (SMTP): the weekly summary and urgent alert notifications.
+/// With no `host` set, no email is sent (the collector logs that once).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Mail {
+    /// SMTP server host name. Empty: email is off.
+    pub host: String,
+    /// SMTP port: 587 for STARTTLS, 465 for TLS, 25 for none.
+    pub port: u16,
+    /// `starttls`, `tls` (implicit TLS) or `none` (plain text: loopback only).
+    pub security: MailSecurity,
+    /// Extra CA certificates (PEM) to trust for the SMTP server, e.g. the
+    /// school's own CA; empty: the system's root certificates only.
+    pub ca_file: String,
+    /// SMTP login; empty: no authentication.
+    pub username: String,
+    /// SMTP password; prefer `password_file`.
+    pub password: String,
+    /// A file holding the SMTP password (first line), readable by the collector only.
+    pub password_file: String,
+    /// Sender address, e.g. `Tutela <tutela@school.example>`.
+    pub from: String,
+    /// Base URL of the review console for links in emails. Empty: taken from
+    /// `[console] listen` (and `tls`).
+    pub console_url: String,
+    /// Urgent notifications (severity 4 and 5) are batched and queued this often;
+    /// 50 s leaves time for delivery within a minute of an alert arriving.
+    pub urgent_interval_secs: u64,
+    /// First retry of a failed send after this many seconds; doubles per failure.
+    pub retry_initial_secs: u64,
+    /// Longest wait between retries. Failed emails are retried until they go.
+    pub retry_max_secs: u64,
+    /// Who receives what, by role: `dsl`, `deputy-dsl`, `head`, `technician`.
+    pub recipients: Vec<Recipient>,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailSecurity {
+    None,
+    Starttls,
+    Tls,
+}
+
+/// One email recipient and the roles they hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipient {
+    pub address: String,
+    pub roles: Vec<String>,
+}
+
+impl Default for Mail {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: 587,
+            security: MailSecurity::Starttls,
+            ca_file: String::new(),
+            username: String::new(),
+            password: String::new(),
+            password_file: String::new(),
+            from: String::new(),
+            console_url: String::new(),
+            urgent_interval_secs: 50,
+            retry_initial_secs: 30,
+            retry_max_secs: 3600,
+            recipients: Vec::new(),
+        }
+    }
+}
+
+/// The weekly summary email, in the console's time zone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Summary {
+    /// Send the weekly summary at all (needs `[mail]`).
+    pub enabled: bool,
+    /// Day it is sent: `monday` .. `sunday`. It covers the seven days before.
+    pub day: String,
+    /// Local time it is sent, `HH:MM`.
+    pub time: String,
+    /// Roles that receive it. Heads receive staff alerts only; the others
+    /// receive pupils' alerts, with staff alerts as a count only.
+    pub roles: Vec<String>,
+    /// How often the schedule is checked.
+    pub check_secs: u64,
+}
+
+impl Default for Summary {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            day: "monday".into(),
+            time: "08:00".into(),
+            roles: vec!["dsl".into(), "deputy-dsl".into()],
+            check_secs: 60,
+        }
+    }
+}
+
+/// How long evidence is kept (see `tutela-collector purge`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    /// Alerts closed or closed as false positives longer ago than this many
+    /// calendar months are deleted with their captures.
+    pub closed_alert_months: u32,
+    /// Run the purge once a day while `serve` runs.
+    pub purge_daily: bool,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            closed_alert_months: 12,
+            purge_daily: true,
         }
     }
 }

@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tonic::{Request, Response, Status};
 use tutela_proto::token::EnrolmentToken;
 use tutela_proto::v1::enrolment_server::Enrolment;
-use tutela_proto::v1::{EnrolRequest, EnrolResponse};
+use tutela_proto::v1::{EnrolRequest, EnrolResponse, HeartbeatBody, RekeyRequest};
 
 use crate::store;
 
@@ -135,6 +135,33 @@ impl EnrolmentService {
                     params![id, req.public_key, req.station, group, req.agent_version, store::now_ms()],
                 )
                 .map_err(internal)?;
+                // The same machine enrolling again with a new key: flag both identities.
+                if valid_machine_id(&req.machine_id) {
+                    let earlier: Vec<String> = {
+                        let mut stmt = tx
+                            .prepare(
+                                "SELECT h.agent_id FROM agent_hosts h JOIN agents a USING (agent_id)
+                                 WHERE h.machine_id = ?1 AND a.revoked = 0",
+                            )
+                            .map_err(internal)?;
+                        let rows = stmt
+                            .query_map([&req.machine_id], |r| r.get(0))
+                            .map_err(internal)?;
+                        rows.collect::<rusqlite::Result<_>>().map_err(internal)?
+                    };
+                    for old in &earlier {
+                        flag(&tx, old, &format!("re-enrolled with a new key as {id}"))
+                            .map_err(internal)?;
+                        flag(
+                            &tx,
+                            &id,
+                            &format!("re-enrolment of {old} on the same machine"),
+                        )
+                        .map_err(internal)?;
+                        tracing::warn!(agent_id = %id, previous = %old, station = %req.station, "a machine re-enrolled with a new key; flagged");
+                    }
+                    record_host(&tx, &id, &req.machine_id, &req.station).map_err(internal)?;
+                }
                 id
             }
         };
@@ -151,6 +178,268 @@ impl EnrolmentService {
             bundle_public_key: self.bundle_public_key.clone(),
         })
     }
+
+    fn rekey_blocking(&self, req: &RekeyRequest) -> Result<EnrolResponse, Status> {
+        if req.new_public_key.len() != 32 {
+            return Err(Status::invalid_argument(
+                "the new public key must be 32 bytes (Ed25519)",
+            ));
+        }
+        if req.station.is_empty()
+            || req.station.len() > 253
+            || req.agent_id.len() > 64
+            || req.reason.len() > 64
+            || !(req.machine_id.is_empty() || valid_machine_id(&req.machine_id))
+        {
+            return Err(Status::invalid_argument(
+                "agent id, station, machine id or reason is malformed",
+            ));
+        }
+        if (req.time_ms - store::now_ms()).abs() > REKEY_WINDOW_MS {
+            return Err(Status::failed_precondition(
+                "the re-key request is too old or the agent clock is wrong; check the clock and retry",
+            ));
+        }
+        let internal = |e: rusqlite::Error| {
+            tracing::error!(error = %e, "re-key storage error");
+            Status::unavailable("the collector cannot record the new identity; retry later")
+        };
+        let message = rekey_message(&req.agent_id, &req.new_public_key, req.time_ms);
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction().map_err(internal)?;
+        let old: Option<(Vec<u8>, bool, String)> = tx
+            .query_row(
+                "SELECT public_key, revoked, grp FROM agents WHERE agent_id = ?1",
+                [&req.agent_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(internal)?;
+        let Some((old_key, revoked, group)) = old else {
+            return Err(Status::not_found(format!(
+                "agent {} is not enrolled here; enrol the device with a new token",
+                req.agent_id
+            )));
+        };
+        if revoked {
+            return Err(Status::permission_denied(
+                "the old identity is revoked; enrol the device with a new token",
+            ));
+        }
+        UnparsedPublicKey::new(&ED25519, &old_key)
+            .verify(&message, &req.old_signature)
+            .map_err(|_| Status::unauthenticated("the old key's signature does not verify"))?;
+        UnparsedPublicKey::new(&ED25519, &req.new_public_key)
+            .verify(&message, &req.new_signature)
+            .map_err(|_| Status::unauthenticated("the new key's signature does not verify"))?;
+        let taken: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM agents WHERE public_key = ?1)",
+                [&req.new_public_key],
+                |r| r.get(0),
+            )
+            .map_err(internal)?;
+        if taken {
+            return Err(Status::already_exists(
+                "the new key is already enrolled; make another key pair",
+            ));
+        }
+        let id = store::random_id("ag-");
+        tx.execute(
+            "INSERT INTO agents (agent_id, public_key, station, grp, agent_version, enrolled_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, req.new_public_key, req.station, group, req.agent_version, store::now_ms()],
+        )
+        .map_err(internal)?;
+        let why = match req.reason.as_str() {
+            "collector-request" => "the collector saw it from two machines",
+            _ => "it started on a different machine (cloned image)",
+        };
+        flag(
+            &tx,
+            &id,
+            &format!("re-keyed from {} on {}: {why}", req.agent_id, req.station),
+        )
+        .map_err(internal)?;
+        flag(
+            &tx,
+            &req.agent_id,
+            &format!("identity cloned: re-keyed as {id} on {}", req.station),
+        )
+        .map_err(internal)?;
+        if !req.machine_id.is_empty() {
+            record_host(&tx, &id, &req.machine_id, &req.station).map_err(internal)?;
+        }
+        tx.commit().map_err(internal)?;
+        tracing::warn!(agent_id = %id, previous = %req.agent_id, station = %req.station, reason = %req.reason, "cloned identity re-keyed; both flagged");
+        Ok(EnrolResponse {
+            agent_id: id,
+            group,
+            bundle_public_key: self.bundle_public_key.clone(),
+        })
+    }
+}
+
+/// How far a re-key request's time may be from the collector's.
+const REKEY_WINDOW_MS: i64 = 10 * 60_000;
+
+/// Domain-separation prefix of the re-key signatures (see `RekeyRequest`).
+pub const REKEY_DOMAIN: &[u8] = b"tutela-rekey-v1";
+
+/// The bytes both keys sign in a `RekeyRequest`.
+pub fn rekey_message(agent_id: &str, new_public_key: &[u8], time_ms: i64) -> Vec<u8> {
+    let mut m = REKEY_DOMAIN.to_vec();
+    m.extend_from_slice(&(agent_id.len() as u32).to_be_bytes());
+    m.extend_from_slice(agent_id.as_bytes());
+    m.extend_from_slice(new_public_key);
+    m.extend_from_slice(&time_ms.to_be_bytes());
+    m
+}
+
+/// Machine ids travel as hex SHA-256 digests.
+fn valid_machine_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Adds a note to an agent's flag (shown by `agents list` and the coverage page).
+pub fn flag(conn: &Connection, agent_id: &str, note: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE agents SET flag = CASE WHEN flag IS NULL OR flag = '' THEN ?2
+             WHEN length(flag) > 1000 THEN flag ELSE flag || '; ' || ?2 END
+         WHERE agent_id = ?1",
+        params![agent_id, note],
+    )?;
+    Ok(())
+}
+
+fn record_host(
+    conn: &Connection,
+    agent_id: &str,
+    machine_id: &str,
+    station: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT OR IGNORE INTO agent_hosts (agent_id, machine_id, station, first_ms) VALUES (?1, ?2, ?3, ?4)",
+        params![agent_id, machine_id, station, store::now_ms()],
+    )?;
+    Ok(())
+}
+
+/// Checks a verified heartbeat's machine against the one the identity was
+/// first seen on. Returns true when the agent must re-key: the same identity
+/// runs on another machine (a cloned image the agent did not notice itself).
+pub fn check_host(conn: &Connection, body: &HeartbeatBody) -> rusqlite::Result<bool> {
+    if !valid_machine_id(&body.machine_id) {
+        return Ok(false);
+    }
+    let known: Option<String> = conn
+        .query_row(
+            "SELECT machine_id FROM agent_hosts WHERE agent_id = ?1",
+            [&body.agent_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match known {
+        None => {
+            record_host(conn, &body.agent_id, &body.machine_id, &body.station)?;
+            Ok(false)
+        }
+        Some(m) if m == body.machine_id => Ok(false),
+        Some(_) => {
+            tracing::warn!(agent_id = %body.agent_id, station = %body.station, "one identity seen from two machines; telling the newcomer to re-key");
+            flag(
+                conn,
+                &body.agent_id,
+                &format!("identity seen from a second machine ({})", body.station),
+            )?;
+            Ok(true)
+        }
+    }
+}
+
+/// A token as technicians see it (never its secret).
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    /// The first 12 hex digits of the secret's hash.
+    pub id: String,
+    pub label: String,
+    pub group: String,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+    pub max_uses: i64,
+    pub uses: i64,
+    pub revoked: bool,
+}
+
+impl TokenInfo {
+    pub fn state(&self, now_ms: i64) -> &'static str {
+        if self.revoked {
+            "revoked"
+        } else if self.expires_ms <= now_ms {
+            "expired"
+        } else if self.uses >= self.max_uses {
+            "used up"
+        } else {
+            "valid"
+        }
+    }
+}
+
+/// Every token, newest first.
+pub fn list_tokens(conn: &Connection) -> rusqlite::Result<Vec<TokenInfo>> {
+    let mut stmt = conn.prepare(
+        "SELECT secret_hash, label, grp, created_ms, expires_ms, max_uses, uses, revoked
+         FROM tokens ORDER BY created_ms DESC",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let hash: Vec<u8> = r.get(0)?;
+        Ok(TokenInfo {
+            id: hex::encode(&hash)[..12].to_owned(),
+            label: r.get(1)?,
+            group: r.get(2)?,
+            created_ms: r.get(3)?,
+            expires_ms: r.get(4)?,
+            max_uses: r.get(5)?,
+            uses: r.get(6)?,
+            revoked: r.get(7)?,
+        })
+    })?;
+    rows.collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("give at least 4 hex digits of the token id (see `tutela-collector token list`)")]
+    ShortId,
+    #[error("no token has an id starting {0}; see `tutela-collector token list`")]
+    NotFound(String),
+    #[error("{0} tokens have ids starting {1}; give more digits")]
+    Ambiguous(usize, String),
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
+}
+
+/// Revokes the token whose id starts with `prefix`; returns its full id.
+pub fn revoke_token(conn: &Connection, prefix: &str) -> Result<String, TokenError> {
+    let prefix = prefix.trim().to_ascii_lowercase();
+    if prefix.len() < 4 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(TokenError::ShortId);
+    }
+    let matching: Vec<TokenInfo> = list_tokens(conn)?
+        .into_iter()
+        .filter(|t| t.id.starts_with(&prefix) || prefix.starts_with(&t.id))
+        .collect();
+    match matching.as_slice() {
+        [] => Err(TokenError::NotFound(prefix)),
+        [one] => {
+            conn.execute(
+                "UPDATE tokens SET revoked = 1 WHERE lower(hex(substr(secret_hash, 1, 6))) = ?1",
+                [&one.id],
+            )?;
+            tracing::info!(token = %one.id, "enrolment token revoked");
+            Ok(one.id.clone())
+        }
+        many => Err(TokenError::Ambiguous(many.len(), prefix)),
+    }
 }
 
 #[tonic::async_trait]
@@ -164,6 +453,18 @@ impl Enrolment for EnrolmentService {
         tokio::task::spawn_blocking(move || service.enrol_blocking(&req))
             .await
             .map_err(|_| Status::internal("enrolment task failed"))?
+            .map(Response::new)
+    }
+
+    async fn rekey(
+        &self,
+        request: Request<RekeyRequest>,
+    ) -> Result<Response<EnrolResponse>, Status> {
+        let service = self.clone();
+        let req = request.into_inner();
+        tokio::task::spawn_blocking(move || service.rekey_blocking(&req))
+            .await
+            .map_err(|_| Status::internal("re-key task failed"))?
             .map(Response::new)
     }
 }

@@ -304,9 +304,17 @@ impl Ingest for IngestService {
             ],
         )
         .map_err(|_| Status::unavailable("cannot record the heartbeat; retry later"))?;
+        if let Err(e) = crate::publish::record_shadow_counts(&conn, &body) {
+            tracing::warn!(error = %e, agent_id = %body.agent_id, "cannot record shadow counts");
+        }
+        let rekey = crate::enrolment::check_host(&conn, &body).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, agent_id = %body.agent_id, "cannot check the agent's machine");
+            false
+        });
         Ok(Response::new(HeartbeatReply {
             server_time_ms: store::now_ms(),
             latest_rules_version: 0,
+            rekey,
         }))
     }
 }

@@ -1,15 +1,22 @@
 //! The Tutela collector: verified ingest, storage, review and rule publishing.
 
 pub mod alerts;
+pub mod backup;
 pub mod config;
 pub mod console;
+pub mod coverage;
 pub mod enrolment;
 pub mod evidence;
+pub mod exemption;
 pub mod ingest;
+pub mod mail;
 pub mod publish;
+pub mod retention;
 pub mod secrets;
 pub mod serve;
 pub mod store;
+pub mod summary;
+pub mod urgent;
 pub mod writer;
 
 /// The stored name of an observation source.

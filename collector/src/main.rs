@@ -71,10 +71,64 @@ enum Command {
         #[command(subcommand)]
         command: tutela_collector::console::cli::UsersCommand,
     },
+    /// The weekly summary email: preview it, send it now, or see what was sent.
+    Summary(tutela_collector::summary::cli::SummaryArgs),
     /// Enrolled agents.
     Agents {
         #[command(subcommand)]
         command: AgentsCommand,
+    },
+    /// Curriculum exemptions: suspend a category or term for a group for a while.
+    Exemption {
+        #[command(subcommand)]
+        command: ExemptionCommand,
+    },
+    /// Copy the database (online, while serving) and the keys, certificate and configuration into a new directory.
+    Backup {
+        /// A new or empty directory for the backup.
+        dest: PathBuf,
+    },
+    /// Restore a backup into --data-dir, which must be new or empty.
+    Restore {
+        /// The backup directory (made by `backup`).
+        src: PathBuf,
+    },
+    /// Delete alerts closed longer ago than [retention] closed_alert_months, with their captures.
+    Purge {
+        /// Count what would be removed without removing it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ExemptionCommand {
+    /// Suspend a category (or one term) for a group until a time, with a reason.
+    Add {
+        /// The group (as given to `token create --group`).
+        #[arg(long)]
+        group: String,
+        #[arg(long, conflicts_with = "term", required_unless_present = "term")]
+        category: Option<String>,
+        #[arg(long)]
+        term: Option<String>,
+        /// End: an RFC 3339 time (2026-11-27T15:30:00Z) or a duration from now (90s, 45m, 8h, 7d).
+        #[arg(long)]
+        until: String,
+        /// Why (shown in the audit log and the weekly summary).
+        #[arg(long)]
+        reason: String,
+        /// Who asks for it (recorded in the audit log).
+        #[arg(long, default_value = "cli")]
+        by: String,
+    },
+    /// List exemptions, newest first, with their state.
+    List,
+    /// End an exemption now.
+    Revoke {
+        id: i64,
+        #[arg(long, default_value = "cli")]
+        by: String,
     },
 }
 
@@ -95,6 +149,10 @@ enum TokenCommand {
         #[arg(long, default_value = "")]
         label: String,
     },
+    /// List enrolment tokens (never their secrets) with uses and state.
+    List,
+    /// Revoke a token by its id (or a prefix of at least 4 digits) from `token list`.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -149,6 +207,8 @@ enum AgentsCommand {
     List,
     /// Revoke an agent: its events are refused from now on.
     Revoke { agent_id: String },
+    /// Clear an agent's technician flag (e.g. a cloned identity, once dealt with).
+    ClearFlag { agent_id: String },
 }
 
 fn parse_duration_ms(text: &str) -> Result<i64, String> {
@@ -226,6 +286,37 @@ fn main() -> Result<()> {
             println!("{}", token.encode());
             Ok(())
         }
+        Command::Token {
+            command: TokenCommand::List,
+        } => {
+            let conn = store::open(&dir)?;
+            let now = store::now_ms();
+            println!(
+                "{:<12} {:<10} {:<12} {:>9} {:<24} label",
+                "id", "state", "group", "uses", "expires"
+            );
+            for t in enrolment::list_tokens(&conn)? {
+                println!(
+                    "{:<12} {:<10} {:<12} {:>9} {:<24} {}",
+                    t.id,
+                    t.state(now),
+                    if t.group.is_empty() { "-" } else { &t.group },
+                    format!("{}/{}", t.uses, t.max_uses),
+                    tutela_collector::console::tz::Zone::Fixed(0).format(t.expires_ms),
+                    t.label
+                );
+            }
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::Revoke { id },
+        } => {
+            let conn = store::open(&dir)?;
+            let id = enrolment::revoke_token(&conn, &id)?;
+            println!("revoked token {id}");
+            Ok(())
+        }
+        Command::Exemption { command } => exemption_cli(&dir, command),
         Command::Alerts { command } => {
             let conn = store::open(&dir).context("opening the collector database")?;
             match command {
@@ -348,17 +439,57 @@ fn main() -> Result<()> {
                         let (id, station, v) = row?;
                         println!("{id} {station} runs version {v}");
                     }
+                    if let Some((v, _, _)) = tutela_collector::publish::latest(&conn, true)? {
+                        let (totals, agents) = tutela_collector::publish::shadow_totals(&conn, v)?;
+                        let sum: i64 = totals.iter().map(|t| t.count).sum();
+                        println!(
+                            "shadow version {v}: {sum} would-be matches from {agents} agents (predicted alert volume, before cooldown folding)"
+                        );
+                        for t in &totals {
+                            println!(
+                                "  shadow {} {} matches on {} agents",
+                                t.rule_id, t.count, t.agents
+                            );
+                        }
+                    }
                 }
             }
             Ok(())
         }
         Command::User { command } => tutela_collector::console::cli::user(&dir, command),
         Command::Users { command } => tutela_collector::console::cli::users(&dir, command),
+        Command::Summary(args) => tutela_collector::summary::cli::run(&dir, args),
+        Command::Backup { dest } => {
+            let report = tutela_collector::backup::backup(&dir, &dest)?;
+            println!(
+                "backup of {} alerts and {} captures written to {} (integrity ok)",
+                report.manifest.alerts,
+                report.manifest.captures,
+                report.dir.display()
+            );
+            Ok(())
+        }
+        Command::Restore { src } => {
+            let report = tutela_collector::backup::restore(&src, &dir)?;
+            println!(
+                "restored {} alerts and {} captures into {} (integrity ok); start the collector with this --data-dir",
+                report.manifest.alerts,
+                report.manifest.captures,
+                report.dir.display()
+            );
+            Ok(())
+        }
+        Command::Purge { dry_run } => {
+            let config = CollectorConfig::load(&config_path(&dir))?;
+            let report = tutela_collector::retention::run_once(&dir, &config.retention, dry_run)?;
+            println!("{report}");
+            Ok(())
+        }
         Command::Agents { command } => {
             let conn = store::open(&dir)?;
             match command {
                 AgentsCommand::List => {
-                    let mut stmt = conn.prepare("SELECT agent_id, station, grp, revoked, last_seq, COALESCE(last_seen_ms, 0) FROM agents ORDER BY enrolled_ms")?;
+                    let mut stmt = conn.prepare("SELECT agent_id, station, grp, revoked, last_seq, COALESCE(last_seen_ms, 0), COALESCE(flag, '') FROM agents ORDER BY enrolled_ms")?;
                     let rows = stmt.query_map([], |r| {
                         Ok((
                             r.get::<_, String>(0)?,
@@ -367,11 +498,17 @@ fn main() -> Result<()> {
                             r.get::<_, bool>(3)?,
                             r.get::<_, i64>(4)?,
                             r.get::<_, i64>(5)?,
+                            r.get::<_, String>(6)?,
                         ))
                     })?;
                     for row in rows {
-                        let (id, station, grp, revoked, last_seq, seen) = row?;
-                        println!("{id} station={station} group={grp} revoked={revoked} last_seq={last_seq} last_seen_ms={seen}");
+                        let (id, station, grp, revoked, last_seq, seen, flag) = row?;
+                        let flag = if flag.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" flag={flag:?}")
+                        };
+                        println!("{id} station={station} group={grp} revoked={revoked} last_seq={last_seq} last_seen_ms={seen}{flag}");
                     }
                 }
                 AgentsCommand::Revoke { agent_id } => {
@@ -385,10 +522,76 @@ fn main() -> Result<()> {
                     );
                     println!("revoked {agent_id}");
                 }
+                AgentsCommand::ClearFlag { agent_id } => {
+                    let n = conn.execute(
+                        "UPDATE agents SET flag = NULL WHERE agent_id = ?1",
+                        [&agent_id],
+                    )?;
+                    anyhow::ensure!(
+                        n == 1,
+                        "no agent {agent_id}; see `tutela-collector agents list`"
+                    );
+                    println!("cleared the flag of {agent_id}");
+                }
             }
             Ok(())
         }
     }
+}
+
+fn exemption_cli(dir: &Path, command: ExemptionCommand) -> Result<()> {
+    use tutela_collector::exemption;
+    let conn = store::open(dir).context("opening the collector database")?;
+    let config = CollectorConfig::load(&config_path(dir))?;
+    let zone = tutela_collector::console::tz::Zone::parse(&config.console.time_zone)
+        .unwrap_or(tutela_collector::console::tz::Zone::Fixed(0));
+    match command {
+        ExemptionCommand::Add {
+            group,
+            category,
+            term,
+            until,
+            reason,
+            by,
+        } => {
+            let now = store::now_ms();
+            let ends_ms = exemption::parse_until(&until, now).map_err(anyhow::Error::msg)?;
+            let id = exemption::add(
+                &conn,
+                &exemption::NewExemption {
+                    group,
+                    category: category.unwrap_or_default(),
+                    term: term.unwrap_or_default(),
+                    reason,
+                    created_by: by,
+                    starts_ms: now,
+                    ends_ms,
+                },
+            )?;
+            println!("exemption {id} in force until {}", zone.format(ends_ms));
+        }
+        ExemptionCommand::List => {
+            let now = store::now_ms();
+            for e in exemption::list(&conn)? {
+                println!(
+                    "{} {} group={} {} from {} until {} by {}: {}",
+                    e.id,
+                    e.state(now),
+                    e.grp,
+                    e.target(),
+                    zone.format(e.starts_ms),
+                    zone.format(e.ends_ms),
+                    e.created_by,
+                    e.reason
+                );
+            }
+        }
+        ExemptionCommand::Revoke { id, by } => {
+            exemption::revoke(&conn, id, &by)?;
+            println!("revoked exemption {id}");
+        }
+    }
+    Ok(())
 }
 
 fn init(dir: &Path, listen: Option<SocketAddr>, hostnames: &[String]) -> Result<()> {

@@ -14,7 +14,10 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tutela_proto::v1::rules_server::Rules;
-use tutela_proto::v1::{RuleBundle, SignedSubscribe, SubscribeBody};
+use tutela_proto::v1::rules_update::Update;
+use tutela_proto::v1::{
+    ExemptionSet, HeartbeatBody, RuleBundle, RulesUpdate, SignedSubscribe, SubscribeBody,
+};
 use tutela_rules::lint::{lint, Level};
 use tutela_rules::Pack;
 
@@ -33,6 +36,9 @@ CREATE TABLE IF NOT EXISTS rule_bundles (
     UNIQUE (shadow, version)
 );
 ";
+
+/// Most shadow rule ids recorded per heartbeat (a bound on what an agent can make us store).
+const MAX_SHADOW_RULES: usize = 2000;
 
 pub fn ensure_schema(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)
@@ -88,36 +94,60 @@ pub fn push(
     pack_path: &Path,
     shadow: bool,
 ) -> Result<PushReport, PublishError> {
-    ensure_schema(conn)?;
     let text =
         std::fs::read_to_string(pack_path).map_err(|source| tutela_rules::PackError::Io {
             path: pack_path.display().to_string(),
             source,
         })?;
-    let pack = Pack::parse(&text, &pack_path.display().to_string())?;
-    let findings = lint(&pack);
-    let errors = findings.iter().filter(|f| f.level == Level::Error).count();
-    let findings_text: Vec<String> = findings
-        .iter()
-        .map(|f| format!("{}:{f}", pack_path.display()))
-        .collect();
-    if errors > 0 {
-        for f in &findings_text {
+    let origin = pack_path.display().to_string();
+    let report = check(conn, &text, &origin, shadow)?;
+    if report.errors > 0 {
+        for f in &report.findings {
             eprintln!("{f}");
         }
-        return Err(PublishError::Lint(errors));
+        return Err(PublishError::Lint(report.errors));
     }
+    if let Some(live) = report.not_newer_than {
+        return Err(PublishError::NotNewer {
+            offered: report.version,
+            live,
+        });
+    }
+    publish_checked(conn, key, &text, shadow, report)
+}
+
+/// What publishing a pack would do: lint findings, the change against the
+/// live version, and whether its version is newer.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    pub pack_id: String,
+    pub version: u32,
+    pub previous: Option<u32>,
+    /// `origin:line: level: message`.
+    pub findings: Vec<String>,
+    pub errors: usize,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Set when the version is not newer than this published one.
+    pub not_newer_than: Option<u32>,
+}
+
+/// Parses, lints and diffs a pack against the live version without publishing it.
+pub fn check(
+    conn: &Connection,
+    text: &str,
+    origin: &str,
+    shadow: bool,
+) -> Result<CheckReport, PublishError> {
+    ensure_schema(conn)?;
+    let pack = Pack::parse(text, origin)?;
+    let findings = lint(&pack);
+    let errors = findings.iter().filter(|f| f.level == Level::Error).count();
+    let findings_text: Vec<String> = findings.iter().map(|f| format!("{origin}:{f}")).collect();
     let live = latest(conn, false)?;
     let newest_of_kind = latest(conn, shadow)?.map(|(v, _, _)| v);
     let floor = newest_of_kind.max(live.as_ref().map(|(v, _, _)| *v));
-    if let Some(v) = floor {
-        if pack.version <= v {
-            return Err(PublishError::NotNewer {
-                offered: pack.version,
-                live: v,
-            });
-        }
-    }
+    let not_newer_than = floor.filter(|v| pack.version <= *v);
     let (added, removed) = match &live {
         Some((_, _, live_text)) => match Pack::parse(live_text, "live") {
             Ok(old) => {
@@ -131,26 +161,71 @@ pub fn push(
         },
         None => (term_set(&pack).into_iter().collect(), Vec::new()),
     };
-    let bundle = tutela_rules::bundle::sign(&text, key)?;
-    conn.execute(
-        "INSERT INTO rule_bundles (pack_id, version, shadow, bundle, pack_toml, published_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![pack.id, pack.version, shadow, bundle, text, store::now_ms()],
-    )?;
-    tracing::info!(pack = %pack.id, version = pack.version, shadow, added = added.len(), removed = removed.len(), "rule bundle published");
-    Ok(PushReport {
+    Ok(CheckReport {
+        pack_id: pack.id.clone(),
         version: pack.version,
         previous: live.map(|(v, _, _)| v),
         findings: findings_text,
+        errors,
         added,
         removed,
+        not_newer_than,
     })
 }
 
-/// The newest live and shadow bundles, as agents should have them.
+/// Signs and publishes a pack that `check` passed (no lint errors, newer version).
+pub fn publish_checked(
+    conn: &Connection,
+    key: &Ed25519KeyPair,
+    text: &str,
+    shadow: bool,
+    report: CheckReport,
+) -> Result<PushReport, PublishError> {
+    if report.errors > 0 {
+        return Err(PublishError::Lint(report.errors));
+    }
+    if let Some(live) = report.not_newer_than {
+        return Err(PublishError::NotNewer {
+            offered: report.version,
+            live,
+        });
+    }
+    let bundle = tutela_rules::bundle::sign(text, key)?;
+    conn.execute(
+        "INSERT INTO rule_bundles (pack_id, version, shadow, bundle, pack_toml, published_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![report.pack_id, report.version, shadow, bundle, text, store::now_ms()],
+    )?;
+    tracing::info!(pack = %report.pack_id, version = report.version, shadow, added = report.added.len(), removed = report.removed.len(), "rule bundle published");
+    Ok(PushReport {
+        version: report.version,
+        previous: report.previous,
+        findings: report.findings,
+        added: report.added,
+        removed: report.removed,
+    })
+}
+
+/// The newest live and shadow bundles, as agents should have them, and the
+/// curriculum exemptions not yet ended (every group).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Published {
     pub live: Option<(u32, Vec<u8>)>,
     pub shadow: Option<(u32, Vec<u8>)>,
+    pub exemptions: Vec<crate::exemption::Exemption>,
+}
+
+impl Published {
+    /// The exemption set an agent of `group` must hold.
+    fn exemptions_for(&self, group: &str) -> ExemptionSet {
+        ExemptionSet {
+            exemptions: self
+                .exemptions
+                .iter()
+                .filter(|e| !group.is_empty() && e.grp == group)
+                .map(|e| e.to_wire())
+                .collect(),
+        }
+    }
 }
 
 /// Watches the store for publications (pushes come from the CLI, another
@@ -162,6 +237,7 @@ pub fn watch_publications(dir: &Path) -> rusqlite::Result<watch::Receiver<Publis
         Ok(Published {
             live: latest(conn, false)?.map(|(v, b, _)| (v, b)),
             shadow: latest(conn, true)?.map(|(v, b, _)| (v, b)),
+            exemptions: crate::exemption::pending(conn, store::now_ms())?,
         })
     };
     let (tx, rx) = watch::channel(read(&conn)?);
@@ -189,11 +265,99 @@ pub fn watch_publications(dir: &Path) -> rusqlite::Result<watch::Receiver<Publis
 pub struct RulesService {
     pub keys: std::sync::Arc<AgentKeys>,
     pub published: watch::Receiver<Published>,
+    /// For looking up a subscriber's group.
+    pub db: std::sync::Arc<std::sync::Mutex<Connection>>,
+}
+
+impl RulesService {
+    pub fn open(dir: &Path, keys: std::sync::Arc<AgentKeys>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            keys,
+            published: watch_publications(dir)?,
+            db: std::sync::Arc::new(std::sync::Mutex::new(store::open(dir)?)),
+        })
+    }
+
+    fn group_of(&self, agent_id: &str) -> Result<String, Status> {
+        self.db
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .query_row(
+                "SELECT grp FROM agents WHERE agent_id = ?1",
+                [agent_id],
+                |r| r.get(0),
+            )
+            .map_err(|e| {
+                tracing::error!(error = %e, "agent group lookup failed");
+                Status::unavailable("the collector cannot read its agent list; retry later")
+            })
+    }
+}
+
+/// Stores the shadow-pack counts an agent reported (cumulative per shadow
+/// version; a restarted agent counts from zero again, so the larger is kept).
+pub fn record_shadow_counts(conn: &Connection, body: &HeartbeatBody) -> rusqlite::Result<()> {
+    if body.shadow_version == 0 || body.shadow_counts.is_empty() {
+        return Ok(());
+    }
+    let now = store::now_ms();
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO shadow_counts (agent_id, shadow_version, rule_id, count, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (agent_id, shadow_version, rule_id)
+         DO UPDATE SET count = MAX(count, excluded.count), updated_ms = excluded.updated_ms",
+    )?;
+    for (rule_id, count) in body.shadow_counts.iter().take(MAX_SHADOW_RULES) {
+        if rule_id.len() > 256 {
+            continue;
+        }
+        let count = i64::try_from(*count).unwrap_or(i64::MAX);
+        stmt.execute(params![
+            body.agent_id,
+            body.shadow_version,
+            rule_id,
+            count,
+            now
+        ])?;
+    }
+    Ok(())
+}
+
+/// Per-rule would-be matches of a shadow version across agents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShadowTotal {
+    pub rule_id: String,
+    pub count: i64,
+    pub agents: i64,
+}
+
+/// The shadow version's counts per rule, noisiest first, and how many
+/// agents report running it.
+pub fn shadow_totals(conn: &Connection, version: u32) -> rusqlite::Result<(Vec<ShadowTotal>, i64)> {
+    let mut stmt = conn.prepare(
+        "SELECT rule_id, SUM(count), COUNT(DISTINCT agent_id) FROM shadow_counts
+         WHERE shadow_version = ?1 GROUP BY rule_id ORDER BY SUM(count) DESC, rule_id",
+    )?;
+    let totals = stmt
+        .query_map([version], |r| {
+            Ok(ShadowTotal {
+                rule_id: r.get(0)?,
+                count: r.get(1)?,
+                agents: r.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let agents = conn.query_row(
+        "SELECT COUNT(DISTINCT agent_id) FROM shadow_counts WHERE shadow_version = ?1",
+        [version],
+        |r| r.get(0),
+    )?;
+    Ok((totals, agents))
 }
 
 #[tonic::async_trait]
 impl Rules for RulesService {
-    type SubscribeStream = ReceiverStream<Result<RuleBundle, Status>>;
+    type SubscribeStream = ReceiverStream<Result<RulesUpdate, Status>>;
 
     async fn subscribe(
         &self,
@@ -215,15 +379,20 @@ impl Rules for RulesService {
         UnparsedPublicKey::new(&ED25519, &key.0)
             .verify(&signed.body, &signed.signature)
             .map_err(|_| Status::unauthenticated("subscription signature does not verify"))?;
+        let group = self.group_of(&body.agent_id)?;
         let mut published = self.published.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let agent_id = body.agent_id.clone();
         let mut sent_live = body.current_version;
-        let mut sent_shadow = 0u32;
+        let mut sent_shadow = body.current_shadow_version;
+        let mut sent_exemptions: Option<ExemptionSet> = None;
+        let bundle = |b: RuleBundle| RulesUpdate {
+            update: Some(Update::Bundle(b)),
+        };
         tokio::spawn(async move {
             loop {
                 let now = published.borrow_and_update().clone();
-                if let Some((v, bytes)) = now.live {
+                if let Some((v, bytes)) = now.live.clone() {
                     if v > sent_live {
                         sent_live = v;
                         let b = RuleBundle {
@@ -231,12 +400,12 @@ impl Rules for RulesService {
                             version: v,
                             shadow: false,
                         };
-                        if tx.send(Ok(b)).await.is_err() {
+                        if tx.send(Ok(bundle(b))).await.is_err() {
                             return;
                         }
                     }
                 }
-                if let Some((v, bytes)) = now.shadow {
+                if let Some((v, bytes)) = now.shadow.clone() {
                     if v > sent_shadow && v > sent_live {
                         sent_shadow = v;
                         let b = RuleBundle {
@@ -244,9 +413,20 @@ impl Rules for RulesService {
                             version: v,
                             shadow: true,
                         };
-                        if tx.send(Ok(b)).await.is_err() {
+                        if tx.send(Ok(bundle(b))).await.is_err() {
                             return;
                         }
+                    }
+                }
+                // The whole set on connect and whenever this group's set changes.
+                let set = now.exemptions_for(&group);
+                if sent_exemptions.as_ref() != Some(&set) {
+                    sent_exemptions = Some(set.clone());
+                    let update = RulesUpdate {
+                        update: Some(Update::Exemptions(set)),
+                    };
+                    if tx.send(Ok(update)).await.is_err() {
+                        return;
                     }
                 }
                 tokio::select! {

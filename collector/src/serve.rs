@@ -43,10 +43,7 @@ pub async fn bind(
     let vault = Arc::new(CaptureVault::load(dir)?);
     let writer = Writer::start(dir.to_owned(), config.storage.batch_max)?;
     let keys = Arc::new(AgentKeys::open(dir)?);
-    let rules = crate::publish::RulesService {
-        keys: keys.clone(),
-        published: crate::publish::watch_publications(dir)?,
-    };
+    let rules = crate::publish::RulesService::open(dir, keys.clone())?;
     let ingest = IngestService {
         keys,
         writer,
@@ -88,11 +85,17 @@ pub async fn bind(
                 .max_encoding_message_size(64 * 1024),
         );
     let console = crate::console::start(dir, &config.console, &tls).await;
+    let purge = crate::retention::spawn_daily(dir.to_owned(), config.retention.clone());
+    let mail_tasks = crate::mail::start(dir, config);
     let serving = async move {
         router
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await?;
         drop(console);
+        purge.abort();
+        for task in &mail_tasks {
+            task.abort();
+        }
         Ok(())
     };
     Ok((local, serving))

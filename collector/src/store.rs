@@ -78,6 +78,21 @@ CREATE TABLE IF NOT EXISTS captures (
     height INTEGER NOT NULL,
     sealed BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS exemptions (id INTEGER PRIMARY KEY, grp TEXT NOT NULL, category TEXT NOT NULL DEFAULT '', term TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL, created_by TEXT NOT NULL, created_ms INTEGER NOT NULL, starts_ms INTEGER NOT NULL, ends_ms INTEGER NOT NULL, revoked_ms INTEGER);
+CREATE TABLE IF NOT EXISTS shadow_counts (
+    agent_id TEXT NOT NULL,
+    shadow_version INTEGER NOT NULL,
+    rule_id TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, shadow_version, rule_id)
+);
+CREATE TABLE IF NOT EXISTS agent_hosts (
+    agent_id TEXT PRIMARY KEY,
+    machine_id TEXT NOT NULL,
+    station TEXT NOT NULL,
+    first_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS gaps (
     agent_id TEXT NOT NULL,
     from_seq INTEGER NOT NULL,

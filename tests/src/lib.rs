@@ -725,3 +725,142 @@ impl Collector {
         Ok(())
     }
 }
+
+/// A Python 3 that can import `module` (Debian's python3-* packages live in the system Python).
+pub fn python_with(module: &str) -> Option<PathBuf> {
+    ["python3", "/usr/bin/python3"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| {
+            Command::new(p)
+                .args(["-c", &format!("import {module}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+}
+
+/// A real SMTP server (aiosmtpd, `tests/smtp/sink.py`) on a loopback port,
+/// writing each accepted message to `dir`. Stopped on drop.
+#[derive(Debug)]
+pub struct SmtpSink {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+fn smtp_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("smtp")
+        .join(name)
+}
+
+impl SmtpSink {
+    /// Starts the server on `port` and waits until it accepts connections.
+    pub fn start(port: u16, dir: PathBuf) -> Result<Self> {
+        Self::start_with(port, dir, &[])
+    }
+
+    /// As `start`, with `sink.py` options (`--tls starttls|implicit --cert PEM --key PEM`,
+    /// `--auth USER:PASSWORD`).
+    pub fn start_with(port: u16, dir: PathBuf, options: &[&str]) -> Result<Self> {
+        let python = python_with("aiosmtpd")
+            .context("python3-aiosmtpd is not installed: run tests/setup-debian.sh")?;
+        let mut child = Command::new(python)
+            .arg(smtp_script("sink.py"))
+            .arg(port.to_string())
+            .arg(&dir)
+            .args(options)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting the SMTP server")?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            bail!("the SMTP server did not start: {line:?}");
+        }
+        Ok(Self {
+            port,
+            dir,
+            child: Some(child),
+        })
+    }
+
+    /// Stops the server (it refuses connections afterwards).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Received messages, oldest first: (envelope recipients, path of the .eml file).
+    pub fn messages(&self) -> Vec<(Vec<String>, PathBuf)> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+        files.sort();
+        files
+            .into_iter()
+            .map(|p| {
+                let rcpt = read(&p.with_extension("rcpt"))
+                    .lines()
+                    .map(str::to_owned)
+                    .collect();
+                (rcpt, p)
+            })
+            .collect()
+    }
+
+    /// Waits until at least `n` messages have arrived; returns them all.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Result<Vec<(Vec<String>, PathBuf)>> {
+        wait_for(&format!("{n} emails"), timeout, || {
+            self.messages().len() >= n
+        })?;
+        Ok(self.messages())
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Parses an email with Python's `email` package (`tests/smtp/parse.py`):
+/// headers, MIME tree and decoded leaf parts, as JSON.
+pub fn parse_email(path: &Path) -> Result<serde_json::Value> {
+    let python = python_with("email").context("python3 is not installed")?;
+    let out = run_ok(Command::new(python).arg(smtp_script("parse.py")).arg(path))?;
+    serde_json::from_str(&out).context("parse.py prints JSON")
+}
+
+impl Collector {
+    /// Replaces the `[name]` section of collector.toml (and its sub-tables)
+    /// with `body`, a TOML text that starts with the section's own keys.
+    pub fn set_section(&self, name: &str, body: &str) -> Result<()> {
+        let path = self.dir.join("collector.toml");
+        let text = std::fs::read_to_string(&path)?;
+        let mut out = String::new();
+        let mut skipping = false;
+        for line in text.lines() {
+            let t = line.trim();
+            if t.starts_with('[') {
+                let header = t.trim_matches(|c| c == '[' || c == ']');
+                skipping = header == name || header.starts_with(&format!("{name}."));
+            }
+            if !skipping {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out.push_str(&format!("\n[{name}]\n{body}\n"));
+        std::fs::write(&path, out)?;
+        Ok(())
+    }
+}

@@ -9,7 +9,7 @@ use tutela_agent::monitor::LiveRules;
 use tutela_agent::rules_sync::RulesSync;
 use tutela_agent::spool::{Spool, SpoolConfig};
 use tutela_rules::{AgeBand, CompileOptions, Matcher, Pack, Scope};
-use tutela_tests::{run_ok, wait_for, Collector, Scratch};
+use tutela_tests::{run_ok, wait_for, Agent, Collector, Scratch};
 
 fn pack(version: u32, term: &str) -> String {
     format!(
@@ -70,6 +70,7 @@ fn device(
     )
     .unwrap();
     let live: LiveRules = Arc::new(RwLock::new(matcher(&pack(1, "pipe bomb"))));
+    let exemptions = tutela_agent::exemption::Exemptions::load(&dir, &enrolment.group);
     Device {
         sync: RulesSync {
             enrolment,
@@ -80,6 +81,11 @@ fn device(
             spool: Arc::new(Mutex::new(spool)),
             report_now: Arc::new(tokio::sync::Notify::new()),
             heartbeat_every: Duration::from_secs(600),
+            shadow: tutela_agent::shadow::Shadow::default(),
+            exemptions,
+            follow_live: true,
+            host: tutela_agent::identity::host_id(&format!("LAB3-PC{n:02}")),
+            rekey: Arc::new(tokio::sync::Notify::new()),
         },
     }
 }
@@ -222,4 +228,242 @@ fn agents_reject_bad_signatures_and_older_bundles_and_say_why() {
     assert!(err.contains("newer") || err.contains("older"), "{err}");
     assert_eq!(version_of(&d.sync.live), 3, "still running version 3");
     let _ = Enrolment::load(&d.sync.data_dir).unwrap();
+}
+
+#[test]
+fn two_stations_from_one_cloned_identity_end_distinct_and_flagged() {
+    let scratch = Scratch::new("clone");
+    let mut collector = Collector::init(scratch.path("collector")).unwrap();
+    collector.start().unwrap();
+    // A lab image: one station enrolled, its state directory copied to a second machine.
+    let mut original = Agent::new(scratch.path("pc01"));
+    original.env = vec![
+        ("TUTELA_STATION".into(), "LAB2-PC01".into()),
+        ("TUTELA_MACHINE_ID".into(), "machine-one".into()),
+    ];
+    original
+        .enrol(&collector.token(&["--group", "lab-2"]).unwrap())
+        .unwrap();
+    let first_id = original.agent_id();
+    let mut clone = Agent::new(scratch.path("pc02"));
+    copy_dir(&original.dir, &clone.dir);
+    clone.env = vec![
+        ("TUTELA_STATION".into(), "LAB2-PC02".into()),
+        ("TUTELA_MACHINE_ID".into(), "machine-two".into()),
+    ];
+    assert_eq!(
+        clone.agent_id(),
+        first_id,
+        "the copy starts as the same identity"
+    );
+
+    // Both run and send events.
+    original.start(&["--simulate", "3"]).unwrap();
+    clone.start(&["--simulate", "3"]).unwrap();
+    wait_for(
+        "six events from two stations",
+        Duration::from_secs(60),
+        || collector.alert_count() == 6,
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\noriginal log:\n{}\nclone log:\n{}",
+            original.log_text(),
+            clone.log_text()
+        )
+    });
+    let second_id = clone.agent_id();
+    assert_ne!(second_id, first_id, "the clone made a new identity");
+    assert_eq!(
+        original.agent_id(),
+        first_id,
+        "the original kept its identity"
+    );
+    let alerts = collector.alerts().unwrap();
+    for (id, station) in [(&first_id, "LAB2-PC01"), (&second_id, "LAB2-PC02")] {
+        let theirs: Vec<_> = alerts.iter().filter(|a| a["agent_id"] == **id).collect();
+        assert_eq!(theirs.len(), 3, "{id}: {alerts:?}");
+        assert!(theirs
+            .iter()
+            .all(|a| a["station"] == station && a["chain_ok"] == true));
+    }
+    assert!(
+        clone.log_text().contains("cloned image"),
+        "{}",
+        clone.log_text()
+    );
+
+    // The collector shows both identities, flagged for the technician, in the same group.
+    let list = run_ok(collector.cmd().args(["agents", "list"])).unwrap();
+    let line = |id: &str| {
+        list.lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{id} not listed:\n{list}"))
+            .to_owned()
+    };
+    assert!(
+        line(&first_id).contains("identity cloned: re-keyed as"),
+        "{list}"
+    );
+    assert!(
+        line(&second_id).contains(&format!("re-keyed from {first_id}")),
+        "{list}"
+    );
+    assert!(line(&second_id).contains("group=lab-2"), "{list}");
+    assert_eq!(list.lines().count(), 2, "{list}");
+    // Once dealt with, the technician clears a flag.
+    run_ok(collector.cmd().args(["agents", "clear-flag", &first_id])).unwrap();
+    let list = run_ok(collector.cmd().args(["agents", "list"])).unwrap();
+    assert!(
+        !list
+            .lines()
+            .any(|l| l.starts_with(&first_id) && l.contains("flag=")),
+        "{list}"
+    );
+
+    // Restarted, each keeps its own identity: the clone's new key is recorded as made here.
+    original.kill9();
+    clone.kill9();
+    clone.start(&["--simulate", "4"]).unwrap();
+    wait_for("the clone's fourth event", Duration::from_secs(30), || {
+        collector.alert_count() == 7
+    })
+    .unwrap();
+    assert_eq!(clone.agent_id(), second_id);
+}
+
+#[test]
+fn tokens_are_listed_and_a_revoked_token_is_refused() {
+    let scratch = Scratch::new("tokens");
+    let mut collector = Collector::init(scratch.path("collector")).unwrap();
+    collector.start().unwrap();
+    let keep = collector
+        .token(&["--group", "year-7", "--label", "keep", "--uses", "2"])
+        .unwrap();
+    let revoked = collector
+        .token(&["--group", "year-8", "--label", "to-revoke"])
+        .unwrap();
+    let list = run_ok(collector.cmd().args(["token", "list"])).unwrap();
+    let id_of = |label: &str| {
+        list.lines()
+            .find(|l| l.ends_with(label))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("{label} not listed:\n{list}"))
+            .to_owned()
+    };
+    let revoke_id = id_of("to-revoke");
+    assert!(
+        list.contains("year-8") && list.contains("0/1") && list.contains("0/2"),
+        "{list}"
+    );
+    assert!(
+        !list.contains(keep.trim_start_matches("tutela1.")),
+        "no secrets listed"
+    );
+    let out = run_ok(collector.cmd().args(["token", "revoke", &revoke_id[..6]])).unwrap();
+    assert!(out.contains(&revoke_id), "{out}");
+    let list = run_ok(collector.cmd().args(["token", "list"])).unwrap();
+    let revoked_line = list.lines().find(|l| l.ends_with("to-revoke")).unwrap();
+    assert!(revoked_line.contains("revoked"), "{list}");
+
+    // The revoked token is refused with a clear message; the other still works.
+    let refused = Agent::new(scratch.path("refused"));
+    let out = tutela_tests::run_failing(refused.cmd().args(["enrol", &revoked]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("revoked") && err.contains("ask a technician"),
+        "{err}"
+    );
+    let ok = Agent::new(scratch.path("ok"));
+    let out = ok.enrol(&keep).unwrap();
+    assert!(out.contains("group year-7"), "{out}");
+    // Unknown and ambiguous ids are refused with a hint.
+    let out = tutela_tests::run_failing(collector.cmd().args(["token", "revoke", "zz"]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("token list"));
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn one_identity_heard_from_two_hosts_is_told_to_rekey_and_both_are_flagged() {
+    let scratch = Scratch::new("two-hosts");
+    let mut collector = Collector::init(scratch.path("collector")).unwrap();
+    collector.start().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let d = device(&collector, &scratch, 0, &rt);
+    let old_id = d.sync.enrolment.agent_id.clone();
+    // The same identity on another host, one that did not notice it was copied.
+    let twin_dir = scratch.path("twin");
+    copy_dir(&d.sync.data_dir, &twin_dir);
+    let mut twin = d.sync.clone();
+    twin.data_dir = twin_dir.clone();
+    twin.host = tutela_agent::identity::host_id("LAB3-PC99");
+    twin.rekey = Arc::new(tokio::sync::Notify::new());
+    rt.spawn(d.sync.clone().heartbeat());
+    std::thread::sleep(Duration::from_millis(500));
+    rt.spawn(twin.clone().heartbeat());
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(30), twin.rekey.notified()).await
+    })
+    .expect("the collector tells the second host to re-key");
+    let original_told = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(1), d.sync.rekey.notified()).await
+    });
+    assert!(original_told.is_err(), "the first host keeps its identity");
+
+    let (new_enrolment, new_key) = rt
+        .block_on(tutela_agent::enrol::rekey(
+            &twin_dir,
+            &twin.enrolment,
+            &twin.identity,
+            tutela_agent::enrol::RekeyReason::CollectorRequest,
+        ))
+        .unwrap();
+    assert_ne!(new_enrolment.agent_id, old_id);
+    assert_eq!(new_enrolment.group, "lab-3");
+    assert_eq!(
+        Enrolment::load(&twin_dir).unwrap().key_fingerprint,
+        new_key.key_fingerprint()
+    );
+    assert_eq!(Enrolment::load(&d.sync.data_dir).unwrap().agent_id, old_id);
+    // The old identity cannot be exchanged twice for fresh ones without its key.
+    let forged = rt.block_on(tutela_agent::enrol::rekey(
+        &scratch.path("forger"),
+        &twin.enrolment,
+        &Identity::generate(),
+        tutela_agent::enrol::RekeyReason::CollectorRequest,
+    ));
+    let err = forged.unwrap_err().to_string();
+    assert!(err.contains("old key's signature does not verify"), "{err}");
+
+    let list = run_ok(collector.cmd().args(["agents", "list"])).unwrap();
+    let line = |id: &str| {
+        list.lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{id} not listed:\n{list}"))
+            .to_owned()
+    };
+    assert!(
+        line(&old_id).contains("identity seen from a second machine"),
+        "{list}"
+    );
+    assert!(
+        line(&old_id).contains("identity cloned: re-keyed as"),
+        "{list}"
+    );
+    assert!(
+        line(&new_enrolment.agent_id).contains("the collector saw it from two machines"),
+        "{list}"
+    );
 }

@@ -1,4 +1,7 @@
 //! Typed-text sensor: keys typed into the focused window, passed on through the channel only.
+//!
+//! Linux/X11 reads XInput2 raw key events (see `keys_x11`); Windows uses a low-level keyboard
+//! hook (see `keys_windows`).
 
 use super::{SensorConfig, SensorError, SensorEvent, SensorHandle};
 
@@ -11,7 +14,11 @@ pub fn start(
     {
         super::keys_x11::start(config, tx)
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(windows)]
+    {
+        super::keys_windows::start(config, tx)
+    }
+    #[cfg(not(any(target_os = "linux", windows)))]
     {
         let _ = (config, tx);
         Err(SensorError::Unsupported {

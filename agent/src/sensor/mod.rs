@@ -30,6 +30,8 @@ mod window_x11;
 mod x11;
 
 #[cfg(windows)]
+mod keys_windows;
+#[cfg(windows)]
 mod window_windows;
 
 /// One thing a sensor saw.
@@ -169,6 +171,14 @@ pub enum SensorError {
     Unsupported {
         sensor: &'static str,
         platform: &'static str,
+    },
+    #[error(
+        "cannot start the {sensor} sensor: {reason}; run the agent in the pupil's desktop \
+         session (a service in session 0 sees no keyboard)"
+    )]
+    Hook {
+        sensor: &'static str,
+        reason: String,
     },
     #[error("cannot read the process table: {0}")]
     ProcessTable(String),

@@ -10,11 +10,15 @@ pub mod alert;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod coverage;
+pub mod exemptions;
 pub mod export;
 pub mod html;
+pub mod publish;
 pub mod queue;
 pub mod schema;
 pub mod staff;
+pub mod tokens;
 pub mod tz;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -44,6 +48,10 @@ pub struct App {
     pub staff_pattern: String,
     pub secure_cookies: bool,
     pub throttle: Arc<Throttle>,
+    /// `[fleet]` from collector.toml (silent-station rules for the fleet page).
+    pub fleet: crate::config::Fleet,
+    /// The collector's data directory (the rule-signing key, for publishing from the console).
+    pub data_dir: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for App {
@@ -68,6 +76,10 @@ impl App {
             staff_pattern: config.staff_pattern.trim().to_lowercase(),
             secure_cookies: config.tls,
             throttle: Arc::new(Throttle::default()),
+            fleet: crate::config::CollectorConfig::load(&dir.join("collector.toml"))
+                .map(|c| c.fleet)
+                .unwrap_or_default(),
+            data_dir: dir.to_owned(),
         })
     }
 }
@@ -353,6 +365,20 @@ pub fn router(app: App) -> Router {
         .route("/queue/bulk", post(page!(alert::bulk_false_positive)))
         .route("/rules", get(page!(alert::rules_page)))
         .route("/audit", get(page!(audit_page)))
+        .route("/fleet", get(page!(coverage::page_handler)))
+        .route("/exemptions", get(page!(exemptions::list_page)))
+        .route(
+            "/rules/publish",
+            get(page!(publish::page_handler)).post(page!(publish::submit)),
+        )
+        .route("/tokens", get(page!(tokens::list_page)))
+        .route("/tokens/create", post(page!(tokens::create)))
+        .route("/tokens/revoke", post(page!(tokens::revoke)))
+        .route("/exemptions/add", post(page!(exemptions::add)))
+        .route(
+            "/exemptions/{id}/revoke",
+            post(alert_page!(exemptions::revoke)),
+        )
         .route("/alerts/{id}", get(alert_page!(alert::page)))
         .route("/alerts/{id}/capture.jpg", get(alert_page!(alert::capture)))
         .route("/alerts/{id}/preview.jpg", get(alert_page!(alert::preview)))

@@ -1,6 +1,10 @@
 //! Sign-in and the review queue: open alerts by severity then time, with
 //! filters, search, counts per state and pages of 50. Folded repeats and
 //! burst shots are shown within their alert, never as rows of their own.
+//!
+//! Pages are keyset pages: the next and previous links carry the position
+//! (severity, time, id) of the last or first row shown, so a deep page costs
+//! an index seek rather than walking past every earlier row.
 
 use std::fmt::Write;
 
@@ -161,7 +165,54 @@ pub struct QueueQuery {
     pub from: String,
     pub to: String,
     pub search: String,
-    pub page: i64,
+    /// Show the page after this position (the "Next" link).
+    pub after: Option<Cursor>,
+    /// Show the page before this position (the "Previous" link).
+    pub before: Option<Cursor>,
+}
+
+/// A position in the queue's order: severity, then time, then id, all
+/// descending. Written `severity.time_ms.id` in links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub severity: i64,
+    pub time_ms: i64,
+    pub id: i64,
+}
+
+impl Cursor {
+    /// Reads `severity.time_ms.id`; `None` for anything else (the first page
+    /// is shown instead).
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.split('.');
+        let cursor = Self {
+            severity: parts.next()?.parse().ok()?,
+            time_ms: parts.next()?.parse().ok()?,
+            id: parts.next()?.parse().ok()?,
+        };
+        parts.next().is_none().then_some(cursor)
+    }
+
+    pub fn encode(&self) -> String {
+        format!("{}.{}.{}", self.severity, self.time_ms, self.id)
+    }
+
+    fn of(row: &Row) -> Self {
+        Self {
+            severity: row.severity,
+            time_ms: row.time_ms,
+            id: row.id,
+        }
+    }
+}
+
+/// Which way a keyset query walks from its cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    /// Rows after the cursor, in queue order.
+    Forward,
+    /// Rows before the cursor, nearest first (reverse queue order).
+    Backward,
 }
 
 impl QueueQuery {
@@ -178,11 +229,12 @@ impl QueueQuery {
             from: req.q("from").to_owned(),
             to: req.q("to").to_owned(),
             search: req.q("q").trim().to_owned(),
-            page: req.q("page").parse::<i64>().unwrap_or(1).max(1),
+            after: Cursor::parse(req.q("after")),
+            before: Cursor::parse(req.q("before")),
         }
     }
 
-    /// The query string for these filters, without the page.
+    /// The query string for these filters, without the page position.
     pub fn query_string(&self) -> String {
         let mut parts = Vec::new();
         for (k, v) in [
@@ -304,8 +356,8 @@ pub struct Row {
     pub assignee: String,
 }
 
-/// Rows matching `q` in the viewer's scope, a page at a time (`limit` rows
-/// from `offset`), by severity then time.
+/// Rows matching `q` in the viewer's scope, by severity then time: `limit`
+/// rows from `offset`, after `q.after` when it is set.
 pub fn rows(
     app: &App,
     conn: &Connection,
@@ -314,16 +366,47 @@ pub fn rows(
     offset: i64,
     limit: i64,
 ) -> Result<Vec<Row>, Fail> {
+    let keyset = q.after.map(|c| (c, Walk::Forward));
+    select_rows(app, conn, viewer, q, keyset, offset, limit)
+}
+
+fn select_rows(
+    app: &App,
+    conn: &Connection,
+    viewer: &Viewer,
+    q: &QueueQuery,
+    keyset: Option<(Cursor, Walk)>,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<Row>, Fail> {
     let Some((mut sql, mut params)) = where_clause(app, conn, viewer, q)? else {
         return Ok(Vec::new());
     };
     let states = state_clause(&q.state).ok_or_else(|| Fail::BadRequest("unknown state".into()))?;
     sql.push_str(&states);
+    // Row-value comparisons on the order's own columns: SQLite seeks the
+    // risk index (severity, time_ms, then rowid) straight to the cursor.
+    let order = match keyset {
+        Some((cursor, walk)) => {
+            sql.push_str(match walk {
+                Walk::Forward => " AND (a.severity, a.time_ms, a.id) < (?, ?, ?)",
+                Walk::Backward => " AND (a.severity, a.time_ms, a.id) > (?, ?, ?)",
+            });
+            params.push(Value::Integer(cursor.severity));
+            params.push(Value::Integer(cursor.time_ms));
+            params.push(Value::Integer(cursor.id));
+            match walk {
+                Walk::Forward => "DESC",
+                Walk::Backward => "ASC",
+            }
+        }
+        None => "DESC",
+    };
     let full = format!(
         "SELECT a.id, a.time_ms, a.user, a.station, a.source, a.category, a.severity, a.rule_id, a.term,
             a.state, a.repeat_count, a.has_capture, substr(a.context, 1, 160), COALESCE(r.assignee, '')
          FROM alerts a LEFT JOIN console_review r ON r.alert_id = a.id
-         WHERE {sql} ORDER BY a.severity DESC, a.time_ms DESC LIMIT ? OFFSET ?"
+         WHERE {sql} ORDER BY a.severity {order}, a.time_ms {order}, a.id {order} LIMIT ? OFFSET ?"
     );
     params.push(Value::Integer(limit));
     params.push(Value::Integer(offset));
@@ -347,6 +430,67 @@ pub fn rows(
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One page of the queue for `q`, and whether pages exist before and after it.
+#[derive(Debug, Clone)]
+pub struct QueuePage {
+    pub rows: Vec<Row>,
+    pub previous: Option<Cursor>,
+    pub next: Option<Cursor>,
+}
+
+/// The page `q` asks for: the first page, the page after `q.after` or the
+/// page before `q.before`.
+pub fn page_rows(
+    app: &App,
+    conn: &Connection,
+    viewer: &Viewer,
+    q: &QueueQuery,
+) -> Result<QueuePage, Fail> {
+    let size = PAGE_SIZE as usize;
+    if let Some(cursor) = q.before {
+        let mut rows = select_rows(
+            app,
+            conn,
+            viewer,
+            q,
+            Some((cursor, Walk::Backward)),
+            0,
+            PAGE_SIZE + 1,
+        )?;
+        if rows.len() > size {
+            rows.truncate(size);
+            rows.reverse();
+            return Ok(QueuePage {
+                previous: rows.first().map(Cursor::of),
+                next: rows.last().map(Cursor::of),
+                rows,
+            });
+        }
+        // Back at the start: show a full first page.
+    }
+    let after = q.before.is_none().then_some(q.after).flatten();
+    let mut rows = select_rows(
+        app,
+        conn,
+        viewer,
+        q,
+        after.map(|c| (c, Walk::Forward)),
+        0,
+        PAGE_SIZE + 1,
+    )?;
+    let more = rows.len() > size;
+    rows.truncate(size);
+    Ok(QueuePage {
+        previous: after.and(rows.first().map(Cursor::of)),
+        next: if more {
+            rows.last().map(Cursor::of)
+        } else {
+            None
+        },
+        rows,
+    })
 }
 
 /// Alerts per state for the filters other than state.
@@ -477,16 +621,12 @@ pub fn render(
     if !viewer.role.sees_alerts() {
         return Err(Fail::Forbidden);
     }
-    let rows = rows(
-        app,
-        conn,
-        viewer,
-        q,
-        (q.page - 1) * PAGE_SIZE,
-        PAGE_SIZE + 1,
-    )?;
-    let more = rows.len() as i64 > PAGE_SIZE;
-    let rows = &rows[..rows.len().min(PAGE_SIZE as usize)];
+    let QueuePage {
+        rows,
+        previous,
+        next,
+    } = page_rows(app, conn, viewer, q)?;
+    let rows = &rows[..];
     let counts = counts_html(&counts(app, conn, viewer, q)?, q);
     let max = max_id(conn)?;
     let rows_html = rows_html(app, viewer, rows);
@@ -559,20 +699,21 @@ pub fn render(
 <tbody id="queue-rows" data-max-id="{max}">{rows_html}</tbody></table><p class="pager">"#
     );
     let qs = q.query_string();
-    if q.page > 1 {
+    let sep = if qs.is_empty() { "" } else { "&amp;" };
+    if let Some(cursor) = previous {
         let _ = write!(
             body,
-            r#"<a href="/queue?{}&amp;page={}">&larr; Previous</a>"#,
+            r#"<a href="/queue?{}{sep}before={}" id="page-previous">&larr; Previous</a>"#,
             esc(&qs),
-            q.page - 1
+            cursor.encode()
         );
     }
-    if more {
+    if let Some(cursor) = next {
         let _ = write!(
             body,
-            r#"<a href="/queue?{}&amp;page={}">Next &rarr;</a>"#,
+            r#"<a href="/queue?{}{sep}after={}" id="page-next">Next &rarr;</a>"#,
             esc(&qs),
-            q.page + 1
+            cursor.encode()
         );
     }
     body.push_str("</p>");
@@ -587,4 +728,113 @@ pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
     }
     let q = QueueQuery::from_req(req);
     render(app, conn, &viewer, &q, req.q("fragment") == "1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::auth::{add_user, login, viewer, Login, Role};
+    use rusqlite::params;
+
+    #[test]
+    fn cursors_read_back_and_refuse_other_text() {
+        let c = Cursor {
+            severity: 4,
+            time_ms: -12,
+            id: 99,
+        };
+        assert_eq!(Cursor::parse(&c.encode()), Some(c));
+        for bad in ["", "4.5", "4.5.6.7", "a.b.c", "4.5.x", "4..6"] {
+            assert_eq!(Cursor::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    /// Walks every page by the Next links and back by the Previous links, with
+    /// ties in severity and time so that only the id orders some rows.
+    #[test]
+    fn keyset_pages_cover_the_queue_once_in_order_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::secrets::create_missing(dir.path(), &[]).unwrap();
+        let app = App::open(dir.path(), &crate::config::Console::default()).unwrap();
+        let conn = app.db.lock().unwrap();
+        for i in 0..173_i64 {
+            conn.execute(
+                "INSERT INTO alerts (event_id, agent_id, seq, time_ms, received_ms, user, station, source,
+                    context, app, app_path, window_title, url, search_query, category, severity, rule_id,
+                    term, matches, rules_version, state, repeat_of, body, signature, body_hash)
+                 VALUES (?1, 'ag-1', ?2, ?3, ?3, 'pupil.one', 'LAB1-PC01', 'typed', 'context', 'app', '',
+                    'title', '', '', 'bullying', ?4, 'bullying/r', 'term', '[]', 1, ?5, '', x'00', x'00', x'00')",
+                params![
+                    format!("{i:032x}"),
+                    i + 1,
+                    1_700_000_000_000_i64 + (i / 4) * 1000,
+                    1 + i % 3,
+                    if i % 7 == 0 { "closed" } else { "new" },
+                ],
+            )
+            .unwrap();
+        }
+        add_user(&conn, "dsl", Role::Dsl, "a long test password").unwrap();
+        let Login::Ok(token) =
+            login(&conn, "dsl", "a long test password", [127, 0, 0, 1].into()).unwrap()
+        else {
+            panic!("login")
+        };
+        let viewer = viewer(&conn, Some(&token)).unwrap();
+        let expected: Vec<i64> = conn
+            .prepare(
+                "SELECT id FROM alerts WHERE state IN ('new','in_review','escalated','actioned')
+                 ORDER BY severity DESC, time_ms DESC, id DESC",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(expected.len(), 148);
+
+        let mut q = QueueQuery {
+            state: "open".into(),
+            ..Default::default()
+        };
+        let mut forward = Vec::new();
+        let mut pages = Vec::new();
+        loop {
+            let page = page_rows(&app, &conn, &viewer, &q).unwrap();
+            assert_eq!(page.previous.is_some(), !pages.is_empty());
+            forward.extend(page.rows.iter().map(|r| r.id));
+            pages.push(page.rows.iter().map(|r| r.id).collect::<Vec<_>>());
+            match page.next {
+                Some(next) => {
+                    q.after = Some(next);
+                    q.before = None;
+                }
+                None => break,
+            }
+        }
+        assert_eq!(forward, expected);
+        assert_eq!(pages.len(), 3);
+
+        // Back from the last page: the same pages, in reverse.
+        let last = page_rows(&app, &conn, &viewer, &q).unwrap();
+        let mut previous = last.previous;
+        let mut back = vec![last.rows.iter().map(|r| r.id).collect::<Vec<_>>()];
+        while let Some(cursor) = previous {
+            let page = page_rows(
+                &app,
+                &conn,
+                &viewer,
+                &QueueQuery {
+                    after: None,
+                    before: Some(cursor),
+                    ..q.clone()
+                },
+            )
+            .unwrap();
+            previous = page.previous;
+            back.push(page.rows.iter().map(|r| r.id).collect());
+        }
+        back.reverse();
+        assert_eq!(back, pages);
+    }
 }

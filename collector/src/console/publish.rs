@@ -1,0 +1,173 @@
+//! Rule publishing from the console: a technician pastes or edits a pack,
+//! checks it (lint findings, the terms added and removed against the live
+//! version, whether the version is newer) and publishes it live or in
+//! shadow. The same checks as `tutela-collector rules push`; every
+//! publication is audited.
+
+use std::fmt::Write;
+
+use axum::response::Response;
+use rusqlite::Connection;
+
+use super::auth::{Role, Viewer};
+use super::html::{csrf_field, esc, page};
+use super::{audit, deny, html_response, session, App, Fail, Req};
+use crate::publish::{self, CheckReport, PublishError};
+
+/// Technicians manage rules; the DSL and deputies may too.
+pub fn may_publish(role: Role) -> bool {
+    matches!(role, Role::Technician | Role::Dsl | Role::DeputyDsl)
+}
+
+pub fn page_handler(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(conn, req)?;
+    if !may_publish(viewer.role) {
+        return Err(deny(conn, &viewer, "rules: publish"));
+    }
+    publish::ensure_schema(conn)?;
+    let live = publish::latest(conn, false)?.map(|(_, _, text)| text);
+    Ok(html_response(render(
+        app,
+        &viewer,
+        live.as_deref().unwrap_or(""),
+        false,
+        None,
+        None,
+    )))
+}
+
+pub fn submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(conn, req)?;
+    if !may_publish(viewer.role) {
+        return Err(deny(conn, &viewer, "rules: publish"));
+    }
+    let text = req.f("pack").replace("\r\n", "\n");
+    let shadow = req.f("shadow") == "on";
+    let report = match publish::check(conn, &text, "pack", shadow) {
+        Ok(r) => r,
+        Err(PublishError::Db(e)) => return Err(Fail::Db(e)),
+        Err(e) => {
+            return Ok(html_response(render(
+                app,
+                &viewer,
+                &text,
+                shadow,
+                None,
+                Some(&e.to_string()),
+            )))
+        }
+    };
+    if req.f("action") != "publish" {
+        return Ok(html_response(render(
+            app,
+            &viewer,
+            &text,
+            shadow,
+            Some(&report),
+            None,
+        )));
+    }
+    let key = crate::secrets::load_signing_key(&app.data_dir).map_err(|e| {
+        tracing::error!(error = %e, "cannot load the rule-signing key");
+        Fail::BadRequest(
+            "The collector cannot read its rule-signing key; check signing.key in its data directory."
+                .into(),
+        )
+    })?;
+    match publish::publish_checked(conn, &key, &text, shadow, report.clone()) {
+        Ok(done) => {
+            let kind = if shadow { "shadow" } else { "live" };
+            audit::append(
+                conn,
+                &viewer.name,
+                "rules-publish",
+                &format!("rules:{}:{}", report.pack_id, done.version),
+                &format!(
+                    "{kind}; {} terms added, {} removed",
+                    done.added.len(),
+                    done.removed.len()
+                ),
+            )?;
+            let body = format!(
+                r#"<h1>Rules published</h1><p id="published">Published {kind} version {} of {}. Connected agents receive it now; others when they reconnect. See <a href="/fleet">Fleet</a> for the versions agents report.</p>"#,
+                done.version,
+                esc(&report.pack_id)
+            );
+            Ok(html_response(page("Rules published", Some(&viewer), &body)))
+        }
+        Err(PublishError::Db(e)) => Err(Fail::Db(e)),
+        Err(e) => Ok(html_response(render(
+            app,
+            &viewer,
+            &text,
+            shadow,
+            Some(&report),
+            Some(&e.to_string()),
+        ))),
+    }
+}
+
+fn render(
+    _app: &App,
+    viewer: &Viewer,
+    text: &str,
+    shadow: bool,
+    report: Option<&CheckReport>,
+    error: Option<&str>,
+) -> String {
+    let mut body = String::from(
+        "<h1>Publish rules</h1><p>Paste or edit a pack, check it, then publish it live or as a shadow (candidate) pack whose would-be matches are only counted. Large packs are easier with <code>tutela-collector rules push</code>.</p>",
+    );
+    if let Some(e) = error {
+        let _ = write!(
+            body,
+            r#"<p class="error" id="publish-error">{}</p>"#,
+            esc(e)
+        );
+    }
+    if let Some(r) = report {
+        let _ = write!(
+            body,
+            r#"<h2>Check of {} version {}</h2><p id="check-summary">{} lint errors, {} findings; {} terms added, {} removed against live version {}{}.</p>"#,
+            esc(&r.pack_id),
+            r.version,
+            r.errors,
+            r.findings.len(),
+            r.added.len(),
+            r.removed.len(),
+            r.previous
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "(none)".into()),
+            r.not_newer_than
+                .map(|v| format!(
+                    "; version {} is not newer than {v}: bump [pack] version",
+                    r.version
+                ))
+                .unwrap_or_default(),
+        );
+        body.push_str(r#"<ul id="findings">"#);
+        for f in &r.findings {
+            let _ = write!(body, "<li>{}</li>", esc(f));
+        }
+        body.push_str(r#"</ul><ul id="diff">"#);
+        for t in &r.added {
+            let _ = write!(body, r#"<li class="added">+ {}</li>"#, esc(t));
+        }
+        for t in &r.removed {
+            let _ = write!(body, r#"<li class="removed">- {}</li>"#, esc(t));
+        }
+        body.push_str("</ul>");
+    }
+    let _ = write!(
+        body,
+        r#"<form method="post" action="/rules/publish" id="publish-form">{}
+<textarea name="pack" rows="30" cols="100">{}</textarea>
+<label><input type="checkbox" name="shadow"{}> Shadow (candidate) pack</label>
+<button type="submit" name="action" value="check">Check</button>
+<button type="submit" name="action" value="publish">Publish</button></form>"#,
+        csrf_field(viewer),
+        esc(text),
+        if shadow { " checked" } else { "" }
+    );
+    body
+}

@@ -1,0 +1,182 @@
+//! Enrolment tokens in the console: technicians (and the DSL roles) make a
+//! token for a group with an expiry and a number of uses, see every token's
+//! state (never its secret, which is shown once, when made) and revoke one.
+//! Every creation and revocation is audited.
+
+use std::fmt::Write;
+
+use axum::response::Response;
+use rusqlite::Connection;
+
+use super::html::{csrf_field, esc, page};
+use super::publish::may_publish;
+use super::{audit, deny, html_response, redirect, session, App, Fail, Req};
+use crate::enrolment::{self, TokenSpec};
+use crate::store::now_ms;
+
+/// Longest validity a console token may have.
+const MAX_VALID_MS: i64 = 90 * 86_400_000;
+
+pub fn list_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(conn, req)?;
+    if !may_publish(viewer.role) {
+        return Err(deny(conn, &viewer, "tokens"));
+    }
+    Ok(html_response(page(
+        "Enrolment tokens",
+        Some(&viewer),
+        &render(app, conn, &viewer, None)?,
+    )))
+}
+
+fn render(
+    app: &App,
+    conn: &Connection,
+    viewer: &super::auth::Viewer,
+    error: Option<&str>,
+) -> rusqlite::Result<String> {
+    let now = now_ms();
+    let mut body = String::from("<h1>Enrolment tokens</h1>");
+    if let Some(e) = error {
+        let _ = write!(body, r#"<p class="error">{}</p>"#, esc(e));
+    }
+    body.push_str(
+        r#"<table id="tokens"><thead><tr><th>Id</th><th>State</th><th>Group</th><th>Uses</th><th>Expires</th><th>Label</th><th></th></tr></thead><tbody>"#,
+    );
+    for t in enrolment::list_tokens(conn)? {
+        let state = t.state(now);
+        let action = if state == "valid" {
+            format!(
+                r#"<form method="post" action="/tokens/revoke" class="inline">{}<input type="hidden" name="id" value="{}"><button type="submit">Revoke</button></form>"#,
+                csrf_field(viewer),
+                esc(&t.id)
+            )
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            body,
+            r#"<tr data-token="{}"><td>{}</td><td>{state}</td><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>"#,
+            esc(&t.id),
+            esc(&t.id),
+            esc(if t.group.is_empty() { "-" } else { &t.group }),
+            t.uses,
+            t.max_uses,
+            esc(&app.zone.format(t.expires_ms)),
+            esc(&t.label),
+        );
+    }
+    body.push_str("</tbody></table>");
+    let _ = write!(
+        body,
+        r#"<h2>Make a token</h2><form method="post" action="/tokens/create" id="create-token">{}
+<label>Group <input name="group" required></label>
+<label>Valid for <input name="expires" value="24h" size="6"></label>
+<label>Uses <input name="uses" value="1" size="4"></label>
+<label>Label <input name="label"></label>
+<button type="submit">Make token</button></form>"#,
+        csrf_field(viewer)
+    );
+    Ok(body)
+}
+
+pub fn create(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(conn, req)?;
+    if !may_publish(viewer.role) {
+        return Err(deny(conn, &viewer, "tokens: create"));
+    }
+    let now = now_ms();
+    let valid_for = crate::exemption::parse_until(req.f("expires"), now)
+        .ok()
+        .map(|end| end - now)
+        .filter(|ms| (1..=MAX_VALID_MS).contains(ms));
+    let uses = req
+        .f("uses")
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|u| (1..=1000).contains(u));
+    let group = req.f("group").trim();
+    let label = req.f("label").trim();
+    let problem = match (valid_for, uses) {
+        _ if group.is_empty() || group.len() > 100 || label.len() > 200 => {
+            Some("Give a group (at most 100 characters) and a label of at most 200.")
+        }
+        (None, _) => Some("Valid for: a duration such as 30m, 24h or 7d, at most 90 days."),
+        (_, None) => Some("Uses: a number from 1 to 1000."),
+        _ => None,
+    };
+    if let Some(p) = problem {
+        return Ok(html_response(page(
+            "Enrolment tokens",
+            Some(&viewer),
+            &render(app, conn, &viewer, Some(p))?,
+        )));
+    }
+    let (Some(valid_for_ms), Some(max_uses)) = (valid_for, uses) else {
+        return Err(Fail::BadRequest("invalid token request".into()));
+    };
+    let advertised = crate::config::CollectorConfig::load(&app.data_dir.join("collector.toml"))
+        .map(|c| c.advertised())
+        .map_err(|e| Fail::BadRequest(e.to_string()))?;
+    let tls = crate::secrets::load_tls(&app.data_dir).map_err(|e| {
+        tracing::error!(error = %e, "cannot read the collector certificate");
+        Fail::BadRequest(
+            "The collector cannot read its certificate; check its data directory.".into(),
+        )
+    })?;
+    let token = enrolment::create_token(
+        conn,
+        &TokenSpec {
+            valid_for_ms,
+            max_uses,
+            group: group.to_owned(),
+            label: label.to_owned(),
+        },
+        &advertised,
+        &tls.fingerprint,
+    )?;
+    audit::append(
+        conn,
+        &viewer.name,
+        "token-create",
+        &format!("group:{group}"),
+        &format!(
+            "{max_uses} uses, valid {} s, label {label}",
+            valid_for_ms / 1000
+        ),
+    )?;
+    let text = token.encode();
+    let body = format!(
+        r#"<h1>Token made</h1><p>Copy it now: it is not shown again. On each device, as an administrator:</p><pre id="token">tutela-agent enrol '{}'</pre><p>Group {}, {max_uses} uses, valid until {}.</p><p><a href="/tokens">Back to tokens</a></p>"#,
+        esc(&text),
+        esc(group),
+        esc(&app.zone.format(token.expires_ms)),
+    );
+    Ok(html_response(page("Token made", Some(&viewer), &body)))
+}
+
+pub fn revoke(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(conn, req)?;
+    if !may_publish(viewer.role) {
+        return Err(deny(conn, &viewer, "tokens: revoke"));
+    }
+    match enrolment::revoke_token(conn, req.f("id")) {
+        Ok(id) => {
+            audit::append(
+                conn,
+                &viewer.name,
+                "token-revoke",
+                &format!("token:{id}"),
+                "",
+            )?;
+            Ok(redirect("/tokens"))
+        }
+        Err(enrolment::TokenError::Db(e)) => Err(Fail::Db(e)),
+        Err(e) => Ok(html_response(page(
+            "Enrolment tokens",
+            Some(&viewer),
+            &render(app, conn, &viewer, Some(&e.to_string()))?,
+        ))),
+    }
+}

@@ -1,0 +1,229 @@
+//! Fleet coverage: which stations have gone silent during school hours.
+//!
+//! A station is silent when the time since its last heartbeat or event (or
+//! since enrolment, if it was never seen), counted only within school hours
+//! on school days in the school's time zone, exceeds `silent_after_mins`.
+//! Evenings, weekends and other non-school time never make a station silent.
+
+use rusqlite::Connection;
+
+use crate::config::Fleet;
+use crate::console::tz::Zone;
+
+const DAY_MS: i64 = 86_400_000;
+/// Looking back further than this is pointless: any longer silence has
+/// already crossed every sensible threshold.
+const LOOKBACK_DAYS: i64 = 62;
+
+/// A station that has been silent for too long within school hours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SilentStation {
+    pub agent_id: String,
+    pub station: String,
+    pub grp: String,
+    pub last_seen_ms: Option<i64>,
+}
+
+/// The school calendar parsed from `[fleet]`.
+#[derive(Debug, Clone, Copy)]
+pub struct SchoolTime {
+    /// Bit `d` set: weekday `d` (0 = Sunday) is a school day.
+    days: u8,
+    start_min: i64,
+    end_min: i64,
+    zone: Zone,
+}
+
+impl SchoolTime {
+    /// Parses the `[fleet]` calendar. Unknown day names are ignored and an
+    /// unreadable `school_hours` falls back to 08:30-15:30 (logged).
+    pub fn new(fleet: &Fleet, zone: Zone) -> Self {
+        let mut days = 0u8;
+        for d in &fleet.school_days {
+            match weekday_index(d) {
+                Some(i) => days |= 1 << i,
+                None => {
+                    tracing::warn!(day = %d, "unknown day in [fleet] school_days; use Mon..Sun")
+                }
+            }
+        }
+        let (start_min, end_min) = parse_hours(&fleet.school_hours).unwrap_or_else(|| {
+            tracing::warn!(hours = %fleet.school_hours, "unreadable [fleet] school_hours; use HH:MM-HH:MM; using 08:30-15:30");
+            (8 * 60 + 30, 15 * 60 + 30)
+        });
+        Self {
+            days,
+            start_min,
+            end_min,
+            zone,
+        }
+    }
+
+    /// Milliseconds of school time in `[from, to)`.
+    pub fn school_ms_between(&self, from: i64, to: i64) -> i64 {
+        if to <= from {
+            return 0;
+        }
+        let from = from.max(to - LOOKBACK_DAYS * DAY_MS);
+        let mut total = 0;
+        // Local day numbers; one extra day either side covers offset changes.
+        let first = (from + i64::from(self.zone.offset_minutes(from)) * 60_000).div_euclid(DAY_MS);
+        let last = (to + i64::from(self.zone.offset_minutes(to)) * 60_000).div_euclid(DAY_MS);
+        for day in first - 1..=last + 1 {
+            // 1970-01-01 was a Thursday: weekday 0 = Sunday.
+            let weekday = (day + 4).rem_euclid(7);
+            if self.days & (1 << weekday) == 0 {
+                continue;
+            }
+            let utc_midnight = day * DAY_MS;
+            // The offset at local noon is the day's offset (changes happen at night).
+            let off = i64::from(self.zone.offset_minutes(utc_midnight + DAY_MS / 2)) * 60_000;
+            let start = utc_midnight - off + self.start_min * 60_000;
+            let end = utc_midnight - off + self.end_min * 60_000;
+            let lo = start.max(from);
+            let hi = end.min(to);
+            if hi > lo {
+                total += hi - lo;
+            }
+        }
+        total
+    }
+
+    /// True if `ms` falls within school hours on a school day.
+    pub fn is_school_time(&self, ms: i64) -> bool {
+        self.school_ms_between(ms, ms + 1) == 1
+    }
+}
+
+fn weekday_index(name: &str) -> Option<u32> {
+    let n = name.trim().to_ascii_lowercase();
+    let n = n.get(..3)?;
+    ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+        .iter()
+        .position(|d| *d == n)
+        .map(|i| i as u32)
+}
+
+/// `HH:MM-HH:MM` to minutes after local midnight; `24:00` allowed as an end.
+fn parse_hours(text: &str) -> Option<(i64, i64)> {
+    let (a, b) = text.trim().split_once(['-', '–'])?;
+    let parse = |t: &str| -> Option<i64> {
+        let (h, m) = t.trim().split_once(':')?;
+        let h: i64 = h.parse().ok()?;
+        let m: i64 = m.parse().ok()?;
+        (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+    };
+    let (s, e) = (parse(a)?, parse(b)?);
+    (s < e).then_some((s, e))
+}
+
+/// Enrolled, unrevoked stations silent for longer than `fleet.silent_after_mins`
+/// of school time at `now_ms`, longest silent first.
+pub fn silent_stations(
+    conn: &Connection,
+    now_ms: i64,
+    fleet: &Fleet,
+    zone: &Zone,
+) -> rusqlite::Result<Vec<SilentStation>> {
+    let school = SchoolTime::new(fleet, *zone);
+    let limit_ms = i64::try_from(fleet.silent_after_mins)
+        .unwrap_or(i64::MAX / 60_000)
+        .saturating_mul(60_000);
+    let mut stmt = conn.prepare(
+        "SELECT agent_id, station, grp, last_seen_ms, enrolled_ms FROM agents
+         WHERE revoked = 0 ORDER BY COALESCE(last_seen_ms, enrolled_ms), station",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            SilentStation {
+                agent_id: r.get(0)?,
+                station: r.get(1)?,
+                grp: r.get(2)?,
+                last_seen_ms: r.get(3)?,
+            },
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (s, enrolled) = row?;
+        let since = s.last_seen_ms.unwrap_or(enrolled);
+        if school.school_ms_between(since, now_ms) > limit_ms {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::tz::days_from_civil;
+
+    fn at(y: i64, m: u32, d: u32, h: i64, min: i64) -> i64 {
+        days_from_civil(y, m, d) * DAY_MS + (h * 60 + min) * 60_000
+    }
+
+    fn conn_with(rows: &[(&str, Option<i64>, i64)]) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE agents (agent_id TEXT, station TEXT, grp TEXT, last_seen_ms INTEGER,
+             enrolled_ms INTEGER, revoked INTEGER NOT NULL DEFAULT 0)",
+        )
+        .unwrap();
+        for (id, seen, enrolled) in rows {
+            conn.execute(
+                "INSERT INTO agents (agent_id, station, grp, last_seen_ms, enrolled_ms)
+                 VALUES (?1, ?1, 'y10', ?2, ?3)",
+                rusqlite::params![id, seen, enrolled],
+            )
+            .unwrap();
+        }
+        conn
+    }
+
+    #[test]
+    fn only_school_hours_count() {
+        let school = SchoolTime::new(&Fleet::default(), Zone::Fixed(0));
+        // Friday 2025-03-14 15:00 UTC to Monday 09:00: 30 min Friday + 30 min Monday.
+        let fri = at(2025, 3, 14, 15, 0);
+        let mon = at(2025, 3, 17, 9, 0);
+        assert_eq!(school.school_ms_between(fri, mon), 60 * 60_000);
+        assert!(school.is_school_time(at(2025, 3, 17, 8, 30)));
+        assert!(!school.is_school_time(at(2025, 3, 17, 15, 30)));
+        assert!(!school.is_school_time(at(2025, 3, 15, 10, 0)));
+    }
+
+    #[test]
+    fn london_summer_time_shifts_the_day() {
+        let school = SchoolTime::new(&Fleet::default(), Zone::London);
+        // 2025-07-01 08:30 BST is 07:30 UTC.
+        assert!(school.is_school_time(at(2025, 7, 1, 7, 30)));
+        assert!(!school.is_school_time(at(2025, 7, 1, 7, 29)));
+        assert!(!school.is_school_time(at(2025, 7, 1, 14, 30)));
+    }
+
+    #[test]
+    fn silent_after_an_hour_of_school_time_not_overnight() {
+        let fleet = Fleet::default();
+        let now = at(2025, 3, 17, 9, 0); // Monday 09:00 UTC
+        let conn = conn_with(&[
+            ("overnight", Some(at(2025, 3, 14, 15, 20)), 0), // 10 + 30 min
+            ("silent", Some(at(2025, 3, 14, 14, 0)), 0),     // 90 + 30 min
+            ("never", None, at(2025, 3, 10, 9, 0)),
+        ]);
+        let silent = silent_stations(&conn, now, &fleet, &Zone::Fixed(0)).unwrap();
+        let ids: Vec<_> = silent.iter().map(|s| s.agent_id.as_str()).collect();
+        assert_eq!(ids, ["never", "silent"]);
+        assert_eq!(silent[0].last_seen_ms, None);
+    }
+
+    #[test]
+    fn hours_and_days_parse() {
+        assert_eq!(parse_hours("08:30-15:30"), Some((510, 930)));
+        assert_eq!(parse_hours("00:00-24:00"), Some((0, 1440)));
+        assert_eq!(parse_hours("15:00-08:00"), None);
+        assert_eq!(weekday_index("Saturday"), Some(6));
+        assert_eq!(weekday_index("x"), None);
+    }
+}

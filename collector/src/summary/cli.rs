@@ -1,0 +1,129 @@
+//! `tutela-collector summary`: preview, send now, status.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+
+use super::content::Audience;
+use crate::config::CollectorConfig;
+use crate::mail::{self, Mailer};
+use crate::store::{self, now_ms};
+
+#[derive(Debug, clap::Args)]
+pub struct SummaryArgs {
+    /// Write the summary as one HTML file (chart inline) instead of sending it.
+    #[arg(long, value_name = "FILE")]
+    pub preview: Option<PathBuf>,
+    /// Queue the summary for every recipient and send it now; the week then
+    /// counts as sent and the schedule will not send it again.
+    #[arg(long)]
+    pub send_now: bool,
+    /// The week to summarise, by its first day (YYYY-MM-DD). Default: the
+    /// latest complete week by the schedule.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub week: Option<String>,
+    /// Preview the head teacher's summary (alerts about staff) instead of the DSL's.
+    #[arg(long)]
+    pub staff: bool,
+    /// Show the weeks sent and the mail outbox: what is waiting, and why.
+    #[arg(long)]
+    pub status: bool,
+}
+
+pub fn run(dir: &Path, args: SummaryArgs) -> Result<()> {
+    let config = CollectorConfig::load(&dir.join("collector.toml"))?;
+    let mut conn = store::open(dir).context("opening the collector database")?;
+    crate::console::schema::create(&conn)?;
+    crate::publish::ensure_schema(&conn)?;
+    let now = now_ms();
+    let week = match &args.week {
+        Some(date) => super::week_of(&config, date)?,
+        None => super::latest_week(&config, now)?,
+    };
+    if args.status {
+        let zone = super::zone(&config);
+        println!("weekly summaries queued:");
+        for (week, at, trigger, emails) in super::runs(&conn, 20)? {
+            println!(
+                "  week of {week}: {emails} emails, {trigger}, {}",
+                zone.format(at)
+            );
+        }
+        println!("mail outbox (newest first, unsent before sent):");
+        for r in mail::outbox(&conn, 50)? {
+            let state = match r.sent_ms {
+                Some(ms) => format!("sent {}", zone.format(ms)),
+                None if r.attempts == 0 => "waiting".to_owned(),
+                None => format!(
+                    "NOT SENT after {} attempts, next try {}: {}",
+                    r.attempts,
+                    zone.format(r.next_attempt_ms),
+                    r.last_error
+                ),
+            };
+            println!(
+                "  #{} {} to {} queued {}: {} ({})",
+                r.id,
+                r.kind,
+                r.recipient,
+                zone.format(r.created_ms),
+                state,
+                r.subject
+            );
+        }
+        return Ok(());
+    }
+    if let Some(out) = &args.preview {
+        let audience = if args.staff {
+            Audience::Staff
+        } else {
+            Audience::Pupils
+        };
+        let html = super::preview_html(&conn, &config, week, audience)?;
+        std::fs::write(out, html).with_context(|| format!("writing {}", out.display()))?;
+        println!(
+            "wrote the summary for the week of {} to {}",
+            week.label(),
+            out.display()
+        );
+        return Ok(());
+    }
+    if args.send_now {
+        let mailer = Mailer::from_config(&config.mail)?.context(
+            "mail is not configured: set [mail] host, from and recipients in collector.toml",
+        )?;
+        let queued = super::queue_week(
+            &mut conn,
+            &config,
+            &mailer.from,
+            week,
+            super::Trigger::Manual,
+            now,
+        )?
+        .unwrap_or(0);
+        anyhow::ensure!(
+            queued > 0,
+            "no recipient holds a role in [summary] roles ({}); add recipients to [mail] recipients",
+            config.summary.roles.join(", ")
+        );
+        let db = Arc::new(Mutex::new(conn));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let done = runtime.block_on(mail::deliver_due(&db, &mailer))?;
+        println!(
+            "queued {queued} summary emails for the week of {}; {} sent, {} not sent yet",
+            week.label(),
+            done.sent,
+            done.failed
+        );
+        anyhow::ensure!(
+            done.failed == 0,
+            "{} emails could not be sent yet; they stay in the outbox and the running collector retries them (see `tutela-collector summary --status`)",
+            done.failed
+        );
+        return Ok(());
+    }
+    anyhow::bail!("say what to do: --preview FILE, --send-now or --status")
+}

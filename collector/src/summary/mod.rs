@@ -1,0 +1,264 @@
+//! The weekly summary email for the DSL (and, for staff alerts, the head
+//! teacher): figures from the database, a chart, HTML and text, queued in
+//! the mail outbox.
+//!
+//! Each week is recorded in `summary_runs` in the same transaction that
+//! writes its emails to the outbox, so a week is never queued twice by the
+//! schedule, and a slot missed while the collector was down is caught up
+//! once when it starts (only the latest slot: never a backlog of weeks).
+
+pub mod chart;
+pub mod cli;
+pub mod content;
+pub mod render;
+pub mod schedule;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use lettre::message::Mailbox;
+use rusqlite::{params, Connection};
+
+use crate::config::CollectorConfig;
+use crate::console::tz::Zone;
+use crate::mail::{self, Content, Db, InlineImage, MailError};
+use crate::store::now_ms;
+use content::Audience;
+use schedule::{Schedule, Week};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS summary_runs (
+    week_start TEXT PRIMARY KEY,
+    queued_ms INTEGER NOT NULL,
+    trigger TEXT NOT NULL,
+    emails INTEGER NOT NULL
+);
+";
+
+pub fn ensure_schema(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(SCHEMA)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SummaryError {
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Mail(#[from] MailError),
+    #[error(transparent)]
+    Chart(#[from] chart::ChartError),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The school's time zone (`[console] time_zone`), UTC if unknown.
+pub fn zone(config: &CollectorConfig) -> Zone {
+    Zone::parse(&config.console.time_zone).unwrap_or(Zone::Fixed(0))
+}
+
+/// The configured weekly slot.
+pub fn schedule(config: &CollectorConfig) -> Result<Schedule, SummaryError> {
+    Schedule::parse(&config.summary.day, &config.summary.time, zone(config))
+        .map_err(SummaryError::Config)
+}
+
+/// The week starting on local date `date` (`YYYY-MM-DD`).
+pub fn week_of(config: &CollectorConfig, date: &str) -> Result<Week, SummaryError> {
+    let start_day = schedule::parse_date(date).ok_or_else(|| {
+        SummaryError::Config(format!("--week {date:?} is not a date; use YYYY-MM-DD"))
+    })?;
+    Ok(Week {
+        start_day,
+        zone: zone(config),
+    })
+}
+
+/// The most recent complete week by the schedule.
+pub fn latest_week(config: &CollectorConfig, now: i64) -> Result<Week, SummaryError> {
+    Ok(schedule(config)?.latest(now).1)
+}
+
+/// One rendered summary: the email content and its chart.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub audience: Audience,
+    pub figures: content::Figures,
+    pub content: Content,
+}
+
+/// Reads the figures and renders the summary for `audience`.
+pub fn render_for(
+    conn: &Connection,
+    config: &CollectorConfig,
+    week: Week,
+    audience: Audience,
+    now: i64,
+) -> Result<Rendered, SummaryError> {
+    crate::console::schema::create(conn)?;
+    let figures = content::figures(conn, config, week, audience, now)?;
+    let png = chart::draw(&render::chart_days(&figures))?;
+    let content = Content {
+        subject: render::subject(&figures),
+        text: render::text(&figures),
+        html: render::html(&figures, "cid:chart"),
+        images: vec![InlineImage {
+            cid: "chart".into(),
+            png,
+        }],
+    };
+    Ok(Rendered {
+        audience,
+        figures,
+        content,
+    })
+}
+
+/// The summary as one HTML file, the chart inline as a `data:` URI.
+pub fn preview_html(
+    conn: &Connection,
+    config: &CollectorConfig,
+    week: Week,
+    audience: Audience,
+) -> Result<String, SummaryError> {
+    let r = render_for(conn, config, week, audience, now_ms())?;
+    let png = &r.content.images[0].png;
+    let uri = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(png)
+    );
+    Ok(render::html(&r.figures, &uri))
+}
+
+/// Who receives the summary, and which one: (address, audience).
+pub fn recipients(config: &CollectorConfig) -> Vec<(String, Audience)> {
+    let roles: Vec<&str> = config.summary.roles.iter().map(String::as_str).collect();
+    let mut out = Vec::new();
+    for r in &config.mail.recipients {
+        let holds = |role: &str| roles.contains(&role) && r.roles.iter().any(|x| x == role);
+        let address = r.address.trim().to_owned();
+        if r.roles
+            .iter()
+            .any(|x| x != "head" && roles.contains(&x.as_str()))
+        {
+            out.push((address.clone(), Audience::Pupils));
+        }
+        if holds("head") {
+            out.push((address, Audience::Staff));
+        }
+    }
+    out.dedup();
+    out
+}
+
+/// Why a week was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// By the schedule (or its catch-up at start): at most once per week.
+    Schedule,
+    /// `summary --send-now`: always, and the week then counts as sent.
+    Manual,
+}
+
+/// Writes the week's emails to the outbox and records the week, in one
+/// transaction. By the schedule, a week already recorded is skipped (`None`).
+pub fn queue_week(
+    conn: &mut Connection,
+    config: &CollectorConfig,
+    from: &Mailbox,
+    week: Week,
+    trigger: Trigger,
+    now: i64,
+) -> Result<Option<usize>, SummaryError> {
+    ensure_schema(conn)?;
+    mail::ensure_schema(conn)?;
+    crate::console::schema::create(conn)?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let label = week.label();
+    let done: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM summary_runs WHERE week_start = ?1)",
+        [&label],
+        |r| r.get(0),
+    )?;
+    if done && trigger == Trigger::Schedule {
+        return Ok(None);
+    }
+    let recipients = recipients(config);
+    if recipients.is_empty() {
+        tracing::warn!(week = %label, roles = config.summary.roles.join(","), "the weekly summary has no recipients; add one to [mail] recipients");
+    }
+    let mut rendered: Vec<Rendered> = Vec::new();
+    let mut emails = 0;
+    for (to, audience) in &recipients {
+        if !rendered.iter().any(|r| r.audience == *audience) {
+            rendered.push(render_for(&tx, config, week, *audience, now)?);
+        }
+        let r = rendered
+            .iter()
+            .find(|r| r.audience == *audience)
+            .expect("rendered above");
+        let message = mail::build(from, to, &r.content)?;
+        mail::enqueue(&tx, "summary", to, &r.content.subject, &message)?;
+        emails += 1;
+    }
+    tx.execute(
+        "INSERT INTO summary_runs (week_start, queued_ms, trigger, emails) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(week_start) DO UPDATE SET emails = emails + ?4",
+        params![
+            label,
+            now,
+            match trigger {
+                Trigger::Schedule => "schedule",
+                Trigger::Manual => "manual",
+            },
+            emails as i64
+        ],
+    )?;
+    tx.commit()?;
+    Ok(Some(emails))
+}
+
+/// Weeks queued so far: (week start, queued ms, trigger, emails), newest first.
+pub fn runs(conn: &Connection, limit: i64) -> rusqlite::Result<Vec<(String, i64, String, i64)>> {
+    ensure_schema(conn)?;
+    let mut stmt = conn.prepare(
+        "SELECT week_start, queued_ms, trigger, emails FROM summary_runs ORDER BY week_start DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })?;
+    rows.collect()
+}
+
+/// Checks the schedule every `check_secs` and queues a due (or missed) week once.
+pub async fn run(db: Db, config: CollectorConfig, from: Mailbox, wake: Arc<tokio::sync::Notify>) {
+    let schedule = match schedule(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "the weekly summary is off");
+            return;
+        }
+    };
+    let every = Duration::from_secs(config.summary.check_secs.max(1));
+    let config = Arc::new(config);
+    loop {
+        let now = now_ms();
+        let (at, week) = schedule.latest(now);
+        let (c, f) = (config.clone(), from.clone());
+        match mail::with_db(&db, move |conn| {
+            queue_week(conn, &c, &f, week, Trigger::Schedule, now)
+        })
+        .await
+        {
+            Ok(Some(emails)) => {
+                tracing::info!(week = %week.label(), emails, late_secs = (now - at) / 1000, "weekly summary queued");
+                wake.notify_one();
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(week = %week.label(), error = %e, "the weekly summary could not be queued; will try again")
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}

@@ -1,0 +1,439 @@
+//! The fleet and exemption pages of the review console, over real HTTP
+//! against the real collector: silent and flagged stations are highlighted
+//! for a technician; only the DSL roles add and revoke exemptions, with the
+//! CSRF token, and every change lands in the audit log.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tutela_tests::{free_port, Agent, Collector, Scratch};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Reply {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+fn http(port: u16, method: &str, path: &str, cookie: &str, form: &[(&str, &str)]) -> Reply {
+    let body: String = form
+        .iter()
+        .map(|(k, v)| format!("{}={}", url_encode(k), url_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    Reply {
+        status,
+        headers: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn cookie_value(headers: &str, name: &str) -> String {
+    headers
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .find_map(|c| c.strip_prefix(&format!("{name}=")))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("no {name} cookie in:\n{headers}"))
+        .to_owned()
+}
+
+fn csrf(body: &str) -> String {
+    let at = body.find(r#"name="csrf" value=""#).expect("a CSRF field");
+    let rest = &body[at + r#"name="csrf" value=""#.len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// Signs in; returns the session cookie header value and the session's CSRF token.
+fn sign_in(port: u16, name: &str) -> (String, String) {
+    let form = http(port, "GET", "/login", "", &[]);
+    let login_cookie = format!(
+        "tutela_login={}",
+        cookie_value(&form.headers, "tutela_login")
+    );
+    let token = csrf(&form.body);
+    let r = http(
+        port,
+        "POST",
+        "/login",
+        &login_cookie,
+        &[("csrf", &token), ("name", name), ("password", PASSWORD)],
+    );
+    assert_eq!(r.status, 303, "sign-in of {name}: {}", r.body);
+    let session = format!(
+        "tutela_session={}",
+        cookie_value(&r.headers, "tutela_session")
+    );
+    let page = http(port, "GET", "/exemptions", &session, &[]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let token = csrf(&page.body);
+    (session, token)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Replaces `[fleet]` in collector.toml: school all day, every day.
+fn always_school(collector: &Collector) {
+    let path = collector.dir.join("collector.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            skipping = line.trim() == "[fleet]";
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push_str(
+        "[fleet]\nsilent_after_mins = 60\nschool_days = [\"Mon\", \"Tue\", \"Wed\", \"Thu\", \"Fri\", \"Sat\", \"Sun\"]\nschool_hours = \"00:00-24:00\"\n",
+    );
+    std::fs::write(&path, out).unwrap();
+}
+
+#[test]
+fn fleet_exemptions_rules_and_tokens_pages_per_role() {
+    let scratch = Scratch::new("fleet-console");
+    let mut collector = Collector::init(scratch.path("collector")).unwrap();
+    let port = free_port();
+    collector.set_console_port(port).unwrap();
+    always_school(&collector);
+    collector
+        .add_console_user("dsl.one", "dsl", PASSWORD)
+        .unwrap();
+    collector
+        .add_console_user("tech.one", "technician", PASSWORD)
+        .unwrap();
+    collector.start().unwrap();
+
+    let mut ids = Vec::new();
+    for station in ["Y10-PC01", "Y10-PC02", "Y10-PC03"] {
+        let mut agent = Agent::new(scratch.path(station));
+        agent.env.retain(|(k, _)| k != "TUTELA_STATION");
+        agent.env.push(("TUTELA_STATION".into(), station.into()));
+        agent
+            .enrol(&collector.token(&["--group", "year-10"]).unwrap())
+            .unwrap();
+        ids.push(agent.agent_id());
+    }
+    // PC01 reported a minute ago; PC02 three hours ago; PC03 is flagged.
+    let db = rusqlite::Connection::open(collector.dir.join("tutela.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let now = now_ms();
+    for (id, seen) in [
+        (&ids[0], now - 60_000),
+        (&ids[1], now - 3 * 3_600_000),
+        (&ids[2], now),
+    ] {
+        db.execute(
+            "UPDATE agents SET last_seen_ms = ?2, agent_version = '0.1.0', rules_version = 7, spool_backlog = 4 WHERE agent_id = ?1",
+            rusqlite::params![id, seen],
+        )
+        .unwrap();
+    }
+    db.execute(
+        "UPDATE agents SET flag = 'identity cloned: re-keyed as ag-x' WHERE agent_id = ?1",
+        [&ids[2]],
+    )
+    .unwrap();
+
+    let (tech, tech_csrf) = sign_in(port, "tech.one");
+    let fleet = http(port, "GET", "/fleet", &tech, &[]);
+    assert_eq!(fleet.status, 200);
+    let row = |id: &str| {
+        let at = fleet
+            .body
+            .find(&format!(r#"data-agent="{id}""#))
+            .unwrap_or_else(|| panic!("{id} missing:\n{}", fleet.body));
+        let start = fleet.body[..at].rfind("<tr").unwrap();
+        let end = at + fleet.body[at..].find("</tr>").unwrap();
+        fleet.body[start..end].to_owned()
+    };
+    assert!(!row(&ids[0]).contains("class="), "{}", row(&ids[0]));
+    assert!(row(&ids[0]).contains("<td>ok</td>"), "{}", row(&ids[0]));
+    assert!(
+        row(&ids[1]).contains(r#"class="silent""#),
+        "{}",
+        row(&ids[1])
+    );
+    assert!(
+        row(&ids[2]).contains(r#"class="flagged""#),
+        "{}",
+        row(&ids[2])
+    );
+    assert!(row(&ids[2]).contains("identity cloned"), "{}", row(&ids[2]));
+    assert!(row(&ids[0]).contains("Y10-PC01") && row(&ids[0]).contains("year-10"));
+    assert!(
+        fleet.body.contains("3 stations: 1 silent, 1 flagged"),
+        "{}",
+        fleet.body
+    );
+
+    // A technician sees the exemptions but cannot add one.
+    let page = http(port, "GET", "/exemptions", &tech, &[]);
+    assert!(!page.body.contains("add-exemption"));
+    let add = [
+        ("group", "year-10"),
+        ("category", "drugs"),
+        ("until", "7d"),
+        ("reason", "Year 10 PSHE on drugs this week"),
+    ];
+    let mut form = vec![("csrf", tech_csrf.as_str())];
+    form.extend(add);
+    assert_eq!(
+        http(port, "POST", "/exemptions/add", &tech, &form).status,
+        403
+    );
+
+    // The DSL adds one (the form without its CSRF token is refused), then revokes it.
+    let (dsl, dsl_csrf) = sign_in(port, "dsl.one");
+    assert_eq!(
+        http(port, "POST", "/exemptions/add", &dsl, &add).status,
+        403
+    );
+    let mut form = vec![("csrf", dsl_csrf.as_str())];
+    form.extend(add);
+    let r = http(port, "POST", "/exemptions/add", &dsl, &form);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = http(port, "GET", "/exemptions", &dsl, &[]);
+    assert!(
+        page.body
+            .contains(r#"<td>active</td><td>year-10</td><td>category drugs</td>"#),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Year 10 PSHE on drugs this week"));
+    let r = http(
+        port,
+        "POST",
+        "/exemptions/1/revoke",
+        &dsl,
+        &[("csrf", &dsl_csrf)],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = http(port, "GET", "/exemptions", &dsl, &[]);
+    assert!(page.body.contains("<td>revoked</td>"), "{}", page.body);
+    // A bad end time is explained, not stored.
+    let mut form = vec![("csrf", dsl_csrf.as_str())];
+    form.extend([
+        ("group", "year-10"),
+        ("term", "cannabis"),
+        ("until", "soon"),
+        ("reason", "x"),
+    ]);
+    let r = http(port, "POST", "/exemptions/add", &dsl, &form);
+    assert!(r.body.contains("is not an end time"), "{}", r.body);
+
+    let audit: Vec<(String, String, String)> = db
+        .prepare("SELECT actor, action, target FROM console_audit ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let has = |actor: &str, action: &str, target: &str| {
+        audit
+            .iter()
+            .any(|(a, b, c)| a == actor && b == action && c == target)
+    };
+    assert!(has("tech.one", "denied", "exemptions: add"), "{audit:?}");
+    assert!(has("dsl.one", "exemption-add", "exemption:1"), "{audit:?}");
+    assert!(
+        has("dsl.one", "exemption-revoke", "exemption:1"),
+        "{audit:?}"
+    );
+    assert!(has("dsl.one", "csrf_refused", "console"), "{audit:?}");
+    let count: i64 = db
+        .query_row("SELECT COUNT(*) FROM exemptions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(count, 1);
+
+    // A technician checks and publishes packs from the console.
+    let form_page = http(port, "GET", "/rules/publish", &tech, &[]);
+    assert_eq!(form_page.status, 200);
+    assert!(form_page.body.contains("publish-form"));
+    let post = |action: &str, pack: &str, shadow: bool| {
+        let mut form = vec![
+            ("csrf", tech_csrf.as_str()),
+            ("action", action),
+            ("pack", pack),
+        ];
+        if shadow {
+            form.push(("shadow", "on"));
+        }
+        http(port, "POST", "/rules/publish", &tech, &form)
+    };
+    let duplicate = pack(1, &["zip gun", "zip gun"]);
+    let r = post("check", &duplicate, false);
+    assert!(r.body.contains("1 lint errors"), "{}", r.body);
+    assert!(r.body.contains("duplicate term"), "{}", r.body);
+    let r = post("publish", &duplicate, false);
+    assert!(r.body.contains("lint error"), "{}", r.body);
+    assert!(!r.body.contains("Rules published"));
+    let r = post("publish", &pack(1, &["pipe bomb", "zip gun"]), false);
+    assert!(r.body.contains("Published live version 1"), "{}", r.body);
+    let r = post("check", &pack(1, &["pipe bomb"]), false);
+    assert!(r.body.contains("is not newer than 1"), "{}", r.body);
+    let candidate = pack(2, &["zip gun", "ghost gun"]);
+    let r = post("check", &candidate, true);
+    assert!(r.body.contains("+ weapons/ghost gun"), "{}", r.body);
+    assert!(r.body.contains("- weapons/pipe bomb"), "{}", r.body);
+    let r = post("publish", &candidate, true);
+    assert!(r.body.contains("Published shadow version 2"), "{}", r.body);
+    let status = tutela_tests::run_ok(collector.cmd().args(["rules", "status"])).unwrap();
+    assert!(
+        status.contains("live: 1") && status.contains("shadow: 2"),
+        "{status}"
+    );
+    let fleet = http(port, "GET", "/fleet", &tech, &[]);
+    assert!(
+        fleet.body.contains("Candidate rules (shadow version 2)"),
+        "{}",
+        fleet.body
+    );
+    let published: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM console_audit WHERE actor = 'tech.one' AND action = 'rules-publish'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(published, 2);
+
+    // A technician makes a token in the console, a device enrols with it, then it is revoked.
+    let r = http(
+        port,
+        "POST",
+        "/tokens/create",
+        &tech,
+        &[
+            ("csrf", &tech_csrf),
+            ("group", "year-9"),
+            ("expires", "2h"),
+            ("uses", "2"),
+            ("label", "ICT 3"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let at = r
+        .body
+        .find("tutela-agent enrol '")
+        .expect("the token is shown")
+        + "tutela-agent enrol '".len();
+    let token = r.body[at..at + r.body[at..].find('\'').unwrap()].to_owned();
+    let device = Agent::new(scratch.path("Y9-PC01"));
+    let out = device.enrol(&token).unwrap();
+    assert!(out.contains("group year-9"), "{out}");
+    let tokens = http(port, "GET", "/tokens", &tech, &[]);
+    let row_at = tokens
+        .body
+        .find("<td>ICT 3</td>")
+        .expect("the token is listed");
+    let row_start = tokens.body[..row_at].rfind("data-token=\"").unwrap() + "data-token=\"".len();
+    let token_id = tokens.body[row_start..row_start + 12].to_owned();
+    assert!(
+        tokens
+            .body
+            .contains("<td>valid</td><td>year-9</td><td>1/2</td>"),
+        "{}",
+        tokens.body
+    );
+    assert!(
+        !tokens.body.contains(&token),
+        "the secret is shown only once"
+    );
+    let r = http(
+        port,
+        "POST",
+        "/tokens/revoke",
+        &tech,
+        &[("csrf", &tech_csrf), ("id", &token_id)],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let tokens = http(port, "GET", "/tokens", &tech, &[]);
+    assert!(
+        tokens.body.contains("<td>revoked</td><td>year-9</td>"),
+        "{}",
+        tokens.body
+    );
+    let refused = Agent::new(scratch.path("Y9-PC02"));
+    let out = tutela_tests::run_failing(refused.cmd().args(["enrol", &token]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("revoked"));
+    let token_audit: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM console_audit WHERE actor = 'tech.one' AND action IN ('token-create', 'token-revoke')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(token_audit, 2);
+}
+
+fn pack(version: u32, weapons: &[&str]) -> String {
+    let terms = weapons
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"[pack]
+id = "console-test"
+name = "Console test pack"
+version = {version}
+language = "en-GB"
+description = "A small pack for console tests."
+
+[[changelog]]
+version = {version}
+date = "2026-11-22"
+notes = "Test release {version}."
+
+[categories.weapons]
+severity = 4
+description = "Weapons."
+
+[[terms]]
+category = "weapons"
+kind = "phrase"
+terms = [{terms}]
+"#
+    )
+}
