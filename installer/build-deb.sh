@@ -74,7 +74,7 @@ put 0644 README.md "$A/usr/share/doc/tutela-agent/README.md"
 mkdir -p "$A/DEBIAN"
 for f in postinst prerm postrm config; do put 0755 "$S/$f" "$A/DEBIAN/$f"; done
 put 0644 "$S/templates" "$A/DEBIAN/templates"
-control tutela-agent "$A" "systemd, procps, debconf (>= 0.5) | debconf-2.0" \
+control tutela-agent "$A" "systemd, procps, util-linux, xauth, debconf (>= 0.5) | debconf-2.0" \
 "Tutela safeguarding agent for pupil workstations
  Watches the signed-in pupil's desktop (window titles, typed text, browser
  history) against the school's rules, captures evidence on a match and sends

@@ -67,12 +67,9 @@ pub async fn enrol(
     Ok(enrolment)
 }
 
-/// Domain-separation prefix of the re-key signatures (see `RekeyRequest`).
-const REKEY_DOMAIN: &[u8] = b"tutela-rekey-v1";
-
 /// The bytes both keys sign in a `RekeyRequest`.
 pub fn rekey_message(agent_id: &str, new_public_key: &[u8], time_ms: i64) -> Vec<u8> {
-    let mut m = REKEY_DOMAIN.to_vec();
+    let mut m = tutela_proto::REKEY_DOMAIN.to_vec();
     m.extend_from_slice(&(agent_id.len() as u32).to_be_bytes());
     m.extend_from_slice(agent_id.as_bytes());
     m.extend_from_slice(new_public_key);

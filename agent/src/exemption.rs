@@ -1,19 +1,45 @@
 //! Curriculum exemptions on the agent: the collector sends the exemptions
 //! for this device's group (e.g. Year 10 PSHE on drugs this week); a match
 //! of an exempt category or term raises no alert while the exemption runs.
-//! Each exemption is kept on disk with its end time, so it lapses on time by
-//! itself even when the collector cannot be reached.
+//!
+//! Exemptions silence alerts, so they are trusted like rule bundles: a set is
+//! applied only when signed by the collector's bundle key, for this device's
+//! group, and no older than the set held. It is kept on disk as the signed
+//! bytes (checked again on load) with each end time, so it lapses on time by
+//! itself even when the collector cannot be reached. Severity 5 matches
+//! (immediate risk to life) are never silenced.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use prost::Message;
+use ring::signature::{UnparsedPublicKey, ED25519};
 use serde::{Deserialize, Serialize};
-use tutela_proto::v1::ExemptionSet;
+use tutela_proto::v1::{ExemptionSet, SignedExemptions};
 use tutela_rules::Match;
 
 use crate::identity::write_private;
 
 const FILE: &str = "exemptions.toml";
+
+/// Matches at or above this severity are alerted whatever the exemptions say.
+pub const NEVER_EXEMPT_SEVERITY: u8 = 5;
+
+/// The longest exemption an agent honours (the collector allows no longer).
+pub const MAX_DURATION_MS: i64 = 16 * 7 * 86_400_000;
+
+/// Why a set from the collector was refused; the set held stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ExemptionError {
+    #[error("the exemption set's signature does not verify against the collector's bundle key")]
+    BadSignature,
+    #[error("the exemption set is not a valid tutela.v1.ExemptionSet")]
+    Malformed,
+    #[error("the exemption set is for group {offered:?}, not this device's group {own:?}")]
+    OtherGroup { offered: String, own: String },
+    #[error("the exemption set was issued at {offered} ms, before the set held ({held} ms)")]
+    Older { offered: i64, held: i64 },
+}
 
 /// One exemption as the agent applies it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,7 +57,8 @@ pub struct Exemption {
 impl Exemption {
     /// Whether this exemption covers `m` at `now_ms`.
     pub fn covers(&self, m: &Match, now_ms: i64) -> bool {
-        if now_ms < self.starts_ms || now_ms >= self.ends_ms {
+        if now_ms < self.starts_ms || now_ms >= self.ends_ms || m.severity >= NEVER_EXEMPT_SEVERITY
+        {
             return false;
         }
         if !self.category.is_empty() {
@@ -40,12 +67,30 @@ impl Exemption {
             !self.term.is_empty() && m.term.to_lowercase() == self.term
         }
     }
+
+    /// Exactly one of category or term, for `group`, and no longer than the
+    /// collector allows; anything else is dropped (fail closed).
+    fn valid_for(&self, group: &str, now_ms: i64) -> bool {
+        !group.is_empty()
+            && self.group == group
+            && (self.category.is_empty() != self.term.is_empty())
+            && self.ends_ms > self.starts_ms
+            && self.ends_ms - self.starts_ms <= MAX_DURATION_MS
+            && self.ends_ms <= now_ms.saturating_add(MAX_DURATION_MS)
+    }
 }
 
+/// What is kept on disk: the signed set, as received.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Saved {
-    #[serde(default)]
-    exemption: Vec<Exemption>,
+    body: String,
+    signature: String,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    issued_ms: i64,
+    list: Vec<Exemption>,
 }
 
 /// The exemptions this agent holds, shared with the monitor.
@@ -53,43 +98,73 @@ struct Saved {
 pub struct Exemptions {
     group: String,
     path: PathBuf,
-    list: Arc<RwLock<Vec<Exemption>>>,
+    /// The collector's bundle key (Ed25519 public key).
+    key: Vec<u8>,
+    held: Arc<RwLock<Held>>,
 }
 
 impl Exemptions {
-    /// Loads the saved set for `group` from `data_dir` (empty if none).
-    pub fn load(data_dir: &Path, group: &str) -> Self {
-        let path = data_dir.join(FILE);
-        let list = match std::fs::read_to_string(&path) {
-            Ok(text) => match toml::from_str::<Saved>(&text) {
-                Ok(s) => s.exemption,
-                Err(e) => {
-                    tracing::warn!(error = %e, "ignoring an unreadable exemptions file; the collector sends it again");
-                    Vec::new()
-                }
-            },
-            Err(_) => Vec::new(),
-        };
+    /// Loads the saved set for `group` from `data_dir`, checking its
+    /// signature with `bundle_key` (empty if none or if it does not verify).
+    pub fn load(data_dir: &Path, group: &str, bundle_key: &[u8]) -> Self {
         let this = Self {
             group: group.to_owned(),
-            path,
-            list: Arc::new(RwLock::new(Vec::new())),
+            path: data_dir.join(FILE),
+            key: bundle_key.to_vec(),
+            held: Arc::default(),
         };
-        this.set(list);
+        let saved = std::fs::read_to_string(&this.path)
+            .ok()
+            .and_then(|text| toml::from_str::<Saved>(&text).ok())
+            .and_then(|s| {
+                Some(SignedExemptions {
+                    body: hex::decode(s.body).ok()?,
+                    signature: hex::decode(s.signature).ok()?,
+                })
+            });
+        if let Some(signed) = saved {
+            match this.check(&signed) {
+                Ok(set) => this.set(set),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ignoring the saved exemptions; the collector sends them again")
+                }
+            }
+        }
         this
     }
 
-    fn set(&self, list: Vec<Exemption>) {
-        let now = crate::session::now_ms();
-        let list: Vec<Exemption> = list
-            .into_iter()
-            .filter(|e| e.group == self.group && !self.group.is_empty() && e.ends_ms > now)
-            .collect();
-        *self.list.write().unwrap_or_else(|p| p.into_inner()) = list;
+    /// Verifies a signed set and decodes it; it must be for this group and
+    /// no older than the set held.
+    fn check(&self, signed: &SignedExemptions) -> Result<ExemptionSet, ExemptionError> {
+        let mut message = tutela_proto::EXEMPTIONS_DOMAIN.to_vec();
+        message.extend_from_slice(&signed.body);
+        UnparsedPublicKey::new(&ED25519, &self.key)
+            .verify(&message, &signed.signature)
+            .map_err(|_| ExemptionError::BadSignature)?;
+        let set =
+            ExemptionSet::decode(signed.body.as_slice()).map_err(|_| ExemptionError::Malformed)?;
+        if set.group != self.group || self.group.is_empty() {
+            return Err(ExemptionError::OtherGroup {
+                offered: set.group,
+                own: self.group.clone(),
+            });
+        }
+        let held = self
+            .held
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .issued_ms;
+        if set.issued_ms < held {
+            return Err(ExemptionError::Older {
+                offered: set.issued_ms,
+                held,
+            });
+        }
+        Ok(set)
     }
 
-    /// Replaces the set with the one the collector sent, and keeps it on disk.
-    pub fn replace(&self, set: ExemptionSet) {
+    fn set(&self, set: ExemptionSet) {
+        let now = crate::session::now_ms();
         let list: Vec<Exemption> = set
             .exemptions
             .into_iter()
@@ -101,27 +176,52 @@ impl Exemptions {
                 starts_ms: e.starts_ms,
                 ends_ms: e.ends_ms,
             })
+            .filter(|e| {
+                let ok = e.valid_for(&self.group, now);
+                if !ok {
+                    tracing::warn!(id = e.id, "dropping a malformed or over-long exemption");
+                }
+                ok && e.ends_ms > now
+            })
             .collect();
-        self.set(list);
-        let held = self.list.read().unwrap_or_else(|p| p.into_inner()).clone();
+        *self.held.write().unwrap_or_else(|p| p.into_inner()) = Held {
+            issued_ms: set.issued_ms,
+            list,
+        };
+    }
+
+    /// Applies a set the collector sent, if it verifies, and keeps it on disk.
+    /// A refused set leaves the held one in force.
+    pub fn accept(&self, signed: SignedExemptions) -> Result<(), ExemptionError> {
+        let set = self.check(&signed)?;
+        self.set(set);
+        let held = self
+            .held
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .list
+            .clone();
         for e in &held {
             tracing::info!(id = e.id, group = %e.group, category = %e.category, starts_ms = e.starts_ms, ends_ms = e.ends_ms, "curriculum exemption held");
         }
         let text = toml::to_string(&Saved {
-            exemption: held.clone(),
+            body: hex::encode(&signed.body),
+            signature: hex::encode(&signed.signature),
         })
         .expect("exemptions serialise");
         if let Err(e) = write_private(&self.path, text.as_bytes()) {
             tracing::warn!(error = %e, "could not keep the exemptions on disk");
         }
         tracing::info!(count = held.len(), "curriculum exemptions updated");
+        Ok(())
     }
 
     /// The exemption covering `m` now, if any.
     pub fn covering(&self, m: &Match, now_ms: i64) -> Option<i64> {
-        self.list
+        self.held
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .list
             .iter()
             .find(|e| e.covers(m, now_ms))
             .map(|e| e.id)
@@ -142,7 +242,11 @@ impl Exemptions {
     }
 
     pub fn len(&self) -> usize {
-        self.list.read().unwrap_or_else(|p| p.into_inner()).len()
+        self.held
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .list
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -153,13 +257,14 @@ impl Exemptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::Identity;
     use tutela_proto::v1::Exemption as Wire;
 
-    fn matched(category: &str, term: &str) -> Match {
+    fn matched(category: &str, term: &str, severity: u8) -> Match {
         Match {
             rule_id: format!("{category}/{term}"),
             category: category.into(),
-            severity: 3,
+            severity,
             term: term.into(),
             scope: tutela_rules::Scope::Title,
             span: 0..1,
@@ -180,41 +285,139 @@ mod tests {
         }
     }
 
+    fn signed(
+        key: &Identity,
+        group: &str,
+        issued_ms: i64,
+        exemptions: Vec<Wire>,
+    ) -> SignedExemptions {
+        let body = ExemptionSet {
+            exemptions,
+            group: group.into(),
+            issued_ms,
+        }
+        .encode_to_vec();
+        let mut message = tutela_proto::EXEMPTIONS_DOMAIN.to_vec();
+        message.extend_from_slice(&body);
+        SignedExemptions {
+            signature: key.sign(&message),
+            body,
+        }
+    }
+
     #[test]
     fn applies_to_its_group_and_window_and_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
+        let collector = Identity::generate();
+        let key = collector.public_key().to_vec();
         let now = crate::session::now_ms();
-        let held = Exemptions::load(dir.path(), "year-10");
-        held.replace(ExemptionSet {
-            exemptions: vec![
+        let held = Exemptions::load(dir.path(), "year-10", &key);
+        held.accept(signed(
+            &collector,
+            "year-10",
+            now,
+            vec![
                 wire(1, "year-10", "Drugs", "", now - 1000, now + 60_000),
                 wire(2, "year-10", "", "Zip Gun", now - 1000, now + 60_000),
                 wire(3, "year-11", "weapons", "", now - 1000, now + 60_000),
                 wire(4, "year-10", "selfharm", "", now - 2000, now - 1000),
+                // Both a category and a term: malformed, dropped (fail closed).
+                wire(5, "year-10", "gambling", "poker", now - 1000, now + 60_000),
+                // Longer than the collector allows: dropped.
+                wire(
+                    6,
+                    "year-10",
+                    "violence",
+                    "",
+                    now - 1000,
+                    now + MAX_DURATION_MS + 1,
+                ),
             ],
-        });
+        ))
+        .unwrap();
         assert_eq!(
             held.len(),
             2,
-            "other groups' and ended exemptions are not held"
-        );
-        assert_eq!(held.covering(&matched("drugs", "cannabis"), now), Some(1));
-        assert_eq!(held.covering(&matched("weapons", "zip gun"), now), Some(2));
-        assert_eq!(held.covering(&matched("weapons", "pipe bomb"), now), None);
-        // It lapses by itself at its end, and does not apply before its start.
-        assert_eq!(
-            held.covering(&matched("drugs", "cannabis"), now + 60_000),
-            None
+            "other groups', ended, malformed and over-long exemptions are not held"
         );
         assert_eq!(
-            held.covering(&matched("drugs", "cannabis"), now - 1001),
-            None
-        );
-        let reloaded = Exemptions::load(dir.path(), "year-10");
-        assert_eq!(
-            reloaded.covering(&matched("drugs", "cannabis"), now),
+            held.covering(&matched("drugs", "cannabis", 3), now),
             Some(1)
         );
-        assert!(Exemptions::load(dir.path(), "year-11").is_empty());
+        assert_eq!(
+            held.covering(&matched("weapons", "zip gun", 4), now),
+            Some(2)
+        );
+        assert_eq!(
+            held.covering(&matched("weapons", "pipe bomb", 4), now),
+            None
+        );
+        assert_eq!(held.covering(&matched("gambling", "poker", 2), now), None);
+        // Immediate risk is never silenced.
+        assert_eq!(held.covering(&matched("drugs", "overdose", 5), now), None);
+        // It lapses by itself at its end, and does not apply before its start.
+        assert_eq!(
+            held.covering(&matched("drugs", "cannabis", 3), now + 60_000),
+            None
+        );
+        assert_eq!(
+            held.covering(&matched("drugs", "cannabis", 3), now - 1001),
+            None
+        );
+        let reloaded = Exemptions::load(dir.path(), "year-10", &key);
+        assert_eq!(
+            reloaded.covering(&matched("drugs", "cannabis", 3), now),
+            Some(1)
+        );
+        assert!(Exemptions::load(dir.path(), "year-11", &key).is_empty());
+        // A saved set that no longer verifies (another key) is not applied.
+        let other = Identity::generate();
+        assert!(Exemptions::load(dir.path(), "year-10", other.public_key()).is_empty());
+    }
+
+    #[test]
+    fn refuses_forged_foreign_and_older_sets_and_keeps_the_held_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let collector = Identity::generate();
+        let now = crate::session::now_ms();
+        let held = Exemptions::load(dir.path(), "year-10", collector.public_key());
+        let drugs = || vec![wire(1, "year-10", "drugs", "", now - 1000, now + 60_000)];
+        held.accept(signed(&collector, "year-10", now, drugs()))
+            .unwrap();
+
+        let forger = Identity::generate();
+        let forged = signed(&forger, "year-10", now + 1, vec![]);
+        assert!(matches!(
+            held.accept(forged),
+            Err(ExemptionError::BadSignature)
+        ));
+
+        let mut tampered = signed(&collector, "year-10", now + 1, vec![]);
+        tampered.body.push(0);
+        assert!(matches!(
+            held.accept(tampered),
+            Err(ExemptionError::BadSignature)
+        ));
+
+        let foreign = signed(&collector, "year-11", now + 1, vec![]);
+        assert!(matches!(
+            held.accept(foreign),
+            Err(ExemptionError::OtherGroup { .. })
+        ));
+
+        let older = signed(&collector, "year-10", now - 1, vec![]);
+        assert!(matches!(
+            held.accept(older),
+            Err(ExemptionError::Older { .. })
+        ));
+
+        assert_eq!(
+            held.covering(&matched("drugs", "cannabis", 3), now),
+            Some(1)
+        );
+        // A newer signed set (here: the exemption revoked) replaces it.
+        held.accept(signed(&collector, "year-10", now + 1, vec![]))
+            .unwrap();
+        assert!(held.is_empty());
     }
 }

@@ -158,21 +158,35 @@ pub fn create_private_dir(dir: &Path) -> Result<(), IdentityError> {
     Ok(())
 }
 
-/// Writes a file atomically (temp file + rename) with owner-only permissions.
+/// Writes a file atomically with owner-only permissions: a new temporary file
+/// beside it (random name, never an existing file or a symlink someone else
+/// planted), then a rename over `path`. The temporary file is removed on error.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
-    let tmp = path.with_extension("tmp");
+    use ring::rand::SecureRandom;
+    let mut suffix = [0u8; 8];
+    SystemRandom::new()
+        .fill(&mut suffix)
+        .map_err(|_| io_err(path)(std::io::Error::other("no randomness for a temporary name")))?;
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".{}.tmp", hex::encode(suffix)));
+    let tmp = path.with_file_name(name);
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
     let mut file = options.open(&tmp).map_err(io_err(&tmp))?;
-    file.write_all(bytes).map_err(io_err(&tmp))?;
-    file.sync_all().map_err(io_err(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_err(path))?;
-    Ok(())
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io_err(&tmp))
+        .and_then(|()| fs::rename(&tmp, path).map_err(io_err(path)));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// File recording which host (machine and station) the key was made on.
@@ -295,5 +309,37 @@ mod tests {
         assert_ne!(host_id("PC01"), host_id("PC02"));
         assert_eq!(host_id("PC01").len(), 64);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn write_private_never_follows_a_planted_temp_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"untouched").unwrap();
+        let target = dir.path().join("key.pem");
+        // The old fixed temporary name, planted as a symlink to a file root must not write.
+        std::os::unix::fs::symlink(&victim, target.with_extension("tmp")).unwrap();
+        write_private(&target, b"secret").unwrap();
+        write_private(&target, b"secret2").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"untouched");
+        assert_eq!(fs::read(&target).unwrap(), b"secret2");
+        assert!(!fs::symlink_metadata(&target)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // No temporary file is left behind, also when the rename fails.
+        let into_dir = dir.path().join("a-directory");
+        fs::create_dir(&into_dir).unwrap();
+        fs::write(into_dir.join("x"), b"").unwrap();
+        assert!(write_private(&into_dir, b"secret").is_err());
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.ends_with(".tmp") && n != "key.tmp"),
+            "{names:?}"
+        );
     }
 }

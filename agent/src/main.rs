@@ -237,7 +237,9 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
             );
             shadow.set(m);
         }
-        let exemptions = tutela_agent::exemption::Exemptions::load(data_dir, &enrolment.group);
+        let bundle_key = hex::decode(&enrolment.bundle_key).unwrap_or_default();
+        let exemptions =
+            tutela_agent::exemption::Exemptions::load(data_dir, &enrolment.group, &bundle_key);
         let sync = RulesSync {
             enrolment: enrolment.clone(),
             identity: identity.clone(),
@@ -262,7 +264,6 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
             );
         }
         tokio::spawn(sync.clone().run());
-        tokio::spawn(sync.heartbeat());
         let settings = MonitorSettings {
             user: session::login_name(),
             station: session::station_name(),
@@ -277,9 +278,13 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
             appended: appended.clone(),
         };
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
-        let sensors = sensor::start(&SensorConfig::default(), tx)
+        let sensors = start_sensors(tx)
+            .await
             .context("no sensor could start; the agent needs a desktop session to watch")?;
         _sensors = Some(sensors);
+        // Only a station that is watching reports itself healthy: until the
+        // sensors run, the coverage page shows it silent.
+        tokio::spawn(sync.heartbeat());
         let mut monitor = Monitor::new(rules, settings, sink);
         monitor.exempt = exemptions.hook();
         monitor.shadow = shadow;
@@ -304,9 +309,36 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
     }
 }
 
+/// How long the sensors may take to start before the agent gives up.
+const SENSOR_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Starts the sensors on their own thread, bounded by [`SENSOR_START_TIMEOUT`]:
+/// a start that blocks (an X server that never answers) ends the agent with an
+/// error, so the service restarts it, instead of leaving it up but blind.
+async fn start_sensors(
+    tx: tokio::sync::mpsc::Sender<sensor::SensorEvent>,
+) -> Result<sensor::SensorHandle> {
+    let (done, started) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("sensor-start".into())
+        .spawn(move || {
+            let _ = done.send(sensor::start(&SensorConfig::default(), tx));
+        })
+        .context("starting the sensor thread")?;
+    match tokio::time::timeout(SENSOR_START_TIMEOUT, started).await {
+        Ok(Ok(result)) => Ok(result?),
+        Ok(Err(_)) => anyhow::bail!("the sensor start-up thread ended without an answer"),
+        Err(_) => anyhow::bail!(
+            "the sensors did not start within {} s (is the X server answering? is XAUTHORITY a regular file?); exiting so that the service restarts the agent",
+            SENSOR_START_TIMEOUT.as_secs()
+        ),
+    }
+}
+
 /// Replaces a cloned identity, retrying until the collector answers (a
-/// cloned identity must not send anything), and sets the old spool aside:
-/// its events belong to the station the image was taken from.
+/// cloned identity must not send anything), then deletes the old spool: its
+/// events (typed context, captures) belong to the station the image was taken
+/// from and can never be sent under the new identity.
 async fn replace_identity(
     data_dir: &std::path::Path,
     enrolment: &Enrolment,
@@ -317,23 +349,65 @@ async fn replace_identity(
     loop {
         match tutela_agent::enrol::rekey(data_dir, enrolment, identity, reason).await {
             Ok(new) => {
-                let spool = spool_path(data_dir);
-                if spool.exists() {
-                    let aside = data_dir.join(format!("spool.cloned-{}.db", session::now_ms()));
-                    if let Err(e) = std::fs::rename(&spool, &aside) {
-                        tracing::warn!(error = %e, "could not set the cloned spool aside");
-                    }
-                    for ext in ["db-wal", "db-shm"] {
-                        let _ =
-                            std::fs::rename(spool.with_extension(ext), aside.with_extension(ext));
-                    }
-                }
+                discard_cloned_spools(data_dir);
                 return new;
             }
             Err(e) => {
                 tracing::error!(error = %e, "could not replace the cloned identity; will retry");
                 tokio::time::sleep(backoff.next_delay()).await;
             }
+        }
+    }
+}
+
+/// Deletes the spool left by a cloned identity (and any `spool.cloned-*.db`
+/// an earlier version set aside), with their -wal and -shm files, logging how
+/// many unsent events went with them. Called once the new identity is enrolled.
+fn discard_cloned_spools(data_dir: &std::path::Path) {
+    let mut spools = vec![spool_path(data_dir)];
+    if let Ok(entries) = std::fs::read_dir(data_dir) {
+        spools.extend(
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("spool.cloned-") && n.ends_with(".db"))
+                }),
+        );
+    }
+    for spool in spools.into_iter().filter(|p| p.is_file()) {
+        let unsent = rusqlite::Connection::open(&spool)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM quarantine)",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .unwrap_or(0);
+        let mut removed = true;
+        for file in [
+            spool.clone(),
+            spool.with_extension("db-wal"),
+            spool.with_extension("db-shm"),
+        ] {
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    removed = false;
+                    tracing::error!(file = %file.display(), error = %e, "could not delete the cloned identity's spool; delete it by hand");
+                }
+            }
+        }
+        if removed {
+            tracing::warn!(
+                spool = %spool.display(),
+                dropped = unsent,
+                "deleted the cloned identity's spool; its unsent events came from another machine and are dropped"
+            );
         }
     }
 }
@@ -431,5 +505,58 @@ async fn simulate_events(
             None if next % 64 == 0 => tokio::task::yield_now().await,
             None => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft(n: u64) -> EventDraft {
+        EventDraft {
+            time_ms: session::now_ms(),
+            user: "pupil".into(),
+            station: "LAB1-PC01".into(),
+            observation: Observation {
+                source: Source::Title as i32,
+                context: format!("typed context {n}"),
+                ..Default::default()
+            },
+            matches: Vec::new(),
+            evidence: None,
+            rules_version: 0,
+            count: 1,
+            event_id: None,
+            repeat_of: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_cloned_identitys_spool_is_deleted_with_its_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Identity::generate();
+        {
+            let mut spool =
+                Spool::open(&spool_path(dir.path()), "ag-old", SpoolConfig::default()).unwrap();
+            for n in 0..5 {
+                spool.append(&identity, draft(n)).unwrap();
+            }
+            assert!(dir.path().join("spool.db-wal").exists());
+            // A spool an earlier version set aside.
+            std::fs::copy(
+                spool_path(dir.path()),
+                dir.path().join("spool.cloned-1700000000000.db"),
+            )
+            .unwrap();
+            discard_cloned_spools(dir.path());
+        }
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(left.iter().all(|n| !n.starts_with("spool")), "{left:?}");
+        // The new identity starts an empty spool.
+        let spool = Spool::open(&spool_path(dir.path()), "ag-new", SpoolConfig::default()).unwrap();
+        assert_eq!(spool.stats().unwrap().backlog, 0);
     }
 }

@@ -316,7 +316,11 @@ impl RulesSync {
                                 tracing::error!(offered = bundle.version, error = %e, "rule bundle rejected");
                             }
                         }
-                        Some(Update::Exemptions(set)) => self.exemptions.replace(set),
+                        Some(Update::Exemptions(signed)) => {
+                            if let Err(e) = self.exemptions.accept(signed) {
+                                tracing::error!(error = %e, "exemption set refused; the set held stays in force");
+                            }
+                        }
                         None => {}
                     }
                 }
@@ -359,6 +363,7 @@ impl RulesSync {
             shadow_counts,
             shadow_version,
             machine_id: self.host.clone(),
+            shadow_run: self.shadow.run_id().to_owned(),
         }
         .encode_to_vec();
         let channel = pinning::connect(&self.enrolment.collector, &self.enrolment.fingerprint)

@@ -3,6 +3,11 @@
 //! in the heartbeat — counts only, never text — and it never raises an alert,
 //! so the technician sees the predicted alert volume and the noisiest rules
 //! before publishing the pack live.
+//!
+//! Counts live in memory and start from zero when the agent starts, so each
+//! run of the agent tags its counts with a run id, random at start: the
+//! collector keeps the latest figure per (agent, shadow version, run) and
+//! adds the runs up, so a restart never loses what was already reported.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -20,13 +25,42 @@ struct Counts {
 
 /// The shadow matcher (if any) and its counts, shared by the rules sync,
 /// the monitor and the heartbeat.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Shadow {
     matcher: Arc<RwLock<Option<Arc<Matcher>>>>,
     counts: Arc<Mutex<Counts>>,
+    /// This run of the agent (random, made at start; shared by clones).
+    run: Arc<str>,
+}
+
+impl Default for Shadow {
+    fn default() -> Self {
+        Self {
+            matcher: Arc::default(),
+            counts: Arc::default(),
+            run: new_run_id().into(),
+        }
+    }
+}
+
+/// 8 random bytes as hex: unique per agent start.
+fn new_run_id() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the system random source works");
+    hex::encode(bytes)
 }
 
 impl Shadow {
+    /// This run's id, sent with the counts so that the collector adds up
+    /// the counts of successive runs instead of mistaking a restart's
+    /// smaller figures for old news.
+    pub fn run_id(&self) -> &str {
+        &self.run
+    }
+
     /// The shadow matcher in force, if any.
     pub fn matcher(&self) -> Option<Arc<Matcher>> {
         self.matcher

@@ -21,6 +21,7 @@ pub struct CollectorConfig {
     pub mail: Mail,
     pub summary: Summary,
     pub retention: Retention,
+    pub backup: Backup,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +54,7 @@ impl Default for CollectorConfig {
             mail: Mail::default(),
             summary: Summary::default(),
             retention: Retention::default(),
+            backup: Backup::default(),
         }
     }
 }
@@ -273,6 +275,16 @@ impl Default for Summary {
             check_secs: 60,
         }
     }
+}
+
+/// How `tutela-collector backup` encrypts (see the README, "Backups").
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Backup {
+    /// File holding the backup passphrase (keep a copy off the server: without
+    /// it no backup can be restored). `--passphrase-file` overrides it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 /// How long evidence is kept (see `tutela-collector purge`).

@@ -215,23 +215,45 @@ impl EnrolmentService {
             )
             .optional()
             .map_err(internal)?;
-        let Some((old_key, revoked, group)) = old else {
-            return Err(Status::not_found(format!(
-                "agent {} is not enrolled here; enrol the device with a new token",
-                req.agent_id
-            )));
+        // One answer for an unknown, revoked or unproven identity, so the
+        // reply tells a prober nothing; the log says which.
+        let refused = |why: &str| {
+            tracing::warn!(agent_id = %req.agent_id, station = %req.station, why, "re-key refused");
+            Status::unauthenticated(
+                "re-key refused: the old identity is unknown here, revoked, or its proof does not verify; enrol the device with a new token",
+            )
         };
-        if revoked {
-            return Err(Status::permission_denied(
-                "the old identity is revoked; enrol the device with a new token",
-            ));
-        }
+        let Some((old_key, revoked, group)) = old else {
+            return Err(refused("unknown identity"));
+        };
         UnparsedPublicKey::new(&ED25519, &old_key)
             .verify(&message, &req.old_signature)
-            .map_err(|_| Status::unauthenticated("the old key's signature does not verify"))?;
+            .map_err(|_| refused("the old key's signature does not verify"))?;
+        if revoked {
+            return Err(refused("the old identity is revoked"));
+        }
         UnparsedPublicKey::new(&ED25519, &req.new_public_key)
             .verify(&message, &req.new_signature)
             .map_err(|_| Status::unauthenticated("the new key's signature does not verify"))?;
+        let rekeys: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM agents WHERE rekeyed_from = ?1",
+                [&req.agent_id],
+                |r| r.get(0),
+            )
+            .map_err(internal)?;
+        if rekeys >= MAX_REKEYS_PER_IDENTITY {
+            let _ = flag(
+                &tx,
+                &req.agent_id,
+                "re-key limit reached: more copies of this identity tried to re-key",
+            );
+            let _ = tx.commit();
+            return Err(Status::resource_exhausted(format!(
+                "identity {} has already been re-keyed {rekeys} times; a technician must enrol this device with a new token",
+                req.agent_id
+            )));
+        }
         let taken: bool = tx
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM agents WHERE public_key = ?1)",
@@ -246,8 +268,8 @@ impl EnrolmentService {
         }
         let id = store::random_id("ag-");
         tx.execute(
-            "INSERT INTO agents (agent_id, public_key, station, grp, agent_version, enrolled_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![id, req.new_public_key, req.station, group, req.agent_version, store::now_ms()],
+            "INSERT INTO agents (agent_id, public_key, station, grp, agent_version, enrolled_ms, rekeyed_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![id, req.new_public_key, req.station, group, req.agent_version, store::now_ms(), req.agent_id],
         )
         .map_err(internal)?;
         let why = match req.reason.as_str() {
@@ -279,15 +301,18 @@ impl EnrolmentService {
     }
 }
 
+/// Re-keys one identity may give rise to: the stations of a lab cloned from
+/// one enrolled image each re-key once; a key copied off a disk image cannot
+/// mint identities without end. Revoking the original with
+/// `agents revoke --with-descendants` revokes them all.
+pub const MAX_REKEYS_PER_IDENTITY: i64 = 500;
+
 /// How far a re-key request's time may be from the collector's.
 const REKEY_WINDOW_MS: i64 = 10 * 60_000;
 
-/// Domain-separation prefix of the re-key signatures (see `RekeyRequest`).
-pub const REKEY_DOMAIN: &[u8] = b"tutela-rekey-v1";
-
 /// The bytes both keys sign in a `RekeyRequest`.
 pub fn rekey_message(agent_id: &str, new_public_key: &[u8], time_ms: i64) -> Vec<u8> {
-    let mut m = REKEY_DOMAIN.to_vec();
+    let mut m = tutela_proto::REKEY_DOMAIN.to_vec();
     m.extend_from_slice(&(agent_id.len() as u32).to_be_bytes());
     m.extend_from_slice(agent_id.as_bytes());
     m.extend_from_slice(new_public_key);
@@ -301,6 +326,18 @@ fn valid_machine_id(id: &str) -> bool {
 }
 
 /// Adds a note to an agent's flag (shown by `agents list` and the coverage page).
+/// Identities made by re-keying from `agent_id`, and from those, and so on.
+pub fn descendants(conn: &Connection, agent_id: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "WITH RECURSIVE d(id) AS (
+             SELECT agent_id FROM agents WHERE rekeyed_from = ?1
+             UNION SELECT a.agent_id FROM agents a JOIN d ON a.rekeyed_from = d.id)
+         SELECT id FROM d ORDER BY id",
+    )?;
+    let rows = stmt.query_map([agent_id], |r| r.get(0))?;
+    rows.collect()
+}
+
 pub fn flag(conn: &Connection, agent_id: &str, note: &str) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE agents SET flag = CASE WHEN flag IS NULL OR flag = '' THEN ?2

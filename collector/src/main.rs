@@ -87,11 +87,20 @@ enum Command {
     Backup {
         /// A new or empty directory for the backup.
         dest: PathBuf,
+        /// File holding the passphrase that encrypts the backup (default: [backup] passphrase_file).
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+        /// Write the keys and database in the clear (anyone with the backup can read every capture).
+        #[arg(long, conflicts_with = "passphrase_file")]
+        unencrypted: bool,
     },
-    /// Restore a backup into --data-dir, which must be new or empty.
+    /// Restore a backup into --data-dir, which must be missing or empty.
     Restore {
         /// The backup directory (made by `backup`).
         src: PathBuf,
+        /// The passphrase file the backup was made with (for an encrypted backup).
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
     },
     /// Delete alerts closed longer ago than [retention] closed_alert_months, with their captures.
     Purge {
@@ -205,8 +214,22 @@ enum RulesCommand {
 enum AgentsCommand {
     /// List enrolled agents.
     List,
-    /// Revoke an agent: its events are refused from now on.
-    Revoke { agent_id: String },
+    /// Revoke an agent: its events are refused from now on. An identity that
+    /// was re-keyed (cloned images) has descendants: say whether they go too.
+    Revoke {
+        agent_id: String,
+        /// Also revoke every identity re-keyed from this one (a stolen or
+        /// copied key: the usual choice).
+        #[arg(long, conflicts_with = "only")]
+        with_descendants: bool,
+        /// Revoke this identity only; its re-keyed descendants keep working
+        /// (e.g. retiring the master of a cloned lab image).
+        #[arg(long)]
+        only: bool,
+        /// Who asks for it (recorded in the audit log).
+        #[arg(long, default_value = "cli")]
+        by: String,
+    },
     /// Clear an agent's technician flag (e.g. a cloned identity, once dealt with).
     ClearFlag { agent_id: String },
 }
@@ -277,11 +300,19 @@ fn main() -> Result<()> {
                 &TokenSpec {
                     valid_for_ms: expires,
                     max_uses: uses,
-                    group,
-                    label,
+                    group: group.clone(),
+                    label: label.clone(),
                 },
                 &config.advertised(),
                 &tls.fingerprint,
+            )?;
+            tutela_collector::console::schema::create(&conn)?;
+            tutela_collector::console::audit::append(
+                &conn,
+                "cli",
+                "token-create",
+                &format!("group:{group}"),
+                &format!("{uses} uses, valid {} s, label {label}", expires / 1000),
             )?;
             println!("{}", token.encode());
             Ok(())
@@ -313,6 +344,14 @@ fn main() -> Result<()> {
         } => {
             let conn = store::open(&dir)?;
             let id = enrolment::revoke_token(&conn, &id)?;
+            tutela_collector::console::schema::create(&conn)?;
+            tutela_collector::console::audit::append(
+                &conn,
+                "cli",
+                "token-revoke",
+                &id,
+                "from the command line",
+            )?;
             println!("revoked token {id}");
             Ok(())
         }
@@ -459,18 +498,48 @@ fn main() -> Result<()> {
         Command::User { command } => tutela_collector::console::cli::user(&dir, command),
         Command::Users { command } => tutela_collector::console::cli::users(&dir, command),
         Command::Summary(args) => tutela_collector::summary::cli::run(&dir, args),
-        Command::Backup { dest } => {
-            let report = tutela_collector::backup::backup(&dir, &dest)?;
+        Command::Backup {
+            dest,
+            passphrase_file,
+            unencrypted,
+        } => {
+            use tutela_collector::backup::{BackupError, Passphrase};
+            let passphrase = if unencrypted {
+                eprintln!("warning: writing an UNENCRYPTED backup: it holds the capture key and the database in the clear");
+                None
+            } else {
+                let file = match passphrase_file {
+                    Some(f) => f,
+                    None => CollectorConfig::load(&config_path(&dir))?
+                        .backup
+                        .passphrase_file
+                        .ok_or(BackupError::NoPassphrase)?,
+                };
+                Some(Passphrase::read(&file)?)
+            };
+            let report = tutela_collector::backup::backup(&dir, &dest, passphrase.as_ref())?;
             println!(
-                "backup of {} alerts and {} captures written to {} (integrity ok)",
+                "backup of {} alerts and {} captures written to {} (integrity ok){}",
                 report.manifest.alerts,
                 report.manifest.captures,
-                report.dir.display()
+                report.dir.display(),
+                if report.manifest.encryption.is_some() {
+                    ", encrypted"
+                } else {
+                    ", NOT encrypted"
+                }
             );
             Ok(())
         }
-        Command::Restore { src } => {
-            let report = tutela_collector::backup::restore(&src, &dir)?;
+        Command::Restore {
+            src,
+            passphrase_file,
+        } => {
+            let passphrase = passphrase_file
+                .as_deref()
+                .map(tutela_collector::backup::Passphrase::read)
+                .transpose()?;
+            let report = tutela_collector::backup::restore(&src, &dir, passphrase.as_ref())?;
             println!(
                 "restored {} alerts and {} captures into {} (integrity ok); start the collector with this --data-dir",
                 report.manifest.alerts,
@@ -511,16 +580,44 @@ fn main() -> Result<()> {
                         println!("{id} station={station} group={grp} revoked={revoked} last_seq={last_seq} last_seen_ms={seen}{flag}");
                     }
                 }
-                AgentsCommand::Revoke { agent_id } => {
-                    let n = conn.execute(
-                        "UPDATE agents SET revoked = 1 WHERE agent_id = ?1",
-                        [&agent_id],
-                    )?;
+                AgentsCommand::Revoke {
+                    agent_id,
+                    with_descendants,
+                    only,
+                    by,
+                } => {
+                    let descendants = enrolment::descendants(&conn, &agent_id)?;
                     anyhow::ensure!(
-                        n == 1,
-                        "no agent {agent_id}; see `tutela-collector agents list`"
+                        descendants.is_empty() || with_descendants || only,
+                        "agent {agent_id} was re-keyed into {} other identities ({}); pass --with-descendants to revoke them too (a copied or stolen key), or --only to revoke this one alone",
+                        descendants.len(),
+                        descendants.join(", ")
                     );
-                    println!("revoked {agent_id}");
+                    let mut targets = vec![agent_id.clone()];
+                    if with_descendants {
+                        targets.extend(descendants);
+                    }
+                    tutela_collector::console::schema::create(&conn)?;
+                    let tx = conn.unchecked_transaction()?;
+                    for target in &targets {
+                        let n = tx.execute(
+                            "UPDATE agents SET revoked = 1 WHERE agent_id = ?1",
+                            [target],
+                        )?;
+                        anyhow::ensure!(
+                            n == 1,
+                            "no agent {target}; see `tutela-collector agents list`"
+                        );
+                        tutela_collector::console::audit::append(
+                            &tx,
+                            &by,
+                            "agent-revoke",
+                            target,
+                            "from the command line",
+                        )?;
+                    }
+                    tx.commit()?;
+                    println!("revoked {}", targets.join(", "));
                 }
                 AgentsCommand::ClearFlag { agent_id } => {
                     let n = conn.execute(
@@ -531,6 +628,14 @@ fn main() -> Result<()> {
                         n == 1,
                         "no agent {agent_id}; see `tutela-collector agents list`"
                     );
+                    tutela_collector::console::schema::create(&conn)?;
+                    tutela_collector::console::audit::append(
+                        &conn,
+                        "cli",
+                        "agent-clear-flag",
+                        &agent_id,
+                        "from the command line",
+                    )?;
                     println!("cleared the flag of {agent_id}");
                 }
             }

@@ -39,6 +39,10 @@ CREATE TABLE IF NOT EXISTS rule_bundles (
 
 /// Most shadow rule ids recorded per heartbeat (a bound on what an agent can make us store).
 const MAX_SHADOW_RULES: usize = 2000;
+/// Most runs (agent starts) recorded per agent and shadow version.
+const MAX_SHADOW_RUNS: i64 = 500;
+/// Longest run id accepted (agents send 16 hex digits).
+const MAX_RUN_ID_LEN: usize = 64;
 
 pub fn ensure_schema(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)
@@ -224,6 +228,8 @@ impl Published {
                 .filter(|e| !group.is_empty() && e.grp == group)
                 .map(|e| e.to_wire())
                 .collect(),
+            group: group.to_owned(),
+            issued_ms: 0,
         }
     }
 }
@@ -267,14 +273,20 @@ pub struct RulesService {
     pub published: watch::Receiver<Published>,
     /// For looking up a subscriber's group.
     pub db: std::sync::Arc<std::sync::Mutex<Connection>>,
+    /// The rule-bundle key, which also signs exemption sets.
+    pub signer: std::sync::Arc<ring::signature::Ed25519KeyPair>,
 }
 
 impl RulesService {
-    pub fn open(dir: &Path, keys: std::sync::Arc<AgentKeys>) -> rusqlite::Result<Self> {
+    pub fn open(dir: &Path, keys: std::sync::Arc<AgentKeys>) -> anyhow::Result<Self> {
         Ok(Self {
             keys,
             published: watch_publications(dir)?,
             db: std::sync::Arc::new(std::sync::Mutex::new(store::open(dir)?)),
+            signer: std::sync::Arc::new(
+                crate::secrets::load_signing_key(dir)
+                    .map_err(|e| anyhow::anyhow!("loading the rule-signing key: {e}"))?,
+            ),
         })
     }
 
@@ -294,17 +306,40 @@ impl RulesService {
     }
 }
 
-/// Stores the shadow-pack counts an agent reported (cumulative per shadow
-/// version; a restarted agent counts from zero again, so the larger is kept).
+/// Stores the shadow-pack counts an agent reported. Counts are cumulative
+/// within one run of the agent (`shadow_run`, random at its start), so the
+/// largest figure per (agent, shadow version, run, rule) is kept (heartbeats
+/// may arrive out of order) and totals add the runs up: a restarted agent,
+/// counting from zero again, adds to what its earlier runs reported.
 pub fn record_shadow_counts(conn: &Connection, body: &HeartbeatBody) -> rusqlite::Result<()> {
     if body.shadow_version == 0 || body.shadow_counts.is_empty() {
         return Ok(());
     }
+    if body.shadow_run.len() > MAX_RUN_ID_LEN {
+        tracing::warn!(agent_id = %body.agent_id, "shadow counts with an over-long run id ignored");
+        return Ok(());
+    }
+    let known_run: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM shadow_run_counts WHERE agent_id = ?1 AND shadow_version = ?2 AND run = ?3)",
+        params![body.agent_id, body.shadow_version, body.shadow_run],
+        |r| r.get(0),
+    )?;
+    if !known_run {
+        let runs: i64 = conn.query_row(
+            "SELECT COUNT(DISTINCT run) FROM shadow_run_counts WHERE agent_id = ?1 AND shadow_version = ?2",
+            params![body.agent_id, body.shadow_version],
+            |r| r.get(0),
+        )?;
+        if runs >= MAX_SHADOW_RUNS {
+            tracing::warn!(agent_id = %body.agent_id, shadow_version = body.shadow_version, runs, "shadow counts of a further agent run ignored: too many restarts recorded for this version");
+            return Ok(());
+        }
+    }
     let now = store::now_ms();
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO shadow_counts (agent_id, shadow_version, rule_id, count, updated_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (agent_id, shadow_version, rule_id)
+        "INSERT INTO shadow_run_counts (agent_id, shadow_version, run, rule_id, count, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (agent_id, shadow_version, run, rule_id)
          DO UPDATE SET count = MAX(count, excluded.count), updated_ms = excluded.updated_ms",
     )?;
     for (rule_id, count) in body.shadow_counts.iter().take(MAX_SHADOW_RULES) {
@@ -315,6 +350,7 @@ pub fn record_shadow_counts(conn: &Connection, body: &HeartbeatBody) -> rusqlite
         stmt.execute(params![
             body.agent_id,
             body.shadow_version,
+            body.shadow_run,
             rule_id,
             count,
             now
@@ -335,7 +371,7 @@ pub struct ShadowTotal {
 /// agents report running it.
 pub fn shadow_totals(conn: &Connection, version: u32) -> rusqlite::Result<(Vec<ShadowTotal>, i64)> {
     let mut stmt = conn.prepare(
-        "SELECT rule_id, SUM(count), COUNT(DISTINCT agent_id) FROM shadow_counts
+        "SELECT rule_id, SUM(count), COUNT(DISTINCT agent_id) FROM shadow_run_counts
          WHERE shadow_version = ?1 GROUP BY rule_id ORDER BY SUM(count) DESC, rule_id",
     )?;
     let totals = stmt
@@ -348,7 +384,7 @@ pub fn shadow_totals(conn: &Connection, version: u32) -> rusqlite::Result<(Vec<S
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let agents = conn.query_row(
-        "SELECT COUNT(DISTINCT agent_id) FROM shadow_counts WHERE shadow_version = ?1",
+        "SELECT COUNT(DISTINCT agent_id) FROM shadow_run_counts WHERE shadow_version = ?1",
         [version],
         |r| r.get(0),
     )?;
@@ -386,6 +422,7 @@ impl Rules for RulesService {
         let mut sent_live = body.current_version;
         let mut sent_shadow = body.current_shadow_version;
         let mut sent_exemptions: Option<ExemptionSet> = None;
+        let signer = self.signer.clone();
         let bundle = |b: RuleBundle| RulesUpdate {
             update: Some(Update::Bundle(b)),
         };
@@ -423,7 +460,7 @@ impl Rules for RulesService {
                 if sent_exemptions.as_ref() != Some(&set) {
                     sent_exemptions = Some(set.clone());
                     let update = RulesUpdate {
-                        update: Some(Update::Exemptions(set)),
+                        update: Some(Update::Exemptions(crate::exemption::sign_set(&signer, set))),
                     };
                     if tx.send(Ok(update)).await.is_err() {
                         return;
@@ -437,5 +474,56 @@ impl Rules for RulesService {
         });
         tracing::debug!(%agent_id, "agent subscribed to rule updates");
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heartbeat(run: &str, counts: &[(&str, u64)]) -> HeartbeatBody {
+        HeartbeatBody {
+            agent_id: "ag-1".into(),
+            shadow_version: 2,
+            shadow_run: run.into(),
+            shadow_counts: counts.iter().map(|(r, c)| ((*r).to_owned(), *c)).collect(),
+            ..HeartbeatBody::default()
+        }
+    }
+
+    #[test]
+    fn counts_of_successive_agent_runs_add_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = store::open(dir.path()).unwrap();
+        // First run: cumulative counts, one heartbeat late (out of order).
+        record_shadow_counts(&conn, &heartbeat("run-a", &[("w/zip gun", 3)])).unwrap();
+        record_shadow_counts(
+            &conn,
+            &heartbeat("run-a", &[("w/zip gun", 5), ("w/pipe", 1)]),
+        )
+        .unwrap();
+        record_shadow_counts(&conn, &heartbeat("run-a", &[("w/zip gun", 4)])).unwrap();
+        // The agent restarts and counts from zero in a new run.
+        record_shadow_counts(&conn, &heartbeat("run-b", &[("w/zip gun", 2)])).unwrap();
+        let (totals, agents) = shadow_totals(&conn, 2).unwrap();
+        assert_eq!(agents, 1);
+        assert_eq!(
+            totals,
+            vec![
+                ShadowTotal {
+                    rule_id: "w/zip gun".into(),
+                    count: 7,
+                    agents: 1
+                },
+                ShadowTotal {
+                    rule_id: "w/pipe".into(),
+                    count: 1,
+                    agents: 1
+                },
+            ]
+        );
+        // An over-long run id is ignored rather than stored.
+        record_shadow_counts(&conn, &heartbeat(&"x".repeat(65), &[("w/zip gun", 9)])).unwrap();
+        assert_eq!(shadow_totals(&conn, 2).unwrap().0[0].count, 7);
     }
 }

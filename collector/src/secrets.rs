@@ -39,19 +39,34 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SecretsError + '_ {
     }
 }
 
+/// Writes a file atomically with owner-only permissions: a new temporary file
+/// beside it (random name, never an existing file or a symlink someone else
+/// planted), then a rename over `path`. The temporary file is removed on error.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SecretsError> {
-    let tmp = path.with_extension("tmp");
+    let mut suffix = [0u8; 8];
+    SystemRandom::new()
+        .fill(&mut suffix)
+        .map_err(|_| io(path)(std::io::Error::other("no randomness for a temporary name")))?;
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".{}.tmp", hex::encode(suffix)));
+    let tmp = path.with_file_name(name);
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
     let mut f = options.open(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    fs::rename(&tmp, path).map_err(io(path))
+    let written = f
+        .write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(io(&tmp))
+        .and_then(|()| fs::rename(&tmp, path).map_err(io(path)));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Makes every secret that does not exist yet; keeps those that do.
@@ -202,5 +217,39 @@ mod tests {
         let mut bad = sealed.clone();
         bad[14] ^= 1;
         assert!(vault.open("e1", &bad).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn write_private_never_follows_a_planted_temp_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"untouched").unwrap();
+        let target = dir.path().join("capture.key");
+        // The old fixed temporary name, planted as a symlink to a file root must not write.
+        std::os::unix::fs::symlink(&victim, target.with_extension("tmp")).unwrap();
+        write_private(&target, b"secret").unwrap();
+        write_private(&target, b"secret2").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"untouched");
+        assert_eq!(fs::read(&target).unwrap(), b"secret2");
+        assert!(!fs::symlink_metadata(&target)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // No temporary file is left behind, also when the rename fails.
+        let into_dir = dir.path().join("a-directory");
+        fs::create_dir(&into_dir).unwrap();
+        fs::write(into_dir.join("x"), b"").unwrap();
+        assert!(write_private(&into_dir, b"secret").is_err());
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.ends_with(".tmp") && n != "capture.tmp"),
+            "{names:?}"
+        );
     }
 }

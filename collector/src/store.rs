@@ -23,7 +23,9 @@ CREATE TABLE IF NOT EXISTS agents (
     rules_version INTEGER NOT NULL DEFAULT 0,
     spool_backlog INTEGER NOT NULL DEFAULT 0,
     spool_dropped INTEGER NOT NULL DEFAULT 0,
-    flag TEXT
+    flag TEXT,
+    -- The identity this one replaced by re-keying (a cloned image), or ''.
+    rekeyed_from TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS tokens (
     secret_hash BLOB PRIMARY KEY,
@@ -79,13 +81,14 @@ CREATE TABLE IF NOT EXISTS captures (
     sealed BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS exemptions (id INTEGER PRIMARY KEY, grp TEXT NOT NULL, category TEXT NOT NULL DEFAULT '', term TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL, created_by TEXT NOT NULL, created_ms INTEGER NOT NULL, starts_ms INTEGER NOT NULL, ends_ms INTEGER NOT NULL, revoked_ms INTEGER);
-CREATE TABLE IF NOT EXISTS shadow_counts (
+CREATE TABLE IF NOT EXISTS shadow_run_counts (
     agent_id TEXT NOT NULL,
     shadow_version INTEGER NOT NULL,
+    run TEXT NOT NULL,
     rule_id TEXT NOT NULL,
     count INTEGER NOT NULL,
     updated_ms INTEGER NOT NULL,
-    PRIMARY KEY (agent_id, shadow_version, rule_id)
+    PRIMARY KEY (agent_id, shadow_version, run, rule_id)
 );
 CREATE TABLE IF NOT EXISTS agent_hosts (
     agent_id TEXT PRIMARY KEY,
@@ -109,7 +112,21 @@ pub fn open(dir: &Path) -> Result<Connection, rusqlite::Error> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.execute_batch(SCHEMA)?;
+    add_column(&conn, "agents", "rekeyed_from", "TEXT NOT NULL DEFAULT ''")?;
     Ok(conn)
+}
+
+/// Adds a column a database made by an earlier version lacks.
+fn add_column(conn: &Connection, table: &str, column: &str, decl: &str) -> rusqlite::Result<()> {
+    let present: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+        [table, column],
+        |r| r.get(0),
+    )?;
+    if !present {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+    }
+    Ok(())
 }
 
 pub fn now_ms() -> i64 {

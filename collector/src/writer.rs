@@ -132,7 +132,12 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Verified>, batch_max: usize)
 fn acknowledge(results: impl Iterator<Item = (Verified, Outcome)>) {
     type Reply = mpsc::UnboundedSender<Result<Ack, Status>>;
     let mut pending: Vec<(Reply, Ack)> = Vec::new();
+    // A refusal ends its stream: nothing more is sent on that channel.
+    let mut ended: Vec<Reply> = Vec::new();
     for (v, outcome) in results {
+        if ended.iter().any(|r| r.same_channel(&v.reply)) {
+            continue;
+        }
         let slot = pending.iter().position(|(r, _)| r.same_channel(&v.reply));
         let status = match outcome {
             Outcome::Stored => AckStatus::Stored,
@@ -143,6 +148,7 @@ fn acknowledge(results: impl Iterator<Item = (Verified, Outcome)>) {
                     let _ = reply.send(Ok(ack));
                 }
                 let _ = v.reply.send(Err(status));
+                ended.push(v.reply);
                 continue;
             }
         };

@@ -14,6 +14,10 @@ pub const DEFAULT_MAX_CAPTURE_BYTES: usize = 2 * 1024 * 1024;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// Domain-separation prefix for the enrolment proof of possession.
 pub const ENROL_PROOF_DOMAIN: &[u8] = b"tutela-enrol-v1";
+/// Domain-separation prefix of the collector's signature on a `SignedExemptions`.
+pub const EXEMPTIONS_DOMAIN: &[u8] = b"tutela-exemptions-v1";
+/// Domain-separation prefix of the two signatures in a `RekeyRequest`.
+pub const REKEY_DOMAIN: &[u8] = b"tutela-rekey-v1";
 /// gRPC metadata key carrying the sequence number of a rejected event, so the
 /// agent can set that one event aside instead of resending it forever.
 pub const REJECTED_SEQ_METADATA: &str = "tutela-rejected-seq";

@@ -71,7 +71,8 @@ def main():
             return AuthResult(success=ok, auth_data=auth_data if ok else None)
 
         params.update(authenticator=authenticator, auth_required=True,
-                      auth_require_tls=args.tls is not None)
+                      # aiosmtpd counts only STARTTLS as TLS; implicit TLS is TLS from the start.
+                      auth_require_tls=args.tls == "starttls")
     controller = Controller(
         Handler(args.out), hostname="127.0.0.1", port=args.port,
         ssl_context=context if args.tls == "implicit" else None,

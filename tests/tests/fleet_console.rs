@@ -1,7 +1,9 @@
 //! The fleet and exemption pages of the review console, over real HTTP
 //! against the real collector: silent and flagged stations are highlighted
 //! for a technician; only the DSL roles add and revoke exemptions, with the
-//! CSRF token, and every change lands in the audit log.
+//! CSRF token, and every change lands in the audit log. A technician clears
+//! a station's flag and revokes a station from the fleet page, and publishes
+//! the full shipped en-GB pack from the console.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -187,7 +189,11 @@ fn fleet_exemptions_rules_and_tokens_pages_per_role() {
         let end = at + fleet.body[at..].find("</tr>").unwrap();
         fleet.body[start..end].to_owned()
     };
-    assert!(!row(&ids[0]).contains("class="), "{}", row(&ids[0]));
+    assert!(
+        row(&ids[0]).starts_with("<tr data-agent="),
+        "not highlighted: {}",
+        row(&ids[0])
+    );
     assert!(row(&ids[0]).contains("<td>ok</td>"), "{}", row(&ids[0]));
     assert!(
         row(&ids[1]).contains(r#"class="silent""#),
@@ -436,4 +442,337 @@ kind = "phrase"
 terms = [{terms}]
 "#
     )
+}
+
+/// The shipped en-GB pack.
+fn en_gb_pack() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../rules/packs/en-GB.toml"
+    ))
+    .unwrap()
+}
+
+/// The form body `http` sends for `form`.
+fn encoded_len(form: &[(&str, &str)]) -> usize {
+    form.iter()
+        .map(|(k, v)| url_encode(k).len() + url_encode(v).len() + 2)
+        .sum()
+}
+
+#[test]
+fn the_full_en_gb_pack_is_published_from_the_console_and_an_oversized_form_is_explained() {
+    let scratch = Scratch::new("console-publish-large");
+    let mut collector = Collector::init(scratch.path("collector")).unwrap();
+    let port = free_port();
+    collector.set_console_port(port).unwrap();
+    collector
+        .add_console_user("tech.one", "technician", PASSWORD)
+        .unwrap();
+    collector.start().unwrap();
+    tutela_tests::wait_for("the console to listen", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .unwrap();
+    let (tech, csrf) = sign_in(port, "tech.one");
+    // As a browser sends a textarea: CRLF line ends.
+    let publish = |pack: &str| {
+        let pack = pack.replace('\n', "\r\n");
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("action", "publish"),
+            ("pack", pack.as_str()),
+        ];
+        (
+            encoded_len(&form),
+            http(port, "POST", "/rules/publish", &tech, &form),
+        )
+    };
+
+    // The shipped pack as it is.
+    let shipped = en_gb_pack();
+    let (_, r) = publish(&shipped);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("Published live version 1 of en-GB"),
+        "{}",
+        r.body
+    );
+
+    // A new version of it, with its notes grown past the default 256 KiB form limit.
+    let mut next = shipped
+        .replacen("\nversion = 1\n", "\nversion = 2\n", 1)
+        .replacen(
+            "[[changelog]]\nversion = 1\n",
+            "[[changelog]]\nversion = 2\ndate = \"2026-11-22\"\nnotes = \"Reviewer notes added.\"\n\n[[changelog]]\nversion = 1\n",
+            1,
+        );
+    for n in 0..2000 {
+        next.push_str(&format!(
+            "# Reviewer note {n}: checked against the corpus, no change to the terms.\n"
+        ));
+    }
+    let (size, r) = publish(&next);
+    assert!(size > 256 * 1024, "the form is {size} bytes");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("Published live version 2 of en-GB"),
+        "{}",
+        r.body
+    );
+    let status = tutela_tests::run_ok(collector.cmd().args(["rules", "status"])).unwrap();
+    assert!(status.contains("live: 2"), "{status}");
+    let db = rusqlite::Connection::open(collector.dir.join("tutela.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let stored: String = db
+        .query_row(
+            "SELECT pack_toml FROM rule_bundles WHERE shadow = 0 AND version = 2",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        stored, next,
+        "the whole pack was stored, line ends normalised"
+    );
+
+    // Above 2 MiB the page says what to do instead; nothing is published.
+    let mut huge = next.replacen("\nversion = 2\n", "\nversion = 3\n", 1);
+    huge.push_str(&"# padding\n".repeat(120_000));
+    let (size, r) = publish(&huge);
+    assert!(size > 2 * 1024 * 1024, "the form is {size} bytes");
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.body.contains("at most 2048 KiB"), "{}", r.body);
+    assert!(r.body.contains("tutela-collector rules push"), "{}", r.body);
+    let status = tutela_tests::run_ok(collector.cmd().args(["rules", "status"])).unwrap();
+    assert!(status.contains("live: 2"), "{status}");
+
+    // Other forms keep the default limit.
+    let reason = "x".repeat(300 * 1024);
+    let r = http(
+        port,
+        "POST",
+        "/exemptions/add",
+        &tech,
+        &[("csrf", &csrf), ("reason", &reason)],
+    );
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.body.contains("at most 256 KiB"), "{}", r.body);
+}
+
+#[test]
+fn a_technician_clears_a_flag_and_revokes_a_station_from_the_fleet_page() {
+    let scratch = Scratch::new("fleet-actions");
+    let mut collector = Collector::init(scratch.path("collector")).unwrap();
+    let port = free_port();
+    collector.set_console_port(port).unwrap();
+    collector
+        .add_console_user("tech.one", "technician", PASSWORD)
+        .unwrap();
+    collector
+        .add_console_user("head.one", "head", PASSWORD)
+        .unwrap();
+    collector.start().unwrap();
+    let mut agents = Vec::new();
+    for station in ["LAB4-PC01", "LAB4-PC02"] {
+        let mut agent = Agent::new(scratch.path(station));
+        agent.env.retain(|(k, _)| k != "TUTELA_STATION");
+        agent.env.push(("TUTELA_STATION".into(), station.into()));
+        agent
+            .env
+            .push(("TUTELA_MACHINE_ID".into(), format!("machine-{station}")));
+        agent
+            .enrol(&collector.token(&["--group", "lab-4"]).unwrap())
+            .unwrap();
+        agents.push(agent);
+    }
+    let flagged = agents[0].agent_id();
+    let other = agents[1].agent_id();
+    let db = rusqlite::Connection::open(collector.dir.join("tutela.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute(
+        "UPDATE agents SET flag = 'identity cloned: re-keyed as ag-x' WHERE agent_id = ?1",
+        [&flagged],
+    )
+    .unwrap();
+    let flag_of = |id: &str| -> Option<String> {
+        db.query_row("SELECT flag FROM agents WHERE agent_id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    let revoked = |id: &str| -> bool {
+        db.query_row(
+            "SELECT revoked FROM agents WHERE agent_id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+
+    // The head sees the fleet but has no actions, and a forged post is refused.
+    let (head, head_csrf) = sign_in(port, "head.one");
+    let page = http(port, "GET", "/fleet", &head, &[]);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(&flagged), "{}", page.body);
+    assert!(!page.body.contains("/fleet/revoke"), "{}", page.body);
+    let r = http(
+        port,
+        "POST",
+        "/fleet/revoke",
+        &head,
+        &[("csrf", &head_csrf), ("agent", &other), ("confirm", "yes")],
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(!revoked(&other));
+
+    // The technician sees both actions on the flagged station, only Revoke on the other.
+    let (tech, csrf) = sign_in(port, "tech.one");
+    let page = http(port, "GET", "/fleet", &tech, &[]);
+    let row = |id: &str| {
+        let at = page
+            .body
+            .find(&format!(r#"data-agent="{id}""#))
+            .unwrap_or_else(|| panic!("{id} missing:\n{}", page.body));
+        page.body[at..at + page.body[at..].find("</tr>").unwrap()].to_owned()
+    };
+    assert!(row(&flagged).contains("Clear flag"), "{}", row(&flagged));
+    assert!(row(&flagged).contains("Revoke"), "{}", row(&flagged));
+    assert!(!row(&other).contains("Clear flag"), "{}", row(&other));
+    assert!(row(&other).contains("Revoke"), "{}", row(&other));
+
+    // Without the CSRF token: refused, nothing changes.
+    let r = http(
+        port,
+        "POST",
+        "/fleet/clear-flag",
+        &tech,
+        &[("agent", &flagged), ("confirm", "yes")],
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(flag_of(&flagged).is_some());
+
+    // First the confirm page (nothing changes yet), then the change.
+    let r = http(
+        port,
+        "POST",
+        "/fleet/clear-flag",
+        &tech,
+        &[("csrf", &csrf), ("agent", &flagged)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Clear the flag?"), "{}", r.body);
+    assert!(r.body.contains("LAB4-PC01"), "{}", r.body);
+    assert!(
+        r.body.contains(r#"name="confirm" value="yes""#),
+        "{}",
+        r.body
+    );
+    assert!(flag_of(&flagged).is_some(), "not before confirming");
+    let r = http(
+        port,
+        "POST",
+        "/fleet/clear-flag",
+        &tech,
+        &[("csrf", &csrf), ("agent", &flagged), ("confirm", "yes")],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(flag_of(&flagged), None);
+    let page = http(port, "GET", "/fleet", &tech, &[]);
+    assert!(
+        page.body.contains("2 stations: 0 silent, 0 flagged"),
+        "{}",
+        page.body
+    );
+
+    // Revoke: confirm page, then the identity is revoked, as `agents revoke` does.
+    let r = http(
+        port,
+        "POST",
+        "/fleet/revoke",
+        &tech,
+        &[("csrf", &csrf), ("agent", &other)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Revoke the station?"), "{}", r.body);
+    assert!(!revoked(&other), "not before confirming");
+    let r = http(
+        port,
+        "POST",
+        "/fleet/revoke",
+        &tech,
+        &[("csrf", &csrf), ("agent", &other), ("confirm", "yes")],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(revoked(&other));
+    let list = tutela_tests::run_ok(collector.cmd().args(["agents", "list"])).unwrap();
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&other) && l.contains("revoked=true")),
+        "{list}"
+    );
+    let page = http(port, "GET", "/fleet", &tech, &[]);
+    assert!(!page.body.contains(&other), "{}", page.body);
+    // Again: explained, not repeated.
+    let r = http(
+        port,
+        "POST",
+        "/fleet/revoke",
+        &tech,
+        &[("csrf", &csrf), ("agent", &other), ("confirm", "yes")],
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("revoked already"), "{}", r.body);
+
+    // The revoked station's events are refused by the collector; the other's arrive.
+    agents[1].start(&["--simulate", "2"]).unwrap();
+    agents[0].start(&["--simulate", "2"]).unwrap();
+    tutela_tests::wait_for(
+        "the revoked station to be refused",
+        Duration::from_secs(60),
+        || agents[1].log_text().contains("has been revoked"),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", agents[1].log_text()));
+    tutela_tests::wait_for(
+        "the other station's events",
+        Duration::from_secs(60),
+        || collector.alert_count() == 2,
+    )
+    .unwrap();
+    let alerts = collector.alerts().unwrap();
+    assert!(
+        alerts.iter().all(|a| a["agent_id"] == flagged.as_str()),
+        "{alerts:?}"
+    );
+
+    let audit: Vec<(String, String, String)> = db
+        .prepare("SELECT actor, action, target FROM console_audit ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let has = |actor: &str, action: &str, target: &str| {
+        audit
+            .iter()
+            .any(|(a, b, c)| a == actor && b == action && c == target)
+    };
+    assert!(has("head.one", "denied", "fleet: revoke"), "{audit:?}");
+    assert!(has("tech.one", "csrf_refused", "console"), "{audit:?}");
+    assert!(
+        has("tech.one", "agent-clear-flag", &format!("agent:{flagged}")),
+        "{audit:?}"
+    );
+    assert!(
+        has("tech.one", "agent-revoke", &format!("agent:{other}")),
+        "{audit:?}"
+    );
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|(_, b, _)| b.starts_with("agent-"))
+            .count(),
+        2,
+        "one entry per confirmed action: {audit:?}"
+    );
 }

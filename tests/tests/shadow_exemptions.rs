@@ -1,7 +1,8 @@
 //! Shadow packs and curriculum exemptions on real agents watching a real X
 //! desktop: a candidate pack's would-be matches are counted at the collector
 //! without raising alerts, and an exemption silences a category for one
-//! group only, then lapses on time by itself.
+//! group only, then lapses on time by itself. Shadow counts survive an
+//! agent restart: the collector adds up the counts of each run.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -156,6 +157,44 @@ fn shadow_counts_reach_the_collector_and_raise_no_alert() {
         !agent.log_text().contains("zip gun"),
         "the agent logged matched text"
     );
+
+    // The agent restarts (counting from zero again); a second burst adds to the first.
+    desktop.rename(&window, "Lesson notes").unwrap();
+    let mut agent = agent;
+    let started_before = agent.log_text().matches("sensors started").count();
+    agent.kill9();
+    agent.start(&[]).unwrap();
+    wait_for(
+        "the restarted agent's sensors",
+        Duration::from_secs(120),
+        || agent.log_text().matches("sensors started").count() > started_before,
+    )
+    .unwrap_or_else(|e| panic!("{e}; agent log:\n{}", agent.log_text()));
+    assert!(
+        agent
+            .log_text()
+            .contains("shadow rules loaded from the last bundle"),
+        "{}",
+        agent.log_text()
+    );
+    desktop.rename(&window, "how to make a zip gun").unwrap();
+    wait_for("shadow counts after the restart", WAIT, || {
+        status = run_ok(collector.cmd().args(["rules", "status"])).unwrap();
+        status.contains("shadow weapons/zip gun 2 matches on 1 agents")
+    })
+    .unwrap_or_else(|e| panic!("{e}; status:\n{status}\nagent log:\n{}", agent.log_text()));
+    assert!(
+        status.contains("shadow version 2: 3 would-be matches from 1 agents"),
+        "the total adds the runs up: {status}"
+    );
+    assert!(
+        status.contains("shadow weapons/pipe bomb 1 matches on 1 agents"),
+        "{status}"
+    );
+    // Zip gun is now the noisiest rule.
+    let pipe = status.find("shadow weapons/pipe bomb").unwrap();
+    let zip = status.find("shadow weapons/zip gun").unwrap();
+    assert!(zip < pipe, "{status}");
 }
 
 #[test]

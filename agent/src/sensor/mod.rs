@@ -190,6 +190,60 @@ pub enum SensorError {
     },
     #[error("no sensor could start on this machine; see the warnings above for each sensor")]
     NoneStarted,
+    #[error(
+        "refusing XAUTHORITY={path}: {reason}; it must be a regular file (not a symlink, FIFO \
+         or device). The session helper copies the session's cookie into /run/tutela-agent; \
+         when starting the agent by hand, point XAUTHORITY at the X server's own authority file"
+    )]
+    UnsafeXauthority { path: String, reason: String },
+}
+
+/// Checks the `XAUTHORITY` file before any X library opens it: the agent runs as root and the
+/// path may come from the pupil's session, where a FIFO would block the start forever and a
+/// symlink could point anywhere. Opened without following a symlink and without blocking, it
+/// must be a regular file. A missing file is fine (the X library then sends no cookie).
+#[cfg(target_os = "linux")]
+pub fn check_xauthority() -> Result<(), SensorError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(path) = std::env::var_os("XAUTHORITY").filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    let unsafe_file = |reason: String| SensorError::UnsafeXauthority {
+        path: PathBuf::from(&path).display().to_string(),
+        reason,
+    };
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(unsafe_file("it is a symbolic link".into()))
+        }
+        Err(e) => return Err(unsafe_file(format!("cannot open it ({e})"))),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| unsafe_file(format!("cannot read its metadata ({e})")))?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        return Err(unsafe_file(format!("it is {what}")));
+    }
+    Ok(())
 }
 
 /// Starts all sensors available on this platform. Sensors that cannot start are logged with a
@@ -208,6 +262,8 @@ pub fn start(
         ("browser", browser::start),
         ("process", process::start),
     ];
+    #[cfg(target_os = "linux")]
+    check_xauthority()?;
     let mut handle = SensorHandle::default();
     for (name, start) in starters {
         match start(config, tx.clone()) {

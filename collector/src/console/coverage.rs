@@ -4,6 +4,11 @@
 //! than `[fleet] silent_after_mins` of school time) and flagged ones (e.g. a
 //! cloned identity) are highlighted. Below, the shadow pack's predicted alert
 //! volume, noisiest rules first. No pupil data appears here.
+//!
+//! Technicians (and the DSL roles) act on a station from here, as with
+//! `tutela-collector agents clear-flag` and `agents revoke`: each action has
+//! a confirm step, needs the session's CSRF token and is audited
+//! (`agent-clear-flag`, `agent-revoke`).
 
 use std::collections::HashSet;
 use std::fmt::Write;
@@ -11,9 +16,15 @@ use std::fmt::Write;
 use axum::response::Response;
 use rusqlite::Connection;
 
-use super::html::{esc, page};
-use super::{deny, html_response, session, App, Fail, Req};
+use super::auth::{Role, Viewer};
+use super::html::{csrf_field, esc, page};
+use super::{audit, deny, html_response, redirect, session, App, Fail, Req};
 use crate::store::now_ms;
+
+/// Clears flags and revokes stations: technicians, the DSL and deputies.
+pub fn may_manage_stations(role: Role) -> bool {
+    matches!(role, Role::Technician | Role::Dsl | Role::DeputyDsl)
+}
 
 /// One row of the fleet table.
 #[derive(Debug, Clone)]
@@ -96,8 +107,11 @@ pub fn page_handler(app: &App, conn: &Connection, req: &Req) -> Result<Response,
         esc(&app.fleet.school_days.join(", ")),
         esc(&app.fleet.school_hours),
     );
-    body.push_str(
-        r#"<table id="fleet"><thead><tr><th>Station</th><th>Group</th><th>Last seen</th><th>Agent</th><th>Rules</th><th>Spool backlog</th><th>Dropped</th><th>Health</th></tr></thead><tbody>"#,
+    let manages = may_manage_stations(viewer.role);
+    let _ = write!(
+        body,
+        r#"<table id="fleet"><thead><tr><th>Station</th><th>Group</th><th>Last seen</th><th>Agent</th><th>Rules</th><th>Spool backlog</th><th>Dropped</th><th>Health</th>{}</tr></thead><tbody>"#,
+        if manages { "<th></th>" } else { "" }
     );
     for s in &rows {
         let class = match s.health() {
@@ -114,9 +128,14 @@ pub fn page_handler(app: &App, conn: &Connection, req: &Req) -> Result<Response,
                 if s.silent { " (also silent)" } else { "" }
             )
         };
+        let actions = if manages {
+            station_actions(&viewer, s)
+        } else {
+            String::new()
+        };
         let _ = write!(
             body,
-            r#"<tr{class} data-agent="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            r#"<tr{class} data-agent="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{actions}</tr>"#,
             esc(&s.agent_id),
             esc(&s.station),
             esc(if s.grp.is_empty() { "-" } else { &s.grp }),
@@ -137,6 +156,140 @@ pub fn page_handler(app: &App, conn: &Connection, req: &Req) -> Result<Response,
     body.push_str("</tbody></table>");
     shadow_section(conn, &mut body)?;
     Ok(html_response(page("Fleet", Some(&viewer), &body)))
+}
+
+/// The action buttons of one row; each leads to a confirm page first.
+fn station_actions(viewer: &Viewer, s: &Station) -> String {
+    let form = |action: &str, label: &str| {
+        format!(
+            r#"<form method="post" action="/fleet/{action}" class="inline">{}<input type="hidden" name="agent" value="{}"><button type="submit" class="secondary">{label}</button></form>"#,
+            csrf_field(viewer),
+            esc(&s.agent_id)
+        )
+    };
+    let mut cell = String::from("<td>");
+    if !s.flag.is_empty() {
+        cell.push_str(&form("clear-flag", "Clear flag…"));
+    }
+    cell.push_str(&form("revoke", "Revoke…"));
+    cell.push_str("</td>");
+    cell
+}
+
+/// A station to act on: (station, group, flag), if enrolled and not revoked.
+fn find_station(
+    conn: &Connection,
+    agent_id: &str,
+) -> rusqlite::Result<Option<(String, String, String)>> {
+    use rusqlite::OptionalExtension;
+    conn.query_row(
+        "SELECT station, grp, COALESCE(flag, '') FROM agents WHERE agent_id = ?1 AND revoked = 0",
+        [agent_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .optional()
+}
+
+/// What an action does, for its confirm page and its audit entry.
+struct StationAction {
+    path: &'static str,
+    audit: &'static str,
+    title: &'static str,
+    explain: &'static str,
+    button: &'static str,
+}
+
+const CLEAR_FLAG: StationAction = StationAction {
+    path: "clear-flag",
+    audit: "agent-clear-flag",
+    title: "Clear the flag",
+    explain: "Clear the flag once you have dealt with its cause (for example, the cloned station now runs under its own identity). The station stays enrolled and keeps reporting.",
+    button: "Clear the flag",
+};
+
+const REVOKE: StationAction = StationAction {
+    path: "revoke",
+    audit: "agent-revoke",
+    title: "Revoke the station",
+    explain: "Revoke this identity: the collector refuses its events and heartbeats from now on (within a few seconds) and the station leaves this page. The device is monitored again only after it is enrolled with a new token. This cannot be undone from the console.",
+    button: "Revoke",
+};
+
+/// `POST /fleet/clear-flag`: asks to confirm, then clears the station's flag.
+pub fn clear_flag(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+    station_action(app, conn, req, &CLEAR_FLAG)
+}
+
+/// `POST /fleet/revoke`: asks to confirm, then revokes the station's identity.
+pub fn revoke(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+    station_action(app, conn, req, &REVOKE)
+}
+
+fn station_action(
+    _app: &App,
+    conn: &Connection,
+    req: &Req,
+    action: &StationAction,
+) -> Result<Response, Fail> {
+    let viewer = session(conn, req)?;
+    if !may_manage_stations(viewer.role) {
+        return Err(deny(conn, &viewer, &format!("fleet: {}", action.path)));
+    }
+    let agent_id = req.f("agent");
+    if agent_id.is_empty() || agent_id.len() > 64 {
+        return Err(Fail::BadRequest(
+            "No station was given; go back to the Fleet page and use the station's button.".into(),
+        ));
+    }
+    let Some((station, grp, flag)) = find_station(conn, agent_id)? else {
+        return Err(Fail::BadRequest(format!(
+            "There is no enrolled, unrevoked station {agent_id}; it may have been revoked already. Reload the Fleet page."
+        )));
+    };
+    if req.f("confirm") != "yes" {
+        let body = format!(
+            r#"<h1>{title}?</h1><p id="confirm-station">Station <strong>{station}</strong> (group {grp}, identity <code>{id}</code>){flag}.</p><p>{explain}</p>
+<form method="post" action="/fleet/{path}" id="confirm-form">{csrf}<input type="hidden" name="agent" value="{id}"><input type="hidden" name="confirm" value="yes"><button type="submit">{button}</button> <a href="/fleet">Cancel</a></form>"#,
+            title = esc(action.title),
+            station = esc(&station),
+            grp = esc(if grp.is_empty() { "-" } else { &grp }),
+            id = esc(agent_id),
+            flag = if flag.is_empty() {
+                String::new()
+            } else {
+                format!(", flagged: {}", esc(&flag))
+            },
+            explain = esc(action.explain),
+            path = action.path,
+            csrf = csrf_field(&viewer),
+            button = esc(action.button),
+        );
+        return Ok(html_response(page(action.title, Some(&viewer), &body)));
+    }
+    let sql = if action.path == REVOKE.path {
+        "UPDATE agents SET revoked = 1 WHERE agent_id = ?1 AND revoked = 0"
+    } else {
+        "UPDATE agents SET flag = NULL WHERE agent_id = ?1 AND revoked = 0"
+    };
+    if conn.execute(sql, [agent_id])? == 0 {
+        return Err(Fail::BadRequest(format!(
+            "Station {agent_id} was revoked meanwhile; reload the Fleet page."
+        )));
+    }
+    let detail = if action.path == REVOKE.path {
+        format!("station {station}, group {grp}")
+    } else {
+        format!("station {station}; was: {flag}")
+    };
+    audit::append(
+        conn,
+        &viewer.name,
+        action.audit,
+        &format!("agent:{agent_id}"),
+        &detail,
+    )?;
+    tracing::info!(agent_id = %agent_id, by = %viewer.name, action = action.audit, "station changed from the console");
+    Ok(redirect("/fleet"))
 }
 
 /// The candidate (shadow) pack's would-be matches per rule, noisiest first.

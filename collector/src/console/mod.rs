@@ -255,7 +255,66 @@ type Page = fn(&App, &Connection, &Req) -> Result<Response, Fail>;
 
 const MAX_FORM_BYTES: usize = 256 * 1024;
 
+/// The largest form a route accepts, and what to say above it.
+#[derive(Debug, Clone, Copy)]
+pub struct FormLimit {
+    pub bytes: usize,
+    /// What the user can do instead (shown on the 413 page).
+    pub instead: &'static str,
+}
+
+const DEFAULT_FORM_LIMIT: FormLimit = FormLimit {
+    bytes: MAX_FORM_BYTES,
+    instead: "Shorten what you entered and try again.",
+};
+
+/// Most bytes of an over-large form read (and thrown away) so that the
+/// browser gets the error page rather than a reset connection.
+const MAX_DRAIN_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why a form body was not read.
+#[derive(Debug, PartialEq, Eq)]
+enum FormError {
+    TooLarge,
+    /// The upload broke off.
+    Incomplete,
+}
+
+/// The body, if it is at most `limit` bytes. A larger one is read on (up to
+/// `MAX_DRAIN_BYTES`) and dropped.
+async fn read_form(body: Body, limit: usize) -> Result<Vec<u8>, FormError> {
+    use tokio_stream::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut form = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| FormError::Incomplete)?;
+        seen = seen.saturating_add(chunk.len());
+        if seen > MAX_DRAIN_BYTES {
+            return Err(FormError::TooLarge);
+        }
+        if seen <= limit {
+            form.extend_from_slice(&chunk);
+        }
+    }
+    if seen > limit {
+        Err(FormError::TooLarge)
+    } else {
+        Ok(form)
+    }
+}
+
 async fn call(app: App, page: Page, id: Option<i64>, request: Request) -> Response {
+    call_limited(app, page, id, request, DEFAULT_FORM_LIMIT).await
+}
+
+async fn call_limited(
+    app: App,
+    page: Page,
+    id: Option<i64>,
+    request: Request,
+    limit: FormLimit,
+) -> Response {
     let (parts, body) = request.into_parts();
     let post = parts.method == Method::POST;
     let mut req = Req {
@@ -285,13 +344,34 @@ async fn call(app: App, page: Page, id: Option<i64>, request: Request) -> Respon
         req.query = form_urlencoded::parse(q.as_bytes()).into_owned().collect();
     }
     if post {
-        match axum::body::to_bytes(body, MAX_FORM_BYTES).await {
+        match read_form(body, limit.bytes).await {
             Ok(bytes) => req.form = form_urlencoded::parse(&bytes).into_owned().collect(),
-            Err(_) => {
-                return with_status(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    html_response("Form too large".into()),
+            Err(FormError::Incomplete) => {
+                return Fail::BadRequest(
+                    "The form did not arrive whole; try sending it again.".into(),
                 )
+                .response(req.wants_json)
+            }
+            Err(FormError::TooLarge) => {
+                tracing::info!(
+                    path = parts.uri.path(),
+                    limit = limit.bytes,
+                    "console form refused: too large"
+                );
+                let text = format!(
+                    "The form was too large: this page accepts at most {} KiB. {}",
+                    limit.bytes / 1024,
+                    limit.instead
+                );
+                let body = html::page(
+                    "Form too large",
+                    None,
+                    &format!(
+                        r#"<h1>413</h1><p class="error" id="too-large">{}</p><p><a href="/queue">Back to the console</a></p>"#,
+                        html::esc(&text),
+                    ),
+                );
+                return with_status(StatusCode::PAYLOAD_TOO_LARGE, html_response(body));
             }
         }
     }
@@ -334,6 +414,13 @@ macro_rules! page {
     };
 }
 
+/// A page whose form may be larger than the default limit.
+macro_rules! large_form_page {
+    ($f:path, $limit:expr) => {
+        |State(app): State<App>, request: Request| call_limited(app, $f, None, request, $limit)
+    };
+}
+
 macro_rules! alert_page {
     ($f:path) => {
         |State(app): State<App>, UrlPath(id): UrlPath<i64>, request: Request| {
@@ -366,10 +453,13 @@ pub fn router(app: App) -> Router {
         .route("/rules", get(page!(alert::rules_page)))
         .route("/audit", get(page!(audit_page)))
         .route("/fleet", get(page!(coverage::page_handler)))
+        .route("/fleet/clear-flag", post(page!(coverage::clear_flag)))
+        .route("/fleet/revoke", post(page!(coverage::revoke)))
         .route("/exemptions", get(page!(exemptions::list_page)))
         .route(
             "/rules/publish",
-            get(page!(publish::page_handler)).post(page!(publish::submit)),
+            get(page!(publish::page_handler))
+                .post(large_form_page!(publish::submit, publish::FORM_LIMIT)),
         )
         .route("/tokens", get(page!(tokens::list_page)))
         .route("/tokens/create", post(page!(tokens::create)))

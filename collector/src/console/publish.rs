@@ -14,6 +14,13 @@ use super::html::{csrf_field, esc, page};
 use super::{audit, deny, html_response, session, App, Fail, Req};
 use crate::publish::{self, CheckReport, PublishError};
 
+/// A whole pack, pasted: far more than the console's default form limit
+/// (the shipped en-GB pack is about 130 KB, and more once form-encoded).
+pub const FORM_LIMIT: super::FormLimit = super::FormLimit {
+    bytes: 2 * 1024 * 1024,
+    instead: "Publish a pack this large on the collector with `tutela-collector rules push FILE` (add --shadow for a candidate pack).",
+};
+
 /// Technicians manage rules; the DSL and deputies may too.
 pub fn may_publish(role: Role) -> bool {
     matches!(role, Role::Technician | Role::Dsl | Role::DeputyDsl)
@@ -116,7 +123,7 @@ fn render(
     error: Option<&str>,
 ) -> String {
     let mut body = String::from(
-        "<h1>Publish rules</h1><p>Paste or edit a pack, check it, then publish it live or as a shadow (candidate) pack whose would-be matches are only counted. Large packs are easier with <code>tutela-collector rules push</code>.</p>",
+        "<h1>Publish rules</h1><p>Paste or edit a pack, check it, then publish it live or as a shadow (candidate) pack whose would-be matches are only counted. Packs up to 2 MiB (form-encoded) can be published here; larger ones with <code>tutela-collector rules push</code>.</p>",
     );
     if let Some(e) = error {
         let _ = write!(
