@@ -326,7 +326,21 @@ async fn start_sensors(
         })
         .context("starting the sensor thread")?;
     match tokio::time::timeout(SENSOR_START_TIMEOUT, started).await {
-        Ok(Ok(result)) => Ok(result?),
+        Ok(Ok(result)) => {
+            let sensors = result?;
+            // Started for a desktop session (the session helper sets this): without the
+            // window sensor the station is not being watched, so it must not look healthy.
+            if std::env::var("TUTELA_REQUIRE_DISPLAY").is_ok_and(|v| v == "1")
+                && !sensors.sensors().contains(&"window")
+            {
+                anyhow::bail!(
+                    "the X display {} could not be watched (see the window sensor warning above: \
+                     a wrong or missing X authority cookie?); exiting so that the station shows as silent",
+                    std::env::var("DISPLAY").unwrap_or_default()
+                );
+            }
+            Ok(sensors)
+        }
         Ok(Err(_)) => anyhow::bail!("the sensor start-up thread ended without an answer"),
         Err(_) => anyhow::bail!(
             "the sensors did not start within {} s (is the X server answering? is XAUTHORITY a regular file?); exiting so that the service restarts the agent",

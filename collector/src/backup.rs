@@ -206,9 +206,37 @@ impl BackupKey {
     }
 
     /// Encrypts `from` into the new file `to`, bound to the name `name`.
+    #[cfg(test)]
     fn seal_file(&self, name: &str, from: &Path, to: &Path) -> Result<(), BackupError> {
         let mut input = fs::File::open(from).map_err(io(from))?;
+        self.seal(name, &mut input, from, to)
+    }
+
+    /// Encrypts what `input` (read from `from`) holds into the new file `to`,
+    /// bound to the name `name`. A failed write removes `to`.
+    fn seal(
+        &self,
+        name: &str,
+        input: &mut impl Read,
+        from: &Path,
+        to: &Path,
+    ) -> Result<(), BackupError> {
         let mut out = create_private(to)?;
+        let sealed = self.seal_into(name, input, from, &mut out, to);
+        if sealed.is_err() {
+            let _ = fs::remove_file(to);
+        }
+        sealed
+    }
+
+    fn seal_into(
+        &self,
+        name: &str,
+        input: &mut impl Read,
+        from: &Path,
+        out: &mut fs::File,
+        to: &Path,
+    ) -> Result<(), BackupError> {
         let mut prefix = [0u8; PREFIX];
         SystemRandom::new()
             .fill(&mut prefix)
@@ -216,7 +244,7 @@ impl BackupKey {
         out.write_all(&prefix).map_err(io(to))?;
         let mut buf = vec![0u8; CHUNK];
         for chunk in 0u32.. {
-            let n = read_full(&mut input, &mut buf).map_err(io(from))?;
+            let n = read_full(input, &mut buf).map_err(io(from))?;
             let last = n < CHUNK;
             let mut block = buf[..n].to_vec();
             self.0
@@ -400,59 +428,35 @@ pub fn backup(
     }
 
     let source = store::open(data_dir).map_err(sql(&db_path))?;
-    let partial = dest.join(format!("{DB_FILE}.partial"));
-    {
-        let mut target = Connection::open(&partial).map_err(sql(&partial))?;
-        let backup = rusqlite::backup::Backup::new(&source, &mut target).map_err(sql(&partial))?;
-        // One step copies one snapshot: with WAL the reader does not block the
-        // writer, and no concurrent write can make the copy restart.
-        loop {
-            use rusqlite::backup::StepResult;
-            match backup.step(-1).map_err(sql(&partial))? {
-                StepResult::Done => break,
-                StepResult::More | StepResult::Busy | StepResult::Locked => {
-                    std::thread::sleep(std::time::Duration::from_millis(50))
-                }
-                _ => std::thread::sleep(std::time::Duration::from_millis(50)),
-            }
-        }
-        drop(backup);
-        // The copy is one self-contained file: no WAL beside it.
-        target
-            .pragma_update(None, "journal_mode", "DELETE")
-            .map_err(sql(&partial))?;
-    }
+    // An encrypted backup's database is copied in the clear beside the live
+    // one (same owner, same protection), sealed into the backup, then removed.
+    let partial = if key.is_some() {
+        let mut suffix = [0u8; 8];
+        SystemRandom::new()
+            .fill(&mut suffix)
+            .map_err(|_| BackupError::Kdf("no randomness for a file name".into()))?;
+        data_dir.join(format!(".backup-{}.{DB_FILE}.partial", hex::encode(suffix)))
+    } else {
+        dest.join(format!("{DB_FILE}.partial"))
+    };
+    let copied = copy_database(&source, &partial);
     drop(source);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&partial, fs::Permissions::from_mode(0o600)).map_err(io(&partial))?;
+    if let Err(e) = copied {
+        let _ = fs::remove_file(&partial);
+        return Err(e);
     }
-    let (alerts, captures) = check_database(&partial)?;
+    let sealed = seal_database(&partial, dest, key.as_ref());
+    if sealed.is_err() || key.is_some() {
+        let _ = fs::remove_file(&partial);
+    }
+    let (alerts, captures, db_copy) = sealed?;
 
     let mut files = std::collections::BTreeMap::new();
-    let db_copy = dest.join(stored_name(DB_FILE, key.is_some()));
-    match &key {
-        Some(key) => {
-            let sealing = dest.join(format!("{DB_FILE}{SEALED_SUFFIX}.partial"));
-            let sealed = key.seal_file(DB_FILE, &partial, &sealing);
-            let _ = fs::remove_file(&partial);
-            sealed?;
-            fs::rename(&sealing, &db_copy).map_err(io(&db_copy))?;
-        }
-        None => fs::rename(&partial, &db_copy).map_err(io(&db_copy))?,
-    }
     files.insert(stored_name(DB_FILE, key.is_some()), sha256_file(&db_copy)?);
     for (name, bytes) in copies {
         let stored = dest.join(stored_name(name, key.is_some()));
         match &key {
-            Some(key) => {
-                let plain = dest.join(format!(".{name}.plain"));
-                secrets::write_private(&plain, &bytes)?;
-                let sealed = key.seal_file(name, &plain, &stored);
-                let _ = fs::remove_file(&plain);
-                sealed?;
-            }
+            Some(key) => key.seal(name, &mut bytes.as_slice(), &data_dir.join(name), &stored)?,
             None => secrets::write_private(&stored, &bytes)?,
         }
         files.insert(stored_name(name, key.is_some()), sha256_file(&stored)?);
@@ -471,6 +475,57 @@ pub fn backup(
         dir: dest.to_owned(),
         manifest,
     })
+}
+
+/// Copies one snapshot of `source` into the new database file `partial`.
+fn copy_database(source: &Connection, partial: &Path) -> Result<(), BackupError> {
+    {
+        let mut target = Connection::open(partial).map_err(sql(partial))?;
+        let backup = rusqlite::backup::Backup::new(source, &mut target).map_err(sql(partial))?;
+        // One step copies one snapshot: with WAL the reader does not block the
+        // writer, and no concurrent write can make the copy restart.
+        loop {
+            use rusqlite::backup::StepResult;
+            match backup.step(-1).map_err(sql(partial))? {
+                StepResult::Done => break,
+                StepResult::More | StepResult::Busy | StepResult::Locked => {
+                    std::thread::sleep(std::time::Duration::from_millis(50))
+                }
+                _ => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
+        drop(backup);
+        // The copy is one self-contained file: no WAL beside it.
+        target
+            .pragma_update(None, "journal_mode", "DELETE")
+            .map_err(sql(partial))?;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(partial, fs::Permissions::from_mode(0o600)).map_err(io(partial))?;
+    }
+    Ok(())
+}
+
+/// Checks the copy in `partial` and puts it into the backup in `dest`
+/// (sealed with `key`, or renamed as it is); returns its alert and capture
+/// counts and where it landed.
+fn seal_database(
+    partial: &Path,
+    dest: &Path,
+    key: Option<&BackupKey>,
+) -> Result<(i64, i64, PathBuf), BackupError> {
+    let (alerts, captures) = check_database(partial)?;
+    let db_copy = dest.join(stored_name(DB_FILE, key.is_some()));
+    match key {
+        Some(key) => {
+            let mut input = fs::File::open(partial).map_err(io(partial))?;
+            key.seal(DB_FILE, &mut input, partial, &db_copy)?;
+        }
+        None => fs::rename(partial, &db_copy).map_err(io(&db_copy))?,
+    }
+    Ok((alerts, captures, db_copy))
 }
 
 fn write_manifest(dest: &Path, manifest: &Manifest) -> Result<(), BackupError> {

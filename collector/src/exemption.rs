@@ -323,6 +323,24 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
     Some((days * 86_400 + h * 3600 + mi * 60 + s - offset_min * 60) * 1000)
 }
 
+/// Signs a group's exemption set for the agents (see `SignedExemptions`):
+/// stamps it with the time of issue, encodes it once, and signs
+/// `EXEMPTIONS_DOMAIN || body` with the rule-bundle key.
+pub fn sign_set(
+    key: &ring::signature::Ed25519KeyPair,
+    mut set: tutela_proto::v1::ExemptionSet,
+) -> tutela_proto::v1::SignedExemptions {
+    use prost::Message;
+    set.issued_ms = store::now_ms();
+    let body = set.encode_to_vec();
+    let mut message = tutela_proto::EXEMPTIONS_DOMAIN.to_vec();
+    message.extend_from_slice(&body);
+    tutela_proto::v1::SignedExemptions {
+        signature: key.sign(&message).as_ref().to_vec(),
+        body,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,23 +394,5 @@ mod tests {
         new.category.clear();
         new.ends_ms = new.starts_ms;
         assert!(matches!(add(&conn, &new), Err(ExemptionError::Period)));
-    }
-}
-
-/// Signs a group's exemption set for the agents (see `SignedExemptions`):
-/// stamps it with the time of issue, encodes it once, and signs
-/// `EXEMPTIONS_DOMAIN || body` with the rule-bundle key.
-pub fn sign_set(
-    key: &ring::signature::Ed25519KeyPair,
-    mut set: tutela_proto::v1::ExemptionSet,
-) -> tutela_proto::v1::SignedExemptions {
-    use prost::Message;
-    set.issued_ms = store::now_ms();
-    let body = set.encode_to_vec();
-    let mut message = tutela_proto::EXEMPTIONS_DOMAIN.to_vec();
-    message.extend_from_slice(&body);
-    tutela_proto::v1::SignedExemptions {
-        signature: key.sign(&message).as_ref().to_vec(),
-        body,
     }
 }

@@ -106,6 +106,12 @@ impl Mailer {
                 )));
             }
         }
+        let loopback = matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]");
+        if mail.security == MailSecurity::None && !mail.username.is_empty() && !loopback {
+            return Err(MailError::Config(format!(
+                "refusing to send the SMTP password to {host} unencrypted; set security = \"starttls\" or \"tls\""
+            )));
+        }
         let tls = |implicit: bool| -> Result<Tls, MailError> {
             let err = |e: lettre::transport::smtp::Error| {
                 MailError::Config(format!("cannot set up TLS for {host}: {e}"))
@@ -334,21 +340,23 @@ pub async fn with_db<T: Send + 'static>(
 type Claimed = (i64, String, String, Vec<u8>, i64);
 
 /// Claims the next due row for a lease: (id, recipient, from, message, attempts).
-fn claim_due(conn: &Connection) -> rusqlite::Result<Option<Claimed>> {
+/// Only rows due at `cutoff` are claimed, so a pass never retries a row it
+/// has just failed, however long the attempt took.
+fn claim_due(conn: &Connection, cutoff: i64) -> rusqlite::Result<Option<Claimed>> {
     let now = now_ms();
     loop {
         let row = conn
             .query_row(
                 "SELECT id, recipient, envelope_from, message, attempts FROM mail_outbox
                  WHERE sent_ms IS NULL AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, id LIMIT 1",
-                [now],
+                [cutoff],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
         let Some(row) = row else { return Ok(None) };
         let claimed = conn.execute(
             "UPDATE mail_outbox SET next_attempt_ms = ?2 WHERE id = ?1 AND sent_ms IS NULL AND next_attempt_ms <= ?3",
-            params![row.0, now + LEASE_MS, now],
+            params![row.0, now + LEASE_MS, cutoff],
         )?;
         if claimed == 1 {
             return Ok(Some(row));
@@ -366,8 +374,11 @@ pub struct Delivered {
 /// Sends every due email once; failures are rescheduled with backoff.
 pub async fn deliver_due(db: &Db, mailer: &Mailer) -> Result<Delivered, MailError> {
     let mut done = Delivered::default();
+    let cutoff = now_ms();
     loop {
-        let Some((id, to, from, message, attempts)) = with_db(db, |c| claim_due(c)).await? else {
+        let Some((id, to, from, message, attempts)) =
+            with_db(db, move |c| claim_due(c, cutoff)).await?
+        else {
             return Ok(done);
         };
         let envelope = match (from.parse(), to.parse::<Mailbox>()) {
@@ -514,6 +525,11 @@ mod tests {
         bad.recipients[0].roles = vec!["governor".into()];
         let err = Mailer::from_config(&bad).unwrap_err().to_string();
         assert!(err.contains("unknown role \"governor\""), "{err}");
+        let mut plain = mail();
+        plain.host = "smtp.school.example".into();
+        plain.username = "tutela".into();
+        let err = Mailer::from_config(&plain).unwrap_err().to_string();
+        assert!(err.contains("unencrypted"), "{err}");
         let mut bad = mail();
         bad.from = "not an address".into();
         assert!(Mailer::from_config(&bad).is_err());
@@ -540,10 +556,14 @@ mod tests {
         };
         let message = build(&from, "dsl@school.test", &content).unwrap();
         enqueue(&conn, "urgent", "dsl@school.test", "s", &message).unwrap();
-        let claimed = claim_due(&conn).unwrap().expect("a due row");
+        assert!(
+            claim_due(&conn, 0).unwrap().is_none(),
+            "not due before it was queued"
+        );
+        let claimed = claim_due(&conn, now_ms()).unwrap().expect("a due row");
         assert_eq!(claimed.1, "dsl@school.test");
         assert!(
-            claim_due(&conn).unwrap().is_none(),
+            claim_due(&conn, now_ms()).unwrap().is_none(),
             "leased to the first sender"
         );
     }

@@ -171,6 +171,30 @@ fn main() {
             )
         })
         .collect();
+    // What one station spends applying a bundle on its own, before the fan-out
+    // starts: verify the signature (which also validates the pack), parse, compile.
+    let one_agent = {
+        let key = tutela_rules::bundle::load_pkcs8(
+            &std::fs::read(collector.dir.join("signing.key")).unwrap(),
+        )
+        .unwrap();
+        let bundle = tutela_rules::bundle::sign(&pack(2), &key).unwrap();
+        let mut times: Vec<Duration> = (0..3)
+            .map(|_| {
+                let one = Instant::now();
+                tutela_agent::rules_sync::verify_and_compile(
+                    &devices[0].enrolment,
+                    &bundle,
+                    None,
+                    AgeBand::All,
+                )
+                .unwrap();
+                one.elapsed()
+            })
+            .collect();
+        times.sort();
+        times[1]
+    };
     for d in &devices {
         rt.spawn(d.clone().run());
         rt.spawn(d.clone().heartbeat());
@@ -247,6 +271,11 @@ fn main() {
     println!(
         "  `rules push` alone (lint, sign, store): p50 {:.0} ms",
         ms(percentile(&push_only, 50.0))
+    );
+    println!(
+        "  one agent alone verifies and compiles a bundle of this pack in {:.0} ms (median of 3); here all {AGENTS} share {} cores",
+        ms(one_agent),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!(
         "  target: all {AGENTS} within {} ms: p50 {}, max {}",

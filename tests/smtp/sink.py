@@ -68,7 +68,8 @@ def main():
             ok = (isinstance(auth_data, LoginPassword)
                   and auth_data.login.decode() == user
                   and auth_data.password.decode() == password)
-            return AuthResult(success=ok, auth_data=auth_data if ok else None)
+            # handled=False: aiosmtpd answers 535 itself on failure.
+            return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
         params.update(authenticator=authenticator, auth_required=True,
                       # aiosmtpd counts only STARTTLS as TLS; implicit TLS is TLS from the start.

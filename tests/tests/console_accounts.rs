@@ -2,7 +2,8 @@
 //! sign-ins lock an account, `user unlock` lifts the lock, `user passwd`
 //! replaces the password and ends sessions, `user disable` stops sign-in; and
 //! the console in TLS mode (`[console] tls = true`) serves HTTPS with the
-//! collector's certificate, marks its cookies `Secure` and refuses plain HTTP.
+//! collector's certificate, marks its cookies `Secure` and refuses plain HTTP;
+//! and the queue's keyset pages, followed by their Next and Previous links.
 //!
 //! The client is a small HTTP/1.1 client over a TCP stream (rustls for HTTPS,
 //! trusting only the collector's certificate file).

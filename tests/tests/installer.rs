@@ -153,6 +153,10 @@ fn debs_install_into_a_scratch_root_with_owners_modes_and_valid_units() {
         ("var/lib/tutela-agent", (0o700, 0, 0)),
         ("var/lib/tutela-collector", (0o700, uid, gid)),
         ("var/backups/tutela-collector", (0o700, uid, gid)),
+        // The backup passphrase: the backup job (tutela group) reads it, only
+        // root changes it.
+        ("etc/tutela-collector", (0o750, 0, gid)),
+        ("etc/tutela-collector/backup.passphrase", (0o640, 0, gid)),
     ] {
         assert_eq!(meta(&root, rel), want, "{rel}: (mode, uid, gid)");
     }
@@ -168,6 +172,18 @@ fn debs_install_into_a_scratch_root_with_owners_modes_and_valid_units() {
         let rel = format!("var/lib/tutela-collector/{file}");
         assert_eq!(meta(&root, &rel), (0o600, uid, gid), "{rel}");
     }
+    let passphrase = root.join("etc/tutela-collector/backup.passphrase");
+    assert!(
+        std::fs::read_to_string(&passphrase).unwrap().trim().len() >= 32,
+        "a random passphrase"
+    );
+    assert!(out.contains("COPY IT SOMEWHERE SAFE"), "{out}");
+    let config =
+        std::fs::read_to_string(root.join("var/lib/tutela-collector/collector.toml")).unwrap();
+    assert!(
+        config.contains("passphrase_file = \"/etc/tutela-collector/backup.passphrase\""),
+        "{config}"
+    );
 
     // The units pass systemd-analyze verify against the scratch root (with
     // the host's systemd units beside them, as on a Debian system); any
@@ -220,6 +236,26 @@ fn debs_install_into_a_scratch_root_with_owners_modes_and_valid_units() {
         exposure <= 2.0,
         "the collector unit's exposure is {exposure}:\n{report}"
     );
+    // The agent runs as root (it must read every pupil's files), but boxed in:
+    // a bounded capability set, read-only system, no namespaces, W^X.
+    let security = Command::new("systemd-analyze")
+        .arg("security")
+        .arg(format!("--root={}", root.display()))
+        .arg("--offline=yes")
+        .arg("tutela-agent.service")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&security.stdout);
+    let exposure: f64 = report
+        .lines()
+        .find_map(|l| l.split("tutela-agent.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{report}"));
+    assert!(
+        exposure <= 3.5,
+        "the agent unit's exposure is {exposure}:\n{report}"
+    );
 
     // The nightly backup job, run three times with two to keep: the newest two
     // stay, each a complete backup.
@@ -237,6 +273,7 @@ fn debs_install_into_a_scratch_root_with_owners_modes_and_valid_units() {
                     root.join("var/lib/tutela-collector"),
                 )
                 .env("TUTELA_BACKUP_DIR", &backups)
+                .env("TUTELA_BACKUP_PASSPHRASE_FILE", &passphrase)
                 .env("TUTELA_BACKUP_KEEP", "2"),
         )
         .unwrap();
@@ -248,8 +285,39 @@ fn debs_install_into_a_scratch_root_with_owners_modes_and_valid_units() {
         .collect();
     assert_eq!(kept.len(), 2, "{kept:?}");
     for dir in &kept {
-        assert!(dir.join("backup.toml").is_file() && dir.join("tutela.db").is_file());
+        assert!(dir.join("backup.toml").is_file() && dir.join("tutela.db.enc").is_file());
+        for clear in ["tutela.db", "capture.key", "signing.key", "collector.key"] {
+            assert!(!dir.join(clear).exists(), "{clear} in the clear in {dir:?}");
+        }
     }
+    // A nightly backup restores with the passphrase, and only with it.
+    let refused = tutela_tests::run_failing(
+        Command::new(root.join("usr/bin/tutela-collector"))
+            .arg("--data-dir")
+            .arg(scratch.path("nightly-restored"))
+            .arg("restore")
+            .arg(&kept[0]),
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is encrypted; pass --passphrase-file"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let out = run_ok(
+        Command::new(root.join("usr/bin/tutela-collector"))
+            .arg("--data-dir")
+            .arg(scratch.path("nightly-restored"))
+            .arg("restore")
+            .arg("--passphrase-file")
+            .arg(&passphrase)
+            .arg(&kept[0]),
+    )
+    .unwrap();
+    assert!(out.contains("restored 0 alerts"), "{out}");
+    assert_eq!(
+        std::fs::read(scratch.path("nightly-restored/capture.key")).unwrap(),
+        std::fs::read(root.join("var/lib/tutela-collector/capture.key")).unwrap()
+    );
 
     // The installed binaries work: serve the installed collector and enrol the
     // installed agent, as a technician would.
@@ -392,26 +460,56 @@ fn backup_of_a_live_collector_restores_to_a_working_collector() {
     })
     .unwrap();
 
-    // Back up while the agent streams and the writer commits.
+    // Back up while the agent streams and the writer commits, encrypted with
+    // a passphrase file kept elsewhere.
+    let passphrase = scratch.path("backup.passphrase");
+    std::fs::write(
+        &passphrase,
+        "kept in the head teacher's safe, not on the server\n",
+    )
+    .unwrap();
     let dest = scratch.path("backup");
-    let out = run_ok(collector.cmd().arg("backup").arg(&dest)).unwrap();
+    let refused = tutela_tests::run_failing(collector.cmd().arg("backup").arg(&dest));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--unencrypted"),
+        "a backup without a passphrase must be refused: {}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let out = run_ok(
+        collector
+            .cmd()
+            .arg("backup")
+            .arg("--passphrase-file")
+            .arg(&passphrase)
+            .arg(&dest),
+    )
+    .unwrap();
     let backed_up: usize = out
         .strip_prefix("backup of ")
         .and_then(|r| r.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("unexpected backup output: {out}"));
-    assert!(out.contains("(integrity ok)"), "{out}");
+    assert!(out.contains("(integrity ok), encrypted"), "{out}");
+    let leftovers: Vec<_> = std::fs::read_dir(&collector.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".partial"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "clear copies left behind: {leftovers:?}"
+    );
     assert!(
         (300..total).contains(&backed_up),
         "the backup should catch the collector mid-stream: {backed_up} of {total}"
     );
     for f in [
-        "tutela.db",
-        "collector.toml",
-        "collector.crt",
-        "collector.key",
-        "signing.key",
-        "capture.key",
+        "tutela.db.enc",
+        "collector.toml.enc",
+        "collector.crt.enc",
+        "collector.key.enc",
+        "signing.key.enc",
+        "capture.key.enc",
         "backup.toml",
     ] {
         let m = std::fs::metadata(dest.join(f)).unwrap();
@@ -426,13 +524,67 @@ fn backup_of_a_live_collector_restores_to_a_working_collector() {
     })
     .unwrap();
 
-    // Restore into a new directory: the copy is one consistent snapshot.
+    // Without the passphrase (or with another) the backup cannot be restored.
     let restored_dir = scratch.path("restored");
+    let refused = tutela_tests::run_failing(
+        Command::new(bin("tutela-collector"))
+            .arg("--data-dir")
+            .arg(&restored_dir)
+            .arg("restore")
+            .arg(&dest),
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is encrypted"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let wrong = scratch.path("wrong.passphrase");
+    std::fs::write(&wrong, "a guess that is long enough to try").unwrap();
+    let refused = tutela_tests::run_failing(
+        Command::new(bin("tutela-collector"))
+            .arg("--data-dir")
+            .arg(&restored_dir)
+            .arg("restore")
+            .arg("--passphrase-file")
+            .arg(&wrong)
+            .arg(&dest),
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("wrong passphrase file"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(
+        !restored_dir.exists(),
+        "a failed restore leaves nothing behind"
+    );
+    // A target holding a stale -wal from an earlier collector is refused, untouched.
+    std::fs::create_dir_all(&restored_dir).unwrap();
+    std::fs::write(restored_dir.join("tutela.db-wal"), b"stale").unwrap();
+    let refused = tutela_tests::run_failing(
+        Command::new(bin("tutela-collector"))
+            .arg("--data-dir")
+            .arg(&restored_dir)
+            .arg("restore")
+            .arg("--passphrase-file")
+            .arg(&passphrase)
+            .arg(&dest),
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("already holds a collector"));
+    assert_eq!(
+        std::fs::read(restored_dir.join("tutela.db-wal")).unwrap(),
+        b"stale"
+    );
+    std::fs::remove_dir_all(&restored_dir).unwrap();
+
+    // Restore into a new directory: the copy is one consistent snapshot.
     let out = run_ok(
         Command::new(bin("tutela-collector"))
             .arg("--data-dir")
             .arg(&restored_dir)
             .arg("restore")
+            .arg("--passphrase-file")
+            .arg(&passphrase)
             .arg(&dest),
     )
     .unwrap();
@@ -476,6 +628,8 @@ fn backup_of_a_live_collector_restores_to_a_working_collector() {
             .arg("--data-dir")
             .arg(&restored_dir)
             .arg("restore")
+            .arg("--passphrase-file")
+            .arg(&passphrase)
             .arg(&dest),
     );
     assert!(String::from_utf8_lossy(&refused.stderr).contains("already holds a collector"));
@@ -864,6 +1018,7 @@ fn the_session_helper_follows_the_active_x_session() {
         .env("TUTELA_AGENT_BIN", bin("tutela-agent"))
         .env("TUTELA_AGENT_DIR", &agent.dir)
         .env("TUTELA_SESSION_POLL", "1")
+        .env("TUTELA_RUN_DIR", scratch.path("run"))
         .env("TUTELA_STATION", "LAB1-PC07")
         .env("HOME", &home)
         .env("NO_COLOR", "1")
@@ -950,6 +1105,264 @@ fn the_session_helper_follows_the_active_x_session() {
         still_running.is_empty(),
         "an agent outlived the helper: {still_running:?}"
     );
+}
+
+/// Processes started for a test, killed when it ends.
+struct Reap(Vec<std::process::Child>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn mkfifo(path: &Path) {
+    run_ok(Command::new("mkfifo").arg(path)).unwrap();
+}
+
+/// Runs `sh -c 'loop' ARGS...` as `uid` (0: as the test), so that its command
+/// line carries ARGS the way an X server's does.
+fn lookalike(uid: u32, args: &[&str], env: &[(&str, &Path)]) -> std::process::Child {
+    let mut c = if uid == 0 {
+        Command::new("sh")
+    } else {
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={uid}"))
+            .arg("--clear-groups")
+            .arg("sh");
+        c
+    };
+    c.args(["-c", "while :; do sleep 1; done"])
+        .args(args)
+        .env_remove("XAUTHORITY");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// An Xvfb that admits only clients with its cookie: (display, server).
+fn guarded_x_server(scratch: &Scratch) -> (String, Reap) {
+    let auth = scratch.path("server.Xauthority");
+    for n in 300 + std::process::id() % 100..500 {
+        if Path::new(&format!("/tmp/.X{n}-lock")).exists() {
+            continue;
+        }
+        let display = format!(":{n}");
+        run_ok(Command::new("xauth").arg("-f").arg(&auth).args([
+            "add",
+            &display,
+            ".",
+            "fedcba9876543210fedcba9876543210",
+        ]))
+        .unwrap();
+        let server = Command::new("Xvfb")
+            .arg(&display)
+            .arg("-auth")
+            .arg(&auth)
+            .args(["-nolisten", "tcp", "-noreset"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut reap = Reap(vec![server]);
+        let socket = format!("/tmp/.X11-unix/X{n}");
+        let up = wait_for("the guarded X server", Duration::from_secs(15), || {
+            Path::new(&socket).exists()
+        });
+        if up.is_ok() && matches!(reap.0[0].try_wait(), Ok(None)) {
+            return (display, reap);
+        }
+    }
+    panic!("no free X display for a second Xvfb");
+}
+
+#[test]
+fn a_forged_x_authority_neither_hangs_the_agent_nor_fools_the_session_helper() {
+    require_programs(&["setpriv", "xauth", "mkfifo", "timeout"]);
+    assert!(
+        is_root(),
+        "the session helper runs as root: run the tests as root (CI does)"
+    );
+    let scratch = Scratch::new("xauth-forged");
+    let mut desktop = tutela_tests::Desktop::start(scratch.path("desktop.log")).unwrap();
+    let mut collector = Collector::init(scratch.path("collector")).unwrap();
+    collector.set_console_port(free_port()).unwrap();
+    collector.start().unwrap();
+    let agent = Agent::new(scratch.path("agent"));
+    agent.enrol(&collector.token(&[]).unwrap()).unwrap();
+
+    // A pupil's directory with a FIFO, a symlink to it, and a FIFO of their own.
+    let nobody = 65534;
+    let pupil = scratch.path("pupil");
+    std::fs::create_dir_all(&pupil).unwrap();
+    let fifo = pupil.join("fifo");
+    mkfifo(&fifo);
+    let link = pupil.join("Xauthority");
+    std::os::unix::fs::symlink(&fifo, &link).unwrap();
+    let own_fifo = pupil.join("own-fifo");
+    mkfifo(&own_fifo);
+    std::os::unix::fs::chown(&pupil, Some(nobody), Some(nobody)).unwrap();
+    std::os::unix::fs::chown(&own_fifo, Some(nobody), Some(nobody)).unwrap();
+
+    // The agent, as root, pointed at a FIFO or a symlink to one, fails at once
+    // with a clear error instead of blocking in the sensor start.
+    for (xauthority, why) in [(&fifo, "it is a FIFO"), (&link, "it is a symbolic link")] {
+        let mut child = agent
+            .cmd()
+            .arg("run")
+            .env("DISPLAY", &desktop.display)
+            .env("XAUTHORITY", xauthority)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let exited = wait_for("the agent to give up", Duration::from_secs(60), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+        });
+        if exited.is_err() {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            exited.is_ok(),
+            "the agent hung on {xauthority:?}:\n{stderr}"
+        );
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("refusing XAUTHORITY") && stderr.contains(why),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("sensors started"), "{stderr}");
+    }
+
+    // An X server with access control, and a wrong cookie (as a pupil could
+    // leave in their session's XAUTHORITY): started for a session, the agent
+    // does not run half-blind with only its browser and process sensors.
+    let (guarded, _xvfb) = guarded_x_server(&scratch);
+    let wrong = scratch.path("wrong.Xauthority");
+    run_ok(Command::new("xauth").arg("-f").arg(&wrong).args([
+        "add",
+        &guarded,
+        ".",
+        "0123456789abcdef0123456789abcdef",
+    ]))
+    .unwrap();
+    let out = agent
+        .cmd()
+        .arg("run")
+        .env("DISPLAY", &guarded)
+        .env("XAUTHORITY", &wrong)
+        .env("TUTELA_REQUIRE_DISPLAY", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("could not be watched"), "{stderr}");
+
+    // Processes that look like the X server of this display and name the FIFO
+    // as its -auth file: one started by the pupil, one by root from a binary
+    // that is not an X server. A process of the pupil's session advertises
+    // XAUTHORITY=<their FIFO>.
+    let display = desktop.display.clone();
+    let fifo_arg = fifo.to_string_lossy().into_owned();
+    let _fakes = Reap(vec![
+        lookalike(
+            nobody,
+            &["/usr/lib/xorg/Xorg", &display, "-auth", &fifo_arg],
+            &[],
+        ),
+        lookalike(
+            0,
+            &["/usr/lib/xorg/Xorg", &display, "-auth", &fifo_arg],
+            &[],
+        ),
+        lookalike(nobody, &["session"], &[("XAUTHORITY", own_fifo.as_path())]),
+    ]);
+    // Processes here have no audit session: that is the session logind names.
+    let session = std::fs::read_to_string("/proc/self/sessionid").unwrap();
+    let stub_dir = scratch.path("bin");
+    std::fs::create_dir_all(&stub_dir).unwrap();
+    let state = scratch.path("logind.state");
+    let stub = stub_dir.join("loginctl");
+    std::fs::write(
+        &stub,
+        format!(
+            "#!/bin/sh\nstate='{}'\ncase \"$1\" in\n  show-seat) ;;\n  show-session) [ \"$2\" = \"$(sed -n 's/^ActiveSession=//p' \"$state\")\" ] || exit 1 ;;\n  *) exit 1 ;;\nesac\nsed -n \"s/^$4=//p\" \"$state\"\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    set_session(&state, session.trim(), "user", &display, "nobody");
+    let log = scratch.path("helper.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let run_dir = scratch.path("run");
+    let child = Command::new("sh")
+        .arg(workspace().join("installer/debian/agent/tutela-agent-session"))
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                stub_dir.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("TUTELA_AGENT_BIN", bin("tutela-agent"))
+        .env("TUTELA_AGENT_DIR", &agent.dir)
+        .env("TUTELA_SESSION_POLL", "1")
+        .env("TUTELA_RUN_DIR", &run_dir)
+        .env("TUTELA_STATION", "LAB1-PC07")
+        .env("NO_COLOR", "1")
+        .env_remove("DISPLAY")
+        .env_remove("XAUTHORITY")
+        .env_remove("TUTELA_USER")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let mut helper = SessionHelper { child, log };
+    helper.wait_for_log("watching session", 1);
+    helper.wait_for_log("sensors started", 1);
+    let text = helper.log_text();
+    assert!(
+        !text.contains("using the X server's authority file"),
+        "a forged -auth was believed:\n{text}"
+    );
+    assert!(
+        text.contains("no X authority cookie found"),
+        "the pupil's FIFO should yield no cookie:\n{text}"
+    );
+    // The agent was given the root-only copy, a regular file.
+    let copy = run_dir.join("Xauthority");
+    let m = std::fs::symlink_metadata(&copy).unwrap();
+    assert!(m.file_type().is_file());
+    assert_eq!((m.uid(), m.permissions().mode() & 0o777), (0, 0o600));
+    assert_eq!(
+        std::fs::metadata(&run_dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    // And it watches: a title on the desktop becomes an alert.
+    let window = desktop.open_xterm("Year 9 history notes").unwrap();
+    let title = "I want to kill myself tonight";
+    desktop.rename(&window, title).unwrap();
+    let alert = collector
+        .wait_for_alert("the pupil's alert", Duration::from_secs(60), |a| {
+            a["window_title"] == title
+        })
+        .unwrap_or_else(|e| panic!("{e}\nhelper log:\n{}", helper.log_text()));
+    assert_eq!(alert["user"], "nobody", "{alert}");
+    assert!(helper.stop(), "the helper did not exit cleanly on SIGTERM");
 }
 
 #[test]

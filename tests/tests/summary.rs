@@ -792,6 +792,10 @@ fn mail_goes_over_starttls_and_implicit_tls_with_authentication() {
         assert_eq!(sink.messages().len(), 1);
         let status = run_ok(c.cmd().args(["summary", "--status"])).unwrap();
         assert!(status.contains("NOT SENT after 1 attempts"), "{status}");
+        assert!(
+            status.contains("535"),
+            "the server's refusal is shown: {status}"
+        );
         // Without the CA the server's certificate is not trusted: nothing is sent in the clear.
         c.set_section(
             "mail",

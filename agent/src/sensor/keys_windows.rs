@@ -20,9 +20,9 @@ use windows_sys::Win32::UI::Input::KeyboardAndMouse::{
 };
 use windows_sys::Win32::UI::WindowsAndMessaging::{
     CallNextHookEx, DispatchMessageW, GetForegroundWindow, GetMessageW, GetWindowThreadProcessId,
-    PeekMessageW, PostThreadMessageW, SetWindowsHookExW, TranslateMessage, UnhookWindowsHookEx,
-    HC_ACTION, KBDLLHOOKSTRUCT, MSG, PM_NOREMOVE, WH_KEYBOARD_LL, WM_KEYDOWN, WM_QUIT,
-    WM_SYSKEYDOWN,
+    PeekMessageW, PostQuitMessage, PostThreadMessageW, SetWindowsHookExW, TranslateMessage,
+    UnhookWindowsHookEx, HC_ACTION, KBDLLHOOKSTRUCT, MSG, PM_NOREMOVE, WH_KEYBOARD_LL, WM_KEYDOWN,
+    WM_QUIT, WM_SYSKEYDOWN,
 };
 
 use super::{Key, SensorConfig, SensorError, SensorEvent, SensorHandle, Stop};
@@ -171,7 +171,12 @@ unsafe extern "system" fn hook_proc(code: i32, wparam: WPARAM, lparam: LPARAM) -
                                 state.dropped += 1
                             }
                             Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
-                                state.closed = true
+                                // Nobody listens any more: end the message loop.
+                                if !state.closed {
+                                    state.closed = true;
+                                    // SAFETY: posts WM_QUIT to this (the hook's) thread.
+                                    unsafe { PostQuitMessage(0) };
+                                }
                             }
                         }
                     }

@@ -145,3 +145,65 @@ fn refresh(system: &mut System) {
         ProcessRefreshKind::nothing().with_exe(UpdateKind::OnlyIfNotSet),
     );
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[test]
+    fn a_process_started_after_the_sensor_is_reported_once_with_its_name_and_path() {
+        let config = SensorConfig {
+            process_poll: Duration::from_millis(100),
+            ..SensorConfig::default()
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        let handle = start(&config, tx).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            while let Ok(event) = rx.try_recv() {
+                if let SensorEvent::ProcessStarted { name, path, pid: p } = event {
+                    if p == pid {
+                        seen.push((name, path));
+                    }
+                }
+            }
+            if !seen.is_empty() {
+                // Another poll or two must not report it again.
+                std::thread::sleep(Duration::from_millis(350));
+                while let Ok(event) = rx.try_recv() {
+                    if let SensorEvent::ProcessStarted { pid: p, .. } = event {
+                        assert_ne!(p, pid, "reported twice");
+                    }
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        handle.stop();
+        assert_eq!(seen.len(), 1, "sleep (pid {pid}) was not reported");
+        assert_eq!(seen[0].0, "sleep");
+        assert!(seen[0].1.ends_with("sleep"), "{:?}", seen[0].1);
+    }
+
+    #[test]
+    fn this_process_is_listed_and_not_a_kernel_thread() {
+        let me = std::process::id();
+        let pids = procfs::pids().unwrap();
+        assert!(pids.binary_search(&me).is_ok());
+        assert!(!procfs::is_kernel_thread(me));
+        // kthreadd is pid 2 where the kernel's threads are visible (not in a pid namespace).
+        if std::fs::read_to_string("/proc/2/comm").is_ok_and(|c| c.trim() == "kthreadd") {
+            assert!(procfs::is_kernel_thread(2));
+        }
+    }
+}

@@ -330,7 +330,9 @@ pub fn where_clause(
 
 fn state_clause(state: &str) -> Option<String> {
     match state {
-        "open" => Some(format!(" AND a.state IN {OPEN_STATES}")),
+        // Unary plus: walk the risk index in queue order and stop after a page, rather than
+        // collect every open alert from the per-state index and sort them.
+        "open" => Some(format!(" AND +a.state IN {OPEN_STATES}")),
         "all" => Some(String::new()),
         s if STATES.iter().any(|(k, _)| *k == s) => Some(format!(" AND a.state = '{s}'")),
         _ => None,
