@@ -91,9 +91,8 @@ pub fn verify_and_compile(
 ) -> Result<Matcher, RulesError> {
     let key = bundle_key(enrolment)?;
     let bundle = tutela_rules::bundle::verify(bytes, &key, current)?;
-    let pack =
-        Pack::parse(&bundle.pack_toml, "bundle").map_err(|e| RulesError::Pack(e.to_string()))?;
-    Matcher::compile(&pack, &CompileOptions { age }).map_err(|e| RulesError::Pack(e.to_string()))
+    Matcher::compile(&bundle.pack, &CompileOptions { age })
+        .map_err(|e| RulesError::Pack(e.to_string()))
 }
 
 /// Watches a local rule pack (`[rules] pack_file`) and runs it again each

@@ -13,6 +13,8 @@ const FORMAT_VERSION: u32 = 1;
 /// A verified bundle.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Bundle {
+    /// The pack, parsed and validated (its terms compile: the signer checked).
+    pub pack: Pack,
     pub pack_id: String,
     pub version: u32,
     pub pack_toml: String,
@@ -154,7 +156,10 @@ pub fn verify(
     UnparsedPublicKey::new(&ED25519, public_key)
         .verify(&message(&wire), &signature)
         .map_err(|_| BundleError::BadSignature)?;
-    let pack = validate(&wire.pack_toml)?;
+    // The signer compiled the pack before signing it; the receiver compiles
+    // it once, with its own options, so here it is only parsed.
+    let pack = Pack::parse(&wire.pack_toml, "bundle")
+        .map_err(|e| BundleError::InvalidPack(e.to_string()))?;
     if pack.id != wire.pack_id || pack.version != wire.version {
         return Err(BundleError::Malformed(format!(
             "header says {} v{} but the pack is {} v{}",
@@ -170,6 +175,7 @@ pub fn verify(
         }
     }
     Ok(Bundle {
+        pack,
         pack_id: wire.pack_id,
         version: wire.version,
         pack_toml: wire.pack_toml,

@@ -246,10 +246,31 @@ fn station_action(
             "There is no enrolled, unrevoked station {agent_id}; it may have been revoked already. Reload the Fleet page."
         )));
     };
+    let revoking = action.path == REVOKE.path;
+    // Identities re-keyed from this one (cloned images): revoking a copied or
+    // stolen key should take them too; the technician chooses.
+    let descendants = if revoking {
+        crate::enrolment::descendants(conn, agent_id)?
+    } else {
+        Vec::new()
+    };
     if req.f("confirm") != "yes" {
+        let lineage = if descendants.is_empty() {
+            String::new()
+        } else {
+            format!(
+                r#"<p id="descendants">{n} other identities were re-keyed from this one (cloned stations): {list}.</p><p><label><input type="checkbox" name="descendants" value="yes"> Revoke them too (a copied or stolen key). Leave unticked to revoke this identity only, e.g. when retiring the master of a lab image.</label></p>"#,
+                n = descendants.len(),
+                list = descendants
+                    .iter()
+                    .map(|d| format!("<code>{}</code>", esc(d)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        };
         let body = format!(
             r#"<h1>{title}?</h1><p id="confirm-station">Station <strong>{station}</strong> (group {grp}, identity <code>{id}</code>){flag}.</p><p>{explain}</p>
-<form method="post" action="/fleet/{path}" id="confirm-form">{csrf}<input type="hidden" name="agent" value="{id}"><input type="hidden" name="confirm" value="yes"><button type="submit">{button}</button> <a href="/fleet">Cancel</a></form>"#,
+<form method="post" action="/fleet/{path}" id="confirm-form">{csrf}<input type="hidden" name="agent" value="{id}"><input type="hidden" name="confirm" value="yes">{lineage}<button type="submit">{button}</button> <a href="/fleet">Cancel</a></form>"#,
             title = esc(action.title),
             station = esc(&station),
             grp = esc(if grp.is_empty() { "-" } else { &grp }),
@@ -266,7 +287,7 @@ fn station_action(
         );
         return Ok(html_response(page(action.title, Some(&viewer), &body)));
     }
-    let sql = if action.path == REVOKE.path {
+    let sql = if revoking {
         "UPDATE agents SET revoked = 1 WHERE agent_id = ?1 AND revoked = 0"
     } else {
         "UPDATE agents SET flag = NULL WHERE agent_id = ?1 AND revoked = 0"
@@ -276,7 +297,7 @@ fn station_action(
             "Station {agent_id} was revoked meanwhile; reload the Fleet page."
         )));
     }
-    let detail = if action.path == REVOKE.path {
+    let detail = if revoking {
         format!("station {station}, group {grp}")
     } else {
         format!("station {station}; was: {flag}")
@@ -288,6 +309,19 @@ fn station_action(
         &format!("agent:{agent_id}"),
         &detail,
     )?;
+    if revoking && req.f("descendants") == "yes" {
+        for d in &descendants {
+            if conn.execute(sql, [d])? > 0 {
+                audit::append(
+                    conn,
+                    &viewer.name,
+                    action.audit,
+                    &format!("agent:{d}"),
+                    &format!("re-keyed from {agent_id}, revoked with it"),
+                )?;
+            }
+        }
+    }
     tracing::info!(agent_id = %agent_id, by = %viewer.name, action = action.audit, "station changed from the console");
     Ok(redirect("/fleet"))
 }
