@@ -143,7 +143,9 @@ impl Exemptions {
             .map_err(|_| ExemptionError::BadSignature)?;
         let set =
             ExemptionSet::decode(signed.body.as_slice()).map_err(|_| ExemptionError::Malformed)?;
-        if set.group != self.group || self.group.is_empty() {
+        // (A device without a group receives an empty set; entries are only
+        // ever applied for a named group, see `valid_for`.)
+        if set.group != self.group {
             return Err(ExemptionError::OtherGroup {
                 offered: set.group,
                 own: self.group.clone(),

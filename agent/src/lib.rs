@@ -8,6 +8,7 @@ pub mod enrol;
 pub mod event;
 pub mod exemption;
 pub mod identity;
+pub mod memory;
 pub mod monitor;
 pub mod observation;
 pub mod pinning;

@@ -449,6 +449,7 @@ fn load_rules(
     if config.rules.pack_file.is_none() {
         if let Some(m) = tutela_agent::rules_sync::load_saved(data_dir, enrolment, age) {
             tracing::info!(pack = %m.pack_id(), version = m.version(), "rules loaded from the last published bundle");
+            tutela_agent::memory::release_freed();
             return Ok(Arc::new(std::sync::RwLock::new(Arc::new(m))));
         }
     }
@@ -463,6 +464,8 @@ fn load_rules(
     let pack = tutela_rules::Pack::parse(&text, &origin)?;
     let matcher = tutela_rules::Matcher::compile(&pack, &tutela_rules::CompileOptions { age })?;
     tracing::info!(pack = %matcher.pack_id(), version = matcher.version(), terms = matcher.term_count(), "rules loaded");
+    drop((pack, text));
+    tutela_agent::memory::release_freed();
     Ok(Arc::new(std::sync::RwLock::new(Arc::new(matcher))))
 }
 

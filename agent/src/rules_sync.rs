@@ -218,6 +218,7 @@ impl RulesSync {
             tracing::warn!(error = %e, "could not keep the rule bundle on disk");
         }
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(matcher);
+        crate::memory::release_freed();
         if self.shadow.version() != 0 && self.shadow.version() <= version {
             tracing::info!(
                 shadow = self.shadow.version(),

@@ -73,9 +73,9 @@ impl EnrolmentService {
                 "the public key must be 32 bytes (Ed25519)",
             ));
         }
-        if req.station.is_empty() || req.station.len() > 253 || req.token_secret.len() > 256 {
+        if !valid_station(&req.station) || req.token_secret.len() > 256 {
             return Err(Status::invalid_argument(
-                "station name or token secret is malformed",
+                "station name or token secret is malformed (a station name is 1-253 characters with no control characters)",
             ));
         }
         let mut proof = tutela_proto::ENROL_PROOF_DOMAIN.to_vec();
@@ -185,8 +185,7 @@ impl EnrolmentService {
                 "the new public key must be 32 bytes (Ed25519)",
             ));
         }
-        if req.station.is_empty()
-            || req.station.len() > 253
+        if !valid_station(&req.station)
             || req.agent_id.len() > 64
             || req.reason.len() > 64
             || !(req.machine_id.is_empty() || valid_machine_id(&req.machine_id))
@@ -318,6 +317,12 @@ pub fn rekey_message(agent_id: &str, new_public_key: &[u8], time_ms: i64) -> Vec
     m.extend_from_slice(new_public_key);
     m.extend_from_slice(&time_ms.to_be_bytes());
     m
+}
+
+/// A station name as shown to staff (console, emails): 1-253 bytes, no
+/// control characters (no line breaks to forge lines in a plain-text email).
+fn valid_station(station: &str) -> bool {
+    !station.trim().is_empty() && station.len() <= 253 && !station.chars().any(char::is_control)
 }
 
 /// Machine ids travel as hex SHA-256 digests.
@@ -503,5 +508,24 @@ impl Enrolment for EnrolmentService {
             .await
             .map_err(|_| Status::internal("re-key task failed"))?
             .map(Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_station;
+
+    #[test]
+    fn station_names_cannot_carry_control_characters() {
+        assert!(valid_station("LAB2-PC07"));
+        assert!(valid_station("Ystafell 3 – cyfrifiadur 12"));
+        assert!(!valid_station(""));
+        assert!(!valid_station("   "));
+        assert!(!valid_station(&"x".repeat(254)));
+        assert!(!valid_station(
+            "PC1 last seen never\n\nACTION REQUIRED: sign in at http://evil.example"
+        ));
+        assert!(!valid_station("PC1\r"));
+        assert!(!valid_station("PC1\u{1b}[31m"));
     }
 }

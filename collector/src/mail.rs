@@ -8,6 +8,7 @@
 //! goes. Nothing is dropped: `tutela-collector summary --status` lists what
 //! is waiting and why.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,7 +35,9 @@ CREATE TABLE IF NOT EXISTS mail_outbox (
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_ms INTEGER NOT NULL,
     sent_ms INTEGER,
-    last_error TEXT NOT NULL DEFAULT ''
+    last_error TEXT NOT NULL DEFAULT '',
+    -- Set when the server refused the email for good (5xx): not retried.
+    failed_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS mail_outbox_due ON mail_outbox (sent_ms, next_attempt_ms);
 CREATE TABLE IF NOT EXISTS mail_cursor (
@@ -44,17 +47,27 @@ CREATE TABLE IF NOT EXISTS mail_cursor (
 ";
 
 /// How long a sender owns a claimed row before another may try it.
-const LEASE_MS: i64 = 5 * 60_000;
+const LEASE_MS: i64 = 2 * 60_000;
 
-/// Creates the outbox tables if they do not exist.
+/// Creates the outbox tables if they do not exist (and adds `failed_ms` to
+/// an outbox created before it).
 pub fn ensure_schema(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(SCHEMA)
+    conn.execute_batch(SCHEMA)?;
+    if conn
+        .prepare("SELECT failed_ms FROM mail_outbox LIMIT 0")
+        .is_err()
+    {
+        conn.execute_batch("ALTER TABLE mail_outbox ADD COLUMN failed_ms INTEGER")?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
     #[error("[mail] in collector.toml: {0}")]
     Config(String),
+    #[error("collector.toml: {0}")]
+    Settings(String),
     #[error("cannot build the email: {0}")]
     Build(String),
     #[error("database: {0}")]
@@ -178,14 +191,91 @@ impl Mailer {
     }
 }
 
-/// The addresses holding any of `roles`, each once.
+/// Checks `[mail]`, `[summary]` and the console time zone before the
+/// collector starts, when mail is on (`[mail] host` set): a mistake here
+/// would otherwise leave the school without urgent notifications, so it
+/// stops the start-up with what to fix. Returns warnings to log.
+pub fn check(config: &CollectorConfig) -> Result<Vec<String>, MailError> {
+    let mail = &config.mail;
+    if mail.host.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut warnings = Vec::new();
+    Mailer::from_config(mail)?;
+    if crate::console::tz::Zone::parse(&config.console.time_zone).is_none() {
+        return Err(MailError::Settings(format!(
+            "[console] time_zone {:?} is not known, so emails would show the wrong times; use e.g. \"Europe/London\" or \"UTC\"",
+            config.console.time_zone
+        )));
+    }
+    if recipients_with(mail, &["dsl", "deputy-dsl"]).is_empty() {
+        return Err(MailError::Config(
+            "no recipient holds the role \"dsl\" or \"deputy-dsl\", so urgent alerts would email nobody; add a [[mail.recipients]] entry".into(),
+        ));
+    }
+    if recipients_with(mail, &["head"]).is_empty() {
+        warnings.push("no recipient holds the role \"head\": urgent alerts about staff are not emailed until one does; add a [[mail.recipients]] entry".into());
+    }
+    if config.summary.enabled {
+        crate::summary::schedule(config).map_err(|e| MailError::Settings(e.to_string()))?;
+        if let Some(bad) = config
+            .summary
+            .roles
+            .iter()
+            .find(|role| !ROLES.contains(&role.as_str()))
+        {
+            return Err(MailError::Settings(format!(
+                "[summary] roles has unknown role {bad:?}; use {}",
+                ROLES.join(", ")
+            )));
+        }
+        if crate::summary::recipients(config).is_empty() {
+            return Err(MailError::Settings(format!(
+                "[summary] is enabled but no recipient holds a role in [summary] roles ({}); add one, or set [summary] enabled = false",
+                config.summary.roles.join(", ")
+            )));
+        }
+    }
+    if mail.console_url.trim().is_empty() {
+        warnings.push(format!(
+            "[mail] console_url is empty: email links use {}, which may not be reachable from a mail client; set it to the console's address",
+            console_url(config)
+        ));
+    }
+    #[cfg(unix)]
+    if !mail.password_file.trim().is_empty() {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(mail.password_file.trim()) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                warnings.push(format!(
+                    "[mail] password_file {:?} can be read by other users; chmod 600 it",
+                    mail.password_file
+                ));
+            }
+        }
+    }
+    Ok(warnings)
+}
+
+/// The email address in `address` (`Name <a@b>` or `a@b`), lower-cased:
+/// what makes two recipients the same person.
+pub fn address_key(address: &str) -> String {
+    match address.trim().parse::<Mailbox>() {
+        Ok(m) => m.email.to_string().to_lowercase(),
+        Err(_) => address.trim().to_lowercase(),
+    }
+}
+
+/// The addresses holding any of `roles`, each person once.
 pub fn recipients_with(mail: &Mail, roles: &[&str]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
     for r in &mail.recipients {
         if r.roles.iter().any(|role| roles.contains(&role.as_str())) {
-            let address = r.address.trim().to_owned();
-            if !out.contains(&address) {
-                out.push(address);
+            let key = address_key(&r.address);
+            if !seen.contains(&key) {
+                seen.push(key);
+                out.push(r.address.trim().to_owned());
             }
         }
     }
@@ -294,13 +384,15 @@ pub struct OutboxRow {
     pub next_attempt_ms: i64,
     pub sent_ms: Option<i64>,
     pub last_error: String,
+    /// When the server refused it for good.
+    pub failed_ms: Option<i64>,
 }
 
 /// The newest `limit` outbox rows, unsent first.
 pub fn outbox(conn: &Connection, limit: i64) -> rusqlite::Result<Vec<OutboxRow>> {
     ensure_schema(conn)?;
     let mut stmt = conn.prepare(
-        "SELECT id, kind, recipient, subject, created_ms, attempts, next_attempt_ms, sent_ms, last_error
+        "SELECT id, kind, recipient, subject, created_ms, attempts, next_attempt_ms, sent_ms, last_error, failed_ms
          FROM mail_outbox ORDER BY sent_ms IS NOT NULL, id DESC LIMIT ?1",
     )?;
     let rows = stmt.query_map([limit], |r| {
@@ -314,6 +406,7 @@ pub fn outbox(conn: &Connection, limit: i64) -> rusqlite::Result<Vec<OutboxRow>>
             next_attempt_ms: r.get(6)?,
             sent_ms: r.get(7)?,
             last_error: r.get(8)?,
+            failed_ms: r.get(9)?,
         })
     })?;
     rows.collect()
@@ -340,22 +433,25 @@ pub async fn with_db<T: Send + 'static>(
 type Claimed = (i64, String, String, Vec<u8>, i64);
 
 /// Claims the next due row for a lease: (id, recipient, from, message, attempts).
-/// Only rows due at `cutoff` are claimed, so a pass never retries a row it
-/// has just failed, however long the attempt took.
+/// Urgent notifications go before summaries. Only rows due at `cutoff` are
+/// claimed, so a pass never retries a row it has just failed, however long
+/// the attempt took.
 fn claim_due(conn: &Connection, cutoff: i64) -> rusqlite::Result<Option<Claimed>> {
     let now = now_ms();
     loop {
         let row = conn
             .query_row(
                 "SELECT id, recipient, envelope_from, message, attempts FROM mail_outbox
-                 WHERE sent_ms IS NULL AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, id LIMIT 1",
+                 WHERE sent_ms IS NULL AND failed_ms IS NULL AND next_attempt_ms <= ?1
+                 ORDER BY kind <> 'urgent', next_attempt_ms, id LIMIT 1",
                 [cutoff],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
         let Some(row) = row else { return Ok(None) };
         let claimed = conn.execute(
-            "UPDATE mail_outbox SET next_attempt_ms = ?2 WHERE id = ?1 AND sent_ms IS NULL AND next_attempt_ms <= ?3",
+            "UPDATE mail_outbox SET next_attempt_ms = ?2
+             WHERE id = ?1 AND sent_ms IS NULL AND failed_ms IS NULL AND next_attempt_ms <= ?3",
             params![row.0, now + LEASE_MS, cutoff],
         )?;
         if claimed == 1 {
@@ -368,36 +464,73 @@ fn claim_due(conn: &Connection, cutoff: i64) -> rusqlite::Result<Option<Claimed>
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Delivered {
     pub sent: usize,
+    /// Not sent this time; retried later.
     pub failed: usize,
+    /// Refused for good by the server (5xx); not retried.
+    pub rejected: usize,
 }
 
-/// Sends every due email once; failures are rescheduled with backoff.
-pub async fn deliver_due(db: &Db, mailer: &Mailer) -> Result<Delivered, MailError> {
+/// How one attempt ended.
+enum Outcome {
+    Sent,
+    /// This email failed (e.g. a 4xx reply for this recipient): retry it later.
+    Retry(String),
+    /// Refused for good (a 5xx reply other than to the login, or an
+    /// unusable address): never retried.
+    Permanent(String),
+    /// No usable connection (network, TLS, timeout, login refused, server
+    /// closing): the rest of the pass would fail the same way.
+    Connection(String),
+}
+
+fn classify(error: &lettre::transport::smtp::Error) -> Outcome {
+    let code = error.status().map(u16::from);
+    let text = error.to_string();
+    match code {
+        // 530-539: authentication; fixing the password lets every email go.
+        Some(530..=539) | Some(421) => Outcome::Connection(text),
+        Some(_) if error.is_permanent() => Outcome::Permanent(text),
+        Some(_) => Outcome::Retry(text),
+        None => Outcome::Connection(text),
+    }
+}
+
+/// Sends every due email once. A failure is rescheduled with backoff; a
+/// connection-level failure reschedules the rest of the pass too (instead
+/// of waiting out a timeout per email); a permanent refusal marks the email
+/// failed without touching the others. Stops between emails once `stop` is set.
+pub async fn deliver_due(
+    db: &Db,
+    mailer: &Mailer,
+    stop: &AtomicBool,
+) -> Result<Delivered, MailError> {
     let mut done = Delivered::default();
     let cutoff = now_ms();
     loop {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(done);
+        }
         let Some((id, to, from, message, attempts)) =
             with_db(db, move |c| claim_due(c, cutoff)).await?
         else {
             return Ok(done);
         };
         let envelope = match (from.parse(), to.parse::<Mailbox>()) {
-            (Ok(from), Ok(to)) => Envelope::new(Some(from), vec![to.email])
-                .map_err(|e| MailError::Build(e.to_string())),
-            _ => Err(MailError::Build(format!("bad address {from:?} or {to:?}"))),
+            (Ok(from), Ok(to)) => {
+                Envelope::new(Some(from), vec![to.email]).map_err(|e| e.to_string())
+            }
+            _ => Err(format!("bad address {from:?} or {to:?}")),
         };
-        let result = match envelope {
-            Ok(envelope) => mailer
-                .transport
-                .send_raw(&envelope, &message)
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+        let outcome = match envelope {
+            Ok(envelope) => match mailer.transport.send_raw(&envelope, &message).await {
+                Ok(_) => Outcome::Sent,
+                Err(e) => classify(&e),
+            },
+            Err(e) => Outcome::Permanent(e),
         };
         let attempts = attempts + 1;
-        match result {
-            Ok(()) => {
+        match outcome {
+            Outcome::Sent => {
                 with_db(db, move |c| {
                     c.execute(
                         "UPDATE mail_outbox SET sent_ms = ?2, attempts = ?3, last_error = '' WHERE id = ?1",
@@ -408,7 +541,18 @@ pub async fn deliver_due(db: &Db, mailer: &Mailer) -> Result<Delivered, MailErro
                 tracing::info!(id, recipient = %to, attempts, "email sent");
                 done.sent += 1;
             }
-            Err(error) => {
+            Outcome::Permanent(error) => {
+                tracing::error!(id, recipient = %to, attempts, %error, "email refused for good by the mail server; not retried (check the address; see `tutela-collector summary --status`)");
+                with_db(db, move |c| {
+                    c.execute(
+                        "UPDATE mail_outbox SET failed_ms = ?2, attempts = ?3, last_error = ?4 WHERE id = ?1",
+                        params![id, now_ms(), attempts, error],
+                    )
+                })
+                .await?;
+                done.rejected += 1;
+            }
+            Outcome::Retry(error) => {
                 let wait = mailer.backoff_ms(attempts);
                 tracing::warn!(id, recipient = %to, attempts, retry_in_secs = wait / 1000, %error, "email not sent; will retry");
                 with_db(db, move |c| {
@@ -420,14 +564,62 @@ pub async fn deliver_due(db: &Db, mailer: &Mailer) -> Result<Delivered, MailErro
                 .await?;
                 done.failed += 1;
             }
+            Outcome::Connection(error) => {
+                let wait = mailer.backoff_ms(attempts);
+                tracing::warn!(id, recipient = %to, attempts, retry_in_secs = wait / 1000, %error, "email not sent (no usable connection to the mail server); will retry");
+                let later = with_db(db, move |c| {
+                    let next = now_ms() + wait;
+                    c.execute(
+                        "UPDATE mail_outbox SET attempts = ?2, next_attempt_ms = ?3, last_error = ?4 WHERE id = ?1",
+                        params![id, attempts, next, error],
+                    )?;
+                    // The rest of this pass: not tried now, tried with this one.
+                    c.execute(
+                        "UPDATE mail_outbox SET next_attempt_ms = ?1,
+                            last_error = 'not tried: ' || ?2
+                         WHERE sent_ms IS NULL AND failed_ms IS NULL AND next_attempt_ms <= ?3",
+                        params![next, error, cutoff],
+                    )
+                })
+                .await?;
+                done.failed += 1 + later;
+                return Ok(done);
+            }
         }
     }
 }
 
-/// Sends due emails until the process ends, checking every second.
-pub async fn run_outbox(db: Db, mailer: Arc<Mailer>, wake: Arc<tokio::sync::Notify>) {
-    loop {
-        if let Err(e) = deliver_due(&db, &mailer).await {
+/// How long sent (and refused) emails stay in the outbox, for `--status`.
+pub const KEEP_SENT_MS: i64 = 90 * 86_400_000;
+
+/// Deletes emails sent or refused before `before_ms`; unsent ones stay.
+pub fn prune_sent(conn: &Connection, before_ms: i64) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM mail_outbox WHERE sent_ms < ?1 OR failed_ms < ?1",
+        [before_ms],
+    )
+}
+
+/// Sends due emails until `stop` is set, checking every second. On stop,
+/// an email being sent is finished (and recorded) first.
+pub async fn run_outbox(
+    db: Db,
+    mailer: Arc<Mailer>,
+    wake: Arc<tokio::sync::Notify>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut pruned: Option<tokio::time::Instant> = None;
+    while !stop.load(Ordering::SeqCst) {
+        if pruned.is_none_or(|at| at.elapsed() >= Duration::from_secs(86_400)) {
+            pruned = Some(tokio::time::Instant::now());
+            let before = now_ms() - KEEP_SENT_MS;
+            match with_db(&db, move |c| prune_sent(c, before)).await {
+                Ok(0) => {}
+                Ok(rows) => tracing::info!(rows, "old sent emails removed from the outbox"),
+                Err(e) => tracing::error!(error = %e, "old sent emails could not be removed"),
+            }
+        }
+        if let Err(e) = deliver_due(&db, &mailer, &stop).await {
             tracing::error!(error = %e, "the mail outbox could not be read");
         }
         tokio::select! {
@@ -437,20 +629,52 @@ pub async fn run_outbox(db: Db, mailer: Arc<Mailer>, wake: Arc<tokio::sync::Noti
     }
 }
 
+/// The running mail tasks.
+#[derive(Debug, Default)]
+pub struct MailTasks {
+    outbox: Option<tokio::task::JoinHandle<()>>,
+    others: Vec<tokio::task::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl MailTasks {
+    /// Stops queuing at once, and lets an email being sent finish (up to the
+    /// SMTP timeout) so that it is recorded as sent.
+    pub async fn shutdown(self) {
+        for task in &self.others {
+            task.abort();
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+        if let Some(outbox) = self.outbox {
+            let abort = outbox.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(35), outbox)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
 /// Starts the outbox sender, the weekly summary and the urgent notifier
 /// when `[mail]` is configured; logs once and does nothing otherwise.
-pub fn start(dir: &std::path::Path, config: &CollectorConfig) -> Vec<tokio::task::JoinHandle<()>> {
+/// (`serve` checks the configuration first with [`check`] and refuses to
+/// start when it is wrong.)
+pub fn start(dir: &std::path::Path, config: &CollectorConfig) -> MailTasks {
     let mailer = match Mailer::from_config(&config.mail) {
         Ok(Some(m)) => Arc::new(m),
         Ok(None) => {
             tracing::info!(
                 "mail is not configured ([mail] host is empty): no weekly summary or urgent emails"
             );
-            return Vec::new();
+            return MailTasks::default();
         }
         Err(e) => {
             tracing::error!(error = %e, "mail is misconfigured: no weekly summary or urgent emails");
-            return Vec::new();
+            return MailTasks::default();
         }
     };
     let open = || -> anyhow::Result<Db> {
@@ -465,30 +689,37 @@ pub fn start(dir: &std::path::Path, config: &CollectorConfig) -> Vec<tokio::task
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
             tracing::error!(error = %e, "cannot open the database for mail");
-            return Vec::new();
+            return MailTasks::default();
         }
     };
     let wake = Arc::new(tokio::sync::Notify::new());
-    let mut tasks = vec![tokio::spawn(run_outbox(
+    let stop = Arc::new(AtomicBool::new(false));
+    let outbox = tokio::spawn(run_outbox(
         outbox_db,
         mailer.clone(),
         wake.clone(),
-    ))];
-    tasks.push(tokio::spawn(crate::urgent::run(
+        stop.clone(),
+    ));
+    let mut others = vec![tokio::spawn(crate::urgent::run(
         task_db.clone(),
         config.clone(),
         mailer.from.clone(),
         wake.clone(),
-    )));
+    ))];
     if config.summary.enabled {
-        tasks.push(tokio::spawn(crate::summary::run(
+        others.push(tokio::spawn(crate::summary::run(
             task_db,
             config.clone(),
             mailer.from.clone(),
-            wake,
+            wake.clone(),
         )));
     }
-    tasks
+    MailTasks {
+        outbox: Some(outbox),
+        others,
+        stop,
+        wake,
+    }
 }
 
 #[cfg(test)]

@@ -38,6 +38,12 @@ pub async fn bind(
     SocketAddr,
     impl Future<Output = anyhow::Result<()>> + Send + 'static,
 )> {
+    // Mail on but misconfigured: refuse to start rather than run without urgent emails.
+    for warning in
+        crate::mail::check(config).context("email is misconfigured; fix collector.toml")?
+    {
+        tracing::warn!(%warning, "email configuration");
+    }
     let tls = secrets::load_tls(dir)
         .context("loading the TLS certificate (run `tutela-collector init`)")?;
     let vault = Arc::new(CaptureVault::load(dir)?);
@@ -93,9 +99,7 @@ pub async fn bind(
             .await?;
         drop(console);
         purge.abort();
-        for task in &mail_tasks {
-            task.abort();
-        }
+        mail_tasks.shutdown().await;
         Ok(())
     };
     Ok((local, serving))

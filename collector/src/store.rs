@@ -37,8 +37,11 @@ CREATE TABLE IF NOT EXISTS tokens (
     uses INTEGER NOT NULL DEFAULT 0,
     revoked INTEGER NOT NULL DEFAULT 0
 );
+-- AUTOINCREMENT: an id is never reused, even after the retention purge
+-- deletes the newest alerts, so links and cursors (urgent notifications)
+-- never point at a different alert.
 CREATE TABLE IF NOT EXISTS alerts (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id TEXT NOT NULL,
     agent_id TEXT NOT NULL,
     seq INTEGER NOT NULL,

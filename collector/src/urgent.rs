@@ -4,9 +4,10 @@
 //! text, no names. Alerts about staff go to `head` recipients; all others to
 //! `dsl` and `deputy-dsl` recipients.
 //!
-//! A cursor (the highest alert id already considered) is advanced in the same
-//! transaction that writes the emails to the outbox, so each alert is
-//! notified once, including across restarts.
+//! A cursor per audience (the highest alert id already notified) is advanced
+//! in the same transaction that writes the emails to the outbox, so each
+//! alert is queued once, including across restarts. An audience with no
+//! recipient keeps its cursor: its alerts are notified once one is added.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,11 @@ use crate::store::now_ms;
 
 /// The lowest severity that is urgent.
 pub const URGENT_SEVERITY: i64 = 4;
+/// Cursors: pupils' alerts (the DSLs) and staff alerts (the head).
 const CURSOR: &str = "urgent_alert_id";
+const STAFF_CURSOR: &str = "urgent_staff_alert_id";
+/// The most alerts linked in one email; the rest are counted.
+pub const MAX_LINKS: usize = 50;
 
 /// A viewer with `role`, for reusing the console's staff scoping.
 pub(crate) fn role_viewer(role: Role) -> Viewer {
@@ -51,13 +56,31 @@ pub(crate) fn staff_condition(
 
 /// Sets the cursor, the first time, to the newest alert received before
 /// `started_ms`: alerts from before mail was set up are not notified.
+/// (A database from before the staff cursor starts it at the pupils' one.)
 pub fn init_cursor(conn: &Connection, started_ms: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT OR IGNORE INTO mail_cursor (name, value)
+         SELECT ?1, COALESCE((SELECT value FROM mail_cursor WHERE name = ?2),
+                             (SELECT MAX(id) FROM alerts WHERE received_ms < ?3), 0)",
+        rusqlite::params![STAFF_CURSOR, CURSOR, started_ms],
+    )?;
     conn.execute(
         "INSERT OR IGNORE INTO mail_cursor (name, value)
          SELECT ?1, COALESCE(MAX(id), 0) FROM alerts WHERE received_ms < ?2",
         rusqlite::params![CURSOR, started_ms],
     )?;
     Ok(())
+}
+
+fn cursor(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
+    Ok(conn
+        .query_row(
+            "SELECT value FROM mail_cursor WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0))
 }
 
 /// What one pass queued.
@@ -76,20 +99,14 @@ pub fn queue(
     let zone = Zone::parse(&config.console.time_zone).unwrap_or(Zone::Fixed(0));
     let base = mail::console_url(config);
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let cursor: i64 = tx
-        .query_row(
-            "SELECT value FROM mail_cursor WHERE name = ?1",
-            [CURSOR],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(0);
+    let (pupil_cursor, staff_cursor) = (cursor(&tx, CURSOR)?, cursor(&tx, STAFF_CURSOR)?);
     let newest: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM alerts", [], |r| r.get(0))?;
-    if newest <= cursor {
+    let since = pupil_cursor.min(staff_cursor);
+    if newest <= since {
         return Ok(Queued::default());
     }
     let (staff, mut values) = staff_condition(&tx, &config.console.staff_pattern)?;
-    values.push(Value::Integer(cursor));
+    values.push(Value::Integer(since));
     values.push(Value::Integer(newest));
     values.push(Value::Integer(URGENT_SEVERITY));
     let sql = format!(
@@ -111,47 +128,44 @@ pub fn queue(
         })?;
         for row in rows {
             let (id, time, severity, is_staff) = row?;
-            let target = if is_staff {
-                &mut staff_alerts
-            } else {
-                &mut pupils
-            };
-            target.push((id, time, severity));
+            if is_staff && id > staff_cursor {
+                staff_alerts.push((id, time, severity));
+            } else if !is_staff && id > pupil_cursor {
+                pupils.push((id, time, severity));
+            }
         }
     }
-    let mut queued = Queued {
-        alerts: pupils.len() + staff_alerts.len(),
-        emails: 0,
-    };
-    for (alerts, roles, audience) in [
-        (&pupils, &["dsl", "deputy-dsl"][..], "pupils"),
-        (&staff_alerts, &["head"][..], "staff"),
+    let mut queued = Queued::default();
+    for (alerts, roles, audience, name) in [
+        (&pupils, &["dsl", "deputy-dsl"][..], "pupils", CURSOR),
+        (&staff_alerts, &["head"][..], "staff", STAFF_CURSOR),
     ] {
-        if alerts.is_empty() {
-            continue;
+        if !alerts.is_empty() {
+            let recipients = mail::recipients_with(&config.mail, roles);
+            if recipients.is_empty() {
+                // The cursor stays: these alerts are notified once a recipient is added.
+                tracing::warn!(
+                    audience,
+                    alerts = alerts.len(),
+                    roles = roles.join(","),
+                    "urgent alerts have no email recipient; add one to [mail] recipients"
+                );
+                continue;
+            }
+            let content = render(alerts, &base, zone);
+            for to in &recipients {
+                let message = mail::build(from, to, &content)?;
+                mail::enqueue(&tx, "urgent", to, &content.subject, &message)?;
+                queued.emails += 1;
+            }
+            queued.alerts += alerts.len();
         }
-        let recipients = mail::recipients_with(&config.mail, roles);
-        if recipients.is_empty() {
-            tracing::warn!(
-                audience,
-                alerts = alerts.len(),
-                roles = roles.join(","),
-                "urgent alerts have no email recipient; add one to [mail] recipients"
-            );
-            continue;
-        }
-        let content = render(alerts, &base, zone);
-        for to in &recipients {
-            let message = mail::build(from, to, &content)?;
-            mail::enqueue(&tx, "urgent", to, &content.subject, &message)?;
-            queued.emails += 1;
-        }
+        tx.execute(
+            "INSERT INTO mail_cursor (name, value) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET value = ?2",
+            rusqlite::params![name, newest],
+        )?;
     }
-    tx.execute(
-        "INSERT INTO mail_cursor (name, value) VALUES (?1, ?2)
-         ON CONFLICT(name) DO UPDATE SET value = ?2",
-        rusqlite::params![CURSOR, newest],
-    )?;
     tx.commit()?;
     if queued.alerts > 0 {
         tracing::info!(
@@ -176,7 +190,7 @@ fn render(alerts: &[(i64, i64, i64)], base: &str, zone: Zone) -> Content {
         if n == 1 { "it" } else { "them" }
     );
     let mut items = String::new();
-    for &(id, time, severity) in alerts {
+    for &(id, time, severity) in alerts.iter().take(MAX_LINKS) {
         let link = format!("{base}/alerts/{id}");
         text.push_str(&format!(
             "- severity {severity}, {}: {link}\n",
@@ -186,6 +200,16 @@ fn render(alerts: &[(i64, i64, i64)], base: &str, zone: Zone) -> Content {
             r#"<li>Severity <b>{severity}</b>, {}: <a href="{link}">alert {id}</a></li>"#,
             zone.format(time),
             link = crate::console::html::esc(&link)
+        ));
+    }
+    let more = n.saturating_sub(MAX_LINKS);
+    if more > 0 {
+        text.push_str(&format!(
+            "- and {more} more: see the review queue at {base}/\n"
+        ));
+        items.push_str(&format!(
+            r#"<li>and {more} more: see the <a href="{}/">review queue</a></li>"#,
+            crate::console::html::esc(base)
         ));
     }
     text.push_str("\nThis email holds links only; sign in to see the details.\n");

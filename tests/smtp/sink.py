@@ -4,6 +4,8 @@ python3-aiosmtpd). Every message it accepts is written to OUT_DIR as
 <n>.eml, with its envelope recipients in <n>.rcpt (written first).
 
 usage: sink.py PORT OUT_DIR [--tls starttls|implicit --cert PEM --key PEM] [--auth USER:PASSWORD]
+               [--reject ADDRESS]...
+With --reject the server refuses that recipient for good (550) at RCPT TO.
 With --tls starttls the server refuses mail before STARTTLS; with --auth it
 refuses mail before a successful AUTH (PLAIN or LOGIN), and writes the login
 name of each message's session to <n>.auth.
@@ -23,10 +25,17 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Handler:
-    def __init__(self, out):
+    def __init__(self, out, reject=()):
         self.out = out
+        self.reject = {a.lower() for a in reject}
         self.lock = threading.Lock()
         self.count = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.lower() in self.reject:
+            return "550 5.1.1 <%s>: mailbox unavailable" % address
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         with self.lock:
@@ -52,6 +61,7 @@ def main():
     parser.add_argument("--cert")
     parser.add_argument("--key")
     parser.add_argument("--auth")
+    parser.add_argument("--reject", action="append", default=[])
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     params = {}
@@ -75,7 +85,7 @@ def main():
                       # aiosmtpd counts only STARTTLS as TLS; implicit TLS is TLS from the start.
                       auth_require_tls=args.tls == "starttls")
     controller = Controller(
-        Handler(args.out), hostname="127.0.0.1", port=args.port,
+        Handler(args.out, args.reject), hostname="127.0.0.1", port=args.port,
         ssl_context=context if args.tls == "implicit" else None,
         server_hostname="127.0.0.1", **params)
     controller.start()

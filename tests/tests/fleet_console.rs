@@ -775,4 +775,54 @@ fn a_technician_clears_a_flag_and_revokes_a_station_from_the_fleet_page() {
         2,
         "one entry per confirmed action: {audit:?}"
     );
+
+    // A station whose key was cloned has re-keyed descendants: the confirm
+    // page lists them, and revoking "them too" takes every one.
+    for (child, key) in [("ag-child000001", [7u8; 32]), ("ag-child000002", [8u8; 32])] {
+        db.execute(
+            "INSERT INTO agents (agent_id, public_key, station, grp, enrolled_ms, rekeyed_from) VALUES (?1, ?2, 'LAB4-PC09', 'lab-4', 0, ?3)",
+            rusqlite::params![child, key.to_vec(), flagged],
+        )
+        .unwrap();
+    }
+    let r = http(
+        port,
+        "POST",
+        "/fleet/revoke",
+        &tech,
+        &[("csrf", &csrf), ("agent", &flagged)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body
+            .contains("2 other identities were re-keyed from this one")
+            && r.body.contains("ag-child000001")
+            && r.body.contains(r#"name="descendants" value="yes""#),
+        "{}",
+        r.body
+    );
+    let r = http(
+        port,
+        "POST",
+        "/fleet/revoke",
+        &tech,
+        &[
+            ("csrf", &csrf),
+            ("agent", &flagged),
+            ("confirm", "yes"),
+            ("descendants", "yes"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    for id in [flagged.as_str(), "ag-child000001", "ag-child000002"] {
+        assert!(revoked(id), "{id} revoked with its ancestor");
+    }
+    let descendants_audited: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM console_audit WHERE action = 'agent-revoke' AND detail LIKE 're-keyed from %'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(descendants_audited, 2);
 }

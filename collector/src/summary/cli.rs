@@ -36,6 +36,8 @@ pub fn run(dir: &Path, args: SummaryArgs) -> Result<()> {
     let mut conn = store::open(dir).context("opening the collector database")?;
     crate::console::schema::create(&conn)?;
     crate::publish::ensure_schema(&conn)?;
+    super::ensure_schema(&conn)?;
+    mail::ensure_schema(&conn)?;
     let now = now_ms();
     let week = match &args.week {
         Some(date) => super::week_of(&config, date)?,
@@ -52,10 +54,20 @@ pub fn run(dir: &Path, args: SummaryArgs) -> Result<()> {
         }
         println!("mail outbox (newest first, unsent before sent):");
         for r in mail::outbox(&conn, 50)? {
-            let state = match r.sent_ms {
-                Some(ms) => format!("sent {}", zone.format(ms)),
-                None if r.attempts == 0 => "waiting".to_owned(),
-                None => format!(
+            let state = match (r.sent_ms, r.failed_ms) {
+                (Some(ms), _) => format!("sent {}", zone.format(ms)),
+                (None, Some(ms)) => format!(
+                    "FAILED for good {} (the server refused it; not retried): {}",
+                    zone.format(ms),
+                    r.last_error
+                ),
+                (None, None) if r.attempts == 0 && r.last_error.is_empty() => "waiting".to_owned(),
+                (None, None) if r.attempts == 0 => format!(
+                    "waiting, next try {}: {}",
+                    zone.format(r.next_attempt_ms),
+                    r.last_error
+                ),
+                (None, None) => format!(
                     "NOT SENT after {} attempts, next try {}: {}",
                     r.attempts,
                     zone.format(r.next_attempt_ms),
@@ -111,12 +123,19 @@ pub fn run(dir: &Path, args: SummaryArgs) -> Result<()> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let done = runtime.block_on(mail::deliver_due(&db, &mailer))?;
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let done = runtime.block_on(mail::deliver_due(&db, &mailer, &stop))?;
         println!(
-            "queued {queued} summary emails for the week of {}; {} sent, {} not sent yet",
+            "queued {queued} summary emails for the week of {}; {} sent, {} not sent yet, {} refused by the server",
             week.label(),
             done.sent,
-            done.failed
+            done.failed,
+            done.rejected
+        );
+        anyhow::ensure!(
+            done.rejected == 0,
+            "{} emails were refused for good by the mail server (see `tutela-collector summary --status`); check those addresses",
+            done.rejected
         );
         anyhow::ensure!(
             done.failed == 0,

@@ -226,35 +226,55 @@ pub fn figures(
     let total = categories.iter().map(|c| c.total).sum();
     let previous_total = categories.iter().map(|c| c.previous).sum();
 
-    // Per day and category.
-    let mut days = Vec::new();
-    for (date, from, to) in week.days() {
-        let counts = query(
-            conn,
-            &sc,
-            "SELECT a.category, COUNT(*) FROM alerts a
-             WHERE {scope} AND a.state <> 'folded' AND a.time_ms >= ? AND a.time_ms < ?
-             GROUP BY a.category",
-            &range(from, to),
-            |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
-        )?;
-        let row = categories
-            .iter()
-            .map(|c| {
-                counts
-                    .iter()
-                    .find(|(cat, _)| *cat == c.category)
-                    .map_or(0, |(_, n)| *n)
-            })
-            .collect();
-        days.push((date, row));
+    // Per day and category, in one pass: the day is found from the six
+    // local midnights inside the week (days are 23 to 25 hours around a
+    // clock change).
+    let days_of_week = week.days();
+    let mut day_case = String::from("CASE");
+    for (i, (_, _, to)) in days_of_week.iter().take(6).enumerate() {
+        // Integers computed here, not input: safe to write into the SQL.
+        day_case.push_str(&format!(" WHEN a.time_ms < {to} THEN {i}"));
     }
+    day_case.push_str(" ELSE 6 END");
+    let counts = query(
+        conn,
+        &sc,
+        &format!(
+            "SELECT {day_case} AS day, a.category, COUNT(*) FROM alerts a
+             WHERE {{scope}} AND a.state <> 'folded' AND a.time_ms >= ? AND a.time_ms < ?
+             GROUP BY day, a.category"
+        ),
+        &range(start, end),
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        },
+    )?;
+    let days = days_of_week
+        .into_iter()
+        .enumerate()
+        .map(|(i, (date, _, _))| {
+            let row = categories
+                .iter()
+                .map(|c| {
+                    counts
+                        .iter()
+                        .find(|(d, cat, _)| *d == i as i64 && *cat == c.category)
+                        .map_or(0, |(_, _, n)| *n)
+                })
+                .collect();
+            (date, row)
+        })
+        .collect();
 
     // Unreviewed now, of any week.
     let (unreviewed, oldest_unreviewed_ms) = query(
         conn,
         &sc,
-        "SELECT COUNT(*), MIN(a.time_ms) FROM alerts a WHERE {scope} AND a.state = 'new'",
+        "SELECT COUNT(*), MIN(a.received_ms) FROM alerts a WHERE {scope} AND a.state = 'new'",
         &[],
         |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
     )?

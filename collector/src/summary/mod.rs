@@ -34,8 +34,11 @@ CREATE TABLE IF NOT EXISTS summary_runs (
     trigger TEXT NOT NULL,
     emails INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS summary_alerts_time ON alerts (time_ms);
 ";
 
+/// The summary's tables, and an index on `alerts (time_ms)` so that the
+/// week's queries read the week's rows rather than the whole table.
 pub fn ensure_schema(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)
 }
@@ -95,7 +98,6 @@ pub fn render_for(
     audience: Audience,
     now: i64,
 ) -> Result<Rendered, SummaryError> {
-    crate::console::schema::create(conn)?;
     let figures = content::figures(conn, config, week, audience, now)?;
     let png = chart::draw(&render::chart_days(&figures))?;
     let content = Content {
@@ -147,7 +149,13 @@ pub fn recipients(config: &CollectorConfig) -> Vec<(String, Audience)> {
             out.push((address, Audience::Staff));
         }
     }
-    out.dedup();
+    let mut seen: Vec<(String, Audience)> = Vec::new();
+    out.retain(|(address, audience)| {
+        let key = (mail::address_key(address), *audience);
+        let new = !seen.contains(&key);
+        seen.push(key);
+        new
+    });
     out
 }
 
@@ -160,8 +168,14 @@ pub enum Trigger {
     Manual,
 }
 
-/// Writes the week's emails to the outbox and records the week, in one
-/// transaction. By the schedule, a week already recorded is skipped (`None`).
+/// Writes the week's emails to the outbox and records the week. By the
+/// schedule, a week already recorded is skipped (`None`).
+///
+/// The figures are read and rendered in a read transaction, without holding
+/// the database's write lock (rendering scans the week and draws the chart,
+/// and ingest must not wait for it); only then is the write lock taken, the
+/// week re-checked, and the outbox rows and the run written in one
+/// transaction. With no recipient the week is not recorded.
 pub fn queue_week(
     conn: &mut Connection,
     config: &CollectorConfig,
@@ -173,34 +187,56 @@ pub fn queue_week(
     ensure_schema(conn)?;
     mail::ensure_schema(conn)?;
     crate::console::schema::create(conn)?;
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let label = week.label();
-    let done: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM summary_runs WHERE week_start = ?1)",
-        [&label],
-        |r| r.get(0),
-    )?;
-    if done && trigger == Trigger::Schedule {
+    let done = |conn: &Connection| -> rusqlite::Result<bool> {
+        conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM summary_runs WHERE week_start = ?1)",
+            [&label],
+            |r| r.get(0),
+        )
+    };
+    if trigger == Trigger::Schedule && done(conn)? {
         return Ok(None);
     }
     let recipients = recipients(config);
     if recipients.is_empty() {
-        tracing::warn!(week = %label, roles = config.summary.roles.join(","), "the weekly summary has no recipients; add one to [mail] recipients");
+        return Err(SummaryError::Config(format!(
+            "the weekly summary for the week of {label} has no recipients: no [[mail.recipients]] holds a role in [summary] roles ({}); add one",
+            config.summary.roles.join(", ")
+        )));
     }
+    // Render each audience once, reading one consistent snapshot.
     let mut rendered: Vec<Rendered> = Vec::new();
-    let mut emails = 0;
-    for (to, audience) in &recipients {
-        if !rendered.iter().any(|r| r.audience == *audience) {
-            rendered.push(render_for(&tx, config, week, *audience, now)?);
+    {
+        let read = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
+        for (_, audience) in &recipients {
+            if !rendered.iter().any(|r| r.audience == *audience) {
+                rendered.push(render_for(&read, config, week, *audience, now)?);
+            }
         }
+        read.finish()?;
+    }
+    let mut messages = Vec::with_capacity(recipients.len());
+    for (to, audience) in &recipients {
         let r = rendered
             .iter()
             .find(|r| r.audience == *audience)
             .expect("rendered above");
-        let message = mail::build(from, to, &r.content)?;
-        mail::enqueue(&tx, "summary", to, &r.content.subject, &message)?;
-        emails += 1;
+        messages.push((
+            to,
+            r.content.subject.clone(),
+            mail::build(from, to, &r.content)?,
+        ));
     }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    if trigger == Trigger::Schedule && done(&tx)? {
+        // Queued by another process while this one rendered.
+        return Ok(None);
+    }
+    for (to, subject, message) in &messages {
+        mail::enqueue(&tx, "summary", to, subject, message)?;
+    }
+    let emails = messages.len();
     tx.execute(
         "INSERT INTO summary_runs (week_start, queued_ms, trigger, emails) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(week_start) DO UPDATE SET emails = emails + ?4",

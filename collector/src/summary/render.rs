@@ -91,8 +91,51 @@ fn week_span(f: &Figures) -> String {
     format!("{} to {}", long_date(first), long_date(last))
 }
 
+/// `text` with every control character (newlines included) replaced by
+/// `?`: names, categories, rule ids and reasons come from agents, rule packs
+/// and staff, and must not start lines of their own in the plain-text part.
+pub fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// The figures with their free-text fields made `one_line`.
+fn plain_figures(f: &Figures) -> Figures {
+    let mut f = f.clone();
+    for c in &mut f.categories {
+        c.category = one_line(&c.category);
+    }
+    for t in &mut f.top {
+        t.category = one_line(&t.category);
+        t.state = one_line(&t.state);
+    }
+    for r in &mut f.fp_rules {
+        r.rule_id = one_line(&r.rule_id);
+    }
+    for s in &mut f.silent {
+        s.station = one_line(&s.station);
+        s.grp = one_line(&s.grp);
+    }
+    for r in &mut f.rule_changes {
+        r.pack_id = one_line(&r.pack_id);
+    }
+    for e in &mut f.exemptions {
+        e.grp = one_line(&e.grp);
+        e.category = one_line(&e.category);
+        e.term = one_line(&e.term);
+        e.reason = one_line(&e.reason);
+        e.created_by = one_line(&e.created_by);
+    }
+    for d in &mut f.days {
+        d.0 = one_line(&d.0);
+    }
+    f
+}
+
 /// The plain-text part.
 pub fn text(f: &Figures) -> String {
+    let f = &plain_figures(f);
     let mut t = String::new();
     let _ = writeln!(t, "{}", subject(f));
     let _ = writeln!(t, "Week: {} ({})", week_span(f), zone_name(f));
