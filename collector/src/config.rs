@@ -177,7 +177,8 @@ impl Default for Fleet {
 
 /// Outgoing email (SMTP): the weekly summary and urgent alert notifications.
 /// With no `host` set, no email is sent (the collector logs that once).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// (Its `Debug` leaves out the password.)
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Mail {
     /// SMTP server host name. Empty: email is off.
@@ -209,6 +210,33 @@ pub struct Mail {
     pub retry_max_secs: u64,
     /// Who receives what, by role: `dsl`, `deputy-dsl`, `head`, `technician`.
     pub recipients: Vec<Recipient>,
+}
+
+impl std::fmt::Debug for Mail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mail")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("ca_file", &self.ca_file)
+            .field("username", &self.username)
+            .field(
+                "password",
+                &if self.password.is_empty() {
+                    ""
+                } else {
+                    "(hidden)"
+                },
+            )
+            .field("password_file", &self.password_file)
+            .field("from", &self.from)
+            .field("console_url", &self.console_url)
+            .field("urgent_interval_secs", &self.urgent_interval_secs)
+            .field("retry_initial_secs", &self.retry_initial_secs)
+            .field("retry_max_secs", &self.retry_max_secs)
+            .field("recipients", &self.recipients)
+            .finish()
+    }
 }
 
 /// How the SMTP connection is secured.
@@ -263,6 +291,9 @@ pub struct Summary {
     pub roles: Vec<String>,
     /// How often the schedule is checked.
     pub check_secs: u64,
+    /// A slot missed while the collector was down is sent this long after
+    /// it starts (time to stop it, or fix the configuration, first).
+    pub catch_up_delay_secs: u64,
 }
 
 impl Default for Summary {
@@ -273,6 +304,7 @@ impl Default for Summary {
             time: "08:00".into(),
             roles: vec!["dsl".into(), "deputy-dsl".into()],
             check_secs: 60,
+            catch_up_delay_secs: 600,
         }
     }
 }

@@ -5,8 +5,20 @@
 //! claims a due row for a short lease, sends it, and marks it sent only when
 //! the server accepted it; a failure is logged, kept on the row
 //! (`last_error`, `attempts`) and retried with exponential backoff until it
-//! goes. Nothing is dropped: `tutela-collector summary --status` lists what
-//! is waiting and why.
+//! goes, except when the server refuses it for good (a 5xx reply such as
+//! 550 "mailbox unavailable"): that email is marked failed, logged as an
+//! error and shown by `tutela-collector summary --status`; the others are
+//! unaffected. `summary --status` lists what is waiting and why. Urgent
+//! notifications are sent before summaries, and when the server cannot be
+//! reached at all the rest of the pass is rescheduled rather than tried one
+//! by one.
+//!
+//! Delivery is at least once, not exactly once: if the collector stops
+//! after the server accepted an email but before it was recorded as sent
+//! (a crash, power loss, or the 2-minute lease running out during a very
+//! slow send), the email is sent again, with the same Message-ID (mail
+//! clients and servers that deduplicate by Message-ID show it once). On an
+//! orderly shutdown an email being sent is finished and recorded first.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -566,7 +578,7 @@ pub async fn deliver_due(
             }
             Outcome::Connection(error) => {
                 let wait = mailer.backoff_ms(attempts);
-                tracing::warn!(id, recipient = %to, attempts, retry_in_secs = wait / 1000, %error, "email not sent (no usable connection to the mail server); will retry");
+                tracing::warn!(id, recipient = %to, attempts, retry_in_secs = wait / 1000, %error, connection = true, "email not sent; will retry");
                 let later = with_db(db, move |c| {
                     let next = now_ms() + wait;
                     c.execute(
@@ -797,5 +809,91 @@ mod tests {
             claim_due(&conn, now_ms()).unwrap().is_none(),
             "leased to the first sender"
         );
+    }
+
+    #[test]
+    fn urgent_emails_are_claimed_first_and_old_sent_ones_are_pruned() {
+        let conn = Connection::open_in_memory().unwrap();
+        ensure_schema(&conn).unwrap();
+        // An outbox from before `failed_ms`: the column is added.
+        let old = Connection::open_in_memory().unwrap();
+        old.execute_batch(&SCHEMA.replace("failed_ms INTEGER", "unused INTEGER"))
+            .unwrap();
+        ensure_schema(&old).unwrap();
+        old.prepare("SELECT failed_ms FROM mail_outbox").unwrap();
+
+        let from: Mailbox = "tutela@school.test".parse().unwrap();
+        let content = Content {
+            subject: "s".into(),
+            text: "t".into(),
+            html: "<p>h</p>".into(),
+            images: Vec::new(),
+        };
+        let message = build(&from, "dsl@school.test", &content).unwrap();
+        let summary = enqueue(&conn, "summary", "dsl@school.test", "s", &message).unwrap();
+        let refused = enqueue(&conn, "urgent", "gone@school.test", "u", &message).unwrap();
+        let urgent = enqueue(&conn, "urgent", "dsl@school.test", "u", &message).unwrap();
+        conn.execute(
+            "UPDATE mail_outbox SET failed_ms = 1 WHERE id = ?1",
+            [refused],
+        )
+        .unwrap();
+        let cutoff = now_ms() + 1;
+        assert_eq!(claim_due(&conn, cutoff).unwrap().unwrap().0, urgent);
+        assert_eq!(claim_due(&conn, cutoff).unwrap().unwrap().0, summary);
+        assert!(
+            claim_due(&conn, cutoff).unwrap().is_none(),
+            "refused: never retried"
+        );
+
+        conn.execute("UPDATE mail_outbox SET sent_ms = 5 WHERE id = ?1", [urgent])
+            .unwrap();
+        // Sent and refused rows before the cut go; the unsent summary stays.
+        assert_eq!(prune_sent(&conn, 10).unwrap(), 2);
+        let left: Vec<i64> = conn
+            .prepare("SELECT id FROM mail_outbox")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(left, [summary]);
+    }
+
+    #[test]
+    fn start_up_checks_fail_closed_with_what_to_fix() {
+        let mut config = CollectorConfig {
+            mail: mail(),
+            ..CollectorConfig::default()
+        };
+        config.mail.console_url = "https://c.test".into();
+        config.summary.roles = vec!["dsl".into()];
+        assert!(check(&config).unwrap().is_empty());
+        assert!(
+            check(&CollectorConfig::default()).unwrap().is_empty(),
+            "mail off"
+        );
+        let mut bad = config.clone();
+        bad.summary.day = "funday".into();
+        assert!(check(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("[summary] day"));
+        let mut bad = config.clone();
+        bad.console.time_zone = "Mars/Olympus".into();
+        assert!(check(&bad).unwrap_err().to_string().contains("time_zone"));
+        let mut bad = config.clone();
+        bad.mail.recipients.remove(0);
+        bad.mail.recipients[0].roles = vec!["head".into()];
+        assert!(check(&bad).unwrap_err().to_string().contains("\"dsl\""));
+        let mut warned = config.clone();
+        warned.mail.console_url.clear();
+        warned.mail.recipients[1].roles = vec!["deputy-dsl".into()];
+        let warnings = check(&warned).unwrap();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        // The password never shows in Debug output.
+        let mut secret = mail();
+        secret.password = "hunter2".into();
+        assert!(!format!("{secret:?}").contains("hunter2"));
     }
 }

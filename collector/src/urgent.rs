@@ -244,3 +244,92 @@ pub async fn run(db: Db, config: CollectorConfig, from: Mailbox, wake: Arc<tokio
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Recipient;
+    use crate::summary::tests::{insert_alert, store};
+
+    fn config(roles: &[&str]) -> CollectorConfig {
+        let mut c = CollectorConfig::default();
+        c.console.staff_pattern = "mr.*".into();
+        c.mail.recipients = roles
+            .iter()
+            .map(|role| Recipient {
+                address: format!("{role}@school.test"),
+                roles: vec![(*role).into()],
+            })
+            .collect();
+        c
+    }
+
+    fn outbox(conn: &Connection) -> Vec<(String, String)> {
+        let mut stmt = conn
+            .prepare("SELECT recipient, subject FROM mail_outbox ORDER BY id")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        rows
+    }
+
+    #[test]
+    fn an_audience_without_recipients_keeps_its_alerts_until_one_is_added() {
+        let (_dir, mut conn) = store();
+        let from: Mailbox = "tutela@school.test".parse().unwrap();
+        init_cursor(&conn, 0).unwrap();
+        insert_alert(&conn, "mr.smith", now_ms(), 5);
+        insert_alert(&conn, "pupil.1", now_ms(), 4);
+        insert_alert(&conn, "pupil.2", now_ms(), 2);
+        // No head: the pupil's alert goes; the staff alert waits.
+        let q = queue(&mut conn, &config(&["dsl"]), &from).unwrap();
+        assert_eq!(
+            q,
+            Queued {
+                alerts: 1,
+                emails: 1
+            }
+        );
+        assert_eq!(
+            outbox(&conn),
+            [(
+                "dsl@school.test".to_owned(),
+                "Tutela: 1 urgent alert to review".to_owned()
+            )]
+        );
+        assert_eq!(
+            queue(&mut conn, &config(&["dsl"]), &from).unwrap().emails,
+            0
+        );
+        // A head is added: the staff alert is sent, the pupil's is not sent again.
+        let q = queue(&mut conn, &config(&["dsl", "head"]), &from).unwrap();
+        assert_eq!(
+            q,
+            Queued {
+                alerts: 1,
+                emails: 1
+            }
+        );
+        assert_eq!(outbox(&conn)[1].0, "head@school.test");
+        assert_eq!(
+            queue(&mut conn, &config(&["dsl", "head"]), &from).unwrap(),
+            Queued::default()
+        );
+    }
+
+    #[test]
+    fn a_large_batch_links_fifty_alerts_and_counts_the_rest() {
+        let alerts: Vec<(i64, i64, i64)> = (1..=120).map(|id| (id, 0, 5)).collect();
+        let c = render(&alerts, "https://c.test", Zone::Fixed(0));
+        assert_eq!(c.subject, "Tutela: 120 urgent alerts to review");
+        assert_eq!(c.text.matches("https://c.test/alerts/").count(), MAX_LINKS);
+        assert!(c
+            .text
+            .contains("- and 70 more: see the review queue at https://c.test/"));
+        assert_eq!(c.html.matches("/alerts/").count(), MAX_LINKS);
+        assert!(c.html.contains("and 70 more"));
+    }
+}

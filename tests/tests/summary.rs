@@ -528,13 +528,20 @@ fn a_seeded_week_is_summarised_for_each_recipient_with_figures_matching_the_data
     }
 
     // The preview is the same summary in one file; Chromium renders it.
+    // A Wednesday means the week holding it, from the schedule's Monday.
     let preview = scratch.path("preview.html");
-    run_ok(
+    let out = run_ok(
         c.cmd()
-            .args(["summary", "--week", "2025-06-02", "--preview"])
+            .args(["summary", "--week", "2025-06-04", "--preview"])
             .arg(&preview),
     )
     .unwrap();
+    assert!(out.contains("for the week of 2025-06-02"), "{out}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&preview).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the preview is private to its owner");
+    }
     let html = std::fs::read_to_string(&preview).unwrap();
     assert!(html.contains("data:image/png;base64,"));
     assert_eq!(linked_ids(&html), pupil_top);
@@ -582,11 +589,15 @@ fn a_seeded_week_is_summarised_for_each_recipient_with_figures_matching_the_data
         "{err}"
     );
     let status = run_ok(c.cmd().args(["summary", "--status"])).unwrap();
+    // The first email met the refused connection; the other two were
+    // rescheduled with it rather than each waiting out its own attempt.
     assert_eq!(
         status.matches("NOT SENT after 1 attempts").count(),
-        3,
+        1,
         "{status}"
     );
+    assert_eq!(status.matches("waiting, next try ").count(), 2, "{status}");
+    assert_eq!(status.matches("not tried: ").count(), 2, "{status}");
 }
 
 #[test]
@@ -594,11 +605,22 @@ fn a_missed_weekly_slot_is_caught_up_once_and_a_restart_does_not_resend() {
     let scratch = Scratch::new("summary-catch-up");
     let mut c = Collector::init(scratch.path("collector")).unwrap();
     let sink = SmtpSink::start(free_port(), scratch.path("mail")).unwrap();
-    // The collector was not running at the last Monday 08:00.
+    // The collector was not running at the last Monday 08:00. With a grace
+    // period after start, the missed week waits.
+    let summary = "enabled = true\nday = \"monday\"\ntime = \"08:00\"\nroles = [\"dsl\", \"deputy-dsl\"]\ncheck_secs = 1";
     configure(
         &c,
         sink.port,
-        "enabled = true\nday = \"monday\"\ntime = \"08:00\"\nroles = [\"dsl\", \"deputy-dsl\"]\ncheck_secs = 1",
+        &format!("{summary}\ncatch_up_delay_secs = 3600"),
+    );
+    c.start().unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(sink.messages().len(), 0, "{}", c.log_text());
+    c.kill9();
+    configure(
+        &c,
+        sink.port,
+        &format!("{summary}\ncatch_up_delay_secs = 0"),
     );
     c.start().unwrap();
     let messages = sink.wait_for(2, Duration::from_secs(30)).unwrap();
@@ -915,4 +937,78 @@ fn names_stay_on_one_line_in_the_text_part_and_a_refused_recipient_does_not_stop
         html.contains("ACTION REQUIRED"),
         "the HTML part shows it escaped"
     );
+}
+
+#[test]
+fn a_collector_with_mail_misconfigured_refuses_to_start_and_says_what_to_fix() {
+    let scratch = Scratch::new("summary-misconfigured");
+    let mut c = Collector::init(scratch.path("collector")).unwrap();
+    let port = free_port();
+    let good = "enabled = true\nday = \"monday\"\ntime = \"08:00\"\nroles = [\"dsl\"]\ncatch_up_delay_secs = 0";
+    let cases: Vec<(String, String, &str)> = vec![
+        (
+            mail_section(port, &RECIPIENTS),
+            good.replace("monday", "funday"),
+            "[summary] day \"funday\" is not a weekday",
+        ),
+        (
+            mail_section(port, &RECIPIENTS),
+            good.replace("08:00", "8am"),
+            "[summary] time \"8am\" is not HH:MM",
+        ),
+        (
+            mail_section(port, &RECIPIENTS),
+            good.replace("[\"dsl\"]", "[\"governor\"]"),
+            "[summary] roles has unknown role \"governor\"",
+        ),
+        (
+            mail_section(port, &RECIPIENTS).replace(
+                "from = ",
+                &format!(
+                    "username = \"tutela\"\npassword_file = \"{}\"\nfrom = ",
+                    scratch.path("missing-password").display()
+                ),
+            ),
+            good.to_owned(),
+            "cannot read password_file",
+        ),
+        (
+            mail_section(port, &RECIPIENTS[2..]),
+            good.replace("[\"dsl\"]", "[\"head\"]"),
+            "no recipient holds the role \"dsl\" or \"deputy-dsl\"",
+        ),
+        (
+            mail_section(port, &[("not an address", "dsl")]),
+            good.to_owned(),
+            "is not an email address",
+        ),
+    ];
+    for (mail, summary, expected) in cases {
+        c.set_section("mail", &mail).unwrap();
+        c.set_section("summary", &summary).unwrap();
+        let err = c.start().expect_err(expected).to_string();
+        assert!(err.contains(expected), "expected {expected:?} in: {err}");
+        assert!(err.contains("fix collector.toml"), "{err}");
+    }
+    // A time zone the emails cannot show.
+    c.set_section("mail", &mail_section(port, &RECIPIENTS))
+        .unwrap();
+    c.set_section("summary", good).unwrap();
+    c.set_section("console", "enabled = false\ntime_zone = \"Mars/Olympus\"")
+        .unwrap();
+    let err = c.start().expect_err("bad zone").to_string();
+    assert!(err.contains("time_zone \"Mars/Olympus\""), "{err}");
+    // Fixed, it starts; an empty console_url is only a warning.
+    c.set_section("console", "enabled = false\ntime_zone = \"Europe/London\"")
+        .unwrap();
+    c.set_section(
+        "mail",
+        &mail_section(port, &RECIPIENTS).replace(&format!("console_url = \"{CONSOLE}\"\n"), ""),
+    )
+    .unwrap();
+    c.start().unwrap();
+    wait_for("the console_url warning", Duration::from_secs(10), || {
+        c.log_text().contains("console_url is empty")
+    })
+    .unwrap();
 }

@@ -66,13 +66,16 @@ pub fn schedule(config: &CollectorConfig) -> Result<Schedule, SummaryError> {
         .map_err(SummaryError::Config)
 }
 
-/// The week starting on local date `date` (`YYYY-MM-DD`).
+/// The week holding local date `date` (`YYYY-MM-DD`): weeks start on the
+/// schedule's weekday, so another day is rounded down to the one before it
+/// (the same week the schedule sends, recorded under the same label).
 pub fn week_of(config: &CollectorConfig, date: &str) -> Result<Week, SummaryError> {
-    let start_day = schedule::parse_date(date).ok_or_else(|| {
+    let day = schedule::parse_date(date).ok_or_else(|| {
         SummaryError::Config(format!("--week {date:?} is not a date; use YYYY-MM-DD"))
     })?;
+    let weekday = schedule(config)?.weekday;
     Ok(Week {
-        start_day,
+        start_day: day - (schedule::weekday(day) - weekday).rem_euclid(7),
         zone: zone(config),
     })
 }
@@ -276,10 +279,17 @@ pub async fn run(db: Db, config: CollectorConfig, from: Mailbox, wake: Arc<tokio
         }
     };
     let every = Duration::from_secs(config.summary.check_secs.max(1));
+    let started = now_ms();
+    let grace_ms = config.summary.catch_up_delay_secs as i64 * 1000;
     let config = Arc::new(config);
     loop {
         let now = now_ms();
         let (at, week) = schedule.latest(now);
+        if at < started && now < started + grace_ms {
+            // A slot missed while the collector was down: caught up after the grace period.
+            tokio::time::sleep(every).await;
+            continue;
+        }
         let (c, f) = (config.clone(), from.clone());
         match mail::with_db(&db, move |conn| {
             queue_week(conn, &c, &f, week, Trigger::Schedule, now)
@@ -296,5 +306,130 @@ pub async fn run(db: Db, config: CollectorConfig, from: Mailbox, wake: Arc<tokio
             }
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::console::tz::days_from_civil;
+
+    /// A store with the console, publishing, mail and summary tables.
+    pub(crate) fn store() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(dir.path()).unwrap();
+        crate::console::schema::create(&conn).unwrap();
+        crate::publish::ensure_schema(&conn).unwrap();
+        mail::ensure_schema(&conn).unwrap();
+        ensure_schema(&conn).unwrap();
+        (dir, conn)
+    }
+
+    pub(crate) fn insert_alert(conn: &Connection, user: &str, time_ms: i64, severity: i64) -> i64 {
+        let seq: i64 = conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM alerts", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        conn.execute(
+            "INSERT INTO alerts (event_id, agent_id, seq, time_ms, received_ms, user, station, source, context, app,
+                app_path, window_title, url, search_query, category, severity, rule_id, term, matches, rules_version,
+                state, body, signature, body_hash)
+             VALUES (?1, 'ag', ?2, ?3, ?3, ?4, 'PC1', 'typed', '', 'app', '', '', '', '', 'bullying', ?5, 'r', 't',
+                '[]', 1, 'new', x'00', x'00', x'00')",
+            params![format!("ev-{seq}"), seq, time_ms, user, severity],
+        )
+        .unwrap();
+        conn.last_insert_rowid()
+    }
+
+    #[test]
+    fn days_are_counted_in_one_query_across_a_clock_change_using_the_time_index() {
+        let (_dir, conn) = store();
+        let zone = Zone::London;
+        // The week holding the October change: one day of 25 hours.
+        let week = Week {
+            start_day: days_from_civil(2025, 10, 20),
+            zone,
+        };
+        for (_, from, to) in week.days() {
+            insert_alert(&conn, "pupil", from, 3);
+            insert_alert(&conn, "pupil", to - 1, 3);
+        }
+        // Just outside the week.
+        insert_alert(&conn, "pupil", week.start_ms() - 1, 3);
+        insert_alert(&conn, "pupil", week.end_ms(), 3);
+        let config = CollectorConfig::default();
+        let f = content::figures(&conn, &config, week, Audience::Pupils, now_ms()).unwrap();
+        let per_day: Vec<i64> = f.days.iter().map(|(_, c)| c.iter().sum()).collect();
+        assert_eq!(per_day, [2; 7]);
+        assert_eq!(f.days[6].0, "2025-10-26");
+        assert_eq!(f.total, 14);
+
+        let plan: Vec<String> = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT a.category, COUNT(*) FROM alerts a
+                 WHERE NOT (0) AND a.state <> 'folded' AND a.time_ms >= 1 AND a.time_ms < 2
+                 GROUP BY a.category",
+            )
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            plan.iter().any(|p| p.contains("summary_alerts_time")),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn a_week_is_found_from_any_of_its_days_and_recipients_are_one_per_person() {
+        let mut config = CollectorConfig::default();
+        config.summary.day = "monday".into();
+        // Wednesday 4 June 2025 is in the week from Monday 2 June.
+        assert_eq!(
+            week_of(&config, "2025-06-04").unwrap().label(),
+            "2025-06-02"
+        );
+        assert_eq!(
+            week_of(&config, "2025-06-02").unwrap().label(),
+            "2025-06-02"
+        );
+        assert_eq!(
+            week_of(&config, "2025-06-01").unwrap().label(),
+            "2025-05-26"
+        );
+        config.summary.roles = vec!["dsl".into(), "deputy-dsl".into(), "head".into()];
+        config.mail.recipients = vec![
+            crate::config::Recipient {
+                address: "Ann Lee <DSL@school.test>".into(),
+                roles: vec!["dsl".into()],
+            },
+            crate::config::Recipient {
+                address: "dsl@School.test".into(),
+                roles: vec!["deputy-dsl".into(), "head".into()],
+            },
+        ];
+        assert_eq!(
+            recipients(&config),
+            [
+                ("Ann Lee <DSL@school.test>".to_owned(), Audience::Pupils),
+                ("dsl@School.test".to_owned(), Audience::Staff),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_week_with_no_recipients_is_not_recorded() {
+        let (_dir, mut conn) = store();
+        let config = CollectorConfig::default();
+        let from: Mailbox = "tutela@school.test".parse().unwrap();
+        let week = week_of(&config, "2025-06-02").unwrap();
+        let err = queue_week(&mut conn, &config, &from, week, Trigger::Schedule, now_ms())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no recipients"), "{err}");
+        assert!(runs(&conn, 10).unwrap().is_empty());
     }
 }
