@@ -49,10 +49,34 @@ const PRIVATE_TITLE_WORDS: &[&str] = &[
     "mewngofnodi",
 ];
 
+/// Window titles of the operating system's own credential prompts
+/// (Windows: CredUI, RunAs, mapped drives, Windows Hello; Microsoft sign-in).
+const PRIVATE_SYSTEM_TITLES: &[&str] = &["windows security", "microsoft account", "credential"];
+
+/// Programs that only ever ask for credentials.
+const PRIVATE_APPS: &[&str] = &[
+    "credentialuibroker",
+    "consent",
+    "logonui",
+    "credentialenrollmentmanager",
+    "pinentry",
+    "polkit-gnome-authentication-agent-1",
+    "gcr-prompter",
+];
+
 /// Whether a window title marks a sign-in or password prompt.
 pub fn is_private_title(title: &str) -> bool {
     let lower = title.to_lowercase();
     PRIVATE_TITLE_WORDS.iter().any(|w| lower.contains(w))
+        || PRIVATE_SYSTEM_TITLES.iter().any(|w| lower.contains(w))
+}
+
+/// Whether a window (by title or by the program that owns it) is a sign-in
+/// or password prompt: nothing typed there is kept.
+pub fn is_private_window(title: &str, app_name: &str) -> bool {
+    let app = app_name.to_lowercase();
+    let app = app.strip_suffix(".exe").unwrap_or(&app);
+    is_private_title(title) || PRIVATE_APPS.contains(&app)
 }
 
 /// Settings for the monitor.
@@ -246,7 +270,7 @@ impl Monitor {
             } => {
                 let mut pending = self.flush_window(self.active);
                 self.active = window_id;
-                let private = is_private_title(&title);
+                let private = is_private_window(&title, &app.name);
                 let state = self.window(window_id);
                 let changed = state.title != title;
                 state.title = title.clone();
@@ -363,7 +387,10 @@ impl Monitor {
             .or_insert_with(|| WindowState {
                 title: String::new(),
                 app: App::default(),
-                private: false,
+                // Unknown until the window sensor reports its title: keys
+                // typed into a window not yet seen (a sign-in prompt that
+                // opens with the cursor in the password box) are not kept.
+                private: true,
                 typed: None,
                 shadow_typed: None,
                 last_key: None,
@@ -644,7 +671,12 @@ mod tests {
     }
 
     fn typed(m: &mut Monitor, text: &str) -> Vec<Pending> {
-        let mut out = Vec::new();
+        // The window sensor reports the window before keys are kept there.
+        let mut out = m.observe(SensorEvent::Window {
+            window_id: 7,
+            title: "Untitled document - Writer".into(),
+            app: App::default(),
+        });
         for c in text.chars() {
             out.extend(m.observe(SensorEvent::Key {
                 window_id: 7,
@@ -687,9 +719,34 @@ mod tests {
     }
 
     #[test]
+    fn keys_in_a_window_not_yet_reported_are_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = monitor(dir.path());
+        for c in "pipe bomb".chars() {
+            assert!(m
+                .observe(SensorEvent::Key {
+                    window_id: 9,
+                    key: Key::Char(c),
+                })
+                .is_empty());
+        }
+        let raised = m.observe(SensorEvent::Key {
+            window_id: 9,
+            key: Key::Enter,
+        });
+        assert!(raised.is_empty(), "nothing typed before the title is known");
+        assert!(m.windows.get(&9).is_none_or(|w| w.typed.is_none()));
+    }
+
+    #[test]
     fn sign_in_titles_are_private() {
         assert!(is_private_title("Sign in - Google Accounts - Chromium"));
         assert!(is_private_title("Enter your password"));
         assert!(!is_private_title("Year 9 History - The Blitz"));
+        assert!(is_private_title("Windows Security"));
+        assert!(is_private_title("Microsoft account"));
+        assert!(is_private_window("", "CredentialUIBroker.exe"));
+        assert!(is_private_window("Authentication", "pinentry"));
+        assert!(!is_private_window("Untitled - Notepad", "notepad.exe"));
     }
 }

@@ -10,6 +10,9 @@
 //! adds the runs up, so a restart never loses what was already reported.
 
 use std::collections::HashMap;
+
+/// Most rules one heartbeat reports shadow counts for.
+pub const MAX_REPORTED_RULES: usize = 1000;
 use std::sync::{Arc, Mutex, RwLock};
 
 use tutela_rules::{Match, Matcher};
@@ -115,8 +118,26 @@ impl Shadow {
     }
 
     /// (version, counts per rule id) for the heartbeat.
+    /// The shadow version and its counts per rule, for the heartbeat: at
+    /// most `MAX_REPORTED_RULES` rules, the noisiest, so the heartbeat stays
+    /// well inside the collector's size limit.
     pub fn snapshot(&self) -> (u32, HashMap<String, u64>) {
         let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        (counts.version, counts.by_rule.clone())
+        if counts.by_rule.len() <= MAX_REPORTED_RULES {
+            return (counts.version, counts.by_rule.clone());
+        }
+        let mut all: Vec<(&String, &u64)> = counts.by_rule.iter().collect();
+        all.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        tracing::warn!(
+            rules = all.len(),
+            reported = MAX_REPORTED_RULES,
+            "shadow pack matched more rules than a heartbeat reports; sending the noisiest"
+        );
+        let top = all
+            .into_iter()
+            .take(MAX_REPORTED_RULES)
+            .map(|(rule, n)| (rule.clone(), *n))
+            .collect();
+        (counts.version, top)
     }
 }

@@ -485,7 +485,7 @@ fn main() -> Result<()> {
                     }
                     if let Some((v, _, _)) = tutela_collector::publish::latest(&conn, true)? {
                         let (totals, agents) = tutela_collector::publish::shadow_totals(&conn, v)?;
-                        let sum: i64 = totals.iter().map(|t| t.count).sum();
+                        let sum = totals.iter().fold(0i64, |s, t| s.saturating_add(t.count));
                         println!(
                             "shadow version {v}: {sum} would-be matches from {agents} agents (predicted alert volume, before cooldown folding)"
                         );

@@ -40,7 +40,11 @@ CREATE TABLE IF NOT EXISTS rule_bundles (
 /// Most shadow rule ids recorded per heartbeat (a bound on what an agent can make us store).
 const MAX_SHADOW_RULES: usize = 2000;
 /// Most runs (agent starts) recorded per agent and shadow version.
-const MAX_SHADOW_RUNS: i64 = 500;
+const MAX_SHADOW_RUNS: i64 = 50;
+/// Distinct rule ids kept per agent and shadow version (a pack has a few
+/// thousand rules at most), and the largest count believed for one.
+const MAX_SHADOW_RULE_IDS: i64 = 5000;
+const MAX_SHADOW_COUNT: i64 = 1_000_000_000;
 /// Longest run id accepted (agents send 16 hex digits).
 const MAX_RUN_ID_LEN: usize = 64;
 
@@ -199,6 +203,13 @@ pub fn publish_checked(
         "INSERT INTO rule_bundles (pack_id, version, shadow, bundle, pack_toml, published_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![report.pack_id, report.version, shadow, bundle, text, store::now_ms()],
     )?;
+    // Counts of superseded candidates are of no further use.
+    if let Err(e) = conn.execute(
+        "DELETE FROM shadow_run_counts WHERE shadow_version < ?1",
+        [report.version],
+    ) {
+        tracing::warn!(error = %e, "could not clear superseded shadow counts");
+    }
     tracing::info!(pack = %report.pack_id, version = report.version, shadow, added = report.added.len(), removed = report.removed.len(), "rule bundle published");
     Ok(PushReport {
         version: report.version,
@@ -315,6 +326,17 @@ pub fn record_shadow_counts(conn: &Connection, body: &HeartbeatBody) -> rusqlite
     if body.shadow_version == 0 || body.shadow_counts.is_empty() {
         return Ok(());
     }
+    // Only the candidate actually published is counted: an agent cannot
+    // open fresh allowances with made-up versions.
+    let current: Option<u32> = conn.query_row(
+        "SELECT MAX(version) FROM rule_bundles WHERE shadow = 1",
+        [],
+        |r| r.get(0),
+    )?;
+    if current != Some(body.shadow_version) {
+        tracing::debug!(agent_id = %body.agent_id, shadow_version = body.shadow_version, "shadow counts for a version not published as the current candidate ignored");
+        return Ok(());
+    }
     if body.shadow_run.len() > MAX_RUN_ID_LEN {
         tracing::warn!(agent_id = %body.agent_id, "shadow counts with an over-long run id ignored");
         return Ok(());
@@ -335,8 +357,17 @@ pub fn record_shadow_counts(conn: &Connection, body: &HeartbeatBody) -> rusqlite
             return Ok(());
         }
     }
+    let mut known_ids: i64 = conn.query_row(
+        "SELECT COUNT(DISTINCT rule_id) FROM shadow_run_counts WHERE agent_id = ?1 AND shadow_version = ?2",
+        params![body.agent_id, body.shadow_version],
+        |r| r.get(0),
+    )?;
     let now = store::now_ms();
-    let mut stmt = conn.prepare_cached(
+    let tx = conn.unchecked_transaction()?;
+    let mut seen = tx.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM shadow_run_counts WHERE agent_id = ?1 AND shadow_version = ?2 AND rule_id = ?3)",
+    )?;
+    let mut stmt = tx.prepare_cached(
         "INSERT INTO shadow_run_counts (agent_id, shadow_version, run, rule_id, count, updated_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (agent_id, shadow_version, run, rule_id)
@@ -346,7 +377,19 @@ pub fn record_shadow_counts(conn: &Connection, body: &HeartbeatBody) -> rusqlite
         if rule_id.len() > 256 {
             continue;
         }
-        let count = i64::try_from(*count).unwrap_or(i64::MAX);
+        if known_ids >= MAX_SHADOW_RULE_IDS {
+            let known: bool = seen
+                .query_row(params![body.agent_id, body.shadow_version, rule_id], |r| {
+                    r.get(0)
+                })?;
+            if !known {
+                continue;
+            }
+        }
+        known_ids += 1;
+        let count = i64::try_from(*count)
+            .unwrap_or(i64::MAX)
+            .min(MAX_SHADOW_COUNT);
         stmt.execute(params![
             body.agent_id,
             body.shadow_version,
@@ -356,7 +399,8 @@ pub fn record_shadow_counts(conn: &Connection, body: &HeartbeatBody) -> rusqlite
             now
         ])?;
     }
-    Ok(())
+    drop((seen, stmt));
+    tx.commit()
 }
 
 /// Per-rule would-be matches of a shadow version across agents.
@@ -371,8 +415,8 @@ pub struct ShadowTotal {
 /// agents report running it.
 pub fn shadow_totals(conn: &Connection, version: u32) -> rusqlite::Result<(Vec<ShadowTotal>, i64)> {
     let mut stmt = conn.prepare(
-        "SELECT rule_id, SUM(count), COUNT(DISTINCT agent_id) FROM shadow_run_counts
-         WHERE shadow_version = ?1 GROUP BY rule_id ORDER BY SUM(count) DESC, rule_id",
+        "SELECT rule_id, CAST(MIN(TOTAL(count), 9.0e18) AS INTEGER), COUNT(DISTINCT agent_id) FROM shadow_run_counts
+         WHERE shadow_version = ?1 GROUP BY rule_id ORDER BY TOTAL(count) DESC, rule_id",
     )?;
     let totals = stmt
         .query_map([version], |r| {
@@ -495,6 +539,13 @@ mod tests {
     fn counts_of_successive_agent_runs_add_up() {
         let dir = tempfile::tempdir().unwrap();
         let conn = store::open(dir.path()).unwrap();
+        ensure_schema(&conn).unwrap();
+        // Version 2 is the published candidate.
+        conn.execute(
+            "INSERT INTO rule_bundles (pack_id, version, shadow, bundle, pack_toml, published_ms) VALUES ('p', 2, 1, x'00', '', 0)",
+            [],
+        )
+        .unwrap();
         // First run: cumulative counts, one heartbeat late (out of order).
         record_shadow_counts(&conn, &heartbeat("run-a", &[("w/zip gun", 3)])).unwrap();
         record_shadow_counts(
@@ -525,5 +576,16 @@ mod tests {
         // An over-long run id is ignored rather than stored.
         record_shadow_counts(&conn, &heartbeat(&"x".repeat(65), &[("w/zip gun", 9)])).unwrap();
         assert_eq!(shadow_totals(&conn, 2).unwrap().0[0].count, 7);
+        // A version that is not the published candidate opens no allowance.
+        let mut made_up = heartbeat("run-c", &[("w/zip gun", 9)]);
+        made_up.shadow_version = 3;
+        record_shadow_counts(&conn, &made_up).unwrap();
+        assert!(shadow_totals(&conn, 3).unwrap().0.is_empty());
+        // Absurd counts are clamped and totals cannot overflow.
+        record_shadow_counts(&conn, &heartbeat("run-d", &[("w/huge", u64::MAX)])).unwrap();
+        record_shadow_counts(&conn, &heartbeat("run-e", &[("w/huge", u64::MAX)])).unwrap();
+        let (totals, _) = shadow_totals(&conn, 2).unwrap();
+        assert_eq!(totals[0].rule_id, "w/huge");
+        assert_eq!(totals[0].count, 2 * MAX_SHADOW_COUNT);
     }
 }

@@ -25,7 +25,7 @@ struct Reported {
 }
 
 /// The incremental matcher for typed text. See the module documentation.
-#[derive(Debug)]
+/// Its `Debug` shows counts only: typed text never reaches a log.
 pub struct TypedMatcher {
     matcher: Arc<Matcher>,
     buffer: String,
@@ -37,6 +37,16 @@ pub struct TypedMatcher {
     normaliser: Normaliser,
     normalised: Normalised,
     tail_bytes: usize,
+}
+
+impl std::fmt::Debug for TypedMatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TypedMatcher")
+            .field("buffer_chars", &self.buffer_chars)
+            .field("typed_chars", &self.typed_chars)
+            .field("reported", &self.reported.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Matcher {

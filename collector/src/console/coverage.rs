@@ -334,7 +334,7 @@ fn shadow_section(conn: &Connection, body: &mut String) -> rusqlite::Result<()> 
         return Ok(());
     };
     let (totals, agents) = crate::publish::shadow_totals(conn, version)?;
-    let sum: i64 = totals.iter().map(|t| t.count).sum();
+    let sum = totals.iter().fold(0i64, |s, t| s.saturating_add(t.count));
     let _ = write!(
         body,
         r#"<h2>Candidate rules (shadow version {version})</h2><p id="shadow-volume">Predicted alert volume: {sum} would-be matches from {agents} reporting agents (before repeats are folded). Counts only: no text is collected in shadow mode.</p><table id="shadow"><thead><tr><th>Rule</th><th>Would-be matches</th><th>Agents</th></tr></thead><tbody>"#

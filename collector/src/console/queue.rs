@@ -485,7 +485,9 @@ pub fn page_rows(
     let more = rows.len() > size;
     rows.truncate(size);
     Ok(QueuePage {
-        previous: after.and(rows.first().map(Cursor::of)),
+        // An empty page after a cursor (its rows closed meanwhile) still
+        // leads back to the rows above it.
+        previous: after.map(|c| rows.first().map(Cursor::of).unwrap_or(c)),
         next: if more {
             rows.last().map(Cursor::of)
         } else {
