@@ -17,7 +17,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tutela_tests::{Agent, Collector, Desktop, Scratch};
+use tutela_tests::{desktop_agent, Agent, Collector, Desktop, Scratch};
 
 const IDLE_CPU_TARGET: f64 = 0.2;
 const IDLE_RSS_TARGET_MB: f64 = 30.0;
@@ -186,15 +186,9 @@ fn start_lab() -> Lab {
     }
     let scratch = Scratch::new("bench-desktop");
     let desktop = Desktop::start(scratch.path("desktop.log")).unwrap();
-    let mut collector = Collector::init(scratch.path("collector")).unwrap();
-    collector.start().unwrap();
-    let home = scratch.path("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let mut agent = Agent::new(scratch.path("agent"));
-    agent.on_desktop(&desktop, &home);
-    agent.enrol(&collector.token(&[]).unwrap()).unwrap();
-    std::fs::write(
-        agent.dir.join("agent.toml"),
+    let (collector, mut agent, _home) = desktop_agent(
+        &scratch,
+        &desktop,
         "[uplink]\nbackoff_initial_ms = 100\nbackoff_max_ms = 1000\n",
     )
     .unwrap();

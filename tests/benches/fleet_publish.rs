@@ -27,6 +27,7 @@ use tutela_agent::monitor::LiveRules;
 use tutela_agent::rules_sync::RulesSync;
 use tutela_agent::spool::{Spool, SpoolConfig};
 use tutela_rules::{AgeBand, CompileOptions, Matcher, Pack};
+use tutela_tests::packs::{small_pack, weapons, About};
 use tutela_tests::{run_ok, Collector, Scratch};
 
 const AGENTS: usize = 50;
@@ -54,29 +55,16 @@ fn en_gb(version: u32) -> String {
 }
 
 fn small(version: u32) -> String {
-    format!(
-        r#"[pack]
-id = "fleet-bench"
-name = "Fleet bench pack"
-version = {version}
-language = "en-GB"
-description = "A small pack for the publish fan-out benchmark."
-
-[[changelog]]
-version = {version}
-date = "2026-11-22"
-notes = "Bench release {version}."
-
-[categories.weapons]
-severity = 4
-description = "Weapons."
-
-[[terms]]
-category = "weapons"
-kind = "phrase"
-terms = ["pipe bomb", "zip gun {version}"]
-"#
-    )
+    let about = About {
+        notes: "Bench release",
+        ..About::new(
+            "fleet-bench",
+            "Fleet bench pack",
+            "A small pack for the publish fan-out benchmark.",
+        )
+    };
+    let zip_gun = format!("zip gun {version}");
+    small_pack(&about, version, &[weapons(&["pipe bomb", &zip_gun])])
 }
 
 fn now_ms() -> i64 {

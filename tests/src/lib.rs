@@ -579,7 +579,39 @@ impl Drop for Desktop {
     }
 }
 
+/// A collector started in `scratch/collector`, and an agent in `scratch/agent`
+/// enrolled with it, watching `desktop` for a pupil whose home is
+/// `scratch/home`, with `agent_toml` as its settings. The agent is not yet
+/// started. Returns the collector, the agent and the home directory.
+pub fn desktop_agent(
+    scratch: &Scratch,
+    desktop: &Desktop,
+    agent_toml: &str,
+) -> Result<(Collector, Agent, PathBuf)> {
+    let mut collector = Collector::init(scratch.path("collector"))?;
+    collector.start()?;
+    let home = scratch.path("home");
+    std::fs::create_dir_all(&home)?;
+    let mut agent = Agent::new(scratch.path("agent"));
+    agent.on_desktop(desktop, &home);
+    agent.enrol(&collector.token(&[])?)?;
+    std::fs::write(agent.dir.join("agent.toml"), agent_toml)?;
+    Ok((collector, agent, home))
+}
+
 impl Agent {
+    /// Reports as station `station` (in place of the default name).
+    pub fn as_station(&mut self, station: &str) {
+        self.env.retain(|(k, _)| k != "TUTELA_STATION");
+        self.env.push(("TUTELA_STATION".into(), station.into()));
+    }
+
+    /// Runs as if on the machine with id `machine_id`.
+    pub fn on_machine(&mut self, machine_id: &str) {
+        self.env
+            .push(("TUTELA_MACHINE_ID".into(), machine_id.into()));
+    }
+
     /// Watches `desktop`, with `home` as the pupil's home directory (where browsers keep
     /// their profiles).
     pub fn on_desktop(&mut self, desktop: &Desktop, home: &Path) {
@@ -681,6 +713,23 @@ impl Collector {
 }
 
 impl Collector {
+    /// A new collector in `dir` with its review console on a free loopback
+    /// port and `users` (name, role) added, each with `password`; not yet
+    /// started. Returns it and the console's port.
+    pub fn with_console(
+        dir: PathBuf,
+        users: &[(&str, &str)],
+        password: &str,
+    ) -> Result<(Collector, u16)> {
+        let collector = Collector::init(dir)?;
+        let port = free_port();
+        collector.set_console_port(port)?;
+        for (name, role) in users {
+            collector.add_console_user(name, role, password)?;
+        }
+        Ok((collector, port))
+    }
+
     /// Points the review console at `port` on loopback (before `start`);
     /// returns its base URL.
     pub fn set_console_port(&self, port: u16) -> Result<String> {
@@ -862,5 +911,102 @@ impl Collector {
         out.push_str(&format!("\n[{name}]\n{body}\n"));
         std::fs::write(&path, out)?;
         Ok(())
+    }
+}
+
+/// Small rule packs written as TOML, for tests that publish, sign or load a
+/// pack and want it quick to compile.
+pub mod packs {
+    /// Who a small pack is: its id, name, description and the start of each
+    /// release's changelog notes ("Test release" gives "Test release 2.").
+    pub struct About<'a> {
+        pub id: &'a str,
+        pub name: &'a str,
+        pub description: &'a str,
+        pub notes: &'a str,
+    }
+
+    impl<'a> About<'a> {
+        /// A test pack whose releases are noted "Test release N.".
+        pub fn new(id: &'a str, name: &'a str, description: &'a str) -> Self {
+            About {
+                id,
+                name,
+                description,
+                notes: "Test release",
+            }
+        }
+    }
+
+    /// One category of a small pack and its phrase terms.
+    pub struct Category<'a> {
+        pub name: &'a str,
+        pub severity: u8,
+        pub description: &'a str,
+        pub terms: &'a [&'a str],
+    }
+
+    /// The weapons category (severity 4) with `terms` as phrases.
+    pub fn weapons<'a>(terms: &'a [&'a str]) -> Category<'a> {
+        Category {
+            name: "weapons",
+            severity: 4,
+            description: "Weapons.",
+            terms,
+        }
+    }
+
+    /// The drugs category (severity 3) with `terms` as phrases.
+    pub fn drugs<'a>(terms: &'a [&'a str]) -> Category<'a> {
+        Category {
+            name: "drugs",
+            severity: 3,
+            description: "Drugs.",
+            terms,
+        }
+    }
+
+    /// The TOML of pack `about` at `version`, with one changelog entry and
+    /// `categories` in order: all category headers first, then their terms.
+    pub fn small_pack(about: &About, version: u32, categories: &[Category]) -> String {
+        let About {
+            id,
+            name,
+            description,
+            notes,
+        } = about;
+        let mut out = format!(
+            r#"[pack]
+id = "{id}"
+name = "{name}"
+version = {version}
+language = "en-GB"
+description = "{description}"
+
+[[changelog]]
+version = {version}
+date = "2026-11-22"
+notes = "{notes} {version}."
+"#
+        );
+        for c in categories {
+            out.push_str(&format!(
+                "\n[categories.{}]\nseverity = {}\ndescription = \"{}\"\n",
+                c.name, c.severity, c.description
+            ));
+        }
+        for c in categories {
+            let terms = c
+                .terms
+                .iter()
+                .map(|t| format!("\"{t}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push_str(&format!(
+                "\n[[terms]]\ncategory = \"{}\"\nkind = \"phrase\"\nterms = [{terms}]\n",
+                c.name
+            ));
+        }
+        out
     }
 }

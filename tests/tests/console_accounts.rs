@@ -279,10 +279,8 @@ fn user_list(collector: &Collector) -> String {
 #[test]
 fn a_locked_account_is_unlocked_by_the_cli_and_signs_in_again() {
     let scratch = Scratch::new("console-accounts");
-    let mut collector = Collector::init(scratch.path("collector")).unwrap();
-    let port = free_port();
-    collector.set_console_port(port).unwrap();
-    collector.add_console_user("dsl1", "dsl", PASSWORD).unwrap();
+    let (mut collector, port) =
+        Collector::with_console(scratch.path("collector"), &[("dsl1", "dsl")], PASSWORD).unwrap();
     collector.start().unwrap();
     wait_for_port(port);
     let http = Endpoint::Http(port);
@@ -489,10 +487,8 @@ fn pager_link(page: &Response, id: &str) -> Option<String> {
 #[test]
 fn queue_pages_follow_next_and_previous_links_over_http() {
     let scratch = Scratch::new("console-pages");
-    let mut collector = Collector::init(scratch.path("collector")).unwrap();
-    let port = free_port();
-    collector.set_console_port(port).unwrap();
-    collector.add_console_user("dsl1", "dsl", PASSWORD).unwrap();
+    let (mut collector, port) =
+        Collector::with_console(scratch.path("collector"), &[("dsl1", "dsl")], PASSWORD).unwrap();
     collector.start().unwrap();
     wait_for_port(port);
     // 130 stored alerts, with ties in severity and time so that the id orders some of them;

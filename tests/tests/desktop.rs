@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tutela_tests::{require_programs, wait_for, Agent, Collector, Desktop, Scratch};
+use tutela_tests::{desktop_agent, require_programs, wait_for, Agent, Collector, Desktop, Scratch};
 
 const USER: &str = "pupil.one";
 const STATION: &str = "LAB1-PC07";
@@ -33,14 +33,7 @@ impl Lab {
     fn start(name: &str, agent_toml: &str) -> Self {
         let scratch = Scratch::new(name);
         let desktop = Desktop::start(scratch.path("desktop.log")).unwrap();
-        let mut collector = Collector::init(scratch.path("collector")).unwrap();
-        collector.start().unwrap();
-        let home = scratch.path("home");
-        std::fs::create_dir_all(&home).unwrap();
-        let mut agent = Agent::new(scratch.path("agent"));
-        agent.on_desktop(&desktop, &home);
-        agent.enrol(&collector.token(&[]).unwrap()).unwrap();
-        std::fs::write(agent.dir.join("agent.toml"), agent_toml).unwrap();
+        let (collector, mut agent, home) = desktop_agent(&scratch, &desktop, agent_toml).unwrap();
         agent.start(&[]).unwrap();
         agent.wait_for_sensors(Duration::from_secs(180)).unwrap();
         let log = agent.log_text();

@@ -9,32 +9,38 @@ use tutela_agent::monitor::LiveRules;
 use tutela_agent::rules_sync::RulesSync;
 use tutela_agent::spool::{Spool, SpoolConfig};
 use tutela_rules::{AgeBand, CompileOptions, Matcher, Pack, Scope};
+use tutela_tests::packs::{small_pack, weapons, About};
 use tutela_tests::{run_ok, wait_for, Agent, Collector, Scratch};
 
+/// The fleet test pack at `version`, with one weapons phrase.
 fn pack(version: u32, term: &str) -> String {
-    format!(
-        r#"[pack]
-id = "fleet-test"
-name = "Fleet test pack"
-version = {version}
-language = "en-GB"
-description = "A small pack for fleet tests."
+    let about = About::new(
+        "fleet-test",
+        "Fleet test pack",
+        "A small pack for fleet tests.",
+    );
+    small_pack(&about, version, &[weapons(&[term])])
+}
 
-[[changelog]]
-version = {version}
-date = "2026-11-22"
-notes = "Test release {version}."
+/// A scratch directory named `name`, a collector started in it, and a
+/// runtime for the agents' rule streams.
+fn started(name: &str) -> (Scratch, Collector, tokio::runtime::Runtime) {
+    let scratch = Scratch::new(name);
+    let mut collector = Collector::init(scratch.path("collector")).unwrap();
+    collector.start().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    (scratch, collector, rt)
+}
 
-[categories.weapons]
-severity = 4
-description = "Weapons."
-
-[[terms]]
-category = "weapons"
-kind = "phrase"
-terms = ["{term}"]
-"#
-    )
+/// The line of `agents list` output for agent `id`; fails if it is not listed.
+fn listed(list: &str, id: &str) -> String {
+    list.lines()
+        .find(|l| l.starts_with(id))
+        .unwrap_or_else(|| panic!("{id} not listed:\n{list}"))
+        .to_owned()
 }
 
 fn matcher(text: &str) -> Arc<Matcher> {
@@ -112,13 +118,7 @@ fn reporting(collector: &Collector, version: u32) -> usize {
 
 #[test]
 fn a_publish_reaches_fifty_agents_and_an_offline_one_on_reconnect() {
-    let scratch = Scratch::new("fleet");
-    let mut collector = Collector::init(scratch.path("collector")).unwrap();
-    collector.start().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (scratch, collector, rt) = started("fleet");
     let online: Vec<Device> = (0..50)
         .map(|n| device(&collector, &scratch, n, &rt))
         .collect();
@@ -186,13 +186,7 @@ fn a_publish_reaches_fifty_agents_and_an_offline_one_on_reconnect() {
 
 #[test]
 fn agents_reject_bad_signatures_and_older_bundles_and_say_why() {
-    let scratch = Scratch::new("bundles");
-    let mut collector = Collector::init(scratch.path("collector")).unwrap();
-    collector.start().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (scratch, collector, rt) = started("bundles");
     let d = device(&collector, &scratch, 0, &rt);
     let collector_key = tutela_rules::bundle::load_pkcs8(
         &std::fs::read(collector.dir.join("signing.key")).unwrap(),
@@ -293,12 +287,7 @@ fn two_stations_from_one_cloned_identity_end_distinct_and_flagged() {
 
     // The collector shows both identities, flagged for the technician, in the same group.
     let list = run_ok(collector.cmd().args(["agents", "list"])).unwrap();
-    let line = |id: &str| {
-        list.lines()
-            .find(|l| l.starts_with(id))
-            .unwrap_or_else(|| panic!("{id} not listed:\n{list}"))
-            .to_owned()
-    };
+    let line = |id: &str| listed(&list, id);
     assert!(
         line(&first_id).contains("identity cloned: re-keyed as"),
         "{list}"
@@ -425,13 +414,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 
 #[test]
 fn one_identity_heard_from_two_hosts_is_told_to_rekey_and_both_are_flagged() {
-    let scratch = Scratch::new("two-hosts");
-    let mut collector = Collector::init(scratch.path("collector")).unwrap();
-    collector.start().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (scratch, collector, rt) = started("two-hosts");
     let d = device(&collector, &scratch, 0, &rt);
     let old_id = d.sync.enrolment.agent_id.clone();
     // The same identity on another host, one that did not notice it was copied.
@@ -479,12 +462,7 @@ fn one_identity_heard_from_two_hosts_is_told_to_rekey_and_both_are_flagged() {
     assert!(err.contains("re-key refused"), "{err}");
 
     let list = run_ok(collector.cmd().args(["agents", "list"])).unwrap();
-    let line = |id: &str| {
-        list.lines()
-            .find(|l| l.starts_with(id))
-            .unwrap_or_else(|| panic!("{id} not listed:\n{list}"))
-            .to_owned()
-    };
+    let line = |id: &str| listed(&list, id);
     assert!(
         line(&old_id).contains("identity seen from a second machine"),
         "{list}"

@@ -9,7 +9,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tutela_tests::{free_port, Agent, Collector, Scratch};
+use tutela_tests::packs::{self, small_pack, About};
+use tutela_tests::{Agent, Collector, Scratch};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -110,6 +111,23 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// The console audit log, oldest first: (actor, action, target).
+fn audit_log(db: &rusqlite::Connection) -> Vec<(String, String, String)> {
+    db.prepare("SELECT actor, action, target FROM console_audit ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Whether `audit` holds an entry by `actor` of `action` on `target`.
+fn logged(audit: &[(String, String, String)], actor: &str, action: &str, target: &str) -> bool {
+    audit
+        .iter()
+        .any(|(a, b, c)| a == actor && b == action && c == target)
+}
+
 /// Replaces `[fleet]` in collector.toml: school all day, every day.
 fn always_school(collector: &Collector) {
     let path = collector.dir.join("collector.toml");
@@ -134,23 +152,19 @@ fn always_school(collector: &Collector) {
 #[test]
 fn fleet_exemptions_rules_and_tokens_pages_per_role() {
     let scratch = Scratch::new("fleet-console");
-    let mut collector = Collector::init(scratch.path("collector")).unwrap();
-    let port = free_port();
-    collector.set_console_port(port).unwrap();
+    let (mut collector, port) = Collector::with_console(
+        scratch.path("collector"),
+        &[("dsl.one", "dsl"), ("tech.one", "technician")],
+        PASSWORD,
+    )
+    .unwrap();
     always_school(&collector);
-    collector
-        .add_console_user("dsl.one", "dsl", PASSWORD)
-        .unwrap();
-    collector
-        .add_console_user("tech.one", "technician", PASSWORD)
-        .unwrap();
     collector.start().unwrap();
 
     let mut ids = Vec::new();
     for station in ["Y10-PC01", "Y10-PC02", "Y10-PC03"] {
         let mut agent = Agent::new(scratch.path(station));
-        agent.env.retain(|(k, _)| k != "TUTELA_STATION");
-        agent.env.push(("TUTELA_STATION".into(), station.into()));
+        agent.as_station(station);
         agent
             .enrol(&collector.token(&["--group", "year-10"]).unwrap())
             .unwrap();
@@ -268,18 +282,8 @@ fn fleet_exemptions_rules_and_tokens_pages_per_role() {
     let r = http(port, "POST", "/exemptions/add", &dsl, &form);
     assert!(r.body.contains("is not an end time"), "{}", r.body);
 
-    let audit: Vec<(String, String, String)> = db
-        .prepare("SELECT actor, action, target FROM console_audit ORDER BY id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let has = |actor: &str, action: &str, target: &str| {
-        audit
-            .iter()
-            .any(|(a, b, c)| a == actor && b == action && c == target)
-    };
+    let audit = audit_log(&db);
+    let has = |actor: &str, action: &str, target: &str| logged(&audit, actor, action, target);
     assert!(has("tech.one", "denied", "exemptions: add"), "{audit:?}");
     assert!(has("dsl.one", "exemption-add", "exemption:1"), "{audit:?}");
     assert!(
@@ -413,35 +417,14 @@ fn fleet_exemptions_rules_and_tokens_pages_per_role() {
     assert_eq!(token_audit, 2);
 }
 
+/// The console test pack at `version`, with `weapons` phrases.
 fn pack(version: u32, weapons: &[&str]) -> String {
-    let terms = weapons
-        .iter()
-        .map(|t| format!("\"{t}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        r#"[pack]
-id = "console-test"
-name = "Console test pack"
-version = {version}
-language = "en-GB"
-description = "A small pack for console tests."
-
-[[changelog]]
-version = {version}
-date = "2026-11-22"
-notes = "Test release {version}."
-
-[categories.weapons]
-severity = 4
-description = "Weapons."
-
-[[terms]]
-category = "weapons"
-kind = "phrase"
-terms = [{terms}]
-"#
-    )
+    let about = About::new(
+        "console-test",
+        "Console test pack",
+        "A small pack for console tests.",
+    );
+    small_pack(&about, version, &[packs::weapons(weapons)])
 }
 
 /// The shipped en-GB pack.
@@ -463,12 +446,12 @@ fn encoded_len(form: &[(&str, &str)]) -> usize {
 #[test]
 fn the_full_en_gb_pack_is_published_from_the_console_and_an_oversized_form_is_explained() {
     let scratch = Scratch::new("console-publish-large");
-    let mut collector = Collector::init(scratch.path("collector")).unwrap();
-    let port = free_port();
-    collector.set_console_port(port).unwrap();
-    collector
-        .add_console_user("tech.one", "technician", PASSWORD)
-        .unwrap();
+    let (mut collector, port) = Collector::with_console(
+        scratch.path("collector"),
+        &[("tech.one", "technician")],
+        PASSWORD,
+    )
+    .unwrap();
     collector.start().unwrap();
     tutela_tests::wait_for("the console to listen", Duration::from_secs(30), || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -563,24 +546,18 @@ fn the_full_en_gb_pack_is_published_from_the_console_and_an_oversized_form_is_ex
 #[test]
 fn a_technician_clears_a_flag_and_revokes_a_station_from_the_fleet_page() {
     let scratch = Scratch::new("fleet-actions");
-    let mut collector = Collector::init(scratch.path("collector")).unwrap();
-    let port = free_port();
-    collector.set_console_port(port).unwrap();
-    collector
-        .add_console_user("tech.one", "technician", PASSWORD)
-        .unwrap();
-    collector
-        .add_console_user("head.one", "head", PASSWORD)
-        .unwrap();
+    let (mut collector, port) = Collector::with_console(
+        scratch.path("collector"),
+        &[("tech.one", "technician"), ("head.one", "head")],
+        PASSWORD,
+    )
+    .unwrap();
     collector.start().unwrap();
     let mut agents = Vec::new();
     for station in ["LAB4-PC01", "LAB4-PC02"] {
         let mut agent = Agent::new(scratch.path(station));
-        agent.env.retain(|(k, _)| k != "TUTELA_STATION");
-        agent.env.push(("TUTELA_STATION".into(), station.into()));
-        agent
-            .env
-            .push(("TUTELA_MACHINE_ID".into(), format!("machine-{station}")));
+        agent.as_station(station);
+        agent.on_machine(&format!("machine-{station}"));
         agent
             .enrol(&collector.token(&["--group", "lab-4"]).unwrap())
             .unwrap();
@@ -745,18 +722,8 @@ fn a_technician_clears_a_flag_and_revokes_a_station_from_the_fleet_page() {
         "{alerts:?}"
     );
 
-    let audit: Vec<(String, String, String)> = db
-        .prepare("SELECT actor, action, target FROM console_audit ORDER BY id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let has = |actor: &str, action: &str, target: &str| {
-        audit
-            .iter()
-            .any(|(a, b, c)| a == actor && b == action && c == target)
-    };
+    let audit = audit_log(&db);
+    let has = |actor: &str, action: &str, target: &str| logged(&audit, actor, action, target);
     assert!(has("head.one", "denied", "fleet: revoke"), "{audit:?}");
     assert!(has("tech.one", "csrf_refused", "console"), "{audit:?}");
     assert!(

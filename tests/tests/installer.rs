@@ -99,6 +99,26 @@ fn account(root: &Path, name: &str) -> (u32, u32, String) {
         .unwrap_or_else(|| panic!("no {name} account in the scratch root:\n{passwd}"))
 }
 
+/// The overall exposure level `systemd-analyze security` gives `unit` in
+/// `root` (0 is fully locked down, 10 is none), and the report it came from.
+fn unit_exposure(root: &Path, unit: &str) -> (f64, String) {
+    let security = Command::new("systemd-analyze")
+        .arg("security")
+        .arg(format!("--root={}", root.display()))
+        .arg("--offline=yes")
+        .arg(unit)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&security.stdout).into_owned();
+    let exposure: f64 = report
+        .lines()
+        .find_map(|l| l.split(&format!("{unit}: ")).nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{report}"));
+    (exposure, report)
+}
+
 #[test]
 fn debs_install_into_a_scratch_root_with_owners_modes_and_valid_units() {
     require_programs(&[
@@ -217,41 +237,15 @@ fn debs_install_into_a_scratch_root_with_owners_modes_and_valid_units() {
         "systemd-analyze verify: {}\n{complaints}",
         verify.status
     );
-    let security = Command::new("systemd-analyze")
-        .arg("security")
-        .arg(format!("--root={}", root.display()))
-        .arg("--offline=yes")
-        .arg("tutela-collector.service")
-        .output()
-        .unwrap();
     // The collector's sandbox scores "OK" or better (0 is fully locked down, 10 is none).
-    let report = String::from_utf8_lossy(&security.stdout);
-    let exposure: f64 = report
-        .lines()
-        .find_map(|l| l.split("tutela-collector.service: ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no exposure level in:\n{report}"));
+    let (exposure, report) = unit_exposure(&root, "tutela-collector.service");
     assert!(
         exposure <= 2.0,
         "the collector unit's exposure is {exposure}:\n{report}"
     );
     // The agent runs as root (it must read every pupil's files), but boxed in:
     // a bounded capability set, read-only system, no namespaces, W^X.
-    let security = Command::new("systemd-analyze")
-        .arg("security")
-        .arg(format!("--root={}", root.display()))
-        .arg("--offline=yes")
-        .arg("tutela-agent.service")
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&security.stdout);
-    let exposure: f64 = report
-        .lines()
-        .find_map(|l| l.split("tutela-agent.service: ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no exposure level in:\n{report}"));
+    let (exposure, report) = unit_exposure(&root, "tutela-agent.service");
     assert!(
         exposure <= 3.5,
         "the agent unit's exposure is {exposure}:\n{report}"
@@ -561,16 +555,7 @@ fn backup_of_a_live_collector_restores_to_a_working_collector() {
     // A target holding a stale -wal from an earlier collector is refused, untouched.
     std::fs::create_dir_all(&restored_dir).unwrap();
     std::fs::write(restored_dir.join("tutela.db-wal"), b"stale").unwrap();
-    let refused = tutela_tests::run_failing(
-        Command::new(bin("tutela-collector"))
-            .arg("--data-dir")
-            .arg(&restored_dir)
-            .arg("restore")
-            .arg("--passphrase-file")
-            .arg(&passphrase)
-            .arg(&dest),
-    );
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("already holds a collector"));
+    assert_restore_refused(&restored_dir, &passphrase, &dest);
     assert_eq!(
         std::fs::read(restored_dir.join("tutela.db-wal")).unwrap(),
         b"stale"
@@ -623,16 +608,36 @@ fn backup_of_a_live_collector_restores_to_a_working_collector() {
     let status = run_ok(restored.cmd().args(["agents", "list"])).unwrap();
     assert!(status.contains(&agent.agent_id()), "{status}");
     // Restoring over an existing collector is refused.
+    assert_restore_refused(&restored_dir, &passphrase, &dest);
+}
+
+/// Restoring backup `dest` into `restored_dir` fails: it already holds a collector.
+fn assert_restore_refused(restored_dir: &Path, passphrase: &Path, dest: &Path) {
     let refused = tutela_tests::run_failing(
         Command::new(bin("tutela-collector"))
             .arg("--data-dir")
-            .arg(&restored_dir)
+            .arg(restored_dir)
             .arg("restore")
             .arg("--passphrase-file")
-            .arg(&passphrase)
-            .arg(&dest),
+            .arg(passphrase)
+            .arg(dest),
     );
     assert!(String::from_utf8_lossy(&refused.stderr).contains("already holds a collector"));
+}
+
+/// The collector's live database, waiting up to ten seconds for its locks.
+fn open_db(collector: &Collector) -> Connection {
+    let conn = Connection::open(collector.dir.join("tutela.db")).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// One seeded alert: how it was reviewed, and whether the purge must take it.
@@ -762,12 +767,8 @@ fn retention_purge_removes_exactly_the_expired_alerts_and_their_captures() {
     assert!(out.contains("would remove 0 alerts"), "{out}");
 
     // Seed the review history straight into the live database.
-    let conn = Connection::open(collector.dir.join("tutela.db")).unwrap();
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let conn = open_db(&collector);
+    let now = now_ms();
     let alert_ids: Vec<i64> = ids(&conn, "SELECT id FROM alerts ORDER BY seq")
         .into_iter()
         .collect();
@@ -932,6 +933,40 @@ struct SessionHelper {
 }
 
 impl SessionHelper {
+    /// Starts the helper for `agent` with `loginctl` from `stub_dir`, its run
+    /// directory `scratch/run` and its log `scratch/helper.log`; with `home`
+    /// as HOME when given.
+    fn start(scratch: &Scratch, stub_dir: &Path, agent: &Agent, home: Option<&Path>) -> Self {
+        let log = scratch.path("helper.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let path = format!(
+            "{}:{}",
+            stub_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = Command::new("sh");
+        cmd.arg(workspace().join("installer/debian/agent/tutela-agent-session"))
+            .env("PATH", path)
+            .env("TUTELA_AGENT_BIN", bin("tutela-agent"))
+            .env("TUTELA_AGENT_DIR", &agent.dir)
+            .env("TUTELA_SESSION_POLL", "1")
+            .env("TUTELA_RUN_DIR", scratch.path("run"))
+            .env("TUTELA_STATION", "LAB1-PC07");
+        if let Some(home) = home {
+            cmd.env("HOME", home);
+        }
+        let child = cmd
+            .env("NO_COLOR", "1")
+            .env_remove("DISPLAY")
+            .env_remove("XAUTHORITY")
+            .env_remove("TUTELA_USER")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        SessionHelper { child, log }
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -976,19 +1011,10 @@ fn set_session(state: &Path, session: &str, class: &str, display: &str, user: &s
     .unwrap();
 }
 
-#[test]
-fn the_session_helper_follows_the_active_x_session() {
-    let scratch = Scratch::new("session-helper");
-    let desktop = tutela_tests::Desktop::start(scratch.path("desktop.log")).unwrap();
-    let mut collector = Collector::init(scratch.path("collector")).unwrap();
-    collector.set_console_port(free_port()).unwrap();
-    collector.start().unwrap();
-    let agent = Agent::new(scratch.path("agent"));
-    agent.enrol(&collector.token(&[]).unwrap()).unwrap();
-    let home = scratch.path("home");
-    std::fs::create_dir_all(&home).unwrap();
-
-    // logind stand-in: answers the two questions the helper asks.
+/// A logind stand-in: a `loginctl` in a fresh `bin` directory of `scratch`
+/// that answers the two questions the session helper asks from a state file
+/// (written by `set_session`). Returns the directory and the state file.
+fn loginctl_stub(scratch: &Scratch) -> (PathBuf, PathBuf) {
     let stub_dir = scratch.path("bin");
     std::fs::create_dir_all(&stub_dir).unwrap();
     let state = scratch.path("logind.state");
@@ -1002,34 +1028,27 @@ fn the_session_helper_follows_the_active_x_session() {
     )
     .unwrap();
     std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (stub_dir, state)
+}
+
+#[test]
+fn the_session_helper_follows_the_active_x_session() {
+    let scratch = Scratch::new("session-helper");
+    let desktop = tutela_tests::Desktop::start(scratch.path("desktop.log")).unwrap();
+    let mut collector = Collector::init(scratch.path("collector")).unwrap();
+    collector.set_console_port(free_port()).unwrap();
+    collector.start().unwrap();
+    let agent = Agent::new(scratch.path("agent"));
+    agent.enrol(&collector.token(&[]).unwrap()).unwrap();
+    let home = scratch.path("home");
+    std::fs::create_dir_all(&home).unwrap();
+
+    // logind stand-in: answers the two questions the helper asks.
+    let (stub_dir, state) = loginctl_stub(&scratch);
     // The login screen is up: nothing to watch yet.
     set_session(&state, "c0", "greeter", &desktop.display, "lightdm");
 
-    let log = scratch.path("helper.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let path = format!(
-        "{}:{}",
-        stub_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let child = Command::new("sh")
-        .arg(workspace().join("installer/debian/agent/tutela-agent-session"))
-        .env("PATH", path)
-        .env("TUTELA_AGENT_BIN", bin("tutela-agent"))
-        .env("TUTELA_AGENT_DIR", &agent.dir)
-        .env("TUTELA_SESSION_POLL", "1")
-        .env("TUTELA_RUN_DIR", scratch.path("run"))
-        .env("TUTELA_STATION", "LAB1-PC07")
-        .env("HOME", &home)
-        .env("NO_COLOR", "1")
-        .env_remove("DISPLAY")
-        .env_remove("XAUTHORITY")
-        .env_remove("TUTELA_USER")
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    let mut helper = SessionHelper { child, log };
+    let mut helper = SessionHelper::start(&scratch, &stub_dir, &agent, Some(&home));
     std::thread::sleep(Duration::from_secs(3));
     assert!(
         !helper.log_text().contains("watching"),
@@ -1042,14 +1061,17 @@ fn the_session_helper_follows_the_active_x_session() {
     helper.wait_for_log("watching session c1 of pupil.one", 1);
     helper.wait_for_log("sensors started", 1);
     let mut desktop = desktop;
+    let alert_titled = |what: &str, title: &str| {
+        collector
+            .wait_for_alert(what, Duration::from_secs(60), |a| {
+                a["window_title"] == title
+            })
+            .unwrap()
+    };
     let window = desktop.open_xterm("Year 9 history notes").unwrap();
     let title = "I want to kill myself tonight";
     desktop.rename(&window, title).unwrap();
-    let alert = collector
-        .wait_for_alert("the first pupil's alert", Duration::from_secs(60), |a| {
-            a["window_title"] == title
-        })
-        .unwrap();
+    let alert = alert_titled("the first pupil's alert", title);
     assert_eq!(alert["user"], "pupil.one", "{alert}");
 
     // Another pupil's session comes to the front: the agent follows it.
@@ -1059,11 +1081,7 @@ fn the_session_helper_follows_the_active_x_session() {
     helper.wait_for_log("sensors started", 2);
     let title = "best online casino bonus - free spins";
     desktop.rename(&window, title).unwrap();
-    let alert = collector
-        .wait_for_alert("the second pupil's alert", Duration::from_secs(60), |a| {
-            a["window_title"] == title
-        })
-        .unwrap();
+    let alert = alert_titled("the second pupil's alert", title);
     assert_eq!(alert["user"], "pupil.two", "{alert}");
 
     // Stopping the service stops the agent with it.
@@ -1291,47 +1309,10 @@ fn a_forged_x_authority_neither_hangs_the_agent_nor_fools_the_session_helper() {
     ]);
     // Processes here have no audit session: that is the session logind names.
     let session = std::fs::read_to_string("/proc/self/sessionid").unwrap();
-    let stub_dir = scratch.path("bin");
-    std::fs::create_dir_all(&stub_dir).unwrap();
-    let state = scratch.path("logind.state");
-    let stub = stub_dir.join("loginctl");
-    std::fs::write(
-        &stub,
-        format!(
-            "#!/bin/sh\nstate='{}'\ncase \"$1\" in\n  show-seat) ;;\n  show-session) [ \"$2\" = \"$(sed -n 's/^ActiveSession=//p' \"$state\")\" ] || exit 1 ;;\n  *) exit 1 ;;\nesac\nsed -n \"s/^$4=//p\" \"$state\"\n",
-            state.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (stub_dir, state) = loginctl_stub(&scratch);
     set_session(&state, session.trim(), "user", &display, "nobody");
-    let log = scratch.path("helper.log");
-    let out = std::fs::File::create(&log).unwrap();
     let run_dir = scratch.path("run");
-    let child = Command::new("sh")
-        .arg(workspace().join("installer/debian/agent/tutela-agent-session"))
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                stub_dir.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .env("TUTELA_AGENT_BIN", bin("tutela-agent"))
-        .env("TUTELA_AGENT_DIR", &agent.dir)
-        .env("TUTELA_SESSION_POLL", "1")
-        .env("TUTELA_RUN_DIR", &run_dir)
-        .env("TUTELA_STATION", "LAB1-PC07")
-        .env("NO_COLOR", "1")
-        .env_remove("DISPLAY")
-        .env_remove("XAUTHORITY")
-        .env_remove("TUTELA_USER")
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    let mut helper = SessionHelper { child, log };
+    let mut helper = SessionHelper::start(&scratch, &stub_dir, &agent, None);
     helper.wait_for_log("watching session", 1);
     helper.wait_for_log("sensors started", 1);
     let text = helper.log_text();
@@ -1380,12 +1361,8 @@ fn serve_runs_the_retention_purge_by_itself() {
     .unwrap();
     agent.kill9();
     // The first alert was closed 400 days ago; the second is open.
-    let conn = Connection::open(collector.dir.join("tutela.db")).unwrap();
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let conn = open_db(&collector);
+    let now = now_ms();
     let first: i64 = conn
         .query_row("SELECT id FROM alerts WHERE seq = 1", [], |r| r.get(0))
         .unwrap();

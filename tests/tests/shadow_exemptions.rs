@@ -8,47 +8,22 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tutela_tests::packs::{self, small_pack, About};
 use tutela_tests::{run_ok, wait_for, Agent, Collector, Desktop, Scratch};
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// The lab test pack at `version`: `weapons` phrases and "cannabis" for drugs.
 fn pack(version: u32, weapons: &[&str]) -> String {
-    let terms = weapons
-        .iter()
-        .map(|t| format!("\"{t}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        r#"[pack]
-id = "lab-test"
-name = "Lab test pack"
-version = {version}
-language = "en-GB"
-description = "A small pack for shadow and exemption tests."
-
-[[changelog]]
-version = {version}
-date = "2026-11-22"
-notes = "Test release {version}."
-
-[categories.weapons]
-severity = 4
-description = "Weapons."
-
-[categories.drugs]
-severity = 3
-description = "Drugs."
-
-[[terms]]
-category = "weapons"
-kind = "phrase"
-terms = [{terms}]
-
-[[terms]]
-category = "drugs"
-kind = "phrase"
-terms = ["cannabis"]
-"#
+    let about = About::new(
+        "lab-test",
+        "Lab test pack",
+        "A small pack for shadow and exemption tests.",
+    );
+    small_pack(
+        &about,
+        version,
+        &[packs::weapons(weapons), packs::drugs(&["cannabis"])],
     )
 }
 
@@ -74,11 +49,8 @@ fn start_agent(
     let home = scratch.path(&format!("home-{station}"));
     std::fs::create_dir_all(&home).unwrap();
     let mut agent = Agent::new(scratch.path(station));
-    agent.env.retain(|(k, _)| k != "TUTELA_STATION");
-    agent.env.push(("TUTELA_STATION".into(), station.into()));
-    agent
-        .env
-        .push(("TUTELA_MACHINE_ID".into(), format!("machine-{station}")));
+    agent.as_station(station);
+    agent.on_machine(&format!("machine-{station}"));
     agent.on_desktop(desktop, &home);
     agent
         .enrol(&collector.token(&["--group", group]).unwrap())
