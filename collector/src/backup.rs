@@ -427,6 +427,7 @@ pub fn backup(
         copies.push((name, bytes));
     }
 
+    remove_stale_partials(data_dir);
     let source = store::open(data_dir).map_err(sql(&db_path))?;
     // An encrypted backup's database is copied in the clear beside the live
     // one (same owner, same protection), sealed into the backup, then removed.
@@ -475,6 +476,38 @@ pub fn backup(
         dir: dest.to_owned(),
         manifest,
     })
+}
+
+/// Removes plain database copies left beside the live one by a backup that
+/// was killed before it could clean up (older than an hour, so a backup
+/// running at the same time keeps its own).
+fn remove_stale_partials(data_dir: &Path) {
+    let Ok(entries) = fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(".backup-") && name.ends_with(".partial")) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+        if old {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::warn!(file = %name, "removed the plain copy left by an interrupted backup")
+                }
+                Err(e) => {
+                    tracing::warn!(file = %name, error = %e, "cannot remove the plain copy left by an interrupted backup")
+                }
+            }
+        }
+    }
 }
 
 /// Copies one snapshot of `source` into the new database file `partial`.
@@ -685,6 +718,30 @@ fn move_into_place(staging: &Path, data_dir: &Path) -> Result<(), BackupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_copies_left_by_an_interrupted_backup_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(".backup-00aa.tutela.db.partial");
+        let running = dir.path().join(".backup-00bb.tutela.db.partial");
+        let live = dir.path().join("tutela.db");
+        for f in [&stale, &running, &live] {
+            fs::write(f, b"x").unwrap();
+        }
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        for f in [&stale, &live] {
+            fs::File::options()
+                .write(true)
+                .open(f)
+                .unwrap()
+                .set_modified(two_hours_ago)
+                .unwrap();
+        }
+        remove_stale_partials(dir.path());
+        assert!(!stale.exists(), "an old plain copy is removed");
+        assert!(running.exists(), "a backup running now keeps its copy");
+        assert!(live.exists(), "nothing else is touched");
+    }
 
     fn collector() -> tempfile::TempDir {
         let data = tempfile::tempdir().unwrap();

@@ -290,27 +290,33 @@ impl Ingest for IngestService {
         UnparsedPublicKey::new(&ED25519, &key.public_key)
             .verify(&signed.body, &signed.signature)
             .map_err(|_| Status::unauthenticated("heartbeat signature does not verify"))?;
-        let conn = self.keys.conn.lock().unwrap_or_else(|p| p.into_inner());
-        conn.execute(
-            "UPDATE agents SET last_seen_ms = ?2, agent_version = ?3, rules_version = ?4,
-                spool_backlog = ?5, spool_dropped = ?6 WHERE agent_id = ?1",
-            rusqlite::params![
-                body.agent_id,
-                store::now_ms(),
-                body.agent_version,
-                body.rules_version,
-                body.spool_backlog as i64,
-                body.spool_dropped as i64
-            ],
-        )
-        .map_err(|_| Status::unavailable("cannot record the heartbeat; retry later"))?;
-        if let Err(e) = crate::publish::record_shadow_counts(&conn, &body) {
-            tracing::warn!(error = %e, agent_id = %body.agent_id, "cannot record shadow counts");
-        }
-        let rekey = crate::enrolment::check_host(&conn, &body).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, agent_id = %body.agent_id, "cannot check the agent's machine");
-            false
-        });
+        // The store work runs on a blocking thread, not the async runtime.
+        let keys = self.keys.clone();
+        let rekey = tokio::task::spawn_blocking(move || -> Result<bool, Status> {
+            let conn = keys.conn.lock().unwrap_or_else(|p| p.into_inner());
+            conn.execute(
+                "UPDATE agents SET last_seen_ms = ?2, agent_version = ?3, rules_version = ?4,
+                    spool_backlog = ?5, spool_dropped = ?6 WHERE agent_id = ?1",
+                rusqlite::params![
+                    body.agent_id,
+                    store::now_ms(),
+                    body.agent_version,
+                    body.rules_version,
+                    body.spool_backlog as i64,
+                    body.spool_dropped as i64
+                ],
+            )
+            .map_err(|_| Status::unavailable("cannot record the heartbeat; retry later"))?;
+            if let Err(e) = crate::publish::record_shadow_counts(&conn, &body) {
+                tracing::warn!(error = %e, agent_id = %body.agent_id, "cannot record shadow counts");
+            }
+            Ok(crate::enrolment::check_host(&conn, &body).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, agent_id = %body.agent_id, "cannot check the agent's machine");
+                false
+            }))
+        })
+        .await
+        .map_err(|_| Status::internal("the heartbeat could not be recorded; retry later"))??;
         Ok(Response::new(HeartbeatReply {
             server_time_ms: store::now_ms(),
             latest_rules_version: 0,
