@@ -75,6 +75,10 @@ impl Harness {
         std::fs::create_dir_all(&dir).unwrap();
         secrets::create_missing(&dir, &[]).unwrap();
         let enrol = store::open(&dir).unwrap();
+        // Every index a serving collector keeps on `alerts` (the review
+        // console's and the summary's too): the writer pays for each.
+        tutela_collector::console::schema::create(&enrol).unwrap();
+        tutela_collector::summary::ensure_schema(&enrol).unwrap();
         let config_path = dir.join("collector.toml");
         let config = CollectorConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
