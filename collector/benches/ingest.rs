@@ -25,10 +25,6 @@ use tutela_collector::{secrets, serve, store};
 use tutela_proto::v1::ingest_client::IngestClient;
 use tutela_proto::v1::{AckStatus, Observation, RuleMatch, SignedEvent, Source};
 
-// The allocator the collector binary uses.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Concurrent agent streams.
 const STREAMS: usize = 4;
 /// Target size of a signed event body.

@@ -10,11 +10,6 @@ use tutela_collector::config::CollectorConfig;
 use tutela_collector::enrolment::{self, TokenSpec};
 use tutela_collector::{evidence, secrets, serve, store};
 
-// Ingest allocates and frees small buffers on several threads at a high
-// rate; mimalloc does that with less CPU than the system allocator.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "tutela-collector",
