@@ -566,4 +566,29 @@ fn queue_pages_follow_next_and_previous_links_over_http() {
     let odd = http.get("/queue?after=not-a-cursor", &cookies);
     assert_eq!(odd.status, 200);
     assert_eq!(row_ids(&odd), pages[0]);
+
+    // The last page grows while it is open: the poll brings a Next link.
+    let last = pager_link(&middle, "page-next").expect("a Next link on page 2");
+    let poll_url = format!("{last}&fragment=1");
+    let polled = http.get(&poll_url, &cookies);
+    let fragment: serde_json::Value = serde_json::from_str(&polled.body).unwrap();
+    assert!(!fragment["pager"].as_str().unwrap().contains("page-next"));
+    for i in 0..45_i64 {
+        db.execute(
+            "INSERT INTO alerts (event_id, agent_id, seq, time_ms, received_ms, user, station, source,
+                context, app, app_path, window_title, url, search_query, category, severity, rule_id,
+                term, matches, rules_version, state, repeat_of, body, signature, body_hash)
+             VALUES (?1, 'ag-pages', ?2, 1000, 1000, 'pupil.one', 'LAB1-PC07', 'typed', 'context', 'app', '',
+                'Homework', '', '', 'bullying', 1, 'bullying/seed', 'term', '[]', 1, 'new', '', x'00', x'00', x'00')",
+            rusqlite::params![format!("late{i:028x}"), 1000 + i],
+        )
+        .unwrap();
+    }
+    let polled = http.get(&poll_url, &cookies);
+    let fragment: serde_json::Value = serde_json::from_str(&polled.body).unwrap();
+    let pager = fragment["pager"].as_str().unwrap();
+    assert!(
+        pager.contains("page-next") && pager.contains("page-previous"),
+        "{pager}"
+    );
 }

@@ -126,8 +126,9 @@ mark{background:#ffe066;padding:0 1px;font-weight:600}
 @media print{header,form,.noprint{display:none}body{background:#fff}}
 "#;
 
-/// Polls the queue for new alerts and swaps the rows in place, keeping the
-/// current filters; rows newer than the page's first load are highlighted.
+/// Polls the queue for new alerts and swaps the rows, counts and pager in
+/// place, keeping the current filters; rows newer than the page's first load
+/// are highlighted.
 pub const JS: &str = r#"
 (function(){
   var rows=document.getElementById('queue-rows');
@@ -143,6 +144,8 @@ pub const JS: &str = r#"
         if(d.max_id!==parseInt(rows.getAttribute('data-max-id')||'0',10)){
           rows.innerHTML=d.rows;rows.setAttribute('data-max-id',String(d.max_id));
           counts.innerHTML=d.counts;
+          var pager=document.getElementById('queue-pager');
+          if(pager&&typeof d.pager==='string')pager.innerHTML=d.pager;
           rows.querySelectorAll('tr[data-id]').forEach(function(tr){
             if(parseInt(tr.getAttribute('data-id'),10)>seen)tr.classList.add('fresh');
           });

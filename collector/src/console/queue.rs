@@ -634,8 +634,9 @@ pub fn render(
     let counts = counts_html(&counts(app, conn, viewer, q)?, q);
     let max = max_id(conn)?;
     let rows_html = rows_html(app, viewer, rows);
+    let pager = pager_html(q, previous, next);
     if fragment {
-        let json = serde_json::json!({ "rows": rows_html, "counts": counts, "max_id": max });
+        let json = serde_json::json!({ "rows": rows_html, "counts": counts, "max_id": max, "pager": pager });
         return Ok(typed_response("application/json", json.to_string()));
     }
     let categories: Vec<(&str, &str)> = std::iter::once(("", "any"))
@@ -700,13 +701,20 @@ pub fn render(
     let _ = write!(
         body,
         r#"<table id="queue"><thead><tr>{check_head}<th>Sev</th><th>Category</th><th>Time</th><th>Pupil</th><th>Station</th><th>Source</th><th>Rule</th><th>Context</th><th>State</th><th>Assigned</th></tr></thead>
-<tbody id="queue-rows" data-max-id="{max}">{rows_html}</tbody></table><p class="pager">"#
+<tbody id="queue-rows" data-max-id="{max}">{rows_html}</tbody></table><p class="pager" id="queue-pager">{pager}</p>"#
     );
+    body.push_str(&bulk);
+    Ok(html_response(layout("Queue", Some(viewer), &body)))
+}
+
+/// The Previous and Next links, keeping the filters.
+fn pager_html(q: &QueueQuery, previous: Option<Cursor>, next: Option<Cursor>) -> String {
     let qs = q.query_string();
     let sep = if qs.is_empty() { "" } else { "&amp;" };
+    let mut out = String::new();
     if let Some(cursor) = previous {
         let _ = write!(
-            body,
+            out,
             r#"<a href="/queue?{}{sep}before={}" id="page-previous">&larr; Previous</a>"#,
             esc(&qs),
             cursor.encode()
@@ -714,15 +722,13 @@ pub fn render(
     }
     if let Some(cursor) = next {
         let _ = write!(
-            body,
+            out,
             r#"<a href="/queue?{}{sep}after={}" id="page-next">Next &rarr;</a>"#,
             esc(&qs),
             cursor.encode()
         );
     }
-    body.push_str("</p>");
-    body.push_str(&bulk);
-    Ok(html_response(layout("Queue", Some(viewer), &body)))
+    out
 }
 
 pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
