@@ -8,8 +8,7 @@
 #![allow(unsafe_code)] // Win32 calls; each block states why it is sound.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use windows_sys::Win32::Foundation::{LPARAM, LRESULT, WPARAM};
 use windows_sys::Win32::System::LibraryLoader::GetModuleHandleW;
@@ -47,15 +46,17 @@ pub(crate) fn start(
     tx: tokio::sync::mpsc::Sender<SensorEvent>,
 ) -> Result<SensorHandle, SensorError> {
     let stop = Stop::default();
-    // The loop's thread id, so that a stop request can post WM_QUIT to it (0: not yet known).
-    let thread_id = Arc::new(AtomicU32::new(0));
+    // The loop's thread id, so that a stop request can post WM_QUIT to it (0: not running).
+    // The waker posts while holding the lock and the thread clears the id under the lock on
+    // every way out, so a post never reaches a thread id Windows has since given to another.
+    let thread_id = Arc::new(Mutex::new(0u32));
     let waker_id = thread_id.clone();
     stop.set_waker(move || {
-        let id = waker_id.load(Ordering::SeqCst);
-        if id != 0 {
-            // SAFETY: PostThreadMessageW takes plain values; a stale thread id makes it fail,
-            // which is harmless.
-            unsafe { PostThreadMessageW(id, WM_QUIT, 0, 0) };
+        let id = waker_id.lock().unwrap_or_else(|p| p.into_inner());
+        if *id != 0 {
+            // SAFETY: PostThreadMessageW takes plain values; the id is that of the running
+            // hook thread, which cannot exit while the lock is held (see `Running`).
+            unsafe { PostThreadMessageW(*id, WM_QUIT, 0, 0) };
         }
     });
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
@@ -79,7 +80,7 @@ pub(crate) fn start(
 fn run(
     tx: tokio::sync::mpsc::Sender<SensorEvent>,
     stop: &Stop,
-    thread_id: &AtomicU32,
+    thread_id: &Mutex<u32>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
     let mut msg: MSG = unsafe_zeroed_msg();
@@ -87,7 +88,8 @@ fn run(
     // message queue before anyone posts WM_QUIT to it.
     unsafe { PeekMessageW(&mut msg, std::ptr::null_mut(), 0, 0, PM_NOREMOVE) };
     // SAFETY: no arguments.
-    thread_id.store(unsafe { GetCurrentThreadId() }, Ordering::SeqCst);
+    *thread_id.lock().unwrap_or_else(|p| p.into_inner()) = unsafe { GetCurrentThreadId() };
+    let _running = Running(thread_id);
     HOOK.with(|h| {
         *h.borrow_mut() = Some(HookState {
             tx,
@@ -141,6 +143,15 @@ fn run(
             dropped,
             "key sensor dropped keys while the matcher was behind"
         );
+    }
+}
+
+/// Clears the published thread id when the hook thread leaves `run`, by any path.
+struct Running<'a>(&'a Mutex<u32>);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = 0;
     }
 }
 
