@@ -45,6 +45,15 @@ pub(crate) fn start(
     _config: &SensorConfig,
     tx: tokio::sync::mpsc::Sender<SensorEvent>,
 ) -> Result<SensorHandle, SensorError> {
+    let build = windows_build();
+    if build != 0 && build < FIRST_BUILD_KEEPING_DEAD_KEYS {
+        return Err(SensorError::Hook {
+            sensor: "keys",
+            reason: format!(
+                "Windows build {build} cannot translate keys without disturbing dead keys (accents) the pupil types; typed-text monitoring needs Windows 10 version 1607 (build 14393) or later"
+            ),
+        });
+    }
     let stop = Stop::default();
     // The loop's thread id, so that a stop request can post WM_QUIT to it (0: not running).
     // The waker posts while holding the lock and the thread clears the id under the lock on
@@ -143,6 +152,26 @@ fn run(
             dropped,
             "key sensor dropped keys while the matcher was behind"
         );
+    }
+}
+
+/// Windows 10 1607: the first build where ToUnicodeEx honours the flag that
+/// leaves the keyboard's dead-key state alone.
+const FIRST_BUILD_KEEPING_DEAD_KEYS: u32 = 14393;
+
+/// The Windows build number (0 if it cannot be read).
+fn windows_build() -> u32 {
+    use windows_sys::Win32::System::SystemInformation::OSVERSIONINFOW;
+    // SAFETY: OSVERSIONINFOW is a plain C struct for which all-zero is valid.
+    let mut info: OSVERSIONINFOW = unsafe { std::mem::zeroed() };
+    info.dwOSVersionInfoSize = std::mem::size_of::<OSVERSIONINFOW>() as u32;
+    // SAFETY: info is a valid, sized OSVERSIONINFOW for RtlGetVersion to fill in; unlike
+    // GetVersionExW it reports the real version whatever the executable's manifest says.
+    let status = unsafe { windows_sys::Wdk::System::SystemServices::RtlGetVersion(&mut info) };
+    if status == 0 {
+        info.dwBuildNumber
+    } else {
+        0
     }
 }
 
