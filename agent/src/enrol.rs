@@ -67,16 +67,6 @@ pub async fn enrol(
     Ok(enrolment)
 }
 
-/// The bytes both keys sign in a `RekeyRequest`.
-pub fn rekey_message(agent_id: &str, new_public_key: &[u8], time_ms: i64) -> Vec<u8> {
-    let mut m = tutela_proto::REKEY_DOMAIN.to_vec();
-    m.extend_from_slice(&(agent_id.len() as u32).to_be_bytes());
-    m.extend_from_slice(agent_id.as_bytes());
-    m.extend_from_slice(new_public_key);
-    m.extend_from_slice(&time_ms.to_be_bytes());
-    m
-}
-
 /// Why an identity is replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RekeyReason {
@@ -109,7 +99,7 @@ pub async fn rekey(
     let host = identity::host_id(&station);
     let new_key = Identity::generate();
     let time_ms = crate::session::now_ms();
-    let message = rekey_message(&old.agent_id, new_key.public_key(), time_ms);
+    let message = tutela_proto::rekey_message(&old.agent_id, new_key.public_key(), time_ms);
     let request = RekeyRequest {
         agent_id: old.agent_id.clone(),
         new_public_key: new_key.public_key().to_vec(),

@@ -3,7 +3,6 @@
 //! address, pinned certificate fingerprint).
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ring::rand::SystemRandom;
@@ -162,31 +161,7 @@ pub fn create_private_dir(dir: &Path) -> Result<(), IdentityError> {
 /// beside it (random name, never an existing file or a symlink someone else
 /// planted), then a rename over `path`. The temporary file is removed on error.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
-    use ring::rand::SecureRandom;
-    let mut suffix = [0u8; 8];
-    SystemRandom::new()
-        .fill(&mut suffix)
-        .map_err(|_| io_err(path)(std::io::Error::other("no randomness for a temporary name")))?;
-    let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(format!(".{}.tmp", hex::encode(suffix)));
-    let tmp = path.with_file_name(name);
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
-    }
-    let mut file = options.open(&tmp).map_err(io_err(&tmp))?;
-    let written = file
-        .write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(io_err(&tmp))
-        .and_then(|()| fs::rename(&tmp, path).map_err(io_err(path)));
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written
+    tutela_proto::private_file::write(path, bytes).map_err(|(at, e)| io_err(&at)(e))
 }
 
 /// File recording which host (machine and station) the key was made on.

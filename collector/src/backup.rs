@@ -308,14 +308,7 @@ fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 
 /// A new owner-only file (never an existing one, never through a symlink).
 fn create_private(path: &Path) -> Result<fs::File, BackupError> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
-    }
-    options.open(path).map_err(io(path))
+    tutela_proto::private_file::create_new(path).map_err(io(path))
 }
 
 fn sha256_file(path: &Path) -> Result<String, BackupError> {

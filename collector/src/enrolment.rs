@@ -203,7 +203,7 @@ impl EnrolmentService {
             tracing::error!(error = %e, "re-key storage error");
             Status::unavailable("the collector cannot record the new identity; retry later")
         };
-        let message = rekey_message(&req.agent_id, &req.new_public_key, req.time_ms);
+        let message = tutela_proto::rekey_message(&req.agent_id, &req.new_public_key, req.time_ms);
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction().map_err(internal)?;
         let old: Option<(Vec<u8>, bool, String)> = tx
@@ -308,16 +308,6 @@ pub const MAX_REKEYS_PER_IDENTITY: i64 = 500;
 
 /// How far a re-key request's time may be from the collector's.
 const REKEY_WINDOW_MS: i64 = 10 * 60_000;
-
-/// The bytes both keys sign in a `RekeyRequest`.
-pub fn rekey_message(agent_id: &str, new_public_key: &[u8], time_ms: i64) -> Vec<u8> {
-    let mut m = tutela_proto::REKEY_DOMAIN.to_vec();
-    m.extend_from_slice(&(agent_id.len() as u32).to_be_bytes());
-    m.extend_from_slice(agent_id.as_bytes());
-    m.extend_from_slice(new_public_key);
-    m.extend_from_slice(&time_ms.to_be_bytes());
-    m
-}
 
 /// A station name as shown to staff (console, emails): 1-253 bytes, no
 /// control characters (no line breaks to forge lines in a plain-text email).

@@ -248,15 +248,17 @@ pub fn pending(conn: &Connection, now_ms: i64) -> rusqlite::Result<Vec<Exemption
     rows.collect()
 }
 
-/// Exemptions that overlapped `[from_ms, to_ms)` (for the weekly summary).
-pub fn overlapping(
+/// Exemptions made or revoked in `[from_ms, to_ms)`, oldest first (for the
+/// governors' part of the weekly summary).
+pub fn changed_between(
     conn: &Connection,
     from_ms: i64,
     to_ms: i64,
 ) -> rusqlite::Result<Vec<Exemption>> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM exemptions WHERE starts_ms < ?2 AND ends_ms > ?1
-         AND (revoked_ms IS NULL OR revoked_ms > ?1) ORDER BY starts_ms"
+        "SELECT {COLUMNS} FROM exemptions
+         WHERE (created_ms >= ?1 AND created_ms < ?2) OR (revoked_ms >= ?1 AND revoked_ms < ?2)
+         ORDER BY created_ms, id"
     ))?;
     let rows = stmt.query_map([from_ms, to_ms], row)?;
     rows.collect()

@@ -3,7 +3,6 @@
 //! key that encrypts captures at rest. All files are owner-only.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
@@ -43,30 +42,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SecretsError + '_ {
 /// beside it (random name, never an existing file or a symlink someone else
 /// planted), then a rename over `path`. The temporary file is removed on error.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SecretsError> {
-    let mut suffix = [0u8; 8];
-    SystemRandom::new()
-        .fill(&mut suffix)
-        .map_err(|_| io(path)(std::io::Error::other("no randomness for a temporary name")))?;
-    let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(format!(".{}.tmp", hex::encode(suffix)));
-    let tmp = path.with_file_name(name);
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
-    }
-    let mut f = options.open(&tmp).map_err(io(&tmp))?;
-    let written = f
-        .write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(io(&tmp))
-        .and_then(|()| fs::rename(&tmp, path).map_err(io(path)));
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written
+    tutela_proto::private_file::write(path, bytes).map_err(|(at, e)| io(&at)(e))
 }
 
 /// Makes every secret that does not exist yet; keeps those that do.

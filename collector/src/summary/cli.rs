@@ -94,7 +94,8 @@ pub fn run(dir: &Path, args: SummaryArgs) -> Result<()> {
             Audience::Pupils
         };
         let html = super::preview_html(&conn, &config, week, audience)?;
-        write_private(out, html.as_bytes())
+        // Owner-only: the summary links alerts and names stations.
+        crate::secrets::write_private(out, html.as_bytes())
             .with_context(|| format!("writing {}", out.display()))?;
         println!(
             "wrote the summary for the week of {} to {}",
@@ -147,24 +148,4 @@ pub fn run(dir: &Path, args: SummaryArgs) -> Result<()> {
         return Ok(());
     }
     anyhow::bail!("say what to do: --preview FILE, --send-now or --status")
-}
-
-/// Writes `bytes` to `path` readable by its owner only (the summary links
-/// alerts and names stations): 0600 on Unix, also when the file existed.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        options.mode(0o600);
-        let mut file = options.open(path)?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        file.write_all(bytes)
-    }
-    #[cfg(not(unix))]
-    {
-        options.open(path)?.write_all(bytes)
-    }
 }

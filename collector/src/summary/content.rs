@@ -59,20 +59,6 @@ pub struct RuleChange {
     pub published_ms: i64,
 }
 
-/// A curriculum exemption made or revoked in the week.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExemptionChange {
-    pub grp: String,
-    pub category: String,
-    pub term: String,
-    pub reason: String,
-    pub created_by: String,
-    pub created_ms: i64,
-    pub starts_ms: i64,
-    pub ends_ms: i64,
-    pub revoked_ms: Option<i64>,
-}
-
 /// A station that has gone quiet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Silent {
@@ -107,7 +93,7 @@ pub struct Figures {
     pub staff_alerts: i64,
     pub silent: Vec<Silent>,
     pub rule_changes: Vec<RuleChange>,
-    pub exemptions: Vec<ExemptionChange>,
+    pub exemptions: Vec<crate::exemption::Exemption>,
 }
 
 /// How many of the most severe alerts are listed.
@@ -384,30 +370,7 @@ pub fn figures(
         Vec::new()
     };
 
-    let exemptions = if table_exists(conn, "exemptions")? {
-        let mut stmt = conn.prepare(
-            "SELECT grp, category, term, reason, created_by, created_ms, starts_ms, ends_ms, revoked_ms
-             FROM exemptions
-             WHERE (created_ms >= ?1 AND created_ms < ?2) OR (revoked_ms >= ?1 AND revoked_ms < ?2)
-             ORDER BY created_ms, id",
-        )?;
-        let rows = stmt.query_map([start, end], |r| {
-            Ok(ExemptionChange {
-                grp: r.get(0)?,
-                category: r.get(1)?,
-                term: r.get(2)?,
-                reason: r.get(3)?,
-                created_by: r.get(4)?,
-                created_ms: r.get(5)?,
-                starts_ms: r.get(6)?,
-                ends_ms: r.get(7)?,
-                revoked_ms: r.get(8)?,
-            })
-        })?;
-        rows.collect::<rusqlite::Result<_>>()?
-    } else {
-        Vec::new()
-    };
+    let exemptions = crate::exemption::changed_between(conn, start, end)?;
 
     Ok(Figures {
         audience,

@@ -282,13 +282,8 @@ fn zone_name(f: &Figures) -> &'static str {
     }
 }
 
-fn exemption_line(f: &Figures, e: &super::content::ExemptionChange) -> String {
-    let what = match (e.category.is_empty(), e.term.is_empty()) {
-        (true, true) => "all alerts".to_owned(),
-        (false, true) => format!("category {}", e.category),
-        (true, false) => format!("term {:?}", e.term),
-        (false, false) => format!("category {}, term {:?}", e.category, e.term),
-    };
+fn exemption_line(f: &Figures, e: &crate::exemption::Exemption) -> String {
+    let what = e.target();
     let revoked = e
         .revoked_ms
         .map(|ms| format!("; revoked {}", f.zone.format(ms)))
