@@ -68,11 +68,9 @@ impl EnrolmentService {
     }
 
     fn enrol_blocking(&self, req: &EnrolRequest) -> Result<EnrolResponse, Status> {
-        if req.public_key.len() != 32 {
-            return Err(Status::invalid_argument(
-                "the public key must be 32 bytes (Ed25519)",
-            ));
-        }
+        crate::signature::PublicKey::parse(&req.public_key).map_err(|e| {
+            Status::invalid_argument(format!("the agent's public key is refused: {e}"))
+        })?;
         if !valid_station(&req.station) || req.token_secret.len() > 256 {
             return Err(Status::invalid_argument(
                 "station name or token secret is malformed (a station name is 1-253 characters with no control characters)",
@@ -231,6 +229,9 @@ impl EnrolmentService {
         if revoked {
             return Err(refused("the old identity is revoked"));
         }
+        crate::signature::PublicKey::parse(&req.new_public_key).map_err(|e| {
+            Status::invalid_argument(format!("the agent's new public key is refused: {e}"))
+        })?;
         UnparsedPublicKey::new(&ED25519, &req.new_public_key)
             .verify(&message, &req.new_signature)
             .map_err(|_| Status::unauthenticated("the new key's signature does not verify"))?;

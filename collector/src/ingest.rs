@@ -5,14 +5,16 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use ring::signature::{UnparsedPublicKey, ED25519};
 use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 use tutela_proto::v1::ingest_server::Ingest;
 use tutela_proto::v1::{
@@ -21,16 +23,23 @@ use tutela_proto::v1::{
 
 use crate::config::Limits;
 use crate::secrets::CaptureVault;
+use crate::signature::{self, PublicKey};
 use crate::store;
 use crate::writer::{with_seq, Verified, Writer};
 
 /// How long a looked-up agent key is trusted before re-reading (revocation latency).
 const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone)]
-struct AgentKey {
-    public_key: Vec<u8>,
-    revoked: bool,
+/// Most events of one stream whose signatures are checked together. Events
+/// already received are taken up to this many at once; a larger batch saves
+/// little more and holds a runtime thread longer.
+const VERIFY_BATCH_MAX: usize = 64;
+
+/// An enrolled agent's key, parsed once, and whether it is revoked.
+#[derive(Debug)]
+pub struct AgentKey {
+    pub key: PublicKey,
+    pub revoked: bool,
     fetched: Instant,
 }
 
@@ -38,7 +47,7 @@ struct AgentKey {
 #[derive(Debug)]
 pub struct AgentKeys {
     conn: Mutex<Connection>,
-    cache: RwLock<HashMap<String, AgentKey>>,
+    cache: RwLock<HashMap<String, Arc<AgentKey>>>,
 }
 
 impl AgentKeys {
@@ -49,12 +58,9 @@ impl AgentKeys {
         })
     }
 
-    /// The agent's public key and whether it is revoked.
-    pub fn lookup(&self, agent_id: &str) -> Result<Option<(Vec<u8>, bool)>, Status> {
-        Ok(self.get(agent_id)?.map(|k| (k.public_key, k.revoked)))
-    }
-
-    fn get(&self, agent_id: &str) -> Result<Option<AgentKey>, Status> {
+    /// The agent's key, or `None` when it is not enrolled. A stored key that
+    /// cannot be used is refused: the agent must be enrolled again.
+    pub fn get(&self, agent_id: &str) -> Result<Option<Arc<AgentKey>>, Status> {
         if let Some(k) = self
             .cache
             .read()
@@ -82,11 +88,17 @@ impl AgentKeys {
         let Some((public_key, revoked)) = row else {
             return Ok(None);
         };
-        let key = AgentKey {
-            public_key,
+        let key = PublicKey::parse(&public_key).map_err(|e| {
+            tracing::warn!(agent_id, error = %e, "enrolled key unusable");
+            Status::unauthenticated(format!(
+                "agent {agent_id}'s enrolled key cannot be used ({e}); a technician must re-enrol the device"
+            ))
+        })?;
+        let key = Arc::new(AgentKey {
+            key,
             revoked,
             fetched: Instant::now(),
-        };
+        });
         self.cache
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -115,13 +127,19 @@ fn refuse(status: Status, peer: &str) -> Status {
     status
 }
 
+/// An event whose sizes, format and sender have been checked, waiting for
+/// its signature to be checked.
+#[derive(Debug)]
+pub struct Received {
+    signed: SignedEvent,
+    event: EventBody,
+    key: Arc<AgentKey>,
+}
+
 impl IngestService {
-    /// Checks one signed event; on success returns it ready for the writer.
-    pub fn verify(
-        &self,
-        signed: SignedEvent,
-        reply: &mpsc::UnboundedSender<Result<Ack, Status>>,
-    ) -> Result<Verified, Status> {
+    /// Checks what can be checked before the signature: sizes, format, and
+    /// that the sender is enrolled and not revoked.
+    pub fn receive(&self, signed: SignedEvent) -> Result<Received, Status> {
         if signed.body.len() > self.limits.max_body_bytes {
             return Err(Status::resource_exhausted(format!(
                 "event body of {} bytes exceeds the limit of {} bytes",
@@ -154,16 +172,46 @@ impl IngestService {
                 event.agent_id
             )));
         }
-        UnparsedPublicKey::new(&ED25519, &key.public_key)
-            .verify(&signed.body, &signed.signature)
-            .map_err(|_| {
-                Status::unauthenticated(format!(
-                    "the signature of event {} does not verify against agent {}'s enrolled key",
-                    event.seq, event.agent_id
-                ))
-            })?;
-        // From here the content is authentic: refusals name the event so the
-        // agent can set it aside rather than resend it forever.
+        Ok(Received { signed, event, key })
+    }
+
+    /// Checks the signatures of `received`, in order, over the exact bytes
+    /// received. Returns the events before the first one that fails, and
+    /// the refusal for that one.
+    pub fn authenticate(&self, mut received: Vec<Received>) -> (Vec<Received>, Option<Status>) {
+        let items: Vec<signature::Item<'_>> = received
+            .iter()
+            .map(|r| {
+                (
+                    &r.key.key,
+                    r.signed.body.as_slice(),
+                    r.signed.signature.as_slice(),
+                )
+            })
+            .collect();
+        let Err(bad) = signature::verify_all(&items) else {
+            return (received, None);
+        };
+        let refusal = {
+            let event = &received[bad].event;
+            Status::unauthenticated(format!(
+                "the signature of event {} does not verify against agent {}'s enrolled key",
+                event.seq, event.agent_id
+            ))
+        };
+        received.truncate(bad);
+        (received, Some(refusal))
+    }
+
+    /// Checks an authentic event's content and makes it ready for the writer.
+    pub fn accept(
+        &self,
+        received: Received,
+        reply: &mpsc::UnboundedSender<Result<Ack, Status>>,
+    ) -> Result<Verified, Status> {
+        let Received { signed, event, .. } = received;
+        // The content is authentic: refusals name the event so the agent can
+        // set it aside rather than resend it forever.
         if event.seq == 0 || event.prev_hash.len() != 32 || event.event_id.len() > 64 {
             return Err(with_seq(
                 Status::invalid_argument(
@@ -214,6 +262,60 @@ impl IngestService {
             reply: reply.clone(),
         })
     }
+
+    /// Checks a run of events from one stream, in order, and hands the good
+    /// ones to the writer. Returns the refusal that ends the stream, if any.
+    async fn ingest_run(
+        &self,
+        run: Vec<SignedEvent>,
+        reply: &mpsc::UnboundedSender<Result<Ack, Status>>,
+    ) -> Option<Status> {
+        let mut received = Vec::with_capacity(run.len());
+        let mut refusal = None;
+        for signed in run {
+            match self.receive(signed) {
+                Ok(r) => received.push(r),
+                Err(status) => {
+                    refusal = Some(status);
+                    break;
+                }
+            }
+        }
+        // A bad signature comes before any later refusal.
+        let (authentic, bad_signature) = self.authenticate(received);
+        refusal = bad_signature.or(refusal);
+        for r in authentic {
+            let verified = match self.accept(r, reply) {
+                Ok(v) => v,
+                Err(status) => return Some(status),
+            };
+            if let Err(status) = self.writer.submit(verified).await {
+                return Some(status);
+            }
+        }
+        refusal
+    }
+}
+
+/// What the stream has already delivered, without waiting.
+fn ready_now(inbound: &mut Streaming<SignedEvent>) -> Option<Result<Option<SignedEvent>, Status>> {
+    let mut cx = Context::from_waker(Waker::noop());
+    match Pin::new(inbound).poll_next(&mut cx) {
+        Poll::Ready(next) => Some(next.transpose()),
+        Poll::Pending => None,
+    }
+}
+
+/// A stream error as the refusal the agent is sent.
+fn frame_refusal(status: Status) -> Status {
+    if status.code() == tonic::Code::OutOfRange || status.message().contains("too large") {
+        Status::resource_exhausted(format!("message refused: {}", status.message()))
+    } else {
+        Status::invalid_argument(format!(
+            "malformed frame on the event stream: {}",
+            status.message()
+        ))
+    }
 }
 
 #[tonic::async_trait]
@@ -233,37 +335,29 @@ impl Ingest for IngestService {
         let service = self.clone();
         tokio::spawn(async move {
             loop {
-                match inbound.message().await {
-                    Ok(Some(signed)) => match service.verify(signed, &tx) {
-                        Ok(verified) => {
-                            if let Err(status) = service.writer.submit(verified).await {
-                                let _ = tx.send(Err(status));
-                                break;
-                            }
-                        }
-                        Err(status) => {
-                            let _ = tx.send(Err(refuse(status, &peer)));
-                            break;
-                        }
-                    },
-                    Ok(None) => break,
-                    Err(status) => {
-                        let status = if status.code() == tonic::Code::OutOfRange
-                            || status.message().contains("too large")
-                        {
-                            Status::resource_exhausted(format!(
-                                "message refused: {}",
-                                status.message()
-                            ))
-                        } else {
-                            Status::invalid_argument(format!(
-                                "malformed frame on the event stream: {}",
-                                status.message()
-                            ))
-                        };
-                        let _ = tx.send(Err(refuse(status, &peer)));
-                        break;
+                // Wait for one event, then take whatever else has arrived:
+                // a burst is checked as one batch.
+                let mut run = Vec::new();
+                let mut next = Some(inbound.message().await);
+                let mut end = None;
+                while let Some(result) = next.take() {
+                    match result {
+                        Ok(Some(signed)) => run.push(signed),
+                        Ok(None) => end = Some(None),
+                        Err(status) => end = Some(Some(frame_refusal(status))),
                     }
+                    if end.is_none() && run.len() < VERIFY_BATCH_MAX {
+                        next = ready_now(&mut inbound);
+                    }
+                }
+                let finished = end.is_some();
+                // A refusal within the run comes before the stream's own end.
+                if let Some(status) = service.ingest_run(run, &tx).await.or(end.flatten()) {
+                    let _ = tx.send(Err(refuse(status, &peer)));
+                    break;
+                }
+                if finished {
+                    break;
                 }
             }
         });
@@ -287,9 +381,11 @@ impl Ingest for IngestService {
         if key.revoked {
             return Err(Status::permission_denied("agent revoked"));
         }
-        UnparsedPublicKey::new(&ED25519, &key.public_key)
-            .verify(&signed.body, &signed.signature)
-            .map_err(|_| Status::unauthenticated("heartbeat signature does not verify"))?;
+        if !signature::verify(&key.key, &signed.body, &signed.signature) {
+            return Err(Status::unauthenticated(
+                "heartbeat signature does not verify",
+            ));
+        }
         // The store work runs on a blocking thread, not the async runtime.
         let keys = self.keys.clone();
         let rekey = tokio::task::spawn_blocking(move || -> Result<bool, Status> {

@@ -14,6 +14,7 @@ pub mod publish;
 pub mod retention;
 pub mod secrets;
 pub mod serve;
+pub mod signature;
 pub mod store;
 pub mod summary;
 pub mod urgent;

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use prost::Message;
-use ring::signature::{Ed25519KeyPair, UnparsedPublicKey, ED25519};
+use ring::signature::Ed25519KeyPair;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
@@ -451,14 +451,16 @@ impl Rules for RulesService {
             .map_err(|_| Status::invalid_argument("not a valid tutela.v1.SubscribeBody"))?;
         let key = self
             .keys
-            .lookup(&body.agent_id)?
+            .get(&body.agent_id)?
             .ok_or_else(|| Status::not_found(format!("agent {} is not enrolled", body.agent_id)))?;
-        if key.1 {
+        if key.revoked {
             return Err(Status::permission_denied("agent revoked"));
         }
-        UnparsedPublicKey::new(&ED25519, &key.0)
-            .verify(&signed.body, &signed.signature)
-            .map_err(|_| Status::unauthenticated("subscription signature does not verify"))?;
+        if !crate::signature::verify(&key.key, &signed.body, &signed.signature) {
+            return Err(Status::unauthenticated(
+                "subscription signature does not verify",
+            ));
+        }
         let group = self.group_of(&body.agent_id)?;
         let mut published = self.published.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(4);

@@ -279,3 +279,79 @@ fn revoked_agent_is_refused() {
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     assert_eq!(collector.alert_count(), 0);
 }
+
+#[test]
+fn a_forgery_inside_a_burst_keeps_what_came_before_and_nothing_after() {
+    let scratch = Scratch::new("burst-forgery");
+    let (collector, enrolment, identity) = enrolled_agent(&scratch);
+    let id = enrolment.agent_id.clone();
+    let forger = Identity::generate();
+    // 60 chained events sent at once, so they are checked as batches; the
+    // 25th is signed by another key.
+    let mut prev = [0u8; 32];
+    let burst: Vec<SignedEvent> = (1..=60)
+        .map(|seq| {
+            let signer = if seq == 25 { &forger } else { &identity };
+            let event = sealed(signer, &id, seq, prev, None);
+            prev = event.body_hash();
+            event.to_wire()
+        })
+        .collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(send(&enrolment, burst)).unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(
+        status.message().contains("event 25 "),
+        "the refusal names the forged event: {status:?}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let alerts = collector.alerts().unwrap();
+    let seqs: Vec<i64> = alerts.iter().map(|a| a["seq"].as_i64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=24).collect::<Vec<i64>>(),
+        "the events before the forgery are stored, none after"
+    );
+}
+
+#[test]
+fn a_weak_key_cannot_enrol() {
+    use tutela_proto::v1::enrolment_client::EnrolmentClient;
+    use tutela_proto::v1::EnrolRequest;
+    let scratch = Scratch::new("weak-key");
+    let mut collector = Collector::init(scratch.path("collector")).unwrap();
+    collector.start().unwrap();
+    let token =
+        tutela_proto::token::EnrolmentToken::decode(&collector.token(&[]).unwrap(), 0).unwrap();
+    // The identity point: the signature (R = identity, s = 0) verifies for
+    // every message under RFC 8032, so anyone could sign as this agent.
+    let mut weak = vec![0u8; 32];
+    weak[0] = 1;
+    let mut any_signature = vec![0u8; 64];
+    any_signature[0] = 1;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt
+        .block_on(async {
+            let channel = pinning::connect(&token.collector, &token.fingerprint)
+                .await
+                .unwrap();
+            EnrolmentClient::new(channel)
+                .enrol(EnrolRequest {
+                    token_secret: token.secret.clone(),
+                    public_key: weak,
+                    station: "LAB2-PC09".into(),
+                    agent_version: "test".into(),
+                    proof: any_signature,
+                    machine_id: String::new(),
+                })
+                .await
+        })
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("weak"), "{status:?}");
+    let enrolled: i64 = rusqlite::Connection::open(collector.dir.join("tutela.db"))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM agents", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(enrolled, 0, "no agent is enrolled with a weak key");
+}

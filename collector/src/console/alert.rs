@@ -8,7 +8,6 @@ use std::fmt::Write;
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use prost::Message;
-use ring::signature::{UnparsedPublicKey, ED25519};
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 use tutela_proto::v1::EventBody;
@@ -162,10 +161,13 @@ pub fn verify(conn: &Connection, alert: &Alert) -> rusqlite::Result<(Signature, 
             Vec::new(),
         ));
     };
-    let outcome = if UnparsedPublicKey::new(&ED25519, &key)
-        .verify(&alert.body, &alert.signature)
-        .is_err()
-    {
+    // The same rules as ingest (crate::signature), so what was accepted
+    // there verifies here.
+    let checked = crate::signature::PublicKey::parse(&key)
+        .map(|k| crate::signature::verify(&k, &alert.body, &alert.signature));
+    let outcome = if let Err(e) = checked {
+        Signature::Failed(format!("the agent's enrolled key cannot be used: {e}"))
+    } else if checked == Ok(false) {
         Signature::Failed("the signature does not verify with the agent's key".into())
     } else if ring::digest::digest(&ring::digest::SHA256, &alert.body).as_ref()
         != alert.body_hash.as_slice()
