@@ -178,11 +178,9 @@ impl EnrolmentService {
     }
 
     fn rekey_blocking(&self, req: &RekeyRequest) -> Result<EnrolResponse, Status> {
-        if req.new_public_key.len() != 32 {
-            return Err(Status::invalid_argument(
-                "the new public key must be 32 bytes (Ed25519)",
-            ));
-        }
+        crate::signature::PublicKey::parse(&req.new_public_key).map_err(|e| {
+            Status::invalid_argument(format!("the agent's new public key is refused: {e}"))
+        })?;
         if !valid_station(&req.station)
             || req.agent_id.len() > 64
             || req.reason.len() > 64
@@ -229,9 +227,6 @@ impl EnrolmentService {
         if revoked {
             return Err(refused("the old identity is revoked"));
         }
-        crate::signature::PublicKey::parse(&req.new_public_key).map_err(|e| {
-            Status::invalid_argument(format!("the agent's new public key is refused: {e}"))
-        })?;
         UnparsedPublicKey::new(&ED25519, &req.new_public_key)
             .verify(&message, &req.new_signature)
             .map_err(|_| Status::unauthenticated("the new key's signature does not verify"))?;

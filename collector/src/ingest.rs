@@ -25,7 +25,7 @@ use crate::config::Limits;
 use crate::secrets::CaptureVault;
 use crate::signature::{self, PublicKey};
 use crate::store;
-use crate::writer::{with_seq, Verified, Writer};
+use crate::writer::{with_seq, Reply, Verified, Writer};
 
 /// How long a looked-up agent key is trusted before re-reading (revocation latency).
 const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
@@ -34,13 +34,30 @@ const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 /// already received are taken up to this many at once; a larger batch saves
 /// little more and holds a runtime thread longer.
 const VERIFY_BATCH_MAX: usize = 64;
+/// A run also ends once it holds this many bytes of bodies and captures, so
+/// what a stream has the collector hold before its signatures are checked
+/// stays small (one event over it still makes a run of its own).
+const VERIFY_BATCH_BYTES: usize = 1024 * 1024;
 
 /// An enrolled agent's key, parsed once, and whether it is revoked.
 #[derive(Debug)]
 pub struct AgentKey {
-    pub key: PublicKey,
+    key: Result<PublicKey, signature::KeyError>,
     pub revoked: bool,
     fetched: Instant,
+}
+
+impl AgentKey {
+    /// The key to check `agent_id`'s signatures with. A stored key that
+    /// cannot be used (enrolled before weak keys were refused) is refused.
+    pub fn usable(&self, agent_id: &str) -> Result<&PublicKey, Status> {
+        self.key.as_ref().map_err(|e| {
+            tracing::warn!(agent_id, error = %e, "enrolled key unusable");
+            Status::unauthenticated(format!(
+                "agent {agent_id}'s enrolled key cannot be used ({e}); a technician must re-enrol the device"
+            ))
+        })
+    }
 }
 
 /// Enrolled agents' keys, cached briefly.
@@ -58,8 +75,7 @@ impl AgentKeys {
         })
     }
 
-    /// The agent's key, or `None` when it is not enrolled. A stored key that
-    /// cannot be used is refused: the agent must be enrolled again.
+    /// The agent's key, or `None` when it is not enrolled.
     pub fn get(&self, agent_id: &str) -> Result<Option<Arc<AgentKey>>, Status> {
         if let Some(k) = self
             .cache
@@ -88,14 +104,8 @@ impl AgentKeys {
         let Some((public_key, revoked)) = row else {
             return Ok(None);
         };
-        let key = PublicKey::parse(&public_key).map_err(|e| {
-            tracing::warn!(agent_id, error = %e, "enrolled key unusable");
-            Status::unauthenticated(format!(
-                "agent {agent_id}'s enrolled key cannot be used ({e}); a technician must re-enrol the device"
-            ))
-        })?;
         let key = Arc::new(AgentKey {
-            key,
+            key: PublicKey::parse(&public_key),
             revoked,
             fetched: Instant::now(),
         });
@@ -130,16 +140,16 @@ fn refuse(status: Status, peer: &str) -> Status {
 /// An event whose sizes, format and sender have been checked, waiting for
 /// its signature to be checked.
 #[derive(Debug)]
-pub struct Received {
+struct Received {
     signed: SignedEvent,
     event: EventBody,
-    key: Arc<AgentKey>,
+    key: PublicKey,
 }
 
 impl IngestService {
     /// Checks what can be checked before the signature: sizes, format, and
     /// that the sender is enrolled and not revoked.
-    pub fn receive(&self, signed: SignedEvent) -> Result<Received, Status> {
+    fn receive(&self, signed: SignedEvent) -> Result<Received, Status> {
         if signed.body.len() > self.limits.max_body_bytes {
             return Err(Status::resource_exhausted(format!(
                 "event body of {} bytes exceeds the limit of {} bytes",
@@ -172,18 +182,19 @@ impl IngestService {
                 event.agent_id
             )));
         }
+        let key = *key.usable(&event.agent_id)?;
         Ok(Received { signed, event, key })
     }
 
     /// Checks the signatures of `received`, in order, over the exact bytes
     /// received. Returns the events before the first one that fails, and
     /// the refusal for that one.
-    pub fn authenticate(&self, mut received: Vec<Received>) -> (Vec<Received>, Option<Status>) {
+    fn authenticate(&self, mut received: Vec<Received>) -> (Vec<Received>, Option<Status>) {
         let items: Vec<signature::Item<'_>> = received
             .iter()
             .map(|r| {
                 (
-                    &r.key.key,
+                    &r.key,
                     r.signed.body.as_slice(),
                     r.signed.signature.as_slice(),
                 )
@@ -204,11 +215,7 @@ impl IngestService {
     }
 
     /// Checks an authentic event's content and makes it ready for the writer.
-    pub fn accept(
-        &self,
-        received: Received,
-        reply: &mpsc::UnboundedSender<Result<Ack, Status>>,
-    ) -> Result<Verified, Status> {
+    fn accept(&self, received: Received, reply: &Reply) -> Result<Verified, Status> {
         let Received { signed, event, .. } = received;
         // The content is authentic: refusals name the event so the agent can
         // set it aside rather than resend it forever.
@@ -263,27 +270,11 @@ impl IngestService {
         })
     }
 
-    /// Checks a run of events from one stream, in order, and hands the good
-    /// ones to the writer. Returns the refusal that ends the stream, if any.
-    async fn ingest_run(
-        &self,
-        run: Vec<SignedEvent>,
-        reply: &mpsc::UnboundedSender<Result<Ack, Status>>,
-    ) -> Option<Status> {
-        let mut received = Vec::with_capacity(run.len());
-        let mut refusal = None;
-        for signed in run {
-            match self.receive(signed) {
-                Ok(r) => received.push(r),
-                Err(status) => {
-                    refusal = Some(status);
-                    break;
-                }
-            }
-        }
-        // A bad signature comes before any later refusal.
-        let (authentic, bad_signature) = self.authenticate(received);
-        refusal = bad_signature.or(refusal);
+    /// Checks the signatures of a run of received events from one stream,
+    /// in order, and hands the good ones to the writer. Returns the refusal
+    /// that ends the stream, if any.
+    async fn ingest_run(&self, run: Vec<Received>, reply: &Reply) -> Option<Status> {
+        let (authentic, bad_signature) = self.authenticate(run);
         for r in authentic {
             let verified = match self.accept(r, reply) {
                 Ok(v) => v,
@@ -293,8 +284,52 @@ impl IngestService {
                 return Some(status);
             }
         }
-        refusal
+        bad_signature
     }
+
+    /// Waits for the stream's next event, then takes whatever else it has
+    /// already delivered (up to `VERIFY_BATCH_MAX` events or
+    /// `VERIFY_BATCH_BYTES`), checking each as it comes: a run stops at the
+    /// first event refused before its signature is checked.
+    async fn gather(&self, inbound: &mut Streaming<SignedEvent>) -> (Vec<Received>, End) {
+        let mut run = Vec::new();
+        let mut bytes = 0;
+        let mut next = Some(inbound.message().await);
+        while let Some(result) = next.take() {
+            let end = match result {
+                Ok(Some(signed)) => {
+                    bytes += signed.body.len() + signed.capture.len();
+                    match self.receive(signed) {
+                        Ok(r) => {
+                            run.push(r);
+                            End::Open
+                        }
+                        Err(status) => End::Refused(status),
+                    }
+                }
+                Ok(None) => End::Finished,
+                Err(status) => End::Refused(frame_refusal(status)),
+            };
+            if !matches!(end, End::Open) {
+                return (run, end);
+            }
+            if run.len() < VERIFY_BATCH_MAX && bytes < VERIFY_BATCH_BYTES {
+                next = ready_now(inbound);
+            }
+        }
+        (run, End::Open)
+    }
+}
+
+/// How a run of events from a stream ended.
+#[derive(Debug)]
+enum End {
+    /// The stream is still open.
+    Open,
+    /// The agent closed the stream.
+    Finished,
+    /// The event after the run, or the stream itself, was refused.
+    Refused(Status),
 }
 
 /// What the stream has already delivered, without waiting.
@@ -335,30 +370,20 @@ impl Ingest for IngestService {
         let service = self.clone();
         tokio::spawn(async move {
             loop {
-                // Wait for one event, then take whatever else has arrived:
-                // a burst is checked as one batch.
-                let mut run = Vec::new();
-                let mut next = Some(inbound.message().await);
-                let mut end = None;
-                while let Some(result) = next.take() {
-                    match result {
-                        Ok(Some(signed)) => run.push(signed),
-                        Ok(None) => end = Some(None),
-                        Err(status) => end = Some(Some(frame_refusal(status))),
-                    }
-                    if end.is_none() && run.len() < VERIFY_BATCH_MAX {
-                        next = ready_now(&mut inbound);
-                    }
-                }
-                let finished = end.is_some();
-                // A refusal within the run comes before the stream's own end.
-                if let Some(status) = service.ingest_run(run, &tx).await.or(end.flatten()) {
-                    let _ = tx.send(Err(refuse(status, &peer)));
-                    break;
-                }
-                if finished {
-                    break;
-                }
+                let (run, end) = service.gather(&mut inbound).await;
+                // A refusal within the run comes before the one that ended it.
+                let refusal = match (service.ingest_run(run, &tx).await, end) {
+                    (Some(status), _) | (None, End::Refused(status)) => status,
+                    (None, End::Finished) => break,
+                    (None, End::Open) => continue,
+                };
+                // Through the writer, so the agent first hears which of the
+                // events before the refused one were stored.
+                service
+                    .writer
+                    .refuse(refuse(refusal, &peer), tx.clone())
+                    .await;
+                break;
             }
         });
         Ok(Response::new(UnboundedReceiverStream::new(rx)))
@@ -381,7 +406,7 @@ impl Ingest for IngestService {
         if key.revoked {
             return Err(Status::permission_denied("agent revoked"));
         }
-        if !signature::verify(&key.key, &signed.body, &signed.signature) {
+        if !signature::verify(key.usable(&body.agent_id)?, &signed.body, &signed.signature) {
             return Err(Status::unauthenticated(
                 "heartbeat signature does not verify",
             ));

@@ -456,7 +456,7 @@ impl Rules for RulesService {
         if key.revoked {
             return Err(Status::permission_denied("agent revoked"));
         }
-        if !crate::signature::verify(&key.key, &signed.body, &signed.signature) {
+        if !crate::signature::verify(key.usable(&body.agent_id)?, &signed.body, &signed.signature) {
             return Err(Status::unauthenticated(
                 "subscription signature does not verify",
             ));

@@ -79,10 +79,6 @@ pub async fn bind(
             ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem)),
         )?
         .tcp_nodelay(true)
-        // Room for a burst from an agent catching up while the last one is
-        // being checked, so the sender is not stalled on flow control.
-        .initial_stream_window_size(1024 * 1024)
-        .initial_connection_window_size(1024 * 1024)
         .add_service(EnrolmentServer::new(enrolment).max_decoding_message_size(64 * 1024))
         .add_service(
             tutela_proto::v1::rules_server::RulesServer::new(rules)

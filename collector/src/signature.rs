@@ -9,11 +9,14 @@
 //! kept.
 //!
 //! Agents sign with ring (RFC 8032); every signature an honest agent makes
-//! is valid under these rules. The rules differ from RFC 8032 only on
-//! encodings that an honest signer never produces, and none of them lets
-//! anyone without the private key make a signature that verifies. Keys are
-//! held to a stricter rule than either: a key must be a point of the
-//! prime-order subgroup, so a weak or mixed-order key is refused.
+//! is valid under these rules too. They are looser than RFC 8032 in two
+//! ways: non-canonical point encodings are accepted, and the check is the
+//! cofactored equation. So the holder of an agent's private key could make
+//! a signature these rules accept and a strict RFC 8032 verifier refuses;
+//! nobody without the key can make one that either accepts. Keys are held
+//! to a stricter rule than both: a key must be a point of the prime-order
+//! subgroup, so a weak or mixed-order key is refused. (Enrolment and re-key
+//! proofs are checked with ring, strictly, as well as by `PublicKey::parse`.)
 
 use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_zebra::{batch, Signature, VerificationKey, VerificationKeyBytes};
@@ -54,6 +57,7 @@ impl PublicKey {
         if point.is_small_order() || !point.is_torsion_free() {
             return Err(KeyError::Weak);
         }
+        // Decompresses again; cannot fail after the check above.
         let key = VerificationKey::try_from(bytes).map_err(|_| KeyError::NotAPoint)?;
         Ok(Self {
             key,

@@ -40,7 +40,7 @@ pub struct Verified {
     pub sealed_capture: Option<Vec<u8>>,
     pub received_ms: i64,
     pub clock_skew: bool,
-    pub reply: mpsc::UnboundedSender<Result<Ack, Status>>,
+    pub reply: Reply,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -56,10 +56,24 @@ enum Outcome {
     Refused(Status),
 }
 
+/// Where a stream's acknowledgements and refusal go.
+pub type Reply = mpsc::UnboundedSender<Result<Ack, Status>>;
+
+/// What a stream hands the writer, in the stream's order.
+// Events are nearly every job: boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum Job {
+    Event(Verified),
+    /// The stream ends with this refusal, sent after the acknowledgements
+    /// of the events before it.
+    Refusal(Status, Reply),
+}
+
 /// Handle to the writer thread.
 #[derive(Debug, Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<Verified>,
+    tx: mpsc::Sender<Job>,
 }
 
 impl Writer {
@@ -80,16 +94,27 @@ impl Writer {
 
     pub async fn submit(&self, event: Verified) -> Result<(), Status> {
         self.tx
-            .send(event)
+            .send(Job::Event(event))
             .await
             .map_err(|_| Status::unavailable("the collector's writer has stopped; retry later"))
     }
+
+    /// Ends a stream with `status`, after the acknowledgements of the events
+    /// it submitted before, so the agent learns which of them were stored.
+    pub async fn refuse(&self, status: Status, reply: Reply) {
+        if let Err(mpsc::error::SendError(Job::Refusal(status, reply))) =
+            self.tx.send(Job::Refusal(status, reply)).await
+        {
+            // The writer has stopped: nothing is coming back from it.
+            let _ = reply.send(Err(status));
+        }
+    }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Verified>, batch_max: usize) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, batch_max: usize) {
     let mut chains: HashMap<String, AgentChain> = HashMap::new();
     let mut batch = Vec::with_capacity(batch_max);
-    let drain = |rx: &mut mpsc::Receiver<Verified>, batch: &mut Vec<Verified>| {
+    let drain = |rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>| {
         while batch.len() < batch_max {
             match rx.try_recv() {
                 Ok(v) => batch.push(v),
@@ -105,61 +130,88 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Verified>, batch_max: usize)
             drain(&mut rx, &mut batch);
         }
         let n = batch.len();
-        match commit_batch(&mut conn, &mut chains, &batch) {
+        let events = batch.iter().filter_map(|job| match job {
+            Job::Event(v) => Some(v),
+            Job::Refusal(..) => None,
+        });
+        match commit_batch(&mut conn, &mut chains, events) {
             Ok(outcomes) => {
-                acknowledge(batch.drain(..).zip(outcomes));
-                tracing::debug!(events = n, "batch committed");
+                acknowledge(batch.drain(..), outcomes);
+                tracing::debug!(jobs = n, "batch committed");
             }
             Err(e) => {
                 // Nothing acknowledged: the agents will resend.
-                tracing::error!(error = %e, events = n, "batch failed to commit; agents will resend");
+                tracing::error!(error = %e, jobs = n, "batch failed to commit; agents will resend");
                 chains.clear();
-                for v in batch.drain(..) {
-                    let _ = v.reply.send(Err(Status::unavailable(
-                        "the collector could not store the event; it will be resent",
-                    )));
+                for job in batch.drain(..) {
+                    let (status, reply) = match job {
+                        Job::Event(v) => (
+                            Status::unavailable(
+                                "the collector could not store the event; it will be resent",
+                            ),
+                            v.reply,
+                        ),
+                        Job::Refusal(status, reply) => (status, reply),
+                    };
+                    let _ = reply.send(Err(status));
                 }
             }
         }
     }
 }
 
-/// Sends the batch's acknowledgements. Events on one stream arrive in the
-/// order sent and are committed in that order, so one acknowledgement per
-/// stream per batch covers every event before it on that stream (see `Ack`
-/// in the protocol): the last stored or duplicate one is sent, and a refusal
-/// is sent after the acknowledgement of what preceded it.
-fn acknowledge(results: impl Iterator<Item = (Verified, Outcome)>) {
-    type Reply = mpsc::UnboundedSender<Result<Ack, Status>>;
+/// Sends the batch's acknowledgements. Jobs from one stream arrive in the
+/// order sent and events are committed in that order, so one
+/// acknowledgement per stream per batch covers every event before it on
+/// that stream (see `Ack` in the protocol): the last stored or duplicate one
+/// is sent, and a refusal (the writer's own, or one the stream handed in) is
+/// sent after the acknowledgement of what preceded it.
+fn acknowledge(jobs: impl Iterator<Item = Job>, outcomes: Vec<Outcome>) {
+    let mut outcomes = outcomes.into_iter();
     let mut pending: Vec<(Reply, Ack)> = Vec::new();
     // A refusal ends its stream: nothing more is sent on that channel.
     let mut ended: Vec<Reply> = Vec::new();
-    for (v, outcome) in results {
-        if ended.iter().any(|r| r.same_channel(&v.reply)) {
+    for job in jobs {
+        let (reply, outcome, ack) = match job {
+            Job::Event(v) => {
+                let outcome = outcomes.next().unwrap_or_else(|| {
+                    Outcome::Refused(Status::internal(
+                        "the collector lost track of an event; it will be resent",
+                    ))
+                });
+                let ack = Ack {
+                    agent_id: v.event.agent_id,
+                    seq: v.event.seq,
+                    status: 0,
+                };
+                (v.reply, outcome, ack)
+            }
+            Job::Refusal(status, reply) => (reply, Outcome::Refused(status), Ack::default()),
+        };
+        if ended.iter().any(|r| r.same_channel(&reply)) {
             continue;
         }
-        let slot = pending.iter().position(|(r, _)| r.same_channel(&v.reply));
+        let slot = pending.iter().position(|(r, _)| r.same_channel(&reply));
         let status = match outcome {
             Outcome::Stored => AckStatus::Stored,
             Outcome::Duplicate => AckStatus::Duplicate,
             Outcome::Refused(status) => {
                 if let Some(i) = slot {
-                    let (reply, ack) = pending.swap_remove(i);
-                    let _ = reply.send(Ok(ack));
+                    let (pending_reply, ack) = pending.swap_remove(i);
+                    let _ = pending_reply.send(Ok(ack));
                 }
-                let _ = v.reply.send(Err(status));
-                ended.push(v.reply);
+                let _ = reply.send(Err(status));
+                ended.push(reply);
                 continue;
             }
         };
         let ack = Ack {
-            agent_id: v.event.agent_id,
-            seq: v.event.seq,
             status: status as i32,
+            ..ack
         };
         match slot {
             Some(i) => pending[i].1 = ack,
-            None => pending.push((v.reply, ack)),
+            None => pending.push((reply, ack)),
         }
     }
     for (reply, ack) in pending {
@@ -185,13 +237,13 @@ fn load_chain(conn: &Connection, agent_id: &str) -> rusqlite::Result<AgentChain>
     })
 }
 
-fn commit_batch(
+fn commit_batch<'a>(
     conn: &mut Connection,
     chains: &mut HashMap<String, AgentChain>,
-    batch: &[Verified],
+    batch: impl Iterator<Item = &'a Verified>,
 ) -> rusqlite::Result<Vec<Outcome>> {
     let tx = conn.transaction()?;
-    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut outcomes = Vec::new();
     // Chains advance in place; if the transaction fails, the caller forgets
     // them all and they are reloaded from the store.
     let staged = chains;
@@ -378,4 +430,55 @@ pub fn with_seq(mut status: Status, seq: u64) -> Status {
             .insert(tutela_proto::REJECTED_SEQ_METADATA, v);
     }
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: u64, reply: &Reply) -> Verified {
+        Verified {
+            body: seq.to_be_bytes().to_vec(),
+            signature: vec![0; 64],
+            body_hash: [seq as u8; 32],
+            event: EventBody {
+                agent_id: "ag-writer-test".into(),
+                event_id: format!("ev-{seq}"),
+                seq,
+                prev_hash: vec![0; 32],
+                ..Default::default()
+            },
+            sealed_capture: None,
+            received_ms: 0,
+            clock_skew: false,
+            reply: reply.clone(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_comes_after_the_acknowledgement_of_what_preceded_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Writer::start(dir.path().to_owned(), 1000).unwrap();
+        let (reply, mut replies) = mpsc::unbounded_channel();
+        for seq in 1..=10 {
+            writer.submit(event(seq, &reply)).await.unwrap();
+        }
+        writer
+            .refuse(Status::unauthenticated("event 11 is forged"), reply.clone())
+            .await;
+        drop(reply);
+        let mut sent = Vec::new();
+        while let Some(r) = replies.recv().await {
+            sent.push(r);
+        }
+        let (refusal, acks) = sent.split_last().unwrap();
+        let refusal = refusal.as_ref().unwrap_err();
+        assert_eq!(refusal.code(), tonic::Code::Unauthenticated);
+        let acks: Vec<u64> = acks.iter().map(|a| a.as_ref().unwrap().seq).collect();
+        assert_eq!(
+            acks.last(),
+            Some(&10),
+            "acknowledged before the refusal: {acks:?}"
+        );
+    }
 }

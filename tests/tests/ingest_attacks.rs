@@ -280,37 +280,84 @@ fn revoked_agent_is_refused() {
     assert_eq!(collector.alert_count(), 0);
 }
 
+/// Sends events on one stream; returns the acknowledgements that came before
+/// the status that ended the stream.
+async fn send_until_refused(enrolment: &Enrolment, events: Vec<SignedEvent>) -> (Vec<Ack>, Status) {
+    let channel = pinning::connect(&enrolment.collector, &enrolment.fingerprint)
+        .await
+        .unwrap();
+    let mut client = IngestClient::new(channel).max_encoding_message_size(64 * 1024 * 1024);
+    let mut replies = client
+        .stream(tokio_stream::iter(events))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut acks = Vec::new();
+    loop {
+        match replies.message().await {
+            Ok(Some(ack)) => acks.push(ack),
+            Ok(None) => panic!("the stream ended without a refusal after {acks:?}"),
+            Err(status) => return (acks, status),
+        }
+    }
+}
+
 #[test]
-fn a_forgery_inside_a_burst_keeps_what_came_before_and_nothing_after() {
-    let scratch = Scratch::new("burst-forgery");
+fn a_refusal_inside_a_burst_keeps_what_came_before_and_nothing_after() {
+    let scratch = Scratch::new("burst-refusal");
     let (collector, enrolment, identity) = enrolled_agent(&scratch);
     let id = enrolment.agent_id.clone();
-    let forger = Identity::generate();
-    // 60 chained events sent at once, so they are checked as batches; the
-    // 25th is signed by another key.
-    let mut prev = [0u8; 32];
-    let burst: Vec<SignedEvent> = (1..=60)
+    // An honest chain of 60, and each event's previous hash.
+    let mut prevs = vec![[0u8; 32]];
+    let honest: Vec<SealedEvent> = (1..=60)
         .map(|seq| {
-            let signer = if seq == 25 { &forger } else { &identity };
-            let event = sealed(signer, &id, seq, prev, None);
-            prev = event.body_hash();
-            event.to_wire()
+            let event = sealed(&identity, &id, seq, *prevs.last().unwrap(), None);
+            prevs.push(event.body_hash());
+            event
         })
         .collect();
+    let prev_of = |seq: u64| prevs[seq as usize - 1];
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let status = rt.block_on(send(&enrolment, burst)).unwrap_err();
+
+    // Sent at once, so the events reach the collector as runs; the 25th is
+    // signed by another key.
+    let forger = Identity::generate();
+    let mut burst: Vec<SignedEvent> = honest.iter().map(SealedEvent::to_wire).collect();
+    burst[24] = sealed(&forger, &id, 25, prev_of(25), None).to_wire();
+    let (acks, status) = rt.block_on(send_until_refused(&enrolment, burst));
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     assert!(
         status.message().contains("event 25 "),
         "the refusal names the forged event: {status:?}"
     );
-    std::thread::sleep(Duration::from_millis(200));
-    let alerts = collector.alerts().unwrap();
-    let seqs: Vec<i64> = alerts.iter().map(|a| a["seq"].as_i64().unwrap()).collect();
+    // The agent hears first that everything before the forgery is stored.
+    assert_eq!(acks.last().map(|a| a.seq), Some(24), "{acks:?}");
+    assert!(acks.iter().all(|a| a.status == AckStatus::Stored as i32));
+
+    // Carrying on from 25: the 40th is over the capture limit.
+    let mut burst: Vec<SignedEvent> = honest[24..].iter().map(SealedEvent::to_wire).collect();
+    burst[40 - 25] = sealed(
+        &identity,
+        &id,
+        40,
+        prev_of(40),
+        Some(vec![7u8; 3 * 1024 * 1024]),
+    )
+    .to_wire();
+    let (acks, status) = rt.block_on(send_until_refused(&enrolment, burst));
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(acks.last().map(|a| a.seq), Some(39), "{acks:?}");
+
+    let seqs: Vec<i64> = collector
+        .alerts()
+        .unwrap()
+        .iter()
+        .map(|a| a["seq"].as_i64().unwrap())
+        .collect();
     assert_eq!(
         seqs,
-        (1..=24).collect::<Vec<i64>>(),
-        "the events before the forgery are stored, none after"
+        (1..=39).collect::<Vec<i64>>(),
+        "the events before each refusal are stored, none after"
     );
 }
 

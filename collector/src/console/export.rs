@@ -89,6 +89,9 @@ pub fn record(app: &App, conn: &Connection, a: &alert::Alert) -> Result<serde_js
             "verified": signature == Signature::Verified,
             "problem": match &signature { Signature::Verified => None, Signature::Failed(w) => Some(w.clone()) },
             "algorithm": "Ed25519",
+            // `verified` was decided under these rules (see signature.rs);
+            // an honest agent's signature verifies under RFC 8032 as well.
+            "verification_rules": "ZIP-215",
             "event_id": a.event_id,
             "agent_id": a.agent_id,
             "seq": a.seq,
