@@ -4,6 +4,12 @@
 //! the console in TLS mode (`[console] tls = true`) serves HTTPS with the
 //! collector's certificate, marks its cookies `Secure` and refuses plain HTTP;
 //! and the queue's keyset pages, followed by their Next and Previous links.
+//! Hardening: an action whose audit entry cannot be written is undone whole
+//! and leaves the database unlocked; background polls do not keep an idle
+//! session alive; every failed sign-in gets the same answer; over-long
+//! account names and reasons are refused before the audit log; technicians
+//! never see false-positive reasons; capture previews are audited; rule
+//! rates count only the viewer's alerts.
 //!
 //! The client is a small HTTP/1.1 client over a TCP stream (rustls for HTTPS,
 //! trusting only the collector's certificate file).
@@ -136,6 +142,18 @@ impl Endpoint {
         cookies: &[(&str, &str)],
         form: Option<&str>,
     ) -> Response {
+        self.send_with(method, path, cookies, "", form)
+    }
+
+    /// `send` with `extra_headers` (each line ending in CRLF).
+    fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        cookies: &[(&str, &str)],
+        extra_headers: &str,
+        form: Option<&str>,
+    ) -> Response {
         let cookie_header = if cookies.is_empty() {
             String::new()
         } else {
@@ -152,7 +170,7 @@ impl Endpoint {
             String::new()
         };
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{cookie_header}{form_headers}\r\n{body}"
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{cookie_header}{extra_headers}{form_headers}\r\n{body}"
         );
         let raw = match self {
             Endpoint::Http(port) => {
@@ -173,6 +191,27 @@ impl Endpoint {
 
     fn get(&self, path: &str, cookies: &[(&str, &str)]) -> Response {
         self.send("GET", path, cookies, None)
+    }
+
+    /// A background poll as the queue page's script makes it.
+    fn poll(&self, path: &str, cookies: &[(&str, &str)]) -> Response {
+        self.send_with("GET", path, cookies, "Accept: application/json\r\n", None)
+    }
+
+    fn post(&self, path: &str, cookies: &[(&str, &str)], form: &[(&str, &str)]) -> Response {
+        self.send("POST", path, cookies, Some(&form_encode(form)))
+    }
+
+    /// Signs in with `PASSWORD`; returns the session token and the
+    /// session's CSRF token (from `page`, which must carry a form).
+    fn session(&self, name: &str, page: &str) -> (String, String) {
+        let ok = self.login(name, PASSWORD);
+        assert_eq!(ok.status, 303, "sign-in of {name}: {ok:?}");
+        let session = ok.cookie_value("tutela_session").unwrap();
+        let r = self.get(page, &[("tutela_session", &session)]);
+        assert_eq!(r.status, 200, "{page}: {r:?}");
+        let csrf = csrf_field(&r.body);
+        (session, csrf)
     }
 
     /// Signs in through the login form (with its CSRF cookie) and returns the response.
@@ -291,11 +330,11 @@ fn a_locked_account_is_unlocked_by_the_cli_and_signs_in_again() {
         assert_eq!(r.status, 401, "attempt {attempt}: {r:?}");
     }
     let locked = http.login("dsl1", "not the password at all");
-    assert_eq!(locked.status, 429, "{locked:?}");
+    assert_eq!(locked.status, 401, "{locked:?}");
     assert!(locked.body.contains("locked"), "{}", locked.body);
     // Locked: even the right password is refused, and no session is made.
     let still = http.login("dsl1", PASSWORD);
-    assert_eq!(still.status, 429, "{still:?}");
+    assert_eq!(still.status, 401, "{still:?}");
     assert!(still.set_cookie("tutela_session").is_none());
     let list = user_list(&collector);
     assert!(
@@ -590,5 +629,601 @@ fn queue_pages_follow_next_and_previous_links_over_http() {
     assert!(
         pager.contains("page-next") && pager.contains("page-previous"),
         "{pager}"
+    );
+}
+
+/// The value of the first hidden CSRF field on a page.
+fn csrf_field(body: &str) -> String {
+    let marker = r#"name="csrf" value=""#;
+    let at = body.find(marker).expect("a CSRF field on the page") + marker.len();
+    body[at..at + body[at..].find('"').unwrap()].to_owned()
+}
+
+fn open_db(collector: &Collector) -> rusqlite::Connection {
+    let db = rusqlite::Connection::open(collector.dir.join("tutela.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db
+}
+
+/// Stores an alert as ingest would (the signature is not checked here);
+/// returns its id.
+fn insert_alert(
+    db: &rusqlite::Connection,
+    event: &str,
+    user: &str,
+    rule: &str,
+    severity: i64,
+    state: &str,
+) -> i64 {
+    let (category, _) = rule.split_once('/').unwrap();
+    db.execute(
+        "INSERT INTO alerts (event_id, agent_id, seq, time_ms, received_ms, user, station, source,
+            context, app, app_path, window_title, url, search_query, category, severity, rule_id,
+            term, matches, rules_version, state, repeat_of, body, signature, body_hash)
+         VALUES (?1, 'ag-hardening', (SELECT COUNT(*) + 1 FROM alerts), 1767000000000, 1767000000000,
+            ?2, 'LAB1-PC07', 'typed', 'context', 'app', '', 'Homework', '', '', ?3, ?4, ?5, 'term',
+            '[]', 1, ?6, '', x'00', x'00', x'00')",
+        rusqlite::params![event, user, category, severity, rule, state],
+    )
+    .unwrap();
+    db.last_insert_rowid()
+}
+
+fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
+    db.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// (actor, action, detail) of every audit entry, oldest first.
+fn audit_details(db: &rusqlite::Connection) -> Vec<(String, String, String)> {
+    db.prepare("SELECT actor, action, detail FROM console_audit ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn started(name: &str, users: &[(&str, &str)]) -> (Scratch, Collector, Endpoint) {
+    let scratch = Scratch::new(name);
+    let (mut collector, port) =
+        Collector::with_console(scratch.path("collector"), users, PASSWORD).unwrap();
+    collector.start().unwrap();
+    wait_for_port(port);
+    (scratch, collector, Endpoint::Http(port))
+}
+
+#[test]
+fn an_action_whose_audit_entry_fails_is_undone_and_leaves_the_database_unlocked() {
+    let (_scratch, collector, http) = started("console-tx", &[("dsl1", "dsl")]);
+    let db = open_db(&collector);
+    let a1 = insert_alert(&db, "ev-tx-1", "pupil.one", "bullying/seed", 5, "new");
+    let a2 = insert_alert(&db, "ev-tx-2", "pupil.one", "bullying/seed", 3, "new");
+    db.execute(
+        "INSERT INTO agents (agent_id, public_key, station, grp, enrolled_ms) VALUES ('ag-hardening', x'01', 'LAB1-PC07', 'lab-1', 0)",
+        [],
+    )
+    .unwrap();
+    let (session, csrf) = http.session("dsl1", "/queue");
+    let cookies = [("tutela_session", session.as_str())];
+
+    // The audit log refuses these entries (as a full disk or a broken
+    // database would): each action must then be undone as a whole.
+    db.execute_batch(
+        "CREATE TRIGGER test_audit_refused BEFORE INSERT ON console_audit
+         WHEN NEW.action IN ('bulk_false_positive', 'reveal_capture', 'add_note', 'assign', 'agent-revoke')
+         BEGIN SELECT RAISE(ABORT, 'audit entry refused by the test'); END;",
+    )
+    .unwrap();
+    let (id1, id2) = (a1.to_string(), a2.to_string());
+    let r = http.post(
+        "/queue/bulk",
+        &cookies,
+        &[
+            ("csrf", &csrf),
+            ("id", &id1),
+            ("id", &id2),
+            ("reason", "pupils quoting a set text"),
+        ],
+    );
+    assert_eq!(r.status, 500, "{r:?}");
+    // The console's connection holds no write lock and no open transaction:
+    // another writer (as ingest's) gets through at once.
+    db.execute(
+        "UPDATE alerts SET received_ms = received_ms + 1 WHERE id = ?1",
+        [a1],
+    )
+    .expect("the database is not left locked by the failed request");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM alerts WHERE state = 'false_positive'"
+        ),
+        0,
+        "the state changes were rolled back"
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM console_history"), 0);
+
+    let alert = format!("/alerts/{a1}");
+    let r = http.post(
+        &format!("{alert}/note"),
+        &cookies,
+        &[("csrf", &csrf), ("text", "spoke to the form tutor")],
+    );
+    assert_eq!(r.status, 500, "{r:?}");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM console_notes"), 0);
+    let r = http.post(
+        &format!("{alert}/assign"),
+        &cookies,
+        &[("csrf", &csrf), ("assignee", "dsl1")],
+    );
+    assert_eq!(r.status, 500, "{r:?}");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM console_review WHERE assignee <> ''"
+        ),
+        0
+    );
+    let r = http.post(
+        &format!("{alert}/reveal"),
+        &cookies,
+        &[("csrf", &csrf), ("reason", "needed to judge the risk")],
+    );
+    assert_eq!(r.status, 500, "{r:?}");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM console_reveals"), 0);
+    let r = http.post(
+        "/fleet/revoke",
+        &cookies,
+        &[
+            ("csrf", &csrf),
+            ("agent", "ag-hardening"),
+            ("confirm", "yes"),
+        ],
+    );
+    assert_eq!(r.status, 500, "{r:?}");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT revoked FROM agents WHERE agent_id = 'ag-hardening'"
+        ),
+        0
+    );
+    db.execute(
+        "UPDATE alerts SET received_ms = received_ms + 1 WHERE id = ?1",
+        [a2],
+    )
+    .expect("still unlocked");
+
+    // With the audit log writable again, the same actions go through, each
+    // with its entry, and later entries are committed (seen from here).
+    db.execute_batch("DROP TRIGGER test_audit_refused").unwrap();
+    let r = http.post(
+        "/queue/bulk",
+        &cookies,
+        &[
+            ("csrf", &csrf),
+            ("id", &id1),
+            ("id", &id2),
+            ("reason", "pupils quoting a set text"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{r:?}");
+    let r = http.post(
+        &format!("{alert}/note"),
+        &cookies,
+        &[("csrf", &csrf), ("text", "spoke to the form tutor")],
+    );
+    assert_eq!(r.status, 303, "{r:?}");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM alerts WHERE state = 'false_positive'"
+        ),
+        2
+    );
+    let log = audit_details(&db);
+    for action in ["bulk_false_positive", "add_note"] {
+        assert_eq!(
+            log.iter().filter(|(_, a, _)| a == action).count(),
+            1,
+            "{action}: {log:?}"
+        );
+    }
+    assert_eq!(
+        log.iter().filter(|(_, a, _)| a == "state_change").count(),
+        2
+    );
+}
+
+#[test]
+fn background_polls_do_not_keep_an_idle_session_alive_but_page_views_do() {
+    let (_scratch, collector, http) = started("console-idle", &[("dsl1", "dsl")]);
+    let db = open_db(&collector);
+    insert_alert(&db, "ev-idle-1", "pupil.one", "bullying/seed", 3, "new");
+    const IDLE_MS: i64 = 30 * 60_000;
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    // A session whose last activity was 4 seconds short of the idle limit.
+    let nearly_idle = |session: &str| -> i64 {
+        let last = now() - IDLE_MS + 4_000;
+        let hash = ring::digest::digest(&ring::digest::SHA256, session.as_bytes());
+        let n = db
+            .execute(
+                "UPDATE console_sessions SET last_ms = ?2 WHERE token_hash = ?1",
+                rusqlite::params![hash.as_ref(), last],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+        last
+    };
+    let last_ms = |session: &str| -> Option<i64> {
+        let hash = ring::digest::digest(&ring::digest::SHA256, session.as_bytes());
+        use rusqlite::OptionalExtension;
+        db.query_row(
+            "SELECT last_ms FROM console_sessions WHERE token_hash = ?1",
+            [hash.as_ref()],
+            |r| r.get(0),
+        )
+        .optional()
+        .unwrap()
+    };
+
+    // Polling alone: the polls are answered until the idle limit passes,
+    // then refused with 401, and the session is gone.
+    let (session, _) = http.session("dsl1", "/queue");
+    let cookies = [("tutela_session", session.as_str())];
+    let set = nearly_idle(&session);
+    let first = http.poll("/queue?fragment=1", &cookies);
+    assert_eq!(first.status, 200, "{first:?}");
+    assert!(first.body.contains("\"max_id\""), "{}", first.body);
+    assert_eq!(last_ms(&session), Some(set), "a poll is not activity");
+    let started = std::time::Instant::now();
+    let mut refused = None;
+    while started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(500));
+        let r = http.poll("/queue?fragment=1", &cookies);
+        if r.status != 200 {
+            refused = Some(r);
+            break;
+        }
+    }
+    let refused = refused.expect("the polled session timed out");
+    assert_eq!(refused.status, 401, "{refused:?}");
+    let page = http.get("/queue", &cookies);
+    assert_eq!(page.status, 303);
+    assert_eq!(page.header("location"), Some("/login"));
+    assert_eq!(last_ms(&session), None);
+
+    // A page view is activity: it restarts the idle clock, and polls after
+    // it are answered past the old limit.
+    let (session, _) = http.session("dsl1", "/queue");
+    let cookies = [("tutela_session", session.as_str())];
+    let set = nearly_idle(&session);
+    assert_eq!(http.get("/queue", &cookies).status, 200);
+    assert!(last_ms(&session).unwrap() > set + IDLE_MS / 2);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(http.poll("/queue?fragment=1", &cookies).status, 200);
+
+    // The page's script leaves for the sign-in page when a poll is refused.
+    let script = http.get("/assets/console.js", &[]);
+    assert!(script.body.contains("r.status===401"), "{}", script.body);
+    assert!(
+        script.body.contains("window.location.replace('/login')"),
+        "{}",
+        script.body
+    );
+}
+
+#[test]
+fn every_failed_sign_in_gets_the_same_answer_and_the_audit_log_the_true_reason() {
+    let (_scratch, collector, http) = started(
+        "console-login-oracle",
+        &[("dsl1", "dsl"), ("dsl2", "dsl"), ("dsl3", "dsl")],
+    );
+    run_ok(collector.cmd().args(["user", "disable", "dsl3"])).unwrap();
+    for _ in 0..5 {
+        assert_eq!(http.login("dsl2", "not the password at all").status, 401);
+    }
+    assert!(user_list(&collector).contains("dsl2\tdsl\tlocked"));
+
+    // The form's own CSRF token differs per answer; everything else must not.
+    let answer = |name: &str, password: &str| -> (u16, String) {
+        let r = http.login(name, password);
+        assert!(r.set_cookie("tutela_session").is_none(), "{name}: {r:?}");
+        let token = r
+            .cookie_value("tutela_login")
+            .expect("a fresh form after a failure");
+        (r.status, r.body.replace(&token, "TOKEN"))
+    };
+    let cases = [
+        ("unknown account", answer("nobody.here", PASSWORD)),
+        ("wrong password", answer("dsl1", "not the password at all")),
+        ("locked, right password", answer("dsl2", PASSWORD)),
+        (
+            "locked, wrong password",
+            answer("dsl2", "still not the password"),
+        ),
+        ("disabled, right password", answer("dsl3", PASSWORD)),
+        ("not an account name", answer("no such name!", PASSWORD)),
+    ];
+    let (status, body) = &cases[0].1;
+    assert_eq!(*status, 401);
+    assert!(body.contains("id=\"login-error\""), "{body}");
+    assert!(body.contains("Sign-in failed"), "{body}");
+    for (case, (s, b)) in &cases[1..] {
+        assert_eq!(s, status, "{case}");
+        assert_eq!(b, body, "{case}: the answer differs");
+    }
+
+    // The audit log keeps the true reason of each.
+    let log = audit_details(&collector_db(&collector));
+    let has = |actor: &str, action: &str, detail: &str| {
+        log.iter()
+            .any(|(a, b, c)| a == actor && b == action && c.contains(detail))
+    };
+    assert!(
+        has("nobody.here", "login_failed", "unknown account"),
+        "{log:?}"
+    );
+    assert!(has("dsl1", "login_failed", "wrong password"), "{log:?}");
+    assert!(
+        has("dsl2", "login_locked", "attempt while locked"),
+        "{log:?}"
+    );
+    assert!(has("dsl3", "login_failed", "account disabled"), "{log:?}");
+    assert!(!log.iter().any(|(a, _, _)| a == "no such name!"), "{log:?}");
+}
+
+fn collector_db(collector: &Collector) -> rusqlite::Connection {
+    open_db(collector)
+}
+
+#[test]
+fn over_long_names_and_reasons_are_refused_before_they_reach_the_audit_log() {
+    let (_scratch, collector, http) = started("console-lengths", &[("dsl1", "dsl")]);
+    let db = open_db(&collector);
+    let a1 = insert_alert(&db, "ev-len-1", "pupil.one", "violence/seed", 5, "new");
+    let a2 = insert_alert(&db, "ev-len-2", "pupil.one", "violence/seed", 3, "new");
+
+    // Names that no account can have: the generic refusal, nothing logged.
+    let refused = http.login("nobody.here", PASSWORD);
+    assert_eq!(refused.status, 401);
+    let generic = refused.body.split("id=\"login-error\">").nth(1).unwrap();
+    let generic = &generic[..generic.find("</p>").unwrap()];
+    for name in ["a".repeat(65), "x".repeat(200_000)] {
+        let r = http.login(&name, PASSWORD);
+        assert_eq!(r.status, 401, "{}", name.len());
+        assert!(r.body.contains(generic), "{}", r.body);
+    }
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM console_audit WHERE length(actor) > 64"
+        ),
+        0
+    );
+
+    let (session, csrf) = http.session("dsl1", "/queue");
+    let cookies = [("tutela_session", session.as_str())];
+    let long = "r".repeat(1025);
+    let (id1, id2) = (a1.to_string(), a2.to_string());
+    let too_long = |r: Response| {
+        assert_eq!(r.status, 400, "{r:?}");
+        assert!(r.body.contains("reason is too long"), "{}", r.body);
+        assert!(r.body.contains("at most 1024 bytes"), "{}", r.body);
+    };
+    too_long(http.post(
+        &format!("/alerts/{a1}/reveal"),
+        &cookies,
+        &[("csrf", &csrf), ("reason", &long)],
+    ));
+    too_long(http.post(
+        &format!("/alerts/{a2}/state"),
+        &cookies,
+        &[("csrf", &csrf), ("to", "false_positive"), ("reason", &long)],
+    ));
+    too_long(http.post(
+        "/queue/bulk",
+        &cookies,
+        &[
+            ("csrf", &csrf),
+            ("id", &id1),
+            ("id", &id2),
+            ("reason", &long),
+        ],
+    ));
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM console_reveals"), 0);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM alerts WHERE state <> 'new'"),
+        0
+    );
+    // 1 KiB exactly is taken.
+    let r = http.post(
+        &format!("/alerts/{a2}/state"),
+        &cookies,
+        &[
+            ("csrf", &csrf),
+            ("to", "false_positive"),
+            ("reason", &long[..1024]),
+        ],
+    );
+    assert_eq!(r.status, 303, "{r:?}");
+    assert!(
+        count(&db, "SELECT MAX(length(detail)) FROM console_audit") < 1100,
+        "no audit entry carries an over-long reason"
+    );
+}
+
+/// Seals `jpeg` as the collector stores captures: AES-256-GCM under the
+/// collector's capture key, nonce first, the event id as associated data.
+fn store_capture(collector: &Collector, db: &rusqlite::Connection, alert: i64, event: &str) {
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+    let mut jpeg = Vec::new();
+    image::RgbImage::from_pixel(64, 48, image::Rgb([200, 30, 30]))
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    let key = std::fs::read(collector.dir.join("capture.key")).unwrap();
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).unwrap());
+    let nonce = [9u8; 12];
+    let mut sealed = jpeg.clone();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(event.as_bytes()),
+        &mut sealed,
+    )
+    .unwrap();
+    let mut stored = nonce.to_vec();
+    stored.extend_from_slice(&sealed);
+    let sha = ring::digest::digest(&ring::digest::SHA256, &jpeg);
+    db.execute(
+        "INSERT INTO captures (alert_id, sha256, size, width, height, sealed) VALUES (?1, ?2, ?3, 64, 48, ?4)",
+        rusqlite::params![alert, sha.as_ref(), jpeg.len() as i64, stored],
+    )
+    .unwrap();
+    db.execute("UPDATE alerts SET has_capture = 1 WHERE id = ?1", [alert])
+        .unwrap();
+}
+
+#[test]
+fn technicians_never_see_false_positive_reasons_and_capture_previews_are_audited() {
+    let (_scratch, collector, http) = started(
+        "console-visibility",
+        &[("dsl1", "dsl"), ("tech1", "technician")],
+    );
+    let db = open_db(&collector);
+    let fp = insert_alert(&db, "ev-vis-1", "pupil.one", "violence/seed", 3, "new");
+    let grave = insert_alert(&db, "ev-vis-2", "pupil.two", "violence/seed", 5, "new");
+    store_capture(&collector, &db, grave, "ev-vis-2");
+
+    let (dsl, csrf) = http.session("dsl1", "/queue");
+    let dsl = [("tutela_session", dsl.as_str())];
+    let reason = "quoting Of Mice and Men for English coursework";
+    let r = http.post(
+        &format!("/alerts/{fp}/state"),
+        &dsl,
+        &[
+            ("csrf", &csrf),
+            ("to", "false_positive"),
+            ("reason", reason),
+        ],
+    );
+    assert_eq!(r.status, 303, "{r:?}");
+    let page = http.get(&format!("/alerts/{fp}"), &dsl);
+    assert!(page.body.contains(reason), "{}", page.body);
+
+    let (tech, _) = http.session("tech1", "/queue");
+    let tech = [("tutela_session", tech.as_str())];
+    let page = http.get(&format!("/alerts/{fp}"), &tech);
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.body.contains("False positive"), "the state is shown");
+    assert!(!page.body.contains(reason), "{}", page.body);
+    assert!(
+        !page.body.contains("False-positive reason"),
+        "{}",
+        page.body
+    );
+
+    // The blurred preview decrypts the capture: a view, and audited as one.
+    let preview = http.get(&format!("/alerts/{grave}/preview.jpg"), &dsl);
+    assert_eq!(preview.status, 200, "{preview:?}");
+    assert_eq!(preview.header("content-type"), Some("image/jpeg"));
+    let target = format!("alert:{grave}");
+    let viewed: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM console_audit WHERE actor = 'dsl1' AND action = 'view_capture_preview' AND target = ?1",
+            [&target],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(viewed, 1);
+    // Technicians get no preview either.
+    assert_eq!(
+        http.get(&format!("/alerts/{grave}/preview.jpg"), &tech)
+            .status,
+        403
+    );
+}
+
+#[test]
+fn rule_rates_count_only_the_alerts_in_the_viewers_scope() {
+    let (scratch, collector, http) =
+        started("console-rule-scope", &[("dsl1", "dsl"), ("head1", "head")]);
+    let staff = scratch.path("staff.csv");
+    std::fs::write(&staff, "username,type\nmr.jones,staff\n").unwrap();
+    run_ok(
+        collector
+            .cmd()
+            .args(["users", "import", staff.to_str().unwrap()]),
+    )
+    .unwrap();
+    let db = open_db(&collector);
+    let pupil = insert_alert(&db, "ev-sc-1", "pupil.one", "drugs/seed", 3, "new");
+    insert_alert(
+        &db,
+        "ev-sc-2",
+        "pupil.two",
+        "drugs/seed",
+        3,
+        "false_positive",
+    );
+    insert_alert(&db, "ev-sc-3", "pupil.three", "drugs/seed", 3, "new");
+    let teacher = insert_alert(
+        &db,
+        "ev-sc-4",
+        "mr.jones",
+        "drugs/seed",
+        3,
+        "false_positive",
+    );
+    insert_alert(
+        &db,
+        "ev-sc-5",
+        "mr.jones",
+        "drugs/seed",
+        3,
+        "false_positive",
+    );
+
+    let (dsl, _) = http.session("dsl1", "/queue");
+    let dsl = [("tutela_session", dsl.as_str())];
+    let rules = http.get("/rules", &dsl);
+    assert!(
+        rules
+            .body
+            .contains("<td>drugs/seed</td><td>drugs</td><td>3</td><td>1</td><td>33%</td>"),
+        "{}",
+        rules.body
+    );
+    let page = http.get(&format!("/alerts/{pupil}"), &dsl);
+    assert!(
+        page.body
+            .contains("1 of 3 alerts from this rule were false positives (33%)"),
+        "{}",
+        page.body
+    );
+
+    let (head, _) = http.session("head1", "/queue");
+    let head = [("tutela_session", head.as_str())];
+    let rules = http.get("/rules", &head);
+    assert!(
+        rules
+            .body
+            .contains("<td>drugs/seed</td><td>drugs</td><td>2</td><td>2</td><td>100%</td>"),
+        "{}",
+        rules.body
+    );
+    let page = http.get(&format!("/alerts/{teacher}"), &head);
+    assert!(
+        page.body
+            .contains("2 of 2 alerts from this rule were false positives (100%)"),
+        "{}",
+        page.body
     );
 }

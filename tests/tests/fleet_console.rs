@@ -347,6 +347,18 @@ fn fleet_exemptions_rules_and_tokens_pages_per_role() {
         )
         .unwrap();
     assert_eq!(published, 2);
+    // The audit log names the rules each publication added and removed.
+    let detail: String = db
+        .query_row(
+            "SELECT detail FROM console_audit WHERE actor = 'tech.one' AND action = 'rules-publish' AND target = 'rules:console-test:2'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        detail,
+        "shadow; added 1 rule: weapons/ghost gun; removed 1 rule: weapons/pipe bomb"
+    );
 
     // A technician makes a token in the console, a device enrols with it, then it is revoked.
     let r = http(

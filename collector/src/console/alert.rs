@@ -15,7 +15,9 @@ use tutela_proto::v1::EventBody;
 use super::auth::{self, Viewer};
 use super::html::{csrf_field, esc, page as layout, select};
 use super::queue::{state_label, STATES};
-use super::{audit, deny, html_response, redirect, session, staff, typed_response, App, Fail, Req};
+use super::{
+    audit, deny, html_response, redirect, session, staff, typed_response, write_tx, App, Fail, Req,
+};
 use crate::store::now_ms;
 
 /// A stored alert with everything the console shows.
@@ -239,13 +241,26 @@ fn revealed(conn: &Connection, viewer: &Viewer, alert_id: i64) -> rusqlite::Resu
     )
 }
 
-/// (alerts, false positives) for a rule.
-pub fn rule_rate(conn: &Connection, rule_id: &str) -> rusqlite::Result<(i64, i64)> {
-    conn.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(state = 'false_positive'), 0) FROM alerts WHERE rule_id = ?1 AND state <> 'folded'",
-        [rule_id],
+/// (alerts, false positives) for a rule, counting only the alerts in the
+/// viewer's scope (as the queue does).
+pub fn rule_rate(
+    app: &App,
+    conn: &Connection,
+    viewer: &Viewer,
+    rule_id: &str,
+) -> Result<(i64, i64), Fail> {
+    let Some((scope, mut params)) = staff::scope(conn, viewer, &app.staff_pattern)? else {
+        return Ok((0, 0));
+    };
+    params.push(Value::Text(rule_id.to_owned()));
+    Ok(conn.query_row(
+        &format!(
+            "SELECT COUNT(*), COALESCE(SUM(a.state = 'false_positive'), 0) FROM alerts a
+             WHERE {scope} AND a.rule_id = ? AND a.state <> 'folded'"
+        ),
+        rusqlite::params_from_iter(params),
         |r| Ok((r.get(0)?, r.get(1)?)),
-    )
+    )?)
 }
 
 fn percent(part: i64, whole: i64) -> String {
@@ -357,7 +372,7 @@ pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
             hidden.to_owned()
         }
     };
-    let (total, fps) = rule_rate(conn, &alert.rule_id)?;
+    let (total, fps) = rule_rate(app, conn, &viewer, &alert.rule_id)?;
     let _ = write!(
         body,
         r#"<div class="grid"><div><dl class="facts">
@@ -413,7 +428,8 @@ pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
         body,
         r#"<h2>Context</h2><div class="context" id="context">{context}</div>"#
     );
-    if !alert.fp_reason.is_empty() {
+    // The reason is the reviewers' words, like notes and history: not for technicians.
+    if reviews && !alert.fp_reason.is_empty() {
         let _ = write!(
             body,
             "<p>False-positive reason: {}</p>",
@@ -643,6 +659,15 @@ pub fn preview(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 60)
         .encode_image(&small)
         .map_err(|_| Fail::NotFound)?;
+    // Decrypting a capture is a view of it, even when only its blurred
+    // preview leaves the server.
+    audit::append(
+        conn,
+        &viewer.name,
+        "view_capture_preview",
+        &format!("alert:{}", alert.id),
+        "",
+    )?;
     Ok(jpeg(out))
 }
 
@@ -655,22 +680,41 @@ pub fn reveal(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
             "Give a reason for revealing the capture.".into(),
         ));
     }
-    conn.execute(
+    check_reason(reason)?;
+    let tx = write_tx(conn)?;
+    tx.execute(
         "INSERT INTO console_reveals (session_hash, alert_id, user, reason, time_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![viewer.session_hash, alert.id, viewer.name, reason, now_ms()],
     )?;
     audit::append(
-        conn,
+        &tx,
         &viewer.name,
         "reveal_capture",
         &format!("alert:{}", alert.id),
         &format!("reason: {reason}"),
     )?;
+    tx.commit()?;
     Ok(redirect(&format!("/alerts/{}#capture", alert.id)))
 }
 
+/// The longest reason (for a reveal or a false positive) the console takes:
+/// it goes into the audit log and the state history. Details belong in a note.
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// Refuses a reason longer than [`MAX_REASON_BYTES`].
+pub fn check_reason(reason: &str) -> Result<(), Fail> {
+    if reason.len() > MAX_REASON_BYTES {
+        return Err(Fail::BadRequest(format!(
+            "The reason is too long ({} bytes): keep it to at most {MAX_REASON_BYTES} bytes (about 1,000 letters) and put any detail in a note on the alert.",
+            reason.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Moves an alert to `to`, recording history and audit; false positives
-/// need a reason.
+/// need a reason. Run it inside the caller's write transaction ([`write_tx`]),
+/// which commits the move and its audit entry together.
 pub fn transition(
     conn: &Connection,
     viewer: &Viewer,
@@ -688,6 +732,7 @@ pub fn transition(
     if to == "false_positive" && reason.trim().is_empty() {
         return Err(Fail::BadRequest("Say why this is a false positive.".into()));
     }
+    check_reason(reason.trim())?;
     let now = now_ms();
     conn.execute(
         "UPDATE alerts SET state = ?2 WHERE id = ?1",
@@ -735,14 +780,9 @@ pub fn change_state(app: &App, conn: &Connection, req: &Req) -> Result<Response,
     if !STATES.iter().any(|(s, _)| *s == req.f("to")) {
         return Err(Fail::BadRequest("Unknown state.".into()));
     }
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    match transition(conn, &viewer, &alert, req.f("to"), req.f("reason")) {
-        Ok(()) => conn.execute_batch("COMMIT")?,
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(e);
-        }
-    }
+    let tx = write_tx(conn)?;
+    transition(&tx, &viewer, &alert, req.f("to"), req.f("reason"))?;
+    tx.commit()?;
     Ok(redirect(&format!("/alerts/{}", alert.id)))
 }
 
@@ -759,18 +799,20 @@ pub fn assign(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
             "That account cannot be assigned this alert.".into(),
         ));
     }
-    conn.execute(
+    let tx = write_tx(conn)?;
+    tx.execute(
         "INSERT INTO console_review (alert_id, assignee, updated_ms) VALUES (?1, ?2, ?3)
          ON CONFLICT(alert_id) DO UPDATE SET assignee = ?2, updated_ms = ?3",
         params![alert.id, who, now_ms()],
     )?;
     audit::append(
-        conn,
+        &tx,
         &viewer.name,
         "assign",
         &format!("alert:{}", alert.id),
         &format!("to {}", if who.is_empty() { "nobody" } else { who }),
     )?;
+    tx.commit()?;
     Ok(redirect(&format!("/alerts/{}", alert.id)))
 }
 
@@ -783,18 +825,20 @@ pub fn add_note(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fai
             "A note needs text (at most 20,000 characters).".into(),
         ));
     }
-    conn.execute(
+    let tx = write_tx(conn)?;
+    tx.execute(
         "INSERT INTO console_notes (alert_id, time_ms, author, text) VALUES (?1, ?2, ?3, ?4)",
         params![alert.id, now_ms(), viewer.name, text],
     )?;
     // The note's text stays out of the audit log; its existence does not.
     audit::append(
-        conn,
+        &tx,
         &viewer.name,
         "add_note",
         &format!("alert:{}", alert.id),
         &format!("{} characters", text.chars().count()),
     )?;
+    tx.commit()?;
     Ok(redirect(&format!("/alerts/{}#notes", alert.id)))
 }
 
@@ -806,27 +850,25 @@ pub fn bulk_false_positive(app: &App, conn: &Connection, req: &Req) -> Result<Re
             "Say why these are false positives.".into(),
         ));
     }
+    check_reason(reason)?;
     let ids: Vec<i64> = req
         .f_all("id")
         .iter()
         .filter_map(|s| s.parse().ok())
         .collect();
-    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let tx = write_tx(conn)?;
     let mut closed = 0;
     for id in &ids {
-        let Ok(alert) = load(app, conn, &viewer, *id) else {
+        let Ok(alert) = load(app, &tx, &viewer, *id) else {
             continue;
         };
         if next_states(&alert.state).contains(&"false_positive") {
-            if let Err(e) = transition(conn, &viewer, &alert, "false_positive", reason) {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err(e);
-            }
+            transition(&tx, &viewer, &alert, "false_positive", reason)?;
             closed += 1;
         }
     }
     audit::append(
-        conn,
+        &tx,
         &viewer.name,
         "bulk_false_positive",
         "queue",
@@ -835,21 +877,25 @@ pub fn bulk_false_positive(app: &App, conn: &Connection, req: &Req) -> Result<Re
             ids.len()
         ),
     )?;
-    conn.execute_batch("COMMIT")?;
+    tx.commit()?;
     Ok(redirect("/queue"))
 }
 
 /// Each rule's alerts and false-positive rate.
-pub fn rules_page(_app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+pub fn rules_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
     let viewer = reviewer(conn, req)?;
-    let mut stmt = conn.prepare(
-        "SELECT rule_id, category, COUNT(*), COALESCE(SUM(state = 'false_positive'), 0) FROM alerts
-         WHERE state <> 'folded' GROUP BY rule_id ORDER BY 4 * 1.0 / COUNT(*) DESC, COUNT(*) DESC",
-    )?;
+    // Only the alerts in the viewer's scope, as in the queue: the head's
+    // staff alerts do not show in the DSL's figures, nor pupils' in the head's.
+    let (scope, params) = staff::scope(conn, &viewer, &app.staff_pattern)?
+        .unwrap_or_else(|| ("0".to_owned(), Vec::new()));
+    let mut stmt = conn.prepare(&format!(
+        "SELECT a.rule_id, a.category, COUNT(*), COALESCE(SUM(a.state = 'false_positive'), 0) FROM alerts a
+         WHERE {scope} AND a.state <> 'folded' GROUP BY a.rule_id ORDER BY 4 * 1.0 / COUNT(*) DESC, COUNT(*) DESC"
+    ))?;
     let mut body = String::from(
         r#"<h1>Rules: false-positive rates</h1><table id="rules"><thead><tr><th>Rule</th><th>Category</th><th>Alerts</th><th>False positives</th><th>Rate</th></tr></thead><tbody>"#,
     );
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,

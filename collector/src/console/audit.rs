@@ -38,8 +38,11 @@ fn entry_hash(
     hex::encode(ctx.finish())
 }
 
-/// Appends one entry. Runs in its own savepoint so the read of the last hash
-/// and the insert are one step even inside a caller's transaction.
+/// Appends one entry. Outside a transaction it runs in its own write
+/// transaction (`BEGIN IMMEDIATE`, so the read of the last hash and the
+/// insert are one step and wait for another writer rather than fail);
+/// inside a caller's transaction it runs in a savepoint, and commits or
+/// rolls back with the caller's action.
 pub fn append(
     conn: &Connection,
     actor: &str,
@@ -47,35 +50,47 @@ pub fn append(
     target: &str,
     detail: &str,
 ) -> rusqlite::Result<()> {
+    if conn.is_autocommit() {
+        let tx = super::write_tx(conn)?;
+        insert(&tx, actor, action, target, detail)?;
+        return tx.commit();
+    }
     conn.execute_batch("SAVEPOINT audit")?;
-    let result = (|| {
-        let last: Option<(i64, String)> = conn
-            .query_row(
-                "SELECT id, hash FROM console_audit ORDER BY id DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let (id, prev) = match last {
-            Some((id, hash)) => (id + 1, hash),
-            None => (1, GENESIS.to_owned()),
-        };
-        let time = now_ms();
-        let hash = entry_hash(&prev, id, time, actor, action, target, detail);
-        conn.execute(
-            "INSERT INTO console_audit (id, time_ms, actor, action, target, detail, prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![id, time, actor, action, target, detail, prev, hash],
-        )?;
-        Ok(())
-    })();
-    match result {
+    match insert(conn, actor, action, target, detail) {
         Ok(()) => conn.execute_batch("RELEASE audit"),
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK TO audit; RELEASE audit");
             Err(e)
         }
     }
+}
+
+fn insert(
+    conn: &Connection,
+    actor: &str,
+    action: &str,
+    target: &str,
+    detail: &str,
+) -> rusqlite::Result<()> {
+    let last: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT id, hash FROM console_audit ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (id, prev) = match last {
+        Some((id, hash)) => (id + 1, hash),
+        None => (1, GENESIS.to_owned()),
+    };
+    let time = now_ms();
+    let hash = entry_hash(&prev, id, time, actor, action, target, detail);
+    conn.execute(
+        "INSERT INTO console_audit (id, time_ms, actor, action, target, detail, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![id, time, actor, action, target, detail, prev, hash],
+    )?;
+    Ok(())
 }
 
 /// One stored entry.

@@ -30,6 +30,8 @@ const LOCK_MS: i64 = 15 * 60_000;
 const ADDRESS_FAILURES: usize = 20;
 const ADDRESS_WINDOW: Duration = Duration::from_secs(300);
 pub const MIN_PASSWORD_CHARS: usize = 10;
+/// The longest account name.
+pub const MAX_NAME_BYTES: usize = 64;
 
 /// What an account may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,14 +145,20 @@ fn verify_password(password: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether `name` has the form of an account name: 1-64 ASCII letters,
+/// digits, '.', '_', '-' or '@'.
+pub fn valid_account_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_BYTES
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+}
+
 /// Creates an account, or replaces the password and role of an existing one.
 pub fn add_user(conn: &Connection, name: &str, role: Role, password: &str) -> anyhow::Result<bool> {
     anyhow::ensure!(
-        !name.is_empty()
-            && name.len() <= 64
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c)),
+        valid_account_name(name),
         "account names are 1-64 letters, digits, '.', '_', '-' or '@'"
     );
     anyhow::ensure!(
@@ -166,15 +174,16 @@ pub fn add_user(conn: &Connection, name: &str, role: Role, password: &str) -> an
         )
         .optional()?
         .unwrap_or(false);
-    conn.execute(
+    let tx = super::write_tx(conn)?;
+    tx.execute(
         "INSERT INTO console_users (name, password_hash, role, created_ms) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(name) DO UPDATE SET password_hash = ?2, role = ?3, failed = 0, locked_until_ms = 0",
         params![name, hash, role.as_str(), now_ms()],
     )?;
     // Existing sessions end when an account's password or role changes.
-    conn.execute("DELETE FROM console_sessions WHERE user = ?1", [name])?;
+    tx.execute("DELETE FROM console_sessions WHERE user = ?1", [name])?;
     audit::append(
-        conn,
+        &tx,
         "cli",
         if existed {
             "account_updated"
@@ -184,6 +193,7 @@ pub fn add_user(conn: &Connection, name: &str, role: Role, password: &str) -> an
         &format!("user:{name}"),
         &format!("role={}", role.as_str()),
     )?;
+    tx.commit()?;
     Ok(existed)
 }
 
@@ -210,13 +220,15 @@ impl Throttle {
     }
 }
 
-/// The outcome of a login attempt.
+/// The outcome of a login attempt. A refusal does not say why: an unknown
+/// name, a wrong password and a locked or disabled account look the same
+/// from outside (and cost the same Argon2 check); the audit log keeps the
+/// true reason.
 #[derive(Debug)]
 pub enum Login {
     /// The new session's cookie token.
     Ok(String),
     Refused,
-    Locked,
 }
 
 /// A dummy hash so that unknown names cost as much time as known ones.
@@ -226,6 +238,13 @@ fn dummy_hash() -> &'static str {
 }
 
 pub fn login(conn: &Connection, name: &str, password: &str, ip: IpAddr) -> rusqlite::Result<Login> {
+    if !valid_account_name(name) {
+        // Not a name any account could have: refused before it reaches the
+        // database or the audit log (whose actor it would become).
+        verify_password(password, dummy_hash());
+        tracing::info!(%ip, name_bytes = name.len(), "console sign-in refused: not an account name");
+        return Ok(Login::Refused);
+    }
     let row: Option<(String, i64, i64, bool)> = conn
         .query_row(
             "SELECT password_hash, failed, locked_until_ms, disabled FROM console_users WHERE name = ?1",
@@ -233,46 +252,62 @@ pub fn login(conn: &Connection, name: &str, password: &str, ip: IpAddr) -> rusql
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
+    // The password is checked whatever the account's state, so that the
+    // time taken does not tell a locked, disabled or unknown account apart.
+    let (hash, failed, locked_until, disabled, known) = match row {
+        Some((hash, failed, locked_until, disabled)) => {
+            (hash, failed, locked_until, disabled, true)
+        }
+        None => (dummy_hash().to_owned(), 0, 0, false, false),
+    };
+    let password_ok = verify_password(password, &hash);
     let now = now_ms();
-    let Some((hash, failed, locked_until, disabled)) = row else {
-        verify_password(password, dummy_hash());
+    let tx = super::write_tx(conn)?;
+    if !known {
         audit::append(
-            conn,
+            &tx,
             name,
             "login_failed",
             "console",
             &format!("unknown account from {ip}"),
         )?;
+        tx.commit()?;
         return Ok(Login::Refused);
-    };
+    }
     if locked_until > now {
         audit::append(
-            conn,
+            &tx,
             name,
             "login_locked",
             "console",
             &format!("attempt while locked from {ip}"),
         )?;
-        return Ok(Login::Locked);
+        tx.commit()?;
+        return Ok(Login::Refused);
     }
-    if disabled || !verify_password(password, &hash) {
+    if disabled || !password_ok {
         let failed = failed + 1;
         let lock = if failed >= LOCK_AFTER {
             now + LOCK_MS
         } else {
             0
         };
-        conn.execute(
+        tx.execute(
             "UPDATE console_users SET failed = ?2, locked_until_ms = ?3 WHERE name = ?1",
             params![name, if lock > 0 { 0 } else { failed }, lock],
         )?;
         audit::append(
-            conn,
+            &tx,
             name,
             "login_failed",
             "console",
             &format!(
-                "wrong password from {ip}{}",
+                "{} from {ip}{}",
+                if disabled {
+                    "account disabled"
+                } else {
+                    "wrong password"
+                },
                 if lock > 0 {
                     "; account locked for 15 minutes"
                 } else {
@@ -280,31 +315,41 @@ pub fn login(conn: &Connection, name: &str, password: &str, ip: IpAddr) -> rusql
                 }
             ),
         )?;
-        return Ok(if lock > 0 {
-            Login::Locked
-        } else {
-            Login::Refused
-        });
+        tx.commit()?;
+        return Ok(Login::Refused);
     }
-    conn.execute(
+    tx.execute(
         "UPDATE console_users SET failed = 0, locked_until_ms = 0 WHERE name = ?1",
         [name],
     )?;
     let token = random_token();
-    conn.execute(
+    tx.execute(
         "INSERT INTO console_sessions (token_hash, user, csrf, created_ms, last_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
         params![token_hash(&token), name, random_token(), now],
     )?;
-    conn.execute(
+    tx.execute(
         "DELETE FROM console_sessions WHERE last_ms < ?1 OR created_ms < ?2",
         params![now - IDLE_MS, now - ABSOLUTE_MS],
     )?;
-    audit::append(conn, name, "login", "console", &format!("from {ip}"))?;
+    audit::append(&tx, name, "login", "console", &format!("from {ip}"))?;
+    tx.commit()?;
     Ok(Login::Ok(token))
 }
 
-/// The viewer for a session cookie, or `Fail::Login`.
+/// How stale a session's last-activity time may get before a request
+/// refreshes it (saves a write per request).
+const TOUCH_AFTER_MS: i64 = 30_000;
+
+/// The viewer for a session cookie, or `Fail::Login`; the request counts as
+/// activity and restarts the session's idle clock.
 pub fn viewer(conn: &Connection, token: Option<&str>) -> Result<Viewer, Fail> {
+    check_session(conn, token, true)
+}
+
+/// The viewer for a session cookie, or `Fail::Login`. `touch`: the request
+/// is the user's own activity and restarts the idle clock; background polls
+/// pass `false`, so an unattended open page still times out.
+pub fn check_session(conn: &Connection, token: Option<&str>, touch: bool) -> Result<Viewer, Fail> {
     let token = token.ok_or(Fail::Login)?;
     let hash = token_hash(token);
     let now = now_ms();
@@ -326,7 +371,7 @@ pub fn viewer(conn: &Connection, token: Option<&str>) -> Result<Viewer, Fail> {
         )?;
         return Err(Fail::Login);
     }
-    if now - last > 30_000 {
+    if touch && now - last > TOUCH_AFTER_MS {
         conn.execute(
             "UPDATE console_sessions SET last_ms = ?2 WHERE token_hash = ?1",
             params![hash, now],
@@ -342,12 +387,13 @@ pub fn viewer(conn: &Connection, token: Option<&str>) -> Result<Viewer, Fail> {
 }
 
 pub fn logout(conn: &Connection, viewer: &Viewer) -> rusqlite::Result<()> {
-    conn.execute(
+    let tx = super::write_tx(conn)?;
+    tx.execute(
         "DELETE FROM console_sessions WHERE token_hash = ?1",
         [&viewer.session_hash],
     )?;
-    audit::append(conn, &viewer.name, "logout", "console", "")?;
-    Ok(())
+    audit::append(&tx, &viewer.name, "logout", "console", "")?;
+    tx.commit()
 }
 
 /// Names of accounts that can be assigned alerts in the viewer's scope.

@@ -131,58 +131,54 @@ pub fn user(dir: &Path, command: UserCommand) -> anyhow::Result<()> {
                 auth::MIN_PASSWORD_CHARS
             );
             let hash = auth::hash_password(&password)?;
-            conn.execute(
+            let tx = super::write_tx(&conn)?;
+            tx.execute(
                 "UPDATE console_users SET password_hash = ?2, failed = 0, locked_until_ms = 0 WHERE name = ?1",
                 params![name, hash],
             )?;
-            conn.execute("DELETE FROM console_sessions WHERE user = ?1", [&name])?;
-            audit::append(&conn, "cli", "password_reset", &format!("user:{name}"), "")?;
+            tx.execute("DELETE FROM console_sessions WHERE user = ?1", [&name])?;
+            audit::append(&tx, "cli", "password_reset", &format!("user:{name}"), "")?;
+            tx.commit()?;
             println!("new password set for console account {name}; its sessions ended");
             Ok(())
         }
         UserCommand::Unlock { name } => {
             let conn = open(dir)?;
             require_account(&conn, &name)?;
-            conn.execute(
+            let tx = super::write_tx(&conn)?;
+            tx.execute(
                 "UPDATE console_users SET failed = 0, locked_until_ms = 0 WHERE name = ?1",
                 [&name],
             )?;
-            audit::append(
-                &conn,
-                "cli",
-                "account_unlocked",
-                &format!("user:{name}"),
-                "",
-            )?;
+            audit::append(&tx, "cli", "account_unlocked", &format!("user:{name}"), "")?;
+            tx.commit()?;
             println!("console account {name} unlocked");
             Ok(())
         }
         UserCommand::Disable { name } => {
             let conn = open(dir)?;
             require_account(&conn, &name)?;
-            conn.execute(
+            let tx = super::write_tx(&conn)?;
+            tx.execute(
                 "UPDATE console_users SET disabled = 1 WHERE name = ?1",
                 [&name],
             )?;
-            conn.execute("DELETE FROM console_sessions WHERE user = ?1", [&name])?;
-            audit::append(
-                &conn,
-                "cli",
-                "account_disabled",
-                &format!("user:{name}"),
-                "",
-            )?;
+            tx.execute("DELETE FROM console_sessions WHERE user = ?1", [&name])?;
+            audit::append(&tx, "cli", "account_disabled", &format!("user:{name}"), "")?;
+            tx.commit()?;
             println!("console account {name} disabled; its sessions ended");
             Ok(())
         }
         UserCommand::Enable { name } => {
             let conn = open(dir)?;
             require_account(&conn, &name)?;
-            conn.execute(
+            let tx = super::write_tx(&conn)?;
+            tx.execute(
                 "UPDATE console_users SET disabled = 0, failed = 0, locked_until_ms = 0 WHERE name = ?1",
                 [&name],
             )?;
-            audit::append(&conn, "cli", "account_enabled", &format!("user:{name}"), "")?;
+            audit::append(&tx, "cli", "account_enabled", &format!("user:{name}"), "")?;
+            tx.commit()?;
             println!("console account {name} enabled");
             Ok(())
         }

@@ -18,7 +18,7 @@ use rusqlite::Connection;
 
 use super::auth::{Role, Viewer};
 use super::html::{csrf_field, esc, page};
-use super::{audit, deny, html_response, redirect, session, App, Fail, Req};
+use super::{audit, deny, html_response, redirect, session, write_tx, App, Fail, Req};
 use crate::store::now_ms;
 
 /// Clears flags and revokes stations: technicians, the DSL and deputies.
@@ -292,7 +292,9 @@ fn station_action(
     } else {
         "UPDATE agents SET flag = NULL WHERE agent_id = ?1 AND revoked = 0"
     };
-    if conn.execute(sql, [agent_id])? == 0 {
+    // Each change and its audit entry commit together, or not at all.
+    let tx = write_tx(conn)?;
+    if tx.execute(sql, [agent_id])? == 0 {
         return Err(Fail::BadRequest(format!(
             "Station {agent_id} was revoked meanwhile; reload the Fleet page."
         )));
@@ -303,7 +305,7 @@ fn station_action(
         format!("station {station}; was: {flag}")
     };
     audit::append(
-        conn,
+        &tx,
         &viewer.name,
         action.audit,
         &format!("agent:{agent_id}"),
@@ -311,9 +313,9 @@ fn station_action(
     )?;
     if revoking && req.f("descendants") == "yes" {
         for d in &descendants {
-            if conn.execute(sql, [d])? > 0 {
+            if tx.execute(sql, [d])? > 0 {
                 audit::append(
-                    conn,
+                    &tx,
                     &viewer.name,
                     action.audit,
                     &format!("agent:{d}"),
@@ -322,6 +324,7 @@ fn station_action(
             }
         }
     }
+    tx.commit()?;
     tracing::info!(agent_id = %agent_id, by = %viewer.name, action = action.audit, "station changed from the console");
     Ok(redirect("/fleet"))
 }

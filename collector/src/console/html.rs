@@ -128,17 +128,31 @@ mark{background:#ffe066;padding:0 1px;font-weight:600}
 
 /// Polls the queue for new alerts and swaps the rows, counts and pager in
 /// place, keeping the current filters; rows newer than the page's first load
-/// are highlighted.
+/// are highlighted. Polls do not keep a session alive: when the session has
+/// ended (401, or a redirect to the sign-in page) the script clears the
+/// alerts from the page and goes to the sign-in page.
 pub const JS: &str = r#"
 (function(){
   var rows=document.getElementById('queue-rows');
   if(!rows)return;
   var counts=document.getElementById('queue-counts');
   var seen=parseInt(rows.getAttribute('data-max-id')||'0',10);
+  var timer=null;
+  function signedOut(){
+    if(timer!==null){clearInterval(timer);timer=null;}
+    rows.innerHTML='';rows.setAttribute('data-max-id','0');
+    if(counts)counts.innerHTML='';
+    var pager=document.getElementById('queue-pager');if(pager)pager.innerHTML='';
+    var bulk=document.getElementById('bulk');if(bulk)bulk.remove();
+    window.location.replace('/login');
+  }
   function poll(){
     var q=new URLSearchParams(window.location.search);q.set('fragment','1');
-    fetch('/queue?'+q.toString(),{credentials:'same-origin',headers:{'Accept':'application/json'}})
-      .then(function(r){return r.ok?r.json():null;})
+    fetch('/queue?'+q.toString(),{credentials:'same-origin',redirect:'manual',headers:{'Accept':'application/json'}})
+      .then(function(r){
+        if(r.status===401||r.status===403||r.type==='opaqueredirect'||(r.redirected&&/\/login/.test(r.url))){signedOut();return null;}
+        return r.ok?r.json():null;
+      })
       .then(function(d){
         if(!d)return;
         if(d.max_id!==parseInt(rows.getAttribute('data-max-id')||'0',10)){
@@ -152,7 +166,7 @@ pub const JS: &str = r#"
         }
       }).catch(function(){});
   }
-  setInterval(poll,5000);
+  timer=setInterval(poll,5000);
   var all=document.getElementById('select-all');
   if(all)all.addEventListener('change',function(){
     rows.querySelectorAll('input[name=id]').forEach(function(c){c.checked=all.checked;});

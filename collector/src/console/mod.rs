@@ -148,6 +148,8 @@ pub enum Fail {
     /// The CSRF token was missing or wrong.
     Csrf,
     Db(rusqlite::Error),
+    /// A page left its transaction open; it was rolled back.
+    Unsaved,
 }
 
 impl From<rusqlite::Error> for Fail {
@@ -170,6 +172,11 @@ impl Fail {
             Fail::Csrf => (
                 StatusCode::FORBIDDEN,
                 "The form was refused: its security token is missing or stale. Reload the page and try again."
+                    .to_owned(),
+            ),
+            Fail::Unsaved => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The change was not saved because of a database problem; reload the page and try again."
                     .to_owned(),
             ),
             Fail::Db(e) => {
@@ -223,9 +230,23 @@ pub fn redirect(to: &str) -> Response {
     r
 }
 
+/// Starts a write transaction (`BEGIN IMMEDIATE`) on the console's shared
+/// connection. An action and its audit entry go in one: both commit or
+/// neither does, and an early return (`?`) rolls back when the transaction
+/// is dropped, so the connection never stays inside a transaction.
+pub fn write_tx(conn: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+}
+
+/// Whether a request is the queue page's background poll. A poll does not
+/// count as activity: it must not keep an unattended session alive.
+pub fn is_poll(req: &Req) -> bool {
+    req.q("fragment") == "1"
+}
+
 /// Checks the session and, for a POST, its CSRF token (refusals are audited).
 pub fn session(conn: &Connection, req: &Req) -> Result<Viewer, Fail> {
-    let viewer = auth::viewer(conn, req.cookie(auth::SESSION_COOKIE))?;
+    let viewer = auth::check_session(conn, req.cookie(auth::SESSION_COOKIE), !is_poll(req))?;
     if req.post && !auth::same_secret(req.f("csrf"), &viewer.csrf) {
         audit::append(
             conn,
@@ -376,9 +397,25 @@ async fn call_limited(
         }
     }
     let json = req.wants_json;
+    let path = parts.uri.path().to_owned();
     let result = tokio::task::spawn_blocking(move || {
         let conn = app.db.lock().unwrap_or_else(|p| p.into_inner());
-        page(&app, &conn, &req)
+        let result = page(&app, &conn, &req);
+        // Every page commits or rolls back what it began; should one not,
+        // the shared connection must not keep the write lock (ingest's
+        // writer would wait on it) or gather later work into a transaction
+        // that is never committed.
+        if !conn.is_autocommit() {
+            tracing::error!(
+                path = %path,
+                "a console page left a transaction open; rolled back"
+            );
+            if let Err(e) = conn.execute_batch("ROLLBACK") {
+                tracing::error!(error = %e, "rolling back the console's open transaction failed");
+            }
+            return Err(Fail::Unsaved);
+        }
+        result
     })
     .await;
     let mut response = match result {

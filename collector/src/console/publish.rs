@@ -81,20 +81,23 @@ pub fn submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
                 .into(),
         )
     })?;
-    match publish::publish_checked(conn, &key, &text, shadow, report.clone()) {
+    // The publication and its audit entry commit together, or neither does.
+    let tx = super::write_tx(conn)?;
+    match publish::publish_checked(&tx, &key, &text, shadow, report.clone()) {
         Ok(done) => {
             let kind = if shadow { "shadow" } else { "live" };
             audit::append(
-                conn,
+                &tx,
                 &viewer.name,
                 "rules-publish",
                 &format!("rules:{}:{}", report.pack_id, done.version),
                 &format!(
-                    "{kind}; {} terms added, {} removed",
-                    done.added.len(),
-                    done.removed.len()
+                    "{kind}; added {}; removed {}",
+                    rule_list(&done.added),
+                    rule_list(&done.removed)
                 ),
             )?;
+            tx.commit()?;
             let body = format!(
                 r#"<h1>Rules published</h1><p id="published">Published {kind} version {} of {}. Connected agents receive it now; others when they reconnect. See <a href="/fleet">Fleet</a> for the versions agents report.</p>"#,
                 done.version,
@@ -112,6 +115,43 @@ pub fn submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
             Some(&e.to_string()),
         ))),
     }
+}
+
+/// How many rule ids an audit entry names before it only counts the rest.
+pub const AUDITED_RULES: usize = 50;
+/// Longer rule ids are cut to this many characters in the audit log.
+const MAX_AUDITED_ID_CHARS: usize = 120;
+
+/// `N rules: a, b, …` naming the first [`AUDITED_RULES`] rule ids (as
+/// `category/term`) and counting the rest, for the audit log.
+pub fn rule_list(ids: &[String]) -> String {
+    if ids.is_empty() {
+        return "0 rules".into();
+    }
+    let shown: Vec<String> = ids
+        .iter()
+        .take(AUDITED_RULES)
+        .map(|id| {
+            if id.chars().count() > MAX_AUDITED_ID_CHARS {
+                let cut: String = id.chars().take(MAX_AUDITED_ID_CHARS).collect();
+                format!("{cut}…")
+            } else {
+                id.clone()
+            }
+        })
+        .collect();
+    let more = ids.len() - shown.len();
+    format!(
+        "{} rule{}: {}{}",
+        ids.len(),
+        if ids.len() == 1 { "" } else { "s" },
+        shown.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )
 }
 
 fn render(
@@ -177,4 +217,26 @@ fn render(
         if shadow { " checked" } else { "" }
     );
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audited_rule_lists_name_the_first_fifty_and_count_the_rest() {
+        assert_eq!(rule_list(&[]), "0 rules");
+        assert_eq!(
+            rule_list(&["weapons/knife".to_owned()]),
+            "1 rule: weapons/knife"
+        );
+        let many: Vec<String> = (0..120).map(|i| format!("drugs/t{i}")).collect();
+        let text = rule_list(&many);
+        assert!(
+            text.starts_with("120 rules: drugs/t0, drugs/t1, "),
+            "{text}"
+        );
+        assert!(text.contains("drugs/t49 and 70 more"), "{text}");
+        assert!(!text.contains("drugs/t50"), "{text}");
+    }
 }

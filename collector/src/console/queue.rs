@@ -91,6 +91,11 @@ pub fn login_page(app: &App, _conn: &Connection, _req: &Req) -> Result<Response,
     Ok(login_form(app, None, StatusCode::OK))
 }
 
+/// The one answer to every failed sign-in, whatever the reason (unknown
+/// account, wrong password, locked or disabled account), so that it does not
+/// tell which accounts exist.
+pub const LOGIN_REFUSED: &str = "Sign-in failed: the account name or password is wrong, or the account is locked or disabled. Check both and try again. After five failed sign-ins an account is locked for 15 minutes; if it still fails, ask whoever manages console accounts.";
+
 pub fn login_submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
     let expected = req.cookie(auth::LOGIN_COOKIE).unwrap_or("");
     if expected.is_empty() || !auth::same_secret(req.f("csrf"), expected) {
@@ -126,16 +131,8 @@ pub fn login_submit(app: &App, conn: &Connection, req: &Req) -> Result<Response,
             app.throttle.failed(ip);
             Ok(login_form(
                 app,
-                Some("Wrong account name or password."),
+                Some(LOGIN_REFUSED),
                 StatusCode::UNAUTHORIZED,
-            ))
-        }
-        Login::Locked => {
-            app.throttle.failed(ip);
-            Ok(login_form(
-                app,
-                Some("This account is locked for 15 minutes after repeated failed sign-ins."),
-                StatusCode::TOO_MANY_REQUESTS,
             ))
         }
     }

@@ -125,8 +125,9 @@ pub fn create(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
             "The collector cannot read its certificate; check its data directory.".into(),
         )
     })?;
+    let tx = super::write_tx(conn)?;
     let token = enrolment::create_token(
-        conn,
+        &tx,
         &TokenSpec {
             valid_for_ms,
             max_uses,
@@ -137,7 +138,7 @@ pub fn create(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
         &tls.fingerprint,
     )?;
     audit::append(
-        conn,
+        &tx,
         &viewer.name,
         "token-create",
         &format!("group:{group}"),
@@ -146,6 +147,7 @@ pub fn create(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
             valid_for_ms / 1000
         ),
     )?;
+    tx.commit()?;
     let text = token.encode();
     let body = format!(
         r#"<h1>Token made</h1><p>Copy it now: it is not shown again. On each device, as an administrator:</p><pre id="token">tutela-agent enrol '{}'</pre><p>Group {}, {max_uses} uses, valid until {}.</p><p><a href="/tokens">Back to tokens</a></p>"#,
@@ -161,15 +163,17 @@ pub fn revoke(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
     if !may_publish(viewer.role) {
         return Err(deny(conn, &viewer, "tokens: revoke"));
     }
-    match enrolment::revoke_token(conn, req.f("id")) {
+    let tx = super::write_tx(conn)?;
+    match enrolment::revoke_token(&tx, req.f("id")) {
         Ok(id) => {
             audit::append(
-                conn,
+                &tx,
                 &viewer.name,
                 "token-revoke",
                 &format!("token:{id}"),
                 "",
             )?;
+            tx.commit()?;
             Ok(redirect("/tokens"))
         }
         Err(enrolment::TokenError::Db(e)) => Err(Fail::Db(e)),
