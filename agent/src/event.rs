@@ -1,10 +1,47 @@
 //! Turning what the agent saw into the exact bytes it signs and sends.
+//!
+//! A body is bounded by construction: every free-text field is cut (at a
+//! character boundary) to a fixed length and at most [`MAX_MATCHES`] matches
+//! are carried, so no observation, however long the URL or title, can make a
+//! body the collector refuses for its size (see [`MAX_BODY_BYTES_BOUND`]).
 
 use prost::Message;
 use ring::digest::{digest, SHA256};
 use tutela_proto::v1::{CaptureInfo, EventBody, Observation as WireObservation, RuleMatch};
 
 use crate::identity::Identity;
+
+/// Longest free-text observation field (title, URL, search query, program
+/// name and path, context), in bytes.
+pub const MAX_FIELD_BYTES: usize = 2048;
+/// Longest rule id, category or term carried in a match, and longest login
+/// or station name, in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+/// Longest event id (and `repeat_of`), in bytes; the collector refuses longer.
+pub const MAX_ID_BYTES: usize = 64;
+/// Most matches carried by one event; the highest severities are kept.
+pub const MAX_MATCHES: usize = 32;
+/// Protobuf tags, lengths and the fixed-size fields, generously.
+const FRAMING_BYTES: usize = 1024;
+/// Largest body [`seal`] can produce.
+pub const MAX_BODY_BYTES_BOUND: usize = 6 * (MAX_FIELD_BYTES + 8)
+    + 2 * (MAX_NAME_BYTES + 8)
+    + 2 * (MAX_ID_BYTES + 8)
+    + MAX_MATCHES * (3 * (MAX_NAME_BYTES + 8) + 32)
+    + FRAMING_BYTES;
+const _: () = assert!(MAX_BODY_BYTES_BOUND < tutela_proto::DEFAULT_MAX_BODY_BYTES / 3 * 2);
+
+/// Cuts `s` to at most `max` bytes, at a character boundary.
+pub fn truncate_at_char_boundary(s: &mut String, max: usize) {
+    if s.len() <= max {
+        return;
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s.truncate(cut);
+}
 
 /// A screenshot attached to an event.
 #[derive(Debug, Clone)]
@@ -32,6 +69,42 @@ pub struct EventDraft {
 }
 
 impl EventDraft {
+    /// The draft with every free-text field cut to its limit and at most
+    /// [`MAX_MATCHES`] matches (the highest severities, in their order).
+    pub fn bounded(mut self) -> Self {
+        truncate_at_char_boundary(&mut self.user, MAX_NAME_BYTES);
+        truncate_at_char_boundary(&mut self.station, MAX_NAME_BYTES);
+        if let Some(id) = self.event_id.as_mut() {
+            truncate_at_char_boundary(id, MAX_ID_BYTES);
+        }
+        truncate_at_char_boundary(&mut self.repeat_of, MAX_ID_BYTES);
+        let o = &mut self.observation;
+        for field in [
+            &mut o.context,
+            &mut o.app,
+            &mut o.app_path,
+            &mut o.window_title,
+            &mut o.url,
+            &mut o.search_query,
+        ] {
+            truncate_at_char_boundary(field, MAX_FIELD_BYTES);
+        }
+        let context_len = o.context.len() as u32;
+        if self.matches.len() > MAX_MATCHES {
+            // Stable: equal severities keep their order.
+            self.matches.sort_by_key(|m| std::cmp::Reverse(m.severity));
+            self.matches.truncate(MAX_MATCHES);
+        }
+        for m in &mut self.matches {
+            truncate_at_char_boundary(&mut m.rule_id, MAX_NAME_BYTES);
+            truncate_at_char_boundary(&mut m.category, MAX_NAME_BYTES);
+            truncate_at_char_boundary(&mut m.term, MAX_NAME_BYTES);
+            m.end = m.end.min(context_len);
+            m.start = m.start.min(m.end);
+        }
+        self
+    }
+
     /// Highest severity among the matches (0 when there are none).
     pub fn severity(&self) -> u8 {
         self.matches
@@ -102,6 +175,7 @@ pub fn seal(
     draft: EventDraft,
 ) -> SealedEvent {
     let severity = draft.severity();
+    let draft = draft.bounded();
     let (capture_info, capture) = match draft.evidence {
         Some(ev) => (
             Some(CaptureInfo {
@@ -139,5 +213,111 @@ pub fn seal(
         body,
         signature,
         capture,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tutela_proto::v1::Observation;
+
+    fn huge_draft() -> EventDraft {
+        // Multi-byte characters throughout, so a byte cut would land inside one.
+        let long = |seed: &str| seed.repeat(100 * 1024 / seed.len() + 1);
+        EventDraft {
+            time_ms: 1,
+            user: long("é"),
+            station: long("ß"),
+            observation: Observation {
+                source: 3,
+                context: long("ü"),
+                app: long("ä"),
+                app_path: long("/ö"),
+                window_title: long("a€"),
+                url: format!("https://www.google.com/search?q={}", long("%F0%9F%98%80😀")),
+                search_query: long("😀"),
+            },
+            matches: (0..100u32)
+                .map(|i| RuleMatch {
+                    rule_id: long("r€"),
+                    category: long("c€"),
+                    severity: if i == 77 { 5 } else { 1 + i % 4 },
+                    term: long("t€"),
+                    start: 0,
+                    end: 100_000,
+                })
+                .collect(),
+            evidence: None,
+            rules_version: 1,
+            count: 1,
+            event_id: Some(long("e")),
+            repeat_of: long("f"),
+        }
+    }
+
+    #[test]
+    fn a_huge_observation_seals_to_a_body_under_the_limit() {
+        let id = Identity::generate();
+        let original = huge_draft();
+        let sealed = seal(&id, "ag-1", 1, [0; 32], 0, original.clone());
+        assert!(
+            sealed.body.len() <= MAX_BODY_BYTES_BOUND,
+            "{} bytes",
+            sealed.body.len()
+        );
+        assert!(sealed.body.len() < tutela_proto::DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(sealed.severity, 5);
+        // Decoding checks every string is valid UTF-8: each cut is at a
+        // character boundary.
+        let body = EventBody::decode(sealed.body.as_slice()).unwrap();
+        let obs = body.observation.unwrap();
+        let o = &original.observation;
+        for (cut, whole) in [
+            (&obs.url, &o.url),
+            (&obs.window_title, &o.window_title),
+            (&obs.search_query, &o.search_query),
+            (&obs.app_path, &o.app_path),
+            (&obs.context, &o.context),
+        ] {
+            assert!(cut.len() <= MAX_FIELD_BYTES);
+            assert!(
+                cut.len() > MAX_FIELD_BYTES - 4,
+                "cut no shorter than needed"
+            );
+            assert!(whole.starts_with(cut.as_str()));
+        }
+        assert!(body.user.len() <= MAX_NAME_BYTES && original.user.starts_with(&body.user));
+        assert_eq!(body.matches.len(), MAX_MATCHES);
+        assert_eq!(body.matches[0].severity, 5, "the highest severity is kept");
+        assert!(body.matches.iter().all(|m| m.severity >= 3));
+        assert!(body
+            .matches
+            .iter()
+            .all(|m| m.end as usize <= obs.context.len() && m.term.len() <= MAX_NAME_BYTES));
+        assert!(body.event_id.len() <= MAX_ID_BYTES);
+    }
+
+    #[test]
+    fn small_drafts_are_untouched() {
+        let mut draft = huge_draft();
+        draft.user = "pupil".into();
+        draft.observation.url = "https://example.org/é".into();
+        draft.matches.truncate(3);
+        draft.matches[0].term = "pipe bomb".into();
+        let bounded = draft.clone().bounded();
+        assert_eq!(bounded.user, "pupil");
+        assert_eq!(bounded.observation.url, draft.observation.url);
+        assert_eq!(bounded.matches.len(), 3);
+        assert_eq!(bounded.matches[0].term, "pipe bomb");
+    }
+
+    #[test]
+    fn truncation_never_splits_a_character() {
+        for max in 0..12 {
+            let mut s = "a😀é€".to_string();
+            truncate_at_char_boundary(&mut s, max);
+            assert!(s.len() <= max);
+            assert!("a😀é€".starts_with(&s));
+        }
     }
 }

@@ -74,8 +74,10 @@ impl Exemption {
         !group.is_empty()
             && self.group == group
             && (self.category.is_empty() != self.term.is_empty())
-            && self.ends_ms > self.starts_ms
-            && self.ends_ms - self.starts_ms <= MAX_DURATION_MS
+            && self
+                .ends_ms
+                .checked_sub(self.starts_ms)
+                .is_some_and(|d| d > 0 && d <= MAX_DURATION_MS)
             && self.ends_ms <= now_ms.saturating_add(MAX_DURATION_MS)
     }
 }
@@ -305,6 +307,25 @@ mod tests {
             signature: key.sign(&message),
             body,
         }
+    }
+
+    #[test]
+    fn a_window_whose_length_overflows_is_refused() {
+        let now = 1_767_000_000_000;
+        let e = |starts_ms: i64, ends_ms: i64| Exemption {
+            id: 1,
+            group: "year-9".into(),
+            category: "drugs".into(),
+            term: String::new(),
+            starts_ms,
+            ends_ms,
+        };
+        assert!(e(now, now + 3_600_000).valid_for("year-9", now));
+        // ends - starts does not fit in an i64: wrapped, it would look short.
+        assert!(!e(i64::MIN, now).valid_for("year-9", now));
+        assert!(!e(i64::MIN + 1, now + 3_600_000).valid_for("year-9", now));
+        assert!(!e(now, now).valid_for("year-9", now));
+        assert!(!e(now, now - 1).valid_for("year-9", now));
     }
 
     #[test]

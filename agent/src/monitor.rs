@@ -120,7 +120,14 @@ impl EventSink {
                 tracing::debug!(seq, "event spooled");
                 self.appended.notify_one();
             }
-            Err(e) => tracing::error!(error = %e, "could not spool an event"),
+            Err(e) => {
+                // Counted, so the next event spooled reports it as dropped.
+                self.spool
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .count_lost();
+                tracing::error!(error = %e, "could not spool an event; it is lost and counted as dropped");
+            }
         }
     }
 }
@@ -369,7 +376,7 @@ impl Monitor {
                     pid: Some(pid),
                 };
                 // Processes have no window: fold per process name.
-                let key = u64::from(pid) | (1 << 63);
+                let key = process_key(&name);
                 self.consider(key, Scope::Process, matches, "", &app, "", "")
             }
         }
@@ -613,6 +620,15 @@ impl Monitor {
     }
 }
 
+/// The cooldown key of a process name: a hash with the top bit set, so it
+/// never names a window (and no window is captured for it).
+fn process_key(name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish() | (1 << 63)
+}
+
 async fn screenshot(window: Option<u64>) -> Option<Evidence> {
     let shot = tokio::task::spawn_blocking(move || crate::capture::capture_screen(window)).await;
     match shot {
@@ -736,6 +752,68 @@ mod tests {
         });
         assert!(raised.is_empty(), "nothing typed before the title is known");
         assert!(m.windows.get(&9).is_none_or(|w| w.typed.is_none()));
+    }
+
+    #[test]
+    fn an_event_that_cannot_be_spooled_is_counted_as_dropped_on_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = monitor(dir.path());
+        let draft = typed(&mut m, "pipe bomb").pop().unwrap().draft;
+        let spool = m.sink.spool.clone();
+        m.sink.append(draft.clone());
+        spool.lock().unwrap().refuse_writes(true);
+        m.sink.append(draft.clone());
+        m.sink.append(draft.clone());
+        spool.lock().unwrap().refuse_writes(false);
+        assert_eq!(spool.lock().unwrap().stats().unwrap().dropped, 2);
+        m.sink.append(draft);
+        let events = spool.lock().unwrap().pending_after(0, 10).unwrap();
+        let dropped: Vec<u64> = events
+            .iter()
+            .map(|e| {
+                <tutela_proto::v1::EventBody as prost::Message>::decode(e.body.as_slice())
+                    .unwrap()
+                    .dropped_before
+            })
+            .collect();
+        assert_eq!(
+            dropped,
+            vec![0, 2],
+            "the lost events are reported with the next"
+        );
+        assert_eq!(spool.lock().unwrap().stats().unwrap().dropped, 2);
+    }
+
+    #[test]
+    fn repeated_process_starts_fold_per_name_not_per_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = monitor(dir.path());
+        let text = "[pack]\nid = \"t\"\nname = \"T\"\nversion = 2\nlanguage = \"en-GB\"\ndescription = \"t\"\n\n\
+             [categories.illegal]\nseverity = 3\ndescription = \"E\"\n\n\
+             [[terms]]\ncategory = \"illegal\"\nkind = \"phrase\"\nscope = [\"process\"]\nterms = [\"torbrowser\", \"psiphon\"]\n";
+        let pack = tutela_rules::Pack::parse(text, "test").unwrap();
+        let matcher = Matcher::compile(&pack, &tutela_rules::CompileOptions::default()).unwrap();
+        *m.rules.write().unwrap() = Arc::new(matcher);
+        let start = |m: &mut Monitor, name: &str, pid: u32| {
+            m.observe(SensorEvent::ProcessStarted {
+                name: name.into(),
+                path: format!("/opt/{name}"),
+                pid,
+            })
+        };
+        let first = start(&mut m, "torbrowser", 100);
+        assert_eq!(first.len(), 1);
+        assert!(first[0].window_id >> 63 == 1, "never a window");
+        // Relaunched with a new pid (or one per tab): a repeat, not a new alert.
+        assert!(start(&mut m, "torbrowser", 101).is_empty());
+        assert!(start(&mut m, "torbrowser", 102).is_empty());
+        let key = (
+            first[0].draft.matches[0].rule_id.clone(),
+            first[0].window_id,
+        );
+        assert_eq!(m.cooldowns[&key].repeats, 2);
+        // Another program matching is its own alert.
+        assert_eq!(start(&mut m, "psiphon", 100).len(), 1);
     }
 
     #[test]

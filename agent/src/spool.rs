@@ -1,9 +1,25 @@
 //! The durable spool: every event is committed here (SQLite, WAL) before it
 //! is sent, and deleted only when the collector acknowledges it as stored.
 //!
+//! Durability comes in two steps, so appending stays fast:
+//!
+//! - **Crash-safe at append.** Each append commits with `synchronous=NORMAL`:
+//!   the event survives the agent being killed, but the WAL is not flushed to
+//!   the disk, so a power cut can lose the last appends.
+//! - **Power-safe before sending.** Before the uplink sends events not yet made
+//!   durable it calls [`Spool::make_durable`]: one small write transaction with
+//!   `synchronous=FULL`, which syncs the WAL and with it everything appended
+//!   before. One sync per send batch, not per event. So nothing the collector
+//!   has stored can vanish from the spool on a power cut and have its sequence
+//!   number reused for a different event.
+//!
 //! The spool is bounded on disk. When it is full it drops the lowest severity
 //! first (oldest first within a severity) and counts what it dropped; the
 //! dropped sequence numbers show at the collector as a gap.
+//!
+//! Events the collector refused for good are kept apart in a quarantine for a
+//! technician, bounded too: at most [`MAX_QUARANTINE_ROWS`] events and
+//! [`MAX_QUARANTINE_BYTES`], the oldest deleted first and counted as dropped.
 
 use std::path::Path;
 
@@ -54,6 +70,10 @@ pub struct Spool {
     prev_hash: [u8; 32],
     bytes: u64,
     dropped: u64,
+    /// Events lost because they could not be written, not yet reported.
+    lost: u64,
+    /// Every event up to this sequence number has been synced to the disk.
+    durable_through: u64,
     config: SpoolConfig,
 }
 
@@ -86,6 +106,12 @@ CREATE TABLE IF NOT EXISTS quarantine (
     capture BLOB NOT NULL
 );
 ";
+
+/// Most events kept in the quarantine.
+pub const MAX_QUARANTINE_ROWS: i64 = 200;
+/// Most bytes (bodies, signatures, captures) kept in the quarantine; the
+/// newest event is kept whatever its size.
+pub const MAX_QUARANTINE_BYTES: i64 = 8 * 1024 * 1024;
 
 const SPOOL_PAGE_SIZE: i64 = 2048;
 
@@ -151,6 +177,8 @@ impl Spool {
             prev_hash,
             bytes: bytes as u64,
             dropped,
+            lost: 0,
+            durable_through: 0,
             config,
         })
     }
@@ -159,12 +187,13 @@ impl Spool {
     /// Returns its sequence number.
     pub fn append(&mut self, identity: &Identity, draft: EventDraft) -> Result<u64, SpoolError> {
         let seq = self.next_seq;
+        let dropped_before = self.dropped + self.lost;
         let event = seal(
             identity,
             &self.agent_id,
             seq,
             self.prev_hash,
-            self.dropped,
+            dropped_before,
             draft,
         );
         let hash = event.body_hash();
@@ -181,7 +210,7 @@ impl Spool {
         )?
         .execute(params![(seq + 1).to_le_bytes().to_vec(), hash.to_vec()])?;
         let mut bytes = self.bytes + size;
-        let mut dropped = self.dropped;
+        let mut dropped = dropped_before;
         while bytes > self.config.max_bytes {
             let victims: Vec<(i64, i64)> = {
                 let mut stmt = tx.prepare_cached(
@@ -207,18 +236,50 @@ impl Spool {
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('dropped', ?1)",
                 [dropped.to_le_bytes().to_vec()],
             )?;
-            tracing::warn!(
-                dropped_total = dropped,
-                max_bytes = self.config.max_bytes,
-                "spool full: dropped lowest-severity events; the collector will record a gap"
-            );
+            if dropped > dropped_before {
+                tracing::warn!(
+                    dropped_total = dropped,
+                    max_bytes = self.config.max_bytes,
+                    "spool full: dropped lowest-severity events; the collector will record a gap"
+                );
+            }
         }
         tx.commit()?;
         self.next_seq = seq + 1;
         self.prev_hash = hash;
         self.bytes = bytes;
         self.dropped = dropped;
+        self.lost = 0;
         Ok(seq)
+    }
+
+    /// Syncs every event appended so far to the disk, so they survive a power
+    /// cut: one small write transaction under `synchronous=FULL` (which syncs
+    /// the WAL, holding it and every append before it), then back to
+    /// `NORMAL` for appends. Does nothing when no event was appended since the
+    /// last call. Returns whether it synced.
+    pub fn make_durable(&mut self) -> Result<bool, SpoolError> {
+        let last = self.next_seq.saturating_sub(1);
+        if last <= self.durable_through {
+            return Ok(false);
+        }
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        let marked = self.conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('durable_through', ?1)",
+            [last.to_le_bytes().to_vec()],
+        );
+        let restored = self.conn.pragma_update(None, "synchronous", "NORMAL");
+        marked?;
+        restored?;
+        self.durable_through = last;
+        Ok(true)
+    }
+
+    /// Counts an event that could not be written (its append failed). It is
+    /// added to the dropped count the next event spooled carries, so the
+    /// collector sees that something was lost.
+    pub fn count_lost(&mut self) {
+        self.lost += 1;
     }
 
     /// Up to `limit` stored events with a sequence number above `after`, in order.
@@ -236,6 +297,15 @@ impl Spool {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The sequence number of the first event waiting to be sent, if any.
+    pub fn first_pending(&self) -> Result<Option<u64>, SpoolError> {
+        let seq: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT MIN(seq) FROM events")?
+            .query_row([], |r| r.get(0))?;
+        Ok(seq.map(|s| s as u64))
     }
 
     /// Deletes acknowledged events.
@@ -277,7 +347,35 @@ impl Spool {
                 |r| r.get(0),
             )
             .optional()?;
+        // Newest first: delete what is past the row or byte bound.
+        let purged = tx.execute(
+            "DELETE FROM quarantine WHERE seq IN (
+                SELECT seq FROM (
+                    SELECT seq,
+                        ROW_NUMBER() OVER newest AS n,
+                        SUM(length(body) + length(signature) + length(capture)) OVER newest AS total
+                    FROM quarantine
+                    WINDOW newest AS (ORDER BY seq DESC ROWS UNBOUNDED PRECEDING)
+                ) WHERE n > ?1 OR (n > 1 AND total > ?2)
+            )",
+            params![MAX_QUARANTINE_ROWS, MAX_QUARANTINE_BYTES],
+        )? as u64;
+        let dropped = self.dropped + purged;
+        if purged > 0 {
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('dropped', ?1)",
+                [dropped.to_le_bytes().to_vec()],
+            )?;
+        }
         tx.commit()?;
+        if purged > 0 {
+            tracing::warn!(
+                purged,
+                dropped_total = dropped,
+                "quarantine full: deleted the oldest refused events"
+            );
+        }
+        self.dropped = dropped;
         self.bytes = self.bytes.saturating_sub(size.unwrap_or(0) as u64);
         Ok(())
     }
@@ -292,10 +390,23 @@ impl Spool {
         Ok(SpoolStats {
             backlog: backlog as u64,
             bytes: self.bytes,
-            dropped: self.dropped,
+            dropped: self.dropped + self.lost,
             quarantined: quarantined as u64,
             next_seq: self.next_seq,
         })
+    }
+
+    /// Refuses (or allows again) every write, as a full or failing disk would.
+    #[cfg(test)]
+    pub(crate) fn refuse_writes(&self, refuse: bool) {
+        self.conn
+            .pragma_update(None, "query_only", refuse)
+            .expect("query_only can be set");
+    }
+
+    /// The agent whose events this spool holds.
+    pub fn agent_id(&self) -> &str {
+        &self.agent_id
     }
 
     pub fn next_seq(&self) -> u64 {
@@ -358,6 +469,97 @@ mod tests {
             Spool::open(&path, "other", SpoolConfig::default()),
             Err(SpoolError::ForeignSpool(_))
         ));
+    }
+
+    #[test]
+    fn make_durable_syncs_once_per_new_appends_and_keeps_events() {
+        let path = temp("durable");
+        let id = Identity::generate();
+        let mut spool = Spool::open(&path, "a1", SpoolConfig::default()).unwrap();
+        assert!(!spool.make_durable().unwrap(), "nothing appended yet");
+        for _ in 0..3 {
+            spool.append(&id, draft(3, 10)).unwrap();
+        }
+        let before = spool.pending_after(0, 10).unwrap();
+        assert!(spool.make_durable().unwrap());
+        assert!(!spool.make_durable().unwrap(), "already durable");
+        let synchronous: i64 = spool
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(synchronous, 1, "appends are back to NORMAL");
+        assert_eq!(spool.pending_after(0, 10).unwrap(), before);
+        let marker: Vec<u8> = spool
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'durable_through'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(marker, 3u64.to_le_bytes().to_vec());
+        spool.append(&id, draft(3, 10)).unwrap();
+        assert!(spool.make_durable().unwrap(), "a new append needs a sync");
+        drop(spool);
+        let spool = Spool::open(&path, "a1", SpoolConfig::default()).unwrap();
+        assert_eq!(spool.pending_after(0, 10).unwrap().len(), 4);
+        assert_eq!(spool.next_seq(), 5);
+    }
+
+    fn quarantined_seqs(spool: &Spool) -> Vec<u64> {
+        let mut stmt = spool
+            .conn
+            .prepare("SELECT seq FROM quarantine ORDER BY seq")
+            .unwrap();
+        let rows = stmt.query_map([], |r| r.get::<_, i64>(0)).unwrap();
+        rows.map(|r| r.unwrap() as u64).collect()
+    }
+
+    #[test]
+    fn quarantine_keeps_the_newest_rows_and_counts_the_rest_as_dropped() {
+        let path = temp("quarantine-rows");
+        let id = Identity::generate();
+        let mut spool = Spool::open(&path, "a1", SpoolConfig::default()).unwrap();
+        let total = MAX_QUARANTINE_ROWS as u64 + 5;
+        for _ in 0..total {
+            let seq = spool.append(&id, draft(3, 10)).unwrap();
+            spool.quarantine(seq, "refused").unwrap();
+        }
+        let stats = spool.stats().unwrap();
+        assert_eq!(stats.quarantined, MAX_QUARANTINE_ROWS as u64);
+        assert_eq!(stats.dropped, 5);
+        assert_eq!(stats.backlog, 0);
+        assert_eq!(quarantined_seqs(&spool), (6..=total).collect::<Vec<_>>());
+        // The count survives a restart and is carried by the next event.
+        drop(spool);
+        let mut spool = Spool::open(&path, "a1", SpoolConfig::default()).unwrap();
+        assert_eq!(spool.stats().unwrap().dropped, 5);
+        spool.append(&id, draft(3, 10)).unwrap();
+        let next = spool.pending_after(0, 1).unwrap();
+        let body =
+            <tutela_proto::v1::EventBody as prost::Message>::decode(&next[0].body[..]).unwrap();
+        assert_eq!(body.dropped_before, 5);
+    }
+
+    #[test]
+    fn quarantine_is_bounded_in_bytes() {
+        let path = temp("quarantine-bytes");
+        let id = Identity::generate();
+        let mut spool = Spool::open(&path, "a1", SpoolConfig::default()).unwrap();
+        let shot = 3 * 1024 * 1024;
+        for _ in 0..4 {
+            let mut d = draft(3, 10);
+            d.evidence = Some(crate::event::Evidence {
+                jpeg: vec![0xAB; shot],
+                width: 1,
+                height: 1,
+            });
+            let seq = spool.append(&id, d).unwrap();
+            spool.quarantine(seq, "capture too large").unwrap();
+        }
+        // 8 MiB holds two 3 MiB captures: the two oldest are deleted.
+        assert_eq!(quarantined_seqs(&spool), vec![3, 4]);
+        assert_eq!(spool.stats().unwrap().dropped, 2);
     }
 
     #[test]

@@ -2,6 +2,13 @@
 //! deletes each one only when the collector acknowledges it as stored.
 //! Reconnects with exponential backoff and full jitter, and always resumes
 //! from the first unacknowledged event.
+//!
+//! An event the collector refuses for good is set aside in the spool's
+//! quarantine so the events after it flow: at once when the refusal names its
+//! sequence number, and otherwise (a refusal for size or format, which the
+//! collector gives before it can read the event) when the first
+//! unacknowledged event has been refused [`REFUSALS_BEFORE_QUARANTINE`] times
+//! in a row.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -20,6 +27,10 @@ const MAX_IN_FLIGHT: usize = 1024;
 const READ_BATCH: usize = 256;
 const ACK_BATCH: usize = 512;
 
+/// Untagged size or format refusals of the same first event, in a row,
+/// before it is set aside.
+pub const REFUSALS_BEFORE_QUARANTINE: u32 = 3;
+
 pub type SharedSpool = Arc<Mutex<Spool>>;
 
 /// Sequence numbers sent on the current stream and not yet acknowledged, in
@@ -36,6 +47,31 @@ pub enum UplinkError {
     Spool(#[from] SpoolError),
     #[error("the collector closed the stream")]
     Closed,
+    #[error("the collector acknowledged {0}; dropping the stream and deleting nothing")]
+    BadAck(String),
+}
+
+/// What an acknowledgement covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckCheck {
+    /// The first `n` events sent and not yet acknowledged on this stream.
+    Covers(usize),
+    /// It names another agent.
+    WrongAgent,
+    /// It names an event not sent (or already acknowledged) on this stream.
+    NotSent,
+}
+
+/// Checks an acknowledgement against this agent and the events sent on this
+/// stream (`sent`, in the order sent, so ascending).
+pub fn check_ack(sent: &VecDeque<u64>, agent_id: &str, ack: &tutela_proto::v1::Ack) -> AckCheck {
+    if ack.agent_id != agent_id {
+        return AckCheck::WrongAgent;
+    }
+    match sent.binary_search(&ack.seq) {
+        Ok(i) => AckCheck::Covers(i + 1),
+        Err(_) => AckCheck::NotSent,
+    }
 }
 
 /// Where to send, and how patiently to retry.
@@ -90,17 +126,93 @@ fn lock(spool: &SharedSpool) -> std::sync::MutexGuard<'_, Spool> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Counts how often in a row the first unacknowledged event was refused
+/// with a status that does not name it (so it cannot be quarantined at once)
+/// but says the event itself is unacceptable: too large or malformed.
+#[derive(Debug, Default)]
+pub struct RefusalStreak {
+    seq: Option<u64>,
+    count: u32,
+}
+
+impl RefusalStreak {
+    /// Records how a session ended: `first_unacked` is the first event still
+    /// in the spool afterwards, `acked` how many the session acknowledged,
+    /// `refusal` the collector's status if it refused the stream. Returns the
+    /// event to set aside, if it has now been refused often enough.
+    pub fn record(
+        &mut self,
+        first_unacked: Option<u64>,
+        acked: u64,
+        refusal: Option<&tonic::Status>,
+    ) -> Option<u64> {
+        let untagged_refusal = refusal.is_some_and(|s| {
+            matches!(
+                s.code(),
+                tonic::Code::ResourceExhausted | tonic::Code::InvalidArgument
+            ) && s
+                .metadata()
+                .get(tutela_proto::REJECTED_SEQ_METADATA)
+                .is_none()
+        });
+        let (Some(seq), true) = (first_unacked, untagged_refusal) else {
+            *self = Self::default();
+            return None;
+        };
+        if acked > 0 || self.seq != Some(seq) {
+            *self = Self {
+                seq: Some(seq),
+                count: 0,
+            };
+        }
+        self.count += 1;
+        if self.count >= REFUSALS_BEFORE_QUARANTINE {
+            *self = Self::default();
+            return Some(seq);
+        }
+        None
+    }
+}
+
 /// Runs forever: connect, stream, and on any failure back off and resume.
 pub async fn run(config: UplinkConfig, spool: SharedSpool, appended: Arc<Notify>) {
     let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
+    let mut streak = RefusalStreak::default();
     loop {
         match session(&config, &spool, &appended).await {
-            Ok(()) => backoff.reset(),
+            Ok(()) => {
+                backoff.reset();
+                streak = RefusalStreak::default();
+            }
             Err((acked, e)) => {
                 if acked > 0 {
                     backoff.reset();
                 }
                 tracing::warn!(collector = %config.collector, acked, error = %e, "uplink interrupted; will retry");
+                let refusal = match &e {
+                    UplinkError::Refused(status) => Some(status),
+                    _ => None,
+                };
+                let first = match lock(&spool).first_pending() {
+                    Ok(first) => first,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the spool");
+                        None
+                    }
+                };
+                if let Some(seq) = streak.record(first, acked, refusal) {
+                    let code = refusal.map(|s| s.code());
+                    tracing::warn!(
+                        seq,
+                        ?code,
+                        refusals = REFUSALS_BEFORE_QUARANTINE,
+                        "the collector refused the first unsent event repeatedly without naming it; set aside in quarantine so later events flow"
+                    );
+                    let reason = refusal.map(|s| s.message()).unwrap_or_default();
+                    if let Err(e) = lock(&spool).quarantine(seq, reason) {
+                        tracing::error!(error = %e, "could not quarantine the refused event");
+                    }
+                }
             }
         }
         let delay = backoff.next_delay();
@@ -166,6 +278,8 @@ async fn receive_acks(
     in_flight: &Semaphore,
     sent: &Sent,
 ) -> Result<u64, (u64, UplinkError)> {
+    let agent_id = lock(spool).agent_id().to_owned();
+    let agent_id = agent_id.as_str();
     let mut acks = client
         .stream(ReceiverStream::new(rx))
         .await
@@ -188,8 +302,24 @@ async fn receive_acks(
             match AckStatus::try_from(ack.status) {
                 Ok(AckStatus::Stored) | Ok(AckStatus::Duplicate) => {
                     let mut sent = lock_sent(sent);
-                    while sent.front().is_some_and(|&s| s <= ack.seq) {
-                        batch.extend(sent.pop_front());
+                    match check_ack(&sent, agent_id, ack) {
+                        AckCheck::Covers(n) => batch.extend(sent.drain(..n)),
+                        bad => {
+                            tracing::warn!(
+                                seq = ack.seq,
+                                check = ?bad,
+                                "the collector acknowledged an event this stream did not send; reconnecting"
+                            );
+                            let what = match bad {
+                                AckCheck::WrongAgent => {
+                                    format!("event {} of another agent", ack.seq)
+                                }
+                                _ => {
+                                    format!("event {}, which was not sent on this stream", ack.seq)
+                                }
+                            };
+                            return Err((acked, UplinkError::BadAck(what)));
+                        }
                     }
                 }
                 _ => tracing::warn!(
@@ -238,6 +368,11 @@ async fn send_loop(
             }
             continue;
         }
+        // Nothing leaves the machine that a power cut could take back.
+        if let Err(e) = lock(&spool).make_durable() {
+            tracing::error!(error = %e, "cannot sync the spool to the disk; not sending");
+            return;
+        }
         for event in batch {
             match in_flight.acquire().await {
                 Ok(permit) => permit.forget(),
@@ -259,6 +394,108 @@ fn lock_sent(sent: &Sent) -> std::sync::MutexGuard<'_, VecDeque<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tagged(status: tonic::Status, seq: u64) -> tonic::Status {
+        let mut status = status;
+        status.metadata_mut().insert(
+            tutela_proto::REJECTED_SEQ_METADATA,
+            seq.to_string().parse().unwrap(),
+        );
+        status
+    }
+
+    #[test]
+    fn repeated_untagged_size_refusals_set_the_first_event_aside() {
+        let too_big = tonic::Status::resource_exhausted("event body too large");
+        let mut streak = RefusalStreak::default();
+        assert_eq!(streak.record(Some(4), 0, Some(&too_big)), None);
+        assert_eq!(streak.record(Some(4), 0, Some(&too_big)), None);
+        assert_eq!(streak.record(Some(4), 0, Some(&too_big)), Some(4));
+        // The count starts again for the next event.
+        assert_eq!(streak.record(Some(5), 0, Some(&too_big)), None);
+        let malformed = tonic::Status::invalid_argument("not a valid EventBody");
+        assert_eq!(streak.record(Some(5), 0, Some(&malformed)), None);
+        assert_eq!(streak.record(Some(5), 0, Some(&malformed)), Some(5));
+    }
+
+    #[test]
+    fn other_endings_break_the_streak() {
+        let too_big = tonic::Status::resource_exhausted("event body too large");
+        let mut streak = RefusalStreak::default();
+        streak.record(Some(4), 0, Some(&too_big));
+        streak.record(Some(4), 0, Some(&too_big));
+        // A dropped connection in between: the collector may have been restarting.
+        assert_eq!(streak.record(Some(4), 0, None), None);
+        streak.record(Some(4), 0, Some(&too_big));
+        streak.record(Some(4), 0, Some(&too_big));
+        // Progress in between: events before it were stored.
+        assert_eq!(streak.record(Some(4), 3, Some(&too_big)), None);
+        assert_eq!(streak.record(Some(4), 0, Some(&too_big)), None);
+        assert_eq!(streak.record(Some(4), 0, Some(&too_big)), Some(4));
+        // Other refusals never count: the agent is revoked, unknown, or the
+        // collector is unavailable; setting events aside would lose them.
+        for status in [
+            tonic::Status::permission_denied("revoked"),
+            tonic::Status::not_found("not enrolled"),
+            tonic::Status::unavailable("restarting"),
+            tonic::Status::unauthenticated("bad signature"),
+        ] {
+            for _ in 0..5 {
+                assert_eq!(streak.record(Some(9), 0, Some(&status)), None);
+            }
+        }
+        // A refusal naming its event is quarantined at once elsewhere.
+        for _ in 0..5 {
+            let named = tagged(tonic::Status::resource_exhausted("too large"), 9);
+            assert_eq!(streak.record(Some(9), 0, Some(&named)), None);
+        }
+        // Nothing to set aside in an empty spool.
+        for _ in 0..5 {
+            assert_eq!(streak.record(None, 0, Some(&too_big)), None);
+        }
+    }
+
+    fn ack(agent_id: &str, seq: u64) -> tutela_proto::v1::Ack {
+        tutela_proto::v1::Ack {
+            agent_id: agent_id.into(),
+            seq,
+            status: AckStatus::Stored as i32,
+        }
+    }
+
+    #[test]
+    fn acknowledgements_must_name_this_agent_and_an_event_sent_on_this_stream() {
+        let sent: VecDeque<u64> = [4, 5, 6, 9].into_iter().collect();
+        assert_eq!(
+            check_ack(&sent, "ag-1", &ack("ag-1", 4)),
+            AckCheck::Covers(1)
+        );
+        assert_eq!(
+            check_ack(&sent, "ag-1", &ack("ag-1", 6)),
+            AckCheck::Covers(3)
+        );
+        assert_eq!(
+            check_ack(&sent, "ag-1", &ack("ag-1", 9)),
+            AckCheck::Covers(4)
+        );
+        // Another agent's acknowledgement deletes nothing here.
+        assert_eq!(
+            check_ack(&sent, "ag-1", &ack("ag-2", 5)),
+            AckCheck::WrongAgent
+        );
+        assert_eq!(check_ack(&sent, "ag-1", &ack("", 5)), AckCheck::WrongAgent);
+        // Sequence numbers not sent on this stream: before, between, after.
+        assert_eq!(check_ack(&sent, "ag-1", &ack("ag-1", 3)), AckCheck::NotSent);
+        assert_eq!(check_ack(&sent, "ag-1", &ack("ag-1", 7)), AckCheck::NotSent);
+        assert_eq!(
+            check_ack(&sent, "ag-1", &ack("ag-1", u64::MAX)),
+            AckCheck::NotSent
+        );
+        assert_eq!(
+            check_ack(&VecDeque::new(), "ag-1", &ack("ag-1", 1)),
+            AckCheck::NotSent
+        );
+    }
 
     #[test]
     fn backoff_grows_with_jitter_and_caps() {

@@ -127,6 +127,13 @@ pub struct Console {
     pub listen: SocketAddr,
     /// Serve HTTPS with the collector's certificate (session cookies become `Secure`).
     pub tls: bool,
+    /// The address of a TLS reverse proxy in front of the console, e.g.
+    /// `127.0.0.1`. Requests from it are taken to come from the last address
+    /// in its `X-Forwarded-For` header (for sign-in throttling and the audit
+    /// log), and cookies are marked `Secure`. The header is ignored from any
+    /// other address. Unset: no proxy is trusted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_proxy: Option<std::net::IpAddr>,
     /// The school's time zone for displayed times: `Europe/London` (GMT/BST),
     /// `UTC`, or a fixed offset such as `+01:00`.
     pub time_zone: String,
@@ -142,6 +149,7 @@ impl Default for Console {
             enabled: true,
             listen: "127.0.0.1:8443".parse().expect("a valid address"),
             tls: false,
+            trusted_proxy: None,
             time_zone: "Europe/London".into(),
             staff_pattern: String::new(),
         }

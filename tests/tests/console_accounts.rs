@@ -216,7 +216,12 @@ impl Endpoint {
 
     /// Signs in through the login form (with its CSRF cookie) and returns the response.
     fn login(&self, name: &str, password: &str) -> Response {
-        let form = self.get("/login", &[]);
+        self.login_with(name, password, "")
+    }
+
+    /// `login` with `extra_headers` on both requests (each line ending in CRLF).
+    fn login_with(&self, name: &str, password: &str, extra_headers: &str) -> Response {
+        let form = self.send_with("GET", "/login", &[], extra_headers, None);
         assert_eq!(form.status, 200, "{form:?}");
         let token = form
             .cookie_value("tutela_login")
@@ -225,10 +230,11 @@ impl Endpoint {
             form.body.contains(&format!("value=\"{token}\"")),
             "the form carries the cookie's token"
         );
-        self.send(
+        self.send_with(
             "POST",
             "/login",
             &[("tutela_login", &token)],
+            extra_headers,
             Some(&form_encode(&[
                 ("csrf", &token),
                 ("name", name),
@@ -1225,5 +1231,86 @@ fn rule_rates_count_only_the_alerts_in_the_viewers_scope() {
             .contains("2 of 2 alerts from this rule were false positives (100%)"),
         "{}",
         page.body
+    );
+}
+
+/// Failed sign-ins from the browser at `address`, as a proxy in front would
+/// forward them (`X-Forwarded-For`, after whatever the browser itself sent).
+fn fail_from(http: &Endpoint, address: &str, times: usize) -> Vec<u16> {
+    (0..times)
+        .map(|_| {
+            http.login_with(
+                "dsl1",
+                "not the password at all",
+                &format!("X-Forwarded-For: {address}\r\n"),
+            )
+            .status
+        })
+        .collect()
+}
+
+#[test]
+fn forwarded_addresses_count_only_from_the_trusted_proxy() {
+    // No proxy trusted: a client cannot dodge the per-address throttle by
+    // claiming other addresses; the log keeps its real one.
+    let (_scratch, collector, http) = started("console-no-proxy", &[("dsl1", "dsl")]);
+    let statuses: Vec<u16> = (0..20)
+        .flat_map(|i| fail_from(&http, &format!("10.0.0.{i}"), 1))
+        .collect();
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(
+        fail_from(&http, "10.0.0.99", 1),
+        [429],
+        "throttled by its real address"
+    );
+    let log = audit_details(&collector_db(&collector));
+    assert!(
+        log.iter()
+            .filter(|(_, a, _)| a == "login_failed")
+            .all(|(_, _, d)| d.contains("from 127.0.0.1")),
+        "{log:?}"
+    );
+    drop(collector);
+
+    // Behind a trusted proxy: each browser is throttled on its own, by the
+    // address the proxy added last, and the log names it.
+    let scratch = Scratch::new("console-proxy");
+    let (mut collector, port) =
+        Collector::with_console(scratch.path("collector"), &[("dsl1", "dsl")], PASSWORD).unwrap();
+    let config = collector.dir.join("collector.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("[console]\n"), "{text}");
+    std::fs::write(
+        &config,
+        text.replacen(
+            "[console]\n",
+            "[console]\ntrusted_proxy = \"127.0.0.1\"\n",
+            1,
+        ),
+    )
+    .unwrap();
+    collector.start().unwrap();
+    wait_for_port(port);
+    let http = Endpoint::Http(port);
+    let form = http.get("/login", &[]);
+    assert!(
+        form.set_cookie("tutela_login").unwrap().contains("Secure"),
+        "the browser's side of the proxy is HTTPS: {form:?}"
+    );
+    // The browser's own claim comes first; the proxy's entry is the last.
+    let statuses = fail_from(&http, "198.51.100.9, 203.0.113.5", 20);
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(fail_from(&http, "203.0.113.5", 1), [429]);
+    assert_eq!(
+        fail_from(&http, "198.51.100.9", 1),
+        [401],
+        "another browser is not held up"
+    );
+    assert_eq!(fail_from(&http, "203.0.113.6", 1), [401]);
+    let log = audit_details(&collector_db(&collector));
+    assert!(
+        log.iter()
+            .any(|(_, a, d)| a == "login_failed" && d.contains("from 203.0.113.5")),
+        "{log:?}"
     );
 }

@@ -47,6 +47,8 @@ pub struct App {
     pub zone: Zone,
     pub staff_pattern: String,
     pub secure_cookies: bool,
+    /// A reverse proxy whose `X-Forwarded-For` names the client.
+    pub trusted_proxy: Option<IpAddr>,
     pub throttle: Arc<Throttle>,
     /// `[fleet]` from collector.toml (silent-station rules for the fleet page).
     pub fleet: crate::config::Fleet,
@@ -74,7 +76,9 @@ impl App {
             vault: Arc::new(CaptureVault::load(dir)?),
             zone,
             staff_pattern: config.staff_pattern.trim().to_lowercase(),
-            secure_cookies: config.tls,
+            // Behind a proxy, the browser's side of it is HTTPS.
+            secure_cookies: config.tls || config.trusted_proxy.is_some(),
+            trusted_proxy: config.trusted_proxy,
             throttle: Arc::new(Throttle::default()),
             fleet: crate::config::CollectorConfig::load(&dir.join("collector.toml"))
                 .map(|c| c.fleet)
@@ -325,6 +329,32 @@ async fn read_form(body: Body, limit: usize) -> Result<Vec<u8>, FormError> {
     }
 }
 
+/// The client's address: the peer's, or, when the peer is the trusted
+/// proxy, the last address in the `X-Forwarded-For` it sent (the one the
+/// proxy added itself; earlier entries come from the client and prove
+/// nothing). A trusted proxy that sends no usable header counts as the client.
+fn client_address(
+    peer: Option<IpAddr>,
+    headers: &axum::http::HeaderMap,
+    trusted_proxy: Option<IpAddr>,
+) -> Option<IpAddr> {
+    let peer = peer?;
+    if Some(peer) != trusted_proxy {
+        return Some(peer);
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .next_back()
+        .and_then(|last| last.trim().parse::<IpAddr>().ok());
+    if forwarded.is_none() {
+        tracing::warn!(%peer, "request from the trusted proxy without a usable X-Forwarded-For");
+    }
+    Some(forwarded.unwrap_or(peer))
+}
+
 async fn call(app: App, page: Page, id: Option<i64>, request: Request) -> Response {
     call_limited(app, page, id, request, DEFAULT_FORM_LIMIT).await
 }
@@ -341,10 +371,14 @@ async fn call_limited(
     let mut req = Req {
         post,
         id,
-        ip: parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip()),
+        ip: client_address(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+            &parts.headers,
+            app.trusted_proxy,
+        ),
         wants_json: parts
             .headers
             .get(header::ACCEPT)
