@@ -8,6 +8,7 @@
 //! typed text never leaves memory except as the bounded context of a match.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -150,6 +151,32 @@ struct Cooldown {
     template: EventDraft,
 }
 
+/// The window in front, as the window sensor last reported it; shared with
+/// burst shots taken after the alert.
+#[derive(Debug, Default)]
+struct Front {
+    window: AtomicU64,
+    private: AtomicBool,
+}
+
+impl Front {
+    fn set(&self, window_id: u64, private: bool) {
+        self.window.store(window_id, Ordering::Relaxed);
+        self.private.store(private, Ordering::Relaxed);
+    }
+
+    /// Whether a screenshot may be the evidence for a match in `window`
+    /// (`None`: a match tied to no window, such as a process): never while a
+    /// sign-in window is in front, and for a window's match only while that
+    /// window is still in front. A match found when the pupil leaves a window
+    /// (typed text is checked then) would otherwise show whatever they
+    /// turned to, perhaps a password prompt.
+    fn may_capture(&self, window: Option<u64>) -> bool {
+        !self.private.load(Ordering::Relaxed)
+            && window.is_none_or(|w| self.window.load(Ordering::Relaxed) == w)
+    }
+}
+
 /// An alert about to be raised.
 struct Pending {
     draft: EventDraft,
@@ -164,6 +191,7 @@ pub struct Monitor {
     sink: EventSink,
     windows: HashMap<u64, WindowState>,
     active: u64,
+    front: Arc<Front>,
     cooldowns: HashMap<(String, u64), Cooldown>,
     /// Only what is filtered out by curriculum exemptions is dropped here.
     pub exempt: Arc<dyn Fn(&Match) -> bool + Send + Sync>,
@@ -203,6 +231,7 @@ impl Monitor {
             sink,
             windows: HashMap::new(),
             active: 0,
+            front: Arc::default(),
             cooldowns: HashMap::new(),
             exempt: Arc::new(|_| false),
             shadow: crate::shadow::Shadow::default(),
@@ -278,6 +307,7 @@ impl Monitor {
                 let mut pending = self.flush_window(self.active);
                 self.active = window_id;
                 let private = is_private_window(&title, &app.name);
+                self.front.set(window_id, private);
                 let state = self.window(window_id);
                 let changed = state.title != title;
                 state.title = title.clone();
@@ -592,10 +622,20 @@ impl Monitor {
             capture,
             window_id,
         } = pending;
-        let shoot = self.settings.capture && capture != CaptureMode::None;
         let window = (window_id >> 63 == 0 && window_id != 0).then_some(window_id);
+        let wanted = self.settings.capture && capture != CaptureMode::None;
+        let shoot = wanted && self.front.may_capture(window);
         if shoot {
             draft.evidence = screenshot(window).await;
+        } else if wanted {
+            tracing::info!(
+                rule_id = draft
+                    .matches
+                    .first()
+                    .map(|m| m.rule_id.as_str())
+                    .unwrap_or(""),
+                "no screenshot: the matched window is no longer in front, or a sign-in window is"
+            );
         }
         let first_id = draft.event_id.clone().unwrap_or_default();
         let template = draft.clone();
@@ -604,9 +644,14 @@ impl Monitor {
             let sink = self.sink.clone();
             let shots = self.settings.burst_shots - 1;
             let interval = self.settings.burst_interval;
+            let front = self.front.clone();
             tokio::spawn(async move {
                 for _ in 0..shots {
                     tokio::time::sleep(interval).await;
+                    if !front.may_capture(window) {
+                        // The rest of the burst would show something else.
+                        break;
+                    }
                     let mut extra = template.clone();
                     extra.evidence = screenshot(window).await;
                     extra.time_ms = now_ms();
@@ -732,6 +777,38 @@ mod tests {
         let (_, counts) = m.shadow.snapshot();
         assert_eq!(counts.get("drugs/cannabis"), None);
         assert_eq!(counts.get("weapons/pipe bomb"), Some(&1));
+    }
+
+    #[test]
+    fn evidence_is_shot_only_of_the_matched_window_with_no_sign_in_window_in_front() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = monitor(dir.path());
+        let window = |id: u64, title: &str| SensorEvent::Window {
+            window_id: id,
+            title: title.into(),
+            app: App::default(),
+        };
+        m.observe(window(7, "Untitled document - Writer"));
+        for c in "pipe bomb".chars() {
+            m.observe(SensorEvent::Key {
+                window_id: 7,
+                key: Key::Char(c),
+            });
+        }
+        assert!(m.front.may_capture(Some(7)));
+        // The pupil turns to a sign-in prompt: the typed match is found as
+        // they leave, and the screen now shows the prompt.
+        let raised = m.observe(window(8, "Sign in - Google Accounts - Chromium"));
+        assert_eq!(raised.len(), 1, "the match is raised on leaving");
+        assert_eq!(raised[0].window_id, 7);
+        assert!(!m.front.may_capture(Some(7)));
+        assert!(!m.front.may_capture(Some(8)), "never a sign-in window");
+        assert!(!m.front.may_capture(None), "nothing while one is in front");
+        // An ordinary window in front: only its own matches are shot.
+        m.observe(window(9, "Year 9 History - The Blitz"));
+        assert!(!m.front.may_capture(Some(7)));
+        assert!(m.front.may_capture(Some(9)));
+        assert!(m.front.may_capture(None));
     }
 
     #[test]

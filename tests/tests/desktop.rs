@@ -169,6 +169,26 @@ fn typing_a_trigger_phrase_raises_a_typed_alert_with_the_phrase() {
 }
 
 #[test]
+fn a_match_found_as_the_pupil_turns_to_a_sign_in_window_has_no_screenshot() {
+    let mut lab = Lab::start("desktop-private-front", UPLINK);
+    lab.desktop.open_xterm("Homework").unwrap();
+    // No Return: the phrase is checked as the pupil leaves the window, and
+    // they leave it for a sign-in prompt, which must not be photographed.
+    lab.desktop.type_text("i want to kill myself").unwrap();
+    lab.desktop.open_xterm("Sign in - Google Accounts").unwrap();
+    let alert = lab.wait_for_alert("a typed alert", |a| typed_in(a, "Homework"));
+    assert_eq!(alert["rule_id"], "suicide/kill myself", "{alert}");
+    assert_eq!(alert["has_capture"], false, "{alert}");
+
+    // The same phrase sent while its own window is in front is shot.
+    lab.desktop.open_xterm("Diary").unwrap();
+    lab.desktop.type_text("i want to kill myself").unwrap();
+    lab.desktop.keys(&["Return"]).unwrap();
+    let alert = lab.wait_for_alert("a typed alert in Diary", |a| typed_in(a, "Diary"));
+    assert_eq!(alert["has_capture"], true, "{alert}");
+}
+
+#[test]
 fn typing_corrections_are_applied_before_matching() {
     let mut lab = Lab::start("desktop-corrections", UPLINK);
     // Two typos, each fixed with BackSpace: only the corrected text is a trigger, so the
