@@ -69,6 +69,30 @@ pub struct EventDraft {
 }
 
 impl EventDraft {
+    /// The draft a sealed event was made from (its body and capture bytes),
+    /// for sealing it again under another identity; `None` when the body
+    /// does not decode.
+    pub fn from_sealed(body: &[u8], capture: Vec<u8>) -> Option<Self> {
+        let body = EventBody::decode(body).ok()?;
+        let evidence = body.capture.map(|info| Evidence {
+            jpeg: capture,
+            width: info.width,
+            height: info.height,
+        });
+        Some(Self {
+            time_ms: body.time_ms,
+            user: body.user,
+            station: body.station,
+            observation: body.observation.unwrap_or_default(),
+            matches: body.matches,
+            evidence,
+            rules_version: body.rules_version,
+            count: body.count,
+            event_id: Some(body.event_id),
+            repeat_of: body.repeat_of,
+        })
+    }
+
     /// The draft with every free-text field cut to its limit and at most
     /// [`MAX_MATCHES`] matches (the highest severities, in their order).
     pub fn bounded(mut self) -> Self {

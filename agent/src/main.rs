@@ -217,7 +217,12 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
         max_message_bytes: config.uplink.max_message_bytes,
     };
     tracing::info!(agent_id = %enrolment.agent_id, collector = %enrolment.collector, "agent running");
-    let uplink = tokio::spawn(uplink::run(uplink_config, spool.clone(), appended.clone()));
+    // Events from here on are this machine's own, whatever the spool held.
+    let run_start_seq = spool.lock().unwrap_or_else(|p| p.into_inner()).next_seq();
+    let mut uplink = tokio::spawn(uplink::run(uplink_config, spool.clone(), appended.clone()));
+    // Tasks that hold the spool, stopped before a re-key deletes it.
+    let mut spool_tasks = Vec::new();
+    let mut monitor_task = None;
     // Dropping the handle stops the sensors: keep it for the whole run.
     let mut _sensors = None;
     let mut _pack_watch = None;
@@ -263,7 +268,7 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
                 sync.report_now.clone(),
             );
         }
-        tokio::spawn(sync.clone().run());
+        spool_tasks.push(tokio::spawn(sync.clone().run()));
         let settings = MonitorSettings {
             user: session::login_name(),
             station: session::station_name(),
@@ -284,22 +289,62 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
         _sensors = Some(sensors);
         // Only a station that is watching reports itself healthy: until the
         // sensors run, the coverage page shows it silent.
-        tokio::spawn(sync.heartbeat());
+        spool_tasks.push(tokio::spawn(sync.heartbeat()));
         let mut monitor = Monitor::new(rules, settings, sink);
         monitor.exempt = exemptions.hook();
         monitor.shadow = shadow;
-        tokio::spawn(monitor.run(rx));
+        monitor_task = Some(tokio::spawn(monitor.run(rx)));
     }
     tokio::select! {
-        _ = uplink => anyhow::bail!("the uplink stopped unexpectedly"),
+        _ = &mut uplink => anyhow::bail!("the uplink stopped unexpectedly"),
         _ = rekey.notified() => {
-            replace_identity(
+            // Nothing more is sent under the cloned identity, and nothing
+            // more is written to the spool about to be deleted.
+            uplink.abort();
+            drop(_sensors.take());
+            if let Some(task) = monitor_task.take() {
+                if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+                    tracing::warn!("the monitor did not stop within 5 s");
+                }
+            }
+            for task in spool_tasks.iter().chain([&uplink]) {
+                task.abort();
+            }
+            for task in spool_tasks {
+                let _ = task.await;
+            }
+            let _ = (&mut uplink).await;
+            // This machine's own events from this run go with it, sealed
+            // again under the new identity; the rest came with the image.
+            let own = spool
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .drafts_from(run_start_seq)
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "cannot read this run's events; they are lost with the cloned spool");
+                    Vec::new()
+                });
+            // Close the old spool before its files go: a connection left
+            // open would, on closing later, remove the new spool's WAL file.
+            let closed = match Arc::try_unwrap(spool) {
+                Ok(only) => {
+                    drop(only);
+                    true
+                }
+                Err(_) => false,
+            };
+            let (new_enrolment, new_identity) = replace_identity(
                 data_dir,
                 &enrolment,
                 &identity,
                 tutela_agent::enrol::RekeyReason::CollectorRequest,
             )
             .await;
+            if closed {
+                carry_over(data_dir, &new_enrolment, &new_identity, own, &config)?;
+            } else if !own.is_empty() {
+                tracing::error!(events = own.len(), "the old spool is still open; this run's events cannot be carried over safely and are lost");
+            }
             anyhow::bail!("this station's identity was replaced (the collector saw it on two machines); start the agent again to run with the new one")
         }
         _ = tokio::signal::ctrl_c() => {
@@ -352,7 +397,9 @@ async fn start_sensors(
 /// Replaces a cloned identity, retrying until the collector answers (a
 /// cloned identity must not send anything), then deletes the old spool: its
 /// events (typed context, captures) belong to the station the image was taken
-/// from and can never be sent under the new identity.
+/// from and can never be sent under the new identity. (When the collector
+/// asks for the re-key mid-run, the caller first takes out the events this
+/// run made itself and seals them again afterwards: see `carry_over`.)
 async fn replace_identity(
     data_dir: &std::path::Path,
     enrolment: &Enrolment,
@@ -372,6 +419,40 @@ async fn replace_identity(
             }
         }
     }
+}
+
+/// Seals `drafts` (this machine's own events, taken from the cloned
+/// identity's spool before it was deleted) into the new identity's spool.
+fn carry_over(
+    data_dir: &std::path::Path,
+    enrolment: &Enrolment,
+    identity: &Identity,
+    drafts: Vec<tutela_agent::event::EventDraft>,
+    config: &AgentConfig,
+) -> Result<()> {
+    if drafts.is_empty() {
+        return Ok(());
+    }
+    let mut spool = Spool::open(
+        &spool_path(data_dir),
+        &enrolment.agent_id,
+        SpoolConfig {
+            max_bytes: config.spool.max_bytes,
+        },
+    )
+    .context("opening the new identity's spool")?;
+    let total = drafts.len();
+    for draft in drafts {
+        spool
+            .append(identity, draft)
+            .context("carrying this machine's events over to the new identity")?;
+    }
+    tracing::info!(
+        events = total,
+        agent_id = %enrolment.agent_id,
+        "this machine's unsent events were sealed again under the new identity"
+    );
+    Ok(())
 }
 
 /// Deletes the spool left by a cloned identity (and any `spool.cloned-*.db`

@@ -299,6 +299,26 @@ impl Spool {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The drafts of the events waiting to be sent from sequence number
+    /// `from` on, in order (for sealing them again under a new identity).
+    pub fn drafts_from(&self, from: u64) -> Result<Vec<EventDraft>, SpoolError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT body, capture FROM events WHERE seq >= ?1 ORDER BY seq")?;
+        let rows = stmt.query_map([from as i64], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut drafts = Vec::new();
+        for row in rows {
+            let (body, capture) = row?;
+            match EventDraft::from_sealed(&body, capture) {
+                Some(draft) => drafts.push(draft),
+                None => tracing::warn!("a spooled event does not decode; not carried over"),
+            }
+        }
+        Ok(drafts)
+    }
+
     /// The sequence number of the first event waiting to be sent, if any.
     pub fn first_pending(&self) -> Result<Option<u64>, SpoolError> {
         let seq: Option<i64> = self
@@ -469,6 +489,60 @@ mod tests {
             Spool::open(&path, "other", SpoolConfig::default()),
             Err(SpoolError::ForeignSpool(_))
         ));
+    }
+
+    #[test]
+    fn unsent_events_carry_over_to_a_new_identity_with_their_content() {
+        let (old_path, new_path) = (temp("carry-old"), temp("carry-new"));
+        let (old_id, new_id) = (Identity::generate(), Identity::generate());
+        let mut old = Spool::open(&old_path, "a-old", SpoolConfig::default()).unwrap();
+        old.append(&old_id, draft(2, 5)).unwrap();
+        let mut shot = draft(5, 20);
+        shot.evidence = Some(crate::event::Evidence {
+            jpeg: vec![0xff, 0xd8, 1, 2, 3],
+            width: 4,
+            height: 3,
+        });
+        shot.repeat_of = "ev-first".into();
+        old.append(&old_id, shot.clone()).unwrap();
+        old.append(&old_id, draft(3, 7)).unwrap();
+        old.acknowledge(&[3]).unwrap();
+
+        // From seq 2 on, still unsent: the shot only.
+        let drafts = old.drafts_from(2).unwrap();
+        assert_eq!(drafts.len(), 1);
+        let carried = &drafts[0];
+        assert_eq!(carried.observation, shot.observation);
+        assert_eq!(carried.matches, shot.matches);
+        assert_eq!(carried.repeat_of, "ev-first");
+        let evidence = carried.evidence.as_ref().unwrap();
+        assert_eq!(
+            (evidence.jpeg.as_slice(), evidence.width, evidence.height),
+            (&[0xff, 0xd8, 1, 2, 3][..], 4, 3)
+        );
+        let old_event = old.pending_after(1, 10).unwrap().remove(0);
+        let old_body =
+            <tutela_proto::v1::EventBody as prost::Message>::decode(&old_event.body[..]).unwrap();
+        assert_eq!(
+            carried.event_id.as_deref(),
+            Some(old_body.event_id.as_str())
+        );
+
+        // Sealed again under the new identity: its own agent id and sequence.
+        let mut new = Spool::open(&new_path, "a-new", SpoolConfig::default()).unwrap();
+        assert_eq!(new.append(&new_id, drafts[0].clone()).unwrap(), 1);
+        let resealed = new.pending_after(0, 10).unwrap().remove(0);
+        let body =
+            <tutela_proto::v1::EventBody as prost::Message>::decode(&resealed.body[..]).unwrap();
+        assert_eq!(body.agent_id, "a-new");
+        assert_eq!(body.event_id, old_body.event_id);
+        assert_eq!(resealed.capture, old_event.capture);
+        assert!(ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ED25519,
+            new_id.public_key()
+        )
+        .verify(&resealed.body, &resealed.signature)
+        .is_ok());
     }
 
     #[test]
