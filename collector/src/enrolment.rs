@@ -116,16 +116,32 @@ impl EnrolmentService {
                 "the enrolment token has already been used ({uses} of {max_uses} uses); ask a technician for a new one"
             )));
         }
-        let existing: Option<String> = tx
+        let existing: Option<(String, bool, String)> = tx
             .query_row(
-                "SELECT agent_id FROM agents WHERE public_key = ?1",
+                "SELECT agent_id, revoked, grp FROM agents WHERE public_key = ?1",
                 [&req.public_key],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
             .map_err(internal)?;
         let agent_id = match existing {
-            Some(id) => id,
+            // A revoked key stays revoked: enrolling it again must not bring
+            // it back, nor use up the token (the transaction is dropped).
+            Some((id, true, _)) => {
+                tracing::warn!(agent_id = %id, station = %req.station, "enrolment with a revoked key refused");
+                return Err(Status::permission_denied(REVOKED_KEY_MESSAGE));
+            }
+            Some((id, false, old_group)) => {
+                if old_group != group {
+                    tx.execute(
+                        "UPDATE agents SET grp = ?2 WHERE agent_id = ?1",
+                        params![id, group],
+                    )
+                    .map_err(internal)?;
+                    tracing::info!(agent_id = %id, station = %req.station, from = %old_group, to = %group, "enrolled again with a token for another group; agent moved");
+                }
+                id
+            }
             None => {
                 let id = store::random_id("ag-");
                 tx.execute(
@@ -230,13 +246,9 @@ impl EnrolmentService {
         UnparsedPublicKey::new(&ED25519, &req.new_public_key)
             .verify(&message, &req.new_signature)
             .map_err(|_| Status::unauthenticated("the new key's signature does not verify"))?;
-        let rekeys: i64 = tx
-            .query_row(
-                "SELECT COUNT(*) FROM agents WHERE rekeyed_from = ?1",
-                [&req.agent_id],
-                |r| r.get(0),
-            )
-            .map_err(internal)?;
+        // The cap covers the whole family (re-keys of re-keys too), so a
+        // copied key cannot mint identities without end by chaining.
+        let (root, rekeys) = family(&tx, &req.agent_id).map_err(internal)?;
         if rekeys >= MAX_REKEYS_PER_IDENTITY {
             let _ = flag(
                 &tx,
@@ -244,8 +256,9 @@ impl EnrolmentService {
                 "re-key limit reached: more copies of this identity tried to re-key",
             );
             let _ = tx.commit();
+            tracing::warn!(agent_id = %req.agent_id, %root, rekeys, "re-key refused: the family's limit is reached");
             return Err(Status::resource_exhausted(format!(
-                "identity {} has already been re-keyed {rekeys} times; a technician must enrol this device with a new token",
+                "identity {} belongs to a family (from {root}) already re-keyed {rekeys} times; a technician must enrol this device with a new token",
                 req.agent_id
             )));
         }
@@ -296,9 +309,14 @@ impl EnrolmentService {
     }
 }
 
-/// Re-keys one identity may give rise to: the stations of a lab cloned from
-/// one enrolled image each re-key once; a key copied off a disk image cannot
-/// mint identities without end. Revoking the original with
+/// What a device enrolling with a revoked key is told. The agent keeps its
+/// key in `agent.key` in its data directory; a new one is made when it is gone.
+pub const REVOKED_KEY_MESSAGE: &str = "this device's key was revoked; delete agent.key and enrolment.toml from the agent's data directory, then enrol again (the token was not used)";
+
+/// Re-keys one enrolled identity and everything re-keyed from it may give
+/// rise to in all: the stations of a lab cloned from one enrolled image each
+/// re-key once; a key copied off a disk image cannot mint identities without
+/// end, directly or by re-keying its own re-keys. Revoking the original with
 /// `agents revoke --with-descendants` revokes them all.
 pub const MAX_REKEYS_PER_IDENTITY: i64 = 500;
 
@@ -316,7 +334,34 @@ fn valid_machine_id(id: &str) -> bool {
     id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Adds a note to an agent's flag (shown by `agents list` and the coverage page).
+/// The identity `agent_id` was ultimately re-keyed from (itself when it was
+/// enrolled with a token), and how many identities were re-keyed from that
+/// root, directly or through others.
+pub fn family(conn: &Connection, agent_id: &str) -> rusqlite::Result<(String, i64)> {
+    let root: String = conn
+        .query_row(
+            "WITH RECURSIVE up(id, parent, depth) AS (
+                 SELECT agent_id, rekeyed_from, 0 FROM agents WHERE agent_id = ?1
+                 UNION ALL SELECT a.agent_id, a.rekeyed_from, up.depth + 1
+                 FROM agents a JOIN up ON a.agent_id = up.parent
+                 WHERE up.parent <> '' AND up.depth < 100000)
+             SELECT id FROM up ORDER BY depth DESC LIMIT 1",
+            [agent_id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or_else(|| agent_id.to_owned());
+    let count = conn.query_row(
+        "WITH RECURSIVE d(id) AS (
+             SELECT agent_id FROM agents WHERE rekeyed_from = ?1
+             UNION SELECT a.agent_id FROM agents a JOIN d ON a.rekeyed_from = d.id)
+         SELECT COUNT(*) FROM d",
+        [&root],
+        |r| r.get(0),
+    )?;
+    Ok((root, count))
+}
+
 /// Identities made by re-keying from `agent_id`, and from those, and so on.
 pub fn descendants(conn: &Connection, agent_id: &str) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare(
@@ -329,6 +374,7 @@ pub fn descendants(conn: &Connection, agent_id: &str) -> rusqlite::Result<Vec<St
     rows.collect()
 }
 
+/// Adds a note to an agent's flag (shown by `agents list` and the coverage page).
 pub fn flag(conn: &Connection, agent_id: &str, note: &str) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE agents SET flag = CASE WHEN flag IS NULL OR flag = '' THEN ?2
@@ -499,7 +545,182 @@ impl Enrolment for EnrolmentService {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_station;
+    use super::*;
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+
+    fn keypair() -> Ed25519KeyPair {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+        Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()
+    }
+
+    fn service() -> (tempfile::TempDir, EnrolmentService) {
+        let dir = tempfile::tempdir().unwrap();
+        let service = EnrolmentService::open(dir.path(), vec![7; 32]).unwrap();
+        (dir, service)
+    }
+
+    fn token(service: &EnrolmentService, group: &str) -> String {
+        let conn = service.conn.lock().unwrap();
+        let spec = TokenSpec {
+            valid_for_ms: 60_000,
+            max_uses: 5,
+            group: group.into(),
+            label: String::new(),
+        };
+        create_token(&conn, &spec, "127.0.0.1:1", "00")
+            .unwrap()
+            .secret
+    }
+
+    fn enrol(
+        service: &EnrolmentService,
+        key: &Ed25519KeyPair,
+        secret: &str,
+    ) -> Result<EnrolResponse, Status> {
+        let mut proof = tutela_proto::ENROL_PROOF_DOMAIN.to_vec();
+        proof.extend_from_slice(secret.as_bytes());
+        service.enrol_blocking(&EnrolRequest {
+            token_secret: secret.into(),
+            public_key: key.public_key().as_ref().to_vec(),
+            station: "LAB1-PC01".into(),
+            agent_version: "test".into(),
+            proof: key.sign(&proof).as_ref().to_vec(),
+            machine_id: String::new(),
+        })
+    }
+
+    fn uses(service: &EnrolmentService) -> Vec<i64> {
+        let conn = service.conn.lock().unwrap();
+        list_tokens(&conn).unwrap().iter().map(|t| t.uses).collect()
+    }
+
+    fn rekey(
+        service: &EnrolmentService,
+        old_id: &str,
+        old: &Ed25519KeyPair,
+        new: &Ed25519KeyPair,
+    ) -> Result<EnrolResponse, Status> {
+        let time_ms = store::now_ms();
+        let message = tutela_proto::rekey_message(old_id, new.public_key().as_ref(), time_ms);
+        service.rekey_blocking(&RekeyRequest {
+            agent_id: old_id.into(),
+            new_public_key: new.public_key().as_ref().to_vec(),
+            station: "LAB1-PC02".into(),
+            machine_id: String::new(),
+            agent_version: "test".into(),
+            time_ms,
+            reason: "machine-id-changed".into(),
+            old_signature: old.sign(&message).as_ref().to_vec(),
+            new_signature: new.sign(&message).as_ref().to_vec(),
+        })
+    }
+
+    #[test]
+    fn a_revoked_key_enrolling_again_is_refused_without_using_the_token() {
+        let (_dir, service) = service();
+        let key = keypair();
+        let first = enrol(&service, &key, &token(&service, "lab-1")).unwrap();
+        service
+            .conn
+            .lock()
+            .unwrap()
+            .execute(
+                "UPDATE agents SET revoked = 1 WHERE agent_id = ?1",
+                [&first.agent_id],
+            )
+            .unwrap();
+        let secret = token(&service, "lab-1");
+        let err = enrol(&service, &key, &secret).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
+        assert!(err.message().contains("agent.key"), "{}", err.message());
+        assert_eq!(uses(&service), [0, 1], "the second token was not used");
+        let revoked: bool = service
+            .conn
+            .lock()
+            .unwrap()
+            .query_row(
+                "SELECT revoked FROM agents WHERE agent_id = ?1",
+                [&first.agent_id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(revoked, "still revoked");
+        // A new key (agent.key deleted) enrols with the same token.
+        let again = enrol(&service, &keypair(), &secret).unwrap();
+        assert_ne!(again.agent_id, first.agent_id);
+    }
+
+    #[test]
+    fn a_known_key_enrolled_with_another_groups_token_moves_to_that_group() {
+        let (_dir, service) = service();
+        let key = keypair();
+        let first = enrol(&service, &key, &token(&service, "lab-1")).unwrap();
+        let second = enrol(&service, &key, &token(&service, "year-10")).unwrap();
+        assert_eq!(second.agent_id, first.agent_id);
+        assert_eq!(second.group, "year-10");
+        let grp: String = service
+            .conn
+            .lock()
+            .unwrap()
+            .query_row(
+                "SELECT grp FROM agents WHERE agent_id = ?1",
+                [&first.agent_id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(grp, "year-10");
+    }
+
+    #[test]
+    fn the_rekey_limit_counts_the_whole_family_not_direct_children() {
+        let (_dir, service) = service();
+        let root_key = keypair();
+        let root = enrol(&service, &root_key, &token(&service, "lab-1"))
+            .unwrap()
+            .agent_id;
+        // A chain root -> c1 -> ... -> c(N-1), each re-keyed from the one before.
+        let last_key = keypair();
+        let mut parent = root.clone();
+        {
+            let conn = service.conn.lock().unwrap();
+            for n in 1..MAX_REKEYS_PER_IDENTITY {
+                let id = format!("ag-chain{n:04}");
+                let public_key = if n == MAX_REKEYS_PER_IDENTITY - 1 {
+                    last_key.public_key().as_ref().to_vec()
+                } else {
+                    format!("fake-key-{n:04}").into_bytes()
+                };
+                conn.execute(
+                    "INSERT INTO agents (agent_id, public_key, station, grp, enrolled_ms, rekeyed_from) VALUES (?1, ?2, 'PC', 'lab-1', 0, ?3)",
+                    params![id, public_key, parent],
+                )
+                .unwrap();
+                parent = id;
+            }
+        }
+        assert_eq!(
+            family(&service.conn.lock().unwrap(), &parent).unwrap(),
+            (root.clone(), MAX_REKEYS_PER_IDENTITY - 1)
+        );
+        // The last one in the chain may re-key: the family reaches the limit.
+        let next_key = keypair();
+        let next = rekey(&service, &parent, &last_key, &next_key).unwrap();
+        // Its new identity has no children of its own, but the family is full.
+        let err = rekey(&service, &next.agent_id, &next_key, &keypair()).unwrap_err();
+        assert_eq!(
+            err.code(),
+            tonic::Code::ResourceExhausted,
+            "{}",
+            err.message()
+        );
+        let err = rekey(&service, &root, &root_key, &keypair()).unwrap_err();
+        assert_eq!(
+            err.code(),
+            tonic::Code::ResourceExhausted,
+            "{}",
+            err.message()
+        );
+    }
 
     #[test]
     fn station_names_cannot_carry_control_characters() {

@@ -18,6 +18,8 @@ pub enum ExemptionError {
     NoGroup,
     #[error("give exactly one of a category or a term")]
     Target,
+    #[error("unknown category `{0}`: use one of {cats}", cats = tutela_rules::CATEGORIES.join(", "))]
+    UnknownCategory(String),
     #[error("the exemption needs a reason (it is shown in the audit log and the weekly summary)")]
     NoReason,
     #[error("the end time must be after the start and at most 16 weeks later")]
@@ -113,6 +115,10 @@ pub fn add(conn: &Connection, new: &NewExemption) -> Result<i64, ExemptionError>
     }
     if category.is_empty() == term.is_empty() {
         return Err(ExemptionError::Target);
+    }
+    // An exemption for a category no pack has would silence nothing.
+    if !category.is_empty() && !tutela_rules::is_category(&category) {
+        return Err(ExemptionError::UnknownCategory(category));
     }
     if reason.is_empty() {
         return Err(ExemptionError::NoReason);
@@ -391,6 +397,11 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(actions, ["exemption-add", "exemption-revoke"]);
+        new.category = "drug".into();
+        let err = add(&conn, &new).unwrap_err();
+        assert!(matches!(err, ExemptionError::UnknownCategory(_)), "{err}");
+        assert!(err.to_string().contains("drugs, extremism"), "{err}");
+        new.category = "Drugs".into();
         new.term = "cannabis".into();
         assert!(matches!(add(&conn, &new), Err(ExemptionError::Target)));
         new.category.clear();

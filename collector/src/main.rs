@@ -243,15 +243,26 @@ fn parse_duration_ms(text: &str) -> Result<i64, String> {
     let n: i64 = num
         .parse()
         .map_err(|_| format!("`{text}` is not a duration; use e.g. 30m, 24h or 7d"))?;
-    let ms = match unit {
+    let ms: i64 = match unit {
         "s" => 1_000,
         "m" => 60_000,
         "h" | "" => 3_600_000,
         "d" => 86_400_000,
         _ => return Err(format!("unknown unit in `{text}`; use s, m, h or d")),
     };
-    Ok(n * ms)
+    match n.checked_mul(ms) {
+        Some(0) => Err(format!(
+            "`{text}` is no time at all; use e.g. 30m, 24h or 7d"
+        )),
+        Some(total) if total <= MAX_TOKEN_VALIDITY_MS => Ok(total),
+        _ => Err(format!(
+            "`{text}` is too long: a token may be valid for at most 365d"
+        )),
+    }
 }
+
+/// Longest an enrolment token may stay valid.
+const MAX_TOKEN_VALIDITY_MS: i64 = 365 * 86_400_000;
 
 fn config_path(dir: &Path) -> PathBuf {
     dir.join("collector.toml")
@@ -555,7 +566,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Agents { command } => {
-            let conn = store::open(&dir)?;
+            let mut conn = store::open(&dir)?;
             match command {
                 AgentsCommand::List => {
                     let mut stmt = conn.prepare("SELECT agent_id, station, grp, revoked, last_seq, COALESCE(last_seen_ms, 0), COALESCE(flag, '') FROM agents ORDER BY enrolled_ms")?;
@@ -586,7 +597,12 @@ fn main() -> Result<()> {
                     only,
                     by,
                 } => {
-                    let descendants = enrolment::descendants(&conn, &agent_id)?;
+                    tutela_collector::console::schema::create(&conn)?;
+                    // The family is read and revoked in one write transaction,
+                    // so an identity re-keyed meanwhile cannot slip through.
+                    let tx =
+                        conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    let descendants = enrolment::descendants(&tx, &agent_id)?;
                     anyhow::ensure!(
                         descendants.is_empty() || with_descendants || only,
                         "agent {agent_id} was re-keyed into {} other identities ({}); pass --with-descendants to revoke them too (a copied or stolen key), or --only to revoke this one alone",
@@ -597,8 +613,6 @@ fn main() -> Result<()> {
                     if with_descendants {
                         targets.extend(descendants);
                     }
-                    tutela_collector::console::schema::create(&conn)?;
-                    let tx = conn.unchecked_transaction()?;
                     for target in &targets {
                         let n = tx.execute(
                             "UPDATE agents SET revoked = 1 WHERE agent_id = ?1",
@@ -664,7 +678,7 @@ fn exemption_cli(dir: &Path, command: ExemptionCommand) -> Result<()> {
             let id = exemption::add(
                 &conn,
                 &exemption::NewExemption {
-                    group,
+                    group: group.clone(),
                     category: category.unwrap_or_default(),
                     term: term.unwrap_or_default(),
                     reason,
@@ -674,6 +688,7 @@ fn exemption_cli(dir: &Path, command: ExemptionCommand) -> Result<()> {
                 },
             )?;
             println!("exemption {id} in force until {}", zone.format(ends_ms));
+            warn_if_no_agents(&conn, &group)?;
         }
         ExemptionCommand::List => {
             let now = store::now_ms();
@@ -695,6 +710,34 @@ fn exemption_cli(dir: &Path, command: ExemptionCommand) -> Result<()> {
             exemption::revoke(&conn, id, &by)?;
             println!("revoked exemption {id}");
         }
+    }
+    Ok(())
+}
+
+/// An exemption for a group no enrolled agent is in reaches no one (often a
+/// misspelt group): say so, and name the groups there are.
+fn warn_if_no_agents(conn: &rusqlite::Connection, group: &str) -> Result<()> {
+    let group = group.trim();
+    let agents: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM agents WHERE grp = ?1 AND revoked = 0",
+        [group],
+        |r| r.get(0),
+    )?;
+    if agents == 0 {
+        let mut stmt = conn.prepare(
+            "SELECT DISTINCT grp FROM agents WHERE revoked = 0 AND grp <> '' ORDER BY grp",
+        )?;
+        let groups = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        eprintln!(
+            "warning: no enrolled agent is in group `{group}`, so this exemption reaches no device yet; groups with agents: {}",
+            if groups.is_empty() {
+                "(none)".to_owned()
+            } else {
+                groups.join(", ")
+            }
+        );
     }
     Ok(())
 }
@@ -724,4 +767,25 @@ fn init(dir: &Path, listen: Option<SocketAddr>, hostnames: &[String]) -> Result<
     println!("collector initialised in {}", dir.display());
     println!("certificate fingerprint {}", tls.fingerprint);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_durations_parse_and_huge_ones_are_refused() {
+        assert_eq!(parse_duration_ms("30m"), Ok(30 * 60_000));
+        assert_eq!(parse_duration_ms("24"), Ok(24 * 3_600_000));
+        assert_eq!(parse_duration_ms("365d"), Ok(MAX_TOKEN_VALIDITY_MS));
+        for huge in ["366d", "9223372036854775807d", "999999999999999999s"] {
+            let err = parse_duration_ms(huge).unwrap_err();
+            assert!(err.contains("at most 365d"), "{huge}: {err}");
+        }
+        assert!(parse_duration_ms("0h").is_err());
+        assert!(parse_duration_ms("3y")
+            .unwrap_err()
+            .contains("unknown unit"));
+        assert!(parse_duration_ms("99999999999999999999d").is_err());
+    }
 }

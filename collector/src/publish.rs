@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prost::Message;
@@ -35,7 +36,19 @@ CREATE TABLE IF NOT EXISTS rule_bundles (
     published_ms INTEGER NOT NULL,
     UNIQUE (shadow, version)
 );
+-- The rule ids of each published shadow (candidate) pack: the only ids
+-- agents' would-be-match counts are accepted for.
+CREATE TABLE IF NOT EXISTS shadow_rule_ids (
+    version INTEGER NOT NULL,
+    rule_id TEXT NOT NULL,
+    PRIMARY KEY (version, rule_id)
+) WITHOUT ROWID;
 ";
+
+/// How often a subscribed agent's enrolment is checked again while its
+/// stream stays open (besides every publication), so a revoked agent stops
+/// receiving updates within this time.
+const RECHECK_EVERY: Duration = Duration::from_secs(30);
 
 /// Most shadow rule ids recorded per heartbeat (a bound on what an agent can make us store).
 const MAX_SHADOW_RULES: usize = 2000;
@@ -199,10 +212,19 @@ pub fn publish_checked(
         });
     }
     let bundle = tutela_rules::bundle::sign(text, key)?;
-    conn.execute(
+    let tx = conn.unchecked_transaction()?;
+    tx.execute(
         "INSERT INTO rule_bundles (pack_id, version, shadow, bundle, pack_toml, published_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![report.pack_id, report.version, shadow, bundle, text, store::now_ms()],
     )?;
+    if shadow {
+        store_shadow_rule_ids(&tx, report.version, text)?;
+    }
+    tx.execute(
+        "DELETE FROM shadow_rule_ids WHERE version < ?1",
+        [report.version],
+    )?;
+    tx.commit()?;
     // Counts of superseded candidates are of no further use.
     if let Err(e) = conn.execute(
         "DELETE FROM shadow_run_counts WHERE shadow_version < ?1",
@@ -220,12 +242,41 @@ pub fn publish_checked(
     })
 }
 
+/// The rule ids a pack's matcher reports: `<category>/<term>` for each term
+/// and `<category>/domain:<domain>` for each listed domain.
+pub fn rule_ids(pack: &Pack) -> BTreeSet<String> {
+    let mut ids: BTreeSet<String> = pack.terms.iter().map(|t| t.rule_id()).collect();
+    for c in &pack.categories {
+        ids.extend(c.domains.iter().map(|d| format!("{}/domain:{d}", c.id)));
+    }
+    ids
+}
+
+/// Records the rule ids of shadow `version` (pack text `text`).
+fn store_shadow_rule_ids(conn: &Connection, version: u32, text: &str) -> rusqlite::Result<()> {
+    let ids = match Pack::parse(text, "shadow") {
+        Ok(pack) => rule_ids(&pack),
+        Err(e) => {
+            tracing::warn!(version, error = %e, "published shadow pack does not parse; no counts are accepted for it");
+            BTreeSet::new()
+        }
+    };
+    let mut stmt = conn.prepare_cached(
+        "INSERT OR IGNORE INTO shadow_rule_ids (version, rule_id) VALUES (?1, ?2)",
+    )?;
+    for id in &ids {
+        stmt.execute(params![version, id])?;
+    }
+    Ok(())
+}
+
 /// The newest live and shadow bundles, as agents should have them, and the
-/// curriculum exemptions not yet ended (every group).
+/// curriculum exemptions not yet ended (every group). Bundle bytes are
+/// shared, so each subscriber's copy of this is cheap.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Published {
-    pub live: Option<(u32, Vec<u8>)>,
-    pub shadow: Option<(u32, Vec<u8>)>,
+    pub live: Option<(u32, Arc<[u8]>)>,
+    pub shadow: Option<(u32, Arc<[u8]>)>,
     pub exemptions: Vec<crate::exemption::Exemption>,
 }
 
@@ -245,6 +296,16 @@ impl Published {
     }
 }
 
+/// The newest bundle of a kind, without its pack text.
+fn latest_bundle(conn: &Connection, shadow: bool) -> rusqlite::Result<Option<(u32, Arc<[u8]>)>> {
+    conn.query_row(
+        "SELECT version, bundle FROM rule_bundles WHERE shadow = ?1 ORDER BY version DESC LIMIT 1",
+        [shadow],
+        |r| Ok((r.get(0)?, r.get::<_, Vec<u8>>(1)?.into())),
+    )
+    .optional()
+}
+
 /// Watches the store for publications (pushes come from the CLI, another
 /// process) and tells every subscriber at once.
 pub fn watch_publications(dir: &Path) -> rusqlite::Result<watch::Receiver<Published>> {
@@ -252,8 +313,8 @@ pub fn watch_publications(dir: &Path) -> rusqlite::Result<watch::Receiver<Publis
     ensure_schema(&conn)?;
     let read = |conn: &Connection| -> rusqlite::Result<Published> {
         Ok(Published {
-            live: latest(conn, false)?.map(|(v, b, _)| (v, b)),
-            shadow: latest(conn, true)?.map(|(v, b, _)| (v, b)),
+            live: latest_bundle(conn, false)?,
+            shadow: latest_bundle(conn, true)?,
             exemptions: crate::exemption::pending(conn, store::now_ms())?,
         })
     };
@@ -283,7 +344,7 @@ pub struct RulesService {
     pub keys: std::sync::Arc<AgentKeys>,
     pub published: watch::Receiver<Published>,
     /// For looking up a subscriber's group.
-    pub db: std::sync::Arc<std::sync::Mutex<Connection>>,
+    pub db: Arc<Mutex<Connection>>,
     /// The rule-bundle key, which also signs exemption sets.
     pub signer: std::sync::Arc<ring::signature::Ed25519KeyPair>,
 }
@@ -317,6 +378,33 @@ impl RulesService {
     }
 }
 
+/// Whether `agent_id` may still receive rule updates: enrolled and not
+/// revoked. Read from the store each time (no cache).
+fn standing(db: &Mutex<Connection>, agent_id: &str) -> Result<(), Status> {
+    let revoked: Option<bool> = db
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .query_row(
+            "SELECT revoked FROM agents WHERE agent_id = ?1",
+            [agent_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| {
+            tracing::error!(error = %e, "agent lookup failed");
+            Status::unavailable("the collector cannot read its agent list; retry later")
+        })?;
+    match revoked {
+        Some(false) => Ok(()),
+        Some(true) => Err(Status::permission_denied(format!(
+            "agent {agent_id} has been revoked; a technician must re-enrol the device"
+        ))),
+        None => Err(Status::permission_denied(format!(
+            "agent {agent_id} is no longer enrolled; enrol the device with a token from a technician"
+        ))),
+    }
+}
+
 /// Stores the shadow-pack counts an agent reported. Counts are cumulative
 /// within one run of the agent (`shadow_run`, random at its start), so the
 /// largest figure per (agent, shadow version, run, rule) is kept (heartbeats
@@ -341,6 +429,20 @@ pub fn record_shadow_counts(conn: &Connection, body: &HeartbeatBody) -> rusqlite
         tracing::warn!(agent_id = %body.agent_id, "shadow counts with an over-long run id ignored");
         return Ok(());
     }
+    // Candidates published before rule ids were recorded: record them now.
+    let ids_known: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM shadow_rule_ids WHERE version = ?1)",
+        [body.shadow_version],
+        |r| r.get(0),
+    )?;
+    if !ids_known {
+        let text: String = conn.query_row(
+            "SELECT pack_toml FROM rule_bundles WHERE shadow = 1 AND version = ?1",
+            [body.shadow_version],
+            |r| r.get(0),
+        )?;
+        store_shadow_rule_ids(conn, body.shadow_version, &text)?;
+    }
     let known_run: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM shadow_run_counts WHERE agent_id = ?1 AND shadow_version = ?2 AND run = ?3)",
         params![body.agent_id, body.shadow_version, body.shadow_run],
@@ -363,9 +465,13 @@ pub fn record_shadow_counts(conn: &Connection, body: &HeartbeatBody) -> rusqlite
         |r| r.get(0),
     )?;
     let now = store::now_ms();
+    let mut rejected = 0usize;
     let tx = conn.unchecked_transaction()?;
     let mut seen = tx.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM shadow_run_counts WHERE agent_id = ?1 AND shadow_version = ?2 AND rule_id = ?3)",
+    )?;
+    let mut in_pack = tx.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM shadow_rule_ids WHERE version = ?1 AND rule_id = ?2)",
     )?;
     let mut stmt = tx.prepare_cached(
         "INSERT INTO shadow_run_counts (agent_id, shadow_version, run, rule_id, count, updated_ms)
@@ -375,6 +481,13 @@ pub fn record_shadow_counts(conn: &Connection, body: &HeartbeatBody) -> rusqlite
     )?;
     for (rule_id, count) in body.shadow_counts.iter().take(MAX_SHADOW_RULES) {
         if rule_id.len() > 256 {
+            continue;
+        }
+        // Only rules of the candidate pack: an agent cannot fill the table
+        // (or the technician's report) with made-up rule ids.
+        let ours: bool = in_pack.query_row(params![body.shadow_version, rule_id], |r| r.get(0))?;
+        if !ours {
+            rejected += 1;
             continue;
         }
         if known_ids >= MAX_SHADOW_RULE_IDS {
@@ -399,7 +512,10 @@ pub fn record_shadow_counts(conn: &Connection, body: &HeartbeatBody) -> rusqlite
             now
         ])?;
     }
-    drop((seen, stmt));
+    drop((seen, in_pack, stmt));
+    if rejected > 0 {
+        tracing::warn!(agent_id = %body.agent_id, shadow_version = body.shadow_version, rejected, "shadow counts for rule ids not in the candidate pack ignored");
+    }
     tx.commit()
 }
 
@@ -469,17 +585,38 @@ impl Rules for RulesService {
         let mut sent_shadow = body.current_shadow_version;
         let mut sent_exemptions: Option<ExemptionSet> = None;
         let signer = self.signer.clone();
+        let db = self.db.clone();
         let bundle = |b: RuleBundle| RulesUpdate {
             update: Some(Update::Bundle(b)),
         };
         tokio::spawn(async move {
+            let start = tokio::time::Instant::now() + RECHECK_EVERY;
+            let mut recheck = tokio::time::interval_at(start, RECHECK_EVERY);
+            recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
+                // Revocation takes effect on an open stream too: checked
+                // afresh (no cache) before anything more is sent.
+                let id = agent_id.clone();
+                let db = db.clone();
+                let standing = tokio::task::spawn_blocking(move || standing(&db, &id))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Status::unavailable(
+                            "the collector cannot check the agent's enrolment; retry later",
+                        ))
+                    });
+                if let Err(status) = standing {
+                    tracing::warn!(%agent_id, reason = status.message(), "rule stream ended");
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
                 let now = published.borrow_and_update().clone();
-                if let Some((v, bytes)) = now.live.clone() {
+                if let Some((v, bytes)) = &now.live {
+                    let v = *v;
                     if v > sent_live {
                         sent_live = v;
                         let b = RuleBundle {
-                            bundle: bytes,
+                            bundle: bytes.to_vec(),
                             version: v,
                             shadow: false,
                         };
@@ -488,11 +625,12 @@ impl Rules for RulesService {
                         }
                     }
                 }
-                if let Some((v, bytes)) = now.shadow.clone() {
+                if let Some((v, bytes)) = &now.shadow {
+                    let v = *v;
                     if v > sent_shadow && v > sent_live {
                         sent_shadow = v;
                         let b = RuleBundle {
-                            bundle: bytes,
+                            bundle: bytes.to_vec(),
                             version: v,
                             shadow: true,
                         };
@@ -514,11 +652,12 @@ impl Rules for RulesService {
                 }
                 tokio::select! {
                     changed = published.changed() => if changed.is_err() { return },
+                    _ = recheck.tick() => {}
                     _ = tx.closed() => return,
                 }
             }
         });
-        tracing::debug!(%agent_id, "agent subscribed to rule updates");
+        tracing::debug!(agent_id = %body.agent_id, "agent subscribed to rule updates");
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
@@ -537,6 +676,72 @@ mod tests {
         }
     }
 
+    /// A candidate pack at `version` with three weapons terms and a domain.
+    fn candidate(version: u32) -> String {
+        format!(
+            "[pack]\nid = \"p\"\nname = \"P\"\nversion = {version}\nlanguage = \"en-GB\"\n\n\
+             [categories.weapons]\nseverity = 3\ndomains = [\"Guns.Example.org\"]\n\n\
+             [[terms]]\ncategory = \"weapons\"\nterms = [\"zip gun\", \"pipe\", \"huge\"]\n"
+        )
+    }
+
+    fn recorded_ids(conn: &Connection) -> Vec<String> {
+        conn.prepare("SELECT DISTINCT rule_id FROM shadow_run_counts ORDER BY rule_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn only_rule_ids_of_the_published_candidate_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = store::open(dir.path()).unwrap();
+        ensure_schema(&conn).unwrap();
+        let pkcs8 = tutela_rules::bundle::generate_pkcs8().unwrap();
+        let key = tutela_rules::bundle::load_pkcs8(&pkcs8).unwrap();
+        let text = candidate(2);
+        let report = check(&conn, &text, "candidate.toml", true).unwrap();
+        publish_checked(&conn, &key, &text, true, report).unwrap();
+        record_shadow_counts(
+            &conn,
+            &heartbeat(
+                "run-a",
+                &[
+                    ("weapons/zip gun", 2),
+                    ("weapons/domain:guns.example.org", 1),
+                    ("weapons/made up", 7),
+                    ("drugs/zip gun", 7),
+                    ("weapons/ZIP GUN", 7),
+                ],
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            recorded_ids(&conn),
+            ["weapons/domain:guns.example.org", "weapons/zip gun"]
+        );
+        // A newer candidate supersedes the old one's rule ids.
+        let text = candidate(3).replace("\"huge\"", "\"ghost gun\"");
+        let report = check(&conn, &text, "candidate.toml", true).unwrap();
+        publish_checked(&conn, &key, &text, true, report).unwrap();
+        let mut hb = heartbeat("run-a", &[("weapons/ghost gun", 1), ("weapons/huge", 1)]);
+        hb.shadow_version = 3;
+        record_shadow_counts(&conn, &hb).unwrap();
+        let (totals, _) = shadow_totals(&conn, 3).unwrap();
+        assert_eq!(totals.len(), 1, "{totals:?}");
+        assert_eq!(totals[0].rule_id, "weapons/ghost gun");
+        let stale: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM shadow_rule_ids WHERE version = 2",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(stale, 0);
+    }
+
     #[test]
     fn counts_of_successive_agent_runs_add_up() {
         let dir = tempfile::tempdir().unwrap();
@@ -544,50 +749,57 @@ mod tests {
         ensure_schema(&conn).unwrap();
         // Version 2 is the published candidate.
         conn.execute(
-            "INSERT INTO rule_bundles (pack_id, version, shadow, bundle, pack_toml, published_ms) VALUES ('p', 2, 1, x'00', '', 0)",
-            [],
+            "INSERT INTO rule_bundles (pack_id, version, shadow, bundle, pack_toml, published_ms) VALUES ('p', 2, 1, x'00', ?1, 0)",
+            [candidate(2)],
         )
         .unwrap();
         // First run: cumulative counts, one heartbeat late (out of order).
-        record_shadow_counts(&conn, &heartbeat("run-a", &[("w/zip gun", 3)])).unwrap();
+        record_shadow_counts(&conn, &heartbeat("run-a", &[("weapons/zip gun", 3)])).unwrap();
         record_shadow_counts(
             &conn,
-            &heartbeat("run-a", &[("w/zip gun", 5), ("w/pipe", 1)]),
+            &heartbeat("run-a", &[("weapons/zip gun", 5), ("weapons/pipe", 1)]),
         )
         .unwrap();
-        record_shadow_counts(&conn, &heartbeat("run-a", &[("w/zip gun", 4)])).unwrap();
+        record_shadow_counts(&conn, &heartbeat("run-a", &[("weapons/zip gun", 4)])).unwrap();
         // The agent restarts and counts from zero in a new run.
-        record_shadow_counts(&conn, &heartbeat("run-b", &[("w/zip gun", 2)])).unwrap();
+        record_shadow_counts(&conn, &heartbeat("run-b", &[("weapons/zip gun", 2)])).unwrap();
         let (totals, agents) = shadow_totals(&conn, 2).unwrap();
         assert_eq!(agents, 1);
         assert_eq!(
             totals,
             vec![
                 ShadowTotal {
-                    rule_id: "w/zip gun".into(),
+                    rule_id: "weapons/zip gun".into(),
                     count: 7,
                     agents: 1
                 },
                 ShadowTotal {
-                    rule_id: "w/pipe".into(),
+                    rule_id: "weapons/pipe".into(),
                     count: 1,
                     agents: 1
                 },
             ]
         );
+        // A rule id the candidate does not have is not stored.
+        record_shadow_counts(&conn, &heartbeat("run-b", &[("weapons/invented", 9)])).unwrap();
+        assert_eq!(shadow_totals(&conn, 2).unwrap().0.len(), 2);
         // An over-long run id is ignored rather than stored.
-        record_shadow_counts(&conn, &heartbeat(&"x".repeat(65), &[("w/zip gun", 9)])).unwrap();
+        record_shadow_counts(
+            &conn,
+            &heartbeat(&"x".repeat(65), &[("weapons/zip gun", 9)]),
+        )
+        .unwrap();
         assert_eq!(shadow_totals(&conn, 2).unwrap().0[0].count, 7);
         // A version that is not the published candidate opens no allowance.
-        let mut made_up = heartbeat("run-c", &[("w/zip gun", 9)]);
+        let mut made_up = heartbeat("run-c", &[("weapons/zip gun", 9)]);
         made_up.shadow_version = 3;
         record_shadow_counts(&conn, &made_up).unwrap();
         assert!(shadow_totals(&conn, 3).unwrap().0.is_empty());
         // Absurd counts are clamped and totals cannot overflow.
-        record_shadow_counts(&conn, &heartbeat("run-d", &[("w/huge", u64::MAX)])).unwrap();
-        record_shadow_counts(&conn, &heartbeat("run-e", &[("w/huge", u64::MAX)])).unwrap();
+        record_shadow_counts(&conn, &heartbeat("run-d", &[("weapons/huge", u64::MAX)])).unwrap();
+        record_shadow_counts(&conn, &heartbeat("run-e", &[("weapons/huge", u64::MAX)])).unwrap();
         let (totals, _) = shadow_totals(&conn, 2).unwrap();
-        assert_eq!(totals[0].rule_id, "w/huge");
+        assert_eq!(totals[0].rule_id, "weapons/huge");
         assert_eq!(totals[0].count, 2 * MAX_SHADOW_COUNT);
     }
 }
