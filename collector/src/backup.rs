@@ -14,7 +14,12 @@
 //! AES-256-GCM under a key derived with Argon2id from a passphrase file the
 //! operator keeps elsewhere. The salt and Argon2 parameters are in the
 //! manifest; without the passphrase the backup can be checked for damage but
-//! not read.
+//! not read. The manifest itself is authenticated with HMAC-SHA256 under a
+//! key derived from the same passphrase, so that nobody without it can swap
+//! in files and recompute their checksums; a restore given a passphrase
+//! refuses a manifest that is unencrypted, unauthenticated or altered, and
+//! Argon2 parameters outside sane bounds (so that a planted manifest cannot
+//! exhaust the machine's memory).
 
 use std::fs;
 use std::io::{Read, Write};
@@ -86,6 +91,10 @@ pub enum BackupError {
     Decrypt(PathBuf),
     #[error("cannot derive the backup key: {0}")]
     Kdf(String),
+    #[error("the backup in {0} is not encrypted, but a passphrase file was given: it is not the encrypted backup you made (it may have been replaced); refusing to restore it. Restore it without --passphrase-file only if you made it yourself with --unencrypted")]
+    NotEncrypted(PathBuf),
+    #[error("the backup manifest {0} does not match the passphrase: wrong passphrase file, or the manifest was altered or replaced; use the right passphrase file or another backup")]
+    ManifestForged(PathBuf),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
@@ -133,6 +142,20 @@ pub struct Manifest {
     /// Absent for a backup made with `--unencrypted`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<Encryption>,
+    /// HMAC-SHA256 (hex) of everything above, keyed from the passphrase;
+    /// present on every encrypted backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+impl Manifest {
+    /// The bytes the MAC covers: the manifest without its MAC, as JSON
+    /// (fields in declaration order, files sorted by name).
+    fn mac_input(&self) -> Vec<u8> {
+        let mut bare = self.clone();
+        bare.mac = None;
+        serde_json::to_vec(&bare).expect("a manifest serialises")
+    }
 }
 
 /// The outcome of a backup or restore.
@@ -171,8 +194,17 @@ impl Passphrase {
     }
 }
 
-/// The key sealing one backup's files.
-struct BackupKey(LessSafeKey);
+/// The key sealing one backup's files, and the key authenticating its manifest.
+struct BackupKey(LessSafeKey, ring::hmac::Key);
+
+/// Bounds on the Argon2 parameters a restore accepts from a manifest: new
+/// backups use 64 MiB, 3 passes, 1 lane.
+const ARGON2_MAX_M_KIB: u32 = 1024 * 1024;
+const ARGON2_MIN_M_KIB: u32 = 8 * 1024;
+const ARGON2_MAX_T: u32 = 16;
+const ARGON2_MAX_P: u32 = 8;
+/// The context the manifest key is derived for.
+const MANIFEST_MAC_CONTEXT: &[u8] = b"tutela backup manifest hmac-sha256 v1";
 
 const CHUNK: usize = 1 << 20;
 const PREFIX: usize = 7;
@@ -186,6 +218,19 @@ impl BackupKey {
             )));
         }
         let salt = hex::decode(&enc.salt).map_err(|e| BackupError::Kdf(e.to_string()))?;
+        if !(ARGON2_MIN_M_KIB..=ARGON2_MAX_M_KIB).contains(&enc.m_cost)
+            || !(1..=ARGON2_MAX_T).contains(&enc.t_cost)
+            || !(1..=ARGON2_MAX_P).contains(&enc.p_cost)
+            || !(16..=64).contains(&salt.len())
+        {
+            return Err(BackupError::Kdf(format!(
+                "the manifest asks for Argon2 memory {} KiB, {} passes, {} lanes and a {}-byte salt, outside the accepted bounds ({ARGON2_MIN_M_KIB}-{ARGON2_MAX_M_KIB} KiB, 1-{ARGON2_MAX_T} passes, 1-{ARGON2_MAX_P} lanes, 16-64 bytes); the manifest is damaged or was not made by Tutela",
+                enc.m_cost,
+                enc.t_cost,
+                enc.p_cost,
+                salt.len()
+            )));
+        }
         let params = argon2::Params::new(enc.m_cost, enc.t_cost, enc.p_cost, Some(32))
             .map_err(|e| BackupError::Kdf(e.to_string()))?;
         let kdf = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
@@ -194,7 +239,29 @@ impl BackupKey {
             .map_err(|e| BackupError::Kdf(e.to_string()))?;
         let unbound = UnboundKey::new(&aead::AES_256_GCM, &key)
             .map_err(|_| BackupError::Kdf("AES-256-GCM key rejected".into()))?;
-        Ok(Self(LessSafeKey::new(unbound)))
+        // A separate key for the manifest: HMAC-SHA256 of a fixed context
+        // under the derived key.
+        let mac_key = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key),
+            MANIFEST_MAC_CONTEXT,
+        );
+        key.fill(0);
+        Ok(Self(
+            LessSafeKey::new(unbound),
+            ring::hmac::Key::new(ring::hmac::HMAC_SHA256, mac_key.as_ref()),
+        ))
+    }
+
+    /// The MAC of `manifest` (hex).
+    fn sign_manifest(&self, manifest: &Manifest) -> String {
+        hex::encode(ring::hmac::sign(&self.1, &manifest.mac_input()))
+    }
+
+    /// Checks the MAC of `manifest` read from `path`.
+    fn verify_manifest(&self, manifest: &Manifest, path: &Path) -> Result<(), BackupError> {
+        let forged = || BackupError::ManifestForged(path.to_owned());
+        let mac = hex::decode(manifest.mac.as_deref().ok_or_else(forged)?).map_err(|_| forged())?;
+        ring::hmac::verify(&self.1, &manifest.mac_input(), &mac).map_err(|_| forged())
     }
 
     fn nonce(prefix: &[u8; PREFIX], chunk: u32, last: bool) -> Nonce {
@@ -455,14 +522,16 @@ pub fn backup(
         }
         files.insert(stored_name(name, key.is_some()), sha256_file(&stored)?);
     }
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         created_ms: store::now_ms(),
         collector_version: env!("CARGO_PKG_VERSION").to_owned(),
         alerts,
         captures,
         files,
         encryption,
+        mac: None,
     };
+    manifest.mac = key.as_ref().map(|key| key.sign_manifest(&manifest));
     write_manifest(dest, &manifest)?;
     tracing::info!(dest = %dest.display(), alerts, captures, encrypted = manifest.encryption.is_some(), "backup written");
     Ok(Report {
@@ -624,15 +693,23 @@ pub fn restore(
     data_dir: &Path,
     passphrase: Option<&Passphrase>,
 ) -> Result<Report, BackupError> {
+    // With a passphrase, the manifest is authenticated before anything it
+    // says (checksums, counts) is trusted.
+    let manifest = read_manifest(src)?;
+    let key = match (&manifest.encryption, passphrase) {
+        (Some(enc), Some(p)) => {
+            let key = BackupKey::derive(p, enc)?;
+            key.verify_manifest(&manifest, &src.join(MANIFEST_FILE))?;
+            Some(key)
+        }
+        (Some(_), None) => return Err(BackupError::PassphraseNeeded(src.to_owned())),
+        (None, Some(_)) => return Err(BackupError::NotEncrypted(src.to_owned())),
+        (None, None) => None,
+    };
     let manifest = verify(src)?;
     if (data_dir.exists() && !data_dir.is_dir()) || !is_empty_dir(data_dir)? {
         return Err(BackupError::RestoreOverLive(data_dir.to_owned()));
     }
-    let key = match (&manifest.encryption, passphrase) {
-        (Some(enc), Some(p)) => Some(BackupKey::derive(p, enc)?),
-        (Some(_), None) => return Err(BackupError::PassphraseNeeded(src.to_owned())),
-        (None, _) => None,
-    };
     let staging = staging_dir(data_dir)?;
     let result = restore_into(src, &staging, key.as_ref());
     let result = result.and_then(|()| move_into_place(&staging, data_dir));
@@ -803,9 +880,24 @@ mod tests {
         ));
         assert!(matches!(
             restore(&copy, &target, Some(&wrong)),
-            Err(BackupError::Decrypt(_))
+            Err(BackupError::ManifestForged(_))
         ));
         assert!(!target.exists());
+        // An unencrypted backup put in its place is refused when a passphrase is given.
+        let plain = scratch.path().join("plain");
+        backup(data.path(), &plain, None).unwrap();
+        assert!(matches!(
+            restore(&plain, &target, Some(&right)),
+            Err(BackupError::NotEncrypted(_))
+        ));
+        // Argon2 parameters outside the bounds are refused before deriving.
+        let mut manifest = read_manifest(&copy).unwrap();
+        let enc = manifest.encryption.as_mut().unwrap();
+        enc.m_cost = u32::MAX;
+        assert!(matches!(
+            BackupKey::derive(&right, enc),
+            Err(BackupError::Kdf(e)) if e.contains("outside the accepted bounds")
+        ));
         let leftovers: Vec<_> = fs::read_dir(scratch.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())

@@ -5,10 +5,17 @@
 //! claims a due row for a short lease, sends it, and marks it sent only when
 //! the server accepted it; a failure is logged, kept on the row
 //! (`last_error`, `attempts`) and retried with exponential backoff until it
-//! goes, except when the server refuses it for good (a 5xx reply such as
-//! 550 "mailbox unavailable"): that email is marked failed, logged as an
-//! error and shown by `tutela-collector summary --status`; the others are
-//! unaffected. `summary --status` lists what is waiting and why. Urgent
+//! goes, except when the server refuses its recipient for good (a 5xx reply
+//! to RCPT TO such as 550 "mailbox unavailable", or a 5.1.x address status
+//! after the message): that email is marked failed, logged as an error and
+//! shown by `tutela-collector summary --status`; the others are unaffected
+//! (`summary --retry-failed` queues failed emails again). A 5xx anywhere
+//! else (greeting, EHLO, STARTTLS, login, MAIL FROM such as 553 "sender
+//! address rejected", a relay refusal, or the end of DATA) is a problem with
+//! the server or its configuration, not with one address: it is logged as
+//! an error with the server's reply and retried with backoff, so urgent
+//! notifications go out once it is fixed. `summary --status` lists what is
+//! waiting and why. Urgent
 //! notifications are sent before summaries, and when the server cannot be
 //! reached at all the rest of the pass is rescheduled rather than tried one
 //! by one.
@@ -24,12 +31,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lettre::address::Address;
 use lettre::address::Envelope;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail as MailCommand, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::Message;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::config::{CollectorConfig, Mail, MailSecurity};
@@ -84,14 +94,42 @@ pub enum MailError {
     Build(String),
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error("cannot start email (urgent notifications): {0}")]
+    Start(String),
 }
 
 /// The roles a recipient may hold.
 pub const ROLES: [&str; 4] = ["dsl", "deputy-dsl", "head", "technician"];
 
+/// How the connection to the SMTP server is protected.
+enum Transport {
+    Plain,
+    Starttls(TlsParameters),
+    Implicit(TlsParameters),
+}
+
+/// The step of an SMTP session a reply answered: what a refusal is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Greeting, EHLO, STARTTLS, login.
+    Session,
+    /// MAIL FROM: the sender.
+    Sender,
+    /// RCPT TO: the one recipient.
+    Recipient,
+    /// DATA and the end of the message.
+    Message,
+}
+
+/// How long one SMTP command may take.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A configured SMTP connection and sender.
 pub struct Mailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    host: String,
+    port: u16,
+    transport: Transport,
+    credentials: Option<Credentials>,
     pub from: Mailbox,
     retry_initial_ms: i64,
     retry_max_ms: i64,
@@ -132,12 +170,14 @@ impl Mailer {
             }
         }
         let loopback = matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]");
-        if mail.security == MailSecurity::None && !mail.username.is_empty() && !loopback {
+        if mail.security == MailSecurity::None && !loopback {
             return Err(MailError::Config(format!(
-                "refusing to send the SMTP password to {host} unencrypted; set security = \"starttls\" or \"tls\""
+                "security = \"none\" is only allowed for a mail relay on this machine (localhost); \
+                 refusing to send urgent alerts and the SMTP password to {host} unencrypted; \
+                 set security = \"starttls\" (port 587) or \"tls\" (port 465)"
             )));
         }
-        let tls = |implicit: bool| -> Result<Tls, MailError> {
+        let tls = || -> Result<TlsParameters, MailError> {
             let err = |e: lettre::transport::smtp::Error| {
                 MailError::Config(format!("cannot set up TLS for {host}: {e}"))
             };
@@ -152,22 +192,13 @@ impl Mailer {
                 })?;
                 params = params.add_root_certificate(cert);
             }
-            let params = params.build_rustls().map_err(err)?;
-            Ok(if implicit {
-                Tls::Wrapper(params)
-            } else {
-                Tls::Required(params)
-            })
+            params.build_rustls().map_err(err)
         };
-        let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host);
-        let builder = match mail.security {
-            MailSecurity::None => builder,
-            MailSecurity::Starttls => builder.tls(tls(false)?),
-            MailSecurity::Tls => builder.tls(tls(true)?),
+        let transport = match mail.security {
+            MailSecurity::None => Transport::Plain,
+            MailSecurity::Starttls => Transport::Starttls(tls()?),
+            MailSecurity::Tls => Transport::Implicit(tls()?),
         };
-        let mut builder = builder
-            .port(mail.port)
-            .timeout(Some(Duration::from_secs(30)));
         let password = if !mail.password_file.trim().is_empty() {
             std::fs::read_to_string(mail.password_file.trim())
                 .map_err(|e| {
@@ -183,15 +214,77 @@ impl Mailer {
         } else {
             mail.password.clone()
         };
-        if !mail.username.is_empty() {
-            builder = builder.credentials(Credentials::new(mail.username.clone(), password));
-        }
+        let credentials =
+            (!mail.username.is_empty()).then(|| Credentials::new(mail.username.clone(), password));
         Ok(Some(Self {
-            transport: builder.build(),
+            host: host.to_owned(),
+            port: mail.port,
+            transport,
+            credentials,
             from,
             retry_initial_ms: mail.retry_initial_secs.max(1) as i64 * 1000,
             retry_max_ms: mail.retry_max_secs.max(1) as i64 * 1000,
         }))
+    }
+
+    /// Sends one message to one recipient over a fresh connection. On
+    /// failure, says which step of the session the server (or network) failed.
+    async fn send(
+        &self,
+        from: Option<Address>,
+        to: Address,
+        message: &[u8],
+    ) -> Result<(), (Step, lettre::transport::smtp::Error)> {
+        let session = |e| (Step::Session, e);
+        let hello = ClientId::default();
+        let implicit = match &self.transport {
+            Transport::Implicit(params) => Some(params.clone()),
+            _ => None,
+        };
+        let mut conn = AsyncSmtpConnection::connect_tokio1(
+            (self.host.as_str(), self.port),
+            Some(SMTP_TIMEOUT),
+            &hello,
+            implicit,
+            None,
+        )
+        .await
+        .map_err(session)?;
+        // A failed STARTTLS leaves the connection without a stream: it is
+        // dropped, never written to again (not even QUIT).
+        if let Transport::Starttls(params) = &self.transport {
+            conn.starttls(params.clone(), &hello)
+                .await
+                .map_err(session)?;
+        }
+        let result = async {
+            if let Some(credentials) = &self.credentials {
+                conn.auth(DEFAULT_MECHANISMS, credentials)
+                    .await
+                    .map_err(session)?;
+            }
+            let mut options = Vec::new();
+            if !message.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
+                options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+            }
+            conn.command(MailCommand::new(from, options))
+                .await
+                .map_err(|e| (Step::Sender, e))?;
+            conn.command(Rcpt::new(to, Vec::new()))
+                .await
+                .map_err(|e| (Step::Recipient, e))?;
+            conn.command(Data).await.map_err(|e| (Step::Message, e))?;
+            conn.message(message)
+                .await
+                .map_err(|e| (Step::Message, e))?;
+            Ok(())
+        }
+        .await;
+        if result.is_ok() {
+            let _ = conn.quit().await;
+        }
+        conn.abort().await;
+        result
     }
 
     /// The wait before attempt number `attempts + 1`, after `attempts` failures.
@@ -478,32 +571,77 @@ pub struct Delivered {
     pub sent: usize,
     /// Not sent this time; retried later.
     pub failed: usize,
-    /// Refused for good by the server (5xx); not retried.
+    /// Recipients refused for good by the server; not retried.
     pub rejected: usize,
 }
 
 /// How one attempt ended.
+#[derive(Debug, PartialEq, Eq)]
 enum Outcome {
     Sent,
-    /// This email failed (e.g. a 4xx reply for this recipient): retry it later.
+    /// This email failed (a 4xx reply for this recipient or message): retry it later.
     Retry(String),
-    /// Refused for good (a 5xx reply other than to the login, or an
-    /// unusable address): never retried.
+    /// The recipient was refused for good (a 5xx reply to RCPT TO, a 5.1.x
+    /// address status, or an unusable address): never retried.
     Permanent(String),
+    /// The server refused this message for a reason that is not its
+    /// address (e.g. 554 at the end of DATA): a server or configuration
+    /// problem, logged as an error and retried with backoff.
+    Refused(String),
     /// No usable connection (network, TLS, timeout, login refused, server
-    /// closing): the rest of the pass would fail the same way.
-    Connection(String),
+    /// closing) or a refusal of the sender or session (e.g. 553 to MAIL
+    /// FROM): the rest of the pass would fail the same way. `refused` marks
+    /// a 5xx reply, logged as an error.
+    Connection {
+        error: String,
+        refused: bool,
+    },
 }
 
-fn classify(error: &lettre::transport::smtp::Error) -> Outcome {
+/// The enhanced status code (RFC 3463) at the start of the server's reply
+/// text, as (class, subject, detail).
+fn enhanced_status(text: &str) -> Option<(u16, u16, u16)> {
+    let reply = text.split_once("): ").map_or(text, |(_, reply)| reply);
+    let first = reply.split_whitespace().next()?;
+    let mut parts = first.split('.').map(|p| p.parse::<u16>().ok());
+    let status = (parts.next()??, parts.next()??, parts.next()??);
+    (parts.next().is_none() && matches!(status.0, 2 | 4 | 5)).then_some(status)
+}
+
+fn classify(step: Step, error: &lettre::transport::smtp::Error) -> Outcome {
     let code = error.status().map(u16::from);
     let text = error.to_string();
+    let status = enhanced_status(&text);
+    let connection = |refused| Outcome::Connection {
+        error: text.clone(),
+        refused,
+    };
     match code {
-        // 530-539: authentication; fixing the password lets every email go.
-        Some(530..=539) | Some(421) => Outcome::Connection(text),
-        Some(_) if error.is_permanent() => Outcome::Permanent(text),
-        Some(_) => Outcome::Retry(text),
-        None => Outcome::Connection(text),
+        None => connection(false),
+        // 421: closing; 530-539: authentication; fixing the password lets every email go.
+        Some(421) | Some(530..=539) => connection(error.is_permanent()),
+        Some(_) if !error.is_permanent() => match step {
+            Step::Recipient | Step::Message => Outcome::Retry(text),
+            Step::Session | Step::Sender => connection(false),
+        },
+        Some(_) => match step {
+            // A relay or policy refusal (5.7.x) at RCPT TO is about the
+            // sender or the login, not the address: every email would fail.
+            Step::Recipient
+                if matches!(status, Some((5, 7, _)))
+                    || text.to_ascii_lowercase().contains("relay") =>
+            {
+                connection(true)
+            }
+            Step::Recipient => Outcome::Permanent(text),
+            // An address status for the destination (5.1.1 bad mailbox,
+            // 5.1.2 bad domain, 5.1.3 bad syntax, 5.1.6 moved, 5.1.10 null MX).
+            Step::Message if matches!(status, Some((5, 1, 1 | 2 | 3 | 6 | 10))) => {
+                Outcome::Permanent(text)
+            }
+            Step::Message => Outcome::Refused(text),
+            Step::Session | Step::Sender => connection(true),
+        },
     }
 }
 
@@ -527,16 +665,16 @@ pub async fn deliver_due(
         else {
             return Ok(done);
         };
-        let envelope = match (from.parse(), to.parse::<Mailbox>()) {
-            (Ok(from), Ok(to)) => {
-                Envelope::new(Some(from), vec![to.email]).map_err(|e| e.to_string())
-            }
+        let envelope = match (from.parse::<Address>(), to.parse::<Mailbox>()) {
+            (Ok(from), Ok(to)) => Envelope::new(Some(from.clone()), vec![to.email.clone()])
+                .map(|_| (from, to.email))
+                .map_err(|e| e.to_string()),
             _ => Err(format!("bad address {from:?} or {to:?}")),
         };
         let outcome = match envelope {
-            Ok(envelope) => match mailer.transport.send_raw(&envelope, &message).await {
-                Ok(_) => Outcome::Sent,
-                Err(e) => classify(&e),
+            Ok((from, to)) => match mailer.send(Some(from), to, &message).await {
+                Ok(()) => Outcome::Sent,
+                Err((step, e)) => classify(step, &e),
             },
             Err(e) => Outcome::Permanent(e),
         };
@@ -554,7 +692,7 @@ pub async fn deliver_due(
                 done.sent += 1;
             }
             Outcome::Permanent(error) => {
-                tracing::error!(id, recipient = %to, attempts, %error, "email refused for good by the mail server; not retried (check the address; see `tutela-collector summary --status`)");
+                tracing::error!(id, recipient = %to, attempts, %error, "recipient refused for good by the mail server; not retried (check the address, then `tutela-collector summary --retry-failed`; see `summary --status`)");
                 with_db(db, move |c| {
                     c.execute(
                         "UPDATE mail_outbox SET failed_ms = ?2, attempts = ?3, last_error = ?4 WHERE id = ?1",
@@ -564,9 +702,13 @@ pub async fn deliver_due(
                 .await?;
                 done.rejected += 1;
             }
-            Outcome::Retry(error) => {
+            Outcome::Retry(error) | Outcome::Refused(error) => {
                 let wait = mailer.backoff_ms(attempts);
-                tracing::warn!(id, recipient = %to, attempts, retry_in_secs = wait / 1000, %error, "email not sent; will retry");
+                if error.starts_with("permanent") {
+                    tracing::error!(id, recipient = %to, attempts, retry_in_secs = wait / 1000, %error, "the mail server refused this email (not its address): check the server's reply and the mail server's rules; will retry");
+                } else {
+                    tracing::warn!(id, recipient = %to, attempts, retry_in_secs = wait / 1000, %error, "email not sent; will retry");
+                }
                 with_db(db, move |c| {
                     c.execute(
                         "UPDATE mail_outbox SET attempts = ?2, next_attempt_ms = ?3, last_error = ?4 WHERE id = ?1",
@@ -576,9 +718,13 @@ pub async fn deliver_due(
                 .await?;
                 done.failed += 1;
             }
-            Outcome::Connection(error) => {
+            Outcome::Connection { error, refused } => {
                 let wait = mailer.backoff_ms(attempts);
-                tracing::warn!(id, recipient = %to, attempts, retry_in_secs = wait / 1000, %error, connection = true, "email not sent; will retry");
+                if refused {
+                    tracing::error!(id, recipient = %to, attempts, retry_in_secs = wait / 1000, %error, "the mail server refused the session or the sender ([mail] from, username or the server's relay rules): no email can go until this is fixed; will retry");
+                } else {
+                    tracing::warn!(id, recipient = %to, attempts, retry_in_secs = wait / 1000, %error, connection = true, "email not sent; will retry");
+                }
                 let later = with_db(db, move |c| {
                     let next = now_ms() + wait;
                     c.execute(
@@ -599,6 +745,18 @@ pub async fn deliver_due(
             }
         }
     }
+}
+
+/// Queues again the emails whose recipient the server refused for good
+/// (after the address or the server was fixed); returns how many.
+pub fn retry_failed(conn: &Connection) -> rusqlite::Result<usize> {
+    ensure_schema(conn)?;
+    conn.execute(
+        "UPDATE mail_outbox SET failed_ms = NULL, attempts = 0, next_attempt_ms = ?1,
+            last_error = 'queued again after: ' || last_error
+         WHERE failed_ms IS NOT NULL AND sent_ms IS NULL",
+        [now_ms()],
+    )
 }
 
 /// How long sent (and refused) emails stay in the outbox, for `--status`.
@@ -651,9 +809,10 @@ pub struct MailTasks {
 }
 
 impl MailTasks {
-    /// Stops queuing at once, and lets an email being sent finish (up to the
-    /// SMTP timeout) so that it is recorded as sent.
-    pub async fn shutdown(self) {
+    /// Stops queuing at once, and lets an email being sent finish (up to
+    /// `wait`) so that it is recorded as sent; an email still being sent
+    /// after that is sent again on the next start (same Message-ID).
+    pub async fn shutdown(self, wait: Duration) {
         for task in &self.others {
             task.abort();
         }
@@ -661,10 +820,11 @@ impl MailTasks {
         self.wake.notify_one();
         if let Some(outbox) = self.outbox {
             let abort = outbox.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(35), outbox)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout(wait, outbox).await.is_err() {
+                tracing::warn!(
+                    wait_secs = wait.as_secs(),
+                    "an email was still being sent at shutdown; it is sent again on the next start"
+                );
                 abort.abort();
             }
         }
@@ -672,38 +832,47 @@ impl MailTasks {
 }
 
 /// Starts the outbox sender, the weekly summary and the urgent notifier
-/// when `[mail]` is configured; logs once and does nothing otherwise.
-/// (`serve` checks the configuration first with [`check`] and refuses to
-/// start when it is wrong.)
-pub fn start(dir: &std::path::Path, config: &CollectorConfig) -> MailTasks {
-    let mailer = match Mailer::from_config(&config.mail) {
-        Ok(Some(m)) => Arc::new(m),
-        Ok(None) => {
-            tracing::info!(
-                "mail is not configured ([mail] host is empty): no weekly summary or urgent emails"
-            );
-            return MailTasks::default();
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "mail is misconfigured: no weekly summary or urgent emails");
-            return MailTasks::default();
-        }
+/// when `[mail]` is configured; logs once and does nothing otherwise. Fails
+/// (and `serve` refuses to start, saying what to fix) when mail is on but
+/// cannot work: a wrong configuration, a database that cannot be opened or
+/// written, or a summary schedule that cannot be built. Running on without
+/// urgent notifications would leave the school unaware of them.
+pub fn start(dir: &std::path::Path, config: &CollectorConfig) -> Result<MailTasks, MailError> {
+    let Some(mailer) = Mailer::from_config(&config.mail)? else {
+        tracing::info!(
+            "mail is not configured ([mail] host is empty): no weekly summary or urgent emails"
+        );
+        return Ok(MailTasks::default());
     };
-    let open = || -> anyhow::Result<Db> {
-        let conn = crate::store::open(dir)?;
-        ensure_schema(&conn)?;
-        crate::console::schema::create(&conn)?;
-        crate::publish::ensure_schema(&conn)?;
-        crate::summary::ensure_schema(&conn)?;
+    let mailer = Arc::new(mailer);
+    let schedule = if config.summary.enabled {
+        Some(crate::summary::schedule(config).map_err(|e| MailError::Settings(e.to_string()))?)
+    } else {
+        None
+    };
+    let open = || -> Result<Db, MailError> {
+        let failed = |e: rusqlite::Error| {
+            MailError::Start(format!(
+                "the database {} cannot be opened or updated ({e}); check that the data directory is writable by the collector's user and the disk is not full",
+                dir.join(crate::store::DB_FILE).display()
+            ))
+        };
+        let conn = crate::store::open(dir).map_err(failed)?;
+        ensure_schema(&conn).map_err(failed)?;
+        crate::console::schema::create(&conn).map_err(failed)?;
+        crate::publish::ensure_schema(&conn).map_err(failed)?;
+        crate::summary::ensure_schema(&conn).map_err(failed)?;
         Ok(Arc::new(Mutex::new(conn)))
     };
-    let (outbox_db, task_db) = match (open(), open()) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(error = %e, "cannot open the database for mail");
-            return MailTasks::default();
-        }
-    };
+    let (outbox_db, task_db) = (open()?, open()?);
+    {
+        let conn = task_db.lock().unwrap_or_else(|p| p.into_inner());
+        crate::urgent::init_cursor(&conn, now_ms()).map_err(|e| {
+            MailError::Start(format!(
+                "the urgent notification cursor cannot be set ({e}); check that the database is writable"
+            ))
+        })?;
+    }
     let wake = Arc::new(tokio::sync::Notify::new());
     let stop = Arc::new(AtomicBool::new(false));
     let outbox = tokio::spawn(run_outbox(
@@ -718,20 +887,21 @@ pub fn start(dir: &std::path::Path, config: &CollectorConfig) -> MailTasks {
         mailer.from.clone(),
         wake.clone(),
     ))];
-    if config.summary.enabled {
+    if let Some(schedule) = schedule {
         others.push(tokio::spawn(crate::summary::run(
             task_db,
             config.clone(),
+            schedule,
             mailer.from.clone(),
             wake.clone(),
         )));
     }
-    MailTasks {
+    Ok(MailTasks {
         outbox: Some(outbox),
         others,
         stop,
         wake,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -773,6 +943,12 @@ mod tests {
         plain.username = "tutela".into();
         let err = Mailer::from_config(&plain).unwrap_err().to_string();
         assert!(err.contains("unencrypted"), "{err}");
+        // No password to protect, but urgent alerts still go over the network.
+        plain.username.clear();
+        let err = Mailer::from_config(&plain).unwrap_err().to_string();
+        assert!(err.contains("security = \"none\" is only allowed"), "{err}");
+        plain.security = MailSecurity::Starttls;
+        assert!(Mailer::from_config(&plain).unwrap().is_some());
         let mut bad = mail();
         bad.from = "not an address".into();
         assert!(Mailer::from_config(&bad).is_err());
@@ -784,6 +960,23 @@ mod tests {
             recipients_with(&mail(), &["technician"]),
             Vec::<String>::new()
         );
+    }
+
+    #[test]
+    fn enhanced_status_codes_are_read_from_the_reply() {
+        assert_eq!(
+            enhanced_status("permanent error (550): 5.1.1 <a@b>: mailbox unavailable"),
+            Some((5, 1, 1))
+        );
+        assert_eq!(
+            enhanced_status("permanent error (553): 5.7.1 Sender address rejected"),
+            Some((5, 7, 1))
+        );
+        assert_eq!(
+            enhanced_status("permanent error (554): Access denied"),
+            None
+        );
+        assert_eq!(enhanced_status("network error: reset"), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -17,6 +18,13 @@ use crate::enrolment::EnrolmentService;
 use crate::ingest::{AgentKeys, IngestService};
 use crate::secrets::{self, CaptureVault};
 use crate::writer::Writer;
+
+/// How long a stop waits for agents' open streams (rule subscriptions,
+/// ingest) to end before it stops serving them. With the email shutdown
+/// below, this stays inside the service unit's `TimeoutStopSec=30`.
+pub const GRACEFUL_STREAMS: Duration = Duration::from_secs(10);
+/// How long a stop then waits for an email being sent to be recorded.
+pub const GRACEFUL_MAIL: Duration = Duration::from_secs(10);
 
 /// Serves until `shutdown` resolves.
 pub async fn serve(
@@ -64,6 +72,11 @@ pub async fn bind(
             .as_ref()
             .to_vec(),
     )?;
+    // Mail on but unusable (database, schedule): refuse to start rather
+    // than run without urgent notifications.
+    let mail_tasks = crate::mail::start(dir, config).context(
+        "email (urgent notifications) cannot start; fix this, then start the collector again",
+    )?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(
             "cannot listen on {}; is another collector running?",
@@ -92,14 +105,35 @@ pub async fn bind(
         );
     let console = crate::console::start(dir, &config.console, &tls).await;
     let purge = crate::retention::spawn_daily(dir.to_owned(), config.retention.clone());
-    let mail_tasks = crate::mail::start(dir, config);
     let serving = async move {
-        router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-            .await?;
+        let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stopping_tx.send(());
+        };
+        let server =
+            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+        tokio::pin!(server);
+        // Agents' streams never end by themselves: after the grace period
+        // the server future is dropped, which stops serving them.
+        let bounded = async {
+            if stopping.await.is_ok() {
+                tokio::time::sleep(GRACEFUL_STREAMS).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            served = &mut server => served?,
+            () = bounded => tracing::warn!(
+                wait_secs = GRACEFUL_STREAMS.as_secs(),
+                "agents' streams were still open at shutdown; stopped serving them"
+            ),
+        }
         drop(console);
         purge.abort();
-        mail_tasks.shutdown().await;
+        mail_tasks.shutdown(GRACEFUL_MAIL).await;
+        tracing::info!("collector stopped");
         Ok(())
     };
     Ok((local, serving))

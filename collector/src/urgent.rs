@@ -4,10 +4,14 @@
 //! text, no names. Alerts about staff go to `head` recipients; all others to
 //! `dsl` and `deputy-dsl` recipients.
 //!
-//! A cursor per audience (the highest alert id already notified) is advanced
-//! in the same transaction that writes the emails to the outbox, so each
-//! alert is queued once, including across restarts. An audience with no
-//! recipient keeps its cursor: its alerts are notified once one is added.
+//! Each alert is notified once, to the audience it belongs to when it is
+//! mailed: `urgent_notified` records, in the same transaction that writes
+//! the emails to the outbox, which audience each alert went to, so a staff
+//! list import or a `staff_pattern` change neither loses an alert nor sends
+//! it to a second audience, including across restarts. An audience with no
+//! recipient keeps its alerts waiting until one is added. A floor (every
+//! urgent alert at or below it has been notified) bounds the scan, and the
+//! records below it are pruned.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,9 +28,20 @@ use crate::store::now_ms;
 
 /// The lowest severity that is urgent.
 pub const URGENT_SEVERITY: i64 = 4;
-/// Cursors: pupils' alerts (the DSLs) and staff alerts (the head).
+/// Every urgent alert at or below this id has been notified (or predates mail).
+const FLOOR: &str = "urgent_floor_id";
+/// Cursors of earlier versions, one per audience: pupils' alerts (the DSLs)
+/// and staff alerts (the head); turned into the floor and records once.
 const CURSOR: &str = "urgent_alert_id";
 const STAFF_CURSOR: &str = "urgent_staff_alert_id";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS urgent_notified (
+    alert_id INTEGER PRIMARY KEY,
+    audience TEXT NOT NULL,
+    notified_ms INTEGER NOT NULL
+);
+";
 /// The most alerts linked in one email; the rest are counted.
 pub const MAX_LINKS: usize = 50;
 
@@ -54,33 +69,93 @@ pub(crate) fn staff_condition(
     .unwrap_or_else(|| ("0".to_owned(), Vec::new())))
 }
 
-/// Sets the cursor, the first time, to the newest alert received before
-/// `started_ms`: alerts from before mail was set up are not notified.
-/// (A database from before the staff cursor starts it at the pupils' one.)
+/// Creates the table of notified alerts and sets the floor, the first
+/// time, to the newest alert received before `started_ms`: alerts from
+/// before mail was set up are not notified. (A database with the per-audience
+/// cursors of an earlier version is converted by the first [`queue`].)
 pub fn init_cursor(conn: &Connection, started_ms: i64) -> rusqlite::Result<()> {
+    conn.execute_batch(SCHEMA)?;
+    if cursor(conn, CURSOR)?.is_none() {
+        conn.execute(
+            "INSERT OR IGNORE INTO mail_cursor (name, value)
+             SELECT ?1, COALESCE(MAX(id), 0) FROM alerts WHERE received_ms < ?2",
+            rusqlite::params![FLOOR, started_ms],
+        )?;
+    }
+    Ok(())
+}
+
+fn cursor(conn: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT value FROM mail_cursor WHERE name = ?1",
+        [name],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+fn set_cursor(conn: &Connection, name: &str, value: i64) -> rusqlite::Result<()> {
     conn.execute(
-        "INSERT OR IGNORE INTO mail_cursor (name, value)
-         SELECT ?1, COALESCE((SELECT value FROM mail_cursor WHERE name = ?2),
-                             (SELECT MAX(id) FROM alerts WHERE received_ms < ?3), 0)",
-        rusqlite::params![STAFF_CURSOR, CURSOR, started_ms],
-    )?;
-    conn.execute(
-        "INSERT OR IGNORE INTO mail_cursor (name, value)
-         SELECT ?1, COALESCE(MAX(id), 0) FROM alerts WHERE received_ms < ?2",
-        rusqlite::params![CURSOR, started_ms],
+        "INSERT INTO mail_cursor (name, value) VALUES (?1, ?2)
+         ON CONFLICT(name) DO UPDATE SET value = ?2",
+        rusqlite::params![name, value],
     )?;
     Ok(())
 }
 
-fn cursor(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
-    Ok(conn
-        .query_row(
-            "SELECT value FROM mail_cursor WHERE name = ?1",
-            [name],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(0))
+/// The urgent alerts above `floor` (up to `newest`) not yet notified:
+/// (id, time, severity, about staff), most severe first.
+fn pending(
+    conn: &Connection,
+    staff_pattern: &str,
+    floor: i64,
+    newest: i64,
+) -> rusqlite::Result<Vec<(i64, i64, i64, bool)>> {
+    let (staff, mut values) = staff_condition(conn, staff_pattern)?;
+    values.push(Value::Integer(floor));
+    values.push(Value::Integer(newest));
+    values.push(Value::Integer(URGENT_SEVERITY));
+    let sql = format!(
+        "SELECT a.id, a.time_ms, a.severity, ({staff}) FROM alerts a
+         WHERE a.id > ? AND a.id <= ? AND a.severity >= ? AND a.state <> 'folded'
+           AND NOT EXISTS (SELECT 1 FROM urgent_notified n WHERE n.alert_id = a.id)
+         ORDER BY a.severity DESC, a.id"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(values), |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })?;
+    rows.collect()
+}
+
+/// Turns the per-audience cursors of an earlier version into the floor and
+/// records: an alert at or below its audience's cursor counts as notified.
+fn migrate_cursors(conn: &Connection, staff_pattern: &str) -> rusqlite::Result<()> {
+    let (Some(pupils), staff) = (cursor(conn, CURSOR)?, cursor(conn, STAFF_CURSOR)?) else {
+        return Ok(());
+    };
+    let staff = staff.unwrap_or(pupils);
+    let (floor, top) = (pupils.min(staff), pupils.max(staff));
+    let now = now_ms();
+    for (id, _, _, is_staff) in pending(conn, staff_pattern, floor, top)? {
+        let (done, audience) = if is_staff {
+            (id <= staff, "staff")
+        } else {
+            (id <= pupils, "pupils")
+        };
+        if done {
+            conn.execute(
+                "INSERT OR IGNORE INTO urgent_notified (alert_id, audience, notified_ms) VALUES (?1, ?2, ?3)",
+                rusqlite::params![id, audience, now],
+            )?;
+        }
+    }
+    set_cursor(conn, FLOOR, floor)?;
+    conn.execute(
+        "DELETE FROM mail_cursor WHERE name IN (?1, ?2)",
+        [CURSOR, STAFF_CURSOR],
+    )?;
+    Ok(())
 }
 
 /// What one pass queued.
@@ -99,73 +174,65 @@ pub fn queue(
     let zone = Zone::parse(&config.console.time_zone).unwrap_or(Zone::Fixed(0));
     let base = mail::console_url(config);
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let (pupil_cursor, staff_cursor) = (cursor(&tx, CURSOR)?, cursor(&tx, STAFF_CURSOR)?);
+    tx.execute_batch(SCHEMA)?;
+    let pattern = &config.console.staff_pattern;
+    migrate_cursors(&tx, pattern)?;
+    let floor = cursor(&tx, FLOOR)?.unwrap_or(0);
     let newest: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM alerts", [], |r| r.get(0))?;
-    let since = pupil_cursor.min(staff_cursor);
-    if newest <= since {
+    if newest <= floor {
         return Ok(Queued::default());
     }
-    let (staff, mut values) = staff_condition(&tx, &config.console.staff_pattern)?;
-    values.push(Value::Integer(since));
-    values.push(Value::Integer(newest));
-    values.push(Value::Integer(URGENT_SEVERITY));
-    let sql = format!(
-        "SELECT a.id, a.time_ms, a.severity, ({staff}) FROM alerts a
-         WHERE a.id > ? AND a.id <= ? AND a.severity >= ? AND a.state <> 'folded'
-         ORDER BY a.severity DESC, a.id"
-    );
     let mut pupils = Vec::new();
     let mut staff_alerts = Vec::new();
-    {
-        let mut stmt = tx.prepare(&sql)?;
-        let rows = stmt.query_map(params_from_iter(values), |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, bool>(3)?,
-            ))
-        })?;
-        for row in rows {
-            let (id, time, severity, is_staff) = row?;
-            if is_staff && id > staff_cursor {
-                staff_alerts.push((id, time, severity));
-            } else if !is_staff && id > pupil_cursor {
-                pupils.push((id, time, severity));
-            }
+    for (id, time, severity, is_staff) in pending(&tx, pattern, floor, newest)? {
+        if is_staff {
+            staff_alerts.push((id, time, severity));
+        } else {
+            pupils.push((id, time, severity));
         }
     }
     let mut queued = Queued::default();
-    for (alerts, roles, audience, name) in [
-        (&pupils, &["dsl", "deputy-dsl"][..], "pupils", CURSOR),
-        (&staff_alerts, &["head"][..], "staff", STAFF_CURSOR),
+    // The lowest alert left waiting (its audience has no recipient).
+    let mut waiting = i64::MAX;
+    let now = now_ms();
+    for (alerts, roles, audience) in [
+        (&pupils, &["dsl", "deputy-dsl"][..], "pupils"),
+        (&staff_alerts, &["head"][..], "staff"),
     ] {
-        if !alerts.is_empty() {
-            let recipients = mail::recipients_with(&config.mail, roles);
-            if recipients.is_empty() {
-                // The cursor stays: these alerts are notified once a recipient is added.
-                tracing::warn!(
-                    audience,
-                    alerts = alerts.len(),
-                    roles = roles.join(","),
-                    "urgent alerts have no email recipient; add one to [mail] recipients"
-                );
-                continue;
-            }
-            let content = render(alerts, &base, zone);
-            for to in &recipients {
-                let message = mail::build(from, to, &content)?;
-                mail::enqueue(&tx, "urgent", to, &content.subject, &message)?;
-                queued.emails += 1;
-            }
-            queued.alerts += alerts.len();
+        if alerts.is_empty() {
+            continue;
         }
-        tx.execute(
-            "INSERT INTO mail_cursor (name, value) VALUES (?1, ?2)
-             ON CONFLICT(name) DO UPDATE SET value = ?2",
-            rusqlite::params![name, newest],
-        )?;
+        let recipients = mail::recipients_with(&config.mail, roles);
+        if recipients.is_empty() {
+            // These alerts wait: they are notified once a recipient is added.
+            tracing::warn!(
+                audience,
+                alerts = alerts.len(),
+                roles = roles.join(","),
+                "urgent alerts have no email recipient; add one to [mail] recipients"
+            );
+            waiting = waiting.min(alerts.iter().map(|a| a.0).min().unwrap_or(i64::MAX));
+            continue;
+        }
+        let content = render(alerts, &base, zone);
+        for to in &recipients {
+            let message = mail::build(from, to, &content)?;
+            mail::enqueue(&tx, "urgent", to, &content.subject, &message)?;
+            queued.emails += 1;
+        }
+        for &(id, _, _) in alerts.iter() {
+            tx.execute(
+                "INSERT INTO urgent_notified (alert_id, audience, notified_ms) VALUES (?1, ?2, ?3)",
+                rusqlite::params![id, audience, now],
+            )?;
+        }
+        queued.alerts += alerts.len();
     }
+    // Every urgent alert below the lowest waiting one is notified: raise
+    // the floor there and forget the records beneath it.
+    let floor = newest.min(waiting.saturating_sub(1));
+    set_cursor(&tx, FLOOR, floor)?;
+    tx.execute("DELETE FROM urgent_notified WHERE alert_id <= ?1", [floor])?;
     tx.commit()?;
     if queued.alerts > 0 {
         tracing::info!(
@@ -225,13 +292,10 @@ fn render(alerts: &[(i64, i64, i64)], base: &str, zone: Zone) -> Content {
     }
 }
 
-/// Queues urgent notifications every `urgent_interval_secs` until the process ends.
+/// Queues urgent notifications every `urgent_interval_secs` until the
+/// process ends. (`mail::start` sets the cursors first with [`init_cursor`],
+/// so that a database that cannot be used stops the collector from starting.)
 pub async fn run(db: Db, config: CollectorConfig, from: Mailbox, wake: Arc<tokio::sync::Notify>) {
-    let started = now_ms();
-    if let Err(e) = mail::with_db(&db, move |c| init_cursor(c, started)).await {
-        tracing::error!(error = %e, "urgent notifications cannot start");
-        return;
-    }
     let every = Duration::from_secs(config.mail.urgent_interval_secs.max(1));
     let config = Arc::new(config);
     loop {
@@ -314,6 +378,106 @@ mod tests {
             }
         );
         assert_eq!(outbox(&conn)[1].0, "head@school.test");
+        assert_eq!(
+            queue(&mut conn, &config(&["dsl", "head"]), &from).unwrap(),
+            Queued::default()
+        );
+    }
+
+    fn notified(conn: &Connection) -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM urgent_notified", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_staff_list_change_neither_loses_an_alert_nor_sends_it_to_a_second_audience() {
+        let (_dir, mut conn) = store();
+        let from: Mailbox = "tutela@school.test".parse().unwrap();
+        init_cursor(&conn, 0).unwrap();
+        let mut by_list = config(&["dsl"]);
+        by_list.console.staff_pattern.clear();
+        conn.execute_batch(
+            "INSERT INTO console_staff (username, imported_ms) VALUES ('ms.jones', 0), ('ms.brown', 0)",
+        )
+        .unwrap();
+        let jones = insert_alert(&conn, "ms.jones", now_ms(), 5);
+        let pupil = insert_alert(&conn, "pupil.1", now_ms(), 4);
+        // No head: the pupil's alert goes to the DSL, Ms Jones's waits.
+        let q = queue(&mut conn, &by_list, &from).unwrap();
+        assert_eq!(q.alerts, 1);
+        assert_eq!(outbox(&conn).len(), 1);
+        // The staff list is imported again: Ms Jones is not on it (she is a
+        // pupil after all), and pupil.1 now is. Her alert is not lost: it goes
+        // to the DSL; pupil.1's is not sent again to anyone.
+        conn.execute_batch(
+            "DELETE FROM console_staff; INSERT INTO console_staff (username, imported_ms) VALUES ('pupil.1', 0), ('ms.brown', 0)",
+        )
+        .unwrap();
+        let mut with_head = config(&["dsl", "head"]);
+        with_head.console.staff_pattern.clear();
+        let q = queue(&mut conn, &with_head, &from).unwrap();
+        assert_eq!(
+            q,
+            Queued {
+                alerts: 1,
+                emails: 1
+            }
+        );
+        let sent = outbox(&conn);
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[1].0, "dsl@school.test");
+        let linked: String = conn
+            .query_row(
+                "SELECT message FROM mail_outbox ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .map(|m| String::from_utf8_lossy(&m).into_owned())
+            .unwrap();
+        assert!(linked.contains(&format!("/alerts/{jones}")), "{linked}");
+        assert_eq!(
+            queue(&mut conn, &with_head, &from).unwrap(),
+            Queued::default()
+        );
+        // Everything is notified: the floor passed both, no records remain.
+        assert_eq!(notified(&conn), 0);
+        assert_eq!(cursor(&conn, FLOOR).unwrap(), Some(pupil.max(jones)));
+        // A new staff alert goes to the head only, once.
+        insert_alert(&conn, "ms.brown", now_ms(), 4);
+        let q = queue(&mut conn, &with_head, &from).unwrap();
+        assert_eq!(q.emails, 1);
+        assert_eq!(outbox(&conn)[2].0, "head@school.test");
+        assert_eq!(
+            queue(&mut conn, &with_head, &from).unwrap(),
+            Queued::default()
+        );
+    }
+
+    #[test]
+    fn the_cursors_of_an_earlier_version_are_converted_without_resending() {
+        let (_dir, mut conn) = store();
+        let from: Mailbox = "tutela@school.test".parse().unwrap();
+        let staff = insert_alert(&conn, "mr.smith", now_ms(), 5);
+        let pupil = insert_alert(&conn, "pupil.1", now_ms(), 5);
+        // The pupils' cursor passed both; the staff cursor waited (no head).
+        mail::ensure_schema(&conn).unwrap();
+        conn.execute(
+            "INSERT INTO mail_cursor (name, value) VALUES (?1, ?2), (?3, 0)",
+            rusqlite::params![CURSOR, pupil, STAFF_CURSOR],
+        )
+        .unwrap();
+        init_cursor(&conn, now_ms() + 1).unwrap();
+        let q = queue(&mut conn, &config(&["dsl", "head"]), &from).unwrap();
+        assert_eq!(
+            q,
+            Queued {
+                alerts: 1,
+                emails: 1
+            }
+        );
+        assert_eq!(outbox(&conn)[0].0, "head@school.test");
+        assert_eq!(cursor(&conn, CURSOR).unwrap(), None);
+        assert_eq!(cursor(&conn, FLOOR).unwrap(), Some(staff.max(pupil)));
         assert_eq!(
             queue(&mut conn, &config(&["dsl", "head"]), &from).unwrap(),
             Queued::default()

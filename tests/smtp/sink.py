@@ -4,8 +4,10 @@ python3-aiosmtpd). Every message it accepts is written to OUT_DIR as
 <n>.eml, with its envelope recipients in <n>.rcpt (written first).
 
 usage: sink.py PORT OUT_DIR [--tls starttls|implicit --cert PEM --key PEM] [--auth USER:PASSWORD]
-               [--reject ADDRESS]...
+               [--reject ADDRESS]... [--refuse-sender-while FILE]
 With --reject the server refuses that recipient for good (550) at RCPT TO.
+With --refuse-sender-while it refuses every sender (553 at MAIL FROM, as a
+server does for an address the login may not use) while FILE exists.
 With --tls starttls the server refuses mail before STARTTLS; with --auth it
 refuses mail before a successful AUTH (PLAIN or LOGIN), and writes the login
 name of each message's session to <n>.auth.
@@ -25,11 +27,19 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Handler:
-    def __init__(self, out, reject=()):
+    def __init__(self, out, reject=(), refuse_sender_while=None):
         self.out = out
         self.reject = {a.lower() for a in reject}
+        self.refuse_sender_while = refuse_sender_while
         self.lock = threading.Lock()
         self.count = 0
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.refuse_sender_while and os.path.exists(self.refuse_sender_while):
+            return "553 5.7.1 <%s>: Sender address rejected: not owned by user" % address
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.lower() in self.reject:
@@ -62,6 +72,7 @@ def main():
     parser.add_argument("--key")
     parser.add_argument("--auth")
     parser.add_argument("--reject", action="append", default=[])
+    parser.add_argument("--refuse-sender-while")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     params = {}
@@ -85,7 +96,7 @@ def main():
                       # aiosmtpd counts only STARTTLS as TLS; implicit TLS is TLS from the start.
                       auth_require_tls=args.tls == "starttls")
     controller = Controller(
-        Handler(args.out, args.reject), hostname="127.0.0.1", port=args.port,
+        Handler(args.out, args.reject, args.refuse_sender_while), hostname="127.0.0.1", port=args.port,
         ssl_context=context if args.tls == "implicit" else None,
         server_hostname="127.0.0.1", **params)
     controller.start()

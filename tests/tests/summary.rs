@@ -831,7 +831,11 @@ fn mail_goes_over_starttls_and_implicit_tls_with_authentication() {
             c.cmd()
                 .args(["summary", "--send-now", "--week", "2025-06-16"]),
         );
-        assert!(String::from_utf8_lossy(&out.stderr).contains("could not be sent yet"));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("could not be sent yet"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(sink.messages().len(), 1);
         // Clear the outbox rows this round left waiting, for the next round's counts.
         let conn = Connection::open(c.dir.join("tutela.db")).unwrap();

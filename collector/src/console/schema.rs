@@ -80,7 +80,11 @@ CREATE TRIGGER IF NOT EXISTS console_notes_no_delete BEFORE DELETE ON console_no
     BEGIN SELECT RAISE(ABORT, 'notes are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS console_history_no_update BEFORE UPDATE ON console_history
     BEGIN SELECT RAISE(ABORT, 'state history is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS console_history_no_delete BEFORE DELETE ON console_history
+    BEGIN SELECT RAISE(ABORT, 'state history is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS console_reveals_no_update BEFORE UPDATE ON console_reveals
+    BEGIN SELECT RAISE(ABORT, 'reveals are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS console_reveals_no_delete BEFORE DELETE ON console_reveals
     BEGIN SELECT RAISE(ABORT, 'reveals are append-only'); END;
 -- The queue walks alerts by risk and stops after a page; the pupil timeline
 -- and the per-rule false-positive counts need their own paths.
@@ -92,4 +96,40 @@ CREATE INDEX IF NOT EXISTS console_alerts_rule ON alerts (rule_id, state);
 /// Creates the console's tables and indexes if they do not exist.
 pub fn create(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_history_reveals_and_audit_refuse_updates_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(dir.path()).unwrap();
+        create(&conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO console_history (alert_id, time_ms, actor, from_state, to_state) VALUES (1, 1, 'dsl', 'new', 'closed');
+             INSERT INTO console_notes (alert_id, time_ms, author, text) VALUES (1, 1, 'dsl', 'n');
+             INSERT INTO console_reveals (session_hash, alert_id, user, reason, time_ms) VALUES (x'01', 1, 'dsl', 'r', 1);
+             INSERT INTO console_audit (time_ms, actor, action, target, detail, prev_hash, hash) VALUES (1, 'dsl', 'a', 't', 'd', '', 'h');",
+        )
+        .unwrap();
+        for (table, column) in [
+            ("console_history", "reason"),
+            ("console_notes", "text"),
+            ("console_reveals", "reason"),
+            ("console_audit", "detail"),
+        ] {
+            let err = conn
+                .execute(&format!("DELETE FROM {table}"), [])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("append-only"), "{table}: {err}");
+            let err = conn
+                .execute(&format!("UPDATE {table} SET {column} = 'x'"), [])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("append-only"), "{table}: {err}");
+        }
+    }
 }

@@ -30,6 +30,10 @@ pub struct SummaryArgs {
     /// Show the weeks sent and the mail outbox: what is waiting, and why.
     #[arg(long)]
     pub status: bool,
+    /// Queue again the emails the mail server refused for good (after the
+    /// address or the server was fixed); the running collector sends them.
+    #[arg(long)]
+    pub retry_failed: bool,
 }
 
 pub fn run(dir: &Path, args: SummaryArgs) -> Result<()> {
@@ -44,6 +48,13 @@ pub fn run(dir: &Path, args: SummaryArgs) -> Result<()> {
         Some(date) => super::week_of(&config, date)?,
         None => super::latest_week(&config, now)?,
     };
+    if args.retry_failed {
+        let n = mail::retry_failed(&conn)?;
+        println!(
+            "{n} refused emails queued again; the running collector sends them (see `tutela-collector summary --status`)"
+        );
+        return Ok(());
+    }
     if args.status {
         let zone = super::zone(&config);
         println!("weekly summaries queued:");
@@ -147,5 +158,5 @@ pub fn run(dir: &Path, args: SummaryArgs) -> Result<()> {
         );
         return Ok(());
     }
-    anyhow::bail!("say what to do: --preview FILE, --send-now or --status")
+    anyhow::bail!("say what to do: --preview FILE, --send-now, --status or --retry-failed")
 }

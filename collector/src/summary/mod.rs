@@ -269,15 +269,16 @@ pub fn runs(conn: &Connection, limit: i64) -> rusqlite::Result<Vec<(String, i64,
     rows.collect()
 }
 
-/// Checks the schedule every `check_secs` and queues a due (or missed) week once.
-pub async fn run(db: Db, config: CollectorConfig, from: Mailbox, wake: Arc<tokio::sync::Notify>) {
-    let schedule = match schedule(&config) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "the weekly summary is off");
-            return;
-        }
-    };
+/// Checks `schedule` every `check_secs` and queues a due (or missed) week
+/// once. (`mail::start` builds the schedule first, so that a wrong one stops
+/// the collector from starting instead of silently turning the summary off.)
+pub async fn run(
+    db: Db,
+    config: CollectorConfig,
+    schedule: Schedule,
+    from: Mailbox,
+    wake: Arc<tokio::sync::Notify>,
+) {
     let every = Duration::from_secs(config.summary.check_secs.max(1));
     let started = now_ms();
     let grace_ms = config.summary.catch_up_delay_secs as i64 * 1000;
