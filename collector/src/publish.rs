@@ -212,19 +212,31 @@ pub fn publish_checked(
         });
     }
     let bundle = tutela_rules::bundle::sign(text, key)?;
-    let tx = conn.unchecked_transaction()?;
-    tx.execute(
-        "INSERT INTO rule_bundles (pack_id, version, shadow, bundle, pack_toml, published_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![report.pack_id, report.version, shadow, bundle, text, store::now_ms()],
-    )?;
-    if shadow {
-        store_shadow_rule_ids(&tx, report.version, text)?;
+    // A savepoint, not a transaction: atomic on its own, and part of the
+    // caller's transaction when there is one (the console publishes and
+    // audits in one).
+    conn.execute_batch("SAVEPOINT publish")?;
+    let stored = (|| -> Result<(), PublishError> {
+        conn.execute(
+            "INSERT INTO rule_bundles (pack_id, version, shadow, bundle, pack_toml, published_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![report.pack_id, report.version, shadow, bundle, text, store::now_ms()],
+        )?;
+        if shadow {
+            store_shadow_rule_ids(conn, report.version, text)?;
+        }
+        conn.execute(
+            "DELETE FROM shadow_rule_ids WHERE version < ?1",
+            [report.version],
+        )?;
+        Ok(())
+    })();
+    if let Err(e) = stored {
+        if let Err(undo) = conn.execute_batch("ROLLBACK TO publish; RELEASE publish") {
+            tracing::error!(error = %undo, "could not undo a failed publication");
+        }
+        return Err(e);
     }
-    tx.execute(
-        "DELETE FROM shadow_rule_ids WHERE version < ?1",
-        [report.version],
-    )?;
-    tx.commit()?;
+    conn.execute_batch("RELEASE publish")?;
     // Counts of superseded candidates are of no further use.
     if let Err(e) = conn.execute(
         "DELETE FROM shadow_run_counts WHERE shadow_version < ?1",
