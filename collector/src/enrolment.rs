@@ -462,7 +462,7 @@ impl TokenInfo {
 pub fn list_tokens(conn: &Connection) -> rusqlite::Result<Vec<TokenInfo>> {
     let mut stmt = conn.prepare(
         "SELECT secret_hash, label, grp, created_ms, expires_ms, max_uses, uses, revoked
-         FROM tokens ORDER BY created_ms DESC",
+         FROM tokens ORDER BY created_ms DESC, rowid DESC",
     )?;
     let rows = stmt.query_map([], |r| {
         let hash: Vec<u8> = r.get(0)?;
