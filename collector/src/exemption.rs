@@ -135,8 +135,7 @@ pub fn add(conn: &Connection, new: &NewExemption) -> Result<i64, ExemptionError>
         return Err(ExemptionError::Period);
     }
     crate::console::schema::create(conn)?;
-    conn.execute_batch("SAVEPOINT exemption_add")?;
-    let result = (|| -> rusqlite::Result<i64> {
+    let id = store::in_savepoint(conn, "exemption_add", || -> rusqlite::Result<i64> {
         conn.execute(
             "INSERT INTO exemptions (grp, category, term, reason, created_by, created_ms, starts_ms, ends_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -159,18 +158,9 @@ pub fn add(conn: &Connection, new: &NewExemption) -> Result<i64, ExemptionError>
             ),
         )?;
         Ok(id)
-    })();
-    match result {
-        Ok(id) => {
-            conn.execute_batch("RELEASE exemption_add")?;
-            tracing::info!(id, group, by = %new.created_by, "exemption added");
-            Ok(id)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK TO exemption_add; RELEASE exemption_add");
-            Err(e.into())
-        }
-    }
+    })?;
+    tracing::info!(id, group, by = %new.created_by, "exemption added");
+    Ok(id)
 }
 
 /// Revokes an exemption now, audited.
@@ -180,8 +170,7 @@ pub fn revoke(conn: &Connection, id: i64, by: &str) -> Result<(), ExemptionError
     if existing.revoked_ms.is_some() {
         return Err(ExemptionError::AlreadyRevoked(id));
     }
-    conn.execute_batch("SAVEPOINT exemption_revoke")?;
-    let result = (|| -> rusqlite::Result<()> {
+    store::in_savepoint(conn, "exemption_revoke", || -> rusqlite::Result<()> {
         conn.execute(
             "UPDATE exemptions SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
             params![id, store::now_ms()],
@@ -193,18 +182,9 @@ pub fn revoke(conn: &Connection, id: i64, by: &str) -> Result<(), ExemptionError
             &format!("exemption:{id}"),
             &format!("group {}, {}", existing.grp, existing.target()),
         )
-    })();
-    match result {
-        Ok(()) => {
-            conn.execute_batch("RELEASE exemption_revoke")?;
-            tracing::info!(id, by, "exemption revoked");
-            Ok(())
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK TO exemption_revoke; RELEASE exemption_revoke");
-            Err(e.into())
-        }
-    }
+    })?;
+    tracing::info!(id, by, "exemption revoked");
+    Ok(())
 }
 
 const COLUMNS: &str =

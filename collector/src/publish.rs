@@ -215,8 +215,7 @@ pub fn publish_checked(
     // A savepoint, not a transaction: atomic on its own, and part of the
     // caller's transaction when there is one (the console publishes and
     // audits in one).
-    conn.execute_batch("SAVEPOINT publish")?;
-    let stored = (|| -> Result<(), PublishError> {
+    store::in_savepoint(conn, "publish", || -> Result<(), PublishError> {
         conn.execute(
             "INSERT INTO rule_bundles (pack_id, version, shadow, bundle, pack_toml, published_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![report.pack_id, report.version, shadow, bundle, text, store::now_ms()],
@@ -229,14 +228,7 @@ pub fn publish_checked(
             [report.version],
         )?;
         Ok(())
-    })();
-    if let Err(e) = stored {
-        if let Err(undo) = conn.execute_batch("ROLLBACK TO publish; RELEASE publish") {
-            tracing::error!(error = %undo, "could not undo a failed publication");
-        }
-        return Err(e);
-    }
-    conn.execute_batch("RELEASE publish")?;
+    })?;
     // Counts of superseded candidates are of no further use.
     if let Err(e) = conn.execute(
         "DELETE FROM shadow_run_counts WHERE shadow_version < ?1",

@@ -132,6 +132,29 @@ fn add_column(conn: &Connection, table: &str, column: &str, decl: &str) -> rusql
     Ok(())
 }
 
+/// Runs `f` in a savepoint named `name`: atomic on its own, and part of the
+/// caller's transaction when there is one (the console writes an action and
+/// its audit entry in one). Whatever `f` wrote is undone when it fails.
+pub fn in_savepoint<T, E: From<rusqlite::Error>>(
+    conn: &Connection,
+    name: &str,
+    f: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    conn.execute_batch(&format!("SAVEPOINT {name}"))?;
+    match f() {
+        Ok(value) => {
+            conn.execute_batch(&format!("RELEASE {name}"))?;
+            Ok(value)
+        }
+        Err(e) => {
+            if let Err(undo) = conn.execute_batch(&format!("ROLLBACK TO {name}; RELEASE {name}")) {
+                tracing::error!(savepoint = name, error = %undo, "could not undo a failed change");
+            }
+            Err(e)
+        }
+    }
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -55,14 +55,9 @@ pub fn append(
         insert(&tx, actor, action, target, detail)?;
         return tx.commit();
     }
-    conn.execute_batch("SAVEPOINT audit")?;
-    match insert(conn, actor, action, target, detail) {
-        Ok(()) => conn.execute_batch("RELEASE audit"),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK TO audit; RELEASE audit");
-            Err(e)
-        }
-    }
+    crate::store::in_savepoint(conn, "audit", || {
+        insert(conn, actor, action, target, detail)
+    })
 }
 
 fn insert(
