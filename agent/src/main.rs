@@ -298,14 +298,34 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
     tokio::select! {
         _ = &mut uplink => anyhow::bail!("the uplink stopped unexpectedly"),
         _ = rekey.notified() => {
-            // Nothing more is sent under the cloned identity, and nothing
-            // more is written to the spool about to be deleted.
-            uplink.abort();
+            // Nothing more is written to the spool about to be deleted.
             drop(_sensors.take());
-            if let Some(task) = monitor_task.take() {
-                if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
-                    tracing::warn!("the monitor did not stop within 5 s");
+            if let Some(mut task) = monitor_task.take() {
+                if tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err() {
+                    tracing::warn!("the monitor did not stop within 5 s; stopping it");
+                    task.abort();
+                    let _ = task.await;
                 }
+            }
+            // What is already on its way is let through (the collector still
+            // takes this identity's events), so that nothing it has stored
+            // is sealed again below as a second alert; then nothing more is
+            // sent under the cloned identity.
+            let drained = tokio::time::timeout(Duration::from_secs(5), async {
+                while spool
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .first_pending()
+                    .ok()
+                    .flatten()
+                    .is_some()
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+            .await;
+            if drained.is_err() {
+                tracing::warn!("unsent events remain after 5 s; they go with the new identity");
             }
             for task in spool_tasks.iter().chain([&uplink]) {
                 task.abort();

@@ -11,7 +11,8 @@
 //! shown by `tutela-collector summary --status`; the others are unaffected
 //! (`summary --retry-failed` queues failed emails again). A 5xx anywhere
 //! else (greeting, EHLO, STARTTLS, login, MAIL FROM such as 553 "sender
-//! address rejected", a relay refusal, or the end of DATA) is a problem with
+//! address rejected", a relay refusal (that email alone is retried), or the
+//! end of DATA) is a problem with
 //! the server or its configuration, not with one address: it is logged as
 //! an error with the server's reply and retried with backoff, so urgent
 //! notifications go out once it is fixed. `summary --status` lists what is
@@ -121,8 +122,13 @@ enum Step {
     Message,
 }
 
-/// How long one SMTP command may take.
+/// How long connecting may take (lettre applies it to the TCP connect).
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one email may take in all (TLS, login, commands, data): a
+/// server that accepts the connection and then goes silent must not stall
+/// the outbox, and the email must be done well within its lease.
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+const _: () = assert!((SEND_TIMEOUT.as_millis() as i64) < LEASE_MS);
 
 /// A configured SMTP connection and sender.
 pub struct Mailer {
@@ -625,13 +631,18 @@ fn classify(step: Step, error: &lettre::transport::smtp::Error) -> Outcome {
             Step::Session | Step::Sender => connection(false),
         },
         Some(_) => match step {
+            // An address status (5.1.x) is about this recipient, whatever
+            // the text says (Postfix: "5.1.1 ... unknown in relay recipient
+            // table").
+            Step::Recipient if matches!(status, Some((5, 1, _))) => Outcome::Permanent(text),
             // A relay or policy refusal (5.7.x) at RCPT TO is about the
-            // sender or the login, not the address: every email would fail.
+            // sender or the login, not the address: this email is retried
+            // (logged as an error); the other emails of the pass still go.
             Step::Recipient
                 if matches!(status, Some((5, 7, _)))
                     || text.to_ascii_lowercase().contains("relay") =>
             {
-                connection(true)
+                Outcome::Refused(text)
             }
             Step::Recipient => Outcome::Permanent(text),
             // An address status for the destination (5.1.1 bad mailbox,
@@ -672,10 +683,21 @@ pub async fn deliver_due(
             _ => Err(format!("bad address {from:?} or {to:?}")),
         };
         let outcome = match envelope {
-            Ok((from, to)) => match mailer.send(Some(from), to, &message).await {
-                Ok(()) => Outcome::Sent,
-                Err((step, e)) => classify(step, &e),
-            },
+            Ok((from, to)) => {
+                match tokio::time::timeout(SEND_TIMEOUT, mailer.send(Some(from), to, &message))
+                    .await
+                {
+                    Ok(Ok(())) => Outcome::Sent,
+                    Ok(Err((step, e))) => classify(step, &e),
+                    Err(_) => Outcome::Connection {
+                        error: format!(
+                            "the mail server did not finish within {} s",
+                            SEND_TIMEOUT.as_secs()
+                        ),
+                        refused: false,
+                    },
+                }
+            }
             Err(e) => Outcome::Permanent(e),
         };
         let attempts = attempts + 1;

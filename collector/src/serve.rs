@@ -72,17 +72,18 @@ pub async fn bind(
             .as_ref()
             .to_vec(),
     )?;
-    // Mail on but unusable (database, schedule): refuse to start rather
-    // than run without urgent notifications.
-    let mail_tasks = crate::mail::start(dir, config).context(
-        "email (urgent notifications) cannot start; fix this, then start the collector again",
-    )?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(
             "cannot listen on {}; is another collector running?",
             config.listen
         )
     })?;
+    // Mail on but unusable (database, schedule): refuse to start rather
+    // than run without urgent notifications. Started once the address is
+    // ours, so a collector that cannot listen sends nothing.
+    let mail_tasks = crate::mail::start(dir, config).context(
+        "email (urgent notifications) cannot start; fix this, then start the collector again",
+    )?;
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, fingerprint = %tls.fingerprint, "collector listening");
     println!("listening on {local} certificate {}", tls.fingerprint);
@@ -123,17 +124,22 @@ pub async fn bind(
                 std::future::pending::<()>().await;
             }
         };
-        tokio::select! {
-            served = &mut server => served?,
-            () = bounded => tracing::warn!(
-                wait_secs = GRACEFUL_STREAMS.as_secs(),
-                "agents' streams were still open at shutdown; stopped serving them"
-            ),
-        }
+        let served = tokio::select! {
+            served = &mut server => served,
+            () = bounded => {
+                tracing::warn!(
+                    wait_secs = GRACEFUL_STREAMS.as_secs(),
+                    "agents' streams were still open at shutdown; stopped serving them"
+                );
+                Ok(())
+            }
+        };
+        // Whatever ended serving, the email being sent is finished first.
         drop(console);
         purge.abort();
         mail_tasks.shutdown(GRACEFUL_MAIL).await;
         tracing::info!("collector stopped");
+        served?;
         Ok(())
     };
     Ok((local, serving))
