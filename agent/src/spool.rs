@@ -115,6 +115,16 @@ pub const MAX_QUARANTINE_BYTES: i64 = 8 * 1024 * 1024;
 
 const SPOOL_PAGE_SIZE: i64 = 2048;
 
+/// How long opening the spool is retried while another process holds it.
+const OPEN_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn is_locked(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -133,8 +143,25 @@ fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
 }
 
 impl Spool {
-    /// Opens (or creates) the spool for `agent_id`.
+    /// Opens (or creates) the spool for `agent_id`. Another process opening
+    /// it at the same moment (`tutela-agent status` while the agent starts)
+    /// can make SQLite answer "locked" at once while it sets the journal mode
+    /// up, without waiting: the open is tried again for a few seconds.
     pub fn open(path: &Path, agent_id: &str, config: SpoolConfig) -> Result<Self, SpoolError> {
+        let deadline = std::time::Instant::now() + OPEN_RETRY_FOR;
+        loop {
+            match Self::open_once(path, agent_id, config) {
+                Err(SpoolError::Sqlite(e))
+                    if is_locked(&e) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn open_once(path: &Path, agent_id: &str, config: SpoolConfig) -> Result<Self, SpoolError> {
         let conn = open_connection(path)?;
         conn.execute_batch(SCHEMA)?;
         #[cfg(unix)]
