@@ -218,7 +218,7 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
     };
     tracing::info!(agent_id = %enrolment.agent_id, collector = %enrolment.collector, "agent running");
     // Events from here on are this machine's own, whatever the spool held.
-    let run_start_seq = spool.lock().unwrap_or_else(|p| p.into_inner()).next_seq();
+    let run_start_seq = uplink::lock(&spool).next_seq();
     let mut uplink = tokio::spawn(uplink::run(uplink_config, spool.clone(), appended.clone()));
     // Tasks that hold the spool, stopped before a re-key deletes it.
     let mut spool_tasks = Vec::new();
@@ -312,9 +312,7 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
             // is sealed again below as a second alert; then nothing more is
             // sent under the cloned identity.
             let drained = tokio::time::timeout(Duration::from_secs(5), async {
-                while spool
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                while uplink::lock(&spool)
                     .first_pending()
                     .ok()
                     .flatten()
@@ -336,9 +334,7 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
             let _ = (&mut uplink).await;
             // This machine's own events from this run go with it, sealed
             // again under the new identity; the rest came with the image.
-            let own = spool
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+            let own = uplink::lock(&spool)
                 .drafts_from(run_start_seq)
                 .unwrap_or_else(|e| {
                     tracing::error!(error = %e, "cannot read this run's events; they are lost with the cloned spool");
@@ -583,7 +579,7 @@ async fn simulate_events(
     let station = session::station_name();
     let pause = (rate > 0).then(|| Duration::from_secs_f64(1.0 / rate as f64));
     loop {
-        let next = spool.lock().unwrap_or_else(|p| p.into_inner()).next_seq();
+        let next = uplink::lock(spool).next_seq();
         if next > total {
             tracing::info!(total, "simulation complete");
             return Ok(());
@@ -613,10 +609,7 @@ async fn simulate_events(
             event_id: None,
             repeat_of: String::new(),
         };
-        spool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .append(identity, draft)?;
+        uplink::lock(spool).append(identity, draft)?;
         appended.notify_one();
         match pause {
             Some(p) => tokio::time::sleep(p).await,

@@ -120,7 +120,9 @@ impl Backoff {
     }
 }
 
-fn lock(spool: &SharedSpool) -> std::sync::MutexGuard<'_, Spool> {
+/// The spool, locked; a panic elsewhere while it was held does not stop
+/// events from being spooled and sent.
+pub fn lock(spool: &SharedSpool) -> std::sync::MutexGuard<'_, Spool> {
     spool
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -1001,10 +1001,8 @@ mod tests {
         assert_eq!(enhanced_status("network error: reset"), None);
     }
 
-    #[test]
-    fn outbox_rows_are_claimed_once() {
-        let conn = Connection::open_in_memory().unwrap();
-        ensure_schema(&conn).unwrap();
+    /// A small email to the DSL, for outbox tests.
+    fn test_message() -> Message {
         let from: Mailbox = "tutela@school.test".parse().unwrap();
         let content = Content {
             subject: "s".into(),
@@ -1012,7 +1010,14 @@ mod tests {
             html: "<p>h</p>".into(),
             images: Vec::new(),
         };
-        let message = build(&from, "dsl@school.test", &content).unwrap();
+        build(&from, "dsl@school.test", &content).unwrap()
+    }
+
+    #[test]
+    fn outbox_rows_are_claimed_once() {
+        let conn = Connection::open_in_memory().unwrap();
+        ensure_schema(&conn).unwrap();
+        let message = test_message();
         enqueue(&conn, "urgent", "dsl@school.test", "s", &message).unwrap();
         assert!(
             claim_due(&conn, 0).unwrap().is_none(),
@@ -1037,14 +1042,7 @@ mod tests {
         ensure_schema(&old).unwrap();
         old.prepare("SELECT failed_ms FROM mail_outbox").unwrap();
 
-        let from: Mailbox = "tutela@school.test".parse().unwrap();
-        let content = Content {
-            subject: "s".into(),
-            text: "t".into(),
-            html: "<p>h</p>".into(),
-            images: Vec::new(),
-        };
-        let message = build(&from, "dsl@school.test", &content).unwrap();
+        let message = test_message();
         let summary = enqueue(&conn, "summary", "dsl@school.test", "s", &message).unwrap();
         let refused = enqueue(&conn, "urgent", "gone@school.test", "u", &message).unwrap();
         let urgent = enqueue(&conn, "urgent", "dsl@school.test", "u", &message).unwrap();
