@@ -11,7 +11,7 @@ const FORMAT: &str = "tutela-rule-bundle";
 const FORMAT_VERSION: u32 = 1;
 
 /// A verified bundle.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Bundle {
     /// The pack, parsed and validated (its terms compile: the signer checked).
     pub pack: Pack,

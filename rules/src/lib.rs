@@ -7,21 +7,28 @@
 //! sees exactly what was typed or shown.
 
 pub mod bundle;
+mod cue;
 pub mod eval;
 pub mod lint;
 mod matcher;
 pub mod normalise;
 mod pack;
+pub mod pattern;
 mod typed;
 mod url;
+mod weighing;
+mod wordlist;
 
 use std::fmt;
 use std::str::FromStr;
 
+pub use cue::{Cue, CueHit};
 pub use matcher::{Cancelled, CompileError, CompileOptions, Explanation, Match, Matcher};
 pub use pack::{Category, ChangelogEntry, ExceptionRule, Pack, PackError, Problem, Term, TermKind};
 pub use typed::TypedMatcher;
 pub use url::{host_of, search_query};
+pub use weighing::{CategoryScore, Weighed};
+pub use wordlist::WordList;
 
 /// The twelve safeguarding categories every pack draws from.
 pub const CATEGORIES: [&str; 12] = [

@@ -39,7 +39,7 @@ pub fn lint(pack: &Pack) -> Vec<Finding> {
     let mut seen: HashMap<(String, bool, String), Vec<&Term>> = HashMap::new();
     let mut across: HashMap<String, (String, usize)> = HashMap::new();
     for t in &pack.terms {
-        let normalised = if t.kind == TermKind::Regex {
+        let normalised = if matches!(t.kind, TermKind::Regex | TermKind::Pattern) {
             t.text.clone()
         } else {
             normalise_term(&t.text)
@@ -77,7 +77,7 @@ pub fn lint(pack: &Pack) -> Vec<Finding> {
             continue;
         }
         earlier.push(t);
-        if t.kind != TermKind::Regex {
+        if !matches!(t.kind, TermKind::Regex | TermKind::Pattern) {
             match across.get(&normalised) {
                 Some((cat, line)) if *cat != t.category => out.push(Finding {
                     level: Level::Warning,
@@ -102,7 +102,8 @@ pub fn lint(pack: &Pack) -> Vec<Finding> {
             message: e.to_string(),
         }),
         Ok(matcher) => {
-            for t in pack.terms.iter().filter(|t| t.kind != TermKind::Regex) {
+            let literal = |t: &&Term| !matches!(t.kind, TermKind::Regex | TermKind::Pattern);
+            for t in pack.terms.iter().filter(literal) {
                 let rule_id = t.rule_id();
                 let Some(&scope) = t.scopes.first() else {
                     continue;
@@ -121,6 +122,7 @@ pub fn lint(pack: &Pack) -> Vec<Finding> {
                     .matches
                     .iter()
                     .chain(&e.missing_context)
+                    .chain(e.weighed.iter().map(|w| &w.matched))
                     .any(|m| m.rule_id == rule_id)
                 {
                     out.push(Finding {

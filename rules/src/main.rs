@@ -288,6 +288,57 @@ fn explain(matcher: &Matcher, scope: Scope, text: &str, show_matches: bool) {
     for m in &e.missing_context {
         print_match("no context word near", m);
     }
+    for w in &e.weighed {
+        print_match("weighed", &w.matched);
+        let cues: Vec<String> = w
+            .cues
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {:+} at {:?}",
+                    c.name,
+                    c.weight,
+                    &e.normalised[c.span.clone()]
+                )
+            })
+            .collect();
+        println!(
+            "    weight {} {} = score {}",
+            w.weight,
+            if cues.is_empty() {
+                "(no cue near)".to_string()
+            } else {
+                cues.join(", ")
+            },
+            w.score
+        );
+    }
+    for c in &e.categories {
+        let cues: Vec<String> = c
+            .anywhere
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {:+} at {:?}",
+                    c.name,
+                    c.weight,
+                    &e.normalised[c.span.clone()]
+                )
+            })
+            .collect();
+        println!(
+            "category {}: score {:.2} against threshold {}{}: {}",
+            c.category,
+            c.score,
+            c.threshold,
+            if cues.is_empty() {
+                String::new()
+            } else {
+                format!(" (text cues: {})", cues.join(", "))
+            },
+            if c.alerted { "alerts" } else { "no alert" }
+        );
+    }
     if show_matches && e.matches.is_empty() {
         println!("no match");
     }

@@ -1,9 +1,12 @@
 //! The compiled matcher: one Aho-Corasick automaton over the normalised literal terms, one
 //! `RegexSet` for the few regex terms, and a second automaton for exception phrases.
 
+use crate::cue::{category_bit, CueSet};
 use crate::normalise::{boundary_after, boundary_before, normalise_term, Normalised, Normaliser};
 use crate::pack::{Pack, TermKind};
-use crate::{AgeBand, CaptureMode, Scope};
+use crate::weighing::{CategoryScore, Weighed};
+use crate::wordlist::entries;
+use crate::{pattern, AgeBand, CaptureMode, Scope, CATEGORIES};
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::{Regex, RegexSet};
 use std::cell::RefCell;
@@ -24,6 +27,8 @@ pub enum CompileError {
     Automaton { pack: String, message: String },
     #[error("cannot compile the regex terms of pack {pack}: {message}; simplify or remove regex terms (run `tutela-rules check`)")]
     Regex { pack: String, message: String },
+    #[error("cannot compile the patterns or cues of pack {pack}: {message}; run `tutela-rules check` on the pack")]
+    Pattern { pack: String, message: String },
 }
 
 /// One match of a rule in observed text.
@@ -57,7 +62,7 @@ pub struct Cancelled {
 }
 
 /// Everything that happened when matching a text: for `tutela-rules test`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Explanation {
     /// The normalised text the automaton saw.
     pub normalised: String,
@@ -66,6 +71,11 @@ pub struct Explanation {
     pub cancelled: Vec<Cancelled>,
     /// Matches dropped because none of their context words was near.
     pub missing_context: Vec<Match>,
+    /// How each match that survived exceptions and context words was weighed (empty when
+    /// the pack has no cues and every term alerts on its own).
+    pub weighed: Vec<Weighed>,
+    /// Each category's score against its threshold.
+    pub categories: Vec<CategoryScore>,
 }
 
 #[derive(Debug)]
@@ -79,6 +89,9 @@ pub(crate) struct Rule {
     pub(crate) capture: CaptureMode,
     /// Normalised context words.
     pub(crate) context: Vec<String>,
+    pub(crate) weight: f32,
+    /// Bit of the category in a category mask.
+    pub(crate) category_bit: u16,
 }
 
 #[derive(Debug)]
@@ -107,6 +120,14 @@ pub struct Matcher {
     pattern_rules: Vec<Vec<u32>>,
     regexes: Option<RegexSet>,
     regex_rules: Vec<(u32, Regex)>,
+    /// Automaton pattern id -> (index in `patterns`, anchor is a prefix).
+    anchor_patterns: Vec<Vec<(u32, bool)>>,
+    /// Word patterns: (rule, compiled regex), run only where their anchor occurs.
+    patterns: Vec<(u32, Regex)>,
+    pub(crate) cues: CueSet,
+    /// Threshold per index in [`CATEGORIES`].
+    pub(crate) thresholds: [f32; 12],
+    weighing: bool,
     exception_automaton: Option<AhoCorasick>,
     pub(crate) exceptions: Vec<Exception>,
     /// Normalised exception phrases, sorted, for the typed matcher's look-ahead.
@@ -131,6 +152,7 @@ pub(crate) struct Scan {
     pub(crate) hits: Vec<Hit>,
     pub(crate) cancelled: Vec<(Hit, usize, Range<usize>)>,
     pub(crate) missing_context: Vec<Hit>,
+    pub(crate) weighing: crate::weighing::Weighing,
 }
 
 /// Words either side of a match in which a context word must appear.
@@ -157,6 +179,16 @@ impl Matcher {
         let mut regex_rules = Vec::new();
         let mut scopes_present = 0u8;
         let mut longest_term = 0;
+        let lists = entries(&pack.lists);
+        let mut anchor_patterns: Vec<Vec<(u32, bool)>> = Vec::new();
+        let mut word_patterns: Vec<(u32, Regex)> = Vec::new();
+        let mut thresholds = [1.0f32; 12];
+        for cat in &pack.categories {
+            if let Some(i) = CATEGORIES.iter().position(|c| *c == cat.id) {
+                thresholds[i] = cat.threshold;
+            }
+        }
+        let mut weighing = !pack.cues.is_empty();
         for term in &pack.terms {
             if !opts.age.includes(term.age) {
                 continue;
@@ -173,7 +205,39 @@ impl Matcher {
                 scopes,
                 capture: term.capture,
                 context: term.context.iter().map(|c| normalise_term(c)).collect(),
+                weight: term.weight,
+                category_bit: category_bit(&term.category),
             });
+            if let Some(i) = CATEGORIES.iter().position(|c| *c == term.category) {
+                weighing |= term.weight < thresholds[i];
+            }
+            if term.kind == TermKind::Pattern {
+                let compiled = pattern::compile(&term.text, &lists).map_err(|message| {
+                    CompileError::Pattern {
+                        pack: pack.id.clone(),
+                        message: format!("line {}: {message}", term.line),
+                    }
+                })?;
+                let re = Regex::new(&compiled.regex).map_err(|e| CompileError::Pattern {
+                    pack: pack.id.clone(),
+                    message: format!("line {}: {e}", term.line),
+                })?;
+                let index = word_patterns.len() as u32;
+                word_patterns.push((rule_idx, re));
+                longest_term = longest_term.max(compiled.max_len);
+                for (anchor, prefix) in compiled.anchors {
+                    let idx = *pattern_index.entry(anchor.clone()).or_insert_with(|| {
+                        patterns.push(anchor);
+                        pattern_rules.push(Vec::new());
+                        patterns.len() - 1
+                    });
+                    if anchor_patterns.len() <= idx {
+                        anchor_patterns.resize(idx + 1, Vec::new());
+                    }
+                    anchor_patterns[idx].push((index, prefix));
+                }
+                continue;
+            }
             if term.kind == TermKind::Regex {
                 let re = Regex::new(&term.text).map_err(|e| CompileError::Regex {
                     pack: pack.id.clone(),
@@ -192,6 +256,12 @@ impl Matcher {
             });
             pattern_rules[idx].push(rule_idx);
         }
+        anchor_patterns.resize(patterns.len(), Vec::new());
+        let cues =
+            CueSet::compile(&pack.cues, &lists).map_err(|message| CompileError::Pattern {
+                pack: pack.id.clone(),
+                message,
+            })?;
         let terms = if patterns.is_empty() {
             None
         } else {
@@ -268,6 +338,11 @@ impl Matcher {
             pattern_rules,
             regexes,
             regex_rules,
+            anchor_patterns,
+            patterns: word_patterns,
+            cues,
+            thresholds,
+            weighing,
             exception_automaton,
             exceptions,
             exception_prefixes,
@@ -287,6 +362,11 @@ impl Matcher {
     /// The version of the compiled pack.
     pub fn version(&self) -> u32 {
         self.version
+    }
+
+    /// Whether matches need weighing (cues, or terms lighter than their threshold).
+    pub(crate) fn needs_weighing(&self) -> bool {
+        self.weighing
     }
 
     /// Number of terms compiled (after the age filter).
@@ -325,7 +405,32 @@ impl Matcher {
     pub fn explain(&self, scope: Scope, text: &str) -> Explanation {
         let normalised = crate::normalise::normalise(text);
         let scan = self.scan(scope, &normalised, true);
+        let weighed = scan
+            .weighing
+            .hits
+            .iter()
+            .map(|(h, weight, cues, score)| Weighed {
+                matched: self.to_match(h, scope, text, &normalised),
+                weight: *weight,
+                cues: cues.clone(),
+                score: *score,
+            })
+            .collect();
+        let categories = scan
+            .weighing
+            .categories
+            .iter()
+            .map(|(i, score, threshold, anywhere, alerted)| CategoryScore {
+                category: CATEGORIES[*i].to_string(),
+                score: *score,
+                threshold: *threshold,
+                anywhere: anywhere.clone(),
+                alerted: *alerted,
+            })
+            .collect();
         Explanation {
+            weighed,
+            categories,
             normalised: normalised.as_str().to_string(),
             matches: scan
                 .hits
@@ -374,8 +479,17 @@ impl Matcher {
         let bytes = text.as_bytes();
         let bit = scope.bit();
         let mut candidates = Vec::new();
+        let mut anchored: Vec<u32> = Vec::new();
         if let Some(ac) = &self.terms {
             for m in ac.find_overlapping_iter(text) {
+                for &(p, prefix) in &self.anchor_patterns[m.pattern().as_usize()] {
+                    if boundary_before(bytes, m.start())
+                        && (prefix || boundary_after(bytes, m.end()))
+                        && !anchored.contains(&p)
+                    {
+                        anchored.push(p);
+                    }
+                }
                 for &r in &self.pattern_rules[m.pattern().as_usize()] {
                     let rule = &self.rules[r as usize];
                     if rule.scopes & bit == 0 || !boundary_before(bytes, m.start()) {
@@ -407,6 +521,20 @@ impl Matcher {
                 }
             }
         }
+        for p in anchored {
+            let (r, re) = &self.patterns[p as usize];
+            if self.rules[*r as usize].scopes & bit == 0 {
+                continue;
+            }
+            for m in re.find_iter(text) {
+                if !m.is_empty() {
+                    candidates.push(Hit {
+                        rule: *r,
+                        norm: m.range(),
+                    });
+                }
+            }
+        }
         if candidates.is_empty() {
             return scan;
         }
@@ -435,6 +563,12 @@ impl Matcher {
         scan.hits.sort_by(|a, b| {
             (a.norm.start, a.norm.end, a.rule).cmp(&(b.norm.start, b.norm.end, b.rule))
         });
+        if self.weighing && !scan.hits.is_empty() {
+            let hits = std::mem::take(&mut scan.hits);
+            let (kept, weighing) = self.weigh(text, hits, explain);
+            scan.hits = kept;
+            scan.weighing = weighing;
+        }
         scan
     }
 

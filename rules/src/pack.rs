@@ -1,7 +1,9 @@
 //! The rule pack: parsing and validating the TOML format documented in `rules/README.md`.
 
+use crate::cue::{parse_cues, Cue, RawCue, MAX_WEIGHT};
 use crate::normalise::normalise_term;
-use crate::{is_category, AgeBand, CaptureMode, Scope, CATEGORIES};
+use crate::wordlist::{entries, is_identity_word, parse_lists, RawList, WordList};
+use crate::{is_category, pattern, AgeBand, CaptureMode, Scope, CATEGORIES};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +21,8 @@ pub enum TermKind {
     Prefix,
     /// A regular expression over the normalised text.
     Regex,
+    /// A word pattern with `{list}` slots, optional words and gaps (see `pattern`).
+    Pattern,
 }
 
 impl TermKind {
@@ -29,6 +33,7 @@ impl TermKind {
             TermKind::Phrase => "phrase",
             TermKind::Prefix => "prefix",
             TermKind::Regex => "regex",
+            TermKind::Pattern => "pattern",
         }
     }
 }
@@ -42,7 +47,7 @@ pub struct ChangelogEntry {
 }
 
 /// A category's defaults and URL domain list.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Category {
     pub id: String,
     pub severity: u8,
@@ -50,11 +55,13 @@ pub struct Category {
     /// Hosts (and all their subdomains) that alert in this category.
     pub domains: Vec<String>,
     pub capture: CaptureMode,
+    /// Score a text's matches in this category must reach to alert (default 1).
+    pub threshold: f32,
     pub line: usize,
 }
 
 /// One term, with its group's options resolved.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Term {
     /// The term as written in the pack.
     pub text: String,
@@ -66,6 +73,8 @@ pub struct Term {
     /// Words of which one must be within 8 words of the match (empty: no requirement).
     pub context: Vec<String>,
     pub capture: CaptureMode,
+    /// What one match adds to its category's score (default 1).
+    pub weight: f32,
     pub note: Option<String>,
     /// Line of the term in the pack file.
     pub line: usize,
@@ -88,7 +97,7 @@ pub struct ExceptionRule {
 }
 
 /// A parsed and validated rule pack.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Pack {
     pub id: String,
     pub name: String,
@@ -100,6 +109,10 @@ pub struct Pack {
     pub categories: Vec<Category>,
     pub terms: Vec<Term>,
     pub exceptions: Vec<ExceptionRule>,
+    /// Shared word lists used by patterns and cues.
+    pub lists: Vec<WordList>,
+    /// Cues that raise or lower the weight of nearby matches.
+    pub cues: Vec<Cue>,
     /// Where the pack came from (file name), for messages.
     pub origin: String,
 }
@@ -173,6 +186,10 @@ struct RawPack {
     terms: Vec<Spanned<RawTermGroup>>,
     #[serde(default)]
     exceptions: Vec<Spanned<RawExceptions>>,
+    #[serde(default)]
+    lists: BTreeMap<String, Spanned<RawList>>,
+    #[serde(default)]
+    cues: Vec<Spanned<RawCue>>,
 }
 
 #[derive(Deserialize)]
@@ -205,6 +222,7 @@ struct RawCategory {
     #[serde(default)]
     domains: Vec<Spanned<String>>,
     capture: Option<Spanned<String>>,
+    threshold: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -219,6 +237,7 @@ struct RawTermGroup {
     #[serde(default)]
     context: Vec<Spanned<String>>,
     capture: Option<Spanned<String>>,
+    weight: Option<Spanned<f64>>,
     note: Option<String>,
 }
 
@@ -262,6 +281,28 @@ fn severity(value: &Spanned<i64>, lines: &Lines, problems: &mut Vec<Problem>) ->
             message: format!("severity {v} is out of range: use 1 (lowest) to 5 (highest)"),
         });
         1
+    }
+}
+
+/// A weight or threshold: positive, at most [`MAX_WEIGHT`].
+fn weight(
+    value: &Option<Spanned<f64>>,
+    what: &str,
+    lines: &Lines,
+    problems: &mut Vec<Problem>,
+) -> f32 {
+    let Some(v) = value else { return 1.0 };
+    let w = *v.get_ref();
+    if w.is_finite() && w > 0.0 && w <= MAX_WEIGHT {
+        w as f32
+    } else {
+        problems.push(Problem {
+            line: lines.line(v),
+            message: format!(
+                "{what} {w} is out of range: use a number above 0 and at most {MAX_WEIGHT}"
+            ),
+        });
+        1.0
     }
 }
 
@@ -352,16 +393,31 @@ impl Pack {
                     domains.push(domain);
                 }
             }
+            let mut weight_problems = Vec::new();
+            let threshold = weight(&cat.threshold, "threshold", &lines, &mut weight_problems);
+            for p in weight_problems {
+                problem(p.line, p.message);
+            }
             categories.push(Category {
                 id: id.clone(),
                 severity,
                 description: cat.description.clone(),
                 domains,
                 capture,
+                threshold,
                 line,
             });
         }
         categories.sort_by_key(|c| CATEGORIES.iter().position(|k| *k == c.id));
+
+        let line_of = |offset: usize| lines.at(offset);
+        let mut list_problems = Vec::new();
+        let lists = parse_lists(&raw.lists, &line_of, &mut list_problems);
+        let list_entries = entries(&lists);
+        let cues = parse_cues(&raw.cues, &list_entries, &line_of, &mut list_problems);
+        for p in list_problems {
+            problem(p.line, p.message);
+        }
 
         let mut terms = Vec::new();
         for group in &raw.terms {
@@ -384,11 +440,12 @@ impl Pack {
                 Some("phrase") => TermKind::Phrase,
                 Some("prefix") => TermKind::Prefix,
                 Some("regex") => TermKind::Regex,
+                Some("pattern") => TermKind::Pattern,
                 Some(other) => {
                     problem(
                         g.kind.as_ref().map(|k| lines.line(k)).unwrap_or(group_line),
                         format!(
-                            "unknown term kind `{other}`: use one of word, phrase, prefix, regex"
+                            "unknown term kind `{other}`: use one of word, phrase, prefix, regex, pattern"
                         ),
                     );
                     continue;
@@ -436,6 +493,11 @@ impl Pack {
                 }),
                 None => cat.capture,
             };
+            let mut weight_problems = Vec::new();
+            let term_weight = weight(&g.weight, "weight", &lines, &mut weight_problems);
+            for p in weight_problems {
+                problem(p.line, p.message);
+            }
             let mut context = Vec::new();
             for c in &g.context {
                 if normalise_term(c.get_ref()).is_empty() {
@@ -475,12 +537,23 @@ impl Pack {
                         problem(line, format!("regex `{text}` matches empty text: make it require at least one character"));
                         continue;
                     }
+                } else if kind == TermKind::Pattern {
+                    if let Err(e) = pattern::compile(text, &list_entries) {
+                        problem(line, format!("pattern `{text}`: {e}"));
+                        continue;
+                    }
                 } else if normalise_term(text).is_empty() {
                     problem(
                         line,
                         format!(
                             "term `{text}` has no letters or digits after normalising: remove it"
                         ),
+                    );
+                    continue;
+                } else if is_identity_word(&normalise_term(text), &list_entries) {
+                    problem(
+                        line,
+                        format!("term `{text}` is an identity word: identity words never alert on their own (an alert must never out a pupil); use a pattern with a hostile word"),
                     );
                     continue;
                 }
@@ -493,6 +566,7 @@ impl Pack {
                     age,
                     context: context.clone(),
                     capture,
+                    weight: term_weight,
                     note: g.note.clone(),
                     line,
                 });
@@ -557,6 +631,8 @@ impl Pack {
             categories,
             terms,
             exceptions,
+            lists,
+            cues,
             origin: origin.to_string(),
         })
     }

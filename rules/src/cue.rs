@@ -1,0 +1,316 @@
+//! Cues: words near a match (or anywhere in the text) that raise or lower its weight.
+//!
+//! Negation (`i don't hate`), reported speech (`the article says`), counter-speech
+//! (`stop saying`) and lesson, news, game, sport and support-service contexts are cues
+//! with negative weights. A match's score is its term's weight plus the weights of the
+//! cues found within `before` words before it or `after` words after it; cues marked
+//! `anywhere` count once per category for the whole text. A category alerts when the sum
+//! of its matches' positive scores, plus its `anywhere` cues, reaches its threshold.
+
+use crate::normalise::{boundary_after, boundary_before};
+use crate::pack::Problem;
+use crate::pattern::ListEntries;
+use crate::wordlist::expand;
+use crate::{is_category, CATEGORIES};
+use aho_corasick::AhoCorasick;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use toml::Spanned;
+
+/// Largest `before` or `after` window, in words.
+pub const MAX_CUE_WINDOW: usize = 30;
+/// Largest absolute weight of a cue or term, and largest threshold.
+pub const MAX_WEIGHT: f64 = 10.0;
+
+/// One cue group as written in the pack.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cue {
+    pub name: String,
+    /// Phrases as written; `{list}` names a word list.
+    pub phrases: Vec<String>,
+    /// Categories it applies to (empty: all).
+    pub categories: Vec<String>,
+    pub weight: f32,
+    pub before: usize,
+    pub after: usize,
+    pub anywhere: bool,
+    pub note: Option<String>,
+    pub line: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCue {
+    name: String,
+    phrases: Vec<Spanned<String>>,
+    #[serde(default)]
+    categories: Vec<Spanned<String>>,
+    weight: Spanned<f64>,
+    #[serde(default)]
+    before: Option<Spanned<i64>>,
+    #[serde(default)]
+    after: Option<Spanned<i64>>,
+    #[serde(default)]
+    anywhere: bool,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// Validate the raw cue groups against the pack's word lists.
+pub(crate) fn parse_cues(
+    raw: &[Spanned<RawCue>],
+    lists: &BTreeMap<String, ListEntries>,
+    line: &dyn Fn(usize) -> usize,
+    problems: &mut Vec<Problem>,
+) -> Vec<Cue> {
+    let mut out = Vec::new();
+    for group in raw {
+        let at = line(group.span().start);
+        let g = group.get_ref();
+        let mut problem = |line: usize, message: String| problems.push(Problem { line, message });
+        let weight = *g.weight.get_ref();
+        if !(weight.is_finite() && weight != 0.0 && weight.abs() <= MAX_WEIGHT) {
+            problem(
+                line(g.weight.span().start),
+                format!("cue weight {weight} is out of range: use a non-zero number from -{MAX_WEIGHT} to {MAX_WEIGHT}"),
+            );
+        }
+        let mut window = |v: &Option<Spanned<i64>>, what: &str| match v {
+            None => 0,
+            Some(s) if (0..=MAX_CUE_WINDOW as i64).contains(s.get_ref()) => *s.get_ref() as usize,
+            Some(s) => {
+                problem(
+                    line(s.span().start),
+                    format!(
+                        "cue `{what}` {} is out of range: use 0 to {MAX_CUE_WINDOW} words",
+                        s.get_ref()
+                    ),
+                );
+                0
+            }
+        };
+        let before = window(&g.before, "before");
+        let after = window(&g.after, "after");
+        if !g.anywhere && before == 0 && after == 0 {
+            problem(at, format!("cue `{}` can never apply: give it `before`, `after` (words) or `anywhere = true`", g.name));
+        }
+        let mut categories = Vec::new();
+        for c in &g.categories {
+            if is_category(c.get_ref()) {
+                categories.push(c.get_ref().clone());
+            } else {
+                problem(
+                    line(c.span().start),
+                    format!(
+                        "unknown category `{}`: use one of {}",
+                        c.get_ref(),
+                        CATEGORIES.join(", ")
+                    ),
+                );
+            }
+        }
+        if g.phrases.is_empty() {
+            problem(
+                at,
+                format!("cue `{}` has no phrases: add some or remove it", g.name),
+            );
+        }
+        let mut phrases = Vec::new();
+        for p in &g.phrases {
+            match expand(std::slice::from_ref(p.get_ref()), lists) {
+                Ok(n) if n.iter().all(|s| !s.is_empty()) => phrases.push(p.get_ref().clone()),
+                Ok(_) => problem(
+                    line(p.span().start),
+                    format!(
+                        "cue phrase `{}` has no letters or digits: remove it",
+                        p.get_ref()
+                    ),
+                ),
+                Err(e) => problem(line(p.span().start), e),
+            }
+        }
+        out.push(Cue {
+            name: g.name.clone(),
+            phrases,
+            categories,
+            weight: weight as f32,
+            before,
+            after,
+            anywhere: g.anywhere,
+            note: g.note.clone(),
+            line: at,
+        });
+    }
+    out
+}
+
+#[derive(Debug)]
+struct CompiledCue {
+    name: String,
+    weight: f32,
+    before: usize,
+    after: usize,
+    anywhere: bool,
+    /// Bit per index in [`CATEGORIES`].
+    categories: u16,
+}
+
+/// A cue found in a text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CueHit {
+    /// The cue group's name.
+    pub name: String,
+    pub weight: f32,
+    /// Byte span in the normalised text.
+    pub span: Range<usize>,
+}
+
+/// The compiled cues of a pack.
+#[derive(Debug, Default)]
+pub(crate) struct CueSet {
+    automaton: Option<AhoCorasick>,
+    pattern_cues: Vec<Vec<u32>>,
+    cues: Vec<CompiledCue>,
+}
+
+/// Positions of words in a normalised text, for "within N words".
+struct Words {
+    spaces: Vec<usize>,
+}
+
+impl Words {
+    fn new(text: &str) -> Words {
+        Words {
+            spaces: text
+                .bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b' ')
+                .map(|(i, _)| i)
+                .collect(),
+        }
+    }
+    /// Index of the word holding byte `at`.
+    fn index(&self, at: usize) -> usize {
+        self.spaces.partition_point(|&s| s < at)
+    }
+}
+
+impl CueSet {
+    pub(crate) fn compile(
+        cues: &[Cue],
+        lists: &BTreeMap<String, ListEntries>,
+    ) -> Result<CueSet, String> {
+        let mut phrases: Vec<String> = Vec::new();
+        let mut pattern_cues: Vec<Vec<u32>> = Vec::new();
+        let mut index: BTreeMap<String, usize> = BTreeMap::new();
+        let mut compiled = Vec::new();
+        for (i, cue) in cues.iter().enumerate() {
+            for p in expand(&cue.phrases, lists)? {
+                let at = *index.entry(p.clone()).or_insert_with(|| {
+                    phrases.push(p);
+                    pattern_cues.push(Vec::new());
+                    phrases.len() - 1
+                });
+                if !pattern_cues[at].contains(&(i as u32)) {
+                    pattern_cues[at].push(i as u32);
+                }
+            }
+            let categories = if cue.categories.is_empty() {
+                u16::MAX
+            } else {
+                cue.categories
+                    .iter()
+                    .fold(0u16, |acc, c| acc | category_bit(c))
+            };
+            compiled.push(CompiledCue {
+                name: cue.name.clone(),
+                weight: cue.weight,
+                before: cue.before,
+                after: cue.after,
+                anywhere: cue.anywhere,
+                categories,
+            });
+        }
+        let automaton = if phrases.is_empty() {
+            None
+        } else {
+            Some(AhoCorasick::new(&phrases).map_err(|e| e.to_string())?)
+        };
+        Ok(CueSet {
+            automaton,
+            pattern_cues,
+            cues: compiled,
+        })
+    }
+
+    /// Every cue occurrence in `text`, on word boundaries: (cue index, span).
+    fn occurrences(&self, text: &str) -> Vec<(u32, Range<usize>)> {
+        let mut out = Vec::new();
+        let Some(ac) = &self.automaton else {
+            return out;
+        };
+        let bytes = text.as_bytes();
+        for m in ac.find_overlapping_iter(text) {
+            if boundary_before(bytes, m.start()) && boundary_after(bytes, m.end()) {
+                for &c in &self.pattern_cues[m.pattern().as_usize()] {
+                    out.push((c, m.range()));
+                }
+            }
+        }
+        out
+    }
+
+    /// For each `(span, category bit)` of `hits`, the local cues that apply (each cue group
+    /// once), and for each category bit the `anywhere` cues found in the text.
+    pub(crate) fn find(
+        &self,
+        text: &str,
+        hits: &[(Range<usize>, u16)],
+    ) -> (Vec<Vec<CueHit>>, Vec<(u16, CueHit)>) {
+        let occurrences = self.occurrences(text);
+        let mut local = vec![Vec::new(); hits.len()];
+        let mut anywhere: Vec<(u16, CueHit)> = Vec::new();
+        if occurrences.is_empty() {
+            return (local, anywhere);
+        }
+        let words = Words::new(text);
+        for (c, span) in &occurrences {
+            let cue = &self.cues[*c as usize];
+            let hit = || CueHit {
+                name: cue.name.clone(),
+                weight: cue.weight,
+                span: span.clone(),
+            };
+            if cue.anywhere {
+                if !anywhere.iter().any(|(_, h)| h.name == cue.name) {
+                    anywhere.push((cue.categories, hit()));
+                }
+                continue;
+            }
+            for (i, (h, bit)) in hits.iter().enumerate() {
+                if cue.categories & bit == 0 || span.start < h.end && h.start < span.end {
+                    continue;
+                }
+                let near = if span.end <= h.start {
+                    words.index(h.start) - words.index(span.end - 1) <= cue.before
+                } else {
+                    words.index(span.start) - words.index(h.end.saturating_sub(1)) <= cue.after
+                };
+                if near && !local[i].iter().any(|x: &CueHit| x.name == cue.name) {
+                    local[i].push(hit());
+                }
+            }
+        }
+        (local, anywhere)
+    }
+}
+
+/// The bit of a category id in a category mask (0 for an unknown id).
+pub(crate) fn category_bit(id: &str) -> u16 {
+    CATEGORIES
+        .iter()
+        .position(|c| *c == id)
+        .map(|i| 1u16 << i)
+        .unwrap_or(0)
+}

@@ -1,0 +1,423 @@
+//! Word patterns: `{want} to {die}`, `kill all {group}`, `hate|despise ~3 {group}`.
+//!
+//! A pattern is a sequence of tokens separated by spaces, matched word by word against the
+//! normalised text:
+//!
+//! | token | matches |
+//! |---|---|
+//! | `word` | that word (normalised like any term) |
+//! | `word*` | a word starting with `word` |
+//! | `a\|b\|c` | one of these words (each may end in `*`) |
+//! | `{list}` | any entry of the pack's word list `list` (entries may be several words) |
+//! | `tok?` | the token, or nothing |
+//! | `~N` | up to N other words (N from 1 to 12), in order |
+//! | `~~N` | the parts before and after it, in either order, up to N words apart |
+//!
+//! A pattern compiles to one regex over normalised text, and names one *anchor* token
+//! whose alternatives go into the keyword automaton: the regex runs only on text where
+//! its anchor occurs, so a pack of many patterns costs little on text that has none.
+
+use crate::normalise::normalise_term;
+use std::collections::BTreeMap;
+
+/// Longest gap `~N` allowed.
+pub const MAX_GAP: usize = 12;
+
+/// A shared word list as the pattern compiler sees it: normalised entries.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListEntries {
+    pub entries: Vec<String>,
+    pub identity: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Piece {
+    /// Alternatives: (normalised words, prefix?).
+    Words(Vec<(String, bool)>),
+    List(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Token {
+    Piece { piece: Piece, optional: bool },
+    Gap(usize),
+    Either(usize),
+}
+
+/// A compiled pattern: its regex source over normalised text and its anchor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledPattern {
+    pub regex: String,
+    /// Normalised alternatives of the anchor token, and whether each is a prefix.
+    pub anchors: Vec<(String, bool)>,
+    /// Longest normalised text it can match, roughly (gaps count 16 bytes a word).
+    pub max_len: usize,
+}
+
+/// Parse and compile `pattern` against the pack's word lists. The error says what is
+/// wrong in words a pack author can act on.
+pub fn compile(
+    pattern: &str,
+    lists: &BTreeMap<String, ListEntries>,
+) -> Result<CompiledPattern, String> {
+    let tokens = parse(pattern)?;
+    let pieces: Vec<(&Piece, bool)> = tokens
+        .iter()
+        .filter_map(|t| match t {
+            Token::Piece { piece, optional } => Some((piece, *optional)),
+            _ => None,
+        })
+        .collect();
+    for (piece, _) in &pieces {
+        if let Piece::List(name) = piece {
+            match lists.get(name) {
+                None => {
+                    let known: Vec<&str> = lists.keys().map(|k| k.as_str()).collect();
+                    return Err(format!(
+                        "unknown word list `{{{name}}}`: define it under [lists.{name}] (defined: {})",
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    ));
+                }
+                Some(l) if l.entries.is_empty() => {
+                    return Err(format!("word list `{{{name}}}` is empty: add words to it"))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    let mandatory: Vec<&Piece> = pieces.iter().filter(|(_, o)| !o).map(|(p, _)| *p).collect();
+    if mandatory.is_empty() {
+        return Err("every token is optional: make at least one token required".into());
+    }
+    if mandatory.iter().all(|p| is_identity(p, lists)) {
+        return Err("the pattern would alert on identity words alone (an alert must never out a pupil): add a hostile or risk word".into());
+    }
+    let anchor = mandatory
+        .iter()
+        .min_by_key(|p| anchor_cost(p, lists))
+        .expect("at least one mandatory piece");
+    let anchors = alternatives(anchor, lists);
+
+    let split = tokens.iter().position(|t| matches!(t, Token::Either(_)));
+    let body = match split {
+        None => sequence(&tokens, lists),
+        Some(i) => {
+            let Token::Either(n) = tokens[i] else {
+                unreachable!()
+            };
+            let (left, right) = (&tokens[..i], &tokens[i + 1..]);
+            let (l, r) = (sequence(left, lists), sequence(right, lists));
+            let gap = gap_regex(n);
+            format!("(?:{l} {gap}{r}|{r} {gap}{l})")
+        }
+    };
+    let max_len = tokens
+        .iter()
+        .map(|t| match t {
+            Token::Piece { piece, .. } => {
+                alternatives(piece, lists)
+                    .iter()
+                    .map(|(w, p)| w.len() + if *p { 16 } else { 0 })
+                    .max()
+                    .unwrap_or(0)
+                    + 1
+            }
+            Token::Gap(n) | Token::Either(n) => 16 * n,
+        })
+        .sum();
+    Ok(CompiledPattern {
+        regex: format!("(?-u:\\b){body}(?-u:\\b)"),
+        anchors,
+        max_len,
+    })
+}
+
+fn parse(pattern: &str) -> Result<Vec<Token>, String> {
+    let mut tokens = Vec::new();
+    for raw in pattern.split_whitespace() {
+        if let Some(n) = raw.strip_prefix("~~") {
+            tokens.push(Token::Either(gap_len(raw, n)?));
+            continue;
+        }
+        if let Some(n) = raw.strip_prefix('~') {
+            tokens.push(Token::Gap(gap_len(raw, n)?));
+            continue;
+        }
+        let (body, optional) = match raw.strip_suffix('?') {
+            Some(b) => (b, true),
+            None => (raw, false),
+        };
+        let piece = if let Some(inner) = body.strip_prefix('{') {
+            let name = inner
+                .strip_suffix('}')
+                .ok_or_else(|| format!("`{raw}`: a word list slot is written `{{name}}`"))?;
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(format!(
+                    "`{raw}`: a list name uses letters, digits, `-` and `_` only"
+                ));
+            }
+            Piece::List(name.to_string())
+        } else {
+            if body.contains(['{', '}']) {
+                return Err(format!(
+                    "`{raw}`: a word list slot is written `{{name}}`, on its own"
+                ));
+            }
+            let mut alts = Vec::new();
+            for alt in body.split('|') {
+                let (word, prefix) = match alt.strip_suffix('*') {
+                    Some(w) => (w, true),
+                    None => (alt, false),
+                };
+                let n = normalise_term(word);
+                if n.is_empty() {
+                    return Err(format!("`{raw}`: `{alt}` has no letters or digits"));
+                }
+                if prefix && n.contains(' ') {
+                    return Err(format!("`{raw}`: `*` ends a single word"));
+                }
+                alts.push((n, prefix));
+            }
+            Piece::Words(alts)
+        };
+        tokens.push(Token::Piece { piece, optional });
+    }
+    if tokens.is_empty() {
+        return Err("empty pattern: write words, `{list}` slots and `~N` gaps".into());
+    }
+    let is_gap = |t: &Token| matches!(t, Token::Gap(_) | Token::Either(_));
+    if is_gap(&tokens[0]) || is_gap(&tokens[tokens.len() - 1]) {
+        return Err("a pattern cannot start or end with a gap (`~N` or `~~N`)".into());
+    }
+    if tokens.windows(2).any(|w| is_gap(&w[0]) && is_gap(&w[1])) {
+        return Err("two gaps in a row: write one `~N` with the total".into());
+    }
+    if tokens
+        .iter()
+        .filter(|t| matches!(t, Token::Either(_)))
+        .count()
+        > 1
+    {
+        return Err("at most one `~~N` (either order) per pattern".into());
+    }
+    if let Some(i) = tokens.iter().position(|t| matches!(t, Token::Either(_))) {
+        let required = |ts: &[Token]| {
+            ts.iter().any(|t| {
+                matches!(
+                    t,
+                    Token::Piece {
+                        optional: false,
+                        ..
+                    }
+                )
+            })
+        };
+        if !required(&tokens[..i]) || !required(&tokens[i + 1..]) {
+            return Err("both sides of `~~N` need a required token".into());
+        }
+    }
+    Ok(tokens)
+}
+
+fn gap_len(raw: &str, digits: &str) -> Result<usize, String> {
+    match digits.parse::<usize>() {
+        Ok(n) if (1..=MAX_GAP).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`{raw}`: a gap is `~N` or `~~N` with N from 1 to {MAX_GAP}"
+        )),
+    }
+}
+
+fn is_identity(piece: &Piece, lists: &BTreeMap<String, ListEntries>) -> bool {
+    match piece {
+        Piece::List(name) => lists.get(name).is_some_and(|l| l.identity),
+        Piece::Words(alts) => alts.iter().all(|(w, _)| {
+            COMMON.contains(&w.as_str())
+                || lists
+                    .values()
+                    .any(|l| l.identity && l.entries.iter().any(|e| e == w))
+        }),
+    }
+}
+
+/// Words so common that anchoring on them would run the regex on most text.
+const COMMON: [&str; 40] = [
+    "i", "a", "an", "the", "to", "is", "are", "am", "be", "my", "me", "you", "of", "and", "in",
+    "it", "im", "all", "al", "that", "this", "we", "they", "so", "was", "were", "as", "at", "on",
+    "for", "with", "not", "no", "he", "she", "his", "her", "them", "our", "your",
+];
+
+fn anchor_cost(piece: &Piece, lists: &BTreeMap<String, ListEntries>) -> usize {
+    let alts = alternatives(piece, lists);
+    let common = alts
+        .iter()
+        .filter(|(w, _)| w.len() <= 2 || COMMON.contains(&w.as_str()))
+        .count();
+    alts.len() + 50 * common
+}
+
+fn alternatives(piece: &Piece, lists: &BTreeMap<String, ListEntries>) -> Vec<(String, bool)> {
+    match piece {
+        Piece::Words(alts) => alts.clone(),
+        Piece::List(name) => lists
+            .get(name)
+            .map(|l| l.entries.iter().map(|e| (e.clone(), false)).collect())
+            .unwrap_or_default(),
+    }
+}
+
+fn piece_regex(piece: &Piece, lists: &BTreeMap<String, ListEntries>) -> String {
+    let mut alts = alternatives(piece, lists);
+    // Longest first so `end my life` is preferred over `end`.
+    alts.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+    alts.dedup();
+    let parts: Vec<String> = alts
+        .iter()
+        .map(|(w, prefix)| {
+            let escaped = regex::escape(w);
+            if *prefix {
+                format!("{escaped}[^ ]*")
+            } else {
+                escaped
+            }
+        })
+        .collect();
+    format!("(?:{})", parts.join("|"))
+}
+
+fn gap_regex(n: usize) -> String {
+    format!("(?:[^ ]+ ){{0,{n}}}")
+}
+
+/// The regex for a run of tokens without `~~`.
+fn sequence(tokens: &[Token], lists: &BTreeMap<String, ListEntries>) -> String {
+    let mut out = String::new();
+    let mut emitted_required = false;
+    let mut leading_optional = String::new();
+    let mut gap = String::new();
+    for t in tokens {
+        match t {
+            Token::Gap(n) => gap = gap_regex(*n),
+            Token::Either(_) => {}
+            Token::Piece { piece, optional } => {
+                let p = piece_regex(piece, lists);
+                if !emitted_required {
+                    if *optional {
+                        leading_optional.push_str(&format!("(?:{p} {gap})?"));
+                        gap.clear();
+                        continue;
+                    }
+                    out.push_str(&leading_optional);
+                    out.push_str(&gap);
+                    out.push_str(&p);
+                    emitted_required = true;
+                } else if *optional {
+                    out.push_str(&format!("(?: {gap}{p})?"));
+                } else {
+                    out.push_str(&format!(" {gap}{p}"));
+                }
+                gap.clear();
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regex::Regex;
+
+    fn lists() -> BTreeMap<String, ListEntries> {
+        let mut m = BTreeMap::new();
+        let list = |words: &[&str], identity| ListEntries {
+            entries: words.iter().map(|w| normalise_term(w)).collect(),
+            identity,
+        };
+        m.insert("want".into(), list(&["want", "wanna", "feel like"], false));
+        m.insert(
+            "die".into(),
+            list(&["die", "end my life", "be dead"], false),
+        );
+        m.insert(
+            "group".into(),
+            list(&["muslims", "trans people", "jews"], true),
+        );
+        m
+    }
+
+    fn matches(pattern: &str, text: &str) -> Option<String> {
+        let c = compile(pattern, &lists()).unwrap();
+        let re = Regex::new(&c.regex).unwrap();
+        let n = normalise_term(text);
+        re.find(&n).map(|m| m.as_str().to_string())
+    }
+
+    #[test]
+    fn slots_optional_words_gaps_and_prefixes() {
+        assert!(matches("{want} to {die}", "I just wanna die hahaha").is_none());
+        assert_eq!(
+            matches("{want} to? {die}", "I just wanna die hahaha").as_deref(),
+            Some("wana die")
+        );
+        assert_eq!(
+            matches("{want} to {die}", "i really want to end my life").as_deref(),
+            Some("want to end my life")
+        );
+        assert_eq!(
+            matches("kill all {group}", "KILL ALL MUSLIMS").as_deref(),
+            Some("kil al muslims")
+        );
+        assert!(matches("kill all {group}", "skill all muslims").is_none());
+        assert_eq!(
+            matches("i hate ~2 {group}", "i hate all the trans people").as_deref(),
+            Some("i hate al the trans people")
+        );
+        assert!(matches("i hate ~1 {group}", "i hate all the trans people").is_none());
+        assert_eq!(
+            matches(
+                "hopeless|worthless* ~~3 {die}",
+                "i want to die i am worthlessness"
+            )
+            .as_deref(),
+            Some("die i am worthlesnes")
+        );
+        assert_eq!(
+            matches("really? {want} to {die}", "want to die").as_deref(),
+            Some("want to die")
+        );
+    }
+
+    #[test]
+    fn anchors_avoid_common_words() {
+        let c = compile("{group} are vermin", &lists()).unwrap();
+        assert_eq!(c.anchors, vec![("vermin".to_string(), false)]);
+        let c = compile("i am {die}", &lists()).unwrap();
+        assert_eq!(c.anchors.len(), 3);
+    }
+
+    #[test]
+    fn bad_patterns_are_explained() {
+        let l = lists();
+        for (p, want) in [
+            ("{nope} are bad", "unknown word list `{nope}`"),
+            ("~3 die", "cannot start or end with a gap"),
+            ("die ~3 ~2 now", "two gaps in a row"),
+            ("die ~99 now", "N from 1 to 12"),
+            ("{group}", "identity words alone"),
+            ("the {group} are", "identity words alone"),
+            ("die? now?", "every token is optional"),
+            ("a ~~2 b ~~3 c", "at most one"),
+            ("{want", "written `{name}`"),
+            ("!!!", "no letters or digits"),
+            ("", "empty pattern"),
+        ] {
+            let err = compile(p, &l).unwrap_err();
+            assert!(err.contains(want), "{p}: {err}");
+        }
+    }
+}

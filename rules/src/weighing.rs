@@ -1,0 +1,125 @@
+//! Weighing: turns a text's raw matches into alerts with term weights, cues and each
+//! category's threshold (see `cue` for the rules). Most packs' terms weigh 1 against a
+//! threshold of 1 and have no cue nearby, so this costs nothing on most text.
+
+use crate::cue::CueHit;
+use crate::matcher::{Hit, Match, Matcher};
+use crate::CATEGORIES;
+use std::ops::Range;
+
+/// How one match was weighed: for `tutela-rules test`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Weighed {
+    pub matched: Match,
+    /// The term's weight.
+    pub weight: f32,
+    /// Cues near it that changed its score.
+    pub cues: Vec<CueHit>,
+    /// Weight plus cues.
+    pub score: f32,
+}
+
+/// A category's score in one text: for `tutela-rules test`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CategoryScore {
+    pub category: String,
+    pub score: f32,
+    pub threshold: f32,
+    /// Cues found anywhere in the text that changed the score.
+    pub anywhere: Vec<CueHit>,
+    pub alerted: bool,
+}
+
+/// Raw weighing of hits, before they are turned into matches.
+#[derive(Debug, Default)]
+pub(crate) struct Weighing {
+    /// (hit, weight, local cues, score), for every hit weighed.
+    pub(crate) hits: Vec<(Hit, f32, Vec<CueHit>, f32)>,
+    /// (category index, score, threshold, anywhere cues, alerted).
+    pub(crate) categories: Vec<(usize, f32, f32, Vec<CueHit>, bool)>,
+}
+
+impl Matcher {
+    /// Keep the hits whose category reaches its threshold; with `explain`, say how.
+    pub(crate) fn weigh(&self, text: &str, hits: Vec<Hit>, explain: bool) -> (Vec<Hit>, Weighing) {
+        let mut weighing = Weighing::default();
+        if !self.needs_weighing() {
+            return (hits, weighing);
+        }
+        let spans: Vec<(Range<usize>, u16)> = hits
+            .iter()
+            .map(|h| (h.norm.clone(), self.rules[h.rule as usize].category_bit))
+            .collect();
+        let (local, anywhere) = self.cues.find(text, &spans);
+        let scores: Vec<f32> = hits
+            .iter()
+            .zip(&local)
+            .map(|(h, cues)| {
+                self.rules[h.rule as usize].weight + cues.iter().map(|c| c.weight).sum::<f32>()
+            })
+            .collect();
+        let mut kept = Vec::new();
+        for (cat_index, _) in CATEGORIES.iter().enumerate() {
+            let bit = 1u16 << cat_index;
+            let members: Vec<usize> = (0..hits.len())
+                .filter(|&i| self.rules[hits[i].rule as usize].category_bit == bit)
+                .collect();
+            if members.is_empty() {
+                continue;
+            }
+            // Overlapping matches of one category count once, at their best score.
+            let mut total = 0.0f32;
+            let mut cluster_end = 0usize;
+            let mut cluster_best = 0.0f32;
+            let mut started = false;
+            let mut order = members.clone();
+            order.sort_by_key(|&i| (hits[i].norm.start, hits[i].norm.end));
+            for &i in &order {
+                let h = &hits[i].norm;
+                if started && h.start < cluster_end {
+                    cluster_best = cluster_best.max(scores[i]);
+                    cluster_end = cluster_end.max(h.end);
+                } else {
+                    total += cluster_best.max(0.0);
+                    cluster_best = scores[i];
+                    cluster_end = h.end;
+                    started = true;
+                }
+            }
+            total += cluster_best.max(0.0);
+            let context: Vec<CueHit> = anywhere
+                .iter()
+                .filter(|(cats, _)| cats & bit != 0)
+                .map(|(_, c)| c.clone())
+                .collect();
+            total += context.iter().map(|c| c.weight).sum::<f32>();
+            let threshold = self.thresholds[cat_index];
+            let alerted = total >= threshold - 1e-4;
+            if alerted {
+                kept.extend(
+                    members
+                        .iter()
+                        .filter(|&&i| scores[i] > 0.0)
+                        .map(|&i| hits[i].clone()),
+                );
+            }
+            if explain {
+                weighing
+                    .categories
+                    .push((cat_index, total, threshold, context, alerted));
+            }
+        }
+        if explain {
+            for (i, h) in hits.iter().enumerate() {
+                let w = self.rules[h.rule as usize].weight;
+                weighing
+                    .hits
+                    .push((h.clone(), w, local[i].clone(), scores[i]));
+            }
+        }
+        kept.sort_by(|a, b| {
+            (a.norm.start, a.norm.end, a.rule).cmp(&(b.norm.start, b.norm.end, b.rule))
+        });
+        (kept, weighing)
+    }
+}
