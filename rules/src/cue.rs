@@ -3,7 +3,8 @@
 //! Negation (`i don't hate`), reported speech (`the article says`), counter-speech
 //! (`stop saying`) and lesson, news, game, sport and support-service contexts are cues
 //! with negative weights. A match's score is its term's weight plus the weights of the
-//! cues found within `before` words before it or `after` words after it; cues marked
+//! cues found within `before` words before it, `after` words after it, or inside it (a
+//! negator in a pattern's gap); cues marked
 //! `anywhere` count once per category for the whole text. A category alerts when the sum
 //! of its matches' positive scores, plus its `anywhere` cues, reaches its threshold.
 
@@ -261,12 +262,14 @@ impl CueSet {
         out
     }
 
-    /// For each `(span, category bit)` of `hits`, the local cues that apply (each cue group
-    /// once), and for each category bit the `anywhere` cues found in the text.
+    /// For each `(span, category bit, is a pattern)` of `hits`, the local cues that apply
+    /// (each cue group once), and for each category bit the `anywhere` cues in the text.
+    /// Only a pattern's match can hold a cue inside it (in a gap); a phrase written with a
+    /// negator in it ('the holocaust never happened') means it.
     pub(crate) fn find(
         &self,
         text: &str,
-        hits: &[(Range<usize>, u16)],
+        hits: &[(Range<usize>, u16, bool)],
     ) -> (Vec<Vec<CueHit>>, Vec<(u16, CueHit)>) {
         let occurrences = self.occurrences(text);
         let mut local = vec![Vec::new(); hits.len()];
@@ -288,11 +291,17 @@ impl CueSet {
                 }
                 continue;
             }
-            for (i, (h, bit)) in hits.iter().enumerate() {
-                if cue.categories & bit == 0 || span.start < h.end && h.start < span.end {
+            for (i, (h, bit, pattern)) in hits.iter().enumerate() {
+                if cue.categories & bit == 0 {
                     continue;
                 }
-                let near = if span.end <= h.start {
+                // A cue inside a match counts ('you are not stupid' through a gap), except
+                // one the match starts with; one that only overlaps its edge does not.
+                let overlaps = span.start < h.end && h.start < span.end;
+                let inside = *pattern && span.start > h.start && span.end <= h.end;
+                let near = if overlaps {
+                    inside
+                } else if span.end <= h.start {
                     words.index(h.start) - words.index(span.end - 1) <= cue.before
                 } else {
                     words.index(span.start) - words.index(h.end.saturating_sub(1)) <= cue.after

@@ -8,6 +8,7 @@
 //! | `word` | that word (normalised like any term) |
 //! | `word*` | a word starting with `word` |
 //! | `a\|b\|c` | one of these words (each may end in `*`) |
+//! | `(a b\|c d)` | one of these phrases |
 //! | `{list}` | any entry of the pack's word list `list` (entries may be several words) |
 //! | `tok?` | the token, or nothing |
 //! | `~N` | up to N other words (N from 1 to 12), in order |
@@ -132,9 +133,39 @@ pub fn compile(
     })
 }
 
+/// Split a pattern into raw tokens: runs of non-space characters, except that a
+/// parenthesised group `(a b|c)` (with an optional `?` after it) is one token.
+fn split(pattern: &str) -> Result<Vec<&str>, String> {
+    let mut out = Vec::new();
+    let mut rest = pattern.trim_start();
+    while !rest.is_empty() {
+        let end = if rest.starts_with('(') {
+            let close = rest
+                .find(')')
+                .ok_or_else(|| format!("`{rest}`: a group opened with `(` needs a `)`"))?;
+            let mut end = close + 1;
+            if rest[end..].starts_with('?') {
+                end += 1;
+            }
+            if !rest[end..].is_empty() && !rest[end..].starts_with(char::is_whitespace) {
+                return Err(format!(
+                    "`{}`: put a space after a `(...)` group",
+                    &rest[..end + 1]
+                ));
+            }
+            end
+        } else {
+            rest.find(char::is_whitespace).unwrap_or(rest.len())
+        };
+        out.push(&rest[..end]);
+        rest = rest[end..].trim_start();
+    }
+    Ok(out)
+}
+
 fn parse(pattern: &str) -> Result<Vec<Token>, String> {
     let mut tokens = Vec::new();
-    for raw in pattern.split_whitespace() {
+    for raw in split(pattern)? {
         if let Some(n) = raw.strip_prefix("~~") {
             tokens.push(Token::Either(gap_len(raw, n)?));
             continue;
@@ -413,6 +444,8 @@ mod tests {
             ("die? now?", "every token is optional"),
             ("a ~~2 b ~~3 c", "at most one"),
             ("{want", "written `{name}`"),
+            ("a (b c", "needs a `)`"),
+            ("a (b c)d", "put a space after"),
             ("!!!", "no letters or digits"),
             ("", "empty pattern"),
         ] {

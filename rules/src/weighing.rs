@@ -4,6 +4,7 @@
 
 use crate::cue::CueHit;
 use crate::matcher::{Hit, Match, Matcher};
+use crate::pack::TermKind;
 use crate::CATEGORIES;
 use std::ops::Range;
 
@@ -46,9 +47,16 @@ impl Matcher {
         if !self.needs_weighing() {
             return (hits, weighing);
         }
-        let spans: Vec<(Range<usize>, u16)> = hits
+        let spans: Vec<(Range<usize>, u16, bool)> = hits
             .iter()
-            .map(|h| (h.norm.clone(), self.rules[h.rule as usize].category_bit))
+            .map(|h| {
+                let rule = &self.rules[h.rule as usize];
+                (
+                    h.norm.clone(),
+                    rule.category_bit,
+                    rule.kind == TermKind::Pattern,
+                )
+            })
             .collect();
         let (local, anywhere) = self.cues.find(text, &spans);
         let scores: Vec<f32> = hits
@@ -67,26 +75,32 @@ impl Matcher {
             if members.is_empty() {
                 continue;
             }
-            // Overlapping matches of one category count once, at their best score.
-            let mut total = 0.0f32;
-            let mut cluster_end = 0usize;
-            let mut cluster_best = 0.0f32;
-            let mut started = false;
+            // Overlapping matches of one category count once, at their best score, and
+            // each rule counts once per text (a word repeated is not more evidence).
             let mut order = members.clone();
             order.sort_by_key(|&i| (hits[i].norm.start, hits[i].norm.end));
+            let mut clusters: Vec<(usize, f32, u32)> = Vec::new();
             for &i in &order {
-                let h = &hits[i].norm;
-                if started && h.start < cluster_end {
-                    cluster_best = cluster_best.max(scores[i]);
-                    cluster_end = cluster_end.max(h.end);
-                } else {
-                    total += cluster_best.max(0.0);
-                    cluster_best = scores[i];
-                    cluster_end = h.end;
-                    started = true;
+                let (h, score, rule) = (&hits[i].norm, scores[i], hits[i].rule);
+                match clusters.last_mut() {
+                    Some((end, best, best_rule)) if h.start < *end => {
+                        *end = (*end).max(h.end);
+                        if score > *best {
+                            *best = score;
+                            *best_rule = rule;
+                        }
+                    }
+                    _ => clusters.push((h.end, score, rule)),
                 }
             }
-            total += cluster_best.max(0.0);
+            let mut per_rule: Vec<(u32, f32)> = Vec::new();
+            for (_, best, rule) in clusters {
+                match per_rule.iter_mut().find(|(r, _)| *r == rule) {
+                    Some((_, s)) => *s = s.max(best),
+                    None => per_rule.push((rule, best)),
+                }
+            }
+            let mut total: f32 = per_rule.iter().map(|(_, s)| s.max(0.0)).sum();
             let context: Vec<CueHit> = anywhere
                 .iter()
                 .filter(|(cats, _)| cats & bit != 0)
