@@ -75,32 +75,26 @@ impl Matcher {
             if members.is_empty() {
                 continue;
             }
-            // Overlapping matches of one category count once, at their best score, and
-            // each rule counts once per text (a word repeated is not more evidence).
-            let mut order = members.clone();
-            order.sort_by_key(|&i| (hits[i].norm.start, hits[i].norm.end));
-            let mut clusters: Vec<(usize, f32, u32)> = Vec::new();
-            for &i in &order {
-                let (h, score, rule) = (&hits[i].norm, scores[i], hits[i].rule);
-                match clusters.last_mut() {
-                    Some((end, best, best_rule)) if h.start < *end => {
-                        *end = (*end).max(h.end);
-                        if score > *best {
-                            *best = score;
-                            *best_rule = rule;
-                        }
-                    }
-                    _ => clusters.push((h.end, score, rule)),
+            // The same words count once: two rules matching exactly the same words count at
+            // the better score, and one rule matching the same words again adds nothing (a
+            // word repeated is not more evidence; different words, or a longer match, are).
+            let mut by_span: Vec<usize> = Vec::new();
+            for &i in &members {
+                match by_span.iter_mut().find(|j| hits[**j].norm == hits[i].norm) {
+                    Some(j) if scores[i] > scores[*j] => *j = i,
+                    Some(_) => {}
+                    None => by_span.push(i),
                 }
             }
-            let mut per_rule: Vec<(u32, f32)> = Vec::new();
-            for (_, best, rule) in clusters {
-                match per_rule.iter_mut().find(|(r, _)| *r == rule) {
-                    Some((_, s)) => *s = s.max(best),
-                    None => per_rule.push((rule, best)),
+            let mut distinct: Vec<(u32, &str, f32)> = Vec::new();
+            for i in by_span {
+                let key = (hits[i].rule, text.get(hits[i].norm.clone()).unwrap_or(""));
+                match distinct.iter_mut().find(|(r, t, _)| (*r, *t) == key) {
+                    Some((_, _, s)) => *s = s.max(scores[i]),
+                    None => distinct.push((key.0, key.1, scores[i])),
                 }
             }
-            let mut total: f32 = per_rule.iter().map(|(_, s)| s.max(0.0)).sum();
+            let mut total: f32 = distinct.iter().map(|(_, _, s)| s.max(0.0)).sum();
             let context: Vec<CueHit> = anywhere
                 .iter()
                 .filter(|(cats, _)| cats & bit != 0)
