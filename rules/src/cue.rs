@@ -295,12 +295,12 @@ impl CueSet {
                 if cue.categories & bit == 0 {
                     continue;
                 }
-                // A cue inside a match counts ('you are not stupid' through a gap), except
-                // one the match starts with; one that only overlaps its edge does not.
                 let overlaps = span.start < h.end && h.start < span.end;
-                let inside = *pattern && span.start > h.start && span.end <= h.end;
+                let inside = span.start >= h.start && span.end <= h.end;
                 let near = if overlaps {
-                    inside
+                    // Across an edge it is next to the match; inside, only a pattern's gap
+                    // can hold it, and not as the pattern's first word.
+                    !inside || (*pattern && span.start > h.start)
                 } else if span.end <= h.start {
                     words.index(h.start) - words.index(span.end - 1) <= cue.before
                 } else {

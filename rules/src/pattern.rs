@@ -347,7 +347,10 @@ fn sequence(tokens: &[Token], lists: &BTreeMap<String, ListEntries>) -> String {
                     out.push_str(&p);
                     emitted_required = true;
                 } else if *optional {
+                    // The gap stays pending: it may also come before the next token when
+                    // this one is absent (`no reason ~2 to? living`).
                     out.push_str(&format!("(?: {gap}{p})?"));
+                    continue;
                 } else {
                     out.push_str(&format!(" {gap}{p}"));
                 }

@@ -86,8 +86,21 @@ impl Matcher {
                     None => by_span.push(i),
                 }
             }
+            // A match inside a longer one that scores as well adds nothing ('suicide' in
+            // 'commit suicide'); a weaker longer one adds to it ('isis' near 'attack').
+            let inner = |i: usize| {
+                by_span.iter().any(|&j| {
+                    let (a, b) = (&hits[i].norm, &hits[j].norm);
+                    j != i
+                        && b.start <= a.start
+                        && a.end <= b.end
+                        && a != b
+                        && scores[j] >= scores[i]
+                })
+            };
+            let outer: Vec<usize> = by_span.iter().copied().filter(|&i| !inner(i)).collect();
             let mut distinct: Vec<(u32, &str, f32)> = Vec::new();
-            for i in by_span {
+            for i in outer {
                 let key = (hits[i].rule, text.get(hits[i].norm.clone()).unwrap_or(""));
                 match distinct.iter_mut().find(|(r, t, _)| (*r, *t) == key) {
                     Some((_, _, s)) => *s = s.max(scores[i]),
