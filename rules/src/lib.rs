@@ -9,6 +9,7 @@
 pub mod bundle;
 mod cue;
 pub mod eval;
+pub mod floors;
 pub mod lint;
 mod matcher;
 pub mod normalise;

@@ -6,6 +6,7 @@ use ring::signature::KeyPair;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tutela_rules::eval::{load_corpus, pack_for_corpus, Report};
+use tutela_rules::floors::Floors;
 use tutela_rules::lint::{lint, Level};
 use tutela_rules::{bundle, CompileOptions, Matcher, Pack, Scope};
 
@@ -55,6 +56,10 @@ enum Command {
         /// List every miss and false alert (default: the first 20 of each).
         #[arg(long, short)]
         verbose: bool,
+        /// Per-file floors (TOML, a table per corpus name): measure each file on its own,
+        /// print a table and fail (exit 1) when a file falls below its floor or has none.
+        #[arg(long)]
+        floors: Option<PathBuf>,
     },
     /// Generate an Ed25519 signing key (PKCS#8) for bundles.
     Keygen {
@@ -132,13 +137,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             min_recall,
             max_false_alert_rate,
             verbose,
-        } => eval(
-            &corpus,
-            pack.as_deref(),
-            min_recall,
-            max_false_alert_rate,
-            verbose,
-        ),
+            floors,
+        } => match floors {
+            Some(floors) => eval_floors(&corpus, pack.as_deref(), &floors),
+            None => eval(
+                &corpus,
+                pack.as_deref(),
+                min_recall,
+                max_false_alert_rate,
+                verbose,
+            ),
+        },
         Command::Keygen { out, force } => {
             if out.exists() && !force {
                 bail!("{} already exists; pass --force to replace it (bundles signed with the old key will no longer verify with the new one)", out.display());
@@ -358,6 +367,60 @@ fn print_match(what: &str, m: &tutela_rules::Match) {
         &ctx[s.clone()],
         &ctx[s.end..]
     );
+}
+
+/// Measure each corpus file on its own against its floor.
+fn eval_floors(corpus: &[PathBuf], pack: Option<&Path>, floors: &Path) -> Result<ExitCode> {
+    let floors = Floors::load(floors)?;
+    let mut failures = Vec::new();
+    println!(
+        "{:<24} {:>7} {:>8} {:>8} {:>8} {:>8}",
+        "corpus", "rows", "recall", "floor", "false", "ceiling"
+    );
+    for file in corpus {
+        let pack_path = match pack {
+            Some(p) => p.to_path_buf(),
+            None => pack_for_corpus(file, &packs_dir()).unwrap_or_else(default_pack),
+        };
+        let matcher = load_matcher(&pack_path)?;
+        let examples = load_corpus(file)?;
+        let mut report = Report::default();
+        report.add(&matcher, &file.display().to_string(), &examples);
+        let stem = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let floor = floors.get(&stem);
+        let show = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
+        let rate = |n: usize, v: f64| if n > 0 { format!("{v:.4}") } else { "-".into() };
+        println!(
+            "{:<24} {:>7} {:>8} {:>8} {:>8} {:>8}",
+            stem,
+            examples.len(),
+            rate(report.risk_lines, report.recall()),
+            show(floor.and_then(|f| f.min_recall)),
+            rate(report.benign_lines, report.false_alert_rate()),
+            show(floor.and_then(|f| f.max_false_alert_rate)),
+        );
+        match floor {
+            None => failures.push(format!(
+                "{stem}: no floor; add a [{stem}] table to the floors file"
+            )),
+            Some(f) => failures.extend(
+                f.shortfalls(&report)
+                    .into_iter()
+                    .map(|m| format!("{stem}: {m}")),
+            ),
+        }
+    }
+    for f in &failures {
+        eprintln!("{f}");
+    }
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn eval(
