@@ -11,16 +11,8 @@ use tutela_proto::v1::{CaptureInfo, EventBody, Observation as WireObservation, R
 
 use crate::identity::Identity;
 
-/// Longest free-text observation field (title, URL, search query, program
-/// name and path, context), in bytes.
-pub const MAX_FIELD_BYTES: usize = 2048;
-/// Longest rule id, category or term carried in a match, and longest login
-/// or station name, in bytes.
-pub const MAX_NAME_BYTES: usize = 256;
-/// Longest event id (and `repeat_of`), in bytes; the collector refuses longer.
-pub const MAX_ID_BYTES: usize = 64;
-/// Most matches carried by one event; the highest severities are kept.
-pub const MAX_MATCHES: usize = 32;
+// The protocol's limits: the collector refuses an event over any of them.
+pub use tutela_proto::limits::{MAX_FIELD_BYTES, MAX_ID_BYTES, MAX_MATCHES, MAX_NAME_BYTES};
 /// Protobuf tags, lengths and the fixed-size fields, generously.
 const FRAMING_BYTES: usize = 1024;
 /// Largest body [`seal`] can produce.
@@ -189,7 +181,7 @@ pub fn random_id() -> String {
 }
 
 /// Places `draft` at `seq` after the event whose body hashed to `prev_hash`,
-/// encodes it once and signs exactly those bytes.
+/// encodes it once and signs exactly those bytes (after the event domain).
 pub fn seal(
     identity: &Identity,
     agent_id: &str,
@@ -230,7 +222,7 @@ pub fn seal(
         repeat_of: draft.repeat_of,
     }
     .encode_to_vec();
-    let signature = identity.sign(&body);
+    let signature = identity.sign(&tutela_proto::event_message(&body));
     SealedEvent {
         seq,
         severity,

@@ -10,15 +10,19 @@
 //! exemptions for the device's group (see `exemption`).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
+use ring::signature::{UnparsedPublicKey, ED25519};
 use tokio::sync::Notify;
 use tutela_proto::v1::ingest_client::IngestClient;
 use tutela_proto::v1::rules_client::RulesClient;
 use tutela_proto::v1::rules_update::Update;
-use tutela_proto::v1::{HeartbeatBody, SignedHeartbeat, SignedSubscribe, SubscribeBody};
+use tutela_proto::v1::{
+    HeartbeatBody, RuleBundle, SignedHeartbeat, SignedSubscribe, SubscribeBody,
+};
 use tutela_rules::{AgeBand, CompileOptions, Matcher, Pack};
 
 use crate::exemption::Exemptions;
@@ -27,6 +31,9 @@ use crate::monitor::LiveRules;
 use crate::pinning;
 use crate::shadow::{Shadow, SHADOW_BUNDLE_FILE};
 use crate::uplink::{Backoff, SharedSpool};
+
+/// Time of the last heartbeat this process signed (one agent per process).
+static LAST_HEARTBEAT_MS: AtomicI64 = AtomicI64::new(0);
 
 /// File keeping the last applied live bundle.
 pub const LIVE_BUNDLE_FILE: &str = "rules-live.bundle";
@@ -41,6 +48,10 @@ pub enum RulesError {
     NoKey,
     #[error("shadow bundle rejected: version {offered} is not newer than the live version {live}")]
     ShadowNotNewer { offered: u32, live: u32 },
+    #[error(
+        "rule bundle rejected: it holds version {inside} but was released as version {released}"
+    )]
+    NotReleased { inside: u32, released: u32 },
 }
 
 /// Everything the sync and heartbeat tasks need.
@@ -80,6 +91,25 @@ fn bundle_key(enrolment: &Enrolment) -> Result<Vec<u8>, RulesError> {
         .ok()
         .filter(|k| k.len() == 32)
         .ok_or(RulesError::NoKey)
+}
+
+/// Whether `bundle`'s release signature (its role, version and bytes) is
+/// the collector's, made with `bundle_key`.
+pub fn release_verifies(bundle_key: &[u8], bundle: &RuleBundle) -> bool {
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bundle.bundle);
+    let mut sha = [0u8; 32];
+    sha.copy_from_slice(digest.as_ref());
+    let message = tutela_proto::release_message(&sha, bundle.version, bundle.shadow);
+    UnparsedPublicKey::new(&ED25519, bundle_key)
+        .verify(&message, &bundle.release_signature)
+        .is_ok()
+}
+
+fn check_released(inside: u32, released: Option<u32>) -> Result<(), RulesError> {
+    match released {
+        Some(released) if released != inside => Err(RulesError::NotReleased { inside, released }),
+        _ => Ok(()),
+    }
 }
 
 /// Verifies and compiles a bundle newer than `current`.
@@ -201,8 +231,40 @@ impl RulesSync {
             .version()
     }
 
+    /// Whether the collector signed `bundle`'s release: its role (live or
+    /// shadow) and version, bound to its bytes. The version inside the bundle
+    /// must then be the released one (see [`Self::apply_released`]).
+    fn released(&self, bundle: &RuleBundle) -> bool {
+        bundle_key(&self.enrolment).is_ok_and(|key| release_verifies(&key, bundle))
+    }
+
+    /// A heartbeat time after every one this run sent: the collector refuses
+    /// a heartbeat not newer than the last it accepted (a replay).
+    fn heartbeat_time(&self) -> i64 {
+        let now = crate::session::now_ms();
+        let mut last = LAST_HEARTBEAT_MS.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last + 1);
+            match LAST_HEARTBEAT_MS.compare_exchange(
+                last,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+
     /// Applies one bundle from the collector. Returns the new version.
     pub async fn apply(&self, bytes: Vec<u8>) -> Result<u32, RulesError> {
+        self.apply_live(bytes, None).await
+    }
+
+    /// Applies a live bundle; when `released` is given, the bundle must hold
+    /// that version (the one the collector's release signature names).
+    async fn apply_live(&self, bytes: Vec<u8>, released: Option<u32>) -> Result<u32, RulesError> {
         let current = self.current_version();
         let this = self.clone();
         let (matcher, bytes) = tokio::task::spawn_blocking(move || {
@@ -211,6 +273,7 @@ impl RulesSync {
         .await
         .map_err(|e| RulesError::Pack(e.to_string()))??;
         let version = matcher.version();
+        check_released(version, released)?;
         // Kept on disk first, so whoever sees the new version can restart into it.
         if let Err(e) =
             crate::identity::write_private(&self.data_dir.join(LIVE_BUNDLE_FILE), &bytes)
@@ -236,6 +299,14 @@ impl RulesSync {
     /// Applies a shadow (candidate) bundle: verified like a live one, newer
     /// than the shadow and the live versions in force. Returns its version.
     pub async fn apply_shadow(&self, bytes: Vec<u8>) -> Result<u32, RulesError> {
+        self.apply_shadow_released(bytes, None).await
+    }
+
+    async fn apply_shadow_released(
+        &self,
+        bytes: Vec<u8>,
+        released: Option<u32>,
+    ) -> Result<u32, RulesError> {
         let live = self.current_version();
         let current = self.shadow.version().max(live);
         let this = self.clone();
@@ -245,6 +316,7 @@ impl RulesSync {
         .await
         .map_err(|e| RulesError::Pack(e.to_string()))??;
         let version = matcher.version();
+        check_released(version, released)?;
         if version <= live {
             return Err(RulesError::ShadowNotNewer {
                 offered: version,
@@ -290,7 +362,7 @@ impl RulesSync {
         }
         .encode_to_vec();
         let request = SignedSubscribe {
-            signature: self.identity.sign(&body),
+            signature: self.identity.sign(&tutela_proto::subscribe_message(&body)),
             body,
         };
         let mut stream = RulesClient::new(channel)
@@ -301,29 +373,36 @@ impl RulesSync {
             .into_inner();
         loop {
             match stream.message().await {
-                Ok(Some(update)) => {
-                    match update.update {
-                        Some(Update::Bundle(bundle)) if bundle.shadow => {
-                            if let Err(e) = self.apply_shadow(bundle.bundle).await {
-                                tracing::error!(offered = bundle.version, error = %e, "shadow rule bundle rejected");
-                            }
-                        }
-                        Some(Update::Bundle(bundle)) if !self.follow_live => {
-                            tracing::info!(offered = bundle.version, "a local rule pack is in force; the published bundle is not applied");
-                        }
-                        Some(Update::Bundle(bundle)) => {
-                            if let Err(e) = self.apply(bundle.bundle).await {
-                                tracing::error!(offered = bundle.version, error = %e, "rule bundle rejected");
-                            }
-                        }
-                        Some(Update::Exemptions(signed)) => {
-                            if let Err(e) = self.exemptions.accept(signed) {
-                                tracing::error!(error = %e, "exemption set refused; the set held stays in force");
-                            }
-                        }
-                        None => {}
+                Ok(Some(update)) => match update.update {
+                    Some(Update::Bundle(bundle)) if !self.released(&bundle) => {
+                        tracing::error!(offered = bundle.version, shadow = bundle.shadow, "rule bundle refused: its release signature does not verify with the collector's bundle key");
                     }
-                }
+                    Some(Update::Bundle(bundle)) if bundle.shadow => {
+                        if let Err(e) = self
+                            .apply_shadow_released(bundle.bundle, Some(bundle.version))
+                            .await
+                        {
+                            tracing::error!(offered = bundle.version, error = %e, "shadow rule bundle rejected");
+                        }
+                    }
+                    Some(Update::Bundle(bundle)) if !self.follow_live => {
+                        tracing::info!(
+                            offered = bundle.version,
+                            "a local rule pack is in force; the published bundle is not applied"
+                        );
+                    }
+                    Some(Update::Bundle(bundle)) => {
+                        if let Err(e) = self.apply_live(bundle.bundle, Some(bundle.version)).await {
+                            tracing::error!(offered = bundle.version, error = %e, "rule bundle rejected");
+                        }
+                    }
+                    Some(Update::Exemptions(signed)) => {
+                        if let Err(e) = self.exemptions.accept(signed) {
+                            tracing::error!(error = %e, "exemption set refused; the set held stays in force");
+                        }
+                    }
+                    None => {}
+                },
                 Ok(None) => return Ok(()),
                 Err(s) => return Err(s.message().to_owned()),
             }
@@ -354,7 +433,7 @@ impl RulesSync {
             .map_err(|e| e.to_string())?;
         let body = HeartbeatBody {
             agent_id: self.enrolment.agent_id.clone(),
-            time_ms: crate::session::now_ms(),
+            time_ms: self.heartbeat_time(),
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             rules_version: self.current_version(),
             spool_backlog: stats.backlog,
@@ -371,7 +450,7 @@ impl RulesSync {
             .map_err(|e| e.to_string())?;
         let reply = IngestClient::new(channel)
             .heartbeat(SignedHeartbeat {
-                signature: self.identity.sign(&body),
+                signature: self.identity.sign(&tutela_proto::heartbeat_message(&body)),
                 body,
             })
             .await
@@ -384,5 +463,60 @@ impl RulesSync {
             self.rekey.notify_one();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+
+    fn released(key: &Ed25519KeyPair, bundle: &[u8], version: u32, shadow: bool) -> RuleBundle {
+        let sha = crate::event::sha256(bundle);
+        RuleBundle {
+            bundle: bundle.to_vec(),
+            version,
+            shadow,
+            release_signature: key
+                .sign(&tutela_proto::release_message(&sha, version, shadow))
+                .as_ref()
+                .to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_role_version_and_bytes_of_a_bundle_are_bound_by_its_release_signature() {
+        let rng = ring::rand::SystemRandom::new();
+        let key =
+            Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref())
+                .unwrap();
+        let public = key.public_key().as_ref().to_vec();
+        let shadow = released(&key, b"bundle", 7, true);
+        assert!(release_verifies(&public, &shadow));
+        // Made live by flipping the flag: refused.
+        let flipped = RuleBundle {
+            shadow: false,
+            ..shadow.clone()
+        };
+        assert!(!release_verifies(&public, &flipped));
+        let renumbered = RuleBundle {
+            version: 8,
+            ..shadow.clone()
+        };
+        assert!(!release_verifies(&public, &renumbered));
+        let swapped = RuleBundle {
+            bundle: b"other".to_vec(),
+            ..shadow.clone()
+        };
+        assert!(!release_verifies(&public, &swapped));
+        let unsigned = RuleBundle {
+            release_signature: Vec::new(),
+            ..shadow
+        };
+        assert!(!release_verifies(&public, &unsigned));
+        assert_eq!(
+            check_released(7, Some(8)).unwrap_err().to_string(),
+            "rule bundle rejected: it holds version 7 but was released as version 8"
+        );
     }
 }

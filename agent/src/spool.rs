@@ -574,7 +574,10 @@ mod tests {
             &ring::signature::ED25519,
             new_id.public_key()
         )
-        .verify(&resealed.body, &resealed.signature)
+        .verify(
+            &tutela_proto::event_message(&resealed.body),
+            &resealed.signature
+        )
         .is_ok());
     }
 

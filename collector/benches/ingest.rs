@@ -329,6 +329,7 @@ fn ring_verify_rate(threads: usize, duration: Duration) -> VerifyRate {
     let identity = Identity::generate();
     let event = chain(&identity, "bench-verify", 1, 0).pop().unwrap();
     let public_key = identity.public_key().to_vec();
+    let message = tutela_proto::event_message(&event.body);
     let start = Instant::now();
     let (done, cpu_ns) = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
@@ -340,7 +341,7 @@ fn ring_verify_rate(threads: usize, duration: Duration) -> VerifyRate {
                         for _ in 0..64 {
                             UnparsedPublicKey::new(&ED25519, &public_key)
                                 .verify(
-                                    std::hint::black_box(&event.body),
+                                    std::hint::black_box(&message),
                                     std::hint::black_box(&event.signature),
                                 )
                                 .unwrap();
@@ -371,9 +372,14 @@ fn collector_verify_rate(threads: usize, batch: usize, duration: Duration) -> f6
     let identity = Identity::generate();
     let events = chain(&identity, "bench-verify", batch, 0);
     let key = PublicKey::parse(identity.public_key()).unwrap();
+    let messages: Vec<Vec<u8>> = events
+        .iter()
+        .map(|e| tutela_proto::event_message(&e.body))
+        .collect();
     let items: Vec<_> = events
         .iter()
-        .map(|e| (&key, e.body.as_slice(), e.signature.as_slice()))
+        .zip(&messages)
+        .map(|(e, m)| (&key, m.as_slice(), e.signature.as_slice()))
         .collect();
     let start = Instant::now();
     let done: usize = std::thread::scope(|scope| {

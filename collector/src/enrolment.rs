@@ -321,7 +321,7 @@ pub const REVOKED_KEY_MESSAGE: &str = "this device's key was revoked; delete age
 pub const MAX_REKEYS_PER_IDENTITY: i64 = 500;
 
 /// How far a re-key request's time may be from the collector's.
-const REKEY_WINDOW_MS: i64 = 10 * 60_000;
+const REKEY_WINDOW_MS: i64 = tutela_proto::limits::REKEY_WINDOW_MS;
 
 /// A station name as shown to staff (console, emails): 1-253 bytes, no
 /// control characters (no line breaks to forge lines in a plain-text email).

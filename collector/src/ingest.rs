@@ -167,7 +167,7 @@ impl IngestService {
         let event = EventBody::decode(signed.body.as_slice()).map_err(|_| {
             Status::invalid_argument("the event body is not a valid tutela.v1.EventBody")
         })?;
-        if event.agent_id.is_empty() || event.agent_id.len() > 64 {
+        if event.agent_id.is_empty() || event.agent_id.len() > tutela_proto::limits::MAX_ID_BYTES {
             return Err(Status::invalid_argument("the event has no valid agent id"));
         }
         let key = self.keys.get(&event.agent_id)?.ok_or_else(|| {
@@ -177,10 +177,7 @@ impl IngestService {
             ))
         })?;
         if key.revoked {
-            return Err(Status::permission_denied(format!(
-                "agent {} has been revoked; a technician must re-enrol the device",
-                event.agent_id
-            )));
+            return Err(revoked_status(&event.agent_id));
         }
         let key = *key.usable(&event.agent_id)?;
         Ok(Received { signed, event, key })
@@ -190,24 +187,26 @@ impl IngestService {
     /// received. Returns the events before the first one that fails, and
     /// the refusal for that one.
     fn authenticate(&self, mut received: Vec<Received>) -> (Vec<Received>, Option<Status>) {
+        let messages: Vec<Vec<u8>> = received
+            .iter()
+            .map(|r| tutela_proto::event_message(&r.signed.body))
+            .collect();
         let items: Vec<signature::Item<'_>> = received
             .iter()
-            .map(|r| {
-                (
-                    &r.key,
-                    r.signed.body.as_slice(),
-                    r.signed.signature.as_slice(),
-                )
-            })
+            .zip(&messages)
+            .map(|(r, m)| (&r.key, m.as_slice(), r.signed.signature.as_slice()))
             .collect();
         let Err(bad) = signature::verify_all(&items) else {
             return (received, None);
         };
         let refusal = {
-            let event = &received[bad].event;
+            let r = &received[bad];
+            let event = &r.event;
             Status::unauthenticated(format!(
-                "the signature of event {} does not verify against agent {}'s enrolled key",
-                event.seq, event.agent_id
+                "the signature of event {} does not verify against agent {}'s enrolled key{}",
+                event.seq,
+                event.agent_id,
+                protocol_1_hint(&r.key, &r.signed.body, &r.signed.signature)
             ))
         };
         received.truncate(bad);
@@ -227,6 +226,15 @@ impl IngestService {
                 event.seq,
             ));
         }
+        if let Err(why) = crate::bounds::check_event(&event) {
+            return Err(with_seq(
+                Status::invalid_argument(format!(
+                    "event {} is refused: {why}; agents must cut events to the protocol's limits",
+                    event.seq
+                )),
+                event.seq,
+            ));
+        }
         let sealed_capture = match (&event.capture, signed.capture.is_empty()) {
             (None, true) => None,
             (None, false) => {
@@ -238,9 +246,18 @@ impl IngestService {
                 ))
             }
             (Some(info), _) => {
-                if info.size as usize != signed.capture.len()
-                    || sha256(&signed.capture).as_slice() != info.sha256.as_slice()
-                {
+                if info.size != signed.capture.len() as u64 {
+                    return Err(with_seq(
+                        Status::data_loss(format!(
+                            "the capture of event {} is {} bytes but its signed size is {} bytes: truncated or padded in transit",
+                            event.seq,
+                            signed.capture.len(),
+                            info.size
+                        )),
+                        event.seq,
+                    ));
+                }
+                if sha256(&signed.capture).as_slice() != info.sha256.as_slice() {
                     return Err(with_seq(
                         Status::data_loss(format!(
                             "the capture of event {} does not match its signed SHA-256: tampered or corrupted",
@@ -332,6 +349,47 @@ enum End {
     Refused(Status),
 }
 
+/// What an agent revoked by a technician is told.
+pub fn revoked_status(agent_id: &str) -> Status {
+    Status::permission_denied(format!(
+        "agent {agent_id} has been revoked; a technician must re-enrol the device"
+    ))
+}
+
+/// Why a heartbeat that passed its checks was not recorded: the agent was
+/// revoked meanwhile, or the heartbeat is not newer than the last accepted.
+fn heartbeat_not_recorded(conn: &Connection, body: &HeartbeatBody) -> Status {
+    let row: Option<(bool, i64)> = conn
+        .query_row(
+            "SELECT revoked, last_heartbeat_ms FROM agents WHERE agent_id = ?1",
+            [&body.agent_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .unwrap_or(None);
+    match row {
+        None => Status::not_found(format!("agent {} is not enrolled", body.agent_id)),
+        Some((true, _)) => revoked_status(&body.agent_id),
+        Some((false, last)) => {
+            tracing::warn!(agent_id = %body.agent_id, agent_ms = body.time_ms, last, "replayed heartbeat refused");
+            Status::already_exists(format!(
+                "a heartbeat of agent {} at {} ms is not newer than the last accepted one ({last} ms): a replay or a repeat; each heartbeat needs a later time",
+                body.agent_id, body.time_ms
+            ))
+        }
+    }
+}
+
+/// When `signature` does not verify over the domain-separated bytes but does
+/// over the bare body, the sender speaks protocol version 1: say so.
+pub fn protocol_1_hint(key: &PublicKey, body: &[u8], signature: &[u8]) -> &'static str {
+    if signature::verify(key, body, signature) {
+        " (it is signed over the bare body, as protocol version 1 agents do; this collector speaks version 2: upgrade the agent)"
+    } else {
+        ""
+    }
+}
+
 /// What the stream has already delivered, without waiting.
 fn ready_now(inbound: &mut Streaming<SignedEvent>) -> Option<Result<Option<SignedEvent>, Status>> {
     let mut cx = Context::from_waker(Waker::noop());
@@ -394,40 +452,68 @@ impl Ingest for IngestService {
         request: Request<SignedHeartbeat>,
     ) -> Result<Response<HeartbeatReply>, Status> {
         let signed = request.into_inner();
-        if signed.body.len() > self.limits.max_body_bytes {
-            return Err(Status::resource_exhausted("heartbeat too large"));
+        if signed.body.len() > tutela_proto::limits::MAX_HEARTBEAT_BYTES {
+            return Err(Status::resource_exhausted(format!(
+                "heartbeat of {} bytes exceeds the limit of {} bytes",
+                signed.body.len(),
+                tutela_proto::limits::MAX_HEARTBEAT_BYTES
+            )));
         }
         let body = HeartbeatBody::decode(signed.body.as_slice())
             .map_err(|_| Status::invalid_argument("not a valid tutela.v1.HeartbeatBody"))?;
-        let key = self
-            .keys
-            .get(&body.agent_id)?
-            .ok_or_else(|| Status::not_found("agent not enrolled"))?;
+        let key = self.keys.get(&body.agent_id)?.ok_or_else(|| {
+            Status::not_found(format!(
+                "agent {} is not enrolled; enrol it with a token from a technician",
+                body.agent_id
+            ))
+        })?;
         if key.revoked {
-            return Err(Status::permission_denied("agent revoked"));
+            return Err(revoked_status(&body.agent_id));
         }
-        if !signature::verify(key.usable(&body.agent_id)?, &signed.body, &signed.signature) {
-            return Err(Status::unauthenticated(
-                "heartbeat signature does not verify",
-            ));
+        let key = key.usable(&body.agent_id)?;
+        let message = tutela_proto::heartbeat_message(&signed.body);
+        if !signature::verify(key, &message, &signed.signature) {
+            return Err(Status::unauthenticated(format!(
+                "the heartbeat's signature does not verify against agent {}'s enrolled key{}",
+                body.agent_id,
+                protocol_1_hint(key, &signed.body, &signed.signature)
+            )));
+        }
+        let now = store::now_ms();
+        if (body.time_ms - now).abs() > tutela_proto::limits::HEARTBEAT_WINDOW_MS {
+            tracing::warn!(agent_id = %body.agent_id, agent_ms = body.time_ms, now, "stale heartbeat refused");
+            return Err(Status::failed_precondition(format!(
+                "the heartbeat's time is {} s from the collector's clock (at most {} s is accepted): a replayed heartbeat, or the station's clock is wrong; set the station's clock",
+                (body.time_ms - now) / 1000,
+                tutela_proto::limits::HEARTBEAT_WINDOW_MS / 1000
+            )));
         }
         // The store work runs on a blocking thread, not the async runtime.
         let keys = self.keys.clone();
         let rekey = tokio::task::spawn_blocking(move || -> Result<bool, Status> {
             let conn = keys.conn.lock().unwrap_or_else(|p| p.into_inner());
-            conn.execute(
-                "UPDATE agents SET last_seen_ms = ?2, agent_version = ?3, rules_version = ?4,
-                    spool_backlog = ?5, spool_dropped = ?6 WHERE agent_id = ?1",
-                rusqlite::params![
-                    body.agent_id,
-                    store::now_ms(),
-                    body.agent_version,
-                    body.rules_version,
-                    body.spool_backlog as i64,
-                    body.spool_dropped as i64
-                ],
-            )
-            .map_err(|_| Status::unavailable("cannot record the heartbeat; retry later"))?;
+            // Refused in the same statement when the agent was revoked (a
+            // revocation holds from the moment it commits, whatever the key
+            // cache says) or the heartbeat is not newer than the last one.
+            let recorded = conn
+                .execute(
+                    "UPDATE agents SET last_seen_ms = ?2, agent_version = ?3, rules_version = ?4,
+                        spool_backlog = ?5, spool_dropped = ?6, last_heartbeat_ms = ?7
+                     WHERE agent_id = ?1 AND revoked = 0 AND last_heartbeat_ms < ?7",
+                    rusqlite::params![
+                        body.agent_id,
+                        store::now_ms(),
+                        body.agent_version,
+                        body.rules_version,
+                        body.spool_backlog as i64,
+                        body.spool_dropped as i64,
+                        body.time_ms
+                    ],
+                )
+                .map_err(|_| Status::unavailable("cannot record the heartbeat; retry later"))?;
+            if recorded == 0 {
+                return Err(heartbeat_not_recorded(&conn, &body));
+            }
             if let Err(e) = crate::publish::record_shadow_counts(&conn, &body) {
                 tracing::warn!(error = %e, agent_id = %body.agent_id, "cannot record shadow counts");
             }

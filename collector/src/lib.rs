@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod backup;
+pub mod bounds;
 pub mod config;
 pub mod console;
 pub mod coverage;

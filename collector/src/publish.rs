@@ -555,6 +555,25 @@ pub fn shadow_totals(conn: &Connection, version: u32) -> rusqlite::Result<(Vec<S
     Ok((totals, agents))
 }
 
+/// A bundle as sent to agents, with the collector's release signature over
+/// its role (live or shadow), version and bytes.
+pub fn release(
+    signer: &ring::signature::Ed25519KeyPair,
+    bundle: &[u8],
+    version: u32,
+    shadow: bool,
+) -> RuleBundle {
+    let mut sha = [0u8; 32];
+    sha.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bundle).as_ref());
+    let message = tutela_proto::release_message(&sha, version, shadow);
+    RuleBundle {
+        bundle: bundle.to_vec(),
+        version,
+        shadow,
+        release_signature: signer.sign(&message).as_ref().to_vec(),
+    }
+}
+
 #[tonic::async_trait]
 impl Rules for RulesService {
     type SubscribeStream = ReceiverStream<Result<RulesUpdate, Status>>;
@@ -564,8 +583,12 @@ impl Rules for RulesService {
         request: Request<SignedSubscribe>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let signed = request.into_inner();
-        if signed.body.len() > 4096 {
-            return Err(Status::resource_exhausted("subscription too large"));
+        if signed.body.len() > tutela_proto::limits::MAX_SUBSCRIBE_BYTES {
+            return Err(Status::resource_exhausted(format!(
+                "subscription of {} bytes exceeds the limit of {} bytes",
+                signed.body.len(),
+                tutela_proto::limits::MAX_SUBSCRIBE_BYTES
+            )));
         }
         let body = SubscribeBody::decode(signed.body.as_slice())
             .map_err(|_| Status::invalid_argument("not a valid tutela.v1.SubscribeBody"))?;
@@ -574,12 +597,16 @@ impl Rules for RulesService {
             .get(&body.agent_id)?
             .ok_or_else(|| Status::not_found(format!("agent {} is not enrolled", body.agent_id)))?;
         if key.revoked {
-            return Err(Status::permission_denied("agent revoked"));
+            return Err(crate::ingest::revoked_status(&body.agent_id));
         }
-        if !crate::signature::verify(key.usable(&body.agent_id)?, &signed.body, &signed.signature) {
-            return Err(Status::unauthenticated(
-                "subscription signature does not verify",
-            ));
+        let key = key.usable(&body.agent_id)?;
+        let message = tutela_proto::subscribe_message(&signed.body);
+        if !crate::signature::verify(key, &message, &signed.signature) {
+            return Err(Status::unauthenticated(format!(
+                "the subscription's signature does not verify against agent {}'s enrolled key{}",
+                body.agent_id,
+                crate::ingest::protocol_1_hint(key, &signed.body, &signed.signature)
+            )));
         }
         let group = self.group_of(&body.agent_id)?;
         let mut published = self.published.clone();
@@ -619,11 +646,7 @@ impl Rules for RulesService {
                     let v = *v;
                     if v > sent_live {
                         sent_live = v;
-                        let b = RuleBundle {
-                            bundle: bytes.to_vec(),
-                            version: v,
-                            shadow: false,
-                        };
+                        let b = release(&signer, bytes, v, false);
                         if tx.send(Ok(bundle(b))).await.is_err() {
                             return;
                         }
@@ -633,11 +656,7 @@ impl Rules for RulesService {
                     let v = *v;
                     if v > sent_shadow && v > sent_live {
                         sent_shadow = v;
-                        let b = RuleBundle {
-                            bundle: bytes.to_vec(),
-                            version: v,
-                            shadow: true,
-                        };
+                        let b = release(&signer, bytes, v, true);
                         if tx.send(Ok(bundle(b))).await.is_err() {
                             return;
                         }

@@ -25,7 +25,9 @@ CREATE TABLE IF NOT EXISTS agents (
     spool_dropped INTEGER NOT NULL DEFAULT 0,
     flag TEXT,
     -- The identity this one replaced by re-keying (a cloned image), or ''.
-    rekeyed_from TEXT NOT NULL DEFAULT ''
+    rekeyed_from TEXT NOT NULL DEFAULT '',
+    -- Agent time of the last heartbeat accepted: a later one must be newer.
+    last_heartbeat_ms INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS tokens (
     secret_hash BLOB PRIMARY KEY,
@@ -71,6 +73,9 @@ CREATE TABLE IF NOT EXISTS alerts (
     body BLOB NOT NULL,
     signature BLOB NOT NULL,
     body_hash BLOB NOT NULL,
+    -- Protocol version the signature was made under: 1 signed the bare body,
+    -- 2 signs the event domain and the body (docs/PROTOCOL.md).
+    signed_as INTEGER NOT NULL DEFAULT 1,
     UNIQUE (agent_id, seq)
 );
 CREATE INDEX IF NOT EXISTS alerts_queue ON alerts (state, severity DESC, time_ms DESC);
@@ -116,6 +121,13 @@ pub fn open(dir: &Path) -> Result<Connection, rusqlite::Error> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.execute_batch(SCHEMA)?;
     add_column(&conn, "agents", "rekeyed_from", "TEXT NOT NULL DEFAULT ''")?;
+    add_column(
+        &conn,
+        "agents",
+        "last_heartbeat_ms",
+        "INTEGER NOT NULL DEFAULT 0",
+    )?;
+    add_column(&conn, "alerts", "signed_as", "INTEGER NOT NULL DEFAULT 1")?;
     Ok(conn)
 }
 

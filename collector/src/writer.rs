@@ -242,8 +242,14 @@ fn commit_batch<'a>(
     chains: &mut HashMap<String, AgentChain>,
     batch: impl Iterator<Item = &'a Verified>,
 ) -> rusqlite::Result<Vec<Outcome>> {
-    let tx = conn.transaction()?;
+    // Immediate: the batch holds the write lock from its first read, so a
+    // revocation commits either before it (and is seen below) or after it.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::new();
+    // Whether each agent of the batch may store events, read in this
+    // transaction: a revocation takes effect at once, whatever ingest's key
+    // cache still says.
+    let mut standing: HashMap<String, bool> = HashMap::new();
     // Chains advance in place; if the transaction fails, the caller forgets
     // them all and they are reloaded from the store.
     let staged = chains;
@@ -252,9 +258,9 @@ fn commit_batch<'a>(
             "INSERT INTO alerts (event_id, agent_id, seq, time_ms, received_ms, clock_skew, chain_ok,
                 user, station, source, context, app, app_path, window_title, url, search_query,
                 category, severity, rule_id, term, matches, rules_version, repeat_count, has_capture,
-                body, signature, body_hash, state, repeat_of)
+                body, signature, body_hash, state, repeat_of, signed_as)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+                ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
         )?;
         let mut existing =
             tx.prepare_cached("SELECT body_hash FROM alerts WHERE agent_id = ?1 AND seq = ?2")?;
@@ -267,8 +273,25 @@ fn commit_batch<'a>(
         let mut insert_gap = tx.prepare_cached(
             "INSERT INTO gaps (agent_id, from_seq, to_seq, detected_ms) VALUES (?1, ?2, ?3, ?4)",
         )?;
+        let mut revoked_of = tx.prepare_cached("SELECT revoked FROM agents WHERE agent_id = ?1")?;
         for v in batch {
             let e = &v.event;
+            let allowed = match standing.get(&e.agent_id) {
+                Some(allowed) => *allowed,
+                None => {
+                    let revoked: Option<bool> = revoked_of
+                        .query_row([&e.agent_id], |r| r.get(0))
+                        .optional()?;
+                    let allowed = revoked == Some(false);
+                    standing.insert(e.agent_id.clone(), allowed);
+                    allowed
+                }
+            };
+            if !allowed {
+                tracing::warn!(agent_id = %e.agent_id, seq = e.seq, "refused: the agent is revoked");
+                outcomes.push(Outcome::Refused(crate::ingest::revoked_status(&e.agent_id)));
+                continue;
+            }
             let chain = match staged.get_mut(&e.agent_id) {
                 Some(c) => c,
                 None => {
@@ -360,6 +383,7 @@ fn commit_batch<'a>(
                     "folded"
                 },
                 e.repeat_of,
+                tutela_proto::PROTOCOL_VERSION,
             ])?;
             let inserted = tx.last_insert_rowid();
             if !e.repeat_of.is_empty() && e.count > 0 {
@@ -455,10 +479,48 @@ mod tests {
         }
     }
 
+    fn enrol(dir: &std::path::Path, agent_id: &str) {
+        store::open(dir)
+            .unwrap()
+            .execute(
+                "INSERT INTO agents (agent_id, public_key, station, enrolled_ms) VALUES (?1, ?1, 'PC', 0)",
+                [agent_id],
+            )
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn events_of_an_agent_revoked_after_they_were_checked_are_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Writer::start(dir.path().to_owned(), 1000).unwrap();
+        enrol(dir.path(), "ag-writer-test");
+        let (reply, mut replies) = mpsc::unbounded_channel();
+        writer.submit(event(1, &reply)).await.unwrap();
+        assert_eq!(replies.recv().await.unwrap().unwrap().seq, 1);
+        // Revoked by another connection (the CLI) once ingest had checked
+        // the agent: the writer reads the flag in its own transaction.
+        store::open(dir.path())
+            .unwrap()
+            .execute(
+                "UPDATE agents SET revoked = 1 WHERE agent_id = 'ag-writer-test'",
+                [],
+            )
+            .unwrap();
+        writer.submit(event(2, &reply)).await.unwrap();
+        let refusal = replies.recv().await.unwrap().unwrap_err();
+        assert_eq!(refusal.code(), tonic::Code::PermissionDenied);
+        let stored: i64 = store::open(dir.path())
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM alerts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, 1, "only the event before the revocation is stored");
+    }
+
     #[tokio::test]
     async fn a_refusal_comes_after_the_acknowledgement_of_what_preceded_it() {
         let dir = tempfile::tempdir().unwrap();
         let writer = Writer::start(dir.path().to_owned(), 1000).unwrap();
+        enrol(dir.path(), "ag-writer-test");
         let (reply, mut replies) = mpsc::unbounded_channel();
         for seq in 1..=10 {
             writer.submit(event(seq, &reply)).await.unwrap();

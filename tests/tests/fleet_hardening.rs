@@ -63,7 +63,7 @@ async fn subscribe(agent: &Agent) -> tonic::Streaming<RulesUpdate> {
     .encode_to_vec();
     RulesClient::new(channel)
         .subscribe(SignedSubscribe {
-            signature: identity.sign(&body),
+            signature: identity.sign(&tutela_proto::subscribe_message(&body)),
             body,
         })
         .await

@@ -54,12 +54,15 @@ pub struct Alert {
     pub body_hash: Vec<u8>,
     pub assignee: String,
     pub fp_reason: String,
+    /// Protocol version the signature was made under (1: over the bare
+    /// body; 2: over the event domain and the body).
+    pub signed_as: i64,
 }
 
 const COLUMNS: &str = "a.id, a.event_id, a.agent_id, a.seq, a.time_ms, a.received_ms, a.clock_skew, a.chain_ok,
     a.user, a.station, a.source, a.context, a.app, a.window_title, a.url, a.search_query, a.category,
     a.severity, a.rule_id, a.term, a.matches, a.rules_version, a.repeat_count, a.has_capture, a.state,
-    a.repeat_of, a.body, a.signature, a.body_hash, COALESCE(r.assignee, ''), COALESCE(r.fp_reason, '')";
+    a.repeat_of, a.body, a.signature, a.body_hash, COALESCE(r.assignee, ''), COALESCE(r.fp_reason, ''), a.signed_as";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
     Ok(Alert {
@@ -94,6 +97,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
         body_hash: r.get(28)?,
         assignee: r.get(29)?,
         fp_reason: r.get(30)?,
+        signed_as: r.get(31)?,
     })
 }
 
@@ -147,6 +151,16 @@ pub enum Signature {
     Failed(String),
 }
 
+/// The bytes the agent signed for `alert`: the event domain and the body
+/// (protocol 2), or the bare body for events stored under protocol 1.
+pub fn signed_bytes(alert: &Alert) -> Vec<u8> {
+    if alert.signed_as >= 2 {
+        tutela_proto::event_message(&alert.body)
+    } else {
+        alert.body.clone()
+    }
+}
+
 /// Re-verifies the stored body and signature with the agent's enrolled key,
 /// and that the shown fields are the signed ones.
 pub fn verify(conn: &Connection, alert: &Alert) -> rusqlite::Result<(Signature, Vec<u8>)> {
@@ -165,8 +179,9 @@ pub fn verify(conn: &Connection, alert: &Alert) -> rusqlite::Result<(Signature, 
     };
     // The same rules as ingest (crate::signature), so what was accepted
     // there verifies here.
+    let message = signed_bytes(alert);
     let checked = crate::signature::PublicKey::parse(&key)
-        .map(|k| crate::signature::verify(&k, &alert.body, &alert.signature));
+        .map(|k| crate::signature::verify(&k, &message, &alert.signature));
     let outcome = if let Err(e) = checked {
         Signature::Failed(format!("the agent's enrolled key cannot be used: {e}"))
     } else if checked == Ok(false) {

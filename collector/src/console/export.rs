@@ -92,6 +92,9 @@ pub fn record(app: &App, conn: &Connection, a: &alert::Alert) -> Result<serde_js
             // `verified` was decided under these rules (see signature.rs);
             // an honest agent's signature verifies under RFC 8032 as well.
             "verification_rules": "ZIP-215",
+            // What the signature covers (docs/PROTOCOL.md): the body after
+            // the event domain, or the bare body for protocol 1 events.
+            "signed_bytes": if a.signed_as >= 2 { "tutela-event-v2 || body" } else { "body" },
             "event_id": a.event_id,
             "agent_id": a.agent_id,
             "seq": a.seq,
