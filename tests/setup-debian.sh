@@ -2,13 +2,14 @@
 # Installs what the tests and the demo need on a fresh Debian machine:
 # a virtual X server and desktop tools, Chromium and its driver, a local SMTP
 # server, the Windows cross-check toolchain, and systemd's offline tools
-# (systemd-analyze, -sysusers, -tmpfiles) for the packaging test. Safe to run again.
+# (systemd-analyze, -sysusers, -tmpfiles) for the packaging test, and gRPC and
+# Ed25519 for Python (the second, independent client). Safe to run again.
 set -eu
 
 need=""
 for pkg in xvfb xdotool openbox xterm x11-utils chromium chromium-driver \
            python3-aiosmtpd fonts-dejavu-core gcc-mingw-w64-x86-64 procps \
-           systemd binutils; do
+           systemd binutils python3-grpcio python3-cryptography; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need="$need $pkg"
 done
 # Node and npm drive Chromium in the console test (playwright-core); any Node 18 or later works.

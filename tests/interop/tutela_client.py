@@ -1,0 +1,269 @@
+#!/usr/bin/env python3
+"""A second, independent Tutela agent, written from docs/PROTOCOL.md alone.
+
+It shares no code with the Rust agent: protobuf messages are encoded and
+decoded by hand from the field numbers of tutela.proto, signatures are made
+with the `cryptography` package, and gRPC is spoken through `grpcio` with
+raw bytes. It runs against a real collector on loopback:
+
+    tutela_client.py run TOKEN STATE        enrol, subscribe, send, re-key, refusals
+    tutela_client.py revoked TOKEN STATE    after `agents revoke`: every path refused
+
+Each case prints `PASS <case>`; the first failure exits with status 1.
+"""
+
+import hashlib
+import json
+import os
+import sys
+
+import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from tutela_wire import (
+    Agent,
+    Collector,
+    Failure,
+    check,
+    passed,
+    msg,
+    parse,
+    one,
+    signed_int,
+    new_key,
+    raw_public,
+    raw_private,
+    rekey_bytes,
+    now_ms,
+    read_token,
+    pinned_channel,
+    refused,
+    stream_refused,
+    enrol_request,
+    bundle_verifies,
+    exemptions_verify,
+)
+
+
+# --- the scenarios
+
+
+def enrolment_cases(collector, token):
+    C = grpc.StatusCode
+    key = new_key()
+    weak = bytes([1]) + bytes(31)  # the identity point: small order
+    refused(
+        lambda: collector.enrol(enrol_request(token["secret"], key, public=weak)),
+        C.INVALID_ARGUMENT,
+        "enrol: a weak key is refused",
+    )
+    refused(
+        lambda: collector.enrol(enrol_request(token["secret"], key, proof_key=new_key())),
+        C.UNAUTHENTICATED,
+        "enrol: a proof by another key is refused",
+    )
+    refused(
+        lambda: collector.enrol(enrol_request("0" * 48, key)),
+        C.PERMISSION_DENIED,
+        "enrol: an unknown token is refused",
+    )
+    reply = collector.enrol(enrol_request(token["secret"], key))
+    agent_id = one(reply, 1, b"").decode()
+    group = one(reply, 2, b"").decode()
+    bundle_key = one(reply, 3, b"")
+    check(agent_id and len(bundle_key) == 32, "enrol reply")
+    passed("enrol: a device enrols with its token")
+    refused(
+        lambda: collector.enrol(enrol_request(token["secret"], new_key())),
+        C.FAILED_PRECONDITION,
+        "enrol: a used token is refused",
+    )
+    return Agent(agent_id, key), group, bundle_key
+
+
+def rules_cases(collector, agent, group, bundle_key):
+    updates = collector.subscribe(agent.subscription(), 3)
+    bundles = [one(u, 1) for u in updates if 1 in u]
+    sets = [one(u, 3) for u in updates if 3 in u]
+    check(len(bundles) == 2 and len(sets) == 1, f"live, shadow and exemptions: {updates}")
+    roles = sorted(bundle_verifies(bundle_key, parse(b)) for b in bundles)
+    check(None not in roles, "both bundles verify")
+    check([r[2] for r in roles] == [False, True], f"one live, one shadow: {roles}")
+    passed("rules: live and shadow bundles verify, release signatures included")
+    live = parse(bundles[0])
+    flipped = dict(live)
+    flipped[3] = [0 if one(live, 3, 0) else 1]
+    check(bundle_verifies(bundle_key, flipped) is None, "a flipped role is refused")
+    passed("rules: a bundle whose shadow flag was flipped does not verify")
+    held = exemptions_verify(bundle_key, sets[0], group)
+    check(held is not None, "the exemption set verifies")
+    check(
+        [e["category"] for e in held["exemptions"]] == ["drugs"]
+        and held["exemptions"][0]["group"] == group,
+        f"the group's exemption: {held}",
+    )
+    check(exemptions_verify(bundle_key, sets[0], "another-group") is None, "another group's set")
+    passed("rules: the group's exemption set verifies")
+    refused(
+        lambda: collector.subscribe(agent.subscription(bare=True), 1),
+        grpc.StatusCode.UNAUTHENTICATED,
+        "rules: a subscription signed over the bare body is refused",
+    )
+
+
+def event_cases(collector, agent):
+    C = grpc.StatusCode
+    zero = bytes(32)
+    b1 = agent.body(1, zero)
+    jpeg = b"\xff\xd8\xff\xe0 python capture \xff\xd9"
+    b2 = agent.body(2, hashlib.sha256(b1).digest(), capture=jpeg)
+    acks, error = collector.stream([agent.event(b1), agent.event(b2, jpeg)])
+    check(error is None and acks and acks[-1] == (agent.agent_id, 2, 1), f"acks {acks} {error}")
+    passed("events: two events stored, the last acknowledgement covers both")
+    acks, error = collector.stream([agent.event(b2, jpeg)])
+    check(error is None and acks == [(agent.agent_id, 2, 2)], f"duplicate {acks} {error}")
+    passed("events: a resend is acknowledged as a duplicate")
+    b5 = agent.body(5, os.urandom(32))
+    acks, error = collector.stream([agent.event(b5)])
+    check(error is None and acks == [(agent.agent_id, 5, 1)], f"gap {acks} {error}")
+    passed("events: a jump in sequence numbers is stored (a gap)")
+    b6 = agent.body(6, os.urandom(32))  # not the hash of event 5: stored, chain flagged
+    acks, error = collector.stream([agent.event(b6)])
+    check(error is None and acks == [(agent.agent_id, 6, 1)], f"broken chain {acks} {error}")
+    passed("events: a broken previous hash is stored, not refused")
+    prev = hashlib.sha256(b6).digest()
+    stream_refused(collector, [agent.event(agent.body(3, zero))], C.FAILED_PRECONDITION,
+                   "events: an event below a gap is out of order", "3")
+    stream_refused(collector, [agent.event(agent.body(2, zero))], C.ALREADY_EXISTS,
+                   "events: a stored number with other content", "2")
+    stream_refused(collector, [agent.event(agent.body(7, prev), key=new_key())], C.UNAUTHENTICATED,
+                   "events: a forged signature", None)
+    stream_refused(collector, [agent.event(agent.body(7, prev), bare=True)], C.UNAUTHENTICATED,
+                   "events: a protocol 1 signature (bare body)", None, "version 1")
+    stream_refused(collector, [agent.event(agent.body(7, prev, matches=33))], C.INVALID_ARGUMENT,
+                   "events: 33 matches", "7", "33 matches")
+    stream_refused(collector, [agent.event(agent.body(7, prev, title="t" * 2049))], C.INVALID_ARGUMENT,
+                   "events: a 2,049-byte window title", "7", "window title")
+    stream_refused(collector, [agent.event(agent.body(7, prev, capture=jpeg, size=len(jpeg) + 1), jpeg)],
+                   C.DATA_LOSS, "events: a capture shorter than its signed size", "7", "signed size")
+    stream_refused(collector, [agent.event(agent.body(7, prev, capture=jpeg), jpeg[:-1] + b"\x00")],
+                   C.DATA_LOSS, "events: a capture with another SHA-256", "7", "SHA-256")
+    stream_refused(collector, [agent.event(agent.body(7, prev), jpeg)], C.INVALID_ARGUMENT,
+                   "events: an undeclared capture", "7")
+    stream_refused(collector, [agent.event(agent.body(7, prev, context="x" * 70000))],
+                   C.RESOURCE_EXHAUSTED, "events: a body over 64 KiB", None)
+    stream_refused(collector, [msg((1, b"\xff\xff\xff"), (2, bytes(64)))], C.INVALID_ARGUMENT,
+                   "events: a body that is not an EventBody", None)
+    stranger = Agent("ag-000000000000", new_key())
+    stream_refused(collector, [stranger.event(stranger.body(1, zero))], C.NOT_FOUND,
+                   "events: an unenrolled agent", None)
+    # After all those refusals the agent carries on where it was.
+    b7 = agent.body(7, prev)
+    acks, error = collector.stream([agent.event(b7)])
+    check(error is None and acks == [(agent.agent_id, 7, 1)], f"carry on {acks} {error}")
+    passed("events: the agent carries on after the refusals")
+    return hashlib.sha256(b7).digest()
+
+
+def heartbeat_cases(collector, agent):
+    C = grpc.StatusCode
+    fresh = agent.heartbeat()
+    reply = collector.heartbeat(fresh)
+    check(abs(signed_int(one(reply, 1, 0)) - now_ms()) < 60_000, f"server time {reply}")
+    check(not one(reply, 3, 0), "no re-key asked")
+    passed("heartbeat: accepted, with the collector's time")
+    refused(lambda: collector.heartbeat(fresh), C.ALREADY_EXISTS, "heartbeat: a replay is refused")
+    refused(lambda: collector.heartbeat(agent.heartbeat(time_ms=now_ms() - 86_400_000)),
+            C.FAILED_PRECONDITION, "heartbeat: a day-old heartbeat is stale")
+    refused(lambda: collector.heartbeat(agent.heartbeat(bare=True)), C.UNAUTHENTICATED,
+            "heartbeat: a protocol 1 signature is refused")
+    stranger = Agent("ag-000000000000", new_key())
+    refused(lambda: collector.heartbeat(stranger.heartbeat()), C.NOT_FOUND,
+            "heartbeat: an unenrolled agent")
+    collector.heartbeat(agent.heartbeat())
+    passed("heartbeat: a newer heartbeat is accepted")
+
+
+def rekey_request(agent, new, time_ms=None, old_key=None, new_public=None):
+    time_ms = now_ms() if time_ms is None else time_ms
+    new_public = raw_public(new) if new_public is None else new_public
+    message = rekey_bytes(agent.agent_id, new_public, time_ms)
+    return msg(
+        (1, agent.agent_id), (2, new_public), (3, "PY-LAB-02"), (4, ""), (5, "interop-0.1"),
+        (6, time_ms), (7, "machine-id-changed"),
+        (8, (old_key or agent.key).sign(message)), (9, new.sign(message)),
+    )
+
+
+def rekey_cases(collector, agent):
+    C = grpc.StatusCode
+    new = new_key()
+    refused(lambda: collector.rekey(rekey_request(agent, new, old_key=new_key())), C.UNAUTHENTICATED,
+            "rekey: the old key's signature must verify")
+    refused(lambda: collector.rekey(rekey_request(agent, new, time_ms=now_ms() - 3_600_000)),
+            C.FAILED_PRECONDITION, "rekey: a request an hour old is refused")
+    refused(lambda: collector.rekey(rekey_request(agent, new, new_public=bytes([1]) + bytes(31))),
+            C.INVALID_ARGUMENT, "rekey: a weak new key is refused")
+    reply = collector.rekey(rekey_request(agent, new))
+    successor = Agent(one(reply, 1, b"").decode(), new)
+    check(successor.agent_id and successor.agent_id != agent.agent_id, "a new identity")
+    passed("rekey: both keys sign, a new identity is given")
+    refused(lambda: collector.rekey(rekey_request(agent, new)), C.ALREADY_EXISTS,
+            "rekey: a key already enrolled is refused")
+    acks, error = collector.stream([successor.event(successor.body(1, bytes(32)))])
+    check(error is None and acks == [(successor.agent_id, 1, 1)], f"new identity sends {acks} {error}")
+    passed("rekey: the new identity's events are stored")
+    return successor
+
+
+def run(token_text, state_path):
+    token = read_token(token_text)
+    passed("token: read from the document's format")
+    collector = Collector(pinned_channel(token["collector"], token["fingerprint"]))
+    agent, group, bundle_key = enrolment_cases(collector, token)
+    rules_cases(collector, agent, group, bundle_key)
+    last_hash = event_cases(collector, agent)
+    heartbeat_cases(collector, agent)
+    successor = rekey_cases(collector, agent)
+    with open(state_path, "w") as f:
+        json.dump(
+            {
+                "agent_id": agent.agent_id,
+                "key": raw_private(agent.key).hex(),
+                "last_hash": last_hash.hex(),
+                "successor": successor.agent_id,
+            },
+            f,
+        )
+
+
+def revoked(token_text, state_path):
+    C = grpc.StatusCode
+    token = read_token(token_text)
+    with open(state_path) as f:
+        state = json.load(f)
+    key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(state["key"]))
+    agent = Agent(state["agent_id"], key)
+    collector = Collector(pinned_channel(token["collector"], token["fingerprint"]))
+    body = agent.body(8, bytes.fromhex(state["last_hash"]))
+    stream_refused(collector, [agent.event(body)], C.PERMISSION_DENIED, "revoked: events are refused")
+    refused(lambda: collector.heartbeat(agent.heartbeat()), C.PERMISSION_DENIED,
+            "revoked: heartbeats are refused")
+    refused(lambda: collector.subscribe(agent.subscription(), 1), C.PERMISSION_DENIED,
+            "revoked: subscriptions are refused")
+    refused(lambda: collector.enrol(enrol_request(token["secret"], key)), C.PERMISSION_DENIED,
+            "revoked: the revoked key cannot enrol again")
+
+
+def main(argv):
+    try:
+        {"run": run, "revoked": revoked}[argv[1]](argv[2], argv[3])
+    except Failure as e:
+        print(f"FAIL {e}", flush=True)
+        return 1
+    print("all cases passed", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
