@@ -158,7 +158,8 @@ pub fn verify(
         .map_err(|_| BundleError::BadSignature)?;
     // The signer compiled the pack before signing it; the receiver compiles
     // it once, with its own options, so here it is only parsed.
-    let pack = Pack::parse(&wire.pack_toml, "bundle")
+    let origin = format!("bundle {} v{}", wire.pack_id, wire.version);
+    let pack = Pack::parse(&wire.pack_toml, &origin)
         .map_err(|e| BundleError::InvalidPack(e.to_string()))?;
     if pack.id != wire.pack_id || pack.version != wire.version {
         return Err(BundleError::Malformed(format!(
@@ -249,6 +250,26 @@ mod tests {
             verify(bumped.as_bytes(), &public, Some(4)),
             Err(BundleError::BadSignature)
         ));
+    }
+
+    #[test]
+    fn a_validly_signed_malformed_pack_is_refused_naming_its_line() {
+        // A signer that skipped validation: the receiver still refuses the pack.
+        let key = key();
+        let good = sign(PACK, &key).unwrap();
+        let mut wire: Wire = serde_json::from_slice(&good).unwrap();
+        wire.pack_toml = PACK.replacen("[[terms]]", "[lists.empty]\nwords = []\n\n[[terms]]", 1);
+        wire.signature =
+            base64::engine::general_purpose::STANDARD.encode(key.sign(&message(&wire)).as_ref());
+        let bytes = serde_json::to_vec(&wire).unwrap();
+        let err = verify(&bytes, key.public_key().as_ref(), None).unwrap_err();
+        assert!(matches!(err, BundleError::InvalidPack(_)), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("bundle {} v{}:", wire.pack_id, wire.version)),
+            "{text}"
+        );
+        assert!(text.contains("word list `empty` is empty"), "{text}");
     }
 
     #[test]
