@@ -28,6 +28,8 @@ const WRITER_CACHE_KIB: i64 = 64 * 1024;
 /// a millisecond and changes nothing else.
 const LINGER_BELOW: usize = 64;
 const LINGER: Duration = Duration::from_millis(1);
+/// Most refused streams remembered while their receivers are still open.
+const MAX_ENDED: usize = 4096;
 
 /// A verified event on its way to storage.
 #[derive(Debug)]
@@ -54,6 +56,8 @@ enum Outcome {
     Stored,
     Duplicate,
     Refused(Status),
+    /// Sent after a refused event on its stream: neither stored nor answered.
+    Skipped,
 }
 
 /// Where a stream's acknowledgements and refusal go.
@@ -113,6 +117,9 @@ impl Writer {
 
 fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, batch_max: usize) {
     let mut chains: HashMap<String, AgentChain> = HashMap::new();
+    // Streams the writer refused: nothing more of theirs is stored. Kept
+    // until the stream is gone (its receiver dropped), at most a few.
+    let mut ended: Vec<Reply> = Vec::new();
     let mut batch = Vec::with_capacity(batch_max);
     let drain = |rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>| {
         while batch.len() < batch_max {
@@ -134,7 +141,11 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, batch_max: usize) {
             Job::Event(v) => Some(v),
             Job::Refusal(..) => None,
         });
-        match commit_batch(&mut conn, &mut chains, events) {
+        ended.retain(|r| !r.is_closed());
+        if ended.len() > MAX_ENDED {
+            ended.drain(..ended.len() - MAX_ENDED);
+        }
+        match commit_batch(&mut conn, &mut chains, &mut ended, events) {
             Ok(outcomes) => {
                 acknowledge(batch.drain(..), outcomes);
                 tracing::debug!(jobs = n, "batch committed");
@@ -193,6 +204,7 @@ fn acknowledge(jobs: impl Iterator<Item = Job>, outcomes: Vec<Outcome>) {
         }
         let slot = pending.iter().position(|(r, _)| r.same_channel(&reply));
         let status = match outcome {
+            Outcome::Skipped => continue,
             Outcome::Stored => AckStatus::Stored,
             Outcome::Duplicate => AckStatus::Duplicate,
             Outcome::Refused(status) => {
@@ -240,6 +252,7 @@ fn load_chain(conn: &Connection, agent_id: &str) -> rusqlite::Result<AgentChain>
 fn commit_batch<'a>(
     conn: &mut Connection,
     chains: &mut HashMap<String, AgentChain>,
+    ended: &mut Vec<Reply>,
     batch: impl Iterator<Item = &'a Verified>,
 ) -> rusqlite::Result<Vec<Outcome>> {
     // Immediate: the batch holds the write lock from its first read, so a
@@ -276,6 +289,12 @@ fn commit_batch<'a>(
         let mut revoked_of = tx.prepare_cached("SELECT revoked FROM agents WHERE agent_id = ?1")?;
         for v in batch {
             let e = &v.event;
+            // A refusal ends its stream: the events sent after the refused
+            // one are not stored (the agent resends them).
+            if v.reply.is_closed() || ended.iter().any(|r| r.same_channel(&v.reply)) {
+                outcomes.push(Outcome::Skipped);
+                continue;
+            }
             let allowed = match standing.get(&e.agent_id) {
                 Some(allowed) => *allowed,
                 None => {
@@ -290,6 +309,7 @@ fn commit_batch<'a>(
             if !allowed {
                 tracing::warn!(agent_id = %e.agent_id, seq = e.seq, "refused: the agent is revoked");
                 outcomes.push(Outcome::Refused(crate::ingest::revoked_status(&e.agent_id)));
+                ended.push(v.reply.clone());
                 continue;
             }
             let chain = match staged.get_mut(&e.agent_id) {
@@ -326,6 +346,9 @@ fn commit_batch<'a>(
                         ))
                     }
                 });
+                if matches!(outcomes.last(), Some(Outcome::Refused(_))) {
+                    ended.push(v.reply.clone());
+                }
                 continue;
             }
             if e.seq > chain.last_seq + 1 {
@@ -514,6 +537,43 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM alerts", [], |r| r.get(0))
             .unwrap();
         assert_eq!(stored, 1, "only the event before the revocation is stored");
+    }
+
+    #[tokio::test]
+    async fn nothing_sent_after_a_refused_event_on_its_stream_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Writer::start(dir.path().to_owned(), 1000).unwrap();
+        enrol(dir.path(), "ag-writer-test");
+        let (reply, mut replies) = mpsc::unbounded_channel();
+        writer.submit(event(1, &reply)).await.unwrap();
+        assert_eq!(replies.recv().await.unwrap().unwrap().seq, 1);
+        // Event 1 again with other content, then event 2, on one stream.
+        let mut conflicting = event(1, &reply);
+        conflicting.body_hash = [0xee; 32];
+        writer.submit(conflicting).await.unwrap();
+        writer.submit(event(2, &reply)).await.unwrap();
+        let refusal = replies.recv().await.unwrap().unwrap_err();
+        assert_eq!(refusal.code(), tonic::Code::AlreadyExists);
+        // A later batch of the same stream is not stored either.
+        writer.submit(event(3, &reply)).await.unwrap();
+        let (probe, mut probed) = mpsc::unbounded_channel();
+        writer
+            .refuse(Status::cancelled("probe"), probe.clone())
+            .await;
+        probed.recv().await.unwrap().unwrap_err();
+        let stored: Vec<i64> = store::open(dir.path())
+            .unwrap()
+            .prepare("SELECT seq FROM alerts ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(stored, [1], "nothing after the refused event");
+        assert!(
+            replies.try_recv().is_err(),
+            "nothing more is sent on the refused stream"
+        );
     }
 
     #[tokio::test]
