@@ -6,7 +6,10 @@ decoded by hand from the field numbers of tutela.proto, signatures are made
 with the `cryptography` package, and gRPC is spoken through `grpcio` with
 raw bytes. It runs against a real collector on loopback:
 
-    tutela_client.py run TOKEN STATE        enrol, subscribe, send, re-key, refusals
+    tutela_client.py run TOKEN STATE EXPIRING REVOKED
+                                            enrol, subscribe, send, re-key, refusals
+                                            (EXPIRING: a token valid for a second;
+                                            REVOKED: a revoked token)
     tutela_client.py revoked TOKEN STATE    after `agents revoke`: every path refused
 
 Each case prints `PASS <case>`; the first failure exits with status 1.
@@ -16,6 +19,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -46,6 +50,29 @@ from tutela_wire import (
 
 
 # --- the scenarios
+
+
+def token_cases(collector, expiring_text, revoked_text):
+    C = grpc.StatusCode
+    revoked_token = read_token(revoked_text)
+    refused(
+        lambda: collector.enrol(enrol_request(revoked_token["secret"], new_key())),
+        C.PERMISSION_DENIED,
+        "enrol: a revoked token is refused",
+    )
+    expiring = read_token(expiring_text)
+    while now_ms() <= expiring["expires_ms"]:
+        time.sleep(0.1)
+    refused(
+        lambda: collector.enrol(enrol_request(expiring["secret"], new_key())),
+        C.FAILED_PRECONDITION,
+        "enrol: an expired token is refused",
+    )
+    refused(
+        lambda: collector.enrol(enrol_request("s" * 257, new_key())),
+        C.INVALID_ARGUMENT,
+        "enrol: a secret over 256 bytes is refused",
+    )
 
 
 def enrolment_cases(collector, token):
@@ -104,11 +131,20 @@ def rules_cases(collector, agent, group, bundle_key):
     )
     check(exemptions_verify(bundle_key, sets[0], "another-group") is None, "another group's set")
     passed("rules: the group's exemption set verifies")
+    C = grpc.StatusCode
     refused(
         lambda: collector.subscribe(agent.subscription(bare=True), 1),
-        grpc.StatusCode.UNAUTHENTICATED,
+        C.UNAUTHENTICATED,
         "rules: a subscription signed over the bare body is refused",
     )
+    stranger = Agent("ag-000000000000", new_key())
+    refused(lambda: collector.subscribe(stranger.subscription(), 1), C.NOT_FOUND,
+            "rules: an unenrolled agent's subscription is refused")
+    refused(lambda: collector.subscribe(msg((1, b"\xff\xff"), (2, bytes(64))), 1), C.INVALID_ARGUMENT,
+            "rules: a body that is not a SubscribeBody is refused")
+    big = msg((1, msg((1, agent.agent_id), (3, now_ms()), (15, b"x" * 5000))), (2, bytes(64)))
+    refused(lambda: collector.subscribe(big, 1), C.RESOURCE_EXHAUSTED,
+            "rules: a subscription over 4,096 bytes is refused")
 
 
 def event_cases(collector, agent):
@@ -180,6 +216,10 @@ def heartbeat_cases(collector, agent):
     stranger = Agent("ag-000000000000", new_key())
     refused(lambda: collector.heartbeat(stranger.heartbeat()), C.NOT_FOUND,
             "heartbeat: an unenrolled agent")
+    refused(lambda: collector.heartbeat(msg((1, b"\xff\xff"), (2, bytes(64)))), C.INVALID_ARGUMENT,
+            "heartbeat: a body that is not a HeartbeatBody")
+    big = msg((1, msg((1, agent.agent_id), (2, now_ms()), (3, "v" * 70000))), (2, bytes(64)))
+    refused(lambda: collector.heartbeat(big), C.RESOURCE_EXHAUSTED, "heartbeat: a body over 64 KiB")
     collector.heartbeat(agent.heartbeat())
     passed("heartbeat: a newer heartbeat is accepted")
 
@@ -216,10 +256,11 @@ def rekey_cases(collector, agent):
     return successor
 
 
-def run(token_text, state_path):
+def run(token_text, state_path, expiring_text, revoked_text):
     token = read_token(token_text)
     passed("token: read from the document's format")
     collector = Collector(pinned_channel(token["collector"], token["fingerprint"]))
+    token_cases(collector, expiring_text, revoked_text)
     agent, group, bundle_key = enrolment_cases(collector, token)
     rules_cases(collector, agent, group, bundle_key)
     last_hash = event_cases(collector, agent)
@@ -257,7 +298,7 @@ def revoked(token_text, state_path):
 
 def main(argv):
     try:
-        {"run": run, "revoked": revoked}[argv[1]](argv[2], argv[3])
+        {"run": run, "revoked": revoked}[argv[1]](*argv[2:])
     except Failure as e:
         print(f"FAIL {e}", flush=True)
         return 1

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use tutela_proto::token::EnrolmentToken;
 use tutela_tests::packs::{small_pack, weapons, About};
 use tutela_tests::{run_ok, Collector, Scratch};
 
@@ -70,14 +71,22 @@ fn an_independent_python_client_speaks_the_documented_protocol() {
     ]))
     .unwrap();
     let token = collector.token(&["--group", "year-10"]).unwrap();
+    // A token the client waits out, and one revoked (by the first 12 hex
+    // digits of its secret's SHA-256, as `token list` shows it).
+    let expiring = collector.token(&["--expires", "1s"]).unwrap();
+    let revoked = collector.token(&[]).unwrap();
+    let secret = EnrolmentToken::decode(&revoked, 0).unwrap().secret;
+    let id =
+        hex::encode(&ring::digest::digest(&ring::digest::SHA256, secret.as_bytes()).as_ref()[..6]);
+    run_ok(collector.cmd().args(["token", "revoke", &id])).unwrap();
     collector.start().unwrap();
     let state = scratch.path("client-state.json");
     let state = state.to_str().unwrap();
 
-    let out = client(&python, &["run", &token, state]);
+    let out = client(&python, &["run", &token, state, &expiring, &revoked]);
     assert!(out.contains("all cases passed"), "{out}");
     let cases = out.lines().filter(|l| l.starts_with("PASS ")).count();
-    assert!(cases >= 35, "{cases} cases:\n{out}");
+    assert!(cases >= 45, "{cases} cases:\n{out}");
 
     // What the client sent is what the collector holds: events 1, 2, 5, 6
     // and 7 of the first identity (6 with its chain flagged) and event 1 of
