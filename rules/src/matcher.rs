@@ -10,7 +10,7 @@ use crate::{pattern, AgeBand, CaptureMode, Scope, CATEGORIES};
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::{Regex, RegexSet};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 /// How to compile a pack.
@@ -123,7 +123,7 @@ pub struct Matcher {
     /// Automaton pattern id -> (index in `patterns`, anchor is a prefix).
     anchor_patterns: Vec<Vec<(u32, bool)>>,
     /// Word patterns: (rule, compiled regex), run only where their anchor occurs.
-    patterns: Vec<(u32, Regex)>,
+    patterns: Vec<(u32, regex::bytes::Regex)>,
     pub(crate) cues: CueSet,
     /// Threshold per index in [`CATEGORIES`].
     pub(crate) thresholds: [f32; 12],
@@ -134,6 +134,15 @@ pub struct Matcher {
     pub(crate) exception_prefixes: Vec<String>,
     pub(crate) longest_exception: usize,
     pub(crate) longest_term: usize,
+    /// Longest text a word pattern can match, roughly (see `pattern::CompiledPattern`).
+    pub(crate) longest_pattern: usize,
+    /// Normalised words a match can end with (terms, patterns, context words, cues that
+    /// raise a score), and those that end one as a prefix: typed text is scanned only when
+    /// the word just finished is one of them.
+    last_words: HashSet<String>,
+    last_prefixes: Vec<String>,
+    /// Regex terms have no known last word: then every finished word is scanned.
+    scan_every_word: bool,
     scopes_present: u8,
     pub(crate) categories: Vec<CategoryInfo>,
     /// Domain -> category indices.
@@ -179,9 +188,14 @@ impl Matcher {
         let mut regex_rules = Vec::new();
         let mut scopes_present = 0u8;
         let mut longest_term = 0;
+        let mut longest_pattern = 0;
+        let mut last_words: HashSet<String> = HashSet::new();
+        let mut last_prefixes: Vec<String> = Vec::new();
+        let mut scan_every_word = false;
+        let last_word = |s: &str| s.rsplit(' ').next().unwrap_or(s).to_string();
         let lists = entries(&pack.lists);
         let mut anchor_patterns: Vec<Vec<(u32, bool)>> = Vec::new();
-        let mut word_patterns: Vec<(u32, Regex)> = Vec::new();
+        let mut word_patterns: Vec<(u32, regex::bytes::Regex)> = Vec::new();
         let mut thresholds = [1.0f32; 12];
         for cat in &pack.categories {
             if let Some(i) = CATEGORIES.iter().position(|c| *c == cat.id) {
@@ -218,13 +232,26 @@ impl Matcher {
                         message: format!("line {}: {message}", term.line),
                     }
                 })?;
-                let re = Regex::new(&compiled.regex).map_err(|e| CompileError::Pattern {
-                    pack: pack.id.clone(),
-                    message: format!("line {}: {e}", term.line),
-                })?;
+                // Byte-level and ASCII-only: a pattern's words are ASCII after normalising,
+                // and a gap's `[^ ]` is one byte class, which keeps the automaton small.
+                // Matches start and end at spaces or ASCII word edges, so on char boundaries.
+                let re = regex::bytes::RegexBuilder::new(&compiled.regex)
+                    .unicode(false)
+                    .build()
+                    .map_err(|e| CompileError::Pattern {
+                        pack: pack.id.clone(),
+                        message: format!("line {}: {e}", term.line),
+                    })?;
                 let index = word_patterns.len() as u32;
                 word_patterns.push((rule_idx, re));
-                longest_term = longest_term.max(compiled.max_len);
+                longest_pattern = longest_pattern.max(compiled.max_len);
+                for (w, prefix) in &compiled.last_words {
+                    if *prefix {
+                        last_prefixes.push(w.clone());
+                    } else {
+                        last_words.insert(w.clone());
+                    }
+                }
                 for (anchor, prefix) in compiled.anchors {
                     let idx = *pattern_index.entry(anchor.clone()).or_insert_with(|| {
                         patterns.push(anchor);
@@ -238,7 +265,11 @@ impl Matcher {
                 }
                 continue;
             }
+            for c in &term.context {
+                last_words.insert(last_word(&normalise_term(c)));
+            }
             if term.kind == TermKind::Regex {
+                scan_every_word = true;
                 let re = Regex::new(&term.text).map_err(|e| CompileError::Regex {
                     pack: pack.id.clone(),
                     message: format!("line {}: {e}", term.line),
@@ -249,6 +280,11 @@ impl Matcher {
             }
             let normalised = normalise_term(&term.text);
             longest_term = longest_term.max(normalised.len());
+            if term.kind == TermKind::Prefix {
+                last_prefixes.push(last_word(&normalised));
+            } else {
+                last_words.insert(last_word(&normalised));
+            }
             let idx = *pattern_index.entry(normalised.clone()).or_insert_with(|| {
                 patterns.push(normalised);
                 pattern_rules.push(Vec::new());
@@ -262,6 +298,17 @@ impl Matcher {
                 pack: pack.id.clone(),
                 message,
             })?;
+        for cue in pack.cues.iter().filter(|c| c.weight > 0.0) {
+            let phrases = crate::wordlist::expand(&cue.phrases, &lists).map_err(|message| {
+                CompileError::Pattern {
+                    pack: pack.id.clone(),
+                    message,
+                }
+            })?;
+            last_words.extend(phrases.iter().map(|p| last_word(p)));
+        }
+        last_prefixes.sort();
+        last_prefixes.dedup();
         let terms = if patterns.is_empty() {
             None
         } else {
@@ -348,6 +395,10 @@ impl Matcher {
             exception_prefixes,
             longest_exception,
             longest_term,
+            longest_pattern,
+            last_words,
+            last_prefixes,
+            scan_every_word,
             scopes_present,
             categories,
             domains,
@@ -362,6 +413,17 @@ impl Matcher {
     /// The version of the compiled pack.
     pub fn version(&self) -> u32 {
         self.version
+    }
+
+    /// Whether a match can end with this normalised word (always, for packs with regex
+    /// terms): when it cannot, typing it cannot complete a match.
+    pub(crate) fn may_end_match(&self, word: &str) -> bool {
+        self.scan_every_word
+            || self.last_words.contains(word)
+            || self
+                .last_prefixes
+                .iter()
+                .any(|p| word.starts_with(p.as_str()))
     }
 
     /// Whether matches need weighing (cues, or terms lighter than their threshold).
@@ -526,11 +588,15 @@ impl Matcher {
             if self.rules[*r as usize].scopes & bit == 0 {
                 continue;
             }
-            for m in re.find_iter(text) {
-                if !m.is_empty() {
+            for m in re.find_iter(text.as_bytes()) {
+                let range = m.range();
+                if !m.is_empty()
+                    && text.is_char_boundary(range.start)
+                    && text.is_char_boundary(range.end)
+                {
                     candidates.push(Hit {
                         rule: *r,
-                        norm: m.range(),
+                        norm: range,
                     });
                 }
             }

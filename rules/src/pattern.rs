@@ -51,8 +51,11 @@ pub struct CompiledPattern {
     pub regex: String,
     /// Normalised alternatives of the anchor token, and whether each is a prefix.
     pub anchors: Vec<(String, bool)>,
-    /// Longest normalised text it can match, roughly (gaps count 16 bytes a word).
+    /// Longest normalised text it can match, roughly (a gap's words count 8 bytes each).
     pub max_len: usize,
+    /// The words a match can end with (and whether each is a prefix): typed text is only
+    /// scanned when the word just finished is one of a pack's possible last words.
+    pub last_words: Vec<(String, bool)>,
 }
 
 /// Parse and compile `pattern` against the pack's word lists. The error says what is
@@ -123,13 +126,35 @@ pub fn compile(
                     .unwrap_or(0)
                     + 1
             }
-            Token::Gap(n) | Token::Either(n) => 16 * n,
+            Token::Gap(n) | Token::Either(n) => 8 * n,
         })
         .sum();
+    let mut last_words = Vec::new();
+    let parts: Vec<&[Token]> = match split {
+        None => vec![&tokens[..]],
+        Some(i) => vec![&tokens[..i], &tokens[i + 1..]],
+    };
+    for part in parts {
+        // The last required token, and every optional one after it, can end a match.
+        for t in part.iter().rev() {
+            if let Token::Piece { piece, optional } = t {
+                for (w, prefix) in alternatives(piece, lists) {
+                    let last = w.rsplit(' ').next().unwrap_or(&w).to_string();
+                    last_words.push((last, prefix));
+                }
+                if !optional {
+                    break;
+                }
+            }
+        }
+    }
+    last_words.sort();
+    last_words.dedup();
     Ok(CompiledPattern {
         regex: format!("(?-u:\\b){body}(?-u:\\b)"),
         anchors,
         max_len,
+        last_words,
     })
 }
 
@@ -276,19 +301,28 @@ fn is_identity(piece: &Piece, lists: &BTreeMap<String, ListEntries>) -> bool {
 }
 
 /// Words so common that anchoring on them would run the regex on most text.
-const COMMON: [&str; 40] = [
+const COMMON: [&str; 72] = [
     "i", "a", "an", "the", "to", "is", "are", "am", "be", "my", "me", "you", "of", "and", "in",
     "it", "im", "all", "al", "that", "this", "we", "they", "so", "was", "were", "as", "at", "on",
-    "for", "with", "not", "no", "he", "she", "his", "her", "them", "our", "your",
+    "for", "with", "not", "no", "he", "she", "his", "her", "them", "our", "your", "u", "ur",
+    "going", "goin", "gona", "go", "get", "got", "take", "had", "have", "want", "fel", "think",
+    "know", "like", "just", "realy", "can", "wil", "would", "do", "dont", "don t", "one", "people",
+    "everyone", "if", "what", "how", "why", "wana",
 ];
 
+/// How often a token's words turn up in ordinary text, roughly: a common or very short
+/// word counts as a thousand rare ones.
 fn anchor_cost(piece: &Piece, lists: &BTreeMap<String, ListEntries>) -> usize {
-    let alts = alternatives(piece, lists);
-    let common = alts
+    alternatives(piece, lists)
         .iter()
-        .filter(|(w, _)| w.len() <= 2 || COMMON.contains(&w.as_str()))
-        .count();
-    alts.len() + 50 * common
+        .map(|(w, _)| {
+            if w.len() <= 2 || COMMON.contains(&w.as_str()) {
+                1000
+            } else {
+                1
+            }
+        })
+        .sum()
 }
 
 fn alternatives(piece: &Piece, lists: &BTreeMap<String, ListEntries>) -> Vec<(String, bool)> {
@@ -424,6 +458,16 @@ mod tests {
             matches("really? {want} to {die}", "want to die").as_deref(),
             Some("want to die")
         );
+    }
+
+    #[test]
+    fn last_words_are_those_a_match_can_end_with() {
+        let c = compile("{want} to {die} now?", &lists()).unwrap();
+        let words: Vec<&str> = c.last_words.iter().map(|(w, _)| w.as_str()).collect();
+        assert_eq!(words, ["dead", "die", "life", "now"]);
+        let c = compile("hate* ~~3 {group}", &lists()).unwrap();
+        assert!(c.last_words.contains(&("hate".to_string(), true)));
+        assert!(c.last_words.contains(&("people".to_string(), false)));
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct TypedMatcher {
     normaliser: Normaliser,
     normalised: Normalised,
     tail_bytes: usize,
+    /// A match is held back because an exception may still be typed: scan every word.
+    holding: bool,
 }
 
 impl std::fmt::Debug for TypedMatcher {
@@ -53,9 +55,10 @@ impl Matcher {
     /// An incremental matcher for typed text sharing this compiled pack.
     pub fn typed(self: &Arc<Self>) -> TypedMatcher {
         // Long enough for the longest term or exception (twice, for obfuscation such as
-        // `k.i.l.l`) and the context-word window.
+        // `k.i.l.l`), the longest word pattern, and the context-word window.
         let tail_bytes =
-            (2 * self.longest_term.max(self.longest_exception) + 128).min(BUFFER_CHARS * 4);
+            ((2 * self.longest_term.max(self.longest_exception)).max(self.longest_pattern) + 128)
+                .min(BUFFER_CHARS * 4);
         TypedMatcher {
             matcher: Arc::clone(self),
             buffer: String::new(),
@@ -66,6 +69,7 @@ impl Matcher {
             normaliser: Normaliser::default(),
             normalised: Normalised::default(),
             tail_bytes,
+            holding: false,
         }
     }
 }
@@ -109,6 +113,7 @@ impl TypedMatcher {
         self.dropped = 0;
         self.typed_chars = 0;
         self.reported.clear();
+        self.holding = false;
     }
 
     /// The bounded buffer of recent typed text.
@@ -161,7 +166,19 @@ impl TypedMatcher {
         }
         let tail = &self.buffer[start..];
         self.normaliser.normalise_into(tail, &mut self.normalised);
+        // A new match ends with the word just finished; most words end none.
+        let last = self
+            .normalised
+            .as_str()
+            .trim_end()
+            .rsplit(' ')
+            .next()
+            .unwrap_or("");
+        if hold && !self.holding && !self.matcher.may_end_match(last) {
+            return Vec::new();
+        }
         let scan = self.matcher.scan(Scope::Typed, &self.normalised, false);
+        self.holding = false;
         let mut out = Vec::new();
         for hit in &scan.hits {
             let span = self.normalised.original_span(hit.norm.clone());
@@ -174,6 +191,7 @@ impl TypedMatcher {
                 continue;
             }
             if hold && self.exception_may_follow(hit) {
+                self.holding = true;
                 continue;
             }
             self.reported.push(Reported {
