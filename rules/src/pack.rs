@@ -253,21 +253,27 @@ struct RawExceptions {
 /// The scopes a term gets when its group names none.
 pub const DEFAULT_SCOPES: [Scope; 4] = [Scope::Typed, Scope::Title, Scope::Search, Scope::Url];
 
-struct Lines<'a> {
-    text: &'a str,
+/// Line numbers of byte offsets in the pack text (offsets of every newline, searched).
+struct Lines {
+    newlines: Vec<usize>,
 }
 
-impl Lines<'_> {
+impl Lines {
+    fn new(text: &str) -> Lines {
+        Lines {
+            newlines: text
+                .bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i)
+                .collect(),
+        }
+    }
     fn line<T>(&self, s: &Spanned<T>) -> usize {
         self.at(s.span().start)
     }
     fn at(&self, offset: usize) -> usize {
-        let offset = offset.min(self.text.len());
-        self.text.as_bytes()[..offset]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        self.newlines.partition_point(|&n| n < offset) + 1
     }
 }
 
@@ -329,7 +335,7 @@ impl Pack {
 
     /// Parse and validate a pack. `origin` names it in messages (a file name).
     pub fn parse(toml_text: &str, origin: &str) -> Result<Pack, PackError> {
-        let lines = Lines { text: toml_text };
+        let lines = Lines::new(toml_text);
         let raw: RawPack = toml::from_str(toml_text).map_err(|e| PackError::Syntax {
             origin: origin.to_string(),
             line: e.span().map(|s| lines.at(s.start)).unwrap_or(1),
