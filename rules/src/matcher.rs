@@ -123,7 +123,7 @@ pub struct Matcher {
     /// Automaton pattern id -> (index in `patterns`, anchor is a prefix).
     anchor_patterns: Vec<Vec<(u32, bool)>>,
     /// Word patterns: (rule, compiled regex), run only where their anchor occurs.
-    patterns: Vec<(u32, regex::bytes::Regex)>,
+    patterns: Vec<(u32, LazyPattern)>,
     pub(crate) cues: CueSet,
     /// Threshold per index in [`CATEGORIES`].
     pub(crate) thresholds: [f32; 12],
@@ -147,6 +147,39 @@ pub struct Matcher {
     pub(crate) categories: Vec<CategoryInfo>,
     /// Domain -> category indices.
     pub(crate) domains: HashMap<String, Vec<usize>>,
+}
+
+/// A word pattern's regex, checked when the pack is compiled but built again only when
+/// its anchor first occurs: most of a pack's patterns never fire on a given desktop, and
+/// their automata would cost the agent memory for nothing.
+#[derive(Debug)]
+pub(crate) struct LazyPattern {
+    source: String,
+    regex: std::sync::OnceLock<regex::bytes::Regex>,
+}
+
+impl LazyPattern {
+    fn new(source: String) -> Result<LazyPattern, regex::Error> {
+        drop(Self::build(&source)?);
+        Ok(LazyPattern {
+            source,
+            regex: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Byte-level and ASCII-only: a pattern's words are ASCII after normalising, and a
+    /// gap's `[^ ]` is one byte class, which keeps the automaton small. Matches start and
+    /// end at spaces or ASCII word edges, so on char boundaries.
+    fn build(source: &str) -> Result<regex::bytes::Regex, regex::Error> {
+        regex::bytes::RegexBuilder::new(source)
+            .unicode(false)
+            .build()
+    }
+
+    fn get(&self) -> &regex::bytes::Regex {
+        self.regex
+            .get_or_init(|| Self::build(&self.source).expect("checked when the pack was compiled"))
+    }
 }
 
 /// A raw hit on the normalised text.
@@ -195,7 +228,7 @@ impl Matcher {
         let last_word = |s: &str| s.rsplit(' ').next().unwrap_or(s).to_string();
         let lists = entries(&pack.lists);
         let mut anchor_patterns: Vec<Vec<(u32, bool)>> = Vec::new();
-        let mut word_patterns: Vec<(u32, regex::bytes::Regex)> = Vec::new();
+        let mut word_patterns: Vec<(u32, LazyPattern)> = Vec::new();
         let mut thresholds = [1.0f32; 12];
         for cat in &pack.categories {
             if let Some(i) = CATEGORIES.iter().position(|c| *c == cat.id) {
@@ -232,16 +265,12 @@ impl Matcher {
                         message: format!("line {}: {message}", term.line),
                     }
                 })?;
-                // Byte-level and ASCII-only: a pattern's words are ASCII after normalising,
-                // and a gap's `[^ ]` is one byte class, which keeps the automaton small.
-                // Matches start and end at spaces or ASCII word edges, so on char boundaries.
-                let re = regex::bytes::RegexBuilder::new(&compiled.regex)
-                    .unicode(false)
-                    .build()
-                    .map_err(|e| CompileError::Pattern {
+                let re = LazyPattern::new(compiled.regex.clone()).map_err(|e| {
+                    CompileError::Pattern {
                         pack: pack.id.clone(),
                         message: format!("line {}: {e}", term.line),
-                    })?;
+                    }
+                })?;
                 let index = word_patterns.len() as u32;
                 word_patterns.push((rule_idx, re));
                 longest_pattern = longest_pattern.max(compiled.max_len);
@@ -584,7 +613,8 @@ impl Matcher {
             }
         }
         for p in anchored {
-            let (r, re) = &self.patterns[p as usize];
+            let (r, lazy) = &self.patterns[p as usize];
+            let re = lazy.get();
             if self.rules[*r as usize].scopes & bit == 0 {
                 continue;
             }
