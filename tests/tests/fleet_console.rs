@@ -484,22 +484,30 @@ fn the_full_en_gb_pack_is_published_from_the_console_and_an_oversized_form_is_ex
         )
     };
 
-    // The shipped pack as it is.
+    // The shipped pack as it is, at whatever version it has reached.
     let shipped = en_gb_pack();
+    let v = tutela_rules::Pack::parse(&shipped, "en-GB.toml")
+        .unwrap()
+        .version;
     let (_, r) = publish(&shipped);
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(
-        r.body.contains("Published live version 1 of en-GB"),
+        r.body
+            .contains(&format!("Published live version {v} of en-GB")),
         "{}",
         r.body
     );
 
     // A new version of it, with its notes grown past the default 256 KiB form limit.
     let mut next = shipped
-        .replacen("\nversion = 1\n", "\nversion = 2\n", 1)
         .replacen(
-            "[[changelog]]\nversion = 1\n",
-            "[[changelog]]\nversion = 2\ndate = \"2026-11-22\"\nnotes = \"Reviewer notes added.\"\n\n[[changelog]]\nversion = 1\n",
+            &format!("\nversion = {v}\n"),
+            &format!("\nversion = {}\n", v + 1),
+            1,
+        )
+        .replacen(
+            &format!("[[changelog]]\nversion = {v}\n"),
+            &format!("[[changelog]]\nversion = {}\ndate = \"2026-11-22\"\nnotes = \"Reviewer notes added.\"\n\n[[changelog]]\nversion = {v}\n", v + 1),
             1,
         );
     for n in 0..2000 {
@@ -511,18 +519,19 @@ fn the_full_en_gb_pack_is_published_from_the_console_and_an_oversized_form_is_ex
     assert!(size > 256 * 1024, "the form is {size} bytes");
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(
-        r.body.contains("Published live version 2 of en-GB"),
+        r.body
+            .contains(&format!("Published live version {} of en-GB", v + 1)),
         "{}",
         r.body
     );
     let status = tutela_tests::run_ok(collector.cmd().args(["rules", "status"])).unwrap();
-    assert!(status.contains("live: 2"), "{status}");
+    assert!(status.contains(&format!("live: {}", v + 1)), "{status}");
     let db = rusqlite::Connection::open(collector.dir.join("tutela.db")).unwrap();
     db.busy_timeout(Duration::from_secs(10)).unwrap();
     let stored: String = db
         .query_row(
-            "SELECT pack_toml FROM rule_bundles WHERE shadow = 0 AND version = 2",
-            [],
+            "SELECT pack_toml FROM rule_bundles WHERE shadow = 0 AND version = ?1",
+            [v + 1],
             |r| r.get(0),
         )
         .unwrap();
@@ -532,7 +541,11 @@ fn the_full_en_gb_pack_is_published_from_the_console_and_an_oversized_form_is_ex
     );
 
     // Above 2 MiB the page says what to do instead; nothing is published.
-    let mut huge = next.replacen("\nversion = 2\n", "\nversion = 3\n", 1);
+    let mut huge = next.replacen(
+        &format!("\nversion = {}\n", v + 1),
+        &format!("\nversion = {}\n", v + 2),
+        1,
+    );
     huge.push_str(&"# padding\n".repeat(120_000));
     let (size, r) = publish(&huge);
     assert!(size > 2 * 1024 * 1024, "the form is {size} bytes");
@@ -540,7 +553,7 @@ fn the_full_en_gb_pack_is_published_from_the_console_and_an_oversized_form_is_ex
     assert!(r.body.contains("at most 2048 KiB"), "{}", r.body);
     assert!(r.body.contains("tutela-collector rules push"), "{}", r.body);
     let status = tutela_tests::run_ok(collector.cmd().args(["rules", "status"])).unwrap();
-    assert!(status.contains("live: 2"), "{status}");
+    assert!(status.contains(&format!("live: {}", v + 1)), "{status}");
 
     // Other forms keep the default limit.
     let reason = "x".repeat(300 * 1024);
