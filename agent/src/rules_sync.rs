@@ -32,8 +32,67 @@ use crate::pinning;
 use crate::shadow::{Shadow, SHADOW_BUNDLE_FILE};
 use crate::uplink::{Backoff, SharedSpool};
 
-/// Time of the last heartbeat this process signed (one agent per process).
-static LAST_HEARTBEAT_MS: AtomicI64 = AtomicI64::new(0);
+/// Times this process's heartbeats (one agent per process).
+static HEARTBEAT_CLOCK: HeartbeatClock = HeartbeatClock::new();
+
+/// Heartbeat times: each later than the last one sent (the collector refuses
+/// one that is not newer than the last it accepted), and taken from the
+/// collector's clock once it refused one as stale (a station whose clock is
+/// wrong still reports).
+#[derive(Debug)]
+struct HeartbeatClock {
+    last: AtomicI64,
+    /// The collector's clock minus this station's, once learnt.
+    offset: AtomicI64,
+}
+
+impl HeartbeatClock {
+    const fn new() -> Self {
+        Self {
+            last: AtomicI64::new(0),
+            offset: AtomicI64::new(0),
+        }
+    }
+
+    fn next(&self, local_now: i64) -> i64 {
+        let now = local_now.saturating_add(self.offset.load(Ordering::Relaxed));
+        let mut last = self.last.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last.saturating_add(1));
+            match self
+                .last
+                .compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+
+    /// Learns the collector's clock from a heartbeat refused as stale;
+    /// whether it did (then the heartbeat is worth sending again at once).
+    fn learn(&self, status: &tonic::Status, local_now: i64) -> bool {
+        if status.code() != tonic::Code::FailedPrecondition {
+            return false;
+        }
+        let Some(collector_ms) = status
+            .metadata()
+            .get(tutela_proto::COLLECTOR_TIME_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+        else {
+            return false;
+        };
+        let offset = collector_ms.saturating_sub(local_now);
+        tracing::warn!(
+            offset_secs = offset / 1000,
+            "this station's clock differs from the collector's; heartbeats now follow the collector's clock (set the station's clock)"
+        );
+        self.offset.store(offset, Ordering::Relaxed);
+        self.last.store(0, Ordering::Relaxed);
+        true
+    }
+}
 
 /// File keeping the last applied live bundle.
 pub const LIVE_BUNDLE_FILE: &str = "rules-live.bundle";
@@ -238,25 +297,6 @@ impl RulesSync {
         bundle_key(&self.enrolment).is_ok_and(|key| release_verifies(&key, bundle))
     }
 
-    /// A heartbeat time after every one this run sent: the collector refuses
-    /// a heartbeat not newer than the last it accepted (a replay).
-    fn heartbeat_time(&self) -> i64 {
-        let now = crate::session::now_ms();
-        let mut last = LAST_HEARTBEAT_MS.load(Ordering::Relaxed);
-        loop {
-            let next = now.max(last + 1);
-            match LAST_HEARTBEAT_MS.compare_exchange(
-                last,
-                next,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return next,
-                Err(seen) => last = seen,
-            }
-        }
-    }
-
     /// Applies one bundle from the collector. Returns the new version.
     pub async fn apply(&self, bytes: Vec<u8>) -> Result<u32, RulesError> {
         self.apply_live(bytes, None).await
@@ -409,6 +449,31 @@ impl RulesSync {
         }
     }
 
+    /// The encoded heartbeat body, timed by [`HEARTBEAT_CLOCK`].
+    fn heartbeat_body(&self) -> Result<Vec<u8>, String> {
+        let (shadow_version, shadow_counts) = self.shadow.snapshot();
+        let stats = self
+            .spool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stats()
+            .map_err(|e| e.to_string())?;
+        Ok(HeartbeatBody {
+            agent_id: self.enrolment.agent_id.clone(),
+            time_ms: HEARTBEAT_CLOCK.next(crate::session::now_ms()),
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            rules_version: self.current_version(),
+            spool_backlog: stats.backlog,
+            spool_dropped: stats.dropped,
+            station: crate::session::station_name(),
+            shadow_counts,
+            shadow_version,
+            machine_id: self.host.clone(),
+            shadow_run: self.shadow.run_id().to_owned(),
+        }
+        .encode_to_vec())
+    }
+
     /// Sends a signed heartbeat now and then every `heartbeat_every`, and
     /// at once after a rule change.
     pub async fn heartbeat(self) {
@@ -424,38 +489,26 @@ impl RulesSync {
     }
 
     async fn heartbeat_once(&self) -> Result<(), String> {
-        let (shadow_version, shadow_counts) = self.shadow.snapshot();
-        let stats = self
-            .spool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .stats()
-            .map_err(|e| e.to_string())?;
-        let body = HeartbeatBody {
-            agent_id: self.enrolment.agent_id.clone(),
-            time_ms: self.heartbeat_time(),
-            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
-            rules_version: self.current_version(),
-            spool_backlog: stats.backlog,
-            spool_dropped: stats.dropped,
-            station: crate::session::station_name(),
-            shadow_counts,
-            shadow_version,
-            machine_id: self.host.clone(),
-            shadow_run: self.shadow.run_id().to_owned(),
-        }
-        .encode_to_vec();
         let channel = pinning::connect(&self.enrolment.collector, &self.enrolment.fingerprint)
             .await
             .map_err(|e| e.to_string())?;
-        let reply = IngestClient::new(channel)
-            .heartbeat(SignedHeartbeat {
-                signature: self.identity.sign(&tutela_proto::heartbeat_message(&body)),
-                body,
-            })
-            .await
-            .map_err(|s| s.message().to_owned())?
-            .into_inner();
+        let mut client = IngestClient::new(channel);
+        let mut attempts = 0;
+        let reply = loop {
+            attempts += 1;
+            let body = self.heartbeat_body()?;
+            let sent = client
+                .heartbeat(SignedHeartbeat {
+                    signature: self.identity.sign(&tutela_proto::heartbeat_message(&body)),
+                    body,
+                })
+                .await;
+            match sent {
+                Ok(reply) => break reply.into_inner(),
+                Err(s) if attempts == 1 && HEARTBEAT_CLOCK.learn(&s, crate::session::now_ms()) => {}
+                Err(s) => return Err(s.message().to_owned()),
+            }
+        };
         if reply.rekey {
             tracing::warn!(
                 "the collector saw this identity on two machines; this station will make a new key"
@@ -482,6 +535,34 @@ mod tests {
                 .as_ref()
                 .to_vec(),
         }
+    }
+
+    #[test]
+    fn heartbeat_times_increase_and_follow_the_collectors_clock_after_a_stale_refusal() {
+        let clock = HeartbeatClock::new();
+        assert_eq!(clock.next(1_000), 1_000);
+        assert_eq!(clock.next(1_000), 1_001, "never the same time twice");
+        assert_eq!(clock.next(900), 1_002, "never backwards");
+        // A replay refusal teaches nothing; a stale one carries the collector's clock.
+        assert!(!clock.learn(&tonic::Status::already_exists("replay"), 2_000));
+        let mut stale = tonic::Status::failed_precondition("stale");
+        assert!(!clock.learn(&stale, 2_000), "no clock without the metadata");
+        stale.metadata_mut().insert(
+            tutela_proto::COLLECTOR_TIME_METADATA,
+            "86402000".parse().unwrap(),
+        );
+        assert!(clock.learn(&stale, 2_000));
+        assert_eq!(clock.next(3_000), 86_403_000);
+        // A station a day ahead is brought back too.
+        let ahead = HeartbeatClock::new();
+        assert_eq!(ahead.next(86_400_000), 86_400_000);
+        let mut stale = tonic::Status::failed_precondition("stale");
+        stale.metadata_mut().insert(
+            tutela_proto::COLLECTOR_TIME_METADATA,
+            "5000".parse().unwrap(),
+        );
+        assert!(ahead.learn(&stale, 86_400_000));
+        assert_eq!(ahead.next(86_401_000), 6_000);
     }
 
     #[test]

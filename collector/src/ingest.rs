@@ -482,11 +482,17 @@ impl Ingest for IngestService {
         let now = store::now_ms();
         if (body.time_ms - now).abs() > tutela_proto::limits::HEARTBEAT_WINDOW_MS {
             tracing::warn!(agent_id = %body.agent_id, agent_ms = body.time_ms, now, "stale heartbeat refused");
-            return Err(Status::failed_precondition(format!(
+            let mut status = Status::failed_precondition(format!(
                 "the heartbeat's time is {} s from the collector's clock (at most {} s is accepted): a replayed heartbeat, or the station's clock is wrong; set the station's clock",
                 (body.time_ms - now) / 1000,
                 tutela_proto::limits::HEARTBEAT_WINDOW_MS / 1000
-            )));
+            ));
+            if let Ok(v) = now.to_string().parse() {
+                status
+                    .metadata_mut()
+                    .insert(tutela_proto::COLLECTOR_TIME_METADATA, v);
+            }
+            return Err(status);
         }
         // The store work runs on a blocking thread, not the async runtime.
         let keys = self.keys.clone();

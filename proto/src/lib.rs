@@ -108,6 +108,10 @@ pub fn rekey_message(agent_id: &str, new_public_key: &[u8], time_ms: i64) -> Vec
 /// gRPC metadata key carrying the sequence number of a rejected event, so the
 /// agent can set that one event aside instead of resending it forever.
 pub const REJECTED_SEQ_METADATA: &str = "tutela-rejected-seq";
+/// gRPC metadata key carrying the collector's clock (milliseconds since the
+/// Unix epoch) on a heartbeat refused as stale, so an agent whose clock is
+/// wrong can time its heartbeats by the collector's.
+pub const COLLECTOR_TIME_METADATA: &str = "tutela-collector-time-ms";
 
 #[cfg(test)]
 mod tests {

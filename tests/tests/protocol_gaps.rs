@@ -225,6 +225,19 @@ fn stale_and_replayed_heartbeats_are_refused() {
             let status = heartbeat(&enrolment, old).await.unwrap_err();
             assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
             assert!(status.message().contains("clock"), "{status:?}");
+            // With the collector's clock, for an agent whose own is wrong.
+            let collector_ms: i64 = status
+                .metadata()
+                .get(tutela_proto::COLLECTOR_TIME_METADATA)
+                .expect("the collector's time")
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(
+                (collector_ms - now_ms()).abs() < 3_600_000,
+                "{collector_ms}"
+            );
         }
 
         // Signed over the bare body (protocol 1): refused, and said so.
