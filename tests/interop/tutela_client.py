@@ -11,6 +11,7 @@ raw bytes. It runs against a real collector on loopback:
                                             (EXPIRING: a token valid for a second;
                                             REVOKED: a revoked token)
     tutela_client.py revoked TOKEN STATE    after `agents revoke`: every path refused
+    tutela_client.py vectors FILE           docs/protocol-vectors.json, rebuilt here
 
 Each case prints `PASS <case>`; the first failure exits with status 1.
 """
@@ -24,6 +25,7 @@ import time
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tutela_vectors import check_vectors
 from tutela_wire import (
     Agent,
     Collector,
@@ -298,7 +300,7 @@ def revoked(token_text, state_path):
 
 def main(argv):
     try:
-        {"run": run, "revoked": revoked}[argv[1]](*argv[2:])
+        {"run": run, "revoked": revoked, "vectors": check_vectors}[argv[1]](*argv[2:])
     except Failure as e:
         print(f"FAIL {e}", flush=True)
         return 1

@@ -1,8 +1,9 @@
-//! A second, independent client (Python, `tests/interop/tutela_client.py`
-//! and `tutela_wire.py`, written from `docs/PROTOCOL.md` with grpcio and
-//! cryptography) against the real collector: it enrols, verifies the live and shadow bundles and the
-//! exemption set it is sent, sends events and checks every refusal status,
-//! heartbeats, re-keys, and after `agents revoke` finds every path refused.
+//! A second, independent client (Python, `tests/interop/`, written from
+//! `docs/PROTOCOL.md` with grpcio and cryptography): it rebuilds the test
+//! vectors, then against the real collector enrols, verifies the live and
+//! shadow bundles and the exemption set it is sent, sends events and checks
+//! every refusal status, heartbeats, re-keys, and after `agents revoke` finds
+//! every path refused.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -37,6 +38,10 @@ fn client(python: &PathBuf, args: &[&str]) -> String {
 #[test]
 fn an_independent_python_client_speaks_the_documented_protocol() {
     let python = python();
+    // The test vectors, rebuilt by the second implementation.
+    let vectors = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/protocol-vectors.json");
+    let out = client(&python, &["vectors", vectors.to_str().unwrap()]);
+    assert!(out.contains("all cases passed"), "{out}");
     let scratch = Scratch::new("interop-python");
     let mut collector = Collector::init(scratch.path("collector")).unwrap();
     // Published before serving, so the first subscription holds them all.
