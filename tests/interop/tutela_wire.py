@@ -177,7 +177,9 @@ def now_ms():
 # --- token and pinned transport (PROTOCOL.md, "Enrolment tokens", "Transport")
 
 
-def read_token(text):
+def read_token(text, now=None):
+    """The token's fields; refused when malformed or expired at `now`
+    (this machine's clock by default)."""
     text = text.strip()
     check(len(text) <= 2048 and text.startswith("tutela1."), "token prefix")
     rest = text[len("tutela1.") :]
@@ -193,7 +195,7 @@ def read_token(text):
     check(len(doc["fingerprint"]) == 64, "fingerprint is 64 hex digits")
     int(doc["fingerprint"], 16)
     check(16 <= len(doc["secret"]) <= 256, "secret length")
-    check(doc["expires_ms"] > now_ms(), "token expired")
+    check(doc["expires_ms"] > (now_ms() if now is None else now), "token expired")
     return doc
 
 
