@@ -8,7 +8,7 @@
 //! `anywhere` count once per category for the whole text. A category alerts when the sum
 //! of its matches' positive scores, plus its `anywhere` cues, reaches its threshold.
 
-use crate::normalise::{boundary_after, boundary_before};
+use crate::normalise::{boundary_after, boundary_before, offsets_of};
 use crate::pack::Problem;
 use crate::pattern::ListEntries;
 use crate::wordlist::expand;
@@ -183,12 +183,7 @@ struct Words {
 impl Words {
     fn new(text: &str) -> Words {
         Words {
-            spaces: text
-                .bytes()
-                .enumerate()
-                .filter(|(_, b)| *b == b' ')
-                .map(|(i, _)| i)
-                .collect(),
+            spaces: offsets_of(text, b' '),
         }
     }
     /// Index of the word holding byte `at`.

@@ -299,42 +299,20 @@ fn explain(matcher: &Matcher, scope: Scope, text: &str, show_matches: bool) {
     }
     for w in &e.weighed {
         print_match("weighed", &w.matched);
-        let cues: Vec<String> = w
-            .cues
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} {:+} at {:?}",
-                    c.name,
-                    c.weight,
-                    &e.normalised[c.span.clone()]
-                )
-            })
-            .collect();
+        let cues = describe_cues(&w.cues, &e.normalised);
         println!(
             "    weight {} {} = score {}",
             w.weight,
             if cues.is_empty() {
-                "(no cue near)".to_string()
+                "(no cue near)"
             } else {
-                cues.join(", ")
+                &cues
             },
             w.score
         );
     }
     for c in &e.categories {
-        let cues: Vec<String> = c
-            .anywhere
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} {:+} at {:?}",
-                    c.name,
-                    c.weight,
-                    &e.normalised[c.span.clone()]
-                )
-            })
-            .collect();
+        let cues = describe_cues(&c.anywhere, &e.normalised);
         println!(
             "category {}: score {:.2} against threshold {}{}: {}",
             c.category,
@@ -343,7 +321,7 @@ fn explain(matcher: &Matcher, scope: Scope, text: &str, show_matches: bool) {
             if cues.is_empty() {
                 String::new()
             } else {
-                format!(" (text cues: {})", cues.join(", "))
+                format!(" (text cues: {cues})")
             },
             if c.alerted { "alerts" } else { "no alert" }
         );
@@ -351,6 +329,17 @@ fn explain(matcher: &Matcher, scope: Scope, text: &str, show_matches: bool) {
     if show_matches && e.matches.is_empty() {
         println!("no match");
     }
+}
+
+/// Cues as `name +weight at "words"`, joined by commas.
+fn describe_cues(cues: &[tutela_rules::CueHit], normalised: &str) -> String {
+    cues.iter()
+        .map(|c| {
+            let words = normalised.get(c.span.clone()).unwrap_or("");
+            format!("{} {:+} at {words:?}", c.name, c.weight)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn print_match(what: &str, m: &tutela_rules::Match) {

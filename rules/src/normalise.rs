@@ -520,6 +520,15 @@ fn emit_token(out: &mut Normalised, units: &[Unit]) {
     }
 }
 
+/// Byte offsets of every `byte` in `text`, in order (for line and word numbers by search).
+pub(crate) fn offsets_of(text: &str, byte: u8) -> Vec<usize> {
+    text.bytes()
+        .enumerate()
+        .filter(|(_, b)| *b == byte)
+        .map(|(i, _)| i)
+        .collect()
+}
+
 /// Whether typing `c` ends a word (the normaliser treats it as a separator).
 pub(crate) fn ends_word(c: char) -> bool {
     if c.is_ascii() {

@@ -1,7 +1,7 @@
 //! The rule pack: parsing and validating the TOML format documented in `rules/README.md`.
 
 use crate::cue::{parse_cues, Cue, RawCue, MAX_WEIGHT};
-use crate::normalise::normalise_term;
+use crate::normalise::{normalise_term, offsets_of};
 use crate::wordlist::{entries, is_identity_word, parse_lists, RawList, WordList};
 use crate::{is_category, pattern, AgeBand, CaptureMode, Scope, CATEGORIES};
 use serde::Deserialize;
@@ -261,12 +261,7 @@ struct Lines {
 impl Lines {
     fn new(text: &str) -> Lines {
         Lines {
-            newlines: text
-                .bytes()
-                .enumerate()
-                .filter(|(_, b)| *b == b'\n')
-                .map(|(i, _)| i)
-                .collect(),
+            newlines: offsets_of(text, b'\n'),
         }
     }
     fn line<T>(&self, s: &Spanned<T>) -> usize {
