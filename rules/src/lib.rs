@@ -7,6 +7,7 @@
 //! sees exactly what was typed or shown.
 
 pub mod bundle;
+mod compile;
 mod cue;
 pub mod eval;
 pub mod floors;
@@ -14,6 +15,7 @@ pub mod lint;
 mod matcher;
 pub mod normalise;
 mod pack;
+mod pack_toml;
 pub mod pattern;
 mod typed;
 mod url;

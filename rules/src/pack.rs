@@ -1,11 +1,10 @@
 //! The rule pack: parsing and validating the TOML format documented in `rules/README.md`.
 
-use crate::cue::{parse_cues, Cue, RawCue, MAX_WEIGHT};
+use crate::cue::{parse_cues, Cue, MAX_WEIGHT};
 use crate::normalise::{normalise_term, offsets_of};
-use crate::wordlist::{entries, is_identity_word, parse_lists, RawList, WordList};
+use crate::pack_toml::RawPack;
+use crate::wordlist::{entries, is_identity_word, parse_lists, WordList};
 use crate::{is_category, pattern, AgeBand, CaptureMode, Scope, CATEGORIES};
-use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use toml::Spanned;
@@ -172,82 +171,6 @@ impl PackError {
             PackError::Invalid { problems, .. } => problems.clone(),
         }
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPack {
-    pack: RawHeader,
-    #[serde(default)]
-    changelog: Vec<RawChange>,
-    #[serde(default)]
-    categories: BTreeMap<String, Spanned<RawCategory>>,
-    #[serde(default)]
-    terms: Vec<Spanned<RawTermGroup>>,
-    #[serde(default)]
-    exceptions: Vec<Spanned<RawExceptions>>,
-    #[serde(default)]
-    lists: BTreeMap<String, Spanned<RawList>>,
-    #[serde(default)]
-    cues: Vec<Spanned<RawCue>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHeader {
-    id: String,
-    name: String,
-    version: u32,
-    language: String,
-    #[serde(default)]
-    description: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawChange {
-    version: u32,
-    #[serde(default)]
-    date: String,
-    #[serde(default)]
-    notes: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCategory {
-    severity: Spanned<i64>,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    domains: Vec<Spanned<String>>,
-    capture: Option<Spanned<String>>,
-    threshold: Option<Spanned<f64>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTermGroup {
-    category: Spanned<String>,
-    kind: Option<Spanned<String>>,
-    terms: Vec<Spanned<String>>,
-    severity: Option<Spanned<i64>>,
-    scope: Option<Spanned<Vec<Spanned<String>>>>,
-    age: Option<Spanned<String>>,
-    #[serde(default)]
-    context: Vec<Spanned<String>>,
-    capture: Option<Spanned<String>>,
-    weight: Option<Spanned<f64>>,
-    note: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawExceptions {
-    category: Option<Spanned<String>>,
-    phrases: Vec<Spanned<String>>,
-    #[serde(default)]
-    note: Option<String>,
 }
 
 /// The scopes a term gets when its group names none.
@@ -658,101 +581,4 @@ impl fmt::Display for Pack {
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = r#"
-[pack]
-id = "t"
-name = "Test"
-version = 3
-language = "en-GB"
-
-[[changelog]]
-version = 3
-date = "2026-01-01"
-notes = "x"
-
-[categories.violence]
-severity = 3
-domains = ["Gore.Example.org"]
-
-[[terms]]
-category = "violence"
-terms = ["kill", "stab"]
-
-[[terms]]
-category = "violence"
-kind = "phrase"
-terms = ["kill you"]
-severity = 5
-scope = ["typed", "process"]
-age = "secondary"
-context = ["tonight"]
-capture = "burst"
-
-[[exceptions]]
-category = "violence"
-phrases = ["kill a python process"]
-"#;
-
-    #[test]
-    fn parses_a_good_pack() {
-        let p = Pack::parse(GOOD, "t.toml").unwrap();
-        assert_eq!(p.id, "t");
-        assert_eq!(p.version, 3);
-        assert_eq!(p.terms.len(), 3);
-        assert_eq!(p.terms[0].severity, 3);
-        assert_eq!(p.terms[0].scopes, DEFAULT_SCOPES.to_vec());
-        assert_eq!(p.terms[2].severity, 5);
-        assert_eq!(p.terms[2].capture, CaptureMode::Burst);
-        assert_eq!(p.terms[2].age, AgeBand::Secondary);
-        assert_eq!(p.terms[2].line, 24);
-        assert_eq!(p.categories[0].domains, vec!["gore.example.org"]);
-        assert_eq!(p.exceptions[0].category.as_deref(), Some("violence"));
-    }
-
-    #[test]
-    fn reports_problems_with_lines() {
-        let bad = GOOD
-            .replace("severity = 5\n", "severity = 9\n")
-            .replace(
-                "category = \"violence\"\nterms = [\"kill\", \"stab\"]",
-                "category = \"violense\"\nterms = [\"kill\"]",
-            )
-            .replace("\"process\"]", "\"screen\"]");
-        let err = Pack::parse(&bad, "bad.toml").unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("bad.toml:18: unknown category `violense`"),
-            "{text}"
-        );
-        assert!(text.contains("severity 9 is out of range"), "{text}");
-        assert!(text.contains("unknown scope `screen`"), "{text}");
-    }
-
-    #[test]
-    fn syntax_errors_have_lines() {
-        let err = Pack::parse("[pack]\nid = \"x\"\nversion = \"one\"\n", "s.toml").unwrap_err();
-        assert!(matches!(err, PackError::Syntax { .. }), "{err}");
-        assert!(err.to_string().starts_with("s.toml:"), "{err}");
-        let err = Pack::parse("[pack\n", "s.toml").unwrap_err();
-        assert!(err.to_string().starts_with("s.toml:1:"), "{err}");
-    }
-
-    #[test]
-    fn invalid_regex_is_reported() {
-        let text = GOOD.replace(
-            "kind = \"phrase\"\nterms = [\"kill you\"]",
-            "kind = \"regex\"\nterms = [\"kil(\"]",
-        );
-        let err = Pack::parse(&text, "r.toml").unwrap_err();
-        assert!(
-            err.to_string().contains("r.toml:24: invalid regex"),
-            "{err}"
-        );
-    }
 }

@@ -1,0 +1,285 @@
+//! Compiling a pack into a [`Matcher`]: the keyword automaton over literal terms and
+//! pattern anchors, the regex terms, the word patterns (built lazily), the exception and
+//! cue automata, thresholds, and the words a match can end with.
+
+use crate::cue::{category_bit, CueSet};
+use crate::matcher::{CategoryInfo, CompileError, CompileOptions, Exception, Matcher, Rule};
+use crate::normalise::normalise_term;
+use crate::pack::{Pack, TermKind};
+use crate::wordlist::entries;
+use crate::{pattern, Scope, CATEGORIES};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use regex::{Regex, RegexSet};
+use std::collections::{HashMap, HashSet};
+
+impl Matcher {
+    /// Compile a pack. Terms for other age bands than `opts.age` are left out.
+    pub fn compile(pack: &Pack, opts: &CompileOptions) -> Result<Matcher, CompileError> {
+        let mut rules = Vec::new();
+        let mut patterns: Vec<String> = Vec::new();
+        let mut pattern_rules: Vec<Vec<u32>> = Vec::new();
+        let mut pattern_index: HashMap<String, usize> = HashMap::new();
+        let mut regex_sources = Vec::new();
+        let mut regex_rules = Vec::new();
+        let mut scopes_present = 0u8;
+        let mut longest_term = 0;
+        let mut longest_pattern = 0;
+        let mut last_words: HashSet<String> = HashSet::new();
+        let mut last_prefixes: Vec<String> = Vec::new();
+        let mut scan_every_word = false;
+        let last_word = |s: &str| s.rsplit(' ').next().unwrap_or(s).to_string();
+        let lists = entries(&pack.lists);
+        let mut anchor_patterns: Vec<Vec<(u32, bool)>> = Vec::new();
+        let mut word_patterns: Vec<(u32, LazyPattern)> = Vec::new();
+        let mut thresholds = [1.0f32; 12];
+        for cat in &pack.categories {
+            if let Some(i) = CATEGORIES.iter().position(|c| *c == cat.id) {
+                thresholds[i] = cat.threshold;
+            }
+        }
+        let mut weighing = !pack.cues.is_empty();
+        for term in &pack.terms {
+            if !opts.age.includes(term.age) {
+                continue;
+            }
+            let rule_idx = rules.len() as u32;
+            let scopes = term.scopes.iter().fold(0u8, |acc, s| acc | s.bit());
+            scopes_present |= scopes;
+            rules.push(Rule {
+                rule_id: term.rule_id(),
+                category: term.category.clone(),
+                term: term.text.clone(),
+                kind: term.kind,
+                severity: term.severity,
+                scopes,
+                capture: term.capture,
+                context: term.context.iter().map(|c| normalise_term(c)).collect(),
+                weight: term.weight,
+                category_bit: category_bit(&term.category),
+            });
+            if let Some(i) = CATEGORIES.iter().position(|c| *c == term.category) {
+                weighing |= term.weight < thresholds[i];
+            }
+            if term.kind == TermKind::Pattern {
+                let compiled = pattern::compile(&term.text, &lists).map_err(|message| {
+                    CompileError::Pattern {
+                        pack: pack.id.clone(),
+                        message: format!("line {}: {message}", term.line),
+                    }
+                })?;
+                let re = LazyPattern::new(compiled.regex.clone()).map_err(|e| {
+                    CompileError::Pattern {
+                        pack: pack.id.clone(),
+                        message: format!("line {}: {e}", term.line),
+                    }
+                })?;
+                let index = word_patterns.len() as u32;
+                word_patterns.push((rule_idx, re));
+                longest_pattern = longest_pattern.max(compiled.max_len);
+                for (w, prefix) in &compiled.last_words {
+                    if *prefix {
+                        last_prefixes.push(w.clone());
+                    } else {
+                        last_words.insert(w.clone());
+                    }
+                }
+                for (anchor, prefix) in compiled.anchors {
+                    let idx = *pattern_index.entry(anchor.clone()).or_insert_with(|| {
+                        patterns.push(anchor);
+                        pattern_rules.push(Vec::new());
+                        patterns.len() - 1
+                    });
+                    if anchor_patterns.len() <= idx {
+                        anchor_patterns.resize(idx + 1, Vec::new());
+                    }
+                    anchor_patterns[idx].push((index, prefix));
+                }
+                continue;
+            }
+            for c in &term.context {
+                last_words.insert(last_word(&normalise_term(c)));
+            }
+            if term.kind == TermKind::Regex {
+                scan_every_word = true;
+                let re = Regex::new(&term.text).map_err(|e| CompileError::Regex {
+                    pack: pack.id.clone(),
+                    message: format!("line {}: {e}", term.line),
+                })?;
+                regex_sources.push(term.text.clone());
+                regex_rules.push((rule_idx, re));
+                continue;
+            }
+            let normalised = normalise_term(&term.text);
+            longest_term = longest_term.max(normalised.len());
+            if term.kind == TermKind::Prefix {
+                last_prefixes.push(last_word(&normalised));
+            } else {
+                last_words.insert(last_word(&normalised));
+            }
+            let idx = *pattern_index.entry(normalised.clone()).or_insert_with(|| {
+                patterns.push(normalised);
+                pattern_rules.push(Vec::new());
+                patterns.len() - 1
+            });
+            pattern_rules[idx].push(rule_idx);
+        }
+        anchor_patterns.resize(patterns.len(), Vec::new());
+        let cues =
+            CueSet::compile(&pack.cues, &lists).map_err(|message| CompileError::Pattern {
+                pack: pack.id.clone(),
+                message,
+            })?;
+        for cue in pack.cues.iter().filter(|c| c.weight > 0.0) {
+            let phrases = crate::wordlist::expand(&cue.phrases, &lists).map_err(|message| {
+                CompileError::Pattern {
+                    pack: pack.id.clone(),
+                    message,
+                }
+            })?;
+            last_words.extend(phrases.iter().map(|p| last_word(p)));
+        }
+        last_prefixes.sort();
+        last_prefixes.dedup();
+        let terms = if patterns.is_empty() {
+            None
+        } else {
+            Some(
+                build_automaton(&patterns).map_err(|e| CompileError::Automaton {
+                    pack: pack.id.clone(),
+                    message: e.to_string(),
+                })?,
+            )
+        };
+        let regexes = if regex_sources.is_empty() {
+            None
+        } else {
+            Some(
+                RegexSet::new(&regex_sources).map_err(|e| CompileError::Regex {
+                    pack: pack.id.clone(),
+                    message: e.to_string(),
+                })?,
+            )
+        };
+
+        let exceptions: Vec<Exception> = pack
+            .exceptions
+            .iter()
+            .map(|e| Exception {
+                phrase: e.phrase.clone(),
+                normalised: normalise_term(&e.phrase),
+                category: e.category.clone(),
+                line: e.line,
+            })
+            .collect();
+        let exception_automaton = if exceptions.is_empty() {
+            None
+        } else {
+            let phrases: Vec<&str> = exceptions.iter().map(|e| e.normalised.as_str()).collect();
+            Some(
+                build_automaton(&phrases).map_err(|e| CompileError::Automaton {
+                    pack: pack.id.clone(),
+                    message: e.to_string(),
+                })?,
+            )
+        };
+        let mut exception_prefixes: Vec<String> =
+            exceptions.iter().map(|e| e.normalised.clone()).collect();
+        exception_prefixes.sort();
+        exception_prefixes.dedup();
+        let longest_exception = exception_prefixes
+            .iter()
+            .map(|e| e.len())
+            .max()
+            .unwrap_or(0);
+
+        let mut categories = Vec::new();
+        let mut domains: HashMap<String, Vec<usize>> = HashMap::new();
+        for cat in &pack.categories {
+            for d in &cat.domains {
+                domains.entry(d.clone()).or_default().push(categories.len());
+            }
+            categories.push(CategoryInfo {
+                id: cat.id.clone(),
+                severity: cat.severity,
+                capture: cat.capture,
+            });
+        }
+        if !domains.is_empty() {
+            scopes_present |= Scope::Url.bit();
+        }
+
+        Ok(Matcher {
+            pack_id: pack.id.clone(),
+            version: pack.version,
+            rules,
+            terms,
+            pattern_rules,
+            regexes,
+            regex_rules,
+            anchor_patterns,
+            patterns: word_patterns,
+            cues,
+            thresholds,
+            weighing,
+            exception_automaton,
+            exceptions,
+            exception_prefixes,
+            longest_exception,
+            longest_term,
+            longest_pattern,
+            last_words,
+            last_prefixes,
+            scan_every_word,
+            scopes_present,
+            categories,
+            domains,
+        })
+    }
+}
+
+/// A word pattern's regex, checked when the pack is compiled but built again only when
+/// its anchor first occurs: most of a pack's patterns never fire on a given desktop, and
+/// their automata would cost the agent memory for nothing.
+#[derive(Debug)]
+pub(crate) struct LazyPattern {
+    source: String,
+    regex: std::sync::OnceLock<regex::bytes::Regex>,
+}
+
+impl LazyPattern {
+    fn new(source: String) -> Result<LazyPattern, regex::Error> {
+        drop(Self::build(&source)?);
+        Ok(LazyPattern {
+            source,
+            regex: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Byte-level and ASCII-only: a pattern's words are ASCII after normalising, and a
+    /// gap's `[^ ]` is one byte class, which keeps the automaton small. Matches start and
+    /// end at spaces or ASCII word edges, so on char boundaries.
+    fn build(source: &str) -> Result<regex::bytes::Regex, regex::Error> {
+        regex::bytes::RegexBuilder::new(source)
+            .unicode(false)
+            .build()
+    }
+
+    pub(crate) fn get(&self) -> &regex::bytes::Regex {
+        self.regex
+            .get_or_init(|| Self::build(&self.source).expect("checked when the pack was compiled"))
+    }
+}
+
+pub(crate) fn build_automaton<P: AsRef<[u8]>>(
+    patterns: &[P],
+) -> Result<AhoCorasick, aho_corasick::BuildError> {
+    AhoCorasick::builder()
+        .match_kind(MatchKind::Standard)
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(patterns)
+        .or_else(|_| {
+            AhoCorasick::builder()
+                .match_kind(MatchKind::Standard)
+                .build(patterns)
+        })
+}
