@@ -5,7 +5,7 @@
 //! with negative weights. A match's score is its term's weight plus the weights of the
 //! cues found within `before` words before it, `after` words after it, or inside it (a
 //! negator in a pattern's gap); cues marked
-//! `anywhere` count once per category for the whole text. A category alerts when the sum
+//! `anywhere` count once per category for the line they are on (a chat message, a paragraph). A category alerts when the sum
 //! of its matches' positive scores, plus its `anywhere` cues, reaches its threshold.
 
 use crate::normalise::{boundary_after, boundary_before, offsets_of};
@@ -281,9 +281,7 @@ impl CueSet {
                 span: span.clone(),
             };
             if cue.anywhere {
-                if !anywhere.iter().any(|(_, h)| h.name == cue.name) {
-                    anywhere.push((cue.categories, hit()));
-                }
+                anywhere.push((cue.categories, hit()));
                 continue;
             }
             for (i, (h, bit, pattern)) in hits.iter().enumerate() {

@@ -405,7 +405,7 @@ impl Matcher {
         });
         if self.weighing && !scan.hits.is_empty() {
             let hits = std::mem::take(&mut scan.hits);
-            let (kept, weighing) = self.weigh(text, hits, explain);
+            let (kept, weighing) = self.weigh(n, hits, explain);
             scan.hits = kept;
             scan.weighing = weighing;
         }

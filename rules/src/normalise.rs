@@ -22,6 +22,8 @@ pub struct Normalised {
     starts: Vec<u32>,
     ends: Vec<u32>,
     original_len: usize,
+    /// Normalised offsets where a new line of the original begins (after each line break).
+    breaks: Vec<usize>,
 }
 
 impl Normalised {
@@ -52,9 +54,26 @@ impl Normalised {
         self.starts[start] as usize..self.ends[end - 1] as usize
     }
 
+    /// Which line of the original (0 for the first) holds normalised offset `at`: text on
+    /// different lines is read as different messages (a chat line, a paragraph).
+    pub fn line_of(&self, at: usize) -> usize {
+        self.breaks.partition_point(|&b| b <= at)
+    }
+
+    fn note_line_breaks(&mut self, original: &str) {
+        self.breaks.clear();
+        for (o, _) in original.match_indices('\n') {
+            let k = self.starts.partition_point(|&s| (s as usize) <= o);
+            if self.breaks.last() != Some(&k) {
+                self.breaks.push(k);
+            }
+        }
+    }
+
     fn clear(&mut self) {
         self.buf = std::mem::take(&mut self.text).into_bytes();
         self.buf.clear();
+        self.breaks.clear();
         self.starts.clear();
         self.ends.clear();
         self.original_len = 0;
@@ -314,6 +333,9 @@ impl Normaliser {
         self.end_token(out);
         self.flush_run(out);
         out.finish();
+        if text.contains('\n') {
+            out.note_line_breaks(text);
+        }
     }
 
     fn non_ascii(&mut self, c: char, start: u32, end: u32, out: &mut Normalised) {

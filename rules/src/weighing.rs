@@ -4,6 +4,7 @@
 
 use crate::cue::CueHit;
 use crate::matcher::{Hit, Match, Matcher};
+use crate::normalise::Normalised;
 use crate::pack::TermKind;
 use crate::CATEGORIES;
 use std::ops::Range;
@@ -42,7 +43,13 @@ pub(crate) struct Weighing {
 
 impl Matcher {
     /// Keep the hits whose category reaches its threshold; with `explain`, say how.
-    pub(crate) fn weigh(&self, text: &str, hits: Vec<Hit>, explain: bool) -> (Vec<Hit>, Weighing) {
+    pub(crate) fn weigh(
+        &self,
+        n: &Normalised,
+        hits: Vec<Hit>,
+        explain: bool,
+    ) -> (Vec<Hit>, Weighing) {
+        let text = n.as_str();
         let mut weighing = Weighing::default();
         if !self.needs_weighing() {
             return (hits, weighing);
@@ -108,11 +115,21 @@ impl Matcher {
                 }
             }
             let mut total: f32 = distinct.iter().map(|(_, _, s)| s.max(0.0)).sum();
-            let context: Vec<CueHit> = anywhere
+            // A text-wide cue describes the line it is on (a chat message, a paragraph): it
+            // counts, once, when it shares a line with one of this category's matches.
+            let lines: Vec<usize> = members
                 .iter()
-                .filter(|(cats, _)| cats & bit != 0)
-                .map(|(_, c)| c.clone())
+                .map(|&i| n.line_of(hits[i].norm.start))
                 .collect();
+            let mut context: Vec<CueHit> = Vec::new();
+            for (cats, c) in &anywhere {
+                if cats & bit != 0
+                    && lines.contains(&n.line_of(c.span.start))
+                    && !context.iter().any(|x| x.name == c.name)
+                {
+                    context.push(c.clone());
+                }
+            }
             total += context.iter().map(|c| c.weight).sum::<f32>();
             let threshold = self.thresholds[cat_index];
             let alerted = total >= threshold - 1e-4;

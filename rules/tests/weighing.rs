@@ -109,6 +109,26 @@ fn cues_lower_and_cancel_and_identity_words_never_alert_alone() {
 }
 
 #[test]
+fn a_text_wide_cue_counts_only_on_its_own_line() {
+    let m = matcher();
+    assert!(categories(&m, "according to the report, some hate muslims").is_empty());
+    assert_eq!(
+        categories(&m, "according to the report it rained\nkill all muslims"),
+        ["discrimination"]
+    );
+    let mut typed = m.typed();
+    let mut found = Vec::new();
+    for c in "according to the report it rained\nkill all muslims\n".chars() {
+        found.extend(typed.push(c));
+    }
+    found.extend(typed.flush());
+    assert!(
+        found.iter().any(|m| m.category == "discrimination"),
+        "{found:?}"
+    );
+}
+
+#[test]
 fn typed_text_is_weighed_as_it_is_typed() {
     let m = matcher();
     let mut typed = m.typed();

@@ -14,9 +14,6 @@ use serde_json::Value;
 use tutela_tests::{desktop_agent, require_programs, wait_for, Agent, Collector, Desktop, Scratch};
 
 const USER: &str = "pupil.one";
-/// The rule the built-in pack reports first for "i want to kill myself" (the pattern covers
-/// "want to kill myself", the longest statement of intent).
-const WANT_TO_DIE: &str = "suicide/{want} to? {die}";
 const STATION: &str = "LAB1-PC07";
 /// Fast retries, so a returning collector is reached within a second.
 const UPLINK: &str = "[uplink]\nbackoff_initial_ms = 100\nbackoff_max_ms = 1000\n";
@@ -114,7 +111,7 @@ fn a_window_title_trigger_raises_an_alert_with_a_screenshot() {
     assert_eq!(alert["app"], "xterm", "{alert}");
     assert_eq!(alert["context"], title, "{alert}");
     assert_eq!(alert["category"], "suicide", "{alert}");
-    assert_eq!(alert["rule_id"], WANT_TO_DIE, "{alert}");
+    assert_eq!(alert["rule_id"], "suicide/kill myself", "{alert}");
     assert_eq!(alert["severity"], 5, "{alert}");
     assert_eq!(alert["has_capture"], true, "{alert}");
     // The school-work title before the rename raised nothing.
@@ -162,7 +159,7 @@ fn typing_a_trigger_phrase_raises_a_typed_alert_with_the_phrase() {
     let alert = lab.wait_for_alert("a typed alert", |a| typed_in(a, "Homework"));
     assert_from_this_desktop(&alert);
     assert_eq!(alert["app"], "xterm", "{alert}");
-    assert_eq!(alert["rule_id"], WANT_TO_DIE, "{alert}");
+    assert_eq!(alert["rule_id"], "suicide/kill myself", "{alert}");
     assert_eq!(alert["category"], "suicide", "{alert}");
     let context = alert["context"].as_str().unwrap();
     assert!(
@@ -180,7 +177,7 @@ fn a_match_found_as_the_pupil_turns_to_a_sign_in_window_has_no_screenshot() {
     lab.desktop.type_text("i want to kill myself").unwrap();
     lab.desktop.open_xterm("Sign in - Google Accounts").unwrap();
     let alert = lab.wait_for_alert("a typed alert", |a| typed_in(a, "Homework"));
-    assert_eq!(alert["rule_id"], WANT_TO_DIE, "{alert}");
+    assert_eq!(alert["rule_id"], "suicide/kill myself", "{alert}");
     assert_eq!(alert["has_capture"], false, "{alert}");
 
     // The same phrase sent while its own window is in front is shot.
@@ -352,7 +349,7 @@ fn repeats_within_the_cooldown_fold_into_one_alert_with_a_count() {
     lab.wait_for_alert("the first alert counting three", |a| {
         typed_in(a, "Diary") && a["count"] == 3
     });
-    let rule = |a: &&Value| typed_in(a, "Diary") && a["rule_id"] == WANT_TO_DIE;
+    let rule = |a: &&Value| typed_in(a, "Diary") && a["rule_id"] == "suicide/kill myself";
     let alerts = lab.alerts();
     let listed: Vec<&Value> = alerts.iter().filter(rule).collect();
     assert_eq!(listed.len(), 1, "{listed:?}");
@@ -374,7 +371,7 @@ fn repeats_within_the_cooldown_fold_into_one_alert_with_a_count() {
         typed_in(a, "Diary") && a["id"] != listed[0]["id"]
     });
     assert_eq!(second["count"], 1, "{second}");
-    assert_eq!(second["rule_id"], WANT_TO_DIE, "{second}");
+    assert_eq!(second["rule_id"], "suicide/kill myself", "{second}");
 }
 
 #[test]
@@ -407,7 +404,7 @@ fn alerts_are_spooled_while_the_collector_is_down_and_delivered_on_its_return() 
     assert_eq!(on_title["category"], "weapons", "{on_title}");
     let typed = lab.wait_for_alert("the typed alert after the return", |a| typed_in(a, "Chat"));
     assert_from_this_desktop(&typed);
-    assert_eq!(typed["rule_id"], WANT_TO_DIE, "{typed}");
+    assert_eq!(typed["rule_id"], "suicide/kill myself", "{typed}");
     wait_for("an empty spool", ALERT_WAIT, || {
         lab.agent.backlog().is_ok_and(|n| n == 0)
     })
