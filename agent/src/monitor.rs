@@ -488,19 +488,29 @@ impl Monitor {
             .filter(|(_, c)| c.started.elapsed() >= cooldown)
             .map(|(k, _)| k.clone())
             .collect();
+        // Rules that matched the same words share one first alert and count the same
+        // repeats: each first alert gets one folded record, with the most any rule counted.
+        let mut folds: Vec<(String, Cooldown)> = Vec::new();
         for key in ended {
             if let Some(c) = self.cooldowns.remove(&key) {
-                if c.repeats > 0 {
-                    let mut draft = c.template;
-                    draft.time_ms = now_ms();
-                    draft.count = c.repeats;
-                    draft.repeat_of = c.event_id;
-                    draft.event_id = None;
-                    draft.evidence = None;
-                    tracing::info!(rule_id = %key.0, repeats = c.repeats, "repeats folded into the first alert");
-                    self.sink.append(draft);
+                if c.repeats == 0 {
+                    continue;
+                }
+                match folds.iter_mut().find(|(_, f)| f.event_id == c.event_id) {
+                    Some((_, f)) => f.repeats = f.repeats.max(c.repeats),
+                    None => folds.push((key.0, c)),
                 }
             }
+        }
+        for (rule_id, c) in folds {
+            let mut draft = c.template;
+            draft.time_ms = now_ms();
+            draft.count = c.repeats;
+            draft.repeat_of = c.event_id;
+            draft.event_id = None;
+            draft.evidence = None;
+            tracing::info!(rule_id = %rule_id, repeats = c.repeats, "repeats folded into the first alert");
+            self.sink.append(draft);
         }
         pending
     }
@@ -859,6 +869,32 @@ mod tests {
             "the lost events are reported with the next"
         );
         assert_eq!(spool.lock().unwrap().stats().unwrap().dropped, 2);
+    }
+
+    #[test]
+    fn repeats_matched_by_two_rules_fold_into_one_record_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = monitor(dir.path());
+        // Two rules match the same words: a phrase and the word inside it.
+        *m.rules.write().unwrap() = Arc::new(compile(2, "\"pipe bomb\", \"bomb\""));
+        let first = typed(&mut m, "a pipe bomb ");
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].draft.matches.len(), 2);
+        let event_id = first[0].draft.event_id.clone().unwrap();
+        for _ in 0..2 {
+            assert!(typed(&mut m, "a pipe bomb ").is_empty());
+        }
+        m.settings.cooldown = Duration::ZERO;
+        m.on_tick();
+        let spool = m.sink.spool.lock().unwrap();
+        let folded: Vec<EventDraft> = spool
+            .drafts_from(1)
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.repeat_of == event_id)
+            .collect();
+        assert_eq!(folded.len(), 1, "one folded record: {folded:?}");
+        assert_eq!(folded[0].count, 2, "two repeats, not two per rule");
     }
 
     #[test]
