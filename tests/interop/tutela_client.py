@@ -75,6 +75,11 @@ def token_cases(collector, expiring_text, revoked_text):
         C.INVALID_ARGUMENT,
         "enrol: a secret over 256 bytes is refused",
     )
+    refused(
+        lambda: collector.enrol(enrol_request("s", new_key(), station="x" * (65 * 1024))),
+        C.OUT_OF_RANGE,
+        "enrol: a request over 64 KiB is refused by the gRPC layer",
+    )
 
 
 def enrolment_cases(collector, token):
