@@ -358,6 +358,19 @@ fn print_match(what: &str, m: &tutela_rules::Match) {
     );
 }
 
+/// A corpus file and the matcher it is measured with: `pack`, else the shipped pack
+/// named like the file, else en-GB.
+fn load_for_corpus(
+    file: &Path,
+    pack: Option<&Path>,
+) -> Result<(Matcher, Vec<tutela_rules::eval::Example>)> {
+    let pack_path = match pack {
+        Some(p) => p.to_path_buf(),
+        None => pack_for_corpus(file, &packs_dir()).unwrap_or_else(default_pack),
+    };
+    Ok((load_matcher(&pack_path)?, load_corpus(file)?))
+}
+
 /// Measure each corpus file on its own against its floor.
 fn eval_floors(corpus: &[PathBuf], pack: Option<&Path>, floors: &Path) -> Result<ExitCode> {
     let floors = Floors::load(floors)?;
@@ -367,12 +380,7 @@ fn eval_floors(corpus: &[PathBuf], pack: Option<&Path>, floors: &Path) -> Result
         "corpus", "rows", "recall", "floor", "false", "ceiling"
     );
     for file in corpus {
-        let pack_path = match pack {
-            Some(p) => p.to_path_buf(),
-            None => pack_for_corpus(file, &packs_dir()).unwrap_or_else(default_pack),
-        };
-        let matcher = load_matcher(&pack_path)?;
-        let examples = load_corpus(file)?;
+        let (matcher, examples) = load_for_corpus(file, pack)?;
         let mut report = Report::default();
         report.add(&matcher, &file.display().to_string(), &examples);
         let stem = file
@@ -421,12 +429,7 @@ fn eval(
 ) -> Result<ExitCode> {
     let mut report = Report::default();
     for file in corpus {
-        let pack_path = match pack {
-            Some(p) => p.to_path_buf(),
-            None => pack_for_corpus(file, &packs_dir()).unwrap_or_else(default_pack),
-        };
-        let matcher = load_matcher(&pack_path)?;
-        let examples = load_corpus(file)?;
+        let (matcher, examples) = load_for_corpus(file, pack)?;
         println!(
             "{}: {} examples against {} v{}",
             file.display(),
