@@ -73,10 +73,9 @@ impl Wine {
             prefix,
             display: desktop.display.clone(),
         };
-        run_ok(&mut wine.cmd("wineboot").arg("-i")).expect("wineboot creates the prefix");
+        run_ok(wine.cmd("wineboot").arg("-i")).expect("wineboot creates the prefix");
         wine.wait();
-        run_ok(&mut wine.cmd("wine").args(["winecfg", "-v", "win10"]))
-            .expect("winecfg sets Windows 10");
+        run_ok(wine.cmd("wine").args(["winecfg", "-v", "win10"])).expect("winecfg sets Windows 10");
         wine.wait();
         let source = scratch.path("prng-shim.c");
         std::fs::write(&source, PRNG_SHIM).unwrap();
