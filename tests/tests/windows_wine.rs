@@ -335,10 +335,25 @@ fn the_wixl_msi_installs_under_wine_enrols_and_the_agent_alerts_on_typing() {
         "{} left after uninstall",
         installed.display()
     );
-    assert!(enrolment.is_file(), "uninstall removed the enrolment");
-    assert!(
-        data.join("agent.key").is_file(),
-        "uninstall removed the agent key"
+    let kept_enrolment = std::fs::read(&enrolment).expect("uninstall kept the enrolment");
+    let kept_key = std::fs::read(data.join("agent.key")).expect("uninstall kept the agent key");
+
+    // A reinstall without a token brings the program back with the same identity.
+    let (ok, out) = wine.msiexec(
+        &["/i", &msi.display().to_string(), "/qn"],
+        &scratch.path("reinstall.log"),
+    );
+    assert!(ok, "msiexec /i (reinstall) failed: {out}");
+    assert!(installed.is_file(), "the reinstall put no agent in place");
+    assert_eq!(
+        read(&enrolment).as_bytes(),
+        kept_enrolment.as_slice(),
+        "the reinstall changed the enrolment"
+    );
+    assert_eq!(
+        std::fs::read(data.join("agent.key")).unwrap(),
+        kept_key,
+        "the reinstall changed the agent key"
     );
     drop(wine);
     drop(desktop);
