@@ -2,14 +2,16 @@
 # Installs what the tests and the demo need on a fresh Debian machine:
 # a virtual X server and desktop tools, Chromium and its driver, a local SMTP
 # server, the Windows cross-check toolchain, and systemd's offline tools
-# (systemd-analyze, -sysusers, -tmpfiles) for the packaging test, and gRPC and
-# Ed25519 for Python (the second, independent client). Safe to run again.
+# (systemd-analyze, -sysusers, -tmpfiles) for the packaging test, gRPC and
+# Ed25519 for Python (the second, independent client), and Wine with msitools'
+# wixl to build the Windows MSI and install and run it. Safe to run again.
 set -eu
 
 need=""
 for pkg in xvfb xdotool openbox xterm x11-utils chromium chromium-driver \
            python3-aiosmtpd fonts-dejavu-core gcc-mingw-w64-x86-64 procps \
-           systemd binutils python3-grpcio python3-cryptography; do
+           systemd binutils python3-grpcio python3-cryptography \
+           wine wine64 msitools wixl; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need="$need $pkg"
 done
 # Node and npm drive Chromium in the console test (playwright-core); any Node 18 or later works.
@@ -24,6 +26,6 @@ fi
 if command -v rustup >/dev/null 2>&1; then
     rustup target list --installed | grep -q x86_64-pc-windows-gnu \
         || rustup target add x86_64-pc-windows-gnu >/dev/null 2>&1 \
-        || echo "setup: the Windows target could not be installed; its cross-check will be skipped"
+        || echo "setup: the Windows target could not be installed; the Windows build and the Wine tests will fail"
 fi
 echo "setup: ready"
