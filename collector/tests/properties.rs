@@ -17,6 +17,9 @@ fn config() -> ProptestConfig {
     ProptestConfig {
         cases: 256,
         failure_persistence: None,
+        // A fixed seed: CI runs the same cases every time, so a red run is reproducible
+        // and never a coin toss. Change the seed to explore new cases locally.
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x7475_7465_6c61),
         ..ProptestConfig::default()
     }
 }

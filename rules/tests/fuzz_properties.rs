@@ -76,7 +76,13 @@ fn check_spans(text: &str, m: &tutela_rules::Match) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    // A fixed seed: CI runs the same cases every time (reproducible, never a coin toss).
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x7475_7465_6c61),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn the_pack_parser_never_panics_on_a_damaged_pack(cut in 0usize..SHIPPED.len(), drop in 0usize..2500, junk in any::<String>()) {

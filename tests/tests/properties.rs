@@ -22,6 +22,9 @@ fn config() -> ProptestConfig {
     ProptestConfig {
         cases: 256,
         failure_persistence: None,
+        // A fixed seed: CI runs the same cases every time, so a red run is reproducible
+        // and never a coin toss. Change the seed to explore new cases locally.
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x7475_7465_6c61),
         ..ProptestConfig::default()
     }
 }
@@ -86,7 +89,7 @@ prop_compose! {
 fn kept(e: &Exemption, group: &str, now: i64) -> bool {
     let d = e.ends_ms - e.starts_ms;
     e.group == group
-        && (e.category.is_empty() != e.term.is_empty())
+        && (e.category.trim().is_empty() != e.term.trim().is_empty())
         && d > 0
         && d <= 16 * WEEK_MS
         && e.ends_ms <= now + 16 * WEEK_MS
