@@ -512,14 +512,23 @@ mod tests {
             .unwrap();
     }
 
-    #[tokio::test]
-    async fn events_of_an_agent_revoked_after_they_were_checked_are_not_stored() {
-        let dir = tempfile::tempdir().unwrap();
-        let writer = Writer::start(dir.path().to_owned(), 1000).unwrap();
-        enrol(dir.path(), "ag-writer-test");
+    /// A writer on a fresh store with one enrolled agent whose event 1 is stored, and the
+    /// stream's reply channel.
+    async fn writer_after_event_one(
+        dir: &std::path::Path,
+    ) -> (Writer, Reply, mpsc::UnboundedReceiver<Result<Ack, Status>>) {
+        let writer = Writer::start(dir.to_owned(), 1000).unwrap();
+        enrol(dir, "ag-writer-test");
         let (reply, mut replies) = mpsc::unbounded_channel();
         writer.submit(event(1, &reply)).await.unwrap();
         assert_eq!(replies.recv().await.unwrap().unwrap().seq, 1);
+        (writer, reply, replies)
+    }
+
+    #[tokio::test]
+    async fn events_of_an_agent_revoked_after_they_were_checked_are_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, reply, mut replies) = writer_after_event_one(dir.path()).await;
         // Revoked by another connection (the CLI) once ingest had checked
         // the agent: the writer reads the flag in its own transaction.
         store::open(dir.path())
@@ -542,11 +551,7 @@ mod tests {
     #[tokio::test]
     async fn nothing_sent_after_a_refused_event_on_its_stream_is_stored() {
         let dir = tempfile::tempdir().unwrap();
-        let writer = Writer::start(dir.path().to_owned(), 1000).unwrap();
-        enrol(dir.path(), "ag-writer-test");
-        let (reply, mut replies) = mpsc::unbounded_channel();
-        writer.submit(event(1, &reply)).await.unwrap();
-        assert_eq!(replies.recv().await.unwrap().unwrap().seq, 1);
+        let (writer, reply, mut replies) = writer_after_event_one(dir.path()).await;
         // Event 1 again with other content, then event 2, on one stream.
         let mut conflicting = event(1, &reply);
         conflicting.body_hash = [0xee; 32];

@@ -3,7 +3,8 @@
 use crate::cue::{parse_cues, Cue, MAX_WEIGHT};
 use crate::normalise::{normalise_term, offsets_of};
 use crate::pack_toml::RawPack;
-use crate::wordlist::{entries, is_identity_word, parse_lists, WordList};
+use crate::pattern::is_identity_word;
+use crate::wordlist::{entries, parse_lists, WordList};
 use crate::{is_category, pattern, AgeBand, CaptureMode, Scope, CATEGORIES};
 use std::fmt;
 use std::path::Path;

@@ -291,13 +291,17 @@ fn gap_len(raw: &str, digits: &str) -> Result<usize, String> {
 fn is_identity(piece: &Piece, lists: &BTreeMap<String, ListEntries>) -> bool {
     match piece {
         Piece::List(name) => lists.get(name).is_some_and(|l| l.identity),
-        Piece::Words(alts) => alts.iter().all(|(w, _)| {
-            COMMON.contains(&w.as_str())
-                || lists
-                    .values()
-                    .any(|l| l.identity && l.entries.iter().any(|e| e == w))
-        }),
+        Piece::Words(alts) => alts
+            .iter()
+            .all(|(w, _)| COMMON.contains(&w.as_str()) || is_identity_word(w, lists)),
     }
+}
+
+/// Whether a normalised word or phrase is an entry of an identity list.
+pub(crate) fn is_identity_word(normalised: &str, lists: &BTreeMap<String, ListEntries>) -> bool {
+    lists
+        .values()
+        .any(|l| l.identity && l.entries.iter().any(|e| e == normalised))
 }
 
 /// Words so common that anchoring on them would run the regex on most text.

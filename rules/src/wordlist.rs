@@ -104,13 +104,6 @@ pub fn entries(lists: &[WordList]) -> BTreeMap<String, ListEntries> {
         .collect()
 }
 
-/// Whether a normalised term is an entry of an identity list.
-pub(crate) fn is_identity_word(normalised: &str, lists: &BTreeMap<String, ListEntries>) -> bool {
-    lists
-        .values()
-        .any(|l| l.identity && l.entries.iter().any(|e| e == normalised))
-}
-
 /// Expand `{list}` items in a phrase list (cues and exceptions may name lists).
 pub(crate) fn expand(
     phrases: &[String],
