@@ -7,8 +7,13 @@ cd "$(dirname "$0")/.."
 sh tests/setup-debian.sh
 echo "== console test dependencies"
 (cd tests/console && npm ci --no-audit --no-fund)
+echo "== formatting"
+cargo fmt --all --check
 echo "== build"
 cargo build --workspace --bins --tests --locked
+# Lints after the build: clippy checks the same code and shares the dependencies' artefacts.
+echo "== clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 # The Windows agent, cross-built once: the Wine tests (tests/tests/windows_wine.rs) build
 # its MSI with wixl and install and run it under Wine.
 echo "== build the Windows agent"

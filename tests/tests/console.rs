@@ -280,15 +280,17 @@ fn dsl_reviews_an_alert_in_chromium_and_the_audit_log_shows_each_step() {
 
     let console_dir = workspace().join("tests/console");
     npm_install(&console_dir);
-    let docs = workspace().join("docs");
-    std::fs::create_dir_all(&docs).unwrap();
+    // Screenshots go to the test's own directory, so a test run leaves the work tree as it
+    // found it; `TUTELA_CONSOLE_SCREENSHOTS=docs` copies them over the README's pictures.
+    let shots = collector.dir.join("shots");
+    std::fs::create_dir_all(&shots).unwrap();
     let mut node = Command::new("node")
         .arg("scenario.mjs")
         .current_dir(&console_dir)
         .env("CONSOLE_URL", &url)
         .env("PASSWORD", PASSWORD)
         .env("SEVERE_ID", severe_id.to_string())
-        .env("SHOTS_DIR", &docs)
+        .env("SHOTS_DIR", &shots)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -410,5 +412,11 @@ fn dsl_reviews_an_alert_in_chromium_and_the_audit_log_shows_each_step() {
             .is_err(),
         "the audit log refuses edits"
     );
-    assert!(docs.join("console-queue.png").exists() && docs.join("console-alert.png").exists());
+    for name in ["console-queue.png", "console-alert.png"] {
+        let png = std::fs::read(shots.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{name} is a PNG");
+        if let Some(dest) = std::env::var_os("TUTELA_CONSOLE_SCREENSHOTS") {
+            std::fs::write(std::path::Path::new(&dest).join(name), &png).unwrap();
+        }
+    }
 }
