@@ -22,6 +22,7 @@ pub struct CollectorConfig {
     pub summary: Summary,
     pub retention: Retention,
     pub backup: Backup,
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,6 +56,7 @@ impl Default for CollectorConfig {
             summary: Summary::default(),
             retention: Retention::default(),
             backup: Backup::default(),
+            metrics: Metrics::default(),
         }
     }
 }
@@ -345,4 +347,14 @@ impl Default for Retention {
             purge_daily: true,
         }
     }
+}
+
+/// Prometheus metrics (see the README, "Metrics").
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Metrics {
+    /// Address for `/metrics` (plain HTTP: keep it on loopback or a
+    /// management network). Unset: no metrics listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
 }

@@ -134,6 +134,7 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 
 fn refuse(status: Status, peer: &str) -> Status {
     tracing::warn!(peer, code = ?status.code(), reason = status.message(), "event refused");
+    crate::metrics::event_refused(status.code());
     status
 }
 
@@ -291,6 +292,7 @@ impl IngestService {
     /// in order, and hands the good ones to the writer. Returns the refusal
     /// that ends the stream, if any.
     async fn ingest_run(&self, run: Vec<Received>, reply: &Reply) -> Option<Status> {
+        let arrived = std::time::Instant::now();
         let (authentic, bad_signature) = self.authenticate(run);
         for r in authentic {
             let verified = match self.accept(r, reply) {
@@ -300,6 +302,7 @@ impl IngestService {
             if let Err(status) = self.writer.submit(verified).await {
                 return Some(status);
             }
+            crate::metrics::event_acknowledged(arrived);
         }
         bad_signature
     }
@@ -427,6 +430,7 @@ impl Ingest for IngestService {
         let (tx, rx) = mpsc::unbounded_channel();
         let service = self.clone();
         tokio::spawn(async move {
+            let _open = crate::metrics::StreamOpen::new();
             loop {
                 let (run, end) = service.gather(&mut inbound).await;
                 // A refusal within the run comes before the one that ended it.
@@ -451,7 +455,17 @@ impl Ingest for IngestService {
         &self,
         request: Request<SignedHeartbeat>,
     ) -> Result<Response<HeartbeatReply>, Status> {
-        let signed = request.into_inner();
+        let recorded = self.record_heartbeat(request.into_inner()).await;
+        crate::metrics::heartbeat(recorded.as_ref().map(|_| ()).map_err(Status::code));
+        recorded
+    }
+}
+
+impl IngestService {
+    async fn record_heartbeat(
+        &self,
+        signed: SignedHeartbeat,
+    ) -> Result<Response<HeartbeatReply>, Status> {
         if signed.body.len() > tutela_proto::limits::MAX_HEARTBEAT_BYTES {
             return Err(Status::resource_exhausted(format!(
                 "heartbeat of {} bytes exceeds the limit of {} bytes",

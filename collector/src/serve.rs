@@ -84,6 +84,19 @@ pub async fn bind(
     let mail_tasks = crate::mail::start(dir, config).context(
         "email (urgent notifications) cannot start; fix this, then start the collector again",
     )?;
+    // Bound before "listening" is printed, so whatever waits for that line
+    // can scrape at once.
+    let metrics = match config.metrics.listen {
+        Some(addr) => Some(
+            crate::metrics::start(
+                dir.to_owned(),
+                addr,
+                Duration::from_secs(config.fleet.silent_after_mins.saturating_mul(60)),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, fingerprint = %tls.fingerprint, "collector listening");
     println!("listening on {local} certificate {}", tls.fingerprint);
@@ -136,6 +149,7 @@ pub async fn bind(
         };
         // Whatever ended serving, the email being sent is finished first.
         drop(console);
+        drop(metrics);
         purge.abort();
         mail_tasks.shutdown(GRACEFUL_MAIL).await;
         tracing::info!("collector stopped");
