@@ -406,7 +406,11 @@ fn main() -> Result<()> {
                                     r.category,
                                     r.severity,
                                     r.state,
-                                    r.context.chars().take(60).collect::<String>()
+                                    r.context
+                                        .chars()
+                                        .map(|c| if c.is_control() { ' ' } else { c })
+                                        .take(60)
+                                        .collect::<String>()
                                 );
                             }
                             eprintln!("{} alerts", rows.len());

@@ -1,6 +1,8 @@
 //! Harness for the end-to-end tests: runs the real `tutela-collector` and
 //! `tutela-agent` binaries in temporary directories on loopback.
 
+pub mod web;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -5,103 +5,18 @@
 //! a station's flag and revokes a station from the fleet page, and publishes
 //! the full shipped en-GB pack from the console.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tutela_tests::packs::{self, small_pack, About};
+use tutela_tests::web::{self, http, url_encode};
 use tutela_tests::{Agent, Collector, Scratch};
 
 const PASSWORD: &str = "correct horse battery staple";
 
-struct Reply {
-    status: u16,
-    headers: String,
-    body: String,
-}
-
-fn http(port: u16, method: &str, path: &str, cookie: &str, form: &[(&str, &str)]) -> Reply {
-    let body: String = form
-        .iter()
-        .map(|(k, v)| format!("{}={}", url_encode(k), url_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap();
-    Reply {
-        status,
-        headers: head.to_owned(),
-        body: body.to_owned(),
-    }
-}
-
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn cookie_value(headers: &str, name: &str) -> String {
-    headers
-        .lines()
-        .filter_map(|l| {
-            l.strip_prefix("set-cookie: ")
-                .or_else(|| l.strip_prefix("Set-Cookie: "))
-        })
-        .find_map(|c| c.strip_prefix(&format!("{name}=")))
-        .and_then(|c| c.split(';').next())
-        .unwrap_or_else(|| panic!("no {name} cookie in:\n{headers}"))
-        .to_owned()
-}
-
-fn csrf(body: &str) -> String {
-    let at = body.find(r#"name="csrf" value=""#).expect("a CSRF field");
-    let rest = &body[at + r#"name="csrf" value=""#.len()..];
-    rest[..rest.find('"').unwrap()].to_owned()
-}
-
-/// Signs in; returns the session cookie header value and the session's CSRF token.
+/// Signs in with the test password; returns the session cookie and CSRF token.
 fn sign_in(port: u16, name: &str) -> (String, String) {
-    let form = http(port, "GET", "/login", "", &[]);
-    let login_cookie = format!(
-        "tutela_login={}",
-        cookie_value(&form.headers, "tutela_login")
-    );
-    let token = csrf(&form.body);
-    let r = http(
-        port,
-        "POST",
-        "/login",
-        &login_cookie,
-        &[("csrf", &token), ("name", name), ("password", PASSWORD)],
-    );
-    assert_eq!(r.status, 303, "sign-in of {name}: {}", r.body);
-    let session = format!(
-        "tutela_session={}",
-        cookie_value(&r.headers, "tutela_session")
-    );
-    let page = http(port, "GET", "/exemptions", &session, &[]);
-    assert_eq!(page.status, 200, "{}", page.body);
-    let token = csrf(&page.body);
-    (session, token)
+    web::sign_in(port, name, PASSWORD, "/exemptions")
 }
 
 fn now_ms() -> i64 {
