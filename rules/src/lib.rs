@@ -11,6 +11,8 @@ mod compile;
 mod cue;
 pub mod eval;
 pub mod floors;
+#[doc(hidden)]
+pub mod fuzz_checks;
 pub mod lint;
 mod matcher;
 pub mod normalise;

@@ -138,3 +138,32 @@ proptest! {
         }
     }
 }
+
+/// Every file of the fuzz targets' corpora (`rules/fuzz/corpus/<target>/`),
+/// replayed through the same checks the targets make.
+#[test]
+fn the_fuzz_targets_corpora_pass_as_fixed_cases() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let targets: [(&str, fn(&[u8])); 2] = [
+        ("normaliser", tutela_rules::fuzz_checks::normaliser),
+        ("pack_parser", tutela_rules::fuzz_checks::pack_parser),
+    ];
+    for (target, check) in targets {
+        let dir = root.join(target);
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        assert!(
+            files.len() >= 10,
+            "{target}: a corpus of {} files",
+            files.len()
+        );
+        for file in files {
+            let data = std::fs::read(&file).unwrap();
+            let replayed = std::panic::catch_unwind(|| check(&data));
+            assert!(replayed.is_ok(), "{target}: {} fails", file.display());
+        }
+    }
+}

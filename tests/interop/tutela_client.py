@@ -10,6 +10,9 @@ raw bytes. It runs against a real collector on loopback:
                                             enrol, subscribe, send, re-key, refusals
                                             (EXPIRING: a token valid for a second;
                                             REVOKED: a revoked token)
+    tutela_client.py unavailable TOKEN STATE
+                                            while the collector's store is locked: every
+                                            write refused with UNAVAILABLE, nothing kept
     tutela_client.py revoked TOKEN STATE    after `agents revoke`: every path refused
     tutela_client.py vectors FILE           docs/protocol-vectors.json, rebuilt here
 
@@ -49,6 +52,10 @@ from tutela_wire import (
     bundle_verifies,
     exemptions_verify,
 )
+
+
+# Re-keys a family may have in all (PROTOCOL.md, Rekey refusals).
+REKEY_FAMILY_LIMIT = 500
 
 
 # --- the scenarios
@@ -260,6 +267,13 @@ def rekey_cases(collector, agent):
     acks, error = collector.stream([successor.event(successor.body(1, bytes(32)))])
     check(error is None and acks == [(successor.agent_id, 1, 1)], f"new identity sends {acks} {error}")
     passed("rekey: the new identity's events are stored")
+    # The family (the first identity and every identity re-keyed from it or from
+    # those) has one re-key; it may have REKEY_FAMILY_LIMIT in all, then no more.
+    for _ in range(REKEY_FAMILY_LIMIT - 1):
+        collector.rekey(rekey_request(successor, new_key()))
+    passed(f"rekey: a family re-keys {REKEY_FAMILY_LIMIT} times in all")
+    refused(lambda: collector.rekey(rekey_request(successor, new_key())), C.RESOURCE_EXHAUSTED,
+            f"rekey: a family with {REKEY_FAMILY_LIMIT} re-keys is refused another")
     return successor
 
 
@@ -280,9 +294,27 @@ def run(token_text, state_path, expiring_text, revoked_text):
                 "key": raw_private(agent.key).hex(),
                 "last_hash": last_hash.hex(),
                 "successor": successor.agent_id,
+                "successor_key": raw_private(successor.key).hex(),
             },
             f,
         )
+
+
+def unavailable(token_text, state_path):
+    """The collector cannot write its store: each write says UNAVAILABLE (retry)."""
+    C = grpc.StatusCode
+    token = read_token(token_text)
+    with open(state_path) as f:
+        state = json.load(f)
+    key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(state["successor_key"]))
+    agent = Agent(state["successor"], key)
+    collector = Collector(pinned_channel(token["collector"], token["fingerprint"]))
+    refused(lambda: collector.enrol(enrol_request(token["secret"], new_key())), C.UNAVAILABLE,
+            "unavailable: enrolment is refused, to be retried")
+    stream_refused(collector, [agent.event(agent.body(2, bytes(32)))], C.UNAVAILABLE,
+                   "unavailable: events are refused, to be resent")
+    refused(lambda: collector.heartbeat(agent.heartbeat()), C.UNAVAILABLE,
+            "unavailable: heartbeats are refused")
 
 
 def revoked(token_text, state_path):
@@ -305,7 +337,7 @@ def revoked(token_text, state_path):
 
 def main(argv):
     try:
-        {"run": run, "revoked": revoked, "vectors": check_vectors}[argv[1]](*argv[2:])
+        {"run": run, "unavailable": unavailable, "revoked": revoked, "vectors": check_vectors}[argv[1]](*argv[2:])
     except Failure as e:
         print(f"FAIL {e}", flush=True)
         return 1

@@ -27,6 +27,7 @@ fn client(python: &PathBuf, args: &[&str]) -> String {
         .output()
         .expect("the Python client runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    print!("{stdout}");
     assert!(
         out.status.success(),
         "the Python client failed:\n{stdout}\n{}",
@@ -124,6 +125,18 @@ fn an_independent_python_client_speaks_the_documented_protocol() {
     let gaps = run_ok(collector.cmd().args(["alerts", "gaps"])).unwrap();
     assert!(gaps.contains(&format!("{first} 3..=4")), "{gaps}");
 
+    // While another connection holds the store's write lock, every write
+    // the client tries is refused with UNAVAILABLE and nothing is kept.
+    let agents_before: i64 = count_agents(&collector);
+    let unavailable_token = collector.token(&[]).unwrap();
+    let lock = rusqlite::Connection::open(collector.dir.join("tutela.db")).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let out = client(&python, &["unavailable", &unavailable_token, state]);
+    lock.execute_batch("ROLLBACK").unwrap();
+    assert!(out.contains("all cases passed"), "{out}");
+    assert_eq!(collector.alerts().unwrap().len(), 6, "no event kept");
+    assert_eq!(count_agents(&collector), agents_before, "no agent enrolled");
+
     run_ok(collector.cmd().args(["agents", "revoke", "--only", first])).unwrap();
     let fresh_token = collector.token(&["--group", "year-10"]).unwrap();
     let out = client(&python, &["revoked", &fresh_token, state]);
@@ -133,4 +146,11 @@ fn an_independent_python_client_speaks_the_documented_protocol() {
         6,
         "nothing stored after the revocation"
     );
+}
+
+fn count_agents(collector: &Collector) -> i64 {
+    rusqlite::Connection::open(collector.dir.join("tutela.db"))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM agents", [], |r| r.get(0))
+        .unwrap()
 }

@@ -1,18 +1,7 @@
 //! Any text given to the pack parser either parses or yields an error; never a panic.
-//! A pack that parses must also compile and match.
+//! A pack that parses must also compile and match (`tutela_rules::fuzz_checks::pack_parser`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tutela_rules::{CompileOptions, Matcher, Pack, Scope};
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    if let Ok(pack) = Pack::parse(text, "fuzz.toml") {
-        let _ = tutela_rules::lint::lint(&pack);
-        if let Ok(m) = Matcher::compile(&pack, &CompileOptions::default()) {
-            let _ = m.find(Scope::Typed, text);
-        }
-    }
-});
+fuzz_target!(|data: &[u8]| tutela_rules::fuzz_checks::pack_parser(data));
