@@ -144,7 +144,8 @@ proptest! {
 #[test]
 fn the_fuzz_targets_corpora_pass_as_fixed_cases() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
-    let targets: [(&str, fn(&[u8])); 2] = [
+    type Check = fn(&[u8]);
+    let targets: [(&str, Check); 2] = [
         ("normaliser", tutela_rules::fuzz_checks::normaliser),
         ("pack_parser", tutela_rules::fuzz_checks::pack_parser),
     ];
