@@ -219,11 +219,24 @@ impl IngestService {
         let Received { signed, event, .. } = received;
         // The content is authentic: refusals name the event so the agent can
         // set it aside rather than resend it forever.
-        if event.seq == 0 || event.prev_hash.len() != 32 || event.event_id.len() > 64 {
+        let malformed = if event.seq == 0 {
+            Some("seq is 0; sequence numbers start at 1".to_owned())
+        } else if event.prev_hash.len() != 32 {
+            Some(format!(
+                "prev_hash is {} bytes; it must be 32 (zeros for the first event)",
+                event.prev_hash.len()
+            ))
+        } else if event.event_id.len() > 64 {
+            Some(format!(
+                "event_id is {} bytes; the limit is 64",
+                event.event_id.len()
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = malformed {
             return Err(with_seq(
-                Status::invalid_argument(
-                    "the event's sequence number, previous hash or id is malformed",
-                ),
+                Status::invalid_argument(format!("the event is malformed: {why}")),
                 event.seq,
             ));
         }

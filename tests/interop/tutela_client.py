@@ -194,6 +194,12 @@ def event_cases(collector, agent):
                    "events: 33 matches", "7", "33 matches")
     stream_refused(collector, [agent.event(agent.body(7, prev, title="t" * 2049))], C.INVALID_ARGUMENT,
                    "events: a 2,049-byte window title", "7", "window title")
+    stream_refused(collector, [agent.event(agent.body(7, prev[:31]))], C.INVALID_ARGUMENT,
+                   "events: a previous hash of 31 bytes", "7", "prev_hash")
+    stream_refused(collector, [agent.event(agent.body(7, prev, event_id="e" * 65))], C.INVALID_ARGUMENT,
+                   "events: an event id over 64 bytes", "7", "event_id")
+    stream_refused(collector, [agent.event(agent.body(0, prev))], C.INVALID_ARGUMENT,
+                   "events: sequence number 0", "0")
     stream_refused(collector, [agent.event(agent.body(7, prev, capture=jpeg, size=len(jpeg) + 1), jpeg)],
                    C.DATA_LOSS, "events: a capture shorter than its signed size", "7", "signed size")
     stream_refused(collector, [agent.event(agent.body(7, prev, capture=jpeg), jpeg[:-1] + b"\x00")],
