@@ -10,9 +10,11 @@ raw bytes. It runs against a real collector on loopback:
                                             enrol, subscribe, send, re-key, refusals
                                             (EXPIRING: a token valid for a second;
                                             REVOKED: a revoked token)
-    tutela_client.py unavailable TOKEN STATE
-                                            while the collector's store is locked: every
-                                            write refused with UNAVAILABLE, nothing kept
+    tutela_client.py unavailable TOKEN SPARE STATE
+                                            enrols a spare identity with SPARE, prints
+                                            READY, waits for a line: then, with the
+                                            collector's store locked, every write is
+                                            refused with UNAVAILABLE, nothing kept
     tutela_client.py revoked TOKEN STATE    after `agents revoke`: every path refused
     tutela_client.py vectors FILE           docs/protocol-vectors.json, rebuilt here
 
@@ -306,21 +308,33 @@ def run(token_text, state_path, expiring_text, revoked_text):
         )
 
 
-def unavailable(token_text, state_path):
-    """The collector cannot write its store: each write says UNAVAILABLE (retry)."""
+def unavailable(token_text, spare_text, state_path):
+    """The collector cannot write its store: each write says UNAVAILABLE (retry).
+
+    A spare identity enrols first (its family has no re-keys yet); the client
+    then prints `READY` and waits for a line on standard input, sent once the
+    store's write lock is held by another connection."""
     C = grpc.StatusCode
     token = read_token(token_text)
+    spare_token = read_token(spare_text)
     with open(state_path) as f:
         state = json.load(f)
+    collector = Collector(pinned_channel(token["collector"], token["fingerprint"]))
+    spare_key = new_key()
+    spare = Agent(one(collector.enrol(enrol_request(spare_token["secret"], spare_key)), 1, b"").decode(),
+                  spare_key)
+    print("READY", flush=True)
+    sys.stdin.readline()
     key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(state["successor_key"]))
     agent = Agent(state["successor"], key)
-    collector = Collector(pinned_channel(token["collector"], token["fingerprint"]))
     refused(lambda: collector.enrol(enrol_request(token["secret"], new_key())), C.UNAVAILABLE,
             "unavailable: enrolment is refused, to be retried")
     stream_refused(collector, [agent.event(agent.body(2, bytes(32)))], C.UNAVAILABLE,
                    "unavailable: events are refused, to be resent")
     refused(lambda: collector.heartbeat(agent.heartbeat()), C.UNAVAILABLE,
             "unavailable: heartbeats are refused")
+    refused(lambda: collector.rekey(rekey_request(spare, new_key())), C.UNAVAILABLE,
+            "unavailable: a re-key is refused, to be retried")
 
 
 def revoked(token_text, state_path):

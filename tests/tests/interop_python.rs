@@ -5,8 +5,9 @@
 //! every refusal status, heartbeats, re-keys, and after `agents revoke` finds
 //! every path refused.
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use tutela_proto::token::EnrolmentToken;
 use tutela_tests::packs::{small_pack, weapons, About};
@@ -127,15 +128,39 @@ fn an_independent_python_client_speaks_the_documented_protocol() {
 
     // While another connection holds the store's write lock, every write
     // the client tries is refused with UNAVAILABLE and nothing is kept.
-    let agents_before: i64 = count_agents(&collector);
     let unavailable_token = collector.token(&[]).unwrap();
+    let spare_token = collector.token(&[]).unwrap();
+    let mut child = Command::new(&python)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/tutela_client.py"))
+        .args(["unavailable", &unavailable_token, &spare_token, state])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut ready = String::new();
+    stdout.read_line(&mut ready).unwrap();
+    assert_eq!(ready.trim(), "READY", "the spare identity enrolled");
+    let agents_before = count_agents(&collector);
     let lock = rusqlite::Connection::open(collector.dir.join("tutela.db")).unwrap();
     lock.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let out = client(&python, &["unavailable", &unavailable_token, state]);
+    writeln!(child.stdin.take().unwrap(), "locked").unwrap();
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).unwrap();
+    let status = child.wait().unwrap();
     lock.execute_batch("ROLLBACK").unwrap();
-    assert!(out.contains("all cases passed"), "{out}");
+    print!("{out}");
+    assert!(
+        status.success() && out.contains("all cases passed"),
+        "{out}"
+    );
     assert_eq!(collector.alerts().unwrap().len(), 6, "no event kept");
-    assert_eq!(count_agents(&collector), agents_before, "no agent enrolled");
+    assert_eq!(
+        count_agents(&collector),
+        agents_before,
+        "no agent enrolled or re-keyed"
+    );
 
     run_ok(collector.cmd().args(["agents", "revoke", "--only", first])).unwrap();
     let fresh_token = collector.token(&["--group", "year-10"]).unwrap();
