@@ -102,9 +102,10 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
 }
 
 /// Loads alert `id` if it is in the viewer's scope (else `NotFound`, which
-/// does not confirm that an out-of-scope alert exists).
+/// does not confirm that an out-of-scope alert exists). Only the reviewing
+/// roles open an alert: a technician's category-only queue has no alert pages.
 pub fn load(app: &App, conn: &Connection, viewer: &Viewer, id: i64) -> Result<Alert, Fail> {
-    if !viewer.role.sees_alerts() {
+    if viewer.queue != super::auth::QueueAccess::Full {
         return Err(deny(conn, viewer, &format!("alert:{id}")));
     }
     let Some((scope, mut params)) = staff::scope(conn, viewer, &app.staff_pattern)? else {
@@ -908,7 +909,7 @@ pub fn rules_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, F
          WHERE {scope} AND a.state <> 'folded' GROUP BY a.rule_id ORDER BY 4 * 1.0 / COUNT(*) DESC, COUNT(*) DESC"
     ))?;
     let mut body = String::from(
-        r#"<h1>Rules: false-positive rates</h1><table id="rules"><thead><tr><th>Rule</th><th>Category</th><th>Alerts</th><th>False positives</th><th>Rate</th></tr></thead><tbody>"#,
+        r#"<h1>Rules: false-positive rates</h1><p class="muted">The neutral id is what a technician's category-only queue shows for the rule.</p><table id="rules"><thead><tr><th>Rule</th><th>Category</th><th>Alerts</th><th>False positives</th><th>Rate</th><th>Neutral id</th></tr></thead><tbody>"#,
     );
     let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
         Ok((
@@ -922,10 +923,11 @@ pub fn rules_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, F
         let (rule, category, total, fps) = row?;
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{total}</td><td>{fps}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{total}</td><td>{fps}</td><td>{}</td><td>{}</td></tr>",
             esc(&rule),
             esc(&category),
-            percent(fps, total)
+            percent(fps, total),
+            esc(&super::settings::neutral_rule_id(&app.rule_key, &rule)),
         );
     }
     body.push_str("</tbody></table>");

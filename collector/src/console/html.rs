@@ -38,13 +38,13 @@ pub fn csrf_field(viewer: &Viewer) -> String {
 pub fn page(title: &str, viewer: Option<&Viewer>, body: &str) -> String {
     let mut nav = String::new();
     if let Some(v) = viewer {
-        if v.role.sees_alerts() {
+        if v.queue.any() {
             nav.push_str(r#"<a href="/queue">Queue</a>"#);
         }
         if v.role.reviews() {
             nav.push_str(r#"<a href="/rules">Rules</a>"#);
         }
-        if v.role.sees_alerts() {
+        if v.role.sees_fleet() {
             nav.push_str(r#"<a href="/fleet">Fleet</a><a href="/exemptions">Exemptions</a>"#);
         }
         if super::publish::may_publish(v.role) {
@@ -54,6 +54,9 @@ pub fn page(title: &str, viewer: Option<&Viewer>, body: &str) -> String {
         }
         if v.role.audits() {
             nav.push_str(r#"<a href="/audit">Audit log</a>"#);
+        }
+        if v.role == super::auth::Role::Dsl {
+            nav.push_str(r#"<a href="/settings">Settings</a>"#);
         }
         let _ = write!(
             nav,

@@ -17,6 +17,7 @@ pub mod html;
 pub mod publish;
 pub mod queue;
 pub mod schema;
+pub mod settings;
 pub mod staff;
 pub mod tokens;
 pub mod tz;
@@ -54,6 +55,8 @@ pub struct App {
     pub fleet: crate::config::Fleet,
     /// The collector's data directory (the rule-signing key, for publishing from the console).
     pub data_dir: std::path::PathBuf,
+    /// The key behind neutral rule ids (`settings::neutral_rule_id`).
+    pub rule_key: Arc<Vec<u8>>,
 }
 
 impl std::fmt::Debug for App {
@@ -67,6 +70,7 @@ impl App {
     pub fn open(dir: &Path, config: &ConsoleConfig) -> anyhow::Result<Self> {
         let conn = store::open(dir)?;
         schema::create(&conn)?;
+        let rule_key = Arc::new(settings::rule_id_key(&conn)?);
         let zone = Zone::parse(&config.time_zone).unwrap_or_else(|| {
             tracing::warn!(zone = %config.time_zone, "unknown console time_zone; showing UTC");
             Zone::Fixed(0)
@@ -84,6 +88,7 @@ impl App {
                 .map(|c| c.fleet)
                 .unwrap_or_default(),
             data_dir: dir.to_owned(),
+            rule_key,
         })
     }
 }
@@ -523,6 +528,10 @@ pub fn router(app: App) -> Router {
         .route("/queue/bulk", post(page!(alert::bulk_false_positive)))
         .route("/rules", get(page!(alert::rules_page)))
         .route("/audit", get(page!(audit_page)))
+        .route(
+            "/settings",
+            get(page!(settings::page_handler)).post(page!(settings::submit)),
+        )
         .route("/fleet", get(page!(coverage::page_handler)))
         .route("/fleet/clear-flag", post(page!(coverage::clear_flag)))
         .route("/fleet/revoke", post(page!(coverage::revoke)))
