@@ -150,6 +150,8 @@ pub fn sensitive(alert: &Alert) -> bool {
 pub enum Signature {
     Verified,
     Failed(String),
+    /// A pupil's report from the report page: no agent signed it.
+    PupilReport,
 }
 
 /// The bytes the agent signed for `alert`: the event domain and the body
@@ -165,6 +167,9 @@ pub fn signed_bytes(alert: &Alert) -> Vec<u8> {
 /// Re-verifies the stored body and signature with the agent's enrolled key,
 /// and that the shown fields are the signed ones.
 pub fn verify(conn: &Connection, alert: &Alert) -> rusqlite::Result<(Signature, Vec<u8>)> {
+    if alert.source == crate::reports::SOURCE {
+        return Ok((Signature::PupilReport, Vec::new()));
+    }
     let key: Option<Vec<u8>> = conn
         .query_row(
             "SELECT public_key FROM agents WHERE agent_id = ?1",
@@ -362,6 +367,7 @@ pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
             r#"<span class="unverified" id="signature">&#10007; Signature NOT verified: {}</span>"#,
             esc(why)
         ),
+        Signature::PupilReport => r#"<span class="report" id="signature">Pupil report from the 'Report a concern' page: written by a pupil, not an agent's event, so not signed</span>"#.to_owned(),
     };
     let _ = write!(
         body,
@@ -392,7 +398,7 @@ pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
     let _ = write!(
         body,
         r#"<div class="grid"><div><dl class="facts">
-<dt>Pupil</dt><dd id="alert-user"><a href="/queue?state=all&amp;pupil={user_q}">{user}</a></dd>
+<dt>Pupil</dt><dd id="alert-user">{user}</dd>
 <dt>Station</dt><dd>{station}</dd>
 <dt>Time</dt><dd id="alert-time">{time}</dd>
 <dt>Received</dt><dd>{received}</dd>
@@ -407,8 +413,15 @@ pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
 <dt>Assigned to</dt><dd id="alert-assignee">{assignee}</dd>
 <dt>Event</dt><dd class="muted">{event_id} &middot; agent {agent_id} &middot; #{seq}</dd>
 </dl>"#,
-        user_q = esc(&super::html::url_value(&alert.user)),
-        user = esc(&alert.user),
+        user = if alert.user.is_empty() {
+            r#"<span class="muted">anonymous</span>"#.to_owned()
+        } else {
+            format!(
+                r#"<a href="/queue?state=all&amp;pupil={}">{}</a>"#,
+                esc(&super::html::url_value(&alert.user)),
+                esc(&alert.user)
+            )
+        },
         station = esc(&alert.station),
         time = esc(&z.format(alert.time_ms)),
         received = esc(&z.format(alert.received_ms)),
@@ -570,6 +583,10 @@ fn timeline_html(
     viewer: &Viewer,
     alert: &Alert,
 ) -> Result<(), Fail> {
+    // Anonymous reports have no one to group them by.
+    if alert.user.is_empty() {
+        return Ok(());
+    }
     let Some((scope, mut params)) = staff::scope(conn, viewer, &app.staff_pattern)? else {
         return Ok(());
     };

@@ -126,6 +126,8 @@ mark{background:#ffe066;padding:0 1px;font-weight:600}
 .login{max-width:340px;margin:60px auto;background:#fff;padding:20px;border:1px solid #e2e5ea}
 .login label{display:block;margin-bottom:10px}.login input{width:100%}
 .pager a{margin-right:12px}
+.tag.report,.report{color:#23315a;font-weight:600}
+main.concern{max-width:640px}main.concern textarea,main.concern input[type=text],main.concern select{width:100%}
 @media print{header,form,.noprint{display:none}body{background:#fff}}
 "#;
 

@@ -10,6 +10,7 @@ pub mod alert;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod concern;
 pub mod coverage;
 pub mod exemptions;
 pub mod export;
@@ -57,6 +58,8 @@ pub struct App {
     pub data_dir: std::path::PathBuf,
     /// The key behind neutral rule ids (`settings::neutral_rule_id`).
     pub rule_key: Arc<Vec<u8>>,
+    /// Form tokens and the rate limit of the pupils' report page.
+    pub concern: Arc<concern::Guard>,
 }
 
 impl std::fmt::Debug for App {
@@ -89,6 +92,7 @@ impl App {
                 .unwrap_or_default(),
             data_dir: dir.to_owned(),
             rule_key,
+            concern: Arc::new(concern::Guard::default()),
         })
     }
 }
@@ -103,6 +107,8 @@ pub struct Req {
     pub ip: Option<IpAddr>,
     pub id: Option<i64>,
     pub wants_json: bool,
+    /// The browser says the request came from another site (`Sec-Fetch-Site: cross-site`).
+    pub cross_site: bool,
 }
 
 impl Req {
@@ -291,11 +297,14 @@ pub struct FormLimit {
     pub bytes: usize,
     /// What the user can do instead (shown on the 413 page).
     pub instead: &'static str,
+    /// Where the 413 page's link leads back to.
+    pub back: &'static str,
 }
 
 const DEFAULT_FORM_LIMIT: FormLimit = FormLimit {
     bytes: MAX_FORM_BYTES,
     instead: "Shorten what you entered and try again.",
+    back: "/queue",
 };
 
 /// Most bytes of an over-large form read (and thrown away) so that the
@@ -389,6 +398,10 @@ async fn call_limited(
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json")),
+        cross_site: parts
+            .headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes() == b"cross-site"),
         ..Req::default()
     };
     for value in parts.headers.get_all(header::COOKIE) {
@@ -427,8 +440,9 @@ async fn call_limited(
                     "Form too large",
                     None,
                     &format!(
-                        r#"<h1>413</h1><p class="error" id="too-large">{}</p><p><a href="/queue">Back to the console</a></p>"#,
+                        r#"<h1>413</h1><p class="error" id="too-large">{}</p><p><a href="{}">Go back</a></p>"#,
                         html::esc(&text),
+                        limit.back,
                     ),
                 );
                 return with_status(StatusCode::PAYLOAD_TOO_LARGE, html_response(body));
@@ -524,6 +538,12 @@ pub fn router(app: App) -> Router {
         )
         .route("/logout", post(page!(queue::logout)))
         .route("/queue", get(page!(queue::page)))
+        .route(
+            "/concern",
+            get(page!(concern::page))
+                .post(large_form_page!(concern::submit, concern::FORM_LIMIT)),
+        )
+        .route("/concern/sent", get(page!(concern::sent)))
         .route("/queue.csv", get(page!(export::csv)))
         .route("/queue/bulk", post(page!(alert::bulk_false_positive)))
         .route("/rules", get(page!(alert::rules_page)))

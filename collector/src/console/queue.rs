@@ -612,9 +612,17 @@ fn rows_html(app: &App, viewer: &Viewer, rows: &[Row]) -> String {
             sev = r.severity.clamp(0, 5),
             category = esc(&r.category),
             time = esc(&app.zone.format(r.time_ms)),
-            user = esc(&r.user),
+            user = if r.user.is_empty() {
+                r#"<span class="muted">anonymous</span>"#.to_owned()
+            } else {
+                esc(&r.user)
+            },
             station = esc(&r.station),
-            source = esc(&r.source),
+            source = if r.source == crate::reports::SOURCE {
+                r#"<span class="tag report">pupil report</span>"#.to_owned()
+            } else {
+                esc(&r.source)
+            },
             rule = esc(&r.rule_id),
             term = if viewer.role.reviews() {
                 esc(&r.term)
