@@ -36,7 +36,10 @@ pub const CATEGORIES: [(&str, &str); 9] = [
     ("bullying", "Bullying or being picked on"),
     ("self-harm", "Hurting myself"),
     ("suicide", "Not wanting to be alive"),
-    ("child-exploitation", "Someone asking me to do things I don't want to"),
+    (
+        "child-exploitation",
+        "Someone asking me to do things I don't want to",
+    ),
     ("discrimination", "Being treated badly for who I am"),
     ("violence", "Violence or threats"),
     ("weapons", "Someone with a weapon"),

@@ -38,9 +38,12 @@ impl Response {
     /// The value set for cookie `name`.
     pub fn cookie_value(&self, name: &str) -> Option<String> {
         let prefix = format!("{name}=");
-        self.set_cookies()
-            .into_iter()
-            .find_map(|c| c.split(';').next()?.strip_prefix(&prefix).map(str::to_owned))
+        self.set_cookies().into_iter().find_map(|c| {
+            c.split(';')
+                .next()?
+                .strip_prefix(&prefix)
+                .map(str::to_owned)
+        })
     }
 
     /// The value of the first hidden field `name` in the body.

@@ -204,7 +204,10 @@ fn pupils_report_concerns_named_and_anonymous_and_help_now_is_emailed_at_once() 
             &db,
             "SELECT * FROM console_audit WHERE action = 'report_received'",
         );
-    assert!(!reports.contains("127.0.0.1"), "an address was stored: {reports}");
+    assert!(
+        !reports.contains("127.0.0.1"),
+        "an address was stored: {reports}"
+    );
     let audit: Vec<(String, String, String)> = db
         .prepare("SELECT actor, target, detail FROM console_audit WHERE action = 'report_received' ORDER BY id")
         .unwrap()

@@ -221,10 +221,7 @@ fn technicians_reach_no_pupil_data_and_the_category_only_queue_is_a_school_choic
         }
     }
     for id in &ids {
-        assert_eq!(
-            http.get(&format!("/alerts/{id}"), &tech_cookie).status,
-            403
-        );
+        assert_eq!(http.get(&format!("/alerts/{id}"), &tech_cookie).status, 403);
     }
 
     // Only the DSL changes the setting; a technician's attempt is refused.
@@ -293,7 +290,11 @@ fn technicians_reach_no_pupil_data_and_the_category_only_queue_is_a_school_choic
         assert_holds_none(probe, &r, &everything);
         assert_eq!(rows(&r), 3, "{probe} was answered: {}", r.text());
     }
-    assert_eq!(http.get(&format!("/alerts/{}", ids[0]), &tech_cookie).status, 403);
+    assert_eq!(
+        http.get(&format!("/alerts/{}", ids[0]), &tech_cookie)
+            .status,
+        403
+    );
     assert_eq!(http.get("/queue.csv?state=all", &tech_cookie).status, 403);
 
     // The other roles are unchanged: the auditor sees the audit log, the head

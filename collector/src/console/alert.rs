@@ -120,6 +120,36 @@ pub fn load(app: &App, conn: &Connection, viewer: &Viewer, id: i64) -> Result<Al
         .ok_or(Fail::NotFound)
 }
 
+/// Every alert and report stored for `account` (any case) in the viewer's
+/// scope, folded repeats and burst shots included, oldest first: what a
+/// subject-access export holds.
+pub fn for_account(
+    app: &App,
+    conn: &Connection,
+    viewer: &Viewer,
+    account: &str,
+) -> Result<Vec<Alert>, Fail> {
+    if viewer.queue != super::auth::QueueAccess::Full {
+        return Err(deny(conn, viewer, &format!("user:{account}")));
+    }
+    let Some((scope, mut params)) = staff::scope(conn, viewer, &app.staff_pattern)? else {
+        return Ok(Vec::new());
+    };
+    params.push(Value::Text(account.to_owned()));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM alerts a LEFT JOIN console_review r ON r.alert_id = a.id
+         WHERE {scope} AND a.user = ? COLLATE NOCASE ORDER BY a.time_ms, a.id"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(params), from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The decrypted capture stored with `alert`, if any.
+pub fn capture_bytes(app: &App, conn: &Connection, alert: &Alert) -> Result<Vec<u8>, Fail> {
+    decrypt(app, conn, alert)
+}
+
 /// The alert a folded repeat or burst shot belongs to (itself otherwise).
 fn parent(app: &App, conn: &Connection, viewer: &Viewer, alert: Alert) -> Result<Alert, Fail> {
     if alert.state != "folded" || alert.repeat_of.is_empty() {

@@ -170,7 +170,11 @@ fn form(app: &App, entered: &Entered<'_>, message: Option<&str>) -> String {
 <p><b>If you are in danger right now</b>, tell any adult in school, or call 999. You can also talk to Childline any time on 0800 1111.</p>"#,
     );
     if let Some(m) = message {
-        let _ = write!(body, r#"<p class="error" id="concern-error">{}</p>"#, esc(m));
+        let _ = write!(
+            body,
+            r#"<p class="error" id="concern-error">{}</p>"#,
+            esc(m)
+        );
     }
     let mut options = String::from(r#"<option value="">Not sure, or something else</option>"#);
     for (id, label) in CATEGORIES {
@@ -301,7 +305,10 @@ mod tests {
         let nonce = guard.check(&token).unwrap();
         guard.spend(nonce);
         assert_eq!(guard.check(&token), Err(Stale::Used));
-        assert_eq!(Guard::default().check(&guard.issue()), Err(Stale::Malformed));
+        assert_eq!(
+            Guard::default().check(&guard.issue()),
+            Err(Stale::Malformed)
+        );
         assert_eq!(guard.check("not a token"), Err(Stale::Malformed));
         let mut tampered = guard.issue().into_bytes();
         tampered[40] = if tampered[40] == b'A' { b'B' } else { b'A' };

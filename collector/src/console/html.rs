@@ -42,7 +42,9 @@ pub fn page(title: &str, viewer: Option<&Viewer>, body: &str) -> String {
             nav.push_str(r#"<a href="/queue">Queue</a>"#);
         }
         if v.role.reviews() {
-            nav.push_str(r#"<a href="/rules">Rules</a>"#);
+            nav.push_str(
+                r#"<a href="/rules">Rules</a><a href="/subject-access">Subject access</a>"#,
+            );
         }
         if v.role.sees_fleet() {
             nav.push_str(r#"<a href="/fleet">Fleet</a><a href="/exemptions">Exemptions</a>"#);

@@ -6,6 +6,7 @@
 //! Every request runs its database work on a blocking thread against one
 //! connection; pages are plain functions from rows to escaped HTML.
 
+pub mod access;
 pub mod alert;
 pub mod audit;
 pub mod auth;
@@ -540,10 +541,13 @@ pub fn router(app: App) -> Router {
         .route("/queue", get(page!(queue::page)))
         .route(
             "/concern",
-            get(page!(concern::page))
-                .post(large_form_page!(concern::submit, concern::FORM_LIMIT)),
+            get(page!(concern::page)).post(large_form_page!(concern::submit, concern::FORM_LIMIT)),
         )
         .route("/concern/sent", get(page!(concern::sent)))
+        .route(
+            "/subject-access",
+            get(page!(access::page_handler)).post(page!(access::submit)),
+        )
         .route("/queue.csv", get(page!(export::csv)))
         .route("/queue/bulk", post(page!(alert::bulk_false_positive)))
         .route("/rules", get(page!(alert::rules_page)))

@@ -178,9 +178,7 @@ pub fn submit(_app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail
         return Err(deny(conn, &viewer, "settings"));
     }
     let to = TechnicianQueue::parse(req.f("technician_queue")).ok_or_else(|| {
-        Fail::BadRequest(
-            "Choose what technicians see: no alerts, or a category-only queue.".into(),
-        )
+        Fail::BadRequest("Choose what technicians see: no alerts, or a category-only queue.".into())
     })?;
     set_technician_queue(conn, &viewer.name, to)?;
     Ok(redirect("/settings"))
