@@ -46,6 +46,11 @@ collector user add demo-dsl --role dsl --password-file "$DEMO/dsl-password" >/de
 PIDS="$PIDS $!"
 for _ in $(seq 50); do grep -q listening "$DEMO/collector.out" 2>/dev/null && break; sleep 0.2; done
 echo "demo: collector $(cat "$DEMO/collector.out")"
+CONSOLE="$(sed 's/\x1b\[[0-9;]*m//g' "$DEMO/collector.log" | grep -o 'url=http[^ ]*' | head -n 1 | cut -d= -f2)"
+if [ -n "$CONSOLE" ]; then
+    echo "demo: review console $CONSOLE (make an account: $BIN/tutela-collector --data-dir $DEMO/collector user add NAME --role dsl)"
+    echo "demo: pupils report a concern at ${CONSOLE}concern (no sign-in; anonymous or named; 'I need help now' is severity 5)"
+fi
 
 if [ ! -f "$DEMO/agent/enrolment.toml" ]; then
     TOKEN="$(collector token create --group demo --label demo)"

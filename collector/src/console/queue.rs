@@ -79,7 +79,8 @@ fn login_form(app: &App, message: Option<&str>, status: StatusCode) -> Response 
 <label>Account<input type="text" name="name" autocomplete="username" required autofocus></label>
 <label>Password<input type="password" name="password" autocomplete="current-password" required></label>
 <button type="submit">Sign in</button>
-<p class="muted">Use of this console is logged.</p></form>"#
+<p class="muted">Use of this console is logged.</p>
+<p>Pupils: <a href="/concern" id="report-link">report a concern</a> without signing in.</p></form>"#
     );
     let mut r = with_status(status, html_response(layout("Sign in", None, &body)));
     r.headers_mut().append(
