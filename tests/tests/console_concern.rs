@@ -256,3 +256,80 @@ fn pupils_report_concerns_named_and_anonymous_and_help_now_is_emailed_at_once() 
         assert!(!line.contains("127.0.0.1"), "an address in the log: {line}");
     }
 }
+
+/// Sends one report from the pupils' page over HTTP.
+fn post_report(http: &tutela_tests::http::Http, text: &str) -> tutela_tests::http::Response {
+    let form = http.get("/concern", &[]);
+    assert_eq!(form.status, 200);
+    assert!(
+        form.set_cookies().is_empty(),
+        "the report page sets no cookie"
+    );
+    let token = form.field("token").expect("a form token");
+    http.post("/concern", &[], &[("token", &token), ("text", text)])
+}
+
+fn pupil_reports(db: &rusqlite::Connection) -> i64 {
+    db.query_row(
+        "SELECT COUNT(*) FROM alerts WHERE source = 'pupil_report'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_report_that_cannot_be_kept_says_so_and_a_flood_is_held_off_without_identity() {
+    let scratch = Scratch::new("console-concern-limits");
+    let (mut collector, port) =
+        Collector::with_console(scratch.path("collector"), &[("dsl1", "dsl")], PASSWORD).unwrap();
+    collector.start().unwrap();
+    wait_for("the console", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .unwrap();
+    let http = tutela_tests::http::Http(port);
+    let db = rusqlite::Connection::open(collector.dir.join("tutela.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+
+    // The audit log refuses the entry (as a full disk would): the report is
+    // not kept without it, and the pupil is told and keeps their words.
+    db.execute_batch(
+        "CREATE TRIGGER test_report_audit_refused BEFORE INSERT ON console_audit
+         WHEN NEW.action = 'report_received'
+         BEGIN SELECT RAISE(ABORT, 'audit entry refused by the test'); END;",
+    )
+    .unwrap();
+    let r = post_report(&http, "words that must come back to the pupil");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("could not be saved just now"));
+    assert!(r.text().contains("words that must come back to the pupil"));
+    assert_eq!(pupil_reports(&db), 0, "nothing half-kept");
+    db.execute_batch("DROP TRIGGER test_report_audit_refused")
+        .unwrap();
+
+    // One bucket for everyone: a burst gets through, then every writer is
+    // asked to wait, with their words kept on the page.
+    let mut sent = 0;
+    let mut held = None;
+    for i in 0..30 {
+        let r = post_report(&http, &format!("report number {i} of a flood"));
+        match r.status {
+            303 => sent += 1,
+            429 => {
+                held = Some(r);
+                break;
+            }
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+    }
+    let held = held.expect("the flood was held off");
+    assert!(sent >= 19, "a burst gets through first ({sent})");
+    assert!(held
+        .text()
+        .contains("Too many reports are arriving at once"));
+    assert!(held
+        .text()
+        .contains(&format!("report number {sent} of a flood")));
+    assert_eq!(pupil_reports(&db), sent);
+}

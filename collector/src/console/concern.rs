@@ -264,7 +264,13 @@ pub fn submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
             "Too many reports are arriving at once, so yours was not sent yet. Wait a minute, then press Send again. If you need help now, tell any adult in school.",
         );
     }
-    reports::store(conn, &report)?;
+    if let Err(e) = reports::store(conn, &report) {
+        tracing::error!(error = %e, "a pupil report could not be stored");
+        return again(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Your report could not be saved just now, so it was not sent. Your words are still here: press Send again in a minute. If you need help now, tell any adult in school.",
+        );
+    }
     app.concern.spend(nonce);
     tracing::info!(
         named = report.name.is_some(),
