@@ -46,11 +46,6 @@ collector user add demo-dsl --role dsl --password-file "$DEMO/dsl-password" >/de
 PIDS="$PIDS $!"
 for _ in $(seq 50); do grep -q listening "$DEMO/collector.out" 2>/dev/null && break; sleep 0.2; done
 echo "demo: collector $(cat "$DEMO/collector.out")"
-CONSOLE="$(sed 's/\x1b\[[0-9;]*m//g' "$DEMO/collector.log" | grep -o 'url=http[^ ]*' | head -n 1 | cut -d= -f2)"
-if [ -n "$CONSOLE" ]; then
-    echo "demo: review console $CONSOLE (make an account: $BIN/tutela-collector --data-dir $DEMO/collector user add NAME --role dsl)"
-    echo "demo: pupils report a concern at ${CONSOLE}concern (no sign-in; anonymous or named; 'I need help now' is severity 5)"
-fi
 
 if [ ! -f "$DEMO/agent/enrolment.toml" ]; then
     TOKEN="$(collector token create --group demo --label demo)"
@@ -129,6 +124,8 @@ demo: ready. The review console: http://127.0.0.1:$CONSOLE_PORT/
       sign in as demo-dsl with the password $(cat "$DEMO/dsl-password")
       (kept in $DEMO/dsl-password). Each alert shows its context, and its
       screenshot blurred until you reveal it; every view is audited.
+      Pupils report a concern, named or anonymous, with no sign-in at
+      http://127.0.0.1:$CONSOLE_PORT/concern ('I need help now' is severity 5).
 demo: logs in $DEMO; press Ctrl-C to stop everything.
 MSG
 if [ "${TUTELA_DEMO_EXIT:-0}" = 1 ]; then exit 0; fi

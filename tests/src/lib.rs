@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-pub mod http;
-
 /// Path of a workspace binary, next to the running test's `deps` directory.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

@@ -9,7 +9,7 @@
 use std::io::Read;
 use std::time::Duration;
 
-use tutela_tests::http::Http;
+use tutela_tests::web::{field, http, sign_in};
 use tutela_tests::{wait_for, Collector, Scratch};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -83,15 +83,17 @@ fn store_capture(
 }
 
 /// Sends a report from the pupils' page.
-fn report(http: &Http, name: &str, text: &str) {
-    let form = http.get("/concern", &[]);
-    let token = form.field("token").expect("a form token");
-    let r = http.post(
+fn report(port: u16, name: &str, text: &str) {
+    let form = http(port, "GET", "/concern", "", &[]);
+    let token = field(&form.body, "token").expect("a form token");
+    let r = http(
+        port,
+        "POST",
         "/concern",
-        &[],
+        "",
         &[("token", &token), ("name", name), ("text", text)],
     );
-    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.status, 303, "{}", r.body);
 }
 
 fn entry(zip: &mut zip::ZipArchive<std::io::Cursor<Vec<u8>>>, name: &str) -> Vec<u8> {
@@ -117,7 +119,6 @@ fn a_subject_access_export_holds_exactly_what_the_database_holds_for_the_account
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     })
     .unwrap();
-    let http = Http(port);
     let db = rusqlite::Connection::open(collector.dir.join("tutela.db")).unwrap();
     db.busy_timeout(Duration::from_secs(5)).unwrap();
 
@@ -172,26 +173,22 @@ fn a_subject_access_export_holds_exactly_what_the_database_holds_for_the_account
     )
     .unwrap();
     report(
-        &http,
+        port,
         "pupil.ezra",
         "My phone was taken and my photos were posted",
     );
-    report(&http, "", "an anonymous worry that is no one's data");
+    report(port, "", "an anonymous worry that is no one's data");
 
-    let session = http.sign_in("dsl1", PASSWORD);
-    let cookie = [("tutela_session", session.as_str())];
-    let csrf = http.csrf(&session, "/subject-access");
-    let r = http.post(
-        "/subject-access",
-        &cookie,
-        &[("csrf", &csrf), ("account", "PUPIL.EZRA")],
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
+    let (cookie, csrf) = sign_in(port, "dsl1", PASSWORD, "/subject-access");
+    let post =
+        |cookie: &str, form: &[(&str, &str)]| http(port, "POST", "/subject-access", cookie, form);
+    let r = post(&cookie, &[("csrf", &csrf), ("account", "PUPIL.EZRA")]);
+    assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.header("content-type"), Some("application/zip"));
     assert!(r
         .header("content-disposition")
         .is_some_and(|d| d.contains("tutela-subject-access-PUPIL.EZRA.zip")));
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(r.body.clone())).unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(r.bytes.clone())).unwrap();
     let mut names: Vec<String> = zip.file_names().map(str::to_owned).collect();
     names.sort();
     let capture = format!("captures/alert-{bullying}.jpg");
@@ -293,14 +290,10 @@ fn a_subject_access_export_holds_exactly_what_the_database_holds_for_the_account
     );
 
     // Unknown and malformed accounts get a clear answer and no file.
-    let unknown = http.post(
-        "/subject-access",
-        &cookie,
-        &[("csrf", &csrf), ("account", "pupil.nobody")],
-    );
+    let unknown = post(&cookie, &[("csrf", &csrf), ("account", "pupil.nobody")]);
     assert_eq!(unknown.status, 404);
     assert!(unknown
-        .text()
+        .body
         .contains("Nothing is held for the account &#39;pupil.nobody&#39;"));
     assert_ne!(unknown.header("content-type"), Some("application/zip"));
     let nothing: i64 = db
@@ -311,34 +304,17 @@ fn a_subject_access_export_holds_exactly_what_the_database_holds_for_the_account
         )
         .unwrap();
     assert_eq!(nothing, 1);
-    let malformed = http.post(
-        "/subject-access",
-        &cookie,
-        &[("csrf", &csrf), ("account", "../../etc/passwd")],
-    );
+    let malformed = post(&cookie, &[("csrf", &csrf), ("account", "../../etc/passwd")]);
     assert_eq!(malformed.status, 400);
-    assert!(malformed.text().contains("not an account name"));
-    let empty = http.post(
-        "/subject-access",
-        &cookie,
-        &[("csrf", &csrf), ("account", "")],
-    );
+    assert!(malformed.body.contains("not an account name"));
+    let empty = post(&cookie, &[("csrf", &csrf), ("account", "")]);
     assert_eq!(empty.status, 400);
 
     // A forged form and a technician are refused.
-    let forged = http.post("/subject-access", &cookie, &[("account", "pupil.ezra")]);
+    let forged = post(&cookie, &[("account", "pupil.ezra")]);
     assert_eq!(forged.status, 403);
-    let tech = http.sign_in("tech1", PASSWORD);
-    let tech_csrf = http.csrf(&tech, "/fleet");
-    let refused = http.post(
-        "/subject-access",
-        &[("tutela_session", &tech)],
-        &[("csrf", &tech_csrf), ("account", "pupil.ezra")],
-    );
+    let (tech, tech_csrf) = sign_in(port, "tech1", PASSWORD, "/fleet");
+    let refused = post(&tech, &[("csrf", &tech_csrf), ("account", "pupil.ezra")]);
     assert_eq!(refused.status, 403);
-    assert_eq!(
-        http.get("/subject-access", &[("tutela_session", &tech)])
-            .status,
-        403
-    );
+    assert_eq!(http(port, "GET", "/subject-access", &tech, &[]).status, 403);
 }

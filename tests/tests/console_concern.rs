@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use tutela_tests::web::{field, http, Reply};
 use tutela_tests::{free_port, parse_email, wait_for, Collector, Scratch, SmtpSink};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -258,15 +259,21 @@ fn pupils_report_concerns_named_and_anonymous_and_help_now_is_emailed_at_once() 
 }
 
 /// Sends one report from the pupils' page over HTTP.
-fn post_report(http: &tutela_tests::http::Http, text: &str) -> tutela_tests::http::Response {
-    let form = http.get("/concern", &[]);
+fn post_report(port: u16, text: &str) -> Reply {
+    let form = http(port, "GET", "/concern", "", &[]);
     assert_eq!(form.status, 200);
     assert!(
-        form.set_cookies().is_empty(),
+        form.header("set-cookie").is_none(),
         "the report page sets no cookie"
     );
-    let token = form.field("token").expect("a form token");
-    http.post("/concern", &[], &[("token", &token), ("text", text)])
+    let token = field(&form.body, "token").expect("a form token");
+    http(
+        port,
+        "POST",
+        "/concern",
+        "",
+        &[("token", &token), ("text", text)],
+    )
 }
 
 fn pupil_reports(db: &rusqlite::Connection) -> i64 {
@@ -288,7 +295,6 @@ fn a_report_that_cannot_be_kept_says_so_and_a_flood_is_held_off_without_identity
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     })
     .unwrap();
-    let http = tutela_tests::http::Http(port);
     let db = rusqlite::Connection::open(collector.dir.join("tutela.db")).unwrap();
     db.busy_timeout(Duration::from_secs(5)).unwrap();
 
@@ -300,10 +306,10 @@ fn a_report_that_cannot_be_kept_says_so_and_a_flood_is_held_off_without_identity
          BEGIN SELECT RAISE(ABORT, 'audit entry refused by the test'); END;",
     )
     .unwrap();
-    let r = post_report(&http, "words that must come back to the pupil");
-    assert_eq!(r.status, 503, "{}", r.text());
-    assert!(r.text().contains("could not be saved just now"));
-    assert!(r.text().contains("words that must come back to the pupil"));
+    let r = post_report(port, "words that must come back to the pupil");
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("could not be saved just now"));
+    assert!(r.body.contains("words that must come back to the pupil"));
     assert_eq!(pupil_reports(&db), 0, "nothing half-kept");
     db.execute_batch("DROP TRIGGER test_report_audit_refused")
         .unwrap();
@@ -313,23 +319,21 @@ fn a_report_that_cannot_be_kept_says_so_and_a_flood_is_held_off_without_identity
     let mut sent = 0;
     let mut held = None;
     for i in 0..30 {
-        let r = post_report(&http, &format!("report number {i} of a flood"));
+        let r = post_report(port, &format!("report number {i} of a flood"));
         match r.status {
             303 => sent += 1,
             429 => {
                 held = Some(r);
                 break;
             }
-            other => panic!("unexpected {other}: {}", r.text()),
+            other => panic!("unexpected {other}: {}", r.body),
         }
     }
     let held = held.expect("the flood was held off");
     assert!(sent >= 19, "a burst gets through first ({sent})");
+    assert!(held.body.contains("Too many reports are arriving at once"));
     assert!(held
-        .text()
-        .contains("Too many reports are arriving at once"));
-    assert!(held
-        .text()
+        .body
         .contains(&format!("report number {sent} of a flood")));
     assert_eq!(pupil_reports(&db), sent);
 }

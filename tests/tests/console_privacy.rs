@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use tutela_tests::http::{Http, Response};
+use tutela_tests::web::{http, sign_in, Reply};
 use tutela_tests::{wait_for, Collector, Scratch};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -80,8 +80,8 @@ fn seed(db: &rusqlite::Connection) -> Vec<i64> {
 }
 
 /// The links in a page's navigation bar.
-fn nav_links(page: &Response) -> Vec<String> {
-    let text = page.text();
+fn nav_links(page: &Reply) -> Vec<String> {
+    let text = &page.body;
     let Some(start) = text.find("<nav>") else {
         return Vec::new();
     };
@@ -101,8 +101,8 @@ fn pupil_data() -> Vec<&'static str> {
     words
 }
 
-fn assert_holds_none(what: &str, r: &Response, words: &[&str]) {
-    let text = r.text();
+fn assert_holds_none(what: &str, r: &Reply, words: &[&str]) {
+    let text = &r.body;
     for w in words {
         assert!(
             !text.contains(w),
@@ -129,7 +129,7 @@ fn technicians_reach_no_pupil_data_and_the_category_only_queue_is_a_school_choic
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     })
     .unwrap();
-    let http = Http(port);
+    let get = |path: &str, cookie: &str| http(port, "GET", path, cookie, &[]);
     let db = rusqlite::Connection::open(collector.dir.join("tutela.db")).unwrap();
     db.busy_timeout(Duration::from_secs(5)).unwrap();
     let ids = seed(&db);
@@ -137,30 +137,30 @@ fn technicians_reach_no_pupil_data_and_the_category_only_queue_is_a_school_choic
     // Every role signs in and reaches its own pages.
     let mut sessions = std::collections::HashMap::new();
     for (name, role) in roles {
-        let session = http.sign_in(name, PASSWORD);
-        let landing = http.get("/queue", &[("tutela_session", &session)]);
         let expected = match role {
             "technician" => Some("/fleet"),
             "auditor" => Some("/audit"),
             _ => None,
         };
+        let (session, _) = sign_in(port, name, PASSWORD, expected.unwrap_or("/queue"));
+        let landing = get("/queue", &session);
         match expected {
             Some(to) => {
-                assert_eq!(landing.status, 303, "{role}: {}", landing.text());
+                assert_eq!(landing.status, 303, "{role}: {}", landing.body);
                 assert_eq!(landing.header("location"), Some(to), "{role}");
             }
-            None => assert_eq!(landing.status, 200, "{role}: {}", landing.text()),
+            None => assert_eq!(landing.status, 200, "{role}: {}", landing.body),
         }
         sessions.insert(role, session);
     }
     let dsl = sessions["dsl"].clone();
-    let dsl_queue = http.get("/queue", &[("tutela_session", &dsl)]).text();
+    let dsl_queue = get("/queue", &dsl).body;
     assert!(dsl_queue.contains("pupil.ayodele") && dsl_queue.contains("kill myself"));
 
     // The technician's pages: the navigation and every alert route.
     let tech = sessions["technician"].clone();
-    let tech_cookie = [("tutela_session", tech.as_str())];
-    let fleet = http.get("/fleet", &tech_cookie);
+    let tech_cookie = tech.as_str();
+    let fleet = get("/fleet", tech_cookie);
     assert_eq!(fleet.status, 200);
     let links = nav_links(&fleet);
     for page in ["/fleet", "/exemptions", "/rules/publish", "/tokens"] {
@@ -199,12 +199,12 @@ fn technicians_reach_no_pupil_data_and_the_category_only_queue_is_a_school_choic
         }
     }
     for path in &probes {
-        let r = http.get(path, &tech_cookie);
+        let r = get(path, tech_cookie);
         assert!(
             matches!(r.status, 200 | 303 | 403),
             "{path}: {} {}",
             r.status,
-            r.text()
+            r.body
         );
         assert_holds_none(path, &r, &everything);
         // Categories of alerts: none, except on the rule pack editor (the
@@ -212,41 +212,47 @@ fn technicians_reach_no_pupil_data_and_the_category_only_queue_is_a_school_choic
         if path != "/rules/publish" {
             for a in &ALERTS {
                 assert!(
-                    !r.text().contains(a.category),
+                    !r.body.contains(a.category),
                     "{path} shows the category {:?}:\n{}",
                     a.category,
-                    r.text()
+                    r.body
                 );
             }
         }
     }
     for id in &ids {
-        assert_eq!(http.get(&format!("/alerts/{id}"), &tech_cookie).status, 403);
+        assert_eq!(get(&format!("/alerts/{id}"), tech_cookie).status, 403);
     }
 
     // Only the DSL changes the setting; a technician's attempt is refused.
-    let tech_csrf = http.csrf(&tech, "/fleet");
-    let refused = http.post(
+    let tech_csrf = tutela_tests::web::csrf(&get("/fleet", tech_cookie).body);
+    let refused = http(
+        port,
+        "POST",
         "/settings",
-        &tech_cookie,
+        tech_cookie,
         &[("csrf", &tech_csrf), ("technician_queue", "category-only")],
     );
     assert_eq!(refused.status, 403);
-    let dsl_cookie = [("tutela_session", dsl.as_str())];
-    let dsl_csrf = http.csrf(&dsl, "/settings");
-    let bad = http.post(
+    let dsl_cookie = dsl.as_str();
+    let dsl_csrf = tutela_tests::web::csrf(&get("/settings", dsl_cookie).body);
+    let bad = http(
+        port,
+        "POST",
         "/settings",
-        &dsl_cookie,
+        dsl_cookie,
         &[("csrf", &dsl_csrf), ("technician_queue", "everything")],
     );
     assert_eq!(bad.status, 400);
-    assert!(bad.text().contains("Choose what technicians see"));
-    let set = http.post(
+    assert!(bad.body.contains("Choose what technicians see"));
+    let set = http(
+        port,
+        "POST",
         "/settings",
-        &dsl_cookie,
+        dsl_cookie,
         &[("csrf", &dsl_csrf), ("technician_queue", "category-only")],
     );
-    assert_eq!(set.status, 303, "{}", set.text());
+    assert_eq!(set.status, 303, "{}", set.body);
     let (actor, detail): (String, String) = db
         .query_row(
             "SELECT actor, detail FROM console_audit WHERE action = 'setting_changed' AND target = 'setting:technician_queue'",
@@ -260,23 +266,23 @@ fn technicians_reach_no_pupil_data_and_the_category_only_queue_is_a_school_choic
     );
 
     // The category-only queue: categories and neutral rule ids, nothing else.
-    let queue = http.get("/queue", &tech_cookie);
-    assert_eq!(queue.status, 200, "{}", queue.text());
-    assert!(queue.text().contains("id=\"category-only\""));
+    let queue = get("/queue", tech_cookie);
+    assert_eq!(queue.status, 200, "{}", queue.body);
+    assert!(queue.body.contains("id=\"category-only\""));
     assert_holds_none("the category-only queue", &queue, &everything);
     for a in &ALERTS {
-        assert!(queue.text().contains(a.category), "{}", queue.text());
+        assert!(queue.body.contains(a.category), "{}", queue.body);
     }
-    assert!(!queue.text().contains("/alerts/"), "no link to an alert");
+    assert!(!queue.body.contains("/alerts/"), "no link to an alert");
     // The DSL's rules page names the neutral id the technician sees.
-    let rules = http.get("/rules", &dsl_cookie).text();
+    let rules = get("/rules", dsl_cookie).body;
     let row = &rules[rules.find("<td>suicide/kill myself</td>").unwrap()..];
     let neutral = &row[row.find("<td>r-").unwrap() + 4..];
     let neutral = &neutral[..neutral.find('<').unwrap()];
     assert_eq!(neutral.len(), 10, "{neutral}");
-    assert!(queue.text().contains(neutral), "{}", queue.text());
+    assert!(queue.body.contains(neutral), "{}", queue.body);
     // Probing by pupil, station or words does not narrow the queue.
-    let rows = |r: &Response| r.text().matches("<tr data-id=").count();
+    let rows = |r: &Reply| r.body.matches("<tr data-id=").count();
     assert_eq!(rows(&queue), 3);
     for probe in [
         "/queue?pupil=pupil.ayodele",
@@ -285,30 +291,22 @@ fn technicians_reach_no_pupil_data_and_the_category_only_queue_is_a_school_choic
         "/queue?pupil=nobody.at.all",
         "/queue?fragment=1&pupil=nobody.at.all",
     ] {
-        let r = http.get(probe, &tech_cookie);
+        let r = get(probe, tech_cookie);
         assert_eq!(r.status, 200);
         assert_holds_none(probe, &r, &everything);
-        assert_eq!(rows(&r), 3, "{probe} was answered: {}", r.text());
+        assert_eq!(rows(&r), 3, "{probe} was answered: {}", r.body);
     }
-    assert_eq!(
-        http.get(&format!("/alerts/{}", ids[0]), &tech_cookie)
-            .status,
-        403
-    );
-    assert_eq!(http.get("/queue.csv?state=all", &tech_cookie).status, 403);
+    assert_eq!(get(&format!("/alerts/{}", ids[0]), tech_cookie).status, 403);
+    assert_eq!(get("/queue.csv?state=all", tech_cookie).status, 403);
 
     // The other roles are unchanged: the auditor sees the audit log, the head
     // teacher no pupil's alert, and neither a queue of pupils.
-    let audit = http.get("/audit", &[("tutela_session", &sessions["auditor"])]);
+    let audit = get("/audit", &sessions["auditor"]);
     assert_eq!(audit.status, 200);
-    assert!(audit.text().contains("setting_changed"));
-    let head = http.get("/queue", &[("tutela_session", &sessions["head"])]);
-    assert!(!head.text().contains("pupil.ayodele"));
-    let deputy = http.get("/queue", &[("tutela_session", &sessions["deputy-dsl"])]);
-    assert!(deputy.text().contains("pupil.ayodele"));
-    assert_eq!(
-        http.get("/settings", &[("tutela_session", &sessions["deputy-dsl"])])
-            .status,
-        403
-    );
+    assert!(audit.body.contains("setting_changed"));
+    let head = get("/queue", &sessions["head"]);
+    assert!(!head.body.contains("pupil.ayodele"));
+    let deputy = get("/queue", &sessions["deputy-dsl"]);
+    assert!(deputy.body.contains("pupil.ayodele"));
+    assert_eq!(get("/settings", &sessions["deputy-dsl"]).status, 403);
 }
