@@ -124,6 +124,8 @@ demo: ready. The review console: http://127.0.0.1:$CONSOLE_PORT/
       sign in as demo-dsl with the password $(cat "$DEMO/dsl-password")
       (kept in $DEMO/dsl-password). Each alert shows its context, and its
       screenshot blurred until you reveal it; every view is audited.
+      Pupils report a concern, named or anonymous, with no sign-in at
+      http://127.0.0.1:$CONSOLE_PORT/concern ('I need help now' is severity 5).
 demo: logs in $DEMO; press Ctrl-C to stop everything.
 MSG
 if [ "${TUTELA_DEMO_EXIT:-0}" = 1 ]; then exit 0; fi

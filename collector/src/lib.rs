@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod mail;
 pub mod metrics;
 pub mod publish;
+pub mod reports;
 pub mod retention;
 pub mod secrets;
 pub mod serve;

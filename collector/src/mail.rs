@@ -340,6 +340,9 @@ pub fn check(config: &CollectorConfig) -> Result<Vec<String>, MailError> {
                 ROLES.join(", ")
             )));
         }
+        if config.summary.roles.iter().any(|r| r == "technician") {
+            warnings.push("[summary] roles lists \"technician\": technicians get no weekly summary (it names categories and rules, which technicians do not see); remove it".into());
+        }
         if crate::summary::recipients(config).is_empty() {
             return Err(MailError::Settings(format!(
                 "[summary] is enabled but no recipient holds a role in [summary] roles ({}); add one, or set [summary] enabled = false",

@@ -52,6 +52,10 @@ pub(crate) fn role_viewer(role: Role) -> Viewer {
         role,
         csrf: String::new(),
         session_hash: Vec::new(),
+        queue: crate::console::auth::QueueAccess::of(
+            role,
+            crate::console::settings::TechnicianQueue::None,
+        ),
     }
 }
 

@@ -102,9 +102,10 @@ try {
   check(csv.startsWith('id,time,username') && csv.includes('pupil.one'), 'csv export');
   await context.close();
 
-  // A technician sees the queue without typed context and never a capture.
+  // A technician lands on the fleet, sees no alert and never a capture.
   const tech = await signIn('tech1');
-  check((await tech.page.textContent('#queue-rows')).includes('withheld'), 'technician sees context withheld');
+  check(new URL(tech.page.url()).pathname === '/fleet', 'technician lands on the fleet');
+  check(!(await tech.page.content()).includes('pupil.one'), 'technician sees no pupil');
   const techCapture = await tech.page.request.get(`${base}/alerts/${severeId}/capture.jpg`);
   check(techCapture.status() === 403, 'technician gets 403 on a capture');
   await tech.page.goto(`${base}/alerts/${severeId}`);

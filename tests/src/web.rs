@@ -10,6 +10,18 @@ pub struct Reply {
     pub status: u16,
     pub headers: String,
     pub body: String,
+    /// The body as sent (a download such as a ZIP).
+    pub bytes: Vec<u8>,
+}
+
+impl Reply {
+    /// The value of header `name` (any case), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
 }
 
 /// One request with `Connection: close`; `form` is sent url-encoded.
@@ -28,10 +40,14 @@ pub fn http(port: u16, method: &str, path: &str, cookie: &str, form: &[(&str, &s
         body.len()
     );
     stream.write_all(request.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let raw = String::from_utf8_lossy(&raw);
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut head = Vec::new();
+    stream.read_to_end(&mut head).unwrap();
+    let end = head
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(head.len(), |at| at + 4);
+    let bytes = head.split_off(end);
+    let head = String::from_utf8_lossy(&head).trim_end().to_owned();
     let status = head
         .split_whitespace()
         .nth(1)
@@ -39,8 +55,9 @@ pub fn http(port: u16, method: &str, path: &str, cookie: &str, form: &[(&str, &s
         .unwrap();
     Reply {
         status,
-        headers: head.to_owned(),
-        body: body.to_owned(),
+        headers: head,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        bytes,
     }
 }
 
@@ -65,6 +82,13 @@ pub fn cookie_value(headers: &str, name: &str) -> String {
         .and_then(|c| c.split(';').next())
         .unwrap_or_else(|| panic!("no {name} cookie in:\n{headers}"))
         .to_owned()
+}
+
+/// The value of the first hidden field `name` in a page.
+pub fn field(body: &str, name: &str) -> Option<String> {
+    let marker = format!(r#"name="{name}" value=""#);
+    let rest = &body[body.find(&marker)? + marker.len()..];
+    Some(rest[..rest.find('"')?].to_owned())
 }
 
 /// The CSRF token of the first form in a page.

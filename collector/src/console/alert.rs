@@ -102,9 +102,10 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
 }
 
 /// Loads alert `id` if it is in the viewer's scope (else `NotFound`, which
-/// does not confirm that an out-of-scope alert exists).
+/// does not confirm that an out-of-scope alert exists). Only the reviewing
+/// roles open an alert: a technician's category-only queue has no alert pages.
 pub fn load(app: &App, conn: &Connection, viewer: &Viewer, id: i64) -> Result<Alert, Fail> {
-    if !viewer.role.sees_alerts() {
+    if viewer.queue != super::auth::QueueAccess::Full {
         return Err(deny(conn, viewer, &format!("alert:{id}")));
     }
     let Some((scope, mut params)) = staff::scope(conn, viewer, &app.staff_pattern)? else {
@@ -117,6 +118,36 @@ pub fn load(app: &App, conn: &Connection, viewer: &Viewer, id: i64) -> Result<Al
     conn.query_row(&sql, rusqlite::params_from_iter(params), from_row)
         .optional()?
         .ok_or(Fail::NotFound)
+}
+
+/// Every alert and report stored for `account` (any case) in the viewer's
+/// scope, folded repeats and burst shots included, oldest first: what a
+/// subject-access export holds.
+pub fn for_account(
+    app: &App,
+    conn: &Connection,
+    viewer: &Viewer,
+    account: &str,
+) -> Result<Vec<Alert>, Fail> {
+    if viewer.queue != super::auth::QueueAccess::Full {
+        return Err(deny(conn, viewer, &format!("user:{account}")));
+    }
+    let Some((scope, mut params)) = staff::scope(conn, viewer, &app.staff_pattern)? else {
+        return Ok(Vec::new());
+    };
+    params.push(Value::Text(account.to_owned()));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM alerts a LEFT JOIN console_review r ON r.alert_id = a.id
+         WHERE {scope} AND a.user = ? COLLATE NOCASE ORDER BY a.time_ms, a.id"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(params), from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The decrypted capture stored with `alert`, if any.
+pub fn capture_bytes(app: &App, conn: &Connection, alert: &Alert) -> Result<Vec<u8>, Fail> {
+    decrypt(app, conn, alert)
 }
 
 /// The alert a folded repeat or burst shot belongs to (itself otherwise).
@@ -149,6 +180,8 @@ pub fn sensitive(alert: &Alert) -> bool {
 pub enum Signature {
     Verified,
     Failed(String),
+    /// A pupil's report from the report page: no agent signed it.
+    PupilReport,
 }
 
 /// The bytes the agent signed for `alert`: the event domain and the body
@@ -164,6 +197,9 @@ pub fn signed_bytes(alert: &Alert) -> Vec<u8> {
 /// Re-verifies the stored body and signature with the agent's enrolled key,
 /// and that the shown fields are the signed ones.
 pub fn verify(conn: &Connection, alert: &Alert) -> rusqlite::Result<(Signature, Vec<u8>)> {
+    if alert.source == crate::reports::SOURCE {
+        return Ok((Signature::PupilReport, Vec::new()));
+    }
     let key: Option<Vec<u8>> = conn
         .query_row(
             "SELECT public_key FROM agents WHERE agent_id = ?1",
@@ -361,6 +397,7 @@ pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
             r#"<span class="unverified" id="signature">&#10007; Signature NOT verified: {}</span>"#,
             esc(why)
         ),
+        Signature::PupilReport => r#"<span class="report" id="signature">Pupil report from the 'Report a concern' page: written by a pupil, not an agent's event, so not signed</span>"#.to_owned(),
     };
     let _ = write!(
         body,
@@ -391,7 +428,7 @@ pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
     let _ = write!(
         body,
         r#"<div class="grid"><div><dl class="facts">
-<dt>Pupil</dt><dd id="alert-user"><a href="/queue?state=all&amp;pupil={user_q}">{user}</a></dd>
+<dt>Pupil</dt><dd id="alert-user">{user}</dd>
 <dt>Station</dt><dd>{station}</dd>
 <dt>Time</dt><dd id="alert-time">{time}</dd>
 <dt>Received</dt><dd>{received}</dd>
@@ -406,8 +443,15 @@ pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
 <dt>Assigned to</dt><dd id="alert-assignee">{assignee}</dd>
 <dt>Event</dt><dd class="muted">{event_id} &middot; agent {agent_id} &middot; #{seq}</dd>
 </dl>"#,
-        user_q = esc(&super::html::url_value(&alert.user)),
-        user = esc(&alert.user),
+        user = if alert.user.is_empty() {
+            r#"<span class="muted">anonymous</span>"#.to_owned()
+        } else {
+            format!(
+                r#"<a href="/queue?state=all&amp;pupil={}">{}</a>"#,
+                esc(&super::html::url_value(&alert.user)),
+                esc(&alert.user)
+            )
+        },
         station = esc(&alert.station),
         time = esc(&z.format(alert.time_ms)),
         received = esc(&z.format(alert.received_ms)),
@@ -569,6 +613,10 @@ fn timeline_html(
     viewer: &Viewer,
     alert: &Alert,
 ) -> Result<(), Fail> {
+    // Anonymous reports have no one to group them by.
+    if alert.user.is_empty() {
+        return Ok(());
+    }
     let Some((scope, mut params)) = staff::scope(conn, viewer, &app.staff_pattern)? else {
         return Ok(());
     };
@@ -908,7 +956,7 @@ pub fn rules_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, F
          WHERE {scope} AND a.state <> 'folded' GROUP BY a.rule_id ORDER BY 4 * 1.0 / COUNT(*) DESC, COUNT(*) DESC"
     ))?;
     let mut body = String::from(
-        r#"<h1>Rules: false-positive rates</h1><table id="rules"><thead><tr><th>Rule</th><th>Category</th><th>Alerts</th><th>False positives</th><th>Rate</th></tr></thead><tbody>"#,
+        r#"<h1>Rules: false-positive rates</h1><p class="muted">The neutral id is what a technician's category-only queue shows for the rule.</p><table id="rules"><thead><tr><th>Rule</th><th>Category</th><th>Alerts</th><th>False positives</th><th>Rate</th><th>Neutral id</th></tr></thead><tbody>"#,
     );
     let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
         Ok((
@@ -922,10 +970,11 @@ pub fn rules_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, F
         let (rule, category, total, fps) = row?;
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{total}</td><td>{fps}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{total}</td><td>{fps}</td><td>{}</td><td>{}</td></tr>",
             esc(&rule),
             esc(&category),
-            percent(fps, total)
+            percent(fps, total),
+            esc(&super::settings::neutral_rule_id(&app.rule_key, &rule)),
         );
     }
     body.push_str("</tbody></table>");

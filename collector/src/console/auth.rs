@@ -71,8 +71,8 @@ impl Role {
         matches!(self, Role::Dsl | Role::DeputyDsl | Role::Head)
     }
 
-    /// Sees the queue at all (technicians see it without typed context or captures).
-    pub fn sees_alerts(self) -> bool {
+    /// Sees the Fleet and Exemptions pages (no pupil data on either).
+    pub fn sees_fleet(self) -> bool {
         self.reviews() || self == Role::Technician
     }
 
@@ -87,6 +87,37 @@ impl Role {
     }
 }
 
+/// How much of the alert queue an account sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueAccess {
+    /// No alert at all: technicians by default, auditors.
+    None,
+    /// Severity, category, time, state and a neutral rule id; no pupil,
+    /// station, words, captures or alert pages. Technicians, when the
+    /// school chooses it (`settings`).
+    CategoryOnly,
+    /// Everything in the viewer's scope: the reviewing roles.
+    Full,
+}
+
+impl QueueAccess {
+    /// What `role` sees, given the school's choice for technicians.
+    pub fn of(role: Role, technician_queue: super::settings::TechnicianQueue) -> Self {
+        use super::settings::TechnicianQueue;
+        match role {
+            r if r.reviews() => QueueAccess::Full,
+            Role::Technician if technician_queue == TechnicianQueue::CategoryOnly => {
+                QueueAccess::CategoryOnly
+            }
+            _ => QueueAccess::None,
+        }
+    }
+
+    pub fn any(self) -> bool {
+        self != QueueAccess::None
+    }
+}
+
 /// The signed-in account behind a request.
 #[derive(Debug, Clone)]
 pub struct Viewer {
@@ -94,6 +125,7 @@ pub struct Viewer {
     pub role: Role,
     pub csrf: String,
     pub session_hash: Vec<u8>,
+    pub queue: QueueAccess,
 }
 
 fn random_token() -> String {
@@ -378,11 +410,17 @@ pub fn check_session(conn: &Connection, token: Option<&str>, touch: bool) -> Res
         )?;
     }
     let role = Role::parse(&role).ok_or(Fail::Forbidden)?;
+    let queue = if role == Role::Technician {
+        QueueAccess::of(role, super::settings::technician_queue(conn)?)
+    } else {
+        QueueAccess::of(role, super::settings::TechnicianQueue::None)
+    };
     Ok(Viewer {
         name,
         role,
         csrf,
         session_hash: hash,
+        queue,
     })
 }
 

@@ -93,7 +93,7 @@ pub fn stations(app: &App, conn: &Connection, now: i64) -> rusqlite::Result<Vec<
 
 pub fn page_handler(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
     let viewer = session(conn, req)?;
-    if !viewer.role.sees_alerts() {
+    if !viewer.role.sees_fleet() {
         return Err(deny(conn, &viewer, "fleet"));
     }
     let now = now_ms();

@@ -38,7 +38,7 @@ fn parse_end(app: &App, text: &str, now: i64) -> Result<i64, String> {
 
 pub fn list_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
     let viewer = session(conn, req)?;
-    if !viewer.role.sees_alerts() {
+    if !viewer.role.sees_fleet() {
         return Err(deny(conn, &viewer, "exemptions"));
     }
     Ok(html_response(render(app, conn, &viewer, None)?))

@@ -87,7 +87,11 @@ pub fn record(app: &App, conn: &Connection, a: &alert::Alert) -> Result<serde_js
         "history": history,
         "signature": {
             "verified": signature == Signature::Verified,
-            "problem": match &signature { Signature::Verified => None, Signature::Failed(w) => Some(w.clone()) },
+            "problem": match &signature {
+                Signature::Verified => None,
+                Signature::Failed(w) => Some(w.clone()),
+                Signature::PupilReport => Some("a pupil's report from the report page: no agent signed it".to_owned()),
+            },
             "algorithm": "Ed25519",
             // `verified` was decided under these rules (see signature.rs);
             // an honest agent's signature verifies under RFC 8032 as well.
@@ -199,6 +203,8 @@ pub fn record_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, 
         r#"</ul><h2>Signature</h2><dl class="facts"><dt>Verified</dt><dd>{}</dd><dt>Event</dt><dd>{} (agent {}, #{})</dd><dt>Body SHA-256</dt><dd>{}</dd><dt>Signature (Ed25519)</dt><dd>{}</dd><dt>Agent public key</dt><dd>{}</dd></dl>"#,
         if sig["verified"].as_bool() == Some(true) {
             "yes: the evidence is as the agent signed it"
+        } else if a.source == crate::reports::SOURCE {
+            "not signed: a pupil's report from the 'Report a concern' page"
         } else {
             "NO"
         },

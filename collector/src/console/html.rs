@@ -38,13 +38,15 @@ pub fn csrf_field(viewer: &Viewer) -> String {
 pub fn page(title: &str, viewer: Option<&Viewer>, body: &str) -> String {
     let mut nav = String::new();
     if let Some(v) = viewer {
-        if v.role.sees_alerts() {
+        if v.queue.any() {
             nav.push_str(r#"<a href="/queue">Queue</a>"#);
         }
         if v.role.reviews() {
-            nav.push_str(r#"<a href="/rules">Rules</a>"#);
+            nav.push_str(
+                r#"<a href="/rules">Rules</a><a href="/subject-access">Subject access</a>"#,
+            );
         }
-        if v.role.sees_alerts() {
+        if v.role.sees_fleet() {
             nav.push_str(r#"<a href="/fleet">Fleet</a><a href="/exemptions">Exemptions</a>"#);
         }
         if super::publish::may_publish(v.role) {
@@ -54,6 +56,9 @@ pub fn page(title: &str, viewer: Option<&Viewer>, body: &str) -> String {
         }
         if v.role.audits() {
             nav.push_str(r#"<a href="/audit">Audit log</a>"#);
+        }
+        if v.role == super::auth::Role::Dsl {
+            nav.push_str(r#"<a href="/settings">Settings</a>"#);
         }
         let _ = write!(
             nav,
@@ -123,6 +128,8 @@ mark{background:#ffe066;padding:0 1px;font-weight:600}
 .login{max-width:340px;margin:60px auto;background:#fff;padding:20px;border:1px solid #e2e5ea}
 .login label{display:block;margin-bottom:10px}.login input{width:100%}
 .pager a{margin-right:12px}
+.tag.report,.report{color:#23315a;font-weight:600}
+main.concern{max-width:640px}main.concern textarea,main.concern input[type=text],main.concern select{width:100%}
 @media print{header,form,.noprint{display:none}body{background:#fff}}
 "#;
 

@@ -6,10 +6,12 @@
 //! Every request runs its database work on a blocking thread against one
 //! connection; pages are plain functions from rows to escaped HTML.
 
+pub mod access;
 pub mod alert;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod concern;
 pub mod coverage;
 pub mod exemptions;
 pub mod export;
@@ -17,6 +19,7 @@ pub mod html;
 pub mod publish;
 pub mod queue;
 pub mod schema;
+pub mod settings;
 pub mod staff;
 pub mod tokens;
 pub mod tz;
@@ -54,6 +57,10 @@ pub struct App {
     pub fleet: crate::config::Fleet,
     /// The collector's data directory (the rule-signing key, for publishing from the console).
     pub data_dir: std::path::PathBuf,
+    /// The key behind neutral rule ids (`settings::neutral_rule_id`).
+    pub rule_key: Arc<Vec<u8>>,
+    /// Form tokens and the rate limit of the pupils' report page.
+    pub concern: Arc<concern::Guard>,
 }
 
 impl std::fmt::Debug for App {
@@ -67,6 +74,7 @@ impl App {
     pub fn open(dir: &Path, config: &ConsoleConfig) -> anyhow::Result<Self> {
         let conn = store::open(dir)?;
         schema::create(&conn)?;
+        let rule_key = Arc::new(settings::rule_id_key(&conn)?);
         let zone = Zone::parse(&config.time_zone).unwrap_or_else(|| {
             tracing::warn!(zone = %config.time_zone, "unknown console time_zone; showing UTC");
             Zone::Fixed(0)
@@ -84,6 +92,8 @@ impl App {
                 .map(|c| c.fleet)
                 .unwrap_or_default(),
             data_dir: dir.to_owned(),
+            rule_key,
+            concern: Arc::new(concern::Guard::default()),
         })
     }
 }
@@ -98,6 +108,8 @@ pub struct Req {
     pub ip: Option<IpAddr>,
     pub id: Option<i64>,
     pub wants_json: bool,
+    /// The browser says the request came from another site (`Sec-Fetch-Site: cross-site`).
+    pub cross_site: bool,
 }
 
 impl Req {
@@ -286,11 +298,14 @@ pub struct FormLimit {
     pub bytes: usize,
     /// What the user can do instead (shown on the 413 page).
     pub instead: &'static str,
+    /// Where the 413 page's link leads back to.
+    pub back: &'static str,
 }
 
 const DEFAULT_FORM_LIMIT: FormLimit = FormLimit {
     bytes: MAX_FORM_BYTES,
     instead: "Shorten what you entered and try again.",
+    back: "/queue",
 };
 
 /// Most bytes of an over-large form read (and thrown away) so that the
@@ -384,6 +399,10 @@ async fn call_limited(
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json")),
+        cross_site: parts
+            .headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes() == b"cross-site"),
         ..Req::default()
     };
     for value in parts.headers.get_all(header::COOKIE) {
@@ -422,8 +441,9 @@ async fn call_limited(
                     "Form too large",
                     None,
                     &format!(
-                        r#"<h1>413</h1><p class="error" id="too-large">{}</p><p><a href="/queue">Back to the console</a></p>"#,
+                        r#"<h1>413</h1><p class="error" id="too-large">{}</p><p><a href="{}">Go back</a></p>"#,
                         html::esc(&text),
+                        limit.back,
                     ),
                 );
                 return with_status(StatusCode::PAYLOAD_TOO_LARGE, html_response(body));
@@ -519,10 +539,23 @@ pub fn router(app: App) -> Router {
         )
         .route("/logout", post(page!(queue::logout)))
         .route("/queue", get(page!(queue::page)))
+        .route(
+            "/concern",
+            get(page!(concern::page)).post(large_form_page!(concern::submit, concern::FORM_LIMIT)),
+        )
+        .route("/concern/sent", get(page!(concern::sent)))
+        .route(
+            "/subject-access",
+            get(page!(access::page_handler)).post(page!(access::submit)),
+        )
         .route("/queue.csv", get(page!(export::csv)))
         .route("/queue/bulk", post(page!(alert::bulk_false_positive)))
         .route("/rules", get(page!(alert::rules_page)))
         .route("/audit", get(page!(audit_page)))
+        .route(
+            "/settings",
+            get(page!(settings::page_handler)).post(page!(settings::submit)),
+        )
         .route("/fleet", get(page!(coverage::page_handler)))
         .route("/fleet/clear-flag", post(page!(coverage::clear_flag)))
         .route("/fleet/revoke", post(page!(coverage::revoke)))

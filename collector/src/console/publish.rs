@@ -19,6 +19,7 @@ use crate::publish::{self, CheckReport, PublishError};
 pub const FORM_LIMIT: super::FormLimit = super::FormLimit {
     bytes: 2 * 1024 * 1024,
     instead: "Publish a pack this large on the collector with `tutela-collector rules push FILE` (add --shadow for a candidate pack).",
+    back: "/rules/publish",
 };
 
 /// Technicians manage rules; the DSL and deputies may too.

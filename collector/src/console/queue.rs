@@ -13,9 +13,11 @@ use axum::response::Response;
 use rusqlite::types::Value;
 use rusqlite::Connection;
 
-use super::auth::{self, Login, Viewer};
+use super::auth::{self, Login, QueueAccess, Viewer};
 use super::html::{csrf_field, esc, page as layout, select, url_value};
-use super::{html_response, redirect, session, staff, typed_response, with_status, App, Fail, Req};
+use super::{
+    html_response, is_poll, redirect, session, staff, typed_response, with_status, App, Fail, Req,
+};
 
 pub const PAGE_SIZE: i64 = 50;
 
@@ -77,7 +79,8 @@ fn login_form(app: &App, message: Option<&str>, status: StatusCode) -> Response 
 <label>Account<input type="text" name="name" autocomplete="username" required autofocus></label>
 <label>Password<input type="password" name="password" autocomplete="current-password" required></label>
 <button type="submit">Sign in</button>
-<p class="muted">Use of this console is logged.</p></form>"#
+<p class="muted">Use of this console is logged.</p>
+<p>Pupils: <a href="/concern" id="report-link">report a concern</a> without signing in.</p></form>"#
     );
     let mut r = with_status(status, html_response(layout("Sign in", None, &body)));
     r.headers_mut().append(
@@ -274,11 +277,14 @@ pub fn where_clause(
         sql.push_str(" AND a.severity >= ?");
         params.push(Value::Integer(q.severity));
     }
-    if !q.pupil.is_empty() {
+    // A category-only queue takes no filter on who or where: a technician
+    // must not learn whether a named pupil or station has alerts.
+    let full = viewer.queue == QueueAccess::Full;
+    if full && !q.pupil.is_empty() {
         sql.push_str(" AND a.user = ? COLLATE NOCASE");
         params.push(Value::Text(q.pupil.clone()));
     }
-    if !q.station.is_empty() {
+    if full && !q.station.is_empty() {
         sql.push_str(" AND a.station = ? COLLATE NOCASE");
         params.push(Value::Text(q.station.clone()));
     }
@@ -290,7 +296,7 @@ pub fn where_clause(
         sql.push_str(" AND a.time_ms < ?");
         params.push(Value::Integer(ms + 86_400_000));
     }
-    if !q.search.is_empty() {
+    if full && !q.search.is_empty() {
         let like = format!(
             "%{}%",
             q.search
@@ -298,21 +304,16 @@ pub fn where_clause(
                 .replace('%', "\\%")
                 .replace('_', "\\_")
         );
-        // Technicians may not search what pupils typed or saw.
-        let columns: &[&str] = if viewer.role.reviews() {
-            &[
-                "a.user",
-                "a.station",
-                "a.context",
-                "a.window_title",
-                "a.url",
-                "a.search_query",
-                "a.term",
-                "a.rule_id",
-            ]
-        } else {
-            &["a.user", "a.station", "a.rule_id"]
-        };
+        let columns: &[&str] = &[
+            "a.user",
+            "a.station",
+            "a.context",
+            "a.window_title",
+            "a.url",
+            "a.search_query",
+            "a.term",
+            "a.rule_id",
+        ];
         let ors: Vec<String> = columns
             .iter()
             .map(|c| format!("{c} LIKE ? ESCAPE '\\'"))
@@ -551,7 +552,32 @@ fn counts_html(counts: &[(String, i64)], q: &QueueQuery) -> String {
     out
 }
 
+/// A technician's category-only rows: no pupil, station, source, words,
+/// assignee or link to the alert; the rule as a neutral id.
+fn category_rows_html(app: &App, rows: &[Row]) -> String {
+    let mut out = String::new();
+    for r in rows {
+        let _ = write!(
+            out,
+            r#"<tr data-id="{id}"><td><span class="sev sev{sev}">{sev}</span></td><td>{category}</td><td>{time}</td><td>{rule}</td><td><span class="state">{state}</span></td></tr>"#,
+            id = r.id,
+            sev = r.severity.clamp(0, 5),
+            category = esc(&r.category),
+            time = esc(&app.zone.format(r.time_ms)),
+            rule = esc(&super::settings::neutral_rule_id(&app.rule_key, &r.rule_id)),
+            state = esc(state_label(&r.state)),
+        );
+    }
+    if rows.is_empty() {
+        out.push_str(r#"<tr><td colspan="5" class="muted">No alerts match.</td></tr>"#);
+    }
+    out
+}
+
 fn rows_html(app: &App, viewer: &Viewer, rows: &[Row]) -> String {
+    if viewer.queue != QueueAccess::Full {
+        return category_rows_html(app, rows);
+    }
     let mut out = String::new();
     for r in rows {
         let check = if viewer.role.reviews() {
@@ -587,9 +613,17 @@ fn rows_html(app: &App, viewer: &Viewer, rows: &[Row]) -> String {
             sev = r.severity.clamp(0, 5),
             category = esc(&r.category),
             time = esc(&app.zone.format(r.time_ms)),
-            user = esc(&r.user),
+            user = if r.user.is_empty() {
+                r#"<span class="muted">anonymous</span>"#.to_owned()
+            } else {
+                esc(&r.user)
+            },
             station = esc(&r.station),
-            source = esc(&r.source),
+            source = if r.source == crate::reports::SOURCE {
+                r#"<span class="tag report">pupil report</span>"#.to_owned()
+            } else {
+                esc(&r.source)
+            },
             rule = esc(&r.rule_id),
             term = if viewer.role.reviews() {
                 esc(&r.term)
@@ -619,9 +653,10 @@ pub fn render(
     q: &QueueQuery,
     fragment: bool,
 ) -> Result<Response, Fail> {
-    if !viewer.role.sees_alerts() {
+    if !viewer.queue.any() {
         return Err(Fail::Forbidden);
     }
+    let full = viewer.queue == QueueAccess::Full;
     let QueuePage {
         rows,
         previous,
@@ -650,11 +685,8 @@ pub fn render(
         r#"<h1>Review queue</h1>
 <form class="filters" method="get" action="/queue">
 <label>Category{cat}</label><label>Severity at least{sev}</label><label>State{state}</label>
-<label>Pupil<input type="text" name="pupil" value="{pupil}" size="12"></label>
-<label>Station<input type="text" name="station" value="{station}" size="12"></label>
-<label>From<input type="date" name="from" value="{from}"></label><label>To<input type="date" name="to" value="{to}"></label>
-<label>Search<input type="search" name="q" value="{search}" size="16"></label>
-<button type="submit">Filter</button> <a href="/queue">Clear</a>{csv}</form>
+{who}<label>From<input type="date" name="from" value="{from}"></label><label>To<input type="date" name="to" value="{to}"></label>
+{search}<button type="submit">Filter</button> <a href="/queue">Clear</a>{csv}</form>
 <p class="counts" id="queue-counts">{counts}</p>"#,
         cat = select("category", &categories, &q.category),
         sev = select(
@@ -670,11 +702,28 @@ pub fn render(
             &severity
         ),
         state = select("state", &states, &q.state),
-        pupil = esc(&q.pupil),
-        station = esc(&q.station),
+        who = if full {
+            format!(
+                r#"<label>Pupil<input type="text" name="pupil" value="{}" size="12"></label>
+<label>Station<input type="text" name="station" value="{}" size="12"></label>
+"#,
+                esc(&q.pupil),
+                esc(&q.station)
+            )
+        } else {
+            String::new()
+        },
         from = esc(&q.from),
         to = esc(&q.to),
-        search = esc(&q.search),
+        search = if full {
+            format!(
+                r#"<label>Search<input type="search" name="q" value="{}" size="16"></label>
+"#,
+                esc(&q.search)
+            )
+        } else {
+            String::new()
+        },
         csv = if viewer.role.reviews() {
             format!(
                 r#" <a href="/queue.csv?{}" id="export-csv">Export CSV</a>"#,
@@ -695,9 +744,17 @@ pub fn render(
     } else {
         ("", String::new())
     };
+    let head = if full {
+        format!("{check_head}<th>Sev</th><th>Category</th><th>Time</th><th>Pupil</th><th>Station</th><th>Source</th><th>Rule</th><th>Context</th><th>State</th><th>Assigned</th>")
+    } else {
+        "<th>Sev</th><th>Category</th><th>Time</th><th>Rule</th><th>State</th>".to_owned()
+    };
+    if !full {
+        body.push_str(r#"<p class="muted" id="category-only">A category-only queue: who, where and what was written are for the safeguarding leads.</p>"#);
+    }
     let _ = write!(
         body,
-        r#"<table id="queue"><thead><tr>{check_head}<th>Sev</th><th>Category</th><th>Time</th><th>Pupil</th><th>Station</th><th>Source</th><th>Rule</th><th>Context</th><th>State</th><th>Assigned</th></tr></thead>
+        r#"<table id="queue"><thead><tr>{head}</tr></thead>
 <tbody id="queue-rows" data-max-id="{max}">{rows_html}</tbody></table><p class="pager" id="queue-pager">{pager}</p>"#
     );
     body.push_str(&bulk);
@@ -730,10 +787,21 @@ fn pager_html(q: &QueueQuery, previous: Option<Cursor>, next: Option<Cursor>) ->
 
 pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
     let viewer = session(conn, req)?;
-    if viewer.role.audits() && !viewer.role.sees_alerts() {
-        return Ok(redirect("/audit"));
+    if !viewer.queue.any() {
+        if viewer.role.audits() {
+            return Ok(redirect("/audit"));
+        }
+        if viewer.role.sees_fleet() && !is_poll(req) {
+            return Ok(redirect("/fleet"));
+        }
     }
-    let q = QueueQuery::from_req(req);
+    let mut q = QueueQuery::from_req(req);
+    if viewer.queue != QueueAccess::Full {
+        // Not answered, and not echoed back in the page's links either.
+        q.pupil.clear();
+        q.station.clear();
+        q.search.clear();
+    }
     render(app, conn, &viewer, &q, req.q("fragment") == "1")
 }
 

@@ -22,6 +22,14 @@ CREATE TABLE IF NOT EXISTS console_sessions (
     created_ms INTEGER NOT NULL,
     last_ms INTEGER NOT NULL
 );
+-- School settings changed in the console (each change audited) and the
+-- key behind neutral rule ids.
+CREATE TABLE IF NOT EXISTS console_settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    updated_by TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS console_staff (
     username TEXT PRIMARY KEY,
     groups TEXT NOT NULL DEFAULT '',

@@ -28,10 +28,16 @@ pub fn scope(
         terms.push("lower(a.user) GLOB ?".to_owned());
         params.push(Value::Text(glob_pattern(pattern)));
     }
+    // A pupil's report is the DSL's whatever name it was signed with: a
+    // pupil typing a teacher's name must not send it to the head alone.
     let is_staff = if terms.is_empty() {
         None
     } else {
-        Some(format!("({})", terms.join(" OR ")))
+        Some(format!(
+            "(a.source <> '{}' AND ({}))",
+            crate::reports::SOURCE,
+            terms.join(" OR ")
+        ))
     };
     Ok(match (viewer.role.sees_staff_alerts(), is_staff) {
         (true, Some(cond)) => Some((cond, params)),

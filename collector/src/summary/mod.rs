@@ -142,9 +142,11 @@ pub fn recipients(config: &CollectorConfig) -> Vec<(String, Audience)> {
     for r in &config.mail.recipients {
         let holds = |role: &str| roles.contains(&role) && r.roles.iter().any(|x| x == role);
         let address = r.address.trim().to_owned();
+        // The pupils' summary names categories and rules: for the DSLs only,
+        // never for technicians (who see no alert in the console either).
         if r.roles
             .iter()
-            .any(|x| x != "head" && roles.contains(&x.as_str()))
+            .any(|x| matches!(x.as_str(), "dsl" | "deputy-dsl") && roles.contains(&x.as_str()))
         {
             out.push((address.clone(), Audience::Pupils));
         }
@@ -419,6 +421,13 @@ pub(crate) mod tests {
                 ("dsl@School.test".to_owned(), Audience::Staff),
             ]
         );
+        // A technician gets no summary, even when the role is listed.
+        config.summary.roles.push("technician".into());
+        config.mail.recipients.push(crate::config::Recipient {
+            address: "it@school.test".into(),
+            roles: vec!["technician".into()],
+        });
+        assert_eq!(recipients(&config).len(), 2);
     }
 
     #[test]
