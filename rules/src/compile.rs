@@ -67,7 +67,19 @@ impl Matcher {
                         message: format!("line {}: {message}", term.line),
                     }
                 })?;
-                let re = LazyPattern::new(compiled.regex.clone()).map_err(|e| {
+                let required = compiled
+                    .required
+                    .iter()
+                    .map(|r| match r {
+                        pattern::Required::Words(words) => {
+                            Required::Words(words.iter().map(|w| w.as_str().into()).collect())
+                        }
+                        pattern::Required::List(name) => {
+                            Required::List(lists.keys().position(|k| k == name).unwrap_or(0) as u16)
+                        }
+                    })
+                    .collect();
+                let re = LazyPattern::new(compiled.regex.clone(), required).map_err(|e| {
                     CompileError::Pattern {
                         pack: pack.id.clone(),
                         message: format!("line {}: {e}", term.line),
@@ -124,6 +136,22 @@ impl Matcher {
             pattern_rules[idx].push(rule_idx);
         }
         anchor_patterns.resize(patterns.len(), Vec::new());
+        // Word-list entries join the keyword automaton too: its one pass over a text
+        // also says which lists occur, for the patterns' pre-check (lists past the 64th
+        // are taken as present).
+        let mut list_bits: Vec<u64> = vec![0; patterns.len()];
+        for (i, list) in lists.values().enumerate().take(64) {
+            for entry in &list.entries {
+                let idx = *pattern_index.entry(entry.clone()).or_insert_with(|| {
+                    patterns.push(entry.clone());
+                    pattern_rules.push(Vec::new());
+                    anchor_patterns.push(Vec::new());
+                    patterns.len() - 1
+                });
+                list_bits.resize(patterns.len(), 0);
+                list_bits[idx] |= 1u64 << i;
+            }
+        }
         let cues =
             CueSet::compile(&pack.cues, &lists).map_err(|message| CompileError::Pattern {
                 pack: pack.id.clone(),
@@ -218,6 +246,7 @@ impl Matcher {
             regex_rules,
             anchor_patterns,
             patterns: word_patterns,
+            list_bits,
             cues,
             thresholds,
             weighing,
@@ -244,14 +273,26 @@ impl Matcher {
 pub(crate) struct LazyPattern {
     source: String,
     regex: std::sync::OnceLock<regex::bytes::Regex>,
+    /// The pattern's required tokens other than its anchor.
+    pub(crate) required: Box<[Required]>,
+}
+
+/// A required token of a word pattern, checked before its regex runs.
+#[derive(Debug)]
+pub(crate) enum Required {
+    /// One of these normalised words or phrases is a substring of the text.
+    Words(Box<[Box<str>]>),
+    /// An entry of the pack's word list with this index (`Matcher::list_automata`).
+    List(u16),
 }
 
 impl LazyPattern {
-    fn new(source: String) -> Result<LazyPattern, regex::Error> {
+    fn new(source: String, required: Vec<Required>) -> Result<LazyPattern, regex::Error> {
         drop(Self::build(&source)?);
         Ok(LazyPattern {
             source,
             regex: std::sync::OnceLock::new(),
+            required: required.into_boxed_slice(),
         })
     }
 

@@ -1,7 +1,7 @@
 //! The compiled matcher: one Aho-Corasick automaton over the normalised literal terms, one
 //! `RegexSet` for the few regex terms, and a second automaton for exception phrases.
 
-use crate::compile::LazyPattern;
+use crate::compile::{LazyPattern, Required};
 use crate::cue::CueSet;
 use crate::normalise::{boundary_after, boundary_before, Normalised, Normaliser};
 use crate::pack::TermKind;
@@ -124,6 +124,9 @@ pub struct Matcher {
     pub(crate) anchor_patterns: Vec<Vec<(u32, bool)>>,
     /// Word patterns: (rule, compiled regex), run only where their anchor occurs.
     pub(crate) patterns: Vec<(u32, LazyPattern)>,
+    /// Automaton pattern id -> the word lists (bit i: the i-th list by name) it is an
+    /// entry of, for the patterns' pre-check.
+    pub(crate) list_bits: Vec<u64>,
     pub(crate) cues: CueSet,
     /// Threshold per index in [`CATEGORIES`].
     pub(crate) thresholds: [f32; 12],
@@ -315,8 +318,10 @@ impl Matcher {
         let bit = scope.bit();
         let mut candidates = Vec::new();
         let mut anchored: Vec<u32> = Vec::new();
+        let mut lists_present = 0u64;
         if let Some(ac) = &self.terms {
             for m in ac.find_overlapping_iter(text) {
+                lists_present |= self.list_bits[m.pattern().as_usize()];
                 for &(p, prefix) in &self.anchor_patterns[m.pattern().as_usize()] {
                     if boundary_before(bytes, m.start())
                         && (prefix || boundary_after(bytes, m.end()))
@@ -358,11 +363,12 @@ impl Matcher {
         }
         for p in anchored {
             let (r, lazy) = &self.patterns[p as usize];
-            let re = lazy.get();
-            if self.rules[*r as usize].scopes & bit == 0 {
+            if self.rules[*r as usize].scopes & bit == 0
+                || !required_present(lazy, text, lists_present)
+            {
                 continue;
             }
-            for m in re.find_iter(text.as_bytes()) {
+            for m in lazy.get().find_iter(text.as_bytes()) {
                 let range = m.range();
                 if !m.is_empty()
                     && text.is_char_boundary(range.start)
@@ -448,6 +454,16 @@ impl Matcher {
     pub(crate) fn domain_categories(&self, domain: &str) -> Option<&[usize]> {
         self.domains.get(domain).map(|v| v.as_slice())
     }
+}
+
+/// Whether every required token of a word pattern but its anchor occurs in `text`, as a
+/// substring or a list entry found by the keyword automaton: a necessary condition, so
+/// the regex decides. `lists` has bit i set when the i-th word list occurs.
+fn required_present(lazy: &LazyPattern, text: &str, lists: u64) -> bool {
+    lazy.required.iter().all(|r| match r {
+        Required::Words(words) => words.iter().any(|w| text.contains(&**w)),
+        Required::List(i) => *i >= 64 || lists & (1u64 << i) != 0,
+    })
 }
 
 /// Whether one of `words` (normalised) appears as whole words within 8 words of `hit`.

@@ -56,6 +56,18 @@ pub struct CompiledPattern {
     /// The words a match can end with (and whether each is a prefix): typed text is only
     /// scanned when the word just finished is one of a pack's possible last words.
     pub last_words: Vec<(String, bool)>,
+    /// Every required token but the anchor: a match needs one alternative of each in the
+    /// text, so the regex runs only when all are there (a cheap check before the regex).
+    pub required: Vec<Required>,
+}
+
+/// A required token of a pattern, as the pre-check before its regex sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Required {
+    /// One of these normalised words or phrases (a prefix's stem) occurs in the text.
+    Words(Vec<String>),
+    /// An entry of this word list occurs in the text.
+    List(String),
 }
 
 /// Parse and compile `pattern` against the pack's word lists. The error says what is
@@ -101,6 +113,14 @@ pub fn compile(
         .min_by_key(|p| anchor_cost(p, lists))
         .expect("at least one mandatory piece");
     let anchors = alternatives(anchor, lists);
+    let required = mandatory
+        .iter()
+        .filter(|p| !std::ptr::eq(**p, *anchor))
+        .map(|p| match p {
+            Piece::Words(alts) => Required::Words(alts.iter().map(|(w, _)| w.clone()).collect()),
+            Piece::List(name) => Required::List(name.clone()),
+        })
+        .collect();
 
     let split = tokens.iter().position(|t| matches!(t, Token::Either(_)));
     let body = match split {
@@ -155,6 +175,7 @@ pub fn compile(
         anchors,
         max_len,
         last_words,
+        required,
     })
 }
 
