@@ -254,10 +254,9 @@ fn csv_writer() -> csv::Writer<Vec<u8>> {
         .from_writer(Vec::new())
 }
 
-/// The queue's rows as CSV, text defused.
+/// The queue's rows as CSV, text defused, under a bare header line.
 fn queue_csv(app: &App, rows: &[queue::Row]) -> csv::Result<String> {
     let mut out = csv_writer();
-    out.write_record(CSV_HEADER)?;
     for r in rows {
         let time = app.zone.format(r.time_ms);
         out.write_record([
@@ -277,7 +276,11 @@ fn queue_csv(app: &App, rows: &[queue::Row]) -> csv::Result<String> {
     }
     let bytes = out.into_inner().map_err(|e| e.into_error())?;
     // Every field written was a `str`.
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    Ok(format!(
+        "{}\r\n{}",
+        CSV_HEADER.join(","),
+        String::from_utf8_lossy(&bytes)
+    ))
 }
 
 pub fn csv(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
