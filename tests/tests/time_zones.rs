@@ -24,6 +24,16 @@ fn summary_in(c: &Collector, scratch: &Scratch, zone: &str, week: &str) -> Strin
     std::fs::read_to_string(out).unwrap()
 }
 
+/// Checks the summary's heading, which alerts it lists at which local time
+/// (`true`: in the week) and its count line.
+fn check_week(html: &str, heading: &str, alerts: &[(i64, &str, bool)], counts: &str) {
+    assert!(html.contains(heading), "{heading} missing:\n{html}");
+    for (ms, local, in_week) in alerts {
+        assert_eq!(html.contains(local), *in_week, "{ms} as {local}:\n{html}");
+    }
+    assert!(html.contains(counts), "{counts} missing:\n{html}");
+}
+
 #[test]
 fn summaries_show_local_times_in_new_york_and_sydney_across_their_clock_changes() {
     let scratch = Scratch::new("time-zones");
@@ -33,23 +43,21 @@ fn summaries_show_local_times_in_new_york_and_sydney_across_their_clock_changes(
     // Creates the console, publishing and summary tables.
     run_ok(c.cmd().args(["summary", "--status"])).unwrap();
     let db = Connection::open(c.dir.join("tutela.db")).unwrap();
-    // (UTC ms, local time in the school's zone, or None if outside its week).
+    // (UTC ms, local time in the school's zone, in the week summarised).
     let new_york = [
-        (1_741_505_400_000, Some("2025-03-09 03:30:00 EDT")), // 07:30 UTC, after the change
-        (1_741_501_800_000, Some("2025-03-09 01:30:00 EST")), // 06:30 UTC, before it
-        (1_741_577_400_000, Some("2025-03-09 23:30:00 EDT")), // Monday 03:30 UTC
-        (1_740_976_200_000, None), // Monday 3 March 04:30 UTC: Sunday 23:30 EST
-        (1_741_581_000_000, None), // Monday 10 March 00:30 EDT: the next week
+        (1_741_505_400_000, "2025-03-09 03:30:00 EDT", true), // 07:30 UTC, after the change
+        (1_741_501_800_000, "2025-03-09 01:30:00 EST", true), // 06:30 UTC, before it
+        (1_741_577_400_000, "2025-03-09 23:30:00 EDT", true), // Monday 03:30 UTC
+        (1_740_976_200_000, "2025-03-02 23:30:00 EST", false), // Monday 04:30 UTC
+        (1_741_581_000_000, "2025-03-10 00:30:00 EDT", false), // the next week
     ];
     let sydney = [
-        (1_743_867_000_000, Some("2025-04-06 02:30:00 AEDT")), // the first 02:30
-        (1_743_870_600_000, Some("2025-04-06 02:30:00 AEST")), // the second
-        (1_743_341_400_000, Some("2025-03-31 00:30:00 AEDT")), // Sunday 13:30 UTC
-        (1_743_337_800_000, None),                             // Sunday 30 March 23:30
+        (1_743_867_000_000, "2025-04-06 02:30:00 AEDT", true), // the first 02:30
+        (1_743_870_600_000, "2025-04-06 02:30:00 AEST", true), // the second
+        (1_743_341_400_000, "2025-03-31 00:30:00 AEDT", true), // Sunday 13:30 UTC
+        (1_743_337_800_000, "2025-03-30 23:30:00 AEDT", false), // Sunday 12:30 UTC
     ];
-    let mut seq = 0;
-    for (ms, _) in new_york.iter().chain(&sydney) {
-        seq += 1;
+    for (seq, (ms, _, _)) in (1..).zip(new_york.iter().chain(&sydney)) {
         insert_alert(
             &db,
             seq,
@@ -61,37 +69,19 @@ fn summaries_show_local_times_in_new_york_and_sydney_across_their_clock_changes(
             "new",
         );
     }
-
-    let html = summary_in(&c, &scratch, "America/New_York", "2025-03-03");
-    assert!(
-        html.contains("Mon 3 Mar 2025 to Sun 9 Mar 2025 (America/New_York)"),
-        "{html}"
+    // Weeks run from local midnight: Sunday 23:30 is the week before.
+    let counts = "<b>3</b> alerts this week; previous week 1,";
+    check_week(
+        &summary_in(&c, &scratch, "America/New_York", "2025-03-03"),
+        "Mon 3 Mar 2025 to Sun 9 Mar 2025 (America/New_York)",
+        &new_york,
+        counts,
     );
-    for text in new_york.iter().filter_map(|(_, local)| *local) {
-        assert!(html.contains(text), "{text} missing:\n{html}");
-    }
-    assert!(!html.contains("2025-03-02 23:30"), "{html}");
-    assert!(!html.contains("2025-03-10 00:30"), "{html}");
-    assert!(!html.contains(" AEDT</td>"), "{html}");
-    // Counted from local midnight: Sunday 23:30 EST is the week before.
-    assert!(
-        html.contains("<b>3</b> alerts this week; previous week 1,"),
-        "{html}"
-    );
-
-    let html = summary_in(&c, &scratch, "Australia/Sydney", "2025-03-31");
-    assert!(
-        html.contains("Mon 31 Mar 2025 to Sun 6 Apr 2025 (Australia/Sydney)"),
-        "{html}"
-    );
-    for text in sydney.iter().filter_map(|(_, local)| *local) {
-        assert!(html.contains(text), "{text} missing:\n{html}");
-    }
-    assert!(!html.contains("2025-03-30 23:30"), "{html}");
-    assert!(!html.contains(" EDT</td>"), "{html}");
-    assert!(
-        html.contains("<b>3</b> alerts this week; previous week 1,"),
-        "{html}"
+    check_week(
+        &summary_in(&c, &scratch, "Australia/Sydney", "2025-03-31"),
+        "Mon 31 Mar 2025 to Sun 6 Apr 2025 (Australia/Sydney)",
+        &sydney,
+        counts,
     );
 }
 
