@@ -8,7 +8,7 @@
 use rusqlite::Connection;
 
 use crate::config::Fleet;
-use crate::console::tz::{add_days, Zone};
+use crate::console::tz::{add_days, parse_clock, Zone};
 
 const DAY_MS: i64 = 86_400_000;
 /// Looking back further than this is pointless: any longer silence has
@@ -108,13 +108,7 @@ fn weekday_index(name: &str) -> Option<u32> {
 /// `HH:MM-HH:MM` to minutes after local midnight; `24:00` allowed as an end.
 fn parse_hours(text: &str) -> Option<(i64, i64)> {
     let (a, b) = text.trim().split_once(['-', '–'])?;
-    let parse = |t: &str| -> Option<i64> {
-        let (h, m) = t.trim().split_once(':')?;
-        let h: i64 = h.parse().ok()?;
-        let m: i64 = m.parse().ok()?;
-        (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
-    };
-    let (s, e) = (parse(a)?, parse(b)?);
+    let (s, e) = (parse_clock(a)?, parse_clock(b)?);
     (s < e).then_some((s, e))
 }
 

@@ -192,6 +192,17 @@ fn out_of_range(date: Date) -> i64 {
     }
 }
 
+/// Minutes after midnight of a wall-clock `HH:MM` (`8:05` too); `24:00` is
+/// the end of the day.
+pub fn parse_clock(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if text == "24:00" {
+        return Some(24 * 60);
+    }
+    let time = Time::strptime("%H:%M", text).ok()?;
+    Some(i64::from(time.hour()) * 60 + i64::from(time.minute()))
+}
+
 /// `date` moved by `days` (clamped to jiff's supported range).
 pub fn add_days(date: Date, days: i64) -> Date {
     date.saturating_add(days.days())
@@ -328,6 +339,12 @@ mod tests {
         assert_eq!(parse_date("2025-02-30"), None);
         assert_eq!(parse_date("20250701"), None);
         assert_eq!(add_days(date(2024, 2, 28), 2), date(2024, 3, 1));
+        assert_eq!(parse_clock(" 08:30 "), Some(510));
+        assert_eq!(parse_clock("8:05"), Some(485));
+        assert_eq!(parse_clock("24:00"), Some(1440));
+        for bad in ["25:00", "12:60", "8am", "08", "08:00:00", "-1:00", ""] {
+            assert_eq!(parse_clock(bad), None, "{bad}");
+        }
         // Far-out instants and dates clamp rather than panic.
         let _ = z.format(i64::MAX);
         let _ = z.midnight_ms("9999-12-31");

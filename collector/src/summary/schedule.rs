@@ -3,7 +3,7 @@
 
 use jiff::civil::Date;
 
-use crate::console::tz::{add_days, Zone};
+use crate::console::tz::{add_days, parse_clock, Zone};
 
 /// Weekday of a date: 0 = Sunday.
 pub fn weekday(date: Date) -> i64 {
@@ -85,14 +85,10 @@ impl Schedule {
                 format!("[summary] day {day:?} is not a weekday; use e.g. \"monday\"")
             })?;
         let bad = || format!("[summary] time {time:?} is not HH:MM; use e.g. \"08:00\"");
-        let (h, m) = time.trim().split_once(':').ok_or_else(bad)?;
-        let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-        if !(0..24).contains(&h) || !(0..60).contains(&m) {
-            return Err(bad());
-        }
+        let minute = parse_clock(time).filter(|m| *m < 24 * 60).ok_or_else(bad)?;
         Ok(Self {
             weekday: weekday as i64,
-            minute: h * 60 + m,
+            minute,
             zone,
         })
     }
@@ -147,7 +143,8 @@ mod tests {
         };
         assert_eq!(w.end_ms() - w.start_ms(), 169 * 3_600_000);
         assert!(Schedule::parse("funday", "08:00", london.clone()).is_err());
-        assert!(Schedule::parse("Tue", "25:00", london).is_err());
+        assert!(Schedule::parse("Tue", "25:00", london.clone()).is_err());
+        assert!(Schedule::parse("Tue", "24:00", london).is_err());
     }
 
     #[test]
