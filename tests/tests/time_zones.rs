@@ -1,11 +1,15 @@
 //! The school's time zone from the system's tz database: the weekly summary
 //! of a school in New York and of one in Sydney, each for a week holding a
 //! clock change, shows every alert at its local time and counts the week
-//! from local midnight to local midnight; an unknown zone stops `serve`.
+//! from local midnight to local midnight; so does the console's queue
+//! filtered to the day of a change; an unknown zone stops `serve`.
+
+use std::time::Duration;
 
 use rusqlite::Connection;
 use tutela_tests::seed::insert_alert;
-use tutela_tests::{run_ok, Collector, Scratch};
+use tutela_tests::web::{http, sign_in};
+use tutela_tests::{run_ok, wait_for, Collector, Scratch};
 
 /// Writes the summary for the week of `week` in `zone` and returns its HTML.
 fn summary_in(c: &Collector, scratch: &Scratch, zone: &str, week: &str) -> String {
@@ -83,6 +87,63 @@ fn summaries_show_local_times_in_new_york_and_sydney_across_their_clock_changes(
         &sydney,
         counts,
     );
+}
+
+#[test]
+fn the_queue_filtered_to_the_day_new_york_springs_forward_shows_its_23_hours_in_local_time() {
+    const PASSWORD: &str = "correct horse battery staple";
+    let scratch = Scratch::new("time-zone-console");
+    let (mut c, port) =
+        Collector::with_console(scratch.path("collector"), &[("dsl1", "dsl")], PASSWORD).unwrap();
+    c.set_section(
+        "console",
+        &format!("enabled = true\nlisten = \"127.0.0.1:{port}\"\ntime_zone = \"America/New_York\""),
+    )
+    .unwrap();
+    run_ok(c.cmd().args(["summary", "--status"])).unwrap();
+    let db = Connection::open(c.dir.join("tutela.db")).unwrap();
+    let alerts = [
+        (1_741_496_400_000, "2025-03-09 00:00:00 EST", true), // 05:00 UTC: local midnight
+        (1_741_501_800_000, "2025-03-09 01:30:00 EST", true),
+        (1_741_505_400_000, "2025-03-09 03:30:00 EDT", true),
+        (1_741_577_400_000, "2025-03-09 23:30:00 EDT", true), // Monday 03:30 UTC
+        (1_741_496_399_000, "2025-03-08 23:59:59 EST", false),
+        (1_741_579_200_000, "2025-03-10 00:00:00 EDT", false), // 23 hours after midnight
+    ];
+    for (seq, (ms, _, _)) in (1..).zip(&alerts) {
+        insert_alert(
+            &db,
+            seq,
+            "pupil.one",
+            *ms,
+            "bullying",
+            3,
+            "bullying/r1",
+            "new",
+        );
+    }
+    c.start().unwrap();
+    wait_for("the console", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .unwrap();
+    let (session, _) = sign_in(port, "dsl1", PASSWORD, "/queue");
+    let page = http(
+        port,
+        "GET",
+        "/queue?state=all&from=2025-03-09&to=2025-03-09",
+        &session,
+        &[],
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+    for (ms, local, on_the_day) in alerts {
+        assert_eq!(
+            page.body.contains(local),
+            on_the_day,
+            "{ms} as {local}:\n{}",
+            page.body
+        );
+    }
 }
 
 #[test]

@@ -170,6 +170,12 @@ impl Zone {
     pub fn midnight_ms(&self, date: &str) -> Option<i64> {
         parse_date(date).map(|d| self.day_start_ms(d))
     }
+
+    /// UTC milliseconds where local `date` (`YYYY-MM-DD`) ends: the next
+    /// day's first instant (after 23 or 25 hours on the days the clocks change).
+    pub fn day_end_ms(&self, date: &str) -> Option<i64> {
+        parse_date(date).map(|d| self.day_start_ms(add_days(d, 1)))
+    }
 }
 
 /// A `YYYY-MM-DD` date that exists in the calendar.
@@ -289,6 +295,8 @@ mod tests {
         let d = |day| date(2025, 3, day);
         assert_eq!(z.format(z.day_start_ms(d(9))), "2025-03-09 00:00:00 EST");
         assert_eq!(z.day_start_ms(d(10)) - z.day_start_ms(d(9)), 23 * 3_600_000);
+        let day = z.day_end_ms("2025-03-09").unwrap() - z.midnight_ms("2025-03-09").unwrap();
+        assert_eq!(day, 23 * 3_600_000);
         // 02:30 on 9 March does not exist: it counts from after the change.
         assert_eq!(
             z.format(z.local_ms(d(9), 2 * 60 + 30)),
