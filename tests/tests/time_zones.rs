@@ -28,13 +28,37 @@ fn summary_in(c: &Collector, scratch: &Scratch, zone: &str, week: &str) -> Strin
     std::fs::read_to_string(out).unwrap()
 }
 
-/// Checks the summary's heading, which alerts it lists at which local time
-/// (`true`: in the week) and its count line.
-fn check_week(html: &str, heading: &str, alerts: &[(i64, &str, bool)], counts: &str) {
-    assert!(html.contains(heading), "{heading} missing:\n{html}");
-    for (ms, local, in_week) in alerts {
-        assert_eq!(html.contains(local), *in_week, "{ms} as {local}:\n{html}");
+/// An alert at UTC ms, its local time in the school's zone, and whether the
+/// page under test should list it.
+type Seeded<'a> = (i64, &'a str, bool);
+
+/// Inserts the alerts, numbered from 1.
+fn seed<'a>(db: &Connection, alerts: impl IntoIterator<Item = &'a Seeded<'a>>) {
+    for (seq, (ms, _, _)) in (1..).zip(alerts) {
+        insert_alert(
+            db,
+            seq,
+            "pupil.one",
+            *ms,
+            "bullying",
+            3,
+            "bullying/r1",
+            "new",
+        );
     }
+}
+
+/// Checks which alerts `page` lists, each at its local time.
+fn check_listed(page: &str, alerts: &[Seeded]) {
+    for (ms, local, listed) in alerts {
+        assert_eq!(page.contains(local), *listed, "{ms} as {local}:\n{page}");
+    }
+}
+
+/// Checks the summary's heading, its alerts and its count line.
+fn check_week(html: &str, heading: &str, alerts: &[Seeded], counts: &str) {
+    assert!(html.contains(heading), "{heading} missing:\n{html}");
+    check_listed(html, alerts);
     assert!(html.contains(counts), "{counts} missing:\n{html}");
 }
 
@@ -61,18 +85,7 @@ fn summaries_show_local_times_in_new_york_and_sydney_across_their_clock_changes(
         (1_743_341_400_000, "2025-03-31 00:30:00 AEDT", true), // Sunday 13:30 UTC
         (1_743_337_800_000, "2025-03-30 23:30:00 AEDT", false), // Sunday 12:30 UTC
     ];
-    for (seq, (ms, _, _)) in (1..).zip(new_york.iter().chain(&sydney)) {
-        insert_alert(
-            &db,
-            seq,
-            "pupil.one",
-            *ms,
-            "bullying",
-            3,
-            "bullying/r1",
-            "new",
-        );
-    }
+    seed(&db, new_york.iter().chain(&sydney));
     // Weeks run from local midnight: Sunday 23:30 is the week before.
     let counts = "<b>3</b> alerts this week; previous week 1,";
     check_week(
@@ -110,18 +123,7 @@ fn the_queue_filtered_to_the_day_new_york_springs_forward_shows_its_23_hours_in_
         (1_741_496_399_000, "2025-03-08 23:59:59 EST", false),
         (1_741_579_200_000, "2025-03-10 00:00:00 EDT", false), // 23 hours after midnight
     ];
-    for (seq, (ms, _, _)) in (1..).zip(&alerts) {
-        insert_alert(
-            &db,
-            seq,
-            "pupil.one",
-            *ms,
-            "bullying",
-            3,
-            "bullying/r1",
-            "new",
-        );
-    }
+    seed(&db, &alerts);
     c.start().unwrap();
     wait_for("the console", Duration::from_secs(30), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -136,14 +138,7 @@ fn the_queue_filtered_to_the_day_new_york_springs_forward_shows_its_23_hours_in_
         &[],
     );
     assert_eq!(page.status, 200, "{}", page.body);
-    for (ms, local, on_the_day) in alerts {
-        assert_eq!(
-            page.body.contains(local),
-            on_the_day,
-            "{ms} as {local}:\n{}",
-            page.body
-        );
-    }
+    check_listed(&page.body, &alerts);
 }
 
 #[test]
