@@ -93,7 +93,7 @@ put 0644 "$S/tmpfiles.conf" "$C/usr/lib/tmpfiles.d/tutela-collector.conf"
 put 0644 README.md "$C/usr/share/doc/tutela-collector/README.md"
 mkdir -p "$C/DEBIAN"
 for f in postinst prerm postrm; do put 0755 "$S/$f" "$C/DEBIAN/$f"; done
-control tutela-collector "$C" "systemd" \
+control tutela-collector "$C" "systemd, tzdata" \
 "Tutela collector: the school's safeguarding server
  Receives and verifies agents' signed events, stores alerts and encrypted
  captures, serves the review console, publishes signed rule bundles and

@@ -8,7 +8,7 @@
 use rusqlite::Connection;
 
 use crate::config::Fleet;
-use crate::console::tz::Zone;
+use crate::console::tz::{add_days, parse_clock, Zone};
 
 const DAY_MS: i64 = 86_400_000;
 /// Looking back further than this is pointless: any longer silence has
@@ -25,7 +25,7 @@ pub struct SilentStation {
 }
 
 /// The school calendar parsed from `[fleet]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SchoolTime {
     /// Bit `d` set: weekday `d` (0 = Sunday) is a school day.
     days: u8,
@@ -66,25 +66,26 @@ impl SchoolTime {
         }
         let from = from.max(to - LOOKBACK_DAYS * DAY_MS);
         let mut total = 0;
-        // Local day numbers; one extra day either side covers offset changes.
-        let first = (from + i64::from(self.zone.offset_minutes(from)) * 60_000).div_euclid(DAY_MS);
-        let last = (to + i64::from(self.zone.offset_minutes(to)) * 60_000).div_euclid(DAY_MS);
-        for day in first - 1..=last + 1 {
-            // 1970-01-01 was a Thursday: weekday 0 = Sunday.
-            let weekday = (day + 4).rem_euclid(7);
-            if self.days & (1 << weekday) == 0 {
-                continue;
+        let last = self.zone.date_at(to);
+        let mut day = self.zone.date_at(from);
+        while day <= last {
+            let weekday = day.weekday().to_sunday_zero_offset();
+            if self.days & (1 << weekday) != 0 {
+                // Local wall times: on a day the clocks change, the school
+                // day still starts and ends by the clock on the wall.
+                let start = self.zone.local_ms(day, self.start_min);
+                let end = self.zone.local_ms(day, self.end_min);
+                let lo = start.max(from);
+                let hi = end.min(to);
+                if hi > lo {
+                    total += hi - lo;
+                }
             }
-            let utc_midnight = day * DAY_MS;
-            // The offset at local noon is the day's offset (changes happen at night).
-            let off = i64::from(self.zone.offset_minutes(utc_midnight + DAY_MS / 2)) * 60_000;
-            let start = utc_midnight - off + self.start_min * 60_000;
-            let end = utc_midnight - off + self.end_min * 60_000;
-            let lo = start.max(from);
-            let hi = end.min(to);
-            if hi > lo {
-                total += hi - lo;
+            let next = add_days(day, 1);
+            if next == day {
+                break;
             }
+            day = next;
         }
         total
     }
@@ -107,13 +108,7 @@ fn weekday_index(name: &str) -> Option<u32> {
 /// `HH:MM-HH:MM` to minutes after local midnight; `24:00` allowed as an end.
 fn parse_hours(text: &str) -> Option<(i64, i64)> {
     let (a, b) = text.trim().split_once(['-', '–'])?;
-    let parse = |t: &str| -> Option<i64> {
-        let (h, m) = t.trim().split_once(':')?;
-        let h: i64 = h.parse().ok()?;
-        let m: i64 = m.parse().ok()?;
-        (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
-    };
-    let (s, e) = (parse(a)?, parse(b)?);
+    let (s, e) = (parse_clock(a)?, parse_clock(b)?);
     (s < e).then_some((s, e))
 }
 
@@ -125,7 +120,7 @@ pub fn silent_stations(
     fleet: &Fleet,
     zone: &Zone,
 ) -> rusqlite::Result<Vec<SilentStation>> {
-    let school = SchoolTime::new(fleet, *zone);
+    let school = SchoolTime::new(fleet, zone.clone());
     let limit_ms = i64::try_from(fleet.silent_after_mins)
         .unwrap_or(i64::MAX / 60_000)
         .saturating_mul(60_000);
@@ -158,11 +153,7 @@ pub fn silent_stations(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::console::tz::days_from_civil;
-
-    fn at(y: i64, m: u32, d: u32, h: i64, min: i64) -> i64 {
-        days_from_civil(y, m, d) * DAY_MS + (h * 60 + min) * 60_000
-    }
+    use crate::console::tz::{utc_ms as at, zone};
 
     fn conn_with(rows: &[(&str, Option<i64>, i64)]) -> Connection {
         let conn = Connection::open_in_memory().unwrap();
@@ -184,7 +175,7 @@ mod tests {
 
     #[test]
     fn only_school_hours_count() {
-        let school = SchoolTime::new(&Fleet::default(), Zone::Fixed(0));
+        let school = SchoolTime::new(&Fleet::default(), zone("UTC"));
         // Friday 2025-03-14 15:00 UTC to Monday 09:00: 30 min Friday + 30 min Monday.
         let fri = at(2025, 3, 14, 15, 0);
         let mon = at(2025, 3, 17, 9, 0);
@@ -196,11 +187,42 @@ mod tests {
 
     #[test]
     fn london_summer_time_shifts_the_day() {
-        let school = SchoolTime::new(&Fleet::default(), Zone::London);
+        let school = SchoolTime::new(&Fleet::default(), zone("Europe/London"));
         // 2025-07-01 08:30 BST is 07:30 UTC.
         assert!(school.is_school_time(at(2025, 7, 1, 7, 30)));
         assert!(!school.is_school_time(at(2025, 7, 1, 7, 29)));
         assert!(!school.is_school_time(at(2025, 7, 1, 14, 30)));
+    }
+
+    #[test]
+    fn new_york_and_sydney_school_days_keep_their_wall_clock_across_changes() {
+        let ny = SchoolTime::new(&Fleet::default(), zone("America/New_York"));
+        // Friday 7 March 2025 15:00 EST (20:00 UTC) to Monday 10 March 09:00
+        // EDT (13:00 UTC): the weekend is an hour short, the school time is
+        // still 30 min Friday + 30 min Monday.
+        assert_eq!(
+            ny.school_ms_between(at(2025, 3, 7, 20, 0), at(2025, 3, 10, 13, 0)),
+            60 * 60_000
+        );
+        assert!(ny.is_school_time(at(2025, 3, 7, 13, 30))); // 08:30 EST
+        assert!(!ny.is_school_time(at(2025, 3, 10, 12, 29))); // 08:29 EDT
+        assert!(ny.is_school_time(at(2025, 3, 10, 12, 30))); // 08:30 EDT
+        assert!(!ny.is_school_time(at(2025, 11, 3, 12, 30))); // 07:30 EST
+        assert!(ny.is_school_time(at(2025, 11, 3, 13, 30))); // 08:30 EST
+
+        let syd = SchoolTime::new(&Fleet::default(), zone("Australia/Sydney"));
+        // Monday 7 April 2025 08:30 AEST is Sunday 22:30 UTC; a week
+        // earlier, 08:30 AEDT was 21:30 UTC.
+        assert!(syd.is_school_time(at(2025, 4, 6, 22, 30)));
+        assert!(!syd.is_school_time(at(2025, 4, 6, 22, 29)));
+        assert!(syd.is_school_time(at(2025, 3, 30, 21, 30)));
+        // Friday 15:00 AEDT to Monday 09:00 AEST across the April change.
+        assert_eq!(
+            syd.school_ms_between(at(2025, 4, 4, 4, 0), at(2025, 4, 6, 23, 0)),
+            60 * 60_000
+        );
+        // Saturday in Sydney is still Friday in UTC: not school time.
+        assert!(!syd.is_school_time(at(2025, 4, 4, 23, 0)));
     }
 
     #[test]
@@ -212,7 +234,7 @@ mod tests {
             ("silent", Some(at(2025, 3, 14, 14, 0)), 0),     // 90 + 30 min
             ("never", None, at(2025, 3, 10, 9, 0)),
         ]);
-        let silent = silent_stations(&conn, now, &fleet, &Zone::Fixed(0)).unwrap();
+        let silent = silent_stations(&conn, now, &fleet, &zone("UTC")).unwrap();
         let ids: Vec<_> = silent.iter().map(|s| s.agent_id.as_str()).collect();
         assert_eq!(ids, ["never", "silent"]);
         assert_eq!(silent[0].last_seen_ms, None);

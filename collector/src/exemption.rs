@@ -251,64 +251,25 @@ pub fn changed_between(
 }
 
 /// Parses an end time: an RFC 3339 instant (`2026-11-27T15:30:00Z`,
-/// `2026-11-27T15:30:00+00:00`) or a duration from `now_ms` (`90s`, `45m`, `8h`, `7d`).
+/// `2026-11-27T15:30:00+00:00`) or a duration from `now_ms` (`90s`, `45m`,
+/// `8h`, `7d`, `1h 30m`; see [`crate::duration`]).
 pub fn parse_until(text: &str, now_ms: i64) -> Result<i64, String> {
     let text = text.trim();
-    if let Some(ms) = parse_rfc3339(text) {
-        return Ok(ms);
+    if let Ok(instant) = text.parse::<jiff::Timestamp>() {
+        return Ok(instant.as_millisecond());
     }
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (num, unit) = text.split_at(split);
-    let n: i64 = num.parse().map_err(|_| {
-        format!("`{text}` is neither a time like 2026-11-27T15:30:00Z nor a duration like 7d")
-    })?;
-    let unit_ms = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        "w" => 7 * 86_400_000,
-        _ => return Err(format!("unknown unit in `{text}`; use s, m, h, d or w")),
-    };
-    n.checked_mul(unit_ms)
-        .and_then(|d| now_ms.checked_add(d))
-        .ok_or_else(|| format!("`{text}` is too long"))
-}
-
-fn parse_rfc3339(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
+    let starts_like_a_date = text.len() >= 10 && text.as_bytes()[4] == b'-';
+    match crate::duration::parse_ms(text) {
+        Ok(ms) => now_ms
+            .checked_add(ms)
+            .ok_or_else(|| format!("`{text}` is too long")),
+        Err(crate::duration::DurationError::Unreadable(_)) => Err(if starts_like_a_date {
+            format!("`{text}` is not a time with its offset; write e.g. 2026-11-27T15:30:00Z or 2026-11-27T15:30:00+01:00")
+        } else {
+            format!("`{text}` is neither a time like 2026-11-27T15:30:00Z nor a duration like 7d")
+        }),
+        Err(e) => Err(e.to_string()),
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> { text.get(r)?.parse().ok() };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    let mut rest = &text[19..];
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(frac.len());
-        rest = &frac[digits..];
-    }
-    let offset_min = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let (oh, om) = rest[1..].split_once(':')?;
-            sign * (oh.parse::<i64>().ok()? * 60 + om.parse::<i64>().ok()?)
-        }
-    };
-    let days = crate::console::tz::days_from_civil(y, mo as u32, d as u32);
-    Some((days * 86_400 + h * 3600 + mi * 60 + s - offset_min * 60) * 1000)
 }
 
 /// Signs a group's exemption set for the agents (see `SignedExemptions`):
@@ -339,8 +300,17 @@ mod tests {
         assert_eq!(parse_until("1970-01-01T01:00:00+01:00", 0), Ok(0));
         assert_eq!(parse_until("7d", 5), Ok(5 + 7 * 86_400_000));
         assert_eq!(parse_until("3s", 0), Ok(3000));
+        assert_eq!(parse_until("1h 30m", 0), Ok(90 * 60_000));
+        assert_eq!(
+            parse_until("2026-11-27t15:30:00.5z", 0),
+            Ok(1_795_793_400_500)
+        );
         assert!(parse_until("soon", 0).is_err());
-        assert!(parse_until("3y", 0).is_err());
+        assert!(parse_until("3y", 0).unwrap_err().contains("unknown unit"));
+        // Without an offset the instant is unknown.
+        let err = parse_until("2026-11-27T15:30:00", 0).unwrap_err();
+        assert!(err.contains("offset"), "{err}");
+        assert!(parse_until("2026-02-30T10:00:00Z", 0).is_err());
     }
 
     #[test]

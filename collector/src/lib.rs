@@ -6,6 +6,7 @@ pub mod bounds;
 pub mod config;
 pub mod console;
 pub mod coverage;
+pub mod duration;
 pub mod enrolment;
 pub mod evidence;
 pub mod exemption;

@@ -313,11 +313,8 @@ pub fn check(config: &CollectorConfig) -> Result<Vec<String>, MailError> {
     }
     let mut warnings = Vec::new();
     Mailer::from_config(mail)?;
-    if crate::console::tz::Zone::parse(&config.console.time_zone).is_none() {
-        return Err(MailError::Settings(format!(
-            "[console] time_zone {:?} is not known, so emails would show the wrong times; use e.g. \"Europe/London\" or \"UTC\"",
-            config.console.time_zone
-        )));
+    if let Err(e) = crate::console::tz::Zone::parse(&config.console.time_zone) {
+        return Err(MailError::Settings(format!("[console] time_zone {e}")));
     }
     if recipients_with(mail, &["dsl", "deputy-dsl"]).is_empty() {
         return Err(MailError::Config(

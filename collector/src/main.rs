@@ -234,30 +234,23 @@ enum AgentsCommand {
     ClearFlag { agent_id: String },
 }
 
+/// A token's validity: a duration (a bare number counts hours), at most 365 days.
 fn parse_duration_ms(text: &str) -> Result<i64, String> {
+    use tutela_collector::duration::{parse_ms, DurationError};
     let text = text.trim();
-    let (num, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration; use e.g. 30m, 24h or 7d"))?;
-    let ms: i64 = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" | "" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("unknown unit in `{text}`; use s, m, h or d")),
+    let hours;
+    let with_unit = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        hours = format!("{text}h");
+        &hours
+    } else {
+        text
     };
-    match n.checked_mul(ms) {
-        Some(0) => Err(format!(
-            "`{text}` is no time at all; use e.g. 30m, 24h or 7d"
-        )),
-        Some(total) if total <= MAX_TOKEN_VALIDITY_MS => Ok(total),
-        _ => Err(format!(
+    match parse_ms(with_unit) {
+        Ok(ms) if ms <= MAX_TOKEN_VALIDITY_MS => Ok(ms),
+        Ok(_) | Err(DurationError::TooLong(_)) => Err(format!(
             "`{text}` is too long: a token may be valid for at most 365d"
         )),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -344,7 +337,7 @@ fn main() -> Result<()> {
                     t.state(now),
                     if t.group.is_empty() { "-" } else { &t.group },
                     format!("{}/{}", t.uses, t.max_uses),
-                    tutela_collector::console::tz::Zone::Fixed(0).format(t.expires_ms),
+                    tutela_collector::console::tz::Zone::utc().format(t.expires_ms),
                     t.label
                 );
             }
@@ -666,8 +659,7 @@ fn exemption_cli(dir: &Path, command: ExemptionCommand) -> Result<()> {
     use tutela_collector::exemption;
     let conn = store::open(dir).context("opening the collector database")?;
     let config = CollectorConfig::load(&config_path(dir))?;
-    let zone = tutela_collector::console::tz::Zone::parse(&config.console.time_zone)
-        .unwrap_or(tutela_collector::console::tz::Zone::Fixed(0));
+    let zone = tutela_collector::summary::zone(&config);
     match command {
         ExemptionCommand::Add {
             group,

@@ -13,9 +13,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use jiff::tz::TimeZone;
+use jiff::Span;
 use rusqlite::{params, Connection};
 
 use crate::config::Retention;
+use crate::console::tz::timestamp;
 use crate::store;
 
 /// States in which an alert's review is finished.
@@ -60,50 +63,23 @@ impl std::fmt::Display for PurgeReport {
     }
 }
 
-/// Days since 1970-01-01 of a civil (proleptic Gregorian) date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 fn date_utc(ms: i64) -> String {
-    let (y, m, d) = civil_from_days(ms.div_euclid(86_400_000));
-    format!("{y:04}-{m:02}-{d:02}")
+    timestamp(ms).strftime("%Y-%m-%d").to_string()
 }
 
 /// `now_ms` minus `months` calendar months (UTC); the day is clamped to the
 /// length of the target month (31 March minus one month is 28/29 February).
+/// Beyond the calendar's range, nothing counts as old enough.
 pub fn months_before(now_ms: i64, months: u32) -> i64 {
-    let day_ms = 86_400_000;
-    let days = now_ms.div_euclid(day_ms);
-    let time_of_day = now_ms.rem_euclid(day_ms);
-    let (y, m, d) = civil_from_days(days);
-    let total = y * 12 + (m - 1) - i64::from(months);
-    let (ty, tm) = (total.div_euclid(12), total.rem_euclid(12) + 1);
-    let next_month_start = if tm == 12 {
-        days_from_civil(ty + 1, 1, 1)
-    } else {
-        days_from_civil(ty, tm + 1, 1)
-    };
-    let month_len = next_month_start - days_from_civil(ty, tm, 1);
-    days_from_civil(ty, tm, d.min(month_len)) * day_ms + time_of_day
+    Span::new()
+        .try_months(i64::from(months))
+        .and_then(|span| {
+            timestamp(now_ms)
+                .to_zoned_datetime(TimeZone::UTC)
+                .checked_sub(span)
+        })
+        .map(|z| z.timestamp().as_millisecond())
+        .unwrap_or(i64::MIN)
 }
 
 /// Removes (or with `dry_run` counts) the alerts whose retention has run out
@@ -255,13 +231,10 @@ pub fn run_once(
 mod tests {
     use super::*;
 
-    const DAY: i64 = 86_400_000;
-
     #[test]
     fn months_are_calendar_months() {
-        let at = |y, m, d| days_from_civil(y, m, d) * DAY;
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
+        let at = |y, m, d| crate::console::tz::utc_ms(y, m, d, 0, 0);
+        assert_eq!(at(1970, 1, 1), 0);
         assert_eq!(
             months_before(at(2026, 11, 22) + 5, 12),
             at(2025, 11, 22) + 5
@@ -270,6 +243,8 @@ mod tests {
         assert_eq!(months_before(at(2026, 1, 15), 1), at(2025, 12, 15));
         assert_eq!(months_before(at(2026, 1, 15), 25), at(2023, 12, 15));
         assert_eq!(date_utc(at(2025, 11, 22) + 3_600_000), "2025-11-22");
+        // Out of the calendar's range: nothing is old enough to purge.
+        assert_eq!(months_before(0, u32::MAX), i64::MIN);
     }
 
     #[test]

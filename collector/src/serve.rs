@@ -46,6 +46,9 @@ pub async fn bind(
     SocketAddr,
     impl Future<Output = anyhow::Result<()>> + Send + 'static,
 )> {
+    // Every page, email and school-hours check depends on the school's time zone.
+    crate::console::tz::Zone::parse(&config.console.time_zone)
+        .map_err(|e| anyhow::anyhow!("[console] time_zone {e}; fix collector.toml"))?;
     // Mail on but misconfigured: refuse to start rather than run without urgent emails.
     for warning in
         crate::mail::check(config).context("email is misconfigured; fix collector.toml")?

@@ -175,7 +175,7 @@ pub fn queue(
     config: &CollectorConfig,
     from: &Mailbox,
 ) -> Result<Queued, MailError> {
-    let zone = Zone::parse(&config.console.time_zone).unwrap_or(Zone::Fixed(0));
+    let zone = crate::summary::zone(config);
     let base = mail::console_url(config);
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute_batch(SCHEMA)?;
@@ -218,7 +218,7 @@ pub fn queue(
             waiting = waiting.min(alerts.iter().map(|a| a.0).min().unwrap_or(i64::MAX));
             continue;
         }
-        let content = render(alerts, &base, zone);
+        let content = render(alerts, &base, &zone);
         for to in &recipients {
             let message = mail::build(from, to, &content)?;
             mail::enqueue(&tx, "urgent", to, &content.subject, &message)?;
@@ -249,7 +249,7 @@ pub fn queue(
 }
 
 /// The email: severity, time and a console link per alert; nothing else.
-fn render(alerts: &[(i64, i64, i64)], base: &str, zone: Zone) -> Content {
+fn render(alerts: &[(i64, i64, i64)], base: &str, zone: &Zone) -> Content {
     let n = alerts.len();
     let subject = format!(
         "Tutela: {n} urgent alert{} to review",
@@ -491,7 +491,7 @@ mod tests {
     #[test]
     fn a_large_batch_links_fifty_alerts_and_counts_the_rest() {
         let alerts: Vec<(i64, i64, i64)> = (1..=120).map(|id| (id, 0, 5)).collect();
-        let c = render(&alerts, "https://c.test", Zone::Fixed(0));
+        let c = render(&alerts, "https://c.test", &Zone::utc());
         assert_eq!(c.subject, "Tutela: 120 urgent alerts to review");
         assert_eq!(c.text.matches("https://c.test/alerts/").count(), MAX_LINKS);
         assert!(c

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection};
 use serde_json::Value;
+use tutela_tests::seed::insert_alert;
 use tutela_tests::{
     free_port, parse_email, run_failing, run_ok, wait_for, Agent, Collector, Scratch, SmtpSink,
 };
@@ -76,39 +77,6 @@ const CATEGORIES: [&str; 5] = [
     "extremism",
     "adult-content",
 ];
-
-#[allow(clippy::too_many_arguments)]
-fn insert_alert(
-    conn: &Connection,
-    seq: i64,
-    user: &str,
-    time_ms: i64,
-    category: &str,
-    severity: i64,
-    rule: &str,
-    state: &str,
-) -> i64 {
-    conn.execute(
-        "INSERT INTO alerts (event_id, agent_id, seq, time_ms, received_ms, user, station, source, context, app,
-            app_path, window_title, url, search_query, category, severity, rule_id, term, matches, rules_version,
-            state, body, signature, body_hash)
-         VALUES (?1, 'ag-live', ?2, ?3, ?3 + 2000, ?4, 'LAB1-PC01', 'typed', ?5, 'firefox', '/usr/bin/firefox',
-            ?5, '', '', ?6, ?7, ?8, 'term', '[]', 7, ?9, x'00', x'00', x'00')",
-        params![
-            format!("ev-{seq}"),
-            seq,
-            time_ms,
-            user,
-            format!("SECRET typed context {seq}"),
-            category,
-            severity,
-            rule,
-            state
-        ],
-    )
-    .unwrap();
-    conn.last_insert_rowid()
-}
 
 /// Seeds the week of 2 June 2025, the week before, an old unreviewed alert,
 /// reviews, a rule change, an exemption and two stations (one silent).

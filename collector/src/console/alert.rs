@@ -387,7 +387,7 @@ pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
     )?;
     let (signature, _) = verify(conn, &alert)?;
     let reviews = viewer.role.reviews();
-    let z = app.zone;
+    let z = &app.zone;
     let mut body = String::new();
     let sig = match &signature {
         Signature::Verified => {
@@ -561,7 +561,7 @@ fn notes_html(
     conn: &Connection,
     viewer: &Viewer,
     alert: &Alert,
-    z: super::tz::Zone,
+    z: &super::tz::Zone,
 ) -> Result<(), Fail> {
     if !viewer.role.reviews() {
         return Ok(());

@@ -153,7 +153,7 @@ pub fn recent(conn: &Connection, limit: i64, actor: Option<&str>) -> rusqlite::R
 pub fn render(
     conn: &Connection,
     viewer: &Viewer,
-    zone: Zone,
+    zone: &Zone,
     actor: Option<&str>,
 ) -> rusqlite::Result<String> {
     let chain = match verify(conn)? {

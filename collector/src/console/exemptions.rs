@@ -24,14 +24,7 @@ fn parse_end(app: &App, text: &str, now: i64) -> Result<i64, String> {
     if let Ok(ms) = exemption::parse_until(text, now) {
         return Ok(ms);
     }
-    let local = text.split_once('T').and_then(|(date, time)| {
-        let midnight = app.zone.midnight_ms(date)?;
-        let (h, m) = time.split_once(':')?;
-        let h: i64 = h.parse().ok()?;
-        let m: i64 = m.get(..2)?.parse().ok()?;
-        (h < 24 && m < 60).then_some(midnight + (h * 60 + m) * 60_000)
-    });
-    local.ok_or_else(|| {
+    app.zone.wall_clock_ms(text).ok_or_else(|| {
         format!("`{text}` is not an end time; use the date picker, a time like 2026-11-27T15:30:00Z or a duration like 7d")
     })
 }

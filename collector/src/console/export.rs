@@ -222,41 +222,73 @@ pub fn record_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, 
     )))
 }
 
-/// A CSV cell, quoted, with formula-looking text defused for spreadsheets.
-fn cell(text: &str) -> String {
-    let t = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{text}")
+/// Text that a spreadsheet would run as a formula, defused with a leading `'`.
+fn defuse(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}").into()
     } else {
-        text.to_owned()
-    };
-    format!("\"{}\"", t.replace('"', "\"\""))
+        text.into()
+    }
+}
+
+const CSV_HEADER: [&str; 12] = [
+    "id",
+    "time",
+    "username",
+    "station",
+    "category",
+    "severity",
+    "rule",
+    "term",
+    "state",
+    "assigned_to",
+    "source",
+    "repeats",
+];
+
+/// CSV for spreadsheets: text quoted, numbers bare, CRLF lines.
+fn csv_writer() -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new()
+        .quote_style(csv::QuoteStyle::NonNumeric)
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new())
+}
+
+/// The queue's rows as CSV, text defused, under a bare header line.
+fn queue_csv(app: &App, rows: &[queue::Row]) -> csv::Result<String> {
+    let mut out = csv_writer();
+    for r in rows {
+        let time = app.zone.format(r.time_ms);
+        out.write_record([
+            r.id.to_string().as_str(),
+            &defuse(&time),
+            &defuse(&r.user),
+            &defuse(&r.station),
+            &defuse(&r.category),
+            &r.severity.to_string(),
+            &defuse(&r.rule_id),
+            &defuse(&r.term),
+            &defuse(&r.state),
+            &defuse(&r.assignee),
+            &defuse(&r.source),
+            &r.repeats.to_string(),
+        ])?;
+    }
+    let bytes = out.into_inner().map_err(|e| e.into_error())?;
+    // Every field written was a `str`.
+    Ok(format!(
+        "{}\r\n{}",
+        CSV_HEADER.join(","),
+        String::from_utf8_lossy(&bytes)
+    ))
 }
 
 pub fn csv(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
     let viewer = reviewer(conn, req)?;
     let q = QueueQuery::from_req(req);
     let rows = queue::rows(app, conn, &viewer, &q, 0, 100_000)?;
-    let mut out = String::from(
-        "id,time,username,station,category,severity,rule,term,state,assigned_to,source,repeats\r\n",
-    );
-    for r in &rows {
-        let _ = write!(
-            out,
-            "{},{},{},{},{},{},{},{},{},{},{},{}\r\n",
-            r.id,
-            cell(&app.zone.format(r.time_ms)),
-            cell(&r.user),
-            cell(&r.station),
-            cell(&r.category),
-            r.severity,
-            cell(&r.rule_id),
-            cell(&r.term),
-            cell(&r.state),
-            cell(&r.assignee),
-            cell(&r.source),
-            r.repeats
-        );
-    }
+    let out = queue_csv(app, &rows)
+        .map_err(|e| Fail::BadRequest(format!("the CSV could not be written: {e}")))?;
     audit::append(
         conn,
         &viewer.name,
@@ -274,12 +306,18 @@ pub fn csv(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn csv_cells_are_quoted_and_defused() {
+        assert_eq!(defuse("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(defuse("pupil.one"), "pupil.one");
+        let mut out = csv_writer();
+        out.write_record(["7", &defuse("=HYPERLINK(\"x\")"), &defuse("-1+1"), "a\r\nb"])
+            .unwrap();
         assert_eq!(
-            super::cell("=HYPERLINK(\"x\")"),
-            "\"'=HYPERLINK(\"\"x\"\")\""
+            String::from_utf8(out.into_inner().unwrap()).unwrap(),
+            "7,\"'=HYPERLINK(\"\"x\"\")\",\"'-1+1\",\"a\r\nb\"\r\n"
         );
-        assert_eq!(super::cell("pupil.one"), "\"pupil.one\"");
     }
 }

@@ -75,9 +75,9 @@ impl App {
         let conn = store::open(dir)?;
         schema::create(&conn)?;
         let rule_key = Arc::new(settings::rule_id_key(&conn)?);
-        let zone = Zone::parse(&config.time_zone).unwrap_or_else(|| {
-            tracing::warn!(zone = %config.time_zone, "unknown console time_zone; showing UTC");
-            Zone::Fixed(0)
+        let zone = Zone::parse(&config.time_zone).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "unknown console time_zone; showing UTC");
+            Zone::utc()
         });
         Ok(Self {
             db: Arc::new(Mutex::new(conn)),
@@ -610,7 +610,7 @@ fn audit_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
         actor.unwrap_or(""),
     )?;
     Ok(html_response(audit::render(
-        conn, &viewer, app.zone, actor,
+        conn, &viewer, &app.zone, actor,
     )?))
 }
 

@@ -292,9 +292,9 @@ pub fn where_clause(
         sql.push_str(" AND a.time_ms >= ?");
         params.push(Value::Integer(ms));
     }
-    if let Some(ms) = app.zone.midnight_ms(&q.to) {
+    if let Some(ms) = app.zone.day_end_ms(&q.to) {
         sql.push_str(" AND a.time_ms < ?");
-        params.push(Value::Integer(ms + 86_400_000));
+        params.push(Value::Integer(ms));
     }
     if full && !q.search.is_empty() {
         let like = format!(

@@ -60,27 +60,6 @@ fn glob_pattern(pattern: &str) -> String {
     out
 }
 
-/// Splits one CSV line (RFC 4180 quoting, no embedded newlines).
-fn csv_fields(line: &str) -> Vec<String> {
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => fields.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    fields.push(cur);
-    fields.into_iter().map(|f| f.trim().to_owned()).collect()
-}
-
 /// The outcome of an import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Imported {
@@ -93,43 +72,50 @@ pub struct Imported {
 /// columns. A row is staff when its type is `staff` or one of its groups is
 /// `staff`; a file with neither column lists staff only.
 pub fn import(conn: &mut Connection, csv: &str) -> anyhow::Result<Imported> {
-    let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<String> = csv_fields(
-        lines
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches('\u{feff}'),
-    )
-    .into_iter()
-    .map(|h| h.to_lowercase())
-    .collect();
+    use anyhow::Context;
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(csv.trim_start_matches('\u{feff}').as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .context("the CSV's header row cannot be read; save the file as UTF-8 CSV")?
+        .iter()
+        .map(str::to_lowercase)
+        .collect();
     let col = |name: &str| header.iter().position(|h| h == name);
     let user_col = col("username")
         .or_else(|| col("user"))
         .ok_or_else(|| anyhow::anyhow!("the CSV needs a header row with a `username` column"))?;
     let groups_col = col("groups").or_else(|| col("group"));
     let type_col = col("type").or_else(|| col("role"));
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.context("the CSV cannot be read; save the file as UTF-8 CSV")?;
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        let field = |c: Option<usize>| c.and_then(|c| record.get(c)).unwrap_or_default();
+        let user = field(Some(user_col)).to_lowercase();
+        anyhow::ensure!(!user.is_empty(), "line {line} has no username");
+        anyhow::ensure!(
+            !user.chars().any(char::is_control),
+            "line {line}: the username holds a line break or control character"
+        );
+        rows.push((
+            user,
+            field(groups_col).to_owned(),
+            field(type_col).to_owned(),
+        ));
+    }
     let tx = conn.transaction()?;
     tx.execute("DELETE FROM console_staff", [])?;
     let mut result = Imported {
         staff: 0,
         others: 0,
     };
-    for (n, line) in lines.enumerate() {
-        let fields = csv_fields(line);
-        let user = fields
-            .get(user_col)
-            .map(|s| s.to_lowercase())
-            .unwrap_or_default();
-        anyhow::ensure!(!user.is_empty(), "row {} has no username", n + 2);
-        let groups = groups_col
-            .and_then(|c| fields.get(c))
-            .cloned()
-            .unwrap_or_default();
-        let kind = type_col
-            .and_then(|c| fields.get(c))
-            .cloned()
-            .unwrap_or_default();
+    for (user, groups, kind) in rows {
         let staff = (groups_col.is_none() && type_col.is_none())
             || kind.eq_ignore_ascii_case("staff")
             || groups
@@ -163,10 +149,6 @@ mod tests {
 
     #[test]
     fn csv_quoting_and_staff_detection() {
-        assert_eq!(
-            csv_fields(r#"a,"b, c","say ""hi""""#),
-            vec!["a", "b, c", r#"say "hi""#]
-        );
         let mut conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE alerts (id INTEGER PRIMARY KEY, user TEXT, time_ms INTEGER, severity INTEGER, rule_id TEXT, state TEXT)").unwrap();
         crate::console::schema::create(&conn).unwrap();
@@ -183,5 +165,49 @@ mod tests {
             }
         );
         assert_eq!(glob_pattern("Staff.*?"), "staff.*[?]");
+        // RFC 4180 quoting: commas, doubled quotes and line breaks inside
+        // quotes, a byte-order mark, blank lines and ragged rows.
+        let n = import(
+            &mut conn,
+            "\u{feff}Username,\"Groups\"\r\n\"mr.o'brien\",\"Staff; \"\"Head\"\", Office\"\r\n\nms.new,\"Science;\nStaff\"\r\npupil.two\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            n,
+            Imported {
+                staff: 2,
+                others: 1
+            }
+        );
+        let staff: Vec<(String, String)> = conn
+            .prepare("SELECT username, groups FROM console_staff ORDER BY username")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            staff,
+            [
+                (
+                    "mr.o'brien".to_owned(),
+                    "Staff; \"Head\", Office".to_owned()
+                ),
+                ("ms.new".to_owned(), "Science;\nStaff".to_owned())
+            ]
+        );
+        // A row without a username names its line; the old list stays.
+        let err = import(&mut conn, "username,type\nmr.a,staff\n,staff\n").unwrap_err();
+        assert!(err.to_string().contains("line 3"), "{err}");
+        let err = import(&mut conn, "username\n\"mr.a\nx\"\n").unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+        assert!(import(&mut conn, "name,type\nmr.a,staff\n")
+            .unwrap_err()
+            .to_string()
+            .contains("`username` column"));
+        let kept: i64 = conn
+            .query_row("SELECT COUNT(*) FROM console_staff", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, 2);
     }
 }

@@ -104,7 +104,7 @@ pub fn run(dir: &Path, args: SummaryArgs) -> Result<()> {
         } else {
             Audience::Pupils
         };
-        let html = super::preview_html(&conn, &config, week, audience)?;
+        let html = super::preview_html(&conn, &config, &week, audience)?;
         // Owner-only: the summary links alerts and names stations.
         crate::secrets::write_private(out, html.as_bytes())
             .with_context(|| format!("writing {}", out.display()))?;
@@ -123,7 +123,7 @@ pub fn run(dir: &Path, args: SummaryArgs) -> Result<()> {
             &mut conn,
             &config,
             &mailer.from,
-            week,
+            &week,
             super::Trigger::Manual,
             now,
         )?

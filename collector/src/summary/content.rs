@@ -142,11 +142,11 @@ fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
 pub fn figures(
     conn: &Connection,
     config: &CollectorConfig,
-    week: Week,
+    week: &Week,
     audience: Audience,
     now_ms: i64,
 ) -> rusqlite::Result<Figures> {
-    let zone = week.zone;
+    let zone = week.zone.clone();
     let sc = scope(conn, config, audience)?;
     let (start, end) = (week.start_ms(), week.end_ms());
     let prev = week.previous();
@@ -374,7 +374,7 @@ pub fn figures(
 
     Ok(Figures {
         audience,
-        week,
+        week: week.clone(),
         zone,
         generated_ms: now_ms,
         console_url: crate::mail::console_url(config),

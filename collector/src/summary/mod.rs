@@ -55,9 +55,10 @@ pub enum SummaryError {
     Config(String),
 }
 
-/// The school's time zone (`[console] time_zone`), UTC if unknown.
+/// The school's time zone (`[console] time_zone`), UTC if unknown (`serve`
+/// refuses an unknown one at start).
 pub fn zone(config: &CollectorConfig) -> Zone {
-    Zone::parse(&config.console.time_zone).unwrap_or(Zone::Fixed(0))
+    Zone::parse(&config.console.time_zone).unwrap_or_else(|_| Zone::utc())
 }
 
 /// The configured weekly slot.
@@ -70,12 +71,12 @@ pub fn schedule(config: &CollectorConfig) -> Result<Schedule, SummaryError> {
 /// schedule's weekday, so another day is rounded down to the one before it
 /// (the same week the schedule sends, recorded under the same label).
 pub fn week_of(config: &CollectorConfig, date: &str) -> Result<Week, SummaryError> {
-    let day = schedule::parse_date(date).ok_or_else(|| {
+    let day = crate::console::tz::parse_date(date).ok_or_else(|| {
         SummaryError::Config(format!("--week {date:?} is not a date; use YYYY-MM-DD"))
     })?;
     let weekday = schedule(config)?.weekday;
     Ok(Week {
-        start_day: day - (schedule::weekday(day) - weekday).rem_euclid(7),
+        start: crate::console::tz::add_days(day, -(schedule::weekday(day) - weekday).rem_euclid(7)),
         zone: zone(config),
     })
 }
@@ -97,7 +98,7 @@ pub struct Rendered {
 pub fn render_for(
     conn: &Connection,
     config: &CollectorConfig,
-    week: Week,
+    week: &Week,
     audience: Audience,
     now: i64,
 ) -> Result<Rendered, SummaryError> {
@@ -123,7 +124,7 @@ pub fn render_for(
 pub fn preview_html(
     conn: &Connection,
     config: &CollectorConfig,
-    week: Week,
+    week: &Week,
     audience: Audience,
 ) -> Result<String, SummaryError> {
     let r = render_for(conn, config, week, audience, now_ms())?;
@@ -185,7 +186,7 @@ pub fn queue_week(
     conn: &mut Connection,
     config: &CollectorConfig,
     from: &Mailbox,
-    week: Week,
+    week: &Week,
     trigger: Trigger,
     now: i64,
 ) -> Result<Option<usize>, SummaryError> {
@@ -293,9 +294,9 @@ pub async fn run(
             tokio::time::sleep(every).await;
             continue;
         }
-        let (c, f) = (config.clone(), from.clone());
+        let (c, f, w) = (config.clone(), from.clone(), week.clone());
         match mail::with_db(&db, move |conn| {
-            queue_week(conn, &c, &f, week, Trigger::Schedule, now)
+            queue_week(conn, &c, &f, &w, Trigger::Schedule, now)
         })
         .await
         {
@@ -315,7 +316,7 @@ pub async fn run(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::console::tz::days_from_civil;
+    use crate::console::tz::zone;
 
     /// A store with the console, publishing, mail and summary tables.
     pub(crate) fn store() -> (tempfile::TempDir, Connection) {
@@ -349,11 +350,10 @@ pub(crate) mod tests {
     #[test]
     fn days_are_counted_in_one_query_across_a_clock_change_using_the_time_index() {
         let (_dir, conn) = store();
-        let zone = Zone::London;
         // The week holding the October change: one day of 25 hours.
         let week = Week {
-            start_day: days_from_civil(2025, 10, 20),
-            zone,
+            start: jiff::civil::date(2025, 10, 20),
+            zone: zone("Europe/London"),
         };
         for (_, from, to) in week.days() {
             insert_alert(&conn, "pupil", from, 3);
@@ -363,7 +363,7 @@ pub(crate) mod tests {
         insert_alert(&conn, "pupil", week.start_ms() - 1, 3);
         insert_alert(&conn, "pupil", week.end_ms(), 3);
         let config = CollectorConfig::default();
-        let f = content::figures(&conn, &config, week, Audience::Pupils, now_ms()).unwrap();
+        let f = content::figures(&conn, &config, &week, Audience::Pupils, now_ms()).unwrap();
         let per_day: Vec<i64> = f.days.iter().map(|(_, c)| c.iter().sum()).collect();
         assert_eq!(per_day, [2; 7]);
         assert_eq!(f.days[6].0, "2025-10-26");
@@ -436,9 +436,16 @@ pub(crate) mod tests {
         let config = CollectorConfig::default();
         let from: Mailbox = "tutela@school.test".parse().unwrap();
         let week = week_of(&config, "2025-06-02").unwrap();
-        let err = queue_week(&mut conn, &config, &from, week, Trigger::Schedule, now_ms())
-            .unwrap_err()
-            .to_string();
+        let err = queue_week(
+            &mut conn,
+            &config,
+            &from,
+            &week,
+            Trigger::Schedule,
+            now_ms(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("no recipients"), "{err}");
         assert!(runs(&conn, 10).unwrap().is_empty());
     }

@@ -6,26 +6,14 @@ use std::fmt::Write;
 
 use super::chart;
 use super::content::{Audience, Figures};
-use super::schedule::parse_date;
 use crate::console::html::esc;
 use crate::console::queue::state_label;
-
-const WEEKDAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
+use crate::console::tz::parse_date;
 
 /// `Mon 2 Jun 2025` for a `YYYY-MM-DD` date.
 pub fn long_date(date: &str) -> String {
     match parse_date(date) {
-        Some(day) => {
-            let (y, m, d) = crate::console::tz::civil_from_days(day);
-            format!(
-                "{} {d} {} {y}",
-                WEEKDAYS[super::schedule::weekday(day) as usize],
-                MONTHS[(m - 1) as usize]
-            )
-        }
+        Some(day) => day.strftime("%a %-d %b %Y").to_string(),
         None => date.to_owned(),
     }
 }
@@ -33,11 +21,7 @@ pub fn long_date(date: &str) -> String {
 /// `Mon 02` for the chart's axis.
 pub fn short_date(date: &str) -> String {
     match parse_date(date) {
-        Some(day) => format!(
-            "{} {}",
-            WEEKDAYS[super::schedule::weekday(day) as usize],
-            &date[8..]
-        ),
+        Some(day) => day.strftime("%a %d").to_string(),
         None => date.to_owned(),
     }
 }
@@ -274,12 +258,8 @@ pub fn text(f: &Figures) -> String {
     t
 }
 
-fn zone_name(f: &Figures) -> &'static str {
-    match f.zone {
-        crate::console::tz::Zone::London => "UK time",
-        crate::console::tz::Zone::Fixed(0) => "UTC",
-        crate::console::tz::Zone::Fixed(_) => "school time",
-    }
+fn zone_name(f: &Figures) -> String {
+    f.zone.describe()
 }
 
 fn exemption_line(f: &Figures, e: &crate::exemption::Exemption) -> String {
@@ -316,7 +296,7 @@ pub fn html(f: &Figures, chart_src: &str) -> String {
         h,
         r#"<h1 style="font-size:20px;margin:0 0 4px">Tutela weekly summary</h1><p style="margin:0 0 16px;color:#555">{} ({}){}</p>"#,
         esc(&week_span(f)),
-        zone_name(f),
+        esc(&zone_name(f)),
         if f.audience == Audience::Staff {
             "<br>Alerts about staff accounts only."
         } else {

@@ -1,71 +1,40 @@
 //! When the weekly summary is due, in the school's time zone, and which
 //! week it covers: the seven local days before the day it is sent.
 
-use crate::console::tz::{civil_from_days, days_from_civil, Zone};
+use jiff::civil::Date;
 
-const DAY_MS: i64 = 86_400_000;
+use crate::console::tz::{add_days, parse_clock, Zone};
 
-/// A local date as days since 1970-01-01.
-pub fn date_string(day: i64) -> String {
-    let (y, m, d) = civil_from_days(day);
-    format!("{y:04}-{m:02}-{d:02}")
+/// Weekday of a date: 0 = Sunday.
+pub fn weekday(date: Date) -> i64 {
+    i64::from(date.weekday().to_sunday_zero_offset())
 }
 
-/// Parses `YYYY-MM-DD` into days since 1970-01-01.
-pub fn parse_date(text: &str) -> Option<i64> {
-    let mut parts = text.trim().splitn(3, '-');
-    let y: i64 = parts.next()?.parse().ok()?;
-    let m: u32 = parts.next()?.parse().ok()?;
-    let d: u32 = parts.next()?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let day = days_from_civil(y, m, d);
-    (civil_from_days(day) == (y, m, d)).then_some(day)
-}
-
-/// UTC milliseconds of local `minute` (after midnight) on local `day`.
-pub fn local_ms(zone: Zone, day: i64, minute: i64) -> i64 {
-    let local = day * DAY_MS + minute * 60_000;
-    let guess = local - i64::from(zone.offset_minutes(local)) * 60_000;
-    local - i64::from(zone.offset_minutes(guess)) * 60_000
-}
-
-/// The local date (days since 1970-01-01) at the instant `ms`.
-pub fn local_day(zone: Zone, ms: i64) -> i64 {
-    (ms + i64::from(zone.offset_minutes(ms)) * 60_000).div_euclid(DAY_MS)
-}
-
-/// Weekday of a day number: 0 = Sunday.
-pub fn weekday(day: i64) -> i64 {
-    (day + 4).rem_euclid(7)
-}
-
-/// Seven local days from `start_day`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Seven local days from `start`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Week {
-    pub start_day: i64,
+    pub start: Date,
     pub zone: Zone,
 }
 
 impl Week {
     pub fn start_ms(&self) -> i64 {
-        local_ms(self.zone, self.start_day, 0)
+        self.zone.day_start_ms(self.start)
     }
 
     pub fn end_ms(&self) -> i64 {
-        local_ms(self.zone, self.start_day + 7, 0)
+        self.zone.day_start_ms(add_days(self.start, 7))
     }
 
     /// `YYYY-MM-DD` of the first day.
     pub fn label(&self) -> String {
-        date_string(self.start_day)
+        self.start.to_string()
     }
 
     pub fn previous(&self) -> Self {
         Self {
-            start_day: self.start_day - 7,
-            zone: self.zone,
+            start: add_days(self.start, -7),
+            zone: self.zone.clone(),
         }
     }
 
@@ -73,11 +42,11 @@ impl Week {
     pub fn days(&self) -> Vec<(String, i64, i64)> {
         (0..7)
             .map(|i| {
-                let day = self.start_day + i;
+                let day = add_days(self.start, i);
                 (
-                    date_string(day),
-                    local_ms(self.zone, day, 0),
-                    local_ms(self.zone, day + 1, 0),
+                    day.to_string(),
+                    self.zone.day_start_ms(day),
+                    self.zone.day_start_ms(add_days(day, 1)),
                 )
             })
             .collect()
@@ -85,7 +54,7 @@ impl Week {
 }
 
 /// The configured weekly slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
     /// 0 = Sunday.
     pub weekday: i64,
@@ -116,14 +85,10 @@ impl Schedule {
                 format!("[summary] day {day:?} is not a weekday; use e.g. \"monday\"")
             })?;
         let bad = || format!("[summary] time {time:?} is not HH:MM; use e.g. \"08:00\"");
-        let (h, m) = time.trim().split_once(':').ok_or_else(bad)?;
-        let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-        if !(0..24).contains(&h) || !(0..60).contains(&m) {
-            return Err(bad());
-        }
+        let minute = parse_clock(time).filter(|m| *m < 24 * 60).ok_or_else(bad)?;
         Ok(Self {
             weekday: weekday as i64,
-            minute: h * 60 + m,
+            minute,
             zone,
         })
     }
@@ -131,18 +96,18 @@ impl Schedule {
     /// The latest slot at or before `now_ms`: its time and the week it covers
     /// (the seven days before the slot's day).
     pub fn latest(&self, now_ms: i64) -> (i64, Week) {
-        let today = local_day(self.zone, now_ms);
-        let mut day = today - (weekday(today) - self.weekday).rem_euclid(7);
-        let mut at = local_ms(self.zone, day, self.minute);
+        let today = self.zone.date_at(now_ms);
+        let mut day = add_days(today, -(weekday(today) - self.weekday).rem_euclid(7));
+        let mut at = self.zone.local_ms(day, self.minute);
         if at > now_ms {
-            day -= 7;
-            at = local_ms(self.zone, day, self.minute);
+            day = add_days(day, -7);
+            at = self.zone.local_ms(day, self.minute);
         }
         (
             at,
             Week {
-                start_day: day - 7,
-                zone: self.zone,
+                start: add_days(day, -7),
+                zone: self.zone.clone(),
             },
         )
     }
@@ -151,37 +116,87 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::console::tz::{utc_ms, zone};
+    use jiff::civil::date;
 
     #[test]
     fn latest_slot_is_monday_morning_in_london_time() {
-        let s = Schedule::parse("monday", "08:00", Zone::London).unwrap();
+        let london = zone("Europe/London");
+        let s = Schedule::parse("monday", "08:00", london.clone()).unwrap();
         // Wednesday 2025-07-02 12:00 UTC: the last slot was Monday 30 June 08:00 BST.
-        let now = days_from_civil(2025, 7, 2) * DAY_MS + 12 * 3_600_000;
+        let now = utc_ms(2025, 7, 2, 12, 0);
         let (at, week) = s.latest(now);
-        assert_eq!(Zone::London.format(at), "2025-06-30 08:00:00 BST");
+        assert_eq!(london.format(at), "2025-06-30 08:00:00 BST");
         assert_eq!(week.label(), "2025-06-23");
-        assert_eq!(
-            Zone::London.format(week.start_ms()),
-            "2025-06-23 00:00:00 BST"
-        );
+        assert_eq!(london.format(week.start_ms()), "2025-06-23 00:00:00 BST");
         // Monday 07:59 BST is before the slot: the one a week earlier.
-        let early = local_ms(Zone::London, days_from_civil(2025, 6, 30), 7 * 60 + 59);
+        let early = london.local_ms(date(2025, 6, 30), 7 * 60 + 59);
         assert_eq!(s.latest(early).1.label(), "2025-06-16");
         assert_eq!(s.latest(at).0, at);
         // In winter the slot is 08:00 GMT.
-        let winter = days_from_civil(2025, 12, 1) * DAY_MS + 9 * 3_600_000;
-        assert_eq!(
-            Zone::London.format(s.latest(winter).0),
-            "2025-12-01 08:00:00 GMT"
-        );
+        let winter = utc_ms(2025, 12, 1, 9, 0);
+        assert_eq!(london.format(s.latest(winter).0), "2025-12-01 08:00:00 GMT");
         // The week holding the October change has 7 days and 169 hours.
         let w = Week {
-            start_day: days_from_civil(2025, 10, 20),
-            zone: Zone::London,
+            start: date(2025, 10, 20),
+            zone: london.clone(),
         };
         assert_eq!(w.end_ms() - w.start_ms(), 169 * 3_600_000);
-        assert!(Schedule::parse("funday", "08:00", Zone::London).is_err());
-        assert!(Schedule::parse("Tue", "25:00", Zone::London).is_err());
-        assert_eq!(parse_date("2025-02-30"), None);
+        assert!(Schedule::parse("funday", "08:00", london.clone()).is_err());
+        assert!(Schedule::parse("Tue", "25:00", london.clone()).is_err());
+        assert!(Schedule::parse("Tue", "24:00", london).is_err());
+    }
+
+    #[test]
+    fn new_york_slot_follows_its_clock_changes() {
+        let ny = zone("America/New_York");
+        let s = Schedule::parse("sunday", "02:30", ny.clone()).unwrap();
+        // Sunday 9 March 2025 has no 02:30: the slot is 03:30 EDT that day.
+        let (at, week) = s.latest(utc_ms(2025, 3, 10, 12, 0));
+        assert_eq!(ny.format(at), "2025-03-09 03:30:00 EDT");
+        assert_eq!(week.label(), "2025-03-02");
+        // On Sunday 2 November 02:30 comes once, after the clocks went back.
+        let (at, _) = s.latest(utc_ms(2025, 11, 3, 12, 0));
+        assert_eq!(ny.format(at), "2025-11-02 02:30:00 EST");
+        // Monday 08:00 stays 08:00 local across both changes.
+        let monday = Schedule::parse("mon", "08:00", ny.clone()).unwrap();
+        for (now, want) in [
+            (utc_ms(2025, 3, 4, 0, 0), "2025-03-03 08:00:00 EST"),
+            (utc_ms(2025, 3, 11, 0, 0), "2025-03-10 08:00:00 EDT"),
+            (utc_ms(2025, 11, 4, 0, 0), "2025-11-03 08:00:00 EST"),
+        ] {
+            assert_eq!(ny.format(monday.latest(now).0), want);
+        }
+        // The spring week is an hour short, the autumn one an hour long.
+        let spring = Week {
+            start: date(2025, 3, 3),
+            zone: ny.clone(),
+        };
+        assert_eq!(spring.end_ms() - spring.start_ms(), 167 * 3_600_000);
+        let days = spring.days();
+        assert_eq!(days[6].0, "2025-03-09");
+        assert_eq!(days[6].2 - days[6].1, 23 * 3_600_000);
+        let autumn = Week {
+            start: date(2025, 10, 27),
+            zone: ny,
+        };
+        assert_eq!(autumn.end_ms() - autumn.start_ms(), 169 * 3_600_000);
+    }
+
+    #[test]
+    fn sydney_slot_is_in_sydney_time_ahead_of_utc() {
+        let syd = zone("Australia/Sydney");
+        let s = Schedule::parse("monday", "08:00", syd.clone()).unwrap();
+        // Sunday 2025-07-06 23:00 UTC is already Monday 09:00 AEST: this week's slot has passed.
+        let (at, week) = s.latest(utc_ms(2025, 7, 6, 23, 0));
+        assert_eq!(syd.format(at), "2025-07-07 08:00:00 AEST");
+        assert_eq!(week.label(), "2025-06-30");
+        // Across the April change the slot stays 08:00 local.
+        let (at, week) = s.latest(utc_ms(2025, 4, 7, 0, 0));
+        assert_eq!(syd.format(at), "2025-04-07 08:00:00 AEST");
+        assert_eq!(week.end_ms() - week.start_ms(), 169 * 3_600_000);
+        let (at, week) = s.latest(utc_ms(2025, 10, 6, 0, 0));
+        assert_eq!(syd.format(at), "2025-10-06 08:00:00 AEDT");
+        assert_eq!(week.end_ms() - week.start_ms(), 167 * 3_600_000);
     }
 }
