@@ -1,0 +1,599 @@
+//! Fleet load (issue 16): many simulated agents in this one process against
+//! one real collector (`tutela-collector serve`, a separate process) on
+//! loopback. Each simulated agent has its own key and its own pinned TLS
+//! connection, enrols with a technician's token, holds a rules subscription
+//! and an event stream open, sends signed, chained events and heartbeats.
+//!
+//! The fleet grows in steps (the sizes given); at each size it holds for a
+//! while, then a rule pack is published and its fan-out to every connected
+//! agent is timed. At the end the fleet drops back to the first size, to see
+//! whether the collector gives memory back. For each step it prints the
+//! collector's RSS and threads, enrolment refusals, event commit failures
+//! (streams ended with `UNAVAILABLE`), other stream and heartbeat refusals,
+//! the store errors the collector logged, acknowledgement latency p50/p99
+//! and the publication fan-out time.
+//!
+//! Run (`ulimit -n` must exceed the largest size; each side holds one
+//! descriptor per agent):
+//! `cargo build --release -p tutela-collector` and then
+//! `cargo bench -p tutela-tests --bench fleet_load -- [SIZES] [--hold SECS]
+//!  [--events-per-sec N] [--heartbeat-secs N]`, e.g. `-- 2000 10000 19000`.
+//! Defaults: 2000 agents, hold 30 s, 200 events/s across the fleet,
+//! a heartbeat every 60 s per agent.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use tutela_agent::event::{seal, EventDraft};
+use tutela_agent::identity::Identity;
+use tutela_proto::v1::enrolment_client::EnrolmentClient;
+use tutela_proto::v1::ingest_client::IngestClient;
+use tutela_proto::v1::rules_client::RulesClient;
+use tutela_proto::v1::rules_update::Update;
+use tutela_proto::v1::{
+    EnrolRequest, HeartbeatBody, Observation, RuleMatch, SignedEvent, SignedHeartbeat,
+    SignedSubscribe, Source, SubscribeBody,
+};
+use tutela_proto::token::EnrolmentToken;
+use tutela_tests::packs::{small_pack, weapons, About};
+use tutela_tests::{run_ok, Collector, Scratch};
+
+/// Agents connecting (TLS, enrolment, subscription) at once.
+const CONNECTING_AT_ONCE: usize = 64;
+/// How long a publication may take to reach every agent before it is reported as not reached.
+const FANOUT_GIVE_UP: Duration = Duration::from_secs(60);
+/// How long a ramp may take before the step is measured anyway.
+const RAMP_GIVE_UP: Duration = Duration::from_secs(600);
+/// How long the fleet rests after dropping back before memory is read.
+const SETTLE: Duration = Duration::from_secs(20);
+
+struct Options {
+    sizes: Vec<usize>,
+    hold: Duration,
+    events_per_sec: f64,
+    heartbeat: Duration,
+}
+
+fn options() -> Options {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut o = Options {
+        sizes: Vec::new(),
+        hold: Duration::from_secs(30),
+        events_per_sec: 200.0,
+        heartbeat: Duration::from_secs(60),
+    };
+    let mut i = 0;
+    while i < args.len() {
+        let value = |i: usize| -> f64 {
+            args.get(i + 1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{} needs a number", args[i]))
+        };
+        match args[i].as_str() {
+            "--hold" => o.hold = Duration::from_secs_f64(value(i)),
+            "--events-per-sec" => o.events_per_sec = value(i),
+            "--heartbeat-secs" => o.heartbeat = Duration::from_secs_f64(value(i)),
+            // `cargo bench` passes `--bench`.
+            a if a.starts_with("--") => {
+                i += 1;
+                continue;
+            }
+            a => o.sizes.push(a.parse().expect("a size is a number of agents")),
+        }
+        i += if args[i].starts_with("--") { 2 } else { 1 };
+    }
+    if o.sizes.is_empty() {
+        o.sizes.push(2000);
+    }
+    o
+}
+
+/// What the simulated fleet saw.
+#[derive(Default)]
+struct Stats {
+    /// Agents with their subscription open.
+    subscribed: AtomicUsize,
+    connect_failures: AtomicUsize,
+    enrol_refusals: AtomicUsize,
+    events_acked: AtomicU64,
+    /// Event streams ended with `UNAVAILABLE` (the collector could not store).
+    commit_failures: AtomicUsize,
+    heartbeats: AtomicU64,
+    heartbeat_refusals: AtomicUsize,
+    /// Every refusal by its code and message, for the report.
+    refusals: Mutex<BTreeMap<String, usize>>,
+    /// Send-to-acknowledgement times in microseconds.
+    ack_latency_us: Mutex<Vec<u32>>,
+    /// The version being timed and how many agents have received it.
+    fanout_version: AtomicU32,
+    fanout_received: AtomicUsize,
+    fanout_last: Mutex<Option<Instant>>,
+}
+
+impl Stats {
+    fn refused(&self, what: &str, status: &tonic::Status) {
+        let mut message: String = status.message().chars().take(90).collect();
+        if let Some(i) = message.find("ag-") {
+            message.replace_range(i..(i + 15).min(message.len()), "ag-…");
+        }
+        *self
+            .refusals
+            .lock()
+            .unwrap()
+            .entry(format!("{what}: {:?}: {message}", status.code()))
+            .or_default() += 1;
+    }
+
+    fn take_refusals(&self) -> BTreeMap<String, usize> {
+        std::mem::take(&mut *self.refusals.lock().unwrap())
+    }
+}
+
+/// What every simulated agent shares.
+struct Fleet {
+    addr: String,
+    fingerprint: String,
+    token_secret: String,
+    stats: Stats,
+    /// Agents numbered below this stay connected.
+    population: watch::Receiver<usize>,
+    event_every: Duration,
+    heartbeat_every: Duration,
+    connecting: Semaphore,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A pseudo-random delay in [0, max), different per agent and call.
+fn jitter(max: Duration, n: usize, salt: u64) -> Duration {
+    let x = (n as u64 ^ salt.rotate_left(17))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_right(29);
+    max.mul_f64((x % 10_000) as f64 / 10_000.0)
+}
+
+/// Resolves once agent `n` is no longer part of the fleet.
+async fn dropped(mut population: watch::Receiver<usize>, n: usize) {
+    while *population.borrow_and_update() > n {
+        if population.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One simulated agent: connects, enrols, then runs its subscription, event
+/// stream and heartbeats until it is dropped from the fleet.
+async fn agent(fleet: Arc<Fleet>, n: usize) {
+    let station = format!("LOAD-PC{n:05}");
+    let identity = Arc::new(Identity::generate());
+    let permit = fleet.connecting.acquire().await.unwrap();
+    let channel = loop {
+        match tutela_agent::pinning::connect(&fleet.addr, &fleet.fingerprint).await {
+            Ok(c) => break c,
+            Err(_) => {
+                fleet.stats.connect_failures.fetch_add(1, Relaxed);
+                tokio::time::sleep(Duration::from_secs(1) + jitter(Duration::from_secs(2), n, 1))
+                    .await;
+            }
+        }
+    };
+    let mut proof = tutela_proto::ENROL_PROOF_DOMAIN.to_vec();
+    proof.extend_from_slice(fleet.token_secret.as_bytes());
+    let request = EnrolRequest {
+        token_secret: fleet.token_secret.clone(),
+        public_key: identity.public_key().to_vec(),
+        station: station.clone(),
+        agent_version: "load".into(),
+        proof: identity.sign(&proof),
+        machine_id: String::new(),
+    };
+    let agent_id = loop {
+        match EnrolmentClient::new(channel.clone())
+            .enrol(request.clone())
+            .await
+        {
+            Ok(r) => break r.into_inner().agent_id,
+            Err(status) => {
+                fleet.stats.enrol_refusals.fetch_add(1, Relaxed);
+                fleet.stats.refused("enrol", &status);
+                tokio::time::sleep(Duration::from_secs(1) + jitter(Duration::from_secs(2), n, 2))
+                    .await;
+            }
+        }
+    };
+    let agent = Arc::new(Agent {
+        n,
+        agent_id,
+        identity,
+        machine_id: format!("{:064x}", n as u128 * 0x1_0000_0001 + 7),
+        channel,
+        rules_version: AtomicU32::new(0),
+    });
+    let subscribed = tokio::spawn(agent.clone().subscription(fleet.clone()));
+    drop(permit);
+    let streaming = tokio::spawn(agent.clone().events(fleet.clone()));
+    let beating = tokio::spawn(agent.clone().heartbeats(fleet.clone()));
+    dropped(fleet.population.clone(), n).await;
+    subscribed.abort();
+    streaming.abort();
+    beating.abort();
+}
+
+struct Agent {
+    n: usize,
+    agent_id: String,
+    identity: Arc<Identity>,
+    machine_id: String,
+    channel: Channel,
+    rules_version: AtomicU32,
+}
+
+impl Agent {
+    async fn subscription(self: Arc<Self>, fleet: Arc<Fleet>) {
+        let stats = &fleet.stats;
+        loop {
+            let body = SubscribeBody {
+                agent_id: self.agent_id.clone(),
+                current_version: self.rules_version.load(Relaxed),
+                time_ms: now_ms(),
+                current_shadow_version: 0,
+            }
+            .encode_to_vec();
+            let signed = SignedSubscribe {
+                signature: self
+                    .identity
+                    .sign(&tutela_proto::subscribe_message(&body)),
+                body,
+            };
+            match RulesClient::new(self.channel.clone()).subscribe(signed).await {
+                Ok(updates) => {
+                    let mut updates = updates.into_inner();
+                    stats.subscribed.fetch_add(1, Relaxed);
+                    let _counted = Decrement(&stats.subscribed);
+                    loop {
+                        match updates.message().await {
+                            Ok(Some(update)) => {
+                                if let Some(Update::Bundle(b)) = update.update {
+                                    self.rules_version.fetch_max(b.version, Relaxed);
+                                    if b.version == stats.fanout_version.load(Relaxed) {
+                                        stats.fanout_received.fetch_add(1, Relaxed);
+                                        *stats.fanout_last.lock().unwrap() = Some(Instant::now());
+                                    }
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(status) => {
+                                stats.refused("subscription", &status);
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(status) => stats.refused("subscribe", &status),
+            }
+            tokio::time::sleep(Duration::from_secs(1) + jitter(Duration::from_secs(2), self.n, 3))
+                .await;
+        }
+    }
+
+    async fn events(self: Arc<Self>, fleet: Arc<Fleet>) {
+        let stats = &fleet.stats;
+        let mut seq = 0u64;
+        let mut prev_hash = [0u8; 32];
+        // Sent and not yet acknowledged: resent on a new stream.
+        let mut unacked: VecDeque<(u64, Instant, SignedEvent)> = VecDeque::new();
+        tokio::time::sleep(jitter(fleet.event_every, self.n, 4)).await;
+        let mut tick = tokio::time::interval(fleet.event_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let (tx, rx) = mpsc::channel(16);
+            let opened = IngestClient::new(self.channel.clone())
+                .stream(ReceiverStream::new(rx))
+                .await;
+            let mut acks = match opened {
+                Ok(acks) => acks.into_inner(),
+                Err(status) => {
+                    stats.refused("stream", &status);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            for (_, _, e) in &unacked {
+                let _ = tx.send(e.clone()).await;
+            }
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        seq += 1;
+                        let sealed = seal(&self.identity, &self.agent_id, seq, prev_hash, 0, draft(self.n));
+                        prev_hash = sealed.body_hash();
+                        let event = SignedEvent { body: sealed.body, signature: sealed.signature, capture: sealed.capture };
+                        unacked.push_back((seq, Instant::now(), event.clone()));
+                        let _ = tx.send(event).await;
+                    }
+                    ack = acks.message() => match ack {
+                        Ok(Some(ack)) => {
+                            let now = Instant::now();
+                            let mut latencies = Vec::new();
+                            while unacked.front().is_some_and(|(s, _, _)| *s <= ack.seq) {
+                                let (_, sent, _) = unacked.pop_front().unwrap();
+                                latencies.push(now.duration_since(sent).as_micros().min(u32::MAX as u128) as u32);
+                            }
+                            stats.events_acked.fetch_add(latencies.len() as u64, Relaxed);
+                            stats.ack_latency_us.lock().unwrap().extend(latencies);
+                        }
+                        Ok(None) => break,
+                        Err(status) => {
+                            if status.code() == tonic::Code::Unavailable {
+                                stats.commit_failures.fetch_add(1, Relaxed);
+                            }
+                            stats.refused("events", &status);
+                            break;
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1) + jitter(Duration::from_secs(2), self.n, 5))
+                .await;
+        }
+    }
+
+    async fn heartbeats(self: Arc<Self>, fleet: Arc<Fleet>) {
+        let stats = &fleet.stats;
+        let mut client = tutela_proto::v1::ingest_client::IngestClient::new(self.channel.clone());
+        tokio::time::sleep(jitter(fleet.heartbeat_every, self.n, 6)).await;
+        let mut tick = tokio::time::interval(fleet.heartbeat_every);
+        loop {
+            tick.tick().await;
+            let body = HeartbeatBody {
+                agent_id: self.agent_id.clone(),
+                time_ms: now_ms(),
+                agent_version: "load".into(),
+                rules_version: self.rules_version.load(Relaxed),
+                station: format!("LOAD-PC{:05}", self.n),
+                machine_id: self.machine_id.clone(),
+                ..HeartbeatBody::default()
+            }
+            .encode_to_vec();
+            let signed = SignedHeartbeat {
+                signature: self
+                    .identity
+                    .sign(&tutela_proto::heartbeat_message(&body)),
+                body,
+            };
+            match client.heartbeat(signed).await {
+                Ok(_) => {
+                    stats.heartbeats.fetch_add(1, Relaxed);
+                }
+                Err(status) => {
+                    stats.heartbeat_refusals.fetch_add(1, Relaxed);
+                    stats.refused("heartbeat", &status);
+                }
+            }
+        }
+    }
+}
+
+struct Decrement<'a>(&'a AtomicUsize);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+fn draft(n: usize) -> EventDraft {
+    EventDraft {
+        time_ms: now_ms(),
+        user: format!("pupil.{n:05}"),
+        station: format!("LOAD-PC{n:05}"),
+        observation: Observation {
+            source: Source::Typed as i32,
+            context: "they said they would hurt themselves after school today".into(),
+            app: "chromium".into(),
+            window_title: "New Tab - Chromium".into(),
+            ..Default::default()
+        },
+        matches: vec![RuleMatch {
+            rule_id: "self-harm/hurt-myself".into(),
+            category: "self-harm".into(),
+            severity: 4,
+            term: "hurt themselves".into(),
+            start: 14,
+            end: 29,
+        }],
+        evidence: None,
+        rules_version: 1,
+        count: 1,
+        event_id: None,
+        repeat_of: String::new(),
+    }
+}
+
+/// The collector's resident memory in MiB and its thread count.
+fn collector_memory(pid: u32) -> (f64, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| -> f64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    (field("VmRSS:") / 1024.0, field("Threads:") as usize)
+}
+
+/// Store errors in the collector's log so far.
+fn store_errors(log: &str) -> usize {
+    log.lines()
+        .filter(|l| {
+            l.contains("database is locked")
+                || l.contains("failed to commit")
+                || l.contains("storage error")
+                || l.contains("cannot record")
+        })
+        .count()
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0
+}
+
+fn pack(version: u32) -> String {
+    let about = About {
+        notes: "Load release",
+        ..About::new("fleet-load", "Fleet load pack", "A small pack for the fleet load benchmark.")
+    };
+    let zip_gun = format!("zip gun {version}");
+    small_pack(&about, version, &[weapons(&["pipe bomb", &zip_gun])])
+}
+
+/// Publishes `version` and waits for every subscribed agent to receive it;
+/// returns the time from the start of the push and whether all received it.
+fn publish(collector: &Collector, scratch: &Scratch, fleet: &Fleet, version: u32) -> (Duration, usize, usize) {
+    let stats = &fleet.stats;
+    stats.fanout_received.store(0, Relaxed);
+    *stats.fanout_last.lock().unwrap() = None;
+    stats.fanout_version.store(version, Relaxed);
+    let file = scratch.path(&format!("pack-v{version}.toml"));
+    std::fs::write(&file, pack(version)).unwrap();
+    let expected = stats.subscribed.load(Relaxed);
+    let started = Instant::now();
+    run_ok(collector.cmd().args(["rules", "push"]).arg(&file)).unwrap();
+    while stats.fanout_received.load(Relaxed) < expected && started.elapsed() < FANOUT_GIVE_UP {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let last = stats.fanout_last.lock().unwrap().unwrap_or(started);
+    (
+        last.saturating_duration_since(started),
+        stats.fanout_received.load(Relaxed),
+        expected,
+    )
+}
+
+fn main() {
+    let o = options();
+    let largest = *o.sizes.iter().max().unwrap();
+    let scratch = Scratch::new("bench-fleet-load");
+    let mut collector = Collector::init(scratch.path("collector")).unwrap();
+    collector
+        .set_console_port(tutela_tests::free_port())
+        .unwrap();
+    collector.start().unwrap();
+    let pid = collector.child.as_ref().unwrap().id();
+    let token = collector
+        .token(&["--uses", &(largest + 100).to_string(), "--group", "load"])
+        .unwrap();
+    let token = EnrolmentToken::decode(&token, now_ms()).unwrap();
+    let (population, watching) = watch::channel(0usize);
+    let fleet = Arc::new(Fleet {
+        addr: token.collector.clone(),
+        fingerprint: token.fingerprint.clone(),
+        token_secret: token.secret.clone(),
+        stats: Stats::default(),
+        population: watching,
+        event_every: Duration::from_secs_f64(largest as f64 / o.events_per_sec.max(0.001)),
+        heartbeat_every: o.heartbeat,
+        connecting: Semaphore::new(CONNECTING_AT_ONCE),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (idle_rss, idle_threads) = collector_memory(pid);
+    println!(
+        "fleet load: sizes {:?}, hold {} s, {} events/s at the largest size (one per agent every {:.1} s), a heartbeat per agent every {} s",
+        o.sizes,
+        o.hold.as_secs(),
+        o.events_per_sec,
+        fleet.event_every.as_secs_f64(),
+        o.heartbeat.as_secs()
+    );
+    println!("collector idle: RSS {idle_rss:.0} MiB, {idle_threads} threads");
+    let mut started = 0usize;
+    let mut version = 1u32;
+    let mut steps: Vec<usize> = o.sizes.clone();
+    steps.push(o.sizes[0]);
+    for (i, &size) in steps.iter().enumerate() {
+        let dropping = i == steps.len() - 1;
+        let _ = fleet.stats.take_refusals();
+        let log_errors_before = store_errors(&collector.log_text());
+        let ramp = Instant::now();
+        population.send_replace(size);
+        while started < size {
+            rt.spawn(agent(fleet.clone(), started));
+            started += 1;
+        }
+        if dropping {
+            started = size;
+            std::thread::sleep(SETTLE);
+        } else {
+            while fleet.stats.subscribed.load(Relaxed) < size && ramp.elapsed() < RAMP_GIVE_UP {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let ramp_took = ramp.elapsed();
+        fleet.stats.ack_latency_us.lock().unwrap().clear();
+        let acked_before = fleet.stats.events_acked.load(Relaxed);
+        std::thread::sleep(o.hold);
+        let mut latencies = std::mem::take(&mut *fleet.stats.ack_latency_us.lock().unwrap());
+        latencies.sort_unstable();
+        let acked = fleet.stats.events_acked.load(Relaxed) - acked_before;
+        let (rss, threads) = collector_memory(pid);
+        version += 1;
+        let (fanout, reached, expected) = publish(&collector, &scratch, &fleet, version);
+        let (_, threads_after_push) = collector_memory(pid);
+        let log_errors = store_errors(&collector.log_text()) - log_errors_before;
+        let s = &fleet.stats;
+        println!(
+            "\n{} {size} agents ({} subscribed; ramp {:.0} s)",
+            if dropping { "dropped back to" } else { "step" },
+            s.subscribed.load(Relaxed),
+            ramp_took.as_secs_f64()
+        );
+        println!(
+            "  collector RSS {rss:.0} MiB ({:.1} KiB per agent over idle), threads {threads} (after the push {threads_after_push})",
+            (rss - idle_rss) * 1024.0 / size.max(1) as f64
+        );
+        println!(
+            "  events acknowledged while holding: {acked} ({:.0}/s), ack latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            acked as f64 / o.hold.as_secs_f64(),
+            percentile(&latencies, 50.0),
+            percentile(&latencies, 99.0),
+            latencies.last().map_or(f64::NAN, |l| *l as f64 / 1000.0)
+        );
+        println!(
+            "  publication v{version}: reached {reached} of {expected} agents in {:.0} ms",
+            fanout.as_secs_f64() * 1000.0
+        );
+        println!(
+            "  so far: enrolment refusals {}, event commit failures {}, heartbeat refusals {}, connect failures {}, heartbeats {}; store errors logged this step {log_errors}",
+            s.enrol_refusals.load(Relaxed),
+            s.commit_failures.load(Relaxed),
+            s.heartbeat_refusals.load(Relaxed),
+            s.connect_failures.load(Relaxed),
+            s.heartbeats.load(Relaxed)
+        );
+        for (what, count) in s.take_refusals() {
+            println!("    {count} x {what}");
+        }
+    }
+    population.send_replace(0);
+    rt.shutdown_timeout(Duration::from_secs(5));
+    collector.kill9();
+}
