@@ -17,6 +17,7 @@ pub mod secrets;
 pub mod serve;
 pub mod signature;
 pub mod store;
+pub mod subscription;
 pub mod summary;
 pub mod urgent;
 pub mod writer;

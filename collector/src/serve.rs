@@ -57,21 +57,21 @@ pub async fn bind(
     let vault = Arc::new(CaptureVault::load(dir)?);
     let writer = Writer::start(dir.to_owned(), config.storage.batch_max)?;
     let keys = Arc::new(AgentKeys::open(dir)?);
-    let rules = crate::publish::RulesService::open(dir, keys.clone())?;
+    let rules = crate::subscription::RulesService::open(dir, keys.clone())?;
     let ingest = IngestService {
         keys,
-        writer,
+        writer: writer.clone(),
         vault,
         limits: config.limits.clone(),
         data_dir: dir.to_owned(),
     };
     let signing_key = Arc::new(secrets::load_signing_key(dir)?);
-    let enrolment = EnrolmentService::open(
-        dir,
+    let enrolment = EnrolmentService::new(
+        writer,
         ring::signature::KeyPair::public_key(&*signing_key)
             .as_ref()
             .to_vec(),
-    )?;
+    );
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(
             "cannot listen on {}; is another collector running?",

@@ -1,5 +1,10 @@
 //! The single writer: commits verified events in batched transactions and
-//! acknowledges each one only after its transaction has committed.
+//! acknowledges each one only after its transaction has committed. The
+//! serving collector's other writes (heartbeats, enrolments) run on the same
+//! thread and connection, each in a savepoint of the batch's transaction, so
+//! they never wait on one another for SQLite's write lock (under load, two
+//! writing connections in one process starved each other until one gave up
+//! with "database is locked").
 //!
 //! Sequence rules, per agent: a sequence number already stored with the same
 //! bytes is a duplicate (acknowledged, nothing stored); with other bytes it is
@@ -12,7 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 use tutela_proto::v1::{Ack, AckStatus, EventBody};
 
@@ -30,6 +35,10 @@ const LINGER_BELOW: usize = 64;
 const LINGER: Duration = Duration::from_millis(1);
 /// Most refused streams remembered while their receivers are still open.
 const MAX_ENDED: usize = 4096;
+
+/// How many times a batch tries to take the write lock (each try waits up
+/// to the connection's busy timeout) while another process writes.
+const BEGIN_TRIES: u32 = 3;
 
 /// A verified event on its way to storage.
 #[derive(Debug)]
@@ -72,7 +81,16 @@ enum Job {
     /// The stream ends with this refusal, sent after the acknowledgements
     /// of the events before it.
     Refusal(Status, Reply),
+    /// Another write, run in the batch's transaction; what it returns is
+    /// called once the transaction has ended, with whether it committed.
+    Write(Write),
 }
+
+/// A write handed to the writer: runs on the writer's connection inside the
+/// batch's transaction, and returns what to do once that has committed (or not).
+type Write = Box<dyn FnOnce(&Connection) -> Delivery + Send>;
+/// Delivers a write's result: given `Ok` when the batch committed, else the failure.
+type Delivery = Box<dyn FnOnce(Result<(), Status>) + Send>;
 
 /// Handle to the writer thread.
 #[derive(Debug, Clone)]
@@ -101,6 +119,34 @@ impl Writer {
             .send(Job::Event(event))
             .await
             .map_err(|_| Status::unavailable("the collector's writer has stopped; retry later"))
+    }
+
+    /// Runs `f` on the writer's connection, in a savepoint of the writer's
+    /// next transaction, and returns its result once that transaction has
+    /// committed. When `f` returns an error, what it wrote is undone (alone).
+    /// `what` names the write in logs and messages. `f` must be quick:
+    /// every event of the batch waits for it.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&Connection) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        let (tx, rx) = oneshot::channel::<Result<T, Status>>();
+        let job: Write = Box::new(move |conn: &Connection| -> Delivery {
+            let result = in_savepoint(conn, what, f);
+            Box::new(move |committed: Result<(), Status>| {
+                let _ = tx.send(committed.and(result));
+            })
+        });
+        self.tx.send(Job::Write(job)).await.map_err(|_| {
+            Status::unavailable("the collector's writer has stopped; retry later")
+        })?;
+        // Dropped unrun: the batch's transaction could not begin.
+        rx.await.map_err(|_| {
+            Status::unavailable(format!(
+                "the collector could not store the {what}; retry later"
+            ))
+        })?
     }
 
     /// Ends a stream with `status`, after the acknowledgements of the events
@@ -137,16 +183,36 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, batch_max: usize) {
             drain(&mut rx, &mut batch);
         }
         let n = batch.len();
+        let mut writes: Vec<Write> = Vec::new();
+        if batch.iter().any(|job| matches!(job, Job::Write(_))) {
+            for job in std::mem::take(&mut batch) {
+                match job {
+                    Job::Write(w) => writes.push(w),
+                    other => batch.push(other),
+                }
+            }
+        }
         let events = batch.iter().filter_map(|job| match job {
             Job::Event(v) => Some(v),
-            Job::Refusal(..) => None,
+            Job::Refusal(..) | Job::Write(_) => None,
         });
         ended.retain(|r| !r.is_closed());
         if ended.len() > MAX_ENDED {
             ended.drain(..ended.len() - MAX_ENDED);
         }
-        match commit_batch(&mut conn, &mut chains, &mut ended, events) {
+        let mut deliveries = Vec::with_capacity(writes.len());
+        match commit_batch(
+            &mut conn,
+            &mut chains,
+            &mut ended,
+            events,
+            writes,
+            &mut deliveries,
+        ) {
             Ok(outcomes) => {
+                for deliver in deliveries {
+                    deliver(Ok(()));
+                }
                 acknowledge(batch.drain(..), outcomes);
                 tracing::debug!(jobs = n, "batch committed");
             }
@@ -154,6 +220,11 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, batch_max: usize) {
                 // Nothing acknowledged: the agents will resend.
                 tracing::error!(error = %e, jobs = n, "batch failed to commit; agents will resend");
                 chains.clear();
+                for deliver in deliveries {
+                    deliver(Err(Status::unavailable(
+                        "the collector could not commit the change; retry later",
+                    )));
+                }
                 for job in batch.drain(..) {
                     let (status, reply) = match job {
                         Job::Event(v) => (
@@ -163,11 +234,46 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, batch_max: usize) {
                             v.reply,
                         ),
                         Job::Refusal(status, reply) => (status, reply),
+                        Job::Write(_) => continue,
                     };
                     let _ = reply.send(Err(status));
                 }
             }
         }
+    }
+}
+
+/// Runs a write in a savepoint: undone alone when it fails or panics.
+fn in_savepoint<T>(
+    conn: &Connection,
+    what: &'static str,
+    f: impl FnOnce(&Connection) -> Result<T, Status>,
+) -> Result<T, Status> {
+    let failed = store_failed(what);
+    conn.execute_batch("SAVEPOINT write").map_err(failed)?;
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn))).unwrap_or_else(|_| {
+            tracing::error!(write = what, "store write panicked");
+            Err(Status::internal(format!(
+                "the collector failed storing the {what}; retry later"
+            )))
+        });
+    let end = if result.is_ok() {
+        "RELEASE write"
+    } else {
+        "ROLLBACK TO write; RELEASE write"
+    };
+    conn.execute_batch(end).map_err(failed)?;
+    result
+}
+
+/// What a store error in a write is told as, after logging it.
+pub fn store_failed(what: &'static str) -> impl Fn(rusqlite::Error) -> Status {
+    move |e| {
+        tracing::error!(write = what, error = %e, "store write failed");
+        Status::unavailable(format!(
+            "the collector could not store the {what}; retry later"
+        ))
     }
 }
 
@@ -198,6 +304,7 @@ fn acknowledge(jobs: impl Iterator<Item = Job>, outcomes: Vec<Outcome>) {
                 (v.reply, outcome, ack)
             }
             Job::Refusal(status, reply) => (reply, Outcome::Refused(status), Ack::default()),
+            Job::Write(_) => continue,
         };
         if ended.iter().any(|r| r.same_channel(&reply)) {
             continue;
@@ -249,15 +356,41 @@ fn load_chain(conn: &Connection, agent_id: &str) -> rusqlite::Result<AgentChain>
     })
 }
 
+/// Begins the batch's transaction. Immediate: the batch holds the write
+/// lock from its first read, so a revocation commits either before it (and
+/// is seen below) or after it, and nothing read can go stale before the
+/// batch writes. Another process (the CLI) may hold the lock: each try waits
+/// the busy timeout.
+fn begin(conn: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate) {
+            Ok(tx) => return Ok(tx),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < BEGIN_TRIES =>
+            {
+                tracing::warn!(error = %e, tries, "the store is busy with another writer; trying again");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn commit_batch<'a>(
     conn: &mut Connection,
     chains: &mut HashMap<String, AgentChain>,
     ended: &mut Vec<Reply>,
     batch: impl Iterator<Item = &'a Verified>,
+    writes: Vec<Write>,
+    deliveries: &mut Vec<Delivery>,
 ) -> rusqlite::Result<Vec<Outcome>> {
-    // Immediate: the batch holds the write lock from its first read, so a
-    // revocation commits either before it (and is seen below) or after it.
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tx = begin(conn)?;
+    // Other writes first, each in its own savepoint: one failing is undone
+    // alone and does not fail the events.
+    for write in writes {
+        deliveries.push(write(&tx));
+    }
     let mut outcomes = Vec::new();
     // Whether each agent of the batch may store events, read in this
     // transaction: a revocation takes effect at once, whatever ingest's key
