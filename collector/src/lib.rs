@@ -11,6 +11,7 @@ pub mod evidence;
 pub mod exemption;
 pub mod ingest;
 pub mod mail;
+pub mod memory;
 pub mod publish;
 pub mod retention;
 pub mod secrets;
