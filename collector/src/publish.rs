@@ -5,24 +5,13 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use prost::Message;
 use ring::signature::Ed25519KeyPair;
 use rusqlite::{params, Connection, OptionalExtension};
-use tokio::sync::watch;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
-use tutela_proto::v1::rules_server::Rules;
-use tutela_proto::v1::rules_update::Update;
-use tutela_proto::v1::{
-    ExemptionSet, HeartbeatBody, RuleBundle, RulesUpdate, SignedSubscribe, SubscribeBody,
-};
+use tutela_proto::v1::{HeartbeatBody, RuleBundle};
 use tutela_rules::lint::{lint, Level};
 use tutela_rules::Pack;
 
-use crate::ingest::AgentKeys;
 use crate::store;
 
 const SCHEMA: &str = "
@@ -44,11 +33,6 @@ CREATE TABLE IF NOT EXISTS shadow_rule_ids (
     PRIMARY KEY (version, rule_id)
 ) WITHOUT ROWID;
 ";
-
-/// How often a subscribed agent's enrolment is checked again while its
-/// stream stays open (besides every publication), so a revoked agent stops
-/// receiving updates within this time.
-const RECHECK_EVERY: Duration = Duration::from_secs(30);
 
 /// Most shadow rule ids recorded per heartbeat (a bound on what an agent can make us store).
 const MAX_SHADOW_RULES: usize = 2000;

@@ -75,7 +75,6 @@ pub type Reply = mpsc::UnboundedSender<Result<Ack, Status>>;
 /// What a stream hands the writer, in the stream's order.
 // Events are nearly every job: boxing them would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
 enum Job {
     Event(Verified),
     /// The stream ends with this refusal, sent after the acknowledgements
@@ -84,6 +83,16 @@ enum Job {
     /// Another write, run in the batch's transaction; what it returns is
     /// called once the transaction has ended, with whether it committed.
     Write(Write),
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Event(v) => f.debug_tuple("Event").field(v).finish(),
+            Job::Refusal(status, _) => f.debug_tuple("Refusal").field(status).finish(),
+            Job::Write(_) => f.write_str("Write"),
+        }
+    }
 }
 
 /// A write handed to the writer: runs on the writer's connection inside the
@@ -138,9 +147,10 @@ impl Writer {
                 let _ = tx.send(committed.and(result));
             })
         });
-        self.tx.send(Job::Write(job)).await.map_err(|_| {
-            Status::unavailable("the collector's writer has stopped; retry later")
-        })?;
+        self.tx
+            .send(Job::Write(job))
+            .await
+            .map_err(|_| Status::unavailable("the collector's writer has stopped; retry later"))?;
         // Dropped unrun: the batch's transaction could not begin.
         rx.await.map_err(|_| {
             Status::unavailable(format!(
@@ -268,7 +278,7 @@ fn in_savepoint<T>(
 }
 
 /// What a store error in a write is told as, after logging it.
-pub fn store_failed(what: &'static str) -> impl Fn(rusqlite::Error) -> Status {
+pub fn store_failed(what: &'static str) -> impl Fn(rusqlite::Error) -> Status + Copy {
     move |e| {
         tracing::error!(write = what, error = %e, "store write failed");
         Status::unavailable(format!(

@@ -381,4 +381,3 @@ fn draft(n: usize) -> EventDraft {
         repeat_of: String::new(),
     }
 }
-

@@ -69,14 +69,20 @@ fn enrolments_heartbeats_and_event_batches_at_once_meet_no_store_error() {
         .unwrap();
     }
     let total = AGENTS as u64 * EVENTS_EACH;
-    wait(&collector, "every event acknowledged", Duration::from_secs(180), || {
-        fleet.stats.events_acked.load(Relaxed) >= total
-    });
+    wait(
+        &collector,
+        "every event acknowledged",
+        Duration::from_secs(180),
+        || fleet.stats.events_acked.load(Relaxed) >= total,
+    );
     // Let heartbeats keep coming for a moment after the events.
     let beats = fleet.stats.heartbeats.load(Relaxed);
-    wait(&collector, "more heartbeats", Duration::from_secs(30), || {
-        fleet.stats.heartbeats.load(Relaxed) >= beats + AGENTS as u64
-    });
+    wait(
+        &collector,
+        "more heartbeats",
+        Duration::from_secs(30),
+        || fleet.stats.heartbeats.load(Relaxed) >= beats + AGENTS as u64,
+    );
     population.send_replace(0);
     let s = &fleet.stats;
     let refusals = s.take_refusals();
@@ -107,16 +113,25 @@ fn enrolments_heartbeats_and_event_batches_at_once_meet_no_store_error() {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
-    assert_eq!((agents, complete, beating), (AGENTS as i64, AGENTS as i64, AGENTS as i64));
+    assert_eq!(
+        (agents, complete, beating),
+        (AGENTS as i64, AGENTS as i64, AGENTS as i64)
+    );
     let broken: i64 = db
-        .query_row("SELECT COUNT(*) FROM alerts WHERE chain_ok = 0", [], |r| r.get(0))
+        .query_row("SELECT COUNT(*) FROM alerts WHERE chain_ok = 0", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert_eq!(broken, 0, "hash chains intact");
     rt.shutdown_timeout(Duration::from_secs(5));
 }
 
 fn pack(version: u32) -> String {
-    let about = About::new("fleet-scale", "Fleet scale pack", "A pack for the fan-out test.");
+    let about = About::new(
+        "fleet-scale",
+        "Fleet scale pack",
+        "A pack for the fan-out test.",
+    );
     let term = format!("zip gun {version}");
     small_pack(&about, version, &[weapons(&["pipe bomb", &term])])
 }
@@ -142,9 +157,12 @@ fn a_publication_reaches_every_subscriber_from_one_reading() {
     for n in 0..AGENTS {
         rt.spawn(agent(fleet.clone(), n));
     }
-    wait(&collector, "every agent subscribed", Duration::from_secs(180), || {
-        fleet.stats.subscribed.load(Relaxed) == AGENTS
-    });
+    wait(
+        &collector,
+        "every agent subscribed",
+        Duration::from_secs(180),
+        || fleet.stats.subscribed.load(Relaxed) == AGENTS,
+    );
     for version in [2, 3] {
         fleet.stats.fanout_received.store(0, Relaxed);
         fleet.stats.fanout_version.store(version, Relaxed);
@@ -157,7 +175,11 @@ fn a_publication_reaches_every_subscriber_from_one_reading() {
             Duration::from_secs(60),
             || fleet.stats.fanout_received.load(Relaxed) >= AGENTS,
         );
-        assert_eq!(fleet.stats.fanout_received.load(Relaxed), AGENTS, "once each");
+        assert_eq!(
+            fleet.stats.fanout_received.load(Relaxed),
+            AGENTS,
+            "once each"
+        );
     }
     population.send_replace(0);
     assert!(fleet.stats.take_refusals().is_empty());
@@ -167,7 +189,9 @@ fn a_publication_reaches_every_subscriber_from_one_reading() {
     for version in [2, 3] {
         let readings = log
             .lines()
-            .filter(|l| l.contains("publication read once") && l.contains(&format!("live={version} ")))
+            .filter(|l| {
+                l.contains("publication read once") && l.contains(&format!("live={version} "))
+            })
             .count();
         assert_eq!(readings, 1, "version {version}:\n{log}");
     }
