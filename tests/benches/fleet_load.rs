@@ -21,26 +21,10 @@
 //! Defaults: 2000 agents, hold 30 s, 200 events/s across the fleet,
 //! a heartbeat every 60 s per agent.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use prost::Message;
-use tokio::sync::{mpsc, watch, Semaphore};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
-use tutela_agent::event::{seal, EventDraft};
-use tutela_agent::identity::Identity;
-use tutela_proto::token::EnrolmentToken;
-use tutela_proto::v1::enrolment_client::EnrolmentClient;
-use tutela_proto::v1::ingest_client::IngestClient;
-use tutela_proto::v1::rules_client::RulesClient;
-use tutela_proto::v1::rules_update::Update;
-use tutela_proto::v1::{
-    EnrolRequest, HeartbeatBody, Observation, RuleMatch, SignedEvent, SignedHeartbeat,
-    SignedSubscribe, Source, SubscribeBody,
-};
+use tutela_tests::load::{agent, Fleet};
 use tutela_tests::packs::{small_pack, weapons, About};
 use tutela_tests::{run_ok, Collector, Scratch};
 
