@@ -67,11 +67,13 @@ impl Connections {
                 if peak - open < TRIM_AFTER_CLOSED.max(peak / 10) {
                     continue;
                 }
+                let started = std::time::Instant::now();
                 let released = tokio::task::spawn_blocking(trim).await.unwrap_or(false);
                 tracing::info!(
                     connections = open,
                     peak,
                     released,
+                    took_ms = started.elapsed().as_millis() as u64,
                     "agents left; freed memory given back to the system"
                 );
                 peak = open;

@@ -10,7 +10,7 @@
 //! of subscribers cost one store read and one signature per publication, and
 //! an exemption set is signed once per group.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -18,7 +18,7 @@ use std::time::Duration;
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::watch;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use tutela_proto::v1::rules_server::Rules;
 use tutela_proto::v1::rules_update::Update;
@@ -295,7 +295,8 @@ impl RulesService {
 
 #[tonic::async_trait]
 impl Rules for RulesService {
-    type SubscribeStream = ReceiverStream<Result<RulesUpdate, Status>>;
+    type SubscribeStream =
+        std::pin::Pin<Box<dyn Stream<Item = Result<RulesUpdate, Status>> + Send + 'static>>;
 
     async fn subscribe(
         &self,
@@ -328,79 +329,90 @@ impl Rules for RulesService {
             )));
         }
         let group = self.group_of(&body.agent_id)?;
-        let (tx, rx) = tokio::sync::mpsc::channel(2);
         tracing::debug!(agent_id = %body.agent_id, "agent subscribed to rule updates");
-        tokio::spawn(serve_subscriber(
-            self.published.clone(),
-            self.signer.clone(),
-            Subscriber {
-                agent_id: body.agent_id,
-                group,
-                sent_live: body.current_version,
-                sent_shadow: body.current_shadow_version,
-            },
-            tx,
-        ));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let subscriber = Subscriber {
+            agent_id: body.agent_id,
+            group,
+            sent_live: body.current_version,
+            sent_shadow: body.current_shadow_version,
+            sent_exemptions: None,
+            published: self.published.clone(),
+            signer: self.signer.clone(),
+            waiting: VecDeque::new(),
+            connected: true,
+            ended: false,
+        };
+        // A stream, not a task and a channel: thousands of subscribers
+        // each cost only this state while they wait.
+        Ok(Response::new(Box::pin(futures_util::stream::unfold(
+            subscriber,
+            Subscriber::next,
+        ))))
     }
 }
 
-/// One subscribed agent and what it has been sent.
+/// One subscribed agent, what it has been sent, and what waits to be sent.
 struct Subscriber {
     agent_id: String,
     group: String,
     sent_live: u32,
     sent_shadow: u32,
+    sent_exemptions: Option<ExemptionSet>,
+    published: watch::Receiver<Arc<Published>>,
+    signer: Arc<ring::signature::Ed25519KeyPair>,
+    waiting: VecDeque<Result<RulesUpdate, Status>>,
+    /// Just connected: what it lacks is sent without waiting for a change.
+    connected: bool,
+    ended: bool,
 }
 
-/// Sends a subscriber what it lacks on connect and after every change,
-/// until it goes away or is revoked.
-async fn serve_subscriber(
-    mut published: watch::Receiver<Arc<Published>>,
-    signer: Arc<ring::signature::Ed25519KeyPair>,
-    mut agent: Subscriber,
-    tx: tokio::sync::mpsc::Sender<Result<RulesUpdate, Status>>,
-) {
-    let mut sent_exemptions: Option<ExemptionSet> = None;
-    loop {
-        let now = published.borrow_and_update().clone();
+impl Subscriber {
+    /// The next update for this agent: what it lacks on connect, then after
+    /// every change, until it is revoked (or the collector stops).
+    async fn next(mut self) -> Option<(Result<RulesUpdate, Status>, Self)> {
+        loop {
+            if let Some(update) = self.waiting.pop_front() {
+                return Some((update, self));
+            }
+            if self.ended {
+                return None;
+            }
+            if !std::mem::take(&mut self.connected) && self.published.changed().await.is_err() {
+                return None;
+            }
+            let now = self.published.borrow_and_update().clone();
+            self.queue_changes(&now);
+        }
+    }
+
+    /// Queues what `now` holds that this agent has not been sent.
+    fn queue_changes(&mut self, now: &Published) {
         // Revocation takes effect on an open stream too, before anything
         // more is sent.
-        if now.revoked.contains(&agent.agent_id) {
-            tracing::warn!(agent_id = %agent.agent_id, "rule stream ended: the agent was revoked");
-            let _ = tx
-                .send(Err(crate::ingest::revoked_status(&agent.agent_id)))
-                .await;
+        if now.revoked.contains(&self.agent_id) {
+            tracing::warn!(agent_id = %self.agent_id, "rule stream ended: the agent was revoked");
+            self.waiting
+                .push_back(Err(crate::ingest::revoked_status(&self.agent_id)));
+            self.ended = true;
             return;
         }
-        if let Some(live) = now.live.as_ref().filter(|r| r.version > agent.sent_live) {
-            agent.sent_live = live.version;
-            if tx.send(Ok(live.update.clone())).await.is_err() {
-                return;
-            }
+        if let Some(live) = now.live.as_ref().filter(|r| r.version > self.sent_live) {
+            self.sent_live = live.version;
+            self.waiting.push_back(Ok(live.update.clone()));
         }
         if let Some(shadow) = now
             .shadow
             .as_ref()
-            .filter(|r| r.version > agent.sent_shadow && r.version > agent.sent_live)
+            .filter(|r| r.version > self.sent_shadow && r.version > self.sent_live)
         {
-            agent.sent_shadow = shadow.version;
-            if tx.send(Ok(shadow.update.clone())).await.is_err() {
-                return;
-            }
+            self.sent_shadow = shadow.version;
+            self.waiting.push_back(Ok(shadow.update.clone()));
         }
         // The whole set on connect and whenever this group's set changes.
-        let (set, update) = now.exemptions_for(&agent.group, &signer);
-        if sent_exemptions.as_ref() != Some(&set) {
-            sent_exemptions = Some(set);
-            if tx.send(Ok(update)).await.is_err() {
-                return;
-            }
-        }
-        drop(now);
-        tokio::select! {
-            changed = published.changed() => if changed.is_err() { return },
-            _ = tx.closed() => return,
+        let (set, update) = now.exemptions_for(&self.group, &self.signer);
+        if self.sent_exemptions.as_ref() != Some(&set) {
+            self.sent_exemptions = Some(set);
+            self.waiting.push_back(Ok(update));
         }
     }
 }
