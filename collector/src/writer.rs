@@ -725,6 +725,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_write_is_undone_alone_and_others_commit_with_the_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, reply, mut replies) = writer_after_event_one(dir.path()).await;
+        let failing = writer.write("test change", |conn| {
+            conn.execute(
+                "UPDATE agents SET station = 'changed' WHERE agent_id = 'ag-writer-test'",
+                [],
+            )
+            .map_err(store_failed("test change"))?;
+            Err::<(), _>(Status::failed_precondition("refused after writing"))
+        });
+        let kept = writer.write("test change", |conn| {
+            conn.execute(
+                "UPDATE agents SET grp = 'kept' WHERE agent_id = 'ag-writer-test'",
+                [],
+            )
+            .map_err(store_failed("test change"))
+        });
+        let (failing, kept, submitted) =
+            tokio::join!(failing, kept, writer.submit(event(2, &reply)));
+        submitted.unwrap();
+        assert_eq!(failing.unwrap_err().code(), tonic::Code::FailedPrecondition);
+        assert_eq!(kept.unwrap(), 1);
+        assert_eq!(replies.recv().await.unwrap().unwrap().seq, 2);
+        let (station, group): (String, String) = store::open(dir.path())
+            .unwrap()
+            .query_row(
+                "SELECT station, grp FROM agents WHERE agent_id = 'ag-writer-test'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (station.as_str(), group.as_str()),
+            ("PC", "kept"),
+            "the failed write undone, the other kept"
+        );
+    }
+
+    #[tokio::test]
     async fn a_refusal_comes_after_the_acknowledgement_of_what_preceded_it() {
         let dir = tempfile::tempdir().unwrap();
         let writer = Writer::start(dir.path().to_owned(), 1000).unwrap();
