@@ -24,24 +24,58 @@ fn wait(collector: &Collector, what: &str, timeout: Duration, done: impl Fn() ->
     }
 }
 
-fn store_errors(log: &str) -> Vec<&str> {
-    log.lines()
+/// `log` without its terminal colour codes.
+fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ ... m
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Lines of the collector's log that tell of a store error.
+fn store_errors(log: &str) -> Vec<String> {
+    plain(log)
+        .lines()
         .filter(|l| {
             l.contains("database is locked")
                 || l.contains("failed to commit")
                 || l.contains("store write failed")
-                || l.contains("ERROR")
+                || (l.contains("ERROR")
+                    && ["writer", "ingest", "enrolment", "subscription"]
+                        .iter()
+                        .any(|m| l.contains(&format!("tutela_collector::{m}"))))
         })
+        .map(str::to_owned)
         .collect()
+}
+
+/// A collector in a fresh directory, its console on a free port, serving.
+fn started(name: &str) -> (Scratch, Collector) {
+    let scratch = Scratch::new(name);
+    let mut collector = Collector::init(scratch.path("collector")).unwrap();
+    collector
+        .set_console_port(tutela_tests::free_port())
+        .unwrap();
+    collector.start().unwrap();
+    (scratch, collector)
 }
 
 #[test]
 fn enrolments_heartbeats_and_event_batches_at_once_meet_no_store_error() {
     const AGENTS: usize = 120;
     const EVENTS_EACH: u64 = 25;
-    let scratch = Scratch::new("fleet-scale-writes");
-    let mut collector = Collector::init(scratch.path("collector")).unwrap();
-    collector.start().unwrap();
+    let (_scratch, collector) = started("fleet-scale-writes");
     let token = collector
         .token(&["--uses", &AGENTS.to_string(), "--group", "lab-1"])
         .unwrap();
@@ -139,9 +173,7 @@ fn pack(version: u32) -> String {
 #[test]
 fn a_publication_reaches_every_subscriber_from_one_reading() {
     const AGENTS: usize = 300;
-    let scratch = Scratch::new("fleet-scale-publish");
-    let mut collector = Collector::init(scratch.path("collector")).unwrap();
-    collector.start().unwrap();
+    let (scratch, collector) = started("fleet-scale-publish");
     let token = collector
         .token(&["--uses", &AGENTS.to_string(), "--group", "lab-1"])
         .unwrap();
@@ -185,7 +217,7 @@ fn a_publication_reaches_every_subscriber_from_one_reading() {
     assert!(fleet.stats.take_refusals().is_empty());
     // The store was read, and each bundle's release signed, once per
     // publication for all 300 subscribers.
-    let log = collector.log_text();
+    let log = plain(&collector.log_text());
     for version in [2, 3] {
         let readings = log
             .lines()
