@@ -73,7 +73,7 @@ fn started(name: &str) -> (Scratch, Collector) {
 
 #[test]
 fn enrolments_heartbeats_and_event_batches_at_once_meet_no_store_error() {
-    const AGENTS: usize = 120;
+    const AGENTS: usize = 200;
     const EVENTS_EACH: u64 = 25;
     let (_scratch, collector) = started("fleet-scale-writes");
     let token = collector
@@ -85,7 +85,7 @@ fn enrolments_heartbeats_and_event_batches_at_once_meet_no_store_error() {
         &token,
         Duration::from_millis(10),
         EVENTS_EACH,
-        Duration::from_millis(40),
+        Duration::from_millis(20),
         AGENTS,
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
