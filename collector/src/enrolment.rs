@@ -195,17 +195,17 @@ fn record_enrolment(
                     rows.collect::<rusqlite::Result<_>>().map_err(internal)?
                 };
                 for old in &earlier {
-                    flag(&tx, old, &format!("re-enrolled with a new key as {id}"))
+                    flag(tx, old, &format!("re-enrolled with a new key as {id}"))
                         .map_err(internal)?;
                     flag(
-                        &tx,
+                        tx,
                         &id,
                         &format!("re-enrolment of {old} on the same machine"),
                     )
                     .map_err(internal)?;
                     tracing::warn!(agent_id = %id, previous = %old, station = %req.station, "a machine re-enrolled with a new key; flagged");
                 }
-                record_host(&tx, &id, &req.machine_id, &req.station).map_err(internal)?;
+                record_host(tx, &id, &req.machine_id, &req.station).map_err(internal)?;
             }
             id
         }
@@ -284,7 +284,7 @@ fn record_rekey(
         .map_err(|_| Status::unauthenticated("the new key's signature does not verify"))?;
     // The cap covers the whole family (re-keys of re-keys too), so a
     // copied key cannot mint identities without end by chaining.
-    let (root, rekeys) = family(&tx, &req.agent_id).map_err(internal)?;
+    let (root, rekeys) = family(tx, &req.agent_id).map_err(internal)?;
     if rekeys >= MAX_REKEYS_PER_IDENTITY {
         let _ = flag(
             tx,
@@ -320,19 +320,19 @@ fn record_rekey(
         _ => "it started on a different machine (cloned image)",
     };
     flag(
-        &tx,
+        tx,
         &id,
         &format!("re-keyed from {} on {}: {why}", req.agent_id, req.station),
     )
     .map_err(internal)?;
     flag(
-        &tx,
+        tx,
         &req.agent_id,
         &format!("identity cloned: re-keyed as {id} on {}", req.station),
     )
     .map_err(internal)?;
     if !req.machine_id.is_empty() {
-        record_host(&tx, &id, &req.machine_id, &req.station).map_err(internal)?;
+        record_host(tx, &id, &req.machine_id, &req.station).map_err(internal)?;
     }
     tracing::warn!(agent_id = %id, previous = %req.agent_id, station = %req.station, reason = %req.reason, "cloned identity re-keyed; both flagged");
     Ok(Ok(EnrolResponse {
