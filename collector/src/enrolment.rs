@@ -1,7 +1,5 @@
 //! Enrolment tokens and the Enrol RPC.
 
-use std::sync::Mutex;
-
 use ring::signature::{UnparsedPublicKey, ED25519};
 use rusqlite::{params, Connection, OptionalExtension};
 use tonic::{Request, Response, Status};
@@ -10,6 +8,7 @@ use tutela_proto::v1::enrolment_server::Enrolment;
 use tutela_proto::v1::{EnrolRequest, EnrolResponse, HeartbeatBody, RekeyRequest};
 
 use crate::store;
+use crate::writer::Writer;
 
 /// What a technician chooses when making a token.
 #[derive(Debug, Clone)]
@@ -53,260 +52,294 @@ pub fn create_token(
     Ok(token)
 }
 
+/// The Enrol and Rekey RPCs. Their changes to the store go through the
+/// single writer: under load, enrolments on a connection of their own were
+/// refused with "database is locked" beside the writer's event batches.
 #[derive(Debug, Clone)]
 pub struct EnrolmentService {
-    conn: std::sync::Arc<Mutex<Connection>>,
+    writer: Writer,
     bundle_public_key: Vec<u8>,
 }
 
 impl EnrolmentService {
-    pub fn open(dir: &std::path::Path, bundle_public_key: Vec<u8>) -> rusqlite::Result<Self> {
-        Ok(Self {
-            conn: std::sync::Arc::new(Mutex::new(store::open(dir)?)),
+    pub fn new(writer: Writer, bundle_public_key: Vec<u8>) -> Self {
+        Self {
+            writer,
             bundle_public_key,
-        })
+        }
     }
 
-    fn enrol_blocking(&self, req: &EnrolRequest) -> Result<EnrolResponse, Status> {
-        crate::signature::PublicKey::parse(&req.public_key).map_err(|e| {
-            Status::invalid_argument(format!("the agent's public key is refused: {e}"))
-        })?;
-        if !valid_station(&req.station) || req.token_secret.len() > 256 {
-            return Err(Status::invalid_argument(
+    async fn enrol_agent(&self, req: EnrolRequest) -> Result<EnrolResponse, Status> {
+        check_enrol_request(&req)?;
+        let bundle_public_key = self.bundle_public_key.clone();
+        self.writer
+            .write("enrolment", move |tx| {
+                record_enrolment(tx, &req, bundle_public_key)
+            })
+            .await
+    }
+
+    async fn rekey_agent(&self, req: RekeyRequest) -> Result<EnrolResponse, Status> {
+        check_rekey_request(&req)?;
+        let bundle_public_key = self.bundle_public_key.clone();
+        // An inner refusal keeps what was written before it (the flags of a
+        // family that reached its re-key limit); an outer one undoes it.
+        self.writer
+            .write("new identity", move |tx| {
+                record_rekey(tx, &req, bundle_public_key)
+            })
+            .await?
+    }
+}
+
+/// Checks an enrolment request before the store is involved: key, station,
+/// and the proof that the agent holds the key.
+fn check_enrol_request(req: &EnrolRequest) -> Result<(), Status> {
+    crate::signature::PublicKey::parse(&req.public_key)
+        .map_err(|e| Status::invalid_argument(format!("the agent's public key is refused: {e}")))?;
+    if !valid_station(&req.station) || req.token_secret.len() > 256 {
+        return Err(Status::invalid_argument(
                 "station name or token secret is malformed (a station name is 1-253 characters with no control characters)",
             ));
-        }
-        let mut proof = tutela_proto::ENROL_PROOF_DOMAIN.to_vec();
-        proof.extend_from_slice(req.token_secret.as_bytes());
-        UnparsedPublicKey::new(&ED25519, &req.public_key)
-            .verify(&proof, &req.proof)
-            .map_err(|_| Status::unauthenticated("the proof of key possession does not verify"))?;
-        let internal = |e: rusqlite::Error| {
-            tracing::error!(error = %e, "enrolment storage error");
-            Status::unavailable("the collector cannot record the enrolment; retry later")
-        };
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction().map_err(internal)?;
-        let token: Option<(i64, i64, i64, bool, String)> = tx
-            .query_row(
-                "SELECT expires_ms, max_uses, uses, revoked, grp FROM tokens WHERE secret_hash = ?1",
-                [secret_hash(&req.token_secret)],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .optional()
-            .map_err(internal)?;
-        let Some((expires_ms, max_uses, uses, revoked, group)) = token else {
-            tracing::warn!(station = %req.station, "enrolment with an unknown token");
-            return Err(Status::permission_denied(
+    }
+    let mut proof = tutela_proto::ENROL_PROOF_DOMAIN.to_vec();
+    proof.extend_from_slice(req.token_secret.as_bytes());
+    UnparsedPublicKey::new(&ED25519, &req.public_key)
+        .verify(&proof, &req.proof)
+        .map_err(|_| Status::unauthenticated("the proof of key possession does not verify"))?;
+    Ok(())
+}
+
+/// Records an enrolment on the writer's connection (in its transaction).
+/// A refusal undoes whatever was written.
+fn record_enrolment(
+    tx: &Connection,
+    req: &EnrolRequest,
+    bundle_public_key: Vec<u8>,
+) -> Result<EnrolResponse, Status> {
+    let internal = crate::writer::store_failed("enrolment");
+    let token: Option<(i64, i64, i64, bool, String)> = tx
+        .query_row(
+            "SELECT expires_ms, max_uses, uses, revoked, grp FROM tokens WHERE secret_hash = ?1",
+            [secret_hash(&req.token_secret)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()
+        .map_err(internal)?;
+    let Some((expires_ms, max_uses, uses, revoked, group)) = token else {
+        tracing::warn!(station = %req.station, "enrolment with an unknown token");
+        return Err(Status::permission_denied(
                 "the enrolment token is not recognised by this collector; ask a technician for a new one",
             ));
-        };
-        if revoked {
-            return Err(Status::permission_denied(
-                "the enrolment token has been revoked; ask a technician for a new one",
-            ));
-        }
-        if expires_ms <= store::now_ms() {
-            return Err(Status::failed_precondition(
-                "the enrolment token has expired; ask a technician for a new one",
-            ));
-        }
-        if uses >= max_uses {
-            return Err(Status::failed_precondition(format!(
+    };
+    if revoked {
+        return Err(Status::permission_denied(
+            "the enrolment token has been revoked; ask a technician for a new one",
+        ));
+    }
+    if expires_ms <= store::now_ms() {
+        return Err(Status::failed_precondition(
+            "the enrolment token has expired; ask a technician for a new one",
+        ));
+    }
+    if uses >= max_uses {
+        return Err(Status::failed_precondition(format!(
                 "the enrolment token has already been used ({uses} of {max_uses} uses); ask a technician for a new one"
             )));
+    }
+    let existing: Option<(String, bool, String)> = tx
+        .query_row(
+            "SELECT agent_id, revoked, grp FROM agents WHERE public_key = ?1",
+            [&req.public_key],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(internal)?;
+    let agent_id = match existing {
+        // A revoked key stays revoked: enrolling it again must not bring
+        // it back, nor use up the token (the transaction is dropped).
+        Some((id, true, _)) => {
+            tracing::warn!(agent_id = %id, station = %req.station, "enrolment with a revoked key refused");
+            return Err(Status::permission_denied(REVOKED_KEY_MESSAGE));
         }
-        let existing: Option<(String, bool, String)> = tx
-            .query_row(
-                "SELECT agent_id, revoked, grp FROM agents WHERE public_key = ?1",
-                [&req.public_key],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(internal)?;
-        let agent_id = match existing {
-            // A revoked key stays revoked: enrolling it again must not bring
-            // it back, nor use up the token (the transaction is dropped).
-            Some((id, true, _)) => {
-                tracing::warn!(agent_id = %id, station = %req.station, "enrolment with a revoked key refused");
-                return Err(Status::permission_denied(REVOKED_KEY_MESSAGE));
-            }
-            Some((id, false, old_group)) => {
-                if old_group != group {
-                    tx.execute(
-                        "UPDATE agents SET grp = ?2 WHERE agent_id = ?1",
-                        params![id, group],
-                    )
-                    .map_err(internal)?;
-                    tracing::info!(agent_id = %id, station = %req.station, from = %old_group, to = %group, "enrolled again with a token for another group; agent moved");
-                }
-                id
-            }
-            None => {
-                let id = store::random_id("ag-");
+        Some((id, false, old_group)) => {
+            if old_group != group {
                 tx.execute(
+                    "UPDATE agents SET grp = ?2 WHERE agent_id = ?1",
+                    params![id, group],
+                )
+                .map_err(internal)?;
+                tracing::info!(agent_id = %id, station = %req.station, from = %old_group, to = %group, "enrolled again with a token for another group; agent moved");
+            }
+            id
+        }
+        None => {
+            let id = store::random_id("ag-");
+            tx.execute(
                     "INSERT INTO agents (agent_id, public_key, station, grp, agent_version, enrolled_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![id, req.public_key, req.station, group, req.agent_version, store::now_ms()],
                 )
                 .map_err(internal)?;
-                // The same machine enrolling again with a new key: flag both identities.
-                if valid_machine_id(&req.machine_id) {
-                    let earlier: Vec<String> = {
-                        let mut stmt = tx
-                            .prepare(
-                                "SELECT h.agent_id FROM agent_hosts h JOIN agents a USING (agent_id)
+            // The same machine enrolling again with a new key: flag both identities.
+            if valid_machine_id(&req.machine_id) {
+                let earlier: Vec<String> = {
+                    let mut stmt = tx
+                        .prepare(
+                            "SELECT h.agent_id FROM agent_hosts h JOIN agents a USING (agent_id)
                                  WHERE h.machine_id = ?1 AND a.revoked = 0",
-                            )
-                            .map_err(internal)?;
-                        let rows = stmt
-                            .query_map([&req.machine_id], |r| r.get(0))
-                            .map_err(internal)?;
-                        rows.collect::<rusqlite::Result<_>>().map_err(internal)?
-                    };
-                    for old in &earlier {
-                        flag(&tx, old, &format!("re-enrolled with a new key as {id}"))
-                            .map_err(internal)?;
-                        flag(
-                            &tx,
-                            &id,
-                            &format!("re-enrolment of {old} on the same machine"),
                         )
                         .map_err(internal)?;
-                        tracing::warn!(agent_id = %id, previous = %old, station = %req.station, "a machine re-enrolled with a new key; flagged");
-                    }
-                    record_host(&tx, &id, &req.machine_id, &req.station).map_err(internal)?;
+                    let rows = stmt
+                        .query_map([&req.machine_id], |r| r.get(0))
+                        .map_err(internal)?;
+                    rows.collect::<rusqlite::Result<_>>().map_err(internal)?
+                };
+                for old in &earlier {
+                    flag(tx, old, &format!("re-enrolled with a new key as {id}"))
+                        .map_err(internal)?;
+                    flag(
+                        tx,
+                        &id,
+                        &format!("re-enrolment of {old} on the same machine"),
+                    )
+                    .map_err(internal)?;
+                    tracing::warn!(agent_id = %id, previous = %old, station = %req.station, "a machine re-enrolled with a new key; flagged");
                 }
-                id
+                record_host(tx, &id, &req.machine_id, &req.station).map_err(internal)?;
             }
-        };
-        tx.execute(
-            "UPDATE tokens SET uses = uses + 1 WHERE secret_hash = ?1",
-            [secret_hash(&req.token_secret)],
-        )
-        .map_err(internal)?;
-        tx.commit().map_err(internal)?;
-        tracing::info!(%agent_id, station = %req.station, %group, "agent enrolled");
-        Ok(EnrolResponse {
-            agent_id,
-            group,
-            bundle_public_key: self.bundle_public_key.clone(),
-        })
-    }
+            id
+        }
+    };
+    tx.execute(
+        "UPDATE tokens SET uses = uses + 1 WHERE secret_hash = ?1",
+        [secret_hash(&req.token_secret)],
+    )
+    .map_err(internal)?;
+    tracing::info!(%agent_id, station = %req.station, %group, "agent enrolled");
+    Ok(EnrolResponse {
+        agent_id,
+        group,
+        bundle_public_key,
+    })
+}
 
-    fn rekey_blocking(&self, req: &RekeyRequest) -> Result<EnrolResponse, Status> {
-        crate::signature::PublicKey::parse(&req.new_public_key).map_err(|e| {
-            Status::invalid_argument(format!("the agent's new public key is refused: {e}"))
-        })?;
-        if !valid_station(&req.station)
-            || req.agent_id.len() > 64
-            || req.reason.len() > 64
-            || !(req.machine_id.is_empty() || valid_machine_id(&req.machine_id))
-        {
-            return Err(Status::invalid_argument(
-                "agent id, station, machine id or reason is malformed",
-            ));
-        }
-        if (req.time_ms - store::now_ms()).abs() > REKEY_WINDOW_MS {
-            return Err(Status::failed_precondition(
-                "the re-key request is too old or the agent clock is wrong; check the clock and retry",
-            ));
-        }
-        let internal = |e: rusqlite::Error| {
-            tracing::error!(error = %e, "re-key storage error");
-            Status::unavailable("the collector cannot record the new identity; retry later")
-        };
-        let message = tutela_proto::rekey_message(&req.agent_id, &req.new_public_key, req.time_ms);
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction().map_err(internal)?;
-        let old: Option<(Vec<u8>, bool, String)> = tx
-            .query_row(
-                "SELECT public_key, revoked, grp FROM agents WHERE agent_id = ?1",
-                [&req.agent_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(internal)?;
-        // One answer for an unknown, revoked or unproven identity, so the
-        // reply tells a prober nothing; the log says which.
-        let refused = |why: &str| {
-            tracing::warn!(agent_id = %req.agent_id, station = %req.station, why, "re-key refused");
-            Status::unauthenticated(
+/// Checks a re-key request's form and time before the store is involved.
+fn check_rekey_request(req: &RekeyRequest) -> Result<(), Status> {
+    crate::signature::PublicKey::parse(&req.new_public_key).map_err(|e| {
+        Status::invalid_argument(format!("the agent's new public key is refused: {e}"))
+    })?;
+    if !valid_station(&req.station)
+        || req.agent_id.len() > 64
+        || req.reason.len() > 64
+        || !(req.machine_id.is_empty() || valid_machine_id(&req.machine_id))
+    {
+        return Err(Status::invalid_argument(
+            "agent id, station, machine id or reason is malformed",
+        ));
+    }
+    if (req.time_ms - store::now_ms()).abs() > REKEY_WINDOW_MS {
+        return Err(Status::failed_precondition(
+            "the re-key request is too old or the agent clock is wrong; check the clock and retry",
+        ));
+    }
+    Ok(())
+}
+
+/// Records a re-key on the writer's connection (in its transaction). An
+/// outer refusal undoes whatever was written; an inner one keeps it.
+fn record_rekey(
+    tx: &Connection,
+    req: &RekeyRequest,
+    bundle_public_key: Vec<u8>,
+) -> Result<Result<EnrolResponse, Status>, Status> {
+    let internal = crate::writer::store_failed("new identity");
+    let message = tutela_proto::rekey_message(&req.agent_id, &req.new_public_key, req.time_ms);
+    let old: Option<(Vec<u8>, bool, String)> = tx
+        .query_row(
+            "SELECT public_key, revoked, grp FROM agents WHERE agent_id = ?1",
+            [&req.agent_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(internal)?;
+    // One answer for an unknown, revoked or unproven identity, so the
+    // reply tells a prober nothing; the log says which.
+    let refused = |why: &str| {
+        tracing::warn!(agent_id = %req.agent_id, station = %req.station, why, "re-key refused");
+        Status::unauthenticated(
                 "re-key refused: the old identity is unknown here, revoked, or its proof does not verify; enrol the device with a new token",
             )
-        };
-        let Some((old_key, revoked, group)) = old else {
-            return Err(refused("unknown identity"));
-        };
-        UnparsedPublicKey::new(&ED25519, &old_key)
-            .verify(&message, &req.old_signature)
-            .map_err(|_| refused("the old key's signature does not verify"))?;
-        if revoked {
-            return Err(refused("the old identity is revoked"));
-        }
-        UnparsedPublicKey::new(&ED25519, &req.new_public_key)
-            .verify(&message, &req.new_signature)
-            .map_err(|_| Status::unauthenticated("the new key's signature does not verify"))?;
-        // The cap covers the whole family (re-keys of re-keys too), so a
-        // copied key cannot mint identities without end by chaining.
-        let (root, rekeys) = family(&tx, &req.agent_id).map_err(internal)?;
-        if rekeys >= MAX_REKEYS_PER_IDENTITY {
-            let _ = flag(
-                &tx,
-                &req.agent_id,
-                "re-key limit reached: more copies of this identity tried to re-key",
-            );
-            let _ = tx.commit();
-            tracing::warn!(agent_id = %req.agent_id, %root, rekeys, "re-key refused: the family's limit is reached");
-            return Err(Status::resource_exhausted(format!(
+    };
+    let Some((old_key, revoked, group)) = old else {
+        return Err(refused("unknown identity"));
+    };
+    UnparsedPublicKey::new(&ED25519, &old_key)
+        .verify(&message, &req.old_signature)
+        .map_err(|_| refused("the old key's signature does not verify"))?;
+    if revoked {
+        return Err(refused("the old identity is revoked"));
+    }
+    UnparsedPublicKey::new(&ED25519, &req.new_public_key)
+        .verify(&message, &req.new_signature)
+        .map_err(|_| Status::unauthenticated("the new key's signature does not verify"))?;
+    // The cap covers the whole family (re-keys of re-keys too), so a
+    // copied key cannot mint identities without end by chaining.
+    let (root, rekeys) = family(tx, &req.agent_id).map_err(internal)?;
+    if rekeys >= MAX_REKEYS_PER_IDENTITY {
+        let _ = flag(
+            tx,
+            &req.agent_id,
+            "re-key limit reached: more copies of this identity tried to re-key",
+        );
+        tracing::warn!(agent_id = %req.agent_id, %root, rekeys, "re-key refused: the family's limit is reached");
+        return Ok(Err(Status::resource_exhausted(format!(
                 "identity {} belongs to a family (from {root}) already re-keyed {rekeys} times; a technician must enrol this device with a new token",
                 req.agent_id
-            )));
-        }
-        let taken: bool = tx
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM agents WHERE public_key = ?1)",
-                [&req.new_public_key],
-                |r| r.get(0),
-            )
-            .map_err(internal)?;
-        if taken {
-            return Err(Status::already_exists(
-                "the new key is already enrolled; make another key pair",
-            ));
-        }
-        let id = store::random_id("ag-");
-        tx.execute(
+            ))));
+    }
+    let taken: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM agents WHERE public_key = ?1)",
+            [&req.new_public_key],
+            |r| r.get(0),
+        )
+        .map_err(internal)?;
+    if taken {
+        return Err(Status::already_exists(
+            "the new key is already enrolled; make another key pair",
+        ));
+    }
+    let id = store::random_id("ag-");
+    tx.execute(
             "INSERT INTO agents (agent_id, public_key, station, grp, agent_version, enrolled_ms, rekeyed_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![id, req.new_public_key, req.station, group, req.agent_version, store::now_ms(), req.agent_id],
         )
         .map_err(internal)?;
-        let why = match req.reason.as_str() {
-            "collector-request" => "the collector saw it from two machines",
-            _ => "it started on a different machine (cloned image)",
-        };
-        flag(
-            &tx,
-            &id,
-            &format!("re-keyed from {} on {}: {why}", req.agent_id, req.station),
-        )
-        .map_err(internal)?;
-        flag(
-            &tx,
-            &req.agent_id,
-            &format!("identity cloned: re-keyed as {id} on {}", req.station),
-        )
-        .map_err(internal)?;
-        if !req.machine_id.is_empty() {
-            record_host(&tx, &id, &req.machine_id, &req.station).map_err(internal)?;
-        }
-        tx.commit().map_err(internal)?;
-        tracing::warn!(agent_id = %id, previous = %req.agent_id, station = %req.station, reason = %req.reason, "cloned identity re-keyed; both flagged");
-        Ok(EnrolResponse {
-            agent_id: id,
-            group,
-            bundle_public_key: self.bundle_public_key.clone(),
-        })
+    let why = match req.reason.as_str() {
+        "collector-request" => "the collector saw it from two machines",
+        _ => "it started on a different machine (cloned image)",
+    };
+    flag(
+        tx,
+        &id,
+        &format!("re-keyed from {} on {}: {why}", req.agent_id, req.station),
+    )
+    .map_err(internal)?;
+    flag(
+        tx,
+        &req.agent_id,
+        &format!("identity cloned: re-keyed as {id} on {}", req.station),
+    )
+    .map_err(internal)?;
+    if !req.machine_id.is_empty() {
+        record_host(tx, &id, &req.machine_id, &req.station).map_err(internal)?;
     }
+    tracing::warn!(agent_id = %id, previous = %req.agent_id, station = %req.station, reason = %req.reason, "cloned identity re-keyed; both flagged");
+    Ok(Ok(EnrolResponse {
+        agent_id: id,
+        group,
+        bundle_public_key,
+    }))
 }
 
 /// What a device enrolling with a revoked key is told. The agent keeps its
@@ -522,11 +555,8 @@ impl Enrolment for EnrolmentService {
         &self,
         request: Request<EnrolRequest>,
     ) -> Result<Response<EnrolResponse>, Status> {
-        let service = self.clone();
-        let req = request.into_inner();
-        tokio::task::spawn_blocking(move || service.enrol_blocking(&req))
+        self.enrol_agent(request.into_inner())
             .await
-            .map_err(|_| Status::internal("enrolment task failed"))?
             .map(Response::new)
     }
 
@@ -534,11 +564,8 @@ impl Enrolment for EnrolmentService {
         &self,
         request: Request<RekeyRequest>,
     ) -> Result<Response<EnrolResponse>, Status> {
-        let service = self.clone();
-        let req = request.into_inner();
-        tokio::task::spawn_blocking(move || service.rekey_blocking(&req))
+        self.rekey_agent(request.into_inner())
             .await
-            .map_err(|_| Status::internal("re-key task failed"))?
             .map(Response::new)
     }
 }
@@ -553,13 +580,28 @@ mod tests {
         Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()
     }
 
-    fn service() -> (tempfile::TempDir, EnrolmentService) {
-        let dir = tempfile::tempdir().unwrap();
-        let service = EnrolmentService::open(dir.path(), vec![7; 32]).unwrap();
-        (dir, service)
+    /// The service on a fresh store, a connection of its own to look at
+    /// the store, and a runtime to call the service on.
+    struct Fixture {
+        service: EnrolmentService,
+        conn: std::sync::Mutex<Connection>,
+        rt: tokio::runtime::Runtime,
     }
 
-    fn token(service: &EnrolmentService, group: &str) -> String {
+    fn service() -> (tempfile::TempDir, Fixture) {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Writer::start(dir.path().to_owned(), 1000).unwrap();
+        let fixture = Fixture {
+            service: EnrolmentService::new(writer, vec![7; 32]),
+            conn: std::sync::Mutex::new(store::open(dir.path()).unwrap()),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap(),
+        };
+        (dir, fixture)
+    }
+
+    fn token(service: &Fixture, group: &str) -> String {
         let conn = service.conn.lock().unwrap();
         let spec = TokenSpec {
             valid_for_ms: 60_000,
@@ -573,46 +615,50 @@ mod tests {
     }
 
     fn enrol(
-        service: &EnrolmentService,
+        service: &Fixture,
         key: &Ed25519KeyPair,
         secret: &str,
     ) -> Result<EnrolResponse, Status> {
         let mut proof = tutela_proto::ENROL_PROOF_DOMAIN.to_vec();
         proof.extend_from_slice(secret.as_bytes());
-        service.enrol_blocking(&EnrolRequest {
-            token_secret: secret.into(),
-            public_key: key.public_key().as_ref().to_vec(),
-            station: "LAB1-PC01".into(),
-            agent_version: "test".into(),
-            proof: key.sign(&proof).as_ref().to_vec(),
-            machine_id: String::new(),
-        })
+        service
+            .rt
+            .block_on(service.service.enrol_agent(EnrolRequest {
+                token_secret: secret.into(),
+                public_key: key.public_key().as_ref().to_vec(),
+                station: "LAB1-PC01".into(),
+                agent_version: "test".into(),
+                proof: key.sign(&proof).as_ref().to_vec(),
+                machine_id: String::new(),
+            }))
     }
 
-    fn uses(service: &EnrolmentService) -> Vec<i64> {
+    fn uses(service: &Fixture) -> Vec<i64> {
         let conn = service.conn.lock().unwrap();
         list_tokens(&conn).unwrap().iter().map(|t| t.uses).collect()
     }
 
     fn rekey(
-        service: &EnrolmentService,
+        service: &Fixture,
         old_id: &str,
         old: &Ed25519KeyPair,
         new: &Ed25519KeyPair,
     ) -> Result<EnrolResponse, Status> {
         let time_ms = store::now_ms();
         let message = tutela_proto::rekey_message(old_id, new.public_key().as_ref(), time_ms);
-        service.rekey_blocking(&RekeyRequest {
-            agent_id: old_id.into(),
-            new_public_key: new.public_key().as_ref().to_vec(),
-            station: "LAB1-PC02".into(),
-            machine_id: String::new(),
-            agent_version: "test".into(),
-            time_ms,
-            reason: "machine-id-changed".into(),
-            old_signature: old.sign(&message).as_ref().to_vec(),
-            new_signature: new.sign(&message).as_ref().to_vec(),
-        })
+        service
+            .rt
+            .block_on(service.service.rekey_agent(RekeyRequest {
+                agent_id: old_id.into(),
+                new_public_key: new.public_key().as_ref().to_vec(),
+                station: "LAB1-PC02".into(),
+                machine_id: String::new(),
+                agent_version: "test".into(),
+                time_ms,
+                reason: "machine-id-changed".into(),
+                old_signature: old.sign(&message).as_ref().to_vec(),
+                new_signature: new.sign(&message).as_ref().to_vec(),
+            }))
     }
 
     #[test]

@@ -159,6 +159,7 @@ pub fn add(conn: &Connection, new: &NewExemption) -> Result<i64, ExemptionError>
         )?;
         Ok(id)
     })?;
+    crate::subscription::nudge();
     tracing::info!(id, group, by = %new.created_by, "exemption added");
     Ok(id)
 }
@@ -183,6 +184,7 @@ pub fn revoke(conn: &Connection, id: i64, by: &str) -> Result<(), ExemptionError
             &format!("group {}, {}", existing.grp, existing.target()),
         )
     })?;
+    crate::subscription::nudge();
     tracing::info!(id, by, "exemption revoked");
     Ok(())
 }
@@ -277,10 +279,19 @@ pub fn parse_until(text: &str, now_ms: i64) -> Result<i64, String> {
 /// `EXEMPTIONS_DOMAIN || body` with the rule-bundle key.
 pub fn sign_set(
     key: &ring::signature::Ed25519KeyPair,
+    set: tutela_proto::v1::ExemptionSet,
+) -> tutela_proto::v1::SignedExemptions {
+    sign_set_at(key, set, store::now_ms())
+}
+
+/// Signs `set` as issued at `issued_ms`.
+pub fn sign_set_at(
+    key: &ring::signature::Ed25519KeyPair,
     mut set: tutela_proto::v1::ExemptionSet,
+    issued_ms: i64,
 ) -> tutela_proto::v1::SignedExemptions {
     use prost::Message;
-    set.issued_ms = store::now_ms();
+    set.issued_ms = issued_ms;
     let body = set.encode_to_vec();
     let mut message = tutela_proto::EXEMPTIONS_DOMAIN.to_vec();
     message.extend_from_slice(&body);

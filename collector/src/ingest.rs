@@ -396,6 +396,41 @@ fn heartbeat_not_recorded(conn: &Connection, body: &HeartbeatBody) -> Status {
     }
 }
 
+/// Records a verified heartbeat (on the writer's connection). Returns
+/// whether the agent must re-key, or why the heartbeat was not recorded.
+fn record_heartbeat(
+    conn: &Connection,
+    body: &HeartbeatBody,
+) -> rusqlite::Result<Result<bool, Status>> {
+    // Refused in the same statement when the agent was revoked (a
+    // revocation holds from the moment it commits, whatever the key cache
+    // says) or the heartbeat is not newer than the last one.
+    let recorded = conn.execute(
+        "UPDATE agents SET last_seen_ms = ?2, agent_version = ?3, rules_version = ?4,
+            spool_backlog = ?5, spool_dropped = ?6, last_heartbeat_ms = ?7
+         WHERE agent_id = ?1 AND revoked = 0 AND last_heartbeat_ms < ?7",
+        rusqlite::params![
+            body.agent_id,
+            store::now_ms(),
+            body.agent_version,
+            body.rules_version,
+            body.spool_backlog as i64,
+            body.spool_dropped as i64,
+            body.time_ms
+        ],
+    )?;
+    if recorded == 0 {
+        return Ok(Err(heartbeat_not_recorded(conn, body)));
+    }
+    if let Err(e) = crate::publish::record_shadow_counts(conn, body) {
+        tracing::warn!(error = %e, agent_id = %body.agent_id, "cannot record shadow counts");
+    }
+    Ok(Ok(crate::enrolment::check_host(conn, body).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, agent_id = %body.agent_id, "cannot check the agent's machine");
+        false
+    })))
+}
+
 /// When `signature` does not verify over the domain-separated bytes but does
 /// over the bare body, the sender speaks protocol version 1: say so.
 pub fn protocol_1_hint(key: &PublicKey, body: &[u8], signature: &[u8]) -> &'static str {
@@ -521,42 +556,14 @@ impl IngestService {
             }
             return Err(status);
         }
-        // The store work runs on a blocking thread, not the async runtime.
-        let keys = self.keys.clone();
-        let rekey = tokio::task::spawn_blocking(move || -> Result<bool, Status> {
-            let conn = keys.conn.lock().unwrap_or_else(|p| p.into_inner());
-            // Refused in the same statement when the agent was revoked (a
-            // revocation holds from the moment it commits, whatever the key
-            // cache says) or the heartbeat is not newer than the last one.
-            let recorded = conn
-                .execute(
-                    "UPDATE agents SET last_seen_ms = ?2, agent_version = ?3, rules_version = ?4,
-                        spool_backlog = ?5, spool_dropped = ?6, last_heartbeat_ms = ?7
-                     WHERE agent_id = ?1 AND revoked = 0 AND last_heartbeat_ms < ?7",
-                    rusqlite::params![
-                        body.agent_id,
-                        store::now_ms(),
-                        body.agent_version,
-                        body.rules_version,
-                        body.spool_backlog as i64,
-                        body.spool_dropped as i64,
-                        body.time_ms
-                    ],
-                )
-                .map_err(|_| Status::unavailable("cannot record the heartbeat; retry later"))?;
-            if recorded == 0 {
-                return Err(heartbeat_not_recorded(&conn, &body));
-            }
-            if let Err(e) = crate::publish::record_shadow_counts(&conn, &body) {
-                tracing::warn!(error = %e, agent_id = %body.agent_id, "cannot record shadow counts");
-            }
-            Ok(crate::enrolment::check_host(&conn, &body).unwrap_or_else(|e| {
-                tracing::warn!(error = %e, agent_id = %body.agent_id, "cannot check the agent's machine");
-                false
-            }))
-        })
-        .await
-        .map_err(|_| Status::internal("the heartbeat could not be recorded; retry later"))??;
+        // Through the single writer: a heartbeat never contends with the
+        // event batches for the store's write lock.
+        let rekey = self
+            .writer
+            .write("heartbeat", move |conn| {
+                record_heartbeat(conn, &body).map_err(crate::writer::store_failed("heartbeat"))?
+            })
+            .await?;
         Ok(Response::new(HeartbeatReply {
             server_time_ms: store::now_ms(),
             latest_rules_version: 0,

@@ -5,24 +5,13 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use prost::Message;
 use ring::signature::Ed25519KeyPair;
 use rusqlite::{params, Connection, OptionalExtension};
-use tokio::sync::watch;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
-use tutela_proto::v1::rules_server::Rules;
-use tutela_proto::v1::rules_update::Update;
-use tutela_proto::v1::{
-    ExemptionSet, HeartbeatBody, RuleBundle, RulesUpdate, SignedSubscribe, SubscribeBody,
-};
+use tutela_proto::v1::{HeartbeatBody, RuleBundle};
 use tutela_rules::lint::{lint, Level};
 use tutela_rules::Pack;
 
-use crate::ingest::AgentKeys;
 use crate::store;
 
 const SCHEMA: &str = "
@@ -44,11 +33,6 @@ CREATE TABLE IF NOT EXISTS shadow_rule_ids (
     PRIMARY KEY (version, rule_id)
 ) WITHOUT ROWID;
 ";
-
-/// How often a subscribed agent's enrolment is checked again while its
-/// stream stays open (besides every publication), so a revoked agent stops
-/// receiving updates within this time.
-const RECHECK_EVERY: Duration = Duration::from_secs(30);
 
 /// Most shadow rule ids recorded per heartbeat (a bound on what an agent can make us store).
 const MAX_SHADOW_RULES: usize = 2000;
@@ -236,6 +220,7 @@ pub fn publish_checked(
     ) {
         tracing::warn!(error = %e, "could not clear superseded shadow counts");
     }
+    crate::subscription::nudge();
     tracing::info!(pack = %report.pack_id, version = report.version, shadow, added = report.added.len(), removed = report.removed.len(), "rule bundle published");
     Ok(PushReport {
         version: report.version,
@@ -272,141 +257,6 @@ fn store_shadow_rule_ids(conn: &Connection, version: u32, text: &str) -> rusqlit
         stmt.execute(params![version, id])?;
     }
     Ok(())
-}
-
-/// The newest live and shadow bundles, as agents should have them, and the
-/// curriculum exemptions not yet ended (every group). Bundle bytes are
-/// shared, so each subscriber's copy of this is cheap.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Published {
-    pub live: Option<(u32, Arc<[u8]>)>,
-    pub shadow: Option<(u32, Arc<[u8]>)>,
-    pub exemptions: Vec<crate::exemption::Exemption>,
-}
-
-impl Published {
-    /// The exemption set an agent of `group` must hold.
-    fn exemptions_for(&self, group: &str) -> ExemptionSet {
-        ExemptionSet {
-            exemptions: self
-                .exemptions
-                .iter()
-                .filter(|e| !group.is_empty() && e.grp == group)
-                .map(|e| e.to_wire())
-                .collect(),
-            group: group.to_owned(),
-            issued_ms: 0,
-        }
-    }
-}
-
-/// The newest bundle of a kind, without its pack text.
-fn latest_bundle(conn: &Connection, shadow: bool) -> rusqlite::Result<Option<(u32, Arc<[u8]>)>> {
-    conn.query_row(
-        "SELECT version, bundle FROM rule_bundles WHERE shadow = ?1 ORDER BY version DESC LIMIT 1",
-        [shadow],
-        |r| Ok((r.get(0)?, r.get::<_, Vec<u8>>(1)?.into())),
-    )
-    .optional()
-}
-
-/// Watches the store for publications (pushes come from the CLI, another
-/// process) and tells every subscriber at once.
-pub fn watch_publications(dir: &Path) -> rusqlite::Result<watch::Receiver<Published>> {
-    let conn = store::open(dir)?;
-    ensure_schema(&conn)?;
-    let read = |conn: &Connection| -> rusqlite::Result<Published> {
-        Ok(Published {
-            live: latest_bundle(conn, false)?,
-            shadow: latest_bundle(conn, true)?,
-            exemptions: crate::exemption::pending(conn, store::now_ms())?,
-        })
-    };
-    let (tx, rx) = watch::channel(read(&conn)?);
-    std::thread::Builder::new()
-        .name("tutela-publications".into())
-        .spawn(move || loop {
-            std::thread::sleep(Duration::from_millis(250));
-            match read(&conn) {
-                Ok(p) => {
-                    if *tx.borrow() != p && tx.send(p).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot read published rule bundles"),
-            }
-            if tx.is_closed() {
-                return;
-            }
-        })
-        .expect("the publications thread starts");
-    Ok(rx)
-}
-
-#[derive(Debug, Clone)]
-pub struct RulesService {
-    pub keys: std::sync::Arc<AgentKeys>,
-    pub published: watch::Receiver<Published>,
-    /// For looking up a subscriber's group.
-    pub db: Arc<Mutex<Connection>>,
-    /// The rule-bundle key, which also signs exemption sets.
-    pub signer: std::sync::Arc<ring::signature::Ed25519KeyPair>,
-}
-
-impl RulesService {
-    pub fn open(dir: &Path, keys: std::sync::Arc<AgentKeys>) -> anyhow::Result<Self> {
-        Ok(Self {
-            keys,
-            published: watch_publications(dir)?,
-            db: std::sync::Arc::new(std::sync::Mutex::new(store::open(dir)?)),
-            signer: std::sync::Arc::new(
-                crate::secrets::load_signing_key(dir)
-                    .map_err(|e| anyhow::anyhow!("loading the rule-signing key: {e}"))?,
-            ),
-        })
-    }
-
-    fn group_of(&self, agent_id: &str) -> Result<String, Status> {
-        self.db
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .query_row(
-                "SELECT grp FROM agents WHERE agent_id = ?1",
-                [agent_id],
-                |r| r.get(0),
-            )
-            .map_err(|e| {
-                tracing::error!(error = %e, "agent group lookup failed");
-                Status::unavailable("the collector cannot read its agent list; retry later")
-            })
-    }
-}
-
-/// Whether `agent_id` may still receive rule updates: enrolled and not
-/// revoked. Read from the store each time (no cache).
-fn standing(db: &Mutex<Connection>, agent_id: &str) -> Result<(), Status> {
-    let revoked: Option<bool> = db
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .query_row(
-            "SELECT revoked FROM agents WHERE agent_id = ?1",
-            [agent_id],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(|e| {
-            tracing::error!(error = %e, "agent lookup failed");
-            Status::unavailable("the collector cannot read its agent list; retry later")
-        })?;
-    match revoked {
-        Some(false) => Ok(()),
-        Some(true) => Err(Status::permission_denied(format!(
-            "agent {agent_id} has been revoked; a technician must re-enrol the device"
-        ))),
-        None => Err(Status::permission_denied(format!(
-            "agent {agent_id} is no longer enrolled; enrol the device with a token from a technician"
-        ))),
-    }
 }
 
 /// Stores the shadow-pack counts an agent reported. Counts are cumulative
@@ -463,14 +313,27 @@ pub fn record_shadow_counts(conn: &Connection, body: &HeartbeatBody) -> rusqlite
             return Ok(());
         }
     }
-    let mut known_ids: i64 = conn.query_row(
+    let known_ids: i64 = conn.query_row(
         "SELECT COUNT(DISTINCT rule_id) FROM shadow_run_counts WHERE agent_id = ?1 AND shadow_version = ?2",
         params![body.agent_id, body.shadow_version],
         |r| r.get(0),
     )?;
     let now = store::now_ms();
+    // A savepoint: atomic on its own, and part of the writer's transaction
+    // when the heartbeat is recorded there.
+    store::in_savepoint(conn, "shadow_counts", || {
+        record_counts(conn, body, known_ids, now)
+    })
+}
+
+/// The body of `record_shadow_counts`, in its savepoint.
+fn record_counts(
+    tx: &Connection,
+    body: &HeartbeatBody,
+    mut known_ids: i64,
+    now: i64,
+) -> rusqlite::Result<()> {
     let mut rejected = 0usize;
-    let tx = conn.unchecked_transaction()?;
     let mut seen = tx.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM shadow_run_counts WHERE agent_id = ?1 AND shadow_version = ?2 AND rule_id = ?3)",
     )?;
@@ -516,11 +379,10 @@ pub fn record_shadow_counts(conn: &Connection, body: &HeartbeatBody) -> rusqlite
             now
         ])?;
     }
-    drop((seen, in_pack, stmt));
     if rejected > 0 {
         tracing::warn!(agent_id = %body.agent_id, shadow_version = body.shadow_version, rejected, "shadow counts for rule ids not in the candidate pack ignored");
     }
-    tx.commit()
+    Ok(())
 }
 
 /// Per-rule would-be matches of a shadow version across agents.
@@ -571,117 +433,6 @@ pub fn release(
         version,
         shadow,
         release_signature: signer.sign(&message).as_ref().to_vec(),
-    }
-}
-
-#[tonic::async_trait]
-impl Rules for RulesService {
-    type SubscribeStream = ReceiverStream<Result<RulesUpdate, Status>>;
-
-    async fn subscribe(
-        &self,
-        request: Request<SignedSubscribe>,
-    ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let signed = request.into_inner();
-        if signed.body.len() > tutela_proto::limits::MAX_SUBSCRIBE_BYTES {
-            return Err(Status::resource_exhausted(format!(
-                "subscription of {} bytes exceeds the limit of {} bytes",
-                signed.body.len(),
-                tutela_proto::limits::MAX_SUBSCRIBE_BYTES
-            )));
-        }
-        let body = SubscribeBody::decode(signed.body.as_slice())
-            .map_err(|_| Status::invalid_argument("not a valid tutela.v1.SubscribeBody"))?;
-        let key = self
-            .keys
-            .get(&body.agent_id)?
-            .ok_or_else(|| Status::not_found(format!("agent {} is not enrolled", body.agent_id)))?;
-        if key.revoked {
-            return Err(crate::ingest::revoked_status(&body.agent_id));
-        }
-        let key = key.usable(&body.agent_id)?;
-        let message = tutela_proto::subscribe_message(&signed.body);
-        if !crate::signature::verify(key, &message, &signed.signature) {
-            return Err(Status::unauthenticated(format!(
-                "the subscription's signature does not verify against agent {}'s enrolled key{}",
-                body.agent_id,
-                crate::ingest::protocol_1_hint(key, &signed.body, &signed.signature)
-            )));
-        }
-        let group = self.group_of(&body.agent_id)?;
-        let mut published = self.published.clone();
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let agent_id = body.agent_id.clone();
-        let mut sent_live = body.current_version;
-        let mut sent_shadow = body.current_shadow_version;
-        let mut sent_exemptions: Option<ExemptionSet> = None;
-        let signer = self.signer.clone();
-        let db = self.db.clone();
-        let bundle = |b: RuleBundle| RulesUpdate {
-            update: Some(Update::Bundle(b)),
-        };
-        tokio::spawn(async move {
-            let start = tokio::time::Instant::now() + RECHECK_EVERY;
-            let mut recheck = tokio::time::interval_at(start, RECHECK_EVERY);
-            recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                // Revocation takes effect on an open stream too: checked
-                // afresh (no cache) before anything more is sent.
-                let id = agent_id.clone();
-                let db = db.clone();
-                let standing = tokio::task::spawn_blocking(move || standing(&db, &id))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(Status::unavailable(
-                            "the collector cannot check the agent's enrolment; retry later",
-                        ))
-                    });
-                if let Err(status) = standing {
-                    tracing::warn!(%agent_id, reason = status.message(), "rule stream ended");
-                    let _ = tx.send(Err(status)).await;
-                    return;
-                }
-                let now = published.borrow_and_update().clone();
-                if let Some((v, bytes)) = &now.live {
-                    let v = *v;
-                    if v > sent_live {
-                        sent_live = v;
-                        let b = release(&signer, bytes, v, false);
-                        if tx.send(Ok(bundle(b))).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                if let Some((v, bytes)) = &now.shadow {
-                    let v = *v;
-                    if v > sent_shadow && v > sent_live {
-                        sent_shadow = v;
-                        let b = release(&signer, bytes, v, true);
-                        if tx.send(Ok(bundle(b))).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                // The whole set on connect and whenever this group's set changes.
-                let set = now.exemptions_for(&group);
-                if sent_exemptions.as_ref() != Some(&set) {
-                    sent_exemptions = Some(set.clone());
-                    let update = RulesUpdate {
-                        update: Some(Update::Exemptions(crate::exemption::sign_set(&signer, set))),
-                    };
-                    if tx.send(Ok(update)).await.is_err() {
-                        return;
-                    }
-                }
-                tokio::select! {
-                    changed = published.changed() => if changed.is_err() { return },
-                    _ = recheck.tick() => {}
-                    _ = tx.closed() => return,
-                }
-            }
-        });
-        tracing::debug!(agent_id = %body.agent_id, "agent subscribed to rule updates");
-        Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
 

@@ -26,6 +26,11 @@ pub const GRACEFUL_STREAMS: Duration = Duration::from_secs(10);
 /// How long a stop then waits for an email being sent to be recorded.
 pub const GRACEFUL_MAIL: Duration = Duration::from_secs(10);
 
+/// HTTP/2 flow-control windows and streams per agent connection.
+const STREAM_WINDOW: u32 = 256 * 1024;
+const CONNECTION_WINDOW: u32 = 512 * 1024;
+const MAX_STREAMS_PER_AGENT: u32 = 16;
+
 /// Serves until `shutdown` resolves.
 pub async fn serve(
     dir: &Path,
@@ -60,21 +65,21 @@ pub async fn bind(
     let vault = Arc::new(CaptureVault::load(dir)?);
     let writer = Writer::start(dir.to_owned(), config.storage.batch_max)?;
     let keys = Arc::new(AgentKeys::open(dir)?);
-    let rules = crate::publish::RulesService::open(dir, keys.clone())?;
+    let rules = crate::subscription::RulesService::open(dir, keys.clone())?;
     let ingest = IngestService {
         keys,
-        writer,
+        writer: writer.clone(),
         vault,
         limits: config.limits.clone(),
         data_dir: dir.to_owned(),
     };
     let signing_key = Arc::new(secrets::load_signing_key(dir)?);
-    let enrolment = EnrolmentService::open(
-        dir,
+    let enrolment = EnrolmentService::new(
+        writer,
         ring::signature::KeyPair::public_key(&*signing_key)
             .as_ref()
             .to_vec(),
-    )?;
+    );
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(
             "cannot listen on {}; is another collector running?",
@@ -109,6 +114,12 @@ pub async fn bind(
             ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem)),
         )?
         .tcp_nodelay(true)
+        // What one agent may send before the collector reads it: bounds the
+        // memory thousands of agents can make it hold when it falls behind
+        // (the defaults allow 1 MiB per stream). An agent uses four streams.
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_concurrent_streams(MAX_STREAMS_PER_AGENT)
         .add_service(EnrolmentServer::new(enrolment).max_decoding_message_size(64 * 1024))
         .add_service(
             tutela_proto::v1::rules_server::RulesServer::new(rules)
@@ -128,8 +139,12 @@ pub async fn bind(
             shutdown.await;
             let _ = stopping_tx.send(());
         };
-        let server =
-            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+        let connections = crate::memory::Connections::default();
+        let trimmer = connections.spawn_trimmer();
+        let server = router.serve_with_incoming_shutdown(
+            connections.count(TcpListenerStream::new(listener)),
+            shutdown,
+        );
         tokio::pin!(server);
         // Agents' streams never end by themselves: after the grace period
         // the server future is dropped, which stops serving them.
@@ -154,6 +169,7 @@ pub async fn bind(
         drop(console);
         drop(metrics);
         purge.abort();
+        trimmer.abort();
         mail_tasks.shutdown(GRACEFUL_MAIL).await;
         tracing::info!("collector stopped");
         served?;

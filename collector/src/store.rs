@@ -29,6 +29,8 @@ CREATE TABLE IF NOT EXISTS agents (
     -- Agent time of the last heartbeat accepted: a later one must be newer.
     last_heartbeat_ms INTEGER NOT NULL DEFAULT 0
 );
+-- The revoked few, read together by the publications reader.
+CREATE INDEX IF NOT EXISTS agents_revoked ON agents (agent_id) WHERE revoked = 1;
 CREATE TABLE IF NOT EXISTS tokens (
     secret_hash BLOB PRIMARY KEY,
     label TEXT NOT NULL DEFAULT '',

@@ -6,6 +6,7 @@ pub mod v1 {
     tonic::include_proto!("tutela.v1");
 }
 
+pub mod codec;
 pub mod private_file;
 pub mod token;
 

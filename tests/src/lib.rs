@@ -12,8 +12,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-/// Path of a workspace binary, next to the running test's `deps` directory.
+pub mod load;
+
+/// Path of a workspace binary, next to the running test's `deps` directory,
+/// or in `TUTELA_BIN_DIR` when that is set (to compare builds).
 pub fn bin(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("TUTELA_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe
         .parent()

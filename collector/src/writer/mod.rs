@@ -1,5 +1,10 @@
 //! The single writer: commits verified events in batched transactions and
-//! acknowledges each one only after its transaction has committed.
+//! acknowledges each one only after its transaction has committed. The
+//! serving collector's other writes (heartbeats, enrolments) run on the same
+//! thread and connection, each in a savepoint of the batch's transaction, so
+//! they never wait on one another for SQLite's write lock (under load, two
+//! writing connections in one process starved each other until one gave up
+//! with "database is locked").
 //!
 //! Sequence rules, per agent: a sequence number already stored with the same
 //! bytes is a duplicate (acknowledged, nothing stored); with other bytes it is
@@ -18,6 +23,11 @@ use tutela_proto::v1::{Ack, AckStatus, EventBody};
 
 use crate::store;
 
+mod write;
+
+pub use write::store_failed;
+use write::{Delivery, Write};
+
 /// Page cache of the writer's connection, in KiB (SQLite's default is 2 MiB).
 const WRITER_CACHE_KIB: i64 = 64 * 1024;
 
@@ -30,6 +40,10 @@ const LINGER_BELOW: usize = 64;
 const LINGER: Duration = Duration::from_millis(1);
 /// Most refused streams remembered while their receivers are still open.
 const MAX_ENDED: usize = 4096;
+
+/// How many times a batch tries to take the write lock (each try waits up
+/// to the connection's busy timeout) while another process writes.
+const BEGIN_TRIES: u32 = 3;
 
 /// A verified event on its way to storage.
 #[derive(Debug)]
@@ -66,12 +80,24 @@ pub type Reply = mpsc::UnboundedSender<Result<Ack, Status>>;
 /// What a stream hands the writer, in the stream's order.
 // Events are nearly every job: boxing them would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
 enum Job {
     Event(Verified),
     /// The stream ends with this refusal, sent after the acknowledgements
     /// of the events before it.
     Refusal(Status, Reply),
+    /// Another write, run in the batch's transaction; what it returns is
+    /// called once the transaction has ended, with whether it committed.
+    Write(Write),
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Event(v) => f.debug_tuple("Event").field(v).finish(),
+            Job::Refusal(status, _) => f.debug_tuple("Refusal").field(status).finish(),
+            Job::Write(_) => f.write_str("Write"),
+        }
+    }
 }
 
 /// Handle to the writer thread.
@@ -137,16 +163,36 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, batch_max: usize) {
             drain(&mut rx, &mut batch);
         }
         let n = batch.len();
+        let mut writes: Vec<Write> = Vec::new();
+        if batch.iter().any(|job| matches!(job, Job::Write(_))) {
+            for job in std::mem::take(&mut batch) {
+                match job {
+                    Job::Write(w) => writes.push(w),
+                    other => batch.push(other),
+                }
+            }
+        }
         let events = batch.iter().filter_map(|job| match job {
             Job::Event(v) => Some(v),
-            Job::Refusal(..) => None,
+            Job::Refusal(..) | Job::Write(_) => None,
         });
         ended.retain(|r| !r.is_closed());
         if ended.len() > MAX_ENDED {
             ended.drain(..ended.len() - MAX_ENDED);
         }
-        match commit_batch(&mut conn, &mut chains, &mut ended, events) {
+        let mut deliveries = Vec::with_capacity(writes.len());
+        match commit_batch(
+            &mut conn,
+            &mut chains,
+            &mut ended,
+            events,
+            writes,
+            &mut deliveries,
+        ) {
             Ok(outcomes) => {
+                for deliver in deliveries {
+                    deliver(Ok(()));
+                }
                 acknowledge(batch.drain(..), outcomes);
                 tracing::debug!(jobs = n, "batch committed");
             }
@@ -154,6 +200,11 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, batch_max: usize) {
                 // Nothing acknowledged: the agents will resend.
                 tracing::error!(error = %e, jobs = n, "batch failed to commit; agents will resend");
                 chains.clear();
+                for deliver in deliveries {
+                    deliver(Err(Status::unavailable(
+                        "the collector could not commit the change; retry later",
+                    )));
+                }
                 for job in batch.drain(..) {
                     let (status, reply) = match job {
                         Job::Event(v) => (
@@ -163,6 +214,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, batch_max: usize) {
                             v.reply,
                         ),
                         Job::Refusal(status, reply) => (status, reply),
+                        Job::Write(_) => continue,
                     };
                     let _ = reply.send(Err(status));
                 }
@@ -198,6 +250,7 @@ fn acknowledge(jobs: impl Iterator<Item = Job>, outcomes: Vec<Outcome>) {
                 (v.reply, outcome, ack)
             }
             Job::Refusal(status, reply) => (reply, Outcome::Refused(status), Ack::default()),
+            Job::Write(_) => continue,
         };
         if ended.iter().any(|r| r.same_channel(&reply)) {
             continue;
@@ -249,15 +302,41 @@ fn load_chain(conn: &Connection, agent_id: &str) -> rusqlite::Result<AgentChain>
     })
 }
 
+/// Begins the batch's transaction. Immediate: the batch holds the write
+/// lock from its first read, so a revocation commits either before it (and
+/// is seen below) or after it, and nothing read can go stale before the
+/// batch writes. Another process (the CLI) may hold the lock: each try waits
+/// the busy timeout.
+fn begin(conn: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate) {
+            Ok(tx) => return Ok(tx),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < BEGIN_TRIES =>
+            {
+                tracing::warn!(error = %e, tries, "the store is busy with another writer; trying again");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn commit_batch<'a>(
     conn: &mut Connection,
     chains: &mut HashMap<String, AgentChain>,
     ended: &mut Vec<Reply>,
     batch: impl Iterator<Item = &'a Verified>,
+    writes: Vec<Write>,
+    deliveries: &mut Vec<Delivery>,
 ) -> rusqlite::Result<Vec<Outcome>> {
-    // Immediate: the batch holds the write lock from its first read, so a
-    // revocation commits either before it (and is seen below) or after it.
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tx = begin(conn)?;
+    // Other writes first, each in its own savepoint: one failing is undone
+    // alone and does not fail the events.
+    for write in writes {
+        deliveries.push(write(&tx));
+    }
     let mut outcomes = Vec::new();
     // Whether each agent of the batch may store events, read in this
     // transaction: a revocation takes effect at once, whatever ingest's key
@@ -480,132 +559,4 @@ pub fn with_seq(mut status: Status, seq: u64) -> Status {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn event(seq: u64, reply: &Reply) -> Verified {
-        Verified {
-            body: seq.to_be_bytes().to_vec(),
-            signature: vec![0; 64],
-            body_hash: [seq as u8; 32],
-            event: EventBody {
-                agent_id: "ag-writer-test".into(),
-                event_id: format!("ev-{seq}"),
-                seq,
-                prev_hash: vec![0; 32],
-                ..Default::default()
-            },
-            sealed_capture: None,
-            received_ms: 0,
-            clock_skew: false,
-            reply: reply.clone(),
-        }
-    }
-
-    fn enrol(dir: &std::path::Path, agent_id: &str) {
-        store::open(dir)
-            .unwrap()
-            .execute(
-                "INSERT INTO agents (agent_id, public_key, station, enrolled_ms) VALUES (?1, ?1, 'PC', 0)",
-                [agent_id],
-            )
-            .unwrap();
-    }
-
-    /// A writer on a fresh store with one enrolled agent whose event 1 is stored, and the
-    /// stream's reply channel.
-    async fn writer_after_event_one(
-        dir: &std::path::Path,
-    ) -> (Writer, Reply, mpsc::UnboundedReceiver<Result<Ack, Status>>) {
-        let writer = Writer::start(dir.to_owned(), 1000).unwrap();
-        enrol(dir, "ag-writer-test");
-        let (reply, mut replies) = mpsc::unbounded_channel();
-        writer.submit(event(1, &reply)).await.unwrap();
-        assert_eq!(replies.recv().await.unwrap().unwrap().seq, 1);
-        (writer, reply, replies)
-    }
-
-    #[tokio::test]
-    async fn events_of_an_agent_revoked_after_they_were_checked_are_not_stored() {
-        let dir = tempfile::tempdir().unwrap();
-        let (writer, reply, mut replies) = writer_after_event_one(dir.path()).await;
-        // Revoked by another connection (the CLI) once ingest had checked
-        // the agent: the writer reads the flag in its own transaction.
-        store::open(dir.path())
-            .unwrap()
-            .execute(
-                "UPDATE agents SET revoked = 1 WHERE agent_id = 'ag-writer-test'",
-                [],
-            )
-            .unwrap();
-        writer.submit(event(2, &reply)).await.unwrap();
-        let refusal = replies.recv().await.unwrap().unwrap_err();
-        assert_eq!(refusal.code(), tonic::Code::PermissionDenied);
-        let stored: i64 = store::open(dir.path())
-            .unwrap()
-            .query_row("SELECT COUNT(*) FROM alerts", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(stored, 1, "only the event before the revocation is stored");
-    }
-
-    #[tokio::test]
-    async fn nothing_sent_after_a_refused_event_on_its_stream_is_stored() {
-        let dir = tempfile::tempdir().unwrap();
-        let (writer, reply, mut replies) = writer_after_event_one(dir.path()).await;
-        // Event 1 again with other content, then event 2, on one stream.
-        let mut conflicting = event(1, &reply);
-        conflicting.body_hash = [0xee; 32];
-        writer.submit(conflicting).await.unwrap();
-        writer.submit(event(2, &reply)).await.unwrap();
-        let refusal = replies.recv().await.unwrap().unwrap_err();
-        assert_eq!(refusal.code(), tonic::Code::AlreadyExists);
-        // A later batch of the same stream is not stored either.
-        writer.submit(event(3, &reply)).await.unwrap();
-        let (probe, mut probed) = mpsc::unbounded_channel();
-        writer
-            .refuse(Status::cancelled("probe"), probe.clone())
-            .await;
-        probed.recv().await.unwrap().unwrap_err();
-        let stored: Vec<i64> = store::open(dir.path())
-            .unwrap()
-            .prepare("SELECT seq FROM alerts ORDER BY seq")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(stored, [1], "nothing after the refused event");
-        assert!(
-            replies.try_recv().is_err(),
-            "nothing more is sent on the refused stream"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_refusal_comes_after_the_acknowledgement_of_what_preceded_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let writer = Writer::start(dir.path().to_owned(), 1000).unwrap();
-        enrol(dir.path(), "ag-writer-test");
-        let (reply, mut replies) = mpsc::unbounded_channel();
-        for seq in 1..=10 {
-            writer.submit(event(seq, &reply)).await.unwrap();
-        }
-        writer
-            .refuse(Status::unauthenticated("event 11 is forged"), reply.clone())
-            .await;
-        drop(reply);
-        let mut sent = Vec::new();
-        while let Some(r) = replies.recv().await {
-            sent.push(r);
-        }
-        let (refusal, acks) = sent.split_last().unwrap();
-        let refusal = refusal.as_ref().unwrap_err();
-        assert_eq!(refusal.code(), tonic::Code::Unauthenticated);
-        let acks: Vec<u64> = acks.iter().map(|a| a.as_ref().unwrap().seq).collect();
-        assert_eq!(
-            acks.last(),
-            Some(&10),
-            "acknowledged before the refusal: {acks:?}"
-        );
-    }
-}
+mod tests;

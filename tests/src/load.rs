@@ -1,0 +1,383 @@
+//! Simulated agents for load and concurrency tests: many in one process,
+//! each with its own key and pinned TLS connection, enrolling with a
+//! technician's token, holding a rules subscription and an event stream
+//! open, sending signed, chained events and heartbeats. Everything the
+//! collector refused is counted by code and message.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use tutela_agent::event::{seal, EventDraft};
+use tutela_agent::identity::Identity;
+use tutela_proto::v1::enrolment_client::EnrolmentClient;
+use tutela_proto::v1::ingest_client::IngestClient;
+use tutela_proto::v1::rules_client::RulesClient;
+use tutela_proto::v1::rules_update::Update;
+use tutela_proto::v1::{
+    EnrolRequest, HeartbeatBody, Observation, RuleMatch, SignedEvent, SignedHeartbeat,
+    SignedSubscribe, Source, SubscribeBody,
+};
+
+/// What the simulated fleet saw.
+#[derive(Default)]
+pub struct Stats {
+    /// Agents with their subscription open.
+    pub subscribed: AtomicUsize,
+    pub connect_failures: AtomicUsize,
+    pub enrol_refusals: AtomicUsize,
+    pub events_acked: AtomicU64,
+    /// Event streams ended with `UNAVAILABLE` (the collector could not store).
+    pub commit_failures: AtomicUsize,
+    pub heartbeats: AtomicU64,
+    pub heartbeat_refusals: AtomicUsize,
+    /// Every refusal by its code and message, for the report.
+    pub refusals: Mutex<BTreeMap<String, usize>>,
+    /// Send-to-acknowledgement times in microseconds.
+    pub ack_latency_us: Mutex<Vec<u32>>,
+    /// The version being timed and how many agents have received it.
+    pub fanout_version: AtomicU32,
+    pub fanout_received: AtomicUsize,
+    pub fanout_last: Mutex<Option<Instant>>,
+}
+
+impl Stats {
+    pub fn refused(&self, what: &str, status: &tonic::Status) {
+        let mut message: String = status.message().chars().take(90).collect();
+        if let Some(i) = message.find("ag-") {
+            message.replace_range(i..(i + 15).min(message.len()), "ag-…");
+        }
+        *self
+            .refusals
+            .lock()
+            .unwrap()
+            .entry(format!("{what}: {:?}: {message}", status.code()))
+            .or_default() += 1;
+    }
+
+    pub fn take_refusals(&self) -> BTreeMap<String, usize> {
+        std::mem::take(&mut *self.refusals.lock().unwrap())
+    }
+}
+
+/// What every simulated agent shares.
+pub struct Fleet {
+    pub addr: String,
+    pub fingerprint: String,
+    pub token_secret: String,
+    pub stats: Stats,
+    /// Agents numbered below this stay connected.
+    pub population: watch::Receiver<usize>,
+    pub event_every: Duration,
+    /// Events each agent sends in all.
+    pub events_each: u64,
+    pub heartbeat_every: Duration,
+    pub connecting: Semaphore,
+}
+
+impl Fleet {
+    /// A fleet enrolling with `token` (its text) that sends `events_each`
+    /// events per agent, one every `event_every`, and a heartbeat every
+    /// `heartbeat_every`; `connecting` agents connect at once. Returns it and
+    /// its population: agents numbered below it stay connected.
+    pub fn new(
+        token: &str,
+        event_every: Duration,
+        events_each: u64,
+        heartbeat_every: Duration,
+        connecting: usize,
+    ) -> (Arc<Self>, watch::Sender<usize>) {
+        let token = tutela_proto::token::EnrolmentToken::decode(token, now_ms())
+            .expect("a valid enrolment token");
+        let (population, watching) = watch::channel(0usize);
+        let fleet = Self {
+            addr: token.collector,
+            fingerprint: token.fingerprint,
+            token_secret: token.secret,
+            stats: Stats::default(),
+            population: watching,
+            event_every,
+            events_each,
+            heartbeat_every,
+            connecting: Semaphore::new(connecting),
+        };
+        (Arc::new(fleet), population)
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A pseudo-random delay in [0, max), different per agent and call.
+fn jitter(max: Duration, n: usize, salt: u64) -> Duration {
+    let x = (n as u64 ^ salt.rotate_left(17))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_right(29);
+    max.mul_f64((x % 10_000) as f64 / 10_000.0)
+}
+
+/// Resolves once agent `n` is no longer part of the fleet.
+async fn dropped(mut population: watch::Receiver<usize>, n: usize) {
+    while *population.borrow_and_update() > n {
+        if population.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One simulated agent: connects, enrols, then runs its subscription, event
+/// stream and heartbeats until it is dropped from the fleet.
+pub async fn agent(fleet: Arc<Fleet>, n: usize) {
+    let station = format!("LOAD-PC{n:05}");
+    let identity = Arc::new(Identity::generate());
+    let permit = fleet.connecting.acquire().await.unwrap();
+    let channel = loop {
+        match tutela_agent::pinning::connect(&fleet.addr, &fleet.fingerprint).await {
+            Ok(c) => break c,
+            Err(_) => {
+                fleet.stats.connect_failures.fetch_add(1, Relaxed);
+                tokio::time::sleep(Duration::from_secs(1) + jitter(Duration::from_secs(2), n, 1))
+                    .await;
+            }
+        }
+    };
+    let mut proof = tutela_proto::ENROL_PROOF_DOMAIN.to_vec();
+    proof.extend_from_slice(fleet.token_secret.as_bytes());
+    let request = EnrolRequest {
+        token_secret: fleet.token_secret.clone(),
+        public_key: identity.public_key().to_vec(),
+        station: station.clone(),
+        agent_version: "load".into(),
+        proof: identity.sign(&proof),
+        machine_id: String::new(),
+    };
+    let agent_id = loop {
+        match EnrolmentClient::new(channel.clone())
+            .enrol(request.clone())
+            .await
+        {
+            Ok(r) => break r.into_inner().agent_id,
+            Err(status) => {
+                fleet.stats.enrol_refusals.fetch_add(1, Relaxed);
+                fleet.stats.refused("enrol", &status);
+                tokio::time::sleep(Duration::from_secs(1) + jitter(Duration::from_secs(2), n, 2))
+                    .await;
+            }
+        }
+    };
+    let agent = Arc::new(Agent {
+        n,
+        agent_id,
+        identity,
+        machine_id: format!("{:064x}", n as u128 * 0x1_0000_0001 + 7),
+        channel,
+        rules_version: AtomicU32::new(0),
+    });
+    let subscribed = tokio::spawn(agent.clone().subscription(fleet.clone()));
+    drop(permit);
+    let streaming = tokio::spawn(agent.clone().events(fleet.clone()));
+    let beating = tokio::spawn(agent.clone().heartbeats(fleet.clone()));
+    dropped(fleet.population.clone(), n).await;
+    subscribed.abort();
+    streaming.abort();
+    beating.abort();
+}
+
+struct Agent {
+    n: usize,
+    agent_id: String,
+    identity: Arc<Identity>,
+    machine_id: String,
+    channel: Channel,
+    rules_version: AtomicU32,
+}
+
+impl Agent {
+    async fn subscription(self: Arc<Self>, fleet: Arc<Fleet>) {
+        let stats = &fleet.stats;
+        loop {
+            let body = SubscribeBody {
+                agent_id: self.agent_id.clone(),
+                current_version: self.rules_version.load(Relaxed),
+                time_ms: now_ms(),
+                current_shadow_version: 0,
+            }
+            .encode_to_vec();
+            let signed = SignedSubscribe {
+                signature: self.identity.sign(&tutela_proto::subscribe_message(&body)),
+                body,
+            };
+            match RulesClient::new(self.channel.clone())
+                .subscribe(signed)
+                .await
+            {
+                Ok(updates) => {
+                    let mut updates = updates.into_inner();
+                    stats.subscribed.fetch_add(1, Relaxed);
+                    let _counted = Decrement(&stats.subscribed);
+                    loop {
+                        match updates.message().await {
+                            Ok(Some(update)) => {
+                                if let Some(Update::Bundle(b)) = update.update {
+                                    self.rules_version.fetch_max(b.version, Relaxed);
+                                    if b.version == stats.fanout_version.load(Relaxed) {
+                                        stats.fanout_received.fetch_add(1, Relaxed);
+                                        *stats.fanout_last.lock().unwrap() = Some(Instant::now());
+                                    }
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(status) => {
+                                stats.refused("subscription", &status);
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(status) => stats.refused("subscribe", &status),
+            }
+            tokio::time::sleep(Duration::from_secs(1) + jitter(Duration::from_secs(2), self.n, 3))
+                .await;
+        }
+    }
+
+    async fn events(self: Arc<Self>, fleet: Arc<Fleet>) {
+        let stats = &fleet.stats;
+        let mut seq = 0u64;
+        let mut prev_hash = [0u8; 32];
+        // Sent and not yet acknowledged: resent on a new stream.
+        let mut unacked: VecDeque<(u64, Instant, SignedEvent)> = VecDeque::new();
+        tokio::time::sleep(jitter(fleet.event_every, self.n, 4)).await;
+        let mut tick = tokio::time::interval(fleet.event_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let (tx, rx) = mpsc::channel(16);
+            let opened = IngestClient::new(self.channel.clone())
+                .stream(ReceiverStream::new(rx))
+                .await;
+            let mut acks = match opened {
+                Ok(acks) => acks.into_inner(),
+                Err(status) => {
+                    stats.refused("stream", &status);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            for (_, _, e) in &unacked {
+                let _ = tx.send(e.clone()).await;
+            }
+            loop {
+                tokio::select! {
+                    _ = tick.tick(), if seq < fleet.events_each => {
+                        seq += 1;
+                        let sealed = seal(&self.identity, &self.agent_id, seq, prev_hash, 0, draft(self.n));
+                        prev_hash = sealed.body_hash();
+                        let event = SignedEvent { body: sealed.body, signature: sealed.signature, capture: sealed.capture };
+                        unacked.push_back((seq, Instant::now(), event.clone()));
+                        let _ = tx.send(event).await;
+                    }
+                    ack = acks.message() => match ack {
+                        Ok(Some(ack)) => {
+                            let now = Instant::now();
+                            let mut latencies = Vec::new();
+                            while unacked.front().is_some_and(|(s, _, _)| *s <= ack.seq) {
+                                let (_, sent, _) = unacked.pop_front().unwrap();
+                                latencies.push(now.duration_since(sent).as_micros().min(u32::MAX as u128) as u32);
+                            }
+                            stats.events_acked.fetch_add(latencies.len() as u64, Relaxed);
+                            stats.ack_latency_us.lock().unwrap().extend(latencies);
+                        }
+                        Ok(None) => break,
+                        Err(status) => {
+                            if status.code() == tonic::Code::Unavailable {
+                                stats.commit_failures.fetch_add(1, Relaxed);
+                            }
+                            stats.refused("events", &status);
+                            break;
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1) + jitter(Duration::from_secs(2), self.n, 5))
+                .await;
+        }
+    }
+
+    async fn heartbeats(self: Arc<Self>, fleet: Arc<Fleet>) {
+        let stats = &fleet.stats;
+        let mut client = tutela_proto::v1::ingest_client::IngestClient::new(self.channel.clone());
+        tokio::time::sleep(jitter(fleet.heartbeat_every, self.n, 6)).await;
+        let mut tick = tokio::time::interval(fleet.heartbeat_every);
+        loop {
+            tick.tick().await;
+            let body = HeartbeatBody {
+                agent_id: self.agent_id.clone(),
+                time_ms: now_ms(),
+                agent_version: "load".into(),
+                rules_version: self.rules_version.load(Relaxed),
+                station: format!("LOAD-PC{:05}", self.n),
+                machine_id: self.machine_id.clone(),
+                ..HeartbeatBody::default()
+            }
+            .encode_to_vec();
+            let signed = SignedHeartbeat {
+                signature: self.identity.sign(&tutela_proto::heartbeat_message(&body)),
+                body,
+            };
+            match client.heartbeat(signed).await {
+                Ok(_) => {
+                    stats.heartbeats.fetch_add(1, Relaxed);
+                }
+                Err(status) => {
+                    stats.heartbeat_refusals.fetch_add(1, Relaxed);
+                    stats.refused("heartbeat", &status);
+                }
+            }
+        }
+    }
+}
+
+struct Decrement<'a>(&'a AtomicUsize);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+fn draft(n: usize) -> EventDraft {
+    EventDraft {
+        time_ms: now_ms(),
+        user: format!("pupil.{n:05}"),
+        station: format!("LOAD-PC{n:05}"),
+        observation: Observation {
+            source: Source::Typed as i32,
+            context: "they said they would hurt themselves after school today".into(),
+            app: "chromium".into(),
+            window_title: "New Tab - Chromium".into(),
+            ..Default::default()
+        },
+        matches: vec![RuleMatch {
+            rule_id: "self-harm/hurt-myself".into(),
+            category: "self-harm".into(),
+            severity: 4,
+            term: "hurt themselves".into(),
+            start: 14,
+            end: 29,
+        }],
+        evidence: None,
+        rules_version: 1,
+        count: 1,
+        event_id: None,
+        repeat_of: String::new(),
+    }
+}
