@@ -42,8 +42,10 @@ const LINGER: Duration = Duration::from_millis(1);
 const MAX_ENDED: usize = 4096;
 
 /// How many times a batch tries to take the write lock (each try waits up
-/// to the connection's busy timeout) while another process writes.
+/// to `BUSY_WAIT`) while another process writes: about 9 s in all, so an
+/// agent hears `UNAVAILABLE` (and retries) well inside its call deadline.
 const BEGIN_TRIES: u32 = 3;
+const BUSY_WAIT: Duration = Duration::from_secs(3);
 
 /// A verified event on its way to storage.
 #[derive(Debug)]
@@ -110,6 +112,7 @@ impl Writer {
     /// Starts the writer thread on its own connection to the store in `dir`.
     pub fn start(dir: PathBuf, batch_max: usize) -> Result<Self, rusqlite::Error> {
         let conn = store::open(&dir)?;
+        conn.busy_timeout(BUSY_WAIT)?;
         // This connection writes nearly everything: a bigger page cache keeps
         // the indexes' pages in memory instead of re-reading them and
         // spilling mid-batch.
