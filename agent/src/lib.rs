@@ -4,10 +4,13 @@
 
 pub mod capture;
 pub mod config;
+#[cfg(windows)]
+pub mod data_dir_acl;
 pub mod enrol;
 pub mod event;
 pub mod exemption;
 pub mod identity;
+pub mod install;
 pub mod memory;
 pub mod monitor;
 pub mod observation;
