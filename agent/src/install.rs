@@ -82,7 +82,10 @@ mod tests {
             panic!("enrolled with a malformed token: {outcome:?}");
         };
         assert!(why.contains("malformed"), "{why}");
-        assert!(!why.contains("SECRETPART"), "the token is in the message: {why}");
+        assert!(
+            !why.contains("SECRETPART"),
+            "the token is in the message: {why}"
+        );
     }
 
     #[test]

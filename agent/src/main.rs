@@ -122,9 +122,15 @@ fn main() -> Result<()> {
             ServiceCommand::Run => Ok(service::run(cli.data_dir.clone())?),
             ServiceCommand::Setup { token } => setup(&cli.data_dir, token.as_deref()),
             ServiceCommand::Show => {
-                print!("{}", service::recovery()?);
-                let acl = tutela_agent::data_dir_acl::describe(&cli.data_dir)
-                    .with_context(|| format!("reading the permissions of {}", cli.data_dir.display()))?;
+                match service::recovery() {
+                    Ok(text) => print!("{text}"),
+                    // Wine's service manager, for one, cannot report failure actions.
+                    Err(error) => println!("recovery: cannot be read here ({error})"),
+                }
+                let acl =
+                    tutela_agent::data_dir_acl::describe(&cli.data_dir).with_context(|| {
+                        format!("reading the permissions of {}", cli.data_dir.display())
+                    })?;
                 println!("data directory permissions: {acl}");
                 Ok(())
             }
@@ -200,7 +206,10 @@ fn setup(data_dir: &std::path::Path, token: Option<&str>) -> Result<()> {
         Outcome::NotEnrolled(why) => {
             let exe = std::env::current_exe().unwrap_or_else(|_| "tutela-agent.exe".into());
             println!("{why}.");
-            println!("{}", install::not_enrolled_advice(&exe, service::SERVICE_NAME));
+            println!(
+                "{}",
+                install::not_enrolled_advice(&exe, service::SERVICE_NAME)
+            );
             std::process::exit(2);
         }
     }

@@ -16,6 +16,7 @@
 #[path = "../windows/wine.rs"]
 mod wine;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -25,8 +26,6 @@ use wine::{build_msi, build_program, read_or_note, token_leaks, windows_agent, W
 
 const INSTALLED_EXE: &str = "Program Files/Tutela/Agent/tutela-agent.exe";
 const DATA_DIR: &str = "ProgramData/Tutela/agent";
-/// What the setup step applies to the data directory (agent/src/data_dir_acl.rs).
-const LOCKED_SDDL: &str = "D:PAI(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)";
 /// Generous: a debug agent under Wine compiles the full pack before its sensors start.
 const AGENT_START: Duration = Duration::from_secs(180);
 const ALERT: Duration = Duration::from_secs(90);
@@ -167,6 +166,24 @@ fn an_expired_token_leaves_the_agent_installed_not_enrolled_and_stopped(lab: &mu
         "the enrolment token is in the MSI log:\n{}",
         leaks.join("\n")
     );
+    // Started anyway (as at the next boot, the service being automatic), it stops at once
+    // with its own exit code for "not enrolled" (2) rather than run with nothing to do.
+    let _ = lab
+        .wine
+        .cmd("wine")
+        .args(["sc", "start", "TutelaAgent"])
+        .status();
+    wait_for(
+        "the service to stop itself",
+        Duration::from_secs(30),
+        || lab.wine.service_state().contains("STOPPED"),
+    )
+    .unwrap_or_else(|e| panic!("{e}:\n{}", lab.wine.service_state()));
+    let state = lab.wine.service_state();
+    assert!(
+        state.contains("SERVICE_EXIT_CODE  : 2 "),
+        "the service did not stop for want of an enrolment:\n{state}"
+    );
     lab.msiexec(&["/x", &msi, "/qn"], "uninstall-expired.log");
     assert!(!lab.installed().exists(), "uninstall left the agent");
 }
@@ -243,16 +260,34 @@ fn a_good_token_installs_enrols_and_starts_the_service(lab: &mut Lab, token: &st
     let state = lab.wine.service_state();
     assert!(state.contains("RUNNING"), "sc query TutelaAgent:\n{state}");
 
-    // The data directory is SYSTEM's and the Administrators' only. The recovery settings are
-    // asked for (the log says so); Wine's service manager does not keep failure actions, so
-    // what it reports back is not checked here (on Windows, `sc qfailure TutelaAgent`).
+    // The data directory is SYSTEM's and the Administrators' only. Wine keeps an ACL as the
+    // directory's Unix mode and reads it back from there: SYSTEM's entry and no entry for
+    // Everyone or Users is what it can show (on Windows, `icacls` shows exactly `D:PAI(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)`).
     let show = run_ok(lab.wine.agent().args(["service", "show"])).unwrap();
+    let acl = show
+        .lines()
+        .find_map(|l| l.strip_prefix("data directory permissions: "))
+        .unwrap_or_else(|| panic!("no permissions in `service show`:\n{show}"));
     assert!(
-        show.contains(&format!("data directory permissions: {LOCKED_SDDL}")),
-        "tutela-agent service show:\n{show}"
+        acl.contains("(A;OICI;FA;;;SY)"),
+        "data directory ACL: {acl}"
     );
+    for anyone in [";WD)", ";BU)", ";AU)"] {
+        assert!(!acl.contains(anyone), "data directory ACL: {acl}");
+    }
+    let mode = std::fs::metadata(lab.data()).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o007,
+        0,
+        "the data directory is open to others: {mode:o}"
+    );
+    // The recovery settings are set (the setup step says so); Wine's service manager cannot
+    // report failure actions back, so `service show` says it cannot read them here (on
+    // Windows, `sc qfailure TutelaAgent`).
     assert!(
-        log.contains("QuietExec: recovery set: Windows restarts the TutelaAgent service 5 s after a failure"),
+        log.contains(
+            "QuietExec: recovery set: Windows restarts the TutelaAgent service 5 s after a failure"
+        ),
         "the setup step did not set the service's recovery:\n{log}"
     );
     agent_id
@@ -356,7 +391,9 @@ fn the_session_agent_alerts_on_each_sensor(lab: &mut Lab) {
     const SIGN_IN: &str = "Sign in to your account";
     lab.spawn(r"C:\users\Public\retitle.exe", &[SIGN_IN]);
     lab.focus(SIGN_IN);
-    lab.desktop.type_text("i am going to stab him tomorrow").unwrap();
+    lab.desktop
+        .type_text("i am going to stab him tomorrow")
+        .unwrap();
     lab.desktop.keys(&["Return"]).unwrap();
 
     // The collector goes away; what happens meanwhile is delivered when it is back on the
@@ -461,7 +498,10 @@ fn uninstall_keeps_the_identity_and_purgedata_removes_it(lab: &mut Lab, agent_id
     // A reinstall without a token brings the program back with the same identity, and the
     // service starts again.
     let (_, log) = lab.msiexec(&["/i", &msi, "/qn"], "reinstall.log");
-    assert!(lab.installed().is_file(), "the reinstall put no agent in place");
+    assert!(
+        lab.installed().is_file(),
+        "the reinstall put no agent in place"
+    );
     assert_eq!(
         read(&enrolment).as_bytes(),
         kept_enrolment.as_slice(),
