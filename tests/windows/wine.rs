@@ -6,8 +6,13 @@ use std::process::Command;
 
 use tutela_tests::{read, run_ok, Desktop, Scratch};
 
-/// The cross-built agent, beside the native binaries' target directory.
+/// The cross-built agent, beside the native binaries' target directory (debug first).
 pub fn windows_agent() -> PathBuf {
+    windows_agent_from(&["debug", "release"])
+}
+
+/// The cross-built agent of the first of `profiles` that has one.
+pub fn windows_agent_from(profiles: &[&str]) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let target = exe
         .parent()
@@ -15,7 +20,7 @@ pub fn windows_agent() -> PathBuf {
         .and_then(|profile| profile.parent())
         .expect("target directory");
     let dir = target.join("x86_64-pc-windows-gnu");
-    ["debug", "release"]
+    profiles
         .iter()
         .map(|profile| dir.join(profile).join("tutela-agent.exe"))
         .find(|p| p.is_file())
