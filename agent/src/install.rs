@@ -61,9 +61,72 @@ pub fn not_enrolled_advice(exe: &Path, service: &str) -> String {
     )
 }
 
+/// Files only an agent's data directory holds.
+const AGENT_FILES: &[&str] = &["agent.key", "enrolment.toml", "spool.db", "agent.toml"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum PurgeError {
+    #[error("{0} holds no agent key, enrolment or spool: not deleting it; check the --data-dir")]
+    NotAgentData(std::path::PathBuf),
+    #[error("cannot delete {path}: {source}; stop the agent and its service, then try again")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What a purge did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Purged {
+    Deleted,
+    AlreadyGone,
+}
+
+/// Deletes the agent's data directory (uninstall with PURGEDATA=1): only one that is empty
+/// or holds an agent's files, so that a wrong `--data-dir` cannot delete anything else.
+pub fn purge_data_dir(dir: &Path) -> Result<Purged, PurgeError> {
+    let io = |source| PurgeError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Purged::AlreadyGone),
+        Err(e) => return Err(io(e)),
+    };
+    let empty = entries.next().is_none();
+    // Windows cannot delete a directory while a handle to it is open.
+    drop(entries);
+    if !empty && !AGENT_FILES.iter().any(|f| dir.join(f).exists()) {
+        return Err(PurgeError::NotAgentData(dir.to_owned()));
+    }
+    std::fs::remove_dir_all(dir).map_err(io)?;
+    Ok(Purged::Deleted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn purge_deletes_an_agent_directory_and_nothing_else() {
+        let root = tempfile::tempdir().unwrap();
+        let agent = root.path().join("agent");
+        std::fs::create_dir_all(agent.join("captures")).unwrap();
+        std::fs::write(agent.join("agent.key"), b"key").unwrap();
+        std::fs::write(agent.join("spool.db"), b"spool").unwrap();
+        assert_eq!(purge_data_dir(&agent).unwrap(), Purged::Deleted);
+        assert!(!agent.exists());
+        assert_eq!(purge_data_dir(&agent).unwrap(), Purged::AlreadyGone);
+
+        // A directory the agent did not make (a mistyped --data-dir) is left alone.
+        let other = root.path().join("documents");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("essay.docx"), b"homework").unwrap();
+        let refused = purge_data_dir(&other).unwrap_err();
+        assert!(matches!(refused, PurgeError::NotAgentData(_)), "{refused}");
+        assert!(other.join("essay.docx").exists());
+    }
 
     #[tokio::test]
     async fn no_token_and_no_enrolment_is_not_enrolled() {

@@ -19,6 +19,8 @@ pub mod rules_sync;
 pub mod sensor;
 #[cfg(windows)]
 pub mod service;
+#[cfg(windows)]
+pub mod service_setup;
 pub mod session;
 pub mod shadow;
 pub mod spool;

@@ -120,21 +120,13 @@ fn main() -> Result<()> {
                 Ok(())
             }
             ServiceCommand::Run => Ok(service::run(cli.data_dir.clone())?),
-            ServiceCommand::Setup { token } => setup(&cli.data_dir, token.as_deref()),
-            ServiceCommand::Show => {
-                match service::recovery() {
-                    Ok(text) => print!("{text}"),
-                    // Wine's service manager, for one, cannot report failure actions.
-                    Err(error) => println!("recovery: cannot be read here ({error})"),
-                }
-                let acl =
-                    tutela_agent::data_dir_acl::describe(&cli.data_dir).with_context(|| {
-                        format!("reading the permissions of {}", cli.data_dir.display())
-                    })?;
-                println!("data directory permissions: {acl}");
-                Ok(())
+            ServiceCommand::Setup { token } => {
+                let code = tutela_agent::service_setup::setup(&cli.data_dir, token.as_deref());
+                std::process::exit(code)
             }
-            ServiceCommand::Purge => purge(&cli.data_dir),
+            ServiceCommand::Show => tutela_agent::service_setup::show(&cli.data_dir)
+                .with_context(|| format!("reading the permissions of {}", cli.data_dir.display())),
+            ServiceCommand::Purge => Ok(tutela_agent::service_setup::purge(&cli.data_dir)?),
         };
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -169,87 +161,6 @@ fn main() -> Result<()> {
             } => run(&cli.data_dir, simulate, simulate_rate).await,
         }
     })
-}
-
-/// `service setup`: every line goes to the MSI log, so none carries the token.
-#[cfg(windows)]
-fn setup(data_dir: &std::path::Path, token: Option<&str>) -> Result<()> {
-    use tutela_agent::install::{self, Outcome};
-    use tutela_agent::service;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    // Before any key is made: fail closed rather than write one a pupil could read.
-    if let Err(error) = tutela_agent::data_dir_acl::lock(data_dir) {
-        println!(
-            "cannot restrict {} to SYSTEM and Administrators ({error}): not enrolling and not starting the service; check that the installer runs elevated and install again",
-            data_dir.display()
-        );
-        std::process::exit(3);
-    }
-    let station = session::station_name();
-    let outcome = runtime.block_on(install::enrol_if_needed(
-        data_dir,
-        token,
-        &station,
-        session::now_ms(),
-    ));
-    match &outcome {
-        Outcome::AlreadyEnrolled(e) => println!(
-            "already enrolled as {} with collector {}: keeping this identity",
-            e.agent_id, e.collector
-        ),
-        Outcome::Enrolled(e) => println!(
-            "enrolled as {} with collector {} (station {station})",
-            e.agent_id, e.collector
-        ),
-        Outcome::NotEnrolled(why) => {
-            let exe = std::env::current_exe().unwrap_or_else(|_| "tutela-agent.exe".into());
-            println!("{why}.");
-            println!(
-                "{}",
-                install::not_enrolled_advice(&exe, service::SERVICE_NAME)
-            );
-            std::process::exit(2);
-        }
-    }
-    match service::set_recovery_of_installed() {
-        Ok(()) => println!(
-            "recovery set: Windows restarts the {} service 5 s after a failure",
-            service::SERVICE_NAME
-        ),
-        // The service still runs; without recovery it stays down after a crash.
-        Err(error) => println!("cannot set the service's recovery ({error}); set it with `sc failure {} reset= 86400 actions= restart/5000/restart/5000/restart/5000`", service::SERVICE_NAME),
-    }
-    service::start().context("starting the service after enrolment")?;
-    println!("service {} started", service::SERVICE_NAME);
-    Ok(())
-}
-
-/// `service purge`: only a directory that holds an agent's files is deleted.
-#[cfg(windows)]
-fn purge(data_dir: &std::path::Path) -> Result<()> {
-    let known = ["agent.key", "enrolment.toml", "spool.db", "agent.toml"];
-    if !data_dir.exists() {
-        println!("{} is already gone", data_dir.display());
-        return Ok(());
-    }
-    let entries = std::fs::read_dir(data_dir)
-        .with_context(|| format!("reading {}", data_dir.display()))?
-        .count();
-    if entries > 0 && !known.iter().any(|f| data_dir.join(f).exists()) {
-        anyhow::bail!(
-            "{} holds no agent key, enrolment or spool: not deleting it; check the --data-dir",
-            data_dir.display()
-        );
-    }
-    std::fs::remove_dir_all(data_dir)
-        .with_context(|| format!("deleting {}", data_dir.display()))?;
-    println!(
-        "deleted {}: this device must be enrolled again",
-        data_dir.display()
-    );
-    Ok(())
 }
 
 fn spool_path(data_dir: &std::path::Path) -> PathBuf {

@@ -359,6 +359,13 @@ fn the_session_agent_alerts_on_each_sensor(lab: &mut Lab) {
     let image = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg)
         .expect("the capture is a JPEG");
     assert!(image.width() > 0 && image.height() > 0, "an empty capture");
+    // A real picture of the screen, not one flat colour.
+    let luma = image.to_luma8();
+    let first = luma.get_pixel(0, 0).0[0];
+    assert!(
+        luma.pixels().any(|p| p.0[0].abs_diff(first) > 32),
+        "the capture is blank (every pixel about {first})"
+    );
 
     // A Win32 window whose title changes, from a program named like a filter-bypass tool:
     // a title alert and a process alert.
