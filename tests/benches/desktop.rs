@@ -227,12 +227,20 @@ fn idle(lab: &mut Lab, pid: u32) {
     );
 }
 
-/// The pid of the Wine process running `tutela-agent.exe` (its name, cut to 15 bytes).
+/// The pid of the Wine process running `tutela-agent.exe run` (its command line is the
+/// Windows one).
 fn wine_agent_pid() -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
-        (comm.trim() == "tutela-agent.ex").then_some(pid)
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let program = cmdline
+            .split_whitespace()
+            .next()?
+            .trim_matches('"')
+            .to_ascii_lowercase();
+        (program.ends_with(r"\tutela-agent.exe") && cmdline.trim_end().ends_with(" run"))
+            .then_some(pid)
     })
 }
 
@@ -290,7 +298,9 @@ fn wine_idle(lab: &mut Lab) {
     std::thread::sleep(Duration::from_secs(10));
     let (cpu, peak, last) = measure(pid, || std::thread::sleep(RUN));
     println!(
-        "Windows agent ({}) under Wine 8, idle 60 s: CPU {cpu:.3}% of one core; RSS {last:.1} MB,          peak {peak:.1} MB (an indication, not a Windows figure; targets as for Linux above:          CPU {:.2} of target, RSS {:.2} of target)",
+        "Windows agent ({}) under Wine 8, idle 60 s: CPU {cpu:.3}% of one core; RSS {last:.1} MB, \
+         peak {peak:.1} MB (an indication, not a Windows figure; against the Linux targets: \
+         CPU {:.2}, RSS {:.2})",
         agent
             .parent()
             .and_then(Path::file_name)
