@@ -4,10 +4,13 @@
 
 pub mod capture;
 pub mod config;
+#[cfg(windows)]
+pub mod data_dir_acl;
 pub mod enrol;
 pub mod event;
 pub mod exemption;
 pub mod identity;
+pub mod install;
 pub mod memory;
 pub mod monitor;
 pub mod observation;
@@ -16,6 +19,8 @@ pub mod rules_sync;
 pub mod sensor;
 #[cfg(windows)]
 pub mod service;
+#[cfg(windows)]
+pub mod service_setup;
 pub mod session;
 pub mod shadow;
 pub mod spool;

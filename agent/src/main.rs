@@ -71,6 +71,19 @@ enum ServiceCommand {
     Uninstall,
     /// Run as the service (only the service manager starts this).
     Run,
+    /// The installer's last step: enrol with the token (or TUTELA_ENROL_TOKEN) unless this
+    /// device is enrolled already, then set the service's recovery and start it; when the
+    /// device is not enrolled, say why and what to do, and leave the service stopped.
+    Setup {
+        /// The enrolment token; the MSI passes it in TUTELA_ENROL_TOKEN instead.
+        #[arg(env = "TUTELA_ENROL_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// Show the service's recovery settings and the data directory's permissions.
+    Show,
+    /// Delete the data directory: key, enrolment, spool and settings (uninstall with
+    /// PURGEDATA=1). The device must be enrolled again afterwards.
+    Purge,
 }
 
 fn default_data_dir() -> &'static str {
@@ -88,6 +101,8 @@ fn main() -> Result<()> {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Plain lines where stderr is a file or a pipe (the MSI log, a service's log).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     #[cfg(windows)]
@@ -105,6 +120,13 @@ fn main() -> Result<()> {
                 Ok(())
             }
             ServiceCommand::Run => Ok(service::run(cli.data_dir.clone())?),
+            ServiceCommand::Setup { token } => {
+                let code = tutela_agent::service_setup::setup(&cli.data_dir, token.as_deref());
+                std::process::exit(code)
+            }
+            ServiceCommand::Show => tutela_agent::service_setup::show(&cli.data_dir)
+                .with_context(|| format!("reading the permissions of {}", cli.data_dir.display())),
+            ServiceCommand::Purge => Ok(tutela_agent::service_setup::purge(&cli.data_dir)?),
         };
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -52,6 +52,8 @@ pub const SERVICE_NAME: &str = "TutelaAgent";
 const DISPLAY_NAME: &str = "Tutela safeguarding agent";
 /// How often the supervisor looks at the console session.
 const TICK: Duration = Duration::from_secs(3);
+/// The service's own exit code when it stops because the device is not enrolled.
+const NOT_ENROLLED_EXIT: u32 = 2;
 /// No session is attached to the physical console.
 const NO_SESSION: u32 = 0xFFFF_FFFF;
 
@@ -105,6 +107,13 @@ pub fn install(data_dir: &Path) -> Result<(), ServiceError> {
         ServiceAccess::CHANGE_CONFIG | ServiceAccess::START | ServiceAccess::QUERY_STATUS,
     )?;
     service.set_description("Watches the signed-in pupil's desktop against the school's safeguarding rules and sends signed evidence to the school's Tutela collector.")?;
+    set_recovery(&service)?;
+    service.start::<&OsStr>(&[])?;
+    Ok(())
+}
+
+/// Restart after a failure, 5 s later, three times; the count of failures resets after a day.
+fn set_recovery(service: &windows_service::service::Service) -> Result<(), ServiceError> {
     let restart = ServiceAction {
         action_type: ServiceActionType::Restart,
         delay: Duration::from_secs(5),
@@ -115,8 +124,46 @@ pub fn install(data_dir: &Path) -> Result<(), ServiceError> {
         command: None,
         actions: Some(vec![restart.clone(), restart.clone(), restart]),
     })?;
+    Ok(())
+}
+
+/// The installer's last step once the device is enrolled: the service's recovery settings
+/// (no MSI table holds them without WiX's extensions).
+pub fn set_recovery_of_installed() -> Result<(), ServiceError> {
+    let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)?;
+    let service = manager.open_service(SERVICE_NAME, ServiceAccess::CHANGE_CONFIG)?;
+    set_recovery(&service)
+}
+
+/// Starts the installed service, unless it runs already.
+pub fn start() -> Result<(), ServiceError> {
+    let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)?;
+    let service = manager.open_service(
+        SERVICE_NAME,
+        ServiceAccess::START | ServiceAccess::QUERY_STATUS,
+    )?;
+    if service.query_status()?.current_state == ServiceState::Running {
+        return Ok(());
+    }
     service.start::<&OsStr>(&[])?;
     Ok(())
+}
+
+/// The recovery settings the service manager holds for the service, one line per action
+/// (what `sc qfailure` shows on Windows).
+pub fn recovery() -> Result<String, ServiceError> {
+    let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)?;
+    let service = manager.open_service(SERVICE_NAME, ServiceAccess::QUERY_CONFIG)?;
+    let actions = service.get_failure_actions()?;
+    let mut text = format!("reset period: {:?}\n", actions.reset_period);
+    for action in actions.actions.unwrap_or_default() {
+        text.push_str(&format!(
+            "action: {:?} after {} s\n",
+            action.action_type,
+            action.delay.as_secs()
+        ));
+    }
+    Ok(text)
 }
 
 /// Stops and removes the service.
@@ -161,6 +208,8 @@ fn supervise() -> Result<(), ServiceError> {
         .get()
         .cloned()
         .unwrap_or_else(|| PathBuf::from(r"C:\ProgramData\Tutela\agent"));
+    // Not enrolled (an install whose enrolment failed, started at boot): nothing to run.
+    let enrolled = crate::identity::Enrolment::load(&data_dir).is_ok();
     let (tx, rx) = mpsc::channel();
     let handler = move |control| match control {
         ServiceControl::Stop | ServiceControl::Shutdown => {
@@ -186,6 +235,19 @@ fn supervise() -> Result<(), ServiceError> {
             process_id: None,
         })
     };
+    if !enrolled {
+        tracing::error!(data_dir = %data_dir.display(), "this device is not enrolled: the service stops; enrol it with `tutela-agent enrol <token>`, then start the service");
+        status.set_service_status(ServiceStatus {
+            service_type: ServiceType::OWN_PROCESS,
+            current_state: ServiceState::Stopped,
+            controls_accepted: ServiceControlAccept::empty(),
+            exit_code: ServiceExitCode::ServiceSpecific(NOT_ENROLLED_EXIT),
+            checkpoint: 0,
+            wait_hint: Duration::ZERO,
+            process_id: None,
+        })?;
+        return Ok(());
+    }
     report(
         ServiceState::Running,
         ServiceControlAccept::STOP

@@ -11,13 +11,23 @@
 //!   clock). 10 windows x 10 phrases of different categories, so that no
 //!   (rule, window) pair repeats within the cooldown. Target: p99 at most 1 s.
 //!
-//! Run: `cargo build --release --bins -p tutela-agent -p tutela-collector` and
-//! then `cargo bench -p tutela-tests --bench desktop [-- idle|typing|latency]`.
+//! - wine: the Windows agent (cross-built, release if there is one) under Wine 8 on the same
+//!   desktop, idle for 60 s, measured the same way and printed beside the Linux figure. An
+//!   indication only: the figure includes Wine's emulation inside the process (not the
+//!   wineserver), and is no Windows measurement. Skipped without Wine or the Windows agent.
+//!
+//! Run: `cargo build --release --bins -p tutela-agent -p tutela-collector` (and
+//! `cargo build --release --target x86_64-pc-windows-gnu -p tutela-agent` for the Wine
+//! figure), then `cargo bench -p tutela-tests --bench desktop [-- idle|typing|latency|wine]`.
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tutela_tests::{desktop_agent, Agent, Collector, Desktop, Scratch};
+use tutela_tests::{desktop_agent, find_program, read, run_ok, Agent, Collector, Desktop, Scratch};
+
+#[path = "../windows/wine.rs"]
+#[allow(dead_code)] // The bench uses a part of the Wine tests' helpers.
+mod wine;
 
 const IDLE_CPU_TARGET: f64 = 0.2;
 const IDLE_RSS_TARGET_MB: f64 = 30.0;
@@ -217,6 +227,92 @@ fn idle(lab: &mut Lab, pid: u32) {
     );
 }
 
+/// The pid of the Wine process running `tutela-agent.exe run` (its command line is the
+/// Windows one).
+fn wine_agent_pid() -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let program = cmdline
+            .split_whitespace()
+            .next()?
+            .trim_matches('"')
+            .to_ascii_lowercase();
+        (program.ends_with(r"\tutela-agent.exe") && cmdline.trim_end().ends_with(" run"))
+            .then_some(pid)
+    })
+}
+
+fn wine_idle(lab: &mut Lab) {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.parent().and_then(Path::parent).and_then(Path::parent);
+    let built = target.is_some_and(|t| t.join("x86_64-pc-windows-gnu").is_dir());
+    let missing: Vec<&str> = ["wine", "wineboot", "wineserver", "x86_64-w64-mingw32-gcc"]
+        .into_iter()
+        .filter(|p| find_program(p).is_none())
+        .collect();
+    if !built || !missing.is_empty() {
+        println!(
+            "Windows agent under Wine: skipped (missing: {missing:?}; Windows agent built: {built})"
+        );
+        return;
+    }
+    let agent = wine::windows_agent_from(&["release", "debug"]);
+    let scratch = Scratch::new("bench-wine");
+    let wine = wine::Wine::new(scratch.path("prefix"), &lab.desktop, &scratch);
+    wine.set_version("win10");
+    let dir = wine.drive_c("tutela");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::copy(&agent, dir.join("tutela-agent.exe")).unwrap();
+    std::fs::write(
+        dir.join("data/agent.toml"),
+        "[uplink]\nbackoff_initial_ms = 100\nbackoff_max_ms = 1000\n",
+    )
+    .unwrap();
+    let token = lab.collector.token(&[]).unwrap();
+    let agent_cmd = || {
+        let mut c = wine.wine(r"C:\tutela\tutela-agent.exe");
+        c.args(["--data-dir", r"C:\tutela\data"]);
+        c
+    };
+    run_ok(agent_cmd().args(["enrol", &token])).expect("the Windows agent enrols");
+    let log = scratch.path("agent.log");
+    let mut child = agent_cmd()
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("wine starts the agent");
+    let started = Instant::now();
+    while !read(&log).contains("sensors started") {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "the Windows agent's sensors did not start under Wine:\n{}",
+            read(&log)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pid = wine_agent_pid().expect("the Wine process of tutela-agent.exe");
+    lab.desktop.open_xterm("Homework notes (Wine)").unwrap();
+    std::thread::sleep(Duration::from_secs(10));
+    let (cpu, peak, last) = measure(pid, || std::thread::sleep(RUN));
+    println!(
+        "Windows agent ({}) under Wine 8, idle 60 s: CPU {cpu:.3}% of one core; RSS {last:.1} MB, \
+         peak {peak:.1} MB (an indication, not a Windows figure; against the Linux targets: \
+         CPU {:.2}, RSS {:.2})",
+        agent
+            .parent()
+            .and_then(Path::file_name)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        cpu / IDLE_CPU_TARGET,
+        peak / IDLE_RSS_TARGET_MB,
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 fn typing(lab: &mut Lab, pid: u32) {
     let window = lab.desktop.open_xterm("Water cycle homework").unwrap();
     lab.desktop.focus(&window).unwrap();
@@ -313,6 +409,9 @@ fn main() {
     let pid = lab.agent.child.as_ref().expect("the agent runs").id();
     if wants("idle") {
         idle(&mut lab, pid);
+    }
+    if wants("wine") {
+        wine_idle(&mut lab);
     }
     if wants("typing") {
         typing(&mut lab, pid);

@@ -96,8 +96,20 @@ pub(crate) fn homes() -> Vec<PathBuf> {
             homes.push(PathBuf::from(home));
         }
     }
-    homes.sort();
-    homes.dedup();
+    // Windows paths ignore case: C:\Users\pupil (listed) is USERPROFILE's C:\users\pupil.
+    #[cfg(windows)]
+    {
+        homes.sort_by_key(|h| h.to_string_lossy().to_lowercase());
+        homes.dedup_by(|a, b| {
+            a.to_string_lossy()
+                .eq_ignore_ascii_case(&b.to_string_lossy())
+        });
+    }
+    #[cfg(not(windows))]
+    {
+        homes.sort();
+        homes.dedup();
+    }
     homes
 }
 

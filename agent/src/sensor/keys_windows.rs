@@ -47,7 +47,7 @@ pub(crate) fn start(
 ) -> Result<SensorHandle, SensorError> {
     let build = windows_build();
     if build != 0 && build < FIRST_BUILD_KEEPING_DEAD_KEYS {
-        return Err(SensorError::Hook {
+        return Err(SensorError::TooOld {
             sensor: "keys",
             reason: format!(
                 "Windows build {build} cannot translate keys without disturbing dead keys (accents) the pupil types; typed-text monitoring needs Windows 10 version 1607 (build 14393) or later"

@@ -180,6 +180,12 @@ pub enum SensorError {
         sensor: &'static str,
         reason: String,
     },
+    /// The platform is too old for the sensor to work without harming the pupil's typing.
+    #[error("the {sensor} sensor does not run on this system: {reason}")]
+    TooOld {
+        sensor: &'static str,
+        reason: String,
+    },
     #[error("cannot read the process table: {0}")]
     ProcessTable(String),
     #[error("cannot start the {sensor} sensor thread: {source}")]
