@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod backup;
+mod batch;
 pub mod bounds;
 pub mod config;
 pub mod console;
@@ -9,6 +10,7 @@ pub mod coverage;
 pub mod enrolment;
 pub mod evidence;
 pub mod exemption;
+pub mod grpc_web;
 pub mod ingest;
 pub mod mail;
 pub mod publish;
