@@ -3,7 +3,7 @@
 
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod v1 {
-    tonic::include_proto!("tutela.v1");
+    include!(concat!(env!("OUT_DIR"), "/tutela.v1.rs"));
 }
 
 pub mod private_file;
