@@ -1,0 +1,265 @@
+//! The browser extension (`extension/`) in real headless Chromium against a
+//! real collector over gRPC-Web: it enrols with the token from its managed
+//! configuration (a Chromium policy file, as a school's admin console would
+//! push), receives the signed rules, and raises a title alert, a URL (domain)
+//! alert, a search alert and typed alerts from a text area (with a capture
+//! that decrypts to a picture of the page) and a content-editable element;
+//! typing into a sign-in page raises nothing; an alert made while the
+//! collector is down waits in the queue through a browser restart and
+//! arrives when the collector returns. The browser part is
+//! `tests/console/extension.mjs` (playwright-core from npm).
+//!
+//! Chromium reads managed policy only from a system directory, so this test
+//! writes one file there (and removes it); it needs root, as the test
+//! machines run.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use base64::Engine;
+use tutela_tests::{run_ok, Collector, Scratch};
+
+const POLICY_DIR: &str = "/etc/chromium/policies/managed";
+const EXTENSION_ID: &str = "hojnioahjpebjkgiinoedoemfdjifemj";
+
+const PACK: &str = r#"[pack]
+id = "extension-test"
+name = "Extension test pack"
+version = 1
+language = "en-GB"
+
+[[changelog]]
+version = 1
+date = "2026-12-06"
+notes = "For the extension test."
+
+[categories.weapons]
+severity = 4
+domains = ["weapons.test"]
+
+[categories.self-harm]
+severity = 5
+
+[[terms]]
+category = "weapons"
+kind = "phrase"
+terms = ["pipe bomb"]
+
+[[terms]]
+category = "self-harm"
+kind = "phrase"
+terms = ["hurt myself"]
+"#;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// The managed configuration, as a policy file; removed on drop.
+struct Policy(PathBuf);
+
+impl Policy {
+    fn write(config: serde_json::Value) -> Self {
+        std::fs::create_dir_all(POLICY_DIR).unwrap_or_else(|e| {
+            panic!("cannot create {POLICY_DIR} ({e}); the extension test runs as root")
+        });
+        let path = Path::new(POLICY_DIR).join("tutela-extension-test.json");
+        let policy = serde_json::json!({"3rdparty": {"extensions": {EXTENSION_ID: config}}});
+        std::fs::write(&path, policy.to_string()).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for Policy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Base64 of the SHA-256 of the collector certificate's public key: what
+/// the browser is told to trust (a school pushes the certificate instead).
+fn spki_pin(cert_pem: &str) -> String {
+    let der: String = cert_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(der)
+        .unwrap();
+    let der = rustls::pki_types::CertificateDer::from(der);
+    let cert = webpki::EndEntityCert::try_from(&der).unwrap();
+    let spki = cert.subject_public_key_info();
+    let digest = ring::digest::digest(&ring::digest::SHA256, spki.as_ref());
+    base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+}
+
+fn npm_install(dir: &Path) {
+    if dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
+        return;
+    }
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .status()
+        .expect("npm runs (Node 20 or later is needed for the extension test)");
+    assert!(status.success(), "npm ci in tests/console failed");
+}
+
+fn alerts_where<'a>(
+    alerts: &'a [serde_json::Value],
+    test: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<&'a serde_json::Value> {
+    alerts.iter().filter(|a| test(a)).collect()
+}
+
+#[test]
+fn extension_enrols_alerts_on_pages_and_typing_and_queues_through_an_outage() {
+    let built = Command::new("sh")
+        .arg(workspace().join("extension/build.sh"))
+        .status()
+        .expect("sh runs");
+    assert!(built.success(), "extension/build.sh failed");
+
+    let scratch = Scratch::new("extension");
+    let mut collector = Collector::init(scratch.path("collector")).unwrap();
+    let pack = scratch.path("pack.toml");
+    std::fs::write(&pack, PACK).unwrap();
+    run_ok(collector.cmd().args(["rules", "push"]).arg(&pack)).unwrap();
+    collector.start().unwrap();
+    let token = collector.token(&["--uses", "1"]).unwrap();
+    let _policy = Policy::write(serde_json::json!({
+        "enrolment_token": token,
+        "station": "chromebook-7",
+    }));
+    let cert = std::fs::read_to_string(collector.dir.join("collector.crt")).unwrap();
+
+    let console_dir = workspace().join("tests/console");
+    npm_install(&console_dir);
+    let mut node = Command::new("node")
+        .arg("extension.mjs")
+        .current_dir(&console_dir)
+        .env("EXTENSION_DIR", workspace().join("extension"))
+        .env("PROFILE_DIR", scratch.path("profile"))
+        .env("SPKI", spki_pin(&cert))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node runs");
+    let pid = node.id();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if done_rx.recv_timeout(Duration::from_secs(420)).is_err() {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    });
+    let mut stdin = node.stdin.take().unwrap();
+    let mut result = None;
+    let mut steps = Vec::new();
+    for line in BufReader::new(node.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        match line.as_str() {
+            "ENROLLED" => {
+                let agents = run_ok(collector.cmd().args(["agents", "list"])).unwrap();
+                assert!(agents.contains("station=chromebook-7"), "{agents}");
+            }
+            "PAGES" => {
+                check_page_and_typed_alerts(&collector, &scratch);
+                collector.kill9();
+            }
+            "RESTARTED" => collector.start().unwrap(),
+            _ => {
+                if let Some(json) = line.strip_prefix("RESULT ") {
+                    result = Some(serde_json::from_str::<serde_json::Value>(json).unwrap());
+                }
+                continue;
+            }
+        }
+        steps.push(line.clone());
+        writeln!(stdin, "next").unwrap();
+    }
+    let status = node.wait().unwrap();
+    let _ = done_tx.send(());
+    assert!(status.success(), "the browser part failed (see its output above)");
+    assert_eq!(steps, ["ENROLLED", "PAGES", "RESTARTED"]);
+    let result = result.expect("the browser part reported a result");
+    assert_eq!(result["the restarted browser keeps its identity"], true);
+
+    let later = collector
+        .wait_for_alert(
+            "the alert queued while the collector was down",
+            Duration::from_secs(30),
+            |a| a["url"].as_str().is_some_and(|u| u.ends_with("/later")),
+        )
+        .unwrap();
+    assert_eq!(later["source"], "title");
+    assert_eq!(later["chain_ok"], true, "{later}");
+    let agents = run_ok(collector.cmd().args(["agents", "list"])).unwrap();
+    assert!(agents.contains("station=chromebook-7"), "{agents}");
+}
+
+/// After the pages and the typing: each alert as the native agent would
+/// raise it, nothing from the sign-in page, the capture decrypts to a JPEG
+/// of the browser's viewport.
+fn check_page_and_typed_alerts(collector: &Collector, scratch: &Scratch) {
+    collector
+        .wait_for_alert(
+            "the typed alert from the content-editable",
+            Duration::from_secs(60),
+            |a| a["source"] == "typed" && a["term"] == "pipe bomb",
+        )
+        .unwrap();
+    let alerts = collector.all_alerts().unwrap();
+    let url_of = |a: &serde_json::Value| a["url"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        alerts_where(&alerts, |a| url_of(a).contains("/signin")
+            || a["window_title"] == "Sign in")
+        .is_empty(),
+        "nothing is raised from a sign-in page: {alerts:?}"
+    );
+    let title = alerts_where(&alerts, |a| a["source"] == "title");
+    assert_eq!(title.len(), 1, "{alerts:?}");
+    assert_eq!(title[0]["term"], "pipe bomb");
+    assert_eq!(title[0]["window_title"], "How to make a pipe bomb - Forum");
+    let url = alerts_where(&alerts, |a| a["source"] == "url");
+    assert_eq!(url.len(), 1, "{alerts:?}");
+    assert_eq!(url[0]["rule_id"], "weapons/domain:weapons.test");
+    let search = alerts_where(&alerts, |a| a["source"] == "search");
+    assert_eq!(search.len(), 1, "{alerts:?}");
+    assert_eq!(search[0]["search_query"], "how to hurt myself");
+    assert_eq!(search[0]["category"], "self-harm");
+    let typed = alerts_where(&alerts, |a| a["source"] == "typed");
+    assert_eq!(typed.len(), 2, "{alerts:?}");
+    let textarea = typed.iter().find(|a| a["term"] == "hurt myself").unwrap();
+    assert!(textarea["url"].as_str().unwrap().ends_with("/write"));
+    assert_eq!(textarea["has_capture"], true, "{textarea}");
+    for a in &alerts {
+        assert_eq!(a["station"], "chromebook-7");
+        assert_eq!(a["app"], "chrome");
+        assert_eq!(a["chain_ok"], true, "{a}");
+        assert_eq!(a["rules_version"], 1);
+    }
+    let mut seqs: Vec<i64> = alerts.iter().map(|a| a["seq"].as_i64().unwrap()).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=alerts.len() as i64).collect::<Vec<_>>());
+
+    let jpeg = collector
+        .capture(
+            textarea["id"].as_i64().unwrap(),
+            &scratch.path("typed.jpg"),
+        )
+        .unwrap();
+    let picture = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg)
+        .expect("the capture decrypts to a JPEG");
+    assert_eq!(
+        (picture.width(), picture.height()),
+        (1280, 800),
+        "a picture of the browser's viewport"
+    );
+}
