@@ -18,7 +18,8 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 use tutela_proto::v1::ingest_server::Ingest;
 use tutela_proto::v1::{
-    Ack, EventBatch, EventBatchReply, EventBody, HeartbeatBody, HeartbeatReply, SignedEvent, SignedHeartbeat,
+    Ack, EventBatch, EventBatchReply, EventBody, HeartbeatBody, HeartbeatReply, SignedEvent,
+    SignedHeartbeat,
 };
 
 use crate::config::Limits;

@@ -85,7 +85,10 @@ impl Drop for Policy {
 /// Base64 of the SHA-256 of the collector certificate's public key: what
 /// the browser is told to trust (a school pushes the certificate instead).
 fn spki_pin(cert_pem: &str) -> String {
-    let der: String = cert_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der: String = cert_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
     let der = base64::engine::general_purpose::STANDARD
         .decode(der)
         .unwrap();
@@ -186,7 +189,10 @@ fn extension_enrols_alerts_on_pages_and_typing_and_queues_through_an_outage() {
     }
     let status = node.wait().unwrap();
     let _ = done_tx.send(());
-    assert!(status.success(), "the browser part failed (see its output above)");
+    assert!(
+        status.success(),
+        "the browser part failed (see its output above)"
+    );
     assert_eq!(steps, ["ENROLLED", "PAGES", "RESTARTED"]);
     let result = result.expect("the browser part reported a result");
     assert_eq!(result["the restarted browser keeps its identity"], true);
@@ -250,10 +256,7 @@ fn check_page_and_typed_alerts(collector: &Collector, scratch: &Scratch) {
     assert_eq!(seqs, (1..=alerts.len() as i64).collect::<Vec<_>>());
 
     let jpeg = collector
-        .capture(
-            textarea["id"].as_i64().unwrap(),
-            &scratch.path("typed.jpg"),
-        )
+        .capture(textarea["id"].as_i64().unwrap(), &scratch.path("typed.jpg"))
         .unwrap();
     let picture = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg)
         .expect("the capture decrypts to a JPEG");

@@ -101,3 +101,6 @@ fn no_randomness(_: &mut [u8]) -> Result<(), getrandom::Error> {
 }
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 getrandom::register_custom_getrandom!(no_randomness);
+
+#[cfg(test)]
+mod tests;

@@ -85,7 +85,8 @@ impl Engine {
             .map_err(|_| "the collector's rules update is not a RulesUpdate".to_owned())?;
         match update.update {
             Some(rules_update::Update::Bundle(bundle)) => {
-                let refused = |why: String| Ok(json!({"kind": "bundle", "applied": false, "reason": why}));
+                let refused =
+                    |why: String| Ok(json!({"kind": "bundle", "applied": false, "reason": why}));
                 if bundle.shadow {
                     return refused("a shadow pack: the extension runs live packs only".into());
                 }
@@ -95,7 +96,10 @@ impl Engine {
                     bundle.shadow,
                 );
                 if !verify(&key, &release, &bundle.release_signature) {
-                    return refused("its release signature does not verify with the collector's bundle key".into());
+                    return refused(
+                        "its release signature does not verify with the collector's bundle key"
+                            .into(),
+                    );
                 }
                 let current = self.live.as_ref().map(|m| m.version());
                 let verified = match tutela_rules::bundle::verify(&bundle.bundle, &key, current) {
@@ -114,13 +118,18 @@ impl Engine {
                 };
                 self.typed.clear();
                 self.live = Some(matcher);
-                Ok(json!({"kind": "bundle", "applied": true, "version": verified.version, "pack_id": verified.pack_id}))
+                Ok(
+                    json!({"kind": "bundle", "applied": true, "version": verified.version, "pack_id": verified.pack_id}),
+                )
             }
             Some(rules_update::Update::Exemptions(signed)) => {
-                let refused = |why: &str| Ok(json!({"kind": "exemptions", "applied": false, "reason": why}));
+                let refused =
+                    |why: &str| Ok(json!({"kind": "exemptions", "applied": false, "reason": why}));
                 let message = tutela_proto::exemptions_message(&signed.body);
                 if !verify(&key, &message, &signed.signature) {
-                    return refused("its signature does not verify with the collector's bundle key");
+                    return refused(
+                        "its signature does not verify with the collector's bundle key",
+                    );
                 }
                 let Ok(set) = ExemptionSet::decode(signed.body.as_slice()) else {
                     return refused("it is not an ExemptionSet");
@@ -143,14 +152,23 @@ impl Engine {
                         let valid = !group.is_empty()
                             && e.group == group
                             && category.is_empty() != term.is_empty()
-                            && e.ends_ms.checked_sub(e.starts_ms).is_some_and(|d| d > 0 && d <= MAX_EXEMPTION_MS)
+                            && e.ends_ms
+                                .checked_sub(e.starts_ms)
+                                .is_some_and(|d| d > 0 && d <= MAX_EXEMPTION_MS)
                             && e.ends_ms <= now.saturating_add(MAX_EXEMPTION_MS);
-                        valid.then_some(Exemption { category, term, starts_ms: e.starts_ms, ends_ms: e.ends_ms })
+                        valid.then_some(Exemption {
+                            category,
+                            term,
+                            starts_ms: e.starts_ms,
+                            ends_ms: e.ends_ms,
+                        })
                     })
                     .collect();
                 Ok(json!({"kind": "exemptions", "applied": true, "count": self.exemptions.len()}))
             }
-            None => Ok(json!({"kind": "unknown", "applied": false, "reason": "an update of a kind this extension does not know"})),
+            None => Ok(
+                json!({"kind": "unknown", "applied": false, "reason": "an update of a kind this extension does not know"}),
+            ),
         }
     }
 
@@ -176,7 +194,11 @@ impl Engine {
         };
         let url = text(request, "url");
         let title = text(request, "title");
-        let mut matches = if url.is_empty() { Vec::new() } else { matcher.find_url(&url) };
+        let mut matches = if url.is_empty() {
+            Vec::new()
+        } else {
+            matcher.find_url(&url)
+        };
         if !title.is_empty() {
             for m in matcher.find(Scope::Title, &title) {
                 if !matches.iter().any(|x| x.rule_id == m.rule_id) {
@@ -220,8 +242,18 @@ impl Engine {
     /// An alert's content from `matches` (none left after exemptions: null):
     /// the lead (most severe) match's context, every match's span in it,
     /// the source and how much evidence to capture.
-    fn draft(&self, matches: Vec<Match>, now_ms: i64, title: &str, url: &str, search: &str) -> Value {
-        let mut matches: Vec<Match> = matches.into_iter().filter(|m| !self.exempt(m, now_ms)).collect();
+    fn draft(
+        &self,
+        matches: Vec<Match>,
+        now_ms: i64,
+        title: &str,
+        url: &str,
+        search: &str,
+    ) -> Value {
+        let mut matches: Vec<Match> = matches
+            .into_iter()
+            .filter(|m| !self.exempt(m, now_ms))
+            .collect();
         if matches.is_empty() {
             return Value::Null;
         }
