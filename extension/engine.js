@@ -5,10 +5,11 @@ let exports = null;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-export async function loadEngine() {
+// Loads tutela.wasm from the extension, or `bytes` when given (tests).
+export async function loadEngine(bytes) {
   if (exports) return;
-  const response = await fetch(chrome.runtime.getURL('tutela.wasm'));
-  const { instance } = await WebAssembly.instantiate(await response.arrayBuffer(), {});
+  const module = bytes ?? await (await fetch(chrome.runtime.getURL('tutela.wasm'))).arrayBuffer();
+  const { instance } = await WebAssembly.instantiate(module, {});
   exports = instance.exports;
 }
 
