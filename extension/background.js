@@ -8,7 +8,9 @@ import { loadEngine, call, toBase64, fromBase64 } from './engine.js';
 import { unary, serverStream, GrpcError, Code } from './grpcweb.js';
 import * as store from './store.js';
 
-const AGENT_VERSION = `${chrome.runtime.getManifest().version} chrome-extension`;
+// `<version> chrome-extension <os>`: the collector's Fleet page names the
+// platform from it (`cros`: a Chromebook).
+let AGENT_VERSION = `${chrome.runtime.getManifest().version} chrome-extension`;
 /// Most events queued; beyond it the lowest severity goes first.
 const MAX_QUEUE = 1000;
 const BATCH_BYTES = 1 << 20;
@@ -178,9 +180,29 @@ function withChain(work) {
   return next;
 }
 
-async function capture(windowId) {
+// The browser allows two captures a second: they are spaced, and one that
+// is refused all the same is tried once more.
+const CAPTURE_SPACING_MS = 600;
+let captureLock = Promise.resolve();
+
+function capture(windowId) {
+  const next = captureLock.then(() => captureNow(windowId));
+  captureLock = next.then(() => new Promise((r) => setTimeout(r, CAPTURE_SPACING_MS)));
+  return next;
+}
+
+async function shoot(windowId) {
   try {
-    const url = await chrome.tabs.captureVisibleTab(windowId, { format: 'jpeg', quality: 80 });
+    return await chrome.tabs.captureVisibleTab(windowId, { format: 'jpeg', quality: 80 });
+  } catch {
+    await new Promise((r) => setTimeout(r, CAPTURE_SPACING_MS));
+    return chrome.tabs.captureVisibleTab(windowId, { format: 'jpeg', quality: 80 });
+  }
+}
+
+async function captureNow(windowId) {
+  try {
+    const url = await shoot(windowId);
     const bitmap = await createImageBitmap(await (await fetch(url)).blob());
     let { width, height } = bitmap;
     if (width > 1280) { height = Math.round((height * 1280) / width); width = 1280; }
@@ -431,6 +453,9 @@ async function tick() {
 
 async function start() {
   await loadEngine();
+  try {
+    AGENT_VERSION += ` ${(await chrome.runtime.getPlatformInfo()).os}`;
+  } catch { /* the platform stays unnamed */ }
   const enrolment = await store.get('enrolment');
   // The rules and exemptions last applied, checked again as on arrival.
   for (const key of ['rules', 'exemptions']) {

@@ -5,7 +5,7 @@
 // with one `RESULT <json>` line. Any failed check throws.
 //
 // Environment: EXTENSION_DIR, PROFILE_DIR (the browser profile, kept across
-// a restart), SPKI (base64 SHA-256 of the collector's public key, which the
+// a restart), CONSOLE_URL and PASSWORD (a technician's), SPKI (base64 SHA-256 of the collector's public key, which the
 // browser is told to trust, as a school's policy would), CHROMIUM.
 import { chromium } from 'playwright-core';
 import http from 'node:http';
@@ -16,6 +16,8 @@ const profileDir = process.env.PROFILE_DIR;
 const result = {};
 const lines = readline.createInterface({ input: process.stdin });
 const nextLine = () => new Promise((resolve) => lines.once('line', resolve));
+// The Rust side is gone (it failed): stop, and close the browser with us.
+lines.once('close', () => process.exit(1));
 const step = async (name) => { console.log(name); return nextLine(); };
 
 function check(cond, what) {
@@ -119,6 +121,17 @@ check(resumed.agent_id === result.agent_id, 'the restarted browser keeps its ide
 await step('RESTARTED');
 await waitFor(worker, 'the queue to empty once the collector is back', (s) => s.queued === 0, 90000);
 check(true, 'the queue is sent once the collector returns');
+
+// A technician sees the station, and its platform, on the Fleet page.
+const console_ = await context.newPage();
+console_.setDefaultTimeout(15000);
+await console_.goto(`${process.env.CONSOLE_URL}/login`);
+await console_.fill('input[name=name]', 'tech.one');
+await console_.fill('input[name=password]', process.env.PASSWORD);
+await Promise.all([console_.waitForLoadState('load'), console_.click('button[type=submit]')]);
+await console_.goto(`${process.env.CONSOLE_URL}/fleet`);
+const row = console_.locator('#fleet tbody tr', { hasText: 'chromebook-7' });
+result.fleet_platform = (await row.locator('td').nth(1).textContent()).trim();
 await context.close();
 server.close();
 console.log(`RESULT ${JSON.stringify(result)}`);

@@ -6,7 +6,8 @@
 //! that decrypts to a picture of the page) and a content-editable element;
 //! typing into a sign-in page raises nothing; an alert made while the
 //! collector is down waits in the queue through a browser restart and
-//! arrives when the collector returns. The browser part is
+//! arrives when the collector returns; the Fleet page lists the station with
+//! its platform. The browser part is
 //! `tests/console/extension.mjs` (playwright-core from npm).
 //!
 //! Chromium reads managed policy only from a system directory, so this test
@@ -22,6 +23,7 @@ use std::time::Duration;
 use base64::Engine;
 use tutela_tests::{run_ok, Collector, Scratch};
 
+const PASSWORD: &str = "correct horse battery staple";
 const POLICY_DIR: &str = "/etc/chromium/policies/managed";
 const EXTENSION_ID: &str = "hojnioahjpebjkgiinoedoemfdjifemj";
 
@@ -130,7 +132,12 @@ fn extension_enrols_alerts_on_pages_and_typing_and_queues_through_an_outage() {
     assert!(built.success(), "extension/build.sh failed");
 
     let scratch = Scratch::new("extension");
-    let mut collector = Collector::init(scratch.path("collector")).unwrap();
+    let (mut collector, console_port) = Collector::with_console(
+        scratch.path("collector"),
+        &[("tech.one", "technician")],
+        PASSWORD,
+    )
+    .unwrap();
     let pack = scratch.path("pack.toml");
     std::fs::write(&pack, PACK).unwrap();
     run_ok(collector.cmd().args(["rules", "push"]).arg(&pack)).unwrap();
@@ -150,6 +157,8 @@ fn extension_enrols_alerts_on_pages_and_typing_and_queues_through_an_outage() {
         .env("EXTENSION_DIR", workspace().join("extension"))
         .env("PROFILE_DIR", scratch.path("profile"))
         .env("SPKI", spki_pin(&cert))
+        .env("CONSOLE_URL", format!("http://127.0.0.1:{console_port}"))
+        .env("PASSWORD", PASSWORD)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -157,6 +166,7 @@ fn extension_enrols_alerts_on_pages_and_typing_and_queues_through_an_outage() {
         .expect("node runs");
     let pid = node.id();
     let (done_tx, done_rx) = mpsc::channel::<()>();
+    // Ends the browser part if the test fails or hangs.
     std::thread::spawn(move || {
         if done_rx.recv_timeout(Duration::from_secs(420)).is_err() {
             let _ = Command::new("kill").arg(pid.to_string()).status();
@@ -187,8 +197,9 @@ fn extension_enrols_alerts_on_pages_and_typing_and_queues_through_an_outage() {
         steps.push(line.clone());
         writeln!(stdin, "next").unwrap();
     }
+    drop(stdin);
     let status = node.wait().unwrap();
-    let _ = done_tx.send(());
+    done_tx.send(()).unwrap();
     assert!(
         status.success(),
         "the browser part failed (see its output above)"
@@ -196,6 +207,10 @@ fn extension_enrols_alerts_on_pages_and_typing_and_queues_through_an_outage() {
     assert_eq!(steps, ["ENROLLED", "PAGES", "RESTARTED"]);
     let result = result.expect("the browser part reported a result");
     assert_eq!(result["the restarted browser keeps its identity"], true);
+    assert_eq!(
+        result["fleet_platform"], "Chrome on Linux",
+        "the Fleet page names the platform"
+    );
 
     let later = collector
         .wait_for_alert(
