@@ -11,6 +11,7 @@ import { chromium } from 'playwright-core';
 import http from 'node:http';
 import readline from 'node:readline';
 
+const EXTENSION_ID = 'hojnioahjpebjkgiinoedoemfdjifemj';
 const extensionDir = process.env.EXTENSION_DIR;
 const profileDir = process.env.PROFILE_DIR;
 const result = {};
@@ -59,13 +60,19 @@ async function launch() {
       `--host-resolver-rules=${hosts.map((h) => `MAP ${h} 127.0.0.1:${port}`).join(', ')}`,
     ],
   });
-  let worker = context.serviceWorkers()[0];
-  if (!worker) worker = await context.waitForEvent('serviceworker', { timeout: 20000 });
+  const ours = (w) => w.url().startsWith(`chrome-extension://${EXTENSION_ID}/`);
+  let worker = context.serviceWorkers().find(ours);
+  if (!worker) worker = await context.waitForEvent('serviceworker', { predicate: ours, timeout: 20000 });
   return { context, worker };
 }
 
+// The extension's status, as its own page shows it ({} while it starts).
 async function status(worker) {
-  return worker.evaluate(async () => (await chrome.storage.local.get('status')).status ?? {});
+  try {
+    return await worker.evaluate(async () => (await chrome.storage.local.get('status')).status ?? {});
+  } catch {
+    return {};
+  }
 }
 
 async function waitFor(worker, what, test, ms = 60000) {
