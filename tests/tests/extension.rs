@@ -116,10 +116,10 @@ fn npm_install(dir: &Path) {
     assert!(status.success(), "npm ci in tests/console failed");
 }
 
-fn alerts_where<'a>(
-    alerts: &'a [serde_json::Value],
+fn alerts_where(
+    alerts: &[serde_json::Value],
     test: impl Fn(&serde_json::Value) -> bool,
-) -> Vec<&'a serde_json::Value> {
+) -> Vec<&serde_json::Value> {
     alerts.iter().filter(|a| test(a)).collect()
 }
 
