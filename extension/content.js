@@ -4,7 +4,7 @@
 // fields, and nothing at all from a page that shows a password field (a
 // sign-in page).
 (() => {
-  const SEND_AFTER_MS = 150;
+  const SEND_AFTER_MS = 500;
   const PAUSE_MS = 1500;
   const TEXT_INPUTS = new Set(['text', 'search', 'email', 'url', 'tel', '']);
   let text = '';

@@ -7,11 +7,10 @@
 // Environment: EXTENSION_DIR, PROFILE_DIR (the browser profile, kept across
 // a restart), CONSOLE_URL and PASSWORD (a technician's), SPKI (base64 SHA-256 of the collector's public key, which the
 // browser is told to trust, as a school's policy would), CHROMIUM.
-import { chromium } from 'playwright-core';
 import http from 'node:http';
+import { launch, waitFor } from './extension-browser.mjs';
 import readline from 'node:readline';
 
-const EXTENSION_ID = 'hojnioahjpebjkgiinoedoemfdjifemj';
 const extensionDir = process.env.EXTENSION_DIR;
 const profileDir = process.env.PROFILE_DIR;
 const result = {};
@@ -47,45 +46,6 @@ await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 const port = server.address().port;
 const hosts = ['pages.test', 'shop.weapons.test', 'www.google.com'];
 
-async function launch() {
-  const context = await chromium.launchPersistentContext(profileDir, {
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    viewport: { width: 1280, height: 800 },
-    args: [
-      '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync',
-      `--disable-extensions-except=${extensionDir}`, `--load-extension=${extensionDir}`,
-      `--ignore-certificate-errors-spki-list=${process.env.SPKI}`,
-      `--host-resolver-rules=${hosts.map((h) => `MAP ${h} 127.0.0.1:${port}`).join(', ')}`,
-    ],
-  });
-  const ours = (w) => w.url().startsWith(`chrome-extension://${EXTENSION_ID}/`);
-  let worker = context.serviceWorkers().find(ours);
-  if (!worker) worker = await context.waitForEvent('serviceworker', { predicate: ours, timeout: 20000 });
-  return { context, worker };
-}
-
-// The extension's status, as its own page shows it ({} while it starts).
-async function status(worker) {
-  try {
-    return await worker.evaluate(async () => (await chrome.storage.local.get('status')).status ?? {});
-  } catch {
-    return {};
-  }
-}
-
-async function waitFor(worker, what, test, ms = 60000) {
-  const end = Date.now() + ms;
-  let last = {};
-  while (Date.now() < end) {
-    last = await status(worker);
-    if (test(last)) return last;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting for ${what}; status: ${JSON.stringify(last)}`);
-}
-
 async function visit(context, url) {
   const page = await context.newPage();
   page.setDefaultTimeout(15000);
@@ -94,7 +54,7 @@ async function visit(context, url) {
   return page;
 }
 
-let { context, worker } = await launch();
+let { context, worker } = await launch({ extensionDir, profileDir, port, hosts });
 const enrolled = await waitFor(worker, 'enrolment and rules', (s) => s.enrolled && s.rules_version === 1);
 check(enrolled.station === 'chromebook-7', 'the station name comes from the managed configuration');
 result.agent_id = enrolled.agent_id;
@@ -122,7 +82,7 @@ await step('PAGES');
 await visit(context, `http://pages.test:${port}/later`);
 await waitFor(worker, 'the alert to be queued', (s) => s.queued >= 1);
 await context.close();
-({ context, worker } = await launch());
+({ context, worker } = await launch({ extensionDir, profileDir, port, hosts }));
 const resumed = await waitFor(worker, 'the restarted browser to report its queue', (s) => s.queued >= 1 && s.enrolled);
 check(resumed.agent_id === result.agent_id, 'the restarted browser keeps its identity');
 await step('RESTARTED');

@@ -20,85 +20,16 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use base64::Engine;
+use tutela_tests::extension::{spki_pin, Policy, TEST_PACK};
 use tutela_tests::{run_ok, Collector, Scratch};
 
 const PASSWORD: &str = "correct horse battery staple";
-const POLICY_DIR: &str = "/etc/chromium/policies/managed";
-const EXTENSION_ID: &str = "hojnioahjpebjkgiinoedoemfdjifemj";
-
-const PACK: &str = r#"[pack]
-id = "extension-test"
-name = "Extension test pack"
-version = 1
-language = "en-GB"
-
-[[changelog]]
-version = 1
-date = "2026-12-06"
-notes = "For the extension test."
-
-[categories.weapons]
-severity = 4
-domains = ["weapons.test"]
-
-[categories.self-harm]
-severity = 5
-
-[[terms]]
-category = "weapons"
-kind = "phrase"
-terms = ["pipe bomb"]
-
-[[terms]]
-category = "self-harm"
-kind = "phrase"
-terms = ["hurt myself"]
-"#;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
         .to_owned()
-}
-
-/// The managed configuration, as a policy file; removed on drop.
-struct Policy(PathBuf);
-
-impl Policy {
-    fn write(config: serde_json::Value) -> Self {
-        std::fs::create_dir_all(POLICY_DIR).unwrap_or_else(|e| {
-            panic!("cannot create {POLICY_DIR} ({e}); the extension test runs as root")
-        });
-        let path = Path::new(POLICY_DIR).join("tutela-extension-test.json");
-        let policy = serde_json::json!({"3rdparty": {"extensions": {EXTENSION_ID: config}}});
-        std::fs::write(&path, policy.to_string()).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for Policy {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Base64 of the SHA-256 of the collector certificate's public key: what
-/// the browser is told to trust (a school pushes the certificate instead).
-fn spki_pin(cert_pem: &str) -> String {
-    let der: String = cert_pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(der)
-        .unwrap();
-    let der = rustls::pki_types::CertificateDer::from(der);
-    let cert = webpki::EndEntityCert::try_from(&der).unwrap();
-    let spki = cert.subject_public_key_info();
-    let digest = ring::digest::digest(&ring::digest::SHA256, spki.as_ref());
-    base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
 }
 
 fn npm_install(dir: &Path) {
@@ -139,7 +70,7 @@ fn extension_enrols_alerts_on_pages_and_typing_and_queues_through_an_outage() {
     )
     .unwrap();
     let pack = scratch.path("pack.toml");
-    std::fs::write(&pack, PACK).unwrap();
+    std::fs::write(&pack, TEST_PACK).unwrap();
     run_ok(collector.cmd().args(["rules", "push"]).arg(&pack)).unwrap();
     collector.start().unwrap();
     let token = collector.token(&["--uses", "1"]).unwrap();
