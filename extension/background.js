@@ -191,12 +191,22 @@ function capture(windowId) {
   return next;
 }
 
+/// A capture that takes longer is given up: the alert goes without it.
+const CAPTURE_TIMEOUT_MS = 5000;
+
+function captureVisible(windowId) {
+  return Promise.race([
+    chrome.tabs.captureVisibleTab(windowId, { format: 'jpeg', quality: 80 }),
+    new Promise((_, reject) => setTimeout(() => reject(new Error('the browser did not answer in time')), CAPTURE_TIMEOUT_MS)),
+  ]);
+}
+
 async function shoot(windowId) {
   try {
-    return await chrome.tabs.captureVisibleTab(windowId, { format: 'jpeg', quality: 80 });
+    return await captureVisible(windowId);
   } catch {
     await new Promise((r) => setTimeout(r, CAPTURE_SPACING_MS));
-    return chrome.tabs.captureVisibleTab(windowId, { format: 'jpeg', quality: 80 });
+    return captureVisible(windowId);
   }
 }
 
@@ -268,13 +278,24 @@ async function raise(draft, tab) {
   flush();
 }
 
+// Sends the queue; a call while a send runs makes it go round once more,
+// so an event queued meanwhile is not left for the next tick.
+let flushAgain = false;
+
 function flush() {
-  if (!flushing) {
-    flushing = sendQueued()
-      .then(() => problem('send', null))
-      .catch((e) => problem('send', `Alerts are queued on this device and will be sent when the collector can be reached: ${e.message}`))
-      .finally(() => { flushing = null; publishStatus(); });
+  if (flushing) {
+    flushAgain = true;
+    return flushing;
   }
+  flushAgain = false;
+  flushing = sendQueued()
+    .then(() => problem('send', null))
+    .catch((e) => problem('send', `Alerts are queued on this device and will be sent when the collector can be reached: ${e.message}`))
+    .finally(() => {
+      flushing = null;
+      publishStatus();
+      if (flushAgain) flush();
+    });
   return flushing;
 }
 

@@ -34,6 +34,8 @@ const PAGES = {
     + '<div id="notes" contenteditable="true" style="min-height:3em;border:1px solid #999"></div>',
   '/signin': '<title>Sign in</title><form><input id="user" name="user">'
     + '<input id="pass" type="password" name="pass"></form>',
+  '/exempt': '<title>Cannabis and the law - PSHE</title><p>lesson</p>',
+  '/newterm': '<title>Make a zip gun at home</title><p>thread</p>',
   '/later': '<title>Another pipe bomb thread</title><p>offline</p>',
   '/calm': '<title>Maths</title><p>fractions</p>',
 };
@@ -59,6 +61,7 @@ const enrolled = await waitFor(worker, 'enrolment and rules', (s) => s.enrolled 
 check(enrolled.station === 'chromebook-7', 'the station name comes from the managed configuration');
 result.agent_id = enrolled.agent_id;
 await step('ENROLLED');
+await waitFor(worker, 'version 2 and the exemption', (s) => s.rules_version === 2 && s.exemptions === 1);
 
 // Sign-in page first: anything it wrongly raised would be stored before the
 // alerts after it (events are numbered and stored in order).
@@ -68,7 +71,9 @@ await signin.keyboard.type('pipe bomb hurt myself ', { delay: 5 });
 await signin.click('#user');
 await signin.keyboard.type('pipe bomb ', { delay: 5 });
 await signin.waitForTimeout(1600);
+await visit(context, `http://pages.test:${port}/exempt`);
 await visit(context, `http://pages.test:${port}/title`);
+await visit(context, `http://pages.test:${port}/newterm`);
 await visit(context, `http://shop.weapons.test:${port}/`);
 await visit(context, `http://www.google.com:${port}/search?q=how+to+hurt+myself`);
 const write = await visit(context, `http://pages.test:${port}/write`);

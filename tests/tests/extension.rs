@@ -1,7 +1,8 @@
 //! The browser extension (`extension/`) in real headless Chromium against a
 //! real collector over gRPC-Web: it enrols with the token from its managed
 //! configuration (a Chromium policy file, as a school's admin console would
-//! push), receives the signed rules, and raises a title alert, a URL (domain)
+//! push), receives the signed rules, then a new version and an exemption for
+//! its group while it runs, and raises a title alert, a URL (domain)
 //! alert, a search alert and typed alerts from a text area (with a capture
 //! that decrypts to a picture of the page) and a content-editable element;
 //! typing into a sign-in page raises nothing; an alert made while the
@@ -24,6 +25,15 @@ use tutela_tests::extension::{spki_pin, Policy, TEST_PACK};
 use tutela_tests::{run_ok, Collector, Scratch};
 
 const PASSWORD: &str = "correct horse battery staple";
+
+/// Version 2 of the test pack: a new weapons term and a drugs category.
+fn pack_v2() -> String {
+    TEST_PACK.replacen("version = 1", "version = 2", 1)
+        + "\n[[changelog]]\nversion = 2\ndate = \"2026-12-06\"\nnotes = \"zip gun; drugs.\"\n\n\
+           [categories.drugs]\nseverity = 3\n\n\
+           [[terms]]\ncategory = \"weapons\"\nkind = \"phrase\"\nterms = [\"zip gun\"]\n\n\
+           [[terms]]\ncategory = \"drugs\"\nterms = [\"cannabis\"]\n"
+}
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -73,7 +83,9 @@ fn extension_enrols_alerts_on_pages_and_typing_and_queues_through_an_outage() {
     std::fs::write(&pack, TEST_PACK).unwrap();
     run_ok(collector.cmd().args(["rules", "push"]).arg(&pack)).unwrap();
     collector.start().unwrap();
-    let token = collector.token(&["--uses", "1"]).unwrap();
+    let token = collector
+        .token(&["--uses", "1", "--group", "year-10"])
+        .unwrap();
     let _policy = Policy::write(serde_json::json!({
         "enrolment_token": token,
         "station": "chromebook-7",
@@ -112,6 +124,22 @@ fn extension_enrols_alerts_on_pages_and_typing_and_queues_through_an_outage() {
             "ENROLLED" => {
                 let agents = run_ok(collector.cmd().args(["agents", "list"])).unwrap();
                 assert!(agents.contains("station=chromebook-7"), "{agents}");
+                // A publication and an exemption reach the running extension.
+                std::fs::write(&pack, pack_v2()).unwrap();
+                run_ok(collector.cmd().args(["rules", "push"]).arg(&pack)).unwrap();
+                run_ok(collector.cmd().args([
+                    "exemption",
+                    "add",
+                    "--group",
+                    "year-10",
+                    "--category",
+                    "drugs",
+                    "--until",
+                    "1h",
+                    "--reason",
+                    "PSHE: drugs education",
+                ]))
+                .unwrap();
             }
             "PAGES" => {
                 check_page_and_typed_alerts(&collector, &scratch);
@@ -175,10 +203,15 @@ fn check_page_and_typed_alerts(collector: &Collector, scratch: &Scratch) {
         .is_empty(),
         "nothing is raised from a sign-in page: {alerts:?}"
     );
+    assert!(
+        alerts_where(&alerts, |a| a["category"] == "drugs").is_empty(),
+        "the exemption for the group silences drugs: {alerts:?}"
+    );
     let title = alerts_where(&alerts, |a| a["source"] == "title");
-    assert_eq!(title.len(), 1, "{alerts:?}");
+    assert_eq!(title.len(), 2, "{alerts:?}");
     assert_eq!(title[0]["term"], "pipe bomb");
     assert_eq!(title[0]["window_title"], "How to make a pipe bomb - Forum");
+    assert_eq!(title[1]["term"], "zip gun", "a term of the new version");
     let url = alerts_where(&alerts, |a| a["source"] == "url");
     assert_eq!(url.len(), 1, "{alerts:?}");
     assert_eq!(url[0]["rule_id"], "weapons/domain:weapons.test");
@@ -195,7 +228,7 @@ fn check_page_and_typed_alerts(collector: &Collector, scratch: &Scratch) {
         assert_eq!(a["station"], "chromebook-7");
         assert_eq!(a["app"], "chrome");
         assert_eq!(a["chain_ok"], true, "{a}");
-        assert_eq!(a["rules_version"], 1);
+        assert_eq!(a["rules_version"], 2);
     }
     let mut seqs: Vec<i64> = alerts.iter().map(|a| a["seq"].as_i64().unwrap()).collect();
     seqs.sort_unstable();
