@@ -50,6 +50,18 @@
     post({ flush: true });
   }
 
+  // The pupil leaves the tab or the page: what is pending goes now, since a
+  // hidden page's timers may be held back.
+  function leave() {
+    if (!text && !backspaces && !pauseTimer) return;
+    clearTimeout(sendTimer);
+    clearTimeout(pauseTimer);
+    pauseTimer = 0;
+    pause();
+  }
+  document.addEventListener('visibilitychange', () => { if (document.hidden) leave(); });
+  window.addEventListener('pagehide', leave);
+
   document.addEventListener('input', (event) => {
     const el = event.composedPath?.()[0] ?? event.target;
     if (!watched(el)) return;

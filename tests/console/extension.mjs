@@ -5,10 +5,11 @@
 // with one `RESULT <json>` line. Any failed check throws.
 //
 // Environment: EXTENSION_DIR, PROFILE_DIR (the browser profile, kept across
-// a restart), CONSOLE_URL and PASSWORD (a technician's), SPKI (base64 SHA-256 of the collector's public key, which the
+// a restart), CONSOLE_URL and PASSWORD (a technician's), COLLECTOR_URL, SPKI (base64 SHA-256 of the collector's public key, which the
 // browser is told to trust, as a school's policy would), CHROMIUM.
 import http from 'node:http';
-import { launch, waitFor } from './extension-browser.mjs';
+import https from 'node:https';
+import { EXTENSION_ID, launch, waitFor } from './extension-browser.mjs';
 import readline from 'node:readline';
 
 const extensionDir = process.env.EXTENSION_DIR;
@@ -63,6 +64,39 @@ result.agent_id = enrolled.agent_id;
 await step('ENROLLED');
 await waitFor(worker, 'version 2 and the exemption', (s) => s.rules_version === 2 && s.exemptions === 1);
 
+// A web page cannot call the collector: its origin gets no CORS permission
+// (the extension's does), so the browser refuses the page's request.
+const page = await visit(context, `http://pages.test:${port}/calm`);
+const outcome = await page.evaluate(async (url) => {
+  try {
+    await fetch(`${url}/tutela.v1.Ingest/Heartbeat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/grpc-web+proto', 'x-grpc-web': '1' },
+      body: new Uint8Array(5),
+    });
+    return 'answered';
+  } catch {
+    return 'refused';
+  }
+}, process.env.COLLECTOR_URL);
+check(outcome === 'refused', 'a web page cannot call the collector');
+const preflight = (origin) => new Promise((resolve, reject) => {
+  const req = https.request(`${process.env.COLLECTOR_URL}/tutela.v1.Ingest/Heartbeat`, {
+    method: 'OPTIONS',
+    rejectUnauthorized: false,
+    headers: {
+      origin,
+      'access-control-request-method': 'POST',
+      'access-control-request-headers': 'content-type,x-grpc-web',
+    },
+  }, (res) => { res.resume(); resolve(res.headers['access-control-allow-origin'] ?? null); });
+  req.on('error', reject);
+  req.end();
+});
+check(await preflight(`http://pages.test:${port}`) === null, 'no CORS permission for a web page');
+check(await preflight(`chrome-extension://${EXTENSION_ID}`) === `chrome-extension://${EXTENSION_ID}`,
+  'CORS permission for the extension');
+
 // Sign-in page first: anything it wrongly raised would be stored before the
 // alerts after it (events are numbered and stored in order).
 const signin = await visit(context, `http://pages.test:${port}/signin`);
@@ -81,6 +115,7 @@ await write.click('#essay');
 await write.keyboard.type('some days I want to hurt myself ', { delay: 5 });
 await write.click('#notes');
 await write.keyboard.type('he has a pipe bomb ', { delay: 5 });
+
 await step('PAGES');
 
 // The collector is down now: an alert waits in the queue.

@@ -7,7 +7,8 @@
 //! that decrypts to a picture of the page) and a content-editable element;
 //! typing into a sign-in page raises nothing; an alert made while the
 //! collector is down waits in the queue through a browser restart and
-//! arrives when the collector returns; the Fleet page lists the station with
+//! arrives when the collector returns; a web page gets no CORS permission
+//! to call the collector, the extension does; the Fleet page lists the station with
 //! its platform. The browser part is
 //! `tests/console/extension.mjs` (playwright-core from npm).
 //!
@@ -102,6 +103,7 @@ fn extension_enrols_alerts_on_pages_and_typing_and_queues_through_an_outage() {
         .env("SPKI", spki_pin(&cert))
         .env("CONSOLE_URL", format!("http://127.0.0.1:{console_port}"))
         .env("PASSWORD", PASSWORD)
+        .env("COLLECTOR_URL", format!("https://127.0.0.1:{}", collector.port))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -166,6 +168,8 @@ fn extension_enrols_alerts_on_pages_and_typing_and_queues_through_an_outage() {
     assert_eq!(steps, ["ENROLLED", "PAGES", "RESTARTED"]);
     let result = result.expect("the browser part reported a result");
     assert_eq!(result["the restarted browser keeps its identity"], true);
+    assert_eq!(result["a web page cannot call the collector"], true);
+    assert_eq!(result["no CORS permission for a web page"], true);
     assert_eq!(
         result["fleet_platform"], "Chrome on Linux",
         "the Fleet page names the platform"
