@@ -85,8 +85,11 @@ async function readFrames(response, onMessage) {
   return null;
 }
 
+/// A unary call that takes longer is given up (and retried by the caller).
+const UNARY_TIMEOUT_MS = 20000;
+
 export async function unary(base, path, message) {
-  const response = await post(base, path, message);
+  const response = await post(base, path, message, AbortSignal.timeout(UNARY_TIMEOUT_MS));
   let reply = null;
   const error = await readFrames(response, (m) => { reply = m; });
   if (error) throw error;

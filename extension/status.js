@@ -21,8 +21,10 @@ function render(status) {
   }
   if (!problems.length) {
     const div = document.createElement('div');
-    div.className = 'ok';
-    div.textContent = 'Working: enrolled, sending and receiving rules.';
+    div.className = status.enrolled ? 'ok' : 'problem';
+    div.textContent = status.enrolled
+      ? 'Working: enrolled, sending alerts and receiving rules.'
+      : 'Not enrolled yet: waiting for the managed configuration or the collector.';
     state.append(div);
   }
   const facts = document.getElementById('facts');
