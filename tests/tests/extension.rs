@@ -103,7 +103,10 @@ fn extension_enrols_alerts_on_pages_and_typing_and_queues_through_an_outage() {
         .env("SPKI", spki_pin(&cert))
         .env("CONSOLE_URL", format!("http://127.0.0.1:{console_port}"))
         .env("PASSWORD", PASSWORD)
-        .env("COLLECTOR_URL", format!("https://127.0.0.1:{}", collector.port))
+        .env(
+            "COLLECTOR_URL",
+            format!("https://127.0.0.1:{}", collector.port),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
