@@ -5,14 +5,15 @@
 # (systemd-analyze, -sysusers, -tmpfiles) for the packaging test, gRPC and
 # Ed25519 for Python (the second, independent client), and Wine with msitools'
 # wixl to build the Windows MSI and install and run it, and the time-zone
-# database (tzdata) the collector reads school time zones from. Safe to run again.
+# database (tzdata) the collector reads school time zones from, and clang with
+# Rust's wasm32 target for the browser extension's WebAssembly module. Safe to run again.
 set -eu
 
 need=""
 for pkg in xvfb xdotool openbox xterm x11-utils chromium chromium-driver \
            python3-aiosmtpd fonts-dejavu-core gcc-mingw-w64-x86-64 procps \
            systemd binutils python3-grpcio python3-cryptography \
-           wine wine64 msitools wixl tzdata; do
+           wine wine64 msitools wixl tzdata clang; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need="$need $pkg"
 done
 # Node and npm drive Chromium in the console test (playwright-core); any Node 18 or later works.
@@ -28,5 +29,8 @@ if command -v rustup >/dev/null 2>&1; then
     rustup target list --installed | grep -q x86_64-pc-windows-gnu \
         || rustup target add x86_64-pc-windows-gnu >/dev/null 2>&1 \
         || echo "setup: the Windows target could not be installed; the Windows build and the Wine tests will fail"
+    rustup target list --installed | grep -q wasm32-unknown-unknown \
+        || rustup target add wasm32-unknown-unknown >/dev/null 2>&1 \
+        || echo "setup: the wasm32 target could not be installed; the extension's build and tests will fail"
 fi
 echo "setup: ready"

@@ -23,6 +23,7 @@ pub struct CollectorConfig {
     pub retention: Retention,
     pub backup: Backup,
     pub metrics: Metrics,
+    pub extension: Extension,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +58,7 @@ impl Default for CollectorConfig {
             retention: Retention::default(),
             backup: Backup::default(),
             metrics: Metrics::default(),
+            extension: Extension::default(),
         }
     }
 }
@@ -155,6 +157,48 @@ impl Default for Console {
             time_zone: "Europe/London".into(),
             staff_pattern: String::new(),
         }
+    }
+}
+
+/// The browser extension agent (Chromebooks and Chrome), which reaches the
+/// collector's gRPC port over gRPC-Web.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Extension {
+    /// Browser origins allowed to read the collector's gRPC-Web answers
+    /// (CORS), each `chrome-extension://` and a 32-letter extension id. The
+    /// default is the id of Tutela's own extension package; a school that
+    /// publishes its own build lists that id. Web pages are never allowed.
+    pub origins: Vec<String>,
+}
+
+/// The id Tutela's extension package has (fixed by the key in its manifest).
+pub const EXTENSION_ID: &str = "hojnioahjpebjkgiinoedoemfdjifemj";
+
+impl Default for Extension {
+    fn default() -> Self {
+        Self {
+            origins: vec![format!("chrome-extension://{EXTENSION_ID}")],
+        }
+    }
+}
+
+impl Extension {
+    /// The origins, each checked to be an extension's.
+    pub fn checked_origins(&self) -> Result<Vec<String>, String> {
+        self.origins
+            .iter()
+            .map(|o| {
+                let id = o.strip_prefix("chrome-extension://").unwrap_or("");
+                if id.len() == 32 && id.bytes().all(|b| (b'a'..=b'p').contains(&b)) {
+                    Ok(o.clone())
+                } else {
+                    Err(format!(
+                        "extension.origins: `{o}` is not a browser extension's origin; write chrome-extension:// and the extension's 32-letter id"
+                    ))
+                }
+            })
+            .collect()
     }
 }
 

@@ -18,7 +18,8 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 use tutela_proto::v1::ingest_server::Ingest;
 use tutela_proto::v1::{
-    Ack, EventBody, HeartbeatBody, HeartbeatReply, SignedEvent, SignedHeartbeat,
+    Ack, EventBatch, EventBatchReply, EventBody, HeartbeatBody, HeartbeatReply, SignedEvent,
+    SignedHeartbeat,
 };
 
 use crate::config::Limits;
@@ -141,7 +142,7 @@ fn refuse(status: Status, peer: &str) -> Status {
 /// An event whose sizes, format and sender have been checked, waiting for
 /// its signature to be checked.
 #[derive(Debug)]
-struct Received {
+pub(crate) struct Received {
     signed: SignedEvent,
     event: EventBody,
     key: PublicKey,
@@ -150,7 +151,7 @@ struct Received {
 impl IngestService {
     /// Checks what can be checked before the signature: sizes, format, and
     /// that the sender is enrolled and not revoked.
-    fn receive(&self, signed: SignedEvent) -> Result<Received, Status> {
+    pub(crate) fn receive(&self, signed: SignedEvent) -> Result<Received, Status> {
         if signed.body.len() > self.limits.max_body_bytes {
             return Err(Status::resource_exhausted(format!(
                 "event body of {} bytes exceeds the limit of {} bytes",
@@ -304,7 +305,7 @@ impl IngestService {
     /// Checks the signatures of a run of received events from one stream,
     /// in order, and hands the good ones to the writer. Returns the refusal
     /// that ends the stream, if any.
-    async fn ingest_run(&self, run: Vec<Received>, reply: &Reply) -> Option<Status> {
+    pub(crate) async fn ingest_run(&self, run: Vec<Received>, reply: &Reply) -> Option<Status> {
         let arrived = std::time::Instant::now();
         let (authentic, bad_signature) = self.authenticate(run);
         for r in authentic {
@@ -497,6 +498,13 @@ impl Ingest for IngestService {
             }
         });
         Ok(Response::new(UnboundedReceiverStream::new(rx)))
+    }
+
+    async fn submit(
+        &self,
+        request: Request<EventBatch>,
+    ) -> Result<Response<EventBatchReply>, Status> {
+        crate::batch::submit(self, request).await
     }
 
     async fn heartbeat(

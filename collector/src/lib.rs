@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod backup;
+mod batch;
 pub mod bounds;
 pub mod config;
 pub mod console;
@@ -10,6 +11,7 @@ pub mod duration;
 pub mod enrolment;
 pub mod evidence;
 pub mod exemption;
+pub mod grpc_web;
 pub mod ingest;
 pub mod mail;
 pub mod memory;

@@ -109,6 +109,13 @@ pub async fn bind(
     tracing::info!(addr = %local, fingerprint = %tls.fingerprint, "collector listening");
     println!("listening on {local} certificate {}", tls.fingerprint);
     let max = config.max_message_bytes();
+    let cors = crate::grpc_web::cors(
+        &config
+            .extension
+            .checked_origins()
+            .map_err(anyhow::Error::msg)
+            .context("collector.toml is wrong")?,
+    );
     let router = Server::builder()
         .tls_config(
             ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem)),
@@ -120,6 +127,11 @@ pub async fn bind(
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_concurrent_streams(MAX_STREAMS_PER_AGENT)
+        // The browser extension speaks gRPC-Web (over HTTP/2 or HTTP/1.1);
+        // native agents speak gRPC. Both reach the same services.
+        .accept_http1(true)
+        .layer(cors)
+        .layer(tonic_web::GrpcWebLayer::new())
         .add_service(EnrolmentServer::new(enrolment).max_decoding_message_size(64 * 1024))
         .add_service(
             tutela_proto::v1::rules_server::RulesServer::new(rules)

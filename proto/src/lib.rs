@@ -3,9 +3,10 @@
 
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod v1 {
-    tonic::include_proto!("tutela.v1");
+    include!(concat!(env!("OUT_DIR"), "/tutela.v1.rs"));
 }
 
+#[cfg(feature = "grpc")]
 pub mod codec;
 pub mod private_file;
 pub mod token;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+pub mod extension;
 pub mod load;
 
 /// Path of a workspace binary, next to the running test's `deps` directory,

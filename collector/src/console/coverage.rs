@@ -41,6 +41,27 @@ pub struct Station {
     pub silent: bool,
 }
 
+/// The kind of device an agent version names. The browser extension
+/// reports `<version> chrome-extension <os>` (the browser's own platform
+/// name: `cros` on a Chromebook); the native agent reports its version only.
+pub fn platform(agent_version: &str) -> &'static str {
+    let mut words = agent_version.split_whitespace().skip(1);
+    if words.next() != Some("chrome-extension") {
+        return if agent_version.is_empty() {
+            "-"
+        } else {
+            "desktop agent"
+        };
+    }
+    match words.next() {
+        Some("cros") => "Chromebook",
+        Some("win") => "Chrome on Windows",
+        Some("mac") => "Chrome on macOS",
+        Some("linux") => "Chrome on Linux",
+        _ => "Chrome",
+    }
+}
+
 impl Station {
     /// `flagged`, `silent` or `ok`.
     pub fn health(&self) -> &'static str {
@@ -110,7 +131,7 @@ pub fn page_handler(app: &App, conn: &Connection, req: &Req) -> Result<Response,
     let manages = may_manage_stations(viewer.role);
     let _ = write!(
         body,
-        r#"<table id="fleet"><thead><tr><th>Station</th><th>Group</th><th>Last seen</th><th>Agent</th><th>Rules</th><th>Spool backlog</th><th>Dropped</th><th>Health</th>{}</tr></thead><tbody>"#,
+        r#"<table id="fleet"><thead><tr><th>Station</th><th>Platform</th><th>Group</th><th>Last seen</th><th>Agent</th><th>Rules</th><th>Spool backlog</th><th>Dropped</th><th>Health</th>{}</tr></thead><tbody>"#,
         if manages { "<th></th>" } else { "" }
     );
     for s in &rows {
@@ -135,9 +156,10 @@ pub fn page_handler(app: &App, conn: &Connection, req: &Req) -> Result<Response,
         };
         let _ = write!(
             body,
-            r#"<tr{class} data-agent="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{actions}</tr>"#,
+            r#"<tr{class} data-agent="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{actions}</tr>"#,
             esc(&s.agent_id),
             esc(&s.station),
+            platform(&s.agent_version),
             esc(if s.grp.is_empty() { "-" } else { &s.grp }),
             s.last_seen_ms
                 .map(|ms| esc(&app.zone.format(ms)))
@@ -353,4 +375,19 @@ fn shadow_section(conn: &Connection, body: &mut String) -> rusqlite::Result<()> 
     }
     body.push_str("</tbody></table>");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::platform;
+
+    #[test]
+    fn platform_is_named_from_the_agent_version() {
+        assert_eq!(platform("0.1.0 chrome-extension cros"), "Chromebook");
+        assert_eq!(platform("0.1.0 chrome-extension linux"), "Chrome on Linux");
+        assert_eq!(platform("0.1.0 chrome-extension"), "Chrome");
+        assert_eq!(platform("0.1.0"), "desktop agent");
+        assert_eq!(platform("0.1.0 <b>"), "desktop agent");
+        assert_eq!(platform(""), "-");
+    }
 }
