@@ -18,6 +18,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # its MSI with wixl and install and run it under Wine.
 echo "== build the Windows agent"
 cargo build --locked --target x86_64-pc-windows-gnu -p tutela-agent
+# The browser extension's WebAssembly engine (tests/tests/extension*.rs load it).
+echo "== build the extension's WebAssembly engine"
+sh extension/build.sh
 echo "== tests"
 cargo test --workspace --locked --no-fail-fast -- --test-threads 2
 # Detection quality on published labelled text kept beside the checkout (not in the
