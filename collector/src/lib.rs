@@ -12,6 +12,7 @@ pub mod exemption;
 pub mod ingest;
 pub mod mail;
 pub mod metrics;
+pub mod notice;
 pub mod publish;
 pub mod reports;
 pub mod retention;

@@ -282,6 +282,8 @@ pub struct Published {
     pub live: Option<(u32, Arc<[u8]>)>,
     pub shadow: Option<(u32, Arc<[u8]>)>,
     pub exemptions: Vec<crate::exemption::Exemption>,
+    /// The current monitoring notice of each group that has one, as signed.
+    pub notices: Vec<(String, tutela_proto::v1::SignedNotice)>,
 }
 
 impl Published {
@@ -297,6 +299,14 @@ impl Published {
             group: group.to_owned(),
             issued_ms: 0,
         }
+    }
+
+    /// The signed notice an agent of `group` must show, if its group has one.
+    fn notice_for(&self, group: &str) -> Option<&tutela_proto::v1::SignedNotice> {
+        self.notices
+            .iter()
+            .find(|(g, _)| !group.is_empty() && g == group)
+            .map(|(_, n)| n)
     }
 }
 
@@ -315,11 +325,16 @@ fn latest_bundle(conn: &Connection, shadow: bool) -> rusqlite::Result<Option<(u3
 pub fn watch_publications(dir: &Path) -> rusqlite::Result<watch::Receiver<Published>> {
     let conn = store::open(dir)?;
     ensure_schema(&conn)?;
+    crate::notice::ensure_schema(&conn)?;
     let read = |conn: &Connection| -> rusqlite::Result<Published> {
         Ok(Published {
             live: latest_bundle(conn, false)?,
             shadow: latest_bundle(conn, true)?,
             exemptions: crate::exemption::pending(conn, store::now_ms())?,
+            notices: crate::notice::current_all(conn)?
+                .into_iter()
+                .map(|n| (n.grp, n.signed))
+                .collect(),
         })
     };
     let (tx, rx) = watch::channel(read(&conn)?);
@@ -615,6 +630,7 @@ impl Rules for RulesService {
         let mut sent_live = body.current_version;
         let mut sent_shadow = body.current_shadow_version;
         let mut sent_exemptions: Option<ExemptionSet> = None;
+        let mut sent_notice: Option<tutela_proto::v1::SignedNotice> = None;
         let signer = self.signer.clone();
         let db = self.db.clone();
         let bundle = |b: RuleBundle| RulesUpdate {
@@ -671,6 +687,18 @@ impl Rules for RulesService {
                     };
                     if tx.send(Ok(update)).await.is_err() {
                         return;
+                    }
+                }
+                // The group's notice on connect and after every new version.
+                if let Some(notice) = now.notice_for(&group) {
+                    if sent_notice.as_ref() != Some(notice) {
+                        sent_notice = Some(notice.clone());
+                        let update = RulesUpdate {
+                            update: Some(Update::Notice(notice.clone())),
+                        };
+                        if tx.send(Ok(update)).await.is_err() {
+                            return;
+                        }
                     }
                 }
                 tokio::select! {
