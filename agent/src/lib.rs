@@ -10,6 +10,7 @@ pub mod exemption;
 pub mod identity;
 pub mod memory;
 pub mod monitor;
+pub mod notice;
 pub mod observation;
 pub mod pinning;
 pub mod rules_sync;
