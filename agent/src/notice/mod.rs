@@ -360,6 +360,8 @@ impl Notices {
                     }
                     Err(_) => tracing::error!("the notice window ended unexpectedly"),
                 }
+            } else if session_start {
+                tracing::info!("no monitoring notice to show at sign-in");
             }
             session_start = false;
             self.changed.notified().await;
