@@ -120,6 +120,10 @@ fn the_notice_is_shown_at_session_start_acknowledged_signed_and_shown_again_for_
     )
     .unwrap();
     collector.start().unwrap();
+    wait_for("the console", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .unwrap();
     let dsl = sign_in(port, "dsl.jones", PASSWORD, "/notices?group=y10");
 
     // Over the limit: refused with the reason, and nothing kept.

@@ -107,9 +107,23 @@ fn failed(e: impl std::fmt::Display) -> DisplayError {
     DisplayError::Failed(e.to_string())
 }
 
+/// Typographic punctuation a Latin-1 font lacks, as the nearest ASCII.
+fn plain(c: char) -> char {
+    match c {
+        '\u{2018}' | '\u{2019}' | '\u{201a}' | '\u{2032}' => '\'',
+        '\u{201c}' | '\u{201d}' | '\u{201e}' | '\u{2033}' => '"',
+        '\u{2010}'..='\u{2015}' | '\u{2212}' => '-',
+        '\u{2022}' | '\u{2023}' | '\u{2043}' => '*',
+        '\u{2026}' => '.',
+        '\u{00a0}' | '\u{2000}'..='\u{200a}' | '\u{202f}' => ' ',
+        other => other,
+    }
+}
+
 /// Characters as the font's 16-bit code points (outside its range: `?`).
 fn chars16(text: &str, unicode: bool) -> Vec<Char2b> {
     text.chars()
+        .map(|c| if unicode { c } else { plain(c) })
         .map(|c| {
             let limit = if unicode { 0xffff } else { 0xff };
             let code = if (c as u32) <= limit { c as u32 } else { '?' as u32 };
@@ -233,6 +247,8 @@ fn open_font(conn: &RustConnection) -> Result<(u32, bool), DisplayError> {
     for (name, unicode) in [
         ("-misc-fixed-medium-r-normal--15-140-75-75-c-90-iso10646-1", true),
         ("-misc-fixed-medium-r-normal--13-120-75-75-c-70-iso10646-1", true),
+        ("-misc-fixed-medium-r-semicondensed--13-120-75-75-c-60-iso10646-1", true),
+        ("-*-fixed-medium-r-*--*-120-*-*-c-*-iso10646-1", true),
         ("fixed", false),
     ] {
         let opened = conn
@@ -492,5 +508,11 @@ mod tests {
         assert_eq!(lines[2].0, "Line one");
         assert_eq!(lines[3].0, "");
         assert_eq!(lines.last().unwrap(), &("https://school.test/concern".to_owned(), Style::Link));
+        // Without a Unicode font, quotes and dashes fall back to ASCII; Latin-1 stays.
+        let latin1: String = chars16("\u{2018}Caf\u{e9}\u{2019} \u{2013} \u{263a}", false)
+            .iter()
+            .map(|c| char::from(c.byte2))
+            .collect();
+        assert_eq!(latin1, "'Caf\u{e9}' - ?");
     }
 }

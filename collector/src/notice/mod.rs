@@ -5,6 +5,7 @@
 //! (`service`) and is kept here; the console lists who has and has not
 //! accepted the current version, and the weekly summary counts them.
 
+pub mod cli;
 pub mod service;
 
 use prost::Message;
