@@ -451,6 +451,17 @@ impl Acknowledger {
         ring::rand::SystemRandom::new()
             .fill(&mut id)
             .expect("the system random source works");
+        self.sign_as(notice, sha256, &hex::encode(id), crate::session::now_ms())
+    }
+
+    /// [`Self::sign`] with a given id and time (test vectors).
+    pub fn sign_as(
+        &self,
+        notice: &Notice,
+        sha256: Vec<u8>,
+        ack_id: &str,
+        time_ms: i64,
+    ) -> SignedNoticeAck {
         let cut = |text: &str| {
             let mut text = text.to_owned();
             crate::event::truncate_at_char_boundary(&mut text, tutela_proto::limits::MAX_NAME_BYTES);
@@ -458,12 +469,12 @@ impl Acknowledger {
         };
         let body = NoticeAckBody {
             agent_id: self.agent_id.clone(),
-            ack_id: hex::encode(id),
+            ack_id: ack_id.to_owned(),
             user: cut(&self.user),
             station: cut(&self.station),
             group: notice.group.clone(),
             version: notice.version,
-            time_ms: crate::session::now_ms(),
+            time_ms,
             notice_sha256: sha256,
         }
         .encode_to_vec();
