@@ -241,6 +241,33 @@ fn the_notice_is_shown_at_session_start_acknowledged_signed_and_shown_again_for_
     let versions: Vec<u32> = stored.iter().map(|a| a.2).collect();
     assert!(versions[before..].iter().all(|&v| v == 3), "{versions:?}");
 
+    // The pupil's subject-access export holds every acknowledgement.
+    let r = http(
+        port,
+        "POST",
+        "/subject-access",
+        &dsl.0,
+        &[("csrf", &dsl.1), ("account", USER)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(r.bytes)).unwrap();
+    let mut data = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("data.json").unwrap(), &mut data).unwrap();
+    let data: serde_json::Value = serde_json::from_str(&data).unwrap();
+    let exported: Vec<u64> = data["notice_acknowledgements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            assert_eq!((k["station"].as_str(), k["group"].as_str()), (Some(STATION), Some(GROUP)));
+            k["version"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        exported,
+        versions.iter().map(|&v| u64::from(v)).collect::<Vec<_>>()
+    );
+
     // The weekly summary counts them.
     let today = run_ok(std::process::Command::new("date").args(["-u", "+%F"])).unwrap();
     let preview = scratch.path("summary.html");

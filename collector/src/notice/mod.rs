@@ -397,6 +397,32 @@ pub fn acceptance(conn: &Connection, group: &str) -> rusqlite::Result<Acceptance
     Ok(out)
 }
 
+/// One acknowledgement, for a subject-access export.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AckRecord {
+    pub time_ms: i64,
+    pub station: String,
+    pub group: String,
+    pub version: u32,
+}
+
+/// Every acknowledgement `user` gave (case-insensitive), oldest first.
+pub fn acks_of(conn: &Connection, user: &str) -> rusqlite::Result<Vec<AckRecord>> {
+    ensure_schema(conn)?;
+    let mut stmt = conn.prepare(
+        "SELECT time_ms, station, grp, version FROM notice_acks WHERE user = ?1 COLLATE NOCASE ORDER BY time_ms, id",
+    )?;
+    let rows = stmt.query_map([user], |r| {
+        Ok(AckRecord {
+            time_ms: r.get(0)?,
+            station: r.get(1)?,
+            group: r.get(2)?,
+            version: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
 /// Groups with a notice or with enrolled stations, sorted.
 pub fn groups(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     ensure_schema(conn)?;
