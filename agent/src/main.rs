@@ -245,8 +245,7 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
         let bundle_key = hex::decode(&enrolment.bundle_key).unwrap_or_default();
         let exemptions =
             tutela_agent::exemption::Exemptions::load(data_dir, &enrolment.group, &bundle_key);
-        let notices =
-            tutela_agent::notice::Notices::load(data_dir, &enrolment.group, &bundle_key);
+        let notices = tutela_agent::notice::Notices::load(data_dir, &enrolment.group, &bundle_key);
         let sync = RulesSync {
             enrolment: enrolment.clone(),
             identity: identity.clone(),

@@ -164,7 +164,10 @@ fn the_notice_is_shown_at_session_start_acknowledged_signed_and_shown_again_for_
     let stored = wait_for_acks(&collector, &agent, 1);
     wait_for("the notice window to close", WAIT, || window_gone(&desktop)).unwrap();
     let (user, station, version, body, signature) = &stored[0];
-    assert_eq!((user.as_str(), station.as_str(), *version), (USER, STATION, 1));
+    assert_eq!(
+        (user.as_str(), station.as_str(), *version),
+        (USER, STATION, 1)
+    );
     let db = rusqlite::Connection::open(collector.dir.join("tutela.db")).unwrap();
     let key: Vec<u8> = db
         .query_row(
@@ -224,7 +227,10 @@ fn the_notice_is_shown_at_session_start_acknowledged_signed_and_shown_again_for_
         agent.log_text().matches(NOTHING_SHOWN).count() > decided
     })
     .unwrap();
-    assert!(window_gone(&desktop), "a version already acknowledged is not shown again");
+    assert!(
+        window_gone(&desktop),
+        "a version already acknowledged is not shown again"
+    );
     let (status, _) = set_notice(port, &dsl, "Use is monitored.", "every-sign-in");
     assert_eq!(status, 303);
     let window = wait_for_window(&desktop, &agent, "the notice window for version 3");
@@ -259,7 +265,10 @@ fn the_notice_is_shown_at_session_start_acknowledged_signed_and_shown_again_for_
         .unwrap()
         .iter()
         .map(|k| {
-            assert_eq!((k["station"].as_str(), k["group"].as_str()), (Some(STATION), Some(GROUP)));
+            assert_eq!(
+                (k["station"].as_str(), k["group"].as_str()),
+                (Some(STATION), Some(GROUP))
+            );
             k["version"].as_u64().unwrap()
         })
         .collect();

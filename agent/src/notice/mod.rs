@@ -10,10 +10,10 @@
 //! arrives. Each acknowledgement is signed with the agent's key and kept in a
 //! small queue on disk until the collector has it.
 
-#[cfg(target_os = "linux")]
-mod window_x11;
 #[cfg(windows)]
 mod window_windows;
+#[cfg(target_os = "linux")]
+mod window_x11;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -196,8 +196,7 @@ impl Notices {
                 &signed.signature,
             )
             .map_err(|_| NoticeError::BadSignature)?;
-        let notice =
-            Notice::decode(signed.body.as_slice()).map_err(|_| NoticeError::Malformed)?;
+        let notice = Notice::decode(signed.body.as_slice()).map_err(|_| NoticeError::Malformed)?;
         if self.group.is_empty() || notice.group != self.group {
             return Err(NoticeError::OtherGroup {
                 offered: notice.group,
@@ -230,7 +229,10 @@ impl Notices {
         if held.sha256 == sha {
             return Ok(());
         }
-        let newer = held.notice.as_ref().is_none_or(|n| n.version < notice.version);
+        let newer = held
+            .notice
+            .as_ref()
+            .is_none_or(|n| n.version < notice.version);
         tracing::info!(version = notice.version, "monitoring notice received");
         *held = Held {
             notice: Some(notice),
@@ -421,7 +423,9 @@ impl Notices {
 fn refused_for_good(code: tonic::Code) -> bool {
     matches!(
         code,
-        tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition | tonic::Code::ResourceExhausted
+        tonic::Code::InvalidArgument
+            | tonic::Code::FailedPrecondition
+            | tonic::Code::ResourceExhausted
     )
 }
 
@@ -464,7 +468,10 @@ impl Acknowledger {
     ) -> SignedNoticeAck {
         let cut = |text: &str| {
             let mut text = text.to_owned();
-            crate::event::truncate_at_char_boundary(&mut text, tutela_proto::limits::MAX_NAME_BYTES);
+            crate::event::truncate_at_char_boundary(
+                &mut text,
+                tutela_proto::limits::MAX_NAME_BYTES,
+            );
             text
         };
         let body = NoticeAckBody {
@@ -479,9 +486,7 @@ impl Acknowledger {
         }
         .encode_to_vec();
         SignedNoticeAck {
-            signature: self
-                .identity
-                .sign(&tutela_proto::notice_ack_message(&body)),
+            signature: self.identity.sign(&tutela_proto::notice_ack_message(&body)),
             body,
         }
     }
@@ -508,7 +513,10 @@ mod tests {
         }
         .encode_to_vec();
         SignedNotice {
-            signature: key.sign(&tutela_proto::notice_message(&body)).as_ref().to_vec(),
+            signature: key
+                .sign(&tutela_proto::notice_message(&body))
+                .as_ref()
+                .to_vec(),
             body,
         }
     }
@@ -519,18 +527,26 @@ mod tests {
         let key = collector_key();
         let public = key.public_key().as_ref().to_vec();
         let notices = Notices::load(dir.path(), "y10", &public);
-        notices.accept(signed(&key, "y10", 2, NoticeMode::EverySignIn)).unwrap();
+        notices
+            .accept(signed(&key, "y10", 2, NoticeMode::EverySignIn))
+            .unwrap();
         assert!(matches!(
             notices.accept(signed(&key, "y7", 3, NoticeMode::EverySignIn)),
             Err(NoticeError::OtherGroup { .. })
         ));
         assert!(matches!(
             notices.accept(signed(&key, "y10", 1, NoticeMode::EverySignIn)),
-            Err(NoticeError::Older { offered: 1, held: 2 })
+            Err(NoticeError::Older {
+                offered: 1,
+                held: 2
+            })
         ));
         let mut forged = signed(&key, "y10", 9, NoticeMode::EverySignIn);
         forged.body[3] ^= 1;
-        assert!(matches!(notices.accept(forged), Err(NoticeError::BadSignature)));
+        assert!(matches!(
+            notices.accept(forged),
+            Err(NoticeError::BadSignature)
+        ));
         let other = collector_key();
         assert!(matches!(
             notices.accept(signed(&other, "y10", 9, NoticeMode::EverySignIn)),
@@ -542,7 +558,10 @@ mod tests {
             .sign(&tutela_proto::exemptions_message(&cross.body))
             .as_ref()
             .to_vec();
-        assert!(matches!(notices.accept(cross), Err(NoticeError::BadSignature)));
+        assert!(matches!(
+            notices.accept(cross),
+            Err(NoticeError::BadSignature)
+        ));
         let again = Notices::load(dir.path(), "y10", &public);
         assert_eq!(lock(&again.held).notice.as_ref().unwrap().version, 2);
         // Another group's station does not take it from disk either.
@@ -556,12 +575,19 @@ mod tests {
         let key = collector_key();
         let notices = Notices::load(dir.path(), "y10", key.public_key().as_ref());
         assert!(notices.due("pupil.one", true).is_none(), "nothing held");
-        notices.accept(signed(&key, "y10", 1, NoticeMode::EverySignIn)).unwrap();
+        notices
+            .accept(signed(&key, "y10", 1, NoticeMode::EverySignIn))
+            .unwrap();
         assert!(notices.due("pupil.one", true).is_some());
         notices.remember("y10", 1, "pupil.one");
         assert!(notices.due("pupil.one", true).is_some(), "every sign-in");
-        assert!(notices.due("pupil.one", false).is_none(), "not again mid-session");
-        notices.accept(signed(&key, "y10", 2, NoticeMode::OncePerVersion)).unwrap();
+        assert!(
+            notices.due("pupil.one", false).is_none(),
+            "not again mid-session"
+        );
+        notices
+            .accept(signed(&key, "y10", 2, NoticeMode::OncePerVersion))
+            .unwrap();
         assert!(notices.due("pupil.one", false).is_some(), "a new version");
         notices.remember("y10", 2, "pupil.one");
         assert!(notices.due("pupil.one", true).is_none(), "once per version");
@@ -592,9 +618,14 @@ mod tests {
         notices.remove_sent(&a);
         assert_eq!(notices.pending(), [b.clone()]);
         let body = NoticeAckBody::decode(b.body.as_slice()).unwrap();
-        assert_eq!((body.user.as_str(), body.version, body.ack_id.len()), ("pupil.one", 1, 32));
-        assert!(ring::signature::UnparsedPublicKey::new(&ED25519, ackr.identity.public_key())
-            .verify(&tutela_proto::notice_ack_message(&b.body), &b.signature)
-            .is_ok());
+        assert_eq!(
+            (body.user.as_str(), body.version, body.ack_id.len()),
+            ("pupil.one", 1, 32)
+        );
+        assert!(
+            ring::signature::UnparsedPublicKey::new(&ED25519, ackr.identity.public_key())
+                .verify(&tutela_proto::notice_ack_message(&b.body), &b.signature)
+                .is_ok()
+        );
     }
 }

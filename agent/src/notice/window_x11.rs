@@ -7,8 +7,8 @@
 
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{
-    AtomEnum, Char2b, ConnectionExt as _, CreateGCAux, CreateWindowAux, EventMask,
-    Gcontext, InputFocus, PropMode, Rectangle, Window, WindowClass,
+    AtomEnum, Char2b, ConnectionExt as _, CreateGCAux, CreateWindowAux, EventMask, Gcontext,
+    InputFocus, PropMode, Rectangle, Window, WindowClass,
 };
 use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
@@ -126,7 +126,11 @@ fn chars16(text: &str, unicode: bool) -> Vec<Char2b> {
         .map(|c| if unicode { c } else { plain(c) })
         .map(|c| {
             let limit = if unicode { 0xffff } else { 0xff };
-            let code = if (c as u32) <= limit { c as u32 } else { '?' as u32 };
+            let code = if (c as u32) <= limit {
+                c as u32
+            } else {
+                '?' as u32
+            };
             Char2b {
                 byte1: (code >> 8) as u8,
                 byte2: (code & 0xff) as u8,
@@ -176,7 +180,8 @@ impl Window_ {
 
     fn draw(&self) -> Result<(), DisplayError> {
         let c = &self.conn;
-        c.clear_area(false, self.window, 0, 0, 0, 0).map_err(failed)?;
+        c.clear_area(false, self.window, 0, 0, 0, 0)
+            .map_err(failed)?;
         for (i, (line, style)) in self
             .lines
             .iter()
@@ -202,7 +207,10 @@ impl Window_ {
                     self.window,
                     gc,
                     &[
-                        x11rb::protocol::xproto::Point { x: MARGIN, y: y + 2 },
+                        x11rb::protocol::xproto::Point {
+                            x: MARGIN,
+                            y: y + 2,
+                        },
                         x11rb::protocol::xproto::Point {
                             x: MARGIN + w,
                             y: y + 2,
@@ -245,9 +253,18 @@ impl Window_ {
 fn open_font(conn: &RustConnection) -> Result<(u32, bool), DisplayError> {
     let font = conn.generate_id().map_err(failed)?;
     for (name, unicode) in [
-        ("-misc-fixed-medium-r-normal--15-140-75-75-c-90-iso10646-1", true),
-        ("-misc-fixed-medium-r-normal--13-120-75-75-c-70-iso10646-1", true),
-        ("-misc-fixed-medium-r-semicondensed--13-120-75-75-c-60-iso10646-1", true),
+        (
+            "-misc-fixed-medium-r-normal--15-140-75-75-c-90-iso10646-1",
+            true,
+        ),
+        (
+            "-misc-fixed-medium-r-normal--13-120-75-75-c-70-iso10646-1",
+            true,
+        ),
+        (
+            "-misc-fixed-medium-r-semicondensed--13-120-75-75-c-60-iso10646-1",
+            true,
+        ),
         ("-*-fixed-medium-r-*--*-120-*-*-c-*-iso10646-1", true),
         ("fixed", false),
     ] {
@@ -269,12 +286,13 @@ pub fn show(shown: &Shown) -> Result<(), DisplayError> {
     let (conn, screen_num) =
         x11rb::connect(None).map_err(|e| DisplayError::NoDisplay(e.to_string()))?;
     let screen = conn.setup().roots[screen_num].clone();
-    let atoms = Atoms::new(&conn)
+    let atoms = Atoms::new(&conn).map_err(failed)?.reply().map_err(failed)?;
+    let (font, unicode) = open_font(&conn)?;
+    let metrics = conn
+        .query_font(font)
         .map_err(failed)?
         .reply()
         .map_err(failed)?;
-    let (font, unicode) = open_font(&conn)?;
-    let metrics = conn.query_font(font).map_err(failed)?.reply().map_err(failed)?;
     let char_w = metrics.max_bounds.character_width.max(1);
     let ascent = metrics.font_ascent;
     let line_h = metrics.font_ascent + metrics.font_descent + 2;
@@ -457,9 +475,7 @@ fn redraw_after(w: &mut Window_, by: isize) -> Result<(), DisplayError> {
 
 /// Keycodes of the keys the window answers, with their keysyms (the first
 /// keysym of each keycode, as typed without modifiers).
-fn accept_keys(
-    conn: &RustConnection,
-) -> Result<std::collections::HashMap<u8, u32>, DisplayError> {
+fn accept_keys(conn: &RustConnection) -> Result<std::collections::HashMap<u8, u32>, DisplayError> {
     let setup = conn.setup();
     let (min, max) = (setup.min_keycode, setup.max_keycode);
     let map = conn
@@ -483,9 +499,7 @@ fn accept_keys(
         .enumerate()
         .filter_map(|(i, syms)| {
             let sym = *syms.first()?;
-            wanted
-                .contains(&sym)
-                .then(|| (min + i as u8, sym))
+            wanted.contains(&sym).then(|| (min + i as u8, sym))
         })
         .collect())
 }
@@ -507,7 +521,10 @@ mod tests {
         let lines = layout(&shown, 80);
         assert_eq!(lines[2].0, "Line one");
         assert_eq!(lines[3].0, "");
-        assert_eq!(lines.last().unwrap(), &("https://school.test/concern".to_owned(), Style::Link));
+        assert_eq!(
+            lines.last().unwrap(),
+            &("https://school.test/concern".to_owned(), Style::Link)
+        );
         // Without a Unicode font, quotes and dashes fall back to ASCII; Latin-1 stays.
         let latin1: String = chars16("\u{2018}Caf\u{e9}\u{2019} \u{2013} \u{263a}", false)
             .iter()

@@ -123,7 +123,9 @@ fn group_section(
                 );
             }
         }
-        None => body.push_str(r#"<p id="version-none">This group has no notice yet: its stations show nothing.</p>"#),
+        None => body.push_str(
+            r#"<p id="version-none">This group has no notice yet: its stations show nothing.</p>"#,
+        ),
     }
     let acceptance = notice::acceptance(conn, group)?;
     body.push_str(r#"<h3>Accepted the current version</h3><table id="accepted"><thead><tr><th>Pupil</th><th>Station</th><th>When</th></tr></thead><tbody>"#);

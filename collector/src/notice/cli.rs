@@ -66,8 +66,7 @@ pub fn run(dir: &Path, command: NoticeCommand) -> Result<()> {
             let concern_url = match concern_url {
                 Some(url) => url,
                 None => {
-                    let config =
-                        crate::config::CollectorConfig::load(&dir.join("collector.toml"))?;
+                    let config = crate::config::CollectorConfig::load(&dir.join("collector.toml"))?;
                     format!("{}/concern", crate::mail::console_url(&config))
                 }
             };
@@ -113,7 +112,10 @@ pub fn run(dir: &Path, command: NoticeCommand) -> Result<()> {
                     println!("accepted  {:<24} {}", s.user, s.station);
                 }
                 for s in &a.pending {
-                    println!("not yet   {:<24} last accepted version {}", s.user, s.version);
+                    println!(
+                        "not yet   {:<24} last accepted version {}",
+                        s.user, s.version
+                    );
                 }
             }
         }

@@ -149,7 +149,10 @@ fn clean_text(text: &str) -> Result<String, NoticeError> {
     if chars > MAX_NOTICE_CHARS {
         return Err(NoticeError::TooLong { chars });
     }
-    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return Err(NoticeError::ControlCharacters);
     }
     Ok(text.to_owned())
@@ -502,11 +505,28 @@ mod tests {
         let conn = store::open(dir.path()).unwrap();
         crate::console::schema::create(&conn).unwrap();
         let key = key();
-        assert_eq!(set(&conn, &key, &new("y10", "Use is monitored.")).unwrap(), 1);
-        assert_eq!(set(&conn, &key, &new("y10", "Use is monitored!\r\nSee the AUP.")).unwrap(), 2);
-        assert_eq!(set(&conn, &key, &new("y7", "Use is monitored.")).unwrap(), 1);
+        assert_eq!(
+            set(&conn, &key, &new("y10", "Use is monitored.")).unwrap(),
+            1
+        );
+        assert_eq!(
+            set(
+                &conn,
+                &key,
+                &new("y10", "Use is monitored!\r\nSee the AUP.")
+            )
+            .unwrap(),
+            2
+        );
+        assert_eq!(
+            set(&conn, &key, &new("y7", "Use is monitored.")).unwrap(),
+            1
+        );
         let y10 = current(&conn, "y10").unwrap().unwrap();
-        assert_eq!((y10.version, y10.text.as_str()), (2, "Use is monitored!\nSee the AUP."));
+        assert_eq!(
+            (y10.version, y10.text.as_str()),
+            (2, "Use is monitored!\nSee the AUP.")
+        );
         let decoded = Notice::decode(y10.signed.body.as_slice()).unwrap();
         assert_eq!(decoded.version, 2);
         assert_eq!(decoded.mode, NoticeMode::EverySignIn as i32);
@@ -518,8 +538,14 @@ mod tests {
         assert!(err.to_string().contains("the limit is 4000"), "{err}");
         // Exactly at the limit, in characters of any script, is accepted.
         set(&conn, &key, &new("y10", &"é".repeat(MAX_NOTICE_CHARS))).unwrap();
-        assert!(matches!(set(&conn, &key, &new("y10", " \n ")), Err(NoticeError::Empty)));
-        assert!(matches!(set(&conn, &key, &new(" ", "x")), Err(NoticeError::NoGroup)));
+        assert!(matches!(
+            set(&conn, &key, &new("y10", " \n ")),
+            Err(NoticeError::Empty)
+        ));
+        assert!(matches!(
+            set(&conn, &key, &new(" ", "x")),
+            Err(NoticeError::NoGroup)
+        ));
         assert!(matches!(
             set(&conn, &key, &new("y10", "bell \u{7}")),
             Err(NoticeError::ControlCharacters)
@@ -533,7 +559,11 @@ mod tests {
             .unwrap();
         assert_eq!(versions, 4);
         let audited: i64 = conn
-            .query_row("SELECT COUNT(*) FROM console_audit WHERE action = 'notice-set'", [], |r| r.get(0))
+            .query_row(
+                "SELECT COUNT(*) FROM console_audit WHERE action = 'notice-set'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(audited, 4);
     }
@@ -550,7 +580,10 @@ mod tests {
         let v2 = current(&conn, "y10").unwrap().unwrap().signed.body;
         let a = ack("y10", 1, "pupil.a", &v1, "a1");
         assert!(record_ack(&conn, &a, b"body", b"sig").unwrap());
-        assert!(!record_ack(&conn, &a, b"body", b"sig").unwrap(), "a resend is stored once");
+        assert!(
+            !record_ack(&conn, &a, b"body", b"sig").unwrap(),
+            "a resend is stored once"
+        );
         assert!(record_ack(&conn, &ack("y10", 2, "pupil.b", &v2, "b2"), b"b", b"s").unwrap());
         // A version that does not exist, or text other than the one signed, is refused.
         assert!(matches!(
@@ -568,6 +601,13 @@ mod tests {
         assert_eq!(users(&acceptance.pending), ["pupil.a"]);
         assert_eq!(acceptance.pending[0].version, 1);
         let counts = week_counts(&conn, 0, i64::MAX).unwrap();
-        assert_eq!(counts, WeekCounts { received: 2, accepted: 1, pending: 1 });
+        assert_eq!(
+            counts,
+            WeekCounts {
+                received: 2,
+                accepted: 1,
+                pending: 1
+            }
+        );
     }
 }
