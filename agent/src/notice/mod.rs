@@ -616,7 +616,7 @@ mod tests {
         notices.queue(b.clone());
         assert_eq!(notices.pending(), [a.clone(), b.clone()]);
         notices.remove_sent(&a);
-        assert_eq!(notices.pending(), [b.clone()]);
+        assert_eq!(notices.pending(), std::slice::from_ref(&b));
         let body = NoticeAckBody::decode(b.body.as_slice()).unwrap();
         assert_eq!(
             (body.user.as_str(), body.version, body.ack_id.len()),

@@ -417,12 +417,12 @@ pub fn show(shown: &Shown) -> Result<(), DisplayError> {
                     .set_input_focus(InputFocus::PARENT, w.window, CURRENT_TIME);
                 let _ = w.conn.flush();
             }
-            Event::ConfigureNotify(e) if e.window == w.window => {
-                if (e.width, e.height) != (w.width, w.height) {
-                    w.width = e.width;
-                    w.height = e.height;
-                    w.scroll(0);
-                }
+            Event::ConfigureNotify(e)
+                if e.window == w.window && (e.width, e.height) != (w.width, w.height) =>
+            {
+                w.width = e.width;
+                w.height = e.height;
+                w.scroll(0);
             }
             Event::KeyPress(e) => match keys.get(&e.detail) {
                 Some(&(KEY_RETURN | KEY_KP_ENTER | KEY_SPACE)) => break,
