@@ -13,6 +13,7 @@ pub mod identity;
 pub mod install;
 pub mod memory;
 pub mod monitor;
+pub mod notice;
 pub mod observation;
 pub mod pinning;
 pub mod rules_sync;

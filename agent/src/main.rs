@@ -267,6 +267,7 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
         let bundle_key = hex::decode(&enrolment.bundle_key).unwrap_or_default();
         let exemptions =
             tutela_agent::exemption::Exemptions::load(data_dir, &enrolment.group, &bundle_key);
+        let notices = tutela_agent::notice::Notices::load(data_dir, &enrolment.group, &bundle_key);
         let sync = RulesSync {
             enrolment: enrolment.clone(),
             identity: identity.clone(),
@@ -281,6 +282,7 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
             follow_live: config.rules.pack_file.is_none(),
             host: host.clone(),
             rekey: rekey.clone(),
+            notices: Some(notices.clone()),
         };
         if let Some(path) = &config.rules.pack_file {
             _pack_watch = tutela_agent::rules_sync::watch_local_pack(
@@ -312,6 +314,17 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
         // Only a station that is watching reports itself healthy: until the
         // sensors run, the coverage page shows it silent.
         spool_tasks.push(tokio::spawn(sync.heartbeat()));
+        // The monitoring notice: shown once the desktop is watched, and
+        // acknowledgements sent (including any left from an earlier session).
+        spool_tasks.push(tokio::spawn(notices.clone().send(enrolment.clone())));
+        spool_tasks.push(tokio::spawn(notices.show(
+            tutela_agent::notice::Acknowledger {
+                identity: identity.clone(),
+                agent_id: enrolment.agent_id.clone(),
+                user: session::login_name(),
+                station: session::station_name(),
+            },
+        )));
         let mut monitor = Monitor::new(rules, settings, sink);
         monitor.exempt = exemptions.hook();
         monitor.shadow = shadow;

@@ -135,6 +135,8 @@ pub struct RulesSync {
     pub host: String,
     /// Signalled when the collector says this identity runs on two machines.
     pub rekey: Arc<Notify>,
+    /// The school's monitoring notice for this group (none: notices are ignored).
+    pub notices: Option<crate::notice::Notices>,
 }
 
 impl std::fmt::Debug for RulesSync {
@@ -439,6 +441,11 @@ impl RulesSync {
                     Some(Update::Exemptions(signed)) => {
                         if let Err(e) = self.exemptions.accept(signed) {
                             tracing::error!(error = %e, "exemption set refused; the set held stays in force");
+                        }
+                    }
+                    Some(Update::Notice(signed)) => {
+                        if let Some(Err(e)) = self.notices.as_ref().map(|n| n.accept(signed)) {
+                            tracing::error!(error = %e, "monitoring notice refused; the notice held stays in force");
                         }
                     }
                     None => {}

@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod mail;
 pub mod memory;
 pub mod metrics;
+pub mod notice;
 pub mod publish;
 pub mod reports;
 pub mod retention;

@@ -83,6 +83,11 @@ enum Command {
         #[command(subcommand)]
         command: ExemptionCommand,
     },
+    /// The monitoring notice pupils acknowledge at sign-in, per group.
+    Notice {
+        #[command(subcommand)]
+        command: tutela_collector::notice::cli::NoticeCommand,
+    },
     /// Copy the database (online, while serving) and the keys, certificate and configuration into a new directory.
     Backup {
         /// A new or empty directory for the backup.
@@ -360,6 +365,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Exemption { command } => exemption_cli(&dir, command),
+        Command::Notice { command } => tutela_collector::notice::cli::run(&dir, command),
         Command::Alerts { command } => {
             let conn = store::open(&dir).context("opening the collector database")?;
             match command {

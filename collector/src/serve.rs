@@ -66,6 +66,7 @@ pub async fn bind(
     let writer = Writer::start(dir.to_owned(), config.storage.batch_max)?;
     let keys = Arc::new(AgentKeys::open(dir)?);
     let rules = crate::subscription::RulesService::open(dir, keys.clone())?;
+    let notices = crate::notice::service::NoticesService::open(dir, keys.clone())?;
     let ingest = IngestService {
         keys,
         writer: writer.clone(),
@@ -137,6 +138,11 @@ pub async fn bind(
             tutela_proto::v1::rules_server::RulesServer::new(rules)
                 .max_decoding_message_size(64 * 1024)
                 .max_encoding_message_size(16 * 1024 * 1024),
+        )
+        .add_service(
+            tutela_proto::v1::notices_server::NoticesServer::new(notices)
+                .max_decoding_message_size(64 * 1024)
+                .max_encoding_message_size(64 * 1024),
         )
         .add_service(
             IngestServer::new(ingest)

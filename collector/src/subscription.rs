@@ -22,7 +22,9 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use tutela_proto::v1::rules_server::Rules;
 use tutela_proto::v1::rules_update::Update;
-use tutela_proto::v1::{ExemptionSet, RulesUpdate, SignedSubscribe, SubscribeBody};
+use tutela_proto::v1::{
+    ExemptionSet, RulesUpdate, SignedNotice, SignedSubscribe, SubscribeBody,
+};
 
 use crate::exemption::Exemption;
 use crate::ingest::AgentKeys;
@@ -69,6 +71,8 @@ pub struct Published {
     pub exemptions: Vec<Exemption>,
     /// Revoked agents: their subscriptions end.
     pub revoked: HashSet<String>,
+    /// The current monitoring notice of each group that has one, as signed.
+    pub notices: Vec<(String, SignedNotice)>,
     /// When this reading was made: the issue time of exemption sets signed from it.
     made_ms: i64,
     /// Each group's exemption set as compared and as sent, signed on first use.
@@ -107,6 +111,14 @@ impl Published {
         sets.insert(group.to_owned(), (set.clone(), update.clone()));
         (set, update)
     }
+
+    /// The signed notice an agent of `group` must show, if its group has one.
+    fn notice_for(&self, group: &str) -> Option<&SignedNotice> {
+        self.notices
+            .iter()
+            .find(|(g, _)| !group.is_empty() && g == group)
+            .map(|(_, n)| n)
+    }
 }
 
 /// What the reader compares to tell whether anything changed.
@@ -116,6 +128,7 @@ struct Versions {
     shadow: Option<u32>,
     exemptions: Vec<Exemption>,
     revoked: HashSet<String>,
+    notices: Vec<(String, SignedNotice)>,
 }
 
 fn read_versions(conn: &Connection) -> rusqlite::Result<Versions> {
@@ -141,6 +154,10 @@ fn read_versions(conn: &Connection) -> rusqlite::Result<Versions> {
         shadow: newest(true)?,
         exemptions: crate::exemption::pending(&tx, store::now_ms())?,
         revoked,
+        notices: crate::notice::current_all(&tx)?
+            .into_iter()
+            .map(|n| (n.grp, n.signed))
+            .collect(),
     };
     tx.finish()?;
     Ok(versions)
@@ -188,6 +205,7 @@ fn reading(
         shadow: read_release(conn, signer, versions.shadow, true, current.shadow.as_ref())?,
         exemptions: versions.exemptions.clone(),
         revoked: versions.revoked.clone(),
+        notices: versions.notices.clone(),
         made_ms: store::now_ms(),
         sets: Mutex::new(HashMap::new()),
     })
@@ -200,6 +218,7 @@ pub fn watch_publications(
 ) -> rusqlite::Result<watch::Receiver<Arc<Published>>> {
     let conn = store::open(dir)?;
     ensure_schema(&conn)?;
+    crate::notice::ensure_schema(&conn)?;
     let mut versions = read_versions(&conn)?;
     let first = reading(&conn, &signer, &versions, &Published::default())?;
     let (tx, rx) = watch::channel(Arc::new(first));
@@ -336,6 +355,7 @@ impl Rules for RulesService {
             sent_live: body.current_version,
             sent_shadow: body.current_shadow_version,
             sent_exemptions: None,
+            sent_notice: None,
             published: self.published.clone(),
             signer: self.signer.clone(),
             waiting: VecDeque::new(),
@@ -358,6 +378,7 @@ struct Subscriber {
     sent_live: u32,
     sent_shadow: u32,
     sent_exemptions: Option<ExemptionSet>,
+    sent_notice: Option<SignedNotice>,
     published: watch::Receiver<Arc<Published>>,
     signer: Arc<ring::signature::Ed25519KeyPair>,
     waiting: VecDeque<Result<RulesUpdate, Status>>,
@@ -413,6 +434,15 @@ impl Subscriber {
         if self.sent_exemptions.as_ref() != Some(&set) {
             self.sent_exemptions = Some(set);
             self.waiting.push_back(Ok(update));
+        }
+        // The group's notice on connect and after every new version.
+        if let Some(notice) = now.notice_for(&self.group) {
+            if self.sent_notice.as_ref() != Some(notice) {
+                self.sent_notice = Some(notice.clone());
+                self.waiting.push_back(Ok(RulesUpdate {
+                    update: Some(Update::Notice(notice.clone())),
+                }));
+            }
         }
     }
 }

@@ -30,9 +30,10 @@ fn agent_key(v: &Value, which: &str) -> PublicKey {
 fn agent_signed_vectors_verify_with_the_collectors_rules() {
     let v = vectors();
     let key = agent_key(&v, "agent");
-    let kinds: [(&Value, Domain); 2] = [
+    let kinds: [(&Value, Domain); 3] = [
         (&v["heartbeat"], tutela_proto::heartbeat_message),
         (&v["subscribe"], tutela_proto::subscribe_message),
+        (&v["notice_ack"], tutela_proto::notice_ack_message),
     ];
     let events = v["events"].as_array().unwrap();
     assert_eq!(events.len(), 2);

@@ -36,12 +36,16 @@ pub const SUBSCRIBE_DOMAIN: &[u8] = b"tutela-subscribe-v2";
 /// Domain-separation prefix of the collector's release signature on a
 /// `RuleBundle` (which binds the `shadow` flag and version to the bundle).
 pub const RELEASE_DOMAIN: &[u8] = b"tutela-bundle-release-v2";
+/// Domain-separation prefix of the collector's signature on a `SignedNotice`.
+pub const NOTICE_DOMAIN: &[u8] = b"tutela-notice-v1";
+/// Domain-separation prefix of an agent's signature on a `SignedNoticeAck`.
+pub const NOTICE_ACK_DOMAIN: &[u8] = b"tutela-notice-ack-v1";
 
 /// Every signing domain of the protocol. None is a prefix of another, so a
 /// signature made for one kind of message never verifies as another kind.
 /// (Signed rule bundles have their own prefix, `tutela-rule-bundle` and a
 /// zero byte, inside the bundle format.)
-pub const ALL_DOMAINS: [&[u8]; 7] = [
+pub const ALL_DOMAINS: [&[u8]; 9] = [
     ENROL_PROOF_DOMAIN,
     EXEMPTIONS_DOMAIN,
     REKEY_DOMAIN,
@@ -49,6 +53,8 @@ pub const ALL_DOMAINS: [&[u8]; 7] = [
     HEARTBEAT_DOMAIN,
     SUBSCRIBE_DOMAIN,
     RELEASE_DOMAIN,
+    NOTICE_DOMAIN,
+    NOTICE_ACK_DOMAIN,
 ];
 
 /// `domain || body`: the bytes signed for a message that carries an encoded
@@ -78,6 +84,16 @@ pub fn subscribe_message(body: &[u8]) -> Vec<u8> {
 /// The bytes the collector signs for an exemption set whose encoded `ExemptionSet` is `body`.
 pub fn exemptions_message(body: &[u8]) -> Vec<u8> {
     domain_message(EXEMPTIONS_DOMAIN, body)
+}
+
+/// The bytes the collector signs for a monitoring notice whose encoded `Notice` is `body`.
+pub fn notice_message(body: &[u8]) -> Vec<u8> {
+    domain_message(NOTICE_DOMAIN, body)
+}
+
+/// The bytes an agent signs for an acknowledgement whose encoded `NoticeAckBody` is `body`.
+pub fn notice_ack_message(body: &[u8]) -> Vec<u8> {
+    domain_message(NOTICE_ACK_DOMAIN, body)
 }
 
 /// The bytes a new key signs to prove its possession at enrolment.

@@ -24,3 +24,11 @@ pub const MAX_SUBSCRIBE_BYTES: usize = 4096;
 pub const HEARTBEAT_WINDOW_MS: i64 = 10 * 60_000;
 /// How far a re-key request's `time_ms` may be from the collector's clock.
 pub const REKEY_WINDOW_MS: i64 = 10 * 60_000;
+/// Longest monitoring notice text, in characters (what the console accepts).
+pub const MAX_NOTICE_CHARS: usize = 4000;
+/// Longest monitoring notice text, in bytes (what an agent accepts).
+pub const MAX_NOTICE_TEXT_BYTES: usize = 16 * 1024;
+/// Longest 'Report a concern' address in a notice, in bytes.
+pub const MAX_NOTICE_URL_BYTES: usize = 512;
+/// Largest signed notice acknowledgement body, in bytes.
+pub const MAX_NOTICE_ACK_BYTES: usize = 4096;

@@ -111,6 +111,7 @@ fn device(
         follow_live: true,
         host: tutela_agent::identity::host_id(&station),
         rekey: Arc::new(tokio::sync::Notify::new()),
+        notices: None,
     }
 }
 

@@ -53,6 +53,8 @@ from tutela_wire import (
     enrol_request,
     bundle_verifies,
     exemptions_verify,
+    notice_verify,
+    NOTICE_ACK,
 )
 
 
@@ -125,10 +127,13 @@ def enrolment_cases(collector, token):
 
 
 def rules_cases(collector, agent, group, bundle_key):
-    updates = collector.subscribe(agent.subscription(), 3)
+    updates = collector.subscribe(agent.subscription(), 4)
     bundles = [one(u, 1) for u in updates if 1 in u]
     sets = [one(u, 3) for u in updates if 3 in u]
+    notices = [one(u, 4) for u in updates if 4 in u]
     check(len(bundles) == 2 and len(sets) == 1, f"live, shadow and exemptions: {updates}")
+    check(len(notices) == 1, f"the group's notice: {updates}")
+    notice_cases(collector, agent, group, bundle_key, notices[0])
     roles = sorted(bundle_verifies(bundle_key, parse(b)) for b in bundles)
     check(None not in roles, "both bundles verify")
     check([r[2] for r in roles] == [False, True], f"one live, one shadow: {roles}")
@@ -161,6 +166,31 @@ def rules_cases(collector, agent, group, bundle_key):
     big = msg((1, msg((1, agent.agent_id), (3, now_ms()), (15, b"x" * 5000))), (2, bytes(64)))
     refused(lambda: collector.subscribe(big, 1), C.RESOURCE_EXHAUSTED,
             "rules: a subscription over 4,096 bytes is refused")
+
+
+def notice_cases(collector, agent, group, bundle_key, signed):
+    notice = notice_verify(bundle_key, signed, group)
+    check(notice is not None and notice["version"] == 1, f"the notice verifies: {notice}")
+    check(notice_verify(bundle_key, signed, "another-group") is None, "another group's notice")
+    passed("notice: the group's monitoring notice verifies")
+    shown = hashlib.sha256(notice["body"]).digest()
+
+    def ack(version=1, sha=shown, ack_id=None, domain=NOTICE_ACK):
+        body = msg((1, agent.agent_id), (2, ack_id or os.urandom(16).hex()), (3, "pupil.py"),
+                   (4, "PY-LAB-01"), (5, group), (6, version), (7, now_ms()), (8, sha))
+        return msg((1, body), (2, agent.key.sign(domain + body)))
+
+    first = ack(ack_id="py-ack-1")
+    check(one(collector.acknowledge(first), 1, 0) == 1, "stored")
+    check(one(collector.acknowledge(first), 1, 0) == 0, "a resend is not stored twice")
+    passed("notice: an acknowledgement is stored once")
+    C = grpc.StatusCode
+    refused(lambda: collector.acknowledge(ack(version=9)), C.FAILED_PRECONDITION,
+            "notice: an acknowledgement of a version that does not exist is refused")
+    refused(lambda: collector.acknowledge(ack(sha=bytes(32))), C.FAILED_PRECONDITION,
+            "notice: an acknowledgement of other text is refused")
+    refused(lambda: collector.acknowledge(ack(domain=b"")), C.UNAUTHENTICATED,
+            "notice: an acknowledgement signed over the bare body is refused")
 
 
 def event_cases(collector, agent):

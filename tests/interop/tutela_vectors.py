@@ -15,6 +15,8 @@ from tutela_wire import (
     EVENT,
     EXEMPTIONS,
     HEARTBEAT,
+    NOTICE,
+    NOTICE_ACK,
     RELEASE,
     SUBSCRIBE,
     check,
@@ -108,3 +110,19 @@ def check_vectors(path):
     signed(x, collector, EXEMPTIONS + body)
     check(reencode(body) == body, "exemption set re-encodes byte for byte")
     passed("vectors: bundle, releases and exemption set")
+
+    n = v["notice"]
+    notice_body = bytes.fromhex(n["body"])
+    signed(n, collector, NOTICE + notice_body)
+    check(reencode(notice_body) == notice_body, "notice re-encodes byte for byte")
+    notice = parse(notice_body)
+    check(one(notice, 2) == 2 and one(notice, 4) == 2, "notice version 2, once per version")
+    a = v["notice_ack"]
+    ack_body = bytes.fromhex(a["body"])
+    signed(a, keys["agent"], NOTICE_ACK + ack_body)
+    check(reencode(ack_body) == ack_body, "acknowledgement re-encodes byte for byte")
+    ack = parse(ack_body)
+    check(one(ack, 1).decode() == v["agent_id"], "acknowledgement agent id")
+    check(one(ack, 5) == one(notice, 1) and one(ack, 6) == one(notice, 2), "group and version acknowledged")
+    check(one(ack, 8) == hashlib.sha256(notice_body).digest(), "acknowledgement names the notice bytes shown")
+    passed("vectors: monitoring notice and its acknowledgement")

@@ -131,6 +131,8 @@ RELEASE = b"tutela-bundle-release-v2"
 EXEMPTIONS = b"tutela-exemptions-v1"
 ENROL = b"tutela-enrol-v1"
 REKEY = b"tutela-rekey-v1"
+NOTICE = b"tutela-notice-v1"
+NOTICE_ACK = b"tutela-notice-ack-v1"
 
 
 def new_key():
@@ -238,6 +240,9 @@ class Collector:
 
     def heartbeat(self, request):
         return parse(self.unary("/tutela.v1.Ingest/Heartbeat", request))
+
+    def acknowledge(self, request):
+        return parse(self.unary("/tutela.v1.Notices/Acknowledge", request))
 
     def stream(self, events):
         """Sends events on one stream; returns (acks, error or None)."""
@@ -389,6 +394,18 @@ def bundle_verifies(bundle_key, update):
     if pack["id"] != wire["pack_id"] or pack["version"] != wire["version"] or wire["version"] != version:
         return None
     return (wire["pack_id"], version, shadow)
+
+
+def notice_verify(bundle_key, signed, group):
+    """The notice's fields and body bytes, if it verifies and is for `group`."""
+    s = parse(signed)
+    body, signature = one(s, 1, b""), one(s, 2, b"")
+    if not verifies(bundle_key, NOTICE + body, signature):
+        return None
+    fields = parse(body)
+    if one(fields, 1, b"").decode() != group:
+        return None
+    return {"version": one(fields, 2, 0), "text": one(fields, 3, b"").decode(), "body": body}
 
 
 def exemptions_verify(bundle_key, signed, group):

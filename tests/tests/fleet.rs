@@ -93,6 +93,7 @@ fn device(
             follow_live: true,
             host: tutela_agent::identity::host_id(&format!("LAB3-PC{n:02}")),
             rekey: Arc::new(tokio::sync::Notify::new()),
+            notices: None,
         },
     }
 }

@@ -77,6 +77,15 @@ fn an_independent_python_client_speaks_the_documented_protocol() {
         "PSHE: drugs education",
     ]))
     .unwrap();
+    let notice = scratch.path("notice.txt");
+    std::fs::write(&notice, "This computer is monitored to keep you safe.").unwrap();
+    run_ok(
+        collector
+            .cmd()
+            .args(["notice", "set", "--group", "year-10", "--file"])
+            .arg(&notice),
+    )
+    .unwrap();
     let token = collector.token(&["--group", "year-10"]).unwrap();
     // A token the client waits out, and one revoked (by the first 12 hex
     // digits of its secret's SHA-256, as `token list` shows it).

@@ -285,6 +285,42 @@ fn build(scratch: &std::path::Path) -> Value {
     .expect("the agent accepts the vector's exemption set");
     let exemptions = signed(&set_body, &set_message, &set_signature);
 
+    let notice = tutela_proto::v1::Notice {
+        group: GROUP.into(),
+        version: 2,
+        text: "This computer is monitored to keep you safe.\nRead the acceptable use policy: https://school.example/aup".into(),
+        mode: tutela_proto::v1::NoticeMode::OncePerVersion as i32,
+        concern_url: "https://tutela.school.example/concern".into(),
+        issued_ms: 1_767_225_601_000,
+    };
+    let notice_body = notice.encode_to_vec();
+    let notice_message = tutela_proto::notice_message(&notice_body);
+    let notice_signature = collector.sign(&notice_message).as_ref().to_vec();
+    tutela_agent::notice::Notices::load(&scratch.join("notice"), GROUP, &collector_public)
+        .accept(tutela_proto::v1::SignedNotice {
+            body: notice_body.clone(),
+            signature: notice_signature.clone(),
+        })
+        .expect("the agent accepts the vector's notice");
+    let notice_json = signed(&notice_body, &notice_message, &notice_signature);
+    let ack = tutela_agent::notice::Acknowledger {
+        identity: std::sync::Arc::new(identity(AGENT_SEED, &scratch.join("ack"))),
+        agent_id: AGENT_ID.into(),
+        user: "pupil.one".into(),
+        station: "LAB1-PC07".into(),
+    }
+    .sign_as(
+        &notice,
+        sha256(&notice_body).to_vec(),
+        "0194a1b2c3d40000000000000000a0c7",
+        1_767_225_660_000,
+    );
+    let notice_ack = signed(
+        &ack.body,
+        &tutela_proto::notice_ack_message(&ack.body),
+        &ack.signature,
+    );
+
     json!({
         "protocol_version": tutela_proto::PROTOCOL_VERSION,
         "about": "Test vectors of docs/PROTOCOL.md. Hex throughout except where noted; seeds are RFC 8032 private keys (section 7.1 tests 1-3). Bodies are encoded protobuf as sent; signatures are over signed_bytes.",
@@ -309,6 +345,8 @@ fn build(scratch: &std::path::Path) -> Value {
         "bundle": bundle_json,
         "releases": releases,
         "exemption_set": exemptions,
+        "notice": notice_json,
+        "notice_ack": notice_ack,
     })
 }
 

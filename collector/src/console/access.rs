@@ -185,6 +185,22 @@ fn index_html(data: &serde_json::Value) -> String {
             esc(state_label(r["state"].as_str().unwrap_or(""))),
         );
     }
+    let acks = data["notice_acknowledgements"].as_array();
+    let _ = write!(
+        out,
+        "</table><h2>Monitoring notice acknowledged ({})</h2><table><tr><th>Time</th><th>Station</th><th>Group</th><th>Version</th></tr>",
+        acks.map_or(0, Vec::len)
+    );
+    for k in acks.into_iter().flatten() {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            s(&k["time"]),
+            s(&k["station"]),
+            s(&k["group"]),
+            k["version"],
+        );
+    }
     out.push_str("</table><h2>Withheld</h2><ul>");
     for w in data["withheld"].as_array().into_iter().flatten() {
         let _ = write!(out, "<li><b>{}</b>: {}</li>", s(&w["what"]), s(&w["why"]));
@@ -224,6 +240,7 @@ fn build(
     conn: &Connection,
     account: &str,
     rows: &[Alert],
+    acks: &[crate::notice::AckRecord],
 ) -> Result<(Vec<u8>, Counts), Fail> {
     use zip::write::SimpleFileOptions;
     let now = now_ms();
@@ -269,6 +286,13 @@ fn build(
         "produced_ms": now,
         "alerts": alerts,
         "reports": reports_out,
+        "notice_acknowledgements": acks.iter().map(|k| serde_json::json!({
+            "time": app.zone.format(k.time_ms),
+            "time_ms": k.time_ms,
+            "station": k.station,
+            "group": k.group,
+            "version": k.version,
+        })).collect::<Vec<_>>(),
         "withheld": WITHHELD.iter().map(|(what, why)| serde_json::json!({"what": what, "why": why})).collect::<Vec<_>>(),
     });
     let deflated = options.compression_method(zip::CompressionMethod::Deflated);
@@ -303,7 +327,8 @@ pub fn submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
         ));
     }
     let rows = alert::for_account(app, conn, &viewer, account)?;
-    if rows.is_empty() {
+    let acks = crate::notice::acks_of(conn, account)?;
+    if rows.is_empty() && acks.is_empty() {
         audit::append(
             conn,
             &viewer.name,
@@ -316,19 +341,27 @@ pub fn submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
             html_response(form(
                 &viewer,
                 account,
-                Some(&format!("Nothing is held for the account '{account}': no alert or named report. Check the spelling against the school's account list; nothing was exported.")),
+                Some(&format!("Nothing is held for the account '{account}': no alert, named report or notice acknowledgement. Check the spelling against the school's account list; nothing was exported.")),
             )),
         ));
     }
-    let (bytes, counts) = build(app, conn, account, &rows)?;
+    let (bytes, counts) = build(app, conn, account, &rows, &acks)?;
     audit::append(
         conn,
         &viewer.name,
         "subject_access_export",
         &format!("user:{account}"),
         &format!(
-            "{} alerts, {} reports, {} captures; {} captures withheld",
-            counts.alerts, counts.reports, counts.captures, counts.withheld_captures
+            "{} alerts, {} reports, {} captures{}; {} captures withheld",
+            counts.alerts,
+            counts.reports,
+            counts.captures,
+            if acks.is_empty() {
+                String::new()
+            } else {
+                format!(", {} notice acknowledgements", acks.len())
+            },
+            counts.withheld_captures
         ),
     )?;
     let mut r = typed_response("application/zip", bytes);

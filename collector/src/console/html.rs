@@ -43,7 +43,7 @@ pub fn page(title: &str, viewer: Option<&Viewer>, body: &str) -> String {
         }
         if v.role.reviews() {
             nav.push_str(
-                r#"<a href="/rules">Rules</a><a href="/subject-access">Subject access</a>"#,
+                r#"<a href="/rules">Rules</a><a href="/subject-access">Subject access</a><a href="/notices">Notice</a>"#,
             );
         }
         if v.role.sees_fleet() {

@@ -16,6 +16,7 @@ pub mod coverage;
 pub mod exemptions;
 pub mod export;
 pub mod html;
+pub mod notice;
 pub mod publish;
 pub mod queue;
 pub mod schema;
@@ -555,6 +556,11 @@ pub fn router(app: App) -> Router {
         .route(
             "/settings",
             get(page!(settings::page_handler)).post(page!(settings::submit)),
+        )
+        .route(
+            "/notices",
+            get(page!(notice::page_handler))
+                .post(large_form_page!(notice::submit, notice::FORM_LIMIT)),
         )
         .route("/fleet", get(page!(coverage::page_handler)))
         .route("/fleet/clear-flag", post(page!(coverage::clear_flag)))

@@ -94,6 +94,9 @@ pub struct Figures {
     pub silent: Vec<Silent>,
     pub rule_changes: Vec<RuleChange>,
     pub exemptions: Vec<crate::exemption::Exemption>,
+    /// Monitoring notice acknowledgements received in the week, and pupils
+    /// who have and have not accepted their group's current version.
+    pub notice: crate::notice::WeekCounts,
 }
 
 /// How many of the most severe alerts are listed.
@@ -371,6 +374,7 @@ pub fn figures(
     };
 
     let exemptions = crate::exemption::changed_between(conn, start, end)?;
+    let notice = crate::notice::week_counts(conn, start, end)?;
 
     Ok(Figures {
         audience,
@@ -392,6 +396,7 @@ pub fn figures(
         silent,
         rule_changes,
         exemptions,
+        notice,
     })
 }
 

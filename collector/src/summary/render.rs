@@ -84,6 +84,15 @@ pub fn one_line(text: &str) -> String {
         .collect()
 }
 
+/// The monitoring notice's figures in one sentence.
+fn notice_line(f: &Figures) -> String {
+    let n = f.notice;
+    format!(
+        "Monitoring notice: {} acknowledgement(s) this week; {} pupil(s) have accepted their group's current version, {} have not yet.",
+        n.received, n.accepted, n.pending
+    )
+}
+
 /// The figures with their free-text fields made `one_line`.
 fn plain_figures(f: &Figures) -> Figures {
     let mut f = f.clone();
@@ -249,6 +258,7 @@ pub fn text(f: &Figures) -> String {
     for e in &f.exemptions {
         let _ = writeln!(t, "  {}", exemption_line(f, e));
     }
+    let _ = writeln!(t, "{}", notice_line(f));
     let _ = writeln!(t);
     let _ = writeln!(
         t,
@@ -488,6 +498,11 @@ pub fn html(f: &Figures, chart_src: &str) -> String {
         }
         let _ = write!(h, "</ul>");
     }
+    let _ = write!(
+        h,
+        r#"<p style="font-size:14px;margin:4px 0" id="notice">{}</p>"#,
+        esc(&notice_line(f))
+    );
     let _ = write!(
         h,
         r#"<p style="font-size:12px;color:#666;margin-top:24px">Review alerts in the <a href="{}/queue">Tutela console</a>. This email holds no captures or typed text. Generated {}.</p></div></body></html>"#,

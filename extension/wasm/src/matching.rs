@@ -166,6 +166,10 @@ impl Engine {
                     .collect();
                 Ok(json!({"kind": "exemptions", "applied": true, "count": self.exemptions.len()}))
             }
+            // Shown by the native agents; the extension's notice page is still to come.
+            Some(rules_update::Update::Notice(_)) => Ok(
+                json!({"kind": "notice", "applied": false, "reason": "this extension does not show monitoring notices yet"}),
+            ),
             None => Ok(
                 json!({"kind": "unknown", "applied": false, "reason": "an update of a kind this extension does not know"}),
             ),

@@ -1,0 +1,631 @@
+//! The school's monitoring notice and acceptable use policy, shown to the
+//! pupil at session start in a window they must acknowledge.
+//!
+//! The collector sends the notice of this device's group on the rules stream,
+//! signed with its bundle key; it is applied only when it verifies, is for
+//! this group and is no older than the one held, and is kept on disk (signed
+//! bytes, checked again on load) so the next session shows it before the
+//! collector is reached. It is shown at start (every sign-in, or once per
+//! pupil and version, as the school chose) and again when a new version
+//! arrives. Each acknowledgement is signed with the agent's key and kept in a
+//! small queue on disk until the collector has it.
+
+#[cfg(windows)]
+mod window_windows;
+#[cfg(target_os = "linux")]
+mod window_x11;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message;
+use ring::signature::{UnparsedPublicKey, ED25519};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tutela_proto::limits::{MAX_NOTICE_TEXT_BYTES, MAX_NOTICE_URL_BYTES};
+use tutela_proto::v1::notices_client::NoticesClient;
+use tutela_proto::v1::{Notice, NoticeAckBody, NoticeMode, SignedNotice, SignedNoticeAck};
+
+use crate::identity::{write_private, Enrolment, Identity};
+use crate::uplink::Backoff;
+
+const NOTICE_FILE: &str = "notice.toml";
+const PENDING_FILE: &str = "notice-acks.toml";
+const SEEN_FILE: &str = "notice-seen.toml";
+/// Most unsent acknowledgements kept (a station offline for weeks).
+const MAX_PENDING: usize = 500;
+/// Most (pupil, version) pairs remembered for once-per-version notices.
+const MAX_SEEN: usize = 5000;
+
+/// Why a notice from the collector was refused; the one held stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum NoticeError {
+    #[error("the notice's signature does not verify against the collector's bundle key")]
+    BadSignature,
+    #[error("the notice is not a valid tutela.v1.Notice")]
+    Malformed,
+    #[error("the notice is for group {offered:?}, not this device's group {own:?}")]
+    OtherGroup { offered: String, own: String },
+    #[error("the notice is version {offered}, older than the version held ({held})")]
+    Older { offered: u32, held: u32 },
+    #[error("the notice's text or address is over its limit")]
+    TooLong,
+}
+
+/// What the window shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    pub text: String,
+    pub concern_url: String,
+    pub version: u32,
+}
+
+/// Why the window could not be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum DisplayError {
+    #[error("no desktop to show the notice on: {0}")]
+    NoDisplay(String),
+    #[error("showing the notice failed: {0}")]
+    Failed(String),
+}
+
+/// Shows the notice and blocks until the pupil acknowledges it.
+fn show_blocking(shown: &Shown) -> Result<(), DisplayError> {
+    #[cfg(target_os = "linux")]
+    return window_x11::show(shown);
+    #[cfg(windows)]
+    return window_windows::show(shown);
+    #[cfg(not(any(target_os = "linux", windows)))]
+    {
+        let _ = shown;
+        Err(DisplayError::NoDisplay(
+            "this platform has no notice window yet".into(),
+        ))
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Signed {
+    body: String,
+    signature: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Pending {
+    #[serde(default)]
+    ack: Vec<Signed>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Seen {
+    /// `group`, `version` and `user`, acknowledged on this station.
+    #[serde(default)]
+    seen: Vec<(String, u32, String)>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    notice: Option<Notice>,
+    /// SHA-256 of the held notice's body bytes, as signed.
+    sha256: Vec<u8>,
+}
+
+/// The notice this agent holds and its acknowledgements.
+#[derive(Clone)]
+pub struct Notices {
+    dir: PathBuf,
+    group: String,
+    key: Vec<u8>,
+    held: Arc<Mutex<Held>>,
+    /// Signalled when a newer version is applied.
+    changed: Arc<Notify>,
+    /// Signalled when an acknowledgement is queued.
+    queued: Arc<Notify>,
+    /// Serialises the queue file's read-modify-write.
+    files: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for Notices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notices")
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read_toml<T: for<'de> Deserialize<'de> + Default>(path: &Path) -> T {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| toml::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+fn write_toml<T: Serialize>(path: &Path, value: &T) {
+    match toml::to_string(value) {
+        Ok(text) => {
+            if let Err(e) = write_private(path, text.as_bytes()) {
+                tracing::warn!(file = %path.display(), error = %e, "cannot keep the notice state on disk");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot encode the notice state"),
+    }
+}
+
+impl Notices {
+    /// Loads the saved notice for `group` from `dir`, checking its signature
+    /// with `bundle_key` (none if absent or if it does not verify).
+    pub fn load(dir: &Path, group: &str, bundle_key: &[u8]) -> Self {
+        let this = Self {
+            dir: dir.to_owned(),
+            group: group.to_owned(),
+            key: bundle_key.to_vec(),
+            held: Arc::default(),
+            changed: Arc::default(),
+            queued: Arc::default(),
+            files: Arc::default(),
+        };
+        let saved: Signed = read_toml(&dir.join(NOTICE_FILE));
+        let signed = hex::decode(&saved.body)
+            .ok()
+            .zip(hex::decode(&saved.signature).ok());
+        if let Some((body, signature)) = signed.filter(|(b, _)| !b.is_empty()) {
+            match this.check(&SignedNotice { body, signature }) {
+                Ok((notice, sha)) => {
+                    *lock(&this.held) = Held {
+                        notice: Some(notice),
+                        sha256: sha,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "ignoring the saved notice; the collector sends it again")
+                }
+            }
+        }
+        this
+    }
+
+    fn check(&self, signed: &SignedNotice) -> Result<(Notice, Vec<u8>), NoticeError> {
+        UnparsedPublicKey::new(&ED25519, &self.key)
+            .verify(
+                &tutela_proto::notice_message(&signed.body),
+                &signed.signature,
+            )
+            .map_err(|_| NoticeError::BadSignature)?;
+        let notice = Notice::decode(signed.body.as_slice()).map_err(|_| NoticeError::Malformed)?;
+        if self.group.is_empty() || notice.group != self.group {
+            return Err(NoticeError::OtherGroup {
+                offered: notice.group,
+                own: self.group.clone(),
+            });
+        }
+        if notice.text.len() > MAX_NOTICE_TEXT_BYTES
+            || notice.concern_url.len() > MAX_NOTICE_URL_BYTES
+        {
+            return Err(NoticeError::TooLong);
+        }
+        let held = lock(&self.held).notice.as_ref().map_or(0, |n| n.version);
+        if notice.version < held {
+            return Err(NoticeError::Older {
+                offered: notice.version,
+                held,
+            });
+        }
+        let sha = ring::digest::digest(&ring::digest::SHA256, &signed.body)
+            .as_ref()
+            .to_vec();
+        Ok((notice, sha))
+    }
+
+    /// Applies a notice the collector sent, if it verifies; a newer version
+    /// is kept on disk and shown. A refused notice leaves the held one.
+    pub fn accept(&self, signed: SignedNotice) -> Result<(), NoticeError> {
+        let (notice, sha) = self.check(&signed)?;
+        let mut held = lock(&self.held);
+        if held.sha256 == sha {
+            return Ok(());
+        }
+        let newer = held
+            .notice
+            .as_ref()
+            .is_none_or(|n| n.version < notice.version);
+        tracing::info!(version = notice.version, "monitoring notice received");
+        *held = Held {
+            notice: Some(notice),
+            sha256: sha,
+        };
+        drop(held);
+        write_toml(
+            &self.dir.join(NOTICE_FILE),
+            &Signed {
+                body: hex::encode(&signed.body),
+                signature: hex::encode(&signed.signature),
+            },
+        );
+        if newer {
+            self.changed.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The notice held, if it is to be shown to `user` now: any non-empty
+    /// notice at session start in every-sign-in mode; otherwise one whose
+    /// version `user` has not acknowledged on this station.
+    fn due(&self, user: &str, session_start: bool) -> Option<(Notice, Vec<u8>)> {
+        let held = lock(&self.held);
+        let notice = held.notice.clone().filter(|n| !n.text.trim().is_empty())?;
+        let every = notice.mode != NoticeMode::OncePerVersion as i32;
+        if every && session_start {
+            return Some((notice, held.sha256.clone()));
+        }
+        let seen: Seen = read_toml(&self.dir.join(SEEN_FILE));
+        let acknowledged = seen
+            .seen
+            .iter()
+            .any(|(g, v, u)| g == &notice.group && *v == notice.version && u == user);
+        (!acknowledged).then(|| (notice, held.sha256.clone()))
+    }
+
+    fn remember(&self, group: &str, version: u32, user: &str) {
+        let _guard = lock(&self.files);
+        let path = self.dir.join(SEEN_FILE);
+        let mut seen: Seen = read_toml(&path);
+        seen.seen
+            .retain(|(g, v, u)| !(g == group && u == user && *v <= version));
+        seen.seen.push((group.to_owned(), version, user.to_owned()));
+        let excess = seen.seen.len().saturating_sub(MAX_SEEN);
+        seen.seen.drain(..excess);
+        write_toml(&path, &seen);
+    }
+
+    fn queue(&self, signed: SignedNoticeAck) {
+        let _guard = lock(&self.files);
+        let path = self.dir.join(PENDING_FILE);
+        let mut pending: Pending = read_toml(&path);
+        pending.ack.push(Signed {
+            body: hex::encode(&signed.body),
+            signature: hex::encode(&signed.signature),
+        });
+        let excess = pending.ack.len().saturating_sub(MAX_PENDING);
+        if excess > 0 {
+            tracing::warn!(
+                dropped = excess,
+                "too many unsent notice acknowledgements; the oldest are dropped"
+            );
+            pending.ack.drain(..excess);
+        }
+        write_toml(&path, &pending);
+        self.queued.notify_one();
+    }
+
+    fn pending(&self) -> Vec<SignedNoticeAck> {
+        let _guard = lock(&self.files);
+        let pending: Pending = read_toml(&self.dir.join(PENDING_FILE));
+        pending
+            .ack
+            .into_iter()
+            .filter_map(|s| {
+                Some(SignedNoticeAck {
+                    body: hex::decode(s.body).ok()?,
+                    signature: hex::decode(s.signature).ok()?,
+                })
+            })
+            .collect()
+    }
+
+    fn remove_sent(&self, sent: &SignedNoticeAck) {
+        let _guard = lock(&self.files);
+        let path = self.dir.join(PENDING_FILE);
+        let mut pending: Pending = read_toml(&path);
+        let body = hex::encode(&sent.body);
+        pending.ack.retain(|s| s.body != body);
+        write_toml(&path, &pending);
+    }
+
+    /// Shows the notice at session start and whenever a newer version
+    /// arrives, for as long as the agent runs. Each acknowledgement is signed
+    /// and queued for [`Self::send`].
+    pub async fn show(self, ackr: Acknowledger) {
+        let mut session_start = true;
+        loop {
+            if let Some((notice, sha)) = self.due(&ackr.user, session_start) {
+                let shown = Shown {
+                    text: notice.text.clone(),
+                    concern_url: notice.concern_url.clone(),
+                    version: notice.version,
+                };
+                tracing::info!(version = notice.version, "showing the monitoring notice");
+                // Its own thread, not a blocking task: a window left open
+                // must not hold up the agent's exit when the session ends.
+                let (done, answered) = tokio::sync::oneshot::channel();
+                let spawned = std::thread::Builder::new()
+                    .name("notice-window".into())
+                    .spawn(move || {
+                        let _ = done.send(show_blocking(&shown));
+                    });
+                if let Err(e) = spawned {
+                    tracing::error!(error = %e, "cannot start the notice window's thread");
+                }
+                match answered.await {
+                    Ok(Ok(())) => {
+                        let signed = ackr.sign(&notice, sha);
+                        self.remember(&notice.group, notice.version, &ackr.user);
+                        self.queue(signed);
+                        tracing::info!(version = notice.version, "monitoring notice acknowledged");
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "the monitoring notice could not be shown; it is shown when the next version arrives or the agent starts again");
+                    }
+                    Err(_) => tracing::error!("the notice window ended unexpectedly"),
+                }
+            } else if session_start {
+                tracing::info!("no monitoring notice to show at sign-in");
+            }
+            session_start = false;
+            self.changed.notified().await;
+        }
+    }
+
+    /// Sends queued acknowledgements to the collector until it has them,
+    /// retrying with backoff; one the collector refuses for good is dropped.
+    pub async fn send(self, enrolment: Enrolment) {
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+        loop {
+            let pending = self.pending();
+            if pending.is_empty() {
+                self.queued.notified().await;
+                continue;
+            }
+            match self.send_all(&enrolment, pending).await {
+                Ok(()) => backoff.reset(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "notice acknowledgements not delivered; will retry");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
+        }
+    }
+
+    async fn send_all(
+        &self,
+        enrolment: &Enrolment,
+        pending: Vec<SignedNoticeAck>,
+    ) -> Result<(), String> {
+        let channel = crate::pinning::connect(&enrolment.collector, &enrolment.fingerprint)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut client = NoticesClient::new(channel);
+        for ack in pending {
+            match client.acknowledge(ack.clone()).await {
+                Ok(reply) => {
+                    tracing::info!(
+                        stored = reply.into_inner().stored,
+                        "notice acknowledgement delivered"
+                    );
+                    self.remove_sent(&ack);
+                }
+                Err(s) if refused_for_good(s.code()) => {
+                    tracing::error!(code = ?s.code(), reason = s.message(), "notice acknowledgement refused by the collector; dropped");
+                    self.remove_sent(&ack);
+                }
+                Err(s) => return Err(s.message().to_owned()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Refusals that resending the same bytes can never overcome.
+fn refused_for_good(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::InvalidArgument
+            | tonic::Code::FailedPrecondition
+            | tonic::Code::ResourceExhausted
+    )
+}
+
+/// Signs acknowledgements for this agent, pupil and station.
+#[derive(Clone)]
+pub struct Acknowledger {
+    pub identity: Arc<Identity>,
+    pub agent_id: String,
+    pub user: String,
+    pub station: String,
+}
+
+impl std::fmt::Debug for Acknowledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acknowledger")
+            .field("agent_id", &self.agent_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Acknowledger {
+    /// The signed acknowledgement of `notice` (whose body's SHA-256 is
+    /// `sha256`) by this pupil, now.
+    pub fn sign(&self, notice: &Notice, sha256: Vec<u8>) -> SignedNoticeAck {
+        use ring::rand::SecureRandom;
+        let mut id = [0u8; 16];
+        ring::rand::SystemRandom::new()
+            .fill(&mut id)
+            .expect("the system random source works");
+        self.sign_as(notice, sha256, &hex::encode(id), crate::session::now_ms())
+    }
+
+    /// [`Self::sign`] with a given id and time (test vectors).
+    pub fn sign_as(
+        &self,
+        notice: &Notice,
+        sha256: Vec<u8>,
+        ack_id: &str,
+        time_ms: i64,
+    ) -> SignedNoticeAck {
+        let cut = |text: &str| {
+            let mut text = text.to_owned();
+            crate::event::truncate_at_char_boundary(
+                &mut text,
+                tutela_proto::limits::MAX_NAME_BYTES,
+            );
+            text
+        };
+        let body = NoticeAckBody {
+            agent_id: self.agent_id.clone(),
+            ack_id: ack_id.to_owned(),
+            user: cut(&self.user),
+            station: cut(&self.station),
+            group: notice.group.clone(),
+            version: notice.version,
+            time_ms,
+            notice_sha256: sha256,
+        }
+        .encode_to_vec();
+        SignedNoticeAck {
+            signature: self.identity.sign(&tutela_proto::notice_ack_message(&body)),
+            body,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+
+    fn collector_key() -> Ed25519KeyPair {
+        let rng = ring::rand::SystemRandom::new();
+        Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref()).unwrap()
+    }
+
+    fn signed(key: &Ed25519KeyPair, group: &str, version: u32, mode: NoticeMode) -> SignedNotice {
+        let body = Notice {
+            group: group.into(),
+            version,
+            text: format!("Use is monitored (v{version})."),
+            mode: mode as i32,
+            concern_url: "https://school.test/concern".into(),
+            issued_ms: 1,
+        }
+        .encode_to_vec();
+        SignedNotice {
+            signature: key
+                .sign(&tutela_proto::notice_message(&body))
+                .as_ref()
+                .to_vec(),
+            body,
+        }
+    }
+
+    #[test]
+    fn only_a_signed_newer_notice_for_this_group_is_held_and_it_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = collector_key();
+        let public = key.public_key().as_ref().to_vec();
+        let notices = Notices::load(dir.path(), "y10", &public);
+        notices
+            .accept(signed(&key, "y10", 2, NoticeMode::EverySignIn))
+            .unwrap();
+        assert!(matches!(
+            notices.accept(signed(&key, "y7", 3, NoticeMode::EverySignIn)),
+            Err(NoticeError::OtherGroup { .. })
+        ));
+        assert!(matches!(
+            notices.accept(signed(&key, "y10", 1, NoticeMode::EverySignIn)),
+            Err(NoticeError::Older {
+                offered: 1,
+                held: 2
+            })
+        ));
+        let mut forged = signed(&key, "y10", 9, NoticeMode::EverySignIn);
+        forged.body[3] ^= 1;
+        assert!(matches!(
+            notices.accept(forged),
+            Err(NoticeError::BadSignature)
+        ));
+        let other = collector_key();
+        assert!(matches!(
+            notices.accept(signed(&other, "y10", 9, NoticeMode::EverySignIn)),
+            Err(NoticeError::BadSignature)
+        ));
+        // A signature made for another kind of message does not verify as a notice.
+        let mut cross = signed(&key, "y10", 9, NoticeMode::EverySignIn);
+        cross.signature = key
+            .sign(&tutela_proto::exemptions_message(&cross.body))
+            .as_ref()
+            .to_vec();
+        assert!(matches!(
+            notices.accept(cross),
+            Err(NoticeError::BadSignature)
+        ));
+        let again = Notices::load(dir.path(), "y10", &public);
+        assert_eq!(lock(&again.held).notice.as_ref().unwrap().version, 2);
+        // Another group's station does not take it from disk either.
+        let elsewhere = Notices::load(dir.path(), "y7", &public);
+        assert!(lock(&elsewhere.held).notice.is_none());
+    }
+
+    #[test]
+    fn every_sign_in_shows_at_each_start_and_once_per_version_only_until_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = collector_key();
+        let notices = Notices::load(dir.path(), "y10", key.public_key().as_ref());
+        assert!(notices.due("pupil.one", true).is_none(), "nothing held");
+        notices
+            .accept(signed(&key, "y10", 1, NoticeMode::EverySignIn))
+            .unwrap();
+        assert!(notices.due("pupil.one", true).is_some());
+        notices.remember("y10", 1, "pupil.one");
+        assert!(notices.due("pupil.one", true).is_some(), "every sign-in");
+        assert!(
+            notices.due("pupil.one", false).is_none(),
+            "not again mid-session"
+        );
+        notices
+            .accept(signed(&key, "y10", 2, NoticeMode::OncePerVersion))
+            .unwrap();
+        assert!(notices.due("pupil.one", false).is_some(), "a new version");
+        notices.remember("y10", 2, "pupil.one");
+        assert!(notices.due("pupil.one", true).is_none(), "once per version");
+        assert!(notices.due("pupil.two", true).is_some(), "per pupil");
+    }
+
+    #[test]
+    fn acknowledgements_are_queued_on_disk_until_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = collector_key();
+        let notices = Notices::load(dir.path(), "y10", key.public_key().as_ref());
+        let ackr = Acknowledger {
+            identity: Arc::new(Identity::generate()),
+            agent_id: "ag-1".into(),
+            user: "pupil.one".into(),
+            station: "LAB1-PC07".into(),
+        };
+        let notice = Notice {
+            group: "y10".into(),
+            version: 1,
+            ..Notice::default()
+        };
+        let a = ackr.sign(&notice, vec![7; 32]);
+        let b = ackr.sign(&notice, vec![7; 32]);
+        notices.queue(a.clone());
+        notices.queue(b.clone());
+        assert_eq!(notices.pending(), [a.clone(), b.clone()]);
+        notices.remove_sent(&a);
+        assert_eq!(notices.pending(), std::slice::from_ref(&b));
+        let body = NoticeAckBody::decode(b.body.as_slice()).unwrap();
+        assert_eq!(
+            (body.user.as_str(), body.version, body.ack_id.len()),
+            ("pupil.one", 1, 32)
+        );
+        assert!(
+            ring::signature::UnparsedPublicKey::new(&ED25519, ackr.identity.public_key())
+                .verify(&tutela_proto::notice_ack_message(&b.body), &b.signature)
+                .is_ok()
+        );
+    }
+}
