@@ -22,9 +22,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use tutela_proto::v1::rules_server::Rules;
 use tutela_proto::v1::rules_update::Update;
-use tutela_proto::v1::{
-    ExemptionSet, RulesUpdate, SignedNotice, SignedSubscribe, SubscribeBody,
-};
+use tutela_proto::v1::{ExemptionSet, RulesUpdate, SignedNotice, SignedSubscribe, SubscribeBody};
 
 use crate::exemption::Exemption;
 use crate::ingest::AgentKeys;
