@@ -7,6 +7,7 @@
 // alert), SHOTS_DIR (where the README screenshots go), CHROMIUM.
 import { chromium } from 'playwright-core';
 import readline from 'node:readline';
+import { audit } from './a11y.mjs';
 
 const base = process.env.CONSOLE_URL;
 const password = process.env.PASSWORD;
@@ -15,6 +16,13 @@ const shots = process.env.SHOTS_DIR;
 const result = {};
 const lines = readline.createInterface({ input: process.stdin });
 const nextLine = () => new Promise((resolve) => lines.once('line', resolve));
+
+// Accessibility (WCAG 2.2 AA, axe-core) of every page each role reaches.
+const violations = [];
+async function accessible(page, path, label) {
+  if (path) await page.goto(`${base}${path}`);
+  violations.push(...(await audit(page, label)));
+}
 
 function check(cond, what) {
   if (!cond) throw new Error(`check failed: ${what}`);
@@ -39,6 +47,13 @@ async function signIn(name, pass = password) {
 }
 
 try {
+  {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await accessible(page, '/login', 'sign-in');
+    await accessible(page, '/concern', 'report a concern');
+    await context.close();
+  }
   // The DSL signs in and sees the seeded severity-5 alert at the top.
   const { context, page } = await signIn('dsl1');
   check(new URL(page.url()).pathname === '/queue', 'dsl lands on the queue');
@@ -53,6 +68,7 @@ try {
   await page.waitForSelector(`#queue-rows tr[data-id="${newId}"].fresh`, { timeout: 20000 });
   check(await page.locator('#queue-rows tr').count() === before + 1, 'new alert appears without a reload');
   await page.screenshot({ path: `${shots}/console-queue.png` });
+  await accessible(page, null, 'dsl queue');
 
   // Open the alert: signature verified, matched words marked, capture blurred.
   await Promise.all([page.waitForURL(`**/alerts/${severeId}`), page.locator(`#queue-rows tr[data-id="${severeId}"] a.open`).click()]);
@@ -62,6 +78,7 @@ try {
   const early = await page.request.get(`${base}/alerts/${severeId}/capture.jpg`);
   check(early.status() === 403, 'capture refused before reveal');
   await page.screenshot({ path: `${shots}/console-alert.png`, fullPage: true });
+  await accessible(page, null, 'dsl alert');
 
   // Reveal with a reason.
   await page.fill('#reveal-form textarea[name=reason]', 'Checking the screen for risk of harm');
@@ -94,17 +111,24 @@ try {
 
   // Exports.
   await page.goto(`${base}/alerts/${severeId}/record`);
+  await accessible(page, null, 'dsl incident record');
   const record = await page.textContent('main');
   check(record.includes('pupil.one') && record.includes('LAB1-PC07') && record.includes('Ed25519'), 'printable incident record');
   const json = await (await page.request.get(`${base}/alerts/${severeId}/record.json`)).json();
   check(json.signature.verified === true && json.signature.body_base64.length > 0, 'json incident record with signature');
   const csv = await (await page.request.get(`${base}/queue.csv?state=all`)).text();
   check(csv.startsWith('id,time,username') && csv.includes('pupil.one'), 'csv export');
+  for (const path of ['/rules', '/fleet', '/exemptions', '/tokens', '/settings', '/subject-access', '/notices', '/audit']) {
+    await accessible(page, path, `dsl ${path}`);
+  }
   await context.close();
 
   // A technician lands on the fleet, sees no alert and never a capture.
   const tech = await signIn('tech1');
   check(new URL(tech.page.url()).pathname === '/fleet', 'technician lands on the fleet');
+  for (const path of ['/fleet', '/rules/publish', '/tokens', '/exemptions']) {
+    await accessible(tech.page, path, `technician ${path}`);
+  }
   check(!(await tech.page.content()).includes('pupil.one'), 'technician sees no pupil');
   const techCapture = await tech.page.request.get(`${base}/alerts/${severeId}/capture.jpg`);
   check(techCapture.status() === 403, 'technician gets 403 on a capture');
@@ -115,6 +139,7 @@ try {
   // The head teacher gets the staff alert, and only that.
   const head = await signIn('head1');
   const headRows = await head.page.textContent('#queue-rows');
+  await accessible(head.page, null, 'head queue');
   check(headRows.includes('mr.smith') && !headRows.includes('pupil.one'), 'staff alerts go to the head only');
   await head.context.close();
 
@@ -132,6 +157,7 @@ try {
   // The auditor sees each step in an intact chain.
   const auditor = await signIn('audit1');
   check(new URL(auditor.page.url()).pathname === '/audit', 'auditor lands on the audit log');
+  await accessible(auditor.page, null, 'auditor audit log');
   check((await auditor.page.textContent('#chain')).includes('intact'), 'audit chain intact');
   const log = await auditor.page.textContent('#audit');
   for (const action of ['login', 'view_alert', 'reveal_capture', 'add_note', 'csrf_refused', 'state_change', 'export_record', 'export_csv', 'denied', 'login_locked']) {
@@ -140,6 +166,7 @@ try {
   const techAudit = await (await signIn('tech1')).page.request.get(`${base}/audit`);
   check(techAudit.status() === 403, 'audit log refused to a technician');
   await auditor.context.close();
+  check(violations.length === 0, `no WCAG 2.2 AA violation:\n${violations.join('\n')}`);
   console.log('RESULT ' + JSON.stringify(result));
 } catch (e) {
   console.log('RESULT ' + JSON.stringify({ error: String(e && e.stack || e), passed: result }));

@@ -578,7 +578,7 @@ fn notes_html(
     }
     let _ = write!(
         body,
-        r#"</ul><form method="post" action="/alerts/{}/note" id="note-form">{}<textarea name="text" rows="3" cols="60" required></textarea><br><button type="submit">Add note</button></form>"#,
+        r#"</ul><form method="post" action="/alerts/{}/note" id="note-form">{}<label for="note-text">Note</label><br><textarea id="note-text" name="text" rows="3" cols="60" required></textarea><br><button type="submit">Add note</button></form>"#,
         alert.id,
         csrf_field(viewer)
     );

@@ -209,7 +209,8 @@ fn render(
     let _ = write!(
         body,
         r#"<form method="post" action="/rules/publish" id="publish-form">{}
-<textarea name="pack" rows="30" cols="100">{}</textarea>
+<label for="pack-text">Pack (TOML)</label>
+<textarea id="pack-text" name="pack" rows="30" cols="100">{}</textarea>
 <label><input type="checkbox" name="shadow"{}> Shadow (candidate) pack</label>
 <button type="submit" name="action" value="check">Check</button>
 <button type="submit" name="action" value="publish">Publish</button></form>"#,
@@ -217,7 +218,7 @@ fn render(
         esc(text),
         if shadow { " checked" } else { "" }
     );
-    body
+    page("Publish rules", Some(viewer), &body)
 }
 
 #[cfg(test)]
