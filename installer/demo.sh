@@ -42,6 +42,20 @@ if [ ! -f "$DEMO/dsl-password" ]; then
     (umask 077; od -An -N12 -tx1 /dev/urandom | tr -d ' \n' > "$DEMO/dsl-password")
 fi
 collector user add demo-dsl --role dsl --password-file "$DEMO/dsl-password" >/dev/null
+# The school's monitoring notice and acceptable use policy for the demo's group,
+# shown to the pupil when the session starts.
+if [ ! -f "$DEMO/notice.txt" ]; then
+    cat > "$DEMO/notice.txt" <<'NOTICE'
+This computer is monitored. To keep you safe, Tutela Demo School's safeguarding
+team may see what you type, the windows you open and the websites you visit
+when they match words that suggest someone may be at risk. Nothing else is kept.
+
+By continuing you agree to the school's acceptable use policy.
+If you are worried about yourself or someone else, you can tell us, with or
+without your name, on the 'Report a concern' page.
+NOTICE
+    collector notice set --group demo --file "$DEMO/notice.txt" --by demo >/dev/null
+fi
 "$BIN/tutela-collector" --data-dir "$DEMO/collector" serve >"$DEMO/collector.out" 2>"$DEMO/collector.log" &
 PIDS="$PIDS $!"
 for _ in $(seq 50); do grep -q listening "$DEMO/collector.out" 2>/dev/null && break; sleep 0.2; done
@@ -86,6 +100,16 @@ wait_alerts() {
     return 1
 }
 
+# The monitoring notice opens as the session starts; the pupil accepts it.
+for _ in $(seq 100); do NID="$(xdotool search --name '^Tutela: monitoring notice$' 2>/dev/null | head -1)"; [ -n "$NID" ] && break; sleep 0.1; done
+if [ -n "$NID" ]; then
+    xdotool windowactivate --sync "$NID" 2>/dev/null || xdotool windowfocus --sync "$NID" 2>/dev/null || true
+    xdotool key Return 2>/dev/null || true
+    echo "demo: the pupil saw the monitoring notice and pressed 'I understand' (acknowledgement signed and sent)"
+else
+    echo "demo: the monitoring notice did not appear; see $DEMO/agent.log" >&2
+fi
+
 # 1. A window whose title matches a gambling rule.
 xterm -T "best online casino bonus - free spins" -e sleep 600 >/dev/null 2>&1 &
 PIDS="$PIDS $!"
@@ -126,6 +150,8 @@ demo: ready. The review console: http://127.0.0.1:$CONSOLE_PORT/
       screenshot blurred until you reveal it; every view is audited.
       Pupils report a concern, named or anonymous, with no sign-in at
       http://127.0.0.1:$CONSOLE_PORT/concern ('I need help now' is severity 5).
+      Who has accepted the monitoring notice: Notices in the console, or
+      tutela-collector notice acks --group demo.
 demo: logs in $DEMO; press Ctrl-C to stop everything.
 MSG
 if [ "${TUTELA_DEMO_EXIT:-0}" = 1 ]; then exit 0; fi

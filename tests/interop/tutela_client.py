@@ -253,6 +253,35 @@ def event_cases(collector, agent):
     return hashlib.sha256(b7).digest()
 
 
+def submit_cases(collector, agent, prev):
+    """Ingest/Submit: the events of one stream in one call (PROTOCOL.md)."""
+    C = grpc.StatusCode
+    b8 = agent.body(8, prev)
+    b9 = agent.body(9, hashlib.sha256(b8).digest())
+    ack, code, _, seq = collector.submit([agent.event(b8), agent.event(b9)])
+    check(ack == (agent.agent_id, 9, 1) and code == 0 and seq == 0, f"submit {ack} {code} {seq}")
+    passed("submit: a batch is stored, the acknowledgement covers it")
+    ack, code, _, _ = collector.submit([agent.event(b9)])
+    check(ack == (agent.agent_id, 9, 2) and code == 0, f"submit duplicate {ack} {code}")
+    passed("submit: a resent event is acknowledged as a duplicate")
+    other = agent.body(9, hashlib.sha256(b8).digest(), context="I will hurt myself again")
+    ack, code, message, seq = collector.submit([agent.event(other)])
+    check(ack is None and code == C.ALREADY_EXISTS.value[0] and seq == 9,
+          f"submit conflict {ack} {code} {message} {seq}")
+    passed("submit: a stored number with other content is refused in the reply, with its seq")
+    b10 = agent.body(10, hashlib.sha256(b9).digest())
+    ack, code, message, seq = collector.submit([agent.event(b10, key=new_key())])
+    check(ack is None and code == C.UNAUTHENTICATED.value[0] and seq == 0,
+          f"submit forged {ack} {code} {message} {seq}")
+    passed("submit: a forged signature is refused in the reply, without a seq")
+    many = [agent.event(agent.body(10 + i, bytes(32))) for i in range(257)]
+    refused(lambda: collector.submit(many), C.RESOURCE_EXHAUSTED, "submit: 257 events are refused whole")
+    refused(lambda: parse(collector.unary("/tutela.v1.Ingest/Submit", b"\xff\xff\xff")),
+            C.INTERNAL, "submit: a message that is not an EventBatch (the gRPC layer)",
+            contains="failed to decode Protobuf message")
+    return hashlib.sha256(b9).digest()
+
+
 def heartbeat_cases(collector, agent):
     C = grpc.StatusCode
     fresh = agent.heartbeat()
@@ -322,7 +351,7 @@ def run(token_text, state_path, expiring_text, revoked_text):
     token_cases(collector, expiring_text, revoked_text)
     agent, group, bundle_key = enrolment_cases(collector, token)
     rules_cases(collector, agent, group, bundle_key)
-    last_hash = event_cases(collector, agent)
+    last_hash = submit_cases(collector, agent, event_cases(collector, agent))
     heartbeat_cases(collector, agent)
     successor = rekey_cases(collector, agent)
     with open(state_path, "w") as f:
@@ -375,7 +404,7 @@ def revoked(token_text, state_path):
     key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(state["key"]))
     agent = Agent(state["agent_id"], key)
     collector = Collector(pinned_channel(token["collector"], token["fingerprint"]))
-    body = agent.body(8, bytes.fromhex(state["last_hash"]))
+    body = agent.body(10, bytes.fromhex(state["last_hash"]))
     stream_refused(collector, [agent.event(body)], C.PERMISSION_DENIED, "revoked: events are refused")
     refused(lambda: collector.heartbeat(agent.heartbeat()), C.PERMISSION_DENIED,
             "revoked: heartbeats are refused")

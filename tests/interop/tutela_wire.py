@@ -241,6 +241,17 @@ class Collector:
     def heartbeat(self, request):
         return parse(self.unary("/tutela.v1.Ingest/Heartbeat", request))
 
+    def submit(self, events):
+        """Ingest/Submit: returns (ack as (agent_id, seq, status) or None, refused_code,
+        refused_message, rejected_seq)."""
+        reply = parse(self.unary("/tutela.v1.Ingest/Submit", msg((1, list(events)))))
+        ack_bytes = one(reply, 1, None)
+        ack = None
+        if ack_bytes is not None:
+            a = parse(ack_bytes)
+            ack = (one(a, 1, b"").decode(), one(a, 2, 0), one(a, 3, 0))
+        return ack, one(reply, 2, 0), one(reply, 3, b"").decode(), one(reply, 4, 0)
+
     def acknowledge(self, request):
         return parse(self.unary("/tutela.v1.Notices/Acknowledge", request))
 

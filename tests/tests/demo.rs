@@ -1,7 +1,9 @@
 //! `installer/demo.sh` as a newcomer runs it: with no configuration it starts
 //! a collector, a virtual desktop and an enrolled agent, raises a title, a
 //! typed and a browser alert through the real sensors, and prints a console
-//! address and a DSL sign-in that work, with every alert's screenshot there.
+//! address and a DSL sign-in that work, with every alert's screenshot there;
+//! the pupil's session opened with the monitoring notice, which was accepted,
+//! and the 'Report a concern' page is open to pupils.
 
 use std::process::{Command, Stdio};
 
@@ -91,6 +93,25 @@ fn the_demo_ends_with_a_console_a_newcomer_signs_in_to_and_sees_alerts_with_capt
             .starts_with(&[0xff, 0xd8, 0xff]));
         ids.push(id);
     }
+
+    // The pupil accepted the monitoring notice: a signed acknowledgement is stored.
+    let acks: i64 = rusqlite::Connection::open(demo.join("collector/tutela.db"))
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM notice_acks WHERE user = ?1",
+            [pupil.as_str()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(acks >= 1, "the notice was acknowledged: {said}\n{}", logs());
+
+    // Pupils' 'Report a concern' page needs no sign-in.
+    let concern = http(console_port, "GET", "/concern", "", &[]);
+    assert_eq!(concern.status, 200);
+    assert!(
+        said.contains(&format!("http://127.0.0.1:{console_port}/concern")),
+        "{said}"
+    );
 
     // The printed sign-in opens the queue, which lists them, and each alert's page.
     let (session, _) = sign_in(console_port, "demo-dsl", password.trim(), "/queue");

@@ -128,10 +128,18 @@ fn an_independent_python_client_speaks_the_documented_protocol() {
         .collect();
     assert_eq!(
         of_first,
-        [(1, true), (2, true), (5, true), (6, false), (7, true)],
+        [
+            (1, true),
+            (2, true),
+            (5, true),
+            (6, false),
+            (7, true),
+            (8, true),
+            (9, true)
+        ],
         "{alerts:?}"
     );
-    assert_eq!(seqs.len(), 6, "{seqs:?}");
+    assert_eq!(seqs.len(), 8, "{seqs:?}");
     let gaps = run_ok(collector.cmd().args(["alerts", "gaps"])).unwrap();
     assert!(gaps.contains(&format!("{first} 3..=4")), "{gaps}");
 
@@ -164,7 +172,7 @@ fn an_independent_python_client_speaks_the_documented_protocol() {
         status.success() && out.contains("all cases passed"),
         "{out}"
     );
-    assert_eq!(collector.alerts().unwrap().len(), 6, "no event kept");
+    assert_eq!(collector.alerts().unwrap().len(), 8, "no event kept");
     assert_eq!(
         count_agents(&collector),
         agents_before,
@@ -177,7 +185,7 @@ fn an_independent_python_client_speaks_the_documented_protocol() {
     assert!(out.contains("all cases passed"), "{out}");
     assert_eq!(
         collector.alerts().unwrap().len(),
-        6,
+        8,
         "nothing stored after the revocation"
     );
 }
