@@ -113,6 +113,10 @@ await visit(context, `http://www.google.com:${port}/search?q=how+to+hurt+myself`
 const write = await visit(context, `http://pages.test:${port}/write`);
 await write.click('#essay');
 await write.keyboard.type('some days I want to hurt myself ', { delay: 5 });
+// The page sends typed text after a 1.5 s pause: the text area's words are
+// matched (and alerted) before the content-editable's, not in the same piece
+// (one piece with two matches makes one alert that lists both).
+await write.waitForTimeout(1600);
 await write.click('#notes');
 await write.keyboard.type('he has a pipe bomb ', { delay: 5 });
 
