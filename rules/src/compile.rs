@@ -67,16 +67,16 @@ impl Matcher {
                         message: format!("line {}: {message}", term.line),
                     }
                 })?;
+                // Required words are checked as substrings before the regex runs; word
+                // lists are left to the regex (searching them costs more than it saves).
                 let required = compiled
                     .required
                     .iter()
-                    .map(|r| match r {
-                        pattern::Required::Words(words) => {
-                            Required::Words(words.iter().map(|w| w.as_str().into()).collect())
-                        }
-                        pattern::Required::List(name) => {
-                            Required::List(lists.keys().position(|k| k == name).unwrap_or(0) as u16)
-                        }
+                    .filter_map(|r| match r {
+                        pattern::Required::Words(words) => Some(Required::Words(
+                            words.iter().map(|w| w.as_str().into()).collect(),
+                        )),
+                        pattern::Required::List(_) => None,
                     })
                     .collect();
                 let re = LazyPattern::new(compiled.regex.clone(), required).map_err(|e| {
@@ -136,22 +136,6 @@ impl Matcher {
             pattern_rules[idx].push(rule_idx);
         }
         anchor_patterns.resize(patterns.len(), Vec::new());
-        // Word-list entries join the keyword automaton too: its one pass over a text
-        // also says which lists occur, for the patterns' pre-check (lists past the 64th
-        // are taken as present).
-        let mut list_bits: Vec<u64> = vec![0; patterns.len()];
-        for (i, list) in lists.values().enumerate().take(64) {
-            for entry in &list.entries {
-                let idx = *pattern_index.entry(entry.clone()).or_insert_with(|| {
-                    patterns.push(entry.clone());
-                    pattern_rules.push(Vec::new());
-                    anchor_patterns.push(Vec::new());
-                    patterns.len() - 1
-                });
-                list_bits.resize(patterns.len(), 0);
-                list_bits[idx] |= 1u64 << i;
-            }
-        }
         let cues =
             CueSet::compile(&pack.cues, &lists).map_err(|message| CompileError::Pattern {
                 pack: pack.id.clone(),
@@ -246,7 +230,6 @@ impl Matcher {
             regex_rules,
             anchor_patterns,
             patterns: word_patterns,
-            list_bits,
             cues,
             thresholds,
             weighing,
@@ -282,8 +265,6 @@ pub(crate) struct LazyPattern {
 pub(crate) enum Required {
     /// One of these normalised words or phrases is a substring of the text.
     Words(Box<[Box<str>]>),
-    /// An entry of the pack's word list with this index (`Matcher::list_automata`).
-    List(u16),
 }
 
 impl LazyPattern {

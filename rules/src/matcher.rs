@@ -124,9 +124,6 @@ pub struct Matcher {
     pub(crate) anchor_patterns: Vec<Vec<(u32, bool)>>,
     /// Word patterns: (rule, compiled regex), run only where their anchor occurs.
     pub(crate) patterns: Vec<(u32, LazyPattern)>,
-    /// Automaton pattern id -> the word lists (bit i: the i-th list by name) it is an
-    /// entry of, for the patterns' pre-check.
-    pub(crate) list_bits: Vec<u64>,
     pub(crate) cues: CueSet,
     /// Threshold per index in [`CATEGORIES`].
     pub(crate) thresholds: [f32; 12],
@@ -318,10 +315,8 @@ impl Matcher {
         let bit = scope.bit();
         let mut candidates = Vec::new();
         let mut anchored: Vec<u32> = Vec::new();
-        let mut lists_present = 0u64;
         if let Some(ac) = &self.terms {
             for m in ac.find_overlapping_iter(text) {
-                lists_present |= self.list_bits[m.pattern().as_usize()];
                 for &(p, prefix) in &self.anchor_patterns[m.pattern().as_usize()] {
                     if boundary_before(bytes, m.start())
                         && (prefix || boundary_after(bytes, m.end()))
@@ -363,9 +358,7 @@ impl Matcher {
         }
         for p in anchored {
             let (r, lazy) = &self.patterns[p as usize];
-            if self.rules[*r as usize].scopes & bit == 0
-                || !required_present(lazy, text, lists_present)
-            {
+            if self.rules[*r as usize].scopes & bit == 0 || !required_present(lazy, text) {
                 continue;
             }
             for m in lazy.get().find_iter(text.as_bytes()) {
@@ -456,13 +449,11 @@ impl Matcher {
     }
 }
 
-/// Whether every required token of a word pattern but its anchor occurs in `text`, as a
-/// substring or a list entry found by the keyword automaton: a necessary condition, so
-/// the regex decides. `lists` has bit i set when the i-th word list occurs.
-fn required_present(lazy: &LazyPattern, text: &str, lists: u64) -> bool {
+/// Whether every required word of a word pattern but its anchor occurs in `text` as a
+/// substring: a necessary condition, so the regex decides.
+fn required_present(lazy: &LazyPattern, text: &str) -> bool {
     lazy.required.iter().all(|r| match r {
         Required::Words(words) => words.iter().any(|w| text.contains(&**w)),
-        Required::List(i) => *i >= 64 || lists & (1u64 << i) != 0,
     })
 }
 
