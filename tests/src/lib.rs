@@ -1020,3 +1020,38 @@ notes = "{notes} {version}."
         out
     }
 }
+
+/// The repository's root directory.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives in the workspace")
+        .to_owned()
+}
+
+/// `tests/console` with its Node packages (playwright-core, axe-core)
+/// installed from its lockfile, unless every one is there already.
+pub fn console_scripts() -> PathBuf {
+    let dir = workspace().join("tests/console");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(&dir.join("package.json"))).expect("package.json is JSON");
+    let installed = manifest["dependencies"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .all(|(name, _)| {
+            dir.join("node_modules")
+                .join(name)
+                .join("package.json")
+                .exists()
+        });
+    if !installed {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm runs (Node 20 or later is needed for the browser tests)");
+        assert!(status.success(), "npm ci in tests/console failed");
+    }
+    dir
+}

@@ -7,7 +7,7 @@
 //! `tests/console/scenario.mjs` (playwright-core from npm).
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,7 +17,7 @@ use tutela_agent::identity::{Enrolment, Identity};
 use tutela_agent::pinning;
 use tutela_proto::v1::ingest_client::IngestClient;
 use tutela_proto::v1::{AckStatus, Observation, RuleMatch, SignedEvent, Source};
-use tutela_tests::{free_port, Agent, Collector, Scratch};
+use tutela_tests::{console_scripts, free_port, Agent, Collector, Scratch};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -143,29 +143,6 @@ impl Sender {
     }
 }
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-/// Installs playwright-core for the scenario if it is not there yet.
-fn npm_install(dir: &Path) {
-    if dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        return;
-    }
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(dir)
-        .status()
-        .expect("npm runs (Node 20 or later is needed for the console test)");
-    assert!(status.success(), "npm ci in tests/console failed");
-}
-
 fn audit_actions(db: &Path) -> Vec<(String, String, String)> {
     let conn = rusqlite::Connection::open(db).unwrap();
     let mut stmt = conn
@@ -278,8 +255,7 @@ fn dsl_reviews_an_alert_in_chromium_and_the_audit_log_shows_each_step() {
         .query_row("SELECT id FROM alerts WHERE severity = 5", [], |r| r.get(0))
         .unwrap();
 
-    let console_dir = workspace().join("tests/console");
-    npm_install(&console_dir);
+    let console_dir = console_scripts();
     // Screenshots go to the test's own directory, so a test run leaves the work tree as it
     // found it; `TUTELA_CONSOLE_SCREENSHOTS=docs` copies them over the README's pictures.
     let shots = collector.dir.join("shots");

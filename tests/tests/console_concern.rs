@@ -6,39 +6,18 @@
 //! DSL as an urgent email at a real SMTP server; bad forms get clear answers.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use tutela_tests::web::{field, http, Reply};
-use tutela_tests::{free_port, parse_email, wait_for, Collector, Scratch, SmtpSink};
+use tutela_tests::{
+    console_scripts, free_port, parse_email, wait_for, Collector, Scratch, SmtpSink,
+};
 
 const PASSWORD: &str = "correct horse battery staple";
 /// The anonymous pupil's browser: it must not be kept anywhere.
 const USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64) PupilBrowserMarker/7Q3Z";
-
-fn workspace() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-fn npm_install(dir: &Path) {
-    if dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        return;
-    }
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(dir)
-        .status()
-        .expect("npm runs (Node 20 or later is needed for the console tests)");
-    assert!(status.success(), "npm ci in tests/console failed");
-}
 
 /// Every text value in every table of the database, as one string.
 fn all_text(db: &rusqlite::Connection) -> String {
@@ -103,8 +82,7 @@ fn pupils_report_concerns_named_and_anonymous_and_help_now_is_emailed_at_once() 
     })
     .unwrap();
 
-    let console_dir = workspace().join("tests/console");
-    npm_install(&console_dir);
+    let console_dir = console_scripts();
     let mut node = Command::new("node")
         .arg("concern.mjs")
         .current_dir(&console_dir)

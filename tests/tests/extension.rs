@@ -17,13 +17,12 @@
 //! machines run.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use tutela_tests::extension::{spki_pin, Policy, TEST_PACK};
-use tutela_tests::{run_ok, Collector, Scratch};
+use tutela_tests::{console_scripts, run_ok, workspace, Collector, Scratch};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -34,28 +33,6 @@ fn pack_v2() -> String {
            [categories.drugs]\nseverity = 3\n\n\
            [[terms]]\ncategory = \"weapons\"\nkind = \"phrase\"\nterms = [\"zip gun\"]\n\n\
            [[terms]]\ncategory = \"drugs\"\nterms = [\"cannabis\"]\n"
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-fn npm_install(dir: &Path) {
-    if dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        return;
-    }
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(dir)
-        .status()
-        .expect("npm runs (Node 20 or later is needed for the extension test)");
-    assert!(status.success(), "npm ci in tests/console failed");
 }
 
 fn alerts_where(
@@ -93,8 +70,7 @@ fn extension_enrols_alerts_on_pages_and_typing_and_queues_through_an_outage() {
     }));
     let cert = std::fs::read_to_string(collector.dir.join("collector.crt")).unwrap();
 
-    let console_dir = workspace().join("tests/console");
-    npm_install(&console_dir);
+    let console_dir = console_scripts();
     let mut node = Command::new("node")
         .arg("extension.mjs")
         .current_dir(&console_dir)

@@ -5,7 +5,6 @@
 //! is), and every answer is the same: the same alerts, categories, terms,
 //! spans and contexts. The signed bundle each side applies first is the same.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine as _;
@@ -13,16 +12,9 @@ use prost::Message;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::{json, Value};
 use tutela_proto::v1::{rules_update, RuleBundle, RulesUpdate};
-use tutela_tests::Scratch;
+use tutela_tests::{workspace, Scratch};
 
 const NOW: i64 = 1_800_000_000_000;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
 
 fn percent_encoded(text: &str) -> String {
     text.bytes()

@@ -10,16 +10,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use rusqlite::{params, Connection};
-use tutela_tests::{bin, free_port, require_programs, run_ok, wait_for, Agent, Collector, Scratch};
+use tutela_tests::{
+    bin, free_port, require_programs, run_ok, wait_for, workspace, Agent, Collector, Scratch,
+};
 
 const DAY_MS: i64 = 86_400_000;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_owned()
-}
 
 fn is_root() -> bool {
     run_ok(Command::new("id").arg("-u"))
