@@ -1,5 +1,5 @@
 //! The properties the fuzz targets (`rules/fuzz/`, cargo-fuzz on nightly) check,
-//! shared with the stable test that replays their corpora (`rules/fuzz/corpus/`)
+//! shared with the stable test that replays their seed corpora (`rules/fuzz/seeds/`)
 //! as fixed cases. Each function panics when a property fails.
 
 use std::sync::{Arc, OnceLock};
