@@ -65,7 +65,10 @@ pub async fn bind(
     let vault = Arc::new(CaptureVault::load(dir)?);
     let writer = Writer::start(dir.to_owned(), config.storage.batch_max)?;
     let keys = Arc::new(AgentKeys::open(dir)?);
-    let rules = crate::subscription::RulesService::open(dir, keys.clone())?;
+    // Set when shutdown begins, before the server stops taking calls, so the
+    // agents' rule streams end with a status that says so.
+    let (stopping_rules, stopping) = tokio::sync::watch::channel(false);
+    let rules = crate::subscription::RulesService::open(dir, keys.clone(), stopping)?;
     let notices = crate::notice::service::NoticesService::open(dir, keys.clone())?;
     let ingest = IngestService {
         keys,
@@ -155,6 +158,7 @@ pub async fn bind(
         let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             shutdown.await;
+            let _ = stopping_rules.send(true);
             let _ = stopping_tx.send(());
         };
         let connections = crate::memory::Connections::default();
