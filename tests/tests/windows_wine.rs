@@ -18,7 +18,7 @@ mod wine;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tutela_tests::{read, require_programs, run_ok, wait_for, Collector, Desktop, Scratch};
@@ -110,6 +110,7 @@ fn the_msi_under_wine_installs_enrols_alerts_and_uninstalls() {
         "wineboot",
         "wineserver",
         "wixl",
+        "msiinfo",
         "x86_64-w64-mingw32-gcc",
     ]);
     let scratch = Scratch::new("windows-wine");
@@ -503,6 +504,40 @@ fn the_notice_is_shown_and_its_acknowledgement_stored(lab: &mut Lab, log: &std::
         accepted["station"].as_str().is_some_and(|s| !s.is_empty()),
         "{listed}"
     );
+
+    // 'Report a concern' in the Start menu runs `tutela-agent concern`, which opens the address
+    // the agent published with the notice (Wine has no browser to open it with: `--print`
+    // shows what would be opened).
+    // The package is per-machine (ALLUSERS=1), so Windows puts the shortcut in every user's
+    // Start menu; Wine 8 puts it in the installing user's.
+    let menus = [
+        lab.wine
+            .drive_c("ProgramData/Microsoft/Windows/Start Menu/Programs/Tutela"),
+        lab.wine
+            .user_home()
+            .join("AppData/Roaming/Microsoft/Windows/Start Menu/Programs/Tutela"),
+    ];
+    assert!(
+        menus
+            .iter()
+            .any(|m| m.join("Report a concern.lnk").is_file()),
+        "no 'Report a concern' shortcut in {menus:?}"
+    );
+    let table = run_ok(Command::new("msiinfo").args(["export", &lab.msi, "Shortcut"])).unwrap();
+    assert!(
+        table
+            .contains("Report a concern\tConcernShortcut\t[INSTALLDIR]tutela-agent.exe\tconcern\t"),
+        "the shortcut runs `tutela-agent concern`:\n{table}"
+    );
+    let published = lab.wine.drive_c("ProgramData/Tutela/concern-url.txt");
+    let url = read(&published);
+    assert!(
+        url.starts_with("http://") && url.trim_end().ends_with("/concern"),
+        "{url:?} in {}",
+        published.display()
+    );
+    let printed = run_ok(lab.wine.agent().args(["concern", "--print"])).unwrap();
+    assert_eq!(printed.trim(), url.trim(), "tutela-agent concern --print");
 }
 
 /// Writes a Chrome-format `History` under the Wine user's Chrome profile, with one visit now.
