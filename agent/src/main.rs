@@ -214,7 +214,7 @@ fn status(data_dir: &std::path::Path) -> Result<()> {
     let stats = spool.stats()?;
     println!("agent id:      {}", enrolment.agent_id);
     println!("group:         {}", enrolment.group);
-    println!("collector:     {}", enrolment.collector);
+    println!("collector:     {}", enrolment.addresses().join(", "));
     println!("pinned cert:   {}", enrolment.fingerprint);
     println!(
         "events sent:   {}",
@@ -266,7 +266,7 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
     let spool = Arc::new(Mutex::new(spool));
     let appended = Arc::new(tokio::sync::Notify::new());
     let uplink_config = UplinkConfig {
-        collector: enrolment.collector.clone(),
+        collectors: enrolment.addresses(),
         fingerprint: enrolment.fingerprint.clone(),
         backoff_initial: Duration::from_millis(config.uplink.backoff_initial_ms),
         backoff_max: Duration::from_millis(config.uplink.backoff_max_ms),

@@ -14,6 +14,10 @@ pub struct CollectorConfig {
     /// Address agents are told to use in enrolment tokens (`host:port`).
     /// Empty: the listen address, with 127.0.0.1 for an unspecified host.
     pub advertise: String,
+    /// Further addresses of this collector service (other nodes serving the
+    /// same certificate), written into tokens after `advertise`: agents try
+    /// them in order when the first cannot be reached.
+    pub advertise_also: Vec<String>,
     pub limits: Limits,
     pub storage: Storage,
     pub console: Console,
@@ -49,6 +53,7 @@ impl Default for CollectorConfig {
         Self {
             listen: "0.0.0.0:7443".parse().expect("a valid address"),
             advertise: String::new(),
+            advertise_also: Vec::new(),
             limits: Limits::default(),
             storage: Storage::default(),
             console: Console::default(),
@@ -96,10 +101,31 @@ impl CollectorConfig {
             path: path.to_owned(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
             path: path.to_owned(),
             reason: e.to_string(),
-        })
+        })?;
+        let also = &config.advertise_also;
+        let bad = also.iter().find(|a| !tutela_proto::token::is_endpoint(a));
+        if let Some(bad) = bad {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                reason: format!(
+                    "advertise_also entry {bad:?} is not host:port; write e.g. \"collector-b.school.lan:7443\""
+                ),
+            });
+        }
+        if also.len() > tutela_proto::token::MAX_FALLBACKS {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                reason: format!(
+                    "advertise_also has {} addresses; tokens carry at most {}",
+                    also.len(),
+                    tutela_proto::token::MAX_FALLBACKS
+                ),
+            });
+        }
+        Ok(config)
     }
 
     /// The address written into enrolment tokens.

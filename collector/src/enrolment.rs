@@ -44,6 +44,7 @@ pub fn create_token(
         fingerprint: fingerprint.to_owned(),
         secret: secret.clone(),
         expires_ms: now + spec.valid_for_ms,
+        fallbacks: Vec::new(),
     };
     conn.execute(
         "INSERT INTO tokens (secret_hash, label, grp, created_ms, expires_ms, max_uses) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

@@ -304,7 +304,7 @@ fn main() -> Result<()> {
             let tls = secrets::load_tls(&dir)?;
             let conn = store::open(&dir)?;
             anyhow::ensure!(uses >= 1, "--uses must be at least 1");
-            let token = enrolment::create_token(
+            let mut token = enrolment::create_token(
                 &conn,
                 &TokenSpec {
                     valid_for_ms: expires,
@@ -315,6 +315,7 @@ fn main() -> Result<()> {
                 &config.advertised(),
                 &tls.fingerprint,
             )?;
+            token.fallbacks = config.advertise_also.clone();
             tutela_collector::console::schema::create(&conn)?;
             tutela_collector::console::audit::append(
                 &conn,

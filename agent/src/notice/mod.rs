@@ -425,7 +425,7 @@ impl Notices {
         enrolment: &Enrolment,
         pending: Vec<SignedNoticeAck>,
     ) -> Result<(), String> {
-        let channel = crate::pinning::connect(&enrolment.collector, &enrolment.fingerprint)
+        let channel = crate::pinning::connect_any(&enrolment.addresses(), &enrolment.fingerprint)
             .await
             .map_err(|e| e.to_string())?;
         let mut client = NoticesClient::new(channel);
