@@ -3,6 +3,8 @@
 
 use std::fmt::Write;
 
+use maud::{html, Markup};
+
 use super::auth::Viewer;
 
 /// Escapes text for element content and quoted attribute values.
@@ -32,6 +34,11 @@ pub fn csrf_field(viewer: &Viewer) -> String {
         r#"<input type="hidden" name="csrf" value="{}">"#,
         esc(&viewer.csrf)
     )
+}
+
+/// The hidden CSRF field every form carries, as a template fragment.
+pub fn csrf(viewer: &Viewer) -> Markup {
+    html! { input type="hidden" name="csrf" value=(viewer.csrf); }
 }
 
 /// A full page: header with navigation for the viewer's role, then `body`.
