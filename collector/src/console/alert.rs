@@ -7,6 +7,7 @@ use std::fmt::Write;
 
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
+use maud::{html, Markup};
 use prost::Message;
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -253,7 +254,7 @@ pub fn verify(conn: &Connection, alert: &Alert) -> rusqlite::Result<(Signature, 
 }
 
 /// The context with the matched byte spans wrapped in `<mark>`, escaped.
-pub fn highlight(context: &str, matches_json: &str) -> String {
+pub fn highlight(context: &str, matches_json: &str) -> Markup {
     let mut spans: Vec<(usize, usize)> =
         serde_json::from_str::<Vec<serde_json::Value>>(matches_json)
             .unwrap_or_default()
@@ -269,19 +270,23 @@ pub fn highlight(context: &str, matches_json: &str) -> String {
             })
             .collect();
     spans.sort_unstable();
-    let mut out = String::new();
+    let mut pieces = Vec::with_capacity(spans.len() * 2 + 1);
     let mut pos = 0;
     for (start, end) in spans {
         let start = start.max(pos);
         if start >= end {
             continue;
         }
-        out.push_str(&esc(&context[pos..start]));
-        let _ = write!(out, "<mark>{}</mark>", esc(&context[start..end]));
+        pieces.push((&context[pos..start], false));
+        pieces.push((&context[start..end], true));
         pos = end;
     }
-    out.push_str(&esc(&context[pos..]));
-    out
+    pieces.push((&context[pos..], false));
+    html! {
+        @for (text, matched) in pieces {
+            @if matched { mark { (text) } } @else { (text) }
+        }
+    }
 }
 
 fn revealed(conn: &Connection, viewer: &Viewer, alert_id: i64) -> rusqlite::Result<bool> {
@@ -479,7 +484,7 @@ pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
         seq = alert.seq,
     );
     let context = if reviews {
-        highlight(&alert.context, &alert.matches)
+        highlight(&alert.context, &alert.matches).into_string()
     } else {
         hidden.to_owned()
     };
@@ -992,7 +997,10 @@ mod tests {
             ctx,
             r#"[{"start":10,"end":14},{"start":0,"end":999},{"start":27,"end":28}]"#,
         );
-        assert_eq!(out, "&lt;b&gt;I will <mark>kill</mark> him&lt;/b&gt; café");
+        assert_eq!(
+            out.into_string(),
+            "&lt;b&gt;I will <mark>kill</mark> him&lt;/b&gt; café"
+        );
     }
 
     #[test]
