@@ -86,19 +86,14 @@ pub fn page(title: &str, viewer: Option<&Viewer>, body: &str) -> String {
 }
 
 /// A `<select>` with `current` selected; options are (value, label).
-pub fn select(name: &str, options: &[(&str, &str)], current: &str) -> String {
-    let mut out = format!(r#"<select name="{}">"#, esc(name));
-    for (value, label) in options {
-        let sel = if *value == current { " selected" } else { "" };
-        let _ = write!(
-            out,
-            r#"<option value="{}"{sel}>{}</option>"#,
-            esc(value),
-            esc(label)
-        );
+pub fn select(name: &str, options: &[(&str, &str)], current: &str) -> Markup {
+    html! {
+        select name=(name) {
+            @for (value, label) in options {
+                option value=(value) selected[*value == current] { (label) }
+            }
+        }
     }
-    out.push_str("</select>");
-    out
 }
 
 pub const CSS: &str = r#"

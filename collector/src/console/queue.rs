@@ -688,7 +688,7 @@ pub fn render(
 {who}<label>From<input type="date" name="from" value="{from}"></label><label>To<input type="date" name="to" value="{to}"></label>
 {search}<button type="submit">Filter</button> <a href="/queue">Clear</a>{csv}</form>
 <p class="counts" id="queue-counts">{counts}</p>"#,
-        cat = select("category", &categories, &q.category),
+        cat = select("category", &categories, &q.category).into_string(),
         sev = select(
             "severity",
             &[
@@ -700,8 +700,9 @@ pub fn render(
                 ("5", "5")
             ],
             &severity
-        ),
-        state = select("state", &states, &q.state),
+        )
+        .into_string(),
+        state = select("state", &states, &q.state).into_string(),
         who = if full {
             format!(
                 r#"<label>Pupil<input type="text" name="pupil" value="{}" size="12"></label>
