@@ -15,7 +15,7 @@ use rusqlite::types::Value;
 use rusqlite::Connection;
 
 use super::auth::{self, Login, QueueAccess, Viewer};
-use super::html::{csrf, esc, page as layout, select, url_value};
+use super::html::{csrf, page as layout, select, url_value};
 use super::{
     html_response, is_poll, redirect, session, staff, typed_response, with_status, App, Fail, Req,
 };
@@ -71,18 +71,23 @@ fn cookie(name: &str, value: &str, secure: bool, max_age: Option<i64>) -> Header
 fn login_form(app: &App, message: Option<&str>, status: StatusCode) -> Response {
     // Login CSRF: the form's token must match a cookie set with it.
     let token = auth::fresh_token();
-    let error = message
-        .map(|m| format!(r#"<p class="error" id="login-error">{}</p>"#, esc(m)))
-        .unwrap_or_default();
-    let body = format!(
-        r#"<form class="login" method="post" action="/login"><h1>Sign in</h1>{error}
-<input type="hidden" name="csrf" value="{token}">
-<label>Account<input type="text" name="name" autocomplete="username" required autofocus></label>
-<label>Password<input type="password" name="password" autocomplete="current-password" required></label>
-<button type="submit">Sign in</button>
-<p class="muted">Use of this console is logged.</p>
-<p>Pupils: <a href="/concern" id="report-link">report a concern</a> without signing in.</p></form>"#
-    );
+    let body = html! {
+        form.login method="post" action="/login" {
+            h1 { "Sign in" }
+            @if let Some(m) = message { p.error #login-error { (m) } }
+            "\n"
+            input type="hidden" name="csrf" value=(token); "\n"
+            label { "Account" input type="text" name="name" autocomplete="username" required autofocus; } "\n"
+            label {
+                "Password" input type="password" name="password" autocomplete="current-password" required;
+            }
+            "\n"
+            button type="submit" { "Sign in" } "\n"
+            p.muted { "Use of this console is logged." } "\n"
+            p { "Pupils: " a href="/concern" id="report-link" { "report a concern" } " without signing in." }
+        }
+    }
+    .into_string();
     let mut r = with_status(status, html_response(layout("Sign in", None, &body)));
     r.headers_mut().append(
         header::SET_COOKIE,
