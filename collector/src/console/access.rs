@@ -72,7 +72,7 @@ fn form(viewer: &Viewer, account: &str, error: Option<&str>) -> String {
         h2 { "Withheld by default" }
         ul { @for (what, why) in WITHHELD { li { b { (what) } ": " (why) } } }
     };
-    page("Subject access", Some(viewer), &body.into_string())
+    page("Subject access", Some(viewer), body)
 }
 
 /// Whether the capture of `a` is left out of an export.

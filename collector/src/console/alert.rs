@@ -491,7 +491,7 @@ pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
     Ok(html_response(layout(
         &format!("Alert {}", alert.id),
         Some(&viewer),
-        &body.into_string(),
+        body,
     )))
 }
 
@@ -963,7 +963,7 @@ pub fn rules_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, F
             }
         }
     };
-    Ok(html_response(layout("Rules", Some(&viewer), &body.into_string())))
+    Ok(html_response(layout("Rules", Some(&viewer), body)))
 }
 
 #[cfg(test)]

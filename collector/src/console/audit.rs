@@ -181,7 +181,7 @@ pub fn render(
             }
         }
     };
-    Ok(page("Audit log", Some(viewer), &body.into_string()))
+    Ok(page("Audit log", Some(viewer), body))
 }
 
 #[cfg(test)]

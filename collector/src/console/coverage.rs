@@ -162,7 +162,7 @@ pub fn page_handler(app: &App, conn: &Connection, req: &Req) -> Result<Response,
         }
         (shadow)
     };
-    Ok(html_response(page("Fleet", Some(&viewer), &body.into_string())))
+    Ok(html_response(page("Fleet", Some(&viewer), body)))
 }
 
 /// The action buttons of one row; each leads to a confirm page first.
@@ -292,8 +292,7 @@ fn station_action(
                 button type="submit" { (action.button) } " " a href="/fleet" { "Cancel" }
             }
         };
-        let body = body.into_string();
-        return Ok(html_response(page(action.title, Some(&viewer), &body)));
+        return Ok(html_response(page(action.title, Some(&viewer), body)));
     }
     let sql = if revoking {
         "UPDATE agents SET revoked = 1 WHERE agent_id = ?1 AND revoked = 0"

@@ -93,7 +93,7 @@ fn render(
             }
         }
     };
-    Ok(page("Exemptions", Some(viewer), &body.into_string()))
+    Ok(page("Exemptions", Some(viewer), body))
 }
 
 pub fn add(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {

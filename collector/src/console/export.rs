@@ -215,7 +215,7 @@ pub fn record_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, 
     Ok(html_response(layout(
         &format!("Incident record {}", a.id),
         Some(&viewer),
-        &body.into_string(),
+        body,
     )))
 }
 

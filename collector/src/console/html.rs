@@ -2,7 +2,7 @@
 //! checked when the collector is compiled and every value is escaped, so no
 //! page builds HTML from strings.
 
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, Markup, DOCTYPE};
 
 use super::auth::Viewer;
 
@@ -16,9 +16,8 @@ pub fn csrf(viewer: &Viewer) -> Markup {
     html! { input type="hidden" name="csrf" value=(viewer.csrf); }
 }
 
-/// A full page: header with navigation for the viewer's role, then `body`
-/// (markup made by a template).
-pub fn page(title: &str, viewer: Option<&Viewer>, body: &str) -> String {
+/// A full page: header with navigation for the viewer's role, then `body`.
+pub fn page(title: &str, viewer: Option<&Viewer>, body: Markup) -> String {
     html! {
         (DOCTYPE) "\n"
         html lang="en-GB" {
@@ -35,7 +34,7 @@ pub fn page(title: &str, viewer: Option<&Viewer>, body: &str) -> String {
                     nav { @if let Some(v) = viewer { (nav(v)) } }
                 }
                 "\n"
-                main { (PreEscaped(body)) }
+                main { (body) }
                 script src="/assets/console.js" {}
             }
         }

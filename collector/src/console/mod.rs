@@ -207,12 +207,11 @@ impl Fail {
         let body = html::page(
             status.canonical_reason().unwrap_or("Error"),
             None,
-            &maud::html! {
+            maud::html! {
                 h1 { (status.as_u16()) }
                 p.error { (text) }
                 p { a href="/queue" { "Back to the queue" } }
-            }
-            .into_string(),
+            },
         );
         with_status(status, html_response(body))
     }
@@ -442,12 +441,11 @@ async fn call_limited(
                 let body = html::page(
                     "Form too large",
                     None,
-                    &maud::html! {
+                    maud::html! {
                         h1 { "413" }
                         p.error #too-large { (text) }
                         p { a href=(limit.back) { "Go back" } }
-                    }
-                    .into_string(),
+                    },
                 );
                 return with_status(StatusCode::PAYLOAD_TOO_LARGE, html_response(body));
             }

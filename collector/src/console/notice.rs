@@ -102,7 +102,7 @@ fn render(
             }
         }
     };
-    Ok(page("Monitoring notice", Some(viewer), &body.into_string()))
+    Ok(page("Monitoring notice", Some(viewer), body))
 }
 
 fn group_section(

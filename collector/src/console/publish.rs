@@ -106,8 +106,7 @@ pub fn submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
                     a href="/fleet" { "Fleet" } " for the versions agents report."
                 }
             };
-            let body = body.into_string();
-            Ok(html_response(page("Rules published", Some(&viewer), &body)))
+            Ok(html_response(page("Rules published", Some(&viewer), body)))
         }
         Err(PublishError::Db(e)) => Err(Fail::Db(e)),
         Err(e) => Ok(html_response(render(
@@ -199,7 +198,7 @@ fn render(
             button type="submit" name="action" value="publish" { "Publish" }
         }
     };
-    page("Publish rules", Some(viewer), &body.into_string())
+    page("Publish rules", Some(viewer), body)
 }
 
 #[cfg(test)]

@@ -86,9 +86,8 @@ fn login_form(app: &App, message: Option<&str>, status: StatusCode) -> Response 
             p.muted { "Use of this console is logged." } "\n"
             p { "Pupils: " a href="/concern" id="report-link" { "report a concern" } " without signing in." }
         }
-    }
-    .into_string();
-    let mut r = with_status(status, html_response(layout("Sign in", None, &body)));
+    };
+    let mut r = with_status(status, html_response(layout("Sign in", None, body)));
     r.headers_mut().append(
         header::SET_COOKIE,
         cookie(auth::LOGIN_COOKIE, &token, app.secure_cookies, Some(3600)),
@@ -731,7 +730,7 @@ pub fn render(
             }
         }
     };
-    Ok(html_response(layout("Queue", Some(viewer), &body.into_string())))
+    Ok(html_response(layout("Queue", Some(viewer), body)))
 }
 
 /// The Previous and Next links, keeping the filters.

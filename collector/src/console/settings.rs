@@ -172,7 +172,7 @@ fn render(conn: &Connection, viewer: &Viewer) -> rusqlite::Result<String> {
             button type="submit" { "Save" }
         }
     };
-    Ok(page("Settings", Some(viewer), &body.into_string()))
+    Ok(page("Settings", Some(viewer), body))
 }
 
 pub fn submit(_app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {

@@ -4,7 +4,7 @@
 //! Every creation and revocation is audited.
 
 use axum::response::Response;
-use maud::html;
+use maud::{html, Markup};
 use rusqlite::Connection;
 
 use super::html::{csrf, page};
@@ -24,7 +24,7 @@ pub fn list_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fa
     Ok(html_response(page(
         "Enrolment tokens",
         Some(&viewer),
-        &render(app, conn, &viewer, None)?,
+        render(app, conn, &viewer, None)?,
     )))
 }
 
@@ -33,7 +33,7 @@ fn render(
     conn: &Connection,
     viewer: &super::auth::Viewer,
     error: Option<&str>,
-) -> rusqlite::Result<String> {
+) -> rusqlite::Result<Markup> {
     let now = now_ms();
     let tokens = enrolment::list_tokens(conn)?;
     let body = html! {
@@ -74,7 +74,7 @@ fn render(
             button type="submit" { "Make token" }
         }
     };
-    Ok(body.into_string())
+    Ok(body)
 }
 
 pub fn create(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
@@ -107,7 +107,7 @@ pub fn create(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
         return Ok(html_response(page(
             "Enrolment tokens",
             Some(&viewer),
-            &render(app, conn, &viewer, Some(p))?,
+            render(app, conn, &viewer, Some(p))?,
         )));
     }
     let (Some(valid_for_ms), Some(max_uses)) = (valid_for, uses) else {
@@ -152,9 +152,8 @@ pub fn create(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
         pre #token { "tutela-agent enrol '" (text) "'" }
         p { "Group " (group) ", " (max_uses) " uses, valid until " (app.zone.format(token.expires_ms)) "." }
         p { a href="/tokens" { "Back to tokens" } }
-    }
-    .into_string();
-    Ok(html_response(page("Token made", Some(&viewer), &body)))
+    };
+    Ok(html_response(page("Token made", Some(&viewer), body)))
 }
 
 pub fn revoke(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
@@ -179,7 +178,7 @@ pub fn revoke(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
         Err(e) => Ok(html_response(page(
             "Enrolment tokens",
             Some(&viewer),
-            &render(app, conn, &viewer, Some(&e.to_string()))?,
+            render(app, conn, &viewer, Some(&e.to_string()))?,
         ))),
     }
 }
