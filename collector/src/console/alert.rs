@@ -589,7 +589,12 @@ pub fn history(conn: &Connection, alert_id: i64) -> rusqlite::Result<Vec<History
     rows.collect()
 }
 
-fn timeline_html(app: &App, conn: &Connection, viewer: &Viewer, alert: &Alert) -> Result<Markup, Fail> {
+fn timeline_html(
+    app: &App,
+    conn: &Connection,
+    viewer: &Viewer,
+    alert: &Alert,
+) -> Result<Markup, Fail> {
     // Anonymous reports have no one to group them by.
     if alert.user.is_empty() {
         return Ok(html! {});

@@ -11,6 +11,7 @@
 //! (`agent-clear-flag`, `agent-revoke`).
 
 use std::collections::HashSet;
+
 use axum::response::Response;
 use maud::{html, Markup};
 use rusqlite::Connection;

@@ -166,3 +166,53 @@ pub const JS: &str = r#"
   });
 })();
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::auth::{QueueAccess, Role};
+
+    const HOSTILE: &str = r#"<script>alert("x")</script>' & "#;
+    const ESCAPED: &str = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;' &amp; ";
+
+    #[test]
+    fn the_shell_escapes_the_title_the_viewer_and_attribute_values() {
+        let viewer = Viewer {
+            name: HOSTILE.to_owned(),
+            role: Role::Dsl,
+            csrf: format!("tok\"{HOSTILE}"),
+            session_hash: Vec::new(),
+            queue: QueueAccess::Full,
+        };
+        let out = page(HOSTILE, Some(&viewer), html! { p { (HOSTILE) } });
+        assert!(!out.contains("<script>alert"), "{out}");
+        assert!(
+            out.contains(&format!("<title>{ESCAPED} - Tutela</title>")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!(r#"<span class="who">{ESCAPED} (dsl)</span>"#)),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!(r#"value="tok&quot;{ESCAPED}""#)),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("<main><p>{ESCAPED}</p></main>")),
+            "{out}"
+        );
+        assert!(out.contains(r#"<a href="/settings">Settings</a>"#), "{out}");
+    }
+
+    #[test]
+    fn select_escapes_options_and_marks_the_current_one() {
+        let out = select("state", &[("a\"b", HOSTILE), ("new", "New")], "new").into_string();
+        assert_eq!(
+            out,
+            format!(
+                r#"<select name="state"><option value="a&quot;b">{ESCAPED}</option><option value="new" selected>New</option></select>"#
+            )
+        );
+    }
+}

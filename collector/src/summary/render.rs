@@ -295,7 +295,8 @@ pub fn html(f: &Figures, chart_src: &str) -> String {
     const TH: &str = "text-align:left;padding:4px 8px;border-bottom:1px solid #ccc;font-weight:600";
     const TD: &str = "padding:4px 8px;border-bottom:1px solid #eee";
     const TDN: &str = "padding:4px 8px;border-bottom:1px solid #eee;text-align:right";
-    const THN: &str = "text-align:right;padding:4px 8px;border-bottom:1px solid #ccc;font-weight:600";
+    const THN: &str =
+        "text-align:right;padding:4px 8px;border-bottom:1px solid #ccc;font-weight:600";
     const H2: &str = "font-size:16px;margin:20px 0 6px";
     const P14: &str = "font-size:14px;margin:4px 0";
     let swatch = |i: usize, gap: u8| {
