@@ -4,7 +4,8 @@
 //! listener.
 //!
 //! Every request runs its database work on a blocking thread against one
-//! connection; pages are plain functions from rows to escaped HTML.
+//! connection; pages are functions from rows to maud templates, which escape
+//! every value.
 
 pub mod access;
 pub mod alert;
