@@ -18,6 +18,16 @@ pub fn csrf(viewer: &Viewer) -> Markup {
 
 /// A full page: header with navigation for the viewer's role, then `body`.
 pub fn page(title: &str, viewer: Option<&Viewer>, body: Markup) -> String {
+    page_with_head(title, viewer, html! {}, body)
+}
+
+/// A full page with extra elements in its head (e.g. a refresh).
+pub fn page_with_head(
+    title: &str,
+    viewer: Option<&Viewer>,
+    extra_head: Markup,
+    body: Markup,
+) -> String {
     html! {
         (DOCTYPE) "\n"
         html lang="en-GB" {
@@ -26,6 +36,7 @@ pub fn page(title: &str, viewer: Option<&Viewer>, body: Markup) -> String {
                 meta name="viewport" content="width=device-width, initial-scale=1"; "\n"
                 title { (title) " - Tutela" }
                 link rel="stylesheet" href="/assets/console.css";
+                (extra_head)
             }
             "\n"
             body {
