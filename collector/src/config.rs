@@ -145,6 +145,10 @@ pub struct Console {
     /// staff, besides those imported with `users import`; their alerts go to
     /// the head teacher only. Empty: none.
     pub staff_pattern: String,
+    /// Staff single sign-on providers (OpenID Connect), each shown as a
+    /// button on the sign-in page. Local accounts keep working beside them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub oidc: Vec<OidcProvider>,
 }
 
 impl Default for Console {
@@ -156,8 +160,80 @@ impl Default for Console {
             trusted_proxy: None,
             time_zone: "Europe/London".into(),
             staff_pattern: String::new(),
+            oidc: Vec::new(),
         }
     }
+}
+
+/// One OpenID Connect provider for staff sign-in (`[[console.oidc]]`).
+/// It names where the client secret is, never the secret itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProvider {
+    /// Short id used in the URLs: `/login/oidc/<name>` and its callback.
+    pub name: String,
+    /// What the sign-in button says, e.g. `Google Workspace`. Empty: the name.
+    #[serde(default)]
+    pub label: String,
+    /// The issuer exactly as the provider's discovery document states it,
+    /// e.g. `https://accounts.google.com`.
+    pub issuer: String,
+    pub client_id: String,
+    /// A file holding the client secret (first line), readable by the collector only.
+    #[serde(default)]
+    pub client_secret_file: String,
+    /// Or an environment variable holding it. Neither: a public client (PKCE only).
+    #[serde(default)]
+    pub client_secret_env: String,
+    /// The callback URL registered with the provider: the console's address
+    /// as browsers reach it, then `/login/oidc/<name>/callback`.
+    pub redirect_url: String,
+    /// Scopes asked for, beside `openid`.
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// The ID token claim holding the account's email address.
+    #[serde(default = "default_email_claim")]
+    pub email_claim: String,
+    /// The ID token claim holding the account's groups (a list of names or ids).
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Refuse an ID token whose `email_verified` claim is false.
+    #[serde(default = "default_true")]
+    pub require_verified_email: bool,
+    /// Who gets which role; the first entry that matches wins. An account
+    /// that matches none is refused.
+    #[serde(default)]
+    pub roles: Vec<OidcRole>,
+}
+
+/// Accounts given one role: by email address or by group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcRole {
+    /// dsl, deputy-dsl, head, technician or auditor.
+    pub role: String,
+    /// Email addresses (case-insensitive).
+    #[serde(default)]
+    pub emails: Vec<String>,
+    /// Group names or ids as the provider sends them in the groups claim.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+fn default_oidc_scopes() -> Vec<String> {
+    vec!["email".into(), "profile".into()]
+}
+
+fn default_email_claim() -> String {
+    "email".into()
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// The browser extension agent (Chromebooks and Chrome), which reaches the

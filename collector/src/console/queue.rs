@@ -73,8 +73,9 @@ fn login_form(app: &App, message: Option<&str>, status: StatusCode) -> Response 
     let error = message
         .map(|m| format!(r#"<p class="error" id="login-error">{}</p>"#, esc(m)))
         .unwrap_or_default();
+    let sso = app.sso.buttons();
     let body = format!(
-        r#"<form class="login" method="post" action="/login"><h1>Sign in</h1>{error}
+        r#"<form class="login" method="post" action="/login"><h1>Sign in</h1>{error}{sso}
 <input type="hidden" name="csrf" value="{token}">
 <label>Account<input type="text" name="name" autocomplete="username" required autofocus></label>
 <label>Password<input type="password" name="password" autocomplete="current-password" required></label>
