@@ -8,9 +8,12 @@
 //
 // Environment: CONSOLE_URL, PASSWORD (the local account `breakglass`), CHROMIUM.
 import { chromium } from 'playwright-core';
+import { audit } from './a11y.mjs';
 
 const base = process.env.CONSOLE_URL;
 const result = {};
+// WCAG 2.2 AA violations (axe-core) on the pages single sign-on adds.
+const violations = [];
 
 function check(cond, what) {
   if (!cond) throw new Error(`check failed: ${what}`);
@@ -65,6 +68,7 @@ try {
     await page.goto(`${base}/login`);
     check((await page.textContent('#sso-school')).includes('Sign in with School account'), 'sign-in page offers the provider');
     check(await page.isVisible('input[name=password]'), 'password form still offered');
+    violations.push(...await audit(page, 'sign-in with single sign-on'));
     await context.close();
   }
 
@@ -115,6 +119,7 @@ try {
     const { context, page } = await fresh();
     await providerSignIn(page, 'school', 'visitor@school.test');
     check((await errorText(page)).includes('no role in this console'), 'unmapped account refused with a clear page');
+    violations.push(...await audit(page, 'sign-in refused'));
     check(!(await context.cookies()).some((c) => c.name === 'tutela_session'), 'no session for an unmapped account');
     await context.close();
   }
@@ -134,6 +139,7 @@ try {
     await page.goto(`${base}/login`);
     await page.click('#sso-down');
     check((await errorText(page)).includes('could not be reached'), 'unreachable provider explained');
+    violations.push(...await audit(page, 'provider unreachable'));
     await page.goto(`${base}/login`);
     await page.click('#sso-wrongissuer');
     check((await errorText(page)).includes('do not fit'), 'wrong issuer explained');
@@ -148,6 +154,8 @@ try {
     check((await page.textContent('.who')).includes('breakglass (dsl)'), 'local break-glass account signs in');
     await context.close();
   }
+  if (violations.length) throw new Error(`accessibility violations: ${violations.join('; ')}`);
+  result['no accessibility violation'] = true;
 } catch (e) {
   result.error = String(e && e.stack || e);
   if (current && !current.isClosed()) {
