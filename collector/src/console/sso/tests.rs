@@ -196,3 +196,76 @@ fn configuration_is_checked_and_roles_map_first_match() {
         .unwrap_err()
         .contains("no roles are mapped"));
 }
+
+#[test]
+fn accounts_are_tied_to_their_subject_and_never_take_over_local_ones() {
+    use super::accounts::{sign_in, Refusal, SignIn};
+    use crate::console::auth::{add_user, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let conn = crate::store::open(dir.path()).unwrap();
+    crate::console::schema::create(&conn).unwrap();
+    let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+    let who = |subject, email, role| SignIn {
+        provider: "school",
+        subject,
+        email,
+        role,
+        ip,
+    };
+    let first = sign_in(&conn, &who("s1", "a@school.test", Role::Dsl)).unwrap();
+    assert!(first.is_ok());
+    // The mapping changed: the next sign-in brings the new role.
+    sign_in(&conn, &who("s1", "a@school.test", Role::Head))
+        .unwrap()
+        .unwrap();
+    let role: String = conn
+        .query_row(
+            "SELECT role FROM console_users WHERE name = 'a@school.test'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(role, "head");
+    // Another person given the same address at the provider.
+    assert_eq!(
+        sign_in(&conn, &who("s2", "a@school.test", Role::Dsl)).unwrap(),
+        Err(Refusal::SubjectChanged)
+    );
+    // A local account's name, and a disabled account.
+    add_user(
+        &conn,
+        "local@school.test",
+        Role::Dsl,
+        "a long test password",
+    )
+    .unwrap();
+    assert_eq!(
+        sign_in(&conn, &who("s3", "local@school.test", Role::Dsl)).unwrap(),
+        Err(Refusal::LocalAccount)
+    );
+    conn.execute(
+        "UPDATE console_users SET disabled = 1 WHERE name = 'a@school.test'",
+        [],
+    )
+    .unwrap();
+    assert_eq!(
+        sign_in(&conn, &who("s1", "a@school.test", Role::Dsl)).unwrap(),
+        Err(Refusal::Disabled)
+    );
+    // An address no account name can be.
+    assert_eq!(
+        sign_in(&conn, &who("s4", "o'brien+x@school.test", Role::Dsl)).unwrap(),
+        Err(Refusal::NoUsableEmail)
+    );
+    // A password cannot open a single sign-on account.
+    let login = crate::console::auth::login(&conn, "a@school.test", "", ip).unwrap();
+    assert!(matches!(login, crate::console::auth::Login::Refused));
+    let refusals: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM console_audit WHERE action = 'sso_refused'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(refusals, 4);
+}
