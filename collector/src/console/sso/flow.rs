@@ -4,6 +4,7 @@
 //! carried to another browser, or used twice, is refused.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,9 @@ use crate::console::auth::{fresh_token, same_secret};
 pub const FLOW_TTL: Duration = Duration::from_secs(600);
 /// Most sign-ins in progress at once (beyond it new ones are refused).
 const MAX_PENDING: usize = 10_000;
+/// Most sign-ins in progress from one address, so that one client cannot
+/// fill the table and keep everyone else from signing in.
+const MAX_PENDING_PER_ADDRESS: usize = 20;
 
 /// What a callback needs from its sign-in's start.
 #[derive(Debug)]
@@ -24,6 +28,7 @@ pub struct Pending {
     pub verifier: String,
     binding: String,
     started: Instant,
+    from: IpAddr,
 }
 
 impl Pending {
@@ -54,12 +59,18 @@ pub fn challenge(verifier: &str) -> String {
 }
 
 impl Flows {
-    /// Starts a sign-in with `provider`; `None` when too many are pending.
-    pub fn begin(&self, provider: &str) -> Option<Started> {
+    /// Starts a sign-in with `provider` for a browser at `from`; `None`
+    /// when too many are pending, in all or from that address.
+    pub fn begin(&self, provider: &str, from: IpAddr) -> Option<Started> {
         let mut map = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_PENDING {
+        let from_here = |map: &HashMap<String, Pending>| {
+            map.values()
+                .filter(|p| p.from == from && p.started.elapsed() < FLOW_TTL)
+                .count()
+        };
+        if map.len() >= MAX_PENDING || from_here(&map) >= MAX_PENDING_PER_ADDRESS {
             map.retain(|_, p| p.started.elapsed() < FLOW_TTL);
-            if map.len() >= MAX_PENDING {
+            if map.len() >= MAX_PENDING || from_here(&map) >= MAX_PENDING_PER_ADDRESS {
                 return None;
             }
         }
@@ -78,6 +89,7 @@ impl Flows {
                 verifier,
                 binding: started.binding.clone(),
                 started: Instant::now(),
+                from,
             },
         );
         Some(started)
@@ -98,7 +110,8 @@ mod tests {
     #[test]
     fn state_is_single_use_and_bound() {
         let flows = Flows::default();
-        let s = flows.begin("idp").unwrap();
+        let here = IpAddr::from([192, 0, 2, 1]);
+        let s = flows.begin("idp", here).unwrap();
         // base64url(SHA-256(verifier)), unpadded (RFC 7636, S256).
         assert_eq!(
             challenge("dBjftJeZ4CVP-mJ0kzbMzMKx1UBnZdRZ_S4J1-oM7w4"),
@@ -110,5 +123,11 @@ mod tests {
         assert!(!p.bound_to(None));
         assert!(flows.take(&s.state).is_none(), "a state works once");
         assert!(flows.take("never issued").is_none());
+        // One address cannot hold more than its share of pending sign-ins.
+        for _ in 0..MAX_PENDING_PER_ADDRESS {
+            assert!(flows.begin("idp", here).is_some());
+        }
+        assert!(flows.begin("idp", here).is_none());
+        assert!(flows.begin("idp", IpAddr::from([192, 0, 2, 2])).is_some());
     }
 }

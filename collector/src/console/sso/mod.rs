@@ -174,7 +174,7 @@ async fn begin(app: &App, name: &str, ip: std::net::IpAddr) -> Response {
             "This console has no single sign-on provider by that name.",
         );
     };
-    let Some(started) = app.sso.flows.begin(&provider.name) else {
+    let Some(started) = app.sso.flows.begin(&provider.name, ip) else {
         tracing::warn!(provider = %provider.name, "single sign-on refused: too many sign-ins in progress");
         return trouble(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -195,6 +195,7 @@ async fn begin(app: &App, name: &str, ip: std::net::IpAddr) -> Response {
             r
         }
         Err(e) => {
+            app.sso.flows.take(&started.state);
             tracing::warn!(provider = %provider.name, error = %e, "single sign-on could not start");
             audit_refusal(app, None, name, e.to_string(), ip).await;
             provider_trouble(&provider.label, &e)
@@ -300,6 +301,19 @@ async fn finish(
         )
         .await;
         return refused("This sign-in was started in another browser, or its cookie is missing. Start again from the sign-in page in this browser.");
+    }
+    // RFC 9207: a provider that names itself must be the one this sign-in went to.
+    if !get("iss").is_empty() && get("iss") != provider.issuer() {
+        tracing::info!(provider = %name, %ip, "single sign-on refused: the answer names another issuer");
+        audit_refusal(
+            app,
+            None,
+            name,
+            "the answer names another issuer (mix-up)".into(),
+            ip,
+        )
+        .await;
+        return refused("The answer came from another sign-in provider than the one this sign-in went to. Start again from the sign-in page.");
     }
     if !get("error").is_empty() {
         let error: String = get("error")

@@ -200,6 +200,10 @@ impl Provider {
         })
     }
 
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
     /// The role the first matching entry gives, if any.
     pub fn role_for(&self, identity: &Identity) -> Option<Role> {
         let email = identity.email.as_deref().map(str::to_lowercase);
