@@ -537,7 +537,7 @@ pub enum WebhookAudience {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookTarget {
-    /// Names the target in logs and `webhooks status`.
+    /// Names the target in the log and the outbox.
     pub name: String,
     pub format: WebhookFormat,
     /// The receiver's URL (https, or http on this machine). Teams and Slack

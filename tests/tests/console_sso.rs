@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use tutela_tests::web::http;
 use tutela_tests::{console_scripts, free_port, wait_for, Collector, Scratch};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -255,6 +256,30 @@ fn staff_sign_in_with_openid_connect_and_every_refusal_audited() {
             "the log does not say {reason:?}:\n{log}"
         );
     }
+    // Forged callbacks from one address are throttled, and stop reaching
+    // the audit log (as wrong passwords do).
+    let forged: Vec<u16> = (0..25)
+        .map(|i| {
+            http(
+                port,
+                "GET",
+                &format!("/login/oidc/school/callback?state=forged{i}&code=x"),
+                "",
+                &[],
+            )
+            .status
+        })
+        .collect();
+    assert_eq!(forged[0], 403, "{forged:?}");
+    assert_eq!(*forged.last().unwrap(), 429, "{forged:?}");
+    let unknown_state: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM console_audit WHERE detail LIKE 'sign-in state unknown%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(unknown_state <= 20, "{unknown_state} refusals audited");
     // No token, code or secret in the audit log or the collector's log.
     let audit_text = format!("{audit:?}");
     for text in [&audit_text, &log] {

@@ -277,8 +277,18 @@ async fn finish(
         );
     };
     let refused = |message: &str| trouble(StatusCode::FORBIDDEN, "Sign-in refused", message);
+    // Forged callbacks count against the address like wrong passwords do, so
+    // that one client cannot fill the audit log.
+    if app.throttle.blocked(ip) {
+        return trouble(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many failed sign-ins",
+            "Too many failed sign-ins from this computer. Wait a few minutes.",
+        );
+    }
     // Single use: the state is gone from here on, whatever happens next.
     let Some(pending) = app.sso.flows.take(get("state")) else {
+        app.throttle.failed(ip);
         tracing::info!(provider = %name, %ip, "single sign-on refused: unknown, used or expired state");
         audit_refusal(
             app,
@@ -291,6 +301,7 @@ async fn finish(
         return refused("This sign-in link has been used already or has expired. Start again from the sign-in page.");
     };
     if pending.provider != provider.name || !pending.bound_to(binding) {
+        app.throttle.failed(ip);
         tracing::info!(provider = %name, %ip, "single sign-on refused: the callback came to another browser or provider");
         audit_refusal(
             app,
