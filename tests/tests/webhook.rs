@@ -2,7 +2,9 @@
 //! HTTP receiver on loopback (tests/webhook/receiver.py) in the generic
 //! JSON format (HMAC-SHA256 signed), as a Microsoft Teams card and as a
 //! Slack message. The receiver is down when the alert arrives; the messages
-//! wait in the durable outbox, are retried, and arrive once it is back.
+//! wait in the durable outbox, are retried, and arrive once it is back; a
+//! receiver answering 410 Gone has its message refused for good, shown by
+//! `webhooks status` and queued again by `webhooks retry-failed`.
 //! Without the school's opt-in no message carries the pupil's name or any
 //! text; the Slack target opted in and carries the name.
 
@@ -11,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tutela_tests::web::{field, http};
-use tutela_tests::{free_port, wait_for, workspace, Collector, Scratch};
+use tutela_tests::{free_port, run_ok, wait_for, workspace, Collector, Scratch};
 
 const PASSWORD: &str = "correct horse battery staple";
 const SECRET: &str = "webhook-signing-secret-9QxT2w";
@@ -88,10 +90,12 @@ fn urgent_alerts_reach_json_teams_and_slack_receivers_after_they_come_back() {
                 "school = \"Hill School\"\ninterval_secs = 1\nretry_initial_secs = 1\nretry_max_secs = 2\n\
                  [[webhooks.targets]]\nname = \"json\"\nformat = \"json\"\nurl = \"{base}/tutela\"\nsecret_file = \"{}\"\n\
                  [[webhooks.targets]]\nname = \"teams\"\nformat = \"teams\"\nurl_file = \"{}\"\n\
-                 [[webhooks.targets]]\nname = \"slack\"\nformat = \"slack\"\nurl_file = \"{}\"\ninclude_pupil = true\n",
+                 [[webhooks.targets]]\nname = \"slack\"\nformat = \"slack\"\nurl_file = \"{}\"\ninclude_pupil = true\n\
+                 [[webhooks.targets]]\nname = \"gone\"\nformat = \"json\"\nurl = \"{base}/gone\"\nsecret_file = \"{}\"\n",
                 secret.display(),
                 teams_url.display(),
-                slack_url.display()
+                slack_url.display(),
+                secret.display()
             ),
         )
         .unwrap();
@@ -116,7 +120,7 @@ fn urgent_alerts_reach_json_teams_and_slack_receivers_after_they_come_back() {
         Duration::from_secs(30),
         || {
             let rows = outbox(&db);
-            rows.len() == 3 && rows.iter().all(|r| r.2 >= 2 && r.3.is_none())
+            rows.len() == 4 && rows.iter().all(|r| r.2 >= 2 && r.3.is_none())
         },
     )
     .unwrap();
@@ -125,12 +129,49 @@ fn urgent_alerts_reach_json_teams_and_slack_receivers_after_they_come_back() {
         assert!(!row.4.contains(&base), "the URL is not recorded: {row:?}");
     }
 
-    // It comes back: every message arrives, once recorded as sent.
+    let status = run_ok(collector.cmd().args(["webhooks", "status"])).unwrap();
+    assert_eq!(status.matches("waiting, next try").count(), 4, "{status}");
+    assert!(status.contains("could not be reached"), "{status}");
+
+    // It comes back: every message arrives, once recorded as sent; the
+    // receiver that answers 410 Gone refuses its message for good.
     let log = scratch.path("received.jsonl");
     let _receiver = start_receiver(receiver_port, &log);
+    let refused = |db: &rusqlite::Connection| -> Option<i64> {
+        db.query_row(
+            "SELECT failed_ms FROM webhook_outbox WHERE target = 'gone'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
     wait_for("the messages delivered", Duration::from_secs(30), || {
-        outbox(&db).iter().all(|r| r.3.is_some())
+        outbox(&db).iter().all(|r| r.3.is_some() || r.1 == "gone") && refused(&db).is_some()
     })
+    .unwrap();
+    let status = run_ok(collector.cmd().args(["webhooks", "status"])).unwrap();
+    assert_eq!(status.matches(": sent ").count(), 3, "{status}");
+    assert!(
+        status.contains("refused for good") && status.contains("410"),
+        "{status}"
+    );
+    // Queued again after the receiver is fixed (here: refused again).
+    let again = run_ok(collector.cmd().args(["webhooks", "retry-failed"])).unwrap();
+    assert!(again.starts_with("1 refused"), "{again}");
+    wait_for(
+        "the refused message tried again",
+        Duration::from_secs(30),
+        || {
+            refused(&db).is_some()
+                && db
+                    .query_row(
+                        "SELECT last_error FROM webhook_outbox WHERE target = 'gone'",
+                        [],
+                        |r| r.get::<_, String>(0),
+                    )
+                    .is_ok_and(|e| !e.starts_with("queued again"))
+        },
+    )
     .unwrap();
     let received: Vec<serde_json::Value> = std::fs::read_to_string(&log)
         .unwrap()

@@ -1,6 +1,7 @@
-"""A webhook receiver on loopback for the webhook test: accepts every POST
-with 200 and appends one JSON line per request (path, headers, body as
-text) to the file named on the command line. Usage: receiver.py PORT FILE"""
+"""A webhook receiver on loopback for the webhook test: appends one JSON
+line per POST (path, headers, body as text) to the file named on the
+command line and answers 200, or 410 Gone for paths under /gone (a receiver
+that refuses for good). Usage: receiver.py PORT FILE"""
 
 import json
 import sys
@@ -17,7 +18,7 @@ class Receiver(BaseHTTPRequestHandler):
                 "headers": {k.lower(): v for k, v in self.headers.items()},
                 "body": body.decode("utf-8"),
             }) + "\n")
-        self.send_response(200)
+        self.send_response(410 if self.path.startswith("/gone") else 200)
         self.send_header("content-length", "2")
         self.end_headers()
         self.wfile.write(b"ok")

@@ -9,6 +9,7 @@
 //! refuses for good (4xx other than 408 and 429). Delivery is at least once.
 
 pub mod body;
+pub mod cli;
 pub mod outbox;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -203,3 +203,51 @@ pub fn prune_sent(conn: &Connection, before_ms: i64) -> rusqlite::Result<usize> 
         [before_ms],
     )
 }
+
+/// One outbox row, for `webhooks status`.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub id: i64,
+    pub target: String,
+    pub alerts: i64,
+    pub created_ms: i64,
+    pub attempts: i64,
+    pub next_attempt_ms: i64,
+    pub sent_ms: Option<i64>,
+    pub failed_ms: Option<i64>,
+    pub last_error: String,
+}
+
+/// The newest `limit` rows, unsent first.
+pub fn rows(conn: &Connection, limit: i64) -> rusqlite::Result<Vec<Row>> {
+    ensure_schema(conn)?;
+    let mut stmt = conn.prepare(
+        "SELECT id, target, alerts, created_ms, attempts, next_attempt_ms, sent_ms, failed_ms, last_error
+         FROM webhook_outbox ORDER BY sent_ms IS NOT NULL, id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit], |r| {
+        Ok(Row {
+            id: r.get(0)?,
+            target: r.get(1)?,
+            alerts: r.get(2)?,
+            created_ms: r.get(3)?,
+            attempts: r.get(4)?,
+            next_attempt_ms: r.get(5)?,
+            sent_ms: r.get(6)?,
+            failed_ms: r.get(7)?,
+            last_error: r.get(8)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Queues again the messages a receiver refused for good; returns how many.
+pub fn retry_failed(conn: &Connection) -> rusqlite::Result<usize> {
+    ensure_schema(conn)?;
+    conn.execute(
+        "UPDATE webhook_outbox SET failed_ms = NULL, attempts = 0, next_attempt_ms = ?1,
+            last_error = 'queued again after: ' || last_error
+         WHERE failed_ms IS NOT NULL AND sent_ms IS NULL",
+        [now_ms()],
+    )
+}
