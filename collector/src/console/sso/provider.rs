@@ -80,6 +80,12 @@ pub struct Provider {
     cache: tokio::sync::Mutex<Cache>,
 }
 
+/// Text from the provider, made fit for the log and the audit log: no
+/// control characters, at most 120 characters.
+fn short(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(120).collect()
+}
+
 /// Whether `url` is `https`, or `http` to this machine (for tests and a
 /// provider on the same host).
 fn acceptable_url(url: &str) -> bool {
@@ -264,7 +270,8 @@ impl Provider {
         if doc.issuer != self.issuer {
             return Err(SsoError::Misconfigured(format!(
                 "the discovery document names issuer {:?}, not the configured {:?}",
-                doc.issuer, self.issuer
+                short(&doc.issuer),
+                self.issuer
             )));
         }
         let local = self.issuer.starts_with("http://");
@@ -275,7 +282,8 @@ impl Provider {
         ] {
             if !acceptable_url(endpoint) || (!local && !endpoint.starts_with("https://")) {
                 return Err(SsoError::Misconfigured(format!(
-                    "the discovery document's endpoint {endpoint:?} is not https"
+                    "the discovery document's endpoint {:?} is not https",
+                    short(endpoint)
                 )));
             }
         }
@@ -384,7 +392,7 @@ impl Provider {
             .await?;
         let tokens = tokens.map_err(SsoError::ExchangeRefused)?;
         if !status.is_success() {
-            let error = tokens.error.unwrap_or_default();
+            let error = short(&tokens.error.unwrap_or_default());
             let hint = if error == "invalid_client" {
                 "; check client_id and the client secret"
             } else {
