@@ -83,6 +83,11 @@ fn urgent_alerts_reach_json_teams_and_slack_receivers_after_they_come_back() {
     collector
         .set_section("mail", "console_url = \"https://console.school.test\"")
         .unwrap();
+    let metrics_port = free_port();
+    collector
+        .set_section("metrics", &format!("listen = \"127.0.0.1:{metrics_port}\""))
+        .unwrap();
+    let scrape = || http(metrics_port, "GET", "/metrics", "", &[]).body;
     collector
         .set_section(
             "webhooks",
@@ -132,6 +137,11 @@ fn urgent_alerts_reach_json_teams_and_slack_receivers_after_they_come_back() {
     let status = run_ok(collector.cmd().args(["webhooks", "status"])).unwrap();
     assert_eq!(status.matches("waiting, next try").count(), 4, "{status}");
     assert!(status.contains("could not be reached"), "{status}");
+    assert!(
+        scrape().contains("tutela_webhook_outbox_pending 4"),
+        "{}",
+        scrape()
+    );
 
     // It comes back: every message arrives, once recorded as sent; the
     // receiver that answers 410 Gone refuses its message for good.
@@ -154,6 +164,12 @@ fn urgent_alerts_reach_json_teams_and_slack_receivers_after_they_come_back() {
     assert!(
         status.contains("refused for good") && status.contains("410"),
         "{status}"
+    );
+    let metrics = scrape();
+    assert!(
+        metrics.contains("tutela_webhook_outbox_pending 0")
+            && metrics.contains("tutela_webhook_outbox_failed 1"),
+        "{metrics}"
     );
     // Queued again after the receiver is fixed (here: refused again).
     let again = run_ok(collector.cmd().args(["webhooks", "retry-failed"])).unwrap();
