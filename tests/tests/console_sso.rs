@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use tutela_tests::web::http;
-use tutela_tests::{console_scripts, free_port, wait_for, Collector, Scratch};
+use tutela_tests::{console_scripts, free_port, run_ok, wait_for, Collector, Scratch};
 
 const PASSWORD: &str = "correct horse battery staple";
 const CLIENT_SECRET: &str = "client-secret-7Hq2vX9pLmW4";
@@ -243,6 +243,12 @@ fn staff_sign_in_with_openid_connect_and_every_refusal_audited() {
         names,
         ["breakglass", "dsl@school.test", "head@school.test"],
         "{accounts:?}"
+    );
+    let list = run_ok(collector.cmd().args(["user", "list"])).unwrap();
+    assert!(
+        list.contains("dsl@school.test\tdsl\tactive\tsingle sign-on")
+            && list.contains("breakglass\tdsl\tactive\n"),
+        "{list}"
     );
     // The log says why each misconfigured provider failed.
     for reason in [
