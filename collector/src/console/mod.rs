@@ -375,6 +375,18 @@ fn client_address(
     Some(forwarded.unwrap_or(peer))
 }
 
+/// The client's address for a request ([`client_address`] of its peer).
+fn request_ip(
+    extensions: &axum::http::Extensions,
+    headers: &axum::http::HeaderMap,
+    trusted_proxy: Option<IpAddr>,
+) -> Option<IpAddr> {
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    client_address(peer, headers, trusted_proxy)
+}
+
 async fn call(app: App, page: Page, id: Option<i64>, request: Request) -> Response {
     call_limited(app, page, id, request, DEFAULT_FORM_LIMIT).await
 }
@@ -391,14 +403,7 @@ async fn call_limited(
     let mut req = Req {
         post,
         id,
-        ip: client_address(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-            &parts.headers,
-            app.trusted_proxy,
-        ),
+        ip: request_ip(&parts.extensions, &parts.headers, app.trusted_proxy),
         wants_json: parts
             .headers
             .get(header::ACCEPT)

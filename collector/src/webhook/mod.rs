@@ -54,34 +54,6 @@ impl std::fmt::Debug for Target {
     }
 }
 
-fn read_one(value: &str, file: &str, env: &str, what: &str) -> Result<Option<String>, String> {
-    let set = [
-        !value.trim().is_empty(),
-        !file.trim().is_empty(),
-        !env.trim().is_empty(),
-    ];
-    if set.iter().filter(|s| **s).count() > 1 {
-        return Err(format!("give the {what} one way only"));
-    }
-    let text = if !file.trim().is_empty() {
-        std::fs::read_to_string(file.trim())
-            .map_err(|e| format!("cannot read the {what} file {file:?}: {e}"))?
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_owned()
-    } else if !env.trim().is_empty() {
-        std::env::var(env.trim())
-            .map_err(|_| format!("the environment variable {env} ({what}) is not set"))?
-            .trim()
-            .to_owned()
-    } else {
-        value.trim().to_owned()
-    };
-    Ok((!text.is_empty()).then_some(text))
-}
-
 impl Target {
     pub fn from_config(config: &WebhookTarget) -> Result<Self, WebhookError> {
         let name = &config.name;
@@ -94,7 +66,7 @@ impl Target {
         {
             return Err(err("name must be 1-64 letters, digits, '-' or '_'".into()));
         }
-        let url = read_one(&config.url, &config.url_file, &config.url_env, "URL")
+        let url = crate::secrets::configured(&config.url, &config.url_file, &config.url_env, "URL")
             .map_err(&err)?
             .ok_or_else(|| err("set url, url_file or url_env".into()))?;
         let url =
@@ -106,7 +78,8 @@ impl Target {
             ));
         }
         let secret =
-            read_one("", &config.secret_file, &config.secret_env, "secret").map_err(&err)?;
+            crate::secrets::configured("", &config.secret_file, &config.secret_env, "secret")
+                .map_err(&err)?;
         let key = match (config.format, secret) {
             (WebhookFormat::Json, Some(s)) if s.len() >= 16 => {
                 Some(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, s.as_bytes()))
@@ -291,11 +264,11 @@ async fn deliver_due(
                     .await?;
             }
             Posted::Retry(error) => {
-                let initial = config.retry_initial_secs.max(1) as i64 * 1000;
-                let factor = 1i64 << attempts.clamp(1, 30).saturating_sub(1);
-                let wait = initial
-                    .saturating_mul(factor)
-                    .min(config.retry_max_secs.max(1) as i64 * 1000);
+                let wait = crate::mail::backoff_ms(
+                    config.retry_initial_secs.max(1) as i64 * 1000,
+                    config.retry_max_secs.max(1) as i64 * 1000,
+                    attempts,
+                );
                 tracing::warn!(id, target = %name, attempts, retry_in_secs = wait / 1000, %error, "webhook message not delivered; will retry");
                 crate::mail::with_db(db, move |c| {
                     outbox::retry_later(c, id, attempts, wait, &error)

@@ -14,12 +14,10 @@ pub mod provider;
 #[cfg(test)]
 mod tests;
 
-use std::fmt::Write;
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
+use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
+use std::fmt::Write;
 
 use super::html::{esc, page_with_head};
 use super::{harden, html_response, redirect, with_status, App};
@@ -158,11 +156,7 @@ pub async fn start(
 }
 
 fn client_ip(app: &App, request: &Request) -> std::net::IpAddr {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    super::client_address(peer, request.headers(), app.trusted_proxy)
+    super::request_ip(request.extensions(), request.headers(), app.trusted_proxy)
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
 }
 
@@ -221,25 +215,16 @@ pub async fn callback(
     harden(response)
 }
 
-/// Runs `work` on the console's database (a blocking thread).
+/// Runs `work` on the console's database (a blocking thread); `None`
+/// (logged) when the database fails.
 async fn with_db<T: Send + 'static>(
     app: &App,
     work: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
 ) -> Option<T> {
-    let db = app.db.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let conn = db.lock().unwrap_or_else(|p| p.into_inner());
-        work(&conn)
-    })
-    .await;
-    match result {
-        Ok(Ok(v)) => Some(v),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "console database error during single sign-on");
-            None
-        }
-        Err(_) => None,
-    }
+    crate::mail::with_db(&app.db, move |conn| work(conn))
+        .await
+        .map_err(|e| tracing::error!(error = %e, "console database error during single sign-on"))
+        .ok()
 }
 
 async fn audit_refusal(
@@ -426,12 +411,9 @@ fn signed_in(app: &App, token: &str) -> Response {
     let head = r#"<meta http-equiv="refresh" content="0;url=/queue">"#;
     let body = r#"<div class="login"><h1>Signed in</h1><p id="sso-signed-in"><a href="/queue">Continue to the console</a></p></div>"#;
     let mut r = html_response(page_with_head("Signed in", None, head, body));
-    let secure = if app.secure_cookies { "; Secure" } else { "" };
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "{}={token}; Path=/; HttpOnly; SameSite=Strict{secure}",
-        super::auth::SESSION_COOKIE
-    )) {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        super::queue::cookie(super::auth::SESSION_COOKIE, token, app.secure_cookies, None),
+    );
     r
 }

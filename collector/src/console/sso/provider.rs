@@ -452,34 +452,18 @@ impl Provider {
 }
 
 fn read_secret(config: &OidcProvider) -> Result<Option<String>, String> {
-    let file = config.client_secret_file.trim();
-    let env = config.client_secret_env.trim();
-    if !file.is_empty() && !env.is_empty() {
-        return Err("set client_secret_file or client_secret_env, not both".into());
-    }
-    let secret = if !file.is_empty() {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| format!("cannot read client_secret_file {file:?}: {e}"))?;
-        #[cfg(unix)]
-        if let Ok(meta) = std::fs::metadata(file) {
-            use std::os::unix::fs::PermissionsExt;
-            if meta.permissions().mode() & 0o004 != 0 {
-                tracing::warn!(provider = %config.name, "client_secret_file can be read by other users; chmod 600 it");
-            }
-        }
-        text.lines().next().unwrap_or("").trim().to_owned()
-    } else if !env.is_empty() {
-        std::env::var(env)
-            .map_err(|_| format!("the environment variable {env} (client_secret_env) is not set"))?
-            .trim()
-            .to_owned()
-    } else {
-        return Ok(None);
-    };
-    if secret.is_empty() {
+    let secret = crate::secrets::configured(
+        "",
+        &config.client_secret_file,
+        &config.client_secret_env,
+        "client secret",
+    )?;
+    let configured =
+        !config.client_secret_file.trim().is_empty() || !config.client_secret_env.trim().is_empty();
+    if configured && secret.is_none() {
         return Err("the client secret is empty".into());
     }
-    Ok(Some(secret))
+    Ok(secret)
 }
 
 /// Signature algorithms accepted on ID tokens: public-key ones only (an
