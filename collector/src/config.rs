@@ -202,6 +202,12 @@ pub struct OidcProvider {
     /// Refuse an ID token whose `email_verified` claim is false.
     #[serde(default = "default_true")]
     pub require_verified_email: bool,
+    /// Sent as the `prompt` parameter: `login` makes the provider ask for
+    /// the password again at each console sign-in (shared staffroom
+    /// computers), `select_account` lets a person pick an account. Empty:
+    /// the provider decides.
+    #[serde(default)]
+    pub prompt: String,
     /// Who gets which role; the first entry that matches wins. An account
     /// that matches none is refused.
     #[serde(default)]

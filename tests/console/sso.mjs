@@ -104,6 +104,12 @@ try {
     const a = await fresh();
     const begun = await a.context.request.get(`${base}/login/oidc/school`, { maxRedirects: 0 });
     check(begun.status() === 303, 'sign-in begins with a redirect to the provider');
+    const auth = new URL(begun.headers().location);
+    const q = auth.searchParams;
+    check(q.get('response_type') === 'code' && q.get('code_challenge_method') === 'S256'
+      && q.get('code_challenge').length === 43 && q.get('state').length >= 43 && q.get('nonce').length >= 43,
+    'authorisation request carries PKCE S256, state and nonce');
+    check(q.get('scope') === 'openid email groups' && q.get('prompt') === 'login', 'scopes and prompt as configured');
     const binding = (await a.context.cookies()).find((c) => c.name === 'tutela_oidc');
     check(binding && binding.httpOnly && binding.sameSite === 'Lax', 'binding cookie is HttpOnly and SameSite=Lax');
     const b = await fresh();

@@ -102,13 +102,14 @@ fn staff_sign_in_with_openid_connect_and_every_refusal_audited() {
                  [[console.oidc.roles]]\nrole = \"head\"\nemails = [\"Head@School.test\"]\n";
     let closed_port = free_port();
     let mut toml = String::new();
+    // The staffroom setting: the provider asks for the password every time.
     toml.push_str(&provider_entry(
         "school",
         "School account",
         &issuer,
         &secret,
         port,
-        roles,
+        &format!("prompt = \"login\"\n{roles}"),
     ));
     toml.push_str(&provider_entry(
         "down",

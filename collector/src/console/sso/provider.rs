@@ -75,6 +75,7 @@ pub struct Provider {
     email_claim: String,
     groups_claim: String,
     pub require_verified_email: bool,
+    prompt: String,
     roles: Vec<(Role, Vec<String>, Vec<String>)>,
     http: reqwest::Client,
     cache: tokio::sync::Mutex<Cache>,
@@ -139,6 +140,15 @@ impl Provider {
             return Err("client_id is empty; copy it from the provider's app registration".into());
         }
         let client_secret = read_secret(config)?;
+        let prompt = config.prompt.trim();
+        if !prompt
+            .split(' ')
+            .all(|p| matches!(p, "" | "login" | "consent" | "select_account"))
+        {
+            return Err(format!(
+                "prompt {prompt:?} must be empty, login, consent or select_account"
+            ));
+        }
         let mut roles = Vec::new();
         for entry in &config.roles {
             let role = Role::parse(&entry.role).ok_or_else(|| {
@@ -200,6 +210,7 @@ impl Provider {
             email_claim: config.email_claim.clone(),
             groups_claim: config.groups_claim.clone(),
             require_verified_email: config.require_verified_email,
+            prompt: prompt.to_owned(),
             roles,
             http,
             cache: tokio::sync::Mutex::new(Cache::default()),
@@ -324,7 +335,7 @@ impl Provider {
     ) -> Result<String, SsoError> {
         let d = self.discovery().await?;
         let scope = self.scopes.join(" ");
-        let url = reqwest::Url::parse_with_params(
+        let mut url = reqwest::Url::parse_with_params(
             &d.authorization_endpoint,
             [
                 ("response_type", "code"),
@@ -338,6 +349,9 @@ impl Provider {
             ],
         )
         .map_err(|e| SsoError::Misconfigured(format!("authorization_endpoint: {e}")))?;
+        if !self.prompt.is_empty() {
+            url.query_pairs_mut().append_pair("prompt", &self.prompt);
+        }
         Ok(url.into())
     }
 

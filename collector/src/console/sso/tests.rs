@@ -184,6 +184,11 @@ fn configuration_is_checked_and_roles_map_first_match() {
             "client_id = \"\"",
             "client_id",
         ),
+        (
+            "client_id = \"tutela-console\"",
+            "client_id = \"tutela-console\"\nprompt = \"always\"",
+            "prompt",
+        ),
     ] {
         let err = Provider::from_config(&config(&GOOD.replace(from, to))).unwrap_err();
         assert!(err.contains(why), "{to}: {err}");
