@@ -17,7 +17,8 @@ for pkg in xvfb xdotool openbox xterm x11-utils chromium chromium-driver \
            wine wine64 msitools wixl tzdata clang xdg-utils; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need="$need $pkg"
 done
-# Node and npm drive Chromium in the console test (playwright-core); any Node 18 or later works.
+# Node and npm drive Chromium in the console tests (playwright-core) and run the test OpenID
+# provider (oidc-provider); Node 20 or later.
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || need="$need nodejs npm"
 if [ -n "$need" ]; then
     echo "setup: installing$need"

@@ -73,6 +73,11 @@ enum Command {
     },
     /// The weekly summary email: preview it, send it now, or see what was sent.
     Summary(tutela_collector::summary::cli::SummaryArgs),
+    /// Urgent alerts by webhook: see what is waiting or refused, queue refused ones again.
+    Webhooks {
+        #[command(subcommand)]
+        command: tutela_collector::webhook::cli::WebhooksCommand,
+    },
     /// Enrolled agents.
     Agents {
         #[command(subcommand)]
@@ -513,6 +518,7 @@ fn main() -> Result<()> {
         Command::User { command } => tutela_collector::console::cli::user(&dir, command),
         Command::Users { command } => tutela_collector::console::cli::users(&dir, command),
         Command::Summary(args) => tutela_collector::summary::cli::run(&dir, args),
+        Command::Webhooks { command } => tutela_collector::webhook::cli::run(&dir, command),
         Command::Backup {
             dest,
             passphrase_file,

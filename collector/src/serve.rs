@@ -96,6 +96,10 @@ pub async fn bind(
     let mail_tasks = crate::mail::start(dir, config).context(
         "email (urgent notifications) cannot start; fix this, then start the collector again",
     )?;
+    // Likewise webhooks (urgent alerts to chat or another system).
+    let webhooks = crate::webhook::start(dir, config).context(
+        "webhooks (urgent alerts) cannot start; fix [[webhooks.targets]] in collector.toml, then start the collector again",
+    )?;
     // Bound before "listening" is printed, so whatever waits for that line
     // can scrape at once.
     let metrics = match config.metrics.listen {
@@ -193,6 +197,7 @@ pub async fn bind(
         purge.abort();
         trimmer.abort();
         mail_tasks.shutdown(GRACEFUL_MAIL).await;
+        webhooks.shutdown(GRACEFUL_MAIL).await;
         tracing::info!("collector stopped");
         served?;
         Ok(())

@@ -124,6 +124,7 @@ mark{background:#ffe066;padding:0 1px;font-weight:600}
 .error{background:#fde2e4;border:1px solid #d98a94;padding:6px 10px;margin-bottom:10px}
 .login{max-width:340px;margin:60px auto;background:#fff;padding:20px;border:1px solid #e2e5ea}
 .login label{display:block;margin-bottom:10px}.login input{width:100%}
+.sso a.button{display:block;text-align:center;padding:6px 10px;border:1px solid #23315a;border-radius:4px;color:#23315a;font-weight:600;text-decoration:none}
 .pager a{margin-right:12px}
 .tag.report,.report{color:#23315a;font-weight:600}
 main.concern{max-width:640px}main.concern textarea,main.concern input[type=text],main.concern select{width:100%}

@@ -57,7 +57,7 @@ pub fn state_label(state: &str) -> &str {
         .unwrap_or(state)
 }
 
-fn cookie(name: &str, value: &str, secure: bool, max_age: Option<i64>) -> HeaderValue {
+pub(super) fn cookie(name: &str, value: &str, secure: bool, max_age: Option<i64>) -> HeaderValue {
     let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
     if secure {
         c.push_str("; Secure");
@@ -75,6 +75,7 @@ fn login_form(app: &App, message: Option<&str>, status: StatusCode) -> Response 
         form.login method="post" action="/login" {
             h1 { "Sign in" }
             @if let Some(m) = message { p.error #login-error { (m) } }
+            (app.sso.buttons())
             "\n"
             input type="hidden" name="csrf" value=(token); "\n"
             label { "Account" input type="text" name="name" autocomplete="username" required autofocus; } "\n"
