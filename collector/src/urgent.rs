@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::Mailbox;
+use maud::{html, DOCTYPE};
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 
@@ -260,17 +261,11 @@ fn render(alerts: &[(i64, i64, i64)], base: &str, zone: &Zone) -> Content {
         if n == 1 { "" } else { "s" },
         if n == 1 { "it" } else { "them" }
     );
-    let mut items = String::new();
-    for &(id, time, severity) in alerts.iter().take(MAX_LINKS) {
-        let link = format!("{base}/alerts/{id}");
+    let shown = &alerts[..alerts.len().min(MAX_LINKS)];
+    for &(id, time, severity) in shown {
         text.push_str(&format!(
-            "- severity {severity}, {}: {link}\n",
+            "- severity {severity}, {}: {base}/alerts/{id}\n",
             zone.format(time)
-        ));
-        items.push_str(&format!(
-            r#"<li>Severity <b>{severity}</b>, {}: <a href="{link}">alert {id}</a></li>"#,
-            zone.format(time),
-            link = crate::console::html::esc(&link)
         ));
     }
     let more = n.saturating_sub(MAX_LINKS);
@@ -278,16 +273,32 @@ fn render(alerts: &[(i64, i64, i64)], base: &str, zone: &Zone) -> Content {
         text.push_str(&format!(
             "- and {more} more: see the review queue at {base}/\n"
         ));
-        items.push_str(&format!(
-            r#"<li>and {more} more: see the <a href="{}/">review queue</a></li>"#,
-            crate::console::html::esc(base)
-        ));
     }
     text.push_str("\nThis email holds links only; sign in to see the details.\n");
-    let html = format!(
-        r#"<!doctype html><html><body style="font-family:sans-serif"><p>{n} alert{} of severity 4 or 5 arrived. Review in the Tutela console:</p><ul>{items}</ul><p style="color:#555">This email holds links only; sign in to see the details.</p></body></html>"#,
-        if n == 1 { "" } else { "s" }
-    );
+    let html = html! {
+        (DOCTYPE)
+        html {
+            body style="font-family:sans-serif" {
+                p {
+                    (n) " alert" @if n != 1 { "s" }
+                    " of severity 4 or 5 arrived. Review in the Tutela console:"
+                }
+                ul {
+                    @for &(id, time, severity) in shown {
+                        li {
+                            "Severity " b { (severity) } ", " (zone.format(time)) ": "
+                            a href={ (base) "/alerts/" (id) } { "alert " (id) }
+                        }
+                    }
+                    @if more > 0 {
+                        li { "and " (more) " more: see the " a href={ (base) "/" } { "review queue" } }
+                    }
+                }
+                p style="color:#555" { "This email holds links only; sign in to see the details." }
+            }
+        }
+    }
+    .into_string();
     Content {
         subject,
         text,

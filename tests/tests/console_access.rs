@@ -294,7 +294,7 @@ fn a_subject_access_export_holds_exactly_what_the_database_holds_for_the_account
     assert_eq!(unknown.status, 404);
     assert!(unknown
         .body
-        .contains("Nothing is held for the account &#39;pupil.nobody&#39;"));
+        .contains("Nothing is held for the account 'pupil.nobody'"));
     assert_ne!(unknown.header("content-type"), Some("application/zip"));
     let nothing: i64 = db
         .query_row(

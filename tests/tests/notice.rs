@@ -337,7 +337,7 @@ fn the_notice_is_shown_at_session_start_acknowledged_signed_and_shown_again_for_
     .unwrap();
     let html = std::fs::read_to_string(&preview).unwrap();
     let line = format!(
-        "Monitoring notice: {} acknowledgement(s) this week; 1 pupil(s) have accepted their group&#39;s current version, 0 have not yet.",
+        "Monitoring notice: {} acknowledgement(s) this week; 1 pupil(s) have accepted their group's current version, 0 have not yet.",
         versions.len()
     );
     assert!(html.contains(&line), "{line}\nnot in:\n{html}");

@@ -13,16 +13,16 @@
 //! may show harmful or illegal material; the DSL can look at them in the
 //! console first).
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
+use maud::{html, DOCTYPE};
 use rusqlite::Connection;
 
 use super::alert::{self, Alert};
 use super::auth::{self, Viewer};
-use super::html::{csrf_field, esc, page};
+use super::html::{csrf, page};
 use super::queue::state_label;
 use super::{audit, deny, html_response, session, typed_response, with_status, App, Fail, Req};
 use crate::reports;
@@ -57,25 +57,22 @@ pub fn page_handler(_app: &App, conn: &Connection, req: &Req) -> Result<Response
 }
 
 fn form(viewer: &Viewer, account: &str, error: Option<&str>) -> String {
-    let mut body = String::from(
-        r#"<h1>Subject-access export</h1><p>Everything held about one pupil account: alerts with their context and captures, and the reports the pupil signed with that name, as a ZIP with a readable index and the same data as JSON. The export is recorded in the audit log.</p>"#,
-    );
-    if let Some(e) = error {
-        let _ = write!(body, r#"<p class="error" id="access-error">{}</p>"#, esc(e));
-    }
-    let _ = write!(
-        body,
-        r#"<form method="post" action="/subject-access" id="access-form" class="panel">{}
-<label>Account<input type="text" name="account" value="{}" required></label> <button type="submit">Export</button></form>
-<h2>Withheld by default</h2><ul>{}</ul>"#,
-        csrf_field(viewer),
-        esc(account),
-        WITHHELD
-            .iter()
-            .map(|(what, why)| format!("<li><b>{}</b>: {}</li>", esc(what), esc(why)))
-            .collect::<String>()
-    );
-    page("Subject access", Some(viewer), &body)
+    let body = html! {
+        h1 { "Subject-access export" }
+        p {
+            "Everything held about one pupil account: alerts with their context and captures, and the reports the pupil signed with that name, as a ZIP with a readable index and the same data as JSON. The export is recorded in the audit log."
+        }
+        @if let Some(e) = error { p.error #access-error { (e) } }
+        form method="post" action="/subject-access" id="access-form" class="panel" {
+            (csrf(viewer)) "\n"
+            label { "Account" input type="text" name="account" value=(account) required; }
+            " " button type="submit" { "Export" }
+        }
+        "\n"
+        h2 { "Withheld by default" }
+        ul { @for (what, why) in WITHHELD { li { b { (what) } ": " (why) } } }
+    };
+    page("Subject access", Some(viewer), body)
 }
 
 /// Whether the capture of `a` is left out of an export.
@@ -136,77 +133,91 @@ fn report_json(app: &App, a: &Alert) -> serde_json::Value {
 
 /// The export's readable index.
 fn index_html(data: &serde_json::Value) -> String {
-    let s = |v: &serde_json::Value| esc(v.as_str().unwrap_or(""));
-    let mut out = format!(
-        r#"<!doctype html><html lang="en-GB"><head><meta charset="utf-8"><title>Data held about {account}</title>
-<style>body{{font:14px/1.45 sans-serif;max-width:960px;margin:20px auto;padding:0 12px}}table{{border-collapse:collapse;width:100%}}td,th{{border:1px solid #ccc;padding:4px 6px;text-align:left;vertical-align:top}}</style></head><body>
-<h1>Data held by Tutela about the account {account}</h1>
-<p>Produced {produced} by the school's safeguarding team. Tutela is the school's safeguarding monitor: it keeps what was on screen or typed when it matched words that may mean someone is at risk, and the concerns a pupil reported. The same data is in <code>data.json</code>; pictures of the screen are in the <code>captures</code> folder.</p>
-<h2>Alerts ({n_alerts})</h2>"#,
-        account = s(&data["account"]),
-        produced = s(&data["produced"]),
-        n_alerts = data["alerts"].as_array().map_or(0, Vec::len),
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    let list = |key: &str| data[key].as_array().map(Vec::as_slice).unwrap_or_default();
+    let (alerts, reports, acks) = (
+        list("alerts"),
+        list("reports"),
+        list("notice_acknowledgements"),
     );
-    out.push_str("<table><tr><th>Time</th><th>Station</th><th>Kind</th><th>Where</th><th>Words</th><th>State</th><th>Capture</th></tr>");
-    for a in data["alerts"].as_array().into_iter().flatten() {
-        let capture = match a["capture"].as_str() {
-            Some(path) => format!(r#"<a href="{0}">{0}</a>"#, esc(path)),
-            None if a["capture_withheld"] == true => "withheld (see below)".to_owned(),
-            None => String::new(),
-        };
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td>{} (severity {})</td><td>{} {} {} {}</td><td>{}</td><td>{}</td><td>{capture}</td></tr>",
-            s(&a["time"]),
-            s(&a["station"]),
-            s(&a["category"]),
-            a["severity"],
-            s(&a["app"]),
-            s(&a["window_title"]),
-            s(&a["url"]),
-            s(&a["search_query"]),
-            s(&a["context"]),
-            esc(state_label(a["state"].as_str().unwrap_or(""))),
-        );
-    }
-    let _ = write!(
-        out,
-        "</table><h2>Reports of a concern ({})</h2><table><tr><th>Time</th><th>About</th><th>Help now</th><th>Words</th><th>State</th></tr>",
-        data["reports"].as_array().map_or(0, Vec::len)
-    );
-    for r in data["reports"].as_array().into_iter().flatten() {
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            s(&r["time"]),
-            s(&r["category"]),
-            if r["help_now"] == true { "yes" } else { "no" },
-            s(&r["text"]),
-            esc(state_label(r["state"].as_str().unwrap_or(""))),
-        );
-    }
-    let acks = data["notice_acknowledgements"].as_array();
-    let _ = write!(
-        out,
-        "</table><h2>Monitoring notice acknowledged ({})</h2><table><tr><th>Time</th><th>Station</th><th>Group</th><th>Version</th></tr>",
-        acks.map_or(0, Vec::len)
-    );
-    for k in acks.into_iter().flatten() {
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            s(&k["time"]),
-            s(&k["station"]),
-            s(&k["group"]),
-            k["version"],
-        );
-    }
-    out.push_str("</table><h2>Withheld</h2><ul>");
-    for w in data["withheld"].as_array().into_iter().flatten() {
-        let _ = write!(out, "<li><b>{}</b>: {}</li>", s(&w["what"]), s(&w["why"]));
-    }
-    out.push_str("</ul><p>Anonymous reports cannot be linked to anyone and so are not in any export.</p></body></html>");
-    out
+    let page = html! {
+        (DOCTYPE)
+        html lang="en-GB" {
+            head {
+                meta charset="utf-8";
+                title { "Data held about " (s(&data["account"])) } "\n"
+                style {
+                    "body{font:14px/1.45 sans-serif;max-width:960px;margin:20px auto;padding:0 12px}table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:4px 6px;text-align:left;vertical-align:top}"
+                }
+            }
+            body {
+                "\n"
+                h1 { "Data held by Tutela about the account " (s(&data["account"])) } "\n"
+                p {
+                    "Produced " (s(&data["produced"]))
+                    " by the school's safeguarding team. Tutela is the school's safeguarding monitor: it keeps what was on screen or typed when it matched words that may mean someone is at risk, and the concerns a pupil reported. The same data is in "
+                    code { "data.json" } "; pictures of the screen are in the " code { "captures" } " folder."
+                }
+                "\n"
+                h2 { "Alerts (" (alerts.len()) ")" }
+                table {
+                    tr {
+                        th { "Time" } th { "Station" } th { "Kind" } th { "Where" } th { "Words" } th { "State" }
+                        th { "Capture" }
+                    }
+                    @for a in alerts {
+                        tr {
+                            td { (s(&a["time"])) } td { (s(&a["station"])) }
+                            td { (s(&a["category"])) " (severity " (a["severity"].to_string()) ")" }
+                            td {
+                                (s(&a["app"])) " " (s(&a["window_title"])) " " (s(&a["url"])) " "
+                                (s(&a["search_query"]))
+                            }
+                            td { (s(&a["context"])) }
+                            td { (state_label(a["state"].as_str().unwrap_or(""))) }
+                            td {
+                                @if let Some(path) = a["capture"].as_str() {
+                                    a href=(path) { (path) }
+                                } @else if a["capture_withheld"] == true {
+                                    "withheld (see below)"
+                                }
+                            }
+                        }
+                    }
+                }
+                h2 { "Reports of a concern (" (reports.len()) ")" }
+                table {
+                    tr { th { "Time" } th { "About" } th { "Help now" } th { "Words" } th { "State" } }
+                    @for r in reports {
+                        tr {
+                            td { (s(&r["time"])) } td { (s(&r["category"])) }
+                            td { (if r["help_now"] == true { "yes" } else { "no" }) }
+                            td { (s(&r["text"])) }
+                            td { (state_label(r["state"].as_str().unwrap_or(""))) }
+                        }
+                    }
+                }
+                h2 { "Monitoring notice acknowledged (" (acks.len()) ")" }
+                table {
+                    tr { th { "Time" } th { "Station" } th { "Group" } th { "Version" } }
+                    @for k in acks {
+                        tr {
+                            td { (s(&k["time"])) } td { (s(&k["station"])) } td { (s(&k["group"])) }
+                            td { (k["version"].to_string()) }
+                        }
+                    }
+                }
+                h2 { "Withheld" }
+                ul {
+                    @for w in data["withheld"].as_array().into_iter().flatten() {
+                        li { b { (s(&w["what"])) } ": " (s(&w["why"])) }
+                    }
+                }
+                p { "Anonymous reports cannot be linked to anyone and so are not in any export." }
+            }
+        }
+    };
+    page.into_string()
 }
 
 /// The ZIP's entry time: the local time the export was made (ZIP has no zone).

@@ -3,17 +3,16 @@
 //! until a reviewer gives a reason to reveal it), the review workflow, notes
 //! and the pupil's other alerts.
 
-use std::fmt::Write;
-
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
+use maud::{html, Markup};
 use prost::Message;
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 use tutela_proto::v1::EventBody;
 
 use super::auth::{self, Viewer};
-use super::html::{csrf_field, esc, page as layout, select};
+use super::html::{csrf, page as layout, select};
 use super::queue::{state_label, STATES};
 use super::{
     audit, deny, html_response, redirect, session, staff, typed_response, write_tx, App, Fail, Req,
@@ -253,7 +252,7 @@ pub fn verify(conn: &Connection, alert: &Alert) -> rusqlite::Result<(Signature, 
 }
 
 /// The context with the matched byte spans wrapped in `<mark>`, escaped.
-pub fn highlight(context: &str, matches_json: &str) -> String {
+pub fn highlight(context: &str, matches_json: &str) -> Markup {
     let mut spans: Vec<(usize, usize)> =
         serde_json::from_str::<Vec<serde_json::Value>>(matches_json)
             .unwrap_or_default()
@@ -269,19 +268,23 @@ pub fn highlight(context: &str, matches_json: &str) -> String {
             })
             .collect();
     spans.sort_unstable();
-    let mut out = String::new();
+    let mut pieces = Vec::with_capacity(spans.len() * 2 + 1);
     let mut pos = 0;
     for (start, end) in spans {
         let start = start.max(pos);
         if start >= end {
             continue;
         }
-        out.push_str(&esc(&context[pos..start]));
-        let _ = write!(out, "<mark>{}</mark>", esc(&context[start..end]));
+        pieces.push((&context[pos..start], false));
+        pieces.push((&context[start..end], true));
         pos = end;
     }
-    out.push_str(&esc(&context[pos..]));
-    out
+    pieces.push((&context[pos..], false));
+    html! {
+        @for (text, matched) in pieces {
+            @if matched { mark { (text) } } @else { (text) }
+        }
+    }
 }
 
 fn revealed(conn: &Connection, viewer: &Viewer, alert_id: i64) -> rusqlite::Result<bool> {
@@ -334,9 +337,9 @@ pub fn next_states(state: &str) -> &'static [&'static str] {
     }
 }
 
-fn capture_html(conn: &Connection, viewer: &Viewer, alert: &Alert) -> Result<String, Fail> {
+fn capture_html(conn: &Connection, viewer: &Viewer, alert: &Alert) -> Result<Markup, Fail> {
     if !viewer.role.reviews() {
-        return Ok(r#"<p class="muted">Captures are not shown to technicians.</p>"#.into());
+        return Ok(html! { p.muted { "Captures are not shown to technicians." } });
     }
     let mut shots: Vec<i64> = Vec::new();
     if alert.has_capture {
@@ -349,29 +352,38 @@ fn capture_html(conn: &Connection, viewer: &Viewer, alert: &Alert) -> Result<Str
         shots.push(id?);
     }
     if shots.is_empty() {
-        return Ok(r#"<p class="muted">No capture with this alert.</p>"#.into());
+        return Ok(html! { p.muted { "No capture with this alert." } });
     }
-    let mut out = String::new();
-    if sensitive(alert) && !revealed(conn, viewer, alert.id)? {
-        let _ = write!(
-            out,
-            r#"<div class="veil"><img class="blurred" id="capture-blurred" src="/alerts/{id}/preview.jpg" alt="capture, blurred"></div>
-<form method="post" action="/alerts/{id}/reveal" id="reveal-form">{csrf}<p>This capture may show harmful or illegal material and is blurred. Reveal it only if you need to see it; your reason is logged.</p>
-<label>Reason for revealing<br><textarea name="reason" rows="2" cols="60" required></textarea></label><br><button type="submit">Reveal capture</button></form>"#,
-            id = alert.id,
-            csrf = csrf_field(viewer)
-        );
-        return Ok(out);
+    let id = alert.id;
+    if sensitive(alert) && !revealed(conn, viewer, id)? {
+        return Ok(html! {
+            div.veil {
+                img.blurred #capture-blurred src={ "/alerts/" (id) "/preview.jpg" } alt="capture, blurred";
+            }
+            "\n"
+            form method="post" action={ "/alerts/" (id) "/reveal" } id="reveal-form" {
+                (csrf(viewer))
+                p {
+                    "This capture may show harmful or illegal material and is blurred. Reveal it only if you need to see it; your reason is logged."
+                }
+                "\n"
+                label {
+                    "Reason for revealing" br;
+                    textarea name="reason" rows="2" cols="60" required {}
+                }
+                br;
+                button type="submit" { "Reveal capture" }
+            }
+        });
     }
-    for (n, id) in shots.iter().enumerate() {
-        let _ = write!(
-            out,
-            r#"<p><img{} src="/alerts/{id}/capture.jpg" alt="capture {}"></p>"#,
-            if n == 0 { r#" id="capture""# } else { "" },
-            n + 1
-        );
-    }
-    Ok(out)
+    Ok(html! {
+        @for (n, id) in shots.iter().enumerate() {
+            p {
+                img id=[(n == 0).then_some("capture")] src={ "/alerts/" (id) "/capture.jpg" }
+                    alt={ "capture " (n + 1) };
+            }
+        }
+    })
 }
 
 pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
@@ -388,201 +400,172 @@ pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
     let (signature, _) = verify(conn, &alert)?;
     let reviews = viewer.role.reviews();
     let z = &app.zone;
-    let mut body = String::new();
-    let sig = match &signature {
-        Signature::Verified => {
-            r#"<span class="verified" id="signature">&#10003; Signature verified</span>"#.to_owned()
-        }
-        Signature::Failed(why) => format!(
-            r#"<span class="unverified" id="signature">&#10007; Signature NOT verified: {}</span>"#,
-            esc(why)
-        ),
-        Signature::PupilReport => r#"<span class="report" id="signature">Pupil report from the 'Report a concern' page: written by a pupil, not an agent's event, so not signed</span>"#.to_owned(),
+    let (total, fps) = rule_rate(app, conn, &viewer, &alert.rule_id)?;
+    let workflow = if reviews {
+        Some(workflow_html(conn, &viewer, &alert)?)
+    } else {
+        None
     };
-    let _ = write!(
-        body,
-        r#"<h1><span class="sev sev{sev}">{sev}</span> {category} &middot; <span class="state" id="alert-state">{state}</span></h1><p>{sig}{chain}{skew}</p>"#,
-        sev = alert.severity.clamp(0, 5),
-        category = esc(&alert.category),
-        state = esc(state_label(&alert.state)),
-        chain = if alert.chain_ok {
-            ""
-        } else {
-            r#" <span class="unverified">hash chain broken before this event</span>"#
-        },
-        skew = if alert.clock_skew {
-            r#" <span class="muted">agent clock skewed</span>"#
-        } else {
-            ""
-        },
-    );
-    let hidden = r#"<span class="muted">withheld</span>"#;
+    let capture = capture_html(conn, &viewer, &alert)?;
+    let notes = notes_html(conn, &viewer, &alert, z)?;
+    let timeline = timeline_html(app, conn, &viewer, &alert)?;
+    let hidden = html! { span.muted { "withheld" } };
     let shown = |text: &str| {
         if reviews {
-            esc(text)
+            html! { (text) }
         } else {
-            hidden.to_owned()
+            hidden.clone()
         }
     };
-    let (total, fps) = rule_rate(app, conn, &viewer, &alert.rule_id)?;
-    let _ = write!(
-        body,
-        r#"<div class="grid"><div><dl class="facts">
-<dt>Pupil</dt><dd id="alert-user">{user}</dd>
-<dt>Station</dt><dd>{station}</dd>
-<dt>Time</dt><dd id="alert-time">{time}</dd>
-<dt>Received</dt><dd>{received}</dd>
-<dt>Source</dt><dd>{source}</dd>
-<dt>App</dt><dd>{app_name}</dd>
-<dt>Window title</dt><dd>{title}</dd>
-<dt>URL</dt><dd>{url}</dd>
-<dt>Search query</dt><dd>{search}</dd>
-<dt>Rule</dt><dd>{rule} (term {term}); {fps} of {total} alerts from this rule were false positives ({rate})</dd>
-<dt>Rules version</dt><dd>{rules_version}</dd>
-<dt>Repeats</dt><dd>{repeats}</dd>
-<dt>Assigned to</dt><dd id="alert-assignee">{assignee}</dd>
-<dt>Event</dt><dd class="muted">{event_id} &middot; agent {agent_id} &middot; #{seq}</dd>
-</dl>"#,
-        user = if alert.user.is_empty() {
-            r#"<span class="muted">anonymous</span>"#.to_owned()
-        } else {
-            format!(
-                r#"<a href="/queue?state=all&amp;pupil={}">{}</a>"#,
-                esc(&super::html::url_value(&alert.user)),
-                esc(&alert.user)
-            )
-        },
-        station = esc(&alert.station),
-        time = esc(&z.format(alert.time_ms)),
-        received = esc(&z.format(alert.received_ms)),
-        source = esc(&alert.source),
-        app_name = esc(&alert.app),
-        title = shown(&alert.window_title),
-        url = shown(&alert.url),
-        search = shown(&alert.search_query),
-        rule = esc(&alert.rule_id),
-        term = if reviews {
-            esc(&alert.term)
-        } else {
-            hidden.to_owned()
-        },
-        rate = percent(fps, total),
-        rules_version = alert.rules_version,
-        repeats = alert.repeats,
-        assignee = if alert.assignee.is_empty() {
-            "nobody".to_owned()
-        } else {
-            esc(&alert.assignee)
-        },
-        event_id = esc(&alert.event_id),
-        agent_id = esc(&alert.agent_id),
-        seq = alert.seq,
-    );
-    let context = if reviews {
-        highlight(&alert.context, &alert.matches)
-    } else {
-        hidden.to_owned()
+    let sev = alert.severity.clamp(0, 5);
+    let body = html! {
+        h1 {
+            span class={ "sev sev" (sev) } { (sev) } " " (alert.category) " \u{b7} "
+            span.state #alert-state { (state_label(&alert.state)) }
+        }
+        p {
+            @match &signature {
+                Signature::Verified => span.verified #signature { "\u{2713} Signature verified" },
+                Signature::Failed(why) => span.unverified #signature {
+                    "\u{2717} Signature NOT verified: " (why)
+                },
+                Signature::PupilReport => span.report #signature {
+                    "Pupil report from the 'Report a concern' page: written by a pupil, not an agent's event, so not signed"
+                },
+            }
+            @if !alert.chain_ok { " " span.unverified { "hash chain broken before this event" } }
+            @if alert.clock_skew { " " span.muted { "agent clock skewed" } }
+        }
+        div.grid {
+            div {
+                dl.facts {
+                    "\n" dt { "Pupil" }
+                    dd #alert-user {
+                        @if alert.user.is_empty() {
+                            span.muted { "anonymous" }
+                        } @else {
+                            a href={ "/queue?state=all&pupil=" (super::html::url_value(&alert.user)) } { (alert.user) }
+                        }
+                    }
+                    "\n" dt { "Station" } dd { (alert.station) }
+                    "\n" dt { "Time" } dd #alert-time { (z.format(alert.time_ms)) }
+                    "\n" dt { "Received" } dd { (z.format(alert.received_ms)) }
+                    "\n" dt { "Source" } dd { (alert.source) }
+                    "\n" dt { "App" } dd { (alert.app) }
+                    "\n" dt { "Window title" } dd { (shown(&alert.window_title)) }
+                    "\n" dt { "URL" } dd { (shown(&alert.url)) }
+                    "\n" dt { "Search query" } dd { (shown(&alert.search_query)) }
+                    "\n" dt { "Rule" }
+                    dd {
+                        (alert.rule_id) " (term " (shown(&alert.term)) "); " (fps) " of " (total)
+                        " alerts from this rule were false positives (" (percent(fps, total)) ")"
+                    }
+                    "\n" dt { "Rules version" } dd { (alert.rules_version) }
+                    "\n" dt { "Repeats" } dd { (alert.repeats) }
+                    "\n" dt { "Assigned to" }
+                    dd #alert-assignee {
+                        @if alert.assignee.is_empty() { "nobody" } @else { (alert.assignee) }
+                    }
+                    "\n" dt { "Event" }
+                    dd.muted { (alert.event_id) " \u{b7} agent " (alert.agent_id) " \u{b7} #" (alert.seq) }
+                    "\n"
+                }
+                h2 { "Context" }
+                div.context #context {
+                    @if reviews { (highlight(&alert.context, &alert.matches)) } @else { (hidden) }
+                }
+                // The reason is the reviewers' words, like notes and history: not for technicians.
+                @if reviews && !alert.fp_reason.is_empty() {
+                    p { "False-positive reason: " (alert.fp_reason) }
+                }
+                @if let Some(workflow) = workflow { (workflow) }
+            }
+            div {
+                h2 { "Capture" }
+                div.capture { (capture) }
+                (notes)
+                (timeline)
+            }
+        }
     };
-    let _ = write!(
-        body,
-        r#"<h2>Context</h2><div class="context" id="context">{context}</div>"#
-    );
-    // The reason is the reviewers' words, like notes and history: not for technicians.
-    if reviews && !alert.fp_reason.is_empty() {
-        let _ = write!(
-            body,
-            "<p>False-positive reason: {}</p>",
-            esc(&alert.fp_reason)
-        );
-    }
-    if reviews {
-        workflow_html(&mut body, conn, &viewer, &alert)?;
-    }
-    let _ = write!(
-        body,
-        r#"</div><div><h2>Capture</h2><div class="capture">{}</div>"#,
-        capture_html(conn, &viewer, &alert)?
-    );
-    notes_html(&mut body, conn, &viewer, &alert, z)?;
-    timeline_html(&mut body, app, conn, &viewer, &alert)?;
-    body.push_str("</div></div>");
     Ok(html_response(layout(
         &format!("Alert {}", alert.id),
         Some(&viewer),
-        &body,
+        body,
     )))
 }
 
-fn workflow_html(
-    body: &mut String,
-    conn: &Connection,
-    viewer: &Viewer,
-    alert: &Alert,
-) -> Result<(), Fail> {
+fn workflow_html(conn: &Connection, viewer: &Viewer, alert: &Alert) -> Result<Markup, Fail> {
     let id = alert.id;
-    let csrf = csrf_field(viewer);
-    body.push_str(r#"<h2>Review</h2><div class="panel">"#);
-    for to in next_states(&alert.state) {
-        if *to == "false_positive" {
-            continue;
-        }
-        let _ = write!(
-            body,
-            r#"<form class="inline" method="post" action="/alerts/{id}/state">{csrf}<input type="hidden" name="to" value="{to}"><button type="submit" data-to="{to}">{}</button></form> "#,
-            if *to == "in_review" && alert.state != "new" {
-                "Reopen"
-            } else {
-                state_label(to)
-            }
-        );
-    }
-    if next_states(&alert.state).contains(&"false_positive") {
-        let _ = write!(
-            body,
-            r#"<form method="post" action="/alerts/{id}/state" id="fp-form">{csrf}<input type="hidden" name="to" value="false_positive"><label>Reason<input type="text" name="reason" size="36" required></label> <button type="submit" class="secondary">Close as false positive</button></form>"#
-        );
-    }
     let staff_scope = viewer.role.sees_staff_alerts();
     let people = auth::reviewers(conn, staff_scope)?;
     let options: Vec<(&str, &str)> = std::iter::once(("", "nobody"))
         .chain(people.iter().map(|p| (p.as_str(), p.as_str())))
         .collect();
-    let _ = write!(
-        body,
-        r#"<form method="post" action="/alerts/{id}/assign">{csrf}<label>Assign to {}</label> <button type="submit" class="secondary">Assign</button></form>
-<p class="noprint"><a href="/alerts/{id}/record" id="export-record">Incident record (print)</a> &middot; <a href="/alerts/{id}/record.json">Incident record (JSON)</a></p></div>"#,
-        select("assignee", &options, &alert.assignee)
-    );
-    Ok(())
+    let state_action = format!("/alerts/{id}/state");
+    Ok(html! {
+        h2 { "Review" }
+        div.panel {
+            @for to in next_states(&alert.state) {
+                @if *to != "false_positive" {
+                    form.inline method="post" action=(state_action) {
+                        (csrf(viewer))
+                        input type="hidden" name="to" value=(to);
+                        button type="submit" data-to=(to) {
+                            @if *to == "in_review" && alert.state != "new" { "Reopen" } @else { (state_label(to)) }
+                        }
+                    }
+                    " "
+                }
+            }
+            @if next_states(&alert.state).contains(&"false_positive") {
+                form method="post" action=(state_action) id="fp-form" {
+                    (csrf(viewer))
+                    input type="hidden" name="to" value="false_positive";
+                    label { "Reason" input type="text" name="reason" size="36" required; }
+                    " " button type="submit" class="secondary" { "Close as false positive" }
+                }
+            }
+            form method="post" action={ "/alerts/" (id) "/assign" } {
+                (csrf(viewer))
+                label { "Assign to " (select("assignee", &options, &alert.assignee)) }
+                " " button type="submit" class="secondary" { "Assign" }
+            }
+            "\n"
+            p.noprint {
+                a href={ "/alerts/" (id) "/record" } id="export-record" { "Incident record (print)" }
+                " \u{b7} "
+                a href={ "/alerts/" (id) "/record.json" } { "Incident record (JSON)" }
+            }
+        }
+    })
 }
 
 fn notes_html(
-    body: &mut String,
     conn: &Connection,
     viewer: &Viewer,
     alert: &Alert,
     z: &super::tz::Zone,
-) -> Result<(), Fail> {
+) -> Result<Markup, Fail> {
     if !viewer.role.reviews() {
-        return Ok(());
+        return Ok(html! {});
     }
-    body.push_str(r#"<h2>Notes</h2><ul class="notes" id="notes">"#);
-    for (time, author, text) in notes(conn, alert.id)? {
-        let _ = write!(
-            body,
-            "<li><b>{}</b> <span class=\"muted\">{}</span><br>{}</li>",
-            esc(&author),
-            esc(&z.format(time)),
-            esc(&text)
-        );
-    }
-    let _ = write!(
-        body,
-        r#"</ul><form method="post" action="/alerts/{}/note" id="note-form">{}<label for="note-text">Note</label><br><textarea id="note-text" name="text" rows="3" cols="60" required></textarea><br><button type="submit">Add note</button></form>"#,
-        alert.id,
-        csrf_field(viewer)
-    );
-    Ok(())
+    let notes = notes(conn, alert.id)?;
+    Ok(html! {
+        h2 { "Notes" }
+        ul.notes #notes {
+            @for (time, author, text) in &notes {
+                li { b { (author) } " " span.muted { (z.format(*time)) } br; (text) }
+            }
+        }
+        form method="post" action={ "/alerts/" (alert.id) "/note" } id="note-form" {
+            (csrf(viewer))
+            label for="note-text" { "Note" } br;
+            textarea id="note-text" name="text" rows="3" cols="60" required {}
+            br;
+            button type="submit" { "Add note" }
+        }
+    })
 }
 
 pub fn notes(conn: &Connection, alert_id: i64) -> rusqlite::Result<Vec<(i64, String, String)>> {
@@ -607,52 +590,53 @@ pub fn history(conn: &Connection, alert_id: i64) -> rusqlite::Result<Vec<History
 }
 
 fn timeline_html(
-    body: &mut String,
     app: &App,
     conn: &Connection,
     viewer: &Viewer,
     alert: &Alert,
-) -> Result<(), Fail> {
+) -> Result<Markup, Fail> {
     // Anonymous reports have no one to group them by.
     if alert.user.is_empty() {
-        return Ok(());
+        return Ok(html! {});
     }
     let Some((scope, mut params)) = staff::scope(conn, viewer, &app.staff_pattern)? else {
-        return Ok(());
+        return Ok(html! {});
     };
     params.push(Value::Text(alert.user.clone()));
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT a.id, a.time_ms, a.category, a.severity, a.state FROM alerts a
          WHERE {scope} AND a.user = ? AND a.state <> 'folded' ORDER BY a.time_ms DESC LIMIT 50"
     ))?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, String>(4)?,
-        ))
-    })?;
-    let _ = write!(
-        body,
-        r#"<h2>{}'s alerts</h2><table id="timeline"><tbody>"#,
-        esc(&alert.user)
-    );
-    for row in rows {
-        let (id, time, category, severity, state) = row?;
-        let here = if id == alert.id { " (this alert)" } else { "" };
-        let _ = write!(
-            body,
-            r#"<tr><td>{}</td><td><span class="sev sev{sev}">{sev}</span></td><td><a href="/alerts/{id}">{}</a>{here}</td><td>{}</td></tr>"#,
-            esc(&app.zone.format(time)),
-            esc(&category),
-            esc(state_label(&state)),
-            sev = severity.clamp(0, 5),
-        );
-    }
-    body.push_str("</tbody></table>");
-    Ok(())
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(params), |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(html! {
+        h2 { (alert.user) "'s alerts" }
+        table #timeline {
+            tbody {
+                @for (id, time, category, severity, state) in &rows {
+                    @let sev = (*severity).clamp(0, 5);
+                    tr {
+                        td { (app.zone.format(*time)) }
+                        td { span class={ "sev sev" (sev) } { (sev) } }
+                        td {
+                            a href={ "/alerts/" (id) } { (category) }
+                            @if *id == alert.id { " (this alert)" }
+                        }
+                        td { (state_label(state)) }
+                    }
+                }
+            }
+        }
+    })
 }
 
 fn reviewer(conn: &Connection, req: &Req) -> Result<Viewer, Fail> {
@@ -955,30 +939,36 @@ pub fn rules_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, F
         "SELECT a.rule_id, a.category, COUNT(*), COALESCE(SUM(a.state = 'false_positive'), 0) FROM alerts a
          WHERE {scope} AND a.state <> 'folded' GROUP BY a.rule_id ORDER BY 4 * 1.0 / COUNT(*) DESC, COUNT(*) DESC"
     ))?;
-    let mut body = String::from(
-        r#"<h1>Rules: false-positive rates</h1><p class="muted">The neutral id is what a technician's category-only queue shows for the rule.</p><table id="rules"><thead><tr><th>Rule</th><th>Category</th><th>Alerts</th><th>False positives</th><th>Rate</th><th>Neutral id</th></tr></thead><tbody>"#,
-    );
-    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-        ))
-    })?;
-    for row in rows {
-        let (rule, category, total, fps) = row?;
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{total}</td><td>{fps}</td><td>{}</td><td>{}</td></tr>",
-            esc(&rule),
-            esc(&category),
-            percent(fps, total),
-            esc(&super::settings::neutral_rule_id(&app.rule_key, &rule)),
-        );
-    }
-    body.push_str("</tbody></table>");
-    Ok(html_response(layout("Rules", Some(&viewer), &body)))
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(params), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let body = html! {
+        h1 { "Rules: false-positive rates" }
+        p.muted { "The neutral id is what a technician's category-only queue shows for the rule." }
+        table #rules {
+            thead { tr {
+                th { "Rule" } th { "Category" } th { "Alerts" } th { "False positives" } th { "Rate" }
+                th { "Neutral id" }
+            } }
+            tbody {
+                @for (rule, category, total, fps) in &rows {
+                    tr {
+                        td { (rule) } td { (category) } td { (total) } td { (fps) }
+                        td { (percent(*fps, *total)) }
+                        td { (super::settings::neutral_rule_id(&app.rule_key, rule)) }
+                    }
+                }
+            }
+        }
+    };
+    Ok(html_response(layout("Rules", Some(&viewer), body)))
 }
 
 #[cfg(test)]
@@ -992,7 +982,10 @@ mod tests {
             ctx,
             r#"[{"start":10,"end":14},{"start":0,"end":999},{"start":27,"end":28}]"#,
         );
-        assert_eq!(out, "&lt;b&gt;I will <mark>kill</mark> him&lt;/b&gt; café");
+        assert_eq!(
+            out.into_string(),
+            "&lt;b&gt;I will <mark>kill</mark> him&lt;/b&gt; café"
+        );
     }
 
     #[test]

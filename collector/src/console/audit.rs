@@ -2,12 +2,11 @@
 //! entry hashing the one before, so an edited, inserted or removed entry
 //! breaks the chain from that point on. Only `auditor` accounts read it.
 
-use std::fmt::Write;
-
+use maud::html;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::auth::Viewer;
-use super::html::{esc, page};
+use super::html::page;
 use super::tz::Zone;
 use crate::store::now_ms;
 
@@ -156,31 +155,33 @@ pub fn render(
     zone: &Zone,
     actor: Option<&str>,
 ) -> rusqlite::Result<String> {
-    let chain = match verify(conn)? {
-        Ok(n) => format!(r#"<p class="verified" id="chain">Hash chain intact: {n} entries.</p>"#),
-        Err(id) => format!(
-            r#"<p class="unverified" id="chain">Hash chain broken at entry {id}: the log was altered from there on.</p>"#
-        ),
+    let chain = verify(conn)?;
+    let entries = recent(conn, 1000, actor)?;
+    let body = html! {
+        h1 { "Audit log" }
+        @match chain {
+            Ok(n) => p.verified #chain { "Hash chain intact: " (n) " entries." },
+            Err(id) => p.unverified #chain {
+                "Hash chain broken at entry " (id) ": the log was altered from there on."
+            },
+        }
+        form.filters method="get" action="/audit" {
+            label { "Account" input type="text" name="actor" value=(actor.unwrap_or("")); }
+            button type="submit" { "Filter" }
+        }
+        table #audit {
+            thead { tr { th { "#" } th { "Time" } th { "Account" } th { "Action" } th { "Target" } th { "Detail" } } }
+            tbody {
+                @for e in &entries {
+                    tr {
+                        td { (e.id) } td { (zone.format(e.time_ms)) } td { (e.actor) }
+                        td { (e.action) } td { (e.target) } td { (e.detail) }
+                    }
+                }
+            }
+        }
     };
-    let mut body = format!(
-        r#"<h1>Audit log</h1>{chain}<form class="filters" method="get" action="/audit"><label>Account<input type="text" name="actor" value="{}"></label><button type="submit">Filter</button></form>
-<table id="audit"><thead><tr><th>#</th><th>Time</th><th>Account</th><th>Action</th><th>Target</th><th>Detail</th></tr></thead><tbody>"#,
-        esc(actor.unwrap_or(""))
-    );
-    for e in recent(conn, 1000, actor)? {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            e.id,
-            esc(&zone.format(e.time_ms)),
-            esc(&e.actor),
-            esc(&e.action),
-            esc(&e.target),
-            esc(&e.detail)
-        );
-    }
-    body.push_str("</tbody></table>");
-    Ok(page("Audit log", Some(viewer), &body))
+    Ok(page("Audit log", Some(viewer), body))
 }
 
 #[cfg(test)]

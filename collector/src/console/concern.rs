@@ -12,17 +12,16 @@
 //! no identity: when it is empty every writer is asked to wait a minute.
 
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine;
+use maud::{html, Markup, DOCTYPE};
 use ring::rand::{SecureRandom, SystemRandom};
 use rusqlite::Connection;
 
-use super::html::esc;
 use super::{html_response, redirect, with_status, App, Fail, FormLimit, Req};
 use crate::reports::{self, Report, CATEGORIES, MAX_NAME_CHARS, MAX_TEXT_CHARS};
 use crate::store::now_ms;
@@ -144,14 +143,21 @@ impl Guard {
 }
 
 /// A page for pupils: no console navigation, no script.
-fn layout(title: &str, body: &str) -> String {
-    format!(
-        r#"<!doctype html>
-<html lang="en-GB"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{} - Tutela</title><link rel="stylesheet" href="/assets/console.css"></head>
-<body class="pupil"><main class="concern">{body}</main></body></html>"#,
-        esc(title)
-    )
+fn layout(title: &str, body: Markup) -> String {
+    html! {
+        (DOCTYPE) "\n"
+        html lang="en-GB" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1"; "\n"
+                title { (title) " - Tutela" }
+                link rel="stylesheet" href="/assets/console.css";
+            }
+            "\n"
+            body.pupil { main.concern { (body) } }
+        }
+    }
+    .into_string()
 }
 
 /// What the writer had entered, to show again after a refusal.
@@ -164,54 +170,54 @@ struct Entered<'a> {
 }
 
 fn form(app: &App, entered: &Entered<'_>, message: Option<&str>) -> String {
-    let mut body = String::from(
-        r#"<h1>Report a concern</h1>
-<p>If something is worrying you, about you or someone else, tell us here. A member of staff who looks after pupils' safety (the designated safeguarding lead) reads every report.</p>
-<p><b>If you are in danger right now</b>, tell any adult in school, or call 999. You can also talk to Childline any time on 0800 1111.</p>"#,
-    );
-    if let Some(m) = message {
-        let _ = write!(
-            body,
-            r#"<p class="error" id="concern-error">{}</p>"#,
-            esc(m)
-        );
-    }
-    let mut options = String::from(r#"<option value="">Not sure, or something else</option>"#);
-    for (id, label) in CATEGORIES {
-        let _ = write!(
-            options,
-            r#"<option value="{id}"{}>{}</option>"#,
-            if entered.category == id {
-                " selected"
-            } else {
-                ""
-            },
-            esc(label)
-        );
-    }
-    let _ = write!(
-        body,
-        r#"<form method="post" action="/concern" id="concern-form" class="panel">
-<input type="hidden" name="token" value="{token}">
-<label for="text">What is worrying you?</label><br>
-<textarea id="text" name="text" rows="8" maxlength="{max_text}" required>{text}</textarea>
-<p><label for="name">Your name (leave this empty to stay anonymous)</label><br>
-<input type="text" id="name" name="name" maxlength="{max_name}" value="{name}" autocomplete="off"></p>
-<p><label for="category">What is it about? (you do not have to choose)</label><br>
-<select id="category" name="category">{options}</select></p>
-<p><label><input type="checkbox" id="help-now" name="help_now" value="on"{help}> I need help now</label><br>
-<span class="muted">A safeguarding lead is emailed straight away.</span></p>
-<button type="submit">Send</button>
-</form>
-<p class="muted">What is kept: your words, what it is about, whether you need help now, the time, and your name only if you give it. If you stay anonymous, nothing that could show who you are is kept: not your computer, your account or where you sent it from.</p>"#,
-        token = esc(&app.concern.issue()),
-        max_text = MAX_TEXT_CHARS,
-        max_name = MAX_NAME_CHARS,
-        text = esc(entered.text),
-        name = esc(entered.name),
-        help = if entered.help_now { " checked" } else { "" },
-    );
-    layout("Report a concern", &body)
+    let body = html! {
+        h1 { "Report a concern" } "\n"
+        p {
+            "If something is worrying you, about you or someone else, tell us here. A member of staff who looks after pupils' safety (the designated safeguarding lead) reads every report."
+        }
+        "\n"
+        p {
+            b { "If you are in danger right now" }
+            ", tell any adult in school, or call 999. You can also talk to Childline any time on 0800 1111."
+        }
+        @if let Some(m) = message { p.error #concern-error { (m) } }
+        form method="post" action="/concern" id="concern-form" class="panel" {
+            "\n"
+            input type="hidden" name="token" value=(app.concern.issue()); "\n"
+            label for="text" { "What is worrying you?" } br; "\n"
+            textarea id="text" name="text" rows="8" maxlength=(MAX_TEXT_CHARS) required { (entered.text) } "\n"
+            p {
+                label for="name" { "Your name (leave this empty to stay anonymous)" } br; "\n"
+                input type="text" id="name" name="name" maxlength=(MAX_NAME_CHARS) value=(entered.name) autocomplete="off";
+            }
+            "\n"
+            p {
+                label for="category" { "What is it about? (you do not have to choose)" } br; "\n"
+                select id="category" name="category" {
+                    option value="" { "Not sure, or something else" }
+                    @for (id, label) in CATEGORIES {
+                        option value=(id) selected[entered.category == id] { (label) }
+                    }
+                }
+            }
+            "\n"
+            p {
+                label {
+                    input type="checkbox" id="help-now" name="help_now" value="on" checked[entered.help_now];
+                    " I need help now"
+                }
+                br; "\n"
+                span.muted { "A safeguarding lead is emailed straight away." }
+            }
+            "\n"
+            button type="submit" { "Send" } "\n"
+        }
+        "\n"
+        p.muted {
+            "What is kept: your words, what it is about, whether you need help now, the time, and your name only if you give it. If you stay anonymous, nothing that could show who you are is kept: not your computer, your account or where you sent it from."
+        }
+    };
+    layout("Report a concern", body)
 }
 
 pub fn page(app: &App, _conn: &Connection, _req: &Req) -> Result<Response, Fail> {
@@ -285,19 +291,25 @@ pub fn submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
 }
 
 pub fn sent(_app: &App, _conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let mut body = String::from(
-        r#"<h1 id="concern-sent">Thank you for telling us</h1><p>Your report has been sent to the safeguarding lead.</p>"#,
-    );
-    if req.q("help_now") == "1" {
-        body.push_str("<p><b>You said you need help now: a safeguarding lead has been emailed.</b> If you are in danger, find any adult in school straight away or call 999.</p>");
-    }
-    if req.q("named") == "1" {
-        body.push_str("<p>You gave your name, so someone may come and talk to you.</p>");
-    } else {
-        body.push_str("<p>You did not give your name, so nobody can reply to you here. If you want to talk to someone, find any adult you trust in school, or call Childline on 0800 1111.</p>");
-    }
-    body.push_str(r#"<p><a href="/concern">Report something else</a></p>"#);
-    Ok(html_response(layout("Report sent", &body)))
+    let body = html! {
+        h1 #concern-sent { "Thank you for telling us" }
+        p { "Your report has been sent to the safeguarding lead." }
+        @if req.q("help_now") == "1" {
+            p {
+                b { "You said you need help now: a safeguarding lead has been emailed." }
+                " If you are in danger, find any adult in school straight away or call 999."
+            }
+        }
+        @if req.q("named") == "1" {
+            p { "You gave your name, so someone may come and talk to you." }
+        } @else {
+            p {
+                "You did not give your name, so nobody can reply to you here. If you want to talk to someone, find any adult you trust in school, or call Childline on 0800 1111."
+            }
+        }
+        p { a href="/concern" { "Report something else" } }
+    };
+    Ok(html_response(layout("Report sent", body)))
 }
 
 #[cfg(test)]

@@ -11,13 +11,13 @@
 //! (`agent-clear-flag`, `agent-revoke`).
 
 use std::collections::HashSet;
-use std::fmt::Write;
 
 use axum::response::Response;
+use maud::{html, Markup};
 use rusqlite::Connection;
 
 use super::auth::{Role, Viewer};
-use super::html::{csrf_field, esc, page};
+use super::html::{csrf, page};
 use super::{audit, deny, html_response, redirect, session, write_tx, App, Fail, Req};
 use crate::store::now_ms;
 
@@ -121,84 +121,70 @@ pub fn page_handler(app: &App, conn: &Connection, req: &Req) -> Result<Response,
     let rows = stations(app, conn, now)?;
     let silent = rows.iter().filter(|s| s.health() == "silent").count();
     let flagged = rows.iter().filter(|s| s.health() == "flagged").count();
-    let mut body = format!(
-        r#"<h1>Fleet</h1><p id="fleet-summary">{} stations: {silent} silent, {flagged} flagged. Silent means no heartbeat or event for more than {} minutes of school time ({} {}).</p>"#,
-        rows.len(),
-        app.fleet.silent_after_mins,
-        esc(&app.fleet.school_days.join(", ")),
-        esc(&app.fleet.school_hours),
-    );
     let manages = may_manage_stations(viewer.role);
-    let _ = write!(
-        body,
-        r#"<table id="fleet"><thead><tr><th>Station</th><th>Platform</th><th>Group</th><th>Last seen</th><th>Agent</th><th>Rules</th><th>Spool backlog</th><th>Dropped</th><th>Health</th>{}</tr></thead><tbody>"#,
-        if manages { "<th></th>" } else { "" }
-    );
-    for s in &rows {
-        let class = match s.health() {
-            "flagged" => r#" class="flagged""#,
-            "silent" => r#" class="silent""#,
-            _ => "",
-        };
-        let health = if s.flag.is_empty() {
-            s.health().to_owned()
-        } else {
-            format!(
-                "flagged: {}{}",
-                s.flag,
-                if s.silent { " (also silent)" } else { "" }
-            )
-        };
-        let actions = if manages {
-            station_actions(&viewer, s)
-        } else {
-            String::new()
-        };
-        let _ = write!(
-            body,
-            r#"<tr{class} data-agent="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{actions}</tr>"#,
-            esc(&s.agent_id),
-            esc(&s.station),
-            platform(&s.agent_version),
-            esc(if s.grp.is_empty() { "-" } else { &s.grp }),
-            s.last_seen_ms
-                .map(|ms| esc(&app.zone.format(ms)))
-                .unwrap_or_else(|| "never".into()),
-            esc(if s.agent_version.is_empty() {
-                "-"
-            } else {
-                &s.agent_version
-            }),
-            s.rules_version,
-            s.spool_backlog,
-            s.spool_dropped,
-            esc(&health),
-        );
-    }
-    body.push_str("</tbody></table>");
-    shadow_section(conn, &mut body)?;
-    Ok(html_response(page("Fleet", Some(&viewer), &body)))
+    let shadow = shadow_section(conn)?;
+    let body = html! {
+        h1 { "Fleet" }
+        p #fleet-summary {
+            (rows.len()) " stations: " (silent) " silent, " (flagged) " flagged. Silent means no heartbeat or event for more than "
+            (app.fleet.silent_after_mins) " minutes of school time ("
+            (app.fleet.school_days.join(", ")) " " (app.fleet.school_hours) ")."
+        }
+        table #fleet {
+            thead { tr {
+                th { "Station" } th { "Platform" } th { "Group" } th { "Last seen" } th { "Agent" } th { "Rules" }
+                th { "Spool backlog" } th { "Dropped" } th { "Health" }
+                @if manages { th {} }
+            } }
+            tbody {
+                @for s in &rows {
+                    @let class = match s.health() {
+                        "flagged" => Some("flagged"),
+                        "silent" => Some("silent"),
+                        _ => None,
+                    };
+                    tr class=[class] data-agent=(s.agent_id) {
+                        td { (s.station) } td { (platform(&s.agent_version)) }
+                        td { (if s.grp.is_empty() { "-" } else { &s.grp }) }
+                        td {
+                            @match s.last_seen_ms { Some(ms) => (app.zone.format(ms)), None => "never" }
+                        }
+                        td { (if s.agent_version.is_empty() { "-" } else { &s.agent_version }) }
+                        td { (s.rules_version) } td { (s.spool_backlog) } td { (s.spool_dropped) }
+                        td {
+                            @if s.flag.is_empty() { (s.health()) } @else {
+                                "flagged: " (s.flag) @if s.silent { " (also silent)" }
+                            }
+                        }
+                        @if manages { (station_actions(&viewer, s)) }
+                    }
+                }
+            }
+        }
+        (shadow)
+    };
+    Ok(html_response(page("Fleet", Some(&viewer), body)))
 }
 
 /// The action buttons of one row; each leads to a confirm page first.
-fn station_actions(viewer: &Viewer, s: &Station) -> String {
+fn station_actions(viewer: &Viewer, s: &Station) -> Markup {
     let form = |action: &str, label: &str| {
-        format!(
-            r#"<form method="post" action="/fleet/{action}" class="inline">{}<input type="hidden" name="agent" value="{}"><button type="submit" class="secondary">{label}</button></form>"#,
-            csrf_field(viewer),
-            esc(&s.agent_id)
-        )
+        html! {
+            form method="post" action={ "/fleet/" (action) } class="inline" {
+                (csrf(viewer))
+                input type="hidden" name="agent" value=(s.agent_id);
+                button type="submit" class="secondary" { (label) }
+            }
+        }
     };
-    let mut cell = String::from("<td>");
-    if !s.flag.is_empty() {
-        cell.push_str(&form("clear-flag", "Clear flag…"));
+    html! {
+        td {
+            @if !s.flag.is_empty() { (form("clear-flag", "Clear flag…")) }
+            (form("revoke", "Revoke…"))
+        }
     }
-    cell.push_str(&form("revoke", "Revoke…"));
-    cell.push_str("</td>");
-    cell
 }
 
-/// A station to act on: (station, group, flag), if enrolled and not revoked.
 fn find_station(
     conn: &Connection,
     agent_id: &str,
@@ -277,37 +263,37 @@ fn station_action(
         Vec::new()
     };
     if req.f("confirm") != "yes" {
-        let lineage = if descendants.is_empty() {
-            String::new()
-        } else {
-            format!(
-                r#"<p id="descendants">{n} other identities were re-keyed from this one (cloned stations): {list}.</p><p><label><input type="checkbox" name="descendants" value="yes"> Revoke them too (a copied or stolen key). Leave unticked to revoke this identity only, e.g. when retiring the master of a lab image.</label></p>"#,
-                n = descendants.len(),
-                list = descendants
-                    .iter()
-                    .map(|d| format!("<code>{}</code>", esc(d)))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            )
+        let body = html! {
+            h1 { (action.title) "?" }
+            p #confirm-station {
+                "Station " strong { (station) } " (group " (if grp.is_empty() { "-" } else { &grp })
+                ", identity " code { (agent_id) } ")"
+                @if !flag.is_empty() { ", flagged: " (flag) }
+                "."
+            }
+            p { (action.explain) } "\n"
+            form method="post" action={ "/fleet/" (action.path) } id="confirm-form" {
+                (csrf(&viewer))
+                input type="hidden" name="agent" value=(agent_id);
+                input type="hidden" name="confirm" value="yes";
+                @if !descendants.is_empty() {
+                    p #descendants {
+                        (descendants.len()) " other identities were re-keyed from this one (cloned stations): "
+                        @for (i, d) in descendants.iter().enumerate() {
+                            @if i > 0 { ", " }
+                            code { (d) }
+                        }
+                        "."
+                    }
+                    p { label {
+                        input type="checkbox" name="descendants" value="yes";
+                        " Revoke them too (a copied or stolen key). Leave unticked to revoke this identity only, e.g. when retiring the master of a lab image."
+                    } }
+                }
+                button type="submit" { (action.button) } " " a href="/fleet" { "Cancel" }
+            }
         };
-        let body = format!(
-            r#"<h1>{title}?</h1><p id="confirm-station">Station <strong>{station}</strong> (group {grp}, identity <code>{id}</code>){flag}.</p><p>{explain}</p>
-<form method="post" action="/fleet/{path}" id="confirm-form">{csrf}<input type="hidden" name="agent" value="{id}"><input type="hidden" name="confirm" value="yes">{lineage}<button type="submit">{button}</button> <a href="/fleet">Cancel</a></form>"#,
-            title = esc(action.title),
-            station = esc(&station),
-            grp = esc(if grp.is_empty() { "-" } else { &grp }),
-            id = esc(agent_id),
-            flag = if flag.is_empty() {
-                String::new()
-            } else {
-                format!(", flagged: {}", esc(&flag))
-            },
-            explain = esc(action.explain),
-            path = action.path,
-            csrf = csrf_field(&viewer),
-            button = esc(action.button),
-        );
-        return Ok(html_response(page(action.title, Some(&viewer), &body)));
+        return Ok(html_response(page(action.title, Some(&viewer), body)));
     }
     let sql = if revoking {
         "UPDATE agents SET revoked = 1 WHERE agent_id = ?1 AND revoked = 0"
@@ -352,29 +338,28 @@ fn station_action(
 }
 
 /// The candidate (shadow) pack's would-be matches per rule, noisiest first.
-fn shadow_section(conn: &Connection, body: &mut String) -> rusqlite::Result<()> {
+fn shadow_section(conn: &Connection) -> rusqlite::Result<Markup> {
     crate::publish::ensure_schema(conn)?;
     let Some((version, _, _)) = crate::publish::latest(conn, true)? else {
-        body.push_str("<h2>Candidate rules (shadow)</h2><p>No shadow pack is published.</p>");
-        return Ok(());
+        return Ok(html! {
+            h2 { "Candidate rules (shadow)" } p { "No shadow pack is published." }
+        });
     };
     let (totals, agents) = crate::publish::shadow_totals(conn, version)?;
     let sum = totals.iter().fold(0i64, |s, t| s.saturating_add(t.count));
-    let _ = write!(
-        body,
-        r#"<h2>Candidate rules (shadow version {version})</h2><p id="shadow-volume">Predicted alert volume: {sum} would-be matches from {agents} reporting agents (before repeats are folded). Counts only: no text is collected in shadow mode.</p><table id="shadow"><thead><tr><th>Rule</th><th>Would-be matches</th><th>Agents</th></tr></thead><tbody>"#
-    );
-    for t in &totals {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&t.rule_id),
-            t.count,
-            t.agents
-        );
-    }
-    body.push_str("</tbody></table>");
-    Ok(())
+    Ok(html! {
+        h2 { "Candidate rules (shadow version " (version) ")" }
+        p #shadow-volume {
+            "Predicted alert volume: " (sum) " would-be matches from " (agents)
+            " reporting agents (before repeats are folded). Counts only: no text is collected in shadow mode."
+        }
+        table #shadow {
+            thead { tr { th { "Rule" } th { "Would-be matches" } th { "Agents" } } }
+            tbody {
+                @for t in &totals { tr { td { (t.rule_id) } td { (t.count) } td { (t.agents) } } }
+            }
+        }
+    })
 }
 
 #[cfg(test)]

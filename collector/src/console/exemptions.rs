@@ -2,13 +2,12 @@
 //! revoke them (each change is audited); technicians and the head teacher
 //! may view the list.
 
-use std::fmt::Write;
-
 use axum::response::Response;
+use maud::html;
 use rusqlite::Connection;
 
 use super::auth::{Role, Viewer};
-use super::html::{csrf_field, esc, page};
+use super::html::{csrf, page};
 use super::{deny, html_response, redirect, session, App, Fail, Req};
 use crate::exemption::{self, NewExemption};
 use crate::store::now_ms;
@@ -44,61 +43,57 @@ fn render(
     error: Option<&str>,
 ) -> rusqlite::Result<String> {
     let now = now_ms();
-    let mut body = String::from(
-        "<h1>Curriculum exemptions</h1><p>While an exemption runs, matches of its category or term raise no alert on that group's stations. It ends by itself.</p>",
-    );
-    if let Some(e) = error {
-        let _ = write!(body, r#"<p class="error">{}</p>"#, esc(e));
-    }
-    body.push_str(
-        r#"<table id="exemptions"><thead><tr><th>#</th><th>State</th><th>Group</th><th>Exempt</th><th>From</th><th>Until</th><th>By</th><th>Reason</th><th></th></tr></thead><tbody>"#,
-    );
-    for e in exemption::list(conn)? {
-        let state = e.state(now);
-        let action = if owns_exemptions(viewer) && matches!(state, "active" | "scheduled") {
-            format!(
-                r#"<form method="post" action="/exemptions/{}/revoke" class="inline">{}<button type="submit">Revoke</button></form>"#,
-                e.id,
-                csrf_field(viewer)
-            )
-        } else {
-            String::new()
-        };
-        let _ = write!(
-            body,
-            r#"<tr data-id="{}" class="{state}"><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>"#,
-            e.id,
-            e.id,
-            esc(&e.grp),
-            esc(&e.target()),
-            esc(&app.zone.format(e.starts_ms)),
-            esc(&app.zone.format(e.ends_ms)),
-            esc(&e.created_by),
-            esc(&e.reason),
-        );
-    }
-    body.push_str("</tbody></table>");
-    if owns_exemptions(viewer) {
-        let groups: Vec<String> = conn
-            .prepare("SELECT DISTINCT grp FROM agents WHERE grp <> '' ORDER BY grp")?
+    let exemptions = exemption::list(conn)?;
+    let owns = owns_exemptions(viewer);
+    let groups: Vec<String> = if owns {
+        conn.prepare("SELECT DISTINCT grp FROM agents WHERE grp <> '' ORDER BY grp")?
             .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut options = String::new();
-        for g in &groups {
-            let _ = write!(options, r#"<option value="{}">"#, esc(g));
+            .collect::<rusqlite::Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    let body = html! {
+        h1 { "Curriculum exemptions" }
+        p { "While an exemption runs, matches of its category or term raise no alert on that group's stations. It ends by itself." }
+        @if let Some(e) = error { p.error { (e) } }
+        table #exemptions {
+            thead { tr {
+                th { "#" } th { "State" } th { "Group" } th { "Exempt" } th { "From" } th { "Until" }
+                th { "By" } th { "Reason" } th {}
+            } }
+            tbody {
+                @for e in &exemptions {
+                    @let state = e.state(now);
+                    tr data-id=(e.id) class=(state) {
+                        td { (e.id) } td { (state) } td { (e.grp) } td { (e.target()) }
+                        td { (app.zone.format(e.starts_ms)) } td { (app.zone.format(e.ends_ms)) }
+                        td { (e.created_by) } td { (e.reason) }
+                        td {
+                            @if owns && matches!(state, "active" | "scheduled") {
+                                form method="post" action={ "/exemptions/" (e.id) "/revoke" } class="inline" {
+                                    (csrf(viewer))
+                                    button type="submit" { "Revoke" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
-        let _ = write!(
-            body,
-            r#"<h2>Add an exemption</h2><form method="post" action="/exemptions/add" id="add-exemption">{}
-<label>Group <input name="group" list="groups" required></label><datalist id="groups">{options}</datalist>
-<label>Category <input name="category"></label> or <label>term <input name="term"></label>
-<label>Until <input name="until" type="datetime-local" required></label>
-<label>Reason <input name="reason" required size="40"></label>
-<button type="submit">Add</button></form>"#,
-            csrf_field(viewer)
-        );
-    }
-    Ok(page("Exemptions", Some(viewer), &body))
+        @if owns {
+            h2 { "Add an exemption" }
+            form method="post" action="/exemptions/add" id="add-exemption" {
+                (csrf(viewer)) "\n"
+                label { "Group " input name="group" list="groups" required; }
+                datalist id="groups" { @for g in &groups { option value=(g); } } "\n"
+                label { "Category " input name="category"; } " or " label { "term " input name="term"; } "\n"
+                label { "Until " input name="until" type="datetime-local" required; } "\n"
+                label { "Reason " input name="reason" required size="40"; } "\n"
+                button type="submit" { "Add" }
+            }
+        }
+    };
+    Ok(page("Exemptions", Some(viewer), body))
 }
 
 pub fn add(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {

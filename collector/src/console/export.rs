@@ -2,15 +2,14 @@
 //! JSON carrying the signed body, signature and agent key so anyone can
 //! re-verify it), and a CSV of a filtered queue. Every export is audited.
 
-use std::fmt::Write;
-
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use base64::Engine;
+use maud::html;
 use rusqlite::Connection;
 
 use super::alert::{self, Signature};
-use super::html::{esc, page as layout};
+use super::html::page as layout;
 use super::queue::{self, state_label, QueueQuery};
 use super::{audit, deny, html_response, session, typed_response, App, Fail, Req};
 
@@ -146,79 +145,77 @@ pub fn record_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, 
         &format!("alert:{}", a.id),
         "printable",
     )?;
-    let s = |v: &serde_json::Value| esc(v.as_str().unwrap_or(""));
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
     let ev = &json["evidence"];
     let sig = &json["signature"];
-    let mut body = format!(
-        r#"<h1>Safeguarding incident record</h1><p class="noprint"><a href="/alerts/{id}">Back to the alert</a> &middot; use your browser's Print to save it as PDF for CPOMS or MyConcern.</p>
-<dl class="facts"><dt>Account (username)</dt><dd>{user}</dd><dt>Station</dt><dd>{station}</dd><dt>Time</dt><dd>{time}</dd>
-<dt>Category, severity</dt><dd>{category}, {severity}</dd><dt>Rule</dt><dd>{rule} (rules version {rv})</dd><dt>Status</dt><dd>{state}</dd>
-<dt>Where</dt><dd>{source} in {app_name}; window "{title}"</dd><dt>URL</dt><dd>{url}</dd><dt>Search query</dt><dd>{search}</dd>
-<dt>Matched words</dt><dd>{words}</dd><dt>Evidence</dt><dd class="context">{context}</dd><dt>Capture</dt><dd>{capture}</dd></dl>"#,
-        id = a.id,
-        user = esc(&a.user),
-        station = esc(&a.station),
-        time = esc(&app.zone.format(a.time_ms)),
-        category = esc(&a.category),
-        severity = a.severity,
-        rule = esc(&a.rule_id),
-        rv = a.rules_version,
-        state = esc(state_label(&a.state)),
-        source = s(&ev["source"]),
-        app_name = s(&ev["app"]),
-        title = s(&ev["window_title"]),
-        url = s(&ev["url"]),
-        search = s(&ev["search_query"]),
-        words = esc(&matched_words(&a).join(", ")),
-        context = alert::highlight(&a.context, &a.matches),
-        capture = match ev["capture_sha256"].as_str() {
-            Some(h) => format!("screenshot held in Tutela, SHA-256 {}", esc(h)),
-            None => "none".into(),
-        },
-    );
-    body.push_str("<h2>Notes</h2><ul>");
-    for n in json["notes"].as_array().into_iter().flatten() {
-        let _ = write!(
-            body,
-            "<li>{} ({}): {}</li>",
-            s(&n["author"]),
-            s(&n["time"]),
-            s(&n["text"])
-        );
-    }
-    body.push_str("</ul><h2>Actions</h2><ul>");
-    for h in json["history"].as_array().into_iter().flatten() {
-        let _ = write!(
-            body,
-            "<li>{} by {}: {} &rarr; {} {}</li>",
-            s(&h["time"]),
-            s(&h["by"]),
-            esc(state_label(h["from"].as_str().unwrap_or(""))),
-            esc(state_label(h["to"].as_str().unwrap_or(""))),
-            s(&h["reason"])
-        );
-    }
-    let _ = write!(
-        body,
-        r#"</ul><h2>Signature</h2><dl class="facts"><dt>Verified</dt><dd>{}</dd><dt>Event</dt><dd>{} (agent {}, #{})</dd><dt>Body SHA-256</dt><dd>{}</dd><dt>Signature (Ed25519)</dt><dd>{}</dd><dt>Agent public key</dt><dd>{}</dd></dl>"#,
-        if sig["verified"].as_bool() == Some(true) {
-            "yes: the evidence is as the agent signed it"
-        } else if a.source == crate::reports::SOURCE {
-            "not signed: a pupil's report from the 'Report a concern' page"
-        } else {
-            "NO"
-        },
-        s(&sig["event_id"]),
-        s(&sig["agent_id"]),
-        a.seq,
-        s(&sig["body_sha256"]),
-        s(&sig["signature_base64"]),
-        s(&sig["agent_public_key_base64"]),
-    );
+    let list = |key: &str| json[key].as_array().map(Vec::as_slice).unwrap_or_default();
+    let body = html! {
+        h1 { "Safeguarding incident record" }
+        p.noprint {
+            a href={ "/alerts/" (a.id) } { "Back to the alert" }
+            " \u{b7} use your browser's Print to save it as PDF for CPOMS or MyConcern."
+        }
+        "\n"
+        dl.facts {
+            dt { "Account (username)" } dd { (a.user) }
+            dt { "Station" } dd { (a.station) }
+            dt { "Time" } dd { (app.zone.format(a.time_ms)) } "\n"
+            dt { "Category, severity" } dd { (a.category) ", " (a.severity) }
+            dt { "Rule" } dd { (a.rule_id) " (rules version " (a.rules_version) ")" }
+            dt { "Status" } dd { (state_label(&a.state)) } "\n"
+            dt { "Where" }
+            dd { (s(&ev["source"])) " in " (s(&ev["app"])) "; window \"" (s(&ev["window_title"])) "\"" }
+            dt { "URL" } dd { (s(&ev["url"])) }
+            dt { "Search query" } dd { (s(&ev["search_query"])) } "\n"
+            dt { "Matched words" } dd { (matched_words(&a).join(", ")) }
+            dt { "Evidence" } dd.context { (alert::highlight(&a.context, &a.matches)) }
+            dt { "Capture" }
+            dd {
+                @match ev["capture_sha256"].as_str() {
+                    Some(h) => { "screenshot held in Tutela, SHA-256 " (h) }
+                    None => "none",
+                }
+            }
+        }
+        h2 { "Notes" }
+        ul {
+            @for n in list("notes") {
+                li { (s(&n["author"])) " (" (s(&n["time"])) "): " (s(&n["text"])) }
+            }
+        }
+        h2 { "Actions" }
+        ul {
+            @for h in list("history") {
+                li {
+                    (s(&h["time"])) " by " (s(&h["by"])) ": "
+                    (state_label(h["from"].as_str().unwrap_or(""))) " \u{2192} "
+                    (state_label(h["to"].as_str().unwrap_or(""))) " " (s(&h["reason"]))
+                }
+            }
+        }
+        h2 { "Signature" }
+        dl.facts {
+            dt { "Verified" }
+            dd {
+                @if sig["verified"].as_bool() == Some(true) {
+                    "yes: the evidence is as the agent signed it"
+                } @else if a.source == crate::reports::SOURCE {
+                    "not signed: a pupil's report from the 'Report a concern' page"
+                } @else {
+                    "NO"
+                }
+            }
+            dt { "Event" }
+            dd { (s(&sig["event_id"])) " (agent " (s(&sig["agent_id"])) ", #" (a.seq) ")" }
+            dt { "Body SHA-256" } dd { (s(&sig["body_sha256"])) }
+            dt { "Signature (Ed25519)" } dd { (s(&sig["signature_base64"])) }
+            dt { "Agent public key" } dd { (s(&sig["agent_public_key_base64"])) }
+        }
+    };
     Ok(html_response(layout(
         &format!("Incident record {}", a.id),
         Some(&viewer),
-        &body,
+        body,
     )))
 }
 

@@ -1,25 +1,10 @@
-//! HTML templates as plain functions. Every value from the database or the
-//! request goes through [`esc`]; nothing else builds markup from data.
+//! The console's page shell and shared pieces, as maud templates: markup is
+//! checked when the collector is compiled and every value is escaped, so no
+//! page builds HTML from strings.
 
-use std::fmt::Write;
+use maud::{html, Markup, DOCTYPE};
 
 use super::auth::Viewer;
-
-/// Escapes text for element content and quoted attribute values.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
 
 /// Percent-encodes a query value.
 pub fn url_value(text: &str) -> String {
@@ -27,76 +12,83 @@ pub fn url_value(text: &str) -> String {
 }
 
 /// The hidden CSRF field every form carries.
-pub fn csrf_field(viewer: &Viewer) -> String {
-    format!(
-        r#"<input type="hidden" name="csrf" value="{}">"#,
-        esc(&viewer.csrf)
-    )
+pub fn csrf(viewer: &Viewer) -> Markup {
+    html! { input type="hidden" name="csrf" value=(viewer.csrf); }
 }
 
 /// A full page: header with navigation for the viewer's role, then `body`.
-pub fn page(title: &str, viewer: Option<&Viewer>, body: &str) -> String {
-    page_with_head(title, viewer, "", body)
+pub fn page(title: &str, viewer: Option<&Viewer>, body: Markup) -> String {
+    page_with_head(title, viewer, html! {}, body)
 }
 
-/// A full page with extra markup (trusted, not from data) in its head.
-pub fn page_with_head(title: &str, viewer: Option<&Viewer>, head: &str, body: &str) -> String {
-    let mut nav = String::new();
-    if let Some(v) = viewer {
-        if v.queue.any() {
-            nav.push_str(r#"<a href="/queue">Queue</a>"#);
+/// A full page with extra elements in its head (e.g. a refresh).
+pub fn page_with_head(
+    title: &str,
+    viewer: Option<&Viewer>,
+    extra_head: Markup,
+    body: Markup,
+) -> String {
+    html! {
+        (DOCTYPE) "\n"
+        html lang="en-GB" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1"; "\n"
+                title { (title) " - Tutela" }
+                link rel="stylesheet" href="/assets/console.css";
+                (extra_head)
+            }
+            "\n"
+            body {
+                header {
+                    span.brand { "Tutela" }
+                    nav { @if let Some(v) = viewer { (nav(v)) } }
+                }
+                "\n"
+                main { (body) }
+                script src="/assets/console.js" {}
+            }
         }
-        if v.role.reviews() {
-            nav.push_str(
-                r#"<a href="/rules">Rules</a><a href="/subject-access">Subject access</a><a href="/notices">Notice</a>"#,
-            );
-        }
-        if v.role.sees_fleet() {
-            nav.push_str(r#"<a href="/fleet">Fleet</a><a href="/exemptions">Exemptions</a>"#);
-        }
-        if super::publish::may_publish(v.role) {
-            nav.push_str(
-                r#"<a href="/rules/publish">Publish rules</a><a href="/tokens">Tokens</a>"#,
-            );
-        }
-        if v.role.audits() {
-            nav.push_str(r#"<a href="/audit">Audit log</a>"#);
-        }
-        if v.role == super::auth::Role::Dsl {
-            nav.push_str(r#"<a href="/settings">Settings</a>"#);
-        }
-        let _ = write!(
-            nav,
-            r#"<span class="who">{} ({})</span><form method="post" action="/logout" class="inline">{}<button type="submit">Sign out</button></form>"#,
-            esc(&v.name),
-            esc(v.role.as_str()),
-            csrf_field(v)
-        );
     }
-    format!(
-        r#"<!doctype html>
-<html lang="en-GB"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{} - Tutela</title><link rel="stylesheet" href="/assets/console.css">{head}</head>
-<body><header><span class="brand">Tutela</span><nav>{nav}</nav></header>
-<main>{body}</main><script src="/assets/console.js"></script></body></html>"#,
-        esc(title)
-    )
+    .into_string()
+}
+
+/// The navigation for the viewer's role, and their name with Sign out.
+fn nav(v: &Viewer) -> Markup {
+    html! {
+        @if v.queue.any() { a href="/queue" { "Queue" } }
+        @if v.role.reviews() {
+            a href="/rules" { "Rules" }
+            a href="/subject-access" { "Subject access" }
+            a href="/notices" { "Notice" }
+        }
+        @if v.role.sees_fleet() {
+            a href="/fleet" { "Fleet" }
+            a href="/exemptions" { "Exemptions" }
+        }
+        @if super::publish::may_publish(v.role) {
+            a href="/rules/publish" { "Publish rules" }
+            a href="/tokens" { "Tokens" }
+        }
+        @if v.role.audits() { a href="/audit" { "Audit log" } }
+        @if v.role == super::auth::Role::Dsl { a href="/settings" { "Settings" } }
+        span.who { (v.name) " (" (v.role.as_str()) ")" }
+        form method="post" action="/logout" class="inline" {
+            (csrf(v))
+            button type="submit" { "Sign out" }
+        }
+    }
 }
 
 /// A `<select>` with `current` selected; options are (value, label).
-pub fn select(name: &str, options: &[(&str, &str)], current: &str) -> String {
-    let mut out = format!(r#"<select name="{}">"#, esc(name));
-    for (value, label) in options {
-        let sel = if *value == current { " selected" } else { "" };
-        let _ = write!(
-            out,
-            r#"<option value="{}"{sel}>{}</option>"#,
-            esc(value),
-            esc(label)
-        );
+pub fn select(name: &str, options: &[(&str, &str)], current: &str) -> Markup {
+    html! {
+        select name=(name) {
+            @for (value, label) in options {
+                option value=(value) selected[*value == current] { (label) }
+            }
+        }
     }
-    out.push_str("</select>");
-    out
 }
 
 pub const CSS: &str = r#"
@@ -186,3 +178,53 @@ pub const JS: &str = r#"
   });
 })();
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::auth::{QueueAccess, Role};
+
+    const HOSTILE: &str = r#"<script>alert("x")</script>' & "#;
+    const ESCAPED: &str = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;' &amp; ";
+
+    #[test]
+    fn the_shell_escapes_the_title_the_viewer_and_attribute_values() {
+        let viewer = Viewer {
+            name: HOSTILE.to_owned(),
+            role: Role::Dsl,
+            csrf: format!("tok\"{HOSTILE}"),
+            session_hash: Vec::new(),
+            queue: QueueAccess::Full,
+        };
+        let out = page(HOSTILE, Some(&viewer), html! { p { (HOSTILE) } });
+        assert!(!out.contains("<script>alert"), "{out}");
+        assert!(
+            out.contains(&format!("<title>{ESCAPED} - Tutela</title>")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!(r#"<span class="who">{ESCAPED} (dsl)</span>"#)),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!(r#"value="tok&quot;{ESCAPED}""#)),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("<main><p>{ESCAPED}</p></main>")),
+            "{out}"
+        );
+        assert!(out.contains(r#"<a href="/settings">Settings</a>"#), "{out}");
+    }
+
+    #[test]
+    fn select_escapes_options_and_marks_the_current_one() {
+        let out = select("state", &[("a\"b", HOSTILE), ("new", "New")], "new").into_string();
+        assert_eq!(
+            out,
+            format!(
+                r#"<select name="state"><option value="a&quot;b">{ESCAPED}</option><option value="new" selected>New</option></select>"#
+            )
+        );
+    }
+}

@@ -4,7 +4,8 @@
 //! listener.
 //!
 //! Every request runs its database work on a blocking thread against one
-//! connection; pages are plain functions from rows to escaped HTML.
+//! connection; pages are functions from rows to maud templates, which escape
+//! every value.
 
 pub mod access;
 pub mod alert;
@@ -211,11 +212,11 @@ impl Fail {
         let body = html::page(
             status.canonical_reason().unwrap_or("Error"),
             None,
-            &format!(
-                r#"<h1>{}</h1><p class="error">{}</p><p><a href="/queue">Back to the queue</a></p>"#,
-                status.as_u16(),
-                html::esc(&text)
-            ),
+            maud::html! {
+                h1 { (status.as_u16()) }
+                p.error { (text) }
+                p { a href="/queue" { "Back to the queue" } }
+            },
         );
         with_status(status, html_response(body))
     }
@@ -450,11 +451,11 @@ async fn call_limited(
                 let body = html::page(
                     "Form too large",
                     None,
-                    &format!(
-                        r#"<h1>413</h1><p class="error" id="too-large">{}</p><p><a href="{}">Go back</a></p>"#,
-                        html::esc(&text),
-                        limit.back,
-                    ),
+                    maud::html! {
+                        h1 { "413" }
+                        p.error #too-large { (text) }
+                        p { a href=(limit.back) { "Go back" } }
+                    },
                 );
                 return with_status(StatusCode::PAYLOAD_TOO_LARGE, html_response(body));
             }

@@ -3,14 +3,13 @@
 //! see who has and has not accepted the current version. Technicians and
 //! auditors see neither (the lists name pupils).
 
-use std::fmt::Write;
-
 use axum::response::Response;
+use maud::{html, Markup};
 use rusqlite::Connection;
 use tutela_proto::limits::MAX_NOTICE_CHARS;
 
 use super::auth::{Role, Viewer};
-use super::html::{csrf_field, esc, page, url_value};
+use super::html::{csrf, page, url_value};
 use super::{deny, html_response, redirect, session, App, Fail, FormLimit, Req};
 use crate::notice::{self, Mode, NewNotice, NoticeError};
 
@@ -56,44 +55,54 @@ fn render(
     selected: &str,
     draft: Option<Draft<'_>>,
 ) -> rusqlite::Result<String> {
-    let mut body = String::from(
-        "<h1>Monitoring notice</h1><p>Each group's stations show its notice when a pupil signs in; the pupil must acknowledge it before the window closes. Each acknowledgement is signed by the station and kept here. A change makes a new version, which is shown again.</p>",
-    );
     let groups = notice::groups(conn)?;
-    body.push_str(r#"<table id="notices"><thead><tr><th>Group</th><th>Version</th><th>Shown</th><th>Set by</th><th>Set at</th><th>Accepted</th><th>Not yet</th></tr></thead><tbody>"#);
+    let mut rows = Vec::with_capacity(groups.len());
     for g in &groups {
-        let current = notice::current(conn, g)?;
-        let acceptance = notice::acceptance(conn, g)?;
-        let (version, mode, by, at) = match &current {
-            Some(n) => (
-                n.version.to_string(),
-                Mode::parse(&n.mode).map_or("", Mode::describe),
-                n.created_by.as_str(),
-                app.zone.format(n.created_ms),
-            ),
-            None => ("none".to_owned(), "", "", String::new()),
-        };
-        let _ = write!(
-            body,
-            r#"<tr data-group="{g_attr}"><td><a href="/notices?group={g_url}">{g_attr}</a></td><td>{version}</td><td>{mode}</td><td>{}</td><td>{}</td><td class="accepted">{}</td><td class="pending">{}</td></tr>"#,
-            esc(by),
-            esc(&at),
-            acceptance.accepted.len(),
-            acceptance.pending.len(),
-            g_attr = esc(g),
-            g_url = url_value(g),
-        );
+        rows.push((g, notice::current(conn, g)?, notice::acceptance(conn, g)?));
     }
-    body.push_str("</tbody></table>");
-    if !selected.is_empty() {
-        group_section(app, conn, viewer, selected, draft, &mut body)?;
-    } else if writes_notices(viewer) {
-        let _ = write!(
-            body,
-            r#"<form method="get" action="/notices" id="pick-group"><label>Group <input name="group" required></label> <button type="submit">Open</button></form>"#
-        );
-    }
-    Ok(page("Monitoring notice", Some(viewer), &body))
+    let section = if selected.is_empty() {
+        None
+    } else {
+        Some(group_section(app, conn, viewer, selected, draft)?)
+    };
+    let body = html! {
+        h1 { "Monitoring notice" }
+        p {
+            "Each group's stations show its notice when a pupil signs in; the pupil must acknowledge it before the window closes. Each acknowledgement is signed by the station and kept here. A change makes a new version, which is shown again."
+        }
+        table #notices {
+            thead { tr {
+                th { "Group" } th { "Version" } th { "Shown" } th { "Set by" } th { "Set at" }
+                th { "Accepted" } th { "Not yet" }
+            } }
+            tbody {
+                @for (g, current, acceptance) in &rows {
+                    tr data-group=(g) {
+                        td { a href={ "/notices?group=" (url_value(g)) } { (g) } }
+                        @match current {
+                            Some(n) => {
+                                td { (n.version) }
+                                td { (Mode::parse(&n.mode).map_or("", Mode::describe)) }
+                                td { (n.created_by) }
+                                td { (app.zone.format(n.created_ms)) }
+                            }
+                            None => { td { "none" } td {} td {} td {} }
+                        }
+                        td.accepted { (acceptance.accepted.len()) }
+                        td.pending { (acceptance.pending.len()) }
+                    }
+                }
+            }
+        }
+        @if let Some(section) = section {
+            (section)
+        } @else if writes_notices(viewer) {
+            form method="get" action="/notices" id="pick-group" {
+                label { "Group " input name="group" required; } " " button type="submit" { "Open" }
+            }
+        }
+    };
+    Ok(page("Monitoring notice", Some(viewer), body))
 }
 
 fn group_section(
@@ -102,59 +111,9 @@ fn group_section(
     viewer: &Viewer,
     group: &str,
     draft: Option<Draft<'_>>,
-    body: &mut String,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<Markup> {
     let current = notice::current(conn, group)?;
-    let _ = write!(body, r#"<h2 id="group">Group {}</h2>"#, esc(group));
-    match &current {
-        Some(n) => {
-            let _ = write!(
-                body,
-                r#"<p>Version <span id="version">{}</span>, shown {}.</p><pre id="current-text">{}</pre>"#,
-                n.version,
-                Mode::parse(&n.mode).map_or("", Mode::describe),
-                esc(&n.text)
-            );
-            if !n.concern_url.is_empty() {
-                let _ = write!(
-                    body,
-                    r#"<p>Report a concern: <span id="current-url">{}</span></p>"#,
-                    esc(&n.concern_url)
-                );
-            }
-        }
-        None => body.push_str(
-            r#"<p id="version-none">This group has no notice yet: its stations show nothing.</p>"#,
-        ),
-    }
     let acceptance = notice::acceptance(conn, group)?;
-    body.push_str(r#"<h3>Accepted the current version</h3><table id="accepted"><thead><tr><th>Pupil</th><th>Station</th><th>When</th></tr></thead><tbody>"#);
-    for s in &acceptance.accepted {
-        let _ = write!(
-            body,
-            r#"<tr><td class="user">{}</td><td>{}</td><td>{}</td></tr>"#,
-            esc(&s.user),
-            esc(&s.station),
-            esc(&s.time_ms.map(|t| app.zone.format(t)).unwrap_or_default())
-        );
-    }
-    body.push_str(r#"</tbody></table><h3>Not yet accepted</h3><table id="pending"><thead><tr><th>Pupil</th><th>Last version accepted</th></tr></thead><tbody>"#);
-    for s in &acceptance.pending {
-        let last = if s.version == 0 {
-            "none".to_owned()
-        } else {
-            s.version.to_string()
-        };
-        let _ = write!(
-            body,
-            r#"<tr><td class="user">{}</td><td>{last}</td></tr>"#,
-            esc(&s.user)
-        );
-    }
-    body.push_str("</tbody></table><p>Pupils are listed once they have signed in on one of the group's stations since the notice began, or are named by an alert from one.</p>");
-    if !writes_notices(viewer) {
-        return Ok(());
-    }
     let (text, mode, url, error) = match &draft {
         Some(d) => (
             d.text.to_owned(),
@@ -164,41 +123,83 @@ fn group_section(
         ),
         None => match &current {
             Some(n) => (n.text.clone(), n.mode.clone(), n.concern_url.clone(), None),
-            None => (
+            None if writes_notices(viewer) => (
                 String::new(),
                 Mode::EverySignIn.as_str().to_owned(),
                 default_concern_url(app),
                 None,
             ),
+            None => (String::new(), String::new(), String::new(), None),
         },
     };
-    if let Some(e) = error {
-        let _ = write!(body, r#"<p class="error" id="notice-error">{}</p>"#, esc(e));
-    }
     let option = |m: Mode| {
-        format!(
-            r#"<option value="{}"{}>{}</option>"#,
-            m.as_str(),
-            if mode == m.as_str() { " selected" } else { "" },
-            m.describe()
-        )
+        html! { option value=(m.as_str()) selected[mode == m.as_str()] { (m.describe()) } }
     };
-    let _ = write!(
-        body,
-        r#"<h2>Set a new version</h2><form method="post" action="/notices" id="set-notice">{}
-<input type="hidden" name="group" value="{}">
-<label>Notice (plain text, at most {MAX_NOTICE_CHARS} characters; addresses in it are shown as they are)<br><textarea name="text" rows="12" cols="80" required>{}</textarea></label><br>
-<label>Shown <select name="mode">{}{}</select></label>
-<label>'Report a concern' address <input name="concern_url" size="50" value="{}"></label>
-<button type="submit">Publish new version</button></form>"#,
-        csrf_field(viewer),
-        esc(group),
-        esc(&text),
-        option(Mode::EverySignIn),
-        option(Mode::OncePerVersion),
-        esc(&url),
-    );
-    Ok(())
+    Ok(html! {
+        h2 #group { "Group " (group) }
+        @match &current {
+            Some(n) => {
+                p {
+                    "Version " span #version { (n.version) } ", shown "
+                    (Mode::parse(&n.mode).map_or("", Mode::describe)) "."
+                }
+                pre #current-text { (n.text) }
+                @if !n.concern_url.is_empty() {
+                    p { "Report a concern: " span #current-url { (n.concern_url) } }
+                }
+            }
+            None => p #version-none { "This group has no notice yet: its stations show nothing." },
+        }
+        h3 { "Accepted the current version" }
+        table #accepted {
+            thead { tr { th { "Pupil" } th { "Station" } th { "When" } } }
+            tbody {
+                @for s in &acceptance.accepted {
+                    tr {
+                        td.user { (s.user) } td { (s.station) }
+                        td { (s.time_ms.map(|t| app.zone.format(t)).unwrap_or_default()) }
+                    }
+                }
+            }
+        }
+        h3 { "Not yet accepted" }
+        table #pending {
+            thead { tr { th { "Pupil" } th { "Last version accepted" } } }
+            tbody {
+                @for s in &acceptance.pending {
+                    tr {
+                        td.user { (s.user) }
+                        td { @if s.version == 0 { "none" } @else { (s.version) } }
+                    }
+                }
+            }
+        }
+        p {
+            "Pupils are listed once they have signed in on one of the group's stations since the notice began, or are named by an alert from one."
+        }
+        @if writes_notices(viewer) {
+            @if let Some(e) = error { p.error #notice-error { (e) } }
+            h2 { "Set a new version" }
+            form method="post" action="/notices" id="set-notice" {
+                (csrf(viewer)) "\n"
+                input type="hidden" name="group" value=(group); "\n"
+                label {
+                    "Notice (plain text, at most " (MAX_NOTICE_CHARS) " characters; addresses in it are shown as they are)"
+                    br;
+                    textarea name="text" rows="12" cols="80" required { (text) }
+                }
+                br; "\n"
+                label {
+                    "Shown "
+                    select name="mode" { (option(Mode::EverySignIn)) (option(Mode::OncePerVersion)) }
+                }
+                "\n"
+                label { "'Report a concern' address " input name="concern_url" size="50" value=(url); }
+                "\n"
+                button type="submit" { "Publish new version" }
+            }
+        }
+    })
 }
 
 pub fn submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {

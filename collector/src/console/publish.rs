@@ -4,13 +4,12 @@
 //! shadow. The same checks as `tutela-collector rules push`; every
 //! publication is audited.
 
-use std::fmt::Write;
-
 use axum::response::Response;
+use maud::html;
 use rusqlite::Connection;
 
 use super::auth::{Role, Viewer};
-use super::html::{csrf_field, esc, page};
+use super::html::{csrf, page};
 use super::{audit, deny, html_response, session, App, Fail, Req};
 use crate::publish::{self, CheckReport, PublishError};
 
@@ -99,12 +98,15 @@ pub fn submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
                 ),
             )?;
             tx.commit()?;
-            let body = format!(
-                r#"<h1>Rules published</h1><p id="published">Published {kind} version {} of {}. Connected agents receive it now; others when they reconnect. See <a href="/fleet">Fleet</a> for the versions agents report.</p>"#,
-                done.version,
-                esc(&report.pack_id)
-            );
-            Ok(html_response(page("Rules published", Some(&viewer), &body)))
+            let body = html! {
+                h1 { "Rules published" }
+                p #published {
+                    "Published " (kind) " version " (done.version) " of " (report.pack_id)
+                    ". Connected agents receive it now; others when they reconnect. See "
+                    a href="/fleet" { "Fleet" } " for the versions agents report."
+                }
+            };
+            Ok(html_response(page("Rules published", Some(&viewer), body)))
         }
         Err(PublishError::Db(e)) => Err(Fail::Db(e)),
         Err(e) => Ok(html_response(render(
@@ -163,62 +165,40 @@ fn render(
     report: Option<&CheckReport>,
     error: Option<&str>,
 ) -> String {
-    let mut body = String::from(
-        "<h1>Publish rules</h1><p>Paste or edit a pack, check it, then publish it live or as a shadow (candidate) pack whose would-be matches are only counted. Packs up to 2 MiB (form-encoded) can be published here; larger ones with <code>tutela-collector rules push</code>.</p>",
-    );
-    if let Some(e) = error {
-        let _ = write!(
-            body,
-            r#"<p class="error" id="publish-error">{}</p>"#,
-            esc(e)
-        );
-    }
-    if let Some(r) = report {
-        let _ = write!(
-            body,
-            r#"<h2>Check of {} version {}</h2><p id="check-summary">{} lint errors, {} findings; {} terms added, {} removed against live version {}{}.</p>"#,
-            esc(&r.pack_id),
-            r.version,
-            r.errors,
-            r.findings.len(),
-            r.added.len(),
-            r.removed.len(),
-            r.previous
-                .map(|v| v.to_string())
-                .unwrap_or_else(|| "(none)".into()),
-            r.not_newer_than
-                .map(|v| format!(
-                    "; version {} is not newer than {v}: bump [pack] version",
-                    r.version
-                ))
-                .unwrap_or_default(),
-        );
-        body.push_str(r#"<ul id="findings">"#);
-        for f in &r.findings {
-            let _ = write!(body, "<li>{}</li>", esc(f));
+    let body = html! {
+        h1 { "Publish rules" }
+        p {
+            "Paste or edit a pack, check it, then publish it live or as a shadow (candidate) pack whose would-be matches are only counted. Packs up to 2 MiB (form-encoded) can be published here; larger ones with "
+            code { "tutela-collector rules push" } "."
         }
-        body.push_str(r#"</ul><ul id="diff">"#);
-        for t in &r.added {
-            let _ = write!(body, r#"<li class="added">+ {}</li>"#, esc(t));
+        @if let Some(e) = error { p.error #publish-error { (e) } }
+        @if let Some(r) = report {
+            h2 { "Check of " (r.pack_id) " version " (r.version) }
+            p #check-summary {
+                (r.errors) " lint errors, " (r.findings.len()) " findings; "
+                (r.added.len()) " terms added, " (r.removed.len()) " removed against live version "
+                @match r.previous { Some(v) => (v), None => "(none)" }
+                @if let Some(v) = r.not_newer_than {
+                    "; version " (r.version) " is not newer than " (v) ": bump [pack] version"
+                }
+                "."
+            }
+            ul #findings { @for f in &r.findings { li { (f) } } }
+            ul #diff {
+                @for t in &r.added { li.added { "+ " (t) } }
+                @for t in &r.removed { li.removed { "- " (t) } }
+            }
         }
-        for t in &r.removed {
-            let _ = write!(body, r#"<li class="removed">- {}</li>"#, esc(t));
+        form method="post" action="/rules/publish" id="publish-form" {
+            (csrf(viewer)) "\n"
+            label for="pack-text" { "Pack (TOML)" } "\n"
+            textarea id="pack-text" name="pack" rows="30" cols="100" { (text) } "\n"
+            label { input type="checkbox" name="shadow" checked[shadow]; " Shadow (candidate) pack" } "\n"
+            button type="submit" name="action" value="check" { "Check" } "\n"
+            button type="submit" name="action" value="publish" { "Publish" }
         }
-        body.push_str("</ul>");
-    }
-    let _ = write!(
-        body,
-        r#"<form method="post" action="/rules/publish" id="publish-form">{}
-<label for="pack-text">Pack (TOML)</label>
-<textarea id="pack-text" name="pack" rows="30" cols="100">{}</textarea>
-<label><input type="checkbox" name="shadow"{}> Shadow (candidate) pack</label>
-<button type="submit" name="action" value="check">Check</button>
-<button type="submit" name="action" value="publish">Publish</button></form>"#,
-        csrf_field(viewer),
-        esc(text),
-        if shadow { " checked" } else { "" }
-    );
-    page("Publish rules", Some(viewer), &body)
+    };
+    page("Publish rules", Some(viewer), body)
 }
 
 #[cfg(test)]

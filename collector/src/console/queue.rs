@@ -10,11 +10,12 @@ use std::fmt::Write;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
+use maud::{html, Markup};
 use rusqlite::types::Value;
 use rusqlite::Connection;
 
 use super::auth::{self, Login, QueueAccess, Viewer};
-use super::html::{csrf_field, esc, page as layout, select, url_value};
+use super::html::{csrf, page as layout, select, url_value};
 use super::{
     html_response, is_poll, redirect, session, staff, typed_response, with_status, App, Fail, Req,
 };
@@ -70,20 +71,24 @@ pub(super) fn cookie(name: &str, value: &str, secure: bool, max_age: Option<i64>
 fn login_form(app: &App, message: Option<&str>, status: StatusCode) -> Response {
     // Login CSRF: the form's token must match a cookie set with it.
     let token = auth::fresh_token();
-    let error = message
-        .map(|m| format!(r#"<p class="error" id="login-error">{}</p>"#, esc(m)))
-        .unwrap_or_default();
-    let sso = app.sso.buttons();
-    let body = format!(
-        r#"<form class="login" method="post" action="/login"><h1>Sign in</h1>{error}{sso}
-<input type="hidden" name="csrf" value="{token}">
-<label>Account<input type="text" name="name" autocomplete="username" required autofocus></label>
-<label>Password<input type="password" name="password" autocomplete="current-password" required></label>
-<button type="submit">Sign in</button>
-<p class="muted">Use of this console is logged.</p>
-<p>Pupils: <a href="/concern" id="report-link">report a concern</a> without signing in.</p></form>"#
-    );
-    let mut r = with_status(status, html_response(layout("Sign in", None, &body)));
+    let body = html! {
+        form.login method="post" action="/login" {
+            h1 { "Sign in" }
+            @if let Some(m) = message { p.error #login-error { (m) } }
+            (app.sso.buttons())
+            "\n"
+            input type="hidden" name="csrf" value=(token); "\n"
+            label { "Account" input type="text" name="name" autocomplete="username" required autofocus; } "\n"
+            label {
+                "Password" input type="password" name="password" autocomplete="current-password" required;
+            }
+            "\n"
+            button type="submit" { "Sign in" } "\n"
+            p.muted { "Use of this console is logged." } "\n"
+            p { "Pupils: " a href="/concern" id="report-link" { "report a concern" } " without signing in." }
+        }
+    };
+    let mut r = with_status(status, html_response(layout("Sign in", None, body)));
     r.headers_mut().append(
         header::SET_COOKIE,
         cookie(auth::LOGIN_COOKIE, &token, app.secure_cookies, Some(3600)),
@@ -515,16 +520,15 @@ pub fn counts(
     rows.collect()
 }
 
-fn counts_html(counts: &[(String, i64)], q: &QueueQuery) -> String {
+fn counts_html(counts: &[(String, i64)], q: &QueueQuery) -> Markup {
     let mut base = q.clone();
-    let mut out = String::new();
     let open: i64 = counts
         .iter()
         .filter(|(s, _)| OPEN_STATES.contains(&format!("'{s}'")))
         .map(|(_, n)| n)
         .sum();
     let all: i64 = counts.iter().map(|(_, n)| n).sum();
-    for (state, label, n) in std::iter::once(("open", "Open", open))
+    let links: Vec<(&str, &str, i64, String)> = std::iter::once(("open", "Open", open))
         .chain(STATES.iter().map(|(s, l)| {
             (
                 *s,
@@ -537,108 +541,82 @@ fn counts_html(counts: &[(String, i64)], q: &QueueQuery) -> String {
             )
         }))
         .chain(std::iter::once(("all", "All", all)))
-    {
-        base.state = state.to_owned();
-        let current = if q.state == state {
-            r#" aria-current="true""#
-        } else {
-            ""
-        };
-        let _ = write!(
-            out,
-            r#"<a href="/queue?{}" data-state="{state}"{current}>{label} <b>{n}</b></a>"#,
-            esc(&base.query_string())
-        );
+        .map(|(state, label, n)| {
+            base.state = state.to_owned();
+            (state, label, n, base.query_string())
+        })
+        .collect();
+    html! {
+        @for (state, label, n, query) in &links {
+            a href={ "/queue?" (query) } data-state=(state)
+                aria-current=[(q.state == *state).then_some("true")] {
+                (label) " " b { (n) }
+            }
+        }
     }
-    out
 }
 
 /// A technician's category-only rows: no pupil, station, source, words,
 /// assignee or link to the alert; the rule as a neutral id.
-fn category_rows_html(app: &App, rows: &[Row]) -> String {
-    let mut out = String::new();
-    for r in rows {
-        let _ = write!(
-            out,
-            r#"<tr data-id="{id}"><td><span class="sev sev{sev}">{sev}</span></td><td>{category}</td><td>{time}</td><td>{rule}</td><td><span class="state">{state}</span></td></tr>"#,
-            id = r.id,
-            sev = r.severity.clamp(0, 5),
-            category = esc(&r.category),
-            time = esc(&app.zone.format(r.time_ms)),
-            rule = esc(&super::settings::neutral_rule_id(&app.rule_key, &r.rule_id)),
-            state = esc(state_label(&r.state)),
-        );
+fn category_rows_html(app: &App, rows: &[Row]) -> Markup {
+    html! {
+        @for r in rows {
+            @let sev = r.severity.clamp(0, 5);
+            tr data-id=(r.id) {
+                td { span class={ "sev sev" (sev) } { (sev) } }
+                td { (r.category) }
+                td { (app.zone.format(r.time_ms)) }
+                td { (super::settings::neutral_rule_id(&app.rule_key, &r.rule_id)) }
+                td { span.state { (state_label(&r.state)) } }
+            }
+        }
+        @if rows.is_empty() {
+            tr { td colspan="5" class="muted" { "No alerts match." } }
+        }
     }
-    if rows.is_empty() {
-        out.push_str(r#"<tr><td colspan="5" class="muted">No alerts match.</td></tr>"#);
-    }
-    out
 }
 
-fn rows_html(app: &App, viewer: &Viewer, rows: &[Row]) -> String {
+fn rows_html(app: &App, viewer: &Viewer, rows: &[Row]) -> Markup {
     if viewer.queue != QueueAccess::Full {
         return category_rows_html(app, rows);
     }
-    let mut out = String::new();
-    for r in rows {
-        let check = if viewer.role.reviews() {
-            format!(
-                r#"<td><input type="checkbox" name="id" value="{}" form="bulk" aria-label="select alert {}"></td>"#,
-                r.id, r.id
-            )
-        } else {
-            String::new()
-        };
-        let context = if viewer.role.reviews() {
-            esc(&r.context)
-        } else {
-            r#"<span class="muted">withheld</span>"#.to_owned()
-        };
-        let extras = format!(
-            "{}{}",
-            if r.has_capture {
-                r#" <span class="tag">capture</span>"#
-            } else {
-                ""
-            },
-            if r.repeats > 1 {
-                format!(" &times;{}", r.repeats)
-            } else {
-                String::new()
+    let reviews = viewer.role.reviews();
+    html! {
+        @for r in rows {
+            @let sev = r.severity.clamp(0, 5);
+            tr data-id=(r.id) {
+                @if reviews {
+                    td {
+                        input type="checkbox" name="id" value=(r.id) form="bulk"
+                            aria-label={ "select alert " (r.id) };
+                    }
+                }
+                td { span class={ "sev sev" (sev) } { (sev) } }
+                td {
+                    a.open href={ "/alerts/" (r.id) } { (r.category) }
+                    @if r.has_capture { " " span.tag { "capture" } }
+                    @if r.repeats > 1 { " \u{d7}" (r.repeats) }
+                }
+                td { (app.zone.format(r.time_ms)) }
+                td { @if r.user.is_empty() { span.muted { "anonymous" } } @else { (r.user) } }
+                td { (r.station) }
+                td {
+                    @if r.source == crate::reports::SOURCE {
+                        span.tag.report { "pupil report" }
+                    } @else {
+                        (r.source)
+                    }
+                }
+                td { (r.rule_id) br; span.muted { @if reviews { (r.term) } } }
+                td.ctx { @if reviews { (r.context) } @else { span.muted { "withheld" } } }
+                td { span.state { (state_label(&r.state)) } }
+                td { (r.assignee) }
             }
-        );
-        let _ = write!(
-            out,
-            r#"<tr data-id="{id}">{check}<td><span class="sev sev{sev}">{sev}</span></td><td><a class="open" href="/alerts/{id}">{category}</a>{extras}</td><td>{time}</td><td>{user}</td><td>{station}</td><td>{source}</td><td>{rule}<br><span class="muted">{term}</span></td><td class="ctx">{context}</td><td><span class="state">{state}</span></td><td>{assignee}</td></tr>"#,
-            id = r.id,
-            sev = r.severity.clamp(0, 5),
-            category = esc(&r.category),
-            time = esc(&app.zone.format(r.time_ms)),
-            user = if r.user.is_empty() {
-                r#"<span class="muted">anonymous</span>"#.to_owned()
-            } else {
-                esc(&r.user)
-            },
-            station = esc(&r.station),
-            source = if r.source == crate::reports::SOURCE {
-                r#"<span class="tag report">pupil report</span>"#.to_owned()
-            } else {
-                esc(&r.source)
-            },
-            rule = esc(&r.rule_id),
-            term = if viewer.role.reviews() {
-                esc(&r.term)
-            } else {
-                String::new()
-            },
-            state = esc(state_label(&r.state)),
-            assignee = esc(&r.assignee),
-        );
+        }
+        @if rows.is_empty() {
+            tr { td colspan="11" class="muted" { "No alerts match." } }
+        }
     }
-    if rows.is_empty() {
-        out.push_str(r#"<tr><td colspan="11" class="muted">No alerts match.</td></tr>"#);
-    }
-    out
 }
 
 fn max_id(conn: &Connection) -> rusqlite::Result<i64> {
@@ -669,7 +647,12 @@ pub fn render(
     let rows_html = rows_html(app, viewer, rows);
     let pager = pager_html(q, previous, next);
     if fragment {
-        let json = serde_json::json!({ "rows": rows_html, "counts": counts, "max_id": max, "pager": pager });
+        let json = serde_json::json!({
+            "rows": rows_html.into_string(),
+            "counts": counts.into_string(),
+            "max_id": max,
+            "pager": pager.into_string(),
+        });
         return Ok(typed_response("application/json", json.to_string()));
     }
     let categories: Vec<(&str, &str)> = std::iter::once(("", "any"))
@@ -680,110 +663,89 @@ pub fn render(
         .chain(STATES.iter().copied())
         .collect();
     let severity = q.severity.to_string();
-    let mut body = String::new();
-    let _ = write!(
-        body,
-        r#"<h1>Review queue</h1>
-<form class="filters" method="get" action="/queue">
-<label>Category{cat}</label><label>Severity at least{sev}</label><label>State{state}</label>
-{who}<label>From<input type="date" name="from" value="{from}"></label><label>To<input type="date" name="to" value="{to}"></label>
-{search}<button type="submit">Filter</button> <a href="/queue">Clear</a>{csv}</form>
-<p class="counts" id="queue-counts">{counts}</p>"#,
-        cat = select("category", &categories, &q.category),
-        sev = select(
-            "severity",
-            &[
-                ("0", "any"),
-                ("1", "1"),
-                ("2", "2"),
-                ("3", "3"),
-                ("4", "4"),
-                ("5", "5")
-            ],
-            &severity
-        ),
-        state = select("state", &states, &q.state),
-        who = if full {
-            format!(
-                r#"<label>Pupil<input type="text" name="pupil" value="{}" size="12"></label>
-<label>Station<input type="text" name="station" value="{}" size="12"></label>
-"#,
-                esc(&q.pupil),
-                esc(&q.station)
-            )
-        } else {
-            String::new()
-        },
-        from = esc(&q.from),
-        to = esc(&q.to),
-        search = if full {
-            format!(
-                r#"<label>Search<input type="search" name="q" value="{}" size="16"></label>
-"#,
-                esc(&q.search)
-            )
-        } else {
-            String::new()
-        },
-        csv = if viewer.role.reviews() {
-            format!(
-                r#" <a href="/queue.csv?{}" id="export-csv">Export CSV</a>"#,
-                esc(&q.query_string())
-            )
-        } else {
-            String::new()
-        },
-    );
-    let (check_head, bulk) = if viewer.role.reviews() {
-        (
-            r#"<th><input type="checkbox" id="select-all" aria-label="select all"></th>"#,
-            format!(
-                r#"<form id="bulk" class="filters" method="post" action="/queue/bulk">{}<label>False-positive reason for the selected alerts<input type="text" name="reason" size="40" required></label><button type="submit">Close selected as false positives</button></form>"#,
-                csrf_field(viewer)
-            ),
-        )
-    } else {
-        ("", String::new())
+    let severities = [
+        ("0", "any"),
+        ("1", "1"),
+        ("2", "2"),
+        ("3", "3"),
+        ("4", "4"),
+        ("5", "5"),
+    ];
+    let reviews = viewer.role.reviews();
+    let body = html! {
+        h1 { "Review queue" } "\n"
+        form.filters method="get" action="/queue" {
+            "\n"
+            label { "Category" (select("category", &categories, &q.category)) }
+            label { "Severity at least" (select("severity", &severities, &severity)) }
+            label { "State" (select("state", &states, &q.state)) }
+            "\n"
+            @if full {
+                label { "Pupil" input type="text" name="pupil" value=(q.pupil) size="12"; } "\n"
+                label { "Station" input type="text" name="station" value=(q.station) size="12"; } "\n"
+            }
+            label { "From" input type="date" name="from" value=(q.from); }
+            label { "To" input type="date" name="to" value=(q.to); }
+            "\n"
+            @if full {
+                label { "Search" input type="search" name="q" value=(q.search) size="16"; } "\n"
+            }
+            button type="submit" { "Filter" } " " a href="/queue" { "Clear" }
+            @if reviews {
+                " " a href={ "/queue.csv?" (q.query_string()) } id="export-csv" { "Export CSV" }
+            }
+        }
+        "\n"
+        p.counts #queue-counts { (counts) }
+        @if !full {
+            p.muted #category-only {
+                "A category-only queue: who, where and what was written are for the safeguarding leads."
+            }
+        }
+        table #queue {
+            thead {
+                tr {
+                    @if full {
+                        @if reviews {
+                            th { input type="checkbox" id="select-all" aria-label="select all"; }
+                        }
+                        th { "Sev" } th { "Category" } th { "Time" } th { "Pupil" } th { "Station" }
+                        th { "Source" } th { "Rule" } th { "Context" } th { "State" } th { "Assigned" }
+                    } @else {
+                        th { "Sev" } th { "Category" } th { "Time" } th { "Rule" } th { "State" }
+                    }
+                }
+            }
+            "\n"
+            tbody #queue-rows data-max-id=(max) { (rows_html) }
+        }
+        p.pager #queue-pager { (pager) }
+        @if reviews {
+            form id="bulk" class="filters" method="post" action="/queue/bulk" {
+                (csrf(viewer))
+                label {
+                    "False-positive reason for the selected alerts"
+                    input type="text" name="reason" size="40" required;
+                }
+                button type="submit" { "Close selected as false positives" }
+            }
+        }
     };
-    let head = if full {
-        format!("{check_head}<th>Sev</th><th>Category</th><th>Time</th><th>Pupil</th><th>Station</th><th>Source</th><th>Rule</th><th>Context</th><th>State</th><th>Assigned</th>")
-    } else {
-        "<th>Sev</th><th>Category</th><th>Time</th><th>Rule</th><th>State</th>".to_owned()
-    };
-    if !full {
-        body.push_str(r#"<p class="muted" id="category-only">A category-only queue: who, where and what was written are for the safeguarding leads.</p>"#);
-    }
-    let _ = write!(
-        body,
-        r#"<table id="queue"><thead><tr>{head}</tr></thead>
-<tbody id="queue-rows" data-max-id="{max}">{rows_html}</tbody></table><p class="pager" id="queue-pager">{pager}</p>"#
-    );
-    body.push_str(&bulk);
-    Ok(html_response(layout("Queue", Some(viewer), &body)))
+    Ok(html_response(layout("Queue", Some(viewer), body)))
 }
 
 /// The Previous and Next links, keeping the filters.
-fn pager_html(q: &QueueQuery, previous: Option<Cursor>, next: Option<Cursor>) -> String {
+fn pager_html(q: &QueueQuery, previous: Option<Cursor>, next: Option<Cursor>) -> Markup {
     let qs = q.query_string();
-    let sep = if qs.is_empty() { "" } else { "&amp;" };
-    let mut out = String::new();
-    if let Some(cursor) = previous {
-        let _ = write!(
-            out,
-            r#"<a href="/queue?{}{sep}before={}" id="page-previous">&larr; Previous</a>"#,
-            esc(&qs),
-            cursor.encode()
-        );
+    let sep = if qs.is_empty() { "" } else { "&" };
+    html! {
+        @if let Some(cursor) = previous {
+            a href={ "/queue?" (qs) (sep) "before=" (cursor.encode()) } id="page-previous" { "\u{2190} Previous" }
+        }
+        @if let Some(cursor) = next {
+            a href={ "/queue?" (qs) (sep) "after=" (cursor.encode()) } id="page-next" { "Next \u{2192}" }
+        }
     }
-    if let Some(cursor) = next {
-        let _ = write!(
-            out,
-            r#"<a href="/queue?{}{sep}after={}" id="page-next">Next &rarr;</a>"#,
-            esc(&qs),
-            cursor.encode()
-        );
-    }
-    out
 }
 
 pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {

@@ -9,14 +9,13 @@
 //! a neutral id instead: a keyed hash of the rule id (`r-3f9a2c1b`), stable
 //! within one collector, that cannot be reversed by hashing a rule pack.
 
-use std::fmt::Write;
-
 use axum::response::Response;
+use maud::html;
 use ring::rand::{SecureRandom, SystemRandom};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::auth::{Role, Viewer};
-use super::html::{csrf_field, page};
+use super::html::{csrf, page};
 use super::{audit, deny, html_response, redirect, session, write_tx, App, Fail, Req};
 use crate::store::now_ms;
 
@@ -143,33 +142,37 @@ pub fn page_handler(_app: &App, conn: &Connection, req: &Req) -> Result<Response
 
 fn render(conn: &Connection, viewer: &Viewer) -> rusqlite::Result<String> {
     let current = technician_queue(conn)?;
-    let mut body = String::from("<h1>Settings</h1>");
     let option = |value: TechnicianQueue, label: &str| {
-        format!(
-            r#"<label><input type="radio" name="technician_queue" value="{}"{}> {}</label><br>"#,
-            value.as_str(),
-            if value == current { " checked" } else { "" },
-            label
-        )
+        html! {
+            label {
+                input type="radio" name="technician_queue" value=(value.as_str()) checked[value == current];
+                " " (label)
+            }
+            br;
+        }
     };
-    let _ = write!(
-        body,
-        r#"<form method="post" action="/settings" id="settings-form" class="panel">{csrf}
-<h2>What technicians see of alerts</h2>
-{none}{category}
-<p class="muted">Either way technicians never see pupils' names, stations, the words matched, context or captures, and cannot open an alert. The change is recorded in the audit log.</p>
-<button type="submit">Save</button></form>"#,
-        csrf = csrf_field(viewer),
-        none = option(
-            TechnicianQueue::None,
-            "No alerts (recommended): Fleet, Rules, Tokens and Exemptions only"
-        ),
-        category = option(
-            TechnicianQueue::CategoryOnly,
-            "A category-only queue: severity, category, time, state and a neutral rule id"
-        ),
-    );
-    Ok(page("Settings", Some(viewer), &body))
+    let body = html! {
+        h1 { "Settings" }
+        form method="post" action="/settings" id="settings-form" class="panel" {
+            (csrf(viewer)) "\n"
+            h2 { "What technicians see of alerts" } "\n"
+            (option(
+                TechnicianQueue::None,
+                "No alerts (recommended): Fleet, Rules, Tokens and Exemptions only",
+            ))
+            (option(
+                TechnicianQueue::CategoryOnly,
+                "A category-only queue: severity, category, time, state and a neutral rule id",
+            ))
+            "\n"
+            p.muted {
+                "Either way technicians never see pupils' names, stations, the words matched, context or captures, and cannot open an alert. The change is recorded in the audit log."
+            }
+            "\n"
+            button type="submit" { "Save" }
+        }
+    };
+    Ok(page("Settings", Some(viewer), body))
 }
 
 pub fn submit(_app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {

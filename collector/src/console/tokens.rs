@@ -3,12 +3,11 @@
 //! state (never its secret, which is shown once, when made) and revoke one.
 //! Every creation and revocation is audited.
 
-use std::fmt::Write;
-
 use axum::response::Response;
+use maud::{html, Markup};
 use rusqlite::Connection;
 
-use super::html::{csrf_field, esc, page};
+use super::html::{csrf, page};
 use super::publish::may_publish;
 use super::{audit, deny, html_response, redirect, session, App, Fail, Req};
 use crate::enrolment::{self, TokenSpec};
@@ -25,7 +24,7 @@ pub fn list_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fa
     Ok(html_response(page(
         "Enrolment tokens",
         Some(&viewer),
-        &render(app, conn, &viewer, None)?,
+        render(app, conn, &viewer, None)?,
     )))
 }
 
@@ -34,49 +33,47 @@ fn render(
     conn: &Connection,
     viewer: &super::auth::Viewer,
     error: Option<&str>,
-) -> rusqlite::Result<String> {
+) -> rusqlite::Result<Markup> {
     let now = now_ms();
-    let mut body = String::from("<h1>Enrolment tokens</h1>");
-    if let Some(e) = error {
-        let _ = write!(body, r#"<p class="error">{}</p>"#, esc(e));
-    }
-    body.push_str(
-        r#"<table id="tokens"><thead><tr><th>Id</th><th>State</th><th>Group</th><th>Uses</th><th>Expires</th><th>Label</th><th></th></tr></thead><tbody>"#,
-    );
-    for t in enrolment::list_tokens(conn)? {
-        let state = t.state(now);
-        let action = if state == "valid" {
-            format!(
-                r#"<form method="post" action="/tokens/revoke" class="inline">{}<input type="hidden" name="id" value="{}"><button type="submit">Revoke</button></form>"#,
-                csrf_field(viewer),
-                esc(&t.id)
-            )
-        } else {
-            String::new()
-        };
-        let _ = write!(
-            body,
-            r#"<tr data-token="{}"><td>{}</td><td>{state}</td><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>"#,
-            esc(&t.id),
-            esc(&t.id),
-            esc(if t.group.is_empty() { "-" } else { &t.group }),
-            t.uses,
-            t.max_uses,
-            esc(&app.zone.format(t.expires_ms)),
-            esc(&t.label),
-        );
-    }
-    body.push_str("</tbody></table>");
-    let _ = write!(
-        body,
-        r#"<h2>Make a token</h2><form method="post" action="/tokens/create" id="create-token">{}
-<label>Group <input name="group" required></label>
-<label>Valid for <input name="expires" value="24h" size="6"></label>
-<label>Uses <input name="uses" value="1" size="4"></label>
-<label>Label <input name="label"></label>
-<button type="submit">Make token</button></form>"#,
-        csrf_field(viewer)
-    );
+    let tokens = enrolment::list_tokens(conn)?;
+    let body = html! {
+        h1 { "Enrolment tokens" }
+        @if let Some(e) = error { p.error { (e) } }
+        table #tokens {
+            thead { tr {
+                th { "Id" } th { "State" } th { "Group" } th { "Uses" } th { "Expires" } th { "Label" } th {}
+            } }
+            tbody {
+                @for t in &tokens {
+                    @let state = t.state(now);
+                    tr data-token=(t.id) {
+                        td { (t.id) } td { (state) }
+                        td { (if t.group.is_empty() { "-" } else { &t.group }) }
+                        td { (t.uses) "/" (t.max_uses) }
+                        td { (app.zone.format(t.expires_ms)) } td { (t.label) }
+                        td {
+                            @if state == "valid" {
+                                form method="post" action="/tokens/revoke" class="inline" {
+                                    (csrf(viewer))
+                                    input type="hidden" name="id" value=(t.id);
+                                    button type="submit" { "Revoke" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Make a token" }
+        form method="post" action="/tokens/create" id="create-token" {
+            (csrf(viewer)) "\n"
+            label { "Group " input name="group" required; } "\n"
+            label { "Valid for " input name="expires" value="24h" size="6"; } "\n"
+            label { "Uses " input name="uses" value="1" size="4"; } "\n"
+            label { "Label " input name="label"; } "\n"
+            button type="submit" { "Make token" }
+        }
+    };
     Ok(body)
 }
 
@@ -110,7 +107,7 @@ pub fn create(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
         return Ok(html_response(page(
             "Enrolment tokens",
             Some(&viewer),
-            &render(app, conn, &viewer, Some(p))?,
+            render(app, conn, &viewer, Some(p))?,
         )));
     }
     let (Some(valid_for_ms), Some(max_uses)) = (valid_for, uses) else {
@@ -149,13 +146,14 @@ pub fn create(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
     )?;
     tx.commit()?;
     let text = token.encode();
-    let body = format!(
-        r#"<h1>Token made</h1><p>Copy it now: it is not shown again. On each device, as an administrator:</p><pre id="token">tutela-agent enrol '{}'</pre><p>Group {}, {max_uses} uses, valid until {}.</p><p><a href="/tokens">Back to tokens</a></p>"#,
-        esc(&text),
-        esc(group),
-        esc(&app.zone.format(token.expires_ms)),
-    );
-    Ok(html_response(page("Token made", Some(&viewer), &body)))
+    let body = html! {
+        h1 { "Token made" }
+        p { "Copy it now: it is not shown again. On each device, as an administrator:" }
+        pre #token { "tutela-agent enrol '" (text) "'" }
+        p { "Group " (group) ", " (max_uses) " uses, valid until " (app.zone.format(token.expires_ms)) "." }
+        p { a href="/tokens" { "Back to tokens" } }
+    };
+    Ok(html_response(page("Token made", Some(&viewer), body)))
 }
 
 pub fn revoke(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
@@ -180,7 +178,7 @@ pub fn revoke(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
         Err(e) => Ok(html_response(page(
             "Enrolment tokens",
             Some(&viewer),
-            &render(app, conn, &viewer, Some(&e.to_string()))?,
+            render(app, conn, &viewer, Some(&e.to_string()))?,
         ))),
     }
 }

@@ -4,9 +4,10 @@
 
 use std::fmt::Write;
 
+use maud::{html, DOCTYPE};
+
 use super::chart;
 use super::content::{Audience, Figures};
-use crate::console::html::esc;
 use crate::console::queue::state_label;
 use crate::console::tz::parse_date;
 
@@ -290,224 +291,187 @@ fn exemption_line(f: &Figures, e: &crate::exemption::Exemption) -> String {
 
 /// The HTML part; `chart_src` is `cid:chart` in the email or a `data:` URI in a preview.
 pub fn html(f: &Figures, chart_src: &str) -> String {
-    let mut h = String::new();
-    let th =
-        r#"style="text-align:left;padding:4px 8px;border-bottom:1px solid #ccc;font-weight:600""#;
-    let td = r#"style="padding:4px 8px;border-bottom:1px solid #eee""#;
-    let tdn = r#"style="padding:4px 8px;border-bottom:1px solid #eee;text-align:right""#;
-    let thn =
-        r#"style="text-align:right;padding:4px 8px;border-bottom:1px solid #ccc;font-weight:600""#;
-    let _ = write!(
-        h,
-        r#"<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head><body style="margin:0;padding:16px;background:#f4f4f4;font-family:'DejaVu Sans',Arial,sans-serif;color:#222"><div style="max-width:680px;margin:0 auto;background:#fff;padding:20px 24px;border:1px solid #ddd">"#,
-        title = esc(&subject(f))
-    );
-    let _ = write!(
-        h,
-        r#"<h1 style="font-size:20px;margin:0 0 4px">Tutela weekly summary</h1><p style="margin:0 0 16px;color:#555">{} ({}){}</p>"#,
-        esc(&week_span(f)),
-        esc(&zone_name(f)),
-        if f.audience == Audience::Staff {
-            "<br>Alerts about staff accounts only."
-        } else {
-            ""
-        }
-    );
-    let _ = write!(
-        h,
-        r#"<p style="font-size:16px" id="total"><b>{}</b> alerts this week; previous week {}, change <b>{}</b>.</p>"#,
-        f.total,
-        f.previous_total,
-        change(f.total, f.previous_total)
-    );
-    // Categories by severity.
-    let _ = write!(
-        h,
-        r#"<table id="categories" style="border-collapse:collapse;width:100%;font-size:14px"><thead><tr><th {th}>Category</th><th {thn}>Sev 1</th><th {thn}>2</th><th {thn}>3</th><th {thn}>4</th><th {thn}>5</th><th {thn}>Total</th><th {thn}>Week before</th><th {thn}>Change</th></tr></thead><tbody>"#
-    );
-    for (i, c) in f.categories.iter().enumerate() {
+    // Mail readers ignore style sheets: every element carries its style.
+    const TH: &str = "text-align:left;padding:4px 8px;border-bottom:1px solid #ccc;font-weight:600";
+    const TD: &str = "padding:4px 8px;border-bottom:1px solid #eee";
+    const TDN: &str = "padding:4px 8px;border-bottom:1px solid #eee;text-align:right";
+    const THN: &str =
+        "text-align:right;padding:4px 8px;border-bottom:1px solid #ccc;font-weight:600";
+    const H2: &str = "font-size:16px;margin:20px 0 6px";
+    const P14: &str = "font-size:14px;margin:4px 0";
+    let swatch = |i: usize, gap: u8| {
         let (r, g, b) = chart::colour(i);
-        let _ = write!(
-            h,
-            r#"<tr><td {td}><span style="display:inline-block;width:10px;height:10px;background:#{r:02x}{g:02x}{b:02x};margin-right:6px"></span>{}</td>"#,
-            esc(&c.category)
-        );
-        for (s, n) in c.by_severity.iter().enumerate() {
-            let weight = if s >= 3 && *n > 0 {
-                "font-weight:700;color:#b00000;"
-            } else {
-                ""
-            };
-            let _ = write!(
-                h,
-                r#"<td style="padding:4px 8px;border-bottom:1px solid #eee;text-align:right;{weight}">{n}</td>"#
-            );
-        }
-        let _ = write!(
-            h,
-            "<td {tdn}><b>{}</b></td><td {tdn}>{}</td><td {tdn}>{}</td></tr>",
-            c.total,
-            c.previous,
-            change(c.total, c.previous)
-        );
-    }
-    if f.categories.is_empty() {
-        let _ = write!(h, r#"<tr><td {td} colspan="9">No alerts.</td></tr>"#);
-    }
-    let _ = write!(h, "</tbody></table>");
-    // Chart.
-    let _ = write!(
-        h,
-        r#"<h2 style="font-size:16px;margin:20px 0 6px">Alerts per day</h2><img src="{}" width="{}" height="{}" alt="Alerts per day by category" style="max-width:100%;height:auto;border:1px solid #eee"><p style="font-size:12px;margin:4px 0 0">"#,
-        esc(chart_src),
-        chart::WIDTH,
-        chart::HEIGHT
-    );
-    for (i, c) in f.categories.iter().enumerate() {
-        let (r, g, b) = chart::colour(i);
-        let _ = write!(
-            h,
-            r#"<span style="white-space:nowrap;margin-right:12px"><span style="display:inline-block;width:10px;height:10px;background:#{r:02x}{g:02x}{b:02x};margin-right:4px"></span>{}</span>"#,
-            esc(&c.category)
-        );
-    }
-    let _ = write!(h, "</p>");
-    // Review.
-    let _ = write!(
-        h,
-        r#"<h2 style="font-size:16px;margin:20px 0 6px">Review</h2><table style="border-collapse:collapse;font-size:14px">"#
-    );
+        format!(
+            "display:inline-block;width:10px;height:10px;background:#{r:02x}{g:02x}{b:02x};margin-right:{gap}px"
+        )
+    };
     let oldest = f
         .oldest_unreviewed_ms
         .map(|ms| format!(" (oldest waiting {})", duration(f.generated_ms - ms)))
         .unwrap_or_default();
-    let _ = write!(
-        h,
-        r#"<tr><td {td}>Unreviewed alerts</td><td {td} id="unreviewed"><b>{}</b>{}</td></tr>"#,
-        f.unreviewed,
-        esc(&oldest)
-    );
     let median = f
         .median_first_review_ms
         .map(|ms| format!("{} ({} alerts reviewed)", duration(ms), f.reviewed))
         .unwrap_or_else(|| "none reviewed yet".into());
-    let _ = write!(
-        h,
-        r#"<tr><td {td}>Median time to first review</td><td {td} id="median">{}</td></tr>"#,
-        esc(&median)
-    );
-    if f.audience == Audience::Pupils {
-        let _ = write!(
-            h,
-            r#"<tr><td {td}>Alerts about staff</td><td {td} id="staff">{} (the head teacher reviews these; not listed here)</td></tr>"#,
-            f.staff_alerts
-        );
-    }
-    let _ = write!(h, "</table>");
-    // Most severe.
-    let _ = write!(
-        h,
-        r#"<h2 style="font-size:16px;margin:20px 0 6px">Most severe alerts this week</h2><table id="top" style="border-collapse:collapse;width:100%;font-size:14px"><thead><tr><th {th}>Severity</th><th {th}>Category</th><th {th}>Time</th><th {th}>State</th><th {th}></th></tr></thead><tbody>"#
-    );
-    for a in &f.top {
-        let link = format!("{}/alerts/{}", f.console_url, a.id);
-        let _ = write!(
-            h,
-            r#"<tr><td {td}><b>{}</b></td><td {td}>{}</td><td {td}>{}</td><td {td}>{}</td><td {td}><a href="{}">Open alert {}</a></td></tr>"#,
-            a.severity,
-            esc(&a.category),
-            esc(&f.zone.format(a.time_ms)),
-            esc(state_label(&a.state)),
-            esc(&link),
-            a.id
-        );
-    }
-    if f.top.is_empty() {
-        let _ = write!(h, r#"<tr><td {td} colspan="5">None.</td></tr>"#);
-    }
-    let _ = write!(h, "</tbody></table>");
-    // False positives.
-    let _ = write!(
-        h,
-        r#"<h2 style="font-size:16px;margin:20px 0 6px">Rules with the most false positives</h2><table id="fp" style="border-collapse:collapse;font-size:14px"><thead><tr><th {th}>Rule</th><th {thn}>False positives</th><th {thn}>Alerts</th></tr></thead><tbody>"#
-    );
-    for r in &f.fp_rules {
-        let _ = write!(
-            h,
-            "<tr><td {td}>{}</td><td {tdn}>{}</td><td {tdn}>{}</td></tr>",
-            esc(&r.rule_id),
-            r.false_positives,
-            r.total
-        );
-    }
-    if f.fp_rules.is_empty() {
-        let _ = write!(h, r#"<tr><td {td} colspan="3">None.</td></tr>"#);
-    }
-    let _ = write!(h, "</tbody></table>");
-    // Silent devices.
-    let _ = write!(
-        h,
-        r#"<h2 style="font-size:16px;margin:20px 0 6px">Silent devices: {}</h2>"#,
-        f.silent.len()
-    );
-    if !f.silent.is_empty() {
-        let _ = write!(h, r#"<ul id="silent" style="font-size:14px">"#);
-        for s in &f.silent {
-            let _ = write!(
-                h,
-                "<li>{} ({}), last seen {}</li>",
-                esc(&s.station),
-                esc(if s.grp.is_empty() { "no group" } else { &s.grp }),
-                esc(&s
-                    .last_seen_ms
-                    .map(|ms| f.zone.format(ms))
-                    .unwrap_or_else(|| "never".into()))
-            );
+    let page = html! {
+        (DOCTYPE)
+        html {
+            head { meta charset="utf-8"; title { (subject(f)) } }
+            body style="margin:0;padding:16px;background:#f4f4f4;font-family:'DejaVu Sans',Arial,sans-serif;color:#222" {
+                div style="max-width:680px;margin:0 auto;background:#fff;padding:20px 24px;border:1px solid #ddd" {
+                    h1 style="font-size:20px;margin:0 0 4px" { "Tutela weekly summary" }
+                    p style="margin:0 0 16px;color:#555" {
+                        (week_span(f)) " (" (zone_name(f)) ")"
+                        @if f.audience == Audience::Staff { br; "Alerts about staff accounts only." }
+                    }
+                    p style="font-size:16px" id="total" {
+                        b { (f.total) } " alerts this week; previous week " (f.previous_total) ", change "
+                        b { (change(f.total, f.previous_total)) } "."
+                    }
+                    // Categories by severity.
+                    table id="categories" style="border-collapse:collapse;width:100%;font-size:14px" {
+                        thead { tr {
+                            th style=(TH) { "Category" } th style=(THN) { "Sev 1" } th style=(THN) { "2" }
+                            th style=(THN) { "3" } th style=(THN) { "4" } th style=(THN) { "5" }
+                            th style=(THN) { "Total" } th style=(THN) { "Week before" } th style=(THN) { "Change" }
+                        } }
+                        tbody {
+                            @for (i, c) in f.categories.iter().enumerate() {
+                                tr {
+                                    td style=(TD) { span style=(swatch(i, 6)) {} (c.category) }
+                                    @for (s, n) in c.by_severity.iter().enumerate() {
+                                        td style={
+                                            "padding:4px 8px;border-bottom:1px solid #eee;text-align:right;"
+                                            @if s >= 3 && *n > 0 { "font-weight:700;color:#b00000;" }
+                                        } { (n) }
+                                    }
+                                    td style=(TDN) { b { (c.total) } }
+                                    td style=(TDN) { (c.previous) }
+                                    td style=(TDN) { (change(c.total, c.previous)) }
+                                }
+                            }
+                            @if f.categories.is_empty() {
+                                tr { td style=(TD) colspan="9" { "No alerts." } }
+                            }
+                        }
+                    }
+                    // Chart.
+                    h2 style=(H2) { "Alerts per day" }
+                    img src=(chart_src) width=(chart::WIDTH) height=(chart::HEIGHT) alt="Alerts per day by category"
+                        style="max-width:100%;height:auto;border:1px solid #eee";
+                    p style="font-size:12px;margin:4px 0 0" {
+                        @for (i, c) in f.categories.iter().enumerate() {
+                            span style="white-space:nowrap;margin-right:12px" {
+                                span style=(swatch(i, 4)) {} (c.category)
+                            }
+                        }
+                    }
+                    // Review.
+                    h2 style=(H2) { "Review" }
+                    table style="border-collapse:collapse;font-size:14px" {
+                        tr {
+                            td style=(TD) { "Unreviewed alerts" }
+                            td style=(TD) id="unreviewed" { b { (f.unreviewed) } (oldest) }
+                        }
+                        tr {
+                            td style=(TD) { "Median time to first review" }
+                            td style=(TD) id="median" { (median) }
+                        }
+                        @if f.audience == Audience::Pupils {
+                            tr {
+                                td style=(TD) { "Alerts about staff" }
+                                td style=(TD) id="staff" {
+                                    (f.staff_alerts) " (the head teacher reviews these; not listed here)"
+                                }
+                            }
+                        }
+                    }
+                    // Most severe.
+                    h2 style=(H2) { "Most severe alerts this week" }
+                    table id="top" style="border-collapse:collapse;width:100%;font-size:14px" {
+                        thead { tr {
+                            th style=(TH) { "Severity" } th style=(TH) { "Category" } th style=(TH) { "Time" }
+                            th style=(TH) { "State" } th style=(TH) {}
+                        } }
+                        tbody {
+                            @for a in &f.top {
+                                tr {
+                                    td style=(TD) { b { (a.severity) } }
+                                    td style=(TD) { (a.category) }
+                                    td style=(TD) { (f.zone.format(a.time_ms)) }
+                                    td style=(TD) { (state_label(&a.state)) }
+                                    td style=(TD) {
+                                        a href={ (f.console_url) "/alerts/" (a.id) } { "Open alert " (a.id) }
+                                    }
+                                }
+                            }
+                            @if f.top.is_empty() {
+                                tr { td style=(TD) colspan="5" { "None." } }
+                            }
+                        }
+                    }
+                    // False positives.
+                    h2 style=(H2) { "Rules with the most false positives" }
+                    table id="fp" style="border-collapse:collapse;font-size:14px" {
+                        thead { tr {
+                            th style=(TH) { "Rule" } th style=(THN) { "False positives" } th style=(THN) { "Alerts" }
+                        } }
+                        tbody {
+                            @for r in &f.fp_rules {
+                                tr {
+                                    td style=(TD) { (r.rule_id) }
+                                    td style=(TDN) { (r.false_positives) }
+                                    td style=(TDN) { (r.total) }
+                                }
+                            }
+                            @if f.fp_rules.is_empty() {
+                                tr { td style=(TD) colspan="3" { "None." } }
+                            }
+                        }
+                    }
+                    // Silent devices.
+                    h2 style=(H2) { "Silent devices: " (f.silent.len()) }
+                    @if !f.silent.is_empty() {
+                        ul id="silent" style="font-size:14px" {
+                            @for s in &f.silent {
+                                li {
+                                    (s.station) " (" (if s.grp.is_empty() { "no group" } else { &s.grp })
+                                    "), last seen "
+                                    @match s.last_seen_ms { Some(ms) => (f.zone.format(ms)), None => "never" }
+                                }
+                            }
+                        }
+                    }
+                    // Oversight.
+                    h2 style=(H2) { "For governors' oversight" }
+                    p style=(P14) { "Rule changes this week: " b { (f.rule_changes.len()) } }
+                    @if !f.rule_changes.is_empty() {
+                        ul style="font-size:14px" {
+                            @for r in &f.rule_changes {
+                                li {
+                                    (if r.shadow { "Shadow" } else { "Live" }) " pack " (r.pack_id)
+                                    " version " (r.version) ", published " (f.zone.format(r.published_ms))
+                                }
+                            }
+                        }
+                    }
+                    p style=(P14) {
+                        "Curriculum exemptions made or revoked this week: " b { (f.exemptions.len()) }
+                    }
+                    @if !f.exemptions.is_empty() {
+                        ul style="font-size:14px" {
+                            @for e in &f.exemptions { li { (exemption_line(f, e)) } }
+                        }
+                    }
+                    p style=(P14) id="notice" { (notice_line(f)) }
+                    p style="font-size:12px;color:#666;margin-top:24px" {
+                        "Review alerts in the " a href={ (f.console_url) "/queue" } { "Tutela console" }
+                        ". This email holds no captures or typed text. Generated "
+                        (f.zone.format(f.generated_ms)) "."
+                    }
+                }
+            }
         }
-        let _ = write!(h, "</ul>");
-    }
-    // Oversight.
-    let _ = write!(
-        h,
-        r#"<h2 style="font-size:16px;margin:20px 0 6px">For governors' oversight</h2><p style="font-size:14px;margin:4px 0">Rule changes this week: <b>{}</b></p>"#,
-        f.rule_changes.len()
-    );
-    if !f.rule_changes.is_empty() {
-        let _ = write!(h, r#"<ul style="font-size:14px">"#);
-        for r in &f.rule_changes {
-            let _ = write!(
-                h,
-                "<li>{} pack {} version {}, published {}</li>",
-                if r.shadow { "Shadow" } else { "Live" },
-                esc(&r.pack_id),
-                r.version,
-                esc(&f.zone.format(r.published_ms))
-            );
-        }
-        let _ = write!(h, "</ul>");
-    }
-    let _ = write!(
-        h,
-        r#"<p style="font-size:14px;margin:4px 0">Curriculum exemptions made or revoked this week: <b>{}</b></p>"#,
-        f.exemptions.len()
-    );
-    if !f.exemptions.is_empty() {
-        let _ = write!(h, r#"<ul style="font-size:14px">"#);
-        for e in &f.exemptions {
-            let _ = write!(h, "<li>{}</li>", esc(&exemption_line(f, e)));
-        }
-        let _ = write!(h, "</ul>");
-    }
-    let _ = write!(
-        h,
-        r#"<p style="font-size:14px;margin:4px 0" id="notice">{}</p>"#,
-        esc(&notice_line(f))
-    );
-    let _ = write!(
-        h,
-        r#"<p style="font-size:12px;color:#666;margin-top:24px">Review alerts in the <a href="{}/queue">Tutela console</a>. This email holds no captures or typed text. Generated {}.</p></div></body></html>"#,
-        esc(&f.console_url),
-        esc(&f.zone.format(f.generated_ms))
-    );
-    h
+    };
+    page.into_string()
 }

@@ -17,9 +17,9 @@ mod tests;
 use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
-use std::fmt::Write;
+use maud::{html, Markup};
 
-use super::html::{esc, page_with_head};
+use super::html::{page, page_with_head};
 use super::{harden, html_response, redirect, with_status, App};
 use accounts::{Refusal, SignIn};
 use flow::{Flows, FLOW_TTL};
@@ -68,29 +68,28 @@ impl Sso {
 
     /// The sign-in page's buttons, one per provider, and a note for each
     /// provider that is configured wrongly.
-    pub fn buttons(&self) -> String {
+    pub fn buttons(&self) -> Markup {
         if self.providers.is_empty() && self.broken.is_empty() {
-            return String::new();
+            return html! {};
         }
-        let mut out = String::from(r#"<div class="sso" id="sso">"#);
-        for p in &self.providers {
-            let _ = write!(
-                out,
-                r#"<p><a class="button" id="sso-{}" href="/login/oidc/{}">Sign in with {}</a></p>"#,
-                esc(&p.name),
-                esc(&p.name),
-                esc(&p.label)
-            );
+        html! {
+            div.sso #sso {
+                @for p in &self.providers {
+                    p {
+                        a.button id={ "sso-" (p.name) } href={ "/login/oidc/" (p.name) } {
+                            "Sign in with " (p.label)
+                        }
+                    }
+                }
+                @for (label, _) in &self.broken {
+                    p.muted {
+                        "Sign-in with " (label)
+                        " is unavailable: its configuration is invalid (the collector's log says why)."
+                    }
+                }
+                p.muted { "Or with a console account:" }
+            }
         }
-        for (label, _) in &self.broken {
-            let _ = write!(
-                out,
-                r#"<p class="muted">Sign-in with {} is unavailable: its configuration is invalid (the collector's log says why).</p>"#,
-                esc(label)
-            );
-        }
-        out.push_str("<p class=\"muted\">Or with a console account:</p></div>");
-        out
     }
 }
 
@@ -104,15 +103,17 @@ fn flow_cookie(app: &App, value: &str, max_age: u64) -> HeaderValue {
 
 /// A page saying why single sign-on did not work, with the way back.
 fn trouble(status: StatusCode, title: &str, message: &str) -> Response {
-    let body = format!(
-        r#"<div class="login"><h1>{}</h1><p class="error" id="sso-error">{}</p><p><a href="/login" id="back-to-login">Back to sign-in</a> (console accounts keep working).</p></div>"#,
-        esc(title),
-        esc(message)
-    );
-    with_status(
-        status,
-        html_response(page_with_head(title, None, "", &body)),
-    )
+    let body = html! {
+        div.login {
+            h1 { (title) }
+            p.error #sso-error { (message) }
+            p {
+                a href="/login" id="back-to-login" { "Back to sign-in" }
+                " (console accounts keep working)."
+            }
+        }
+    };
+    with_status(status, html_response(page(title, None, body)))
 }
 
 fn provider_trouble(label: &str, e: &SsoError) -> Response {
@@ -408,8 +409,13 @@ async fn finish(
 /// `SameSite=Strict`, so a browser arriving from the provider's site would
 /// not send it on a redirect; this page's own navigation is same-site.
 fn signed_in(app: &App, token: &str) -> Response {
-    let head = r#"<meta http-equiv="refresh" content="0;url=/queue">"#;
-    let body = r#"<div class="login"><h1>Signed in</h1><p id="sso-signed-in"><a href="/queue">Continue to the console</a></p></div>"#;
+    let head = html! { meta http-equiv="refresh" content="0;url=/queue"; };
+    let body = html! {
+        div.login {
+            h1 { "Signed in" }
+            p #sso-signed-in { a href="/queue" { "Continue to the console" } }
+        }
+    };
     let mut r = html_response(page_with_head("Signed in", None, head, body));
     r.headers_mut().append(
         header::SET_COOKIE,
