@@ -408,7 +408,7 @@ fn record_heartbeat(
     // says) or the heartbeat is not newer than the last one.
     let recorded = conn.execute(
         "UPDATE agents SET last_seen_ms = ?2, agent_version = ?3, rules_version = ?4,
-            spool_backlog = ?5, spool_dropped = ?6, last_heartbeat_ms = ?7
+            spool_backlog = ?5, spool_dropped = ?6, last_heartbeat_ms = ?7, problems = ?8
          WHERE agent_id = ?1 AND revoked = 0 AND last_heartbeat_ms < ?7",
         rusqlite::params![
             body.agent_id,
@@ -417,7 +417,8 @@ fn record_heartbeat(
             body.rules_version,
             body.spool_backlog as i64,
             body.spool_dropped as i64,
-            body.time_ms
+            body.time_ms,
+            agent_problems(&body.problems)
         ],
     )?;
     if recorded == 0 {
@@ -430,6 +431,27 @@ fn record_heartbeat(
         tracing::warn!(error = %e, agent_id = %body.agent_id, "cannot check the agent's machine");
         false
     })))
+}
+
+/// The problems an agent reports, as stored: the first few, each on one line
+/// and cut at a character boundary (status for the technician, so a long or
+/// odd one is shortened rather than the heartbeat refused).
+fn agent_problems(problems: &[String]) -> String {
+    problems
+        .iter()
+        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|p| !p.is_empty())
+        .take(tutela_proto::limits::MAX_AGENT_PROBLEMS)
+        .map(|mut p| {
+            let mut end = p.len().min(tutela_proto::limits::MAX_NAME_BYTES);
+            while !p.is_char_boundary(end) {
+                end -= 1;
+            }
+            p.truncate(end);
+            p
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// When `signature` does not verify over the domain-separated bytes but does

@@ -39,6 +39,8 @@ pub struct Station {
     pub spool_dropped: i64,
     pub flag: String,
     pub silent: bool,
+    /// What the agent's last heartbeat reported wrong with it, one per line.
+    pub problems: String,
 }
 
 /// The kind of device an agent version names. The browser extension
@@ -63,12 +65,14 @@ pub fn platform(agent_version: &str) -> &'static str {
 }
 
 impl Station {
-    /// `flagged`, `silent` or `ok`.
+    /// `flagged`, `silent`, `problem` (the agent reports one) or `ok`.
     pub fn health(&self) -> &'static str {
         if !self.flag.is_empty() {
             "flagged"
         } else if self.silent {
             "silent"
+        } else if !self.problems.is_empty() {
+            "problem"
         } else {
             "ok"
         }
@@ -84,7 +88,7 @@ pub fn stations(app: &App, conn: &Connection, now: i64) -> rusqlite::Result<Vec<
             .collect();
     let mut stmt = conn.prepare(
         "SELECT agent_id, station, grp, last_seen_ms, agent_version, rules_version,
-                spool_backlog, spool_dropped, COALESCE(flag, '')
+                spool_backlog, spool_dropped, COALESCE(flag, ''), problems
          FROM agents WHERE revoked = 0 ORDER BY grp, station",
     )?;
     let mut rows = stmt
@@ -101,13 +105,15 @@ pub fn stations(app: &App, conn: &Connection, now: i64) -> rusqlite::Result<Vec<
                 spool_backlog: r.get(6)?,
                 spool_dropped: r.get(7)?,
                 flag: r.get(8)?,
+                problems: r.get(9)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     rows.sort_by_key(|s| match s.health() {
         "flagged" => 0,
         "silent" => 1,
-        _ => 2,
+        "problem" => 2,
+        _ => 3,
     });
     Ok(rows)
 }
@@ -121,8 +127,9 @@ pub fn page_handler(app: &App, conn: &Connection, req: &Req) -> Result<Response,
     let rows = stations(app, conn, now)?;
     let silent = rows.iter().filter(|s| s.health() == "silent").count();
     let flagged = rows.iter().filter(|s| s.health() == "flagged").count();
+    let troubled = rows.iter().filter(|s| s.health() == "problem").count();
     let mut body = format!(
-        r#"<h1>Fleet</h1><p id="fleet-summary">{} stations: {silent} silent, {flagged} flagged. Silent means no heartbeat or event for more than {} minutes of school time ({} {}).</p>"#,
+        r#"<h1>Fleet</h1><p id="fleet-summary">{} stations: {silent} silent, {flagged} flagged, {troubled} reporting a problem. Silent means no heartbeat or event for more than {} minutes of school time ({} {}).</p>"#,
         rows.len(),
         app.fleet.silent_after_mins,
         esc(&app.fleet.school_days.join(", ")),
@@ -138,9 +145,10 @@ pub fn page_handler(app: &App, conn: &Connection, req: &Req) -> Result<Response,
         let class = match s.health() {
             "flagged" => r#" class="flagged""#,
             "silent" => r#" class="silent""#,
+            "problem" => r#" class="problem""#,
             _ => "",
         };
-        let health = if s.flag.is_empty() {
+        let mut health = if s.flag.is_empty() {
             s.health().to_owned()
         } else {
             format!(
@@ -149,6 +157,12 @@ pub fn page_handler(app: &App, conn: &Connection, req: &Req) -> Result<Response,
                 if s.silent { " (also silent)" } else { "" }
             )
         };
+        if !s.problems.is_empty() {
+            health = format!(
+                "{health}; the agent reports: {}",
+                s.problems.replace('\n', "; ")
+            );
+        }
         let actions = if manages {
             station_actions(&viewer, s)
         } else {

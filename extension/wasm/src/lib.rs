@@ -14,6 +14,7 @@
 //! tab), never in storage.
 
 mod matching;
+mod notice;
 mod wire;
 
 use std::cell::RefCell;
@@ -53,6 +54,12 @@ fn dispatch(engine: &mut Engine, request: &Value) -> Result<Value, Failure> {
         "heartbeat_body" => wire::heartbeat_body(request),
         "heartbeat_reply" => wire::heartbeat_reply(request),
         "subscribe_body" => wire::subscribe_body(request),
+        "rekey_message" => wire::rekey_message(request),
+        "rekey_request" => wire::rekey_request(request),
+        "event_rebody" => wire::event_rebody(request),
+        "notice_ack_body" => notice::ack_body(request),
+        "notice_ack_reply" => wire::notice_ack_reply(request),
+        "shadow_report" => Ok(engine.shadow_report()),
         "signed" => wire::signed(request),
         "rules_update" => engine.rules_update(request),
         "observe_page" => engine.observe_page(request),
