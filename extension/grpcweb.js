@@ -11,7 +11,10 @@ export class GrpcError extends Error {
 }
 
 // gRPC status codes the extension acts on.
-export const Code = { OK: 0, UNAVAILABLE: 14, INTERNAL: 13, FAILED_PRECONDITION: 9, ALREADY_EXISTS: 6 };
+export const Code = {
+  OK: 0, INVALID_ARGUMENT: 3, ALREADY_EXISTS: 6, RESOURCE_EXHAUSTED: 8, FAILED_PRECONDITION: 9,
+  INTERNAL: 13, UNAVAILABLE: 14,
+};
 
 function frame(message) {
   const out = new Uint8Array(5 + message.length);
