@@ -40,8 +40,10 @@ let cooldownMs = DEFAULT_COOLDOWN_MS;
 
 // ---- status, for the extension's own page (and the technician) ----
 
+/// Sets (or, with nothing, clears) the problem(s) under `key`.
 function problem(key, text) {
-  if (text) problems.set(key, text); else problems.delete(key);
+  const list = [text ?? []].flat().filter(Boolean);
+  if (list.length) problems.set(key, list); else problems.delete(key);
 }
 
 async function publishStatus(extra = {}) {
@@ -66,7 +68,7 @@ async function publishStatus(extra = {}) {
       dropped: (await store.get('dropped')) ?? 0,
       rekeyed_from: enrolment?.rekeyed_from ?? '',
       subscribed,
-      problems: [...problems.values()],
+      problems: [...problems.values()].flat(),
       ...extra,
     },
   });
@@ -117,7 +119,7 @@ async function user(enrolment) {
 async function configuration(enrolment) {
   const config = await managedConfig();
   const checked = check(config, enrolment, Date.now());
-  problem('config', checked.problems.join(' ') || null);
+  problem('config', checked.problems);
   const secs = Number(config.cooldown_secs);
   cooldownMs = Number.isFinite(secs) && secs >= 1 ? Math.min(secs, 3600) * 1000 : DEFAULT_COOLDOWN_MS;
   return { config, ...checked };
@@ -437,7 +439,7 @@ async function heartbeat(enrolment) {
     shadow_run: SHADOW_RUN,
     machine_id: await machineId(enrolment.station),
     // The heartbeat's own trouble is not news to the collector.
-    problems: [...problems].filter(([k]) => k !== 'heartbeat').map(([, v]) => v),
+    problems: [...problems].filter(([k]) => k !== 'heartbeat').flatMap(([, v]) => v),
   });
   const bodyBytes = fromBase64(body);
   const signed = call('signed', { body, signature: toBase64(await sign('tutela-heartbeat-v2', bodyBytes)) });

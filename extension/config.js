@@ -47,6 +47,7 @@ export function check(config, enrolment, nowMs) {
   const pin = String(config.certificate_sha256 ?? '').trim().toLowerCase().replaceAll(':', '');
   if (pin && !HEX64.test(pin)) {
     problems.push('The certificate fingerprint (certificate_sha256) in the managed configuration is not 64 hex digits: copy it as `tutela-collector serve` prints it.');
+    token = null; // fail closed: a pin that cannot be checked enrols nothing
   } else if (pin && token && pin !== token.fingerprint) {
     problems.push('The certificate fingerprint (certificate_sha256) in the managed configuration differs from the one in the enrolment token: make them the same (`tutela-collector serve` prints it).');
     token = null;
