@@ -64,6 +64,7 @@ async function publishStatus(extra = {}) {
       notice_version: engine.notice_version ?? 0,
       notice_acks_waiting: ((await store.get('notice_acks')) ?? []).length,
       queued: await store.count(),
+      last_seq: (await store.get('chain'))?.seq ?? 0,
       set_aside: (await store.get('set_aside')) ?? 0,
       dropped: (await store.get('dropped')) ?? 0,
       rekeyed_from: enrolment?.rekeyed_from ?? '',
