@@ -557,7 +557,10 @@ async function noticeAcknowledged(message, sender) {
 }
 
 chrome.tabs.onUpdated.addListener((tabId, change, tab) => {
-  if (change.url) safeCall('typed_reset', { tab: tabId });
+  if (change.url) {
+    safeCall('typed_reset', { tab: tabId });
+    ready.then(async () => notice.tabNavigated(tabId, change.url, await user()));
+  }
   if (change.url || change.title || change.status === 'complete') observeTab(tab);
 });
 chrome.tabs.onActivated.addListener(({ tabId }) => {

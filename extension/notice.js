@@ -52,8 +52,12 @@ export async function showIfDue(user) {
   const { tab } = await session();
   if (tab !== undefined) {
     try {
-      await chrome.tabs.update(tab, { active: true });
-      return true;
+      // Still the notice (the pupil may have navigated the tab elsewhere).
+      const open = await chrome.tabs.get(tab);
+      if ((open.pendingUrl ?? open.url ?? '').startsWith(PAGE)) {
+        await chrome.tabs.update(tab, { active: true });
+        return true;
+      }
     } catch { /* closed meanwhile */ }
   }
   const opened = await chrome.tabs.create({ url: PAGE, active: true });
@@ -67,6 +71,12 @@ export async function tabClosed(tabId, user) {
   if (state.tab !== tabId) return;
   await chrome.storage.session.set({ notice: { ...state, tab: undefined } });
   await showIfDue(user);
+}
+
+/// The notice tab went to another address: the notice opens again.
+export async function tabNavigated(tabId, url, user) {
+  if (url.startsWith(PAGE)) return;
+  await tabClosed(tabId, user);
 }
 
 /// The pupil pressed 'I understand' on the page for `shown` ({version,

@@ -55,8 +55,11 @@ const concern = await page.locator('#concern-link').getAttribute('href');
 check(concern === 'https://school.test/concern', `the concern link: ${concern}`);
 const html = await page.locator('#text').innerHTML();
 check(!html.includes('<b>') && html.includes('&lt;b&gt;'), 'markup in the text is shown as written');
-// Closing it without acknowledging brings it back.
+// Closing it without acknowledging brings it back; so does leaving it for
+// another address.
 await page.close();
+page = await noticePage(context, 1);
+await page.goto('about:blank');
 page = await noticePage(context, 1);
 await acknowledge(context, worker, page);
 await step('ACKED 1');

@@ -3,10 +3,10 @@
 //! device's group arrives signed on the rules stream and opens the
 //! extension's notice page, with the school's text (its addresses as
 //! links, markup shown as written) and the 'Report a concern' link; a page
-//! closed without acknowledging comes back; 'I understand' sends a signed
-//! acknowledgement, which the collector stores (checked here against the
-//! agent's enrolled key); a new version and a new browser session show it
-//! again. The browser part is `tests/console/extension-notice.mjs`.
+//! closed or sent elsewhere without acknowledging comes back; 'I
+//! understand' sends a signed acknowledgement, which the collector stores
+//! (checked here against the agent's enrolled key); a new version and a
+//! new browser session show it again. The browser part is `tests/console/extension-notice.mjs`.
 //!
 //! Chromium reads managed policy only from a system directory, so this test
 //! writes one file there (and removes it); it needs root.

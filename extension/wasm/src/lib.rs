@@ -7,8 +7,8 @@
 //! -> ptr`: the caller writes a JSON request (`{"op": ..., ...}`) into memory
 //! it allocated, and gets back a pointer to a little-endian `u32` length and
 //! that many bytes of JSON reply (`{"ok": ...}` or `{"error": "..."}`), valid
-//! until the next call. Binary fields are standard base64. `extension/README`
-//! in the repository's README lists the operations.
+//! until the next call. Binary fields are standard base64. `dispatch` lists
+//! the operations.
 //!
 //! Typed text lives only in this module's memory (one rolling buffer per
 //! tab), never in storage.
