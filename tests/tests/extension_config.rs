@@ -124,14 +124,20 @@ fn a_wrong_managed_configuration_is_shown_in_the_extension_and_on_the_fleet_page
     let agents = run_ok(collector.cmd().args(["agents", "list"])).unwrap();
     assert!(agents.trim().is_empty(), "nothing enrolled: {agents}");
 
-    // Enrolled, then the configuration goes wrong: the extension keeps to
+    // Enrolled (no station name given: off ChromeOS, one made from the
+    // device key), then the configuration goes wrong: the extension keeps to
     // the address it enrolled with and tells the collector.
     let profile = scratch.path("profile-enrolled");
+    let station;
     {
-        let _policy =
-            Policy::write(serde_json::json!({"enrolment_token": token, "station": "chromebook-9"}));
+        let _policy = Policy::write(serde_json::json!({"enrolment_token": token}));
         let got = browser(&profile, &cert, "", true);
-        assert_eq!(got["status"]["station"], "chromebook-9", "{got}");
+        station = got["status"]["station"].as_str().unwrap().to_owned();
+        let suffix = station.strip_prefix("chrome-").unwrap_or_default();
+        assert!(
+            suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit()),
+            "the fallback station name: {got}"
+        );
         assert_eq!(got["status"]["problems"], serde_json::json!([]), "{got}");
         assert!(
             got["page_text"].as_str().unwrap().contains("Working"),
@@ -140,7 +146,7 @@ fn a_wrong_managed_configuration_is_shown_in_the_extension_and_on_the_fleet_page
     }
     let agents = run_ok(collector.cmd().args(["agents", "list"])).unwrap();
     assert!(
-        agents.contains("station=chromebook-9") && !agents.contains("problems="),
+        agents.contains(&format!("station={station}")) && !agents.contains("problems="),
         "{agents}"
     );
     {
@@ -159,6 +165,7 @@ fn a_wrong_managed_configuration_is_shown_in_the_extension_and_on_the_fleet_page
             page.contains("the address this device enrolled with is used"),
             "{page}"
         );
+        assert_eq!(got["status"]["station"], station.as_str(), "a stable name");
     }
     let agents = run_ok(collector.cmd().args(["agents", "list"])).unwrap();
     assert!(
@@ -171,7 +178,7 @@ fn a_wrong_managed_configuration_is_shown_in_the_extension_and_on_the_fleet_page
     let fleet = http(console_port, "GET", "/fleet", &session, &[]).body;
     let row = fleet
         .split("<tr")
-        .find(|r| r.contains("chromebook-9"))
+        .find(|r| r.contains(&station))
         .expect("the station is on the Fleet page");
     assert!(row.contains(r#"class="problem""#), "{row}");
     assert!(
