@@ -3,7 +3,8 @@
 // shows the school's text with its addresses as links and the 'Report a
 // concern' link, comes back when closed without acknowledging, and closes
 // on 'I understand'; a new version opens it again; so does a new browser
-// session (every sign-in). Talks to the Rust side over stdio as
+// session (every sign-in), but not for a once-per-version notice already
+// acknowledged. Talks to the Rust side over stdio as
 // extension.mjs does; any failed check throws.
 //
 // Environment: EXTENSION_DIR, PROFILE_DIR, SPKI.
@@ -74,6 +75,18 @@ await context.close();
 ({ context, worker } = await launch({ extensionDir, profileDir, port: 9, hosts: ['pages.test'] }));
 page = await noticePage(context, 2);
 await acknowledge(context, worker, page);
+await step('SESSION');
+
+// Version 3, once per version: shown and acknowledged once, and not again
+// in the next session (the first status of the new session comes after
+// the notice would have opened).
+page = await noticePage(context, 3);
+await acknowledge(context, worker, page);
+await context.close();
+const restarted = Date.now();
+({ context, worker } = await launch({ extensionDir, profileDir, port: 9, hosts: ['pages.test'] }));
+await waitFor(worker, 'the new session\'s first status', (s) => s.updated_ms > restarted && s.notice_version === 3 && s.enrolled);
+check(!context.pages().some((p) => p.url().startsWith(NOTICE)), 'a once-per-version notice already acknowledged is not shown again');
 await context.close();
 console.log('DONE');
 process.exit(0);

@@ -6,7 +6,8 @@
 //! closed or sent elsewhere without acknowledging comes back; 'I
 //! understand' sends a signed acknowledgement, which the collector stores
 //! (checked here against the agent's enrolled key); a new version and a
-//! new browser session show it again. The browser part is `tests/console/extension-notice.mjs`.
+//! new browser session show it again; a once-per-version notice already
+//! acknowledged is not shown in the next session. The browser part is `tests/console/extension-notice.mjs`.
 //!
 //! Chromium reads managed policy only from a system directory, so this test
 //! writes one file there (and removes it); it needs root.
@@ -47,7 +48,7 @@ fn acks(collector: &Collector) -> Vec<Ack> {
     .unwrap()
 }
 
-fn set_notice(collector: &Collector, scratch: &Scratch, version: u32) {
+fn set_notice(collector: &Collector, scratch: &Scratch, version: u32, mode: &str) {
     let file = scratch.path(&format!("notice-{version}.txt"));
     std::fs::write(
         &file,
@@ -67,6 +68,8 @@ fn set_notice(collector: &Collector, scratch: &Scratch, version: u32) {
                 "year-10",
                 "--concern-url",
                 "https://school.test/concern",
+                "--mode",
+                mode,
                 "--file",
             ])
             .arg(&file),
@@ -157,15 +160,21 @@ fn the_extension_shows_the_notice_until_acknowledged_and_the_collector_stores_ea
     for line in BufReader::new(node.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
         match line.as_str() {
-            "ENROLLED" => set_notice(&collector, &scratch, 1),
+            "ENROLLED" => set_notice(&collector, &scratch, 1, "every-sign-in"),
             "ACKED 1" => {
                 let stored = wait_for_acks(&collector, 1);
                 assert_eq!(stored[0].3, 1);
-                set_notice(&collector, &scratch, 2);
+                set_notice(&collector, &scratch, 2, "every-sign-in");
             }
             "ACKED 2" => {
                 let stored = wait_for_acks(&collector, 2);
                 assert_eq!(stored[1].3, 2);
+            }
+            "SESSION" => {
+                // The new session's acknowledgement of version 2.
+                let stored = wait_for_acks(&collector, 3);
+                assert_eq!(stored[2].3, 2);
+                set_notice(&collector, &scratch, 3, "once-per-version");
             }
             "DONE" => {}
             _ => continue,
@@ -182,10 +191,10 @@ fn the_extension_shows_the_notice_until_acknowledged_and_the_collector_stores_ea
         status.success(),
         "the browser part failed (see its output above)"
     );
-    assert_eq!(steps, ["ENROLLED", "ACKED 1", "ACKED 2", "DONE"]);
-    // The new session's acknowledgement of version 2.
-    let stored = wait_for_acks(&collector, 3);
-    assert_eq!(stored[2].3, 2);
+    assert_eq!(steps, ["ENROLLED", "ACKED 1", "ACKED 2", "SESSION", "DONE"]);
+    // Version 3 once, not again in the next session.
+    let stored = wait_for_acks(&collector, 4);
+    assert_eq!(stored[3].3, 3);
     let acceptance = run_ok(
         collector
             .cmd()
@@ -193,7 +202,7 @@ fn the_extension_shows_the_notice_until_acknowledged_and_the_collector_stores_ea
     )
     .unwrap();
     let acceptance: serde_json::Value = serde_json::from_str(&acceptance).unwrap();
-    assert_eq!(acceptance["version"], 2);
+    assert_eq!(acceptance["version"], 3);
     assert_eq!(
         acceptance["accepted"][0]["user"], "no-account/chromebook-3",
         "{acceptance}"
