@@ -27,6 +27,10 @@ const BATCH_EVENTS = 64;
 /// (managed `cooldown_secs`, as the native agent's setting).
 const DEFAULT_COOLDOWN_MS = 60_000;
 const SOURCE_TYPED = 1;
+/// Shots of a `burst` rule's capture, and the time between them (as the
+/// desktop agent's defaults).
+const BURST_SHOTS = 3;
+const BURST_INTERVAL_MS = 1000;
 /// This run of the extension: shadow counts are cumulative within one run.
 const SHADOW_RUN = randomId();
 
@@ -292,6 +296,22 @@ async function raise(draft, tab) {
   const shot = draft.capture === 'none' ? null : await capture(tab.windowId);
   await record(first, shot, now, eventId);
   flush();
+  if (draft.capture === 'burst' && shot) burst(first, eventId, tab);
+}
+
+/// The further shots of a burst, each an event adding a capture to the
+/// first alert (`count` 0), while the same page stays in front.
+async function burst(first, eventId, tab) {
+  for (let i = 1; i < BURST_SHOTS; i++) {
+    await new Promise((r) => setTimeout(r, BURST_INTERVAL_MS));
+    const now = await chrome.tabs.get(tab.id).catch(() => null);
+    // The rest of the burst would show something else.
+    if (!now?.active || now.url !== tab.url) return;
+    const shot = await capture(tab.windowId);
+    if (!shot) return;
+    await record({ ...first, count: 0, repeat_of: eventId }, shot, Date.now());
+    flush();
+  }
 }
 
 /// Signs `draft` as the next event of the chain and queues it.

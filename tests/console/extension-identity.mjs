@@ -26,6 +26,7 @@ const PAGES = {
   '/copy': '<title>Pipe bomb thread on the copy</title><p>b</p>',
   '/original-again': '<title>Another pipe bomb thread, original</title><p>a</p>',
   '/copy-again': '<title>Another pipe bomb thread, copy</title><p>b</p>',
+  '/burst': '<title>Razor blade tips</title><p>a burst rule</p>',
   '/calm': '<title>Maths</title><p>fractions</p>',
 };
 const server = http.createServer((req, res) => {
@@ -64,9 +65,11 @@ await visit(context, '/shadow');
 // alert, and a folded record counting the two repeats.
 const tab = await visit(context, '/title');
 for (const path of ['/calm', '/title', '/calm', '/title']) await tab.goto(url(path));
+// A burst rule: three captures while the page stays in front.
+await visit(context, '/burst');
 await new Promise((r) => setTimeout(r, 4500)); // the 3 s folding window ends
 await heartbeatNow(worker);
-await waitFor(worker, 'the alert and its folded repeats to be sent', (s) => s.queued === 0 && s.last_seq >= 2);
+await waitFor(worker, 'the alerts, folded repeats and burst shots to be sent', (s) => s.queued === 0 && s.last_seq >= 5);
 await step('SHADOW AND FOLDED');
 await context.close();
 

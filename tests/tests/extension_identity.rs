@@ -19,10 +19,20 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use tutela_tests::extension::{spki_pin, Policy, TEST_PACK};
+
+/// Shots of a burst (the extension's, as the desktop agent's default).
+const BURST_SHOTS: usize = 3;
 use tutela_tests::{console_scripts, run_ok, wait_for, workspace, Collector, Scratch};
 
+/// The test pack and a self-harm phrase whose alerts take a burst of captures.
+fn live_pack() -> String {
+    TEST_PACK.to_owned()
+        + "\n[[terms]]\ncategory = \"self-harm\"\nkind = \"phrase\"\nterms = [\"razor blade\"]\n\
+           capture = \"burst\"\n"
+}
+
 fn shadow_pack() -> String {
-    TEST_PACK.replacen("version = 1", "version = 2", 1)
+    live_pack().replacen("version = 1", "version = 2", 1)
         + "\n[[changelog]]\nversion = 2\ndate = \"2026-12-06\"\nnotes = \"zip gun.\"\n\n\
            [[terms]]\ncategory = \"weapons\"\nkind = \"phrase\"\nterms = [\"zip gun\"]\n"
 }
@@ -61,10 +71,33 @@ fn check_shadow_and_folding(collector: &Collector) {
         titles[0]["user"], "pupil.fallback@school.test",
         "the managed user"
     );
-    let folded: Vec<_> = alerts.iter().filter(|a| a["state"] == "folded").collect();
+    let folded: Vec<_> = alerts
+        .iter()
+        .filter(|a| a["state"] == "folded" && a["term"] == "pipe bomb")
+        .collect();
     assert_eq!(folded.len(), 1, "one folded record: {alerts:?}");
     assert_eq!(folded[0]["count"], 2, "{}", folded[0]);
     assert_eq!(folded[0]["has_capture"], false);
+
+    // A burst rule: the alert's capture and two more, each its own record.
+    let burst: Vec<_> = alerts
+        .iter()
+        .filter(|a| a["term"] == "razor blade")
+        .collect();
+    assert_eq!(burst.len(), BURST_SHOTS, "{burst:?}");
+    assert!(
+        burst
+            .iter()
+            .all(|a| a["has_capture"] == true && a["chain_ok"] == true),
+        "{burst:?}"
+    );
+    assert_eq!(burst[0]["count"], 1, "{}", burst[0]);
+    assert!(
+        burst[1..]
+            .iter()
+            .all(|a| a["count"] == 0 && a["state"] == "folded"),
+        "{burst:?}"
+    );
     assert_eq!(folded[0]["chain_ok"], true);
 }
 
@@ -78,7 +111,7 @@ fn shadow_rules_count_repeats_fold_and_a_copied_profile_takes_its_own_identity()
     let scratch = Scratch::new("extension-identity");
     let mut collector = Collector::init(scratch.path("collector")).unwrap();
     let pack = scratch.path("pack.toml");
-    std::fs::write(&pack, TEST_PACK).unwrap();
+    std::fs::write(&pack, live_pack()).unwrap();
     run_ok(collector.cmd().args(["rules", "push"]).arg(&pack)).unwrap();
     collector.start().unwrap();
     let token = collector.token(&["--group", "lab"]).unwrap();
