@@ -69,6 +69,7 @@ async function publishStatus(extra = {}) {
       notice_acks_waiting: ((await store.get('notice_acks')) ?? []).length,
       queued: await store.count(),
       last_seq: (await store.get('chain'))?.seq ?? 0,
+      repeats_pending: [...(await loadCooldowns()).values()].reduce((n, c) => n + c.repeats, 0),
       set_aside: (await store.get('set_aside')) ?? 0,
       dropped: (await store.get('dropped')) ?? 0,
       rekeyed_from: enrolment?.rekeyed_from ?? '',
@@ -238,17 +239,40 @@ async function captureNow(windowId) {
 
 // ---- repeats: folded into the first alert, as the native agent folds ----
 
-/// `${tab}|${rule}` -> { event_id, until_ms, repeats, template }, kept in
-/// session storage so a restarted service worker still folds.
+/// `${tab}|${rule}` -> { event_id, until_ms, repeats, template, session },
+/// kept in IndexedDB so that repeats counted before the browser closed are
+/// still reported after it restarts. A typed alert's template is kept
+/// without its typed words (the first alert holds them).
 let cooldowns = null;
 
-async function loadCooldowns() {
-  if (!cooldowns) cooldowns = new Map(Object.entries((await chrome.storage.session.get('cooldowns')).cooldowns ?? {}));
+/// This browser session (tab ids are only unique within one).
+async function sessionId() {
+  let { session_id: id } = await chrome.storage.session.get('session_id');
+  if (!id) {
+    id = randomId();
+    await chrome.storage.session.set({ session_id: id });
+  }
+  return id;
+}
+
+function loadCooldowns() {
+  cooldowns ??= (async () => {
+    const session = await sessionId();
+    const held = new Map(Object.entries((await store.get('cooldowns')) ?? {}));
+    // A window from an earlier session ends now: its tab is gone.
+    for (const c of held.values()) if (c.session !== session) c.until_ms = 0;
+    return held;
+  })();
   return cooldowns;
 }
 
 async function saveCooldowns() {
-  await chrome.storage.session.set({ cooldowns: Object.fromEntries(cooldowns) });
+  await store.put('cooldowns', Object.fromEntries(await loadCooldowns()));
+}
+
+function withoutTypedWords(draft) {
+  if (draft.source !== SOURCE_TYPED) return draft;
+  return { ...draft, context: '', matches: draft.matches.map((m) => ({ ...m, start: 0, end: 0 })) };
 }
 
 /// Cooldowns that ended: each first alert with repeats gets one folded
@@ -257,14 +281,16 @@ async function foldEnded() {
   const held = await loadCooldowns();
   const now = Date.now();
   const folds = new Map();
+  let ended = 0;
   for (const [key, c] of held) {
     if (c.until_ms > now) continue;
     held.delete(key);
+    ended += 1;
     if (!c.repeats) continue;
     const f = folds.get(c.event_id);
     if (f) f.repeats = Math.max(f.repeats, c.repeats); else folds.set(c.event_id, { ...c });
   }
-  if (!folds.size) return;
+  if (!ended) return;
   await saveCooldowns();
   for (const c of folds.values()) {
     await record({ ...c.template, count: c.repeats, repeat_of: c.event_id, capture: 'none' }, null, now);
@@ -284,12 +310,15 @@ async function raise(draft, tab) {
   }
   if (!fresh.length) {
     await saveCooldowns();
+    await publishStatus();
     return;
   }
   const eventId = randomId();
   const first = { ...draft, matches: fresh, severity: Math.max(...fresh.map((m) => m.severity)) };
+  const session = await sessionId();
+  const template = withoutTypedWords(first);
   for (const m of fresh) {
-    held.set(`${tab.id}|${m.rule_id}`, { event_id: eventId, until_ms: now + cooldownMs, repeats: 0, template: first });
+    held.set(`${tab.id}|${m.rule_id}`, { event_id: eventId, until_ms: now + cooldownMs, repeats: 0, template, session });
   }
   await saveCooldowns();
   setTimeout(foldEnded, cooldownMs + 100);

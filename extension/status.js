@@ -7,7 +7,8 @@ const FACTS = [
   ['rules_version', 'Rules version'], ['shadow_version', 'Candidate (shadow) rules'],
   ['exemptions', 'Exemptions in force'], ['notice_version', 'Monitoring notice version'],
   ['notice_acks_waiting', 'Notice acknowledgements waiting to send'],
-  ['queued', 'Alerts waiting to send'], ['last_seq', 'Events numbered'], ['set_aside', 'Alerts refused'],
+  ['queued', 'Alerts waiting to send'], ['last_seq', 'Events numbered'],
+  ['repeats_pending', 'Repeats to fold into alerts'], ['set_aside', 'Alerts refused'],
   ['dropped', 'Alerts dropped (queue full)'], ['subscribed', 'Receiving rules'],
   ['rekeyed_from', 'Re-keyed from (a copied profile)'],
 ];

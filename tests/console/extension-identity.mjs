@@ -27,6 +27,7 @@ const PAGES = {
   '/original-again': '<title>Another pipe bomb thread, original</title><p>a</p>',
   '/copy-again': '<title>Another pipe bomb thread, copy</title><p>b</p>',
   '/burst': '<title>Razor blade tips</title><p>a burst rule</p>',
+  '/closing': '<title>Pipe bomb thread before closing</title><p>c</p>',
   '/calm': '<title>Maths</title><p>fractions</p>',
 };
 const server = http.createServer((req, res) => {
@@ -67,10 +68,22 @@ const tab = await visit(context, '/title');
 for (const path of ['/calm', '/title', '/calm', '/title']) await tab.goto(url(path));
 // A burst rule: three captures while the page stays in front.
 await visit(context, '/burst');
-await new Promise((r) => setTimeout(r, 4500)); // the 3 s folding window ends
+await new Promise((r) => setTimeout(r, 11000)); // the 10 s folding window ends
 await heartbeatNow(worker);
 await waitFor(worker, 'the alerts, folded repeats and burst shots to be sent', (s) => s.queued === 0 && s.last_seq >= 5);
 await step('SHADOW AND FOLDED');
+
+// Repeats counted just before the browser closes are reported after it
+// starts again.
+const before = (await waitFor(worker, 'a status', (s) => s.enrolled)).last_seq;
+const again = await visit(context, '/closing');
+await waitFor(worker, 'the alert before closing', (s) => s.last_seq === before + 1 && s.queued === 0);
+await again.goto(url('/calm'));
+await again.goto(url('/closing'));
+await waitFor(worker, 'the repeat to be counted', (s) => s.repeats_pending === 1);
+await context.close();
+({ context, worker } = await launch({ extensionDir, profileDir, port, hosts }));
+await waitFor(worker, 'the folded repeat after the restart', (s) => s.last_seq === before + 2 && s.queued === 0);
 await context.close();
 
 // Two browsers on copies of one profile: one identity, one chain.

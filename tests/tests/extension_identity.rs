@@ -3,7 +3,8 @@
 //! pack runs beside the live one, raises nothing, and its would-be matches
 //! reach the collector in heartbeats; a rule that fires three times in one
 //! tab within the folding window makes one alert counting the repeats (as
-//! the desktop agent folds); the managed `user` names the pupil when no
+//! the desktop agent folds), also when the browser closes within the window
+//! and starts again; a burst rule's alert comes with two more captures; the managed `user` names the pupil when no
 //! account is signed in; and two browsers on copies of one profile do not
 //! go on as one agent: the copy whose event number the original already
 //! used is refused, takes a new identity (Enrolment/Rekey, both flagged for
@@ -119,7 +120,7 @@ fn shadow_rules_count_repeats_fold_and_a_copied_profile_takes_its_own_identity()
         "enrolment_token": token,
         "station": "lab-chrome",
         "user": "pupil.fallback@school.test",
-        "cooldown_secs": 3,
+        "cooldown_secs": 10,
     }));
     let cert = std::fs::read_to_string(collector.dir.join("collector.crt")).unwrap();
 
@@ -191,6 +192,21 @@ fn shadow_rules_count_repeats_fold_and_a_copied_profile_takes_its_own_identity()
             .find(|a| a["window_title"] == t)
             .unwrap_or_else(|| panic!("no alert titled {t:?}: {alerts:?}"))
     };
+    let closing: Vec<_> = alerts
+        .iter()
+        .filter(|a| a["window_title"] == "Pipe bomb thread before closing")
+        .collect();
+    assert_eq!(
+        closing.len(),
+        2,
+        "the alert and its folded repeat: {closing:?}"
+    );
+    assert_eq!(
+        closing[0]["count"], 2,
+        "the repeat counted before the browser closed: {}",
+        closing[0]
+    );
+    assert_eq!(closing[1]["state"], "folded");
     for (title, agent) in [
         ("Pipe bomb thread on the original", original),
         ("Another pipe bomb thread, original", original),
