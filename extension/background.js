@@ -9,8 +9,10 @@
 
 import { loadEngine, call, toBase64, fromBase64 } from './engine.js';
 import { unary, serverStream, Code } from './grpcweb.js';
-import { hex, identity, randomId, sha256, sign } from './keys.js';
+import { identity, randomId, sha256, sign } from './keys.js';
+import { captureTab } from './capture.js';
 import { check, managedConfig } from './config.js';
+import { machineId, stationName, user } from './device.js';
 import * as notice from './notice.js';
 import { rekey } from './rekey.js';
 import * as store from './store.js';
@@ -86,40 +88,6 @@ function safeCall(op, fields) {
 
 // ---- configuration and identity ----
 
-/// The ChromeOS device's asset id and directory id, on a managed ChromeOS
-/// device only (the API exists nowhere else, and there only for
-/// force-installed extensions).
-async function deviceAttributes() {
-  const api = chrome.enterprise?.deviceAttributes;
-  if (!api) return {};
-  const ask = (f) => new Promise((resolve) => {
-    try { api[f]((v) => resolve(chrome.runtime.lastError ? '' : (v ?? ''))); } catch { resolve(''); }
-  });
-  return { asset: await ask('getDeviceAssetId'), directory: await ask('getDirectoryDeviceId') };
-}
-
-/// `machine_id` as docs/PROTOCOL.md defines it, from the ChromeOS device id
-/// (so a copied identity on another Chromebook is caught by the collector);
-/// empty elsewhere, where a browser knows no machine id.
-async function machineId(station) {
-  const { directory } = await deviceAttributes();
-  if (!directory) return '';
-  return hex(await sha256(new TextEncoder().encode(`tutela-host-v1\n${directory}\n${station}`)));
-}
-
-/// The pupil: the Google account signed in to the browser (on a Chromebook,
-/// the pupil's sign-in); without one, the managed `user`; without that,
-/// `no-account/<station>`.
-async function user(enrolment) {
-  try {
-    const info = await chrome.identity.getProfileUserInfo({ accountStatus: 'ANY' });
-    if (info.email) return info.email;
-  } catch { /* no identity API */ }
-  const config = await managedConfig();
-  if (config.user) return String(config.user);
-  return `no-account/${enrolment?.station ?? (await store.get('enrolment'))?.station ?? 'unenrolled'}`;
-}
-
 /// The configuration in force: its problems reported, the collector
 /// address to use (null: none usable).
 async function configuration(enrolment) {
@@ -133,14 +101,6 @@ async function configuration(enrolment) {
 
 async function collectorBase(enrolment) {
   return (await configuration(enrolment)).base ?? enrolment.base;
-}
-
-async function stationName(config, publicRaw) {
-  const given = String(config.station ?? '');
-  if (given.trim() && given.length <= 253 && !/[\u0000-\u001f\u007f]/.test(given)) return given;
-  const { asset } = await deviceAttributes();
-  if (asset) return asset;
-  return `chrome-${hex(await sha256(publicRaw)).slice(0, 8)}`;
 }
 
 async function ensureEnrolled() {
@@ -189,48 +149,12 @@ function withChain(work) {
   return next;
 }
 
-// The browser allows two captures a second: they are spaced, and one that
-// is refused all the same is tried once more.
-const CAPTURE_SPACING_MS = 600;
-let captureLock = Promise.resolve();
-
-function capture(windowId) {
-  const next = captureLock.then(() => captureNow(windowId));
-  captureLock = next.then(() => new Promise((r) => setTimeout(r, CAPTURE_SPACING_MS)));
-  return next;
-}
-
-/// A capture that takes longer is given up: the alert goes without it.
-const CAPTURE_TIMEOUT_MS = 5000;
-
-function captureVisible(windowId) {
-  return Promise.race([
-    chrome.tabs.captureVisibleTab(windowId, { format: 'jpeg', quality: 80 }),
-    new Promise((_, reject) => setTimeout(() => reject(new Error('the browser did not answer in time')), CAPTURE_TIMEOUT_MS)),
-  ]);
-}
-
-async function shoot(windowId) {
+/// A capture of the visible tab, or null (the alert goes without one).
+async function capture(windowId) {
   try {
-    return await captureVisible(windowId);
-  } catch {
-    await new Promise((r) => setTimeout(r, CAPTURE_SPACING_MS));
-    return captureVisible(windowId);
-  }
-}
-
-async function captureNow(windowId) {
-  try {
-    const url = await shoot(windowId);
-    const bitmap = await createImageBitmap(await (await fetch(url)).blob());
-    let { width, height } = bitmap;
-    if (width > 1280) { height = Math.round((height * 1280) / width); width = 1280; }
-    const canvas = new OffscreenCanvas(width, height);
-    canvas.getContext('2d').drawImage(bitmap, 0, 0, width, height);
-    const blob = await canvas.convertToBlob({ type: 'image/jpeg', quality: 0.75 });
-    const bytes = new Uint8Array(await blob.arrayBuffer());
+    const shot = await captureTab(windowId);
     problem('capture', null);
-    return { bytes, width, height, sha256: await sha256(bytes) };
+    return shot;
   } catch (e) {
     problem('capture', `The visible tab could not be captured (${e.message}); alerts are sent without a picture.`);
     return null;
@@ -298,15 +222,26 @@ async function foldEnded() {
   flush();
 }
 
-async function raise(draft, tab) {
+/// `visit`: which visit of a page this observation is (its URL then its
+/// title arriving are one visit; a match seen again in the same visit is
+/// not a repeat); none for typed text, where every match is one.
+async function raise(draft, tab, visit) {
   const enrolment = await store.get('enrolment');
   if (!enrolment) return;
   const now = Date.now();
+  const session = await sessionId();
   const held = await loadCooldowns();
+  // From here to the windows' update nothing waits: two observations of one
+  // tab at once cannot both be first.
   const fresh = [];
   for (const m of draft.matches) {
     const c = held.get(`${tab.id}|${m.rule_id}`);
-    if (c && c.until_ms > now) c.repeats += 1; else fresh.push(m);
+    if (!c || c.until_ms <= now) {
+      fresh.push(m);
+    } else if (!visit || c.visit !== visit) {
+      c.repeats += 1;
+      c.visit = visit;
+    }
   }
   if (!fresh.length) {
     await saveCooldowns();
@@ -315,10 +250,9 @@ async function raise(draft, tab) {
   }
   const eventId = randomId();
   const first = { ...draft, matches: fresh, severity: Math.max(...fresh.map((m) => m.severity)) };
-  const session = await sessionId();
   const template = withoutTypedWords(first);
   for (const m of fresh) {
-    held.set(`${tab.id}|${m.rule_id}`, { event_id: eventId, until_ms: now + cooldownMs, repeats: 0, template, session });
+    held.set(`${tab.id}|${m.rule_id}`, { event_id: eventId, until_ms: now + cooldownMs, repeats: 0, template, session, visit });
   }
   await saveCooldowns();
   setTimeout(foldEnded, cooldownMs + 100);
@@ -566,6 +500,8 @@ async function sendNoticeAcks(enrolment) {
 // ---- sensors ----
 
 const pages = new Map();
+/// Tab id -> this visit's id, new whenever the tab goes to another address.
+const visits = new Map();
 
 async function observeTab(tab) {
   if (!tab || !tab.active || !/^https?:/.test(tab.url ?? '')) return;
@@ -574,7 +510,8 @@ async function observeTab(tab) {
   pages.set(tab.id, { url: tab.url, title: tab.title });
   await ready;
   const draft = call('observe_page', { url: tab.url, title: tab.title ?? '', now_ms: Date.now() });
-  if (draft) await raise(draft, tab);
+  if (!visits.has(tab.id)) visits.set(tab.id, randomId());
+  if (draft) await raise(draft, tab, visits.get(tab.id));
 }
 
 async function typed(tab, message) {
@@ -607,6 +544,7 @@ async function noticeAcknowledged(message, sender) {
 
 chrome.tabs.onUpdated.addListener((tabId, change, tab) => {
   if (change.url) {
+    visits.set(tabId, randomId());
     safeCall('typed_reset', { tab: tabId });
     ready.then(async () => notice.tabNavigated(tabId, change.url, await user()));
   }
@@ -617,6 +555,7 @@ chrome.tabs.onActivated.addListener(({ tabId }) => {
 });
 chrome.tabs.onRemoved.addListener((tabId) => {
   pages.delete(tabId);
+  visits.delete(tabId);
   safeCall('typed_reset', { tab: tabId });
   ready.then(async () => notice.tabClosed(tabId, await user()));
 });
