@@ -99,15 +99,29 @@ async function configuration(enrolment) {
   return { config, ...checked };
 }
 
+/// Which of the collector's addresses to use: the one that last answered;
+/// one that cannot be reached moves it on to the next (the token's
+/// fallbacks), as the desktop agent does.
+let preferred = 0;
+let addresses = [];
+
 async function collectorBase(enrolment) {
-  return (await configuration(enrolment)).base ?? enrolment.base;
+  const { bases } = await configuration(enrolment);
+  addresses = bases.length ? bases : [enrolment.base];
+  return addresses[preferred % addresses.length];
+}
+
+/// After a failed call: the address in use, if it could not be reached,
+/// gives way to the next (once, however many calls failed on it).
+function failedOver(e) {
+  if (e?.unreachable && e.base === addresses[preferred % addresses.length]) preferred += 1;
 }
 
 async function ensureEnrolled() {
   const held = await store.get('enrolment');
-  const { config, token, base } = await configuration(held);
+  const { config, token, bases } = await configuration(held);
   if (held) return held;
-  if (!token || !base) return null;
+  if (!token || !bases.length) return null;
   const id = await identity();
   const station = await stationName(config, id.publicRaw);
   const proof = await sign('tutela-enrol-v1', token.secret);
@@ -118,21 +132,28 @@ async function ensureEnrolled() {
     agent_version: AGENT_VERSION,
     proof: toBase64(proof),
   });
+  // The token's address first, then its fallbacks, until one answers.
   let reply;
-  try {
-    reply = call('enrol_response', {
-      bytes: toBase64(await unary(base, 'tutela.v1.Enrolment/Enrol', fromBase64(request.bytes))),
-    });
-  } catch (e) {
-    problem('enrol', `Enrolment failed: ${e.message}`);
-    return null;
+  let base;
+  for (base of bases) {
+    try {
+      reply = call('enrol_response', {
+        bytes: toBase64(await unary(base, 'tutela.v1.Enrolment/Enrol', fromBase64(request.bytes))),
+      });
+      break;
+    } catch (e) {
+      problem('enrol', `Enrolment failed: ${e.message}`);
+      if (!e.unreachable) return null;
+    }
   }
+  if (!reply) return null;
   problem('enrol', null);
   const enrolment = {
     agent_id: reply.agent_id,
     group: reply.group,
     bundle_key: reply.bundle_public_key,
     base,
+    bases: [base, ...bases.filter((b) => b !== base)],
     fingerprint: token.fingerprint,
     station,
   };
@@ -337,7 +358,10 @@ function flush() {
   flushAgain = false;
   flushing = sendQueued()
     .then(() => problem('send', null))
-    .catch((e) => problem('send', `Alerts are queued on this device and will be sent when the collector can be reached: ${e.message}`))
+    .catch((e) => {
+      failedOver(e);
+      problem('send', `Alerts are queued on this device and will be sent when the collector can be reached: ${e.message}`);
+    })
     .finally(() => {
       flushing = null;
       publishStatus();
@@ -438,6 +462,7 @@ async function heartbeat(enrolment) {
       clockOffsetMs = collectorMs - Date.now();
       problem('heartbeat', 'This device\'s clock is wrong; heartbeats use the collector\'s clock.');
     } else {
+      failedOver(e);
       problem('heartbeat', `Heartbeat failed: ${e.message}`);
     }
     return;
@@ -486,6 +511,7 @@ async function subscribe(enrolment) {
       await publishStatus();
     });
   } catch (e) {
+    failedOver(e);
     problem('rules', `The rules stream from the collector ended: ${e.message}`);
   } finally {
     subscribed = false;

@@ -28,8 +28,9 @@ export function collectorAddress(text) {
 }
 
 /// Checks `config` (for a device enrolled as `enrolment`, or not yet).
-/// Returns { problems: [text], token, base }: `token` the parsed enrolment
-/// token when usable, `base` the collector address to use (null: none).
+/// Returns { problems: [text], token, bases }: `token` the parsed enrolment
+/// token when usable, `bases` the collector addresses to use, in order of
+/// preference (the token's own, then its fallbacks; empty: none).
 export function check(config, enrolment, nowMs) {
   const problems = [];
   let token = null;
@@ -54,11 +55,12 @@ export function check(config, enrolment, nowMs) {
   } else if (pin && enrolment && pin !== enrolment.fingerprint) {
     problems.push('The certificate fingerprint (certificate_sha256) in the managed configuration differs from the one this device enrolled with: the collector\'s certificate changed, or the policy is for another collector.');
   }
-  let base = enrolment?.base ?? (token ? `https://${token.collector}` : null);
+  let bases = enrolment?.bases ?? (enrolment ? [enrolment.base] : []);
+  if (!enrolment && token) bases = [token.collector, ...(token.fallbacks ?? [])].map((a) => `https://${a}`);
   if (config.collector_url) {
     const given = collectorAddress(String(config.collector_url));
     if (given) {
-      base = given;
+      bases = [given];
     } else {
       problems.push(`The collector address (collector_url) in the managed configuration, "${String(config.collector_url).slice(0, 100)}", is not an https://host:port address${enrolment ? '; the address this device enrolled with is used' : ''}.`);
       if (!enrolment) token = null;
@@ -68,5 +70,5 @@ export function check(config, enrolment, nowMs) {
   if (station && (station.trim() === '' || station.length > 253 || /[\u0000-\u001f\u007f]/.test(station))) {
     problems.push('The station name in the managed configuration is blank, too long or holds control characters; a name made from the device\'s key is used.');
   }
-  return { problems, token, base };
+  return { problems, token, bases };
 }

@@ -51,7 +51,10 @@ async function post(base, path, message, signal) {
     });
   } catch (e) {
     // The network, TLS (an untrusted certificate) or the collector is down.
-    throw new GrpcError(Code.UNAVAILABLE, `cannot reach the collector at ${base} (${e.message}); check the address and that this device trusts the collector's certificate`);
+    const error = new GrpcError(Code.UNAVAILABLE, `cannot reach the collector at ${base} (${e.message}); check the address and that this device trusts the collector's certificate`);
+    error.unreachable = true;
+    error.base = base;
+    throw error;
   }
   if (!response.ok) throw new GrpcError(Code.UNAVAILABLE, `the collector answered HTTP ${response.status}`);
   const headers = {};

@@ -5,7 +5,8 @@
 //! nothing. Once enrolled, a configuration that goes wrong (an expired
 //! token, a malformed address) keeps the extension working on the address
 //! it enrolled with, and its heartbeats carry the problem to the collector:
-//! `agents list` and the Fleet page show it. Never a silent agent. The
+//! `agents list` and the Fleet page show it. Never a silent agent. A token
+//! whose first address does not answer enrols through its fallback. The
 //! browser part is `tests/console/extension-status.mjs`.
 //!
 //! Chromium reads managed policy only from a system directory, so this test
@@ -18,7 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use tutela_tests::extension::{spki_pin, Policy, TEST_PACK};
 use tutela_tests::web::{http, sign_in};
-use tutela_tests::{console_scripts, run_ok, workspace, Collector, Scratch};
+use tutela_tests::{console_scripts, free_port, run_ok, workspace, Collector, Scratch};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -51,6 +52,17 @@ fn browser(
         .find_map(|l| l.strip_prefix("RESULT "))
         .expect("a RESULT line");
     serde_json::from_str(line).unwrap()
+}
+
+/// `token` naming `primary` as the collector and its own address as the
+/// only fallback.
+fn with_primary(token: &str, primary: &str) -> String {
+    let payload = token.strip_prefix("tutela1.").expect("a tutela1. token");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    json["fallbacks"] = serde_json::json!([json["collector"]]);
+    json["collector"] = serde_json::json!(primary);
+    format!("tutela1.{}", URL_SAFE_NO_PAD.encode(json.to_string()))
 }
 
 /// `token` with its expiry moved into the past (the format is documented
@@ -188,4 +200,20 @@ fn a_wrong_managed_configuration_is_shown_in_the_extension_and_on_the_fleet_page
         "{row}"
     );
     assert!(fleet.contains("1 reporting a problem"), "{fleet}");
+
+    // A token whose first address does not answer: the extension enrols
+    // through its fallback (as the desktop agent does) and keeps to it.
+    let dead = format!("127.0.0.1:{}", free_port());
+    let _policy = Policy::write(serde_json::json!({
+        "enrolment_token": with_primary(&token, &dead),
+        "station": "chromebook-fallback",
+    }));
+    let got = browser(&scratch.path("profile-fallback"), &cert, "", true);
+    assert_eq!(
+        got["status"]["collector"],
+        format!("https://127.0.0.1:{}", collector.port),
+        "{got}"
+    );
+    let agents = run_ok(collector.cmd().args(["agents", "list"])).unwrap();
+    assert!(agents.contains("station=chromebook-fallback"), "{agents}");
 }

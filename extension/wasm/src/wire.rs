@@ -56,6 +56,7 @@ pub fn parse_token(request: &Value) -> Result<Value, Failure> {
         .map_err(|e| e.to_string())?;
     Ok(json!({
         "collector": token.collector,
+        "fallbacks": token.fallbacks,
         "fingerprint": token.fingerprint.to_ascii_lowercase(),
         "secret": token.secret,
         "expires_ms": token.expires_ms,
