@@ -1,52 +1,55 @@
 // Tutela's browser agent (Manifest V3 service worker): the same protocol as
 // the native agent (docs/PROTOCOL.md) over gRPC-Web. Enrols with the token in
 // the managed configuration, matches pages and typed text with the signed
-// rules, signs each alert with a non-extractable Ed25519 key, queues it in
-// IndexedDB and deletes it only when the collector acknowledges it.
+// rules (a shadow pack only counts), signs each alert with a non-extractable
+// Ed25519 key, queues it in IndexedDB and deletes it only when the collector
+// acknowledges it; shows the school's monitoring notice; re-keys a copied
+// profile. What is wrong goes to the status page and, in heartbeats, to the
+// collector's Fleet page.
 
 import { loadEngine, call, toBase64, fromBase64 } from './engine.js';
-import { unary, serverStream, GrpcError, Code } from './grpcweb.js';
+import { unary, serverStream, Code } from './grpcweb.js';
+import { identity, randomId, sha256, sign } from './keys.js';
+import { captureTab } from './capture.js';
+import { check, managedConfig } from './config.js';
+import { machineId, stationName, user } from './device.js';
+import * as notice from './notice.js';
+import { rekey } from './rekey.js';
 import * as store from './store.js';
 
 // `<version> chrome-extension <os>`: the collector's Fleet page names the
 // platform from it (`cros`: a Chromebook).
 let AGENT_VERSION = `${chrome.runtime.getManifest().version} chrome-extension`;
+let PLATFORM = '';
 /// Most events queued; beyond it the lowest severity goes first.
 const MAX_QUEUE = 1000;
 const BATCH_BYTES = 1 << 20;
 const BATCH_EVENTS = 64;
-/// A rule that fired in a tab stays quiet there this long.
-const COOLDOWN_MS = 60_000;
+/// Repeats of a rule in one tab within this long fold into its first alert
+/// (managed `cooldown_secs`, as the native agent's setting).
+const DEFAULT_COOLDOWN_MS = 60_000;
 const SOURCE_TYPED = 1;
+/// Shots of a `burst` rule's capture, and the time between them (as the
+/// desktop agent's defaults).
+const BURST_SHOTS = 3;
+const BURST_INTERVAL_MS = 1000;
+/// This run of the extension: shadow counts are cumulative within one run.
+const SHADOW_RUN = randomId();
 
-const encoder = new TextEncoder();
 const problems = new Map();
-const cooldowns = new Map();
 let clockOffsetMs = 0;
 let lastHeartbeatMs = 0;
 let subscribed = false;
 let flushing = null;
 let chainLock = Promise.resolve();
-
-function concat(...parts) {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) { out.set(p, at); at += p.length; }
-  return out;
-}
-
-async function sha256(bytes) {
-  return new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
-}
-
-function hex(bytes) {
-  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
-}
+let cooldownMs = DEFAULT_COOLDOWN_MS;
 
 // ---- status, for the extension's own page (and the technician) ----
 
+/// Sets (or, with nothing, clears) the problem(s) under `key`.
 function problem(key, text) {
-  if (text) problems.set(key, text); else problems.delete(key);
+  const list = [text ?? []].flat().filter(Boolean);
+  if (list.length) problems.set(key, list); else problems.delete(key);
 }
 
 async function publishStatus(extra = {}) {
@@ -58,15 +61,22 @@ async function publishStatus(extra = {}) {
       enrolled: Boolean(enrolment),
       agent_id: enrolment?.agent_id ?? '',
       station: enrolment?.station ?? '',
+      user: await user(enrolment),
       collector: enrolment?.base ?? '',
       fingerprint: enrolment?.fingerprint ?? '',
       rules_version: engine.rules_version ?? 0,
+      shadow_version: engine.shadow_version ?? 0,
       exemptions: engine.exemptions ?? 0,
+      notice_version: engine.notice_version ?? 0,
+      notice_acks_waiting: ((await store.get('notice_acks')) ?? []).length,
       queued: await store.count(),
+      last_seq: (await store.get('chain'))?.seq ?? 0,
+      repeats_pending: [...(await loadCooldowns()).values()].reduce((n, c) => n + c.repeats, 0),
       set_aside: (await store.get('set_aside')) ?? 0,
       dropped: (await store.get('dropped')) ?? 0,
+      rekeyed_from: enrolment?.rekeyed_from ?? '',
       subscribed,
-      problems: [...problems.values()],
+      problems: [...problems.values()].flat(),
       ...extra,
     },
   });
@@ -78,62 +88,43 @@ function safeCall(op, fields) {
 
 // ---- configuration and identity ----
 
-async function managedConfig() {
-  let config = {};
-  try { config = await chrome.storage.managed.get(null); } catch { /* no policy support */ }
-  return config;
+/// The configuration in force: its problems reported, the collector
+/// address to use (null: none usable).
+async function configuration(enrolment) {
+  const config = await managedConfig();
+  const checked = check(config, enrolment, Date.now());
+  problem('config', checked.problems);
+  const secs = Number(config.cooldown_secs);
+  cooldownMs = Number.isFinite(secs) && secs >= 1 ? Math.min(secs, 3600) * 1000 : DEFAULT_COOLDOWN_MS;
+  return { config, ...checked };
 }
 
-async function identity() {
-  let id = await store.get('identity');
-  if (!id) {
-    // Non-extractable: the private key never leaves the browser's key store.
-    const pair = await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify']);
-    const publicRaw = new Uint8Array(await crypto.subtle.exportKey('raw', pair.publicKey));
-    id = { privateKey: pair.privateKey, publicKey: pair.publicKey, publicRaw };
-    await store.put('identity', id);
-  }
-  return id;
-}
-
-async function sign(domain, body) {
-  const { privateKey } = await identity();
-  return new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, privateKey, concat(encoder.encode(domain), body)));
-}
+/// Which of the collector's addresses to use: the one that last answered;
+/// one that cannot be reached moves it on to the next (the token's
+/// fallbacks), as the desktop agent does.
+let preferred = 0;
+let addresses = [];
 
 async function collectorBase(enrolment) {
-  const config = await managedConfig();
-  return (config.collector_url || enrolment.base).replace(/\/+$/, '');
+  const { bases } = await configuration(enrolment);
+  addresses = bases.length ? bases : [enrolment.base];
+  return addresses[preferred % addresses.length];
+}
+
+/// After a failed call: the address in use, if it could not be reached,
+/// gives way to the next (once, however many calls failed on it).
+function failedOver(e) {
+  if (e?.unreachable && e.base === addresses[preferred % addresses.length]) preferred += 1;
 }
 
 async function ensureEnrolled() {
   const held = await store.get('enrolment');
+  const { config, token, bases } = await configuration(held);
   if (held) return held;
-  const config = await managedConfig();
-  if (!config.enrolment_token) {
-    problem('config', 'No enrolment token in the managed configuration: the school\'s administrator must set enrolment_token in this extension\'s policy (see the admin guide).');
-    return null;
-  }
-  let token;
-  try {
-    token = call('parse_token', { token: config.enrolment_token, now_ms: Date.now() });
-  } catch (e) {
-    problem('config', `The enrolment token in the managed configuration is refused: ${e.message}`);
-    return null;
-  }
-  if (config.certificate_sha256 && config.certificate_sha256.toLowerCase() !== token.fingerprint) {
-    problem('config', 'The certificate fingerprint in the managed configuration differs from the one in the enrolment token: make them the same (`tutela-collector serve` prints it).');
-    return null;
-  }
-  const base = (config.collector_url || `https://${token.collector}`).replace(/\/+$/, '');
-  if (!base.startsWith('https://')) {
-    problem('config', `The collector address ${base} is not https://: the extension speaks to the collector only over TLS.`);
-    return null;
-  }
-  problem('config', null);
+  if (!token || !bases.length) return null;
   const id = await identity();
-  const station = config.station || `chrome-${hex(await sha256(id.publicRaw)).slice(0, 8)}`;
-  const proof = await sign('tutela-enrol-v1', encoder.encode(token.secret));
+  const station = await stationName(config, id.publicRaw);
+  const proof = await sign('tutela-enrol-v1', token.secret);
   const request = call('enrol_request', {
     secret: token.secret,
     public_key: toBase64(id.publicRaw),
@@ -141,34 +132,33 @@ async function ensureEnrolled() {
     agent_version: AGENT_VERSION,
     proof: toBase64(proof),
   });
+  // The token's address first, then its fallbacks, until one answers.
   let reply;
-  try {
-    reply = call('enrol_response', {
-      bytes: toBase64(await unary(base, 'tutela.v1.Enrolment/Enrol', fromBase64(request.bytes))),
-    });
-  } catch (e) {
-    problem('enrol', `Enrolment failed: ${e.message}`);
-    return null;
+  let base;
+  for (base of bases) {
+    try {
+      reply = call('enrol_response', {
+        bytes: toBase64(await unary(base, 'tutela.v1.Enrolment/Enrol', fromBase64(request.bytes))),
+      });
+      break;
+    } catch (e) {
+      problem('enrol', `Enrolment failed: ${e.message}`);
+      if (!e.unreachable) return null;
+    }
   }
+  if (!reply) return null;
   problem('enrol', null);
   const enrolment = {
     agent_id: reply.agent_id,
     group: reply.group,
     bundle_key: reply.bundle_public_key,
     base,
+    bases: [base, ...bases.filter((b) => b !== base)],
     fingerprint: token.fingerprint,
     station,
   };
   await store.put('enrolment', enrolment);
   return enrolment;
-}
-
-async function user() {
-  try {
-    const info = await chrome.identity.getProfileUserInfo({ accountStatus: 'ANY' });
-    if (info.email) return info.email;
-  } catch { /* not signed in */ }
-  return (await managedConfig()).user || '';
 }
 
 // ---- events: sign, queue, send ----
@@ -180,73 +170,150 @@ function withChain(work) {
   return next;
 }
 
-// The browser allows two captures a second: they are spaced, and one that
-// is refused all the same is tried once more.
-const CAPTURE_SPACING_MS = 600;
-let captureLock = Promise.resolve();
-
-function capture(windowId) {
-  const next = captureLock.then(() => captureNow(windowId));
-  captureLock = next.then(() => new Promise((r) => setTimeout(r, CAPTURE_SPACING_MS)));
-  return next;
-}
-
-/// A capture that takes longer is given up: the alert goes without it.
-const CAPTURE_TIMEOUT_MS = 5000;
-
-function captureVisible(windowId) {
-  return Promise.race([
-    chrome.tabs.captureVisibleTab(windowId, { format: 'jpeg', quality: 80 }),
-    new Promise((_, reject) => setTimeout(() => reject(new Error('the browser did not answer in time')), CAPTURE_TIMEOUT_MS)),
-  ]);
-}
-
-async function shoot(windowId) {
+/// A capture of the visible tab, or null (the alert goes without one).
+async function capture(windowId) {
   try {
-    return await captureVisible(windowId);
-  } catch {
-    await new Promise((r) => setTimeout(r, CAPTURE_SPACING_MS));
-    return captureVisible(windowId);
-  }
-}
-
-async function captureNow(windowId) {
-  try {
-    const url = await shoot(windowId);
-    const bitmap = await createImageBitmap(await (await fetch(url)).blob());
-    let { width, height } = bitmap;
-    if (width > 1280) { height = Math.round((height * 1280) / width); width = 1280; }
-    const canvas = new OffscreenCanvas(width, height);
-    canvas.getContext('2d').drawImage(bitmap, 0, 0, width, height);
-    const blob = await canvas.convertToBlob({ type: 'image/jpeg', quality: 0.75 });
-    const bytes = new Uint8Array(await blob.arrayBuffer());
+    const shot = await captureTab(windowId);
     problem('capture', null);
-    return { bytes, width, height, sha256: await sha256(bytes) };
+    return shot;
   } catch (e) {
     problem('capture', `The visible tab could not be captured (${e.message}); alerts are sent without a picture.`);
     return null;
   }
 }
 
-async function raise(draft, tab) {
+// ---- repeats: folded into the first alert, as the native agent folds ----
+
+/// `${tab}|${rule}` -> { event_id, until_ms, repeats, template, session },
+/// kept in IndexedDB so that repeats counted before the browser closed are
+/// still reported after it restarts. A typed alert's template is kept
+/// without its typed words (the first alert holds them).
+let cooldowns = null;
+
+/// This browser session (tab ids are only unique within one).
+async function sessionId() {
+  let { session_id: id } = await chrome.storage.session.get('session_id');
+  if (!id) {
+    id = randomId();
+    await chrome.storage.session.set({ session_id: id });
+  }
+  return id;
+}
+
+function loadCooldowns() {
+  cooldowns ??= (async () => {
+    const session = await sessionId();
+    const held = new Map(Object.entries((await store.get('cooldowns')) ?? {}));
+    // A window from an earlier session ends now: its tab is gone.
+    for (const c of held.values()) if (c.session !== session) c.until_ms = 0;
+    return held;
+  })();
+  return cooldowns;
+}
+
+async function saveCooldowns() {
+  await store.put('cooldowns', Object.fromEntries(await loadCooldowns()));
+}
+
+function withoutTypedWords(draft) {
+  if (draft.source !== SOURCE_TYPED) return draft;
+  return { ...draft, context: '', matches: draft.matches.map((m) => ({ ...m, start: 0, end: 0 })) };
+}
+
+/// Cooldowns that ended: each first alert with repeats gets one folded
+/// record counting them (the most any of its rules counted).
+async function foldEnded() {
+  const held = await loadCooldowns();
+  const now = Date.now();
+  const folds = new Map();
+  let ended = 0;
+  for (const [key, c] of held) {
+    if (c.until_ms > now) continue;
+    held.delete(key);
+    ended += 1;
+    if (!c.repeats) continue;
+    const f = folds.get(c.event_id);
+    if (f) f.repeats = Math.max(f.repeats, c.repeats); else folds.set(c.event_id, { ...c });
+  }
+  if (!ended) return;
+  await saveCooldowns();
+  for (const c of folds.values()) {
+    await record({ ...c.template, count: c.repeats, repeat_of: c.event_id, capture: 'none' }, null, now);
+  }
+  flush();
+}
+
+/// `visit`: which visit of a page this observation is (its URL then its
+/// title arriving are one visit; a match seen again in the same visit is
+/// not a repeat); none for typed text, where every match is one.
+async function raise(draft, tab, visit) {
   const enrolment = await store.get('enrolment');
   if (!enrolment) return;
   const now = Date.now();
-  const fresh = draft.matches.filter((m) => (cooldowns.get(`${tab.id}|${m.rule_id}`) ?? 0) <= now);
-  if (!fresh.length) return;
-  for (const m of draft.matches) cooldowns.set(`${tab.id}|${m.rule_id}`, now + COOLDOWN_MS);
+  const session = await sessionId();
+  const held = await loadCooldowns();
+  // From here to the windows' update nothing waits: two observations of one
+  // tab at once cannot both be first.
+  const fresh = [];
+  for (const m of draft.matches) {
+    const c = held.get(`${tab.id}|${m.rule_id}`);
+    if (!c || c.until_ms <= now) {
+      fresh.push(m);
+    } else if (!visit || c.visit !== visit) {
+      c.repeats += 1;
+      c.visit = visit;
+    }
+  }
+  if (!fresh.length) {
+    await saveCooldowns();
+    await publishStatus();
+    return;
+  }
+  const eventId = randomId();
+  const first = { ...draft, matches: fresh, severity: Math.max(...fresh.map((m) => m.severity)) };
+  const template = withoutTypedWords(first);
+  for (const m of fresh) {
+    held.set(`${tab.id}|${m.rule_id}`, { event_id: eventId, until_ms: now + cooldownMs, repeats: 0, template, session, visit });
+  }
+  await saveCooldowns();
+  setTimeout(foldEnded, cooldownMs + 100);
   const shot = draft.capture === 'none' ? null : await capture(tab.windowId);
-  const who = await user();
+  await record(first, shot, now, eventId);
+  flush();
+  if (draft.capture === 'burst' && shot) burst(first, eventId, tab);
+}
+
+/// The further shots of a burst, each an event adding a capture to the
+/// first alert (`count` 0), while the same page stays in front.
+async function burst(first, eventId, tab) {
+  for (let i = 1; i < BURST_SHOTS; i++) {
+    await new Promise((r) => setTimeout(r, BURST_INTERVAL_MS));
+    const now = await chrome.tabs.get(tab.id).catch(() => null);
+    // The rest of the burst would show something else.
+    if (!now?.active || now.url !== tab.url) return;
+    const shot = await capture(tab.windowId);
+    if (!shot) return;
+    await record({ ...first, count: 0, repeat_of: eventId }, shot, Date.now());
+    flush();
+  }
+}
+
+/// Signs `draft` as the next event of the chain and queues it.
+async function record(draft, shot, timeMs, eventId = randomId()) {
+  const enrolmentNow = await store.get('enrolment');
+  if (!enrolmentNow) return;
+  const who = await user(enrolmentNow);
   await withChain(async () => {
+    const enrolment = await store.get('enrolment');
     const chain = (await store.get('chain')) ?? { seq: 0, prev_hash: toBase64(new Uint8Array(32)) };
     const droppedBefore = (await store.get('dropped_pending')) ?? 0;
     const seq = chain.seq + 1;
     const { body } = call('event_body', {
-      event_id: hex(crypto.getRandomValues(new Uint8Array(16))),
+      event_id: eventId,
       agent_id: enrolment.agent_id,
       seq,
       prev_hash: chain.prev_hash,
-      time_ms: now,
+      time_ms: timeMs,
       user: who,
       station: enrolment.station,
       observation: {
@@ -261,6 +328,8 @@ async function raise(draft, tab) {
       capture: shot && { sha256: toBase64(shot.sha256), size: shot.bytes.length, width: shot.width, height: shot.height },
       rules_version: draft.rules_version,
       dropped_before: droppedBefore,
+      count: draft.count ?? 1,
+      repeat_of: draft.repeat_of ?? '',
     });
     const bodyBytes = fromBase64(body);
     const signature = await sign('tutela-event-v2', bodyBytes);
@@ -275,7 +344,6 @@ async function raise(draft, tab) {
       await store.put('dropped', ((await store.get('dropped')) ?? 0) + dropped);
     }
   });
-  flush();
 }
 
 // Sends the queue; a call while a send runs makes it go round once more,
@@ -290,7 +358,10 @@ function flush() {
   flushAgain = false;
   flushing = sendQueued()
     .then(() => problem('send', null))
-    .catch((e) => problem('send', `Alerts are queued on this device and will be sent when the collector can be reached: ${e.message}`))
+    .catch((e) => {
+      failedOver(e);
+      problem('send', `Alerts are queued on this device and will be sent when the collector can be reached: ${e.message}`);
+    })
     .finally(() => {
       flushing = null;
       publishStatus();
@@ -299,11 +370,29 @@ function flush() {
   return flushing;
 }
 
+/// This identity is another copy's too: a new identity for this one.
+async function renewIdentity(enrolment, reason) {
+  return withChain(async () => {
+    const current = await store.get('enrolment');
+    if (current.agent_id !== enrolment.agent_id) return current; // done meanwhile
+    const base = await collectorBase(current);
+    try {
+      const renewed = await rekey(current, base, { reason, machineId: await machineId(current.station), agentVersion: AGENT_VERSION });
+      problem('rekey', null);
+      subscribed = false;
+      return renewed;
+    } catch (e) {
+      problem('rekey', `This browser profile's identity is also used by a copy of it elsewhere, and taking a new one failed: ${e.message}`);
+      throw e;
+    }
+  });
+}
+
 async function sendQueued() {
-  const enrolment = await store.get('enrolment');
-  if (!enrolment) return;
-  const base = await collectorBase(enrolment);
   for (;;) {
+    const enrolment = await store.get('enrolment');
+    if (!enrolment) return;
+    const base = await collectorBase(enrolment);
     const queued = await store.queued(BATCH_EVENTS);
     if (!queued.length) return;
     const batch = [];
@@ -324,8 +413,12 @@ async function sendQueued() {
       }
       await store.acknowledge(reply.ack.seq);
     }
-    if (reply.refused_code) {
-      if (!reply.rejected_seq) throw new GrpcError(reply.refused_code, reply.refused_message);
+    if (reply.refused_code === Code.ALREADY_EXISTS && reply.rejected_seq) {
+      // Another copy of this profile already sent this number: re-key, and
+      // send what is queued again as the new identity.
+      await renewIdentity(enrolment, 'chain-conflict');
+    } else if (reply.refused_code) {
+      if (!reply.rejected_seq) throw new Error(reply.refused_message || `refused (gRPC status ${reply.refused_code})`);
       // Authentic but refused for good: set aside, go on with the next.
       await store.remove(reply.rejected_seq);
       await store.put('set_aside', ((await store.get('set_aside')) ?? 0) + 1);
@@ -335,11 +428,12 @@ async function sendQueued() {
   }
 }
 
-// ---- heartbeats and rules ----
+// ---- heartbeats, rules and the notice ----
 
 async function heartbeat(enrolment) {
   const base = await collectorBase(enrolment);
   const timeMs = Math.max(Date.now() + clockOffsetMs, lastHeartbeatMs + 1);
+  const shadow = call('shadow_report');
   const { body } = call('heartbeat_body', {
     agent_id: enrolment.agent_id,
     time_ms: timeMs,
@@ -348,11 +442,18 @@ async function heartbeat(enrolment) {
     spool_backlog: await store.count(),
     spool_dropped: (await store.get('dropped')) ?? 0,
     station: enrolment.station,
+    shadow_version: shadow.version,
+    shadow_counts: shadow.version ? shadow.counts : {},
+    shadow_run: SHADOW_RUN,
+    machine_id: await machineId(enrolment.station),
+    // The heartbeat's own trouble is not news to the collector.
+    problems: [...problems].filter(([k]) => k !== 'heartbeat').flatMap(([, v]) => v),
   });
   const bodyBytes = fromBase64(body);
   const signed = call('signed', { body, signature: toBase64(await sign('tutela-heartbeat-v2', bodyBytes)) });
+  let reply;
   try {
-    await unary(base, 'tutela.v1.Ingest/Heartbeat', fromBase64(signed.bytes));
+    reply = call('heartbeat_reply', { bytes: toBase64(await unary(base, 'tutela.v1.Ingest/Heartbeat', fromBase64(signed.bytes))) });
     lastHeartbeatMs = timeMs;
     problem('heartbeat', null);
   } catch (e) {
@@ -361,10 +462,15 @@ async function heartbeat(enrolment) {
       clockOffsetMs = collectorMs - Date.now();
       problem('heartbeat', 'This device\'s clock is wrong; heartbeats use the collector\'s clock.');
     } else {
+      failedOver(e);
       problem('heartbeat', `Heartbeat failed: ${e.message}`);
     }
+    return;
   }
+  if (reply.rekey) await renewIdentity(enrolment, 'collector-request').catch(() => {});
 }
+
+const SAVED = { bundle: 'rules', shadow: 'shadow', exemptions: 'exemptions', notice: 'notice' };
 
 async function applyUpdate(bytes, enrolment, save) {
   const result = call('rules_update', {
@@ -375,9 +481,13 @@ async function applyUpdate(bytes, enrolment, save) {
   });
   if (result.applied) {
     problem(`rules-${result.kind}`, null);
-    if (save) await store.put(result.kind === 'bundle' ? 'rules' : 'exemptions', bytes);
+    if (save && SAVED[result.kind]) await store.put(SAVED[result.kind], bytes);
+    if (result.kind === 'notice') {
+      notice.hold(result.notice);
+      await notice.showIfDue(await user(enrolment));
+    }
   } else {
-    problem(`rules-${result.kind}`, `A ${result.kind} update from the collector was refused (${result.reason}); the rules in force stay.`);
+    problem(`rules-${result.kind}`, `A ${result.kind} update from the collector was refused (${result.reason}); the one in force stays.`);
   }
   return result;
 }
@@ -387,9 +497,11 @@ async function subscribe(enrolment) {
   subscribed = true;
   try {
     const base = await collectorBase(enrolment);
+    const status = call('status');
     const { body } = call('subscribe_body', {
       agent_id: enrolment.agent_id,
-      current_version: call('status').rules_version,
+      current_version: status.rules_version,
+      current_shadow_version: status.shadow_version,
       time_ms: Date.now(),
     });
     const signed = call('signed', { body, signature: toBase64(await sign('tutela-subscribe-v2', fromBase64(body))) });
@@ -399,6 +511,7 @@ async function subscribe(enrolment) {
       await publishStatus();
     });
   } catch (e) {
+    failedOver(e);
     problem('rules', `The rules stream from the collector ended: ${e.message}`);
   } finally {
     subscribed = false;
@@ -406,9 +519,15 @@ async function subscribe(enrolment) {
   }
 }
 
+async function sendNoticeAcks(enrolment) {
+  problem('notice', await notice.sendAcks(await collectorBase(enrolment)));
+}
+
 // ---- sensors ----
 
 const pages = new Map();
+/// Tab id -> this visit's id, new whenever the tab goes to another address.
+const visits = new Map();
 
 async function observeTab(tab) {
   if (!tab || !tab.active || !/^https?:/.test(tab.url ?? '')) return;
@@ -417,7 +536,8 @@ async function observeTab(tab) {
   pages.set(tab.id, { url: tab.url, title: tab.title });
   await ready;
   const draft = call('observe_page', { url: tab.url, title: tab.title ?? '', now_ms: Date.now() });
-  if (draft) await raise(draft, tab);
+  if (!visits.has(tab.id)) visits.set(tab.id, randomId());
+  if (draft) await raise(draft, tab, visits.get(tab.id));
 }
 
 async function typed(tab, message) {
@@ -438,8 +558,22 @@ async function typed(tab, message) {
   if (draft && draft.source === SOURCE_TYPED) await raise(draft, tab);
 }
 
+async function noticeAcknowledged(message, sender) {
+  await ready;
+  const enrolment = await store.get('enrolment');
+  if (!enrolment) return;
+  if (await notice.acknowledged(message, sender.tab?.id, enrolment, await user(enrolment))) {
+    await sendNoticeAcks(enrolment);
+    await publishStatus();
+  }
+}
+
 chrome.tabs.onUpdated.addListener((tabId, change, tab) => {
-  if (change.url) safeCall('typed_reset', { tab: tabId });
+  if (change.url) {
+    visits.set(tabId, randomId());
+    safeCall('typed_reset', { tab: tabId });
+    ready.then(async () => notice.tabNavigated(tabId, change.url, await user()));
+  }
   if (change.url || change.title || change.status === 'complete') observeTab(tab);
 });
 chrome.tabs.onActivated.addListener(({ tabId }) => {
@@ -447,11 +581,19 @@ chrome.tabs.onActivated.addListener(({ tabId }) => {
 });
 chrome.tabs.onRemoved.addListener((tabId) => {
   pages.delete(tabId);
+  visits.delete(tabId);
   safeCall('typed_reset', { tab: tabId });
+  ready.then(async () => notice.tabClosed(tabId, await user()));
 });
 chrome.runtime.onMessage.addListener((message, sender) => {
+  if (sender.id !== chrome.runtime.id) return;
+  // The notice page, this extension's own.
+  if (message?.kind === 'notice-ack' && sender.url?.startsWith(chrome.runtime.getURL('notice.html'))) {
+    noticeAcknowledged(message, sender);
+    return;
+  }
   // Only this extension's own content scripts, from a tab.
-  if (sender.id !== chrome.runtime.id || !sender.tab || message?.kind !== 'typed') return;
+  if (!sender.tab || message?.kind !== 'typed') return;
   typed(sender.tab, message);
 });
 chrome.alarms.onAlarm.addListener((alarm) => {
@@ -465,9 +607,13 @@ async function tick() {
   await ready;
   const enrolment = await ensureEnrolled();
   if (enrolment) {
+    await foldEnded();
     await heartbeat(enrolment);
-    subscribe(enrolment);
+    const current = await store.get('enrolment');
+    subscribe(current);
     await flush();
+    await sendNoticeAcks(current);
+    await notice.showIfDue(await user(current));
   }
   await publishStatus();
 }
@@ -475,11 +621,13 @@ async function tick() {
 async function start() {
   await loadEngine();
   try {
-    AGENT_VERSION += ` ${(await chrome.runtime.getPlatformInfo()).os}`;
+    PLATFORM = (await chrome.runtime.getPlatformInfo()).os;
+    AGENT_VERSION += ` ${PLATFORM}`;
   } catch { /* the platform stays unnamed */ }
   const enrolment = await store.get('enrolment');
-  // The rules and exemptions last applied, checked again as on arrival.
-  for (const key of ['rules', 'exemptions']) {
+  // The rules, shadow rules, exemptions and notice last applied, checked
+  // again as on arrival (the notice is shown before the collector is reached).
+  for (const key of ['rules', 'shadow', 'exemptions', 'notice']) {
     const saved = enrolment && (await store.get(key));
     if (saved) {
       try { await applyUpdate(saved, enrolment, false); } catch (e) { problem(key, e.message); }

@@ -11,7 +11,10 @@ export class GrpcError extends Error {
 }
 
 // gRPC status codes the extension acts on.
-export const Code = { OK: 0, UNAVAILABLE: 14, INTERNAL: 13, FAILED_PRECONDITION: 9, ALREADY_EXISTS: 6 };
+export const Code = {
+  OK: 0, INVALID_ARGUMENT: 3, ALREADY_EXISTS: 6, RESOURCE_EXHAUSTED: 8, FAILED_PRECONDITION: 9,
+  INTERNAL: 13, UNAVAILABLE: 14,
+};
 
 function frame(message) {
   const out = new Uint8Array(5 + message.length);
@@ -48,7 +51,10 @@ async function post(base, path, message, signal) {
     });
   } catch (e) {
     // The network, TLS (an untrusted certificate) or the collector is down.
-    throw new GrpcError(Code.UNAVAILABLE, `cannot reach the collector at ${base} (${e.message}); check the address and that this device trusts the collector's certificate`);
+    const error = new GrpcError(Code.UNAVAILABLE, `cannot reach the collector at ${base} (${e.message}); check the address and that this device trusts the collector's certificate`);
+    error.unreachable = true;
+    error.base = base;
+    throw error;
   }
   if (!response.ok) throw new GrpcError(Code.UNAVAILABLE, `the collector answered HTTP ${response.status}`);
   const headers = {};

@@ -3,10 +3,14 @@
 // unreachable collector, refused rules). Never shows typed text or captures.
 const FACTS = [
   ['enrolled', 'Enrolled'], ['agent_id', 'Agent id'], ['station', 'Station'],
-  ['collector', 'Collector'], ['fingerprint', 'Certificate SHA-256'],
-  ['rules_version', 'Rules version'], ['exemptions', 'Exemptions in force'],
-  ['queued', 'Alerts waiting to send'], ['set_aside', 'Alerts refused'],
+  ['user', 'User'], ['collector', 'Collector'], ['fingerprint', 'Certificate SHA-256'],
+  ['rules_version', 'Rules version'], ['shadow_version', 'Candidate (shadow) rules'],
+  ['exemptions', 'Exemptions in force'], ['notice_version', 'Monitoring notice version'],
+  ['notice_acks_waiting', 'Notice acknowledgements waiting to send'],
+  ['queued', 'Alerts waiting to send'], ['last_seq', 'Events numbered'],
+  ['repeats_pending', 'Repeats to fold into alerts'], ['set_aside', 'Alerts refused'],
   ['dropped', 'Alerts dropped (queue full)'], ['subscribed', 'Receiving rules'],
+  ['rekeyed_from', 'Re-keyed from (a copied profile)'],
 ];
 
 function render(status) {

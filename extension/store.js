@@ -88,3 +88,18 @@ export async function bound(maxEvents) {
   await done(tx);
   return victims.length;
 }
+
+// After a re-key: the new key pair, enrolment, chain and the queue moved to
+// the new identity, all in one transaction (an event is never left signed
+// by one identity and chained for another).
+export async function rekeyed(identity, enrolment, events, chain) {
+  const tx = (await open()).transaction(['queue', 'state'], 'readwrite');
+  const queue = tx.objectStore('queue');
+  queue.clear();
+  for (const e of events) queue.put(e);
+  const state = tx.objectStore('state');
+  state.put(identity, 'identity');
+  state.put(enrolment, 'enrolment');
+  state.put(chain, 'chain');
+  await done(tx);
+}

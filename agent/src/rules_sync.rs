@@ -478,6 +478,7 @@ impl RulesSync {
             shadow_version,
             machine_id: self.host.clone(),
             shadow_run: self.shadow.run_id().to_owned(),
+            problems: Vec::new(),
         }
         .encode_to_vec())
     }

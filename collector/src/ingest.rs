@@ -408,7 +408,7 @@ fn record_heartbeat(
     // says) or the heartbeat is not newer than the last one.
     let recorded = conn.execute(
         "UPDATE agents SET last_seen_ms = ?2, agent_version = ?3, rules_version = ?4,
-            spool_backlog = ?5, spool_dropped = ?6, last_heartbeat_ms = ?7
+            spool_backlog = ?5, spool_dropped = ?6, last_heartbeat_ms = ?7, problems = ?8
          WHERE agent_id = ?1 AND revoked = 0 AND last_heartbeat_ms < ?7",
         rusqlite::params![
             body.agent_id,
@@ -417,7 +417,8 @@ fn record_heartbeat(
             body.rules_version,
             body.spool_backlog as i64,
             body.spool_dropped as i64,
-            body.time_ms
+            body.time_ms,
+            agent_problems(&body.problems)
         ],
     )?;
     if recorded == 0 {
@@ -430,6 +431,27 @@ fn record_heartbeat(
         tracing::warn!(error = %e, agent_id = %body.agent_id, "cannot check the agent's machine");
         false
     })))
+}
+
+/// The problems an agent reports, as stored: the first few, each on one line
+/// and cut at a character boundary (status for the technician, so a long or
+/// odd one is shortened rather than the heartbeat refused).
+fn agent_problems(problems: &[String]) -> String {
+    problems
+        .iter()
+        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|p| !p.is_empty())
+        .take(tutela_proto::limits::MAX_AGENT_PROBLEMS)
+        .map(|mut p| {
+            let mut end = p.len().min(tutela_proto::limits::MAX_NAME_BYTES);
+            while !p.is_char_boundary(end) {
+                end -= 1;
+            }
+            p.truncate(end);
+            p
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// When `signature` does not verify over the domain-separated bytes but does
@@ -577,5 +599,32 @@ impl IngestService {
             latest_rules_version: 0,
             rekey,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::agent_problems;
+
+    #[test]
+    fn agent_problems_are_kept_short_one_per_line_and_few() {
+        assert_eq!(agent_problems(&[]), "");
+        let many: Vec<String> = (0..20).map(|i| format!("problem {i}")).collect();
+        let kept = agent_problems(&many);
+        assert_eq!(
+            kept.lines().count(),
+            tutela_proto::limits::MAX_AGENT_PROBLEMS
+        );
+        assert!(kept.starts_with("problem 0\nproblem 1\n"));
+        // New lines inside a problem cannot forge another line; blanks are dropped.
+        let odd = agent_problems(&["a\nforged\tline".into(), "  ".into(), "é".repeat(200)]);
+        let lines: Vec<&str> = odd.lines().collect();
+        assert_eq!(lines[0], "a forged line");
+        assert_eq!(lines.len(), 2);
+        assert!(lines[1].len() <= tutela_proto::limits::MAX_NAME_BYTES);
+        assert!(
+            lines[1].chars().all(|c| c == 'é'),
+            "cut at a character boundary"
+        );
     }
 }

@@ -579,7 +579,7 @@ fn main() -> Result<()> {
             let mut conn = store::open(&dir)?;
             match command {
                 AgentsCommand::List => {
-                    let mut stmt = conn.prepare("SELECT agent_id, station, grp, revoked, last_seq, COALESCE(last_seen_ms, 0), COALESCE(flag, '') FROM agents ORDER BY enrolled_ms")?;
+                    let mut stmt = conn.prepare("SELECT agent_id, station, grp, revoked, last_seq, COALESCE(last_seen_ms, 0), COALESCE(flag, ''), problems FROM agents ORDER BY enrolled_ms")?;
                     let rows = stmt.query_map([], |r| {
                         Ok((
                             r.get::<_, String>(0)?,
@@ -589,16 +589,22 @@ fn main() -> Result<()> {
                             r.get::<_, i64>(4)?,
                             r.get::<_, i64>(5)?,
                             r.get::<_, String>(6)?,
+                            r.get::<_, String>(7)?,
                         ))
                     })?;
                     for row in rows {
-                        let (id, station, grp, revoked, last_seq, seen, flag) = row?;
+                        let (id, station, grp, revoked, last_seq, seen, flag, problems) = row?;
                         let flag = if flag.is_empty() {
                             String::new()
                         } else {
                             format!(" flag={flag:?}")
                         };
-                        println!("{id} station={station} group={grp} revoked={revoked} last_seq={last_seq} last_seen_ms={seen}{flag}");
+                        let problems = if problems.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" problems={problems:?}")
+                        };
+                        println!("{id} station={station} group={grp} revoked={revoked} last_seq={last_seq} last_seen_ms={seen}{flag}{problems}");
                     }
                 }
                 AgentsCommand::Revoke {

@@ -130,6 +130,8 @@ pub fn open(dir: &Path) -> Result<Connection, rusqlite::Error> {
         "INTEGER NOT NULL DEFAULT 0",
     )?;
     add_column(&conn, "alerts", "signed_as", "INTEGER NOT NULL DEFAULT 1")?;
+    // What the agent's last heartbeat said is wrong with it (lines; empty: nothing).
+    add_column(&conn, "agents", "problems", "TEXT NOT NULL DEFAULT ''")?;
     Ok(conn)
 }
 

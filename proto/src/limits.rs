@@ -32,3 +32,5 @@ pub const MAX_NOTICE_TEXT_BYTES: usize = 16 * 1024;
 pub const MAX_NOTICE_URL_BYTES: usize = 512;
 /// Largest signed notice acknowledgement body, in bytes.
 pub const MAX_NOTICE_ACK_BYTES: usize = 4096;
+/// Most problems a heartbeat's `problems` carries that the collector keeps.
+pub const MAX_AGENT_PROBLEMS: usize = 8;

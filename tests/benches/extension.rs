@@ -32,22 +32,20 @@ fn workspace() -> PathBuf {
 fn packed_size(dir: &Path) -> u64 {
     let out = std::env::temp_dir().join(format!("tutela-extension-{}.zip", std::process::id()));
     let _ = std::fs::remove_file(&out);
-    let files = [
-        "manifest.json",
-        "schema.json",
-        "background.js",
-        "engine.js",
-        "grpcweb.js",
-        "store.js",
-        "content.js",
-        "status.html",
-        "status.js",
-        "tutela.wasm",
-    ];
+    // Every file at the top of extension/ but its build script: what the
+    // unpacked extension is (extension/wasm is the engine's source).
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "build.sh")
+        .collect();
+    files.sort();
     let zipped = Command::new("python3")
         .args(["-m", "zipfile", "-c"])
         .arg(&out)
-        .args(files)
+        .args(&files)
         .current_dir(dir)
         .status()
         .expect("python3 runs");

@@ -178,6 +178,7 @@ fn build(scratch: &std::path::Path) -> Value {
         shadow_version: 8,
         machine_id: hex::encode(sha256(b"machine")),
         shadow_run: "run-1".into(),
+        problems: Vec::new(),
     }
     .encode_to_vec();
     let heartbeat_message = tutela_proto::heartbeat_message(&heartbeat_body);

@@ -39,6 +39,8 @@ pub struct Station {
     pub spool_dropped: i64,
     pub flag: String,
     pub silent: bool,
+    /// What the agent's last heartbeat reported wrong with it, one per line.
+    pub problems: String,
 }
 
 /// The kind of device an agent version names. The browser extension
@@ -63,12 +65,14 @@ pub fn platform(agent_version: &str) -> &'static str {
 }
 
 impl Station {
-    /// `flagged`, `silent` or `ok`.
+    /// `flagged`, `silent`, `problem` (the agent reports one) or `ok`.
     pub fn health(&self) -> &'static str {
         if !self.flag.is_empty() {
             "flagged"
         } else if self.silent {
             "silent"
+        } else if !self.problems.is_empty() {
+            "problem"
         } else {
             "ok"
         }
@@ -84,7 +88,7 @@ pub fn stations(app: &App, conn: &Connection, now: i64) -> rusqlite::Result<Vec<
             .collect();
     let mut stmt = conn.prepare(
         "SELECT agent_id, station, grp, last_seen_ms, agent_version, rules_version,
-                spool_backlog, spool_dropped, COALESCE(flag, '')
+                spool_backlog, spool_dropped, COALESCE(flag, ''), problems
          FROM agents WHERE revoked = 0 ORDER BY grp, station",
     )?;
     let mut rows = stmt
@@ -101,13 +105,15 @@ pub fn stations(app: &App, conn: &Connection, now: i64) -> rusqlite::Result<Vec<
                 spool_backlog: r.get(6)?,
                 spool_dropped: r.get(7)?,
                 flag: r.get(8)?,
+                problems: r.get(9)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     rows.sort_by_key(|s| match s.health() {
         "flagged" => 0,
         "silent" => 1,
-        _ => 2,
+        "problem" => 2,
+        _ => 3,
     });
     Ok(rows)
 }
@@ -121,12 +127,13 @@ pub fn page_handler(app: &App, conn: &Connection, req: &Req) -> Result<Response,
     let rows = stations(app, conn, now)?;
     let silent = rows.iter().filter(|s| s.health() == "silent").count();
     let flagged = rows.iter().filter(|s| s.health() == "flagged").count();
+    let troubled = rows.iter().filter(|s| s.health() == "problem").count();
     let manages = may_manage_stations(viewer.role);
     let shadow = shadow_section(conn)?;
     let body = html! {
         h1 { "Fleet" }
         p #fleet-summary {
-            (rows.len()) " stations: " (silent) " silent, " (flagged) " flagged. Silent means no heartbeat or event for more than "
+            (rows.len()) " stations: " (silent) " silent, " (flagged) " flagged, " (troubled) " reporting a problem. Silent means no heartbeat or event for more than "
             (app.fleet.silent_after_mins) " minutes of school time ("
             (app.fleet.school_days.join(", ")) " " (app.fleet.school_hours) ")."
         }
@@ -141,6 +148,7 @@ pub fn page_handler(app: &App, conn: &Connection, req: &Req) -> Result<Response,
                     @let class = match s.health() {
                         "flagged" => Some("flagged"),
                         "silent" => Some("silent"),
+                        "problem" => Some("problem"),
                         _ => None,
                     };
                     tr class=[class] data-agent=(s.agent_id) {
@@ -154,6 +162,9 @@ pub fn page_handler(app: &App, conn: &Connection, req: &Req) -> Result<Response,
                         td {
                             @if s.flag.is_empty() { (s.health()) } @else {
                                 "flagged: " (s.flag) @if s.silent { " (also silent)" }
+                            }
+                            @if !s.problems.is_empty() {
+                                "; the agent reports: " (s.problems.replace('\n', "; "))
                             }
                         }
                         @if manages { (station_actions(&viewer, s)) }

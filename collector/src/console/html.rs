@@ -98,7 +98,7 @@ header a{color:#fff;margin-right:14px;text-decoration:none;font-weight:600}heade
 header nav{display:flex;align-items:center;flex:1}header .who{margin-left:auto;margin-right:8px;opacity:.85}
 main{padding:14px 16px;max-width:1400px;margin:0 auto}
 h1{font-size:20px;margin:4px 0 12px}h2{font-size:16px;margin:18px 0 8px}
-tr.silent td{background:#fdecea}tr.flagged td{background:#fff4d6}table{border-collapse:collapse;width:100%;background:#fff}th,td{padding:5px 7px;border-bottom:1px solid #e2e5ea;text-align:left;vertical-align:top}
+tr.silent td{background:#fdecea}tr.flagged td{background:#fff4d6}tr.problem td{background:#fff4d6}table{border-collapse:collapse;width:100%;background:#fff}th,td{padding:5px 7px;border-bottom:1px solid #e2e5ea;text-align:left;vertical-align:top}
 th{background:#eef0f4;font-weight:600;white-space:nowrap}tr.fresh{background:#fff7d6}
 td.ctx{max-width:420px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;color:#444}
 .sev{display:inline-block;min-width:22px;text-align:center;border-radius:4px;color:#fff;font-weight:700;padding:0 5px}

@@ -7,13 +7,14 @@
 //! -> ptr`: the caller writes a JSON request (`{"op": ..., ...}`) into memory
 //! it allocated, and gets back a pointer to a little-endian `u32` length and
 //! that many bytes of JSON reply (`{"ok": ...}` or `{"error": "..."}`), valid
-//! until the next call. Binary fields are standard base64. `extension/README`
-//! in the repository's README lists the operations.
+//! until the next call. Binary fields are standard base64. `dispatch` lists
+//! the operations.
 //!
 //! Typed text lives only in this module's memory (one rolling buffer per
 //! tab), never in storage.
 
 mod matching;
+mod notice;
 mod wire;
 
 use std::cell::RefCell;
@@ -53,6 +54,12 @@ fn dispatch(engine: &mut Engine, request: &Value) -> Result<Value, Failure> {
         "heartbeat_body" => wire::heartbeat_body(request),
         "heartbeat_reply" => wire::heartbeat_reply(request),
         "subscribe_body" => wire::subscribe_body(request),
+        "rekey_message" => wire::rekey_message(request),
+        "rekey_request" => wire::rekey_request(request),
+        "event_rebody" => wire::event_rebody(request),
+        "notice_ack_body" => notice::ack_body(request),
+        "notice_ack_reply" => wire::notice_ack_reply(request),
+        "shadow_report" => Ok(engine.shadow_report()),
         "signed" => wire::signed(request),
         "rules_update" => engine.rules_update(request),
         "observe_page" => engine.observe_page(request),

@@ -1,9 +1,11 @@
 //! The rules the extension runs: signed bundles and exemption sets checked
 //! exactly as the native agent checks them (strict RFC 8032 signatures with
 //! the bundle key given at enrolment), and the page and typed-text matching
-//! that turns an observation into an alert's content.
+//! that turns an observation into an alert's content. A shadow (candidate)
+//! bundle runs beside the live one and only counts its would-be matches for
+//! the heartbeat; it never makes an alert.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use prost::Message;
@@ -19,6 +21,8 @@ use crate::Failure;
 const NEVER_EXEMPT_SEVERITY: u8 = 5;
 /// The longest exemption honoured (the collector allows no longer).
 const MAX_EXEMPTION_MS: i64 = 16 * 7 * 86_400_000;
+/// Most shadow rules reported in a heartbeat (the noisiest), as the native agent.
+const MAX_REPORTED_SHADOW_RULES: usize = 1000;
 
 /// One exemption in force for this device's group.
 #[derive(Debug, Clone)]
@@ -36,6 +40,12 @@ pub struct Engine {
     exemptions: Vec<Exemption>,
     exemptions_issued_ms: i64,
     typed: HashMap<i64, TypedMatcher>,
+    shadow: Option<Arc<Matcher>>,
+    shadow_typed: HashMap<i64, TypedMatcher>,
+    /// Would-be matches of the shadow pack per rule id, since it was applied.
+    shadow_counts: BTreeMap<String, u64>,
+    /// The monitoring notice held (0: none).
+    pub(crate) notice_version: u32,
 }
 
 impl std::fmt::Debug for Engine {
@@ -59,14 +69,62 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
+/// Backspaces, then each character, then (at a pause) what is pending.
+fn feed(typed: &mut TypedMatcher, backspaces: i64, text: &str, flush: bool) -> Vec<Match> {
+    for _ in 0..backspaces {
+        typed.backspace();
+    }
+    let mut matches = Vec::new();
+    for c in text.chars() {
+        matches.extend(typed.push(c));
+    }
+    if flush {
+        matches.extend(typed.flush());
+    }
+    matches
+}
+
 impl Engine {
     /// The live rules' version (0: none yet).
     pub fn version(&self) -> u32 {
         self.live.as_ref().map_or(0, |m| m.version())
     }
 
+    /// The shadow rules' version (0: none).
+    pub fn shadow_version(&self) -> u32 {
+        self.shadow.as_ref().map_or(0, |m| m.version())
+    }
+
+    /// The shadow version and its counts per rule for the heartbeat: the
+    /// noisiest rules when there are many.
+    pub fn shadow_report(&self) -> Value {
+        let mut counts: Vec<(&String, &u64)> = self.shadow_counts.iter().collect();
+        counts.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        counts.truncate(MAX_REPORTED_SHADOW_RULES);
+        let counts: serde_json::Map<String, Value> = counts
+            .into_iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        json!({"version": self.shadow_version(), "counts": counts})
+    }
+
+    /// Counts one observation's shadow matches, each rule once, after the
+    /// exemptions (as the native agent counts).
+    fn shadow_count(&mut self, matches: Vec<Match>, now_ms: i64) {
+        let mut seen: Vec<String> = Vec::new();
+        for m in matches {
+            if self.exempt(&m, now_ms) || seen.contains(&m.rule_id) {
+                continue;
+            }
+            *self.shadow_counts.entry(m.rule_id.clone()).or_default() += 1;
+            seen.push(m.rule_id);
+        }
+    }
+
     pub fn status(&self) -> Value {
         json!({
+            "shadow_version": self.shadow_version(),
+            "notice_version": self.notice_version,
             "rules_version": self.version(),
             "pack_id": self.live.as_ref().map(|m| m.pack_id().to_owned()),
             "terms": self.live.as_ref().map_or(0, |m| m.term_count()),
@@ -87,9 +145,6 @@ impl Engine {
             Some(rules_update::Update::Bundle(bundle)) => {
                 let refused =
                     |why: String| Ok(json!({"kind": "bundle", "applied": false, "reason": why}));
-                if bundle.shadow {
-                    return refused("a shadow pack: the extension runs live packs only".into());
-                }
                 let release = tutela_proto::release_message(
                     &sha256(&bundle.bundle),
                     bundle.version,
@@ -101,7 +156,12 @@ impl Engine {
                             .into(),
                     );
                 }
-                let current = self.live.as_ref().map(|m| m.version());
+                // A shadow bundle must be newer than the shadow and the live rules.
+                let current = if bundle.shadow {
+                    Some(self.version().max(self.shadow_version()))
+                } else {
+                    self.live.as_ref().map(|m| m.version())
+                };
                 let verified = match tutela_rules::bundle::verify(&bundle.bundle, &key, current) {
                     Ok(v) => v,
                     Err(e) => return refused(e.to_string()),
@@ -116,10 +176,23 @@ impl Engine {
                     Ok(m) => Arc::new(m),
                     Err(e) => return refused(e.to_string()),
                 };
-                self.typed.clear();
-                self.live = Some(matcher);
+                let kind = if bundle.shadow { "shadow" } else { "bundle" };
+                if bundle.shadow {
+                    self.shadow_typed.clear();
+                    self.shadow_counts.clear();
+                    self.shadow = Some(matcher);
+                } else {
+                    self.typed.clear();
+                    self.live = Some(matcher);
+                    // The candidate went live (or was passed): shadow mode ends.
+                    if self.shadow_version() <= verified.version {
+                        self.shadow = None;
+                        self.shadow_typed.clear();
+                        self.shadow_counts.clear();
+                    }
+                }
                 Ok(
-                    json!({"kind": "bundle", "applied": true, "version": verified.version, "pack_id": verified.pack_id}),
+                    json!({"kind": kind, "applied": true, "version": verified.version, "pack_id": verified.pack_id}),
                 )
             }
             Some(rules_update::Update::Exemptions(signed)) => {
@@ -166,10 +239,12 @@ impl Engine {
                     .collect();
                 Ok(json!({"kind": "exemptions", "applied": true, "count": self.exemptions.len()}))
             }
-            // Shown by the native agents; the extension's notice page is still to come.
-            Some(rules_update::Update::Notice(_)) => Ok(
-                json!({"kind": "notice", "applied": false, "reason": "this extension does not show monitoring notices yet"}),
-            ),
+            Some(rules_update::Update::Notice(signed)) => Ok(crate::notice::apply(
+                self,
+                &signed,
+                &key,
+                &text(request, "group"),
+            )),
             None => Ok(
                 json!({"kind": "unknown", "applied": false, "reason": "an update of a kind this extension does not know"}),
             ),
@@ -210,8 +285,20 @@ impl Engine {
                 }
             }
         }
+        let now_ms = int(request, "now_ms");
+        if let Some(shadow) = self.shadow.clone() {
+            let mut would = if url.is_empty() {
+                Vec::new()
+            } else {
+                shadow.find_url(&url)
+            };
+            if !title.is_empty() {
+                would.extend(shadow.find(Scope::Title, &title));
+            }
+            self.shadow_count(would, now_ms);
+        }
         let search = tutela_rules::search_query(&url).unwrap_or_default();
-        Ok(self.draft(matches, int(request, "now_ms"), &title, &url, &search))
+        Ok(self.draft(matches, now_ms, &title, &url, &search))
     }
 
     /// Typed text in a tab: `{tab, text, backspaces, flush, title, url,
@@ -222,24 +309,30 @@ impl Engine {
             return Ok(Value::Null);
         };
         let tab = int(request, "tab");
+        let (backspaces, typed_text) = (
+            int(request, "backspaces").clamp(0, 4096),
+            text(request, "text"),
+        );
+        let flush = request["flush"].as_bool().unwrap_or(false);
         let typed = self.typed.entry(tab).or_insert_with(|| matcher.typed());
-        for _ in 0..int(request, "backspaces").clamp(0, 4096) {
-            typed.backspace();
-        }
-        let mut matches = Vec::new();
-        for c in text(request, "text").chars() {
-            matches.extend(typed.push(c));
-        }
-        if request["flush"].as_bool().unwrap_or(false) {
-            matches.extend(typed.flush());
+        let matches = feed(typed, backspaces, &typed_text, flush);
+        let now_ms = int(request, "now_ms");
+        if let Some(shadow) = self.shadow.clone() {
+            let typed = self
+                .shadow_typed
+                .entry(tab)
+                .or_insert_with(|| shadow.typed());
+            let would = feed(typed, backspaces, &typed_text, flush);
+            self.shadow_count(would, now_ms);
         }
         let (title, url) = (text(request, "title"), text(request, "url"));
-        Ok(self.draft(matches, int(request, "now_ms"), &title, &url, ""))
+        Ok(self.draft(matches, now_ms, &title, &url, ""))
     }
 
     /// Forgets a tab's typed text (closed, navigated, or a sign-in page).
     pub fn typed_reset(&mut self, request: &Value) -> Result<Value, Failure> {
         self.typed.remove(&int(request, "tab"));
+        self.shadow_typed.remove(&int(request, "tab"));
         Ok(Value::Null)
     }
 

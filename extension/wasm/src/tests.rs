@@ -8,7 +8,8 @@ use prost::Message;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::{json, Value};
 use tutela_proto::v1::{
-    rules_update, Exemption, ExemptionSet, RuleBundle, RulesUpdate, SignedExemptions,
+    rules_update, Exemption, ExemptionSet, Notice, NoticeMode, RuleBundle, RulesUpdate,
+    SignedExemptions, SignedNotice,
 };
 
 use crate::Engine;
@@ -252,4 +253,111 @@ fn event_bodies_keep_to_the_protocol_limits() {
     assert_eq!(event.matches[0].severity, 5, "the most severe are kept");
     let refused = crate::handle(br#"{"op": "event_body", "seq": 0, "prev_hash": ""}"#);
     assert!(refused["error"].is_string());
+}
+
+fn notice(group: &str, version: u32, signer: &Ed25519KeyPair) -> Vec<u8> {
+    let body = Notice {
+        group: group.into(),
+        version,
+        text: format!(
+            "Version {version}: use of this device is monitored. https://school.test/aup"
+        ),
+        mode: NoticeMode::EverySignIn as i32,
+        concern_url: "https://school.test/concern".into(),
+        issued_ms: NOW,
+    }
+    .encode_to_vec();
+    let signature = signer.sign(&tutela_proto::notice_message(&body));
+    RulesUpdate {
+        update: Some(rules_update::Update::Notice(SignedNotice {
+            body,
+            signature: signature.as_ref().to_vec(),
+        })),
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn a_shadow_bundle_counts_would_be_matches_and_raises_nothing() {
+    let trusted = key();
+    let mut engine = Engine::default();
+    let live = tutela_rules::bundle::sign(&pack(1), &trusted).unwrap();
+    assert_eq!(
+        apply(&mut engine, &release(live, 1, false, &trusted), &trusted)["applied"],
+        true
+    );
+    let candidate = pack(2).replace("\"pipe bomb\"", "\"pipe bomb\", \"zip gun\"");
+    let shadow = tutela_rules::bundle::sign(&candidate, &trusted).unwrap();
+    let applied = apply(
+        &mut engine,
+        &release(shadow.clone(), 2, true, &trusted),
+        &trusted,
+    );
+    assert_eq!(applied["kind"], "shadow", "{applied}");
+    assert_eq!(applied["applied"], true, "{applied}");
+    assert_eq!(engine.version(), 1, "the live rules stay");
+
+    assert_eq!(
+        typed_alert(&mut engine, "a zip gun "),
+        Value::Null,
+        "a shadow term raises nothing"
+    );
+    assert!(
+        !typed_alert(&mut engine, "a pipe bomb ").is_null(),
+        "a live term still alerts"
+    );
+    let page = engine
+        .observe_page(&json!({"url": "https://x.test/", "title": "zip gun forum", "now_ms": NOW}))
+        .unwrap();
+    assert_eq!(page, Value::Null);
+    let report = engine.shadow_report();
+    assert_eq!(report["version"], 2);
+    let counts = report["counts"].as_object().unwrap();
+    let zip = counts.iter().find(|(k, _)| k.contains("zip gun")).unwrap();
+    assert_eq!(zip.1, 2, "{report}");
+    assert!(counts.keys().any(|k| k.contains("pipe bomb")), "{report}");
+
+    // The same or an older shadow version is refused; the live version 2 ends shadow mode.
+    assert_eq!(
+        apply(&mut engine, &release(shadow, 2, true, &trusted), &trusted)["applied"],
+        false
+    );
+    let live2 = tutela_rules::bundle::sign(&pack(2), &trusted).unwrap();
+    assert_eq!(
+        apply(&mut engine, &release(live2, 2, false, &trusted), &trusted)["applied"],
+        true
+    );
+    assert_eq!(engine.shadow_version(), 0);
+    assert_eq!(engine.shadow_report()["counts"], json!({}));
+}
+
+#[test]
+fn only_a_signed_notice_for_the_group_no_older_than_the_held_one_is_shown() {
+    let trusted = key();
+    let forger = key();
+    let mut engine = Engine::default();
+    let forged = apply(&mut engine, &notice("year-10", 1, &forger), &trusted);
+    assert_eq!(forged["applied"], false, "{forged}");
+    let other = apply(&mut engine, &notice("staff", 1, &trusted), &trusted);
+    assert_eq!(other["applied"], false, "{other}");
+    assert!(other["reason"].as_str().unwrap().contains("another group"));
+
+    let shown = apply(&mut engine, &notice("year-10", 2, &trusted), &trusted);
+    assert_eq!(shown["applied"], true, "{shown}");
+    assert_eq!(shown["notice"]["version"], 2);
+    assert!(shown["notice"]["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("Version 2:"));
+    assert_eq!(
+        shown["notice"]["concern_url"],
+        "https://school.test/concern"
+    );
+    let sha = STANDARD
+        .decode(shown["notice"]["sha256"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(sha.len(), 32);
+    let older = apply(&mut engine, &notice("year-10", 1, &trusted), &trusted);
+    assert_eq!(older["applied"], false, "{older}");
+    assert_eq!(engine.status()["notice_version"], 2);
 }

@@ -6,12 +6,14 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use prost::Message;
 use serde_json::{json, Value};
-use tutela_proto::limits::{MAX_FIELD_BYTES, MAX_ID_BYTES, MAX_MATCHES, MAX_NAME_BYTES};
+use tutela_proto::limits::{
+    MAX_AGENT_PROBLEMS, MAX_FIELD_BYTES, MAX_ID_BYTES, MAX_MATCHES, MAX_NAME_BYTES,
+};
 use tutela_proto::token::EnrolmentToken;
 use tutela_proto::v1::{
     CaptureInfo, EnrolRequest, EnrolResponse, EventBatch, EventBatchReply, EventBody,
-    HeartbeatBody, HeartbeatReply, Observation, RuleMatch, SignedEvent, SignedHeartbeat,
-    SubscribeBody,
+    HeartbeatBody, HeartbeatReply, NoticeAckReply, Observation, RekeyRequest, RuleMatch,
+    SignedEvent, SignedHeartbeat, SubscribeBody,
 };
 
 use crate::Failure;
@@ -54,6 +56,7 @@ pub fn parse_token(request: &Value) -> Result<Value, Failure> {
         .map_err(|e| e.to_string())?;
     Ok(json!({
         "collector": token.collector,
+        "fallbacks": token.fallbacks,
         "fingerprint": token.fingerprint.to_ascii_lowercase(),
         "secret": token.secret,
         "expires_ms": token.expires_ms,
@@ -152,9 +155,13 @@ pub fn event_body(request: &Value) -> Result<Value, Failure> {
         matches,
         capture,
         rules_version: int(request, "rules_version").max(0) as u32,
-        count: 1,
+        // A folded record of repeats says how many; a first alert is 1.
+        count: request["count"]
+            .as_u64()
+            .unwrap_or(1)
+            .min(u64::from(u32::MAX)) as u32,
         dropped_before: int(request, "dropped_before").max(0) as u64,
-        repeat_of: String::new(),
+        repeat_of: cut(text(request, "repeat_of"), MAX_ID_BYTES),
     };
     Ok(json!({ "body": b64(&body.encode_to_vec()) }))
 }
@@ -196,7 +203,27 @@ pub fn heartbeat_body(request: &Value) -> Result<Value, Failure> {
         spool_backlog: int(request, "spool_backlog").max(0) as u64,
         spool_dropped: int(request, "spool_dropped").max(0) as u64,
         station: cut(text(request, "station"), MAX_NAME_BYTES),
-        ..HeartbeatBody::default()
+        shadow_counts: request["shadow_counts"]
+            .as_object()
+            .map(|counts| {
+                counts
+                    .iter()
+                    .map(|(rule, n)| (cut(rule.clone(), MAX_NAME_BYTES), n.as_u64().unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        shadow_version: int(request, "shadow_version").clamp(0, i64::from(u32::MAX)) as u32,
+        shadow_run: cut(text(request, "shadow_run"), MAX_ID_BYTES),
+        machine_id: text(request, "machine_id"),
+        problems: request["problems"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(Value::as_str)
+            .take(MAX_AGENT_PROBLEMS)
+            .map(|p| cut(p.to_owned(), MAX_NAME_BYTES))
+            .collect(),
     };
     Ok(json!({ "body": b64(&body.encode_to_vec()) }))
 }
@@ -212,7 +239,7 @@ pub fn subscribe_body(request: &Value) -> Result<Value, Failure> {
         agent_id: text(request, "agent_id"),
         current_version: int(request, "current_version").max(0) as u32,
         time_ms: int(request, "time_ms"),
-        current_shadow_version: 0,
+        current_shadow_version: int(request, "current_shadow_version").max(0) as u32,
     };
     Ok(json!({ "body": b64(&body.encode_to_vec()) }))
 }
@@ -224,4 +251,52 @@ pub fn signed(request: &Value) -> Result<Value, Failure> {
         signature: bytes(request, "signature")?,
     };
     Ok(json!({ "bytes": b64(&message.encode_to_vec()) }))
+}
+
+/// The bytes both keys sign to exchange a cloned identity for a new one:
+/// `{agent_id, new_public_key, time_ms}`.
+pub fn rekey_message(request: &Value) -> Result<Value, Failure> {
+    let message = tutela_proto::rekey_message(
+        &text(request, "agent_id"),
+        &bytes(request, "new_public_key")?,
+        int(request, "time_ms"),
+    );
+    Ok(json!({ "bytes": b64(&message) }))
+}
+
+pub fn rekey_request(request: &Value) -> Result<Value, Failure> {
+    let message = RekeyRequest {
+        agent_id: text(request, "agent_id"),
+        new_public_key: bytes(request, "new_public_key")?,
+        station: cut(text(request, "station"), MAX_NAME_BYTES),
+        machine_id: text(request, "machine_id"),
+        agent_version: text(request, "agent_version"),
+        time_ms: int(request, "time_ms"),
+        reason: cut(text(request, "reason"), 64),
+        old_signature: bytes(request, "old_signature")?,
+        new_signature: bytes(request, "new_signature")?,
+    };
+    Ok(json!({ "bytes": b64(&message.encode_to_vec()) }))
+}
+
+/// A queued event's body moved to a new identity after a re-key: the same
+/// observation, matches and capture under `{agent_id, seq, prev_hash}`.
+pub fn event_rebody(request: &Value) -> Result<Value, Failure> {
+    let mut body = EventBody::decode(bytes(request, "body")?.as_slice())
+        .map_err(|_| "a queued event is not an EventBody".to_owned())?;
+    let prev_hash = bytes(request, "prev_hash")?;
+    let seq = int(request, "seq");
+    if prev_hash.len() != 32 || seq < 1 {
+        return Err("seq must be 1 or more and prev_hash 32 bytes".into());
+    }
+    body.agent_id = text(request, "agent_id");
+    body.seq = seq as u64;
+    body.prev_hash = prev_hash;
+    Ok(json!({ "body": b64(&body.encode_to_vec()), "repeat_of": body.repeat_of }))
+}
+
+pub fn notice_ack_reply(request: &Value) -> Result<Value, Failure> {
+    let reply = NoticeAckReply::decode(bytes(request, "bytes")?.as_slice())
+        .map_err(|_| "the collector's answer is not a NoticeAckReply".to_owned())?;
+    Ok(json!({ "stored": reply.stored }))
 }
