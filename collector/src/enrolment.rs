@@ -1,14 +1,17 @@
-//! Enrolment tokens and the Enrol RPC.
+//! Enrolment tokens and the Enrol and Rekey RPCs: who may enrol or take a
+//! new identity. The rows are read and written through the store's
+//! transaction ([`store::Tx`]), in the writer's batch.
 
 use ring::signature::{UnparsedPublicKey, ED25519};
-use rusqlite::{params, Connection, OptionalExtension};
 use tonic::{Request, Response, Status};
 use tutela_proto::token::EnrolmentToken;
 use tutela_proto::v1::enrolment_server::Enrolment;
 use tutela_proto::v1::{EnrolRequest, EnrolResponse, HeartbeatBody, RekeyRequest};
 
-use crate::store;
-use crate::writer::Writer;
+pub use crate::store::agents::TokenInfo;
+use crate::store::agents::{NewAgent, NewToken};
+use crate::store::{self, StoreError, Tx};
+use crate::writer::{store_failed, Writer};
 
 /// What a technician chooses when making a token.
 #[derive(Debug, Clone)]
@@ -25,13 +28,13 @@ fn secret_hash(secret: &str) -> Vec<u8> {
         .to_vec()
 }
 
-/// Makes a token: stores the hash of its secret and returns the token text.
-pub fn create_token(
-    conn: &Connection,
+/// Makes a token: the token text for the technician, and the row to store
+/// (which holds only the hash of its secret).
+pub fn new_token(
     spec: &TokenSpec,
     collector: &str,
     fingerprint: &str,
-) -> rusqlite::Result<EnrolmentToken> {
+) -> (EnrolmentToken, NewToken) {
     use ring::rand::SecureRandom;
     let mut secret = [0u8; 24];
     ring::rand::SystemRandom::new()
@@ -45,10 +48,26 @@ pub fn create_token(
         secret: secret.clone(),
         expires_ms: now + spec.valid_for_ms,
     };
-    conn.execute(
-        "INSERT INTO tokens (secret_hash, label, grp, created_ms, expires_ms, max_uses) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![secret_hash(&secret), spec.label, spec.group, now, token.expires_ms, spec.max_uses],
-    )?;
+    let row = NewToken {
+        secret_hash: secret_hash(&secret),
+        label: spec.label.clone(),
+        group: spec.group.clone(),
+        created_ms: now,
+        expires_ms: token.expires_ms,
+        max_uses: i64::from(spec.max_uses),
+    };
+    (token, row)
+}
+
+/// Makes a token and stores it.
+pub async fn create_token(
+    store: &store::Store,
+    spec: &TokenSpec,
+    collector: &str,
+    fingerprint: &str,
+) -> Result<EnrolmentToken, StoreError> {
+    let (token, row) = new_token(spec, collector, fingerprint);
+    store.insert_token(&row).await?;
     Ok(token)
 }
 
@@ -74,7 +93,7 @@ impl EnrolmentService {
         let bundle_public_key = self.bundle_public_key.clone();
         self.writer
             .write("enrolment", move |tx| {
-                record_enrolment(tx, &req, bundle_public_key)
+                Box::pin(record_enrolment(tx, req, bundle_public_key))
             })
             .await
     }
@@ -86,7 +105,7 @@ impl EnrolmentService {
         // family that reached its re-key limit); an outer one undoes it.
         self.writer
             .write("new identity", move |tx| {
-                record_rekey(tx, &req, bundle_public_key)
+                Box::pin(record_rekey(tx, req, bundle_public_key))
             })
             .await?
     }
@@ -110,111 +129,91 @@ fn check_enrol_request(req: &EnrolRequest) -> Result<(), Status> {
     Ok(())
 }
 
-/// Records an enrolment on the writer's connection (in its transaction).
-/// A refusal undoes whatever was written.
-fn record_enrolment(
-    tx: &Connection,
-    req: &EnrolRequest,
+/// Records an enrolment in the writer's transaction. A refusal undoes
+/// whatever was written. The token is read (and, on a shared store, locked)
+/// in this transaction, so its uses are spent exactly once whichever
+/// collectors the devices enrol through.
+async fn record_enrolment(
+    tx: &mut Tx<'_>,
+    req: EnrolRequest,
     bundle_public_key: Vec<u8>,
 ) -> Result<EnrolResponse, Status> {
-    let internal = crate::writer::store_failed("enrolment");
-    let token: Option<(i64, i64, i64, bool, String)> = tx
-        .query_row(
-            "SELECT expires_ms, max_uses, uses, revoked, grp FROM tokens WHERE secret_hash = ?1",
-            [secret_hash(&req.token_secret)],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .optional()
-        .map_err(internal)?;
-    let Some((expires_ms, max_uses, uses, revoked, group)) = token else {
+    let internal = store_failed("enrolment");
+    let hash = secret_hash(&req.token_secret);
+    let Some(token) = tx.token_for_use(&hash).await.map_err(internal)? else {
         tracing::warn!(station = %req.station, "enrolment with an unknown token");
         return Err(Status::permission_denied(
                 "the enrolment token is not recognised by this collector; ask a technician for a new one",
             ));
     };
-    if revoked {
+    if token.revoked {
         return Err(Status::permission_denied(
             "the enrolment token has been revoked; ask a technician for a new one",
         ));
     }
-    if expires_ms <= store::now_ms() {
+    if token.expires_ms <= store::now_ms() {
         return Err(Status::failed_precondition(
             "the enrolment token has expired; ask a technician for a new one",
         ));
     }
-    if uses >= max_uses {
+    if token.uses >= token.max_uses {
         return Err(Status::failed_precondition(format!(
-                "the enrolment token has already been used ({uses} of {max_uses} uses); ask a technician for a new one"
+                "the enrolment token has already been used ({} of {} uses); ask a technician for a new one",
+                token.uses, token.max_uses
             )));
     }
-    let existing: Option<(String, bool, String)> = tx
-        .query_row(
-            "SELECT agent_id, revoked, grp FROM agents WHERE public_key = ?1",
-            [&req.public_key],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()
-        .map_err(internal)?;
+    let group = token.group;
+    let existing = tx.agent_by_key(&req.public_key).await.map_err(internal)?;
     let agent_id = match existing {
         // A revoked key stays revoked: enrolling it again must not bring
         // it back, nor use up the token (the transaction is dropped).
-        Some((id, true, _)) => {
-            tracing::warn!(agent_id = %id, station = %req.station, "enrolment with a revoked key refused");
+        Some(a) if a.revoked => {
+            tracing::warn!(agent_id = %a.agent_id, station = %req.station, "enrolment with a revoked key refused");
             return Err(Status::permission_denied(REVOKED_KEY_MESSAGE));
         }
-        Some((id, false, old_group)) => {
-            if old_group != group {
-                tx.execute(
-                    "UPDATE agents SET grp = ?2 WHERE agent_id = ?1",
-                    params![id, group],
-                )
-                .map_err(internal)?;
-                tracing::info!(agent_id = %id, station = %req.station, from = %old_group, to = %group, "enrolled again with a token for another group; agent moved");
+        Some(a) => {
+            if a.group != group {
+                tx.set_group(&a.agent_id, &group).await.map_err(internal)?;
+                tracing::info!(agent_id = %a.agent_id, station = %req.station, from = %a.group, to = %group, "enrolled again with a token for another group; agent moved");
             }
-            id
+            a.agent_id
         }
         None => {
             let id = store::random_id("ag-");
-            tx.execute(
-                    "INSERT INTO agents (agent_id, public_key, station, grp, agent_version, enrolled_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![id, req.public_key, req.station, group, req.agent_version, store::now_ms()],
-                )
-                .map_err(internal)?;
+            tx.insert_agent(&NewAgent {
+                agent_id: &id,
+                public_key: &req.public_key,
+                station: &req.station,
+                group: &group,
+                agent_version: &req.agent_version,
+                enrolled_ms: store::now_ms(),
+                rekeyed_from: "",
+            })
+            .await
+            .map_err(internal)?;
             // The same machine enrolling again with a new key: flag both identities.
             if valid_machine_id(&req.machine_id) {
-                let earlier: Vec<String> = {
-                    let mut stmt = tx
-                        .prepare(
-                            "SELECT h.agent_id FROM agent_hosts h JOIN agents a USING (agent_id)
-                                 WHERE h.machine_id = ?1 AND a.revoked = 0",
-                        )
-                        .map_err(internal)?;
-                    let rows = stmt
-                        .query_map([&req.machine_id], |r| r.get(0))
-                        .map_err(internal)?;
-                    rows.collect::<rusqlite::Result<_>>().map_err(internal)?
-                };
-                for old in &earlier {
-                    flag(tx, old, &format!("re-enrolled with a new key as {id}"))
-                        .map_err(internal)?;
-                    flag(
-                        tx,
-                        &id,
-                        &format!("re-enrolment of {old} on the same machine"),
-                    )
+                let earlier = tx
+                    .live_agents_on_machine(&req.machine_id)
+                    .await
                     .map_err(internal)?;
+                for old in &earlier {
+                    tx.flag(old, &format!("re-enrolled with a new key as {id}"))
+                        .await
+                        .map_err(internal)?;
+                    tx.flag(&id, &format!("re-enrolment of {old} on the same machine"))
+                        .await
+                        .map_err(internal)?;
                     tracing::warn!(agent_id = %id, previous = %old, station = %req.station, "a machine re-enrolled with a new key; flagged");
                 }
-                record_host(tx, &id, &req.machine_id, &req.station).map_err(internal)?;
+                tx.record_host(&id, &req.machine_id, &req.station, store::now_ms())
+                    .await
+                    .map_err(internal)?;
             }
             id
         }
     };
-    tx.execute(
-        "UPDATE tokens SET uses = uses + 1 WHERE secret_hash = ?1",
-        [secret_hash(&req.token_secret)],
-    )
-    .map_err(internal)?;
+    tx.consume_token(&hash).await.map_err(internal)?;
     tracing::info!(%agent_id, station = %req.station, %group, "agent enrolled");
     Ok(EnrolResponse {
         agent_id,
@@ -245,23 +244,16 @@ fn check_rekey_request(req: &RekeyRequest) -> Result<(), Status> {
     Ok(())
 }
 
-/// Records a re-key on the writer's connection (in its transaction). An
-/// outer refusal undoes whatever was written; an inner one keeps it.
-fn record_rekey(
-    tx: &Connection,
-    req: &RekeyRequest,
+/// Records a re-key in the writer's transaction. An outer refusal undoes
+/// whatever was written; an inner one keeps it.
+async fn record_rekey(
+    tx: &mut Tx<'_>,
+    req: RekeyRequest,
     bundle_public_key: Vec<u8>,
 ) -> Result<Result<EnrolResponse, Status>, Status> {
-    let internal = crate::writer::store_failed("new identity");
+    let internal = store_failed("new identity");
     let message = tutela_proto::rekey_message(&req.agent_id, &req.new_public_key, req.time_ms);
-    let old: Option<(Vec<u8>, bool, String)> = tx
-        .query_row(
-            "SELECT public_key, revoked, grp FROM agents WHERE agent_id = ?1",
-            [&req.agent_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()
-        .map_err(internal)?;
+    let old = tx.agent(&req.agent_id).await.map_err(internal)?;
     // One answer for an unknown, revoked or unproven identity, so the
     // reply tells a prober nothing; the log says which.
     let refused = |why: &str| {
@@ -270,69 +262,77 @@ fn record_rekey(
                 "re-key refused: the old identity is unknown here, revoked, or its proof does not verify; enrol the device with a new token",
             )
     };
-    let Some((old_key, revoked, group)) = old else {
+    let Some(old) = old else {
         return Err(refused("unknown identity"));
     };
-    UnparsedPublicKey::new(&ED25519, &old_key)
+    UnparsedPublicKey::new(&ED25519, &old.public_key)
         .verify(&message, &req.old_signature)
         .map_err(|_| refused("the old key's signature does not verify"))?;
-    if revoked {
+    if old.revoked {
         return Err(refused("the old identity is revoked"));
     }
     UnparsedPublicKey::new(&ED25519, &req.new_public_key)
         .verify(&message, &req.new_signature)
         .map_err(|_| Status::unauthenticated("the new key's signature does not verify"))?;
+    let group = old.group;
     // The cap covers the whole family (re-keys of re-keys too), so a
     // copied key cannot mint identities without end by chaining.
-    let (root, rekeys) = family(tx, &req.agent_id).map_err(internal)?;
+    let (root, rekeys) = tx.family(&req.agent_id).await.map_err(internal)?;
     if rekeys >= MAX_REKEYS_PER_IDENTITY {
-        let _ = flag(
-            tx,
-            &req.agent_id,
-            "re-key limit reached: more copies of this identity tried to re-key",
-        );
+        let _ = tx
+            .flag(
+                &req.agent_id,
+                "re-key limit reached: more copies of this identity tried to re-key",
+            )
+            .await;
         tracing::warn!(agent_id = %req.agent_id, %root, rekeys, "re-key refused: the family's limit is reached");
         return Ok(Err(Status::resource_exhausted(format!(
                 "identity {} belongs to a family (from {root}) already re-keyed {rekeys} times; a technician must enrol this device with a new token",
                 req.agent_id
             ))));
     }
-    let taken: bool = tx
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM agents WHERE public_key = ?1)",
-            [&req.new_public_key],
-            |r| r.get(0),
-        )
-        .map_err(internal)?;
-    if taken {
+    if tx
+        .agent_by_key(&req.new_public_key)
+        .await
+        .map_err(internal)?
+        .is_some()
+    {
         return Err(Status::already_exists(
             "the new key is already enrolled; make another key pair",
         ));
     }
     let id = store::random_id("ag-");
-    tx.execute(
-            "INSERT INTO agents (agent_id, public_key, station, grp, agent_version, enrolled_ms, rekeyed_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![id, req.new_public_key, req.station, group, req.agent_version, store::now_ms(), req.agent_id],
-        )
-        .map_err(internal)?;
+    tx.insert_agent(&NewAgent {
+        agent_id: &id,
+        public_key: &req.new_public_key,
+        station: &req.station,
+        group: &group,
+        agent_version: &req.agent_version,
+        enrolled_ms: store::now_ms(),
+        rekeyed_from: &req.agent_id,
+    })
+    .await
+    .map_err(internal)?;
     let why = match req.reason.as_str() {
         "collector-request" => "the collector saw it from two machines",
         _ => "it started on a different machine (cloned image)",
     };
-    flag(
-        tx,
+    tx.flag(
         &id,
         &format!("re-keyed from {} on {}: {why}", req.agent_id, req.station),
     )
+    .await
     .map_err(internal)?;
-    flag(
-        tx,
+    tx.flag(
         &req.agent_id,
         &format!("identity cloned: re-keyed as {id} on {}", req.station),
     )
+    .await
     .map_err(internal)?;
     if !req.machine_id.is_empty() {
-        record_host(tx, &id, &req.machine_id, &req.station).map_err(internal)?;
+        tx.record_host(&id, &req.machine_id, &req.station, store::now_ms())
+            .await
+            .map_err(internal)?;
     }
     tracing::warn!(agent_id = %id, previous = %req.agent_id, station = %req.station, reason = %req.reason, "cloned identity re-keyed; both flagged");
     Ok(Ok(EnrolResponse {
@@ -367,150 +367,35 @@ fn valid_machine_id(id: &str) -> bool {
     id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// The identity `agent_id` was ultimately re-keyed from (itself when it was
-/// enrolled with a token), and how many identities were re-keyed from that
-/// root, directly or through others.
-pub fn family(conn: &Connection, agent_id: &str) -> rusqlite::Result<(String, i64)> {
-    let root: String = conn
-        .query_row(
-            "WITH RECURSIVE up(id, parent, depth) AS (
-                 SELECT agent_id, rekeyed_from, 0 FROM agents WHERE agent_id = ?1
-                 UNION ALL SELECT a.agent_id, a.rekeyed_from, up.depth + 1
-                 FROM agents a JOIN up ON a.agent_id = up.parent
-                 WHERE up.parent <> '' AND up.depth < 100000)
-             SELECT id FROM up ORDER BY depth DESC LIMIT 1",
-            [agent_id],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or_else(|| agent_id.to_owned());
-    let count = conn.query_row(
-        "WITH RECURSIVE d(id) AS (
-             SELECT agent_id FROM agents WHERE rekeyed_from = ?1
-             UNION SELECT a.agent_id FROM agents a JOIN d ON a.rekeyed_from = d.id)
-         SELECT COUNT(*) FROM d",
-        [&root],
-        |r| r.get(0),
-    )?;
-    Ok((root, count))
-}
-
-/// Identities made by re-keying from `agent_id`, and from those, and so on.
-pub fn descendants(conn: &Connection, agent_id: &str) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn.prepare(
-        "WITH RECURSIVE d(id) AS (
-             SELECT agent_id FROM agents WHERE rekeyed_from = ?1
-             UNION SELECT a.agent_id FROM agents a JOIN d ON a.rekeyed_from = d.id)
-         SELECT id FROM d ORDER BY id",
-    )?;
-    let rows = stmt.query_map([agent_id], |r| r.get(0))?;
-    rows.collect()
-}
-
-/// Adds a note to an agent's flag (shown by `agents list` and the coverage page).
-pub fn flag(conn: &Connection, agent_id: &str, note: &str) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE agents SET flag = CASE WHEN flag IS NULL OR flag = '' THEN ?2
-             WHEN length(flag) > 1000 THEN flag ELSE flag || '; ' || ?2 END
-         WHERE agent_id = ?1",
-        params![agent_id, note],
-    )?;
-    Ok(())
-}
-
-fn record_host(
-    conn: &Connection,
-    agent_id: &str,
-    machine_id: &str,
-    station: &str,
-) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT OR IGNORE INTO agent_hosts (agent_id, machine_id, station, first_ms) VALUES (?1, ?2, ?3, ?4)",
-        params![agent_id, machine_id, station, store::now_ms()],
-    )?;
-    Ok(())
-}
-
 /// Checks a verified heartbeat's machine against the one the identity was
 /// first seen on. Returns true when the agent must re-key: the same identity
 /// runs on another machine (a cloned image the agent did not notice itself).
-pub fn check_host(conn: &Connection, body: &HeartbeatBody) -> rusqlite::Result<bool> {
+pub async fn check_host(tx: &mut Tx<'_>, body: &HeartbeatBody) -> Result<bool, StoreError> {
     if !valid_machine_id(&body.machine_id) {
         return Ok(false);
     }
-    let known: Option<String> = conn
-        .query_row(
-            "SELECT machine_id FROM agent_hosts WHERE agent_id = ?1",
-            [&body.agent_id],
-            |r| r.get(0),
-        )
-        .optional()?;
-    match known {
+    match tx.host_of(&body.agent_id).await? {
         None => {
-            record_host(conn, &body.agent_id, &body.machine_id, &body.station)?;
+            tx.record_host(
+                &body.agent_id,
+                &body.machine_id,
+                &body.station,
+                store::now_ms(),
+            )
+            .await?;
             Ok(false)
         }
         Some(m) if m == body.machine_id => Ok(false),
         Some(_) => {
             tracing::warn!(agent_id = %body.agent_id, station = %body.station, "one identity seen from two machines; telling the newcomer to re-key");
-            flag(
-                conn,
+            tx.flag(
                 &body.agent_id,
                 &format!("identity seen from a second machine ({})", body.station),
-            )?;
+            )
+            .await?;
             Ok(true)
         }
     }
-}
-
-/// A token as technicians see it (never its secret).
-#[derive(Debug, Clone)]
-pub struct TokenInfo {
-    /// The first 12 hex digits of the secret's hash.
-    pub id: String,
-    pub label: String,
-    pub group: String,
-    pub created_ms: i64,
-    pub expires_ms: i64,
-    pub max_uses: i64,
-    pub uses: i64,
-    pub revoked: bool,
-}
-
-impl TokenInfo {
-    pub fn state(&self, now_ms: i64) -> &'static str {
-        if self.revoked {
-            "revoked"
-        } else if self.expires_ms <= now_ms {
-            "expired"
-        } else if self.uses >= self.max_uses {
-            "used up"
-        } else {
-            "valid"
-        }
-    }
-}
-
-/// Every token, newest first.
-pub fn list_tokens(conn: &Connection) -> rusqlite::Result<Vec<TokenInfo>> {
-    let mut stmt = conn.prepare(
-        "SELECT secret_hash, label, grp, created_ms, expires_ms, max_uses, uses, revoked
-         FROM tokens ORDER BY created_ms DESC, rowid DESC",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        let hash: Vec<u8> = r.get(0)?;
-        Ok(TokenInfo {
-            id: hex::encode(&hash)[..12].to_owned(),
-            label: r.get(1)?,
-            group: r.get(2)?,
-            created_ms: r.get(3)?,
-            expires_ms: r.get(4)?,
-            max_uses: r.get(5)?,
-            uses: r.get(6)?,
-            revoked: r.get(7)?,
-        })
-    })?;
-    rows.collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -521,30 +406,21 @@ pub enum TokenError {
     NotFound(String),
     #[error("{0} tokens have ids starting {1}; give more digits")]
     Ambiguous(usize, String),
-    #[error("database error: {0}")]
-    Db(#[from] rusqlite::Error),
 }
 
-/// Revokes the token whose id starts with `prefix`; returns its full id.
-pub fn revoke_token(conn: &Connection, prefix: &str) -> Result<String, TokenError> {
+/// The id of the one token in `tokens` whose id starts with `prefix`.
+pub fn token_by_prefix(tokens: &[TokenInfo], prefix: &str) -> Result<String, TokenError> {
     let prefix = prefix.trim().to_ascii_lowercase();
     if prefix.len() < 4 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(TokenError::ShortId);
     }
-    let matching: Vec<TokenInfo> = list_tokens(conn)?
-        .into_iter()
+    let matching: Vec<&TokenInfo> = tokens
+        .iter()
         .filter(|t| t.id.starts_with(&prefix) || prefix.starts_with(&t.id))
         .collect();
     match matching.as_slice() {
         [] => Err(TokenError::NotFound(prefix)),
-        [one] => {
-            conn.execute(
-                "UPDATE tokens SET revoked = 1 WHERE lower(hex(substr(secret_hash, 1, 6))) = ?1",
-                [&one.id],
-            )?;
-            tracing::info!(token = %one.id, "enrolment token revoked");
-            Ok(one.id.clone())
-        }
+        [one] => Ok(one.id.clone()),
         many => Err(TokenError::Ambiguous(many.len(), prefix)),
     }
 }
@@ -573,7 +449,9 @@ impl Enrolment for EnrolmentService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sqlite::agents as rows;
     use ring::signature::{Ed25519KeyPair, KeyPair};
+    use rusqlite::{params, Connection};
 
     fn keypair() -> Ed25519KeyPair {
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
@@ -590,7 +468,7 @@ mod tests {
 
     fn service() -> (tempfile::TempDir, Fixture) {
         let dir = tempfile::tempdir().unwrap();
-        let writer = Writer::start(dir.path().to_owned(), 1000).unwrap();
+        let writer = Writer::start(store::Location::Sqlite(dir.path().to_owned()), 1000).unwrap();
         let fixture = Fixture {
             service: EnrolmentService::new(writer, vec![7; 32]),
             conn: std::sync::Mutex::new(store::open(dir.path()).unwrap()),
@@ -609,9 +487,9 @@ mod tests {
             group: group.into(),
             label: String::new(),
         };
-        create_token(&conn, &spec, "127.0.0.1:1", "00")
-            .unwrap()
-            .secret
+        let (token, row) = new_token(&spec, "127.0.0.1:1", "00");
+        rows::insert_token(&conn, &row).unwrap();
+        token.secret
     }
 
     fn enrol(
@@ -635,7 +513,11 @@ mod tests {
 
     fn uses(service: &Fixture) -> Vec<i64> {
         let conn = service.conn.lock().unwrap();
-        list_tokens(&conn).unwrap().iter().map(|t| t.uses).collect()
+        rows::list_tokens(&conn)
+            .unwrap()
+            .iter()
+            .map(|t| t.uses)
+            .collect()
     }
 
     fn rekey(
@@ -745,7 +627,7 @@ mod tests {
             }
         }
         assert_eq!(
-            family(&service.conn.lock().unwrap(), &parent).unwrap(),
+            rows::family(&service.conn.lock().unwrap(), &parent).unwrap(),
             (root.clone(), MAX_REKEYS_PER_IDENTITY - 1)
         );
         // The last one in the chain may re-key: the family reaches the limit.

@@ -262,6 +262,19 @@ fn parse_duration_ms(text: &str) -> Result<i64, String> {
 /// Longest an enrolment token may stay valid.
 const MAX_TOKEN_VALIDITY_MS: i64 = 365 * 86_400_000;
 
+/// The store `[storage] url` names (tokens live there), and a runtime to use it on.
+fn open_store(dir: &Path) -> Result<(tokio::runtime::Runtime, store::Store)> {
+    let config = CollectorConfig::load(&config_path(dir))?;
+    let location = store::Location::new(dir, &config.storage.url)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let opened = runtime
+        .block_on(store::Store::open(&location))
+        .context("opening the collector's store")?;
+    Ok((runtime, opened))
+}
+
 fn config_path(dir: &Path) -> PathBuf {
     dir.join("collector.toml")
 }
@@ -302,10 +315,10 @@ fn main() -> Result<()> {
         } => {
             let config = CollectorConfig::load(&config_path(&dir))?;
             let tls = secrets::load_tls(&dir)?;
-            let conn = store::open(&dir)?;
             anyhow::ensure!(uses >= 1, "--uses must be at least 1");
-            let token = enrolment::create_token(
-                &conn,
+            let (runtime, tokens) = open_store(&dir)?;
+            let token = runtime.block_on(enrolment::create_token(
+                &tokens,
                 &TokenSpec {
                     valid_for_ms: expires,
                     max_uses: uses,
@@ -314,7 +327,8 @@ fn main() -> Result<()> {
                 },
                 &config.advertised(),
                 &tls.fingerprint,
-            )?;
+            ))?;
+            let conn = store::open(&dir)?;
             tutela_collector::console::schema::create(&conn)?;
             tutela_collector::console::audit::append(
                 &conn,
@@ -329,13 +343,13 @@ fn main() -> Result<()> {
         Command::Token {
             command: TokenCommand::List,
         } => {
-            let conn = store::open(&dir)?;
+            let (runtime, tokens) = open_store(&dir)?;
             let now = store::now_ms();
             println!(
                 "{:<12} {:<10} {:<12} {:>9} {:<24} label",
                 "id", "state", "group", "uses", "expires"
             );
-            for t in enrolment::list_tokens(&conn)? {
+            for t in runtime.block_on(tokens.list_tokens())? {
                 println!(
                     "{:<12} {:<10} {:<12} {:>9} {:<24} {}",
                     t.id,
@@ -351,8 +365,11 @@ fn main() -> Result<()> {
         Command::Token {
             command: TokenCommand::Revoke { id },
         } => {
+            let (runtime, tokens) = open_store(&dir)?;
+            let id = enrolment::token_by_prefix(&runtime.block_on(tokens.list_tokens())?, &id)?;
+            runtime.block_on(tokens.revoke_token(&id))?;
+            tracing::info!(token = %id, "enrolment token revoked");
             let conn = store::open(&dir)?;
-            let id = enrolment::revoke_token(&conn, &id)?;
             tutela_collector::console::schema::create(&conn)?;
             tutela_collector::console::audit::append(
                 &conn,
@@ -605,7 +622,7 @@ fn main() -> Result<()> {
                     // so an identity re-keyed meanwhile cannot slip through.
                     let tx =
                         conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                    let descendants = enrolment::descendants(&tx, &agent_id)?;
+                    let descendants = store::sqlite::agents::descendants(&tx, &agent_id)?;
                     anyhow::ensure!(
                         descendants.is_empty() || with_descendants || only,
                         "agent {agent_id} was re-keyed into {} other identities ({}); pass --with-descendants to revoke them too (a copied or stolen key), or --only to revoke this one alone",

@@ -13,6 +13,7 @@ use super::publish::may_publish;
 use super::{audit, deny, html_response, redirect, session, App, Fail, Req};
 use crate::enrolment::{self, TokenSpec};
 use crate::store::now_ms;
+use crate::store::sqlite::agents as tokens;
 
 /// Longest validity a console token may have.
 const MAX_VALID_MS: i64 = 90 * 86_400_000;
@@ -43,7 +44,7 @@ fn render(
     body.push_str(
         r#"<table id="tokens"><thead><tr><th>Id</th><th>State</th><th>Group</th><th>Uses</th><th>Expires</th><th>Label</th><th></th></tr></thead><tbody>"#,
     );
-    for t in enrolment::list_tokens(conn)? {
+    for t in tokens::list_tokens(conn)? {
         let state = t.state(now);
         let action = if state == "valid" {
             format!(
@@ -126,8 +127,7 @@ pub fn create(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
         )
     })?;
     let tx = super::write_tx(conn)?;
-    let token = enrolment::create_token(
-        &tx,
+    let (token, row) = enrolment::new_token(
         &TokenSpec {
             valid_for_ms,
             max_uses,
@@ -136,7 +136,8 @@ pub fn create(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
         },
         &advertised,
         &tls.fingerprint,
-    )?;
+    );
+    tokens::insert_token(&tx, &row)?;
     audit::append(
         &tx,
         &viewer.name,
@@ -164,8 +165,10 @@ pub fn revoke(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
         return Err(deny(conn, &viewer, "tokens: revoke"));
     }
     let tx = super::write_tx(conn)?;
-    match enrolment::revoke_token(&tx, req.f("id")) {
+    match enrolment::token_by_prefix(&tokens::list_tokens(&tx)?, req.f("id")) {
         Ok(id) => {
+            tokens::revoke_token(&tx, &id)?;
+            tracing::info!(token = %id, "enrolment token revoked");
             audit::append(
                 &tx,
                 &viewer.name,
@@ -176,7 +179,6 @@ pub fn revoke(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
             tx.commit()?;
             Ok(redirect("/tokens"))
         }
-        Err(enrolment::TokenError::Db(e)) => Err(Fail::Db(e)),
         Err(e) => Ok(html_response(page(
             "Enrolment tokens",
             Some(&viewer),

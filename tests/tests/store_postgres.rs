@@ -1,0 +1,379 @@
+//! The collector's store on a real PostgreSQL (a throwaway cluster on
+//! loopback): two writers on one database stand for two collectors. Ingest
+//! stays exactly-once per (agent, seq) with its chain, gap and replay checks
+//! when an agent's events reach both; a token's uses are spent exactly once
+//! across both; bad configuration is refused with a message that says what
+//! to fix.
+
+use std::path::Path;
+
+use prost::Message;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use tokio::sync::mpsc;
+use tonic::{Code, Request, Status};
+use tutela_collector::enrolment::{new_token, EnrolmentService, TokenSpec};
+use tutela_collector::store::{Location, Store};
+use tutela_collector::writer::{Verified, Writer};
+use tutela_proto::v1::enrolment_server::Enrolment;
+use tutela_proto::v1::{Ack, EnrolRequest, EventBody, Observation, RuleMatch};
+use tutela_tests::postgres::PgCluster;
+
+fn location(url: &str) -> Location {
+    Location::new(Path::new("/nonexistent"), url).unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn keypair() -> Ed25519KeyPair {
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+    Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .try_into()
+        .unwrap()
+}
+
+/// Two collectors on one database: each its own store handle and writer.
+struct Node {
+    store: Store,
+    writer: Writer,
+    enrolment: EnrolmentService,
+}
+
+fn node(rt: &tokio::runtime::Runtime, url: &str) -> Node {
+    let store = rt.block_on(Store::open(&location(url))).unwrap();
+    let writer = Writer::start(location(url), 1000).unwrap();
+    Node {
+        store,
+        enrolment: EnrolmentService::new(writer.clone(), vec![7; 32]),
+        writer,
+    }
+}
+
+async fn token(store: &Store, max_uses: u32) -> String {
+    let spec = TokenSpec {
+        valid_for_ms: 600_000,
+        max_uses,
+        group: "lab-1".into(),
+        label: String::new(),
+    };
+    let (token, row) = new_token(&spec, "127.0.0.1:1", "00");
+    store.insert_token(&row).await.unwrap();
+    token.secret
+}
+
+async fn enrol(node: &Node, key: &Ed25519KeyPair, secret: &str) -> Result<String, Status> {
+    let mut proof = tutela_proto::ENROL_PROOF_DOMAIN.to_vec();
+    proof.extend_from_slice(secret.as_bytes());
+    let reply = node
+        .enrolment
+        .enrol(Request::new(EnrolRequest {
+            token_secret: secret.into(),
+            public_key: key.public_key().as_ref().to_vec(),
+            station: "LAB1-PC01".into(),
+            agent_version: "test".into(),
+            proof: key.sign(&proof).as_ref().to_vec(),
+            machine_id: String::new(),
+        }))
+        .await?;
+    Ok(reply.into_inner().agent_id)
+}
+
+/// An agent's events 1..=n, each chained to the one before.
+fn chain(agent_id: &str, n: u64) -> Vec<(EventBody, Vec<u8>)> {
+    let mut prev = [0u8; 32];
+    (1..=n)
+        .map(|seq| {
+            let event = event(agent_id, seq, prev, &format!("typed text {seq}"));
+            let body = event.encode_to_vec();
+            prev = sha256(&body);
+            (event, body)
+        })
+        .collect()
+}
+
+fn event(agent_id: &str, seq: u64, prev: [u8; 32], context: &str) -> EventBody {
+    EventBody {
+        event_id: format!("ev-{agent_id}-{seq}"),
+        agent_id: agent_id.into(),
+        seq,
+        prev_hash: prev.to_vec(),
+        time_ms: 1_700_000_000_000 + seq as i64,
+        user: "pupil".into(),
+        station: "LAB1-PC01".into(),
+        observation: Some(Observation {
+            context: context.into(),
+            ..Default::default()
+        }),
+        matches: vec![RuleMatch {
+            rule_id: "bullying/test".into(),
+            category: "bullying".into(),
+            severity: 3,
+            term: "test".into(),
+            start: 0,
+            end: 4,
+        }],
+        rules_version: 1,
+        count: 1,
+        ..Default::default()
+    }
+}
+
+fn verified(
+    event: &EventBody,
+    body: &[u8],
+    reply: &mpsc::UnboundedSender<Result<Ack, Status>>,
+) -> Verified {
+    Verified {
+        body: body.to_vec(),
+        signature: vec![0; 64],
+        body_hash: sha256(body),
+        event: event.clone(),
+        sealed_capture: None,
+        received_ms: 1_700_000_000_000,
+        clock_skew: false,
+        reply: reply.clone(),
+    }
+}
+
+/// Submits `events` on one stream of `writer`; returns what it was sent.
+async fn stream(writer: &Writer, events: &[(EventBody, Vec<u8>)]) -> Vec<Result<Ack, Status>> {
+    let (reply, mut replies) = mpsc::unbounded_channel();
+    for (event, body) in events {
+        writer.submit(verified(event, body, &reply)).await.unwrap();
+    }
+    drop(reply);
+    let mut sent = Vec::new();
+    while let Some(r) = replies.recv().await {
+        let refused = r.is_err();
+        sent.push(r);
+        if refused {
+            break;
+        }
+    }
+    sent
+}
+
+/// The last acknowledgement, or the refusal, of one stream.
+async fn outcome(writer: &Writer, events: &[(EventBody, Vec<u8>)]) -> Result<Ack, Status> {
+    stream(writer, events).await.pop().expect("an answer")
+}
+
+#[test]
+fn two_collectors_given_the_same_events_store_each_exactly_once() {
+    let pg = PgCluster::start().unwrap();
+    let rt = runtime();
+    let a = node(&rt, &pg.url());
+    let b = node(&rt, &pg.url());
+    const AGENTS: usize = 12;
+    const EVENTS: u64 = 150;
+    let chains: Vec<Vec<(EventBody, Vec<u8>)>> = rt.block_on(async {
+        let secret = token(&a.store, AGENTS as u32).await;
+        let mut chains = Vec::new();
+        for _ in 0..AGENTS {
+            let id = enrol(&a, &keypair(), &secret).await.unwrap();
+            chains.push(chain(&id, EVENTS));
+        }
+        chains
+    });
+    // Every agent's stream reaches both collectors at once (an agent that
+    // reconnected elsewhere resending its spool): each event must be stored
+    // once, the other collector answering "duplicate".
+    let answers = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for c in &chains {
+            for n in [&a, &b] {
+                let writer = n.writer.clone();
+                let events = c.clone();
+                tasks.push(tokio::spawn(async move { stream(&writer, &events).await }));
+            }
+        }
+        let mut answers = Vec::new();
+        for t in tasks {
+            answers.push(t.await.unwrap());
+        }
+        answers
+    });
+    for sent in &answers {
+        for r in sent {
+            let ack = r.as_ref().unwrap_or_else(|s| panic!("refused: {s:?}"));
+            assert!(ack.status == 1 || ack.status == 2, "{ack:?}");
+        }
+        assert_eq!(sent.last().unwrap().as_ref().unwrap().seq, EVENTS);
+    }
+    let total = (AGENTS as u64 * EVENTS) as i64;
+    assert_eq!(pg.count("SELECT COUNT(*) FROM alerts"), total);
+    assert_eq!(
+        pg.count("SELECT COUNT(DISTINCT (agent_id, seq)) FROM alerts"),
+        total
+    );
+    assert_eq!(
+        pg.count("SELECT COUNT(*) FROM alerts WHERE NOT chain_ok"),
+        0
+    );
+    assert_eq!(pg.count("SELECT COUNT(*) FROM gaps"), 0);
+    assert_eq!(
+        pg.count(&format!(
+            "SELECT COUNT(*) FROM agents WHERE last_seq = {EVENTS}"
+        )),
+        AGENTS as i64
+    );
+}
+
+#[test]
+fn replays_gaps_and_broken_chains_are_caught_across_collectors() {
+    let pg = PgCluster::start().unwrap();
+    let rt = runtime();
+    let a = node(&rt, &pg.url());
+    let b = node(&rt, &pg.url());
+    rt.block_on(async {
+        let secret = token(&a.store, 1).await;
+        let id = enrol(&a, &keypair(), &secret).await.unwrap();
+        let events = chain(&id, 20);
+        // Events 1-10 stored through collector A.
+        assert_eq!(outcome(&a.writer, &events[..10]).await.unwrap().seq, 10);
+        // Through B: event 3 again with other content is refused.
+        let (mut forged, _) = events[2].clone();
+        forged.observation.as_mut().unwrap().context = "other words".into();
+        let forged_body = forged.encode_to_vec();
+        let refusal = outcome(&b.writer, &[(forged, forged_body)])
+            .await
+            .unwrap_err();
+        assert_eq!(refusal.code(), Code::AlreadyExists, "{refusal:?}");
+        // The same event 3 replayed through B is a duplicate, nothing stored.
+        assert_eq!(outcome(&b.writer, &events[2..3]).await.unwrap().status, 2);
+        // Event 15 through B: stored, and 11-14 recorded as a gap.
+        assert_eq!(outcome(&b.writer, &events[14..15]).await.unwrap().status, 1);
+        // Event 12 through A, never stored and now behind: out of order.
+        let refusal = outcome(&a.writer, &events[11..12]).await.unwrap_err();
+        assert_eq!(refusal.code(), Code::FailedPrecondition, "{refusal:?}");
+        // Event 16 through A with a previous-event hash that does not match
+        // what B stored as 15: stored, flagged as a broken chain.
+        let broken = event(&id, 16, [9; 32], "broken chain");
+        let body = broken.encode_to_vec();
+        assert_eq!(
+            outcome(&a.writer, &[(broken, body)]).await.unwrap().status,
+            1
+        );
+    });
+    assert_eq!(pg.count("SELECT COUNT(*) FROM alerts"), 12);
+    assert_eq!(
+        pg.query("SELECT from_seq, to_seq FROM gaps").unwrap(),
+        "11|14"
+    );
+    assert_eq!(
+        pg.query("SELECT seq FROM alerts WHERE NOT chain_ok")
+            .unwrap(),
+        "16"
+    );
+    assert_eq!(
+        pg.query("SELECT context FROM alerts WHERE seq = 3")
+            .unwrap(),
+        "typed text 3"
+    );
+    assert_eq!(pg.count("SELECT last_seq FROM agents"), 16);
+}
+
+#[test]
+fn a_tokens_uses_are_spent_exactly_once_across_collectors() {
+    let pg = PgCluster::start().unwrap();
+    let rt = runtime();
+    let a = node(&rt, &pg.url());
+    let b = node(&rt, &pg.url());
+    let a = std::sync::Arc::new(a);
+    let b = std::sync::Arc::new(b);
+    const USES: u32 = 3;
+    const DEVICES: usize = 16;
+    let results = rt.block_on(async {
+        let secret = token(&a.store, USES).await;
+        let mut tasks = Vec::new();
+        for n in 0..DEVICES {
+            let node = if n % 2 == 0 { a.clone() } else { b.clone() };
+            let secret = secret.clone();
+            tasks.push(tokio::spawn(async move {
+                enrol(&node, &keypair(), &secret).await
+            }));
+        }
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
+        results
+    });
+    let enrolled = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(enrolled, USES as usize, "{results:?}");
+    for refused in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+        assert!(
+            refused.message().contains("already been used"),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(pg.count("SELECT uses FROM tokens"), i64::from(USES));
+    assert_eq!(pg.count("SELECT COUNT(*) FROM agents"), i64::from(USES));
+    // The token list reads the same on both collectors.
+    let (on_a, on_b) = rt.block_on(async {
+        (
+            a.store.list_tokens().await.unwrap(),
+            b.store.list_tokens().await.unwrap(),
+        )
+    });
+    assert_eq!(on_a.len(), 1);
+    assert_eq!((on_a[0].uses, on_b[0].uses), (3, 3));
+    assert_eq!(on_a[0].state(0), "used up");
+}
+
+#[test]
+fn bad_configuration_is_refused_with_what_to_fix() {
+    let pg = PgCluster::start().unwrap();
+    let rt = runtime();
+    // Wrong password: says PostgreSQL cannot be reached and where to fix
+    // it, and never shows the password.
+    let wrong = pg.url_with_password("not-the-password");
+    let err = rt
+        .block_on(Store::open(&location(&wrong)))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot reach PostgreSQL"), "{err}");
+    assert!(err.contains("[storage] url"), "{err}");
+    assert!(err.contains("password authentication failed"), "{err}");
+    assert!(!err.contains("not-the-password"), "{err}");
+    // Nothing listening.
+    let nowhere = format!(
+        "postgres://tutela:x@127.0.0.1:{}/postgres",
+        tutela_tests::free_port()
+    );
+    let err = rt
+        .block_on(Store::open(&location(&nowhere)))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot reach PostgreSQL"), "{err}");
+    // Not a URL the collector knows.
+    let err = Location::new(Path::new("/d"), "mysql://root:secret@db/x")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[storage] url"), "{err}");
+    assert!(!err.contains("secret"), "{err}");
+    // A schema newer than this collector: refused, not written to.
+    rt.block_on(Store::open(&location(&pg.url()))).unwrap();
+    pg.query("UPDATE tutela_schema SET version = version + 1")
+        .unwrap();
+    let err = rt
+        .block_on(Store::open(&location(&pg.url())))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("a newer collector has upgraded it"), "{err}");
+    let err = Writer::start(location(&pg.url()), 10)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("schema is version 2"), "{err}");
+}
