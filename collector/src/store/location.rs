@@ -10,7 +10,7 @@ use super::StoreError;
 pub enum Location {
     Sqlite(PathBuf),
     #[cfg(feature = "postgres")]
-    Postgres(super::postgres::PgConfig),
+    Postgres(Box<super::postgres::PgConfig>),
 }
 
 impl std::fmt::Debug for Location {
@@ -32,7 +32,9 @@ impl Location {
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             #[cfg(feature = "postgres")]
-            return Ok(Self::Postgres(super::postgres::PgConfig::parse(url)?));
+            return Ok(Self::Postgres(Box::new(super::postgres::PgConfig::parse(
+                url,
+            )?)));
             #[cfg(not(feature = "postgres"))]
             return Err(StoreError::BadUrl(
                 "this collector was built without PostgreSQL support; install a build with the `postgres` feature, or leave url empty for SQLite".into(),
