@@ -86,16 +86,26 @@ impl PgCluster {
                 "--no-sync".as_ref(),
             ],
         )?;
+        cluster.start_server()?;
+        Ok(cluster)
+    }
+
+    /// Starts the server (again, after [`PgCluster::stop`]) on the same port.
+    pub fn start_server(&self) -> Result<()> {
+        let home = self.scratch.path("pg");
+        // fsync off (the operating system still has every write when the
+        // server stops abruptly); synchronous_commit stays on, or a commit
+        // acknowledged just before `stop` would be lost.
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=60",
-            cluster.port,
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c max_connections=60",
+            self.port,
             home.display()
         );
-        cluster.run(
+        self.run(
             "pg_ctl",
             &[
                 "-D".as_ref(),
-                cluster.data.as_os_str(),
+                self.data.as_os_str(),
                 "-l".as_ref(),
                 home.join("log").as_os_str(),
                 "-w".as_ref(),
@@ -106,7 +116,24 @@ impl PgCluster {
                 "start".as_ref(),
             ],
         )?;
-        Ok(cluster)
+        Ok(())
+    }
+
+    /// Stops the server at once (clients' connections are cut), as a
+    /// database that goes away would.
+    pub fn stop(&self) -> Result<()> {
+        self.run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                self.data.as_os_str(),
+                "-m".as_ref(),
+                "immediate".as_ref(),
+                "-w".as_ref(),
+                "stop".as_ref(),
+            ],
+        )?;
+        Ok(())
     }
 
     fn run(&self, program: &str, args: &[&std::ffi::OsStr]) -> Result<String> {
@@ -172,16 +199,6 @@ impl PgCluster {
 
 impl Drop for PgCluster {
     fn drop(&mut self) {
-        let _ = self.run(
-            "pg_ctl",
-            &[
-                "-D".as_ref(),
-                self.data.as_os_str(),
-                "-m".as_ref(),
-                "immediate".as_ref(),
-                "-w".as_ref(),
-                "stop".as_ref(),
-            ],
-        );
+        let _ = self.stop();
     }
 }

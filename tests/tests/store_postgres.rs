@@ -377,3 +377,46 @@ fn bad_configuration_is_refused_with_what_to_fix() {
         .to_string();
     assert!(err.contains("schema is version 2"), "{err}");
 }
+
+#[test]
+fn a_database_that_goes_away_makes_ingest_unavailable_until_it_returns() {
+    let pg = PgCluster::start().unwrap();
+    let rt = runtime();
+    let a = node(&rt, &pg.url());
+    let keys = tutela_collector::ingest::AgentKeys::new(a.store.clone());
+    rt.block_on(async {
+        let secret = token(&a.store, 1).await;
+        let id = enrol(&a, &keypair(), &secret).await.unwrap();
+        let events = chain(&id, 8);
+        assert_eq!(outcome(&a.writer, &events[..4]).await.unwrap().seq, 4);
+        pg.stop().unwrap();
+        // Refused as unavailable: the agent keeps its spool and retries.
+        let refusal = outcome(&a.writer, &events[4..6]).await.unwrap_err();
+        assert_eq!(refusal.code(), Code::Unavailable, "{refusal:?}");
+        let lookup = keys.get("ag-never-cached").await.unwrap_err();
+        assert_eq!(lookup.code(), Code::Unavailable, "{lookup:?}");
+        pg.start_server().unwrap();
+        // The agent's retries are stored once the database is back.
+        let mut stored = None;
+        for _ in 0..120 {
+            match outcome(&a.writer, &events[4..]).await {
+                Ok(ack) => {
+                    stored = Some(ack);
+                    break;
+                }
+                Err(s) => {
+                    assert_eq!(s.code(), Code::Unavailable, "{s:?}");
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+            }
+        }
+        assert_eq!(stored.expect("stored after the database returned").seq, 8);
+        assert!(keys.get(&id).await.unwrap().is_some());
+    });
+    assert_eq!(pg.count("SELECT COUNT(*) FROM alerts"), 8);
+    assert_eq!(
+        pg.count("SELECT COUNT(*) FROM alerts WHERE NOT chain_ok"),
+        0
+    );
+    assert_eq!(pg.count("SELECT COUNT(*) FROM gaps"), 0);
+}

@@ -100,6 +100,16 @@ impl Session {
         })
     }
 
+    /// Whether the connection is lost (the database went away): the writer
+    /// then opens a new session.
+    pub fn is_broken(&self) -> bool {
+        match self {
+            Self::Sqlite(_) => false,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(s) => s.is_broken(),
+        }
+    }
+
     /// Begins a write transaction.
     pub async fn begin(&mut self) -> Result<Tx<'_>, StoreError> {
         Ok(match self {

@@ -40,6 +40,8 @@ use write::{Delivery, Write};
 /// a millisecond and changes nothing else.
 const LINGER_BELOW: usize = 64;
 const LINGER: Duration = Duration::from_millis(1);
+/// How often the writer tries to reach a store it lost.
+const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 /// Most refused streams remembered while their receivers are still open.
 const MAX_ENDED: usize = 4096;
 
@@ -120,7 +122,7 @@ impl Writer {
                     match Session::open(&location).await {
                         Ok(session) => {
                             let _ = opened_tx.send(Ok(()));
-                            run(session, rx, batch_max.max(1)).await;
+                            run(session, &location, rx, batch_max.max(1)).await;
                         }
                         Err(e) => {
                             let _ = opened_tx.send(Err(e));
@@ -158,7 +160,13 @@ impl Writer {
     }
 }
 
-async fn run(mut session: Session, mut rx: mpsc::Receiver<Job>, batch_max: usize) {
+async fn run(
+    mut session: Session,
+    location: &Location,
+    mut rx: mpsc::Receiver<Job>,
+    batch_max: usize,
+) {
+    let mut reconnected = std::time::Instant::now();
     // Streams the writer refused: nothing more of theirs is stored. Kept
     // until the stream is gone (its receiver dropped), at most a few.
     let mut ended: Vec<Reply> = Vec::new();
@@ -177,6 +185,20 @@ async fn run(mut session: Session, mut rx: mpsc::Receiver<Job>, batch_max: usize
         if batch.len() < LINGER_BELOW.min(batch_max) {
             tokio::time::sleep(LINGER).await;
             drain(&mut rx, &mut batch);
+        }
+        if session.is_broken() && reconnected.elapsed() >= RECONNECT_EVERY {
+            // The database went away: every batch is refused (agents keep
+            // their spools) until a new session opens.
+            reconnected = std::time::Instant::now();
+            match Session::open(location).await {
+                Ok(s) => {
+                    session = s;
+                    tracing::info!(store = ?location, "the store is reachable again");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the store is still unreachable; agents are told to retry");
+                }
+            }
         }
         let n = batch.len();
         let mut writes: Vec<Write> = Vec::new();

@@ -27,7 +27,8 @@ fn agent_row(r: &tokio_postgres::Row) -> AgentRow {
 impl Shared {
     pub async fn agent_key(&self, agent_id: &str) -> Result<Option<AgentKeyRow>, StoreError> {
         let row = self
-            .client
+            .client()
+            .await?
             .query_opt(
                 "SELECT public_key, revoked, grp FROM agents WHERE agent_id = $1",
                 &[&agent_id],
@@ -41,7 +42,8 @@ impl Shared {
     }
 
     pub async fn insert_token(&self, t: &NewToken) -> Result<(), StoreError> {
-        self.client
+        self.client()
+            .await?
             .execute(
                 "INSERT INTO tokens (secret_hash, label, grp, created_ms, expires_ms, max_uses)
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -60,7 +62,8 @@ impl Shared {
 
     pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         let rows = self
-            .client
+            .client()
+            .await?
             .query(
                 "SELECT secret_hash, label, grp, created_ms, expires_ms, max_uses, uses, revoked
                  FROM tokens ORDER BY created_ms DESC, secret_hash",
@@ -87,7 +90,8 @@ impl Shared {
 
     pub async fn revoke_token(&self, id: &str) -> Result<u64, StoreError> {
         Ok(self
-            .client
+            .client()
+            .await?
             .execute(
                 "UPDATE tokens SET revoked = TRUE WHERE encode(substr(secret_hash, 1, 6), 'hex') = $1",
                 &[&id],

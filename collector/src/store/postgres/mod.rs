@@ -97,10 +97,14 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     format!("{}: {}{hint}", db.severity(), db.message())
 }
 
-/// The services' shared connection (queries are pipelined on it).
+/// The services' shared connection (queries are pipelined on it). When
+/// the database goes away, calls fail until it is back; the next call after
+/// that connects again.
 #[derive(Debug, Clone)]
 pub struct Shared {
-    client: Arc<Client>,
+    config: Arc<PgConfig>,
+    client: Arc<std::sync::Mutex<Arc<Client>>>,
+    reconnecting: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Shared {
@@ -109,8 +113,34 @@ impl Shared {
         let mut client = config.connect().await?;
         schema::migrate(&mut client).await?;
         Ok(Self {
-            client: Arc::new(client),
+            config: Arc::new(config.clone()),
+            client: Arc::new(std::sync::Mutex::new(Arc::new(client))),
+            reconnecting: Arc::new(tokio::sync::Mutex::new(())),
         })
+    }
+
+    fn current(&self) -> Arc<Client> {
+        self.client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The connection, made again if the last one was lost.
+    async fn client(&self) -> Result<Arc<Client>, StoreError> {
+        let client = self.current();
+        if !client.is_closed() {
+            return Ok(client);
+        }
+        let _one_at_a_time = self.reconnecting.lock().await;
+        let client = self.current();
+        if !client.is_closed() {
+            return Ok(client);
+        }
+        let fresh = Arc::new(self.config.connect().await?);
+        tracing::info!(store = %self.config.target, "connected to PostgreSQL again");
+        *self.client.lock().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+        Ok(fresh)
     }
 }
 
@@ -149,6 +179,11 @@ impl Session {
             heartbeat: client.prepare(agents::HEARTBEAT).await?,
         };
         Ok(Self { client, statements })
+    }
+
+    /// Whether the connection is gone (the database went away).
+    pub fn is_broken(&self) -> bool {
+        self.client.is_closed()
     }
 
     pub async fn begin(&mut self) -> Result<Tx<'_>, StoreError> {
