@@ -550,9 +550,10 @@ impl IngestService {
         }
         // Through the single writer: a heartbeat never contends with the
         // event batches for the store's write lock.
+        let agent_id = body.agent_id.clone();
         let rekey = self
             .writer
-            .write("heartbeat", move |tx| {
+            .write_for(&agent_id, "heartbeat", move |tx| {
                 Box::pin(async move {
                     record_heartbeat(tx, body)
                         .await

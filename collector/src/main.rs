@@ -275,6 +275,20 @@ fn open_store(dir: &Path) -> Result<(tokio::runtime::Runtime, store::Store)> {
     Ok((runtime, opened))
 }
 
+/// Commands that still read the SQLite file are refused when agents and
+/// events live in PostgreSQL, rather than answer from the wrong store (an
+/// agent "revoked" where ingest never looks).
+fn refuse_on_postgres(dir: &Path, command: &str) -> Result<()> {
+    let Ok(config) = CollectorConfig::load(&config_path(dir)) else {
+        return Ok(());
+    };
+    anyhow::ensure!(
+        !store::Location::new(dir, &config.storage.url)?.shared(),
+        "`tutela-collector {command}` does not work on PostgreSQL yet: [storage] url in collector.toml names PostgreSQL, where agents and events are kept, and this command reads only the SQLite file; query PostgreSQL directly for now (see the README, Running for many schools)"
+    );
+    Ok(())
+}
+
 fn config_path(dir: &Path) -> PathBuf {
     dir.join("collector.toml")
 }
@@ -289,6 +303,18 @@ fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     let dir = cli.data_dir;
+    let unmoved = match &cli.command {
+        Command::Alerts { .. } => Some("alerts"),
+        Command::Agents { .. } => Some("agents"),
+        Command::Summary(_) => Some("summary"),
+        Command::Backup { .. } => Some("backup"),
+        Command::Restore { .. } => Some("restore"),
+        Command::Purge { .. } => Some("purge"),
+        _ => None,
+    };
+    if let Some(command) = unmoved {
+        refuse_on_postgres(&dir, command)?;
+    }
     match cli.command {
         Command::Init { listen, hostnames } => init(&dir, listen, &hostnames),
         Command::Serve { listen } => {

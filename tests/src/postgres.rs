@@ -161,6 +161,15 @@ impl PgCluster {
         )
     }
 
+    /// Makes database `name` and returns its URL.
+    pub fn database(&self, name: &str) -> Result<String> {
+        self.query(&format!("CREATE DATABASE {name}"))?;
+        Ok(format!(
+            "postgres://tutela:{}@127.0.0.1:{}/{name}",
+            self.password, self.port
+        ))
+    }
+
     /// Runs `sql` with psql; returns its rows, one a line, columns split by `|`.
     pub fn query(&self, sql: &str) -> Result<String> {
         let psql = self.bin.join("psql");

@@ -2,8 +2,9 @@
 //! simulated agents enrolling, streaming events and sending heartbeats
 //! through both: every event is stored once with its chain intact, every
 //! token use is counted once, and neither collector logs a store error.
-//! Also: `serve` on PostgreSQL refuses to start with the review console on
-//! (the console does not read PostgreSQL yet).
+//! Also: on PostgreSQL, `serve` refuses to start with the review console on,
+//! and commands that read only the SQLite file refuse to run (neither reads
+//! PostgreSQL yet).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -141,7 +142,7 @@ fn two_collectors_on_one_postgresql_store_every_event_once() {
 }
 
 #[test]
-fn serve_on_postgresql_refuses_to_run_the_console_it_cannot_feed() {
+fn on_postgresql_the_console_and_the_commands_that_do_not_read_it_yet_refuse_to_run() {
     let pg = PgCluster::start().unwrap();
     let scratch = Scratch::new("postgres-console");
     let collector = Collector::init(scratch.path("c")).unwrap();
@@ -153,4 +154,14 @@ fn serve_on_postgresql_refuses_to_run_the_console_it_cannot_feed() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("[console] enabled = false"), "{err}");
     assert!(!err.contains(&pg.url()), "the password is not shown: {err}");
+    // Commands that read only the SQLite file are refused rather than
+    // answer from the wrong store.
+    for command in [
+        &["agents", "revoke", "ag-123456789abc"][..],
+        &["alerts", "list"],
+    ] {
+        let out = run_failing(collector.cmd().args(command));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("does not work on PostgreSQL yet"), "{err}");
+    }
 }

@@ -8,172 +8,21 @@
 use std::path::Path;
 
 use prost::Message;
-use ring::signature::{Ed25519KeyPair, KeyPair};
-use tokio::sync::mpsc;
-use tonic::{Code, Request, Status};
-use tutela_collector::enrolment::{new_token, EnrolmentService, TokenSpec};
+use tonic::{Code, Status};
 use tutela_collector::store::{Location, Store};
-use tutela_collector::writer::{Verified, Writer};
-use tutela_proto::v1::enrolment_server::Enrolment;
-use tutela_proto::v1::{Ack, EnrolRequest, EventBody, Observation, RuleMatch};
+use tutela_collector::writer::Writer;
+use tutela_proto::v1::EventBody;
 use tutela_tests::postgres::PgCluster;
-
-fn location(url: &str) -> Location {
-    Location::new(Path::new("/nonexistent"), url).unwrap()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn keypair() -> Ed25519KeyPair {
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
-    Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .try_into()
-        .unwrap()
-}
-
-/// Two collectors on one database: each its own store handle and writer.
-struct Node {
-    store: Store,
-    writer: Writer,
-    enrolment: EnrolmentService,
-}
-
-fn node(rt: &tokio::runtime::Runtime, url: &str) -> Node {
-    let store = rt.block_on(Store::open(&location(url))).unwrap();
-    let writer = Writer::start(location(url), 1000).unwrap();
-    Node {
-        store,
-        enrolment: EnrolmentService::new(writer.clone(), vec![7; 32]),
-        writer,
-    }
-}
-
-async fn token(store: &Store, max_uses: u32) -> String {
-    let spec = TokenSpec {
-        valid_for_ms: 600_000,
-        max_uses,
-        group: "lab-1".into(),
-        label: String::new(),
-    };
-    let (token, row) = new_token(&spec, "127.0.0.1:1", "00");
-    store.insert_token(&row).await.unwrap();
-    token.secret
-}
-
-async fn enrol(node: &Node, key: &Ed25519KeyPair, secret: &str) -> Result<String, Status> {
-    let mut proof = tutela_proto::ENROL_PROOF_DOMAIN.to_vec();
-    proof.extend_from_slice(secret.as_bytes());
-    let reply = node
-        .enrolment
-        .enrol(Request::new(EnrolRequest {
-            token_secret: secret.into(),
-            public_key: key.public_key().as_ref().to_vec(),
-            station: "LAB1-PC01".into(),
-            agent_version: "test".into(),
-            proof: key.sign(&proof).as_ref().to_vec(),
-            machine_id: String::new(),
-        }))
-        .await?;
-    Ok(reply.into_inner().agent_id)
-}
-
-/// An agent's events 1..=n, each chained to the one before.
-fn chain(agent_id: &str, n: u64) -> Vec<(EventBody, Vec<u8>)> {
-    let mut prev = [0u8; 32];
-    (1..=n)
-        .map(|seq| {
-            let event = event(agent_id, seq, prev, &format!("typed text {seq}"));
-            let body = event.encode_to_vec();
-            prev = sha256(&body);
-            (event, body)
-        })
-        .collect()
-}
-
-fn event(agent_id: &str, seq: u64, prev: [u8; 32], context: &str) -> EventBody {
-    EventBody {
-        event_id: format!("ev-{agent_id}-{seq}"),
-        agent_id: agent_id.into(),
-        seq,
-        prev_hash: prev.to_vec(),
-        time_ms: 1_700_000_000_000 + seq as i64,
-        user: "pupil".into(),
-        station: "LAB1-PC01".into(),
-        observation: Some(Observation {
-            context: context.into(),
-            ..Default::default()
-        }),
-        matches: vec![RuleMatch {
-            rule_id: "bullying/test".into(),
-            category: "bullying".into(),
-            severity: 3,
-            term: "test".into(),
-            start: 0,
-            end: 4,
-        }],
-        rules_version: 1,
-        count: 1,
-        ..Default::default()
-    }
-}
-
-fn verified(
-    event: &EventBody,
-    body: &[u8],
-    reply: &mpsc::UnboundedSender<Result<Ack, Status>>,
-) -> Verified {
-    Verified {
-        body: body.to_vec(),
-        signature: vec![0; 64],
-        body_hash: sha256(body),
-        event: event.clone(),
-        sealed_capture: None,
-        received_ms: 1_700_000_000_000,
-        clock_skew: false,
-        reply: reply.clone(),
-    }
-}
-
-/// Submits `events` on one stream of `writer`; returns what it was sent.
-async fn stream(writer: &Writer, events: &[(EventBody, Vec<u8>)]) -> Vec<Result<Ack, Status>> {
-    let (reply, mut replies) = mpsc::unbounded_channel();
-    for (event, body) in events {
-        writer.submit(verified(event, body, &reply)).await.unwrap();
-    }
-    drop(reply);
-    let mut sent = Vec::new();
-    while let Some(r) = replies.recv().await {
-        let refused = r.is_err();
-        sent.push(r);
-        if refused {
-            break;
-        }
-    }
-    sent
-}
-
-/// The last acknowledgement, or the refusal, of one stream.
-async fn outcome(writer: &Writer, events: &[(EventBody, Vec<u8>)]) -> Result<Ack, Status> {
-    stream(writer, events).await.pop().expect("an answer")
-}
+use tutela_tests::store::{
+    chain, enrol, event, heartbeat, keypair, location, node, outcome, runtime, stream, token,
+};
 
 #[test]
 fn two_collectors_given_the_same_events_store_each_exactly_once() {
     let pg = PgCluster::start().unwrap();
     let rt = runtime();
-    let a = node(&rt, &pg.url());
-    let b = node(&rt, &pg.url());
+    let a = node(&rt, &location(&pg.url()));
+    let b = node(&rt, &location(&pg.url()));
     const AGENTS: usize = 12;
     const EVENTS: u64 = 150;
     let chains: Vec<Vec<(EventBody, Vec<u8>)>> = rt.block_on(async {
@@ -187,15 +36,31 @@ fn two_collectors_given_the_same_events_store_each_exactly_once() {
     });
     // Every agent's stream reaches both collectors at once (an agent that
     // reconnected elsewhere resending its spool): each event must be stored
-    // once, the other collector answering "duplicate".
+    // once, the other collector answering "duplicate". Heartbeats of the same
+    // agents reach both meanwhile: their rows are locked in the same order
+    // as the events', so no batch waits on another in a cycle.
     let answers = rt.block_on(async {
         let mut tasks = Vec::new();
+        let mut beats = Vec::new();
         for c in &chains {
-            for n in [&a, &b] {
-                let writer = n.writer.clone();
+            for (n, node) in [&a, &b].into_iter().enumerate() {
+                let writer = node.writer.clone();
                 let events = c.clone();
                 tasks.push(tokio::spawn(async move { stream(&writer, &events).await }));
+                let writer = node.writer.clone();
+                let agent_id = c[0].0.agent_id.clone();
+                beats.push(tokio::spawn(async move {
+                    for t in 1..=20 {
+                        heartbeat(&writer, &agent_id, 2 * t + n as i64).await?;
+                    }
+                    Ok::<_, Status>(())
+                }));
             }
+        }
+        for b in beats {
+            b.await
+                .unwrap()
+                .expect("every heartbeat recorded or refused as old");
         }
         let mut answers = Vec::new();
         for t in tasks {
@@ -223,7 +88,7 @@ fn two_collectors_given_the_same_events_store_each_exactly_once() {
     assert_eq!(pg.count("SELECT COUNT(*) FROM gaps"), 0);
     assert_eq!(
         pg.count(&format!(
-            "SELECT COUNT(*) FROM agents WHERE last_seq = {EVENTS}"
+            "SELECT COUNT(*) FROM agents WHERE last_seq = {EVENTS} AND last_heartbeat_ms = 41"
         )),
         AGENTS as i64
     );
@@ -233,8 +98,8 @@ fn two_collectors_given_the_same_events_store_each_exactly_once() {
 fn replays_gaps_and_broken_chains_are_caught_across_collectors() {
     let pg = PgCluster::start().unwrap();
     let rt = runtime();
-    let a = node(&rt, &pg.url());
-    let b = node(&rt, &pg.url());
+    let a = node(&rt, &location(&pg.url()));
+    let b = node(&rt, &location(&pg.url()));
     rt.block_on(async {
         let secret = token(&a.store, 1).await;
         let id = enrol(&a, &keypair(), &secret).await.unwrap();
@@ -287,8 +152,8 @@ fn replays_gaps_and_broken_chains_are_caught_across_collectors() {
 fn a_tokens_uses_are_spent_exactly_once_across_collectors() {
     let pg = PgCluster::start().unwrap();
     let rt = runtime();
-    let a = node(&rt, &pg.url());
-    let b = node(&rt, &pg.url());
+    let a = node(&rt, &location(&pg.url()));
+    let b = node(&rt, &location(&pg.url()));
     let a = std::sync::Arc::new(a);
     let b = std::sync::Arc::new(b);
     const USES: u32 = 3;
@@ -382,7 +247,7 @@ fn bad_configuration_is_refused_with_what_to_fix() {
 fn a_database_that_goes_away_makes_ingest_unavailable_until_it_returns() {
     let pg = PgCluster::start().unwrap();
     let rt = runtime();
-    let a = node(&rt, &pg.url());
+    let a = node(&rt, &location(&pg.url()));
     let keys = tutela_collector::ingest::AgentKeys::new(a.store.clone());
     rt.block_on(async {
         let secret = token(&a.store, 1).await;

@@ -80,7 +80,8 @@ enum Job {
     Refusal(Status, Reply),
     /// Another write, run in the batch's transaction; what it returns is
     /// called once the transaction has ended, with whether it committed.
-    Write(Write),
+    /// With the agent whose row it changes, if any.
+    Write(Write, Option<String>),
 }
 
 impl std::fmt::Debug for Job {
@@ -88,7 +89,7 @@ impl std::fmt::Debug for Job {
         match self {
             Job::Event(v) => f.debug_tuple("Event").field(v).finish(),
             Job::Refusal(status, _) => f.debug_tuple("Refusal").field(status).finish(),
-            Job::Write(_) => f.write_str("Write"),
+            Job::Write(..) => f.write_str("Write"),
         }
     }
 }
@@ -202,23 +203,31 @@ async fn run(
         }
         let n = batch.len();
         let mut writes: Vec<Write> = Vec::new();
-        if batch.iter().any(|job| matches!(job, Job::Write(_))) {
+        let mut written: Vec<String> = Vec::new();
+        if batch.iter().any(|job| matches!(job, Job::Write(..))) {
             for job in std::mem::take(&mut batch) {
                 match job {
-                    Job::Write(w) => writes.push(w),
+                    Job::Write(w, agent) => {
+                        writes.push(w);
+                        written.extend(agent);
+                    }
                     other => batch.push(other),
                 }
             }
         }
         let events = batch.iter().filter_map(|job| match job {
             Job::Event(v) => Some(v),
-            Job::Refusal(..) | Job::Write(_) => None,
+            Job::Refusal(..) | Job::Write(..) => None,
         });
         ended.retain(|r| !r.is_closed());
         if ended.len() > MAX_ENDED {
             ended.drain(..ended.len() - MAX_ENDED);
         }
         let mut deliveries = Vec::with_capacity(writes.len());
+        let writes = Writes {
+            writes,
+            agents: written,
+        };
         match commit_batch(&mut session, &mut ended, events, writes, &mut deliveries).await {
             Ok(outcomes) => {
                 for deliver in deliveries {
@@ -244,7 +253,7 @@ async fn run(
                             v.reply,
                         ),
                         Job::Refusal(status, reply) => (status, reply),
-                        Job::Write(_) => continue,
+                        Job::Write(..) => continue,
                     };
                     let _ = reply.send(Err(status));
                 }
@@ -280,7 +289,7 @@ fn acknowledge(jobs: impl Iterator<Item = Job>, outcomes: Vec<Outcome>) {
                 (v.reply, outcome, ack)
             }
             Job::Refusal(status, reply) => (reply, Outcome::Refused(status), Ack::default()),
-            Job::Write(_) => continue,
+            Job::Write(..) => continue,
         };
         if ended.iter().any(|r| r.same_channel(&reply)) {
             continue;
@@ -314,28 +323,41 @@ fn acknowledge(jobs: impl Iterator<Item = Job>, outcomes: Vec<Outcome>) {
     }
 }
 
+/// A batch's other writes, and the agents whose rows they change.
+struct Writes {
+    writes: Vec<Write>,
+    agents: Vec<String>,
+}
+
 async fn commit_batch<'a>(
     session: &mut Session,
     ended: &mut Vec<Reply>,
     batch: impl Iterator<Item = &'a Verified> + Clone,
-    writes: Vec<Write>,
+    writes: Writes,
     deliveries: &mut Vec<Delivery>,
 ) -> Result<Vec<Outcome>, StoreError> {
     let mut tx = session.begin().await?;
-    // Other writes first, each in its own savepoint: one failing is undone
-    // alone and does not fail the events.
-    for write in writes {
-        deliveries.push(write(&mut tx).await);
-    }
     // Whether each agent of the batch may store events, and where its chain
     // stands, read in this transaction: a revocation takes effect at once,
     // whatever ingest's key cache still says, and on a shared store another
     // collector's batch for the same agent waits for this one (or this one
-    // for it) and then sees what it stored.
-    let mut agent_ids: Vec<&str> = batch.clone().map(|v| v.event.agent_id.as_str()).collect();
+    // for it) and then sees what it stored. The rows heartbeats change are
+    // locked with them, first and in order, so two collectors' batches never
+    // wait on each other in a cycle.
+    let mut agent_ids: Vec<&str> = batch
+        .clone()
+        .map(|v| v.event.agent_id.as_str())
+        .chain(writes.agents.iter().map(String::as_str))
+        .collect();
     agent_ids.sort_unstable();
     agent_ids.dedup();
     let mut standing = tx.lock_agents(&agent_ids).await?;
+    // Other writes next, each in its own savepoint: one failing is undone
+    // alone and does not fail the events. (None of them changes what was
+    // read above: revocations come from other connections.)
+    for write in writes.writes {
+        deliveries.push(write(&mut tx).await);
+    }
     let mut advanced: Vec<&str> = Vec::new();
     let mut outcomes = Vec::new();
     for v in batch {

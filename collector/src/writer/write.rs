@@ -29,6 +29,38 @@ impl Writer {
             + Send
             + 'static,
     {
+        self.write_job(what, None, f).await
+    }
+
+    /// [`Writer::write`] for a write that changes `agent_id`'s row (a
+    /// heartbeat): the batch locks that row in order with the others.
+    pub async fn write_for<T, F>(
+        &self,
+        agent_id: &str,
+        what: &'static str,
+        f: F,
+    ) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: for<'t, 'c> FnOnce(&'t mut Tx<'c>) -> LocalBoxFuture<'t, Result<T, Status>>
+            + Send
+            + 'static,
+    {
+        self.write_job(what, Some(agent_id.to_owned()), f).await
+    }
+
+    async fn write_job<T, F>(
+        &self,
+        what: &'static str,
+        agent: Option<String>,
+        f: F,
+    ) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: for<'t, 'c> FnOnce(&'t mut Tx<'c>) -> LocalBoxFuture<'t, Result<T, Status>>
+            + Send
+            + 'static,
+    {
         let (reply, answer) = oneshot::channel::<Result<T, Status>>();
         let job: Write = Box::new(move |tx| {
             async move {
@@ -40,7 +72,7 @@ impl Writer {
             .boxed_local()
         });
         self.tx
-            .send(Job::Write(job))
+            .send(Job::Write(job, agent))
             .await
             .map_err(|_| Status::unavailable("the collector's writer has stopped; retry later"))?;
         // Dropped unrun: the batch's transaction could not begin.
