@@ -75,16 +75,16 @@ fn main() {
     let pg = PgCluster::start().expect("a PostgreSQL cluster (install postgresql)");
     let mut rows = vec![("SQLite, one collector", sqlite)];
     for (name, db, collectors, every_node) in [
-        ("PostgreSQL, one collector", "one", 1, false),
+        ("PostgreSQL, one collector", "one_collector", 1, false),
         (
             "PostgreSQL, two collectors sharing the agents",
-            "two",
+            "two_sharing",
             2,
             false,
         ),
         (
             "PostgreSQL, two collectors given every event",
-            "both",
+            "two_every_event",
             2,
             true,
         ),

@@ -51,17 +51,28 @@ impl Location {
         let Some((scheme, rest)) = url.split_once("://") else {
             return url.to_owned();
         };
-        match rest.rsplit_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split(':').next().unwrap_or("");
-                if userinfo.contains(':') {
-                    format!("{scheme}://{user}:***@{host}")
-                } else {
-                    format!("{scheme}://{user}@{host}")
-                }
-            }
-            None => url.to_owned(),
+        let (before, query) = rest.split_once('?').unwrap_or((rest, ""));
+        // Everything before the last '@' is the user name and password
+        // (even a password with an unencoded '/' in it).
+        let before = match before.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***@{host}"),
+                None => format!("{userinfo}@{host}"),
+            },
+            None => before.to_owned(),
+        };
+        if query.is_empty() {
+            return format!("{scheme}://{before}");
         }
+        // A password may also come as a parameter: `?password=...`.
+        let query: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_owned(),
+            })
+            .collect();
+        format!("{scheme}://{before}?{}", query.join("&"))
     }
 
     /// Whether several collectors may share this store (so nothing read
@@ -84,6 +95,14 @@ mod tests {
         assert_eq!(
             Location::redacted("postgres://tutela@db/tutela"),
             "postgres://tutela@db/tutela"
+        );
+        assert_eq!(
+            Location::redacted("postgresql://db/tutela?user=t&password=s3cret&sslmode=disable"),
+            "postgresql://db/tutela?user=t&password=***&sslmode=disable"
+        );
+        assert_eq!(
+            Location::redacted("postgres://t:pa/ss@db/tutela"),
+            "postgres://t:***@db/tutela"
         );
         let err = Location::new(Path::new("/d"), "mysql://root:pw@db/x").unwrap_err();
         assert!(!err.to_string().contains("pw"), "{err}");
