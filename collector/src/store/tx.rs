@@ -106,23 +106,23 @@ impl Tx<'_> {
         )
     }
 
-    /// Stores an event, its capture, and folds a repeat into its original.
-    pub async fn insert_alert(&mut self, row: &AlertRow<'_>) -> Result<(), StoreError> {
-        both!(self, sqlite::ingest::insert_alert, insert_alert(row))
+    /// Stores events in order, with their captures, and folds each repeat
+    /// into its original (which may be earlier in `rows`).
+    pub async fn insert_alerts(&mut self, rows: &[AlertRow<'_>]) -> Result<(), StoreError> {
+        both!(self, sqlite::ingest::insert_alerts, insert_alerts(rows))
     }
 
-    /// Moves the agent's chain on to its last stored event.
-    pub async fn advance_chain(
+    /// Moves each agent's chain on to its last stored event: (agent, last
+    /// sequence number, last body hash).
+    pub async fn advance_chains(
         &mut self,
-        agent_id: &str,
-        last_seq: u64,
-        last_hash: &[u8; 32],
+        chains: &[(&str, u64, [u8; 32])],
         seen_ms: i64,
     ) -> Result<(), StoreError> {
         both!(
             self,
-            sqlite::ingest::advance_chain,
-            advance_chain(agent_id, last_seq, last_hash, seen_ms)
+            sqlite::ingest::advance_chains,
+            advance_chains(chains, seen_ms)
         )
     }
 

@@ -360,6 +360,7 @@ async fn commit_batch<'a>(
     }
     let mut advanced: Vec<&str> = Vec::new();
     let mut outcomes = Vec::new();
+    let mut staged = Staged::default();
     for v in batch {
         let e = &v.event;
         // A refusal ends its stream: the events sent after the refused
@@ -368,7 +369,7 @@ async fn commit_batch<'a>(
             outcomes.push(Outcome::Skipped);
             continue;
         }
-        let outcome = store_event(&mut tx, &mut standing, v).await?;
+        let outcome = store_event(&mut tx, &mut standing, &mut staged, v).await?;
         match &outcome {
             Outcome::Refused(_) => ended.push(v.reply.clone()),
             Outcome::Stored if !advanced.contains(&e.agent_id.as_str()) => {
@@ -378,21 +379,32 @@ async fn commit_batch<'a>(
         }
         outcomes.push(outcome);
     }
-    let now = store::now_ms();
-    for agent_id in advanced {
-        let chain = &standing[agent_id];
-        tx.advance_chain(agent_id, chain.last_seq, &chain.last_hash, now)
-            .await?;
-    }
+    tx.insert_alerts(&staged.rows).await?;
+    let chains: Vec<(&str, u64, [u8; 32])> = advanced
+        .into_iter()
+        .map(|id| (id, standing[id].last_seq, standing[id].last_hash))
+        .collect();
+    tx.advance_chains(&chains, store::now_ms()).await?;
     tx.commit().await?;
     Ok(outcomes)
 }
 
-/// Applies the sequence rules to one event and stores it when they allow.
-async fn store_event(
+/// The batch's events that passed the sequence rules, inserted together
+/// once all are decided (on PostgreSQL, sent at once rather than one round
+/// trip each), with their hashes, so that a repeat within the batch is
+/// recognised before they are stored.
+#[derive(Default)]
+struct Staged<'a> {
+    rows: Vec<AlertRow<'a>>,
+    hashes: HashMap<(&'a str, u64), &'a [u8; 32]>,
+}
+
+/// Applies the sequence rules to one event and stages it when they allow.
+async fn store_event<'a>(
     tx: &mut Tx<'_>,
     standing: &mut HashMap<String, store::ingest::Standing>,
-    v: &Verified,
+    staged: &mut Staged<'a>,
+    v: &'a Verified,
 ) -> Result<Outcome, StoreError> {
     let e = &v.event;
     let chain = match standing.get_mut(&e.agent_id) {
@@ -403,7 +415,10 @@ async fn store_event(
         }
     };
     if e.seq <= chain.last_seq {
-        let stored = tx.stored_body_hash(&e.agent_id, e.seq).await?;
+        let stored = match staged.hashes.get(&(e.agent_id.as_str(), e.seq)) {
+            Some(h) => Some(h.to_vec()),
+            None => tx.stored_body_hash(&e.agent_id, e.seq).await?,
+        };
         return Ok(match stored {
             Some(h) if h == v.body_hash => Outcome::Duplicate,
             Some(_) => {
@@ -439,7 +454,7 @@ async fn store_event(
     if !chain_ok {
         tracing::warn!(agent_id = %e.agent_id, seq = e.seq, "hash chain broken: previous-event hash does not match");
     }
-    tx.insert_alert(&AlertRow {
+    staged.rows.push(AlertRow {
         event: e,
         body: &v.body,
         signature: &v.signature,
@@ -448,8 +463,8 @@ async fn store_event(
         received_ms: v.received_ms,
         clock_skew: v.clock_skew,
         chain_ok,
-    })
-    .await?;
+    });
+    staged.hashes.insert((&e.agent_id, e.seq), &v.body_hash);
     chain.last_seq = e.seq;
     chain.last_hash = v.body_hash;
     Ok(Outcome::Stored)

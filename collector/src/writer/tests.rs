@@ -166,3 +166,30 @@ async fn a_refusal_comes_after_the_acknowledgement_of_what_preceded_it() {
         "acknowledged before the refusal: {acks:?}"
     );
 }
+
+#[tokio::test]
+async fn a_repeat_within_one_batch_is_a_duplicate_or_a_conflict_as_across_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Writer::start(Location::Sqlite(dir.path().to_owned()), 1000).unwrap();
+    enrol(dir.path(), "ag-writer-test");
+    let (reply, mut replies) = mpsc::unbounded_channel();
+    let (other, mut others) = mpsc::unbounded_channel();
+    // Submitted back to back: the writer takes them in one batch, so event 2
+    // is decided on before it is stored.
+    writer.submit(event(1, &reply)).await.unwrap();
+    writer.submit(event(2, &reply)).await.unwrap();
+    writer.submit(event(2, &reply)).await.unwrap();
+    let mut conflicting = event(2, &other);
+    conflicting.body_hash = [0xee; 32];
+    writer.submit(conflicting).await.unwrap();
+    let last = replies.recv().await.unwrap().unwrap();
+    assert_eq!(last.seq, 2);
+    let refusal = others.recv().await.unwrap().unwrap_err();
+    assert_eq!(refusal.code(), tonic::Code::AlreadyExists, "{refusal:?}");
+    assert!(replies.try_recv().is_err(), "the repeat is not refused");
+    let stored: i64 = store::open(dir.path())
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM alerts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 2);
+}

@@ -79,7 +79,15 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub async fn insert_alert(&mut self, row: &AlertRow<'_>) -> Result<(), StoreError> {
+    /// Sends every row's statements at once (the server runs them in the
+    /// order sent): one round trip for a batch rather than one per event.
+    pub async fn insert_alerts(&mut self, rows: &[AlertRow<'_>]) -> Result<(), StoreError> {
+        let this = &*self;
+        futures_util::future::try_join_all(rows.iter().map(|row| this.insert_alert(row))).await?;
+        Ok(())
+    }
+
+    async fn insert_alert(&self, row: &AlertRow<'_>) -> Result<(), StoreError> {
         let e = row.event;
         let d = row.derived();
         let id: i64 = self
@@ -147,24 +155,24 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub async fn advance_chain(
+    pub async fn advance_chains(
         &mut self,
-        agent_id: &str,
-        last_seq: u64,
-        last_hash: &[u8; 32],
+        chains: &[(&str, u64, [u8; 32])],
         seen_ms: i64,
     ) -> Result<(), StoreError> {
-        self.tx
-            .execute(
-                &self.statements.advance_chain,
-                &[
-                    &agent_id,
-                    &(last_seq as i64),
-                    &last_hash.as_slice(),
-                    &seen_ms,
-                ],
-            )
-            .await?;
+        let this = &*self;
+        let updates = chains.iter().map(|(agent_id, last_seq, last_hash)| {
+            let last_seq = *last_seq as i64;
+            async move {
+                this.tx
+                    .execute(
+                        &this.statements.advance_chain,
+                        &[agent_id, &last_seq, &last_hash.as_slice(), &seen_ms],
+                    )
+                    .await
+            }
+        });
+        futures_util::future::try_join_all(updates).await?;
         Ok(())
     }
 }

@@ -51,7 +51,11 @@ pub fn insert_gap(
     Ok(())
 }
 
-pub fn insert_alert(conn: &Connection, row: &AlertRow<'_>) -> rusqlite::Result<()> {
+pub fn insert_alerts(conn: &Connection, rows: &[AlertRow<'_>]) -> rusqlite::Result<()> {
+    rows.iter().try_for_each(|row| insert_alert(conn, row))
+}
+
+fn insert_alert(conn: &Connection, row: &AlertRow<'_>) -> rusqlite::Result<()> {
     let e = row.event;
     let d = row.derived();
     conn.prepare_cached(
@@ -117,21 +121,21 @@ pub fn insert_alert(conn: &Connection, row: &AlertRow<'_>) -> rusqlite::Result<(
     Ok(())
 }
 
-pub fn advance_chain(
+pub fn advance_chains(
     conn: &Connection,
-    agent_id: &str,
-    last_seq: u64,
-    last_hash: &[u8; 32],
+    chains: &[(&str, u64, [u8; 32])],
     seen_ms: i64,
 ) -> rusqlite::Result<()> {
-    conn.prepare_cached(
+    let mut update = conn.prepare_cached(
         "UPDATE agents SET last_seq = ?2, last_hash = ?3, last_seen_ms = ?4 WHERE agent_id = ?1",
-    )?
-    .execute(params![
-        agent_id,
-        last_seq as i64,
-        last_hash.as_slice(),
-        seen_ms
-    ])?;
+    )?;
+    for (agent_id, last_seq, last_hash) in chains {
+        update.execute(params![
+            agent_id,
+            *last_seq as i64,
+            last_hash.as_slice(),
+            seen_ms
+        ])?;
+    }
     Ok(())
 }
