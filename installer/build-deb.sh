@@ -70,6 +70,7 @@ binary "$BIN/tutela-agent" "$A/usr/bin/tutela-agent"
 put 0755 "$S/tutela-agent-session" "$A/usr/lib/tutela-agent/tutela-agent-session"
 put 0644 "$S/tutela-agent.service" "$A/usr/lib/systemd/system/tutela-agent.service"
 put 0644 "$S/tmpfiles.conf" "$A/usr/lib/tmpfiles.d/tutela-agent.conf"
+put 0644 "$S/tutela-concern.desktop" "$A/usr/share/applications/tutela-concern.desktop"
 put 0644 README.md "$A/usr/share/doc/tutela-agent/README.md"
 mkdir -p "$A/DEBIAN"
 for f in postinst prerm postrm config; do put 0755 "$S/$f" "$A/DEBIAN/$f"; done

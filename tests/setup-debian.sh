@@ -3,7 +3,8 @@
 # a virtual X server and desktop tools, Chromium and its driver, a local SMTP
 # server, the Windows cross-check toolchain, and systemd's offline tools
 # (systemd-analyze, -sysusers, -tmpfiles) for the packaging test, gRPC and
-# Ed25519 for Python (the second, independent client), and Wine with msitools'
+# Ed25519 for Python (the second, independent client), xdg-open (the desktop
+# entry that opens the concern page), and Wine with msitools'
 # wixl to build the Windows MSI and install and run it, and the time-zone
 # database (tzdata) the collector reads school time zones from, and clang with
 # Rust's wasm32 target for the browser extension's WebAssembly module, and PostgreSQL
@@ -15,10 +16,11 @@ need=""
 for pkg in xvfb xdotool openbox xterm x11-utils chromium chromium-driver \
            python3-aiosmtpd fonts-dejavu-core gcc-mingw-w64-x86-64 procps \
            systemd binutils python3-grpcio python3-cryptography \
-           wine wine64 msitools wixl tzdata clang postgresql; do
+           wine wine64 msitools wixl tzdata clang xdg-utils postgresql; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need="$need $pkg"
 done
-# Node and npm drive Chromium in the console test (playwright-core); any Node 18 or later works.
+# Node and npm drive Chromium in the console tests (playwright-core) and run the test OpenID
+# provider (oidc-provider); Node 20 or later.
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || need="$need nodejs npm"
 if [ -n "$need" ]; then
     echo "setup: installing$need"

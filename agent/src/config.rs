@@ -18,6 +18,10 @@
 //! pack_file = ""              # a local pack (TOML) to run instead of published bundles; watched, so
 //!                             # a technician's edit takes effect at once (unsigned: keep it admin-only)
 //! age = "all"                 # all | primary | secondary: which age band's terms apply
+//! [notice]
+//! concern_link_file = "/var/lib/tutela-agent-public/concern-url"  # the 'Report a concern'
+//!                             # address, published for the desktop entry (Windows:
+//!                             # C:\ProgramData\Tutela\concern-url.txt)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -31,6 +35,24 @@ pub struct AgentConfig {
     pub uplink: UplinkSection,
     pub evidence: EvidenceSection,
     pub rules: RulesSection,
+    pub notice: NoticeSection,
+}
+
+/// The monitoring notice's side effects on this computer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NoticeSection {
+    /// Where the 'Report a concern' address is published for the desktop
+    /// entry (world-readable; holds only the address).
+    pub concern_link_file: PathBuf,
+}
+
+impl Default for NoticeSection {
+    fn default() -> Self {
+        Self {
+            concern_link_file: crate::concern::default_link_file(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

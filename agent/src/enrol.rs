@@ -37,7 +37,10 @@ pub async fn enrol(
     let identity = Identity::load_or_create(data_dir)?;
     // The run-time check hashes `session::station_name()`: register that name.
     let host = identity::host_id(station);
-    let channel = pinning::connect(&token.collector, &token.fingerprint).await?;
+    let addresses: Vec<String> = std::iter::once(token.collector.clone())
+        .chain(token.fallbacks.iter().cloned())
+        .collect();
+    let channel = pinning::connect_any(&addresses, &token.fingerprint).await?;
     let mut proof_message = tutela_proto::ENROL_PROOF_DOMAIN.to_vec();
     proof_message.extend_from_slice(token.secret.as_bytes());
     let request = EnrolRequest {
@@ -56,6 +59,7 @@ pub async fn enrol(
     let enrolment = Enrolment {
         agent_id: reply.agent_id,
         collector: token.collector,
+        fallbacks: token.fallbacks,
         fingerprint: token.fingerprint,
         group: reply.group,
         key_fingerprint: identity.key_fingerprint(),
@@ -111,7 +115,7 @@ pub async fn rekey(
         old_signature: old_key.sign(&message),
         new_signature: new_key.sign(&message),
     };
-    let channel = pinning::connect(&old.collector, &old.fingerprint).await?;
+    let channel = pinning::connect_any(&old.addresses(), &old.fingerprint).await?;
     let reply = EnrolmentClient::new(channel)
         .rekey(request)
         .await

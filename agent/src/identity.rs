@@ -48,6 +48,10 @@ pub struct Enrolment {
     /// Hex Ed25519 public key the collector signs rule bundles with.
     #[serde(default)]
     pub bundle_key: String,
+    /// Further addresses of the same collector service, from the token,
+    /// tried in order when `collector` cannot be reached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
 }
 
 /// The agent's signing key.
@@ -125,6 +129,13 @@ impl Identity {
 }
 
 impl Enrolment {
+    /// Every address of the collector service: `collector`, then the fallbacks.
+    pub fn addresses(&self) -> Vec<String> {
+        std::iter::once(self.collector.clone())
+            .chain(self.fallbacks.iter().cloned())
+            .collect()
+    }
+
     pub fn load(dir: &Path) -> Result<Self, IdentityError> {
         let path = dir.join(ENROLMENT_FILE);
         let text = match fs::read_to_string(&path) {

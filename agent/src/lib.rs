@@ -3,6 +3,7 @@
 //! sensors -> observations -> matcher -> evidence -> sign -> spool -> uplink
 
 pub mod capture;
+pub mod concern;
 pub mod config;
 #[cfg(windows)]
 pub mod data_dir_acl;

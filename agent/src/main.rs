@@ -52,6 +52,16 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         simulate_rate: u64,
     },
+    /// Open the school's 'Report a concern' page in the browser (the desktop entry
+    /// "Report a concern" runs this as the pupil).
+    Concern {
+        /// The file the agent publishes the page's address in.
+        #[arg(long, value_name = "FILE")]
+        link_file: Option<std::path::PathBuf>,
+        /// Print the address instead of opening it.
+        #[arg(long)]
+        print: bool,
+    },
     /// Show enrolment and spool status.
     Status,
     /// The Windows service: install, uninstall, or run (started by the service manager).
@@ -105,6 +115,9 @@ fn main() -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    if let Command::Concern { link_file, print } = &cli.command {
+        return concern(link_file.as_deref(), *print);
+    }
     #[cfg(windows)]
     if let Command::Service { command } = &cli.command {
         use tutela_agent::service;
@@ -153,6 +166,7 @@ fn main() -> Result<()> {
                 Ok(())
             }
             Command::Status => status(&cli.data_dir),
+            Command::Concern { .. } => unreachable!("handled before the runtime starts"),
             #[cfg(windows)]
             Command::Service { .. } => unreachable!("handled before the runtime starts"),
             Command::Run {
@@ -165,6 +179,26 @@ fn main() -> Result<()> {
 
 fn spool_path(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("spool.db")
+}
+
+/// `tutela-agent concern`: opens the school's 'Report a concern' page. Run from
+/// a desktop entry, so a problem is also shown in a window, not only printed.
+fn concern(link_file: Option<&std::path::Path>, print: bool) -> Result<()> {
+    let file = link_file.map_or_else(tutela_agent::concern::default_link_file, |f| f.to_owned());
+    let opened = tutela_agent::concern::read(&file).and_then(|url| {
+        if print {
+            println!("{url}");
+            Ok(())
+        } else {
+            tutela_agent::concern::open(&url)
+        }
+    });
+    if let (Err(e), false) = (&opened, print) {
+        if let Err(shown) = tutela_agent::notice::show_message(&e.to_string()) {
+            tracing::debug!(error = %shown, "no window for the message");
+        }
+    }
+    Ok(opened?)
 }
 
 fn status(data_dir: &std::path::Path) -> Result<()> {
@@ -180,7 +214,7 @@ fn status(data_dir: &std::path::Path) -> Result<()> {
     let stats = spool.stats()?;
     println!("agent id:      {}", enrolment.agent_id);
     println!("group:         {}", enrolment.group);
-    println!("collector:     {}", enrolment.collector);
+    println!("collector:     {}", enrolment.addresses().join(", "));
     println!("pinned cert:   {}", enrolment.fingerprint);
     println!(
         "events sent:   {}",
@@ -232,7 +266,7 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
     let spool = Arc::new(Mutex::new(spool));
     let appended = Arc::new(tokio::sync::Notify::new());
     let uplink_config = UplinkConfig {
-        collector: enrolment.collector.clone(),
+        collectors: enrolment.addresses(),
         fingerprint: enrolment.fingerprint.clone(),
         backoff_initial: Duration::from_millis(config.uplink.backoff_initial_ms),
         backoff_max: Duration::from_millis(config.uplink.backoff_max_ms),
@@ -267,7 +301,8 @@ async fn run(data_dir: &std::path::Path, simulate: Option<u64>, rate: u64) -> Re
         let bundle_key = hex::decode(&enrolment.bundle_key).unwrap_or_default();
         let exemptions =
             tutela_agent::exemption::Exemptions::load(data_dir, &enrolment.group, &bundle_key);
-        let notices = tutela_agent::notice::Notices::load(data_dir, &enrolment.group, &bundle_key);
+        let notices = tutela_agent::notice::Notices::load(data_dir, &enrolment.group, &bundle_key)
+            .publish_concern_link(config.notice.concern_link_file.clone());
         let sync = RulesSync {
             enrolment: enrolment.clone(),
             identity: identity.clone(),

@@ -133,6 +133,44 @@ pub async fn connect(addr: &str, fingerprint_hex: &str) -> Result<Channel, Pinni
         })
 }
 
+/// The address that answered last, as an index into the list: every
+/// connection of this process (events, rules, notices) starts there, so a
+/// dead address is not tried first each time once another has answered.
+static LAST_GOOD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Opens a channel to the first of `addrs` (the collector's addresses, in the
+/// token's order) that answers with the pinned certificate, starting from the
+/// one that answered last; the error is the last address's.
+pub async fn connect_any(addrs: &[String], fingerprint_hex: &str) -> Result<Channel, PinningError> {
+    use std::sync::atomic::Ordering;
+    let Some(last) = addrs.len().checked_sub(1) else {
+        return Err(PinningError::Connect {
+            addr: String::new(),
+            reason: "no collector address; enrol the device again".into(),
+        });
+    };
+    let start = LAST_GOOD.load(Ordering::Relaxed).min(last);
+    let mut failed = None;
+    for i in (0..addrs.len()).map(|k| (start + k) % addrs.len()) {
+        match connect(&addrs[i], fingerprint_hex).await {
+            Ok(channel) => {
+                if i != start {
+                    tracing::info!(collector = %addrs[i], "connected to another of the collector's addresses");
+                }
+                LAST_GOOD.store(i, Ordering::Relaxed);
+                return Ok(channel);
+            }
+            Err(e) => {
+                if addrs.len() > 1 {
+                    tracing::warn!(collector = %addrs[i], error = %e, "collector address unreachable; trying the next");
+                }
+                failed = Some(e);
+            }
+        }
+    }
+    Err(failed.expect("at least one address was tried"))
+}
+
 /// The whole `source()` chain of an error on one line.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();

@@ -393,9 +393,10 @@ impl RulesSync {
     }
 
     async fn subscribe_once(&self) -> Result<(), String> {
-        let channel = pinning::connect(&self.enrolment.collector, &self.enrolment.fingerprint)
-            .await
-            .map_err(|e| e.to_string())?;
+        let channel =
+            pinning::connect_any(&self.enrolment.addresses(), &self.enrolment.fingerprint)
+                .await
+                .map_err(|e| e.to_string())?;
         let body = SubscribeBody {
             agent_id: self.enrolment.agent_id.clone(),
             current_version: self.current_version(),
@@ -496,9 +497,10 @@ impl RulesSync {
     }
 
     async fn heartbeat_once(&self) -> Result<(), String> {
-        let channel = pinning::connect(&self.enrolment.collector, &self.enrolment.fingerprint)
-            .await
-            .map_err(|e| e.to_string())?;
+        let channel =
+            pinning::connect_any(&self.enrolment.addresses(), &self.enrolment.fingerprint)
+                .await
+                .map_err(|e| e.to_string())?;
         let mut client = IngestClient::new(channel);
         let mut attempts = 0;
         let reply = loop {

@@ -77,7 +77,8 @@ pub fn check_ack(sent: &VecDeque<u64>, agent_id: &str, ack: &tutela_proto::v1::A
 /// Where to send, and how patiently to retry.
 #[derive(Debug, Clone)]
 pub struct UplinkConfig {
-    pub collector: String,
+    /// The collector's addresses, tried in order (see [`pinning::connect_any`]).
+    pub collectors: Vec<String>,
     pub fingerprint: String,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
@@ -190,7 +191,7 @@ pub async fn run(config: UplinkConfig, spool: SharedSpool, appended: Arc<Notify>
                 if acked > 0 {
                     backoff.reset();
                 }
-                tracing::warn!(collector = %config.collector, acked, error = %e, "uplink interrupted; will retry");
+                tracing::warn!(collectors = ?config.collectors, acked, error = %e, "uplink interrupted; will retry");
                 let refusal = match &e {
                     UplinkError::Refused(status) => Some(status),
                     _ => None,
@@ -228,7 +229,7 @@ async fn session(
     spool: &SharedSpool,
     appended: &Arc<Notify>,
 ) -> Result<(), (u64, UplinkError)> {
-    let channel = pinning::connect(&config.collector, &config.fingerprint)
+    let channel = pinning::connect_any(&config.collectors, &config.fingerprint)
         .await
         .map_err(|e| (0, e.into()))?;
     let mut client = IngestClient::new(channel)

@@ -14,6 +14,10 @@ pub struct CollectorConfig {
     /// Address agents are told to use in enrolment tokens (`host:port`).
     /// Empty: the listen address, with 127.0.0.1 for an unspecified host.
     pub advertise: String,
+    /// Further addresses of this collector service (other nodes serving the
+    /// same certificate), written into tokens after `advertise`: agents try
+    /// them in order when the first cannot be reached.
+    pub advertise_also: Vec<String>,
     pub limits: Limits,
     pub storage: Storage,
     pub console: Console,
@@ -24,6 +28,7 @@ pub struct CollectorConfig {
     pub backup: Backup,
     pub metrics: Metrics,
     pub extension: Extension,
+    pub webhooks: Webhooks,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,6 +68,7 @@ impl Default for CollectorConfig {
         Self {
             listen: "0.0.0.0:7443".parse().expect("a valid address"),
             advertise: String::new(),
+            advertise_also: Vec::new(),
             limits: Limits::default(),
             storage: Storage::default(),
             console: Console::default(),
@@ -73,6 +79,7 @@ impl Default for CollectorConfig {
             backup: Backup::default(),
             metrics: Metrics::default(),
             extension: Extension::default(),
+            webhooks: Webhooks::default(),
         }
     }
 }
@@ -113,10 +120,31 @@ impl CollectorConfig {
             path: path.to_owned(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
             path: path.to_owned(),
             reason: e.to_string(),
-        })
+        })?;
+        let also = &config.advertise_also;
+        let bad = also.iter().find(|a| !tutela_proto::token::is_endpoint(a));
+        if let Some(bad) = bad {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                reason: format!(
+                    "advertise_also entry {bad:?} is not host:port; write e.g. \"collector-b.school.lan:7443\""
+                ),
+            });
+        }
+        if also.len() > tutela_proto::token::MAX_FALLBACKS {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                reason: format!(
+                    "advertise_also has {} addresses; tokens carry at most {}",
+                    also.len(),
+                    tutela_proto::token::MAX_FALLBACKS
+                ),
+            });
+        }
+        Ok(config)
     }
 
     /// The address written into enrolment tokens.
@@ -162,6 +190,10 @@ pub struct Console {
     /// staff, besides those imported with `users import`; their alerts go to
     /// the head teacher only. Empty: none.
     pub staff_pattern: String,
+    /// Staff single sign-on providers (OpenID Connect), each shown as a
+    /// button on the sign-in page. Local accounts keep working beside them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub oidc: Vec<OidcProvider>,
 }
 
 impl Default for Console {
@@ -173,8 +205,86 @@ impl Default for Console {
             trusted_proxy: None,
             time_zone: "Europe/London".into(),
             staff_pattern: String::new(),
+            oidc: Vec::new(),
         }
     }
+}
+
+/// One OpenID Connect provider for staff sign-in (`[[console.oidc]]`).
+/// It names where the client secret is, never the secret itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProvider {
+    /// Short id used in the URLs: `/login/oidc/<name>` and its callback.
+    pub name: String,
+    /// What the sign-in button says, e.g. `Google Workspace`. Empty: the name.
+    #[serde(default)]
+    pub label: String,
+    /// The issuer exactly as the provider's discovery document states it,
+    /// e.g. `https://accounts.google.com`.
+    pub issuer: String,
+    pub client_id: String,
+    /// A file holding the client secret (first line), readable by the collector only.
+    #[serde(default)]
+    pub client_secret_file: String,
+    /// Or an environment variable holding it. Neither: a public client (PKCE only).
+    #[serde(default)]
+    pub client_secret_env: String,
+    /// The callback URL registered with the provider: the console's address
+    /// as browsers reach it, then `/login/oidc/<name>/callback`.
+    pub redirect_url: String,
+    /// Scopes asked for, beside `openid`.
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// The ID token claim holding the account's email address.
+    #[serde(default = "default_email_claim")]
+    pub email_claim: String,
+    /// The ID token claim holding the account's groups (a list of names or ids).
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Refuse an ID token whose `email_verified` claim is false.
+    #[serde(default = "default_true")]
+    pub require_verified_email: bool,
+    /// Sent as the `prompt` parameter: `login` makes the provider ask for
+    /// the password again at each console sign-in (shared staffroom
+    /// computers), `select_account` lets a person pick an account. Empty:
+    /// the provider decides.
+    #[serde(default)]
+    pub prompt: String,
+    /// Who gets which role; the first entry that matches wins. An account
+    /// that matches none is refused.
+    #[serde(default)]
+    pub roles: Vec<OidcRole>,
+}
+
+/// Accounts given one role: by email address or by group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcRole {
+    /// dsl, deputy-dsl, head, technician or auditor.
+    pub role: String,
+    /// Email addresses (case-insensitive).
+    #[serde(default)]
+    pub emails: Vec<String>,
+    /// Group names or ids as the provider sends them in the groups claim.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+fn default_oidc_scopes() -> Vec<String> {
+    vec!["email".into(), "profile".into()]
+}
+
+fn default_email_claim() -> String {
+    "email".into()
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// The browser extension agent (Chromebooks and Chrome), which reaches the
@@ -418,4 +528,100 @@ pub struct Metrics {
     /// management network). Unset: no metrics listener.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
+}
+
+/// Urgent alerts posted to chat or another system (see the README, "Webhooks").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Webhooks {
+    /// The school's name as messages show it. Empty: left out.
+    pub school: String,
+    /// New urgent alerts are gathered into messages this often.
+    pub interval_secs: u64,
+    /// First retry of a failed post after this many seconds; doubles per failure.
+    pub retry_initial_secs: u64,
+    /// Longest wait between retries. Failed posts are retried until they go,
+    /// unless the receiver refuses them for good (a 4xx other than 408 and 429).
+    pub retry_max_secs: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<WebhookTarget>,
+}
+
+impl Default for Webhooks {
+    fn default() -> Self {
+        Self {
+            school: String::new(),
+            interval_secs: 30,
+            retry_initial_secs: 30,
+            retry_max_secs: 3600,
+            targets: Vec::new(),
+        }
+    }
+}
+
+/// The body a webhook receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// Tutela's own JSON, signed with HMAC-SHA256.
+    Json,
+    /// A Microsoft Teams message with an Adaptive Card (Teams workflows and
+    /// incoming webhooks).
+    Teams,
+    /// A Slack incoming-webhook message.
+    Slack,
+}
+
+/// Whose alerts a webhook carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookAudience {
+    /// Alerts about pupils (the DSLs').
+    Pupils,
+    /// Alerts about staff accounts (the head teacher's).
+    Staff,
+}
+
+/// One receiver (`[[webhooks.targets]]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookTarget {
+    /// Names the target in the log and the outbox.
+    pub name: String,
+    pub format: WebhookFormat,
+    /// The receiver's URL (https, or http on this machine). Teams and Slack
+    /// URLs are secrets: prefer `url_file` or `url_env` for them.
+    #[serde(default)]
+    pub url: String,
+    /// Or a file holding the URL (first line).
+    #[serde(default)]
+    pub url_file: String,
+    /// Or an environment variable holding it.
+    #[serde(default)]
+    pub url_env: String,
+    /// `json`: a file holding the HMAC-SHA256 key (first line).
+    #[serde(default)]
+    pub secret_file: String,
+    /// `json`: or an environment variable holding it.
+    #[serde(default)]
+    pub secret_env: String,
+    #[serde(default = "default_audience")]
+    pub audience: WebhookAudience,
+    /// The lowest severity posted.
+    #[serde(default = "default_webhook_severity")]
+    pub min_severity: i64,
+    /// Opt in: the pupil's account name and station in each message.
+    #[serde(default)]
+    pub include_pupil: bool,
+    /// Opt in: the category and the matched words in each message.
+    #[serde(default)]
+    pub include_match: bool,
+}
+
+fn default_audience() -> WebhookAudience {
+    WebhookAudience::Pupils
+}
+
+fn default_webhook_severity() -> i64 {
+    4
 }

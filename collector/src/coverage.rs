@@ -8,7 +8,7 @@
 use rusqlite::Connection;
 
 use crate::config::Fleet;
-use crate::console::tz::{add_days, parse_clock, Zone};
+use crate::console::tz::{add_days, parse_clock, parse_weekday, Zone};
 
 const DAY_MS: i64 = 86_400_000;
 /// Looking back further than this is pointless: any longer silence has
@@ -40,10 +40,10 @@ impl SchoolTime {
     pub fn new(fleet: &Fleet, zone: Zone) -> Self {
         let mut days = 0u8;
         for d in &fleet.school_days {
-            match weekday_index(d) {
+            match parse_weekday(d) {
                 Some(i) => days |= 1 << i,
                 None => {
-                    tracing::warn!(day = %d, "unknown day in [fleet] school_days; use Mon..Sun")
+                    tracing::warn!(day = %d, "unknown day in [fleet] school_days; use Mon..Sun or Monday..Sunday")
                 }
             }
         }
@@ -94,15 +94,6 @@ impl SchoolTime {
     pub fn is_school_time(&self, ms: i64) -> bool {
         self.school_ms_between(ms, ms + 1) == 1
     }
-}
-
-fn weekday_index(name: &str) -> Option<u32> {
-    let n = name.trim().to_ascii_lowercase();
-    let n = n.get(..3)?;
-    ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
-        .iter()
-        .position(|d| *d == n)
-        .map(|i| i as u32)
 }
 
 /// `HH:MM-HH:MM` to minutes after local midnight; `24:00` allowed as an end.
@@ -245,7 +236,7 @@ mod tests {
         assert_eq!(parse_hours("08:30-15:30"), Some((510, 930)));
         assert_eq!(parse_hours("00:00-24:00"), Some((0, 1440)));
         assert_eq!(parse_hours("15:00-08:00"), None);
-        assert_eq!(weekday_index("Saturday"), Some(6));
-        assert_eq!(weekday_index("x"), None);
+        assert_eq!(parse_weekday("Saturday"), Some(6));
+        assert_eq!(parse_weekday("x"), None);
     }
 }

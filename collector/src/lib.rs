@@ -27,6 +27,7 @@ pub mod store;
 pub mod subscription;
 pub mod summary;
 pub mod urgent;
+pub mod webhook;
 pub mod writer;
 
 /// The stored name of an observation source.

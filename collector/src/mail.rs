@@ -295,11 +295,15 @@ impl Mailer {
 
     /// The wait before attempt number `attempts + 1`, after `attempts` failures.
     pub fn backoff_ms(&self, attempts: i64) -> i64 {
-        let factor = 1i64 << attempts.clamp(1, 30).saturating_sub(1);
-        self.retry_initial_ms
-            .saturating_mul(factor)
-            .min(self.retry_max_ms)
+        backoff_ms(self.retry_initial_ms, self.retry_max_ms, attempts)
     }
+}
+
+/// The wait before attempt number `attempts + 1`: `initial_ms`, doubled per
+/// failure after the first, at most `max_ms` (the outboxes' backoff).
+pub fn backoff_ms(initial_ms: i64, max_ms: i64, attempts: i64) -> i64 {
+    let factor = 1i64 << attempts.clamp(1, 30).saturating_sub(1);
+    initial_ms.saturating_mul(factor).min(max_ms)
 }
 
 /// Checks `[mail]`, `[summary]` and the console time zone before the

@@ -73,6 +73,11 @@ enum Command {
     },
     /// The weekly summary email: preview it, send it now, or see what was sent.
     Summary(tutela_collector::summary::cli::SummaryArgs),
+    /// Urgent alerts by webhook: see what is waiting or refused, queue refused ones again.
+    Webhooks {
+        #[command(subcommand)]
+        command: tutela_collector::webhook::cli::WebhooksCommand,
+    },
     /// Enrolled agents.
     Agents {
         #[command(subcommand)]
@@ -343,7 +348,7 @@ fn main() -> Result<()> {
             let tls = secrets::load_tls(&dir)?;
             anyhow::ensure!(uses >= 1, "--uses must be at least 1");
             let (runtime, tokens) = open_store(&dir)?;
-            let token = runtime.block_on(enrolment::create_token(
+            let mut token = runtime.block_on(enrolment::create_token(
                 &tokens,
                 &TokenSpec {
                     valid_for_ms: expires,
@@ -354,6 +359,7 @@ fn main() -> Result<()> {
                 &config.advertised(),
                 &tls.fingerprint,
             ))?;
+            token.fallbacks = config.advertise_also.clone();
             let conn = store::open(&dir)?;
             tutela_collector::console::schema::create(&conn)?;
             tutela_collector::console::audit::append(
@@ -555,6 +561,7 @@ fn main() -> Result<()> {
         Command::User { command } => tutela_collector::console::cli::user(&dir, command),
         Command::Users { command } => tutela_collector::console::cli::users(&dir, command),
         Command::Summary(args) => tutela_collector::summary::cli::run(&dir, args),
+        Command::Webhooks { command } => tutela_collector::webhook::cli::run(&dir, command),
         Command::Backup {
             dest,
             passphrase_file,

@@ -31,6 +31,45 @@ pub enum SecretsError {
     Decrypt,
 }
 
+/// A secret the school configures in collector.toml one of three ways:
+/// written inline, in a file (its first line; a warning when other users
+/// can read it), or in an environment variable. `what` names it in errors.
+/// `None`: none of the three is set, or the one set is empty.
+pub fn configured(
+    inline: &str,
+    file: &str,
+    env: &str,
+    what: &str,
+) -> Result<Option<String>, String> {
+    let (inline, file, env) = (inline.trim(), file.trim(), env.trim());
+    if [inline, file, env].iter().filter(|s| !s.is_empty()).count() > 1 {
+        return Err(format!("give the {what} one way only"));
+    }
+    let text = if !file.is_empty() {
+        let text = fs::read_to_string(file)
+            .map_err(|e| format!("cannot read the {what} file {file:?}: {e}"))?;
+        #[cfg(unix)]
+        if let Ok(meta) = fs::metadata(file) {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o004 != 0 {
+                tracing::warn!(
+                    file,
+                    "the {what} file can be read by other users; chmod 600 it"
+                );
+            }
+        }
+        text.lines().next().unwrap_or("").trim().to_owned()
+    } else if !env.is_empty() {
+        std::env::var(env)
+            .map_err(|_| format!("the environment variable {env} (the {what}) is not set"))?
+            .trim()
+            .to_owned()
+    } else {
+        inline.to_owned()
+    };
+    Ok((!text.is_empty()).then_some(text))
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SecretsError + '_ {
     move |source| SecretsError::Io {
         path: path.to_owned(),

@@ -66,11 +66,13 @@ pub async fn bind(
     let location = crate::store::Location::new(dir, &config.storage.url)
         .context("the store is misconfigured; fix [storage] in collector.toml")?;
     if location.shared() {
-        // The console and mail read the SQLite file: on PostgreSQL they
-        // would show no alerts and send no urgent email. Fail closed.
+        // The console, mail and webhooks read the SQLite file: on PostgreSQL
+        // they would show no alerts and send no urgent message. Fail closed.
         anyhow::ensure!(
-            !config.console.enabled && config.mail.host.is_empty(),
-            "[storage] url names PostgreSQL, where this collector keeps agents, enrolment tokens, heartbeats and events, but the review console and email do not read PostgreSQL yet: set [console] enabled = false and leave [mail] host empty to run this collector as an ingest node, or leave [storage] url empty to keep everything in SQLite"
+            !config.console.enabled
+                && config.mail.host.is_empty()
+                && config.webhooks.targets.is_empty(),
+            "[storage] url names PostgreSQL, where this collector keeps agents, enrolment tokens, heartbeats and events, but the review console, email and webhooks do not read PostgreSQL yet: set [console] enabled = false, leave [mail] host empty and configure no [[webhooks.targets]] to run this collector as an ingest node, or leave [storage] url empty to keep everything in SQLite"
         );
         tracing::info!(store = ?location, "agents, enrolment, heartbeats and events are stored in PostgreSQL");
     }
@@ -80,7 +82,10 @@ pub async fn bind(
     let writer = Writer::start(location, config.storage.batch_max)
         .context("cannot open the store for writing")?;
     let keys = Arc::new(AgentKeys::new(store));
-    let rules = crate::subscription::RulesService::open(dir, keys.clone())?;
+    // Set when shutdown begins, before the server stops taking calls, so the
+    // agents' rule streams end with a status that says so.
+    let (stopping_rules, stopping) = tokio::sync::watch::channel(false);
+    let rules = crate::subscription::RulesService::open(dir, keys.clone(), stopping)?;
     let notices = crate::notice::service::NoticesService::open(dir, keys.clone())?;
     let ingest = IngestService {
         keys,
@@ -107,6 +112,10 @@ pub async fn bind(
     // ours, so a collector that cannot listen sends nothing.
     let mail_tasks = crate::mail::start(dir, config).context(
         "email (urgent notifications) cannot start; fix this, then start the collector again",
+    )?;
+    // Likewise webhooks (urgent alerts to chat or another system).
+    let webhooks = crate::webhook::start(dir, config).context(
+        "webhooks (urgent alerts) cannot start; fix [[webhooks.targets]] in collector.toml, then start the collector again",
     )?;
     // Bound before "listening" is printed, so whatever waits for that line
     // can scrape at once.
@@ -170,6 +179,7 @@ pub async fn bind(
         let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             shutdown.await;
+            let _ = stopping_rules.send(true);
             let _ = stopping_tx.send(());
         };
         let connections = crate::memory::Connections::default();
@@ -204,6 +214,7 @@ pub async fn bind(
         purge.abort();
         trimmer.abort();
         mail_tasks.shutdown(GRACEFUL_MAIL).await;
+        webhooks.shutdown(GRACEFUL_MAIL).await;
         tracing::info!("collector stopped");
         served?;
         Ok(())

@@ -265,10 +265,17 @@ pub struct RulesService {
     pub published: watch::Receiver<Arc<Published>>,
     /// The rule-bundle key, which also signs exemption sets.
     pub signer: Arc<ring::signature::Ed25519KeyPair>,
+    /// Becomes true when the collector begins to stop: open streams then end
+    /// with `UNAVAILABLE` so their agents subscribe again (elsewhere, or later).
+    pub stopping: watch::Receiver<bool>,
 }
 
 impl RulesService {
-    pub fn open(dir: &Path, keys: Arc<AgentKeys>) -> anyhow::Result<Self> {
+    pub fn open(
+        dir: &Path,
+        keys: Arc<AgentKeys>,
+        stopping: watch::Receiver<bool>,
+    ) -> anyhow::Result<Self> {
         let signer = Arc::new(
             crate::secrets::load_signing_key(dir)
                 .map_err(|e| anyhow::anyhow!("loading the rule-signing key: {e}"))?,
@@ -277,6 +284,7 @@ impl RulesService {
             keys,
             published: watch_publications(dir, signer.clone())?,
             signer,
+            stopping,
         })
     }
 
@@ -343,6 +351,7 @@ impl Rules for RulesService {
             sent_notice: None,
             published: self.published.clone(),
             signer: self.signer.clone(),
+            stopping: self.stopping.clone(),
             waiting: VecDeque::new(),
             connected: true,
             ended: false,
@@ -366,6 +375,7 @@ struct Subscriber {
     sent_notice: Option<SignedNotice>,
     published: watch::Receiver<Arc<Published>>,
     signer: Arc<ring::signature::Ed25519KeyPair>,
+    stopping: watch::Receiver<bool>,
     waiting: VecDeque<Result<RulesUpdate, Status>>,
     /// Just connected: what it lacks is sent without waiting for a change.
     connected: bool,
@@ -383,12 +393,39 @@ impl Subscriber {
             if self.ended {
                 return None;
             }
-            if !std::mem::take(&mut self.connected) && self.published.changed().await.is_err() {
-                return None;
+            if *self.stopping.borrow() {
+                self.stop();
+                continue;
+            }
+            if !std::mem::take(&mut self.connected) {
+                let stopping = tokio::select! {
+                    changed = self.published.changed() => {
+                        if changed.is_err() {
+                            return None;
+                        }
+                        false
+                    }
+                    _ = self.stopping.wait_for(|stopping| *stopping) => true,
+                };
+                if stopping {
+                    self.stop();
+                    continue;
+                }
             }
             let now = self.published.borrow_and_update().clone();
             self.queue_changes(&now);
         }
+    }
+
+    /// The collector is stopping: the stream ends with `UNAVAILABLE`, which
+    /// tells the agent to subscribe again, rather than with a clean end or a
+    /// reset connection that says nothing.
+    fn stop(&mut self) {
+        tracing::debug!(agent_id = %self.agent_id, "rule stream ended: the collector is stopping");
+        self.waiting.push_back(Err(Status::unavailable(
+            "the collector is stopping; subscribe again shortly",
+        )));
+        self.ended = true;
     }
 
     /// Queues what `now` holds that this agent has not been sent.

@@ -23,6 +23,25 @@ pub struct EnrolmentToken {
     pub secret: String,
     /// Expiry, milliseconds since the Unix epoch.
     pub expires_ms: i64,
+    /// Further `host:port` endpoints of the same collector service (serving
+    /// the same certificate), tried in order when `collector` cannot be
+    /// reached. Absent from tokens that have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
+}
+
+/// Most fallback addresses a token may carry.
+pub const MAX_FALLBACKS: usize = 8;
+
+/// A `host:port` as tokens carry it: non-empty, at most 255 bytes, printable,
+/// no spaces, with a port.
+pub fn is_endpoint(addr: &str) -> bool {
+    !addr.is_empty()
+        && addr.len() <= 255
+        && addr.bytes().all(|b| b.is_ascii_graphic())
+        && addr.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        })
 }
 
 /// Why a token could not be read.
@@ -63,6 +82,10 @@ impl EnrolmentToken {
         if token.secret.len() < 16 || token.collector.is_empty() {
             return Err(TokenError::Malformed("missing secret or collector address"));
         }
+        if token.fallbacks.len() > MAX_FALLBACKS || !token.fallbacks.iter().all(|a| is_endpoint(a))
+        {
+            return Err(TokenError::Malformed("bad fallback collector address"));
+        }
         if token.expires_ms <= now_ms {
             return Err(TokenError::Expired);
         }
@@ -80,6 +103,33 @@ mod tests {
             fingerprint: "ab".repeat(32),
             secret: "s".repeat(32),
             expires_ms: 2_000,
+            fallbacks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn fallbacks_round_trip_are_omitted_when_empty_and_checked() {
+        let plain = sample().encode();
+        let json = URL_SAFE_NO_PAD
+            .decode(plain.strip_prefix(PREFIX).unwrap())
+            .unwrap();
+        assert!(!String::from_utf8(json).unwrap().contains("fallbacks"));
+        let mut t = sample();
+        t.fallbacks = vec!["collector-b.school.test:7443".into(), "[::1]:7443".into()];
+        assert_eq!(EnrolmentToken::decode(&t.encode(), 1_000).unwrap(), t);
+        for bad in [
+            vec![String::new()],
+            vec!["no-port".into()],
+            vec!["host:0".into()],
+            vec!["two words:7443".into()],
+            vec!["h:1".to_owned(); MAX_FALLBACKS + 1],
+        ] {
+            t.fallbacks = bad.clone();
+            assert_eq!(
+                EnrolmentToken::decode(&t.encode(), 1_000),
+                Err(TokenError::Malformed("bad fallback collector address")),
+                "{bad:?}"
+            );
         }
     }
 

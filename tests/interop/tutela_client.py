@@ -16,6 +16,9 @@ raw bytes. It runs against a real collector on loopback:
                                             collector's store locked, every write is
                                             refused with UNAVAILABLE, nothing kept
     tutela_client.py revoked TOKEN STATE    after `agents revoke`: every path refused
+    tutela_client.py stopping TOKEN         enrols, subscribes, prints READY once the
+                                            stream's first update arrived; when the
+                                            collector stops, the stream ends UNAVAILABLE
     tutela_client.py vectors FILE           docs/protocol-vectors.json, rebuilt here
 
 Each case prints `PASS <case>`; the first failure exits with status 1.
@@ -414,9 +417,27 @@ def revoked(token_text, state_path):
             "revoked: the revoked key cannot enrol again")
 
 
+def stopping(token_text):
+    """An open rule stream ends with UNAVAILABLE when the collector stops."""
+    token = read_token(token_text)
+    collector = Collector(pinned_channel(token["collector"], token["fingerprint"]))
+    key = new_key()
+    agent = Agent(one(collector.enrol(enrol_request(token["secret"], key)), 1, b"").decode(), key)
+    updates, error = collector.subscribe_to_end(agent.subscription(), 1,
+                                                lambda: print("READY", flush=True))
+    check(len(updates) >= 1, f"stopping: the stream's first update arrived: {updates}")
+    check(error is not None, "stopping: the stream ended with no status, expected UNAVAILABLE")
+    check(error.code() == grpc.StatusCode.UNAVAILABLE,
+          f"stopping: expected UNAVAILABLE, got {error.code()} {error.details()}")
+    check("stopping" in (error.details() or ""),
+          f"stopping: {error.details()!r} says the collector is stopping")
+    passed("stopping: an open rule stream ends with UNAVAILABLE when the collector stops")
+
+
 def main(argv):
     try:
-        {"run": run, "unavailable": unavailable, "revoked": revoked, "vectors": check_vectors}[argv[1]](*argv[2:])
+        {"run": run, "unavailable": unavailable, "revoked": revoked, "stopping": stopping,
+         "vectors": check_vectors}[argv[1]](*argv[2:])
     except Failure as e:
         print(f"FAIL {e}", flush=True)
         return 1

@@ -280,6 +280,21 @@ class Collector:
                 break
         return updates
 
+    def subscribe_to_end(self, request, first, ready):
+        """Subscribes, calls `ready` after the first `first` updates, then reads
+        until the stream ends; returns (updates, error or None). No deadline: the
+        stream is meant to stay open until the collector ends it."""
+        call = self.channel.unary_stream("/tutela.v1.Rules/Subscribe")
+        updates = []
+        try:
+            for reply in call(request):
+                updates.append(parse(reply))
+                if len(updates) == first:
+                    ready()
+            return updates, None
+        except grpc.RpcError as e:
+            return updates, e
+
 
 def refused(callable_, code, case, metadata_seq=None, contains=None):
     try:

@@ -166,6 +166,12 @@ fn debs_install_into_a_scratch_root_with_owners_modes_and_valid_units() {
         // The pupil's account can neither read the agent's key and spool nor
         // reach them.
         ("var/lib/tutela-agent", (0o700, 0, 0)),
+        // The 'Report a concern' address for the pupils' desktop entry: readable by all.
+        ("var/lib/tutela-agent-public", (0o755, 0, 0)),
+        (
+            "usr/share/applications/tutela-concern.desktop",
+            (0o644, 0, 0),
+        ),
         ("var/lib/tutela-collector", (0o700, uid, gid)),
         ("var/backups/tutela-collector", (0o700, uid, gid)),
         // The backup passphrase: the backup job (tutela group) reads it, only

@@ -3,7 +3,8 @@
 //! vectors, then against the real collector enrols, verifies the live and
 //! shadow bundles and the exemption set it is sent, sends events and checks
 //! every refusal status, heartbeats, re-keys, and after `agents revoke` finds
-//! every path refused.
+//! every path refused; an open rule stream ends with UNAVAILABLE when the
+//! collector stops.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -187,6 +188,37 @@ fn an_independent_python_client_speaks_the_documented_protocol() {
         collector.alerts().unwrap().len(),
         8,
         "nothing stored after the revocation"
+    );
+
+    // Stopping the collector ends an open rule stream with UNAVAILABLE (and
+    // says why), so the agent subscribes again, to another address or later.
+    let stopping_token = collector.token(&[]).unwrap();
+    let mut child = Command::new(&python)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/tutela_client.py"))
+        .args(["stopping", &stopping_token])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut ready = String::new();
+    stdout.read_line(&mut ready).unwrap();
+    assert_eq!(ready.trim(), "READY", "the client subscribed");
+    let mut serving = collector.child.take().expect("the collector is serving");
+    run_ok(Command::new("kill").args(["-s", "INT", &serving.id().to_string()])).unwrap();
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).unwrap();
+    let status = child.wait().unwrap();
+    print!("{out}");
+    assert!(
+        status.success() && out.contains("all cases passed"),
+        "{out}\n{}",
+        collector.log_text()
+    );
+    assert!(
+        serving.wait().unwrap().success(),
+        "{}",
+        collector.log_text()
     );
 }
 

@@ -152,7 +152,16 @@ fn the_notice_is_shown_at_session_start_acknowledged_signed_and_shown_again_for_
     agent
         .enrol(&collector.token(&["--group", GROUP]).unwrap())
         .unwrap();
-    std::fs::write(agent.dir.join("agent.toml"), UPLINK).unwrap();
+    // Where the agent publishes the 'Report a concern' address for the desktop entry.
+    let concern_link = scratch.path("public/concern-url");
+    std::fs::write(
+        agent.dir.join("agent.toml"),
+        format!(
+            "{UPLINK}[notice]\nconcern_link_file = \"{}\"\n",
+            concern_link.display()
+        ),
+    )
+    .unwrap();
     agent.start(&[]).unwrap();
     agent.wait_for_sensors(START_WAIT).unwrap();
     let window = wait_for_window(&desktop, &agent, "the notice window at session start");
@@ -181,6 +190,45 @@ fn the_notice_is_shown_at_session_start_acknowledged_signed_and_shown_again_for_
     UnparsedPublicKey::new(&ED25519, &key)
         .verify(&signed, signature)
         .expect("the acknowledgement is signed with the station's enrolled key");
+
+    // 'Report a concern' from the desktop: `tutela-agent concern` (the desktop entry's
+    // command, run as the pupil) opens the address published with the notice in the
+    // browser; here a headless Chromium, which prints the page it loaded.
+    let concern = |browser: &str| {
+        std::process::Command::new(tutela_tests::bin("tutela-agent"))
+            .args(["concern", "--link-file"])
+            .arg(&concern_link)
+            .env("BROWSER", browser)
+            .env_remove("DISPLAY")
+            .output()
+            .unwrap()
+    };
+    let profile = scratch.path("browser-profile");
+    let opened = concern(&format!(
+        "chromium --headless --no-sandbox --disable-gpu --user-data-dir={} --dump-dom %s",
+        profile.display()
+    ));
+    let page = String::from_utf8_lossy(&opened.stdout);
+    assert!(
+        opened.status.success() && page.contains("<h1>Report a concern</h1>"),
+        "the concern page did not open: {page}\n{}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
+    // The file holds the address and nothing else; one that is not a web address is
+    // refused, not opened, with what to do.
+    let published = std::fs::read_to_string(&concern_link).unwrap();
+    assert!(
+        published.starts_with("http://127.0.0.1:") && published.trim_end().ends_with("/concern"),
+        "{published:?}"
+    );
+    std::fs::write(&concern_link, "file:///etc/shadow\n").unwrap();
+    let refused = concern("false %s");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && said.contains("holds no valid web address"),
+        "{said}"
+    );
+    std::fs::write(&concern_link, published).unwrap();
 
     // A new version reaches the running session and is shown again.
     let (status, body) = set_notice(

@@ -60,7 +60,7 @@ prop_compose! {
         secret in prop_oneof!["[0-9a-f]{48}", text(20)],
         expires_in in -1_000_000i64..1_000_000_000,
     ) -> EnrolmentToken {
-        EnrolmentToken { collector, fingerprint, secret, expires_ms: now_ms() + expires_in }
+        EnrolmentToken { collector, fingerprint, secret, expires_ms: now_ms() + expires_in, fallbacks: Vec::new() }
     }
 }
 

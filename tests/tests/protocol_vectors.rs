@@ -124,6 +124,7 @@ fn build(scratch: &std::path::Path) -> Value {
         fingerprint: hex::encode(sha256(b"a certificate's DER bytes")),
         secret: "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e7".into(),
         expires_ms: 1_767_225_600_000,
+        fallbacks: Vec::new(),
     };
     let token_text = token.encode();
     assert_eq!(

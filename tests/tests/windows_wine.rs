@@ -18,12 +18,14 @@ mod wine;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tutela_tests::{read, require_programs, run_ok, wait_for, Collector, Desktop, Scratch};
 use wine::{build_msi, build_program, read_or_note, token_leaks, windows_agent, Wine};
 
+/// The group the station enrols into; its monitoring notice is shown at session start.
+const GROUP: &str = "year-7";
 const INSTALLED_EXE: &str = "Program Files/Tutela/Agent/tutela-agent.exe";
 const DATA_DIR: &str = "ProgramData/Tutela/agent";
 /// Generous: a debug agent under Wine compiles the full pack before its sensors start.
@@ -108,6 +110,7 @@ fn the_msi_under_wine_installs_enrols_alerts_and_uninstalls() {
         "wineboot",
         "wineserver",
         "wixl",
+        "msiinfo",
         "x86_64-w64-mingw32-gcc",
     ]);
     let scratch = Scratch::new("windows-wine");
@@ -125,7 +128,7 @@ fn the_msi_under_wine_installs_enrols_alerts_and_uninstalls() {
     };
 
     an_expired_token_leaves_the_agent_installed_not_enrolled_and_stopped(&mut lab);
-    let token = lab.collector.token(&[]).unwrap();
+    let token = lab.collector.token(&["--group", GROUP]).unwrap();
     let agent_id = a_good_token_installs_enrols_and_starts_the_service(&mut lab, &token);
     the_keys_sensor_refuses_an_old_windows_build(&mut lab);
     lab.wine.set_version("win10");
@@ -330,6 +333,16 @@ fn the_session_agent_alerts_on_each_sensor(lab: &mut Lab) {
     // Wine cannot do the supervisor's next step on real Windows: Wine has no separate
     // console session to start `tutela-agent run` in with a copy of the SYSTEM token. Run the
     // session component as installed, on the Wine desktop, instead.
+    // The school's monitoring notice for the station's group, set before the session starts.
+    let notice = lab.scratch.path("notice.txt");
+    std::fs::write(&notice, "This computer is monitored to keep you safe.").unwrap();
+    run_ok(
+        lab.collector
+            .cmd()
+            .args(["notice", "set", "--group", GROUP, "--file"])
+            .arg(&notice),
+    )
+    .unwrap();
     let (mut agent, log) = lab.start_session_agent("agent.log");
     let text = read(&log);
     for sensor in ["window", "keys", "browser", "process"] {
@@ -338,6 +351,7 @@ fn the_session_agent_alerts_on_each_sensor(lab: &mut Lab) {
             "the {sensor} sensor did not start under Wine; agent log:\n{text}"
         );
     }
+    the_notice_is_shown_and_its_acknowledgement_stored(lab, &log);
 
     // Typed text in notepad, with a screenshot that decodes.
     lab.focus("Notepad");
@@ -444,6 +458,86 @@ fn the_session_agent_alerts_on_each_sensor(lab: &mut Lab) {
     );
     let _ = agent.kill();
     let _ = agent.wait();
+}
+
+/// The session agent shows the group's notice in a message box on the pupil's desktop; OK
+/// sends the signed acknowledgement, which the collector lists for the group.
+fn the_notice_is_shown_and_its_acknowledgement_stored(lab: &mut Lab, log: &std::path::Path) {
+    let mut window = String::new();
+    wait_for("the notice's message box", AGENT_START, || {
+        window = lab
+            .desktop
+            .xdotool(&["search", "--name", "Tutela: monitoring notice"])
+            .unwrap_or_default()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        !window.is_empty()
+    })
+    .unwrap_or_else(|e| panic!("{e}; agent log:\n{}", read(log)));
+    let acks = || {
+        let out = run_ok(
+            lab.collector
+                .cmd()
+                .args(["notice", "acks", "--group", GROUP, "--json"]),
+        )
+        .unwrap();
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let before = acks();
+    assert!(
+        before["accepted"].as_array().is_some_and(|a| a.is_empty()),
+        "acknowledged before OK was pressed: {before}"
+    );
+    lab.desktop.focus(&window).unwrap();
+    lab.desktop.keys(&["Return"]).unwrap();
+    let mut listed = serde_json::Value::Null;
+    wait_for("the acknowledgement at the collector", ALERT, || {
+        listed = acks();
+        listed["accepted"].as_array().is_some_and(|a| !a.is_empty())
+    })
+    .unwrap_or_else(|e| panic!("{e}; agent log:\n{}", read(log)));
+    let accepted = &listed["accepted"][0];
+    assert_eq!(accepted["version"], 1, "{listed}");
+    assert!(
+        accepted["station"].as_str().is_some_and(|s| !s.is_empty()),
+        "{listed}"
+    );
+
+    // 'Report a concern' in the Start menu runs `tutela-agent concern`, which opens the address
+    // the agent published with the notice (Wine has no browser to open it with: `--print`
+    // shows what would be opened).
+    // The package is per-machine (ALLUSERS=1), so Windows puts the shortcut in every user's
+    // Start menu; Wine 8 puts it in the installing user's.
+    let menus = [
+        lab.wine
+            .drive_c("ProgramData/Microsoft/Windows/Start Menu/Programs/Tutela"),
+        lab.wine
+            .user_home()
+            .join("AppData/Roaming/Microsoft/Windows/Start Menu/Programs/Tutela"),
+    ];
+    assert!(
+        menus
+            .iter()
+            .any(|m| m.join("Report a concern.lnk").is_file()),
+        "no 'Report a concern' shortcut in {menus:?}"
+    );
+    let table = run_ok(Command::new("msiinfo").args(["export", &lab.msi, "Shortcut"])).unwrap();
+    assert!(
+        table
+            .contains("Report a concern\tConcernShortcut\t[INSTALLDIR]tutela-agent.exe\tconcern\t"),
+        "the shortcut runs `tutela-agent concern`:\n{table}"
+    );
+    let published = lab.wine.drive_c("ProgramData/Tutela/concern-url.txt");
+    let url = read(&published);
+    assert!(
+        url.starts_with("http://") && url.trim_end().ends_with("/concern"),
+        "{url:?} in {}",
+        published.display()
+    );
+    let printed = run_ok(lab.wine.agent().args(["concern", "--print"])).unwrap();
+    assert_eq!(printed.trim(), url.trim(), "tutela-agent concern --print");
 }
 
 /// Writes a Chrome-format `History` under the Wine user's Chrome profile, with one visit now.

@@ -70,6 +70,16 @@ pub enum DisplayError {
     Failed(String),
 }
 
+/// Shows `text` in the notice's window and blocks until it is closed (used
+/// to tell the pupil why 'Report a concern' could not open).
+pub fn show_message(text: &str) -> Result<(), DisplayError> {
+    show_blocking(&Shown {
+        text: text.to_owned(),
+        concern_url: String::new(),
+        version: 0,
+    })
+}
+
 /// Shows the notice and blocks until the pupil acknowledges it.
 fn show_blocking(shown: &Shown) -> Result<(), DisplayError> {
     #[cfg(target_os = "linux")]
@@ -124,6 +134,9 @@ pub struct Notices {
     queued: Arc<Notify>,
     /// Serialises the queue file's read-modify-write.
     files: Arc<Mutex<()>>,
+    /// Where the notice's 'Report a concern' address is published for the
+    /// pupil's desktop entry (see [`crate::concern`]).
+    concern_link: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Notices {
@@ -168,6 +181,7 @@ impl Notices {
             changed: Arc::default(),
             queued: Arc::default(),
             files: Arc::default(),
+            concern_link: None,
         };
         let saved: Signed = read_toml(&dir.join(NOTICE_FILE));
         let signed = hex::decode(&saved.body)
@@ -187,6 +201,19 @@ impl Notices {
             }
         }
         this
+    }
+
+    /// Publishes the held notice's 'Report a concern' address at `file`, now
+    /// and whenever a new notice is applied.
+    pub fn publish_concern_link(mut self, file: PathBuf) -> Self {
+        let url = lock(&self.held)
+            .notice
+            .as_ref()
+            .map(|n| n.concern_url.clone())
+            .unwrap_or_default();
+        crate::concern::publish(&file, &url);
+        self.concern_link = Some(file);
+        self
     }
 
     fn check(&self, signed: &SignedNotice) -> Result<(Notice, Vec<u8>), NoticeError> {
@@ -234,6 +261,9 @@ impl Notices {
             .as_ref()
             .is_none_or(|n| n.version < notice.version);
         tracing::info!(version = notice.version, "monitoring notice received");
+        if let Some(file) = &self.concern_link {
+            crate::concern::publish(file, &notice.concern_url);
+        }
         *held = Held {
             notice: Some(notice),
             sha256: sha,
@@ -395,7 +425,7 @@ impl Notices {
         enrolment: &Enrolment,
         pending: Vec<SignedNoticeAck>,
     ) -> Result<(), String> {
-        let channel = crate::pinning::connect(&enrolment.collector, &enrolment.fingerprint)
+        let channel = crate::pinning::connect_any(&enrolment.addresses(), &enrolment.fingerprint)
             .await
             .map_err(|e| e.to_string())?;
         let mut client = NoticesClient::new(channel);

@@ -84,7 +84,15 @@ fn run(x: X11, mut keymap: Keymap, tx: tokio::sync::mpsc::Sender<SensorEvent>, s
                 let Some(key) = modifiers.press(&keymap, e.detail) else {
                     continue;
                 };
-                let window_id = x.active_window().1.map(u64::from).unwrap_or(0);
+                // The window manager may not have named the active window yet (just
+                // after a sign-in, or on a loaded machine): the input focus says where
+                // the key went.
+                let window_id = x
+                    .active_window()
+                    .1
+                    .or_else(|| x.focused_window())
+                    .map(u64::from)
+                    .unwrap_or(0);
                 if !send(&tx, SensorEvent::Key { window_id, key }) {
                     return;
                 }

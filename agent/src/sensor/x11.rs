@@ -141,11 +141,13 @@ impl X11 {
                     .filter(|&w| w != 0);
                 (Mode::WindowManager, active)
             }
-            Mode::Fallback => (Mode::Fallback, self.fallback_window()),
+            Mode::Fallback => (Mode::Fallback, self.focused_window()),
         }
     }
 
-    fn fallback_window(&self) -> Option<Window> {
+    /// The client window holding the input focus (or under the pointer when
+    /// the focus follows it), whatever the window manager says.
+    pub(crate) fn focused_window(&self) -> Option<Window> {
         let focus = self.conn.get_input_focus().ok()?.reply().ok()?.focus;
         // 0 is None and 1 is PointerRoot: keys then go to the window under the pointer.
         let top = if focus > 1 && focus != self.root {

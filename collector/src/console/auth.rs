@@ -354,6 +354,16 @@ pub fn login(conn: &Connection, name: &str, password: &str, ip: IpAddr) -> rusql
         "UPDATE console_users SET failed = 0, locked_until_ms = 0 WHERE name = ?1",
         [name],
     )?;
+    let token = open_session(&tx, name)?;
+    audit::append(&tx, name, "login", "console", &format!("from {ip}"))?;
+    tx.commit()?;
+    Ok(Login::Ok(token))
+}
+
+/// Starts a session for `name` inside the caller's transaction (which also
+/// audits the sign-in) and clears expired ones; returns the cookie token.
+pub fn open_session(tx: &Connection, name: &str) -> rusqlite::Result<String> {
+    let now = now_ms();
     let token = random_token();
     tx.execute(
         "INSERT INTO console_sessions (token_hash, user, csrf, created_ms, last_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
@@ -363,9 +373,7 @@ pub fn login(conn: &Connection, name: &str, password: &str, ip: IpAddr) -> rusql
         "DELETE FROM console_sessions WHERE last_ms < ?1 OR created_ms < ?2",
         params![now - IDLE_MS, now - ABSOLUTE_MS],
     )?;
-    audit::append(&tx, name, "login", "console", &format!("from {ip}"))?;
-    tx.commit()?;
-    Ok(Login::Ok(token))
+    Ok(token)
 }
 
 /// How stale a session's last-activity time may get before a request

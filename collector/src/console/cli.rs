@@ -185,7 +185,7 @@ pub fn user(dir: &Path, command: UserCommand) -> anyhow::Result<()> {
         UserCommand::List => {
             let conn = open(dir)?;
             let mut stmt = conn.prepare(
-                "SELECT name, role, failed, locked_until_ms, disabled FROM console_users ORDER BY name",
+                "SELECT name, role, failed, locked_until_ms, disabled, password_hash = '' FROM console_users ORDER BY name",
             )?;
             let rows = stmt.query_map([], |r| {
                 Ok((
@@ -194,11 +194,12 @@ pub fn user(dir: &Path, command: UserCommand) -> anyhow::Result<()> {
                     r.get::<_, i64>(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, bool>(4)?,
+                    r.get::<_, bool>(5)?,
                 ))
             })?;
             let now = now_ms();
             for row in rows {
-                let (name, role, failed, locked_until, disabled) = row?;
+                let (name, role, failed, locked_until, disabled, sso) = row?;
                 let state = if disabled {
                     "disabled".to_owned()
                 } else if locked_until > now {
@@ -211,7 +212,10 @@ pub fn user(dir: &Path, command: UserCommand) -> anyhow::Result<()> {
                 } else {
                     "active".to_owned()
                 };
-                println!("{name}\t{role}\t{state}");
+                // Single sign-on accounts have no password; the role is the
+                // mapping's at their last sign-in.
+                let how = if sso { "\tsingle sign-on" } else { "" };
+                println!("{name}\t{role}\t{state}{how}");
             }
             Ok(())
         }

@@ -36,6 +36,11 @@ pub fn csrf_field(viewer: &Viewer) -> String {
 
 /// A full page: header with navigation for the viewer's role, then `body`.
 pub fn page(title: &str, viewer: Option<&Viewer>, body: &str) -> String {
+    page_with_head(title, viewer, "", body)
+}
+
+/// A full page with extra markup (trusted, not from data) in its head.
+pub fn page_with_head(title: &str, viewer: Option<&Viewer>, head: &str, body: &str) -> String {
     let mut nav = String::new();
     if let Some(v) = viewer {
         if v.queue.any() {
@@ -71,7 +76,7 @@ pub fn page(title: &str, viewer: Option<&Viewer>, body: &str) -> String {
     format!(
         r#"<!doctype html>
 <html lang="en-GB"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{} - Tutela</title><link rel="stylesheet" href="/assets/console.css"></head>
+<title>{} - Tutela</title><link rel="stylesheet" href="/assets/console.css">{head}</head>
 <body><header><span class="brand">Tutela</span><nav>{nav}</nav></header>
 <main>{body}</main><script src="/assets/console.js"></script></body></html>"#,
         esc(title)
@@ -127,6 +132,7 @@ mark{background:#ffe066;padding:0 1px;font-weight:600}
 .error{background:#fde2e4;border:1px solid #d98a94;padding:6px 10px;margin-bottom:10px}
 .login{max-width:340px;margin:60px auto;background:#fff;padding:20px;border:1px solid #e2e5ea}
 .login label{display:block;margin-bottom:10px}.login input{width:100%}
+.sso a.button{display:block;text-align:center;padding:6px 10px;border:1px solid #23315a;border-radius:4px;color:#23315a;font-weight:600;text-decoration:none}
 .pager a{margin-right:12px}
 .tag.report,.report{color:#23315a;font-weight:600}
 main.concern{max-width:640px}main.concern textarea,main.concern input[type=text],main.concern select{width:100%}

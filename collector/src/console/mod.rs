@@ -21,6 +21,7 @@ pub mod publish;
 pub mod queue;
 pub mod schema;
 pub mod settings;
+pub mod sso;
 pub mod staff;
 pub mod tokens;
 pub mod tz;
@@ -62,6 +63,8 @@ pub struct App {
     pub rule_key: Arc<Vec<u8>>,
     /// Form tokens and the rate limit of the pupils' report page.
     pub concern: Arc<concern::Guard>,
+    /// Staff single sign-on (OpenID Connect) providers and sign-ins in progress.
+    pub sso: Arc<sso::Sso>,
 }
 
 impl std::fmt::Debug for App {
@@ -95,6 +98,7 @@ impl App {
             data_dir: dir.to_owned(),
             rule_key,
             concern: Arc::new(concern::Guard::default()),
+            sso: Arc::new(sso::Sso::from_config(&config.oidc)),
         })
     }
 }
@@ -371,6 +375,18 @@ fn client_address(
     Some(forwarded.unwrap_or(peer))
 }
 
+/// The client's address for a request ([`client_address`] of its peer).
+fn request_ip(
+    extensions: &axum::http::Extensions,
+    headers: &axum::http::HeaderMap,
+    trusted_proxy: Option<IpAddr>,
+) -> Option<IpAddr> {
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    client_address(peer, headers, trusted_proxy)
+}
+
 async fn call(app: App, page: Page, id: Option<i64>, request: Request) -> Response {
     call_limited(app, page, id, request, DEFAULT_FORM_LIMIT).await
 }
@@ -387,14 +403,7 @@ async fn call_limited(
     let mut req = Req {
         post,
         id,
-        ip: client_address(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-            &parts.headers,
-            app.trusted_proxy,
-        ),
+        ip: request_ip(&parts.extensions, &parts.headers, app.trusted_proxy),
         wants_json: parts
             .headers
             .get(header::ACCEPT)
@@ -473,7 +482,7 @@ async fn call_limited(
         result
     })
     .await;
-    let mut response = match result {
+    let response = match result {
         Ok(Ok(r)) => r,
         Ok(Err(fail)) => fail.response(json),
         Err(_) => with_status(
@@ -481,6 +490,11 @@ async fn call_limited(
             html_response("Internal error".into()),
         ),
     };
+    harden(response)
+}
+
+/// Adds the console's security headers to a response.
+pub fn harden(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -539,6 +553,8 @@ pub fn router(app: App) -> Router {
             get(page!(queue::login_page)).post(page!(queue::login_submit)),
         )
         .route("/logout", post(page!(queue::logout)))
+        .route("/login/oidc/{name}", get(sso::start))
+        .route("/login/oidc/{name}/callback", get(sso::callback))
         .route("/queue", get(page!(queue::page)))
         .route(
             "/concern",

@@ -56,7 +56,7 @@ pub fn state_label(state: &str) -> &str {
         .unwrap_or(state)
 }
 
-fn cookie(name: &str, value: &str, secure: bool, max_age: Option<i64>) -> HeaderValue {
+pub(super) fn cookie(name: &str, value: &str, secure: bool, max_age: Option<i64>) -> HeaderValue {
     let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
     if secure {
         c.push_str("; Secure");
@@ -73,8 +73,9 @@ fn login_form(app: &App, message: Option<&str>, status: StatusCode) -> Response 
     let error = message
         .map(|m| format!(r#"<p class="error" id="login-error">{}</p>"#, esc(m)))
         .unwrap_or_default();
+    let sso = app.sso.buttons();
     let body = format!(
-        r#"<form class="login" method="post" action="/login"><h1>Sign in</h1>{error}
+        r#"<form class="login" method="post" action="/login"><h1>Sign in</h1>{error}{sso}
 <input type="hidden" name="csrf" value="{token}">
 <label>Account<input type="text" name="name" autocomplete="username" required autofocus></label>
 <label>Password<input type="password" name="password" autocomplete="current-password" required></label>

@@ -22,6 +22,18 @@ CREATE TABLE IF NOT EXISTS console_sessions (
     created_ms INTEGER NOT NULL,
     last_ms INTEGER NOT NULL
 );
+-- Single sign-on accounts: which provider subject a console account
+-- belongs to. An email address later given to another person at the
+-- provider (another subject) does not inherit the account.
+CREATE TABLE IF NOT EXISTS console_oidc_accounts (
+    provider TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    name TEXT NOT NULL,
+    first_ms INTEGER NOT NULL,
+    last_ms INTEGER NOT NULL,
+    PRIMARY KEY (provider, subject),
+    UNIQUE (provider, name)
+);
 -- School settings changed in the console (each change audited) and the
 -- key behind neutral rule ids.
 CREATE TABLE IF NOT EXISTS console_settings (

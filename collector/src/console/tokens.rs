@@ -117,8 +117,7 @@ pub fn create(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
     let (Some(valid_for_ms), Some(max_uses)) = (valid_for, uses) else {
         return Err(Fail::BadRequest("invalid token request".into()));
     };
-    let advertised = crate::config::CollectorConfig::load(&app.data_dir.join("collector.toml"))
-        .map(|c| c.advertised())
+    let config = crate::config::CollectorConfig::load(&app.data_dir.join("collector.toml"))
         .map_err(|e| Fail::BadRequest(e.to_string()))?;
     let tls = crate::secrets::load_tls(&app.data_dir).map_err(|e| {
         tracing::error!(error = %e, "cannot read the collector certificate");
@@ -127,17 +126,18 @@ pub fn create(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
         )
     })?;
     let tx = super::write_tx(conn)?;
-    let (token, row) = enrolment::new_token(
+    let (mut token, row) = enrolment::new_token(
         &TokenSpec {
             valid_for_ms,
             max_uses,
             group: group.to_owned(),
             label: label.to_owned(),
         },
-        &advertised,
+        &config.advertised(),
         &tls.fingerprint,
     );
     tokens::insert_token(&tx, &row)?;
+    token.fallbacks = config.advertise_also;
     audit::append(
         &tx,
         &viewer.name,

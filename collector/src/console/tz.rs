@@ -198,6 +198,18 @@ fn out_of_range(date: Date) -> i64 {
     }
 }
 
+/// A weekday from its name or its three-letter abbreviation, in any case
+/// (`Monday`, `mon`): 0 = Sunday.
+pub fn parse_weekday(name: &str) -> Option<i64> {
+    let name = name.trim();
+    let parsed = jiff::fmt::strtime::parse("%A", name)
+        .or_else(|_| jiff::fmt::strtime::parse("%a", name))
+        .ok()?;
+    parsed
+        .weekday()
+        .map(|day| i64::from(day.to_sunday_zero_offset()))
+}
+
 /// Minutes after midnight of a wall-clock `HH:MM` (`8:05` too); `24:00` is
 /// the end of the day.
 pub fn parse_clock(text: &str) -> Option<i64> {
@@ -347,6 +359,12 @@ mod tests {
         assert_eq!(parse_date("2025-02-30"), None);
         assert_eq!(parse_date("20250701"), None);
         assert_eq!(add_days(date(2024, 2, 28), 2), date(2024, 3, 1));
+        for (name, day) in [("Monday", 1), ("mon", 1), (" SUNDAY ", 0), ("Sat", 6)] {
+            assert_eq!(parse_weekday(name), Some(day), "{name}");
+        }
+        for bad in ["", "x", "Mond", "Thurs", "monday!"] {
+            assert_eq!(parse_weekday(bad), None, "{bad}");
+        }
         assert_eq!(parse_clock(" 08:30 "), Some(510));
         assert_eq!(parse_clock("8:05"), Some(485));
         assert_eq!(parse_clock("24:00"), Some(1440));

@@ -47,6 +47,7 @@ pub fn new_token(
         fingerprint: fingerprint.to_owned(),
         secret: secret.clone(),
         expires_ms: now + spec.valid_for_ms,
+        fallbacks: Vec::new(),
     };
     let row = NewToken {
         secret_hash: secret_hash(&secret),

@@ -58,6 +58,8 @@ struct Metrics {
     queue: Family<QueueLabels, Gauge>,
     mail_pending: Gauge,
     mail_failed: Gauge,
+    webhook_pending: Gauge,
+    webhook_failed: Gauge,
     publications: Family<Mode, Gauge>,
     rules_version: Family<Mode, Gauge>,
     scrape_errors: Counter,
@@ -84,6 +86,8 @@ impl Metrics {
             queue: Family::default(),
             mail_pending: Gauge::default(),
             mail_failed: Gauge::default(),
+            webhook_pending: Gauge::default(),
+            webhook_failed: Gauge::default(),
             publications: Family::default(),
             rules_version: Family::default(),
             scrape_errors: Counter::default(),
@@ -151,6 +155,16 @@ impl Metrics {
             "mail_outbox_failed",
             "Emails the mail server refused for good",
             m.mail_failed.clone(),
+        );
+        r.register(
+            "webhook_outbox_pending",
+            "Webhook messages waiting to be posted",
+            m.webhook_pending.clone(),
+        );
+        r.register(
+            "webhook_outbox_failed",
+            "Webhook messages a receiver refused for good",
+            m.webhook_failed.clone(),
         );
         r.register(
             "rule_publications",
@@ -266,6 +280,8 @@ fn apply(r: &Readings) {
     }
     m.mail_pending.set(r.mail_pending);
     m.mail_failed.set(r.mail_failed);
+    m.webhook_pending.set(r.webhook_pending);
+    m.webhook_failed.set(r.webhook_failed);
     for (mode, count, version) in [
         ("live", r.live_publications, r.live_version),
         ("shadow", r.shadow_publications, r.shadow_version),

@@ -20,6 +20,8 @@ pub struct Readings {
     pub queue: Vec<(String, i64, i64)>,
     pub mail_pending: i64,
     pub mail_failed: i64,
+    pub webhook_pending: i64,
+    pub webhook_failed: i64,
     pub live_publications: i64,
     pub live_version: i64,
     pub shadow_publications: i64,
@@ -69,6 +71,15 @@ pub fn read(dir: &Path, silent_after: Duration) -> rusqlite::Result<Readings> {
             "SELECT COALESCE(SUM(sent_ms IS NULL AND failed_ms IS NULL), 0),
                     COALESCE(SUM(failed_ms IS NOT NULL), 0)
              FROM mail_outbox",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+    }
+    if table_exists(&conn, "webhook_outbox")? {
+        (r.webhook_pending, r.webhook_failed) = conn.query_row(
+            "SELECT COALESCE(SUM(sent_ms IS NULL AND failed_ms IS NULL), 0),
+                    COALESCE(SUM(failed_ms IS NOT NULL), 0)
+             FROM webhook_outbox",
             [],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )?;

@@ -3,7 +3,7 @@
 
 use jiff::civil::Date;
 
-use crate::console::tz::{add_days, parse_clock, Zone};
+use crate::console::tz::{add_days, parse_clock, parse_weekday, Zone};
 
 /// Weekday of a date: 0 = Sunday.
 pub fn weekday(date: Date) -> i64 {
@@ -63,31 +63,17 @@ pub struct Schedule {
     pub zone: Zone,
 }
 
-const DAYS: [&str; 7] = [
-    "sunday",
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-];
-
 impl Schedule {
     /// Parses `[summary] day` (a weekday name, or its first three letters)
     /// and `time` (`HH:MM`).
     pub fn parse(day: &str, time: &str, zone: Zone) -> Result<Self, String> {
-        let d = day.trim().to_lowercase();
-        let weekday = DAYS
-            .iter()
-            .position(|name| *name == d || (d.len() == 3 && name.starts_with(&d)))
-            .ok_or_else(|| {
-                format!("[summary] day {day:?} is not a weekday; use e.g. \"monday\"")
-            })?;
+        let weekday = parse_weekday(day).ok_or_else(|| {
+            format!("[summary] day {day:?} is not a weekday; use e.g. \"monday\"")
+        })?;
         let bad = || format!("[summary] time {time:?} is not HH:MM; use e.g. \"08:00\"");
         let minute = parse_clock(time).filter(|m| *m < 24 * 60).ok_or_else(bad)?;
         Ok(Self {
-            weekday: weekday as i64,
+            weekday,
             minute,
             zone,
         })
