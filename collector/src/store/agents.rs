@@ -102,6 +102,6 @@ pub struct HeartbeatStanding {
     pub last_heartbeat_ms: i64,
 }
 
-/// The appended flag note: notes are joined with "; " until the flag is
-/// over 1000 bytes, then further notes are dropped.
+/// An agent's flag collects notes joined with "; "; once it is longer than
+/// this many bytes, further notes are dropped.
 pub const FLAG_LIMIT: usize = 1000;

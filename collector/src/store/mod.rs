@@ -11,8 +11,11 @@
 //! - [`Tx`]: one of the writer's transactions, where every check and insert
 //!   of a batch happens (exactly-once ingest across collectors depends on it).
 //!
-//! Modules not yet moved here (console, mail, summary, rules publication)
-//! still open the SQLite file through [`open`].
+//! Modules not yet moved here (console, mail, webhooks, summary, rules
+//! publication, the CLI's agents and alerts) still open the SQLite file
+//! through [`open`]; on PostgreSQL, `serve` refuses to run the console, mail
+//! and webhooks, and the CLI the commands that would answer from the wrong
+//! store.
 
 pub mod agents;
 mod error;
