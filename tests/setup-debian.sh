@@ -7,14 +7,16 @@
 # entry that opens the concern page), and Wine with msitools'
 # wixl to build the Windows MSI and install and run it, and the time-zone
 # database (tzdata) the collector reads school time zones from, and clang with
-# Rust's wasm32 target for the browser extension's WebAssembly module. Safe to run again.
+# Rust's wasm32 target for the browser extension's WebAssembly module, and PostgreSQL
+# (the store tests start a throwaway cluster of their own; the service Debian
+# starts is not used). Safe to run again.
 set -eu
 
 need=""
 for pkg in xvfb xdotool openbox xterm x11-utils chromium chromium-driver \
            python3-aiosmtpd fonts-dejavu-core gcc-mingw-w64-x86-64 procps \
            systemd binutils python3-grpcio python3-cryptography \
-           wine wine64 msitools wixl tzdata clang xdg-utils; do
+           wine wine64 msitools wixl tzdata clang xdg-utils postgresql; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need="$need $pkg"
 done
 # Node and npm drive Chromium in the console tests (playwright-core) and run the test OpenID

@@ -31,7 +31,7 @@ pub async fn submit(
     let mut run = Vec::with_capacity(events.len());
     let mut before_signatures = None;
     for signed in events {
-        match service.receive(signed) {
+        match service.receive(signed).await {
             Ok(received) => run.push(received),
             Err(status) => {
                 before_signatures = Some(status);

@@ -42,11 +42,25 @@ pub struct Limits {
     pub skew_flag_secs: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Storage {
     /// Most events committed in one transaction by the writer.
     pub batch_max: usize,
+    /// Where the store lives: empty for SQLite in the data directory, or a
+    /// `postgres://user:password@host:port/database` URL (a collector built
+    /// with the `postgres` feature) for several collectors on one database.
+    pub url: String,
+}
+
+// The URL may hold a password: never printed.
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("batch_max", &self.batch_max)
+            .field("url", &crate::store::Location::redacted(&self.url))
+            .finish()
+    }
 }
 
 impl Default for CollectorConfig {
@@ -82,7 +96,10 @@ impl Default for Limits {
 
 impl Default for Storage {
     fn default() -> Self {
-        Self { batch_max: 1000 }
+        Self {
+            batch_max: 1000,
+            url: String::new(),
+        }
     }
 }
 

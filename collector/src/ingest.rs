@@ -6,12 +6,11 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::Stream;
@@ -25,7 +24,8 @@ use tutela_proto::v1::{
 use crate::config::Limits;
 use crate::secrets::CaptureVault;
 use crate::signature::{self, PublicKey};
-use crate::store;
+use crate::store::agents::HeartbeatRow;
+use crate::store::{self, Store, StoreError, Tx};
 use crate::writer::{with_seq, Reply, Verified, Writer};
 
 /// How long a looked-up agent key is trusted before re-reading (revocation latency).
@@ -64,20 +64,25 @@ impl AgentKey {
 /// Enrolled agents' keys, cached briefly.
 #[derive(Debug)]
 pub struct AgentKeys {
-    conn: Mutex<Connection>,
+    store: Store,
     cache: RwLock<HashMap<String, Arc<AgentKey>>>,
 }
 
 impl AgentKeys {
-    pub fn open(dir: &std::path::Path) -> Result<Self, rusqlite::Error> {
-        Ok(Self {
-            conn: Mutex::new(store::open(dir)?),
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
             cache: RwLock::new(HashMap::new()),
-        })
+        }
+    }
+
+    /// The store the keys are read from.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The agent's key, or `None` when it is not enrolled.
-    pub fn get(&self, agent_id: &str) -> Result<Option<Arc<AgentKey>>, Status> {
+    pub async fn get(&self, agent_id: &str) -> Result<Option<Arc<AgentKey>>, Status> {
         if let Some(k) = self
             .cache
             .read()
@@ -88,26 +93,16 @@ impl AgentKeys {
                 return Ok(Some(k.clone()));
             }
         }
-        let row: Option<(Vec<u8>, bool)> = self
-            .conn
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .query_row(
-                "SELECT public_key, revoked FROM agents WHERE agent_id = ?1",
-                [agent_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(|e| {
-                tracing::error!(error = %e, "agent lookup failed");
-                Status::unavailable("the collector cannot read its agent list; retry later")
-            })?;
-        let Some((public_key, revoked)) = row else {
+        let row = self.store.agent_key(agent_id).await.map_err(|e| {
+            tracing::error!(error = %e, "agent lookup failed");
+            Status::unavailable("the collector cannot read its agent list; retry later")
+        })?;
+        let Some(row) = row else {
             return Ok(None);
         };
         let key = Arc::new(AgentKey {
-            key: PublicKey::parse(&public_key),
-            revoked,
+            key: PublicKey::parse(&row.public_key),
+            revoked: row.revoked,
             fetched: Instant::now(),
         });
         self.cache
@@ -151,7 +146,7 @@ pub(crate) struct Received {
 impl IngestService {
     /// Checks what can be checked before the signature: sizes, format, and
     /// that the sender is enrolled and not revoked.
-    pub(crate) fn receive(&self, signed: SignedEvent) -> Result<Received, Status> {
+    pub(crate) async fn receive(&self, signed: SignedEvent) -> Result<Received, Status> {
         if signed.body.len() > self.limits.max_body_bytes {
             return Err(Status::resource_exhausted(format!(
                 "event body of {} bytes exceeds the limit of {} bytes",
@@ -172,7 +167,7 @@ impl IngestService {
         if event.agent_id.is_empty() || event.agent_id.len() > tutela_proto::limits::MAX_ID_BYTES {
             return Err(Status::invalid_argument("the event has no valid agent id"));
         }
-        let key = self.keys.get(&event.agent_id)?.ok_or_else(|| {
+        let key = self.keys.get(&event.agent_id).await?.ok_or_else(|| {
             Status::not_found(format!(
                 "agent {} is not enrolled; enrol it with a token from a technician",
                 event.agent_id
@@ -333,7 +328,7 @@ impl IngestService {
             let end = match result {
                 Ok(Some(signed)) => {
                     bytes += signed.body.len() + signed.capture.len();
-                    match self.receive(signed) {
+                    match self.receive(signed).await {
                         Ok(r) => {
                             run.push(r);
                             End::Open
@@ -375,19 +370,12 @@ pub fn revoked_status(agent_id: &str) -> Status {
 
 /// Why a heartbeat that passed its checks was not recorded: the agent was
 /// revoked meanwhile, or the heartbeat is not newer than the last accepted.
-fn heartbeat_not_recorded(conn: &Connection, body: &HeartbeatBody) -> Status {
-    let row: Option<(bool, i64)> = conn
-        .query_row(
-            "SELECT revoked, last_heartbeat_ms FROM agents WHERE agent_id = ?1",
-            [&body.agent_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .unwrap_or(None);
-    match row {
+async fn heartbeat_not_recorded(tx: &mut Tx<'_>, body: &HeartbeatBody) -> Status {
+    match tx.heartbeat_standing(&body.agent_id).await.unwrap_or(None) {
         None => Status::not_found(format!("agent {} is not enrolled", body.agent_id)),
-        Some((true, _)) => revoked_status(&body.agent_id),
-        Some((false, last)) => {
+        Some(s) if s.revoked => revoked_status(&body.agent_id),
+        Some(s) => {
+            let last = s.last_heartbeat_ms;
             tracing::warn!(agent_id = %body.agent_id, agent_ms = body.time_ms, last, "replayed heartbeat refused");
             Status::already_exists(format!(
                 "a heartbeat of agent {} at {} ms is not newer than the last accepted one ({last} ms): a replay or a repeat; each heartbeat needs a later time",
@@ -397,40 +385,36 @@ fn heartbeat_not_recorded(conn: &Connection, body: &HeartbeatBody) -> Status {
     }
 }
 
-/// Records a verified heartbeat (on the writer's connection). Returns
+/// Records a verified heartbeat (in the writer's transaction). Returns
 /// whether the agent must re-key, or why the heartbeat was not recorded.
-fn record_heartbeat(
-    conn: &Connection,
-    body: &HeartbeatBody,
-) -> rusqlite::Result<Result<bool, Status>> {
-    // Refused in the same statement when the agent was revoked (a
-    // revocation holds from the moment it commits, whatever the key cache
-    // says) or the heartbeat is not newer than the last one.
-    let recorded = conn.execute(
-        "UPDATE agents SET last_seen_ms = ?2, agent_version = ?3, rules_version = ?4,
-            spool_backlog = ?5, spool_dropped = ?6, last_heartbeat_ms = ?7, problems = ?8
-         WHERE agent_id = ?1 AND revoked = 0 AND last_heartbeat_ms < ?7",
-        rusqlite::params![
-            body.agent_id,
-            store::now_ms(),
-            body.agent_version,
-            body.rules_version,
-            body.spool_backlog as i64,
-            body.spool_dropped as i64,
-            body.time_ms,
-            agent_problems(&body.problems)
-        ],
-    )?;
-    if recorded == 0 {
-        return Ok(Err(heartbeat_not_recorded(conn, body)));
+async fn record_heartbeat(
+    tx: &mut Tx<'_>,
+    body: HeartbeatBody,
+) -> Result<Result<bool, Status>, StoreError> {
+    let recorded = tx
+        .record_heartbeat(&HeartbeatRow {
+            agent_id: &body.agent_id,
+            seen_ms: store::now_ms(),
+            agent_version: &body.agent_version,
+            rules_version: i64::from(body.rules_version),
+            spool_backlog: body.spool_backlog.min(i64::MAX as u64) as i64,
+            spool_dropped: body.spool_dropped.min(i64::MAX as u64) as i64,
+            agent_ms: body.time_ms,
+            problems: &agent_problems(&body.problems),
+        })
+        .await?;
+    if !recorded {
+        return Ok(Err(heartbeat_not_recorded(tx, &body).await));
     }
-    if let Err(e) = crate::publish::record_shadow_counts(conn, body) {
+    if let Err(e) = tx.record_shadow_counts(&body).await {
         tracing::warn!(error = %e, agent_id = %body.agent_id, "cannot record shadow counts");
     }
-    Ok(Ok(crate::enrolment::check_host(conn, body).unwrap_or_else(|e| {
-        tracing::warn!(error = %e, agent_id = %body.agent_id, "cannot check the agent's machine");
-        false
-    })))
+    Ok(Ok(crate::enrolment::check_host(tx, &body)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, agent_id = %body.agent_id, "cannot check the agent's machine");
+            false
+        })))
 }
 
 /// The problems an agent reports, as stored: the first few, each on one line
@@ -553,7 +537,7 @@ impl IngestService {
         }
         let body = HeartbeatBody::decode(signed.body.as_slice())
             .map_err(|_| Status::invalid_argument("not a valid tutela.v1.HeartbeatBody"))?;
-        let key = self.keys.get(&body.agent_id)?.ok_or_else(|| {
+        let key = self.keys.get(&body.agent_id).await?.ok_or_else(|| {
             Status::not_found(format!(
                 "agent {} is not enrolled; enrol it with a token from a technician",
                 body.agent_id
@@ -588,10 +572,15 @@ impl IngestService {
         }
         // Through the single writer: a heartbeat never contends with the
         // event batches for the store's write lock.
+        let agent_id = body.agent_id.clone();
         let rekey = self
             .writer
-            .write("heartbeat", move |conn| {
-                record_heartbeat(conn, &body).map_err(crate::writer::store_failed("heartbeat"))?
+            .write_for(&agent_id, "heartbeat", move |tx| {
+                Box::pin(async move {
+                    record_heartbeat(tx, body)
+                        .await
+                        .map_err(crate::writer::store_failed("heartbeat"))?
+                })
             })
             .await?;
         Ok(Response::new(HeartbeatReply {

@@ -267,6 +267,33 @@ fn parse_duration_ms(text: &str) -> Result<i64, String> {
 /// Longest an enrolment token may stay valid.
 const MAX_TOKEN_VALIDITY_MS: i64 = 365 * 86_400_000;
 
+/// The store `[storage] url` names (tokens live there), and a runtime to use it on.
+fn open_store(dir: &Path) -> Result<(tokio::runtime::Runtime, store::Store)> {
+    let config = CollectorConfig::load(&config_path(dir))?;
+    let location = store::Location::new(dir, &config.storage.url)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let opened = runtime
+        .block_on(store::Store::open(&location))
+        .context("opening the collector's store")?;
+    Ok((runtime, opened))
+}
+
+/// Commands that still read the SQLite file are refused when agents and
+/// events live in PostgreSQL, rather than answer from the wrong store (an
+/// agent "revoked" where ingest never looks).
+fn refuse_on_postgres(dir: &Path, command: &str) -> Result<()> {
+    let Ok(config) = CollectorConfig::load(&config_path(dir)) else {
+        return Ok(());
+    };
+    anyhow::ensure!(
+        !store::Location::new(dir, &config.storage.url)?.shared(),
+        "`tutela-collector {command}` does not work on PostgreSQL yet: [storage] url in collector.toml names PostgreSQL, where agents and events are kept, and this command reads only the SQLite file; query PostgreSQL directly for now (see the README, Running for many schools)"
+    );
+    Ok(())
+}
+
 fn config_path(dir: &Path) -> PathBuf {
     dir.join("collector.toml")
 }
@@ -281,6 +308,18 @@ fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     let dir = cli.data_dir;
+    let unmoved = match &cli.command {
+        Command::Alerts { .. } => Some("alerts"),
+        Command::Agents { .. } => Some("agents"),
+        Command::Summary(_) => Some("summary"),
+        Command::Backup { .. } => Some("backup"),
+        Command::Restore { .. } => Some("restore"),
+        Command::Purge { .. } => Some("purge"),
+        _ => None,
+    };
+    if let Some(command) = unmoved {
+        refuse_on_postgres(&dir, command)?;
+    }
     match cli.command {
         Command::Init { listen, hostnames } => init(&dir, listen, &hostnames),
         Command::Serve { listen } => {
@@ -307,10 +346,10 @@ fn main() -> Result<()> {
         } => {
             let config = CollectorConfig::load(&config_path(&dir))?;
             let tls = secrets::load_tls(&dir)?;
-            let conn = store::open(&dir)?;
             anyhow::ensure!(uses >= 1, "--uses must be at least 1");
-            let mut token = enrolment::create_token(
-                &conn,
+            let (runtime, tokens) = open_store(&dir)?;
+            let mut token = runtime.block_on(enrolment::create_token(
+                &tokens,
                 &TokenSpec {
                     valid_for_ms: expires,
                     max_uses: uses,
@@ -319,8 +358,9 @@ fn main() -> Result<()> {
                 },
                 &config.advertised(),
                 &tls.fingerprint,
-            )?;
+            ))?;
             token.fallbacks = config.advertise_also.clone();
+            let conn = store::open(&dir)?;
             tutela_collector::console::schema::create(&conn)?;
             tutela_collector::console::audit::append(
                 &conn,
@@ -335,13 +375,13 @@ fn main() -> Result<()> {
         Command::Token {
             command: TokenCommand::List,
         } => {
-            let conn = store::open(&dir)?;
+            let (runtime, tokens) = open_store(&dir)?;
             let now = store::now_ms();
             println!(
                 "{:<12} {:<10} {:<12} {:>9} {:<24} label",
                 "id", "state", "group", "uses", "expires"
             );
-            for t in enrolment::list_tokens(&conn)? {
+            for t in runtime.block_on(tokens.list_tokens())? {
                 println!(
                     "{:<12} {:<10} {:<12} {:>9} {:<24} {}",
                     t.id,
@@ -357,8 +397,11 @@ fn main() -> Result<()> {
         Command::Token {
             command: TokenCommand::Revoke { id },
         } => {
+            let (runtime, tokens) = open_store(&dir)?;
+            let id = enrolment::token_by_prefix(&runtime.block_on(tokens.list_tokens())?, &id)?;
+            runtime.block_on(tokens.revoke_token(&id))?;
+            tracing::info!(token = %id, "enrolment token revoked");
             let conn = store::open(&dir)?;
-            let id = enrolment::revoke_token(&conn, &id)?;
             tutela_collector::console::schema::create(&conn)?;
             tutela_collector::console::audit::append(
                 &conn,
@@ -618,7 +661,7 @@ fn main() -> Result<()> {
                     // so an identity re-keyed meanwhile cannot slip through.
                     let tx =
                         conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                    let descendants = enrolment::descendants(&tx, &agent_id)?;
+                    let descendants = store::sqlite::agents::descendants(&tx, &agent_id)?;
                     anyhow::ensure!(
                         descendants.is_empty() || with_descendants || only,
                         "agent {agent_id} was re-keyed into {} other identities ({}); pass --with-descendants to revoke them too (a copied or stolen key), or --only to revoke this one alone",

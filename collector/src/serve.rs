@@ -63,8 +63,25 @@ pub async fn bind(
     let tls = secrets::load_tls(dir)
         .context("loading the TLS certificate (run `tutela-collector init`)")?;
     let vault = Arc::new(CaptureVault::load(dir)?);
-    let writer = Writer::start(dir.to_owned(), config.storage.batch_max)?;
-    let keys = Arc::new(AgentKeys::open(dir)?);
+    let location = crate::store::Location::new(dir, &config.storage.url)
+        .context("the store is misconfigured; fix [storage] in collector.toml")?;
+    if location.shared() {
+        // The console, mail and webhooks read the SQLite file: on PostgreSQL
+        // they would show no alerts and send no urgent message. Fail closed.
+        anyhow::ensure!(
+            !config.console.enabled
+                && config.mail.host.is_empty()
+                && config.webhooks.targets.is_empty(),
+            "[storage] url names PostgreSQL, where this collector keeps agents, enrolment tokens, heartbeats and events, but the review console, email and webhooks do not read PostgreSQL yet: set [console] enabled = false, leave [mail] host empty and configure no [[webhooks.targets]] to run this collector as an ingest node, or leave [storage] url empty to keep everything in SQLite"
+        );
+        tracing::info!(store = ?location, "agents, enrolment, heartbeats and events are stored in PostgreSQL");
+    }
+    let store = crate::store::Store::open(&location)
+        .await
+        .context("cannot open the store")?;
+    let writer = Writer::start(location, config.storage.batch_max)
+        .context("cannot open the store for writing")?;
+    let keys = Arc::new(AgentKeys::new(store));
     // Set when shutdown begins, before the server stops taking calls, so the
     // agents' rule streams end with a status that says so.
     let (stopping_rules, stopping) = tokio::sync::watch::channel(false);

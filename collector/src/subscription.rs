@@ -263,8 +263,6 @@ pub fn watch_publications(
 pub struct RulesService {
     pub keys: Arc<AgentKeys>,
     pub published: watch::Receiver<Arc<Published>>,
-    /// For looking up a subscriber's group and standing when it connects.
-    pub db: Arc<Mutex<Connection>>,
     /// The rule-bundle key, which also signs exemption sets.
     pub signer: Arc<ring::signature::Ed25519KeyPair>,
     /// Becomes true when the collector begins to stop: open streams then end
@@ -285,7 +283,6 @@ impl RulesService {
         Ok(Self {
             keys,
             published: watch_publications(dir, signer.clone())?,
-            db: Arc::new(Mutex::new(store::open(dir)?)),
             signer,
             stopping,
         })
@@ -293,24 +290,14 @@ impl RulesService {
 
     /// The subscriber's group, if it is enrolled and not revoked (read from
     /// the store, not a cache).
-    fn group_of(&self, agent_id: &str) -> Result<String, Status> {
-        let row: Option<(String, bool)> = self
-            .db
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .query_row(
-                "SELECT grp, revoked FROM agents WHERE agent_id = ?1",
-                [agent_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(|e| {
-                tracing::error!(error = %e, "agent group lookup failed");
-                Status::unavailable("the collector cannot read its agent list; retry later")
-            })?;
+    async fn group_of(&self, agent_id: &str) -> Result<String, Status> {
+        let row = self.keys.store().agent_key(agent_id).await.map_err(|e| {
+            tracing::error!(error = %e, "agent group lookup failed");
+            Status::unavailable("the collector cannot read its agent list; retry later")
+        })?;
         match row {
-            Some((group, false)) => Ok(group),
-            Some((_, true)) => Err(crate::ingest::revoked_status(agent_id)),
+            Some(a) if !a.revoked => Ok(a.group),
+            Some(_) => Err(crate::ingest::revoked_status(agent_id)),
             None => Err(Status::permission_denied(format!(
                 "agent {agent_id} is no longer enrolled; enrol the device with a token from a technician"
             ))),
@@ -337,10 +324,10 @@ impl Rules for RulesService {
         }
         let body = SubscribeBody::decode(signed.body.as_slice())
             .map_err(|_| Status::invalid_argument("not a valid tutela.v1.SubscribeBody"))?;
-        let key = self
-            .keys
-            .get(&body.agent_id)?
-            .ok_or_else(|| Status::not_found(format!("agent {} is not enrolled", body.agent_id)))?;
+        let key =
+            self.keys.get(&body.agent_id).await?.ok_or_else(|| {
+                Status::not_found(format!("agent {} is not enrolled", body.agent_id))
+            })?;
         if key.revoked {
             return Err(crate::ingest::revoked_status(&body.agent_id));
         }
@@ -353,7 +340,7 @@ impl Rules for RulesService {
                 crate::ingest::protocol_1_hint(key, &signed.body, &signed.signature)
             )));
         }
-        let group = self.group_of(&body.agent_id)?;
+        let group = self.group_of(&body.agent_id).await?;
         tracing::debug!(agent_id = %body.agent_id, "agent subscribed to rule updates");
         let subscriber = Subscriber {
             agent_id: body.agent_id,

@@ -14,6 +14,8 @@ use anyhow::{bail, Context, Result};
 
 pub mod extension;
 pub mod load;
+pub mod postgres;
+pub mod store;
 
 /// Path of a workspace binary, next to the running test's `deps` directory,
 /// or in `TUTELA_BIN_DIR` when that is set (to compare builds).

@@ -269,7 +269,7 @@ fn station_action(
     // Identities re-keyed from this one (cloned images): revoking a copied or
     // stolen key should take them too; the technician chooses.
     let descendants = if revoking {
-        crate::enrolment::descendants(conn, agent_id)?
+        crate::store::sqlite::agents::descendants(conn, agent_id)?
     } else {
         Vec::new()
     };

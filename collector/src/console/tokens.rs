@@ -12,6 +12,7 @@ use super::publish::may_publish;
 use super::{audit, deny, html_response, redirect, session, App, Fail, Req};
 use crate::enrolment::{self, TokenSpec};
 use crate::store::now_ms;
+use crate::store::sqlite::agents as tokens;
 
 /// Longest validity a console token may have.
 const MAX_VALID_MS: i64 = 90 * 86_400_000;
@@ -35,7 +36,7 @@ fn render(
     error: Option<&str>,
 ) -> rusqlite::Result<Markup> {
     let now = now_ms();
-    let tokens = enrolment::list_tokens(conn)?;
+    let listed = tokens::list_tokens(conn)?;
     let body = html! {
         h1 { "Enrolment tokens" }
         @if let Some(e) = error { p.error { (e) } }
@@ -44,7 +45,7 @@ fn render(
                 th { "Id" } th { "State" } th { "Group" } th { "Uses" } th { "Expires" } th { "Label" } th {}
             } }
             tbody {
-                @for t in &tokens {
+                @for t in &listed {
                     @let state = t.state(now);
                     tr data-token=(t.id) {
                         td { (t.id) } td { (state) }
@@ -122,8 +123,7 @@ pub fn create(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
         )
     })?;
     let tx = super::write_tx(conn)?;
-    let mut token = enrolment::create_token(
-        &tx,
+    let (mut token, row) = enrolment::new_token(
         &TokenSpec {
             valid_for_ms,
             max_uses,
@@ -132,7 +132,8 @@ pub fn create(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
         },
         &config.advertised(),
         &tls.fingerprint,
-    )?;
+    );
+    tokens::insert_token(&tx, &row)?;
     token.fallbacks = config.advertise_also;
     audit::append(
         &tx,
@@ -162,8 +163,10 @@ pub fn revoke(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
         return Err(deny(conn, &viewer, "tokens: revoke"));
     }
     let tx = super::write_tx(conn)?;
-    match enrolment::revoke_token(&tx, req.f("id")) {
+    match enrolment::token_by_prefix(&tokens::list_tokens(&tx)?, req.f("id")) {
         Ok(id) => {
+            tokens::revoke_token(&tx, &id)?;
+            tracing::info!(token = %id, "enrolment token revoked");
             audit::append(
                 &tx,
                 &viewer.name,
@@ -174,7 +177,6 @@ pub fn revoke(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
             tx.commit()?;
             Ok(redirect("/tokens"))
         }
-        Err(enrolment::TokenError::Db(e)) => Err(Fail::Db(e)),
         Err(e) => Ok(html_response(page(
             "Enrolment tokens",
             Some(&viewer),

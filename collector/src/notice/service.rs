@@ -75,7 +75,7 @@ impl Notices for NoticesService {
         }
         let ack = NoticeAckBody::decode(signed.body.as_slice())
             .map_err(|_| Status::invalid_argument("not a valid tutela.v1.NoticeAckBody"))?;
-        let key = self.keys.get(&ack.agent_id)?.ok_or_else(|| {
+        let key = self.keys.get(&ack.agent_id).await?.ok_or_else(|| {
             Status::not_found(format!(
                 "agent {} is not enrolled; enrol it with a token from a technician",
                 ack.agent_id

@@ -6,6 +6,12 @@
 //! writing connections in one process starved each other until one gave up
 //! with "database is locked").
 //!
+//! The writer speaks to the store only through [`store::Tx`]; it runs on a
+//! thread of its own with a single-threaded runtime (a PostgreSQL session's
+//! connection is driven there). Each batch reads the standing of its agents
+//! in its own transaction (locked, on PostgreSQL), so the sequence rules
+//! hold when an agent's events reach several collectors sharing a store.
+//!
 //! Sequence rules, per agent: a sequence number already stored with the same
 //! bytes is a duplicate (acknowledged, nothing stored); with other bytes it is
 //! a conflict (refused). A jump forward is stored and the skipped range is
@@ -13,23 +19,19 @@
 //! stored is out of order (refused).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::mpsc;
 use tonic::Status;
 use tutela_proto::v1::{Ack, AckStatus, EventBody};
 
-use crate::store;
+use crate::store::ingest::AlertRow;
+use crate::store::{self, Location, Session, StoreError, Tx};
 
 mod write;
 
 pub use write::store_failed;
 use write::{Delivery, Write};
-
-/// Page cache of the writer's connection, in KiB (SQLite's default is 2 MiB).
-const WRITER_CACHE_KIB: i64 = 64 * 1024;
 
 /// A batch that starts smaller than this waits `LINGER` once for more
 /// events (group commit). Every commit rewrites each index page it touched,
@@ -38,14 +40,10 @@ const WRITER_CACHE_KIB: i64 = 64 * 1024;
 /// a millisecond and changes nothing else.
 const LINGER_BELOW: usize = 64;
 const LINGER: Duration = Duration::from_millis(1);
+/// How often the writer tries to reach a store it lost.
+const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 /// Most refused streams remembered while their receivers are still open.
 const MAX_ENDED: usize = 4096;
-
-/// How many times a batch tries to take the write lock (each try waits up
-/// to `BUSY_WAIT`) while another process writes: about 9 s in all, so an
-/// agent hears `UNAVAILABLE` (and retries) well inside its call deadline.
-const BEGIN_TRIES: u32 = 3;
-const BUSY_WAIT: Duration = Duration::from_secs(3);
 
 /// A verified event on its way to storage.
 #[derive(Debug)]
@@ -59,13 +57,6 @@ pub struct Verified {
     pub received_ms: i64,
     pub clock_skew: bool,
     pub reply: Reply,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct AgentChain {
-    last_seq: u64,
-    last_hash: [u8; 32],
-    dirty: bool,
 }
 
 enum Outcome {
@@ -89,7 +80,8 @@ enum Job {
     Refusal(Status, Reply),
     /// Another write, run in the batch's transaction; what it returns is
     /// called once the transaction has ended, with whether it committed.
-    Write(Write),
+    /// With the agent whose row it changes, if any.
+    Write(Write, Option<String>),
 }
 
 impl std::fmt::Debug for Job {
@@ -97,7 +89,7 @@ impl std::fmt::Debug for Job {
         match self {
             Job::Event(v) => f.debug_tuple("Event").field(v).finish(),
             Job::Refusal(status, _) => f.debug_tuple("Refusal").field(status).finish(),
-            Job::Write(_) => f.write_str("Write"),
+            Job::Write(..) => f.write_str("Write"),
         }
     }
 }
@@ -109,20 +101,45 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on its own connection to the store in `dir`.
-    pub fn start(dir: PathBuf, batch_max: usize) -> Result<Self, rusqlite::Error> {
-        let conn = store::open(&dir)?;
-        conn.busy_timeout(BUSY_WAIT)?;
-        // This connection writes nearly everything: a bigger page cache keeps
-        // the indexes' pages in memory instead of re-reading them and
-        // spilling mid-batch.
-        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+    /// Starts the writer thread on its own session with the store at
+    /// `location`; returns once the session is open.
+    pub fn start(location: Location, batch_max: usize) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel(batch_max.max(1) * 8);
+        let (opened_tx, opened) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("tutela-writer".into())
-            .spawn(move || run(conn, rx, batch_max.max(1)))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the writer's runtime cannot start");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match Session::open(&location).await {
+                        Ok(session) => {
+                            let _ = opened_tx.send(Ok(()));
+                            run(session, &location, rx, batch_max.max(1)).await;
+                        }
+                        Err(e) => {
+                            let _ = opened_tx.send(Err(e));
+                        }
+                    }
+                });
+            })
             .expect("the writer thread starts");
-        Ok(Self { tx })
+        match opened.recv() {
+            Ok(Ok(())) => Ok(Self { tx }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(StoreError::Unreachable {
+                target: "the store".into(),
+                reason: "the writer stopped while opening it".into(),
+            }),
+        }
     }
 
     pub async fn submit(&self, event: Verified) -> Result<(), Status> {
@@ -144,8 +161,13 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, batch_max: usize) {
-    let mut chains: HashMap<String, AgentChain> = HashMap::new();
+async fn run(
+    mut session: Session,
+    location: &Location,
+    mut rx: mpsc::Receiver<Job>,
+    batch_max: usize,
+) {
+    let mut reconnected = std::time::Instant::now();
     // Streams the writer refused: nothing more of theirs is stored. Kept
     // until the stream is gone (its receiver dropped), at most a few.
     let mut ended: Vec<Reply> = Vec::new();
@@ -158,40 +180,55 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, batch_max: usize) {
             }
         }
     };
-    while let Some(first) = rx.blocking_recv() {
+    while let Some(first) = rx.recv().await {
         batch.push(first);
         drain(&mut rx, &mut batch);
         if batch.len() < LINGER_BELOW.min(batch_max) {
-            std::thread::sleep(LINGER);
+            tokio::time::sleep(LINGER).await;
             drain(&mut rx, &mut batch);
+        }
+        if session.is_broken() && reconnected.elapsed() >= RECONNECT_EVERY {
+            // The database went away: every batch is refused (agents keep
+            // their spools) until a new session opens.
+            reconnected = std::time::Instant::now();
+            match Session::open(location).await {
+                Ok(s) => {
+                    session = s;
+                    tracing::info!(store = ?location, "the store is reachable again");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the store is still unreachable; agents are told to retry");
+                }
+            }
         }
         let n = batch.len();
         let mut writes: Vec<Write> = Vec::new();
-        if batch.iter().any(|job| matches!(job, Job::Write(_))) {
+        let mut written: Vec<String> = Vec::new();
+        if batch.iter().any(|job| matches!(job, Job::Write(..))) {
             for job in std::mem::take(&mut batch) {
                 match job {
-                    Job::Write(w) => writes.push(w),
+                    Job::Write(w, agent) => {
+                        writes.push(w);
+                        written.extend(agent);
+                    }
                     other => batch.push(other),
                 }
             }
         }
         let events = batch.iter().filter_map(|job| match job {
             Job::Event(v) => Some(v),
-            Job::Refusal(..) | Job::Write(_) => None,
+            Job::Refusal(..) | Job::Write(..) => None,
         });
         ended.retain(|r| !r.is_closed());
         if ended.len() > MAX_ENDED {
             ended.drain(..ended.len() - MAX_ENDED);
         }
         let mut deliveries = Vec::with_capacity(writes.len());
-        match commit_batch(
-            &mut conn,
-            &mut chains,
-            &mut ended,
-            events,
+        let writes = Writes {
             writes,
-            &mut deliveries,
-        ) {
+            agents: written,
+        };
+        match commit_batch(&mut session, &mut ended, events, writes, &mut deliveries).await {
             Ok(outcomes) => {
                 for deliver in deliveries {
                     deliver(Ok(()));
@@ -202,7 +239,6 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, batch_max: usize) {
             Err(e) => {
                 // Nothing acknowledged: the agents will resend.
                 tracing::error!(error = %e, jobs = n, "batch failed to commit; agents will resend");
-                chains.clear();
                 for deliver in deliveries {
                     deliver(Err(Status::unavailable(
                         "the collector could not commit the change; retry later",
@@ -217,7 +253,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, batch_max: usize) {
                             v.reply,
                         ),
                         Job::Refusal(status, reply) => (status, reply),
-                        Job::Write(_) => continue,
+                        Job::Write(..) => continue,
                     };
                     let _ = reply.send(Err(status));
                 }
@@ -253,7 +289,7 @@ fn acknowledge(jobs: impl Iterator<Item = Job>, outcomes: Vec<Outcome>) {
                 (v.reply, outcome, ack)
             }
             Job::Refusal(status, reply) => (reply, Outcome::Refused(status), Ack::default()),
-            Job::Write(_) => continue,
+            Job::Write(..) => continue,
         };
         if ended.iter().any(|r| r.same_channel(&reply)) {
             continue;
@@ -287,268 +323,151 @@ fn acknowledge(jobs: impl Iterator<Item = Job>, outcomes: Vec<Outcome>) {
     }
 }
 
-fn load_chain(conn: &Connection, agent_id: &str) -> rusqlite::Result<AgentChain> {
-    let row: Option<(i64, Option<Vec<u8>>)> = conn
-        .query_row(
-            "SELECT last_seq, last_hash FROM agents WHERE agent_id = ?1",
-            [agent_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let (last_seq, last_hash) = row.unwrap_or((0, None));
-    Ok(AgentChain {
-        last_seq: last_seq as u64,
-        last_hash: last_hash
-            .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
-            .unwrap_or([0; 32]),
-        dirty: false,
-    })
-}
-
-/// Begins the batch's transaction. Immediate: the batch holds the write
-/// lock from its first read, so a revocation commits either before it (and
-/// is seen below) or after it, and nothing read can go stale before the
-/// batch writes. Another process (the CLI) may hold the lock: each try waits
-/// the busy timeout.
-fn begin(conn: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate) {
-            Ok(tx) => return Ok(tx),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < BEGIN_TRIES =>
-            {
-                tracing::warn!(error = %e, tries, "the store is busy with another writer; trying again");
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-fn commit_batch<'a>(
-    conn: &mut Connection,
-    chains: &mut HashMap<String, AgentChain>,
-    ended: &mut Vec<Reply>,
-    batch: impl Iterator<Item = &'a Verified>,
+/// A batch's other writes, and the agents whose rows they change.
+struct Writes {
     writes: Vec<Write>,
+    agents: Vec<String>,
+}
+
+async fn commit_batch<'a>(
+    session: &mut Session,
+    ended: &mut Vec<Reply>,
+    batch: impl Iterator<Item = &'a Verified> + Clone,
+    writes: Writes,
     deliveries: &mut Vec<Delivery>,
-) -> rusqlite::Result<Vec<Outcome>> {
-    let tx = begin(conn)?;
-    // Other writes first, each in its own savepoint: one failing is undone
-    // alone and does not fail the events.
-    for write in writes {
-        deliveries.push(write(&tx));
+) -> Result<Vec<Outcome>, StoreError> {
+    let mut tx = session.begin().await?;
+    // Whether each agent of the batch may store events, and where its chain
+    // stands, read in this transaction: a revocation takes effect at once,
+    // whatever ingest's key cache still says, and on a shared store another
+    // collector's batch for the same agent waits for this one (or this one
+    // for it) and then sees what it stored. The rows heartbeats change are
+    // locked with them, first and in order, so two collectors' batches never
+    // wait on each other in a cycle.
+    let mut agent_ids: Vec<&str> = batch
+        .clone()
+        .map(|v| v.event.agent_id.as_str())
+        .chain(writes.agents.iter().map(String::as_str))
+        .collect();
+    agent_ids.sort_unstable();
+    agent_ids.dedup();
+    let mut standing = tx.lock_agents(&agent_ids).await?;
+    // Other writes next, each in its own savepoint: one failing is undone
+    // alone and does not fail the events. (None of them changes what was
+    // read above: revocations come from other connections.)
+    for write in writes.writes {
+        deliveries.push(write(&mut tx).await);
     }
+    let mut advanced: Vec<&str> = Vec::new();
     let mut outcomes = Vec::new();
-    // Whether each agent of the batch may store events, read in this
-    // transaction: a revocation takes effect at once, whatever ingest's key
-    // cache still says.
-    let mut standing: HashMap<String, bool> = HashMap::new();
-    // Chains advance in place; if the transaction fails, the caller forgets
-    // them all and they are reloaded from the store.
-    let staged = chains;
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO alerts (event_id, agent_id, seq, time_ms, received_ms, clock_skew, chain_ok,
-                user, station, source, context, app, app_path, window_title, url, search_query,
-                category, severity, rule_id, term, matches, rules_version, repeat_count, has_capture,
-                body, signature, body_hash, state, repeat_of, signed_as)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
-        )?;
-        let mut existing =
-            tx.prepare_cached("SELECT body_hash FROM alerts WHERE agent_id = ?1 AND seq = ?2")?;
-        let mut insert_capture = tx.prepare_cached(
-            "INSERT INTO captures (alert_id, sha256, size, width, height, sealed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        let mut fold = tx.prepare_cached(
-            "UPDATE alerts SET repeat_count = repeat_count + ?3 WHERE agent_id = ?1 AND event_id = ?2 AND repeat_of = ''",
-        )?;
-        let mut insert_gap = tx.prepare_cached(
-            "INSERT INTO gaps (agent_id, from_seq, to_seq, detected_ms) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        let mut revoked_of = tx.prepare_cached("SELECT revoked FROM agents WHERE agent_id = ?1")?;
-        for v in batch {
-            let e = &v.event;
-            // A refusal ends its stream: the events sent after the refused
-            // one are not stored (the agent resends them).
-            if v.reply.is_closed() || ended.iter().any(|r| r.same_channel(&v.reply)) {
-                outcomes.push(Outcome::Skipped);
-                continue;
-            }
-            let allowed = match standing.get(&e.agent_id) {
-                Some(allowed) => *allowed,
-                None => {
-                    let revoked: Option<bool> = revoked_of
-                        .query_row([&e.agent_id], |r| r.get(0))
-                        .optional()?;
-                    let allowed = revoked == Some(false);
-                    standing.insert(e.agent_id.clone(), allowed);
-                    allowed
-                }
-            };
-            if !allowed {
-                tracing::warn!(agent_id = %e.agent_id, seq = e.seq, "refused: the agent is revoked");
-                outcomes.push(Outcome::Refused(crate::ingest::revoked_status(&e.agent_id)));
-                ended.push(v.reply.clone());
-                continue;
-            }
-            let chain = match staged.get_mut(&e.agent_id) {
-                Some(c) => c,
-                None => {
-                    let c = load_chain(&tx, &e.agent_id)?;
-                    staged.entry(e.agent_id.clone()).or_insert(c)
-                }
-            };
-            if e.seq <= chain.last_seq {
-                let stored: Option<Vec<u8>> = existing
-                    .query_row(params![e.agent_id, e.seq as i64], |r| r.get(0))
-                    .optional()?;
-                outcomes.push(match stored {
-                    Some(h) if h == v.body_hash => Outcome::Duplicate,
-                    Some(_) => {
-                        tracing::warn!(agent_id = %e.agent_id, seq = e.seq, "refused: sequence number reused with different content");
-                        Outcome::Refused(with_seq(
-                            Status::already_exists(format!(
-                                "event {} of agent {} is already stored with different content",
-                                e.seq, e.agent_id
-                            )),
-                            e.seq,
-                        ))
-                    }
-                    None => {
-                        tracing::warn!(agent_id = %e.agent_id, seq = e.seq, last_seq = chain.last_seq, "refused: out-of-order event");
-                        Outcome::Refused(with_seq(
-                            Status::failed_precondition(format!(
-                                "event {} arrived after event {}: out of order",
-                                e.seq, chain.last_seq
-                            )),
-                            e.seq,
-                        ))
-                    }
-                });
-                if matches!(outcomes.last(), Some(Outcome::Refused(_))) {
-                    ended.push(v.reply.clone());
-                }
-                continue;
-            }
-            if e.seq > chain.last_seq + 1 {
-                insert_gap.execute(params![
-                    e.agent_id,
-                    (chain.last_seq + 1) as i64,
-                    (e.seq - 1) as i64,
-                    v.received_ms
-                ])?;
-                tracing::warn!(agent_id = %e.agent_id, from = chain.last_seq + 1, to = e.seq - 1, "sequence gap recorded");
-            }
-            let chain_ok = e.seq == chain.last_seq + 1 && e.prev_hash == chain.last_hash
-                || e.seq > chain.last_seq + 1
-                || chain.last_seq == 0;
-            if !chain_ok {
-                tracing::warn!(agent_id = %e.agent_id, seq = e.seq, "hash chain broken: previous-event hash does not match");
-            }
-            let empty = tutela_proto::v1::Observation::default();
-            let obs = e.observation.as_ref().unwrap_or(&empty);
-            let top = e.matches.iter().max_by_key(|m| m.severity);
-            let matches =
-                serde_json::to_string(&e.matches.iter().map(MatchRow::from).collect::<Vec<_>>())
-                    .unwrap_or_else(|_| "[]".into());
-            insert.execute(params![
-                e.event_id,
-                e.agent_id,
-                e.seq as i64,
-                e.time_ms,
-                v.received_ms,
-                v.clock_skew,
-                chain_ok,
-                e.user,
-                e.station,
-                crate::source_name(obs.source),
-                obs.context,
-                obs.app,
-                obs.app_path,
-                obs.window_title,
-                obs.url,
-                obs.search_query,
-                top.map(|m| m.category.as_str()).unwrap_or(""),
-                top.map(|m| m.severity).unwrap_or(0),
-                top.map(|m| m.rule_id.as_str()).unwrap_or(""),
-                top.map(|m| m.term.as_str()).unwrap_or(""),
-                matches,
-                e.rules_version,
-                e.count,
-                v.sealed_capture.is_some(),
-                v.body,
-                v.signature,
-                v.body_hash.to_vec(),
-                if e.repeat_of.is_empty() {
-                    "new"
-                } else {
-                    "folded"
-                },
-                e.repeat_of,
-                tutela_proto::PROTOCOL_VERSION,
-            ])?;
-            let inserted = tx.last_insert_rowid();
-            if !e.repeat_of.is_empty() && e.count > 0 {
-                fold.execute(params![e.agent_id, e.repeat_of, e.count])?;
-            }
-            if let (Some(sealed), Some(info)) = (&v.sealed_capture, &e.capture) {
-                insert_capture.execute(params![
-                    inserted,
-                    info.sha256,
-                    info.size as i64,
-                    info.width,
-                    info.height,
-                    sealed
-                ])?;
-            }
-            chain.last_seq = e.seq;
-            chain.last_hash = v.body_hash;
-            chain.dirty = true;
-            outcomes.push(Outcome::Stored);
+    let mut staged = Staged::default();
+    for v in batch {
+        let e = &v.event;
+        // A refusal ends its stream: the events sent after the refused
+        // one are not stored (the agent resends them).
+        if v.reply.is_closed() || ended.iter().any(|r| r.same_channel(&v.reply)) {
+            outcomes.push(Outcome::Skipped);
+            continue;
         }
-        let mut update = tx.prepare_cached(
-            "UPDATE agents SET last_seq = ?2, last_hash = ?3, last_seen_ms = ?4 WHERE agent_id = ?1",
-        )?;
-        let now = store::now_ms();
-        for (agent_id, chain) in staged.iter_mut().filter(|(_, c)| c.dirty) {
-            update.execute(params![
-                agent_id,
-                chain.last_seq as i64,
-                chain.last_hash.to_vec(),
-                now
-            ])?;
-            chain.dirty = false;
+        let outcome = store_event(&mut tx, &mut standing, &mut staged, v).await?;
+        match &outcome {
+            Outcome::Refused(_) => ended.push(v.reply.clone()),
+            Outcome::Stored if !advanced.contains(&e.agent_id.as_str()) => {
+                advanced.push(&e.agent_id)
+            }
+            _ => {}
         }
+        outcomes.push(outcome);
     }
-    tx.commit()?;
+    tx.insert_alerts(&staged.rows).await?;
+    let chains: Vec<(&str, u64, [u8; 32])> = advanced
+        .into_iter()
+        .map(|id| (id, standing[id].last_seq, standing[id].last_hash))
+        .collect();
+    tx.advance_chains(&chains, store::now_ms()).await?;
+    tx.commit().await?;
     Ok(outcomes)
 }
 
-/// One match as the `matches` column stores it (JSON).
-#[derive(serde::Serialize)]
-struct MatchRow<'a> {
-    rule_id: &'a str,
-    category: &'a str,
-    severity: u32,
-    term: &'a str,
-    start: u32,
-    end: u32,
+/// The batch's events that passed the sequence rules, inserted together
+/// once all are decided (on PostgreSQL, sent at once rather than one round
+/// trip each), with their hashes, so that a repeat within the batch is
+/// recognised before they are stored.
+#[derive(Default)]
+struct Staged<'a> {
+    rows: Vec<AlertRow<'a>>,
+    hashes: HashMap<(&'a str, u64), &'a [u8; 32]>,
 }
 
-impl<'a> From<&'a tutela_proto::v1::RuleMatch> for MatchRow<'a> {
-    fn from(m: &'a tutela_proto::v1::RuleMatch) -> Self {
-        Self {
-            rule_id: &m.rule_id,
-            category: &m.category,
-            severity: m.severity,
-            term: &m.term,
-            start: m.start,
-            end: m.end,
+/// Applies the sequence rules to one event and stages it when they allow.
+async fn store_event<'a>(
+    tx: &mut Tx<'_>,
+    standing: &mut HashMap<String, store::ingest::Standing>,
+    staged: &mut Staged<'a>,
+    v: &'a Verified,
+) -> Result<Outcome, StoreError> {
+    let e = &v.event;
+    let chain = match standing.get_mut(&e.agent_id) {
+        Some(s) if !s.revoked => s,
+        _ => {
+            tracing::warn!(agent_id = %e.agent_id, seq = e.seq, "refused: the agent is revoked");
+            return Ok(Outcome::Refused(crate::ingest::revoked_status(&e.agent_id)));
         }
+    };
+    if e.seq <= chain.last_seq {
+        let stored = match staged.hashes.get(&(e.agent_id.as_str(), e.seq)) {
+            Some(h) => Some(h.to_vec()),
+            None => tx.stored_body_hash(&e.agent_id, e.seq).await?,
+        };
+        return Ok(match stored {
+            Some(h) if h == v.body_hash => Outcome::Duplicate,
+            Some(_) => {
+                tracing::warn!(agent_id = %e.agent_id, seq = e.seq, "refused: sequence number reused with different content");
+                Outcome::Refused(with_seq(
+                    Status::already_exists(format!(
+                        "event {} of agent {} is already stored with different content",
+                        e.seq, e.agent_id
+                    )),
+                    e.seq,
+                ))
+            }
+            None => {
+                tracing::warn!(agent_id = %e.agent_id, seq = e.seq, last_seq = chain.last_seq, "refused: out-of-order event");
+                Outcome::Refused(with_seq(
+                    Status::failed_precondition(format!(
+                        "event {} arrived after event {}: out of order",
+                        e.seq, chain.last_seq
+                    )),
+                    e.seq,
+                ))
+            }
+        });
     }
+    if e.seq > chain.last_seq + 1 {
+        tx.insert_gap(&e.agent_id, chain.last_seq + 1, e.seq - 1, v.received_ms)
+            .await?;
+        tracing::warn!(agent_id = %e.agent_id, from = chain.last_seq + 1, to = e.seq - 1, "sequence gap recorded");
+    }
+    let chain_ok = e.seq == chain.last_seq + 1 && e.prev_hash == chain.last_hash
+        || e.seq > chain.last_seq + 1
+        || chain.last_seq == 0;
+    if !chain_ok {
+        tracing::warn!(agent_id = %e.agent_id, seq = e.seq, "hash chain broken: previous-event hash does not match");
+    }
+    staged.rows.push(AlertRow {
+        event: e,
+        body: &v.body,
+        signature: &v.signature,
+        body_hash: &v.body_hash,
+        sealed_capture: v.sealed_capture.as_deref(),
+        received_ms: v.received_ms,
+        clock_skew: v.clock_skew,
+        chain_ok,
+    });
+    staged.hashes.insert((&e.agent_id, e.seq), &v.body_hash);
+    chain.last_seq = e.seq;
+    chain.last_hash = v.body_hash;
+    Ok(Outcome::Stored)
 }
 
 /// Attaches the refused event's sequence number so the agent can set it aside.

@@ -36,7 +36,7 @@ fn enrol(dir: &std::path::Path, agent_id: &str) {
 async fn writer_after_event_one(
     dir: &std::path::Path,
 ) -> (Writer, Reply, mpsc::UnboundedReceiver<Result<Ack, Status>>) {
-    let writer = Writer::start(dir.to_owned(), 1000).unwrap();
+    let writer = Writer::start(Location::Sqlite(dir.to_owned()), 1000).unwrap();
     enrol(dir, "ag-writer-test");
     let (reply, mut replies) = mpsc::unbounded_channel();
     writer.submit(event(1, &reply)).await.unwrap();
@@ -104,37 +104,37 @@ async fn nothing_sent_after_a_refused_event_on_its_stream_is_stored() {
 async fn a_failed_write_is_undone_alone_and_others_commit_with_the_events() {
     let dir = tempfile::tempdir().unwrap();
     let (writer, reply, mut replies) = writer_after_event_one(dir.path()).await;
-    let failing = writer.write("test change", |conn| {
-        conn.execute(
-            "UPDATE agents SET station = 'changed' WHERE agent_id = 'ag-writer-test'",
-            [],
-        )
-        .map_err(store_failed("test change"))?;
-        Err::<(), _>(Status::failed_precondition("refused after writing"))
+    let failing = writer.write("test change", |tx| {
+        Box::pin(async move {
+            tx.set_group("ag-writer-test", "changed")
+                .await
+                .map_err(store_failed("test change"))?;
+            Err::<(), _>(Status::failed_precondition("refused after writing"))
+        })
     });
-    let kept = writer.write("test change", |conn| {
-        conn.execute(
-            "UPDATE agents SET grp = 'kept' WHERE agent_id = 'ag-writer-test'",
-            [],
-        )
-        .map_err(store_failed("test change"))
+    let kept = writer.write("test change", |tx| {
+        Box::pin(async move {
+            tx.flag("ag-writer-test", "kept")
+                .await
+                .map_err(store_failed("test change"))
+        })
     });
     let (failing, kept, submitted) = tokio::join!(failing, kept, writer.submit(event(2, &reply)));
     submitted.unwrap();
     assert_eq!(failing.unwrap_err().code(), tonic::Code::FailedPrecondition);
-    assert_eq!(kept.unwrap(), 1);
+    kept.unwrap();
     assert_eq!(replies.recv().await.unwrap().unwrap().seq, 2);
-    let (station, group): (String, String) = store::open(dir.path())
+    let (flag, group): (String, String) = store::open(dir.path())
         .unwrap()
         .query_row(
-            "SELECT station, grp FROM agents WHERE agent_id = 'ag-writer-test'",
+            "SELECT flag, grp FROM agents WHERE agent_id = 'ag-writer-test'",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
     assert_eq!(
-        (station.as_str(), group.as_str()),
-        ("PC", "kept"),
+        (flag.as_str(), group.as_str()),
+        ("kept", ""),
         "the failed write undone, the other kept"
     );
 }
@@ -142,7 +142,7 @@ async fn a_failed_write_is_undone_alone_and_others_commit_with_the_events() {
 #[tokio::test]
 async fn a_refusal_comes_after_the_acknowledgement_of_what_preceded_it() {
     let dir = tempfile::tempdir().unwrap();
-    let writer = Writer::start(dir.path().to_owned(), 1000).unwrap();
+    let writer = Writer::start(Location::Sqlite(dir.path().to_owned()), 1000).unwrap();
     enrol(dir.path(), "ag-writer-test");
     let (reply, mut replies) = mpsc::unbounded_channel();
     for seq in 1..=10 {
@@ -165,4 +165,31 @@ async fn a_refusal_comes_after_the_acknowledgement_of_what_preceded_it() {
         Some(&10),
         "acknowledged before the refusal: {acks:?}"
     );
+}
+
+#[tokio::test]
+async fn a_repeat_within_one_batch_is_a_duplicate_or_a_conflict_as_across_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Writer::start(Location::Sqlite(dir.path().to_owned()), 1000).unwrap();
+    enrol(dir.path(), "ag-writer-test");
+    let (reply, mut replies) = mpsc::unbounded_channel();
+    let (other, mut others) = mpsc::unbounded_channel();
+    // Submitted back to back: the writer takes them in one batch, so event 2
+    // is decided on before it is stored.
+    writer.submit(event(1, &reply)).await.unwrap();
+    writer.submit(event(2, &reply)).await.unwrap();
+    writer.submit(event(2, &reply)).await.unwrap();
+    let mut conflicting = event(2, &other);
+    conflicting.body_hash = [0xee; 32];
+    writer.submit(conflicting).await.unwrap();
+    let last = replies.recv().await.unwrap().unwrap();
+    assert_eq!(last.seq, 2);
+    let refusal = others.recv().await.unwrap().unwrap_err();
+    assert_eq!(refusal.code(), tonic::Code::AlreadyExists, "{refusal:?}");
+    assert!(replies.try_recv().is_err(), "the repeat is not refused");
+    let stored: i64 = store::open(dir.path())
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM alerts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 2);
 }

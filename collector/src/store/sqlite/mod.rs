@@ -1,10 +1,17 @@
-//! The collector's SQLite store (WAL). One writer task owns the write path
-//! for events; other writes (enrolment, tokens, CLI) are short transactions.
+//! The embedded backend: SQLite (WAL) in the data directory. One writer
+//! thread owns the write path for events, heartbeats and enrolments; other
+//! writes (tokens, CLI) are short transactions.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
+
+use super::agents::{AgentKeyRow, NewToken, TokenInfo};
+
+pub mod agents;
+pub mod ingest;
 
 pub const DB_FILE: &str = "tutela.db";
 
@@ -171,19 +178,99 @@ pub fn in_savepoint<T, E: From<rusqlite::Error>>(
     }
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+/// Page cache of the writer's connection, in KiB (SQLite's default is 2 MiB).
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
+
+/// How many times a batch tries to take the write lock (each try waits up
+/// to `BUSY_WAIT`) while another process writes: about 9 s in all, so an
+/// agent hears `UNAVAILABLE` (and retries) well inside its call deadline.
+const BEGIN_TRIES: u32 = 3;
+const BUSY_WAIT: Duration = Duration::from_secs(3);
+
+/// The connection the services share for reads and short writes.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    conn: Arc<Mutex<Connection>>,
 }
 
-/// A random identifier: `prefix` + 12 hex digits.
-pub fn random_id(prefix: &str) -> String {
-    use ring::rand::SecureRandom;
-    let mut b = [0u8; 6];
-    ring::rand::SystemRandom::new()
-        .fill(&mut b)
-        .expect("the system random source works");
-    format!("{prefix}{}", hex::encode(b))
+impl Shared {
+    pub fn open(dir: &Path) -> rusqlite::Result<Self> {
+        Ok(Self {
+            conn: Arc::new(Mutex::new(open(dir)?)),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn agent_key(&self, agent_id: &str) -> rusqlite::Result<Option<AgentKeyRow>> {
+        self.conn()
+            .query_row(
+                "SELECT public_key, revoked, grp FROM agents WHERE agent_id = ?1",
+                [agent_id],
+                |r| {
+                    Ok(AgentKeyRow {
+                        public_key: r.get(0)?,
+                        revoked: r.get(1)?,
+                        group: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+    }
+
+    pub fn insert_token(&self, token: &NewToken) -> rusqlite::Result<()> {
+        agents::insert_token(&self.conn(), token)
+    }
+
+    pub fn list_tokens(&self) -> rusqlite::Result<Vec<TokenInfo>> {
+        agents::list_tokens(&self.conn())
+    }
+
+    pub fn revoke_token(&self, id: &str) -> rusqlite::Result<u64> {
+        agents::revoke_token(&self.conn(), id)
+    }
+}
+
+/// The writer's connection.
+#[derive(Debug)]
+pub struct Session {
+    conn: Connection,
+}
+
+impl Session {
+    pub fn open(dir: &Path) -> rusqlite::Result<Self> {
+        let conn = open(dir)?;
+        conn.busy_timeout(BUSY_WAIT)?;
+        // This connection writes nearly everything: a bigger page cache keeps
+        // the indexes' pages in memory instead of re-reading them and
+        // spilling mid-batch.
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        Ok(Self { conn })
+    }
+
+    /// Begins a batch's transaction. Immediate: the batch holds the write
+    /// lock from its first read, so a revocation commits either before it
+    /// (and is seen) or after it, and nothing read can go stale before the
+    /// batch writes. Another process (the CLI) may hold the lock: each try
+    /// waits the busy timeout.
+    pub fn begin(&mut self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match rusqlite::Transaction::new_unchecked(
+                &self.conn,
+                rusqlite::TransactionBehavior::Immediate,
+            ) {
+                Ok(tx) => return Ok(tx),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < BEGIN_TRIES =>
+                {
+                    tracing::warn!(error = %e, tries, "the store is busy with another writer; trying again");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }

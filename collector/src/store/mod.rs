@@ -1,0 +1,141 @@
+//! The collector's storage layer. SQLite (a file in the data directory) is
+//! the embedded default; PostgreSQL (cargo feature `postgres`) lets several
+//! collectors share one database. `collector.toml`'s `[storage] url` picks
+//! the backend.
+//!
+//! Each domain has its module of backend-neutral rows (`agents`, `ingest`);
+//! `sqlite/` and `postgres/` hold the SQL. Callers see three handles:
+//! - [`Store`]: shared reads and short writes outside the writer (agent keys,
+//!   enrolment tokens);
+//! - [`Session`]: the writer's own connection;
+//! - [`Tx`]: one of the writer's transactions, where every check and insert
+//!   of a batch happens (exactly-once ingest across collectors depends on it).
+//!
+//! Modules not yet moved here (console, mail, webhooks, summary, rules
+//! publication, the CLI's agents and alerts) still open the SQLite file
+//! through [`open`]; on PostgreSQL, `serve` refuses to run the console, mail
+//! and webhooks, and the CLI the commands that would answer from the wrong
+//! store.
+
+pub mod agents;
+mod error;
+pub mod ingest;
+mod location;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+pub mod sqlite;
+mod tx;
+
+pub use error::StoreError;
+pub use location::Location;
+pub use sqlite::{in_savepoint, open, DB_FILE};
+pub use tx::Tx;
+
+use agents::{AgentKeyRow, NewToken, TokenInfo};
+
+/// The store, shared by the collector's services for reads and for writes
+/// that need not go through the writer. Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(sqlite::Shared),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::Shared),
+}
+
+/// Runs `$sqlite` (synchronous) or `$pg` (awaited) on the backend behind `$self`.
+macro_rules! backend {
+    ($self:expr, $s:ident => $sqlite:expr, $pg:expr) => {
+        match $self {
+            Self::Sqlite($s) => Ok($sqlite?),
+            #[cfg(feature = "postgres")]
+            Self::Postgres($s) => $pg,
+        }
+    };
+}
+impl Store {
+    /// Opens the store at `location`, creating or upgrading its schema.
+    pub async fn open(location: &Location) -> Result<Self, StoreError> {
+        Ok(match location {
+            Location::Sqlite(dir) => Self::Sqlite(sqlite::Shared::open(dir)?),
+            #[cfg(feature = "postgres")]
+            Location::Postgres(config) => Self::Postgres(postgres::Shared::open(config).await?),
+        })
+    }
+
+    /// An enrolled agent's key and standing, or `None` when it is not enrolled.
+    pub async fn agent_key(&self, agent_id: &str) -> Result<Option<AgentKeyRow>, StoreError> {
+        backend!(self, s => s.agent_key(agent_id), s.agent_key(agent_id).await)
+    }
+
+    pub async fn insert_token(&self, token: &NewToken) -> Result<(), StoreError> {
+        backend!(self, s => s.insert_token(token), s.insert_token(token).await)
+    }
+
+    /// Every enrolment token, newest first.
+    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        backend!(self, s => s.list_tokens(), s.list_tokens().await)
+    }
+
+    /// Revokes the token whose id (12 hex digits) is `id`; returns how many were.
+    pub async fn revoke_token(&self, id: &str) -> Result<u64, StoreError> {
+        backend!(self, s => s.revoke_token(id), s.revoke_token(id).await)
+    }
+}
+
+/// The writer's own connection: batches of events, heartbeats and
+/// enrolments, each batch in one transaction.
+#[derive(Debug)]
+pub enum Session {
+    Sqlite(sqlite::Session),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::Session),
+}
+
+impl Session {
+    /// Connects to the store at `location`. A PostgreSQL session spawns its
+    /// connection on the current Tokio runtime: open it on the runtime that
+    /// will use it.
+    pub async fn open(location: &Location) -> Result<Self, StoreError> {
+        Ok(match location {
+            Location::Sqlite(dir) => Self::Sqlite(sqlite::Session::open(dir)?),
+            #[cfg(feature = "postgres")]
+            Location::Postgres(config) => Self::Postgres(postgres::Session::open(config).await?),
+        })
+    }
+
+    /// Whether the connection is lost (the database went away): the writer
+    /// then opens a new session.
+    pub fn is_broken(&self) -> bool {
+        match self {
+            Self::Sqlite(_) => false,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(s) => s.is_broken(),
+        }
+    }
+
+    /// Begins a write transaction.
+    pub async fn begin(&mut self) -> Result<Tx<'_>, StoreError> {
+        Ok(match self {
+            Self::Sqlite(s) => Tx::Sqlite(s.begin()?),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(s) => Tx::Postgres(s.begin().await?),
+        })
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A random identifier: `prefix` + 12 hex digits.
+pub fn random_id(prefix: &str) -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 6];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .expect("the system random source works");
+    format!("{prefix}{}", hex::encode(b))
+}

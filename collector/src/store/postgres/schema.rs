@@ -1,0 +1,145 @@
+//! The PostgreSQL schema, versioned: migration N brings a database from
+//! version N-1 to N. Collectors starting together apply them once (under an
+//! advisory lock); a database newer than the binary is refused.
+
+use tokio_postgres::Client;
+
+use crate::store::StoreError;
+
+/// The advisory lock key held while migrating ("tutela" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7475_7465_6c61;
+
+/// Each migration, in order; the schema's version is how many have run.
+const MIGRATIONS: &[&str] = &[
+    // 1: agents, enrolment tokens, events (alerts), captures, hosts, gaps.
+    r#"
+CREATE TABLE agents (
+    agent_id TEXT PRIMARY KEY,
+    public_key BYTEA NOT NULL UNIQUE,
+    station TEXT NOT NULL,
+    grp TEXT NOT NULL DEFAULT '',
+    agent_version TEXT NOT NULL DEFAULT '',
+    enrolled_ms BIGINT NOT NULL,
+    revoked BOOLEAN NOT NULL DEFAULT FALSE,
+    last_seen_ms BIGINT,
+    last_seq BIGINT NOT NULL DEFAULT 0,
+    last_hash BYTEA,
+    rules_version BIGINT NOT NULL DEFAULT 0,
+    spool_backlog BIGINT NOT NULL DEFAULT 0,
+    spool_dropped BIGINT NOT NULL DEFAULT 0,
+    flag TEXT,
+    rekeyed_from TEXT NOT NULL DEFAULT '',
+    last_heartbeat_ms BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX agents_rekeyed_from ON agents (rekeyed_from) WHERE rekeyed_from <> '';
+CREATE TABLE tokens (
+    secret_hash BYTEA PRIMARY KEY,
+    label TEXT NOT NULL DEFAULT '',
+    grp TEXT NOT NULL DEFAULT '',
+    created_ms BIGINT NOT NULL,
+    expires_ms BIGINT NOT NULL,
+    max_uses BIGINT NOT NULL,
+    uses BIGINT NOT NULL DEFAULT 0,
+    revoked BOOLEAN NOT NULL DEFAULT FALSE
+);
+-- An identity column: an id is never reused, as with SQLite's AUTOINCREMENT.
+CREATE TABLE alerts (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    time_ms BIGINT NOT NULL,
+    received_ms BIGINT NOT NULL,
+    clock_skew BOOLEAN NOT NULL DEFAULT FALSE,
+    chain_ok BOOLEAN NOT NULL DEFAULT TRUE,
+    "user" TEXT NOT NULL,
+    station TEXT NOT NULL,
+    source TEXT NOT NULL,
+    context TEXT NOT NULL,
+    app TEXT NOT NULL,
+    app_path TEXT NOT NULL,
+    window_title TEXT NOT NULL,
+    url TEXT NOT NULL,
+    search_query TEXT NOT NULL,
+    category TEXT NOT NULL,
+    severity BIGINT NOT NULL,
+    rule_id TEXT NOT NULL,
+    term TEXT NOT NULL,
+    matches TEXT NOT NULL,
+    rules_version BIGINT NOT NULL,
+    repeat_count BIGINT NOT NULL DEFAULT 1,
+    has_capture BOOLEAN NOT NULL DEFAULT FALSE,
+    state TEXT NOT NULL DEFAULT 'new',
+    repeat_of TEXT NOT NULL DEFAULT '',
+    body BYTEA NOT NULL,
+    signature BYTEA NOT NULL,
+    body_hash BYTEA NOT NULL,
+    signed_as BIGINT NOT NULL DEFAULT 1,
+    UNIQUE (agent_id, seq)
+);
+CREATE INDEX alerts_queue ON alerts (state, severity DESC, time_ms DESC);
+CREATE INDEX alerts_event_id ON alerts (event_id);
+CREATE TABLE captures (
+    alert_id BIGINT PRIMARY KEY REFERENCES alerts(id) ON DELETE CASCADE,
+    sha256 BYTEA NOT NULL,
+    size BIGINT NOT NULL,
+    width BIGINT NOT NULL,
+    height BIGINT NOT NULL,
+    sealed BYTEA NOT NULL
+);
+CREATE TABLE agent_hosts (
+    agent_id TEXT PRIMARY KEY,
+    machine_id TEXT NOT NULL,
+    station TEXT NOT NULL,
+    first_ms BIGINT NOT NULL
+);
+CREATE INDEX agent_hosts_machine ON agent_hosts (machine_id);
+CREATE TABLE gaps (
+    agent_id TEXT NOT NULL,
+    from_seq BIGINT NOT NULL,
+    to_seq BIGINT NOT NULL,
+    detected_ms BIGINT NOT NULL
+);
+"#,
+    // 2: what an agent reports is wrong with its set-up (heartbeats).
+    r#"
+ALTER TABLE agents ADD COLUMN problems TEXT NOT NULL DEFAULT '';
+"#,
+];
+
+/// The schema version this collector writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database's schema up to [`VERSION`], or refuses one newer.
+pub async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS tutela_schema (version BIGINT NOT NULL)")
+        .await?;
+    let found: i64 = tx
+        .query_opt("SELECT version FROM tutela_schema", &[])
+        .await?
+        .map(|r| r.get(0))
+        .unwrap_or(0);
+    if found > VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            known: VERSION,
+        });
+    }
+    for (n, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tracing::info!(version = n + 1, "upgrading the PostgreSQL schema");
+        tx.batch_execute(migration).await?;
+    }
+    if found < VERSION {
+        tx.execute("DELETE FROM tutela_schema", &[]).await?;
+        tx.execute(
+            "INSERT INTO tutela_schema (version) VALUES ($1)",
+            &[&VERSION],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
