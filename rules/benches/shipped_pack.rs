@@ -66,6 +66,18 @@ fn load(path: &Path) -> Arc<Matcher> {
     Arc::new(Matcher::compile(&pack, &CompileOptions::default()).unwrap())
 }
 
+/// The process's resident set in MB (Linux; 0 elsewhere).
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
@@ -75,7 +87,12 @@ fn main() {
         return;
     }
     let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("packs/en-GB.toml");
+    let before = rss_mb();
     let ours = load(&shipped);
+    println!(
+        "compiling the shipped pack added {:.1} MB to the resident set",
+        rss_mb() - before
+    );
     let ((t50, t99), (w50, w99)) = measure(&ours);
     println!(
         "shipped {} v{} ({} terms):",

@@ -292,12 +292,16 @@ impl LazyPattern {
     }
 }
 
+/// The terms' automaton: a contiguous NFA, not a DFA. For the shipped pack's
+/// 3,700 terms the DFA cost 22 MB of the agent's memory against 9 MB, for a
+/// title matched about 7% sooner at the median (the agent's idle memory
+/// budget is 30 MB in all).
 pub(crate) fn build_automaton<P: AsRef<[u8]>>(
     patterns: &[P],
 ) -> Result<AhoCorasick, aho_corasick::BuildError> {
     AhoCorasick::builder()
         .match_kind(MatchKind::Standard)
-        .kind(Some(AhoCorasickKind::DFA))
+        .kind(Some(AhoCorasickKind::ContiguousNFA))
         .build(patterns)
         .or_else(|_| {
             AhoCorasick::builder()
