@@ -306,6 +306,11 @@ def heartbeat_cases(collector, agent):
     refused(lambda: collector.heartbeat(big), C.RESOURCE_EXHAUSTED, "heartbeat: a body over 64 KiB")
     collector.heartbeat(agent.heartbeat())
     passed("heartbeat: a newer heartbeat is accepted")
+    # Problems for the technician: more than 8, one over 256 bytes, one with a new line; the
+    # heartbeat is accepted (the collector shortens them; the test reads what it kept).
+    problems = ["captures failing", "line one\nline two", "x" * 300] + [f"p{i}" for i in range(4, 11)]
+    collector.heartbeat(agent.heartbeat(problems=problems))
+    passed("heartbeat: one reporting ten problems is accepted")
 
 
 def rekey_request(agent, new, time_ms=None, old_key=None, new_public=None):

@@ -372,12 +372,13 @@ class Agent:
         signature = (key or self.key).sign(body if bare else EVENT + body)
         return msg((1, body), (2, signature), (3, capture))
 
-    def heartbeat(self, time_ms=None, bare=False):
+    def heartbeat(self, time_ms=None, bare=False, problems=None):
         if time_ms is None:
             time_ms = max(now_ms(), self.last_heartbeat + 1)
             self.last_heartbeat = time_ms
         body = msg(
-            (1, self.agent_id), (2, time_ms), (3, "interop-0.1"), (4, 1), (7, "PY-LAB-01")
+            (1, self.agent_id), (2, time_ms), (3, "interop-0.1"), (4, 1), (7, "PY-LAB-01"),
+            (12, list(problems or [])),
         )
         return msg((1, body), (2, self.key.sign(body if bare else HEARTBEAT + body)))
 

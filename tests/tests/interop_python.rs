@@ -111,6 +111,25 @@ fn an_independent_python_client_speaks_the_documented_protocol() {
     let state_json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
     let first = state_json["agent_id"].as_str().unwrap();
+    // The problems its last heartbeat reported, as the collector keeps them: the first 8,
+    // one line each, at most 256 bytes.
+    let problems: String = rusqlite::Connection::open(collector.dir.join("tutela.db"))
+        .unwrap()
+        .query_row(
+            "SELECT problems FROM agents WHERE agent_id = ?1",
+            [first],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let kept: Vec<&str> = problems.lines().collect();
+    assert_eq!(kept.len(), 8, "{problems:?}");
+    assert_eq!(kept[0], "captures failing");
+    assert!(
+        kept[1].contains("line one") && kept[1].contains("line two"),
+        "{problems:?}"
+    );
+    assert!(kept.iter().all(|p| p.len() <= 256), "{problems:?}");
+    assert_eq!(kept[7], "p8");
     let alerts = collector.alerts().unwrap();
     let seqs: Vec<(String, i64, bool)> = alerts
         .iter()
