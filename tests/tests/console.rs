@@ -6,11 +6,11 @@
 //! the head teacher; the audit log lists every step. The browser part is
 //! `tests/console/scenario.mjs` (playwright-core from npm).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tutela_tests::script::Script;
 
 use tutela_agent::event::{seal, EventDraft, Evidence};
 use tutela_agent::identity::{Enrolment, Identity};
@@ -260,28 +260,18 @@ fn dsl_reviews_an_alert_in_chromium_and_the_audit_log_shows_each_step() {
     // found it; `TUTELA_CONSOLE_SCREENSHOTS=docs` copies them over the README's pictures.
     let shots = collector.dir.join("shots");
     std::fs::create_dir_all(&shots).unwrap();
-    let mut node = Command::new("node")
-        .arg("scenario.mjs")
-        .current_dir(&console_dir)
-        .env("CONSOLE_URL", &url)
-        .env("PASSWORD", PASSWORD)
-        .env("SEVERE_ID", severe_id.to_string())
-        .env("SHOTS_DIR", &shots)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node runs");
-    let pid = node.id();
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if done_rx.recv_timeout(Duration::from_secs(240)).is_err() {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-        }
-    });
-    let mut stdin = node.stdin.take().unwrap();
+    let (mut node, lines) = Script::spawn(
+        Command::new("node")
+            .arg("scenario.mjs")
+            .current_dir(&console_dir)
+            .env("CONSOLE_URL", &url)
+            .env("PASSWORD", PASSWORD)
+            .env("SEVERE_ID", severe_id.to_string())
+            .env("SHOTS_DIR", &shots),
+        Duration::from_secs(240),
+    );
     let mut result = None;
-    for line in BufReader::new(node.stdout.take().unwrap()).lines() {
+    for line in lines {
         let line = line.unwrap();
         if line == "SEED_MORE" {
             sender.send(&[Seed {
@@ -298,13 +288,12 @@ fn dsl_reviews_an_alert_in_chromium_and_the_audit_log_shows_each_step() {
                 .unwrap()
                 .query_row("SELECT MAX(id) FROM alerts", [], |r| r.get(0))
                 .unwrap();
-            writeln!(stdin, "{id}").unwrap();
+            writeln!(node.stdin(), "{id}").unwrap();
         } else if let Some(json) = line.strip_prefix("RESULT ") {
             result = Some(serde_json::from_str::<serde_json::Value>(json).unwrap());
         }
     }
-    let status = node.wait().unwrap();
-    let _ = done_tx.send(());
+    let status = node.finish();
     let result = result.expect("the scenario reported a result");
     assert!(
         status.success() && result.get("error").is_none(),

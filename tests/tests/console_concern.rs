@@ -5,10 +5,9 @@
 //! account, station, address or browser); the help-now report reaches the
 //! DSL as an urgent email at a real SMTP server; bad forms get clear answers.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
+use tutela_tests::script::Script;
 
 use tutela_tests::web::{field, http, Reply};
 use tutela_tests::{
@@ -83,31 +82,22 @@ fn pupils_report_concerns_named_and_anonymous_and_help_now_is_emailed_at_once() 
     .unwrap();
 
     let console_dir = console_scripts();
-    let mut node = Command::new("node")
-        .arg("concern.mjs")
-        .current_dir(&console_dir)
-        .env("CONSOLE_URL", format!("http://127.0.0.1:{port}"))
-        .env("PASSWORD", PASSWORD)
-        .env("USER_AGENT", USER_AGENT)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node runs");
-    let pid = node.id();
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if done_rx.recv_timeout(Duration::from_secs(180)).is_err() {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-        }
-    });
+    let (node, lines) = Script::spawn(
+        Command::new("node")
+            .arg("concern.mjs")
+            .current_dir(&console_dir)
+            .env("CONSOLE_URL", format!("http://127.0.0.1:{port}"))
+            .env("PASSWORD", PASSWORD)
+            .env("USER_AGENT", USER_AGENT),
+        Duration::from_secs(180),
+    );
     let mut result = None;
-    for line in BufReader::new(node.stdout.take().unwrap()).lines() {
+    for line in lines {
         if let Some(json) = line.unwrap().strip_prefix("RESULT ") {
             result = Some(serde_json::from_str::<serde_json::Value>(json).unwrap());
         }
     }
-    let status = node.wait().unwrap();
-    let _ = done_tx.send(());
+    let status = node.finish();
     let result = result.expect("the scenario reported a result");
     assert!(
         status.success() && result.get("error").is_none(),

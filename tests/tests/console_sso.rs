@@ -10,8 +10,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
+use tutela_tests::script::Script;
 
 use tutela_tests::web::http;
 use tutela_tests::{console_scripts, free_port, run_ok, wait_for, Collector, Scratch};
@@ -150,30 +150,21 @@ fn staff_sign_in_with_openid_connect_and_every_refusal_audited() {
     })
     .unwrap();
 
-    let mut node = Command::new("node")
-        .arg("sso.mjs")
-        .current_dir(console_scripts())
-        .env("CONSOLE_URL", format!("http://127.0.0.1:{port}"))
-        .env("PASSWORD", PASSWORD)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node runs");
-    let pid = node.id();
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if done_rx.recv_timeout(Duration::from_secs(240)).is_err() {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-        }
-    });
+    let (node, lines) = Script::spawn(
+        Command::new("node")
+            .arg("sso.mjs")
+            .current_dir(console_scripts())
+            .env("CONSOLE_URL", format!("http://127.0.0.1:{port}"))
+            .env("PASSWORD", PASSWORD),
+        Duration::from_secs(240),
+    );
     let mut result = None;
-    for line in BufReader::new(node.stdout.take().unwrap()).lines() {
+    for line in lines {
         if let Some(json) = line.unwrap().strip_prefix("RESULT ") {
             result = Some(serde_json::from_str::<serde_json::Value>(json).unwrap());
         }
     }
-    let status = node.wait().unwrap();
-    let _ = done_tx.send(());
+    let status = node.finish();
     let result = result.expect("the scenario reported a result");
     let log = collector.log_text();
     assert!(

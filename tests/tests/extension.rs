@@ -16,10 +16,10 @@
 //! writes one file there (and removes it); it needs root, as the test
 //! machines run.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::io::Write;
+use std::process::Command;
 use std::time::Duration;
+use tutela_tests::script::Script;
 
 use tutela_tests::extension::{spki_pin, Policy, TEST_PACK};
 use tutela_tests::{console_scripts, run_ok, workspace, Collector, Scratch};
@@ -71,35 +71,24 @@ fn extension_enrols_alerts_on_pages_and_typing_and_queues_through_an_outage() {
     let cert = std::fs::read_to_string(collector.dir.join("collector.crt")).unwrap();
 
     let console_dir = console_scripts();
-    let mut node = Command::new("node")
-        .arg("extension.mjs")
-        .current_dir(&console_dir)
-        .env("EXTENSION_DIR", workspace().join("extension"))
-        .env("PROFILE_DIR", scratch.path("profile"))
-        .env("SPKI", spki_pin(&cert))
-        .env("CONSOLE_URL", format!("http://127.0.0.1:{console_port}"))
-        .env("PASSWORD", PASSWORD)
-        .env(
-            "COLLECTOR_URL",
-            format!("https://127.0.0.1:{}", collector.port),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node runs");
-    let pid = node.id();
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    // Ends the browser part if the test fails or hangs.
-    std::thread::spawn(move || {
-        if done_rx.recv_timeout(Duration::from_secs(420)).is_err() {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-        }
-    });
-    let mut stdin = node.stdin.take().unwrap();
+    let (mut node, lines) = Script::spawn(
+        Command::new("node")
+            .arg("extension.mjs")
+            .current_dir(&console_dir)
+            .env("EXTENSION_DIR", workspace().join("extension"))
+            .env("PROFILE_DIR", scratch.path("profile"))
+            .env("SPKI", spki_pin(&cert))
+            .env("CONSOLE_URL", format!("http://127.0.0.1:{console_port}"))
+            .env("PASSWORD", PASSWORD)
+            .env(
+                "COLLECTOR_URL",
+                format!("https://127.0.0.1:{}", collector.port),
+            ),
+        Duration::from_secs(420),
+    );
     let mut result = None;
     let mut steps = Vec::new();
-    for line in BufReader::new(node.stdout.take().unwrap()).lines() {
+    for line in lines {
         let line = line.unwrap();
         match line.as_str() {
             "ENROLLED" => {
@@ -135,11 +124,9 @@ fn extension_enrols_alerts_on_pages_and_typing_and_queues_through_an_outage() {
             }
         }
         steps.push(line.clone());
-        writeln!(stdin, "next").unwrap();
+        writeln!(node.stdin(), "next").unwrap();
     }
-    drop(stdin);
-    let status = node.wait().unwrap();
-    done_tx.send(()).unwrap();
+    let status = node.finish();
     assert!(
         status.success(),
         "the browser part failed (see its output above)"

@@ -14,10 +14,10 @@
 //! Chromium reads managed policy only from a system directory, so this test
 //! writes one file there (and removes it); it needs root.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::io::Write;
+use std::process::Command;
 use std::time::Duration;
+use tutela_tests::script::Script;
 
 use tutela_tests::extension::{spki_pin, Policy, TEST_PACK};
 
@@ -124,28 +124,18 @@ fn shadow_rules_count_repeats_fold_and_a_copied_profile_takes_its_own_identity()
     }));
     let cert = std::fs::read_to_string(collector.dir.join("collector.crt")).unwrap();
 
-    let mut node = Command::new("node")
-        .arg("extension-identity.mjs")
-        .current_dir(console_scripts())
-        .env("EXTENSION_DIR", workspace().join("extension"))
-        .env("PROFILE_DIR", scratch.path("profile"))
-        .env("SPKI", spki_pin(&cert))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node runs");
-    let pid = node.id();
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if done_rx.recv_timeout(Duration::from_secs(300)).is_err() {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-        }
-    });
-    let mut stdin = node.stdin.take().unwrap();
+    let (mut node, lines) = Script::spawn(
+        Command::new("node")
+            .arg("extension-identity.mjs")
+            .current_dir(console_scripts())
+            .env("EXTENSION_DIR", workspace().join("extension"))
+            .env("PROFILE_DIR", scratch.path("profile"))
+            .env("SPKI", spki_pin(&cert)),
+        Duration::from_secs(300),
+    );
     let mut steps = Vec::new();
     let mut result = None;
-    for line in BufReader::new(node.stdout.take().unwrap()).lines() {
+    for line in lines {
         let line = line.unwrap();
         match line.as_str() {
             "ENROLLED" => {
@@ -168,11 +158,9 @@ fn shadow_rules_count_repeats_fold_and_a_copied_profile_takes_its_own_identity()
             }
         }
         steps.push(line.clone());
-        writeln!(stdin, "next").unwrap();
+        writeln!(node.stdin(), "next").unwrap();
     }
-    drop(stdin);
-    let status = node.wait().unwrap();
-    done_tx.send(()).unwrap();
+    let status = node.finish();
     assert!(
         status.success(),
         "the browser part failed (see its output above)"

@@ -12,10 +12,10 @@
 //! Chromium reads managed policy only from a system directory, so this test
 //! writes one file there (and removes it); it needs root.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::io::Write;
+use std::process::Command;
 use std::time::Duration;
+use tutela_tests::script::Script;
 
 use prost::Message;
 use ring::signature::{UnparsedPublicKey, ED25519};
@@ -137,27 +137,17 @@ fn the_extension_shows_the_notice_until_acknowledged_and_the_collector_stores_ea
         Policy::write(serde_json::json!({"enrolment_token": token, "station": "chromebook-3"}));
     let cert = std::fs::read_to_string(collector.dir.join("collector.crt")).unwrap();
 
-    let mut node = Command::new("node")
-        .arg("extension-notice.mjs")
-        .current_dir(console_scripts())
-        .env("EXTENSION_DIR", workspace().join("extension"))
-        .env("PROFILE_DIR", scratch.path("profile"))
-        .env("SPKI", spki_pin(&cert))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node runs");
-    let pid = node.id();
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if done_rx.recv_timeout(Duration::from_secs(300)).is_err() {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-        }
-    });
-    let mut stdin = node.stdin.take().unwrap();
+    let (mut node, lines) = Script::spawn(
+        Command::new("node")
+            .arg("extension-notice.mjs")
+            .current_dir(console_scripts())
+            .env("EXTENSION_DIR", workspace().join("extension"))
+            .env("PROFILE_DIR", scratch.path("profile"))
+            .env("SPKI", spki_pin(&cert)),
+        Duration::from_secs(300),
+    );
     let mut steps = Vec::new();
-    for line in BufReader::new(node.stdout.take().unwrap()).lines() {
+    for line in lines {
         let line = line.unwrap();
         match line.as_str() {
             "ENROLLED" => set_notice(&collector, &scratch, 1, "every-sign-in"),
@@ -181,12 +171,10 @@ fn the_extension_shows_the_notice_until_acknowledged_and_the_collector_stores_ea
         }
         steps.push(line.clone());
         if line != "DONE" {
-            writeln!(stdin, "next").unwrap();
+            writeln!(node.stdin(), "next").unwrap();
         }
     }
-    drop(stdin);
-    let status = node.wait().unwrap();
-    done_tx.send(()).unwrap();
+    let status = node.finish();
     assert!(
         status.success(),
         "the browser part failed (see its output above)"
