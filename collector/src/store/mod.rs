@@ -18,13 +18,18 @@
 //! store.
 
 pub mod agents;
+pub mod audit;
+pub mod console;
 mod error;
+pub mod fleet;
 pub mod ingest;
 mod location;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod review;
 pub mod sqlite;
 mod tx;
+pub mod users;
 
 pub use error::StoreError;
 pub use location::Location;
