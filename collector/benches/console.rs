@@ -82,7 +82,9 @@ fn bench(c: &mut Criterion) {
     seed(dir.path());
     eprintln!("seeded {ALERTS} alerts in {:?}", started.elapsed());
     let app = App::open(dir.path(), &Console::default()).unwrap();
-    let store::console::ConsoleStore::Sqlite(shared) = &app.store;
+    let store::console::ConsoleStore::Sqlite(shared) = &app.store else {
+        panic!("the bench opens SQLite")
+    };
     let conn = shared.lock().unwrap();
     let db = store::console::Console::Sqlite(&conn);
     auth::add_user(&db, "dsl", Role::Dsl, "a long bench password").unwrap();

@@ -74,18 +74,39 @@ fn read_password(path: Option<PathBuf>) -> anyhow::Result<String> {
     Ok(text.lines().next().unwrap_or("").to_owned())
 }
 
-/// Opens the store in `dir` and runs `f` with the console's view of it.
+/// Opens the store the collector in `dir` uses (`[storage] url`: SQLite
+/// in `dir`, or PostgreSQL) and runs `f` with the console's view of it.
 fn with_store<T>(
     dir: &Path,
     f: impl FnOnce(&Console<'_>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let store = ConsoleStore::open_sqlite(dir).with_context(|| {
-        format!(
-            "opening the collector database in {} (is --data-dir right?)",
-            dir.display()
-        )
-    })?;
-    store.with(f).0
+    let url = crate::config::CollectorConfig::load(&dir.join("collector.toml"))
+        .map(|c| c.storage.url)
+        .unwrap_or_default();
+    let location = crate::store::Location::new(dir, &url)
+        .context("the store is misconfigured; fix [storage] in collector.toml")?;
+    if !location.shared() {
+        let store = ConsoleStore::open_sqlite(dir).with_context(|| {
+            format!(
+                "opening the collector database in {} (is --data-dir right?)",
+                dir.display()
+            )
+        })?;
+        return store.with(f).0;
+    }
+    // The store's connection runs on a runtime of its own; the command's
+    // work is driven from this thread.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let store = runtime
+        .block_on(ConsoleStore::open(&location))
+        .context("opening the collector's store")?;
+    let outcome = store.with(f).0;
+    drop(store);
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    outcome
 }
 
 /// Applies `change` to account `name`, or says there is no such account.

@@ -77,10 +77,32 @@ impl std::fmt::Debug for App {
 }
 
 impl App {
-    /// Opens the store in `dir` and creates the console's tables.
+    /// Opens the SQLite store in `dir` and creates the console's tables.
     pub fn open(dir: &Path, config: &ConsoleConfig) -> anyhow::Result<Self> {
         let store = ConsoleStore::open_sqlite(dir)?;
-        let rule_key = Arc::new(store.with(settings::rule_id_key).0?);
+        let rule_key = store.with(settings::rule_id_key).0?;
+        Self::assemble(dir, config, store, rule_key)
+    }
+
+    /// Opens the store at `location` (SQLite in `dir`, or PostgreSQL) and
+    /// creates or upgrades the console's tables.
+    pub async fn open_at(
+        dir: &Path,
+        config: &ConsoleConfig,
+        location: &crate::store::Location,
+    ) -> anyhow::Result<Self> {
+        let store = ConsoleStore::open(location).await?;
+        let rule_key = store.run(settings::rule_id_key).await?;
+        Self::assemble(dir, config, store, rule_key)
+    }
+
+    fn assemble(
+        dir: &Path,
+        config: &ConsoleConfig,
+        store: ConsoleStore,
+        rule_key: Vec<u8>,
+    ) -> anyhow::Result<Self> {
+        let rule_key = Arc::new(rule_key);
         let zone = Zone::parse(&config.time_zone).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "unknown console time_zone; showing UTC");
             Zone::utc()
@@ -627,9 +649,12 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     r
 }
 
-/// The console's routes.
+/// The console's routes. Off the embedded store, the pages that still need
+/// it (rule publication, exemptions, notices, the Fleet page, pupils'
+/// reports, subject access) are not served.
 pub fn router(app: App) -> Router {
-    Router::new()
+    let embedded = app.store.embedded();
+    let router = Router::new()
         .route("/", get(|| async { redirect("/queue") }))
         .route(
             "/login",
@@ -639,23 +664,6 @@ pub fn router(app: App) -> Router {
         .route("/login/oidc/{name}", get(sso::start))
         .route("/login/oidc/{name}/callback", get(sso::callback))
         .route("/queue", get(page!(queue::page)))
-        .route(
-            "/concern",
-            get(page!(concern::page)).post(|State(app): State<App>, request: Request| {
-                call_limited(
-                    app,
-                    Handler::Store(concern::submit),
-                    None,
-                    request,
-                    concern::FORM_LIMIT,
-                )
-            }),
-        )
-        .route("/concern/sent", get(page!(concern::sent)))
-        .route(
-            "/subject-access",
-            get(page!(access::page_handler)).post(page!(access::submit)),
-        )
         .route("/queue.csv", get(page!(export::csv)))
         .route("/queue/bulk", post(page!(alert::bulk_false_positive)))
         .route("/rules", get(page!(alert::rules_page)))
@@ -664,28 +672,9 @@ pub fn router(app: App) -> Router {
             "/settings",
             get(page!(settings::page_handler)).post(page!(settings::submit)),
         )
-        .route(
-            "/notices",
-            get(legacy_page!(notice::page_handler))
-                .post(large_form_page!(notice::submit, notice::FORM_LIMIT)),
-        )
-        .route("/fleet", get(page!(coverage::page_handler)))
-        .route("/fleet/clear-flag", post(page!(coverage::clear_flag)))
-        .route("/fleet/revoke", post(page!(coverage::revoke)))
-        .route("/exemptions", get(legacy_page!(exemptions::list_page)))
-        .route(
-            "/rules/publish",
-            get(legacy_page!(publish::page_handler))
-                .post(large_form_page!(publish::submit, publish::FORM_LIMIT)),
-        )
         .route("/tokens", get(page!(tokens::list_page)))
         .route("/tokens/create", post(page!(tokens::create)))
         .route("/tokens/revoke", post(page!(tokens::revoke)))
-        .route("/exemptions/add", post(legacy_page!(exemptions::add)))
-        .route(
-            "/exemptions/{id}/revoke",
-            post(legacy_id_page!(exemptions::revoke)),
-        )
         .route("/alerts/{id}", get(alert_page!(alert::page)))
         .route("/alerts/{id}/capture.jpg", get(alert_page!(alert::capture)))
         .route("/alerts/{id}/preview.jpg", get(alert_page!(alert::preview)))
@@ -705,6 +694,46 @@ pub fn router(app: App) -> Router {
         .route(
             "/assets/console.js",
             get(|| async { asset("text/javascript; charset=utf-8", html::JS) }),
+        );
+    if !embedded {
+        return router.with_state(app);
+    }
+    router
+        .route(
+            "/concern",
+            get(page!(concern::page)).post(|State(app): State<App>, request: Request| {
+                call_limited(
+                    app,
+                    Handler::Store(concern::submit),
+                    None,
+                    request,
+                    concern::FORM_LIMIT,
+                )
+            }),
+        )
+        .route("/concern/sent", get(page!(concern::sent)))
+        .route(
+            "/subject-access",
+            get(page!(access::page_handler)).post(page!(access::submit)),
+        )
+        .route(
+            "/notices",
+            get(legacy_page!(notice::page_handler))
+                .post(large_form_page!(notice::submit, notice::FORM_LIMIT)),
+        )
+        .route("/fleet", get(page!(coverage::page_handler)))
+        .route("/fleet/clear-flag", post(page!(coverage::clear_flag)))
+        .route("/fleet/revoke", post(page!(coverage::revoke)))
+        .route("/exemptions", get(legacy_page!(exemptions::list_page)))
+        .route(
+            "/rules/publish",
+            get(legacy_page!(publish::page_handler))
+                .post(large_form_page!(publish::submit, publish::FORM_LIMIT)),
+        )
+        .route("/exemptions/add", post(legacy_page!(exemptions::add)))
+        .route(
+            "/exemptions/{id}/revoke",
+            post(legacy_id_page!(exemptions::revoke)),
         )
         .with_state(app)
 }
@@ -731,11 +760,16 @@ impl Drop for Handle {
 
 /// Binds and starts the console. A console that cannot start is logged and
 /// left out: agents' evidence keeps flowing into the store regardless.
-pub async fn start(dir: &Path, config: &ConsoleConfig, tls: &TlsIdentity) -> Option<Handle> {
+pub async fn start(
+    dir: &Path,
+    config: &ConsoleConfig,
+    tls: &TlsIdentity,
+    location: &crate::store::Location,
+) -> Option<Handle> {
     if !config.enabled {
         return None;
     }
-    match bind(dir, config, tls).await {
+    match bind(dir, config, tls, location).await {
         Ok((addr, serving)) => {
             let scheme = if config.tls { "https" } else { "http" };
             tracing::info!(url = %format!("{scheme}://{addr}/"), "review console listening");
@@ -753,12 +787,13 @@ pub async fn bind(
     dir: &Path,
     config: &ConsoleConfig,
     tls: &TlsIdentity,
+    location: &crate::store::Location,
 ) -> anyhow::Result<(
     SocketAddr,
     impl std::future::Future<Output = ()> + Send + 'static,
 )> {
     use anyhow::Context;
-    let app = App::open(dir, config)?;
+    let app = App::open_at(dir, config, location).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} for the console", config.listen))?;

@@ -632,7 +632,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         crate::secrets::create_missing(dir.path(), &[]).unwrap();
         let app = App::open(dir.path(), &crate::config::Console::default()).unwrap();
-        let crate::store::console::ConsoleStore::Sqlite(shared) = &app.store;
+        let crate::store::console::ConsoleStore::Sqlite(shared) = &app.store else {
+            panic!("the test opens SQLite")
+        };
         let conn = shared.lock().unwrap();
         let db = Console::Sqlite(&conn);
         for i in 0..173_i64 {
