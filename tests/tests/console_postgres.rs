@@ -38,64 +38,76 @@ fn node(scratch: &Scratch, name: &str, url: &str) -> (Collector, String) {
     (collector, console)
 }
 
-/// One severity-5 typed alert from the agent enrolled in `dir`, streamed
-/// to the collector that enrolled it and acknowledged as stored.
-fn send_alert(dir: &std::path::Path) {
+/// An alert to send: (user, context, matched word, category, severity).
+type Seed<'a> = (&'a str, &'a str, &'a str, &'a str, u32);
+
+/// Typed alerts from the agent enrolled in `dir` (its first events, chained),
+/// streamed to the collector that enrolled it and acknowledged as stored.
+fn send(dir: &std::path::Path, seeds: &[Seed<'_>]) {
     let enrolment = Enrolment::load(dir).unwrap();
     let identity = Identity::load_or_create(dir).unwrap();
-    let context = "i want to kill myself tonight";
-    let word = "kill myself";
-    let start = context.find(word).unwrap() as u32;
-    let sealed = seal(
-        &identity,
-        &enrolment.agent_id,
-        1,
-        [0; 32],
-        0,
-        EventDraft {
-            time_ms: now_ms() - 60_000,
-            user: "pupil.one".into(),
-            station: "LAB1-PC07".into(),
-            observation: Observation {
-                source: Source::Typed as i32,
-                context: context.into(),
-                app: "chromium".into(),
-                window_title: "Homework help - Chromium".into(),
-                url: "https://search.example/".into(),
-                ..Default::default()
+    let mut prev = [0; 32];
+    let mut events = Vec::new();
+    for (n, (user, context, word, category, severity)) in seeds.iter().enumerate() {
+        let start = context.find(word).unwrap() as u32;
+        let sealed = seal(
+            &identity,
+            &enrolment.agent_id,
+            n as u64 + 1,
+            prev,
+            0,
+            EventDraft {
+                time_ms: now_ms() - 60_000 + n as i64,
+                user: (*user).into(),
+                station: "LAB1-PC07".into(),
+                observation: Observation {
+                    source: Source::Typed as i32,
+                    context: (*context).into(),
+                    app: "chromium".into(),
+                    window_title: "Homework help - Chromium".into(),
+                    url: "https://search.example/".into(),
+                    ..Default::default()
+                },
+                matches: vec![RuleMatch {
+                    rule_id: format!("{category}/seed"),
+                    category: (*category).into(),
+                    severity: *severity,
+                    term: (*word).into(),
+                    start,
+                    end: start + word.len() as u32,
+                }],
+                evidence: None,
+                rules_version: 3,
+                count: 1,
+                event_id: None,
+                repeat_of: String::new(),
             },
-            matches: vec![RuleMatch {
-                rule_id: "suicide/seed".into(),
-                category: "suicide".into(),
-                severity: 5,
-                term: word.into(),
-                start,
-                end: start + word.len() as u32,
-            }],
-            evidence: None,
-            rules_version: 3,
-            count: 1,
-            event_id: None,
-            repeat_of: String::new(),
-        },
-    );
+        );
+        prev = sealed.body_hash();
+        events.push(sealed.to_wire());
+    }
+    let last = events.len() as u64;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let channel = pinning::connect(&enrolment.collector, &enrolment.fingerprint)
             .await
             .unwrap();
         let mut acks = IngestClient::new(channel)
-            .stream(tokio_stream::iter(vec![sealed.to_wire()]))
+            .stream(tokio_stream::iter(events))
             .await
             .unwrap()
             .into_inner();
-        let ack = acks
-            .message()
-            .await
-            .unwrap()
-            .expect("the event is acknowledged");
-        assert_eq!(ack.status, AckStatus::Stored as i32);
-        assert_eq!(ack.seq, 1);
+        // An acknowledgement covers its event and every earlier one on the stream.
+        let mut acked = 0;
+        while acked < last {
+            let ack = acks
+                .message()
+                .await
+                .unwrap()
+                .expect("every event acknowledged");
+            assert_eq!(ack.status, AckStatus::Stored as i32);
+            acked = ack.seq;
+        }
     });
 }
 
@@ -118,7 +130,16 @@ fn two_collectors_on_postgresql_serve_one_review_console() {
 
     let agent = Agent::new(scratch.path("agent"));
     agent.enrol(&a.token(&[]).unwrap()).unwrap();
-    send_alert(&agent.dir);
+    send(
+        &agent.dir,
+        &[(
+            "pupil.one",
+            "i want to kill myself tonight",
+            "kill myself",
+            "suicide",
+            5,
+        )],
+    );
     let id = pg.count("SELECT id FROM alerts WHERE severity = 5");
 
     let (browser, lines) = Script::spawn(
@@ -204,4 +225,158 @@ fn two_collectors_on_postgresql_serve_one_review_console() {
     }
     a.kill9();
     b.kill9();
+}
+
+/// The alert ids a queue page lists.
+fn listed(body: &str) -> Vec<i64> {
+    body.match_indices("<tr data-id=\"")
+        .filter_map(|(at, m)| {
+            let rest = &body[at + m.len()..];
+            rest[..rest.find('"')?].parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn on_postgresql_the_queue_filters_and_the_staff_scope_hold() {
+    use tutela_tests::web::{http, sign_in};
+    let pg = PgCluster::start().unwrap();
+    let scratch = Scratch::new("console-postgres-scope");
+    let (mut c, console) = node(&scratch, "c", &pg.url());
+    // Staff: the imported list, and names matching the pattern, where `_`
+    // is a letter like any other.
+    c.set_section(
+        "console",
+        &format!(
+            "listen = \"{}\"\nstaff_pattern = \"t_*\"",
+            console.trim_start_matches("http://").trim_end_matches('/')
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        scratch.path("staff.csv"),
+        "username,type\nmr.smith,staff\npupil.one,pupil\n",
+    )
+    .unwrap();
+    let out = tutela_tests::run_ok(
+        c.cmd()
+            .args(["users", "import"])
+            .arg(scratch.path("staff.csv")),
+    )
+    .unwrap();
+    assert!(out.contains("imported 1 staff"), "{out}");
+    c.add_console_user("dsl1", "dsl", PASSWORD).unwrap();
+    c.add_console_user("head1", "head", PASSWORD).unwrap();
+    c.start().unwrap();
+    let agent = Agent::new(scratch.path("agent"));
+    agent.enrol(&c.token(&[]).unwrap()).unwrap();
+    send(
+        &agent.dir,
+        &[
+            (
+                "pupil.one",
+                "i want to kill myself tonight",
+                "kill myself",
+                "suicide",
+                5,
+            ),
+            ("mr.smith", "how to hide a weapon", "weapon", "weapons", 4),
+            ("t_lee", "you are such a loser", "loser", "bullying", 3),
+            (
+                "ta.teacher",
+                "best odds on the match",
+                "odds",
+                "gambling",
+                2,
+            ),
+            ("Pupil.One", "where to buy weed", "weed", "drugs", 1),
+        ],
+    );
+    let id = |user: &str| pg.count(&format!("SELECT id FROM alerts WHERE \"user\" = '{user}'"));
+    let (pupil, smith, lee, ta, upper) = (
+        id("pupil.one"),
+        id("mr.smith"),
+        id("t_lee"),
+        id("ta.teacher"),
+        id("Pupil.One"),
+    );
+    let port: u16 = console
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (dsl, _) = sign_in(port, "dsl1", PASSWORD, "/queue");
+    let (head, _) = sign_in(port, "head1", PASSWORD, "/queue");
+    let queue = |cookie: &str, query: &str| {
+        let r = http(port, "GET", &format!("/queue?{query}"), cookie, &[]);
+        assert_eq!(r.status, 200, "{query}: {}", r.body);
+        let mut ids = listed(&r.body);
+        ids.sort();
+        ids
+    };
+    let sorted = |mut v: Vec<i64>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        queue(&dsl, ""),
+        sorted(vec![pupil, ta, upper]),
+        "pupils' alerts"
+    );
+    assert_eq!(queue(&head, ""), sorted(vec![smith, lee]), "staff alerts");
+    assert_eq!(
+        queue(&dsl, "pupil=PUPIL.one"),
+        sorted(vec![pupil, upper]),
+        "the pupil filter ignores case"
+    );
+    assert_eq!(queue(&dsl, "q=KILL"), vec![pupil], "search ignores case");
+    assert_eq!(
+        queue(&dsl, "q=_"),
+        Vec::<i64>::new(),
+        "`_` is searched as itself"
+    );
+    assert_eq!(
+        queue(&dsl, "q=%25"),
+        Vec::<i64>::new(),
+        "`%` is searched as itself"
+    );
+    assert_eq!(
+        queue(&dsl, "q=weapon"),
+        Vec::<i64>::new(),
+        "no staff alert by search"
+    );
+    assert_eq!(queue(&dsl, "severity=2&category=gambling"), vec![ta]);
+    // Out of scope is not found, whoever asks.
+    assert_eq!(
+        http(port, "GET", &format!("/alerts/{smith}"), &dsl, &[]).status,
+        404
+    );
+    assert_eq!(
+        http(port, "GET", &format!("/alerts/{pupil}"), &head, &[]).status,
+        404
+    );
+    assert_eq!(
+        http(port, "GET", &format!("/alerts/{pupil}"), &dsl, &[]).status,
+        200
+    );
+    // Rule rates count only the viewer's alerts.
+    let rules = http(port, "GET", "/rules", &dsl, &[]).body;
+    assert!(
+        rules.contains("suicide/seed") && !rules.contains("weapons/seed"),
+        "{rules}"
+    );
+    let csv = http(port, "GET", "/queue.csv?state=all", &dsl, &[]).body;
+    assert!(
+        csv.contains("pupil.one") && !csv.contains("mr.smith"),
+        "{csv}"
+    );
+    assert_eq!(
+        pg.count(
+            "SELECT COUNT(*) FROM console_audit WHERE actor = 'dsl1' AND action = 'export_csv'"
+        ),
+        1
+    );
+    c.kill9();
 }
