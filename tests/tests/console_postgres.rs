@@ -4,7 +4,9 @@
 //! it (audited) and starts its review there, and the second collector shows
 //! that state and takes the next step, which the first then shows. Accounts
 //! are made with `tutela-collector user add` straight into PostgreSQL. The
-//! browser part is `tests/console/postgres.mjs`.
+//! browser part is `tests/console/postgres.mjs`. Also, over HTTP: the
+//! queue's filters and the staff scope on PostgreSQL, and a console that
+//! answers while the database is away and recovers when it is back.
 
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -378,5 +380,26 @@ fn on_postgresql_the_queue_filters_and_the_staff_scope_hold() {
         ),
         1
     );
+    // The database goes away: the console says so, and comes back with it
+    // (the session is kept in PostgreSQL, so the reviewer stays signed in).
+    pg.stop().unwrap();
+    let down = http(port, "GET", "/queue", &dsl, &[]);
+    assert_eq!(down.status, 500, "{}", down.body);
+    assert!(
+        down.body.contains("could not read its database"),
+        "{}",
+        down.body
+    );
+    pg.start_server().unwrap();
+    tutela_tests::wait_for(
+        "the console to read PostgreSQL again",
+        Duration::from_secs(30),
+        || http(port, "GET", "/queue", &dsl, &[]).status == 200,
+    )
+    .unwrap();
+    assert_eq!(queue(&dsl, ""), sorted(vec![pupil, ta, upper]));
+    assert!(c
+        .log_text()
+        .contains("the console connected to PostgreSQL again"));
     c.kill9();
 }
