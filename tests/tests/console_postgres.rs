@@ -380,6 +380,114 @@ fn on_postgresql_the_queue_filters_and_the_staff_scope_hold() {
         ),
         1
     );
+    // The review's other steps, each a unit of work in PostgreSQL.
+    let (dsl, csrf) = sign_in(port, "dsl1", PASSWORD, "/queue");
+    let post = |path: &str, form: &[(&str, &str)]| {
+        let mut fields = vec![("csrf", csrf.as_str())];
+        fields.extend_from_slice(form);
+        http(port, "POST", path, &dsl, &fields)
+    };
+    assert_eq!(
+        post(
+            &format!("/alerts/{pupil}/note"),
+            &[("text", "spoke to form tutor")]
+        )
+        .status,
+        303
+    );
+    assert_eq!(
+        post(&format!("/alerts/{pupil}/assign"), &[("assignee", "dsl1")]).status,
+        303
+    );
+    assert_eq!(
+        post(
+            &format!("/alerts/{pupil}/reveal"),
+            &[("reason", "checking context")]
+        )
+        .status,
+        303
+    );
+    assert_eq!(
+        post(
+            "/queue/bulk",
+            &[("id", &ta.to_string()), ("reason", "football odds")]
+        )
+        .status,
+        303
+    );
+    assert_eq!(
+        pg.query(&format!("SELECT state FROM alerts WHERE id = {ta}"))
+            .unwrap(),
+        "false_positive"
+    );
+    // A second close of the same alert finds nothing left to move.
+    assert_eq!(
+        post(
+            "/queue/bulk",
+            &[("id", &ta.to_string()), ("reason", "again")]
+        )
+        .status,
+        303
+    );
+    assert_eq!(
+        pg.count(&format!(
+            "SELECT COUNT(*) FROM console_history WHERE alert_id = {ta}"
+        )),
+        1
+    );
+    let page = http(port, "GET", &format!("/alerts/{pupil}"), &dsl, &[]).body;
+    assert!(page.contains("spoke to form tutor"), "the note is shown");
+    assert!(page.contains("id=\"alert-assignee\">dsl1<"), "{page}");
+    let record = http(
+        port,
+        "GET",
+        &format!("/alerts/{pupil}/record.json"),
+        &dsl,
+        &[],
+    );
+    assert_eq!(record.status, 200);
+    assert!(
+        record.body.contains("spoke to form tutor"),
+        "{}",
+        record.body
+    );
+    assert_eq!(
+        post("/settings", &[("technician_queue", "category-only")]).status,
+        303
+    );
+    assert_eq!(
+        pg.query("SELECT value FROM console_settings WHERE key = 'technician_queue'")
+            .unwrap(),
+        "category-only"
+    );
+    let made = post(
+        "/tokens/create",
+        &[("group", "lab-2"), ("expires", "24h"), ("uses", "2")],
+    );
+    assert_eq!(made.status, 200, "{}", made.body);
+    assert!(made.body.contains("tutela-agent enrol"), "{}", made.body);
+    assert_eq!(
+        pg.count("SELECT COUNT(*) FROM tokens WHERE grp = 'lab-2' AND max_uses = 2"),
+        1
+    );
+    c.add_console_user("audit1", "auditor", PASSWORD).unwrap();
+    let (auditor, _) = sign_in(port, "audit1", PASSWORD, "/audit");
+    let log = http(port, "GET", "/audit?actor=dsl1", &auditor, &[]).body;
+    assert!(log.contains("Hash chain intact"), "{log}");
+    for action in [
+        "add_note",
+        "assign",
+        "reveal_capture",
+        "bulk_false_positive",
+        "setting_changed",
+        "token-create",
+    ] {
+        assert!(
+            log.contains(&format!("<td>{action}</td>")),
+            "{action} in {log}"
+        );
+    }
+
     // The database goes away: the console says so, and comes back with it
     // (the session is kept in PostgreSQL, so the reviewer stays signed in).
     pg.stop().unwrap();
@@ -397,7 +505,7 @@ fn on_postgresql_the_queue_filters_and_the_staff_scope_hold() {
         || http(port, "GET", "/queue", &dsl, &[]).status == 200,
     )
     .unwrap();
-    assert_eq!(queue(&dsl, ""), sorted(vec![pupil, ta, upper]));
+    assert_eq!(queue(&dsl, ""), sorted(vec![pupil, upper]), "the open queue");
     assert!(c
         .log_text()
         .contains("the console connected to PostgreSQL again"));
