@@ -505,7 +505,11 @@ fn on_postgresql_the_queue_filters_and_the_staff_scope_hold() {
         || http(port, "GET", "/queue", &dsl, &[]).status == 200,
     )
     .unwrap();
-    assert_eq!(queue(&dsl, ""), sorted(vec![pupil, upper]), "the open queue");
+    assert_eq!(
+        queue(&dsl, ""),
+        sorted(vec![pupil, upper]),
+        "the open queue"
+    );
     assert!(c
         .log_text()
         .contains("the console connected to PostgreSQL again"));
