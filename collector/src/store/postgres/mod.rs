@@ -12,6 +12,7 @@ use super::StoreError;
 
 mod agents;
 pub mod console;
+mod filter;
 mod fleet;
 mod ingest;
 mod review;
