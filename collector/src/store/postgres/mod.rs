@@ -11,8 +11,13 @@ use tokio_postgres::{Client, NoTls, Statement};
 use super::StoreError;
 
 mod agents;
+pub mod console;
+mod filter;
+mod fleet;
 mod ingest;
+mod review;
 pub mod schema;
+mod users;
 
 /// How long connecting may take before the collector gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
