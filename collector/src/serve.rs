@@ -75,6 +75,12 @@ pub async fn bind(
         );
         tracing::info!(store = ?location, "agents, enrolment, heartbeats and events are stored in PostgreSQL");
     }
+    // Held while serving: `migrate` refuses to copy a store in use.
+    let dir_lock = if location.shared() {
+        None
+    } else {
+        Some(crate::store::sqlite::lock::DirLock::take(dir)?)
+    };
     let store = crate::store::Store::open(&location)
         .await
         .context("cannot open the store")?;
@@ -176,6 +182,7 @@ pub async fn bind(
     let console = crate::console::start(dir, &config.console, &tls, &console_location).await;
     let purge = crate::retention::spawn_daily(dir.to_owned(), config.retention.clone());
     let serving = async move {
+        let _dir_lock = dir_lock;
         let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             shutdown.await;

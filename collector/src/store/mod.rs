@@ -29,6 +29,8 @@ pub mod fleet;
 pub mod ingest;
 mod location;
 #[cfg(feature = "postgres")]
+pub mod migrate;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod review;
 pub mod sqlite;

@@ -15,6 +15,7 @@ pub mod audit;
 pub mod console_schema;
 pub mod fleet;
 pub mod ingest;
+pub mod lock;
 pub mod review;
 pub mod settings;
 pub mod users;
