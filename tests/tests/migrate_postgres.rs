@@ -339,3 +339,45 @@ fn a_school_moves_from_sqlite_to_postgresql_and_carries_on() {
     );
     collector.kill9();
 }
+
+#[test]
+fn a_store_whose_chain_is_broken_is_not_moved() {
+    let pg = PgCluster::start().unwrap();
+    let scratch = Scratch::new("migrate-postgres-broken");
+    let mut collector = Collector::init(scratch.path("school")).unwrap();
+    collector.start().unwrap();
+    let token = collector.token(&["--uses", "1"]).unwrap();
+    let agent = Agent::new(scratch.path("agent"));
+    agent.enrol(&token).unwrap();
+    send(
+        &agent.dir,
+        1,
+        [0; 32],
+        &["pipe bomb one", "pipe bomb two", "pipe bomb three"],
+    );
+    collector.kill9();
+    // Someone edits a stored event in the file.
+    let db = rusqlite::Connection::open(collector.dir.join("tutela.db")).unwrap();
+    let mut body: Vec<u8> = db
+        .query_row("SELECT body FROM alerts WHERE seq = 2", [], |r| r.get(0))
+        .unwrap();
+    body.push(0);
+    db.execute("UPDATE alerts SET body = ?1 WHERE seq = 2", [body])
+        .unwrap();
+    drop(db);
+    let out = migrate(&collector, &pg.url());
+    assert!(!out.status.success());
+    let said = text(&out);
+    assert!(
+        said.contains(&format!(
+            "agent {}'s event chain in SQLite: event 2 no longer matches its stored hash",
+            agent.agent_id()
+        )),
+        "{said}"
+    );
+    assert_eq!(
+        pg.count("SELECT count(*) FROM information_schema.tables WHERE table_name = 'alerts'"),
+        0,
+        "PostgreSQL left untouched"
+    );
+}

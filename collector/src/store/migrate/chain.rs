@@ -174,3 +174,114 @@ pub fn compare(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Agent `a`'s events 1..=n, each naming the one before.
+    fn chain(n: i64) -> Vec<EventRow> {
+        let mut prev = vec![0; 32];
+        (1..=n)
+            .map(|seq| {
+                let body = EventBody {
+                    agent_id: "a".into(),
+                    seq: seq as u64,
+                    prev_hash: prev.clone(),
+                    ..Default::default()
+                }
+                .encode_to_vec();
+                let hash = ring::digest::digest(&ring::digest::SHA256, &body)
+                    .as_ref()
+                    .to_vec();
+                prev = hash.clone();
+                EventRow {
+                    agent_id: "a".into(),
+                    seq,
+                    body,
+                    body_hash: hash,
+                    signature: vec![seq as u8; 64],
+                    chain_ok: true,
+                }
+            })
+            .collect()
+    }
+
+    fn walk(rows: Vec<EventRow>) -> Result<BTreeMap<String, Summary>, Broken> {
+        let mut walk = Walk::default();
+        for row in rows {
+            walk.next(row)?;
+        }
+        Ok(walk.finish())
+    }
+
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn an_intact_chain_summarises_the_same_each_time() {
+        let a = walk(chain(5)).unwrap();
+        assert_eq!(a["a"].events, 5);
+        assert_eq!((a["a"].first_seq, a["a"].last_seq), (1, 5));
+        assert_eq!(compare(&a, &walk(chain(5)).unwrap()), Ok(()));
+    }
+
+    #[test]
+    fn a_changed_signature_or_a_missing_event_is_a_difference() {
+        let source = walk(chain(4)).unwrap();
+        let mut rows = chain(4);
+        rows[2].signature[0] ^= 1;
+        let e = compare(&source, &walk(rows).unwrap()).unwrap_err();
+        assert!(e.what.contains("different contents"), "{}", e.what);
+        let mut rows = chain(4);
+        rows.remove(3);
+        let e = compare(&source, &walk(rows).unwrap()).unwrap_err();
+        assert!(e.what.contains("SQLite has 4 events"), "{}", e.what);
+        assert_eq!(e.agent_id, "a");
+    }
+
+    #[test]
+    fn an_edited_body_or_a_broken_accepted_link_is_refused() {
+        let mut rows = chain(3);
+        rows[1].body.push(0);
+        let e = walk(rows).unwrap_err();
+        assert!(e.what.contains("event 2 no longer matches"), "{}", e.what);
+
+        // Event 3 re-signed over a different event 2: its link no longer holds.
+        let mut rows = chain(3);
+        let other = chain(3);
+        rows[2] = EventRow {
+            body: EventBody {
+                agent_id: "a".into(),
+                seq: 3,
+                prev_hash: vec![7; 32],
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            ..other.into_iter().nth(2).unwrap()
+        };
+        rows[2].body_hash = ring::digest::digest(&ring::digest::SHA256, &rows[2].body)
+            .as_ref()
+            .to_vec();
+        let e = walk(rows).unwrap_err();
+        assert!(
+            e.what.contains("event 3 no longer follows from event 2"),
+            "{}",
+            e.what
+        );
+
+        // Ingest recorded the same break (chain_ok false): kept as it was.
+        let mut rows = chain(3);
+        rows[2].body = EventBody {
+            agent_id: "a".into(),
+            seq: 3,
+            prev_hash: vec![7; 32],
+            ..Default::default()
+        }
+        .encode_to_vec();
+        rows[2].body_hash = ring::digest::digest(&ring::digest::SHA256, &rows[2].body)
+            .as_ref()
+            .to_vec();
+        rows[2].chain_ok = false;
+        assert!(walk(rows).is_ok());
+    }
+}

@@ -125,6 +125,17 @@ pub async fn migrate(
     }
     let _lock = DirLock::take(dir)?;
     let source = Source::open(dir)?;
+    // The source's own chains first: a store broken before moving is
+    // reported as such, not as a copying fault, before PostgreSQL is touched.
+    let source_chains = source.chains()?.map_err(|b| MigrateError::Chain {
+        agent: b.agent_id,
+        side: "SQLite",
+        what: b.what,
+    })?;
+    let source_audit = source
+        .audit()?
+        .map_err(|id| MigrateError::Audit { side: "SQLite", id })?;
+
     let mut client = pg.connect().await?;
     schema::migrate(&mut client).await?;
     let tx = client.transaction().await?;
@@ -167,17 +178,6 @@ pub async fn migrate(
             });
         }
     }
-    // The source's own chains first: a store broken before moving is
-    // reported as such, not as a copying fault.
-    let source_chains = source.chains()?.map_err(|b| MigrateError::Chain {
-        agent: b.agent_id,
-        side: "SQLite",
-        what: b.what,
-    })?;
-    let source_audit = source
-        .audit()?
-        .map_err(|id| MigrateError::Audit { side: "SQLite", id })?;
-
     for table in catalogue.in_dependency_order(&both) {
         let sqlite_columns = source.columns(&table)?;
         let pg_columns = &catalogue.tables[&table];
