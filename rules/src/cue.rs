@@ -257,14 +257,15 @@ impl CueSet {
         out
     }
 
-    /// For each `(span, category bit, is a pattern)` of `hits`, the local cues that apply
-    /// (each cue group once), and for each category bit the `anywhere` cues in the text.
-    /// Only a pattern's match can hold a cue inside it (in a gap); a phrase written with a
-    /// negator in it ('the holocaust never happened') means it.
+    /// For each `(span, category bit, a pattern's literal words)` of `hits`, the local cues
+    /// that apply (each cue group once), and for each category bit the `anywhere` cues in
+    /// the text. Only a pattern's match can hold a cue inside it (in a gap); a phrase
+    /// written with a negator in it ('the holocaust never happened') means it, and so does
+    /// a pattern whose own words make up the cue ('{group} are not welcome').
     pub(crate) fn find(
         &self,
         text: &str,
-        hits: &[(Range<usize>, u16, bool)],
+        hits: &[(Range<usize>, u16, Option<&[String]>)],
     ) -> (Vec<Vec<CueHit>>, Vec<(u16, CueHit)>) {
         let occurrences = self.occurrences(text);
         let mut local = vec![Vec::new(); hits.len()];
@@ -293,7 +294,13 @@ impl CueSet {
                 let near = if overlaps {
                     // Across an edge it is next to the match; inside, only a pattern's gap
                     // can hold it, and not as the pattern's first word.
-                    !inside || (*pattern && span.start > h.start)
+                    !inside
+                        || pattern.is_some_and(|words| {
+                            span.start > h.start
+                                && !text[span.clone()]
+                                    .split(' ')
+                                    .all(|w| words.binary_search(&w.to_string()).is_ok())
+                        })
                 } else if span.end <= h.start {
                     words.index(h.start) - words.index(span.end - 1) <= cue.before
                 } else {

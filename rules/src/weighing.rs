@@ -54,14 +54,14 @@ impl Matcher {
         if !self.needs_weighing() {
             return (hits, weighing);
         }
-        let spans: Vec<(Range<usize>, u16, bool)> = hits
+        let spans: Vec<(Range<usize>, u16, Option<&[String]>)> = hits
             .iter()
             .map(|h| {
                 let rule = &self.rules[h.rule as usize];
                 (
                     h.norm.clone(),
                     rule.category_bit,
-                    rule.kind == TermKind::Pattern,
+                    (rule.kind == TermKind::Pattern).then_some(rule.literal_words.as_slice()),
                 )
             })
             .collect();
