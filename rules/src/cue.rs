@@ -167,6 +167,16 @@ pub struct CueHit {
     pub span: Range<usize>,
 }
 
+/// A match that cues may apply to.
+pub(crate) struct CueTarget<'a> {
+    /// Byte span in the normalised text.
+    pub(crate) span: Range<usize>,
+    /// The bit of its category.
+    pub(crate) category_bit: u16,
+    /// For a pattern, the words it writes out (sorted); `None` for a word or phrase term.
+    pub(crate) pattern_words: Option<&'a [String]>,
+}
+
 /// The compiled cues of a pack.
 #[derive(Debug, Default)]
 pub(crate) struct CueSet {
@@ -257,15 +267,14 @@ impl CueSet {
         out
     }
 
-    /// For each `(span, category bit, a pattern's literal words)` of `hits`, the local cues
-    /// that apply (each cue group once), and for each category bit the `anywhere` cues in
+    /// For each of `hits`, the local cues that apply (each cue group once), and for each category bit the `anywhere` cues in
     /// the text. Only a pattern's match can hold a cue inside it (in a gap); a phrase
     /// written with a negator in it ('the holocaust never happened') means it, and so does
     /// a pattern whose own words make up the cue ('{group} are not welcome').
     pub(crate) fn find(
         &self,
         text: &str,
-        hits: &[(Range<usize>, u16, Option<&[String]>)],
+        hits: &[CueTarget],
     ) -> (Vec<Vec<CueHit>>, Vec<(u16, CueHit)>) {
         let occurrences = self.occurrences(text);
         let mut local = vec![Vec::new(); hits.len()];
@@ -285,8 +294,9 @@ impl CueSet {
                 anywhere.push((cue.categories, hit()));
                 continue;
             }
-            for (i, (h, bit, pattern)) in hits.iter().enumerate() {
-                if cue.categories & bit == 0 {
+            for (i, target) in hits.iter().enumerate() {
+                let (h, pattern) = (&target.span, target.pattern_words);
+                if cue.categories & target.category_bit == 0 {
                     continue;
                 }
                 let overlaps = span.start < h.end && h.start < span.end;
