@@ -41,49 +41,17 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParam
 use lettre::transport::smtp::commands::{Data, Mail as MailCommand, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::Message;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 
 use crate::config::{CollectorConfig, Mail, MailSecurity};
-use crate::store::now_ms;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS mail_outbox (
-    id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    recipient TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    envelope_from TEXT NOT NULL,
-    message BLOB NOT NULL,
-    created_ms INTEGER NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_ms INTEGER NOT NULL,
-    sent_ms INTEGER,
-    last_error TEXT NOT NULL DEFAULT '',
-    -- Set when the server refused the email for good (5xx): not retried.
-    failed_ms INTEGER
-);
-CREATE INDEX IF NOT EXISTS mail_outbox_due ON mail_outbox (sent_ms, next_attempt_ms);
-CREATE TABLE IF NOT EXISTS mail_cursor (
-    name TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-";
+use crate::store::lease::Lease;
+use crate::store::{now_ms, Jobs, Location};
 
 /// How long a sender owns a claimed row before another may try it.
 const LEASE_MS: i64 = 2 * 60_000;
 
-/// Creates the outbox tables if they do not exist (and adds `failed_ms` to
-/// an outbox created before it).
-pub fn ensure_schema(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(SCHEMA)?;
-    if conn
-        .prepare("SELECT failed_ms FROM mail_outbox LIMIT 0")
-        .is_err()
-    {
-        conn.execute_batch("ALTER TABLE mail_outbox ADD COLUMN failed_ms INTEGER")?;
-    }
-    Ok(())
-}
+pub use crate::store::mail::{EmailOutcome, NewEmail, OutboxRow};
+pub use crate::store::sqlite::mail::ensure_schema;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
@@ -95,6 +63,8 @@ pub enum MailError {
     Build(String),
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("cannot start email (urgent notifications): {0}")]
     Start(String),
 }
@@ -465,66 +435,25 @@ pub fn build(from: &Mailbox, to: &str, content: &Content) -> Result<Message, Mai
         .map_err(|e| MailError::Build(e.to_string()))
 }
 
-/// Writes `message` to the outbox (in the caller's transaction); returns its id.
-pub fn enqueue(
-    conn: &Connection,
+/// `message` as an outbox row of `kind` (`urgent` or `summary`).
+pub fn outgoing(
     kind: &str,
     to: &str,
     subject: &str,
     message: &Message,
-) -> Result<i64, MailError> {
-    let envelope = message.envelope();
-    let from = envelope
+) -> Result<NewEmail, MailError> {
+    let from = message
+        .envelope()
         .from()
         .map(|a| a.to_string())
         .ok_or_else(|| MailError::Build("no sender".into()))?;
-    let now = now_ms();
-    conn.execute(
-        "INSERT INTO mail_outbox (kind, recipient, subject, envelope_from, message, created_ms, next_attempt_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        params![kind, to, subject, from, message.formatted(), now],
-    )?;
-    Ok(conn.last_insert_rowid())
-}
-
-/// One row of the outbox, for `summary --status`.
-#[derive(Debug, Clone)]
-pub struct OutboxRow {
-    pub id: i64,
-    pub kind: String,
-    pub recipient: String,
-    pub subject: String,
-    pub created_ms: i64,
-    pub attempts: i64,
-    pub next_attempt_ms: i64,
-    pub sent_ms: Option<i64>,
-    pub last_error: String,
-    /// When the server refused it for good.
-    pub failed_ms: Option<i64>,
-}
-
-/// The newest `limit` outbox rows, unsent first.
-pub fn outbox(conn: &Connection, limit: i64) -> rusqlite::Result<Vec<OutboxRow>> {
-    ensure_schema(conn)?;
-    let mut stmt = conn.prepare(
-        "SELECT id, kind, recipient, subject, created_ms, attempts, next_attempt_ms, sent_ms, last_error, failed_ms
-         FROM mail_outbox ORDER BY sent_ms IS NOT NULL, id DESC LIMIT ?1",
-    )?;
-    let rows = stmt.query_map([limit], |r| {
-        Ok(OutboxRow {
-            id: r.get(0)?,
-            kind: r.get(1)?,
-            recipient: r.get(2)?,
-            subject: r.get(3)?,
-            created_ms: r.get(4)?,
-            attempts: r.get(5)?,
-            next_attempt_ms: r.get(6)?,
-            sent_ms: r.get(7)?,
-            last_error: r.get(8)?,
-            failed_ms: r.get(9)?,
-        })
-    })?;
-    rows.collect()
+    Ok(NewEmail {
+        kind: kind.to_owned(),
+        recipient: to.to_owned(),
+        subject: subject.to_owned(),
+        envelope_from: from,
+        message: message.formatted(),
+    })
 }
 
 /// A shared connection for the background tasks.
@@ -542,37 +471,6 @@ pub async fn with_db<T: Send + 'static>(
     })
     .await
     .expect("database task does not panic")
-}
-
-/// A claimed outbox row: id, recipient, envelope sender, message bytes, attempts so far.
-type Claimed = (i64, String, String, Vec<u8>, i64);
-
-/// Claims the next due row for a lease: (id, recipient, from, message, attempts).
-/// Urgent notifications go before summaries. Only rows due at `cutoff` are
-/// claimed, so a pass never retries a row it has just failed, however long
-/// the attempt took.
-fn claim_due(conn: &Connection, cutoff: i64) -> rusqlite::Result<Option<Claimed>> {
-    let now = now_ms();
-    loop {
-        let row = conn
-            .query_row(
-                "SELECT id, recipient, envelope_from, message, attempts FROM mail_outbox
-                 WHERE sent_ms IS NULL AND failed_ms IS NULL AND next_attempt_ms <= ?1
-                 ORDER BY kind <> 'urgent', next_attempt_ms, id LIMIT 1",
-                [cutoff],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .optional()?;
-        let Some(row) = row else { return Ok(None) };
-        let claimed = conn.execute(
-            "UPDATE mail_outbox SET next_attempt_ms = ?2
-             WHERE id = ?1 AND sent_ms IS NULL AND failed_ms IS NULL AND next_attempt_ms <= ?3",
-            params![row.0, now + LEASE_MS, cutoff],
-        )?;
-        if claimed == 1 {
-            return Ok(Some(row));
-        }
-    }
 }
 
 /// What one pass over the outbox did.
@@ -665,7 +563,7 @@ fn classify(step: Step, error: &lettre::transport::smtp::Error) -> Outcome {
 /// of waiting out a timeout per email); a permanent refusal marks the email
 /// failed without touching the others. Stops between emails once `stop` is set.
 pub async fn deliver_due(
-    db: &Db,
+    jobs: &Jobs,
     mailer: &Mailer,
     stop: &AtomicBool,
 ) -> Result<Delivered, MailError> {
@@ -675,11 +573,10 @@ pub async fn deliver_due(
         if stop.load(Ordering::SeqCst) {
             return Ok(done);
         }
-        let Some((id, to, from, message, attempts)) =
-            with_db(db, move |c| claim_due(c, cutoff)).await?
-        else {
+        let Some(claimed) = jobs.claim_email(cutoff, LEASE_MS).await? else {
             return Ok(done);
         };
+        let (id, to, from) = (claimed.id, claimed.recipient, claimed.envelope_from);
         let envelope = match (from.parse::<Address>(), to.parse::<Mailbox>()) {
             (Ok(from), Ok(to)) => Envelope::new(Some(from.clone()), vec![to.email.clone()])
                 .map(|_| (from, to.email))
@@ -688,8 +585,11 @@ pub async fn deliver_due(
         };
         let outcome = match envelope {
             Ok((from, to)) => {
-                match tokio::time::timeout(SEND_TIMEOUT, mailer.send(Some(from), to, &message))
-                    .await
+                match tokio::time::timeout(
+                    SEND_TIMEOUT,
+                    mailer.send(Some(from), to, &claimed.message),
+                )
+                .await
                 {
                     Ok(Ok(())) => Outcome::Sent,
                     Ok(Err((step, e))) => classify(step, &e),
@@ -704,28 +604,18 @@ pub async fn deliver_due(
             }
             Err(e) => Outcome::Permanent(e),
         };
-        let attempts = attempts + 1;
+        let attempts = claimed.attempts + 1;
         match outcome {
             Outcome::Sent => {
-                with_db(db, move |c| {
-                    c.execute(
-                        "UPDATE mail_outbox SET sent_ms = ?2, attempts = ?3, last_error = '' WHERE id = ?1",
-                        params![id, now_ms(), attempts],
-                    )
-                })
-                .await?;
+                jobs.email_attempted(id, attempts, EmailOutcome::Sent)
+                    .await?;
                 tracing::info!(id, recipient = %to, attempts, "email sent");
                 done.sent += 1;
             }
             Outcome::Permanent(error) => {
                 tracing::error!(id, recipient = %to, attempts, %error, "recipient refused for good by the mail server; not retried (check the address, then `tutela-collector summary --retry-failed`; see `summary --status`)");
-                with_db(db, move |c| {
-                    c.execute(
-                        "UPDATE mail_outbox SET failed_ms = ?2, attempts = ?3, last_error = ?4 WHERE id = ?1",
-                        params![id, now_ms(), attempts, error],
-                    )
-                })
-                .await?;
+                jobs.email_attempted(id, attempts, EmailOutcome::Refused(error))
+                    .await?;
                 done.rejected += 1;
             }
             Outcome::Retry(error) | Outcome::Refused(error) => {
@@ -735,13 +625,9 @@ pub async fn deliver_due(
                 } else {
                     tracing::warn!(id, recipient = %to, attempts, retry_in_secs = wait / 1000, %error, "email not sent; will retry");
                 }
-                with_db(db, move |c| {
-                    c.execute(
-                        "UPDATE mail_outbox SET attempts = ?2, next_attempt_ms = ?3, last_error = ?4 WHERE id = ?1",
-                        params![id, attempts, now_ms() + wait, error],
-                    )
-                })
-                .await?;
+                let next_ms = now_ms() + wait;
+                jobs.email_attempted(id, attempts, EmailOutcome::Retry { next_ms, error })
+                    .await?;
                 done.failed += 1;
             }
             Outcome::Connection { error, refused } => {
@@ -751,21 +637,18 @@ pub async fn deliver_due(
                 } else {
                     tracing::warn!(id, recipient = %to, attempts, retry_in_secs = wait / 1000, %error, connection = true, "email not sent; will retry");
                 }
-                let later = with_db(db, move |c| {
-                    let next = now_ms() + wait;
-                    c.execute(
-                        "UPDATE mail_outbox SET attempts = ?2, next_attempt_ms = ?3, last_error = ?4 WHERE id = ?1",
-                        params![id, attempts, next, error],
-                    )?;
-                    // The rest of this pass: not tried now, tried with this one.
-                    c.execute(
-                        "UPDATE mail_outbox SET next_attempt_ms = ?1,
-                            last_error = 'not tried: ' || ?2
-                         WHERE sent_ms IS NULL AND failed_ms IS NULL AND next_attempt_ms <= ?3",
-                        params![next, error, cutoff],
-                    )
-                })
+                let next_ms = now_ms() + wait;
+                jobs.email_attempted(
+                    id,
+                    attempts,
+                    EmailOutcome::Retry {
+                        next_ms,
+                        error: error.clone(),
+                    },
+                )
                 .await?;
+                // The rest of this pass: not tried now, tried with this one.
+                let later = jobs.defer_due_emails(cutoff, next_ms, error).await?;
                 done.failed += 1 + later;
                 return Ok(done);
             }
@@ -773,33 +656,14 @@ pub async fn deliver_due(
     }
 }
 
-/// Queues again the emails whose recipient the server refused for good
-/// (after the address or the server was fixed); returns how many.
-pub fn retry_failed(conn: &Connection) -> rusqlite::Result<usize> {
-    ensure_schema(conn)?;
-    conn.execute(
-        "UPDATE mail_outbox SET failed_ms = NULL, attempts = 0, next_attempt_ms = ?1,
-            last_error = 'queued again after: ' || last_error
-         WHERE failed_ms IS NOT NULL AND sent_ms IS NULL",
-        [now_ms()],
-    )
-}
-
 /// How long sent (and refused) emails stay in the outbox, for `--status`.
 pub const KEEP_SENT_MS: i64 = 90 * 86_400_000;
 
-/// Deletes emails sent or refused before `before_ms`; unsent ones stay.
-pub fn prune_sent(conn: &Connection, before_ms: i64) -> rusqlite::Result<usize> {
-    conn.execute(
-        "DELETE FROM mail_outbox WHERE sent_ms < ?1 OR failed_ms < ?1",
-        [before_ms],
-    )
-}
-
 /// Sends due emails until `stop` is set, checking every second. On stop,
-/// an email being sent is finished (and recorded) first.
+/// an email being sent is finished (and recorded) first. Every collector
+/// sharing a store sends: each claims its own rows.
 pub async fn run_outbox(
-    db: Db,
+    jobs: Jobs,
     mailer: Arc<Mailer>,
     wake: Arc<tokio::sync::Notify>,
     stop: Arc<AtomicBool>,
@@ -808,14 +672,13 @@ pub async fn run_outbox(
     while !stop.load(Ordering::SeqCst) {
         if pruned.is_none_or(|at| at.elapsed() >= Duration::from_secs(86_400)) {
             pruned = Some(tokio::time::Instant::now());
-            let before = now_ms() - KEEP_SENT_MS;
-            match with_db(&db, move |c| prune_sent(c, before)).await {
+            match jobs.prune_sent_emails(now_ms() - KEEP_SENT_MS).await {
                 Ok(0) => {}
                 Ok(rows) => tracing::info!(rows, "old sent emails removed from the outbox"),
                 Err(e) => tracing::error!(error = %e, "old sent emails could not be removed"),
             }
         }
-        if let Err(e) = deliver_due(&db, &mailer, &stop).await {
+        if let Err(e) = deliver_due(&jobs, &mailer, &stop).await {
             tracing::error!(error = %e, "the mail outbox could not be read");
         }
         tokio::select! {
@@ -830,17 +693,22 @@ pub async fn run_outbox(
 pub struct MailTasks {
     outbox: Option<tokio::task::JoinHandle<()>>,
     others: Vec<tokio::task::JoinHandle<()>>,
+    leases: Vec<Lease>,
     stop: Arc<AtomicBool>,
     wake: Arc<tokio::sync::Notify>,
 }
 
 impl MailTasks {
-    /// Stops queuing at once, and lets an email being sent finish (up to
-    /// `wait`) so that it is recorded as sent; an email still being sent
-    /// after that is sent again on the next start (same Message-ID).
+    /// Stops queuing at once, gives up the leases (another collector may
+    /// take the work over at once), and lets an email being sent finish
+    /// (up to `wait`) so that it is recorded as sent; an email still being
+    /// sent after that is sent again on the next start (same Message-ID).
     pub async fn shutdown(self, wait: Duration) {
         for task in &self.others {
             task.abort();
+        }
+        for lease in self.leases {
+            lease.release().await;
         }
         self.stop.store(true, Ordering::SeqCst);
         self.wake.notify_one();
@@ -857,13 +725,22 @@ impl MailTasks {
     }
 }
 
+/// The lease under which the urgent-mail scan runs on a shared store.
+pub const URGENT_LEASE: &str = "urgent-mail";
+/// The lease under which the weekly summary is queued on a shared store.
+pub const SUMMARY_LEASE: &str = "weekly-summary";
+
 /// Starts the outbox sender, the weekly summary and the urgent notifier
 /// when `[mail]` is configured; logs once and does nothing otherwise. Fails
 /// (and `serve` refuses to start, saying what to fix) when mail is on but
-/// cannot work: a wrong configuration, a database that cannot be opened or
+/// cannot work: a wrong configuration, a store that cannot be opened or
 /// written, or a summary schedule that cannot be built. Running on without
 /// urgent notifications would leave the school unaware of them.
-pub fn start(dir: &std::path::Path, config: &CollectorConfig) -> Result<MailTasks, MailError> {
+///
+/// On a store several collectors share, every collector sends from the
+/// outbox; the urgent scan and the weekly summary run on the collector
+/// holding their lease (`[storage] lease_secs`).
+pub async fn start(location: &Location, config: &CollectorConfig) -> Result<MailTasks, MailError> {
     let Some(mailer) = Mailer::from_config(&config.mail)? else {
         tracing::info!(
             "mail is not configured ([mail] host is empty): no weekly summary or urgent emails"
@@ -876,55 +753,61 @@ pub fn start(dir: &std::path::Path, config: &CollectorConfig) -> Result<MailTask
     } else {
         None
     };
-    let open = || -> Result<Db, MailError> {
-        let failed = |e: rusqlite::Error| {
+    let open = || async {
+        Jobs::open(location).await.map_err(|e| {
+            let at = match location {
+                Location::Sqlite(dir) => {
+                    format!("the database {}", dir.join(crate::store::DB_FILE).display())
+                }
+                #[cfg(feature = "postgres")]
+                Location::Postgres(_) => "the PostgreSQL store".to_owned(),
+            };
             MailError::Start(format!(
-                "the database {} cannot be opened or updated ({e}); check that the data directory is writable by the collector's user and the disk is not full",
-                dir.join(crate::store::DB_FILE).display()
+                "{at} cannot be opened or updated ({e}); check that the data directory is writable by the collector's user and the disk is not full, or that PostgreSQL runs"
             ))
-        };
-        let conn = crate::store::open(dir).map_err(failed)?;
-        ensure_schema(&conn).map_err(failed)?;
-        crate::console::schema::create(&conn).map_err(failed)?;
-        crate::publish::ensure_schema(&conn).map_err(failed)?;
-        crate::summary::ensure_schema(&conn).map_err(failed)?;
-        Ok(Arc::new(Mutex::new(conn)))
+        })
     };
-    let (outbox_db, task_db) = (open()?, open()?);
-    {
-        let conn = task_db.lock().unwrap_or_else(|p| p.into_inner());
-        crate::urgent::init_cursor(&conn, now_ms()).map_err(|e| {
-            MailError::Start(format!(
-                "the urgent notification cursor cannot be set ({e}); check that the database is writable"
-            ))
-        })?;
-    }
+    let (outbox_jobs, task_jobs) = (open().await?, open().await?);
+    task_jobs.init_urgent(now_ms()).await.map_err(|e| {
+        MailError::Start(format!(
+            "the urgent notification cursor cannot be set ({e}); check that the database is writable"
+        ))
+    })?;
     let wake = Arc::new(tokio::sync::Notify::new());
     let stop = Arc::new(AtomicBool::new(false));
     let outbox = tokio::spawn(run_outbox(
-        outbox_db,
+        outbox_jobs,
         mailer.clone(),
         wake.clone(),
         stop.clone(),
     ));
+    let ttl = Duration::from_secs(config.storage.lease_secs.max(1));
+    let holder = crate::store::lease::holder_id();
+    let urgent_lease = Lease::keep(&task_jobs, URGENT_LEASE, &holder, ttl);
     let mut others = vec![tokio::spawn(crate::urgent::run(
-        task_db.clone(),
+        task_jobs.clone(),
         config.clone(),
         mailer.from.clone(),
         wake.clone(),
+        urgent_lease.held_handle(),
     ))];
+    let mut leases = vec![urgent_lease];
     if let Some(schedule) = schedule {
+        let summary_lease = Lease::keep(&task_jobs, SUMMARY_LEASE, &holder, ttl);
         others.push(tokio::spawn(crate::summary::run(
-            task_db,
+            task_jobs,
             config.clone(),
             schedule,
             mailer.from.clone(),
             wake.clone(),
+            summary_lease.held_handle(),
         )));
+        leases.push(summary_lease);
     }
     Ok(MailTasks {
         outbox: Some(outbox),
         others,
+        leases,
         stop,
         wake,
     })
@@ -934,6 +817,24 @@ pub fn start(dir: &std::path::Path, config: &CollectorConfig) -> Result<MailTask
 mod tests {
     use super::*;
     use crate::config::Recipient;
+    use crate::store::sqlite::mail::{prune_sent, SCHEMA};
+
+    fn enqueue(
+        conn: &Connection,
+        kind: &str,
+        to: &str,
+        subject: &str,
+        message: &Message,
+    ) -> rusqlite::Result<i64> {
+        crate::store::sqlite::mail::enqueue(conn, &outgoing(kind, to, subject, message).unwrap())
+    }
+
+    fn claim_due(
+        conn: &Connection,
+        cutoff: i64,
+    ) -> rusqlite::Result<Option<crate::store::mail::ClaimedEmail>> {
+        crate::store::sqlite::mail::claim_due(conn, cutoff, LEASE_MS)
+    }
 
     fn mail() -> Mail {
         Mail {
@@ -1028,7 +929,7 @@ mod tests {
             "not due before it was queued"
         );
         let claimed = claim_due(&conn, now_ms()).unwrap().expect("a due row");
-        assert_eq!(claimed.1, "dsl@school.test");
+        assert_eq!(claimed.recipient, "dsl@school.test");
         assert!(
             claim_due(&conn, now_ms()).unwrap().is_none(),
             "leased to the first sender"
@@ -1056,8 +957,8 @@ mod tests {
         )
         .unwrap();
         let cutoff = now_ms() + 1;
-        assert_eq!(claim_due(&conn, cutoff).unwrap().unwrap().0, urgent);
-        assert_eq!(claim_due(&conn, cutoff).unwrap().unwrap().0, summary);
+        assert_eq!(claim_due(&conn, cutoff).unwrap().unwrap().id, urgent);
+        assert_eq!(claim_due(&conn, cutoff).unwrap().unwrap().id, summary);
         assert!(
             claim_due(&conn, cutoff).unwrap().is_none(),
             "refused: never retried"

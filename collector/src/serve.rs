@@ -66,20 +66,18 @@ pub async fn bind(
     let location = crate::store::Location::new(dir, &config.storage.url)
         .context("the store is misconfigured; fix [storage] in collector.toml")?;
     if location.shared() {
-        // The console, mail and webhooks read the SQLite file: on PostgreSQL
-        // they would show no alerts and send no urgent message. Fail closed.
+        // The console and webhooks read the SQLite file: on PostgreSQL they
+        // would show no alerts and send no urgent message. Fail closed.
         anyhow::ensure!(
-            !config.console.enabled
-                && config.mail.host.is_empty()
-                && config.webhooks.targets.is_empty(),
-            "[storage] url names PostgreSQL, where this collector keeps agents, enrolment tokens, heartbeats and events, but the review console, email and webhooks do not read PostgreSQL yet: set [console] enabled = false, leave [mail] host empty and configure no [[webhooks.targets]] to run this collector as an ingest node, or leave [storage] url empty to keep everything in SQLite"
+            !config.console.enabled && config.webhooks.targets.is_empty(),
+            "[storage] url names PostgreSQL, where this collector keeps agents, enrolment tokens, heartbeats, events and email, but the review console and webhooks do not read PostgreSQL yet: set [console] enabled = false and configure no [[webhooks.targets]] to run this collector as an ingest and email node, or leave [storage] url empty to keep everything in SQLite"
         );
-        tracing::info!(store = ?location, "agents, enrolment, heartbeats and events are stored in PostgreSQL");
+        tracing::info!(store = ?location, "agents, enrolment, heartbeats, events and email are stored in PostgreSQL");
     }
     let store = crate::store::Store::open(&location)
         .await
         .context("cannot open the store")?;
-    let writer = Writer::start(location, config.storage.batch_max)
+    let writer = Writer::start(location.clone(), config.storage.batch_max)
         .context("cannot open the store for writing")?;
     let keys = Arc::new(AgentKeys::new(store));
     // Set when shutdown begins, before the server stops taking calls, so the
@@ -110,7 +108,7 @@ pub async fn bind(
     // Mail on but unusable (database, schedule): refuse to start rather
     // than run without urgent notifications. Started once the address is
     // ours, so a collector that cannot listen sends nothing.
-    let mail_tasks = crate::mail::start(dir, config).context(
+    let mail_tasks = crate::mail::start(&location, config).await.context(
         "email (urgent notifications) cannot start; fix this, then start the collector again",
     )?;
     // Likewise webhooks (urgent alerts to chat or another system).

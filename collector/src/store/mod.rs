@@ -20,13 +20,19 @@
 pub mod agents;
 mod error;
 pub mod ingest;
+pub mod jobs;
+pub mod lease;
 mod location;
+pub mod mail;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;
+pub mod summary;
 mod tx;
+pub mod urgent;
 
 pub use error::StoreError;
+pub use jobs::Jobs;
 pub use location::Location;
 pub use sqlite::{in_savepoint, open, DB_FILE};
 pub use tx::Tx;

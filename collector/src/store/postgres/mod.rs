@@ -12,7 +12,12 @@ use super::StoreError;
 
 mod agents;
 mod ingest;
+pub mod jobs;
+mod lease;
+mod mail;
 pub mod schema;
+mod summary;
+mod urgent;
 
 /// How long connecting may take before the collector gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -12,6 +12,10 @@ use super::agents::{AgentKeyRow, NewToken, TokenInfo};
 
 pub mod agents;
 pub mod ingest;
+pub mod jobs;
+pub mod mail;
+pub mod summary;
+pub mod urgent;
 
 pub const DB_FILE: &str = "tutela.db";
 
