@@ -66,13 +66,13 @@ pub async fn bind(
     let location = crate::store::Location::new(dir, &config.storage.url)
         .context("the store is misconfigured; fix [storage] in collector.toml")?;
     if location.shared() {
-        // The console and webhooks read the SQLite file: on PostgreSQL they
-        // would show no alerts and send no urgent message. Fail closed.
+        // The console reads the SQLite file: on PostgreSQL it would show no
+        // alerts. Fail closed.
         anyhow::ensure!(
-            !config.console.enabled && config.webhooks.targets.is_empty(),
-            "[storage] url names PostgreSQL, where this collector keeps agents, enrolment tokens, heartbeats, events and email, but the review console and webhooks do not read PostgreSQL yet: set [console] enabled = false and configure no [[webhooks.targets]] to run this collector as an ingest and email node, or leave [storage] url empty to keep everything in SQLite"
+            !config.console.enabled,
+            "[storage] url names PostgreSQL, where this collector keeps agents, enrolment tokens, heartbeats, events, email and webhooks, but the review console does not read PostgreSQL yet: set [console] enabled = false to run this collector as an ingest and notification node, or leave [storage] url empty to keep everything in SQLite"
         );
-        tracing::info!(store = ?location, "agents, enrolment, heartbeats, events and email are stored in PostgreSQL");
+        tracing::info!(store = ?location, "agents, enrolment, heartbeats, events, email and webhooks are stored in PostgreSQL");
     }
     let store = crate::store::Store::open(&location)
         .await
@@ -112,7 +112,7 @@ pub async fn bind(
         "email (urgent notifications) cannot start; fix this, then start the collector again",
     )?;
     // Likewise webhooks (urgent alerts to chat or another system).
-    let webhooks = crate::webhook::start(dir, config).context(
+    let webhooks = crate::webhook::start(&location, config).await.context(
         "webhooks (urgent alerts) cannot start; fix [[webhooks.targets]] in collector.toml, then start the collector again",
     )?;
     // Bound before "listening" is printed, so whatever waits for that line

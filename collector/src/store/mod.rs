@@ -30,6 +30,7 @@ pub mod sqlite;
 pub mod summary;
 mod tx;
 pub mod urgent;
+pub mod webhook;
 
 pub use error::StoreError;
 pub use jobs::Jobs;

@@ -18,6 +18,7 @@ mod mail;
 pub mod schema;
 mod summary;
 mod urgent;
+mod webhook;
 
 /// How long connecting may take before the collector gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

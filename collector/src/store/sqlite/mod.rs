@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod mail;
 pub mod summary;
 pub mod urgent;
+pub mod webhook;
 
 pub const DB_FILE: &str = "tutela.db";
 
