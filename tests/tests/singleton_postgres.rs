@@ -3,12 +3,18 @@
 //! (aiosmtpd) on loopback. The collector holding the summary's lease is
 //! killed with SIGKILL before it queued the week; the other takes the lease
 //! over and sends the weekly email, once. Then, with both collectors
-//! running, an urgent alert's email reaches each recipient once.
+//! running, an urgent alert's email reaches each recipient once, and its
+//! webhook message (to a real HTTP receiver, tests/webhook/receiver.py)
+//! is posted once.
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tutela_tests::postgres::PgCluster;
-use tutela_tests::{free_port, parse_email, wait_for, Agent, Collector, Scratch, SmtpSink};
+use tutela_tests::{
+    free_port, parse_email, wait_for, workspace, Agent, Collector, Scratch, SmtpSink,
+};
 
 const CONSOLE: &str = "https://console.school.test";
 /// A short lease, so the test waits seconds rather than the default 30.
@@ -17,13 +23,20 @@ const LEASE_SECS: u64 = 3;
 /// A collector on `url` with mail to `smtp_port` and the weekly summary
 /// due now (Monday 08:00 has always passed at least once); it catches up a
 /// missed week after `catch_up_secs`.
-fn node(scratch: &Scratch, name: &str, url: &str, smtp_port: u16, catch_up_secs: u64) -> Collector {
+fn node(
+    scratch: &Scratch,
+    name: &str,
+    url: &str,
+    ports: (u16, u16),
+    catch_up_secs: u64,
+) -> Collector {
     let c = Collector::init(scratch.path(name)).unwrap();
-    configure(&c, url, smtp_port, catch_up_secs);
+    configure(&c, url, ports, catch_up_secs);
     c
 }
 
-fn configure(c: &Collector, url: &str, smtp_port: u16, catch_up_secs: u64) {
+/// `ports`: the SMTP server's and the webhook receiver's.
+fn configure(c: &Collector, url: &str, (smtp_port, hook_port): (u16, u16), catch_up_secs: u64) {
     c.set_section(
         "storage",
         &format!("url = \"{url}\"\nlease_secs = {LEASE_SECS}"),
@@ -49,6 +62,14 @@ fn configure(c: &Collector, url: &str, smtp_port: u16, catch_up_secs: u64) {
     }
     c.set_section("mail", &mail).unwrap();
     c.set_section(
+        "webhooks",
+        &format!(
+            "interval_secs = 1\nretry_initial_secs = 1\nretry_max_secs = 2\n\
+             [[webhooks.targets]]\nname = \"teams\"\nformat = \"teams\"\nurl = \"http://127.0.0.1:{hook_port}/teams\"\n"
+        ),
+    )
+    .unwrap();
+    c.set_section(
         "summary",
         &format!(
             "enabled = true\nday = \"monday\"\ntime = \"08:00\"\nroles = [\"dsl\", \"deputy-dsl\"]\n\
@@ -56,6 +77,32 @@ fn configure(c: &Collector, url: &str, smtp_port: u16, catch_up_secs: u64) {
         ),
     )
     .unwrap();
+}
+
+/// The webhook receiver, stopped on drop.
+struct Receiver(Child);
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_receiver(port: u16, log: &std::path::Path) -> Receiver {
+    let mut child = Command::new("python3")
+        .arg(workspace().join("tests/webhook/receiver.py"))
+        .arg(port.to_string())
+        .arg(log)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "READY");
+    Receiver(child)
 }
 
 fn pid(c: &Collector) -> u32 {
@@ -115,12 +162,16 @@ fn the_collector_holding_singleton_work_is_killed_and_the_other_sends_the_weekly
     let scratch = Scratch::new("singleton-postgres");
     let smtp_port = free_port();
     let sink = SmtpSink::start(smtp_port, scratch.path("mail")).unwrap();
+    let hook_port = free_port();
+    let hook_log = scratch.path("webhooks.jsonl");
+    let _receiver = start_receiver(hook_port, &hook_log);
+    let ports = (smtp_port, hook_port);
     let url = pg.url();
 
     // A starts first and takes the leases; it would catch the missed week
     // up only after an hour, so it holds the summary's lease without
     // queuing. B would queue at once, but may not: A holds the lease.
-    let mut a = node(&scratch, "a", &url, smtp_port, 3600);
+    let mut a = node(&scratch, "a", &url, ports, 3600);
     a.start().unwrap();
     let a_holder = format!("{}@", pid(&a));
     wait_for(
@@ -129,7 +180,7 @@ fn the_collector_holding_singleton_work_is_killed_and_the_other_sends_the_weekly
         || holder(&pg, "weekly-summary").starts_with(&a_holder),
     )
     .unwrap();
-    let mut b = node(&scratch, "b", &url, smtp_port, 0);
+    let mut b = node(&scratch, "b", &url, ports, 0);
     b.start().unwrap();
     let b_holder = format!("{}@", pid(&b));
     // Several of B's schedule checks and lease renewals later, nothing is
@@ -175,7 +226,7 @@ fn the_collector_holding_singleton_work_is_killed_and_the_other_sends_the_weekly
 
     // A comes back, eager to catch the week up: B holds the lease, and the
     // week is recorded once per school, so nothing is sent again.
-    configure(&a, &url, smtp_port, 0);
+    configure(&a, &url, ports, 0);
     a.start().unwrap();
     let a_holder = format!("{}@", pid(&a));
     std::thread::sleep(Duration::from_secs(2 * LEASE_SECS));
@@ -234,6 +285,48 @@ fn the_collector_holding_singleton_work_is_killed_and_the_other_sends_the_weekly
         "each urgent alert reaches each DSL once\n{}",
         logs(&[&a, &b])
     );
+    // The webhook message: each urgent alert posted once, each delivery once.
+    wait_for("webhook messages posted", Duration::from_secs(60), || {
+        pg.count("SELECT COUNT(*) FROM webhook_outbox") > 0
+            && pg.count("SELECT COUNT(*) FROM webhook_outbox WHERE sent_ms IS NULL") == 0
+            && pg.count("SELECT COALESCE(MIN(alert_id), 0) FROM webhook_cursor") >= newest
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let posts: Vec<serde_json::Value> = std::fs::read_to_string(&hook_log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut deliveries: Vec<String> = posts
+        .iter()
+        .map(|p| {
+            p["headers"]["x-tutela-delivery"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    deliveries.sort();
+    deliveries.dedup();
+    assert_eq!(deliveries.len(), posts.len(), "no message posted twice");
+    let mut posted: Vec<i64> = posts
+        .iter()
+        .flat_map(|p| linked_ids(p["body"].as_str().unwrap()))
+        .collect();
+    posted.sort();
+    posted.dedup();
+    assert_eq!(posted, urgent, "{posts:?}");
+    for id in &urgent {
+        let carrying = posts
+            .iter()
+            .filter(|p| linked_ids(p["body"].as_str().unwrap()).contains(id))
+            .count();
+        assert_eq!(
+            carrying, 1,
+            "alert {id} is posted in one message: {posts:?}"
+        );
+    }
     // Exactly one collector held each singleton lease throughout: the
     // urgent scan ran on one of them.
     let urgent_holder = holder(&pg, "urgent-mail");
