@@ -88,17 +88,6 @@ pub struct Rendered {
     pub content: Content,
 }
 
-/// Reads the figures and renders the summary for `audience`.
-pub fn render_for(
-    conn: &Connection,
-    config: &CollectorConfig,
-    week: &Week,
-    audience: Audience,
-    now: i64,
-) -> Result<Rendered, SummaryError> {
-    rendered(content::figures(conn, config, week, audience, now)?)
-}
-
 /// The email for `figures`, with its chart.
 pub fn rendered(figures: content::Figures) -> Result<Rendered, SummaryError> {
     let png = chart::draw(&render::chart_days(&figures))?;
@@ -326,7 +315,14 @@ pub(crate) mod tests {
         insert_alert(&conn, "pupil", week.start_ms() - 1, 3);
         insert_alert(&conn, "pupil", week.end_ms(), 3);
         let config = CollectorConfig::default();
-        let f = content::figures(&conn, &config, &week, Audience::Pupils, now_ms()).unwrap();
+        let f = crate::store::sqlite::summary::figures_in(
+            &conn,
+            &config,
+            &week,
+            Audience::Pupils,
+            now_ms(),
+        )
+        .unwrap();
         let per_day: Vec<i64> = f.days.iter().map(|(_, c)| c.iter().sum()).collect();
         assert_eq!(per_day, [2; 7]);
         assert_eq!(f.days[6].0, "2025-10-26");
