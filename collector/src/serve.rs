@@ -172,7 +172,11 @@ pub async fn bind(
                 .max_encoding_message_size(64 * 1024),
         );
     let console = crate::console::start(dir, &config.console, &tls).await;
-    let purge = crate::retention::spawn_daily(dir.to_owned(), config.retention.clone());
+    let purge = crate::retention::spawn_daily(
+        location.clone(),
+        config.retention.clone(),
+        Duration::from_secs(config.storage.lease_secs.max(1)),
+    );
     let serving = async move {
         let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {

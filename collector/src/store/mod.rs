@@ -26,6 +26,7 @@ mod location;
 pub mod mail;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod retention;
 pub mod sqlite;
 pub mod summary;
 mod tx;

@@ -15,6 +15,7 @@ mod ingest;
 pub mod jobs;
 mod lease;
 mod mail;
+mod retention;
 pub mod schema;
 mod summary;
 mod urgent;

@@ -14,6 +14,7 @@ pub mod agents;
 pub mod ingest;
 pub mod jobs;
 pub mod mail;
+pub mod retention;
 pub mod summary;
 pub mod urgent;
 pub mod webhook;
