@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tutela_tests::postgres::PgCluster;
 use tutela_tests::{
-    free_port, parse_email, wait_for, workspace, Agent, Collector, Scratch, SmtpSink,
+    free_port, parse_email, run_ok, wait_for, workspace, Agent, Collector, Scratch, SmtpSink,
 };
 
 const CONSOLE: &str = "https://console.school.test";
@@ -334,6 +334,13 @@ fn the_collector_holding_singleton_work_is_killed_and_the_other_sends_the_weekly
         urgent_holder.starts_with(&b_holder) || urgent_holder.starts_with(&a_holder),
         "{urgent_holder}"
     );
+    // The command line reads the same store from either collector.
+    let status = run_ok(a.cmd().args(["summary", "--status"])).unwrap();
+    assert_eq!(status.matches("emails, schedule").count(), 1, "{status}");
+    assert_eq!(status.matches(" summary to ").count(), 2, "{status}");
+    assert!(!status.contains("NOT SENT"), "{status}");
+    let hooks = run_ok(b.cmd().args(["webhooks", "status"])).unwrap();
+    assert!(hooks.contains("teams") && hooks.contains("sent"), "{hooks}");
     for c in [&a, &b] {
         let log = c.log_text();
         assert!(!log.contains("could not be queued"), "{log}");
