@@ -47,12 +47,11 @@ pub fn run(dir: &Path, args: SummaryArgs) -> Result<()> {
         let jobs = Jobs::open(&location)
             .await
             .context("opening the collector's store")?;
-        run_on(&jobs, &config, args).await
+        run_on(&jobs, config, args).await
     })
 }
 
-async fn run_on(jobs: &Jobs, config: &CollectorConfig, args: SummaryArgs) -> Result<()> {
-    let config = config.clone();
+async fn run_on(jobs: &Jobs, config: CollectorConfig, args: SummaryArgs) -> Result<()> {
     let now = now_ms();
     let week = match &args.week {
         Some(date) => super::week_of(&config, date)?,
