@@ -311,7 +311,6 @@ fn main() -> Result<()> {
     let unmoved = match &cli.command {
         Command::Alerts { .. } => Some("alerts"),
         Command::Agents { .. } => Some("agents"),
-        Command::Summary(_) => Some("summary"),
         Command::Backup { .. } => Some("backup"),
         Command::Restore { .. } => Some("restore"),
         Command::Purge { .. } => Some("purge"),

@@ -15,10 +15,13 @@
 //! its pages a [`console::Console`] per request (rows in `users`, `audit`,
 //! `review`, `fleet`).
 //!
-//! Modules not yet moved here (mail, webhooks, summary, rules publication,
-//! exemptions, notices, the CLI's agents and alerts) still open the SQLite
-//! file through [`open`]; on PostgreSQL, `serve` refuses to run mail and
-//! webhooks, the console leaves out the pages that need them, and the CLI
+//! Background work (the mail and webhook outboxes, urgent notifications,
+//! weekly summaries, the retention purge and the leases that make each run
+//! on one collector) reaches the store through [`Jobs`].
+//!
+//! Modules not yet moved here (rules publication, exemptions, notices, the
+//! CLI's agents and alerts) still open the SQLite file through [`open`]; on
+//! PostgreSQL the console leaves out the pages that need them, and the CLI
 //! refuses the commands that would answer from the wrong store.
 
 pub mod agents;
@@ -27,15 +30,23 @@ pub mod console;
 mod error;
 pub mod fleet;
 pub mod ingest;
+pub mod jobs;
+pub mod lease;
 mod location;
+pub mod mail;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod retention;
 pub mod review;
 pub mod sqlite;
+pub mod summary;
 mod tx;
+pub mod urgent;
 pub mod users;
+pub mod webhook;
 
 pub use error::StoreError;
+pub use jobs::Jobs;
 pub use location::Location;
 pub use sqlite::{in_savepoint, open, DB_FILE};
 pub use tx::Tx;

@@ -15,9 +15,16 @@ pub mod console;
 mod filter;
 mod fleet;
 mod ingest;
+pub mod jobs;
+mod lease;
+mod mail;
+mod retention;
 mod review;
 pub mod schema;
+mod summary;
+mod urgent;
 mod users;
+mod webhook;
 
 /// How long connecting may take before the collector gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

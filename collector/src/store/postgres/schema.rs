@@ -206,6 +206,67 @@ CREATE INDEX console_alerts_risk ON alerts (severity DESC, time_ms DESC);
 CREATE INDEX console_alerts_user ON alerts ("user", time_ms DESC);
 CREATE INDEX console_alerts_rule ON alerts (rule_id, state);
 "#,
+    // 4: the mail outbox, urgent notifications, weekly summary runs (one
+    // per school and week), webhooks' outbox, and the leases of singleton
+    // work. (The staff list, migration 3, decides who urgent emails and
+    // summaries go to.)
+    r#"
+CREATE TABLE mail_outbox (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    envelope_from TEXT NOT NULL,
+    message BYTEA NOT NULL,
+    created_ms BIGINT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_ms BIGINT NOT NULL,
+    sent_ms BIGINT,
+    last_error TEXT NOT NULL DEFAULT '',
+    failed_ms BIGINT
+);
+CREATE INDEX mail_outbox_due ON mail_outbox (next_attempt_ms) WHERE sent_ms IS NULL AND failed_ms IS NULL;
+CREATE TABLE mail_cursor (
+    name TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+);
+CREATE TABLE urgent_notified (
+    alert_id BIGINT PRIMARY KEY,
+    audience TEXT NOT NULL,
+    notified_ms BIGINT NOT NULL
+);
+CREATE TABLE summary_runs (
+    school TEXT NOT NULL DEFAULT '',
+    week_start TEXT NOT NULL,
+    queued_ms BIGINT NOT NULL,
+    trigger TEXT NOT NULL,
+    emails BIGINT NOT NULL,
+    PRIMARY KEY (school, week_start)
+);
+CREATE INDEX summary_alerts_time ON alerts (time_ms);
+CREATE TABLE webhook_outbox (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    target TEXT NOT NULL,
+    body BYTEA NOT NULL,
+    alerts BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_ms BIGINT NOT NULL,
+    sent_ms BIGINT,
+    failed_ms BIGINT,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_ms) WHERE sent_ms IS NULL AND failed_ms IS NULL;
+CREATE TABLE webhook_cursor (
+    target TEXT PRIMARY KEY,
+    alert_id BIGINT NOT NULL
+);
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_ms BIGINT NOT NULL
+);
+"#,
 ];
 
 /// The schema version this collector writes.

@@ -15,9 +15,15 @@ pub mod audit;
 pub mod console_schema;
 pub mod fleet;
 pub mod ingest;
+pub mod jobs;
+pub mod mail;
+pub mod retention;
 pub mod review;
 pub mod settings;
+pub mod summary;
+pub mod urgent;
 pub mod users;
+pub mod webhook;
 
 pub const DB_FILE: &str = "tutela.db";
 
