@@ -10,9 +10,9 @@ use super::html::page;
 use super::tz::Zone;
 use crate::store::now_ms;
 
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-fn entry_hash(
+pub(crate) fn entry_hash(
     prev: &str,
     id: i64,
     time_ms: i64,

@@ -11,8 +11,9 @@
 //! - [`Tx`]: one of the writer's transactions, where every check and insert
 //!   of a batch happens (exactly-once ingest across collectors depends on it).
 //!
-//! Modules not yet moved here (console, mail, webhooks, summary, rules
-//! publication, the CLI's agents and alerts) still open the SQLite file
+//! Rule publication, exemptions and notices (`publication`, `exemption`,
+//! `notice`) run on both backends. Modules not yet moved here (console,
+//! mail, webhooks, summary, the CLI's agents and alerts) still open the SQLite file
 //! through [`open`]; on PostgreSQL, `serve` refuses to run the console, mail
 //! and webhooks, and the CLI the commands that would answer from the wrong
 //! store.
@@ -52,6 +53,12 @@ macro_rules! backend {
         }
     };
 }
+
+// Declared after `backend!`, which they use.
+pub mod exemption;
+pub mod notice;
+pub mod publication;
+
 impl Store {
     /// Opens the store at `location`, creating or upgrading its schema.
     pub async fn open(location: &Location) -> Result<Self, StoreError> {

@@ -11,7 +11,10 @@ use tokio_postgres::{Client, NoTls, Statement};
 use super::StoreError;
 
 mod agents;
+mod exemption;
 mod ingest;
+mod notice;
+mod publication;
 pub mod schema;
 
 /// How long connecting may take before the collector gives up.
@@ -214,14 +217,5 @@ impl Tx<'_> {
 
     pub async fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
         Ok(self.tx.batch_execute(sql).await?)
-    }
-
-    pub async fn record_shadow_counts(
-        &mut self,
-        body: &tutela_proto::v1::HeartbeatBody,
-    ) -> Result<(), StoreError> {
-        // Rule candidates are published in the embedded store so far.
-        tracing::debug!(agent_id = %body.agent_id, "shadow counts are not kept on PostgreSQL yet");
-        Ok(())
     }
 }

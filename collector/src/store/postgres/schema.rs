@@ -105,6 +105,85 @@ CREATE TABLE gaps (
     r#"
 ALTER TABLE agents ADD COLUMN problems TEXT NOT NULL DEFAULT '';
 "#,
+    // 3: rule publication (bundles, shadow candidates and their counts),
+    // curriculum exemptions, monitoring notices and their acknowledgements,
+    // and the audit log their changes are written to.
+    r#"
+CREATE TABLE rule_bundles (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    pack_id TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    shadow BOOLEAN NOT NULL,
+    bundle BYTEA NOT NULL,
+    pack_toml TEXT NOT NULL,
+    published_ms BIGINT NOT NULL,
+    UNIQUE (shadow, version)
+);
+CREATE TABLE shadow_rule_ids (
+    version BIGINT NOT NULL,
+    rule_id TEXT NOT NULL,
+    PRIMARY KEY (version, rule_id)
+);
+CREATE TABLE shadow_run_counts (
+    agent_id TEXT NOT NULL,
+    shadow_version BIGINT NOT NULL,
+    run TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    count BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    PRIMARY KEY (agent_id, shadow_version, run, rule_id)
+);
+CREATE TABLE exemptions (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    grp TEXT NOT NULL,
+    category TEXT NOT NULL DEFAULT '',
+    term TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    starts_ms BIGINT NOT NULL,
+    ends_ms BIGINT NOT NULL,
+    revoked_ms BIGINT
+);
+CREATE TABLE notices (
+    grp TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    text TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    concern_url TEXT NOT NULL,
+    body BYTEA NOT NULL,
+    signature BYTEA NOT NULL,
+    created_by TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    PRIMARY KEY (grp, version)
+);
+CREATE TABLE notice_acks (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    agent_id TEXT NOT NULL,
+    ack_id TEXT NOT NULL,
+    "user" TEXT NOT NULL,
+    station TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    time_ms BIGINT NOT NULL,
+    received_ms BIGINT NOT NULL,
+    body BYTEA NOT NULL,
+    signature BYTEA NOT NULL,
+    UNIQUE (agent_id, ack_id)
+);
+CREATE INDEX notice_acks_group ON notice_acks (grp, "user", version);
+-- The audit log (hash-chained, as on SQLite), shared with the console.
+CREATE TABLE IF NOT EXISTS console_audit (
+    id BIGINT PRIMARY KEY,
+    time_ms BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+"#,
 ];
 
 /// The schema version this collector writes.

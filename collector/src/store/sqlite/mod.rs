@@ -11,7 +11,10 @@ use rusqlite::{Connection, OptionalExtension};
 use super::agents::{AgentKeyRow, NewToken, TokenInfo};
 
 pub mod agents;
+pub mod exemption;
 pub mod ingest;
+pub mod notice;
+pub mod publication;
 
 pub const DB_FILE: &str = "tutela.db";
 
@@ -129,6 +132,8 @@ pub fn open(dir: &Path) -> Result<Connection, rusqlite::Error> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(publication::SCHEMA)?;
+    conn.execute_batch(notice::SCHEMA)?;
     add_column(&conn, "agents", "rekeyed_from", "TEXT NOT NULL DEFAULT ''")?;
     add_column(
         &conn,
@@ -200,7 +205,7 @@ impl Shared {
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
