@@ -1,6 +1,6 @@
-//! Publication across collectors on one PostgreSQL: a rule pack pushed, an
-//! exemption added and a notice set through one collector's command line
-//! reach an agent subscribed to another collector, found by the other's
+//! Publication across collectors on one PostgreSQL: a rule pack pushed and
+//! an exemption added through one collector's command line reach an agent
+//! subscribed to another collector (a notice set there is shown there), found by the other's
 //! `LISTEN` on the database; and when that listening connection is killed,
 //! a publication still arrives (the catch-up read, then a new listener).
 //! Real collectors (`tutela-collector serve`), real PostgreSQL on loopback,
@@ -231,20 +231,49 @@ fn a_pack_and_an_exemption_pushed_through_one_collector_reach_an_agent_on_anothe
     cluster.wait("the revocation on the agent", || {
         agent.exemptions.is_empty()
     });
-    // Both changes are in the one audit log, chained.
+    // A notice set through the first is shown, and its acceptance listed,
+    // through the second.
+    let text = cluster.scratch.path("notice.txt");
+    std::fs::write(&text, "Use of this computer is monitored.").unwrap();
+    let out = run_ok(
+        cluster
+            .first
+            .cmd()
+            .args(["notice", "set", "--group", "lab-1", "--file"])
+            .arg(&text),
+    )
+    .unwrap();
+    assert!(
+        out.contains("notice version 1 set for group lab-1"),
+        "{out}"
+    );
+    let shown = run_ok(cluster.second.cmd().args(["notice", "show"])).unwrap();
+    assert!(
+        shown.contains("group lab-1 version 1") && shown.contains("computer is monitored"),
+        "{shown}"
+    );
+    let acks = run_ok(
+        cluster
+            .second
+            .cmd()
+            .args(["notice", "acks", "--group", "lab-1"]),
+    )
+    .unwrap();
+    assert!(acks.contains("group lab-1 current version 1"), "{acks}");
+    // The three changes are in the one audit log, chained.
     assert_eq!(
         cluster
             .pg
             .query("SELECT action FROM console_audit ORDER BY id")
             .unwrap(),
-        "exemption-add\nexemption-revoke"
+        "exemption-add\nexemption-revoke\nnotice-set"
     );
     assert_eq!(
         cluster.pg.count(
             "SELECT COUNT(*) FROM console_audit a JOIN console_audit b ON b.id = a.id + 1
              WHERE b.prev_hash = a.hash"
         ),
-        1
+        2
     );
     // The second collector heard of them from the database, not by its
     // own polling of a file; nothing went to either SQLite file.
