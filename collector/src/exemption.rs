@@ -31,6 +31,8 @@ pub enum ExemptionError {
     NotFound(i64),
     #[error("exemption {0} was already revoked")]
     AlreadyRevoked(i64),
+    #[error("no enrolled, unrevoked agent {0}; see `tutela-collector agents list`")]
+    NoAgent(String),
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
     #[error("{0}")]
@@ -254,6 +256,37 @@ pub fn changed_between(
     to_ms: i64,
 ) -> rusqlite::Result<Vec<Exemption>> {
     sqlite::exemption::changed_between(conn, from_ms, to_ms)
+}
+
+/// Moves an enrolled agent to `group` (audited): the collector it is
+/// connected to sends it a signed assignment, then that group's exemptions
+/// and notice. Returns the group as stored.
+pub async fn move_agent(
+    store: &Store,
+    agent_id: &str,
+    group: &str,
+    by: &str,
+) -> Result<String, ExemptionError> {
+    let group = group.trim();
+    if group.is_empty() {
+        return Err(ExemptionError::NoGroup);
+    }
+    check_len("the group", group)?;
+    let note = AuditNote {
+        actor: by.to_owned(),
+        action: "agent-move",
+        target: format!("agent:{agent_id}"),
+        detail: format!("to group {group}"),
+    };
+    if !store
+        .move_agent(agent_id, group, store::now_ms(), note)
+        .await?
+    {
+        return Err(ExemptionError::NoAgent(agent_id.to_owned()));
+    }
+    crate::subscription::nudge();
+    tracing::info!(agent_id, group, by, "agent moved to another group");
+    Ok(group.to_owned())
 }
 
 /// Parses an end time: an RFC 3339 instant (`2026-11-27T15:30:00Z`,

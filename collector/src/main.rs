@@ -242,6 +242,18 @@ enum AgentsCommand {
     },
     /// Clear an agent's technician flag (e.g. a cloned identity, once dealt with).
     ClearFlag { agent_id: String },
+    /// Move an agent to another group: it takes that group's exemptions and
+    /// notice at once (when connected; otherwise when it next connects),
+    /// without a restart or a new token. Works on PostgreSQL too.
+    Move {
+        agent_id: String,
+        /// The new group (as given to `token create --group`).
+        #[arg(long)]
+        group: String,
+        /// Who asks for it (recorded in the audit log).
+        #[arg(long, default_value = "cli")]
+        by: String,
+    },
 }
 
 /// A token's validity: a duration (a bare number counts hours), at most 365 days.
@@ -310,6 +322,9 @@ fn main() -> Result<()> {
     let dir = cli.data_dir;
     let unmoved = match &cli.command {
         Command::Alerts { .. } => Some("alerts"),
+        Command::Agents {
+            command: AgentsCommand::Move { .. },
+        } => None,
         Command::Agents { .. } => Some("agents"),
         Command::Summary(_) => Some("summary"),
         Command::Backup { .. } => Some("backup"),
@@ -547,6 +562,14 @@ fn main() -> Result<()> {
             println!("{report}");
             Ok(())
         }
+        Command::Agents {
+            command:
+                AgentsCommand::Move {
+                    agent_id,
+                    group,
+                    by,
+                },
+        } => move_agent(&dir, &agent_id, &group, &by),
         Command::Agents { command } => {
             let mut conn = store::open(&dir)?;
             match command {
@@ -621,6 +644,7 @@ fn main() -> Result<()> {
                     tx.commit()?;
                     println!("revoked {}", targets.join(", "));
                 }
+                AgentsCommand::Move { .. } => unreachable!("moves go to the store above"),
                 AgentsCommand::ClearFlag { agent_id } => {
                     let n = conn.execute(
                         "UPDATE agents SET flag = NULL WHERE agent_id = ?1",
@@ -715,6 +739,17 @@ fn rules_cli(dir: &Path, command: RulesCommand) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `agents move`, on the store `[storage] url` names: the collector the
+/// agent is connected to sends it a signed assignment to the new group.
+fn move_agent(dir: &Path, agent_id: &str, group: &str, by: &str) -> Result<()> {
+    let (runtime, store) = open_store(dir)?;
+    let group = runtime.block_on(tutela_collector::exemption::move_agent(
+        &store, agent_id, group, by,
+    ))?;
+    println!("agent {agent_id} moved to group {group}; it takes that group's exemptions and notice now if it is connected, or when it next connects");
     Ok(())
 }
 

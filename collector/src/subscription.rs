@@ -69,6 +69,8 @@ pub struct Published {
     pub revoked: HashSet<String>,
     /// The current monitoring notice of each group that has one, as signed.
     pub notices: Vec<(String, SignedNotice)>,
+    /// Agents a technician moved to another group, with that group.
+    pub moves: HashMap<String, String>,
     /// When this reading was made: the issue time of exemption sets signed from it.
     made_ms: i64,
     /// Each group's exemption set as compared and as sent, signed on first use.
@@ -154,6 +156,7 @@ async fn reading(
         exemptions: state.exemptions.clone(),
         revoked: state.revoked.clone(),
         notices: state.notices.clone(),
+        moves: state.moves.clone(),
         made_ms: store::now_ms(),
         sets: Mutex::new(HashMap::new()),
     })
@@ -225,6 +228,28 @@ async fn announced(remote: &mut Option<watch::Receiver<u64>>) {
             }
         }
         None => std::future::pending::<()>().await,
+    }
+}
+
+/// Signs `agent_id`'s assignment to `group` with the rule-bundle key, over
+/// `GROUP_DOMAIN || body`.
+fn sign_assignment(
+    signer: &ring::signature::Ed25519KeyPair,
+    agent_id: &str,
+    group: &str,
+) -> tutela_proto::v1::SignedGroupAssignment {
+    let body = tutela_proto::v1::GroupAssignment {
+        agent_id: agent_id.to_owned(),
+        group: group.to_owned(),
+        issued_ms: store::now_ms(),
+    }
+    .encode_to_vec();
+    tutela_proto::v1::SignedGroupAssignment {
+        signature: signer
+            .sign(&tutela_proto::group_message(&body))
+            .as_ref()
+            .to_vec(),
+        body,
     }
 }
 
@@ -320,6 +345,7 @@ impl Rules for RulesService {
             group,
             sent_live: body.current_version,
             sent_shadow: body.current_shadow_version,
+            sent_group: None,
             sent_exemptions: None,
             sent_notice: None,
             published: self.published.clone(),
@@ -344,6 +370,9 @@ struct Subscriber {
     group: String,
     sent_live: u32,
     sent_shadow: u32,
+    /// The group assignment sent (agents a technician moved are sent one on
+    /// connect and after every move).
+    sent_group: Option<String>,
     sent_exemptions: Option<ExemptionSet>,
     sent_notice: Option<SignedNotice>,
     published: watch::Receiver<Arc<Published>>,
@@ -423,6 +452,25 @@ impl Subscriber {
         {
             self.sent_shadow = shadow.version;
             self.waiting.push_back(Ok(shadow.update.clone()));
+        }
+        // A moved agent learns its group first, then that group's set and notice.
+        if let Some(group) = now.moves.get(&self.agent_id) {
+            if self.sent_group.as_ref() != Some(group) {
+                if *group != self.group {
+                    tracing::info!(agent_id = %self.agent_id, from = %self.group, to = %group, "agent moved to another group; sending it the new group's exemptions and notice");
+                    self.group = group.clone();
+                    self.sent_exemptions = None;
+                    self.sent_notice = None;
+                }
+                self.sent_group = Some(group.clone());
+                self.waiting.push_back(Ok(RulesUpdate {
+                    update: Some(Update::Group(sign_assignment(
+                        &self.signer,
+                        &self.agent_id,
+                        group,
+                    ))),
+                }));
+            }
         }
         // The whole set on connect and whenever this group's set changes.
         let (set, update) = now.exemptions_for(&self.group, &self.signer);

@@ -83,57 +83,7 @@ impl Cluster {
     /// An agent of group `lab-1` enrolled through, and subscribed to, the
     /// second collector, running pack version 1 from its own disk.
     fn agent_on_second(&self) -> RulesSync {
-        let dir = self.scratch.path("agent");
-        let token = self.second.token(&["--group", "lab-1"]).unwrap();
-        let enrolment = self
-            .rt
-            .block_on(tutela_agent::enrol::enrol(
-                &dir,
-                &token,
-                "LAB1-PC01",
-                now_ms(),
-            ))
-            .unwrap();
-        let identity = Arc::new(Identity::load_or_create(&dir).unwrap());
-        let spool = Spool::open(
-            &dir.join("spool.db"),
-            &enrolment.agent_id,
-            SpoolConfig::default(),
-        )
-        .unwrap();
-        let pack = Pack::parse(&pack(1, "pipe bomb"), "local").unwrap();
-        let live: LiveRules = Arc::new(RwLock::new(Arc::new(
-            Matcher::compile(&pack, &CompileOptions::default()).unwrap(),
-        )));
-        let bundle_key = hex::decode(&enrolment.bundle_key).unwrap();
-        let exemptions =
-            tutela_agent::exemption::Exemptions::load(&dir, &enrolment.group, &bundle_key);
-        let sync = RulesSync {
-            enrolment,
-            identity,
-            live,
-            data_dir: dir,
-            age: AgeBand::All,
-            spool: Arc::new(Mutex::new(spool)),
-            report_now: Arc::new(tokio::sync::Notify::new()),
-            heartbeat_every: Duration::from_secs(600),
-            shadow: tutela_agent::shadow::Shadow::default(),
-            exemptions,
-            follow_live: true,
-            host: tutela_agent::identity::host_id("LAB1-PC01"),
-            rekey: Arc::new(tokio::sync::Notify::new()),
-            notices: None,
-        };
-        self.rt.spawn(sync.clone().run());
-        self.rt.spawn(sync.clone().heartbeat());
-        // Subscribed: the second collector logs the subscription's reading.
-        self.wait("the agent's subscription", || {
-            self.second
-                .log_text()
-                .contains("listening for publications made on any collector")
-        });
-        std::thread::sleep(Duration::from_millis(500));
-        sync
+        subscribed_agent(&self.second, &self.scratch, &self.rt)
     }
 
     /// Pushes pack `version` through the first collector's command line.
@@ -161,6 +111,123 @@ impl Cluster {
         }
         start.elapsed()
     }
+}
+
+/// An agent of group `lab-1` enrolled through, and subscribed to,
+/// `collector`, running pack version 1 from its own disk.
+fn subscribed_agent(
+    collector: &Collector,
+    scratch: &Scratch,
+    rt: &tokio::runtime::Runtime,
+) -> RulesSync {
+    let dir = scratch.path("agent");
+    let token = collector.token(&["--group", "lab-1"]).unwrap();
+    let enrolment = rt
+        .block_on(tutela_agent::enrol::enrol(
+            &dir,
+            &token,
+            "LAB1-PC01",
+            now_ms(),
+        ))
+        .unwrap();
+    let identity = Arc::new(Identity::load_or_create(&dir).unwrap());
+    let spool = Spool::open(
+        &dir.join("spool.db"),
+        &enrolment.agent_id,
+        SpoolConfig::default(),
+    )
+    .unwrap();
+    let pack = Pack::parse(&pack(1, "pipe bomb"), "local").unwrap();
+    let live: LiveRules = Arc::new(RwLock::new(Arc::new(
+        Matcher::compile(&pack, &CompileOptions::default()).unwrap(),
+    )));
+    let bundle_key = hex::decode(&enrolment.bundle_key).unwrap();
+    let exemptions = tutela_agent::exemption::Exemptions::load(&dir, &enrolment.group, &bundle_key);
+    let sync = RulesSync {
+        enrolment,
+        identity,
+        live,
+        data_dir: dir,
+        age: AgeBand::All,
+        spool: Arc::new(Mutex::new(spool)),
+        report_now: Arc::new(tokio::sync::Notify::new()),
+        heartbeat_every: Duration::from_secs(600),
+        shadow: tutela_agent::shadow::Shadow::default(),
+        exemptions,
+        follow_live: true,
+        host: tutela_agent::identity::host_id("LAB1-PC01"),
+        rekey: Arc::new(tokio::sync::Notify::new()),
+        notices: None,
+    };
+    rt.spawn(sync.clone().run());
+    rt.spawn(sync.clone().heartbeat());
+    // Time to subscribe (what it lacks is sent on connect anyway).
+    std::thread::sleep(Duration::from_secs(1));
+    sync
+}
+
+/// Adds a weapons exemption for group `lab-2` through `collector`'s command line.
+fn exempt_lab_2(collector: &Collector) {
+    let out = run_ok(collector.cmd().args([
+        "exemption",
+        "add",
+        "--group",
+        "lab-2",
+        "--category",
+        "weapons",
+        "--until",
+        "1h",
+        "--reason",
+        "Year 9 history: the world wars",
+    ]))
+    .unwrap();
+    assert!(out.contains("in force until"), "{out}");
+}
+
+/// Moves `agent` to group `lab-2` through `collector`'s command line and
+/// waits (at most `WAIT`) for it to hold lab-2's exemption; returns how long
+/// that took.
+fn move_to_lab_2(collector: &Collector, agent: &RulesSync) -> Duration {
+    assert_eq!(agent.exemptions.group(), "lab-1");
+    assert!(
+        agent.exemptions.is_empty(),
+        "lab-2's exemption is not lab-1's"
+    );
+    let start = Instant::now();
+    let out = run_ok(collector.cmd().args([
+        "agents",
+        "move",
+        &agent.enrolment.agent_id,
+        "--group",
+        "lab-2",
+        "--by",
+        "tech.test",
+    ]))
+    .unwrap();
+    assert!(out.contains("moved to group lab-2"), "{out}");
+    while !(agent.exemptions.group() == "lab-2" && agent.exemptions.len() == 1) {
+        assert!(
+            start.elapsed() < WAIT,
+            "timed out waiting for the move; collector log:\n{}",
+            collector.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = start.elapsed();
+    // Kept for the agent's next start.
+    let saved = tutela_agent::identity::Enrolment::load(&agent.data_dir).unwrap();
+    assert_eq!(saved.group, "lab-2");
+    // An agent that is not enrolled cannot be moved.
+    let refused = tutela_tests::run_failing(collector.cmd().args([
+        "agents",
+        "move",
+        "ag-000000000000",
+        "--group",
+        "lab-2",
+    ]));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("no enrolled, unrevoked agent"), "{said}");
+    took
 }
 
 fn version_of(sync: &RulesSync) -> u32 {
@@ -295,6 +362,11 @@ fn a_pack_and_an_exemption_pushed_through_one_collector_reach_an_agent_on_anothe
 fn a_publication_arrives_when_the_listening_connection_was_killed() {
     let cluster = Cluster::start("publication-relisten");
     let agent = cluster.agent_on_second();
+    let listening = "SELECT COUNT(*) FROM pg_stat_activity
+         WHERE application_name = 'tutela-collector publications'";
+    cluster.wait("both collectors listening", || {
+        cluster.pg.count(listening) == 2
+    });
     // Both collectors' listening connections are cut, as a network fault or
     // an administrator would.
     let killed = cluster.pg.count(
@@ -316,10 +388,7 @@ fn a_publication_arrives_when_the_listening_connection_was_killed() {
             .contains("the connection listening for publications ended; listening again")
     });
     cluster.wait("both collectors listening again", || {
-        cluster.pg.count(
-            "SELECT COUNT(*) FROM pg_stat_activity
-             WHERE application_name = 'tutela-collector publications'",
-        ) == 2
+        cluster.pg.count(listening) == 2
     });
     // Listening again, the next publication is announced as before.
     cluster.push(3, "ghost gun");
@@ -397,4 +466,38 @@ fn shadow_counts_are_kept_on_postgresql_with_the_limits_of_the_embedded_store() 
         ]
     );
     assert!(rt.block_on(store.shadow_totals(3)).unwrap().0.is_empty());
+}
+
+#[test]
+fn an_agent_moved_to_another_group_through_one_collector_takes_its_exemptions_at_once() {
+    let cluster = Cluster::start("publication-move");
+    let agent = cluster.agent_on_second();
+    exempt_lab_2(&cluster.first);
+    let took = move_to_lab_2(&cluster.first, &agent);
+    println!(
+        "an agent on the second collector moved through the first took its new group's exemptions in {} ms, without a restart",
+        took.as_millis()
+    );
+    assert_eq!(
+        cluster
+            .pg
+            .query("SELECT action FROM console_audit ORDER BY id")
+            .unwrap(),
+        "exemption-add\nagent-move"
+    );
+}
+
+#[test]
+fn on_sqlite_an_agent_moved_to_another_group_takes_its_exemptions_at_once() {
+    let scratch = Scratch::new("publication-move-sqlite");
+    let mut collector = Collector::init(scratch.path("collector")).unwrap();
+    collector.start().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let agent = subscribed_agent(&collector, &scratch, &rt);
+    exempt_lab_2(&collector);
+    let took = move_to_lab_2(&collector, &agent);
+    println!(
+        "on SQLite, a moved agent took its new group's exemptions in {} ms, without a restart",
+        took.as_millis()
+    );
 }

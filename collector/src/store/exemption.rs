@@ -83,6 +83,18 @@ impl Store {
         backend!(self, s => super::sqlite::exemption::list(&s.conn()), s.exemptions().await)
     }
 
+    /// Moves an enrolled, unrevoked agent to `group` and audits it; false
+    /// when there is no such agent.
+    pub async fn move_agent(
+        &self,
+        agent_id: &str,
+        group: &str,
+        now_ms: i64,
+        note: AuditNote,
+    ) -> Result<bool, StoreError> {
+        backend!(self, s => super::sqlite::exemption::move_agent(&s.conn(), agent_id, group, now_ms, &note), s.move_agent(agent_id, group, now_ms, &note).await)
+    }
+
     pub async fn group_agents(&self, group: &str) -> Result<GroupAgents, StoreError> {
         backend!(self, s => super::sqlite::exemption::group_agents(&s.conn(), group), s.group_agents(group).await)
     }

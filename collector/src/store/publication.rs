@@ -5,7 +5,7 @@
 //! live in `publish`; the SQL in `sqlite/publication.rs` and
 //! `postgres/publication.rs`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use tutela_proto::v1::SignedNotice;
 
@@ -72,6 +72,8 @@ pub struct PublicationState {
     pub revoked: HashSet<String>,
     /// The current notice of each group that has one, as signed.
     pub notices: Vec<(String, SignedNotice)>,
+    /// Agents a technician moved to another group, with that group.
+    pub moves: HashMap<String, String>,
 }
 
 /// Most shadow rule ids recorded per heartbeat (a bound on what an agent can make us store).

@@ -162,6 +162,43 @@ impl Shared {
         Ok(rows.iter().map(row).collect())
     }
 
+    pub async fn move_agent(
+        &self,
+        agent_id: &str,
+        group: &str,
+        now_ms: i64,
+        note: &AuditNote,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.config.connect().await?;
+        let tx = client.transaction().await?;
+        let moved = tx
+            .execute(
+                "UPDATE agents SET grp = $2, group_moved_ms = $3 WHERE agent_id = $1 AND NOT revoked",
+                &[&agent_id, &group, &now_ms],
+            )
+            .await?;
+        if moved != 1 {
+            return Ok(false);
+        }
+        audit(&tx, note).await?;
+        tx.batch_execute(ANNOUNCE).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Agents moved to another group by a technician: (agent, group).
+    pub async fn moves(&self) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT agent_id, grp FROM agents WHERE group_moved_ms > 0 AND NOT revoked",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     pub async fn group_agents(&self, group: &str) -> Result<GroupAgents, StoreError> {
         let client = self.client().await?;
         let in_group = client

@@ -180,6 +180,7 @@ impl Shared {
             .into_iter()
             .map(|n| (n.grp, n.signed))
             .collect();
+        let moves = self.moves().await?;
         let revoked: HashSet<String> = client
             .query("SELECT agent_id FROM agents WHERE revoked", &[])
             .await?
@@ -192,6 +193,7 @@ impl Shared {
             exemptions,
             revoked,
             notices,
+            moves,
         })
     }
 

@@ -172,6 +172,10 @@ CREATE TABLE notice_acks (
     UNIQUE (agent_id, ack_id)
 );
 CREATE INDEX notice_acks_group ON notice_acks (grp, "user", version);
+-- When a technician last moved the agent to another group (0: never):
+-- such agents are sent a signed group assignment on their rules stream.
+ALTER TABLE agents ADD COLUMN group_moved_ms BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX agents_moved ON agents (agent_id) WHERE group_moved_ms > 0;
 -- The audit log (hash-chained, as on SQLite), shared with the console.
 CREATE TABLE IF NOT EXISTS console_audit (
     id BIGINT PRIMARY KEY,

@@ -123,3 +123,32 @@ pub fn group_agents(conn: &Connection, group: &str) -> rusqlite::Result<GroupAge
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(GroupAgents { in_group, groups })
 }
+
+pub fn move_agent(
+    conn: &Connection,
+    agent_id: &str,
+    group: &str,
+    now_ms: i64,
+    note: &AuditNote,
+) -> rusqlite::Result<bool> {
+    crate::console::schema::create(conn)?;
+    crate::store::in_savepoint(conn, "agent_move", || {
+        let moved = conn.execute(
+            "UPDATE agents SET grp = ?2, group_moved_ms = ?3 WHERE agent_id = ?1 AND revoked = 0",
+            params![agent_id, group, now_ms],
+        )?;
+        if moved == 1 {
+            audit(conn, note)?;
+        }
+        Ok(moved == 1)
+    })
+}
+
+/// Agents moved to another group by a technician: (agent, group).
+pub fn moves(conn: &Connection) -> rusqlite::Result<std::collections::HashMap<String, String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT agent_id, grp FROM agents WHERE group_moved_ms > 0 AND revoked = 0",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}

@@ -144,6 +144,13 @@ pub fn open(dir: &Path) -> Result<Connection, rusqlite::Error> {
     add_column(&conn, "alerts", "signed_as", "INTEGER NOT NULL DEFAULT 1")?;
     // What the agent's last heartbeat said is wrong with it (lines; empty: nothing).
     add_column(&conn, "agents", "problems", "TEXT NOT NULL DEFAULT ''")?;
+    // When a technician last moved the agent to another group (0: never).
+    add_column(
+        &conn,
+        "agents",
+        "group_moved_ms",
+        "INTEGER NOT NULL DEFAULT 0",
+    )?;
     Ok(conn)
 }
 

@@ -163,6 +163,7 @@ pub fn state(conn: &Connection, now_ms: i64) -> rusqlite::Result<PublicationStat
             .into_iter()
             .map(|n| (n.grp, n.signed))
             .collect(),
+        moves: super::exemption::moves(&tx)?,
     };
     tx.finish()?;
     Ok(state)
