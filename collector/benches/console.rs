@@ -82,14 +82,18 @@ fn bench(c: &mut Criterion) {
     seed(dir.path());
     eprintln!("seeded {ALERTS} alerts in {:?}", started.elapsed());
     let app = App::open(dir.path(), &Console::default()).unwrap();
-    let conn = app.db.lock().unwrap();
-    auth::add_user(&conn, "dsl", Role::Dsl, "a long bench password").unwrap();
+    let store::console::ConsoleStore::Sqlite(shared) = &app.store else {
+        panic!("the bench opens SQLite")
+    };
+    let conn = shared.lock().unwrap();
+    let db = store::console::Console::Sqlite(&conn);
+    auth::add_user(&db, "dsl", Role::Dsl, "a long bench password").unwrap();
     let Login::Ok(token) =
-        auth::login(&conn, "dsl", "a long bench password", [127, 0, 0, 1].into()).unwrap()
+        auth::login(&db, "dsl", "a long bench password", [127, 0, 0, 1].into()).unwrap()
     else {
         panic!("login")
     };
-    let viewer = auth::viewer(&conn, Some(&token)).unwrap();
+    let viewer = auth::viewer(&db, Some(&token)).unwrap();
     let open = QueueQuery {
         state: "open".into(),
         ..Default::default()
@@ -104,7 +108,7 @@ fn bench(c: &mut Criterion) {
         ..Default::default()
     };
     // Page 200: after the last row of page 199, as its "Next" link says.
-    let last_of_199 = queue::rows(&app, &conn, &viewer, &open, 199 * queue::PAGE_SIZE - 1, 1)
+    let last_of_199 = queue::rows(&app, &db, &viewer, &open, 199 * queue::PAGE_SIZE - 1, 1)
         .unwrap()
         .pop()
         .expect("100,000 alerts fill 200 pages");
@@ -116,7 +120,7 @@ fn bench(c: &mut Criterion) {
         }),
         ..open.clone()
     };
-    let deep_rows = queue::page_rows(&app, &conn, &viewer, &deep).unwrap();
+    let deep_rows = queue::page_rows(&app, &db, &viewer, &deep).unwrap();
     assert_eq!(deep_rows.rows.len() as i64, queue::PAGE_SIZE);
     // Page 199 again, by page 200's "Previous" link.
     let back = QueueQuery {
@@ -129,7 +133,7 @@ fn bench(c: &mut Criterion) {
     };
     let by_offset: Vec<i64> = queue::rows(
         &app,
-        &conn,
+        &db,
         &viewer,
         &open,
         199 * queue::PAGE_SIZE,
@@ -145,7 +149,7 @@ fn bench(c: &mut Criterion) {
         "the keyset page 200 is the 200th page of 50"
     );
     assert_eq!(
-        queue::page_rows(&app, &conn, &viewer, &back)
+        queue::page_rows(&app, &db, &viewer, &back)
             .unwrap()
             .next
             .map(|c| c.id),
@@ -159,10 +163,10 @@ fn bench(c: &mut Criterion) {
         ("open_page_200", &deep),
         ("open_page_199_previous", &back),
     ] {
-        let page = queue::render(&app, &conn, &viewer, q, false).unwrap();
+        let page = queue::render(&app, &db, &viewer, q, false).unwrap();
         assert_eq!(page.status(), 200);
         group.bench_function(name, |b| {
-            b.iter(|| queue::render(&app, &conn, &viewer, q, false).unwrap())
+            b.iter(|| queue::render(&app, &db, &viewer, q, false).unwrap())
         });
     }
     group.finish();
@@ -176,7 +180,7 @@ fn bench(c: &mut Criterion) {
     ] {
         let t = Instant::now();
         for _ in 0..runs {
-            queue::render(&app, &conn, &viewer, q, false).unwrap();
+            queue::render(&app, &db, &viewer, q, false).unwrap();
         }
         let ms = t.elapsed().as_secs_f64() * 1000.0 / runs as f64;
         eprintln!(
@@ -190,7 +194,7 @@ fn bench(c: &mut Criterion) {
     for _ in 0..runs {
         queue::rows(
             &app,
-            &conn,
+            &db,
             &viewer,
             &open,
             199 * queue::PAGE_SIZE,

@@ -66,19 +66,19 @@ pub async fn bind(
     let location = crate::store::Location::new(dir, &config.storage.url)
         .context("the store is misconfigured; fix [storage] in collector.toml")?;
     if location.shared() {
-        // The console, mail and webhooks read the SQLite file: on PostgreSQL
-        // they would show no alerts and send no urgent message. Fail closed.
+        // Mail and webhooks read the SQLite file: on PostgreSQL they would
+        // send no urgent message. Fail closed. (The review console reads
+        // PostgreSQL, without the pages that still need SQLite.)
         anyhow::ensure!(
-            !config.console.enabled
-                && config.mail.host.is_empty()
-                && config.webhooks.targets.is_empty(),
-            "[storage] url names PostgreSQL, where this collector keeps agents, enrolment tokens, heartbeats and events, but the review console, email and webhooks do not read PostgreSQL yet: set [console] enabled = false, leave [mail] host empty and configure no [[webhooks.targets]] to run this collector as an ingest node, or leave [storage] url empty to keep everything in SQLite"
+            config.mail.host.is_empty() && config.webhooks.targets.is_empty(),
+            "[storage] url names PostgreSQL, where this collector keeps agents, enrolment tokens, heartbeats, events and the review console's data, but email and webhooks do not read PostgreSQL yet: leave [mail] host empty and configure no [[webhooks.targets]] on this collector, or leave [storage] url empty to keep everything in SQLite"
         );
         tracing::info!(store = ?location, "agents, enrolment, heartbeats and events are stored in PostgreSQL");
     }
     let store = crate::store::Store::open(&location)
         .await
         .context("cannot open the store")?;
+    let console_location = location.clone();
     let writer = Writer::start(location, config.storage.batch_max)
         .context("cannot open the store for writing")?;
     let keys = Arc::new(AgentKeys::new(store));
@@ -173,7 +173,7 @@ pub async fn bind(
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(64 * 1024),
         );
-    let console = crate::console::start(dir, &config.console, &tls).await;
+    let console = crate::console::start(dir, &config.console, &tls, &console_location).await;
     let purge = crate::retention::spawn_daily(dir.to_owned(), config.retention.clone());
     let serving = async move {
         let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();

@@ -15,16 +15,16 @@
 
 use std::io::Write as _;
 
+use crate::store::console::Console;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use maud::{html, DOCTYPE};
-use rusqlite::Connection;
 
 use super::alert::{self, Alert};
 use super::auth::{self, Viewer};
 use super::html::{csrf, page};
 use super::queue::state_label;
-use super::{audit, deny, html_response, session, typed_response, with_status, App, Fail, Req};
+use super::{deny, html_response, session, typed_response, with_status, App, Fail, Req};
 use crate::reports;
 use crate::store::now_ms;
 
@@ -48,10 +48,10 @@ fn may_export(viewer: &Viewer) -> bool {
     viewer.role.reviews()
 }
 
-pub fn page_handler(_app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = session(conn, req)?;
+pub fn page_handler(_app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(db, req)?;
     if !may_export(&viewer) {
-        return Err(deny(conn, &viewer, "subject access"));
+        return Err(deny(db, &viewer, "subject access"));
     }
     Ok(html_response(form(&viewer, "", None)))
 }
@@ -248,7 +248,7 @@ struct Counts {
 
 fn build(
     app: &App,
-    conn: &Connection,
+    db: &Console<'_>,
     account: &str,
     rows: &[Alert],
     acks: &[crate::notice::AckRecord],
@@ -276,7 +276,7 @@ fn build(
             if capture_withheld(a) {
                 counts.withheld_captures += 1;
             } else {
-                let bytes = alert::capture_bytes(app, conn, a)?;
+                let bytes = alert::capture_bytes(app, db, a)?;
                 let name = capture_name(a);
                 zip.start_file(
                     &name,
@@ -321,10 +321,10 @@ fn build(
     Ok((bytes, counts))
 }
 
-pub fn submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = session(conn, req)?;
+pub fn submit(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(db, req)?;
     if !may_export(&viewer) {
-        return Err(deny(conn, &viewer, "subject access"));
+        return Err(deny(db, &viewer, "subject access"));
     }
     let account = req.f("account").trim();
     if !auth::valid_account_name(account) {
@@ -337,11 +337,11 @@ pub fn submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
             )),
         ));
     }
-    let rows = alert::for_account(app, conn, &viewer, account)?;
-    let acks = crate::notice::acks_of(conn, account)?;
+    let rows = alert::for_account(app, db, &viewer, account)?;
+    // Notice acknowledgements are kept in the embedded store so far.
+    let acks = crate::notice::acks_of(super::embedded(db)?, account)?;
     if rows.is_empty() && acks.is_empty() {
-        audit::append(
-            conn,
+        db.audit(
             &viewer.name,
             "subject_access_export",
             &format!("user:{account}"),
@@ -356,9 +356,8 @@ pub fn submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
             )),
         ));
     }
-    let (bytes, counts) = build(app, conn, account, &rows, &acks)?;
-    audit::append(
-        conn,
+    let (bytes, counts) = build(app, db, account, &rows, &acks)?;
+    db.audit(
         &viewer.name,
         "subject_access_export",
         &format!("user:{account}"),

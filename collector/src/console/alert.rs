@@ -7,115 +7,27 @@ use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use maud::{html, Markup};
 use prost::Message;
-use rusqlite::types::Value;
-use rusqlite::{params, Connection, OptionalExtension};
 use tutela_proto::v1::EventBody;
 
 use super::auth::{self, Viewer};
 use super::html::{csrf, page as layout, select};
 use super::queue::{state_label, STATES};
-use super::{
-    audit, deny, html_response, redirect, session, staff, typed_response, write_tx, App, Fail, Req,
-};
+use super::{deny, html_response, redirect, session, staff, typed_response, App, Fail, Req};
+use crate::store::console::Console;
 use crate::store::now_ms;
+use crate::store::review::Transition;
+use crate::store::StoreError;
 
-/// A stored alert with everything the console shows.
-#[derive(Debug, Clone)]
-pub struct Alert {
-    pub id: i64,
-    pub event_id: String,
-    pub agent_id: String,
-    pub seq: i64,
-    pub time_ms: i64,
-    pub received_ms: i64,
-    pub clock_skew: bool,
-    pub chain_ok: bool,
-    pub user: String,
-    pub station: String,
-    pub source: String,
-    pub context: String,
-    pub app: String,
-    pub window_title: String,
-    pub url: String,
-    pub search_query: String,
-    pub category: String,
-    pub severity: i64,
-    pub rule_id: String,
-    pub term: String,
-    pub matches: String,
-    pub rules_version: i64,
-    pub repeats: i64,
-    pub has_capture: bool,
-    pub state: String,
-    pub repeat_of: String,
-    pub body: Vec<u8>,
-    pub signature: Vec<u8>,
-    pub body_hash: Vec<u8>,
-    pub assignee: String,
-    pub fp_reason: String,
-    /// Protocol version the signature was made under (1: over the bare
-    /// body; 2: over the event domain and the body).
-    pub signed_as: i64,
-}
-
-const COLUMNS: &str = "a.id, a.event_id, a.agent_id, a.seq, a.time_ms, a.received_ms, a.clock_skew, a.chain_ok,
-    a.user, a.station, a.source, a.context, a.app, a.window_title, a.url, a.search_query, a.category,
-    a.severity, a.rule_id, a.term, a.matches, a.rules_version, a.repeat_count, a.has_capture, a.state,
-    a.repeat_of, a.body, a.signature, a.body_hash, COALESCE(r.assignee, ''), COALESCE(r.fp_reason, ''), a.signed_as";
-
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
-    Ok(Alert {
-        id: r.get(0)?,
-        event_id: r.get(1)?,
-        agent_id: r.get(2)?,
-        seq: r.get(3)?,
-        time_ms: r.get(4)?,
-        received_ms: r.get(5)?,
-        clock_skew: r.get(6)?,
-        chain_ok: r.get(7)?,
-        user: r.get(8)?,
-        station: r.get(9)?,
-        source: r.get(10)?,
-        context: r.get(11)?,
-        app: r.get(12)?,
-        window_title: r.get(13)?,
-        url: r.get(14)?,
-        search_query: r.get(15)?,
-        category: r.get(16)?,
-        severity: r.get(17)?,
-        rule_id: r.get(18)?,
-        term: r.get(19)?,
-        matches: r.get(20)?,
-        rules_version: r.get(21)?,
-        repeats: r.get(22)?,
-        has_capture: r.get(23)?,
-        state: r.get(24)?,
-        repeat_of: r.get(25)?,
-        body: r.get(26)?,
-        signature: r.get(27)?,
-        body_hash: r.get(28)?,
-        assignee: r.get(29)?,
-        fp_reason: r.get(30)?,
-        signed_as: r.get(31)?,
-    })
-}
+pub use crate::store::review::{Alert, HistoryEntry};
 
 /// Loads alert `id` if it is in the viewer's scope (else `NotFound`, which
 /// does not confirm that an out-of-scope alert exists). Only the reviewing
 /// roles open an alert: a technician's category-only queue has no alert pages.
-pub fn load(app: &App, conn: &Connection, viewer: &Viewer, id: i64) -> Result<Alert, Fail> {
+pub fn load(app: &App, db: &Console<'_>, viewer: &Viewer, id: i64) -> Result<Alert, Fail> {
     if viewer.queue != super::auth::QueueAccess::Full {
-        return Err(deny(conn, viewer, &format!("alert:{id}")));
+        return Err(deny(db, viewer, &format!("alert:{id}")));
     }
-    let Some((scope, mut params)) = staff::scope(conn, viewer, &app.staff_pattern)? else {
-        return Err(Fail::NotFound);
-    };
-    params.push(Value::Integer(id));
-    let sql = format!(
-        "SELECT {COLUMNS} FROM alerts a LEFT JOIN console_review r ON r.alert_id = a.id WHERE {scope} AND a.id = ?"
-    );
-    conn.query_row(&sql, rusqlite::params_from_iter(params), from_row)
-        .optional()?
+    db.alert(&staff::of(viewer, &app.staff_pattern), id)?
         .ok_or(Fail::NotFound)
 }
 
@@ -124,45 +36,28 @@ pub fn load(app: &App, conn: &Connection, viewer: &Viewer, id: i64) -> Result<Al
 /// subject-access export holds.
 pub fn for_account(
     app: &App,
-    conn: &Connection,
+    db: &Console<'_>,
     viewer: &Viewer,
     account: &str,
 ) -> Result<Vec<Alert>, Fail> {
     if viewer.queue != super::auth::QueueAccess::Full {
-        return Err(deny(conn, viewer, &format!("user:{account}")));
+        return Err(deny(db, viewer, &format!("user:{account}")));
     }
-    let Some((scope, mut params)) = staff::scope(conn, viewer, &app.staff_pattern)? else {
-        return Ok(Vec::new());
-    };
-    params.push(Value::Text(account.to_owned()));
-    let sql = format!(
-        "SELECT {COLUMNS} FROM alerts a LEFT JOIN console_review r ON r.alert_id = a.id
-         WHERE {scope} AND a.user = ? COLLATE NOCASE ORDER BY a.time_ms, a.id"
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(params), from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(db.alerts_of(&staff::of(viewer, &app.staff_pattern), account)?)
 }
 
 /// The decrypted capture stored with `alert`, if any.
-pub fn capture_bytes(app: &App, conn: &Connection, alert: &Alert) -> Result<Vec<u8>, Fail> {
-    decrypt(app, conn, alert)
+pub fn capture_bytes(app: &App, db: &Console<'_>, alert: &Alert) -> Result<Vec<u8>, Fail> {
+    decrypt(app, db, alert)
 }
 
 /// The alert a folded repeat or burst shot belongs to (itself otherwise).
-fn parent(app: &App, conn: &Connection, viewer: &Viewer, alert: Alert) -> Result<Alert, Fail> {
+fn parent(app: &App, db: &Console<'_>, viewer: &Viewer, alert: Alert) -> Result<Alert, Fail> {
     if alert.state != "folded" || alert.repeat_of.is_empty() {
         return Ok(alert);
     }
-    let id: Option<i64> = conn
-        .query_row(
-            "SELECT id FROM alerts WHERE agent_id = ?1 AND event_id = ?2 AND repeat_of = '' LIMIT 1",
-            params![alert.agent_id, alert.repeat_of],
-            |r| r.get(0),
-        )
-        .optional()?;
-    match id {
-        Some(id) => load(app, conn, viewer, id),
+    match db.original_alert_id(&alert.agent_id, &alert.repeat_of)? {
+        Some(id) => load(app, db, viewer, id),
         None => Ok(alert),
     }
 }
@@ -195,17 +90,11 @@ pub fn signed_bytes(alert: &Alert) -> Vec<u8> {
 
 /// Re-verifies the stored body and signature with the agent's enrolled key,
 /// and that the shown fields are the signed ones.
-pub fn verify(conn: &Connection, alert: &Alert) -> rusqlite::Result<(Signature, Vec<u8>)> {
+pub fn verify(db: &Console<'_>, alert: &Alert) -> Result<(Signature, Vec<u8>), StoreError> {
     if alert.source == crate::reports::SOURCE {
         return Ok((Signature::PupilReport, Vec::new()));
     }
-    let key: Option<Vec<u8>> = conn
-        .query_row(
-            "SELECT public_key FROM agents WHERE agent_id = ?1",
-            [&alert.agent_id],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let key = db.agent_public_key(&alert.agent_id)?;
     let Some(key) = key else {
         return Ok((
             Signature::Failed("the agent is not enrolled".into()),
@@ -287,34 +176,19 @@ pub fn highlight(context: &str, matches_json: &str) -> Markup {
     }
 }
 
-fn revealed(conn: &Connection, viewer: &Viewer, alert_id: i64) -> rusqlite::Result<bool> {
-    conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM console_reveals WHERE session_hash = ?1 AND alert_id = ?2)",
-        params![viewer.session_hash, alert_id],
-        |r| r.get(0),
-    )
+fn revealed(db: &Console<'_>, viewer: &Viewer, alert_id: i64) -> Result<bool, StoreError> {
+    db.revealed(&viewer.session_hash, alert_id)
 }
 
 /// (alerts, false positives) for a rule, counting only the alerts in the
 /// viewer's scope (as the queue does).
 pub fn rule_rate(
     app: &App,
-    conn: &Connection,
+    db: &Console<'_>,
     viewer: &Viewer,
     rule_id: &str,
 ) -> Result<(i64, i64), Fail> {
-    let Some((scope, mut params)) = staff::scope(conn, viewer, &app.staff_pattern)? else {
-        return Ok((0, 0));
-    };
-    params.push(Value::Text(rule_id.to_owned()));
-    Ok(conn.query_row(
-        &format!(
-            "SELECT COUNT(*), COALESCE(SUM(a.state = 'false_positive'), 0) FROM alerts a
-             WHERE {scope} AND a.rule_id = ? AND a.state <> 'folded'"
-        ),
-        rusqlite::params_from_iter(params),
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?)
+    Ok(db.rule_rate(&staff::of(viewer, &app.staff_pattern), rule_id)?)
 }
 
 fn percent(part: i64, whole: i64) -> String {
@@ -337,7 +211,7 @@ pub fn next_states(state: &str) -> &'static [&'static str] {
     }
 }
 
-fn capture_html(conn: &Connection, viewer: &Viewer, alert: &Alert) -> Result<Markup, Fail> {
+fn capture_html(db: &Console<'_>, viewer: &Viewer, alert: &Alert) -> Result<Markup, Fail> {
     if !viewer.role.reviews() {
         return Ok(html! { p.muted { "Captures are not shown to technicians." } });
     }
@@ -345,17 +219,12 @@ fn capture_html(conn: &Connection, viewer: &Viewer, alert: &Alert) -> Result<Mar
     if alert.has_capture {
         shots.push(alert.id);
     }
-    let mut stmt = conn.prepare_cached(
-        "SELECT id FROM alerts WHERE agent_id = ?1 AND repeat_of = ?2 AND has_capture = 1 ORDER BY seq",
-    )?;
-    for id in stmt.query_map(params![alert.agent_id, alert.event_id], |r| r.get(0))? {
-        shots.push(id?);
-    }
+    shots.extend(db.burst_shots(&alert.agent_id, &alert.event_id)?);
     if shots.is_empty() {
         return Ok(html! { p.muted { "No capture with this alert." } });
     }
     let id = alert.id;
-    if sensitive(alert) && !revealed(conn, viewer, id)? {
+    if sensitive(alert) && !revealed(db, viewer, id)? {
         return Ok(html! {
             div.veil {
                 img.blurred #capture-blurred src={ "/alerts/" (id) "/preview.jpg" } alt="capture, blurred";
@@ -386,29 +255,28 @@ fn capture_html(conn: &Connection, viewer: &Viewer, alert: &Alert) -> Result<Mar
     })
 }
 
-pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = session(conn, req)?;
-    let alert = load(app, conn, &viewer, req.id())?;
-    let alert = parent(app, conn, &viewer, alert)?;
-    audit::append(
-        conn,
+pub fn page(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(db, req)?;
+    let alert = load(app, db, &viewer, req.id())?;
+    let alert = parent(app, db, &viewer, alert)?;
+    db.audit(
         &viewer.name,
         "view_alert",
         &format!("alert:{}", alert.id),
         "",
     )?;
-    let (signature, _) = verify(conn, &alert)?;
+    let (signature, _) = verify(db, &alert)?;
     let reviews = viewer.role.reviews();
     let z = &app.zone;
-    let (total, fps) = rule_rate(app, conn, &viewer, &alert.rule_id)?;
+    let (total, fps) = rule_rate(app, db, &viewer, &alert.rule_id)?;
     let workflow = if reviews {
-        Some(workflow_html(conn, &viewer, &alert)?)
+        Some(workflow_html(db, &viewer, &alert)?)
     } else {
         None
     };
-    let capture = capture_html(conn, &viewer, &alert)?;
-    let notes = notes_html(conn, &viewer, &alert, z)?;
-    let timeline = timeline_html(app, conn, &viewer, &alert)?;
+    let capture = capture_html(db, &viewer, &alert)?;
+    let notes = notes_html(db, &viewer, &alert, z)?;
+    let timeline = timeline_html(app, db, &viewer, &alert)?;
     let hidden = html! { span.muted { "withheld" } };
     let shown = |text: &str| {
         if reviews {
@@ -495,10 +363,10 @@ pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
     )))
 }
 
-fn workflow_html(conn: &Connection, viewer: &Viewer, alert: &Alert) -> Result<Markup, Fail> {
+fn workflow_html(db: &Console<'_>, viewer: &Viewer, alert: &Alert) -> Result<Markup, Fail> {
     let id = alert.id;
     let staff_scope = viewer.role.sees_staff_alerts();
-    let people = auth::reviewers(conn, staff_scope)?;
+    let people = auth::reviewers(db, staff_scope)?;
     let options: Vec<(&str, &str)> = std::iter::once(("", "nobody"))
         .chain(people.iter().map(|p| (p.as_str(), p.as_str())))
         .collect();
@@ -542,7 +410,7 @@ fn workflow_html(conn: &Connection, viewer: &Viewer, alert: &Alert) -> Result<Ma
 }
 
 fn notes_html(
-    conn: &Connection,
+    db: &Console<'_>,
     viewer: &Viewer,
     alert: &Alert,
     z: &super::tz::Zone,
@@ -550,7 +418,7 @@ fn notes_html(
     if !viewer.role.reviews() {
         return Ok(html! {});
     }
-    let notes = notes(conn, alert.id)?;
+    let notes = db.notes(alert.id)?;
     Ok(html! {
         h2 { "Notes" }
         ul.notes #notes {
@@ -568,30 +436,9 @@ fn notes_html(
     })
 }
 
-pub fn notes(conn: &Connection, alert_id: i64) -> rusqlite::Result<Vec<(i64, String, String)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT time_ms, author, text FROM console_notes WHERE alert_id = ?1 ORDER BY id",
-    )?;
-    let rows = stmt.query_map([alert_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    rows.collect()
-}
-
-/// (time, actor, from state, to state, reason)
-pub type HistoryEntry = (i64, String, String, String, String);
-
-pub fn history(conn: &Connection, alert_id: i64) -> rusqlite::Result<Vec<HistoryEntry>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT time_ms, actor, from_state, to_state, reason FROM console_history WHERE alert_id = ?1 ORDER BY id",
-    )?;
-    let rows = stmt.query_map([alert_id], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-    })?;
-    rows.collect()
-}
-
 fn timeline_html(
     app: &App,
-    conn: &Connection,
+    db: &Console<'_>,
     viewer: &Viewer,
     alert: &Alert,
 ) -> Result<Markup, Fail> {
@@ -599,39 +446,21 @@ fn timeline_html(
     if alert.user.is_empty() {
         return Ok(html! {});
     }
-    let Some((scope, mut params)) = staff::scope(conn, viewer, &app.staff_pattern)? else {
-        return Ok(html! {});
-    };
-    params.push(Value::Text(alert.user.clone()));
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT a.id, a.time_ms, a.category, a.severity, a.state FROM alerts a
-         WHERE {scope} AND a.user = ? AND a.state <> 'folded' ORDER BY a.time_ms DESC LIMIT 50"
-    ))?;
-    let rows = stmt
-        .query_map(rusqlite::params_from_iter(params), |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, String>(4)?,
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let rows = db.timeline(&staff::of(viewer, &app.staff_pattern), &alert.user)?;
     Ok(html! {
         h2 { (alert.user) "'s alerts" }
         table #timeline {
             tbody {
-                @for (id, time, category, severity, state) in &rows {
-                    @let sev = (*severity).clamp(0, 5);
+                @for row in &rows {
+                    @let sev = row.severity.clamp(0, 5);
                     tr {
-                        td { (app.zone.format(*time)) }
+                        td { (app.zone.format(row.time_ms)) }
                         td { span class={ "sev sev" (sev) } { (sev) } }
                         td {
-                            a href={ "/alerts/" (id) } { (category) }
-                            @if *id == alert.id { " (this alert)" }
+                            a href={ "/alerts/" (row.id) } { (row.category) }
+                            @if row.id == alert.id { " (this alert)" }
                         }
-                        td { (state_label(state)) }
+                        td { (state_label(&row.state)) }
                     }
                 }
             }
@@ -639,10 +468,10 @@ fn timeline_html(
     })
 }
 
-fn reviewer(conn: &Connection, req: &Req) -> Result<Viewer, Fail> {
-    let viewer = session(conn, req)?;
+fn reviewer(db: &Console<'_>, req: &Req) -> Result<Viewer, Fail> {
+    let viewer = session(db, req)?;
     if !viewer.role.reviews() {
-        return Err(deny(conn, &viewer, &format!("alert:{}", req.id())));
+        return Err(deny(db, &viewer, &format!("alert:{}", req.id())));
     }
     Ok(viewer)
 }
@@ -657,31 +486,23 @@ fn jpeg(bytes: Vec<u8>) -> Response {
 }
 
 /// The decrypted capture of an alert (or of one of its burst shots).
-fn decrypt(app: &App, conn: &Connection, alert: &Alert) -> Result<Vec<u8>, Fail> {
-    let sealed: Vec<u8> = conn
-        .query_row(
-            "SELECT sealed FROM captures WHERE alert_id = ?1",
-            [alert.id],
-            |r| r.get(0),
-        )
-        .optional()?
-        .ok_or(Fail::NotFound)?;
+fn decrypt(app: &App, db: &Console<'_>, alert: &Alert) -> Result<Vec<u8>, Fail> {
+    let sealed = db.sealed_capture(alert.id)?.ok_or(Fail::NotFound)?;
     app.vault.open(&alert.event_id, &sealed).map_err(|_| {
         tracing::error!(alert = alert.id, "a stored capture failed to decrypt");
         Fail::NotFound
     })
 }
 
-pub fn capture(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = reviewer(conn, req)?;
-    let shot = load(app, conn, &viewer, req.id())?;
-    let alert = parent(app, conn, &viewer, shot.clone())?;
-    if (sensitive(&alert) || sensitive(&shot)) && !revealed(conn, &viewer, alert.id)? {
-        return Err(deny(conn, &viewer, &format!("capture:{}", shot.id)));
+pub fn capture(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = reviewer(db, req)?;
+    let shot = load(app, db, &viewer, req.id())?;
+    let alert = parent(app, db, &viewer, shot.clone())?;
+    if (sensitive(&alert) || sensitive(&shot)) && !revealed(db, &viewer, alert.id)? {
+        return Err(deny(db, &viewer, &format!("capture:{}", shot.id)));
     }
-    let bytes = decrypt(app, conn, &shot)?;
-    audit::append(
-        conn,
+    let bytes = decrypt(app, db, &shot)?;
+    db.audit(
         &viewer.name,
         "view_capture",
         &format!("alert:{}", shot.id),
@@ -692,10 +513,10 @@ pub fn capture(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail
 
 /// A 16-pixel-wide version of a capture, shown blurred: enough to see that
 /// there is a screen, never enough to see what is on it.
-pub fn preview(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = reviewer(conn, req)?;
-    let alert = load(app, conn, &viewer, req.id())?;
-    let bytes = decrypt(app, conn, &alert)?;
+pub fn preview(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = reviewer(db, req)?;
+    let alert = load(app, db, &viewer, req.id())?;
+    let bytes = decrypt(app, db, &alert)?;
     let image = image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)
         .map_err(|_| Fail::NotFound)?
         .to_rgb8();
@@ -708,8 +529,7 @@ pub fn preview(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail
         .map_err(|_| Fail::NotFound)?;
     // Decrypting a capture is a view of it, even when only its blurred
     // preview leaves the server.
-    audit::append(
-        conn,
+    db.audit(
         &viewer.name,
         "view_capture_preview",
         &format!("alert:{}", alert.id),
@@ -718,9 +538,9 @@ pub fn preview(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail
     Ok(jpeg(out))
 }
 
-pub fn reveal(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = reviewer(conn, req)?;
-    let alert = load(app, conn, &viewer, req.id())?;
+pub fn reveal(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = reviewer(db, req)?;
+    let alert = load(app, db, &viewer, req.id())?;
     let reason = req.f("reason").trim();
     if reason.len() < 3 {
         return Err(Fail::BadRequest(
@@ -728,19 +548,13 @@ pub fn reveal(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
         ));
     }
     check_reason(reason)?;
-    let tx = write_tx(conn)?;
-    tx.execute(
-        "INSERT INTO console_reveals (session_hash, alert_id, user, reason, time_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![viewer.session_hash, alert.id, viewer.name, reason, now_ms()],
-    )?;
-    audit::append(
-        &tx,
+    db.record_reveal(
+        &viewer.session_hash,
+        alert.id,
         &viewer.name,
-        "reveal_capture",
-        &format!("alert:{}", alert.id),
-        &format!("reason: {reason}"),
+        reason,
+        now_ms(),
     )?;
-    tx.commit()?;
     Ok(redirect(&format!("/alerts/{}#capture", alert.id)))
 }
 
@@ -759,16 +573,13 @@ pub fn check_reason(reason: &str) -> Result<(), Fail> {
     Ok(())
 }
 
-/// Moves an alert to `to`, recording history and audit; false positives
-/// need a reason. Run it inside the caller's write transaction ([`write_tx`]),
-/// which commits the move and its audit entry together.
-pub fn transition(
-    conn: &Connection,
-    viewer: &Viewer,
-    alert: &Alert,
-    to: &str,
-    reason: &str,
-) -> Result<(), Fail> {
+/// Checks that the workflow lets `alert` move to `to` (false positives need
+/// a reason); the move itself is the store's, with its history and audit.
+pub fn transition<'a>(
+    alert: &'a Alert,
+    to: &'a str,
+    reason: &'a str,
+) -> Result<Transition<'a>, Fail> {
     if !next_states(&alert.state).contains(&to) {
         return Err(Fail::BadRequest(format!(
             "An alert that is {} cannot become {}.",
@@ -776,69 +587,40 @@ pub fn transition(
             state_label(to)
         )));
     }
-    if to == "false_positive" && reason.trim().is_empty() {
+    let reason = reason.trim();
+    if to == "false_positive" && reason.is_empty() {
         return Err(Fail::BadRequest("Say why this is a false positive.".into()));
     }
-    check_reason(reason.trim())?;
-    let now = now_ms();
-    conn.execute(
-        "UPDATE alerts SET state = ?2 WHERE id = ?1",
-        params![alert.id, to],
-    )?;
-    conn.execute(
-        "INSERT INTO console_review (alert_id, fp_reason, updated_ms) VALUES (?1, ?2, ?3)
-         ON CONFLICT(alert_id) DO UPDATE SET fp_reason = ?2, updated_ms = ?3",
-        params![
-            alert.id,
-            if to == "false_positive" {
-                reason.trim()
-            } else {
-                ""
-            },
-            now
-        ],
-    )?;
-    conn.execute(
-        "INSERT INTO console_history (alert_id, time_ms, actor, from_state, to_state, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![alert.id, now, viewer.name, alert.state, to, reason.trim()],
-    )?;
-    audit::append(
-        conn,
-        &viewer.name,
-        "state_change",
-        &format!("alert:{}", alert.id),
-        &format!(
-            "{} -> {}{}",
-            alert.state,
-            to,
-            if reason.trim().is_empty() {
-                String::new()
-            } else {
-                format!("; reason: {}", reason.trim())
-            }
-        ),
-    )?;
-    Ok(())
+    check_reason(reason)?;
+    Ok(Transition {
+        alert_id: alert.id,
+        from: &alert.state,
+        to,
+        reason,
+    })
 }
 
-pub fn change_state(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = reviewer(conn, req)?;
-    let alert = load(app, conn, &viewer, req.id())?;
+pub fn change_state(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = reviewer(db, req)?;
+    let alert = load(app, db, &viewer, req.id())?;
     if !STATES.iter().any(|(s, _)| *s == req.f("to")) {
         return Err(Fail::BadRequest("Unknown state.".into()));
     }
-    let tx = write_tx(conn)?;
-    transition(&tx, &viewer, &alert, req.f("to"), req.f("reason"))?;
-    tx.commit()?;
+    let t = transition(&alert, req.f("to"), req.f("reason"))?;
+    if db.transitions(&viewer.name, &[t], now_ms(), None)? == 0 {
+        return Err(Fail::Conflict(
+            "Someone else changed this alert's state meanwhile; reload the alert to see it.".into(),
+        ));
+    }
     Ok(redirect(&format!("/alerts/{}", alert.id)))
 }
 
-pub fn assign(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = reviewer(conn, req)?;
-    let alert = load(app, conn, &viewer, req.id())?;
+pub fn assign(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = reviewer(db, req)?;
+    let alert = load(app, db, &viewer, req.id())?;
     let who = req.f("assignee");
     if !who.is_empty()
-        && !auth::reviewers(conn, viewer.role.sees_staff_alerts())?
+        && !auth::reviewers(db, viewer.role.sees_staff_alerts())?
             .iter()
             .any(|p| p == who)
     {
@@ -846,51 +628,25 @@ pub fn assign(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
             "That account cannot be assigned this alert.".into(),
         ));
     }
-    let tx = write_tx(conn)?;
-    tx.execute(
-        "INSERT INTO console_review (alert_id, assignee, updated_ms) VALUES (?1, ?2, ?3)
-         ON CONFLICT(alert_id) DO UPDATE SET assignee = ?2, updated_ms = ?3",
-        params![alert.id, who, now_ms()],
-    )?;
-    audit::append(
-        &tx,
-        &viewer.name,
-        "assign",
-        &format!("alert:{}", alert.id),
-        &format!("to {}", if who.is_empty() { "nobody" } else { who }),
-    )?;
-    tx.commit()?;
+    db.assign(&viewer.name, alert.id, who, now_ms())?;
     Ok(redirect(&format!("/alerts/{}", alert.id)))
 }
 
-pub fn add_note(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = reviewer(conn, req)?;
-    let alert = load(app, conn, &viewer, req.id())?;
+pub fn add_note(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = reviewer(db, req)?;
+    let alert = load(app, db, &viewer, req.id())?;
     let text = req.f("text").trim();
     if text.is_empty() || text.len() > 20_000 {
         return Err(Fail::BadRequest(
             "A note needs text (at most 20,000 characters).".into(),
         ));
     }
-    let tx = write_tx(conn)?;
-    tx.execute(
-        "INSERT INTO console_notes (alert_id, time_ms, author, text) VALUES (?1, ?2, ?3, ?4)",
-        params![alert.id, now_ms(), viewer.name, text],
-    )?;
-    // The note's text stays out of the audit log; its existence does not.
-    audit::append(
-        &tx,
-        &viewer.name,
-        "add_note",
-        &format!("alert:{}", alert.id),
-        &format!("{} characters", text.chars().count()),
-    )?;
-    tx.commit()?;
+    db.add_note(&viewer.name, alert.id, text, now_ms())?;
     Ok(redirect(&format!("/alerts/{}#notes", alert.id)))
 }
 
-pub fn bulk_false_positive(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = reviewer(conn, req)?;
+pub fn bulk_false_positive(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = reviewer(db, req)?;
     let reason = req.f("reason").trim();
     if reason.is_empty() {
         return Err(Fail::BadRequest(
@@ -903,52 +659,37 @@ pub fn bulk_false_positive(app: &App, conn: &Connection, req: &Req) -> Result<Re
         .iter()
         .filter_map(|s| s.parse().ok())
         .collect();
-    let tx = write_tx(conn)?;
-    let mut closed = 0;
+    let mut alerts = Vec::new();
     for id in &ids {
-        let Ok(alert) = load(app, &tx, &viewer, *id) else {
+        let Ok(alert) = load(app, db, &viewer, *id) else {
             continue;
         };
         if next_states(&alert.state).contains(&"false_positive") {
-            transition(&tx, &viewer, &alert, "false_positive", reason)?;
-            closed += 1;
+            alerts.push(alert);
         }
     }
-    audit::append(
-        &tx,
-        &viewer.name,
-        "bulk_false_positive",
-        "queue",
-        &format!(
-            "{closed} of {} selected alerts; reason: {reason}",
-            ids.len()
-        ),
-    )?;
-    tx.commit()?;
+    let moves = alerts
+        .iter()
+        .map(|a| transition(a, "false_positive", reason))
+        .collect::<Result<Vec<_>, _>>()?;
+    let selected = ids.len();
+    let closing = |closed: usize| {
+        (
+            "bulk_false_positive".to_owned(),
+            "queue".to_owned(),
+            format!("{closed} of {selected} selected alerts; reason: {reason}"),
+        )
+    };
+    db.transitions(&viewer.name, &moves, now_ms(), Some(&closing))?;
     Ok(redirect("/queue"))
 }
 
 /// Each rule's alerts and false-positive rate.
-pub fn rules_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = reviewer(conn, req)?;
+pub fn rules_page(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = reviewer(db, req)?;
     // Only the alerts in the viewer's scope, as in the queue: the head's
     // staff alerts do not show in the DSL's figures, nor pupils' in the head's.
-    let (scope, params) = staff::scope(conn, &viewer, &app.staff_pattern)?
-        .unwrap_or_else(|| ("0".to_owned(), Vec::new()));
-    let mut stmt = conn.prepare(&format!(
-        "SELECT a.rule_id, a.category, COUNT(*), COALESCE(SUM(a.state = 'false_positive'), 0) FROM alerts a
-         WHERE {scope} AND a.state <> 'folded' GROUP BY a.rule_id ORDER BY 4 * 1.0 / COUNT(*) DESC, COUNT(*) DESC"
-    ))?;
-    let rows = stmt
-        .query_map(rusqlite::params_from_iter(params), |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let rows = db.rule_rates(&staff::of(&viewer, &app.staff_pattern))?;
     let body = html! {
         h1 { "Rules: false-positive rates" }
         p.muted { "The neutral id is what a technician's category-only queue shows for the rule." }
@@ -958,11 +699,11 @@ pub fn rules_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, F
                 th { "Neutral id" }
             } }
             tbody {
-                @for (rule, category, total, fps) in &rows {
+                @for r in &rows {
                     tr {
-                        td { (rule) } td { (category) } td { (total) } td { (fps) }
-                        td { (percent(*fps, *total)) }
-                        td { (super::settings::neutral_rule_id(&app.rule_key, rule)) }
+                        td { (r.rule_id) } td { (r.category) } td { (r.total) } td { (r.false_positives) }
+                        td { (percent(r.false_positives, r.total)) }
+                        td { (super::settings::neutral_rule_id(&app.rule_key, &r.rule_id)) }
                     }
                 }
             }

@@ -11,15 +11,15 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::Fail;
+use crate::store::console::Console;
+use crate::store::now_ms;
+use crate::store::users::{Audited, NewSession};
+use crate::store::StoreError;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use base64::Engine;
 use ring::rand::{SecureRandom, SystemRandom};
-use rusqlite::{params, Connection, OptionalExtension};
-
-use super::audit;
-use super::Fail;
-use crate::store::now_ms;
 
 pub const SESSION_COOKIE: &str = "tutela_session";
 pub const LOGIN_COOKIE: &str = "tutela_login";
@@ -140,7 +140,7 @@ pub fn fresh_token() -> String {
     random_token()
 }
 
-fn token_hash(token: &str) -> Vec<u8> {
+pub fn token_hash(token: &str) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
         .as_ref()
         .to_vec()
@@ -188,7 +188,7 @@ pub fn valid_account_name(name: &str) -> bool {
 }
 
 /// Creates an account, or replaces the password and role of an existing one.
-pub fn add_user(conn: &Connection, name: &str, role: Role, password: &str) -> anyhow::Result<bool> {
+pub fn add_user(db: &Console<'_>, name: &str, role: Role, password: &str) -> anyhow::Result<bool> {
     anyhow::ensure!(
         valid_account_name(name),
         "account names are 1-64 letters, digits, '.', '_', '-' or '@'"
@@ -198,35 +198,8 @@ pub fn add_user(conn: &Connection, name: &str, role: Role, password: &str) -> an
         "the password must be at least {MIN_PASSWORD_CHARS} characters"
     );
     let hash = hash_password(password)?;
-    let existed: bool = conn
-        .query_row(
-            "SELECT 1 FROM console_users WHERE name = ?1",
-            [name],
-            |_| Ok(true),
-        )
-        .optional()?
-        .unwrap_or(false);
-    let tx = super::write_tx(conn)?;
-    tx.execute(
-        "INSERT INTO console_users (name, password_hash, role, created_ms) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT(name) DO UPDATE SET password_hash = ?2, role = ?3, failed = 0, locked_until_ms = 0",
-        params![name, hash, role.as_str(), now_ms()],
-    )?;
     // Existing sessions end when an account's password or role changes.
-    tx.execute("DELETE FROM console_sessions WHERE user = ?1", [name])?;
-    audit::append(
-        &tx,
-        "cli",
-        if existed {
-            "account_updated"
-        } else {
-            "account_created"
-        },
-        &format!("user:{name}"),
-        &format!("role={}", role.as_str()),
-    )?;
-    tx.commit()?;
-    Ok(existed)
+    Ok(db.put_account(name, &hash, role.as_str(), now_ms())?)
 }
 
 /// Failed logins per client address, for throttling.
@@ -269,7 +242,12 @@ fn dummy_hash() -> &'static str {
     HASH.get_or_init(|| hash_password("not a real password").unwrap_or_default())
 }
 
-pub fn login(conn: &Connection, name: &str, password: &str, ip: IpAddr) -> rusqlite::Result<Login> {
+pub fn login(
+    db: &Console<'_>,
+    name: &str,
+    password: &str,
+    ip: IpAddr,
+) -> Result<Login, StoreError> {
     if !valid_account_name(name) {
         // Not a name any account could have: refused before it reaches the
         // database or the audit log (whose actor it would become).
@@ -277,44 +255,37 @@ pub fn login(conn: &Connection, name: &str, password: &str, ip: IpAddr) -> rusql
         tracing::info!(%ip, name_bytes = name.len(), "console sign-in refused: not an account name");
         return Ok(Login::Refused);
     }
-    let row: Option<(String, i64, i64, bool)> = conn
-        .query_row(
-            "SELECT password_hash, failed, locked_until_ms, disabled FROM console_users WHERE name = ?1",
-            [name],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()?;
+    let row = db.login_row(name)?;
     // The password is checked whatever the account's state, so that the
     // time taken does not tell a locked, disabled or unknown account apart.
     let (hash, failed, locked_until, disabled, known) = match row {
-        Some((hash, failed, locked_until, disabled)) => {
-            (hash, failed, locked_until, disabled, true)
-        }
+        Some(r) => (
+            r.password_hash,
+            r.failed,
+            r.locked_until_ms,
+            r.disabled,
+            true,
+        ),
         None => (dummy_hash().to_owned(), 0, 0, false, false),
     };
     let password_ok = verify_password(password, &hash);
     let now = now_ms();
-    let tx = super::write_tx(conn)?;
     if !known {
-        audit::append(
-            &tx,
+        db.audit(
             name,
             "login_failed",
             "console",
             &format!("unknown account from {ip}"),
         )?;
-        tx.commit()?;
         return Ok(Login::Refused);
     }
     if locked_until > now {
-        audit::append(
-            &tx,
+        db.audit(
             name,
             "login_locked",
             "console",
             &format!("attempt while locked from {ip}"),
         )?;
-        tx.commit()?;
         return Ok(Login::Refused);
     }
     if disabled || !password_ok {
@@ -324,56 +295,79 @@ pub fn login(conn: &Connection, name: &str, password: &str, ip: IpAddr) -> rusql
         } else {
             0
         };
-        tx.execute(
-            "UPDATE console_users SET failed = ?2, locked_until_ms = ?3 WHERE name = ?1",
-            params![name, if lock > 0 { 0 } else { failed }, lock],
-        )?;
-        audit::append(
-            &tx,
+        let detail = format!(
+            "{} from {ip}{}",
+            if disabled {
+                "account disabled"
+            } else {
+                "wrong password"
+            },
+            if lock > 0 {
+                "; account locked for 15 minutes"
+            } else {
+                ""
+            }
+        );
+        db.record_login_failure(
             name,
-            "login_failed",
-            "console",
-            &format!(
-                "{} from {ip}{}",
-                if disabled {
-                    "account disabled"
-                } else {
-                    "wrong password"
-                },
-                if lock > 0 {
-                    "; account locked for 15 minutes"
-                } else {
-                    ""
-                }
-            ),
+            if lock > 0 { 0 } else { failed },
+            lock,
+            &Audited {
+                actor: name,
+                action: "login_failed",
+                target: "console",
+                detail: &detail,
+            },
         )?;
-        tx.commit()?;
         return Ok(Login::Refused);
     }
-    tx.execute(
-        "UPDATE console_users SET failed = 0, locked_until_ms = 0 WHERE name = ?1",
-        [name],
+    let session = NewSessionToken::new(name, now);
+    db.sign_in(
+        &session.row(),
+        &Audited {
+            actor: name,
+            action: "login",
+            target: "console",
+            detail: &format!("from {ip}"),
+        },
     )?;
-    let token = open_session(&tx, name)?;
-    audit::append(&tx, name, "login", "console", &format!("from {ip}"))?;
-    tx.commit()?;
-    Ok(Login::Ok(token))
+    Ok(Login::Ok(session.token))
 }
 
-/// Starts a session for `name` inside the caller's transaction (which also
-/// audits the sign-in) and clears expired ones; returns the cookie token.
-pub fn open_session(tx: &Connection, name: &str) -> rusqlite::Result<String> {
-    let now = now_ms();
-    let token = random_token();
-    tx.execute(
-        "INSERT INTO console_sessions (token_hash, user, csrf, created_ms, last_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
-        params![token_hash(&token), name, random_token(), now],
-    )?;
-    tx.execute(
-        "DELETE FROM console_sessions WHERE last_ms < ?1 OR created_ms < ?2",
-        params![now - IDLE_MS, now - ABSOLUTE_MS],
-    )?;
-    Ok(token)
+/// A session about to be opened: the cookie's token and what the store keeps.
+#[derive(Debug)]
+pub struct NewSessionToken {
+    pub token: String,
+    hash: Vec<u8>,
+    csrf: String,
+    user: String,
+    now: i64,
+}
+
+impl NewSessionToken {
+    pub fn new(user: &str, now: i64) -> Self {
+        let token = random_token();
+        Self {
+            hash: token_hash(&token),
+            token,
+            csrf: random_token(),
+            user: user.to_owned(),
+            now,
+        }
+    }
+
+    /// The session row; sessions past their idle or absolute limit are
+    /// cleared on the way.
+    pub fn row(&self) -> NewSession<'_> {
+        NewSession {
+            token_hash: &self.hash,
+            user: &self.user,
+            csrf: &self.csrf,
+            now_ms: self.now,
+            idle_before_ms: self.now - IDLE_MS,
+            created_before_ms: self.now - ABSOLUTE_MS,
+        }
+    }
 }
 
 /// How stale a session's last-activity time may get before a request
@@ -382,76 +376,60 @@ const TOUCH_AFTER_MS: i64 = 30_000;
 
 /// The viewer for a session cookie, or `Fail::Login`; the request counts as
 /// activity and restarts the session's idle clock.
-pub fn viewer(conn: &Connection, token: Option<&str>) -> Result<Viewer, Fail> {
-    check_session(conn, token, true)
+pub fn viewer(db: &Console<'_>, token: Option<&str>) -> Result<Viewer, Fail> {
+    check_session(db, token, true)
 }
 
 /// The viewer for a session cookie, or `Fail::Login`. `touch`: the request
 /// is the user's own activity and restarts the idle clock; background polls
 /// pass `false`, so an unattended open page still times out.
-pub fn check_session(conn: &Connection, token: Option<&str>, touch: bool) -> Result<Viewer, Fail> {
+pub fn check_session(db: &Console<'_>, token: Option<&str>, touch: bool) -> Result<Viewer, Fail> {
     let token = token.ok_or(Fail::Login)?;
     let hash = token_hash(token);
     let now = now_ms();
-    let row: Option<(String, String, i64, i64, String)> = conn
-        .query_row(
-            "SELECT s.user, s.csrf, s.created_ms, s.last_ms, u.role FROM console_sessions s
-             JOIN console_users u ON u.name = s.user AND u.disabled = 0 WHERE s.token_hash = ?1",
-            [&hash],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .optional()?;
-    let Some((name, csrf, created, last, role)) = row else {
+    let Some(row) = db.session(&hash)? else {
         return Err(Fail::Login);
     };
-    if last < now - IDLE_MS || created < now - ABSOLUTE_MS {
-        conn.execute(
-            "DELETE FROM console_sessions WHERE token_hash = ?1",
-            [&hash],
-        )?;
+    if row.last_ms < now - IDLE_MS || row.created_ms < now - ABSOLUTE_MS {
+        db.end_session(&hash)?;
         return Err(Fail::Login);
     }
-    if touch && now - last > TOUCH_AFTER_MS {
-        conn.execute(
-            "UPDATE console_sessions SET last_ms = ?2 WHERE token_hash = ?1",
-            params![hash, now],
-        )?;
+    if touch && now - row.last_ms > TOUCH_AFTER_MS {
+        db.touch_session(&hash, now)?;
     }
-    let role = Role::parse(&role).ok_or(Fail::Forbidden)?;
+    let role = Role::parse(&row.role).ok_or(Fail::Forbidden)?;
     let queue = if role == Role::Technician {
-        QueueAccess::of(role, super::settings::technician_queue(conn)?)
+        QueueAccess::of(role, super::settings::technician_queue(db)?)
     } else {
         QueueAccess::of(role, super::settings::TechnicianQueue::None)
     };
     Ok(Viewer {
-        name,
+        name: row.user,
         role,
-        csrf,
+        csrf: row.csrf,
         session_hash: hash,
         queue,
     })
 }
 
-pub fn logout(conn: &Connection, viewer: &Viewer) -> rusqlite::Result<()> {
-    let tx = super::write_tx(conn)?;
-    tx.execute(
-        "DELETE FROM console_sessions WHERE token_hash = ?1",
-        [&viewer.session_hash],
-    )?;
-    audit::append(&tx, &viewer.name, "logout", "console", "")?;
-    tx.commit()
+pub fn logout(db: &Console<'_>, viewer: &Viewer) -> Result<(), StoreError> {
+    db.sign_out(
+        &viewer.session_hash,
+        &Audited {
+            actor: &viewer.name,
+            action: "logout",
+            target: "console",
+            detail: "",
+        },
+    )
 }
 
 /// Names of accounts that can be assigned alerts in the viewer's scope.
-pub fn reviewers(conn: &Connection, staff_scope: bool) -> rusqlite::Result<Vec<String>> {
-    let roles = if staff_scope {
-        "('head')"
+pub fn reviewers(db: &Console<'_>, staff_scope: bool) -> Result<Vec<String>, StoreError> {
+    let roles: &[&str] = if staff_scope {
+        &["head"]
     } else {
-        "('dsl','deputy-dsl')"
+        &["dsl", "deputy-dsl"]
     };
-    let mut stmt = conn.prepare(&format!(
-        "SELECT name FROM console_users WHERE disabled = 0 AND role IN {roles} ORDER BY name"
-    ))?;
-    let rows = stmt.query_map([], |r| r.get(0))?;
-    rows.collect()
+    db.accounts_with_roles(roles)
 }

@@ -4,13 +4,13 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use super::auth::{self, Role};
+use super::staff;
+use crate::store::console::{Console, ConsoleStore};
+use crate::store::now_ms;
+use crate::store::users::AccountChange;
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use rusqlite::{params, Connection, OptionalExtension};
-
-use super::auth::{self, Role};
-use super::{audit, schema, staff};
-use crate::store::{self, now_ms};
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
@@ -74,34 +74,58 @@ fn read_password(path: Option<PathBuf>) -> anyhow::Result<String> {
     Ok(text.lines().next().unwrap_or("").to_owned())
 }
 
-fn open(dir: &Path) -> anyhow::Result<Connection> {
-    let conn = store::open(dir).with_context(|| {
-        format!(
-            "opening the collector database in {} (is --data-dir right?)",
-            dir.display()
-        )
-    })?;
-    schema::create(&conn)?;
-    Ok(conn)
+/// Opens the store the collector in `dir` uses (`[storage] url`: SQLite
+/// in `dir`, or PostgreSQL) and runs `f` with the console's view of it.
+fn with_store<T>(
+    dir: &Path,
+    f: impl FnOnce(&Console<'_>) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let url = crate::config::CollectorConfig::load(&dir.join("collector.toml"))
+        .map(|c| c.storage.url)
+        .unwrap_or_default();
+    let location = crate::store::Location::new(dir, &url)
+        .context("the store is misconfigured; fix [storage] in collector.toml")?;
+    if !location.shared() {
+        let store = ConsoleStore::open_sqlite(dir).with_context(|| {
+            format!(
+                "opening the collector database in {} (is --data-dir right?)",
+                dir.display()
+            )
+        })?;
+        return store.with(f).0;
+    }
+    // The store's connection runs on a runtime of its own; the command's
+    // work is driven from this thread.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let store = runtime
+        .block_on(ConsoleStore::open(&location))
+        .context("opening the collector's store")?;
+    let outcome = store.with(f).0;
+    drop(store);
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    outcome
 }
 
-/// Fails with a hint unless an account called `name` exists.
-fn require_account(conn: &Connection, name: &str) -> anyhow::Result<()> {
-    let found = conn
-        .query_row(
-            "SELECT 1 FROM console_users WHERE name = ?1",
-            [name],
-            |_| Ok(()),
-        )
-        .optional()?;
-    if found.is_none() {
+/// Applies `change` to account `name`, or says there is no such account.
+fn change(db: &Console<'_>, name: &str, change: AccountChange<'_>) -> anyhow::Result<()> {
+    if !db.change_account(name, change)? {
+        bail!("there is no console account named {name:?}; `tutela-collector user list` shows the accounts");
+    }
+    Ok(())
+}
+
+fn require_account(db: &Console<'_>, name: &str) -> anyhow::Result<()> {
+    if db.login_row(name)?.is_none() {
         bail!("there is no console account named {name:?}; `tutela-collector user list` shows the accounts");
     }
     Ok(())
 }
 
 pub fn user(dir: &Path, command: UserCommand) -> anyhow::Result<()> {
-    match command {
+    with_store(dir, |db| match command {
         UserCommand::Add {
             name,
             role,
@@ -109,8 +133,7 @@ pub fn user(dir: &Path, command: UserCommand) -> anyhow::Result<()> {
         } => {
             let password = read_password(password_file)?;
             let role = Role::parse(&role).context("unknown role")?;
-            let conn = open(dir)?;
-            let existed = auth::add_user(&conn, &name, role, &password)?;
+            let existed = auth::add_user(db, &name, role, &password)?;
             println!(
                 "{} console account {name} ({})",
                 if existed { "updated" } else { "created" },
@@ -122,8 +145,7 @@ pub fn user(dir: &Path, command: UserCommand) -> anyhow::Result<()> {
             name,
             password_file,
         } => {
-            let conn = open(dir)?;
-            require_account(&conn, &name)?;
+            require_account(db, &name)?;
             let password = read_password(password_file)?;
             anyhow::ensure!(
                 password.chars().count() >= auth::MIN_PASSWORD_CHARS,
@@ -131,95 +153,53 @@ pub fn user(dir: &Path, command: UserCommand) -> anyhow::Result<()> {
                 auth::MIN_PASSWORD_CHARS
             );
             let hash = auth::hash_password(&password)?;
-            let tx = super::write_tx(&conn)?;
-            tx.execute(
-                "UPDATE console_users SET password_hash = ?2, failed = 0, locked_until_ms = 0 WHERE name = ?1",
-                params![name, hash],
-            )?;
-            tx.execute("DELETE FROM console_sessions WHERE user = ?1", [&name])?;
-            audit::append(&tx, "cli", "password_reset", &format!("user:{name}"), "")?;
-            tx.commit()?;
+            change(db, &name, AccountChange::Password(&hash))?;
             println!("new password set for console account {name}; its sessions ended");
             Ok(())
         }
         UserCommand::Unlock { name } => {
-            let conn = open(dir)?;
-            require_account(&conn, &name)?;
-            let tx = super::write_tx(&conn)?;
-            tx.execute(
-                "UPDATE console_users SET failed = 0, locked_until_ms = 0 WHERE name = ?1",
-                [&name],
-            )?;
-            audit::append(&tx, "cli", "account_unlocked", &format!("user:{name}"), "")?;
-            tx.commit()?;
+            change(db, &name, AccountChange::Unlock)?;
             println!("console account {name} unlocked");
             Ok(())
         }
         UserCommand::Disable { name } => {
-            let conn = open(dir)?;
-            require_account(&conn, &name)?;
-            let tx = super::write_tx(&conn)?;
-            tx.execute(
-                "UPDATE console_users SET disabled = 1 WHERE name = ?1",
-                [&name],
-            )?;
-            tx.execute("DELETE FROM console_sessions WHERE user = ?1", [&name])?;
-            audit::append(&tx, "cli", "account_disabled", &format!("user:{name}"), "")?;
-            tx.commit()?;
+            change(db, &name, AccountChange::Disable)?;
             println!("console account {name} disabled; its sessions ended");
             Ok(())
         }
         UserCommand::Enable { name } => {
-            let conn = open(dir)?;
-            require_account(&conn, &name)?;
-            let tx = super::write_tx(&conn)?;
-            tx.execute(
-                "UPDATE console_users SET disabled = 0, failed = 0, locked_until_ms = 0 WHERE name = ?1",
-                [&name],
-            )?;
-            audit::append(&tx, "cli", "account_enabled", &format!("user:{name}"), "")?;
-            tx.commit()?;
+            change(db, &name, AccountChange::Enable)?;
             println!("console account {name} enabled");
             Ok(())
         }
         UserCommand::List => {
-            let conn = open(dir)?;
-            let mut stmt = conn.prepare(
-                "SELECT name, role, failed, locked_until_ms, disabled, password_hash = '' FROM console_users ORDER BY name",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, bool>(4)?,
-                    r.get::<_, bool>(5)?,
-                ))
-            })?;
             let now = now_ms();
-            for row in rows {
-                let (name, role, failed, locked_until, disabled, sso) = row?;
-                let state = if disabled {
+            for a in db.accounts()? {
+                let name = &a.name;
+                let state = if a.disabled {
                     "disabled".to_owned()
-                } else if locked_until > now {
+                } else if a.locked_until_ms > now {
                     format!(
                         "locked ({} min left; `user unlock {name}` lifts it)",
-                        (locked_until - now + 59_999) / 60_000
+                        (a.locked_until_ms - now + 59_999) / 60_000
                     )
-                } else if failed > 0 {
-                    format!("active ({failed} failed sign-ins)")
+                } else if a.failed > 0 {
+                    format!("active ({} failed sign-ins)", a.failed)
                 } else {
                     "active".to_owned()
                 };
                 // Single sign-on accounts have no password; the role is the
                 // mapping's at their last sign-in.
-                let how = if sso { "\tsingle sign-on" } else { "" };
-                println!("{name}\t{role}\t{state}{how}");
+                let how = if a.single_sign_on {
+                    "\tsingle sign-on"
+                } else {
+                    ""
+                };
+                println!("{name}\t{}\t{state}{how}", a.role);
             }
             Ok(())
         }
-    }
+    })
 }
 
 pub fn users(dir: &Path, command: UsersCommand) -> anyhow::Result<()> {
@@ -227,9 +207,7 @@ pub fn users(dir: &Path, command: UsersCommand) -> anyhow::Result<()> {
         UsersCommand::Import { csv } => {
             let text = std::fs::read_to_string(&csv)
                 .with_context(|| format!("reading {}", csv.display()))?;
-            let mut conn = store::open(dir).context("opening the collector database")?;
-            schema::create(&conn)?;
-            let n = staff::import(&mut conn, &text)?;
+            let n = with_store(dir, |db| staff::import(db, &text))?;
             println!(
                 "imported {} staff accounts ({} other accounts ignored); their alerts go to the head teacher",
                 n.staff, n.others

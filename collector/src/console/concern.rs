@@ -15,12 +15,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::store::console::Console;
 use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine;
 use maud::{html, Markup, DOCTYPE};
 use ring::rand::{SecureRandom, SystemRandom};
-use rusqlite::Connection;
 
 use super::{html_response, redirect, with_status, App, Fail, FormLimit, Req};
 use crate::reports::{self, Report, CATEGORIES, MAX_NAME_CHARS, MAX_TEXT_CHARS};
@@ -220,11 +220,11 @@ fn form(app: &App, entered: &Entered<'_>, message: Option<&str>) -> String {
     layout("Report a concern", body)
 }
 
-pub fn page(app: &App, _conn: &Connection, _req: &Req) -> Result<Response, Fail> {
+pub fn page(app: &App, _db: &Console<'_>, _req: &Req) -> Result<Response, Fail> {
     Ok(html_response(form(app, &Entered::default(), None)))
 }
 
-pub fn submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+pub fn submit(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
     let entered = Entered {
         name: req.f("name"),
         category: req.f("category"),
@@ -270,7 +270,8 @@ pub fn submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
             "Too many reports are arriving at once, so yours was not sent yet. Wait a minute, then press Send again. If you need help now, tell any adult in school.",
         );
     }
-    if let Err(e) = reports::store(conn, &report) {
+    // Pupils' reports are stored through the embedded store so far.
+    if let Err(e) = reports::store(super::embedded(db)?, &report) {
         tracing::error!(error = %e, "a pupil report could not be stored");
         return again(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -290,7 +291,7 @@ pub fn submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
     )))
 }
 
-pub fn sent(_app: &App, _conn: &Connection, req: &Req) -> Result<Response, Fail> {
+pub fn sent(_app: &App, _db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
     let body = html! {
         h1 #concern-sent { "Thank you for telling us" }
         p { "Your report has been sent to the safeguarding lead." }

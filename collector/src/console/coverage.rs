@@ -14,33 +14,20 @@ use std::collections::HashSet;
 
 use axum::response::Response;
 use maud::{html, Markup};
-use rusqlite::Connection;
 
 use super::auth::{Role, Viewer};
 use super::html::{csrf, page};
-use super::{audit, deny, html_response, redirect, session, write_tx, App, Fail, Req};
+use super::{deny, embedded, html_response, redirect, session, App, Fail, Req};
+use crate::store::console::Console;
+use crate::store::fleet::StationChange;
 use crate::store::now_ms;
+use crate::store::users::Audited;
+
+pub use crate::store::fleet::Station;
 
 /// Clears flags and revokes stations: technicians, the DSL and deputies.
 pub fn may_manage_stations(role: Role) -> bool {
     matches!(role, Role::Technician | Role::Dsl | Role::DeputyDsl)
-}
-
-/// One row of the fleet table.
-#[derive(Debug, Clone)]
-pub struct Station {
-    pub agent_id: String,
-    pub station: String,
-    pub grp: String,
-    pub last_seen_ms: Option<i64>,
-    pub agent_version: String,
-    pub rules_version: i64,
-    pub spool_backlog: i64,
-    pub spool_dropped: i64,
-    pub flag: String,
-    pub silent: bool,
-    /// What the agent's last heartbeat reported wrong with it, one per line.
-    pub problems: String,
 }
 
 /// The kind of device an agent version names. The browser extension
@@ -80,35 +67,17 @@ impl Station {
 }
 
 /// Every unrevoked station, silent and flagged ones first.
-pub fn stations(app: &App, conn: &Connection, now: i64) -> rusqlite::Result<Vec<Station>> {
+pub fn stations(app: &App, db: &Console<'_>, now: i64) -> Result<Vec<Station>, Fail> {
+    // Silent stations are worked out over the embedded store so far.
     let silent: HashSet<String> =
-        crate::coverage::silent_stations(conn, now, &app.fleet, &app.zone)?
+        crate::coverage::silent_stations(embedded(db)?, now, &app.fleet, &app.zone)?
             .into_iter()
             .map(|s| s.agent_id)
             .collect();
-    let mut stmt = conn.prepare(
-        "SELECT agent_id, station, grp, last_seen_ms, agent_version, rules_version,
-                spool_backlog, spool_dropped, COALESCE(flag, ''), problems
-         FROM agents WHERE revoked = 0 ORDER BY grp, station",
-    )?;
-    let mut rows = stmt
-        .query_map([], |r| {
-            let agent_id: String = r.get(0)?;
-            Ok(Station {
-                silent: silent.contains(&agent_id),
-                agent_id,
-                station: r.get(1)?,
-                grp: r.get(2)?,
-                last_seen_ms: r.get(3)?,
-                agent_version: r.get(4)?,
-                rules_version: r.get(5)?,
-                spool_backlog: r.get(6)?,
-                spool_dropped: r.get(7)?,
-                flag: r.get(8)?,
-                problems: r.get(9)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut rows = db.stations()?;
+    for row in &mut rows {
+        row.silent = silent.contains(&row.agent_id);
+    }
     rows.sort_by_key(|s| match s.health() {
         "flagged" => 0,
         "silent" => 1,
@@ -118,18 +87,18 @@ pub fn stations(app: &App, conn: &Connection, now: i64) -> rusqlite::Result<Vec<
     Ok(rows)
 }
 
-pub fn page_handler(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = session(conn, req)?;
+pub fn page_handler(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(db, req)?;
     if !viewer.role.sees_fleet() {
-        return Err(deny(conn, &viewer, "fleet"));
+        return Err(deny(db, &viewer, "fleet"));
     }
     let now = now_ms();
-    let rows = stations(app, conn, now)?;
+    let rows = stations(app, db, now)?;
     let silent = rows.iter().filter(|s| s.health() == "silent").count();
     let flagged = rows.iter().filter(|s| s.health() == "flagged").count();
     let troubled = rows.iter().filter(|s| s.health() == "problem").count();
     let manages = may_manage_stations(viewer.role);
-    let shadow = shadow_section(conn)?;
+    let shadow = shadow_section(db)?;
     let body = html! {
         h1 { "Fleet" }
         p #fleet-summary {
@@ -196,19 +165,6 @@ fn station_actions(viewer: &Viewer, s: &Station) -> Markup {
     }
 }
 
-fn find_station(
-    conn: &Connection,
-    agent_id: &str,
-) -> rusqlite::Result<Option<(String, String, String)>> {
-    use rusqlite::OptionalExtension;
-    conn.query_row(
-        "SELECT station, grp, COALESCE(flag, '') FROM agents WHERE agent_id = ?1 AND revoked = 0",
-        [agent_id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )
-    .optional()
-}
-
 /// What an action does, for its confirm page and its audit entry.
 struct StationAction {
     path: &'static str,
@@ -235,24 +191,24 @@ const REVOKE: StationAction = StationAction {
 };
 
 /// `POST /fleet/clear-flag`: asks to confirm, then clears the station's flag.
-pub fn clear_flag(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    station_action(app, conn, req, &CLEAR_FLAG)
+pub fn clear_flag(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    station_action(app, db, req, &CLEAR_FLAG)
 }
 
 /// `POST /fleet/revoke`: asks to confirm, then revokes the station's identity.
-pub fn revoke(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    station_action(app, conn, req, &REVOKE)
+pub fn revoke(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    station_action(app, db, req, &REVOKE)
 }
 
 fn station_action(
     _app: &App,
-    conn: &Connection,
+    db: &Console<'_>,
     req: &Req,
     action: &StationAction,
 ) -> Result<Response, Fail> {
-    let viewer = session(conn, req)?;
+    let viewer = session(db, req)?;
     if !may_manage_stations(viewer.role) {
-        return Err(deny(conn, &viewer, &format!("fleet: {}", action.path)));
+        return Err(deny(db, &viewer, &format!("fleet: {}", action.path)));
     }
     let agent_id = req.f("agent");
     if agent_id.is_empty() || agent_id.len() > 64 {
@@ -260,7 +216,7 @@ fn station_action(
             "No station was given; go back to the Fleet page and use the station's button.".into(),
         ));
     }
-    let Some((station, grp, flag)) = find_station(conn, agent_id)? else {
+    let Some((station, grp, flag)) = db.station(agent_id)? else {
         return Err(Fail::BadRequest(format!(
             "There is no enrolled, unrevoked station {agent_id}; it may have been revoked already. Reload the Fleet page."
         )));
@@ -269,7 +225,7 @@ fn station_action(
     // Identities re-keyed from this one (cloned images): revoking a copied or
     // stolen key should take them too; the technician chooses.
     let descendants = if revoking {
-        crate::store::sqlite::agents::descendants(conn, agent_id)?
+        db.descendants(agent_id)?
     } else {
         Vec::new()
     };
@@ -306,50 +262,56 @@ fn station_action(
         };
         return Ok(html_response(page(action.title, Some(&viewer), body)));
     }
-    let sql = if revoking {
-        "UPDATE agents SET revoked = 1 WHERE agent_id = ?1 AND revoked = 0"
-    } else {
-        "UPDATE agents SET flag = NULL WHERE agent_id = ?1 AND revoked = 0"
-    };
-    // Each change and its audit entry commit together, or not at all.
-    let tx = write_tx(conn)?;
-    if tx.execute(sql, [agent_id])? == 0 {
-        return Err(Fail::BadRequest(format!(
-            "Station {agent_id} was revoked meanwhile; reload the Fleet page."
-        )));
-    }
     let detail = if revoking {
         format!("station {station}, group {grp}")
     } else {
         format!("station {station}; was: {flag}")
     };
-    audit::append(
-        &tx,
-        &viewer.name,
-        action.audit,
-        &format!("agent:{agent_id}"),
-        &detail,
-    )?;
-    if revoking && req.f("descendants") == "yes" {
-        for d in &descendants {
-            if tx.execute(sql, [d])? > 0 {
-                audit::append(
-                    &tx,
-                    &viewer.name,
-                    action.audit,
-                    &format!("agent:{d}"),
-                    &format!("re-keyed from {agent_id}, revoked with it"),
-                )?;
-            }
-        }
+    let cloned = format!("re-keyed from {agent_id}, revoked with it");
+    let targets: Vec<String> = std::iter::once(agent_id.to_owned())
+        .chain(
+            descendants
+                .iter()
+                .filter(|_| revoking && req.f("descendants") == "yes")
+                .cloned(),
+        )
+        .collect();
+    let audit_targets: Vec<String> = targets.iter().map(|a| format!("agent:{a}")).collect();
+    let entries: Vec<(String, Audited<'_>)> = targets
+        .iter()
+        .zip(&audit_targets)
+        .enumerate()
+        .map(|(i, (agent, target))| {
+            (
+                agent.clone(),
+                Audited {
+                    actor: &viewer.name,
+                    action: action.audit,
+                    target,
+                    detail: if i == 0 { &detail } else { &cloned },
+                },
+            )
+        })
+        .collect();
+    let change = if revoking {
+        StationChange::Revoke
+    } else {
+        StationChange::ClearFlag
+    };
+    // Each change and its audit entry commit together, or not at all.
+    if !db.change_stations(change, &entries)? {
+        return Err(Fail::BadRequest(format!(
+            "Station {agent_id} was revoked meanwhile; reload the Fleet page."
+        )));
     }
-    tx.commit()?;
     tracing::info!(agent_id = %agent_id, by = %viewer.name, action = action.audit, "station changed from the console");
     Ok(redirect("/fleet"))
 }
 
 /// The candidate (shadow) pack's would-be matches per rule, noisiest first.
-fn shadow_section(conn: &Connection) -> rusqlite::Result<Markup> {
+fn shadow_section(db: &Console<'_>) -> Result<Markup, Fail> {
+    // Rule candidates are published in the embedded store so far.
+    let conn = embedded(db)?;
     crate::publish::ensure_schema(conn)?;
     let Some((version, _, _)) = crate::publish::latest(conn, true)? else {
         return Ok(html! {

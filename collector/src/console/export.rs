@@ -2,21 +2,21 @@
 //! JSON carrying the signed body, signature and agent key so anyone can
 //! re-verify it), and a CSV of a filtered queue. Every export is audited.
 
+use crate::store::console::Console;
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use base64::Engine;
 use maud::html;
-use rusqlite::Connection;
 
 use super::alert::{self, Signature};
 use super::html::page as layout;
 use super::queue::{self, state_label, QueueQuery};
-use super::{audit, deny, html_response, session, typed_response, App, Fail, Req};
+use super::{deny, html_response, session, typed_response, App, Fail, Req};
 
-fn reviewer(conn: &Connection, req: &Req) -> Result<super::auth::Viewer, Fail> {
-    let viewer = session(conn, req)?;
+fn reviewer(db: &Console<'_>, req: &Req) -> Result<super::auth::Viewer, Fail> {
+    let viewer = session(db, req)?;
     if !viewer.role.reviews() {
-        return Err(deny(conn, &viewer, "export"));
+        return Err(deny(db, &viewer, "export"));
     }
     Ok(viewer)
 }
@@ -34,25 +34,19 @@ fn matched_words(a: &alert::Alert) -> Vec<String> {
 }
 
 /// The incident record as JSON.
-pub fn record(app: &App, conn: &Connection, a: &alert::Alert) -> Result<serde_json::Value, Fail> {
-    let (signature, key) = alert::verify(conn, a)?;
+pub fn record(app: &App, db: &Console<'_>, a: &alert::Alert) -> Result<serde_json::Value, Fail> {
+    let (signature, key) = alert::verify(db, a)?;
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let capture_sha: Option<String> = if a.has_capture {
-        conn.query_row(
-            "SELECT sha256 FROM captures WHERE alert_id = ?1",
-            [a.id],
-            |r| r.get::<_, Vec<u8>>(0),
-        )
-        .ok()
-        .map(hex::encode)
+        db.capture_sha256(a.id)?.map(hex::encode)
     } else {
         None
     };
-    let notes: Vec<serde_json::Value> = alert::notes(conn, a.id)?
+    let notes: Vec<serde_json::Value> = db.notes(a.id)?
         .into_iter()
         .map(|(t, author, text)| serde_json::json!({"time": app.zone.format(t), "time_ms": t, "author": author, "text": text}))
         .collect();
-    let history: Vec<serde_json::Value> = alert::history(conn, a.id)?
+    let history: Vec<serde_json::Value> = db.history(a.id)?
         .into_iter()
         .map(|(t, actor, from, to, reason)| serde_json::json!({"time": app.zone.format(t), "time_ms": t, "by": actor, "from": from, "to": to, "reason": reason}))
         .collect();
@@ -110,12 +104,11 @@ pub fn record(app: &App, conn: &Connection, a: &alert::Alert) -> Result<serde_js
     }))
 }
 
-pub fn record_json(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = reviewer(conn, req)?;
-    let a = alert::load(app, conn, &viewer, req.id())?;
-    let json = record(app, conn, &a)?;
-    audit::append(
-        conn,
+pub fn record_json(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = reviewer(db, req)?;
+    let a = alert::load(app, db, &viewer, req.id())?;
+    let json = record(app, db, &a)?;
+    db.audit(
         &viewer.name,
         "export_record_json",
         &format!("alert:{}", a.id),
@@ -134,12 +127,11 @@ pub fn record_json(app: &App, conn: &Connection, req: &Req) -> Result<Response, 
     Ok(r)
 }
 
-pub fn record_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = reviewer(conn, req)?;
-    let a = alert::load(app, conn, &viewer, req.id())?;
-    let json = record(app, conn, &a)?;
-    audit::append(
-        conn,
+pub fn record_page(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = reviewer(db, req)?;
+    let a = alert::load(app, db, &viewer, req.id())?;
+    let json = record(app, db, &a)?;
+    db.audit(
         &viewer.name,
         "export_record",
         &format!("alert:{}", a.id),
@@ -280,14 +272,13 @@ fn queue_csv(app: &App, rows: &[queue::Row]) -> csv::Result<String> {
     ))
 }
 
-pub fn csv(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = reviewer(conn, req)?;
+pub fn csv(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = reviewer(db, req)?;
     let q = QueueQuery::from_req(req);
-    let rows = queue::rows(app, conn, &viewer, &q, 0, 100_000)?;
+    let rows = queue::rows(app, db, &viewer, &q, 0, 100_000)?;
     let out = queue_csv(app, &rows)
         .map_err(|e| Fail::BadRequest(format!("the CSV could not be written: {e}")))?;
-    audit::append(
-        conn,
+    db.audit(
         &viewer.name,
         "export_csv",
         "queue",

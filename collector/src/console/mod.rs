@@ -3,9 +3,10 @@
 //! context) and auditors (the audit log), served by `serve` on its own
 //! listener.
 //!
-//! Every request runs its database work on a blocking thread against one
-//! connection; pages are functions from rows to maud templates, which escape
-//! every value.
+//! Every request runs on a blocking thread with the console's handle on the
+//! store ([`crate::store::console::Console`]); pages are functions from rows
+//! to maud templates, which escape every value. Rule publication, exemptions
+//! and notices still take the SQLite connection (see [`LegacyPage`]).
 
 pub mod access;
 pub mod alert;
@@ -29,7 +30,7 @@ pub mod tz;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
@@ -41,14 +42,15 @@ use rusqlite::Connection;
 
 use crate::config::Console as ConsoleConfig;
 use crate::secrets::{CaptureVault, TlsIdentity};
-use crate::store;
+use crate::store::console::{Console, ConsoleStore};
+use crate::store::StoreError;
 use auth::{Throttle, Viewer};
 use tz::Zone;
 
 /// Shared state of the console.
 #[derive(Clone)]
 pub struct App {
-    pub db: Arc<Mutex<Connection>>,
+    pub store: ConsoleStore,
     pub vault: Arc<CaptureVault>,
     pub zone: Zone,
     pub staff_pattern: String,
@@ -75,17 +77,38 @@ impl std::fmt::Debug for App {
 }
 
 impl App {
-    /// Opens the store in `dir` and creates the console's tables.
+    /// Opens the SQLite store in `dir` and creates the console's tables.
     pub fn open(dir: &Path, config: &ConsoleConfig) -> anyhow::Result<Self> {
-        let conn = store::open(dir)?;
-        schema::create(&conn)?;
-        let rule_key = Arc::new(settings::rule_id_key(&conn)?);
+        let store = ConsoleStore::open_sqlite(dir)?;
+        let rule_key = store.with(settings::rule_id_key).0?;
+        Self::assemble(dir, config, store, rule_key)
+    }
+
+    /// Opens the store at `location` (SQLite in `dir`, or PostgreSQL) and
+    /// creates or upgrades the console's tables.
+    pub async fn open_at(
+        dir: &Path,
+        config: &ConsoleConfig,
+        location: &crate::store::Location,
+    ) -> anyhow::Result<Self> {
+        let store = ConsoleStore::open(location).await?;
+        let rule_key = store.run(settings::rule_id_key).await?;
+        Self::assemble(dir, config, store, rule_key)
+    }
+
+    fn assemble(
+        dir: &Path,
+        config: &ConsoleConfig,
+        store: ConsoleStore,
+        rule_key: Vec<u8>,
+    ) -> anyhow::Result<Self> {
+        let rule_key = Arc::new(rule_key);
         let zone = Zone::parse(&config.time_zone).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "unknown console time_zone; showing UTC");
             Zone::utc()
         });
         Ok(Self {
-            db: Arc::new(Mutex::new(conn)),
+            store,
             vault: Arc::new(CaptureVault::load(dir)?),
             zone,
             staff_pattern: config.staff_pattern.trim().to_lowercase(),
@@ -169,9 +192,21 @@ pub enum Fail {
     BadRequest(String),
     /// The CSRF token was missing or wrong.
     Csrf,
+    /// Someone else changed the alert first.
+    Conflict(String),
+    Store(StoreError),
+    /// A database error in a page not yet moved behind the store.
     Db(rusqlite::Error),
     /// A page left its transaction open; it was rolled back.
     Unsaved,
+    /// The page still needs the embedded store.
+    EmbeddedOnly,
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
 }
 
 impl From<rusqlite::Error> for Fail {
@@ -201,7 +236,14 @@ impl Fail {
                 "The change was not saved because of a database problem; reload the page and try again."
                     .to_owned(),
             ),
-            Fail::Db(e) => {
+            Fail::Conflict(why) => (StatusCode::CONFLICT, why),
+            Fail::EmbeddedOnly => (
+                StatusCode::NOT_IMPLEMENTED,
+                "This page needs the embedded (SQLite) store so far; use it on a collector that runs on SQLite."
+                    .to_owned(),
+            ),
+            Fail::Db(e) => return Fail::Store(e.into()).response(json),
+            Fail::Store(e) => {
                 tracing::error!(error = %e, "console database error");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -253,11 +295,35 @@ pub fn redirect(to: &str) -> Response {
 }
 
 /// Starts a write transaction (`BEGIN IMMEDIATE`) on the console's shared
-/// connection. An action and its audit entry go in one: both commit or
-/// neither does, and an early return (`?`) rolls back when the transaction
-/// is dropped, so the connection never stays inside a transaction.
+/// SQLite connection, for the pages not yet moved behind the store. An
+/// action and its audit entry go in one: both commit or neither does, and an
+/// early return (`?`) rolls back when the transaction is dropped.
 pub fn write_tx(conn: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
-    rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+    crate::store::sqlite::write_tx(conn)
+}
+
+/// The console's store, or the SQLite connection of a page not yet moved
+/// behind it: what [`session`] and [`deny`] take.
+pub trait AsConsole {
+    fn console(&self) -> Console<'_>;
+}
+
+impl AsConsole for Connection {
+    fn console(&self) -> Console<'_> {
+        Console::Sqlite(self)
+    }
+}
+
+impl AsConsole for Console<'_> {
+    fn console(&self) -> Console<'_> {
+        *self
+    }
+}
+
+/// The SQLite connection for a page that calls a module not yet moved
+/// behind the store; on other backends the page is refused.
+pub fn embedded<'a>(db: &'a Console<'_>) -> Result<&'a Connection, Fail> {
+    db.legacy().ok_or(Fail::EmbeddedOnly)
 }
 
 /// Whether a request is the queue page's background poll. A poll does not
@@ -267,11 +333,11 @@ pub fn is_poll(req: &Req) -> bool {
 }
 
 /// Checks the session and, for a POST, its CSRF token (refusals are audited).
-pub fn session(conn: &Connection, req: &Req) -> Result<Viewer, Fail> {
-    let viewer = auth::check_session(conn, req.cookie(auth::SESSION_COOKIE), !is_poll(req))?;
+pub fn session(db: &(impl AsConsole + ?Sized), req: &Req) -> Result<Viewer, Fail> {
+    let db = db.console();
+    let viewer = auth::check_session(&db, req.cookie(auth::SESSION_COOKIE), !is_poll(req))?;
     if req.post && !auth::same_secret(req.f("csrf"), &viewer.csrf) {
-        audit::append(
-            conn,
+        db.audit(
             &viewer.name,
             "csrf_refused",
             "console",
@@ -283,9 +349,8 @@ pub fn session(conn: &Connection, req: &Req) -> Result<Viewer, Fail> {
 }
 
 /// Refuses, and audits the refusal.
-pub fn deny(conn: &Connection, viewer: &Viewer, target: &str) -> Fail {
-    let _ = audit::append(
-        conn,
+pub fn deny(db: &(impl AsConsole + ?Sized), viewer: &Viewer, target: &str) -> Fail {
+    let _ = db.console().audit(
         &viewer.name,
         "denied",
         target,
@@ -294,7 +359,34 @@ pub fn deny(conn: &Connection, viewer: &Viewer, target: &str) -> Fail {
     Fail::Forbidden
 }
 
-type Page = fn(&App, &Connection, &Req) -> Result<Response, Fail>;
+/// A page: it reads and writes through the console's store.
+type Page = fn(&App, &Console<'_>, &Req) -> Result<Response, Fail>;
+
+/// A page that still takes the SQLite connection (rule publication,
+/// exemptions, notices); refused on other backends.
+type LegacyPage = fn(&App, &Connection, &Req) -> Result<Response, Fail>;
+
+/// Either kind of page.
+#[derive(Clone, Copy)]
+enum Handler {
+    Store(Page),
+    Legacy(LegacyPage),
+}
+
+impl From<Page> for Handler {
+    fn from(page: Page) -> Self {
+        Handler::Store(page)
+    }
+}
+
+impl Handler {
+    fn run(self, app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+        match self {
+            Handler::Store(page) => page(app, db, req),
+            Handler::Legacy(page) => page(app, embedded(db)?, req),
+        }
+    }
+}
 
 const MAX_FORM_BYTES: usize = 256 * 1024;
 
@@ -388,13 +480,13 @@ fn request_ip(
     client_address(peer, headers, trusted_proxy)
 }
 
-async fn call(app: App, page: Page, id: Option<i64>, request: Request) -> Response {
+async fn call(app: App, page: Handler, id: Option<i64>, request: Request) -> Response {
     call_limited(app, page, id, request, DEFAULT_FORM_LIMIT).await
 }
 
 async fn call_limited(
     app: App,
-    page: Page,
+    page: Handler,
     id: Option<i64>,
     request: Request,
     limit: FormLimit,
@@ -464,20 +556,14 @@ async fn call_limited(
     let json = req.wants_json;
     let path = parts.uri.path().to_owned();
     let result = tokio::task::spawn_blocking(move || {
-        let conn = app.db.lock().unwrap_or_else(|p| p.into_inner());
-        let result = page(&app, &conn, &req);
-        // Every page commits or rolls back what it began; should one not,
-        // the shared connection must not keep the write lock (ingest's
-        // writer would wait on it) or gather later work into a transaction
-        // that is never committed.
-        if !conn.is_autocommit() {
+        let (result, settled) = app.store.with(|db| page.run(&app, db, &req));
+        // Every page commits or rolls back what it began; one that did not
+        // had its transaction rolled back.
+        if !settled {
             tracing::error!(
                 path = %path,
                 "a console page left a transaction open; rolled back"
             );
-            if let Err(e) = conn.execute_batch("ROLLBACK") {
-                tracing::error!(error = %e, "rolling back the console's open transaction failed");
-            }
             return Err(Fail::Unsaved);
         }
         result
@@ -517,21 +603,39 @@ pub fn harden(mut response: Response) -> Response {
 
 macro_rules! page {
     ($f:path) => {
-        |State(app): State<App>, request: Request| call(app, $f, None, request)
+        |State(app): State<App>, request: Request| call(app, Handler::Store($f), None, request)
+    };
+}
+
+/// A page that still takes the SQLite connection.
+macro_rules! legacy_page {
+    ($f:path) => {
+        |State(app): State<App>, request: Request| call(app, Handler::Legacy($f), None, request)
     };
 }
 
 /// A page whose form may be larger than the default limit.
 macro_rules! large_form_page {
     ($f:path, $limit:expr) => {
-        |State(app): State<App>, request: Request| call_limited(app, $f, None, request, $limit)
+        |State(app): State<App>, request: Request| {
+            call_limited(app, Handler::Legacy($f), None, request, $limit)
+        }
     };
 }
 
 macro_rules! alert_page {
     ($f:path) => {
         |State(app): State<App>, UrlPath(id): UrlPath<i64>, request: Request| {
-            call(app, $f, Some(id), request)
+            call(app, Handler::Store($f), Some(id), request)
+        }
+    };
+}
+
+/// An id-taking page that still takes the SQLite connection.
+macro_rules! legacy_id_page {
+    ($f:path) => {
+        |State(app): State<App>, UrlPath(id): UrlPath<i64>, request: Request| {
+            call(app, Handler::Legacy($f), Some(id), request)
         }
     };
 }
@@ -545,9 +649,12 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     r
 }
 
-/// The console's routes.
+/// The console's routes. Off the embedded store, the pages that still need
+/// it (rule publication, exemptions, notices, the Fleet page, pupils'
+/// reports, subject access) are not served.
 pub fn router(app: App) -> Router {
-    Router::new()
+    let embedded = app.store.embedded();
+    let router = Router::new()
         .route("/", get(|| async { redirect("/queue") }))
         .route(
             "/login",
@@ -557,15 +664,6 @@ pub fn router(app: App) -> Router {
         .route("/login/oidc/{name}", get(sso::start))
         .route("/login/oidc/{name}/callback", get(sso::callback))
         .route("/queue", get(page!(queue::page)))
-        .route(
-            "/concern",
-            get(page!(concern::page)).post(large_form_page!(concern::submit, concern::FORM_LIMIT)),
-        )
-        .route("/concern/sent", get(page!(concern::sent)))
-        .route(
-            "/subject-access",
-            get(page!(access::page_handler)).post(page!(access::submit)),
-        )
         .route("/queue.csv", get(page!(export::csv)))
         .route("/queue/bulk", post(page!(alert::bulk_false_positive)))
         .route("/rules", get(page!(alert::rules_page)))
@@ -574,28 +672,9 @@ pub fn router(app: App) -> Router {
             "/settings",
             get(page!(settings::page_handler)).post(page!(settings::submit)),
         )
-        .route(
-            "/notices",
-            get(page!(notice::page_handler))
-                .post(large_form_page!(notice::submit, notice::FORM_LIMIT)),
-        )
-        .route("/fleet", get(page!(coverage::page_handler)))
-        .route("/fleet/clear-flag", post(page!(coverage::clear_flag)))
-        .route("/fleet/revoke", post(page!(coverage::revoke)))
-        .route("/exemptions", get(page!(exemptions::list_page)))
-        .route(
-            "/rules/publish",
-            get(page!(publish::page_handler))
-                .post(large_form_page!(publish::submit, publish::FORM_LIMIT)),
-        )
         .route("/tokens", get(page!(tokens::list_page)))
         .route("/tokens/create", post(page!(tokens::create)))
         .route("/tokens/revoke", post(page!(tokens::revoke)))
-        .route("/exemptions/add", post(page!(exemptions::add)))
-        .route(
-            "/exemptions/{id}/revoke",
-            post(alert_page!(exemptions::revoke)),
-        )
         .route("/alerts/{id}", get(alert_page!(alert::page)))
         .route("/alerts/{id}/capture.jpg", get(alert_page!(alert::capture)))
         .route("/alerts/{id}/preview.jpg", get(alert_page!(alert::preview)))
@@ -615,26 +694,58 @@ pub fn router(app: App) -> Router {
         .route(
             "/assets/console.js",
             get(|| async { asset("text/javascript; charset=utf-8", html::JS) }),
+        );
+    if !embedded {
+        return router.with_state(app);
+    }
+    router
+        .route(
+            "/concern",
+            get(page!(concern::page)).post(|State(app): State<App>, request: Request| {
+                call_limited(
+                    app,
+                    Handler::Store(concern::submit),
+                    None,
+                    request,
+                    concern::FORM_LIMIT,
+                )
+            }),
+        )
+        .route("/concern/sent", get(page!(concern::sent)))
+        .route(
+            "/subject-access",
+            get(page!(access::page_handler)).post(page!(access::submit)),
+        )
+        .route(
+            "/notices",
+            get(legacy_page!(notice::page_handler))
+                .post(large_form_page!(notice::submit, notice::FORM_LIMIT)),
+        )
+        .route("/fleet", get(page!(coverage::page_handler)))
+        .route("/fleet/clear-flag", post(page!(coverage::clear_flag)))
+        .route("/fleet/revoke", post(page!(coverage::revoke)))
+        .route("/exemptions", get(legacy_page!(exemptions::list_page)))
+        .route(
+            "/rules/publish",
+            get(legacy_page!(publish::page_handler))
+                .post(large_form_page!(publish::submit, publish::FORM_LIMIT)),
+        )
+        .route("/exemptions/add", post(legacy_page!(exemptions::add)))
+        .route(
+            "/exemptions/{id}/revoke",
+            post(legacy_id_page!(exemptions::revoke)),
         )
         .with_state(app)
 }
 
-fn audit_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = session(conn, req)?;
+fn audit_page(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(db, req)?;
     if !viewer.role.audits() {
-        return Err(deny(conn, &viewer, "audit log"));
+        return Err(deny(db, &viewer, "audit log"));
     }
     let actor = Some(req.q("actor")).filter(|a| !a.is_empty());
-    audit::append(
-        conn,
-        &viewer.name,
-        "view_audit",
-        "audit log",
-        actor.unwrap_or(""),
-    )?;
-    Ok(html_response(audit::render(
-        conn, &viewer, &app.zone, actor,
-    )?))
+    db.audit(&viewer.name, "view_audit", "audit log", actor.unwrap_or(""))?;
+    Ok(html_response(audit::render(db, &viewer, &app.zone, actor)?))
 }
 
 /// Aborts the console when dropped (when `serve` stops).
@@ -649,11 +760,16 @@ impl Drop for Handle {
 
 /// Binds and starts the console. A console that cannot start is logged and
 /// left out: agents' evidence keeps flowing into the store regardless.
-pub async fn start(dir: &Path, config: &ConsoleConfig, tls: &TlsIdentity) -> Option<Handle> {
+pub async fn start(
+    dir: &Path,
+    config: &ConsoleConfig,
+    tls: &TlsIdentity,
+    location: &crate::store::Location,
+) -> Option<Handle> {
     if !config.enabled {
         return None;
     }
-    match bind(dir, config, tls).await {
+    match bind(dir, config, tls, location).await {
         Ok((addr, serving)) => {
             let scheme = if config.tls { "https" } else { "http" };
             tracing::info!(url = %format!("{scheme}://{addr}/"), "review console listening");
@@ -671,12 +787,13 @@ pub async fn bind(
     dir: &Path,
     config: &ConsoleConfig,
     tls: &TlsIdentity,
+    location: &crate::store::Location,
 ) -> anyhow::Result<(
     SocketAddr,
     impl std::future::Future<Output = ()> + Send + 'static,
 )> {
     use anyhow::Context;
-    let app = App::open(dir, config)?;
+    let app = App::open_at(dir, config, location).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} for the console", config.listen))?;

@@ -11,14 +11,17 @@ use std::fmt::Write;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use maud::{html, Markup};
-use rusqlite::types::Value;
-use rusqlite::Connection;
 
 use super::auth::{self, Login, QueueAccess, Viewer};
 use super::html::{csrf, page as layout, select, url_value};
 use super::{
     html_response, is_poll, redirect, session, staff, typed_response, with_status, App, Fail, Req,
 };
+use crate::store::console::Console;
+use crate::store::review::{AlertFilter, StateFilter, Walk};
+use crate::store::StoreError;
+
+pub use crate::store::review::{Cursor, QueueRow as Row, STATES};
 
 pub const PAGE_SIZE: i64 = 50;
 
@@ -36,18 +39,6 @@ pub const CATEGORIES: [&str; 12] = [
     "weapons",
     "illegal",
 ];
-
-/// Review states in workflow order, with their labels.
-pub const STATES: [(&str, &str); 6] = [
-    ("new", "New"),
-    ("in_review", "In review"),
-    ("escalated", "Escalated"),
-    ("actioned", "Actioned"),
-    ("closed", "Closed"),
-    ("false_positive", "False positive"),
-];
-
-pub const OPEN_STATES: &str = "('new','in_review','escalated','actioned')";
 
 pub fn state_label(state: &str) -> &str {
     STATES
@@ -96,7 +87,7 @@ fn login_form(app: &App, message: Option<&str>, status: StatusCode) -> Response 
     r
 }
 
-pub fn login_page(app: &App, _conn: &Connection, _req: &Req) -> Result<Response, Fail> {
+pub fn login_page(app: &App, _db: &Console<'_>, _req: &Req) -> Result<Response, Fail> {
     Ok(login_form(app, None, StatusCode::OK))
 }
 
@@ -105,7 +96,7 @@ pub fn login_page(app: &App, _conn: &Connection, _req: &Req) -> Result<Response,
 /// tell which accounts exist.
 pub const LOGIN_REFUSED: &str = "Sign-in failed: the account name or password is wrong, or the account is locked or disabled. Check both and try again. After five failed sign-ins an account is locked for 15 minutes; if it still fails, ask whoever manages console accounts.";
 
-pub fn login_submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
+pub fn login_submit(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
     let expected = req.cookie(auth::LOGIN_COOKIE).unwrap_or("");
     if expected.is_empty() || !auth::same_secret(req.f("csrf"), expected) {
         return Ok(login_form(
@@ -122,7 +113,7 @@ pub fn login_submit(app: &App, conn: &Connection, req: &Req) -> Result<Response,
             StatusCode::TOO_MANY_REQUESTS,
         ));
     }
-    match auth::login(conn, req.f("name"), req.f("password"), ip)? {
+    match auth::login(db, req.f("name"), req.f("password"), ip)? {
         Login::Ok(token) => {
             let mut r = redirect("/queue");
             let h = r.headers_mut();
@@ -147,9 +138,9 @@ pub fn login_submit(app: &App, conn: &Connection, req: &Req) -> Result<Response,
     }
 }
 
-pub fn logout(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = session(conn, req)?;
-    auth::logout(conn, &viewer)?;
+pub fn logout(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(db, req)?;
+    auth::logout(db, &viewer)?;
     let mut r = redirect("/login");
     r.headers_mut().append(
         header::SET_COOKIE,
@@ -177,15 +168,7 @@ pub struct QueueQuery {
     pub before: Option<Cursor>,
 }
 
-/// A position in the queue's order: severity, then time, then id, all
-/// descending. Written `severity.time_ms.id` in links.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
-    pub severity: i64,
-    pub time_ms: i64,
-    pub id: i64,
-}
-
+/// A cursor is written `severity.time_ms.id` in links.
 impl Cursor {
     /// Reads `severity.time_ms.id`; `None` for anything else (the first page
     /// is shown instead).
@@ -210,15 +193,6 @@ impl Cursor {
             id: row.id,
         }
     }
-}
-
-/// Which way a keyset query walks from its cursor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Walk {
-    /// Rows after the cursor, in queue order.
-    Forward,
-    /// Rows before the cursor, nearest first (reverse queue order).
-    Backward,
 }
 
 impl QueueQuery {
@@ -263,179 +237,51 @@ impl QueueQuery {
     }
 }
 
-/// The WHERE clause (alias `a`) for the viewer's scope and `q`, without the
-/// state filter, and its parameters; `None` when nothing is in scope.
-pub fn where_clause(
-    app: &App,
-    conn: &Connection,
-    viewer: &Viewer,
-    q: &QueueQuery,
-) -> rusqlite::Result<Option<(String, Vec<Value>)>> {
-    let Some((scope, mut params)) = staff::scope(conn, viewer, &app.staff_pattern)? else {
-        return Ok(None);
-    };
-    let mut sql = format!("a.state <> 'folded' AND {scope}");
-    if !q.category.is_empty() {
-        sql.push_str(" AND a.category = ?");
-        params.push(Value::Text(q.category.clone()));
-    }
-    if q.severity > 0 {
-        sql.push_str(" AND a.severity >= ?");
-        params.push(Value::Integer(q.severity));
-    }
+/// What the store is asked for: the viewer's scope and `q`'s filters;
+/// `None` for a state that does not exist.
+pub fn filter(app: &App, viewer: &Viewer, q: &QueueQuery) -> Option<AlertFilter> {
     // A category-only queue takes no filter on who or where: a technician
     // must not learn whether a named pupil or station has alerts.
     let full = viewer.queue == QueueAccess::Full;
-    if full && !q.pupil.is_empty() {
-        sql.push_str(" AND a.user = ? COLLATE NOCASE");
-        params.push(Value::Text(q.pupil.clone()));
-    }
-    if full && !q.station.is_empty() {
-        sql.push_str(" AND a.station = ? COLLATE NOCASE");
-        params.push(Value::Text(q.station.clone()));
-    }
-    if let Some(ms) = app.zone.midnight_ms(&q.from) {
-        sql.push_str(" AND a.time_ms >= ?");
-        params.push(Value::Integer(ms));
-    }
-    if let Some(ms) = app.zone.day_end_ms(&q.to) {
-        sql.push_str(" AND a.time_ms < ?");
-        params.push(Value::Integer(ms));
-    }
-    if full && !q.search.is_empty() {
-        let like = format!(
-            "%{}%",
-            q.search
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
-        let columns: &[&str] = &[
-            "a.user",
-            "a.station",
-            "a.context",
-            "a.window_title",
-            "a.url",
-            "a.search_query",
-            "a.term",
-            "a.rule_id",
-        ];
-        let ors: Vec<String> = columns
-            .iter()
-            .map(|c| format!("{c} LIKE ? ESCAPE '\\'"))
-            .collect();
-        let _ = write!(sql, " AND ({})", ors.join(" OR "));
-        for _ in columns {
-            params.push(Value::Text(like.clone()));
-        }
-    }
-    Ok(Some((sql, params)))
-}
-
-fn state_clause(state: &str) -> Option<String> {
-    match state {
-        // Unary plus: walk the risk index in queue order and stop after a page, rather than
-        // collect every open alert from the per-state index and sort them.
-        "open" => Some(format!(" AND +a.state IN {OPEN_STATES}")),
-        "all" => Some(String::new()),
-        s if STATES.iter().any(|(k, _)| *k == s) => Some(format!(" AND a.state = '{s}'")),
-        _ => None,
-    }
-}
-
-/// One row of the queue.
-#[derive(Debug, Clone)]
-pub struct Row {
-    pub id: i64,
-    pub time_ms: i64,
-    pub user: String,
-    pub station: String,
-    pub source: String,
-    pub category: String,
-    pub severity: i64,
-    pub rule_id: String,
-    pub term: String,
-    pub state: String,
-    pub repeats: i64,
-    pub has_capture: bool,
-    pub context: String,
-    pub assignee: String,
+    let only_full = |text: &str| if full { text.to_owned() } else { String::new() };
+    Some(AlertFilter {
+        scope: staff::of(viewer, &app.staff_pattern),
+        category: q.category.clone(),
+        min_severity: q.severity,
+        pupil: only_full(&q.pupil),
+        station: only_full(&q.station),
+        from_ms: app.zone.midnight_ms(&q.from),
+        before_ms: app.zone.day_end_ms(&q.to),
+        search: only_full(&q.search),
+        state: StateFilter::parse(&q.state)?,
+    })
 }
 
 /// Rows matching `q` in the viewer's scope, by severity then time: `limit`
 /// rows from `offset`, after `q.after` when it is set.
 pub fn rows(
     app: &App,
-    conn: &Connection,
+    db: &Console<'_>,
     viewer: &Viewer,
     q: &QueueQuery,
     offset: i64,
     limit: i64,
 ) -> Result<Vec<Row>, Fail> {
     let keyset = q.after.map(|c| (c, Walk::Forward));
-    select_rows(app, conn, viewer, q, keyset, offset, limit)
+    select_rows(app, db, viewer, q, keyset, offset, limit)
 }
 
 fn select_rows(
     app: &App,
-    conn: &Connection,
+    db: &Console<'_>,
     viewer: &Viewer,
     q: &QueueQuery,
     keyset: Option<(Cursor, Walk)>,
     offset: i64,
     limit: i64,
 ) -> Result<Vec<Row>, Fail> {
-    let Some((mut sql, mut params)) = where_clause(app, conn, viewer, q)? else {
-        return Ok(Vec::new());
-    };
-    let states = state_clause(&q.state).ok_or_else(|| Fail::BadRequest("unknown state".into()))?;
-    sql.push_str(&states);
-    // Row-value comparisons on the order's own columns: SQLite seeks the
-    // risk index (severity, time_ms, then rowid) straight to the cursor.
-    let order = match keyset {
-        Some((cursor, walk)) => {
-            sql.push_str(match walk {
-                Walk::Forward => " AND (a.severity, a.time_ms, a.id) < (?, ?, ?)",
-                Walk::Backward => " AND (a.severity, a.time_ms, a.id) > (?, ?, ?)",
-            });
-            params.push(Value::Integer(cursor.severity));
-            params.push(Value::Integer(cursor.time_ms));
-            params.push(Value::Integer(cursor.id));
-            match walk {
-                Walk::Forward => "DESC",
-                Walk::Backward => "ASC",
-            }
-        }
-        None => "DESC",
-    };
-    let full = format!(
-        "SELECT a.id, a.time_ms, a.user, a.station, a.source, a.category, a.severity, a.rule_id, a.term,
-            a.state, a.repeat_count, a.has_capture, substr(a.context, 1, 160), COALESCE(r.assignee, '')
-         FROM alerts a LEFT JOIN console_review r ON r.alert_id = a.id
-         WHERE {sql} ORDER BY a.severity {order}, a.time_ms {order}, a.id {order} LIMIT ? OFFSET ?"
-    );
-    params.push(Value::Integer(limit));
-    params.push(Value::Integer(offset));
-    let mut stmt = conn.prepare_cached(&full)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
-        Ok(Row {
-            id: r.get(0)?,
-            time_ms: r.get(1)?,
-            user: r.get(2)?,
-            station: r.get(3)?,
-            source: r.get(4)?,
-            category: r.get(5)?,
-            severity: r.get(6)?,
-            rule_id: r.get(7)?,
-            term: r.get(8)?,
-            state: r.get(9)?,
-            repeats: r.get(10)?,
-            has_capture: r.get(11)?,
-            context: r.get(12)?,
-            assignee: r.get(13)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let f = filter(app, viewer, q).ok_or_else(|| Fail::BadRequest("unknown state".into()))?;
+    Ok(db.queue_rows(&f, keyset, offset, limit)?)
 }
 
 /// One page of the queue for `q`, and whether pages exist before and after it.
@@ -450,7 +296,7 @@ pub struct QueuePage {
 /// page before `q.before`.
 pub fn page_rows(
     app: &App,
-    conn: &Connection,
+    db: &Console<'_>,
     viewer: &Viewer,
     q: &QueueQuery,
 ) -> Result<QueuePage, Fail> {
@@ -458,7 +304,7 @@ pub fn page_rows(
     if let Some(cursor) = q.before {
         let mut rows = select_rows(
             app,
-            conn,
+            db,
             viewer,
             q,
             Some((cursor, Walk::Backward)),
@@ -479,7 +325,7 @@ pub fn page_rows(
     let after = q.before.is_none().then_some(q.after).flatten();
     let mut rows = select_rows(
         app,
-        conn,
+        db,
         viewer,
         q,
         after.map(|c| (c, Walk::Forward)),
@@ -504,27 +350,23 @@ pub fn page_rows(
 /// Alerts per state for the filters other than state.
 pub fn counts(
     app: &App,
-    conn: &Connection,
+    db: &Console<'_>,
     viewer: &Viewer,
     q: &QueueQuery,
-) -> rusqlite::Result<Vec<(String, i64)>> {
-    let Some((sql, params)) = where_clause(app, conn, viewer, q)? else {
-        return Ok(Vec::new());
-    };
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT a.state, COUNT(*) FROM alerts a WHERE {sql} GROUP BY a.state"
-    ))?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    })?;
-    rows.collect()
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut q = q.clone();
+    q.state = "all".to_owned();
+    match filter(app, viewer, &q) {
+        Some(f) => db.state_counts(&f),
+        None => Ok(Vec::new()),
+    }
 }
 
 fn counts_html(counts: &[(String, i64)], q: &QueueQuery) -> Markup {
     let mut base = q.clone();
     let open: i64 = counts
         .iter()
-        .filter(|(s, _)| OPEN_STATES.contains(&format!("'{s}'")))
+        .filter(|(s, _)| crate::store::review::OPEN_STATES.contains(&s.as_str()))
         .map(|(_, n)| n)
         .sum();
     let all: i64 = counts.iter().map(|(_, n)| n).sum();
@@ -619,15 +461,11 @@ fn rows_html(app: &App, viewer: &Viewer, rows: &[Row]) -> Markup {
     }
 }
 
-fn max_id(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT COALESCE(MAX(id), 0) FROM alerts", [], |r| r.get(0))
-}
-
 /// Renders the queue page for `viewer` (or, for `fragment`, the JSON the
 /// page polls for new alerts).
 pub fn render(
     app: &App,
-    conn: &Connection,
+    db: &Console<'_>,
     viewer: &Viewer,
     q: &QueueQuery,
     fragment: bool,
@@ -640,10 +478,10 @@ pub fn render(
         rows,
         previous,
         next,
-    } = page_rows(app, conn, viewer, q)?;
+    } = page_rows(app, db, viewer, q)?;
     let rows = &rows[..];
-    let counts = counts_html(&counts(app, conn, viewer, q)?, q);
-    let max = max_id(conn)?;
+    let counts = counts_html(&counts(app, db, viewer, q)?, q);
+    let max = db.max_alert_id()?;
     let rows_html = rows_html(app, viewer, rows);
     let pager = pager_html(q, previous, next);
     if fragment {
@@ -748,8 +586,8 @@ fn pager_html(q: &QueueQuery, previous: Option<Cursor>, next: Option<Cursor>) ->
     }
 }
 
-pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = session(conn, req)?;
+pub fn page(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(db, req)?;
     if !viewer.queue.any() {
         if viewer.role.audits() {
             return Ok(redirect("/audit"));
@@ -765,7 +603,7 @@ pub fn page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
         q.station.clear();
         q.search.clear();
     }
-    render(app, conn, &viewer, &q, req.q("fragment") == "1")
+    render(app, db, &viewer, &q, req.q("fragment") == "1")
 }
 
 #[cfg(test)]
@@ -794,7 +632,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         crate::secrets::create_missing(dir.path(), &[]).unwrap();
         let app = App::open(dir.path(), &crate::config::Console::default()).unwrap();
-        let conn = app.db.lock().unwrap();
+        let crate::store::console::ConsoleStore::Sqlite(shared) = &app.store else {
+            panic!("the test opens SQLite")
+        };
+        let conn = shared.lock().unwrap();
+        let db = Console::Sqlite(&conn);
         for i in 0..173_i64 {
             conn.execute(
                 "INSERT INTO alerts (event_id, agent_id, seq, time_ms, received_ms, user, station, source,
@@ -812,13 +654,13 @@ mod tests {
             )
             .unwrap();
         }
-        add_user(&conn, "dsl", Role::Dsl, "a long test password").unwrap();
+        add_user(&db, "dsl", Role::Dsl, "a long test password").unwrap();
         let Login::Ok(token) =
-            login(&conn, "dsl", "a long test password", [127, 0, 0, 1].into()).unwrap()
+            login(&db, "dsl", "a long test password", [127, 0, 0, 1].into()).unwrap()
         else {
             panic!("login")
         };
-        let viewer = viewer(&conn, Some(&token)).unwrap();
+        let viewer = viewer(&db, Some(&token)).unwrap();
         let expected: Vec<i64> = conn
             .prepare(
                 "SELECT id FROM alerts WHERE state IN ('new','in_review','escalated','actioned')
@@ -838,7 +680,7 @@ mod tests {
         let mut forward = Vec::new();
         let mut pages = Vec::new();
         loop {
-            let page = page_rows(&app, &conn, &viewer, &q).unwrap();
+            let page = page_rows(&app, &db, &viewer, &q).unwrap();
             assert_eq!(page.previous.is_some(), !pages.is_empty());
             forward.extend(page.rows.iter().map(|r| r.id));
             pages.push(page.rows.iter().map(|r| r.id).collect::<Vec<_>>());
@@ -854,13 +696,13 @@ mod tests {
         assert_eq!(pages.len(), 3);
 
         // Back from the last page: the same pages, in reverse.
-        let last = page_rows(&app, &conn, &viewer, &q).unwrap();
+        let last = page_rows(&app, &db, &viewer, &q).unwrap();
         let mut previous = last.previous;
         let mut back = vec![last.rows.iter().map(|r| r.id).collect::<Vec<_>>()];
         while let Some(cursor) = previous {
             let page = page_rows(
                 &app,
-                &conn,
+                &db,
                 &viewer,
                 &QueueQuery {
                     after: None,

@@ -9,15 +9,14 @@
 //! a neutral id instead: a keyed hash of the rule id (`r-3f9a2c1b`), stable
 //! within one collector, that cannot be reversed by hashing a rule pack.
 
+use super::auth::{Role, Viewer};
+use super::html::{csrf, page};
+use super::{deny, html_response, redirect, session, App, Fail, Req};
+use crate::store::console::Console;
+use crate::store::{now_ms, StoreError};
 use axum::response::Response;
 use maud::html;
 use ring::rand::{SecureRandom, SystemRandom};
-use rusqlite::{params, Connection, OptionalExtension};
-
-use super::auth::{Role, Viewer};
-use super::html::{csrf, page};
-use super::{audit, deny, html_response, redirect, session, write_tx, App, Fail, Req};
-use crate::store::now_ms;
 
 const TECHNICIAN_QUEUE: &str = "technician_queue";
 const RULE_ID_KEY: &str = "rule_id_key";
@@ -46,58 +45,34 @@ impl TechnicianQueue {
     }
 }
 
-fn get(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
-    conn.query_row(
-        "SELECT value FROM console_settings WHERE key = ?1",
-        [key],
-        |r| r.get(0),
-    )
-    .optional()
-}
-
-fn set(conn: &Connection, key: &str, value: &str, by: &str) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO console_settings (key, value, updated_ms, updated_by) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT(key) DO UPDATE SET value = ?2, updated_ms = ?3, updated_by = ?4",
-        params![key, value, now_ms(), by],
-    )?;
-    Ok(())
-}
-
-/// The school's choice for technicians; anything unreadable counts as none.
-pub fn technician_queue(conn: &Connection) -> rusqlite::Result<TechnicianQueue> {
-    Ok(get(conn, TECHNICIAN_QUEUE)?
+pub fn technician_queue(db: &Console<'_>) -> Result<TechnicianQueue, StoreError> {
+    Ok(db
+        .setting(TECHNICIAN_QUEUE)?
         .as_deref()
         .and_then(TechnicianQueue::parse)
         .unwrap_or(TechnicianQueue::None))
 }
 
-/// Sets the technicians' queue and audits the change, in one transaction.
+/// Changes what technicians see, audited; whether it changed.
 pub fn set_technician_queue(
-    conn: &Connection,
+    db: &Console<'_>,
     actor: &str,
     to: TechnicianQueue,
-) -> rusqlite::Result<bool> {
-    let tx = write_tx(conn)?;
-    let from = technician_queue(&tx)?;
-    if from == to {
+) -> Result<bool, StoreError> {
+    if technician_queue(db)? == to {
         return Ok(false);
     }
-    set(&tx, TECHNICIAN_QUEUE, to.as_str(), actor)?;
-    audit::append(
-        &tx,
-        actor,
-        "setting_changed",
-        "setting:technician_queue",
-        &format!("{} -> {}", from.as_str(), to.as_str()),
-    )?;
-    tx.commit()?;
-    Ok(true)
+    db.change_setting(TECHNICIAN_QUEUE, to.as_str(), actor, now_ms(), |from| {
+        let from = from
+            .and_then(TechnicianQueue::parse)
+            .unwrap_or(TechnicianQueue::None);
+        format!("{} -> {}", from.as_str(), to.as_str())
+    })
 }
 
-/// The collector's key for neutral rule ids, made on first use.
-pub fn rule_id_key(conn: &Connection) -> anyhow::Result<Vec<u8>> {
-    if let Some(hex_key) = get(conn, RULE_ID_KEY)? {
+/// The key behind neutral rule ids, made the first time.
+pub fn rule_id_key(db: &Console<'_>) -> anyhow::Result<Vec<u8>> {
+    if let Some(hex_key) = db.setting(RULE_ID_KEY)? {
         if let Ok(key) = hex::decode(hex_key) {
             if key.len() == 32 {
                 return Ok(key);
@@ -109,12 +84,7 @@ pub fn rule_id_key(conn: &Connection) -> anyhow::Result<Vec<u8>> {
     SystemRandom::new()
         .fill(&mut key)
         .map_err(|_| anyhow::anyhow!("no system randomness for the rule-id key"))?;
-    conn.execute(
-        "INSERT OR IGNORE INTO console_settings (key, value, updated_ms, updated_by) VALUES (?1, ?2, ?3, 'collector')",
-        params![RULE_ID_KEY, hex::encode(key), now_ms()],
-    )?;
-    // Another process may have made it first: read back the one kept.
-    let kept = get(conn, RULE_ID_KEY)?.unwrap_or_default();
+    let kept = db.setting_or_insert(RULE_ID_KEY, &hex::encode(key), now_ms())?;
     Ok(hex::decode(kept)?)
 }
 
@@ -132,16 +102,16 @@ fn may_change(role: Role) -> bool {
     role == Role::Dsl
 }
 
-pub fn page_handler(_app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = session(conn, req)?;
+pub fn page_handler(_app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(db, req)?;
     if !may_change(viewer.role) {
-        return Err(deny(conn, &viewer, "settings"));
+        return Err(deny(db, &viewer, "settings"));
     }
-    Ok(html_response(render(conn, &viewer)?))
+    Ok(html_response(render(db, &viewer)?))
 }
 
-fn render(conn: &Connection, viewer: &Viewer) -> rusqlite::Result<String> {
-    let current = technician_queue(conn)?;
+fn render(db: &Console<'_>, viewer: &Viewer) -> Result<String, StoreError> {
+    let current = technician_queue(db)?;
     let option = |value: TechnicianQueue, label: &str| {
         html! {
             label {
@@ -175,15 +145,15 @@ fn render(conn: &Connection, viewer: &Viewer) -> rusqlite::Result<String> {
     Ok(page("Settings", Some(viewer), body))
 }
 
-pub fn submit(_app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = session(conn, req)?;
+pub fn submit(_app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(db, req)?;
     if !may_change(viewer.role) {
-        return Err(deny(conn, &viewer, "settings"));
+        return Err(deny(db, &viewer, "settings"));
     }
     let to = TechnicianQueue::parse(req.f("technician_queue")).ok_or_else(|| {
         Fail::BadRequest("Choose what technicians see: no alerts, or a category-only queue.".into())
     })?;
-    set_technician_queue(conn, &viewer.name, to)?;
+    set_technician_queue(db, &viewer.name, to)?;
     Ok(redirect("/settings"))
 }
 
@@ -206,14 +176,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open(dir.path()).unwrap();
         super::super::schema::create(&conn).unwrap();
-        let key = rule_id_key(&conn).unwrap();
+        let db = Console::Sqlite(&conn);
+        let key = rule_id_key(&db).unwrap();
         assert_eq!(key.len(), 32);
-        assert_eq!(rule_id_key(&conn).unwrap(), key);
-        assert_eq!(technician_queue(&conn).unwrap(), TechnicianQueue::None);
-        assert!(set_technician_queue(&conn, "dsl", TechnicianQueue::CategoryOnly).unwrap());
-        assert!(!set_technician_queue(&conn, "dsl", TechnicianQueue::CategoryOnly).unwrap());
+        assert_eq!(rule_id_key(&db).unwrap(), key);
+        assert_eq!(technician_queue(&db).unwrap(), TechnicianQueue::None);
+        assert!(set_technician_queue(&db, "dsl", TechnicianQueue::CategoryOnly).unwrap());
+        assert!(!set_technician_queue(&db, "dsl", TechnicianQueue::CategoryOnly).unwrap());
         assert_eq!(
-            technician_queue(&conn).unwrap(),
+            technician_queue(&db).unwrap(),
             TechnicianQueue::CategoryOnly
         );
         let audited: i64 = conn

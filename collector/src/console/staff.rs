@@ -6,58 +6,29 @@ use rusqlite::types::Value;
 use rusqlite::Connection;
 
 use super::auth::Viewer;
+use crate::store::console::Console;
 use crate::store::now_ms;
+use crate::store::review::Scope;
+use crate::store::users::Audited;
+
+/// The alerts `viewer` may see: staff alerts for the head teacher, pupils'
+/// for everyone else. `pattern` is the console's staff pattern.
+pub fn of(viewer: &Viewer, pattern: &str) -> Scope {
+    Scope {
+        staff: viewer.role.sees_staff_alerts(),
+        pattern: pattern.to_owned(),
+    }
+}
 
 /// The SQL condition (on alias `a`) selecting the alerts `viewer` may see,
-/// with its parameters, or `None` when no alert is in scope.
+/// with its parameters, or `None` when no alert is in scope; for the
+/// modules that still query SQLite themselves (urgent mail).
 pub fn scope(
     conn: &Connection,
     viewer: &Viewer,
     pattern: &str,
 ) -> rusqlite::Result<Option<(String, Vec<Value>)>> {
-    let any_imported: bool =
-        conn.query_row("SELECT EXISTS (SELECT 1 FROM console_staff)", [], |r| {
-            r.get(0)
-        })?;
-    let mut terms = Vec::new();
-    let mut params = Vec::new();
-    if any_imported {
-        terms.push("lower(a.user) IN (SELECT username FROM console_staff)".to_owned());
-    }
-    if !pattern.is_empty() {
-        terms.push("lower(a.user) GLOB ?".to_owned());
-        params.push(Value::Text(glob_pattern(pattern)));
-    }
-    // A pupil's report is the DSL's whatever name it was signed with: a
-    // pupil typing a teacher's name must not send it to the head alone.
-    let is_staff = if terms.is_empty() {
-        None
-    } else {
-        Some(format!(
-            "(a.source <> '{}' AND ({}))",
-            crate::reports::SOURCE,
-            terms.join(" OR ")
-        ))
-    };
-    Ok(match (viewer.role.sees_staff_alerts(), is_staff) {
-        (true, Some(cond)) => Some((cond, params)),
-        (true, None) => None,
-        (false, Some(cond)) => Some((format!("NOT {cond}"), params)),
-        (false, None) => Some(("1".to_owned(), params)),
-    })
-}
-
-/// `*` is the only wildcard; GLOB's other specials are taken literally.
-fn glob_pattern(pattern: &str) -> String {
-    let mut out = String::new();
-    for c in pattern.to_lowercase().chars() {
-        match c {
-            '?' => out.push_str("[?]"),
-            '[' => out.push_str("[[]"),
-            _ => out.push(c),
-        }
-    }
-    out
+    crate::store::sqlite::settings::scope_sql(conn, &of(viewer, pattern))
 }
 
 /// The outcome of an import.
@@ -71,7 +42,7 @@ pub struct Imported {
 /// `username` column and optional `groups` (separated by `;`) and `type`
 /// columns. A row is staff when its type is `staff` or one of its groups is
 /// `staff`; a file with neither column lists staff only.
-pub fn import(conn: &mut Connection, csv: &str) -> anyhow::Result<Imported> {
+pub fn import(db: &Console<'_>, csv: &str) -> anyhow::Result<Imported> {
     use anyhow::Context;
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
@@ -109,12 +80,11 @@ pub fn import(conn: &mut Connection, csv: &str) -> anyhow::Result<Imported> {
             field(type_col).to_owned(),
         ));
     }
-    let tx = conn.transaction()?;
-    tx.execute("DELETE FROM console_staff", [])?;
     let mut result = Imported {
         staff: 0,
         others: 0,
     };
+    let mut staff_rows = Vec::new();
     for (user, groups, kind) in rows {
         let staff = (groups_col.is_none() && type_col.is_none())
             || kind.eq_ignore_ascii_case("staff")
@@ -122,24 +92,22 @@ pub fn import(conn: &mut Connection, csv: &str) -> anyhow::Result<Imported> {
                 .split(';')
                 .any(|g| g.trim().eq_ignore_ascii_case("staff"));
         if staff {
-            tx.execute(
-                "INSERT INTO console_staff (username, groups, imported_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(username) DO UPDATE SET groups = ?2",
-                rusqlite::params![user, groups, now_ms()],
-            )?;
+            staff_rows.push((user, groups));
             result.staff += 1;
         } else {
             result.others += 1;
         }
     }
-    super::audit::append(
-        &tx,
-        "cli",
-        "staff_imported",
-        "staff list",
-        &format!("{} staff, {} other accounts", result.staff, result.others),
+    db.replace_staff(
+        &staff_rows,
+        now_ms(),
+        &Audited {
+            actor: "cli",
+            action: "staff_imported",
+            target: "staff list",
+            detail: &format!("{} staff, {} other accounts", result.staff, result.others),
+        },
     )?;
-    tx.commit()?;
     Ok(result)
 }
 
@@ -149,11 +117,12 @@ mod tests {
 
     #[test]
     fn csv_quoting_and_staff_detection() {
-        let mut conn = Connection::open_in_memory().unwrap();
+        let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE alerts (id INTEGER PRIMARY KEY, user TEXT, time_ms INTEGER, severity INTEGER, rule_id TEXT, state TEXT)").unwrap();
         crate::console::schema::create(&conn).unwrap();
+        let db = Console::Sqlite(&conn);
         let n = import(
-            &mut conn,
+            &db,
             "username,groups,type\nMr.Smith,Staff;Science,\npupil.one,Year 10,pupil\nms.jones,,staff\n",
         )
         .unwrap();
@@ -164,11 +133,14 @@ mod tests {
                 others: 1
             }
         );
-        assert_eq!(glob_pattern("Staff.*?"), "staff.*[?]");
+        assert_eq!(
+            crate::store::sqlite::settings::glob_pattern("Staff.*?"),
+            "staff.*[?]"
+        );
         // RFC 4180 quoting: commas, doubled quotes and line breaks inside
         // quotes, a byte-order mark, blank lines and ragged rows.
         let n = import(
-            &mut conn,
+            &db,
             "\u{feff}Username,\"Groups\"\r\n\"mr.o'brien\",\"Staff; \"\"Head\"\", Office\"\r\n\nms.new,\"Science;\nStaff\"\r\npupil.two\r\n",
         )
         .unwrap();
@@ -197,11 +169,11 @@ mod tests {
             ]
         );
         // A row without a username names its line; the old list stays.
-        let err = import(&mut conn, "username,type\nmr.a,staff\n,staff\n").unwrap_err();
+        let err = import(&db, "username,type\nmr.a,staff\n,staff\n").unwrap_err();
         assert!(err.to_string().contains("line 3"), "{err}");
-        let err = import(&mut conn, "username\n\"mr.a\nx\"\n").unwrap_err();
+        let err = import(&db, "username\n\"mr.a\nx\"\n").unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
-        assert!(import(&mut conn, "name,type\nmr.a,staff\n")
+        assert!(import(&db, "name,type\nmr.a,staff\n")
             .unwrap_err()
             .to_string()
             .contains("`username` column"));

@@ -3,40 +3,40 @@
 //! state (never its secret, which is shown once, when made) and revoke one.
 //! Every creation and revocation is audited.
 
+use crate::store::console::Console;
 use axum::response::Response;
 use maud::{html, Markup};
-use rusqlite::Connection;
 
 use super::html::{csrf, page};
 use super::publish::may_publish;
-use super::{audit, deny, html_response, redirect, session, App, Fail, Req};
+use super::{deny, html_response, redirect, session, App, Fail, Req};
 use crate::enrolment::{self, TokenSpec};
 use crate::store::now_ms;
-use crate::store::sqlite::agents as tokens;
+use crate::store::users::Audited;
 
 /// Longest validity a console token may have.
 const MAX_VALID_MS: i64 = 90 * 86_400_000;
 
-pub fn list_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = session(conn, req)?;
+pub fn list_page(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(db, req)?;
     if !may_publish(viewer.role) {
-        return Err(deny(conn, &viewer, "tokens"));
+        return Err(deny(db, &viewer, "tokens"));
     }
     Ok(html_response(page(
         "Enrolment tokens",
         Some(&viewer),
-        render(app, conn, &viewer, None)?,
+        render(app, db, &viewer, None)?,
     )))
 }
 
 fn render(
     app: &App,
-    conn: &Connection,
+    db: &Console<'_>,
     viewer: &super::auth::Viewer,
     error: Option<&str>,
-) -> rusqlite::Result<Markup> {
+) -> Result<Markup, crate::store::StoreError> {
     let now = now_ms();
-    let listed = tokens::list_tokens(conn)?;
+    let listed = db.tokens()?;
     let body = html! {
         h1 { "Enrolment tokens" }
         @if let Some(e) = error { p.error { (e) } }
@@ -78,10 +78,10 @@ fn render(
     Ok(body)
 }
 
-pub fn create(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = session(conn, req)?;
+pub fn create(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(db, req)?;
     if !may_publish(viewer.role) {
-        return Err(deny(conn, &viewer, "tokens: create"));
+        return Err(deny(db, &viewer, "tokens: create"));
     }
     let now = now_ms();
     let valid_for = crate::exemption::parse_until(req.f("expires"), now)
@@ -108,7 +108,7 @@ pub fn create(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
         return Ok(html_response(page(
             "Enrolment tokens",
             Some(&viewer),
-            render(app, conn, &viewer, Some(p))?,
+            render(app, db, &viewer, Some(p))?,
         )));
     }
     let (Some(valid_for_ms), Some(max_uses)) = (valid_for, uses) else {
@@ -122,7 +122,6 @@ pub fn create(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
             "The collector cannot read its certificate; check its data directory.".into(),
         )
     })?;
-    let tx = super::write_tx(conn)?;
     let (mut token, row) = enrolment::new_token(
         &TokenSpec {
             valid_for_ms,
@@ -133,19 +132,19 @@ pub fn create(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
         &config.advertised(),
         &tls.fingerprint,
     );
-    tokens::insert_token(&tx, &row)?;
-    token.fallbacks = config.advertise_also;
-    audit::append(
-        &tx,
-        &viewer.name,
-        "token-create",
-        &format!("group:{group}"),
-        &format!(
-            "{max_uses} uses, valid {} s, label {label}",
-            valid_for_ms / 1000
-        ),
+    db.create_token(
+        &row,
+        &Audited {
+            actor: &viewer.name,
+            action: "token-create",
+            target: &format!("group:{group}"),
+            detail: &format!(
+                "{max_uses} uses, valid {} s, label {label}",
+                valid_for_ms / 1000
+            ),
+        },
     )?;
-    tx.commit()?;
+    token.fallbacks = config.advertise_also;
     let text = token.encode();
     let body = html! {
         h1 { "Token made" }
@@ -157,30 +156,29 @@ pub fn create(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
     Ok(html_response(page("Token made", Some(&viewer), body)))
 }
 
-pub fn revoke(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = session(conn, req)?;
+pub fn revoke(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(db, req)?;
     if !may_publish(viewer.role) {
-        return Err(deny(conn, &viewer, "tokens: revoke"));
+        return Err(deny(db, &viewer, "tokens: revoke"));
     }
-    let tx = super::write_tx(conn)?;
-    match enrolment::token_by_prefix(&tokens::list_tokens(&tx)?, req.f("id")) {
+    match enrolment::token_by_prefix(&db.tokens()?, req.f("id")) {
         Ok(id) => {
-            tokens::revoke_token(&tx, &id)?;
-            tracing::info!(token = %id, "enrolment token revoked");
-            audit::append(
-                &tx,
-                &viewer.name,
-                "token-revoke",
-                &format!("token:{id}"),
-                "",
+            db.revoke_token(
+                &id,
+                &Audited {
+                    actor: &viewer.name,
+                    action: "token-revoke",
+                    target: &format!("token:{id}"),
+                    detail: "",
+                },
             )?;
-            tx.commit()?;
+            tracing::info!(token = %id, "enrolment token revoked");
             Ok(redirect("/tokens"))
         }
         Err(e) => Ok(html_response(page(
             "Enrolment tokens",
             Some(&viewer),
-            render(app, conn, &viewer, Some(&e.to_string()))?,
+            render(app, db, &viewer, Some(&e.to_string()))?,
         ))),
     }
 }

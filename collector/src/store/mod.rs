@@ -11,21 +11,31 @@
 //! - [`Tx`]: one of the writer's transactions, where every check and insert
 //!   of a batch happens (exactly-once ingest across collectors depends on it).
 //!
-//! Rule publication, exemptions and notices (`publication`, `exemption`,
-//! `notice`) run on both backends. Modules not yet moved here (console,
-//! mail, webhooks, summary, the CLI's agents and alerts) still open the SQLite file
-//! through [`open`]; on PostgreSQL, `serve` refuses to run the console, mail
-//! and webhooks, and the CLI the commands that would answer from the wrong
-//! store.
+//! The review console has its own handle, [`console::ConsoleStore`], lending
+//! its pages a [`console::Console`] per request (rows in `users`, `audit`,
+//! `review`, `fleet`). Rule publication, exemptions and notices (rows in
+//! `publication`, `exemption`, `notice`) go through [`Store`] on both
+//! backends.
+//!
+//! Modules not yet moved here (mail, webhooks, summary, the CLI's agents
+//! and alerts) still open the SQLite file through [`open`]; on PostgreSQL,
+//! `serve` refuses to run mail and webhooks, the console leaves out the
+//! pages that need them, and the CLI refuses the commands that would answer
+//! from the wrong store.
 
 pub mod agents;
+pub mod audit;
+pub mod console;
 mod error;
+pub mod fleet;
 pub mod ingest;
 mod location;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod review;
 pub mod sqlite;
 mod tx;
+pub mod users;
 
 pub use error::StoreError;
 pub use location::Location;

@@ -3,11 +3,11 @@
 //! gives it at each sign-in, tied to the provider's subject. Every sign-in
 //! and every refusal goes into the audit log.
 
-use rusqlite::{params, Connection, OptionalExtension};
-
-use crate::console::audit;
-use crate::console::auth::{open_session, valid_account_name, Role};
+use crate::console::auth::{valid_account_name, NewSessionToken, Role};
+use crate::store::console::Console;
 use crate::store::now_ms;
+use crate::store::users::AuditEntry;
+use crate::store::StoreError;
 
 /// The audit actor for a refusal that names no usable account.
 pub const UNKNOWN_ACTOR: &str = "sso";
@@ -53,24 +53,34 @@ impl Refusal {
     }
 }
 
-/// Audits a refused single sign-on.
-pub fn refuse(
-    conn: &Connection,
+/// The audit entry of a refused single sign-on.
+fn refusal_entry(
     actor: Option<&str>,
     provider: &str,
     why: &str,
     ip: std::net::IpAddr,
-) -> rusqlite::Result<()> {
+) -> AuditEntry {
     let actor = actor
         .filter(|a| valid_account_name(a))
         .unwrap_or(UNKNOWN_ACTOR);
-    audit::append(
-        conn,
-        actor,
-        "sso_refused",
-        "console",
-        &format!("{why}; provider {provider}; from {ip}"),
-    )
+    AuditEntry {
+        actor: actor.to_owned(),
+        action: "sso_refused",
+        target: "console".to_owned(),
+        detail: format!("{why}; provider {provider}; from {ip}"),
+    }
+}
+
+/// Audits a refused single sign-on.
+pub fn refuse(
+    db: &Console<'_>,
+    actor: Option<&str>,
+    provider: &str,
+    why: &str,
+    ip: std::net::IpAddr,
+) -> Result<(), StoreError> {
+    let e = refusal_entry(actor, provider, why, ip);
+    db.audit(&e.actor, e.action, &e.target, &e.detail)
 }
 
 /// Who signed in at the provider, after the token checks.
@@ -85,11 +95,11 @@ pub struct SignIn<'a> {
 
 /// Creates or refreshes the account and opens a session; returns its token,
 /// or why not (audited either way).
-pub fn sign_in(conn: &Connection, s: &SignIn<'_>) -> rusqlite::Result<Result<String, Refusal>> {
+pub fn sign_in(db: &Console<'_>, s: &SignIn<'_>) -> Result<Result<String, Refusal>, StoreError> {
     let name = s.email;
     if !valid_account_name(name) {
         refuse(
-            conn,
+            db,
             None,
             s.provider,
             Refusal::NoUsableEmail.audit_detail(),
@@ -97,57 +107,37 @@ pub fn sign_in(conn: &Connection, s: &SignIn<'_>) -> rusqlite::Result<Result<Str
         )?;
         return Ok(Err(Refusal::NoUsableEmail));
     }
-    let tx = crate::console::write_tx(conn)?;
-    let user: Option<(String, bool)> = tx
-        .query_row(
-            "SELECT password_hash, disabled FROM console_users WHERE name = ?1",
-            [name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let linked: Option<String> = tx
-        .query_row(
-            "SELECT subject FROM console_oidc_accounts WHERE provider = ?1 AND name = ?2",
-            params![s.provider, name],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let refusal = match (&user, &linked) {
-        (_, Some(subject)) if subject != s.subject => Some(Refusal::SubjectChanged),
-        (Some((hash, _)), None) if !hash.is_empty() => Some(Refusal::LocalAccount),
-        (Some((_, true)), _) => Some(Refusal::Disabled),
-        _ => None,
-    };
-    if let Some(refusal) = refusal {
-        refuse(&tx, Some(name), s.provider, refusal.audit_detail(), s.ip)?;
-        tx.commit()?;
-        return Ok(Err(refusal));
-    }
-    let now = now_ms();
-    // No password: such an account signs in through its provider only.
-    tx.execute(
-        "INSERT INTO console_users (name, password_hash, role, created_ms) VALUES (?1, '', ?2, ?3)
-         ON CONFLICT(name) DO UPDATE SET role = ?2",
-        params![name, s.role.as_str(), now],
+    let session = NewSessionToken::new(name, now_ms());
+    let outcome = db.sso_sign_in(
+        s.provider,
+        s.subject,
+        s.role.as_str(),
+        &session.row(),
+        |found| {
+            let refusal = match (&found.account, &found.linked_subject) {
+                (_, Some(subject)) if subject != s.subject => Some(Refusal::SubjectChanged),
+                (Some((hash, _)), None) if !hash.is_empty() => Some(Refusal::LocalAccount),
+                (Some((_, true)), _) => Some(Refusal::Disabled),
+                _ => None,
+            };
+            match refusal {
+                Some(refusal) => {
+                    let entry = refusal_entry(Some(name), s.provider, refusal.audit_detail(), s.ip);
+                    Err((refusal, entry))
+                }
+                None => Ok(AuditEntry {
+                    actor: name.to_owned(),
+                    action: "login",
+                    target: "console".to_owned(),
+                    detail: format!(
+                        "single sign-on with {} as {} from {}",
+                        s.provider,
+                        s.role.as_str(),
+                        s.ip
+                    ),
+                }),
+            }
+        },
     )?;
-    tx.execute(
-        "INSERT INTO console_oidc_accounts (provider, subject, name, first_ms, last_ms) VALUES (?1, ?2, ?3, ?4, ?4)
-         ON CONFLICT(provider, subject) DO UPDATE SET name = ?3, last_ms = ?4",
-        params![s.provider, s.subject, name, now],
-    )?;
-    let token = open_session(&tx, name)?;
-    audit::append(
-        &tx,
-        name,
-        "login",
-        "console",
-        &format!(
-            "single sign-on with {} as {} from {}",
-            s.provider,
-            s.role.as_str(),
-            s.ip
-        ),
-    )?;
-    tx.commit()?;
-    Ok(Ok(token))
+    Ok(outcome.map(|()| session.token))
 }

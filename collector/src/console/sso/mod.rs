@@ -21,6 +21,8 @@ use maud::{html, Markup};
 
 use super::html::{page, page_with_head};
 use super::{harden, html_response, redirect, with_status, App};
+use crate::store::console::Console;
+use crate::store::StoreError;
 use accounts::{Refusal, SignIn};
 use flow::{Flows, FLOW_TTL};
 use provider::{Provider, SsoError};
@@ -216,13 +218,14 @@ pub async fn callback(
     harden(response)
 }
 
-/// Runs `work` on the console's database (a blocking thread); `None`
-/// (logged) when the database fails.
+/// Runs `work` on the console's store (a blocking thread); `None`
+/// (logged) when the store fails.
 async fn with_db<T: Send + 'static>(
     app: &App,
-    work: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    work: impl FnOnce(&Console<'_>) -> Result<T, StoreError> + Send + 'static,
 ) -> Option<T> {
-    crate::mail::with_db(&app.db, move |conn| work(conn))
+    app.store
+        .run(work)
         .await
         .map_err(|e| tracing::error!(error = %e, "console database error during single sign-on"))
         .ok()
@@ -236,8 +239,8 @@ async fn audit_refusal(
     ip: std::net::IpAddr,
 ) {
     let provider = provider.to_owned();
-    with_db(app, move |conn| {
-        accounts::refuse(conn, actor.as_deref(), &provider, &why, ip)
+    with_db(app, move |db| {
+        accounts::refuse(db, actor.as_deref(), &provider, &why, ip)
     })
     .await;
 }
@@ -375,9 +378,9 @@ async fn finish(
     };
     let provider_name = provider.name.clone();
     let subject = identity.subject.clone();
-    let outcome = with_db(app, move |conn| {
+    let outcome = with_db(app, move |db| {
         accounts::sign_in(
-            conn,
+            db,
             &SignIn {
                 provider: &provider_name,
                 subject: &subject,

@@ -209,6 +209,7 @@ fn accounts_are_tied_to_their_subject_and_never_take_over_local_ones() {
     let dir = tempfile::tempdir().unwrap();
     let conn = crate::store::open(dir.path()).unwrap();
     crate::console::schema::create(&conn).unwrap();
+    let db = crate::store::console::Console::Sqlite(&conn);
     let ip = std::net::IpAddr::from([127, 0, 0, 1]);
     let who = |subject, email, role| SignIn {
         provider: "school",
@@ -217,10 +218,10 @@ fn accounts_are_tied_to_their_subject_and_never_take_over_local_ones() {
         role,
         ip,
     };
-    let first = sign_in(&conn, &who("s1", "a@school.test", Role::Dsl)).unwrap();
+    let first = sign_in(&db, &who("s1", "a@school.test", Role::Dsl)).unwrap();
     assert!(first.is_ok());
     // The mapping changed: the next sign-in brings the new role.
-    sign_in(&conn, &who("s1", "a@school.test", Role::Head))
+    sign_in(&db, &who("s1", "a@school.test", Role::Head))
         .unwrap()
         .unwrap();
     let role: String = conn
@@ -233,19 +234,13 @@ fn accounts_are_tied_to_their_subject_and_never_take_over_local_ones() {
     assert_eq!(role, "head");
     // Another person given the same address at the provider.
     assert_eq!(
-        sign_in(&conn, &who("s2", "a@school.test", Role::Dsl)).unwrap(),
+        sign_in(&db, &who("s2", "a@school.test", Role::Dsl)).unwrap(),
         Err(Refusal::SubjectChanged)
     );
     // A local account's name, and a disabled account.
-    add_user(
-        &conn,
-        "local@school.test",
-        Role::Dsl,
-        "a long test password",
-    )
-    .unwrap();
+    add_user(&db, "local@school.test", Role::Dsl, "a long test password").unwrap();
     assert_eq!(
-        sign_in(&conn, &who("s3", "local@school.test", Role::Dsl)).unwrap(),
+        sign_in(&db, &who("s3", "local@school.test", Role::Dsl)).unwrap(),
         Err(Refusal::LocalAccount)
     );
     conn.execute(
@@ -254,16 +249,16 @@ fn accounts_are_tied_to_their_subject_and_never_take_over_local_ones() {
     )
     .unwrap();
     assert_eq!(
-        sign_in(&conn, &who("s1", "a@school.test", Role::Dsl)).unwrap(),
+        sign_in(&db, &who("s1", "a@school.test", Role::Dsl)).unwrap(),
         Err(Refusal::Disabled)
     );
     // An address no account name can be.
     assert_eq!(
-        sign_in(&conn, &who("s4", "o'brien+x@school.test", Role::Dsl)).unwrap(),
+        sign_in(&db, &who("s4", "o'brien+x@school.test", Role::Dsl)).unwrap(),
         Err(Refusal::NoUsableEmail)
     );
     // A password cannot open a single sign-on account.
-    let login = crate::console::auth::login(&conn, "a@school.test", "", ip).unwrap();
+    let login = crate::console::auth::login(&db, "a@school.test", "", ip).unwrap();
     assert!(matches!(login, crate::console::auth::Login::Refused));
     let refusals: i64 = conn
         .query_row(

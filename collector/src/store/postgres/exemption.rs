@@ -5,6 +5,7 @@ use tokio_postgres::Transaction;
 
 use super::publication::ANNOUNCE;
 use super::Shared;
+use crate::store::audit::{entry_hash, Entry, GENESIS};
 use crate::store::exemption::{AuditNote, Exemption, GroupAgents, NewExemptionRow, Revoked};
 use crate::store::StoreError;
 
@@ -26,12 +27,15 @@ fn row(r: &tokio_postgres::Row) -> Exemption {
     }
 }
 
-/// Appends an entry to the audit log's hash chain in `tx`. The table is
-/// locked against other writers until `tx` ends, so entries written by
-/// several collectors still form one chain.
+/// Appends an entry to the audit log's hash chain in `tx`, under the same
+/// advisory lock as the console's entries (`users::AUDIT_LOCK`), so entries
+/// written by every collector and page form one chain.
 pub(super) async fn audit(tx: &Transaction<'_>, note: &AuditNote) -> Result<(), StoreError> {
-    tx.batch_execute("LOCK TABLE console_audit IN SHARE ROW EXCLUSIVE MODE")
-        .await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[&super::users::AUDIT_LOCK],
+    )
+    .await?;
     let last = tx
         .query_opt(
             "SELECT id, hash FROM console_audit ORDER BY id DESC LIMIT 1",
@@ -40,28 +44,27 @@ pub(super) async fn audit(tx: &Transaction<'_>, note: &AuditNote) -> Result<(), 
         .await?;
     let (id, prev) = match last {
         Some(r) => (r.get::<_, i64>(0) + 1, r.get::<_, String>(1)),
-        None => (1, crate::console::audit::GENESIS.to_owned()),
+        None => (1, GENESIS.to_owned()),
     };
-    let time = crate::store::now_ms();
-    let hash = crate::console::audit::entry_hash(
-        &prev,
+    let entry = Entry {
         id,
-        time,
-        &note.actor,
-        note.action,
-        &note.target,
-        &note.detail,
-    );
+        time_ms: crate::store::now_ms(),
+        actor: note.actor.clone(),
+        action: note.action.to_owned(),
+        target: note.target.clone(),
+        detail: note.detail.clone(),
+    };
+    let hash = entry_hash(&prev, &entry);
     tx.execute(
         "INSERT INTO console_audit (id, time_ms, actor, action, target, detail, prev_hash, hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         &[
             &id,
-            &time,
-            &note.actor,
-            &note.action,
-            &note.target,
-            &note.detail,
+            &entry.time_ms,
+            &entry.actor,
+            &entry.action,
+            &entry.target,
+            &entry.detail,
             &prev,
             &hash,
         ],

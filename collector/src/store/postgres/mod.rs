@@ -11,11 +11,16 @@ use tokio_postgres::{Client, NoTls, Statement};
 use super::StoreError;
 
 mod agents;
+pub mod console;
 mod exemption;
+mod filter;
+mod fleet;
 mod ingest;
 mod notice;
 mod publication;
+mod review;
 pub mod schema;
+mod users;
 
 /// How long connecting may take before the collector gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

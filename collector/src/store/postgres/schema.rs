@@ -105,9 +105,111 @@ CREATE TABLE gaps (
     r#"
 ALTER TABLE agents ADD COLUMN problems TEXT NOT NULL DEFAULT '';
 "#,
-    // 3: rule publication (bundles, shadow candidates and their counts),
+    // 3: the review console: accounts, sessions, single sign-on links,
+    // settings, the staff list, review state, history, notes, reveals and
+    // the hash-chained audit log. Notes, history, reveals and the audit log
+    // are append-only.
+    r#"
+CREATE TABLE console_users (
+    name TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    failed BIGINT NOT NULL DEFAULT 0,
+    locked_until_ms BIGINT NOT NULL DEFAULT 0,
+    disabled BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE TABLE console_sessions (
+    token_hash BYTEA PRIMARY KEY,
+    "user" TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    last_ms BIGINT NOT NULL
+);
+CREATE TABLE console_oidc_accounts (
+    provider TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    name TEXT NOT NULL,
+    first_ms BIGINT NOT NULL,
+    last_ms BIGINT NOT NULL,
+    PRIMARY KEY (provider, subject),
+    UNIQUE (provider, name)
+);
+CREATE TABLE console_settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    updated_by TEXT NOT NULL
+);
+CREATE TABLE console_staff (
+    username TEXT PRIMARY KEY,
+    groups TEXT NOT NULL DEFAULT '',
+    imported_ms BIGINT NOT NULL
+);
+CREATE TABLE console_review (
+    alert_id BIGINT PRIMARY KEY,
+    assignee TEXT NOT NULL DEFAULT '',
+    fp_reason TEXT NOT NULL DEFAULT '',
+    updated_ms BIGINT NOT NULL
+);
+CREATE TABLE console_history (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    alert_id BIGINT NOT NULL,
+    time_ms BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    from_state TEXT NOT NULL,
+    to_state TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX console_history_alert ON console_history (alert_id, id);
+CREATE TABLE console_notes (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    alert_id BIGINT NOT NULL,
+    time_ms BIGINT NOT NULL,
+    author TEXT NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX console_notes_alert ON console_notes (alert_id, id);
+CREATE TABLE console_reveals (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    session_hash BYTEA NOT NULL,
+    alert_id BIGINT NOT NULL,
+    "user" TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    time_ms BIGINT NOT NULL
+);
+CREATE INDEX console_reveals_session ON console_reveals (session_hash, alert_id);
+CREATE TABLE console_audit (
+    id BIGINT PRIMARY KEY,
+    time_ms BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE FUNCTION console_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only', TG_TABLE_NAME;
+END
+$$;
+CREATE TRIGGER console_audit_append_only BEFORE UPDATE OR DELETE ON console_audit
+    FOR EACH ROW EXECUTE FUNCTION console_append_only();
+CREATE TRIGGER console_notes_append_only BEFORE UPDATE OR DELETE ON console_notes
+    FOR EACH ROW EXECUTE FUNCTION console_append_only();
+CREATE TRIGGER console_history_append_only BEFORE UPDATE OR DELETE ON console_history
+    FOR EACH ROW EXECUTE FUNCTION console_append_only();
+CREATE TRIGGER console_reveals_append_only BEFORE UPDATE OR DELETE ON console_reveals
+    FOR EACH ROW EXECUTE FUNCTION console_append_only();
+CREATE INDEX console_alerts_risk ON alerts (severity DESC, time_ms DESC);
+CREATE INDEX console_alerts_user ON alerts ("user", time_ms DESC);
+CREATE INDEX console_alerts_rule ON alerts (rule_id, state);
+"#,
+    // 4: rule publication (bundles, shadow candidates and their counts),
     // curriculum exemptions, monitoring notices and their acknowledgements,
-    // and the audit log their changes are written to.
+    // and when a technician moved an agent to another group. Their changes
+    // are audited in console_audit (3).
     r#"
 CREATE TABLE rule_bundles (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -176,17 +278,6 @@ CREATE INDEX notice_acks_group ON notice_acks (grp, "user", version);
 -- such agents are sent a signed group assignment on their rules stream.
 ALTER TABLE agents ADD COLUMN group_moved_ms BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX agents_moved ON agents (agent_id) WHERE group_moved_ms > 0;
--- The audit log (hash-chained, as on SQLite), shared with the console.
-CREATE TABLE IF NOT EXISTS console_audit (
-    id BIGINT PRIMARY KEY,
-    time_ms BIGINT NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    target TEXT NOT NULL,
-    detail TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
 "#,
 ];
 

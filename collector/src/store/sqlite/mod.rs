@@ -11,10 +11,16 @@ use rusqlite::{Connection, OptionalExtension};
 use super::agents::{AgentKeyRow, NewToken, TokenInfo};
 
 pub mod agents;
+pub mod audit;
+pub mod console_schema;
 pub mod exemption;
+pub mod fleet;
 pub mod ingest;
 pub mod notice;
 pub mod publication;
+pub mod review;
+pub mod settings;
+pub mod users;
 
 pub const DB_FILE: &str = "tutela.db";
 
@@ -152,6 +158,13 @@ pub fn open(dir: &Path) -> Result<Connection, rusqlite::Error> {
         "INTEGER NOT NULL DEFAULT 0",
     )?;
     Ok(conn)
+}
+
+/// Starts a write transaction (`BEGIN IMMEDIATE`): it waits for another
+/// writer rather than failing half-way, and an early return rolls it back
+/// when it is dropped.
+pub fn write_tx(conn: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
 }
 
 /// Adds a column a database made by an earlier version lacks.

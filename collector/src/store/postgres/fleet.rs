@@ -1,0 +1,157 @@
+//! The Fleet page's stations and the Tokens page's enrolment tokens on
+//! PostgreSQL; each change commits with its audit entries.
+
+use super::console::Pg;
+use super::users::audit;
+use crate::store::agents::{NewToken, TokenInfo};
+use crate::store::fleet::{Station, StationChange};
+use crate::store::users::Audited;
+use crate::store::StoreError;
+
+impl Pg<'_> {
+    pub fn stations(&self) -> Result<Vec<Station>, StoreError> {
+        let c = self.client()?;
+        self.run(async move {
+            Ok(c.query(
+                "SELECT agent_id, station, grp, last_seen_ms, agent_version, rules_version,
+                        spool_backlog, spool_dropped, COALESCE(flag, ''), problems
+                 FROM agents WHERE NOT revoked ORDER BY grp, station",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| Station {
+                agent_id: r.get(0),
+                station: r.get(1),
+                grp: r.get(2),
+                last_seen_ms: r.get(3),
+                agent_version: r.get(4),
+                rules_version: r.get(5),
+                spool_backlog: r.get(6),
+                spool_dropped: r.get(7),
+                flag: r.get(8),
+                silent: false,
+                problems: r.get(9),
+            })
+            .collect())
+        })
+    }
+
+    pub fn station(&self, agent_id: &str) -> Result<Option<(String, String, String)>, StoreError> {
+        let c = self.client()?;
+        self.run(async move {
+            Ok(c.query_opt(
+                "SELECT station, grp, COALESCE(flag, '') FROM agents WHERE agent_id = $1 AND NOT revoked",
+                &[&agent_id],
+            )
+            .await?
+            .map(|r| (r.get(0), r.get(1), r.get(2))))
+        })
+    }
+
+    pub fn descendants(&self, agent_id: &str) -> Result<Vec<String>, StoreError> {
+        let c = self.client()?;
+        self.run(async move {
+            Ok(c.query(
+                "WITH RECURSIVE d(id) AS (
+                     SELECT agent_id FROM agents WHERE rekeyed_from = $1
+                     UNION SELECT a.agent_id FROM agents a JOIN d ON a.rekeyed_from = d.id)
+                 SELECT id FROM d ORDER BY id",
+                &[&agent_id],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+        })
+    }
+
+    pub fn change_stations(
+        &self,
+        change: StationChange,
+        targets: &[(String, Audited<'_>)],
+    ) -> Result<bool, StoreError> {
+        let sql = match change {
+            StationChange::Revoke => {
+                "UPDATE agents SET revoked = TRUE WHERE agent_id = $1 AND NOT revoked"
+            }
+            StationChange::ClearFlag => {
+                "UPDATE agents SET flag = NULL WHERE agent_id = $1 AND NOT revoked"
+            }
+        };
+        let c = self.client()?;
+        let changed = self.unit(async move {
+            for (i, (agent_id, entry)) in targets.iter().enumerate() {
+                if c.execute(sql, &[agent_id]).await? == 0 {
+                    if i == 0 {
+                        // Nothing changed yet: the transaction commits empty.
+                        return Ok(false);
+                    }
+                    continue;
+                }
+                audit(c, entry).await?;
+            }
+            Ok(true)
+        })?;
+        Ok(changed)
+    }
+
+    pub fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        let c = self.client()?;
+        self.run(async move {
+            Ok(c.query(
+                "SELECT secret_hash, label, grp, created_ms, expires_ms, max_uses, uses, revoked
+                 FROM tokens ORDER BY created_ms DESC, secret_hash",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                let hash: Vec<u8> = r.get(0);
+                TokenInfo {
+                    id: hex::encode(&hash)[..12].to_owned(),
+                    label: r.get(1),
+                    group: r.get(2),
+                    created_ms: r.get(3),
+                    expires_ms: r.get(4),
+                    max_uses: r.get(5),
+                    uses: r.get(6),
+                    revoked: r.get(7),
+                }
+            })
+            .collect())
+        })
+    }
+
+    pub fn create_token(&self, t: &NewToken, entry: &Audited<'_>) -> Result<(), StoreError> {
+        let c = self.client()?;
+        self.unit(async move {
+            c.execute(
+                "INSERT INTO tokens (secret_hash, label, grp, created_ms, expires_ms, max_uses)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &t.secret_hash,
+                    &t.label,
+                    &t.group,
+                    &t.created_ms,
+                    &t.expires_ms,
+                    &t.max_uses,
+                ],
+            )
+            .await?;
+            audit(c, entry).await
+        })
+    }
+
+    pub fn revoke_token(&self, id: &str, entry: &Audited<'_>) -> Result<(), StoreError> {
+        let c = self.client()?;
+        self.unit(async move {
+            c.execute(
+                "UPDATE tokens SET revoked = TRUE WHERE encode(substr(secret_hash, 1, 6), 'hex') = $1",
+                &[&id],
+            )
+            .await?;
+            audit(c, entry).await
+        })
+    }
+}

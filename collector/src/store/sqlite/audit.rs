@@ -1,0 +1,118 @@
+//! The console's audit log in SQLite.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::write_tx;
+use crate::store::audit::{entry_hash, ChainCheck, Entry, GENESIS};
+use crate::store::now_ms;
+use crate::store::users::Audited;
+
+/// Appends one entry. Outside a transaction it runs in its own write
+/// transaction (`BEGIN IMMEDIATE`, so the read of the last hash and the
+/// insert are one step and wait for another writer rather than fail);
+/// inside a caller's transaction it runs in a savepoint, and commits or
+/// rolls back with the caller's action.
+pub fn append(
+    conn: &Connection,
+    actor: &str,
+    action: &str,
+    target: &str,
+    detail: &str,
+) -> rusqlite::Result<()> {
+    let entry = Audited {
+        actor,
+        action,
+        target,
+        detail,
+    };
+    if conn.is_autocommit() {
+        let tx = write_tx(conn)?;
+        insert(&tx, &entry)?;
+        return tx.commit();
+    }
+    super::in_savepoint(conn, "audit", || insert(conn, &entry))
+}
+
+/// Inserts one entry inside the caller's transaction.
+pub fn insert(conn: &Connection, a: &Audited<'_>) -> rusqlite::Result<()> {
+    let last: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT id, hash FROM console_audit ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (id, prev) = match last {
+        Some((id, hash)) => (id + 1, hash),
+        None => (1, GENESIS.to_owned()),
+    };
+    let entry = Entry {
+        id,
+        time_ms: now_ms(),
+        actor: a.actor.to_owned(),
+        action: a.action.to_owned(),
+        target: a.target.to_owned(),
+        detail: a.detail.to_owned(),
+    };
+    let hash = entry_hash(&prev, &entry);
+    conn.execute(
+        "INSERT INTO console_audit (id, time_ms, actor, action, target, detail, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            id,
+            entry.time_ms,
+            a.actor,
+            a.action,
+            a.target,
+            a.detail,
+            prev,
+            hash
+        ],
+    )?;
+    Ok(())
+}
+
+/// Checks the whole chain: the number of entries, or the id of the first
+/// entry that does not follow from the one before.
+pub fn verify(conn: &Connection) -> rusqlite::Result<Result<usize, i64>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, time_ms, actor, action, target, detail, prev_hash, hash FROM console_audit ORDER BY id",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut check = ChainCheck::default();
+    while let Some(r) = rows.next()? {
+        let entry = Entry {
+            id: r.get(0)?,
+            time_ms: r.get(1)?,
+            actor: r.get(2)?,
+            action: r.get(3)?,
+            target: r.get(4)?,
+            detail: r.get(5)?,
+        };
+        let prev: String = r.get(6)?;
+        let hash: String = r.get(7)?;
+        if !check.next(&entry, &prev, &hash) {
+            break;
+        }
+    }
+    Ok(check.result())
+}
+
+/// The newest `limit` entries, of `actor` only when given.
+pub fn recent(conn: &Connection, limit: i64, actor: Option<&str>) -> rusqlite::Result<Vec<Entry>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, time_ms, actor, action, target, detail FROM console_audit
+         WHERE (?2 IS NULL OR actor = ?2) ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![limit, actor], |r| {
+        Ok(Entry {
+            id: r.get(0)?,
+            time_ms: r.get(1)?,
+            actor: r.get(2)?,
+            action: r.get(3)?,
+            target: r.get(4)?,
+            detail: r.get(5)?,
+        })
+    })?;
+    rows.collect()
+}

@@ -1,0 +1,97 @@
+//! The Fleet page's stations in SQLite; each change commits with its audit
+//! entries.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use super::audit::insert as audit;
+use super::write_tx;
+use crate::store::fleet::{Station, StationChange};
+use crate::store::users::Audited;
+
+/// Every unrevoked station, by group and name.
+pub fn stations(conn: &Connection) -> rusqlite::Result<Vec<Station>> {
+    let mut stmt = conn.prepare(
+        "SELECT agent_id, station, grp, last_seen_ms, agent_version, rules_version,
+                spool_backlog, spool_dropped, COALESCE(flag, ''), problems
+         FROM agents WHERE revoked = 0 ORDER BY grp, station",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Station {
+            agent_id: r.get(0)?,
+            station: r.get(1)?,
+            grp: r.get(2)?,
+            last_seen_ms: r.get(3)?,
+            agent_version: r.get(4)?,
+            rules_version: r.get(5)?,
+            spool_backlog: r.get(6)?,
+            spool_dropped: r.get(7)?,
+            flag: r.get(8)?,
+            silent: false,
+            problems: r.get(9)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// (station, group, flag) of an unrevoked station.
+pub fn station(
+    conn: &Connection,
+    agent_id: &str,
+) -> rusqlite::Result<Option<(String, String, String)>> {
+    conn.query_row(
+        "SELECT station, grp, COALESCE(flag, '') FROM agents WHERE agent_id = ?1 AND revoked = 0",
+        [agent_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .optional()
+}
+
+/// Applies `change` to each (agent id, audit entry) still unrevoked, the
+/// first one required: `false` (and nothing changed) when it is revoked
+/// already. Others already revoked are skipped.
+pub fn change_stations(
+    conn: &Connection,
+    change: StationChange,
+    targets: &[(String, Audited<'_>)],
+) -> rusqlite::Result<bool> {
+    let sql = match change {
+        StationChange::Revoke => {
+            "UPDATE agents SET revoked = 1 WHERE agent_id = ?1 AND revoked = 0"
+        }
+        StationChange::ClearFlag => {
+            "UPDATE agents SET flag = NULL WHERE agent_id = ?1 AND revoked = 0"
+        }
+    };
+    let tx = write_tx(conn)?;
+    for (i, (agent_id, entry)) in targets.iter().enumerate() {
+        if tx.execute(sql, [agent_id])? == 0 {
+            if i == 0 {
+                return Ok(false);
+            }
+            continue;
+        }
+        audit(&tx, entry)?;
+    }
+    tx.commit()?;
+    Ok(true)
+}
+
+/// Stores a new enrolment token with its audit entry.
+pub fn create_token(
+    conn: &Connection,
+    row: &crate::store::agents::NewToken,
+    entry: &Audited<'_>,
+) -> rusqlite::Result<()> {
+    let tx = write_tx(conn)?;
+    super::agents::insert_token(&tx, row)?;
+    audit(&tx, entry)?;
+    tx.commit()
+}
+
+/// Revokes a token with its audit entry.
+pub fn revoke_token(conn: &Connection, id: &str, entry: &Audited<'_>) -> rusqlite::Result<()> {
+    let tx = write_tx(conn)?;
+    super::agents::revoke_token(&tx, id)?;
+    audit(&tx, entry)?;
+    tx.commit()
+}

@@ -1,0 +1,70 @@
+// The review console of two collectors on one PostgreSQL, in headless
+// Chromium: a DSL signs in on the first, finds the alert in the queue,
+// opens it and starts its review; on the second collector the alert shows
+// that state, and a deputy escalates it there; back on the first, the page
+// shows the escalation. Ends with one `RESULT <json>` line; a failed check
+// throws.
+//
+// Environment: CONSOLE_A, CONSOLE_B, PASSWORD, ALERT_ID, CHROMIUM.
+import { chromium } from 'playwright-core';
+
+const [a, b] = [process.env.CONSOLE_A, process.env.CONSOLE_B];
+const password = process.env.PASSWORD;
+const id = process.env.ALERT_ID;
+const result = {};
+
+function check(cond, what) {
+  if (!cond) throw new Error(`check failed: ${what}`);
+  result[what] = true;
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+
+async function signIn(base, name) {
+  const context = await browser.newContext({ viewport: { width: 1366, height: 768 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15000);
+  await page.goto(`${base}/login`);
+  await page.fill('input[name=name]', name);
+  await page.fill('input[name=password]', password);
+  await Promise.all([page.waitForLoadState('load'), page.click('button[type=submit]')]);
+  return page;
+}
+
+async function state(page) {
+  return (await page.textContent('#alert-state')).trim();
+}
+
+try {
+  const dsl = await signIn(a, 'dsl1');
+  check(new URL(dsl.url()).pathname === '/queue', 'signed in on the first collector');
+  const row = dsl.locator(`#queue-rows tr[data-id="${id}"]`);
+  check(await row.count() === 1, 'the alert stored through ingest is in the queue');
+  check((await row.textContent()).includes('pupil.one'), 'the queue row names the pupil');
+  await Promise.all([dsl.waitForLoadState('load'), row.locator('a.open').click()]);
+  check(new URL(dsl.url()).pathname === `/alerts/${id}`, 'the alert page opens');
+  check(await state(dsl) === 'New', 'the alert is new');
+  check((await dsl.textContent('#signature')).includes('Signature verified'),
+    'the signature verifies against the key kept in PostgreSQL');
+  check((await dsl.textContent('#context')).includes('kill myself'), 'the context is shown');
+  await Promise.all([dsl.waitForLoadState('load'), dsl.click('button[data-to=in_review]')]);
+  check(await state(dsl) === 'In review', 'the review starts on the first collector');
+
+  const deputy = await signIn(b, 'dsl2');
+  await deputy.goto(`${b}/alerts/${id}`);
+  check(await state(deputy) === 'In review', 'the second collector shows the review state');
+  await Promise.all([deputy.waitForLoadState('load'), deputy.click('button[data-to=escalated]')]);
+  check(await state(deputy) === 'Escalated', 'the deputy escalates it on the second collector');
+
+  await dsl.reload();
+  check(await state(dsl) === 'Escalated', 'the first collector shows the escalation');
+  const fleet = await dsl.request.get(`${a}/fleet`);
+  check(fleet.status() === 404, 'pages that still need the embedded store are not served');
+  console.log(`RESULT ${JSON.stringify(result)}`);
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,517 @@
+//! The review console on PostgreSQL, in real headless Chromium: two real
+//! collectors (`tutela-collector serve`) share one PostgreSQL; an agent's
+//! alert stored through ingest shows in the queue of the first, a DSL opens
+//! it (audited) and starts its review there, and the second collector shows
+//! that state and takes the next step, which the first then shows. Accounts
+//! are made with `tutela-collector user add` straight into PostgreSQL. The
+//! browser part is `tests/console/postgres.mjs`. Also, over HTTP: the
+//! queue's filters and the staff scope on PostgreSQL, and a console that
+//! answers while the database is away and recovers when it is back.
+
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tutela_agent::event::{seal, EventDraft};
+use tutela_agent::identity::{Enrolment, Identity};
+use tutela_agent::pinning;
+use tutela_proto::v1::ingest_client::IngestClient;
+use tutela_proto::v1::{AckStatus, Observation, RuleMatch, Source};
+use tutela_tests::postgres::PgCluster;
+use tutela_tests::script::Script;
+use tutela_tests::{console_scripts, free_port, Agent, Collector, Scratch};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A collector in `scratch/name` on the PostgreSQL at `url`, with its
+/// console on; returns it and the console's address.
+fn node(scratch: &Scratch, name: &str, url: &str) -> (Collector, String) {
+    let collector = Collector::init(scratch.path(name)).unwrap();
+    collector
+        .set_section("storage", &format!("url = \"{url}\""))
+        .unwrap();
+    let console = collector.set_console_port(free_port()).unwrap();
+    (collector, console)
+}
+
+/// An alert to send: (user, context, matched word, category, severity).
+type Seed<'a> = (&'a str, &'a str, &'a str, &'a str, u32);
+
+/// Typed alerts from the agent enrolled in `dir` (its first events, chained),
+/// streamed to the collector that enrolled it and acknowledged as stored.
+fn send(dir: &std::path::Path, seeds: &[Seed<'_>]) {
+    let enrolment = Enrolment::load(dir).unwrap();
+    let identity = Identity::load_or_create(dir).unwrap();
+    let mut prev = [0; 32];
+    let mut events = Vec::new();
+    for (n, (user, context, word, category, severity)) in seeds.iter().enumerate() {
+        let start = context.find(word).unwrap() as u32;
+        let sealed = seal(
+            &identity,
+            &enrolment.agent_id,
+            n as u64 + 1,
+            prev,
+            0,
+            EventDraft {
+                time_ms: now_ms() - 60_000 + n as i64,
+                user: (*user).into(),
+                station: "LAB1-PC07".into(),
+                observation: Observation {
+                    source: Source::Typed as i32,
+                    context: (*context).into(),
+                    app: "chromium".into(),
+                    window_title: "Homework help - Chromium".into(),
+                    url: "https://search.example/".into(),
+                    ..Default::default()
+                },
+                matches: vec![RuleMatch {
+                    rule_id: format!("{category}/seed"),
+                    category: (*category).into(),
+                    severity: *severity,
+                    term: (*word).into(),
+                    start,
+                    end: start + word.len() as u32,
+                }],
+                evidence: None,
+                rules_version: 3,
+                count: 1,
+                event_id: None,
+                repeat_of: String::new(),
+            },
+        );
+        prev = sealed.body_hash();
+        events.push(sealed.to_wire());
+    }
+    let last = events.len() as u64;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let channel = pinning::connect(&enrolment.collector, &enrolment.fingerprint)
+            .await
+            .unwrap();
+        let mut acks = IngestClient::new(channel)
+            .stream(tokio_stream::iter(events))
+            .await
+            .unwrap()
+            .into_inner();
+        // An acknowledgement covers its event and every earlier one on the stream.
+        let mut acked = 0;
+        while acked < last {
+            let ack = acks
+                .message()
+                .await
+                .unwrap()
+                .expect("every event acknowledged");
+            assert_eq!(ack.status, AckStatus::Stored as i32);
+            acked = ack.seq;
+        }
+    });
+}
+
+#[test]
+fn two_collectors_on_postgresql_serve_one_review_console() {
+    let pg = PgCluster::start().unwrap();
+    let scratch = Scratch::new("console-postgres");
+    let (mut a, console_a) = node(&scratch, "a", &pg.url());
+    let (mut b, console_b) = node(&scratch, "b", &pg.url());
+    // Accounts made on either node's command line land in PostgreSQL.
+    a.add_console_user("dsl1", "dsl", PASSWORD).unwrap();
+    b.add_console_user("dsl2", "deputy-dsl", PASSWORD).unwrap();
+    let listed = tutela_tests::run_ok(a.cmd().args(["user", "list"])).unwrap();
+    assert!(
+        listed.contains("dsl1\tdsl\tactive") && listed.contains("dsl2\tdeputy-dsl\tactive"),
+        "both accounts, from either node: {listed}"
+    );
+    a.start().unwrap();
+    b.start().unwrap();
+
+    let agent = Agent::new(scratch.path("agent"));
+    agent.enrol(&a.token(&[]).unwrap()).unwrap();
+    send(
+        &agent.dir,
+        &[(
+            "pupil.one",
+            "i want to kill myself tonight",
+            "kill myself",
+            "suicide",
+            5,
+        )],
+    );
+    let id = pg.count("SELECT id FROM alerts WHERE severity = 5");
+
+    let (browser, lines) = Script::spawn(
+        Command::new("node")
+            .arg("postgres.mjs")
+            .current_dir(console_scripts())
+            .env("CONSOLE_A", &console_a)
+            .env("CONSOLE_B", &console_b)
+            .env("PASSWORD", PASSWORD)
+            .env("ALERT_ID", id.to_string()),
+        Duration::from_secs(180),
+    );
+    let mut result = None;
+    for line in lines {
+        let line = line.unwrap();
+        if let Some(json) = line.strip_prefix("RESULT ") {
+            result = Some(json.to_owned());
+        }
+    }
+    let status = browser.finish();
+    assert!(
+        status.success() && result.is_some(),
+        "the browser scenario failed ({status}); collector logs:\n{}\n----\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+
+    // What the console did is in PostgreSQL: the state, its history (one
+    // step from each collector) and an audit chain with every view and move.
+    assert_eq!(
+        pg.query(&format!("SELECT state FROM alerts WHERE id = {id}"))
+            .unwrap(),
+        "escalated"
+    );
+    assert_eq!(
+        pg.query(&format!(
+            "SELECT string_agg(actor || ':' || from_state || '>' || to_state, ',' ORDER BY id)
+             FROM console_history WHERE alert_id = {id}"
+        ))
+        .unwrap(),
+        "dsl1:new>in_review,dsl2:in_review>escalated"
+    );
+    let target = format!("alert:{id}");
+    for (actor, action) in [
+        ("dsl1", "view_alert"),
+        ("dsl1", "state_change"),
+        ("dsl2", "view_alert"),
+        ("dsl2", "state_change"),
+    ] {
+        assert!(
+            pg.count(&format!(
+                "SELECT COUNT(*) FROM console_audit WHERE actor = '{actor}' AND action = '{action}' AND target = '{target}'"
+            )) >= 1,
+            "{actor} {action} is audited"
+        );
+    }
+    for actor in ["dsl1", "dsl2"] {
+        assert_eq!(
+            pg.count(&format!(
+                "SELECT COUNT(*) FROM console_audit WHERE actor = '{actor}' AND action = 'login'"
+            )),
+            1
+        );
+    }
+    // One chain across both collectors: ids without gaps, each entry
+    // pointing at the one before.
+    assert_eq!(
+        pg.count(
+            "SELECT COUNT(*) FROM console_audit c JOIN console_audit p ON p.id = c.id - 1
+             WHERE c.prev_hash <> p.hash"
+        ),
+        0
+    );
+    assert_eq!(pg.count("SELECT MAX(id) - COUNT(*) FROM console_audit"), 0);
+    // The log is append-only here too.
+    assert!(pg
+        .query("UPDATE console_audit SET actor = 'someone else' WHERE id = 1")
+        .unwrap_err()
+        .to_string()
+        .contains("append-only"));
+    for log in [a.log_text(), b.log_text()] {
+        assert!(!log.contains("console database error"), "{log}");
+    }
+    a.kill9();
+    b.kill9();
+}
+
+/// The alert ids a queue page lists.
+fn listed(body: &str) -> Vec<i64> {
+    body.match_indices("<tr data-id=\"")
+        .filter_map(|(at, m)| {
+            let rest = &body[at + m.len()..];
+            rest[..rest.find('"')?].parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn on_postgresql_the_queue_filters_and_the_staff_scope_hold() {
+    use tutela_tests::web::{http, sign_in};
+    let pg = PgCluster::start().unwrap();
+    let scratch = Scratch::new("console-postgres-scope");
+    let (mut c, console) = node(&scratch, "c", &pg.url());
+    // Staff: the imported list, and names matching the pattern, where `_`
+    // is a letter like any other.
+    c.set_section(
+        "console",
+        &format!(
+            "listen = \"{}\"\nstaff_pattern = \"t_*\"",
+            console.trim_start_matches("http://").trim_end_matches('/')
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        scratch.path("staff.csv"),
+        "username,type\nmr.smith,staff\npupil.one,pupil\n",
+    )
+    .unwrap();
+    let out = tutela_tests::run_ok(
+        c.cmd()
+            .args(["users", "import"])
+            .arg(scratch.path("staff.csv")),
+    )
+    .unwrap();
+    assert!(out.contains("imported 1 staff"), "{out}");
+    c.add_console_user("dsl1", "dsl", PASSWORD).unwrap();
+    c.add_console_user("head1", "head", PASSWORD).unwrap();
+    c.start().unwrap();
+    let agent = Agent::new(scratch.path("agent"));
+    agent.enrol(&c.token(&[]).unwrap()).unwrap();
+    send(
+        &agent.dir,
+        &[
+            (
+                "pupil.one",
+                "i want to kill myself tonight",
+                "kill myself",
+                "suicide",
+                5,
+            ),
+            ("mr.smith", "how to hide a weapon", "weapon", "weapons", 4),
+            ("t_lee", "you are such a loser", "loser", "bullying", 3),
+            (
+                "ta.teacher",
+                "best odds on the match",
+                "odds",
+                "gambling",
+                2,
+            ),
+            ("Pupil.One", "where to buy weed", "weed", "drugs", 1),
+        ],
+    );
+    let id = |user: &str| pg.count(&format!("SELECT id FROM alerts WHERE \"user\" = '{user}'"));
+    let (pupil, smith, lee, ta, upper) = (
+        id("pupil.one"),
+        id("mr.smith"),
+        id("t_lee"),
+        id("ta.teacher"),
+        id("Pupil.One"),
+    );
+    let port: u16 = console
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (dsl, _) = sign_in(port, "dsl1", PASSWORD, "/queue");
+    let (head, _) = sign_in(port, "head1", PASSWORD, "/queue");
+    let queue = |cookie: &str, query: &str| {
+        let r = http(port, "GET", &format!("/queue?{query}"), cookie, &[]);
+        assert_eq!(r.status, 200, "{query}: {}", r.body);
+        let mut ids = listed(&r.body);
+        ids.sort();
+        ids
+    };
+    let sorted = |mut v: Vec<i64>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        queue(&dsl, ""),
+        sorted(vec![pupil, ta, upper]),
+        "pupils' alerts"
+    );
+    assert_eq!(queue(&head, ""), sorted(vec![smith, lee]), "staff alerts");
+    assert_eq!(
+        queue(&dsl, "pupil=PUPIL.one"),
+        sorted(vec![pupil, upper]),
+        "the pupil filter ignores case"
+    );
+    assert_eq!(queue(&dsl, "q=KILL"), vec![pupil], "search ignores case");
+    assert_eq!(
+        queue(&dsl, "q=_"),
+        Vec::<i64>::new(),
+        "`_` is searched as itself"
+    );
+    assert_eq!(
+        queue(&dsl, "q=%25"),
+        Vec::<i64>::new(),
+        "`%` is searched as itself"
+    );
+    assert_eq!(
+        queue(&dsl, "q=weapon"),
+        Vec::<i64>::new(),
+        "no staff alert by search"
+    );
+    assert_eq!(queue(&dsl, "severity=2&category=gambling"), vec![ta]);
+    // Out of scope is not found, whoever asks.
+    assert_eq!(
+        http(port, "GET", &format!("/alerts/{smith}"), &dsl, &[]).status,
+        404
+    );
+    assert_eq!(
+        http(port, "GET", &format!("/alerts/{pupil}"), &head, &[]).status,
+        404
+    );
+    assert_eq!(
+        http(port, "GET", &format!("/alerts/{pupil}"), &dsl, &[]).status,
+        200
+    );
+    // Rule rates count only the viewer's alerts.
+    let rules = http(port, "GET", "/rules", &dsl, &[]).body;
+    assert!(
+        rules.contains("suicide/seed") && !rules.contains("weapons/seed"),
+        "{rules}"
+    );
+    let csv = http(port, "GET", "/queue.csv?state=all", &dsl, &[]).body;
+    assert!(
+        csv.contains("pupil.one") && !csv.contains("mr.smith"),
+        "{csv}"
+    );
+    assert_eq!(
+        pg.count(
+            "SELECT COUNT(*) FROM console_audit WHERE actor = 'dsl1' AND action = 'export_csv'"
+        ),
+        1
+    );
+    // The review's other steps, each a unit of work in PostgreSQL.
+    let (dsl, csrf) = sign_in(port, "dsl1", PASSWORD, "/queue");
+    let post = |path: &str, form: &[(&str, &str)]| {
+        let mut fields = vec![("csrf", csrf.as_str())];
+        fields.extend_from_slice(form);
+        http(port, "POST", path, &dsl, &fields)
+    };
+    assert_eq!(
+        post(
+            &format!("/alerts/{pupil}/note"),
+            &[("text", "spoke to form tutor")]
+        )
+        .status,
+        303
+    );
+    assert_eq!(
+        post(&format!("/alerts/{pupil}/assign"), &[("assignee", "dsl1")]).status,
+        303
+    );
+    assert_eq!(
+        post(
+            &format!("/alerts/{pupil}/reveal"),
+            &[("reason", "checking context")]
+        )
+        .status,
+        303
+    );
+    assert_eq!(
+        post(
+            "/queue/bulk",
+            &[("id", &ta.to_string()), ("reason", "football odds")]
+        )
+        .status,
+        303
+    );
+    assert_eq!(
+        pg.query(&format!("SELECT state FROM alerts WHERE id = {ta}"))
+            .unwrap(),
+        "false_positive"
+    );
+    // A second close of the same alert finds nothing left to move.
+    assert_eq!(
+        post(
+            "/queue/bulk",
+            &[("id", &ta.to_string()), ("reason", "again")]
+        )
+        .status,
+        303
+    );
+    assert_eq!(
+        pg.count(&format!(
+            "SELECT COUNT(*) FROM console_history WHERE alert_id = {ta}"
+        )),
+        1
+    );
+    let page = http(port, "GET", &format!("/alerts/{pupil}"), &dsl, &[]).body;
+    assert!(page.contains("spoke to form tutor"), "the note is shown");
+    assert!(page.contains("id=\"alert-assignee\">dsl1<"), "{page}");
+    let record = http(
+        port,
+        "GET",
+        &format!("/alerts/{pupil}/record.json"),
+        &dsl,
+        &[],
+    );
+    assert_eq!(record.status, 200);
+    assert!(
+        record.body.contains("spoke to form tutor"),
+        "{}",
+        record.body
+    );
+    assert_eq!(
+        post("/settings", &[("technician_queue", "category-only")]).status,
+        303
+    );
+    assert_eq!(
+        pg.query("SELECT value FROM console_settings WHERE key = 'technician_queue'")
+            .unwrap(),
+        "category-only"
+    );
+    let made = post(
+        "/tokens/create",
+        &[("group", "lab-2"), ("expires", "24h"), ("uses", "2")],
+    );
+    assert_eq!(made.status, 200, "{}", made.body);
+    assert!(made.body.contains("tutela-agent enrol"), "{}", made.body);
+    assert_eq!(
+        pg.count("SELECT COUNT(*) FROM tokens WHERE grp = 'lab-2' AND max_uses = 2"),
+        1
+    );
+    c.add_console_user("audit1", "auditor", PASSWORD).unwrap();
+    let (auditor, _) = sign_in(port, "audit1", PASSWORD, "/audit");
+    let log = http(port, "GET", "/audit?actor=dsl1", &auditor, &[]).body;
+    assert!(log.contains("Hash chain intact"), "{log}");
+    for action in [
+        "add_note",
+        "assign",
+        "reveal_capture",
+        "bulk_false_positive",
+        "setting_changed",
+        "token-create",
+    ] {
+        assert!(
+            log.contains(&format!("<td>{action}</td>")),
+            "{action} in {log}"
+        );
+    }
+
+    // The database goes away: the console says so, and comes back with it
+    // (the session is kept in PostgreSQL, so the reviewer stays signed in).
+    pg.stop().unwrap();
+    let down = http(port, "GET", "/queue", &dsl, &[]);
+    assert_eq!(down.status, 500, "{}", down.body);
+    assert!(
+        down.body.contains("could not read its database"),
+        "{}",
+        down.body
+    );
+    pg.start_server().unwrap();
+    tutela_tests::wait_for(
+        "the console to read PostgreSQL again",
+        Duration::from_secs(30),
+        || http(port, "GET", "/queue", &dsl, &[]).status == 200,
+    )
+    .unwrap();
+    assert_eq!(
+        queue(&dsl, ""),
+        sorted(vec![pupil, upper]),
+        "the open queue"
+    );
+    assert!(c
+        .log_text()
+        .contains("the console connected to PostgreSQL again"));
+    c.kill9();
+}
