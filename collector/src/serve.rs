@@ -77,8 +77,8 @@ pub async fn bind(
     // Set when shutdown begins, before the server stops taking calls, so the
     // agents' rule streams end with a status that says so.
     let (stopping_rules, stopping) = tokio::sync::watch::channel(false);
-    let rules = crate::subscription::RulesService::open(dir, keys.clone(), stopping)?;
-    let notices = crate::notice::service::NoticesService::open(dir, keys.clone())?;
+    let rules = crate::subscription::RulesService::open(dir, keys.clone(), stopping).await?;
+    let notices = crate::notice::service::NoticesService::new(keys.clone());
     let ingest = IngestService {
         keys,
         writer: writer.clone(),

@@ -13,16 +13,17 @@
 //!
 //! The review console has its own handle, [`console::ConsoleStore`], lending
 //! its pages a [`console::Console`] per request (rows in `users`, `audit`,
-//! `review`, `fleet`).
+//! `review`, `fleet`). Rule publication, exemptions and notices (rows in
+//! `publication`, `exemption`, `notice`) go through [`Store`] on both
+//! backends.
 //!
 //! Background work (the mail and webhook outboxes, urgent notifications,
 //! weekly summaries, the retention purge and the leases that make each run
 //! on one collector) reaches the store through [`Jobs`].
 //!
-//! Modules not yet moved here (rules publication, exemptions, notices, the
-//! CLI's agents and alerts) still open the SQLite file through [`open`]; on
-//! PostgreSQL the console leaves out the pages that need them, and the CLI
-//! refuses the commands that would answer from the wrong store.
+//! Modules not yet moved here (the CLI's agents and alerts, backup and
+//! restore) still open the SQLite file through [`open`]; on PostgreSQL the
+//! CLI refuses the commands that would answer from the wrong store.
 
 pub mod agents;
 pub mod audit;
@@ -72,6 +73,12 @@ macro_rules! backend {
         }
     };
 }
+
+// Declared after `backend!`, which they use.
+pub mod exemption;
+pub mod notice;
+pub mod publication;
+
 impl Store {
     /// Opens the store at `location`, creating or upgrading its schema.
     pub async fn open(location: &Location) -> Result<Self, StoreError> {
