@@ -184,7 +184,7 @@ fn main() {
         o.sizes,
         o.hold.as_secs(),
         o.events_per_sec,
-        fleet.event_every.as_secs_f64(),
+        fleet.event_every().as_secs_f64(),
         o.heartbeat.as_secs()
     );
     println!("collector idle: RSS {idle_rss:.0} MiB, {idle_threads} threads");
