@@ -175,3 +175,33 @@ pub fn share_within(sorted: &[u32], limit_ms: u32) -> f64 {
     let within = sorted.partition_point(|&us| us <= limit_ms.saturating_mul(1000));
     within as f64 / sorted.len() as f64
 }
+
+/// CPU seconds (user and system) a process has used, with those of its
+/// children now running (a PostgreSQL server's backends) when `children`.
+pub fn cpu_seconds(pid: u32, children: bool) -> f64 {
+    let ticks = |pid: u32| -> Option<(u64, u32)> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name, which is in parentheses.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let parent = f.get(1)?.parse().ok()?;
+        let used = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        Some((used, parent))
+    };
+    let mut total = ticks(pid).map_or(0, |(t, _)| t);
+    if children {
+        let procs = std::fs::read_dir("/proc").into_iter().flatten().flatten();
+        for p in procs {
+            let Some(child) = p.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            if let Some((t, parent)) = ticks(child) {
+                if parent == pid {
+                    total += t;
+                }
+            }
+        }
+    }
+    // The kernel counts in clock ticks of 1/100 s on Linux.
+    total as f64 / 100.0
+}

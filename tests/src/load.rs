@@ -141,8 +141,8 @@ pub struct Fleet {
     pub stats: Stats,
     /// Agents numbered below this stay connected.
     pub population: watch::Receiver<usize>,
-    /// Microseconds between one agent's events.
-    event_every_us: AtomicU64,
+    /// How often each agent sends an event; agents follow a change at once.
+    event_every: watch::Sender<Duration>,
     pub events_each: u64,
     pub one_more_below: usize,
     pub heartbeat_every: Duration,
@@ -188,7 +188,7 @@ impl Fleet {
             token_secret: token.secret,
             stats: Stats::default(),
             population: watching,
-            event_every_us: AtomicU64::new(micros(o.event_every)),
+            event_every: watch::Sender::new(o.event_every),
             events_each: o.events_each,
             one_more_below: o.one_more_below,
             heartbeat_every: o.heartbeat_every,
@@ -200,12 +200,13 @@ impl Fleet {
 
     /// How often each agent sends an event.
     pub fn event_every(&self) -> Duration {
-        Duration::from_micros(self.event_every_us.load(Relaxed))
+        *self.event_every.borrow()
     }
 
-    /// Changes how often each agent sends an event, from its next event on.
+    /// Changes how often each agent sends an event: each agent's next event
+    /// comes within the new interval (spread over it), then at the new rate.
     pub fn set_event_every(&self, every: Duration) {
-        self.event_every_us.store(micros(every), Relaxed);
+        self.event_every.send_replace(every);
     }
 
     /// Events agent `n` sends in all.
@@ -229,10 +230,6 @@ impl Fleet {
             tokio::time::sleep(Duration::from_secs(1) + jitter(Duration::from_secs(2), n, 1)).await;
         }
     }
-}
-
-fn micros(d: Duration) -> u64 {
-    d.as_micros().clamp(1, u64::MAX as u128) as u64
 }
 
 pub fn now_ms() -> i64 {
@@ -438,7 +435,8 @@ impl Agent {
         let mut prev_hash = [0u8; 32];
         // Sent and not yet acknowledged: resent on a new stream.
         let mut unacked: VecDeque<(u64, Instant, SignedEvent)> = VecDeque::new();
-        let mut next = tokio::time::Instant::now() + jitter(fleet.event_every(), self.n, 4);
+        let mut every = fleet.event_every.subscribe();
+        let mut next = tokio::time::Instant::now() + jitter(*every.borrow_and_update(), self.n, 4);
         let mut done = last == 0;
         if done {
             stats.agents_done.fetch_add(1, Relaxed);
@@ -471,7 +469,7 @@ impl Agent {
                         // Late (the process is busy): at most one event
                         // follows at once, no catching up beyond that.
                         let now = tokio::time::Instant::now();
-                        next = (next + fleet.event_every()).max(now);
+                        next = (next + *every.borrow()).max(now);
                         seq += 1;
                         let sealed = seal(&self.identity, &self.agent_id, seq, prev_hash, 0, draft(self.n));
                         prev_hash = sealed.body_hash();
@@ -479,6 +477,10 @@ impl Agent {
                         unacked.push_back((seq, Instant::now(), event.clone()));
                         stats.events_sent.fetch_add(1, Relaxed);
                         let _ = tx.send(event).await;
+                    }
+                    Ok(()) = every.changed() => {
+                        let now = tokio::time::Instant::now();
+                        next = now + jitter(*every.borrow_and_update(), self.n, 7);
                     }
                     ack = acks.message() => match ack {
                         Ok(Some(ack)) => {
