@@ -251,8 +251,7 @@ fn main() {
         let stored = nodes.count("SELECT COUNT(*) FROM alerts").unwrap();
         let acked = fleet.stats.events_acked.load(Relaxed);
         println!(
-            "
-events acknowledged {acked}, stored in PostgreSQL {stored}"
+            "\nevents acknowledged {acked}, stored in PostgreSQL {stored} (at least as many: some were in flight at the end)"
         );
     }
 }
