@@ -285,8 +285,14 @@ pub async fn agent(fleet: Arc<Fleet>, n: usize) {
         {
             Ok(r) => break r.into_inner().agent_id,
             Err(status) if connection_lost(&status) => {
-                fleet.stats.connections_lost.fetch_add(1, Relaxed);
+                let stats = &fleet.stats;
+                stats.connections_lost.fetch_add(1, Relaxed);
+                let was = at;
                 (channel, at) = fleet.connect_from(at + 1, n).await;
+                if at != was {
+                    stats.reconnects.fetch_add(1, Relaxed);
+                    stats.moved.lock().unwrap().insert(n);
+                }
             }
             Err(status) => {
                 fleet.stats.enrol_refusals.fetch_add(1, Relaxed);
