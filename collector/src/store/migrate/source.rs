@@ -72,7 +72,8 @@ impl Source {
     }
 
     /// Calls `each` with every row of `table` (`columns` in order), in
-    /// rowid order. `each` may wait (it writes to PostgreSQL).
+    /// batches, in no set order (some tables have no rowid). `each` may
+    /// wait (it writes to PostgreSQL).
     pub async fn rows<F, Fut, E>(
         &self,
         table: &str,
@@ -90,10 +91,9 @@ impl Source {
             .map(|c| quote(c))
             .collect::<Vec<_>>()
             .join(", ");
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {list} FROM {} ORDER BY rowid",
-            quote(table)
-        ))?;
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {list} FROM {}", quote(table)))?;
         let mut rows = stmt.query([])?;
         let mut pending = Vec::with_capacity(batch);
         while let Some(r) = rows.next()? {
