@@ -112,6 +112,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         passphrase_file: Option<PathBuf>,
     },
+    /// Copy this data directory's SQLite store into an empty PostgreSQL database, checking counts and hash chains (stop the collector first).
+    Migrate {
+        /// The target: postgres://user:password@host:port/database.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
     /// Delete alerts closed longer ago than [retention] closed_alert_months, with their captures.
     Purge {
         /// Count what would be removed without removing it.
@@ -555,6 +561,7 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
+        Command::Migrate { to } => migrate(&dir, &to),
         Command::Purge { dry_run } => {
             let config = CollectorConfig::load(&config_path(&dir))?;
             let report = tutela_collector::retention::run_once(&dir, &config.retention, dry_run)?;
@@ -822,6 +829,38 @@ fn warn_if_no_agents(found: &store::exemption::GroupAgents, group: &str) {
             }
         );
     }
+}
+
+#[cfg(feature = "postgres")]
+fn migrate(dir: &Path, url: &str) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let target = store::Location::redacted(url);
+    let report = runtime
+        .block_on(store::migrate::migrate(dir, url, &mut |line| {
+            println!("{line}")
+        }))
+        .with_context(|| format!("migrating {} to {target}", dir.display()))?;
+    for table in &report.left {
+        println!("{table}: not copied (only one backend has it)");
+    }
+    println!(
+        "checked: row counts of {} tables, {} agents' event chains ({} events), the audit log ({} entries)",
+        report.copied.len(),
+        report.agents_checked,
+        report.events_checked,
+        report.audit_entries
+    );
+    println!(
+        "migrated to {target}; to serve from it, set [storage] url in collector.toml to this URL and start the collector"
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "postgres"))]
+fn migrate(_dir: &Path, _url: &str) -> Result<()> {
+    anyhow::bail!("this tutela-collector was built without PostgreSQL support: build it with `--features postgres` to migrate")
 }
 
 fn init(dir: &Path, listen: Option<SocketAddr>, hostnames: &[String]) -> Result<()> {

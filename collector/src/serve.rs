@@ -68,6 +68,12 @@ pub async fn bind(
     if location.shared() {
         tracing::info!(store = ?location, "agents, enrolment, heartbeats, events, the review console, email and webhooks are stored in PostgreSQL");
     }
+    // Held while serving: `migrate` refuses to copy a store in use.
+    let dir_lock = if location.shared() {
+        None
+    } else {
+        Some(crate::store::sqlite::lock::DirLock::take(dir)?)
+    };
     let store = crate::store::Store::open(&location)
         .await
         .context("cannot open the store")?;
@@ -172,6 +178,7 @@ pub async fn bind(
         Duration::from_secs(config.storage.lease_secs.max(1)),
     );
     let serving = async move {
+        let _dir_lock = dir_lock;
         let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             shutdown.await;

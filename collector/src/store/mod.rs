@@ -36,6 +36,8 @@ pub mod lease;
 mod location;
 pub mod mail;
 #[cfg(feature = "postgres")]
+pub mod migrate;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod retention;
 pub mod review;

@@ -69,7 +69,7 @@ impl PgConfig {
     }
 
     /// Connects, and drives the connection on the current runtime.
-    async fn connect(&self) -> Result<Client, StoreError> {
+    pub(crate) async fn connect(&self) -> Result<Client, StoreError> {
         let (client, connection) =
             self.config
                 .connect(NoTls)

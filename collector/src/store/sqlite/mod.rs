@@ -17,6 +17,7 @@ pub mod exemption;
 pub mod fleet;
 pub mod ingest;
 pub mod jobs;
+pub mod lock;
 pub mod mail;
 pub mod notice;
 pub mod publication;
