@@ -118,6 +118,8 @@ pub struct IngestService {
     pub keys: Arc<AgentKeys>,
     pub writer: Writer,
     pub vault: Arc<CaptureVault>,
+    /// Where sealed captures go (the database, or a bucket).
+    pub blobs: crate::store::blob::Blobs,
     pub limits: Limits,
     pub data_dir: PathBuf,
 }
@@ -291,10 +293,35 @@ impl IngestService {
             signature: signed.signature,
             event,
             sealed_capture,
+            capture_key: None,
             received_ms,
             clock_skew,
             reply: reply.clone(),
         })
+    }
+
+    /// With captures in object storage, writes the sealed capture to the
+    /// bucket before its row is committed; a bucket that cannot be reached
+    /// makes the agent keep the event in its spool and retry.
+    async fn place_capture(&self, mut v: Verified) -> Result<Verified, Status> {
+        if self.blobs.in_database() {
+            return Ok(v);
+        }
+        let Some(sealed) = v.sealed_capture.as_mut().map(std::mem::take) else {
+            return Ok(v);
+        };
+        let key = crate::store::blob::Blobs::new_key(&v.event.agent_id, v.event.seq);
+        if let Err(e) = self.blobs.put(&key, sealed).await {
+            tracing::error!(agent_id = %v.event.agent_id, seq = v.event.seq, error = %e, "cannot store a capture in the bucket");
+            return Err(with_seq(
+                Status::unavailable(
+                    "the collector cannot store captures right now (object storage unreachable); keep the event and retry",
+                ),
+                v.event.seq,
+            ));
+        }
+        v.capture_key = Some(key);
+        Ok(v)
     }
 
     /// Checks the signatures of a run of received events from one stream,
@@ -305,6 +332,10 @@ impl IngestService {
         let (authentic, bad_signature) = self.authenticate(run);
         for r in authentic {
             let verified = match self.accept(r, reply) {
+                Ok(v) => v,
+                Err(status) => return Some(status),
+            };
+            let verified = match self.place_capture(verified).await {
                 Ok(v) => v,
                 Err(status) => return Some(status),
             };

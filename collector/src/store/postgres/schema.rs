@@ -206,6 +206,21 @@ CREATE INDEX console_alerts_risk ON alerts (severity DESC, time_ms DESC);
 CREATE INDEX console_alerts_user ON alerts ("user", time_ms DESC);
 CREATE INDEX console_alerts_rule ON alerts (rule_id, state);
 "#,
+    // 4: captures in object storage: the row names its object, and a
+    // deleted row queues its object for deletion.
+    r#"
+ALTER TABLE captures ADD COLUMN object_key TEXT;
+CREATE UNIQUE INDEX captures_object_key ON captures (object_key) WHERE object_key IS NOT NULL;
+CREATE TABLE capture_objects_gone (object_key TEXT PRIMARY KEY);
+CREATE FUNCTION capture_object_gone() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO capture_objects_gone (object_key) VALUES (OLD.object_key) ON CONFLICT DO NOTHING;
+    RETURN OLD;
+END
+$$;
+CREATE TRIGGER captures_object_gone AFTER DELETE ON captures
+    FOR EACH ROW WHEN (OLD.object_key IS NOT NULL) EXECUTE FUNCTION capture_object_gone();
+"#,
 ];
 
 /// The schema version this collector writes.

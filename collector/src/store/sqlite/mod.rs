@@ -12,6 +12,7 @@ use super::agents::{AgentKeyRow, NewToken, TokenInfo};
 
 pub mod agents;
 pub mod audit;
+pub mod blob;
 pub mod console_schema;
 pub mod fleet;
 pub mod ingest;
@@ -145,6 +146,7 @@ pub fn open(dir: &Path) -> Result<Connection, rusqlite::Error> {
     add_column(&conn, "alerts", "signed_as", "INTEGER NOT NULL DEFAULT 1")?;
     // What the agent's last heartbeat said is wrong with it (lines; empty: nothing).
     add_column(&conn, "agents", "problems", "TEXT NOT NULL DEFAULT ''")?;
+    blob::upgrade(&conn)?;
     Ok(conn)
 }
 
@@ -215,6 +217,14 @@ impl Shared {
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the shared connection.
+    pub fn run<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        f(&self.conn())
     }
 
     pub fn agent_key(&self, agent_id: &str) -> rusqlite::Result<Option<AgentKeyRow>> {
