@@ -4,8 +4,9 @@
 //! ingest answer UNAVAILABLE and ingest recovers when it is back; a capture
 //! whose object is gone shows as "capture missing"; the purge deletes the
 //! objects of the alerts it removes. Run with
-//! `cargo test -p tutela-tests --test captures_s3` (needs `moto_server`,
-//! installed by tests/setup-debian.sh).
+//! `cargo test -p tutela-tests --test captures_s3` (needs moto's server,
+//! installed by tests/setup-debian.sh into tests/s3/venv unless Python
+//! already has it).
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -43,6 +44,14 @@ elif op == "get":
     print(s3.get_object(Bucket=bucket, Key=sys.argv[4])["Body"].read().hex())
 "#;
 
+/// `program` in the tests' own Python environment, if setup made one.
+fn venv(program: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("s3/venv/bin")
+        .join(program);
+    path.exists().then_some(path)
+}
+
 /// moto's S3 server on a loopback port; in memory, so a restart empties it.
 struct Moto {
     port: u16,
@@ -62,7 +71,8 @@ impl Moto {
     }
 
     fn restart(&mut self) {
-        let program = find_program("moto_server")
+        let program = venv("moto_server")
+            .or_else(|| find_program("moto_server"))
             .expect("moto_server is installed (run tests/setup-debian.sh)");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -97,7 +107,7 @@ impl Moto {
 
     fn s3(&self, args: &[&str]) -> String {
         run_ok(
-            Command::new("python3")
+            Command::new(venv("python").unwrap_or_else(|| "python3".into()))
                 .args(["-c", S3_PY, &self.endpoint()])
                 .args(args),
         )
