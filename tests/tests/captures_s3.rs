@@ -221,15 +221,21 @@ fn captures_in_object_storage_are_sealed_revealed_audited_and_purged() {
     std::env::set_var(SECRET_ENV, "moto-secret");
     let (mut collector, port) =
         Collector::with_console(scratch.path("collector"), &[("dsl1", "dsl")], PASSWORD).unwrap();
-    collector
-        .set_section(
-            "storage.captures",
-            &format!(
-                "url = \"s3://{BUCKET}/school-a\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\naccess_key_id_env = \"{KEY_ENV}\"\nsecret_access_key_env = \"{SECRET_ENV}\"\nallow_http = true\nsweep_secs = 1",
-                moto.endpoint()
-            ),
-        )
-        .unwrap();
+    let captures = |collector: &Collector, endpoint: &str| {
+        collector
+            .set_section(
+                "storage.captures",
+                &format!(
+                    "url = \"s3://{BUCKET}/school-a\"\nendpoint = \"{endpoint}\"\nregion = \"us-east-1\"\naccess_key_id_env = \"{KEY_ENV}\"\nsecret_access_key_env = \"{SECRET_ENV}\"\nallow_http = true\nsweep_secs = 1"
+                ),
+            )
+            .unwrap()
+    };
+    // Plain HTTP to another machine is refused, whatever allow_http says.
+    captures(&collector, "http://192.0.2.10:9000");
+    let refused = collector.start().unwrap_err().to_string();
+    assert!(refused.contains("loopback"), "{refused}");
+    captures(&collector, &moto.endpoint());
     collector
         .set_section("retention", "closed_alert_months = 12\npurge_daily = false")
         .unwrap();
