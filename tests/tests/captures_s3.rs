@@ -201,6 +201,16 @@ async fn send(enrolment: &Enrolment, events: Vec<SignedEvent>) -> Result<Vec<Ack
     Ok(out)
 }
 
+/// The collector reads its bucket credentials from the environment variables
+/// its configuration names (moto accepts any); its processes inherit them.
+fn credentials() {
+    static SET: std::sync::Once = std::sync::Once::new();
+    SET.call_once(|| {
+        std::env::set_var(KEY_ENV, "moto-key-id");
+        std::env::set_var(SECRET_ENV, "moto-secret");
+    });
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -215,10 +225,7 @@ fn open_db(collector: &Collector) -> Connection {
 fn captures_in_object_storage_are_sealed_revealed_audited_and_purged() {
     let scratch = Scratch::new("captures-s3");
     let mut moto = Moto::start(free_port(), scratch.path("moto.log"));
-    // The collector reads its bucket credentials from the environment
-    // variables its configuration names (moto accepts any).
-    std::env::set_var(KEY_ENV, "moto-key-id");
-    std::env::set_var(SECRET_ENV, "moto-secret");
+    credentials();
     let (mut collector, port) =
         Collector::with_console(scratch.path("collector"), &[("dsl1", "dsl")], PASSWORD).unwrap();
     let captures = |collector: &Collector, endpoint: &str| {
@@ -386,6 +393,93 @@ fn captures_in_object_storage_are_sealed_revealed_audited_and_purged() {
             .unwrap()
                 == 0
         },
+    )
+    .unwrap();
+    collector.kill9();
+}
+
+#[test]
+fn on_postgresql_captures_go_to_the_bucket_and_deleted_rows_take_their_objects() {
+    let scratch = Scratch::new("captures-s3-pg");
+    let moto = Moto::start(free_port(), scratch.path("moto.log"));
+    moto.create_bucket();
+    let pg = tutela_tests::postgres::PgCluster::start().unwrap();
+    credentials();
+    let (mut collector, port) =
+        Collector::with_console(scratch.path("collector"), &[], PASSWORD).unwrap();
+    collector
+        .set_section(
+            "storage",
+            &format!(
+                "url = \"{}\"\n\n[storage.captures]\nurl = \"s3://{BUCKET}\"\nendpoint = \"{}\"\naccess_key_id_env = \"{KEY_ENV}\"\nsecret_access_key_env = \"{SECRET_ENV}\"\nallow_http = true\nsweep_secs = 1",
+                pg.url(),
+                moto.endpoint()
+            ),
+        )
+        .unwrap();
+    collector.add_console_user("dsl1", "dsl", PASSWORD).unwrap();
+    collector.start().unwrap();
+    let agent = Agent::new(scratch.path("agent"));
+    agent.enrol(&collector.token(&[]).unwrap()).unwrap();
+    let enrolment = Enrolment::load(&agent.dir).unwrap();
+    let identity = Identity::load_or_create(&agent.dir).unwrap();
+    let plain = b"\xff\xd8 a capture kept for PostgreSQL \xff\xd9".to_vec();
+    let first = event(&identity, &enrolment.agent_id, 1, [0; 32], &plain);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let acks = rt
+        .block_on(send(&enrolment, vec![first.to_wire()]))
+        .unwrap();
+    assert_eq!(acks[0].status, AckStatus::Stored as i32);
+
+    // The row names the object and holds no image bytes; the object is sealed.
+    let row = pg
+        .query("SELECT alert_id, object_key, length(sealed) FROM captures")
+        .unwrap();
+    let fields: Vec<&str> = row.split('|').collect();
+    assert_eq!(fields.len(), 3, "{row}");
+    let (alert, key) = (fields[0].parse::<i64>().unwrap(), fields[1]);
+    assert_eq!(fields[2], "0", "{row}");
+    assert_eq!(moto.keys(), vec![key.to_owned()]);
+    assert!(!contains(&moto.object(key), &plain));
+
+    // Served through the collector after a reveal, audited in PostgreSQL.
+    let (dsl, csrf) = sign_in(port, "dsl1", PASSWORD, "/queue");
+    let revealed = http(
+        port,
+        "POST",
+        &format!("/alerts/{alert}/reveal"),
+        &dsl,
+        &[("csrf", &csrf), ("reason", "checking the screen")],
+    );
+    assert_eq!(revealed.status, 303, "{}", revealed.body);
+    let shown = http(
+        port,
+        "GET",
+        &format!("/alerts/{alert}/capture.jpg"),
+        &dsl,
+        &[],
+    );
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert_eq!(shown.bytes, plain);
+    assert_eq!(
+        pg.count(&format!(
+            "SELECT COUNT(*) FROM console_audit WHERE actor = 'dsl1' AND target = 'alert:{alert}' AND action IN ('reveal_capture', 'view_capture')"
+        )),
+        2
+    );
+
+    // A deleted row queues its object; the collector deletes it.
+    pg.query("DELETE FROM captures").unwrap();
+    wait_for(
+        "the deleted row's object deleted",
+        Duration::from_secs(30),
+        || moto.keys().is_empty(),
+    )
+    .unwrap();
+    wait_for(
+        "the deletion queue emptied",
+        Duration::from_secs(30),
+        || pg.count("SELECT COUNT(*) FROM capture_objects_gone") == 0,
     )
     .unwrap();
     collector.kill9();
