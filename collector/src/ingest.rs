@@ -330,12 +330,13 @@ impl IngestService {
     pub(crate) async fn ingest_run(&self, run: Vec<Received>, reply: &Reply) -> Option<Status> {
         let arrived = std::time::Instant::now();
         let (authentic, bad_signature) = self.authenticate(run);
+        if !self.blobs.in_database() {
+            return self
+                .ingest_run_to_bucket(authentic, bad_signature, reply, arrived)
+                .await;
+        }
         for r in authentic {
             let verified = match self.accept(r, reply) {
-                Ok(v) => v,
-                Err(status) => return Some(status),
-            };
-            let verified = match self.place_capture(verified).await {
                 Ok(v) => v,
                 Err(status) => return Some(status),
             };
@@ -345,6 +346,43 @@ impl IngestService {
             crate::metrics::event_acknowledged(arrived);
         }
         bad_signature
+    }
+
+    /// [`IngestService::ingest_run`] with captures in object storage: the
+    /// run's captures are written to the bucket together, then its events
+    /// go to the writer in order, up to the first refused.
+    async fn ingest_run_to_bucket(
+        &self,
+        authentic: Vec<Received>,
+        bad_signature: Option<Status>,
+        reply: &Reply,
+        arrived: std::time::Instant,
+    ) -> Option<Status> {
+        let mut accepted = Vec::with_capacity(authentic.len());
+        let mut refused = bad_signature;
+        for r in authentic {
+            match self.accept(r, reply) {
+                Ok(v) => accepted.push(v),
+                Err(status) => {
+                    refused = Some(status);
+                    break;
+                }
+            }
+        }
+        let placed =
+            futures_util::future::join_all(accepted.into_iter().map(|v| self.place_capture(v)))
+                .await;
+        for verified in placed {
+            let verified = match verified {
+                Ok(v) => v,
+                Err(status) => return Some(status),
+            };
+            if let Err(status) = self.writer.submit(verified).await {
+                return Some(status);
+            }
+            crate::metrics::event_acknowledged(arrived);
+        }
+        refused
     }
 
     /// Waits for the stream's next event, then takes whatever else it has

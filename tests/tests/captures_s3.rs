@@ -8,9 +8,6 @@
 //! installed by tests/setup-debian.sh into tests/s3/venv unless Python
 //! already has it).
 
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rusqlite::{params, Connection};
@@ -20,121 +17,13 @@ use tutela_agent::identity::{Enrolment, Identity};
 use tutela_agent::pinning;
 use tutela_proto::v1::ingest_client::IngestClient;
 use tutela_proto::v1::{Ack, AckStatus, Observation, RuleMatch, SignedEvent};
+use tutela_tests::s3::{Moto, BUCKET};
 use tutela_tests::web::{http, sign_in};
-use tutela_tests::{find_program, free_port, run_ok, wait_for, Agent, Collector, Scratch};
+use tutela_tests::{free_port, run_ok, wait_for, Agent, Collector, Scratch};
 
 const PASSWORD: &str = "a long enough console password 42";
-const BUCKET: &str = "tutela-captures";
 const KEY_ENV: &str = "TUTELA_TEST_S3_KEY_ID";
 const SECRET_ENV: &str = "TUTELA_TEST_S3_SECRET";
-
-/// Bucket operations through boto3 (installed with moto): create, list
-/// (one key a line) and get (hex).
-const S3_PY: &str = r#"
-import sys, boto3
-s3 = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id="moto",
-                  aws_secret_access_key="moto", region_name="us-east-1")
-op, bucket = sys.argv[2], sys.argv[3]
-if op == "create":
-    s3.create_bucket(Bucket=bucket)
-elif op == "list":
-    for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
-        print(o["Key"])
-elif op == "get":
-    print(s3.get_object(Bucket=bucket, Key=sys.argv[4])["Body"].read().hex())
-"#;
-
-/// `program` in the tests' own Python environment, if setup made one.
-fn venv(program: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("s3/venv/bin")
-        .join(program);
-    path.exists().then_some(path)
-}
-
-/// moto's S3 server on a loopback port; in memory, so a restart empties it.
-struct Moto {
-    port: u16,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Moto {
-    fn start(port: u16, log: PathBuf) -> Self {
-        let mut moto = Self {
-            port,
-            log,
-            child: None,
-        };
-        moto.restart();
-        moto
-    }
-
-    fn restart(&mut self) {
-        let program = venv("moto_server")
-            .or_else(|| find_program("moto_server"))
-            .expect("moto_server is installed (run tests/setup-debian.sh)");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(program)
-            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let port = self.port;
-        wait_for("moto listening", Duration::from_secs(30), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        })
-        .unwrap();
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn s3(&self, args: &[&str]) -> String {
-        run_ok(
-            Command::new(venv("python").unwrap_or_else(|| "python3".into()))
-                .args(["-c", S3_PY, &self.endpoint()])
-                .args(args),
-        )
-        .unwrap()
-    }
-
-    fn create_bucket(&self) {
-        self.s3(&["create", BUCKET]);
-    }
-
-    fn keys(&self) -> Vec<String> {
-        self.s3(&["list", BUCKET])
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    fn object(&self, key: &str) -> Vec<u8> {
-        hex::decode(self.s3(&["get", BUCKET, key]).trim()).unwrap()
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
