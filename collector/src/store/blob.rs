@@ -8,7 +8,8 @@
 //! reveal, audit).
 //!
 //! An object is written before the transaction that stores its row commits:
-//! a failed commit leaves an orphan object, removed by the startup sweep. A
+//! a failed commit (or a replayed event, found a duplicate) leaves an orphan
+//! object, removed by the orphan sweep (at start, then every six hours). A
 //! deleted row (retention purge) queues its object's key in the database
 //! (`capture_objects_gone`, filled by a trigger), and [`Blobs::sweep`]
 //! deletes the queued objects.
@@ -188,8 +189,10 @@ impl Blobs {
         }
     }
 
-    /// Runs [`Blobs::sweep`] every `every`, and the orphan sweep once at
-    /// start; failures are logged and tried again.
+    /// Runs [`Blobs::sweep`] every `every`, and the orphan sweep at start
+    /// and every [`ORPHAN_SWEEP_EVERY`] (a replayed event's capture is
+    /// written before the writer finds it a duplicate, and stays an orphan
+    /// until then); failures are logged and tried again.
     pub fn spawn_sweeper(
         self,
         store: crate::store::Store,
@@ -199,17 +202,20 @@ impl Blobs {
             return None;
         }
         Some(tokio::spawn(async move {
-            match self
-                .sweep_orphans(&store, std::time::Duration::from_secs(3600))
-                .await
-            {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(objects = n, "deleted orphan capture objects"),
-                Err(e) => tracing::warn!(error = %e, "orphan capture sweep failed"),
-            }
+            let mut orphans_swept: Option<std::time::Instant> = None;
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
+                if orphans_swept.is_none_or(|at| at.elapsed() >= ORPHAN_SWEEP_EVERY) {
+                    orphans_swept = Some(std::time::Instant::now());
+                    match self.sweep_orphans(&store, ORPHAN_GRACE).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(objects = n, "deleted orphan capture objects"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "orphan capture sweep failed; will retry")
+                        }
+                    }
+                }
                 match self.sweep(&store).await {
                     Ok(0) => {}
                     Ok(n) => {
@@ -221,6 +227,11 @@ impl Blobs {
         }))
     }
 }
+
+/// How often the bucket is listed for orphan objects.
+pub const ORPHAN_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+/// An object younger than this may belong to a transaction still running.
+pub const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
