@@ -98,7 +98,9 @@ struct Held {
 /// The exemptions this agent holds, shared with the monitor.
 #[derive(Debug, Clone)]
 pub struct Exemptions {
-    group: String,
+    /// This device's group: set at enrolment, changed when the collector
+    /// sends a signed group assignment (see `rules_sync`).
+    group: Arc<RwLock<String>>,
     path: PathBuf,
     /// The collector's bundle key (Ed25519 public key).
     key: Vec<u8>,
@@ -110,7 +112,7 @@ impl Exemptions {
     /// signature with `bundle_key` (empty if none or if it does not verify).
     pub fn load(data_dir: &Path, group: &str, bundle_key: &[u8]) -> Self {
         let this = Self {
-            group: group.to_owned(),
+            group: Arc::new(RwLock::new(group.to_owned())),
             path: data_dir.join(FILE),
             key: bundle_key.to_vec(),
             held: Arc::default(),
@@ -147,10 +149,11 @@ impl Exemptions {
             ExemptionSet::decode(signed.body.as_slice()).map_err(|_| ExemptionError::Malformed)?;
         // (A device without a group receives an empty set; entries are only
         // ever applied for a named group, see `valid_for`.)
-        if set.group != self.group {
+        let own = self.group();
+        if set.group != own {
             return Err(ExemptionError::OtherGroup {
                 offered: set.group,
-                own: self.group.clone(),
+                own,
             });
         }
         let held = self
@@ -167,8 +170,23 @@ impl Exemptions {
         Ok(set)
     }
 
+    /// This device's group.
+    pub fn group(&self) -> String {
+        self.group.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The device moved to `group`: the exemptions held (the old group's)
+    /// stop applying at once, and the new group's set is accepted from now.
+    pub fn move_to(&self, group: &str) {
+        *self.group.write().unwrap_or_else(|p| p.into_inner()) = group.to_owned();
+        *self.held.write().unwrap_or_else(|p| p.into_inner()) = Held::default();
+        let _ = std::fs::remove_file(&self.path);
+        tracing::info!(group, "curriculum exemptions now follow the new group");
+    }
+
     fn set(&self, set: ExemptionSet) {
         let now = crate::session::now_ms();
+        let group = self.group();
         let list: Vec<Exemption> = set
             .exemptions
             .into_iter()
@@ -181,7 +199,7 @@ impl Exemptions {
                 ends_ms: e.ends_ms,
             })
             .filter(|e| {
-                let ok = e.valid_for(&self.group, now);
+                let ok = e.valid_for(&group, now);
                 if !ok {
                     tracing::warn!(id = e.id, "dropping a malformed or over-long exemption");
                 }

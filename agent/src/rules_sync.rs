@@ -21,7 +21,8 @@ use tutela_proto::v1::ingest_client::IngestClient;
 use tutela_proto::v1::rules_client::RulesClient;
 use tutela_proto::v1::rules_update::Update;
 use tutela_proto::v1::{
-    HeartbeatBody, RuleBundle, SignedHeartbeat, SignedSubscribe, SubscribeBody,
+    GroupAssignment, HeartbeatBody, RuleBundle, SignedGroupAssignment, SignedHeartbeat,
+    SignedSubscribe, SubscribeBody,
 };
 use tutela_rules::{AgeBand, CompileOptions, Matcher, Pack};
 
@@ -292,6 +293,46 @@ impl RulesSync {
             .version()
     }
 
+    /// Applies a group assignment the collector signed: from now on this
+    /// device takes its new group's exemptions and notice (the collector
+    /// sends them next), and keeps the group in its enrolment for restarts.
+    fn assigned(&self, signed: &SignedGroupAssignment) -> Result<(), String> {
+        let key = bundle_key(&self.enrolment).map_err(|e| e.to_string())?;
+        UnparsedPublicKey::new(&ED25519, &key)
+            .verify(
+                &tutela_proto::group_message(&signed.body),
+                &signed.signature,
+            )
+            .map_err(|_| {
+                "its signature does not verify with the collector's bundle key".to_owned()
+            })?;
+        let assignment = GroupAssignment::decode(signed.body.as_slice())
+            .map_err(|_| "not a valid tutela.v1.GroupAssignment".to_owned())?;
+        if assignment.agent_id != self.enrolment.agent_id {
+            return Err(format!(
+                "it is for agent {}, not this one",
+                assignment.agent_id
+            ));
+        }
+        if assignment.group.is_empty()
+            || assignment.group.len() > tutela_proto::limits::MAX_NAME_BYTES
+        {
+            return Err("its group is empty or too long".into());
+        }
+        if assignment.group == self.exemptions.group() {
+            return Ok(());
+        }
+        let mut enrolment = Enrolment::load(&self.data_dir).map_err(|e| e.to_string())?;
+        enrolment.group = assignment.group.clone();
+        enrolment.save(&self.data_dir).map_err(|e| e.to_string())?;
+        self.exemptions.move_to(&assignment.group);
+        if let Some(notices) = &self.notices {
+            notices.move_to(&assignment.group);
+        }
+        tracing::info!(group = %assignment.group, "moved to another group by the collector");
+        Ok(())
+    }
+
     /// Whether the collector signed `bundle`'s release: its role (live or
     /// shadow) and version, bound to its bytes. The version inside the bundle
     /// must then be the released one (see [`Self::apply_released`]).
@@ -442,6 +483,11 @@ impl RulesSync {
                     Some(Update::Exemptions(signed)) => {
                         if let Err(e) = self.exemptions.accept(signed) {
                             tracing::error!(error = %e, "exemption set refused; the set held stays in force");
+                        }
+                    }
+                    Some(Update::Group(signed)) => {
+                        if let Err(e) = self.assigned(&signed) {
+                            tracing::error!(error = %e, "group assignment refused; the device stays in its group");
                         }
                     }
                     Some(Update::Notice(signed)) => {

@@ -51,6 +51,10 @@ pub struct Storage {
     /// `postgres://user:password@host:port/database` URL (a collector built
     /// with the `postgres` feature) for several collectors on one database.
     pub url: String,
+    /// On PostgreSQL, how long a collector holds singleton work (weekly
+    /// summary, urgent-mail scan, retention purge, webhook scan) before
+    /// another may take it over; renewed every third of it.
+    pub lease_secs: u64,
     /// Where captures' (sealed) bytes go: the database, or object storage.
     pub captures: CaptureStorage,
 }
@@ -98,6 +102,7 @@ impl std::fmt::Debug for Storage {
         f.debug_struct("Storage")
             .field("batch_max", &self.batch_max)
             .field("url", &crate::store::Location::redacted(&self.url))
+            .field("lease_secs", &self.lease_secs)
             .field("captures", &self.captures)
             .finish()
     }
@@ -139,6 +144,7 @@ impl Default for Storage {
         Self {
             batch_max: 1000,
             url: String::new(),
+            lease_secs: 30,
             captures: CaptureStorage::default(),
         }
     }

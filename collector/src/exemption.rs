@@ -3,11 +3,12 @@
 //! week). Agents of that group apply them in their matcher path and stop by
 //! themselves when the period ends. Every add and revoke is audited.
 
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 use tutela_proto::v1::Exemption as WireExemption;
 
-use crate::console::audit;
-use crate::store;
+pub use crate::store::exemption::Exemption;
+use crate::store::exemption::{AuditNote, NewExemptionRow, Revoked};
+use crate::store::{self, sqlite, Store, StoreError};
 
 /// Longest exemption allowed: one school term.
 pub const MAX_DURATION_MS: i64 = 16 * 7 * 86_400_000;
@@ -30,8 +31,12 @@ pub enum ExemptionError {
     NotFound(i64),
     #[error("exemption {0} was already revoked")]
     AlreadyRevoked(i64),
+    #[error("no enrolled, unrevoked agent {0}; see `tutela-collector agents list`")]
+    NoAgent(String),
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Store(#[from] StoreError),
 }
 
 /// A new exemption as asked for.
@@ -44,21 +49,6 @@ pub struct NewExemption {
     pub created_by: String,
     pub starts_ms: i64,
     pub ends_ms: i64,
-}
-
-/// A stored exemption.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Exemption {
-    pub id: i64,
-    pub grp: String,
-    pub category: String,
-    pub term: String,
-    pub reason: String,
-    pub created_by: String,
-    pub created_ms: i64,
-    pub starts_ms: i64,
-    pub ends_ms: i64,
-    pub revoked_ms: Option<i64>,
 }
 
 impl Exemption {
@@ -103,9 +93,15 @@ fn check_len(field: &'static str, text: &str) -> Result<(), ExemptionError> {
     Ok(())
 }
 
-/// Validates and stores an exemption, and writes it to the audit log, in
-/// one transaction. Returns its id.
-pub fn add(conn: &Connection, new: &NewExemption) -> Result<i64, ExemptionError> {
+/// An exemption checked and normalised: group, category, term and reason trimmed, lower case.
+struct Checked {
+    group: String,
+    category: String,
+    term: String,
+    reason: String,
+}
+
+fn validate(new: &NewExemption) -> Result<Checked, ExemptionError> {
     let group = new.group.trim();
     let category = new.category.trim().to_lowercase();
     let term = new.term.trim().to_lowercase();
@@ -134,106 +130,122 @@ pub fn add(conn: &Connection, new: &NewExemption) -> Result<i64, ExemptionError>
     if new.ends_ms <= new.starts_ms || new.ends_ms - new.starts_ms > MAX_DURATION_MS {
         return Err(ExemptionError::Period);
     }
-    crate::console::schema::create(conn)?;
-    let id = store::in_savepoint(conn, "exemption_add", || -> rusqlite::Result<i64> {
-        conn.execute(
-            "INSERT INTO exemptions (grp, category, term, reason, created_by, created_ms, starts_ms, ends_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![group, category, term, reason, new.created_by, store::now_ms(), new.starts_ms, new.ends_ms],
-        )?;
-        let id = conn.last_insert_rowid();
-        let what = if term.is_empty() {
-            format!("category {category}")
+    Ok(Checked {
+        group: group.to_owned(),
+        category,
+        term,
+        reason: reason.to_owned(),
+    })
+}
+
+impl Checked {
+    fn row<'a>(&'a self, new: &'a NewExemption) -> NewExemptionRow<'a> {
+        NewExemptionRow {
+            group: &self.group,
+            category: &self.category,
+            term: &self.term,
+            reason: &self.reason,
+            created_by: &new.created_by,
+            created_ms: store::now_ms(),
+            starts_ms: new.starts_ms,
+            ends_ms: new.ends_ms,
+        }
+    }
+
+    /// The audit entry of the exemption once stored as `id`.
+    fn note(&self, new: &NewExemption) -> impl FnOnce(i64) -> AuditNote + Send + 'static {
+        let what = if self.term.is_empty() {
+            format!("category {}", self.category)
         } else {
-            format!("term \"{term}\"")
+            format!("term \"{}\"", self.term)
         };
-        audit::append(
-            conn,
-            &new.created_by,
-            "exemption-add",
-            &format!("exemption:{id}"),
-            &format!(
-                "group {group}, {what}, {} to {}: {reason}",
-                new.starts_ms, new.ends_ms
-            ),
-        )?;
-        Ok(id)
-    })?;
-    crate::subscription::nudge();
-    tracing::info!(id, group, by = %new.created_by, "exemption added");
-    Ok(id)
+        let detail = format!(
+            "group {}, {what}, {} to {}: {}",
+            self.group, new.starts_ms, new.ends_ms, self.reason
+        );
+        let actor = new.created_by.clone();
+        move |id| AuditNote {
+            actor,
+            action: "exemption-add",
+            target: format!("exemption:{id}"),
+            detail,
+        }
+    }
+
+    fn added(&self, id: i64, by: &str) -> i64 {
+        crate::subscription::nudge();
+        tracing::info!(id, group = %self.group, by, "exemption added");
+        id
+    }
+}
+
+/// Validates and stores an exemption, and writes it to the audit log, in
+/// one transaction. Returns its id.
+pub fn add(conn: &Connection, new: &NewExemption) -> Result<i64, ExemptionError> {
+    let checked = validate(new)?;
+    let id = sqlite::exemption::add(conn, &checked.row(new), checked.note(new))?;
+    Ok(checked.added(id, &new.created_by))
+}
+
+/// As [`add`], in `store` (either backend): agents of the group connected
+/// to any collector on it receive the new set.
+pub async fn add_to(store: &Store, new: &NewExemption) -> Result<i64, ExemptionError> {
+    let checked = validate(new)?;
+    let id = store
+        .add_exemption(&checked.row(new), checked.note(new))
+        .await?;
+    Ok(checked.added(id, &new.created_by))
+}
+
+fn revoke_note(by: &str) -> impl FnOnce(&Exemption) -> AuditNote + Send + 'static {
+    let actor = by.to_owned();
+    move |e| AuditNote {
+        actor,
+        action: "exemption-revoke",
+        target: format!("exemption:{}", e.id),
+        detail: format!("group {}, {}", e.grp, e.target()),
+    }
+}
+
+fn revoked(outcome: Revoked, id: i64, by: &str) -> Result<(), ExemptionError> {
+    match outcome {
+        Revoked::NotFound => Err(ExemptionError::NotFound(id)),
+        Revoked::Already => Err(ExemptionError::AlreadyRevoked(id)),
+        Revoked::Done => {
+            crate::subscription::nudge();
+            tracing::info!(id, by, "exemption revoked");
+            Ok(())
+        }
+    }
 }
 
 /// Revokes an exemption now, audited.
 pub fn revoke(conn: &Connection, id: i64, by: &str) -> Result<(), ExemptionError> {
-    crate::console::schema::create(conn)?;
-    let existing = get(conn, id)?.ok_or(ExemptionError::NotFound(id))?;
-    if existing.revoked_ms.is_some() {
-        return Err(ExemptionError::AlreadyRevoked(id));
-    }
-    store::in_savepoint(conn, "exemption_revoke", || -> rusqlite::Result<()> {
-        conn.execute(
-            "UPDATE exemptions SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
-            params![id, store::now_ms()],
-        )?;
-        audit::append(
-            conn,
-            by,
-            "exemption-revoke",
-            &format!("exemption:{id}"),
-            &format!("group {}, {}", existing.grp, existing.target()),
-        )
-    })?;
-    crate::subscription::nudge();
-    tracing::info!(id, by, "exemption revoked");
-    Ok(())
+    let outcome = sqlite::exemption::revoke(conn, id, store::now_ms(), revoke_note(by))?;
+    revoked(outcome, id, by)
 }
 
-const COLUMNS: &str =
-    "id, grp, category, term, reason, created_by, created_ms, starts_ms, ends_ms, revoked_ms";
-
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Exemption> {
-    Ok(Exemption {
-        id: r.get(0)?,
-        grp: r.get(1)?,
-        category: r.get(2)?,
-        term: r.get(3)?,
-        reason: r.get(4)?,
-        created_by: r.get(5)?,
-        created_ms: r.get(6)?,
-        starts_ms: r.get(7)?,
-        ends_ms: r.get(8)?,
-        revoked_ms: r.get(9)?,
-    })
+/// As [`revoke`], in `store` (either backend).
+pub async fn revoke_in(store: &Store, id: i64, by: &str) -> Result<(), ExemptionError> {
+    let outcome = store
+        .revoke_exemption(id, store::now_ms(), revoke_note(by))
+        .await?;
+    revoked(outcome, id, by)
 }
 
 pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<Exemption>> {
-    use rusqlite::OptionalExtension;
-    conn.query_row(
-        &format!("SELECT {COLUMNS} FROM exemptions WHERE id = ?1"),
-        [id],
-        row,
-    )
-    .optional()
+    sqlite::exemption::get(conn, id)
 }
 
 /// Every exemption, newest first.
 pub fn list(conn: &Connection) -> rusqlite::Result<Vec<Exemption>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM exemptions ORDER BY id DESC"
-    ))?;
-    let rows = stmt.query_map([], row)?;
-    rows.collect()
+    sqlite::exemption::list(conn)
 }
 
 /// Exemptions in force or still to come at `now_ms` (not revoked, not ended),
 /// for every group: what agents must hold.
 pub fn pending(conn: &Connection, now_ms: i64) -> rusqlite::Result<Vec<Exemption>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM exemptions WHERE revoked_ms IS NULL AND ends_ms > ?1 ORDER BY id"
-    ))?;
-    let rows = stmt.query_map([now_ms], row)?;
-    rows.collect()
+    sqlite::exemption::pending(conn, now_ms)
 }
 
 /// Exemptions made or revoked in `[from_ms, to_ms)`, oldest first (for the
@@ -243,13 +255,38 @@ pub fn changed_between(
     from_ms: i64,
     to_ms: i64,
 ) -> rusqlite::Result<Vec<Exemption>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM exemptions
-         WHERE (created_ms >= ?1 AND created_ms < ?2) OR (revoked_ms >= ?1 AND revoked_ms < ?2)
-         ORDER BY created_ms, id"
-    ))?;
-    let rows = stmt.query_map([from_ms, to_ms], row)?;
-    rows.collect()
+    sqlite::exemption::changed_between(conn, from_ms, to_ms)
+}
+
+/// Moves an enrolled agent to `group` (audited): the collector it is
+/// connected to sends it a signed assignment, then that group's exemptions
+/// and notice. Returns the group as stored.
+pub async fn move_agent(
+    store: &Store,
+    agent_id: &str,
+    group: &str,
+    by: &str,
+) -> Result<String, ExemptionError> {
+    let group = group.trim();
+    if group.is_empty() {
+        return Err(ExemptionError::NoGroup);
+    }
+    check_len("the group", group)?;
+    let note = AuditNote {
+        actor: by.to_owned(),
+        action: "agent-move",
+        target: format!("agent:{agent_id}"),
+        detail: format!("to group {group}"),
+    };
+    if !store
+        .move_agent(agent_id, group, store::now_ms(), note)
+        .await?
+    {
+        return Err(ExemptionError::NoAgent(agent_id.to_owned()));
+    }
+    crate::subscription::nudge();
+    tracing::info!(agent_id, group, by, "agent moved to another group");
+    Ok(group.to_owned())
 }
 
 /// Parses an end time: an RFC 3339 instant (`2026-11-27T15:30:00Z`,

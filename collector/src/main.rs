@@ -242,6 +242,18 @@ enum AgentsCommand {
     },
     /// Clear an agent's technician flag (e.g. a cloned identity, once dealt with).
     ClearFlag { agent_id: String },
+    /// Move an agent to another group: it takes that group's exemptions and
+    /// notice at once (when connected; otherwise when it next connects),
+    /// without a restart or a new token. Works on PostgreSQL too.
+    Move {
+        agent_id: String,
+        /// The new group (as given to `token create --group`).
+        #[arg(long)]
+        group: String,
+        /// Who asks for it (recorded in the audit log).
+        #[arg(long, default_value = "cli")]
+        by: String,
+    },
 }
 
 /// A token's validity: a duration (a bare number counts hours), at most 365 days.
@@ -310,8 +322,10 @@ fn main() -> Result<()> {
     let dir = cli.data_dir;
     let unmoved = match &cli.command {
         Command::Alerts { .. } => Some("alerts"),
+        Command::Agents {
+            command: AgentsCommand::Move { .. },
+        } => None,
         Command::Agents { .. } => Some("agents"),
-        Command::Summary(_) => Some("summary"),
         Command::Backup { .. } => Some("backup"),
         Command::Restore { .. } => Some("restore"),
         Command::Purge { .. } => Some("purge"),
@@ -489,78 +503,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Command::Rules { command } => {
-            let conn = store::open(&dir).context("opening the collector database")?;
-            tutela_collector::publish::ensure_schema(&conn)?;
-            match command {
-                RulesCommand::Push { pack, shadow } => {
-                    let key = secrets::load_signing_key(&dir)?;
-                    let report = tutela_collector::publish::push(&conn, &key, &pack, shadow)?;
-                    for f in &report.findings {
-                        eprintln!("{f}");
-                    }
-                    println!(
-                        "{} terms added, {} removed against live version {}",
-                        report.added.len(),
-                        report.removed.len(),
-                        report
-                            .previous
-                            .map(|v| v.to_string())
-                            .unwrap_or_else(|| "(none)".into())
-                    );
-                    for t in report.added.iter().take(20) {
-                        println!("  + {t}");
-                    }
-                    for t in report.removed.iter().take(20) {
-                        println!("  - {t}");
-                    }
-                    println!(
-                        "published {} version {}",
-                        if shadow { "shadow" } else { "live" },
-                        report.version
-                    );
-                }
-                RulesCommand::Status => {
-                    for shadow in [false, true] {
-                        let v =
-                            tutela_collector::publish::latest(&conn, shadow)?.map(|(v, _, _)| v);
-                        println!(
-                            "{}: {}",
-                            if shadow { "shadow" } else { "live" },
-                            v.map(|v| v.to_string()).unwrap_or_else(|| "none".into())
-                        );
-                    }
-                    let mut stmt = conn.prepare(
-                        "SELECT agent_id, station, rules_version FROM agents ORDER BY station",
-                    )?;
-                    let rows = stmt.query_map([], |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, i64>(2)?,
-                        ))
-                    })?;
-                    for row in rows {
-                        let (id, station, v) = row?;
-                        println!("{id} {station} runs version {v}");
-                    }
-                    if let Some((v, _, _)) = tutela_collector::publish::latest(&conn, true)? {
-                        let (totals, agents) = tutela_collector::publish::shadow_totals(&conn, v)?;
-                        let sum = totals.iter().fold(0i64, |s, t| s.saturating_add(t.count));
-                        println!(
-                            "shadow version {v}: {sum} would-be matches from {agents} agents (predicted alert volume, before cooldown folding)"
-                        );
-                        for t in &totals {
-                            println!(
-                                "  shadow {} {} matches on {} agents",
-                                t.rule_id, t.count, t.agents
-                            );
-                        }
-                    }
-                }
-            }
-            Ok(())
-        }
+        Command::Rules { command } => rules_cli(&dir, command),
         Command::User { command } => tutela_collector::console::cli::user(&dir, command),
         Command::Users { command } => tutela_collector::console::cli::users(&dir, command),
         Command::Summary(args) => tutela_collector::summary::cli::run(&dir, args),
@@ -621,6 +564,14 @@ fn main() -> Result<()> {
             println!("{report}");
             Ok(())
         }
+        Command::Agents {
+            command:
+                AgentsCommand::Move {
+                    agent_id,
+                    group,
+                    by,
+                },
+        } => move_agent(&dir, &agent_id, &group, &by),
         Command::Agents { command } => {
             let mut conn = store::open(&dir)?;
             match command {
@@ -695,6 +646,7 @@ fn main() -> Result<()> {
                     tx.commit()?;
                     println!("revoked {}", targets.join(", "));
                 }
+                AgentsCommand::Move { .. } => unreachable!("moves go to the store above"),
                 AgentsCommand::ClearFlag { agent_id } => {
                     let n = conn.execute(
                         "UPDATE agents SET flag = NULL WHERE agent_id = ?1",
@@ -720,9 +672,93 @@ fn main() -> Result<()> {
     }
 }
 
+/// `rules push` and `rules status`, on the store `[storage] url` names:
+/// a pack pushed through any collector reaches agents connected to all.
+fn rules_cli(dir: &Path, command: RulesCommand) -> Result<()> {
+    use tutela_collector::publish;
+    let (runtime, store) = open_store(dir)?;
+    match command {
+        RulesCommand::Push { pack, shadow } => {
+            let key = secrets::load_signing_key(dir)?;
+            let report = runtime.block_on(publish::push_to(&store, &key, &pack, shadow))?;
+            for f in &report.findings {
+                eprintln!("{f}");
+            }
+            println!(
+                "{} terms added, {} removed against live version {}",
+                report.added.len(),
+                report.removed.len(),
+                report
+                    .previous
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "(none)".into())
+            );
+            for t in report.added.iter().take(20) {
+                println!("  + {t}");
+            }
+            for t in report.removed.iter().take(20) {
+                println!("  - {t}");
+            }
+            println!(
+                "published {} version {}",
+                if shadow { "shadow" } else { "live" },
+                report.version
+            );
+        }
+        RulesCommand::Status => {
+            let mut candidate = None;
+            for shadow in [false, true] {
+                let v = runtime
+                    .block_on(store.latest_bundle(shadow))?
+                    .map(|b| b.version);
+                if shadow {
+                    candidate = v;
+                }
+                println!(
+                    "{}: {}",
+                    if shadow { "shadow" } else { "live" },
+                    v.map(|v| v.to_string()).unwrap_or_else(|| "none".into())
+                );
+            }
+            for a in runtime.block_on(store.agents_rules())? {
+                println!(
+                    "{} {} runs version {}",
+                    a.agent_id, a.station, a.rules_version
+                );
+            }
+            if let Some(v) = candidate {
+                let (totals, agents) = runtime.block_on(store.shadow_totals(v))?;
+                let sum = totals.iter().fold(0i64, |s, t| s.saturating_add(t.count));
+                println!(
+                    "shadow version {v}: {sum} would-be matches from {agents} agents (predicted alert volume, before cooldown folding)"
+                );
+                for t in &totals {
+                    println!(
+                        "  shadow {} {} matches on {} agents",
+                        t.rule_id, t.count, t.agents
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `agents move`, on the store `[storage] url` names: the collector the
+/// agent is connected to sends it a signed assignment to the new group.
+fn move_agent(dir: &Path, agent_id: &str, group: &str, by: &str) -> Result<()> {
+    let (runtime, store) = open_store(dir)?;
+    let group = runtime.block_on(tutela_collector::exemption::move_agent(
+        &store, agent_id, group, by,
+    ))?;
+    println!("agent {agent_id} moved to group {group}; it takes that group's exemptions and notice now if it is connected, or when it next connects");
+    Ok(())
+}
+
+/// `exemption add|list|revoke`, on the store `[storage] url` names.
 fn exemption_cli(dir: &Path, command: ExemptionCommand) -> Result<()> {
     use tutela_collector::exemption;
-    let conn = store::open(dir).context("opening the collector database")?;
+    let (runtime, store) = open_store(dir)?;
     let config = CollectorConfig::load(&config_path(dir))?;
     let zone = tutela_collector::summary::zone(&config);
     match command {
@@ -736,8 +772,8 @@ fn exemption_cli(dir: &Path, command: ExemptionCommand) -> Result<()> {
         } => {
             let now = store::now_ms();
             let ends_ms = exemption::parse_until(&until, now).map_err(anyhow::Error::msg)?;
-            let id = exemption::add(
-                &conn,
+            let id = runtime.block_on(exemption::add_to(
+                &store,
                 &exemption::NewExemption {
                     group: group.clone(),
                     category: category.unwrap_or_default(),
@@ -747,13 +783,13 @@ fn exemption_cli(dir: &Path, command: ExemptionCommand) -> Result<()> {
                     starts_ms: now,
                     ends_ms,
                 },
-            )?;
+            ))?;
             println!("exemption {id} in force until {}", zone.format(ends_ms));
-            warn_if_no_agents(&conn, &group)?;
+            warn_if_no_agents(&runtime.block_on(store.group_agents(group.trim()))?, &group);
         }
         ExemptionCommand::List => {
             let now = store::now_ms();
-            for e in exemption::list(&conn)? {
+            for e in runtime.block_on(store.exemptions())? {
                 println!(
                     "{} {} group={} {} from {} until {} by {}: {}",
                     e.id,
@@ -768,7 +804,7 @@ fn exemption_cli(dir: &Path, command: ExemptionCommand) -> Result<()> {
             }
         }
         ExemptionCommand::Revoke { id, by } => {
-            exemption::revoke(&conn, id, &by)?;
+            runtime.block_on(exemption::revoke_in(&store, id, &by))?;
             println!("revoked exemption {id}");
         }
     }
@@ -777,30 +813,18 @@ fn exemption_cli(dir: &Path, command: ExemptionCommand) -> Result<()> {
 
 /// An exemption for a group no enrolled agent is in reaches no one (often a
 /// misspelt group): say so, and name the groups there are.
-fn warn_if_no_agents(conn: &rusqlite::Connection, group: &str) -> Result<()> {
-    let group = group.trim();
-    let agents: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM agents WHERE grp = ?1 AND revoked = 0",
-        [group],
-        |r| r.get(0),
-    )?;
-    if agents == 0 {
-        let mut stmt = conn.prepare(
-            "SELECT DISTINCT grp FROM agents WHERE revoked = 0 AND grp <> '' ORDER BY grp",
-        )?;
-        let groups = stmt
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+fn warn_if_no_agents(found: &store::exemption::GroupAgents, group: &str) {
+    if found.in_group == 0 {
         eprintln!(
-            "warning: no enrolled agent is in group `{group}`, so this exemption reaches no device yet; groups with agents: {}",
-            if groups.is_empty() {
+            "warning: no enrolled agent is in group `{}`, so this exemption reaches no device yet; groups with agents: {}",
+            group.trim(),
+            if found.groups.is_empty() {
                 "(none)".to_owned()
             } else {
-                groups.join(", ")
+                found.groups.join(", ")
             }
         );
     }
-    Ok(())
 }
 
 fn init(dir: &Path, listen: Option<SocketAddr>, hostnames: &[String]) -> Result<()> {

@@ -7,46 +7,17 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use ring::signature::Ed25519KeyPair;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use tutela_proto::v1::{HeartbeatBody, RuleBundle};
 use tutela_rules::lint::{lint, Level};
 use tutela_rules::Pack;
 
-use crate::store;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS rule_bundles (
-    id INTEGER PRIMARY KEY,
-    pack_id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    shadow INTEGER NOT NULL,
-    bundle BLOB NOT NULL,
-    pack_toml TEXT NOT NULL,
-    published_ms INTEGER NOT NULL,
-    UNIQUE (shadow, version)
-);
--- The rule ids of each published shadow (candidate) pack: the only ids
--- agents' would-be-match counts are accepted for.
-CREATE TABLE IF NOT EXISTS shadow_rule_ids (
-    version INTEGER NOT NULL,
-    rule_id TEXT NOT NULL,
-    PRIMARY KEY (version, rule_id)
-) WITHOUT ROWID;
-";
-
-/// Most shadow rule ids recorded per heartbeat (a bound on what an agent can make us store).
-const MAX_SHADOW_RULES: usize = 2000;
-/// Most runs (agent starts) recorded per agent and shadow version.
-const MAX_SHADOW_RUNS: i64 = 50;
-/// Distinct rule ids kept per agent and shadow version (a pack has a few
-/// thousand rules at most), and the largest count believed for one.
-const MAX_SHADOW_RULE_IDS: i64 = 5000;
-const MAX_SHADOW_COUNT: i64 = 1_000_000_000;
-/// Longest run id accepted (agents send 16 hex digits).
-const MAX_RUN_ID_LEN: usize = 64;
+pub use crate::store::publication::ShadowTotal;
+use crate::store::publication::{BundleRow, NewBundle, Published};
+use crate::store::{self, sqlite, Store, StoreError};
 
 pub fn ensure_schema(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(SCHEMA)
+    sqlite::publication::ensure_schema(conn)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +34,8 @@ pub enum PublishError {
     Bundle(#[from] tutela_rules::bundle::BundleError),
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Store(#[from] StoreError),
 }
 
 /// What a push did, for the technician.
@@ -84,31 +57,26 @@ fn term_set(pack: &Pack) -> BTreeSet<String> {
 
 /// The latest published bundle of a kind (live or shadow): (version, bundle bytes, pack text).
 pub fn latest(conn: &Connection, shadow: bool) -> rusqlite::Result<Option<(u32, Vec<u8>, String)>> {
-    conn.query_row(
-        "SELECT version, bundle, pack_toml FROM rule_bundles WHERE shadow = ?1 ORDER BY version DESC LIMIT 1",
-        [shadow],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )
-    .optional()
+    Ok(sqlite::publication::latest(conn, shadow)?.map(|b| (b.version, b.bundle, b.pack_toml)))
 }
 
-/// Lints, diffs, signs and publishes `pack_path`.
-pub fn push(
-    conn: &Connection,
-    key: &Ed25519KeyPair,
-    pack_path: &Path,
-    shadow: bool,
-) -> Result<PushReport, PublishError> {
+/// Reads a pack file for a push.
+fn read_pack(pack_path: &Path) -> Result<(String, String), PublishError> {
     let text =
         std::fs::read_to_string(pack_path).map_err(|source| tutela_rules::PackError::Io {
             path: pack_path.display().to_string(),
             source,
         })?;
-    let origin = pack_path.display().to_string();
-    let report = check(conn, &text, &origin, shadow)?;
+    Ok((text, pack_path.display().to_string()))
+}
+
+/// Refuses a pack `check` did not pass, printing its lint findings.
+fn refuse_unless_passed(report: &CheckReport, print: bool) -> Result<(), PublishError> {
     if report.errors > 0 {
-        for f in &report.findings {
-            eprintln!("{f}");
+        if print {
+            for f in &report.findings {
+                eprintln!("{f}");
+            }
         }
         return Err(PublishError::Lint(report.errors));
     }
@@ -118,7 +86,40 @@ pub fn push(
             live,
         });
     }
+    Ok(())
+}
+
+/// Lints, diffs, signs and publishes `pack_path`.
+pub fn push(
+    conn: &Connection,
+    key: &Ed25519KeyPair,
+    pack_path: &Path,
+    shadow: bool,
+) -> Result<PushReport, PublishError> {
+    let (text, origin) = read_pack(pack_path)?;
+    let report = check(conn, &text, &origin, shadow)?;
+    refuse_unless_passed(&report, true)?;
     publish_checked(conn, key, &text, shadow, report)
+}
+
+/// Lints, diffs, signs and publishes `pack_path` in `store` (either backend):
+/// agents connected to any collector on it receive the bundle.
+pub async fn push_to(
+    store: &Store,
+    key: &Ed25519KeyPair,
+    pack_path: &Path,
+    shadow: bool,
+) -> Result<PushReport, PublishError> {
+    let (text, origin) = read_pack(pack_path)?;
+    let live = store.latest_bundle(false).await?;
+    let newest_of_kind = store.latest_bundle(shadow).await?.map(|b| b.version);
+    let report = check_against(&text, &origin, shadow, live, newest_of_kind)?;
+    refuse_unless_passed(&report, true)?;
+    let (bundle, ids) = sign_checked(key, &text, shadow, &report)?;
+    let outcome = store
+        .publish_bundle(&new_bundle(&report, shadow, &bundle, &text, &ids))
+        .await?;
+    published(outcome, shadow, report)
 }
 
 /// What publishing a pack would do: lint findings, the change against the
@@ -145,16 +146,32 @@ pub fn check(
     shadow: bool,
 ) -> Result<CheckReport, PublishError> {
     ensure_schema(conn)?;
+    let live = sqlite::publication::latest(conn, false)?;
+    let newest_of_kind = sqlite::publication::latest(conn, shadow)?.map(|b| b.version);
+    check_against(text, origin, shadow, live, newest_of_kind)
+}
+
+/// Parses, lints and diffs a pack against `live`; `newest_of_kind` is the
+/// newest published version of the pack's kind.
+fn check_against(
+    text: &str,
+    origin: &str,
+    shadow: bool,
+    live: Option<BundleRow>,
+    newest_of_kind: Option<u32>,
+) -> Result<CheckReport, PublishError> {
     let pack = Pack::parse(text, origin)?;
     let findings = lint(&pack);
     let errors = findings.iter().filter(|f| f.level == Level::Error).count();
     let findings_text: Vec<String> = findings.iter().map(|f| format!("{origin}:{f}")).collect();
-    let live = latest(conn, false)?;
-    let newest_of_kind = latest(conn, shadow)?.map(|(v, _, _)| v);
-    let floor = newest_of_kind.max(live.as_ref().map(|(v, _, _)| *v));
+    let floor = if shadow {
+        newest_of_kind.max(live.as_ref().map(|b| b.version))
+    } else {
+        live.as_ref().map(|b| b.version)
+    };
     let not_newer_than = floor.filter(|v| pack.version <= *v);
     let (added, removed) = match &live {
-        Some((_, _, live_text)) => match Pack::parse(live_text, "live") {
+        Some(live) => match Pack::parse(&live.pack_toml, "live") {
             Ok(old) => {
                 let (a, b) = (term_set(&old), term_set(&pack));
                 (
@@ -169,7 +186,7 @@ pub fn check(
     Ok(CheckReport {
         pack_id: pack.id.clone(),
         version: pack.version,
-        previous: live.map(|(v, _, _)| v),
+        previous: live.map(|b| b.version),
         findings: findings_text,
         errors,
         added,
@@ -178,47 +195,53 @@ pub fn check(
     })
 }
 
-/// Signs and publishes a pack that `check` passed (no lint errors, newer version).
-pub fn publish_checked(
-    conn: &Connection,
+/// Signs a checked pack: the bundle, and for a candidate its rule ids.
+fn sign_checked(
     key: &Ed25519KeyPair,
     text: &str,
     shadow: bool,
+    report: &CheckReport,
+) -> Result<(Vec<u8>, Vec<String>), PublishError> {
+    refuse_unless_passed(report, false)?;
+    let bundle = tutela_rules::bundle::sign(text, key)?;
+    let ids = if shadow {
+        shadow_rule_ids(report.version, text)
+    } else {
+        Vec::new()
+    };
+    Ok((bundle, ids))
+}
+
+fn new_bundle<'a>(
+    report: &'a CheckReport,
+    shadow: bool,
+    bundle: &'a [u8],
+    text: &'a str,
+    ids: &'a [String],
+) -> NewBundle<'a> {
+    NewBundle {
+        pack_id: &report.pack_id,
+        version: report.version,
+        shadow,
+        bundle,
+        pack_toml: text,
+        published_ms: store::now_ms(),
+        shadow_rule_ids: ids,
+    }
+}
+
+/// The push's report once the store took the bundle (or refused it: a
+/// version at or above it was published meanwhile).
+fn published(
+    outcome: Published,
+    shadow: bool,
     report: CheckReport,
 ) -> Result<PushReport, PublishError> {
-    if report.errors > 0 {
-        return Err(PublishError::Lint(report.errors));
-    }
-    if let Some(live) = report.not_newer_than {
+    if let Published::NotNewerThan(live) = outcome {
         return Err(PublishError::NotNewer {
             offered: report.version,
             live,
         });
-    }
-    let bundle = tutela_rules::bundle::sign(text, key)?;
-    // A savepoint, not a transaction: atomic on its own, and part of the
-    // caller's transaction when there is one (the console publishes and
-    // audits in one).
-    store::in_savepoint(conn, "publish", || -> Result<(), PublishError> {
-        conn.execute(
-            "INSERT INTO rule_bundles (pack_id, version, shadow, bundle, pack_toml, published_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![report.pack_id, report.version, shadow, bundle, text, store::now_ms()],
-        )?;
-        if shadow {
-            store_shadow_rule_ids(conn, report.version, text)?;
-        }
-        conn.execute(
-            "DELETE FROM shadow_rule_ids WHERE version < ?1",
-            [report.version],
-        )?;
-        Ok(())
-    })?;
-    // Counts of superseded candidates are of no further use.
-    if let Err(e) = conn.execute(
-        "DELETE FROM shadow_run_counts WHERE shadow_version < ?1",
-        [report.version],
-    ) {
-        tracing::warn!(error = %e, "could not clear superseded shadow counts");
     }
     crate::subscription::nudge();
     tracing::info!(pack = %report.pack_id, version = report.version, shadow, added = report.added.len(), removed = report.removed.len(), "rule bundle published");
@@ -231,6 +254,22 @@ pub fn publish_checked(
     })
 }
 
+/// Signs and publishes a pack that `check` passed (no lint errors, newer
+/// version), on the SQLite connection `conn` (in the caller's transaction
+/// when there is one: the console publishes and audits in one).
+pub fn publish_checked(
+    conn: &Connection,
+    key: &Ed25519KeyPair,
+    text: &str,
+    shadow: bool,
+    report: CheckReport,
+) -> Result<PushReport, PublishError> {
+    let (bundle, ids) = sign_checked(key, text, shadow, &report)?;
+    let outcome =
+        sqlite::publication::insert(conn, &new_bundle(&report, shadow, &bundle, text, &ids))?;
+    published(outcome, shadow, report)
+}
+
 /// The rule ids a pack's matcher reports: `<category>/<term>` for each term
 /// and `<category>/domain:<domain>` for each listed domain.
 pub fn rule_ids(pack: &Pack) -> BTreeSet<String> {
@@ -241,180 +280,28 @@ pub fn rule_ids(pack: &Pack) -> BTreeSet<String> {
     ids
 }
 
-/// Records the rule ids of shadow `version` (pack text `text`).
-fn store_shadow_rule_ids(conn: &Connection, version: u32, text: &str) -> rusqlite::Result<()> {
-    let ids = match Pack::parse(text, "shadow") {
-        Ok(pack) => rule_ids(&pack),
+/// The rule ids of shadow `version` (pack text `text`): the only ones its
+/// agents' counts are accepted for.
+pub fn shadow_rule_ids(version: u32, text: &str) -> Vec<String> {
+    match Pack::parse(text, "shadow") {
+        Ok(pack) => rule_ids(&pack).into_iter().collect(),
         Err(e) => {
             tracing::warn!(version, error = %e, "published shadow pack does not parse; no counts are accepted for it");
-            BTreeSet::new()
+            Vec::new()
         }
-    };
-    let mut stmt = conn.prepare_cached(
-        "INSERT OR IGNORE INTO shadow_rule_ids (version, rule_id) VALUES (?1, ?2)",
-    )?;
-    for id in &ids {
-        stmt.execute(params![version, id])?;
     }
-    Ok(())
 }
 
-/// Stores the shadow-pack counts an agent reported. Counts are cumulative
-/// within one run of the agent (`shadow_run`, random at its start), so the
-/// largest figure per (agent, shadow version, run, rule) is kept (heartbeats
-/// may arrive out of order) and totals add the runs up: a restarted agent,
-/// counting from zero again, adds to what its earlier runs reported.
+/// Stores the shadow-pack counts an agent reported (see
+/// `store::sqlite::publication::record_shadow_counts`).
 pub fn record_shadow_counts(conn: &Connection, body: &HeartbeatBody) -> rusqlite::Result<()> {
-    if body.shadow_version == 0 || body.shadow_counts.is_empty() {
-        return Ok(());
-    }
-    // Only the candidate actually published is counted: an agent cannot
-    // open fresh allowances with made-up versions.
-    let current: Option<u32> = conn.query_row(
-        "SELECT MAX(version) FROM rule_bundles WHERE shadow = 1",
-        [],
-        |r| r.get(0),
-    )?;
-    if current != Some(body.shadow_version) {
-        tracing::debug!(agent_id = %body.agent_id, shadow_version = body.shadow_version, "shadow counts for a version not published as the current candidate ignored");
-        return Ok(());
-    }
-    if body.shadow_run.len() > MAX_RUN_ID_LEN {
-        tracing::warn!(agent_id = %body.agent_id, "shadow counts with an over-long run id ignored");
-        return Ok(());
-    }
-    // Candidates published before rule ids were recorded: record them now.
-    let ids_known: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM shadow_rule_ids WHERE version = ?1)",
-        [body.shadow_version],
-        |r| r.get(0),
-    )?;
-    if !ids_known {
-        let text: String = conn.query_row(
-            "SELECT pack_toml FROM rule_bundles WHERE shadow = 1 AND version = ?1",
-            [body.shadow_version],
-            |r| r.get(0),
-        )?;
-        store_shadow_rule_ids(conn, body.shadow_version, &text)?;
-    }
-    let known_run: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM shadow_run_counts WHERE agent_id = ?1 AND shadow_version = ?2 AND run = ?3)",
-        params![body.agent_id, body.shadow_version, body.shadow_run],
-        |r| r.get(0),
-    )?;
-    if !known_run {
-        let runs: i64 = conn.query_row(
-            "SELECT COUNT(DISTINCT run) FROM shadow_run_counts WHERE agent_id = ?1 AND shadow_version = ?2",
-            params![body.agent_id, body.shadow_version],
-            |r| r.get(0),
-        )?;
-        if runs >= MAX_SHADOW_RUNS {
-            tracing::warn!(agent_id = %body.agent_id, shadow_version = body.shadow_version, runs, "shadow counts of a further agent run ignored: too many restarts recorded for this version");
-            return Ok(());
-        }
-    }
-    let known_ids: i64 = conn.query_row(
-        "SELECT COUNT(DISTINCT rule_id) FROM shadow_run_counts WHERE agent_id = ?1 AND shadow_version = ?2",
-        params![body.agent_id, body.shadow_version],
-        |r| r.get(0),
-    )?;
-    let now = store::now_ms();
-    // A savepoint: atomic on its own, and part of the writer's transaction
-    // when the heartbeat is recorded there.
-    store::in_savepoint(conn, "shadow_counts", || {
-        record_counts(conn, body, known_ids, now)
-    })
-}
-
-/// The body of `record_shadow_counts`, in its savepoint.
-fn record_counts(
-    tx: &Connection,
-    body: &HeartbeatBody,
-    mut known_ids: i64,
-    now: i64,
-) -> rusqlite::Result<()> {
-    let mut rejected = 0usize;
-    let mut seen = tx.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM shadow_run_counts WHERE agent_id = ?1 AND shadow_version = ?2 AND rule_id = ?3)",
-    )?;
-    let mut in_pack = tx.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM shadow_rule_ids WHERE version = ?1 AND rule_id = ?2)",
-    )?;
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO shadow_run_counts (agent_id, shadow_version, run, rule_id, count, updated_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (agent_id, shadow_version, run, rule_id)
-         DO UPDATE SET count = MAX(count, excluded.count), updated_ms = excluded.updated_ms",
-    )?;
-    for (rule_id, count) in body.shadow_counts.iter().take(MAX_SHADOW_RULES) {
-        if rule_id.len() > 256 {
-            continue;
-        }
-        // Only rules of the candidate pack: an agent cannot fill the table
-        // (or the technician's report) with made-up rule ids.
-        let ours: bool = in_pack.query_row(params![body.shadow_version, rule_id], |r| r.get(0))?;
-        if !ours {
-            rejected += 1;
-            continue;
-        }
-        if known_ids >= MAX_SHADOW_RULE_IDS {
-            let known: bool = seen
-                .query_row(params![body.agent_id, body.shadow_version, rule_id], |r| {
-                    r.get(0)
-                })?;
-            if !known {
-                continue;
-            }
-        }
-        known_ids += 1;
-        let count = i64::try_from(*count)
-            .unwrap_or(i64::MAX)
-            .min(MAX_SHADOW_COUNT);
-        stmt.execute(params![
-            body.agent_id,
-            body.shadow_version,
-            body.shadow_run,
-            rule_id,
-            count,
-            now
-        ])?;
-    }
-    if rejected > 0 {
-        tracing::warn!(agent_id = %body.agent_id, shadow_version = body.shadow_version, rejected, "shadow counts for rule ids not in the candidate pack ignored");
-    }
-    Ok(())
-}
-
-/// Per-rule would-be matches of a shadow version across agents.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShadowTotal {
-    pub rule_id: String,
-    pub count: i64,
-    pub agents: i64,
+    sqlite::publication::record_shadow_counts(conn, body)
 }
 
 /// The shadow version's counts per rule, noisiest first, and how many
 /// agents report running it.
 pub fn shadow_totals(conn: &Connection, version: u32) -> rusqlite::Result<(Vec<ShadowTotal>, i64)> {
-    let mut stmt = conn.prepare(
-        "SELECT rule_id, CAST(MIN(TOTAL(count), 9.0e18) AS INTEGER), COUNT(DISTINCT agent_id) FROM shadow_run_counts
-         WHERE shadow_version = ?1 GROUP BY rule_id ORDER BY TOTAL(count) DESC, rule_id",
-    )?;
-    let totals = stmt
-        .query_map([version], |r| {
-            Ok(ShadowTotal {
-                rule_id: r.get(0)?,
-                count: r.get(1)?,
-                agents: r.get(2)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let agents = conn.query_row(
-        "SELECT COUNT(DISTINCT agent_id) FROM shadow_run_counts WHERE shadow_version = ?1",
-        [version],
-        |r| r.get(0),
-    )?;
-    Ok((totals, agents))
+    sqlite::publication::shadow_totals(conn, version)
 }
 
 /// A bundle as sent to agents, with the collector's release signature over
@@ -574,6 +461,9 @@ mod tests {
         record_shadow_counts(&conn, &heartbeat("run-e", &[("weapons/huge", u64::MAX)])).unwrap();
         let (totals, _) = shadow_totals(&conn, 2).unwrap();
         assert_eq!(totals[0].rule_id, "weapons/huge");
-        assert_eq!(totals[0].count, 2 * MAX_SHADOW_COUNT);
+        assert_eq!(
+            totals[0].count,
+            2 * crate::store::publication::MAX_SHADOW_COUNT
+        );
     }
 }

@@ -10,16 +10,18 @@
 //! evidence's. They hold the alert id only, no capture and no typed context.
 //! Each purge that removes anything appends one entry to the audit log.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use jiff::tz::TimeZone;
 use jiff::Span;
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 
 use crate::config::Retention;
 use crate::console::tz::timestamp;
-use crate::store;
+use crate::store::lease::Lease;
+use crate::store::retention::PurgeCounts;
+use crate::store::{self, Jobs, Location};
 
 /// States in which an alert's review is finished.
 pub const TERMINAL_STATES: [&str; 2] = ["closed", "false_positive"];
@@ -30,6 +32,8 @@ pub enum RetentionError {
     ZeroMonths,
     #[error("retention purge failed in the database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("retention purge failed: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// What a purge removed, or would remove with `dry_run`.
@@ -93,125 +97,87 @@ pub fn purge(
     if policy.closed_alert_months == 0 {
         return Err(RetentionError::ZeroMonths);
     }
-    // The console makes its tables at start; a collector whose console never
-    // ran has no history, so nothing counts as closed.
-    crate::console::schema::create(conn)?;
     let cutoff_ms = months_before(now_ms, policy.closed_alert_months);
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let result = purge_in_transaction(conn, cutoff_ms, dry_run);
-    match (&result, dry_run) {
-        (Ok(_), false) => conn.execute_batch("COMMIT")?,
-        _ => {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-    }
-    let report = result?;
-    if !dry_run && report.alerts > 0 {
-        // Freed pages were zeroed (secure_delete); fold the WAL back so the
-        // old pages do not linger there either. Busy readers only delay this.
-        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-    }
-    Ok(report)
+    let counts = crate::store::sqlite::retention::purge(conn, cutoff_ms, dry_run)?;
+    Ok(report(cutoff_ms, counts, dry_run))
 }
 
-fn purge_in_transaction(
-    conn: &Connection,
-    cutoff_ms: i64,
-    dry_run: bool,
-) -> Result<PurgeReport, RetentionError> {
-    conn.execute_batch(
-        "DROP TABLE IF EXISTS temp.purge_alerts;
-         CREATE TEMP TABLE purge_alerts (id INTEGER PRIMARY KEY, primary_alert INTEGER NOT NULL);",
-    )?;
-    let alerts = conn.execute(
-        "INSERT INTO temp.purge_alerts (id, primary_alert)
-         SELECT a.id, 1 FROM alerts a
-         WHERE a.state IN (?1, ?2)
-           AND (SELECT MAX(h.time_ms) FROM console_history h
-                WHERE h.alert_id = a.id AND h.to_state = a.state) < ?3",
-        params![TERMINAL_STATES[0], TERMINAL_STATES[1], cutoff_ms],
-    )? as u64;
-    let repeats = conn.execute(
-        "INSERT OR IGNORE INTO temp.purge_alerts (id, primary_alert)
-         SELECT f.id, 0 FROM alerts f
-         JOIN alerts a ON a.id IN (SELECT id FROM temp.purge_alerts WHERE primary_alert = 1)
-         WHERE f.repeat_of <> '' AND f.agent_id = a.agent_id AND f.repeat_of = a.event_id",
-        [],
-    )? as u64;
-    let captures: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM captures WHERE alert_id IN (SELECT id FROM temp.purge_alerts)",
-        [],
-        |r| r.get(0),
-    )?;
-    let report = PurgeReport {
+fn report(cutoff_ms: i64, counts: PurgeCounts, dry_run: bool) -> PurgeReport {
+    PurgeReport {
         cutoff_ms,
-        alerts,
-        repeats,
-        captures: captures as u64,
+        alerts: counts.alerts,
+        repeats: counts.repeats,
+        captures: counts.captures,
         dry_run,
-    };
-    if dry_run || alerts == 0 {
-        conn.execute_batch("DROP TABLE temp.purge_alerts")?;
-        return Ok(report);
     }
-    // Overwrite what is freed, so deleted evidence does not stay in free pages.
-    conn.pragma_update(None, "secure_delete", "ON")?;
-    conn.execute(
-        "DELETE FROM captures WHERE alert_id IN (SELECT id FROM temp.purge_alerts)",
-        [],
-    )?;
-    conn.execute(
-        "DELETE FROM console_review WHERE alert_id IN (SELECT id FROM temp.purge_alerts)",
-        [],
-    )?;
-    conn.execute(
-        "DELETE FROM alerts WHERE id IN (SELECT id FROM temp.purge_alerts)",
-        [],
-    )?;
-    conn.execute_batch("DROP TABLE temp.purge_alerts")?;
-    crate::console::audit::append(
-        conn,
-        "retention",
-        "retention_purge",
-        "alerts",
-        &format!(
-            "removed {} alerts closed before {} ({} folded repeats or burst shots, {} captures); notes and history kept",
-            report.alerts,
-            date_utc(cutoff_ms),
-            report.repeats,
-            report.captures
-        ),
-    )?;
-    Ok(report)
 }
+
+/// The entry the audit log gets for a purge that removed something.
+pub fn audit_detail(cutoff_ms: i64, counts: &PurgeCounts) -> String {
+    format!(
+        "removed {} alerts closed before {} ({} folded repeats or burst shots, {} captures); notes and history kept",
+        counts.alerts,
+        date_utc(cutoff_ms),
+        counts.repeats,
+        counts.captures
+    )
+}
+
+/// The lease under which the daily purge runs on a shared store.
+pub const RETENTION_LEASE: &str = "retention-purge";
 
 /// Runs the purge once a day while `serve` runs: first a minute after start,
 /// then every 24 hours. Failures are logged and retried the next day.
-pub fn spawn_daily(dir: PathBuf, policy: Retention) -> tokio::task::JoinHandle<()> {
+///
+/// On a store several collectors share, the collector holding the
+/// retention lease purges; the others skip the day.
+pub fn spawn_daily(
+    location: Location,
+    policy: Retention,
+    lease_ttl: Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if !policy.purge_daily {
             tracing::info!("daily retention purge is off ([retention] purge_daily = false)");
             return;
         }
+        if policy.closed_alert_months == 0 {
+            tracing::error!(error = %RetentionError::ZeroMonths, "no retention purge");
+            return;
+        }
+        let jobs = match Jobs::open(&location).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::error!(error = %e, "the retention purge cannot open the store; no purge until the collector restarts");
+                return;
+            }
+        };
+        let lease = Lease::keep(
+            &jobs,
+            RETENTION_LEASE,
+            &crate::store::lease::holder_id(),
+            lease_ttl,
+        );
         let mut next = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             tokio::time::sleep_until(next).await;
             next += Duration::from_secs(24 * 3600);
-            let dir = dir.clone();
-            let policy = policy.clone();
-            let outcome = tokio::task::spawn_blocking(move || run_once(&dir, &policy, false)).await;
-            match outcome {
-                Ok(Ok(report)) => tracing::info!(
-                    alerts = report.alerts,
-                    repeats = report.repeats,
-                    captures = report.captures,
-                    cutoff_ms = report.cutoff_ms,
+            if !lease.held_handle().now() {
+                tracing::info!("the retention purge runs on the collector holding its lease");
+                continue;
+            }
+            let cutoff_ms = months_before(store::now_ms(), policy.closed_alert_months);
+            match jobs.purge_closed(cutoff_ms, false).await {
+                Ok(counts) => tracing::info!(
+                    alerts = counts.alerts,
+                    repeats = counts.repeats,
+                    captures = counts.captures,
+                    cutoff_ms,
                     "retention purge done"
                 ),
-                Ok(Err(e)) => {
+                Err(e) => {
                     tracing::error!(error = %e, "retention purge failed; retrying tomorrow")
                 }
-                Err(e) => tracing::error!(error = %e, "retention purge task failed"),
             }
         }
     })

@@ -66,14 +66,7 @@ pub async fn bind(
     let location = crate::store::Location::new(dir, &config.storage.url)
         .context("the store is misconfigured; fix [storage] in collector.toml")?;
     if location.shared() {
-        // Mail and webhooks read the SQLite file: on PostgreSQL they would
-        // send no urgent message. Fail closed. (The review console reads
-        // PostgreSQL, without the pages that still need SQLite.)
-        anyhow::ensure!(
-            config.mail.host.is_empty() && config.webhooks.targets.is_empty(),
-            "[storage] url names PostgreSQL, where this collector keeps agents, enrolment tokens, heartbeats, events and the review console's data, but email and webhooks do not read PostgreSQL yet: leave [mail] host empty and configure no [[webhooks.targets]] on this collector, or leave [storage] url empty to keep everything in SQLite"
-        );
-        tracing::info!(store = ?location, "agents, enrolment, heartbeats and events are stored in PostgreSQL");
+        tracing::info!(store = ?location, "agents, enrolment, heartbeats, events, the review console, email and webhooks are stored in PostgreSQL");
     }
     let store = crate::store::Store::open(&location)
         .await
@@ -85,15 +78,14 @@ pub async fn bind(
         store.clone(),
         Duration::from_secs(config.storage.captures.sweep_secs.max(1)),
     );
-    let console_location = location.clone();
-    let writer = Writer::start(location, config.storage.batch_max)
+    let writer = Writer::start(location.clone(), config.storage.batch_max)
         .context("cannot open the store for writing")?;
     let keys = Arc::new(AgentKeys::new(store));
     // Set when shutdown begins, before the server stops taking calls, so the
     // agents' rule streams end with a status that says so.
     let (stopping_rules, stopping) = tokio::sync::watch::channel(false);
-    let rules = crate::subscription::RulesService::open(dir, keys.clone(), stopping)?;
-    let notices = crate::notice::service::NoticesService::open(dir, keys.clone())?;
+    let rules = crate::subscription::RulesService::open(dir, keys.clone(), stopping).await?;
+    let notices = crate::notice::service::NoticesService::new(keys.clone());
     let ingest = IngestService {
         keys,
         writer: writer.clone(),
@@ -118,11 +110,11 @@ pub async fn bind(
     // Mail on but unusable (database, schedule): refuse to start rather
     // than run without urgent notifications. Started once the address is
     // ours, so a collector that cannot listen sends nothing.
-    let mail_tasks = crate::mail::start(dir, config).context(
+    let mail_tasks = crate::mail::start(&location, config).await.context(
         "email (urgent notifications) cannot start; fix this, then start the collector again",
     )?;
     // Likewise webhooks (urgent alerts to chat or another system).
-    let webhooks = crate::webhook::start(dir, config).context(
+    let webhooks = crate::webhook::start(&location, config).await.context(
         "webhooks (urgent alerts) cannot start; fix [[webhooks.targets]] in collector.toml, then start the collector again",
     )?;
     // Bound before "listening" is printed, so whatever waits for that line
@@ -181,8 +173,12 @@ pub async fn bind(
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(64 * 1024),
         );
-    let console = crate::console::start(dir, &config.console, &tls, &console_location).await;
-    let purge = crate::retention::spawn_daily(dir.to_owned(), config.retention.clone());
+    let console = crate::console::start(dir, &config.console, &tls, &location).await;
+    let purge = crate::retention::spawn_daily(
+        location.clone(),
+        config.retention.clone(),
+        Duration::from_secs(config.storage.lease_secs.max(1)),
+    );
     let serving = async move {
         let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {

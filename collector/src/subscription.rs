@@ -1,22 +1,24 @@
 //! `Rules.Subscribe`: what agents should hold (the newest live and shadow
-//! bundles and their group's curriculum exemptions), read from the store
-//! once per change and shared by every subscriber.
+//! bundles and their group's curriculum exemptions and notice), read from
+//! the store once per change and shared by every subscriber.
 //!
-//! One thread reads the store when a publication is made in this process
-//! (`nudge`), and otherwise every `POLL` (pushes from the CLI, another
-//! process), with cheap queries: a bundle is only fetched, and its release
-//! signed, when its version changes. Each subscriber is woken by a
-//! `watch` channel and sends the shared, already signed updates: thousands
-//! of subscribers cost one store read and one signature per publication, and
-//! an exemption set is signed once per group.
+//! One task reads the store when a change is made in this process
+//! (`nudge`), when another collector announces one (PostgreSQL: a `LISTEN`
+//! on a connection of its own, reconnected when it drops), and otherwise
+//! every `POLL` (SQLite: pushes from the CLI, another process) or
+//! `CATCH_UP` (PostgreSQL: a notification missed while the listening
+//! connection was down), with cheap queries: a bundle is only fetched, and
+//! its release signed, when its version changes. Each subscriber is woken
+//! by a `watch` channel and sends the shared, already signed updates:
+//! thousands of subscribers cost one store read and one signature per
+//! publication, and an exemption set is signed once per group.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use prost::Message;
-use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -26,31 +28,27 @@ use tutela_proto::v1::{ExemptionSet, RulesUpdate, SignedNotice, SignedSubscribe,
 
 use crate::exemption::Exemption;
 use crate::ingest::AgentKeys;
-use crate::publish::{ensure_schema, release};
-use crate::store;
+use crate::publish::release;
+use crate::store::publication::PublicationState;
+use crate::store::{self, Store, StoreError};
 
-/// How often the store is read for changes made by other processes.
+/// How often the embedded store is read for changes made by other processes.
 const POLL: Duration = Duration::from_millis(250);
+/// How often a shared store is read whatever the notifications say: a bound
+/// on how late a change is heard when a notification is missed.
+const CATCH_UP: Duration = Duration::from_secs(3);
 
-/// Publications made in this process since start: the reader waits on it.
-static NUDGES: (Mutex<u64>, Condvar) = (Mutex::new(0), Condvar::new());
-
-/// Tells the reader that a publication or an exemption change was made in
-/// this process, so subscribers hear of it without waiting for the next poll.
-pub fn nudge() {
-    let (count, changed) = &NUDGES;
-    *count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-    changed.notify_all();
+/// Changes made in this process since start: every reader watches it.
+fn nudges() -> &'static watch::Sender<u64> {
+    static NUDGES: OnceLock<watch::Sender<u64>> = OnceLock::new();
+    NUDGES.get_or_init(|| watch::channel(0).0)
 }
 
-/// Waits for a nudge or `timeout`, whichever comes first.
-fn wait_for_nudge(seen: &mut u64, timeout: Duration) {
-    let (count, changed) = &NUDGES;
-    let guard = count.lock().unwrap_or_else(|p| p.into_inner());
-    let (guard, _) = changed
-        .wait_timeout_while(guard, timeout, |n| *n == *seen)
-        .unwrap_or_else(|p| p.into_inner());
-    *seen = *guard;
+/// Tells the reader that a publication, an exemption change or a notice was
+/// made in this process, so subscribers hear of it without waiting for the
+/// next poll.
+pub fn nudge() {
+    nudges().send_modify(|n| *n += 1);
 }
 
 /// A bundle as agents receive it, release-signed once for everyone.
@@ -71,6 +69,8 @@ pub struct Published {
     pub revoked: HashSet<String>,
     /// The current monitoring notice of each group that has one, as signed.
     pub notices: Vec<(String, SignedNotice)>,
+    /// Agents a technician moved to another group, with that group.
+    pub moves: HashMap<String, String>,
     /// When this reading was made: the issue time of exemption sets signed from it.
     made_ms: i64,
     /// Each group's exemption set as compared and as sent, signed on first use.
@@ -119,69 +119,21 @@ impl Published {
     }
 }
 
-/// What the reader compares to tell whether anything changed.
-#[derive(Debug, PartialEq)]
-struct Versions {
-    live: Option<u32>,
-    shadow: Option<u32>,
-    exemptions: Vec<Exemption>,
-    revoked: HashSet<String>,
-    notices: Vec<(String, SignedNotice)>,
-}
-
-fn read_versions(conn: &Connection) -> rusqlite::Result<Versions> {
-    // One read transaction: a revocation committed before a publication is
-    // seen with it.
-    let tx = conn.unchecked_transaction()?;
-    let newest = |shadow: bool| -> rusqlite::Result<Option<u32>> {
-        tx.query_row(
-            "SELECT MAX(version) FROM rule_bundles WHERE shadow = ?1",
-            [shadow],
-            |r| r.get(0),
-        )
-    };
-    let mut revoked = HashSet::new();
-    {
-        let mut stmt = tx.prepare_cached("SELECT agent_id FROM agents WHERE revoked = 1")?;
-        for id in stmt.query_map([], |r| r.get::<_, String>(0))? {
-            revoked.insert(id?);
-        }
-    }
-    let versions = Versions {
-        live: newest(false)?,
-        shadow: newest(true)?,
-        exemptions: crate::exemption::pending(&tx, store::now_ms())?,
-        revoked,
-        notices: crate::notice::current_all(&tx)?
-            .into_iter()
-            .map(|n| (n.grp, n.signed))
-            .collect(),
-    };
-    tx.finish()?;
-    Ok(versions)
-}
-
 /// The bundle of `version`, release-signed.
-fn read_release(
-    conn: &Connection,
+async fn read_release(
+    store: &Store,
     signer: &ring::signature::Ed25519KeyPair,
     version: Option<u32>,
     shadow: bool,
     current: Option<&Release>,
-) -> rusqlite::Result<Option<Release>> {
+) -> Result<Option<Release>, StoreError> {
     let Some(version) = version else {
         return Ok(None);
     };
     if let Some(current) = current.filter(|c| c.version == version) {
         return Ok(Some(current.clone()));
     }
-    let bundle: Option<Vec<u8>> = conn
-        .query_row(
-            "SELECT bundle FROM rule_bundles WHERE shadow = ?1 AND version = ?2",
-            rusqlite::params![shadow, version],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let bundle = store.bundle(shadow, version).await?;
     Ok(bundle.map(|bundle| Release {
         version,
         update: RulesUpdate {
@@ -190,73 +142,115 @@ fn read_release(
     }))
 }
 
-/// What agents should hold at `versions`, reusing `current`'s signed
-/// bundles where their versions are unchanged.
-fn reading(
-    conn: &Connection,
+/// What agents should hold at `state`, reusing `current`'s signed bundles
+/// where their versions are unchanged.
+async fn reading(
+    store: &Store,
     signer: &ring::signature::Ed25519KeyPair,
-    versions: &Versions,
+    state: &PublicationState,
     current: &Published,
-) -> rusqlite::Result<Published> {
+) -> Result<Published, StoreError> {
     Ok(Published {
-        live: read_release(conn, signer, versions.live, false, current.live.as_ref())?,
-        shadow: read_release(conn, signer, versions.shadow, true, current.shadow.as_ref())?,
-        exemptions: versions.exemptions.clone(),
-        revoked: versions.revoked.clone(),
-        notices: versions.notices.clone(),
+        live: read_release(store, signer, state.live, false, current.live.as_ref()).await?,
+        shadow: read_release(store, signer, state.shadow, true, current.shadow.as_ref()).await?,
+        exemptions: state.exemptions.clone(),
+        revoked: state.revoked.clone(),
+        notices: state.notices.clone(),
+        moves: state.moves.clone(),
         made_ms: store::now_ms(),
         sets: Mutex::new(HashMap::new()),
     })
 }
 
-/// Reads what agents should hold and, on every change, tells every subscriber.
-pub fn watch_publications(
-    dir: &Path,
+/// Reads what agents should hold and, on every change, tells every
+/// subscriber. The reading task runs on the current runtime until every
+/// receiver is gone.
+pub async fn watch_publications(
+    store: Store,
     signer: Arc<ring::signature::Ed25519KeyPair>,
-) -> rusqlite::Result<watch::Receiver<Arc<Published>>> {
-    let conn = store::open(dir)?;
-    ensure_schema(&conn)?;
-    crate::notice::ensure_schema(&conn)?;
-    let mut versions = read_versions(&conn)?;
-    let first = reading(&conn, &signer, &versions, &Published::default())?;
+) -> Result<watch::Receiver<Arc<Published>>, StoreError> {
+    let mut state = store.publication_state(store::now_ms()).await?;
+    let first = reading(&store, &signer, &state, &Published::default()).await?;
     let (tx, rx) = watch::channel(Arc::new(first));
-    std::thread::Builder::new()
-        .name("tutela-publications".into())
-        .spawn(move || {
-            let mut seen = 0;
-            loop {
-                wait_for_nudge(&mut seen, POLL);
-                if tx.is_closed() {
-                    return;
-                }
-                let changed = read_versions(&conn).and_then(|now| {
-                    if now == versions {
-                        return Ok(None);
-                    }
+    let mut local = nudges().subscribe();
+    // Announcements from other collectors (none on the embedded store).
+    let mut remote = store.announcements();
+    let every = if remote.is_some() { CATCH_UP } else { POLL };
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let why = tokio::select! {
+                _ = local.changed() => "this collector",
+                _ = announced(&mut remote) => "another collector",
+                _ = ticks.tick() => "catch-up",
+                () = tx.closed() => return,
+            };
+            let changed = match store.publication_state(store::now_ms()).await {
+                Ok(now) if now == state => continue,
+                Ok(now) => {
                     let current = tx.borrow().clone();
-                    let published = reading(&conn, &signer, &now, &current)?;
-                    Ok(Some((now, published)))
-                });
-                match changed {
-                    Ok(None) => {}
-                    Ok(Some((now, published))) => {
-                        versions = now;
-                        tracing::info!(
-                            live = versions.live.unwrap_or(0),
-                            shadow = versions.shadow.unwrap_or(0),
-                            subscribers = tx.receiver_count().saturating_sub(1),
-                            "publication read once for every subscriber"
-                        );
-                        if tx.send(Arc::new(published)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot read published rule bundles"),
+                    reading(&store, &signer, &now, &current)
+                        .await
+                        .map(|published| (now, published))
                 }
+                Err(e) => Err(e),
+            };
+            match changed {
+                Ok((now, published)) => {
+                    state = now;
+                    tracing::info!(
+                        live = state.live.unwrap_or(0),
+                        shadow = state.shadow.unwrap_or(0),
+                        subscribers = tx.receiver_count().saturating_sub(1),
+                        found_by = why,
+                        "publication read once for every subscriber"
+                    );
+                    if tx.send(Arc::new(published)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read published rule bundles"),
             }
-        })
-        .expect("the publications thread starts");
+        }
+    });
     Ok(rx)
+}
+
+/// Waits for another collector's announcement (forever when there are none).
+async fn announced(remote: &mut Option<watch::Receiver<u64>>) {
+    match remote {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                // The listener stopped (the runtime is ending): poll only.
+                *remote = None;
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// Signs `agent_id`'s assignment to `group` with the rule-bundle key, over
+/// `GROUP_DOMAIN || body`.
+fn sign_assignment(
+    signer: &ring::signature::Ed25519KeyPair,
+    agent_id: &str,
+    group: &str,
+) -> tutela_proto::v1::SignedGroupAssignment {
+    let body = tutela_proto::v1::GroupAssignment {
+        agent_id: agent_id.to_owned(),
+        group: group.to_owned(),
+        issued_ms: store::now_ms(),
+    }
+    .encode_to_vec();
+    tutela_proto::v1::SignedGroupAssignment {
+        signature: signer
+            .sign(&tutela_proto::group_message(&body))
+            .as_ref()
+            .to_vec(),
+        body,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -271,7 +265,8 @@ pub struct RulesService {
 }
 
 impl RulesService {
-    pub fn open(
+    /// Serves what `keys`' store holds, signed with the data directory's key.
+    pub async fn open(
         dir: &Path,
         keys: Arc<AgentKeys>,
         stopping: watch::Receiver<bool>,
@@ -280,9 +275,12 @@ impl RulesService {
             crate::secrets::load_signing_key(dir)
                 .map_err(|e| anyhow::anyhow!("loading the rule-signing key: {e}"))?,
         );
+        let published = watch_publications(keys.store().clone(), signer.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the published rules: {e}"))?;
         Ok(Self {
             keys,
-            published: watch_publications(dir, signer.clone())?,
+            published,
             signer,
             stopping,
         })
@@ -347,6 +345,7 @@ impl Rules for RulesService {
             group,
             sent_live: body.current_version,
             sent_shadow: body.current_shadow_version,
+            sent_group: None,
             sent_exemptions: None,
             sent_notice: None,
             published: self.published.clone(),
@@ -371,6 +370,9 @@ struct Subscriber {
     group: String,
     sent_live: u32,
     sent_shadow: u32,
+    /// The group assignment sent (agents a technician moved are sent one on
+    /// connect and after every move).
+    sent_group: Option<String>,
     sent_exemptions: Option<ExemptionSet>,
     sent_notice: Option<SignedNotice>,
     published: watch::Receiver<Arc<Published>>,
@@ -450,6 +452,25 @@ impl Subscriber {
         {
             self.sent_shadow = shadow.version;
             self.waiting.push_back(Ok(shadow.update.clone()));
+        }
+        // A moved agent learns its group first, then that group's set and notice.
+        if let Some(group) = now.moves.get(&self.agent_id) {
+            if self.sent_group.as_ref() != Some(group) {
+                if *group != self.group {
+                    tracing::info!(agent_id = %self.agent_id, from = %self.group, to = %group, "agent moved to another group; sending it the new group's exemptions and notice");
+                    self.group = group.clone();
+                    self.sent_exemptions = None;
+                    self.sent_notice = None;
+                }
+                self.sent_group = Some(group.clone());
+                self.waiting.push_back(Ok(RulesUpdate {
+                    update: Some(Update::Group(sign_assignment(
+                        &self.signer,
+                        &self.agent_id,
+                        group,
+                    ))),
+                }));
+            }
         }
         // The whole set on connect and whenever this group's set changes.
         let (set, update) = now.exemptions_for(&self.group, &self.signer);

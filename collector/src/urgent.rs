@@ -19,30 +19,19 @@ use std::time::Duration;
 use lettre::message::Mailbox;
 use maud::{html, DOCTYPE};
 use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Connection, OptionalExtension};
+use rusqlite::Connection;
 
 use crate::config::CollectorConfig;
 use crate::console::auth::{Role, Viewer};
 use crate::console::tz::Zone;
-use crate::mail::{self, Content, Db, MailError};
+use crate::mail::{self, Content, MailError};
+use crate::store::lease::Held;
 use crate::store::now_ms;
+use crate::store::urgent::UrgentQueue;
+use crate::store::Jobs;
 
-/// The lowest severity that is urgent.
-pub const URGENT_SEVERITY: i64 = 4;
-/// Every urgent alert at or below this id has been notified (or predates mail).
-const FLOOR: &str = "urgent_floor_id";
-/// Cursors of earlier versions, one per audience: pupils' alerts (the DSLs)
-/// and staff alerts (the head); turned into the floor and records once.
-const CURSOR: &str = "urgent_alert_id";
-const STAFF_CURSOR: &str = "urgent_staff_alert_id";
+pub use crate::store::urgent::URGENT_SEVERITY;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS urgent_notified (
-    alert_id INTEGER PRIMARY KEY,
-    audience TEXT NOT NULL,
-    notified_ms INTEGER NOT NULL
-);
-";
 /// The most alerts linked in one email; the rest are counted.
 pub const MAX_LINKS: usize = 50;
 
@@ -61,106 +50,12 @@ pub(crate) fn role_viewer(role: Role) -> Viewer {
 }
 
 /// The SQL expression (on alias `a`) that is true for alerts about staff,
-/// with its parameters.
+/// with its parameters (SQLite).
 pub(crate) fn staff_condition(
     conn: &Connection,
     pattern: &str,
 ) -> rusqlite::Result<(String, Vec<Value>)> {
-    Ok(crate::console::staff::scope(
-        conn,
-        &role_viewer(Role::Head),
-        &pattern.trim().to_lowercase(),
-    )?
-    .unwrap_or_else(|| ("0".to_owned(), Vec::new())))
-}
-
-/// Creates the table of notified alerts and sets the floor, the first
-/// time, to the newest alert received before `started_ms`: alerts from
-/// before mail was set up are not notified. (A database with the per-audience
-/// cursors of an earlier version is converted by the first [`queue`].)
-pub fn init_cursor(conn: &Connection, started_ms: i64) -> rusqlite::Result<()> {
-    conn.execute_batch(SCHEMA)?;
-    if cursor(conn, CURSOR)?.is_none() {
-        conn.execute(
-            "INSERT OR IGNORE INTO mail_cursor (name, value)
-             SELECT ?1, COALESCE(MAX(id), 0) FROM alerts WHERE received_ms < ?2",
-            rusqlite::params![FLOOR, started_ms],
-        )?;
-    }
-    Ok(())
-}
-
-fn cursor(conn: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
-    conn.query_row(
-        "SELECT value FROM mail_cursor WHERE name = ?1",
-        [name],
-        |r| r.get(0),
-    )
-    .optional()
-}
-
-fn set_cursor(conn: &Connection, name: &str, value: i64) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO mail_cursor (name, value) VALUES (?1, ?2)
-         ON CONFLICT(name) DO UPDATE SET value = ?2",
-        rusqlite::params![name, value],
-    )?;
-    Ok(())
-}
-
-/// The urgent alerts above `floor` (up to `newest`) not yet notified:
-/// (id, time, severity, about staff), most severe first.
-fn pending(
-    conn: &Connection,
-    staff_pattern: &str,
-    floor: i64,
-    newest: i64,
-) -> rusqlite::Result<Vec<(i64, i64, i64, bool)>> {
-    let (staff, mut values) = staff_condition(conn, staff_pattern)?;
-    values.push(Value::Integer(floor));
-    values.push(Value::Integer(newest));
-    values.push(Value::Integer(URGENT_SEVERITY));
-    let sql = format!(
-        "SELECT a.id, a.time_ms, a.severity, ({staff}) FROM alerts a
-         WHERE a.id > ? AND a.id <= ? AND a.severity >= ? AND a.state <> 'folded'
-           AND NOT EXISTS (SELECT 1 FROM urgent_notified n WHERE n.alert_id = a.id)
-         ORDER BY a.severity DESC, a.id"
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params_from_iter(values), |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-    })?;
-    rows.collect()
-}
-
-/// Turns the per-audience cursors of an earlier version into the floor and
-/// records: an alert at or below its audience's cursor counts as notified.
-fn migrate_cursors(conn: &Connection, staff_pattern: &str) -> rusqlite::Result<()> {
-    let (Some(pupils), staff) = (cursor(conn, CURSOR)?, cursor(conn, STAFF_CURSOR)?) else {
-        return Ok(());
-    };
-    let staff = staff.unwrap_or(pupils);
-    let (floor, top) = (pupils.min(staff), pupils.max(staff));
-    let now = now_ms();
-    for (id, _, _, is_staff) in pending(conn, staff_pattern, floor, top)? {
-        let (done, audience) = if is_staff {
-            (id <= staff, "staff")
-        } else {
-            (id <= pupils, "pupils")
-        };
-        if done {
-            conn.execute(
-                "INSERT OR IGNORE INTO urgent_notified (alert_id, audience, notified_ms) VALUES (?1, ?2, ?3)",
-                rusqlite::params![id, audience, now],
-            )?;
-        }
-    }
-    set_cursor(conn, FLOOR, floor)?;
-    conn.execute(
-        "DELETE FROM mail_cursor WHERE name IN (?1, ?2)",
-        [CURSOR, STAFF_CURSOR],
-    )?;
-    Ok(())
+    crate::store::sqlite::urgent::staff_condition(conn, &pattern.trim().to_lowercase())
 }
 
 /// What one pass queued.
@@ -170,36 +65,39 @@ pub struct Queued {
     pub emails: usize,
 }
 
-/// Queues notifications for urgent alerts newer than the cursor.
-pub fn queue(
-    conn: &mut Connection,
+/// Queues notifications for urgent alerts not yet notified: one email per
+/// recipient of each audience, written with the records of what was sent.
+pub async fn queue(
+    jobs: &Jobs,
     config: &CollectorConfig,
     from: &Mailbox,
 ) -> Result<Queued, MailError> {
     let zone = crate::summary::zone(config);
     let base = mail::console_url(config);
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute_batch(SCHEMA)?;
-    let pattern = &config.console.staff_pattern;
-    migrate_cursors(&tx, pattern)?;
-    let floor = cursor(&tx, FLOOR)?.unwrap_or(0);
-    let newest: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM alerts", [], |r| r.get(0))?;
-    if newest <= floor {
+    let scan = jobs.urgent_scan(&config.console.staff_pattern).await?;
+    if scan.newest <= scan.floor {
         return Ok(Queued::default());
     }
     let mut pupils = Vec::new();
     let mut staff_alerts = Vec::new();
-    for (id, time, severity, is_staff) in pending(&tx, pattern, floor, newest)? {
-        if is_staff {
-            staff_alerts.push((id, time, severity));
+    for a in &scan.pending {
+        if a.staff {
+            staff_alerts.push((a.id, a.time_ms, a.severity));
         } else {
-            pupils.push((id, time, severity));
+            pupils.push((a.id, a.time_ms, a.severity));
         }
     }
     let mut queued = Queued::default();
+    let now = now_ms();
+    let mut plan = UrgentQueue {
+        floor_was: scan.floor,
+        floor: scan.newest,
+        emails: Vec::new(),
+        notified: Vec::new(),
+        now_ms: now,
+    };
     // The lowest alert left waiting (its audience has no recipient).
     let mut waiting = i64::MAX;
-    let now = now_ms();
     for (alerts, roles, audience) in [
         (&pupils, &["dsl", "deputy-dsl"][..], "pupils"),
         (&staff_alerts, &["head"][..], "staff"),
@@ -222,23 +120,20 @@ pub fn queue(
         let content = render(alerts, &base, &zone);
         for to in &recipients {
             let message = mail::build(from, to, &content)?;
-            mail::enqueue(&tx, "urgent", to, &content.subject, &message)?;
+            plan.emails
+                .push(mail::outgoing("urgent", to, &content.subject, &message)?);
             queued.emails += 1;
         }
-        for &(id, _, _) in alerts.iter() {
-            tx.execute(
-                "INSERT INTO urgent_notified (alert_id, audience, notified_ms) VALUES (?1, ?2, ?3)",
-                rusqlite::params![id, audience, now],
-            )?;
-        }
+        plan.notified
+            .extend(alerts.iter().map(|&(id, _, _)| (id, audience)));
         queued.alerts += alerts.len();
     }
-    // Every urgent alert below the lowest waiting one is notified: raise
-    // the floor there and forget the records beneath it.
-    let floor = newest.min(waiting.saturating_sub(1));
-    set_cursor(&tx, FLOOR, floor)?;
-    tx.execute("DELETE FROM urgent_notified WHERE alert_id <= ?1", [floor])?;
-    tx.commit()?;
+    // Every urgent alert below the lowest waiting one is notified.
+    plan.floor = scan.newest.min(waiting.saturating_sub(1));
+    if !jobs.urgent_queue(plan).await? {
+        tracing::info!("urgent alerts were notified meanwhile by another collector");
+        return Ok(Queued::default());
+    }
     if queued.alerts > 0 {
         tracing::info!(
             alerts = queued.alerts,
@@ -308,15 +203,23 @@ fn render(alerts: &[(i64, i64, i64)], base: &str, zone: &Zone) -> Content {
 }
 
 /// Queues urgent notifications every `urgent_interval_secs` until the
-/// process ends. (`mail::start` sets the cursors first with [`init_cursor`],
-/// so that a database that cannot be used stops the collector from starting.)
-pub async fn run(db: Db, config: CollectorConfig, from: Mailbox, wake: Arc<tokio::sync::Notify>) {
+/// process ends, while this collector holds the urgent-mail lease (always,
+/// on SQLite). (`mail::start` sets the floor first, so that a store that
+/// cannot be used stops the collector from starting.)
+pub async fn run(
+    jobs: Jobs,
+    config: CollectorConfig,
+    from: Mailbox,
+    wake: Arc<tokio::sync::Notify>,
+    lease: Held,
+) {
     let every = Duration::from_secs(config.mail.urgent_interval_secs.max(1));
-    let config = Arc::new(config);
     loop {
         tokio::time::sleep(every).await;
-        let (c, f) = (config.clone(), from.clone());
-        match mail::with_db(&db, move |conn| queue(conn, &c, &f)).await {
+        if !lease.now() {
+            continue;
+        }
+        match queue(&jobs, &config, &from).await {
             Ok(q) if q.emails > 0 => wake.notify_one(),
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "urgent notifications could not be queued"),
@@ -328,7 +231,13 @@ pub async fn run(db: Db, config: CollectorConfig, from: Mailbox, wake: Arc<tokio
 mod tests {
     use super::*;
     use crate::config::Recipient;
+    use crate::store::sqlite::urgent::{cursor, CURSOR, FLOOR, STAFF_CURSOR};
     use crate::summary::tests::{insert_alert, store};
+
+    /// Background work's handle on the test store's file.
+    fn jobs(dir: &tempfile::TempDir) -> Jobs {
+        Jobs::sqlite(crate::store::open(dir.path()).unwrap()).unwrap()
+    }
 
     fn config(roles: &[&str]) -> CollectorConfig {
         let mut c = CollectorConfig::default();
@@ -355,16 +264,17 @@ mod tests {
         rows
     }
 
-    #[test]
-    fn an_audience_without_recipients_keeps_its_alerts_until_one_is_added() {
-        let (_dir, mut conn) = store();
+    #[tokio::test]
+    async fn an_audience_without_recipients_keeps_its_alerts_until_one_is_added() {
+        let (dir, conn) = store();
+        let jobs = jobs(&dir);
         let from: Mailbox = "tutela@school.test".parse().unwrap();
-        init_cursor(&conn, 0).unwrap();
+        jobs.init_urgent(0).await.unwrap();
         insert_alert(&conn, "mr.smith", now_ms(), 5);
         insert_alert(&conn, "pupil.1", now_ms(), 4);
         insert_alert(&conn, "pupil.2", now_ms(), 2);
         // No head: the pupil's alert goes; the staff alert waits.
-        let q = queue(&mut conn, &config(&["dsl"]), &from).unwrap();
+        let q = queue(&jobs, &config(&["dsl"]), &from).await.unwrap();
         assert_eq!(
             q,
             Queued {
@@ -380,11 +290,13 @@ mod tests {
             )]
         );
         assert_eq!(
-            queue(&mut conn, &config(&["dsl"]), &from).unwrap().emails,
+            queue(&jobs, &config(&["dsl"]), &from).await.unwrap().emails,
             0
         );
         // A head is added: the staff alert is sent, the pupil's is not sent again.
-        let q = queue(&mut conn, &config(&["dsl", "head"]), &from).unwrap();
+        let q = queue(&jobs, &config(&["dsl", "head"]), &from)
+            .await
+            .unwrap();
         assert_eq!(
             q,
             Queued {
@@ -394,7 +306,9 @@ mod tests {
         );
         assert_eq!(outbox(&conn)[1].0, "head@school.test");
         assert_eq!(
-            queue(&mut conn, &config(&["dsl", "head"]), &from).unwrap(),
+            queue(&jobs, &config(&["dsl", "head"]), &from)
+                .await
+                .unwrap(),
             Queued::default()
         );
     }
@@ -404,11 +318,12 @@ mod tests {
             .unwrap()
     }
 
-    #[test]
-    fn a_staff_list_change_neither_loses_an_alert_nor_sends_it_to_a_second_audience() {
-        let (_dir, mut conn) = store();
+    #[tokio::test]
+    async fn a_staff_list_change_neither_loses_an_alert_nor_sends_it_to_a_second_audience() {
+        let (dir, conn) = store();
+        let jobs = jobs(&dir);
         let from: Mailbox = "tutela@school.test".parse().unwrap();
-        init_cursor(&conn, 0).unwrap();
+        jobs.init_urgent(0).await.unwrap();
         let mut by_list = config(&["dsl"]);
         by_list.console.staff_pattern.clear();
         conn.execute_batch(
@@ -418,7 +333,7 @@ mod tests {
         let jones = insert_alert(&conn, "ms.jones", now_ms(), 5);
         let pupil = insert_alert(&conn, "pupil.1", now_ms(), 4);
         // No head: the pupil's alert goes to the DSL, Ms Jones's waits.
-        let q = queue(&mut conn, &by_list, &from).unwrap();
+        let q = queue(&jobs, &by_list, &from).await.unwrap();
         assert_eq!(q.alerts, 1);
         assert_eq!(outbox(&conn).len(), 1);
         // The staff list is imported again: Ms Jones is not on it (she is a
@@ -430,7 +345,7 @@ mod tests {
         .unwrap();
         let mut with_head = config(&["dsl", "head"]);
         with_head.console.staff_pattern.clear();
-        let q = queue(&mut conn, &with_head, &from).unwrap();
+        let q = queue(&jobs, &with_head, &from).await.unwrap();
         assert_eq!(
             q,
             Queued {
@@ -451,7 +366,7 @@ mod tests {
             .unwrap();
         assert!(linked.contains(&format!("/alerts/{jones}")), "{linked}");
         assert_eq!(
-            queue(&mut conn, &with_head, &from).unwrap(),
+            queue(&jobs, &with_head, &from).await.unwrap(),
             Queued::default()
         );
         // Everything is notified: the floor passed both, no records remain.
@@ -459,18 +374,19 @@ mod tests {
         assert_eq!(cursor(&conn, FLOOR).unwrap(), Some(pupil.max(jones)));
         // A new staff alert goes to the head only, once.
         insert_alert(&conn, "ms.brown", now_ms(), 4);
-        let q = queue(&mut conn, &with_head, &from).unwrap();
+        let q = queue(&jobs, &with_head, &from).await.unwrap();
         assert_eq!(q.emails, 1);
         assert_eq!(outbox(&conn)[2].0, "head@school.test");
         assert_eq!(
-            queue(&mut conn, &with_head, &from).unwrap(),
+            queue(&jobs, &with_head, &from).await.unwrap(),
             Queued::default()
         );
     }
 
-    #[test]
-    fn the_cursors_of_an_earlier_version_are_converted_without_resending() {
-        let (_dir, mut conn) = store();
+    #[tokio::test]
+    async fn the_cursors_of_an_earlier_version_are_converted_without_resending() {
+        let (dir, conn) = store();
+        let jobs = jobs(&dir);
         let from: Mailbox = "tutela@school.test".parse().unwrap();
         let staff = insert_alert(&conn, "mr.smith", now_ms(), 5);
         let pupil = insert_alert(&conn, "pupil.1", now_ms(), 5);
@@ -481,8 +397,10 @@ mod tests {
             rusqlite::params![CURSOR, pupil, STAFF_CURSOR],
         )
         .unwrap();
-        init_cursor(&conn, now_ms() + 1).unwrap();
-        let q = queue(&mut conn, &config(&["dsl", "head"]), &from).unwrap();
+        jobs.init_urgent(now_ms() + 1).await.unwrap();
+        let q = queue(&jobs, &config(&["dsl", "head"]), &from)
+            .await
+            .unwrap();
         assert_eq!(
             q,
             Queued {
@@ -494,7 +412,9 @@ mod tests {
         assert_eq!(cursor(&conn, CURSOR).unwrap(), None);
         assert_eq!(cursor(&conn, FLOOR).unwrap(), Some(staff.max(pupil)));
         assert_eq!(
-            queue(&mut conn, &config(&["dsl", "head"]), &from).unwrap(),
+            queue(&jobs, &config(&["dsl", "head"]), &from)
+                .await
+                .unwrap(),
             Queued::default()
         );
     }

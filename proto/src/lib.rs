@@ -40,12 +40,14 @@ pub const RELEASE_DOMAIN: &[u8] = b"tutela-bundle-release-v2";
 pub const NOTICE_DOMAIN: &[u8] = b"tutela-notice-v1";
 /// Domain-separation prefix of an agent's signature on a `SignedNoticeAck`.
 pub const NOTICE_ACK_DOMAIN: &[u8] = b"tutela-notice-ack-v1";
+/// Domain-separation prefix of the collector's signature on a `SignedGroupAssignment`.
+pub const GROUP_DOMAIN: &[u8] = b"tutela-group-v1";
 
 /// Every signing domain of the protocol. None is a prefix of another, so a
 /// signature made for one kind of message never verifies as another kind.
 /// (Signed rule bundles have their own prefix, `tutela-rule-bundle` and a
 /// zero byte, inside the bundle format.)
-pub const ALL_DOMAINS: [&[u8]; 9] = [
+pub const ALL_DOMAINS: [&[u8]; 10] = [
     ENROL_PROOF_DOMAIN,
     EXEMPTIONS_DOMAIN,
     REKEY_DOMAIN,
@@ -55,6 +57,7 @@ pub const ALL_DOMAINS: [&[u8]; 9] = [
     RELEASE_DOMAIN,
     NOTICE_DOMAIN,
     NOTICE_ACK_DOMAIN,
+    GROUP_DOMAIN,
 ];
 
 /// `domain || body`: the bytes signed for a message that carries an encoded
@@ -89,6 +92,11 @@ pub fn exemptions_message(body: &[u8]) -> Vec<u8> {
 /// The bytes the collector signs for a monitoring notice whose encoded `Notice` is `body`.
 pub fn notice_message(body: &[u8]) -> Vec<u8> {
     domain_message(NOTICE_DOMAIN, body)
+}
+
+/// The bytes the collector signs for a group assignment whose encoded `GroupAssignment` is `body`.
+pub fn group_message(body: &[u8]) -> Vec<u8> {
+    domain_message(GROUP_DOMAIN, body)
 }
 
 /// The bytes an agent signs for an acknowledgement whose encoded `NoticeAckBody` is `body`.

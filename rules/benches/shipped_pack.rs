@@ -8,6 +8,8 @@
 //! git show <old commit>:rules/packs/en-GB.toml > /tmp/en-GB-before.toml
 //! TUTELA_BASELINE_PACK=/tmp/en-GB-before.toml cargo bench -p tutela-rules --bench shipped_pack
 //! ```
+//!
+//! `TUTELA_BENCH_PER_TITLE=1` also prints each title's own p50 and p99.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -57,6 +59,18 @@ fn measure(matcher: &Arc<Matcher>) -> ((Duration, Duration), (Duration, Duration
         }
         black_box(typed.flush());
         typed_times.push(start.elapsed());
+    }
+    if std::env::var_os("TUTELA_BENCH_PER_TITLE").is_some() {
+        for (n, t) in TITLES.iter().enumerate() {
+            let own: Vec<Duration> = title_times
+                .iter()
+                .skip(n)
+                .step_by(titles.len())
+                .copied()
+                .collect();
+            let (p50, p99) = percentiles(own);
+            println!("    p50 {:.2} us, p99 {:.2} us: {t}", us(p50), us(p99));
+        }
     }
     (percentiles(title_times), percentiles(typed_times))
 }

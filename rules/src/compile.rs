@@ -56,6 +56,11 @@ impl Matcher {
                 context: term.context.iter().map(|c| normalise_term(c)).collect(),
                 weight: term.weight,
                 category_bit: category_bit(&term.category),
+                literal_words: if term.kind == TermKind::Pattern {
+                    literal_words(&term.text)
+                } else {
+                    Vec::new()
+                },
             });
             if let Some(i) = CATEGORIES.iter().position(|c| *c == term.category) {
                 weighing |= term.weight < thresholds[i];
@@ -310,4 +315,30 @@ pub(crate) fn build_automaton<P: AsRef<[u8]>>(
                 .match_kind(MatchKind::Standard)
                 .build(patterns)
         })
+}
+
+/// The normalised words a pattern writes out, leaving out `{list}` names and gaps.
+fn literal_words(pattern: &str) -> Vec<String> {
+    let mut text = String::with_capacity(pattern.len());
+    let mut in_list = false;
+    for c in pattern.chars() {
+        match c {
+            '{' => in_list = true,
+            '}' => {
+                in_list = false;
+                text.push(' ');
+            }
+            _ if in_list => {}
+            '(' | ')' | '|' | '?' | '*' | '~' => text.push(' '),
+            _ => text.push(c),
+        }
+    }
+    let mut words: Vec<String> = normalise_term(&text)
+        .split(' ')
+        .filter(|w| !w.is_empty() && !w.bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_string)
+        .collect();
+    words.sort();
+    words.dedup();
+    words
 }

@@ -167,6 +167,16 @@ pub struct CueHit {
     pub span: Range<usize>,
 }
 
+/// A match that cues may apply to.
+pub(crate) struct CueTarget<'a> {
+    /// Byte span in the normalised text.
+    pub(crate) span: Range<usize>,
+    /// The bit of its category.
+    pub(crate) category_bit: u16,
+    /// For a pattern, the words it writes out (sorted); `None` for a word or phrase term.
+    pub(crate) pattern_words: Option<&'a [String]>,
+}
+
 /// The compiled cues of a pack.
 #[derive(Debug, Default)]
 pub(crate) struct CueSet {
@@ -257,14 +267,14 @@ impl CueSet {
         out
     }
 
-    /// For each `(span, category bit, is a pattern)` of `hits`, the local cues that apply
-    /// (each cue group once), and for each category bit the `anywhere` cues in the text.
-    /// Only a pattern's match can hold a cue inside it (in a gap); a phrase written with a
-    /// negator in it ('the holocaust never happened') means it.
+    /// For each of `hits`, the local cues that apply (each cue group once), and for each category bit the `anywhere` cues in
+    /// the text. Only a pattern's match can hold a cue inside it (in a gap); a phrase
+    /// written with a negator in it ('the holocaust never happened') means it, and so does
+    /// a pattern whose own words make up the cue ('{group} are not welcome').
     pub(crate) fn find(
         &self,
         text: &str,
-        hits: &[(Range<usize>, u16, bool)],
+        hits: &[CueTarget],
     ) -> (Vec<Vec<CueHit>>, Vec<(u16, CueHit)>) {
         let occurrences = self.occurrences(text);
         let mut local = vec![Vec::new(); hits.len()];
@@ -284,8 +294,9 @@ impl CueSet {
                 anywhere.push((cue.categories, hit()));
                 continue;
             }
-            for (i, (h, bit, pattern)) in hits.iter().enumerate() {
-                if cue.categories & bit == 0 {
+            for (i, target) in hits.iter().enumerate() {
+                let (h, pattern) = (&target.span, target.pattern_words);
+                if cue.categories & target.category_bit == 0 {
                     continue;
                 }
                 let overlaps = span.start < h.end && h.start < span.end;
@@ -293,7 +304,13 @@ impl CueSet {
                 let near = if overlaps {
                     // Across an edge it is next to the match; inside, only a pattern's gap
                     // can hold it, and not as the pattern's first word.
-                    !inside || (*pattern && span.start > h.start)
+                    !inside
+                        || pattern.is_some_and(|words| {
+                            span.start > h.start
+                                && !text[span.clone()]
+                                    .split(' ')
+                                    .all(|w| words.binary_search(&w.to_string()).is_ok())
+                        })
                 } else if span.end <= h.start {
                     words.index(h.start) - words.index(span.end - 1) <= cue.before
                 } else {

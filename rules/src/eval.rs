@@ -116,12 +116,22 @@ pub fn load_corpus(path: &Path) -> Result<Vec<Example>, CorpusError> {
 
 /// The categories a matcher alerts in for one example.
 pub fn alerted(matcher: &Matcher, scope: Scope, text: &str) -> BTreeSet<String> {
+    alerted_rules(matcher, scope, text).0
+}
+
+/// The categories a matcher alerts in for one example, and the rule ids that alerted.
+pub fn alerted_rules(
+    matcher: &Matcher,
+    scope: Scope,
+    text: &str,
+) -> (BTreeSet<String>, BTreeSet<String>) {
     let matches = if scope == Scope::Url {
         matcher.find_url(text)
     } else {
         matcher.find(scope, text)
     };
-    matches.into_iter().map(|m| m.category).collect()
+    let rules = matches.iter().map(|m| m.rule_id.clone()).collect();
+    (matches.into_iter().map(|m| m.category).collect(), rules)
 }
 
 /// Counts for one category.
@@ -152,6 +162,8 @@ pub struct Mistake {
     pub text: String,
     pub expected: Vec<String>,
     pub alerted: Vec<String>,
+    /// The rule ids that alerted (empty for a miss that nothing matched).
+    pub rules: Vec<String>,
 }
 
 /// Evaluation results over one or more corpus files.
@@ -189,7 +201,7 @@ impl Report {
     /// Add the results of `examples` (from `origin`) matched with `matcher`.
     pub fn add(&mut self, matcher: &Matcher, origin: &str, examples: &[Example]) {
         for ex in examples {
-            let got = alerted(matcher, ex.scope, &ex.text);
+            let (got, rules) = alerted_rules(matcher, ex.scope, &ex.text);
             let mistake = |expected: &[String]| Mistake {
                 origin: origin.to_string(),
                 line: ex.line,
@@ -197,6 +209,7 @@ impl Report {
                 text: ex.text.clone(),
                 expected: expected.to_vec(),
                 alerted: got.iter().cloned().collect(),
+                rules: rules.iter().cloned().collect(),
             };
             match &ex.expected {
                 Expected::Either(_) => self.either_lines += 1,

@@ -459,7 +459,7 @@ fn eval(
                 if m.alerted.is_empty() {
                     "-".to_string()
                 } else {
-                    m.alerted.join("|")
+                    format!("{} by {}", m.alerted.join("|"), m.rules.join(", "))
                 }
             );
         }

@@ -92,6 +92,9 @@ pub(crate) struct Rule {
     pub(crate) weight: f32,
     /// Bit of the category in a category mask.
     pub(crate) category_bit: u16,
+    /// For a pattern, the normalised words it writes out (not its lists): a cue made only
+    /// of them is the pattern's own wording ('are not welcome'), not a cue inside it.
+    pub(crate) literal_words: Vec<String>,
 }
 
 #[derive(Debug)]

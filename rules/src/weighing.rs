@@ -2,12 +2,11 @@
 //! category's threshold (see `cue` for the rules). Most packs' terms weigh 1 against a
 //! threshold of 1 and have no cue nearby, so this costs nothing on most text.
 
-use crate::cue::CueHit;
+use crate::cue::{CueHit, CueTarget};
 use crate::matcher::{Hit, Match, Matcher};
 use crate::normalise::Normalised;
 use crate::pack::TermKind;
 use crate::CATEGORIES;
-use std::ops::Range;
 
 /// How one match was weighed: for `tutela-rules test`.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,15 +53,16 @@ impl Matcher {
         if !self.needs_weighing() {
             return (hits, weighing);
         }
-        let spans: Vec<(Range<usize>, u16, bool)> = hits
+        let spans: Vec<CueTarget> = hits
             .iter()
             .map(|h| {
                 let rule = &self.rules[h.rule as usize];
-                (
-                    h.norm.clone(),
-                    rule.category_bit,
-                    rule.kind == TermKind::Pattern,
-                )
+                CueTarget {
+                    span: h.norm.clone(),
+                    category_bit: rule.category_bit,
+                    pattern_words: (rule.kind == TermKind::Pattern)
+                        .then_some(rule.literal_words.as_slice()),
+                }
             })
             .collect();
         let (local, anywhere) = self.cues.find(text, &spans);

@@ -36,12 +36,12 @@ terms = ["(hopeless|worthless)", "i hate myself"]
 [[terms]]
 category = "discrimination"
 kind = "pattern"
-terms = ["(hate|kill all) ~2 {group}"]
+terms = ["(hate|kill all) ~2 {group}", "{group} (are|r) not welcome"]
 
 [[cues]]
 name = "negation"
 categories = ["discrimination"]
-phrases = ["don't", "dont"]
+phrases = ["don't", "dont", "are not"]
 weight = -1.0
 before = 2
 
@@ -144,4 +144,20 @@ fn typed_text_is_weighed_as_it_is_typed() {
         found.extend(typed.push(c));
     }
     assert!(found.is_empty(), "{found:?}");
+}
+
+#[test]
+fn a_pattern_written_with_a_negator_is_not_cancelled_by_its_own_words() {
+    let m = matcher();
+    assert_eq!(
+        categories(&m, "muslims are not welcome here"),
+        ["discrimination"]
+    );
+    assert!(
+        categories(&m, "muslims dont are not welcome").is_empty(),
+        "a negator before the match still counts"
+    );
+    let e = m.explain(Scope::Typed, "trans people are not welcome");
+    assert_eq!(e.weighed.len(), 1);
+    assert!(e.weighed[0].cues.is_empty(), "{:?}", e.weighed[0].cues);
 }

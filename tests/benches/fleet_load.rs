@@ -17,13 +17,18 @@
 //! descriptor per agent):
 //! `cargo build --release -p tutela-collector` and then
 //! `cargo bench -p tutela-tests --bench fleet_load -- [SIZES] [--hold SECS]
-//!  [--events-per-sec N] [--heartbeat-secs N]`, e.g. `-- 2000 10000 19000`.
+//!  [--events-per-sec N] [--heartbeat-secs N] [--postgres]`, e.g. `-- 2000 10000 19000`.
 //! Defaults: 2000 agents, hold 30 s, 200 events/s across the fleet,
-//! a heartbeat every 60 s per agent.
+//! a heartbeat every 60 s per agent, the embedded SQLite store. `--postgres`
+//! runs the collector on a throwaway PostgreSQL cluster on loopback (review
+//! console off; build the collector with `--features tutela-collector/postgres`).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use tutela_tests::cluster::{
+    memory as collector_memory, percentile_ms as percentile, store_errors, Nodes,
+};
 use tutela_tests::load::{agent, Fleet};
 use tutela_tests::packs::{small_pack, weapons, About};
 use tutela_tests::{run_ok, Collector, Scratch};
@@ -42,6 +47,7 @@ struct Options {
     hold: Duration,
     events_per_sec: f64,
     heartbeat: Duration,
+    postgres: bool,
 }
 
 fn options() -> Options {
@@ -51,6 +57,7 @@ fn options() -> Options {
         hold: Duration::from_secs(30),
         events_per_sec: 200.0,
         heartbeat: Duration::from_secs(60),
+        postgres: false,
     };
     let mut i = 0;
     while i < args.len() {
@@ -63,6 +70,11 @@ fn options() -> Options {
             "--hold" => o.hold = Duration::from_secs_f64(value(i)),
             "--events-per-sec" => o.events_per_sec = value(i),
             "--heartbeat-secs" => o.heartbeat = Duration::from_secs_f64(value(i)),
+            "--postgres" => {
+                o.postgres = true;
+                i += 1;
+                continue;
+            }
             // `cargo bench` passes `--bench`.
             a if a.starts_with("--") => {
                 i += 1;
@@ -78,39 +90,6 @@ fn options() -> Options {
         o.sizes.push(2000);
     }
     o
-}
-
-/// The collector's resident memory in MiB and its thread count.
-fn collector_memory(pid: u32) -> (f64, usize) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| -> f64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0.0)
-    };
-    (field("VmRSS:") / 1024.0, field("Threads:") as usize)
-}
-
-/// Store errors in the collector's log so far.
-fn store_errors(log: &str) -> usize {
-    log.lines()
-        .filter(|l| {
-            l.contains("database is locked")
-                || l.contains("failed to commit")
-                || l.contains("storage error")
-                || l.contains("cannot record")
-        })
-        .count()
-}
-
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0
 }
 
 fn pack(version: u32) -> String {
@@ -158,11 +137,20 @@ fn main() {
     let o = options();
     let largest = *o.sizes.iter().max().unwrap();
     let scratch = Scratch::new("bench-fleet-load");
-    let mut collector = Collector::init(scratch.path("collector")).unwrap();
-    collector
-        .set_console_port(tutela_tests::free_port())
+    // On PostgreSQL: one node of a cluster (console off); else as installed.
+    let nodes = o.postgres.then(|| Nodes::start(&scratch, 1, true).unwrap());
+    let own = (!o.postgres).then(|| {
+        let mut collector = Collector::init(scratch.path("collector")).unwrap();
+        collector
+            .set_console_port(tutela_tests::free_port())
+            .unwrap();
+        collector.start().unwrap();
+        collector
+    });
+    let collector = own
+        .as_ref()
+        .or(nodes.as_ref().map(|n| &n.collectors[0]))
         .unwrap();
-    collector.start().unwrap();
     let pid = collector.child.as_ref().unwrap().id();
     let token = collector
         .token(&["--uses", &(largest + 100).to_string(), "--group", "load"])
@@ -180,11 +168,12 @@ fn main() {
         .unwrap();
     let (idle_rss, idle_threads) = collector_memory(pid);
     println!(
-        "fleet load: sizes {:?}, hold {} s, {} events/s at the largest size (one per agent every {:.1} s), a heartbeat per agent every {} s",
+        "fleet load on {}: sizes {:?}, hold {} s, {} events/s at the largest size (one per agent every {:.1} s), a heartbeat per agent every {} s",
+        if o.postgres { "PostgreSQL" } else { "SQLite" },
         o.sizes,
         o.hold.as_secs(),
         o.events_per_sec,
-        fleet.event_every.as_secs_f64(),
+        fleet.event_every().as_secs_f64(),
         o.heartbeat.as_secs()
     );
     println!("collector idle: RSS {idle_rss:.0} MiB, {idle_threads} threads");
@@ -219,7 +208,7 @@ fn main() {
         let acked = fleet.stats.events_acked.load(Relaxed) - acked_before;
         let (rss, threads) = collector_memory(pid);
         version += 1;
-        let (fanout, reached, expected) = publish(&collector, &scratch, &fleet, version);
+        let (fanout, reached, expected) = publish(collector, &scratch, &fleet, version);
         let (_, threads_after_push) = collector_memory(pid);
         let log_errors = store_errors(&collector.log_text()) - log_errors_before;
         let s = &fleet.stats;
@@ -258,5 +247,11 @@ fn main() {
     }
     population.send_replace(0);
     rt.shutdown_timeout(Duration::from_secs(5));
-    collector.kill9();
+    if let Some(nodes) = &nodes {
+        let stored = nodes.count("SELECT COUNT(*) FROM alerts").unwrap();
+        let acked = fleet.stats.events_acked.load(Relaxed);
+        println!(
+            "\nevents acknowledged {acked}, stored in PostgreSQL {stored} (at least as many: some were in flight at the end)"
+        );
+    }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+pub mod cluster;
 pub mod extension;
 pub mod load;
 pub mod postgres;

@@ -3,8 +3,14 @@
 //! technician's token, holding a rules subscription and an event stream
 //! open, sending signed, chained events and heartbeats. Everything the
 //! collector refused is counted by code and message.
+//!
+//! Each agent is given every address in the token (the collector and its
+//! fallbacks), as a real agent is. When its connection is lost (the
+//! collector went away) it connects to the next address that answers and
+//! resends the events not yet acknowledged, with their sequence numbers and
+//! hash chain unchanged.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,7 +26,7 @@ use tutela_proto::v1::ingest_client::IngestClient;
 use tutela_proto::v1::rules_client::RulesClient;
 use tutela_proto::v1::rules_update::Update;
 use tutela_proto::v1::{
-    EnrolRequest, HeartbeatBody, Observation, RuleMatch, SignedEvent, SignedHeartbeat,
+    AckStatus, EnrolRequest, HeartbeatBody, Observation, RuleMatch, SignedEvent, SignedHeartbeat,
     SignedSubscribe, Source, SubscribeBody,
 };
 
@@ -34,6 +40,22 @@ pub struct Stats {
     pub events_acked: AtomicU64,
     /// Event streams ended with `UNAVAILABLE` (the collector could not store).
     pub commit_failures: AtomicUsize,
+    /// Events sealed and sent for the first time.
+    pub events_sent: AtomicU64,
+    /// Events sent again on a new stream (not acknowledged on the old one).
+    pub events_resent: AtomicU64,
+    /// Acknowledgements that said the event was already stored.
+    pub acks_duplicate: AtomicU64,
+    /// Agents that have every event they were to send acknowledged.
+    pub agents_done: AtomicUsize,
+    /// Connections lost (transport errors, not the collector's refusals).
+    pub connections_lost: AtomicUsize,
+    /// Times an agent connected to another of the collector's addresses.
+    pub reconnects: AtomicUsize,
+    /// Each agent's address (index into [`Fleet::addrs`]) now.
+    pub address_of: Mutex<BTreeMap<usize, usize>>,
+    /// Agents that moved to another address at least once.
+    pub moved: Mutex<BTreeSet<usize>>,
     pub heartbeats: AtomicU64,
     pub heartbeat_refusals: AtomicUsize,
     /// Every refusal by its code and message, for the report.
@@ -63,21 +85,69 @@ impl Stats {
     pub fn take_refusals(&self) -> BTreeMap<String, usize> {
         std::mem::take(&mut *self.refusals.lock().unwrap())
     }
+
+    /// How many agents are connected through address `i` now.
+    pub fn agents_on(&self, i: usize) -> usize {
+        self.address_of
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|&&a| a == i)
+            .count()
+    }
+
+    /// The agents connected through address `i` now.
+    pub fn agents_at(&self, i: usize) -> BTreeSet<usize> {
+        let of = self.address_of.lock().unwrap();
+        of.iter()
+            .filter(|(_, &a)| a == i)
+            .map(|(&n, _)| n)
+            .collect()
+    }
+}
+
+/// Whether `status` is the connection failing (a transport error: the
+/// collector went away) rather than an answer the collector sent.
+pub fn connection_lost(status: &tonic::Status) -> bool {
+    std::error::Error::source(status).is_some()
+}
+
+/// How a fleet behaves; see [`Fleet::with`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Each agent sends an event this often (changeable later with
+    /// [`Fleet::set_event_every`]).
+    pub event_every: Duration,
+    /// Events each agent sends in all.
+    pub events_each: u64,
+    /// Agents numbered below this send one event more, so that a total need
+    /// not be a multiple of the fleet's size.
+    pub one_more_below: usize,
+    pub heartbeat_every: Duration,
+    /// Agents connecting (TLS, enrolment, subscription) at once.
+    pub connecting: usize,
+    /// Agent `n` tries address `n % addresses` first instead of the token's
+    /// first, as agents enrolled with tokens naming the nodes in turn would,
+    /// so that a fleet spreads over every node.
+    pub spread: bool,
 }
 
 /// What every simulated agent shares.
 pub struct Fleet {
-    pub addr: String,
+    /// The collector's addresses, in the token's order.
+    pub addrs: Vec<String>,
     pub fingerprint: String,
     pub token_secret: String,
     pub stats: Stats,
     /// Agents numbered below this stay connected.
     pub population: watch::Receiver<usize>,
-    pub event_every: Duration,
-    /// Events each agent sends in all.
+    /// How often each agent sends an event; agents follow a change at once.
+    event_every: watch::Sender<Duration>,
     pub events_each: u64,
+    pub one_more_below: usize,
     pub heartbeat_every: Duration,
     pub connecting: Semaphore,
+    pub spread: bool,
 }
 
 impl Fleet {
@@ -92,21 +162,73 @@ impl Fleet {
         heartbeat_every: Duration,
         connecting: usize,
     ) -> (Arc<Self>, watch::Sender<usize>) {
+        Self::with(
+            token,
+            Options {
+                event_every,
+                events_each,
+                one_more_below: 0,
+                heartbeat_every,
+                connecting,
+                spread: false,
+            },
+        )
+    }
+
+    /// A fleet enrolling with `token` (its text) that behaves as `o` says.
+    pub fn with(token: &str, o: Options) -> (Arc<Self>, watch::Sender<usize>) {
         let token = tutela_proto::token::EnrolmentToken::decode(token, now_ms())
             .expect("a valid enrolment token");
         let (population, watching) = watch::channel(0usize);
+        let mut addrs = vec![token.collector];
+        addrs.extend(token.fallbacks);
         let fleet = Self {
-            addr: token.collector,
+            addrs,
             fingerprint: token.fingerprint,
             token_secret: token.secret,
             stats: Stats::default(),
             population: watching,
-            event_every,
-            events_each,
-            heartbeat_every,
-            connecting: Semaphore::new(connecting),
+            event_every: watch::Sender::new(o.event_every),
+            events_each: o.events_each,
+            one_more_below: o.one_more_below,
+            heartbeat_every: o.heartbeat_every,
+            connecting: Semaphore::new(o.connecting),
+            spread: o.spread,
         };
         (Arc::new(fleet), population)
+    }
+
+    /// How often each agent sends an event.
+    pub fn event_every(&self) -> Duration {
+        *self.event_every.borrow()
+    }
+
+    /// Changes how often each agent sends an event: each agent's next event
+    /// comes within the new interval (spread over it), then at the new rate.
+    pub fn set_event_every(&self, every: Duration) {
+        self.event_every.send_replace(every);
+    }
+
+    /// Events agent `n` sends in all.
+    pub fn events_for(&self, n: usize) -> u64 {
+        self.events_each + u64::from(n < self.one_more_below)
+    }
+
+    /// Connects to the first of the addresses that answers, from `start`
+    /// on; returns the channel and the address's index. Keeps trying.
+    async fn connect_from(&self, start: usize, n: usize) -> (Channel, usize) {
+        let count = self.addrs.len();
+        loop {
+            for i in (0..count).map(|k| (start + k) % count) {
+                match tutela_agent::pinning::connect(&self.addrs[i], &self.fingerprint).await {
+                    Ok(c) => return (c, i),
+                    Err(_) => {
+                        self.stats.connect_failures.fetch_add(1, Relaxed);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1) + jitter(Duration::from_secs(2), n, 1)).await;
+        }
     }
 }
 
@@ -140,16 +262,12 @@ pub async fn agent(fleet: Arc<Fleet>, n: usize) {
     let station = format!("LOAD-PC{n:05}");
     let identity = Arc::new(Identity::generate());
     let permit = fleet.connecting.acquire().await.unwrap();
-    let channel = loop {
-        match tutela_agent::pinning::connect(&fleet.addr, &fleet.fingerprint).await {
-            Ok(c) => break c,
-            Err(_) => {
-                fleet.stats.connect_failures.fetch_add(1, Relaxed);
-                tokio::time::sleep(Duration::from_secs(1) + jitter(Duration::from_secs(2), n, 1))
-                    .await;
-            }
-        }
+    let first = if fleet.spread {
+        n % fleet.addrs.len()
+    } else {
+        0
     };
+    let (mut channel, mut at) = fleet.connect_from(first, n).await;
     let mut proof = tutela_proto::ENROL_PROOF_DOMAIN.to_vec();
     proof.extend_from_slice(fleet.token_secret.as_bytes());
     let request = EnrolRequest {
@@ -166,6 +284,16 @@ pub async fn agent(fleet: Arc<Fleet>, n: usize) {
             .await
         {
             Ok(r) => break r.into_inner().agent_id,
+            Err(status) if connection_lost(&status) => {
+                let stats = &fleet.stats;
+                stats.connections_lost.fetch_add(1, Relaxed);
+                let was = at;
+                (channel, at) = fleet.connect_from(at + 1, n).await;
+                if at != was {
+                    stats.reconnects.fetch_add(1, Relaxed);
+                    stats.moved.lock().unwrap().insert(n);
+                }
+            }
             Err(status) => {
                 fleet.stats.enrol_refusals.fetch_add(1, Relaxed);
                 fleet.stats.refused("enrol", &status);
@@ -174,12 +302,18 @@ pub async fn agent(fleet: Arc<Fleet>, n: usize) {
             }
         }
     };
+    fleet.stats.address_of.lock().unwrap().insert(n, at);
     let agent = Arc::new(Agent {
         n,
         agent_id,
         identity,
         machine_id: format!("{:064x}", n as u128 * 0x1_0000_0001 + 7),
-        channel,
+        link: Mutex::new(Link {
+            channel,
+            at,
+            generation: 0,
+        }),
+        reconnecting: tokio::sync::Mutex::new(()),
         rules_version: AtomicU32::new(0),
     });
     let subscribed = tokio::spawn(agent.clone().subscription(fleet.clone()));
@@ -190,6 +324,15 @@ pub async fn agent(fleet: Arc<Fleet>, n: usize) {
     subscribed.abort();
     streaming.abort();
     beating.abort();
+    fleet.stats.address_of.lock().unwrap().remove(&n);
+}
+
+/// An agent's connection now: the channel, the address it goes to, and how
+/// many times it was replaced.
+struct Link {
+    channel: Channel,
+    at: usize,
+    generation: u64,
 }
 
 struct Agent {
@@ -197,11 +340,47 @@ struct Agent {
     agent_id: String,
     identity: Arc<Identity>,
     machine_id: String,
-    channel: Channel,
+    link: Mutex<Link>,
+    /// Held while connecting again, so that the agent's three tasks, which
+    /// all see the connection fail, connect once.
+    reconnecting: tokio::sync::Mutex<()>,
     rules_version: AtomicU32,
 }
 
 impl Agent {
+    /// The channel now and its generation.
+    fn channel(&self) -> (Channel, u64) {
+        let link = self.link.lock().unwrap();
+        (link.channel.clone(), link.generation)
+    }
+
+    /// The connection of generation `lost` failed: connects to the next
+    /// address that answers (unless another task already did).
+    async fn reconnect(&self, fleet: &Fleet, lost: u64) {
+        let _one = self.reconnecting.lock().await;
+        let at = {
+            let link = self.link.lock().unwrap();
+            if link.generation != lost {
+                return;
+            }
+            link.at
+        };
+        let stats = &fleet.stats;
+        stats.connections_lost.fetch_add(1, Relaxed);
+        let (channel, now_at) = fleet.connect_from(at + 1, self.n).await;
+        if now_at != at {
+            stats.reconnects.fetch_add(1, Relaxed);
+            stats.moved.lock().unwrap().insert(self.n);
+        }
+        stats.address_of.lock().unwrap().insert(self.n, now_at);
+        let mut link = self.link.lock().unwrap();
+        *link = Link {
+            channel,
+            at: now_at,
+            generation: lost + 1,
+        };
+    }
+
     async fn subscription(self: Arc<Self>, fleet: Arc<Fleet>) {
         let stats = &fleet.stats;
         loop {
@@ -216,10 +395,8 @@ impl Agent {
                 signature: self.identity.sign(&tutela_proto::subscribe_message(&body)),
                 body,
             };
-            match RulesClient::new(self.channel.clone())
-                .subscribe(signed)
-                .await
-            {
+            let (channel, generation) = self.channel();
+            match RulesClient::new(channel).subscribe(signed).await {
                 Ok(updates) => {
                     let mut updates = updates.into_inner();
                     stats.subscribed.fetch_add(1, Relaxed);
@@ -236,12 +413,19 @@ impl Agent {
                                 }
                             }
                             Ok(None) => break,
+                            Err(status) if connection_lost(&status) => {
+                                self.reconnect(&fleet, generation).await;
+                                break;
+                            }
                             Err(status) => {
                                 stats.refused("subscription", &status);
                                 break;
                             }
                         }
                     }
+                }
+                Err(status) if connection_lost(&status) => {
+                    self.reconnect(&fleet, generation).await;
                 }
                 Err(status) => stats.refused("subscribe", &status),
             }
@@ -252,38 +436,57 @@ impl Agent {
 
     async fn events(self: Arc<Self>, fleet: Arc<Fleet>) {
         let stats = &fleet.stats;
+        let last = fleet.events_for(self.n);
         let mut seq = 0u64;
         let mut prev_hash = [0u8; 32];
         // Sent and not yet acknowledged: resent on a new stream.
         let mut unacked: VecDeque<(u64, Instant, SignedEvent)> = VecDeque::new();
-        tokio::time::sleep(jitter(fleet.event_every, self.n, 4)).await;
-        let mut tick = tokio::time::interval(fleet.event_every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut every = fleet.event_every.subscribe();
+        let mut next = tokio::time::Instant::now() + jitter(*every.borrow_and_update(), self.n, 4);
+        let mut done = last == 0;
+        if done {
+            stats.agents_done.fetch_add(1, Relaxed);
+        }
         loop {
+            let (channel, generation) = self.channel();
             let (tx, rx) = mpsc::channel(16);
-            let opened = IngestClient::new(self.channel.clone())
+            let opened = IngestClient::new(channel)
                 .stream(ReceiverStream::new(rx))
                 .await;
             let mut acks = match opened {
                 Ok(acks) => acks.into_inner(),
+                Err(status) if connection_lost(&status) => {
+                    self.reconnect(&fleet, generation).await;
+                    continue;
+                }
                 Err(status) => {
                     stats.refused("stream", &status);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
             };
+            stats.events_resent.fetch_add(unacked.len() as u64, Relaxed);
             for (_, _, e) in &unacked {
                 let _ = tx.send(e.clone()).await;
             }
-            loop {
+            let lost = loop {
                 tokio::select! {
-                    _ = tick.tick(), if seq < fleet.events_each => {
+                    _ = tokio::time::sleep_until(next), if seq < last => {
+                        // Late (the process is busy): at most one event
+                        // follows at once, no catching up beyond that.
+                        let now = tokio::time::Instant::now();
+                        next = (next + *every.borrow()).max(now);
                         seq += 1;
                         let sealed = seal(&self.identity, &self.agent_id, seq, prev_hash, 0, draft(self.n));
                         prev_hash = sealed.body_hash();
                         let event = SignedEvent { body: sealed.body, signature: sealed.signature, capture: sealed.capture };
                         unacked.push_back((seq, Instant::now(), event.clone()));
+                        stats.events_sent.fetch_add(1, Relaxed);
                         let _ = tx.send(event).await;
+                    }
+                    Ok(()) = every.changed() => {
+                        let now = tokio::time::Instant::now();
+                        next = now + jitter(*every.borrow_and_update(), self.n, 7);
                     }
                     ack = acks.message() => match ack {
                         Ok(Some(ack)) => {
@@ -293,19 +496,31 @@ impl Agent {
                                 let (_, sent, _) = unacked.pop_front().unwrap();
                                 latencies.push(now.duration_since(sent).as_micros().min(u32::MAX as u128) as u32);
                             }
+                            if ack.status == AckStatus::Duplicate as i32 {
+                                stats.acks_duplicate.fetch_add(1, Relaxed);
+                            }
                             stats.events_acked.fetch_add(latencies.len() as u64, Relaxed);
                             stats.ack_latency_us.lock().unwrap().extend(latencies);
+                            if !done && seq == last && unacked.is_empty() {
+                                done = true;
+                                stats.agents_done.fetch_add(1, Relaxed);
+                            }
                         }
-                        Ok(None) => break,
+                        Ok(None) => break false,
+                        Err(status) if connection_lost(&status) => break true,
                         Err(status) => {
                             if status.code() == tonic::Code::Unavailable {
                                 stats.commit_failures.fetch_add(1, Relaxed);
                             }
                             stats.refused("events", &status);
-                            break;
+                            break false;
                         }
                     }
                 }
+            };
+            if lost {
+                self.reconnect(&fleet, generation).await;
+                continue;
             }
             tokio::time::sleep(Duration::from_secs(1) + jitter(Duration::from_secs(2), self.n, 5))
                 .await;
@@ -314,7 +529,6 @@ impl Agent {
 
     async fn heartbeats(self: Arc<Self>, fleet: Arc<Fleet>) {
         let stats = &fleet.stats;
-        let mut client = tutela_proto::v1::ingest_client::IngestClient::new(self.channel.clone());
         tokio::time::sleep(jitter(fleet.heartbeat_every, self.n, 6)).await;
         let mut tick = tokio::time::interval(fleet.heartbeat_every);
         loop {
@@ -333,9 +547,13 @@ impl Agent {
                 signature: self.identity.sign(&tutela_proto::heartbeat_message(&body)),
                 body,
             };
-            match client.heartbeat(signed).await {
+            let (channel, generation) = self.channel();
+            match IngestClient::new(channel).heartbeat(signed).await {
                 Ok(_) => {
                     stats.heartbeats.fetch_add(1, Relaxed);
+                }
+                Err(status) if connection_lost(&status) => {
+                    self.reconnect(&fleet, generation).await;
                 }
                 Err(status) => {
                     stats.heartbeat_refusals.fetch_add(1, Relaxed);

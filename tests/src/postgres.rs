@@ -198,6 +198,12 @@ impl PgCluster {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
+    /// The server's process id (its backends are its children), while it runs.
+    pub fn server_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.data.join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
     /// One number from `sql`.
     pub fn count(&self, sql: &str) -> i64 {
         let text = self.query(sql).unwrap();

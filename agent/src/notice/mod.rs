@@ -125,7 +125,8 @@ struct Held {
 #[derive(Clone)]
 pub struct Notices {
     dir: PathBuf,
-    group: String,
+    /// This device's group (changed by a signed group assignment).
+    group: Arc<Mutex<String>>,
     key: Vec<u8>,
     held: Arc<Mutex<Held>>,
     /// Signalled when a newer version is applied.
@@ -175,7 +176,7 @@ impl Notices {
     pub fn load(dir: &Path, group: &str, bundle_key: &[u8]) -> Self {
         let this = Self {
             dir: dir.to_owned(),
-            group: group.to_owned(),
+            group: Arc::new(Mutex::new(group.to_owned())),
             key: bundle_key.to_vec(),
             held: Arc::default(),
             changed: Arc::default(),
@@ -203,6 +204,15 @@ impl Notices {
         this
     }
 
+    /// The device moved to `group`: the notice held (the old group's) is
+    /// dropped, and the new group's is accepted (and shown) from now.
+    pub fn move_to(&self, group: &str) {
+        *lock(&self.group) = group.to_owned();
+        *lock(&self.held) = Held::default();
+        let _ = std::fs::remove_file(self.dir.join(NOTICE_FILE));
+        tracing::info!(group, "the monitoring notice now follows the new group");
+    }
+
     /// Publishes the held notice's 'Report a concern' address at `file`, now
     /// and whenever a new notice is applied.
     pub fn publish_concern_link(mut self, file: PathBuf) -> Self {
@@ -224,10 +234,11 @@ impl Notices {
             )
             .map_err(|_| NoticeError::BadSignature)?;
         let notice = Notice::decode(signed.body.as_slice()).map_err(|_| NoticeError::Malformed)?;
-        if self.group.is_empty() || notice.group != self.group {
+        let own = lock(&self.group).clone();
+        if own.is_empty() || notice.group != own {
             return Err(NoticeError::OtherGroup {
                 offered: notice.group,
-                own: self.group.clone(),
+                own,
             });
         }
         if notice.text.len() > MAX_NOTICE_TEXT_BYTES

@@ -42,9 +42,14 @@ pub enum NoticeCommand {
 }
 
 pub fn run(dir: &Path, command: NoticeCommand) -> Result<()> {
-    let conn = store::open(dir).context("opening the collector database")?;
-    crate::console::schema::create(&conn)?;
-    super::ensure_schema(&conn)?;
+    let config = crate::config::CollectorConfig::load(&dir.join("collector.toml"))?;
+    let location = store::Location::new(dir, &config.storage.url)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let store = runtime
+        .block_on(store::Store::open(&location))
+        .context("opening the collector's store")?;
     match command {
         NoticeCommand::Set {
             group,
@@ -65,15 +70,12 @@ pub fn run(dir: &Path, command: NoticeCommand) -> Result<()> {
             let mode = Mode::parse(&mode).ok_or(super::NoticeError::BadMode)?;
             let concern_url = match concern_url {
                 Some(url) => url,
-                None => {
-                    let config = crate::config::CollectorConfig::load(&dir.join("collector.toml"))?;
-                    format!("{}/concern", crate::mail::console_url(&config))
-                }
+                None => format!("{}/concern", crate::mail::console_url(&config)),
             };
             let key = crate::secrets::load_signing_key(dir)
                 .map_err(|e| anyhow::anyhow!("loading the signing key: {e}"))?;
-            let version = super::set(
-                &conn,
+            let version = runtime.block_on(super::set_in(
+                &store,
                 &key,
                 &NewNotice {
                     group: group.clone(),
@@ -82,11 +84,11 @@ pub fn run(dir: &Path, command: NoticeCommand) -> Result<()> {
                     concern_url,
                     created_by: by,
                 },
-            )?;
+            ))?;
             println!("notice version {version} set for group {group}; its stations show it {} (connected ones now)", mode.describe());
         }
         NoticeCommand::Show => {
-            for n in super::current_all(&conn)? {
+            for n in runtime.block_on(store.current_notices())? {
                 println!(
                     "group {} version {} shown {} (set by {}):",
                     n.grp,
@@ -103,7 +105,7 @@ pub fn run(dir: &Path, command: NoticeCommand) -> Result<()> {
             }
         }
         NoticeCommand::Acks { group, json } => {
-            let a = super::acceptance(&conn, &group)?;
+            let a = runtime.block_on(super::acceptance_in(&store, &group))?;
             if json {
                 println!("{}", serde_json::to_string(&a)?);
             } else {

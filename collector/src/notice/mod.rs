@@ -9,49 +9,20 @@ pub mod cli;
 pub mod service;
 
 use prost::Message;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use tutela_proto::limits::{MAX_NOTICE_CHARS, MAX_NOTICE_URL_BYTES};
 use tutela_proto::v1::{Notice, NoticeAckBody, NoticeMode, SignedNotice};
 
-use crate::console::audit;
-use crate::store;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS notices (
-    grp TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    text TEXT NOT NULL,
-    mode TEXT NOT NULL,
-    concern_url TEXT NOT NULL,
-    -- The encoded Notice as signed and sent, and the collector's signature.
-    body BLOB NOT NULL,
-    signature BLOB NOT NULL,
-    created_by TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
-    PRIMARY KEY (grp, version)
-);
-CREATE TABLE IF NOT EXISTS notice_acks (
-    id INTEGER PRIMARY KEY,
-    agent_id TEXT NOT NULL,
-    ack_id TEXT NOT NULL,
-    user TEXT NOT NULL,
-    station TEXT NOT NULL,
-    grp TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    time_ms INTEGER NOT NULL,
-    received_ms INTEGER NOT NULL,
-    body BLOB NOT NULL,
-    signature BLOB NOT NULL,
-    UNIQUE (agent_id, ack_id)
-);
-CREATE INDEX IF NOT EXISTS notice_acks_group ON notice_acks (grp, user, version);
-";
+use crate::store::exemption::AuditNote;
+pub use crate::store::notice::{AckRecord, Standing, StoredNotice};
+use crate::store::notice::{AckRow, NewNoticeRow};
+use crate::store::{self, sqlite, Store, StoreError};
 
 /// Longest group name.
 const MAX_GROUP_CHARS: usize = 200;
 
 pub fn ensure_schema(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(SCHEMA)
+    sqlite::notice::ensure_schema(conn)
 }
 
 /// When agents show the notice.
@@ -112,6 +83,8 @@ pub enum NoticeError {
     BadMode,
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Store(#[from] StoreError),
 }
 
 /// A notice as the DSL sets it.
@@ -122,19 +95,6 @@ pub struct NewNotice {
     pub mode: Mode,
     pub concern_url: String,
     pub created_by: String,
-}
-
-/// A stored version of a group's notice.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredNotice {
-    pub grp: String,
-    pub version: u32,
-    pub text: String,
-    pub mode: String,
-    pub concern_url: String,
-    pub created_by: String,
-    pub created_ms: i64,
-    pub signed: SignedNotice,
 }
 
 /// Normalises line ends and checks the text: not blank, within the limit,
@@ -166,13 +126,14 @@ fn valid_url(url: &str) -> bool {
             && !url.chars().any(|c| c.is_whitespace() || c.is_control()))
 }
 
-/// Validates, signs and stores a new version of `new.group`'s notice, and
-/// audits it, in one savepoint. Returns the version.
-pub fn set(
-    conn: &Connection,
-    key: &ring::signature::Ed25519KeyPair,
-    new: &NewNotice,
-) -> Result<u32, NoticeError> {
+/// A notice checked and normalised.
+struct Checked {
+    group: String,
+    text: String,
+    concern_url: String,
+}
+
+fn validate(new: &NewNotice) -> Result<Checked, NoticeError> {
     let group = new.group.trim();
     if group.is_empty() {
         return Err(NoticeError::NoGroup);
@@ -185,44 +146,104 @@ pub fn set(
     if !valid_url(concern_url) {
         return Err(NoticeError::BadUrl);
     }
-    ensure_schema(conn)?;
-    let version = store::in_savepoint(conn, "notice_set", || -> Result<u32, NoticeError> {
-        let last: Option<u32> = conn.query_row(
-            "SELECT MAX(version) FROM notices WHERE grp = ?1",
-            [group],
-            |r| r.get(0),
-        )?;
-        let version = last.unwrap_or(0) + 1;
-        let now = store::now_ms();
-        let notice = Notice {
-            group: group.to_owned(),
-            version,
-            text: text.clone(),
-            mode: new.mode.wire() as i32,
-            concern_url: concern_url.to_owned(),
-            issued_ms: now,
-        };
-        let signed = sign(key, &notice);
-        conn.execute(
-            "INSERT INTO notices (grp, version, text, mode, concern_url, body, signature, created_by, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![group, version, text, new.mode.as_str(), concern_url, signed.body, signed.signature, new.created_by, now],
-        )?;
-        audit::append(
-            conn,
-            &new.created_by,
-            "notice-set",
-            &format!("notice:{group}"),
-            &format!(
-                "version {version}, shown {}, {} characters",
-                new.mode.describe(),
-                text.chars().count()
+    Ok(Checked {
+        group: group.to_owned(),
+        text,
+        concern_url: concern_url.to_owned(),
+    })
+}
+
+impl Checked {
+    fn row<'a>(&'a self, new: &'a NewNotice) -> NewNoticeRow<'a> {
+        NewNoticeRow {
+            group: &self.group,
+            text: &self.text,
+            mode: new.mode.as_str(),
+            concern_url: &self.concern_url,
+            created_by: &new.created_by,
+            created_ms: store::now_ms(),
+        }
+    }
+
+    /// Signs version `version` issued at `issued_ms`.
+    fn signer<'k>(
+        &'k self,
+        key: &'k ring::signature::Ed25519KeyPair,
+        mode: Mode,
+    ) -> impl Fn(u32, i64) -> SignedNotice + Send + Sync + 'k {
+        move |version, issued_ms| {
+            sign(
+                key,
+                &Notice {
+                    group: self.group.clone(),
+                    version,
+                    text: self.text.clone(),
+                    mode: mode.wire() as i32,
+                    concern_url: self.concern_url.clone(),
+                    issued_ms,
+                },
+            )
+        }
+    }
+
+    fn note(&self, new: &NewNotice) -> impl FnOnce(u32) -> AuditNote + Send + 'static {
+        let (actor, target, chars, mode) = (
+            new.created_by.clone(),
+            format!("notice:{}", self.group),
+            self.text.chars().count(),
+            new.mode,
+        );
+        move |version| AuditNote {
+            actor,
+            action: "notice-set",
+            target,
+            detail: format!(
+                "version {version}, shown {}, {chars} characters",
+                mode.describe()
             ),
-        )?;
-        Ok(version)
-    })?;
-    tracing::info!(group, version, by = %new.created_by, "monitoring notice set");
-    Ok(version)
+        }
+    }
+
+    fn set(&self, version: u32, by: &str) -> u32 {
+        crate::subscription::nudge();
+        tracing::info!(group = %self.group, version, by, "monitoring notice set");
+        version
+    }
+}
+
+/// Validates, signs and stores a new version of `new.group`'s notice, and
+/// audits it, in one savepoint. Returns the version.
+pub fn set(
+    conn: &Connection,
+    key: &ring::signature::Ed25519KeyPair,
+    new: &NewNotice,
+) -> Result<u32, NoticeError> {
+    let checked = validate(new)?;
+    let version = sqlite::notice::set(
+        conn,
+        &checked.row(new),
+        &checked.signer(key, new.mode),
+        checked.note(new),
+    )?;
+    Ok(checked.set(version, &new.created_by))
+}
+
+/// As [`set`], in `store` (either backend): the group's agents connected to
+/// any collector on it receive the new version.
+pub async fn set_in(
+    store: &Store,
+    key: &ring::signature::Ed25519KeyPair,
+    new: &NewNotice,
+) -> Result<u32, NoticeError> {
+    let checked = validate(new)?;
+    let version = store
+        .set_notice(
+            &checked.row(new),
+            &checked.signer(key, new.mode),
+            checked.note(new),
+        )
+        .await?;
+    Ok(checked.set(version, &new.created_by))
 }
 
 /// Encodes `notice` once and signs `"tutela-notice-v1" || body` with the
@@ -238,45 +259,15 @@ pub fn sign(key: &ring::signature::Ed25519KeyPair, notice: &Notice) -> SignedNot
     }
 }
 
-const COLUMNS: &str =
-    "grp, version, text, mode, concern_url, created_by, created_ms, body, signature";
-
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredNotice> {
-    Ok(StoredNotice {
-        grp: r.get(0)?,
-        version: r.get(1)?,
-        text: r.get(2)?,
-        mode: r.get(3)?,
-        concern_url: r.get(4)?,
-        created_by: r.get(5)?,
-        created_ms: r.get(6)?,
-        signed: SignedNotice {
-            body: r.get(7)?,
-            signature: r.get(8)?,
-        },
-    })
-}
-
 /// The current (newest) notice of every group, by group.
-/// (The schema must exist: see [`ensure_schema`].)
 pub fn current_all(conn: &Connection) -> rusqlite::Result<Vec<StoredNotice>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM notices n
-         WHERE version = (SELECT MAX(version) FROM notices WHERE grp = n.grp) ORDER BY grp"
-    ))?;
-    let rows = stmt.query_map([], row)?;
-    rows.collect()
+    sqlite::notice::current_all(conn)
 }
 
 /// The current notice of `group`.
 pub fn current(conn: &Connection, group: &str) -> rusqlite::Result<Option<StoredNotice>> {
     ensure_schema(conn)?;
-    conn.query_row(
-        &format!("SELECT {COLUMNS} FROM notices WHERE grp = ?1 ORDER BY version DESC LIMIT 1"),
-        [group],
-        row,
-    )
-    .optional()
+    sqlite::notice::current(conn, group)
 }
 
 /// Why an acknowledgement was not stored.
@@ -288,6 +279,8 @@ pub enum AckRefusal {
     OtherText { group: String, version: u32 },
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Store(#[from] StoreError),
 }
 
 /// Stores a verified acknowledgement (`body` decoded from `bytes`, signed
@@ -299,13 +292,28 @@ pub fn record_ack(
     signature: &[u8],
 ) -> Result<bool, AckRefusal> {
     ensure_schema(conn)?;
-    let shown: Option<Vec<u8>> = conn
-        .query_row(
-            "SELECT body FROM notices WHERE grp = ?1 AND version = ?2",
-            params![ack.group, ack.version],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let shown = sqlite::notice::body(conn, &ack.group, ack.version)?;
+    check_ack(ack, shown)?;
+    Ok(sqlite::notice::insert_ack(
+        conn,
+        &ack_row(ack, bytes, signature),
+    )?)
+}
+
+/// As [`record_ack`], in `store` (either backend).
+pub async fn record_ack_in(
+    store: &Store,
+    ack: &NoticeAckBody,
+    bytes: &[u8],
+    signature: &[u8],
+) -> Result<bool, AckRefusal> {
+    let shown = store.notice_body(&ack.group, ack.version).await?;
+    check_ack(ack, shown)?;
+    Ok(store.insert_ack(&ack_row(ack, bytes, signature)).await?)
+}
+
+/// The acknowledged notice must exist and be the bytes the collector signed.
+fn check_ack(ack: &NoticeAckBody, shown: Option<Vec<u8>>) -> Result<(), AckRefusal> {
     let Some(shown) = shown else {
         return Err(AckRefusal::UnknownNotice {
             group: ack.group.clone(),
@@ -319,34 +327,22 @@ pub fn record_ack(
             version: ack.version,
         });
     }
-    let stored = conn.execute(
-        "INSERT OR IGNORE INTO notice_acks (agent_id, ack_id, user, station, grp, version, time_ms, received_ms, body, signature)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
-            ack.agent_id,
-            ack.ack_id,
-            ack.user,
-            ack.station,
-            ack.group,
-            ack.version,
-            ack.time_ms,
-            store::now_ms(),
-            bytes,
-            signature
-        ],
-    )?;
-    Ok(stored == 1)
+    Ok(())
 }
 
-/// One pupil's standing against a group's current notice.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Standing {
-    pub user: String,
-    /// Newest version they acknowledged in this group (0: none).
-    pub version: u32,
-    /// When (agent clock) and where they last acknowledged, if ever.
-    pub time_ms: Option<i64>,
-    pub station: String,
+fn ack_row<'a>(ack: &'a NoticeAckBody, bytes: &'a [u8], signature: &'a [u8]) -> AckRow<'a> {
+    AckRow {
+        agent_id: &ack.agent_id,
+        ack_id: &ack.ack_id,
+        user: &ack.user,
+        station: &ack.station,
+        group: &ack.group,
+        version: ack.version,
+        time_ms: ack.time_ms,
+        received_ms: store::now_ms(),
+        body: bytes,
+        signature,
+    }
 }
 
 /// Who has and has not accepted `group`'s current version.
@@ -358,82 +354,56 @@ pub struct Acceptance {
     pub pending: Vec<Standing>,
 }
 
-/// The pupils known in `group`: everyone who acknowledged any of its notices
-/// on a station, and everyone an alert from one of its stations names.
+/// Who has and has not accepted `group`'s current version: every pupil
+/// who acknowledged any of its notices on a station, and everyone an alert
+/// from one of its stations names.
 pub fn acceptance(conn: &Connection, group: &str) -> rusqlite::Result<Acceptance> {
     ensure_schema(conn)?;
     let version = current(conn, group)?.map_or(0, |n| n.version);
-    let mut stmt = conn.prepare(
-        "WITH known AS (
-             SELECT user FROM notice_acks WHERE grp = ?1
-             UNION
-             SELECT a.user FROM alerts a JOIN agents g ON g.agent_id = a.agent_id
-             WHERE g.grp = ?1 AND a.source <> 'pupil_report' AND a.user <> ''
-         )
-         SELECT k.user,
-                (SELECT MAX(version) FROM notice_acks n WHERE n.grp = ?1 AND n.user = k.user),
-                (SELECT time_ms FROM notice_acks n WHERE n.grp = ?1 AND n.user = k.user ORDER BY version DESC, time_ms DESC LIMIT 1),
-                (SELECT station FROM notice_acks n WHERE n.grp = ?1 AND n.user = k.user ORDER BY version DESC, time_ms DESC LIMIT 1)
-         FROM known k ORDER BY k.user",
-    )?;
-    let rows = stmt.query_map([group], |r| {
-        Ok(Standing {
-            user: r.get(0)?,
-            version: r.get::<_, Option<u32>>(1)?.unwrap_or(0),
-            time_ms: r.get(2)?,
-            station: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
-        })
-    })?;
+    Ok(split(
+        group,
+        version,
+        sqlite::notice::standings(conn, group)?,
+    ))
+}
+
+/// As [`acceptance`], in `store` (either backend).
+pub async fn acceptance_in(store: &Store, group: &str) -> Result<Acceptance, StoreError> {
+    let version = store
+        .current_notices()
+        .await?
+        .into_iter()
+        .find(|n| n.grp == group)
+        .map_or(0, |n| n.version);
+    Ok(split(group, version, store.notice_standings(group).await?))
+}
+
+fn split(group: &str, version: u32, standings: Vec<Standing>) -> Acceptance {
     let mut out = Acceptance {
         group: group.to_owned(),
         version,
         ..Acceptance::default()
     };
-    for standing in rows {
-        let standing = standing?;
+    for standing in standings {
         if version > 0 && standing.version >= version {
             out.accepted.push(standing);
         } else {
             out.pending.push(standing);
         }
     }
-    Ok(out)
-}
-
-/// One acknowledgement, for a subject-access export.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct AckRecord {
-    pub time_ms: i64,
-    pub station: String,
-    pub group: String,
-    pub version: u32,
+    out
 }
 
 /// Every acknowledgement `user` gave (case-insensitive), oldest first.
 pub fn acks_of(conn: &Connection, user: &str) -> rusqlite::Result<Vec<AckRecord>> {
     ensure_schema(conn)?;
-    let mut stmt = conn.prepare(
-        "SELECT time_ms, station, grp, version FROM notice_acks WHERE user = ?1 COLLATE NOCASE ORDER BY time_ms, id",
-    )?;
-    let rows = stmt.query_map([user], |r| {
-        Ok(AckRecord {
-            time_ms: r.get(0)?,
-            station: r.get(1)?,
-            group: r.get(2)?,
-            version: r.get(3)?,
-        })
-    })?;
-    rows.collect()
+    sqlite::notice::acks_of(conn, user)
 }
 
 /// Groups with a notice or with enrolled stations, sorted.
 pub fn groups(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     ensure_schema(conn)?;
-    let mut stmt = conn.prepare(
-        "SELECT grp FROM notices UNION SELECT grp FROM agents WHERE grp <> '' AND revoked = 0 ORDER BY 1",
-    )?;
-    let rows = stmt.query_map([], |r| r.get(0))?;
-    rows.collect()
+    sqlite::notice::groups(conn)
 }
 
 /// For the weekly summary: acknowledgements received in `[from_ms, to_ms)`,
@@ -448,11 +418,7 @@ pub struct WeekCounts {
 
 pub fn week_counts(conn: &Connection, from_ms: i64, to_ms: i64) -> rusqlite::Result<WeekCounts> {
     ensure_schema(conn)?;
-    let received = conn.query_row(
-        "SELECT COUNT(*) FROM notice_acks WHERE received_ms >= ?1 AND received_ms < ?2",
-        [from_ms, to_ms],
-        |r| r.get(0),
-    )?;
+    let received = sqlite::notice::received_between(conn, from_ms, to_ms)?;
     let mut counts = WeekCounts {
         received,
         ..WeekCounts::default()

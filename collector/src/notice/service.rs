@@ -4,10 +4,9 @@
 //! then against the notice itself: the group and version must exist and the
 //! acknowledged bytes be the ones the collector signed.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use prost::Message;
-use rusqlite::Connection;
 use tonic::{Request, Response, Status};
 use tutela_proto::limits::{MAX_ID_BYTES, MAX_NAME_BYTES, MAX_NOTICE_ACK_BYTES};
 use tutela_proto::v1::notices_server::Notices;
@@ -16,20 +15,16 @@ use tutela_proto::v1::{NoticeAckBody, NoticeAckReply, SignedNoticeAck};
 use super::AckRefusal;
 use crate::ingest::AgentKeys;
 
+/// Acknowledgements are stored in the collector's store (either backend),
+/// reached through the agent keys' handle.
 #[derive(Debug, Clone)]
 pub struct NoticesService {
     pub keys: Arc<AgentKeys>,
-    pub db: Arc<Mutex<Connection>>,
 }
 
 impl NoticesService {
-    pub fn open(dir: &std::path::Path, keys: Arc<AgentKeys>) -> anyhow::Result<Self> {
-        let conn = crate::store::open(dir)?;
-        super::ensure_schema(&conn)?;
-        Ok(Self {
-            keys,
-            db: Arc::new(Mutex::new(conn)),
-        })
+    pub fn new(keys: Arc<AgentKeys>) -> Self {
+        Self { keys }
     }
 }
 
@@ -93,19 +88,14 @@ impl Notices for NoticesService {
             )));
         }
         check_fields(&ack)?;
-        let db = self.db.clone();
-        let stored = tokio::task::spawn_blocking(move || {
-            let conn = db.lock().unwrap_or_else(|p| p.into_inner());
-            super::record_ack(&conn, &ack, &signed.body, &signed.signature).map(|s| (s, ack))
-        })
-        .await
-        .map_err(|_| Status::internal("the acknowledgement could not be stored; retry later"))?;
+        let stored =
+            super::record_ack_in(self.keys.store(), &ack, &signed.body, &signed.signature).await;
         match stored {
-            Ok((stored, ack)) => {
+            Ok(stored) => {
                 tracing::info!(agent_id = %ack.agent_id, group = %ack.group, version = ack.version, stored, "notice acknowledged");
                 Ok(Response::new(NoticeAckReply { stored }))
             }
-            Err(AckRefusal::Db(e)) => {
+            Err(e @ (AckRefusal::Db(_) | AckRefusal::Store(_))) => {
                 tracing::error!(error = %e, "cannot store a notice acknowledgement");
                 Err(Status::unavailable(
                     "the collector cannot store the acknowledgement; retry later",

@@ -13,13 +13,17 @@
 //!
 //! The review console has its own handle, [`console::ConsoleStore`], lending
 //! its pages a [`console::Console`] per request (rows in `users`, `audit`,
-//! `review`, `fleet`).
+//! `review`, `fleet`). Rule publication, exemptions and notices (rows in
+//! `publication`, `exemption`, `notice`) go through [`Store`] on both
+//! backends.
 //!
-//! Modules not yet moved here (mail, webhooks, summary, rules publication,
-//! exemptions, notices, the CLI's agents and alerts) still open the SQLite
-//! file through [`open`]; on PostgreSQL, `serve` refuses to run mail and
-//! webhooks, the console leaves out the pages that need them, and the CLI
-//! refuses the commands that would answer from the wrong store.
+//! Background work (the mail and webhook outboxes, urgent notifications,
+//! weekly summaries, the retention purge and the leases that make each run
+//! on one collector) reaches the store through [`Jobs`].
+//!
+//! Modules not yet moved here (the CLI's agents and alerts, backup and
+//! restore) still open the SQLite file through [`open`]; on PostgreSQL the
+//! CLI refuses the commands that would answer from the wrong store.
 
 pub mod agents;
 pub mod audit;
@@ -28,15 +32,23 @@ pub mod console;
 mod error;
 pub mod fleet;
 pub mod ingest;
+pub mod jobs;
+pub mod lease;
 mod location;
+pub mod mail;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod retention;
 pub mod review;
 pub mod sqlite;
+pub mod summary;
 mod tx;
+pub mod urgent;
 pub mod users;
+pub mod webhook;
 
 pub use error::StoreError;
+pub use jobs::Jobs;
 pub use location::Location;
 pub use sqlite::{in_savepoint, open, DB_FILE};
 pub use tx::Tx;
@@ -62,6 +74,12 @@ macro_rules! backend {
         }
     };
 }
+
+// Declared after `backend!`, which they use.
+pub mod exemption;
+pub mod notice;
+pub mod publication;
+
 impl Store {
     /// Opens the store at `location`, creating or upgrading its schema.
     pub async fn open(location: &Location) -> Result<Self, StoreError> {

@@ -153,7 +153,7 @@ impl Tx<'_> {
     pub async fn record_shadow_counts(&mut self, body: &HeartbeatBody) -> Result<(), StoreError> {
         both!(
             self,
-            crate::publish::record_shadow_counts,
+            sqlite::publication::record_shadow_counts,
             record_shadow_counts(body)
         )
     }

@@ -1,14 +1,13 @@
 //! `tutela-collector summary`: preview, send now, status.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
 use super::content::Audience;
 use crate::config::CollectorConfig;
 use crate::mail::{self, Mailer};
-use crate::store::{self, now_ms};
+use crate::store::{self, now_ms, Jobs};
 
 #[derive(Debug, clap::Args)]
 pub struct SummaryArgs {
@@ -36,20 +35,30 @@ pub struct SummaryArgs {
     pub retry_failed: bool,
 }
 
+/// Runs the command, on SQLite or PostgreSQL (`[storage] url`).
 pub fn run(dir: &Path, args: SummaryArgs) -> Result<()> {
     let config = CollectorConfig::load(&dir.join("collector.toml"))?;
-    let mut conn = store::open(dir).context("opening the collector database")?;
-    crate::console::schema::create(&conn)?;
-    crate::publish::ensure_schema(&conn)?;
-    super::ensure_schema(&conn)?;
-    mail::ensure_schema(&conn)?;
+    let location = store::Location::new(dir, &config.storage.url)
+        .context("the store is misconfigured; fix [storage] in collector.toml")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let jobs = Jobs::open(&location)
+            .await
+            .context("opening the collector's store")?;
+        run_on(&jobs, config, args).await
+    })
+}
+
+async fn run_on(jobs: &Jobs, config: CollectorConfig, args: SummaryArgs) -> Result<()> {
     let now = now_ms();
     let week = match &args.week {
         Some(date) => super::week_of(&config, date)?,
         None => super::latest_week(&config, now)?,
     };
     if args.retry_failed {
-        let n = mail::retry_failed(&conn)?;
+        let n = jobs.retry_failed_emails().await?;
         println!(
             "{n} refused emails queued again; the running collector sends them (see `tutela-collector summary --status`)"
         );
@@ -58,14 +67,17 @@ pub fn run(dir: &Path, args: SummaryArgs) -> Result<()> {
     if args.status {
         let zone = super::zone(&config);
         println!("weekly summaries queued:");
-        for (week, at, trigger, emails) in super::runs(&conn, 20)? {
+        for r in jobs.summary_runs(20).await? {
             println!(
-                "  week of {week}: {emails} emails, {trigger}, {}",
-                zone.format(at)
+                "  week of {}: {} emails, {}, {}",
+                r.week_start,
+                r.emails,
+                r.trigger,
+                zone.format(r.queued_ms)
             );
         }
         println!("mail outbox (newest first, unsent before sent):");
-        for r in mail::outbox(&conn, 50)? {
+        for r in jobs.outbox(50).await? {
             let state = match (r.sent_ms, r.failed_ms) {
                 (Some(ms), _) => format!("sent {}", zone.format(ms)),
                 (None, Some(ms)) => format!(
@@ -104,7 +116,10 @@ pub fn run(dir: &Path, args: SummaryArgs) -> Result<()> {
         } else {
             Audience::Pupils
         };
-        let html = super::preview_html(&conn, &config, &week, audience)?;
+        let figures = jobs
+            .summary_figures(&config, &week, audience, now_ms())
+            .await?;
+        let html = super::preview_html(figures)?;
         // Owner-only: the summary links alerts and names stations.
         crate::secrets::write_private(out, html.as_bytes())
             .with_context(|| format!("writing {}", out.display()))?;
@@ -120,25 +135,22 @@ pub fn run(dir: &Path, args: SummaryArgs) -> Result<()> {
             "mail is not configured: set [mail] host, from and recipients in collector.toml",
         )?;
         let queued = super::queue_week(
-            &mut conn,
+            jobs,
             &config,
             &mailer.from,
             &week,
             super::Trigger::Manual,
             now,
-        )?
+        )
+        .await?
         .unwrap_or(0);
         anyhow::ensure!(
             queued > 0,
             "no recipient holds a role in [summary] roles ({}); add recipients to [mail] recipients",
             config.summary.roles.join(", ")
         );
-        let db = Arc::new(Mutex::new(conn));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         let stop = std::sync::atomic::AtomicBool::new(false);
-        let done = runtime.block_on(mail::deliver_due(&db, &mailer, &stop))?;
+        let done = mail::deliver_due(jobs, &mailer, &stop).await?;
         println!(
             "queued {queued} summary emails for the week of {}; {} sent, {} not sent yet, {} refused by the server",
             week.label(),

@@ -18,35 +18,29 @@ use std::time::Duration;
 
 use base64::Engine;
 use lettre::message::Mailbox;
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 
 use crate::config::CollectorConfig;
 use crate::console::tz::Zone;
-use crate::mail::{self, Content, Db, InlineImage, MailError};
-use crate::store::now_ms;
+use crate::mail::{self, Content, InlineImage, MailError};
+use crate::store::lease::Held;
+use crate::store::summary::{SummaryQueue, SCHOOL};
+use crate::store::{now_ms, Jobs};
 use content::Audience;
 use schedule::{Schedule, Week};
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS summary_runs (
-    week_start TEXT PRIMARY KEY,
-    queued_ms INTEGER NOT NULL,
-    trigger TEXT NOT NULL,
-    emails INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS summary_alerts_time ON alerts (time_ms);
-";
 
 /// The summary's tables, and an index on `alerts (time_ms)` so that the
 /// week's queries read the week's rows rather than the whole table.
 pub fn ensure_schema(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(SCHEMA)
+    conn.execute_batch(crate::store::sqlite::summary::SCHEMA)
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SummaryError {
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Mail(#[from] MailError),
     #[error(transparent)]
@@ -94,15 +88,8 @@ pub struct Rendered {
     pub content: Content,
 }
 
-/// Reads the figures and renders the summary for `audience`.
-pub fn render_for(
-    conn: &Connection,
-    config: &CollectorConfig,
-    week: &Week,
-    audience: Audience,
-    now: i64,
-) -> Result<Rendered, SummaryError> {
-    let figures = content::figures(conn, config, week, audience, now)?;
+/// The email for `figures`, with its chart.
+pub fn rendered(figures: content::Figures) -> Result<Rendered, SummaryError> {
     let png = chart::draw(&render::chart_days(&figures))?;
     let content = Content {
         subject: render::subject(&figures),
@@ -114,20 +101,15 @@ pub fn render_for(
         }],
     };
     Ok(Rendered {
-        audience,
+        audience: figures.audience,
         figures,
         content,
     })
 }
 
 /// The summary as one HTML file, the chart inline as a `data:` URI.
-pub fn preview_html(
-    conn: &Connection,
-    config: &CollectorConfig,
-    week: &Week,
-    audience: Audience,
-) -> Result<String, SummaryError> {
-    let r = render_for(conn, config, week, audience, now_ms())?;
+pub fn preview_html(figures: content::Figures) -> Result<String, SummaryError> {
+    let r = rendered(figures)?;
     let png = &r.content.images[0].png;
     let uri = format!(
         "data:image/png;base64,{}",
@@ -175,33 +157,24 @@ pub enum Trigger {
 }
 
 /// Writes the week's emails to the outbox and records the week. By the
-/// schedule, a week already recorded is skipped (`None`).
+/// schedule, a week already recorded (by this or another collector) is
+/// skipped (`None`).
 ///
-/// The figures are read and rendered in a read transaction, without holding
-/// the database's write lock (rendering scans the week and draws the chart,
-/// and ingest must not wait for it); only then is the write lock taken, the
-/// week re-checked, and the outbox rows and the run written in one
-/// transaction. With no recipient the week is not recorded.
-pub fn queue_week(
-    conn: &mut Connection,
+/// The figures are read and rendered first, without holding the database's
+/// write lock (rendering scans the week and draws the chart, and ingest
+/// must not wait for it); then the outbox rows and the run are written in
+/// one transaction, which re-checks the week (on PostgreSQL by the unique
+/// key per school and week). With no recipient the week is not recorded.
+pub async fn queue_week(
+    jobs: &Jobs,
     config: &CollectorConfig,
     from: &Mailbox,
     week: &Week,
     trigger: Trigger,
     now: i64,
 ) -> Result<Option<usize>, SummaryError> {
-    ensure_schema(conn)?;
-    mail::ensure_schema(conn)?;
-    crate::console::schema::create(conn)?;
     let label = week.label();
-    let done = |conn: &Connection| -> rusqlite::Result<bool> {
-        conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM summary_runs WHERE week_start = ?1)",
-            [&label],
-            |r| r.get(0),
-        )
-    };
-    if trigger == Trigger::Schedule && done(conn)? {
+    if trigger == Trigger::Schedule && jobs.summary_done(SCHOOL, &label).await? {
         return Ok(None);
     }
     let recipients = recipients(config);
@@ -211,81 +184,59 @@ pub fn queue_week(
             config.summary.roles.join(", ")
         )));
     }
-    // Render each audience once, reading one consistent snapshot.
-    let mut rendered: Vec<Rendered> = Vec::new();
-    {
-        let read = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
-        for (_, audience) in &recipients {
-            if !rendered.iter().any(|r| r.audience == *audience) {
-                rendered.push(render_for(&read, config, week, *audience, now)?);
-            }
+    // Render each audience once.
+    let mut done: Vec<Rendered> = Vec::new();
+    for (_, audience) in &recipients {
+        if !done.iter().any(|r| r.audience == *audience) {
+            let figures = jobs.summary_figures(config, week, *audience, now).await?;
+            done.push(rendered(figures)?);
         }
-        read.finish()?;
     }
-    let mut messages = Vec::with_capacity(recipients.len());
+    let mut emails = Vec::with_capacity(recipients.len());
     for (to, audience) in &recipients {
-        let r = rendered
+        let r = done
             .iter()
             .find(|r| r.audience == *audience)
             .expect("rendered above");
-        messages.push((
-            to,
-            r.content.subject.clone(),
-            mail::build(from, to, &r.content)?,
-        ));
+        let message = mail::build(from, to, &r.content)?;
+        emails.push(mail::outgoing("summary", to, &r.content.subject, &message)?);
     }
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    if trigger == Trigger::Schedule && done(&tx)? {
-        // Queued by another process while this one rendered.
-        return Ok(None);
-    }
-    for (to, subject, message) in &messages {
-        mail::enqueue(&tx, "summary", to, subject, message)?;
-    }
-    let emails = messages.len();
-    tx.execute(
-        "INSERT INTO summary_runs (week_start, queued_ms, trigger, emails) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT(week_start) DO UPDATE SET emails = emails + ?4",
-        params![
-            label,
-            now,
-            match trigger {
-                Trigger::Schedule => "schedule",
-                Trigger::Manual => "manual",
-            },
-            emails as i64
-        ],
-    )?;
-    tx.commit()?;
-    Ok(Some(emails))
+    Ok(jobs
+        .queue_summary(SummaryQueue {
+            school: SCHOOL.to_owned(),
+            week_start: label,
+            queued_ms: now,
+            scheduled: trigger == Trigger::Schedule,
+            emails,
+        })
+        .await?)
 }
 
 /// Weeks queued so far: (week start, queued ms, trigger, emails), newest first.
 pub fn runs(conn: &Connection, limit: i64) -> rusqlite::Result<Vec<(String, i64, String, i64)>> {
     ensure_schema(conn)?;
-    let mut stmt = conn.prepare(
-        "SELECT week_start, queued_ms, trigger, emails FROM summary_runs ORDER BY week_start DESC LIMIT ?1",
-    )?;
-    let rows = stmt.query_map([limit], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-    })?;
-    rows.collect()
+    Ok(crate::store::sqlite::summary::runs(conn, limit)?
+        .into_iter()
+        .map(|r| (r.week_start, r.queued_ms, r.trigger, r.emails))
+        .collect())
 }
 
 /// Checks `schedule` every `check_secs` and queues a due (or missed) week
-/// once. (`mail::start` builds the schedule first, so that a wrong one stops
-/// the collector from starting instead of silently turning the summary off.)
+/// once, while this collector holds the summary's lease (always, on
+/// SQLite). (`mail::start` builds the schedule first, so that a wrong one
+/// stops the collector from starting instead of silently turning the
+/// summary off.)
 pub async fn run(
-    db: Db,
+    jobs: Jobs,
     config: CollectorConfig,
     schedule: Schedule,
     from: Mailbox,
     wake: Arc<tokio::sync::Notify>,
+    lease: Held,
 ) {
     let every = Duration::from_secs(config.summary.check_secs.max(1));
     let started = now_ms();
     let grace_ms = config.summary.catch_up_delay_secs as i64 * 1000;
-    let config = Arc::new(config);
     loop {
         let now = now_ms();
         let (at, week) = schedule.latest(now);
@@ -294,12 +245,12 @@ pub async fn run(
             tokio::time::sleep(every).await;
             continue;
         }
-        let (c, f, w) = (config.clone(), from.clone(), week.clone());
-        match mail::with_db(&db, move |conn| {
-            queue_week(conn, &c, &f, &w, Trigger::Schedule, now)
-        })
-        .await
-        {
+        if !lease.now() {
+            // Another collector holds the summary's lease.
+            tokio::time::sleep(every.min(Duration::from_secs(1))).await;
+            continue;
+        }
+        match queue_week(&jobs, &config, &from, &week, Trigger::Schedule, now).await {
             Ok(Some(emails)) => {
                 tracing::info!(week = %week.label(), emails, late_secs = (now - at) / 1000, "weekly summary queued");
                 wake.notify_one();
@@ -317,6 +268,7 @@ pub async fn run(
 pub(crate) mod tests {
     use super::*;
     use crate::console::tz::zone;
+    use rusqlite::params;
 
     /// A store with the console, publishing, mail and summary tables.
     pub(crate) fn store() -> (tempfile::TempDir, Connection) {
@@ -363,7 +315,14 @@ pub(crate) mod tests {
         insert_alert(&conn, "pupil", week.start_ms() - 1, 3);
         insert_alert(&conn, "pupil", week.end_ms(), 3);
         let config = CollectorConfig::default();
-        let f = content::figures(&conn, &config, &week, Audience::Pupils, now_ms()).unwrap();
+        let f = crate::store::sqlite::summary::figures_in(
+            &conn,
+            &config,
+            &week,
+            Audience::Pupils,
+            now_ms(),
+        )
+        .unwrap();
         let per_day: Vec<i64> = f.days.iter().map(|(_, c)| c.iter().sum()).collect();
         assert_eq!(per_day, [2; 7]);
         assert_eq!(f.days[6].0, "2025-10-26");
@@ -430,22 +389,17 @@ pub(crate) mod tests {
         assert_eq!(recipients(&config).len(), 2);
     }
 
-    #[test]
-    fn a_week_with_no_recipients_is_not_recorded() {
-        let (_dir, mut conn) = store();
+    #[tokio::test]
+    async fn a_week_with_no_recipients_is_not_recorded() {
+        let (dir, conn) = store();
+        let jobs = Jobs::sqlite(crate::store::open(dir.path()).unwrap()).unwrap();
         let config = CollectorConfig::default();
         let from: Mailbox = "tutela@school.test".parse().unwrap();
         let week = week_of(&config, "2025-06-02").unwrap();
-        let err = queue_week(
-            &mut conn,
-            &config,
-            &from,
-            &week,
-            Trigger::Schedule,
-            now_ms(),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = queue_week(&jobs, &config, &from, &week, Trigger::Schedule, now_ms())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no recipients"), "{err}");
         assert!(runs(&conn, 10).unwrap().is_empty());
     }

@@ -2,8 +2,8 @@
 
 use clap::Subcommand;
 
-use super::outbox;
 use crate::console::tz::Zone;
+use crate::store::{Jobs, Location};
 
 #[derive(Debug, Subcommand)]
 pub enum WebhooksCommand {
@@ -13,23 +13,39 @@ pub enum WebhooksCommand {
     RetryFailed,
 }
 
+/// Runs the command, on SQLite or PostgreSQL (`[storage] url`).
 pub fn run(dir: &std::path::Path, command: WebhooksCommand) -> anyhow::Result<()> {
     use anyhow::Context;
-    let conn = crate::store::open(dir).with_context(|| {
-        format!(
-            "opening the collector database in {} (is --data-dir right?)",
-            dir.display()
-        )
-    })?;
+    let config = crate::config::CollectorConfig::load(&dir.join("collector.toml"))?;
+    let location = Location::new(dir, &config.storage.url)
+        .context("the store is misconfigured; fix [storage] in collector.toml")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let jobs = Jobs::open(&location).await.with_context(|| {
+            format!(
+                "opening the collector's store in {} (is --data-dir right?)",
+                dir.display()
+            )
+        })?;
+        run_on(&jobs, &config, command).await
+    })
+}
+
+async fn run_on(
+    jobs: &Jobs,
+    config: &crate::config::CollectorConfig,
+    command: WebhooksCommand,
+) -> anyhow::Result<()> {
     match command {
         WebhooksCommand::RetryFailed => {
-            let n = outbox::retry_failed(&conn)?;
+            let n = jobs.retry_failed_webhooks().await?;
             println!("{n} refused webhook messages queued again; the running collector posts them");
         }
         WebhooksCommand::Status => {
-            let config = crate::config::CollectorConfig::load(&dir.join("collector.toml"))?;
             let zone = Zone::parse(&config.console.time_zone).unwrap_or_else(|_| Zone::utc());
-            let rows = outbox::rows(&conn, 100)?;
+            let rows = jobs.webhook_rows(100).await?;
             if rows.is_empty() {
                 println!("no webhook messages");
             }

@@ -13,13 +13,16 @@ pub mod cli;
 pub mod outbox;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::Connection;
-
 use crate::config::{CollectorConfig, WebhookAudience, WebhookFormat, WebhookTarget};
-use crate::store::now_ms;
+use crate::store::lease::{Held, Lease};
+use crate::store::webhook::{PostOutcome, TargetScope, WebhookQueued};
+use crate::store::{now_ms, Jobs, Location, StoreError};
+
+/// The lease under which new alerts are gathered into messages on a shared store.
+pub const WEBHOOK_LEASE: &str = "webhook-scan";
 
 /// The header carrying the JSON format's signature: `sha256=<hex>` of
 /// HMAC-SHA256 over `<timestamp>.<body>`.
@@ -135,53 +138,61 @@ pub fn targets(config: &CollectorConfig) -> Result<Vec<Target>, WebhookError> {
 
 /// Gathers each target's new alerts into a message in the outbox; returns
 /// how many messages were queued.
-pub fn queue(
-    conn: &mut Connection,
+pub async fn queue(
+    jobs: &Jobs,
     config: &CollectorConfig,
     targets: &[Target],
-) -> rusqlite::Result<usize> {
+) -> Result<usize, StoreError> {
     let zone = crate::summary::zone(config);
     let console = crate::mail::console_url(config);
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let newest = outbox::newest_alert(&tx)?;
-    let (staff, staff_values) = crate::urgent::staff_condition(&tx, &config.console.staff_pattern)?;
-    let mut queued = 0;
-    for target in targets {
-        let name = &target.config.name;
-        let after = outbox::cursor(&tx, name)?;
-        if newest <= after {
+    let scopes = targets
+        .iter()
+        .map(|t| TargetScope {
+            name: t.config.name.clone(),
+            staff: t.config.audience == WebhookAudience::Staff,
+            min_severity: t.config.min_severity,
+        })
+        .collect();
+    let scan = jobs
+        .webhook_scan(scopes, &config.console.staff_pattern)
+        .await?;
+    let mut queued = Vec::new();
+    for found in scan.targets {
+        if scan.newest <= found.after {
             continue;
         }
-        let scope = match target.config.audience {
-            WebhookAudience::Staff => staff.clone(),
-            WebhookAudience::Pupils => format!("NOT ({staff})"),
+        let Some(target) = targets.iter().find(|t| t.config.name == found.name) else {
+            continue;
         };
-        let alerts = outbox::pending_alerts(
-            &tx,
-            &scope,
-            staff_values.clone(),
-            after,
-            newest,
-            target.config.min_severity,
-        )?;
-        if !alerts.is_empty() {
+        let message = (!found.alerts.is_empty()).then(|| {
             let body = body::render(
                 &target.config,
                 &body::Batch {
                     school: config.webhooks.school.trim(),
                     console: &console,
                     zone: &zone,
-                    alerts: &alerts,
+                    alerts: &found.alerts,
                 },
             );
-            outbox::enqueue(&tx, name, &body, alerts.len())?;
-            tracing::info!(target = %name, alerts = alerts.len(), "webhook message queued");
-            queued += 1;
-        }
-        outbox::set_cursor(&tx, name, newest)?;
+            (body, found.alerts.len())
+        });
+        queued.push(WebhookQueued {
+            name: found.name,
+            after: found.after,
+            message,
+        });
     }
-    tx.commit()?;
-    Ok(queued)
+    let messages: Vec<(String, usize)> = queued
+        .iter()
+        .filter_map(|q| q.message.as_ref().map(|(_, n)| (q.name.clone(), *n)))
+        .collect();
+    if queued.is_empty() || !jobs.webhook_queue(scan.newest, queued).await? {
+        return Ok(0);
+    }
+    for (name, alerts) in &messages {
+        tracing::info!(target = %name, alerts, "webhook message queued");
+    }
+    Ok(messages.len())
 }
 
 /// How one post ended.
@@ -229,20 +240,17 @@ async fn post(client: &reqwest::Client, target: &Target, id: i64, body: Vec<u8>)
     }
 }
 
-type Db = Arc<Mutex<Connection>>;
-
 /// Posts every due message once.
 async fn deliver_due(
-    db: &Db,
+    jobs: &Jobs,
     client: &reqwest::Client,
     targets: &[Target],
     config: &crate::config::Webhooks,
     stop: &AtomicBool,
-) -> rusqlite::Result<()> {
+) -> Result<(), StoreError> {
     let cutoff = now_ms();
     while !stop.load(Ordering::SeqCst) {
-        let Some((id, name, body, attempts)) =
-            crate::mail::with_db(db, move |c| outbox::claim_due(c, cutoff)).await?
+        let Some((id, name, body, attempts)) = jobs.claim_webhook(cutoff, outbox::LEASE_MS).await?
         else {
             return Ok(());
         };
@@ -250,17 +258,18 @@ async fn deliver_due(
         let Some(target) = targets.iter().find(|t| t.config.name == name) else {
             // The target was removed from collector.toml: its messages stay.
             let error = "no such target in collector.toml".to_owned();
-            crate::mail::with_db(db, move |c| outbox::mark_failed(c, id, attempts, &error)).await?;
+            jobs.webhook_posted(id, attempts, PostOutcome::Refused(error))
+                .await?;
             continue;
         };
         match post(client, target, id, body).await {
             Posted::Accepted => {
                 tracing::info!(id, target = %name, attempts, "webhook message delivered");
-                crate::mail::with_db(db, move |c| outbox::mark_sent(c, id, attempts)).await?;
+                jobs.webhook_posted(id, attempts, PostOutcome::Sent).await?;
             }
             Posted::Refused(error) => {
                 tracing::error!(id, target = %name, attempts, %error, "the webhook receiver refused the message for good; check its URL and settings");
-                crate::mail::with_db(db, move |c| outbox::mark_failed(c, id, attempts, &error))
+                jobs.webhook_posted(id, attempts, PostOutcome::Refused(error))
                     .await?;
             }
             Posted::Retry(error) => {
@@ -270,10 +279,9 @@ async fn deliver_due(
                     attempts,
                 );
                 tracing::warn!(id, target = %name, attempts, retry_in_secs = wait / 1000, %error, "webhook message not delivered; will retry");
-                crate::mail::with_db(db, move |c| {
-                    outbox::retry_later(c, id, attempts, wait, &error)
-                })
-                .await?;
+                let next_ms = now_ms() + wait;
+                jobs.webhook_posted(id, attempts, PostOutcome::Retry { next_ms, error })
+                    .await?;
             }
         }
     }
@@ -285,6 +293,7 @@ async fn deliver_due(
 pub struct Webhooks {
     queuing: Option<tokio::task::JoinHandle<()>>,
     sending: Option<tokio::task::JoinHandle<()>>,
+    lease: Option<Lease>,
     stop: Arc<AtomicBool>,
 }
 
@@ -295,6 +304,9 @@ impl Webhooks {
     pub async fn shutdown(self, wait: Duration) {
         if let Some(q) = &self.queuing {
             q.abort();
+        }
+        if let Some(lease) = self.lease {
+            lease.release().await;
         }
         self.stop.store(true, Ordering::SeqCst);
         if let Some(sending) = self.sending {
@@ -307,28 +319,39 @@ impl Webhooks {
 }
 
 /// Starts queuing and posting when targets are configured. Fails, saying
-/// what to fix, when a target is wrong or the database cannot be used.
-pub fn start(dir: &std::path::Path, config: &CollectorConfig) -> Result<Webhooks, WebhookError> {
+/// what to fix, when a target is wrong or the store cannot be used. On a
+/// store several collectors share, every collector posts from the outbox;
+/// new alerts are gathered by the collector holding the webhook lease.
+pub async fn start(
+    location: &Location,
+    config: &CollectorConfig,
+) -> Result<Webhooks, WebhookError> {
     let targets = Arc::new(targets(config)?);
     if targets.is_empty() {
         return Ok(Webhooks::default());
     }
-    let open = || -> Result<Db, WebhookError> {
-        let failed = |e: rusqlite::Error| {
+    let open = || async {
+        let failed = |e: StoreError| {
             WebhookError::Start(format!(
-                "the database in {} cannot be opened or updated ({e})",
-                dir.display()
+                "the store ({location:?}) cannot be opened or updated ({e})"
             ))
         };
-        let conn = crate::store::open(dir).map_err(failed)?;
-        outbox::ensure_schema(&conn).map_err(failed)?;
-        crate::console::schema::create(&conn).map_err(failed)?;
+        let jobs = Jobs::open(location).await.map_err(failed)?;
         for t in targets.iter() {
-            outbox::init_cursor(&conn, &t.config.name).map_err(failed)?;
+            jobs.init_webhook_cursor(&t.config.name)
+                .await
+                .map_err(failed)?;
         }
-        Ok(Arc::new(Mutex::new(conn)))
+        Ok::<_, WebhookError>(jobs)
     };
-    let (queue_db, send_db) = (open()?, open()?);
+    let (queue_jobs, send_jobs) = (open().await?, open().await?);
+    let lease = Lease::keep(
+        &queue_jobs,
+        WEBHOOK_LEASE,
+        &crate::store::lease::holder_id(),
+        Duration::from_secs(config.storage.lease_secs.max(1)),
+    );
+    let held: Held = lease.held_handle();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .timeout(POST_TIMEOUT)
@@ -345,8 +368,10 @@ pub fn start(dir: &std::path::Path, config: &CollectorConfig) -> Result<Webhooks
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                let (c, t) = (config.clone(), targets.clone());
-                match crate::mail::with_db(&queue_db, move |conn| queue(conn, &c, &t)).await {
+                if !held.now() {
+                    continue;
+                }
+                match queue(&queue_jobs, &config, &targets).await {
                     Ok(0) => {}
                     Ok(_) => wake.notify_one(),
                     Err(e) => tracing::error!(error = %e, "webhook messages could not be queued"),
@@ -362,13 +387,11 @@ pub fn start(dir: &std::path::Path, config: &CollectorConfig) -> Result<Webhooks
                 if pruned.is_none_or(|at| at.elapsed() >= Duration::from_secs(86_400)) {
                     pruned = Some(tokio::time::Instant::now());
                     let before = now_ms() - outbox::KEEP_SENT_MS;
-                    if let Err(e) =
-                        crate::mail::with_db(&send_db, move |c| outbox::prune_sent(c, before)).await
-                    {
+                    if let Err(e) = send_jobs.prune_webhooks(before).await {
                         tracing::error!(error = %e, "old webhook messages could not be removed");
                     }
                 }
-                if let Err(e) = deliver_due(&send_db, &client, &targets, &settings, &stop).await {
+                if let Err(e) = deliver_due(&send_jobs, &client, &targets, &settings, &stop).await {
                     tracing::error!(error = %e, "the webhook outbox could not be read");
                 }
                 tokio::select! {
@@ -382,6 +405,7 @@ pub fn start(dir: &std::path::Path, config: &CollectorConfig) -> Result<Webhooks
     Ok(Webhooks {
         queuing: Some(queuing),
         sending: Some(sending),
+        lease: Some(lease),
         stop,
     })
 }

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::summary::tests::{insert_alert, store};
+use rusqlite::Connection;
 
 fn target(name: &str, format: WebhookFormat, audience: WebhookAudience) -> WebhookTarget {
     WebhookTarget {
@@ -29,9 +30,10 @@ fn queued(conn: &Connection) -> Vec<(String, i64)> {
         .collect()
 }
 
-#[test]
-fn each_audience_gets_its_urgent_alerts_once_and_none_from_before() {
-    let (_dir, mut conn) = store();
+#[tokio::test]
+async fn each_audience_gets_its_urgent_alerts_once_and_none_from_before() {
+    let (dir, conn) = store();
+    let jobs = Jobs::sqlite(crate::store::open(dir.path()).unwrap()).unwrap();
     outbox::ensure_schema(&conn).unwrap();
     crate::console::schema::create(&conn).unwrap();
     let mut config = CollectorConfig::default();
@@ -52,15 +54,15 @@ fn each_audience_gets_its_urgent_alerts_once_and_none_from_before() {
     insert_alert(&conn, "pupil.c", 3, 4);
     insert_alert(&conn, "pupil.d", 4, 3);
     insert_alert(&conn, "mr.smith", 5, 4);
-    assert_eq!(queue(&mut conn, &config, &targets).unwrap(), 2);
+    assert_eq!(queue(&jobs, &config, &targets).await.unwrap(), 2);
     assert_eq!(
         queued(&conn),
         [("pupils".to_owned(), 2), ("staff".to_owned(), 1)]
     );
     // A second pass finds nothing new.
-    assert_eq!(queue(&mut conn, &config, &targets).unwrap(), 0);
+    assert_eq!(queue(&jobs, &config, &targets).await.unwrap(), 0);
     insert_alert(&conn, "pupil.e", 6, 5);
-    assert_eq!(queue(&mut conn, &config, &targets).unwrap(), 1);
+    assert_eq!(queue(&jobs, &config, &targets).await.unwrap(), 1);
     assert_eq!(queued(&conn).len(), 3);
 }
 

@@ -245,6 +245,9 @@ impl Engine {
                 &key,
                 &text(request, "group"),
             )),
+            Some(rules_update::Update::Group(_)) => Ok(
+                json!({"kind": "group", "applied": false, "reason": "the extension does not follow group moves yet; enrol it again with a token of the new group"}),
+            ),
             None => Ok(
                 json!({"kind": "unknown", "applied": false, "reason": "an update of a kind this extension does not know"}),
             ),

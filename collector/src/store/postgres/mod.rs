@@ -13,12 +13,22 @@ use super::StoreError;
 mod agents;
 mod blob;
 pub mod console;
+mod exemption;
 mod filter;
 mod fleet;
 mod ingest;
+pub mod jobs;
+mod lease;
+mod mail;
+mod notice;
+mod publication;
+mod retention;
 mod review;
 pub mod schema;
+mod summary;
+mod urgent;
 mod users;
+mod webhook;
 
 /// How long connecting may take before the collector gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -220,14 +230,5 @@ impl Tx<'_> {
 
     pub async fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
         Ok(self.tx.batch_execute(sql).await?)
-    }
-
-    pub async fn record_shadow_counts(
-        &mut self,
-        body: &tutela_proto::v1::HeartbeatBody,
-    ) -> Result<(), StoreError> {
-        // Rule candidates are published in the embedded store so far.
-        tracing::debug!(agent_id = %body.agent_id, "shadow counts are not kept on PostgreSQL yet");
-        Ok(())
     }
 }

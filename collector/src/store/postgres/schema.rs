@@ -206,7 +206,141 @@ CREATE INDEX console_alerts_risk ON alerts (severity DESC, time_ms DESC);
 CREATE INDEX console_alerts_user ON alerts ("user", time_ms DESC);
 CREATE INDEX console_alerts_rule ON alerts (rule_id, state);
 "#,
-    // 4: captures in object storage: the row names its object, and a
+    // 4: the mail outbox, urgent notifications, weekly summary runs (one
+    // per school and week), webhooks' outbox, and the leases of singleton
+    // work. (The staff list, migration 3, decides who urgent emails and
+    // summaries go to.)
+    r#"
+CREATE TABLE mail_outbox (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    envelope_from TEXT NOT NULL,
+    message BYTEA NOT NULL,
+    created_ms BIGINT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_ms BIGINT NOT NULL,
+    sent_ms BIGINT,
+    last_error TEXT NOT NULL DEFAULT '',
+    failed_ms BIGINT
+);
+CREATE INDEX mail_outbox_due ON mail_outbox (next_attempt_ms) WHERE sent_ms IS NULL AND failed_ms IS NULL;
+CREATE TABLE mail_cursor (
+    name TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+);
+CREATE TABLE urgent_notified (
+    alert_id BIGINT PRIMARY KEY,
+    audience TEXT NOT NULL,
+    notified_ms BIGINT NOT NULL
+);
+CREATE TABLE summary_runs (
+    school TEXT NOT NULL DEFAULT '',
+    week_start TEXT NOT NULL,
+    queued_ms BIGINT NOT NULL,
+    trigger TEXT NOT NULL,
+    emails BIGINT NOT NULL,
+    PRIMARY KEY (school, week_start)
+);
+CREATE INDEX summary_alerts_time ON alerts (time_ms);
+CREATE TABLE webhook_outbox (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    target TEXT NOT NULL,
+    body BYTEA NOT NULL,
+    alerts BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_ms BIGINT NOT NULL,
+    sent_ms BIGINT,
+    failed_ms BIGINT,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_ms) WHERE sent_ms IS NULL AND failed_ms IS NULL;
+CREATE TABLE webhook_cursor (
+    target TEXT PRIMARY KEY,
+    alert_id BIGINT NOT NULL
+);
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_ms BIGINT NOT NULL
+);
+"#,
+    // 5: rule publication (bundles, shadow candidates and their counts),
+    // curriculum exemptions, monitoring notices and their acknowledgements,
+    // and when a technician moved an agent to another group. Their changes
+    // are audited in console_audit (3).
+    r#"
+CREATE TABLE rule_bundles (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    pack_id TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    shadow BOOLEAN NOT NULL,
+    bundle BYTEA NOT NULL,
+    pack_toml TEXT NOT NULL,
+    published_ms BIGINT NOT NULL,
+    UNIQUE (shadow, version)
+);
+CREATE TABLE shadow_rule_ids (
+    version BIGINT NOT NULL,
+    rule_id TEXT NOT NULL,
+    PRIMARY KEY (version, rule_id)
+);
+CREATE TABLE shadow_run_counts (
+    agent_id TEXT NOT NULL,
+    shadow_version BIGINT NOT NULL,
+    run TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    count BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    PRIMARY KEY (agent_id, shadow_version, run, rule_id)
+);
+CREATE TABLE exemptions (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    grp TEXT NOT NULL,
+    category TEXT NOT NULL DEFAULT '',
+    term TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    starts_ms BIGINT NOT NULL,
+    ends_ms BIGINT NOT NULL,
+    revoked_ms BIGINT
+);
+CREATE TABLE notices (
+    grp TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    text TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    concern_url TEXT NOT NULL,
+    body BYTEA NOT NULL,
+    signature BYTEA NOT NULL,
+    created_by TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    PRIMARY KEY (grp, version)
+);
+CREATE TABLE notice_acks (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    agent_id TEXT NOT NULL,
+    ack_id TEXT NOT NULL,
+    "user" TEXT NOT NULL,
+    station TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    time_ms BIGINT NOT NULL,
+    received_ms BIGINT NOT NULL,
+    body BYTEA NOT NULL,
+    signature BYTEA NOT NULL,
+    UNIQUE (agent_id, ack_id)
+);
+CREATE INDEX notice_acks_group ON notice_acks (grp, "user", version);
+-- When a technician last moved the agent to another group (0: never):
+-- such agents are sent a signed group assignment on their rules stream.
+ALTER TABLE agents ADD COLUMN group_moved_ms BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX agents_moved ON agents (agent_id) WHERE group_moved_ms > 0;
+"#,
+    // 6: captures in object storage: the row names its object, and a
     // deleted row queues its object for deletion.
     r#"
 ALTER TABLE captures ADD COLUMN object_key TEXT;

@@ -14,7 +14,7 @@ use crate::store::users::{
 use crate::store::StoreError;
 
 /// The advisory lock key held while appending to the audit log ("audit").
-const AUDIT_LOCK: i64 = 0x61_7564_6974;
+pub(super) const AUDIT_LOCK: i64 = 0x61_7564_6974;
 
 /// Appends one entry inside the caller's transaction.
 pub(super) async fn audit(c: &Client, a: &Audited<'_>) -> Result<(), Error> {

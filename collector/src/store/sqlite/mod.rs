@@ -14,11 +14,20 @@ pub mod agents;
 pub mod audit;
 pub mod blob;
 pub mod console_schema;
+pub mod exemption;
 pub mod fleet;
 pub mod ingest;
+pub mod jobs;
+pub mod mail;
+pub mod notice;
+pub mod publication;
+pub mod retention;
 pub mod review;
 pub mod settings;
+pub mod summary;
+pub mod urgent;
 pub mod users;
+pub mod webhook;
 
 pub const DB_FILE: &str = "tutela.db";
 
@@ -136,6 +145,8 @@ pub fn open(dir: &Path) -> Result<Connection, rusqlite::Error> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(publication::SCHEMA)?;
+    conn.execute_batch(notice::SCHEMA)?;
     add_column(&conn, "agents", "rekeyed_from", "TEXT NOT NULL DEFAULT ''")?;
     add_column(
         &conn,
@@ -146,6 +157,13 @@ pub fn open(dir: &Path) -> Result<Connection, rusqlite::Error> {
     add_column(&conn, "alerts", "signed_as", "INTEGER NOT NULL DEFAULT 1")?;
     // What the agent's last heartbeat said is wrong with it (lines; empty: nothing).
     add_column(&conn, "agents", "problems", "TEXT NOT NULL DEFAULT ''")?;
+    // When a technician last moved the agent to another group (0: never).
+    add_column(
+        &conn,
+        "agents",
+        "group_moved_ms",
+        "INTEGER NOT NULL DEFAULT 0",
+    )?;
     blob::upgrade(&conn)?;
     Ok(conn)
 }
@@ -215,7 +233,7 @@ impl Shared {
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -1,0 +1,164 @@
+//! Monitoring notices and acknowledgements on PostgreSQL.
+
+use tutela_proto::v1::SignedNotice;
+
+use super::exemption::audit;
+use super::publication::ANNOUNCE;
+use super::Shared;
+use crate::store::exemption::AuditNote;
+use crate::store::notice::{AckRow, NewNoticeRow, Signer, Standing, StoredNotice};
+use crate::store::StoreError;
+
+const COLUMNS: &str =
+    "grp, version, text, mode, concern_url, created_by, created_ms, body, signature";
+
+fn row(r: &tokio_postgres::Row) -> StoredNotice {
+    StoredNotice {
+        grp: r.get(0),
+        version: r.get::<_, i64>(1) as u32,
+        text: r.get(2),
+        mode: r.get(3),
+        concern_url: r.get(4),
+        created_by: r.get(5),
+        created_ms: r.get(6),
+        signed: SignedNotice {
+            body: r.get(7),
+            signature: r.get(8),
+        },
+    }
+}
+
+impl Shared {
+    /// Stores the group's next version, its audit entry and the
+    /// announcement in one transaction; the table is locked so two
+    /// collectors never give two notices one version.
+    pub async fn set_notice(
+        &self,
+        new: &NewNoticeRow<'_>,
+        sign: &Signer<'_>,
+        note: impl FnOnce(u32) -> AuditNote + Send,
+    ) -> Result<u32, StoreError> {
+        let mut client = self.config.connect().await?;
+        let tx = client.transaction().await?;
+        tx.batch_execute("LOCK TABLE notices IN SHARE ROW EXCLUSIVE MODE")
+            .await?;
+        let last: Option<i64> = tx
+            .query_one(
+                "SELECT MAX(version) FROM notices WHERE grp = $1",
+                &[&new.group],
+            )
+            .await?
+            .get(0);
+        let version = last.map_or(0, |v| v as u32) + 1;
+        let signed = sign(version, new.created_ms);
+        tx.execute(
+            "INSERT INTO notices (grp, version, text, mode, concern_url, body, signature,
+                 created_by, created_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &new.group,
+                &i64::from(version),
+                &new.text,
+                &new.mode,
+                &new.concern_url,
+                &signed.body,
+                &signed.signature,
+                &new.created_by,
+                &new.created_ms,
+            ],
+        )
+        .await?;
+        audit(&tx, &note(version)).await?;
+        tx.batch_execute(ANNOUNCE).await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    pub async fn current_notices(&self) -> Result<Vec<StoredNotice>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT DISTINCT ON (grp) {COLUMNS} FROM notices ORDER BY grp, version DESC"
+                ),
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(row).collect())
+    }
+
+    pub async fn notice_body(
+        &self,
+        group: &str,
+        version: u32,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT body FROM notices WHERE grp = $1 AND version = $2",
+                &[&group, &i64::from(version)],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    pub async fn insert_ack(&self, ack: &AckRow<'_>) -> Result<bool, StoreError> {
+        let stored = self
+            .client()
+            .await?
+            .execute(
+                r#"INSERT INTO notice_acks (agent_id, ack_id, "user", station, grp, version,
+                     time_ms, received_ms, body, signature)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (agent_id, ack_id) DO NOTHING"#,
+                &[
+                    &ack.agent_id,
+                    &ack.ack_id,
+                    &ack.user,
+                    &ack.station,
+                    &ack.group,
+                    &i64::from(ack.version),
+                    &ack.time_ms,
+                    &ack.received_ms,
+                    &ack.body,
+                    &ack.signature,
+                ],
+            )
+            .await?;
+        Ok(stored == 1)
+    }
+
+    pub async fn notice_standings(&self, group: &str) -> Result<Vec<Standing>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                r#"WITH known AS (
+                     SELECT "user" FROM notice_acks WHERE grp = $1
+                     UNION
+                     SELECT a."user" FROM alerts a JOIN agents g ON g.agent_id = a.agent_id
+                     WHERE g.grp = $1 AND a.source <> 'pupil_report' AND a."user" <> ''
+                 ), newest AS (
+                     SELECT DISTINCT ON ("user") "user", version, time_ms, station
+                     FROM notice_acks WHERE grp = $1
+                     ORDER BY "user", version DESC, time_ms DESC
+                 )
+                 SELECT k."user", n.version, n.time_ms, n.station
+                 FROM known k LEFT JOIN newest n ON n."user" = k."user"
+                 ORDER BY k."user""#,
+                &[&group],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Standing {
+                user: r.get(0),
+                version: r.get::<_, Option<i64>>(1).map_or(0, |v| v as u32),
+                time_ms: r.get(2),
+                station: r.get::<_, Option<String>>(3).unwrap_or_default(),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,196 @@
+//! Monitoring notices and acknowledgements on SQLite.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tutela_proto::v1::SignedNotice;
+
+use crate::store::exemption::AuditNote;
+use crate::store::notice::{AckRecord, AckRow, NewNoticeRow, Signer, Standing, StoredNotice};
+
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS notices (
+    grp TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    concern_url TEXT NOT NULL,
+    -- The encoded Notice as signed and sent, and the collector's signature.
+    body BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    created_by TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (grp, version)
+);
+CREATE TABLE IF NOT EXISTS notice_acks (
+    id INTEGER PRIMARY KEY,
+    agent_id TEXT NOT NULL,
+    ack_id TEXT NOT NULL,
+    user TEXT NOT NULL,
+    station TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    UNIQUE (agent_id, ack_id)
+);
+CREATE INDEX IF NOT EXISTS notice_acks_group ON notice_acks (grp, user, version);
+";
+
+pub fn ensure_schema(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(SCHEMA)
+}
+
+/// Stores the group's next version and its audit entry in one savepoint.
+pub fn set(
+    conn: &Connection,
+    new: &NewNoticeRow<'_>,
+    sign: &Signer<'_>,
+    note: impl FnOnce(u32) -> AuditNote,
+) -> rusqlite::Result<u32> {
+    crate::console::schema::create(conn)?;
+    crate::store::in_savepoint(conn, "notice_set", || {
+        let last: Option<u32> = conn.query_row(
+            "SELECT MAX(version) FROM notices WHERE grp = ?1",
+            [new.group],
+            |r| r.get(0),
+        )?;
+        let version = last.unwrap_or(0) + 1;
+        let signed = sign(version, new.created_ms);
+        conn.execute(
+            "INSERT INTO notices (grp, version, text, mode, concern_url, body, signature, created_by, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![new.group, version, new.text, new.mode, new.concern_url, signed.body, signed.signature, new.created_by, new.created_ms],
+        )?;
+        super::exemption::audit(conn, &note(version))?;
+        Ok(version)
+    })
+}
+
+const COLUMNS: &str =
+    "grp, version, text, mode, concern_url, created_by, created_ms, body, signature";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredNotice> {
+    Ok(StoredNotice {
+        grp: r.get(0)?,
+        version: r.get(1)?,
+        text: r.get(2)?,
+        mode: r.get(3)?,
+        concern_url: r.get(4)?,
+        created_by: r.get(5)?,
+        created_ms: r.get(6)?,
+        signed: SignedNotice {
+            body: r.get(7)?,
+            signature: r.get(8)?,
+        },
+    })
+}
+
+/// The current (newest) notice of every group, by group.
+pub fn current_all(conn: &Connection) -> rusqlite::Result<Vec<StoredNotice>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM notices n
+         WHERE version = (SELECT MAX(version) FROM notices WHERE grp = n.grp) ORDER BY grp"
+    ))?;
+    let rows = stmt.query_map([], row)?;
+    rows.collect()
+}
+
+pub fn current(conn: &Connection, group: &str) -> rusqlite::Result<Option<StoredNotice>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM notices WHERE grp = ?1 ORDER BY version DESC LIMIT 1"),
+        [group],
+        row,
+    )
+    .optional()
+}
+
+pub fn body(conn: &Connection, group: &str, version: u32) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.query_row(
+        "SELECT body FROM notices WHERE grp = ?1 AND version = ?2",
+        params![group, version],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+pub fn insert_ack(conn: &Connection, ack: &AckRow<'_>) -> rusqlite::Result<bool> {
+    let stored = conn.execute(
+        "INSERT OR IGNORE INTO notice_acks (agent_id, ack_id, user, station, grp, version, time_ms, received_ms, body, signature)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            ack.agent_id,
+            ack.ack_id,
+            ack.user,
+            ack.station,
+            ack.group,
+            ack.version,
+            ack.time_ms,
+            ack.received_ms,
+            ack.body,
+            ack.signature
+        ],
+    )?;
+    Ok(stored == 1)
+}
+
+/// The pupils known in `group`: everyone who acknowledged any of its notices
+/// on a station, and everyone an alert from one of its stations names.
+pub fn standings(conn: &Connection, group: &str) -> rusqlite::Result<Vec<Standing>> {
+    let mut stmt = conn.prepare(
+        "WITH known AS (
+             SELECT user FROM notice_acks WHERE grp = ?1
+             UNION
+             SELECT a.user FROM alerts a JOIN agents g ON g.agent_id = a.agent_id
+             WHERE g.grp = ?1 AND a.source <> 'pupil_report' AND a.user <> ''
+         )
+         SELECT k.user,
+                (SELECT MAX(version) FROM notice_acks n WHERE n.grp = ?1 AND n.user = k.user),
+                (SELECT time_ms FROM notice_acks n WHERE n.grp = ?1 AND n.user = k.user ORDER BY version DESC, time_ms DESC LIMIT 1),
+                (SELECT station FROM notice_acks n WHERE n.grp = ?1 AND n.user = k.user ORDER BY version DESC, time_ms DESC LIMIT 1)
+         FROM known k ORDER BY k.user",
+    )?;
+    let rows = stmt.query_map([group], |r| {
+        Ok(Standing {
+            user: r.get(0)?,
+            version: r.get::<_, Option<u32>>(1)?.unwrap_or(0),
+            time_ms: r.get(2)?,
+            station: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+        })
+    })?;
+    rows.collect()
+}
+
+/// Every acknowledgement `user` gave (case-insensitive), oldest first.
+pub fn acks_of(conn: &Connection, user: &str) -> rusqlite::Result<Vec<AckRecord>> {
+    let mut stmt = conn.prepare(
+        "SELECT time_ms, station, grp, version FROM notice_acks WHERE user = ?1 COLLATE NOCASE ORDER BY time_ms, id",
+    )?;
+    let rows = stmt.query_map([user], |r| {
+        Ok(AckRecord {
+            time_ms: r.get(0)?,
+            station: r.get(1)?,
+            group: r.get(2)?,
+            version: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Groups with a notice or with enrolled stations, sorted.
+pub fn groups(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT grp FROM notices UNION SELECT grp FROM agents WHERE grp <> '' AND revoked = 0 ORDER BY 1",
+    )?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// Acknowledgements received in `[from_ms, to_ms)`.
+pub fn received_between(conn: &Connection, from_ms: i64, to_ms: i64) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM notice_acks WHERE received_ms >= ?1 AND received_ms < ?2",
+        [from_ms, to_ms],
+        |r| r.get(0),
+    )
+}
