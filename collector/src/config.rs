@@ -55,6 +55,45 @@ pub struct Storage {
     /// summary, urgent-mail scan, retention purge, webhook scan) before
     /// another may take it over; renewed every third of it.
     pub lease_secs: u64,
+    /// Where captures' (sealed) bytes go: the database, or object storage.
+    pub captures: CaptureStorage,
+}
+
+/// `[storage.captures]`: the database by default; `url = "s3://bucket/prefix"`
+/// puts each capture, sealed by the collector, in S3-compatible object
+/// storage (a collector built with the `s3` feature).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureStorage {
+    /// Empty for the database, or `s3://bucket/prefix`.
+    pub url: String,
+    /// The S3 endpoint, e.g. `https://s3.eu-west-2.amazonaws.com` or a
+    /// self-hosted server's; empty for AWS's default.
+    pub endpoint: String,
+    /// The bucket's region (`us-east-1` when empty).
+    pub region: String,
+    /// Names of the environment variables holding the access key id and
+    /// secret (the values are never written to collector.toml or logged).
+    pub access_key_id_env: String,
+    pub secret_access_key_env: String,
+    /// Allows a plain-HTTP endpoint, only on this machine (loopback).
+    pub allow_http: bool,
+    /// How often objects of purged captures are deleted, in seconds.
+    pub sweep_secs: u64,
+}
+
+impl Default for CaptureStorage {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            endpoint: String::new(),
+            region: String::new(),
+            access_key_id_env: String::new(),
+            secret_access_key_env: String::new(),
+            allow_http: false,
+            sweep_secs: 60,
+        }
+    }
 }
 
 // The URL may hold a password: never printed.
@@ -64,6 +103,7 @@ impl std::fmt::Debug for Storage {
             .field("batch_max", &self.batch_max)
             .field("url", &crate::store::Location::redacted(&self.url))
             .field("lease_secs", &self.lease_secs)
+            .field("captures", &self.captures)
             .finish()
     }
 }
@@ -105,6 +145,7 @@ impl Default for Storage {
             batch_max: 1000,
             url: String::new(),
             lease_secs: 30,
+            captures: CaptureStorage::default(),
         }
     }
 }

@@ -37,17 +37,20 @@ pub enum EvidenceError {
     Secrets(#[from] SecretsError),
     #[error("the capture of alert {0} does not match the SHA-256 its agent signed")]
     Tampered(i64),
+    #[error(transparent)]
+    Blob(#[from] crate::store::blob::BlobError),
 }
 
 /// The capture of alert `alert_id`, decrypted; `None` when the alert has no capture.
 pub fn open_capture(
     conn: &Connection,
     vault: &CaptureVault,
+    blobs: &crate::store::blob::Blobs,
     alert_id: i64,
 ) -> Result<Option<Capture>, EvidenceError> {
     let row = conn
         .query_row(
-            "SELECT a.event_id, c.width, c.height, c.sha256, c.sealed
+            "SELECT a.event_id, c.width, c.height, c.sha256
              FROM captures c JOIN alerts a ON a.id = c.alert_id WHERE c.alert_id = ?1",
             params![alert_id],
             |r| {
@@ -58,13 +61,17 @@ pub fn open_capture(
                     height: r.get(2)?,
                     jpeg: Vec::new(),
                 };
-                Ok((capture, r.get::<_, Vec<u8>>(3)?, r.get::<_, Vec<u8>>(4)?))
+                Ok((capture, r.get::<_, Vec<u8>>(3)?))
             },
         )
         .optional()?;
-    let Some((mut capture, sha256, sealed)) = row else {
+    let Some((mut capture, sha256)) = row else {
         return Ok(None);
     };
+    let Some(stored) = crate::store::sqlite::blob::stored_capture(conn, alert_id)? else {
+        return Ok(None);
+    };
+    let sealed = blobs.get_blocking(stored)?;
     capture.jpeg = vault.open(&capture.event_id, &sealed)?;
     if digest(&SHA256, &capture.jpeg).as_ref() != sha256.as_slice() {
         return Err(EvidenceError::Tampered(alert_id));

@@ -118,6 +118,8 @@ pub struct IngestService {
     pub keys: Arc<AgentKeys>,
     pub writer: Writer,
     pub vault: Arc<CaptureVault>,
+    /// Where sealed captures go (the database, or a bucket).
+    pub blobs: crate::store::blob::Blobs,
     pub limits: Limits,
     pub data_dir: PathBuf,
 }
@@ -291,10 +293,35 @@ impl IngestService {
             signature: signed.signature,
             event,
             sealed_capture,
+            capture_key: None,
             received_ms,
             clock_skew,
             reply: reply.clone(),
         })
+    }
+
+    /// With captures in object storage, writes the sealed capture to the
+    /// bucket before its row is committed; a bucket that cannot be reached
+    /// makes the agent keep the event in its spool and retry.
+    async fn place_capture(&self, mut v: Verified) -> Result<Verified, Status> {
+        if self.blobs.in_database() {
+            return Ok(v);
+        }
+        let Some(sealed) = v.sealed_capture.as_mut().map(std::mem::take) else {
+            return Ok(v);
+        };
+        let key = crate::store::blob::Blobs::new_key(&v.event.agent_id, v.event.seq);
+        if let Err(e) = self.blobs.put(&key, sealed).await {
+            tracing::error!(agent_id = %v.event.agent_id, seq = v.event.seq, error = %e, "cannot store a capture in the bucket");
+            return Err(with_seq(
+                Status::unavailable(
+                    "the collector cannot store captures right now (object storage unreachable); keep the event and retry",
+                ),
+                v.event.seq,
+            ));
+        }
+        v.capture_key = Some(key);
+        Ok(v)
     }
 
     /// Checks the signatures of a run of received events from one stream,
@@ -303,6 +330,11 @@ impl IngestService {
     pub(crate) async fn ingest_run(&self, run: Vec<Received>, reply: &Reply) -> Option<Status> {
         let arrived = std::time::Instant::now();
         let (authentic, bad_signature) = self.authenticate(run);
+        if !self.blobs.in_database() {
+            return self
+                .ingest_run_to_bucket(authentic, bad_signature, reply, arrived)
+                .await;
+        }
         for r in authentic {
             let verified = match self.accept(r, reply) {
                 Ok(v) => v,
@@ -314,6 +346,43 @@ impl IngestService {
             crate::metrics::event_acknowledged(arrived);
         }
         bad_signature
+    }
+
+    /// [`IngestService::ingest_run`] with captures in object storage: the
+    /// run's captures are written to the bucket together, then its events
+    /// go to the writer in order, up to the first refused.
+    async fn ingest_run_to_bucket(
+        &self,
+        authentic: Vec<Received>,
+        bad_signature: Option<Status>,
+        reply: &Reply,
+        arrived: std::time::Instant,
+    ) -> Option<Status> {
+        let mut accepted = Vec::with_capacity(authentic.len());
+        let mut refused = bad_signature;
+        for r in authentic {
+            match self.accept(r, reply) {
+                Ok(v) => accepted.push(v),
+                Err(status) => {
+                    refused = Some(status);
+                    break;
+                }
+            }
+        }
+        let placed =
+            futures_util::future::join_all(accepted.into_iter().map(|v| self.place_capture(v)))
+                .await;
+        for verified in placed {
+            let verified = match verified {
+                Ok(v) => v,
+                Err(status) => return Some(status),
+            };
+            if let Err(status) = self.writer.submit(verified).await {
+                return Some(status);
+            }
+            crate::metrics::event_acknowledged(arrived);
+        }
+        refused
     }
 
     /// Waits for the stream's next event, then takes whatever else it has

@@ -492,7 +492,10 @@ fn main() -> Result<()> {
                 }
                 AlertsCommand::Capture { alert_id, out } => {
                     let vault = secrets::CaptureVault::load(&dir)?;
-                    let capture = evidence::open_capture(&conn, &vault, alert_id)?
+                    let blobs = tutela_collector::store::blob::Blobs::connect(
+                        &CollectorConfig::load(&config_path(&dir))?.storage.captures,
+                    )?;
+                    let capture = evidence::open_capture(&conn, &vault, &blobs, alert_id)?
                         .with_context(|| format!("alert {alert_id} has no capture"))?;
                     secrets::write_private(&out, &capture.jpeg)?;
                     println!(

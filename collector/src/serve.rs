@@ -77,6 +77,13 @@ pub async fn bind(
     let store = crate::store::Store::open(&location)
         .await
         .context("cannot open the store")?;
+    let blobs = crate::store::blob::Blobs::open(&config.storage.captures)
+        .await
+        .context("cannot store captures; fix [storage.captures] in collector.toml or the bucket, then start the collector again")?;
+    let sweeper = blobs.clone().spawn_sweeper(
+        store.clone(),
+        Duration::from_secs(config.storage.captures.sweep_secs.max(1)),
+    );
     let writer = Writer::start(location.clone(), config.storage.batch_max)
         .context("cannot open the store for writing")?;
     let keys = Arc::new(AgentKeys::new(store));
@@ -89,6 +96,7 @@ pub async fn bind(
         keys,
         writer: writer.clone(),
         vault,
+        blobs,
         limits: config.limits.clone(),
         data_dir: dir.to_owned(),
     };
@@ -215,6 +223,9 @@ pub async fn bind(
         drop(console);
         drop(metrics);
         purge.abort();
+        if let Some(sweeper) = &sweeper {
+            sweeper.abort();
+        }
         trimmer.abort();
         mail_tasks.shutdown(GRACEFUL_MAIL).await;
         webhooks.shutdown(GRACEFUL_MAIL).await;

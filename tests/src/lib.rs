@@ -1,6 +1,7 @@
 //! Harness for the end-to-end tests: runs the real `tutela-collector` and
 //! `tutela-agent` binaries in temporary directories on loopback.
 
+pub mod s3;
 pub mod script;
 pub mod seed;
 pub mod web;

@@ -138,6 +138,7 @@ pub fn verified(
         body_hash: sha256(body),
         event: event.clone(),
         sealed_capture: None,
+        capture_key: None,
         received_ms: 1_700_000_000_000,
         clock_skew: false,
         reply: reply.clone(),

@@ -487,11 +487,43 @@ fn jpeg(bytes: Vec<u8>) -> Response {
 
 /// The decrypted capture of an alert (or of one of its burst shots).
 fn decrypt(app: &App, db: &Console<'_>, alert: &Alert) -> Result<Vec<u8>, Fail> {
-    let sealed = db.sealed_capture(alert.id)?.ok_or(Fail::NotFound)?;
-    app.vault.open(&alert.event_id, &sealed).map_err(|_| {
-        tracing::error!(alert = alert.id, "a stored capture failed to decrypt");
-        Fail::NotFound
-    })
+    fetch(app, db, alert)?.ok_or(Fail::NotFound)
+}
+
+/// The decrypted capture of an alert; `None` when its object is missing
+/// from the bucket (logged; the page says "capture missing").
+fn fetch(app: &App, db: &Console<'_>, alert: &Alert) -> Result<Option<Vec<u8>>, Fail> {
+    use crate::store::blob::BlobError;
+    let stored = db.stored_capture(alert.id)?.ok_or(Fail::NotFound)?;
+    let sealed = match app.blobs.get_blocking(stored) {
+        Ok(sealed) => sealed,
+        Err(BlobError::Missing(key)) => {
+            tracing::error!(alert = alert.id, object = %key, "a capture's object is missing from the bucket");
+            return Ok(None);
+        }
+        Err(e) => {
+            tracing::error!(alert = alert.id, error = %e, "cannot read a capture from the bucket");
+            return Err(Fail::Store(StoreError::Blob(e)));
+        }
+    };
+    app.vault
+        .open(&alert.event_id, &sealed)
+        .map(Some)
+        .map_err(|_| {
+            tracing::error!(alert = alert.id, "a stored capture failed to decrypt");
+            Fail::NotFound
+        })
+}
+
+/// What the page's image shows when a capture's object is gone.
+fn capture_missing() -> Response {
+    super::with_status(
+        axum::http::StatusCode::NOT_FOUND,
+        typed_response(
+            "text/plain; charset=utf-8",
+            "Capture missing: its object is no longer in the capture bucket. The alert itself is intact; ask the administrator to check the bucket.",
+        ),
+    )
 }
 
 pub fn capture(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
@@ -501,7 +533,9 @@ pub fn capture(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail>
     if (sensitive(&alert) || sensitive(&shot)) && !revealed(db, &viewer, alert.id)? {
         return Err(deny(db, &viewer, &format!("capture:{}", shot.id)));
     }
-    let bytes = decrypt(app, db, &shot)?;
+    let Some(bytes) = fetch(app, db, &shot)? else {
+        return Ok(capture_missing());
+    };
     db.audit(
         &viewer.name,
         "view_capture",
@@ -516,7 +550,9 @@ pub fn capture(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail>
 pub fn preview(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
     let viewer = reviewer(db, req)?;
     let alert = load(app, db, &viewer, req.id())?;
-    let bytes = decrypt(app, db, &alert)?;
+    let Some(bytes) = fetch(app, db, &alert)? else {
+        return Ok(capture_missing());
+    };
     let image = image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)
         .map_err(|_| Fail::NotFound)?
         .to_rgb8();

@@ -52,6 +52,8 @@ use tz::Zone;
 pub struct App {
     pub store: ConsoleStore,
     pub vault: Arc<CaptureVault>,
+    /// Where the sealed captures are (the database, or a bucket).
+    pub blobs: crate::store::blob::Blobs,
     pub zone: Zone,
     pub staff_pattern: String,
     pub secure_cookies: bool,
@@ -110,6 +112,10 @@ impl App {
         Ok(Self {
             store,
             vault: Arc::new(CaptureVault::load(dir)?),
+            blobs: match crate::config::CollectorConfig::load(&dir.join("collector.toml")) {
+                Ok(c) => crate::store::blob::Blobs::connect(&c.storage.captures)?,
+                Err(_) => crate::store::blob::Blobs::Database,
+            },
             zone,
             staff_pattern: config.staff_pattern.trim().to_lowercase(),
             // Behind a proxy, the browser's side of it is HTTPS.

@@ -355,9 +355,13 @@ impl Console<'_> {
         on!(self, c => sqlite::review::timeline(c, scope, user), p => p.timeline(scope, user))
     }
 
-    /// An alert's capture, still sealed.
-    pub fn sealed_capture(&self, alert_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
-        on!(self, c => sqlite::review::sealed_capture(c, alert_id), p => p.sealed_capture(alert_id))
+    /// What an alert's row holds of its capture: the sealed bytes, or the
+    /// key of the object that holds them.
+    pub fn stored_capture(
+        &self,
+        alert_id: i64,
+    ) -> Result<Option<super::blob::StoredCapture>, StoreError> {
+        on!(self, c => sqlite::blob::stored_capture(c, alert_id), p => p.stored_capture(alert_id))
     }
 
     pub fn capture_sha256(&self, alert_id: i64) -> Result<Option<Vec<u8>>, StoreError> {

@@ -15,4 +15,7 @@ pub enum StoreError {
     BadUrl(String),
     #[error("the database's schema is version {found} but this collector knows up to {known}: a newer collector has upgraded it; run that version (or newer) of tutela-collector")]
     SchemaTooNew { found: i64, known: i64 },
+    /// Captures in object storage.
+    #[error(transparent)]
+    Blob(#[from] super::blob::BlobError),
 }

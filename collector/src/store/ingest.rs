@@ -32,6 +32,9 @@ pub struct AlertRow<'a> {
     pub body_hash: &'a [u8; 32],
     /// The capture, already encrypted.
     pub sealed_capture: Option<&'a [u8]>,
+    /// The object holding the sealed capture, when it is in object storage
+    /// (`sealed_capture` is then empty).
+    pub capture_key: Option<&'a str>,
     pub received_ms: i64,
     pub clock_skew: bool,
     pub chain_ok: bool,

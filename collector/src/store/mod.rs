@@ -27,6 +27,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod blob;
 pub mod console;
 mod error;
 pub mod fleet;
@@ -108,6 +109,21 @@ impl Store {
     /// Revokes the token whose id (12 hex digits) is `id`; returns how many were.
     pub async fn revoke_token(&self, id: &str) -> Result<u64, StoreError> {
         backend!(self, s => s.revoke_token(id), s.revoke_token(id).await)
+    }
+
+    /// Up to `limit` keys of capture objects whose rows were deleted.
+    pub async fn capture_objects_gone(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        backend!(self, s => s.run(|c| sqlite::blob::objects_gone(c, limit)), s.capture_objects_gone(limit).await)
+    }
+
+    /// Forgets capture objects that were deleted.
+    pub async fn forget_capture_objects(&self, keys: &[String]) -> Result<(), StoreError> {
+        backend!(self, s => s.run(|c| sqlite::blob::forget_objects(c, keys)), s.forget_capture_objects(keys).await)
+    }
+
+    /// Whether a capture row names the object `key`.
+    pub async fn capture_object_known(&self, key: &str) -> Result<bool, StoreError> {
+        backend!(self, s => s.run(|c| sqlite::blob::object_known(c, key)), s.capture_object_known(key).await)
     }
 }
 

@@ -54,6 +54,9 @@ pub struct Verified {
     pub event: EventBody,
     /// The capture, already encrypted for storage.
     pub sealed_capture: Option<Vec<u8>>,
+    /// The object holding the sealed capture when captures are in object
+    /// storage (`sealed_capture` is then empty).
+    pub capture_key: Option<String>,
     pub received_ms: i64,
     pub clock_skew: bool,
     pub reply: Reply,
@@ -460,6 +463,7 @@ async fn store_event<'a>(
         signature: &v.signature,
         body_hash: &v.body_hash,
         sealed_capture: v.sealed_capture.as_deref(),
+        capture_key: v.capture_key.as_deref(),
         received_ms: v.received_ms,
         clock_skew: v.clock_skew,
         chain_ok,

@@ -15,6 +15,7 @@ fn event(seq: u64, reply: &Reply) -> Verified {
             ..Default::default()
         },
         sealed_capture: None,
+        capture_key: None,
         received_ms: 0,
         clock_skew: false,
         reply: reply.clone(),

@@ -21,8 +21,8 @@ pub(super) const INSERT_ALERT: &str = r#"INSERT INTO alerts (event_id, agent_id,
 pub(super) const FOLD: &str = "UPDATE alerts SET repeat_count = repeat_count + $3
      WHERE agent_id = $1 AND event_id = $2 AND repeat_of = ''";
 pub(super) const INSERT_CAPTURE: &str =
-    "INSERT INTO captures (alert_id, sha256, size, width, height, sealed)
-     VALUES ($1, $2, $3, $4, $5, $6)";
+    "INSERT INTO captures (alert_id, sha256, size, width, height, sealed, object_key)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 pub(super) const INSERT_GAP: &str =
     "INSERT INTO gaps (agent_id, from_seq, to_seq, detected_ms) VALUES ($1, $2, $3, $4)";
 pub(super) const ADVANCE_CHAIN: &str =
@@ -148,6 +148,7 @@ impl Tx<'_> {
                         &i64::from(info.width),
                         &i64::from(info.height),
                         &sealed,
+                        &row.capture_key,
                     ],
                 )
                 .await?;

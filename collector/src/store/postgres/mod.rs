@@ -11,6 +11,7 @@ use tokio_postgres::{Client, NoTls, Statement};
 use super::StoreError;
 
 mod agents;
+mod blob;
 pub mod console;
 mod exemption;
 mod filter;

@@ -391,18 +391,6 @@ impl Pg<'_> {
         })
     }
 
-    pub fn sealed_capture(&self, alert_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
-        let c = self.client()?;
-        self.run(async move {
-            Ok(c.query_opt(
-                "SELECT sealed FROM captures WHERE alert_id = $1",
-                &[&alert_id],
-            )
-            .await?
-            .map(|r| r.get(0)))
-        })
-    }
-
     pub fn capture_sha256(&self, alert_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
         let c = self.client()?;
         self.run(async move {

@@ -340,6 +340,21 @@ CREATE INDEX notice_acks_group ON notice_acks (grp, "user", version);
 ALTER TABLE agents ADD COLUMN group_moved_ms BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX agents_moved ON agents (agent_id) WHERE group_moved_ms > 0;
 "#,
+    // 6: captures in object storage: the row names its object, and a
+    // deleted row queues its object for deletion.
+    r#"
+ALTER TABLE captures ADD COLUMN object_key TEXT;
+CREATE UNIQUE INDEX captures_object_key ON captures (object_key) WHERE object_key IS NOT NULL;
+CREATE TABLE capture_objects_gone (object_key TEXT PRIMARY KEY);
+CREATE FUNCTION capture_object_gone() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO capture_objects_gone (object_key) VALUES (OLD.object_key) ON CONFLICT DO NOTHING;
+    RETURN OLD;
+END
+$$;
+CREATE TRIGGER captures_object_gone AFTER DELETE ON captures
+    FOR EACH ROW WHEN (OLD.object_key IS NOT NULL) EXECUTE FUNCTION capture_object_gone();
+"#,
 ];
 
 /// The schema version this collector writes.

@@ -107,7 +107,7 @@ fn insert_alert(conn: &Connection, row: &AlertRow<'_>) -> rusqlite::Result<()> {
     }
     if let (Some(sealed), Some(info)) = (row.sealed_capture, &e.capture) {
         conn.prepare_cached(
-            "INSERT INTO captures (alert_id, sha256, size, width, height, sealed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO captures (alert_id, sha256, size, width, height, sealed, object_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
         .execute(params![
             inserted,
@@ -115,7 +115,8 @@ fn insert_alert(conn: &Connection, row: &AlertRow<'_>) -> rusqlite::Result<()> {
             info.size as i64,
             info.width,
             info.height,
-            sealed
+            sealed,
+            row.capture_key
         ])?;
     }
     Ok(())

@@ -12,6 +12,7 @@ use super::agents::{AgentKeyRow, NewToken, TokenInfo};
 
 pub mod agents;
 pub mod audit;
+pub mod blob;
 pub mod console_schema;
 pub mod exemption;
 pub mod fleet;
@@ -164,6 +165,7 @@ pub fn open(dir: &Path) -> Result<Connection, rusqlite::Error> {
         "group_moved_ms",
         "INTEGER NOT NULL DEFAULT 0",
     )?;
+    blob::upgrade(&conn)?;
     Ok(conn)
 }
 
@@ -234,6 +236,14 @@ impl Shared {
 
     pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the shared connection.
+    pub fn run<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        f(&self.conn())
     }
 
     pub fn agent_key(&self, agent_id: &str) -> rusqlite::Result<Option<AgentKeyRow>> {

@@ -364,16 +364,6 @@ pub fn timeline(
     rows.collect()
 }
 
-/// The sealed (encrypted) capture of an alert.
-pub fn sealed_capture(conn: &Connection, alert_id: i64) -> rusqlite::Result<Option<Vec<u8>>> {
-    conn.query_row(
-        "SELECT sealed FROM captures WHERE alert_id = ?1",
-        [alert_id],
-        |r| r.get(0),
-    )
-    .optional()
-}
-
 /// The SHA-256 of an alert's capture as the agent sent it.
 pub fn capture_sha256(conn: &Connection, alert_id: i64) -> rusqlite::Result<Option<Vec<u8>>> {
     conn.query_row(
