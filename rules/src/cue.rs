@@ -241,15 +241,7 @@ impl CueSet {
         let automaton = if phrases.is_empty() {
             None
         } else {
-            // A DFA: a few hundred phrases cost well under a megabyte this way, and the
-            // overlapping search over every weighed text is several times faster than
-            // the default NFA's.
-            Some(
-                AhoCorasick::builder()
-                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-                    .build(&phrases)
-                    .map_err(|e| e.to_string())?,
-            )
+            Some(AhoCorasick::new(&phrases).map_err(|e| e.to_string())?)
         };
         Ok(CueSet {
             automaton,
