@@ -79,7 +79,10 @@ impl Matcher {
                     .iter()
                     .filter_map(|r| match r {
                         pattern::Required::Words(words) => Some(Required::Words(
-                            words.iter().map(|w| w.as_str().into()).collect(),
+                            words
+                                .iter()
+                                .map(|w| memchr::memmem::Finder::new(w.as_bytes()).into_owned())
+                                .collect(),
                         )),
                         pattern::Required::List(_) => None,
                     })
@@ -268,8 +271,9 @@ pub(crate) struct LazyPattern {
 /// A required token of a word pattern, checked before its regex runs.
 #[derive(Debug)]
 pub(crate) enum Required {
-    /// One of these normalised words or phrases is a substring of the text.
-    Words(Box<[Box<str>]>),
+    /// One of these normalised words or phrases is a substring of the text (searchers
+    /// built once, when the pack is compiled).
+    Words(Box<[memchr::memmem::Finder<'static>]>),
 }
 
 impl LazyPattern {

@@ -456,7 +456,7 @@ impl Matcher {
 /// substring: a necessary condition, so the regex decides.
 fn required_present(lazy: &LazyPattern, text: &str) -> bool {
     lazy.required.iter().all(|r| match r {
-        Required::Words(words) => words.iter().any(|w| text.contains(&**w)),
+        Required::Words(words) => words.iter().any(|w| w.find(text.as_bytes()).is_some()),
     })
 }
 
@@ -497,6 +497,15 @@ fn context_near(text: &str, hit: &Range<usize>, words: &[String]) -> bool {
 /// At most 120 characters of `text` around `span`, and the span inside the snippet.
 pub(crate) fn snippet(text: &str, span: Range<usize>) -> (String, Range<usize>) {
     let span = span.start.min(text.len())..span.end.min(text.len());
+    if text.is_ascii() {
+        ascii_snippet(text, span)
+    } else {
+        char_snippet(text, span)
+    }
+}
+
+/// [`snippet`] counted in characters, for any text.
+fn char_snippet(text: &str, span: Range<usize>) -> (String, Range<usize>) {
     let matched = &text[span.clone()];
     let matched_chars = matched.chars().count();
     if matched_chars >= CONTEXT_CHARS {
@@ -534,6 +543,27 @@ pub(crate) fn snippet(text: &str, span: Range<usize>) -> (String, Range<usize>) 
     )
 }
 
+/// [`snippet`] for ASCII text, where characters are bytes: the same cut without walking
+/// the text character by character (most titles and typed windows are ASCII).
+fn ascii_snippet(text: &str, span: Range<usize>) -> (String, Range<usize>) {
+    let matched = span.end - span.start;
+    if matched >= CONTEXT_CHARS {
+        let end = span.start + CONTEXT_CHARS;
+        return (text[span.start..end].to_string(), 0..CONTEXT_CHARS);
+    }
+    let spare = CONTEXT_CHARS - matched;
+    let before_avail = span.start.min(spare);
+    let after_avail = (text.len() - span.end).min(spare);
+    let mut before = before_avail.min(spare / 2);
+    let after = after_avail.min(spare - before);
+    before = before_avail.min(spare - after);
+    let start = span.start - before;
+    (
+        text[start..span.end + after].to_string(),
+        span.start - start..span.end - start,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,6 +579,13 @@ mod tests {
         let text = "xy ".repeat(5) + "ébé";
         let (ctx, span) = snippet(&text, 15..text.len());
         assert_eq!(&ctx[span], "ébé");
+        let ascii = "x".repeat(150) + "KILL" + &"y".repeat(150);
+        for (start, end) in [(150, 154), (0, 4), (296, 304), (0, 304), (3, 3), (20, 160)] {
+            assert_eq!(
+                ascii_snippet(&ascii, start..end),
+                char_snippet(&ascii, start..end)
+            );
+        }
         let long = "é".repeat(200);
         let (ctx, span) = snippet(&long, 0..long.len());
         assert_eq!(ctx.chars().count(), 120);
