@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod mail;
 pub mod notice;
 pub mod publication;
+pub mod reports;
 pub mod retention;
 pub mod review;
 pub mod settings;
