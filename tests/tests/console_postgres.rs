@@ -550,7 +550,7 @@ fn on_postgresql_the_publish_exemption_notice_fleet_concern_and_access_pages_wor
         .parse()
         .unwrap();
     let (dsl, dsl_csrf) = sign_in(port, "dsl1", PASSWORD, "/queue");
-    let (tech, tech_csrf) = sign_in(port, "tech1", PASSWORD, "/queue");
+    let (tech, tech_csrf) = sign_in(port, "tech1", PASSWORD, "/fleet");
     let as_dsl = |path: &str, form: &[(&str, &str)]| {
         let mut fields = vec![("csrf", dsl_csrf.as_str())];
         fields.extend_from_slice(form);
@@ -594,7 +594,7 @@ fn on_postgresql_the_publish_exemption_notice_fleet_concern_and_access_pages_wor
             "SELECT string_agg(version || ':' || shadow, ',' ORDER BY version) FROM rule_bundles"
         )
         .unwrap(),
-        "1:f,2:t"
+        "1:false,2:true"
     );
     assert_eq!(
         pg.count(
@@ -740,15 +740,6 @@ fn on_postgresql_purge_removes_old_closed_alerts_and_keeps_the_audit_chain() {
     let (mut c, console) = node(&scratch, "c", &pg.url());
     c.add_console_user("dsl1", "dsl", PASSWORD).unwrap();
     c.start().unwrap();
-    // A sign-in starts the audit chain the purge's entry must follow on from.
-    let port: u16 = console
-        .trim_end_matches('/')
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    tutela_tests::web::sign_in(port, "dsl1", PASSWORD, "/queue");
     let agent = Agent::new(scratch.path("agent"));
     agent.enrol(&c.token(&[]).unwrap()).unwrap();
     send(
@@ -765,6 +756,15 @@ fn on_postgresql_purge_removes_old_closed_alerts_and_keeps_the_audit_chain() {
             ),
         ],
     );
+    // A sign-in starts the audit chain the purge's entry must follow on from.
+    let port: u16 = console
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    tutela_tests::web::sign_in(port, "dsl1", PASSWORD, "/queue");
     c.kill9();
     let id = |user: &str| pg.count(&format!("SELECT id FROM alerts WHERE \"user\" = '{user}'"));
     let (old, recent, open) = (id("pupil.one"), id("pupil.two"), id("pupil.three"));
