@@ -719,6 +719,38 @@ fn on_postgresql_the_publish_exemption_notice_fleet_concern_and_access_pages_wor
         1
     );
 
+    // The week's summary on PostgreSQL counts the publications, the
+    // exemption, the notice's standing and the time to first review.
+    let weapon = pg.count("SELECT id FROM alerts WHERE source <> 'pupil_report'");
+    assert_eq!(
+        as_dsl(
+            "/queue/bulk",
+            &[("id", &weapon.to_string()), ("reason", "history lesson")]
+        )
+        .status,
+        303
+    );
+    let preview = scratch.path("summary.html");
+    let today = tutela_tests::run_ok(Command::new("date").args(["-u", "+%F"]))
+        .unwrap()
+        .trim()
+        .to_owned();
+    tutela_tests::run_ok(
+        c.cmd()
+            .args(["summary", "--week", &today, "--preview"])
+            .arg(&preview),
+    )
+    .unwrap();
+    let summary = std::fs::read_to_string(&preview).unwrap();
+    for expected in [
+        "Rule changes this week: <b>2</b>",
+        "Curriculum exemptions made or revoked this week: <b>1</b>",
+        "0 acknowledgement(s) this week; 0 pupil(s) have accepted their group's current version, 1 have not yet.",
+        "(1 alerts reviewed)",
+    ] {
+        assert!(summary.contains(expected), "{expected} in {summary}");
+    }
+
     // One chain throughout.
     assert_eq!(
         pg.count(
