@@ -6,7 +6,10 @@
 //! are made with `tutela-collector user add` straight into PostgreSQL. The
 //! browser part is `tests/console/postgres.mjs`. Also, over HTTP: the
 //! queue's filters and the staff scope on PostgreSQL, and a console that
-//! answers while the database is away and recovers when it is back.
+//! answers while the database is away and recovers when it is back; the
+//! Publish rules, Exemptions, Notice, Fleet, Report a concern and Subject
+//! access pages and the week's summary figures on PostgreSQL; and the
+//! retention purge there (`tutela-collector purge`).
 
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -9,7 +9,7 @@ use crate::store::StoreError;
 
 /// The advisory lock taken while numbering a report ("report"): reports
 /// from every collector share one pseudo-agent's sequence.
-const REPORT_LOCK: i64 = 0x72_6570_6f72_74;
+const REPORT_LOCK: i64 = 0x7265_706f_7274;
 
 impl Shared {
     pub async fn store_report(
