@@ -7,6 +7,8 @@
 
 use rusqlite::Connection;
 
+use crate::store::coverage::Sighting;
+
 use crate::config::Fleet;
 use crate::console::tz::{add_days, parse_clock, parse_weekday, Zone};
 
@@ -111,34 +113,38 @@ pub fn silent_stations(
     fleet: &Fleet,
     zone: &Zone,
 ) -> rusqlite::Result<Vec<SilentStation>> {
+    Ok(silent_among(
+        crate::store::sqlite::fleet::sightings(conn)?,
+        now_ms,
+        fleet,
+        zone,
+    ))
+}
+
+/// Of `sightings` (least recently heard from first), those silent for
+/// longer than `fleet.silent_after_mins` of school time at `now_ms`.
+pub fn silent_among(
+    sightings: Vec<Sighting>,
+    now_ms: i64,
+    fleet: &Fleet,
+    zone: &Zone,
+) -> Vec<SilentStation> {
     let school = SchoolTime::new(fleet, zone.clone());
     let limit_ms = i64::try_from(fleet.silent_after_mins)
         .unwrap_or(i64::MAX / 60_000)
         .saturating_mul(60_000);
-    let mut stmt = conn.prepare(
-        "SELECT agent_id, station, grp, last_seen_ms, enrolled_ms FROM agents
-         WHERE revoked = 0 ORDER BY COALESCE(last_seen_ms, enrolled_ms), station",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            SilentStation {
-                agent_id: r.get(0)?,
-                station: r.get(1)?,
-                grp: r.get(2)?,
-                last_seen_ms: r.get(3)?,
-            },
-            r.get::<_, i64>(4)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (s, enrolled) = row?;
-        let since = s.last_seen_ms.unwrap_or(enrolled);
-        if school.school_ms_between(since, now_ms) > limit_ms {
-            out.push(s);
-        }
-    }
-    Ok(out)
+    sightings
+        .into_iter()
+        .filter(|s| {
+            school.school_ms_between(s.last_seen_ms.unwrap_or(s.enrolled_ms), now_ms) > limit_ms
+        })
+        .map(|s| SilentStation {
+            agent_id: s.agent_id,
+            station: s.station,
+            grp: s.grp,
+            last_seen_ms: s.last_seen_ms,
+        })
+        .collect()
 }
 
 #[cfg(test)]

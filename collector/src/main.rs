@@ -334,7 +334,6 @@ fn main() -> Result<()> {
         Command::Agents { .. } => Some("agents"),
         Command::Backup { .. } => Some("backup"),
         Command::Restore { .. } => Some("restore"),
-        Command::Purge { .. } => Some("purge"),
         _ => None,
     };
     if let Some(command) = unmoved {
@@ -567,7 +566,19 @@ fn main() -> Result<()> {
         Command::Migrate { to } => migrate(&dir, &to),
         Command::Purge { dry_run } => {
             let config = CollectorConfig::load(&config_path(&dir))?;
-            let report = tutela_collector::retention::run_once(&dir, &config.retention, dry_run)?;
+            let location = store::Location::new(&dir, &config.storage.url)?;
+            let report = if location.shared() {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(tutela_collector::retention::run_once_at(
+                        &location,
+                        &config.retention,
+                        dry_run,
+                    ))?
+            } else {
+                tutela_collector::retention::run_once(&dir, &config.retention, dry_run)?
+            };
             println!("{report}");
             Ok(())
         }

@@ -12,6 +12,7 @@ use tutela_proto::v1::{HeartbeatBody, RuleBundle};
 use tutela_rules::lint::{lint, Level};
 use tutela_rules::Pack;
 
+use crate::store::exemption::AuditNote;
 pub use crate::store::publication::ShadowTotal;
 use crate::store::publication::{BundleRow, NewBundle, Published};
 use crate::store::{self, sqlite, Store, StoreError};
@@ -118,6 +119,35 @@ pub async fn push_to(
     let (bundle, ids) = sign_checked(key, &text, shadow, &report)?;
     let outcome = store
         .publish_bundle(&new_bundle(&report, shadow, &bundle, &text, &ids))
+        .await?;
+    published(outcome, shadow, report)
+}
+
+/// As [`check`], against the bundles in `store` (either backend).
+pub async fn check_in(
+    store: &Store,
+    text: &str,
+    origin: &str,
+    shadow: bool,
+) -> Result<CheckReport, PublishError> {
+    let live = store.latest_bundle(false).await?;
+    let newest_of_kind = store.latest_bundle(shadow).await?.map(|b| b.version);
+    check_against(text, origin, shadow, live, newest_of_kind)
+}
+
+/// Signs and publishes a pack that [`check_in`] passed, in `store`, with
+/// `note` written to the audit log in the same transaction.
+pub async fn publish_checked_to(
+    store: &Store,
+    key: &Ed25519KeyPair,
+    text: &str,
+    shadow: bool,
+    report: CheckReport,
+    note: &AuditNote,
+) -> Result<PushReport, PublishError> {
+    let (bundle, ids) = sign_checked(key, text, shadow, &report)?;
+    let outcome = store
+        .publish_bundle_audited(&new_bundle(&report, shadow, &bundle, text, &ids), note)
         .await?;
     published(outcome, shadow, report)
 }
@@ -265,8 +295,11 @@ pub fn publish_checked(
     report: CheckReport,
 ) -> Result<PushReport, PublishError> {
     let (bundle, ids) = sign_checked(key, text, shadow, &report)?;
-    let outcome =
-        sqlite::publication::insert(conn, &new_bundle(&report, shadow, &bundle, text, &ids))?;
+    let outcome = sqlite::publication::insert(
+        conn,
+        &new_bundle(&report, shadow, &bundle, text, &ids),
+        None,
+    )?;
     published(outcome, shadow, report)
 }
 

@@ -9,7 +9,11 @@
 //! audit log records that a report arrived, never from where.
 
 use ring::rand::{SecureRandom, SystemRandom};
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
+
+use crate::store::exemption::AuditNote;
+use crate::store::reports::NewReport;
+use crate::store::{Store, StoreError};
 
 use crate::store::now_ms;
 
@@ -125,46 +129,55 @@ fn event_id() -> String {
     hex::encode(b)
 }
 
+/// The row and audit entry a report is stored as.
+fn new_report<'a>(report: &'a Report, event_id: &'a str, now: i64) -> NewReport<'a> {
+    NewReport {
+        event_id,
+        agent_id: AGENT,
+        time_ms: now,
+        user: report.name.as_deref().unwrap_or(""),
+        source: SOURCE,
+        text: &report.text,
+        category: report.category.as_deref().unwrap_or(UNSORTED),
+        severity: report.severity(),
+        rule_id: RULE,
+    }
+}
+
+fn note(report: &Report) -> impl FnOnce(i64) -> AuditNote + Send + 'static {
+    let detail = format!(
+        "{}{}",
+        if report.name.is_some() {
+            "named"
+        } else {
+            "anonymous"
+        },
+        if report.help_now { "; help now" } else { "" }
+    );
+    move |id| AuditNote {
+        actor: "pupil-report".to_owned(),
+        action: "report_received",
+        target: format!("alert:{id}"),
+        detail,
+    }
+}
+
 /// Stores `report` and its audit entry in one transaction; returns its id.
 pub fn store(conn: &Connection, report: &Report) -> rusqlite::Result<i64> {
-    let now = now_ms();
-    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute(
-        "INSERT INTO alerts (event_id, agent_id, seq, time_ms, received_ms, user, station, source,
-            context, app, app_path, window_title, url, search_query, category, severity, rule_id,
-            term, matches, rules_version, state, repeat_of, body, signature, body_hash, signed_as)
-         VALUES (?1, ?2, (SELECT COALESCE(MAX(seq), 0) + 1 FROM alerts WHERE agent_id = ?2), ?3, ?3,
-            ?4, '', ?5, ?6, '', '', '', '', '', ?7, ?8, ?9, '', '[]', 0, 'new', '', x'', x'', x'', 0)",
-        params![
-            event_id(),
-            AGENT,
-            now,
-            report.name.as_deref().unwrap_or(""),
-            SOURCE,
-            report.text,
-            report.category.as_deref().unwrap_or(UNSORTED),
-            report.severity(),
-            RULE,
-        ],
-    )?;
-    let id = tx.last_insert_rowid();
-    crate::console::audit::append(
-        &tx,
-        "pupil-report",
-        "report_received",
-        &format!("alert:{id}"),
-        &format!(
-            "{}{}",
-            if report.name.is_some() {
-                "named"
-            } else {
-                "anonymous"
-            },
-            if report.help_now { "; help now" } else { "" }
-        ),
-    )?;
-    tx.commit()?;
-    Ok(id)
+    let event_id = event_id();
+    crate::store::sqlite::reports::insert(
+        conn,
+        &new_report(report, &event_id, now_ms()),
+        note(report),
+    )
+}
+
+/// As [`store`], in `store` (either backend).
+pub async fn store_in(store: &Store, report: &Report) -> Result<i64, StoreError> {
+    let event_id = event_id();
+    store
+        .store_report(&new_report(report, &event_id, now_ms()), note(report))
+        .await
 }
 
 #[cfg(test)]

@@ -183,6 +183,23 @@ pub fn spawn_daily(
     })
 }
 
+/// Purges once at the current time in the store at `location`, SQLite or
+/// PostgreSQL (where several collectors may share it; the purge is one
+/// transaction, so running it beside the daily one is safe).
+pub async fn run_once_at(
+    location: &Location,
+    policy: &Retention,
+    dry_run: bool,
+) -> Result<PurgeReport, RetentionError> {
+    if policy.closed_alert_months == 0 {
+        return Err(RetentionError::ZeroMonths);
+    }
+    let cutoff_ms = months_before(store::now_ms(), policy.closed_alert_months);
+    let jobs = Jobs::open(location).await?;
+    let counts = jobs.purge_closed(cutoff_ms, dry_run).await?;
+    Ok(report(cutoff_ms, counts, dry_run))
+}
+
 /// Opens the store in `dir` and purges once at the current time.
 pub fn run_once(
     dir: &Path,

@@ -2,7 +2,8 @@
 // Chromium: a DSL signs in on the first, finds the alert in the queue,
 // opens it and starts its review; on the second collector the alert shows
 // that state, and a deputy escalates it there; back on the first, the page
-// shows the escalation. Ends with one `RESULT <json>` line; a failed check
+// shows the escalation; the navigation's Fleet, Exemptions, Notice, Publish
+// rules and Subject access pages are served by both. Ends with one `RESULT <json>` line; a failed check
 // throws.
 //
 // Environment: CONSOLE_A, CONSOLE_B, PASSWORD, ALERT_ID, CHROMIUM.
@@ -62,8 +63,19 @@ try {
 
   await dsl.reload();
   check(await state(dsl) === 'Escalated', 'the first collector shows the escalation');
-  const fleet = await dsl.request.get(`${a}/fleet`);
-  check(fleet.status() === 404, 'pages that still need the embedded store are not served');
+  // Every link in the navigation leads to a page, on either collector.
+  const links = await dsl.locator('nav a').evaluateAll((as) => as.map((x) => x.getAttribute('href')));
+  for (const href of ['/fleet', '/exemptions', '/notices', '/rules/publish', '/subject-access']) {
+    check(links.includes(href), `the navigation links to ${href}`);
+    const r = await dsl.request.get(`${b}${href}`);
+    check(r.status() === 200, `${href} is served on PostgreSQL`);
+  }
+  await Promise.all([dsl.waitForLoadState('load'), dsl.click('nav a[href="/fleet"]')]);
+  check((await dsl.textContent('#fleet')).includes('LAB1-PC07'),
+    'the Fleet page lists the station enrolled through the first collector');
+  await Promise.all([deputy.waitForLoadState('load'), deputy.click('nav a[href="/exemptions"]')]);
+  check(await deputy.locator('#add-exemption').count() === 1,
+    'the Exemptions page offers the deputy its form on the second collector');
   console.log(`RESULT ${JSON.stringify(result)}`);
 } finally {
   await browser.close();

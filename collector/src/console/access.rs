@@ -338,8 +338,7 @@ pub fn submit(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> 
         ));
     }
     let rows = alert::for_account(app, db, &viewer, account)?;
-    // Notice acknowledgements are kept in the embedded store so far.
-    let acks = crate::notice::acks_of(super::embedded(db)?, account)?;
+    let acks = super::wait(app.shared.acks_of(account))?;
     if rows.is_empty() && acks.is_empty() {
         db.audit(
             &viewer.name,

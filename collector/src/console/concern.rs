@@ -224,7 +224,7 @@ pub fn page(app: &App, _db: &Console<'_>, _req: &Req) -> Result<Response, Fail> 
     Ok(html_response(form(app, &Entered::default(), None)))
 }
 
-pub fn submit(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+pub fn submit(app: &App, _db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
     let entered = Entered {
         name: req.f("name"),
         category: req.f("category"),
@@ -270,8 +270,7 @@ pub fn submit(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> 
             "Too many reports are arriving at once, so yours was not sent yet. Wait a minute, then press Send again. If you need help now, tell any adult in school.",
         );
     }
-    // Pupils' reports are stored through the embedded store so far.
-    if let Err(e) = reports::store(super::embedded(db)?, &report) {
+    if let Err(e) = super::wait(reports::store_in(&app.shared, &report)) {
         tracing::error!(error = %e, "a pupil report could not be stored");
         return again(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -17,7 +17,7 @@ use maud::{html, Markup};
 
 use super::auth::{Role, Viewer};
 use super::html::{csrf, page};
-use super::{deny, embedded, html_response, redirect, session, App, Fail, Req};
+use super::{deny, html_response, redirect, session, wait, App, Fail, Req};
 use crate::store::console::Console;
 use crate::store::fleet::StationChange;
 use crate::store::now_ms;
@@ -68,9 +68,9 @@ impl Station {
 
 /// Every unrevoked station, silent and flagged ones first.
 pub fn stations(app: &App, db: &Console<'_>, now: i64) -> Result<Vec<Station>, Fail> {
-    // Silent stations are worked out over the embedded store so far.
+    let sightings = wait(app.shared.sightings())?;
     let silent: HashSet<String> =
-        crate::coverage::silent_stations(embedded(db)?, now, &app.fleet, &app.zone)?
+        crate::coverage::silent_among(sightings, now, &app.fleet, &app.zone)
             .into_iter()
             .map(|s| s.agent_id)
             .collect();
@@ -98,7 +98,7 @@ pub fn page_handler(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, 
     let flagged = rows.iter().filter(|s| s.health() == "flagged").count();
     let troubled = rows.iter().filter(|s| s.health() == "problem").count();
     let manages = may_manage_stations(viewer.role);
-    let shadow = shadow_section(db)?;
+    let shadow = shadow_section(app)?;
     let body = html! {
         h1 { "Fleet" }
         p #fleet-summary {
@@ -309,16 +309,13 @@ fn station_action(
 }
 
 /// The candidate (shadow) pack's would-be matches per rule, noisiest first.
-fn shadow_section(db: &Console<'_>) -> Result<Markup, Fail> {
-    // Rule candidates are published in the embedded store so far.
-    let conn = embedded(db)?;
-    crate::publish::ensure_schema(conn)?;
-    let Some((version, _, _)) = crate::publish::latest(conn, true)? else {
+fn shadow_section(app: &App) -> Result<Markup, Fail> {
+    let Some(version) = wait(app.shared.latest_bundle(true))?.map(|b| b.version) else {
         return Ok(html! {
             h2 { "Candidate rules (shadow)" } p { "No shadow pack is published." }
         });
     };
-    let (totals, agents) = crate::publish::shadow_totals(conn, version)?;
+    let (totals, agents) = wait(app.shared.shadow_totals(version))?;
     let sum = totals.iter().fold(0i64, |s, t| s.saturating_add(t.count));
     Ok(html! {
         h2 { "Candidate rules (shadow version " (version) ")" }

@@ -4,13 +4,13 @@
 
 use axum::response::Response;
 use maud::html;
-use rusqlite::Connection;
 
 use super::auth::{Role, Viewer};
 use super::html::{csrf, page};
-use super::{deny, html_response, redirect, session, App, Fail, Req};
+use super::{deny, html_response, redirect, session, wait, App, Fail, Req};
 use crate::exemption::{self, NewExemption};
-use crate::store::now_ms;
+use crate::store::console::Console;
+use crate::store::{now_ms, StoreError};
 
 fn owns_exemptions(viewer: &Viewer) -> bool {
     matches!(viewer.role, Role::Dsl | Role::DeputyDsl)
@@ -28,27 +28,20 @@ fn parse_end(app: &App, text: &str, now: i64) -> Result<i64, String> {
     })
 }
 
-pub fn list_page(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = session(conn, req)?;
+pub fn list_page(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(db, req)?;
     if !viewer.role.sees_fleet() {
-        return Err(deny(conn, &viewer, "exemptions"));
+        return Err(deny(db, &viewer, "exemptions"));
     }
-    Ok(html_response(render(app, conn, &viewer, None)?))
+    Ok(html_response(render(app, &viewer, None)?))
 }
 
-fn render(
-    app: &App,
-    conn: &Connection,
-    viewer: &Viewer,
-    error: Option<&str>,
-) -> rusqlite::Result<String> {
+fn render(app: &App, viewer: &Viewer, error: Option<&str>) -> Result<String, StoreError> {
     let now = now_ms();
-    let exemptions = exemption::list(conn)?;
+    let exemptions = wait(app.shared.exemptions())?;
     let owns = owns_exemptions(viewer);
     let groups: Vec<String> = if owns {
-        conn.prepare("SELECT DISTINCT grp FROM agents WHERE grp <> '' ORDER BY grp")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?
+        wait(app.shared.group_agents(""))?.groups
     } else {
         Vec::new()
     };
@@ -96,15 +89,15 @@ fn render(
     Ok(page("Exemptions", Some(viewer), body))
 }
 
-pub fn add(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = session(conn, req)?;
+pub fn add(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(db, req)?;
     if !owns_exemptions(&viewer) {
-        return Err(deny(conn, &viewer, "exemptions: add"));
+        return Err(deny(db, &viewer, "exemptions: add"));
     }
     let now = now_ms();
     let ends_ms = match parse_end(app, req.f("until"), now) {
         Ok(ms) => ms,
-        Err(e) => return Ok(html_response(render(app, conn, &viewer, Some(&e))?)),
+        Err(e) => return Ok(html_response(render(app, &viewer, Some(&e))?)),
     };
     let new = NewExemption {
         group: req.f("group").to_owned(),
@@ -115,27 +108,24 @@ pub fn add(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
         starts_ms: now,
         ends_ms,
     };
-    match exemption::add(conn, &new) {
+    match wait(exemption::add_to(&app.shared, &new)) {
         Ok(_) => Ok(redirect("/exemptions")),
         Err(exemption::ExemptionError::Db(e)) => Err(Fail::Db(e)),
-        Err(e) => Ok(html_response(render(
-            app,
-            conn,
-            &viewer,
-            Some(&e.to_string()),
-        )?)),
+        Err(exemption::ExemptionError::Store(e)) => Err(Fail::Store(e)),
+        Err(e) => Ok(html_response(render(app, &viewer, Some(&e.to_string()))?)),
     }
 }
 
-pub fn revoke(_app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = session(conn, req)?;
+pub fn revoke(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(db, req)?;
     if !owns_exemptions(&viewer) {
-        return Err(deny(conn, &viewer, "exemptions: revoke"));
+        return Err(deny(db, &viewer, "exemptions: revoke"));
     }
-    match exemption::revoke(conn, req.id(), &viewer.name) {
+    match wait(exemption::revoke_in(&app.shared, req.id(), &viewer.name)) {
         Ok(()) => Ok(redirect("/exemptions")),
         Err(exemption::ExemptionError::NotFound(_)) => Err(Fail::NotFound),
         Err(exemption::ExemptionError::Db(e)) => Err(Fail::Db(e)),
+        Err(exemption::ExemptionError::Store(e)) => Err(Fail::Store(e)),
         Err(e) => Err(Fail::BadRequest(e.to_string())),
     }
 }

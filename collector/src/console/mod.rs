@@ -5,8 +5,9 @@
 //!
 //! Every request runs on a blocking thread with the console's handle on the
 //! store ([`crate::store::console::Console`]); pages are functions from rows
-//! to maud templates, which escape every value. Rule publication, exemptions
-//! and notices still take the SQLite connection (see [`LegacyPage`]).
+//! to maud templates, which escape every value. Pages that change what
+//! agents hold (rule publication, exemptions, notices) go through the
+//! collector's [`crate::store::Store`], on either backend ([`App::shared`]).
 
 pub mod access;
 pub mod alert;
@@ -51,6 +52,9 @@ use tz::Zone;
 #[derive(Clone)]
 pub struct App {
     pub store: ConsoleStore,
+    /// The collector's store, for what agents hold (rule publication,
+    /// exemptions, notices), pupils' reports and fleet figures.
+    pub shared: crate::store::Store,
     pub vault: Arc<CaptureVault>,
     /// Where the sealed captures are (the database, or a bucket).
     pub blobs: crate::store::blob::Blobs,
@@ -83,7 +87,8 @@ impl App {
     pub fn open(dir: &Path, config: &ConsoleConfig) -> anyhow::Result<Self> {
         let store = ConsoleStore::open_sqlite(dir)?;
         let rule_key = store.with(settings::rule_id_key).0?;
-        Self::assemble(dir, config, store, rule_key)
+        let shared = crate::store::Store::Sqlite(crate::store::sqlite::Shared::open(dir)?);
+        Self::assemble(dir, config, store, shared, rule_key)
     }
 
     /// Opens the store at `location` (SQLite in `dir`, or PostgreSQL) and
@@ -95,15 +100,29 @@ impl App {
     ) -> anyhow::Result<Self> {
         let store = ConsoleStore::open(location).await?;
         let rule_key = store.run(settings::rule_id_key).await?;
-        Self::assemble(dir, config, store, rule_key)
+        let shared = crate::store::Store::open(location).await?;
+        Self::assemble(dir, config, store, shared, rule_key)
     }
 
     fn assemble(
         dir: &Path,
         config: &ConsoleConfig,
         store: ConsoleStore,
+        shared: crate::store::Store,
         rule_key: Vec<u8>,
     ) -> anyhow::Result<Self> {
+        if store.embedded() {
+            // Tables SQLite makes when first used, read by the pages below.
+            store
+                .with(|db| -> rusqlite::Result<()> {
+                    if let Some(c) = db.legacy() {
+                        crate::publish::ensure_schema(c)?;
+                        crate::notice::ensure_schema(c)?;
+                    }
+                    Ok(())
+                })
+                .0?;
+        }
         let rule_key = Arc::new(rule_key);
         let zone = Zone::parse(&config.time_zone).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "unknown console time_zone; showing UTC");
@@ -111,6 +130,7 @@ impl App {
         });
         Ok(Self {
             store,
+            shared,
             vault: Arc::new(CaptureVault::load(dir)?),
             blobs: match crate::config::CollectorConfig::load(&dir.join("collector.toml")) {
                 Ok(c) => crate::store::blob::Blobs::connect(&c.storage.captures)?,
@@ -201,12 +221,10 @@ pub enum Fail {
     /// Someone else changed the alert first.
     Conflict(String),
     Store(StoreError),
-    /// A database error in a page not yet moved behind the store.
+    /// A database error from a SQLite-only call.
     Db(rusqlite::Error),
     /// A page left its transaction open; it was rolled back.
     Unsaved,
-    /// The page still needs the embedded store.
-    EmbeddedOnly,
 }
 
 impl From<StoreError> for Fail {
@@ -243,11 +261,6 @@ impl Fail {
                     .to_owned(),
             ),
             Fail::Conflict(why) => (StatusCode::CONFLICT, why),
-            Fail::EmbeddedOnly => (
-                StatusCode::NOT_IMPLEMENTED,
-                "This page needs the embedded (SQLite) store so far; use it on a collector that runs on SQLite."
-                    .to_owned(),
-            ),
             Fail::Db(e) => return Fail::Store(e.into()).response(json),
             Fail::Store(e) => {
                 tracing::error!(error = %e, "console database error");
@@ -300,14 +313,6 @@ pub fn redirect(to: &str) -> Response {
     r
 }
 
-/// Starts a write transaction (`BEGIN IMMEDIATE`) on the console's shared
-/// SQLite connection, for the pages not yet moved behind the store. An
-/// action and its audit entry go in one: both commit or neither does, and an
-/// early return (`?`) rolls back when the transaction is dropped.
-pub fn write_tx(conn: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
-    crate::store::sqlite::write_tx(conn)
-}
-
 /// The console's store, or the SQLite connection of a page not yet moved
 /// behind it: what [`session`] and [`deny`] take.
 pub trait AsConsole {
@@ -326,10 +331,10 @@ impl AsConsole for Console<'_> {
     }
 }
 
-/// The SQLite connection for a page that calls a module not yet moved
-/// behind the store; on other backends the page is refused.
-pub fn embedded<'a>(db: &'a Console<'_>) -> Result<&'a Connection, Fail> {
-    db.legacy().ok_or(Fail::EmbeddedOnly)
+/// Runs `work` (a call on [`App::shared`]) to its end from a page, which
+/// runs on a blocking thread of the runtime.
+pub fn wait<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Handle::current().block_on(work)
 }
 
 /// Whether a request is the queue page's background poll. A poll does not
@@ -368,15 +373,10 @@ pub fn deny(db: &(impl AsConsole + ?Sized), viewer: &Viewer, target: &str) -> Fa
 /// A page: it reads and writes through the console's store.
 type Page = fn(&App, &Console<'_>, &Req) -> Result<Response, Fail>;
 
-/// A page that still takes the SQLite connection (rule publication,
-/// exemptions, notices); refused on other backends.
-type LegacyPage = fn(&App, &Connection, &Req) -> Result<Response, Fail>;
-
-/// Either kind of page.
+/// What a route runs.
 #[derive(Clone, Copy)]
 enum Handler {
     Store(Page),
-    Legacy(LegacyPage),
 }
 
 impl From<Page> for Handler {
@@ -389,7 +389,6 @@ impl Handler {
     fn run(self, app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
         match self {
             Handler::Store(page) => page(app, db, req),
-            Handler::Legacy(page) => page(app, embedded(db)?, req),
         }
     }
 }
@@ -613,18 +612,11 @@ macro_rules! page {
     };
 }
 
-/// A page that still takes the SQLite connection.
-macro_rules! legacy_page {
-    ($f:path) => {
-        |State(app): State<App>, request: Request| call(app, Handler::Legacy($f), None, request)
-    };
-}
-
 /// A page whose form may be larger than the default limit.
 macro_rules! large_form_page {
     ($f:path, $limit:expr) => {
         |State(app): State<App>, request: Request| {
-            call_limited(app, Handler::Legacy($f), None, request, $limit)
+            call_limited(app, Handler::Store($f), None, request, $limit)
         }
     };
 }
@@ -633,15 +625,6 @@ macro_rules! alert_page {
     ($f:path) => {
         |State(app): State<App>, UrlPath(id): UrlPath<i64>, request: Request| {
             call(app, Handler::Store($f), Some(id), request)
-        }
-    };
-}
-
-/// An id-taking page that still takes the SQLite connection.
-macro_rules! legacy_id_page {
-    ($f:path) => {
-        |State(app): State<App>, UrlPath(id): UrlPath<i64>, request: Request| {
-            call(app, Handler::Legacy($f), Some(id), request)
         }
     };
 }
@@ -655,12 +638,9 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     r
 }
 
-/// The console's routes. Off the embedded store, the pages that still need
-/// it (rule publication, exemptions, notices, the Fleet page, pupils'
-/// reports, subject access) are not served.
+/// The console's routes, the same on every backend.
 pub fn router(app: App) -> Router {
-    let embedded = app.store.embedded();
-    let router = Router::new()
+    Router::new()
         .route("/", get(|| async { redirect("/queue") }))
         .route(
             "/login",
@@ -700,11 +680,7 @@ pub fn router(app: App) -> Router {
         .route(
             "/assets/console.js",
             get(|| async { asset("text/javascript; charset=utf-8", html::JS) }),
-        );
-    if !embedded {
-        return router.with_state(app);
-    }
-    router
+        )
         .route(
             "/concern",
             get(page!(concern::page)).post(|State(app): State<App>, request: Request| {
@@ -724,22 +700,22 @@ pub fn router(app: App) -> Router {
         )
         .route(
             "/notices",
-            get(legacy_page!(notice::page_handler))
+            get(page!(notice::page_handler))
                 .post(large_form_page!(notice::submit, notice::FORM_LIMIT)),
         )
         .route("/fleet", get(page!(coverage::page_handler)))
         .route("/fleet/clear-flag", post(page!(coverage::clear_flag)))
         .route("/fleet/revoke", post(page!(coverage::revoke)))
-        .route("/exemptions", get(legacy_page!(exemptions::list_page)))
+        .route("/exemptions", get(page!(exemptions::list_page)))
         .route(
             "/rules/publish",
-            get(legacy_page!(publish::page_handler))
+            get(page!(publish::page_handler))
                 .post(large_form_page!(publish::submit, publish::FORM_LIMIT)),
         )
-        .route("/exemptions/add", post(legacy_page!(exemptions::add)))
+        .route("/exemptions/add", post(page!(exemptions::add)))
         .route(
             "/exemptions/{id}/revoke",
-            post(legacy_id_page!(exemptions::revoke)),
+            post(alert_page!(exemptions::revoke)),
         )
         .with_state(app)
 }

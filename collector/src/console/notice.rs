@@ -5,13 +5,15 @@
 
 use axum::response::Response;
 use maud::{html, Markup};
-use rusqlite::Connection;
 use tutela_proto::limits::MAX_NOTICE_CHARS;
 
 use super::auth::{Role, Viewer};
 use super::html::{csrf, page, url_value};
-use super::{deny, html_response, redirect, session, App, Fail, FormLimit, Req};
+use super::{deny, html_response, redirect, session, wait, App, Fail, FormLimit, Req};
 use crate::notice::{self, Mode, NewNotice, NoticeError};
+use crate::store::console::Console;
+use crate::store::notice::StoredNotice;
+use crate::store::StoreError;
 
 /// 4,000 characters of any script, percent-encoded, and the other fields.
 pub const FORM_LIMIT: FormLimit = FormLimit {
@@ -31,13 +33,13 @@ fn default_concern_url(app: &App) -> String {
         .unwrap_or_default()
 }
 
-pub fn page_handler(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = session(conn, req)?;
+pub fn page_handler(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(db, req)?;
     if !viewer.role.reviews() {
-        return Err(deny(conn, &viewer, "notices"));
+        return Err(deny(db, &viewer, "notices"));
     }
     let group = req.q("group").trim().to_owned();
-    Ok(html_response(render(app, conn, &viewer, &group, None)?))
+    Ok(html_response(render(app, &viewer, &group, None)?))
 }
 
 /// What the form held when it was refused, to show it again.
@@ -50,20 +52,26 @@ struct Draft<'a> {
 
 fn render(
     app: &App,
-    conn: &Connection,
     viewer: &Viewer,
     selected: &str,
     draft: Option<Draft<'_>>,
-) -> rusqlite::Result<String> {
-    let groups = notice::groups(conn)?;
+) -> Result<String, StoreError> {
+    let notices = wait(app.shared.current_notices())?;
+    // Groups with a notice or with enrolled stations, sorted.
+    let mut groups: Vec<String> = notices.iter().map(|n| n.grp.clone()).collect();
+    groups.extend(wait(app.shared.group_agents(""))?.groups);
+    groups.sort();
+    groups.dedup();
     let mut rows = Vec::with_capacity(groups.len());
     for g in &groups {
-        rows.push((g, notice::current(conn, g)?, notice::acceptance(conn, g)?));
+        let current = notices.iter().find(|n| &n.grp == g).cloned();
+        rows.push((g, current, wait(notice::acceptance_in(&app.shared, g))?));
     }
     let section = if selected.is_empty() {
         None
     } else {
-        Some(group_section(app, conn, viewer, selected, draft)?)
+        let current = notices.iter().find(|n| n.grp == selected).cloned();
+        Some(group_section(app, viewer, selected, current, draft)?)
     };
     let body = html! {
         h1 { "Monitoring notice" }
@@ -107,13 +115,12 @@ fn render(
 
 fn group_section(
     app: &App,
-    conn: &Connection,
     viewer: &Viewer,
     group: &str,
+    current: Option<StoredNotice>,
     draft: Option<Draft<'_>>,
-) -> rusqlite::Result<Markup> {
-    let current = notice::current(conn, group)?;
-    let acceptance = notice::acceptance(conn, group)?;
+) -> Result<Markup, StoreError> {
+    let acceptance = wait(notice::acceptance_in(&app.shared, group))?;
     let (text, mode, url, error) = match &draft {
         Some(d) => (
             d.text.to_owned(),
@@ -202,10 +209,10 @@ fn group_section(
     })
 }
 
-pub fn submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = session(conn, req)?;
+pub fn submit(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(db, req)?;
     if !writes_notices(&viewer) {
-        return Err(deny(conn, &viewer, "notices: set"));
+        return Err(deny(db, &viewer, "notices: set"));
     }
     let group = req.f("group").trim();
     let refused = |error: String| -> Result<Response, Fail> {
@@ -217,7 +224,7 @@ pub fn submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
         };
         Ok(super::with_status(
             axum::http::StatusCode::BAD_REQUEST,
-            html_response(render(app, conn, &viewer, group, Some(draft))?),
+            html_response(render(app, &viewer, group, Some(draft))?),
         ))
     };
     let Some(mode) = Mode::parse(req.f("mode")) else {
@@ -237,16 +244,10 @@ pub fn submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
         concern_url: req.f("concern_url").to_owned(),
         created_by: viewer.name.clone(),
     };
-    let tx = super::write_tx(conn)?;
-    match notice::set(&tx, &key, &new) {
-        Ok(_) => {
-            tx.commit()?;
-            Ok(redirect(&format!("/notices?group={}", url_value(group))))
-        }
+    match wait(notice::set_in(&app.shared, &key, &new)) {
+        Ok(_) => Ok(redirect(&format!("/notices?group={}", url_value(group)))),
         Err(NoticeError::Db(e)) => Err(Fail::Db(e)),
-        Err(e) => {
-            drop(tx);
-            refused(e.to_string())
-        }
+        Err(NoticeError::Store(e)) => Err(Fail::Store(e)),
+        Err(e) => refused(e.to_string()),
     }
 }

@@ -6,12 +6,13 @@
 
 use axum::response::Response;
 use maud::html;
-use rusqlite::Connection;
 
 use super::auth::{Role, Viewer};
 use super::html::{csrf, page};
-use super::{audit, deny, html_response, session, App, Fail, Req};
+use super::{deny, html_response, session, wait, App, Fail, Req};
 use crate::publish::{self, CheckReport, PublishError};
+use crate::store::console::Console;
+use crate::store::exemption::AuditNote;
 
 /// A whole pack, pasted: far more than the console's default form limit
 /// (the shipped en-GB pack is about 130 KB, and more once form-encoded).
@@ -26,13 +27,12 @@ pub fn may_publish(role: Role) -> bool {
     matches!(role, Role::Technician | Role::Dsl | Role::DeputyDsl)
 }
 
-pub fn page_handler(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = session(conn, req)?;
+pub fn page_handler(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(db, req)?;
     if !may_publish(viewer.role) {
-        return Err(deny(conn, &viewer, "rules: publish"));
+        return Err(deny(db, &viewer, "rules: publish"));
     }
-    publish::ensure_schema(conn)?;
-    let live = publish::latest(conn, false)?.map(|(_, _, text)| text);
+    let live = wait(app.shared.latest_bundle(false))?.map(|b| b.pack_toml);
     Ok(html_response(render(
         app,
         &viewer,
@@ -43,16 +43,17 @@ pub fn page_handler(app: &App, conn: &Connection, req: &Req) -> Result<Response,
     )))
 }
 
-pub fn submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail> {
-    let viewer = session(conn, req)?;
+pub fn submit(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(db, req)?;
     if !may_publish(viewer.role) {
-        return Err(deny(conn, &viewer, "rules: publish"));
+        return Err(deny(db, &viewer, "rules: publish"));
     }
     let text = req.f("pack").replace("\r\n", "\n");
     let shadow = req.f("shadow") == "on";
-    let report = match publish::check(conn, &text, "pack", shadow) {
+    let report = match wait(publish::check_in(&app.shared, &text, "pack", shadow)) {
         Ok(r) => r,
         Err(PublishError::Db(e)) => return Err(Fail::Db(e)),
+        Err(PublishError::Store(e)) => return Err(Fail::Store(e)),
         Err(e) => {
             return Ok(html_response(render(
                 app,
@@ -82,22 +83,27 @@ pub fn submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
         )
     })?;
     // The publication and its audit entry commit together, or neither does.
-    let tx = super::write_tx(conn)?;
-    match publish::publish_checked(&tx, &key, &text, shadow, report.clone()) {
+    let kind = if shadow { "shadow" } else { "live" };
+    let note = AuditNote {
+        actor: viewer.name.clone(),
+        action: "rules-publish",
+        target: format!("rules:{}:{}", report.pack_id, report.version),
+        detail: format!(
+            "{kind}; added {}; removed {}",
+            rule_list(&report.added),
+            rule_list(&report.removed)
+        ),
+    };
+    let published = wait(publish::publish_checked_to(
+        &app.shared,
+        &key,
+        &text,
+        shadow,
+        report.clone(),
+        &note,
+    ));
+    match published {
         Ok(done) => {
-            let kind = if shadow { "shadow" } else { "live" };
-            audit::append(
-                &tx,
-                &viewer.name,
-                "rules-publish",
-                &format!("rules:{}:{}", report.pack_id, done.version),
-                &format!(
-                    "{kind}; added {}; removed {}",
-                    rule_list(&done.added),
-                    rule_list(&done.removed)
-                ),
-            )?;
-            tx.commit()?;
             let body = html! {
                 h1 { "Rules published" }
                 p #published {
@@ -109,6 +115,7 @@ pub fn submit(app: &App, conn: &Connection, req: &Req) -> Result<Response, Fail>
             Ok(html_response(page("Rules published", Some(&viewer), body)))
         }
         Err(PublishError::Db(e)) => Err(Fail::Db(e)),
+        Err(PublishError::Store(e)) => Err(Fail::Store(e)),
         Err(e) => Ok(html_response(render(
             app,
             &viewer,

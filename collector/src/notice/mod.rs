@@ -378,7 +378,7 @@ pub async fn acceptance_in(store: &Store, group: &str) -> Result<Acceptance, Sto
     Ok(split(group, version, store.notice_standings(group).await?))
 }
 
-fn split(group: &str, version: u32, standings: Vec<Standing>) -> Acceptance {
+pub(crate) fn split(group: &str, version: u32, standings: Vec<Standing>) -> Acceptance {
     let mut out = Acceptance {
         group: group.to_owned(),
         version,

@@ -56,8 +56,7 @@ impl ConsoleStore {
         }
     }
 
-    /// Whether this is the embedded store, which the pages not yet moved
-    /// behind the store need.
+    /// Whether this is the embedded store (SQLite).
     pub fn embedded(&self) -> bool {
         matches!(self, Self::Sqlite(_))
     }
@@ -118,9 +117,8 @@ macro_rules! on {
 }
 
 impl Console<'_> {
-    /// The SQLite connection, for the pages that call modules not yet moved
-    /// behind the store (rule publication, exemptions, notices, pupils'
-    /// reports, silent stations); `None` on other backends.
+    /// The SQLite connection (to create tables SQLite makes when first
+    /// used); `None` on other backends.
     pub fn legacy(&self) -> Option<&Connection> {
         match self {
             Console::Sqlite(c) => Some(c),

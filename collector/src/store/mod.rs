@@ -78,9 +78,11 @@ macro_rules! backend {
 }
 
 // Declared after `backend!`, which they use.
+pub mod coverage;
 pub mod exemption;
 pub mod notice;
 pub mod publication;
+pub mod reports;
 
 impl Store {
     /// Opens the store at `location`, creating or upgrading its schema.

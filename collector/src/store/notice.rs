@@ -102,6 +102,11 @@ impl Store {
         backend!(self, s => super::sqlite::notice::insert_ack(&s.conn(), ack), s.insert_ack(ack).await)
     }
 
+    /// Every acknowledgement `user` gave (case-insensitive), oldest first.
+    pub async fn acks_of(&self, user: &str) -> Result<Vec<AckRecord>, StoreError> {
+        backend!(self, s => super::sqlite::notice::acks_of(&s.conn(), user), s.acks_of(user).await)
+    }
+
     /// The pupils known in `group` with the newest version each acknowledged.
     pub async fn notice_standings(&self, group: &str) -> Result<Vec<Standing>, StoreError> {
         backend!(self, s => super::sqlite::notice::standings(&s.conn(), group), s.notice_standings(group).await)

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use tutela_proto::v1::SignedNotice;
 
-use super::exemption::Exemption;
+use super::exemption::{AuditNote, Exemption};
 use super::{Store, StoreError};
 
 /// The PostgreSQL channel every change agents must hear of (a publication,
@@ -101,7 +101,17 @@ impl Store {
     /// Stores a bundle (with a shadow candidate's rule ids), drops what
     /// older candidates left, and tells every collector's agents.
     pub async fn publish_bundle(&self, new: &NewBundle<'_>) -> Result<Published, StoreError> {
-        backend!(self, s => super::sqlite::publication::insert(&s.conn(), new), s.publish_bundle(new).await)
+        backend!(self, s => super::sqlite::publication::insert(&s.conn(), new, None), s.publish_bundle(new, None).await)
+    }
+
+    /// As [`Store::publish_bundle`], with `note` written to the audit log in
+    /// the same transaction (nothing is written when the bundle is refused).
+    pub async fn publish_bundle_audited(
+        &self,
+        new: &NewBundle<'_>,
+        note: &AuditNote,
+    ) -> Result<Published, StoreError> {
+        backend!(self, s => super::sqlite::publication::insert(&s.conn(), new, Some(note)), s.publish_bundle(new, Some(note)).await)
     }
 
     /// Shadow `version`'s counts per rule, noisiest first, and how many agents report it.

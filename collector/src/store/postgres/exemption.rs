@@ -9,10 +9,10 @@ use crate::store::audit::{entry_hash, Entry, GENESIS};
 use crate::store::exemption::{AuditNote, Exemption, GroupAgents, NewExemptionRow, Revoked};
 use crate::store::StoreError;
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "id, grp, category, term, reason, created_by, created_ms, starts_ms, ends_ms, revoked_ms";
 
-fn row(r: &tokio_postgres::Row) -> Exemption {
+pub(super) fn row(r: &tokio_postgres::Row) -> Exemption {
     Exemption {
         id: r.get(0),
         grp: r.get(1),

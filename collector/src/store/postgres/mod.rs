@@ -22,6 +22,7 @@ mod lease;
 mod mail;
 mod notice;
 mod publication;
+mod reports;
 mod retention;
 mod review;
 pub mod schema;

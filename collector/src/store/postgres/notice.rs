@@ -1,12 +1,13 @@
 //! Monitoring notices and acknowledgements on PostgreSQL.
 
+use tokio_postgres::GenericClient;
 use tutela_proto::v1::SignedNotice;
 
 use super::exemption::audit;
 use super::publication::ANNOUNCE;
 use super::Shared;
 use crate::store::exemption::AuditNote;
-use crate::store::notice::{AckRow, NewNoticeRow, Signer, Standing, StoredNotice};
+use crate::store::notice::{AckRecord, AckRow, NewNoticeRow, Signer, Standing, StoredNotice};
 use crate::store::StoreError;
 
 const COLUMNS: &str =
@@ -130,35 +131,74 @@ impl Shared {
         Ok(stored == 1)
     }
 
-    pub async fn notice_standings(&self, group: &str) -> Result<Vec<Standing>, StoreError> {
+    pub async fn acks_of(&self, user: &str) -> Result<Vec<AckRecord>, StoreError> {
         let rows = self
             .client()
             .await?
             .query(
-                r#"WITH known AS (
-                     SELECT "user" FROM notice_acks WHERE grp = $1
-                     UNION
-                     SELECT a."user" FROM alerts a JOIN agents g ON g.agent_id = a.agent_id
-                     WHERE g.grp = $1 AND a.source <> 'pupil_report' AND a."user" <> ''
-                 ), newest AS (
-                     SELECT DISTINCT ON ("user") "user", version, time_ms, station
-                     FROM notice_acks WHERE grp = $1
-                     ORDER BY "user", version DESC, time_ms DESC
-                 )
-                 SELECT k."user", n.version, n.time_ms, n.station
-                 FROM known k LEFT JOIN newest n ON n."user" = k."user"
-                 ORDER BY k."user""#,
-                &[&group],
+                r#"SELECT time_ms, station, grp, version FROM notice_acks
+                 WHERE lower("user") = lower($1) ORDER BY time_ms, id"#,
+                &[&user],
             )
             .await?;
         Ok(rows
             .iter()
-            .map(|r| Standing {
-                user: r.get(0),
-                version: r.get::<_, Option<i64>>(1).map_or(0, |v| v as u32),
-                time_ms: r.get(2),
-                station: r.get::<_, Option<String>>(3).unwrap_or_default(),
+            .map(|r| AckRecord {
+                time_ms: r.get(0),
+                station: r.get(1),
+                group: r.get(2),
+                version: r.get::<_, i64>(3) as u32,
             })
             .collect())
     }
+
+    pub async fn notice_standings(&self, group: &str) -> Result<Vec<Standing>, StoreError> {
+        let client = self.client().await?;
+        standings(&*client, group).await
+    }
+}
+
+/// Every current notice, newest version per group.
+pub(super) async fn current_all(c: &impl GenericClient) -> Result<Vec<StoredNotice>, StoreError> {
+    let rows = c
+        .query(
+            &format!("SELECT DISTINCT ON (grp) {COLUMNS} FROM notices ORDER BY grp, version DESC"),
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(row).collect())
+}
+
+/// Who in `group` acknowledged which version last (see `notice::acceptance_in`).
+pub(super) async fn standings(
+    c: &impl GenericClient,
+    group: &str,
+) -> Result<Vec<Standing>, StoreError> {
+    let rows = c
+        .query(
+            r#"WITH known AS (
+                 SELECT "user" FROM notice_acks WHERE grp = $1
+                 UNION
+                 SELECT a."user" FROM alerts a JOIN agents g ON g.agent_id = a.agent_id
+                 WHERE g.grp = $1 AND a.source <> 'pupil_report' AND a."user" <> ''
+             ), newest AS (
+                 SELECT DISTINCT ON ("user") "user", version, time_ms, station
+                 FROM notice_acks WHERE grp = $1
+                 ORDER BY "user", version DESC, time_ms DESC
+             )
+             SELECT k."user", n.version, n.time_ms, n.station
+             FROM known k LEFT JOIN newest n ON n."user" = k."user"
+             ORDER BY k."user""#,
+            &[&group],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Standing {
+            user: r.get(0),
+            version: r.get::<_, Option<i64>>(1).map_or(0, |v| v as u32),
+            time_ms: r.get(2),
+            station: r.get::<_, Option<String>>(3).unwrap_or_default(),
+        })
+        .collect())
 }

@@ -12,6 +12,7 @@ use tokio_postgres::AsyncMessage;
 use super::Shared;
 use tutela_proto::v1::HeartbeatBody;
 
+use crate::store::exemption::AuditNote;
 use crate::store::publication::{
     AgentRules, BundleRow, NewBundle, PublicationState, Published, ShadowTotal, CHANNEL,
     MAX_RUN_ID_LEN, MAX_SHADOW_COUNT, MAX_SHADOW_RULES, MAX_SHADOW_RULE_IDS, MAX_SHADOW_RUNS,
@@ -63,7 +64,11 @@ impl Shared {
     /// locks the table (two collectors publishing at once are put in order,
     /// and the later one's version is checked against the earlier's), and
     /// announces it.
-    pub async fn publish_bundle(&self, new: &NewBundle<'_>) -> Result<Published, StoreError> {
+    pub async fn publish_bundle(
+        &self,
+        new: &NewBundle<'_>,
+        note: Option<&AuditNote>,
+    ) -> Result<Published, StoreError> {
         let mut client = self.config.connect().await?;
         let tx = client.transaction().await?;
         tx.batch_execute("LOCK TABLE rule_bundles IN SHARE ROW EXCLUSIVE MODE")
@@ -108,6 +113,9 @@ impl Shared {
             &[&v],
         )
         .await?;
+        if let Some(note) = note {
+            super::exemption::audit(&tx, note).await?;
+        }
         tx.batch_execute(ANNOUNCE).await?;
         tx.commit().await?;
         Ok(Published::Stored)

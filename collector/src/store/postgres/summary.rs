@@ -1,18 +1,20 @@
 //! Weekly summaries on PostgreSQL: the runs, unique per (school, week), and
-//! the week's figures (the same counts as on SQLite). Rule publications,
-//! exemptions and monitoring notices are still kept in the embedded store:
-//! on PostgreSQL the summary leaves those sections empty.
+//! the week's figures (the same counts as on SQLite): alerts, time to first
+//! review, rule publications, exemption changes and notice acknowledgements.
 
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Transaction;
 
+use super::exemption::{row as exemption_row, COLUMNS as EXEMPTION_COLUMNS};
 use super::jobs::Jobs;
 use super::urgent::{like_pattern, staff_condition};
 use crate::config::CollectorConfig;
+use crate::notice::WeekCounts;
+use crate::store::exemption::Exemption;
 use crate::store::summary::{SummaryQueue, SummaryRun};
 use crate::store::StoreError;
 use crate::summary::content::{
-    median, Audience, CategoryRow, Figures, FpRule, Silent, TopAlert, FP_RULES, TOP,
+    median, Audience, CategoryRow, Figures, FpRule, RuleChange, Silent, TopAlert, FP_RULES, TOP,
 };
 use crate::summary::schedule::Week;
 
@@ -248,13 +250,9 @@ async fn figures(
         })
         .collect();
 
-    // Time to first review, where the review history is kept here.
-    let history: bool = tx
-        .query_one("SELECT to_regclass('console_history') IS NOT NULL", &[])
-        .await?
-        .get(0);
-    let mut waits: Vec<i64> = if history {
-        tx.query(
+    // Time to first review: the first state change away from `new`.
+    let mut waits: Vec<i64> = tx
+        .query(
             &format!(
                 "SELECT (MIN(h.time_ms) - a.received_ms)::bigint FROM alerts a
                  JOIN console_history h ON h.alert_id = a.id AND h.from_state = 'new'
@@ -265,10 +263,7 @@ async fn figures(
         .await?
         .iter()
         .map(|r| r.get(0))
-        .collect()
-    } else {
-        Vec::new()
-    };
+        .collect();
     waits.sort_unstable();
     let median_first_review_ms = median(&waits);
 
@@ -347,8 +342,79 @@ async fn figures(
         fp_rules,
         staff_alerts,
         silent,
-        rule_changes: Vec::new(),
-        exemptions: Vec::new(),
-        notice: Default::default(),
+        rule_changes: rule_changes(tx, start, end).await?,
+        exemptions: exemptions_changed(tx, start, end).await?,
+        notice: notice_counts(tx, start, end).await?,
     })
+}
+
+/// Rule bundles published in `[start, end)`.
+async fn rule_changes(
+    tx: &Transaction<'_>,
+    start: i64,
+    end: i64,
+) -> Result<Vec<RuleChange>, StoreError> {
+    Ok(tx
+        .query(
+            "SELECT pack_id, version, shadow, published_ms FROM rule_bundles
+             WHERE published_ms >= $1 AND published_ms < $2 ORDER BY published_ms, id",
+            &[&start, &end],
+        )
+        .await?
+        .iter()
+        .map(|r| RuleChange {
+            pack_id: r.get(0),
+            version: r.get(1),
+            shadow: r.get(2),
+            published_ms: r.get(3),
+        })
+        .collect())
+}
+
+/// Exemptions made or revoked in `[start, end)`.
+async fn exemptions_changed(
+    tx: &Transaction<'_>,
+    start: i64,
+    end: i64,
+) -> Result<Vec<Exemption>, StoreError> {
+    Ok(tx
+        .query(
+            &format!(
+                "SELECT {EXEMPTION_COLUMNS} FROM exemptions
+                 WHERE (created_ms >= $1 AND created_ms < $2) OR (revoked_ms >= $1 AND revoked_ms < $2)
+                 ORDER BY created_ms, id"
+            ),
+            &[&start, &end],
+        )
+        .await?
+        .iter()
+        .map(exemption_row)
+        .collect())
+}
+
+/// Acknowledgements received in `[start, end)`, and who has and has not
+/// accepted each group's current notice.
+async fn notice_counts(
+    tx: &Transaction<'_>,
+    start: i64,
+    end: i64,
+) -> Result<WeekCounts, StoreError> {
+    let received: i64 = tx
+        .query_one(
+            "SELECT COUNT(*) FROM notice_acks WHERE received_ms >= $1 AND received_ms < $2",
+            &[&start, &end],
+        )
+        .await?
+        .get(0);
+    let mut counts = WeekCounts {
+        received,
+        ..WeekCounts::default()
+    };
+    for notice in super::notice::current_all(tx).await? {
+        let standings = super::notice::standings(tx, &notice.grp).await?;
+        let a = crate::notice::split(&notice.grp, notice.version, standings);
+        counts.accepted += a.accepted.len();
+        counts.pending += a.pending.len();
+    }
+    Ok(counts)
 }

@@ -5,6 +5,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::audit::insert as audit;
 use super::write_tx;
+use crate::store::coverage::Sighting;
 use crate::store::fleet::{Station, StationChange};
 use crate::store::users::Audited;
 
@@ -94,4 +95,22 @@ pub fn revoke_token(conn: &Connection, id: &str, entry: &Audited<'_>) -> rusqlit
     super::agents::revoke_token(&tx, id)?;
     audit(&tx, entry)?;
     tx.commit()
+}
+
+/// Every unrevoked station, least recently heard from first.
+pub fn sightings(conn: &Connection) -> rusqlite::Result<Vec<Sighting>> {
+    let mut stmt = conn.prepare(
+        "SELECT agent_id, station, grp, last_seen_ms, enrolled_ms FROM agents
+         WHERE revoked = 0 ORDER BY COALESCE(last_seen_ms, enrolled_ms), station",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Sighting {
+            agent_id: r.get(0)?,
+            station: r.get(1)?,
+            grp: r.get(2)?,
+            last_seen_ms: r.get(3)?,
+            enrolled_ms: r.get(4)?,
+        })
+    })?;
+    rows.collect()
 }

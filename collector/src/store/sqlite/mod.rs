@@ -22,6 +22,7 @@ pub mod lock;
 pub mod mail;
 pub mod notice;
 pub mod publication;
+pub mod reports;
 pub mod retention;
 pub mod review;
 pub mod settings;

@@ -4,6 +4,8 @@
 use std::collections::HashSet;
 
 use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::store::exemption::AuditNote;
 use tutela_proto::v1::HeartbeatBody;
 
 use crate::store::publication::{
@@ -55,7 +57,11 @@ pub fn bundle(conn: &Connection, shadow: bool, version: u32) -> rusqlite::Result
 
 /// Stores a bundle in a savepoint (part of the caller's transaction when
 /// there is one: the console publishes and audits in one).
-pub fn insert(conn: &Connection, new: &NewBundle<'_>) -> rusqlite::Result<Published> {
+pub fn insert(
+    conn: &Connection,
+    new: &NewBundle<'_>,
+    note: Option<&AuditNote>,
+) -> rusqlite::Result<Published> {
     let published = crate::store::in_savepoint(conn, "publish", || -> rusqlite::Result<_> {
         // The floor, read where the insert happens: live and this kind.
         let floor: Option<u32> = conn.query_row(
@@ -77,6 +83,9 @@ pub fn insert(conn: &Connection, new: &NewBundle<'_>) -> rusqlite::Result<Publis
             "DELETE FROM shadow_rule_ids WHERE version < ?1",
             [new.version],
         )?;
+        if let Some(note) = note {
+            super::exemption::audit(conn, note)?;
+        }
         Ok(Published::Stored)
     })?;
     if published == Published::Stored {
