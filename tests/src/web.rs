@@ -124,3 +124,33 @@ pub fn sign_in(port: u16, name: &str, password: &str, page: &str) -> (String, St
     let token = csrf(&page.body);
     (session, token)
 }
+
+/// The test webhook receiver (`tests/webhook/receiver.py`) on a loopback
+/// port, writing what it receives to a log; stopped on drop.
+pub struct WebhookReceiver(std::process::Child);
+
+impl WebhookReceiver {
+    pub fn start(port: u16, log: &std::path::Path) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new("python3")
+            .arg(crate::workspace().join("tests/webhook/receiver.py"))
+            .arg(port.to_string())
+            .arg(log)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "READY");
+        Self(child)
+    }
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

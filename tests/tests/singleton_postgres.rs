@@ -7,14 +7,11 @@
 //! webhook message (to a real HTTP receiver, tests/webhook/receiver.py)
 //! is posted once.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tutela_tests::postgres::PgCluster;
-use tutela_tests::{
-    free_port, parse_email, run_ok, wait_for, workspace, Agent, Collector, Scratch, SmtpSink,
-};
+use tutela_tests::web::WebhookReceiver;
+use tutela_tests::{free_port, parse_email, run_ok, wait_for, Agent, Collector, Scratch, SmtpSink};
 
 const CONSOLE: &str = "https://console.school.test";
 /// A short lease, so the test waits seconds rather than the default 30.
@@ -79,32 +76,6 @@ fn configure(c: &Collector, url: &str, (smtp_port, hook_port): (u16, u16), catch
     .unwrap();
 }
 
-/// The webhook receiver, stopped on drop.
-struct Receiver(Child);
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_receiver(port: u16, log: &std::path::Path) -> Receiver {
-    let mut child = Command::new("python3")
-        .arg(workspace().join("tests/webhook/receiver.py"))
-        .arg(port.to_string())
-        .arg(log)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "READY");
-    Receiver(child)
-}
-
 fn pid(c: &Collector) -> u32 {
     c.child.as_ref().expect("running").id()
 }
@@ -164,7 +135,7 @@ fn the_collector_holding_singleton_work_is_killed_and_the_other_sends_the_weekly
     let sink = SmtpSink::start(smtp_port, scratch.path("mail")).unwrap();
     let hook_port = free_port();
     let hook_log = scratch.path("webhooks.jsonl");
-    let _receiver = start_receiver(hook_port, &hook_log);
+    let _receiver = WebhookReceiver::start(hook_port, &hook_log);
     let ports = (smtp_port, hook_port);
     let url = pg.url();
 

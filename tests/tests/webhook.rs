@@ -8,42 +8,15 @@
 //! Without the school's opt-in no message carries the pupil's name or any
 //! text; the Slack target opted in and carries the name.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tutela_tests::web::{field, http};
-use tutela_tests::{free_port, run_ok, wait_for, workspace, Collector, Scratch};
+use tutela_tests::web::{field, http, WebhookReceiver};
+use tutela_tests::{free_port, run_ok, wait_for, Collector, Scratch};
 
 const PASSWORD: &str = "correct horse battery staple";
 const SECRET: &str = "webhook-signing-secret-9QxT2w";
 const PUPIL: &str = "pupil.dara";
 const TEXT: &str = "I do not feel safe at home tonight MARKER-4471";
-
-struct Receiver(Child);
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_receiver(port: u16, log: &std::path::Path) -> Receiver {
-    let mut child = Command::new("python3")
-        .arg(workspace().join("tests/webhook/receiver.py"))
-        .arg(port.to_string())
-        .arg(log)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "READY");
-    Receiver(child)
-}
 
 /// Sends one report from the pupils' page; `help_now` makes it severity 5.
 fn report(port: u16, name: &str, help_now: bool) {
@@ -146,7 +119,7 @@ fn urgent_alerts_reach_json_teams_and_slack_receivers_after_they_come_back() {
     // It comes back: every message arrives, once recorded as sent; the
     // receiver that answers 410 Gone refuses its message for good.
     let log = scratch.path("received.jsonl");
-    let _receiver = start_receiver(receiver_port, &log);
+    let _receiver = WebhookReceiver::start(receiver_port, &log);
     let refused = |db: &rusqlite::Connection| -> Option<i64> {
         db.query_row(
             "SELECT failed_ms FROM webhook_outbox WHERE target = 'gone'",
