@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 
 pub mod cluster;
 pub mod extension;
+pub mod ingest;
 pub mod load;
 pub mod postgres;
 pub mod store;

@@ -16,9 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tutela_agent::event::{seal, EventDraft};
 use tutela_agent::identity::{Enrolment, Identity};
-use tutela_agent::pinning;
-use tutela_proto::v1::ingest_client::IngestClient;
-use tutela_proto::v1::{AckStatus, Observation, RuleMatch, Source};
+use tutela_proto::v1::{Observation, RuleMatch, Source};
 use tutela_tests::postgres::PgCluster;
 use tutela_tests::script::Script;
 use tutela_tests::{console_scripts, free_port, Agent, Collector, Scratch};
@@ -92,28 +90,7 @@ fn send(dir: &std::path::Path, seeds: &[Seed<'_>]) {
         events.push(sealed.to_wire());
     }
     let last = events.len() as u64;
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let channel = pinning::connect(&enrolment.collector, &enrolment.fingerprint)
-            .await
-            .unwrap();
-        let mut acks = IngestClient::new(channel)
-            .stream(tokio_stream::iter(events))
-            .await
-            .unwrap()
-            .into_inner();
-        // An acknowledgement covers its event and every earlier one on the stream.
-        let mut acked = 0;
-        while acked < last {
-            let ack = acks
-                .message()
-                .await
-                .unwrap()
-                .expect("every event acknowledged");
-            assert_eq!(ack.status, AckStatus::Stored as i32);
-            acked = ack.seq;
-        }
-    });
+    tutela_tests::ingest::stream_stored(&enrolment, events, last);
 }
 
 #[test]

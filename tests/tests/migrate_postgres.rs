@@ -13,9 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tutela_agent::event::{seal, EventDraft, Evidence};
 use tutela_agent::identity::{Enrolment, Identity};
-use tutela_agent::pinning;
-use tutela_proto::v1::ingest_client::IngestClient;
-use tutela_proto::v1::{AckStatus, Observation, RuleMatch, Source};
+use tutela_proto::v1::{Observation, RuleMatch, Source};
 use tutela_tests::packs::{self, small_pack, About};
 use tutela_tests::postgres::PgCluster;
 use tutela_tests::web::{http, sign_in};
@@ -105,27 +103,7 @@ fn send(dir: &Path, first_seq: u64, prev: [u8; 32], contexts: &[&str]) -> [u8; 3
         events.push(sealed.to_wire());
     }
     let last = first_seq + contexts.len() as u64 - 1;
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let channel = pinning::connect(&enrolment.collector, &enrolment.fingerprint)
-            .await
-            .unwrap();
-        let mut acks = IngestClient::new(channel)
-            .stream(tokio_stream::iter(events))
-            .await
-            .unwrap()
-            .into_inner();
-        let mut acked = 0;
-        while acked < last {
-            let ack = acks
-                .message()
-                .await
-                .unwrap()
-                .expect("every event acknowledged");
-            assert_eq!(ack.status, AckStatus::Stored as i32, "{ack:?}");
-            acked = ack.seq;
-        }
-    });
+    tutela_tests::ingest::stream_stored(&enrolment, events, last);
     prev
 }
 
