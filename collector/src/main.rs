@@ -66,7 +66,12 @@ enum Command {
         #[command(subcommand)]
         command: tutela_collector::console::cli::UserCommand,
     },
-    /// Staff accounts (their alerts go to the head teacher only).
+    /// The schools of a trust, each a tenant of this collector.
+    Schools {
+        #[command(subcommand)]
+        command: tutela_collector::schools::SchoolsCommand,
+    },
+    /// Staff accounts (their alerts go to the head teacher only) and grants.
     Users {
         #[command(subcommand)]
         command: tutela_collector::console::cli::UsersCommand,
@@ -173,6 +178,9 @@ enum TokenCommand {
         /// A note for technicians.
         #[arg(long, default_value = "")]
         label: String,
+        /// The school the devices belong to (`schools list`).
+        #[arg(long, default_value = tutela_collector::store::schools::DEFAULT_SCHOOL)]
+        school: String,
     },
     /// List enrolment tokens (never their secrets) with uses and state.
     List,
@@ -361,12 +369,14 @@ fn main() -> Result<()> {
                     uses,
                     group,
                     label,
+                    school,
                 },
         } => {
             let config = CollectorConfig::load(&config_path(&dir))?;
             let tls = secrets::load_tls(&dir)?;
             anyhow::ensure!(uses >= 1, "--uses must be at least 1");
             let (runtime, tokens) = open_store(&dir)?;
+            runtime.block_on(tutela_collector::schools::require(&tokens, &school))?;
             let mut token = runtime.block_on(enrolment::create_token(
                 &tokens,
                 &TokenSpec {
@@ -374,6 +384,7 @@ fn main() -> Result<()> {
                     max_uses: uses,
                     group: group.clone(),
                     label: label.clone(),
+                    school,
                 },
                 &config.advertised(),
                 &tls.fingerprint,
@@ -511,6 +522,7 @@ fn main() -> Result<()> {
         Command::Rules { command } => rules_cli(&dir, command),
         Command::User { command } => tutela_collector::console::cli::user(&dir, command),
         Command::Users { command } => tutela_collector::console::cli::users(&dir, command),
+        Command::Schools { command } => tutela_collector::schools::run(&dir, command),
         Command::Summary(args) => tutela_collector::summary::cli::run(&dir, args),
         Command::Webhooks { command } => tutela_collector::webhook::cli::run(&dir, command),
         Command::Backup {

@@ -46,6 +46,7 @@ pub(crate) fn role_viewer(role: Role) -> Viewer {
             role,
             crate::console::settings::TechnicianQueue::None,
         ),
+        school: crate::store::schools::Scope::Trust,
     }
 }
 

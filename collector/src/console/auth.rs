@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use super::Fail;
 use crate::store::console::Console;
 use crate::store::now_ms;
+use crate::store::schools::Scope;
 use crate::store::users::{Audited, NewSession};
 use crate::store::StoreError;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -126,6 +127,8 @@ pub struct Viewer {
     pub csrf: String,
     pub session_hash: Vec<u8>,
     pub queue: QueueAccess,
+    /// The schools the account's grant covers.
+    pub school: Scope,
 }
 
 fn random_token() -> String {
@@ -409,6 +412,7 @@ pub fn check_session(db: &Console<'_>, token: Option<&str>, touch: bool) -> Resu
         csrf: row.csrf,
         session_hash: hash,
         queue,
+        school: Scope::from_grant(&row.school),
     })
 }
 

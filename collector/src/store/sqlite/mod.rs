@@ -16,6 +16,7 @@ pub mod blob;
 pub mod console_schema;
 pub mod exemption;
 pub mod fleet;
+pub mod grants;
 pub mod ingest;
 pub mod jobs;
 pub mod lock;
@@ -25,6 +26,7 @@ pub mod publication;
 pub mod reports;
 pub mod retention;
 pub mod review;
+pub mod schools;
 pub mod settings;
 pub mod summary;
 pub mod urgent;
@@ -167,6 +169,7 @@ pub fn open(dir: &Path) -> Result<Connection, rusqlite::Error> {
         "INTEGER NOT NULL DEFAULT 0",
     )?;
     blob::upgrade(&conn)?;
+    schools::upgrade(&conn)?;
     Ok(conn)
 }
 

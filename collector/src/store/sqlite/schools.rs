@@ -1,0 +1,97 @@
+//! Schools on SQLite: the `schools` table and the `school` column of
+//! agents, enrolment tokens and alerts, added to a store made before
+//! schools with everything in the default school.
+
+use rusqlite::{params, Connection};
+
+use crate::store::schools::{Added, School, DEFAULT_NAME, DEFAULT_SCHOOL};
+
+/// Creates the table and columns a store made before schools lacks.
+pub fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schools (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            created_ms INTEGER NOT NULL
+        );
+        -- One grant per console account: its role over the trust ('') or
+        -- one school.
+        CREATE TABLE IF NOT EXISTS console_grants (
+            user TEXT PRIMARY KEY,
+            role TEXT NOT NULL,
+            school TEXT NOT NULL DEFAULT ''
+        );",
+    )?;
+    conn.execute(
+        "INSERT OR IGNORE INTO schools (id, name, created_ms) VALUES (?1, ?2, 0)",
+        params![DEFAULT_SCHOOL, DEFAULT_NAME],
+    )?;
+    let decl = format!("TEXT NOT NULL DEFAULT '{DEFAULT_SCHOOL}'");
+    for table in ["agents", "tokens", "alerts"] {
+        add_column(conn, table, "school", &decl)?;
+    }
+    audit_upgrade(conn)?;
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS alerts_school ON alerts (school, severity DESC, time_ms DESC);
+         CREATE INDEX IF NOT EXISTS agents_school ON agents (school);",
+    )
+}
+
+/// Gives the audit log (when there is one yet) its school column, and every
+/// account without a grant a trust-wide grant of its role: a store made
+/// before schools behaves as before.
+pub fn audit_upgrade(conn: &Connection) -> rusqlite::Result<()> {
+    let tables: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('console_audit', 'console_users')",
+        [],
+        |r| r.get(0),
+    )?;
+    if tables < 2 {
+        return Ok(());
+    }
+    add_column(conn, "console_audit", "school", "TEXT NOT NULL DEFAULT ''")?;
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS console_audit_school ON console_audit (school, id);
+         INSERT OR IGNORE INTO console_grants (user, role, school)
+             SELECT name, role, '' FROM console_users;",
+    )
+}
+
+fn add_column(conn: &Connection, table: &str, column: &str, decl: &str) -> rusqlite::Result<()> {
+    let present: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+        [table, column],
+        |r| r.get(0),
+    )?;
+    if !present {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+    }
+    Ok(())
+}
+
+pub fn put(conn: &Connection, id: &str, name: &str, now_ms: i64) -> rusqlite::Result<Added> {
+    let renamed = conn.execute(
+        "UPDATE schools SET name = ?2 WHERE id = ?1",
+        params![id, name],
+    )?;
+    if renamed > 0 {
+        return Ok(Added::Renamed);
+    }
+    conn.execute(
+        "INSERT INTO schools (id, name, created_ms) VALUES (?1, ?2, ?3)",
+        params![id, name, now_ms],
+    )?;
+    Ok(Added::Created)
+}
+
+pub fn list(conn: &Connection) -> rusqlite::Result<Vec<School>> {
+    let mut stmt = conn.prepare("SELECT id, name, created_ms FROM schools ORDER BY id")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(School {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            created_ms: r.get(2)?,
+        })
+    })?;
+    rows.collect()
+}
