@@ -131,6 +131,15 @@ pub struct Viewer {
     pub school: Scope,
 }
 
+impl Viewer {
+    /// Whether the account's grant covers the whole trust: only such
+    /// accounts change what holds for every school (settings, rule
+    /// publication, notices, exemptions).
+    pub fn trust_wide(&self) -> bool {
+        self.school == Scope::Trust
+    }
+}
+
 fn random_token() -> String {
     let mut b = [0u8; 32];
     SystemRandom::new()

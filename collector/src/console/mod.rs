@@ -19,6 +19,7 @@ pub mod coverage;
 pub mod exemptions;
 pub mod export;
 pub mod html;
+pub mod login;
 pub mod notice;
 pub mod publish;
 pub mod queue;
@@ -644,9 +645,9 @@ pub fn router(app: App) -> Router {
         .route("/", get(|| async { redirect("/queue") }))
         .route(
             "/login",
-            get(page!(queue::login_page)).post(page!(queue::login_submit)),
+            get(page!(login::login_page)).post(page!(login::login_submit)),
         )
-        .route("/logout", post(page!(queue::logout)))
+        .route("/logout", post(page!(login::logout)))
         .route("/login/oidc/{name}", get(sso::start))
         .route("/login/oidc/{name}/callback", get(sso::callback))
         .route("/queue", get(page!(queue::page)))

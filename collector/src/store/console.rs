@@ -320,8 +320,9 @@ impl Console<'_> {
         on!(self, c => sqlite::review::state_counts(c, filter), p => p.state_counts(filter))
     }
 
-    pub fn max_alert_id(&self) -> Result<i64, StoreError> {
-        on!(self, c => sqlite::review::max_alert_id(c), p => p.max_alert_id())
+    /// The newest alert's id among the schools `scope` allows.
+    pub fn max_alert_id(&self, scope: &Schools) -> Result<i64, StoreError> {
+        on!(self, c => sqlite::review::max_alert_id(c, scope), p => p.max_alert_id(scope))
     }
 
     /// Alert `id`, if `scope` allows it.

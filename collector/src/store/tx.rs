@@ -224,7 +224,11 @@ impl Tx<'_> {
         group: &str,
         school: &str,
     ) -> Result<(), StoreError> {
-        both!(self, sqlite::agents::set_group, set_group(agent_id, group, school))
+        both!(
+            self,
+            sqlite::agents::set_group,
+            set_group(agent_id, group, school)
+        )
     }
 
     pub async fn insert_agent(&mut self, agent: &NewAgent<'_>) -> Result<(), StoreError> {

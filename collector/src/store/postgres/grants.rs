@@ -26,15 +26,17 @@ impl Pg<'_> {
     pub fn schools(&self) -> Result<Vec<School>, StoreError> {
         let c = self.client()?;
         self.run(async move {
-            Ok(c.query("SELECT id, name, created_ms FROM schools ORDER BY id", &[])
-                .await?
-                .iter()
-                .map(|r| School {
-                    id: r.get(0),
-                    name: r.get(1),
-                    created_ms: r.get(2),
-                })
-                .collect())
+            Ok(
+                c.query("SELECT id, name, created_ms FROM schools ORDER BY id", &[])
+                    .await?
+                    .iter()
+                    .map(|r| School {
+                        id: r.get(0),
+                        name: r.get(1),
+                        created_ms: r.get(2),
+                    })
+                    .collect(),
+            )
         })
     }
 

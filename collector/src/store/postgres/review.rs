@@ -13,6 +13,7 @@ use crate::store::review::{
     transition_detail, Alert, AlertFilter, Cursor, HistoryEntry, Note, QueueRow, RuleRate, Scope,
     StateFilter, TimelineRow, Transition, Walk, OPEN_STATES,
 };
+use crate::store::schools::Scope as Schools;
 use crate::store::users::Audited;
 use crate::store::StoreError;
 
@@ -186,14 +187,17 @@ impl Pg<'_> {
         })
     }
 
-    pub fn max_alert_id(&self) -> Result<i64, StoreError> {
+    pub fn max_alert_id(&self, scope: &Schools) -> Result<i64, StoreError> {
         let c = self.client()?;
+        let school = scope.school();
         self.run(async move {
-            Ok(
-                c.query_one("SELECT COALESCE(MAX(id), 0)::BIGINT FROM alerts", &[])
-                    .await?
-                    .get(0),
+            Ok(c.query_one(
+                "SELECT COALESCE(MAX(id), 0)::BIGINT FROM alerts
+                 WHERE $1::TEXT IS NULL OR school = $1",
+                &[&school],
             )
+            .await?
+            .get(0))
         })
     }
 

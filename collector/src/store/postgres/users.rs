@@ -63,14 +63,13 @@ pub(super) async fn audit(c: &Client, a: &Audited<'_>) -> Result<(), Error> {
 /// The school of `actor`'s grant ('' for the trust and for actors without
 /// an account: the command line, the collector).
 pub(super) async fn actor_school(c: &Client, actor: &str) -> Result<String, Error> {
-    Ok(c
-        .query_opt(
-            "SELECT school FROM console_grants WHERE \"user\" = $1",
-            &[&actor],
-        )
-        .await?
-        .map(|r| r.get(0))
-        .unwrap_or_default())
+    Ok(c.query_opt(
+        "SELECT school FROM console_grants WHERE \"user\" = $1",
+        &[&actor],
+    )
+    .await?
+    .map(|r| r.get(0))
+    .unwrap_or_default())
 }
 
 async fn insert_session(c: &Client, s: &NewSession<'_>) -> Result<(), Error> {

@@ -14,6 +14,7 @@ use crate::store::review::{
     transition_detail, Alert, AlertFilter, Cursor, HistoryEntry, Note, QueueRow, RuleRate, Scope,
     StateFilter, TimelineRow, Transition, Walk, OPEN_STATES,
 };
+use crate::store::schools::Scope as Schools;
 use crate::store::users::Audited;
 
 /// The WHERE clause (alias `a`) for the filter's scope and filters, without
@@ -163,8 +164,13 @@ pub fn state_counts(conn: &Connection, f: &AlertFilter) -> rusqlite::Result<Vec<
     rows.collect()
 }
 
-pub fn max_alert_id(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT COALESCE(MAX(id), 0) FROM alerts", [], |r| r.get(0))
+/// The newest alert's id among the schools `scope` allows.
+pub fn max_alert_id(conn: &Connection, scope: &Schools) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT COALESCE(MAX(id), 0) FROM alerts WHERE ?1 IS NULL OR school = ?1",
+        [scope.school()],
+        |r| r.get(0),
+    )
 }
 
 const COLUMNS: &str = "a.id, a.event_id, a.agent_id, a.seq, a.time_ms, a.received_ms, a.clock_skew, a.chain_ok,
