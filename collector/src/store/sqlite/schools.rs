@@ -13,13 +13,6 @@ pub fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
             id TEXT PRIMARY KEY,
             name TEXT NOT NULL,
             created_ms INTEGER NOT NULL
-        );
-        -- One grant per console account: its role over the trust ('') or
-        -- one school.
-        CREATE TABLE IF NOT EXISTS console_grants (
-            user TEXT PRIMARY KEY,
-            role TEXT NOT NULL,
-            school TEXT NOT NULL DEFAULT ''
         );",
     )?;
     conn.execute(
@@ -30,17 +23,26 @@ pub fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
     for table in ["agents", "tokens", "alerts"] {
         add_column(conn, table, "school", &decl)?;
     }
-    audit_upgrade(conn)?;
+    console_upgrade(conn)?;
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS alerts_school ON alerts (school, severity DESC, time_ms DESC);
          CREATE INDEX IF NOT EXISTS agents_school ON agents (school);",
     )
 }
 
-/// Gives the audit log (when there is one yet) its school column, and every
-/// account without a grant a trust-wide grant of its role: a store made
-/// before schools behaves as before.
-pub fn audit_upgrade(conn: &Connection) -> rusqlite::Result<()> {
+/// Creates the console's grants, gives the audit log (when there is one
+/// yet) its school column, and every account without a grant a trust-wide
+/// grant of its role: a store made before schools behaves as before.
+pub fn console_upgrade(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "-- One grant per console account: its role over the trust ('') or
+         -- one school.
+         CREATE TABLE IF NOT EXISTS console_grants (
+             user TEXT PRIMARY KEY,
+             role TEXT NOT NULL,
+             school TEXT NOT NULL DEFAULT ''
+         );",
+    )?;
     let tables: i64 = conn.query_row(
         "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('console_audit', 'console_users')",
         [],
@@ -57,13 +59,16 @@ pub fn audit_upgrade(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
+/// Adds a column a table made by an earlier version lacks (if there is
+/// such a table).
 fn add_column(conn: &Connection, table: &str, column: &str, decl: &str) -> rusqlite::Result<()> {
-    let present: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+    let (table_present, present): (bool, bool) = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1),
+                EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
         [table, column],
-        |r| r.get(0),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    if !present {
+    if table_present && !present {
         conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
     }
     Ok(())
