@@ -482,6 +482,11 @@ pub enum MailSecurity {
 pub struct Recipient {
     pub address: String,
     pub roles: Vec<String>,
+    /// The school (`schools list`) whose weekly summary this recipient
+    /// gets; empty: the trust's, across every school. Urgent emails go to
+    /// trust-wide recipients only.
+    #[serde(default)]
+    pub school: String,
 }
 
 impl Default for Mail {

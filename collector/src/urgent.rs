@@ -248,6 +248,7 @@ mod tests {
             .map(|role| Recipient {
                 address: format!("{role}@school.test"),
                 roles: vec![(*role).into()],
+                school: String::new(),
             })
             .collect();
         c

@@ -572,3 +572,127 @@ fn on_postgresql_every_role_of_one_school_is_refused_the_other_schools_data() {
     let pg = PgCluster::start().unwrap();
     scenario(Some(&pg), "tenants-postgres");
 }
+
+/// The text part of a parsed email.
+fn text_of(email: &serde_json::Value) -> String {
+    email["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["type"] == "text/plain")
+        .and_then(|p| p["text"].as_str())
+        .unwrap_or_else(|| panic!("no text part in {email}"))
+        .to_owned()
+}
+
+#[test]
+fn the_weekly_summary_goes_to_each_school_and_across_the_trust() {
+    use tutela_tests::{parse_email, SmtpSink};
+    let scratch = Scratch::new("tenants-summary");
+    let c = Collector::init(scratch.path("collector")).unwrap();
+    let smtp_port = free_port();
+    c.set_section(
+        "console",
+        "enabled = false\ntime_zone = \"Europe/London\"\nstaff_pattern = \"mr.*\"",
+    )
+    .unwrap();
+    let mut mail = format!(
+        "host = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\nfrom = \"Tutela <tutela@trust.test>\"\n\
+         console_url = \"https://console.trust.test\"\n"
+    );
+    for (address, school) in [
+        ("north@trust.test", "north"),
+        ("south@trust.test", "south"),
+        ("lead@trust.test", ""),
+    ] {
+        mail.push_str(&format!(
+            "\n[[mail.recipients]]\naddress = \"{address}\"\nroles = [\"dsl\"]\n"
+        ));
+        if !school.is_empty() {
+            mail.push_str(&format!("school = \"{school}\"\n"));
+        }
+    }
+    c.set_section("mail", &mail).unwrap();
+    c.set_section(
+        "summary",
+        "enabled = true\nday = \"monday\"\ntime = \"08:00\"\nroles = [\"dsl\"]\ncheck_secs = 60",
+    )
+    .unwrap();
+    for id in SCHOOLS {
+        run_ok(c.cmd().args(["schools", "add", id, "--name", id])).unwrap();
+    }
+    // Creates the console, publishing and summary tables.
+    run_ok(c.cmd().args(["summary", "--status"])).unwrap();
+    // Tuesday 3 June 2025, noon UTC: in the week of Monday 2 June.
+    const TUESDAY: i64 = 1_748_952_000_000;
+    let conn = rusqlite::Connection::open(c.dir.join("tutela.db")).unwrap();
+    for (n, school) in ["north", "north", "south", "south", "south"]
+        .iter()
+        .enumerate()
+    {
+        let id = tutela_tests::seed::insert_alert(
+            &conn,
+            n as i64 + 1,
+            &format!("pupil.{school}"),
+            TUESDAY + n as i64 * 60_000,
+            "bullying",
+            3,
+            "bullying/seed",
+            "new",
+        );
+        conn.execute(
+            "UPDATE alerts SET school = ?1 WHERE id = ?2",
+            rusqlite::params![school, id],
+        )
+        .unwrap();
+    }
+
+    let sink = SmtpSink::start(smtp_port, scratch.path("mail")).unwrap();
+    let out = run_ok(
+        c.cmd()
+            .args(["summary", "--send-now", "--week", "2025-06-02"]),
+    )
+    .unwrap();
+    assert!(out.contains("queued 3 summary emails"), "{out}");
+    let messages = sink
+        .wait_for(3, std::time::Duration::from_secs(10))
+        .unwrap();
+    let mut seen = Vec::new();
+    for (rcpt, path) in &messages {
+        let text = text_of(&parse_email(path).unwrap());
+        let alerts = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Alerts this week: "))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("{text}"))
+            .to_owned();
+        seen.push((rcpt[0].clone(), alerts));
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("lead@trust.test".to_owned(), "5".to_owned()),
+            ("north@trust.test".to_owned(), "2".to_owned()),
+            ("south@trust.test".to_owned(), "3".to_owned()),
+        ],
+        "each school's DSL gets its school's figures, the trust's lead every school's"
+    );
+    // Each (school, week) is recorded once.
+    let mut stmt = conn
+        .prepare("SELECT school, emails FROM summary_runs ORDER BY school")
+        .unwrap();
+    let runs: Vec<(String, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            (String::new(), 1),
+            ("north".to_owned(), 1),
+            ("south".to_owned(), 1)
+        ]
+    );
+}
