@@ -308,7 +308,7 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
     }
     let accounts = run_ok(c.cmd().args(["user", "list"])).unwrap();
     assert!(
-        accounts.contains("dsl-trust\tdsl\tactive\ttrust")
+        accounts.contains("dsl-trust\tdsl\tactive\n")
             && accounts.contains("head-south\thead\tactive\tschool south"),
         "{accounts}"
     );

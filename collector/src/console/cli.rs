@@ -211,8 +211,13 @@ pub fn user(dir: &Path, command: UserCommand) -> anyhow::Result<()> {
                 } else {
                     ""
                 };
-                let scope = Scope::from_grant(&a.school).label();
-                println!("{name}\t{}\t{state}{how}\t{scope}", a.role);
+                // A school's account says which; trust-wide ones (every
+                // account of a single-school install) print as before.
+                let scope = match Scope::from_grant(&a.school) {
+                    Scope::Trust => String::new(),
+                    school => format!("\t{}", school.label()),
+                };
+                println!("{name}\t{}\t{state}{how}{scope}", a.role);
             }
             Ok(())
         }
