@@ -375,6 +375,33 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
             let expected = if id == r.staff { 404 } else { 200 };
             assert_eq!(seen.status, expected, "the trust DSL and alert {id}");
         }
+        // An alert is assigned only to reviewers of its school or the trust.
+        let other = if *school == "north" { "south" } else { "north" };
+        let page = ask(
+            port,
+            &trust_dsl,
+            "GET",
+            &format!("/alerts/{}", r.pupil),
+            &[],
+        );
+        assert!(
+            page.body.contains(&format!("value=\"dsl-{school}\""))
+                && page.body.contains("value=\"dsl-trust\"")
+                && !page.body.contains(&format!("value=\"dsl-{other}\"")),
+            "assignees of {school}'s alert"
+        );
+        let assign = |who: &str| {
+            ask(
+                port,
+                &trust_dsl,
+                "POST",
+                &format!("/alerts/{}/assign", r.pupil),
+                &[("assignee", who)],
+            )
+            .status
+        };
+        assert_eq!(assign(&format!("dsl-{other}")), 400);
+        assert_eq!(assign(&format!("dsl-{school}")), 303);
     }
     let settings = http(port, "GET", "/settings", &trust_dsl.0, &[]);
     assert_eq!(settings.status, 200);

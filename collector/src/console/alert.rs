@@ -366,7 +366,7 @@ pub fn page(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
 fn workflow_html(db: &Console<'_>, viewer: &Viewer, alert: &Alert) -> Result<Markup, Fail> {
     let id = alert.id;
     let staff_scope = viewer.role.sees_staff_alerts();
-    let people = auth::reviewers(db, staff_scope)?;
+    let people = auth::reviewers(db, staff_scope, &alert.school)?;
     let options: Vec<(&str, &str)> = std::iter::once(("", "nobody"))
         .chain(people.iter().map(|p| (p.as_str(), p.as_str())))
         .collect();
@@ -656,7 +656,7 @@ pub fn assign(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> 
     let alert = load(app, db, &viewer, req.id())?;
     let who = req.f("assignee");
     if !who.is_empty()
-        && !auth::reviewers(db, viewer.role.sees_staff_alerts())?
+        && !auth::reviewers(db, viewer.role.sees_staff_alerts(), &alert.school)?
             .iter()
             .any(|p| p == who)
     {

@@ -437,12 +437,17 @@ pub fn logout(db: &Console<'_>, viewer: &Viewer) -> Result<(), StoreError> {
     )
 }
 
-/// Names of accounts that can be assigned alerts in the viewer's scope.
-pub fn reviewers(db: &Console<'_>, staff_scope: bool) -> Result<Vec<String>, StoreError> {
+/// Names of accounts that can be assigned alerts in the viewer's staff
+/// scope about `school`: those whose grant covers that school.
+pub fn reviewers(
+    db: &Console<'_>,
+    staff_scope: bool,
+    school: &str,
+) -> Result<Vec<String>, StoreError> {
     let roles: &[&str] = if staff_scope {
         &["head"]
     } else {
         &["dsl", "deputy-dsl"]
     };
-    db.accounts_with_roles(roles)
+    db.accounts_with_roles(roles, school)
 }

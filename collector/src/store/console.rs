@@ -184,9 +184,14 @@ impl Console<'_> {
         on!(self, c => sqlite::users::sign_out(c, token_hash, entry), p => p.sign_out(token_hash, entry))
     }
 
-    /// Names of the enabled accounts with one of `roles`.
-    pub fn accounts_with_roles(&self, roles: &[&str]) -> Result<Vec<String>, StoreError> {
-        on!(self, c => sqlite::users::names_with_roles(c, roles), p => p.accounts_with_roles(roles))
+    /// Names of the enabled accounts with one of `roles` whose grant covers
+    /// `school` (the trust's, or that school's).
+    pub fn accounts_with_roles(
+        &self,
+        roles: &[&str],
+        school: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        on!(self, c => sqlite::users::names_with_roles(c, roles, school), p => p.accounts_with_roles(roles, school))
     }
 
     /// Creates an account or replaces its password and role, ending its

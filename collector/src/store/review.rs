@@ -143,6 +143,8 @@ pub struct Alert {
     /// Protocol version the signature was made under (1: over the bare
     /// body; 2: over the event domain and the body).
     pub signed_as: i64,
+    /// The school it belongs to (its agent's, or its report form's).
+    pub school: String,
 }
 
 /// An alert in a pupil's timeline.

@@ -257,13 +257,19 @@ impl Pg<'_> {
         })
     }
 
-    pub fn accounts_with_roles(&self, roles: &[&str]) -> Result<Vec<String>, StoreError> {
+    pub fn accounts_with_roles(
+        &self,
+        roles: &[&str],
+        school: &str,
+    ) -> Result<Vec<String>, StoreError> {
         let c = self.client()?;
         let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
         self.run(async move {
             Ok(c.query(
-                "SELECT name FROM console_users WHERE NOT disabled AND role = ANY($1) ORDER BY name",
-                &[&roles],
+                "SELECT u.name FROM console_users u JOIN console_grants g ON g.\"user\" = u.name
+                 WHERE NOT u.disabled AND u.role = ANY($1) AND (g.school = '' OR g.school = $2)
+                 ORDER BY u.name",
+                &[&roles, &school],
             )
             .await?
             .iter()

@@ -176,7 +176,7 @@ pub fn max_alert_id(conn: &Connection, scope: &Schools) -> rusqlite::Result<i64>
 const COLUMNS: &str = "a.id, a.event_id, a.agent_id, a.seq, a.time_ms, a.received_ms, a.clock_skew, a.chain_ok,
     a.user, a.station, a.source, a.context, a.app, a.window_title, a.url, a.search_query, a.category,
     a.severity, a.rule_id, a.term, a.matches, a.rules_version, a.repeat_count, a.has_capture, a.state,
-    a.repeat_of, a.body, a.signature, a.body_hash, COALESCE(r.assignee, ''), COALESCE(r.fp_reason, ''), a.signed_as";
+    a.repeat_of, a.body, a.signature, a.body_hash, COALESCE(r.assignee, ''), COALESCE(r.fp_reason, ''), a.signed_as, a.school";
 
 fn alert_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
     Ok(Alert {
@@ -212,6 +212,7 @@ fn alert_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
         assignee: r.get(29)?,
         fp_reason: r.get(30)?,
         signed_as: r.get(31)?,
+        school: r.get(32)?,
     })
 }
 

@@ -123,10 +123,18 @@ pub fn sign_out(conn: &Connection, token_hash: &[u8], entry: &Audited<'_>) -> ru
 }
 
 /// Enabled accounts with one of `roles`, by name.
-pub fn names_with_roles(conn: &Connection, roles: &[&str]) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn
-        .prepare_cached("SELECT name, role FROM console_users WHERE disabled = 0 ORDER BY name")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+pub fn names_with_roles(
+    conn: &Connection,
+    roles: &[&str],
+    school: &str,
+) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT u.name, u.role FROM console_users u JOIN console_grants g ON g.user = u.name
+         WHERE u.disabled = 0 AND (g.school = '' OR g.school = ?1) ORDER BY u.name",
+    )?;
+    let rows = stmt.query_map([school], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
     let mut names = Vec::new();
     for row in rows {
         let (name, role) = row?;
