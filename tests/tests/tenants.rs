@@ -206,8 +206,11 @@ fn leaks<'a>(body: &str, school: &str, rows: &'a Rows) -> Option<&'a str> {
         .or_else(|| body.contains(&rows.agent).then_some("the school's agent"))
 }
 
-/// Every page about alert `id`, each as (method, path, form).
-fn alert_pages(id: i64) -> Vec<(&'static str, String, Vec<(&'static str, &'static str)>)> {
+/// A request to make: (method, path, form).
+type Probe = (&'static str, String, Vec<(&'static str, &'static str)>);
+
+/// Every page about alert `id`.
+fn alert_pages(id: i64) -> Vec<Probe> {
     let mut pages: Vec<_> = [
         "",
         "/capture.jpg",
