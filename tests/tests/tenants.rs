@@ -615,11 +615,19 @@ fn text_of(email: &serde_json::Value) -> String {
         .to_owned()
 }
 
-#[test]
-fn the_weekly_summary_goes_to_each_school_and_across_the_trust() {
+/// Two schools' alerts in one week, summarised per school and for the trust.
+fn summary_scenario(pg: Option<&PgCluster>, name: &str) {
     use tutela_tests::{parse_email, SmtpSink};
-    let scratch = Scratch::new("tenants-summary");
+    let scratch = Scratch::new(name);
     let c = Collector::init(scratch.path("collector")).unwrap();
+    let db = match pg {
+        Some(pg) => {
+            c.set_section("storage", &format!("url = \"{}\"", pg.url()))
+                .unwrap();
+            Db::Pg(pg)
+        }
+        None => Db::Sqlite(c.dir.clone()),
+    };
     let smtp_port = free_port();
     c.set_section(
         "console",
@@ -655,26 +663,42 @@ fn the_weekly_summary_goes_to_each_school_and_across_the_trust() {
     run_ok(c.cmd().args(["summary", "--status"])).unwrap();
     // Tuesday 3 June 2025, noon UTC: in the week of Monday 2 June.
     const TUESDAY: i64 = 1_748_952_000_000;
-    let conn = rusqlite::Connection::open(c.dir.join("tutela.db")).unwrap();
     for (n, school) in ["north", "north", "south", "south", "south"]
         .iter()
         .enumerate()
     {
-        let id = tutela_tests::seed::insert_alert(
-            &conn,
-            n as i64 + 1,
-            &format!("pupil.{school}"),
-            TUESDAY + n as i64 * 60_000,
-            "bullying",
-            3,
-            "bullying/seed",
-            "new",
-        );
-        conn.execute(
-            "UPDATE alerts SET school = ?1 WHERE id = ?2",
-            rusqlite::params![school, id],
-        )
-        .unwrap();
+        let time_ms = TUESDAY + n as i64 * 60_000;
+        match &db {
+            Db::Sqlite(dir) => {
+                let conn = rusqlite::Connection::open(dir.join("tutela.db")).unwrap();
+                let id = tutela_tests::seed::insert_alert(
+                    &conn,
+                    n as i64 + 1,
+                    &format!("pupil.{school}"),
+                    time_ms,
+                    "bullying",
+                    3,
+                    "bullying/seed",
+                    "new",
+                );
+                conn.execute(
+                    "UPDATE alerts SET school = ?1 WHERE id = ?2",
+                    rusqlite::params![school, id],
+                )
+                .unwrap();
+            }
+            Db::Pg(pg) => {
+                pg.query(&format!(
+                    "INSERT INTO alerts (event_id, agent_id, seq, time_ms, received_ms, \"user\", station,
+                        source, context, app, app_path, window_title, url, search_query, category,
+                        severity, rule_id, term, matches, rules_version, body, signature, body_hash, school)
+                     VALUES ('ev-{n}', 'ag-live', {n} + 1, {time_ms}, {time_ms} + 2000, 'pupil.{school}',
+                        'LAB1-PC01', 'typed', 'context', 'firefox', '', '', '', '', 'bullying', 3,
+                        'bullying/seed', 'term', '[]', 7, '\\x00', '\\x00', '\\x00', '{school}')"
+                ))
+                .unwrap();
+            }
+        }
     }
 
     let sink = SmtpSink::start(smtp_port, scratch.path("mail")).unwrap();
@@ -709,20 +733,24 @@ fn the_weekly_summary_goes_to_each_school_and_across_the_trust() {
         "each school's DSL gets its school's figures, the trust's lead every school's"
     );
     // Each (school, week) is recorded once.
-    let mut stmt = conn
-        .prepare("SELECT school, emails FROM summary_runs ORDER BY school")
-        .unwrap();
-    let runs: Vec<(String, i64)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(
-        runs,
-        [
-            (String::new(), 1),
-            ("north".to_owned(), 1),
-            ("south".to_owned(), 1)
-        ]
-    );
+    for school in ["", "north", "south"] {
+        assert_eq!(
+            db.one(&format!(
+                "SELECT emails FROM summary_runs WHERE school = '{school}' AND week_start = '2025-06-02'"
+            )),
+            "1",
+            "the run of {school:?}"
+        );
+    }
+}
+
+#[test]
+fn on_sqlite_the_weekly_summary_goes_to_each_school_and_across_the_trust() {
+    summary_scenario(None, "tenants-summary-sqlite");
+}
+
+#[test]
+fn on_postgresql_the_weekly_summary_goes_to_each_school_and_across_the_trust() {
+    let pg = PgCluster::start().unwrap();
+    summary_scenario(Some(&pg), "tenants-summary-postgres");
 }
