@@ -24,6 +24,7 @@ pub mod login;
 pub mod notice;
 pub mod publish;
 pub mod queue;
+pub mod review;
 pub mod schema;
 mod server;
 pub mod settings;
