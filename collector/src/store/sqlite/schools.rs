@@ -100,3 +100,70 @@ pub fn list(conn: &Connection) -> rusqlite::Result<Vec<School>> {
     })?;
     rows.collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store made before schools: its rows go to the default school, its
+    /// accounts get trust-wide grants of their roles, its audit chain and
+    /// summary runs carry on.
+    #[test]
+    fn a_store_made_before_schools_keeps_working_as_one_school() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join(crate::store::DB_FILE)).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE agents (agent_id TEXT PRIMARY KEY, public_key BLOB NOT NULL UNIQUE,
+                     station TEXT NOT NULL, grp TEXT NOT NULL DEFAULT '',
+                     agent_version TEXT NOT NULL DEFAULT '', enrolled_ms INTEGER NOT NULL,
+                     revoked INTEGER NOT NULL DEFAULT 0, last_seen_ms INTEGER,
+                     last_seq INTEGER NOT NULL DEFAULT 0, last_hash BLOB,
+                     rules_version INTEGER NOT NULL DEFAULT 0, spool_backlog INTEGER NOT NULL DEFAULT 0,
+                     spool_dropped INTEGER NOT NULL DEFAULT 0, flag TEXT);
+                 INSERT INTO agents (agent_id, public_key, station, enrolled_ms) VALUES ('ag-1', x'01', 'PC1', 1);
+                 CREATE TABLE console_users (name TEXT PRIMARY KEY, password_hash TEXT NOT NULL,
+                     role TEXT NOT NULL, created_ms INTEGER NOT NULL);
+                 INSERT INTO console_users VALUES ('dsl1', 'h', 'dsl', 1), ('tech1', 'h', 'technician', 1);
+                 CREATE TABLE summary_runs (week_start TEXT PRIMARY KEY, queued_ms INTEGER NOT NULL,
+                     trigger TEXT NOT NULL, emails INTEGER NOT NULL);
+                 INSERT INTO summary_runs VALUES ('2025-06-02', 1, 'schedule', 3);",
+            )
+            .unwrap();
+        }
+        let conn = crate::store::open(dir.path()).unwrap();
+        crate::console::schema::create(&conn).unwrap();
+        crate::store::sqlite::summary::upgrade(&conn).unwrap();
+        let one = |sql: &str| -> String { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(
+            one("SELECT school FROM agents WHERE agent_id = 'ag-1'"),
+            "default"
+        );
+        assert_eq!(
+            one("SELECT group_concat(user || ':' || role || ':' || school, ',') FROM console_grants"),
+            "dsl1:dsl:,tech1:technician:"
+        );
+        assert_eq!(list(&conn).unwrap()[0].id, DEFAULT_SCHOOL);
+        assert_eq!(
+            one("SELECT school || '/' || week_start || '/' || emails FROM summary_runs"),
+            "/2025-06-02/3"
+        );
+        // The audit log keeps one chain across entries of the trust and a school.
+        crate::store::sqlite::audit::append(&conn, "dsl1", "view", "alert:1", "").unwrap();
+        conn.execute(
+            "UPDATE console_grants SET school = 'north' WHERE user = 'dsl1'",
+            [],
+        )
+        .unwrap();
+        crate::store::sqlite::audit::append(&conn, "dsl1", "view", "alert:2", "").unwrap();
+        assert_eq!(
+            one("SELECT group_concat(school, ',') FROM console_audit"),
+            ",north"
+        );
+        assert_eq!(crate::store::sqlite::audit::verify(&conn).unwrap(), Ok(2));
+        // Upgrading again changes nothing.
+        super::upgrade(&conn).unwrap();
+        crate::store::sqlite::summary::upgrade(&conn).unwrap();
+        assert_eq!(one("SELECT COUNT(*) || '' FROM console_grants"), "2");
+    }
+}
