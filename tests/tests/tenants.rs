@@ -754,3 +754,85 @@ fn on_postgresql_the_weekly_summary_goes_to_each_school_and_across_the_trust() {
     let pg = PgCluster::start().unwrap();
     summary_scenario(Some(&pg), "tenants-summary-postgres");
 }
+
+#[test]
+fn urgent_alerts_reach_their_schools_recipients_and_the_trusts() {
+    use tutela_tests::{parse_email, SmtpSink};
+    let scratch = Scratch::new("tenants-urgent");
+    let mut c = Collector::init(scratch.path("collector")).unwrap();
+    let smtp_port = free_port();
+    c.set_section("console", "enabled = false").unwrap();
+    let mut mail = format!(
+        "host = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\nfrom = \"Tutela <tutela@trust.test>\"\n\
+         console_url = \"https://console.trust.test\"\nurgent_interval_secs = 1\nretry_initial_secs = 1\nretry_max_secs = 2\n"
+    );
+    for (address, school) in [
+        ("north@trust.test", "north"),
+        ("south@trust.test", "south"),
+        ("lead@trust.test", ""),
+    ] {
+        mail.push_str(&format!(
+            "\n[[mail.recipients]]\naddress = \"{address}\"\nroles = [\"dsl\"]\n"
+        ));
+        if !school.is_empty() {
+            mail.push_str(&format!("school = \"{school}\"\n"));
+        }
+    }
+    c.set_section("mail", &mail).unwrap();
+    for id in SCHOOLS {
+        run_ok(c.cmd().args(["schools", "add", id, "--name", id])).unwrap();
+    }
+    let sink = SmtpSink::start(smtp_port, scratch.path("mail")).unwrap();
+    c.start().unwrap();
+    // Urgent alerts arrive after the collector started: one North, two South.
+    let conn = rusqlite::Connection::open(c.dir.join("tutela.db")).unwrap();
+    let mut ids = Vec::new();
+    for (n, school) in ["north", "south", "south"].iter().enumerate() {
+        let id = tutela_tests::seed::insert_alert(
+            &conn,
+            n as i64 + 1,
+            &format!("pupil.{school}"),
+            now_ms(),
+            "suicide",
+            5,
+            "suicide/seed",
+            "new",
+        );
+        conn.execute(
+            "UPDATE alerts SET school = ?1 WHERE id = ?2",
+            rusqlite::params![school, id],
+        )
+        .unwrap();
+        ids.push(id);
+    }
+    let messages = sink
+        .wait_for(3, std::time::Duration::from_secs(20))
+        .unwrap();
+    let mut seen: Vec<(String, Vec<i64>)> = messages
+        .iter()
+        .map(|(rcpt, path)| {
+            let text = text_of(&parse_email(path).unwrap());
+            let mut linked: Vec<i64> = text
+                .match_indices("/alerts/")
+                .filter_map(|(at, m)| {
+                    let rest = &text[at + m.len()..];
+                    let end = rest.find(|c: char| !c.is_ascii_digit())?;
+                    rest[..end].parse().ok()
+                })
+                .collect();
+            linked.sort();
+            (rcpt[0].clone(), linked)
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("lead@trust.test".to_owned(), ids.clone()),
+            ("north@trust.test".to_owned(), vec![ids[0]]),
+            ("south@trust.test".to_owned(), vec![ids[1], ids[2]]),
+        ],
+        "a school's DSL is told of its school's urgent alerts only, the trust's lead of all"
+    );
+    c.kill9();
+}

@@ -358,13 +358,30 @@ pub fn address_key(address: &str) -> String {
     }
 }
 
-/// The addresses holding any of `roles`, each person once.
+/// The (address, school) of each school's recipient holding any of `roles`,
+/// each person once per school.
+pub fn school_recipients_with(mail: &Mail, roles: &[&str]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for r in &mail.recipients {
+        if !r.school.is_empty() && r.roles.iter().any(|role| roles.contains(&role.as_str())) {
+            let key = (address_key(&r.address), r.school.clone());
+            if !seen.contains(&key) {
+                seen.push(key);
+                out.push((r.address.trim().to_owned(), r.school.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// The addresses of the trust's recipients (no school) holding any of
+/// `roles`, each person once.
 pub fn recipients_with(mail: &Mail, roles: &[&str]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut seen: Vec<String> = Vec::new();
     for r in &mail.recipients {
-        // A school's recipient gets its school's summary only: urgent
-        // emails cover every school.
+        // A school's recipients are in `school_recipients_with`.
         if r.school.is_empty() && r.roles.iter().any(|role| roles.contains(&role.as_str())) {
             let key = address_key(&r.address);
             if !seen.contains(&key) {
