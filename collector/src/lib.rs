@@ -4,6 +4,7 @@ pub mod alerts;
 pub mod backup;
 mod batch;
 pub mod bounds;
+pub mod cli;
 pub mod config;
 pub mod console;
 pub mod coverage;
