@@ -1,6 +1,5 @@
 //! The Tutela collector: verified ingest, storage, review and rule publishing.
 
-pub mod alerts;
 pub mod backup;
 mod batch;
 pub mod bounds;

@@ -120,8 +120,6 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let dir = cli.data_dir;
     let unmoved = match &cli.command {
-        Command::Alerts { .. } => Some("alerts"),
-        Command::Agents { command } if !command.on_postgres() => Some("agents"),
         Command::Backup { .. } => Some("backup"),
         Command::Restore { .. } => Some("restore"),
         _ => None,

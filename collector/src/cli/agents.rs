@@ -2,11 +2,13 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Subcommand;
 
 use super::open_store;
-use crate::store;
+use crate::console::cli::with_store;
+use crate::store::fleet::{Family, Revoked, StationChange};
+use crate::store::users::Audited;
 
 #[derive(Debug, Subcommand)]
 pub enum AgentsCommand {
@@ -44,51 +46,24 @@ pub enum AgentsCommand {
     },
 }
 
-impl AgentsCommand {
-    /// Whether the command works on PostgreSQL.
-    pub fn on_postgres(&self) -> bool {
-        matches!(self, Self::Move { .. })
-    }
-}
-
 pub fn run(dir: &Path, command: AgentsCommand) -> Result<()> {
-    if let AgentsCommand::Move {
-        agent_id,
-        group,
-        by,
-    } = &command
-    {
-        return move_agent(dir, agent_id, group, by);
-    }
-    let mut conn = store::open(dir)?;
     match command {
         AgentsCommand::List => {
-            let mut stmt = conn.prepare("SELECT agent_id, station, grp, revoked, last_seq, COALESCE(last_seen_ms, 0), COALESCE(flag, ''), problems FROM agents ORDER BY enrolled_ms")?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, bool>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, String>(6)?,
-                    r.get::<_, String>(7)?,
-                ))
-            })?;
-            for row in rows {
-                let (id, station, grp, revoked, last_seq, seen, flag, problems) = row?;
-                let flag = if flag.is_empty() {
+            for a in with_store(dir, |db| Ok(db.enrolled()?))? {
+                let flag = if a.flag.is_empty() {
                     String::new()
                 } else {
-                    format!(" flag={flag:?}")
+                    format!(" flag={:?}", a.flag)
                 };
-                let problems = if problems.is_empty() {
+                let problems = if a.problems.is_empty() {
                     String::new()
                 } else {
-                    format!(" problems={problems:?}")
+                    format!(" problems={:?}", a.problems)
                 };
-                println!("{id} station={station} group={grp} revoked={revoked} last_seq={last_seq} last_seen_ms={seen}{flag}{problems}");
+                println!(
+                    "{} station={} group={} revoked={} last_seq={} last_seen_ms={}{flag}{problems}",
+                    a.agent_id, a.station, a.grp, a.revoked, a.last_seq, a.last_seen_ms
+                );
             }
         }
         AgentsCommand::Revoke {
@@ -97,59 +72,43 @@ pub fn run(dir: &Path, command: AgentsCommand) -> Result<()> {
             only,
             by,
         } => {
-            crate::console::schema::create(&conn)?;
-            // The family is read and revoked in one write transaction,
-            // so an identity re-keyed meanwhile cannot slip through.
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let descendants = store::sqlite::agents::descendants(&tx, &agent_id)?;
-            anyhow::ensure!(
-                descendants.is_empty() || with_descendants || only,
-                "agent {agent_id} was re-keyed into {} other identities ({}); pass --with-descendants to revoke them too (a copied or stolen key), or --only to revoke this one alone",
-                descendants.len(),
-                descendants.join(", ")
-            );
-            let mut targets = vec![agent_id.clone()];
-            if with_descendants {
-                targets.extend(descendants);
+            let family = match (with_descendants, only) {
+                (true, _) => Family::WithDescendants,
+                (false, true) => Family::Only,
+                (false, false) => Family::Ask,
+            };
+            match with_store(dir, |db| Ok(db.revoke_family(&agent_id, family, &by)?))? {
+                Revoked::Done(targets) => println!("revoked {}", targets.join(", ")),
+                Revoked::NoAgent => {
+                    bail!("no agent {agent_id}; see `tutela-collector agents list`")
+                }
+                Revoked::HasDescendants(descendants) => bail!(
+                    "agent {agent_id} was re-keyed into {} other identities ({}); pass --with-descendants to revoke them too (a copied or stolen key), or --only to revoke this one alone",
+                    descendants.len(),
+                    descendants.join(", ")
+                ),
             }
-            for target in &targets {
-                let n = tx.execute(
-                    "UPDATE agents SET revoked = 1 WHERE agent_id = ?1",
-                    [target],
-                )?;
-                anyhow::ensure!(
-                    n == 1,
-                    "no agent {target}; see `tutela-collector agents list`"
-                );
-                crate::console::audit::append(
-                    &tx,
-                    &by,
-                    "agent-revoke",
-                    target,
-                    "from the command line",
-                )?;
-            }
-            tx.commit()?;
-            println!("revoked {}", targets.join(", "));
         }
-        AgentsCommand::Move { .. } => unreachable!("moves go to the store above"),
+        AgentsCommand::Move {
+            agent_id,
+            group,
+            by,
+        } => move_agent(dir, &agent_id, &group, &by)?,
         AgentsCommand::ClearFlag { agent_id } => {
-            let n = conn.execute(
-                "UPDATE agents SET flag = NULL WHERE agent_id = ?1",
-                [&agent_id],
-            )?;
-            anyhow::ensure!(
-                n == 1,
-                "no agent {agent_id}; see `tutela-collector agents list`"
-            );
-            crate::console::schema::create(&conn)?;
-            crate::console::audit::append(
-                &conn,
-                "cli",
-                "agent-clear-flag",
-                &agent_id,
-                "from the command line",
-            )?;
+            let entry = Audited {
+                actor: "cli",
+                action: "agent-clear-flag",
+                target: &agent_id,
+                detail: "from the command line",
+            };
+            let cleared = with_store(dir, |db| {
+                Ok(db.change_stations(StationChange::ClearFlag, &[(agent_id.clone(), entry)])?)
+            })?;
+            if !cleared {
+                bail!(
+                    "no enrolled, unrevoked agent {agent_id}; see `tutela-collector agents list`"
+                );
+            }
             println!("cleared the flag of {agent_id}");
         }
     }

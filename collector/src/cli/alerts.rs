@@ -1,4 +1,5 @@
-//! `tutela-collector alerts list|gaps|capture`.
+//! `tutela-collector alerts list|gaps|capture`, on the store `[storage] url`
+//! names (SQLite or PostgreSQL).
 
 use std::path::{Path, PathBuf};
 
@@ -6,7 +7,8 @@ use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
 
 use super::load_config;
-use crate::alerts::{self, AlertFilter};
+use crate::console::cli::with_store;
+use crate::store::review::{Alert, Listing};
 use crate::{evidence, secrets, store};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -42,7 +44,6 @@ pub enum AlertsCommand {
 }
 
 pub fn run(dir: &Path, command: AlertsCommand) -> Result<()> {
-    let conn = store::open(dir).context("opening the collector database")?;
     match command {
         AlertsCommand::List {
             agent,
@@ -50,57 +51,33 @@ pub fn run(dir: &Path, command: AlertsCommand) -> Result<()> {
             format,
             all,
         } => {
-            let rows = alerts::list(
-                &conn,
-                &AlertFilter {
-                    agent_id: agent,
-                    limit,
-                    include_folded: all,
-                },
-            )?;
+            let listing = Listing {
+                agent_id: agent,
+                limit,
+                include_folded: all,
+            };
+            let rows = with_store(dir, |db| Ok(db.listing(&listing)?))?;
             match format {
                 Format::Json => {
                     for row in &rows {
-                        println!("{}", serde_json::to_string(row)?);
+                        println!("{}", json(row));
                     }
                 }
-                Format::Table => {
-                    println!(
-                        "{:>6} {:<16} {:>6} {:<10} {:<14} {:<18} {:>3} {:<12} context",
-                        "id", "agent", "seq", "user", "station", "category", "sev", "state"
-                    );
-                    for r in &rows {
-                        println!(
-                            "{:>6} {:<16} {:>6} {:<10} {:<14} {:<18} {:>3} {:<12} {}",
-                            r.id,
-                            r.agent_id,
-                            r.seq,
-                            r.user,
-                            r.station,
-                            r.category,
-                            r.severity,
-                            r.state,
-                            r.context
-                                .chars()
-                                .map(|c| if c.is_control() { ' ' } else { c })
-                                .take(60)
-                                .collect::<String>()
-                        );
-                    }
-                    eprintln!("{} alerts", rows.len());
-                }
+                Format::Table => print_table(&rows),
             }
         }
         AlertsCommand::Gaps => {
-            for (agent, from, to) in alerts::gaps(&conn)? {
-                println!("{agent} {from}..={to}");
+            for g in with_store(dir, |db| Ok(db.gaps()?))? {
+                println!("{} {}..={}", g.agent_id, g.from_seq, g.to_seq);
             }
         }
         AlertsCommand::Capture { alert_id, out } => {
             let vault = secrets::CaptureVault::load(dir)?;
             let blobs = store::blob::Blobs::connect(&load_config(dir)?.storage.captures)?;
-            let capture = evidence::open_capture(&conn, &vault, &blobs, alert_id)?
-                .with_context(|| format!("alert {alert_id} has no capture"))?;
+            let capture = with_store(dir, |db| {
+                Ok(evidence::open_capture(db, &vault, &blobs, alert_id)?)
+            })?
+            .with_context(|| format!("alert {alert_id} has no capture; `tutela-collector alerts list` shows which alerts have one"))?;
             secrets::write_private(&out, &capture.jpeg)?;
             println!(
                 "wrote {} ({}x{}, {} bytes)",
@@ -112,4 +89,60 @@ pub fn run(dir: &Path, command: AlertsCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One alert as a line of JSON (the signed body and signature stay out).
+fn json(a: &Alert) -> serde_json::Value {
+    serde_json::json!({
+        "id": a.id,
+        "event_id": a.event_id,
+        "agent_id": a.agent_id,
+        "seq": a.seq,
+        "time_ms": a.time_ms,
+        "received_ms": a.received_ms,
+        "clock_skew": a.clock_skew,
+        "chain_ok": a.chain_ok,
+        "user": a.user,
+        "station": a.station,
+        "source": a.source,
+        "context": a.context,
+        "app": a.app,
+        "window_title": a.window_title,
+        "url": a.url,
+        "search_query": a.search_query,
+        "category": a.category,
+        "severity": a.severity,
+        "rule_id": a.rule_id,
+        "term": a.term,
+        "rules_version": a.rules_version,
+        "count": a.repeats,
+        "has_capture": a.has_capture,
+        "state": a.state,
+    })
+}
+
+fn print_table(rows: &[Alert]) {
+    println!(
+        "{:>6} {:<16} {:>6} {:<10} {:<14} {:<18} {:>3} {:<12} context",
+        "id", "agent", "seq", "user", "station", "category", "sev", "state"
+    );
+    for r in rows {
+        println!(
+            "{:>6} {:<16} {:>6} {:<10} {:<14} {:<18} {:>3} {:<12} {}",
+            r.id,
+            r.agent_id,
+            r.seq,
+            r.user,
+            r.station,
+            r.category,
+            r.severity,
+            r.state,
+            r.context
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(60)
+                .collect::<String>()
+        );
+    }
+    eprintln!("{} alerts", rows.len());
 }

@@ -5,8 +5,10 @@ use std::path::Path;
 use anyhow::Result;
 use clap::Subcommand;
 
-use super::{load_config, open_store};
+use super::load_config;
+use crate::console::cli::with_store;
 use crate::enrolment::{self, TokenSpec};
+use crate::store::users::Audited;
 use crate::{secrets, store};
 
 #[derive(Debug, Subcommand)]
@@ -55,7 +57,8 @@ fn parse_duration_ms(text: &str) -> Result<i64, String> {
 /// Longest an enrolment token may stay valid.
 const MAX_TOKEN_VALIDITY_MS: i64 = 365 * 86_400_000;
 
-/// Runs the command on the store `[storage] url` names.
+/// Runs the command on the store `[storage] url` names; a change and its
+/// audit entry commit together.
 pub fn run(dir: &Path, command: TokenCommand) -> Result<()> {
     match command {
         TokenCommand::Create {
@@ -67,9 +70,7 @@ pub fn run(dir: &Path, command: TokenCommand) -> Result<()> {
             let config = load_config(dir)?;
             let tls = secrets::load_tls(dir)?;
             anyhow::ensure!(uses >= 1, "--uses must be at least 1");
-            let (runtime, tokens) = open_store(dir)?;
-            let mut token = runtime.block_on(enrolment::create_token(
-                &tokens,
+            let (mut token, row) = enrolment::new_token(
                 &TokenSpec {
                     valid_for_ms: expires,
                     max_uses: uses,
@@ -78,27 +79,24 @@ pub fn run(dir: &Path, command: TokenCommand) -> Result<()> {
                 },
                 &config.advertised(),
                 &tls.fingerprint,
-            ))?;
+            );
             token.fallbacks = config.advertise_also.clone();
-            let conn = store::open(dir)?;
-            crate::console::schema::create(&conn)?;
-            crate::console::audit::append(
-                &conn,
-                "cli",
-                "token-create",
-                &format!("group:{group}"),
-                &format!("{uses} uses, valid {} s, label {label}", expires / 1000),
-            )?;
+            let entry = Audited {
+                actor: "cli",
+                action: "token-create",
+                target: &format!("group:{group}"),
+                detail: &format!("{uses} uses, valid {} s, label {label}", expires / 1000),
+            };
+            with_store(dir, |db| Ok(db.create_token(&row, &entry)?))?;
             println!("{}", token.encode());
         }
         TokenCommand::List => {
-            let (runtime, tokens) = open_store(dir)?;
             let now = store::now_ms();
             println!(
                 "{:<12} {:<10} {:<12} {:>9} {:<24} label",
                 "id", "state", "group", "uses", "expires"
             );
-            for t in runtime.block_on(tokens.list_tokens())? {
+            for t in with_store(dir, |db| Ok(db.tokens()?))? {
                 println!(
                     "{:<12} {:<10} {:<12} {:>9} {:<24} {}",
                     t.id,
@@ -111,19 +109,20 @@ pub fn run(dir: &Path, command: TokenCommand) -> Result<()> {
             }
         }
         TokenCommand::Revoke { id } => {
-            let (runtime, tokens) = open_store(dir)?;
-            let id = enrolment::token_by_prefix(&runtime.block_on(tokens.list_tokens())?, &id)?;
-            runtime.block_on(tokens.revoke_token(&id))?;
+            let id = with_store(dir, |db| {
+                let id = enrolment::token_by_prefix(&db.tokens()?, &id)?;
+                db.revoke_token(
+                    &id,
+                    &Audited {
+                        actor: "cli",
+                        action: "token-revoke",
+                        target: &format!("token:{id}"),
+                        detail: "from the command line",
+                    },
+                )?;
+                Ok(id)
+            })?;
             tracing::info!(token = %id, "enrolment token revoked");
-            let conn = store::open(dir)?;
-            crate::console::schema::create(&conn)?;
-            crate::console::audit::append(
-                &conn,
-                "cli",
-                "token-revoke",
-                &id,
-                "from the command line",
-            )?;
             println!("revoked token {id}");
         }
     }
