@@ -119,14 +119,6 @@ fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     let dir = cli.data_dir;
-    let unmoved = match &cli.command {
-        Command::Backup { .. } => Some("backup"),
-        Command::Restore { .. } => Some("restore"),
-        _ => None,
-    };
-    if let Some(command) = unmoved {
-        cli::refuse_on_postgres(&dir, command)?;
-    }
     match cli.command {
         Command::Init { listen, hostnames } => cli::init::run(&dir, listen, &hostnames),
         Command::Serve { listen } => {

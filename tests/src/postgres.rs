@@ -172,6 +172,11 @@ impl PgCluster {
 
     /// Runs `sql` with psql; returns its rows, one a line, columns split by `|`.
     pub fn query(&self, sql: &str) -> Result<String> {
+        self.query_in("postgres", sql)
+    }
+
+    /// Runs `sql` with psql in database `db`.
+    pub fn query_in(&self, db: &str, sql: &str) -> Result<String> {
         let psql = self.bin.join("psql");
         let psql = if psql.exists() {
             psql
@@ -180,14 +185,7 @@ impl PgCluster {
         };
         let out = Command::new(psql)
             .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "tutela",
-                "-d",
-                "postgres",
-            ])
+            .args(["-p", &self.port.to_string(), "-U", "tutela", "-d", db])
             .args(["-c", sql])
             .env("PGPASSWORD", &self.password)
             .output()

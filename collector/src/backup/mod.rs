@@ -29,6 +29,8 @@ use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 
 mod files;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod seal;
 #[cfg(test)]
 mod tests;
@@ -45,6 +47,8 @@ use crate::store::{self, DB_FILE};
 
 /// The configuration file, beside the database.
 pub const CONFIG_FILE: &str = "collector.toml";
+/// A PostgreSQL store's dump in a backup (an SQLite file of its tables).
+pub const PG_DUMP_FILE: &str = "postgres.db";
 /// The manifest written into every backup.
 pub const MANIFEST_FILE: &str = "backup.toml";
 /// What an encrypted file's name ends with in a backup.
@@ -103,6 +107,12 @@ pub enum BackupError {
     Kdf(String),
     #[error("the backup in {0} is not encrypted, but a passphrase file was given: it is not the encrypted backup you made (it may have been replaced); refusing to restore it. Restore it without --passphrase-file only if you made it yourself with --unencrypted")]
     NotEncrypted(PathBuf),
+    #[error("the backup in {0} is of a PostgreSQL store: pass --to postgres://user:password@host:port/database naming a new, empty database (createdb -O <user> <database>)")]
+    NeedsPostgres(PathBuf),
+    #[error("the backup in {0} is of a SQLite store: restore it without --to, then `tutela-collector migrate --to postgres://...` copies it into PostgreSQL")]
+    NotPostgres(PathBuf),
+    #[error("{0}")]
+    Postgres(String),
     #[error("the backup manifest {0} does not match the passphrase: wrong passphrase file, or the manifest was altered or replaced; use the right passphrase file or another backup")]
     ManifestForged(PathBuf),
 }
@@ -130,6 +140,25 @@ pub struct Manifest {
     /// present on every encrypted backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
+    /// The store backed up: empty for SQLite (the file as it is),
+    /// `postgres` for a PostgreSQL store dumped into `postgres.db`. Last, so
+    /// that a SQLite backup's manifest and MAC are as before.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub store: String,
+}
+
+impl Manifest {
+    /// Which store the backup holds; an unknown one is refused.
+    pub(crate) fn kind(&self, path: &Path) -> Result<StoreKind, BackupError> {
+        match self.store.as_str() {
+            "" => Ok(StoreKind::Sqlite),
+            "postgres" => Ok(StoreKind::Postgres),
+            other => Err(BackupError::Manifest {
+                path: path.join(MANIFEST_FILE),
+                reason: format!("it holds a store of kind {other:?}, which this collector does not know; restore it with the collector version that made it"),
+            }),
+        }
+    }
 }
 
 impl Manifest {
@@ -181,6 +210,48 @@ pub fn backup(
     if !db_path.is_file() {
         return Err(BackupError::NoDatabase(data_dir.to_owned()));
     }
+    write(data_dir, dest, passphrase, StoreKind::Sqlite, |partial| {
+        let source = store::open(data_dir).map_err(sql(&db_path))?;
+        copy_database(&source, partial)
+    })
+}
+
+/// Which store a backup holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreKind {
+    /// The SQLite file, as it is.
+    Sqlite,
+    /// A PostgreSQL store, dumped into one SQLite file (`store::migrate::dump`).
+    Postgres,
+}
+
+impl StoreKind {
+    /// The name of the database file in the backup.
+    pub(crate) fn file(self) -> &'static str {
+        match self {
+            Self::Sqlite => DB_FILE,
+            Self::Postgres => PG_DUMP_FILE,
+        }
+    }
+
+    /// As the manifest records it ("" for SQLite, as before it was recorded).
+    fn recorded(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// Writes a backup of `data_dir`'s files and the database `copy` writes
+/// into the new file it is given.
+pub(crate) fn write(
+    data_dir: &Path,
+    dest: &Path,
+    passphrase: Option<&Passphrase>,
+    kind: StoreKind,
+    copy: impl FnOnce(&Path) -> Result<(), BackupError>,
+) -> Result<Report, BackupError> {
     if !is_empty_dir(dest)? {
         return Err(BackupError::DestinationNotEmpty(dest.to_owned()));
     }
@@ -203,7 +274,7 @@ pub fn backup(
     }
 
     remove_stale_partials(data_dir);
-    let source = store::open(data_dir).map_err(sql(&db_path))?;
+    let db_file = kind.file();
     // An encrypted backup's database is copied in the clear beside the live
     // one (same owner, same protection), sealed into the backup, then removed.
     let partial = if key.is_some() {
@@ -211,24 +282,22 @@ pub fn backup(
         SystemRandom::new()
             .fill(&mut suffix)
             .map_err(|_| BackupError::Kdf("no randomness for a file name".into()))?;
-        data_dir.join(format!(".backup-{}.{DB_FILE}.partial", hex::encode(suffix)))
+        data_dir.join(format!(".backup-{}.{db_file}.partial", hex::encode(suffix)))
     } else {
-        dest.join(format!("{DB_FILE}.partial"))
+        dest.join(format!("{db_file}.partial"))
     };
-    let copied = copy_database(&source, &partial);
-    drop(source);
-    if let Err(e) = copied {
+    if let Err(e) = copy(&partial) {
         let _ = fs::remove_file(&partial);
         return Err(e);
     }
-    let sealed = seal_database(&partial, dest, key.as_ref());
+    let sealed = seal_database(&partial, dest, key.as_ref(), db_file);
     if sealed.is_err() || key.is_some() {
         let _ = fs::remove_file(&partial);
     }
     let (alerts, captures, db_copy) = sealed?;
 
     let mut files = std::collections::BTreeMap::new();
-    files.insert(stored_name(DB_FILE, key.is_some()), sha256_file(&db_copy)?);
+    files.insert(stored_name(db_file, key.is_some()), sha256_file(&db_copy)?);
     for (name, bytes) in copies {
         let stored = dest.join(stored_name(name, key.is_some()));
         match &key {
@@ -245,10 +314,11 @@ pub fn backup(
         files,
         encryption,
         mac: None,
+        store: kind.recorded().to_owned(),
     };
     manifest.mac = key.as_ref().map(|key| key.sign_manifest(&manifest));
     write_manifest(dest, &manifest)?;
-    tracing::info!(dest = %dest.display(), alerts, captures, encrypted = manifest.encryption.is_some(), "backup written");
+    tracing::info!(dest = %dest.display(), alerts, captures, encrypted = manifest.encryption.is_some(), store = ?kind, "backup written");
     Ok(Report {
         dir: dest.to_owned(),
         manifest,
@@ -262,13 +332,14 @@ fn seal_database(
     partial: &Path,
     dest: &Path,
     key: Option<&BackupKey>,
+    db_file: &str,
 ) -> Result<(i64, i64, PathBuf), BackupError> {
     let (alerts, captures) = check_database(partial)?;
-    let db_copy = dest.join(stored_name(DB_FILE, key.is_some()));
+    let db_copy = dest.join(stored_name(db_file, key.is_some()));
     match key {
         Some(key) => {
             let mut input = fs::File::open(partial).map_err(io(partial))?;
-            key.seal(DB_FILE, &mut input, partial, &db_copy)?;
+            key.seal(db_file, &mut input, partial, &db_copy)?;
         }
         None => fs::rename(partial, &db_copy).map_err(io(&db_copy))?,
     }
@@ -316,7 +387,8 @@ fn read_manifest(src: &Path) -> Result<Manifest, BackupError> {
 pub fn verify(src: &Path) -> Result<Manifest, BackupError> {
     let manifest = read_manifest(src)?;
     let encrypted = manifest.encryption.is_some();
-    for name in std::iter::once(DB_FILE).chain(FILES) {
+    let db_file = manifest.kind(src)?.file();
+    for name in std::iter::once(db_file).chain(FILES) {
         let stored = stored_name(name, encrypted);
         let file = src.join(&stored);
         let recorded = manifest
@@ -331,7 +403,7 @@ pub fn verify(src: &Path) -> Result<Manifest, BackupError> {
         }
     }
     if !encrypted {
-        check_database(&src.join(DB_FILE))?;
+        check_database(&src.join(db_file))?;
     }
     Ok(manifest)
 }
@@ -344,6 +416,28 @@ pub fn restore(
     src: &Path,
     data_dir: &Path,
     passphrase: Option<&Passphrase>,
+) -> Result<Report, BackupError> {
+    restore_with(src, data_dir, passphrase, |kind, staging| match kind {
+        StoreKind::Sqlite => {
+            // Opening puts the copy back into WAL mode and adds any tables
+            // a newer collector expects; then check what landed.
+            let db_path = staging.join(DB_FILE);
+            drop(store::open(staging).map_err(sql(&db_path))?);
+            check_database(&db_path)?;
+            Ok(())
+        }
+        StoreKind::Postgres => Err(BackupError::NeedsPostgres(src.to_owned())),
+    })
+}
+
+/// Restores the backup in `src` into `data_dir` as [`restore`] does;
+/// `database` puts the database file (decrypted into the staging directory
+/// it is given) where it belongs and checks it.
+pub(crate) fn restore_with(
+    src: &Path,
+    data_dir: &Path,
+    passphrase: Option<&Passphrase>,
+    database: impl FnOnce(StoreKind, &Path) -> Result<(), BackupError>,
 ) -> Result<Report, BackupError> {
     // With a passphrase, the manifest is authenticated before anything it
     // says (checksums, counts) is trusted.
@@ -362,9 +456,11 @@ pub fn restore(
     if (data_dir.exists() && !data_dir.is_dir()) || !is_empty_dir(data_dir)? {
         return Err(BackupError::RestoreOverLive(data_dir.to_owned()));
     }
+    let kind = manifest.kind(src)?;
     let staging = staging_dir(data_dir)?;
-    let result = restore_into(src, &staging, key.as_ref());
-    let result = result.and_then(|()| move_into_place(&staging, data_dir));
+    let result = restore_into(src, &staging, key.as_ref(), kind.file())
+        .and_then(|()| database(kind, &staging))
+        .and_then(|()| move_into_place(&staging, data_dir));
     if result.is_err() {
         let _ = fs::remove_dir_all(&staging);
     }
@@ -376,8 +472,13 @@ pub fn restore(
     })
 }
 
-fn restore_into(src: &Path, staging: &Path, key: Option<&BackupKey>) -> Result<(), BackupError> {
-    for name in std::iter::once(DB_FILE).chain(FILES) {
+fn restore_into(
+    src: &Path,
+    staging: &Path,
+    key: Option<&BackupKey>,
+    db_file: &str,
+) -> Result<(), BackupError> {
+    for name in std::iter::once(db_file).chain(FILES) {
         let from = src.join(stored_name(name, key.is_some()));
         let to = staging.join(name);
         match key {
@@ -388,10 +489,5 @@ fn restore_into(src: &Path, staging: &Path, key: Option<&BackupKey>) -> Result<(
             }
         }
     }
-    // Opening puts the copy back into WAL mode and adds any tables a newer
-    // collector expects; then check what landed.
-    let db_path = staging.join(DB_FILE);
-    drop(store::open(staging).map_err(sql(&db_path))?);
-    check_database(&db_path)?;
     Ok(())
 }

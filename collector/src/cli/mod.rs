@@ -46,17 +46,3 @@ pub fn open_store(dir: &Path) -> Result<(tokio::runtime::Runtime, store::Store)>
         .context("opening the collector's store")?;
     Ok((runtime, opened))
 }
-
-/// Commands that still read the SQLite file are refused when agents and
-/// events live in PostgreSQL, rather than answer from the wrong store (an
-/// agent "revoked" where ingest never looks).
-pub fn refuse_on_postgres(dir: &Path, command: &str) -> Result<()> {
-    let Ok(config) = load_config(dir) else {
-        return Ok(());
-    };
-    anyhow::ensure!(
-        !store::Location::new(dir, &config.storage.url)?.shared(),
-        "`tutela-collector {command}` does not work on PostgreSQL yet: [storage] url in collector.toml names PostgreSQL, where agents and events are kept, and this command reads only the SQLite file; query PostgreSQL directly for now (see the README, Running for many schools)"
-    );
-    Ok(())
-}
