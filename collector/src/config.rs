@@ -545,6 +545,19 @@ pub struct Backup {
     /// it no backup can be restored). `--passphrase-file` overrides it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub passphrase_file: Option<PathBuf>,
+    /// Scheduled backups by `serve`: a new directory per slot under this
+    /// one (unset: none; the nightly timer of the package does it instead).
+    /// With several collectors on one PostgreSQL, one of them makes each
+    /// slot's backup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// How often, as a duration (24h, 6h, 30m); slots start at whole
+    /// multiples of it since 1970 (UTC). Default 24h.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    /// Scheduled backups kept in `dir` (older ones are removed). Default 14.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep: Option<u32>,
 }
 
 /// How long evidence is kept (see `tutela-collector purge`).

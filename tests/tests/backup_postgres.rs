@@ -258,3 +258,77 @@ fn a_postgresql_store_backed_up_while_serving_restores_into_a_new_database_with_
         "{next}"
     );
 }
+
+/// The slot directories of scheduled backups in `dir` that are complete.
+fn slots(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.path().join("backup.toml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn two_collectors_with_a_schedule_make_one_backup_per_slot() {
+    let pg = PgCluster::start().unwrap();
+    let url = pg.database("school").unwrap();
+    let scratch = Scratch::new("backup-schedule");
+    let passphrase = scratch.path("passphrase");
+    std::fs::write(&passphrase, "a long enough backup passphrase\n").unwrap();
+    let nodes: Vec<Collector> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let mut c = Collector::init(scratch.path(name)).unwrap();
+            c.set_section("storage", &format!("url = \"{url}\"\nlease_secs = 3"))
+                .unwrap();
+            c.set_section("console", "enabled = false").unwrap();
+            c.set_section(
+                "backup",
+                &format!(
+                    "passphrase_file = {:?}\ndir = {:?}\nevery = \"3s\"\nkeep = 100",
+                    passphrase.to_str().unwrap(),
+                    scratch.path(&format!("{name}-backups")).to_str().unwrap()
+                ),
+            )
+            .unwrap();
+            c.start().unwrap();
+            c
+        })
+        .collect();
+    let dirs = [scratch.path("a-backups"), scratch.path("b-backups")];
+    tutela_tests::wait_for(
+        "four slots backed up",
+        std::time::Duration::from_secs(90),
+        || dirs.iter().map(|d| slots(d).len()).sum::<usize>() >= 4,
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{}",
+            nodes
+                .iter()
+                .map(|n| n.log_text())
+                .collect::<Vec<_>>()
+                .join("\n----\n")
+        )
+    });
+    drop(nodes);
+    let (a, b) = (slots(&dirs[0]), slots(&dirs[1]));
+    let both: Vec<&String> = a.iter().filter(|s| b.contains(s)).collect();
+    assert!(
+        both.is_empty(),
+        "slots backed up twice: {both:?} (a: {a:?}, b: {b:?})"
+    );
+    let all: std::collections::BTreeSet<&String> = a.iter().chain(&b).collect();
+    assert!(all.len() >= 4, "{all:?}");
+    // Each is a complete PostgreSQL backup.
+    for slot in &a {
+        let manifest = std::fs::read_to_string(dirs[0].join(slot).join("backup.toml")).unwrap();
+        assert!(manifest.contains("store = \"postgres\""), "{manifest}");
+        assert!(manifest.contains("mac = "), "encrypted: {manifest}");
+    }
+}

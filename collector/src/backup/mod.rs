@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 mod files;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod schedule;
 mod seal;
 #[cfg(test)]
 mod tests;
