@@ -93,7 +93,7 @@ enum Command {
     },
     /// Copy the database (online, while serving) and the keys, certificate and configuration into a new directory.
     Backup(cli::backup::BackupArgs),
-    /// Restore a backup into --data-dir, which must be missing or empty.
+    /// Restore a backup into --data-dir, which must be missing or empty (a PostgreSQL store's database into --to).
     Restore(cli::backup::RestoreArgs),
     /// Copy this data directory's SQLite store into an empty PostgreSQL database, checking counts and hash chains (stop the collector first).
     Migrate {
