@@ -52,16 +52,6 @@ pub fn run(dir: &Path, command: SchoolsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fails, saying what to do, unless school `id` exists.
-pub async fn require(store: &Store, id: &str) -> anyhow::Result<()> {
-    if schools::valid_id(id) && store.school_exists(id).await? {
-        return Ok(());
-    }
-    anyhow::bail!(
-        "there is no school {id:?}; `tutela-collector schools list` shows the schools and `schools add` adds one"
-    )
-}
-
 fn open(dir: &Path) -> anyhow::Result<(tokio::runtime::Runtime, Store)> {
     let url = crate::config::CollectorConfig::load(&dir.join("collector.toml"))
         .map(|c| c.storage.url)
