@@ -512,6 +512,10 @@ pub enum MailSecurity {
 pub struct Recipient {
     pub address: String,
     pub roles: Vec<String>,
+    /// The school (`schools list`) whose weekly summary and urgent alerts
+    /// this recipient gets; empty: the trust's, across every school.
+    #[serde(default)]
+    pub school: String,
 }
 
 impl Default for Mail {

@@ -56,6 +56,7 @@ pub fn open_capture(
     let everyone = [false, true].map(|staff| Scope {
         staff,
         pattern: String::new(),
+        school: crate::store::schools::Scope::Trust,
     });
     let mut alert = None;
     for scope in &everyone {

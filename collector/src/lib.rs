@@ -20,6 +20,7 @@ pub mod notice;
 pub mod publish;
 pub mod reports;
 pub mod retention;
+pub mod schools;
 pub mod secrets;
 pub mod serve;
 pub mod signature;

@@ -64,7 +64,12 @@ enum Command {
         #[command(subcommand)]
         command: tutela_collector::console::cli::UserCommand,
     },
-    /// Staff accounts (their alerts go to the head teacher only).
+    /// The schools of a trust, each a tenant of this collector.
+    Schools {
+        #[command(subcommand)]
+        command: tutela_collector::schools::SchoolsCommand,
+    },
+    /// Staff accounts (their alerts go to the head teacher only) and grants.
     Users {
         #[command(subcommand)]
         command: tutela_collector::console::cli::UsersCommand,
@@ -135,6 +140,7 @@ fn main() -> Result<()> {
         Command::Rules { command } => cli::rules::run(&dir, command),
         Command::User { command } => tutela_collector::console::cli::user(&dir, command),
         Command::Users { command } => tutela_collector::console::cli::users(&dir, command),
+        Command::Schools { command } => tutela_collector::schools::run(&dir, command),
         Command::Summary(args) => tutela_collector::summary::cli::run(&dir, args),
         Command::Webhooks { command } => tutela_collector::webhook::cli::run(&dir, command),
         Command::Backup(args) => cli::backup::backup(&dir, args),

@@ -59,6 +59,8 @@ pub struct Report {
     pub category: Option<String>,
     pub text: String,
     pub help_now: bool,
+    /// The school it goes to (the default school unless the form names one).
+    pub school: String,
 }
 
 /// Why a report was refused.
@@ -109,6 +111,7 @@ impl Report {
             category,
             text: text.to_owned(),
             help_now,
+            school: crate::store::schools::DEFAULT_SCHOOL.to_owned(),
         })
     }
 
@@ -141,6 +144,7 @@ fn new_report<'a>(report: &'a Report, event_id: &'a str, now: i64) -> NewReport<
         category: report.category.as_deref().unwrap_or(UNSORTED),
         severity: report.severity(),
         rule_id: RULE,
+        school: &report.school,
     }
 }
 

@@ -27,7 +27,7 @@ use crate::console::tz::Zone;
 use crate::mail::{self, Content, MailError};
 use crate::store::lease::Held;
 use crate::store::now_ms;
-use crate::store::urgent::UrgentQueue;
+use crate::store::urgent::{UrgentAlert, UrgentQueue};
 use crate::store::Jobs;
 
 pub use crate::store::urgent::URGENT_SEVERITY;
@@ -46,6 +46,7 @@ pub(crate) fn role_viewer(role: Role) -> Viewer {
             role,
             crate::console::settings::TechnicianQueue::None,
         ),
+        school: crate::store::schools::Scope::Trust,
     }
 }
 
@@ -82,9 +83,9 @@ pub async fn queue(
     let mut staff_alerts = Vec::new();
     for a in &scan.pending {
         if a.staff {
-            staff_alerts.push((a.id, a.time_ms, a.severity));
+            staff_alerts.push(a);
         } else {
-            pupils.push((a.id, a.time_ms, a.severity));
+            pupils.push(a);
         }
     }
     let mut queued = Queued::default();
@@ -105,28 +106,52 @@ pub async fn queue(
         if alerts.is_empty() {
             continue;
         }
-        let recipients = mail::recipients_with(&config.mail, roles);
-        if recipients.is_empty() {
+        // The trust's recipients hear of every school's alerts; a school's
+        // recipients of their school's.
+        let trust = mail::recipients_with(&config.mail, roles);
+        let schools = mail::school_recipients_with(&config.mail, roles);
+        let mut sends: Vec<(&str, Vec<&UrgentAlert>)> = trust
+            .iter()
+            .map(|to| (to.as_str(), alerts.clone()))
+            .collect();
+        for (to, school) in &schools {
+            let theirs: Vec<&UrgentAlert> = alerts
+                .iter()
+                .copied()
+                .filter(|a| &a.school == school)
+                .collect();
+            if !theirs.is_empty() {
+                sends.push((to.as_str(), theirs));
+            }
+        }
+        let heard =
+            |a: &UrgentAlert| !trust.is_empty() || schools.iter().any(|(_, s)| s == &a.school);
+        let (covered, unheard): (Vec<&UrgentAlert>, Vec<&UrgentAlert>) =
+            alerts.iter().copied().partition(|a| heard(a));
+        if !unheard.is_empty() {
             // These alerts wait: they are notified once a recipient is added.
             tracing::warn!(
                 audience,
-                alerts = alerts.len(),
+                alerts = unheard.len(),
                 roles = roles.join(","),
                 "urgent alerts have no email recipient; add one to [mail] recipients"
             );
-            waiting = waiting.min(alerts.iter().map(|a| a.0).min().unwrap_or(i64::MAX));
-            continue;
+            waiting = waiting.min(unheard.iter().map(|a| a.id).min().unwrap_or(i64::MAX));
         }
-        let content = render(alerts, &base, &zone);
-        for to in &recipients {
+        for (to, theirs) in &sends {
+            let rows: Vec<(i64, i64, i64)> = theirs
+                .iter()
+                .map(|a| (a.id, a.time_ms, a.severity))
+                .collect();
+            let content = render(&rows, &base, &zone);
             let message = mail::build(from, to, &content)?;
             plan.emails
                 .push(mail::outgoing("urgent", to, &content.subject, &message)?);
             queued.emails += 1;
         }
         plan.notified
-            .extend(alerts.iter().map(|&(id, _, _)| (id, audience)));
-        queued.alerts += alerts.len();
+            .extend(covered.iter().map(|a| (a.id, audience)));
+        queued.alerts += covered.len();
     }
     // Every urgent alert below the lowest waiting one is notified.
     plan.floor = scan.newest.min(waiting.saturating_sub(1));
@@ -247,6 +272,7 @@ mod tests {
             .map(|role| Recipient {
                 address: format!("{role}@school.test"),
                 roles: vec![(*role).into()],
+                school: String::new(),
             })
             .collect();
         c

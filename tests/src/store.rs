@@ -64,6 +64,7 @@ pub async fn token(store: &Store, max_uses: u32) -> String {
         max_uses,
         group: "lab-1".into(),
         label: String::new(),
+        school: "default".into(),
     };
     let (token, row) = new_token(&spec, "127.0.0.1:1", "00");
     store.insert_token(&row).await.unwrap();

@@ -8,6 +8,7 @@ use clap::Subcommand;
 use super::load_config;
 use crate::console::cli::with_store;
 use crate::enrolment::{self, TokenSpec};
+use crate::store::schools::Scope;
 use crate::store::users::Audited;
 use crate::{secrets, store};
 
@@ -27,6 +28,9 @@ pub enum TokenCommand {
         /// A note for technicians.
         #[arg(long, default_value = "")]
         label: String,
+        /// The school the devices belong to (`schools list`).
+        #[arg(long, default_value = crate::store::schools::DEFAULT_SCHOOL)]
+        school: String,
     },
     /// List enrolment tokens (never their secrets) with uses and state.
     List,
@@ -66,8 +70,16 @@ pub fn run(dir: &Path, command: TokenCommand) -> Result<()> {
             uses,
             group,
             label,
+            school,
         } => {
             let config = load_config(dir)?;
+            with_store(dir, |db| {
+                anyhow::ensure!(
+                    db.schools()?.iter().any(|s| s.id == school),
+                    "there is no school {school:?}; `tutela-collector schools list` shows the schools and `schools add` adds one"
+                );
+                Ok(())
+            })?;
             let tls = secrets::load_tls(dir)?;
             anyhow::ensure!(uses >= 1, "--uses must be at least 1");
             let (mut token, row) = enrolment::new_token(
@@ -76,6 +88,7 @@ pub fn run(dir: &Path, command: TokenCommand) -> Result<()> {
                     max_uses: uses,
                     group: group.clone(),
                     label: label.clone(),
+                    school,
                 },
                 &config.advertised(),
                 &tls.fingerprint,
@@ -96,7 +109,7 @@ pub fn run(dir: &Path, command: TokenCommand) -> Result<()> {
                 "{:<12} {:<10} {:<12} {:>9} {:<24} label",
                 "id", "state", "group", "uses", "expires"
             );
-            for t in with_store(dir, |db| Ok(db.tokens()?))? {
+            for t in with_store(dir, |db| Ok(db.tokens(&Scope::Trust)?))? {
                 println!(
                     "{:<12} {:<10} {:<12} {:>9} {:<24} {}",
                     t.id,
@@ -110,7 +123,7 @@ pub fn run(dir: &Path, command: TokenCommand) -> Result<()> {
         }
         TokenCommand::Revoke { id } => {
             let id = with_store(dir, |db| {
-                let id = enrolment::token_by_prefix(&db.tokens()?, &id)?;
+                let id = enrolment::token_by_prefix(&db.tokens(&Scope::Trust)?, &id)?;
                 db.revoke_token(
                     &id,
                     &Audited {

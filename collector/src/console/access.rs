@@ -338,7 +338,7 @@ pub fn submit(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> 
         ));
     }
     let rows = alert::for_account(app, db, &viewer, account)?;
-    let acks = super::wait(app.shared.acks_of(account))?;
+    let acks = super::wait(app.shared.acks_of(&viewer.school, account))?;
     if rows.is_empty() && acks.is_empty() {
         db.audit(
             &viewer.name,

@@ -39,7 +39,7 @@ pub fn render(
     actor: Option<&str>,
 ) -> Result<String, StoreError> {
     let chain = db.audit_chain()?;
-    let entries = db.audit_recent(1000, actor)?;
+    let entries = db.audit_recent(&viewer.school, 1000, actor)?;
     let body = html! {
         h1 { "Audit log" }
         @match chain {

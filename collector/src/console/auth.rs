@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use super::Fail;
 use crate::store::console::Console;
 use crate::store::now_ms;
+use crate::store::schools::Scope;
 use crate::store::users::{Audited, NewSession};
 use crate::store::StoreError;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -126,6 +127,17 @@ pub struct Viewer {
     pub csrf: String,
     pub session_hash: Vec<u8>,
     pub queue: QueueAccess,
+    /// The schools the account's grant covers.
+    pub school: Scope,
+}
+
+impl Viewer {
+    /// Whether the account's grant covers the whole trust: only such
+    /// accounts change what holds for every school (settings, rule
+    /// publication, notices, exemptions).
+    pub fn trust_wide(&self) -> bool {
+        self.school == Scope::Trust
+    }
 }
 
 fn random_token() -> String {
@@ -409,6 +421,7 @@ pub fn check_session(db: &Console<'_>, token: Option<&str>, touch: bool) -> Resu
         csrf: row.csrf,
         session_hash: hash,
         queue,
+        school: Scope::from_grant(&row.school),
     })
 }
 
@@ -424,12 +437,17 @@ pub fn logout(db: &Console<'_>, viewer: &Viewer) -> Result<(), StoreError> {
     )
 }
 
-/// Names of accounts that can be assigned alerts in the viewer's scope.
-pub fn reviewers(db: &Console<'_>, staff_scope: bool) -> Result<Vec<String>, StoreError> {
+/// Names of accounts that can be assigned alerts in the viewer's staff
+/// scope about `school`: those whose grant covers that school.
+pub fn reviewers(
+    db: &Console<'_>,
+    staff_scope: bool,
+    school: &str,
+) -> Result<Vec<String>, StoreError> {
     let roles: &[&str] = if staff_scope {
         &["head"]
     } else {
         &["dsl", "deputy-dsl"]
     };
-    db.accounts_with_roles(roles)
+    db.accounts_with_roles(roles, school)
 }

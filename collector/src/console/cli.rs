@@ -8,6 +8,7 @@ use super::auth::{self, Role};
 use super::staff;
 use crate::store::console::{Console, ConsoleStore};
 use crate::store::now_ms;
+use crate::store::schools::Scope;
 use crate::store::users::AccountChange;
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -49,6 +50,21 @@ pub enum UsersCommand {
     /// Replace the list of staff accounts from a CSV of users and groups
     /// (header `username,groups[,type]`; staff by type or a `staff` group).
     Import { csv: PathBuf },
+    /// Give an account a role over one school (--school) or every school of
+    /// the trust (--trust); its sessions end.
+    #[command(group(clap::ArgGroup::new("scope").required(true).args(["school", "trust"])))]
+    Grant {
+        name: String,
+        /// dsl, deputy-dsl, head, technician or auditor.
+        #[arg(long, value_parser = parse_role)]
+        role: String,
+        /// The school (`schools list`).
+        #[arg(long)]
+        school: Option<String>,
+        /// Every school of the trust.
+        #[arg(long)]
+        trust: bool,
+    },
 }
 
 fn parse_role(text: &str) -> Result<String, String> {
@@ -195,7 +211,13 @@ pub fn user(dir: &Path, command: UserCommand) -> anyhow::Result<()> {
                 } else {
                     ""
                 };
-                println!("{name}\t{}\t{state}{how}", a.role);
+                // A school's account says which; trust-wide ones (every
+                // account of a single-school install) print as before.
+                let scope = match Scope::from_grant(&a.school) {
+                    Scope::Trust => String::new(),
+                    school => format!("\t{}", school.label()),
+                };
+                println!("{name}\t{}\t{state}{how}{scope}", a.role);
             }
             Ok(())
         }
@@ -204,6 +226,30 @@ pub fn user(dir: &Path, command: UserCommand) -> anyhow::Result<()> {
 
 pub fn users(dir: &Path, command: UsersCommand) -> anyhow::Result<()> {
     match command {
+        UsersCommand::Grant {
+            name,
+            role,
+            school,
+            trust: _,
+        } => with_store(dir, |db| {
+            let scope = match school {
+                None => Scope::Trust,
+                Some(id) => {
+                    if !db.schools()?.iter().any(|s| s.id == id) {
+                        bail!("there is no school {id:?}; `tutela-collector schools list` shows the schools and `schools add` adds one");
+                    }
+                    Scope::School(id)
+                }
+            };
+            if !db.grant(&name, &role, &scope)? {
+                bail!("there is no console account named {name:?}; `tutela-collector user add` makes one");
+            }
+            println!(
+                "console account {name} is now {role} for the {}; its sessions ended",
+                scope.label()
+            );
+            Ok(())
+        }),
         UsersCommand::Import { csv } => {
             let text = std::fs::read_to_string(&csv)
                 .with_context(|| format!("reading {}", csv.display()))?;

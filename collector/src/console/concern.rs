@@ -167,6 +167,8 @@ struct Entered<'a> {
     category: &'a str,
     text: &'a str,
     help_now: bool,
+    /// The school named in the page's address (`?school=`), or empty.
+    school: &'a str,
 }
 
 fn form(app: &App, entered: &Entered<'_>, message: Option<&str>) -> String {
@@ -184,6 +186,9 @@ fn form(app: &App, entered: &Entered<'_>, message: Option<&str>) -> String {
         form method="post" action="/concern" id="concern-form" class="panel" {
             "\n"
             input type="hidden" name="token" value=(app.concern.issue()); "\n"
+            @if !entered.school.is_empty() {
+                input type="hidden" name="school" value=(entered.school); "\n"
+            }
             label for="text" { "What is worrying you?" } br; "\n"
             textarea id="text" name="text" rows="8" maxlength=(MAX_TEXT_CHARS) required { (entered.text) } "\n"
             p {
@@ -220,8 +225,27 @@ fn form(app: &App, entered: &Entered<'_>, message: Option<&str>) -> String {
     layout("Report a concern", body)
 }
 
-pub fn page(app: &App, _db: &Console<'_>, _req: &Req) -> Result<Response, Fail> {
-    Ok(html_response(form(app, &Entered::default(), None)))
+pub fn page(app: &App, _db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let entered = Entered {
+        school: req.q("school"),
+        ..Entered::default()
+    };
+    Ok(html_response(form(app, &entered, None)))
+}
+
+/// The school a report goes to: the one the form names, if it exists, or
+/// the default school.
+fn school_of(app: &App, named: &str) -> Result<String, Fail> {
+    use crate::store::schools;
+    if named.is_empty() {
+        return Ok(schools::DEFAULT_SCHOOL.to_owned());
+    }
+    if schools::valid_id(named) && super::wait(app.shared.school_exists(named))? {
+        return Ok(named.to_owned());
+    }
+    Err(Fail::BadRequest(
+        "This report form names a school the collector does not know. Ask a member of staff for the right address of the form.".into(),
+    ))
 }
 
 pub fn submit(app: &App, _db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
@@ -230,6 +254,7 @@ pub fn submit(app: &App, _db: &Console<'_>, req: &Req) -> Result<Response, Fail>
         category: req.f("category"),
         text: req.f("text"),
         help_now: req.f("help_now") == "on",
+        school: req.f("school"),
     };
     let again = |status: StatusCode, message: &str| {
         Ok(with_status(
@@ -254,7 +279,7 @@ pub fn submit(app: &App, _db: &Console<'_>, req: &Req) -> Result<Response, Fail>
             );
         }
     };
-    let report = match Report::from_fields(
+    let mut report = match Report::from_fields(
         entered.name,
         entered.category,
         entered.text,
@@ -263,6 +288,7 @@ pub fn submit(app: &App, _db: &Console<'_>, req: &Req) -> Result<Response, Fail>
         Ok(r) => r,
         Err(why) => return again(StatusCode::BAD_REQUEST, &why.to_string()),
     };
+    report.school = school_of(app, entered.school)?;
     if !app.concern.take() {
         tracing::warn!("pupil reports are arriving faster than the limit; one was turned away");
         return again(

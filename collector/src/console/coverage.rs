@@ -66,15 +66,21 @@ impl Station {
     }
 }
 
-/// Every unrevoked station, silent and flagged ones first.
-pub fn stations(app: &App, db: &Console<'_>, now: i64) -> Result<Vec<Station>, Fail> {
+/// Every unrevoked station of the schools `scope` allows, silent and
+/// flagged ones first.
+pub fn stations(
+    app: &App,
+    db: &Console<'_>,
+    scope: &crate::store::schools::Scope,
+    now: i64,
+) -> Result<Vec<Station>, Fail> {
     let sightings = wait(app.shared.sightings())?;
     let silent: HashSet<String> =
         crate::coverage::silent_among(sightings, now, &app.fleet, &app.zone)
             .into_iter()
             .map(|s| s.agent_id)
             .collect();
-    let mut rows = db.stations()?;
+    let mut rows = db.stations(scope)?;
     for row in &mut rows {
         row.silent = silent.contains(&row.agent_id);
     }
@@ -93,7 +99,7 @@ pub fn page_handler(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, 
         return Err(deny(db, &viewer, "fleet"));
     }
     let now = now_ms();
-    let rows = stations(app, db, now)?;
+    let rows = stations(app, db, &viewer.school, now)?;
     let silent = rows.iter().filter(|s| s.health() == "silent").count();
     let flagged = rows.iter().filter(|s| s.health() == "flagged").count();
     let troubled = rows.iter().filter(|s| s.health() == "problem").count();
@@ -216,7 +222,7 @@ fn station_action(
             "No station was given; go back to the Fleet page and use the station's button.".into(),
         ));
     }
-    let Some((station, grp, flag)) = db.station(agent_id)? else {
+    let Some((station, grp, flag)) = db.station(&viewer.school, agent_id)? else {
         return Err(Fail::BadRequest(format!(
             "There is no enrolled, unrevoked station {agent_id}; it may have been revoked already. Reload the Fleet page."
         )));

@@ -195,6 +195,7 @@ mod tests {
             csrf: format!("tok\"{HOSTILE}"),
             session_hash: Vec::new(),
             queue: QueueAccess::Full,
+            school: crate::store::schools::Scope::Trust,
         };
         let out = page(HOSTILE, Some(&viewer), html! { p { (HOSTILE) } });
         assert!(!out.contains("<script>alert"), "{out}");

@@ -16,37 +16,46 @@ pub mod auth;
 pub mod cli;
 pub mod concern;
 pub mod coverage;
+mod dispatch;
 pub mod exemptions;
 pub mod export;
 pub mod html;
+pub mod login;
 pub mod notice;
 pub mod publish;
 pub mod queue;
+pub mod review;
 pub mod schema;
+mod server;
 pub mod settings;
 pub mod sso;
 pub mod staff;
 pub mod tokens;
 pub mod tz;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::extract::{Path as UrlPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use rusqlite::Connection;
 
 use crate::config::Console as ConsoleConfig;
-use crate::secrets::{CaptureVault, TlsIdentity};
+use crate::secrets::CaptureVault;
 use crate::store::console::{Console, ConsoleStore};
 use crate::store::StoreError;
 use auth::{Throttle, Viewer};
 use tz::Zone;
+
+use dispatch::request_ip;
+use dispatch::{call, call_limited, Handler};
+pub use dispatch::{harden, FormLimit};
+pub use server::{bind, start, Handle};
 
 /// Shared state of the console.
 #[derive(Clone)]
@@ -370,242 +379,6 @@ pub fn deny(db: &(impl AsConsole + ?Sized), viewer: &Viewer, target: &str) -> Fa
     Fail::Forbidden
 }
 
-/// A page: it reads and writes through the console's store.
-type Page = fn(&App, &Console<'_>, &Req) -> Result<Response, Fail>;
-
-/// What a route runs.
-#[derive(Clone, Copy)]
-enum Handler {
-    Store(Page),
-}
-
-impl From<Page> for Handler {
-    fn from(page: Page) -> Self {
-        Handler::Store(page)
-    }
-}
-
-impl Handler {
-    fn run(self, app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
-        match self {
-            Handler::Store(page) => page(app, db, req),
-        }
-    }
-}
-
-const MAX_FORM_BYTES: usize = 256 * 1024;
-
-/// The largest form a route accepts, and what to say above it.
-#[derive(Debug, Clone, Copy)]
-pub struct FormLimit {
-    pub bytes: usize,
-    /// What the user can do instead (shown on the 413 page).
-    pub instead: &'static str,
-    /// Where the 413 page's link leads back to.
-    pub back: &'static str,
-}
-
-const DEFAULT_FORM_LIMIT: FormLimit = FormLimit {
-    bytes: MAX_FORM_BYTES,
-    instead: "Shorten what you entered and try again.",
-    back: "/queue",
-};
-
-/// Most bytes of an over-large form read (and thrown away) so that the
-/// browser gets the error page rather than a reset connection.
-const MAX_DRAIN_BYTES: usize = 16 * 1024 * 1024;
-
-/// Why a form body was not read.
-#[derive(Debug, PartialEq, Eq)]
-enum FormError {
-    TooLarge,
-    /// The upload broke off.
-    Incomplete,
-}
-
-/// The body, if it is at most `limit` bytes. A larger one is read on (up to
-/// `MAX_DRAIN_BYTES`) and dropped.
-async fn read_form(body: Body, limit: usize) -> Result<Vec<u8>, FormError> {
-    use tokio_stream::StreamExt;
-    let mut stream = body.into_data_stream();
-    let mut form = Vec::new();
-    let mut seen = 0usize;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| FormError::Incomplete)?;
-        seen = seen.saturating_add(chunk.len());
-        if seen > MAX_DRAIN_BYTES {
-            return Err(FormError::TooLarge);
-        }
-        if seen <= limit {
-            form.extend_from_slice(&chunk);
-        }
-    }
-    if seen > limit {
-        Err(FormError::TooLarge)
-    } else {
-        Ok(form)
-    }
-}
-
-/// The client's address: the peer's, or, when the peer is the trusted
-/// proxy, the last address in the `X-Forwarded-For` it sent (the one the
-/// proxy added itself; earlier entries come from the client and prove
-/// nothing). A trusted proxy that sends no usable header counts as the client.
-fn client_address(
-    peer: Option<IpAddr>,
-    headers: &axum::http::HeaderMap,
-    trusted_proxy: Option<IpAddr>,
-) -> Option<IpAddr> {
-    let peer = peer?;
-    if Some(peer) != trusted_proxy {
-        return Some(peer);
-    }
-    let forwarded = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .next_back()
-        .and_then(|last| last.trim().parse::<IpAddr>().ok());
-    if forwarded.is_none() {
-        tracing::warn!(%peer, "request from the trusted proxy without a usable X-Forwarded-For");
-    }
-    Some(forwarded.unwrap_or(peer))
-}
-
-/// The client's address for a request ([`client_address`] of its peer).
-fn request_ip(
-    extensions: &axum::http::Extensions,
-    headers: &axum::http::HeaderMap,
-    trusted_proxy: Option<IpAddr>,
-) -> Option<IpAddr> {
-    let peer = extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    client_address(peer, headers, trusted_proxy)
-}
-
-async fn call(app: App, page: Handler, id: Option<i64>, request: Request) -> Response {
-    call_limited(app, page, id, request, DEFAULT_FORM_LIMIT).await
-}
-
-async fn call_limited(
-    app: App,
-    page: Handler,
-    id: Option<i64>,
-    request: Request,
-    limit: FormLimit,
-) -> Response {
-    let (parts, body) = request.into_parts();
-    let post = parts.method == Method::POST;
-    let mut req = Req {
-        post,
-        id,
-        ip: request_ip(&parts.extensions, &parts.headers, app.trusted_proxy),
-        wants_json: parts
-            .headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json")),
-        cross_site: parts
-            .headers
-            .get("sec-fetch-site")
-            .is_some_and(|v| v.as_bytes() == b"cross-site"),
-        ..Req::default()
-    };
-    for value in parts.headers.get_all(header::COOKIE) {
-        if let Ok(text) = value.to_str() {
-            for pair in text.split(';') {
-                if let Some((k, v)) = pair.trim().split_once('=') {
-                    req.cookies.push((k.to_owned(), v.to_owned()));
-                }
-            }
-        }
-    }
-    if let Some(q) = parts.uri.query() {
-        req.query = form_urlencoded::parse(q.as_bytes()).into_owned().collect();
-    }
-    if post {
-        match read_form(body, limit.bytes).await {
-            Ok(bytes) => req.form = form_urlencoded::parse(&bytes).into_owned().collect(),
-            Err(FormError::Incomplete) => {
-                return Fail::BadRequest(
-                    "The form did not arrive whole; try sending it again.".into(),
-                )
-                .response(req.wants_json)
-            }
-            Err(FormError::TooLarge) => {
-                tracing::info!(
-                    path = parts.uri.path(),
-                    limit = limit.bytes,
-                    "console form refused: too large"
-                );
-                let text = format!(
-                    "The form was too large: this page accepts at most {} KiB. {}",
-                    limit.bytes / 1024,
-                    limit.instead
-                );
-                let body = html::page(
-                    "Form too large",
-                    None,
-                    maud::html! {
-                        h1 { "413" }
-                        p.error #too-large { (text) }
-                        p { a href=(limit.back) { "Go back" } }
-                    },
-                );
-                return with_status(StatusCode::PAYLOAD_TOO_LARGE, html_response(body));
-            }
-        }
-    }
-    let json = req.wants_json;
-    let path = parts.uri.path().to_owned();
-    let result = tokio::task::spawn_blocking(move || {
-        let (result, settled) = app.store.with(|db| page.run(&app, db, &req));
-        // Every page commits or rolls back what it began; one that did not
-        // had its transaction rolled back.
-        if !settled {
-            tracing::error!(
-                path = %path,
-                "a console page left a transaction open; rolled back"
-            );
-            return Err(Fail::Unsaved);
-        }
-        result
-    })
-    .await;
-    let response = match result {
-        Ok(Ok(r)) => r,
-        Ok(Err(fail)) => fail.response(json),
-        Err(_) => with_status(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            html_response("Internal error".into()),
-        ),
-    };
-    harden(response)
-}
-
-/// Adds the console's security headers to a response.
-pub fn harden(mut response: Response) -> Response {
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
-    response
-}
-
 macro_rules! page {
     ($f:path) => {
         |State(app): State<App>, request: Request| call(app, Handler::Store($f), None, request)
@@ -644,9 +417,9 @@ pub fn router(app: App) -> Router {
         .route("/", get(|| async { redirect("/queue") }))
         .route(
             "/login",
-            get(page!(queue::login_page)).post(page!(queue::login_submit)),
+            get(page!(login::login_page)).post(page!(login::login_submit)),
         )
-        .route("/logout", post(page!(queue::logout)))
+        .route("/logout", post(page!(login::logout)))
         .route("/login/oidc/{name}", get(sso::start))
         .route("/login/oidc/{name}/callback", get(sso::callback))
         .route("/queue", get(page!(queue::page)))
@@ -728,157 +501,4 @@ fn audit_page(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> 
     let actor = Some(req.q("actor")).filter(|a| !a.is_empty());
     db.audit(&viewer.name, "view_audit", "audit log", actor.unwrap_or(""))?;
     Ok(html_response(audit::render(db, &viewer, &app.zone, actor)?))
-}
-
-/// Aborts the console when dropped (when `serve` stops).
-#[derive(Debug)]
-pub struct Handle(tokio::task::JoinHandle<()>);
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Binds and starts the console. A console that cannot start is logged and
-/// left out: agents' evidence keeps flowing into the store regardless.
-pub async fn start(
-    dir: &Path,
-    config: &ConsoleConfig,
-    tls: &TlsIdentity,
-    location: &crate::store::Location,
-) -> Option<Handle> {
-    if !config.enabled {
-        return None;
-    }
-    match bind(dir, config, tls, location).await {
-        Ok((addr, serving)) => {
-            let scheme = if config.tls { "https" } else { "http" };
-            tracing::info!(url = %format!("{scheme}://{addr}/"), "review console listening");
-            Some(Handle(tokio::spawn(serving)))
-        }
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "the review console did not start; ingest continues");
-            None
-        }
-    }
-}
-
-/// Binds the console's address; returns it and the future that serves it.
-pub async fn bind(
-    dir: &Path,
-    config: &ConsoleConfig,
-    tls: &TlsIdentity,
-    location: &crate::store::Location,
-) -> anyhow::Result<(
-    SocketAddr,
-    impl std::future::Future<Output = ()> + Send + 'static,
-)> {
-    use anyhow::Context;
-    let app = App::open_at(dir, config, location).await?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} for the console", config.listen))?;
-    let addr = listener.local_addr()?;
-    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
-    let acceptor = if config.tls {
-        Some(tls_acceptor(tls)?)
-    } else {
-        None
-    };
-    let serving = async move {
-        let result = match acceptor {
-            None => axum::serve(listener, service).await,
-            Some(acceptor) => match tls_listener::TlsListener::new(listener, acceptor) {
-                Ok(tls) => {
-                    use axum::serve::ListenerExt;
-                    axum::serve(tls.tap_io(|_| {}), service).await
-                }
-                Err(e) => Err(e),
-            },
-        };
-        if let Err(e) = result {
-            tracing::error!(error = %e, "the review console stopped");
-        }
-    };
-    Ok((addr, serving))
-}
-
-fn tls_acceptor(tls: &TlsIdentity) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_slice_iter(&tls.cert_pem).collect::<Result<Vec<_>, _>>()?;
-    let key = PrivateKeyDer::from_pem_slice(&tls.key_pem)?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)?;
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
-}
-
-mod tls_listener {
-    //! HTTPS for the console. Handshakes run in their own tasks, with a
-    //! timeout, so a stalled client cannot hold up the others.
-
-    use std::net::SocketAddr;
-    use std::time::Duration;
-
-    use tokio::net::{TcpListener, TcpStream};
-    use tokio::sync::mpsc;
-    use tokio_rustls::server::TlsStream;
-    use tokio_rustls::TlsAcceptor;
-
-    pub struct TlsListener {
-        rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-        local: SocketAddr,
-        _accepting: super::Handle,
-    }
-
-    impl TlsListener {
-        pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<Self> {
-            let local = listener.local_addr()?;
-            let (tx, rx) = mpsc::channel(64);
-            let accepting = tokio::spawn(async move {
-                loop {
-                    let Ok((stream, addr)) = listener.accept().await else {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    };
-                    let acceptor = acceptor.clone();
-                    let tx = tx.clone();
-                    tokio::spawn(async move {
-                        let handshake = acceptor.accept(stream);
-                        if let Ok(Ok(tls)) =
-                            tokio::time::timeout(Duration::from_secs(10), handshake).await
-                        {
-                            let _ = tx.send((tls, addr)).await;
-                        }
-                    });
-                }
-            });
-            Ok(Self {
-                rx,
-                local,
-                _accepting: super::Handle(accepting),
-            })
-        }
-    }
-
-    impl axum::serve::Listener for TlsListener {
-        type Io = TlsStream<TcpStream>;
-        type Addr = SocketAddr;
-
-        async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-            match self.rx.recv().await {
-                Some(conn) => conn,
-                None => std::future::pending().await,
-            }
-        }
-
-        fn local_addr(&self) -> std::io::Result<SocketAddr> {
-            Ok(self.local)
-        }
-    }
 }

@@ -211,7 +211,8 @@ fn group_section(
 
 pub fn submit(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
     let viewer = session(db, req)?;
-    if !writes_notices(&viewer) {
+    // Groups are named alike across schools: a notice is set trust-wide.
+    if !writes_notices(&viewer) || !viewer.trust_wide() {
         return Err(deny(db, &viewer, "notices: set"));
     }
     let group = req.f("group").trim();

@@ -104,7 +104,8 @@ fn may_change(role: Role) -> bool {
 
 pub fn page_handler(_app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
     let viewer = session(db, req)?;
-    if !may_change(viewer.role) {
+    // Settings hold for every school: a school's account may not change them.
+    if !may_change(viewer.role) || !viewer.trust_wide() {
         return Err(deny(db, &viewer, "settings"));
     }
     Ok(html_response(render(db, &viewer)?))
@@ -147,7 +148,8 @@ fn render(db: &Console<'_>, viewer: &Viewer) -> Result<String, StoreError> {
 
 pub fn submit(_app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
     let viewer = session(db, req)?;
-    if !may_change(viewer.role) {
+    // Settings hold for every school: a school's account may not change them.
+    if !may_change(viewer.role) || !viewer.trust_wide() {
         return Err(deny(db, &viewer, "settings"));
     }
     let to = TechnicianQueue::parse(req.f("technician_queue")).ok_or_else(|| {

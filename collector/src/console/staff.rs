@@ -17,6 +17,7 @@ pub fn of(viewer: &Viewer, pattern: &str) -> Scope {
     Scope {
         staff: viewer.role.sees_staff_alerts(),
         pattern: pattern.to_owned(),
+        school: viewer.school.clone(),
     }
 }
 

@@ -36,7 +36,7 @@ fn render(
     error: Option<&str>,
 ) -> Result<Markup, crate::store::StoreError> {
     let now = now_ms();
-    let listed = db.tokens()?;
+    let listed = db.tokens(&viewer.school)?;
     let body = html! {
         h1 { "Enrolment tokens" }
         @if let Some(e) = error { p.error { (e) } }
@@ -128,6 +128,7 @@ pub fn create(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> 
             max_uses,
             group: group.to_owned(),
             label: label.to_owned(),
+            school: viewer.school.home().to_owned(),
         },
         &config.advertised(),
         &tls.fingerprint,
@@ -161,7 +162,7 @@ pub fn revoke(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> 
     if !may_publish(viewer.role) {
         return Err(deny(db, &viewer, "tokens: revoke"));
     }
-    match enrolment::token_by_prefix(&db.tokens()?, req.f("id")) {
+    match enrolment::token_by_prefix(&db.tokens(&viewer.school)?, req.f("id")) {
         Ok(id) => {
             db.revoke_token(
                 &id,

@@ -20,6 +20,8 @@ pub struct TokenSpec {
     pub max_uses: u32,
     pub group: String,
     pub label: String,
+    /// The school the agents enrolled with it belong to.
+    pub school: String,
 }
 
 fn secret_hash(secret: &str) -> Vec<u8> {
@@ -53,6 +55,7 @@ pub fn new_token(
         secret_hash: secret_hash(&secret),
         label: spec.label.clone(),
         group: spec.group.clone(),
+        school: spec.school.clone(),
         created_ms: now,
         expires_ms: token.expires_ms,
         max_uses: i64::from(spec.max_uses),
@@ -164,6 +167,7 @@ async fn record_enrolment(
             )));
     }
     let group = token.group;
+    let school = token.school;
     let existing = tx.agent_by_key(&req.public_key).await.map_err(internal)?;
     let agent_id = match existing {
         // A revoked key stays revoked: enrolling it again must not bring
@@ -173,9 +177,11 @@ async fn record_enrolment(
             return Err(Status::permission_denied(REVOKED_KEY_MESSAGE));
         }
         Some(a) => {
-            if a.group != group {
-                tx.set_group(&a.agent_id, &group).await.map_err(internal)?;
-                tracing::info!(agent_id = %a.agent_id, station = %req.station, from = %a.group, to = %group, "enrolled again with a token for another group; agent moved");
+            if a.group != group || a.school != school {
+                tx.set_group(&a.agent_id, &group, &school)
+                    .await
+                    .map_err(internal)?;
+                tracing::info!(agent_id = %a.agent_id, station = %req.station, from = %a.group, to = %group, from_school = %a.school, to_school = %school, "enrolled again with a token for another group or school; agent moved");
             }
             a.agent_id
         }
@@ -189,6 +195,7 @@ async fn record_enrolment(
                 agent_version: &req.agent_version,
                 enrolled_ms: store::now_ms(),
                 rekeyed_from: "",
+                school: &school,
             })
             .await
             .map_err(internal)?;
@@ -311,6 +318,7 @@ async fn record_rekey(
         agent_version: &req.agent_version,
         enrolled_ms: store::now_ms(),
         rekeyed_from: &req.agent_id,
+        school: "",
     })
     .await
     .map_err(internal)?;

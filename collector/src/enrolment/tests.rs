@@ -38,6 +38,7 @@ fn token(service: &Fixture, group: &str) -> String {
         max_uses: 5,
         group: group.into(),
         label: String::new(),
+        school: "default".into(),
     };
     let (token, row) = new_token(&spec, "127.0.0.1:1", "00");
     rows::insert_token(&conn, &row).unwrap();

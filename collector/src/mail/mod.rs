@@ -138,6 +138,12 @@ impl Mailer {
                     r.address
                 ))
             })?;
+            if !r.school.is_empty() && !crate::store::schools::valid_id(&r.school) {
+                return Err(MailError::Config(format!(
+                    "recipient {:?} names school {:?}, which is not a school id; use an id from `tutela-collector schools list`, or leave it out for the whole trust",
+                    r.address, r.school
+                )));
+            }
             if let Some(bad) = r.roles.iter().find(|role| !ROLES.contains(&role.as_str())) {
                 return Err(MailError::Config(format!(
                     "recipient {:?} has unknown role {bad:?}; use {}",
@@ -352,12 +358,31 @@ pub fn address_key(address: &str) -> String {
     }
 }
 
-/// The addresses holding any of `roles`, each person once.
+/// The (address, school) of each school's recipient holding any of `roles`,
+/// each person once per school.
+pub fn school_recipients_with(mail: &Mail, roles: &[&str]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for r in &mail.recipients {
+        if !r.school.is_empty() && r.roles.iter().any(|role| roles.contains(&role.as_str())) {
+            let key = (address_key(&r.address), r.school.clone());
+            if !seen.contains(&key) {
+                seen.push(key);
+                out.push((r.address.trim().to_owned(), r.school.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// The addresses of the trust's recipients (no school) holding any of
+/// `roles`, each person once.
 pub fn recipients_with(mail: &Mail, roles: &[&str]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut seen: Vec<String> = Vec::new();
     for r in &mail.recipients {
-        if r.roles.iter().any(|role| roles.contains(&role.as_str())) {
+        // A school's recipients are in `school_recipients_with`.
+        if r.school.is_empty() && r.roles.iter().any(|role| roles.contains(&role.as_str())) {
             let key = address_key(&r.address);
             if !seen.contains(&key) {
                 seen.push(key);
@@ -487,10 +512,12 @@ pub(super) mod tests {
                 Recipient {
                     address: "dsl@school.test".into(),
                     roles: vec!["dsl".into()],
+                    school: String::new(),
                 },
                 Recipient {
                     address: "Head <head@school.test>".into(),
                     roles: vec!["head".into(), "deputy-dsl".into()],
+                    school: String::new(),
                 },
             ],
             ..Mail::default()

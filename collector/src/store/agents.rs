@@ -17,6 +17,7 @@ pub struct AgentRow {
     pub public_key: Vec<u8>,
     pub revoked: bool,
     pub group: String,
+    pub school: String,
 }
 
 /// A new identity.
@@ -30,6 +31,8 @@ pub struct NewAgent<'a> {
     pub enrolled_ms: i64,
     /// The identity this one replaces by re-keying, or ''.
     pub rekeyed_from: &'a str,
+    /// The school (its token's); a re-keyed identity keeps its parent's.
+    pub school: &'a str,
 }
 
 /// A token being made: only the hash of its secret is stored.
@@ -38,6 +41,8 @@ pub struct NewToken {
     pub secret_hash: Vec<u8>,
     pub label: String,
     pub group: String,
+    /// The school the agents enrolled with it belong to.
+    pub school: String,
     pub created_ms: i64,
     pub expires_ms: i64,
     pub max_uses: i64,
@@ -52,6 +57,7 @@ pub struct TokenRow {
     pub uses: i64,
     pub revoked: bool,
     pub group: String,
+    pub school: String,
 }
 
 /// A token as technicians see it (never its secret).
@@ -61,6 +67,7 @@ pub struct TokenInfo {
     pub id: String,
     pub label: String,
     pub group: String,
+    pub school: String,
     pub created_ms: i64,
     pub expires_ms: i64,
     pub max_uses: i64,

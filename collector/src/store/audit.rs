@@ -13,6 +13,9 @@ pub struct Entry {
     pub action: String,
     pub target: String,
     pub detail: String,
+    /// The school of the actor's grant ('' for the trust, the command line
+    /// and the collector itself): a school's auditor sees its entries only.
+    pub school: String,
 }
 
 /// The hash of an entry whose predecessor's hash is `prev`.
@@ -29,6 +32,12 @@ pub fn entry_hash(prev: &str, e: &Entry) -> String {
     ] {
         ctx.update(&(field.len() as u64).to_be_bytes());
         ctx.update(field.as_bytes());
+    }
+    // Trust-wide entries hash as they did before schools, so chains made
+    // then still check.
+    if !e.school.is_empty() {
+        ctx.update(&(e.school.len() as u64).to_be_bytes());
+        ctx.update(e.school.as_bytes());
     }
     hex::encode(ctx.finish())
 }

@@ -22,6 +22,7 @@ use super::review::{
     Alert, AlertFilter, Cursor, HistoryEntry, Listing, Note, QueueRow, RuleRate, Scope,
     TimelineRow, Transition, Walk,
 };
+use super::schools::Scope as Schools;
 use super::sqlite;
 use super::users::{
     AccountChange, AccountRow, AuditEntry, Audited, LoginRow, NewSession, SessionRow, SsoAccount,
@@ -183,9 +184,14 @@ impl Console<'_> {
         on!(self, c => sqlite::users::sign_out(c, token_hash, entry), p => p.sign_out(token_hash, entry))
     }
 
-    /// Names of the enabled accounts with one of `roles`.
-    pub fn accounts_with_roles(&self, roles: &[&str]) -> Result<Vec<String>, StoreError> {
-        on!(self, c => sqlite::users::names_with_roles(c, roles), p => p.accounts_with_roles(roles))
+    /// Names of the enabled accounts with one of `roles` whose grant covers
+    /// `school` (the trust's, or that school's).
+    pub fn accounts_with_roles(
+        &self,
+        roles: &[&str],
+        school: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        on!(self, c => sqlite::users::names_with_roles(c, roles, school), p => p.accounts_with_roles(roles, school))
     }
 
     /// Creates an account or replaces its password and role, ending its
@@ -214,6 +220,25 @@ impl Console<'_> {
         on!(self, c => sqlite::users::accounts(c), p => p.accounts())
     }
 
+    /// Every school, by id.
+    pub fn schools(&self) -> Result<Vec<super::schools::School>, StoreError> {
+        on!(self, c => sqlite::schools::list(c), p => p.schools())
+    }
+
+    /// Gives account `name` `role` over `scope`, ending its sessions,
+    /// audited as the command line's; `false` when there is no such account.
+    pub fn grant(&self, name: &str, role: &str, scope: &Schools) -> Result<bool, StoreError> {
+        let detail = format!("role={role}; scope={}", scope.label());
+        let target = format!("user:{name}");
+        let entry = Audited {
+            actor: "cli",
+            action: "account_granted",
+            target: &target,
+            detail: &detail,
+        };
+        on!(self, c => sqlite::grants::grant(c, name, role, scope.as_grant(), &entry), p => p.grant(name, role, scope.as_grant(), &entry))
+    }
+
     // The audit log.
 
     /// Appends one entry on its own.
@@ -232,8 +257,14 @@ impl Console<'_> {
         on!(self, c => sqlite::audit::verify(c), p => p.audit_chain())
     }
 
-    pub fn audit_recent(&self, limit: i64, actor: Option<&str>) -> Result<Vec<Entry>, StoreError> {
-        on!(self, c => sqlite::audit::recent(c, limit, actor), p => p.audit_recent(limit, actor))
+    /// The newest `limit` entries `scope` allows, of `actor` only when given.
+    pub fn audit_recent(
+        &self,
+        scope: &Schools,
+        limit: i64,
+        actor: Option<&str>,
+    ) -> Result<Vec<Entry>, StoreError> {
+        on!(self, c => sqlite::audit::recent(c, scope, limit, actor), p => p.audit_recent(scope, limit, actor))
     }
 
     // Settings and the staff list.
@@ -294,8 +325,9 @@ impl Console<'_> {
         on!(self, c => sqlite::review::state_counts(c, filter), p => p.state_counts(filter))
     }
 
-    pub fn max_alert_id(&self) -> Result<i64, StoreError> {
-        on!(self, c => sqlite::review::max_alert_id(c), p => p.max_alert_id())
+    /// The newest alert's id among the schools `scope` allows.
+    pub fn max_alert_id(&self, scope: &Schools) -> Result<i64, StoreError> {
+        on!(self, c => sqlite::review::max_alert_id(c, scope), p => p.max_alert_id(scope))
     }
 
     /// Alert `id`, if `scope` allows it.
@@ -429,14 +461,19 @@ impl Console<'_> {
 
     // Stations and enrolment tokens.
 
-    /// Every unrevoked station, by group and name (none marked silent).
-    pub fn stations(&self) -> Result<Vec<Station>, StoreError> {
-        on!(self, c => sqlite::fleet::stations(c), p => p.stations())
+    /// Every unrevoked station `scope` allows, by group and name (none
+    /// marked silent).
+    pub fn stations(&self, scope: &Schools) -> Result<Vec<Station>, StoreError> {
+        on!(self, c => sqlite::fleet::stations(c, scope), p => p.stations(scope))
     }
 
-    /// (station, group, flag) of an unrevoked station.
-    pub fn station(&self, agent_id: &str) -> Result<Option<(String, String, String)>, StoreError> {
-        on!(self, c => sqlite::fleet::station(c, agent_id), p => p.station(agent_id))
+    /// (station, group, flag) of an unrevoked station `scope` allows.
+    pub fn station(
+        &self,
+        scope: &Schools,
+        agent_id: &str,
+    ) -> Result<Option<(String, String, String)>, StoreError> {
+        on!(self, c => sqlite::fleet::station(c, scope, agent_id), p => p.station(scope, agent_id))
     }
 
     /// Identities re-keyed from `agent_id` (cloned images), transitively.
@@ -466,8 +503,9 @@ impl Console<'_> {
         on!(self, c => sqlite::fleet::change_stations(c, change, targets), p => p.change_stations(change, targets))
     }
 
-    pub fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
-        on!(self, c => sqlite::agents::list_tokens(c), p => p.tokens())
+    /// The enrolment tokens of the schools `scope` allows, newest first.
+    pub fn tokens(&self, scope: &Schools) -> Result<Vec<TokenInfo>, StoreError> {
+        on!(self, c => sqlite::agents::tokens_of(c, scope.school()), p => p.tokens(scope))
     }
 
     pub fn create_token(&self, row: &NewToken, entry: &Audited<'_>) -> Result<(), StoreError> {

@@ -15,6 +15,9 @@ pub enum StoreError {
     BadUrl(String),
     #[error("the database's schema is version {found} but this collector knows up to {known}: a newer collector has upgraded it; run that version (or newer) of tutela-collector")]
     SchemaTooNew { found: i64, known: i64 },
+    /// A school id that cannot be one (where a row would be filtered on it).
+    #[error("{0:?} is not a school id (1-32 lower-case letters, digits or '-'); use one from `tutela-collector schools list`")]
+    NotASchool(String),
     /// Captures in object storage.
     #[error(transparent)]
     Blob(#[from] super::blob::BlobError),

@@ -83,6 +83,7 @@ pub mod exemption;
 pub mod notice;
 pub mod publication;
 pub mod reports;
+pub mod schools;
 
 impl Store {
     /// Opens the store at `location`, creating or upgrading its schema.

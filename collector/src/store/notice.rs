@@ -103,8 +103,14 @@ impl Store {
     }
 
     /// Every acknowledgement `user` gave (case-insensitive), oldest first.
-    pub async fn acks_of(&self, user: &str) -> Result<Vec<AckRecord>, StoreError> {
-        backend!(self, s => super::sqlite::notice::acks_of(&s.conn(), user), s.acks_of(user).await)
+    /// `user`'s acknowledgements on the agents of the schools `scope` allows.
+    pub async fn acks_of(
+        &self,
+        scope: &super::schools::Scope,
+        user: &str,
+    ) -> Result<Vec<AckRecord>, StoreError> {
+        let school = scope.school();
+        backend!(self, s => super::sqlite::notice::acks_in(&s.conn(), school, user), s.acks_of(school, user).await)
     }
 
     /// The pupils known in `group` with the newest version each acknowledged.

@@ -19,6 +19,7 @@ pub struct NewReport<'a> {
     pub category: &'a str,
     pub severity: i64,
     pub rule_id: &'a str,
+    pub school: &'a str,
 }
 
 impl Store {

@@ -15,14 +15,16 @@ pub const STATES: [(&str, &str); 6] = [
 /// The states a queue counts as open.
 pub const OPEN_STATES: [&str; 4] = ["new", "in_review", "escalated", "actioned"];
 
-/// Which alerts a viewer may see: alerts about staff accounts go to the head
-/// teacher only, everyone else sees alerts about pupils. An account is staff
-/// when it is in the imported staff list or its name matches `pattern` (a
-/// glob, lower case; empty: none). Pupils' reports are never staff alerts.
+/// Which alerts a viewer may see: those of the schools their grant covers
+/// (`school`); of those, alerts about staff accounts go to the head teacher
+/// only, everyone else sees alerts about pupils. An account is staff when it
+/// is in the imported staff list or its name matches `pattern` (a glob,
+/// lower case; empty: none). Pupils' reports are never staff alerts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
     pub staff: bool,
     pub pattern: String,
+    pub school: super::schools::Scope,
 }
 
 /// Which review states a queue shows.
@@ -141,6 +143,8 @@ pub struct Alert {
     /// Protocol version the signature was made under (1: over the bare
     /// body; 2: over the event domain and the body).
     pub signed_as: i64,
+    /// The school it belongs to (its agent's, or its report form's).
+    pub school: String,
 }
 
 /// Which alerts `alerts list` shows: every viewer scope at once (the

@@ -1,7 +1,7 @@
 //! Weekly summaries' records: each week's run is written in the same
 //! transaction as its emails, under a key unique per (school, week), so a
-//! week is queued once by the schedule whichever collector runs it. The
-//! school is one per store today (`''`); tenants come later.
+//! week is queued once by the schedule whichever collector runs it: the
+//! trust's summary under school `''`, each school's under its id.
 
 use super::jobs::jobs;
 use super::mail::NewEmail;
@@ -10,8 +10,8 @@ use crate::config::CollectorConfig;
 use crate::summary::content::{Audience, Figures};
 use crate::summary::schedule::Week;
 
-/// The one school of a store, until stores hold several.
-pub const SCHOOL: &str = "";
+/// The key of the trust's summary, across every school.
+pub const TRUST: &str = "";
 
 /// A week queued: (week start, when, why, how many emails).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,17 +42,22 @@ impl Jobs {
               p => p.summary_done(&school, &week_start).await)
     }
 
-    /// The week's figures as `audience` sees them, from one consistent read.
+    /// The week's figures as `audience` sees them, of `school`'s alerts and
+    /// stations (every school's for [`TRUST`]), from one consistent read.
     pub async fn summary_figures(
         &self,
         config: &CollectorConfig,
         week: &Week,
         audience: Audience,
+        school: &str,
         now_ms: i64,
     ) -> Result<Figures, StoreError> {
-        let (config, week) = (config.clone(), week.clone());
-        jobs!(self, c => super::sqlite::summary::figures(c, &config, &week, audience, now_ms),
-              p => p.summary_figures(&config, &week, audience, now_ms).await)
+        if !school.is_empty() && !super::schools::valid_id(school) {
+            return Err(StoreError::NotASchool(school.to_owned()));
+        }
+        let (config, week, school) = (config.clone(), week.clone(), school.to_owned());
+        jobs!(self, c => super::sqlite::summary::figures(c, &config, &week, audience, &school, now_ms),
+              p => p.summary_figures(&config, &week, audience, &school, now_ms).await)
     }
 
     /// Writes the week's emails and records the week; by the schedule, a

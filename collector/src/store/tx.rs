@@ -217,8 +217,18 @@ impl Tx<'_> {
         both!(self, sqlite::agents::agent, agent(agent_id))
     }
 
-    pub async fn set_group(&mut self, agent_id: &str, group: &str) -> Result<(), StoreError> {
-        both!(self, sqlite::agents::set_group, set_group(agent_id, group))
+    /// Moves an agent to `group` of `school`.
+    pub async fn set_group(
+        &mut self,
+        agent_id: &str,
+        group: &str,
+        school: &str,
+    ) -> Result<(), StoreError> {
+        both!(
+            self,
+            sqlite::agents::set_group,
+            set_group(agent_id, group, school)
+        )
     }
 
     pub async fn insert_agent(&mut self, agent: &NewAgent<'_>) -> Result<(), StoreError> {

@@ -12,13 +12,15 @@ use super::{Jobs, StoreError};
 pub const URGENT_SEVERITY: i64 = 4;
 
 /// An urgent alert not yet notified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UrgentAlert {
     pub id: i64,
     pub time_ms: i64,
     pub severity: i64,
     /// About staff (by the staff list or `staff_pattern`): for the head.
     pub staff: bool,
+    /// Its school: its recipients hear of it beside the trust's.
+    pub school: String,
 }
 
 /// What a scan found: urgent alerts above `floor` up to `newest` not yet

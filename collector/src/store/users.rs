@@ -19,6 +19,8 @@ pub struct SessionRow {
     pub created_ms: i64,
     pub last_ms: i64,
     pub role: String,
+    /// The school of the account's grant ('' for the trust).
+    pub school: String,
 }
 
 /// A session to open: the store keeps only the token's hash.
@@ -66,6 +68,8 @@ pub struct AccountRow {
     pub disabled: bool,
     /// No password: the account signs in through a provider.
     pub single_sign_on: bool,
+    /// The school of its grant ('' for the trust).
+    pub school: String,
 }
 
 /// What the store knows about an email address a provider vouched for.

@@ -117,7 +117,7 @@ async fn run_on(jobs: &Jobs, config: CollectorConfig, args: SummaryArgs) -> Resu
             Audience::Pupils
         };
         let figures = jobs
-            .summary_figures(&config, &week, audience, now_ms())
+            .summary_figures(&config, &week, audience, "", now_ms())
             .await?;
         let html = super::preview_html(figures)?;
         // Owner-only: the summary links alerts and names stations.

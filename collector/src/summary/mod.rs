@@ -24,7 +24,7 @@ use crate::config::CollectorConfig;
 use crate::console::tz::Zone;
 use crate::mail::{self, Content, InlineImage, MailError};
 use crate::store::lease::Held;
-use crate::store::summary::{SummaryQueue, SCHOOL};
+use crate::store::summary::SummaryQueue;
 use crate::store::{now_ms, Jobs};
 use content::Audience;
 use schedule::{Schedule, Week};
@@ -32,7 +32,7 @@ use schedule::{Schedule, Week};
 /// The summary's tables, and an index on `alerts (time_ms)` so that the
 /// week's queries read the week's rows rather than the whole table.
 pub fn ensure_schema(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(crate::store::sqlite::summary::SCHEMA)
+    crate::store::sqlite::summary::upgrade(conn)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,8 +118,9 @@ pub fn preview_html(figures: content::Figures) -> Result<String, SummaryError> {
     Ok(render::html(&r.figures, &uri))
 }
 
-/// Who receives the summary, and which one: (address, audience).
-pub fn recipients(config: &CollectorConfig) -> Vec<(String, Audience)> {
+/// Who receives the summary, and which one: (address, audience, school),
+/// the school '' for the trust's summary across every school.
+pub fn recipients(config: &CollectorConfig) -> Vec<(String, Audience, String)> {
     let roles: Vec<&str> = config.summary.roles.iter().map(String::as_str).collect();
     let mut out = Vec::new();
     for r in &config.mail.recipients {
@@ -131,15 +132,15 @@ pub fn recipients(config: &CollectorConfig) -> Vec<(String, Audience)> {
             .iter()
             .any(|x| matches!(x.as_str(), "dsl" | "deputy-dsl") && roles.contains(&x.as_str()))
         {
-            out.push((address.clone(), Audience::Pupils));
+            out.push((address.clone(), Audience::Pupils, r.school.clone()));
         }
         if holds("head") {
-            out.push((address, Audience::Staff));
+            out.push((address, Audience::Staff, r.school.clone()));
         }
     }
-    let mut seen: Vec<(String, Audience)> = Vec::new();
-    out.retain(|(address, audience)| {
-        let key = (mail::address_key(address), *audience);
+    let mut seen: Vec<(String, Audience, String)> = Vec::new();
+    out.retain(|(address, audience, school)| {
+        let key = (mail::address_key(address), *audience, school.clone());
         let new = !seen.contains(&key);
         seen.push(key);
         new
@@ -174,9 +175,6 @@ pub async fn queue_week(
     now: i64,
 ) -> Result<Option<usize>, SummaryError> {
     let label = week.label();
-    if trigger == Trigger::Schedule && jobs.summary_done(SCHOOL, &label).await? {
-        return Ok(None);
-    }
     let recipients = recipients(config);
     if recipients.is_empty() {
         return Err(SummaryError::Config(format!(
@@ -184,26 +182,70 @@ pub async fn queue_week(
             config.summary.roles.join(", ")
         )));
     }
+    // The trust's summary first, then each school's, each recorded under
+    // its own (school, week).
+    let mut schools: Vec<&str> = recipients.iter().map(|(_, _, s)| s.as_str()).collect();
+    schools.sort_unstable();
+    schools.dedup();
+    let mut queued = None;
+    for school in schools {
+        let to: Vec<(&str, Audience)> = recipients
+            .iter()
+            .filter(|(_, _, s)| s == school)
+            .map(|(address, audience, _)| (address.as_str(), *audience))
+            .collect();
+        if let Some(n) =
+            queue_school_week(jobs, config, from, week, school, &to, trigger, now).await?
+        {
+            queued = Some(queued.unwrap_or(0) + n);
+        }
+    }
+    Ok(queued)
+}
+
+/// Queues the week's summary of `school` ('' for the trust) for `to`.
+#[allow(clippy::too_many_arguments)]
+async fn queue_school_week(
+    jobs: &Jobs,
+    config: &CollectorConfig,
+    from: &Mailbox,
+    week: &Week,
+    school: &str,
+    to: &[(&str, Audience)],
+    trigger: Trigger,
+    now: i64,
+) -> Result<Option<usize>, SummaryError> {
+    let label = week.label();
+    if trigger == Trigger::Schedule && jobs.summary_done(school, &label).await? {
+        return Ok(None);
+    }
     // Render each audience once.
     let mut done: Vec<Rendered> = Vec::new();
-    for (_, audience) in &recipients {
+    for (_, audience) in to {
         if !done.iter().any(|r| r.audience == *audience) {
-            let figures = jobs.summary_figures(config, week, *audience, now).await?;
+            let figures = jobs
+                .summary_figures(config, week, *audience, school, now)
+                .await?;
             done.push(rendered(figures)?);
         }
     }
-    let mut emails = Vec::with_capacity(recipients.len());
-    for (to, audience) in &recipients {
+    let mut emails = Vec::with_capacity(to.len());
+    for (address, audience) in to {
         let r = done
             .iter()
             .find(|r| r.audience == *audience)
             .expect("rendered above");
-        let message = mail::build(from, to, &r.content)?;
-        emails.push(mail::outgoing("summary", to, &r.content.subject, &message)?);
+        let message = mail::build(from, address, &r.content)?;
+        emails.push(mail::outgoing(
+            "summary",
+            address,
+            &r.content.subject,
+            &message,
+        )?);
     }
     Ok(jobs
         .queue_summary(SummaryQueue {
-            school: SCHOOL.to_owned(),
+            school: school.to_owned(),
             week_start: label,
             queued_ms: now,
             scheduled: trigger == Trigger::Schedule,
@@ -320,6 +362,7 @@ pub(crate) mod tests {
             &config,
             &week,
             Audience::Pupils,
+            "",
             now_ms(),
         )
         .unwrap();
@@ -367,17 +410,23 @@ pub(crate) mod tests {
             crate::config::Recipient {
                 address: "Ann Lee <DSL@school.test>".into(),
                 roles: vec!["dsl".into()],
+                school: String::new(),
             },
             crate::config::Recipient {
                 address: "dsl@School.test".into(),
                 roles: vec!["deputy-dsl".into(), "head".into()],
+                school: String::new(),
             },
         ];
         assert_eq!(
             recipients(&config),
             [
-                ("Ann Lee <DSL@school.test>".to_owned(), Audience::Pupils),
-                ("dsl@School.test".to_owned(), Audience::Staff),
+                (
+                    "Ann Lee <DSL@school.test>".to_owned(),
+                    Audience::Pupils,
+                    String::new()
+                ),
+                ("dsl@School.test".to_owned(), Audience::Staff, String::new()),
             ]
         );
         // A technician gets no summary, even when the role is listed.
@@ -385,6 +434,7 @@ pub(crate) mod tests {
         config.mail.recipients.push(crate::config::Recipient {
             address: "it@school.test".into(),
             roles: vec!["technician".into()],
+            school: String::new(),
         });
         assert_eq!(recipients(&config).len(), 2);
     }

@@ -107,7 +107,7 @@ async fn a_failed_write_is_undone_alone_and_others_commit_with_the_events() {
     let (writer, reply, mut replies) = writer_after_event_one(dir.path()).await;
     let failing = writer.write("test change", |tx| {
         Box::pin(async move {
-            tx.set_group("ag-writer-test", "changed")
+            tx.set_group("ag-writer-test", "changed", "default")
                 .await
                 .map_err(store_failed("test change"))?;
             Err::<(), _>(Status::failed_precondition("refused after writing"))

@@ -422,7 +422,7 @@ fn signed_in(app: &App, token: &str) -> Response {
     let mut r = html_response(page_with_head("Signed in", None, head, body));
     r.headers_mut().append(
         header::SET_COOKIE,
-        super::queue::cookie(super::auth::SESSION_COOKIE, token, app.secure_cookies, None),
+        super::login::cookie(super::auth::SESSION_COOKIE, token, app.secure_cookies, None),
     );
     r
 }

@@ -266,7 +266,7 @@ pub async fn audit(tx: &Transaction<'_>) -> Result<Result<usize, i64>, tokio_pos
     let mut check = ChainCheck::default();
     for r in tx
         .query(
-            "SELECT id, time_ms, actor, action, target, detail, prev_hash, hash FROM console_audit ORDER BY id",
+            "SELECT id, time_ms, actor, action, target, detail, prev_hash, hash, school FROM console_audit ORDER BY id",
             &[],
         )
         .await?
@@ -278,6 +278,7 @@ pub async fn audit(tx: &Transaction<'_>) -> Result<Result<usize, i64>, tokio_pos
             action: r.get(3),
             target: r.get(4),
             detail: r.get(5),
+            school: r.get(8),
         };
         let (prev, hash): (String, String) = (r.get(6), r.get(7));
         if !check.next(&entry, &prev, &hash) {

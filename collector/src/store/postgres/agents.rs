@@ -14,7 +14,7 @@ pub(super) const HEARTBEAT: &str = "UPDATE agents SET last_seen_ms = $2, agent_v
         problems = $8
      WHERE agent_id = $1 AND NOT revoked AND last_heartbeat_ms < $7";
 
-const AGENT_COLUMNS: &str = "agent_id, public_key, revoked, grp";
+const AGENT_COLUMNS: &str = "agent_id, public_key, revoked, grp, school";
 
 fn agent_row(r: &tokio_postgres::Row) -> AgentRow {
     AgentRow {
@@ -22,6 +22,7 @@ fn agent_row(r: &tokio_postgres::Row) -> AgentRow {
         public_key: r.get(1),
         revoked: r.get(2),
         group: r.get(3),
+        school: r.get(4),
     }
 }
 
@@ -46,8 +47,8 @@ impl Shared {
         self.client()
             .await?
             .execute(
-                "INSERT INTO tokens (secret_hash, label, grp, created_ms, expires_ms, max_uses)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO tokens (secret_hash, label, grp, created_ms, expires_ms, max_uses, school)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 &[
                     &t.secret_hash,
                     &t.label,
@@ -55,6 +56,7 @@ impl Shared {
                     &t.created_ms,
                     &t.expires_ms,
                     &t.max_uses,
+                    &t.school,
                 ],
             )
             .await?;
@@ -66,7 +68,7 @@ impl Shared {
             .client()
             .await?
             .query(
-                "SELECT secret_hash, label, grp, created_ms, expires_ms, max_uses, uses, revoked
+                "SELECT secret_hash, label, grp, created_ms, expires_ms, max_uses, uses, revoked, school
                  FROM tokens ORDER BY created_ms DESC, secret_hash",
                 &[],
             )
@@ -84,6 +86,7 @@ impl Shared {
                     max_uses: r.get(5),
                     uses: r.get(6),
                     revoked: r.get(7),
+                    school: r.get(8),
                 }
             })
             .collect())
@@ -190,7 +193,7 @@ impl Tx<'_> {
         let row = self
             .tx
             .query_opt(
-                "SELECT expires_ms, max_uses, uses, revoked, grp FROM tokens
+                "SELECT expires_ms, max_uses, uses, revoked, grp, school FROM tokens
                  WHERE secret_hash = $1 FOR UPDATE",
                 &[&secret_hash],
             )
@@ -201,6 +204,7 @@ impl Tx<'_> {
             uses: r.get(2),
             revoked: r.get(3),
             group: r.get(4),
+            school: r.get(5),
         }))
     }
 
@@ -241,11 +245,16 @@ impl Tx<'_> {
         Ok(row.as_ref().map(agent_row))
     }
 
-    pub async fn set_group(&mut self, agent_id: &str, group: &str) -> Result<(), StoreError> {
+    pub async fn set_group(
+        &mut self,
+        agent_id: &str,
+        group: &str,
+        school: &str,
+    ) -> Result<(), StoreError> {
         self.tx
             .execute(
-                "UPDATE agents SET grp = $2 WHERE agent_id = $1",
-                &[&agent_id, &group],
+                "UPDATE agents SET grp = $2, school = $3 WHERE agent_id = $1",
+                &[&agent_id, &group, &school],
             )
             .await?;
         Ok(())
@@ -254,8 +263,9 @@ impl Tx<'_> {
     pub async fn insert_agent(&mut self, a: &NewAgent<'_>) -> Result<(), StoreError> {
         self.tx
             .execute(
-                "INSERT INTO agents (agent_id, public_key, station, grp, agent_version, enrolled_ms, rekeyed_from)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO agents (agent_id, public_key, station, grp, agent_version, enrolled_ms, rekeyed_from, school)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7,
+                    CASE WHEN $7 = '' THEN $8 ELSE (SELECT school FROM agents WHERE agent_id = $7) END)",
                 &[
                     &a.agent_id,
                     &a.public_key,
@@ -264,6 +274,7 @@ impl Tx<'_> {
                     &a.agent_version,
                     &a.enrolled_ms,
                     &a.rekeyed_from,
+                    &a.school,
                 ],
             )
             .await?;

@@ -53,11 +53,19 @@ pub(super) async fn audit(tx: &Transaction<'_>, note: &AuditNote) -> Result<(), 
         action: note.action.to_owned(),
         target: note.target.clone(),
         detail: note.detail.clone(),
+        school: tx
+            .query_opt(
+                "SELECT school FROM console_grants WHERE \"user\" = $1",
+                &[&note.actor],
+            )
+            .await?
+            .map(|r| r.get(0))
+            .unwrap_or_default(),
     };
     let hash = entry_hash(&prev, &entry);
     tx.execute(
-        "INSERT INTO console_audit (id, time_ms, actor, action, target, detail, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO console_audit (id, time_ms, actor, action, target, detail, prev_hash, hash, school)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         &[
             &id,
             &entry.time_ms,
@@ -67,6 +75,7 @@ pub(super) async fn audit(tx: &Transaction<'_>, note: &AuditNote) -> Result<(), 
             &entry.detail,
             &prev,
             &hash,
+            &entry.school,
         ],
     )
     .await?;

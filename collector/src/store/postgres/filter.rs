@@ -36,6 +36,13 @@ pub(super) async fn scope_sql(c: &Client, scope: &Scope, sql: &mut Sql) -> Resul
         (false, Some(cond)) => format!("NOT {cond}"),
         (false, None) => "TRUE".to_owned(),
     };
+    let cond = match scope.school.school() {
+        None => cond,
+        Some(school) => {
+            let p = sql.param(school.to_owned());
+            format!("({cond}) AND a.school = {p}")
+        }
+    };
     sql.text.push_str(&cond);
     Ok(true)
 }

@@ -5,6 +5,7 @@ use super::console::Pg;
 use super::users::audit;
 use crate::store::agents::{NewToken, TokenInfo};
 use crate::store::fleet::{Enrolled, Family, Gap, Revoked, Station, StationChange};
+use crate::store::schools::Scope;
 use crate::store::users::Audited;
 use crate::store::StoreError;
 
@@ -115,14 +116,16 @@ impl Pg<'_> {
         })
     }
 
-    pub fn stations(&self) -> Result<Vec<Station>, StoreError> {
+    pub fn stations(&self, scope: &Scope) -> Result<Vec<Station>, StoreError> {
         let c = self.client()?;
+        let school = scope.school();
         self.run(async move {
             Ok(c.query(
                 "SELECT agent_id, station, grp, last_seen_ms, agent_version, rules_version,
                         spool_backlog, spool_dropped, COALESCE(flag, ''), problems
-                 FROM agents WHERE NOT revoked ORDER BY grp, station",
-                &[],
+                 FROM agents WHERE NOT revoked AND ($1::TEXT IS NULL OR school = $1)
+                 ORDER BY grp, station",
+                &[&school],
             )
             .await?
             .iter()
@@ -143,12 +146,18 @@ impl Pg<'_> {
         })
     }
 
-    pub fn station(&self, agent_id: &str) -> Result<Option<(String, String, String)>, StoreError> {
+    pub fn station(
+        &self,
+        scope: &Scope,
+        agent_id: &str,
+    ) -> Result<Option<(String, String, String)>, StoreError> {
         let c = self.client()?;
+        let school = scope.school();
         self.run(async move {
             Ok(c.query_opt(
-                "SELECT station, grp, COALESCE(flag, '') FROM agents WHERE agent_id = $1 AND NOT revoked",
-                &[&agent_id],
+                "SELECT station, grp, COALESCE(flag, '') FROM agents
+                 WHERE agent_id = $1 AND NOT revoked AND ($2::TEXT IS NULL OR school = $2)",
+                &[&agent_id, &school],
             )
             .await?
             .map(|r| (r.get(0), r.get(1), r.get(2))))
@@ -202,13 +211,15 @@ impl Pg<'_> {
         Ok(changed)
     }
 
-    pub fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+    pub fn tokens(&self, scope: &Scope) -> Result<Vec<TokenInfo>, StoreError> {
         let c = self.client()?;
+        let school = scope.school();
         self.run(async move {
             Ok(c.query(
-                "SELECT secret_hash, label, grp, created_ms, expires_ms, max_uses, uses, revoked
-                 FROM tokens ORDER BY created_ms DESC, secret_hash",
-                &[],
+                "SELECT secret_hash, label, grp, created_ms, expires_ms, max_uses, uses, revoked, school
+                 FROM tokens WHERE ($1::TEXT IS NULL OR school = $1)
+                 ORDER BY created_ms DESC, secret_hash",
+                &[&school],
             )
             .await?
             .iter()
@@ -223,6 +234,7 @@ impl Pg<'_> {
                     max_uses: r.get(5),
                     uses: r.get(6),
                     revoked: r.get(7),
+                    school: r.get(8),
                 }
             })
             .collect())
@@ -233,8 +245,8 @@ impl Pg<'_> {
         let c = self.client()?;
         self.unit(async move {
             c.execute(
-                "INSERT INTO tokens (secret_hash, label, grp, created_ms, expires_ms, max_uses)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO tokens (secret_hash, label, grp, created_ms, expires_ms, max_uses, school)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 &[
                     &t.secret_hash,
                     &t.label,
@@ -242,6 +254,7 @@ impl Pg<'_> {
                     &t.created_ms,
                     &t.expires_ms,
                     &t.max_uses,
+                    &t.school,
                 ],
             )
             .await?;

@@ -131,14 +131,20 @@ impl Shared {
         Ok(stored == 1)
     }
 
-    pub async fn acks_of(&self, user: &str) -> Result<Vec<AckRecord>, StoreError> {
+    pub async fn acks_of(
+        &self,
+        school: Option<&str>,
+        user: &str,
+    ) -> Result<Vec<AckRecord>, StoreError> {
         let rows = self
             .client()
             .await?
             .query(
                 r#"SELECT time_ms, station, grp, version FROM notice_acks
-                 WHERE lower("user") = lower($1) ORDER BY time_ms, id"#,
-                &[&user],
+                 WHERE lower("user") = lower($1)
+                 AND ($2::TEXT IS NULL OR agent_id IN (SELECT agent_id FROM agents WHERE school = $2))
+                 ORDER BY time_ms, id"#,
+                &[&user, &school],
             )
             .await?;
         Ok(rows

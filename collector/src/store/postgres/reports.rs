@@ -26,10 +26,10 @@ impl Shared {
                 r#"INSERT INTO alerts (event_id, agent_id, seq, time_ms, received_ms, "user", station,
                     source, context, app, app_path, window_title, url, search_query, category,
                     severity, rule_id, term, matches, rules_version, state, repeat_of, body,
-                    signature, body_hash, signed_as)
+                    signature, body_hash, signed_as, school)
                  VALUES ($1, $2, (SELECT COALESCE(MAX(seq), 0) + 1 FROM alerts WHERE agent_id = $2),
                     $3, $3, $4, '', $5, $6, '', '', '', '', '', $7, $8, $9, '', '[]', 0, 'new', '',
-                    '', '', '', 0)
+                    '', '', '', 0, $10)
                  RETURNING id"#,
                 &[
                     &report.event_id,
@@ -41,6 +41,7 @@ impl Shared {
                     &report.category,
                     &report.severity,
                     &report.rule_id,
+                    &report.school,
                 ],
             )
             .await?

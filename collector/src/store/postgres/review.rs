@@ -13,13 +13,14 @@ use crate::store::review::{
     transition_detail, Alert, AlertFilter, Cursor, HistoryEntry, Listing, Note, QueueRow, RuleRate,
     Scope, StateFilter, TimelineRow, Transition, Walk, OPEN_STATES,
 };
+use crate::store::schools::Scope as Schools;
 use crate::store::users::Audited;
 use crate::store::StoreError;
 
 const COLUMNS: &str = "a.id, a.event_id, a.agent_id, a.seq, a.time_ms, a.received_ms, a.clock_skew, a.chain_ok,
     a.\"user\", a.station, a.source, a.context, a.app, a.window_title, a.url, a.search_query, a.category,
     a.severity, a.rule_id, a.term, a.matches, a.rules_version, a.repeat_count, a.has_capture, a.state,
-    a.repeat_of, a.body, a.signature, a.body_hash, COALESCE(r.assignee, ''), COALESCE(r.fp_reason, ''), a.signed_as";
+    a.repeat_of, a.body, a.signature, a.body_hash, COALESCE(r.assignee, ''), COALESCE(r.fp_reason, ''), a.signed_as, a.school";
 
 fn alert_row(r: &Row) -> Alert {
     Alert {
@@ -55,6 +56,7 @@ fn alert_row(r: &Row) -> Alert {
         assignee: r.get(29),
         fp_reason: r.get(30),
         signed_as: r.get(31),
+        school: r.get(32),
     }
 }
 
@@ -186,14 +188,17 @@ impl Pg<'_> {
         })
     }
 
-    pub fn max_alert_id(&self) -> Result<i64, StoreError> {
+    pub fn max_alert_id(&self, scope: &Schools) -> Result<i64, StoreError> {
         let c = self.client()?;
+        let school = scope.school();
         self.run(async move {
-            Ok(
-                c.query_one("SELECT COALESCE(MAX(id), 0)::BIGINT FROM alerts", &[])
-                    .await?
-                    .get(0),
+            Ok(c.query_one(
+                "SELECT COALESCE(MAX(id), 0)::BIGINT FROM alerts
+                 WHERE $1::TEXT IS NULL OR school = $1",
+                &[&school],
             )
+            .await?
+            .get(0))
         })
     }
 

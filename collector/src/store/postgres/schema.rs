@@ -355,6 +355,31 @@ $$;
 CREATE TRIGGER captures_object_gone AFTER DELETE ON captures
     FOR EACH ROW WHEN (OLD.object_key IS NOT NULL) EXECUTE FUNCTION capture_object_gone();
 "#,
+    // 7: schools as tenants. Everything stored before belongs to the
+    // default school; every account gets a trust-wide grant of its role,
+    // so a single-school store behaves as before.
+    r#"
+CREATE TABLE schools (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+INSERT INTO schools (id, name, created_ms) VALUES ('default', 'Default school', 0);
+ALTER TABLE agents ADD COLUMN school TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE tokens ADD COLUMN school TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE alerts ADD COLUMN school TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE console_audit ADD COLUMN school TEXT NOT NULL DEFAULT '';
+CREATE INDEX alerts_school ON alerts (school, severity DESC, time_ms DESC);
+CREATE INDEX agents_school ON agents (school);
+CREATE INDEX console_audit_school ON console_audit (school, id);
+-- One grant per account: its role over the trust ('') or one school.
+CREATE TABLE console_grants (
+    "user" TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    school TEXT NOT NULL DEFAULT ''
+);
+INSERT INTO console_grants ("user", role, school) SELECT name, role, '' FROM console_users;
+"#,
 ];
 
 /// The schema version this collector writes.

@@ -88,6 +88,7 @@ impl Jobs {
         config: &CollectorConfig,
         week: &Week,
         audience: Audience,
+        school: &str,
         now_ms: i64,
     ) -> Result<Figures, StoreError> {
         let mut conn = self.conn().await?;
@@ -99,18 +100,28 @@ impl Jobs {
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
             .start()
             .await?;
-        let figures = figures(&tx, config, week, audience, now_ms).await?;
+        let figures = figures(&tx, config, week, audience, school, now_ms).await?;
         tx.commit().await?;
         Ok(figures)
     }
 }
 
-/// The scope clause (alias `a`) for `audience`; parameter $1 is the staff pattern.
-fn scope(audience: Audience) -> String {
-    match audience {
+/// The scope clause (alias `a`) for `audience` in `school` ('' for every
+/// school); parameter $1 is the staff pattern. The school is written into
+/// the clause (every query's other parameters are numbered after $1): it
+/// is checked to be a school id, lower-case letters, digits and '-' only.
+fn scope(audience: Audience, school: &str) -> Result<String, StoreError> {
+    let staff = match audience {
         Audience::Staff => staff_condition(1),
         Audience::Pupils => format!("NOT {}", staff_condition(1)),
+    };
+    if school.is_empty() {
+        return Ok(staff);
     }
+    if !crate::store::schools::valid_id(school) {
+        return Err(StoreError::NotASchool(school.to_owned()));
+    }
+    Ok(format!("{staff} AND a.school = '{school}'"))
 }
 
 async fn figures(
@@ -118,11 +129,12 @@ async fn figures(
     config: &CollectorConfig,
     week: &Week,
     audience: Audience,
+    school: &str,
     now_ms: i64,
 ) -> Result<Figures, StoreError> {
     let zone = week.zone.clone();
     let pattern = like_pattern(&config.console.staff_pattern.trim().to_lowercase());
-    let sc = scope(audience);
+    let sc = scope(audience, school)?;
     let (start, end) = (week.start_ms(), week.end_ms());
     let prev = week.previous();
     let in_week = "a.state <> 'folded' AND a.time_ms >= $2 AND a.time_ms < $3";
@@ -292,7 +304,7 @@ async fn figures(
             .query_one(
                 &format!(
                     "SELECT COUNT(*) FROM alerts a WHERE {} AND {in_week}",
-                    scope(Audience::Staff)
+                    scope(Audience::Staff, school)?
                 ),
                 &week_params,
             )
@@ -300,27 +312,27 @@ async fn figures(
             .get(0),
     };
 
-    let school = crate::coverage::SchoolTime::new(&config.fleet, zone.clone());
+    let school_time = crate::coverage::SchoolTime::new(&config.fleet, zone.clone());
     let limit_ms = i64::try_from(config.fleet.silent_after_mins)
         .unwrap_or(i64::MAX / 60_000)
         .saturating_mul(60_000);
     let silent = tx
         .query(
             "SELECT station, grp, last_seen_ms, enrolled_ms FROM agents
-             WHERE NOT revoked ORDER BY COALESCE(last_seen_ms, enrolled_ms), station",
-            &[],
+             WHERE NOT revoked AND ($1 = '' OR school = $1)
+             ORDER BY COALESCE(last_seen_ms, enrolled_ms), station",
+            &[&school],
         )
         .await?
         .iter()
         .filter_map(|r| {
             let (last_seen_ms, enrolled): (Option<i64>, i64) = (r.get(2), r.get(3));
-            (school.school_ms_between(last_seen_ms.unwrap_or(enrolled), now_ms) > limit_ms).then(
-                || Silent {
+            (school_time.school_ms_between(last_seen_ms.unwrap_or(enrolled), now_ms) > limit_ms)
+                .then(|| Silent {
                     station: r.get(0),
                     grp: r.get(1),
                     last_seen_ms,
-                },
-            )
+                })
         })
         .collect();
 

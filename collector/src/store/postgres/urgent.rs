@@ -69,7 +69,7 @@ impl Jobs {
             .get(0);
         let pending = if newest > floor {
             let sql = format!(
-                "SELECT a.id, a.time_ms, a.severity, {} FROM alerts a
+                "SELECT a.id, a.time_ms, a.severity, {}, a.school FROM alerts a
                  WHERE a.id > $2 AND a.id <= $3 AND a.severity >= $4 AND a.state <> 'folded'
                    AND NOT EXISTS (SELECT 1 FROM urgent_notified n WHERE n.alert_id = a.id)
                  ORDER BY a.severity DESC, a.id",
@@ -91,6 +91,7 @@ impl Jobs {
                 time_ms: r.get(1),
                 severity: r.get(2),
                 staff: r.get(3),
+                school: r.get(4),
             })
             .collect()
         } else {

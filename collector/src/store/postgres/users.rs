@@ -8,6 +8,7 @@ use tokio_postgres::{Client, Error};
 use super::console::Pg;
 use crate::store::audit::{entry_hash, ChainCheck, Entry, GENESIS};
 use crate::store::now_ms;
+use crate::store::schools::Scope;
 use crate::store::users::{
     AccountChange, AccountRow, AuditEntry, Audited, LoginRow, NewSession, SessionRow, SsoAccount,
 };
@@ -37,11 +38,12 @@ pub(super) async fn audit(c: &Client, a: &Audited<'_>) -> Result<(), Error> {
         action: a.action.to_owned(),
         target: a.target.to_owned(),
         detail: a.detail.to_owned(),
+        school: actor_school(c, a.actor).await?,
     };
     let hash = entry_hash(&prev, &entry);
     c.execute(
-        "INSERT INTO console_audit (id, time_ms, actor, action, target, detail, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO console_audit (id, time_ms, actor, action, target, detail, prev_hash, hash, school)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         &[
             &id,
             &entry.time_ms,
@@ -51,10 +53,23 @@ pub(super) async fn audit(c: &Client, a: &Audited<'_>) -> Result<(), Error> {
             &a.detail,
             &prev,
             &hash,
+            &entry.school,
         ],
     )
     .await?;
     Ok(())
+}
+
+/// The school of `actor`'s grant ('' for the trust and for actors without
+/// an account: the command line, the collector).
+pub(super) async fn actor_school(c: &Client, actor: &str) -> Result<String, Error> {
+    Ok(c.query_opt(
+        "SELECT school FROM console_grants WHERE \"user\" = $1",
+        &[&actor],
+    )
+    .await?
+    .map(|r| r.get(0))
+    .unwrap_or_default())
 }
 
 async fn insert_session(c: &Client, s: &NewSession<'_>) -> Result<(), Error> {
@@ -71,7 +86,7 @@ async fn insert_session(c: &Client, s: &NewSession<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-async fn account_exists(c: &Client, name: &str) -> Result<bool, Error> {
+pub(super) async fn account_exists(c: &Client, name: &str) -> Result<bool, Error> {
     Ok(
         c.query_opt("SELECT 1 FROM console_users WHERE name = $1", &[&name])
             .await?
@@ -172,6 +187,7 @@ impl Pg<'_> {
                 &[&name, &role, &session.now_ms],
             )
             .await?;
+            super::grants::keep_role(c, name, role).await?;
             c.execute(
                 "INSERT INTO console_oidc_accounts (provider, subject, name, first_ms, last_ms) VALUES ($1, $2, $3, $4, $4)
                  ON CONFLICT (provider, subject) DO UPDATE SET name = EXCLUDED.name, last_ms = EXCLUDED.last_ms",
@@ -188,8 +204,9 @@ impl Pg<'_> {
         let c = self.client()?;
         self.run(async move {
             Ok(c.query_opt(
-                "SELECT s.\"user\", s.csrf, s.created_ms, s.last_ms, u.role FROM console_sessions s
-                 JOIN console_users u ON u.name = s.\"user\" AND NOT u.disabled WHERE s.token_hash = $1",
+                "SELECT s.\"user\", s.csrf, s.created_ms, s.last_ms, g.role, g.school FROM console_sessions s
+                 JOIN console_users u ON u.name = s.\"user\" AND NOT u.disabled
+                 JOIN console_grants g ON g.\"user\" = u.name WHERE s.token_hash = $1",
                 &[&token_hash],
             )
             .await?
@@ -199,6 +216,7 @@ impl Pg<'_> {
                 created_ms: r.get(2),
                 last_ms: r.get(3),
                 role: r.get(4),
+                school: r.get(5),
             }))
         })
     }
@@ -239,13 +257,19 @@ impl Pg<'_> {
         })
     }
 
-    pub fn accounts_with_roles(&self, roles: &[&str]) -> Result<Vec<String>, StoreError> {
+    pub fn accounts_with_roles(
+        &self,
+        roles: &[&str],
+        school: &str,
+    ) -> Result<Vec<String>, StoreError> {
         let c = self.client()?;
         let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
         self.run(async move {
             Ok(c.query(
-                "SELECT name FROM console_users WHERE NOT disabled AND role = ANY($1) ORDER BY name",
-                &[&roles],
+                "SELECT u.name FROM console_users u JOIN console_grants g ON g.\"user\" = u.name
+                 WHERE NOT u.disabled AND u.role = ANY($1) AND (g.school = '' OR g.school = $2)
+                 ORDER BY u.name",
+                &[&roles, &school],
             )
             .await?
             .iter()
@@ -271,6 +295,7 @@ impl Pg<'_> {
                 &[&name, &password_hash, &role, &now_ms],
             )
             .await?;
+            super::grants::keep_role(c, name, role).await?;
             c.execute("DELETE FROM console_sessions WHERE \"user\" = $1", &[&name])
                 .await?;
             audit(
@@ -357,7 +382,8 @@ impl Pg<'_> {
         let c = self.client()?;
         self.run(async move {
             Ok(c.query(
-                "SELECT name, role, failed, locked_until_ms, disabled, password_hash = '' FROM console_users ORDER BY name",
+                "SELECT u.name, u.role, u.failed, u.locked_until_ms, u.disabled, u.password_hash = '', COALESCE(g.school, '')
+                 FROM console_users u LEFT JOIN console_grants g ON g.\"user\" = u.name ORDER BY u.name",
                 &[],
             )
             .await?
@@ -369,6 +395,7 @@ impl Pg<'_> {
                 locked_until_ms: r.get(3),
                 disabled: r.get(4),
                 single_sign_on: r.get(5),
+                school: r.get(6),
             })
             .collect())
         })
@@ -403,7 +430,7 @@ impl Pg<'_> {
         self.run(async move {
             let rows = c
                 .query(
-                    "SELECT id, time_ms, actor, action, target, detail, prev_hash, hash FROM console_audit ORDER BY id",
+                    "SELECT id, time_ms, actor, action, target, detail, prev_hash, hash, school FROM console_audit ORDER BY id",
                     &[],
                 )
                 .await?;
@@ -416,6 +443,7 @@ impl Pg<'_> {
                     action: r.get(3),
                     target: r.get(4),
                     detail: r.get(5),
+                    school: r.get(8),
                 };
                 if !check.next(&entry, r.get(6), r.get(7)) {
                     break;
@@ -425,13 +453,20 @@ impl Pg<'_> {
         })
     }
 
-    pub fn audit_recent(&self, limit: i64, actor: Option<&str>) -> Result<Vec<Entry>, StoreError> {
+    pub fn audit_recent(
+        &self,
+        scope: &Scope,
+        limit: i64,
+        actor: Option<&str>,
+    ) -> Result<Vec<Entry>, StoreError> {
         let c = self.client()?;
+        let school = scope.school();
         self.run(async move {
             Ok(c.query(
-                "SELECT id, time_ms, actor, action, target, detail FROM console_audit
-                 WHERE ($2::TEXT IS NULL OR actor = $2) ORDER BY id DESC LIMIT $1",
-                &[&limit, &actor],
+                "SELECT id, time_ms, actor, action, target, detail, school FROM console_audit
+                 WHERE ($2::TEXT IS NULL OR actor = $2) AND ($3::TEXT IS NULL OR school = $3)
+                 ORDER BY id DESC LIMIT $1",
+                &[&limit, &actor, &school],
             )
             .await?
             .iter()
@@ -442,6 +477,7 @@ impl Pg<'_> {
                 action: r.get(3),
                 target: r.get(4),
                 detail: r.get(5),
+                school: r.get(6),
             })
             .collect())
         })

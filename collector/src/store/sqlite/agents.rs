@@ -78,7 +78,7 @@ pub fn flag(conn: &Connection, agent_id: &str, note: &str) -> rusqlite::Result<(
 
 pub fn token_for_use(conn: &Connection, secret_hash: &[u8]) -> rusqlite::Result<Option<TokenRow>> {
     conn.query_row(
-        "SELECT expires_ms, max_uses, uses, revoked, grp FROM tokens WHERE secret_hash = ?1",
+        "SELECT expires_ms, max_uses, uses, revoked, grp, school FROM tokens WHERE secret_hash = ?1",
         [secret_hash],
         |r| {
             Ok(TokenRow {
@@ -87,6 +87,7 @@ pub fn token_for_use(conn: &Connection, secret_hash: &[u8]) -> rusqlite::Result<
                 uses: r.get(2)?,
                 revoked: r.get(3)?,
                 group: r.get(4)?,
+                school: r.get(5)?,
             })
         },
     )
@@ -107,12 +108,13 @@ fn agent_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRow> {
         public_key: r.get(1)?,
         revoked: r.get(2)?,
         group: r.get(3)?,
+        school: r.get(4)?,
     })
 }
 
 pub fn agent_by_key(conn: &Connection, public_key: &[u8]) -> rusqlite::Result<Option<AgentRow>> {
     conn.query_row(
-        "SELECT agent_id, public_key, revoked, grp FROM agents WHERE public_key = ?1",
+        "SELECT agent_id, public_key, revoked, grp, school FROM agents WHERE public_key = ?1",
         [public_key],
         agent_row,
     )
@@ -121,25 +123,31 @@ pub fn agent_by_key(conn: &Connection, public_key: &[u8]) -> rusqlite::Result<Op
 
 pub fn agent(conn: &Connection, agent_id: &str) -> rusqlite::Result<Option<AgentRow>> {
     conn.query_row(
-        "SELECT agent_id, public_key, revoked, grp FROM agents WHERE agent_id = ?1",
+        "SELECT agent_id, public_key, revoked, grp, school FROM agents WHERE agent_id = ?1",
         [agent_id],
         agent_row,
     )
     .optional()
 }
 
-pub fn set_group(conn: &Connection, agent_id: &str, group: &str) -> rusqlite::Result<()> {
+pub fn set_group(
+    conn: &Connection,
+    agent_id: &str,
+    group: &str,
+    school: &str,
+) -> rusqlite::Result<()> {
     conn.execute(
-        "UPDATE agents SET grp = ?2 WHERE agent_id = ?1",
-        params![agent_id, group],
+        "UPDATE agents SET grp = ?2, school = ?3 WHERE agent_id = ?1",
+        params![agent_id, group, school],
     )?;
     Ok(())
 }
 
 pub fn insert_agent(conn: &Connection, a: &NewAgent<'_>) -> rusqlite::Result<()> {
     conn.execute(
-        "INSERT INTO agents (agent_id, public_key, station, grp, agent_version, enrolled_ms, rekeyed_from)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO agents (agent_id, public_key, station, grp, agent_version, enrolled_ms, rekeyed_from, school)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,
+            CASE WHEN ?7 = '' THEN ?8 ELSE (SELECT school FROM agents WHERE agent_id = ?7) END)",
         params![
             a.agent_id,
             a.public_key,
@@ -147,7 +155,8 @@ pub fn insert_agent(conn: &Connection, a: &NewAgent<'_>) -> rusqlite::Result<()>
             a.group,
             a.agent_version,
             a.enrolled_ms,
-            a.rekeyed_from
+            a.rekeyed_from,
+            a.school
         ],
     )?;
     Ok(())
@@ -204,19 +213,24 @@ pub fn descendants(conn: &Connection, agent_id: &str) -> rusqlite::Result<Vec<St
 
 pub fn insert_token(conn: &Connection, t: &NewToken) -> rusqlite::Result<()> {
     conn.execute(
-        "INSERT INTO tokens (secret_hash, label, grp, created_ms, expires_ms, max_uses) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![t.secret_hash, t.label, t.group, t.created_ms, t.expires_ms, t.max_uses],
+        "INSERT INTO tokens (secret_hash, label, grp, created_ms, expires_ms, max_uses, school) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![t.secret_hash, t.label, t.group, t.created_ms, t.expires_ms, t.max_uses, t.school],
     )?;
     Ok(())
 }
 
 /// Every token, newest first.
 pub fn list_tokens(conn: &Connection) -> rusqlite::Result<Vec<TokenInfo>> {
+    tokens_of(conn, None)
+}
+
+/// Every token of `school` (of every school for `None`), newest first.
+pub fn tokens_of(conn: &Connection, school: Option<&str>) -> rusqlite::Result<Vec<TokenInfo>> {
     let mut stmt = conn.prepare(
-        "SELECT secret_hash, label, grp, created_ms, expires_ms, max_uses, uses, revoked
-         FROM tokens ORDER BY created_ms DESC, rowid DESC",
+        "SELECT secret_hash, label, grp, created_ms, expires_ms, max_uses, uses, revoked, school
+         FROM tokens WHERE (?1 IS NULL OR school = ?1) ORDER BY created_ms DESC, rowid DESC",
     )?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map([school], |r| {
         let hash: Vec<u8> = r.get(0)?;
         Ok(TokenInfo {
             id: hex::encode(&hash)[..12].to_owned(),
@@ -227,6 +241,7 @@ pub fn list_tokens(conn: &Connection) -> rusqlite::Result<Vec<TokenInfo>> {
             max_uses: r.get(5)?,
             uses: r.get(6)?,
             revoked: r.get(7)?,
+            school: r.get(8)?,
         })
     })?;
     rows.collect()

@@ -5,6 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::write_tx;
 use crate::store::audit::{entry_hash, ChainCheck, Entry, GENESIS};
 use crate::store::now_ms;
+use crate::store::schools::Scope;
 use crate::store::users::Audited;
 
 /// Appends one entry. Outside a transaction it runs in its own write
@@ -46,6 +47,14 @@ pub fn insert(conn: &Connection, a: &Audited<'_>) -> rusqlite::Result<()> {
         Some((id, hash)) => (id + 1, hash),
         None => (1, GENESIS.to_owned()),
     };
+    let school: String = conn
+        .query_row(
+            "SELECT school FROM console_grants WHERE user = ?1",
+            [a.actor],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or_default();
     let entry = Entry {
         id,
         time_ms: now_ms(),
@@ -53,11 +62,12 @@ pub fn insert(conn: &Connection, a: &Audited<'_>) -> rusqlite::Result<()> {
         action: a.action.to_owned(),
         target: a.target.to_owned(),
         detail: a.detail.to_owned(),
+        school,
     };
     let hash = entry_hash(&prev, &entry);
     conn.execute(
-        "INSERT INTO console_audit (id, time_ms, actor, action, target, detail, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO console_audit (id, time_ms, actor, action, target, detail, prev_hash, hash, school)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             id,
             entry.time_ms,
@@ -66,7 +76,8 @@ pub fn insert(conn: &Connection, a: &Audited<'_>) -> rusqlite::Result<()> {
             a.target,
             a.detail,
             prev,
-            hash
+            hash,
+            entry.school
         ],
     )?;
     Ok(())
@@ -76,7 +87,7 @@ pub fn insert(conn: &Connection, a: &Audited<'_>) -> rusqlite::Result<()> {
 /// entry that does not follow from the one before.
 pub fn verify(conn: &Connection) -> rusqlite::Result<Result<usize, i64>> {
     let mut stmt = conn.prepare(
-        "SELECT id, time_ms, actor, action, target, detail, prev_hash, hash FROM console_audit ORDER BY id",
+        "SELECT id, time_ms, actor, action, target, detail, prev_hash, hash, school FROM console_audit ORDER BY id",
     )?;
     let mut rows = stmt.query([])?;
     let mut check = ChainCheck::default();
@@ -88,6 +99,7 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Result<usize, i64>> {
             action: r.get(3)?,
             target: r.get(4)?,
             detail: r.get(5)?,
+            school: r.get(8)?,
         };
         let prev: String = r.get(6)?;
         let hash: String = r.get(7)?;
@@ -98,13 +110,19 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Result<usize, i64>> {
     Ok(check.result())
 }
 
-/// The newest `limit` entries, of `actor` only when given.
-pub fn recent(conn: &Connection, limit: i64, actor: Option<&str>) -> rusqlite::Result<Vec<Entry>> {
+/// The newest `limit` entries `scope` allows, of `actor` only when given.
+pub fn recent(
+    conn: &Connection,
+    scope: &Scope,
+    limit: i64,
+    actor: Option<&str>,
+) -> rusqlite::Result<Vec<Entry>> {
     let mut stmt = conn.prepare(
-        "SELECT id, time_ms, actor, action, target, detail FROM console_audit
-         WHERE (?2 IS NULL OR actor = ?2) ORDER BY id DESC LIMIT ?1",
+        "SELECT id, time_ms, actor, action, target, detail, school FROM console_audit
+         WHERE (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR school = ?3)
+         ORDER BY id DESC LIMIT ?1",
     )?;
-    let rows = stmt.query_map(params![limit, actor], |r| {
+    let rows = stmt.query_map(params![limit, actor, scope.school()], |r| {
         Ok(Entry {
             id: r.get(0)?,
             time_ms: r.get(1)?,
@@ -112,6 +130,7 @@ pub fn recent(conn: &Connection, limit: i64, actor: Option<&str>) -> rusqlite::R
             action: r.get(3)?,
             target: r.get(4)?,
             detail: r.get(5)?,
+            school: r.get(6)?,
         })
     })?;
     rows.collect()

@@ -115,5 +115,6 @@ CREATE INDEX IF NOT EXISTS console_alerts_rule ON alerts (rule_id, state);
 
 /// Creates the console's tables and indexes if they do not exist.
 pub fn create(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(SCHEMA)
+    conn.execute_batch(SCHEMA)?;
+    super::schools::console_upgrade(conn)
 }

@@ -7,16 +7,17 @@ use super::audit::insert as audit;
 use super::write_tx;
 use crate::store::coverage::Sighting;
 use crate::store::fleet::{Enrolled, Family, Gap, Revoked, Station, StationChange};
+use crate::store::schools::Scope;
 use crate::store::users::Audited;
 
-/// Every unrevoked station, by group and name.
-pub fn stations(conn: &Connection) -> rusqlite::Result<Vec<Station>> {
+/// Every unrevoked station `scope` allows, by group and name.
+pub fn stations(conn: &Connection, scope: &Scope) -> rusqlite::Result<Vec<Station>> {
     let mut stmt = conn.prepare(
         "SELECT agent_id, station, grp, last_seen_ms, agent_version, rules_version,
                 spool_backlog, spool_dropped, COALESCE(flag, ''), problems
-         FROM agents WHERE revoked = 0 ORDER BY grp, station",
+         FROM agents WHERE revoked = 0 AND (?1 IS NULL OR school = ?1) ORDER BY grp, station",
     )?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map([scope.school()], |r| {
         Ok(Station {
             agent_id: r.get(0)?,
             station: r.get(1)?,
@@ -34,14 +35,16 @@ pub fn stations(conn: &Connection) -> rusqlite::Result<Vec<Station>> {
     rows.collect()
 }
 
-/// (station, group, flag) of an unrevoked station.
+/// (station, group, flag) of an unrevoked station `scope` allows.
 pub fn station(
     conn: &Connection,
+    scope: &Scope,
     agent_id: &str,
 ) -> rusqlite::Result<Option<(String, String, String)>> {
     conn.query_row(
-        "SELECT station, grp, COALESCE(flag, '') FROM agents WHERE agent_id = ?1 AND revoked = 0",
-        [agent_id],
+        "SELECT station, grp, COALESCE(flag, '') FROM agents
+         WHERE agent_id = ?1 AND revoked = 0 AND (?2 IS NULL OR school = ?2)",
+        rusqlite::params![agent_id, scope.school()],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
     .optional()

@@ -62,9 +62,10 @@ fn insert_alert(conn: &Connection, row: &AlertRow<'_>) -> rusqlite::Result<()> {
         "INSERT INTO alerts (event_id, agent_id, seq, time_ms, received_ms, clock_skew, chain_ok,
             user, station, source, context, app, app_path, window_title, url, search_query,
             category, severity, rule_id, term, matches, rules_version, repeat_count, has_capture,
-            body, signature, body_hash, state, repeat_of, signed_as)
+            body, signature, body_hash, state, repeat_of, signed_as, school)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
+            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30,
+            (SELECT school FROM agents WHERE agent_id = ?2))",
     )?
     .execute(params![
         e.event_id,

@@ -9,7 +9,7 @@ pub fn ensure_schema(conn: &Connection) -> rusqlite::Result<()> {
     super::mail::ensure_schema(conn)?;
     crate::console::schema::create(conn)?;
     crate::publish::ensure_schema(conn)?;
-    conn.execute_batch(super::summary::SCHEMA)?;
+    super::summary::upgrade(conn)?;
     conn.execute_batch(super::urgent::SCHEMA)?;
     super::webhook::ensure_schema(conn)?;
     Ok(())

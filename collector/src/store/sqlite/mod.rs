@@ -16,6 +16,7 @@ pub mod blob;
 pub mod console_schema;
 pub mod exemption;
 pub mod fleet;
+pub mod grants;
 pub mod ingest;
 pub mod jobs;
 pub mod lock;
@@ -25,6 +26,7 @@ pub mod publication;
 pub mod reports;
 pub mod retention;
 pub mod review;
+pub mod schools;
 pub mod settings;
 pub mod summary;
 pub mod urgent;
@@ -157,7 +159,7 @@ pub fn open(dir: &Path) -> Result<Connection, rusqlite::Error> {
 /// is the schema as it was before stores were numbered, made idempotently
 /// so that every store from before (version 0) upgrades through it.
 /// A new change is a new function at the end, never an edit of one here.
-const MIGRATIONS: &[fn(&Connection) -> rusqlite::Result<()>] = &[v1_unnumbered];
+const MIGRATIONS: &[fn(&Connection) -> rusqlite::Result<()>] = &[v1_unnumbered, v2_schools];
 
 /// The schema version this collector writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -187,6 +189,12 @@ fn v1_unnumbered(conn: &Connection) -> rusqlite::Result<()> {
         "INTEGER NOT NULL DEFAULT 0",
     )?;
     blob::upgrade(conn)
+}
+
+/// 2: schools as tenants (`schools`): the default school, a school on
+/// agents, tokens and alerts, console grants.
+fn v2_schools(conn: &Connection) -> rusqlite::Result<()> {
+    schools::upgrade(conn)
 }
 
 /// The store's schema version (`PRAGMA user_version`).

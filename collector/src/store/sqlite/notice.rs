@@ -163,10 +163,22 @@ pub fn standings(conn: &Connection, group: &str) -> rusqlite::Result<Vec<Standin
 
 /// Every acknowledgement `user` gave (case-insensitive), oldest first.
 pub fn acks_of(conn: &Connection, user: &str) -> rusqlite::Result<Vec<AckRecord>> {
+    acks_in(conn, None, user)
+}
+
+/// `user`'s acknowledgements on the agents of `school` (every school's for
+/// `None`).
+pub fn acks_in(
+    conn: &Connection,
+    school: Option<&str>,
+    user: &str,
+) -> rusqlite::Result<Vec<AckRecord>> {
     let mut stmt = conn.prepare(
-        "SELECT time_ms, station, grp, version FROM notice_acks WHERE user = ?1 COLLATE NOCASE ORDER BY time_ms, id",
+        "SELECT time_ms, station, grp, version FROM notice_acks WHERE user = ?1 COLLATE NOCASE
+         AND (?2 IS NULL OR agent_id IN (SELECT agent_id FROM agents WHERE school = ?2))
+         ORDER BY time_ms, id",
     )?;
-    let rows = stmt.query_map([user], |r| {
+    let rows = stmt.query_map(rusqlite::params![user, school], |r| {
         Ok(AckRecord {
             time_ms: r.get(0)?,
             station: r.get(1)?,

@@ -16,9 +16,9 @@ pub fn insert(
         conn.execute(
             "INSERT INTO alerts (event_id, agent_id, seq, time_ms, received_ms, user, station, source,
                 context, app, app_path, window_title, url, search_query, category, severity, rule_id,
-                term, matches, rules_version, state, repeat_of, body, signature, body_hash, signed_as)
+                term, matches, rules_version, state, repeat_of, body, signature, body_hash, signed_as, school)
              VALUES (?1, ?2, (SELECT COALESCE(MAX(seq), 0) + 1 FROM alerts WHERE agent_id = ?2), ?3, ?3,
-                ?4, '', ?5, ?6, '', '', '', '', '', ?7, ?8, ?9, '', '[]', 0, 'new', '', x'', x'', x'', 0)",
+                ?4, '', ?5, ?6, '', '', '', '', '', ?7, ?8, ?9, '', '[]', 0, 'new', '', x'', x'', x'', 0, ?10)",
             params![
                 report.event_id,
                 report.agent_id,
@@ -29,6 +29,7 @@ pub fn insert(
                 report.category,
                 report.severity,
                 report.rule_id,
+                report.school,
             ],
         )?;
         let id = conn.last_insert_rowid();

@@ -14,6 +14,7 @@ use crate::store::review::{
     transition_detail, Alert, AlertFilter, Cursor, HistoryEntry, Listing, Note, QueueRow, RuleRate,
     Scope, StateFilter, TimelineRow, Transition, Walk, OPEN_STATES,
 };
+use crate::store::schools::Scope as Schools;
 use crate::store::users::Audited;
 
 /// The WHERE clause (alias `a`) for the filter's scope and filters, without
@@ -163,14 +164,19 @@ pub fn state_counts(conn: &Connection, f: &AlertFilter) -> rusqlite::Result<Vec<
     rows.collect()
 }
 
-pub fn max_alert_id(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT COALESCE(MAX(id), 0) FROM alerts", [], |r| r.get(0))
+/// The newest alert's id among the schools `scope` allows.
+pub fn max_alert_id(conn: &Connection, scope: &Schools) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT COALESCE(MAX(id), 0) FROM alerts WHERE ?1 IS NULL OR school = ?1",
+        [scope.school()],
+        |r| r.get(0),
+    )
 }
 
 const COLUMNS: &str = "a.id, a.event_id, a.agent_id, a.seq, a.time_ms, a.received_ms, a.clock_skew, a.chain_ok,
     a.user, a.station, a.source, a.context, a.app, a.window_title, a.url, a.search_query, a.category,
     a.severity, a.rule_id, a.term, a.matches, a.rules_version, a.repeat_count, a.has_capture, a.state,
-    a.repeat_of, a.body, a.signature, a.body_hash, COALESCE(r.assignee, ''), COALESCE(r.fp_reason, ''), a.signed_as";
+    a.repeat_of, a.body, a.signature, a.body_hash, COALESCE(r.assignee, ''), COALESCE(r.fp_reason, ''), a.signed_as, a.school";
 
 fn alert_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
     Ok(Alert {
@@ -206,6 +212,7 @@ fn alert_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
         assignee: r.get(29)?,
         fp_reason: r.get(30)?,
         signed_as: r.get(31)?,
+        school: r.get(32)?,
     })
 }
 

@@ -114,12 +114,21 @@ pub fn scope_sql(
             terms.join(" OR ")
         ))
     };
-    Ok(match (scope.staff, is_staff) {
-        (true, Some(cond)) => Some((cond, params)),
-        (true, None) => None,
-        (false, Some(cond)) => Some((format!("NOT {cond}"), params)),
-        (false, None) => Some(("1".to_owned(), params)),
-    })
+    let staff = match (scope.staff, is_staff) {
+        (true, Some(cond)) => cond,
+        (true, None) => return Ok(None),
+        (false, Some(cond)) => format!("NOT {cond}"),
+        (false, None) => "1".to_owned(),
+    };
+    // The school comes first: the staff condition's parameters are
+    // positional (`?`), so the school's is added after theirs.
+    Ok(Some(match scope.school.school() {
+        None => (staff, params),
+        Some(school) => {
+            params.push(Value::Text(school.to_owned()));
+            (format!("({staff}) AND a.school = ?"), params)
+        }
+    }))
 }
 
 /// The staff pattern as a GLOB: `*` stays a wildcard, `?` and `[` are literal.

@@ -11,20 +11,50 @@ use crate::summary::content::{
 };
 use crate::summary::schedule::Week;
 
+/// Runs are unique per (school, week): the trust's under school ''. A
+/// store made before schools (runs keyed by week alone) has its table
+/// rebuilt by [`upgrade`].
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS summary_runs (
-    week_start TEXT PRIMARY KEY,
+    school TEXT NOT NULL DEFAULT '',
+    week_start TEXT NOT NULL,
     queued_ms INTEGER NOT NULL,
     trigger TEXT NOT NULL,
-    emails INTEGER NOT NULL
+    emails INTEGER NOT NULL,
+    PRIMARY KEY (school, week_start)
 );
 CREATE INDEX IF NOT EXISTS summary_alerts_time ON alerts (time_ms);
 ";
 
-pub fn done(conn: &Connection, _school: &str, week_start: &str) -> rusqlite::Result<bool> {
+/// Creates the summary's table, or rebuilds one keyed by week alone.
+pub fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
+    let old: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'summary_runs')
+            AND NOT EXISTS (SELECT 1 FROM pragma_table_info('summary_runs') WHERE name = 'school')",
+        [],
+        |r| r.get(0),
+    )?;
+    if old {
+        conn.execute_batch(
+            "SAVEPOINT summary_runs_school;
+             ALTER TABLE summary_runs RENAME TO summary_runs_by_week;",
+        )?;
+        conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(
+            "INSERT INTO summary_runs (school, week_start, queued_ms, trigger, emails)
+                 SELECT '', week_start, queued_ms, trigger, emails FROM summary_runs_by_week;
+             DROP TABLE summary_runs_by_week;
+             RELEASE summary_runs_school;",
+        )?;
+        return Ok(());
+    }
+    conn.execute_batch(SCHEMA)
+}
+
+pub fn done(conn: &Connection, school: &str, week_start: &str) -> rusqlite::Result<bool> {
     conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM summary_runs WHERE week_start = ?1)",
-        [week_start],
+        "SELECT EXISTS (SELECT 1 FROM summary_runs WHERE school = ?1 AND week_start = ?2)",
+        [school, week_start],
         |r| r.get(0),
     )
 }
@@ -36,10 +66,11 @@ pub fn figures(
     config: &CollectorConfig,
     week: &Week,
     audience: Audience,
+    school: &str,
     now_ms: i64,
 ) -> Result<Figures, StoreError> {
     let read = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
-    let figures = figures_in(&read, config, week, audience, now_ms)?;
+    let figures = figures_in(&read, config, week, audience, school, now_ms)?;
     read.finish()?;
     Ok(figures)
 }
@@ -55,8 +86,8 @@ pub fn queue(conn: &mut Connection, queue: &SummaryQueue) -> Result<Option<usize
     }
     let emails = queue.emails.len();
     tx.execute(
-        "INSERT INTO summary_runs (week_start, queued_ms, trigger, emails) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT(week_start) DO UPDATE SET emails = emails + ?4",
+        "INSERT INTO summary_runs (week_start, queued_ms, trigger, emails, school) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(school, week_start) DO UPDATE SET emails = emails + ?4",
         params![
             queue.week_start,
             queue.queued_ms,
@@ -65,7 +96,8 @@ pub fn queue(conn: &mut Connection, queue: &SummaryQueue) -> Result<Option<usize
             } else {
                 "manual"
             },
-            emails as i64
+            emails as i64,
+            queue.school
         ],
     )?;
     tx.commit()?;
@@ -74,7 +106,8 @@ pub fn queue(conn: &mut Connection, queue: &SummaryQueue) -> Result<Option<usize
 
 pub fn runs(conn: &Connection, limit: i64) -> rusqlite::Result<Vec<SummaryRun>> {
     let mut stmt = conn.prepare(
-        "SELECT week_start, queued_ms, trigger, emails FROM summary_runs ORDER BY week_start DESC LIMIT ?1",
+        "SELECT week_start, queued_ms, trigger, emails FROM summary_runs WHERE school = ''
+         ORDER BY week_start DESC LIMIT ?1",
     )?;
     let rows = stmt.query_map([limit], |r| {
         Ok(SummaryRun {
@@ -87,17 +120,24 @@ pub fn runs(conn: &Connection, limit: i64) -> rusqlite::Result<Vec<SummaryRun>> 
     rows.collect()
 }
 
-/// The scope clause (alias `a`) for `audience`.
+/// The scope clause (alias `a`) for `audience` in `school` ('' for every
+/// school).
 fn scope(
     conn: &Connection,
     config: &CollectorConfig,
     audience: Audience,
+    school: &str,
 ) -> rusqlite::Result<(String, Vec<Value>)> {
-    let (staff, params) = crate::urgent::staff_condition(conn, &config.console.staff_pattern)?;
-    Ok(match audience {
-        Audience::Staff => (format!("({staff})"), params),
-        Audience::Pupils => (format!("NOT ({staff})"), params),
-    })
+    let (staff, mut params) = crate::urgent::staff_condition(conn, &config.console.staff_pattern)?;
+    let staff = match audience {
+        Audience::Staff => format!("({staff})"),
+        Audience::Pupils => format!("NOT ({staff})"),
+    };
+    if school.is_empty() {
+        return Ok((staff, params));
+    }
+    params.push(Value::Text(school.to_owned()));
+    Ok((format!("{staff} AND a.school = ?"), params))
 }
 
 /// Runs `sql` (with `{scope}` replaced) with scope parameters first.
@@ -131,10 +171,11 @@ pub fn figures_in(
     config: &CollectorConfig,
     week: &Week,
     audience: Audience,
+    school: &str,
     now_ms: i64,
 ) -> rusqlite::Result<Figures> {
     let zone = week.zone.clone();
-    let sc = scope(conn, config, audience)?;
+    let sc = scope(conn, config, audience, school)?;
     let (start, end) = (week.start_ms(), week.end_ms());
     let prev = week.previous();
     let range = |a: i64, b: i64| [Value::Integer(a), Value::Integer(b)];
@@ -315,7 +356,7 @@ pub fn figures_in(
     let staff_alerts = match audience {
         Audience::Staff => 0,
         Audience::Pupils => {
-            let staff = scope(conn, config, Audience::Staff)?;
+            let staff = scope(conn, config, Audience::Staff, school)?;
             query(
                 conn,
                 &staff,
@@ -330,8 +371,16 @@ pub fn figures_in(
         }
     };
 
+    let of_school: Vec<String> = if school.is_empty() {
+        Vec::new()
+    } else {
+        let mut stmt = conn.prepare("SELECT agent_id FROM agents WHERE school = ?1")?;
+        let ids = stmt.query_map([school], |r| r.get(0))?;
+        ids.collect::<rusqlite::Result<_>>()?
+    };
     let silent = crate::coverage::silent_stations(conn, now_ms, &config.fleet, &zone)?
         .into_iter()
+        .filter(|s| school.is_empty() || of_school.contains(&s.agent_id))
         .map(|s| Silent {
             station: s.station,
             grp: s.grp,

@@ -75,7 +75,7 @@ fn pending(
     values.push(Value::Integer(newest));
     values.push(Value::Integer(URGENT_SEVERITY));
     let sql = format!(
-        "SELECT a.id, a.time_ms, a.severity, ({staff}) FROM alerts a
+        "SELECT a.id, a.time_ms, a.severity, ({staff}), a.school FROM alerts a
          WHERE a.id > ? AND a.id <= ? AND a.severity >= ? AND a.state <> 'folded'
            AND NOT EXISTS (SELECT 1 FROM urgent_notified n WHERE n.alert_id = a.id)
          ORDER BY a.severity DESC, a.id"
@@ -87,6 +87,7 @@ fn pending(
             time_ms: r.get(1)?,
             severity: r.get(2)?,
             staff: r.get(3)?,
+            school: r.get(4)?,
         })
     })?;
     rows.collect()

@@ -81,8 +81,9 @@ pub fn sign_in(
 
 pub fn session(conn: &Connection, token_hash: &[u8]) -> rusqlite::Result<Option<SessionRow>> {
     conn.query_row(
-        "SELECT s.user, s.csrf, s.created_ms, s.last_ms, u.role FROM console_sessions s
-         JOIN console_users u ON u.name = s.user AND u.disabled = 0 WHERE s.token_hash = ?1",
+        "SELECT s.user, s.csrf, s.created_ms, s.last_ms, g.role, g.school FROM console_sessions s
+         JOIN console_users u ON u.name = s.user AND u.disabled = 0
+         JOIN console_grants g ON g.user = u.name WHERE s.token_hash = ?1",
         [token_hash],
         |r| {
             Ok(SessionRow {
@@ -91,6 +92,7 @@ pub fn session(conn: &Connection, token_hash: &[u8]) -> rusqlite::Result<Option<
                 created_ms: r.get(2)?,
                 last_ms: r.get(3)?,
                 role: r.get(4)?,
+                school: r.get(5)?,
             })
         },
     )
@@ -121,10 +123,18 @@ pub fn sign_out(conn: &Connection, token_hash: &[u8], entry: &Audited<'_>) -> ru
 }
 
 /// Enabled accounts with one of `roles`, by name.
-pub fn names_with_roles(conn: &Connection, roles: &[&str]) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn
-        .prepare_cached("SELECT name, role FROM console_users WHERE disabled = 0 ORDER BY name")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+pub fn names_with_roles(
+    conn: &Connection,
+    roles: &[&str],
+    school: &str,
+) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT u.name, u.role FROM console_users u JOIN console_grants g ON g.user = u.name
+         WHERE u.disabled = 0 AND (g.school = '' OR g.school = ?1) ORDER BY u.name",
+    )?;
+    let rows = stmt.query_map([school], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
     let mut names = Vec::new();
     for row in rows {
         let (name, role) = row?;
@@ -151,6 +161,7 @@ pub fn put_account(
          ON CONFLICT(name) DO UPDATE SET password_hash = ?2, role = ?3, failed = 0, locked_until_ms = 0",
         params![name, password_hash, role, now_ms],
     )?;
+    super::grants::keep_role(&tx, name, role)?;
     tx.execute("DELETE FROM console_sessions WHERE user = ?1", [name])?;
     audit(
         &tx,
@@ -227,7 +238,8 @@ pub fn change_account(
 
 pub fn accounts(conn: &Connection) -> rusqlite::Result<Vec<AccountRow>> {
     let mut stmt = conn.prepare(
-        "SELECT name, role, failed, locked_until_ms, disabled, password_hash = '' FROM console_users ORDER BY name",
+        "SELECT u.name, u.role, u.failed, u.locked_until_ms, u.disabled, u.password_hash = '', COALESCE(g.school, '')
+         FROM console_users u LEFT JOIN console_grants g ON g.user = u.name ORDER BY u.name",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(AccountRow {
@@ -237,6 +249,7 @@ pub fn accounts(conn: &Connection) -> rusqlite::Result<Vec<AccountRow>> {
             locked_until_ms: r.get(3)?,
             disabled: r.get(4)?,
             single_sign_on: r.get(5)?,
+            school: r.get(6)?,
         })
     })?;
     rows.collect()
@@ -288,6 +301,7 @@ pub fn sso_sign_in<R>(
          ON CONFLICT(name) DO UPDATE SET role = ?2",
         params![name, role, session.now_ms],
     )?;
+    super::grants::keep_role(&tx, name, role)?;
     tx.execute(
         "INSERT INTO console_oidc_accounts (provider, subject, name, first_ms, last_ms) VALUES (?1, ?2, ?3, ?4, ?4)
          ON CONFLICT(provider, subject) DO UPDATE SET name = ?3, last_ms = ?4",

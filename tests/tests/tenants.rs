@@ -1,0 +1,838 @@
+//! Schools as tenants, on SQLite and on PostgreSQL: one collector serves two
+//! schools (`schools add`), each with its enrolment token (`token create
+//! --school`), an agent, alerts with captures, a pupil's report and audit
+//! entries. Every role granted over one school (`users grant --school`)
+//! asks for every page of the other school's alerts, captures, exports,
+//! audit entries, stations, tokens and subject access and is refused (403
+//! or 404) or shown none of it, while it sees its own school's; a
+//! trust-wide DSL sees both schools; technicians never see a capture.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tutela_agent::event::{seal, EventDraft, Evidence};
+use tutela_agent::identity::{Enrolment, Identity};
+use tutela_proto::v1::{Observation, RuleMatch, Source};
+use tutela_tests::postgres::PgCluster;
+use tutela_tests::web::{csrf, field, http, sign_in, Reply};
+use tutela_tests::{free_port, run_ok, Agent, Collector, Scratch};
+
+const PASSWORD: &str = "correct horse battery staple";
+const SCHOOLS: [&str; 2] = ["north", "south"];
+const ROLES: [&str; 5] = ["dsl", "deputy-dsl", "head", "technician", "auditor"];
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A synthetic screenshot.
+fn jpeg() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(64, 40, |x, y| image::Rgb([x as u8, y as u8, 90]));
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
+        .encode_image(&img)
+        .unwrap();
+    out
+}
+
+/// Where the scenario's rows are, to look at them directly.
+enum Db<'a> {
+    Sqlite(std::path::PathBuf),
+    Pg(&'a PgCluster),
+}
+
+impl Db<'_> {
+    /// The first column of the first row of `sql`, as text.
+    fn one(&self, sql: &str) -> String {
+        match self {
+            Db::Sqlite(dir) => {
+                let conn = rusqlite::Connection::open(dir.join("tutela.db")).unwrap();
+                conn.query_row(sql, [], |r| {
+                    Ok(match r.get_ref(0)? {
+                        rusqlite::types::ValueRef::Integer(i) => i.to_string(),
+                        rusqlite::types::ValueRef::Text(t) => {
+                            String::from_utf8_lossy(t).into_owned()
+                        }
+                        other => format!("{other:?}"),
+                    })
+                })
+                .unwrap()
+            }
+            Db::Pg(pg) => pg.query(sql).unwrap(),
+        }
+    }
+
+    fn id(&self, sql: &str) -> i64 {
+        self.one(sql).parse().unwrap()
+    }
+}
+
+/// Streams a pupil's alert with a capture and a staff member's alert from
+/// the agent enrolled in `dir`, both marked with `school`'s secret.
+fn send(dir: &std::path::Path, school: &str) {
+    let enrolment = Enrolment::load(dir).unwrap();
+    let identity = Identity::load_or_create(dir).unwrap();
+    let seeds = [
+        (
+            format!("pupil.{school}"),
+            format!("SECRET-{school} i want to kill myself"),
+            "kill myself",
+            "suicide",
+            5,
+            true,
+        ),
+        (
+            format!("t_{school}"),
+            format!("SECRET-{school} staff how to hide a weapon"),
+            "weapon",
+            "weapons",
+            4,
+            false,
+        ),
+    ];
+    let mut prev = [0; 32];
+    let mut events = Vec::new();
+    for (n, (user, context, word, category, severity, capture)) in seeds.iter().enumerate() {
+        let start = context.find(word).unwrap() as u32;
+        let sealed = seal(
+            &identity,
+            &enrolment.agent_id,
+            n as u64 + 1,
+            prev,
+            0,
+            EventDraft {
+                time_ms: now_ms() - 60_000 + n as i64,
+                user: user.clone(),
+                station: format!("{school}-PC01"),
+                observation: Observation {
+                    source: Source::Typed as i32,
+                    context: context.clone(),
+                    app: "chromium".into(),
+                    window_title: "Homework help - Chromium".into(),
+                    url: "https://search.example/".into(),
+                    ..Default::default()
+                },
+                matches: vec![RuleMatch {
+                    rule_id: format!("{category}/seed"),
+                    category: (*category).into(),
+                    severity: *severity,
+                    term: (*word).into(),
+                    start,
+                    end: start + word.len() as u32,
+                }],
+                evidence: capture.then(|| Evidence {
+                    jpeg: jpeg(),
+                    width: 64,
+                    height: 40,
+                }),
+                rules_version: 3,
+                count: 1,
+                event_id: None,
+                repeat_of: String::new(),
+            },
+        );
+        prev = sealed.body_hash();
+        events.push(sealed.to_wire());
+    }
+    tutela_tests::ingest::stream_stored(&enrolment, events, seeds.len() as u64);
+}
+
+/// Sends a pupil's report from `school`'s report page.
+fn report(port: u16, school: &str) {
+    let form = http(port, "GET", &format!("/concern?school={school}"), "", &[]);
+    assert_eq!(form.status, 200, "{}", form.body);
+    let token = field(&form.body, "token").expect("a form token");
+    assert_eq!(field(&form.body, "school").as_deref(), Some(school));
+    let sent = http(
+        port,
+        "POST",
+        "/concern",
+        "",
+        &[
+            ("token", &token),
+            ("school", school),
+            ("name", &format!("pupil.{school}")),
+            (
+                "text",
+                &format!("SECRET-{school} report: someone is hurting me"),
+            ),
+        ],
+    );
+    assert_eq!(sent.status, 303, "{}", sent.body);
+}
+
+/// One school's rows, as the test refers to them.
+struct Rows {
+    pupil: i64,
+    staff: i64,
+    report: i64,
+    token: String,
+    agent: String,
+}
+
+/// The alert ids a queue page lists.
+fn listed(body: &str) -> Vec<i64> {
+    body.match_indices("<tr data-id=\"")
+        .filter_map(|(at, m)| {
+            let rest = &body[at + m.len()..];
+            rest[..rest.find('"')?].parse().ok()
+        })
+        .collect()
+}
+
+fn refused(r: &Reply) -> bool {
+    r.status == 403 || r.status == 404
+}
+
+/// What of `school`'s data a body must not show (the prober's own words
+/// aside: its subject-access request in the audit log, its filter's value).
+fn leaks<'a>(body: &str, school: &str, rows: &'a Rows) -> Option<&'a str> {
+    let body = body
+        .replace(&format!("user:pupil.{school}"), "")
+        .replace(&format!("value=\"dsl-{school}\""), "");
+    let marks = [
+        format!("SECRET-{school}"),
+        format!("{school}-PC01"),
+        format!("pupil.{school}"),
+        format!("dsl-{school}"),
+    ];
+    marks
+        .iter()
+        .find(|m| body.contains(m.as_str()))
+        .map(|_| "a mark of the school")
+        .or_else(|| body.contains(&rows.token).then_some("the school's token"))
+        .or_else(|| body.contains(&rows.agent).then_some("the school's agent"))
+}
+
+/// A request to make: (method, path, form).
+type Probe = (&'static str, String, Vec<(&'static str, &'static str)>);
+
+/// Every page about alert `id`.
+fn alert_pages(id: i64) -> Vec<Probe> {
+    let mut pages: Vec<_> = [
+        "",
+        "/capture.jpg",
+        "/preview.jpg",
+        "/record",
+        "/record.json",
+    ]
+    .iter()
+    .map(|p| ("GET", format!("/alerts/{id}{p}"), Vec::new()))
+    .collect();
+    pages.push((
+        "POST",
+        format!("/alerts/{id}/reveal"),
+        vec![("reason", "checking the context of the alert")],
+    ));
+    pages.push((
+        "POST",
+        format!("/alerts/{id}/state"),
+        vec![("to", "in_review"), ("reason", "")],
+    ));
+    pages.push((
+        "POST",
+        format!("/alerts/{id}/assign"),
+        vec![("assignee", "")],
+    ));
+    pages.push((
+        "POST",
+        format!("/alerts/{id}/note"),
+        vec![("text", "a note")],
+    ));
+    pages
+}
+
+/// The console's answer to `method path` for a signed-in account.
+fn ask(
+    port: u16,
+    session: &(String, String),
+    method: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> Reply {
+    let mut fields = vec![("csrf", session.1.as_str())];
+    fields.extend_from_slice(form);
+    let form = if method == "POST" { &fields[..] } else { &[] };
+    http(port, method, path, &session.0, form)
+}
+
+fn scenario(pg: Option<&PgCluster>, name: &str) {
+    let scratch = Scratch::new(name);
+    let mut c = Collector::init(scratch.path("collector")).unwrap();
+    let db = match pg {
+        Some(pg) => {
+            c.set_section("storage", &format!("url = \"{}\"", pg.url()))
+                .unwrap();
+            Db::Pg(pg)
+        }
+        None => Db::Sqlite(c.dir.clone()),
+    };
+    let port = free_port();
+    c.set_section(
+        "console",
+        &format!("listen = \"127.0.0.1:{port}\"\nstaff_pattern = \"t_*\""),
+    )
+    .unwrap();
+
+    // Two schools; a store without schools has the default one.
+    for (id, title) in [("north", "North Primary"), ("south", "South Academy")] {
+        let out = run_ok(c.cmd().args(["schools", "add", id, "--name", title])).unwrap();
+        assert!(out.contains(&format!("added school {id}")), "{out}");
+    }
+    let schools = run_ok(c.cmd().args(["schools", "list"])).unwrap();
+    assert!(
+        schools.contains("default\t") && schools.contains("north\tNorth Primary"),
+        "{schools}"
+    );
+    let unknown = tutela_tests::run_failing(c.cmd().args(["token", "create", "--school", "west"]));
+    assert!(
+        !unknown.status.success()
+            && String::from_utf8_lossy(&unknown.stderr).contains("there is no school \"west\""),
+        "{unknown:?}"
+    );
+
+    // Every role in each school, and a trust-wide DSL, technician and auditor.
+    for school in SCHOOLS {
+        for role in ROLES {
+            let account = format!("{role}-{school}");
+            c.add_console_user(&account, role, PASSWORD).unwrap();
+            let out = run_ok(c.cmd().args([
+                "users", "grant", &account, "--role", role, "--school", school,
+            ]))
+            .unwrap();
+            assert!(out.contains(&format!("for the school {school}")), "{out}");
+        }
+    }
+    for role in ["dsl", "technician", "auditor"] {
+        c.add_console_user(&format!("{role}-trust"), role, PASSWORD)
+            .unwrap();
+    }
+    let accounts = run_ok(c.cmd().args(["user", "list"])).unwrap();
+    assert!(
+        accounts.contains("dsl-trust\tdsl\tactive\n")
+            && accounts.contains("head-south\thead\tactive\tschool south"),
+        "{accounts}"
+    );
+    c.start().unwrap();
+
+    // Each school's token enrols its agent into that school.
+    let mut rows = Vec::new();
+    for school in SCHOOLS {
+        let token = c.token(&["--school", school, "--group", "lab"]).unwrap();
+        let mut agent = Agent::new(scratch.path(&format!("agent-{school}")));
+        agent.as_station(&format!("{school}-PC01"));
+        agent.on_machine(&(if school == "north" { "a" } else { "b" }).repeat(64));
+        agent.enrol(&token).unwrap();
+        let agent_id = agent.agent_id();
+        assert_eq!(
+            db.one(&format!(
+                "SELECT school FROM agents WHERE agent_id = '{agent_id}'"
+            )),
+            school,
+            "the agent enrolled with {school}'s token belongs to {school}"
+        );
+        send(&agent.dir, school);
+        report(port, school);
+        let id = |user: &str, source: &str| {
+            db.id(&format!(
+                "SELECT id FROM alerts WHERE \"user\" = '{user}' AND source = '{source}'"
+            ))
+        };
+        let token_id = db.one(&format!(
+            "SELECT substr({}, 1, 12) FROM tokens WHERE school = '{school}'",
+            if pg.is_some() {
+                "encode(secret_hash, 'hex')"
+            } else {
+                "lower(hex(secret_hash))"
+            }
+        ));
+        rows.push(Rows {
+            pupil: id(&format!("pupil.{school}"), "typed"),
+            staff: id(&format!("t_{school}"), "typed"),
+            report: id(&format!("pupil.{school}"), "pupil_report"),
+            token: token_id,
+            agent: agent_id,
+        });
+        // Alerts take their agent's school; the report its form's.
+        assert_eq!(
+            db.one(&format!(
+                "SELECT COUNT(*) FROM alerts WHERE school = '{school}'"
+            )),
+            "3"
+        );
+    }
+
+    // Each school's DSL opens its pupil's alert (an audit entry of that
+    // school); the trust DSL opens both and lets technicians see the
+    // category-only queue.
+    let trust_dsl = sign_in(port, "dsl-trust", PASSWORD, "/queue");
+    for (school, r) in SCHOOLS.iter().zip(&rows) {
+        let dsl = sign_in(port, &format!("dsl-{school}"), PASSWORD, "/queue");
+        let own = ask(port, &dsl, "GET", &format!("/alerts/{}", r.pupil), &[]);
+        assert_eq!(own.status, 200, "{school}'s DSL opens its alert");
+        assert!(own.body.contains(&format!("SECRET-{school}")));
+        for id in [r.pupil, r.staff, r.report] {
+            let seen = ask(port, &trust_dsl, "GET", &format!("/alerts/{id}"), &[]);
+            let expected = if id == r.staff { 404 } else { 200 };
+            assert_eq!(seen.status, expected, "the trust DSL and alert {id}");
+        }
+        // An alert is assigned only to reviewers of its school or the trust.
+        let other = if *school == "north" { "south" } else { "north" };
+        let page = ask(
+            port,
+            &trust_dsl,
+            "GET",
+            &format!("/alerts/{}", r.pupil),
+            &[],
+        );
+        assert!(
+            page.body.contains(&format!("value=\"dsl-{school}\""))
+                && page.body.contains("value=\"dsl-trust\"")
+                && !page.body.contains(&format!("value=\"dsl-{other}\"")),
+            "assignees of {school}'s alert"
+        );
+        let assign = |who: &str| {
+            ask(
+                port,
+                &trust_dsl,
+                "POST",
+                &format!("/alerts/{}/assign", r.pupil),
+                &[("assignee", who)],
+            )
+            .status
+        };
+        assert_eq!(assign(&format!("dsl-{other}")), 400);
+        assert_eq!(assign(&format!("dsl-{school}")), 303);
+    }
+    let settings = http(port, "GET", "/settings", &trust_dsl.0, &[]);
+    assert_eq!(settings.status, 200);
+    let changed = http(
+        port,
+        "POST",
+        "/settings",
+        &trust_dsl.0,
+        &[
+            ("csrf", &csrf(&settings.body)),
+            ("technician_queue", "category-only"),
+        ],
+    );
+    assert_eq!(changed.status, 303, "{}", changed.body);
+
+    // Every role of each school against the other school.
+    for (mine, theirs) in [(0, 1), (1, 0)] {
+        let (school, other) = (SCHOOLS[mine], SCHOOLS[theirs]);
+        let (own, foreign) = (&rows[mine], &rows[theirs]);
+        for role in ROLES {
+            let account = format!("{role}-{school}");
+            let page = if role == "auditor" {
+                "/audit"
+            } else {
+                "/fleet"
+            };
+            let page = if role == "technician" { "/fleet" } else { page };
+            let session = sign_in(port, &account, PASSWORD, page);
+            for id in [foreign.pupil, foreign.staff, foreign.report] {
+                for (method, path, form) in alert_pages(id) {
+                    let r = ask(port, &session, method, &path, &form);
+                    assert!(
+                        refused(&r),
+                        "{account} {method} {path}: {} {}",
+                        r.status,
+                        r.body
+                    );
+                    assert!(leaks(&r.body, other, foreign).is_none(), "{account} {path}");
+                }
+            }
+            for path in [
+                "/queue",
+                "/queue?state=all",
+                "/queue?fragment=1&state=all",
+                "/queue.csv?state=all",
+                "/rules",
+                "/audit",
+                &format!("/audit?actor=dsl-{other}"),
+                "/fleet",
+                "/tokens",
+                "/subject-access",
+            ] {
+                let r = ask(port, &session, "GET", path, &[]);
+                if let Some(what) = leaks(&r.body, other, foreign) {
+                    panic!("{account} GET {path} shows {what} of {other}: {}", r.body);
+                }
+            }
+            // Filtered on the other school's pupil, the queue lists nothing.
+            let filtered = ask(
+                port,
+                &session,
+                "GET",
+                &format!("/queue?state=all&pupil=pupil.{other}"),
+                &[],
+            );
+            for body in [
+                &filtered.body,
+                &ask(port, &session, "GET", "/queue?state=all", &[]).body,
+            ] {
+                let ids = listed(body);
+                assert!(
+                    ids.iter()
+                        .all(|id| [own.pupil, own.staff, own.report].contains(id)),
+                    "{account} lists {ids:?}, not only its school's alerts"
+                );
+            }
+            // The queue's newest id is its own school's, not the other's.
+            let poll = ask(port, &session, "GET", "/queue?fragment=1&state=all", &[]);
+            if poll.status == 200 {
+                let json: serde_json::Value = serde_json::from_str(&poll.body).unwrap();
+                assert_eq!(
+                    json["max_id"].as_i64(),
+                    Some(own.pupil.max(own.staff).max(own.report)),
+                    "{account}"
+                );
+            }
+            let export = ask(
+                port,
+                &session,
+                "POST",
+                "/subject-access",
+                &[("account", &format!("pupil.{other}"))],
+            );
+            assert!(
+                refused(&export),
+                "{account} subject access: {}",
+                export.status
+            );
+            assert_ne!(export.header("content-type"), Some("application/zip"));
+            for path in ["/fleet/revoke", "/fleet/clear-flag"] {
+                let agent = db.one(&format!(
+                    "SELECT agent_id FROM agents WHERE school = '{other}'"
+                ));
+                let r = ask(port, &session, "POST", path, &[("agent", &agent)]);
+                assert!(r.status >= 400, "{account} {path}: {}", r.status);
+            }
+            let revoke = ask(
+                port,
+                &session,
+                "POST",
+                "/tokens/revoke",
+                &[("id", &foreign.token)],
+            );
+            assert_ne!(revoke.status, 303, "{account} revokes {other}'s token");
+            // What the school's accounts may not change for every school.
+            for path in ["/settings", "/rules/publish"] {
+                let r = ask(port, &session, "GET", path, &[]);
+                assert!(refused(&r), "{account} {path}: {}", r.status);
+            }
+
+            // Its own school: the reviewing roles see their alerts; the
+            // technician and auditor none, nor any capture.
+            let sees = matches!(role, "dsl" | "deputy-dsl" | "head");
+            let id = if role == "head" { own.staff } else { own.pupil };
+            let r = ask(port, &session, "GET", &format!("/alerts/{id}"), &[]);
+            assert_eq!(
+                r.status == 200,
+                sees,
+                "{account} on its own alert: {}",
+                r.status
+            );
+            if sees {
+                assert!(r.body.contains(&format!("SECRET-{school}")));
+            }
+            if role == "auditor" {
+                let log = ask(port, &session, "GET", "/audit", &[]);
+                assert!(
+                    log.body.contains(&format!("dsl-{school}")),
+                    "the auditor sees its school's entries"
+                );
+            }
+            if role == "technician" {
+                let capture = ask(
+                    port,
+                    &session,
+                    "GET",
+                    &format!("/alerts/{}/capture.jpg", own.pupil),
+                    &[],
+                );
+                assert!(refused(&capture), "{account}: no capture");
+                let fleet = ask(port, &session, "GET", "/fleet", &[]);
+                assert!(fleet.body.contains(&own.agent), "{}", fleet.body);
+            }
+        }
+    }
+
+    // Trust-wide: the DSL's queue lists both schools' pupils; the auditor
+    // sees both schools' entries; the technician never a capture.
+    let queue = http(port, "GET", "/queue?state=all", &trust_dsl.0, &[]);
+    for school in SCHOOLS {
+        assert!(
+            queue.body.contains(&format!("pupil.{school}")),
+            "trust queue"
+        );
+    }
+    let auditor = sign_in(port, "auditor-trust", PASSWORD, "/audit");
+    let log = ask(port, &auditor, "GET", "/audit", &[]);
+    for school in SCHOOLS {
+        assert!(log.body.contains(&format!("dsl-{school}")), "trust audit");
+    }
+    let technician = sign_in(port, "technician-trust", PASSWORD, "/fleet");
+    for r in &rows {
+        let capture = ask(
+            port,
+            &technician,
+            "GET",
+            &format!("/alerts/{}/capture.jpg", r.pupil),
+            &[],
+        );
+        assert!(refused(&capture), "the trust technician: no capture");
+    }
+    // The audit chain holds with entries of every school in it.
+    let chain = ask(port, &auditor, "GET", "/audit", &[]);
+    assert!(chain.body.contains("Hash chain intact"), "{}", chain.body);
+    c.kill9();
+}
+
+#[test]
+fn on_sqlite_every_role_of_one_school_is_refused_the_other_schools_data() {
+    scenario(None, "tenants-sqlite");
+}
+
+#[test]
+fn on_postgresql_every_role_of_one_school_is_refused_the_other_schools_data() {
+    let pg = PgCluster::start().unwrap();
+    scenario(Some(&pg), "tenants-postgres");
+}
+
+/// The text part of a parsed email.
+fn text_of(email: &serde_json::Value) -> String {
+    email["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["type"] == "text/plain")
+        .and_then(|p| p["text"].as_str())
+        .unwrap_or_else(|| panic!("no text part in {email}"))
+        .to_owned()
+}
+
+/// Two schools' alerts in one week, summarised per school and for the trust.
+fn summary_scenario(pg: Option<&PgCluster>, name: &str) {
+    use tutela_tests::{parse_email, SmtpSink};
+    let scratch = Scratch::new(name);
+    let c = Collector::init(scratch.path("collector")).unwrap();
+    let db = match pg {
+        Some(pg) => {
+            c.set_section("storage", &format!("url = \"{}\"", pg.url()))
+                .unwrap();
+            Db::Pg(pg)
+        }
+        None => Db::Sqlite(c.dir.clone()),
+    };
+    let smtp_port = free_port();
+    c.set_section(
+        "console",
+        "enabled = false\ntime_zone = \"Europe/London\"\nstaff_pattern = \"mr.*\"",
+    )
+    .unwrap();
+    let mut mail = format!(
+        "host = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\nfrom = \"Tutela <tutela@trust.test>\"\n\
+         console_url = \"https://console.trust.test\"\n"
+    );
+    for (address, school) in [
+        ("north@trust.test", "north"),
+        ("south@trust.test", "south"),
+        ("lead@trust.test", ""),
+    ] {
+        mail.push_str(&format!(
+            "\n[[mail.recipients]]\naddress = \"{address}\"\nroles = [\"dsl\"]\n"
+        ));
+        if !school.is_empty() {
+            mail.push_str(&format!("school = \"{school}\"\n"));
+        }
+    }
+    c.set_section("mail", &mail).unwrap();
+    c.set_section(
+        "summary",
+        "enabled = true\nday = \"monday\"\ntime = \"08:00\"\nroles = [\"dsl\"]\ncheck_secs = 60",
+    )
+    .unwrap();
+    for id in SCHOOLS {
+        run_ok(c.cmd().args(["schools", "add", id, "--name", id])).unwrap();
+    }
+    // Creates the console, publishing and summary tables.
+    run_ok(c.cmd().args(["summary", "--status"])).unwrap();
+    // Tuesday 3 June 2025, noon UTC: in the week of Monday 2 June.
+    const TUESDAY: i64 = 1_748_952_000_000;
+    for (n, school) in ["north", "north", "south", "south", "south"]
+        .iter()
+        .enumerate()
+    {
+        let time_ms = TUESDAY + n as i64 * 60_000;
+        match &db {
+            Db::Sqlite(dir) => {
+                let conn = rusqlite::Connection::open(dir.join("tutela.db")).unwrap();
+                let id = tutela_tests::seed::insert_alert(
+                    &conn,
+                    n as i64 + 1,
+                    &format!("pupil.{school}"),
+                    time_ms,
+                    "bullying",
+                    3,
+                    "bullying/seed",
+                    "new",
+                );
+                conn.execute(
+                    "UPDATE alerts SET school = ?1 WHERE id = ?2",
+                    rusqlite::params![school, id],
+                )
+                .unwrap();
+            }
+            Db::Pg(pg) => {
+                pg.query(&format!(
+                    "INSERT INTO alerts (event_id, agent_id, seq, time_ms, received_ms, \"user\", station,
+                        source, context, app, app_path, window_title, url, search_query, category,
+                        severity, rule_id, term, matches, rules_version, body, signature, body_hash, school)
+                     VALUES ('ev-{n}', 'ag-live', {n} + 1, {time_ms}, {time_ms} + 2000, 'pupil.{school}',
+                        'LAB1-PC01', 'typed', 'context', 'firefox', '', '', '', '', 'bullying', 3,
+                        'bullying/seed', 'term', '[]', 7, '\\x00', '\\x00', '\\x00', '{school}')"
+                ))
+                .unwrap();
+            }
+        }
+    }
+
+    let sink = SmtpSink::start(smtp_port, scratch.path("mail")).unwrap();
+    let out = run_ok(
+        c.cmd()
+            .args(["summary", "--send-now", "--week", "2025-06-02"]),
+    )
+    .unwrap();
+    assert!(out.contains("queued 3 summary emails"), "{out}");
+    let messages = sink
+        .wait_for(3, std::time::Duration::from_secs(10))
+        .unwrap();
+    let mut seen = Vec::new();
+    for (rcpt, path) in &messages {
+        let text = text_of(&parse_email(path).unwrap());
+        let alerts = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Alerts this week: "))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("{text}"))
+            .to_owned();
+        seen.push((rcpt[0].clone(), alerts));
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("lead@trust.test".to_owned(), "5".to_owned()),
+            ("north@trust.test".to_owned(), "2".to_owned()),
+            ("south@trust.test".to_owned(), "3".to_owned()),
+        ],
+        "each school's DSL gets its school's figures, the trust's lead every school's"
+    );
+    // Each (school, week) is recorded once.
+    for school in ["", "north", "south"] {
+        assert_eq!(
+            db.one(&format!(
+                "SELECT emails FROM summary_runs WHERE school = '{school}' AND week_start = '2025-06-02'"
+            )),
+            "1",
+            "the run of {school:?}"
+        );
+    }
+}
+
+#[test]
+fn on_sqlite_the_weekly_summary_goes_to_each_school_and_across_the_trust() {
+    summary_scenario(None, "tenants-summary-sqlite");
+}
+
+#[test]
+fn on_postgresql_the_weekly_summary_goes_to_each_school_and_across_the_trust() {
+    let pg = PgCluster::start().unwrap();
+    summary_scenario(Some(&pg), "tenants-summary-postgres");
+}
+
+#[test]
+fn urgent_alerts_reach_their_schools_recipients_and_the_trusts() {
+    use tutela_tests::{parse_email, SmtpSink};
+    let scratch = Scratch::new("tenants-urgent");
+    let mut c = Collector::init(scratch.path("collector")).unwrap();
+    let smtp_port = free_port();
+    c.set_section("console", "enabled = false").unwrap();
+    let mut mail = format!(
+        "host = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\nfrom = \"Tutela <tutela@trust.test>\"\n\
+         console_url = \"https://console.trust.test\"\nurgent_interval_secs = 1\nretry_initial_secs = 1\nretry_max_secs = 2\n"
+    );
+    for (address, school) in [
+        ("north@trust.test", "north"),
+        ("south@trust.test", "south"),
+        ("lead@trust.test", ""),
+    ] {
+        mail.push_str(&format!(
+            "\n[[mail.recipients]]\naddress = \"{address}\"\nroles = [\"dsl\"]\n"
+        ));
+        if !school.is_empty() {
+            mail.push_str(&format!("school = \"{school}\"\n"));
+        }
+    }
+    c.set_section("mail", &mail).unwrap();
+    for id in SCHOOLS {
+        run_ok(c.cmd().args(["schools", "add", id, "--name", id])).unwrap();
+    }
+    let sink = SmtpSink::start(smtp_port, scratch.path("mail")).unwrap();
+    c.start().unwrap();
+    // Urgent alerts arrive after the collector started: one North, two South.
+    let conn = rusqlite::Connection::open(c.dir.join("tutela.db")).unwrap();
+    let mut ids = Vec::new();
+    for (n, school) in ["north", "south", "south"].iter().enumerate() {
+        let id = tutela_tests::seed::insert_alert(
+            &conn,
+            n as i64 + 1,
+            &format!("pupil.{school}"),
+            now_ms(),
+            "suicide",
+            5,
+            "suicide/seed",
+            "new",
+        );
+        conn.execute(
+            "UPDATE alerts SET school = ?1 WHERE id = ?2",
+            rusqlite::params![school, id],
+        )
+        .unwrap();
+        ids.push(id);
+    }
+    let messages = sink
+        .wait_for(3, std::time::Duration::from_secs(20))
+        .unwrap();
+    let mut seen: Vec<(String, Vec<i64>)> = messages
+        .iter()
+        .map(|(rcpt, path)| {
+            let text = text_of(&parse_email(path).unwrap());
+            let mut linked: Vec<i64> = text
+                .match_indices("/alerts/")
+                .filter_map(|(at, m)| {
+                    let rest = &text[at + m.len()..];
+                    let end = rest.find(|c: char| !c.is_ascii_digit())?;
+                    rest[..end].parse().ok()
+                })
+                .collect();
+            linked.sort();
+            (rcpt[0].clone(), linked)
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("lead@trust.test".to_owned(), ids.clone()),
+            ("north@trust.test".to_owned(), vec![ids[0]]),
+            ("south@trust.test".to_owned(), vec![ids[1], ids[2]]),
+        ],
+        "a school's DSL is told of its school's urgent alerts only, the trust's lead of all"
+    );
+    c.kill9();
+}
