@@ -6,11 +6,12 @@ use crate::cue::{category_bit, CueSet};
 use crate::matcher::{CategoryInfo, CompileError, CompileOptions, Exception, Matcher, Rule};
 use crate::normalise::normalise_term;
 use crate::pack::{Pack, TermKind};
+use crate::pattern::ListEntries;
+use crate::phrases::PhraseAutomaton;
 use crate::wordlist::entries;
 use crate::{pattern, Scope, CATEGORIES};
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::{Regex, RegexSet};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 impl Matcher {
     /// Compile a pack. Terms for other age bands than `opts.age` are left out.
@@ -31,6 +32,7 @@ impl Matcher {
         let lists = entries(&pack.lists);
         let mut anchor_patterns: Vec<Vec<(u32, bool)>> = Vec::new();
         let mut word_patterns: Vec<(u32, LazyPattern)> = Vec::new();
+        let mut required_lists = RequiredLists::default();
         let mut thresholds = [1.0f32; 12];
         for cat in &pack.categories {
             if let Some(i) = CATEGORIES.iter().position(|c| *c == cat.id) {
@@ -72,9 +74,9 @@ impl Matcher {
                         message: format!("line {}: {message}", term.line),
                     }
                 })?;
-                // Required words are checked as substrings before the regex runs; word
-                // lists are left to the regex (searching them costs more than it saves).
-                let required = compiled
+                // Required words are checked as substrings before the regex runs, then
+                // required word lists, all found in one walk of the text.
+                let mut required: Vec<Required> = compiled
                     .required
                     .iter()
                     .filter_map(|r| match r {
@@ -84,9 +86,13 @@ impl Matcher {
                                 .map(|w| memchr::memmem::Finder::new(w.as_bytes()).into_owned())
                                 .collect(),
                         )),
-                        pattern::Required::List(_) => None,
+                        pattern::Required::List(name) => {
+                            required_lists.bit(name, &lists).map(Required::List)
+                        }
                     })
                     .collect();
+                // Words first: a substring search is cheaper than the lists' walk.
+                required.sort_by_key(|r| matches!(r, Required::List(_)));
                 let re = LazyPattern::new(compiled.regex.clone(), required).map_err(|e| {
                     CompileError::Pattern {
                         pack: pack.id.clone(),
@@ -144,6 +150,12 @@ impl Matcher {
             pattern_rules[idx].push(rule_idx);
         }
         anchor_patterns.resize(patterns.len(), Vec::new());
+        let lists_present = required_lists
+            .build(&lists)
+            .map_err(|e| CompileError::Automaton {
+                pack: pack.id.clone(),
+                message: e.to_string(),
+            })?;
         let cues =
             CueSet::compile(&pack.cues, &lists).map_err(|message| CompileError::Pattern {
                 pack: pack.id.clone(),
@@ -238,6 +250,7 @@ impl Matcher {
             regex_rules,
             anchor_patterns,
             patterns: word_patterns,
+            lists_present,
             cues,
             thresholds,
             weighing,
@@ -274,6 +287,92 @@ pub(crate) enum Required {
     /// One of these normalised words or phrases is a substring of the text (searchers
     /// built once, when the pack is compiled).
     Words(Box<[memchr::memmem::Finder<'static>]>),
+    /// An entry of this word list (its bit in [`ListsPresent::find`]'s mask) starts
+    /// where a pattern's token can start.
+    List(u64),
+}
+
+/// The word lists that word patterns require besides their anchor, numbered as they are
+/// first required (at most 64; others are left to the regex).
+#[derive(Debug, Default)]
+struct RequiredLists {
+    names: Vec<String>,
+}
+
+impl RequiredLists {
+    /// The bit of list `name`, or `None` when it is not checked before the regex: past
+    /// the 64th list, or when an entry does not start with an ASCII letter or digit (such
+    /// an entry can follow a letter at a regex word boundary, where the walk does not
+    /// look).
+    fn bit(&mut self, name: &str, lists: &BTreeMap<String, ListEntries>) -> Option<u64> {
+        let list = lists.get(name)?;
+        if !list
+            .entries
+            .iter()
+            .all(|e| e.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric))
+        {
+            return None;
+        }
+        let i = match self.names.iter().position(|n| n == name) {
+            Some(i) => i,
+            None if self.names.len() < 64 => {
+                self.names.push(name.to_string());
+                self.names.len() - 1
+            }
+            None => return None,
+        };
+        Some(1 << i)
+    }
+
+    fn build(
+        self,
+        lists: &BTreeMap<String, ListEntries>,
+    ) -> Result<ListsPresent, aho_corasick::BuildError> {
+        let mut entries: Vec<&str> = Vec::new();
+        let mut masks: Vec<u64> = Vec::new();
+        for (i, name) in self.names.iter().enumerate() {
+            for e in lists.get(name).map(|l| l.entries.as_slice()).unwrap_or(&[]) {
+                match entries.iter().position(|x| x == e) {
+                    Some(j) => masks[j] |= 1 << i,
+                    None => {
+                        entries.push(e);
+                        masks.push(1 << i);
+                    }
+                }
+            }
+        }
+        let automaton = if entries.is_empty() {
+            None
+        } else {
+            Some(PhraseAutomaton::new(&entries, LIST_DENSE_DEPTH)?)
+        };
+        Ok(ListsPresent { automaton, masks })
+    }
+}
+
+/// Depth down to which the lists' automaton keeps dense transitions.
+const LIST_DENSE_DEPTH: usize = 3;
+
+/// The entries of the required word lists in one automaton.
+#[derive(Debug, Default)]
+pub(crate) struct ListsPresent {
+    automaton: Option<PhraseAutomaton>,
+    /// Entry -> bits of the lists holding it.
+    masks: Vec<u64>,
+}
+
+impl ListsPresent {
+    /// The bits of the lists with an entry in `text` that starts at its start or after a
+    /// byte that is not an ASCII word character: a pattern's list token starts after a
+    /// space or at a regex word boundary `(?-u:\b)`, so a list without such an entry
+    /// cannot be part of a match.
+    pub(crate) fn find(&self, text: &str) -> u64 {
+        let mut mask = 0;
+        if let Some(a) = &self.automaton {
+            a.each_after_non_word(text.as_bytes(), |e| mask |= self.masks[e as usize]);
+        }
+        mask
+    }
 }
 
 impl LazyPattern {
@@ -306,19 +405,11 @@ impl LazyPattern {
 /// pack's 3,700 terms: DFA 22.2 MB of the agent's memory, this 17.0 MB with
 /// the same title p99 within the bench's noise, a fully sparse NFA 9.4 MB but
 /// a title p99 about 40% slower (the agent's idle budget is 30 MB in all).
+/// It is walked from word starts only (see `phrases`).
 pub(crate) fn build_automaton<P: AsRef<[u8]>>(
     patterns: &[P],
-) -> Result<AhoCorasick, aho_corasick::BuildError> {
-    AhoCorasick::builder()
-        .match_kind(MatchKind::Standard)
-        .kind(Some(AhoCorasickKind::ContiguousNFA))
-        .dense_depth(12)
-        .build(patterns)
-        .or_else(|_| {
-            AhoCorasick::builder()
-                .match_kind(MatchKind::Standard)
-                .build(patterns)
-        })
+) -> Result<PhraseAutomaton, aho_corasick::BuildError> {
+    PhraseAutomaton::new(patterns, 12)
 }
 
 /// The normalised words a pattern writes out, leaving out `{list}` names and gaps.

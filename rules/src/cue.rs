@@ -8,16 +8,20 @@
 //! `anywhere` count once per category for the line they are on (a chat message, a paragraph). A category alerts when the sum
 //! of its matches' positive scores, plus its `anywhere` cues, reaches its threshold.
 
-use crate::normalise::{boundary_after, boundary_before, offsets_of};
+use crate::normalise::{boundary_after, offsets_of};
 use crate::pack::Problem;
 use crate::pattern::ListEntries;
+use crate::phrases::PhraseAutomaton;
 use crate::wordlist::expand;
 use crate::{is_category, CATEGORIES};
-use aho_corasick::AhoCorasick;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use toml::Spanned;
+
+/// Depth down to which the cue automaton's states keep dense transitions (as the
+/// automaton library's default for an NFA).
+const CUE_DENSE_DEPTH: usize = 2;
 
 /// Largest `before` or `after` window, in words.
 pub const MAX_CUE_WINDOW: usize = 30;
@@ -180,7 +184,7 @@ pub(crate) struct CueTarget<'a> {
 /// The compiled cues of a pack.
 #[derive(Debug, Default)]
 pub(crate) struct CueSet {
-    automaton: Option<AhoCorasick>,
+    automaton: Option<PhraseAutomaton>,
     pattern_cues: Vec<Vec<u32>>,
     cues: Vec<CompiledCue>,
 }
@@ -241,7 +245,7 @@ impl CueSet {
         let automaton = if phrases.is_empty() {
             None
         } else {
-            Some(AhoCorasick::new(&phrases).map_err(|e| e.to_string())?)
+            Some(PhraseAutomaton::new(&phrases, CUE_DENSE_DEPTH).map_err(|e| e.to_string())?)
         };
         Ok(CueSet {
             automaton,
@@ -257,10 +261,12 @@ impl CueSet {
             return out;
         };
         let bytes = text.as_bytes();
-        for m in ac.find_overlapping_iter(text) {
-            if boundary_before(bytes, m.start()) && boundary_after(bytes, m.end()) {
-                for &c in &self.pattern_cues[m.pattern().as_usize()] {
-                    out.push((c, m.range()));
+        let mut found = Vec::new();
+        ac.find_in(bytes, 0..bytes.len(), &mut found);
+        for m in found {
+            if boundary_after(bytes, m.span.end) {
+                for &c in &self.pattern_cues[m.phrase as usize] {
+                    out.push((c, m.span.clone()));
                 }
             }
         }

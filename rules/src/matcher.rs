@@ -1,13 +1,13 @@
 //! The compiled matcher: one Aho-Corasick automaton over the normalised literal terms, one
 //! `RegexSet` for the few regex terms, and a second automaton for exception phrases.
 
-use crate::compile::{LazyPattern, Required};
+use crate::compile::{LazyPattern, ListsPresent, Required};
 use crate::cue::CueSet;
 use crate::normalise::{boundary_after, boundary_before, Normalised, Normaliser};
 use crate::pack::TermKind;
+use crate::phrases::{Occurrence, PhraseAutomaton};
 use crate::weighing::{CategoryScore, Weighed};
 use crate::{AgeBand, CaptureMode, Scope, CATEGORIES};
-use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexSet};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -118,7 +118,7 @@ pub struct Matcher {
     pub(crate) pack_id: String,
     pub(crate) version: u32,
     pub(crate) rules: Vec<Rule>,
-    pub(crate) terms: Option<AhoCorasick>,
+    pub(crate) terms: Option<PhraseAutomaton>,
     /// Automaton pattern id -> rules with that normalised term.
     pub(crate) pattern_rules: Vec<Vec<u32>>,
     pub(crate) regexes: Option<RegexSet>,
@@ -127,11 +127,13 @@ pub struct Matcher {
     pub(crate) anchor_patterns: Vec<Vec<(u32, bool)>>,
     /// Word patterns: (rule, compiled regex), run only where their anchor occurs.
     pub(crate) patterns: Vec<(u32, LazyPattern)>,
+    /// The word lists patterns require, found in a text only when a pattern asks.
+    pub(crate) lists_present: ListsPresent,
     pub(crate) cues: CueSet,
     /// Threshold per index in [`CATEGORIES`].
     pub(crate) thresholds: [f32; 12],
     pub(crate) weighing: bool,
-    pub(crate) exception_automaton: Option<AhoCorasick>,
+    pub(crate) exception_automaton: Option<PhraseAutomaton>,
     pub(crate) exceptions: Vec<Exception>,
     /// Normalised exception phrases, sorted, for the typed matcher's look-ahead.
     pub(crate) exception_prefixes: Vec<String>,
@@ -319,26 +321,24 @@ impl Matcher {
         let mut candidates = Vec::new();
         let mut anchored: Vec<u32> = Vec::new();
         if let Some(ac) = &self.terms {
-            for m in ac.find_overlapping_iter(text) {
-                for &(p, prefix) in &self.anchor_patterns[m.pattern().as_usize()] {
-                    if boundary_before(bytes, m.start())
-                        && (prefix || boundary_after(bytes, m.end()))
-                        && !anchored.contains(&p)
-                    {
+            let mut found = Vec::new();
+            ac.find_in(bytes, 0..bytes.len(), &mut found);
+            for m in found {
+                let (id, range) = (m.phrase as usize, m.span);
+                let ends_word = boundary_after(bytes, range.end);
+                for &(p, prefix) in &self.anchor_patterns[id] {
+                    if (prefix || ends_word) && !anchored.contains(&p) {
                         anchored.push(p);
                     }
                 }
-                for &r in &self.pattern_rules[m.pattern().as_usize()] {
+                for &r in &self.pattern_rules[id] {
                     let rule = &self.rules[r as usize];
-                    if rule.scopes & bit == 0 || !boundary_before(bytes, m.start()) {
-                        continue;
-                    }
-                    if rule.kind != TermKind::Prefix && !boundary_after(bytes, m.end()) {
+                    if rule.scopes & bit == 0 || (rule.kind != TermKind::Prefix && !ends_word) {
                         continue;
                     }
                     candidates.push(Hit {
                         rule: r,
-                        norm: m.range(),
+                        norm: range.clone(),
                     });
                 }
             }
@@ -359,9 +359,14 @@ impl Matcher {
                 }
             }
         }
+        let mut lists: Option<u64> = None;
         for p in anchored {
             let (r, lazy) = &self.patterns[p as usize];
-            if self.rules[*r as usize].scopes & bit == 0 || !required_present(lazy, text) {
+            if self.rules[*r as usize].scopes & bit == 0
+                || !required_present(lazy, text, || {
+                    *lists.get_or_insert_with(|| self.lists_present.find(text))
+                })
+            {
                 continue;
             }
             for m in lazy.get().find_iter(text.as_bytes()) {
@@ -435,14 +440,16 @@ impl Matcher {
                 _ => merged.push(w),
             }
         }
+        let mut found: Vec<Occurrence> = Vec::new();
         for w in merged {
-            let input = aho_corasick::Input::new(text).range(w);
-            for m in ac.find_overlapping_iter(input) {
-                if boundary_before(bytes, m.start()) && boundary_after(bytes, m.end()) {
-                    out.push((m.pattern().as_usize(), m.range()));
-                }
-            }
+            ac.find_in(bytes, w, &mut found);
         }
+        out.extend(
+            found
+                .into_iter()
+                .filter(|m| boundary_after(bytes, m.span.end))
+                .map(|m| (m.phrase as usize, m.span)),
+        );
         out
     }
 
@@ -452,11 +459,13 @@ impl Matcher {
     }
 }
 
-/// Whether every required word of a word pattern but its anchor occurs in `text` as a
-/// substring: a necessary condition, so the regex decides.
-fn required_present(lazy: &LazyPattern, text: &str) -> bool {
+/// Whether every required token of a word pattern but its anchor may be in `text`: a
+/// word as a substring, a list with an entry where a token can start (`lists` gives the
+/// mask of such lists, found once per text). A necessary condition: the regex decides.
+fn required_present(lazy: &LazyPattern, text: &str, mut lists: impl FnMut() -> u64) -> bool {
     lazy.required.iter().all(|r| match r {
         Required::Words(words) => words.iter().any(|w| w.find(text.as_bytes()).is_some()),
+        Required::List(bit) => lists() & bit != 0,
     })
 }
 
