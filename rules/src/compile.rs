@@ -7,7 +7,7 @@ use crate::matcher::{CategoryInfo, CompileError, CompileOptions, Exception, Matc
 use crate::normalise::normalise_term;
 use crate::pack::{Pack, TermKind};
 use crate::pattern::ListEntries;
-use crate::phrases::PhraseAutomaton;
+use crate::phrases::PhrasesBuilder;
 use crate::wordlist::entries;
 use crate::{pattern, Scope, CATEGORIES};
 use regex::{Regex, RegexSet};
@@ -17,9 +17,7 @@ impl Matcher {
     /// Compile a pack. Terms for other age bands than `opts.age` are left out.
     pub fn compile(pack: &Pack, opts: &CompileOptions) -> Result<Matcher, CompileError> {
         let mut rules = Vec::new();
-        let mut patterns: Vec<String> = Vec::new();
-        let mut pattern_rules: Vec<Vec<u32>> = Vec::new();
-        let mut pattern_index: HashMap<String, usize> = HashMap::new();
+        let mut phrases = PhrasesBuilder::default();
         let mut regex_sources = Vec::new();
         let mut regex_rules = Vec::new();
         let mut scopes_present = 0u8;
@@ -30,7 +28,6 @@ impl Matcher {
         let mut scan_every_word = false;
         let last_word = |s: &str| s.rsplit(' ').next().unwrap_or(s).to_string();
         let lists = entries(&pack.lists);
-        let mut anchor_patterns: Vec<Vec<(u32, bool)>> = Vec::new();
         let mut word_patterns: Vec<(u32, LazyPattern)> = Vec::new();
         let mut required_lists = RequiredLists::default();
         let mut thresholds = [1.0f32; 12];
@@ -109,16 +106,8 @@ impl Matcher {
                         last_words.insert(w.clone());
                     }
                 }
-                for (anchor, prefix) in compiled.anchors {
-                    let idx = *pattern_index.entry(anchor.clone()).or_insert_with(|| {
-                        patterns.push(anchor);
-                        pattern_rules.push(Vec::new());
-                        patterns.len() - 1
-                    });
-                    if anchor_patterns.len() <= idx {
-                        anchor_patterns.resize(idx + 1, Vec::new());
-                    }
-                    anchor_patterns[idx].push((index, prefix));
+                for (anchor, prefix) in &compiled.anchors {
+                    phrases.anchor(anchor, index, *prefix);
                 }
                 continue;
             }
@@ -142,25 +131,15 @@ impl Matcher {
             } else {
                 last_words.insert(last_word(&normalised));
             }
-            let idx = *pattern_index.entry(normalised.clone()).or_insert_with(|| {
-                patterns.push(normalised);
-                pattern_rules.push(Vec::new());
-                patterns.len() - 1
-            });
-            pattern_rules[idx].push(rule_idx);
+            phrases.rule(&normalised, rule_idx);
         }
-        anchor_patterns.resize(patterns.len(), Vec::new());
-        let lists_present = required_lists
-            .build(&lists)
-            .map_err(|e| CompileError::Automaton {
-                pack: pack.id.clone(),
-                message: e.to_string(),
-            })?;
-        let cues =
-            CueSet::compile(&pack.cues, &lists).map_err(|message| CompileError::Pattern {
+        required_lists.add_entries(&lists, &mut phrases);
+        let cues = CueSet::compile(&pack.cues, &lists, &mut phrases).map_err(|message| {
+            CompileError::Pattern {
                 pack: pack.id.clone(),
                 message,
-            })?;
+            }
+        })?;
         for cue in pack.cues.iter().filter(|c| c.weight > 0.0) {
             let phrases = crate::wordlist::expand(&cue.phrases, &lists).map_err(|message| {
                 CompileError::Pattern {
@@ -172,16 +151,6 @@ impl Matcher {
         }
         last_prefixes.sort();
         last_prefixes.dedup();
-        let terms = if patterns.is_empty() {
-            None
-        } else {
-            Some(
-                build_automaton(&patterns).map_err(|e| CompileError::Automaton {
-                    pack: pack.id.clone(),
-                    message: e.to_string(),
-                })?,
-            )
-        };
         let regexes = if regex_sources.is_empty() {
             None
         } else {
@@ -203,17 +172,15 @@ impl Matcher {
                 line: e.line,
             })
             .collect();
-        let exception_automaton = if exceptions.is_empty() {
-            None
-        } else {
-            let phrases: Vec<&str> = exceptions.iter().map(|e| e.normalised.as_str()).collect();
-            Some(
-                build_automaton(&phrases).map_err(|e| CompileError::Automaton {
-                    pack: pack.id.clone(),
-                    message: e.to_string(),
-                })?,
-            )
-        };
+        for (i, e) in exceptions.iter().enumerate() {
+            phrases.exception(&e.normalised, i as u32);
+        }
+        let phrases = phrases
+            .build(DENSE_DEPTH)
+            .map_err(|e| CompileError::Automaton {
+                pack: pack.id.clone(),
+                message: e.to_string(),
+            })?;
         let mut exception_prefixes: Vec<String> =
             exceptions.iter().map(|e| e.normalised.clone()).collect();
         exception_prefixes.sort();
@@ -244,17 +211,13 @@ impl Matcher {
             pack_id: pack.id.clone(),
             version: pack.version,
             rules,
-            terms,
-            pattern_rules,
+            phrases,
             regexes,
             regex_rules,
-            anchor_patterns,
             patterns: word_patterns,
-            lists_present,
             cues,
             thresholds,
             weighing,
-            exception_automaton,
             exceptions,
             exception_prefixes,
             longest_exception,
@@ -287,7 +250,7 @@ pub(crate) enum Required {
     /// One of these normalised words or phrases is a substring of the text (searchers
     /// built once, when the pack is compiled).
     Words(Box<[memchr::memmem::Finder<'static>]>),
-    /// An entry of this word list (its bit in [`ListsPresent::find`]'s mask) starts
+    /// An entry of this word list (its bit in [`crate::phrases::Phrases::lists_present`]'s mask) starts
     /// where a pattern's token can start.
     List(u64),
 }
@@ -324,54 +287,13 @@ impl RequiredLists {
         Some(1 << i)
     }
 
-    fn build(
-        self,
-        lists: &BTreeMap<String, ListEntries>,
-    ) -> Result<ListsPresent, aho_corasick::BuildError> {
-        let mut entries: Vec<&str> = Vec::new();
-        let mut masks: Vec<u64> = Vec::new();
+    /// Put the required lists' entries in the phrase automaton with their lists' bits.
+    fn add_entries(&self, lists: &BTreeMap<String, ListEntries>, phrases: &mut PhrasesBuilder) {
         for (i, name) in self.names.iter().enumerate() {
             for e in lists.get(name).map(|l| l.entries.as_slice()).unwrap_or(&[]) {
-                match entries.iter().position(|x| x == e) {
-                    Some(j) => masks[j] |= 1 << i,
-                    None => {
-                        entries.push(e);
-                        masks.push(1 << i);
-                    }
-                }
+                phrases.list_entry(e, 1 << i);
             }
         }
-        let automaton = if entries.is_empty() {
-            None
-        } else {
-            Some(PhraseAutomaton::new(&entries, LIST_DENSE_DEPTH)?)
-        };
-        Ok(ListsPresent { automaton, masks })
-    }
-}
-
-/// Depth down to which the lists' automaton keeps dense transitions.
-const LIST_DENSE_DEPTH: usize = 3;
-
-/// The entries of the required word lists in one automaton.
-#[derive(Debug, Default)]
-pub(crate) struct ListsPresent {
-    automaton: Option<PhraseAutomaton>,
-    /// Entry -> bits of the lists holding it.
-    masks: Vec<u64>,
-}
-
-impl ListsPresent {
-    /// The bits of the lists with an entry in `text` that starts at its start or after a
-    /// byte that is not an ASCII word character: a pattern's list token starts after a
-    /// space or at a regex word boundary `(?-u:\b)`, so a list without such an entry
-    /// cannot be part of a match.
-    pub(crate) fn find(&self, text: &str) -> u64 {
-        let mut mask = 0;
-        if let Some(a) = &self.automaton {
-            a.each_after_non_word(text.as_bytes(), |e| mask |= self.masks[e as usize]);
-        }
-        mask
     }
 }
 
@@ -400,17 +322,12 @@ impl LazyPattern {
     }
 }
 
-/// The terms' automaton: a contiguous NFA whose states down to depth 12 (the
+/// The phrase automaton is a contiguous NFA whose states down to depth 12 (the
 /// length of most terms) keep dense transitions, not a DFA. For the shipped
 /// pack's 3,700 terms: DFA 22.2 MB of the agent's memory, this 17.0 MB with
 /// the same title p99 within the bench's noise, a fully sparse NFA 9.4 MB but
 /// a title p99 about 40% slower (the agent's idle budget is 30 MB in all).
-/// It is walked from word starts only (see `phrases`).
-pub(crate) fn build_automaton<P: AsRef<[u8]>>(
-    patterns: &[P],
-) -> Result<PhraseAutomaton, aho_corasick::BuildError> {
-    PhraseAutomaton::new(patterns, 12)
-}
+const DENSE_DEPTH: usize = 12;
 
 /// The normalised words a pattern writes out, leaving out `{list}` names and gaps.
 fn literal_words(pattern: &str) -> Vec<String> {

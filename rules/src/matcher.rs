@@ -1,11 +1,11 @@
 //! The compiled matcher: one Aho-Corasick automaton over the normalised literal terms, one
 //! `RegexSet` for the few regex terms, and a second automaton for exception phrases.
 
-use crate::compile::{LazyPattern, ListsPresent, Required};
+use crate::compile::{LazyPattern, Required};
 use crate::cue::CueSet;
 use crate::normalise::{boundary_after, boundary_before, Normalised, Normaliser};
 use crate::pack::TermKind;
-use crate::phrases::{Occurrence, PhraseAutomaton};
+use crate::phrases::{Occurrence, Phrases};
 use crate::weighing::{CategoryScore, Weighed};
 use crate::{AgeBand, CaptureMode, Scope, CATEGORIES};
 use regex::{Regex, RegexSet};
@@ -118,22 +118,17 @@ pub struct Matcher {
     pub(crate) pack_id: String,
     pub(crate) version: u32,
     pub(crate) rules: Vec<Rule>,
-    pub(crate) terms: Option<PhraseAutomaton>,
-    /// Automaton pattern id -> rules with that normalised term.
-    pub(crate) pattern_rules: Vec<Vec<u32>>,
+    /// Every normalised phrase (terms, anchors, exceptions, cues, required lists' entries)
+    /// in one automaton walked from word starts, with what each stands for.
+    pub(crate) phrases: Phrases,
     pub(crate) regexes: Option<RegexSet>,
     pub(crate) regex_rules: Vec<(u32, Regex)>,
-    /// Automaton pattern id -> (index in `patterns`, anchor is a prefix).
-    pub(crate) anchor_patterns: Vec<Vec<(u32, bool)>>,
     /// Word patterns: (rule, compiled regex), run only where their anchor occurs.
     pub(crate) patterns: Vec<(u32, LazyPattern)>,
-    /// The word lists patterns require, found in a text only when a pattern asks.
-    pub(crate) lists_present: ListsPresent,
     pub(crate) cues: CueSet,
     /// Threshold per index in [`CATEGORIES`].
     pub(crate) thresholds: [f32; 12],
     pub(crate) weighing: bool,
-    pub(crate) exception_automaton: Option<PhraseAutomaton>,
     pub(crate) exceptions: Vec<Exception>,
     /// Normalised exception phrases, sorted, for the typed matcher's look-ahead.
     pub(crate) exception_prefixes: Vec<String>,
@@ -320,27 +315,28 @@ impl Matcher {
         let bit = scope.bit();
         let mut candidates = Vec::new();
         let mut anchored: Vec<u32> = Vec::new();
-        if let Some(ac) = &self.terms {
-            let mut found = Vec::new();
-            ac.find_in(bytes, 0..bytes.len(), &mut found);
-            for m in found {
-                let (id, range) = (m.phrase as usize, m.span);
-                let ends_word = boundary_after(bytes, range.end);
-                for &(p, prefix) in &self.anchor_patterns[id] {
-                    if (prefix || ends_word) && !anchored.contains(&p) {
-                        anchored.push(p);
-                    }
+        let mut found = Vec::new();
+        self.phrases.find(bytes, &mut found);
+        for m in &found {
+            let roles = self.phrases.roles(m.phrase);
+            if roles.rules.is_empty() && roles.anchors.is_empty() {
+                continue;
+            }
+            let ends_word = boundary_after(bytes, m.span.end);
+            for &(p, prefix) in roles.anchors.iter() {
+                if (prefix || ends_word) && !anchored.contains(&p) {
+                    anchored.push(p);
                 }
-                for &r in &self.pattern_rules[id] {
-                    let rule = &self.rules[r as usize];
-                    if rule.scopes & bit == 0 || (rule.kind != TermKind::Prefix && !ends_word) {
-                        continue;
-                    }
-                    candidates.push(Hit {
-                        rule: r,
-                        norm: range.clone(),
-                    });
+            }
+            for &r in roles.rules.iter() {
+                let rule = &self.rules[r as usize];
+                if rule.scopes & bit == 0 || (rule.kind != TermKind::Prefix && !ends_word) {
+                    continue;
                 }
+                candidates.push(Hit {
+                    rule: r,
+                    norm: m.span.clone(),
+                });
             }
         }
         if let Some(set) = &self.regexes {
@@ -364,7 +360,7 @@ impl Matcher {
             let (r, lazy) = &self.patterns[p as usize];
             if self.rules[*r as usize].scopes & bit == 0
                 || !required_present(lazy, text, || {
-                    *lists.get_or_insert_with(|| self.lists_present.find(text))
+                    *lists.get_or_insert_with(|| self.phrases.lists_present(bytes, &found))
                 })
             {
                 continue;
@@ -385,7 +381,7 @@ impl Matcher {
         if candidates.is_empty() {
             return scan;
         }
-        let occurrences = self.exceptions_near(text, &candidates);
+        let occurrences = self.exceptions_near(text, &candidates, &found);
         for hit in candidates {
             let rule = &self.rules[hit.rule as usize];
             let cancel = occurrences.iter().find(|(e, range)| {
@@ -412,7 +408,15 @@ impl Matcher {
         });
         if self.weighing && !scan.hits.is_empty() {
             let hits = std::mem::take(&mut scan.hits);
-            let (kept, weighing) = self.weigh(n, hits, explain);
+            let cues: Vec<(u32, Range<usize>)> = found
+                .iter()
+                .filter(|m| boundary_after(bytes, m.span.end))
+                .flat_map(|m| {
+                    let roles = self.phrases.roles(m.phrase);
+                    roles.cues.iter().map(move |&c| (c, m.span.clone()))
+                })
+                .collect();
+            let (kept, weighing) = self.weigh(n, hits, explain, &cues);
             scan.hits = kept;
             scan.weighing = weighing;
         }
@@ -420,12 +424,18 @@ impl Matcher {
     }
 
     /// Occurrences of exception phrases (on word boundaries) in normalised text that could
-    /// overlap one of `hits`: only windows around the hits are searched.
-    fn exceptions_near(&self, text: &str, hits: &[Hit]) -> Vec<(usize, Range<usize>)> {
+    /// overlap one of `hits`: those in windows around the hits, taken from the phrases
+    /// `found` in the text.
+    fn exceptions_near(
+        &self,
+        text: &str,
+        hits: &[Hit],
+        found: &[Occurrence],
+    ) -> Vec<(usize, Range<usize>)> {
         let mut out = Vec::new();
-        let Some(ac) = &self.exception_automaton else {
+        if self.exceptions.is_empty() {
             return out;
-        };
+        }
         let bytes = text.as_bytes();
         let reach = self.longest_exception;
         let mut windows: Vec<Range<usize>> = hits
@@ -440,16 +450,18 @@ impl Matcher {
                 _ => merged.push(w),
             }
         }
-        let mut found: Vec<Occurrence> = Vec::new();
-        for w in merged {
-            ac.find_in(bytes, w, &mut found);
+        for m in found {
+            let exceptions = &self.phrases.roles(m.phrase).exceptions;
+            if exceptions.is_empty()
+                || !boundary_after(bytes, m.span.end)
+                || !merged
+                    .iter()
+                    .any(|w| w.start <= m.span.start && m.span.end <= w.end)
+            {
+                continue;
+            }
+            out.extend(exceptions.iter().map(|&e| (e as usize, m.span.clone())));
         }
-        out.extend(
-            found
-                .into_iter()
-                .filter(|m| boundary_after(bytes, m.span.end))
-                .map(|m| (m.phrase as usize, m.span)),
-        );
         out
     }
 

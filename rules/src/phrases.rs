@@ -1,17 +1,169 @@
-//! Phrases found from word starts: the terms', exceptions' and cues' Aho-Corasick automata
-//! are walked from the start of each word of the normalised text (an anchored walk), not
-//! searched through it.
+//! Phrases found from word starts: one Aho-Corasick automaton holds every normalised
+//! phrase a text is searched for (literal terms, word patterns' anchors, exceptions, cues
+//! and the entries of word lists that patterns require), each with what it stands for,
+//! and is walked from the start of each word of the normalised text (an anchored walk),
+//! not searched through it.
 //!
 //! Every term, anchor, exception and cue must start on a word boundary, so an unanchored
 //! search, which follows failure transitions at every byte to report occurrences starting
 //! anywhere, does work that is thrown away. The anchored walk from each word start stops
 //! as soon as no phrase continues (usually within the word), never follows a failure
-//! transition, and reports the same occurrences in the same order.
+//! transition, and reports the same occurrences in the same order. One automaton for all
+//! phrases walks each word once, however many kinds of phrase start with it.
 
 use aho_corasick::automaton::Automaton;
 use aho_corasick::nfa::{contiguous, noncontiguous};
 use aho_corasick::{Anchored, MatchKind};
+use std::collections::HashMap;
 use std::ops::Range;
+
+/// What a phrase stands for; most phrases have one role.
+#[derive(Debug, Default)]
+pub(crate) struct Roles {
+    /// Literal terms (rule indices) whose normalised text it is.
+    pub(crate) rules: Box<[u32]>,
+    /// Word patterns anchored on it: (pattern index, the anchor is a prefix).
+    pub(crate) anchors: Box<[(u32, bool)]>,
+    /// Exceptions (indices) whose normalised phrase it is.
+    pub(crate) exceptions: Box<[u32]>,
+    /// Cue groups (indices) with this phrase.
+    pub(crate) cues: Box<[u32]>,
+    /// Bits of the required word lists it is an entry of.
+    pub(crate) lists: u64,
+}
+
+#[derive(Debug, Default)]
+struct RolesBuilder {
+    rules: Vec<u32>,
+    anchors: Vec<(u32, bool)>,
+    exceptions: Vec<u32>,
+    cues: Vec<u32>,
+    lists: u64,
+}
+
+/// Collects the phrases and their roles while a pack is compiled.
+#[derive(Debug, Default)]
+pub(crate) struct PhrasesBuilder {
+    phrases: Vec<String>,
+    index: HashMap<String, usize>,
+    roles: Vec<RolesBuilder>,
+}
+
+impl PhrasesBuilder {
+    fn entry(&mut self, phrase: &str) -> &mut RolesBuilder {
+        let i = match self.index.get(phrase) {
+            Some(&i) => i,
+            None => {
+                self.phrases.push(phrase.to_string());
+                self.roles.push(RolesBuilder::default());
+                self.index
+                    .insert(phrase.to_string(), self.phrases.len() - 1);
+                self.phrases.len() - 1
+            }
+        };
+        &mut self.roles[i]
+    }
+
+    pub(crate) fn rule(&mut self, phrase: &str, rule: u32) {
+        self.entry(phrase).rules.push(rule);
+    }
+
+    pub(crate) fn anchor(&mut self, phrase: &str, pattern: u32, prefix: bool) {
+        self.entry(phrase).anchors.push((pattern, prefix));
+    }
+
+    pub(crate) fn exception(&mut self, phrase: &str, exception: u32) {
+        self.entry(phrase).exceptions.push(exception);
+    }
+
+    pub(crate) fn cue(&mut self, phrase: &str, cue: u32) {
+        let cues = &mut self.entry(phrase).cues;
+        if !cues.contains(&cue) {
+            cues.push(cue);
+        }
+    }
+
+    pub(crate) fn list_entry(&mut self, phrase: &str, bit: u64) {
+        self.entry(phrase).lists |= bit;
+    }
+
+    /// The automaton; states down to `dense_depth` keep dense transitions.
+    pub(crate) fn build(self, dense_depth: usize) -> Result<Phrases, aho_corasick::BuildError> {
+        let automaton = if self.phrases.is_empty() {
+            None
+        } else {
+            Some(PhraseAutomaton::new(&self.phrases, dense_depth)?)
+        };
+        let roles = self
+            .roles
+            .into_iter()
+            .map(|r| Roles {
+                rules: r.rules.into_boxed_slice(),
+                anchors: r.anchors.into_boxed_slice(),
+                exceptions: r.exceptions.into_boxed_slice(),
+                cues: r.cues.into_boxed_slice(),
+                lists: r.lists,
+            })
+            .collect();
+        Ok(Phrases { automaton, roles })
+    }
+}
+
+/// Bytes after which no pattern token starts unless they are spaces: ASCII word
+/// characters for `(?-u:\b)` (letters, digits, `_`), and the space.
+static WORD_OR_SPACE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c == b' ' || c == b'_' || c.is_ascii_alphanumeric();
+        b += 1;
+    }
+    t
+};
+
+/// Every phrase of a compiled pack in one automaton, with its roles.
+#[derive(Debug, Default)]
+pub(crate) struct Phrases {
+    automaton: Option<PhraseAutomaton>,
+    roles: Box<[Roles]>,
+}
+
+impl Phrases {
+    /// Occurrences of phrases starting on a word start of `text` (see
+    /// [`PhraseAutomaton::find_in`]).
+    pub(crate) fn find(&self, text: &[u8], out: &mut Vec<Occurrence>) {
+        if let Some(a) = &self.automaton {
+            a.find_in(text, 0..text.len(), out);
+        }
+    }
+
+    pub(crate) fn roles(&self, phrase: u32) -> &Roles {
+        &self.roles[phrase as usize]
+    }
+
+    /// The bits of the required word lists with an entry in `text` that starts where a
+    /// pattern's list token can start: at a word start (`found`, from [`Phrases::find`]),
+    /// or after any other byte that is not an ASCII word character (a non-ASCII letter),
+    /// where a regex word boundary `(?-u:\b)` also is.
+    pub(crate) fn lists_present(&self, text: &[u8], found: &[Occurrence]) -> u64 {
+        let mut mask = found
+            .iter()
+            .fold(0, |m, o| m | self.roles[o.phrase as usize].lists);
+        if let Some(a) = &self.automaton {
+            let mut out = Vec::new();
+            for (i, &b) in text.iter().enumerate() {
+                if !WORD_OR_SPACE[usize::from(b)] && i + 1 < text.len() {
+                    a.walk(text, i + 1, text.len(), &mut out);
+                }
+            }
+            mask = out
+                .iter()
+                .fold(mask, |m, o| m | self.roles[o.phrase as usize].lists);
+        }
+        mask
+    }
+}
 
 /// An occurrence of a phrase starting on a word boundary.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,21 +234,6 @@ impl PhraseAutomaton {
         }
     }
 
-    /// Call `found` with the index of every phrase that starts where an ASCII word
-    /// boundary (`(?-u:\b)`) or a space may be: at offset 0 or after a byte that is not
-    /// an ASCII letter, digit or `_`. Where it ends is not checked.
-    pub(crate) fn each_after_non_word(&self, text: &[u8], mut found: impl FnMut(u32)) {
-        let mut out = Vec::new();
-        for start in 0..text.len() {
-            if start == 0 || !is_ascii_word(text[start - 1]) {
-                self.walk(text, start, text.len(), &mut out);
-                for o in out.drain(..) {
-                    found(o.phrase);
-                }
-            }
-        }
-    }
-
     /// The occurrences starting at `start` and ending by `end`, by end.
     fn walk(&self, text: &[u8], start: usize, end: usize, out: &mut Vec<Occurrence>) {
         match &self.nfa {
@@ -104,11 +241,6 @@ impl PhraseAutomaton {
             Nfa::Noncontiguous(a) => walk(a, text, start, end, out),
         }
     }
-}
-
-/// Whether a byte is a word character for `(?-u:\b)`.
-fn is_ascii_word(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
 }
 
 fn walk<A: Automaton>(aut: &A, text: &[u8], start: usize, end: usize, out: &mut Vec<Occurrence>) {

@@ -42,11 +42,13 @@ pub(crate) struct Weighing {
 
 impl Matcher {
     /// Keep the hits whose category reaches its threshold; with `explain`, say how.
+    /// `cue_occurrences` are the cue phrases in the text (cue index, span), by end.
     pub(crate) fn weigh(
         &self,
         n: &Normalised,
         hits: Vec<Hit>,
         explain: bool,
+        cue_occurrences: &[(u32, std::ops::Range<usize>)],
     ) -> (Vec<Hit>, Weighing) {
         let text = n.as_str();
         let mut weighing = Weighing::default();
@@ -65,7 +67,7 @@ impl Matcher {
                 }
             })
             .collect();
-        let (local, anywhere) = self.cues.find(text, &spans);
+        let (local, anywhere) = self.cues.find(text, cue_occurrences, &spans);
         let scores: Vec<f32> = hits
             .iter()
             .zip(&local)
