@@ -313,9 +313,10 @@ impl Matcher {
         let text = n.as_str();
         let bytes = text.as_bytes();
         let bit = scope.bit();
-        let mut candidates = Vec::new();
-        let mut anchored: Vec<u32> = Vec::new();
-        let mut found = Vec::new();
+        // Sized for a title or a typed tail, so that they rarely grow.
+        let mut candidates = Vec::with_capacity(8);
+        let mut anchored: Vec<u32> = Vec::with_capacity(16);
+        let mut found = Vec::with_capacity(32);
         self.phrases.find(bytes, &mut found);
         for m in &found {
             let roles = self.phrases.roles(m.phrase);

@@ -76,8 +76,14 @@ impl Matcher {
             })
             .collect();
         let mut kept = Vec::new();
+        let present = hits
+            .iter()
+            .fold(0u16, |m, h| m | self.rules[h.rule as usize].category_bit);
         for (cat_index, _) in CATEGORIES.iter().enumerate() {
             let bit = 1u16 << cat_index;
+            if present & bit == 0 {
+                continue;
+            }
             let members: Vec<usize> = (0..hits.len())
                 .filter(|&i| self.rules[hits[i].rule as usize].category_bit == bit)
                 .collect();
