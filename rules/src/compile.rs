@@ -11,6 +11,8 @@ use crate::phrases::PhrasesBuilder;
 use crate::wordlist::entries;
 use crate::{pattern, Scope, CATEGORIES};
 use regex::{Regex, RegexSet};
+use regex_automata::nfa::thompson::WhichCaptures;
+use regex_automata::{meta, util::syntax};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 impl Matcher {
@@ -239,7 +241,7 @@ impl Matcher {
 #[derive(Debug)]
 pub(crate) struct LazyPattern {
     source: String,
-    regex: std::sync::OnceLock<regex::bytes::Regex>,
+    regex: std::sync::OnceLock<meta::Regex>,
     /// The pattern's required tokens other than its anchor.
     pub(crate) required: Box<[Required]>,
 }
@@ -298,8 +300,13 @@ impl RequiredLists {
 }
 
 impl LazyPattern {
+    /// Checked as `regex::bytes` with `unicode(false)` would build it (its errors).
     fn new(source: String, required: Vec<Required>) -> Result<LazyPattern, regex::Error> {
-        drop(Self::build(&source)?);
+        drop(
+            regex::bytes::RegexBuilder::new(&source)
+                .unicode(false)
+                .build()?,
+        );
         Ok(LazyPattern {
             source,
             regex: std::sync::OnceLock::new(),
@@ -307,16 +314,26 @@ impl LazyPattern {
         })
     }
 
-    /// Byte-level and ASCII-only: a pattern's words are ASCII after normalising, and a
-    /// gap's `[^ ]` is one byte class, which keeps the automaton small. Matches start and
-    /// end at spaces or ASCII word edges, so on char boundaries.
-    fn build(source: &str) -> Result<regex::bytes::Regex, regex::Error> {
-        regex::bytes::RegexBuilder::new(source)
-            .unicode(false)
-            .build()
+    /// Byte-level and ASCII-only, as `regex::bytes` with `unicode(false)`: a pattern's
+    /// words are ASCII after normalising, and a gap's `[^ ]` is one byte class, which
+    /// keeps the automaton small. Matches start and end at spaces or ASCII word edges, so
+    /// on char boundaries. Without a literal prefilter and capture groups but the whole match: on a title or
+    /// a typed tail the lazy DFA alone is cheaper than finding the first words first.
+    fn build(source: &str) -> Result<meta::Regex, meta::BuildError> {
+        let config = meta::Config::new()
+            .match_kind(regex_automata::MatchKind::LeftmostFirst)
+            .utf8_empty(false)
+            .nfa_size_limit(Some(10 * (1 << 20)))
+            .hybrid_cache_capacity(2 * (1 << 20))
+            .auto_prefilter(false)
+            .which_captures(WhichCaptures::Implicit);
+        meta::Builder::new()
+            .configure(config)
+            .syntax(syntax::Config::new().unicode(false).utf8(false))
+            .build(source)
     }
 
-    pub(crate) fn get(&self) -> &regex::bytes::Regex {
+    pub(crate) fn get(&self) -> &meta::Regex {
         self.regex
             .get_or_init(|| Self::build(&self.source).expect("checked when the pack was compiled"))
     }

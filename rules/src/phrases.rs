@@ -150,7 +150,10 @@ impl Phrases {
         let mut mask = found
             .iter()
             .fold(0, |m, o| m | self.roles[o.phrase as usize].lists);
-        if let Some(a) = &self.automaton {
+        // The normaliser writes ASCII only as lower-case letters, digits and spaces: in an
+        // ASCII text every place a token can start is a word start.
+        debug_assert!(!text.is_ascii() || text.iter().all(|&b| WORD_OR_SPACE[usize::from(b)]));
+        if let Some(a) = self.automaton.as_ref().filter(|_| !text.is_ascii()) {
             let mut out = Vec::new();
             for (i, &b) in text.iter().enumerate() {
                 if !WORD_OR_SPACE[usize::from(b)] && i + 1 < text.len() {
