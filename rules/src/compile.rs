@@ -82,7 +82,10 @@ impl Matcher {
                         pattern::Required::Words(words) => Some(Required::Words(
                             words
                                 .iter()
-                                .map(|w| memchr::memmem::Finder::new(w.as_bytes()).into_owned())
+                                .map(|w| RequiredWord {
+                                    finder: memchr::memmem::Finder::new(w.as_bytes()).into_owned(),
+                                    phrase: None,
+                                })
                                 .collect(),
                         )),
                         pattern::Required::List(name) => {
@@ -177,6 +180,20 @@ impl Matcher {
         for (i, e) in exceptions.iter().enumerate() {
             phrases.exception(&e.normalised, i as u32);
         }
+        // A required word that is also a phrase of the automaton is looked up among the
+        // phrases found from word starts instead of searched for.
+        for (_, lazy) in &mut word_patterns {
+            for r in lazy.required.iter_mut() {
+                if let Required::Words(words) = r {
+                    for w in words.iter_mut() {
+                        let word = std::str::from_utf8(w.finder.needle()).unwrap_or("");
+                        if starts_ascii(word) {
+                            w.phrase = phrases.id(word);
+                        }
+                    }
+                }
+            }
+        }
         let phrases = phrases
             .build(DENSE_DEPTH)
             .map_err(|e| CompileError::Automaton {
@@ -249,12 +266,30 @@ pub(crate) struct LazyPattern {
 /// A required token of a word pattern, checked before its regex runs.
 #[derive(Debug)]
 pub(crate) enum Required {
-    /// One of these normalised words or phrases is a substring of the text (searchers
-    /// built once, when the pack is compiled).
-    Words(Box<[memchr::memmem::Finder<'static>]>),
+    /// One of these normalised words or phrases is in the text.
+    Words(Box<[RequiredWord]>),
     /// An entry of this word list (its bit in [`crate::phrases::Phrases::lists_present`]'s mask) starts
     /// where a pattern's token can start.
     List(u64),
+}
+
+/// One word of a required token.
+#[derive(Debug)]
+pub(crate) struct RequiredWord {
+    /// Searches for it as a substring (built once, when the pack is compiled).
+    pub(crate) finder: memchr::memmem::Finder<'static>,
+    /// Its id when it is also a phrase of the phrase automaton (and starts with an ASCII
+    /// letter or digit): in ASCII text it can then only be where the walk finds it.
+    pub(crate) phrase: Option<u32>,
+}
+
+/// Whether a normalised word starts with an ASCII letter or digit: then wherever a
+/// pattern's regex can match it, it starts at a word start or after a byte that is not
+/// an ASCII word character.
+fn starts_ascii(word: &str) -> bool {
+    word.as_bytes()
+        .first()
+        .is_some_and(u8::is_ascii_alphanumeric)
 }
 
 /// The word lists that word patterns require besides their anchor, numbered as they are

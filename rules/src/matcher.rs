@@ -357,10 +357,11 @@ impl Matcher {
             }
         }
         let mut lists: Option<u64> = None;
+        let ascii = text.is_ascii();
         for p in anchored {
             let (r, lazy) = &self.patterns[p as usize];
             if self.rules[*r as usize].scopes & bit == 0
-                || !required_present(lazy, text, || {
+                || !required_present(lazy, text, &found, ascii, || {
                     *lists.get_or_insert_with(|| self.phrases.lists_present(bytes, &found))
                 })
             {
@@ -473,11 +474,21 @@ impl Matcher {
 }
 
 /// Whether every required token of a word pattern but its anchor may be in `text`: a
-/// word as a substring, a list with an entry where a token can start (`lists` gives the
+/// word among the phrases `found` from word starts (when it is a phrase and the text is
+/// ASCII) or as a substring, a list with an entry where a token can start (`lists` gives the
 /// mask of such lists, found once per text). A necessary condition: the regex decides.
-fn required_present(lazy: &LazyPattern, text: &str, mut lists: impl FnMut() -> u64) -> bool {
+fn required_present(
+    lazy: &LazyPattern,
+    text: &str,
+    found: &[Occurrence],
+    ascii: bool,
+    mut lists: impl FnMut() -> u64,
+) -> bool {
     lazy.required.iter().all(|r| match r {
-        Required::Words(words) => words.iter().any(|w| w.find(text.as_bytes()).is_some()),
+        Required::Words(words) => words.iter().any(|w| match w.phrase {
+            Some(id) if ascii => found.iter().any(|o| o.phrase == id),
+            _ => w.finder.find(text.as_bytes()).is_some(),
+        }),
         Required::List(bit) => lists() & bit != 0,
     })
 }

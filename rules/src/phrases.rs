@@ -87,6 +87,11 @@ impl PhrasesBuilder {
         self.entry(phrase).lists |= bit;
     }
 
+    /// The id of a phrase already collected.
+    pub(crate) fn id(&self, phrase: &str) -> Option<u32> {
+        self.index.get(phrase).map(|&i| i as u32)
+    }
+
     /// The automaton; states down to `dense_depth` keep dense transitions.
     pub(crate) fn build(self, dense_depth: usize) -> Result<Phrases, aho_corasick::BuildError> {
         let automaton = if self.phrases.is_empty() {
