@@ -1,6 +1,7 @@
-//! Compiling a pack into a [`Matcher`]: the keyword automaton over literal terms and
-//! pattern anchors, the regex terms, the word patterns (built lazily), the exception and
-//! cue automata, thresholds, and the words a match can end with.
+//! Compiling a pack into a [`Matcher`]: the phrase automaton over literal terms, pattern
+//! anchors, exceptions, cues and required lists' entries, the regex terms, the word
+//! patterns (built lazily) and their required tokens, thresholds, and the words a match
+//! can end with.
 
 use crate::cue::{category_bit, CueSet};
 use crate::matcher::{CategoryInfo, CompileError, CompileOptions, Exception, Matcher, Rule};

@@ -1,5 +1,6 @@
-//! The compiled matcher: one Aho-Corasick automaton over the normalised literal terms, one
-//! `RegexSet` for the few regex terms, and a second automaton for exception phrases.
+//! The compiled matcher: one Aho-Corasick automaton over every normalised phrase (literal
+//! terms, pattern anchors, exceptions, cues; see `phrases`), one `RegexSet` for the few
+//! regex terms, and the word patterns' regexes, run where their anchor occurs.
 
 use crate::compile::{LazyPattern, Required};
 use crate::cue::CueSet;
