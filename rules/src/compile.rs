@@ -355,7 +355,7 @@ impl LazyPattern {
     /// keeps the automaton small. Matches start and end at spaces or ASCII word edges, so
     /// on char boundaries. Without a literal prefilter and capture groups but the whole match: on a title or
     /// a typed tail the lazy DFA alone is cheaper than finding the first words first.
-    fn build(source: &str) -> Result<meta::Regex, meta::BuildError> {
+    fn build(source: &str) -> Result<meta::Regex, Box<meta::BuildError>> {
         let config = meta::Config::new()
             .match_kind(regex_automata::MatchKind::LeftmostFirst)
             .utf8_empty(false)
@@ -367,6 +367,7 @@ impl LazyPattern {
             .configure(config)
             .syntax(syntax::Config::new().unicode(false).utf8(false))
             .build(source)
+            .map_err(Box::new)
     }
 
     pub(crate) fn get(&self) -> &meta::Regex {
