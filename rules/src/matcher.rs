@@ -6,10 +6,11 @@ use crate::compile::{LazyPattern, Required};
 use crate::cue::CueSet;
 use crate::normalise::{boundary_after, boundary_before, Normalised, Normaliser};
 use crate::pack::TermKind;
-use crate::phrases::{Occurrence, Phrases};
+use crate::phrases::{Found, Occurrence, Phrases};
 use crate::weighing::{CategoryScore, Weighed};
 use crate::{AgeBand, CaptureMode, Scope, CATEGORIES};
 use regex::{Regex, RegexSet};
+use smallvec::SmallVec;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -314,10 +315,10 @@ impl Matcher {
         let text = n.as_str();
         let bytes = text.as_bytes();
         let bit = scope.bit();
-        // Sized for a title or a typed tail, so that they rarely grow.
-        let mut candidates = Vec::with_capacity(8);
-        let mut anchored: Vec<u32> = Vec::with_capacity(16);
-        let mut found = Vec::with_capacity(32);
+        // On the stack for a title or a typed tail (they move to the heap beyond).
+        let mut candidates: SmallVec<[Hit; 8]> = SmallVec::new();
+        let mut anchored: SmallVec<[u32; 16]> = SmallVec::new();
+        let mut found = Found::new();
         self.phrases.find(bytes, &mut found);
         for m in &found {
             let roles = self.phrases.roles(m.phrase);
@@ -411,7 +412,7 @@ impl Matcher {
         });
         if self.weighing && !scan.hits.is_empty() {
             let hits = std::mem::take(&mut scan.hits);
-            let cues: Vec<(u32, Range<usize>)> = found
+            let cues: SmallVec<[(u32, Range<usize>); 8]> = found
                 .iter()
                 .filter(|m| boundary_after(bytes, m.span.end))
                 .flat_map(|m| {
@@ -441,12 +442,12 @@ impl Matcher {
         }
         let bytes = text.as_bytes();
         let reach = self.longest_exception;
-        let mut windows: Vec<Range<usize>> = hits
+        let mut windows: SmallVec<[Range<usize>; 8]> = hits
             .iter()
             .map(|h| h.norm.start.saturating_sub(reach)..(h.norm.end + reach).min(text.len()))
             .collect();
         windows.sort_by_key(|w| w.start);
-        let mut merged: Vec<Range<usize>> = Vec::with_capacity(windows.len());
+        let mut merged: SmallVec<[Range<usize>; 8]> = SmallVec::new();
         for w in windows {
             match merged.last_mut() {
                 Some(last) if w.start <= last.end => last.end = last.end.max(w.end),

@@ -137,7 +137,7 @@ pub(crate) struct Phrases {
 impl Phrases {
     /// Occurrences of phrases starting on a word start of `text` (see
     /// [`PhraseAutomaton::find_in`]).
-    pub(crate) fn find(&self, text: &[u8], out: &mut Vec<Occurrence>) {
+    pub(crate) fn find(&self, text: &[u8], out: &mut Found) {
         if let Some(a) = &self.automaton {
             a.find_in(text, 0..text.len(), out);
         }
@@ -159,7 +159,7 @@ impl Phrases {
         // ASCII text every place a token can start is a word start.
         debug_assert!(!text.is_ascii() || text.iter().all(|&b| WORD_OR_SPACE[usize::from(b)]));
         if let Some(a) = self.automaton.as_ref().filter(|_| !text.is_ascii()) {
-            let mut out = Vec::new();
+            let mut out = Found::new();
             for (i, &b) in text.iter().enumerate() {
                 if !WORD_OR_SPACE[usize::from(b)] && i + 1 < text.len() {
                     a.walk(text, i + 1, text.len(), &mut out);
@@ -180,6 +180,9 @@ pub(crate) struct Occurrence {
     pub(crate) phrase: u32,
     pub(crate) span: Range<usize>,
 }
+
+/// The occurrences found in one text: on the stack for a title or a typed tail.
+pub(crate) type Found = smallvec::SmallVec<[Occurrence; 32]>;
 
 /// An automaton over normalised phrases, walked from word starts.
 #[derive(Debug)]
@@ -222,7 +225,7 @@ impl PhraseAutomaton {
     /// Append to `out` every occurrence that starts on a word start of `text` (offset 0 or
     /// after a space) and lies inside `range`, ordered as an overlapping search reports
     /// them: by end, then by start. Whether it ends on a word boundary is the caller's.
-    pub(crate) fn find_in(&self, text: &[u8], range: Range<usize>, out: &mut Vec<Occurrence>) {
+    pub(crate) fn find_in(&self, text: &[u8], range: Range<usize>, out: &mut Found) {
         let first = out.len();
         let end = range.end.min(text.len());
         let mut start = range.start;
@@ -243,7 +246,7 @@ impl PhraseAutomaton {
     }
 
     /// The occurrences starting at `start` and ending by `end`, by end.
-    fn walk(&self, text: &[u8], start: usize, end: usize, out: &mut Vec<Occurrence>) {
+    fn walk(&self, text: &[u8], start: usize, end: usize, out: &mut Found) {
         match &self.nfa {
             Nfa::Contiguous(a) => walk(a, text, start, end, out),
             Nfa::Noncontiguous(a) => walk(a, text, start, end, out),
@@ -251,7 +254,7 @@ impl PhraseAutomaton {
     }
 }
 
-fn walk<A: Automaton>(aut: &A, text: &[u8], start: usize, end: usize, out: &mut Vec<Occurrence>) {
+fn walk<A: Automaton>(aut: &A, text: &[u8], start: usize, end: usize, out: &mut Found) {
     let Ok(mut sid) = aut.start_state(Anchored::Yes) else {
         return;
     };
@@ -321,7 +324,7 @@ mod tests {
                 0..text.len(),
                 2.min(text.len())..text.len().saturating_sub(3),
             ] {
-                let mut got = Vec::new();
+                let mut got = Found::new();
                 aut.find_in(bytes, range.clone(), &mut got);
                 let want: Vec<Occurrence> = ac
                     .find_overlapping_iter(aho_corasick::Input::new(text).range(range.clone()))
@@ -331,7 +334,7 @@ mod tests {
                         span: m.range(),
                     })
                     .collect();
-                assert_eq!(got, want, "{text:?} {range:?}");
+                assert_eq!(got.as_slice(), want.as_slice(), "{text:?} {range:?}");
             }
         }
     }
