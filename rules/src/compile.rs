@@ -80,14 +80,15 @@ impl Matcher {
                     .required
                     .iter()
                     .filter_map(|r| match r {
-                        pattern::Required::Words(words) => Some(Required::Words(RequiredWords {
-                            phrases: Box::new([]),
-                            searched: words.len(),
-                            finders: words
+                        pattern::Required::Words(words) => Some(Required::Words(
+                            words
                                 .iter()
-                                .map(|w| memchr::memmem::Finder::new(w.as_bytes()).into_owned())
+                                .map(|w| RequiredWord {
+                                    finder: memchr::memmem::Finder::new(w.as_bytes()).into_owned(),
+                                    phrase: None,
+                                })
                                 .collect(),
-                        })),
+                        )),
                         pattern::Required::List(name) => {
                             required_lists.bit(name, &lists).map(Required::List)
                         }
@@ -185,7 +186,12 @@ impl Matcher {
         for (_, lazy) in &mut word_patterns {
             for r in lazy.required.iter_mut() {
                 if let Required::Words(words) = r {
-                    words.find_phrases(&phrases);
+                    for w in words.iter_mut() {
+                        let word = std::str::from_utf8(w.finder.needle()).unwrap_or("");
+                        if starts_ascii(word) {
+                            w.phrase = phrases.id(word);
+                        }
+                    }
                 }
             }
         }
@@ -262,45 +268,20 @@ pub(crate) struct LazyPattern {
 #[derive(Debug)]
 pub(crate) enum Required {
     /// One of these normalised words or phrases is in the text.
-    Words(RequiredWords),
+    Words(Box<[RequiredWord]>),
     /// An entry of this word list (its bit in [`crate::phrases::Phrases::lists_present`]'s mask) starts
     /// where a pattern's token can start.
     List(u64),
 }
 
-/// The words of a required token (one of them must be in the text).
+/// One word of a required token.
 #[derive(Debug)]
-pub(crate) struct RequiredWords {
-    /// Ids of those that are also phrases of the phrase automaton (and start with an
-    /// ASCII letter or digit): in ASCII text they can only be where the walk finds them.
-    pub(crate) phrases: Box<[u32]>,
-    /// Substring searchers (built once, when the pack is compiled): first the `searched`
-    /// words that are not phrases, then those that are (for text that is not ASCII).
-    pub(crate) finders: Box<[memchr::memmem::Finder<'static>]>,
-    pub(crate) searched: usize,
-}
-
-impl RequiredWords {
-    /// Note which words are phrases, so that matching touches their searchers only for
-    /// text that is not ASCII.
-    fn find_phrases(&mut self, phrases: &PhrasesBuilder) {
-        let mut ids = Vec::new();
-        let (mut searched, mut looked_up): (Vec<_>, Vec<_>) = (Vec::new(), Vec::new());
-        for f in std::mem::take(&mut self.finders).into_vec() {
-            let word = std::str::from_utf8(f.needle()).unwrap_or("");
-            match phrases.id(word).filter(|_| starts_ascii(word)) {
-                Some(id) => {
-                    ids.push(id);
-                    looked_up.push(f);
-                }
-                None => searched.push(f),
-            }
-        }
-        self.searched = searched.len();
-        searched.extend(looked_up);
-        self.finders = searched.into_boxed_slice();
-        self.phrases = ids.into_boxed_slice();
-    }
+pub(crate) struct RequiredWord {
+    /// Searches for it as a substring (built once, when the pack is compiled).
+    pub(crate) finder: memchr::memmem::Finder<'static>,
+    /// Its id when it is also a phrase of the phrase automaton (and starts with an ASCII
+    /// letter or digit): in ASCII text it can then only be where the walk finds it.
+    pub(crate) phrase: Option<u32>,
 }
 
 /// Whether a normalised word starts with an ASCII letter or digit: then wherever a

@@ -487,19 +487,10 @@ fn required_present(
     mut lists: impl FnMut() -> u64,
 ) -> bool {
     lazy.required.iter().all(|r| match r {
-        Required::Words(words) if ascii => {
-            words
-                .phrases
-                .iter()
-                .any(|&id| found.iter().any(|o| o.phrase == id))
-                || words.finders[..words.searched]
-                    .iter()
-                    .any(|f| f.find(text.as_bytes()).is_some())
-        }
-        Required::Words(words) => words
-            .finders
-            .iter()
-            .any(|f| f.find(text.as_bytes()).is_some()),
+        Required::Words(words) => words.iter().any(|w| match w.phrase {
+            Some(id) if ascii => found.iter().any(|o| o.phrase == id),
+            _ => w.finder.find(text.as_bytes()).is_some(),
+        }),
         Required::List(bit) => lists() & bit != 0,
     })
 }
