@@ -7,7 +7,8 @@
 //!
 //! Run it with 0 and with N repetitions: the difference over N is the cost of one match,
 //! without compiling the pack. The scope is `title` or `typed` (a typed window fed one
-//! character at a time, then flushed).
+//! character at a time, then flushed). Titles separated by `|` are matched in turn, as the
+//! bench does, for cache misses (`valgrind --tool=callgrind --cache-sim=yes`).
 
 use std::hint::black_box;
 use std::path::Path;
@@ -22,15 +23,17 @@ fn main() -> anyhow::Result<()> {
     let pack = Pack::load(Path::new(pack))?;
     let matcher = Arc::new(Matcher::compile(&pack, &CompileOptions::default())?);
     let times: usize = times.parse()?;
-    let title: String = text
-        .chars()
-        .chain(std::iter::repeat(' '))
-        .take(80)
+    let titles: Vec<String> = text
+        .split('|')
+        .map(|t| t.chars().chain(std::iter::repeat(' ')).take(80).collect())
         .collect();
+    let next = std::cell::Cell::new(0usize);
     let once = || -> anyhow::Result<()> {
         match scope.as_str() {
             "title" => {
-                black_box(matcher.find(Scope::Title, black_box(&title)));
+                let title = &titles[next.get() % titles.len()];
+                next.set(next.get() + 1);
+                black_box(matcher.find(Scope::Title, black_box(title)));
             }
             "typed" => {
                 let mut typed = matcher.typed();

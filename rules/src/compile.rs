@@ -1,24 +1,26 @@
-//! Compiling a pack into a [`Matcher`]: the keyword automaton over literal terms and
-//! pattern anchors, the regex terms, the word patterns (built lazily), the exception and
-//! cue automata, thresholds, and the words a match can end with.
+//! Compiling a pack into a [`Matcher`]: the phrase automaton over literal terms, pattern
+//! anchors, exceptions, cues and required lists' entries, the regex terms, the word
+//! patterns (built lazily) and their required tokens, thresholds, and the words a match
+//! can end with.
 
 use crate::cue::{category_bit, CueSet};
 use crate::matcher::{CategoryInfo, CompileError, CompileOptions, Exception, Matcher, Rule};
 use crate::normalise::normalise_term;
 use crate::pack::{Pack, TermKind};
+use crate::pattern::ListEntries;
+use crate::phrases::PhrasesBuilder;
 use crate::wordlist::entries;
 use crate::{pattern, Scope, CATEGORIES};
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::{Regex, RegexSet};
-use std::collections::{HashMap, HashSet};
+use regex_automata::nfa::thompson::WhichCaptures;
+use regex_automata::{meta, util::syntax};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 impl Matcher {
     /// Compile a pack. Terms for other age bands than `opts.age` are left out.
     pub fn compile(pack: &Pack, opts: &CompileOptions) -> Result<Matcher, CompileError> {
         let mut rules = Vec::new();
-        let mut patterns: Vec<String> = Vec::new();
-        let mut pattern_rules: Vec<Vec<u32>> = Vec::new();
-        let mut pattern_index: HashMap<String, usize> = HashMap::new();
+        let mut phrases = PhrasesBuilder::default();
         let mut regex_sources = Vec::new();
         let mut regex_rules = Vec::new();
         let mut scopes_present = 0u8;
@@ -29,8 +31,8 @@ impl Matcher {
         let mut scan_every_word = false;
         let last_word = |s: &str| s.rsplit(' ').next().unwrap_or(s).to_string();
         let lists = entries(&pack.lists);
-        let mut anchor_patterns: Vec<Vec<(u32, bool)>> = Vec::new();
         let mut word_patterns: Vec<(u32, LazyPattern)> = Vec::new();
+        let mut required_lists = RequiredLists::default();
         let mut thresholds = [1.0f32; 12];
         for cat in &pack.categories {
             if let Some(i) = CATEGORIES.iter().position(|c| *c == cat.id) {
@@ -72,21 +74,28 @@ impl Matcher {
                         message: format!("line {}: {message}", term.line),
                     }
                 })?;
-                // Required words are checked as substrings before the regex runs; word
-                // lists are left to the regex (searching them costs more than it saves).
-                let required = compiled
+                // Required words are checked as substrings before the regex runs, then
+                // required word lists, all found in one walk of the text.
+                let mut required: Vec<Required> = compiled
                     .required
                     .iter()
                     .filter_map(|r| match r {
                         pattern::Required::Words(words) => Some(Required::Words(
                             words
                                 .iter()
-                                .map(|w| memchr::memmem::Finder::new(w.as_bytes()).into_owned())
+                                .map(|w| RequiredWord {
+                                    finder: memchr::memmem::Finder::new(w.as_bytes()).into_owned(),
+                                    phrase: None,
+                                })
                                 .collect(),
                         )),
-                        pattern::Required::List(_) => None,
+                        pattern::Required::List(name) => {
+                            required_lists.bit(name, &lists).map(Required::List)
+                        }
                     })
                     .collect();
+                // Words first: a substring search is cheaper than the lists' walk.
+                required.sort_by_key(|r| matches!(r, Required::List(_)));
                 let re = LazyPattern::new(compiled.regex.clone(), required).map_err(|e| {
                     CompileError::Pattern {
                         pack: pack.id.clone(),
@@ -103,16 +112,8 @@ impl Matcher {
                         last_words.insert(w.clone());
                     }
                 }
-                for (anchor, prefix) in compiled.anchors {
-                    let idx = *pattern_index.entry(anchor.clone()).or_insert_with(|| {
-                        patterns.push(anchor);
-                        pattern_rules.push(Vec::new());
-                        patterns.len() - 1
-                    });
-                    if anchor_patterns.len() <= idx {
-                        anchor_patterns.resize(idx + 1, Vec::new());
-                    }
-                    anchor_patterns[idx].push((index, prefix));
+                for (anchor, prefix) in &compiled.anchors {
+                    phrases.anchor(anchor, index, *prefix);
                 }
                 continue;
             }
@@ -136,19 +137,15 @@ impl Matcher {
             } else {
                 last_words.insert(last_word(&normalised));
             }
-            let idx = *pattern_index.entry(normalised.clone()).or_insert_with(|| {
-                patterns.push(normalised);
-                pattern_rules.push(Vec::new());
-                patterns.len() - 1
-            });
-            pattern_rules[idx].push(rule_idx);
+            phrases.rule(&normalised, rule_idx);
         }
-        anchor_patterns.resize(patterns.len(), Vec::new());
-        let cues =
-            CueSet::compile(&pack.cues, &lists).map_err(|message| CompileError::Pattern {
+        required_lists.add_entries(&lists, &mut phrases);
+        let cues = CueSet::compile(&pack.cues, &lists, &mut phrases).map_err(|message| {
+            CompileError::Pattern {
                 pack: pack.id.clone(),
                 message,
-            })?;
+            }
+        })?;
         for cue in pack.cues.iter().filter(|c| c.weight > 0.0) {
             let phrases = crate::wordlist::expand(&cue.phrases, &lists).map_err(|message| {
                 CompileError::Pattern {
@@ -160,16 +157,6 @@ impl Matcher {
         }
         last_prefixes.sort();
         last_prefixes.dedup();
-        let terms = if patterns.is_empty() {
-            None
-        } else {
-            Some(
-                build_automaton(&patterns).map_err(|e| CompileError::Automaton {
-                    pack: pack.id.clone(),
-                    message: e.to_string(),
-                })?,
-            )
-        };
         let regexes = if regex_sources.is_empty() {
             None
         } else {
@@ -191,17 +178,29 @@ impl Matcher {
                 line: e.line,
             })
             .collect();
-        let exception_automaton = if exceptions.is_empty() {
-            None
-        } else {
-            let phrases: Vec<&str> = exceptions.iter().map(|e| e.normalised.as_str()).collect();
-            Some(
-                build_automaton(&phrases).map_err(|e| CompileError::Automaton {
-                    pack: pack.id.clone(),
-                    message: e.to_string(),
-                })?,
-            )
-        };
+        for (i, e) in exceptions.iter().enumerate() {
+            phrases.exception(&e.normalised, i as u32);
+        }
+        // A required word that is also a phrase of the automaton is looked up among the
+        // phrases found from word starts instead of searched for.
+        for (_, lazy) in &mut word_patterns {
+            for r in lazy.required.iter_mut() {
+                if let Required::Words(words) = r {
+                    for w in words.iter_mut() {
+                        let word = std::str::from_utf8(w.finder.needle()).unwrap_or("");
+                        if starts_ascii(word) {
+                            w.phrase = phrases.id(word);
+                        }
+                    }
+                }
+            }
+        }
+        let phrases = phrases
+            .build(DENSE_DEPTH)
+            .map_err(|e| CompileError::Automaton {
+                pack: pack.id.clone(),
+                message: e.to_string(),
+            })?;
         let mut exception_prefixes: Vec<String> =
             exceptions.iter().map(|e| e.normalised.clone()).collect();
         exception_prefixes.sort();
@@ -232,16 +231,13 @@ impl Matcher {
             pack_id: pack.id.clone(),
             version: pack.version,
             rules,
-            terms,
-            pattern_rules,
+            phrases,
             regexes,
             regex_rules,
-            anchor_patterns,
             patterns: word_patterns,
             cues,
             thresholds,
             weighing,
-            exception_automaton,
             exceptions,
             exception_prefixes,
             longest_exception,
@@ -263,7 +259,7 @@ impl Matcher {
 #[derive(Debug)]
 pub(crate) struct LazyPattern {
     source: String,
-    regex: std::sync::OnceLock<regex::bytes::Regex>,
+    regex: std::sync::OnceLock<meta::Regex>,
     /// The pattern's required tokens other than its anchor.
     pub(crate) required: Box<[Required]>,
 }
@@ -271,14 +267,82 @@ pub(crate) struct LazyPattern {
 /// A required token of a word pattern, checked before its regex runs.
 #[derive(Debug)]
 pub(crate) enum Required {
-    /// One of these normalised words or phrases is a substring of the text (searchers
-    /// built once, when the pack is compiled).
-    Words(Box<[memchr::memmem::Finder<'static>]>),
+    /// One of these normalised words or phrases is in the text.
+    Words(Box<[RequiredWord]>),
+    /// An entry of this word list (its bit in [`crate::phrases::Phrases::lists_present`]'s mask) starts
+    /// where a pattern's token can start.
+    List(u64),
+}
+
+/// One word of a required token.
+#[derive(Debug)]
+pub(crate) struct RequiredWord {
+    /// Searches for it as a substring (built once, when the pack is compiled).
+    pub(crate) finder: memchr::memmem::Finder<'static>,
+    /// Its id when it is also a phrase of the phrase automaton (and starts with an ASCII
+    /// letter or digit): in ASCII text it can then only be where the walk finds it.
+    pub(crate) phrase: Option<u32>,
+}
+
+/// Whether a normalised word starts with an ASCII letter or digit: then wherever a
+/// pattern's regex can match it, it starts at a word start or after a byte that is not
+/// an ASCII word character.
+fn starts_ascii(word: &str) -> bool {
+    word.as_bytes()
+        .first()
+        .is_some_and(u8::is_ascii_alphanumeric)
+}
+
+/// The word lists that word patterns require besides their anchor, numbered as they are
+/// first required (at most 64; others are left to the regex).
+#[derive(Debug, Default)]
+struct RequiredLists {
+    names: Vec<String>,
+}
+
+impl RequiredLists {
+    /// The bit of list `name`, or `None` when it is not checked before the regex: past
+    /// the 64th list, or when an entry does not start with an ASCII letter or digit (such
+    /// an entry can follow a letter at a regex word boundary, where the walk does not
+    /// look).
+    fn bit(&mut self, name: &str, lists: &BTreeMap<String, ListEntries>) -> Option<u64> {
+        let list = lists.get(name)?;
+        if !list
+            .entries
+            .iter()
+            .all(|e| e.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric))
+        {
+            return None;
+        }
+        let i = match self.names.iter().position(|n| n == name) {
+            Some(i) => i,
+            None if self.names.len() < 64 => {
+                self.names.push(name.to_string());
+                self.names.len() - 1
+            }
+            None => return None,
+        };
+        Some(1 << i)
+    }
+
+    /// Put the required lists' entries in the phrase automaton with their lists' bits.
+    fn add_entries(&self, lists: &BTreeMap<String, ListEntries>, phrases: &mut PhrasesBuilder) {
+        for (i, name) in self.names.iter().enumerate() {
+            for e in lists.get(name).map(|l| l.entries.as_slice()).unwrap_or(&[]) {
+                phrases.list_entry(e, 1 << i);
+            }
+        }
+    }
 }
 
 impl LazyPattern {
+    /// Checked as `regex::bytes` with `unicode(false)` would build it (its errors).
     fn new(source: String, required: Vec<Required>) -> Result<LazyPattern, regex::Error> {
-        drop(Self::build(&source)?);
+        drop(
+            regex::bytes::RegexBuilder::new(&source)
+                .unicode(false)
+                .build()?,
+        );
         Ok(LazyPattern {
             source,
             regex: std::sync::OnceLock::new(),
@@ -286,40 +350,38 @@ impl LazyPattern {
         })
     }
 
-    /// Byte-level and ASCII-only: a pattern's words are ASCII after normalising, and a
-    /// gap's `[^ ]` is one byte class, which keeps the automaton small. Matches start and
-    /// end at spaces or ASCII word edges, so on char boundaries.
-    fn build(source: &str) -> Result<regex::bytes::Regex, regex::Error> {
-        regex::bytes::RegexBuilder::new(source)
-            .unicode(false)
-            .build()
+    /// Byte-level and ASCII-only, as `regex::bytes` with `unicode(false)`: a pattern's
+    /// words are ASCII after normalising, and a gap's `[^ ]` is one byte class, which
+    /// keeps the automaton small. Matches start and end at spaces or ASCII word edges, so
+    /// on char boundaries. Without a literal prefilter and capture groups but the whole match: on a title or
+    /// a typed tail the lazy DFA alone is cheaper than finding the first words first.
+    fn build(source: &str) -> Result<meta::Regex, Box<meta::BuildError>> {
+        let config = meta::Config::new()
+            .match_kind(regex_automata::MatchKind::LeftmostFirst)
+            .utf8_empty(false)
+            .nfa_size_limit(Some(10 * (1 << 20)))
+            .hybrid_cache_capacity(2 * (1 << 20))
+            .auto_prefilter(false)
+            .which_captures(WhichCaptures::Implicit);
+        meta::Builder::new()
+            .configure(config)
+            .syntax(syntax::Config::new().unicode(false).utf8(false))
+            .build(source)
+            .map_err(Box::new)
     }
 
-    pub(crate) fn get(&self) -> &regex::bytes::Regex {
+    pub(crate) fn get(&self) -> &meta::Regex {
         self.regex
             .get_or_init(|| Self::build(&self.source).expect("checked when the pack was compiled"))
     }
 }
 
-/// The terms' automaton: a contiguous NFA whose states down to depth 12 (the
+/// The phrase automaton is a contiguous NFA whose states down to depth 12 (the
 /// length of most terms) keep dense transitions, not a DFA. For the shipped
 /// pack's 3,700 terms: DFA 22.2 MB of the agent's memory, this 17.0 MB with
 /// the same title p99 within the bench's noise, a fully sparse NFA 9.4 MB but
 /// a title p99 about 40% slower (the agent's idle budget is 30 MB in all).
-pub(crate) fn build_automaton<P: AsRef<[u8]>>(
-    patterns: &[P],
-) -> Result<AhoCorasick, aho_corasick::BuildError> {
-    AhoCorasick::builder()
-        .match_kind(MatchKind::Standard)
-        .kind(Some(AhoCorasickKind::ContiguousNFA))
-        .dense_depth(12)
-        .build(patterns)
-        .or_else(|_| {
-            AhoCorasick::builder()
-                .match_kind(MatchKind::Standard)
-                .build(patterns)
-        })
-}
+const DENSE_DEPTH: usize = 12;
 
 /// The normalised words a pattern writes out, leaving out `{list}` names and gaps.
 fn literal_words(pattern: &str) -> Vec<String> {

@@ -8,12 +8,12 @@
 //! `anywhere` count once per category for the line they are on (a chat message, a paragraph). A category alerts when the sum
 //! of its matches' positive scores, plus its `anywhere` cues, reaches its threshold.
 
-use crate::normalise::{boundary_after, boundary_before, offsets_of};
+use crate::normalise::offsets_of;
 use crate::pack::Problem;
 use crate::pattern::ListEntries;
+use crate::phrases::PhrasesBuilder;
 use crate::wordlist::expand;
 use crate::{is_category, CATEGORIES};
-use aho_corasick::AhoCorasick;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -177,11 +177,9 @@ pub(crate) struct CueTarget<'a> {
     pub(crate) pattern_words: Option<&'a [String]>,
 }
 
-/// The compiled cues of a pack.
+/// The compiled cues of a pack (their phrases are in the pack's phrase automaton).
 #[derive(Debug, Default)]
 pub(crate) struct CueSet {
-    automaton: Option<AhoCorasick>,
-    pattern_cues: Vec<Vec<u32>>,
     cues: Vec<CompiledCue>,
 }
 
@@ -203,24 +201,16 @@ impl Words {
 }
 
 impl CueSet {
+    /// Compile the cue groups and put their phrases in `phrases`.
     pub(crate) fn compile(
         cues: &[Cue],
         lists: &BTreeMap<String, ListEntries>,
+        phrases: &mut PhrasesBuilder,
     ) -> Result<CueSet, String> {
-        let mut phrases: Vec<String> = Vec::new();
-        let mut pattern_cues: Vec<Vec<u32>> = Vec::new();
-        let mut index: BTreeMap<String, usize> = BTreeMap::new();
         let mut compiled = Vec::new();
         for (i, cue) in cues.iter().enumerate() {
             for p in expand(&cue.phrases, lists)? {
-                let at = *index.entry(p.clone()).or_insert_with(|| {
-                    phrases.push(p);
-                    pattern_cues.push(Vec::new());
-                    phrases.len() - 1
-                });
-                if !pattern_cues[at].contains(&(i as u32)) {
-                    pattern_cues[at].push(i as u32);
-                }
+                phrases.cue(&p, i as u32);
             }
             let categories = if cue.categories.is_empty() {
                 u16::MAX
@@ -238,52 +228,28 @@ impl CueSet {
                 categories,
             });
         }
-        let automaton = if phrases.is_empty() {
-            None
-        } else {
-            Some(AhoCorasick::new(&phrases).map_err(|e| e.to_string())?)
-        };
-        Ok(CueSet {
-            automaton,
-            pattern_cues,
-            cues: compiled,
-        })
-    }
-
-    /// Every cue occurrence in `text`, on word boundaries: (cue index, span).
-    fn occurrences(&self, text: &str) -> Vec<(u32, Range<usize>)> {
-        let mut out = Vec::new();
-        let Some(ac) = &self.automaton else {
-            return out;
-        };
-        let bytes = text.as_bytes();
-        for m in ac.find_overlapping_iter(text) {
-            if boundary_before(bytes, m.start()) && boundary_after(bytes, m.end()) {
-                for &c in &self.pattern_cues[m.pattern().as_usize()] {
-                    out.push((c, m.range()));
-                }
-            }
-        }
-        out
+        Ok(CueSet { cues: compiled })
     }
 
     /// For each of `hits`, the local cues that apply (each cue group once), and for each category bit the `anywhere` cues in
     /// the text. Only a pattern's match can hold a cue inside it (in a gap); a phrase
     /// written with a negator in it ('the holocaust never happened') means it, and so does
     /// a pattern whose own words make up the cue ('{group} are not welcome').
+    /// `occurrences` are the cue phrases in `text` on word boundaries (cue index, span), in
+    /// order of their end.
     pub(crate) fn find(
         &self,
         text: &str,
+        occurrences: &[(u32, Range<usize>)],
         hits: &[CueTarget],
     ) -> (Vec<Vec<CueHit>>, Vec<(u16, CueHit)>) {
-        let occurrences = self.occurrences(text);
         let mut local = vec![Vec::new(); hits.len()];
         let mut anywhere: Vec<(u16, CueHit)> = Vec::new();
         if occurrences.is_empty() {
             return (local, anywhere);
         }
         let words = Words::new(text);
-        for (c, span) in &occurrences {
+        for (c, span) in occurrences {
             let cue = &self.cues[*c as usize];
             let hit = || CueHit {
                 name: cue.name.clone(),

@@ -19,6 +19,7 @@ pub mod normalise;
 mod pack;
 mod pack_toml;
 pub mod pattern;
+mod phrases;
 mod typed;
 mod url;
 mod weighing;

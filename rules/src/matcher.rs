@@ -1,14 +1,16 @@
-//! The compiled matcher: one Aho-Corasick automaton over the normalised literal terms, one
-//! `RegexSet` for the few regex terms, and a second automaton for exception phrases.
+//! The compiled matcher: one Aho-Corasick automaton over every normalised phrase (literal
+//! terms, pattern anchors, exceptions, cues; see `phrases`), one `RegexSet` for the few
+//! regex terms, and the word patterns' regexes, run where their anchor occurs.
 
 use crate::compile::{LazyPattern, Required};
 use crate::cue::CueSet;
 use crate::normalise::{boundary_after, boundary_before, Normalised, Normaliser};
 use crate::pack::TermKind;
+use crate::phrases::{Found, Occurrence, Phrases};
 use crate::weighing::{CategoryScore, Weighed};
 use crate::{AgeBand, CaptureMode, Scope, CATEGORIES};
-use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexSet};
+use smallvec::SmallVec;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -118,20 +120,17 @@ pub struct Matcher {
     pub(crate) pack_id: String,
     pub(crate) version: u32,
     pub(crate) rules: Vec<Rule>,
-    pub(crate) terms: Option<AhoCorasick>,
-    /// Automaton pattern id -> rules with that normalised term.
-    pub(crate) pattern_rules: Vec<Vec<u32>>,
+    /// Every normalised phrase (terms, anchors, exceptions, cues, required lists' entries)
+    /// in one automaton walked from word starts, with what each stands for.
+    pub(crate) phrases: Phrases,
     pub(crate) regexes: Option<RegexSet>,
     pub(crate) regex_rules: Vec<(u32, Regex)>,
-    /// Automaton pattern id -> (index in `patterns`, anchor is a prefix).
-    pub(crate) anchor_patterns: Vec<Vec<(u32, bool)>>,
     /// Word patterns: (rule, compiled regex), run only where their anchor occurs.
     pub(crate) patterns: Vec<(u32, LazyPattern)>,
     pub(crate) cues: CueSet,
     /// Threshold per index in [`CATEGORIES`].
     pub(crate) thresholds: [f32; 12],
     pub(crate) weighing: bool,
-    pub(crate) exception_automaton: Option<AhoCorasick>,
     pub(crate) exceptions: Vec<Exception>,
     /// Normalised exception phrases, sorted, for the typed matcher's look-ahead.
     pub(crate) exception_prefixes: Vec<String>,
@@ -316,31 +315,31 @@ impl Matcher {
         let text = n.as_str();
         let bytes = text.as_bytes();
         let bit = scope.bit();
-        let mut candidates = Vec::new();
-        let mut anchored: Vec<u32> = Vec::new();
-        if let Some(ac) = &self.terms {
-            for m in ac.find_overlapping_iter(text) {
-                for &(p, prefix) in &self.anchor_patterns[m.pattern().as_usize()] {
-                    if boundary_before(bytes, m.start())
-                        && (prefix || boundary_after(bytes, m.end()))
-                        && !anchored.contains(&p)
-                    {
-                        anchored.push(p);
-                    }
+        // On the stack for a title or a typed tail (they move to the heap beyond).
+        let mut candidates: SmallVec<[Hit; 8]> = SmallVec::new();
+        let mut anchored: SmallVec<[u32; 16]> = SmallVec::new();
+        let mut found = Found::new();
+        self.phrases.find(bytes, &mut found);
+        for m in &found {
+            let roles = self.phrases.roles(m.phrase);
+            if roles.rules.is_empty() && roles.anchors.is_empty() {
+                continue;
+            }
+            let ends_word = boundary_after(bytes, m.span.end);
+            for &(p, prefix) in roles.anchors.iter() {
+                if (prefix || ends_word) && !anchored.contains(&p) {
+                    anchored.push(p);
                 }
-                for &r in &self.pattern_rules[m.pattern().as_usize()] {
-                    let rule = &self.rules[r as usize];
-                    if rule.scopes & bit == 0 || !boundary_before(bytes, m.start()) {
-                        continue;
-                    }
-                    if rule.kind != TermKind::Prefix && !boundary_after(bytes, m.end()) {
-                        continue;
-                    }
-                    candidates.push(Hit {
-                        rule: r,
-                        norm: m.range(),
-                    });
+            }
+            for &r in roles.rules.iter() {
+                let rule = &self.rules[r as usize];
+                if rule.scopes & bit == 0 || (rule.kind != TermKind::Prefix && !ends_word) {
+                    continue;
                 }
+                candidates.push(Hit {
+                    rule: r,
+                    norm: m.span.clone(),
+                });
             }
         }
         if let Some(set) = &self.regexes {
@@ -359,9 +358,15 @@ impl Matcher {
                 }
             }
         }
+        let mut lists: Option<u64> = None;
+        let ascii = text.is_ascii();
         for p in anchored {
             let (r, lazy) = &self.patterns[p as usize];
-            if self.rules[*r as usize].scopes & bit == 0 || !required_present(lazy, text) {
+            if self.rules[*r as usize].scopes & bit == 0
+                || !required_present(lazy, text, &found, ascii, || {
+                    *lists.get_or_insert_with(|| self.phrases.lists_present(bytes, &found))
+                })
+            {
                 continue;
             }
             for m in lazy.get().find_iter(text.as_bytes()) {
@@ -380,7 +385,7 @@ impl Matcher {
         if candidates.is_empty() {
             return scan;
         }
-        let occurrences = self.exceptions_near(text, &candidates);
+        let occurrences = self.exceptions_near(text, &candidates, &found);
         for hit in candidates {
             let rule = &self.rules[hit.rule as usize];
             let cancel = occurrences.iter().find(|(e, range)| {
@@ -407,7 +412,15 @@ impl Matcher {
         });
         if self.weighing && !scan.hits.is_empty() {
             let hits = std::mem::take(&mut scan.hits);
-            let (kept, weighing) = self.weigh(n, hits, explain);
+            let cues: SmallVec<[(u32, Range<usize>); 8]> = found
+                .iter()
+                .filter(|m| boundary_after(bytes, m.span.end))
+                .flat_map(|m| {
+                    let roles = self.phrases.roles(m.phrase);
+                    roles.cues.iter().map(move |&c| (c, m.span.clone()))
+                })
+                .collect();
+            let (kept, weighing) = self.weigh(n, hits, explain, &cues);
             scan.hits = kept;
             scan.weighing = weighing;
         }
@@ -415,33 +428,43 @@ impl Matcher {
     }
 
     /// Occurrences of exception phrases (on word boundaries) in normalised text that could
-    /// overlap one of `hits`: only windows around the hits are searched.
-    fn exceptions_near(&self, text: &str, hits: &[Hit]) -> Vec<(usize, Range<usize>)> {
+    /// overlap one of `hits`: those in windows around the hits, taken from the phrases
+    /// `found` in the text.
+    fn exceptions_near(
+        &self,
+        text: &str,
+        hits: &[Hit],
+        found: &[Occurrence],
+    ) -> Vec<(usize, Range<usize>)> {
         let mut out = Vec::new();
-        let Some(ac) = &self.exception_automaton else {
+        if self.exceptions.is_empty() {
             return out;
-        };
+        }
         let bytes = text.as_bytes();
         let reach = self.longest_exception;
-        let mut windows: Vec<Range<usize>> = hits
+        let mut windows: SmallVec<[Range<usize>; 8]> = hits
             .iter()
             .map(|h| h.norm.start.saturating_sub(reach)..(h.norm.end + reach).min(text.len()))
             .collect();
         windows.sort_by_key(|w| w.start);
-        let mut merged: Vec<Range<usize>> = Vec::with_capacity(windows.len());
+        let mut merged: SmallVec<[Range<usize>; 8]> = SmallVec::new();
         for w in windows {
             match merged.last_mut() {
                 Some(last) if w.start <= last.end => last.end = last.end.max(w.end),
                 _ => merged.push(w),
             }
         }
-        for w in merged {
-            let input = aho_corasick::Input::new(text).range(w);
-            for m in ac.find_overlapping_iter(input) {
-                if boundary_before(bytes, m.start()) && boundary_after(bytes, m.end()) {
-                    out.push((m.pattern().as_usize(), m.range()));
-                }
+        for m in found {
+            let exceptions = &self.phrases.roles(m.phrase).exceptions;
+            if exceptions.is_empty()
+                || !boundary_after(bytes, m.span.end)
+                || !merged
+                    .iter()
+                    .any(|w| w.start <= m.span.start && m.span.end <= w.end)
+            {
+                continue;
             }
+            out.extend(exceptions.iter().map(|&e| (e as usize, m.span.clone())));
         }
         out
     }
@@ -452,11 +475,23 @@ impl Matcher {
     }
 }
 
-/// Whether every required word of a word pattern but its anchor occurs in `text` as a
-/// substring: a necessary condition, so the regex decides.
-fn required_present(lazy: &LazyPattern, text: &str) -> bool {
+/// Whether every required token of a word pattern but its anchor may be in `text`: a
+/// word among the phrases `found` from word starts (when it is a phrase and the text is
+/// ASCII) or as a substring, a list with an entry where a token can start (`lists` gives the
+/// mask of such lists, found once per text). A necessary condition: the regex decides.
+fn required_present(
+    lazy: &LazyPattern,
+    text: &str,
+    found: &[Occurrence],
+    ascii: bool,
+    mut lists: impl FnMut() -> u64,
+) -> bool {
     lazy.required.iter().all(|r| match r {
-        Required::Words(words) => words.iter().any(|w| w.find(text.as_bytes()).is_some()),
+        Required::Words(words) => words.iter().any(|w| match w.phrase {
+            Some(id) if ascii => found.iter().any(|o| o.phrase == id),
+            _ => w.finder.find(text.as_bytes()).is_some(),
+        }),
+        Required::List(bit) => lists() & bit != 0,
     })
 }
 

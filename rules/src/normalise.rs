@@ -284,9 +284,18 @@ impl Normaliser {
                 let class = ASCII_CLASS[b as usize];
                 if class == Class::Separator {
                     if self.token.is_empty() && self.sep.count > 0 {
-                        // Fast path: another separator in a run.
-                        self.sep.count += 1;
-                        self.sep.end = start + 1;
+                        // Fast path: the rest of a run of ASCII separators.
+                        let mut j = i + 1;
+                        while j < bytes.len()
+                            && bytes[j] < 0x80
+                            && ASCII_CLASS[bytes[j] as usize] == Class::Separator
+                        {
+                            j += 1;
+                        }
+                        self.sep.count += (j - i) as u32;
+                        self.sep.end = j as u32;
+                        i = j;
+                        continue;
                     } else {
                         self.separator(start, start + 1, out);
                     }

@@ -7,6 +7,7 @@ use crate::matcher::{Hit, Match, Matcher};
 use crate::normalise::Normalised;
 use crate::pack::TermKind;
 use crate::CATEGORIES;
+use smallvec::SmallVec;
 
 /// How one match was weighed: for `tutela-rules test`.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,31 +43,39 @@ pub(crate) struct Weighing {
 
 impl Matcher {
     /// Keep the hits whose category reaches its threshold; with `explain`, say how.
+    /// `cue_occurrences` are the cue phrases in the text (cue index, span), by end.
     pub(crate) fn weigh(
         &self,
         n: &Normalised,
         hits: Vec<Hit>,
         explain: bool,
+        cue_occurrences: &[(u32, std::ops::Range<usize>)],
     ) -> (Vec<Hit>, Weighing) {
         let text = n.as_str();
         let mut weighing = Weighing::default();
         if !self.needs_weighing() {
             return (hits, weighing);
         }
-        let spans: Vec<CueTarget> = hits
-            .iter()
-            .map(|h| {
-                let rule = &self.rules[h.rule as usize];
-                CueTarget {
-                    span: h.norm.clone(),
-                    category_bit: rule.category_bit,
-                    pattern_words: (rule.kind == TermKind::Pattern)
-                        .then_some(rule.literal_words.as_slice()),
-                }
-            })
-            .collect();
-        let (local, anywhere) = self.cues.find(text, &spans);
-        let scores: Vec<f32> = hits
+        // Small vectors on the stack: a text rarely has more than a few matches, and
+        // weighing runs on every text that has one.
+        let (local, anywhere) = if cue_occurrences.is_empty() {
+            (vec![Vec::new(); hits.len()], Vec::new())
+        } else {
+            let spans: SmallVec<[CueTarget; 8]> = hits
+                .iter()
+                .map(|h| {
+                    let rule = &self.rules[h.rule as usize];
+                    CueTarget {
+                        span: h.norm.clone(),
+                        category_bit: rule.category_bit,
+                        pattern_words: (rule.kind == TermKind::Pattern)
+                            .then_some(rule.literal_words.as_slice()),
+                    }
+                })
+                .collect();
+            self.cues.find(text, cue_occurrences, &spans)
+        };
+        let scores: SmallVec<[f32; 8]> = hits
             .iter()
             .zip(&local)
             .map(|(h, cues)| {
@@ -74,9 +83,15 @@ impl Matcher {
             })
             .collect();
         let mut kept = Vec::new();
+        let present = hits
+            .iter()
+            .fold(0u16, |m, h| m | self.rules[h.rule as usize].category_bit);
         for (cat_index, _) in CATEGORIES.iter().enumerate() {
             let bit = 1u16 << cat_index;
-            let members: Vec<usize> = (0..hits.len())
+            if present & bit == 0 {
+                continue;
+            }
+            let members: SmallVec<[usize; 8]> = (0..hits.len())
                 .filter(|&i| self.rules[hits[i].rule as usize].category_bit == bit)
                 .collect();
             if members.is_empty() {
@@ -85,7 +100,7 @@ impl Matcher {
             // The same words count once: two rules matching exactly the same words count at
             // the better score, and one rule matching the same words again adds nothing (a
             // word repeated is not more evidence; different words, or a longer match, are).
-            let mut by_span: Vec<usize> = Vec::new();
+            let mut by_span: SmallVec<[usize; 8]> = SmallVec::new();
             for &i in &members {
                 match by_span.iter_mut().find(|j| hits[**j].norm == hits[i].norm) {
                     Some(j) if scores[i] > scores[*j] => *j = i,
@@ -105,8 +120,9 @@ impl Matcher {
                         && scores[j] >= scores[i]
                 })
             };
-            let outer: Vec<usize> = by_span.iter().copied().filter(|&i| !inner(i)).collect();
-            let mut distinct: Vec<(u32, &str, f32)> = Vec::new();
+            let outer: SmallVec<[usize; 8]> =
+                by_span.iter().copied().filter(|&i| !inner(i)).collect();
+            let mut distinct: SmallVec<[(u32, &str, f32); 8]> = SmallVec::new();
             for i in outer {
                 let key = (hits[i].rule, text.get(hits[i].norm.clone()).unwrap_or(""));
                 match distinct.iter_mut().find(|(r, t, _)| (*r, *t) == key) {
@@ -117,10 +133,14 @@ impl Matcher {
             let mut total: f32 = distinct.iter().map(|(_, _, s)| s.max(0.0)).sum();
             // A text-wide cue describes the line it is on (a chat message, a paragraph): it
             // counts, once, when it shares a line with one of this category's matches.
-            let lines: Vec<usize> = members
-                .iter()
-                .map(|&i| n.line_of(hits[i].norm.start))
-                .collect();
+            let lines: SmallVec<[usize; 8]> = if anywhere.is_empty() {
+                SmallVec::new()
+            } else {
+                members
+                    .iter()
+                    .map(|&i| n.line_of(hits[i].norm.start))
+                    .collect()
+            };
             let mut context: Vec<CueHit> = Vec::new();
             for (cats, c) in &anywhere {
                 if cats & bit != 0

@@ -1,0 +1,341 @@
+//! Phrases found from word starts: one Aho-Corasick automaton holds every normalised
+//! phrase a text is searched for (literal terms, word patterns' anchors, exceptions, cues
+//! and the entries of word lists that patterns require), each with what it stands for,
+//! and is walked from the start of each word of the normalised text (an anchored walk),
+//! not searched through it.
+//!
+//! Every term, anchor, exception and cue must start on a word boundary, so an unanchored
+//! search, which follows failure transitions at every byte to report occurrences starting
+//! anywhere, does work that is thrown away. The anchored walk from each word start stops
+//! as soon as no phrase continues (usually within the word), never follows a failure
+//! transition, and reports the same occurrences in the same order. One automaton for all
+//! phrases walks each word once, however many kinds of phrase start with it.
+
+use aho_corasick::automaton::Automaton;
+use aho_corasick::nfa::{contiguous, noncontiguous};
+use aho_corasick::{Anchored, MatchKind};
+use std::collections::HashMap;
+use std::ops::Range;
+
+/// What a phrase stands for; most phrases have one role.
+#[derive(Debug, Default)]
+pub(crate) struct Roles {
+    /// Literal terms (rule indices) whose normalised text it is.
+    pub(crate) rules: Box<[u32]>,
+    /// Word patterns anchored on it: (pattern index, the anchor is a prefix).
+    pub(crate) anchors: Box<[(u32, bool)]>,
+    /// Exceptions (indices) whose normalised phrase it is.
+    pub(crate) exceptions: Box<[u32]>,
+    /// Cue groups (indices) with this phrase.
+    pub(crate) cues: Box<[u32]>,
+    /// Bits of the required word lists it is an entry of.
+    pub(crate) lists: u64,
+}
+
+#[derive(Debug, Default)]
+struct RolesBuilder {
+    rules: Vec<u32>,
+    anchors: Vec<(u32, bool)>,
+    exceptions: Vec<u32>,
+    cues: Vec<u32>,
+    lists: u64,
+}
+
+/// Collects the phrases and their roles while a pack is compiled.
+#[derive(Debug, Default)]
+pub(crate) struct PhrasesBuilder {
+    phrases: Vec<String>,
+    index: HashMap<String, usize>,
+    roles: Vec<RolesBuilder>,
+}
+
+impl PhrasesBuilder {
+    fn entry(&mut self, phrase: &str) -> &mut RolesBuilder {
+        let i = match self.index.get(phrase) {
+            Some(&i) => i,
+            None => {
+                self.phrases.push(phrase.to_string());
+                self.roles.push(RolesBuilder::default());
+                self.index
+                    .insert(phrase.to_string(), self.phrases.len() - 1);
+                self.phrases.len() - 1
+            }
+        };
+        &mut self.roles[i]
+    }
+
+    pub(crate) fn rule(&mut self, phrase: &str, rule: u32) {
+        self.entry(phrase).rules.push(rule);
+    }
+
+    pub(crate) fn anchor(&mut self, phrase: &str, pattern: u32, prefix: bool) {
+        self.entry(phrase).anchors.push((pattern, prefix));
+    }
+
+    pub(crate) fn exception(&mut self, phrase: &str, exception: u32) {
+        self.entry(phrase).exceptions.push(exception);
+    }
+
+    pub(crate) fn cue(&mut self, phrase: &str, cue: u32) {
+        let cues = &mut self.entry(phrase).cues;
+        if !cues.contains(&cue) {
+            cues.push(cue);
+        }
+    }
+
+    pub(crate) fn list_entry(&mut self, phrase: &str, bit: u64) {
+        self.entry(phrase).lists |= bit;
+    }
+
+    /// The id of a phrase already collected.
+    pub(crate) fn id(&self, phrase: &str) -> Option<u32> {
+        self.index.get(phrase).map(|&i| i as u32)
+    }
+
+    /// The automaton; states down to `dense_depth` keep dense transitions.
+    pub(crate) fn build(self, dense_depth: usize) -> Result<Phrases, aho_corasick::BuildError> {
+        let automaton = if self.phrases.is_empty() {
+            None
+        } else {
+            Some(PhraseAutomaton::new(&self.phrases, dense_depth)?)
+        };
+        let roles = self
+            .roles
+            .into_iter()
+            .map(|r| Roles {
+                rules: r.rules.into_boxed_slice(),
+                anchors: r.anchors.into_boxed_slice(),
+                exceptions: r.exceptions.into_boxed_slice(),
+                cues: r.cues.into_boxed_slice(),
+                lists: r.lists,
+            })
+            .collect();
+        Ok(Phrases { automaton, roles })
+    }
+}
+
+/// Bytes after which no pattern token starts unless they are spaces: ASCII word
+/// characters for `(?-u:\b)` (letters, digits, `_`), and the space.
+static WORD_OR_SPACE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c == b' ' || c == b'_' || c.is_ascii_alphanumeric();
+        b += 1;
+    }
+    t
+};
+
+/// Every phrase of a compiled pack in one automaton, with its roles.
+#[derive(Debug, Default)]
+pub(crate) struct Phrases {
+    automaton: Option<PhraseAutomaton>,
+    roles: Box<[Roles]>,
+}
+
+impl Phrases {
+    /// Occurrences of phrases starting on a word start of `text` (see
+    /// [`PhraseAutomaton::find_in`]).
+    pub(crate) fn find(&self, text: &[u8], out: &mut Found) {
+        if let Some(a) = &self.automaton {
+            a.find_in(text, 0..text.len(), out);
+        }
+    }
+
+    pub(crate) fn roles(&self, phrase: u32) -> &Roles {
+        &self.roles[phrase as usize]
+    }
+
+    /// The bits of the required word lists with an entry in `text` that starts where a
+    /// pattern's list token can start: at a word start (`found`, from [`Phrases::find`]),
+    /// or after any other byte that is not an ASCII word character (a non-ASCII letter),
+    /// where a regex word boundary `(?-u:\b)` also is.
+    pub(crate) fn lists_present(&self, text: &[u8], found: &[Occurrence]) -> u64 {
+        let mut mask = found
+            .iter()
+            .fold(0, |m, o| m | self.roles[o.phrase as usize].lists);
+        // The normaliser writes ASCII only as lower-case letters, digits and spaces: in an
+        // ASCII text every place a token can start is a word start.
+        debug_assert!(!text.is_ascii() || text.iter().all(|&b| WORD_OR_SPACE[usize::from(b)]));
+        if let Some(a) = self.automaton.as_ref().filter(|_| !text.is_ascii()) {
+            let mut out = Found::new();
+            for (i, &b) in text.iter().enumerate() {
+                if !WORD_OR_SPACE[usize::from(b)] && i + 1 < text.len() {
+                    a.walk(text, i + 1, text.len(), &mut out);
+                }
+            }
+            mask = out
+                .iter()
+                .fold(mask, |m, o| m | self.roles[o.phrase as usize].lists);
+        }
+        mask
+    }
+}
+
+/// An occurrence of a phrase starting on a word boundary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Occurrence {
+    /// Index of the phrase in the list the automaton was built from.
+    pub(crate) phrase: u32,
+    pub(crate) span: Range<usize>,
+}
+
+/// The occurrences found in one text: on the stack for a title or a typed tail.
+pub(crate) type Found = smallvec::SmallVec<[Occurrence; 32]>;
+
+/// An automaton over normalised phrases, walked from word starts.
+#[derive(Debug)]
+pub(crate) struct PhraseAutomaton {
+    nfa: Nfa,
+}
+
+#[derive(Debug)]
+enum Nfa {
+    /// The usual form: one block of memory, dense transitions near the root.
+    Contiguous(contiguous::NFA),
+    /// When the phrases are too many for a contiguous NFA.
+    Noncontiguous(noncontiguous::NFA),
+}
+
+impl PhraseAutomaton {
+    /// Build over `phrases`; states down to `dense_depth` keep dense transitions (faster,
+    /// more memory).
+    pub(crate) fn new<P: AsRef<[u8]>>(
+        phrases: &[P],
+        dense_depth: usize,
+    ) -> Result<PhraseAutomaton, aho_corasick::BuildError> {
+        let nnfa = noncontiguous::Builder::new()
+            .match_kind(MatchKind::Standard)
+            .dense_depth(dense_depth)
+            .prefilter(false)
+            .build(phrases)?;
+        let nfa = match contiguous::Builder::new()
+            .match_kind(MatchKind::Standard)
+            .dense_depth(dense_depth)
+            .prefilter(false)
+            .build_from_noncontiguous(&nnfa)
+        {
+            Ok(cnfa) => Nfa::Contiguous(cnfa),
+            Err(_) => Nfa::Noncontiguous(nnfa),
+        };
+        Ok(PhraseAutomaton { nfa })
+    }
+
+    /// Append to `out` every occurrence that starts on a word start of `text` (offset 0 or
+    /// after a space) and lies inside `range`, ordered as an overlapping search reports
+    /// them: by end, then by start. Whether it ends on a word boundary is the caller's.
+    pub(crate) fn find_in(&self, text: &[u8], range: Range<usize>, out: &mut Found) {
+        let first = out.len();
+        let end = range.end.min(text.len());
+        let mut start = range.start;
+        while start < end {
+            if start == 0 || text[start - 1] == b' ' {
+                self.walk(text, start, end, out);
+            }
+            // Words are short: a plain loop beats a vectorised search here.
+            start = match text[start..end].iter().position(|&b| b == b' ') {
+                Some(i) => start + i + 1,
+                None => break,
+            };
+        }
+        if out.len() - first > 1 {
+            // Collected by start, then by end; a stable sort by end keeps starts in order.
+            out[first..].sort_by_key(|o| o.span.end);
+        }
+    }
+
+    /// The occurrences starting at `start` and ending by `end`, by end.
+    fn walk(&self, text: &[u8], start: usize, end: usize, out: &mut Found) {
+        match &self.nfa {
+            Nfa::Contiguous(a) => walk(a, text, start, end, out),
+            Nfa::Noncontiguous(a) => walk(a, text, start, end, out),
+        }
+    }
+}
+
+fn walk<A: Automaton>(aut: &A, text: &[u8], start: usize, end: usize, out: &mut Found) {
+    let Ok(mut sid) = aut.start_state(Anchored::Yes) else {
+        return;
+    };
+    for (at, &byte) in text[start..end].iter().enumerate() {
+        sid = aut.next_state(Anchored::Yes, sid, byte);
+        if aut.is_dead(sid) {
+            return;
+        }
+        if aut.is_match(sid) {
+            let len = at + 1;
+            for i in 0..aut.match_len(sid) {
+                let pid = aut.match_pattern(sid, i);
+                // A match state also lists the shorter phrases that end here but start
+                // later (from its failure chain): those are found from their own start.
+                if aut.pattern_len(pid) == len {
+                    out.push(Occurrence {
+                        phrase: pid.as_u32(),
+                        span: start..start + len,
+                    });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aho_corasick::AhoCorasick;
+
+    /// The anchored walk finds exactly what an overlapping search finds that starts on a
+    /// word start, in the same order.
+    #[test]
+    fn same_as_overlapping_search_from_word_starts() {
+        let phrases = [
+            "kil",
+            "kil me",
+            "i",
+            "i want",
+            "want to die",
+            "to die",
+            "die",
+            "me",
+            "a",
+            "an",
+            "want",
+            "e",
+            "kil me now",
+            "now",
+            "ow",
+        ];
+        let aut = PhraseAutomaton::new(&phrases, 2).unwrap();
+        let ac = AhoCorasick::builder()
+            .match_kind(MatchKind::Standard)
+            .build(phrases)
+            .unwrap();
+        for text in [
+            "i want to die",
+            "kil me now and i want to die now",
+            "a an ant want wants to die kil kilme me",
+            "",
+            " i  want ",
+            "ow now",
+        ] {
+            let bytes = text.as_bytes();
+            for range in [
+                0..text.len(),
+                2.min(text.len())..text.len().saturating_sub(3),
+            ] {
+                let mut got = Found::new();
+                aut.find_in(bytes, range.clone(), &mut got);
+                let want: Vec<Occurrence> = ac
+                    .find_overlapping_iter(aho_corasick::Input::new(text).range(range.clone()))
+                    .filter(|m| m.start() == 0 || bytes[m.start() - 1] == b' ')
+                    .map(|m| Occurrence {
+                        phrase: m.pattern().as_u32(),
+                        span: m.range(),
+                    })
+                    .collect();
+                assert_eq!(got.as_slice(), want.as_slice(), "{text:?} {range:?}");
+            }
+        }
+    }
+}
