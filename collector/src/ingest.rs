@@ -11,13 +11,11 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 use tutela_proto::v1::ingest_server::Ingest;
 use tutela_proto::v1::{
-    Ack, EventBatch, EventBatchReply, EventBody, HeartbeatBody, HeartbeatReply, SignedEvent,
+    EventBatch, EventBatchReply, EventBody, HeartbeatBody, HeartbeatReply, SignedEvent,
     SignedHeartbeat,
 };
 
@@ -26,7 +24,7 @@ use crate::secrets::CaptureVault;
 use crate::signature::{self, PublicKey};
 use crate::store::agents::HeartbeatRow;
 use crate::store::{self, Store, StoreError, Tx};
-use crate::writer::{with_seq, Reply, Verified, Writer};
+use crate::writer::{reply_channel, with_seq, Replies, Reply, Verified, Writer};
 
 /// How long a looked-up agent key is trusted before re-reading (revocation latency).
 const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
@@ -542,7 +540,7 @@ fn frame_refusal(status: Status) -> Status {
 
 #[tonic::async_trait]
 impl Ingest for IngestService {
-    type StreamStream = UnboundedReceiverStream<Result<Ack, Status>>;
+    type StreamStream = Replies;
 
     async fn stream(
         &self,
@@ -553,7 +551,7 @@ impl Ingest for IngestService {
             .map(|a| a.to_string())
             .unwrap_or_else(|| "unknown".into());
         let mut inbound = request.into_inner();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = reply_channel();
         let service = self.clone();
         // One task per open stream, idle nearly all the time: its state is
         // kept small (about 1 KiB) by boxing the steps that hold much while
@@ -575,7 +573,7 @@ impl Ingest for IngestService {
                 break;
             }
         });
-        Ok(Response::new(UnboundedReceiverStream::new(rx)))
+        Ok(Response::new(rx))
     }
 
     async fn submit(
