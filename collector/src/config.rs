@@ -57,6 +57,12 @@ pub struct Storage {
     pub lease_secs: u64,
     /// Where captures' (sealed) bytes go: the database, or object storage.
     pub captures: CaptureStorage,
+    /// The PEM file of the CA that signed the PostgreSQL server's
+    /// certificate, for `?sslmode=verify-full` (or `verify-ca`, `require`)
+    /// in `url`; a relative path is from the data directory. The same as
+    /// `sslrootcert=` in the URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
 }
 
 /// `[storage.captures]`: the database by default; `url = "s3://bucket/prefix"`
@@ -96,6 +102,25 @@ impl Default for CaptureStorage {
     }
 }
 
+impl Storage {
+    /// Puts `ca` (relative to `dir`) into a PostgreSQL `url` as its
+    /// `sslrootcert`, unless the URL names one itself.
+    fn name_ca(&mut self, dir: &Path) {
+        let Some(ca) = &self.ca else {
+            return;
+        };
+        let url = self.url.trim();
+        if url.is_empty() || url.contains("sslrootcert=") {
+            return;
+        }
+        let ca = dir.join(ca);
+        let encoded: String =
+            form_urlencoded::byte_serialize(ca.to_string_lossy().as_bytes()).collect();
+        let joiner = if url.contains('?') { '&' } else { '?' };
+        self.url = format!("{url}{joiner}sslrootcert={encoded}");
+    }
+}
+
 // The URL may hold a password: never printed.
 impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -104,6 +129,7 @@ impl std::fmt::Debug for Storage {
             .field("url", &crate::store::Location::redacted(&self.url))
             .field("lease_secs", &self.lease_secs)
             .field("captures", &self.captures)
+            .field("ca", &self.ca)
             .finish()
     }
 }
@@ -146,6 +172,7 @@ impl Default for Storage {
             url: String::new(),
             lease_secs: 30,
             captures: CaptureStorage::default(),
+            ca: None,
         }
     }
 }
@@ -167,10 +194,13 @@ impl CollectorConfig {
             path: path.to_owned(),
             source,
         })?;
-        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        let mut config: Self = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
             path: path.to_owned(),
             reason: e.to_string(),
         })?;
+        config
+            .storage
+            .name_ca(path.parent().unwrap_or(Path::new(".")));
         let also = &config.advertise_also;
         let bad = also.iter().find(|a| !tutela_proto::token::is_endpoint(a));
         if let Some(bad) = bad {
@@ -545,6 +575,19 @@ pub struct Backup {
     /// it no backup can be restored). `--passphrase-file` overrides it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub passphrase_file: Option<PathBuf>,
+    /// Scheduled backups by `serve`: a new directory per slot under this
+    /// one (unset: none; the nightly timer of the package does it instead).
+    /// With several collectors on one PostgreSQL, one of them makes each
+    /// slot's backup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// How often, as a duration (24h, 6h, 30m); slots start at whole
+    /// multiples of it since 1970 (UTC). Default 24h.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    /// Scheduled backups kept in `dir` (older ones are removed). Default 14.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep: Option<u32>,
 }
 
 /// How long evidence is kept (see `tutela-collector purge`).

@@ -2,9 +2,10 @@
 //! against the SHA-256 the agent signed, so what is shown is what was sent.
 
 use ring::digest::{digest, SHA256};
-use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::secrets::{CaptureVault, SecretsError};
+use crate::store::console::Console;
+use crate::store::review::Scope;
 
 /// A decrypted capture of one alert.
 #[derive(Clone, PartialEq, Eq)]
@@ -32,49 +33,58 @@ impl std::fmt::Debug for Capture {
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {
     #[error(transparent)]
-    Database(#[from] rusqlite::Error),
+    Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Secrets(#[from] SecretsError),
     #[error("the capture of alert {0} does not match the SHA-256 its agent signed")]
     Tampered(i64),
+    #[error("the capture of alert {0} is not a readable JPEG image")]
+    NotAnImage(i64),
     #[error(transparent)]
     Blob(#[from] crate::store::blob::BlobError),
 }
 
-/// The capture of alert `alert_id`, decrypted; `None` when the alert has no capture.
+/// The capture of alert `alert_id`, decrypted; `None` when the alert has no
+/// capture. Reads go through the store (SQLite or PostgreSQL) and the
+/// capture's blob store; the command line sees every viewer scope.
 pub fn open_capture(
-    conn: &Connection,
+    db: &Console<'_>,
     vault: &CaptureVault,
     blobs: &crate::store::blob::Blobs,
     alert_id: i64,
 ) -> Result<Option<Capture>, EvidenceError> {
-    let row = conn
-        .query_row(
-            "SELECT a.event_id, c.width, c.height, c.sha256
-             FROM captures c JOIN alerts a ON a.id = c.alert_id WHERE c.alert_id = ?1",
-            params![alert_id],
-            |r| {
-                let capture = Capture {
-                    alert_id,
-                    event_id: r.get(0)?,
-                    width: r.get(1)?,
-                    height: r.get(2)?,
-                    jpeg: Vec::new(),
-                };
-                Ok((capture, r.get::<_, Vec<u8>>(3)?))
-            },
-        )
-        .optional()?;
-    let Some((mut capture, sha256)) = row else {
+    let everyone = [false, true].map(|staff| Scope {
+        staff,
+        pattern: String::new(),
+    });
+    let mut alert = None;
+    for scope in &everyone {
+        alert = db.alert(scope, alert_id)?;
+        if alert.is_some() {
+            break;
+        }
+    }
+    let Some(alert) = alert else {
         return Ok(None);
     };
-    let Some(stored) = crate::store::sqlite::blob::stored_capture(conn, alert_id)? else {
+    let (Some(sha256), Some(stored)) = (db.capture_sha256(alert_id)?, db.stored_capture(alert_id)?)
+    else {
         return Ok(None);
     };
     let sealed = blobs.get_blocking(stored)?;
-    capture.jpeg = vault.open(&capture.event_id, &sealed)?;
-    if digest(&SHA256, &capture.jpeg).as_ref() != sha256.as_slice() {
+    let jpeg = vault.open(&alert.event_id, &sealed)?;
+    if digest(&SHA256, &jpeg).as_ref() != sha256.as_slice() {
         return Err(EvidenceError::Tampered(alert_id));
     }
-    Ok(Some(capture))
+    let (width, height) =
+        image::ImageReader::with_format(std::io::Cursor::new(&jpeg), image::ImageFormat::Jpeg)
+            .into_dimensions()
+            .map_err(|_| EvidenceError::NotAnImage(alert_id))?;
+    Ok(Some(Capture {
+        alert_id,
+        event_id: alert.event_id,
+        width,
+        height,
+        jpeg,
+    }))
 }

@@ -1,9 +1,9 @@
 //! The Tutela collector: verified ingest, storage, review and rule publishing.
 
-pub mod alerts;
 pub mod backup;
 mod batch;
 pub mod bounds;
+pub mod cli;
 pub mod config;
 pub mod console;
 pub mod coverage;

@@ -185,6 +185,12 @@ pub async fn bind(
         config.retention.clone(),
         Duration::from_secs(config.storage.lease_secs.max(1)),
     );
+    let backups = crate::backup::schedule::spawn(
+        dir,
+        location.clone(),
+        &config.backup,
+        Duration::from_secs(config.storage.lease_secs.max(1)),
+    );
     let serving = async move {
         let _dir_lock = dir_lock;
         let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
@@ -223,6 +229,9 @@ pub async fn bind(
         drop(console);
         drop(metrics);
         purge.abort();
+        if let Some(backups) = &backups {
+            backups.abort();
+        }
         if let Some(sweeper) = &sweeper {
             sweeper.abort();
         }

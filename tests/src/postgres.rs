@@ -170,8 +170,46 @@ impl PgCluster {
         ))
     }
 
+    /// Turns TLS on with `cert_pem` and `key_pem` (a server certificate and
+    /// its key) and refuses connections without it (`hostssl`), then
+    /// restarts the server.
+    pub fn enable_tls(&self, cert_pem: &str, key_pem: &str) -> Result<()> {
+        for (name, text) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+            let path = self.data.join(name);
+            std::fs::write(&path, text)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            if self.as_postgres {
+                run_ok(Command::new("chown").arg("postgres:").arg(&path))?;
+            }
+        }
+        let conf = self.data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf)?;
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, text)?;
+        let hba = self.data.join("pg_hba.conf");
+        let rules: String = std::fs::read_to_string(&hba)?
+            .lines()
+            .map(|l| match l.strip_prefix("host ") {
+                Some(rest) => format!("hostssl {rest}\n"),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        std::fs::write(&hba, rules)?;
+        self.stop()?;
+        self.start_server()
+    }
+
     /// Runs `sql` with psql; returns its rows, one a line, columns split by `|`.
     pub fn query(&self, sql: &str) -> Result<String> {
+        self.query_in("postgres", sql)
+    }
+
+    /// Runs `sql` with psql in database `db`.
+    pub fn query_in(&self, db: &str, sql: &str) -> Result<String> {
         let psql = self.bin.join("psql");
         let psql = if psql.exists() {
             psql
@@ -180,14 +218,7 @@ impl PgCluster {
         };
         let out = Command::new(psql)
             .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "tutela",
-                "-d",
-                "postgres",
-            ])
+            .args(["-p", &self.port.to_string(), "-U", "tutela", "-d", db])
             .args(["-c", sql])
             .env("PGPASSWORD", &self.password)
             .output()
@@ -215,5 +246,34 @@ impl PgCluster {
 impl Drop for PgCluster {
     fn drop(&mut self) {
         let _ = self.stop();
+    }
+}
+
+/// A test certificate authority and a server certificate it signed.
+#[derive(Debug, Clone)]
+pub struct TestCa {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl TestCa {
+    /// A new CA, and a server certificate for `names` (host names or IP addresses).
+    pub fn new(names: &[&str]) -> Result<Self> {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Tutela test database CA");
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+        let key = KeyPair::generate()?;
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let cert = CertificateParams::new(names)?.signed_by(&key, &ca)?;
+        Ok(Self {
+            ca_pem: ca.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 }

@@ -10,6 +10,7 @@ use tutela_agent::rules_sync::RulesSync;
 use tutela_agent::spool::{Spool, SpoolConfig};
 use tutela_rules::{AgeBand, CompileOptions, Matcher, Pack, Scope};
 use tutela_tests::packs::{small_pack, weapons, About};
+use tutela_tests::postgres::PgCluster;
 use tutela_tests::{run_ok, wait_for, Agent, Collector, Scratch};
 
 /// The fleet test pack at `version`, with one weapons phrase.
@@ -225,8 +226,26 @@ fn agents_reject_bad_signatures_and_older_bundles_and_say_why() {
 
 #[test]
 fn two_stations_from_one_cloned_identity_end_distinct_and_flagged() {
-    let scratch = Scratch::new("clone");
+    cloned_identity(None);
+}
+
+/// The same on PostgreSQL: `alerts list`, `alerts gaps`, `agents list`,
+/// `agents clear-flag` and `agents revoke` read and change PostgreSQL.
+#[test]
+fn on_postgresql_two_stations_from_one_cloned_identity_end_distinct_and_flagged() {
+    let pg = PgCluster::start().unwrap();
+    cloned_identity(Some(&pg));
+}
+
+/// Two stations from one cloned identity, on SQLite or on `pg`.
+fn cloned_identity(pg: Option<&PgCluster>) {
+    let scratch = Scratch::new(if pg.is_some() { "clone-pg" } else { "clone" });
     let mut collector = Collector::init(scratch.path("collector")).unwrap();
+    if let Some(pg) = pg {
+        collector
+            .set_section("storage", &format!("url = \"{}\"", pg.url()))
+            .unwrap();
+    }
     collector.start().unwrap();
     // A lab image: one station enrolled, its state directory copied to a second machine.
     let mut original = Agent::new(scratch.path("pc01"));
@@ -299,6 +318,8 @@ fn two_stations_from_one_cloned_identity_end_distinct_and_flagged() {
     );
     assert!(line(&second_id).contains("group=lab-2"), "{list}");
     assert_eq!(list.lines().count(), 2, "{list}");
+    let gaps = run_ok(collector.cmd().args(["alerts", "gaps"])).unwrap();
+    assert_eq!(gaps, "", "no sequence gaps");
     // Once dealt with, the technician clears a flag.
     run_ok(collector.cmd().args(["agents", "clear-flag", &first_id])).unwrap();
     let list = run_ok(collector.cmd().args(["agents", "list"])).unwrap();
@@ -339,6 +360,31 @@ fn two_stations_from_one_cloned_identity_end_distinct_and_flagged() {
         2,
         "{list}"
     );
+    // Revoking again, or an unknown agent, says what is wrong.
+    let unknown = tutela_tests::run_failing(collector.cmd().args([
+        "agents",
+        "revoke",
+        "ag-000000000000",
+        "--only",
+    ]));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no agent ag-000000000000"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+    if let Some(pg) = pg {
+        // Both revocations and the cleared flag were audited in PostgreSQL.
+        assert_eq!(
+            pg.count(&format!(
+                "SELECT count(*) FROM console_audit WHERE action = 'agent-revoke' AND target IN ('{first_id}', '{second_id}')"
+            )),
+            2
+        );
+        assert_eq!(
+            pg.count("SELECT count(*) FROM console_audit WHERE action = 'agent-clear-flag'"),
+            1
+        );
+    }
     // Revoked, the original cannot mint a new identity by re-keying.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let again = rt.block_on(tutela_agent::enrol::rekey(

@@ -2,15 +2,13 @@
 //! simulated agents enrolling, streaming events and sending heartbeats
 //! through both: every event is stored once with its chain intact, every
 //! token use is counted once, and neither collector logs a store error.
-//! Also: on PostgreSQL, the commands that read only the SQLite file refuse
-//! to run (they do not read PostgreSQL yet).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use tutela_tests::load::{agent, Fleet};
 use tutela_tests::postgres::PgCluster;
-use tutela_tests::{run_failing, Collector, Scratch};
+use tutela_tests::{Collector, Scratch};
 
 /// A collector in `scratch/name` whose store is `url`, serving as an ingest node.
 fn ingest_node(scratch: &Scratch, name: &str, url: &str) -> Collector {
@@ -138,24 +136,4 @@ fn two_collectors_on_one_postgresql_store_every_event_once() {
         assert_eq!(local, 0);
     }
     rt.shutdown_timeout(Duration::from_secs(5));
-}
-
-#[test]
-fn on_postgresql_the_commands_that_do_not_read_it_yet_refuse_to_run() {
-    let pg = PgCluster::start().unwrap();
-    let scratch = Scratch::new("postgres-commands");
-    let collector = Collector::init(scratch.path("c")).unwrap();
-    collector
-        .set_section("storage", &format!("url = \"{}\"", pg.url()))
-        .unwrap();
-    // Commands that read only the SQLite file are refused rather than
-    // answer from the wrong store.
-    for command in [
-        &["agents", "revoke", "ag-123456789abc"][..],
-        &["alerts", "list"],
-    ] {
-        let out = run_failing(collector.cmd().args(command));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("does not work on PostgreSQL yet"), "{err}");
-    }
 }

@@ -76,7 +76,7 @@ fn read_password(path: Option<PathBuf>) -> anyhow::Result<String> {
 
 /// Opens the store the collector in `dir` uses (`[storage] url`: SQLite
 /// in `dir`, or PostgreSQL) and runs `f` with the console's view of it.
-fn with_store<T>(
+pub(crate) fn with_store<T>(
     dir: &Path,
     f: impl FnOnce(&Console<'_>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {

@@ -17,10 +17,10 @@ use rusqlite::Connection;
 
 use super::agents::{NewToken, TokenInfo};
 use super::audit::Entry;
-use super::fleet::{Station, StationChange};
+use super::fleet::{Enrolled, Family, Gap, Revoked, Station, StationChange};
 use super::review::{
-    Alert, AlertFilter, Cursor, HistoryEntry, Note, QueueRow, RuleRate, Scope, TimelineRow,
-    Transition, Walk,
+    Alert, AlertFilter, Cursor, HistoryEntry, Listing, Note, QueueRow, RuleRate, Scope,
+    TimelineRow, Transition, Walk,
 };
 use super::sqlite;
 use super::users::{
@@ -304,6 +304,21 @@ impl Console<'_> {
     }
 
     /// Every alert about `account` (any case) that `scope` allows, oldest first.
+    /// The alerts `alerts list` shows (the command line sees every scope).
+    pub fn listing(&self, listing: &Listing) -> Result<Vec<Alert>, StoreError> {
+        on!(self, c => sqlite::review::listing(c, listing), p => p.listing(listing))
+    }
+
+    /// Recorded sequence gaps.
+    pub fn gaps(&self) -> Result<Vec<Gap>, StoreError> {
+        on!(self, c => sqlite::fleet::gaps(c), p => p.gaps())
+    }
+
+    /// Every enrolled agent, revoked ones included.
+    pub fn enrolled(&self) -> Result<Vec<Enrolled>, StoreError> {
+        on!(self, c => sqlite::fleet::enrolled(c), p => p.enrolled())
+    }
+
     pub fn alerts_of(&self, scope: &Scope, account: &str) -> Result<Vec<Alert>, StoreError> {
         on!(self, c => sqlite::review::alerts_of(c, scope, account), p => p.alerts_of(scope, account))
     }
@@ -427,6 +442,17 @@ impl Console<'_> {
     /// Identities re-keyed from `agent_id` (cloned images), transitively.
     pub fn descendants(&self, agent_id: &str) -> Result<Vec<String>, StoreError> {
         on!(self, c => sqlite::agents::descendants(c, agent_id), p => p.descendants(agent_id))
+    }
+
+    /// Revokes an identity and, as `family` says, its re-keyed
+    /// descendants, each audited as by `actor`; one transaction.
+    pub fn revoke_family(
+        &self,
+        agent_id: &str,
+        family: Family,
+        actor: &str,
+    ) -> Result<Revoked, StoreError> {
+        on!(self, c => sqlite::fleet::revoke_family(c, agent_id, family, actor), p => p.revoke_family(agent_id, family, actor))
     }
 
     /// Applies `change` to the stations (each with its audit entry) in one

@@ -21,9 +21,9 @@
 //! weekly summaries, the retention purge and the leases that make each run
 //! on one collector) reaches the store through [`Jobs`].
 //!
-//! Modules not yet moved here (the CLI's agents and alerts, backup and
-//! restore) still open the SQLite file through [`open`]; on PostgreSQL the
-//! CLI refuses the commands that would answer from the wrong store.
+//! The command line's `alerts`, `agents` and `token` commands go through
+//! [`console::ConsoleStore`] too. Backup and restore of SQLite copy the file
+//! (opened with [`open`]).
 
 pub mod agents;
 pub mod audit;

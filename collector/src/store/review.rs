@@ -143,6 +143,16 @@ pub struct Alert {
     pub signed_as: i64,
 }
 
+/// Which alerts `alerts list` shows: every viewer scope at once (the
+/// command line is the operator's), oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub agent_id: Option<String>,
+    /// Include folded repeats and extra burst shots (normally shown within their alert).
+    pub include_folded: bool,
+    pub limit: Option<u64>,
+}
+
 /// An alert in a pupil's timeline.
 #[derive(Debug, Clone)]
 pub struct TimelineRow {

@@ -15,6 +15,7 @@ use super::sqlite::lock::{DirLock, LockError};
 use super::StoreError;
 
 pub mod chain;
+pub mod dump;
 mod source;
 mod target;
 
@@ -80,6 +81,8 @@ pub enum MigrateError {
     },
     #[error("the console's audit log in {side} breaks at entry {id}; nothing was copied")]
     Audit { side: &'static str, id: i64 },
+    #[error("the backup does not match the database it was made from: {0}; the backup was not kept, make it again")]
+    BackupDiffers(String),
     #[error("the console's audit log has {source_entries} entries in SQLite but {target_entries} in PostgreSQL; everything was rolled back")]
     AuditCount {
         source_entries: usize,
@@ -125,16 +128,49 @@ pub async fn migrate(
     }
     let _lock = DirLock::take(dir)?;
     let source = Source::open(dir)?;
+    copy(&source, &pg, "SQLite", progress).await
+}
+
+/// Copies a dump made by [`dump::dump`] (a PostgreSQL backup) into the
+/// empty PostgreSQL database `pg`, with the same checks as a migration.
+pub async fn restore(
+    file: &Path,
+    pg: &PgConfig,
+    progress: &mut (dyn FnMut(String) + Send),
+) -> Result<Report, MigrateError> {
+    let source = Source::open_dump(file)?;
+    let version: i64 = source
+        .meta("schema_version")?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if version > schema::VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            known: schema::VERSION,
+        }
+        .into());
+    }
+    copy(&source, pg, "the backup", progress).await
+}
+
+/// Copies every table of `source` (called `side` in messages) into `pg`,
+/// in one transaction, checked before it commits.
+async fn copy(
+    source: &Source,
+    pg: &PgConfig,
+    side: &'static str,
+    progress: &mut (dyn FnMut(String) + Send),
+) -> Result<Report, MigrateError> {
     // The source's own chains first: a store broken before moving is
     // reported as such, not as a copying fault, before PostgreSQL is touched.
     let source_chains = source.chains()?.map_err(|b| MigrateError::Chain {
         agent: b.agent_id,
-        side: "SQLite",
+        side,
         what: b.what,
     })?;
     let source_audit = source
         .audit()?
-        .map_err(|id| MigrateError::Audit { side: "SQLite", id })?;
+        .map_err(|id| MigrateError::Audit { side, id })?;
 
     let mut client = pg.connect().await?;
     schema::migrate(&mut client).await?;

@@ -27,10 +27,43 @@ impl Source {
         Ok(Self { conn })
     }
 
-    /// The store's tables (not SQLite's own).
+    /// A dump written by [`dump`](super::dump::dump), as it is (read only).
+    pub fn open_dump(path: &Path) -> rusqlite::Result<Self> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.execute_batch("BEGIN")?;
+        Ok(Self { conn })
+    }
+
+    /// What a dump records about itself (`None`: not recorded, or not a dump).
+    pub fn meta(&self, key: &str) -> rusqlite::Result<Option<String>> {
+        if !self.has_table(super::dump::META_TABLE)? {
+            return Ok(None);
+        }
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT value FROM {} WHERE key = ?1",
+                    super::dump::META_TABLE
+                ),
+                [key],
+                |r| r.get(0),
+            )
+            .optional()
+    }
+
+    fn has_table(&self, name: &str) -> rusqlite::Result<bool> {
+        self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+            [name],
+            |r| r.get(0),
+        )
+    }
+
+    /// The store's tables (not SQLite's own, nor a dump's records).
     pub fn tables(&self) -> rusqlite::Result<Vec<String>> {
         let mut stmt = self.conn.prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
+                 AND name NOT LIKE 'tutela_dump_%' ORDER BY name",
         )?;
         let names = stmt.query_map([], |r| r.get(0))?;
         names.collect()
@@ -54,12 +87,20 @@ impl Source {
     /// The highest id AUTOINCREMENT has handed out in `table` (ids of
     /// deleted rows included), when it keeps one.
     pub fn sequence(&self, table: &str) -> rusqlite::Result<Option<i64>> {
-        let kept: bool = self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence')",
-            [],
-            |r| r.get(0),
-        )?;
-        if !kept {
+        if self.has_table(super::dump::SEQUENCES_TABLE)? {
+            return self
+                .conn
+                .query_row(
+                    &format!(
+                        "SELECT last_value FROM {} WHERE table_name = ?1",
+                        super::dump::SEQUENCES_TABLE
+                    ),
+                    [table],
+                    |r| r.get(0),
+                )
+                .optional();
+        }
+        if !self.has_table("sqlite_sequence")? {
             return Ok(None);
         }
         self.conn
@@ -145,12 +186,7 @@ impl Source {
     /// The console's audit chain: its length, or the first entry that
     /// does not follow (no audit log yet: zero).
     pub fn audit(&self) -> rusqlite::Result<Result<usize, i64>> {
-        let kept: bool = self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'console_audit')",
-            [],
-            |r| r.get(0),
-        )?;
-        if !kept {
+        if !self.has_table("console_audit")? {
             return Ok(Ok(0));
         }
         crate::store::sqlite::audit::verify(&self.conn)

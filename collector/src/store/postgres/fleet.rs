@@ -4,11 +4,117 @@
 use super::console::Pg;
 use super::users::audit;
 use crate::store::agents::{NewToken, TokenInfo};
-use crate::store::fleet::{Station, StationChange};
+use crate::store::fleet::{Enrolled, Family, Gap, Revoked, Station, StationChange};
 use crate::store::users::Audited;
 use crate::store::StoreError;
 
 impl Pg<'_> {
+    /// Every enrolled agent, revoked ones included, in enrolment order.
+    pub fn enrolled(&self) -> Result<Vec<Enrolled>, StoreError> {
+        let c = self.client()?;
+        self.run(async move {
+            Ok(c.query(
+                "SELECT agent_id, station, grp, revoked, last_seq, COALESCE(last_seen_ms, 0),
+                        COALESCE(flag, ''), problems
+                 FROM agents ORDER BY enrolled_ms, agent_id",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| Enrolled {
+                agent_id: r.get(0),
+                station: r.get(1),
+                grp: r.get(2),
+                revoked: r.get(3),
+                last_seq: r.get(4),
+                last_seen_ms: r.get(5),
+                flag: r.get(6),
+                problems: r.get(7),
+            })
+            .collect())
+        })
+    }
+
+    /// Recorded sequence gaps, by agent and sequence number.
+    pub fn gaps(&self) -> Result<Vec<Gap>, StoreError> {
+        let c = self.client()?;
+        self.run(async move {
+            Ok(c.query(
+                "SELECT agent_id, from_seq, to_seq FROM gaps ORDER BY agent_id, from_seq",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| Gap {
+                agent_id: r.get(0),
+                from_seq: r.get(1),
+                to_seq: r.get(2),
+            })
+            .collect())
+        })
+    }
+
+    /// Revokes `agent_id` (and its re-keyed descendants as `family` says),
+    /// each with an audit entry by `actor`, in one transaction. The agents
+    /// table is locked against writes meanwhile (heartbeats wait a moment),
+    /// so an identity re-keyed on another collector cannot slip through.
+    pub fn revoke_family(
+        &self,
+        agent_id: &str,
+        family: Family,
+        actor: &str,
+    ) -> Result<Revoked, StoreError> {
+        let c = self.client()?;
+        self.unit(async move {
+            c.batch_execute("LOCK TABLE agents IN SHARE ROW EXCLUSIVE MODE")
+                .await?;
+            let known = c
+                .query_opt("SELECT 1 FROM agents WHERE agent_id = $1", &[&agent_id])
+                .await?
+                .is_some();
+            if !known {
+                return Ok(Revoked::NoAgent);
+            }
+            let descendants: Vec<String> = c
+                .query(
+                    "WITH RECURSIVE d(id) AS (
+                         SELECT agent_id FROM agents WHERE rekeyed_from = $1
+                         UNION SELECT a.agent_id FROM agents a JOIN d ON a.rekeyed_from = d.id)
+                     SELECT id FROM d ORDER BY id",
+                    &[&agent_id],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            if !descendants.is_empty() && family == Family::Ask {
+                return Ok(Revoked::HasDescendants(descendants));
+            }
+            let mut targets = vec![agent_id.to_owned()];
+            if family == Family::WithDescendants {
+                targets.extend(descendants);
+            }
+            for target in &targets {
+                c.execute(
+                    "UPDATE agents SET revoked = TRUE WHERE agent_id = $1",
+                    &[target],
+                )
+                .await?;
+                audit(
+                    c,
+                    &Audited {
+                        actor,
+                        action: "agent-revoke",
+                        target,
+                        detail: "from the command line",
+                    },
+                )
+                .await?;
+            }
+            Ok(Revoked::Done(targets))
+        })
+    }
+
     pub fn stations(&self) -> Result<Vec<Station>, StoreError> {
         let c = self.client()?;
         self.run(async move {

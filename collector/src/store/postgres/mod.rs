@@ -27,6 +27,7 @@ mod retention;
 mod review;
 pub mod schema;
 mod summary;
+pub mod tls;
 mod urgent;
 mod users;
 mod webhook;
@@ -39,6 +40,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct PgConfig {
     config: tokio_postgres::Config,
     target: String,
+    /// `None`: no TLS (`sslmode` absent or `disable`).
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
 }
 
 impl std::fmt::Debug for PgConfig {
@@ -48,8 +51,12 @@ impl std::fmt::Debug for PgConfig {
 }
 
 impl PgConfig {
+    /// Parses `url`; `sslmode` and `sslrootcert` (the CA's PEM file) choose
+    /// TLS as libpq's do (see [`tls`]).
     pub fn parse(url: &str) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
+        let (rest, mode, ca) = tls::split_url(url)?;
+        let tls = tls::connector(mode, ca.as_deref())?;
+        let mut config: tokio_postgres::Config = rest.parse().map_err(|_| {
             StoreError::BadUrl(format!(
                 "{} is not a valid PostgreSQL URL (postgres://user:password@host:port/database)",
                 super::Location::redacted(url)
@@ -59,9 +66,13 @@ impl PgConfig {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         config.application_name("tutela-collector");
+        if tls.is_some() {
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+        }
         Ok(Self {
             config,
             target: super::Location::redacted(url),
+            tls,
         })
     }
 
@@ -72,22 +83,41 @@ impl PgConfig {
 
     /// Connects, and drives the connection on the current runtime.
     pub(crate) async fn connect(&self) -> Result<Client, StoreError> {
-        let (client, connection) =
-            self.config
-                .connect(NoTls)
-                .await
-                .map_err(|e| StoreError::Unreachable {
-                    target: self.target.clone(),
-                    reason: describe(&e),
-                })?;
+        let unreachable = |e: tokio_postgres::Error| StoreError::Unreachable {
+            target: self.target.clone(),
+            reason: describe(&e),
+        };
         let target = self.target.clone();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::error!(store = %target, error = %e, "the PostgreSQL connection failed");
+        match &self.tls {
+            None => {
+                let (client, connection) = self.config.connect(NoTls).await.map_err(unreachable)?;
+                drive(connection, target);
+                Ok(client)
             }
-        });
-        Ok(client)
+            Some(tls) => {
+                let (client, connection) = self
+                    .config
+                    .connect(tls.clone())
+                    .await
+                    .map_err(unreachable)?;
+                drive(connection, target);
+                Ok(client)
+            }
+        }
     }
+}
+
+/// Drives a connection on the current runtime until it ends.
+fn drive<S, T>(connection: tokio_postgres::Connection<S, T>, target: String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::error!(store = %target, error = %e, "the PostgreSQL connection failed");
+        }
+    });
 }
 
 /// What went wrong, with the server's own message when it sent one, and
@@ -95,7 +125,15 @@ impl PgConfig {
 pub fn describe(e: &tokio_postgres::Error) -> String {
     use tokio_postgres::error::SqlState;
     let Some(db) = e.as_db_error() else {
-        return e.to_string();
+        // The kind ("error performing TLS handshake"), then why.
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        let hint = tls::hint(&text);
+        return format!("{text}{hint}");
     };
     let hint = match db.code() {
         c if *c == SqlState::INVALID_PASSWORD

@@ -10,8 +10,8 @@ use super::console::{Pg, Sql};
 use super::filter::{filtered, scope_sql};
 use super::users::audit;
 use crate::store::review::{
-    transition_detail, Alert, AlertFilter, Cursor, HistoryEntry, Note, QueueRow, RuleRate, Scope,
-    StateFilter, TimelineRow, Transition, Walk, OPEN_STATES,
+    transition_detail, Alert, AlertFilter, Cursor, HistoryEntry, Listing, Note, QueueRow, RuleRate,
+    Scope, StateFilter, TimelineRow, Transition, Walk, OPEN_STATES,
 };
 use crate::store::users::Audited;
 use crate::store::StoreError;
@@ -214,6 +214,26 @@ impl Pg<'_> {
                 .await?
                 .as_ref()
                 .map(alert_row))
+        })
+    }
+
+    /// The alerts `listing` asks for, whatever their viewer scope, oldest first.
+    pub fn listing(&self, listing: &Listing) -> Result<Vec<Alert>, StoreError> {
+        let c = self.client()?;
+        let limit = listing.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+        self.run(async move {
+            Ok(c.query(
+                &format!(
+                    "SELECT {COLUMNS} FROM alerts a LEFT JOIN console_review r ON r.alert_id = a.id
+                     WHERE ($1::TEXT IS NULL OR a.agent_id = $1) AND ($2 OR a.state <> 'folded')
+                     ORDER BY a.id LIMIT $3"
+                ),
+                &[&listing.agent_id, &listing.include_folded, &limit],
+            )
+            .await?
+            .iter()
+            .map(alert_row)
+            .collect())
         })
     }
 

@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension};
 use super::audit::insert as audit;
 use super::write_tx;
 use crate::store::coverage::Sighting;
-use crate::store::fleet::{Station, StationChange};
+use crate::store::fleet::{Enrolled, Family, Gap, Revoked, Station, StationChange};
 use crate::store::users::Audited;
 
 /// Every unrevoked station, by group and name.
@@ -113,4 +113,85 @@ pub fn sightings(conn: &Connection) -> rusqlite::Result<Vec<Sighting>> {
         })
     })?;
     rows.collect()
+}
+
+/// Every enrolled agent, revoked ones included, in enrolment order.
+pub fn enrolled(conn: &Connection) -> rusqlite::Result<Vec<Enrolled>> {
+    let mut stmt = conn.prepare(
+        "SELECT agent_id, station, grp, revoked, last_seq, COALESCE(last_seen_ms, 0),
+                COALESCE(flag, ''), problems
+         FROM agents ORDER BY enrolled_ms, agent_id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Enrolled {
+            agent_id: r.get(0)?,
+            station: r.get(1)?,
+            grp: r.get(2)?,
+            revoked: r.get(3)?,
+            last_seq: r.get(4)?,
+            last_seen_ms: r.get(5)?,
+            flag: r.get(6)?,
+            problems: r.get(7)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Recorded sequence gaps, by agent and sequence number.
+pub fn gaps(conn: &Connection) -> rusqlite::Result<Vec<Gap>> {
+    let mut stmt =
+        conn.prepare("SELECT agent_id, from_seq, to_seq FROM gaps ORDER BY agent_id, from_seq")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Gap {
+            agent_id: r.get(0)?,
+            from_seq: r.get(1)?,
+            to_seq: r.get(2)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Revokes `agent_id` (and its re-keyed descendants as `family` says), each
+/// with an audit entry by `actor`. The family is read and revoked in one
+/// write transaction, so an identity re-keyed meanwhile cannot slip through.
+pub fn revoke_family(
+    conn: &Connection,
+    agent_id: &str,
+    family: Family,
+    actor: &str,
+) -> rusqlite::Result<Revoked> {
+    let tx = write_tx(conn)?;
+    let known: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM agents WHERE agent_id = ?1)",
+        [agent_id],
+        |r| r.get(0),
+    )?;
+    if !known {
+        return Ok(Revoked::NoAgent);
+    }
+    let descendants = super::agents::descendants(&tx, agent_id)?;
+    if !descendants.is_empty() && family == Family::Ask {
+        return Ok(Revoked::HasDescendants(descendants));
+    }
+    let mut targets = vec![agent_id.to_owned()];
+    if family == Family::WithDescendants {
+        targets.extend(descendants);
+    }
+    for target in &targets {
+        tx.execute(
+            "UPDATE agents SET revoked = 1 WHERE agent_id = ?1",
+            [target],
+        )?;
+        audit(
+            &tx,
+            &Audited {
+                actor,
+                action: "agent-revoke",
+                target,
+                detail: "from the command line",
+            },
+        )?;
+    }
+    tx.commit()?;
+    Ok(Revoked::Done(targets))
 }

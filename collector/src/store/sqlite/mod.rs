@@ -139,35 +139,92 @@ CREATE TABLE IF NOT EXISTS gaps (
 );
 ";
 
-/// Opens the database in `dir`, creating the schema if needed.
+/// Opens the database in `dir`, creating the schema or bringing it up to
+/// [`VERSION`]; a database made by a newer collector is refused.
 pub fn open(dir: &Path) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open(dir.join(DB_FILE))?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrate(&conn, dir)?;
+    Ok(conn)
+}
+
+/// The schema's migrations, in order: migration N brings a store from
+/// version N-1 to N, and `PRAGMA user_version` records how many have run.
+/// Each runs in one write transaction with the version it sets. Version 1
+/// is the schema as it was before stores were numbered, made idempotently
+/// so that every store from before (version 0) upgrades through it.
+/// A new change is a new function at the end, never an edit of one here.
+const MIGRATIONS: &[fn(&Connection) -> rusqlite::Result<()>] = &[v1_unnumbered];
+
+/// The schema version this collector writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// 1: agents, tokens, alerts, captures, hosts, gaps; publications and
+/// notices; the columns added before versions were kept; captures in
+/// object storage.
+fn v1_unnumbered(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(publication::SCHEMA)?;
     conn.execute_batch(notice::SCHEMA)?;
-    add_column(&conn, "agents", "rekeyed_from", "TEXT NOT NULL DEFAULT ''")?;
+    add_column(conn, "agents", "rekeyed_from", "TEXT NOT NULL DEFAULT ''")?;
     add_column(
-        &conn,
+        conn,
         "agents",
         "last_heartbeat_ms",
         "INTEGER NOT NULL DEFAULT 0",
     )?;
-    add_column(&conn, "alerts", "signed_as", "INTEGER NOT NULL DEFAULT 1")?;
+    add_column(conn, "alerts", "signed_as", "INTEGER NOT NULL DEFAULT 1")?;
     // What the agent's last heartbeat said is wrong with it (lines; empty: nothing).
-    add_column(&conn, "agents", "problems", "TEXT NOT NULL DEFAULT ''")?;
+    add_column(conn, "agents", "problems", "TEXT NOT NULL DEFAULT ''")?;
     // When a technician last moved the agent to another group (0: never).
     add_column(
-        &conn,
+        conn,
         "agents",
         "group_moved_ms",
         "INTEGER NOT NULL DEFAULT 0",
     )?;
-    blob::upgrade(&conn)?;
-    Ok(conn)
+    blob::upgrade(conn)
+}
+
+/// The store's schema version (`PRAGMA user_version`).
+pub fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+/// Refuses a store newer than this collector, and runs the migrations a
+/// store older than it lacks (another process may be running them too:
+/// the version is read again under the write lock).
+fn migrate(conn: &Connection, dir: &Path) -> rusqlite::Result<()> {
+    let too_new = |found: i64| {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!(
+                "the store {} has schema version {found}, newer than this collector's {VERSION}: it was written by a newer tutela-collector; install that version (or newer), or restore a backup made by this one",
+                dir.join(DB_FILE).display()
+            )),
+        )
+    };
+    let found = schema_version(conn)?;
+    if found > VERSION {
+        return Err(too_new(found));
+    }
+    if found == VERSION {
+        return Ok(());
+    }
+    let tx = write_tx(conn)?;
+    let found = schema_version(&tx)?;
+    if found > VERSION {
+        return Err(too_new(found));
+    }
+    for (n, migration) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+        tracing::info!(version = n + 1, "upgrading the SQLite schema");
+        migration(&tx)?;
+    }
+    tx.pragma_update(None, "user_version", VERSION)?;
+    tx.commit()
 }
 
 /// Starts a write transaction (`BEGIN IMMEDIATE`): it waits for another

@@ -11,8 +11,8 @@ use super::audit::insert as audit;
 use super::settings::scope_sql;
 use super::write_tx;
 use crate::store::review::{
-    transition_detail, Alert, AlertFilter, Cursor, HistoryEntry, Note, QueueRow, RuleRate, Scope,
-    StateFilter, TimelineRow, Transition, Walk, OPEN_STATES,
+    transition_detail, Alert, AlertFilter, Cursor, HistoryEntry, Listing, Note, QueueRow, RuleRate,
+    Scope, StateFilter, TimelineRow, Transition, Walk, OPEN_STATES,
 };
 use crate::store::users::Audited;
 
@@ -220,6 +220,24 @@ pub fn alert(conn: &Connection, scope: &Scope, id: i64) -> rusqlite::Result<Opti
     );
     conn.query_row(&sql, params_from_iter(params), alert_row)
         .optional()
+}
+
+/// The alerts `listing` asks for, whatever their viewer scope, oldest first.
+pub fn listing(conn: &Connection, listing: &Listing) -> rusqlite::Result<Vec<Alert>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM alerts a LEFT JOIN console_review r ON r.alert_id = a.id
+         WHERE (?1 IS NULL OR a.agent_id = ?1) AND (?2 OR a.state <> 'folded')
+         ORDER BY a.id LIMIT ?3"
+    );
+    let limit = listing
+        .limit
+        .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(
+        params![listing.agent_id, listing.include_folded, limit],
+        alert_row,
+    )?;
+    rows.collect()
 }
 
 /// Every alert stored for `account` (any case) that `scope` allows, folded
