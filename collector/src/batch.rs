@@ -4,7 +4,6 @@
 //! stream's events do; the reply carries what a stream would have sent: the
 //! acknowledgement covering what was stored, then the refusal, if any.
 
-use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 use tutela_proto::v1::{EventBatch, EventBatchReply};
 
@@ -39,7 +38,7 @@ pub async fn submit(
             }
         }
     }
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = crate::writer::reply_channel();
     // A refusal within the run comes before the one that ended it.
     let refusal = service.ingest_run(run, &tx).await.or(before_signatures);
     if let Some(status) = refusal {

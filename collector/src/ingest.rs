@@ -11,13 +11,11 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 use tutela_proto::v1::ingest_server::Ingest;
 use tutela_proto::v1::{
-    Ack, EventBatch, EventBatchReply, EventBody, HeartbeatBody, HeartbeatReply, SignedEvent,
+    EventBatch, EventBatchReply, EventBody, HeartbeatBody, HeartbeatReply, SignedEvent,
     SignedHeartbeat,
 };
 
@@ -26,7 +24,7 @@ use crate::secrets::CaptureVault;
 use crate::signature::{self, PublicKey};
 use crate::store::agents::HeartbeatRow;
 use crate::store::{self, Store, StoreError, Tx};
-use crate::writer::{with_seq, Reply, Verified, Writer};
+use crate::writer::{reply_channel, with_seq, Replies, Reply, Verified, Writer};
 
 /// How long a looked-up agent key is trusted before re-reading (revocation latency).
 const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
@@ -397,7 +395,9 @@ impl IngestService {
             let end = match result {
                 Ok(Some(signed)) => {
                     bytes += signed.body.len() + signed.capture.len();
-                    match self.receive(signed).await {
+                    // Boxed: the look-up's state lives only while it runs,
+                    // not in every idle stream's task (see `stream`).
+                    match Box::pin(self.receive(signed)).await {
                         Ok(r) => {
                             run.push(r);
                             End::Open
@@ -540,7 +540,7 @@ fn frame_refusal(status: Status) -> Status {
 
 #[tonic::async_trait]
 impl Ingest for IngestService {
-    type StreamStream = UnboundedReceiverStream<Result<Ack, Status>>;
+    type StreamStream = Replies;
 
     async fn stream(
         &self,
@@ -551,28 +551,29 @@ impl Ingest for IngestService {
             .map(|a| a.to_string())
             .unwrap_or_else(|| "unknown".into());
         let mut inbound = request.into_inner();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = reply_channel();
         let service = self.clone();
+        // One task per open stream, idle nearly all the time: its state is
+        // kept small (about 1 KiB) by boxing the steps that hold much while
+        // they run (the signature checks and the writer hand-over, the
+        // refusal), so thousands of connected agents cost little.
         tokio::spawn(async move {
             let _open = crate::metrics::StreamOpen::new();
             loop {
                 let (run, end) = service.gather(&mut inbound).await;
                 // A refusal within the run comes before the one that ended it.
-                let refusal = match (service.ingest_run(run, &tx).await, end) {
+                let refusal = match (Box::pin(service.ingest_run(run, &tx)).await, end) {
                     (Some(status), _) | (None, End::Refused(status)) => status,
                     (None, End::Finished) => break,
                     (None, End::Open) => continue,
                 };
                 // Through the writer, so the agent first hears which of the
                 // events before the refused one were stored.
-                service
-                    .writer
-                    .refuse(refuse(refusal, &peer), tx.clone())
-                    .await;
+                Box::pin(service.writer.refuse(refuse(refusal, &peer), tx.clone())).await;
                 break;
             }
         });
-        Ok(Response::new(UnboundedReceiverStream::new(rx)))
+        Ok(Response::new(rx))
     }
 
     async fn submit(

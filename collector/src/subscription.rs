@@ -390,6 +390,11 @@ impl Subscriber {
     async fn next(mut self) -> Option<(Result<RulesUpdate, Status>, Self)> {
         loop {
             if let Some(update) = self.waiting.pop_front() {
+                if self.waiting.is_empty() {
+                    // Sent all: the queue's room goes too, so an idle
+                    // subscriber holds none between changes.
+                    self.waiting = VecDeque::new();
+                }
                 return Some((update, self));
             }
             if self.ended {

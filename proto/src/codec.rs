@@ -11,8 +11,11 @@ use std::marker::PhantomData;
 use tonic::codec::{BufferSettings, Codec};
 use tonic_prost::{ProstDecoder, ProstEncoder};
 
-/// Bytes a stream's encode and decode buffers start with.
-pub const BUFFER_BYTES: usize = 1024;
+/// Bytes a stream's encode and decode buffers start with: an
+/// acknowledgement, a heartbeat reply or a subscription's small update
+/// fits; an event (a few hundred bytes) grows its stream's buffer once.
+/// (1 KiB per buffer made every connected agent cost its collector more.)
+pub const BUFFER_BYTES: usize = 256;
 /// Encoded bytes gathered before they are handed to the transport (tonic's default).
 const YIELD_BYTES: usize = 32 * 1024;
 

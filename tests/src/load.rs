@@ -10,8 +10,8 @@
 //! resends the events not yet acknowledged, with their sequence numbers and
 //! hash chain unchanged.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,87 +30,9 @@ use tutela_proto::v1::{
     SignedSubscribe, Source, SubscribeBody,
 };
 
-/// What the simulated fleet saw.
-#[derive(Default)]
-pub struct Stats {
-    /// Agents with their subscription open.
-    pub subscribed: AtomicUsize,
-    pub connect_failures: AtomicUsize,
-    pub enrol_refusals: AtomicUsize,
-    pub events_acked: AtomicU64,
-    /// Event streams ended with `UNAVAILABLE` (the collector could not store).
-    pub commit_failures: AtomicUsize,
-    /// Events sealed and sent for the first time.
-    pub events_sent: AtomicU64,
-    /// Events sent again on a new stream (not acknowledged on the old one).
-    pub events_resent: AtomicU64,
-    /// Acknowledgements that said the event was already stored.
-    pub acks_duplicate: AtomicU64,
-    /// Agents that have every event they were to send acknowledged.
-    pub agents_done: AtomicUsize,
-    /// Connections lost (transport errors, not the collector's refusals).
-    pub connections_lost: AtomicUsize,
-    /// Times an agent connected to another of the collector's addresses.
-    pub reconnects: AtomicUsize,
-    /// Each agent's address (index into [`Fleet::addrs`]) now.
-    pub address_of: Mutex<BTreeMap<usize, usize>>,
-    /// Agents that moved to another address at least once.
-    pub moved: Mutex<BTreeSet<usize>>,
-    pub heartbeats: AtomicU64,
-    pub heartbeat_refusals: AtomicUsize,
-    /// Every refusal by its code and message, for the report.
-    pub refusals: Mutex<BTreeMap<String, usize>>,
-    /// Send-to-acknowledgement times in microseconds.
-    pub ack_latency_us: Mutex<Vec<u32>>,
-    /// The version being timed and how many agents have received it.
-    pub fanout_version: AtomicU32,
-    pub fanout_received: AtomicUsize,
-    pub fanout_last: Mutex<Option<Instant>>,
-}
-
-impl Stats {
-    pub fn refused(&self, what: &str, status: &tonic::Status) {
-        let mut message: String = status.message().chars().take(90).collect();
-        if let Some(i) = message.find("ag-") {
-            message.replace_range(i..(i + 15).min(message.len()), "ag-…");
-        }
-        *self
-            .refusals
-            .lock()
-            .unwrap()
-            .entry(format!("{what}: {:?}: {message}", status.code()))
-            .or_default() += 1;
-    }
-
-    pub fn take_refusals(&self) -> BTreeMap<String, usize> {
-        std::mem::take(&mut *self.refusals.lock().unwrap())
-    }
-
-    /// How many agents are connected through address `i` now.
-    pub fn agents_on(&self, i: usize) -> usize {
-        self.address_of
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|&&a| a == i)
-            .count()
-    }
-
-    /// The agents connected through address `i` now.
-    pub fn agents_at(&self, i: usize) -> BTreeSet<usize> {
-        let of = self.address_of.lock().unwrap();
-        of.iter()
-            .filter(|(_, &a)| a == i)
-            .map(|(&n, _)| n)
-            .collect()
-    }
-}
-
-/// Whether `status` is the connection failing (a transport error: the
-/// collector went away) rather than an answer the collector sent.
-pub fn connection_lost(status: &tonic::Status) -> bool {
-    std::error::Error::source(status).is_some()
-}
+mod stats;
+use stats::Decrement;
+pub use stats::{connection_lost, Stats};
 
 /// How a fleet behaves; see [`Fleet::with`].
 #[derive(Debug, Clone)]
@@ -143,6 +65,11 @@ pub struct Fleet {
     pub population: watch::Receiver<usize>,
     /// How often each agent sends an event; agents follow a change at once.
     event_every: watch::Sender<Duration>,
+    /// Events each agent sends together (one write, as an agent sends its
+    /// spool after an outage); the interval between sends grows to match.
+    batch: AtomicUsize,
+    /// Events each agent seals ahead of sending (see [`Fleet::prepare`]).
+    prepare: watch::Sender<u64>,
     pub events_each: u64,
     pub one_more_below: usize,
     pub heartbeat_every: Duration,
@@ -189,6 +116,8 @@ impl Fleet {
             stats: Stats::default(),
             population: watching,
             event_every: watch::Sender::new(o.event_every),
+            batch: AtomicUsize::new(1),
+            prepare: watch::Sender::new(0),
             events_each: o.events_each,
             one_more_below: o.one_more_below,
             heartbeat_every: o.heartbeat_every,
@@ -207,6 +136,22 @@ impl Fleet {
     /// comes within the new interval (spread over it), then at the new rate.
     pub fn set_event_every(&self, every: Duration) {
         self.event_every.send_replace(every);
+    }
+
+    /// Events each agent sends at once from now on (at least 1): an agent
+    /// then sends every `batch` event intervals, `batch` events together,
+    /// so the rate stays the same and the messages arrive in one write.
+    pub fn set_batch(&self, batch: usize) {
+        self.batch.store(batch.max(1), Relaxed);
+    }
+
+    /// Asks every agent to seal (sign and chain) its next `events` events
+    /// now and hold them, so that a timed phase spends no time signing:
+    /// the generator then offers a rate its cores could not sign at.
+    /// [`Stats::agents_prepared`] counts the agents that have done so;
+    /// reset it before asking. Events sent use the sealed ones first.
+    pub fn prepare(&self, events: u64) {
+        self.prepare.send_replace(events);
     }
 
     /// Events agent `n` sends in all.
@@ -437,11 +382,16 @@ impl Agent {
     async fn events(self: Arc<Self>, fleet: Arc<Fleet>) {
         let stats = &fleet.stats;
         let last = fleet.events_for(self.n);
-        let mut seq = 0u64;
-        let mut prev_hash = [0u8; 32];
+        // Sealed in order; `sealed` is the last number sealed and
+        // `prev_hash` its hash; `ready` holds those sealed and not yet sent.
+        let mut chain = Chain::default();
+        let mut ready: VecDeque<(u64, SignedEvent)> = VecDeque::new();
+        let mut sent_seq = 0u64;
         // Sent and not yet acknowledged: resent on a new stream.
         let mut unacked: VecDeque<(u64, Instant, SignedEvent)> = VecDeque::new();
         let mut every = fleet.event_every.subscribe();
+        let mut prepare = fleet.prepare.subscribe();
+        prepare.mark_changed();
         let mut next = tokio::time::Instant::now() + jitter(*every.borrow_and_update(), self.n, 4);
         let mut done = last == 0;
         if done {
@@ -449,7 +399,7 @@ impl Agent {
         }
         loop {
             let (channel, generation) = self.channel();
-            let (tx, rx) = mpsc::channel(16);
+            let (tx, rx) = mpsc::channel(64);
             let opened = IngestClient::new(channel)
                 .stream(ReceiverStream::new(rx))
                 .await;
@@ -471,22 +421,40 @@ impl Agent {
             }
             let lost = loop {
                 tokio::select! {
-                    _ = tokio::time::sleep_until(next), if seq < last => {
-                        // Late (the process is busy): at most one event
+                    _ = tokio::time::sleep_until(next), if sent_seq < last => {
+                        // Late (the process is busy): at most one send
                         // follows at once, no catching up beyond that.
+                        let batch = fleet.batch.load(Relaxed) as u64;
                         let now = tokio::time::Instant::now();
-                        next = (next + *every.borrow()).max(now);
-                        seq += 1;
-                        let sealed = seal(&self.identity, &self.agent_id, seq, prev_hash, 0, draft(self.n));
-                        prev_hash = sealed.body_hash();
-                        let event = SignedEvent { body: sealed.body, signature: sealed.signature, capture: sealed.capture };
-                        unacked.push_back((seq, Instant::now(), event.clone()));
-                        stats.events_sent.fetch_add(1, Relaxed);
-                        let _ = tx.send(event).await;
+                        next = (next + every.borrow().mul_f64(batch as f64)).max(now);
+                        for _ in 0..batch.min(last - sent_seq) {
+                            let (seq, event) = match ready.pop_front() {
+                                Some(sealed) => sealed,
+                                None => chain.seal(&self),
+                            };
+                            sent_seq = seq;
+                            unacked.push_back((seq, Instant::now(), event.clone()));
+                            stats.events_sent.fetch_add(1, Relaxed);
+                            let _ = tx.send(event).await;
+                        }
                     }
                     Ok(()) = every.changed() => {
                         let now = tokio::time::Instant::now();
-                        next = now + jitter(*every.borrow_and_update(), self.n, 7);
+                        let batch = fleet.batch.load(Relaxed) as f64;
+                        next = now + jitter(every.borrow_and_update().mul_f64(batch), self.n, 7);
+                    }
+                    Ok(()) = prepare.changed() => {
+                        let want = *prepare.borrow_and_update();
+                        if want == 0 {
+                            continue;
+                        }
+                        while (ready.len() as u64) < want && chain.sealed < last {
+                            ready.push_back(chain.seal(&self));
+                            if chain.sealed % 32 == 0 {
+                                tokio::task::yield_now().await;
+                            }
+                        }
+                        stats.agents_prepared.fetch_add(1, Relaxed);
                     }
                     ack = acks.message() => match ack {
                         Ok(Some(ack)) => {
@@ -501,7 +469,7 @@ impl Agent {
                             }
                             stats.events_acked.fetch_add(latencies.len() as u64, Relaxed);
                             stats.ack_latency_us.lock().unwrap().extend(latencies);
-                            if !done && seq == last && unacked.is_empty() {
+                            if !done && sent_seq == last && unacked.is_empty() {
                                 done = true;
                                 stats.agents_done.fetch_add(1, Relaxed);
                             }
@@ -564,11 +532,32 @@ impl Agent {
     }
 }
 
-struct Decrement<'a>(&'a AtomicUsize);
+/// An agent's event chain: the last number sealed and its hash.
+#[derive(Default)]
+struct Chain {
+    sealed: u64,
+    prev_hash: [u8; 32],
+}
 
-impl Drop for Decrement<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
+impl Chain {
+    /// Seals the agent's next event (signed, chained to the one before).
+    fn seal(&mut self, agent: &Agent) -> (u64, SignedEvent) {
+        self.sealed += 1;
+        let sealed = seal(
+            &agent.identity,
+            &agent.agent_id,
+            self.sealed,
+            self.prev_hash,
+            0,
+            draft(agent.n),
+        );
+        self.prev_hash = sealed.body_hash();
+        let event = SignedEvent {
+            body: sealed.body,
+            signature: sealed.signature,
+            capture: sealed.capture,
+        };
+        (self.sealed, event)
     }
 }
 

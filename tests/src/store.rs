@@ -6,7 +6,6 @@ use std::path::Path;
 
 use prost::Message;
 use ring::signature::{Ed25519KeyPair, KeyPair};
-use tokio::sync::mpsc;
 use tonic::{Request, Status};
 use tutela_collector::enrolment::{new_token, EnrolmentService, TokenSpec};
 use tutela_collector::store::agents::HeartbeatRow;
@@ -131,7 +130,7 @@ pub fn event(agent_id: &str, seq: u64, prev: [u8; 32], context: &str) -> EventBo
 pub fn verified(
     event: &EventBody,
     body: &[u8],
-    reply: &mpsc::UnboundedSender<Result<Ack, Status>>,
+    reply: &tutela_collector::writer::Reply,
 ) -> Verified {
     Verified {
         body: body.to_vec(),
@@ -148,7 +147,7 @@ pub fn verified(
 
 /// Submits `events` on one stream of `writer`; returns what it was sent.
 pub async fn stream(writer: &Writer, events: &[(EventBody, Vec<u8>)]) -> Vec<Result<Ack, Status>> {
-    let (reply, mut replies) = mpsc::unbounded_channel();
+    let (reply, mut replies) = tutela_collector::writer::reply_channel();
     for (event, body) in events {
         writer.submit(verified(event, body, &reply)).await.unwrap();
     }

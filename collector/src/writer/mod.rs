@@ -28,8 +28,10 @@ use tutela_proto::v1::{Ack, AckStatus, EventBody};
 use crate::store::ingest::AlertRow;
 use crate::store::{self, Location, Session, StoreError, Tx};
 
+mod reply;
 mod write;
 
+pub use reply::{channel as reply_channel, Replies, Reply};
 pub use write::store_failed;
 use write::{Delivery, Write};
 
@@ -69,9 +71,6 @@ enum Outcome {
     /// Sent after a refused event on its stream: neither stored nor answered.
     Skipped,
 }
-
-/// Where a stream's acknowledgements and refusal go.
-pub type Reply = mpsc::UnboundedSender<Result<Ack, Status>>;
 
 /// What a stream hands the writer, in the stream's order.
 // Events are nearly every job: boxing them would cost an allocation each.
