@@ -293,25 +293,66 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
         "{unknown:?}"
     );
 
-    // Every role in each school, and a trust-wide DSL, technician and auditor.
+    // Fail closed: with several schools, a new account must say which
+    // school it is for, or that it is for the trust.
+    let password = scratch.path("password");
+    std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
+    let password = password.to_str().unwrap();
+    let user_add = |args: &[&str]| {
+        let mut cmd = c.cmd();
+        cmd.args(["user", "add"])
+            .args(args)
+            .args(["--password-file", password]);
+        cmd
+    };
+    let unscoped = tutela_tests::run_failing(&mut user_add(&["newbie", "--role", "dsl"]));
+    let why = String::from_utf8_lossy(&unscoped.stderr);
+    assert!(
+        !unscoped.status.success()
+            && why.contains("pass --school <id>")
+            && why.contains("--trust")
+            && why.contains("nothing was changed"),
+        "{unscoped:?}"
+    );
+    // Every role in each school (one made trust-wide, then granted its
+    // school), and a trust-wide DSL, technician and auditor.
     for school in SCHOOLS {
         for role in ROLES {
             let account = format!("{role}-{school}");
-            c.add_console_user(&account, role, PASSWORD).unwrap();
-            let out = run_ok(c.cmd().args([
-                "users", "grant", &account, "--role", role, "--school", school,
-            ]))
-            .unwrap();
-            assert!(out.contains(&format!("for the school {school}")), "{out}");
+            if role == "head" {
+                run_ok(&mut user_add(&[&account, "--role", role, "--trust"])).unwrap();
+                let out = run_ok(c.cmd().args([
+                    "users", "grant", &account, "--role", role, "--school", school,
+                ]))
+                .unwrap();
+                assert!(out.contains(&format!("for the school {school}")), "{out}");
+            } else {
+                let out = run_ok(&mut user_add(&[
+                    &account, "--role", role, "--school", school,
+                ]))
+                .unwrap();
+                assert!(
+                    out.contains(&format!(
+                        "created console account {account} ({role}) for the school {school}"
+                    )),
+                    "{out}"
+                );
+            }
         }
     }
     for role in ["dsl", "technician", "auditor"] {
-        c.add_console_user(&format!("{role}-trust"), role, PASSWORD)
-            .unwrap();
+        run_ok(&mut user_add(&[
+            &format!("{role}-trust"),
+            "--role",
+            role,
+            "--trust",
+        ]))
+        .unwrap();
     }
     let accounts = run_ok(c.cmd().args(["user", "list"])).unwrap();
     assert!(
-        accounts.contains("dsl-trust\tdsl\tactive\n")
+        !accounts.contains("newbie")
+            && accounts.contains("dsl-trust\tdsl\tactive\n")
             && accounts.contains("head-south\thead\tactive\tschool south"),
         "{accounts}"
     );

@@ -108,10 +108,14 @@ pub fn sign_in(db: &Console<'_>, s: &SignIn<'_>) -> Result<Result<String, Refusa
         return Ok(Err(Refusal::NoUsableEmail));
     }
     let session = NewSessionToken::new(name, now_ms());
+    // A new account on a collector of several schools has no grant until
+    // `users grant` gives it one: it signs in to a page saying so.
+    let new_school = crate::console::auth::new_account_school(db)?;
     let outcome = db.sso_sign_in(
         s.provider,
         s.subject,
         s.role.as_str(),
+        new_school,
         &session.row(),
         |found| {
             let refusal = match (&found.account, &found.linked_subject) {

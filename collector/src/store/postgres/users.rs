@@ -148,6 +148,7 @@ impl Pg<'_> {
         provider: &str,
         subject: &str,
         role: &str,
+        new_school: &str,
         session: &NewSession<'_>,
         decide: impl FnOnce(&SsoAccount) -> Result<AuditEntry, (R, AuditEntry)>,
     ) -> Result<Result<(), R>, StoreError> {
@@ -187,7 +188,7 @@ impl Pg<'_> {
                 &[&name, &role, &session.now_ms],
             )
             .await?;
-            super::grants::keep_role(c, name, role).await?;
+            super::grants::keep_role(c, name, role, new_school).await?;
             c.execute(
                 "INSERT INTO console_oidc_accounts (provider, subject, name, first_ms, last_ms) VALUES ($1, $2, $3, $4, $4)
                  ON CONFLICT (provider, subject) DO UPDATE SET name = EXCLUDED.name, last_ms = EXCLUDED.last_ms",
@@ -283,6 +284,7 @@ impl Pg<'_> {
         name: &str,
         password_hash: &str,
         role: &str,
+        new_school: &str,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let c = self.client()?;
@@ -295,7 +297,7 @@ impl Pg<'_> {
                 &[&name, &password_hash, &role, &now_ms],
             )
             .await?;
-            super::grants::keep_role(c, name, role).await?;
+            super::grants::keep_role(c, name, role, new_school).await?;
             c.execute("DELETE FROM console_sessions WHERE \"user\" = $1", &[&name])
                 .await?;
             audit(
