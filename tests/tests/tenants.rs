@@ -627,6 +627,40 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
         );
         assert!(refused(&capture), "the trust technician: no capture");
     }
+    // Entries about an alert are its school's, whoever acted: the trust
+    // DSL's views of each school's alerts are that school's entries, and
+    // that school's auditor sees them; sign-ins stay the actor's (trust).
+    for (school, r) in SCHOOLS.iter().zip(&rows) {
+        for id in [r.pupil, r.report] {
+            assert_eq!(
+                db.one(&format!(
+                    "SELECT school FROM console_audit WHERE actor = 'dsl-trust'
+                     AND action = 'view_alert' AND target = 'alert:{id}' ORDER BY id LIMIT 1"
+                )),
+                *school,
+                "the trust DSL's view of alert {id}"
+            );
+        }
+        let auditor = sign_in(port, &format!("auditor-{school}"), PASSWORD, "/audit");
+        let log = ask(port, &auditor, "GET", "/audit?actor=dsl-trust", &[]);
+        assert!(
+            log.body.contains(&format!("alert:{}<", r.pupil)),
+            "{school}'s auditor sees the trust DSL's view of its alert: {}",
+            log.body
+        );
+        let other = &rows[usize::from(*school == "north")];
+        assert!(
+            !log.body.contains(&format!("alert:{}<", other.pupil)),
+            "{school}'s auditor does not see views of the other school's alert"
+        );
+    }
+    assert_eq!(
+        db.one(
+            "SELECT COUNT(*) FROM console_audit WHERE actor = 'dsl-trust' AND action = 'login' AND school <> ''"
+        ),
+        "0",
+        "a trust account's sign-ins are trust entries"
+    );
     // The audit chain holds with entries of every school in it.
     let chain = ask(port, &auditor, "GET", "/audit", &[]);
     assert!(chain.body.contains("Hash chain intact"), "{}", chain.body);
