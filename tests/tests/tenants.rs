@@ -627,6 +627,66 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
         );
         assert!(refused(&capture), "the trust technician: no capture");
     }
+    // Tokens made in the console: a trust-wide account chooses the school
+    // (one that exists); a school's account makes its own school's,
+    // whatever the form says.
+    let page = ask(port, &technician, "GET", "/tokens", &[]);
+    assert!(
+        page.body.contains("<select name=\"school\"")
+            && page.body.contains("value=\"north\"")
+            && page.body.contains("value=\"south\""),
+        "{}",
+        page.body
+    );
+    let make = |session: &(String, String), school: Option<&str>, label: &str| {
+        let mut form = vec![
+            ("group", "lab-2"),
+            ("expires", "24h"),
+            ("uses", "2"),
+            ("label", label),
+        ];
+        form.extend(school.map(|s| ("school", s)));
+        ask(port, session, "POST", "/tokens/create", &form)
+    };
+    let made = make(&technician, Some("south"), "trust-made");
+    assert!(
+        made.status == 200 && made.body.contains("School south"),
+        "{}",
+        made.body
+    );
+    for (school, label) in [(Some("west"), "west-made"), (None, "unnamed-made")] {
+        let refused = make(&technician, school, label);
+        assert!(
+            refused.body.contains("Choose the school"),
+            "{}",
+            refused.body
+        );
+        assert_eq!(
+            db.one(&format!(
+                "SELECT COUNT(*) FROM tokens WHERE label = '{label}'"
+            )),
+            "0"
+        );
+    }
+    let north_technician = sign_in(port, "technician-north", PASSWORD, "/fleet");
+    let page = ask(port, &north_technician, "GET", "/tokens", &[]);
+    assert!(!page.body.contains("name=\"school\""), "{}", page.body);
+    let made = make(&north_technician, Some("south"), "north-made");
+    assert!(
+        made.status == 200 && made.body.contains("School north"),
+        "{}",
+        made.body
+    );
+    for (label, school) in [("trust-made", "south"), ("north-made", "north")] {
+        assert_eq!(
+            db.one(&format!(
+                "SELECT school FROM tokens WHERE label = '{label}'"
+            )),
+            school,
+            "the token {label}"
+        );
+    }
+
     // Entries about an alert are its school's, whoever acted: the trust
     // DSL's views of each school's alerts are that school's entries, and
     // that school's auditor sees them; sign-ins stay the actor's (trust).
