@@ -200,6 +200,15 @@ fn configuration_is_checked_and_roles_map_first_match() {
     assert!(Provider::from_config(&config(no_roles))
         .unwrap_err()
         .contains("no roles are mapped"));
+    // A school for new accounts must be a school id.
+    let with_school =
+        |id: &str| GOOD.replace("client_id =", &format!("school = \"{id}\"\nclient_id ="));
+    let north = Provider::from_config(&config(&with_school("north"))).unwrap();
+    assert_eq!(north.school.as_deref(), Some("north"));
+    assert!(Provider::from_config(&config(&with_school("North School")))
+        .unwrap_err()
+        .contains("is not a school id"));
+    assert_eq!(Provider::from_config(&config(GOOD)).unwrap().school, None);
 }
 
 #[test]
@@ -216,6 +225,7 @@ fn accounts_are_tied_to_their_subject_and_never_take_over_local_ones() {
         subject,
         email,
         role,
+        school: None,
         ip,
     };
     let first = sign_in(&db, &who("s1", "a@school.test", Role::Dsl)).unwrap();
@@ -285,6 +295,7 @@ fn on_a_collector_of_several_schools_a_new_account_has_no_grant_until_given_one(
         subject: "s1",
         email: "new@school.test",
         role: Role::Dsl,
+        school: None,
         ip,
     };
     let school_of = |name: &str| -> String {
@@ -335,4 +346,23 @@ fn on_a_collector_of_several_schools_a_new_account_has_no_grant_until_given_one(
     .unwrap();
     let viewer = check_session(&db, Some(token.as_str()), false).unwrap();
     assert_eq!(viewer.school, Scope::School("north".into()));
+    // A provider configured with a school grants it to the accounts it
+    // makes; one naming a school that does not exist grants none.
+    for (email, school, granted) in [
+        ("third@school.test", "north", "north"),
+        ("fourth@school.test", "west", "-"),
+    ] {
+        sign_in(
+            &db,
+            &SignIn {
+                subject: email,
+                email,
+                school: Some(school),
+                ..who
+            },
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(school_of(email), granted, "{email}");
+    }
 }
