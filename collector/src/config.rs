@@ -332,6 +332,11 @@ pub struct OidcProvider {
     /// that matches none is refused.
     #[serde(default)]
     pub roles: Vec<OidcRole>,
+    /// The school (`schools list`) an account this provider makes is
+    /// granted its role over, on a collector of several schools. Empty: it
+    /// gets no access until `users grant` gives it some.
+    #[serde(default)]
+    pub school: String,
 }
 
 /// Accounts given one role: by email address or by group.

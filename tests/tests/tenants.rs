@@ -293,25 +293,66 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
         "{unknown:?}"
     );
 
-    // Every role in each school, and a trust-wide DSL, technician and auditor.
+    // Fail closed: with several schools, a new account must say which
+    // school it is for, or that it is for the trust.
+    let password = scratch.path("password");
+    std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
+    let password = password.to_str().unwrap();
+    let user_add = |args: &[&str]| {
+        let mut cmd = c.cmd();
+        cmd.args(["user", "add"])
+            .args(args)
+            .args(["--password-file", password]);
+        cmd
+    };
+    let unscoped = tutela_tests::run_failing(&mut user_add(&["newbie", "--role", "dsl"]));
+    let why = String::from_utf8_lossy(&unscoped.stderr);
+    assert!(
+        !unscoped.status.success()
+            && why.contains("pass --school <id>")
+            && why.contains("--trust")
+            && why.contains("nothing was changed"),
+        "{unscoped:?}"
+    );
+    // Every role in each school (one made trust-wide, then granted its
+    // school), and a trust-wide DSL, technician and auditor.
     for school in SCHOOLS {
         for role in ROLES {
             let account = format!("{role}-{school}");
-            c.add_console_user(&account, role, PASSWORD).unwrap();
-            let out = run_ok(c.cmd().args([
-                "users", "grant", &account, "--role", role, "--school", school,
-            ]))
-            .unwrap();
-            assert!(out.contains(&format!("for the school {school}")), "{out}");
+            if role == "head" {
+                run_ok(&mut user_add(&[&account, "--role", role, "--trust"])).unwrap();
+                let out = run_ok(c.cmd().args([
+                    "users", "grant", &account, "--role", role, "--school", school,
+                ]))
+                .unwrap();
+                assert!(out.contains(&format!("for the school {school}")), "{out}");
+            } else {
+                let out = run_ok(&mut user_add(&[
+                    &account, "--role", role, "--school", school,
+                ]))
+                .unwrap();
+                assert!(
+                    out.contains(&format!(
+                        "created console account {account} ({role}) for the school {school}"
+                    )),
+                    "{out}"
+                );
+            }
         }
     }
     for role in ["dsl", "technician", "auditor"] {
-        c.add_console_user(&format!("{role}-trust"), role, PASSWORD)
-            .unwrap();
+        run_ok(&mut user_add(&[
+            &format!("{role}-trust"),
+            "--role",
+            role,
+            "--trust",
+        ]))
+        .unwrap();
     }
     let accounts = run_ok(c.cmd().args(["user", "list"])).unwrap();
     assert!(
-        accounts.contains("dsl-trust\tdsl\tactive\n")
+        !accounts.contains("newbie")
+            && accounts.contains("dsl-trust\tdsl\tactive\n")
             && accounts.contains("head-south\thead\tactive\tschool south"),
         "{accounts}"
     );
@@ -586,6 +627,100 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
         );
         assert!(refused(&capture), "the trust technician: no capture");
     }
+    // Tokens made in the console: a trust-wide account chooses the school
+    // (one that exists); a school's account makes its own school's,
+    // whatever the form says.
+    let page = ask(port, &technician, "GET", "/tokens", &[]);
+    assert!(
+        page.body.contains("<select name=\"school\"")
+            && page.body.contains("value=\"north\"")
+            && page.body.contains("value=\"south\""),
+        "{}",
+        page.body
+    );
+    let make = |session: &(String, String), school: Option<&str>, label: &str| {
+        let mut form = vec![
+            ("group", "lab-2"),
+            ("expires", "24h"),
+            ("uses", "2"),
+            ("label", label),
+        ];
+        form.extend(school.map(|s| ("school", s)));
+        ask(port, session, "POST", "/tokens/create", &form)
+    };
+    let made = make(&technician, Some("south"), "trust-made");
+    assert!(
+        made.status == 200 && made.body.contains("School south"),
+        "{}",
+        made.body
+    );
+    for (school, label) in [(Some("west"), "west-made"), (None, "unnamed-made")] {
+        let refused = make(&technician, school, label);
+        assert!(
+            refused.body.contains("Choose the school"),
+            "{}",
+            refused.body
+        );
+        assert_eq!(
+            db.one(&format!(
+                "SELECT COUNT(*) FROM tokens WHERE label = '{label}'"
+            )),
+            "0"
+        );
+    }
+    let north_technician = sign_in(port, "technician-north", PASSWORD, "/fleet");
+    let page = ask(port, &north_technician, "GET", "/tokens", &[]);
+    assert!(!page.body.contains("name=\"school\""), "{}", page.body);
+    let made = make(&north_technician, Some("south"), "north-made");
+    assert!(
+        made.status == 200 && made.body.contains("School north"),
+        "{}",
+        made.body
+    );
+    for (label, school) in [("trust-made", "south"), ("north-made", "north")] {
+        assert_eq!(
+            db.one(&format!(
+                "SELECT school FROM tokens WHERE label = '{label}'"
+            )),
+            school,
+            "the token {label}"
+        );
+    }
+
+    // Entries about an alert are its school's, whoever acted: the trust
+    // DSL's views of each school's alerts are that school's entries, and
+    // that school's auditor sees them; sign-ins stay the actor's (trust).
+    for (school, r) in SCHOOLS.iter().zip(&rows) {
+        for id in [r.pupil, r.report] {
+            assert_eq!(
+                db.one(&format!(
+                    "SELECT school FROM console_audit WHERE actor = 'dsl-trust'
+                     AND action = 'view_alert' AND target = 'alert:{id}' ORDER BY id LIMIT 1"
+                )),
+                *school,
+                "the trust DSL's view of alert {id}"
+            );
+        }
+        let auditor = sign_in(port, &format!("auditor-{school}"), PASSWORD, "/audit");
+        let log = ask(port, &auditor, "GET", "/audit?actor=dsl-trust", &[]);
+        assert!(
+            log.body.contains(&format!("alert:{}<", r.pupil)),
+            "{school}'s auditor sees the trust DSL's view of its alert: {}",
+            log.body
+        );
+        let other = &rows[usize::from(*school == "north")];
+        assert!(
+            !log.body.contains(&format!("alert:{}<", other.pupil)),
+            "{school}'s auditor does not see views of the other school's alert"
+        );
+    }
+    assert_eq!(
+        db.one(
+            "SELECT COUNT(*) FROM console_audit WHERE actor = 'dsl-trust' AND action = 'login' AND school <> ''"
+        ),
+        "0",
+        "a trust account's sign-ins are trust entries"
+    );
     // The audit chain holds with entries of every school in it.
     let chain = ask(port, &auditor, "GET", "/audit", &[]);
     assert!(chain.body.contains("Hash chain intact"), "{}", chain.body);

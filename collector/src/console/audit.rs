@@ -75,12 +75,24 @@ mod tests {
     fn tampering_breaks_the_chain() {
         let conn = Connection::open_in_memory().unwrap();
         crate::console::schema::create(&conn).unwrap_err(); // needs the alerts table
-        conn.execute_batch("CREATE TABLE alerts (id INTEGER PRIMARY KEY, user TEXT, time_ms INTEGER, severity INTEGER, rule_id TEXT, state TEXT)").unwrap();
+        conn.execute_batch("CREATE TABLE alerts (id INTEGER PRIMARY KEY, user TEXT, time_ms INTEGER, severity INTEGER, rule_id TEXT, state TEXT, school TEXT NOT NULL DEFAULT 'default')").unwrap();
+        conn.execute("INSERT INTO alerts (id, school) VALUES (2, 'north')", [])
+            .unwrap();
         crate::console::schema::create(&conn).unwrap();
         for i in 0..5 {
             append(&conn, "dsl", "view", &format!("alert:{i}"), "").unwrap();
         }
         assert_eq!(verify(&conn).unwrap(), Ok(5));
+        // The entry about alert 2 is its school's; the others (no such
+        // alert, an actor without a grant) the trust's.
+        let schools: Vec<String> = conn
+            .prepare("SELECT school FROM console_audit ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(schools, ["", "", "north", "", ""]);
         assert!(conn
             .execute("UPDATE console_audit SET actor = 'x' WHERE id = 3", [])
             .is_err());

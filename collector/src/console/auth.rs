@@ -211,7 +211,19 @@ pub fn add_user(db: &Console<'_>, name: &str, role: Role, password: &str) -> any
     );
     let hash = hash_password(password)?;
     // Existing sessions end when an account's password or role changes.
-    Ok(db.put_account(name, &hash, role.as_str(), now_ms())?)
+    let school = new_account_school(db)?;
+    Ok(db.put_account(name, &hash, role.as_str(), school, now_ms())?)
+}
+
+/// The grant a new account starts with when nobody chose one: the trust on
+/// a collector of one school (as before schools), none on one of several
+/// (fail closed: `users grant` gives it one).
+pub fn new_account_school(db: &Console<'_>) -> Result<&'static str, StoreError> {
+    Ok(if db.schools()?.len() > 1 {
+        crate::store::schools::NO_SCHOOL
+    } else {
+        ""
+    })
 }
 
 /// Failed logins per client address, for throttling.

@@ -16,7 +16,8 @@ use clap::Subcommand;
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Create a console account, or reset its password and role. The password
-    /// is read from standard input unless --password-file is given.
+    /// is read from standard input unless --password-file is given. On a
+    /// collector of several schools a new account needs --school or --trust.
     Add {
         name: String,
         /// dsl, deputy-dsl, head, technician or auditor.
@@ -25,6 +26,12 @@ pub enum UserCommand {
         /// Read the password from this file (first line) instead of standard input.
         #[arg(long)]
         password_file: Option<PathBuf>,
+        /// Grant the role over this school only (`schools list`).
+        #[arg(long, conflicts_with = "trust")]
+        school: Option<String>,
+        /// Grant the role over every school of the trust.
+        #[arg(long)]
+        trust: bool,
     },
     /// Set a new password for an account (keeping its role), unlock it and
     /// end its sessions. The password is read from standard input unless
@@ -125,6 +132,24 @@ pub(crate) fn with_store<T>(
     outcome
 }
 
+/// The scope --school or --trust names, if either (the school must exist).
+fn chosen_scope(
+    db: &Console<'_>,
+    school: Option<String>,
+    trust: bool,
+) -> anyhow::Result<Option<Scope>> {
+    match school {
+        Some(id) => {
+            if !db.schools()?.iter().any(|s| s.id == id) {
+                bail!("there is no school {id:?}; `tutela-collector schools list` shows the schools and `schools add` adds one");
+            }
+            Ok(Some(Scope::School(id)))
+        }
+        None if trust => Ok(Some(Scope::Trust)),
+        None => Ok(None),
+    }
+}
+
 /// Applies `change` to account `name`, or says there is no such account.
 fn change(db: &Console<'_>, name: &str, change: AccountChange<'_>) -> anyhow::Result<()> {
     if !db.change_account(name, change)? {
@@ -146,12 +171,27 @@ pub fn user(dir: &Path, command: UserCommand) -> anyhow::Result<()> {
             name,
             role,
             password_file,
+            school,
+            trust,
         } => {
+            let scope = chosen_scope(db, school, trust)?;
+            // Fail closed: on a collector of several schools a new account
+            // is not given the whole trust by default.
+            if scope.is_none() && db.login_row(&name)?.is_none() && db.schools()?.len() > 1 {
+                bail!("this collector has several schools: pass --school <id> (`tutela-collector schools list` shows them) or --trust to say what {name} may see; nothing was changed");
+            }
             let password = read_password(password_file)?;
             let role = Role::parse(&role).context("unknown role")?;
             let existed = auth::add_user(db, &name, role, &password)?;
+            let scope = match scope {
+                Some(scope) => {
+                    db.grant(&name, role.as_str(), &scope)?;
+                    format!(" for the {}", scope.label())
+                }
+                None => String::new(),
+            };
             println!(
-                "{} console account {name} ({})",
+                "{} console account {name} ({}){scope}",
                 if existed { "updated" } else { "created" },
                 role.as_str()
             );
@@ -215,6 +255,9 @@ pub fn user(dir: &Path, command: UserCommand) -> anyhow::Result<()> {
                 // account of a single-school install) print as before.
                 let scope = match Scope::from_grant(&a.school) {
                     Scope::Trust => String::new(),
+                    none if none.is_none() => {
+                        "\tno school yet (`users grant` gives one)".to_owned()
+                    }
                     school => format!("\t{}", school.label()),
                 };
                 println!("{name}\t{}\t{state}{how}{scope}", a.role);
@@ -230,17 +273,9 @@ pub fn users(dir: &Path, command: UsersCommand) -> anyhow::Result<()> {
             name,
             role,
             school,
-            trust: _,
+            trust,
         } => with_store(dir, |db| {
-            let scope = match school {
-                None => Scope::Trust,
-                Some(id) => {
-                    if !db.schools()?.iter().any(|s| s.id == id) {
-                        bail!("there is no school {id:?}; `tutela-collector schools list` shows the schools and `schools add` adds one");
-                    }
-                    Scope::School(id)
-                }
-            };
+            let scope = chosen_scope(db, school, trust)?.unwrap_or(Scope::Trust);
             if !db.grant(&name, &role, &scope)? {
                 bail!("there is no console account named {name:?}; `tutela-collector user add` makes one");
             }

@@ -9,7 +9,7 @@ use maud::html;
 
 use super::auth::{self, Login};
 use super::html::page as layout;
-use super::{html_response, redirect, session, with_status, App, Fail, Req};
+use super::{html_response, redirect, session_without_grant, with_status, App, Fail, Req};
 use crate::store::console::Console;
 
 pub(super) fn cookie(name: &str, value: &str, secure: bool, max_age: Option<i64>) -> HeaderValue {
@@ -103,7 +103,7 @@ pub fn login_submit(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, 
 }
 
 pub fn logout(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
-    let viewer = session(db, req)?;
+    let viewer = session_without_grant(db, req)?;
     auth::logout(db, &viewer)?;
     let mut r = redirect("/login");
     r.headers_mut().append(

@@ -234,6 +234,8 @@ pub enum Fail {
     Db(rusqlite::Error),
     /// A page left its transaction open; it was rolled back.
     Unsaved,
+    /// The signed-in account (named) has no grant yet.
+    NoGrant(String),
 }
 
 impl From<StoreError> for Fail {
@@ -270,6 +272,14 @@ impl Fail {
                     .to_owned(),
             ),
             Fail::Conflict(why) => (StatusCode::CONFLICT, why),
+            Fail::NoGrant(name) => (
+                StatusCode::FORBIDDEN,
+                format!(
+                    "You are signed in as {name}, but this account has no school in this console yet. \
+                     Ask the trust's administrator to grant it one \
+                     (`tutela-collector users grant {name} --role <role> --school <school>`), then sign in again."
+                ),
+            ),
             Fail::Db(e) => return Fail::Store(e.into()).response(json),
             Fail::Store(e) => {
                 tracing::error!(error = %e, "console database error");
@@ -352,8 +362,19 @@ pub fn is_poll(req: &Req) -> bool {
     req.q("fragment") == "1"
 }
 
-/// Checks the session and, for a POST, its CSRF token (refusals are audited).
+/// Checks the session and, for a POST, its CSRF token (refusals are
+/// audited), and that the account has a grant: one with no school yet is
+/// shown who to ask (fail closed).
 pub fn session(db: &(impl AsConsole + ?Sized), req: &Req) -> Result<Viewer, Fail> {
+    let viewer = session_without_grant(db, req)?;
+    if viewer.school.is_none() {
+        return Err(Fail::NoGrant(viewer.name));
+    }
+    Ok(viewer)
+}
+
+/// [`session`] for what an account without a grant may do (sign out).
+pub fn session_without_grant(db: &(impl AsConsole + ?Sized), req: &Req) -> Result<Viewer, Fail> {
     let db = db.console();
     let viewer = auth::check_session(&db, req.cookie(auth::SESSION_COOKIE), !is_poll(req))?;
     if req.post && !auth::same_secret(req.f("csrf"), &viewer.csrf) {

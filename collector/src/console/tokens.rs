@@ -1,7 +1,8 @@
 //! Enrolment tokens in the console: technicians (and the DSL roles) make a
 //! token for a group with an expiry and a number of uses, see every token's
 //! state (never its secret, which is shown once, when made) and revoke one.
-//! Every creation and revocation is audited.
+//! Every creation and revocation is audited. A trust-wide account chooses
+//! the school a token enrols into; a school's account makes its school's.
 
 use crate::store::console::Console;
 use axum::response::Response;
@@ -12,6 +13,7 @@ use super::publish::may_publish;
 use super::{deny, html_response, redirect, session, App, Fail, Req};
 use crate::enrolment::{self, TokenSpec};
 use crate::store::now_ms;
+use crate::store::schools::{Scope, DEFAULT_SCHOOL};
 use crate::store::users::Audited;
 
 /// Longest validity a console token may have.
@@ -37,18 +39,33 @@ fn render(
 ) -> Result<Markup, crate::store::StoreError> {
     let now = now_ms();
     let listed = db.tokens(&viewer.school)?;
+    // Only a trust-wide account chooses, and only among several schools;
+    // a school's tokens are its own.
+    let schools = if viewer.trust_wide() {
+        db.schools()?
+    } else {
+        Vec::new()
+    };
+    let schools = if schools.len() > 1 {
+        schools
+    } else {
+        Vec::new()
+    };
     let body = html! {
         h1 { "Enrolment tokens" }
         @if let Some(e) = error { p.error { (e) } }
         table #tokens {
             thead { tr {
-                th { "Id" } th { "State" } th { "Group" } th { "Uses" } th { "Expires" } th { "Label" } th {}
+                th { "Id" } th { "State" }
+                @if !schools.is_empty() { th { "School" } }
+                th { "Group" } th { "Uses" } th { "Expires" } th { "Label" } th {}
             } }
             tbody {
                 @for t in &listed {
                     @let state = t.state(now);
                     tr data-token=(t.id) {
                         td { (t.id) } td { (state) }
+                        @if !schools.is_empty() { td.school { (t.school) } }
                         td { (if t.group.is_empty() { "-" } else { &t.group }) }
                         td { (t.uses) "/" (t.max_uses) }
                         td { (app.zone.format(t.expires_ms)) } td { (t.label) }
@@ -68,6 +85,15 @@ fn render(
         h2 { "Make a token" }
         form method="post" action="/tokens/create" id="create-token" {
             (csrf(viewer)) "\n"
+            @if !schools.is_empty() {
+                label { "School "
+                    select name="school" required {
+                        @for s in &schools {
+                            option value=(s.id) selected[s.id == DEFAULT_SCHOOL] { (s.name) " (" (s.id) ")" }
+                        }
+                    }
+                } "\n"
+            }
             label { "Group " input name="group" required; } "\n"
             label { "Valid for " input name="expires" value="24h" size="6"; } "\n"
             label { "Uses " input name="uses" value="1" size="4"; } "\n"
@@ -96,7 +122,22 @@ pub fn create(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> 
         .filter(|u| (1..=1000).contains(u));
     let group = req.f("group").trim();
     let label = req.f("label").trim();
+    // A school's account makes its own school's tokens, whatever the form
+    // says; a trust-wide one names an existing school (the only one, when
+    // there is one).
+    let school = match &viewer.school {
+        Scope::School(id) => Some(id.clone()),
+        Scope::Trust => {
+            let schools = db.schools()?;
+            let id = req.f("school").trim();
+            match &schools[..] {
+                [only] if id.is_empty() => Some(only.id.clone()),
+                _ => schools.into_iter().find(|s| s.id == id).map(|s| s.id),
+            }
+        }
+    };
     let problem = match (valid_for, uses) {
+        _ if school.is_none() => Some("Choose the school the token enrols devices into (from the list); ask for a new school with `tutela-collector schools add`."),
         _ if group.is_empty() || group.len() > 100 || label.len() > 200 => {
             Some("Give a group (at most 100 characters) and a label of at most 200.")
         }
@@ -111,7 +152,7 @@ pub fn create(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> 
             render(app, db, &viewer, Some(p))?,
         )));
     }
-    let (Some(valid_for_ms), Some(max_uses)) = (valid_for, uses) else {
+    let (Some(valid_for_ms), Some(max_uses), Some(school)) = (valid_for, uses, school) else {
         return Err(Fail::BadRequest("invalid token request".into()));
     };
     let config = crate::config::CollectorConfig::load(&app.data_dir.join("collector.toml"))
@@ -128,7 +169,7 @@ pub fn create(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> 
             max_uses,
             group: group.to_owned(),
             label: label.to_owned(),
-            school: viewer.school.home().to_owned(),
+            school: school.clone(),
         },
         &config.advertised(),
         &tls.fingerprint,
@@ -140,7 +181,7 @@ pub fn create(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> 
             action: "token-create",
             target: &format!("group:{group}"),
             detail: &format!(
-                "{max_uses} uses, valid {} s, label {label}",
+                "{max_uses} uses, valid {} s, label {label}, school {school}",
                 valid_for_ms / 1000
             ),
         },
@@ -151,7 +192,7 @@ pub fn create(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> 
         h1 { "Token made" }
         p { "Copy it now: it is not shown again. On each device, as an administrator:" }
         pre #token { "tutela-agent enrol '" (text) "'" }
-        p { "Group " (group) ", " (max_uses) " uses, valid until " (app.zone.format(token.expires_ms)) "." }
+        p { "School " (school) ", group " (group) ", " (max_uses) " uses, valid until " (app.zone.format(token.expires_ms)) "." }
         p { a href="/tokens" { "Back to tokens" } }
     };
     Ok(html_response(page("Token made", Some(&viewer), body)))

@@ -13,9 +13,33 @@ pub struct Entry {
     pub action: String,
     pub target: String,
     pub detail: String,
-    /// The school of the actor's grant ('' for the trust, the command line
-    /// and the collector itself): a school's auditor sees its entries only.
+    /// The school the entry belongs to: an entry about an alert, its
+    /// capture or a pupil's report is the alert's school's, whoever acted;
+    /// any other is the school of the actor's grant ('' for the trust, the
+    /// command line and the collector itself). A school's auditor sees its
+    /// entries only.
     pub school: String,
+}
+
+/// The alert an entry with this target is about (`alert:<id>`, or
+/// `capture:<id>`, a capture being shown by its alert's id), if any.
+pub fn alert_of(target: &str) -> Option<i64> {
+    let (kind, id) = target.split_once(':')?;
+    if kind == "alert" || kind == "capture" {
+        id.parse().ok()
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn targets_about_an_alert() {
+    assert_eq!(alert_of("alert:42"), Some(42));
+    assert_eq!(alert_of("capture:7"), Some(7));
+    assert_eq!(alert_of("token:42"), None);
+    assert_eq!(alert_of("alert:x"), None);
+    assert_eq!(alert_of("console"), None);
 }
 
 /// The hash of an entry whose predecessor's hash is `prev`.

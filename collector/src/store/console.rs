@@ -160,10 +160,11 @@ impl Console<'_> {
         provider: &str,
         subject: &str,
         role: &str,
+        new_school: &str,
         session: &NewSession<'_>,
         decide: impl FnOnce(&SsoAccount) -> Result<AuditEntry, (R, AuditEntry)>,
     ) -> Result<Result<(), R>, StoreError> {
-        on!(self, c => sqlite::users::sso_sign_in(c, provider, subject, role, session, decide), p => p.sso_sign_in(provider, subject, role, session, decide))
+        on!(self, c => sqlite::users::sso_sign_in(c, provider, subject, role, new_school, session, decide), p => p.sso_sign_in(provider, subject, role, new_school, session, decide))
     }
 
     /// The session with this token hash, if its account is enabled.
@@ -201,9 +202,10 @@ impl Console<'_> {
         name: &str,
         password_hash: &str,
         role: &str,
+        new_school: &str,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        on!(self, c => sqlite::users::put_account(c, name, password_hash, role, now_ms), p => p.put_account(name, password_hash, role, now_ms))
+        on!(self, c => sqlite::users::put_account(c, name, password_hash, role, new_school, now_ms), p => p.put_account(name, password_hash, role, new_school, now_ms))
     }
 
     /// Changes an account (audited as the command line's); `false` when

@@ -10,6 +10,10 @@ use super::{Store, StoreError};
 pub const DEFAULT_SCHOOL: &str = "default";
 /// Its display name until someone names it.
 pub const DEFAULT_NAME: &str = "Default school";
+/// What the grant of an account that has no school yet stores: an account
+/// made by single sign-on on a collector of several schools, until `users
+/// grant` gives it one. It is not a school id, so it matches no row.
+pub const NO_SCHOOL: &str = "-";
 /// The longest school id.
 pub const MAX_ID_BYTES: usize = 32;
 
@@ -56,6 +60,12 @@ impl Scope {
             Scope::Trust => true,
             Scope::School(id) => id == school,
         }
+    }
+
+    /// Whether this is the scope of an account with no grant yet
+    /// ([`NO_SCHOOL`]): it sees nothing.
+    pub fn is_none(&self) -> bool {
+        matches!(self, Scope::School(id) if id == NO_SCHOOL)
     }
 
     /// The school new rows made in this scope belong to: the scope's own,
@@ -141,5 +151,8 @@ mod tests {
         assert!(Scope::Trust.allows("b"));
         assert_eq!(a.as_grant(), "a");
         assert_eq!(Scope::Trust.home(), DEFAULT_SCHOOL);
+        let none = Scope::from_grant(NO_SCHOOL);
+        assert!(none.is_none() && !none.allows(DEFAULT_SCHOOL) && !valid_id(NO_SCHOOL));
+        assert!(!Scope::Trust.is_none() && !a.is_none());
     }
 }

@@ -90,6 +90,8 @@ pub struct SignIn<'a> {
     pub subject: &'a str,
     pub email: &'a str,
     pub role: Role,
+    /// The school the provider's configuration grants new accounts, if any.
+    pub school: Option<&'a str>,
     pub ip: std::net::IpAddr,
 }
 
@@ -108,10 +110,22 @@ pub fn sign_in(db: &Console<'_>, s: &SignIn<'_>) -> Result<Result<String, Refusa
         return Ok(Err(Refusal::NoUsableEmail));
     }
     let session = NewSessionToken::new(name, now_ms());
+    // A new account on a collector of several schools has the school its
+    // provider's configuration names, if that school exists; else no grant
+    // until `users grant` gives it one: it signs in to a page saying so.
+    let mut new_school = crate::console::auth::new_account_school(db)?;
+    if !new_school.is_empty() {
+        if let Some(id) = s.school {
+            if db.schools()?.iter().any(|school| school.id == id) {
+                new_school = id;
+            }
+        }
+    }
     let outcome = db.sso_sign_in(
         s.provider,
         s.subject,
         s.role.as_str(),
+        new_school,
         &session.row(),
         |found| {
             let refusal = match (&found.account, &found.linked_subject) {

@@ -377,6 +377,7 @@ async fn finish(
         return refused(Refusal::Unmapped.message());
     };
     let provider_name = provider.name.clone();
+    let school = provider.school.clone();
     let subject = identity.subject.clone();
     let outcome = with_db(app, move |db| {
         accounts::sign_in(
@@ -386,6 +387,7 @@ async fn finish(
                 subject: &subject,
                 email: &email,
                 role,
+                school: school.as_deref(),
                 ip,
             },
         )

@@ -75,6 +75,8 @@ pub struct Provider {
     email_claim: String,
     groups_claim: String,
     pub require_verified_email: bool,
+    /// The school new accounts are granted (`school`), if one is named.
+    pub school: Option<String>,
     prompt: String,
     roles: Vec<(Role, Vec<String>, Vec<String>)>,
     http: reqwest::Client,
@@ -117,6 +119,12 @@ impl Provider {
         {
             return Err(format!(
                 "the name {name:?} must be 1-32 lower-case letters, digits or '-'"
+            ));
+        }
+        let school = config.school.trim();
+        if !school.is_empty() && !crate::store::schools::valid_id(school) {
+            return Err(format!(
+                "school {school:?} is not a school id (1-32 lower-case letters, digits or '-'); `tutela-collector schools list` shows them"
             ));
         }
         if !acceptable_url(&config.issuer) {
@@ -210,6 +218,7 @@ impl Provider {
             email_claim: config.email_claim.clone(),
             groups_claim: config.groups_claim.clone(),
             require_verified_email: config.require_verified_email,
+            school: (!school.is_empty()).then(|| school.to_owned()),
             prompt: prompt.to_owned(),
             roles,
             http,

@@ -200,6 +200,15 @@ fn configuration_is_checked_and_roles_map_first_match() {
     assert!(Provider::from_config(&config(no_roles))
         .unwrap_err()
         .contains("no roles are mapped"));
+    // A school for new accounts must be a school id.
+    let with_school =
+        |id: &str| GOOD.replace("client_id =", &format!("school = \"{id}\"\nclient_id ="));
+    let north = Provider::from_config(&config(&with_school("north"))).unwrap();
+    assert_eq!(north.school.as_deref(), Some("north"));
+    assert!(Provider::from_config(&config(&with_school("North School")))
+        .unwrap_err()
+        .contains("is not a school id"));
+    assert_eq!(Provider::from_config(&config(GOOD)).unwrap().school, None);
 }
 
 #[test]
@@ -216,6 +225,7 @@ fn accounts_are_tied_to_their_subject_and_never_take_over_local_ones() {
         subject,
         email,
         role,
+        school: None,
         ip,
     };
     let first = sign_in(&db, &who("s1", "a@school.test", Role::Dsl)).unwrap();
@@ -268,4 +278,91 @@ fn accounts_are_tied_to_their_subject_and_never_take_over_local_ones() {
         )
         .unwrap();
     assert_eq!(refusals, 4);
+}
+
+#[test]
+fn on_a_collector_of_several_schools_a_new_account_has_no_grant_until_given_one() {
+    use super::accounts::{sign_in, SignIn};
+    use crate::console::auth::{check_session, Role};
+    use crate::store::schools::Scope;
+    let dir = tempfile::tempdir().unwrap();
+    let conn = crate::store::open(dir.path()).unwrap();
+    crate::console::schema::create(&conn).unwrap();
+    let db = crate::store::console::Console::Sqlite(&conn);
+    let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+    let who = SignIn {
+        provider: "school",
+        subject: "s1",
+        email: "new@school.test",
+        role: Role::Dsl,
+        school: None,
+        ip,
+    };
+    let school_of = |name: &str| -> String {
+        conn.query_row(
+            "SELECT school FROM console_grants WHERE user = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    // One school: a new account is trust-wide, as before schools.
+    sign_in(&db, &who).unwrap().unwrap();
+    assert_eq!(school_of("new@school.test"), "");
+    // Several schools: a new account signs in to no school at all.
+    crate::store::sqlite::schools::put(&conn, "north", "North", 1).unwrap();
+    let token = sign_in(
+        &db,
+        &SignIn {
+            subject: "s2",
+            email: "second@school.test",
+            ..who
+        },
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(school_of("second@school.test"), "-");
+    let viewer = check_session(&db, Some(token.as_str()), false).unwrap();
+    assert!(viewer.school.is_none() && !viewer.trust_wide());
+    // The page it is shown names the account and who to ask.
+    let page = crate::console::Fail::NoGrant(viewer.name).response(false);
+    assert_eq!(page.status(), 403);
+    // The earlier account keeps its grant.
+    sign_in(&db, &who).unwrap().unwrap();
+    assert_eq!(school_of("new@school.test"), "");
+    // `users grant` gives one, and a later sign-in keeps it.
+    assert!(db
+        .grant("second@school.test", "dsl", &Scope::School("north".into()))
+        .unwrap());
+    let token = sign_in(
+        &db,
+        &SignIn {
+            subject: "s2",
+            email: "second@school.test",
+            ..who
+        },
+    )
+    .unwrap()
+    .unwrap();
+    let viewer = check_session(&db, Some(token.as_str()), false).unwrap();
+    assert_eq!(viewer.school, Scope::School("north".into()));
+    // A provider configured with a school grants it to the accounts it
+    // makes; one naming a school that does not exist grants none.
+    for (email, school, granted) in [
+        ("third@school.test", "north", "north"),
+        ("fourth@school.test", "west", "-"),
+    ] {
+        sign_in(
+            &db,
+            &SignIn {
+                subject: email,
+                email,
+                school: Some(school),
+                ..who
+            },
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(school_of(email), granted, "{email}");
+    }
 }

@@ -9,13 +9,19 @@ use crate::store::schools::School;
 use crate::store::users::Audited;
 use crate::store::StoreError;
 
-/// Keeps an account's grant in step with its role (a new account is given
-/// the trust, as every account had before schools).
-pub(super) async fn keep_role(c: &Client, name: &str, role: &str) -> Result<(), Error> {
+/// Keeps an account's grant in step with its role; a new account is given
+/// `new_school` ('' for the trust, as every account had before schools;
+/// `NO_SCHOOL` for none yet).
+pub(super) async fn keep_role(
+    c: &Client,
+    name: &str,
+    role: &str,
+    new_school: &str,
+) -> Result<(), Error> {
     c.execute(
-        "INSERT INTO console_grants (\"user\", role, school) VALUES ($1, $2, '')
+        "INSERT INTO console_grants (\"user\", role, school) VALUES ($1, $2, $3)
          ON CONFLICT (\"user\") DO UPDATE SET role = EXCLUDED.role",
-        &[&name, &role],
+        &[&name, &role, &new_school],
     )
     .await?;
     Ok(())

@@ -385,6 +385,12 @@ INSERT INTO console_grants ("user", role, school) SELECT name, role, '' FROM con
 /// The schema version this collector writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// The migrations that bring an empty database to version `n`: an older
+/// collector's schema, to check the upgrade from it.
+pub fn migrations_to(n: usize) -> &'static [&'static str] {
+    &MIGRATIONS[..n.min(MIGRATIONS.len())]
+}
+
 /// Brings the database's schema up to [`VERSION`], or refuses one newer.
 pub async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     let tx = client.transaction().await?;

@@ -106,22 +106,15 @@ impl Jobs {
     }
 }
 
-/// The scope clause (alias `a`) for `audience` in `school` ('' for every
-/// school); parameter $1 is the staff pattern. The school is written into
-/// the clause (every query's other parameters are numbered after $1): it
-/// is checked to be a school id, lower-case letters, digits and '-' only.
-fn scope(audience: Audience, school: &str) -> Result<String, StoreError> {
+/// The scope clause (alias `a`) for `audience`: parameter $1 is the staff
+/// pattern and $2 the school ('' for every school), bound like every other
+/// value; each query's own parameters are numbered from $3.
+fn scope(audience: Audience) -> String {
     let staff = match audience {
         Audience::Staff => staff_condition(1),
         Audience::Pupils => format!("NOT {}", staff_condition(1)),
     };
-    if school.is_empty() {
-        return Ok(staff);
-    }
-    if !crate::store::schools::valid_id(school) {
-        return Err(StoreError::NotASchool(school.to_owned()));
-    }
-    Ok(format!("{staff} AND a.school = '{school}'"))
+    format!("{staff} AND ($2 = '' OR a.school = $2)")
 }
 
 async fn figures(
@@ -134,11 +127,14 @@ async fn figures(
 ) -> Result<Figures, StoreError> {
     let zone = week.zone.clone();
     let pattern = like_pattern(&config.console.staff_pattern.trim().to_lowercase());
-    let sc = scope(audience, school)?;
+    if !school.is_empty() && !crate::store::schools::valid_id(school) {
+        return Err(StoreError::NotASchool(school.to_owned()));
+    }
+    let sc = scope(audience);
     let (start, end) = (week.start_ms(), week.end_ms());
     let prev = week.previous();
-    let in_week = "a.state <> 'folded' AND a.time_ms >= $2 AND a.time_ms < $3";
-    let week_params: [&(dyn ToSql + Sync); 3] = [&pattern, &start, &end];
+    let in_week = "a.state <> 'folded' AND a.time_ms >= $3 AND a.time_ms < $4";
+    let week_params: [&(dyn ToSql + Sync); 4] = [&pattern, &school, &start, &end];
 
     let mut categories: Vec<CategoryRow> = Vec::new();
     for r in tx
@@ -171,7 +167,7 @@ async fn figures(
     for r in tx
         .query(
             &format!("SELECT a.category, COUNT(*) FROM alerts a WHERE {sc} AND {in_week} GROUP BY a.category"),
-            &[&pattern, &prev_start, &prev_end],
+            &[&pattern, &school, &prev_start, &prev_end],
         )
         .await?
     {
@@ -238,7 +234,7 @@ async fn figures(
             &format!(
                 "SELECT COUNT(*), MIN(a.received_ms) FROM alerts a WHERE {sc} AND a.state = 'new'"
             ),
-            &[&pattern],
+            &[&pattern, &school],
         )
         .await?;
     let (unreviewed, oldest_unreviewed_ms): (i64, Option<i64>) = (r.get(0), r.get(1));
@@ -247,9 +243,9 @@ async fn figures(
         .query(
             &format!(
                 "SELECT a.id, a.time_ms, a.severity, a.category, a.state FROM alerts a
-                 WHERE {sc} AND {in_week} ORDER BY a.severity DESC, a.time_ms DESC LIMIT $4"
+                 WHERE {sc} AND {in_week} ORDER BY a.severity DESC, a.time_ms DESC LIMIT $5"
             ),
-            &[&pattern, &start, &end, &(TOP as i64)],
+            &[&pattern, &school, &start, &end, &(TOP as i64)],
         )
         .await?
         .iter()
@@ -285,9 +281,9 @@ async fn figures(
                 "SELECT a.rule_id, SUM((a.state = 'false_positive')::int)::bigint, COUNT(*) FROM alerts a
                  WHERE {sc} AND {in_week}
                  GROUP BY a.rule_id HAVING SUM((a.state = 'false_positive')::int) > 0
-                 ORDER BY 2 DESC, 3 DESC, a.rule_id LIMIT $4"
+                 ORDER BY 2 DESC, 3 DESC, a.rule_id LIMIT $5"
             ),
-            &[&pattern, &start, &end, &(FP_RULES as i64)],
+            &[&pattern, &school, &start, &end, &(FP_RULES as i64)],
         )
         .await?
         .iter()
@@ -304,7 +300,7 @@ async fn figures(
             .query_one(
                 &format!(
                     "SELECT COUNT(*) FROM alerts a WHERE {} AND {in_week}",
-                    scope(Audience::Staff, school)?
+                    scope(Audience::Staff)
                 ),
                 &week_params,
             )

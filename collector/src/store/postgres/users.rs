@@ -6,7 +6,7 @@
 use tokio_postgres::{Client, Error};
 
 use super::console::Pg;
-use crate::store::audit::{entry_hash, ChainCheck, Entry, GENESIS};
+use crate::store::audit::{alert_of, entry_hash, ChainCheck, Entry, GENESIS};
 use crate::store::now_ms;
 use crate::store::schools::Scope;
 use crate::store::users::{
@@ -38,7 +38,7 @@ pub(super) async fn audit(c: &Client, a: &Audited<'_>) -> Result<(), Error> {
         action: a.action.to_owned(),
         target: a.target.to_owned(),
         detail: a.detail.to_owned(),
-        school: actor_school(c, a.actor).await?,
+        school: entry_school(c, a.actor, a.target).await?,
     };
     let hash = entry_hash(&prev, &entry);
     c.execute(
@@ -60,9 +60,19 @@ pub(super) async fn audit(c: &Client, a: &Audited<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-/// The school of `actor`'s grant ('' for the trust and for actors without
-/// an account: the command line, the collector).
-pub(super) async fn actor_school(c: &Client, actor: &str) -> Result<String, Error> {
+/// The school an entry by `actor` about `target` belongs to: an alert's
+/// (or its capture's) school, else the school of `actor`'s grant ('' for
+/// the trust and for actors without an account: the command line, the
+/// collector).
+async fn entry_school(c: &Client, actor: &str, target: &str) -> Result<String, Error> {
+    if let Some(id) = alert_of(target) {
+        if let Some(r) = c
+            .query_opt("SELECT school FROM alerts WHERE id = $1", &[&id])
+            .await?
+        {
+            return Ok(r.get(0));
+        }
+    }
     Ok(c.query_opt(
         "SELECT school FROM console_grants WHERE \"user\" = $1",
         &[&actor],
@@ -148,6 +158,7 @@ impl Pg<'_> {
         provider: &str,
         subject: &str,
         role: &str,
+        new_school: &str,
         session: &NewSession<'_>,
         decide: impl FnOnce(&SsoAccount) -> Result<AuditEntry, (R, AuditEntry)>,
     ) -> Result<Result<(), R>, StoreError> {
@@ -187,7 +198,7 @@ impl Pg<'_> {
                 &[&name, &role, &session.now_ms],
             )
             .await?;
-            super::grants::keep_role(c, name, role).await?;
+            super::grants::keep_role(c, name, role, new_school).await?;
             c.execute(
                 "INSERT INTO console_oidc_accounts (provider, subject, name, first_ms, last_ms) VALUES ($1, $2, $3, $4, $4)
                  ON CONFLICT (provider, subject) DO UPDATE SET name = EXCLUDED.name, last_ms = EXCLUDED.last_ms",
@@ -283,6 +294,7 @@ impl Pg<'_> {
         name: &str,
         password_hash: &str,
         role: &str,
+        new_school: &str,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let c = self.client()?;
@@ -295,7 +307,7 @@ impl Pg<'_> {
                 &[&name, &password_hash, &role, &now_ms],
             )
             .await?;
-            super::grants::keep_role(c, name, role).await?;
+            super::grants::keep_role(c, name, role, new_school).await?;
             c.execute("DELETE FROM console_sessions WHERE \"user\" = $1", &[&name])
                 .await?;
             audit(

@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::write_tx;
-use crate::store::audit::{entry_hash, ChainCheck, Entry, GENESIS};
+use crate::store::audit::{alert_of, entry_hash, ChainCheck, Entry, GENESIS};
 use crate::store::now_ms;
 use crate::store::schools::Scope;
 use crate::store::users::Audited;
@@ -47,14 +47,26 @@ pub fn insert(conn: &Connection, a: &Audited<'_>) -> rusqlite::Result<()> {
         Some((id, hash)) => (id + 1, hash),
         None => (1, GENESIS.to_owned()),
     };
-    let school: String = conn
-        .query_row(
-            "SELECT school FROM console_grants WHERE user = ?1",
-            [a.actor],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or_default();
+    // An entry about an alert is its school's; any other its actor's.
+    let alert_school: Option<String> = match alert_of(a.target) {
+        Some(id) => conn
+            .query_row("SELECT school FROM alerts WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?,
+        None => None,
+    };
+    let school = match alert_school {
+        Some(school) => school,
+        None => conn
+            .query_row(
+                "SELECT school FROM console_grants WHERE user = ?1",
+                [a.actor],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or_default(),
+    };
     let entry = Entry {
         id,
         time_ms: now_ms(),

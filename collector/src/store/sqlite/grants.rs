@@ -7,13 +7,19 @@ use super::audit::insert as audit;
 use super::users::account_exists;
 use crate::store::users::Audited;
 
-/// Keeps an account's grant in step with its role (a new account is given
-/// the trust, as every account had before schools).
-pub fn keep_role(conn: &Connection, name: &str, role: &str) -> rusqlite::Result<()> {
+/// Keeps an account's grant in step with its role; a new account is given
+/// `new_school` ('' for the trust, as every account had before schools;
+/// `NO_SCHOOL` for none yet).
+pub fn keep_role(
+    conn: &Connection,
+    name: &str,
+    role: &str,
+    new_school: &str,
+) -> rusqlite::Result<()> {
     conn.execute(
-        "INSERT INTO console_grants (user, role, school) VALUES (?1, ?2, '')
+        "INSERT INTO console_grants (user, role, school) VALUES (?1, ?2, ?3)
          ON CONFLICT(user) DO UPDATE SET role = ?2",
-        params![name, role],
+        params![name, role, new_school],
     )?;
     Ok(())
 }

@@ -152,6 +152,7 @@ pub fn put_account(
     name: &str,
     password_hash: &str,
     role: &str,
+    new_school: &str,
     now_ms: i64,
 ) -> rusqlite::Result<bool> {
     let tx = write_tx(conn)?;
@@ -161,7 +162,7 @@ pub fn put_account(
          ON CONFLICT(name) DO UPDATE SET password_hash = ?2, role = ?3, failed = 0, locked_until_ms = 0",
         params![name, password_hash, role, now_ms],
     )?;
-    super::grants::keep_role(&tx, name, role)?;
+    super::grants::keep_role(&tx, name, role, new_school)?;
     tx.execute("DELETE FROM console_sessions WHERE user = ?1", [name])?;
     audit(
         &tx,
@@ -264,6 +265,7 @@ pub fn sso_sign_in<R>(
     provider: &str,
     subject: &str,
     role: &str,
+    new_school: &str,
     session: &NewSession<'_>,
     decide: impl FnOnce(&SsoAccount) -> Result<AuditEntry, (R, AuditEntry)>,
 ) -> rusqlite::Result<Result<(), R>> {
@@ -301,7 +303,7 @@ pub fn sso_sign_in<R>(
          ON CONFLICT(name) DO UPDATE SET role = ?2",
         params![name, role, session.now_ms],
     )?;
-    super::grants::keep_role(&tx, name, role)?;
+    super::grants::keep_role(&tx, name, role, new_school)?;
     tx.execute(
         "INSERT INTO console_oidc_accounts (provider, subject, name, first_ms, last_ms) VALUES (?1, ?2, ?3, ?4, ?4)
          ON CONFLICT(provider, subject) DO UPDATE SET name = ?3, last_ms = ?4",
