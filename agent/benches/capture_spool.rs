@@ -82,7 +82,7 @@ fn start_screen() -> Screen {
         if !x_answers(&display) {
             continue;
         }
-        let text = concat!(env!("CARGO_MANIFEST_DIR"), "/src/monitor.rs");
+        let text = concat!(env!("CARGO_MANIFEST_DIR"), "/src/monitor/mod.rs");
         let xterm = Command::new("xterm")
             .env("DISPLAY", &display)
             .args(["-geometry", "230x70+0+0", "-hold", "-e", "cat", text])

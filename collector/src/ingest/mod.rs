@@ -3,31 +3,31 @@
 //! bytes, capture hash) before it reaches the writer. Anything wrong ends
 //! the stream with a specific status and a log line; nothing is stored.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
 
 use prost::Message;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 use tutela_proto::v1::ingest_server::Ingest;
 use tutela_proto::v1::{
-    EventBatch, EventBatchReply, EventBody, HeartbeatBody, HeartbeatReply, SignedEvent,
-    SignedHeartbeat,
+    EventBatch, EventBatchReply, EventBody, HeartbeatReply, SignedEvent, SignedHeartbeat,
 };
 
 use crate::config::Limits;
 use crate::secrets::CaptureVault;
 use crate::signature::{self, PublicKey};
-use crate::store::agents::HeartbeatRow;
-use crate::store::{self, Store, StoreError, Tx};
+use crate::store;
 use crate::writer::{reply_channel, with_seq, Replies, Reply, Verified, Writer};
 
-/// How long a looked-up agent key is trusted before re-reading (revocation latency).
-const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+mod heartbeat;
+mod keys;
+#[cfg(test)]
+mod tests;
+
+pub use keys::{AgentKey, AgentKeys};
 
 /// Most events of one stream whose signatures are checked together. Events
 /// already received are taken up to this many at once; a larger batch saves
@@ -37,79 +37,6 @@ const VERIFY_BATCH_MAX: usize = 64;
 /// what a stream has the collector hold before its signatures are checked
 /// stays small (one event over it still makes a run of its own).
 const VERIFY_BATCH_BYTES: usize = 1024 * 1024;
-
-/// An enrolled agent's key, parsed once, and whether it is revoked.
-#[derive(Debug)]
-pub struct AgentKey {
-    key: Result<PublicKey, signature::KeyError>,
-    pub revoked: bool,
-    fetched: Instant,
-}
-
-impl AgentKey {
-    /// The key to check `agent_id`'s signatures with. A stored key that
-    /// cannot be used (enrolled before weak keys were refused) is refused.
-    pub fn usable(&self, agent_id: &str) -> Result<&PublicKey, Status> {
-        self.key.as_ref().map_err(|e| {
-            tracing::warn!(agent_id, error = %e, "enrolled key unusable");
-            Status::unauthenticated(format!(
-                "agent {agent_id}'s enrolled key cannot be used ({e}); a technician must re-enrol the device"
-            ))
-        })
-    }
-}
-
-/// Enrolled agents' keys, cached briefly.
-#[derive(Debug)]
-pub struct AgentKeys {
-    store: Store,
-    cache: RwLock<HashMap<String, Arc<AgentKey>>>,
-}
-
-impl AgentKeys {
-    pub fn new(store: Store) -> Self {
-        Self {
-            store,
-            cache: RwLock::new(HashMap::new()),
-        }
-    }
-
-    /// The store the keys are read from.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// The agent's key, or `None` when it is not enrolled.
-    pub async fn get(&self, agent_id: &str) -> Result<Option<Arc<AgentKey>>, Status> {
-        if let Some(k) = self
-            .cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(agent_id)
-        {
-            if k.fetched.elapsed() < KEY_CACHE_TTL {
-                return Ok(Some(k.clone()));
-            }
-        }
-        let row = self.store.agent_key(agent_id).await.map_err(|e| {
-            tracing::error!(error = %e, "agent lookup failed");
-            Status::unavailable("the collector cannot read its agent list; retry later")
-        })?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let key = Arc::new(AgentKey {
-            key: PublicKey::parse(&row.public_key),
-            revoked: row.revoked,
-            fetched: Instant::now(),
-        });
-        self.cache
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(agent_id.to_owned(), key.clone());
-        Ok(Some(key))
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct IngestService {
@@ -437,76 +364,6 @@ pub fn revoked_status(agent_id: &str) -> Status {
     ))
 }
 
-/// Why a heartbeat that passed its checks was not recorded: the agent was
-/// revoked meanwhile, or the heartbeat is not newer than the last accepted.
-async fn heartbeat_not_recorded(tx: &mut Tx<'_>, body: &HeartbeatBody) -> Status {
-    match tx.heartbeat_standing(&body.agent_id).await.unwrap_or(None) {
-        None => Status::not_found(format!("agent {} is not enrolled", body.agent_id)),
-        Some(s) if s.revoked => revoked_status(&body.agent_id),
-        Some(s) => {
-            let last = s.last_heartbeat_ms;
-            tracing::warn!(agent_id = %body.agent_id, agent_ms = body.time_ms, last, "replayed heartbeat refused");
-            Status::already_exists(format!(
-                "a heartbeat of agent {} at {} ms is not newer than the last accepted one ({last} ms): a replay or a repeat; each heartbeat needs a later time",
-                body.agent_id, body.time_ms
-            ))
-        }
-    }
-}
-
-/// Records a verified heartbeat (in the writer's transaction). Returns
-/// whether the agent must re-key, or why the heartbeat was not recorded.
-async fn record_heartbeat(
-    tx: &mut Tx<'_>,
-    body: HeartbeatBody,
-) -> Result<Result<bool, Status>, StoreError> {
-    let recorded = tx
-        .record_heartbeat(&HeartbeatRow {
-            agent_id: &body.agent_id,
-            seen_ms: store::now_ms(),
-            agent_version: &body.agent_version,
-            rules_version: i64::from(body.rules_version),
-            spool_backlog: body.spool_backlog.min(i64::MAX as u64) as i64,
-            spool_dropped: body.spool_dropped.min(i64::MAX as u64) as i64,
-            agent_ms: body.time_ms,
-            problems: &agent_problems(&body.problems),
-        })
-        .await?;
-    if !recorded {
-        return Ok(Err(heartbeat_not_recorded(tx, &body).await));
-    }
-    if let Err(e) = tx.record_shadow_counts(&body).await {
-        tracing::warn!(error = %e, agent_id = %body.agent_id, "cannot record shadow counts");
-    }
-    Ok(Ok(crate::enrolment::check_host(tx, &body)
-        .await
-        .unwrap_or_else(|e| {
-            tracing::warn!(error = %e, agent_id = %body.agent_id, "cannot check the agent's machine");
-            false
-        })))
-}
-
-/// The problems an agent reports, as stored: the first few, each on one line
-/// and cut at a character boundary (status for the technician, so a long or
-/// odd one is shortened rather than the heartbeat refused).
-fn agent_problems(problems: &[String]) -> String {
-    problems
-        .iter()
-        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|p| !p.is_empty())
-        .take(tutela_proto::limits::MAX_AGENT_PROBLEMS)
-        .map(|mut p| {
-            let mut end = p.len().min(tutela_proto::limits::MAX_NAME_BYTES);
-            while !p.is_char_boundary(end) {
-                end -= 1;
-            }
-            p.truncate(end);
-            p
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// When `signature` does not verify over the domain-separated bytes but does
 /// over the bare body, the sender speaks protocol version 1: say so.
 pub fn protocol_1_hint(key: &PublicKey, body: &[u8], signature: &[u8]) -> &'static str {
@@ -590,100 +447,5 @@ impl Ingest for IngestService {
         let recorded = self.record_heartbeat(request.into_inner()).await;
         crate::metrics::heartbeat(recorded.as_ref().map(|_| ()).map_err(Status::code));
         recorded
-    }
-}
-
-impl IngestService {
-    async fn record_heartbeat(
-        &self,
-        signed: SignedHeartbeat,
-    ) -> Result<Response<HeartbeatReply>, Status> {
-        if signed.body.len() > tutela_proto::limits::MAX_HEARTBEAT_BYTES {
-            return Err(Status::resource_exhausted(format!(
-                "heartbeat of {} bytes exceeds the limit of {} bytes",
-                signed.body.len(),
-                tutela_proto::limits::MAX_HEARTBEAT_BYTES
-            )));
-        }
-        let body = HeartbeatBody::decode(signed.body.as_slice())
-            .map_err(|_| Status::invalid_argument("not a valid tutela.v1.HeartbeatBody"))?;
-        let key = self.keys.get(&body.agent_id).await?.ok_or_else(|| {
-            Status::not_found(format!(
-                "agent {} is not enrolled; enrol it with a token from a technician",
-                body.agent_id
-            ))
-        })?;
-        if key.revoked {
-            return Err(revoked_status(&body.agent_id));
-        }
-        let key = key.usable(&body.agent_id)?;
-        let message = tutela_proto::heartbeat_message(&signed.body);
-        if !signature::verify(key, &message, &signed.signature) {
-            return Err(Status::unauthenticated(format!(
-                "the heartbeat's signature does not verify against agent {}'s enrolled key{}",
-                body.agent_id,
-                protocol_1_hint(key, &signed.body, &signed.signature)
-            )));
-        }
-        let now = store::now_ms();
-        if (body.time_ms - now).abs() > tutela_proto::limits::HEARTBEAT_WINDOW_MS {
-            tracing::warn!(agent_id = %body.agent_id, agent_ms = body.time_ms, now, "stale heartbeat refused");
-            let mut status = Status::failed_precondition(format!(
-                "the heartbeat's time is {} s from the collector's clock (at most {} s is accepted): a replayed heartbeat, or the station's clock is wrong; set the station's clock",
-                (body.time_ms - now) / 1000,
-                tutela_proto::limits::HEARTBEAT_WINDOW_MS / 1000
-            ));
-            if let Ok(v) = now.to_string().parse() {
-                status
-                    .metadata_mut()
-                    .insert(tutela_proto::COLLECTOR_TIME_METADATA, v);
-            }
-            return Err(status);
-        }
-        // Through the single writer: a heartbeat never contends with the
-        // event batches for the store's write lock.
-        let agent_id = body.agent_id.clone();
-        let rekey = self
-            .writer
-            .write_for(&agent_id, "heartbeat", move |tx| {
-                Box::pin(async move {
-                    record_heartbeat(tx, body)
-                        .await
-                        .map_err(crate::writer::store_failed("heartbeat"))?
-                })
-            })
-            .await?;
-        Ok(Response::new(HeartbeatReply {
-            server_time_ms: store::now_ms(),
-            latest_rules_version: 0,
-            rekey,
-        }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::agent_problems;
-
-    #[test]
-    fn agent_problems_are_kept_short_one_per_line_and_few() {
-        assert_eq!(agent_problems(&[]), "");
-        let many: Vec<String> = (0..20).map(|i| format!("problem {i}")).collect();
-        let kept = agent_problems(&many);
-        assert_eq!(
-            kept.lines().count(),
-            tutela_proto::limits::MAX_AGENT_PROBLEMS
-        );
-        assert!(kept.starts_with("problem 0\nproblem 1\n"));
-        // New lines inside a problem cannot forge another line; blanks are dropped.
-        let odd = agent_problems(&["a\nforged\tline".into(), "  ".into(), "é".repeat(200)]);
-        let lines: Vec<&str> = odd.lines().collect();
-        assert_eq!(lines[0], "a forged line");
-        assert_eq!(lines.len(), 2);
-        assert!(lines[1].len() <= tutela_proto::limits::MAX_NAME_BYTES);
-        assert!(
-            lines[1].chars().all(|c| c == 'é'),
-            "cut at a character boundary"
-        );
     }
 }

@@ -1,0 +1,198 @@
+//! Raising an alert: exemptions and the cooldown, the event drafted, its
+//! screenshot (and burst) while the matched window is still in front.
+
+use std::time::Instant;
+
+use tutela_proto::v1::{Observation as WireObservation, RuleMatch, Source as WireSource};
+use tutela_rules::{CaptureMode, Match, Scope};
+
+use super::{now_ms, Cooldown, Monitor, Pending};
+use crate::event::{random_id, EventDraft, Evidence};
+use crate::observation::App;
+
+impl Monitor {
+    /// Applies exemptions and the cooldown; returns the alert to raise, if any.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn consider(
+        &mut self,
+        window_id: u64,
+        scope: Scope,
+        matches: Vec<Match>,
+        title: &str,
+        app: &App,
+        url: &str,
+        search: &str,
+    ) -> Vec<Pending> {
+        let exempt = self.exempt.clone();
+        let matches: Vec<Match> = matches.into_iter().filter(|m| !exempt(m)).collect();
+        if matches.is_empty() {
+            return Vec::new();
+        }
+        let mut fresh = Vec::new();
+        for m in matches {
+            match self.cooldowns.get_mut(&(m.rule_id.clone(), window_id)) {
+                Some(c) if c.started.elapsed() < self.settings.cooldown => {
+                    c.repeats += 1;
+                    tracing::debug!(rule_id = %m.rule_id, repeats = c.repeats, "repeat within the cooldown");
+                }
+                _ => fresh.push(m),
+            }
+        }
+        if fresh.is_empty() {
+            return Vec::new();
+        }
+        fresh.sort_by_key(|m| std::cmp::Reverse(m.severity));
+        let lead = &fresh[0];
+        let context = lead.context.clone();
+        let rules_version = self.matcher().version();
+        let matches: Vec<RuleMatch> = fresh
+            .iter()
+            .map(|m| {
+                let (start, end) = if m.context == context {
+                    (m.context_span.start as u32, m.context_span.end as u32)
+                } else {
+                    (0, 0)
+                };
+                RuleMatch {
+                    rule_id: m.rule_id.clone(),
+                    category: m.category.clone(),
+                    severity: u32::from(m.severity),
+                    term: m.term.clone(),
+                    start,
+                    end,
+                }
+            })
+            .collect();
+        let source = match (scope, lead.scope) {
+            (Scope::Url, Scope::Search) => WireSource::Search,
+            (s, _) => wire_source(s),
+        };
+        let event_id = random_id();
+        let draft = EventDraft {
+            time_ms: now_ms(),
+            user: self.settings.user.clone(),
+            station: self.settings.station.clone(),
+            observation: WireObservation {
+                source: source as i32,
+                context,
+                app: app.name.clone(),
+                app_path: app.path.clone(),
+                window_title: title.to_owned(),
+                url: url.to_owned(),
+                search_query: search.to_owned(),
+            },
+            matches,
+            evidence: None,
+            rules_version,
+            count: 1,
+            event_id: Some(event_id.clone()),
+            repeat_of: String::new(),
+        };
+        let capture = fresh
+            .iter()
+            .map(|m| m.capture)
+            .max_by_key(|c| match c {
+                CaptureMode::None => 0,
+                CaptureMode::One => 1,
+                CaptureMode::Burst => 2,
+            })
+            .unwrap_or(CaptureMode::One);
+        for m in &fresh {
+            self.cooldowns.insert(
+                (m.rule_id.clone(), window_id),
+                Cooldown {
+                    event_id: event_id.clone(),
+                    started: Instant::now(),
+                    repeats: 0,
+                    template: draft.clone(),
+                },
+            );
+        }
+        tracing::info!(
+            source = ?source,
+            rule_id = %fresh[0].rule_id,
+            category = %fresh[0].category,
+            severity = fresh[0].severity,
+            "rule matched"
+        );
+        vec![Pending {
+            draft,
+            capture,
+            window_id,
+        }]
+    }
+
+    pub(super) async fn raise(&self, pending: Pending) {
+        let Pending {
+            mut draft,
+            capture,
+            window_id,
+        } = pending;
+        let window = (window_id >> 63 == 0 && window_id != 0).then_some(window_id);
+        let wanted = self.settings.capture && capture != CaptureMode::None;
+        let shoot = wanted && self.front.may_capture(window);
+        if shoot {
+            draft.evidence = screenshot(window).await;
+        } else if wanted {
+            tracing::info!(
+                rule_id = draft
+                    .matches
+                    .first()
+                    .map(|m| m.rule_id.as_str())
+                    .unwrap_or(""),
+                "no screenshot: the matched window is no longer in front, or a sign-in window is"
+            );
+        }
+        let first_id = draft.event_id.clone().unwrap_or_default();
+        let template = draft.clone();
+        self.sink.append(draft);
+        if shoot && capture == CaptureMode::Burst && self.settings.burst_shots > 1 {
+            let sink = self.sink.clone();
+            let shots = self.settings.burst_shots - 1;
+            let interval = self.settings.burst_interval;
+            let front = self.front.clone();
+            tokio::spawn(async move {
+                for _ in 0..shots {
+                    tokio::time::sleep(interval).await;
+                    if !front.may_capture(window) {
+                        // The rest of the burst would show something else.
+                        break;
+                    }
+                    let mut extra = template.clone();
+                    extra.evidence = screenshot(window).await;
+                    extra.time_ms = now_ms();
+                    extra.count = 0;
+                    extra.event_id = None;
+                    extra.repeat_of = first_id.clone();
+                    sink.append(extra);
+                }
+            });
+        }
+    }
+}
+
+fn wire_source(scope: Scope) -> WireSource {
+    match scope {
+        Scope::Typed => WireSource::Typed,
+        Scope::Title => WireSource::Title,
+        Scope::Url => WireSource::Url,
+        Scope::Search => WireSource::Search,
+        Scope::Process => WireSource::Process,
+    }
+}
+
+async fn screenshot(window: Option<u64>) -> Option<Evidence> {
+    let shot = tokio::task::spawn_blocking(move || crate::capture::capture_screen(window)).await;
+    match shot {
+        Ok(Ok(c)) => Some(Evidence {
+            jpeg: c.jpeg,
+            width: c.width,
+            height: c.height,
+        }),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "no screenshot for this alert");
+            None
+        }
+        Err(_) => None,
+    }
+}
