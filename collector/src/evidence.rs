@@ -38,8 +38,6 @@ pub enum EvidenceError {
     Secrets(#[from] SecretsError),
     #[error("the capture of alert {0} does not match the SHA-256 its agent signed")]
     Tampered(i64),
-    #[error("the capture of alert {0} is not a readable JPEG image")]
-    NotAnImage(i64),
     #[error(transparent)]
     Blob(#[from] crate::store::blob::BlobError),
 }
@@ -68,24 +66,20 @@ pub fn open_capture(
     let Some(alert) = alert else {
         return Ok(None);
     };
-    let (Some(sha256), Some(stored)) = (db.capture_sha256(alert_id)?, db.stored_capture(alert_id)?)
+    let (Some(facts), Some(stored)) = (db.capture_facts(alert_id)?, db.stored_capture(alert_id)?)
     else {
         return Ok(None);
     };
     let sealed = blobs.get_blocking(stored)?;
     let jpeg = vault.open(&alert.event_id, &sealed)?;
-    if digest(&SHA256, &jpeg).as_ref() != sha256.as_slice() {
+    if digest(&SHA256, &jpeg).as_ref() != facts.sha256.as_slice() {
         return Err(EvidenceError::Tampered(alert_id));
     }
-    let (width, height) =
-        image::ImageReader::with_format(std::io::Cursor::new(&jpeg), image::ImageFormat::Jpeg)
-            .into_dimensions()
-            .map_err(|_| EvidenceError::NotAnImage(alert_id))?;
     Ok(Some(Capture {
         alert_id,
         event_id: alert.event_id,
-        width,
-        height,
+        width: facts.width,
+        height: facts.height,
         jpeg,
     }))
 }

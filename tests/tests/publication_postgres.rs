@@ -327,20 +327,21 @@ fn a_pack_and_an_exemption_pushed_through_one_collector_reach_an_agent_on_anothe
     )
     .unwrap();
     assert!(acks.contains("group lab-1 current version 1"), "{acks}");
-    // The three changes are in the one audit log, chained.
+    // The agent's enrolment token and the three changes are in the one
+    // audit log, chained.
     assert_eq!(
         cluster
             .pg
             .query("SELECT action FROM console_audit ORDER BY id")
             .unwrap(),
-        "exemption-add\nexemption-revoke\nnotice-set"
+        "token-create\nexemption-add\nexemption-revoke\nnotice-set"
     );
     assert_eq!(
         cluster.pg.count(
             "SELECT COUNT(*) FROM console_audit a JOIN console_audit b ON b.id = a.id + 1
              WHERE b.prev_hash = a.hash"
         ),
-        2
+        3
     );
     // The second collector heard of them from the database, not by its
     // own polling of a file; nothing went to either SQLite file.
@@ -483,7 +484,7 @@ fn an_agent_moved_to_another_group_through_one_collector_takes_its_exemptions_at
             .pg
             .query("SELECT action FROM console_audit ORDER BY id")
             .unwrap(),
-        "exemption-add\nagent-move"
+        "token-create\nexemption-add\nagent-move"
     );
 }
 

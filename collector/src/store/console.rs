@@ -415,6 +415,12 @@ impl Console<'_> {
         on!(self, c => sqlite::review::capture_sha256(c, alert_id), p => p.capture_sha256(alert_id))
     }
 
+    /// A capture's SHA-256 as its agent signed it, and its width and height
+    /// as recorded at ingest.
+    pub fn capture_facts(&self, alert_id: i64) -> Result<Option<CaptureFacts>, StoreError> {
+        on!(self, c => sqlite::review::capture_facts(c, alert_id), p => p.capture_facts(alert_id))
+    }
+
     /// Records a reveal for the session with its audit entry.
     pub fn record_reveal(
         &self,
@@ -517,4 +523,12 @@ impl Console<'_> {
     pub fn revoke_token(&self, id: &str, entry: &Audited<'_>) -> Result<(), StoreError> {
         on!(self, c => sqlite::fleet::revoke_token(c, id, entry), p => p.revoke_token(id, entry))
     }
+}
+
+/// What the store records of a capture besides its sealed bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureFacts {
+    pub sha256: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
 }

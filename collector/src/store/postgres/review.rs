@@ -428,6 +428,25 @@ impl Pg<'_> {
         })
     }
 
+    pub fn capture_facts(
+        &self,
+        alert_id: i64,
+    ) -> Result<Option<crate::store::console::CaptureFacts>, StoreError> {
+        let c = self.client()?;
+        self.run(async move {
+            Ok(c.query_opt(
+                "SELECT sha256, width, height FROM captures WHERE alert_id = $1",
+                &[&alert_id],
+            )
+            .await?
+            .map(|r| crate::store::console::CaptureFacts {
+                sha256: r.get(0),
+                width: r.get::<_, i64>(1) as u32,
+                height: r.get::<_, i64>(2) as u32,
+            }))
+        })
+    }
+
     pub fn record_reveal(
         &self,
         session_hash: &[u8],

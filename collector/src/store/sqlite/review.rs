@@ -399,6 +399,24 @@ pub fn capture_sha256(conn: &Connection, alert_id: i64) -> rusqlite::Result<Opti
     .optional()
 }
 
+pub fn capture_facts(
+    conn: &Connection,
+    alert_id: i64,
+) -> rusqlite::Result<Option<crate::store::console::CaptureFacts>> {
+    conn.query_row(
+        "SELECT sha256, width, height FROM captures WHERE alert_id = ?1",
+        [alert_id],
+        |r| {
+            Ok(crate::store::console::CaptureFacts {
+                sha256: r.get(0)?,
+                width: r.get(1)?,
+                height: r.get(2)?,
+            })
+        },
+    )
+    .optional()
+}
+
 pub fn record_reveal(
     conn: &Connection,
     session_hash: &[u8],
