@@ -13,6 +13,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn two_processes_creating_the_console_tables_at_once_both_succeed() {
+        // `serve` and a command run beside it (e.g. `token create`) both
+        // create the console's tables and add its columns on a fresh store.
+        for _ in 0..200 {
+            let dir = tempfile::tempdir().unwrap();
+            drop(crate::store::open(dir.path()).unwrap());
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let path = dir.path().to_owned();
+                    let barrier = barrier.clone();
+                    std::thread::spawn(move || {
+                        let conn = crate::store::open(&path).unwrap();
+                        barrier.wait();
+                        create(&conn)
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap().unwrap();
+            }
+        }
+    }
+
+    #[test]
     fn notes_history_reveals_and_audit_refuse_updates_and_deletes() {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open(dir.path()).unwrap();

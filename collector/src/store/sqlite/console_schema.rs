@@ -113,8 +113,17 @@ CREATE INDEX IF NOT EXISTS console_alerts_user ON alerts (user, time_ms DESC);
 CREATE INDEX IF NOT EXISTS console_alerts_rule ON alerts (rule_id, state);
 ";
 
-/// Creates the console's tables and indexes if they do not exist.
+/// Creates the console's tables and indexes if they do not exist. Another
+/// process (`serve` and a command run beside it) may be doing the same: the
+/// checks and the columns they add run under the write lock, in one
+/// transaction, unless the caller's transaction already holds it.
 pub fn create(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(SCHEMA)?;
-    super::schools::console_upgrade(conn)
+    if !conn.is_autocommit() {
+        conn.execute_batch(SCHEMA)?;
+        return super::schools::console_upgrade(conn);
+    }
+    let tx = super::write_tx(conn)?;
+    tx.execute_batch(SCHEMA)?;
+    super::schools::console_upgrade(&tx)?;
+    tx.commit()
 }
