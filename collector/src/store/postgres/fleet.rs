@@ -77,13 +77,7 @@ impl Pg<'_> {
                 return Ok(Revoked::NoAgent);
             }
             let descendants: Vec<String> = c
-                .query(
-                    "WITH RECURSIVE d(id) AS (
-                         SELECT agent_id FROM agents WHERE rekeyed_from = $1
-                         UNION SELECT a.agent_id FROM agents a JOIN d ON a.rekeyed_from = d.id)
-                     SELECT id FROM d ORDER BY id",
-                    &[&agent_id],
-                )
+                .query(DESCENDANTS, &[&agent_id])
                 .await?
                 .iter()
                 .map(|r| r.get(0))
@@ -167,17 +161,11 @@ impl Pg<'_> {
     pub fn descendants(&self, agent_id: &str) -> Result<Vec<String>, StoreError> {
         let c = self.client()?;
         self.run(async move {
-            Ok(c.query(
-                "WITH RECURSIVE d(id) AS (
-                     SELECT agent_id FROM agents WHERE rekeyed_from = $1
-                     UNION SELECT a.agent_id FROM agents a JOIN d ON a.rekeyed_from = d.id)
-                 SELECT id FROM d ORDER BY id",
-                &[&agent_id],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect())
+            Ok(c.query(DESCENDANTS, &[&agent_id])
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect())
         })
     }
 
@@ -274,3 +262,9 @@ impl Pg<'_> {
         })
     }
 }
+
+/// Every agent re-keyed from `$1`, directly or through others, by id.
+const DESCENDANTS: &str = "WITH RECURSIVE d(id) AS (
+     SELECT agent_id FROM agents WHERE rekeyed_from = $1
+     UNION SELECT a.agent_id FROM agents a JOIN d ON a.rekeyed_from = d.id)
+ SELECT id FROM d ORDER BY id";
