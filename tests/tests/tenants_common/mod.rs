@@ -61,6 +61,27 @@ impl Db<'_> {
     pub fn id(&self, sql: &str) -> i64 {
         self.one(sql).parse().unwrap()
     }
+
+    /// Runs statements `sql` (written for both engines).
+    pub fn exec(&self, sql: &str) {
+        match self {
+            Db::Sqlite(dir) => rusqlite::Connection::open(dir.join("tutela.db"))
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap(),
+            Db::Pg(pg) => {
+                pg.query(sql).unwrap();
+            }
+        }
+    }
+
+    /// A binary literal of the bytes `hex` in this engine's SQL.
+    pub fn blob(&self, hex: &str) -> String {
+        match self {
+            Db::Sqlite(_) => format!("x'{hex}'"),
+            Db::Pg(_) => format!("'\\x{hex}'"),
+        }
+    }
 }
 
 /// Streams a pupil's alert with a capture and a staff member's alert from
