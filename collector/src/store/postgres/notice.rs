@@ -133,7 +133,7 @@ impl Shared {
 
     pub async fn acks_of(
         &self,
-        school: Option<&str>,
+        school: Option<Vec<String>>,
         user: &str,
     ) -> Result<Vec<AckRecord>, StoreError> {
         let rows = self
@@ -142,7 +142,7 @@ impl Shared {
             .query(
                 r#"SELECT time_ms, station, grp, version FROM notice_acks
                  WHERE lower("user") = lower($1)
-                 AND ($2::TEXT IS NULL OR agent_id IN (SELECT agent_id FROM agents WHERE school = $2))
+                 AND ($2::TEXT[] IS NULL OR agent_id IN (SELECT agent_id FROM agents WHERE school = ANY($2)))
                  ORDER BY time_ms, id"#,
                 &[&user, &school],
             )

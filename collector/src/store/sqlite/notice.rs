@@ -180,19 +180,20 @@ pub fn acks_of(conn: &Connection, user: &str) -> rusqlite::Result<Vec<AckRecord>
     acks_in(conn, None, user)
 }
 
-/// `user`'s acknowledgements on the agents of `school` (every school's for
-/// `None`).
+/// `user`'s acknowledgements on the agents of `schools` (a JSON array of
+/// school ids; every school's for `None`).
 pub fn acks_in(
     conn: &Connection,
-    school: Option<&str>,
+    schools: Option<&str>,
     user: &str,
 ) -> rusqlite::Result<Vec<AckRecord>> {
     let mut stmt = conn.prepare(
         "SELECT time_ms, station, grp, version FROM notice_acks WHERE user = ?1 COLLATE NOCASE
-         AND (?2 IS NULL OR agent_id IN (SELECT agent_id FROM agents WHERE school = ?2))
+         AND (?2 IS NULL OR agent_id IN (SELECT agent_id FROM agents
+             WHERE school IN (SELECT value FROM json_each(?2))))
          ORDER BY time_ms, id",
     )?;
-    let rows = stmt.query_map(rusqlite::params![user, school], |r| {
+    let rows = stmt.query_map(rusqlite::params![user, schools], |r| {
         Ok(AckRecord {
             time_ms: r.get(0)?,
             station: r.get(1)?,
