@@ -255,6 +255,19 @@ impl Console<'_> {
         on!(self, c => sqlite::grants::grant(c, name, role, change, &entry), p => p.grant(name, role, change, &entry))
     }
 
+    /// Moves unrevoked agent `agent_id` to school `to`, audited: its later
+    /// alerts belong to `to`, its earlier ones stay with the school they
+    /// were made in. The school it left, or `None` when there is no such
+    /// agent or school.
+    pub fn move_agent_school(
+        &self,
+        agent_id: &str,
+        to: &str,
+        entry: &Audited<'_>,
+    ) -> Result<Option<String>, StoreError> {
+        on!(self, c => sqlite::schools::move_agent(c, agent_id, to, entry), p => p.move_agent_school(agent_id, to, entry))
+    }
+
     // The audit log.
 
     /// Appends one entry on its own.
