@@ -88,6 +88,10 @@ pub struct WebhookTarget {
     /// Opt in: the category and the matched words in each message.
     #[serde(default)]
     pub include_match: bool,
+    /// Only this school's alerts (its id, `schools list`), named in each
+    /// message by the school's name. Empty: every school's (the trust's).
+    #[serde(default)]
+    pub school: String,
 }
 
 fn default_audience() -> WebhookAudience {

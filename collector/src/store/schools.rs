@@ -240,6 +240,14 @@ impl Store {
     }
 }
 
+impl super::Jobs {
+    /// Every school, by id (for background work: webhooks name a target's
+    /// school).
+    pub async fn schools(&self) -> Result<Vec<School>, StoreError> {
+        super::jobs::jobs!(self, c => super::sqlite::schools::list(c), p => p.schools().await)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

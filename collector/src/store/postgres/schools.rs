@@ -41,6 +41,25 @@ impl Shared {
     }
 }
 
+impl super::jobs::Jobs {
+    /// Every school, by id.
+    pub async fn schools(&self) -> Result<Vec<School>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows = conn
+            .client()
+            .query("SELECT id, name, created_ms FROM schools ORDER BY id", &[])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| School {
+                id: r.get(0),
+                name: r.get(1),
+                created_ms: r.get(2),
+            })
+            .collect())
+    }
+}
+
 impl super::console::Pg<'_> {
     /// Moves unrevoked agent `agent_id` to school `to` (which must exist),
     /// audited; the school it left, or `None` when there is no such agent or
