@@ -32,14 +32,20 @@ pub enum AgentsCommand {
     },
     /// Clear an agent's technician flag (e.g. a cloned identity, once dealt with).
     ClearFlag { agent_id: String },
-    /// Move an agent to another group: it takes that group's exemptions and
-    /// notice at once (when connected; otherwise when it next connects),
-    /// without a restart or a new token. Works on PostgreSQL too.
+    /// Move an agent to another group, or another school (or both): it
+    /// takes the group's exemptions and notice at once (when connected;
+    /// otherwise when it next connects), without a restart or a new token;
+    /// its later alerts belong to the new school, its earlier ones stay with
+    /// the old. Works on PostgreSQL too.
+    #[command(group(clap::ArgGroup::new("to").required(true).multiple(true).args(["group", "school"])))]
     Move {
         agent_id: String,
         /// The new group (as given to `token create --group`).
         #[arg(long)]
-        group: String,
+        group: Option<String>,
+        /// The new school (`schools list`).
+        #[arg(long)]
+        school: Option<String>,
         /// Who asks for it (recorded in the audit log).
         #[arg(long, default_value = "cli")]
         by: String,
@@ -92,8 +98,16 @@ pub fn run(dir: &Path, command: AgentsCommand) -> Result<()> {
         AgentsCommand::Move {
             agent_id,
             group,
+            school,
             by,
-        } => move_agent(dir, &agent_id, &group, &by)?,
+        } => {
+            if let Some(school) = school {
+                move_school(dir, &agent_id, &school, &by)?;
+            }
+            if let Some(group) = group {
+                move_agent(dir, &agent_id, &group, &by)?;
+            }
+        }
         AgentsCommand::ClearFlag { agent_id } => {
             let entry = Audited {
                 actor: "cli",
@@ -121,5 +135,29 @@ fn move_agent(dir: &Path, agent_id: &str, group: &str, by: &str) -> Result<()> {
     let (runtime, store) = open_store(dir)?;
     let group = runtime.block_on(crate::exemption::move_agent(&store, agent_id, group, by))?;
     println!("agent {agent_id} moved to group {group}; it takes that group's exemptions and notice now if it is connected, or when it next connects");
+    Ok(())
+}
+
+/// `agents move --school`: the agent's later alerts belong to `school`.
+fn move_school(dir: &Path, agent_id: &str, school: &str, by: &str) -> Result<()> {
+    let detail = format!("to school {school}");
+    let target = format!("agent:{agent_id}");
+    let entry = Audited {
+        actor: by,
+        action: "agent-move-school",
+        target: &target,
+        detail: &detail,
+    };
+    let moved = with_store(dir, |db| {
+        if !db.schools()?.iter().any(|s| s.id == school) {
+            bail!("there is no school {school:?}; `tutela-collector schools list` shows the schools and `schools add` adds one; nothing was changed");
+        }
+        Ok(db.move_agent_school(agent_id, school, &entry)?)
+    })?;
+    let Some(from) = moved else {
+        bail!("no enrolled, unrevoked agent {agent_id}; see `tutela-collector agents list`; nothing was changed");
+    };
+    tracing::info!(agent_id, from = %from, to = %school, by, "agent moved to another school");
+    println!("agent {agent_id} moved from school {from} to school {school}; its later alerts are {school}'s, its earlier ones stay {from}'s");
     Ok(())
 }

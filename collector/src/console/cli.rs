@@ -8,7 +8,7 @@ use super::auth::{self, Role};
 use super::staff;
 use crate::store::console::{Console, ConsoleStore};
 use crate::store::now_ms;
-use crate::store::schools::Scope;
+use crate::store::schools::{GrantChange, Scope};
 use crate::store::users::AccountChange;
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -57,8 +57,10 @@ pub enum UsersCommand {
     /// Replace the list of staff accounts from a CSV of users and groups
     /// (header `username,groups[,type]`; staff by type or a `staff` group).
     Import { csv: PathBuf },
-    /// Give an account a role over one school (--school) or every school of
-    /// the trust (--trust); its sessions end.
+    /// Give an account a role over one more school (--school) or every
+    /// school of the trust (--trust); its sessions end. An account holds one
+    /// role: another role, or a school for a trust-wide account, replaces
+    /// its grant.
     #[command(group(clap::ArgGroup::new("scope").required(true).args(["school", "trust"])))]
     Grant {
         name: String,
@@ -69,6 +71,20 @@ pub enum UsersCommand {
         #[arg(long)]
         school: Option<String>,
         /// Every school of the trust.
+        #[arg(long)]
+        trust: bool,
+    },
+    /// Take away an account's grant over one school (--school) or the trust
+    /// (--trust); its sessions end. With none left it sees nothing until
+    /// `users grant` gives it one.
+    #[command(name = "revoke-grant")]
+    #[command(group(clap::ArgGroup::new("scope").required(true).args(["school", "trust"])))]
+    RevokeGrant {
+        name: String,
+        /// The school (`schools list`).
+        #[arg(long)]
+        school: Option<String>,
+        /// The trust-wide grant.
         #[arg(long)]
         trust: bool,
     },
@@ -185,7 +201,7 @@ pub fn user(dir: &Path, command: UserCommand) -> anyhow::Result<()> {
             let existed = auth::add_user(db, &name, role, &password)?;
             let scope = match scope {
                 Some(scope) => {
-                    db.grant(&name, role.as_str(), &scope)?;
+                    db.grant(&name, role.as_str(), GrantChange::Set(&scope))?;
                     format!(" for the {}", scope.label())
                 }
                 None => String::new(),
@@ -276,13 +292,40 @@ pub fn users(dir: &Path, command: UsersCommand) -> anyhow::Result<()> {
             trust,
         } => with_store(dir, |db| {
             let scope = chosen_scope(db, school, trust)?.unwrap_or(Scope::Trust);
-            if !db.grant(&name, &role, &scope)? {
+            let Some((role, now)) = db.grant(&name, &role, GrantChange::Add(&scope))? else {
                 bail!("there is no console account named {name:?}; `tutela-collector user add` makes one");
-            }
+            };
             println!(
                 "console account {name} is now {role} for the {}; its sessions ended",
-                scope.label()
+                now.label()
             );
+            Ok(())
+        }),
+        UsersCommand::RevokeGrant {
+            name,
+            school,
+            trust,
+        } => with_store(dir, |db| {
+            // A school that no longer exists may still be revoked.
+            let scope = match school {
+                Some(id) if !crate::store::schools::valid_id(&id) => {
+                    bail!("{id:?} is not a school id; `tutela-collector user list` shows each account's schools; nothing was changed")
+                }
+                Some(id) => Scope::School(id),
+                None if trust => Scope::Trust,
+                None => bail!("pass --school <id> or --trust to say which grant to take away; nothing was changed"),
+            };
+            let Some((role, now)) = db.grant(&name, "", GrantChange::Remove(&scope))? else {
+                bail!("there is no console account named {name:?}; `tutela-collector user list` shows the accounts");
+            };
+            if now.is_none() {
+                println!("console account {name} ({role}) now has no school and sees nothing until `users grant` gives it one; its sessions ended");
+            } else {
+                println!(
+                    "console account {name} is now {role} for the {}; its sessions ended",
+                    now.label()
+                );
+            }
             Ok(())
         }),
         UsersCommand::Import { csv } => {

@@ -21,6 +21,7 @@ use super::{deny, html_response, redirect, session, wait, App, Fail, Req};
 use crate::store::console::Console;
 use crate::store::fleet::StationChange;
 use crate::store::now_ms;
+use crate::store::schools::School;
 use crate::store::users::Audited;
 
 pub use crate::store::fleet::Station;
@@ -104,6 +105,17 @@ pub fn page_handler(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, 
     let flagged = rows.iter().filter(|s| s.health() == "flagged").count();
     let troubled = rows.iter().filter(|s| s.health() == "problem").count();
     let manages = may_manage_stations(viewer.role);
+    // A trust-wide technician may move a station to another school.
+    let schools = if manages && viewer.trust_wide() {
+        db.schools()?
+    } else {
+        Vec::new()
+    };
+    let schools = if schools.len() > 1 {
+        schools
+    } else {
+        Vec::new()
+    };
     let shadow = shadow_section(app)?;
     let body = html! {
         h1 { "Fleet" }
@@ -142,7 +154,7 @@ pub fn page_handler(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, 
                                 "; the agent reports: " (s.problems.replace('\n', "; "))
                             }
                         }
-                        @if manages { (station_actions(&viewer, s)) }
+                        @if manages { (station_actions(&viewer, s, &schools)) }
                     }
                 }
             }
@@ -152,8 +164,9 @@ pub fn page_handler(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, 
     Ok(html_response(page("Fleet", Some(&viewer), body)))
 }
 
-/// The action buttons of one row; each leads to a confirm page first.
-fn station_actions(viewer: &Viewer, s: &Station) -> Markup {
+/// The action buttons of one row; each leads to a confirm page first, but
+/// a move to another school (offered among `schools`), which can be undone.
+fn station_actions(viewer: &Viewer, s: &Station, schools: &[School]) -> Markup {
     let form = |action: &str, label: &str| {
         html! {
             form method="post" action={ "/fleet/" (action) } class="inline" {
@@ -167,8 +180,53 @@ fn station_actions(viewer: &Viewer, s: &Station) -> Markup {
         td {
             @if !s.flag.is_empty() { (form("clear-flag", "Clear flag…")) }
             (form("revoke", "Revoke…"))
+            @if !schools.is_empty() {
+                form method="post" action="/fleet/move-school" class="inline move-school" {
+                    (csrf(viewer))
+                    input type="hidden" name="agent" value=(s.agent_id);
+                    select name="school" aria-label="School" {
+                        @for school in schools { option value=(school.id) { (school.name) " (" (school.id) ")" } }
+                    }
+                    button type="submit" class="secondary" { "Move to school" }
+                }
+            }
         }
     }
+}
+
+/// `POST /fleet/move-school`: moves a station to another school (trust-wide
+/// technicians only), audited; its later alerts are that school's.
+pub fn move_school(_app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+    let viewer = session(db, req)?;
+    if !may_manage_stations(viewer.role) || !viewer.trust_wide() {
+        return Err(deny(db, &viewer, "fleet: move-school"));
+    }
+    let (agent_id, to) = (req.f("agent"), req.f("school"));
+    if agent_id.is_empty() || agent_id.len() > 64 {
+        return Err(Fail::BadRequest(
+            "No station was given; go back to the Fleet page and use the station's button.".into(),
+        ));
+    }
+    if !db.schools()?.iter().any(|s| s.id == to) {
+        return Err(Fail::BadRequest(
+            "Choose the school from the list on the Fleet page; ask for a new school with `tutela-collector schools add`.".into(),
+        ));
+    }
+    let detail = format!("to school {to}");
+    let target = format!("agent:{agent_id}");
+    let entry = Audited {
+        actor: &viewer.name,
+        action: "agent-move-school",
+        target: &target,
+        detail: &detail,
+    };
+    let Some(from) = db.move_agent_school(agent_id, to, &entry)? else {
+        return Err(Fail::BadRequest(format!(
+            "There is no enrolled, unrevoked station {agent_id}; it may have been revoked. Reload the Fleet page."
+        )));
+    };
+    tracing::info!(agent_id = %agent_id, from = %from, to = %to, by = %viewer.name, "station moved to another school from the console");
+    Ok(redirect("/fleet"))
 }
 
 /// What an action does, for its confirm page and its audit entry.

@@ -500,6 +500,7 @@ pub fn router(app: App) -> Router {
         .route("/fleet", get(page!(coverage::page_handler)))
         .route("/fleet/clear-flag", post(page!(coverage::clear_flag)))
         .route("/fleet/revoke", post(page!(coverage::revoke)))
+        .route("/fleet/move-school", post(page!(coverage::move_school)))
         .route("/exemptions", get(page!(exemptions::list_page)))
         .route(
             "/rules/publish",

@@ -39,12 +39,15 @@ fn render(
 ) -> Result<Markup, crate::store::StoreError> {
     let now = now_ms();
     let listed = db.tokens(&viewer.school)?;
-    // Only a trust-wide account chooses, and only among several schools;
-    // a school's tokens are its own.
-    let schools = if viewer.trust_wide() {
-        db.schools()?
-    } else {
-        Vec::new()
+    // Only an account over several schools (or the trust) chooses, among
+    // its schools; a school's tokens are its own.
+    let schools = match &viewer.school {
+        Scope::School(_) => Vec::new(),
+        scope => db
+            .schools()?
+            .into_iter()
+            .filter(|s| scope.allows(&s.id))
+            .collect(),
     };
     let schools = if schools.len() > 1 {
         schools
@@ -123,10 +126,14 @@ pub fn create(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> 
     let group = req.f("group").trim();
     let label = req.f("label").trim();
     // A school's account makes its own school's tokens, whatever the form
-    // says; a trust-wide one names an existing school (the only one, when
-    // there is one).
+    // says; one over several schools names one of them; a trust-wide one
+    // names an existing school (the only one, when there is one).
     let school = match &viewer.school {
         Scope::School(id) => Some(id.clone()),
+        Scope::Several(ids) => {
+            let id = req.f("school").trim();
+            ids.iter().find(|s| *s == id).cloned()
+        }
         Scope::Trust => {
             let schools = db.schools()?;
             let id = req.f("school").trim();

@@ -416,15 +416,22 @@ pub struct WeekCounts {
     pub pending: usize,
 }
 
-pub fn week_counts(conn: &Connection, from_ms: i64, to_ms: i64) -> rusqlite::Result<WeekCounts> {
+/// The week's counts on the stations of `school` ('' for every school).
+pub fn week_counts(
+    conn: &Connection,
+    from_ms: i64,
+    to_ms: i64,
+    school: &str,
+) -> rusqlite::Result<WeekCounts> {
     ensure_schema(conn)?;
-    let received = sqlite::notice::received_between(conn, from_ms, to_ms)?;
+    let received = sqlite::notice::received_between(conn, from_ms, to_ms, school)?;
     let mut counts = WeekCounts {
         received,
         ..WeekCounts::default()
     };
     for notice in current_all(conn)? {
-        let a = acceptance(conn, &notice.grp)?;
+        let standings = sqlite::notice::standings_in(conn, &notice.grp, school)?;
+        let a = split(&notice.grp, notice.version, standings);
         counts.accepted += a.accepted.len();
         counts.pending += a.pending.len();
     }
@@ -566,7 +573,7 @@ mod tests {
         assert_eq!(users(&acceptance.accepted), ["pupil.b"]);
         assert_eq!(users(&acceptance.pending), ["pupil.a"]);
         assert_eq!(acceptance.pending[0].version, 1);
-        let counts = week_counts(&conn, 0, i64::MAX).unwrap();
+        let counts = week_counts(&conn, 0, i64::MAX, "").unwrap();
         assert_eq!(
             counts,
             WeekCounts {

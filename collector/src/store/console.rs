@@ -22,7 +22,7 @@ use super::review::{
     Alert, AlertFilter, Cursor, HistoryEntry, Listing, Note, QueueRow, RuleRate, Scope,
     TimelineRow, Transition, Walk,
 };
-use super::schools::Scope as Schools;
+use super::schools::{GrantChange, Scope as Schools};
 use super::sqlite;
 use super::users::{
     AccountChange, AccountRow, AuditEntry, Audited, LoginRow, NewSession, SessionRow, SsoAccount,
@@ -227,18 +227,45 @@ impl Console<'_> {
         on!(self, c => sqlite::schools::list(c), p => p.schools())
     }
 
-    /// Gives account `name` `role` over `scope`, ending its sessions,
-    /// audited as the command line's; `false` when there is no such account.
-    pub fn grant(&self, name: &str, role: &str, scope: &Schools) -> Result<bool, StoreError> {
-        let detail = format!("role={role}; scope={}", scope.label());
+    /// Changes account `name`'s grant (see [`GrantChange`]), ending its
+    /// sessions, audited as the command line's; the (role, scope) it then
+    /// holds, or `None` when there is no such account.
+    pub fn grant(
+        &self,
+        name: &str,
+        role: &str,
+        change: GrantChange<'_>,
+    ) -> Result<Option<(String, Schools)>, StoreError> {
+        let detail = match change {
+            GrantChange::Set(scope) => format!("role={role}; scope={}", scope.label()),
+            GrantChange::Add(scope) => format!("role={role}; added={}", scope.label()),
+            GrantChange::Remove(scope) => format!("removed={}", scope.label()),
+        };
         let target = format!("user:{name}");
         let entry = Audited {
             actor: "cli",
-            action: "account_granted",
+            action: if matches!(change, GrantChange::Remove(_)) {
+                "account_grant_revoked"
+            } else {
+                "account_granted"
+            },
             target: &target,
             detail: &detail,
         };
-        on!(self, c => sqlite::grants::grant(c, name, role, scope.as_grant(), &entry), p => p.grant(name, role, scope.as_grant(), &entry))
+        on!(self, c => sqlite::grants::grant(c, name, role, change, &entry), p => p.grant(name, role, change, &entry))
+    }
+
+    /// Moves unrevoked agent `agent_id` to school `to`, audited: its later
+    /// alerts belong to `to`, its earlier ones stay with the school they
+    /// were made in. The school it left, or `None` when there is no such
+    /// agent or school.
+    pub fn move_agent_school(
+        &self,
+        agent_id: &str,
+        to: &str,
+        entry: &Audited<'_>,
+    ) -> Result<Option<String>, StoreError> {
+        on!(self, c => sqlite::schools::move_agent(c, agent_id, to, entry), p => p.move_agent_school(agent_id, to, entry))
     }
 
     // The audit log.
@@ -513,7 +540,7 @@ impl Console<'_> {
 
     /// The enrolment tokens of the schools `scope` allows, newest first.
     pub fn tokens(&self, scope: &Schools) -> Result<Vec<TokenInfo>, StoreError> {
-        on!(self, c => sqlite::agents::tokens_of(c, scope.school()), p => p.tokens(scope))
+        on!(self, c => sqlite::agents::tokens_of(c, scope.json().as_deref()), p => p.tokens(scope))
     }
 
     pub fn create_token(&self, row: &NewToken, entry: &Audited<'_>) -> Result<(), StoreError> {

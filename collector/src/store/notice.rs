@@ -109,8 +109,7 @@ impl Store {
         scope: &super::schools::Scope,
         user: &str,
     ) -> Result<Vec<AckRecord>, StoreError> {
-        let school = scope.school();
-        backend!(self, s => super::sqlite::notice::acks_in(&s.conn(), school, user), s.acks_of(school, user).await)
+        backend!(self, s => super::sqlite::notice::acks_in(&s.conn(), scope.json().as_deref(), user), s.acks_of(scope.list(), user).await)
     }
 
     /// The pupils known in `group` with the newest version each acknowledged.

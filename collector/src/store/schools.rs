@@ -19,46 +19,88 @@ pub const MAX_ID_BYTES: usize = 32;
 
 /// How much of the trust a request may see: worked out once per request
 /// from the account's grant, and given to every store call that reads or
-/// writes pupil data.
+/// writes pupil data. A grant stores it as text: '' for the trust, else the
+/// school ids joined by ',' (ids never hold one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
     /// Every school.
     Trust,
     /// One school (its id).
     School(String),
+    /// Several schools (their ids, sorted, at least two).
+    Several(Vec<String>),
 }
 
 impl Scope {
-    /// The scope a grant's stored school names ('' is the trust).
+    /// The scope a grant's stored schools name ('' is the trust).
     pub fn from_grant(school: &str) -> Self {
         if school.is_empty() {
-            Scope::Trust
-        } else {
-            Scope::School(school.to_owned())
+            return Scope::Trust;
+        }
+        let mut ids: Vec<String> = school
+            .split(',')
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Self::of(ids)
+    }
+
+    /// The scope of the schools `ids` (none is the scope of no school).
+    fn of(mut ids: Vec<String>) -> Self {
+        match ids.len() {
+            0 => Scope::School(NO_SCHOOL.to_owned()),
+            1 => Scope::School(ids.remove(0)),
+            _ => Scope::Several(ids),
         }
     }
 
     /// What a grant stores for this scope ('' for the trust).
-    pub fn as_grant(&self) -> &str {
+    pub fn as_grant(&self) -> String {
         match self {
-            Scope::Trust => "",
-            Scope::School(id) => id,
+            Scope::Trust => String::new(),
+            Scope::School(id) => id.clone(),
+            Scope::Several(ids) => ids.join(","),
         }
     }
 
-    /// The one school this scope is limited to, if any.
-    pub fn school(&self) -> Option<&str> {
+    /// The schools this scope is limited to, or `None` for every school.
+    pub fn schools(&self) -> Option<&[String]> {
         match self {
             Scope::Trust => None,
+            Scope::School(id) => Some(std::slice::from_ref(id)),
+            Scope::Several(ids) => Some(ids),
+        }
+    }
+
+    /// The schools as a JSON array, bound in SQLite's filters
+    /// (`school IN (SELECT value FROM json_each(?))`); `None` for every
+    /// school.
+    pub fn json(&self) -> Option<String> {
+        self.schools()
+            .map(|ids| serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned()))
+    }
+
+    /// The schools as a list, bound in PostgreSQL's filters
+    /// (`school = ANY($n)`); `None` for every school.
+    pub fn list(&self) -> Option<Vec<String>> {
+        self.schools().map(<[String]>::to_vec)
+    }
+
+    /// The one school this scope is limited to, if it is limited to one.
+    pub fn only_school(&self) -> Option<&str> {
+        match self {
             Scope::School(id) => Some(id),
+            _ => None,
         }
     }
 
     /// Whether a row of `school` is in scope.
     pub fn allows(&self, school: &str) -> bool {
-        match self {
-            Scope::Trust => true,
-            Scope::School(id) => id == school,
+        match self.schools() {
+            None => true,
+            Some(ids) => ids.iter().any(|id| id == school),
         }
     }
 
@@ -68,10 +110,45 @@ impl Scope {
         matches!(self, Scope::School(id) if id == NO_SCHOOL)
     }
 
-    /// The school new rows made in this scope belong to: the scope's own,
-    /// or the default school for the trust.
+    /// The school new rows made in this scope belong to: the scope's own
+    /// (the first of several), or the default school for the trust.
     pub fn home(&self) -> &str {
-        self.school().unwrap_or(DEFAULT_SCHOOL)
+        self.schools()
+            .and_then(|ids| ids.first())
+            .map_or(DEFAULT_SCHOOL, String::as_str)
+    }
+
+    /// This scope with `added` granted too: the trust covers every school;
+    /// schools are joined; from none, just `added`.
+    pub fn with(&self, added: &Scope) -> Scope {
+        match (self.schools(), added.schools()) {
+            (None, _) | (_, None) => Scope::Trust,
+            _ if self.is_none() => added.clone(),
+            (Some(mine), Some(more)) => {
+                let mut ids: Vec<String> = mine.iter().chain(more).cloned().collect();
+                ids.sort_unstable();
+                ids.dedup();
+                ids.retain(|id| id != NO_SCHOOL);
+                Self::of(ids)
+            }
+        }
+    }
+
+    /// This scope without `removed`: the trust without the trust is none;
+    /// the trust without a school stays the trust (a school's grant is not
+    /// part of it), schools without the trust stay those schools.
+    pub fn without(&self, removed: &Scope) -> Scope {
+        match (self.schools(), removed.schools()) {
+            (None, None) => Self::of(Vec::new()),
+            (Some(_), None) => self.clone(),
+            (None, Some(_)) => Scope::Trust,
+            (Some(mine), Some(gone)) => Self::of(
+                mine.iter()
+                    .filter(|id| !gone.contains(id))
+                    .cloned()
+                    .collect(),
+            ),
+        }
     }
 
     /// How the console and the command line name it.
@@ -79,6 +156,41 @@ impl Scope {
         match self {
             Scope::Trust => "trust".to_owned(),
             Scope::School(id) => format!("school {id}"),
+            Scope::Several(ids) => format!("schools {}", ids.join(", ")),
+        }
+    }
+}
+
+/// A change to an account's grant: one role over a set of schools (or the
+/// trust).
+#[derive(Debug, Clone, Copy)]
+pub enum GrantChange<'a> {
+    /// The role over exactly this scope.
+    Set(&'a Scope),
+    /// The role over this scope too; with another role than the account's,
+    /// or from the trust, the grant is replaced (one role per account; a
+    /// trust grant already covers every school, so a school narrows it).
+    Add(&'a Scope),
+    /// The account's role no longer over this scope (none left: no school).
+    Remove(&'a Scope),
+}
+
+impl GrantChange<'_> {
+    /// The (role, scope) an account holding `current` ((role, stored
+    /// schools), `None` for no grant row) has after this change; `role` is
+    /// the role named with it (ignored by `Remove`).
+    pub fn apply(&self, current: Option<(&str, &str)>, role: &str) -> (String, Scope) {
+        let (held_role, held) = match current {
+            Some((r, school)) => (r, Scope::from_grant(school)),
+            None => (role, Scope::School(NO_SCHOOL.to_owned())),
+        };
+        match self {
+            GrantChange::Set(scope) => (role.to_owned(), (*scope).clone()),
+            GrantChange::Add(scope) if held_role != role || held == Scope::Trust => {
+                (role.to_owned(), (*scope).clone())
+            }
+            GrantChange::Add(scope) => (role.to_owned(), held.with(scope)),
+            GrantChange::Remove(scope) => (held_role.to_owned(), held.without(scope)),
         }
     }
 }
@@ -128,6 +240,14 @@ impl Store {
     }
 }
 
+impl super::Jobs {
+    /// Every school, by id (for background work: webhooks name a target's
+    /// school).
+    pub async fn schools(&self) -> Result<Vec<School>, StoreError> {
+        super::jobs::jobs!(self, c => super::sqlite::schools::list(c), p => p.schools().await)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +274,49 @@ mod tests {
         let none = Scope::from_grant(NO_SCHOOL);
         assert!(none.is_none() && !none.allows(DEFAULT_SCHOOL) && !valid_id(NO_SCHOOL));
         assert!(!Scope::Trust.is_none() && !a.is_none());
+    }
+
+    #[test]
+    fn several_schools() {
+        let b = Scope::from_grant("b");
+        let ab = Scope::from_grant("a").with(&b);
+        assert_eq!(ab, Scope::Several(vec!["a".into(), "b".into()]));
+        assert_eq!(ab.as_grant(), "a,b");
+        assert_eq!(Scope::from_grant("b,a,b"), ab);
+        assert!(ab.allows("a") && ab.allows("b") && !ab.allows("c"));
+        assert_eq!(ab.json().as_deref(), Some(r#"["a","b"]"#));
+        assert_eq!(ab.only_school(), None);
+        assert_eq!(ab.label(), "schools a, b");
+        assert_eq!(ab.without(&b), Scope::from_grant("a"));
+        assert!(Scope::from_grant("a")
+            .without(&Scope::from_grant("a"))
+            .is_none());
+        assert!(Scope::Trust.without(&Scope::Trust).is_none());
+        assert_eq!(ab.without(&Scope::Trust), ab);
+        assert_eq!(Scope::Trust.with(&b), Scope::Trust);
+        assert_eq!(ab.with(&Scope::Trust), Scope::Trust);
+        assert_eq!(Scope::from_grant(NO_SCHOOL).with(&b), b);
+        assert_eq!(Scope::Trust.json(), None);
+    }
+
+    #[test]
+    fn grant_changes() {
+        let (a, b) = (Scope::from_grant("a"), Scope::from_grant("b"));
+        let held = Some(("dsl", "a"));
+        let (role, scope) = GrantChange::Add(&b).apply(held, "dsl");
+        assert_eq!((role.as_str(), scope.as_grant()), ("dsl", "a,b".into()));
+        // Another role replaces the grant; a school narrows the trust.
+        let (role, scope) = GrantChange::Add(&b).apply(held, "head");
+        assert_eq!((role.as_str(), scope), ("head", b.clone()));
+        let (_, scope) = GrantChange::Add(&b).apply(Some(("dsl", "")), "dsl");
+        assert_eq!(scope, b);
+        let (_, scope) = GrantChange::Add(&b).apply(Some(("dsl", NO_SCHOOL)), "dsl");
+        assert_eq!(scope, b);
+        let (role, scope) = GrantChange::Remove(&a).apply(Some(("dsl", "a,b")), "head");
+        assert_eq!((role.as_str(), scope), ("dsl", b));
+        let (_, scope) = GrantChange::Remove(&a).apply(held, "dsl");
+        assert!(scope.is_none());
+        let (_, scope) = GrantChange::Set(&a).apply(Some(("dsl", "a,b")), "dsl");
+        assert_eq!(scope, a);
     }
 }

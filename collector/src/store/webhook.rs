@@ -26,6 +26,8 @@ pub struct TargetScope {
     /// Alerts about staff (else pupils' alerts).
     pub staff: bool,
     pub min_severity: i64,
+    /// Only this school's alerts; '' for every school's.
+    pub school: String,
 }
 
 /// A target's new alerts: above `after` up to the scan's newest alert.

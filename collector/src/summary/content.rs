@@ -94,6 +94,10 @@ pub struct Figures {
     /// Monitoring notice acknowledgements received in the week, and pupils
     /// who have and have not accepted their group's current version.
     pub notice: crate::notice::WeekCounts,
+    /// The school's name in a school's summary (its alerts, stations and
+    /// notice acknowledgements only; rule publications and exemptions hold
+    /// for every school and are marked so); `None` in the trust's.
+    pub school_name: Option<String>,
 }
 
 /// How many of the most severe alerts are listed.

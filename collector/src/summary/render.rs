@@ -64,10 +64,24 @@ pub fn subject(f: &Figures) -> String {
         Audience::Pupils => "",
         Audience::Staff => " (staff alerts)",
     };
+    let school = f
+        .school_name
+        .as_deref()
+        .map(|name| format!("{}, ", one_line(name)))
+        .unwrap_or_default();
     format!(
-        "Tutela weekly summary{who}: week of {}",
+        "Tutela weekly summary{who}: {school}week of {}",
         long_date(&f.week.label())
     )
+}
+
+/// In a school's summary, what holds for every school is marked so.
+fn trust_wide(f: &Figures) -> &'static str {
+    if f.school_name.is_some() {
+        " (trust-wide, every school)"
+    } else {
+        ""
+    }
 }
 
 fn week_span(f: &Figures) -> String {
@@ -88,8 +102,13 @@ pub fn one_line(text: &str) -> String {
 /// The monitoring notice's figures in one sentence.
 fn notice_line(f: &Figures) -> String {
     let n = f.notice;
+    let at = if f.school_name.is_some() {
+        " at this school's stations"
+    } else {
+        ""
+    };
     format!(
-        "Monitoring notice: {} acknowledgement(s) this week; {} pupil(s) have accepted their group's current version, {} have not yet.",
+        "Monitoring notice{at}: {} acknowledgement(s) this week; {} pupil(s) have accepted their group's current version, {} have not yet.",
         n.received, n.accepted, n.pending
     )
 }
@@ -240,7 +259,12 @@ pub fn text(f: &Figures) -> String {
     }
     let _ = writeln!(t);
     let _ = writeln!(t, "For governors' oversight:");
-    let _ = writeln!(t, "Rule changes this week: {}", f.rule_changes.len());
+    let _ = writeln!(
+        t,
+        "Rule changes this week{}: {}",
+        trust_wide(f),
+        f.rule_changes.len()
+    );
     for r in &f.rule_changes {
         let _ = writeln!(
             t,
@@ -253,7 +277,8 @@ pub fn text(f: &Figures) -> String {
     }
     let _ = writeln!(
         t,
-        "Curriculum exemptions made or revoked this week: {}",
+        "Curriculum exemptions made or revoked this week{}: {}",
+        trust_wide(f),
         f.exemptions.len()
     );
     for e in &f.exemptions {
@@ -444,7 +469,7 @@ pub fn html(f: &Figures, chart_src: &str) -> String {
                     }
                     // Oversight.
                     h2 style=(H2) { "For governors' oversight" }
-                    p style=(P14) { "Rule changes this week: " b { (f.rule_changes.len()) } }
+                    p style=(P14) { "Rule changes this week" (trust_wide(f)) ": " b { (f.rule_changes.len()) } }
                     @if !f.rule_changes.is_empty() {
                         ul style="font-size:14px" {
                             @for r in &f.rule_changes {
@@ -456,7 +481,7 @@ pub fn html(f: &Figures, chart_src: &str) -> String {
                         }
                     }
                     p style=(P14) {
-                        "Curriculum exemptions made or revoked this week: " b { (f.exemptions.len()) }
+                        "Curriculum exemptions made or revoked this week" (trust_wide(f)) ": " b { (f.exemptions.len()) }
                     }
                     @if !f.exemptions.is_empty() {
                         ul style="font-size:14px" {

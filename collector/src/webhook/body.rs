@@ -226,6 +226,7 @@ mod tests {
             min_severity: 4,
             include_pupil: opt_in,
             include_match: opt_in,
+            school: String::new(),
         }
     }
 

@@ -102,6 +102,12 @@ impl Target {
         if !(1..=5).contains(&config.min_severity) {
             return Err(err("min_severity must be 1 to 5".into()));
         }
+        let school = config.school.trim();
+        if !school.is_empty() && !crate::store::schools::valid_id(school) {
+            return Err(err(format!(
+                "school {school:?} is not a school id (`tutela-collector schools list` shows them; leave it out for every school's alerts)"
+            )));
+        }
         Ok(Self {
             config: config.clone(),
             url,
@@ -151,8 +157,15 @@ pub async fn queue(
             name: t.config.name.clone(),
             staff: t.config.audience == WebhookAudience::Staff,
             min_severity: t.config.min_severity,
+            school: t.config.school.trim().to_owned(),
         })
         .collect();
+    // A school's target names its school; the trust's, `[webhooks] school`.
+    let names = if targets.iter().any(|t| !t.config.school.trim().is_empty()) {
+        jobs.schools().await?
+    } else {
+        Vec::new()
+    };
     let scan = jobs
         .webhook_scan(scopes, &config.console.staff_pattern)
         .await?;
@@ -168,7 +181,13 @@ pub async fn queue(
             let body = body::render(
                 &target.config,
                 &body::Batch {
-                    school: config.webhooks.school.trim(),
+                    school: match target.config.school.trim() {
+                        "" => config.webhooks.school.trim(),
+                        id => names
+                            .iter()
+                            .find(|s| s.id == id)
+                            .map_or(id, |s| s.name.as_str()),
+                    },
                     console: &console,
                     zone: &zone,
                     alerts: &found.alerts,
@@ -337,7 +356,15 @@ pub async fn start(
             ))
         };
         let jobs = Jobs::open(location).await.map_err(failed)?;
+        let schools = jobs.schools().await.map_err(failed)?;
         for t in targets.iter() {
+            let school = t.config.school.trim();
+            if !school.is_empty() && !schools.iter().any(|s| s.id == school) {
+                return Err(WebhookError::Config(format!(
+                    "{:?}: there is no school {school:?}; `tutela-collector schools list` shows the schools and `schools add` adds one",
+                    t.config.name
+                )));
+            }
             jobs.init_webhook_cursor(&t.config.name)
                 .await
                 .map_err(failed)?;

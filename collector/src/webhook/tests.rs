@@ -18,6 +18,7 @@ fn target(name: &str, format: WebhookFormat, audience: WebhookAudience) -> Webho
         min_severity: 4,
         include_pupil: false,
         include_match: false,
+        school: String::new(),
     }
 }
 

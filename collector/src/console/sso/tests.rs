@@ -284,7 +284,7 @@ fn accounts_are_tied_to_their_subject_and_never_take_over_local_ones() {
 fn on_a_collector_of_several_schools_a_new_account_has_no_grant_until_given_one() {
     use super::accounts::{sign_in, SignIn};
     use crate::console::auth::{check_session, Role};
-    use crate::store::schools::Scope;
+    use crate::store::schools::{GrantChange, Scope};
     let dir = tempfile::tempdir().unwrap();
     let conn = crate::store::open(dir.path()).unwrap();
     crate::console::schema::create(&conn).unwrap();
@@ -331,9 +331,11 @@ fn on_a_collector_of_several_schools_a_new_account_has_no_grant_until_given_one(
     sign_in(&db, &who).unwrap().unwrap();
     assert_eq!(school_of("new@school.test"), "");
     // `users grant` gives one, and a later sign-in keeps it.
+    let north = Scope::School("north".into());
     assert!(db
-        .grant("second@school.test", "dsl", &Scope::School("north".into()))
-        .unwrap());
+        .grant("second@school.test", "dsl", GrantChange::Add(&north))
+        .unwrap()
+        .is_some());
     let token = sign_in(
         &db,
         &SignIn {

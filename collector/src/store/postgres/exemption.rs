@@ -55,7 +55,8 @@ pub(super) async fn audit(tx: &Transaction<'_>, note: &AuditNote) -> Result<(), 
         detail: note.detail.clone(),
         school: tx
             .query_opt(
-                "SELECT school FROM console_grants WHERE \"user\" = $1",
+                "SELECT CASE WHEN strpos(school, ',') > 0 THEN '' ELSE school END
+                 FROM console_grants WHERE \"user\" = $1",
                 &[&note.actor],
             )
             .await?

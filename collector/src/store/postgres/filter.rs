@@ -36,11 +36,11 @@ pub(super) async fn scope_sql(c: &Client, scope: &Scope, sql: &mut Sql) -> Resul
         (false, Some(cond)) => format!("NOT {cond}"),
         (false, None) => "TRUE".to_owned(),
     };
-    let cond = match scope.school.school() {
+    let cond = match scope.school.list() {
         None => cond,
-        Some(school) => {
-            let p = sql.param(school.to_owned());
-            format!("({cond}) AND a.school = {p}")
+        Some(schools) => {
+            let p = sql.param(schools);
+            format!("({cond}) AND a.school = ANY({p})")
         }
     };
     sql.text.push_str(&cond);

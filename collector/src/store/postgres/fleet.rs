@@ -112,12 +112,12 @@ impl Pg<'_> {
 
     pub fn stations(&self, scope: &Scope) -> Result<Vec<Station>, StoreError> {
         let c = self.client()?;
-        let school = scope.school();
+        let school = scope.list();
         self.run(async move {
             Ok(c.query(
                 "SELECT agent_id, station, grp, last_seen_ms, agent_version, rules_version,
                         spool_backlog, spool_dropped, COALESCE(flag, ''), problems
-                 FROM agents WHERE NOT revoked AND ($1::TEXT IS NULL OR school = $1)
+                 FROM agents WHERE NOT revoked AND ($1::TEXT[] IS NULL OR school = ANY($1))
                  ORDER BY grp, station",
                 &[&school],
             )
@@ -146,11 +146,11 @@ impl Pg<'_> {
         agent_id: &str,
     ) -> Result<Option<(String, String, String)>, StoreError> {
         let c = self.client()?;
-        let school = scope.school();
+        let school = scope.list();
         self.run(async move {
             Ok(c.query_opt(
                 "SELECT station, grp, COALESCE(flag, '') FROM agents
-                 WHERE agent_id = $1 AND NOT revoked AND ($2::TEXT IS NULL OR school = $2)",
+                 WHERE agent_id = $1 AND NOT revoked AND ($2::TEXT[] IS NULL OR school = ANY($2))",
                 &[&agent_id, &school],
             )
             .await?
@@ -201,11 +201,11 @@ impl Pg<'_> {
 
     pub fn tokens(&self, scope: &Scope) -> Result<Vec<TokenInfo>, StoreError> {
         let c = self.client()?;
-        let school = scope.school();
+        let school = scope.list();
         self.run(async move {
             Ok(c.query(
                 "SELECT secret_hash, label, grp, created_ms, expires_ms, max_uses, uses, revoked, school
-                 FROM tokens WHERE ($1::TEXT IS NULL OR school = $1)
+                 FROM tokens WHERE ($1::TEXT[] IS NULL OR school = ANY($1))
                  ORDER BY created_ms DESC, secret_hash",
                 &[&school],
             )

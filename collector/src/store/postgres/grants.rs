@@ -1,11 +1,11 @@
-//! Console accounts' grants on PostgreSQL: one (role, school) per account,
-//! '' for the trust.
+//! Console accounts' grants on PostgreSQL: one role per account over the
+//! trust ('') or a set of schools (their ids joined by ',').
 
 use tokio_postgres::{Client, Error};
 
 use super::console::Pg;
 use super::users::{account_exists, audit};
-use crate::store::schools::School;
+use crate::store::schools::{GrantChange, School, Scope};
 use crate::store::users::Audited;
 use crate::store::StoreError;
 
@@ -46,20 +46,32 @@ impl Pg<'_> {
         })
     }
 
-    /// Gives account `name` `role` over `school` ('' for the trust), ending
-    /// its sessions, audited; `false` when there is no such account.
+    /// Changes account `name`'s grant (its role over a set of schools),
+    /// ending its sessions, audited; the (role, scope) it then holds, or
+    /// `None` when there is no such account.
     pub fn grant(
         &self,
         name: &str,
         role: &str,
-        school: &str,
+        change: GrantChange<'_>,
         entry: &Audited<'_>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<(String, Scope)>, StoreError> {
         let c = self.client()?;
         self.unit(async move {
             if !account_exists(c, name).await? {
-                return Ok(false);
+                return Ok(None);
             }
+            let current: Option<(String, String)> = c
+                .query_opt(
+                    "SELECT role, school FROM console_grants WHERE \"user\" = $1 FOR UPDATE",
+                    &[&name],
+                )
+                .await?
+                .map(|r| (r.get(0), r.get(1)));
+            let (role, scope) = change.apply(
+                current.as_ref().map(|(r, s)| (r.as_str(), s.as_str())),
+                role,
+            );
             c.execute(
                 "UPDATE console_users SET role = $2 WHERE name = $1",
                 &[&name, &role],
@@ -68,13 +80,13 @@ impl Pg<'_> {
             c.execute(
                 "INSERT INTO console_grants (\"user\", role, school) VALUES ($1, $2, $3)
                  ON CONFLICT (\"user\") DO UPDATE SET role = EXCLUDED.role, school = EXCLUDED.school",
-                &[&name, &role, &school],
+                &[&name, &role, &scope.as_grant()],
             )
             .await?;
             c.execute("DELETE FROM console_sessions WHERE \"user\" = $1", &[&name])
                 .await?;
             audit(c, entry).await?;
-            Ok(true)
+            Ok(Some((role, scope)))
         })
     }
 }

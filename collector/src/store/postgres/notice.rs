@@ -133,7 +133,7 @@ impl Shared {
 
     pub async fn acks_of(
         &self,
-        school: Option<&str>,
+        school: Option<Vec<String>>,
         user: &str,
     ) -> Result<Vec<AckRecord>, StoreError> {
         let rows = self
@@ -142,7 +142,7 @@ impl Shared {
             .query(
                 r#"SELECT time_ms, station, grp, version FROM notice_acks
                  WHERE lower("user") = lower($1)
-                 AND ($2::TEXT IS NULL OR agent_id IN (SELECT agent_id FROM agents WHERE school = $2))
+                 AND ($2::TEXT[] IS NULL OR agent_id IN (SELECT agent_id FROM agents WHERE school = ANY($2)))
                  ORDER BY time_ms, id"#,
                 &[&user, &school],
             )
@@ -180,22 +180,35 @@ pub(super) async fn standings(
     c: &impl GenericClient,
     group: &str,
 ) -> Result<Vec<Standing>, StoreError> {
+    standings_in(c, group, "").await
+}
+
+/// As [`standings`], on the stations of `school` only ('' for every
+/// school): acknowledgements given on them and alerts from them.
+pub(super) async fn standings_in(
+    c: &impl GenericClient,
+    group: &str,
+    school: &str,
+) -> Result<Vec<Standing>, StoreError> {
     let rows = c
         .query(
-            r#"WITH known AS (
-                 SELECT "user" FROM notice_acks WHERE grp = $1
+            r#"WITH acks AS (
+                 SELECT "user", version, time_ms, station FROM notice_acks WHERE grp = $1
+                 AND ($2 = '' OR agent_id IN (SELECT agent_id FROM agents WHERE school = $2))
+             ), known AS (
+                 SELECT "user" FROM acks
                  UNION
                  SELECT a."user" FROM alerts a JOIN agents g ON g.agent_id = a.agent_id
                  WHERE g.grp = $1 AND a.source <> 'pupil_report' AND a."user" <> ''
+                 AND ($2 = '' OR g.school = $2)
              ), newest AS (
                  SELECT DISTINCT ON ("user") "user", version, time_ms, station
-                 FROM notice_acks WHERE grp = $1
-                 ORDER BY "user", version DESC, time_ms DESC
+                 FROM acks ORDER BY "user", version DESC, time_ms DESC
              )
              SELECT k."user", n.version, n.time_ms, n.station
              FROM known k LEFT JOIN newest n ON n."user" = k."user"
              ORDER BY k."user""#,
-            &[&group],
+            &[&group, &school],
         )
         .await?;
     Ok(rows

@@ -190,11 +190,11 @@ impl Pg<'_> {
 
     pub fn max_alert_id(&self, scope: &Schools) -> Result<i64, StoreError> {
         let c = self.client()?;
-        let school = scope.school();
+        let school = scope.list();
         self.run(async move {
             Ok(c.query_one(
                 "SELECT COALESCE(MAX(id), 0)::BIGINT FROM alerts
-                 WHERE $1::TEXT IS NULL OR school = $1",
+                 WHERE $1::TEXT[] IS NULL OR school = ANY($1)",
                 &[&school],
             )
             .await?

@@ -40,3 +40,56 @@ impl Shared {
             .collect())
     }
 }
+
+impl super::jobs::Jobs {
+    /// Every school, by id.
+    pub async fn schools(&self) -> Result<Vec<School>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows = conn
+            .client()
+            .query("SELECT id, name, created_ms FROM schools ORDER BY id", &[])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| School {
+                id: r.get(0),
+                name: r.get(1),
+                created_ms: r.get(2),
+            })
+            .collect())
+    }
+}
+
+impl super::console::Pg<'_> {
+    /// Moves unrevoked agent `agent_id` to school `to` (which must exist),
+    /// audited; the school it left, or `None` when there is no such agent or
+    /// school.
+    pub fn move_agent_school(
+        &self,
+        agent_id: &str,
+        to: &str,
+        entry: &crate::store::users::Audited<'_>,
+    ) -> Result<Option<String>, StoreError> {
+        let c = self.client()?;
+        self.unit(async move {
+            let from: Option<String> = c
+                .query_opt(
+                    "SELECT school FROM agents WHERE agent_id = $1 AND NOT revoked
+                     AND EXISTS (SELECT 1 FROM schools WHERE id = $2) FOR UPDATE",
+                    &[&agent_id, &to],
+                )
+                .await?
+                .map(|r| r.get(0));
+            if from.is_none() {
+                return Ok(None);
+            }
+            c.execute(
+                "UPDATE agents SET school = $2 WHERE agent_id = $1",
+                &[&agent_id, &to],
+            )
+            .await?;
+            super::users::audit(c, entry).await?;
+            Ok(from)
+        })
+    }
+}

@@ -352,8 +352,21 @@ async fn figures(
         silent,
         rule_changes: rule_changes(tx, start, end).await?,
         exemptions: exemptions_changed(tx, start, end).await?,
-        notice: notice_counts(tx, start, end).await?,
+        notice: notice_counts(tx, start, end, school).await?,
+        school_name: name_of(tx, school).await?,
     })
+}
+
+/// The name of `school` ('' for the trust: none), its id if it has none.
+async fn name_of(tx: &Transaction<'_>, school: &str) -> Result<Option<String>, StoreError> {
+    if school.is_empty() {
+        return Ok(None);
+    }
+    let name = tx
+        .query_opt("SELECT name FROM schools WHERE id = $1", &[&school])
+        .await?
+        .map(|r| r.get::<_, String>(0));
+    Ok(Some(name.unwrap_or_else(|| school.to_owned())))
 }
 
 /// Rule bundles published in `[start, end)`.
@@ -401,16 +414,19 @@ async fn exemptions_changed(
 }
 
 /// Acknowledgements received in `[start, end)`, and who has and has not
-/// accepted each group's current notice.
+/// accepted each group's current notice, on the stations of `school` (''
+/// for every school).
 async fn notice_counts(
     tx: &Transaction<'_>,
     start: i64,
     end: i64,
+    school: &str,
 ) -> Result<WeekCounts, StoreError> {
     let received: i64 = tx
         .query_one(
-            "SELECT COUNT(*) FROM notice_acks WHERE received_ms >= $1 AND received_ms < $2",
-            &[&start, &end],
+            "SELECT COUNT(*) FROM notice_acks WHERE received_ms >= $1 AND received_ms < $2
+             AND ($3 = '' OR agent_id IN (SELECT agent_id FROM agents WHERE school = $3))",
+            &[&start, &end, &school],
         )
         .await?
         .get(0);
@@ -419,7 +435,7 @@ async fn notice_counts(
         ..WeekCounts::default()
     };
     for notice in super::notice::current_all(tx).await? {
-        let standings = super::notice::standings(tx, &notice.grp).await?;
+        let standings = super::notice::standings_in(tx, &notice.grp, school).await?;
         let a = crate::notice::split(&notice.grp, notice.version, standings);
         counts.accepted += a.accepted.len();
         counts.pending += a.pending.len();

@@ -73,8 +73,10 @@ async fn entry_school(c: &Client, actor: &str, target: &str) -> Result<String, E
             return Ok(r.get(0));
         }
     }
+    // An account over several schools acts for the trust.
     Ok(c.query_opt(
-        "SELECT school FROM console_grants WHERE \"user\" = $1",
+        "SELECT CASE WHEN strpos(school, ',') > 0 THEN '' ELSE school END
+         FROM console_grants WHERE \"user\" = $1",
         &[&actor],
     )
     .await?
@@ -278,7 +280,8 @@ impl Pg<'_> {
         self.run(async move {
             Ok(c.query(
                 "SELECT u.name FROM console_users u JOIN console_grants g ON g.\"user\" = u.name
-                 WHERE NOT u.disabled AND u.role = ANY($1) AND (g.school = '' OR g.school = $2)
+                 WHERE NOT u.disabled AND u.role = ANY($1)
+                 AND (g.school = '' OR $2 = ANY(string_to_array(g.school, ',')))
                  ORDER BY u.name",
                 &[&roles, &school],
             )
@@ -472,11 +475,11 @@ impl Pg<'_> {
         actor: Option<&str>,
     ) -> Result<Vec<Entry>, StoreError> {
         let c = self.client()?;
-        let school = scope.school();
+        let school = scope.list();
         self.run(async move {
             Ok(c.query(
                 "SELECT id, time_ms, actor, action, target, detail, school FROM console_audit
-                 WHERE ($2::TEXT IS NULL OR actor = $2) AND ($3::TEXT IS NULL OR school = $3)
+                 WHERE ($2::TEXT IS NULL OR actor = $2) AND ($3::TEXT[] IS NULL OR school = ANY($3))
                  ORDER BY id DESC LIMIT $1",
                 &[&limit, &actor, &school],
             )

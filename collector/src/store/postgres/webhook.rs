@@ -65,9 +65,10 @@ impl Jobs {
                     &format!(
                         "SELECT a.id, a.time_ms, a.severity, a.category, a.term, a.\"user\", a.station FROM alerts a
                          WHERE {scope} AND a.id > $2 AND a.id <= $3 AND a.severity >= $4 AND a.state <> 'folded'
+                         AND ($5 = '' OR a.school = $5)
                          ORDER BY a.severity DESC, a.id"
                     ),
-                    &[&pattern, &after, &newest, &target.min_severity],
+                    &[&pattern, &after, &newest, &target.min_severity, &target.school],
                 )
                 .await?
                 .iter()

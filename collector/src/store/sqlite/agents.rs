@@ -224,13 +224,14 @@ pub fn list_tokens(conn: &Connection) -> rusqlite::Result<Vec<TokenInfo>> {
     tokens_of(conn, None)
 }
 
-/// Every token of `school` (of every school for `None`), newest first.
-pub fn tokens_of(conn: &Connection, school: Option<&str>) -> rusqlite::Result<Vec<TokenInfo>> {
+/// Every token of `schools` (a JSON array of school ids; of every school
+/// for `None`), newest first.
+pub fn tokens_of(conn: &Connection, schools: Option<&str>) -> rusqlite::Result<Vec<TokenInfo>> {
     let mut stmt = conn.prepare(
         "SELECT secret_hash, label, grp, created_ms, expires_ms, max_uses, uses, revoked, school
-         FROM tokens WHERE (?1 IS NULL OR school = ?1) ORDER BY created_ms DESC, rowid DESC",
+         FROM tokens WHERE (?1 IS NULL OR school IN (SELECT value FROM json_each(?1))) ORDER BY created_ms DESC, rowid DESC",
     )?;
-    let rows = stmt.query_map([school], |r| {
+    let rows = stmt.query_map([schools], |r| {
         let hash: Vec<u8> = r.get(0)?;
         Ok(TokenInfo {
             id: hex::encode(&hash)[..12].to_owned(),

@@ -60,7 +60,9 @@ pub fn insert(conn: &Connection, a: &Audited<'_>) -> rusqlite::Result<()> {
         Some(school) => school,
         None => conn
             .query_row(
-                "SELECT school FROM console_grants WHERE user = ?1",
+                // An account over several schools acts for the trust.
+                "SELECT CASE WHEN instr(school, ',') > 0 THEN '' ELSE school END
+                 FROM console_grants WHERE user = ?1",
                 [a.actor],
                 |r| r.get(0),
             )
@@ -131,10 +133,10 @@ pub fn recent(
 ) -> rusqlite::Result<Vec<Entry>> {
     let mut stmt = conn.prepare(
         "SELECT id, time_ms, actor, action, target, detail, school FROM console_audit
-         WHERE (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR school = ?3)
+         WHERE (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR school IN (SELECT value FROM json_each(?3)))
          ORDER BY id DESC LIMIT ?1",
     )?;
-    let rows = stmt.query_map(params![limit, actor, scope.school()], |r| {
+    let rows = stmt.query_map(params![limit, actor, scope.json()], |r| {
         Ok(Entry {
             id: r.get(0)?,
             time_ms: r.get(1)?,

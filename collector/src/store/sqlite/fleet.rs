@@ -15,9 +15,9 @@ pub fn stations(conn: &Connection, scope: &Scope) -> rusqlite::Result<Vec<Statio
     let mut stmt = conn.prepare(
         "SELECT agent_id, station, grp, last_seen_ms, agent_version, rules_version,
                 spool_backlog, spool_dropped, COALESCE(flag, ''), problems
-         FROM agents WHERE revoked = 0 AND (?1 IS NULL OR school = ?1) ORDER BY grp, station",
+         FROM agents WHERE revoked = 0 AND (?1 IS NULL OR school IN (SELECT value FROM json_each(?1))) ORDER BY grp, station",
     )?;
-    let rows = stmt.query_map([scope.school()], |r| {
+    let rows = stmt.query_map([scope.json()], |r| {
         Ok(Station {
             agent_id: r.get(0)?,
             station: r.get(1)?,
@@ -43,8 +43,8 @@ pub fn station(
 ) -> rusqlite::Result<Option<(String, String, String)>> {
     conn.query_row(
         "SELECT station, grp, COALESCE(flag, '') FROM agents
-         WHERE agent_id = ?1 AND revoked = 0 AND (?2 IS NULL OR school = ?2)",
-        rusqlite::params![agent_id, scope.school()],
+         WHERE agent_id = ?1 AND revoked = 0 AND (?2 IS NULL OR school IN (SELECT value FROM json_each(?2)))",
+        rusqlite::params![agent_id, scope.json()],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
     .optional()

@@ -137,20 +137,34 @@ pub fn insert_ack(conn: &Connection, ack: &AckRow<'_>) -> rusqlite::Result<bool>
 /// The pupils known in `group`: everyone who acknowledged any of its notices
 /// on a station, and everyone an alert from one of its stations names.
 pub fn standings(conn: &Connection, group: &str) -> rusqlite::Result<Vec<Standing>> {
+    standings_in(conn, group, "")
+}
+
+/// As [`standings`], on the stations of `school` only ('' for every school):
+/// acknowledgements given on them and alerts from them.
+pub fn standings_in(
+    conn: &Connection,
+    group: &str,
+    school: &str,
+) -> rusqlite::Result<Vec<Standing>> {
     let mut stmt = conn.prepare(
-        "WITH known AS (
-             SELECT user FROM notice_acks WHERE grp = ?1
+        "WITH acks AS (
+             SELECT user, version, time_ms, station FROM notice_acks WHERE grp = ?1
+             AND (?2 = '' OR agent_id IN (SELECT agent_id FROM agents WHERE school = ?2))
+         ), known AS (
+             SELECT user FROM acks
              UNION
              SELECT a.user FROM alerts a JOIN agents g ON g.agent_id = a.agent_id
              WHERE g.grp = ?1 AND a.source <> 'pupil_report' AND a.user <> ''
+             AND (?2 = '' OR g.school = ?2)
          )
          SELECT k.user,
-                (SELECT MAX(version) FROM notice_acks n WHERE n.grp = ?1 AND n.user = k.user),
-                (SELECT time_ms FROM notice_acks n WHERE n.grp = ?1 AND n.user = k.user ORDER BY version DESC, time_ms DESC LIMIT 1),
-                (SELECT station FROM notice_acks n WHERE n.grp = ?1 AND n.user = k.user ORDER BY version DESC, time_ms DESC LIMIT 1)
+                (SELECT MAX(version) FROM acks n WHERE n.user = k.user),
+                (SELECT time_ms FROM acks n WHERE n.user = k.user ORDER BY version DESC, time_ms DESC LIMIT 1),
+                (SELECT station FROM acks n WHERE n.user = k.user ORDER BY version DESC, time_ms DESC LIMIT 1)
          FROM known k ORDER BY k.user",
     )?;
-    let rows = stmt.query_map([group], |r| {
+    let rows = stmt.query_map([group, school], |r| {
         Ok(Standing {
             user: r.get(0)?,
             version: r.get::<_, Option<u32>>(1)?.unwrap_or(0),
@@ -166,19 +180,20 @@ pub fn acks_of(conn: &Connection, user: &str) -> rusqlite::Result<Vec<AckRecord>
     acks_in(conn, None, user)
 }
 
-/// `user`'s acknowledgements on the agents of `school` (every school's for
-/// `None`).
+/// `user`'s acknowledgements on the agents of `schools` (a JSON array of
+/// school ids; every school's for `None`).
 pub fn acks_in(
     conn: &Connection,
-    school: Option<&str>,
+    schools: Option<&str>,
     user: &str,
 ) -> rusqlite::Result<Vec<AckRecord>> {
     let mut stmt = conn.prepare(
         "SELECT time_ms, station, grp, version FROM notice_acks WHERE user = ?1 COLLATE NOCASE
-         AND (?2 IS NULL OR agent_id IN (SELECT agent_id FROM agents WHERE school = ?2))
+         AND (?2 IS NULL OR agent_id IN (SELECT agent_id FROM agents
+             WHERE school IN (SELECT value FROM json_each(?2))))
          ORDER BY time_ms, id",
     )?;
-    let rows = stmt.query_map(rusqlite::params![user, school], |r| {
+    let rows = stmt.query_map(rusqlite::params![user, schools], |r| {
         Ok(AckRecord {
             time_ms: r.get(0)?,
             station: r.get(1)?,
@@ -198,11 +213,18 @@ pub fn groups(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     rows.collect()
 }
 
-/// Acknowledgements received in `[from_ms, to_ms)`.
-pub fn received_between(conn: &Connection, from_ms: i64, to_ms: i64) -> rusqlite::Result<i64> {
+/// Acknowledgements received in `[from_ms, to_ms)` on the stations of
+/// `school` ('' for every school).
+pub fn received_between(
+    conn: &Connection,
+    from_ms: i64,
+    to_ms: i64,
+    school: &str,
+) -> rusqlite::Result<i64> {
     conn.query_row(
-        "SELECT COUNT(*) FROM notice_acks WHERE received_ms >= ?1 AND received_ms < ?2",
-        [from_ms, to_ms],
+        "SELECT COUNT(*) FROM notice_acks WHERE received_ms >= ?1 AND received_ms < ?2
+         AND (?3 = '' OR agent_id IN (SELECT agent_id FROM agents WHERE school = ?3))",
+        params![from_ms, to_ms, school],
         |r| r.get(0),
     )
 }

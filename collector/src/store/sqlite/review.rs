@@ -167,8 +167,8 @@ pub fn state_counts(conn: &Connection, f: &AlertFilter) -> rusqlite::Result<Vec<
 /// The newest alert's id among the schools `scope` allows.
 pub fn max_alert_id(conn: &Connection, scope: &Schools) -> rusqlite::Result<i64> {
     conn.query_row(
-        "SELECT COALESCE(MAX(id), 0) FROM alerts WHERE ?1 IS NULL OR school = ?1",
-        [scope.school()],
+        "SELECT COALESCE(MAX(id), 0) FROM alerts WHERE ?1 IS NULL OR school IN (SELECT value FROM json_each(?1))",
+        [scope.json()],
         |r| r.get(0),
     )
 }

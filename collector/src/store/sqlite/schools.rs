@@ -2,7 +2,7 @@
 //! agents, enrolment tokens and alerts, added to a store made before
 //! schools with everything in the default school.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::schools::{Added, School, DEFAULT_NAME, DEFAULT_SCHOOL};
 
@@ -99,6 +99,37 @@ pub fn list(conn: &Connection) -> rusqlite::Result<Vec<School>> {
         })
     })?;
     rows.collect()
+}
+
+/// Moves unrevoked agent `agent_id` to school `to` (which must exist),
+/// audited: its later alerts are `to`'s, its earlier ones stay where they
+/// are. The school it left, or `None` when there is no such agent or
+/// school.
+pub fn move_agent(
+    conn: &Connection,
+    agent_id: &str,
+    to: &str,
+    entry: &crate::store::users::Audited<'_>,
+) -> rusqlite::Result<Option<String>> {
+    let tx = super::write_tx(conn)?;
+    let from: Option<String> = tx
+        .query_row(
+            "SELECT a.school FROM agents a WHERE a.agent_id = ?1 AND a.revoked = 0
+             AND EXISTS (SELECT 1 FROM schools WHERE id = ?2)",
+            params![agent_id, to],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if from.is_none() {
+        return Ok(None);
+    }
+    tx.execute(
+        "UPDATE agents SET school = ?2 WHERE agent_id = ?1",
+        params![agent_id, to],
+    )?;
+    super::audit::insert(&tx, entry)?;
+    tx.commit()?;
+    Ok(from)
 }
 
 #[cfg(test)]

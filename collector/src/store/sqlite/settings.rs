@@ -122,11 +122,14 @@ pub fn scope_sql(
     };
     // The school comes first: the staff condition's parameters are
     // positional (`?`), so the school's is added after theirs.
-    Ok(Some(match scope.school.school() {
+    Ok(Some(match scope.school.json() {
         None => (staff, params),
-        Some(school) => {
-            params.push(Value::Text(school.to_owned()));
-            (format!("({staff}) AND a.school = ?"), params)
+        Some(schools) => {
+            params.push(Value::Text(schools));
+            (
+                format!("({staff}) AND a.school IN (SELECT value FROM json_each(?))"),
+                params,
+            )
         }
     }))
 }

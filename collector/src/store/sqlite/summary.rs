@@ -1,7 +1,7 @@
 //! Weekly summaries' records on SQLite (one school per file).
 
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use crate::config::CollectorConfig;
 use crate::store::summary::{SummaryQueue, SummaryRun};
@@ -407,7 +407,8 @@ pub fn figures_in(
     };
 
     let exemptions = crate::exemption::changed_between(conn, start, end)?;
-    let notice = crate::notice::week_counts(conn, start, end)?;
+    let notice = crate::notice::week_counts(conn, start, end, school)?;
+    let school_name = name_of(conn, school)?;
 
     Ok(Figures {
         audience,
@@ -430,5 +431,19 @@ pub fn figures_in(
         rule_changes,
         exemptions,
         notice,
+        school_name,
     })
+}
+
+/// The name of `school` ('' for the trust: none), its id if it has none.
+fn name_of(conn: &Connection, school: &str) -> rusqlite::Result<Option<String>> {
+    if school.is_empty() {
+        return Ok(None);
+    }
+    let name: Option<String> = conn
+        .query_row("SELECT name FROM schools WHERE id = ?1", [school], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(Some(name.unwrap_or_else(|| school.to_owned())))
 }

@@ -130,7 +130,8 @@ pub fn names_with_roles(
 ) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
         "SELECT u.name, u.role FROM console_users u JOIN console_grants g ON g.user = u.name
-         WHERE u.disabled = 0 AND (g.school = '' OR g.school = ?1) ORDER BY u.name",
+         WHERE u.disabled = 0 AND (g.school = '' OR instr(',' || g.school || ',', ',' || ?1 || ',') > 0)
+         ORDER BY u.name",
     )?;
     let rows = stmt.query_map([school], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))

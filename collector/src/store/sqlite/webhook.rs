@@ -230,18 +230,18 @@ pub fn scan(
             Vec::new()
         } else {
             let scope = if target.staff {
-                staff.clone()
+                format!("({staff})")
             } else {
                 format!("NOT ({staff})")
             };
-            pending_alerts(
-                &tx,
-                &scope,
-                staff_values.clone(),
-                after,
-                newest,
-                target.min_severity,
-            )?
+            // The school's parameters follow the staff condition's.
+            let scope = format!("{scope} AND (? = '' OR a.school = ?)");
+            let mut values = staff_values.clone();
+            values.extend([
+                rusqlite::types::Value::Text(target.school.clone()),
+                rusqlite::types::Value::Text(target.school.clone()),
+            ]);
+            pending_alerts(&tx, &scope, values, after, newest, target.min_severity)?
         };
         out.targets.push(TargetAlerts {
             name: target.name.clone(),

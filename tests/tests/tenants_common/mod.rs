@@ -1,0 +1,286 @@
+//! Helpers shared by the schools-as-tenants tests: two schools' agents,
+//! alerts and reports, a direct look at the store, and console requests.
+#![allow(dead_code)]
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tutela_agent::event::{seal, EventDraft, Evidence};
+use tutela_agent::identity::{Enrolment, Identity};
+use tutela_proto::v1::{Observation, RuleMatch, Source};
+use tutela_tests::postgres::PgCluster;
+use tutela_tests::web::{field, http, Reply};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const SCHOOLS: [&str; 2] = ["north", "south"];
+pub const ROLES: [&str; 5] = ["dsl", "deputy-dsl", "head", "technician", "auditor"];
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A synthetic screenshot.
+pub fn jpeg() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(64, 40, |x, y| image::Rgb([x as u8, y as u8, 90]));
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
+        .encode_image(&img)
+        .unwrap();
+    out
+}
+
+/// Where the scenario's rows are, to look at them directly.
+pub enum Db<'a> {
+    Sqlite(std::path::PathBuf),
+    Pg(&'a PgCluster),
+}
+
+impl Db<'_> {
+    /// The first column of the first row of `sql`, as text.
+    pub fn one(&self, sql: &str) -> String {
+        match self {
+            Db::Sqlite(dir) => {
+                let conn = rusqlite::Connection::open(dir.join("tutela.db")).unwrap();
+                conn.query_row(sql, [], |r| {
+                    Ok(match r.get_ref(0)? {
+                        rusqlite::types::ValueRef::Integer(i) => i.to_string(),
+                        rusqlite::types::ValueRef::Text(t) => {
+                            String::from_utf8_lossy(t).into_owned()
+                        }
+                        other => format!("{other:?}"),
+                    })
+                })
+                .unwrap()
+            }
+            Db::Pg(pg) => pg.query(sql).unwrap(),
+        }
+    }
+
+    pub fn id(&self, sql: &str) -> i64 {
+        self.one(sql).parse().unwrap()
+    }
+
+    /// Runs statements `sql` (written for both engines).
+    pub fn exec(&self, sql: &str) {
+        match self {
+            Db::Sqlite(dir) => rusqlite::Connection::open(dir.join("tutela.db"))
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap(),
+            Db::Pg(pg) => {
+                pg.query(sql).unwrap();
+            }
+        }
+    }
+
+    /// A binary literal of the bytes `hex` in this engine's SQL.
+    pub fn blob(&self, hex: &str) -> String {
+        match self {
+            Db::Sqlite(_) => format!("x'{hex}'"),
+            Db::Pg(_) => format!("'\\x{hex}'"),
+        }
+    }
+}
+
+/// Streams a pupil's alert with a capture and a staff member's alert from
+/// the agent enrolled in `dir`, both marked with `school`'s secret.
+pub fn send(dir: &std::path::Path, school: &str) {
+    let enrolment = Enrolment::load(dir).unwrap();
+    let identity = Identity::load_or_create(dir).unwrap();
+    let seeds = [
+        (
+            format!("pupil.{school}"),
+            format!("SECRET-{school} i want to kill myself"),
+            "kill myself",
+            "suicide",
+            5,
+            true,
+        ),
+        (
+            format!("t_{school}"),
+            format!("SECRET-{school} staff how to hide a weapon"),
+            "weapon",
+            "weapons",
+            4,
+            false,
+        ),
+    ];
+    let mut prev = [0; 32];
+    let mut events = Vec::new();
+    for (n, (user, context, word, category, severity, capture)) in seeds.iter().enumerate() {
+        let start = context.find(word).unwrap() as u32;
+        let sealed = seal(
+            &identity,
+            &enrolment.agent_id,
+            n as u64 + 1,
+            prev,
+            0,
+            EventDraft {
+                time_ms: now_ms() - 60_000 + n as i64,
+                user: user.clone(),
+                station: format!("{school}-PC01"),
+                observation: Observation {
+                    source: Source::Typed as i32,
+                    context: context.clone(),
+                    app: "chromium".into(),
+                    window_title: "Homework help - Chromium".into(),
+                    url: "https://search.example/".into(),
+                    ..Default::default()
+                },
+                matches: vec![RuleMatch {
+                    rule_id: format!("{category}/seed"),
+                    category: (*category).into(),
+                    severity: *severity,
+                    term: (*word).into(),
+                    start,
+                    end: start + word.len() as u32,
+                }],
+                evidence: capture.then(|| Evidence {
+                    jpeg: jpeg(),
+                    width: 64,
+                    height: 40,
+                }),
+                rules_version: 3,
+                count: 1,
+                event_id: None,
+                repeat_of: String::new(),
+            },
+        );
+        prev = sealed.body_hash();
+        events.push(sealed.to_wire());
+    }
+    tutela_tests::ingest::stream_stored(&enrolment, events, seeds.len() as u64);
+}
+
+/// Sends a pupil's report from `school`'s report page.
+pub fn report(port: u16, school: &str) {
+    let form = http(port, "GET", &format!("/concern?school={school}"), "", &[]);
+    assert_eq!(form.status, 200, "{}", form.body);
+    let token = field(&form.body, "token").expect("a form token");
+    assert_eq!(field(&form.body, "school").as_deref(), Some(school));
+    let sent = http(
+        port,
+        "POST",
+        "/concern",
+        "",
+        &[
+            ("token", &token),
+            ("school", school),
+            ("name", &format!("pupil.{school}")),
+            (
+                "text",
+                &format!("SECRET-{school} report: someone is hurting me"),
+            ),
+        ],
+    );
+    assert_eq!(sent.status, 303, "{}", sent.body);
+}
+
+/// One school's rows, as the test refers to them.
+pub struct Rows {
+    pub pupil: i64,
+    pub staff: i64,
+    pub report: i64,
+    pub token: String,
+    pub agent: String,
+}
+
+/// The alert ids a queue page lists.
+pub fn listed(body: &str) -> Vec<i64> {
+    body.match_indices("<tr data-id=\"")
+        .filter_map(|(at, m)| {
+            let rest = &body[at + m.len()..];
+            rest[..rest.find('"')?].parse().ok()
+        })
+        .collect()
+}
+
+pub fn refused(r: &Reply) -> bool {
+    r.status == 403 || r.status == 404
+}
+
+/// What of `school`'s data a body must not show (the prober's own words
+/// aside: its subject-access request in the audit log, its filter's value).
+pub fn leaks<'a>(body: &str, school: &str, rows: &'a Rows) -> Option<&'a str> {
+    let body = body
+        .replace(&format!("user:pupil.{school}"), "")
+        .replace(&format!("value=\"dsl-{school}\""), "");
+    let marks = [
+        format!("SECRET-{school}"),
+        format!("{school}-PC01"),
+        format!("pupil.{school}"),
+        format!("dsl-{school}"),
+    ];
+    marks
+        .iter()
+        .find(|m| body.contains(m.as_str()))
+        .map(|_| "a mark of the school")
+        .or_else(|| body.contains(&rows.token).then_some("the school's token"))
+        .or_else(|| body.contains(&rows.agent).then_some("the school's agent"))
+}
+
+/// A request to make: (method, path, form).
+pub type Probe = (&'static str, String, Vec<(&'static str, &'static str)>);
+
+/// Every page about alert `id`.
+pub fn alert_pages(id: i64) -> Vec<Probe> {
+    let mut pages: Vec<_> = [
+        "",
+        "/capture.jpg",
+        "/preview.jpg",
+        "/record",
+        "/record.json",
+    ]
+    .iter()
+    .map(|p| ("GET", format!("/alerts/{id}{p}"), Vec::new()))
+    .collect();
+    pages.push((
+        "POST",
+        format!("/alerts/{id}/reveal"),
+        vec![("reason", "checking the context of the alert")],
+    ));
+    pages.push((
+        "POST",
+        format!("/alerts/{id}/state"),
+        vec![("to", "in_review"), ("reason", "")],
+    ));
+    pages.push((
+        "POST",
+        format!("/alerts/{id}/assign"),
+        vec![("assignee", "")],
+    ));
+    pages.push((
+        "POST",
+        format!("/alerts/{id}/note"),
+        vec![("text", "a note")],
+    ));
+    pages
+}
+
+/// The console's answer to `method path` for a signed-in account.
+pub fn ask(
+    port: u16,
+    session: &(String, String),
+    method: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> Reply {
+    let mut fields = vec![("csrf", session.1.as_str())];
+    fields.extend_from_slice(form);
+    let form = if method == "POST" { &fields[..] } else { &[] };
+    http(port, method, path, &session.0, form)
+}
+
+/// The text part of a parsed email.
+pub fn text_of(email: &serde_json::Value) -> String {
+    email["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["type"] == "text/plain")
+        .and_then(|p| p["text"].as_str())
+        .unwrap_or_else(|| panic!("no text part in {email}"))
+        .to_owned()
+}
