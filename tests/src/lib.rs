@@ -107,6 +107,13 @@ pub fn run_ok(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Whether the tests run as root (installing packages and switching users need it).
+pub fn is_root() -> bool {
+    run_ok(Command::new("id").arg("-u"))
+        .map(|u| u.trim() == "0")
+        .unwrap_or(false)
+}
+
 /// Runs a command expected to fail; returns its output.
 pub fn run_failing(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("command runs");
