@@ -8,6 +8,8 @@
 pub mod agent;
 pub mod cluster;
 pub mod collector;
+pub mod console_client;
+pub mod console_db;
 pub mod desktop;
 pub mod extension;
 pub mod ingest;

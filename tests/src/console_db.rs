@@ -1,0 +1,52 @@
+//! The collector's SQLite database read and written straight, for the
+//! console tests: alerts stored as ingest would, counts and the audit log.
+
+use std::time::Duration;
+
+use crate::Collector;
+
+/// The collector's live database, waiting up to five seconds for its locks.
+pub fn open_db(collector: &Collector) -> rusqlite::Connection {
+    let db = rusqlite::Connection::open(collector.dir.join("tutela.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db
+}
+
+/// Stores an alert as ingest would (the signature is not checked here);
+/// returns its id.
+pub fn insert_alert(
+    db: &rusqlite::Connection,
+    event: &str,
+    user: &str,
+    rule: &str,
+    severity: i64,
+    state: &str,
+) -> i64 {
+    let (category, _) = rule.split_once('/').unwrap();
+    db.execute(
+        "INSERT INTO alerts (event_id, agent_id, seq, time_ms, received_ms, user, station, source,
+            context, app, app_path, window_title, url, search_query, category, severity, rule_id,
+            term, matches, rules_version, state, repeat_of, body, signature, body_hash)
+         VALUES (?1, 'ag-hardening', (SELECT COUNT(*) + 1 FROM alerts), 1767000000000, 1767000000000,
+            ?2, 'LAB1-PC07', 'typed', 'context', 'app', '', 'Homework', '', '', ?3, ?4, ?5, 'term',
+            '[]', 1, ?6, '', x'00', x'00', x'00')",
+        rusqlite::params![event, user, category, severity, rule, state],
+    )
+    .unwrap();
+    db.last_insert_rowid()
+}
+
+/// The single number `sql` selects.
+pub fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
+    db.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// (actor, action, detail) of every audit entry, oldest first.
+pub fn audit_details(db: &rusqlite::Connection) -> Vec<(String, String, String)> {
+    db.prepare("SELECT actor, action, detail FROM console_audit ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
