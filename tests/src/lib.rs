@@ -14,6 +14,7 @@ pub mod desktop;
 pub mod extension;
 pub mod ingest;
 pub mod load;
+pub mod mail_setup;
 pub mod packs;
 pub mod postgres;
 pub mod s3;
@@ -21,6 +22,7 @@ pub mod script;
 pub mod seed;
 pub mod smtp;
 pub mod store;
+pub mod summary_week;
 pub mod web;
 
 pub use agent::Agent;
