@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod collector;
 pub mod console_client;
 pub mod console_db;
+pub mod console_pg;
 pub mod desktop;
 pub mod extension;
 pub mod ingest;
