@@ -50,3 +50,20 @@ pub fn audit_details(db: &rusqlite::Connection) -> Vec<(String, String, String)>
         .collect::<Result<_, _>>()
         .unwrap()
 }
+
+/// The console audit log, oldest first: (actor, action, target).
+pub fn audit_log(db: &rusqlite::Connection) -> Vec<(String, String, String)> {
+    db.prepare("SELECT actor, action, target FROM console_audit ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Whether `audit` holds an entry by `actor` of `action` on `target`.
+pub fn logged(audit: &[(String, String, String)], actor: &str, action: &str, target: &str) -> bool {
+    audit
+        .iter()
+        .any(|(a, b, c)| a == actor && b == action && c == target)
+}

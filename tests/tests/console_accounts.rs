@@ -6,11 +6,10 @@
 //! from the trusted proxy.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::Stdio;
 
 use tutela_tests::console_client::{started, wait_for_port, Endpoint, Response, PASSWORD};
-use tutela_tests::console_db::{audit_details, count, insert_alert, open_db};
+use tutela_tests::console_db::{audit_details, audit_log, count, insert_alert, open_db};
 use tutela_tests::{run_failing, run_ok, Collector, Scratch};
 
 const NEW_PASSWORD: &str = "a different long passphrase";
@@ -32,17 +31,6 @@ fn passwd(collector: &Collector, name: &str, password: &str) -> std::process::Ou
         .write_all(format!("{password}\n").as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
-}
-
-fn audit_actions(db: &Path) -> Vec<(String, String, String)> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT actor, action, target FROM console_audit ORDER BY id")
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
 }
 
 fn user_list(collector: &Collector) -> String {
@@ -128,7 +116,7 @@ fn a_locked_account_is_unlocked_by_the_cli_and_signs_in_again() {
     );
 
     // Every account change by the CLI is in the audit log.
-    let log = audit_actions(&collector.dir.join("tutela.db"));
+    let log = audit_log(&open_db(&collector));
     for action in [
         "account_unlocked",
         "password_reset",
