@@ -16,6 +16,7 @@ use common::{drain, require, wait_for, Graceful, WAIT};
 use tokio::sync::mpsc;
 use tutela_agent::sensor::{self, SensorConfig, SensorEvent};
 
+/// Microseconds since 1601 (Chromium's `visit_time`) for a Unix time in milliseconds.
 fn chromium_time(unix_ms: i64) -> i64 {
     (unix_ms + 11_644_473_600_000) * 1000
 }

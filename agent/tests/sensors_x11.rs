@@ -166,8 +166,6 @@ fn process_sensor_reports_processes_started_after_it() {
     );
 }
 
-/// Microseconds since 1601 (Chromium's `visit_time`) for a Unix time in milliseconds.
-
 #[test]
 fn start_runs_every_sensor_and_dropping_the_handle_stops_them() {
     let x = Xvfb::start();

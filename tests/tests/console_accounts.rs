@@ -270,9 +270,6 @@ fn over_long_names_and_reasons_are_refused_before_they_reach_the_audit_log() {
     );
 }
 
-/// Seals `jpeg` as the collector stores captures: AES-256-GCM under the
-/// collector's capture key, nonce first, the event id as associated data.
-
 /// Failed sign-ins from the browser at `address`, as a proxy in front would
 /// forward them (`X-Forwarded-For`, after whatever the browser itself sent).
 fn fail_from(http: &Endpoint, address: &str, times: usize) -> Vec<u16> {

@@ -12,6 +12,7 @@ use tutela_tests::{
     bin, free_port, is_root, require_programs, run_ok, workspace, Collector, Scratch,
 };
 
+/// Builds both packages from the binaries the tests run.
 fn build_debs(out: &Path) -> (PathBuf, PathBuf) {
     let bin_dir = bin("tutela-agent").parent().unwrap().to_owned();
     let listed = run_ok(

@@ -301,9 +301,6 @@ fn retention_purge_removes_exactly_the_expired_alerts_and_their_captures() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("set at least 1"));
 }
 
-/// The Linux session helper, run as the service runs it, with the X session
-/// described by a stand-in for `loginctl` (this machine has no logind); the
-
 #[test]
 fn serve_runs_the_retention_purge_by_itself() {
     let scratch = Scratch::new("daily-purge");

@@ -11,6 +11,8 @@ use tutela_tests::{
     Scratch,
 };
 
+/// The Linux session helper, run as the service runs it, with the X session
+/// described by a stand-in for `loginctl` (this machine has no logind); the
 /// X server, agent and collector are real.
 struct SessionHelper {
     child: std::process::Child,
