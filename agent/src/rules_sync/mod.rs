@@ -284,16 +284,29 @@ impl RulesSync {
 
     /// Applies a live bundle; when `released` is given, the bundle must hold
     /// that version (the one the collector's release signature names).
-    async fn apply_live(&self, bytes: Vec<u8>, released: Option<u32>) -> Result<u32, RulesError> {
-        let current = self.current_version();
+    /// Verifies and compiles `bytes` off the async threads, newer than
+    /// `current` and of the version its release signature names (if any);
+    /// returns the matcher and the bytes to keep on disk.
+    async fn compile_released(
+        &self,
+        bytes: Vec<u8>,
+        current: u32,
+        released: Option<u32>,
+    ) -> Result<(Matcher, Vec<u8>), RulesError> {
         let this = self.clone();
         let (matcher, bytes) = tokio::task::spawn_blocking(move || {
             verify_and_compile(&this.enrolment, &bytes, Some(current), this.age).map(|m| (m, bytes))
         })
         .await
         .map_err(|e| RulesError::Pack(e.to_string()))??;
+        check_released(matcher.version(), released)?;
+        Ok((matcher, bytes))
+    }
+
+    async fn apply_live(&self, bytes: Vec<u8>, released: Option<u32>) -> Result<u32, RulesError> {
+        let current = self.current_version();
+        let (matcher, bytes) = self.compile_released(bytes, current, released).await?;
         let version = matcher.version();
-        check_released(version, released)?;
         // Kept on disk first, so whoever sees the new version can restart into it.
         if let Err(e) =
             crate::identity::write_private(&self.data_dir.join(LIVE_BUNDLE_FILE), &bytes)
@@ -329,14 +342,8 @@ impl RulesSync {
     ) -> Result<u32, RulesError> {
         let live = self.current_version();
         let current = self.shadow.version().max(live);
-        let this = self.clone();
-        let (matcher, bytes) = tokio::task::spawn_blocking(move || {
-            verify_and_compile(&this.enrolment, &bytes, Some(current), this.age).map(|m| (m, bytes))
-        })
-        .await
-        .map_err(|e| RulesError::Pack(e.to_string()))??;
+        let (matcher, bytes) = self.compile_released(bytes, current, released).await?;
         let version = matcher.version();
-        check_released(version, released)?;
         if version <= live {
             return Err(RulesError::ShadowNotNewer {
                 offered: version,
