@@ -67,3 +67,36 @@ pub fn logged(audit: &[(String, String, String)], actor: &str, action: &str, tar
         .iter()
         .any(|(a, b, c)| a == actor && b == action && c == target)
 }
+
+/// Stores `jpeg` (64x48) as alert `alert`'s capture the way ingest does:
+/// sealed with AES-256-GCM under the collector's capture key, `nonce`
+/// first, the event id `event` as associated data.
+pub fn store_capture(
+    collector: &Collector,
+    db: &rusqlite::Connection,
+    alert: i64,
+    event: &str,
+    jpeg: &[u8],
+    nonce: [u8; 12],
+) {
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+    let key = std::fs::read(collector.dir.join("capture.key")).unwrap();
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).unwrap());
+    let mut sealed = jpeg.to_vec();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(event.as_bytes()),
+        &mut sealed,
+    )
+    .unwrap();
+    let mut stored = nonce.to_vec();
+    stored.extend_from_slice(&sealed);
+    let sha = ring::digest::digest(&ring::digest::SHA256, jpeg);
+    db.execute(
+        "INSERT INTO captures (alert_id, sha256, size, width, height, sealed) VALUES (?1, ?2, ?3, 64, 48, ?4)",
+        rusqlite::params![alert, sha.as_ref(), jpeg.len() as i64, stored],
+    )
+    .unwrap();
+    db.execute("UPDATE alerts SET has_capture = 1 WHERE id = ?1", [alert])
+        .unwrap();
+}

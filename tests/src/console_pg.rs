@@ -83,3 +83,14 @@ pub fn listed(body: &str) -> Vec<i64> {
         })
         .collect()
 }
+
+/// The port of a console address such as `http://127.0.0.1:PORT/`.
+pub fn port_of(console: &str) -> u16 {
+    console
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}

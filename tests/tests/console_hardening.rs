@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use tutela_tests::console_client::started;
-use tutela_tests::console_db::{audit_details, count, insert_alert, open_db};
+use tutela_tests::console_db::{self, audit_details, count, insert_alert, open_db};
 use tutela_tests::{run_ok, Collector};
 
 #[test]
@@ -236,8 +236,8 @@ fn background_polls_do_not_keep_an_idle_session_alive_but_page_views_do() {
     );
 }
 
+/// Stores a small red JPEG as alert `alert`'s capture, sealed as ingest does.
 fn store_capture(collector: &Collector, db: &rusqlite::Connection, alert: i64, event: &str) {
-    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
     let mut jpeg = Vec::new();
     image::RgbImage::from_pixel(64, 48, image::Rgb([200, 30, 30]))
         .write_to(
@@ -245,26 +245,7 @@ fn store_capture(collector: &Collector, db: &rusqlite::Connection, alert: i64, e
             image::ImageFormat::Jpeg,
         )
         .unwrap();
-    let key = std::fs::read(collector.dir.join("capture.key")).unwrap();
-    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).unwrap());
-    let nonce = [9u8; 12];
-    let mut sealed = jpeg.clone();
-    key.seal_in_place_append_tag(
-        Nonce::assume_unique_for_key(nonce),
-        Aad::from(event.as_bytes()),
-        &mut sealed,
-    )
-    .unwrap();
-    let mut stored = nonce.to_vec();
-    stored.extend_from_slice(&sealed);
-    let sha = ring::digest::digest(&ring::digest::SHA256, &jpeg);
-    db.execute(
-        "INSERT INTO captures (alert_id, sha256, size, width, height, sealed) VALUES (?1, ?2, ?3, 64, 48, ?4)",
-        rusqlite::params![alert, sha.as_ref(), jpeg.len() as i64, stored],
-    )
-    .unwrap();
-    db.execute("UPDATE alerts SET has_capture = 1 WHERE id = ?1", [alert])
-        .unwrap();
+    console_db::store_capture(collector, db, alert, event, &jpeg, [9u8; 12]);
 }
 
 #[test]
@@ -367,39 +348,26 @@ fn rule_rates_count_only_the_alerts_in_the_viewers_scope() {
         "false_positive",
     );
 
-    let (dsl, _) = http.session("dsl1", "/queue");
-    let dsl = [("tutela_session", dsl.as_str())];
-    let rules = http.get("/rules", &dsl);
-    assert!(
-        rules
-            .body
-            .contains("<td>drugs/seed</td><td>drugs</td><td>3</td><td>1</td><td>33%</td>"),
-        "{}",
-        rules.body
-    );
-    let page = http.get(&format!("/alerts/{pupil}"), &dsl);
-    assert!(
-        page.body
-            .contains("1 of 3 alerts from this rule were false positives (33%)"),
-        "{}",
-        page.body
-    );
-
-    let (head, _) = http.session("head1", "/queue");
-    let head = [("tutela_session", head.as_str())];
-    let rules = http.get("/rules", &head);
-    assert!(
-        rules
-            .body
-            .contains("<td>drugs/seed</td><td>drugs</td><td>2</td><td>2</td><td>100%</td>"),
-        "{}",
-        rules.body
-    );
-    let page = http.get(&format!("/alerts/{teacher}"), &head);
-    assert!(
-        page.body
-            .contains("2 of 2 alerts from this rule were false positives (100%)"),
-        "{}",
-        page.body
-    );
+    // Each viewer sees the rule's false-positive rate over their own scope.
+    for (user, alert, row, sentence) in [
+        (
+            "dsl1",
+            pupil,
+            "<td>drugs/seed</td><td>drugs</td><td>3</td><td>1</td><td>33%</td>",
+            "1 of 3 alerts from this rule were false positives (33%)",
+        ),
+        (
+            "head1",
+            teacher,
+            "<td>drugs/seed</td><td>drugs</td><td>2</td><td>2</td><td>100%</td>",
+            "2 of 2 alerts from this rule were false positives (100%)",
+        ),
+    ] {
+        let (session, _) = http.session(user, "/queue");
+        let cookie = [("tutela_session", session.as_str())];
+        let rules = http.get("/rules", &cookie);
+        assert!(rules.body.contains(row), "{user}: {}", rules.body);
+        let page = http.get(&format!("/alerts/{alert}"), &cookie);
+        assert!(page.body.contains(sentence), "{user}: {}", page.body);
+    }
 }

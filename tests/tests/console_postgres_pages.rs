@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use tutela_tests::console_client::PASSWORD;
-use tutela_tests::console_pg::{listed, node, send};
+use tutela_tests::console_pg::{listed, node, port_of, send};
 use tutela_tests::load::now_ms;
 use tutela_tests::postgres::PgCluster;
 use tutela_tests::{Agent, Scratch};
@@ -36,13 +36,7 @@ fn on_postgresql_the_publish_exemption_notice_fleet_concern_and_access_pages_wor
         &agent.dir,
         &[("pupil.one", "how to hide a weapon", "weapon", "weapons", 4)],
     );
-    let port: u16 = console
-        .trim_end_matches('/')
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let port = port_of(&console);
     let (dsl, dsl_csrf) = sign_in(port, "dsl1", PASSWORD, "/queue");
     let (tech, tech_csrf) = sign_in(port, "tech1", PASSWORD, "/fleet");
     let as_dsl = |path: &str, form: &[(&str, &str)]| {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use tutela_tests::console_client::PASSWORD;
-use tutela_tests::console_pg::{listed, node, send};
+use tutela_tests::console_pg::{listed, node, port_of, send};
 use tutela_tests::postgres::PgCluster;
 use tutela_tests::{Agent, Scratch};
 
@@ -72,13 +72,7 @@ fn on_postgresql_the_queue_filters_and_the_staff_scope_hold() {
         id("ta.teacher"),
         id("Pupil.One"),
     );
-    let port: u16 = console
-        .trim_end_matches('/')
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let port = port_of(&console);
     let (dsl, _) = sign_in(port, "dsl1", PASSWORD, "/queue");
     let (head, _) = sign_in(port, "head1", PASSWORD, "/queue");
     let queue = |cookie: &str, query: &str| {

@@ -76,6 +76,7 @@ fn a_technician_clears_a_flag_and_revokes_a_station_from_the_fleet_page() {
 
     // The technician sees both actions on the flagged station, only Revoke on the other.
     let (tech, csrf) = sign_in(port, "tech.one");
+    let tech_post = |path: &str, form: &[(&str, &str)]| http(port, "POST", path, &tech, form);
     let page = http(port, "GET", "/fleet", &tech, &[]);
     let row = |id: &str| {
         let at = page
@@ -90,24 +91,15 @@ fn a_technician_clears_a_flag_and_revokes_a_station_from_the_fleet_page() {
     assert!(row(&other).contains("Revoke"), "{}", row(&other));
 
     // Without the CSRF token: refused, nothing changes.
-    let r = http(
-        port,
-        "POST",
+    let r = tech_post(
         "/fleet/clear-flag",
-        &tech,
         &[("agent", &flagged), ("confirm", "yes")],
     );
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(flag_of(&flagged).is_some());
 
     // First the confirm page (nothing changes yet), then the change.
-    let r = http(
-        port,
-        "POST",
-        "/fleet/clear-flag",
-        &tech,
-        &[("csrf", &csrf), ("agent", &flagged)],
-    );
+    let r = tech_post("/fleet/clear-flag", &[("csrf", &csrf), ("agent", &flagged)]);
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("Clear the flag?"), "{}", r.body);
     assert!(r.body.contains("LAB4-PC01"), "{}", r.body);
@@ -117,11 +109,8 @@ fn a_technician_clears_a_flag_and_revokes_a_station_from_the_fleet_page() {
         r.body
     );
     assert!(flag_of(&flagged).is_some(), "not before confirming");
-    let r = http(
-        port,
-        "POST",
+    let r = tech_post(
         "/fleet/clear-flag",
-        &tech,
         &[("csrf", &csrf), ("agent", &flagged), ("confirm", "yes")],
     );
     assert_eq!(r.status, 303, "{}", r.body);
@@ -134,21 +123,12 @@ fn a_technician_clears_a_flag_and_revokes_a_station_from_the_fleet_page() {
     );
 
     // Revoke: confirm page, then the identity is revoked, as `agents revoke` does.
-    let r = http(
-        port,
-        "POST",
-        "/fleet/revoke",
-        &tech,
-        &[("csrf", &csrf), ("agent", &other)],
-    );
+    let r = tech_post("/fleet/revoke", &[("csrf", &csrf), ("agent", &other)]);
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("Revoke the station?"), "{}", r.body);
     assert!(!revoked(&other), "not before confirming");
-    let r = http(
-        port,
-        "POST",
+    let r = tech_post(
         "/fleet/revoke",
-        &tech,
         &[("csrf", &csrf), ("agent", &other), ("confirm", "yes")],
     );
     assert_eq!(r.status, 303, "{}", r.body);
@@ -162,11 +142,8 @@ fn a_technician_clears_a_flag_and_revokes_a_station_from_the_fleet_page() {
     let page = http(port, "GET", "/fleet", &tech, &[]);
     assert!(!page.body.contains(&other), "{}", page.body);
     // Again: explained, not repeated.
-    let r = http(
-        port,
-        "POST",
+    let r = tech_post(
         "/fleet/revoke",
-        &tech,
         &[("csrf", &csrf), ("agent", &other), ("confirm", "yes")],
     );
     assert_eq!(r.status, 400, "{}", r.body);
@@ -223,13 +200,7 @@ fn a_technician_clears_a_flag_and_revokes_a_station_from_the_fleet_page() {
         )
         .unwrap();
     }
-    let r = http(
-        port,
-        "POST",
-        "/fleet/revoke",
-        &tech,
-        &[("csrf", &csrf), ("agent", &flagged)],
-    );
+    let r = tech_post("/fleet/revoke", &[("csrf", &csrf), ("agent", &flagged)]);
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(
         r.body
@@ -239,11 +210,8 @@ fn a_technician_clears_a_flag_and_revokes_a_station_from_the_fleet_page() {
         "{}",
         r.body
     );
-    let r = http(
-        port,
-        "POST",
+    let r = tech_post(
         "/fleet/revoke",
-        &tech,
         &[
             ("csrf", &csrf),
             ("agent", &flagged),

@@ -2,7 +2,7 @@
 //! alerts go, the audit chain stays whole.
 
 use tutela_tests::console_client::PASSWORD;
-use tutela_tests::console_pg::{node, send};
+use tutela_tests::console_pg::{node, port_of, send};
 use tutela_tests::load::now_ms;
 use tutela_tests::postgres::PgCluster;
 use tutela_tests::{Agent, Scratch};
@@ -31,13 +31,7 @@ fn on_postgresql_purge_removes_old_closed_alerts_and_keeps_the_audit_chain() {
         ],
     );
     // A sign-in starts the audit chain the purge's entry must follow on from.
-    let port: u16 = console
-        .trim_end_matches('/')
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let port = port_of(&console);
     tutela_tests::web::sign_in(port, "dsl1", PASSWORD, "/queue");
     c.kill9();
     let id = |user: &str| pg.count(&format!("SELECT id FROM alerts WHERE \"user\" = '{user}'"));
