@@ -20,10 +20,7 @@ impl Pg<'_> {
             let sql =
                 format!("SELECT {ENROLLED_COLUMNS} FROM agents ORDER BY enrolled_ms, agent_id");
             let rows = c.query(&sql, &[]).await?;
-            Ok(rows
-                .iter()
-                .map(Enrolled::from_row)
-                .collect::<Result<_, _>>()?)
+            rows.iter().map(Enrolled::from_row).collect()
         })
     }
 
@@ -111,10 +108,7 @@ impl Pg<'_> {
                  ORDER BY grp, station"
             );
             let rows = c.query(&sql, &[&school]).await?;
-            Ok(rows
-                .iter()
-                .map(Station::from_row)
-                .collect::<Result<_, _>>()?)
+            rows.iter().map(Station::from_row).collect()
         })
     }
 
