@@ -195,12 +195,10 @@ impl Matcher {
                 }
             }
         }
-        let phrases = phrases
-            .build(DENSE_DEPTH)
-            .map_err(|e| CompileError::Automaton {
-                pack: pack.id.clone(),
-                message: e.to_string(),
-            })?;
+        let phrases = phrases.build().map_err(|message| CompileError::Automaton {
+            pack: pack.id.clone(),
+            message,
+        })?;
         let mut exception_prefixes: Vec<String> =
             exceptions.iter().map(|e| e.normalised.clone()).collect();
         exception_prefixes.sort();
@@ -375,13 +373,6 @@ impl LazyPattern {
             .get_or_init(|| Self::build(&self.source).expect("checked when the pack was compiled"))
     }
 }
-
-/// The phrase automaton is a contiguous NFA whose states down to depth 12 (the
-/// length of most terms) keep dense transitions, not a DFA. For the shipped
-/// pack's 3,700 terms: DFA 22.2 MB of the agent's memory, this 17.0 MB with
-/// the same title p99 within the bench's noise, a fully sparse NFA 9.4 MB but
-/// a title p99 about 40% slower (the agent's idle budget is 30 MB in all).
-const DENSE_DEPTH: usize = 12;
 
 /// The normalised words a pattern writes out, leaving out `{list}` names and gaps.
 fn literal_words(pattern: &str) -> Vec<String> {

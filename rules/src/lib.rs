@@ -20,6 +20,7 @@ mod pack;
 mod pack_toml;
 pub mod pattern;
 mod phrases;
+mod trie;
 mod typed;
 mod url;
 mod weighing;

@@ -1,4 +1,4 @@
-//! The compiled matcher: one Aho-Corasick automaton over every normalised phrase (literal
+//! The compiled matcher: one trie over every normalised phrase (literal
 //! terms, pattern anchors, exceptions, cues; see `phrases`), one `RegexSet` for the few
 //! regex terms, and the word patterns' regexes, run where their anchor occurs.
 

@@ -1,19 +1,18 @@
-//! Phrases found from word starts: one Aho-Corasick automaton holds every normalised
-//! phrase a text is searched for (literal terms, word patterns' anchors, exceptions, cues
-//! and the entries of word lists that patterns require), each with what it stands for,
-//! and is walked from the start of each word of the normalised text (an anchored walk),
-//! not searched through it.
+//! Phrases found from word starts: one trie holds every normalised phrase a text is
+//! searched for (literal terms, word patterns' anchors, exceptions, cues and the entries
+//! of word lists that patterns require), each with what it stands for, and is walked from
+//! the start of each word of the normalised text (an anchored walk), not searched through
+//! it.
 //!
-//! Every term, anchor, exception and cue must start on a word boundary, so an unanchored
-//! search, which follows failure transitions at every byte to report occurrences starting
-//! anywhere, does work that is thrown away. The anchored walk from each word start stops
-//! as soon as no phrase continues (usually within the word), never follows a failure
-//! transition, and reports the same occurrences in the same order. One automaton for all
-//! phrases walks each word once, however many kinds of phrase start with it.
+//! Every term, anchor, exception and cue must start on a word boundary, so a search that
+//! reports occurrences starting anywhere (an Aho-Corasick automaton with failure
+//! transitions) does work that is thrown away. The walk from each word start stops as soon
+//! as no phrase continues (usually within the word) and reports the same occurrences in the
+//! same order as such a search would. One trie for all phrases walks each word once,
+//! however many kinds of phrase start with it; it is compact (see `trie`), so the walk
+//! stays in cache and compiling a pack costs little memory.
 
-use aho_corasick::automaton::Automaton;
-use aho_corasick::nfa::{contiguous, noncontiguous};
-use aho_corasick::{Anchored, MatchKind};
+use crate::trie::PhraseTrie;
 use std::collections::HashMap;
 use std::ops::Range;
 
@@ -92,12 +91,12 @@ impl PhrasesBuilder {
         self.index.get(phrase).map(|&i| i as u32)
     }
 
-    /// The automaton; states down to `dense_depth` keep dense transitions.
-    pub(crate) fn build(self, dense_depth: usize) -> Result<Phrases, aho_corasick::BuildError> {
+    /// The automaton.
+    pub(crate) fn build(self) -> Result<Phrases, String> {
         let automaton = if self.phrases.is_empty() {
             None
         } else {
-            Some(PhraseAutomaton::new(&self.phrases, dense_depth)?)
+            Some(PhraseAutomaton::new(&self.phrases)?)
         };
         let roles = self
             .roles
@@ -187,39 +186,15 @@ pub(crate) type Found = smallvec::SmallVec<[Occurrence; 32]>;
 /// An automaton over normalised phrases, walked from word starts.
 #[derive(Debug)]
 pub(crate) struct PhraseAutomaton {
-    nfa: Nfa,
-}
-
-#[derive(Debug)]
-enum Nfa {
-    /// The usual form: one block of memory, dense transitions near the root.
-    Contiguous(contiguous::NFA),
-    /// When the phrases are too many for a contiguous NFA.
-    Noncontiguous(noncontiguous::NFA),
+    trie: PhraseTrie,
 }
 
 impl PhraseAutomaton {
-    /// Build over `phrases`; states down to `dense_depth` keep dense transitions (faster,
-    /// more memory).
-    pub(crate) fn new<P: AsRef<[u8]>>(
-        phrases: &[P],
-        dense_depth: usize,
-    ) -> Result<PhraseAutomaton, aho_corasick::BuildError> {
-        let nnfa = noncontiguous::Builder::new()
-            .match_kind(MatchKind::Standard)
-            .dense_depth(dense_depth)
-            .prefilter(false)
-            .build(phrases)?;
-        let nfa = match contiguous::Builder::new()
-            .match_kind(MatchKind::Standard)
-            .dense_depth(dense_depth)
-            .prefilter(false)
-            .build_from_noncontiguous(&nnfa)
-        {
-            Ok(cnfa) => Nfa::Contiguous(cnfa),
-            Err(_) => Nfa::Noncontiguous(nnfa),
-        };
-        Ok(PhraseAutomaton { nfa })
+    /// Build over `phrases` (distinct).
+    pub(crate) fn new<P: AsRef<[u8]>>(phrases: &[P]) -> Result<PhraseAutomaton, String> {
+        Ok(PhraseAutomaton {
+            trie: PhraseTrie::new(phrases)?,
+        })
     }
 
     /// Append to `out` every occurrence that starts on a word start of `text` (offset 0 or
@@ -247,43 +222,19 @@ impl PhraseAutomaton {
 
     /// The occurrences starting at `start` and ending by `end`, by end.
     fn walk(&self, text: &[u8], start: usize, end: usize, out: &mut Found) {
-        match &self.nfa {
-            Nfa::Contiguous(a) => walk(a, text, start, end, out),
-            Nfa::Noncontiguous(a) => walk(a, text, start, end, out),
-        }
-    }
-}
-
-fn walk<A: Automaton>(aut: &A, text: &[u8], start: usize, end: usize, out: &mut Found) {
-    let Ok(mut sid) = aut.start_state(Anchored::Yes) else {
-        return;
-    };
-    for (at, &byte) in text[start..end].iter().enumerate() {
-        sid = aut.next_state(Anchored::Yes, sid, byte);
-        if aut.is_dead(sid) {
-            return;
-        }
-        if aut.is_match(sid) {
-            let len = at + 1;
-            for i in 0..aut.match_len(sid) {
-                let pid = aut.match_pattern(sid, i);
-                // A match state also lists the shorter phrases that end here but start
-                // later (from its failure chain): those are found from their own start.
-                if aut.pattern_len(pid) == len {
-                    out.push(Occurrence {
-                        phrase: pid.as_u32(),
-                        span: start..start + len,
-                    });
-                }
-            }
-        }
+        self.trie.walk(text, start, end, |phrase, at| {
+            out.push(Occurrence {
+                phrase,
+                span: start..at,
+            })
+        });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aho_corasick::AhoCorasick;
+    use aho_corasick::{AhoCorasick, MatchKind};
 
     /// The anchored walk finds exactly what an overlapping search finds that starts on a
     /// word start, in the same order.
@@ -306,7 +257,7 @@ mod tests {
             "now",
             "ow",
         ];
-        let aut = PhraseAutomaton::new(&phrases, 2).unwrap();
+        let aut = PhraseAutomaton::new(&phrases).unwrap();
         let ac = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
             .build(phrases)
