@@ -17,18 +17,33 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 /// What a phrase stands for; most phrases have one role.
-#[derive(Debug, Default)]
-pub(crate) struct Roles {
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Roles<'a> {
     /// Literal terms (rule indices) whose normalised text it is.
-    pub(crate) rules: Box<[u32]>,
-    /// Word patterns anchored on it: (pattern index, the anchor is a prefix).
-    pub(crate) anchors: Box<[(u32, bool)]>,
+    pub(crate) rules: &'a [u32],
+    /// Word patterns anchored on it (see [`anchor`]).
+    pub(crate) anchors: &'a [u32],
     /// Exceptions (indices) whose normalised phrase it is.
-    pub(crate) exceptions: Box<[u32]>,
+    pub(crate) exceptions: &'a [u32],
     /// Cue groups (indices) with this phrase.
-    pub(crate) cues: Box<[u32]>,
-    /// Bits of the required word lists it is an entry of.
-    pub(crate) lists: u64,
+    pub(crate) cues: &'a [u32],
+}
+
+/// An anchor of [`Roles::anchors`]: (pattern index, the anchor is a prefix).
+pub(crate) fn anchor(a: u32) -> (u32, bool) {
+    (a & !PREFIX, a & PREFIX != 0)
+}
+
+const PREFIX: u32 = 1 << 31;
+
+/// Where a phrase's roles are in [`Phrases::arena`]: rules, anchors, exceptions and cues
+/// one after another from `start`. 24 bytes a phrase, so a phrase found costs one or two
+/// cache lines however many roles it has.
+#[derive(Clone, Copy, Debug, Default)]
+struct RoleIndex {
+    lists: u64,
+    start: u32,
+    counts: [u16; 4],
 }
 
 #[derive(Debug, Default)]
@@ -98,18 +113,40 @@ impl PhrasesBuilder {
         } else {
             Some(PhraseAutomaton::new(&self.phrases)?)
         };
-        let roles = self
-            .roles
-            .into_iter()
-            .map(|r| Roles {
-                rules: r.rules.into_boxed_slice(),
-                anchors: r.anchors.into_boxed_slice(),
-                exceptions: r.exceptions.into_boxed_slice(),
-                cues: r.cues.into_boxed_slice(),
+        let mut arena = Vec::new();
+        let mut roles = Vec::with_capacity(self.roles.len());
+        for r in self.roles {
+            let start = u32::try_from(arena.len()).map_err(|_| "too many roles".to_string())?;
+            let mut counts = [0u16; 4];
+            let anchors: Vec<u32> = r
+                .anchors
+                .iter()
+                .map(|&(p, prefix)| {
+                    if p & PREFIX != 0 {
+                        return Err("too many word patterns".to_string());
+                    }
+                    Ok(if prefix { p | PREFIX } else { p })
+                })
+                .collect::<Result<_, _>>()?;
+            for (i, part) in [&r.rules, &anchors, &r.exceptions, &r.cues]
+                .into_iter()
+                .enumerate()
+            {
+                counts[i] = u16::try_from(part.len())
+                    .map_err(|_| "a phrase has more than 65,535 roles of one kind".to_string())?;
+                arena.extend_from_slice(part);
+            }
+            roles.push(RoleIndex {
                 lists: r.lists,
-            })
-            .collect();
-        Ok(Phrases { automaton, roles })
+                start,
+                counts,
+            });
+        }
+        Ok(Phrases {
+            automaton,
+            roles: roles.into_boxed_slice(),
+            arena: arena.into_boxed_slice(),
+        })
     }
 }
 
@@ -130,7 +167,9 @@ static WORD_OR_SPACE: [bool; 256] = {
 #[derive(Debug, Default)]
 pub(crate) struct Phrases {
     automaton: Option<PhraseAutomaton>,
-    roles: Box<[Roles]>,
+    roles: Box<[RoleIndex]>,
+    /// Every phrase's roles, one after another.
+    arena: Box<[u32]>,
 }
 
 impl Phrases {
@@ -142,8 +181,20 @@ impl Phrases {
         }
     }
 
-    pub(crate) fn roles(&self, phrase: u32) -> &Roles {
-        &self.roles[phrase as usize]
+    pub(crate) fn roles(&self, phrase: u32) -> Roles<'_> {
+        let r = &self.roles[phrase as usize];
+        let [a, b, c, d] = r.counts.map(usize::from);
+        let start = r.start as usize;
+        let all = &self.arena[start..start + a + b + c + d];
+        let (rules, rest) = all.split_at(a);
+        let (anchors, rest) = rest.split_at(b);
+        let (exceptions, cues) = rest.split_at(c);
+        Roles {
+            rules,
+            anchors,
+            exceptions,
+            cues,
+        }
     }
 
     /// The bits of the required word lists with an entry in `text` that starts where a

@@ -10,12 +10,15 @@
 use std::ops::Range;
 
 const NONE: u32 = u32::MAX;
+/// Edge labels up to this long are kept in the node.
+const INLINE: usize = 4;
 
 /// One node: the edge label leading into it, its children and the phrase ending on it.
 #[derive(Clone, Copy, Debug)]
 struct Node {
-    /// Offset of the edge label in [`PhraseTrie::labels`] (the bytes after the first).
-    label: u32,
+    /// The edge label after its first byte: up to four bytes in place (most labels, so a
+    /// walk reads no other memory for them), else its offset in [`PhraseTrie::labels`].
+    label: [u8; 4],
     /// Index of the first child in [`PhraseTrie::nodes`] (children are contiguous).
     children: u32,
     /// The phrase ending on this node, or `NONE`.
@@ -80,9 +83,17 @@ impl PhraseTrie {
             }
             let label_len = u16::try_from(end - depth - 1)
                 .map_err(|_| "a phrase is longer than 65,535 bytes".to_string())?;
-            let label = u32::try_from(trie.labels.len())
-                .map_err(|_| "the phrases are longer than 4 GiB in all".to_string())?;
-            trie.labels.extend_from_slice(&first[depth + 1..end]);
+            let bytes = &first[depth + 1..end];
+            let label = if bytes.len() <= INLINE {
+                let mut inline = [0u8; INLINE];
+                inline[..bytes.len()].copy_from_slice(bytes);
+                inline
+            } else {
+                let at = u32::try_from(trie.labels.len())
+                    .map_err(|_| "the phrases are longer than 4 GiB in all".to_string())?;
+                trie.labels.extend_from_slice(bytes);
+                at.to_ne_bytes()
+            };
             let kids = trie.children(&sorted, below, end)?;
             let n = &mut trie.nodes[node as usize];
             n.label = label;
@@ -132,9 +143,15 @@ impl PhraseTrie {
             let n = self.nodes[node as usize];
             let len = usize::from(n.label_len);
             if len > 0 {
-                let label = &self.labels[n.label as usize..n.label as usize + len];
+                let label = if len <= INLINE {
+                    &n.label[..len]
+                } else {
+                    let offset = u32::from_ne_bytes(n.label) as usize;
+                    &self.labels[offset..offset + len]
+                };
+                // Labels are short: a loop, not a call to `memcmp`.
                 match text.get(at..at + len) {
-                    Some(t) if t == label => at += len,
+                    Some(t) if t.iter().zip(label).all(|(a, b)| a == b) => at += len,
                     _ => return,
                 }
             }
@@ -181,7 +198,7 @@ impl Builder {
                         .filter(|&n| n < NONE)
                         .ok_or_else(|| "too many phrases for one trie".to_string())?;
                     self.nodes.push(Node {
-                        label: 0,
+                        label: [0; INLINE],
                         children: 0,
                         phrase: NONE,
                         label_len: 0,
@@ -217,11 +234,14 @@ mod tests {
             "want",
             "wa",
             "é",
+            "wantonly",
         ];
         let trie = PhraseTrie::new(&phrases).unwrap();
         assert_eq!(walk_all(&trie, "kil me now", 0), [(3, 1), (0, 3), (1, 6)]);
         assert_eq!(walk_all(&trie, "kilo", 0), [(3, 1), (0, 3), (2, 4)]);
         assert_eq!(walk_all(&trie, "want to do", 0), [(6, 2), (5, 4)]);
+        assert_eq!(walk_all(&trie, "wantonly", 0), [(6, 2), (5, 4), (8, 8)]);
+        assert_eq!(walk_all(&trie, "wantonl", 0), [(6, 2), (5, 4)]);
         assert_eq!(
             walk_all(&trie, "i want to die", 2),
             [(6, 4), (5, 6), (4, 13)]
