@@ -32,6 +32,7 @@ impl Matcher {
         let last_word = |s: &str| s.rsplit(' ').next().unwrap_or(s).to_string();
         let lists = entries(&pack.lists);
         let mut word_patterns: Vec<(u32, LazyPattern)> = Vec::new();
+        let mut finders = Finders::default();
         let mut required_lists = RequiredLists::default();
         let mut thresholds = [1.0f32; 12];
         for cat in &pack.categories {
@@ -84,8 +85,8 @@ impl Matcher {
                             words
                                 .iter()
                                 .map(|w| RequiredWord {
-                                    finder: memchr::memmem::Finder::new(w.as_bytes()).into_owned(),
-                                    phrase: None,
+                                    finder: finders.index(w),
+                                    phrase: NO_PHRASE,
                                 })
                                 .collect(),
                         )),
@@ -182,14 +183,15 @@ impl Matcher {
             phrases.exception(&e.normalised, i as u32);
         }
         // A required word that is also a phrase of the automaton is looked up among the
-        // phrases found from word starts instead of searched for.
+        // phrases found from word starts instead of searched for. (Making every required
+        // word a phrase costs more in the longer walk than the searches it saves.)
         for (_, lazy) in &mut word_patterns {
             for r in lazy.required.iter_mut() {
                 if let Required::Words(words) = r {
                     for w in words.iter_mut() {
-                        let word = std::str::from_utf8(w.finder.needle()).unwrap_or("");
+                        let word = &finders.words[w.finder as usize];
                         if starts_ascii(word) {
-                            w.phrase = phrases.id(word);
+                            w.phrase = phrases.id(word).unwrap_or(NO_PHRASE);
                         }
                     }
                 }
@@ -233,6 +235,7 @@ impl Matcher {
             regexes,
             regex_rules,
             patterns: word_patterns,
+            finders: finders.build(),
             cues,
             thresholds,
             weighing,
@@ -272,14 +275,45 @@ pub(crate) enum Required {
     List(u64),
 }
 
-/// One word of a required token.
+/// One word of a required token: 8 bytes, so checking a pattern's words reads little.
 #[derive(Debug)]
 pub(crate) struct RequiredWord {
-    /// Searches for it as a substring (built once, when the pack is compiled).
-    pub(crate) finder: memchr::memmem::Finder<'static>,
+    /// Its searcher in [`crate::matcher::Matcher::finders`] (built once, when the pack is
+    /// compiled, and shared by every pattern that requires the word).
+    pub(crate) finder: u32,
     /// Its id when it is also a phrase of the phrase automaton (and starts with an ASCII
     /// letter or digit): in ASCII text it can then only be where the walk finds it.
-    pub(crate) phrase: Option<u32>,
+    /// [`NO_PHRASE`] otherwise.
+    pub(crate) phrase: u32,
+}
+
+/// [`RequiredWord::phrase`] of a word that is not a phrase.
+pub(crate) const NO_PHRASE: u32 = u32::MAX;
+
+/// The distinct required words, each with one substring searcher.
+#[derive(Debug, Default)]
+struct Finders {
+    words: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl Finders {
+    fn index(&mut self, word: &str) -> u32 {
+        if let Some(&i) = self.index.get(word) {
+            return i;
+        }
+        let i = self.words.len() as u32;
+        self.words.push(word.to_string());
+        self.index.insert(word.to_string(), i);
+        i
+    }
+
+    fn build(self) -> Box<[memchr::memmem::Finder<'static>]> {
+        self.words
+            .iter()
+            .map(|w| memchr::memmem::Finder::new(w.as_bytes()).into_owned())
+            .collect()
+    }
 }
 
 /// Whether a normalised word starts with an ASCII letter or digit: then wherever a

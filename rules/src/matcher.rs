@@ -2,7 +2,7 @@
 //! terms, pattern anchors, exceptions, cues; see `phrases`), one `RegexSet` for the few
 //! regex terms, and the word patterns' regexes, run where their anchor occurs.
 
-use crate::compile::{LazyPattern, Required};
+use crate::compile::{LazyPattern, Required, NO_PHRASE};
 use crate::cue::CueSet;
 use crate::normalise::{boundary_after, boundary_before, Normalised, Normaliser};
 use crate::pack::TermKind;
@@ -128,6 +128,8 @@ pub struct Matcher {
     pub(crate) regex_rules: Vec<(u32, Regex)>,
     /// Word patterns: (rule, compiled regex), run only where their anchor occurs.
     pub(crate) patterns: Vec<(u32, LazyPattern)>,
+    /// Substring searchers of the patterns' required words (see `RequiredWord`).
+    pub(crate) finders: Box<[memchr::memmem::Finder<'static>]>,
     pub(crate) cues: CueSet,
     /// Threshold per index in [`CATEGORIES`].
     pub(crate) thresholds: [f32; 12],
@@ -362,7 +364,7 @@ impl Matcher {
         for p in anchored {
             let (r, lazy) = &self.patterns[p as usize];
             if self.rules[*r as usize].scopes & bit == 0
-                || !required_present(lazy, text, &found, ascii, || {
+                || !required_present(lazy, &self.finders, text, &found, ascii, || {
                     *lists.get_or_insert_with(|| self.phrases.lists_present(bytes, &found))
                 })
             {
@@ -480,15 +482,19 @@ impl Matcher {
 /// mask of such lists, found once per text). A necessary condition: the regex decides.
 fn required_present(
     lazy: &LazyPattern,
+    finders: &[memchr::memmem::Finder<'static>],
     text: &str,
     found: &[Occurrence],
     ascii: bool,
     mut lists: impl FnMut() -> u64,
 ) -> bool {
     lazy.required.iter().all(|r| match r {
-        Required::Words(words) => words.iter().any(|w| match w.phrase {
-            Some(id) if ascii => found.iter().any(|o| o.phrase == id),
-            _ => w.finder.find(text.as_bytes()).is_some(),
+        Required::Words(words) => words.iter().any(|w| {
+            if ascii && w.phrase != NO_PHRASE {
+                found.iter().any(|o| o.phrase == w.phrase)
+            } else {
+                finders[w.finder as usize].find(text.as_bytes()).is_some()
+            }
         }),
         Required::List(bit) => lists() & bit != 0,
     })
