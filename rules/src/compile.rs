@@ -75,9 +75,9 @@ impl Matcher {
                         message: format!("line {}: {message}", term.line),
                     }
                 })?;
-                // Required words are checked as substrings before the regex runs, then
-                // required word lists, all found in one walk of the text.
-                let mut required: Vec<Required> = compiled
+                // Required words and word lists are checked before the regex runs (ordered
+                // below, once every phrase is known).
+                let required: Vec<Required> = compiled
                     .required
                     .iter()
                     .filter_map(|r| match r {
@@ -95,8 +95,6 @@ impl Matcher {
                         }
                     })
                     .collect();
-                // Words first: a substring search is cheaper than the lists' walk.
-                required.sort_by_key(|r| matches!(r, Required::List(_)));
                 let re = LazyPattern::new(compiled.regex.clone(), required).map_err(|e| {
                     CompileError::Pattern {
                         pack: pack.id.clone(),
@@ -194,8 +192,17 @@ impl Matcher {
                             w.phrase = phrases.id(word).unwrap_or(NO_PHRASE);
                         }
                     }
+                    words.sort_by_key(|w| w.phrase == NO_PHRASE);
                 }
             }
+            // Cheapest checks first (the result is the same in any order): words looked up
+            // among the phrases found, then lists (from the same walk), then words searched
+            // for as substrings.
+            lazy.required.sort_by_key(|r| match r {
+                Required::Words(words) if words.iter().all(|w| w.phrase != NO_PHRASE) => 0,
+                Required::List(_) => 1,
+                Required::Words(_) => 2,
+            });
         }
         let phrases = phrases.build().map_err(|message| CompileError::Automaton {
             pack: pack.id.clone(),

@@ -287,6 +287,47 @@ mod tests {
     use super::*;
     use aho_corasick::{AhoCorasick, MatchKind};
 
+    /// What an overlapping Aho-Corasick search reports that starts on a word start.
+    fn overlapping(phrases: &[&str], text: &str, range: Range<usize>) -> Vec<Occurrence> {
+        let ac = AhoCorasick::builder()
+            .match_kind(MatchKind::Standard)
+            .build(phrases)
+            .unwrap();
+        let bytes = text.as_bytes();
+        ac.find_overlapping_iter(aho_corasick::Input::new(text).range(range))
+            .filter(|m| m.start() == 0 || bytes[m.start() - 1] == b' ')
+            .map(|m| Occurrence {
+                phrase: m.pattern().as_u32(),
+                span: m.range(),
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// On random phrases and texts over a small alphabet (so phrases share prefixes,
+        /// end inside one another and cross word boundaries), the trie's walk from word
+        /// starts reports what the overlapping search does, in the same order.
+        #[test]
+        fn walk_is_an_overlapping_search_from_word_starts(
+            phrases in proptest::collection::btree_set("[ab é]{1,6}", 1..40),
+            text in "[ab é]{0,40}",
+            cut in 0usize..8,
+        ) {
+            let phrases: Vec<&str> = phrases.iter().map(String::as_str).collect();
+            let aut = PhraseAutomaton::new(&phrases).unwrap();
+            let mut end = text.len().saturating_sub(cut);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            for range in [0..text.len(), 0..end] {
+                let mut got = Found::new();
+                aut.find_in(text.as_bytes(), range.clone(), &mut got);
+                let want = overlapping(&phrases, &text, range);
+                proptest::prop_assert_eq!(got.as_slice(), want.as_slice());
+            }
+        }
+    }
+
     /// The anchored walk finds exactly what an overlapping search finds that starts on a
     /// word start, in the same order.
     #[test]
