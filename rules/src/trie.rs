@@ -162,7 +162,14 @@ impl PhraseTrie {
                 return;
             };
             let kids = n.children as usize..n.children as usize + usize::from(n.child_count);
-            node = match self.first[kids.clone()].iter().position(|&k| k == b) {
+            let firsts = &self.first[kids.clone()];
+            // Most nodes have a child or two; near the root, many, sorted by first byte.
+            let child = if firsts.len() <= 8 {
+                firsts.iter().position(|&k| k == b)
+            } else {
+                firsts.binary_search(&b).ok()
+            };
+            node = match child {
                 Some(i) => (kids.start + i) as u32,
                 None => NONE,
             };
