@@ -32,6 +32,7 @@ impl Matcher {
         let last_word = |s: &str| s.rsplit(' ').next().unwrap_or(s).to_string();
         let lists = entries(&pack.lists);
         let mut word_patterns: Vec<(u32, LazyPattern)> = Vec::new();
+        let mut finders = Finders::default();
         let mut required_lists = RequiredLists::default();
         let mut thresholds = [1.0f32; 12];
         for cat in &pack.categories {
@@ -74,9 +75,9 @@ impl Matcher {
                         message: format!("line {}: {message}", term.line),
                     }
                 })?;
-                // Required words are checked as substrings before the regex runs, then
-                // required word lists, all found in one walk of the text.
-                let mut required: Vec<Required> = compiled
+                // Required words and word lists are checked before the regex runs (ordered
+                // below, once every phrase is known).
+                let required: Vec<Required> = compiled
                     .required
                     .iter()
                     .filter_map(|r| match r {
@@ -84,8 +85,8 @@ impl Matcher {
                             words
                                 .iter()
                                 .map(|w| RequiredWord {
-                                    finder: memchr::memmem::Finder::new(w.as_bytes()).into_owned(),
-                                    phrase: None,
+                                    finder: finders.index(w),
+                                    phrase: NO_PHRASE,
                                 })
                                 .collect(),
                         )),
@@ -94,8 +95,6 @@ impl Matcher {
                         }
                     })
                     .collect();
-                // Words first: a substring search is cheaper than the lists' walk.
-                required.sort_by_key(|r| matches!(r, Required::List(_)));
                 let re = LazyPattern::new(compiled.regex.clone(), required).map_err(|e| {
                     CompileError::Pattern {
                         pack: pack.id.clone(),
@@ -182,25 +181,33 @@ impl Matcher {
             phrases.exception(&e.normalised, i as u32);
         }
         // A required word that is also a phrase of the automaton is looked up among the
-        // phrases found from word starts instead of searched for.
+        // phrases found from word starts instead of searched for. (Making every required
+        // word a phrase costs more in the longer walk than the searches it saves.)
         for (_, lazy) in &mut word_patterns {
             for r in lazy.required.iter_mut() {
                 if let Required::Words(words) = r {
                     for w in words.iter_mut() {
-                        let word = std::str::from_utf8(w.finder.needle()).unwrap_or("");
+                        let word = &finders.words[w.finder as usize];
                         if starts_ascii(word) {
-                            w.phrase = phrases.id(word);
+                            w.phrase = phrases.id(word).unwrap_or(NO_PHRASE);
                         }
                     }
+                    words.sort_by_key(|w| w.phrase == NO_PHRASE);
                 }
             }
+            // Cheapest checks first (the result is the same in any order): words looked up
+            // among the phrases found, then lists (from the same walk), then words searched
+            // for as substrings.
+            lazy.required.sort_by_key(|r| match r {
+                Required::Words(words) if words.iter().all(|w| w.phrase != NO_PHRASE) => 0,
+                Required::List(_) => 1,
+                Required::Words(_) => 2,
+            });
         }
-        let phrases = phrases
-            .build(DENSE_DEPTH)
-            .map_err(|e| CompileError::Automaton {
-                pack: pack.id.clone(),
-                message: e.to_string(),
-            })?;
+        let phrases = phrases.build().map_err(|message| CompileError::Automaton {
+            pack: pack.id.clone(),
+            message,
+        })?;
         let mut exception_prefixes: Vec<String> =
             exceptions.iter().map(|e| e.normalised.clone()).collect();
         exception_prefixes.sort();
@@ -235,6 +242,7 @@ impl Matcher {
             regexes,
             regex_rules,
             patterns: word_patterns,
+            finders: finders.build(),
             cues,
             thresholds,
             weighing,
@@ -274,14 +282,45 @@ pub(crate) enum Required {
     List(u64),
 }
 
-/// One word of a required token.
+/// One word of a required token: 8 bytes, so checking a pattern's words reads little.
 #[derive(Debug)]
 pub(crate) struct RequiredWord {
-    /// Searches for it as a substring (built once, when the pack is compiled).
-    pub(crate) finder: memchr::memmem::Finder<'static>,
+    /// Its searcher in [`crate::matcher::Matcher::finders`] (built once, when the pack is
+    /// compiled, and shared by every pattern that requires the word).
+    pub(crate) finder: u32,
     /// Its id when it is also a phrase of the phrase automaton (and starts with an ASCII
     /// letter or digit): in ASCII text it can then only be where the walk finds it.
-    pub(crate) phrase: Option<u32>,
+    /// [`NO_PHRASE`] otherwise.
+    pub(crate) phrase: u32,
+}
+
+/// [`RequiredWord::phrase`] of a word that is not a phrase.
+pub(crate) const NO_PHRASE: u32 = u32::MAX;
+
+/// The distinct required words, each with one substring searcher.
+#[derive(Debug, Default)]
+struct Finders {
+    words: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl Finders {
+    fn index(&mut self, word: &str) -> u32 {
+        if let Some(&i) = self.index.get(word) {
+            return i;
+        }
+        let i = self.words.len() as u32;
+        self.words.push(word.to_string());
+        self.index.insert(word.to_string(), i);
+        i
+    }
+
+    fn build(self) -> Box<[memchr::memmem::Finder<'static>]> {
+        self.words
+            .iter()
+            .map(|w| memchr::memmem::Finder::new(w.as_bytes()).into_owned())
+            .collect()
+    }
 }
 
 /// Whether a normalised word starts with an ASCII letter or digit: then wherever a
@@ -375,13 +414,6 @@ impl LazyPattern {
             .get_or_init(|| Self::build(&self.source).expect("checked when the pack was compiled"))
     }
 }
-
-/// The phrase automaton is a contiguous NFA whose states down to depth 12 (the
-/// length of most terms) keep dense transitions, not a DFA. For the shipped
-/// pack's 3,700 terms: DFA 22.2 MB of the agent's memory, this 17.0 MB with
-/// the same title p99 within the bench's noise, a fully sparse NFA 9.4 MB but
-/// a title p99 about 40% slower (the agent's idle budget is 30 MB in all).
-const DENSE_DEPTH: usize = 12;
 
 /// The normalised words a pattern writes out, leaving out `{list}` names and gaps.
 fn literal_words(pattern: &str) -> Vec<String> {

@@ -8,7 +8,6 @@
 //! `anywhere` count once per category for the line they are on (a chat message, a paragraph). A category alerts when the sum
 //! of its matches' positive scores, plus its `anywhere` cues, reaches its threshold.
 
-use crate::normalise::offsets_of;
 use crate::pack::Problem;
 use crate::pattern::ListEntries;
 use crate::phrases::PhrasesBuilder;
@@ -183,21 +182,12 @@ pub(crate) struct CueSet {
     cues: Vec<CompiledCue>,
 }
 
-/// Positions of words in a normalised text, for "within N words".
-struct Words {
-    spaces: Vec<usize>,
-}
-
-impl Words {
-    fn new(text: &str) -> Words {
-        Words {
-            spaces: offsets_of(text, b' '),
-        }
-    }
-    /// Index of the word holding byte `at`.
-    fn index(&self, at: usize) -> usize {
-        self.spaces.partition_point(|&s| s < at)
-    }
+/// How many word boundaries lie in `text[from..to]` (the difference between the indices
+/// of the words holding `to` and `from`): counted where needed, no index of the text built.
+fn words_between(text: &str, from: usize, to: usize) -> usize {
+    text.as_bytes()
+        .get(from..to)
+        .map_or(0, |b| b.iter().filter(|&&c| c == b' ').count())
 }
 
 impl CueSet {
@@ -248,7 +238,6 @@ impl CueSet {
         if occurrences.is_empty() {
             return (local, anywhere);
         }
-        let words = Words::new(text);
         for (c, span) in occurrences {
             let cue = &self.cues[*c as usize];
             let hit = || CueHit {
@@ -278,9 +267,9 @@ impl CueSet {
                                     .all(|w| words.binary_search(&w.to_string()).is_ok())
                         })
                 } else if span.end <= h.start {
-                    words.index(h.start) - words.index(span.end - 1) <= cue.before
+                    words_between(text, span.end - 1, h.start) <= cue.before
                 } else {
-                    words.index(span.start) - words.index(h.end.saturating_sub(1)) <= cue.after
+                    words_between(text, h.end.saturating_sub(1), span.start) <= cue.after
                 };
                 if near && !local[i].iter().any(|x: &CueHit| x.name == cue.name) {
                     local[i].push(hit());

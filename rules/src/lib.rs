@@ -11,6 +11,7 @@ mod compile;
 mod cue;
 pub mod eval;
 pub mod floors;
+mod fold;
 #[doc(hidden)]
 pub mod fuzz_checks;
 pub mod lint;
@@ -20,6 +21,8 @@ mod pack;
 mod pack_toml;
 pub mod pattern;
 mod phrases;
+mod snippet;
+mod trie;
 mod typed;
 mod url;
 mod weighing;

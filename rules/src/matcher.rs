@@ -1,12 +1,13 @@
-//! The compiled matcher: one Aho-Corasick automaton over every normalised phrase (literal
+//! The compiled matcher: one trie over every normalised phrase (literal
 //! terms, pattern anchors, exceptions, cues; see `phrases`), one `RegexSet` for the few
 //! regex terms, and the word patterns' regexes, run where their anchor occurs.
 
-use crate::compile::{LazyPattern, Required};
+use crate::compile::{LazyPattern, Required, NO_PHRASE};
 use crate::cue::CueSet;
 use crate::normalise::{boundary_after, boundary_before, Normalised, Normaliser};
 use crate::pack::TermKind;
-use crate::phrases::{Found, Occurrence, Phrases};
+use crate::phrases::{anchor, Found, Occurrence, Phrases};
+pub(crate) use crate::snippet::snippet;
 use crate::weighing::{CategoryScore, Weighed};
 use crate::{AgeBand, CaptureMode, Scope, CATEGORIES};
 use regex::{Regex, RegexSet};
@@ -127,6 +128,8 @@ pub struct Matcher {
     pub(crate) regex_rules: Vec<(u32, Regex)>,
     /// Word patterns: (rule, compiled regex), run only where their anchor occurs.
     pub(crate) patterns: Vec<(u32, LazyPattern)>,
+    /// Substring searchers of the patterns' required words (see `RequiredWord`).
+    pub(crate) finders: Box<[memchr::memmem::Finder<'static>]>,
     pub(crate) cues: CueSet,
     /// Threshold per index in [`CATEGORIES`].
     pub(crate) thresholds: [f32; 12],
@@ -168,8 +171,6 @@ pub(crate) struct Scan {
 
 /// Words either side of a match in which a context word must appear.
 const CONTEXT_WORDS: usize = 8;
-/// Longest context snippet, in characters.
-pub const CONTEXT_CHARS: usize = 120;
 
 thread_local! {
     static SCRATCH: RefCell<(Normaliser, Normalised)> = RefCell::new(Default::default());
@@ -326,7 +327,7 @@ impl Matcher {
                 continue;
             }
             let ends_word = boundary_after(bytes, m.span.end);
-            for &(p, prefix) in roles.anchors.iter() {
+            for (p, prefix) in roles.anchors.iter().map(|&a| anchor(a)) {
                 if (prefix || ends_word) && !anchored.contains(&p) {
                     anchored.push(p);
                 }
@@ -363,7 +364,7 @@ impl Matcher {
         for p in anchored {
             let (r, lazy) = &self.patterns[p as usize];
             if self.rules[*r as usize].scopes & bit == 0
-                || !required_present(lazy, text, &found, ascii, || {
+                || !required_present(lazy, &self.finders, text, &found, ascii, || {
                     *lists.get_or_insert_with(|| self.phrases.lists_present(bytes, &found))
                 })
             {
@@ -455,7 +456,7 @@ impl Matcher {
             }
         }
         for m in found {
-            let exceptions = &self.phrases.roles(m.phrase).exceptions;
+            let exceptions = self.phrases.roles(m.phrase).exceptions;
             if exceptions.is_empty()
                 || !boundary_after(bytes, m.span.end)
                 || !merged
@@ -481,15 +482,19 @@ impl Matcher {
 /// mask of such lists, found once per text). A necessary condition: the regex decides.
 fn required_present(
     lazy: &LazyPattern,
+    finders: &[memchr::memmem::Finder<'static>],
     text: &str,
     found: &[Occurrence],
     ascii: bool,
     mut lists: impl FnMut() -> u64,
 ) -> bool {
     lazy.required.iter().all(|r| match r {
-        Required::Words(words) => words.iter().any(|w| match w.phrase {
-            Some(id) if ascii => found.iter().any(|o| o.phrase == id),
-            _ => w.finder.find(text.as_bytes()).is_some(),
+        Required::Words(words) => words.iter().any(|w| {
+            if ascii && w.phrase != NO_PHRASE {
+                found.iter().any(|o| o.phrase == w.phrase)
+            } else {
+                finders[w.finder as usize].find(text.as_bytes()).is_some()
+            }
         }),
         Required::List(bit) => lists() & bit != 0,
     })
@@ -527,103 +532,4 @@ fn context_near(text: &str, hit: &Range<usize>, words: &[String]) -> bool {
             .match_indices(w.as_str())
             .any(|(i, _)| boundary_before(wb, i) && boundary_after(wb, i + w.len()))
     })
-}
-
-/// At most 120 characters of `text` around `span`, and the span inside the snippet.
-pub(crate) fn snippet(text: &str, span: Range<usize>) -> (String, Range<usize>) {
-    let span = span.start.min(text.len())..span.end.min(text.len());
-    if text.is_ascii() {
-        ascii_snippet(text, span)
-    } else {
-        char_snippet(text, span)
-    }
-}
-
-/// [`snippet`] counted in characters, for any text.
-fn char_snippet(text: &str, span: Range<usize>) -> (String, Range<usize>) {
-    let matched = &text[span.clone()];
-    let matched_chars = matched.chars().count();
-    if matched_chars >= CONTEXT_CHARS {
-        let cut = matched
-            .char_indices()
-            .nth(CONTEXT_CHARS)
-            .map(|(i, _)| i)
-            .unwrap_or(matched.len());
-        return (matched[..cut].to_string(), 0..cut);
-    }
-    let spare = CONTEXT_CHARS - matched_chars;
-    let before_avail = text[..span.start].chars().rev().take(spare).count();
-    let after_avail = text[span.end..].chars().take(spare).count();
-    let mut before = before_avail.min(spare / 2);
-    let after = after_avail.min(spare - before);
-    before = before_avail.min(spare - after);
-    // Byte offset `before` characters back from the match start.
-    let start = match before {
-        0 => span.start,
-        n => text[..span.start]
-            .char_indices()
-            .rev()
-            .nth(n - 1)
-            .map(|(i, _)| i)
-            .unwrap_or(0),
-    };
-    let end = text[span.end..]
-        .char_indices()
-        .nth(after)
-        .map(|(i, _)| span.end + i)
-        .unwrap_or(text.len());
-    (
-        text[start..end].to_string(),
-        span.start - start..span.end - start,
-    )
-}
-
-/// [`snippet`] for ASCII text, where characters are bytes: the same cut without walking
-/// the text character by character (most titles and typed windows are ASCII).
-fn ascii_snippet(text: &str, span: Range<usize>) -> (String, Range<usize>) {
-    let matched = span.end - span.start;
-    if matched >= CONTEXT_CHARS {
-        let end = span.start + CONTEXT_CHARS;
-        return (text[span.start..end].to_string(), 0..CONTEXT_CHARS);
-    }
-    let spare = CONTEXT_CHARS - matched;
-    let before_avail = span.start.min(spare);
-    let after_avail = (text.len() - span.end).min(spare);
-    let mut before = before_avail.min(spare / 2);
-    let after = after_avail.min(spare - before);
-    before = before_avail.min(spare - after);
-    let start = span.start - before;
-    (
-        text[start..span.end + after].to_string(),
-        span.start - start..span.end - start,
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn snippet_is_bounded_and_points_at_the_match() {
-        let text = "a".repeat(300) + "KILL" + &"b".repeat(300);
-        let (ctx, span) = snippet(&text, 300..304);
-        assert_eq!(ctx.chars().count(), 120);
-        assert_eq!(&ctx[span], "KILL");
-        let (ctx, span) = snippet("kill", 0..4);
-        assert_eq!((ctx.as_str(), span), ("kill", 0..4));
-        let text = "xy ".repeat(5) + "ébé";
-        let (ctx, span) = snippet(&text, 15..text.len());
-        assert_eq!(&ctx[span], "ébé");
-        let ascii = "x".repeat(150) + "KILL" + &"y".repeat(150);
-        for (start, end) in [(150, 154), (0, 4), (296, 304), (0, 304), (3, 3), (20, 160)] {
-            assert_eq!(
-                ascii_snippet(&ascii, start..end),
-                char_snippet(&ascii, start..end)
-            );
-        }
-        let long = "é".repeat(200);
-        let (ctx, span) = snippet(&long, 0..long.len());
-        assert_eq!(ctx.chars().count(), 120);
-        assert_eq!(span, 0..ctx.len());
-    }
 }

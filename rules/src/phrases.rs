@@ -1,35 +1,49 @@
-//! Phrases found from word starts: one Aho-Corasick automaton holds every normalised
-//! phrase a text is searched for (literal terms, word patterns' anchors, exceptions, cues
-//! and the entries of word lists that patterns require), each with what it stands for,
-//! and is walked from the start of each word of the normalised text (an anchored walk),
-//! not searched through it.
+//! Phrases found from word starts: one trie holds every normalised phrase a text is
+//! searched for (literal terms, word patterns' anchors, exceptions, cues and the entries
+//! of word lists that patterns require), each with what it stands for, and is walked from
+//! the start of each word of the normalised text (an anchored walk), not searched through
+//! it.
 //!
-//! Every term, anchor, exception and cue must start on a word boundary, so an unanchored
-//! search, which follows failure transitions at every byte to report occurrences starting
-//! anywhere, does work that is thrown away. The anchored walk from each word start stops
-//! as soon as no phrase continues (usually within the word), never follows a failure
-//! transition, and reports the same occurrences in the same order. One automaton for all
-//! phrases walks each word once, however many kinds of phrase start with it.
+//! Every term, anchor, exception and cue must start on a word boundary, so a search that
+//! reports occurrences starting anywhere (an Aho-Corasick automaton with failure
+//! transitions) does work that is thrown away. The walk from each word start stops as soon
+//! as no phrase continues (usually within the word) and reports the same occurrences in the
+//! same order as such a search would. One trie for all phrases walks each word once,
+//! however many kinds of phrase start with it; it is compact (see `trie`), so the walk
+//! stays in cache and compiling a pack costs little memory.
 
-use aho_corasick::automaton::Automaton;
-use aho_corasick::nfa::{contiguous, noncontiguous};
-use aho_corasick::{Anchored, MatchKind};
+use crate::trie::PhraseTrie;
 use std::collections::HashMap;
 use std::ops::Range;
 
 /// What a phrase stands for; most phrases have one role.
-#[derive(Debug, Default)]
-pub(crate) struct Roles {
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Roles<'a> {
     /// Literal terms (rule indices) whose normalised text it is.
-    pub(crate) rules: Box<[u32]>,
-    /// Word patterns anchored on it: (pattern index, the anchor is a prefix).
-    pub(crate) anchors: Box<[(u32, bool)]>,
+    pub(crate) rules: &'a [u32],
+    /// Word patterns anchored on it (see [`anchor`]).
+    pub(crate) anchors: &'a [u32],
     /// Exceptions (indices) whose normalised phrase it is.
-    pub(crate) exceptions: Box<[u32]>,
+    pub(crate) exceptions: &'a [u32],
     /// Cue groups (indices) with this phrase.
-    pub(crate) cues: Box<[u32]>,
-    /// Bits of the required word lists it is an entry of.
-    pub(crate) lists: u64,
+    pub(crate) cues: &'a [u32],
+}
+
+/// An anchor of [`Roles::anchors`]: (pattern index, the anchor is a prefix).
+pub(crate) fn anchor(a: u32) -> (u32, bool) {
+    (a & !PREFIX, a & PREFIX != 0)
+}
+
+const PREFIX: u32 = 1 << 31;
+
+/// Where a phrase's roles are in [`Phrases::arena`]: rules, anchors, exceptions and cues
+/// one after another from `start`. 24 bytes a phrase, so a phrase found costs one or two
+/// cache lines however many roles it has.
+#[derive(Clone, Copy, Debug, Default)]
+struct RoleIndex {
+    lists: u64,
+    start: u32,
+    counts: [u16; 4],
 }
 
 #[derive(Debug, Default)]
@@ -92,25 +106,47 @@ impl PhrasesBuilder {
         self.index.get(phrase).map(|&i| i as u32)
     }
 
-    /// The automaton; states down to `dense_depth` keep dense transitions.
-    pub(crate) fn build(self, dense_depth: usize) -> Result<Phrases, aho_corasick::BuildError> {
+    /// The automaton.
+    pub(crate) fn build(self) -> Result<Phrases, String> {
         let automaton = if self.phrases.is_empty() {
             None
         } else {
-            Some(PhraseAutomaton::new(&self.phrases, dense_depth)?)
+            Some(PhraseAutomaton::new(&self.phrases)?)
         };
-        let roles = self
-            .roles
-            .into_iter()
-            .map(|r| Roles {
-                rules: r.rules.into_boxed_slice(),
-                anchors: r.anchors.into_boxed_slice(),
-                exceptions: r.exceptions.into_boxed_slice(),
-                cues: r.cues.into_boxed_slice(),
+        let mut arena = Vec::new();
+        let mut roles = Vec::with_capacity(self.roles.len());
+        for r in self.roles {
+            let start = u32::try_from(arena.len()).map_err(|_| "too many roles".to_string())?;
+            let mut counts = [0u16; 4];
+            let anchors: Vec<u32> = r
+                .anchors
+                .iter()
+                .map(|&(p, prefix)| {
+                    if p & PREFIX != 0 {
+                        return Err("too many word patterns".to_string());
+                    }
+                    Ok(if prefix { p | PREFIX } else { p })
+                })
+                .collect::<Result<_, _>>()?;
+            for (i, part) in [&r.rules, &anchors, &r.exceptions, &r.cues]
+                .into_iter()
+                .enumerate()
+            {
+                counts[i] = u16::try_from(part.len())
+                    .map_err(|_| "a phrase has more than 65,535 roles of one kind".to_string())?;
+                arena.extend_from_slice(part);
+            }
+            roles.push(RoleIndex {
                 lists: r.lists,
-            })
-            .collect();
-        Ok(Phrases { automaton, roles })
+                start,
+                counts,
+            });
+        }
+        Ok(Phrases {
+            automaton,
+            roles: roles.into_boxed_slice(),
+            arena: arena.into_boxed_slice(),
+        })
     }
 }
 
@@ -131,7 +167,9 @@ static WORD_OR_SPACE: [bool; 256] = {
 #[derive(Debug, Default)]
 pub(crate) struct Phrases {
     automaton: Option<PhraseAutomaton>,
-    roles: Box<[Roles]>,
+    roles: Box<[RoleIndex]>,
+    /// Every phrase's roles, one after another.
+    arena: Box<[u32]>,
 }
 
 impl Phrases {
@@ -143,8 +181,20 @@ impl Phrases {
         }
     }
 
-    pub(crate) fn roles(&self, phrase: u32) -> &Roles {
-        &self.roles[phrase as usize]
+    pub(crate) fn roles(&self, phrase: u32) -> Roles<'_> {
+        let r = &self.roles[phrase as usize];
+        let [a, b, c, d] = r.counts.map(usize::from);
+        let start = r.start as usize;
+        let all = &self.arena[start..start + a + b + c + d];
+        let (rules, rest) = all.split_at(a);
+        let (anchors, rest) = rest.split_at(b);
+        let (exceptions, cues) = rest.split_at(c);
+        Roles {
+            rules,
+            anchors,
+            exceptions,
+            cues,
+        }
     }
 
     /// The bits of the required word lists with an entry in `text` that starts where a
@@ -187,39 +237,15 @@ pub(crate) type Found = smallvec::SmallVec<[Occurrence; 32]>;
 /// An automaton over normalised phrases, walked from word starts.
 #[derive(Debug)]
 pub(crate) struct PhraseAutomaton {
-    nfa: Nfa,
-}
-
-#[derive(Debug)]
-enum Nfa {
-    /// The usual form: one block of memory, dense transitions near the root.
-    Contiguous(contiguous::NFA),
-    /// When the phrases are too many for a contiguous NFA.
-    Noncontiguous(noncontiguous::NFA),
+    trie: PhraseTrie,
 }
 
 impl PhraseAutomaton {
-    /// Build over `phrases`; states down to `dense_depth` keep dense transitions (faster,
-    /// more memory).
-    pub(crate) fn new<P: AsRef<[u8]>>(
-        phrases: &[P],
-        dense_depth: usize,
-    ) -> Result<PhraseAutomaton, aho_corasick::BuildError> {
-        let nnfa = noncontiguous::Builder::new()
-            .match_kind(MatchKind::Standard)
-            .dense_depth(dense_depth)
-            .prefilter(false)
-            .build(phrases)?;
-        let nfa = match contiguous::Builder::new()
-            .match_kind(MatchKind::Standard)
-            .dense_depth(dense_depth)
-            .prefilter(false)
-            .build_from_noncontiguous(&nnfa)
-        {
-            Ok(cnfa) => Nfa::Contiguous(cnfa),
-            Err(_) => Nfa::Noncontiguous(nnfa),
-        };
-        Ok(PhraseAutomaton { nfa })
+    /// Build over `phrases` (distinct).
+    pub(crate) fn new<P: AsRef<[u8]>>(phrases: &[P]) -> Result<PhraseAutomaton, String> {
+        Ok(PhraseAutomaton {
+            trie: PhraseTrie::new(phrases)?,
+        })
     }
 
     /// Append to `out` every occurrence that starts on a word start of `text` (offset 0 or
@@ -247,43 +273,60 @@ impl PhraseAutomaton {
 
     /// The occurrences starting at `start` and ending by `end`, by end.
     fn walk(&self, text: &[u8], start: usize, end: usize, out: &mut Found) {
-        match &self.nfa {
-            Nfa::Contiguous(a) => walk(a, text, start, end, out),
-            Nfa::Noncontiguous(a) => walk(a, text, start, end, out),
-        }
-    }
-}
-
-fn walk<A: Automaton>(aut: &A, text: &[u8], start: usize, end: usize, out: &mut Found) {
-    let Ok(mut sid) = aut.start_state(Anchored::Yes) else {
-        return;
-    };
-    for (at, &byte) in text[start..end].iter().enumerate() {
-        sid = aut.next_state(Anchored::Yes, sid, byte);
-        if aut.is_dead(sid) {
-            return;
-        }
-        if aut.is_match(sid) {
-            let len = at + 1;
-            for i in 0..aut.match_len(sid) {
-                let pid = aut.match_pattern(sid, i);
-                // A match state also lists the shorter phrases that end here but start
-                // later (from its failure chain): those are found from their own start.
-                if aut.pattern_len(pid) == len {
-                    out.push(Occurrence {
-                        phrase: pid.as_u32(),
-                        span: start..start + len,
-                    });
-                }
-            }
-        }
+        self.trie.walk(text, start, end, |phrase, at| {
+            out.push(Occurrence {
+                phrase,
+                span: start..at,
+            })
+        });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aho_corasick::AhoCorasick;
+    use aho_corasick::{AhoCorasick, MatchKind};
+
+    /// What an overlapping Aho-Corasick search reports that starts on a word start.
+    fn overlapping(phrases: &[&str], text: &str, range: Range<usize>) -> Vec<Occurrence> {
+        let ac = AhoCorasick::builder()
+            .match_kind(MatchKind::Standard)
+            .build(phrases)
+            .unwrap();
+        let bytes = text.as_bytes();
+        ac.find_overlapping_iter(aho_corasick::Input::new(text).range(range))
+            .filter(|m| m.start() == 0 || bytes[m.start() - 1] == b' ')
+            .map(|m| Occurrence {
+                phrase: m.pattern().as_u32(),
+                span: m.range(),
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// On random phrases and texts over a small alphabet (so phrases share prefixes,
+        /// end inside one another and cross word boundaries), the trie's walk from word
+        /// starts reports what the overlapping search does, in the same order.
+        #[test]
+        fn walk_is_an_overlapping_search_from_word_starts(
+            phrases in proptest::collection::btree_set("[ab é]{1,6}", 1..40),
+            text in "[ab é]{0,40}",
+            cut in 0usize..8,
+        ) {
+            let phrases: Vec<&str> = phrases.iter().map(String::as_str).collect();
+            let aut = PhraseAutomaton::new(&phrases).unwrap();
+            let mut end = text.len().saturating_sub(cut);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            for range in [0..text.len(), 0..end] {
+                let mut got = Found::new();
+                aut.find_in(text.as_bytes(), range.clone(), &mut got);
+                let want = overlapping(&phrases, &text, range);
+                proptest::prop_assert_eq!(got.as_slice(), want.as_slice());
+            }
+        }
+    }
 
     /// The anchored walk finds exactly what an overlapping search finds that starts on a
     /// word start, in the same order.
@@ -306,7 +349,7 @@ mod tests {
             "now",
             "ow",
         ];
-        let aut = PhraseAutomaton::new(&phrases, 2).unwrap();
+        let aut = PhraseAutomaton::new(&phrases).unwrap();
         let ac = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
             .build(phrases)
