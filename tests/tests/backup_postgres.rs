@@ -5,6 +5,8 @@
 //! database with the same rows, whose collector shows the same alerts and
 //! decrypts the same captures. A restore into a database that holds data,
 //! or without saying which database, is refused and leaves nothing behind.
+//! Scheduled backups run once per slot across collectors, and the claims
+//! of slots older than the kept backups are deleted.
 
 mod common;
 
@@ -256,4 +258,81 @@ fn two_collectors_with_a_schedule_make_one_backup_per_slot() {
         assert!(manifest.contains("store = \"postgres\""), "{manifest}");
         assert!(manifest.contains("mac = "), "encrypted: {manifest}");
     }
+}
+
+/// The slots named in the log's "scheduled backup written" lines, in order.
+fn written_slots(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("scheduled backup written"))
+        .filter_map(|l| {
+            l.split(|c: char| !c.is_ascii_alphanumeric())
+                .find(|w| {
+                    w.len() == 16
+                        && w.ends_with('Z')
+                        && w.as_bytes()[8] == b'T'
+                        && w[..8].bytes().all(|b| b.is_ascii_digit())
+                })
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[test]
+fn a_schedule_deletes_the_claims_of_slots_older_than_the_kept_backups() {
+    let pg = PgCluster::start().unwrap();
+    let url = pg.database("school").unwrap();
+    let scratch = Scratch::new("backup-claims");
+    let passphrase = scratch.path("passphrase");
+    std::fs::write(&passphrase, "a long enough backup passphrase\n").unwrap();
+    let backups = scratch.path("backups");
+    let mut c = Collector::init(scratch.path("node")).unwrap();
+    c.set_section("storage", &format!("url = \"{url}\"\nlease_secs = 3"))
+        .unwrap();
+    c.set_section("console", "enabled = false").unwrap();
+    c.set_section(
+        "backup",
+        &format!(
+            "passphrase_file = {:?}\ndir = {:?}\nevery = \"2s\"\nkeep = 2",
+            passphrase.to_str().unwrap(),
+            backups.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    c.start().unwrap();
+    tutela_tests::wait_for(
+        "six slots backed up",
+        std::time::Duration::from_secs(120),
+        || written_slots(&c.log_text()).len() >= 6,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.log_text()));
+    let written = written_slots(&c.log_text());
+    let claims: Vec<String> = pg
+        .query_in(
+            "school",
+            "SELECT substr(name, 13) FROM leases WHERE name LIKE 'backup-slot:%' ORDER BY name",
+        )
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    drop(c);
+    // The slot before the last one written has finished, its clean-up too:
+    // no claim of a slot more than two slots (keep = 2) before it is left.
+    // Slots written are at least a slot apart, so every one written but the
+    // last four is that old.
+    let n = written.len();
+    for old in &written[..n - 4] {
+        assert!(
+            !claims.contains(old),
+            "the claim of {old} is left: {claims:?} (written: {written:?})"
+        );
+    }
+    // The recent slots' claims stay, so no collector backs them up again.
+    assert!(
+        claims.contains(&written[n - 2]),
+        "{claims:?} (written: {written:?})"
+    );
+    assert!(claims.len() <= 5, "{claims:?}");
+    // And the kept backups are the newest two.
+    assert_eq!(slots(&backups).len(), 2, "{:?}", slots(&backups));
 }

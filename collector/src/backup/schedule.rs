@@ -6,7 +6,9 @@
 //! lease picks the collector that tries, and before writing it claims the
 //! slot itself (a lease named after the slot, held far longer than the
 //! slot), so a slot is backed up once across the cluster even when the
-//! work moves to another collector in the middle of it. On SQLite one
+//! work moves to another collector in the middle of it. Claims of slots
+//! older than the kept backups (and at least two slots old) are deleted
+//! after each slot, so the `leases` table does not grow. On SQLite one
 //! process serves: both are always held.
 
 use std::path::{Path, PathBuf};
@@ -19,6 +21,10 @@ use crate::store::{Jobs, Location};
 
 /// The lease of the collector that makes scheduled backups.
 pub const BACKUP_LEASE: &str = "backup";
+/// A slot's claim is a lease named this and the slot's name.
+const SLOT_CLAIM: &str = "backup-slot:";
+/// Claims are kept for at least this many slots before the current one.
+const MIN_CLAIMS_KEPT: i64 = 2;
 /// How often the scheduler looks at the clock.
 const CHECK: Duration = Duration::from_secs(1);
 /// Slots shorter than this are refused (a backup takes a while).
@@ -111,7 +117,7 @@ pub fn spawn(
             // The slot's claim outlives the slot by far: nobody asks for it again.
             let claim_ms = (schedule.every_ms * 4).max(86_400_000);
             match jobs
-                .take_lease(&format!("backup-slot:{name}"), &holder, claim_ms)
+                .take_lease(&format!("{SLOT_CLAIM}{name}"), &holder, claim_ms)
                 .await
             {
                 Ok(true) => {}
@@ -135,8 +141,29 @@ pub fn spawn(
                 }
                 Err(e) => tracing::error!(slot = %name, error = %e, "scheduled backup stopped"),
             }
+            forget_old_claims(&jobs, &schedule, slot).await;
         }
     }))
+}
+
+/// The claims of slots older than the kept backups (and at least two slots
+/// old): no collector asks for those slots again, so their rows go.
+fn oldest_claim_kept(schedule: &Schedule, slot: i64) -> i64 {
+    let kept = (schedule.keep as i64).max(MIN_CLAIMS_KEPT);
+    slot.saturating_sub(schedule.every_ms.saturating_mul(kept))
+}
+
+async fn forget_old_claims(jobs: &Jobs, schedule: &Schedule, slot: i64) {
+    let before = slot_name(oldest_claim_kept(schedule, slot));
+    match jobs.forget_leases_before(SLOT_CLAIM, &before).await {
+        Ok(0) => {}
+        Ok(forgotten) => {
+            tracing::info!(forgotten, before = %before, "claims of old backup slots deleted")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot delete the claims of old backup slots; the next slot tries again")
+        }
+    }
 }
 
 /// The work of one slot, run on a blocking thread with the runtime's handle.
@@ -220,5 +247,11 @@ mod tests {
         };
         assert!(refused("1s", Some("p")).contains("too short"));
         assert!(refused("24h", None).contains("passphrase_file"));
+        // Claims are kept for the kept backups' slots, and two at least.
+        assert_eq!(oldest_claim_kept(&schedule, six * 20), six * 6);
+        let mut one = schedule.clone();
+        one.keep = 1;
+        assert_eq!(oldest_claim_kept(&one, six * 20), six * 18);
+        assert!(slot_name(six * 18) < slot_name(six * 19));
     }
 }

@@ -18,6 +18,11 @@ pub struct BackupArgs {
     /// Write the keys and database in the clear (anyone with the backup can read every capture).
     #[arg(long, conflicts_with = "passphrase_file")]
     unencrypted: bool,
+    /// Do nothing (and say why) where `serve` makes the scheduled backups
+    /// once across a cluster: a PostgreSQL store with `[backup] dir` set.
+    /// The packages' nightly job on every machine passes this.
+    #[arg(long)]
+    unless_scheduled: bool,
 }
 
 #[derive(Debug, Args)]
@@ -34,6 +39,12 @@ pub struct RestoreArgs {
 }
 
 pub fn backup(dir: &Path, args: BackupArgs) -> Result<()> {
+    if args.unless_scheduled {
+        if let Some(why) = scheduled_in_cluster(&load_config(dir)?) {
+            println!("{why}");
+            return Ok(());
+        }
+    }
     let passphrase = if args.unencrypted {
         eprintln!("warning: writing an UNENCRYPTED backup: it holds the capture key and the database in the clear");
         None
@@ -84,6 +95,20 @@ pub fn backup(dir: &Path, args: BackupArgs) -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// Why a backup here would repeat the cluster's scheduled ones, if it would:
+/// the store is PostgreSQL (shared by every collector) and `[backup] dir`
+/// is set, so `serve` backs it up once per slot across the cluster.
+fn scheduled_in_cluster(config: &crate::config::CollectorConfig) -> Option<String> {
+    let url = config.storage.url.trim();
+    let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let dir = config.backup.dir.as_ref().filter(|_| postgres)?;
+    Some(format!(
+        "no backup made here: the store is PostgreSQL and [backup] dir is set, so the collectors make the scheduled backups once across the cluster (into {} on the collector holding the backup lease, every {}); remove --unless-scheduled to back up anyway",
+        dir.display(),
+        config.backup.every.as_deref().unwrap_or("24h")
+    ))
 }
 
 pub fn restore(dir: &Path, args: RestoreArgs) -> Result<()> {

@@ -48,6 +48,30 @@ impl Jobs {
     }
 }
 
+impl Jobs {
+    /// Deletes the leases named `prefix` followed by something that sorts
+    /// before `before` (claims of slots long past, whose rows would
+    /// otherwise stay forever); returns how many. On SQLite no lease is
+    /// stored: nothing to delete.
+    pub async fn forget_leases_before(
+        &self,
+        prefix: &str,
+        before: &str,
+    ) -> Result<u64, StoreError> {
+        match self {
+            Jobs::Sqlite(_) => {
+                let _ = (prefix, before);
+                Ok(0)
+            }
+            #[cfg(feature = "postgres")]
+            Jobs::Postgres(p) => {
+                p.forget_leases_before(prefix, &format!("{prefix}{before}"))
+                    .await
+            }
+        }
+    }
+}
+
 /// This process's name as a lease holder: its process id and host, and a
 /// random part so that a restarted process is a new holder.
 pub fn holder_id() -> String {

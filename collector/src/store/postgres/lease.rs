@@ -41,3 +41,22 @@ impl Jobs {
         Ok(())
     }
 }
+
+impl Jobs {
+    /// Deletes the leases whose names start with `prefix` and sort before
+    /// `before` (names that sort by time: claims of past slots).
+    pub async fn forget_leases_before(
+        &self,
+        prefix: &str,
+        before: &str,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.conn().await?;
+        Ok(conn
+            .client()
+            .execute(
+                "DELETE FROM leases WHERE left(name, length($1)) = $1 AND name < $2",
+                &[&prefix, &before],
+            )
+            .await?)
+    }
+}
