@@ -276,14 +276,16 @@ pub fn pending(conn: &Connection, now_ms: i64) -> rusqlite::Result<Vec<Exemption
     sqlite::exemption::pending(conn, now_ms)
 }
 
-/// Exemptions made or revoked in `[from_ms, to_ms)`, oldest first (for the
-/// governors' part of the weekly summary).
+/// Exemptions made or revoked in `[from_ms, to_ms)` that `school`'s
+/// stations hold (its own and trust-wide ones; every one for ''), oldest
+/// first (for the governors' part of the weekly summary).
 pub fn changed_between(
     conn: &Connection,
     from_ms: i64,
     to_ms: i64,
+    school: &str,
 ) -> rusqlite::Result<Vec<Exemption>> {
-    sqlite::exemption::changed_between(conn, from_ms, to_ms)
+    sqlite::exemption::changed_between(conn, from_ms, to_ms, school)
 }
 
 /// Moves an enrolled agent to `group` (audited): the collector it is

@@ -43,7 +43,7 @@ pub fn list_page(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fai
 /// The schools an account may set exemptions for, to choose from: none
 /// for one school's account (its own is taken); '' (every school) first
 /// for a trust-wide one.
-fn choosable(app: &App, viewer: &Viewer) -> Result<Vec<School>, StoreError> {
+pub(super) fn choosable(app: &App, viewer: &Viewer) -> Result<Vec<School>, StoreError> {
     let mut schools: Vec<School> = match &viewer.school {
         Scope::School(_) => return Ok(Vec::new()),
         scope => wait(app.shared.schools())?
@@ -64,10 +64,10 @@ fn choosable(app: &App, viewer: &Viewer) -> Result<Vec<School>, StoreError> {
     Ok(schools)
 }
 
-/// The school a new exemption holds for: a school's account's own, else
+/// The school a new exemption (or notice) holds for: a school's account's own, else
 /// one the account may choose ('' for the trust: trust-wide accounts
 /// only); `None` when the form names another.
-fn chosen_school(viewer: &Viewer, asked: &str) -> Option<String> {
+pub(super) fn chosen_school(viewer: &Viewer, asked: &str) -> Option<String> {
     let asked = asked.trim();
     match &viewer.school {
         Scope::School(id) => Some(id.clone()),

@@ -1,7 +1,10 @@
 //! The monitoring notice in the console: the DSL and deputy DSLs write each
 //! group's notice (a new version each time, audited); the reviewing roles
 //! see who has and has not accepted the current version. Technicians and
-//! auditors see neither (the lists name pupils).
+//! auditors see neither (the lists name pupils). A school's account sees
+//! and writes its school's notice of a group (its stations show the
+//! trust's until it has one); a trust-wide account writes the trust's or
+//! chooses a school.
 
 use axum::response::Response;
 use maud::{html, Markup};
@@ -56,7 +59,10 @@ fn render(
     selected: &str,
     draft: Option<Draft<'_>>,
 ) -> Result<String, StoreError> {
-    let notices = wait(app.shared.current_notices())?;
+    // What the viewer's stations show: one school's account its school's
+    // notice of each group (else the trust's); others the trust's.
+    let home = viewer.school.only_school().unwrap_or("");
+    let notices = crate::store::notice::shown_at(wait(app.shared.current_notices())?, home);
     // Groups with a notice or with enrolled stations, sorted.
     let mut groups: Vec<String> = notices.iter().map(|n| n.grp.clone()).collect();
     groups.extend(wait(app.shared.group_agents(""))?.groups);
@@ -80,13 +86,14 @@ fn render(
         }
         table #notices {
             thead { tr {
-                th { "Group" } th { "Version" } th { "Shown" } th { "Set by" } th { "Set at" }
+                th { "Group" } th { "School" } th { "Version" } th { "Shown" } th { "Set by" } th { "Set at" }
                 th { "Accepted" } th { "Not yet" }
             } }
             tbody {
                 @for (g, current, acceptance) in &rows {
                     tr data-group=(g) {
                         td { a href={ "/notices?group=" (url_value(g)) } { (g) } }
+                        td.school { (current.as_ref().map_or("", |n| if n.school.is_empty() { "every school" } else { n.school.as_str() })) }
                         @match current {
                             Some(n) => {
                                 td { (n.version) }
@@ -139,6 +146,11 @@ fn group_section(
             None => (String::new(), String::new(), String::new(), None),
         },
     };
+    let schools = if writes_notices(viewer) {
+        super::exemptions::choosable(app, viewer)?
+    } else {
+        Vec::new()
+    };
     let option = |m: Mode| {
         html! { option value=(m.as_str()) selected[mode == m.as_str()] { (m.describe()) } }
     };
@@ -190,6 +202,11 @@ fn group_section(
             form method="post" action="/notices" id="set-notice" {
                 (csrf(viewer)) "\n"
                 input type="hidden" name="group" value=(group); "\n"
+                @if !schools.is_empty() {
+                    label { "For " select name="school" {
+                        @for s in &schools { option value=(s.id) { (s.name) } }
+                    } } "\n"
+                }
                 label {
                     "Notice (plain text, at most " (MAX_NOTICE_CHARS) " characters; addresses in it are shown as they are)"
                     br;
@@ -211,10 +228,12 @@ fn group_section(
 
 pub fn submit(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
     let viewer = session(db, req)?;
-    // Groups are named alike across schools: a notice is set trust-wide.
-    if !writes_notices(&viewer) || !viewer.trust_wide() {
+    if !writes_notices(&viewer) {
         return Err(deny(db, &viewer, "notices: set"));
     }
+    let Some(school) = super::exemptions::chosen_school(&viewer, req.f("school")) else {
+        return Err(deny(db, &viewer, "notices: set for another school"));
+    };
     let group = req.f("group").trim();
     let refused = |error: String| -> Result<Response, Fail> {
         let draft = Draft {
@@ -244,6 +263,7 @@ pub fn submit(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> 
         mode,
         concern_url: req.f("concern_url").to_owned(),
         created_by: viewer.name.clone(),
+        school,
     };
     match wait(notice::set_in(&app.shared, &key, &new)) {
         Ok(_) => Ok(redirect(&format!("/notices?group={}", url_value(group)))),

@@ -81,6 +81,8 @@ pub enum NoticeError {
     BadUrl,
     #[error("choose when the notice is shown: every-sign-in or once-per-version")]
     BadMode,
+    #[error("no school `{0}`; see `tutela-collector schools list`")]
+    NoSchool(String),
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
     #[error("{0}")]
@@ -95,6 +97,8 @@ pub struct NewNotice {
     pub mode: Mode,
     pub concern_url: String,
     pub created_by: String,
+    /// The school whose stations show it ('': every school without its own).
+    pub school: String,
 }
 
 /// Normalises line ends and checks the text: not blank, within the limit,
@@ -162,6 +166,7 @@ impl Checked {
             concern_url: &self.concern_url,
             created_by: &new.created_by,
             created_ms: store::now_ms(),
+            school: &new.school,
         }
     }
 
@@ -189,7 +194,11 @@ impl Checked {
     fn note(&self, new: &NewNotice) -> impl FnOnce(u32) -> AuditNote + Send + 'static {
         let (actor, target, chars, mode) = (
             new.created_by.clone(),
-            format!("notice:{}", self.group),
+            if new.school.is_empty() {
+                format!("notice:{}", self.group)
+            } else {
+                format!("notice:{}@{}", self.group, new.school)
+            },
             self.text.chars().count(),
             new.mode,
         );
@@ -236,6 +245,9 @@ pub async fn set_in(
     new: &NewNotice,
 ) -> Result<u32, NoticeError> {
     let checked = validate(new)?;
+    if !new.school.is_empty() && !store.school_exists(&new.school).await? {
+        return Err(NoticeError::NoSchool(new.school.clone()));
+    }
     let version = store
         .set_notice(
             &checked.row(new),
@@ -429,7 +441,7 @@ pub fn week_counts(
         received,
         ..WeekCounts::default()
     };
-    for notice in current_all(conn)? {
+    for notice in crate::store::notice::shown_at(current_all(conn)?, school) {
         let standings = sqlite::notice::standings_in(conn, &notice.grp, school)?;
         let a = split(&notice.grp, notice.version, standings);
         counts.accepted += a.accepted.len();
@@ -454,6 +466,7 @@ mod tests {
             mode: Mode::EverySignIn,
             concern_url: "https://tutela.school.test/concern".into(),
             created_by: "dsl.jones".into(),
+            school: String::new(),
         }
     }
 

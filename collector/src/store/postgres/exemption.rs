@@ -217,17 +217,22 @@ impl Shared {
         Ok(true)
     }
 
-    /// Agents moved to another group by a technician: (agent, group).
-    pub async fn moves(&self) -> Result<std::collections::HashMap<String, String>, StoreError> {
+    /// Agents moved to another group or school: (agent, (group, school)).
+    pub async fn moves(
+        &self,
+    ) -> Result<std::collections::HashMap<String, (String, String)>, StoreError> {
         let rows = self
             .client()
             .await?
             .query(
-                "SELECT agent_id, grp FROM agents WHERE group_moved_ms > 0 AND NOT revoked",
+                "SELECT agent_id, grp, school FROM agents WHERE group_moved_ms > 0 AND NOT revoked",
                 &[],
             )
             .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect())
     }
 
     pub async fn group_agents(&self, group: &str) -> Result<GroupAgents, StoreError> {

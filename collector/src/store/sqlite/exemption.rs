@@ -111,18 +111,22 @@ pub fn pending(conn: &Connection, now_ms: i64) -> rusqlite::Result<Vec<Exemption
     rows.collect()
 }
 
-/// Exemptions made or revoked in `[from_ms, to_ms)`, oldest first.
+/// Exemptions made or revoked in `[from_ms, to_ms)` that `school`'s
+/// stations hold (its own and trust-wide ones; every one for ''), oldest
+/// first.
 pub fn changed_between(
     conn: &Connection,
     from_ms: i64,
     to_ms: i64,
+    school: &str,
 ) -> rusqlite::Result<Vec<Exemption>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLUMNS} FROM exemptions
-         WHERE (created_ms >= ?1 AND created_ms < ?2) OR (revoked_ms >= ?1 AND revoked_ms < ?2)
+         WHERE ((created_ms >= ?1 AND created_ms < ?2) OR (revoked_ms >= ?1 AND revoked_ms < ?2))
+         AND (?3 = '' OR school = '' OR school = ?3)
          ORDER BY created_ms, id"
     ))?;
-    let rows = stmt.query_map([from_ms, to_ms], row)?;
+    let rows = stmt.query_map(params![from_ms, to_ms, school], row)?;
     rows.collect()
 }
 
@@ -160,11 +164,13 @@ pub fn move_agent(
     })
 }
 
-/// Agents moved to another group by a technician: (agent, group).
-pub fn moves(conn: &Connection) -> rusqlite::Result<std::collections::HashMap<String, String>> {
+/// Agents moved to another group or school: (agent, (group, school)).
+pub fn moves(
+    conn: &Connection,
+) -> rusqlite::Result<std::collections::HashMap<String, (String, String)>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT agent_id, grp FROM agents WHERE group_moved_ms > 0 AND revoked = 0",
+        "SELECT agent_id, grp, school FROM agents WHERE group_moved_ms > 0 AND revoked = 0",
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
     rows.collect()
 }

@@ -325,13 +325,14 @@ impl Shared {
     pub fn agent_key(&self, agent_id: &str) -> rusqlite::Result<Option<AgentKeyRow>> {
         self.conn()
             .query_row(
-                "SELECT public_key, revoked, grp FROM agents WHERE agent_id = ?1",
+                "SELECT public_key, revoked, grp, school FROM agents WHERE agent_id = ?1",
                 [agent_id],
                 |r| {
                     Ok(AgentKeyRow {
                         public_key: r.get(0)?,
                         revoked: r.get(1)?,
                         group: r.get(2)?,
+                        school: r.get(3)?,
                     })
                 },
             )
