@@ -91,7 +91,9 @@ pub fn run(dir: &Path, command: NoticeCommand) -> Result<()> {
                     school: school.clone().unwrap_or_default(),
                 },
             ))?;
-            let at = school.map(|s| format!(" at school {s}")).unwrap_or_default();
+            let at = school
+                .map(|s| format!(" at school {s}"))
+                .unwrap_or_default();
             println!("notice version {version} set for group {group}{at}; its stations show it {} (connected ones now)", mode.describe());
         }
         NoticeCommand::Show => {
