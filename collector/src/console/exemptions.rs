@@ -40,16 +40,23 @@ pub fn list_page(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fai
     Ok(html_response(render(app, &viewer, None)?))
 }
 
+/// Whether the trust has more than one school (only then are schools
+/// shown and chosen: a single school's pages stay as before schools).
+pub(super) fn several_schools(app: &App) -> Result<bool, StoreError> {
+    Ok(wait(app.shared.schools())?.len() > 1)
+}
+
 /// The schools an account may set exemptions for, to choose from: none
-/// for one school's account (its own is taken); '' (every school) first
-/// for a trust-wide one.
+/// for one school's account (its own is taken) or while the trust has one
+/// school (trust-wide then); '' (every school) first for a trust-wide one.
 pub(super) fn choosable(app: &App, viewer: &Viewer) -> Result<Vec<School>, StoreError> {
+    let all = wait(app.shared.schools())?;
+    if all.len() < 2 {
+        return Ok(Vec::new());
+    }
     let mut schools: Vec<School> = match &viewer.school {
         Scope::School(_) => return Ok(Vec::new()),
-        scope => wait(app.shared.schools())?
-            .into_iter()
-            .filter(|s| scope.allows(&s.id))
-            .collect(),
+        scope => all.into_iter().filter(|s| scope.allows(&s.id)).collect(),
     };
     if viewer.trust_wide() {
         schools.insert(
@@ -85,6 +92,7 @@ fn render(app: &App, viewer: &Viewer, error: Option<&str>) -> Result<String, Sto
     } else {
         Vec::new()
     };
+    let several = several_schools(app)?;
     let groups: Vec<String> = if owns {
         wait(app.shared.group_agents(""))?.groups
     } else {
@@ -96,7 +104,7 @@ fn render(app: &App, viewer: &Viewer, error: Option<&str>) -> Result<String, Sto
         @if let Some(e) = error { p.error { (e) } }
         table #exemptions {
             thead { tr {
-                th { "#" } th { "State" } th { "School" } th { "Group" } th { "Exempt" } th { "From" } th { "Until" }
+                th { "#" } th { "State" } @if several { th { "School" } } th { "Group" } th { "Exempt" } th { "From" } th { "Until" }
                 th { "By" } th { "Reason" } th {}
             } }
             tbody {
@@ -104,7 +112,9 @@ fn render(app: &App, viewer: &Viewer, error: Option<&str>) -> Result<String, Sto
                     @let state = e.state(now);
                     tr data-id=(e.id) data-school=(e.school) class=(state) {
                         td { (e.id) } td { (state) }
-                        td.school { @if e.school.is_empty() { "every school" } @else { (e.school) } }
+                        @if several {
+                            td.school { @if e.school.is_empty() { "every school" } @else { (e.school) } }
+                        }
                         td { (e.grp) } td { (e.target()) }
                         td { (app.zone.format(e.starts_ms)) } td { (app.zone.format(e.ends_ms)) }
                         td { (e.created_by) } td { (e.reason) }

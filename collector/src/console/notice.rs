@@ -63,6 +63,7 @@ fn render(
     // notice of each group (else the trust's); others the trust's.
     let home = viewer.school.only_school().unwrap_or("");
     let notices = crate::store::notice::shown_at(wait(app.shared.current_notices())?, home);
+    let several = super::exemptions::several_schools(app)?;
     // Groups with a notice or with enrolled stations, sorted.
     let mut groups: Vec<String> = notices.iter().map(|n| n.grp.clone()).collect();
     groups.extend(wait(app.shared.group_agents(""))?.groups);
@@ -86,14 +87,16 @@ fn render(
         }
         table #notices {
             thead { tr {
-                th { "Group" } th { "School" } th { "Version" } th { "Shown" } th { "Set by" } th { "Set at" }
+                th { "Group" } @if several { th { "School" } } th { "Version" } th { "Shown" } th { "Set by" } th { "Set at" }
                 th { "Accepted" } th { "Not yet" }
             } }
             tbody {
                 @for (g, current, acceptance) in &rows {
                     tr data-group=(g) {
                         td { a href={ "/notices?group=" (url_value(g)) } { (g) } }
-                        td.school { (current.as_ref().map_or("", |n| if n.school.is_empty() { "every school" } else { n.school.as_str() })) }
+                        @if several {
+                            td.school { (current.as_ref().map_or("", |n| if n.school.is_empty() { "every school" } else { n.school.as_str() })) }
+                        }
                         @match current {
                             Some(n) => {
                                 td { (n.version) }
