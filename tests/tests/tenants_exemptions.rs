@@ -230,6 +230,23 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
             .starts_with("school north, group lab"),
         "the change is audited"
     );
+    // Who accepted: North's DSL is shown North's pupils only.
+    let byte = db.blob("00");
+    for (n, (agent, user)) in [(&north_pc, "pupil.north"), (&south_pc, "pupil.south")]
+        .into_iter()
+        .enumerate()
+    {
+        db.exec(&format!(
+            "INSERT INTO notice_acks (agent_id, ack_id, \"user\", station, grp, version, time_ms, received_ms, body, signature)
+             VALUES ('{}', 'ack-{n}', '{user}', 'PC', 'lab', 1, 1, 1, {byte}, {byte})",
+            agent.agent_id()
+        ));
+    }
+    let page = http(port, "GET", "/notices?group=lab", &north.0, &[]).body;
+    assert!(
+        page.contains("pupil.north") && !page.contains("pupil.south"),
+        "{page}"
+    );
     // The trust's DSL sees every exemption and may revoke any.
     let trust = sign_in(port, "dsl-trust", PASSWORD, "/exemptions");
     let page = http(port, "GET", "/exemptions", &trust.0, &[]);
@@ -237,6 +254,11 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
         page.body.contains("data-id=\"2\"") && page.body.contains("<option value=\"\">"),
         "{}",
         page.body
+    );
+    let page = http(port, "GET", "/notices?group=lab", &trust.0, &[]).body;
+    assert!(
+        page.contains("pupil.north") && page.contains("pupil.south"),
+        "{page}"
     );
 
     let rt = tokio::runtime::Runtime::new().unwrap();

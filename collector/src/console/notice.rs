@@ -25,6 +25,25 @@ pub const FORM_LIMIT: FormLimit = FormLimit {
     back: "/notices",
 };
 
+/// Who has and has not accepted `group`'s notice among the pupils of the
+/// viewer's schools only (each school against the notice its stations show).
+fn acceptance(app: &App, viewer: &Viewer, group: &str) -> Result<notice::Acceptance, StoreError> {
+    let Some(ids) = viewer.school.schools() else {
+        return wait(notice::acceptance_in(&app.shared, group));
+    };
+    let mut all = notice::Acceptance {
+        group: group.to_owned(),
+        ..Default::default()
+    };
+    for id in ids {
+        let one = wait(notice::acceptance_at(&app.shared, group, id))?;
+        all.version = all.version.max(one.version);
+        all.accepted.extend(one.accepted);
+        all.pending.extend(one.pending);
+    }
+    Ok(all)
+}
+
 fn writes_notices(viewer: &Viewer) -> bool {
     matches!(viewer.role, Role::Dsl | Role::DeputyDsl)
 }
@@ -72,7 +91,7 @@ fn render(
     let mut rows = Vec::with_capacity(groups.len());
     for g in &groups {
         let current = notices.iter().find(|n| &n.grp == g).cloned();
-        rows.push((g, current, wait(notice::acceptance_in(&app.shared, g))?));
+        rows.push((g, current, acceptance(app, viewer, g)?));
     }
     let section = if selected.is_empty() {
         None
@@ -130,7 +149,7 @@ fn group_section(
     current: Option<StoredNotice>,
     draft: Option<Draft<'_>>,
 ) -> Result<Markup, StoreError> {
-    let acceptance = wait(notice::acceptance_in(&app.shared, group))?;
+    let acceptance = acceptance(app, viewer, group)?;
     let (text, mode, url, error) = match &draft {
         Some(d) => (
             d.text.to_owned(),

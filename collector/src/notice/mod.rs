@@ -381,13 +381,27 @@ pub fn acceptance(conn: &Connection, group: &str) -> rusqlite::Result<Acceptance
 
 /// As [`acceptance`], in `store` (either backend).
 pub async fn acceptance_in(store: &Store, group: &str) -> Result<Acceptance, StoreError> {
-    let version = store
-        .current_notices()
-        .await?
+    acceptance_at(store, group, "").await
+}
+
+/// As [`acceptance_in`], on the stations of `school` ('' for every
+/// school), against the notice they show (their school's, else the
+/// trust's).
+pub async fn acceptance_at(
+    store: &Store,
+    group: &str,
+    school: &str,
+) -> Result<Acceptance, StoreError> {
+    let version = crate::store::notice::shown_at(store.current_notices().await?, school)
         .into_iter()
         .find(|n| n.grp == group)
         .map_or(0, |n| n.version);
-    Ok(split(group, version, store.notice_standings(group).await?))
+    let standings = if school.is_empty() {
+        store.notice_standings(group).await?
+    } else {
+        store.notice_standings_at(group, school).await?
+    };
+    Ok(split(group, version, standings))
 }
 
 pub(crate) fn split(group: &str, version: u32, standings: Vec<Standing>) -> Acceptance {

@@ -138,6 +138,16 @@ impl Store {
         backend!(self, s => super::sqlite::notice::acks_in(&s.conn(), scope.json().as_deref(), user), s.acks_of(scope.list(), user).await)
     }
 
+    /// As [`Store::notice_standings`], on the stations of `school` only
+    /// ('' for every school).
+    pub async fn notice_standings_at(
+        &self,
+        group: &str,
+        school: &str,
+    ) -> Result<Vec<Standing>, StoreError> {
+        backend!(self, s => super::sqlite::notice::standings_in(&s.conn(), group, school), s.notice_standings_at(group, school).await)
+    }
+
     /// The pupils known in `group` with the newest version each acknowledged.
     pub async fn notice_standings(&self, group: &str) -> Result<Vec<Standing>, StoreError> {
         backend!(self, s => super::sqlite::notice::standings(&s.conn(), group), s.notice_standings(group).await)

@@ -165,6 +165,15 @@ impl Shared {
         let client = self.client().await?;
         standings(&*client, group).await
     }
+
+    pub async fn notice_standings_at(
+        &self,
+        group: &str,
+        school: &str,
+    ) -> Result<Vec<Standing>, StoreError> {
+        let client = self.client().await?;
+        standings_in(&*client, group, school).await
+    }
 }
 
 /// Every current notice, newest version per group.
