@@ -8,10 +8,14 @@
 pub mod agent;
 pub mod cluster;
 pub mod collector;
+pub mod console_client;
+pub mod console_db;
+pub mod console_pg;
 pub mod desktop;
 pub mod extension;
 pub mod ingest;
 pub mod load;
+pub mod mail_setup;
 pub mod packs;
 pub mod postgres;
 pub mod s3;
@@ -19,6 +23,7 @@ pub mod script;
 pub mod seed;
 pub mod smtp;
 pub mod store;
+pub mod summary_week;
 pub mod web;
 
 pub use agent::Agent;
@@ -105,6 +110,13 @@ pub fn run_ok(cmd: &mut Command) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Whether the tests run as root (installing packages and switching users need it).
+pub fn is_root() -> bool {
+    run_ok(Command::new("id").arg("-u"))
+        .map(|u| u.trim() == "0")
+        .unwrap_or(false)
 }
 
 /// Runs a command expected to fail; returns its output.

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::{free_port, run_ok, Scratch};
+use crate::{free_port, is_root, run_ok, Scratch};
 
 /// A running cluster.
 #[derive(Debug)]
@@ -41,12 +41,6 @@ fn server_bin() -> Result<PathBuf> {
     versions
         .pop()
         .context("no initdb under /usr/lib/postgresql; run tests/setup-debian.sh")
-}
-
-fn is_root() -> bool {
-    run_ok(Command::new("id").arg("-u"))
-        .map(|u| u.trim() == "0")
-        .unwrap_or(false)
 }
 
 impl PgCluster {

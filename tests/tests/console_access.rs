@@ -9,6 +9,7 @@
 use std::io::Read;
 use std::time::Duration;
 
+use tutela_tests::console_db;
 use tutela_tests::web::{field, http, sign_in};
 use tutela_tests::{wait_for, Collector, Scratch};
 
@@ -51,7 +52,6 @@ fn store_capture(
     event: &str,
     shade: u8,
 ) -> Vec<u8> {
-    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
     let mut jpeg = Vec::new();
     image::RgbImage::from_pixel(64, 48, image::Rgb([shade, 30, 30]))
         .write_to(
@@ -59,26 +59,7 @@ fn store_capture(
             image::ImageFormat::Jpeg,
         )
         .unwrap();
-    let key = std::fs::read(collector.dir.join("capture.key")).unwrap();
-    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).unwrap());
-    let nonce = [shade; 12];
-    let mut sealed = jpeg.clone();
-    key.seal_in_place_append_tag(
-        Nonce::assume_unique_for_key(nonce),
-        Aad::from(event.as_bytes()),
-        &mut sealed,
-    )
-    .unwrap();
-    let mut stored = nonce.to_vec();
-    stored.extend_from_slice(&sealed);
-    let sha = ring::digest::digest(&ring::digest::SHA256, &jpeg);
-    db.execute(
-        "INSERT INTO captures (alert_id, sha256, size, width, height, sealed) VALUES (?1, ?2, ?3, 64, 48, ?4)",
-        rusqlite::params![alert, sha.as_ref(), jpeg.len() as i64, stored],
-    )
-    .unwrap();
-    db.execute("UPDATE alerts SET has_capture = 1 WHERE id = ?1", [alert])
-        .unwrap();
+    console_db::store_capture(collector, db, alert, event, &jpeg, [shade; 12]);
     jpeg
 }
 

@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use tutela_tests::mail_setup::linked_ids;
 use tutela_tests::postgres::PgCluster;
 use tutela_tests::web::WebhookReceiver;
 use tutela_tests::{free_port, parse_email, run_ok, wait_for, Agent, Collector, Scratch, SmtpSink};
@@ -111,20 +112,6 @@ fn text_of(path: &std::path::Path) -> (String, String) {
         email["subject"].as_str().unwrap_or_default().to_owned(),
         text,
     )
-}
-
-/// Every alert id linked from `text`.
-fn linked_ids(text: &str) -> Vec<i64> {
-    text.split(&format!("{CONSOLE}/alerts/"))
-        .skip(1)
-        .map(|rest| {
-            rest.chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-                .parse()
-                .unwrap()
-        })
-        .collect()
 }
 
 #[test]

@@ -10,31 +10,28 @@
 //! arrives. Each acknowledgement is signed with the agent's key and kept in a
 //! small queue on disk until the collector has it.
 
+mod acks;
 #[cfg(windows)]
 mod window_windows;
 #[cfg(target_os = "linux")]
 mod window_x11;
 
+pub use acks::Acknowledger;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use prost::Message;
 use ring::signature::{UnparsedPublicKey, ED25519};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tutela_proto::limits::{MAX_NOTICE_TEXT_BYTES, MAX_NOTICE_URL_BYTES};
-use tutela_proto::v1::notices_client::NoticesClient;
-use tutela_proto::v1::{Notice, NoticeAckBody, NoticeMode, SignedNotice, SignedNoticeAck};
+use tutela_proto::v1::{Notice, NoticeMode, SignedNotice};
 
-use crate::identity::{write_private, Enrolment, Identity};
-use crate::uplink::Backoff;
+use crate::identity::write_private;
 
 const NOTICE_FILE: &str = "notice.toml";
-const PENDING_FILE: &str = "notice-acks.toml";
 const SEEN_FILE: &str = "notice-seen.toml";
-/// Most unsent acknowledgements kept (a station offline for weeks).
-const MAX_PENDING: usize = 500;
 /// Most (pupil, version) pairs remembered for once-per-version notices.
 const MAX_SEEN: usize = 5000;
 
@@ -95,16 +92,11 @@ fn show_blocking(shown: &Shown) -> Result<(), DisplayError> {
     }
 }
 
+/// Signed bytes as kept on disk, hex-encoded.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Signed {
     body: String,
     signature: String,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Pending {
-    #[serde(default)]
-    ack: Vec<Signed>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -323,50 +315,6 @@ impl Notices {
         write_toml(&path, &seen);
     }
 
-    fn queue(&self, signed: SignedNoticeAck) {
-        let _guard = lock(&self.files);
-        let path = self.dir.join(PENDING_FILE);
-        let mut pending: Pending = read_toml(&path);
-        pending.ack.push(Signed {
-            body: hex::encode(&signed.body),
-            signature: hex::encode(&signed.signature),
-        });
-        let excess = pending.ack.len().saturating_sub(MAX_PENDING);
-        if excess > 0 {
-            tracing::warn!(
-                dropped = excess,
-                "too many unsent notice acknowledgements; the oldest are dropped"
-            );
-            pending.ack.drain(..excess);
-        }
-        write_toml(&path, &pending);
-        self.queued.notify_one();
-    }
-
-    fn pending(&self) -> Vec<SignedNoticeAck> {
-        let _guard = lock(&self.files);
-        let pending: Pending = read_toml(&self.dir.join(PENDING_FILE));
-        pending
-            .ack
-            .into_iter()
-            .filter_map(|s| {
-                Some(SignedNoticeAck {
-                    body: hex::decode(s.body).ok()?,
-                    signature: hex::decode(s.signature).ok()?,
-                })
-            })
-            .collect()
-    }
-
-    fn remove_sent(&self, sent: &SignedNoticeAck) {
-        let _guard = lock(&self.files);
-        let path = self.dir.join(PENDING_FILE);
-        let mut pending: Pending = read_toml(&path);
-        let body = hex::encode(&sent.body);
-        pending.ack.retain(|s| s.body != body);
-        write_toml(&path, &pending);
-    }
-
     /// Shows the notice at session start and whenever a newer version
     /// arrives, for as long as the agent runs. Each acknowledgement is signed
     /// and queued for [`Self::send`].
@@ -410,263 +358,7 @@ impl Notices {
             self.changed.notified().await;
         }
     }
-
-    /// Sends queued acknowledgements to the collector until it has them,
-    /// retrying with backoff; one the collector refuses for good is dropped.
-    pub async fn send(self, enrolment: Enrolment) {
-        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
-        loop {
-            let pending = self.pending();
-            if pending.is_empty() {
-                self.queued.notified().await;
-                continue;
-            }
-            match self.send_all(&enrolment, pending).await {
-                Ok(()) => backoff.reset(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "notice acknowledgements not delivered; will retry");
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
-            }
-        }
-    }
-
-    async fn send_all(
-        &self,
-        enrolment: &Enrolment,
-        pending: Vec<SignedNoticeAck>,
-    ) -> Result<(), String> {
-        let channel = crate::pinning::connect_any(&enrolment.addresses(), &enrolment.fingerprint)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut client = NoticesClient::new(channel);
-        for ack in pending {
-            match client.acknowledge(ack.clone()).await {
-                Ok(reply) => {
-                    tracing::info!(
-                        stored = reply.into_inner().stored,
-                        "notice acknowledgement delivered"
-                    );
-                    self.remove_sent(&ack);
-                }
-                Err(s) if refused_for_good(s.code()) => {
-                    tracing::error!(code = ?s.code(), reason = s.message(), "notice acknowledgement refused by the collector; dropped");
-                    self.remove_sent(&ack);
-                }
-                Err(s) => return Err(s.message().to_owned()),
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Refusals that resending the same bytes can never overcome.
-fn refused_for_good(code: tonic::Code) -> bool {
-    matches!(
-        code,
-        tonic::Code::InvalidArgument
-            | tonic::Code::FailedPrecondition
-            | tonic::Code::ResourceExhausted
-    )
-}
-
-/// Signs acknowledgements for this agent, pupil and station.
-#[derive(Clone)]
-pub struct Acknowledger {
-    pub identity: Arc<Identity>,
-    pub agent_id: String,
-    pub user: String,
-    pub station: String,
-}
-
-impl std::fmt::Debug for Acknowledger {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Acknowledger")
-            .field("agent_id", &self.agent_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Acknowledger {
-    /// The signed acknowledgement of `notice` (whose body's SHA-256 is
-    /// `sha256`) by this pupil, now.
-    pub fn sign(&self, notice: &Notice, sha256: Vec<u8>) -> SignedNoticeAck {
-        use ring::rand::SecureRandom;
-        let mut id = [0u8; 16];
-        ring::rand::SystemRandom::new()
-            .fill(&mut id)
-            .expect("the system random source works");
-        self.sign_as(notice, sha256, &hex::encode(id), crate::session::now_ms())
-    }
-
-    /// [`Self::sign`] with a given id and time (test vectors).
-    pub fn sign_as(
-        &self,
-        notice: &Notice,
-        sha256: Vec<u8>,
-        ack_id: &str,
-        time_ms: i64,
-    ) -> SignedNoticeAck {
-        let cut = |text: &str| {
-            let mut text = text.to_owned();
-            crate::event::truncate_at_char_boundary(
-                &mut text,
-                tutela_proto::limits::MAX_NAME_BYTES,
-            );
-            text
-        };
-        let body = NoticeAckBody {
-            agent_id: self.agent_id.clone(),
-            ack_id: ack_id.to_owned(),
-            user: cut(&self.user),
-            station: cut(&self.station),
-            group: notice.group.clone(),
-            version: notice.version,
-            time_ms,
-            notice_sha256: sha256,
-        }
-        .encode_to_vec();
-        SignedNoticeAck {
-            signature: self.identity.sign(&tutela_proto::notice_ack_message(&body)),
-            body,
-        }
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use ring::signature::{Ed25519KeyPair, KeyPair};
-
-    fn collector_key() -> Ed25519KeyPair {
-        let rng = ring::rand::SystemRandom::new();
-        Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref()).unwrap()
-    }
-
-    fn signed(key: &Ed25519KeyPair, group: &str, version: u32, mode: NoticeMode) -> SignedNotice {
-        let body = Notice {
-            group: group.into(),
-            version,
-            text: format!("Use is monitored (v{version})."),
-            mode: mode as i32,
-            concern_url: "https://school.test/concern".into(),
-            issued_ms: 1,
-        }
-        .encode_to_vec();
-        SignedNotice {
-            signature: key
-                .sign(&tutela_proto::notice_message(&body))
-                .as_ref()
-                .to_vec(),
-            body,
-        }
-    }
-
-    #[test]
-    fn only_a_signed_newer_notice_for_this_group_is_held_and_it_survives_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = collector_key();
-        let public = key.public_key().as_ref().to_vec();
-        let notices = Notices::load(dir.path(), "y10", &public);
-        notices
-            .accept(signed(&key, "y10", 2, NoticeMode::EverySignIn))
-            .unwrap();
-        assert!(matches!(
-            notices.accept(signed(&key, "y7", 3, NoticeMode::EverySignIn)),
-            Err(NoticeError::OtherGroup { .. })
-        ));
-        assert!(matches!(
-            notices.accept(signed(&key, "y10", 1, NoticeMode::EverySignIn)),
-            Err(NoticeError::Older {
-                offered: 1,
-                held: 2
-            })
-        ));
-        let mut forged = signed(&key, "y10", 9, NoticeMode::EverySignIn);
-        forged.body[3] ^= 1;
-        assert!(matches!(
-            notices.accept(forged),
-            Err(NoticeError::BadSignature)
-        ));
-        let other = collector_key();
-        assert!(matches!(
-            notices.accept(signed(&other, "y10", 9, NoticeMode::EverySignIn)),
-            Err(NoticeError::BadSignature)
-        ));
-        // A signature made for another kind of message does not verify as a notice.
-        let mut cross = signed(&key, "y10", 9, NoticeMode::EverySignIn);
-        cross.signature = key
-            .sign(&tutela_proto::exemptions_message(&cross.body))
-            .as_ref()
-            .to_vec();
-        assert!(matches!(
-            notices.accept(cross),
-            Err(NoticeError::BadSignature)
-        ));
-        let again = Notices::load(dir.path(), "y10", &public);
-        assert_eq!(lock(&again.held).notice.as_ref().unwrap().version, 2);
-        // Another group's station does not take it from disk either.
-        let elsewhere = Notices::load(dir.path(), "y7", &public);
-        assert!(lock(&elsewhere.held).notice.is_none());
-    }
-
-    #[test]
-    fn every_sign_in_shows_at_each_start_and_once_per_version_only_until_acknowledged() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = collector_key();
-        let notices = Notices::load(dir.path(), "y10", key.public_key().as_ref());
-        assert!(notices.due("pupil.one", true).is_none(), "nothing held");
-        notices
-            .accept(signed(&key, "y10", 1, NoticeMode::EverySignIn))
-            .unwrap();
-        assert!(notices.due("pupil.one", true).is_some());
-        notices.remember("y10", 1, "pupil.one");
-        assert!(notices.due("pupil.one", true).is_some(), "every sign-in");
-        assert!(
-            notices.due("pupil.one", false).is_none(),
-            "not again mid-session"
-        );
-        notices
-            .accept(signed(&key, "y10", 2, NoticeMode::OncePerVersion))
-            .unwrap();
-        assert!(notices.due("pupil.one", false).is_some(), "a new version");
-        notices.remember("y10", 2, "pupil.one");
-        assert!(notices.due("pupil.one", true).is_none(), "once per version");
-        assert!(notices.due("pupil.two", true).is_some(), "per pupil");
-    }
-
-    #[test]
-    fn acknowledgements_are_queued_on_disk_until_sent() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = collector_key();
-        let notices = Notices::load(dir.path(), "y10", key.public_key().as_ref());
-        let ackr = Acknowledger {
-            identity: Arc::new(Identity::generate()),
-            agent_id: "ag-1".into(),
-            user: "pupil.one".into(),
-            station: "LAB1-PC07".into(),
-        };
-        let notice = Notice {
-            group: "y10".into(),
-            version: 1,
-            ..Notice::default()
-        };
-        let a = ackr.sign(&notice, vec![7; 32]);
-        let b = ackr.sign(&notice, vec![7; 32]);
-        notices.queue(a.clone());
-        notices.queue(b.clone());
-        assert_eq!(notices.pending(), [a.clone(), b.clone()]);
-        notices.remove_sent(&a);
-        assert_eq!(notices.pending(), std::slice::from_ref(&b));
-        let body = NoticeAckBody::decode(b.body.as_slice()).unwrap();
-        assert_eq!(
-            (body.user.as_str(), body.version, body.ack_id.len()),
-            ("pupil.one", 1, 32)
-        );
-        assert!(
-            ring::signature::UnparsedPublicKey::new(&ED25519, ackr.identity.public_key())
-                .verify(&tutela_proto::notice_ack_message(&b.body), &b.signature)
-                .is_ok()
-        );
-    }
-}
+mod tests;

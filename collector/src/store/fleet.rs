@@ -70,3 +70,59 @@ pub enum Revoked {
     /// Nothing changed: no such agent.
     NoAgent,
 }
+
+/// A fleet listing row, read by column position, from either database:
+/// each backend implements it for its own row type, so both map rows to
+/// [`Station`] and [`Enrolled`] through the same functions.
+pub(crate) trait ListingRow {
+    type Error;
+    fn text(&self, column: usize) -> Result<String, Self::Error>;
+    fn int(&self, column: usize) -> Result<i64, Self::Error>;
+    fn maybe_int(&self, column: usize) -> Result<Option<i64>, Self::Error>;
+    fn flag(&self, column: usize) -> Result<bool, Self::Error>;
+}
+
+/// The columns [`Station::from_row`] reads, in order.
+pub(crate) const STATION_COLUMNS: &str =
+    "agent_id, station, grp, last_seen_ms, agent_version, rules_version,
+     spool_backlog, spool_dropped, COALESCE(flag, ''), problems";
+
+/// The columns [`Enrolled::from_row`] reads, in order.
+pub(crate) const ENROLLED_COLUMNS: &str =
+    "agent_id, station, grp, revoked, last_seq, COALESCE(last_seen_ms, 0),
+     COALESCE(flag, ''), problems";
+
+impl Station {
+    /// A station from a row of [`STATION_COLUMNS`] (not yet judged silent).
+    pub(crate) fn from_row<R: ListingRow>(r: &R) -> Result<Self, R::Error> {
+        Ok(Station {
+            agent_id: r.text(0)?,
+            station: r.text(1)?,
+            grp: r.text(2)?,
+            last_seen_ms: r.maybe_int(3)?,
+            agent_version: r.text(4)?,
+            rules_version: r.int(5)?,
+            spool_backlog: r.int(6)?,
+            spool_dropped: r.int(7)?,
+            flag: r.text(8)?,
+            silent: false,
+            problems: r.text(9)?,
+        })
+    }
+}
+
+impl Enrolled {
+    /// An enrolled agent from a row of [`ENROLLED_COLUMNS`].
+    pub(crate) fn from_row<R: ListingRow>(r: &R) -> Result<Self, R::Error> {
+        Ok(Enrolled {
+            agent_id: r.text(0)?,
+            station: r.text(1)?,
+            grp: r.text(2)?,
+            revoked: r.flag(3)?,
+            last_seq: r.int(4)?,
+            last_seen_ms: r.int(5)?,
+            flag: r.text(6)?,
+            problems: r.text(7)?,
+        })
+    }
+}

@@ -4,7 +4,10 @@
 use super::console::Pg;
 use super::users::audit;
 use crate::store::agents::{NewToken, TokenInfo};
-use crate::store::fleet::{Enrolled, Family, Gap, Revoked, Station, StationChange};
+use crate::store::fleet::{
+    Enrolled, Family, Gap, ListingRow, Revoked, Station, StationChange, ENROLLED_COLUMNS,
+    STATION_COLUMNS,
+};
 use crate::store::schools::Scope;
 use crate::store::users::Audited;
 use crate::store::StoreError;
@@ -14,25 +17,10 @@ impl Pg<'_> {
     pub fn enrolled(&self) -> Result<Vec<Enrolled>, StoreError> {
         let c = self.client()?;
         self.run(async move {
-            Ok(c.query(
-                "SELECT agent_id, station, grp, revoked, last_seq, COALESCE(last_seen_ms, 0),
-                        COALESCE(flag, ''), problems
-                 FROM agents ORDER BY enrolled_ms, agent_id",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|r| Enrolled {
-                agent_id: r.get(0),
-                station: r.get(1),
-                grp: r.get(2),
-                revoked: r.get(3),
-                last_seq: r.get(4),
-                last_seen_ms: r.get(5),
-                flag: r.get(6),
-                problems: r.get(7),
-            })
-            .collect())
+            let sql =
+                format!("SELECT {ENROLLED_COLUMNS} FROM agents ORDER BY enrolled_ms, agent_id");
+            let rows = c.query(&sql, &[]).await?;
+            rows.iter().map(Enrolled::from_row).collect()
         })
     }
 
@@ -114,29 +102,13 @@ impl Pg<'_> {
         let c = self.client()?;
         let school = scope.list();
         self.run(async move {
-            Ok(c.query(
-                "SELECT agent_id, station, grp, last_seen_ms, agent_version, rules_version,
-                        spool_backlog, spool_dropped, COALESCE(flag, ''), problems
+            let sql = format!(
+                "SELECT {STATION_COLUMNS}
                  FROM agents WHERE NOT revoked AND ($1::TEXT[] IS NULL OR school = ANY($1))
-                 ORDER BY grp, station",
-                &[&school],
-            )
-            .await?
-            .iter()
-            .map(|r| Station {
-                agent_id: r.get(0),
-                station: r.get(1),
-                grp: r.get(2),
-                last_seen_ms: r.get(3),
-                agent_version: r.get(4),
-                rules_version: r.get(5),
-                spool_backlog: r.get(6),
-                spool_dropped: r.get(7),
-                flag: r.get(8),
-                silent: false,
-                problems: r.get(9),
-            })
-            .collect())
+                 ORDER BY grp, station"
+            );
+            let rows = c.query(&sql, &[&school]).await?;
+            rows.iter().map(Station::from_row).collect()
         })
     }
 
@@ -268,3 +240,20 @@ const DESCENDANTS: &str = "WITH RECURSIVE d(id) AS (
      SELECT agent_id FROM agents WHERE rekeyed_from = $1
      UNION SELECT a.agent_id FROM agents a JOIN d ON a.rekeyed_from = d.id)
  SELECT id FROM d ORDER BY id";
+
+/// Fleet listing rows read from PostgreSQL.
+impl ListingRow for tokio_postgres::Row {
+    type Error = tokio_postgres::Error;
+    fn text(&self, column: usize) -> Result<String, tokio_postgres::Error> {
+        self.try_get(column)
+    }
+    fn int(&self, column: usize) -> Result<i64, tokio_postgres::Error> {
+        self.try_get(column)
+    }
+    fn maybe_int(&self, column: usize) -> Result<Option<i64>, tokio_postgres::Error> {
+        self.try_get(column)
+    }
+    fn flag(&self, column: usize) -> Result<bool, tokio_postgres::Error> {
+        self.try_get(column)
+    }
+}

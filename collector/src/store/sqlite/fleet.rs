@@ -6,32 +6,20 @@ use rusqlite::{Connection, OptionalExtension};
 use super::audit::insert as audit;
 use super::write_tx;
 use crate::store::coverage::Sighting;
-use crate::store::fleet::{Enrolled, Family, Gap, Revoked, Station, StationChange};
+use crate::store::fleet::{
+    Enrolled, Family, Gap, ListingRow, Revoked, Station, StationChange, ENROLLED_COLUMNS,
+    STATION_COLUMNS,
+};
 use crate::store::schools::Scope;
 use crate::store::users::Audited;
 
 /// Every unrevoked station `scope` allows, by group and name.
 pub fn stations(conn: &Connection, scope: &Scope) -> rusqlite::Result<Vec<Station>> {
-    let mut stmt = conn.prepare(
-        "SELECT agent_id, station, grp, last_seen_ms, agent_version, rules_version,
-                spool_backlog, spool_dropped, COALESCE(flag, ''), problems
-         FROM agents WHERE revoked = 0 AND (?1 IS NULL OR school IN (SELECT value FROM json_each(?1))) ORDER BY grp, station",
-    )?;
-    let rows = stmt.query_map([scope.json()], |r| {
-        Ok(Station {
-            agent_id: r.get(0)?,
-            station: r.get(1)?,
-            grp: r.get(2)?,
-            last_seen_ms: r.get(3)?,
-            agent_version: r.get(4)?,
-            rules_version: r.get(5)?,
-            spool_backlog: r.get(6)?,
-            spool_dropped: r.get(7)?,
-            flag: r.get(8)?,
-            silent: false,
-            problems: r.get(9)?,
-        })
-    })?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {STATION_COLUMNS}
+         FROM agents WHERE revoked = 0 AND (?1 IS NULL OR school IN (SELECT value FROM json_each(?1))) ORDER BY grp, station"
+    ))?;
+    let rows = stmt.query_map([scope.json()], |r| Station::from_row(r))?;
     rows.collect()
 }
 
@@ -120,23 +108,10 @@ pub fn sightings(conn: &Connection) -> rusqlite::Result<Vec<Sighting>> {
 
 /// Every enrolled agent, revoked ones included, in enrolment order.
 pub fn enrolled(conn: &Connection) -> rusqlite::Result<Vec<Enrolled>> {
-    let mut stmt = conn.prepare(
-        "SELECT agent_id, station, grp, revoked, last_seq, COALESCE(last_seen_ms, 0),
-                COALESCE(flag, ''), problems
-         FROM agents ORDER BY enrolled_ms, agent_id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(Enrolled {
-            agent_id: r.get(0)?,
-            station: r.get(1)?,
-            grp: r.get(2)?,
-            revoked: r.get(3)?,
-            last_seq: r.get(4)?,
-            last_seen_ms: r.get(5)?,
-            flag: r.get(6)?,
-            problems: r.get(7)?,
-        })
-    })?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {ENROLLED_COLUMNS} FROM agents ORDER BY enrolled_ms, agent_id"
+    ))?;
+    let rows = stmt.query_map([], |r| Enrolled::from_row(r))?;
     rows.collect()
 }
 
@@ -197,4 +172,21 @@ pub fn revoke_family(
     }
     tx.commit()?;
     Ok(Revoked::Done(targets))
+}
+
+/// Fleet listing rows read from SQLite.
+impl ListingRow for rusqlite::Row<'_> {
+    type Error = rusqlite::Error;
+    fn text(&self, column: usize) -> rusqlite::Result<String> {
+        self.get(column)
+    }
+    fn int(&self, column: usize) -> rusqlite::Result<i64> {
+        self.get(column)
+    }
+    fn maybe_int(&self, column: usize) -> rusqlite::Result<Option<i64>> {
+        self.get(column)
+    }
+    fn flag(&self, column: usize) -> rusqlite::Result<bool> {
+        self.get(column)
+    }
 }

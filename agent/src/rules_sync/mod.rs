@@ -9,20 +9,19 @@
 //! but never alerted (see `shadow`). The same stream carries the curriculum
 //! exemptions for the device's group (see `exemption`).
 
+mod heartbeat;
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
 use ring::signature::{UnparsedPublicKey, ED25519};
 use tokio::sync::Notify;
-use tutela_proto::v1::ingest_client::IngestClient;
 use tutela_proto::v1::rules_client::RulesClient;
 use tutela_proto::v1::rules_update::Update;
 use tutela_proto::v1::{
-    GroupAssignment, HeartbeatBody, RuleBundle, SignedGroupAssignment, SignedHeartbeat,
-    SignedSubscribe, SubscribeBody,
+    GroupAssignment, RuleBundle, SignedGroupAssignment, SignedSubscribe, SubscribeBody,
 };
 use tutela_rules::{AgeBand, CompileOptions, Matcher, Pack};
 
@@ -32,68 +31,6 @@ use crate::monitor::LiveRules;
 use crate::pinning;
 use crate::shadow::{Shadow, SHADOW_BUNDLE_FILE};
 use crate::uplink::{Backoff, SharedSpool};
-
-/// Times this process's heartbeats (one agent per process).
-static HEARTBEAT_CLOCK: HeartbeatClock = HeartbeatClock::new();
-
-/// Heartbeat times: each later than the last one sent (the collector refuses
-/// one that is not newer than the last it accepted), and taken from the
-/// collector's clock once it refused one as stale (a station whose clock is
-/// wrong still reports).
-#[derive(Debug)]
-struct HeartbeatClock {
-    last: AtomicI64,
-    /// The collector's clock minus this station's, once learnt.
-    offset: AtomicI64,
-}
-
-impl HeartbeatClock {
-    const fn new() -> Self {
-        Self {
-            last: AtomicI64::new(0),
-            offset: AtomicI64::new(0),
-        }
-    }
-
-    fn next(&self, local_now: i64) -> i64 {
-        let now = local_now.saturating_add(self.offset.load(Ordering::Relaxed));
-        let mut last = self.last.load(Ordering::Relaxed);
-        loop {
-            let next = now.max(last.saturating_add(1));
-            match self
-                .last
-                .compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return next,
-                Err(seen) => last = seen,
-            }
-        }
-    }
-
-    /// Learns the collector's clock from a heartbeat refused as stale;
-    /// whether it did (then the heartbeat is worth sending again at once).
-    fn learn(&self, status: &tonic::Status, local_now: i64) -> bool {
-        if status.code() != tonic::Code::FailedPrecondition {
-            return false;
-        }
-        let Some(collector_ms) = status
-            .metadata()
-            .get(tutela_proto::COLLECTOR_TIME_METADATA)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<i64>().ok())
-        else {
-            return false;
-        };
-        let offset = collector_ms.saturating_sub(local_now);
-        tracing::warn!(
-            offset_secs = offset / 1000,
-            "this station's clock differs from the collector's; heartbeats now follow the collector's clock (set the station's clock)"
-        );
-        self.offset.store(offset, Ordering::Relaxed);
-        self.last.store(0, Ordering::Relaxed);
-        true
-    }
-}
 
 /// File keeping the last applied live bundle.
 pub const LIVE_BUNDLE_FILE: &str = "rules-live.bundle";
@@ -347,16 +284,29 @@ impl RulesSync {
 
     /// Applies a live bundle; when `released` is given, the bundle must hold
     /// that version (the one the collector's release signature names).
-    async fn apply_live(&self, bytes: Vec<u8>, released: Option<u32>) -> Result<u32, RulesError> {
-        let current = self.current_version();
+    /// Verifies and compiles `bytes` off the async threads, newer than
+    /// `current` and of the version its release signature names (if any);
+    /// returns the matcher and the bytes to keep on disk.
+    async fn compile_released(
+        &self,
+        bytes: Vec<u8>,
+        current: u32,
+        released: Option<u32>,
+    ) -> Result<(Matcher, Vec<u8>), RulesError> {
         let this = self.clone();
         let (matcher, bytes) = tokio::task::spawn_blocking(move || {
             verify_and_compile(&this.enrolment, &bytes, Some(current), this.age).map(|m| (m, bytes))
         })
         .await
         .map_err(|e| RulesError::Pack(e.to_string()))??;
+        check_released(matcher.version(), released)?;
+        Ok((matcher, bytes))
+    }
+
+    async fn apply_live(&self, bytes: Vec<u8>, released: Option<u32>) -> Result<u32, RulesError> {
+        let current = self.current_version();
+        let (matcher, bytes) = self.compile_released(bytes, current, released).await?;
         let version = matcher.version();
-        check_released(version, released)?;
         // Kept on disk first, so whoever sees the new version can restart into it.
         if let Err(e) =
             crate::identity::write_private(&self.data_dir.join(LIVE_BUNDLE_FILE), &bytes)
@@ -392,14 +342,8 @@ impl RulesSync {
     ) -> Result<u32, RulesError> {
         let live = self.current_version();
         let current = self.shadow.version().max(live);
-        let this = self.clone();
-        let (matcher, bytes) = tokio::task::spawn_blocking(move || {
-            verify_and_compile(&this.enrolment, &bytes, Some(current), this.age).map(|m| (m, bytes))
-        })
-        .await
-        .map_err(|e| RulesError::Pack(e.to_string()))??;
+        let (matcher, bytes) = self.compile_released(bytes, current, released).await?;
         let version = matcher.version();
-        check_released(version, released)?;
         if version <= live {
             return Err(RulesError::ShadowNotNewer {
                 offered: version,
@@ -502,158 +446,7 @@ impl RulesSync {
             }
         }
     }
-
-    /// The encoded heartbeat body, timed by [`HEARTBEAT_CLOCK`].
-    fn heartbeat_body(&self) -> Result<Vec<u8>, String> {
-        let (shadow_version, shadow_counts) = self.shadow.snapshot();
-        let stats = self
-            .spool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .stats()
-            .map_err(|e| e.to_string())?;
-        Ok(HeartbeatBody {
-            agent_id: self.enrolment.agent_id.clone(),
-            time_ms: HEARTBEAT_CLOCK.next(crate::session::now_ms()),
-            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
-            rules_version: self.current_version(),
-            spool_backlog: stats.backlog,
-            spool_dropped: stats.dropped,
-            station: crate::session::station_name(),
-            shadow_counts,
-            shadow_version,
-            machine_id: self.host.clone(),
-            shadow_run: self.shadow.run_id().to_owned(),
-            problems: Vec::new(),
-        }
-        .encode_to_vec())
-    }
-
-    /// Sends a signed heartbeat now and then every `heartbeat_every`, and
-    /// at once after a rule change.
-    pub async fn heartbeat(self) {
-        loop {
-            if let Err(e) = self.heartbeat_once().await {
-                tracing::debug!(error = %e, "heartbeat not delivered");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(self.heartbeat_every) => {}
-                _ = self.report_now.notified() => {}
-            }
-        }
-    }
-
-    async fn heartbeat_once(&self) -> Result<(), String> {
-        let channel =
-            pinning::connect_any(&self.enrolment.addresses(), &self.enrolment.fingerprint)
-                .await
-                .map_err(|e| e.to_string())?;
-        let mut client = IngestClient::new(channel);
-        let mut attempts = 0;
-        let reply = loop {
-            attempts += 1;
-            let body = self.heartbeat_body()?;
-            let sent = client
-                .heartbeat(SignedHeartbeat {
-                    signature: self.identity.sign(&tutela_proto::heartbeat_message(&body)),
-                    body,
-                })
-                .await;
-            match sent {
-                Ok(reply) => break reply.into_inner(),
-                Err(s) if attempts == 1 && HEARTBEAT_CLOCK.learn(&s, crate::session::now_ms()) => {}
-                Err(s) => return Err(s.message().to_owned()),
-            }
-        };
-        if reply.rekey {
-            tracing::warn!(
-                "the collector saw this identity on two machines; this station will make a new key"
-            );
-            self.rekey.notify_one();
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use ring::signature::{Ed25519KeyPair, KeyPair};
-
-    fn released(key: &Ed25519KeyPair, bundle: &[u8], version: u32, shadow: bool) -> RuleBundle {
-        let sha = crate::event::sha256(bundle);
-        RuleBundle {
-            bundle: bundle.to_vec(),
-            version,
-            shadow,
-            release_signature: key
-                .sign(&tutela_proto::release_message(&sha, version, shadow))
-                .as_ref()
-                .to_vec(),
-        }
-    }
-
-    #[test]
-    fn heartbeat_times_increase_and_follow_the_collectors_clock_after_a_stale_refusal() {
-        let clock = HeartbeatClock::new();
-        assert_eq!(clock.next(1_000), 1_000);
-        assert_eq!(clock.next(1_000), 1_001, "never the same time twice");
-        assert_eq!(clock.next(900), 1_002, "never backwards");
-        // A replay refusal teaches nothing; a stale one carries the collector's clock.
-        assert!(!clock.learn(&tonic::Status::already_exists("replay"), 2_000));
-        let mut stale = tonic::Status::failed_precondition("stale");
-        assert!(!clock.learn(&stale, 2_000), "no clock without the metadata");
-        stale.metadata_mut().insert(
-            tutela_proto::COLLECTOR_TIME_METADATA,
-            "86402000".parse().unwrap(),
-        );
-        assert!(clock.learn(&stale, 2_000));
-        assert_eq!(clock.next(3_000), 86_403_000);
-        // A station a day ahead is brought back too.
-        let ahead = HeartbeatClock::new();
-        assert_eq!(ahead.next(86_400_000), 86_400_000);
-        let mut stale = tonic::Status::failed_precondition("stale");
-        stale.metadata_mut().insert(
-            tutela_proto::COLLECTOR_TIME_METADATA,
-            "5000".parse().unwrap(),
-        );
-        assert!(ahead.learn(&stale, 86_400_000));
-        assert_eq!(ahead.next(86_401_000), 6_000);
-    }
-
-    #[test]
-    fn the_role_version_and_bytes_of_a_bundle_are_bound_by_its_release_signature() {
-        let rng = ring::rand::SystemRandom::new();
-        let key =
-            Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref())
-                .unwrap();
-        let public = key.public_key().as_ref().to_vec();
-        let shadow = released(&key, b"bundle", 7, true);
-        assert!(release_verifies(&public, &shadow));
-        // Made live by flipping the flag: refused.
-        let flipped = RuleBundle {
-            shadow: false,
-            ..shadow.clone()
-        };
-        assert!(!release_verifies(&public, &flipped));
-        let renumbered = RuleBundle {
-            version: 8,
-            ..shadow.clone()
-        };
-        assert!(!release_verifies(&public, &renumbered));
-        let swapped = RuleBundle {
-            bundle: b"other".to_vec(),
-            ..shadow.clone()
-        };
-        assert!(!release_verifies(&public, &swapped));
-        let unsigned = RuleBundle {
-            release_signature: Vec::new(),
-            ..shadow
-        };
-        assert!(!release_verifies(&public, &unsigned));
-        assert_eq!(
-            check_released(7, Some(8)).unwrap_err().to_string(),
-            "rule bundle rejected: it holds version 7 but was released as version 8"
-        );
-    }
-}
+mod tests;
