@@ -31,6 +31,12 @@ pub enum ExemptionError {
     NotFound(i64),
     #[error("exemption {0} was already revoked")]
     AlreadyRevoked(i64),
+    #[error(
+        "exemption {0} holds for every school: only an account over the whole trust can revoke it"
+    )]
+    TrustWide(i64),
+    #[error("no school `{0}`; see `tutela-collector schools list`")]
+    NoSchool(String),
     #[error("no enrolled, unrevoked agent {0}; see `tutela-collector agents list`")]
     NoAgent(String),
     #[error("database error: {0}")]
@@ -49,6 +55,8 @@ pub struct NewExemption {
     pub created_by: String,
     pub starts_ms: i64,
     pub ends_ms: i64,
+    /// The school it holds for ('': every school of the trust).
+    pub school: String,
 }
 
 impl Exemption {
@@ -149,6 +157,7 @@ impl Checked {
             created_ms: store::now_ms(),
             starts_ms: new.starts_ms,
             ends_ms: new.ends_ms,
+            school: &new.school,
         }
     }
 
@@ -159,8 +168,13 @@ impl Checked {
         } else {
             format!("term \"{}\"", self.term)
         };
+        let school = if new.school.is_empty() {
+            String::new()
+        } else {
+            format!("school {}, ", new.school)
+        };
         let detail = format!(
-            "group {}, {what}, {} to {}: {}",
+            "{school}group {}, {what}, {} to {}: {}",
             self.group, new.starts_ms, new.ends_ms, self.reason
         );
         let actor = new.created_by.clone();
@@ -191,6 +205,9 @@ pub fn add(conn: &Connection, new: &NewExemption) -> Result<i64, ExemptionError>
 /// to any collector on it receive the new set.
 pub async fn add_to(store: &Store, new: &NewExemption) -> Result<i64, ExemptionError> {
     let checked = validate(new)?;
+    if !new.school.is_empty() && !store.school_exists(&new.school).await? {
+        return Err(ExemptionError::NoSchool(new.school.clone()));
+    }
     let id = store
         .add_exemption(&checked.row(new), checked.note(new))
         .await?;
@@ -203,7 +220,11 @@ fn revoke_note(by: &str) -> impl FnOnce(&Exemption) -> AuditNote + Send + 'stati
         actor,
         action: "exemption-revoke",
         target: format!("exemption:{}", e.id),
-        detail: format!("group {}, {}", e.grp, e.target()),
+        detail: if e.school.is_empty() {
+            format!("group {}, {}", e.grp, e.target())
+        } else {
+            format!("school {}, group {}, {}", e.school, e.grp, e.target())
+        },
     }
 }
 
@@ -211,6 +232,7 @@ fn revoked(outcome: Revoked, id: i64, by: &str) -> Result<(), ExemptionError> {
     match outcome {
         Revoked::NotFound => Err(ExemptionError::NotFound(id)),
         Revoked::Already => Err(ExemptionError::AlreadyRevoked(id)),
+        Revoked::TrustWide => Err(ExemptionError::TrustWide(id)),
         Revoked::Done => {
             crate::subscription::nudge();
             tracing::info!(id, by, "exemption revoked");
@@ -221,14 +243,20 @@ fn revoked(outcome: Revoked, id: i64, by: &str) -> Result<(), ExemptionError> {
 
 /// Revokes an exemption now, audited.
 pub fn revoke(conn: &Connection, id: i64, by: &str) -> Result<(), ExemptionError> {
-    let outcome = sqlite::exemption::revoke(conn, id, store::now_ms(), revoke_note(by))?;
+    let outcome = sqlite::exemption::revoke(conn, None, id, store::now_ms(), revoke_note(by))?;
     revoked(outcome, id, by)
 }
 
-/// As [`revoke`], in `store` (either backend).
-pub async fn revoke_in(store: &Store, id: i64, by: &str) -> Result<(), ExemptionError> {
+/// As [`revoke`], in `store` (either backend), if `scope` may change it
+/// (another school's is not found; a trust-wide one is the trust's).
+pub async fn revoke_in(
+    store: &Store,
+    scope: &crate::store::schools::Scope,
+    id: i64,
+    by: &str,
+) -> Result<(), ExemptionError> {
     let outcome = store
-        .revoke_exemption(id, store::now_ms(), revoke_note(by))
+        .revoke_exemption(scope, id, store::now_ms(), revoke_note(by))
         .await?;
     revoked(outcome, id, by)
 }
@@ -248,14 +276,16 @@ pub fn pending(conn: &Connection, now_ms: i64) -> rusqlite::Result<Vec<Exemption
     sqlite::exemption::pending(conn, now_ms)
 }
 
-/// Exemptions made or revoked in `[from_ms, to_ms)`, oldest first (for the
-/// governors' part of the weekly summary).
+/// Exemptions made or revoked in `[from_ms, to_ms)` that `school`'s
+/// stations hold (its own and trust-wide ones; every one for ''), oldest
+/// first (for the governors' part of the weekly summary).
 pub fn changed_between(
     conn: &Connection,
     from_ms: i64,
     to_ms: i64,
+    school: &str,
 ) -> rusqlite::Result<Vec<Exemption>> {
-    sqlite::exemption::changed_between(conn, from_ms, to_ms)
+    sqlite::exemption::changed_between(conn, from_ms, to_ms, school)
 }
 
 /// Moves an enrolled agent to `group` (audited): the collector it is
@@ -373,6 +403,7 @@ mod tests {
             created_by: "dsl.jones".into(),
             starts_ms: 1000,
             ends_ms: 2000,
+            school: String::new(),
         };
         let id = add(&conn, &new).unwrap();
         let e = get(&conn, id).unwrap().unwrap();

@@ -63,30 +63,35 @@ pub struct Release {
 pub struct Published {
     pub live: Option<Release>,
     pub shadow: Option<Release>,
-    /// Curriculum exemptions not yet ended (every group).
+    /// Curriculum exemptions not yet ended (every group and school).
     pub exemptions: Vec<Exemption>,
     /// Revoked agents: their subscriptions end.
     pub revoked: HashSet<String>,
-    /// The current monitoring notice of each group that has one, as signed.
-    pub notices: Vec<(String, SignedNotice)>,
-    /// Agents a technician moved to another group, with that group.
-    pub moves: HashMap<String, String>,
+    /// The current monitoring notice of each (group, school) that has one,
+    /// as signed: (group, school ('': the trust's), notice).
+    pub notices: Vec<(String, String, SignedNotice)>,
+    /// Agents moved to another group or school, with (group, school).
+    pub moves: HashMap<String, (String, String)>,
     /// When this reading was made: the issue time of exemption sets signed from it.
     made_ms: i64,
-    /// Each group's exemption set as compared and as sent, signed on first use.
-    sets: Mutex<HashMap<String, (ExemptionSet, RulesUpdate)>>,
+    /// Each (school, group)'s exemption set as compared and as sent, signed
+    /// on first use.
+    sets: Mutex<HashMap<(String, String), (ExemptionSet, RulesUpdate)>>,
 }
 
 impl Published {
-    /// The exemption set an agent of `group` must hold (issue time 0, for
-    /// comparing), and the signed update that carries it.
+    /// The exemption set an agent of `group` at `school` must hold (the
+    /// trust-wide ones and its school's; issue time 0, for comparing), and
+    /// the signed update that carries it.
     fn exemptions_for(
         &self,
         group: &str,
+        school: &str,
         signer: &ring::signature::Ed25519KeyPair,
     ) -> (ExemptionSet, RulesUpdate) {
         let mut sets = self.sets.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(found) = sets.get(group) {
+        let key = (school.to_owned(), group.to_owned());
+        if let Some(found) = sets.get(&key) {
             return found.clone();
         }
         let set = ExemptionSet {
@@ -94,6 +99,7 @@ impl Published {
                 .exemptions
                 .iter()
                 .filter(|e| !group.is_empty() && e.grp == group)
+                .filter(|e| e.school.is_empty() || e.school == school)
                 .map(|e| e.to_wire())
                 .collect(),
             group: group.to_owned(),
@@ -106,16 +112,20 @@ impl Published {
                 self.made_ms,
             ))),
         };
-        sets.insert(group.to_owned(), (set.clone(), update.clone()));
+        sets.insert(key, (set.clone(), update.clone()));
         (set, update)
     }
 
-    /// The signed notice an agent of `group` must show, if its group has one.
-    fn notice_for(&self, group: &str) -> Option<&SignedNotice> {
-        self.notices
-            .iter()
-            .find(|(g, _)| !group.is_empty() && g == group)
-            .map(|(_, n)| n)
+    /// The signed notice an agent of `group` at `school` must show, if its
+    /// group has one: its school's, else the trust's.
+    fn notice_for(&self, group: &str, school: &str) -> Option<&SignedNotice> {
+        let of = |s: &str| {
+            self.notices
+                .iter()
+                .find(|(g, at, _)| !group.is_empty() && g == group && at == s)
+                .map(|(_, _, n)| n)
+        };
+        of(school).or_else(|| of(""))
     }
 }
 
@@ -286,15 +296,15 @@ impl RulesService {
         })
     }
 
-    /// The subscriber's group, if it is enrolled and not revoked (read from
-    /// the store, not a cache).
-    async fn group_of(&self, agent_id: &str) -> Result<String, Status> {
+    /// The subscriber's group and school, if it is enrolled and not revoked
+    /// (read from the store, not a cache).
+    async fn group_of(&self, agent_id: &str) -> Result<(String, String), Status> {
         let row = self.keys.store().agent_key(agent_id).await.map_err(|e| {
             tracing::error!(error = %e, "agent group lookup failed");
             Status::unavailable("the collector cannot read its agent list; retry later")
         })?;
         match row {
-            Some(a) if !a.revoked => Ok(a.group),
+            Some(a) if !a.revoked => Ok((a.group, a.school)),
             Some(_) => Err(crate::ingest::revoked_status(agent_id)),
             None => Err(Status::permission_denied(format!(
                 "agent {agent_id} is no longer enrolled; enrol the device with a token from a technician"
@@ -338,11 +348,12 @@ impl Rules for RulesService {
                 crate::ingest::protocol_1_hint(key, &signed.body, &signed.signature)
             )));
         }
-        let group = self.group_of(&body.agent_id).await?;
+        let (group, school) = self.group_of(&body.agent_id).await?;
         tracing::debug!(agent_id = %body.agent_id, "agent subscribed to rule updates");
         let subscriber = Subscriber {
             agent_id: body.agent_id,
             group,
+            school,
             sent_live: body.current_version,
             sent_shadow: body.current_shadow_version,
             sent_group: None,
@@ -368,6 +379,7 @@ impl Rules for RulesService {
 struct Subscriber {
     agent_id: String,
     group: String,
+    school: String,
     sent_live: u32,
     sent_shadow: u32,
     /// The group assignment sent (agents a technician moved are sent one on
@@ -459,7 +471,13 @@ impl Subscriber {
             self.waiting.push_back(Ok(shadow.update.clone()));
         }
         // A moved agent learns its group first, then that group's set and notice.
-        if let Some(group) = now.moves.get(&self.agent_id) {
+        if let Some((group, school)) = now.moves.get(&self.agent_id) {
+            if *school != self.school {
+                tracing::info!(agent_id = %self.agent_id, from = %self.school, to = %school, "agent moved to another school; sending it the new school's exemptions and notice");
+                self.school = school.clone();
+                self.sent_exemptions = None;
+                self.sent_notice = None;
+            }
             if self.sent_group.as_ref() != Some(group) {
                 if *group != self.group {
                     tracing::info!(agent_id = %self.agent_id, from = %self.group, to = %group, "agent moved to another group; sending it the new group's exemptions and notice");
@@ -478,13 +496,13 @@ impl Subscriber {
             }
         }
         // The whole set on connect and whenever this group's set changes.
-        let (set, update) = now.exemptions_for(&self.group, &self.signer);
+        let (set, update) = now.exemptions_for(&self.group, &self.school, &self.signer);
         if self.sent_exemptions.as_ref() != Some(&set) {
             self.sent_exemptions = Some(set);
             self.waiting.push_back(Ok(update));
         }
         // The group's notice on connect and after every new version.
-        if let Some(notice) = now.notice_for(&self.group) {
+        if let Some(notice) = now.notice_for(&self.group, &self.school) {
             if self.sent_notice.as_ref() != Some(notice) {
                 self.sent_notice = Some(notice.clone());
                 self.waiting.push_back(Ok(RulesUpdate {

@@ -1,9 +1,10 @@
 //! Schools on an upgraded PostgreSQL store: a database made by schema
 //! migrations 1-6 only (a collector from before schools), with an agent,
 //! an enrolment token, an alert, a console account and an audit entry in
-//! it, is upgraded to version 7 by the collector, and finds every row in
-//! the default school, the account holding a trust-wide grant of its role
-//! and the audit chain (made before schools) still intact.
+//! it, is upgraded to version 8 by the collector, and finds every row in
+//! the default school, the account holding a trust-wide grant of its role,
+//! its exemption and notice trust-wide (every school's) and the audit chain
+//! (made before schools) still intact.
 
 use tutela_collector::store::audit::{entry_hash, ChainCheck, Entry, GENESIS};
 use tutela_collector::store::postgres::schema::{migrations_to, VERSION};
@@ -38,7 +39,7 @@ fn chain(pg: &PgCluster) -> Result<usize, i64> {
 
 #[test]
 fn a_postgresql_store_at_schema_version_6_upgrades_with_its_rows_in_the_default_school() {
-    assert_eq!(VERSION, 7, "this test checks the upgrade from 6 to 7");
+    assert_eq!(VERSION, 8, "this test checks the upgrade from 6 to 8");
     let pg = PgCluster::start().unwrap();
     // The schema an older collector made: migrations 1-6, version 6.
     for migration in migrations_to(6) {
@@ -92,12 +93,25 @@ fn a_postgresql_store_at_schema_version_6_upgrades_with_its_rows_in_the_default_
 
     // The collector's command line upgrades the store when it opens it.
     let scratch = Scratch::new("tenants-upgrade");
+    pg.query(
+        "INSERT INTO exemptions (grp, category, term, reason, created_by, created_ms, starts_ms, ends_ms)
+             VALUES ('lab', 'drugs', '', 'old', 'old.dsl', 1, 1, 2);
+         INSERT INTO notices (grp, version, text, mode, concern_url, body, signature, created_by, created_ms)
+             VALUES ('lab', 1, 'old notice', 'every-sign-in', '', '\\x00', '\\x00', 'old.dsl', 1)",
+    )
+    .unwrap();
     let c = Collector::init(scratch.path("collector")).unwrap();
     c.set_section("storage", &format!("url = \"{}\"", pg.url()))
         .unwrap();
     let schools = run_ok(c.cmd().args(["schools", "list"])).unwrap();
     assert!(schools.contains("default\t"), "{schools}");
-    assert_eq!(pg.query("SELECT version FROM tutela_schema").unwrap(), "7");
+    assert_eq!(pg.query("SELECT version FROM tutela_schema").unwrap(), "8");
+    assert_eq!(
+        pg.query("SELECT (SELECT school FROM exemptions) || '|' || (SELECT school FROM notices)")
+            .unwrap(),
+        "|",
+        "the old exemption and notice hold for every school"
+    );
     for (what, sql) in [
         (
             "agent",

@@ -28,9 +28,16 @@ pub enum ExemptionCommand {
         /// Who asks for it (recorded in the audit log).
         #[arg(long, default_value = "cli")]
         by: String,
+        /// Only that school's stations (its id; without it, every school's).
+        #[arg(long)]
+        school: Option<String>,
     },
-    /// List exemptions, newest first, with their state.
-    List,
+    /// List exemptions, newest first, with their state and school.
+    List {
+        /// Only those one school's stations hold: its own and the trust-wide ones.
+        #[arg(long)]
+        school: Option<String>,
+    },
     /// End an exemption now.
     Revoke {
         id: i64,
@@ -51,6 +58,7 @@ pub fn run(dir: &Path, command: ExemptionCommand) -> Result<()> {
             until,
             reason,
             by,
+            school,
         } => {
             let now = store::now_ms();
             let ends_ms = exemption::parse_until(&until, now).map_err(anyhow::Error::msg)?;
@@ -64,16 +72,23 @@ pub fn run(dir: &Path, command: ExemptionCommand) -> Result<()> {
                     created_by: by,
                     starts_ms: now,
                     ends_ms,
+                    school: school.unwrap_or_default(),
                 },
             ))?;
             println!("exemption {id} in force until {}", zone.format(ends_ms));
             warn_if_no_agents(&runtime.block_on(store.group_agents(group.trim()))?, &group);
         }
-        ExemptionCommand::List => {
+        ExemptionCommand::List { school } => {
             let now = store::now_ms();
-            for e in runtime.block_on(store.exemptions())? {
+            let scope = school.map_or(store::schools::Scope::Trust, store::schools::Scope::School);
+            for e in runtime.block_on(store.exemptions(&scope))? {
+                let school = if e.school.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (school {})", e.school)
+                };
                 println!(
-                    "{} {} group={} {} from {} until {} by {}: {}",
+                    "{} {} group={} {} from {} until {} by {}: {}{school}",
                     e.id,
                     e.state(now),
                     e.grp,
@@ -86,7 +101,12 @@ pub fn run(dir: &Path, command: ExemptionCommand) -> Result<()> {
             }
         }
         ExemptionCommand::Revoke { id, by } => {
-            runtime.block_on(exemption::revoke_in(&store, id, &by))?;
+            runtime.block_on(exemption::revoke_in(
+                &store,
+                &store::schools::Scope::Trust,
+                id,
+                &by,
+            ))?;
             println!("revoked exemption {id}");
         }
     }

@@ -225,6 +225,7 @@ pub fn move_school(_app: &App, db: &Console<'_>, req: &Req) -> Result<Response, 
             "There is no enrolled, unrevoked station {agent_id}; it may have been revoked. Reload the Fleet page."
         )));
     };
+    crate::subscription::nudge();
     tracing::info!(agent_id = %agent_id, from = %from, to = %to, by = %viewer.name, "station moved to another school from the console");
     Ok(redirect("/fleet"))
 }

@@ -1,7 +1,10 @@
 //! The monitoring notice in the console: the DSL and deputy DSLs write each
 //! group's notice (a new version each time, audited); the reviewing roles
 //! see who has and has not accepted the current version. Technicians and
-//! auditors see neither (the lists name pupils).
+//! auditors see neither (the lists name pupils). A school's account sees
+//! and writes its school's notice of a group (its stations show the
+//! trust's until it has one); a trust-wide account writes the trust's or
+//! chooses a school.
 
 use axum::response::Response;
 use maud::{html, Markup};
@@ -21,6 +24,25 @@ pub const FORM_LIMIT: FormLimit = FormLimit {
     instead: "A notice is limited to 4,000 characters: shorten it, and link to the full acceptable use policy instead of pasting it.",
     back: "/notices",
 };
+
+/// Who has and has not accepted `group`'s notice among the pupils of the
+/// viewer's schools only (each school against the notice its stations show).
+fn acceptance(app: &App, viewer: &Viewer, group: &str) -> Result<notice::Acceptance, StoreError> {
+    let Some(ids) = viewer.school.schools() else {
+        return wait(notice::acceptance_in(&app.shared, group));
+    };
+    let mut all = notice::Acceptance {
+        group: group.to_owned(),
+        ..Default::default()
+    };
+    for id in ids {
+        let one = wait(notice::acceptance_at(&app.shared, group, id))?;
+        all.version = all.version.max(one.version);
+        all.accepted.extend(one.accepted);
+        all.pending.extend(one.pending);
+    }
+    Ok(all)
+}
 
 fn writes_notices(viewer: &Viewer) -> bool {
     matches!(viewer.role, Role::Dsl | Role::DeputyDsl)
@@ -56,7 +78,11 @@ fn render(
     selected: &str,
     draft: Option<Draft<'_>>,
 ) -> Result<String, StoreError> {
-    let notices = wait(app.shared.current_notices())?;
+    // What the viewer's stations show: one school's account its school's
+    // notice of each group (else the trust's); others the trust's.
+    let home = viewer.school.only_school().unwrap_or("");
+    let notices = crate::store::notice::shown_at(wait(app.shared.current_notices())?, home);
+    let several = super::exemptions::several_schools(app)?;
     // Groups with a notice or with enrolled stations, sorted.
     let mut groups: Vec<String> = notices.iter().map(|n| n.grp.clone()).collect();
     groups.extend(wait(app.shared.group_agents(""))?.groups);
@@ -65,7 +91,7 @@ fn render(
     let mut rows = Vec::with_capacity(groups.len());
     for g in &groups {
         let current = notices.iter().find(|n| &n.grp == g).cloned();
-        rows.push((g, current, wait(notice::acceptance_in(&app.shared, g))?));
+        rows.push((g, current, acceptance(app, viewer, g)?));
     }
     let section = if selected.is_empty() {
         None
@@ -80,13 +106,16 @@ fn render(
         }
         table #notices {
             thead { tr {
-                th { "Group" } th { "Version" } th { "Shown" } th { "Set by" } th { "Set at" }
+                th { "Group" } @if several { th { "School" } } th { "Version" } th { "Shown" } th { "Set by" } th { "Set at" }
                 th { "Accepted" } th { "Not yet" }
             } }
             tbody {
                 @for (g, current, acceptance) in &rows {
                     tr data-group=(g) {
                         td { a href={ "/notices?group=" (url_value(g)) } { (g) } }
+                        @if several {
+                            td.school { (current.as_ref().map_or("", |n| if n.school.is_empty() { "every school" } else { n.school.as_str() })) }
+                        }
                         @match current {
                             Some(n) => {
                                 td { (n.version) }
@@ -120,7 +149,7 @@ fn group_section(
     current: Option<StoredNotice>,
     draft: Option<Draft<'_>>,
 ) -> Result<Markup, StoreError> {
-    let acceptance = wait(notice::acceptance_in(&app.shared, group))?;
+    let acceptance = acceptance(app, viewer, group)?;
     let (text, mode, url, error) = match &draft {
         Some(d) => (
             d.text.to_owned(),
@@ -138,6 +167,11 @@ fn group_section(
             ),
             None => (String::new(), String::new(), String::new(), None),
         },
+    };
+    let schools = if writes_notices(viewer) {
+        super::exemptions::choosable(app, viewer)?
+    } else {
+        Vec::new()
     };
     let option = |m: Mode| {
         html! { option value=(m.as_str()) selected[mode == m.as_str()] { (m.describe()) } }
@@ -190,6 +224,11 @@ fn group_section(
             form method="post" action="/notices" id="set-notice" {
                 (csrf(viewer)) "\n"
                 input type="hidden" name="group" value=(group); "\n"
+                @if !schools.is_empty() {
+                    label { "For " select name="school" {
+                        @for s in &schools { option value=(s.id) { (s.name) } }
+                    } } "\n"
+                }
                 label {
                     "Notice (plain text, at most " (MAX_NOTICE_CHARS) " characters; addresses in it are shown as they are)"
                     br;
@@ -211,10 +250,12 @@ fn group_section(
 
 pub fn submit(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
     let viewer = session(db, req)?;
-    // Groups are named alike across schools: a notice is set trust-wide.
-    if !writes_notices(&viewer) || !viewer.trust_wide() {
+    if !writes_notices(&viewer) {
         return Err(deny(db, &viewer, "notices: set"));
     }
+    let Some(school) = super::exemptions::chosen_school(&viewer, req.f("school")) else {
+        return Err(deny(db, &viewer, "notices: set for another school"));
+    };
     let group = req.f("group").trim();
     let refused = |error: String| -> Result<Response, Fail> {
         let draft = Draft {
@@ -244,6 +285,7 @@ pub fn submit(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> 
         mode,
         concern_url: req.f("concern_url").to_owned(),
         created_by: viewer.name.clone(),
+        school,
     };
     match wait(notice::set_in(&app.shared, &key, &new)) {
         Ok(_) => Ok(redirect(&format!("/notices?group={}", url_value(group)))),

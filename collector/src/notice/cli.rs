@@ -28,6 +28,10 @@ pub enum NoticeCommand {
         /// Who sets it (recorded in the audit log).
         #[arg(long, default_value = "cli")]
         by: String,
+        /// Only that school's stations (its id); without it, the trust's
+        /// notice, shown where a school has none of its own.
+        #[arg(long)]
+        school: Option<String>,
     },
     /// Show each group's current notice.
     Show,
@@ -57,6 +61,7 @@ pub fn run(dir: &Path, command: NoticeCommand) -> Result<()> {
             mode,
             concern_url,
             by,
+            school,
         } => {
             let mut text = String::new();
             if file.as_os_str() == "-" {
@@ -83,14 +88,23 @@ pub fn run(dir: &Path, command: NoticeCommand) -> Result<()> {
                     mode,
                     concern_url,
                     created_by: by,
+                    school: school.clone().unwrap_or_default(),
                 },
             ))?;
-            println!("notice version {version} set for group {group}; its stations show it {} (connected ones now)", mode.describe());
+            let at = school
+                .map(|s| format!(" at school {s}"))
+                .unwrap_or_default();
+            println!("notice version {version} set for group {group}{at}; its stations show it {} (connected ones now)", mode.describe());
         }
         NoticeCommand::Show => {
             for n in runtime.block_on(store.current_notices())? {
+                let at = if n.school.is_empty() {
+                    String::new()
+                } else {
+                    format!(" at school {}", n.school)
+                };
                 println!(
-                    "group {} version {} shown {} (set by {}):",
+                    "group {}{at} version {} shown {} (set by {}):",
                     n.grp,
                     n.version,
                     Mode::parse(&n.mode).map_or("?", Mode::describe),

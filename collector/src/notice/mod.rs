@@ -5,8 +5,12 @@
 //! (`service`) and is kept here; the console lists who has and has not
 //! accepted the current version, and the weekly summary counts them.
 
+mod acceptance;
 pub mod cli;
 pub mod service;
+
+pub(crate) use acceptance::split;
+pub use acceptance::{acceptance, acceptance_at, acceptance_in, Acceptance};
 
 use prost::Message;
 use rusqlite::Connection;
@@ -81,6 +85,8 @@ pub enum NoticeError {
     BadUrl,
     #[error("choose when the notice is shown: every-sign-in or once-per-version")]
     BadMode,
+    #[error("no school `{0}`; see `tutela-collector schools list`")]
+    NoSchool(String),
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
     #[error("{0}")]
@@ -95,6 +101,8 @@ pub struct NewNotice {
     pub mode: Mode,
     pub concern_url: String,
     pub created_by: String,
+    /// The school whose stations show it ('': every school without its own).
+    pub school: String,
 }
 
 /// Normalises line ends and checks the text: not blank, within the limit,
@@ -162,6 +170,7 @@ impl Checked {
             concern_url: &self.concern_url,
             created_by: &new.created_by,
             created_ms: store::now_ms(),
+            school: &new.school,
         }
     }
 
@@ -189,7 +198,11 @@ impl Checked {
     fn note(&self, new: &NewNotice) -> impl FnOnce(u32) -> AuditNote + Send + 'static {
         let (actor, target, chars, mode) = (
             new.created_by.clone(),
-            format!("notice:{}", self.group),
+            if new.school.is_empty() {
+                format!("notice:{}", self.group)
+            } else {
+                format!("notice:{}@{}", self.group, new.school)
+            },
             self.text.chars().count(),
             new.mode,
         );
@@ -236,6 +249,9 @@ pub async fn set_in(
     new: &NewNotice,
 ) -> Result<u32, NoticeError> {
     let checked = validate(new)?;
+    if !new.school.is_empty() && !store.school_exists(&new.school).await? {
+        return Err(NoticeError::NoSchool(new.school.clone()));
+    }
     let version = store
         .set_notice(
             &checked.row(new),
@@ -345,55 +361,6 @@ fn ack_row<'a>(ack: &'a NoticeAckBody, bytes: &'a [u8], signature: &'a [u8]) -> 
     }
 }
 
-/// Who has and has not accepted `group`'s current version.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Acceptance {
-    pub group: String,
-    pub version: u32,
-    pub accepted: Vec<Standing>,
-    pub pending: Vec<Standing>,
-}
-
-/// Who has and has not accepted `group`'s current version: every pupil
-/// who acknowledged any of its notices on a station, and everyone an alert
-/// from one of its stations names.
-pub fn acceptance(conn: &Connection, group: &str) -> rusqlite::Result<Acceptance> {
-    ensure_schema(conn)?;
-    let version = current(conn, group)?.map_or(0, |n| n.version);
-    Ok(split(
-        group,
-        version,
-        sqlite::notice::standings(conn, group)?,
-    ))
-}
-
-/// As [`acceptance`], in `store` (either backend).
-pub async fn acceptance_in(store: &Store, group: &str) -> Result<Acceptance, StoreError> {
-    let version = store
-        .current_notices()
-        .await?
-        .into_iter()
-        .find(|n| n.grp == group)
-        .map_or(0, |n| n.version);
-    Ok(split(group, version, store.notice_standings(group).await?))
-}
-
-pub(crate) fn split(group: &str, version: u32, standings: Vec<Standing>) -> Acceptance {
-    let mut out = Acceptance {
-        group: group.to_owned(),
-        version,
-        ..Acceptance::default()
-    };
-    for standing in standings {
-        if version > 0 && standing.version >= version {
-            out.accepted.push(standing);
-        } else {
-            out.pending.push(standing);
-        }
-    }
-    out
-}
-
 /// Every acknowledgement `user` gave (case-insensitive), oldest first.
 pub fn acks_of(conn: &Connection, user: &str) -> rusqlite::Result<Vec<AckRecord>> {
     ensure_schema(conn)?;
@@ -429,7 +396,7 @@ pub fn week_counts(
         received,
         ..WeekCounts::default()
     };
-    for notice in current_all(conn)? {
+    for notice in crate::store::notice::shown_at(current_all(conn)?, school) {
         let standings = sqlite::notice::standings_in(conn, &notice.grp, school)?;
         let a = split(&notice.grp, notice.version, standings);
         counts.accepted += a.accepted.len();
@@ -454,6 +421,7 @@ mod tests {
             mode: Mode::EverySignIn,
             concern_url: "https://tutela.school.test/concern".into(),
             created_by: "dsl.jones".into(),
+            school: String::new(),
         }
     }
 

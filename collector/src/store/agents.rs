@@ -8,6 +8,7 @@ pub struct AgentKeyRow {
     pub public_key: Vec<u8>,
     pub revoked: bool,
     pub group: String,
+    pub school: String,
 }
 
 /// An enrolled agent as enrolment and re-keying see it.

@@ -4,6 +4,7 @@
 //! is audited in the transaction that makes it, and announced to every
 //! collector's agents.
 
+use super::schools::Scope;
 use super::{Store, StoreError};
 
 /// A stored exemption.
@@ -19,6 +20,8 @@ pub struct Exemption {
     pub starts_ms: i64,
     pub ends_ms: i64,
     pub revoked_ms: Option<i64>,
+    /// The school it holds for ('': every school of the trust).
+    pub school: String,
 }
 
 /// A validated exemption being stored.
@@ -32,6 +35,8 @@ pub struct NewExemptionRow<'a> {
     pub created_ms: i64,
     pub starts_ms: i64,
     pub ends_ms: i64,
+    /// The school it holds for ('': every school of the trust).
+    pub school: &'a str,
 }
 
 /// What the audit log says of a change (made once the row's id is known).
@@ -49,6 +54,9 @@ pub enum Revoked {
     Done,
     NotFound,
     Already,
+    /// It holds for every school, and the account's grant is one school's
+    /// (or several): it may be seen, not changed.
+    TrustWide,
 }
 
 /// How many unrevoked agents are in a group, and the groups that have any.
@@ -56,6 +64,12 @@ pub enum Revoked {
 pub struct GroupAgents {
     pub in_group: i64,
     pub groups: Vec<String>,
+}
+
+/// Whether an account over `schools` (`None`: the trust) sees an
+/// exemption or notice of `school` ('': trust-wide, seen by everyone).
+pub fn visible(schools: Option<&[String]>, school: &str) -> bool {
+    school.is_empty() || schools.is_none_or(|ids| ids.iter().any(|id| id == school))
 }
 
 impl Store {
@@ -68,19 +82,23 @@ impl Store {
         backend!(self, s => super::sqlite::exemption::add(&s.conn(), row, audit), s.add_exemption(row, audit).await)
     }
 
-    /// Revokes exemption `id` at `now_ms` and audits it (`audit` is given the exemption).
+    /// Revokes exemption `id` at `now_ms` and audits it (`audit` is given
+    /// the exemption), if `scope` may change it: another school's answers
+    /// `NotFound`, a trust-wide one `TrustWide` unless `scope` is the trust.
     pub async fn revoke_exemption(
         &self,
+        scope: &Scope,
         id: i64,
         now_ms: i64,
         audit: impl FnOnce(&Exemption) -> AuditNote + Send,
     ) -> Result<Revoked, StoreError> {
-        backend!(self, s => super::sqlite::exemption::revoke(&s.conn(), id, now_ms, audit), s.revoke_exemption(id, now_ms, audit).await)
+        backend!(self, s => super::sqlite::exemption::revoke(&s.conn(), scope.schools(), id, now_ms, audit), s.revoke_exemption(scope.schools(), id, now_ms, audit).await)
     }
 
-    /// Every exemption, newest first.
-    pub async fn exemptions(&self) -> Result<Vec<Exemption>, StoreError> {
-        backend!(self, s => super::sqlite::exemption::list(&s.conn()), s.exemptions().await)
+    /// Every exemption `scope` sees, newest first: the trust every one, a
+    /// school's account its schools' and the trust-wide ones.
+    pub async fn exemptions(&self, scope: &Scope) -> Result<Vec<Exemption>, StoreError> {
+        backend!(self, s => super::sqlite::exemption::list_in(&s.conn(), scope.json().as_deref()), s.exemptions(scope.list()).await)
     }
 
     /// Moves an enrolled, unrevoked agent to `group` and audits it; false

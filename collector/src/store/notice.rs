@@ -20,9 +20,14 @@ pub struct StoredNotice {
     pub created_by: String,
     pub created_ms: i64,
     pub signed: SignedNotice,
+    /// The school whose stations show it ('': every school without one of
+    /// its own for the group).
+    pub school: String,
 }
 
-/// A validated notice being stored; its version is the group's next.
+/// A validated notice being stored; its version is the group's next
+/// across every school, so a station that changes from the trust's notice
+/// to its school's (or back, the newer one) takes it as newer.
 #[derive(Debug, Clone)]
 pub struct NewNoticeRow<'a> {
     pub group: &'a str,
@@ -31,6 +36,8 @@ pub struct NewNoticeRow<'a> {
     pub concern_url: &'a str,
     pub created_by: &'a str,
     pub created_ms: i64,
+    /// The school whose stations show it ('': the trust's).
+    pub school: &'a str,
 }
 
 /// A verified acknowledgement being stored.
@@ -68,6 +75,24 @@ pub struct AckRecord {
     pub version: u32,
 }
 
+/// Of `current` (every (group, school)'s current notice, by group), the
+/// one each group's stations at `school` show: the school's own, else the
+/// trust's. For '' (the trust), the trust's notice of each group.
+pub fn shown_at(current: Vec<StoredNotice>, school: &str) -> Vec<StoredNotice> {
+    let mut shown: Vec<StoredNotice> = Vec::new();
+    for n in current {
+        if !n.school.is_empty() && n.school != school {
+            continue;
+        }
+        match shown.iter_mut().find(|s| s.grp == n.grp) {
+            Some(s) if s.school.is_empty() => *s = n,
+            Some(_) => {}
+            None => shown.push(n),
+        }
+    }
+    shown
+}
+
 /// Signs version `version` of the notice, issued at `issued_ms`.
 pub type Signer<'k> = dyn Fn(u32, i64) -> SignedNotice + Send + Sync + 'k;
 
@@ -83,7 +108,8 @@ impl Store {
         backend!(self, s => super::sqlite::notice::set(&s.conn(), row, sign, audit), s.set_notice(row, sign, audit).await)
     }
 
-    /// The current notice of every group that has one, by group.
+    /// The current notice of every (group, school) that has one, by group
+    /// then school ('' first).
     pub async fn current_notices(&self) -> Result<Vec<StoredNotice>, StoreError> {
         backend!(self, s => super::sqlite::notice::current_all(&s.conn()), s.current_notices().await)
     }
@@ -110,6 +136,16 @@ impl Store {
         user: &str,
     ) -> Result<Vec<AckRecord>, StoreError> {
         backend!(self, s => super::sqlite::notice::acks_in(&s.conn(), scope.json().as_deref(), user), s.acks_of(scope.list(), user).await)
+    }
+
+    /// As [`Store::notice_standings`], on the stations of `school` only
+    /// ('' for every school).
+    pub async fn notice_standings_at(
+        &self,
+        group: &str,
+        school: &str,
+    ) -> Result<Vec<Standing>, StoreError> {
+        backend!(self, s => super::sqlite::notice::standings_in(&s.conn(), group, school), s.notice_standings_at(group, school).await)
     }
 
     /// The pupils known in `group` with the newest version each acknowledged.

@@ -70,10 +70,11 @@ pub struct PublicationState {
     /// Exemptions in force or still to come (not revoked, not ended).
     pub exemptions: Vec<Exemption>,
     pub revoked: HashSet<String>,
-    /// The current notice of each group that has one, as signed.
-    pub notices: Vec<(String, SignedNotice)>,
-    /// Agents a technician moved to another group, with that group.
-    pub moves: HashMap<String, String>,
+    /// The current notice of each (group, school) that has one, as
+    /// signed: (group, school ('': the trust's), notice).
+    pub notices: Vec<(String, String, SignedNotice)>,
+    /// Agents moved to another group or school, with (group, school).
+    pub moves: HashMap<String, (String, String)>,
 }
 
 /// Most shadow rule ids recorded per heartbeat (a bound on what an agent can make us store).

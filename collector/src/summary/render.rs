@@ -84,6 +84,17 @@ fn trust_wide(f: &Figures) -> &'static str {
     }
 }
 
+/// In a school's summary whose exemptions all hold for every school, the
+/// heading says so; when some are the school's own, each trust-wide one is
+/// marked instead.
+fn exemptions_mark(f: &Figures) -> &'static str {
+    if f.exemptions.iter().all(|e| e.school.is_empty()) {
+        trust_wide(f)
+    } else {
+        ""
+    }
+}
+
 fn week_span(f: &Figures) -> String {
     let first = &f.days.first().map(|d| d.0.clone()).unwrap_or_default();
     let last = &f.days.last().map(|d| d.0.clone()).unwrap_or_default();
@@ -278,7 +289,7 @@ pub fn text(f: &Figures) -> String {
     let _ = writeln!(
         t,
         "Curriculum exemptions made or revoked this week{}: {}",
-        trust_wide(f),
+        exemptions_mark(f),
         f.exemptions.len()
     );
     for e in &f.exemptions {
@@ -304,8 +315,13 @@ fn exemption_line(f: &Figures, e: &crate::exemption::Exemption) -> String {
         .revoked_ms
         .map(|ms| format!("; revoked {}", f.zone.format(ms)))
         .unwrap_or_default();
+    let mark = if e.school.is_empty() && exemptions_mark(f).is_empty() {
+        trust_wide(f)
+    } else {
+        ""
+    };
     format!(
-        "group {}: {what}, {} to {}, by {} ({}){revoked}",
+        "group {}: {what}, {} to {}, by {} ({}){revoked}{mark}",
         e.grp,
         f.zone.format(e.starts_ms),
         f.zone.format(e.ends_ms),
@@ -481,7 +497,7 @@ pub fn html(f: &Figures, chart_src: &str) -> String {
                         }
                     }
                     p style=(P14) {
-                        "Curriculum exemptions made or revoked this week" (trust_wide(f)) ": " b { (f.exemptions.len()) }
+                        "Curriculum exemptions made or revoked this week" (exemptions_mark(f)) ": " b { (f.exemptions.len()) }
                     }
                     @if !f.exemptions.is_empty() {
                         ul style="font-size:14px" {

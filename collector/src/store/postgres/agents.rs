@@ -32,7 +32,7 @@ impl Shared {
             .client()
             .await?
             .query_opt(
-                "SELECT public_key, revoked, grp FROM agents WHERE agent_id = $1",
+                "SELECT public_key, revoked, grp, school FROM agents WHERE agent_id = $1",
                 &[&agent_id],
             )
             .await?;
@@ -40,6 +40,7 @@ impl Shared {
             public_key: r.get(0),
             revoked: r.get(1),
             group: r.get(2),
+            school: r.get(3),
         }))
     }
 

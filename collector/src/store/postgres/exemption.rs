@@ -6,11 +6,13 @@ use tokio_postgres::Transaction;
 use super::publication::ANNOUNCE;
 use super::Shared;
 use crate::store::audit::{entry_hash, Entry, GENESIS};
-use crate::store::exemption::{AuditNote, Exemption, GroupAgents, NewExemptionRow, Revoked};
+use crate::store::exemption::{
+    visible, AuditNote, Exemption, GroupAgents, NewExemptionRow, Revoked,
+};
 use crate::store::StoreError;
 
 pub(super) const COLUMNS: &str =
-    "id, grp, category, term, reason, created_by, created_ms, starts_ms, ends_ms, revoked_ms";
+    "id, grp, category, term, reason, created_by, created_ms, starts_ms, ends_ms, revoked_ms, school";
 
 pub(super) fn row(r: &tokio_postgres::Row) -> Exemption {
     Exemption {
@@ -24,6 +26,7 @@ pub(super) fn row(r: &tokio_postgres::Row) -> Exemption {
         starts_ms: r.get(7),
         ends_ms: r.get(8),
         revoked_ms: r.get(9),
+        school: r.get(10),
     }
 }
 
@@ -94,8 +97,8 @@ impl Shared {
         let id: i64 = tx
             .query_one(
                 "INSERT INTO exemptions (grp, category, term, reason, created_by, created_ms,
-                     starts_ms, ends_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                     starts_ms, ends_ms, school)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
                 &[
                     &new.group,
                     &new.category,
@@ -105,6 +108,7 @@ impl Shared {
                     &new.created_ms,
                     &new.starts_ms,
                     &new.ends_ms,
+                    &new.school,
                 ],
             )
             .await?
@@ -117,6 +121,7 @@ impl Shared {
 
     pub async fn revoke_exemption(
         &self,
+        schools: Option<&[String]>,
         id: i64,
         now_ms: i64,
         note: impl FnOnce(&Exemption) -> AuditNote + Send,
@@ -130,9 +135,13 @@ impl Shared {
             )
             .await?
             .map(|r| row(&r));
-        let Some(existing) = existing else {
+        let visible = |e: &Exemption| visible(schools, &e.school);
+        let Some(existing) = existing.filter(visible) else {
             return Ok(Revoked::NotFound);
         };
+        if schools.is_some() && existing.school.is_empty() {
+            return Ok(Revoked::TrustWide);
+        }
         if existing.revoked_ms.is_some() {
             return Ok(Revoked::Already);
         }
@@ -147,13 +156,22 @@ impl Shared {
         Ok(Revoked::Done)
     }
 
-    pub async fn exemptions(&self) -> Result<Vec<Exemption>, StoreError> {
+    /// The exemptions seen over `schools` (`None`: every one): theirs and
+    /// the trust-wide ones, newest first.
+    pub async fn exemptions(
+        &self,
+        schools: Option<Vec<String>>,
+    ) -> Result<Vec<Exemption>, StoreError> {
         let rows = self
             .client()
             .await?
             .query(
-                &format!("SELECT {COLUMNS} FROM exemptions ORDER BY id DESC"),
-                &[],
+                &format!(
+                    "SELECT {COLUMNS} FROM exemptions
+                     WHERE $1::TEXT[] IS NULL OR school = '' OR school = ANY($1)
+                     ORDER BY id DESC"
+                ),
+                &[&schools],
             )
             .await?;
         Ok(rows.iter().map(row).collect())
@@ -199,17 +217,22 @@ impl Shared {
         Ok(true)
     }
 
-    /// Agents moved to another group by a technician: (agent, group).
-    pub async fn moves(&self) -> Result<std::collections::HashMap<String, String>, StoreError> {
+    /// Agents moved to another group or school: (agent, (group, school)).
+    pub async fn moves(
+        &self,
+    ) -> Result<std::collections::HashMap<String, (String, String)>, StoreError> {
         let rows = self
             .client()
             .await?
             .query(
-                "SELECT agent_id, grp FROM agents WHERE group_moved_ms > 0 AND NOT revoked",
+                "SELECT agent_id, grp, school FROM agents WHERE group_moved_ms > 0 AND NOT revoked",
                 &[],
             )
             .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect())
     }
 
     pub async fn group_agents(&self, group: &str) -> Result<GroupAgents, StoreError> {

@@ -11,7 +11,7 @@ use crate::store::notice::{AckRecord, AckRow, NewNoticeRow, Signer, Standing, St
 use crate::store::StoreError;
 
 const COLUMNS: &str =
-    "grp, version, text, mode, concern_url, created_by, created_ms, body, signature";
+    "grp, version, text, mode, concern_url, created_by, created_ms, body, signature, school";
 
 fn row(r: &tokio_postgres::Row) -> StoredNotice {
     StoredNotice {
@@ -26,6 +26,7 @@ fn row(r: &tokio_postgres::Row) -> StoredNotice {
             body: r.get(7),
             signature: r.get(8),
         },
+        school: r.get(9),
     }
 }
 
@@ -54,8 +55,8 @@ impl Shared {
         let signed = sign(version, new.created_ms);
         tx.execute(
             "INSERT INTO notices (grp, version, text, mode, concern_url, body, signature,
-                 created_by, created_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 created_by, created_ms, school)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             &[
                 &new.group,
                 &i64::from(version),
@@ -66,6 +67,7 @@ impl Shared {
                 &signed.signature,
                 &new.created_by,
                 &new.created_ms,
+                &new.school,
             ],
         )
         .await?;
@@ -81,7 +83,8 @@ impl Shared {
             .await?
             .query(
                 &format!(
-                    "SELECT DISTINCT ON (grp) {COLUMNS} FROM notices ORDER BY grp, version DESC"
+                    "SELECT DISTINCT ON (grp, school) {COLUMNS} FROM notices
+                     ORDER BY grp, school, version DESC"
                 ),
                 &[],
             )
@@ -162,13 +165,25 @@ impl Shared {
         let client = self.client().await?;
         standings(&*client, group).await
     }
+
+    pub async fn notice_standings_at(
+        &self,
+        group: &str,
+        school: &str,
+    ) -> Result<Vec<Standing>, StoreError> {
+        let client = self.client().await?;
+        standings_in(&*client, group, school).await
+    }
 }
 
 /// Every current notice, newest version per group.
 pub(super) async fn current_all(c: &impl GenericClient) -> Result<Vec<StoredNotice>, StoreError> {
     let rows = c
         .query(
-            &format!("SELECT DISTINCT ON (grp) {COLUMNS} FROM notices ORDER BY grp, version DESC"),
+            &format!(
+                "SELECT DISTINCT ON (grp, school) {COLUMNS} FROM notices
+                 ORDER BY grp, school, version DESC"
+            ),
             &[],
         )
         .await?;

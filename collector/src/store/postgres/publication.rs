@@ -186,7 +186,7 @@ impl Shared {
             .current_notices()
             .await?
             .into_iter()
-            .map(|n| (n.grp, n.signed))
+            .map(|n| (n.grp, n.school, n.signed))
             .collect();
         let moves = self.moves().await?;
         let revoked: HashSet<String> = client

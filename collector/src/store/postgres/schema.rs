@@ -380,6 +380,12 @@ CREATE TABLE console_grants (
 );
 INSERT INTO console_grants ("user", role, school) SELECT name, role, '' FROM console_users;
 "#,
+    // 8: exemptions and notices per school ('' holds for every school,
+    // as everything stored before does).
+    r#"
+ALTER TABLE exemptions ADD COLUMN school TEXT NOT NULL DEFAULT '';
+ALTER TABLE notices ADD COLUMN school TEXT NOT NULL DEFAULT '';
+"#,
 ];
 
 /// The schema version this collector writes.

@@ -83,12 +83,15 @@ impl super::console::Pg<'_> {
             if from.is_none() {
                 return Ok(None);
             }
+            // Recorded as a move: agents on every collector are sent the
+            // new school's exemptions and notice at once.
             c.execute(
-                "UPDATE agents SET school = $2 WHERE agent_id = $1",
-                &[&agent_id, &to],
+                "UPDATE agents SET school = $2, group_moved_ms = $3 WHERE agent_id = $1",
+                &[&agent_id, &to, &crate::store::now_ms()],
             )
             .await?;
             super::users::audit(c, entry).await?;
+            c.batch_execute(super::publication::ANNOUNCE).await?;
             Ok(from)
         })
     }

@@ -351,7 +351,7 @@ async fn figures(
         staff_alerts,
         silent,
         rule_changes: rule_changes(tx, start, end).await?,
-        exemptions: exemptions_changed(tx, start, end).await?,
+        exemptions: exemptions_changed(tx, start, end, school).await?,
         notice: notice_counts(tx, start, end, school).await?,
         school_name: name_of(tx, school).await?,
     })
@@ -392,20 +392,23 @@ async fn rule_changes(
         .collect())
 }
 
-/// Exemptions made or revoked in `[start, end)`.
+/// Exemptions made or revoked in `[start, end)` that `school`'s stations
+/// hold: its own and the trust-wide ones (every one for '', the trust).
 async fn exemptions_changed(
     tx: &Transaction<'_>,
     start: i64,
     end: i64,
+    school: &str,
 ) -> Result<Vec<Exemption>, StoreError> {
     Ok(tx
         .query(
             &format!(
                 "SELECT {EXEMPTION_COLUMNS} FROM exemptions
-                 WHERE (created_ms >= $1 AND created_ms < $2) OR (revoked_ms >= $1 AND revoked_ms < $2)
+                 WHERE ((created_ms >= $1 AND created_ms < $2) OR (revoked_ms >= $1 AND revoked_ms < $2))
+                 AND ($3 = '' OR school = '' OR school = $3)
                  ORDER BY created_ms, id"
             ),
-            &[&start, &end],
+            &[&start, &end, &school],
         )
         .await?
         .iter()
@@ -434,7 +437,7 @@ async fn notice_counts(
         received,
         ..WeekCounts::default()
     };
-    for notice in super::notice::current_all(tx).await? {
+    for notice in crate::store::notice::shown_at(super::notice::current_all(tx).await?, school) {
         let standings = super::notice::standings_in(tx, &notice.grp, school).await?;
         let a = crate::notice::split(&notice.grp, notice.version, standings);
         counts.accepted += a.accepted.len();

@@ -2,10 +2,12 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::store::exemption::{AuditNote, Exemption, GroupAgents, NewExemptionRow, Revoked};
+use crate::store::exemption::{
+    visible, AuditNote, Exemption, GroupAgents, NewExemptionRow, Revoked,
+};
 
 const COLUMNS: &str =
-    "id, grp, category, term, reason, created_by, created_ms, starts_ms, ends_ms, revoked_ms";
+    "id, grp, category, term, reason, created_by, created_ms, starts_ms, ends_ms, revoked_ms, school";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Exemption> {
     Ok(Exemption {
@@ -19,6 +21,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Exemption> {
         starts_ms: r.get(7)?,
         ends_ms: r.get(8)?,
         revoked_ms: r.get(9)?,
+        school: r.get(10)?,
     })
 }
 
@@ -35,9 +38,9 @@ pub fn add(
     crate::console::schema::create(conn)?;
     crate::store::in_savepoint(conn, "exemption_add", || {
         conn.execute(
-            "INSERT INTO exemptions (grp, category, term, reason, created_by, created_ms, starts_ms, ends_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![new.group, new.category, new.term, new.reason, new.created_by, new.created_ms, new.starts_ms, new.ends_ms],
+            "INSERT INTO exemptions (grp, category, term, reason, created_by, created_ms, starts_ms, ends_ms, school)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![new.group, new.category, new.term, new.reason, new.created_by, new.created_ms, new.starts_ms, new.ends_ms, new.school],
         )?;
         let id = conn.last_insert_rowid();
         audit(conn, &note(id))?;
@@ -45,17 +48,22 @@ pub fn add(
     })
 }
 
+/// Revokes exemption `id` if `schools` (`None`: the trust) may change it.
 pub fn revoke(
     conn: &Connection,
+    schools: Option<&[String]>,
     id: i64,
     now_ms: i64,
     note: impl FnOnce(&Exemption) -> AuditNote,
 ) -> rusqlite::Result<Revoked> {
     crate::console::schema::create(conn)?;
     crate::store::in_savepoint(conn, "exemption_revoke", || {
-        let Some(existing) = get(conn, id)? else {
+        let Some(existing) = get(conn, id)?.filter(|e| visible(schools, &e.school)) else {
             return Ok(Revoked::NotFound);
         };
+        if schools.is_some() && existing.school.is_empty() {
+            return Ok(Revoked::TrustWide);
+        }
         if existing.revoked_ms.is_some() {
             return Ok(Revoked::Already);
         }
@@ -79,10 +87,18 @@ pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<Exemption>> {
 
 /// Every exemption, newest first.
 pub fn list(conn: &Connection) -> rusqlite::Result<Vec<Exemption>> {
+    list_in(conn, None)
+}
+
+/// The exemptions seen over `schools` (a JSON array of school ids; every
+/// one for `None`): theirs and the trust-wide ones, newest first.
+pub fn list_in(conn: &Connection, schools: Option<&str>) -> rusqlite::Result<Vec<Exemption>> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM exemptions ORDER BY id DESC"
+        "SELECT {COLUMNS} FROM exemptions
+         WHERE ?1 IS NULL OR school = '' OR school IN (SELECT value FROM json_each(?1))
+         ORDER BY id DESC"
     ))?;
-    let rows = stmt.query_map([], row)?;
+    let rows = stmt.query_map([schools], row)?;
     rows.collect()
 }
 
@@ -95,18 +111,22 @@ pub fn pending(conn: &Connection, now_ms: i64) -> rusqlite::Result<Vec<Exemption
     rows.collect()
 }
 
-/// Exemptions made or revoked in `[from_ms, to_ms)`, oldest first.
+/// Exemptions made or revoked in `[from_ms, to_ms)` that `school`'s
+/// stations hold (its own and trust-wide ones; every one for ''), oldest
+/// first.
 pub fn changed_between(
     conn: &Connection,
     from_ms: i64,
     to_ms: i64,
+    school: &str,
 ) -> rusqlite::Result<Vec<Exemption>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLUMNS} FROM exemptions
-         WHERE (created_ms >= ?1 AND created_ms < ?2) OR (revoked_ms >= ?1 AND revoked_ms < ?2)
+         WHERE ((created_ms >= ?1 AND created_ms < ?2) OR (revoked_ms >= ?1 AND revoked_ms < ?2))
+         AND (?3 = '' OR school = '' OR school = ?3)
          ORDER BY created_ms, id"
     ))?;
-    let rows = stmt.query_map([from_ms, to_ms], row)?;
+    let rows = stmt.query_map(params![from_ms, to_ms, school], row)?;
     rows.collect()
 }
 
@@ -144,11 +164,13 @@ pub fn move_agent(
     })
 }
 
-/// Agents moved to another group by a technician: (agent, group).
-pub fn moves(conn: &Connection) -> rusqlite::Result<std::collections::HashMap<String, String>> {
+/// Agents moved to another group or school: (agent, (group, school)).
+pub fn moves(
+    conn: &Connection,
+) -> rusqlite::Result<std::collections::HashMap<String, (String, String)>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT agent_id, grp FROM agents WHERE group_moved_ms > 0 AND revoked = 0",
+        "SELECT agent_id, grp, school FROM agents WHERE group_moved_ms > 0 AND revoked = 0",
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
     rows.collect()
 }

@@ -159,7 +159,8 @@ pub fn open(dir: &Path) -> Result<Connection, rusqlite::Error> {
 /// is the schema as it was before stores were numbered, made idempotently
 /// so that every store from before (version 0) upgrades through it.
 /// A new change is a new function at the end, never an edit of one here.
-const MIGRATIONS: &[fn(&Connection) -> rusqlite::Result<()>] = &[v1_unnumbered, v2_schools];
+const MIGRATIONS: &[fn(&Connection) -> rusqlite::Result<()>] =
+    &[v1_unnumbered, v2_schools, v3_school_exemptions];
 
 /// The schema version this collector writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -195,6 +196,15 @@ fn v1_unnumbered(conn: &Connection) -> rusqlite::Result<()> {
 /// agents, tokens and alerts, console grants.
 fn v2_schools(conn: &Connection) -> rusqlite::Result<()> {
     schools::upgrade(conn)
+}
+
+/// 3: exemptions and notices per school ('' holds for every school, as
+/// everything stored before does).
+fn v3_school_exemptions(conn: &Connection) -> rusqlite::Result<()> {
+    for table in ["exemptions", "notices"] {
+        add_column(conn, table, "school", "TEXT NOT NULL DEFAULT ''")?;
+    }
+    Ok(())
 }
 
 /// The store's schema version (`PRAGMA user_version`).
@@ -318,13 +328,14 @@ impl Shared {
     pub fn agent_key(&self, agent_id: &str) -> rusqlite::Result<Option<AgentKeyRow>> {
         self.conn()
             .query_row(
-                "SELECT public_key, revoked, grp FROM agents WHERE agent_id = ?1",
+                "SELECT public_key, revoked, grp, school FROM agents WHERE agent_id = ?1",
                 [agent_id],
                 |r| {
                     Ok(AgentKeyRow {
                         public_key: r.get(0)?,
                         revoked: r.get(1)?,
                         group: r.get(2)?,
+                        school: r.get(3)?,
                     })
                 },
             )

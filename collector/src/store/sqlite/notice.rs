@@ -58,9 +58,9 @@ pub fn set(
         let version = last.unwrap_or(0) + 1;
         let signed = sign(version, new.created_ms);
         conn.execute(
-            "INSERT INTO notices (grp, version, text, mode, concern_url, body, signature, created_by, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![new.group, version, new.text, new.mode, new.concern_url, signed.body, signed.signature, new.created_by, new.created_ms],
+            "INSERT INTO notices (grp, version, text, mode, concern_url, body, signature, created_by, created_ms, school)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![new.group, version, new.text, new.mode, new.concern_url, signed.body, signed.signature, new.created_by, new.created_ms, new.school],
         )?;
         super::exemption::audit(conn, &note(version))?;
         Ok(version)
@@ -68,7 +68,7 @@ pub fn set(
 }
 
 const COLUMNS: &str =
-    "grp, version, text, mode, concern_url, created_by, created_ms, body, signature";
+    "grp, version, text, mode, concern_url, created_by, created_ms, body, signature, school";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredNotice> {
     Ok(StoredNotice {
@@ -83,14 +83,17 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredNotice> {
             body: r.get(7)?,
             signature: r.get(8)?,
         },
+        school: r.get(9)?,
     })
 }
 
-/// The current (newest) notice of every group, by group.
+/// The current (newest) notice of every (group, school), by group then
+/// school.
 pub fn current_all(conn: &Connection) -> rusqlite::Result<Vec<StoredNotice>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM notices n
-         WHERE version = (SELECT MAX(version) FROM notices WHERE grp = n.grp) ORDER BY grp"
+         WHERE version = (SELECT MAX(version) FROM notices WHERE grp = n.grp AND school = n.school)
+         ORDER BY grp, school"
     ))?;
     let rows = stmt.query_map([], row)?;
     rows.collect()
@@ -98,7 +101,7 @@ pub fn current_all(conn: &Connection) -> rusqlite::Result<Vec<StoredNotice>> {
 
 pub fn current(conn: &Connection, group: &str) -> rusqlite::Result<Option<StoredNotice>> {
     conn.query_row(
-        &format!("SELECT {COLUMNS} FROM notices WHERE grp = ?1 ORDER BY version DESC LIMIT 1"),
+        &format!("SELECT {COLUMNS} FROM notices WHERE grp = ?1 AND school = '' ORDER BY version DESC LIMIT 1"),
         [group],
         row,
     )

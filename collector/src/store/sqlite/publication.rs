@@ -170,7 +170,7 @@ pub fn state(conn: &Connection, now_ms: i64) -> rusqlite::Result<PublicationStat
         revoked,
         notices: super::notice::current_all(&tx)?
             .into_iter()
-            .map(|n| (n.grp, n.signed))
+            .map(|n| (n.grp, n.school, n.signed))
             .collect(),
         moves: super::exemption::moves(&tx)?,
     };

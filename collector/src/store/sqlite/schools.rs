@@ -123,9 +123,11 @@ pub fn move_agent(
     if from.is_none() {
         return Ok(None);
     }
+    // Recorded as a move: the subscription sends the agent the new
+    // school's exemptions and notice at once.
     tx.execute(
-        "UPDATE agents SET school = ?2 WHERE agent_id = ?1",
-        params![agent_id, to],
+        "UPDATE agents SET school = ?2, group_moved_ms = ?3 WHERE agent_id = ?1",
+        params![agent_id, to, crate::store::now_ms()],
     )?;
     super::audit::insert(&tx, entry)?;
     tx.commit()?;

@@ -406,7 +406,7 @@ pub fn figures_in(
         Vec::new()
     };
 
-    let exemptions = crate::exemption::changed_between(conn, start, end)?;
+    let exemptions = crate::exemption::changed_between(conn, start, end, school)?;
     let notice = crate::notice::week_counts(conn, start, end, school)?;
     let school_name = name_of(conn, school)?;
 

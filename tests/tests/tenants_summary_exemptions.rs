@@ -1,0 +1,134 @@
+//! Exemptions in a school's weekly summary, on SQLite and on PostgreSQL: a
+//! school's summary counts its own exemptions and the trust-wide ones
+//! (each trust-wide one marked so), never another school's; the trust's
+//! summary counts every one, unmarked.
+
+mod tenants_common;
+
+use tenants_common::{text_of, Db};
+use tutela_tests::postgres::PgCluster;
+use tutela_tests::{free_port, parse_email, run_ok, Collector, Scratch, SmtpSink};
+
+/// Tuesday 3 June 2025, noon UTC: in the week of Monday 2 June.
+const TUESDAY: i64 = 1_748_952_000_000;
+const MARK: &str = "(trust-wide, every school)";
+
+fn scenario(pg: Option<&PgCluster>, name: &str) {
+    let scratch = Scratch::new(name);
+    let c = Collector::init(scratch.path("collector")).unwrap();
+    let db = match pg {
+        Some(pg) => {
+            c.set_section("storage", &format!("url = \"{}\"", pg.url()))
+                .unwrap();
+            Db::Pg(pg)
+        }
+        None => Db::Sqlite(c.dir.clone()),
+    };
+    let smtp_port = free_port();
+    c.set_section("console", "enabled = false\ntime_zone = \"Europe/London\"")
+        .unwrap();
+    let mut mail = format!(
+        "host = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\nfrom = \"Tutela <tutela@trust.test>\"\n\
+         console_url = \"https://console.trust.test\"\n"
+    );
+    for (address, school) in [
+        ("north@trust.test", Some("north")),
+        ("south@trust.test", Some("south")),
+        ("lead@trust.test", None),
+    ] {
+        mail.push_str(&format!(
+            "\n[[mail.recipients]]\naddress = \"{address}\"\nroles = [\"dsl\"]\n"
+        ));
+        if let Some(school) = school {
+            mail.push_str(&format!("school = \"{school}\"\n"));
+        }
+    }
+    c.set_section("mail", &mail).unwrap();
+    c.set_section(
+        "summary",
+        "enabled = true\nday = \"monday\"\ntime = \"08:00\"\nroles = [\"dsl\"]\ncheck_secs = 60",
+    )
+    .unwrap();
+    for (id, title) in [("north", "North Primary"), ("south", "South Academy")] {
+        run_ok(c.cmd().args(["schools", "add", id, "--name", title])).unwrap();
+    }
+    run_ok(c.cmd().args(["summary", "--status"])).unwrap();
+    // The trust's, North's and South's exemption of the week.
+    for (category, reason, school) in [
+        ("self-harm", "trust wellbeing unit", ""),
+        ("drugs", "north drugs lesson", "north"),
+        ("extremism", "south history lesson", "south"),
+    ] {
+        db.exec(&format!(
+            "INSERT INTO exemptions (grp, category, term, reason, created_by, created_ms, starts_ms, ends_ms, school)
+             VALUES ('lab', '{category}', '', '{reason}', 'dsl', {TUESDAY}, {TUESDAY}, {TUESDAY} + 86400000, '{school}')"
+        ));
+    }
+
+    let sink = SmtpSink::start(smtp_port, scratch.path("mail")).unwrap();
+    let out = run_ok(
+        c.cmd()
+            .args(["summary", "--send-now", "--week", "2025-06-02"]),
+    )
+    .unwrap();
+    assert!(out.contains("queued 3 summary emails"), "{out}");
+    let messages = sink
+        .wait_for(3, std::time::Duration::from_secs(10))
+        .unwrap();
+    let mut by_rcpt = std::collections::BTreeMap::new();
+    for (rcpt, path) in &messages {
+        by_rcpt.insert(rcpt[0].clone(), text_of(&parse_email(path).unwrap()));
+    }
+    let line = |rcpt: &str, part: &str| -> Option<String> {
+        by_rcpt[rcpt]
+            .lines()
+            .find(|l| l.contains(part))
+            .map(str::to_owned)
+    };
+    for (rcpt, own, other) in [
+        (
+            "north@trust.test",
+            "north drugs lesson",
+            "south history lesson",
+        ),
+        (
+            "south@trust.test",
+            "south history lesson",
+            "north drugs lesson",
+        ),
+    ] {
+        let text = &by_rcpt[rcpt];
+        assert!(
+            text.lines()
+                .any(|l| l == "Curriculum exemptions made or revoked this week: 2"),
+            "{rcpt}:\n{text}"
+        );
+        let own = line(rcpt, own).unwrap_or_else(|| panic!("{rcpt}: its own\n{text}"));
+        assert!(!own.contains(MARK), "{rcpt}: {own}");
+        let trust = line(rcpt, "trust wellbeing unit")
+            .unwrap_or_else(|| panic!("{rcpt}: the trust's\n{text}"));
+        assert!(trust.ends_with(MARK), "{rcpt}: {trust}");
+        assert!(
+            line(rcpt, other).is_none(),
+            "{rcpt}: another school's\n{text}"
+        );
+    }
+    let text = &by_rcpt["lead@trust.test"];
+    assert!(
+        text.lines()
+            .any(|l| l == "Curriculum exemptions made or revoked this week: 3"),
+        "{text}"
+    );
+    assert!(!text.contains("trust-wide"), "{text}");
+}
+
+#[test]
+fn on_sqlite_a_schools_summary_counts_its_own_and_the_trusts_exemptions() {
+    scenario(None, "tenants-summary-exemptions-sqlite");
+}
+
+#[test]
+fn on_postgresql_a_schools_summary_counts_its_own_and_the_trusts_exemptions() {
+    let pg = PgCluster::start().unwrap();
+    scenario(Some(&pg), "tenants-summary-exemptions-postgres");
+}
