@@ -100,15 +100,7 @@ fn add_exemption(c: &Collector, term: &str, school: Option<&str>) {
 
 fn scenario(pg: Option<&PgCluster>, name: &str) {
     let scratch = Scratch::new(name);
-    let mut c = Collector::init(scratch.path("collector")).unwrap();
-    let db = match pg {
-        Some(pg) => {
-            c.set_section("storage", &format!("url = \"{}\"", pg.url()))
-                .unwrap();
-            Db::Pg(pg)
-        }
-        None => Db::Sqlite(c.dir.clone()),
-    };
+    let (mut c, db) = Db::collector(scratch.path("collector"), pg);
     let port = free_port();
     c.set_section("console", &format!("listen = \"127.0.0.1:{port}\""))
         .unwrap();

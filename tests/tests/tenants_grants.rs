@@ -21,15 +21,7 @@ fn grants(c: &Collector, args: &[&str]) -> String {
 
 fn scenario(pg: Option<&PgCluster>, name: &str) {
     let scratch = Scratch::new(name);
-    let mut c = Collector::init(scratch.path("collector")).unwrap();
-    let db = match pg {
-        Some(pg) => {
-            c.set_section("storage", &format!("url = \"{}\"", pg.url()))
-                .unwrap();
-            Db::Pg(pg)
-        }
-        None => Db::Sqlite(c.dir.clone()),
-    };
+    let (mut c, db) = Db::collector(scratch.path("collector"), pg);
     let port = free_port();
     c.set_section(
         "console",

@@ -12,7 +12,7 @@ use tutela_agent::identity::{Enrolment, Identity};
 use tutela_proto::v1::{Observation, RuleMatch, Source};
 use tutela_tests::postgres::PgCluster;
 use tutela_tests::web::sign_in;
-use tutela_tests::{free_port, run_failing, run_ok, Agent, Collector, Scratch};
+use tutela_tests::{free_port, run_failing, run_ok, Agent, Scratch};
 
 /// Streams one typed alert per user in `users` from the agent enrolled in
 /// `dir`, numbered from `*seq + 1` and chained on `*prev`.
@@ -62,15 +62,7 @@ fn alerts(dir: &std::path::Path, seq: &mut u64, prev: &mut [u8; 32], users: &[&s
 
 fn scenario(pg: Option<&PgCluster>, name: &str) {
     let scratch = Scratch::new(name);
-    let mut c = Collector::init(scratch.path("collector")).unwrap();
-    let db = match pg {
-        Some(pg) => {
-            c.set_section("storage", &format!("url = \"{}\"", pg.url()))
-                .unwrap();
-            Db::Pg(pg)
-        }
-        None => Db::Sqlite(c.dir.clone()),
-    };
+    let (mut c, db) = Db::collector(scratch.path("collector"), pg);
     let port = free_port();
     c.set_section("console", &format!("listen = \"127.0.0.1:{port}\""))
         .unwrap();

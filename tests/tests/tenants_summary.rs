@@ -13,15 +13,7 @@ use tutela_tests::{free_port, run_ok, Collector, Scratch};
 fn summary_scenario(pg: Option<&PgCluster>, name: &str) {
     use tutela_tests::{parse_email, SmtpSink};
     let scratch = Scratch::new(name);
-    let c = Collector::init(scratch.path("collector")).unwrap();
-    let db = match pg {
-        Some(pg) => {
-            c.set_section("storage", &format!("url = \"{}\"", pg.url()))
-                .unwrap();
-            Db::Pg(pg)
-        }
-        None => Db::Sqlite(c.dir.clone()),
-    };
+    let (c, db) = Db::collector(scratch.path("collector"), pg);
     let smtp_port = free_port();
     c.set_section(
         "console",

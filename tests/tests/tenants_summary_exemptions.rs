@@ -7,7 +7,7 @@ mod tenants_common;
 
 use tenants_common::{text_of, Db};
 use tutela_tests::postgres::PgCluster;
-use tutela_tests::{free_port, parse_email, run_ok, Collector, Scratch, SmtpSink};
+use tutela_tests::{free_port, parse_email, run_ok, Scratch, SmtpSink};
 
 /// Tuesday 3 June 2025, noon UTC: in the week of Monday 2 June.
 const TUESDAY: i64 = 1_748_952_000_000;
@@ -15,15 +15,7 @@ const MARK: &str = "(trust-wide, every school)";
 
 fn scenario(pg: Option<&PgCluster>, name: &str) {
     let scratch = Scratch::new(name);
-    let c = Collector::init(scratch.path("collector")).unwrap();
-    let db = match pg {
-        Some(pg) => {
-            c.set_section("storage", &format!("url = \"{}\"", pg.url()))
-                .unwrap();
-            Db::Pg(pg)
-        }
-        None => Db::Sqlite(c.dir.clone()),
-    };
+    let (c, db) = Db::collector(scratch.path("collector"), pg);
     let smtp_port = free_port();
     c.set_section("console", "enabled = false\ntime_zone = \"Europe/London\"")
         .unwrap();

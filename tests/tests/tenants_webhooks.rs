@@ -11,21 +11,13 @@ use std::time::Duration;
 use tenants_common::{now_ms, Db};
 use tutela_tests::postgres::PgCluster;
 use tutela_tests::web::WebhookReceiver;
-use tutela_tests::{free_port, run_ok, wait_for, Collector, Scratch};
+use tutela_tests::{free_port, run_ok, wait_for, Scratch};
 
 const SECRET: &str = "a webhook signing secret";
 
 fn scenario(pg: Option<&PgCluster>, name: &str) {
     let scratch = Scratch::new(name);
-    let mut c = Collector::init(scratch.path("collector")).unwrap();
-    let db = match pg {
-        Some(pg) => {
-            c.set_section("storage", &format!("url = \"{}\"", pg.url()))
-                .unwrap();
-            Db::Pg(pg)
-        }
-        None => Db::Sqlite(c.dir.clone()),
-    };
+    let (mut c, db) = Db::collector(scratch.path("collector"), pg);
     c.set_section("console", "enabled = false").unwrap();
     c.set_section("mail", "console_url = \"https://console.trust.test\"")
         .unwrap();

@@ -37,6 +37,26 @@ pub enum Db<'a> {
     Pg(&'a PgCluster),
 }
 
+impl<'a> Db<'a> {
+    /// A new collector in `dir`, on PostgreSQL when `pg` is given (else on its
+    /// own SQLite store), and where its rows are.
+    pub fn collector(
+        dir: std::path::PathBuf,
+        pg: Option<&'a PgCluster>,
+    ) -> (tutela_tests::Collector, Db<'a>) {
+        let c = tutela_tests::Collector::init(dir).unwrap();
+        let db = match pg {
+            Some(pg) => {
+                c.set_section("storage", &format!("url = \"{}\"", pg.url()))
+                    .unwrap();
+                Db::Pg(pg)
+            }
+            None => Db::Sqlite(c.dir.clone()),
+        };
+        (c, db)
+    }
+}
+
 impl Db<'_> {
     /// The first column of the first row of `sql`, as text.
     pub fn one(&self, sql: &str) -> String {
