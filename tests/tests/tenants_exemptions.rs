@@ -18,7 +18,7 @@ use tutela_proto::v1::rules_update::Update;
 use tutela_proto::v1::{Notice, RulesUpdate, SignedSubscribe, SubscribeBody};
 use tutela_tests::postgres::PgCluster;
 use tutela_tests::web::{http, sign_in};
-use tutela_tests::{free_port, run_ok, Agent, Collector, Scratch};
+use tutela_tests::{run_ok, Agent, Collector, Scratch};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -101,27 +101,7 @@ fn add_exemption(c: &Collector, term: &str, school: Option<&str>) {
 fn scenario(pg: Option<&PgCluster>, name: &str) {
     let scratch = Scratch::new(name);
     let (mut c, db) = Db::collector(scratch.path("collector"), pg);
-    let port = free_port();
-    c.set_section("console", &format!("listen = \"127.0.0.1:{port}\""))
-        .unwrap();
-    for id in ["north", "south"] {
-        run_ok(c.cmd().args(["schools", "add", id, "--name", id])).unwrap();
-    }
-    let password = scratch.path("password");
-    std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
-    for (name, scope) in [
-        ("dsl-trust", &["--trust"][..]),
-        ("dsl-north", &["--school", "north"][..]),
-    ] {
-        run_ok(
-            c.cmd()
-                .args(["user", "add", name, "--role", "dsl"])
-                .args(scope)
-                .arg("--password-file")
-                .arg(&password),
-        )
-        .unwrap();
-    }
+    let port = tenants_common::console_with_trust_and_north(&c, &scratch, "dsl", "dsl");
     c.start().unwrap();
     let north_pc = Agent::new(scratch.path("north-pc"));
     north_pc

@@ -12,7 +12,7 @@ use tutela_agent::identity::{Enrolment, Identity};
 use tutela_proto::v1::{Observation, RuleMatch, Source};
 use tutela_tests::postgres::PgCluster;
 use tutela_tests::web::sign_in;
-use tutela_tests::{free_port, run_failing, run_ok, Agent, Scratch};
+use tutela_tests::{run_failing, run_ok, Agent, Scratch};
 
 /// Streams one typed alert per user in `users` from the agent enrolled in
 /// `dir`, numbered from `*seq + 1` and chained on `*prev`.
@@ -63,27 +63,7 @@ fn alerts(dir: &std::path::Path, seq: &mut u64, prev: &mut [u8; 32], users: &[&s
 fn scenario(pg: Option<&PgCluster>, name: &str) {
     let scratch = Scratch::new(name);
     let (mut c, db) = Db::collector(scratch.path("collector"), pg);
-    let port = free_port();
-    c.set_section("console", &format!("listen = \"127.0.0.1:{port}\""))
-        .unwrap();
-    for id in ["north", "south"] {
-        run_ok(c.cmd().args(["schools", "add", id, "--name", id])).unwrap();
-    }
-    let password = scratch.path("password");
-    std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
-    for (name, scope) in [
-        ("tech-trust", &["--trust"][..]),
-        ("tech-north", &["--school", "north"][..]),
-    ] {
-        run_ok(
-            c.cmd()
-                .args(["user", "add", name, "--role", "technician"])
-                .args(scope)
-                .arg("--password-file")
-                .arg(&password),
-        )
-        .unwrap();
-    }
+    let port = tenants_common::console_with_trust_and_north(&c, &scratch, "technician", "tech");
     c.start().unwrap();
     let token = c.token(&["--school", "north", "--group", "lab"]).unwrap();
     let mut agent = Agent::new(scratch.path("agent"));

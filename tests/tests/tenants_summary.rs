@@ -20,28 +20,9 @@ fn summary_scenario(pg: Option<&PgCluster>, name: &str) {
         "enabled = false\ntime_zone = \"Europe/London\"\nstaff_pattern = \"mr.*\"",
     )
     .unwrap();
-    let mut mail = format!(
-        "host = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\nfrom = \"Tutela <tutela@trust.test>\"\n\
-         console_url = \"https://console.trust.test\"\n"
-    );
-    for (address, school) in [
-        ("north@trust.test", "north"),
-        ("south@trust.test", "south"),
-        ("lead@trust.test", ""),
-    ] {
-        mail.push_str(&format!(
-            "\n[[mail.recipients]]\naddress = \"{address}\"\nroles = [\"dsl\"]\n"
-        ));
-        if !school.is_empty() {
-            mail.push_str(&format!("school = \"{school}\"\n"));
-        }
-    }
+    let mail = tenants_common::mail_to_schools_and_trust(smtp_port, "");
     c.set_section("mail", &mail).unwrap();
-    c.set_section(
-        "summary",
-        "enabled = true\nday = \"monday\"\ntime = \"08:00\"\nroles = [\"dsl\"]\ncheck_secs = 60",
-    )
-    .unwrap();
+    tenants_common::weekly_summary_on(&c);
     for id in SCHOOLS {
         run_ok(c.cmd().args(["schools", "add", id, "--name", id])).unwrap();
     }
@@ -148,22 +129,10 @@ fn urgent_alerts_reach_their_schools_recipients_and_the_trusts() {
     let mut c = Collector::init(scratch.path("collector")).unwrap();
     let smtp_port = free_port();
     c.set_section("console", "enabled = false").unwrap();
-    let mut mail = format!(
-        "host = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\nfrom = \"Tutela <tutela@trust.test>\"\n\
-         console_url = \"https://console.trust.test\"\nurgent_interval_secs = 1\nretry_initial_secs = 1\nretry_max_secs = 2\n"
+    let mail = tenants_common::mail_to_schools_and_trust(
+        smtp_port,
+        "urgent_interval_secs = 1\nretry_initial_secs = 1\nretry_max_secs = 2\n",
     );
-    for (address, school) in [
-        ("north@trust.test", "north"),
-        ("south@trust.test", "south"),
-        ("lead@trust.test", ""),
-    ] {
-        mail.push_str(&format!(
-            "\n[[mail.recipients]]\naddress = \"{address}\"\nroles = [\"dsl\"]\n"
-        ));
-        if !school.is_empty() {
-            mail.push_str(&format!("school = \"{school}\"\n"));
-        }
-    }
     c.set_section("mail", &mail).unwrap();
     for id in SCHOOLS {
         run_ok(c.cmd().args(["schools", "add", id, "--name", id])).unwrap();

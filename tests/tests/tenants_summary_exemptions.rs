@@ -19,28 +19,9 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
     let smtp_port = free_port();
     c.set_section("console", "enabled = false\ntime_zone = \"Europe/London\"")
         .unwrap();
-    let mut mail = format!(
-        "host = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\nfrom = \"Tutela <tutela@trust.test>\"\n\
-         console_url = \"https://console.trust.test\"\n"
-    );
-    for (address, school) in [
-        ("north@trust.test", Some("north")),
-        ("south@trust.test", Some("south")),
-        ("lead@trust.test", None),
-    ] {
-        mail.push_str(&format!(
-            "\n[[mail.recipients]]\naddress = \"{address}\"\nroles = [\"dsl\"]\n"
-        ));
-        if let Some(school) = school {
-            mail.push_str(&format!("school = \"{school}\"\n"));
-        }
-    }
+    let mail = tenants_common::mail_to_schools_and_trust(smtp_port, "");
     c.set_section("mail", &mail).unwrap();
-    c.set_section(
-        "summary",
-        "enabled = true\nday = \"monday\"\ntime = \"08:00\"\nroles = [\"dsl\"]\ncheck_secs = 60",
-    )
-    .unwrap();
+    tenants_common::weekly_summary_on(&c);
     for (id, title) in [("north", "North Primary"), ("south", "South Academy")] {
         run_ok(c.cmd().args(["schools", "add", id, "--name", title])).unwrap();
     }

@@ -304,3 +304,69 @@ pub fn text_of(email: &serde_json::Value) -> String {
         .unwrap_or_else(|| panic!("no text part in {email}"))
         .to_owned()
 }
+
+/// A `[mail]` section sending through the SMTP server on `smtp_port` to
+/// North's DSL, South's DSL and the trust's lead (no school), with `extra`
+/// settings (one per line) added.
+pub fn mail_to_schools_and_trust(smtp_port: u16, extra: &str) -> String {
+    let mut mail = format!(
+        "host = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\nfrom = \"Tutela <tutela@trust.test>\"\n\
+         console_url = \"https://console.trust.test\"\n{extra}"
+    );
+    for (address, school) in [
+        ("north@trust.test", Some("north")),
+        ("south@trust.test", Some("south")),
+        ("lead@trust.test", None),
+    ] {
+        mail.push_str(&format!(
+            "\n[[mail.recipients]]\naddress = \"{address}\"\nroles = [\"dsl\"]\n"
+        ));
+        if let Some(school) = school {
+            mail.push_str(&format!("school = \"{school}\"\n"));
+        }
+    }
+    mail
+}
+
+/// Turns the weekly summary to DSLs on (Monday 08:00, checked every minute).
+pub fn weekly_summary_on(c: &tutela_tests::Collector) {
+    c.set_section(
+        "summary",
+        "enabled = true\nday = \"monday\"\ntime = \"08:00\"\nroles = [\"dsl\"]\ncheck_secs = 60",
+    )
+    .unwrap();
+}
+
+/// Gives `c` a console on a free loopback port and the schools `north` and
+/// `south`, and adds accounts of `role` named `<prefix>-trust` (trust-wide)
+/// and `<prefix>-north` (North only) with [`PASSWORD`]. Returns the port.
+pub fn console_with_trust_and_north(
+    c: &tutela_tests::Collector,
+    scratch: &tutela_tests::Scratch,
+    role: &str,
+    prefix: &str,
+) -> u16 {
+    use tutela_tests::run_ok;
+    let port = tutela_tests::free_port();
+    c.set_section("console", &format!("listen = \"127.0.0.1:{port}\""))
+        .unwrap();
+    for id in SCHOOLS {
+        run_ok(c.cmd().args(["schools", "add", id, "--name", id])).unwrap();
+    }
+    let password = scratch.path("password");
+    std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
+    for (scope, args) in [
+        ("trust", &["--trust"][..]),
+        ("north", &["--school", "north"][..]),
+    ] {
+        run_ok(
+            c.cmd()
+                .args(["user", "add", &format!("{prefix}-{scope}"), "--role", role])
+                .args(args)
+                .arg("--password-file")
+                .arg(&password),
+        )
+        .unwrap();
+    }
+    port
+}
