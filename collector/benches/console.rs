@@ -75,6 +75,8 @@ fn seed(dir: &std::path::Path) {
     conn.execute_batch("ANALYZE").unwrap();
 }
 
+// Without the `postgres` feature the store has one backend.
+#[cfg_attr(not(feature = "postgres"), allow(irrefutable_let_patterns))]
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     secrets::create_missing(dir.path(), &[]).unwrap();
