@@ -1,5 +1,6 @@
 //! Accounts over several schools, on SQLite and on PostgreSQL: `users
-//! grant` adds a school to an account's grant, `users revoke-grant` takes
+//! grant` adds a school to an account's grant (or a grant of another role
+//! beside it), `users revoke-grant` takes
 //! one away (ending its sessions), `user list` shows them all. A DSL over
 //! North and South sees both schools' alerts and stations and makes tokens
 //! for either, and is refused every page of West's; once North is taken
@@ -44,8 +45,8 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
         .unwrap()
     };
 
-    // A DSL for North, then South too; a head for West, whose grant of
-    // another role over North replaces it (one role per account).
+    // A DSL for North, then South too; a head for West, given a grant of
+    // another role over North beside it (one grant per role).
     add("dsl-two", &["--role", "dsl", "--school", "north"]);
     let out = grants(
         &c,
@@ -61,7 +62,10 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
         &c,
         &["grant", "moved", "--role", "dsl", "--school", "north"],
     );
-    assert!(out.contains("is now dsl for the school north"), "{out}");
+    assert!(
+        out.contains("now has the grants dsl: north; head: west"),
+        "{out}"
+    );
     let unknown = run_failing(c.cmd().args([
         "users", "grant", "dsl-two", "--role", "dsl", "--school", "east",
     ]));
@@ -72,7 +76,7 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
     let list = run_ok(c.cmd().args(["user", "list"])).unwrap();
     assert!(
         list.contains("dsl-two\tdsl\tactive\tschools north, south\n")
-            && list.contains("moved\tdsl\tactive\tschool north\n"),
+            && list.contains("moved\tdsl: north; head: west\tactive\n"),
         "{list}"
     );
     c.start().unwrap();

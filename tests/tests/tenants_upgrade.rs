@@ -1,7 +1,7 @@
 //! Schools on an upgraded PostgreSQL store: a database made by schema
 //! migrations 1-6 only (a collector from before schools), with an agent,
 //! an enrolment token, an alert, a console account and an audit entry in
-//! it, is upgraded to version 8 by the collector, and finds every row in
+//! it, is upgraded to version 9 by the collector, and finds every row in
 //! the default school, the account holding a trust-wide grant of its role,
 //! its exemption and notice trust-wide (every school's) and the audit chain
 //! (made before schools) still intact.
@@ -39,7 +39,7 @@ fn chain(pg: &PgCluster) -> Result<usize, i64> {
 
 #[test]
 fn a_postgresql_store_at_schema_version_6_upgrades_with_its_rows_in_the_default_school() {
-    assert_eq!(VERSION, 8, "this test checks the upgrade from 6 to 8");
+    assert_eq!(VERSION, 9, "this test checks the upgrade from 6 to 9");
     let pg = PgCluster::start().unwrap();
     // The schema an older collector made: migrations 1-6, version 6.
     for migration in migrations_to(6) {
@@ -105,7 +105,7 @@ fn a_postgresql_store_at_schema_version_6_upgrades_with_its_rows_in_the_default_
         .unwrap();
     let schools = run_ok(c.cmd().args(["schools", "list"])).unwrap();
     assert!(schools.contains("default\t"), "{schools}");
-    assert_eq!(pg.query("SELECT version FROM tutela_schema").unwrap(), "8");
+    assert_eq!(pg.query("SELECT version FROM tutela_schema").unwrap(), "9");
     assert_eq!(
         pg.query("SELECT (SELECT school FROM exemptions) || '|' || (SELECT school FROM notices)")
             .unwrap(),
@@ -155,5 +155,20 @@ fn a_postgresql_store_at_schema_version_6_upgrades_with_its_rows_in_the_default_
         pg.query("SELECT school FROM console_grants WHERE \"user\" = 'new.dsl'")
             .unwrap(),
         ""
+    );
+    // Version 9: the old account may hold a grant of another role beside
+    // its first.
+    let out = run_ok(c.cmd().args([
+        "users", "grant", "old.dsl", "--role", "auditor", "--school", "default",
+    ]))
+    .unwrap();
+    assert!(
+        out.contains("now has the grants dsl: trust; auditor: default"),
+        "{out}"
+    );
+    assert_eq!(
+        pg.query("SELECT COUNT(*) FROM console_grants WHERE \"user\" = 'old.dsl'")
+            .unwrap(),
+        "2"
     );
 }

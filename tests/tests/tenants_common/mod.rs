@@ -4,10 +4,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tutela_agent::event::{seal, EventDraft, Evidence};
+use tutela_agent::event::{seal, Evidence};
 use tutela_agent::identity::{Enrolment, Identity};
-use tutela_proto::v1::{Observation, RuleMatch, Source};
 use tutela_tests::postgres::PgCluster;
+use tutela_tests::typed::TypedMatch;
 use tutela_tests::web::{field, http, Reply};
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -130,43 +130,27 @@ pub fn send(dir: &std::path::Path, school: &str) {
     let mut prev = [0; 32];
     let mut events = Vec::new();
     for (n, (user, context, word, category, severity, capture)) in seeds.iter().enumerate() {
-        let start = context.find(word).unwrap() as u32;
+        let typed = TypedMatch {
+            time_ms: now_ms() - 60_000 + n as i64,
+            user,
+            station: &format!("{school}-PC01"),
+            context,
+            word,
+            category,
+            severity: *severity,
+        };
+        let evidence = capture.then(|| Evidence {
+            jpeg: jpeg(),
+            width: 64,
+            height: 40,
+        });
         let sealed = seal(
             &identity,
             &enrolment.agent_id,
             n as u64 + 1,
             prev,
             0,
-            EventDraft {
-                time_ms: now_ms() - 60_000 + n as i64,
-                user: user.clone(),
-                station: format!("{school}-PC01"),
-                observation: Observation {
-                    source: Source::Typed as i32,
-                    context: context.clone(),
-                    app: "chromium".into(),
-                    window_title: "Homework help - Chromium".into(),
-                    url: "https://search.example/".into(),
-                    ..Default::default()
-                },
-                matches: vec![RuleMatch {
-                    rule_id: format!("{category}/seed"),
-                    category: (*category).into(),
-                    severity: *severity,
-                    term: (*word).into(),
-                    start,
-                    end: start + word.len() as u32,
-                }],
-                evidence: capture.then(|| Evidence {
-                    jpeg: jpeg(),
-                    width: 64,
-                    height: 40,
-                }),
-                rules_version: 3,
-                count: 1,
-                event_id: None,
-                repeat_of: String::new(),
-            },
+            typed.draft(evidence),
         );
         prev = sealed.body_hash();
         events.push(sealed.to_wire());
