@@ -9,10 +9,12 @@
 
 mod tenants_common;
 
-use tenants_common::{alert_pages, ask, leaks, refused, report, send, Db, Rows, PASSWORD};
+use tenants_common::{
+    alert_pages, ask, console_with_schools, leaks, refused, seed_schools, Db, Rows, PASSWORD,
+};
 use tutela_tests::postgres::PgCluster;
 use tutela_tests::web::{cookie_value, csrf, http, sign_in, Reply};
-use tutela_tests::{free_port, run_ok, Agent, Scratch};
+use tutela_tests::{run_ok, Scratch};
 
 /// Signs `name` in; the sign-in's answer (where it sends the browser) and
 /// the session cookie.
@@ -59,15 +61,7 @@ fn all_refused(port: u16, session: &(String, String), id: i64, school: &str, row
 fn scenario(pg: Option<&PgCluster>, name: &str) {
     let scratch = Scratch::new(name);
     let (mut c, db) = Db::collector(scratch.path("collector"), pg);
-    let port = free_port();
-    c.set_section(
-        "console",
-        &format!("listen = \"127.0.0.1:{port}\"\nstaff_pattern = \"t_*\""),
-    )
-    .unwrap();
-    for id in ["north", "south"] {
-        run_ok(c.cmd().args(["schools", "add", id, "--name", id])).unwrap();
-    }
+    let port = console_with_schools(&c, &["north", "south"]);
     let password = scratch.path("password");
     std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
     run_ok(
@@ -106,28 +100,7 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
     );
     c.start().unwrap();
 
-    let mut rows = Vec::new();
-    for (n, school) in ["north", "south"].iter().enumerate() {
-        let token = c.token(&["--school", school, "--group", "lab"]).unwrap();
-        let mut agent = Agent::new(scratch.path(&format!("agent-{school}")));
-        agent.as_station(&format!("{school}-PC01"));
-        agent.on_machine(&["a", "b"][n].repeat(64));
-        agent.enrol(&token).unwrap();
-        send(&agent.dir, school);
-        report(port, school);
-        let id = |user: &str, source: &str| {
-            db.id(&format!(
-                "SELECT id FROM alerts WHERE \"user\" = '{user}' AND source = '{source}'"
-            ))
-        };
-        rows.push(Rows {
-            pupil: id(&format!("pupil.{school}"), "typed"),
-            staff: id(&format!("t_{school}"), "typed"),
-            report: id(&format!("pupil.{school}"), "pupil_report"),
-            token: String::from("no token is looked for"),
-            agent: agent.agent_id(),
-        });
-    }
+    let rows = seed_schools(&c, &scratch, &db, port, &["north", "south"]);
     let (north, south) = (&rows[0], &rows[1]);
 
     // Signing in shows the account's grants; it acts as North's DSL first.

@@ -354,3 +354,60 @@ pub fn console_with_trust_and_north(
     }
     port
 }
+
+/// Gives `c` a console on a free loopback port (staff are accounts named
+/// `t_*`) and the schools `ids` (each named by its id). Returns the port.
+pub fn console_with_schools(c: &tutela_tests::Collector, ids: &[&str]) -> u16 {
+    let port = tutela_tests::free_port();
+    c.set_section(
+        "console",
+        &format!("listen = \"127.0.0.1:{port}\"\nstaff_pattern = \"t_*\""),
+    )
+    .unwrap();
+    for id in ids {
+        tutela_tests::run_ok(c.cmd().args(["schools", "add", id, "--name", id])).unwrap();
+    }
+    port
+}
+
+/// For each of `schools` on the started collector `c`: an agent enrolled
+/// with a token of that school (station `<school>-PC01`) sends its pupil's
+/// alert with a capture and its staff alert, and a pupil reports a concern
+/// from the school's page. Their rows, in the order of `schools`.
+pub fn seed_schools(
+    c: &tutela_tests::Collector,
+    scratch: &tutela_tests::Scratch,
+    db: &Db<'_>,
+    port: u16,
+    schools: &[&str],
+) -> Vec<Rows> {
+    let mut rows = Vec::new();
+    for (n, school) in schools.iter().enumerate() {
+        let token = c.token(&["--school", school, "--group", "lab"]).unwrap();
+        let mut agent = tutela_tests::Agent::new(scratch.path(&format!("agent-{school}")));
+        agent.as_station(&format!("{school}-PC01"));
+        agent.on_machine(&char::from(b'a' + n as u8).to_string().repeat(64));
+        agent.enrol(&token).unwrap();
+        send(&agent.dir, school);
+        report(port, school);
+        let id = |user: &str, source: &str| {
+            db.id(&format!(
+                "SELECT id FROM alerts WHERE \"user\" = '{user}' AND source = '{source}'"
+            ))
+        };
+        let hex = match db {
+            Db::Pg(_) => "encode(secret_hash, 'hex')",
+            Db::Sqlite(_) => "lower(hex(secret_hash))",
+        };
+        rows.push(Rows {
+            pupil: id(&format!("pupil.{school}"), "typed"),
+            staff: id(&format!("t_{school}"), "typed"),
+            report: id(&format!("pupil.{school}"), "pupil_report"),
+            token: db.one(&format!(
+                "SELECT substr({hex}, 1, 12) FROM tokens WHERE school = '{school}'"
+            )),
+            agent: agent.agent_id(),
+        });
+    }
+    rows
+}
