@@ -15,9 +15,11 @@ use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
-    /// Create a console account, or reset its password and role. The password
-    /// is read from standard input unless --password-file is given. On a
-    /// collector of several schools a new account needs --school or --trust.
+    /// Create a console account, or reset its password and role (an account
+    /// of several grants keeps them unless --school or --trust sets this
+    /// role's). The password is read from standard input unless
+    /// --password-file is given. On a collector of several schools a new
+    /// account needs --school or --trust.
     Add {
         name: String,
         /// dsl, deputy-dsl, head, technician or auditor.
@@ -48,7 +50,7 @@ pub enum UserCommand {
     Disable { name: String },
     /// Let a disabled account sign in again.
     Enable { name: String },
-    /// List console accounts with their role and whether they are locked or disabled.
+    /// List console accounts with their role (or grants) and whether they are locked or disabled.
     List,
 }
 

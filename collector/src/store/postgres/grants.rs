@@ -28,7 +28,8 @@ pub(super) async fn keep_role(
     .await?;
     c.execute(
         "INSERT INTO console_grants (\"user\", role, school) SELECT $1, $2, $3
-         WHERE NOT EXISTS (SELECT 1 FROM console_grants WHERE \"user\" = $1)",
+         WHERE NOT EXISTS (SELECT 1 FROM console_grants WHERE \"user\" = $1)
+         ON CONFLICT DO NOTHING",
         &[&name, &role, &new_school],
     )
     .await?;

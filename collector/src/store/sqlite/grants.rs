@@ -65,7 +65,8 @@ pub fn keep_role(
     )?;
     conn.execute(
         "INSERT INTO console_grants (user, role, school) SELECT ?1, ?2, ?3
-         WHERE NOT EXISTS (SELECT 1 FROM console_grants WHERE user = ?1)",
+         WHERE NOT EXISTS (SELECT 1 FROM console_grants WHERE user = ?1)
+         ON CONFLICT DO NOTHING",
         params![name, role, new_school],
     )?;
     Ok(())
