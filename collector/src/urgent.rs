@@ -47,6 +47,7 @@ pub(crate) fn role_viewer(role: Role) -> Viewer {
             crate::console::settings::TechnicianQueue::None,
         ),
         school: crate::store::schools::Scope::Trust,
+        grants: 1,
     }
 }
 

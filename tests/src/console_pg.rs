@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
-use tutela_agent::event::{seal, EventDraft};
+use tutela_agent::event::seal;
 use tutela_agent::identity::{Enrolment, Identity};
-use tutela_proto::v1::{Observation, RuleMatch, Source};
 
 use crate::load::now_ms;
+use crate::typed::TypedMatch;
 use crate::{free_port, Collector, Scratch};
 
 /// A collector in `scratch/name` on the PostgreSQL at `url`, with its
@@ -33,39 +33,22 @@ pub fn send(dir: &Path, seeds: &[Seed<'_>]) {
     let mut prev = [0; 32];
     let mut events = Vec::new();
     for (n, (user, context, word, category, severity)) in seeds.iter().enumerate() {
-        let start = context.find(word).unwrap() as u32;
+        let typed = TypedMatch {
+            time_ms: now_ms() - 60_000 + n as i64,
+            user,
+            station: "LAB1-PC07",
+            context,
+            word,
+            category,
+            severity: *severity,
+        };
         let sealed = seal(
             &identity,
             &enrolment.agent_id,
             n as u64 + 1,
             prev,
             0,
-            EventDraft {
-                time_ms: now_ms() - 60_000 + n as i64,
-                user: (*user).into(),
-                station: "LAB1-PC07".into(),
-                observation: Observation {
-                    source: Source::Typed as i32,
-                    context: (*context).into(),
-                    app: "chromium".into(),
-                    window_title: "Homework help - Chromium".into(),
-                    url: "https://search.example/".into(),
-                    ..Default::default()
-                },
-                matches: vec![RuleMatch {
-                    rule_id: format!("{category}/seed"),
-                    category: (*category).into(),
-                    severity: *severity,
-                    term: (*word).into(),
-                    start,
-                    end: start + word.len() as u32,
-                }],
-                evidence: None,
-                rules_version: 3,
-                count: 1,
-                event_id: None,
-                repeat_of: String::new(),
-            },
+            typed.draft(None),
         );
         prev = sealed.body_hash();
         events.push(sealed.to_wire());

@@ -24,6 +24,7 @@ pub mod seed;
 pub mod smtp;
 pub mod store;
 pub mod summary_week;
+pub mod typed;
 pub mod web;
 
 pub use agent::Agent;

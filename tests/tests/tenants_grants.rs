@@ -1,5 +1,6 @@
 //! Accounts over several schools, on SQLite and on PostgreSQL: `users
-//! grant` adds a school to an account's grant, `users revoke-grant` takes
+//! grant` adds a school to an account's grant (or a grant of another role
+//! beside it), `users revoke-grant` takes
 //! one away (ending its sessions), `user list` shows them all. A DSL over
 //! North and South sees both schools' alerts and stations and makes tokens
 //! for either, and is refused every page of West's; once North is taken
@@ -7,10 +8,12 @@
 
 mod tenants_common;
 
-use tenants_common::{alert_pages, ask, leaks, listed, refused, report, send, Db, Rows, PASSWORD};
+use tenants_common::{
+    alert_pages, ask, console_with_schools, leaks, listed, refused, seed_schools, Db, PASSWORD,
+};
 use tutela_tests::postgres::PgCluster;
 use tutela_tests::web::{csrf, http, sign_in};
-use tutela_tests::{free_port, run_failing, run_ok, Agent, Collector, Scratch};
+use tutela_tests::{run_failing, run_ok, Collector, Scratch};
 
 const THREE: [&str; 3] = ["north", "south", "west"];
 
@@ -22,15 +25,7 @@ fn grants(c: &Collector, args: &[&str]) -> String {
 fn scenario(pg: Option<&PgCluster>, name: &str) {
     let scratch = Scratch::new(name);
     let (mut c, db) = Db::collector(scratch.path("collector"), pg);
-    let port = free_port();
-    c.set_section(
-        "console",
-        &format!("listen = \"127.0.0.1:{port}\"\nstaff_pattern = \"t_*\""),
-    )
-    .unwrap();
-    for id in THREE {
-        run_ok(c.cmd().args(["schools", "add", id, "--name", id])).unwrap();
-    }
+    let port = console_with_schools(&c, &THREE);
     let password = scratch.path("password");
     std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
     let add = |name: &str, args: &[&str]| {
@@ -44,8 +39,8 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
         .unwrap()
     };
 
-    // A DSL for North, then South too; a head for West, whose grant of
-    // another role over North replaces it (one role per account).
+    // A DSL for North, then South too; a head for West, given a grant of
+    // another role over North beside it (one grant per role).
     add("dsl-two", &["--role", "dsl", "--school", "north"]);
     let out = grants(
         &c,
@@ -61,7 +56,10 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
         &c,
         &["grant", "moved", "--role", "dsl", "--school", "north"],
     );
-    assert!(out.contains("is now dsl for the school north"), "{out}");
+    assert!(
+        out.contains("now has the grants dsl: north; head: west"),
+        "{out}"
+    );
     let unknown = run_failing(c.cmd().args([
         "users", "grant", "dsl-two", "--role", "dsl", "--school", "east",
     ]));
@@ -72,40 +70,12 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
     let list = run_ok(c.cmd().args(["user", "list"])).unwrap();
     assert!(
         list.contains("dsl-two\tdsl\tactive\tschools north, south\n")
-            && list.contains("moved\tdsl\tactive\tschool north\n"),
+            && list.contains("moved\tdsl: north; head: west\tactive\n"),
         "{list}"
     );
     c.start().unwrap();
 
-    let mut rows = Vec::new();
-    for (n, school) in THREE.iter().enumerate() {
-        let token = c.token(&["--school", school, "--group", "lab"]).unwrap();
-        let mut agent = Agent::new(scratch.path(&format!("agent-{school}")));
-        agent.as_station(&format!("{school}-PC01"));
-        agent.on_machine(&["a", "b", "c"][n].repeat(64));
-        agent.enrol(&token).unwrap();
-        send(&agent.dir, school);
-        report(port, school);
-        let id = |user: &str, source: &str| {
-            db.id(&format!(
-                "SELECT id FROM alerts WHERE \"user\" = '{user}' AND source = '{source}'"
-            ))
-        };
-        rows.push(Rows {
-            pupil: id(&format!("pupil.{school}"), "typed"),
-            staff: id(&format!("t_{school}"), "typed"),
-            report: id(&format!("pupil.{school}"), "pupil_report"),
-            token: db.one(&format!(
-                "SELECT substr({}, 1, 12) FROM tokens WHERE school = '{school}'",
-                if pg.is_some() {
-                    "encode(secret_hash, 'hex')"
-                } else {
-                    "lower(hex(secret_hash))"
-                }
-            )),
-            agent: agent.agent_id(),
-        });
-    }
+    let rows = seed_schools(&c, &scratch, &db, port, &THREE);
     let (north, south, west) = (&rows[0], &rows[1], &rows[2]);
 
     // Over North and South: both schools' alerts, stations and tokens.

@@ -1,10 +1,12 @@
 //! Schools on an upgraded PostgreSQL store: a database made by schema
 //! migrations 1-6 only (a collector from before schools), with an agent,
 //! an enrolment token, an alert, a console account and an audit entry in
-//! it, is upgraded to version 8 by the collector, and finds every row in
+//! it, is upgraded to version 9 by the collector, and finds every row in
 //! the default school, the account holding a trust-wide grant of its role,
 //! its exemption and notice trust-wide (every school's) and the audit chain
-//! (made before schools) still intact.
+//! (made before schools) still intact; version 9 lets the account hold a
+//! grant of another role. A SQLite store at version 3 upgrades to 4 with
+//! its sessions still signed in.
 
 use tutela_collector::store::audit::{entry_hash, ChainCheck, Entry, GENESIS};
 use tutela_collector::store::postgres::schema::{migrations_to, VERSION};
@@ -39,7 +41,7 @@ fn chain(pg: &PgCluster) -> Result<usize, i64> {
 
 #[test]
 fn a_postgresql_store_at_schema_version_6_upgrades_with_its_rows_in_the_default_school() {
-    assert_eq!(VERSION, 8, "this test checks the upgrade from 6 to 8");
+    assert_eq!(VERSION, 9, "this test checks the upgrade from 6 to 9");
     let pg = PgCluster::start().unwrap();
     // The schema an older collector made: migrations 1-6, version 6.
     for migration in migrations_to(6) {
@@ -105,7 +107,7 @@ fn a_postgresql_store_at_schema_version_6_upgrades_with_its_rows_in_the_default_
         .unwrap();
     let schools = run_ok(c.cmd().args(["schools", "list"])).unwrap();
     assert!(schools.contains("default\t"), "{schools}");
-    assert_eq!(pg.query("SELECT version FROM tutela_schema").unwrap(), "8");
+    assert_eq!(pg.query("SELECT version FROM tutela_schema").unwrap(), "9");
     assert_eq!(
         pg.query("SELECT (SELECT school FROM exemptions) || '|' || (SELECT school FROM notices)")
             .unwrap(),
@@ -156,4 +158,80 @@ fn a_postgresql_store_at_schema_version_6_upgrades_with_its_rows_in_the_default_
             .unwrap(),
         ""
     );
+    // Version 9: the old account may hold a grant of another role beside
+    // its first.
+    let out = run_ok(c.cmd().args([
+        "users", "grant", "old.dsl", "--role", "auditor", "--school", "default",
+    ]))
+    .unwrap();
+    assert!(
+        out.contains("now has the grants dsl: trust; auditor: default"),
+        "{out}"
+    );
+    assert_eq!(
+        pg.query("SELECT COUNT(*) FROM console_grants WHERE \"user\" = 'old.dsl'")
+            .unwrap(),
+        "2"
+    );
+}
+
+/// A SQLite store at schema version 3 (one grant per account, sessions
+/// without a grant of their own) is upgraded to version 4 by the
+/// collector: a session opened before goes on acting under its account's
+/// one grant, and the account may then hold a grant of another role.
+#[test]
+fn a_sqlite_store_at_schema_version_3_keeps_its_sessions_and_takes_several_grants() {
+    const PASSWORD: &str = "correct horse battery staple";
+    let scratch = Scratch::new("tenants-upgrade-sqlite");
+    let (mut c, port) =
+        Collector::with_console(scratch.path("collector"), &[("old.dsl", "dsl")], PASSWORD)
+            .unwrap();
+    c.start().unwrap();
+    tutela_tests::console_client::wait_for_port(port);
+    let session = tutela_tests::web::sign_in(port, "old.dsl", PASSWORD, "/queue");
+    c.kill9();
+    // Back to version 3's shape: grants keyed by account, no session role.
+    let db_path = c.dir.join("tutela.db");
+    let db = rusqlite::Connection::open(&db_path).unwrap();
+    db.execute_batch(
+        "CREATE TABLE console_grants_v3 (user TEXT PRIMARY KEY, role TEXT NOT NULL,
+             school TEXT NOT NULL DEFAULT '');
+         INSERT INTO console_grants_v3 SELECT user, role, school FROM console_grants;
+         DROP TABLE console_grants;
+         ALTER TABLE console_grants_v3 RENAME TO console_grants;
+         ALTER TABLE console_sessions DROP COLUMN role;
+         PRAGMA user_version = 3;",
+    )
+    .unwrap();
+    drop(db);
+
+    c.start().unwrap();
+    tutela_tests::console_client::wait_for_port(port);
+    let version = |db: &rusqlite::Connection| -> i64 {
+        db.query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    };
+    let db = rusqlite::Connection::open(&db_path).unwrap();
+    assert_eq!(version(&db), 4);
+    let queue = tutela_tests::web::http(port, "GET", "/queue", &session.0, &[]);
+    assert_eq!(queue.status, 200, "the session from before: {}", queue.body);
+    let out = run_ok(
+        c.cmd()
+            .args(["users", "grant", "old.dsl", "--role", "auditor", "--trust"]),
+    )
+    .unwrap();
+    assert!(
+        out.contains("now has the grants dsl: trust; auditor: trust"),
+        "{out}"
+    );
+    let grants: String = db
+        .query_row(
+            "SELECT group_concat(role, ',') FROM (SELECT role FROM console_grants
+             WHERE user = 'old.dsl' ORDER BY role)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(grants, "auditor,dsl");
+    c.kill9();
 }

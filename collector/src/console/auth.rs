@@ -127,8 +127,11 @@ pub struct Viewer {
     pub csrf: String,
     pub session_hash: Vec<u8>,
     pub queue: QueueAccess,
-    /// The schools the account's grant covers.
+    /// The schools the grant the session acts under covers.
     pub school: Scope,
+    /// How many grants the account holds (it acts under one at a time and
+    /// may switch to another: `/grants`).
+    pub grants: usize,
 }
 
 impl Viewer {
@@ -434,6 +437,7 @@ pub fn check_session(db: &Console<'_>, token: Option<&str>, touch: bool) -> Resu
         session_hash: hash,
         queue,
         school: Scope::from_grant(&row.school),
+        grants: usize::try_from(row.grants).unwrap_or(1),
     })
 }
 

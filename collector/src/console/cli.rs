@@ -8,16 +8,18 @@ use super::auth::{self, Role};
 use super::staff;
 use crate::store::console::{Console, ConsoleStore};
 use crate::store::now_ms;
-use crate::store::schools::{GrantChange, Scope};
+use crate::store::schools::{grants_label, GrantChange, Scope, NO_SCHOOL};
 use crate::store::users::AccountChange;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
-    /// Create a console account, or reset its password and role. The password
-    /// is read from standard input unless --password-file is given. On a
-    /// collector of several schools a new account needs --school or --trust.
+    /// Create a console account, or reset its password and role (an account
+    /// of several grants keeps them unless --school or --trust sets this
+    /// role's). The password is read from standard input unless
+    /// --password-file is given. On a collector of several schools a new
+    /// account needs --school or --trust.
     Add {
         name: String,
         /// dsl, deputy-dsl, head, technician or auditor.
@@ -48,7 +50,7 @@ pub enum UserCommand {
     Disable { name: String },
     /// Let a disabled account sign in again.
     Enable { name: String },
-    /// List console accounts with their role and whether they are locked or disabled.
+    /// List console accounts with their role (or grants) and whether they are locked or disabled.
     List,
 }
 
@@ -58,9 +60,10 @@ pub enum UsersCommand {
     /// (header `username,groups[,type]`; staff by type or a `staff` group).
     Import { csv: PathBuf },
     /// Give an account a role over one more school (--school) or every
-    /// school of the trust (--trust); its sessions end. An account holds one
-    /// role: another role, or a school for a trust-wide account, replaces
-    /// its grant.
+    /// school of the trust (--trust); its sessions end. A role the account
+    /// does not hold yet is a grant of its own beside its others (DSL at
+    /// one school, deputy DSL at another); one it holds takes the school in
+    /// (a school for a trust-wide grant of the role narrows it).
     #[command(group(clap::ArgGroup::new("scope").required(true).args(["school", "trust"])))]
     Grant {
         name: String,
@@ -75,8 +78,8 @@ pub enum UsersCommand {
         trust: bool,
     },
     /// Take away an account's grant over one school (--school) or the trust
-    /// (--trust); its sessions end. With none left it sees nothing until
-    /// `users grant` gives it one.
+    /// (--trust), of every role or of --role only; its sessions end. With
+    /// none left it sees nothing until `users grant` gives it one.
     #[command(name = "revoke-grant")]
     #[command(group(clap::ArgGroup::new("scope").required(true).args(["school", "trust"])))]
     RevokeGrant {
@@ -87,6 +90,10 @@ pub enum UsersCommand {
         /// The trust-wide grant.
         #[arg(long)]
         trust: bool,
+        /// Only this role's grant (dsl, deputy-dsl, head, technician or
+        /// auditor); every role's when not given.
+        #[arg(long, value_parser = parse_role)]
+        role: Option<String>,
     },
 }
 
@@ -267,20 +274,50 @@ pub fn user(dir: &Path, command: UserCommand) -> anyhow::Result<()> {
                 } else {
                     ""
                 };
-                // A school's account says which; trust-wide ones (every
-                // account of a single-school install) print as before.
-                let scope = match Scope::from_grant(&a.school) {
-                    Scope::Trust => String::new(),
-                    none if none.is_none() => {
-                        "\tno school yet (`users grant` gives one)".to_owned()
-                    }
-                    school => format!("\t{}", school.label()),
+                let grants: Vec<(String, Scope)> = a
+                    .grants
+                    .iter()
+                    .map(|(role, school)| (role.clone(), Scope::from_grant(school)))
+                    .collect();
+                let (role, scope) = match grants.as_slice() {
+                    // One grant: its role, then its school (none for the
+                    // trust: every account of a single-school install
+                    // prints as before).
+                    [(role, scope)] => (role.clone(), one_scope(scope)),
+                    [] => (a.role.clone(), one_scope(&Scope::from_grant(NO_SCHOOL))),
+                    several => (grants_label(several), String::new()),
                 };
-                println!("{name}\t{}\t{state}{how}{scope}", a.role);
+                println!("{name}\t{role}\t{state}{how}{scope}");
             }
             Ok(())
         }
     })
+}
+
+/// How `user list` shows an account's one grant after its state.
+fn one_scope(scope: &Scope) -> String {
+    match scope {
+        Scope::Trust => String::new(),
+        none if none.is_none() => "\tno school yet (`users grant` gives one)".to_owned(),
+        school => format!("\t{}", school.label()),
+    }
+}
+
+/// What `users grant` and `revoke-grant` say an account holds now.
+fn now_holds(name: &str, grants: &[(String, Scope)]) -> String {
+    match grants {
+        [(role, scope)] if scope.is_none() => format!(
+            "console account {name} ({role}) now has no school and sees nothing until `users grant` gives it one; its sessions ended"
+        ),
+        [(role, scope)] => format!(
+            "console account {name} is now {role} for the {}; its sessions ended",
+            scope.label()
+        ),
+        several => format!(
+            "console account {name} now has the grants {}; it acts under one at a time, chosen after signing in; its sessions ended",
+            grants_label(several)
+        ),
+    }
 }
 
 pub fn users(dir: &Path, command: UsersCommand) -> anyhow::Result<()> {
@@ -292,19 +329,17 @@ pub fn users(dir: &Path, command: UsersCommand) -> anyhow::Result<()> {
             trust,
         } => with_store(dir, |db| {
             let scope = chosen_scope(db, school, trust)?.unwrap_or(Scope::Trust);
-            let Some((role, now)) = db.grant(&name, &role, GrantChange::Add(&scope))? else {
+            let Some(grants) = db.grant(&name, &role, GrantChange::Add(&scope))? else {
                 bail!("there is no console account named {name:?}; `tutela-collector user add` makes one");
             };
-            println!(
-                "console account {name} is now {role} for the {}; its sessions ended",
-                now.label()
-            );
+            println!("{}", now_holds(&name, &grants));
             Ok(())
         }),
         UsersCommand::RevokeGrant {
             name,
             school,
             trust,
+            role,
         } => with_store(dir, |db| {
             // A school that no longer exists may still be revoked.
             let scope = match school {
@@ -315,17 +350,11 @@ pub fn users(dir: &Path, command: UsersCommand) -> anyhow::Result<()> {
                 None if trust => Scope::Trust,
                 None => bail!("pass --school <id> or --trust to say which grant to take away; nothing was changed"),
             };
-            let Some((role, now)) = db.grant(&name, "", GrantChange::Remove(&scope))? else {
+            let role = role.unwrap_or_default();
+            let Some(grants) = db.grant(&name, &role, GrantChange::Remove(&scope))? else {
                 bail!("there is no console account named {name:?}; `tutela-collector user list` shows the accounts");
             };
-            if now.is_none() {
-                println!("console account {name} ({role}) now has no school and sees nothing until `users grant` gives it one; its sessions ended");
-            } else {
-                println!(
-                    "console account {name} is now {role} for the {}; its sessions ended",
-                    now.label()
-                );
-            }
+            println!("{}", now_holds(&name, &grants));
             Ok(())
         }),
         UsersCommand::Import { csv } => {

@@ -72,7 +72,18 @@ fn nav(v: &Viewer) -> Markup {
         }
         @if v.role.audits() { a href="/audit" { "Audit log" } }
         @if v.role == super::auth::Role::Dsl { a href="/settings" { "Settings" } }
-        span.who { (v.name) " (" (v.role.as_str()) ")" }
+        span.who {
+            (v.name) " (" (v.role.as_str())
+            // An account of several grants sees which it acts under.
+            @if v.grants > 1 {
+                @match v.school.schools() {
+                    None => { " for the trust" }
+                    Some(ids) => { " at " (ids.join(", ")) }
+                }
+            }
+            ")"
+        }
+        @if v.grants > 1 { a href="/grants" #switch-grant { "Switch role" } }
         form method="post" action="/logout" class="inline" {
             (csrf(v))
             button type="submit" { "Sign out" }
@@ -196,6 +207,7 @@ mod tests {
             session_hash: Vec::new(),
             queue: QueueAccess::Full,
             school: crate::store::schools::Scope::Trust,
+            grants: 1,
         };
         let out = page(HOSTILE, Some(&viewer), html! { p { (HOSTILE) } });
         assert!(!out.contains("<script>alert"), "{out}");

@@ -79,7 +79,7 @@ pub fn login_submit(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, 
     }
     match auth::login(db, req.f("name"), req.f("password"), ip)? {
         Login::Ok(token) => {
-            let mut r = redirect("/queue");
+            let mut r = redirect(super::grants::after_sign_in(db, req.f("name"))?);
             let h = r.headers_mut();
             h.append(
                 header::SET_COOKIE,

@@ -19,6 +19,7 @@ pub mod coverage;
 mod dispatch;
 pub mod exemptions;
 pub mod export;
+pub mod grants;
 pub mod html;
 pub mod login;
 pub mod notice;
@@ -441,6 +442,10 @@ pub fn router(app: App) -> Router {
             get(page!(login::login_page)).post(page!(login::login_submit)),
         )
         .route("/logout", post(page!(login::logout)))
+        .route(
+            "/grants",
+            get(page!(grants::page_handler)).post(page!(grants::switch)),
+        )
         .route("/login/oidc/{name}", get(sso::start))
         .route("/login/oidc/{name}/callback", get(sso::callback))
         .route("/queue", get(page!(queue::page)))

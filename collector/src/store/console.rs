@@ -227,19 +227,22 @@ impl Console<'_> {
         on!(self, c => sqlite::schools::list(c), p => p.schools())
     }
 
-    /// Changes account `name`'s grant (see [`GrantChange`]), ending its
-    /// sessions, audited as the command line's; the (role, scope) it then
-    /// holds, or `None` when there is no such account.
+    /// Changes account `name`'s grants (see [`GrantChange`]), ending its
+    /// sessions, audited as the command line's; the grants (role, scope) it
+    /// then holds, or `None` when there is no such account.
     pub fn grant(
         &self,
         name: &str,
         role: &str,
         change: GrantChange<'_>,
-    ) -> Result<Option<(String, Schools)>, StoreError> {
+    ) -> Result<Option<Vec<(String, Schools)>>, StoreError> {
         let detail = match change {
             GrantChange::Set(scope) => format!("role={role}; scope={}", scope.label()),
             GrantChange::Add(scope) => format!("role={role}; added={}", scope.label()),
-            GrantChange::Remove(scope) => format!("removed={}", scope.label()),
+            GrantChange::Remove(scope) if role.is_empty() => {
+                format!("removed={}", scope.label())
+            }
+            GrantChange::Remove(scope) => format!("role={role}; removed={}", scope.label()),
         };
         let target = format!("user:{name}");
         let entry = Audited {
@@ -253,6 +256,23 @@ impl Console<'_> {
             detail: &detail,
         };
         on!(self, c => sqlite::grants::grant(c, name, role, change, &entry), p => p.grant(name, role, change, &entry))
+    }
+
+    /// Account `name`'s grants: (role, stored schools: '' for the trust),
+    /// the one a sign-in acts under first.
+    pub fn grants_of(&self, name: &str) -> Result<Vec<(String, String)>, StoreError> {
+        on!(self, c => sqlite::grants::grants_of(c, name), p => p.grants_of(name))
+    }
+
+    /// Makes a session act under its account's grant of `role`, audited
+    /// with `entry`; `false` (nothing changed) when it holds no such grant.
+    pub fn switch_grant(
+        &self,
+        token_hash: &[u8],
+        role: &str,
+        entry: &Audited<'_>,
+    ) -> Result<bool, StoreError> {
+        on!(self, c => sqlite::grants::switch(c, token_hash, role, entry), p => p.switch_grant(token_hash, role, entry))
     }
 
     /// Moves unrevoked agent `agent_id` to school `to`, audited: its later

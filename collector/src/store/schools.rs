@@ -1,6 +1,7 @@
 //! Schools as tenants. Every agent, enrolment token and alert belongs to a
-//! school (alerts take their agent's at ingest); every console account has a
-//! grant of a role over the trust (every school) or over one school. A
+//! school (alerts take their agent's at ingest); every console account has
+//! grants, each of a role over the trust (every school) or schools, and
+//! acts under one of them at a time (its session's). A
 //! store that never had schools has one, [`DEFAULT_SCHOOL`], holding
 //! everything, and its accounts hold trust grants: nothing changes for it.
 
@@ -161,38 +162,89 @@ impl Scope {
     }
 }
 
-/// A change to an account's grant: one role over a set of schools (or the
-/// trust).
+/// A change to an account's grants: each a role over a set of schools (or
+/// the trust); an account holds at most one grant per role.
 #[derive(Debug, Clone, Copy)]
 pub enum GrantChange<'a> {
     /// The role over exactly this scope.
     Set(&'a Scope),
-    /// The role over this scope too; with another role than the account's,
-    /// or from the trust, the grant is replaced (one role per account; a
-    /// trust grant already covers every school, so a school narrows it).
+    /// The role over this scope too: a grant of another role is added
+    /// beside the account's others; one of the same role takes the scope
+    /// in (a trust grant already covers every school, so a school narrows
+    /// it).
     Add(&'a Scope),
-    /// The account's role no longer over this scope (none left: no school).
+    /// The scope no longer granted to the role (to every role when the
+    /// role named is ''); a grant left with no school goes.
     Remove(&'a Scope),
 }
 
+/// The order an account's grants are listed in, the first being the one a
+/// sign-in acts under: the reviewing roles first.
+pub fn role_rank(role: &str) -> usize {
+    ["dsl", "deputy-dsl", "head", "technician", "auditor"]
+        .iter()
+        .position(|r| *r == role)
+        .unwrap_or(usize::MAX)
+}
+
 impl GrantChange<'_> {
-    /// The (role, scope) an account holding `current` ((role, stored
-    /// schools), `None` for no grant row) has after this change; `role` is
-    /// the role named with it (ignored by `Remove`).
-    pub fn apply(&self, current: Option<(&str, &str)>, role: &str) -> (String, Scope) {
-        let (held_role, held) = match current {
-            Some((r, school)) => (r, Scope::from_grant(school)),
-            None => (role, Scope::School(NO_SCHOOL.to_owned())),
-        };
+    /// The grants (role, scope), in [`role_rank`] order, an account holding
+    /// `current` ((role, stored schools) rows) has after this change;
+    /// `role` is the role named with it ('' for `Remove` from every role).
+    /// An account left with no grant keeps one of no school
+    /// ([`NO_SCHOOL`]): it sees nothing until it is given one.
+    pub fn apply(&self, current: &[(String, String)], role: &str) -> Vec<(String, Scope)> {
+        let mut grants: Vec<(String, Scope)> = current
+            .iter()
+            .map(|(r, school)| (r.clone(), Scope::from_grant(school)))
+            .filter(|(_, scope)| !scope.is_none())
+            .collect();
         match self {
-            GrantChange::Set(scope) => (role.to_owned(), (*scope).clone()),
-            GrantChange::Add(scope) if held_role != role || held == Scope::Trust => {
-                (role.to_owned(), (*scope).clone())
+            GrantChange::Set(scope) | GrantChange::Add(scope) => {
+                let held = grants.iter().position(|(r, _)| r == role);
+                let scope = match (self, held) {
+                    (GrantChange::Add(_), Some(i)) if grants[i].1 != Scope::Trust => {
+                        grants[i].1.with(scope)
+                    }
+                    _ => (*scope).clone(),
+                };
+                match held {
+                    Some(i) => grants[i].1 = scope,
+                    None => grants.push((role.to_owned(), scope)),
+                }
             }
-            GrantChange::Add(scope) => (role.to_owned(), held.with(scope)),
-            GrantChange::Remove(scope) => (held_role.to_owned(), held.without(scope)),
+            GrantChange::Remove(scope) => {
+                for (r, held) in &mut grants {
+                    if role.is_empty() || r == role {
+                        *held = held.without(scope);
+                    }
+                }
+                grants.retain(|(_, held)| !held.is_none());
+            }
         }
+        if grants.is_empty() {
+            let kept = current.first().map_or(role, |(r, _)| r.as_str());
+            grants.push((kept.to_owned(), Scope::School(NO_SCHOOL.to_owned())));
+        }
+        grants.sort_by_key(|(r, _)| role_rank(r));
+        grants
     }
+}
+
+/// How the console and the command line name an account's grants:
+/// "dsl: north; technician: south" ("trust" for the whole trust).
+pub fn grants_label(grants: &[(String, Scope)]) -> String {
+    grants
+        .iter()
+        .map(|(role, scope)| {
+            let schools = match scope.schools() {
+                None => "trust".to_owned(),
+                Some(ids) => ids.join(", "),
+            };
+            format!("{role}: {schools}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// One school.
@@ -302,21 +354,38 @@ mod tests {
     #[test]
     fn grant_changes() {
         let (a, b) = (Scope::from_grant("a"), Scope::from_grant("b"));
-        let held = Some(("dsl", "a"));
-        let (role, scope) = GrantChange::Add(&b).apply(held, "dsl");
-        assert_eq!((role.as_str(), scope.as_grant()), ("dsl", "a,b".into()));
-        // Another role replaces the grant; a school narrows the trust.
-        let (role, scope) = GrantChange::Add(&b).apply(held, "head");
-        assert_eq!((role.as_str(), scope), ("head", b.clone()));
-        let (_, scope) = GrantChange::Add(&b).apply(Some(("dsl", "")), "dsl");
-        assert_eq!(scope, b);
-        let (_, scope) = GrantChange::Add(&b).apply(Some(("dsl", NO_SCHOOL)), "dsl");
-        assert_eq!(scope, b);
-        let (role, scope) = GrantChange::Remove(&a).apply(Some(("dsl", "a,b")), "head");
-        assert_eq!((role.as_str(), scope), ("dsl", b));
-        let (_, scope) = GrantChange::Remove(&a).apply(held, "dsl");
-        assert!(scope.is_none());
-        let (_, scope) = GrantChange::Set(&a).apply(Some(("dsl", "a,b")), "dsl");
-        assert_eq!(scope, a);
+        let rows = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(r, s)| ((*r).to_owned(), (*s).to_owned()))
+                .collect()
+        };
+        let held = rows(&[("dsl", "a")]);
+        let label = |grants: Vec<(String, Scope)>| grants_label(&grants);
+        assert_eq!(label(GrantChange::Add(&b).apply(&held, "dsl")), "dsl: a, b");
+        // Another role is a grant of its own, listed in role order.
+        let two = GrantChange::Add(&b).apply(&rows(&[("technician", "b")]), "dsl");
+        assert_eq!(label(two), "dsl: b; technician: b");
+        let two = GrantChange::Add(&b).apply(&held, "technician");
+        assert_eq!(label(two.clone()), "dsl: a; technician: b");
+        // A school narrows the trust; a grant of no school gives way.
+        let narrowed = GrantChange::Add(&b).apply(&rows(&[("dsl", "")]), "dsl");
+        assert_eq!(label(narrowed), "dsl: b");
+        let first = GrantChange::Add(&b).apply(&rows(&[("head", NO_SCHOOL)]), "dsl");
+        assert_eq!(label(first), "dsl: b");
+        // Removing from one role, or from every role.
+        let both = rows(&[("dsl", "a,b"), ("technician", "b")]);
+        let out = GrantChange::Remove(&b).apply(&both, "dsl");
+        assert_eq!(label(out), "dsl: a; technician: b");
+        let out = GrantChange::Remove(&b).apply(&both, "");
+        assert_eq!(label(out), "dsl: a");
+        let out = GrantChange::Remove(&a).apply(&held, "dsl");
+        assert_eq!(out.len(), 1);
+        assert!(out[0].0 == "dsl" && out[0].1.is_none());
+        let out = GrantChange::Remove(&a).apply(&held, "technician");
+        assert_eq!(label(out), "dsl: a");
+        let out = GrantChange::Set(&a).apply(&rows(&[("dsl", "a,b")]), "dsl");
+        assert_eq!(label(out), "dsl: a");
+        let auditor = GrantChange::Add(&Scope::Trust).apply(&held, "auditor");
+        assert_eq!(label(auditor), "dsl: a; auditor: trust");
     }
 }

@@ -18,9 +18,12 @@ pub struct SessionRow {
     pub csrf: String,
     pub created_ms: i64,
     pub last_ms: i64,
+    /// The role of the grant the session acts under.
     pub role: String,
-    /// The school of the account's grant ('' for the trust).
+    /// That grant's schools ('' for the trust).
     pub school: String,
+    /// How many grants the account holds.
+    pub grants: i64,
 }
 
 /// A session to open: the store keeps only the token's hash.
@@ -68,8 +71,9 @@ pub struct AccountRow {
     pub disabled: bool,
     /// No password: the account signs in through a provider.
     pub single_sign_on: bool,
-    /// The school of its grant ('' for the trust).
-    pub school: String,
+    /// Its grants: (role, stored schools: '' for the trust), in role
+    /// order.
+    pub grants: Vec<(String, String)>,
 }
 
 /// What the store knows about an email address a provider vouched for.

@@ -4,10 +4,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tutela_agent::event::{seal, EventDraft, Evidence};
+use tutela_agent::event::{seal, Evidence};
 use tutela_agent::identity::{Enrolment, Identity};
-use tutela_proto::v1::{Observation, RuleMatch, Source};
 use tutela_tests::postgres::PgCluster;
+use tutela_tests::typed::TypedMatch;
 use tutela_tests::web::{field, http, Reply};
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -130,43 +130,27 @@ pub fn send(dir: &std::path::Path, school: &str) {
     let mut prev = [0; 32];
     let mut events = Vec::new();
     for (n, (user, context, word, category, severity, capture)) in seeds.iter().enumerate() {
-        let start = context.find(word).unwrap() as u32;
+        let typed = TypedMatch {
+            time_ms: now_ms() - 60_000 + n as i64,
+            user,
+            station: &format!("{school}-PC01"),
+            context,
+            word,
+            category,
+            severity: *severity,
+        };
+        let evidence = capture.then(|| Evidence {
+            jpeg: jpeg(),
+            width: 64,
+            height: 40,
+        });
         let sealed = seal(
             &identity,
             &enrolment.agent_id,
             n as u64 + 1,
             prev,
             0,
-            EventDraft {
-                time_ms: now_ms() - 60_000 + n as i64,
-                user: user.clone(),
-                station: format!("{school}-PC01"),
-                observation: Observation {
-                    source: Source::Typed as i32,
-                    context: context.clone(),
-                    app: "chromium".into(),
-                    window_title: "Homework help - Chromium".into(),
-                    url: "https://search.example/".into(),
-                    ..Default::default()
-                },
-                matches: vec![RuleMatch {
-                    rule_id: format!("{category}/seed"),
-                    category: (*category).into(),
-                    severity: *severity,
-                    term: (*word).into(),
-                    start,
-                    end: start + word.len() as u32,
-                }],
-                evidence: capture.then(|| Evidence {
-                    jpeg: jpeg(),
-                    width: 64,
-                    height: 40,
-                }),
-                rules_version: 3,
-                count: 1,
-                event_id: None,
-                repeat_of: String::new(),
-            },
+            typed.draft(evidence),
         );
         prev = sealed.body_hash();
         events.push(sealed.to_wire());
@@ -369,4 +353,61 @@ pub fn console_with_trust_and_north(
         .unwrap();
     }
     port
+}
+
+/// Gives `c` a console on a free loopback port (staff are accounts named
+/// `t_*`) and the schools `ids` (each named by its id). Returns the port.
+pub fn console_with_schools(c: &tutela_tests::Collector, ids: &[&str]) -> u16 {
+    let port = tutela_tests::free_port();
+    c.set_section(
+        "console",
+        &format!("listen = \"127.0.0.1:{port}\"\nstaff_pattern = \"t_*\""),
+    )
+    .unwrap();
+    for id in ids {
+        tutela_tests::run_ok(c.cmd().args(["schools", "add", id, "--name", id])).unwrap();
+    }
+    port
+}
+
+/// For each of `schools` on the started collector `c`: an agent enrolled
+/// with a token of that school (station `<school>-PC01`) sends its pupil's
+/// alert with a capture and its staff alert, and a pupil reports a concern
+/// from the school's page. Their rows, in the order of `schools`.
+pub fn seed_schools(
+    c: &tutela_tests::Collector,
+    scratch: &tutela_tests::Scratch,
+    db: &Db<'_>,
+    port: u16,
+    schools: &[&str],
+) -> Vec<Rows> {
+    let mut rows = Vec::new();
+    for (n, school) in schools.iter().enumerate() {
+        let token = c.token(&["--school", school, "--group", "lab"]).unwrap();
+        let mut agent = tutela_tests::Agent::new(scratch.path(&format!("agent-{school}")));
+        agent.as_station(&format!("{school}-PC01"));
+        agent.on_machine(&char::from(b'a' + n as u8).to_string().repeat(64));
+        agent.enrol(&token).unwrap();
+        send(&agent.dir, school);
+        report(port, school);
+        let id = |user: &str, source: &str| {
+            db.id(&format!(
+                "SELECT id FROM alerts WHERE \"user\" = '{user}' AND source = '{source}'"
+            ))
+        };
+        let hex = match db {
+            Db::Pg(_) => "encode(secret_hash, 'hex')",
+            Db::Sqlite(_) => "lower(hex(secret_hash))",
+        };
+        rows.push(Rows {
+            pupil: id(&format!("pupil.{school}"), "typed"),
+            staff: id(&format!("t_{school}"), "typed"),
+            report: id(&format!("pupil.{school}"), "pupil_report"),
+            token: db.one(&format!(
+                "SELECT substr({hex}, 1, 12) FROM tokens WHERE school = '{school}'"
+            )),
+            agent: agent.agent_id(),
+        });
+    }
+    rows
 }

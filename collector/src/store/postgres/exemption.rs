@@ -58,7 +58,8 @@ pub(super) async fn audit(tx: &Transaction<'_>, note: &AuditNote) -> Result<(), 
         detail: note.detail.clone(),
         school: tx
             .query_opt(
-                "SELECT CASE WHEN strpos(school, ',') > 0 THEN '' ELSE school END
+                "SELECT CASE WHEN COUNT(DISTINCT school) = 1 AND MAX(strpos(school, ',')) = 0
+                     THEN MAX(school) ELSE '' END
                  FROM console_grants WHERE \"user\" = $1",
                 &[&note.actor],
             )

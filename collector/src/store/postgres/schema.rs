@@ -386,6 +386,15 @@ INSERT INTO console_grants ("user", role, school) SELECT name, role, '' FROM con
 ALTER TABLE exemptions ADD COLUMN school TEXT NOT NULL DEFAULT '';
 ALTER TABLE notices ADD COLUMN school TEXT NOT NULL DEFAULT '';
 "#,
+    // 9: several grants per account, one per role; each session acts
+    // under one of them (a session open across the upgrade under its
+    // account's one grant).
+    r#"
+ALTER TABLE console_grants DROP CONSTRAINT console_grants_pkey;
+ALTER TABLE console_grants ADD PRIMARY KEY ("user", role);
+ALTER TABLE console_sessions ADD COLUMN role TEXT NOT NULL DEFAULT '';
+UPDATE console_sessions s SET role = g.role FROM console_grants g WHERE g."user" = s."user";
+"#,
 ];
 
 /// The schema version this collector writes.

@@ -10,7 +10,7 @@ use crate::store::audit::{alert_of, entry_hash, ChainCheck, Entry, GENESIS};
 use crate::store::now_ms;
 use crate::store::schools::Scope;
 use crate::store::users::{
-    AccountChange, AccountRow, AuditEntry, Audited, LoginRow, NewSession, SessionRow, SsoAccount,
+    AccountChange, AuditEntry, Audited, LoginRow, NewSession, SessionRow, SsoAccount,
 };
 use crate::store::StoreError;
 
@@ -75,7 +75,8 @@ async fn entry_school(c: &Client, actor: &str, target: &str) -> Result<String, E
     }
     // An account over several schools acts for the trust.
     Ok(c.query_opt(
-        "SELECT CASE WHEN strpos(school, ',') > 0 THEN '' ELSE school END
+        "SELECT CASE WHEN COUNT(DISTINCT school) = 1 AND MAX(strpos(school, ',')) = 0
+             THEN MAX(school) ELSE '' END
          FROM console_grants WHERE \"user\" = $1",
         &[&actor],
     )
@@ -85,9 +86,11 @@ async fn entry_school(c: &Client, actor: &str, target: &str) -> Result<String, E
 }
 
 async fn insert_session(c: &Client, s: &NewSession<'_>) -> Result<(), Error> {
+    // A new session acts under the account's first grant.
+    let role = super::grants::first_role(c, s.user).await?;
     c.execute(
-        "INSERT INTO console_sessions (token_hash, \"user\", csrf, created_ms, last_ms) VALUES ($1, $2, $3, $4, $4)",
-        &[&s.token_hash, &s.user, &s.csrf, &s.now_ms],
+        "INSERT INTO console_sessions (token_hash, \"user\", csrf, created_ms, last_ms, role) VALUES ($1, $2, $3, $4, $4, $5)",
+        &[&s.token_hash, &s.user, &s.csrf, &s.now_ms, &role],
     )
     .await?;
     c.execute(
@@ -217,9 +220,12 @@ impl Pg<'_> {
         let c = self.client()?;
         self.run(async move {
             Ok(c.query_opt(
-                "SELECT s.\"user\", s.csrf, s.created_ms, s.last_ms, g.role, g.school FROM console_sessions s
+                "SELECT s.\"user\", s.csrf, s.created_ms, s.last_ms, g.role, g.school,
+                        (SELECT COUNT(*) FROM console_grants n WHERE n.\"user\" = u.name)
+                 FROM console_sessions s
                  JOIN console_users u ON u.name = s.\"user\" AND NOT u.disabled
-                 JOIN console_grants g ON g.\"user\" = u.name WHERE s.token_hash = $1",
+                 JOIN console_grants g ON g.\"user\" = u.name AND g.role = s.role
+                 WHERE s.token_hash = $1",
                 &[&token_hash],
             )
             .await?
@@ -230,6 +236,7 @@ impl Pg<'_> {
                 last_ms: r.get(3),
                 role: r.get(4),
                 school: r.get(5),
+                grants: r.get(6),
             }))
         })
     }
@@ -279,8 +286,8 @@ impl Pg<'_> {
         let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
         self.run(async move {
             Ok(c.query(
-                "SELECT u.name FROM console_users u JOIN console_grants g ON g.\"user\" = u.name
-                 WHERE NOT u.disabled AND u.role = ANY($1)
+                "SELECT DISTINCT u.name FROM console_users u JOIN console_grants g ON g.\"user\" = u.name
+                 WHERE NOT u.disabled AND g.role = ANY($1)
                  AND (g.school = '' OR $2 = ANY(string_to_array(g.school, ',')))
                  ORDER BY u.name",
                 &[&roles, &school],
@@ -390,29 +397,6 @@ impl Pg<'_> {
             )
             .await?;
             Ok(true)
-        })
-    }
-
-    pub fn accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
-        let c = self.client()?;
-        self.run(async move {
-            Ok(c.query(
-                "SELECT u.name, u.role, u.failed, u.locked_until_ms, u.disabled, u.password_hash = '', COALESCE(g.school, '')
-                 FROM console_users u LEFT JOIN console_grants g ON g.\"user\" = u.name ORDER BY u.name",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|r| AccountRow {
-                name: r.get(0),
-                role: r.get(1),
-                failed: r.get(2),
-                locked_until_ms: r.get(3),
-                disabled: r.get(4),
-                single_sign_on: r.get(5),
-                school: r.get(6),
-            })
-            .collect())
         })
     }
 

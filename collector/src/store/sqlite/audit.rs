@@ -60,8 +60,10 @@ pub fn insert(conn: &Connection, a: &Audited<'_>) -> rusqlite::Result<()> {
         Some(school) => school,
         None => conn
             .query_row(
-                // An account over several schools acts for the trust.
-                "SELECT CASE WHEN instr(school, ',') > 0 THEN '' ELSE school END
+                // An account over several schools (in one grant or
+                // several) acts for the trust.
+                "SELECT CASE WHEN COUNT(DISTINCT school) = 1 AND MAX(instr(school, ',')) = 0
+                     THEN MAX(school) ELSE '' END
                  FROM console_grants WHERE user = ?1",
                 [a.actor],
                 |r| r.get(0),

@@ -20,7 +20,9 @@ CREATE TABLE IF NOT EXISTS console_sessions (
     user TEXT NOT NULL,
     csrf TEXT NOT NULL,
     created_ms INTEGER NOT NULL,
-    last_ms INTEGER NOT NULL
+    last_ms INTEGER NOT NULL,
+    -- The role of the account's grant the session acts under.
+    role TEXT NOT NULL DEFAULT ''
 );
 -- Single sign-on accounts: which provider subject a console account
 -- belongs to. An email address later given to another person at the

@@ -159,8 +159,12 @@ pub fn open(dir: &Path) -> Result<Connection, rusqlite::Error> {
 /// is the schema as it was before stores were numbered, made idempotently
 /// so that every store from before (version 0) upgrades through it.
 /// A new change is a new function at the end, never an edit of one here.
-const MIGRATIONS: &[fn(&Connection) -> rusqlite::Result<()>] =
-    &[v1_unnumbered, v2_schools, v3_school_exemptions];
+const MIGRATIONS: &[fn(&Connection) -> rusqlite::Result<()>] = &[
+    v1_unnumbered,
+    v2_schools,
+    v3_school_exemptions,
+    grants::upgrade,
+];
 
 /// The schema version this collector writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

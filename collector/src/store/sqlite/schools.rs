@@ -35,12 +35,13 @@ pub fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
 /// grant of its role: a store made before schools behaves as before.
 pub fn console_upgrade(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
-        "-- One grant per console account: its role over the trust ('') or
-         -- one school.
+        "-- A console account's grants, one per role: the role over the
+         -- trust ('') or schools (their ids joined by ',').
          CREATE TABLE IF NOT EXISTS console_grants (
-             user TEXT PRIMARY KEY,
+             user TEXT NOT NULL,
              role TEXT NOT NULL,
-             school TEXT NOT NULL DEFAULT ''
+             school TEXT NOT NULL DEFAULT '',
+             PRIMARY KEY (user, role)
          );",
     )?;
     let tables: i64 = conn.query_row(
@@ -55,7 +56,8 @@ pub fn console_upgrade(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS console_audit_school ON console_audit (school, id);
          INSERT OR IGNORE INTO console_grants (user, role, school)
-             SELECT name, role, '' FROM console_users;",
+             SELECT name, role, '' FROM console_users u
+             WHERE NOT EXISTS (SELECT 1 FROM console_grants g WHERE g.user = u.name);",
     )
 }
 

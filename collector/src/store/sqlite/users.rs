@@ -51,9 +51,10 @@ pub fn record_failure(
 }
 
 fn insert_session(conn: &Connection, s: &NewSession<'_>) -> rusqlite::Result<()> {
+    // A new session acts under the account's first grant.
     conn.execute(
-        "INSERT INTO console_sessions (token_hash, user, csrf, created_ms, last_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
-        params![s.token_hash, s.user, s.csrf, s.now_ms],
+        "INSERT INTO console_sessions (token_hash, user, csrf, created_ms, last_ms, role) VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+        params![s.token_hash, s.user, s.csrf, s.now_ms, super::grants::first_role(conn, s.user)?],
     )?;
     conn.execute(
         "DELETE FROM console_sessions WHERE last_ms < ?1 OR created_ms < ?2",
@@ -81,9 +82,11 @@ pub fn sign_in(
 
 pub fn session(conn: &Connection, token_hash: &[u8]) -> rusqlite::Result<Option<SessionRow>> {
     conn.query_row(
-        "SELECT s.user, s.csrf, s.created_ms, s.last_ms, g.role, g.school FROM console_sessions s
+        "SELECT s.user, s.csrf, s.created_ms, s.last_ms, g.role, g.school,
+                (SELECT COUNT(*) FROM console_grants n WHERE n.user = u.name)
+         FROM console_sessions s
          JOIN console_users u ON u.name = s.user AND u.disabled = 0
-         JOIN console_grants g ON g.user = u.name WHERE s.token_hash = ?1",
+         JOIN console_grants g ON g.user = u.name AND g.role = s.role WHERE s.token_hash = ?1",
         [token_hash],
         |r| {
             Ok(SessionRow {
@@ -93,6 +96,7 @@ pub fn session(conn: &Connection, token_hash: &[u8]) -> rusqlite::Result<Option<
                 last_ms: r.get(3)?,
                 role: r.get(4)?,
                 school: r.get(5)?,
+                grants: r.get(6)?,
             })
         },
     )
@@ -122,14 +126,15 @@ pub fn sign_out(conn: &Connection, token_hash: &[u8], entry: &Audited<'_>) -> ru
     tx.commit()
 }
 
-/// Enabled accounts with one of `roles`, by name.
+/// Enabled accounts with a grant of one of `roles` covering `school`, by
+/// name.
 pub fn names_with_roles(
     conn: &Connection,
     roles: &[&str],
     school: &str,
 ) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT u.name, u.role FROM console_users u JOIN console_grants g ON g.user = u.name
+        "SELECT DISTINCT u.name, g.role FROM console_users u JOIN console_grants g ON g.user = u.name
          WHERE u.disabled = 0 AND (g.school = '' OR instr(',' || g.school || ',', ',' || ?1 || ',') > 0)
          ORDER BY u.name",
     )?;
@@ -139,7 +144,7 @@ pub fn names_with_roles(
     let mut names = Vec::new();
     for row in rows {
         let (name, role) = row?;
-        if roles.contains(&role.as_str()) {
+        if roles.contains(&role.as_str()) && !names.contains(&name) {
             names.push(name);
         }
     }
@@ -240,8 +245,7 @@ pub fn change_account(
 
 pub fn accounts(conn: &Connection) -> rusqlite::Result<Vec<AccountRow>> {
     let mut stmt = conn.prepare(
-        "SELECT u.name, u.role, u.failed, u.locked_until_ms, u.disabled, u.password_hash = '', COALESCE(g.school, '')
-         FROM console_users u LEFT JOIN console_grants g ON g.user = u.name ORDER BY u.name",
+        "SELECT name, role, failed, locked_until_ms, disabled, password_hash = '' FROM console_users ORDER BY name",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(AccountRow {
@@ -251,10 +255,14 @@ pub fn accounts(conn: &Connection) -> rusqlite::Result<Vec<AccountRow>> {
             locked_until_ms: r.get(3)?,
             disabled: r.get(4)?,
             single_sign_on: r.get(5)?,
-            school: r.get(6)?,
+            grants: Vec::new(),
         })
     })?;
-    rows.collect()
+    let mut accounts = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    for a in &mut accounts {
+        a.grants = super::grants::grants_of(conn, &a.name)?;
+    }
+    Ok(accounts)
 }
 
 /// Single sign-on: looks the account and its link up and, when `decide`
