@@ -23,9 +23,13 @@ struct Lab {
 
 impl Lab {
     fn start(name: &str) -> Self {
+        Self::start_with(name, UPLINK)
+    }
+
+    fn start_with(name: &str, agent_toml: &str) -> Self {
         let scratch = Scratch::new(name);
         let desktop = Desktop::start(scratch.path("desktop.log")).unwrap();
-        let (collector, mut agent, home) = desktop_agent(&scratch, &desktop, UPLINK).unwrap();
+        let (collector, mut agent, home) = desktop_agent(&scratch, &desktop, agent_toml).unwrap();
         agent.start(&[]).unwrap();
         agent.wait_for_sensors(Duration::from_secs(180)).unwrap();
         Self {
@@ -107,4 +111,41 @@ fn a_cue_typed_after_a_threat_keeps_it_quiet_and_ordinary_words_do_not() {
         1,
         "one alert for the threat: {alerts:#?}"
     );
+}
+
+#[test]
+fn a_match_held_when_the_agent_stops_is_decided_and_kept() {
+    // Long waits, so only the stop can decide the threat.
+    let toml = format!("{UPLINK}[typed]\nhold_words = 30\nhold_secs = 60\n");
+    let mut lab = Lab::start_with("desktop-hold-stop", &toml);
+    lab.desktop.open_xterm("Chat").unwrap();
+    lab.desktop.type_text("i will hurt you see you").unwrap();
+    let child = lab.agent.child.as_mut().unwrap();
+    let pid = child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut exit = None;
+    let _ = tutela_tests::wait_for("the agent to stop", Duration::from_secs(30), || {
+        exit = child.try_wait().ok().flatten();
+        exit.is_some()
+    });
+    let log = lab.agent.log_text();
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "the agent did not stop cleanly on SIGINT ({exit:?}):\n{log}"
+    );
+    assert!(
+        log.contains("held=1"),
+        "the monitor did not hold the threat until the stop:\n{log}"
+    );
+    // Sent before it stopped, or from the spool when it starts again.
+    lab.agent.start(&[]).unwrap();
+    let threat = lab.wait_for_alert("the threat held at the stop", |a| typed_in(a, "Chat"));
+    assert_eq!(threat["category"], "bullying", "{threat}");
+    assert_eq!(threat["has_capture"], true, "shot when typed: {threat}");
+    let context = threat["context"].as_str().unwrap();
+    assert!(context.contains("i will hurt you see you"), "{context:?}");
 }
