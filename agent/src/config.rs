@@ -204,3 +204,28 @@ impl AgentConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_hold_settings_out_of_range_are_refused_with_the_setting_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "[typed]\nhold_words = 31\n").unwrap();
+        let e = AgentConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("hold_words = 31") && e.contains("0 to 30"),
+            "{e}"
+        );
+        std::fs::write(&path, "[typed]\nurgent_hold_secs = 61\n").unwrap();
+        let e = AgentConfig::load(&path).unwrap_err().to_string();
+        assert!(e.contains("urgent_hold_secs = 61"), "{e}");
+        std::fs::write(&path, "[typed]\nhold_secs = 0\n").unwrap();
+        let hold = AgentConfig::load(&path).unwrap().typed.hold().unwrap();
+        assert_eq!(hold.time, std::time::Duration::ZERO, "0: no hold");
+        let defaults = AgentConfig::default().typed.hold().unwrap();
+        assert_eq!(defaults, crate::monitor::HoldSettings::default());
+    }
+}
