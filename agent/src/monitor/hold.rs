@@ -19,6 +19,7 @@ use tutela_rules::{CaptureMode, Match, Scope};
 use super::alert::screenshot;
 use super::{now_ms, Monitor, Pending};
 use crate::event::Evidence;
+use crate::observation::App;
 use crate::sensor::Key;
 
 /// Bytes of typed text kept before the first held match, for cues typed before it.
@@ -80,6 +81,9 @@ impl Default for HoldSettings {
 /// Typed matches found by one key, waiting for what is typed next.
 pub(super) struct Held {
     window_id: u64,
+    /// The window's title and application when the matches were typed.
+    title: String,
+    app: App,
     /// The matches, with spans in `text`.
     matches: Vec<Match>,
     /// The typed text from shortly before the matches to the last key.
@@ -178,8 +182,14 @@ impl Monitor {
             let oldest = self.held.remove(0);
             pending.extend(self.decide(oldest));
         }
+        let (title, app) = match self.windows.get(&window_id) {
+            Some(w) => (w.title.clone(), w.app.clone()),
+            None => (String::new(), App::default()),
+        };
         self.held.push(Held {
             window_id,
+            title,
+            app,
             matches,
             text: buffer[from..].to_owned(),
             end: end - from,
@@ -276,10 +286,10 @@ impl Monitor {
             );
             return Vec::new();
         }
-        let (title, app) = match self.windows.get(&held.window_id) {
-            Some(w) => (w.title.clone(), w.app.clone()),
-            None => (String::new(), crate::observation::App::default()),
-        };
+        let (title, app) = (
+            std::mem::take(&mut held.title),
+            std::mem::take(&mut held.app),
+        );
         let mut pending = self.consider(held.window_id, Scope::Typed, kept, &title, &app, "", "");
         for p in &mut pending {
             p.draft.time_ms = held.time_ms;

@@ -185,6 +185,10 @@ fn leaving_the_window_or_erasing_the_match_decides_it() {
     });
     assert_eq!(raised.len(), 1, "decided as the pupil leaves");
     assert_eq!(raised[0].window_id, 7);
+    assert_eq!(
+        raised[0].draft.observation.window_title, "Chat - Discord",
+        "the window it was typed in"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let mut m = monitor(dir.path(), HoldSettings::default());
