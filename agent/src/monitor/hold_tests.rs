@@ -260,3 +260,44 @@ fn a_pack_that_does_not_weigh_raises_at_once() {
     assert_eq!(keys(&mut m, "a pipe bomb ").len(), 1);
     assert_eq!(m.held_count(), 0);
 }
+
+/// Lines of the banter corpus typed key by key, then Enter: (unsafe lines that alerted
+/// in an expected category, unsafe lines, benign lines that alerted, benign lines).
+fn banter_typed(hold: HoldSettings) -> (usize, usize, usize, usize) {
+    let corpus = include_str!("../../../rules/corpus/en-GB-hard-banter.tsv");
+    let (mut caught, mut risky, mut false_alerts, mut benign) = (0, 0, 0, 0);
+    for line in corpus
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let mut fields = line.split('\t');
+        let (Some("typed"), Some(text), Some(expected)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            panic!("not a typed corpus line: {line}");
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = monitor(dir.path(), hold);
+        let mut raised = keys(&mut m, text);
+        raised.extend(key(&mut m, Key::Enter));
+        let found = categories(&raised);
+        if expected == "-" {
+            benign += 1;
+            false_alerts += usize::from(!found.is_empty());
+        } else {
+            risky += 1;
+            caught += usize::from(expected.split('|').any(|c| found.iter().any(|f| f == c)));
+        }
+    }
+    (caught, risky, false_alerts, benign)
+}
+
+#[test]
+fn the_banter_corpus_typed_key_by_key_is_quiet_when_held() {
+    let unheld = banter_typed(HoldSettings::off());
+    let held = banter_typed(HoldSettings::default());
+    println!("banter typed key by key (caught/risky, false alerts/benign): unheld {unheld:?}, held {held:?}");
+    assert_eq!(held.0, held.1, "every unsafe twin still alerts: {held:?}");
+    assert!(held.2 < unheld.2, "held {held:?} against unheld {unheld:?}");
+    assert_eq!(held.2, 0, "as quiet as the lines matched whole: {held:?}");
+}
