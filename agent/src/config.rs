@@ -14,6 +14,10 @@
 //! burst_shots = 3              # shots taken for rules with capture = "burst"
 //! burst_interval_ms = 1000
 //! screenshots = true          # false: alerts carry no capture
+//! [typed]
+//! hold_words = 10             # a typed match that a later cue could lower waits for up to this
+//! hold_secs = 8               # many more words, or this long, then is matched again (0: no hold)
+//! urgent_hold_secs = 3        # the wait for severity 5 (suicide, self-harm, exploitation)
 //! [rules]
 //! pack_file = ""              # a local pack (TOML) to run instead of published bundles; watched, so
 //!                             # a technician's edit takes effect at once (unsigned: keep it admin-only)
@@ -36,6 +40,56 @@ pub struct AgentConfig {
     pub evidence: EvidenceSection,
     pub rules: RulesSection,
     pub notice: NoticeSection,
+    pub typed: TypedSection,
+}
+
+/// How long a typed match waits for a cue typed after it (see `monitor::hold`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TypedSection {
+    pub hold_words: usize,
+    pub hold_secs: u64,
+    pub urgent_hold_secs: u64,
+}
+
+impl Default for TypedSection {
+    fn default() -> Self {
+        let d = crate::monitor::HoldSettings::default();
+        Self {
+            hold_words: d.words,
+            hold_secs: d.time.as_secs(),
+            urgent_hold_secs: d.urgent_time.as_secs(),
+        }
+    }
+}
+
+impl TypedSection {
+    /// The hold as the monitor uses it; values out of range are refused.
+    pub fn hold(&self) -> Result<crate::monitor::HoldSettings, String> {
+        let max = crate::monitor::HoldSettings::MAX_WORDS;
+        if self.hold_words > max {
+            return Err(format!(
+                "[typed] hold_words = {} is too many: use 0 to {max}",
+                self.hold_words
+            ));
+        }
+        let max = crate::monitor::HoldSettings::MAX_SECS;
+        for (name, v) in [
+            ("hold_secs", self.hold_secs),
+            ("urgent_hold_secs", self.urgent_hold_secs),
+        ] {
+            if v > max {
+                return Err(format!(
+                    "[typed] {name} = {v} is too long: use 0 to {max} seconds"
+                ));
+            }
+        }
+        Ok(crate::monitor::HoldSettings {
+            words: self.hold_words,
+            time: std::time::Duration::from_secs(self.hold_secs),
+            urgent_time: std::time::Duration::from_secs(self.urgent_hold_secs),
+        })
+    }
 }
 
 /// The monitoring notice's side effects on this computer.
@@ -131,15 +185,47 @@ impl AgentConfig {
     /// Reads `path`; a missing file means all defaults.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| ConfigError::Invalid {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            }),
+            Ok(text) => {
+                let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                })?;
+                config.typed.hold().map_err(|reason| ConfigError::Invalid {
+                    path: path.to_owned(),
+                    reason,
+                })?;
+                Ok(config)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(source) => Err(ConfigError::Read {
                 path: path.to_owned(),
                 source,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_hold_settings_out_of_range_are_refused_with_the_setting_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "[typed]\nhold_words = 31\n").unwrap();
+        let e = AgentConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("hold_words = 31") && e.contains("0 to 30"),
+            "{e}"
+        );
+        std::fs::write(&path, "[typed]\nurgent_hold_secs = 61\n").unwrap();
+        let e = AgentConfig::load(&path).unwrap_err().to_string();
+        assert!(e.contains("urgent_hold_secs = 61"), "{e}");
+        std::fs::write(&path, "[typed]\nhold_secs = 0\n").unwrap();
+        let hold = AgentConfig::load(&path).unwrap().typed.hold().unwrap();
+        assert_eq!(hold.time, std::time::Duration::ZERO, "0: no hold");
+        let defaults = AgentConfig::default().typed.hold().unwrap();
+        assert_eq!(defaults, crate::monitor::HoldSettings::default());
     }
 }

@@ -14,6 +14,7 @@ pub mod floors;
 mod fold;
 #[doc(hidden)]
 pub mod fuzz_checks;
+mod hold;
 pub mod lint;
 mod matcher;
 pub mod normalise;

@@ -119,6 +119,7 @@ impl Monitor {
             draft,
             capture,
             window_id,
+            shot: None,
         }]
     }
 
@@ -127,10 +128,18 @@ impl Monitor {
             mut draft,
             capture,
             window_id,
+            shot,
         } = pending;
         let window = (window_id >> 63 == 0 && window_id != 0).then_some(window_id);
         let wanted = self.settings.capture && capture != CaptureMode::None;
         let shoot = wanted && self.front.may_capture(window);
+        if let Some(taken) = shot {
+            // A held typed match: shot when it was typed (a burst goes on only
+            // if its window is still in front).
+            let burst_on = taken.is_some() && shoot;
+            draft.evidence = taken;
+            return self.spool_alert(draft, capture, window, burst_on);
+        }
         if shoot {
             draft.evidence = screenshot(window).await;
         } else if wanted {
@@ -143,6 +152,17 @@ impl Monitor {
                 "no screenshot: the matched window is no longer in front, or a sign-in window is"
             );
         }
+        self.spool_alert(draft, capture, window, shoot);
+    }
+
+    /// Spools the alert; for a burst, the rest of the shots follow a second apart.
+    fn spool_alert(
+        &self,
+        draft: EventDraft,
+        capture: CaptureMode,
+        window: Option<u64>,
+        shoot: bool,
+    ) {
         let first_id = draft.event_id.clone().unwrap_or_default();
         let template = draft.clone();
         self.sink.append(draft);
@@ -181,7 +201,7 @@ fn wire_source(scope: Scope) -> WireSource {
     }
 }
 
-async fn screenshot(window: Option<u64>) -> Option<Evidence> {
+pub(super) async fn screenshot(window: Option<u64>) -> Option<Evidence> {
     let shot = tokio::task::spawn_blocking(move || crate::capture::capture_screen(window)).await;
     match shot {
         Ok(Ok(c)) => Some(Evidence {

@@ -25,11 +25,15 @@ const MAX_TYPED_WINDOWS: usize = 32;
 const TYPING_PAUSE: Duration = Duration::from_millis(1500);
 
 mod alert;
+mod hold;
+#[cfg(test)]
+mod hold_tests;
 mod privacy;
 mod sink;
 #[cfg(test)]
 mod tests;
 
+pub use hold::HoldSettings;
 pub use privacy::{is_private_title, is_private_window};
 pub use sink::EventSink;
 
@@ -43,6 +47,8 @@ pub struct MonitorSettings {
     pub burst_interval: Duration,
     /// Take screenshots at all (off where there is no display, e.g. in a service test).
     pub capture: bool,
+    /// How long a typed match waits for a cue typed after it.
+    pub hold: HoldSettings,
 }
 
 /// The compiled rules the agent runs, swapped atomically on an update.
@@ -97,6 +103,8 @@ struct Pending {
     draft: EventDraft,
     capture: CaptureMode,
     window_id: u64,
+    /// A held typed match's screenshot, taken when it was typed (`None`: shoot now).
+    shot: Option<Option<crate::event::Evidence>>,
 }
 
 pub struct Monitor {
@@ -108,6 +116,8 @@ pub struct Monitor {
     active: u64,
     front: Arc<Front>,
     cooldowns: HashMap<(String, u64), Cooldown>,
+    /// Typed matches waiting for the words typed after them (see `hold`).
+    held: Vec<hold::Held>,
     /// Only what is filtered out by curriculum exemptions is dropped here.
     pub exempt: Arc<dyn Fn(&Match) -> bool + Send + Sync>,
     /// A candidate pack run beside the live one: counted, never alerted.
@@ -138,6 +148,7 @@ impl Monitor {
             active: 0,
             front: Arc::default(),
             cooldowns: HashMap::new(),
+            held: Vec::new(),
             exempt: Arc::new(|_| false),
             shadow: crate::shadow::Shadow::default(),
             shadow_seen: 0,
@@ -192,11 +203,29 @@ impl Monitor {
                 },
                 _ = tick.tick() => self.on_tick(),
             };
+            self.shoot_held().await;
             for p in pending {
                 self.raise(p).await;
             }
         }
-        tracing::info!("sensors stopped; monitor ends");
+        // Nothing held is lost: half-finished words are matched, and held
+        // matches decided, on the text typed so far.
+        let typing: Vec<u64> = self
+            .windows
+            .iter()
+            .filter(|(_, w)| w.last_key.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        let mut pending = Vec::new();
+        for id in typing {
+            pending.extend(self.flush_window(id, true));
+        }
+        let held = self.held_count();
+        pending.extend(self.decide_all());
+        for p in pending {
+            self.raise(p).await;
+        }
+        tracing::info!(held, "sensors stopped; monitor ends");
     }
 
     /// Handles one sensor event; returns the alerts it raises.
@@ -209,7 +238,8 @@ impl Monitor {
                 title,
                 app,
             } => {
-                let mut pending = self.flush_window(self.active);
+                let mut pending = self.flush_window(self.active, true);
+                pending.extend(self.decide_window(self.active));
                 self.active = window_id;
                 let private = is_private_window(&title, &app.name);
                 self.front.set(window_id, private);
@@ -271,10 +301,20 @@ impl Monitor {
                     }
                     Key::Escape => Vec::new(),
                 };
+                // Held only while the pupil may type on; Enter or Tab decides at once.
+                let buffer = (!matches.is_empty() && matches!(key, Key::Char(_)))
+                    .then(|| typed.text().to_owned());
                 if let Some(s) = &shadow {
                     self.shadow_count(s, shadow_matches);
                 }
-                self.typed_matches(window_id, matches)
+                let mut pending = self.feed_held(window_id, key);
+                match buffer {
+                    Some(buffer) if self.holds() => {
+                        pending.extend(self.hold(window_id, matches, &buffer))
+                    }
+                    _ => pending.extend(self.typed_matches(window_id, matches)),
+                }
+                pending
             }
             SensorEvent::Visit { url, title, .. } => {
                 let mut matches = matcher.find_url(&url);
@@ -353,25 +393,35 @@ impl Monitor {
         self.consider(window_id, Scope::Typed, matches, &title, &app, "", "")
     }
 
-    fn flush_window(&mut self, window_id: u64) -> Vec<Pending> {
+    /// Matches a window's half-finished last word: when the pupil leaves it
+    /// (`leaving`: raised at once) or pauses (held, as they may type on).
+    fn flush_window(&mut self, window_id: u64, leaving: bool) -> Vec<Pending> {
         let shadow = self.shadow_matcher();
-        let (matches, shadow_matches) = match self.windows.get_mut(&window_id) {
+        let (matches, shadow_matches, buffer) = match self.windows.get_mut(&window_id) {
             Some(w) if w.last_key.is_some() => {
                 w.last_key = None;
+                let matches: Vec<Match> = w.typed.as_mut().map(|t| t.flush()).unwrap_or_default();
+                let buffer = (!matches.is_empty() && !leaving)
+                    .then(|| w.typed.as_ref().map(|t| t.text().to_owned()))
+                    .flatten();
                 (
-                    w.typed.as_mut().map(|t| t.flush()).unwrap_or_default(),
+                    matches,
                     w.shadow_typed
                         .as_mut()
                         .map(|t| t.flush())
                         .unwrap_or_default(),
+                    buffer,
                 )
             }
-            _ => (Vec::new(), Vec::new()),
+            _ => (Vec::new(), Vec::new(), None),
         };
         if let Some(s) = &shadow {
             self.shadow_count(s, shadow_matches);
         }
-        self.typed_matches(window_id, matches)
+        match buffer {
+            Some(buffer) if self.holds() => self.hold(window_id, matches, &buffer),
+            _ => self.typed_matches(window_id, matches),
+        }
     }
 
     fn on_tick(&mut self) -> Vec<Pending> {
@@ -383,8 +433,9 @@ impl Monitor {
             .map(|(id, _)| *id)
             .collect();
         for id in paused {
-            pending.extend(self.flush_window(id));
+            pending.extend(self.flush_window(id, false));
         }
+        pending.extend(self.decide_expired());
         // Cooldowns that ended: report their folded repeats on the first alert.
         let cooldown = self.settings.cooldown;
         let ended: Vec<(String, u64)> = self

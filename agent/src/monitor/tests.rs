@@ -34,6 +34,7 @@ fn monitor(dir: &std::path::Path) -> Monitor {
         burst_shots: 1,
         burst_interval: Duration::from_millis(10),
         capture: false,
+        hold: HoldSettings::default(),
     };
     let sink = EventSink {
         identity,

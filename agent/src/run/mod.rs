@@ -135,6 +135,7 @@ pub(super) async fn run(
             burst_shots: config.evidence.burst_shots,
             burst_interval: Duration::from_millis(config.evidence.burst_interval_ms),
             capture: config.evidence.screenshots,
+            hold: config.typed.hold().map_err(anyhow::Error::msg)?,
         };
         let sink = EventSink {
             identity: identity.clone(),
@@ -234,6 +235,15 @@ pub(super) async fn run(
             anyhow::bail!("this station's identity was replaced (the collector saw it on two machines); start the agent again to run with the new one")
         }
         _ = tokio::signal::ctrl_c() => {
+            // The sensors stop first, so the monitor decides the typed matches it
+            // still holds (on the text typed so far) and spools what still alerts.
+            drop(_sensors.take());
+            if let Some(mut task) = monitor_task.take() {
+                if tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err() {
+                    tracing::warn!("the monitor did not stop within 5 s; stopping it");
+                    task.abort();
+                }
+            }
             tracing::info!("stopping; unsent events stay in the spool");
             Ok(())
         }
