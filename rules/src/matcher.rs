@@ -319,6 +319,10 @@ impl Matcher {
         // On the stack for a title or a typed tail (they move to the heap beyond).
         let mut candidates: SmallVec<[Hit; 8]> = SmallVec::new();
         let mut anchored: SmallVec<[u32; 16]> = SmallVec::new();
+        // Which patterns are in `anchored` already (one bit each; a typed tail can hold
+        // a hundred anchors, where a linear search of the list would dominate).
+        let mut seen: SmallVec<[u64; 32]> = SmallVec::new();
+        seen.resize(self.patterns.len().div_ceil(64), 0);
         let mut found = Found::new();
         self.phrases.find(bytes, &mut found);
         for m in &found {
@@ -328,7 +332,9 @@ impl Matcher {
             }
             let ends_word = boundary_after(bytes, m.span.end);
             for (p, prefix) in roles.anchors.iter().map(|&a| anchor(a)) {
-                if (prefix || ends_word) && !anchored.contains(&p) {
+                let (word, bit) = (p as usize / 64, 1u64 << (p % 64));
+                if (prefix || ends_word) && seen[word] & bit == 0 {
+                    seen[word] |= bit;
                     anchored.push(p);
                 }
             }
@@ -361,10 +367,17 @@ impl Matcher {
         }
         let mut lists: Option<u64> = None;
         let ascii = text.is_ascii();
+        // The distinct phrases found, sorted, for the required words' look-ups.
+        let mut present: SmallVec<[u32; 32]> = SmallVec::new();
+        if !anchored.is_empty() {
+            present.extend(found.iter().map(|o| o.phrase));
+            present.sort_unstable();
+            present.dedup();
+        }
         for p in anchored {
             let (r, lazy) = &self.patterns[p as usize];
             if self.rules[*r as usize].scopes & bit == 0
-                || !required_present(lazy, &self.finders, text, &found, ascii, || {
+                || !required_present(lazy, &self.finders, text, &present, ascii, || {
                     *lists.get_or_insert_with(|| self.phrases.lists_present(bytes, &found))
                 })
             {
@@ -477,21 +490,22 @@ impl Matcher {
 }
 
 /// Whether every required token of a word pattern but its anchor may be in `text`: a
-/// word among the phrases `found` from word starts (when it is a phrase and the text is
-/// ASCII) or as a substring, a list with an entry where a token can start (`lists` gives the
-/// mask of such lists, found once per text). A necessary condition: the regex decides.
+/// word among the phrases found from word starts (when it is a phrase and the text is
+/// ASCII; `present` holds their ids, sorted) or as a substring, a list with an entry where
+/// a token can start (`lists` gives the mask of such lists, found once per text). A
+/// necessary condition: the regex decides.
 fn required_present(
     lazy: &LazyPattern,
     finders: &[memchr::memmem::Finder<'static>],
     text: &str,
-    found: &[Occurrence],
+    present: &[u32],
     ascii: bool,
     mut lists: impl FnMut() -> u64,
 ) -> bool {
     lazy.required.iter().all(|r| match r {
         Required::Words(words) => words.iter().any(|w| {
             if ascii && w.phrase != NO_PHRASE {
-                found.iter().any(|o| o.phrase == w.phrase)
+                present.binary_search(&w.phrase).is_ok()
             } else {
                 finders[w.finder as usize].find(text.as_bytes()).is_some()
             }
