@@ -95,11 +95,14 @@ impl Matcher {
                         }
                     })
                     .collect();
-                let re = LazyPattern::new(compiled.regex.clone(), required).map_err(|e| {
-                    CompileError::Pattern {
-                        pack: pack.id.clone(),
-                        message: format!("line {}: {e}", term.line),
-                    }
+                let re = LazyPattern::new(
+                    compiled.regex.clone(),
+                    required,
+                    u32::try_from(compiled.max_words).unwrap_or(u32::MAX),
+                )
+                .map_err(|e| CompileError::Pattern {
+                    pack: pack.id.clone(),
+                    message: format!("line {}: {e}", term.line),
                 })?;
                 let index = word_patterns.len() as u32;
                 word_patterns.push((rule_idx, re));
@@ -270,6 +273,8 @@ pub(crate) struct LazyPattern {
     regex: std::sync::OnceLock<meta::Regex>,
     /// The pattern's required tokens other than its anchor.
     pub(crate) required: Box<[Required]>,
+    /// Most words a match spans (see `pattern::CompiledPattern::max_words`).
+    pub(crate) max_words: u32,
 }
 
 /// A required token of a word pattern, checked before its regex runs.
@@ -376,7 +381,11 @@ impl RequiredLists {
 
 impl LazyPattern {
     /// Checked as `regex::bytes` with `unicode(false)` would build it (its errors).
-    fn new(source: String, required: Vec<Required>) -> Result<LazyPattern, regex::Error> {
+    fn new(
+        source: String,
+        required: Vec<Required>,
+        max_words: u32,
+    ) -> Result<LazyPattern, regex::Error> {
         drop(
             regex::bytes::RegexBuilder::new(&source)
                 .unicode(false)
@@ -386,6 +395,7 @@ impl LazyPattern {
             source,
             regex: std::sync::OnceLock::new(),
             required: required.into_boxed_slice(),
+            max_words,
         })
     }
 

@@ -9,6 +9,7 @@ use crate::pack::TermKind;
 use crate::phrases::{anchor, Found, Occurrence, Phrases};
 pub(crate) use crate::snippet::snippet;
 use crate::weighing::{CategoryScore, Weighed};
+use crate::window::{self, Anchored};
 use crate::{AgeBand, CaptureMode, Scope, CATEGORIES};
 use regex::{Regex, RegexSet};
 use smallvec::SmallVec;
@@ -318,11 +319,13 @@ impl Matcher {
         let bit = scope.bit();
         // On the stack for a title or a typed tail (they move to the heap beyond).
         let mut candidates: SmallVec<[Hit; 8]> = SmallVec::new();
-        let mut anchored: SmallVec<[u32; 16]> = SmallVec::new();
-        // Which patterns are in `anchored` already (one bit each; a typed tail can hold
-        // a hundred anchors, where a linear search of the list would dominate).
-        let mut seen: SmallVec<[u64; 32]> = SmallVec::new();
-        seen.resize(self.patterns.len().div_ceil(64), 0);
+        // In ASCII text, a long text's pattern regexes run only near their anchor
+        // occurrences (see `window`).
+        let ascii = text.is_ascii();
+        let mut anchored = Anchored::new(
+            self.patterns.len(),
+            ascii && text.len() >= window::WINDOWED_FROM,
+        );
         let mut found = Found::new();
         self.phrases.find(bytes, &mut found);
         for m in &found {
@@ -332,10 +335,8 @@ impl Matcher {
             }
             let ends_word = boundary_after(bytes, m.span.end);
             for (p, prefix) in roles.anchors.iter().map(|&a| anchor(a)) {
-                let (word, bit) = (p as usize / 64, 1u64 << (p % 64));
-                if (prefix || ends_word) && seen[word] & bit == 0 {
-                    seen[word] |= bit;
-                    anchored.push(p);
+                if prefix || ends_word {
+                    anchored.add(p, &m.span);
                 }
             }
             for &r in roles.rules.iter() {
@@ -366,15 +367,21 @@ impl Matcher {
             }
         }
         let mut lists: Option<u64> = None;
-        let ascii = text.is_ascii();
         // The distinct phrases found, sorted, for the required words' look-ups.
         let mut present: SmallVec<[u32; 32]> = SmallVec::new();
-        if !anchored.is_empty() {
+        if !anchored.order.is_empty() {
             present.extend(found.iter().map(|o| o.phrase));
             present.sort_unstable();
             present.dedup();
         }
-        for p in anchored {
+        let mut windows: SmallVec<[Range<usize>; 4]> = SmallVec::new();
+        // A pattern's windows cover the text when it spans half the text's words.
+        let words = if anchored.windowed() {
+            memchr::memchr_iter(b' ', bytes).count() + 1
+        } else {
+            0
+        };
+        for (i, &p) in anchored.order.iter().enumerate() {
             let (r, lazy) = &self.patterns[p as usize];
             if self.rules[*r as usize].scopes & bit == 0
                 || !required_present(lazy, &self.finders, text, &present, ascii, || {
@@ -383,16 +390,15 @@ impl Matcher {
             {
                 continue;
             }
-            for m in lazy.get().find_iter(text.as_bytes()) {
-                let range = m.range();
-                if !m.is_empty()
-                    && text.is_char_boundary(range.start)
-                    && text.is_char_boundary(range.end)
-                {
-                    candidates.push(Hit {
-                        rule: *r,
-                        norm: range,
-                    });
+            if !anchored.windowed() || 2 * lazy.max_words as usize >= words {
+                push_matches(&mut candidates, *r, text, lazy.get().find_iter(bytes));
+                continue;
+            }
+            anchored.windows(i, bytes, lazy.max_words as usize, &mut windows);
+            for w in &windows {
+                if window::required_within(lazy, &found, w) {
+                    let input = regex_automata::Input::new(bytes).range(w.clone());
+                    push_matches(&mut candidates, *r, text, lazy.get().find_iter(input));
                 }
             }
         }
@@ -486,6 +492,21 @@ impl Matcher {
     /// Whether the given category index list has this domain.
     pub(crate) fn domain_categories(&self, domain: &str) -> Option<&[usize]> {
         self.domains.get(domain).map(|v| v.as_slice())
+    }
+}
+
+/// Push a word pattern's non-empty matches (on char boundaries) as hits of rule `rule`.
+fn push_matches(
+    candidates: &mut SmallVec<[Hit; 8]>,
+    rule: u32,
+    text: &str,
+    matches: impl Iterator<Item = regex_automata::Match>,
+) {
+    for m in matches {
+        let range = m.range();
+        if !m.is_empty() && text.is_char_boundary(range.start) && text.is_char_boundary(range.end) {
+            candidates.push(Hit { rule, norm: range });
+        }
     }
 }
 

@@ -53,6 +53,9 @@ pub struct CompiledPattern {
     pub anchors: Vec<(String, bool)>,
     /// Longest normalised text it can match, roughly (a gap's words count 8 bytes each).
     pub max_len: usize,
+    /// Most words a match can span (a gap's words counted in full): in ASCII normalised
+    /// text a match lies within this many words of any anchor occurrence it holds.
+    pub max_words: usize,
     /// The words a match can end with (and whether each is a prefix): typed text is only
     /// scanned when the word just finished is one of a pack's possible last words.
     pub last_words: Vec<(String, bool)>,
@@ -149,6 +152,17 @@ pub fn compile(
             Token::Gap(n) | Token::Either(n) => 8 * n,
         })
         .sum();
+    let max_words = tokens
+        .iter()
+        .map(|t| match t {
+            Token::Piece { piece, .. } => alternatives(piece, lists)
+                .iter()
+                .map(|(w, _)| w.split(' ').count())
+                .max()
+                .unwrap_or(0),
+            Token::Gap(n) | Token::Either(n) => *n,
+        })
+        .sum();
     let mut last_words = Vec::new();
     let parts: Vec<&[Token]> = match split {
         None => vec![&tokens[..]],
@@ -174,6 +188,7 @@ pub fn compile(
         regex: format!("(?-u:\\b){body}(?-u:\\b)"),
         anchors,
         max_len,
+        max_words,
         last_words,
         required,
     })

@@ -1,0 +1,191 @@
+//! Where a word pattern's regex needs to run in ASCII normalised text: near its anchor.
+//!
+//! Normalised ASCII text holds only lower-case letters, digits and spaces, so the regex's
+//! word boundaries are the spaces and the text's ends, and a match is whole words joined
+//! by single spaces: at most `max_words` of them (`pattern::CompiledPattern::max_words`).
+//! Every match holds an occurrence of its anchor starting on a word start, which the phrase
+//! walk finds. So every match lies inside the window of `max_words` words either side of
+//! one of those occurrences, and inside the merged windows a search finds exactly what a
+//! search of the whole text finds (windows are cut at spaces, where a word boundary looks
+//! the same with or without the text outside). A match also holds one of each required
+//! token's words: a window without them is not searched.
+
+use crate::compile::{LazyPattern, Required, NO_PHRASE};
+use crate::phrases::Occurrence;
+use smallvec::SmallVec;
+use std::ops::Range;
+
+/// Texts at least this long (normalised bytes) are searched in windows: a title is
+/// searched whole (the windows' bookkeeping costs more than the bytes it skips), a typed
+/// tail in windows.
+pub(crate) const WINDOWED_FROM: usize = 128;
+
+/// The patterns anchored in a text, in the order their anchor was first found, and (when
+/// windowed) where each anchor occurrence is.
+#[derive(Default)]
+pub(crate) struct Anchored {
+    /// Pattern indices, each once.
+    pub(crate) order: SmallVec<[u32; 16]>,
+    /// One bit per pattern: in `order` already.
+    seen: SmallVec<[u64; 32]>,
+    /// A pattern's place in `order`, valid where `seen` is set (when windowed).
+    slot: SmallVec<[u16; 1024]>,
+    /// Per place in `order`: its first and last occurrence in `spans`.
+    chains: SmallVec<[(u32, u32); 16]>,
+    /// Anchor occurrences: (start, end, next occurrence of the same pattern or `u32::MAX`).
+    spans: SmallVec<[(u32, u32, u32); 16]>,
+    windowed: bool,
+}
+
+impl Anchored {
+    pub(crate) fn new(patterns: usize, windowed: bool) -> Anchored {
+        let mut a = Anchored {
+            windowed: windowed && patterns <= usize::from(u16::MAX),
+            ..Anchored::default()
+        };
+        a.seen.resize(patterns.div_ceil(64), 0);
+        if a.windowed {
+            a.slot.resize(patterns, 0);
+        }
+        a
+    }
+
+    /// Whether anchor occurrences are kept, so that patterns are searched in windows.
+    pub(crate) fn windowed(&self) -> bool {
+        self.windowed
+    }
+
+    /// Pattern `p`'s anchor occurs at `span`.
+    pub(crate) fn add(&mut self, p: u32, span: &Range<usize>) {
+        let (word, bit) = (p as usize / 64, 1u64 << (p % 64));
+        let new = self.seen[word] & bit == 0;
+        if new {
+            self.seen[word] |= bit;
+            self.order.push(p);
+        }
+        if !self.windowed {
+            return;
+        }
+        let at = self.spans.len() as u32;
+        self.spans
+            .push((span.start as u32, span.end as u32, u32::MAX));
+        if new {
+            self.slot[p as usize] = self.chains.len() as u16;
+            self.chains.push((at, at));
+        } else {
+            let chain = &mut self.chains[usize::from(self.slot[p as usize])];
+            self.spans[chain.1 as usize].2 = at;
+            chain.1 = at;
+        }
+    }
+
+    /// The merged windows of the pattern at place `i` of `order` in which a match of at
+    /// most `max_words` words can lie.
+    pub(crate) fn windows(
+        &self,
+        i: usize,
+        text: &[u8],
+        max_words: usize,
+        out: &mut SmallVec<[Range<usize>; 4]>,
+    ) {
+        out.clear();
+        let mut at = self.chains[i].0;
+        while at != u32::MAX {
+            let (start, end, next) = self.spans[at as usize];
+            let w = back(text, start as usize, max_words)..forward(text, end as usize, max_words);
+            let place = out.partition_point(|o| o.start <= w.start);
+            out.insert(place, w);
+            at = next;
+        }
+        let mut merged = 0;
+        for k in 1..out.len() {
+            if out[k].start <= out[merged].end {
+                out[merged].end = out[merged].end.max(out[k].end);
+            } else {
+                merged += 1;
+                out[merged] = out[k].clone();
+            }
+        }
+        out.truncate(merged + 1);
+    }
+}
+
+/// The position just after the `words`+1-th space before `at` (or 0): a match holding a
+/// word that starts at `at` cannot start earlier.
+fn back(text: &[u8], mut at: usize, words: usize) -> usize {
+    let mut seen = 0;
+    while at > 0 {
+        if text[at - 1] == b' ' {
+            seen += 1;
+            if seen > words {
+                break;
+            }
+        }
+        at -= 1;
+    }
+    at
+}
+
+/// The position of the `words`+1-th space from `at` (or the text's end): a match holding
+/// the text up to `at` cannot end later.
+fn forward(text: &[u8], mut at: usize, words: usize) -> usize {
+    let mut seen = 0;
+    while at < text.len() {
+        if text[at] == b' ' {
+            seen += 1;
+            if seen > words {
+                break;
+            }
+        }
+        at += 1;
+    }
+    at
+}
+
+/// Whether every required token of `lazy` made only of phrases has one of its phrases
+/// inside `window` among those `found` (ordered by end). Other tokens were checked for the
+/// whole text.
+pub(crate) fn required_within(
+    lazy: &LazyPattern,
+    found: &[Occurrence],
+    window: &Range<usize>,
+) -> bool {
+    let from = found.partition_point(|o| o.span.end <= window.start);
+    let to = found.partition_point(|o| o.span.end <= window.end);
+    let inside = &found[from..to.max(from)];
+    lazy.required.iter().all(|r| match r {
+        Required::Words(words) if words.iter().all(|w| w.phrase != NO_PHRASE) => inside
+            .iter()
+            .any(|o| o.span.start >= window.start && words.iter().any(|w| w.phrase == o.phrase)),
+        _ => true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn windows(text: &[u8], spans: &[Range<usize>], max_words: usize) -> Vec<Range<usize>> {
+        let mut a = Anchored::new(3, true);
+        for s in spans {
+            a.add(1, s);
+        }
+        let mut out = SmallVec::new();
+        a.windows(0, text, max_words, &mut out);
+        out.to_vec()
+    }
+
+    #[test]
+    fn windows_reach_the_pattern_length_either_side_and_merge() {
+        let text = b"a b c d e f g h i j";
+        // A match of two words holding 'e' (8..9) lies in 'd e f'; a window keeps one
+        // word more either side.
+        assert_eq!(windows(text, &[8..9], 2), [4..13]);
+        assert_eq!(&text[4..13], b"c d e f g");
+        assert_eq!(
+            windows(text, &[8..9, 0..1, 18..19], 1),
+            [0..3, 6..11, 16..19]
+        );
+        assert_eq!(windows(text, &[4..5, 0..1], 1), [0..7]);
+    }
+}
