@@ -99,6 +99,7 @@ impl Matcher {
                     compiled.regex.clone(),
                     required,
                     u32::try_from(compiled.max_words).unwrap_or(u32::MAX),
+                    scopes,
                 )
                 .map_err(|e| CompileError::Pattern {
                     pack: pack.id.clone(),
@@ -275,6 +276,8 @@ pub(crate) struct LazyPattern {
     pub(crate) required: Box<[Required]>,
     /// Most words a match spans (see `pattern::CompiledPattern::max_words`).
     pub(crate) max_words: u32,
+    /// The rule's scopes (as `Rule::scopes`), read here to keep the rule out of cache.
+    pub(crate) scopes: u8,
 }
 
 /// A required token of a word pattern, checked before its regex runs.
@@ -385,6 +388,7 @@ impl LazyPattern {
         source: String,
         required: Vec<Required>,
         max_words: u32,
+        scopes: u8,
     ) -> Result<LazyPattern, regex::Error> {
         drop(
             regex::bytes::RegexBuilder::new(&source)
@@ -396,6 +400,7 @@ impl LazyPattern {
             regex: std::sync::OnceLock::new(),
             required: required.into_boxed_slice(),
             max_words,
+            scopes,
         })
     }
 

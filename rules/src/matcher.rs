@@ -383,7 +383,7 @@ impl Matcher {
         };
         for (i, &p) in anchored.order.iter().enumerate() {
             let (r, lazy) = &self.patterns[p as usize];
-            if self.rules[*r as usize].scopes & bit == 0
+            if lazy.scopes & bit == 0
                 || !required_present(lazy, &self.finders, text, &present, ascii, || {
                     *lists.get_or_insert_with(|| self.phrases.lists_present(bytes, &found))
                 })
@@ -396,7 +396,7 @@ impl Matcher {
             }
             anchored.windows(i, bytes, lazy.max_words as usize, &mut windows);
             for w in &windows {
-                if window::required_within(lazy, &found, w) {
+                if window::required_within(lazy, &found, w, bytes, &self.finders, &self.phrases) {
                     let input = regex_automata::Input::new(bytes).range(w.clone());
                     push_matches(&mut candidates, *r, text, lazy.get().find_iter(input));
                 }

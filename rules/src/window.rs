@@ -11,7 +11,7 @@
 //! token's words: a window without them is not searched.
 
 use crate::compile::{LazyPattern, Required, NO_PHRASE};
-use crate::phrases::Occurrence;
+use crate::phrases::{Occurrence, Phrases};
 use smallvec::SmallVec;
 use std::ops::Range;
 
@@ -142,22 +142,36 @@ fn forward(text: &[u8], mut at: usize, words: usize) -> usize {
     at
 }
 
-/// Whether every required token of `lazy` made only of phrases has one of its phrases
-/// inside `window` among those `found` (ordered by end). Other tokens were checked for the
-/// whole text.
+/// Whether every required token of `lazy` can be inside `window`: a phrase among those
+/// `found` (ordered by end) inside it, a word that is not a phrase as a substring of it, a
+/// list with an entry found inside it (in ASCII text every place a token starts is a word
+/// start, where the walk finds every phrase).
 pub(crate) fn required_within(
     lazy: &LazyPattern,
     found: &[Occurrence],
     window: &Range<usize>,
+    text: &[u8],
+    finders: &[memchr::memmem::Finder<'static>],
+    phrases: &Phrases,
 ) -> bool {
     let from = found.partition_point(|o| o.span.end <= window.start);
     let to = found.partition_point(|o| o.span.end <= window.end);
-    let inside = &found[from..to.max(from)];
+    let inside = found[from..to.max(from)]
+        .iter()
+        .filter(|o| o.span.start >= window.start);
     lazy.required.iter().all(|r| match r {
-        Required::Words(words) if words.iter().all(|w| w.phrase != NO_PHRASE) => inside
-            .iter()
-            .any(|o| o.span.start >= window.start && words.iter().any(|w| w.phrase == o.phrase)),
-        _ => true,
+        Required::Words(words) => words.iter().any(|w| {
+            if w.phrase == NO_PHRASE {
+                finders[w.finder as usize]
+                    .find(&text[window.clone()])
+                    .is_some()
+            } else {
+                inside.clone().any(|o| o.phrase == w.phrase)
+            }
+        }),
+        Required::List(bit) => inside
+            .clone()
+            .any(|o| phrases.lists_of(o.phrase) & bit != 0),
     })
 }
 
