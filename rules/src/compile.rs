@@ -98,7 +98,8 @@ impl Matcher {
                 let re = LazyPattern::new(
                     compiled.regex.clone(),
                     required,
-                    u32::try_from(compiled.max_words).unwrap_or(u32::MAX),
+                    [compiled.words_before, compiled.words_after]
+                        .map(|w| u16::try_from(w).unwrap_or(u16::MAX)),
                     scopes,
                 )
                 .map_err(|e| CompileError::Pattern {
@@ -274,8 +275,9 @@ pub(crate) struct LazyPattern {
     regex: std::sync::OnceLock<meta::Regex>,
     /// The pattern's required tokens other than its anchor.
     pub(crate) required: Box<[Required]>,
-    /// Most words a match spans (see `pattern::CompiledPattern::max_words`).
-    pub(crate) max_words: u32,
+    /// Most words a match has before and after its anchor (see
+    /// `pattern::CompiledPattern::words_before`).
+    pub(crate) reach: [u16; 2],
     /// The rule's scopes (as `Rule::scopes`), read here to keep the rule out of cache.
     pub(crate) scopes: u8,
 }
@@ -387,7 +389,7 @@ impl LazyPattern {
     fn new(
         source: String,
         required: Vec<Required>,
-        max_words: u32,
+        reach: [u16; 2],
         scopes: u8,
     ) -> Result<LazyPattern, regex::Error> {
         drop(
@@ -399,7 +401,7 @@ impl LazyPattern {
             source,
             regex: std::sync::OnceLock::new(),
             required: required.into_boxed_slice(),
-            max_words,
+            reach,
             scopes,
         })
     }

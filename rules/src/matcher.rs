@@ -375,7 +375,7 @@ impl Matcher {
             present.dedup();
         }
         let mut windows: SmallVec<[Range<usize>; 4]> = SmallVec::new();
-        // A pattern's windows cover the text when it spans half the text's words.
+        // A pattern's windows cover the text when it reaches as many words as it has.
         let words = if anchored.windowed() {
             memchr::memchr_iter(b' ', bytes).count() + 1
         } else {
@@ -390,11 +390,12 @@ impl Matcher {
             {
                 continue;
             }
-            if !anchored.windowed() || 2 * lazy.max_words as usize >= words {
+            let [before, after] = lazy.reach.map(usize::from);
+            if !anchored.windowed() || before + after >= words {
                 push_matches(&mut candidates, *r, text, lazy.get().find_iter(bytes));
                 continue;
             }
-            anchored.windows(i, bytes, lazy.max_words as usize, &mut windows);
+            anchored.windows(i, bytes, before, after, &mut windows);
             for w in &windows {
                 if window::required_within(lazy, &found, w, bytes, &self.finders, &self.phrases) {
                     let input = regex_automata::Input::new(bytes).range(w.clone());

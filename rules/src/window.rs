@@ -2,13 +2,14 @@
 //!
 //! Normalised ASCII text holds only lower-case letters, digits and spaces, so the regex's
 //! word boundaries are the spaces and the text's ends, and a match is whole words joined
-//! by single spaces: at most `max_words` of them (`pattern::CompiledPattern::max_words`).
-//! Every match holds an occurrence of its anchor starting on a word start, which the phrase
-//! walk finds. So every match lies inside the window of `max_words` words either side of
-//! one of those occurrences, and inside the merged windows a search finds exactly what a
-//! search of the whole text finds (windows are cut at spaces, where a word boundary looks
-//! the same with or without the text outside). A match also holds one of each required
-//! token's words: a window without them is not searched.
+//! by single spaces. Every match holds an occurrence of its anchor starting on a word
+//! start, which the phrase walk finds, with at most `words_before` words before it and
+//! `words_after` after it (`pattern::CompiledPattern`). So every match lies inside the
+//! window of those words either side of one of those occurrences, and inside the merged
+//! windows a search finds exactly what a search of the whole text finds (windows are cut
+//! at spaces, where a word boundary looks the same with or without the text outside). A
+//! match also holds one of each required token's words: a window without them is not
+//! searched.
 
 use crate::compile::{LazyPattern, Required, NO_PHRASE};
 use crate::phrases::{Occurrence, Phrases};
@@ -79,20 +80,21 @@ impl Anchored {
         }
     }
 
-    /// The merged windows of the pattern at place `i` of `order` in which a match of at
-    /// most `max_words` words can lie.
+    /// The merged windows of the pattern at place `i` of `order` in which a match with at
+    /// most `before` words before its anchor and `after` after it can lie.
     pub(crate) fn windows(
         &self,
         i: usize,
         text: &[u8],
-        max_words: usize,
+        before: usize,
+        after: usize,
         out: &mut SmallVec<[Range<usize>; 4]>,
     ) {
         out.clear();
         let mut at = self.chains[i].0;
         while at != u32::MAX {
             let (start, end, next) = self.spans[at as usize];
-            let w = back(text, start as usize, max_words)..forward(text, end as usize, max_words);
+            let w = back(text, start as usize, before)..forward(text, end as usize, after);
             let place = out.partition_point(|o| o.start <= w.start);
             out.insert(place, w);
             at = next;
@@ -185,7 +187,7 @@ mod tests {
             a.add(1, s);
         }
         let mut out = SmallVec::new();
-        a.windows(0, text, max_words, &mut out);
+        a.windows(0, text, max_words, max_words, &mut out);
         out.to_vec()
     }
 
