@@ -180,6 +180,64 @@ pub(crate) fn required_within(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{CompileOptions, Matcher, Pack, Scope};
+    use proptest::prelude::*;
+
+    const PATTERNS: [&str; 6] = [
+        "tired ~2 so? very much",
+        "want ~1 to? die",
+        "we ~~3 die",
+        "so? tired ~1 now",
+        "gone ~4 much",
+        "(not now|never) ~2 want* to",
+    ];
+
+    /// A pack with every pattern of [`PATTERNS`], each alerting alone.
+    fn matcher() -> Matcher {
+        let terms: Vec<String> = PATTERNS.iter().map(|p| format!("{p:?}")).collect();
+        let pack = format!(
+            "[pack]\nid = \"w\"\nname = \"W\"\nversion = 1\nlanguage = \"en-GB\"\n\n\
+             [categories.suicide]\nseverity = 5\n\n\
+             [[terms]]\ncategory = \"suicide\"\nkind = \"pattern\"\nterms = [{}]\n",
+            terms.join(", ")
+        );
+        let pack = Pack::parse(&pack, "w.toml").unwrap();
+        Matcher::compile(&pack, &CompileOptions::default()).unwrap()
+    }
+
+    proptest! {
+        /// On long texts (searched in windows) every pattern matches exactly where its
+        /// regex does over the whole text. The words have no repeated letters or single
+        /// letters, so the normalised text is the text itself.
+        #[test]
+        fn windows_find_what_the_whole_text_search_finds(
+            words in proptest::collection::vec(
+                proptest::sample::select(&["tired", "so", "very", "much", "we", "gone", "to",
+                    "die", "want", "wanted", "not", "now", "never", "yes"][..]),
+                30..90,
+            ),
+        ) {
+            let text = words.join(" ");
+            prop_assume!(text.len() >= WINDOWED_FROM);
+            let m = matcher();
+            let got: Vec<(String, Range<usize>)> = m
+                .find(Scope::Typed, &text)
+                .into_iter()
+                .map(|f| (f.term, f.span))
+                .collect();
+            let mut want = Vec::new();
+            for p in PATTERNS {
+                let compiled = crate::pattern::compile(p, &Default::default()).unwrap();
+                let re = regex::Regex::new(&compiled.regex).unwrap();
+                want.extend(re.find_iter(&text).map(|f| (p.to_string(), f.range())));
+            }
+            want.sort_by(|a, b| (a.1.start, a.1.end).cmp(&(b.1.start, b.1.end)));
+            let mut got_sorted = got.clone();
+            got_sorted.sort_by(|a, b| (a.1.start, a.1.end, &a.0).cmp(&(b.1.start, b.1.end, &b.0)));
+            want.sort_by(|a, b| (a.1.start, a.1.end, &a.0).cmp(&(b.1.start, b.1.end, &b.0)));
+            prop_assert_eq!(got_sorted, want);
+        }
+    }
 
     fn windows(text: &[u8], spans: &[Range<usize>], max_words: usize) -> Vec<Range<usize>> {
         let mut a = Anchored::new(3, true);
