@@ -29,8 +29,9 @@ pub(crate) struct Anchored {
     pub(crate) order: SmallVec<[u32; 16]>,
     /// One bit per pattern: in `order` already.
     seen: SmallVec<[u64; 32]>,
-    /// A pattern's place in `order`, valid where `seen` is set (when windowed).
-    slot: SmallVec<[u16; 1024]>,
+    /// A pattern's place in `order`, valid where `seen` is set (when windowed; on the
+    /// heap, so that a title's bookkeeping stays small).
+    slot: Vec<u16>,
     /// Per place in `order`: its first and last occurrence in `spans`.
     chains: SmallVec<[(u32, u32); 16]>,
     /// Anchor occurrences: (start, end, next occurrence of the same pattern or `u32::MAX`).
@@ -46,7 +47,7 @@ impl Anchored {
         };
         a.seen.resize(patterns.div_ceil(64), 0);
         if a.windowed {
-            a.slot.resize(patterns, 0);
+            a.slot = vec![0; patterns];
         }
         a
     }
