@@ -95,11 +95,16 @@ impl Matcher {
                         }
                     })
                     .collect();
-                let re = LazyPattern::new(compiled.regex.clone(), required).map_err(|e| {
-                    CompileError::Pattern {
-                        pack: pack.id.clone(),
-                        message: format!("line {}: {e}", term.line),
-                    }
+                let re = LazyPattern::new(
+                    compiled.regex.clone(),
+                    required,
+                    [compiled.words_before, compiled.words_after]
+                        .map(|w| u16::try_from(w).unwrap_or(u16::MAX)),
+                    scopes,
+                )
+                .map_err(|e| CompileError::Pattern {
+                    pack: pack.id.clone(),
+                    message: format!("line {}: {e}", term.line),
                 })?;
                 let index = word_patterns.len() as u32;
                 word_patterns.push((rule_idx, re));
@@ -270,6 +275,11 @@ pub(crate) struct LazyPattern {
     regex: std::sync::OnceLock<meta::Regex>,
     /// The pattern's required tokens other than its anchor.
     pub(crate) required: Box<[Required]>,
+    /// Most words a match has before and after its anchor (see
+    /// `pattern::CompiledPattern::words_before`).
+    pub(crate) reach: [u16; 2],
+    /// The rule's scopes (as `Rule::scopes`), read here to keep the rule out of cache.
+    pub(crate) scopes: u8,
 }
 
 /// A required token of a word pattern, checked before its regex runs.
@@ -376,7 +386,12 @@ impl RequiredLists {
 
 impl LazyPattern {
     /// Checked as `regex::bytes` with `unicode(false)` would build it (its errors).
-    fn new(source: String, required: Vec<Required>) -> Result<LazyPattern, regex::Error> {
+    fn new(
+        source: String,
+        required: Vec<Required>,
+        reach: [u16; 2],
+        scopes: u8,
+    ) -> Result<LazyPattern, regex::Error> {
         drop(
             regex::bytes::RegexBuilder::new(&source)
                 .unicode(false)
@@ -386,6 +401,8 @@ impl LazyPattern {
             source,
             regex: std::sync::OnceLock::new(),
             required: required.into_boxed_slice(),
+            reach,
+            scopes,
         })
     }
 

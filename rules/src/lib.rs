@@ -27,6 +27,7 @@ mod trie;
 mod typed;
 mod url;
 mod weighing;
+mod window;
 mod wordlist;
 
 use std::fmt;

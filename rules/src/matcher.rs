@@ -9,6 +9,7 @@ use crate::pack::TermKind;
 use crate::phrases::{anchor, Found, Occurrence, Phrases};
 pub(crate) use crate::snippet::snippet;
 use crate::weighing::{CategoryScore, Weighed};
+use crate::window::{self, Anchored};
 use crate::{AgeBand, CaptureMode, Scope, CATEGORIES};
 use regex::{Regex, RegexSet};
 use smallvec::SmallVec;
@@ -318,7 +319,13 @@ impl Matcher {
         let bit = scope.bit();
         // On the stack for a title or a typed tail (they move to the heap beyond).
         let mut candidates: SmallVec<[Hit; 8]> = SmallVec::new();
-        let mut anchored: SmallVec<[u32; 16]> = SmallVec::new();
+        // In ASCII text, a long text's pattern regexes run only near their anchor
+        // occurrences (see `window`).
+        let ascii = text.is_ascii();
+        let mut anchored = Anchored::new(
+            self.patterns.len(),
+            ascii && text.len() >= window::WINDOWED_FROM,
+        );
         let mut found = Found::new();
         self.phrases.find(bytes, &mut found);
         for m in &found {
@@ -328,8 +335,8 @@ impl Matcher {
             }
             let ends_word = boundary_after(bytes, m.span.end);
             for (p, prefix) in roles.anchors.iter().map(|&a| anchor(a)) {
-                if (prefix || ends_word) && !anchored.contains(&p) {
-                    anchored.push(p);
+                if prefix || ends_word {
+                    anchored.add(p, &m.span);
                 }
             }
             for &r in roles.rules.iter() {
@@ -360,26 +367,39 @@ impl Matcher {
             }
         }
         let mut lists: Option<u64> = None;
-        let ascii = text.is_ascii();
-        for p in anchored {
+        // The distinct phrases found, sorted, for the required words' look-ups.
+        let mut present: SmallVec<[u32; 32]> = SmallVec::new();
+        if !anchored.order.is_empty() {
+            present.extend(found.iter().map(|o| o.phrase));
+            present.sort_unstable();
+            present.dedup();
+        }
+        let mut windows: SmallVec<[Range<usize>; 4]> = SmallVec::new();
+        // A pattern's windows cover the text when it reaches as many words as it has.
+        let words = if anchored.windowed() {
+            memchr::memchr_iter(b' ', bytes).count() + 1
+        } else {
+            0
+        };
+        for (i, &p) in anchored.order.iter().enumerate() {
             let (r, lazy) = &self.patterns[p as usize];
-            if self.rules[*r as usize].scopes & bit == 0
-                || !required_present(lazy, &self.finders, text, &found, ascii, || {
+            if lazy.scopes & bit == 0
+                || !required_present(lazy, &self.finders, text, &present, ascii, || {
                     *lists.get_or_insert_with(|| self.phrases.lists_present(bytes, &found))
                 })
             {
                 continue;
             }
-            for m in lazy.get().find_iter(text.as_bytes()) {
-                let range = m.range();
-                if !m.is_empty()
-                    && text.is_char_boundary(range.start)
-                    && text.is_char_boundary(range.end)
-                {
-                    candidates.push(Hit {
-                        rule: *r,
-                        norm: range,
-                    });
+            let [before, after] = lazy.reach.map(usize::from);
+            if !anchored.windowed() || before + after >= words {
+                push_matches(&mut candidates, *r, text, lazy.get().find_iter(bytes));
+                continue;
+            }
+            anchored.windows(i, bytes, before, after, &mut windows);
+            for w in &windows {
+                if window::required_within(lazy, &found, w, bytes, &self.finders, &self.phrases) {
+                    let input = regex_automata::Input::new(bytes).range(w.clone());
+                    push_matches(&mut candidates, *r, text, lazy.get().find_iter(input));
                 }
             }
         }
@@ -476,22 +496,38 @@ impl Matcher {
     }
 }
 
+/// Push a word pattern's non-empty matches (on char boundaries) as hits of rule `rule`.
+fn push_matches(
+    candidates: &mut SmallVec<[Hit; 8]>,
+    rule: u32,
+    text: &str,
+    matches: impl Iterator<Item = regex_automata::Match>,
+) {
+    for m in matches {
+        let range = m.range();
+        if !m.is_empty() && text.is_char_boundary(range.start) && text.is_char_boundary(range.end) {
+            candidates.push(Hit { rule, norm: range });
+        }
+    }
+}
+
 /// Whether every required token of a word pattern but its anchor may be in `text`: a
-/// word among the phrases `found` from word starts (when it is a phrase and the text is
-/// ASCII) or as a substring, a list with an entry where a token can start (`lists` gives the
-/// mask of such lists, found once per text). A necessary condition: the regex decides.
+/// word among the phrases found from word starts (when it is a phrase and the text is
+/// ASCII; `present` holds their ids, sorted) or as a substring, a list with an entry where
+/// a token can start (`lists` gives the mask of such lists, found once per text). A
+/// necessary condition: the regex decides.
 fn required_present(
     lazy: &LazyPattern,
     finders: &[memchr::memmem::Finder<'static>],
     text: &str,
-    found: &[Occurrence],
+    present: &[u32],
     ascii: bool,
     mut lists: impl FnMut() -> u64,
 ) -> bool {
     lazy.required.iter().all(|r| match r {
         Required::Words(words) => words.iter().any(|w| {
             if ascii && w.phrase != NO_PHRASE {
-                found.iter().any(|o| o.phrase == w.phrase)
+                present.binary_search(&w.phrase).is_ok()
             } else {
                 finders[w.finder as usize].find(text.as_bytes()).is_some()
             }

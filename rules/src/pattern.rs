@@ -53,6 +53,12 @@ pub struct CompiledPattern {
     pub anchors: Vec<(String, bool)>,
     /// Longest normalised text it can match, roughly (a gap's words count 8 bytes each).
     pub max_len: usize,
+    /// Most words a match can span (a gap's words counted in full).
+    pub max_words: usize,
+    /// Most words a match can have before the anchor token, and after it: in ASCII
+    /// normalised text a match lies within them of the anchor occurrence it holds.
+    pub words_before: usize,
+    pub words_after: usize,
     /// The words a match can end with (and whether each is a prefix): typed text is only
     /// scanned when the word just finished is one of a pack's possible last words.
     pub last_words: Vec<(String, bool)>,
@@ -149,6 +155,44 @@ pub fn compile(
             Token::Gap(n) | Token::Either(n) => 8 * n,
         })
         .sum();
+    // Most words the regex of `ts` can match: a gap before optional tokens is written
+    // before each of them and before the next required one (see `sequence`), so it counts
+    // once for each.
+    let words = |ts: &[Token]| -> usize {
+        let (mut total, mut gap) = (0, 0);
+        for t in ts {
+            match t {
+                Token::Piece { piece, optional } => {
+                    total += gap
+                        + alternatives(piece, lists)
+                            .iter()
+                            .map(|(w, _)| w.split(' ').count())
+                            .max()
+                            .unwrap_or(0);
+                    if !optional {
+                        gap = 0;
+                    }
+                }
+                Token::Gap(n) => gap = *n,
+                Token::Either(n) => {
+                    total += gap + n;
+                    gap = 0;
+                }
+            }
+        }
+        total + gap
+    };
+    let max_words = words(&tokens);
+    // Words a match can have before and after the anchor's own words (either side of a
+    // `~~N` can come first: then the whole pattern's words).
+    let at = tokens
+        .iter()
+        .position(|t| matches!(t, Token::Piece { piece, .. } if std::ptr::eq(piece, *anchor)))
+        .expect("the anchor is one of the tokens");
+    let (words_before, words_after) = match split {
+        None => (words(&tokens[..at]), words(&tokens[at + 1..])),
+        Some(_) => (max_words, max_words),
+    };
     let mut last_words = Vec::new();
     let parts: Vec<&[Token]> = match split {
         None => vec![&tokens[..]],
@@ -174,6 +218,9 @@ pub fn compile(
         regex: format!("(?-u:\\b){body}(?-u:\\b)"),
         anchors,
         max_len,
+        max_words,
+        words_before,
+        words_after,
         last_words,
         required,
     })
@@ -448,6 +495,18 @@ mod tests {
         let re = Regex::new(&c.regex).unwrap();
         let n = normalise_term(text);
         re.find(&n).map(|m| m.as_str().to_string())
+    }
+
+    #[test]
+    fn words_either_side_of_the_anchor_bound_every_match() {
+        // The gap before an optional word may be taken before it and again after it.
+        let c = compile("tired ~2 so? very much", &lists()).unwrap();
+        assert_eq!(c.anchors, [("tired".to_string(), false)]);
+        let m = matches("tired ~2 so? very much", "tired a b so c d very much").unwrap();
+        assert_eq!(m, "tired a b so c d very much");
+        assert_eq!((c.words_before, c.words_after), (0, 7));
+        let c = compile("{want} ~1 to? {die}", &lists()).unwrap();
+        assert_eq!(c.max_words, 2 + 1 + 1 + 1 + 3);
     }
 
     #[test]

@@ -197,6 +197,11 @@ impl Phrases {
         }
     }
 
+    /// The bits of the required word lists that `phrase` is an entry of.
+    pub(crate) fn lists_of(&self, phrase: u32) -> u64 {
+        self.roles[phrase as usize].lists
+    }
+
     /// The bits of the required word lists with an entry in `text` that starts where a
     /// pattern's list token can start: at a word start (`found`, from [`Phrases::find`]),
     /// or after any other byte that is not an ASCII word character (a non-ASCII letter),
