@@ -221,6 +221,15 @@ impl CueSet {
         Ok(CueSet { cues: compiled })
     }
 
+    /// Whether a cue typed after a match (or found anywhere in the text) can lower a
+    /// match of the category with bit `category_bit`: a cue of negative weight with an
+    /// `after` window or `anywhere`, for that category or for every one.
+    pub(crate) fn may_lower_later(&self, category_bit: u16) -> bool {
+        self.cues.iter().any(|c| {
+            c.weight < 0.0 && (c.after > 0 || c.anywhere) && c.categories & category_bit != 0
+        })
+    }
+
     /// For each of `hits`, the local cues that apply (each cue group once), and for each category bit the `anywhere` cues in
     /// the text. Only a pattern's match can hold a cue inside it (in a gap); a phrase
     /// written with a negator in it ('the holocaust never happened') means it, and so does

@@ -12,6 +12,17 @@ impl Matcher {
     pub fn typed_match_may_be_lowered(&self) -> bool {
         self.needs_weighing()
     }
+
+    /// Whether a typed match of `category` may yet be lowered by words typed after it:
+    /// the pack has a lowering cue that reaches forward (an `after` window, or anywhere in
+    /// the text) for that category. A match of a category no such cue names (a stated
+    /// plan, exploitation) is decided at once.
+    pub fn typed_category_may_be_lowered(&self, category: &str) -> bool {
+        self.needs_weighing()
+            && self
+                .cues
+                .may_lower_later(crate::cue::category_bit(category))
+    }
 }
 
 #[cfg(test)]
@@ -37,5 +48,31 @@ mod tests {
         let shipped = Pack::parse(include_str!("../packs/en-GB.toml"), "en-GB.toml").unwrap();
         let shipped = Matcher::compile(&shipped, &CompileOptions::default()).unwrap();
         assert!(shipped.typed_match_may_be_lowered());
+    }
+
+    #[test]
+    fn a_category_is_held_only_where_a_cue_after_it_can_lower_it() {
+        let cue = |extra: &str| {
+            format!(
+                "\n[[cues]]\nname = \"game\"\nphrases = [\"in fortnite\"]\nweight = -0.6\n{extra}"
+            )
+        };
+        assert!(!compile("").typed_category_may_be_lowered("violence"));
+        assert!(compile(&cue("after = 6\n")).typed_category_may_be_lowered("violence"));
+        assert!(compile(&cue("anywhere = true\n")).typed_category_may_be_lowered("violence"));
+        // Only before the match: nothing typed later can change it.
+        assert!(!compile(&cue("before = 6\n")).typed_category_may_be_lowered("violence"));
+        // A cue for another category leaves this one alone.
+        let other = cue("after = 6\ncategories = [\"drugs\"]\n");
+        assert!(!compile(&other).typed_category_may_be_lowered("violence"));
+        assert!(compile(&other).typed_category_may_be_lowered("drugs"));
+        // A cue that raises is not a reason to wait.
+        let raising =
+            "\n[[cues]]\nname = \"plan\"\nphrases = [\"tonight\"]\nweight = 0.3\nafter = 6\n";
+        assert!(!compile(raising).typed_category_may_be_lowered("violence"));
+        let shipped = Pack::parse(include_str!("../packs/en-GB.toml"), "en-GB.toml").unwrap();
+        let shipped = Matcher::compile(&shipped, &CompileOptions::default()).unwrap();
+        assert!(shipped.typed_category_may_be_lowered("violence"));
+        assert!(shipped.typed_category_may_be_lowered("bullying"));
     }
 }

@@ -3,7 +3,8 @@
 //! A title or a URL is there whole at once; typed text is matched as the keys arrive,
 //! so '... in fortnite lol' or '... of embarrassment haha', typed after the words that
 //! matched, would come too late to lower them. When the pack weighs its matches, a typed
-//! match is held: its screenshot is taken at once and kept in memory, and the match waits
+//! match of a category that a cue typed after it can lower is held (the others are
+//! decided at once): its screenshot is taken at once and kept in memory, and the match waits
 //! until [`HoldSettings::words`] more words are typed, [`HoldSettings::time`] passes
 //! ([`HoldSettings::urgent_time`] for severity 5), or the pupil presses Enter or Tab,
 //! leaves the window, erases into the match, or the agent stops. Then the held text as
@@ -137,9 +138,16 @@ impl Monitor {
         buffer: &str,
     ) -> Vec<Pending> {
         let exempt = self.exempt.clone();
-        let mut matches: Vec<Match> = matches.into_iter().filter(|m| !exempt(m)).collect();
+        let matches: Vec<Match> = matches.into_iter().filter(|m| !exempt(m)).collect();
+        // A match no cue typed after it could lower (exploitation, pornography in the
+        // shipped pack) is decided at once; the rest wait.
+        let matcher = self.matcher();
+        let (mut matches, now): (Vec<Match>, Vec<Match>) = matches
+            .into_iter()
+            .partition(|m| matcher.typed_category_may_be_lowered(&m.category));
+        let mut pending = self.typed_matches(window_id, now);
         if matches.is_empty() {
-            return Vec::new();
+            return pending;
         }
         let first = matches.iter().map(|m| m.span.start).min().unwrap_or(0);
         let end = matches.iter().map(|m| m.span.end).max().unwrap_or(0);
@@ -177,7 +185,6 @@ impl Monitor {
             rule_id = %matches[0].rule_id,
             "typed match held for the words typed after it"
         );
-        let mut pending = Vec::new();
         if self.held.len() >= MAX_HELD {
             let oldest = self.held.remove(0);
             pending.extend(self.decide(oldest));

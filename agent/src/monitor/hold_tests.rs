@@ -261,6 +261,21 @@ fn a_pack_that_does_not_weigh_raises_at_once() {
     assert_eq!(m.held_count(), 0);
 }
 
+#[test]
+fn a_match_no_cue_after_it_can_lower_is_raised_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = monitor(dir.path(), HoldSettings::default());
+    // No cue of the shipped pack lowers child-exploitation from after a match.
+    let raised = keys(&mut m, "dont tell your parents we talk ok ");
+    assert_eq!(
+        categories(&raised),
+        ["child-exploitation"],
+        "raised as typed"
+    );
+    assert_eq!(m.held_count(), 0, "nothing waits");
+    assert!(key(&mut m, Key::Enter).is_empty(), "raised once");
+}
+
 /// The typed lines of a corpus typed key by key, then Enter: (unsafe lines that alerted
 /// in an expected category, unsafe lines, benign lines that alerted, benign lines).
 fn corpus_typed(corpus: &str, hold: HoldSettings) -> (usize, usize, usize, usize) {
