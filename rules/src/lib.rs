@@ -123,8 +123,9 @@ impl FromStr for Scope {
     }
 }
 
-/// How much screen evidence a match asks the agent to capture.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+/// How much screen evidence a match asks the agent to capture, ordered from least to
+/// most (the strongest of several matches is their `max`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum CaptureMode {
     /// No screenshot (the matched text is the evidence).
     None,

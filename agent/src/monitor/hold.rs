@@ -174,11 +174,7 @@ impl Monitor {
         let capture = matches
             .iter()
             .map(|m| m.capture)
-            .max_by_key(|c| match c {
-                CaptureMode::None => 0,
-                CaptureMode::One => 1,
-                CaptureMode::Burst => 2,
-            })
+            .max()
             .unwrap_or(CaptureMode::One);
         tracing::debug!(
             window_id,

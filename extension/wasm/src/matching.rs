@@ -12,7 +12,7 @@ use prost::Message;
 use ring::signature::{UnparsedPublicKey, ED25519};
 use serde_json::{json, Value};
 use tutela_proto::v1::{rules_update, ExemptionSet, RulesUpdate, Source};
-use tutela_rules::{CaptureMode, CompileOptions, Match, Matcher, Scope, TypedMatcher};
+use tutela_rules::{CompileOptions, Match, Matcher, Scope, TypedMatcher};
 
 use crate::wire::{bytes, int, text};
 use crate::Failure;
@@ -366,15 +366,7 @@ impl Engine {
             Scope::Search => Source::Search,
             Scope::Process => Source::Process,
         };
-        let capture = matches
-            .iter()
-            .map(|m| m.capture)
-            .max_by_key(|c| match c {
-                CaptureMode::None => 0,
-                CaptureMode::One => 1,
-                CaptureMode::Burst => 2,
-            })
-            .unwrap_or_default();
+        let capture = matches.iter().map(|m| m.capture).max().unwrap_or_default();
         let listed: Vec<Value> = matches
             .iter()
             .map(|m| {
