@@ -32,8 +32,8 @@ const MAX_STREAMS_PER_AGENT: u32 = 16;
 /// HTTP/2's smallest frame (the protocol's minimum, and h2's default):
 /// agents' messages are small and a capture is sent as several frames.
 const MAX_FRAME: u32 = 16 * 1024;
-/// Request headers per call: an agent's are under 1 KiB (its identity and
-/// signature), a browser's gRPC-Web call a few KiB (the default is 16 KiB).
+/// Request headers per call: an agent's are gRPC's own (a few hundred
+/// bytes), a browser's gRPC-Web call a few KiB (the default is 16 KiB).
 const MAX_HEADER_LIST: u32 = 8 * 1024;
 
 /// Serves until `shutdown` resolves.
