@@ -27,6 +27,7 @@ pub mod signature;
 pub mod store;
 pub mod subscription;
 pub mod summary;
+pub mod tls;
 pub mod urgent;
 pub mod webhook;
 pub mod writer;

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// How often the connection count is looked at.
@@ -35,21 +34,13 @@ impl Connections {
         self.0.load(Ordering::Relaxed)
     }
 
-    /// Counts each connection of `incoming` while it stays open.
-    pub fn count(
-        &self,
-        incoming: impl Stream<Item = io::Result<TcpStream>>,
-    ) -> impl Stream<Item = io::Result<Counted>> {
-        let open = self.0.clone();
-        incoming.map(move |accepted| {
-            accepted.map(|stream| {
-                open.fetch_add(1, Ordering::Relaxed);
-                Counted {
-                    stream,
-                    open: open.clone(),
-                }
-            })
-        })
+    /// Counts `stream` while it stays open.
+    pub fn track(&self, stream: TcpStream) -> Counted {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Counted {
+            stream,
+            open: self.0.clone(),
+        }
     }
 
     /// Watches the count and gives freed memory back to the system after

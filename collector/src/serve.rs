@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 use tutela_proto::v1::enrolment_server::EnrolmentServer;
 use tutela_proto::v1::ingest_server::IngestServer;
 
@@ -30,6 +29,12 @@ pub const GRACEFUL_MAIL: Duration = Duration::from_secs(10);
 const STREAM_WINDOW: u32 = 256 * 1024;
 const CONNECTION_WINDOW: u32 = 512 * 1024;
 const MAX_STREAMS_PER_AGENT: u32 = 16;
+/// HTTP/2's smallest frame (the protocol's minimum, and h2's default):
+/// agents' messages are small and a capture is sent as several frames.
+const MAX_FRAME: u32 = 16 * 1024;
+/// Request headers per call: an agent's are gRPC's own (a few hundred
+/// bytes), a browser's gRPC-Web call a few KiB (the default is 16 KiB).
+const MAX_HEADER_LIST: u32 = 8 * 1024;
 
 /// Serves until `shutdown` resolves.
 pub async fn serve(
@@ -147,17 +152,18 @@ pub async fn bind(
             .map_err(anyhow::Error::msg)
             .context("collector.toml is wrong")?,
     );
+    // TLS is terminated in the collector's own accept loop (`tls`), which
+    // bounds handshakes; the gRPC server is handed established streams.
+    let tls_config = crate::tls::server_config(&tls)?;
     let router = Server::builder()
-        .tls_config(
-            ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem)),
-        )?
-        .tcp_nodelay(true)
         // What one agent may send before the collector reads it: bounds the
         // memory thousands of agents can make it hold when it falls behind
         // (the defaults allow 1 MiB per stream). An agent uses four streams.
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_concurrent_streams(MAX_STREAMS_PER_AGENT)
+        .max_frame_size(MAX_FRAME)
+        .http2_max_header_list_size(MAX_HEADER_LIST)
         // The browser extension speaks gRPC-Web (over HTTP/2 or HTTP/1.1);
         // native agents speak gRPC. Both reach the same services.
         .accept_http1(true)
@@ -201,10 +207,13 @@ pub async fn bind(
         };
         let connections = crate::memory::Connections::default();
         let trimmer = connections.spawn_trimmer();
-        let server = router.serve_with_incoming_shutdown(
-            connections.count(TcpListenerStream::new(listener)),
-            shutdown,
+        let incoming = crate::tls::accept(
+            listener,
+            tls_config,
+            connections.clone(),
+            crate::tls::Limits::default(),
         );
+        let server = router.serve_with_incoming_shutdown(incoming, shutdown);
         tokio::pin!(server);
         // Agents' streams never end by themselves: after the grace period
         // the server future is dropped, which stops serving them.

@@ -302,6 +302,12 @@ pub fn in_savepoint<T, E: From<rusqlite::Error>>(
 /// mostly keeps pages that are not read again before they are evicted.
 const WRITER_CACHE_KIB: i64 = 4 * 1024;
 
+/// Page cache of the connection the services share, in KiB (SQLite's
+/// default is 2 MiB). It answers point look-ups by key (an agent's key, a
+/// token, the newest bundle's version) whose pages are few: a quarter of
+/// the default keeps them and gives the rest back to agents' connections.
+const SHARED_CACHE_KIB: i64 = 512;
+
 /// How many times a batch tries to take the write lock (each try waits up
 /// to `BUSY_WAIT`) while another process writes: about 9 s in all, so an
 /// agent hears `UNAVAILABLE` (and retries) well inside its call deadline.
@@ -316,8 +322,10 @@ pub struct Shared {
 
 impl Shared {
     pub fn open(dir: &Path) -> rusqlite::Result<Self> {
+        let conn = open(dir)?;
+        conn.pragma_update(None, "cache_size", -SHARED_CACHE_KIB)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(open(dir)?)),
+            conn: Arc::new(Mutex::new(conn)),
         })
     }
 
