@@ -11,7 +11,9 @@ use crate::event::{random_id, EventDraft, Evidence};
 use crate::observation::App;
 
 impl Monitor {
-    /// Applies exemptions and the cooldown; returns the alert to raise, if any.
+    /// Applies exemptions and the cooldown to matches seen `at` (now, or when a held typed
+    /// match was typed: a repeat typed within the cooldown stays a repeat however late it
+    /// is decided); returns the alert to raise, if any.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn consider(
         &mut self,
@@ -22,6 +24,7 @@ impl Monitor {
         app: &App,
         url: &str,
         search: &str,
+        at: Instant,
     ) -> Vec<Pending> {
         let exempt = self.exempt.clone();
         let matches: Vec<Match> = matches.into_iter().filter(|m| !exempt(m)).collect();
@@ -31,7 +34,7 @@ impl Monitor {
         let mut fresh = Vec::new();
         for m in matches {
             match self.cooldowns.get_mut(&(m.rule_id.clone(), window_id)) {
-                Some(c) if c.started.elapsed() < self.settings.cooldown => {
+                Some(c) if at.saturating_duration_since(c.started) < self.settings.cooldown => {
                     c.repeats += 1;
                     tracing::debug!(rule_id = %m.rule_id, repeats = c.repeats, "repeat within the cooldown");
                 }
@@ -93,8 +96,11 @@ impl Monitor {
             .map(|m| m.capture)
             .max()
             .unwrap_or(CaptureMode::One);
+        // A cooldown this alert replaces (ended, its fold not yet reported: a held match
+        // decided late) reports its repeats first, once per first alert.
+        let mut replaced: Vec<(String, Cooldown)> = Vec::new();
         for m in &fresh {
-            self.cooldowns.insert(
+            let old = self.cooldowns.insert(
                 (m.rule_id.clone(), window_id),
                 Cooldown {
                     event_id: event_id.clone(),
@@ -103,6 +109,15 @@ impl Monitor {
                     template: draft.clone(),
                 },
             );
+            if let Some(c) = old.filter(|c| c.repeats > 0) {
+                match replaced.iter_mut().find(|(_, r)| r.event_id == c.event_id) {
+                    Some((_, r)) => r.repeats = r.repeats.max(c.repeats),
+                    None => replaced.push((m.rule_id.clone(), c)),
+                }
+            }
+        }
+        for (rule_id, c) in replaced {
+            self.fold(&rule_id, c);
         }
         tracing::info!(
             source = ?source,

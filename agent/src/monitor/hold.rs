@@ -293,7 +293,9 @@ impl Monitor {
             std::mem::take(&mut held.title),
             std::mem::take(&mut held.app),
         );
-        let mut pending = self.consider(held.window_id, Scope::Typed, kept, &title, &app, "", "");
+        let at = held.since;
+        let mut pending =
+            self.consider(held.window_id, Scope::Typed, kept, &title, &app, "", "", at);
         for p in &mut pending {
             p.draft.time_ms = held.time_ms;
             p.shot = held.shot.take();
@@ -317,6 +319,14 @@ impl Monitor {
             };
             self.held[i].shot = Some(shot);
         }
+    }
+
+    /// Whether a hold in `window_id` still waits with a match of `rule_id` (its repeats
+    /// are not folded until it is decided).
+    pub(super) fn holds_rule(&self, rule_id: &str, window_id: u64) -> bool {
+        self.held
+            .iter()
+            .any(|h| h.window_id == window_id && h.matches.iter().any(|m| m.rule_id == rule_id))
     }
 
     /// Holds waiting (for tests and the shutdown log).

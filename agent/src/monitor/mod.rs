@@ -266,6 +266,7 @@ impl Monitor {
                         &app,
                         "",
                         "",
+                        Instant::now(),
                     ));
                 }
                 pending
@@ -338,7 +339,16 @@ impl Monitor {
                     ..App::default()
                 };
                 let window_id = self.active;
-                self.consider(window_id, Scope::Url, matches, &title, &app, &url, &search)
+                self.consider(
+                    window_id,
+                    Scope::Url,
+                    matches,
+                    &title,
+                    &app,
+                    &url,
+                    &search,
+                    Instant::now(),
+                )
             }
             SensorEvent::ProcessStarted { name, path, pid } => {
                 if let Some(s) = &shadow {
@@ -352,7 +362,16 @@ impl Monitor {
                 };
                 // Processes have no window: fold per process name.
                 let key = process_key(&name);
-                self.consider(key, Scope::Process, matches, "", &app, "", "")
+                self.consider(
+                    key,
+                    Scope::Process,
+                    matches,
+                    "",
+                    &app,
+                    "",
+                    "",
+                    Instant::now(),
+                )
             }
         }
     }
@@ -390,7 +409,16 @@ impl Monitor {
             Some(w) => (w.title.clone(), w.app.clone()),
             None => (String::new(), App::default()),
         };
-        self.consider(window_id, Scope::Typed, matches, &title, &app, "", "")
+        self.consider(
+            window_id,
+            Scope::Typed,
+            matches,
+            &title,
+            &app,
+            "",
+            "",
+            Instant::now(),
+        )
     }
 
     /// Matches a window's half-finished last word: when the pupil leaves it
@@ -441,7 +469,9 @@ impl Monitor {
         let ended: Vec<(String, u64)> = self
             .cooldowns
             .iter()
-            .filter(|(_, c)| c.started.elapsed() >= cooldown)
+            .filter(|((rule_id, window_id), c)| {
+                c.started.elapsed() >= cooldown && !self.holds_rule(rule_id, *window_id)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         // Rules that matched the same words share one first alert and count the same
@@ -459,16 +489,21 @@ impl Monitor {
             }
         }
         for (rule_id, c) in folds {
-            let mut draft = c.template;
-            draft.time_ms = now_ms();
-            draft.count = c.repeats;
-            draft.repeat_of = c.event_id;
-            draft.event_id = None;
-            draft.evidence = None;
-            tracing::info!(rule_id = %rule_id, repeats = c.repeats, "repeats folded into the first alert");
-            self.sink.append(draft);
+            self.fold(&rule_id, c);
         }
         pending
+    }
+
+    /// Reports a cooldown's repeats on its first alert.
+    fn fold(&self, rule_id: &str, c: Cooldown) {
+        let mut draft = c.template;
+        draft.time_ms = now_ms();
+        draft.count = c.repeats;
+        draft.repeat_of = c.event_id;
+        draft.event_id = None;
+        draft.evidence = None;
+        tracing::info!(rule_id = %rule_id, repeats = c.repeats, "repeats folded into the first alert");
+        self.sink.append(draft);
     }
 }
 
