@@ -11,11 +11,27 @@ use crate::event::{random_id, EventDraft, Evidence};
 use crate::observation::App;
 
 impl Monitor {
-    /// Applies exemptions and the cooldown to matches seen `at` (now, or when a held typed
-    /// match was typed: a repeat typed within the cooldown stays a repeat however late it
-    /// is decided); returns the alert to raise, if any.
+    /// Applies exemptions and the cooldown to matches seen now; returns the alert to
+    /// raise, if any.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn consider(
+        &mut self,
+        window_id: u64,
+        scope: Scope,
+        matches: Vec<Match>,
+        title: &str,
+        app: &App,
+        url: &str,
+        search: &str,
+    ) -> Vec<Pending> {
+        let now = Instant::now();
+        self.consider_at(window_id, scope, matches, title, app, url, search, now)
+    }
+
+    /// [`Self::consider`] for matches seen `at` (when a held typed match was typed: a repeat
+    /// typed within the cooldown stays a repeat however late it is decided).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn consider_at(
         &mut self,
         window_id: u64,
         scope: Scope,

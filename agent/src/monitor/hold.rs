@@ -295,7 +295,7 @@ impl Monitor {
         );
         let at = held.since;
         let mut pending =
-            self.consider(held.window_id, Scope::Typed, kept, &title, &app, "", "", at);
+            self.consider_at(held.window_id, Scope::Typed, kept, &title, &app, "", "", at);
         for p in &mut pending {
             p.draft.time_ms = held.time_ms;
             p.shot = held.shot.take();

@@ -266,7 +266,6 @@ impl Monitor {
                         &app,
                         "",
                         "",
-                        Instant::now(),
                     ));
                 }
                 pending
@@ -339,16 +338,7 @@ impl Monitor {
                     ..App::default()
                 };
                 let window_id = self.active;
-                self.consider(
-                    window_id,
-                    Scope::Url,
-                    matches,
-                    &title,
-                    &app,
-                    &url,
-                    &search,
-                    Instant::now(),
-                )
+                self.consider(window_id, Scope::Url, matches, &title, &app, &url, &search)
             }
             SensorEvent::ProcessStarted { name, path, pid } => {
                 if let Some(s) = &shadow {
@@ -362,16 +352,7 @@ impl Monitor {
                 };
                 // Processes have no window: fold per process name.
                 let key = process_key(&name);
-                self.consider(
-                    key,
-                    Scope::Process,
-                    matches,
-                    "",
-                    &app,
-                    "",
-                    "",
-                    Instant::now(),
-                )
+                self.consider(key, Scope::Process, matches, "", &app, "", "")
             }
         }
     }
@@ -409,16 +390,7 @@ impl Monitor {
             Some(w) => (w.title.clone(), w.app.clone()),
             None => (String::new(), App::default()),
         };
-        self.consider(
-            window_id,
-            Scope::Typed,
-            matches,
-            &title,
-            &app,
-            "",
-            "",
-            Instant::now(),
-        )
+        self.consider(window_id, Scope::Typed, matches, &title, &app, "", "")
     }
 
     /// Matches a window's half-finished last word: when the pupil leaves it
