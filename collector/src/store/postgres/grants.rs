@@ -7,7 +7,7 @@ use tokio_postgres::{Client, Error};
 use super::console::Pg;
 use super::users::{account_exists, audit};
 use crate::store::schools::{role_rank, GrantChange, School, Scope};
-use crate::store::users::{AccountRow, Audited};
+use crate::store::users::{AccountRow, Audited, Rotated};
 use crate::store::StoreError;
 
 /// Keeps a new account's grant in step with its role: a new account is
@@ -164,21 +164,24 @@ impl Pg<'_> {
     }
 
     /// Makes the session with `token_hash` act under its account's grant
-    /// of `role`, audited; `false` (nothing changed) when the account holds
-    /// no such grant.
+    /// of `role`, under the new token and CSRF token of `rotated` (the old
+    /// ones stop working), audited; `false` (nothing changed) when the
+    /// account holds no such grant.
     pub fn switch_grant(
         &self,
         token_hash: &[u8],
         role: &str,
+        rotated: &Rotated<'_>,
         entry: &Audited<'_>,
     ) -> Result<bool, StoreError> {
         let c = self.client()?;
+        let (new_hash, new_csrf) = (rotated.token_hash, rotated.csrf);
         self.unit(async move {
             let switched = c
                 .execute(
-                    "UPDATE console_sessions s SET role = $2 WHERE s.token_hash = $1
+                    "UPDATE console_sessions s SET role = $2, token_hash = $3, csrf = $4 WHERE s.token_hash = $1
                      AND EXISTS (SELECT 1 FROM console_grants g WHERE g.\"user\" = s.\"user\" AND g.role = $2)",
-                    &[&token_hash, &role],
+                    &[&token_hash, &role, &new_hash, &new_csrf],
                 )
                 .await?
                 == 1;
