@@ -22,7 +22,7 @@ use super::review::{
     Alert, AlertFilter, Cursor, HistoryEntry, Listing, Note, QueueRow, RuleRate, Scope,
     TimelineRow, Transition, Walk,
 };
-use super::schools::{GrantChange, Scope as Schools};
+use super::schools::{GrantChange, Scope as Schools, SettingsChange};
 use super::sqlite;
 use super::users::{
     AccountChange, AccountRow, AuditEntry, Audited, LoginRow, NewSession, Rotated, SessionRow,
@@ -221,6 +221,17 @@ impl Console<'_> {
 
     pub fn accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
         on!(self, c => sqlite::users::accounts(c), p => p.accounts())
+    }
+
+    /// Changes school `id`'s own settings (time zone, retention), audited
+    /// with `entry`; `false` (nothing changed) when there is no such school.
+    pub fn set_school_settings(
+        &self,
+        id: &str,
+        change: &SettingsChange<'_>,
+        entry: &Audited<'_>,
+    ) -> Result<bool, StoreError> {
+        on!(self, c => sqlite::schools::set_settings(c, id, change, entry), p => p.set_school_settings(id, change, entry))
     }
 
     /// Every school, by id.

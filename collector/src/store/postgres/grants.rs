@@ -6,7 +6,7 @@ use tokio_postgres::{Client, Error};
 
 use super::console::Pg;
 use super::users::{account_exists, audit};
-use crate::store::schools::{role_rank, GrantChange, School, Scope};
+use crate::store::schools::{role_rank, GrantChange, School, Scope, SettingsChange};
 use crate::store::users::{AccountRow, Audited, Rotated};
 use crate::store::StoreError;
 
@@ -69,17 +69,48 @@ impl Pg<'_> {
     pub fn schools(&self) -> Result<Vec<School>, StoreError> {
         let c = self.client()?;
         self.run(async move {
-            Ok(
-                c.query("SELECT id, name, created_ms FROM schools ORDER BY id", &[])
-                    .await?
-                    .iter()
-                    .map(|r| School {
-                        id: r.get(0),
-                        name: r.get(1),
-                        created_ms: r.get(2),
-                    })
-                    .collect(),
+            Ok(c.query(
+                "SELECT id, name, created_ms, time_zone, retention_months FROM schools ORDER BY id",
+                &[],
             )
+            .await?
+            .iter()
+            .map(|r| School {
+                id: r.get(0),
+                name: r.get(1),
+                created_ms: r.get(2),
+                time_zone: r.get(3),
+                retention_months: u32::try_from(r.get::<_, i64>(4)).unwrap_or(0),
+            })
+            .collect())
+        })
+    }
+
+    /// Changes school `id`'s own settings, audited; `false` (nothing
+    /// changed) when there is no such school.
+    pub fn set_school_settings(
+        &self,
+        id: &str,
+        change: &SettingsChange<'_>,
+        entry: &Audited<'_>,
+    ) -> Result<bool, StoreError> {
+        let c = self.client()?;
+        let months = change.retention_months.map(i64::from);
+        let tz = change.time_zone;
+        self.unit(async move {
+            let found = c
+                .execute(
+                    "UPDATE schools SET time_zone = COALESCE($2, time_zone),
+                         retention_months = COALESCE($3, retention_months)
+                     WHERE id = $1",
+                    &[&id, &tz, &months],
+                )
+                .await?
+                == 1;
+            if found {
+                audit(c, entry).await?;
+            }
+            Ok(found)
         })
     }
 
