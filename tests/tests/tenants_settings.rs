@@ -8,8 +8,9 @@
 
 mod tenants_common;
 
-use tenants_common::{now_ms, text_of, Db, PASSWORD};
+use tenants_common::{ask, now_ms, text_of, Db, PASSWORD};
 use tutela_tests::postgres::PgCluster;
+use tutela_tests::web::sign_in;
 use tutela_tests::{free_port, parse_email, run_failing, run_ok, Scratch, SmtpSink};
 
 /// Sunday 1 June 2025, 13:00 UTC: Monday 2 June 01:00 in Auckland (in the
@@ -49,7 +50,7 @@ fn closed(db: &Db<'_>, n: u32, school: &str, days: i64) -> i64 {
 
 fn scenario(pg: Option<&PgCluster>, name: &str) {
     let scratch = Scratch::new(name);
-    let (c, db) = Db::collector(scratch.path("collector"), pg);
+    let (mut c, db) = Db::collector(scratch.path("collector"), pg);
     let smtp_port = free_port();
     c.set_section("console", "enabled = false\ntime_zone = \"Europe/London\"")
         .unwrap();
@@ -186,6 +187,94 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
     );
     expect("lead@trust.test", &["Alerts this week: 2 (previous week 1"]);
     assert!(!by_rcpt["lead@trust.test"].1.contains("Pacific/Auckland"));
+    drop(sink);
+    console(&mut c, &db, &password);
+}
+
+/// The Settings page: North's DSL sets North's own settings (checked
+/// first) and no other school's, and sees North's alerts in North's zone;
+/// the trust's DSL sets South's and sees London's times; a technician may
+/// not change them.
+fn console(c: &mut tutela_tests::Collector, db: &Db<'_>, password: &std::path::Path) {
+    let port = free_port();
+    c.set_section(
+        "console",
+        &format!("listen = \"127.0.0.1:{port}\"\ntime_zone = \"Europe/London\""),
+    )
+    .unwrap();
+    for (name, role) in [("dsl-north", "dsl"), ("tech-north", "technician")] {
+        run_ok(
+            c.cmd()
+                .args(["user", "add", name, "--role", role, "--school", "north"])
+                .arg("--password-file")
+                .arg(password),
+        )
+        .unwrap();
+    }
+    c.start().unwrap();
+    tutela_tests::console_client::wait_for_port(port);
+    let north = sign_in(port, "dsl-north", PASSWORD, "/settings");
+    let page = ask(port, &north, "GET", "/settings", &[]);
+    assert!(
+        page.body.contains("Save north")
+            && !page.body.contains("Save south")
+            && !page.body.contains("settings-form"),
+        "North's DSL sets North's own settings only: {}",
+        page.body
+    );
+    let set = |me: &(String, String), school: &str, zone: &str, months: &str| {
+        ask(
+            port,
+            me,
+            "POST",
+            "/settings/school",
+            &[
+                ("school", school),
+                ("time_zone", zone),
+                ("retention_months", months),
+            ],
+        )
+    };
+    let r = set(&north, "north", "Mars/Olympus", "3");
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("is not a time zone") && r.body.contains("Nothing was changed"));
+    let r = set(&north, "north", "UTC", "500");
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("1-120 calendar months"), "{}", r.body);
+    assert_eq!(set(&north, "south", "UTC", "3").status, 404);
+    let own = |school: &str| {
+        db.one(&format!(
+            "SELECT time_zone || '|' || retention_months FROM schools WHERE id = '{school}'"
+        ))
+    };
+    assert_eq!(own("north"), "Pacific/Auckland|0", "nothing changed");
+    assert_eq!(own("south"), "|0", "nothing changed");
+    assert_eq!(set(&north, "north", "Pacific/Auckland", "6").status, 303);
+    assert_eq!(own("north"), "Pacific/Auckland|6");
+    assert_eq!(
+        db.one(
+            "SELECT detail FROM console_audit WHERE actor = 'dsl-north' AND action = 'school_settings'"
+        ),
+        "school=north; time_zone=Pacific/Auckland; retention_months=6"
+    );
+    // North's alert of Sunday 1 June 13:00 UTC is Monday 01:00 in Auckland.
+    let queue = ask(port, &north, "GET", "/queue?state=all", &[]);
+    assert!(queue.body.contains("NZST"), "{}", queue.body);
+
+    let lead = sign_in(port, "lead", PASSWORD, "/settings");
+    let queue = ask(port, &lead, "GET", "/queue?state=all", &[]);
+    assert!(
+        queue.body.contains("BST") && !queue.body.contains("NZST"),
+        "the trust's DSL sees London's times"
+    );
+    assert_eq!(set(&lead, "south", "Europe/Dublin", "24").status, 303);
+    assert_eq!(own("south"), "Europe/Dublin|24");
+
+    let tech = sign_in(port, "tech-north", PASSWORD, "/fleet");
+    assert_eq!(ask(port, &tech, "GET", "/settings", &[]).status, 403);
+    assert_eq!(set(&tech, "north", "UTC", "1").status, 403);
+    assert_eq!(own("north"), "Pacific/Auckland|6");
+    c.kill9();
 }
 
 #[test]
