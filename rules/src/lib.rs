@@ -28,6 +28,7 @@ mod typed;
 mod url;
 mod weighing;
 mod window;
+mod word_keys;
 mod wordlist;
 
 use std::fmt;
