@@ -49,9 +49,9 @@ impl Matcher {
             let scopes = term.scopes.iter().fold(0u8, |acc, s| acc | s.bit());
             scopes_present |= scopes;
             rules.push(Rule {
-                rule_id: term.rule_id(),
-                category: term.category.clone(),
-                term: term.text.clone(),
+                rule_id: term.rule_id().into(),
+                category: term.category.as_str().into(),
+                term: term.text.as_str().into(),
                 kind: term.kind,
                 severity: term.severity,
                 scopes,

@@ -7,7 +7,8 @@ use crate::cue::CueSet;
 use crate::normalise::{boundary_after, boundary_before, Normalised, Normaliser};
 use crate::pack::TermKind;
 use crate::phrases::{anchor, Found, Occurrence, Phrases};
-pub(crate) use crate::snippet::snippet;
+use crate::shared::SharedStr;
+pub(crate) use crate::snippet::{snippet, Contexts};
 use crate::weighing::{CategoryScore, Weighed};
 use crate::window::{self, Anchored};
 use crate::word_keys::WordKeys;
@@ -36,20 +37,22 @@ pub enum CompileError {
     Pattern { pack: String, message: String },
 }
 
-/// One match of a rule in observed text.
+/// One match of a rule in observed text. Its strings are shared: a match's rule id,
+/// category and term with its rule in the compiled pack, its context with the other
+/// matches of the same text, so matching allocates once per text, not per string.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Match {
     /// `<category>/<term as written>` or `<category>/domain:<domain>`.
-    pub rule_id: String,
-    pub category: String,
+    pub rule_id: SharedStr,
+    pub category: SharedStr,
     pub severity: u8,
     /// The term as written in the pack (or the domain).
-    pub term: String,
+    pub term: SharedStr,
     pub scope: Scope,
     /// Byte span in the original text (on char boundaries, inside the text).
     pub span: Range<usize>,
     /// The original text around the match, at most 120 characters.
-    pub context: String,
+    pub context: SharedStr,
     /// Byte span of the match inside `context`.
     pub context_span: Range<usize>,
     pub capture: CaptureMode,
@@ -85,9 +88,9 @@ pub struct Explanation {
 
 #[derive(Debug)]
 pub(crate) struct Rule {
-    pub(crate) rule_id: String,
-    pub(crate) category: String,
-    pub(crate) term: String,
+    pub(crate) rule_id: SharedStr,
+    pub(crate) category: SharedStr,
+    pub(crate) term: SharedStr,
     pub(crate) kind: TermKind,
     pub(crate) severity: u8,
     pub(crate) scopes: u8,
@@ -235,9 +238,10 @@ impl Matcher {
 
     fn matches_in(&self, scope: Scope, text: &str, normalised: &Normalised) -> Vec<Match> {
         let scan = self.scan(scope, normalised, false);
+        let mut contexts = Contexts::default();
         scan.hits
             .iter()
-            .map(|h| self.to_match(h, scope, text, normalised))
+            .map(|h| self.to_match_in(h, scope, text, normalised, &mut contexts))
             .collect()
     }
 
@@ -296,9 +300,21 @@ impl Matcher {
     }
 
     pub(crate) fn to_match(&self, hit: &Hit, scope: Scope, text: &str, n: &Normalised) -> Match {
+        self.to_match_in(hit, scope, text, n, &mut Contexts::default())
+    }
+
+    /// [`Matcher::to_match`], sharing a context with earlier matches of the same text.
+    pub(crate) fn to_match_in(
+        &self,
+        hit: &Hit,
+        scope: Scope,
+        text: &str,
+        n: &Normalised,
+        contexts: &mut Contexts,
+    ) -> Match {
         let rule = &self.rules[hit.rule as usize];
         let span = n.original_span(hit.norm.clone());
-        let (context, context_span) = snippet(text, span.clone());
+        let (context, context_span) = contexts.snippet(text, span.clone());
         Match {
             rule_id: rule.rule_id.clone(),
             category: rule.category.clone(),

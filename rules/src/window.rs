@@ -228,7 +228,7 @@ mod tests {
             let got: Vec<(String, Range<usize>)> = m
                 .find(Scope::Typed, &text)
                 .into_iter()
-                .map(|f| (f.term, f.span))
+                .map(|f| (f.term.to_string(), f.span))
                 .collect();
             let mut want = Vec::new();
             for p in PATTERNS {
