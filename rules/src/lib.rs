@@ -22,6 +22,7 @@ mod pack;
 mod pack_toml;
 pub mod pattern;
 mod phrases;
+mod sentence;
 mod snippet;
 mod trie;
 mod typed;
