@@ -67,7 +67,11 @@ impl Normalised {
     /// Which sentence (0 for the first) holds normalised offset `at`: a line break or a
     /// sentence end (`.`, `!`, `?` before a space, not in `3.5`, `e.g.` or `Mr.`) starts
     /// a new one. Only compared: two offsets are in the same sentence when equal.
+    #[inline]
     pub fn sentence_of(&self, at: usize) -> usize {
+        if self.sentence_starts.is_empty() && self.breaks.is_empty() {
+            return 0;
+        }
         self.line_of(at) + self.sentence_starts.partition_point(|&b| b <= at)
     }
 
