@@ -215,6 +215,10 @@ pub struct CueHit {
     pub span: Range<usize>,
 }
 
+/// An `anywhere` cue found in a text: (its categories' bits, whether it covers only its
+/// sentence, the cue).
+pub(crate) type AnywhereCue = (u16, bool, CueHit);
+
 /// A match that cues may apply to.
 pub(crate) struct CueTarget<'a> {
     /// Byte span in the normalised text.
@@ -292,10 +296,10 @@ impl CueSet {
         n: &Normalised,
         occurrences: &[(u32, Range<usize>)],
         hits: &[CueTarget],
-    ) -> (Vec<Vec<CueHit>>, Vec<(u16, bool, CueHit)>) {
+    ) -> (Vec<Vec<CueHit>>, Vec<AnywhereCue>) {
         let text = n.as_str();
         let mut local = vec![Vec::new(); hits.len()];
-        let mut anywhere: Vec<(u16, bool, CueHit)> = Vec::new();
+        let mut anywhere: Vec<AnywhereCue> = Vec::new();
         if occurrences.is_empty() {
             return (local, anywhere);
         }

@@ -34,7 +34,7 @@ mod wordlist;
 use std::fmt;
 use std::str::FromStr;
 
-pub use cue::{Cue, CueHit};
+pub use cue::{Cue, CueHit, Within};
 pub use matcher::{Cancelled, CompileError, CompileOptions, Explanation, Match, Matcher};
 pub use pack::{Category, ChangelogEntry, ExceptionRule, Pack, PackError, Problem, Term, TermKind};
 pub use typed::TypedMatcher;
