@@ -7,7 +7,12 @@
 //! negator in a pattern's gap); cues marked
 //! `anywhere` count once per category for the line they are on (a chat message, a paragraph). A category alerts when the sum
 //! of its matches' positive scores, plus its `anywhere` cues, reaches its threshold.
+//!
+//! `within` bounds a cue group: a `before`/`after` window stops at the end of the
+//! sentence by default (`within = "line"`: at the end of the line), and an `anywhere`
+//! cue describes its line by default (`within = "sentence"`: only its sentence).
 
+use crate::normalise::Normalised;
 use crate::pack::Problem;
 use crate::pattern::ListEntries;
 use crate::phrases::PhrasesBuilder;
@@ -23,6 +28,27 @@ pub const MAX_CUE_WINDOW: usize = 30;
 /// Largest absolute weight of a cue or term, and largest threshold.
 pub const MAX_WEIGHT: f64 = 10.0;
 
+/// The stretch of text a cue group reaches: see the module docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Within {
+    Sentence,
+    Line,
+}
+
+impl Within {
+    const NAMES: [(&'static str, Within); 2] =
+        [("sentence", Within::Sentence), ("line", Within::Line)];
+
+    /// The default: windows stop at a sentence end, `anywhere` cues cover their line.
+    pub fn default_for(anywhere: bool) -> Within {
+        if anywhere {
+            Within::Line
+        } else {
+            Within::Sentence
+        }
+    }
+}
+
 /// One cue group as written in the pack.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cue {
@@ -35,6 +61,8 @@ pub struct Cue {
     pub before: usize,
     pub after: usize,
     pub anywhere: bool,
+    /// Where it counts: its sentence or its line.
+    pub within: Within,
     pub note: Option<String>,
     pub line: usize,
 }
@@ -53,6 +81,8 @@ pub(crate) struct RawCue {
     after: Option<Spanned<i64>>,
     #[serde(default)]
     anywhere: bool,
+    #[serde(default)]
+    within: Option<Spanned<String>>,
     #[serde(default)]
     note: Option<String>,
 }
@@ -95,6 +125,22 @@ pub(crate) fn parse_cues(
         if !g.anywhere && before == 0 && after == 0 {
             problem(at, format!("cue `{}` can never apply: give it `before`, `after` (words) or `anywhere = true`", g.name));
         }
+        let within = match &g.within {
+            None => Within::default_for(g.anywhere),
+            Some(w) => match Within::NAMES.iter().find(|(n, _)| n == w.get_ref()) {
+                Some((_, v)) => *v,
+                None => {
+                    problem(
+                        line(w.span().start),
+                        format!(
+                            "cue `within` \"{}\" is not known: use \"sentence\" or \"line\"",
+                            w.get_ref()
+                        ),
+                    );
+                    Within::default_for(g.anywhere)
+                }
+            },
+        };
         let mut categories = Vec::new();
         for c in &g.categories {
             if is_category(c.get_ref()) {
@@ -138,6 +184,7 @@ pub(crate) fn parse_cues(
             before,
             after,
             anywhere: g.anywhere,
+            within,
             note: g.note.clone(),
             line: at,
         });
@@ -152,6 +199,8 @@ struct CompiledCue {
     before: usize,
     after: usize,
     anywhere: bool,
+    /// Stops at the end of its sentence (else at the end of its line).
+    sentence: bool,
     /// Bit per index in [`CATEGORIES`].
     categories: u16,
 }
@@ -165,6 +214,10 @@ pub struct CueHit {
     /// Byte span in the normalised text.
     pub span: Range<usize>,
 }
+
+/// An `anywhere` cue found in a text: (its categories' bits, whether it covers only its
+/// sentence, the cue).
+pub(crate) type AnywhereCue = (u16, bool, CueHit);
 
 /// A match that cues may apply to.
 pub(crate) struct CueTarget<'a> {
@@ -215,6 +268,7 @@ impl CueSet {
                 before: cue.before,
                 after: cue.after,
                 anywhere: cue.anywhere,
+                sentence: cue.within == Within::Sentence,
                 categories,
             });
         }
@@ -230,20 +284,22 @@ impl CueSet {
         })
     }
 
-    /// For each of `hits`, the local cues that apply (each cue group once), and for each category bit the `anywhere` cues in
-    /// the text. Only a pattern's match can hold a cue inside it (in a gap); a phrase
+    /// For each of `hits`, the local cues that apply (each cue group once), and the
+    /// `anywhere` cues in the text: (category bits, whether it covers only its sentence,
+    /// the cue). A window stops at the end of the sentence (or line) of its group's `within`. Only a pattern's match can hold a cue inside it (in a gap); a phrase
     /// written with a negator in it ('the holocaust never happened') means it, and so does
     /// a pattern whose own words make up the cue ('{group} are not welcome').
     /// `occurrences` are the cue phrases in `text` on word boundaries (cue index, span), in
     /// order of their end.
     pub(crate) fn find(
         &self,
-        text: &str,
+        n: &Normalised,
         occurrences: &[(u32, Range<usize>)],
         hits: &[CueTarget],
-    ) -> (Vec<Vec<CueHit>>, Vec<(u16, CueHit)>) {
+    ) -> (Vec<Vec<CueHit>>, Vec<AnywhereCue>) {
+        let text = n.as_str();
         let mut local = vec![Vec::new(); hits.len()];
-        let mut anywhere: Vec<(u16, CueHit)> = Vec::new();
+        let mut anywhere: Vec<AnywhereCue> = Vec::new();
         if occurrences.is_empty() {
             return (local, anywhere);
         }
@@ -255,7 +311,7 @@ impl CueSet {
                 span: span.clone(),
             };
             if cue.anywhere {
-                anywhere.push((cue.categories, hit()));
+                anywhere.push((cue.categories, cue.sentence, hit()));
                 continue;
             }
             for (i, target) in hits.iter().enumerate() {
@@ -277,8 +333,10 @@ impl CueSet {
                         })
                 } else if span.end <= h.start {
                     words_between(text, span.end - 1, h.start) <= cue.before
+                        && same_stretch(n, cue.sentence, span.start, h.start)
                 } else {
                     words_between(text, h.end.saturating_sub(1), span.start) <= cue.after
+                        && same_stretch(n, cue.sentence, h.end.saturating_sub(1), span.start)
                 };
                 if near && !local[i].iter().any(|x: &CueHit| x.name == cue.name) {
                     local[i].push(hit());
@@ -286,6 +344,15 @@ impl CueSet {
             }
         }
         (local, anywhere)
+    }
+}
+
+/// Whether normalised offsets `a` and `b` are in the same sentence (or line).
+fn same_stretch(n: &Normalised, sentence: bool, a: usize, b: usize) -> bool {
+    if sentence {
+        n.sentence_of(a) == n.sentence_of(b)
+    } else {
+        n.line_of(a) == n.line_of(b)
     }
 }
 

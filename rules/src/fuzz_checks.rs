@@ -65,6 +65,13 @@ pub fn normaliser(data: &[u8]) {
         assert!(text.is_char_boundary(span.start) && text.is_char_boundary(span.end));
     }
     let _ = n.line_of(len);
+    // Sentences are numbered in order: never fewer after a later offset.
+    let mut last = 0;
+    for at in 0..=len {
+        let s = n.sentence_of(at);
+        assert!(s >= last && s >= n.line_of(at));
+        last = s;
+    }
     let m = matcher();
     for scope in Scope::ALL {
         for f in m.find(scope, &text) {

@@ -22,6 +22,7 @@ mod pack;
 mod pack_toml;
 pub mod pattern;
 mod phrases;
+mod sentence;
 mod shared;
 mod snippet;
 mod trie;
@@ -35,7 +36,7 @@ mod wordlist;
 use std::fmt;
 use std::str::FromStr;
 
-pub use cue::{Cue, CueHit};
+pub use cue::{Cue, CueHit, Within};
 pub use matcher::{Cancelled, CompileError, CompileOptions, Explanation, Match, Matcher};
 pub use pack::{Category, ChangelogEntry, ExceptionRule, Pack, PackError, Problem, Term, TermKind};
 pub use shared::SharedStr;

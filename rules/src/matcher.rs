@@ -436,6 +436,14 @@ impl Matcher {
                 }
                 continue;
             }
+            // A pattern written without gaps reads words of one sentence: 'bully. my son'
+            // is not 'bully my'.
+            if rule.kind == TermKind::Pattern
+                && n.sentence_of(hit.norm.start) != n.sentence_of(hit.norm.end.saturating_sub(1))
+                && !rule.term.contains('~')
+            {
+                continue;
+            }
             if !rule.context.is_empty() && !context_near(text, &hit.norm, &rule.context) {
                 if explain {
                     scan.missing_context.push(hit);

@@ -25,6 +25,9 @@ pub struct Normalised {
     original_len: usize,
     /// Normalised offsets where a new line of the original begins (after each line break).
     breaks: Vec<usize>,
+    /// Normalised offsets where a new sentence of the original begins (after a sentence
+    /// end within a line; see `sentence`).
+    sentence_starts: Vec<usize>,
 }
 
 impl Normalised {
@@ -61,6 +64,29 @@ impl Normalised {
         self.breaks.partition_point(|&b| b <= at)
     }
 
+    /// Which sentence (0 for the first) holds normalised offset `at`: a line break or a
+    /// sentence end (`.`, `!`, `?` before a space, not in `3.5`, `e.g.` or `Mr.`) starts
+    /// a new one. Only compared: two offsets are in the same sentence when equal.
+    #[inline]
+    pub fn sentence_of(&self, at: usize) -> usize {
+        if self.sentence_starts.is_empty() && self.breaks.is_empty() {
+            return 0;
+        }
+        self.line_of(at) + self.sentence_starts.partition_point(|&b| b <= at)
+    }
+
+    /// Record where sentences end: the offset of the first normalised byte after each
+    /// sentence-ending mark of the original.
+    fn note_sentence_ends(&mut self, original: &str) {
+        let (starts, sentences) = (&self.starts, &mut self.sentence_starts);
+        crate::sentence::for_each_end(original, |o| {
+            let k = starts.partition_point(|&s| (s as usize) <= o);
+            if sentences.last() != Some(&k) {
+                sentences.push(k);
+            }
+        });
+    }
+
     fn note_line_breaks(&mut self, original: &str) {
         self.breaks.clear();
         for (o, _) in original.match_indices('\n') {
@@ -75,6 +101,7 @@ impl Normalised {
         self.buf = std::mem::take(&mut self.text).into_bytes();
         self.buf.clear();
         self.breaks.clear();
+        self.sentence_starts.clear();
         self.starts.clear();
         self.ends.clear();
         self.original_len = 0;
@@ -254,6 +281,7 @@ impl Normaliser {
         if text.contains('\n') {
             out.note_line_breaks(text);
         }
+        out.note_sentence_ends(text);
     }
 
     fn non_ascii(&mut self, c: char, start: u32, end: u32, out: &mut Normalised) {

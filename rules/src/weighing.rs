@@ -74,7 +74,7 @@ impl Matcher {
                     }
                 })
                 .collect();
-            self.cues.find(text, cue_occurrences, &spans)
+            self.cues.find(n, cue_occurrences, &spans)
         };
         let cues_of = |i: usize| local.get(i).map_or(&[][..], Vec::as_slice);
         let scores: SmallVec<[f32; 8]> = hits
@@ -136,21 +136,29 @@ impl Matcher {
                 }
             }
             let mut total: f32 = distinct.iter().map(|(_, _, s)| s.max(0.0)).sum();
-            // A text-wide cue describes the line it is on (a chat message, a paragraph): it
-            // counts, once, when it shares a line with one of this category's matches.
-            let lines: SmallVec<[usize; 8]> = if anywhere.is_empty() {
-                SmallVec::new()
-            } else {
-                members
-                    .iter()
-                    .map(|&i| n.line_of(hits[i].norm.start))
-                    .collect()
+            // A text-wide cue describes the line it is on (a chat message, a paragraph), or
+            // with `within = "sentence"` its sentence: it counts, once, when it shares that
+            // with one of this category's matches.
+            let shares = |sentence: bool, at: usize| {
+                let of = |p: usize| {
+                    if sentence {
+                        n.sentence_of(p)
+                    } else {
+                        n.line_of(p)
+                    }
+                };
+                let at = of(at);
+                members.iter().any(|&i| {
+                    let h = &hits[i].norm;
+                    // A match that runs across a sentence end is in each of its sentences.
+                    (of(h.start)..=of(h.end.saturating_sub(1))).contains(&at)
+                })
             };
             let mut context: Vec<CueHit> = Vec::new();
-            for (cats, c) in &anywhere {
+            for (cats, sentence, c) in &anywhere {
                 if cats & bit != 0
-                    && lines.contains(&n.line_of(c.span.start))
                     && !context.iter().any(|x| x.name == c.name)
+                    && shares(*sentence, c.span.start)
                 {
                     context.push(c.clone());
                 }

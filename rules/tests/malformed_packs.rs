@@ -61,7 +61,7 @@ fn check(name: &str, text: &str) -> (bool, String) {
 }
 
 /// (what is broken, the text replaced, its replacement, words the message must hold)
-const BROKEN: [(&str, &str, &str, &str); 6] = [
+const BROKEN: [(&str, &str, &str, &str); 7] = [
     (
         "bad pattern",
         "terms = [\"{want} to? die\"]",
@@ -91,6 +91,12 @@ const BROKEN: [(&str, &str, &str, &str); 6] = [
         "weight = -0.6",
         "weight = 0.0",
         "cue weight 0 is out of range",
+    ),
+    (
+        "unknown cue scope",
+        "after = 4",
+        "within = \"paragraph\"",
+        "cue `within` \"paragraph\" is not known",
     ),
     (
         "identity words alone",
