@@ -3,6 +3,15 @@
 //! Reconnects with exponential backoff and full jitter, and always resumes
 //! from the first unacknowledged event.
 //!
+//! The event stream is open only while there is something to send: it is
+//! opened when the spool holds an event, and once every event sent on it
+//! has been acknowledged and nothing new has come for
+//! [`UplinkConfig::idle_close`] (by default [`IDLE_CLOSE`]), the agent ends
+//! its side cleanly and lets the connection go. An agent sends an event only
+//! on a match, so an idle agent then costs the collector nothing for its
+//! events. Opening again is a reconnect: it resumes from the first
+//! unacknowledged event, under the same rules.
+//!
 //! An event the collector refuses for good is set aside in the spool's
 //! quarantine so the events after it flow: at once when the refusal names its
 //! sequence number, and otherwise (a refusal for size or format, which the
@@ -11,8 +20,9 @@
 //! in a row.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
@@ -26,6 +36,14 @@ use crate::spool::{Spool, SpoolError};
 const MAX_IN_FLIGHT: usize = 1024;
 const READ_BATCH: usize = 256;
 const ACK_BATCH: usize = 512;
+/// How often the spool is looked at for events when no append was
+/// signalled (events written by another path).
+const SPOOL_POLL: Duration = Duration::from_secs(1);
+
+/// How long the event stream stays open once every event sent on it is
+/// acknowledged, by default: a match often comes with others (a burst of
+/// shots, repeats), which then share one stream.
+pub const IDLE_CLOSE: Duration = Duration::from_secs(20);
 
 /// Untagged size or format refusals of the same first event, in a row,
 /// before it is set aside.
@@ -83,6 +101,11 @@ pub struct UplinkConfig {
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub max_message_bytes: usize,
+    /// Ends the event stream and its connection when every event sent on
+    /// it has been acknowledged and nothing new has come for this long;
+    /// it is opened again when the spool has an event to send. `None`
+    /// keeps it open for good.
+    pub idle_close: Option<Duration>,
 }
 
 /// Exponential backoff with full jitter.
@@ -177,15 +200,24 @@ impl RefusalStreak {
     }
 }
 
-/// Runs forever: connect, stream, and on any failure back off and resume.
+/// Runs forever: waits for an event to send, connects, streams, and on any
+/// failure backs off and resumes.
 pub async fn run(config: UplinkConfig, spool: SharedSpool, appended: Arc<Notify>) {
     let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
     let mut streak = RefusalStreak::default();
     loop {
+        if config.idle_close.is_some() {
+            wait_for_events(&spool, &appended).await;
+        }
         match session(&config, &spool, &appended).await {
-            Ok(()) => {
+            Ok(acked) => {
                 backoff.reset();
                 streak = RefusalStreak::default();
+                tracing::debug!(
+                    acked,
+                    "event stream closed while idle; it opens again when there is an event to send"
+                );
+                continue;
             }
             Err((acked, e)) => {
                 if acked > 0 {
@@ -224,11 +256,34 @@ pub async fn run(config: UplinkConfig, spool: SharedSpool, appended: Arc<Notify>
     }
 }
 
+/// Returns once the spool holds an event waiting to be sent (or cannot be
+/// read: the session then says so).
+async fn wait_for_events(spool: &SharedSpool, appended: &Notify) {
+    loop {
+        // Made before the spool is read, so an append in between is seen.
+        let notified = appended.notified();
+        match lock(spool).first_pending() {
+            Ok(Some(_)) => return,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the spool");
+                return;
+            }
+        }
+        tokio::select! {
+            () = notified => {}
+            () = tokio::time::sleep(SPOOL_POLL) => {}
+        }
+    }
+}
+
+/// One stream: `Ok` with the events acknowledged when it was closed for
+/// idleness, else how many were acknowledged and why it ended.
 async fn session(
     config: &UplinkConfig,
     spool: &SharedSpool,
     appended: &Arc<Notify>,
-) -> Result<(), (u64, UplinkError)> {
+) -> Result<u64, (u64, UplinkError)> {
     let channel = pinning::connect_any(&config.collectors, &config.fingerprint)
         .await
         .map_err(|e| (0, e.into()))?;
@@ -238,16 +293,23 @@ async fn session(
     let (tx, rx) = mpsc::channel(READ_BATCH);
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let sent: Sent = Arc::default();
+    let idle = Idle {
+        after: config.idle_close,
+        closed: Arc::default(),
+    };
     let sender = tokio::spawn(send_loop(
         spool.clone(),
         appended.clone(),
         tx,
         in_flight.clone(),
         sent.clone(),
+        idle.clone(),
     ));
     let result = receive_acks(&mut client, rx, spool, &in_flight, &sent).await;
     sender.abort();
     match result {
+        // Everything sent was acknowledged before this side ended.
+        Ok(acked) if idle.closed.load(Ordering::Acquire) => Ok(acked),
         Ok(acked) => {
             tracing::info!(acked, "uplink stream ended");
             Err((acked, UplinkError::Closed))
@@ -348,15 +410,26 @@ async fn receive_acks(
     }
 }
 
+/// When the send loop ends the stream for idleness, and whether it did.
+#[derive(Debug, Clone)]
+struct Idle {
+    after: Option<Duration>,
+    closed: Arc<AtomicBool>,
+}
+
 async fn send_loop(
     spool: SharedSpool,
     appended: Arc<Notify>,
     tx: mpsc::Sender<tutela_proto::v1::SignedEvent>,
     in_flight: Arc<Semaphore>,
     sent: Sent,
+    idle: Idle,
 ) {
     let mut cursor = 0u64;
+    // Since when nothing has been waiting for an acknowledgement.
+    let mut quiet_since = Instant::now();
     loop {
+        let notified = appended.notified();
         let batch = match lock(&spool).pending_after(cursor, READ_BATCH) {
             Ok(b) => b,
             Err(e) => {
@@ -365,9 +438,22 @@ async fn send_loop(
             }
         };
         if batch.is_empty() {
+            let mut wait = SPOOL_POLL;
+            if !lock_sent(&sent).is_empty() {
+                quiet_since = Instant::now();
+            } else if let Some(after) = idle.after {
+                let quiet = quiet_since.elapsed();
+                if quiet >= after {
+                    // Returning drops `tx`: the stream ends cleanly on this
+                    // side, and the collector ends its side in turn.
+                    idle.closed.store(true, Ordering::Release);
+                    return;
+                }
+                wait = wait.min(after - quiet);
+            }
             tokio::select! {
-                _ = appended.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = notified => {}
+                () = tokio::time::sleep(wait) => {}
             }
             continue;
         }
@@ -387,6 +473,7 @@ async fn send_loop(
                 return;
             }
         }
+        quiet_since = Instant::now();
     }
 }
 
