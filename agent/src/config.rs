@@ -244,7 +244,10 @@ mod tests {
     #[test]
     fn the_event_stream_closes_when_idle_by_default_and_0_keeps_it_open() {
         let defaults = AgentConfig::default();
-        assert_eq!(defaults.uplink.idle_close(), Some(crate::uplink::IDLE_CLOSE));
+        assert_eq!(
+            defaults.uplink.idle_close(),
+            Some(crate::uplink::IDLE_CLOSE)
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.toml");
         std::fs::write(&path, "[uplink]\nidle_close_secs = 0\n").unwrap();

@@ -12,7 +12,6 @@
 //! resends the events not yet acknowledged, with their sequence numbers and
 //! hash chain unchanged.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,11 +27,13 @@ use tutela_proto::v1::ingest_client::IngestClient;
 use tutela_proto::v1::rules_client::RulesClient;
 use tutela_proto::v1::rules_update::Update;
 use tutela_proto::v1::{
-    AckStatus, EnrolRequest, HeartbeatBody, Observation, RuleMatch, SignedEvent, SignedHeartbeat,
+    EnrolRequest, HeartbeatBody, Observation, RuleMatch, SignedEvent, SignedHeartbeat,
     SignedSubscribe, Source, SubscribeBody,
 };
 
+mod outbox;
 mod stats;
+use outbox::{End, Outbox};
 use stats::Decrement;
 
 /// How long an agent waits for the collector to end an event stream it
@@ -444,7 +445,8 @@ impl Agent {
             // does: opening the stream is part of its acknowledgement time.
             if due {
                 let batch = fleet.batch.load(Relaxed) as u64;
-                next = (next + every.borrow().mul_f64(batch as f64)).max(tokio::time::Instant::now());
+                next =
+                    (next + every.borrow().mul_f64(batch as f64)).max(tokio::time::Instant::now());
                 out.send(&self, &fleet, &tx, batch.min(last - out.sent_seq), opening)
                     .await;
             }
@@ -618,79 +620,6 @@ impl Chain {
             capture: sealed.capture,
         };
         (self.sealed, event)
-    }
-}
-
-/// How an event stream ended.
-enum End {
-    /// Nothing waited for an acknowledgement for the idle time: this side ends it.
-    Idle,
-    /// The collector ended it.
-    Closed,
-    Failed(tonic::Status),
-}
-
-/// An agent's events: sealed ahead, sent, and waiting for acknowledgement.
-#[derive(Default)]
-struct Outbox {
-    chain: Chain,
-    /// Sealed and not yet sent.
-    ready: VecDeque<(u64, SignedEvent)>,
-    /// The last number sent.
-    sent_seq: u64,
-    /// Sent and not yet acknowledged (resent on a new stream), with when.
-    unacked: VecDeque<(u64, Instant, SignedEvent)>,
-}
-
-impl Outbox {
-    /// Sends the next `count` events on `tx`, as sent at `at`.
-    async fn send(
-        &mut self,
-        agent: &Agent,
-        fleet: &Fleet,
-        tx: &mpsc::Sender<SignedEvent>,
-        count: u64,
-        at: Instant,
-    ) {
-        for _ in 0..count {
-            let (seq, event) = match self.ready.pop_front() {
-                Some(sealed) => sealed,
-                None => self.chain.seal(agent),
-            };
-            self.sent_seq = seq;
-            self.unacked.push_back((seq, at, event.clone()));
-            fleet.stats.events_sent.fetch_add(1, Relaxed);
-            let _ = tx.send(event).await;
-        }
-    }
-
-    /// Seals events up to `want` ahead (see [`Fleet::prepare`]).
-    async fn prepare(&mut self, agent: &Agent, stats: &Stats, want: u64, last: u64) {
-        if want == 0 {
-            return;
-        }
-        while (self.ready.len() as u64) < want && self.chain.sealed < last {
-            self.ready.push_back(self.chain.seal(agent));
-            if self.chain.sealed % 32 == 0 {
-                tokio::task::yield_now().await;
-            }
-        }
-        stats.agents_prepared.fetch_add(1, Relaxed);
-    }
-
-    /// Takes what `ack` covers off the unacknowledged and counts it.
-    fn acknowledged(&mut self, ack: &tutela_proto::v1::Ack, stats: &Stats) {
-        let now = Instant::now();
-        let mut latencies = Vec::new();
-        while self.unacked.front().is_some_and(|(s, _, _)| *s <= ack.seq) {
-            let (_, sent, _) = self.unacked.pop_front().unwrap();
-            latencies.push(now.duration_since(sent).as_micros().min(u32::MAX as u128) as u32);
-        }
-        if ack.status == AckStatus::Duplicate as i32 {
-            stats.acks_duplicate.fetch_add(1, Relaxed);
-        }
-        stats.events_acked.fetch_add(latencies.len() as u64, Relaxed);
-        stats.ack_latency_us.lock().unwrap().extend(latencies);
     }
 }
 

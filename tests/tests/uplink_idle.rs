@@ -122,9 +122,11 @@ fn an_idle_event_stream_is_closed_and_events_after_it_reach_the_collector_once()
             collector.alert_count() == sent as usize
         })
         .unwrap();
-        wait_for(&format!("round {round}: the spool emptied"), PATIENCE, || {
-            pending(&spool).is_none()
-        })
+        wait_for(
+            &format!("round {round}: the spool emptied"),
+            PATIENCE,
+            || pending(&spool).is_none(),
+        )
         .unwrap();
         // Every event acknowledged, then idle: the agent ends the stream and
         // the collector lets it go, while the uplink runs on.
