@@ -163,3 +163,57 @@ fn an_idle_event_stream_is_closed_and_events_after_it_reach_the_collector_once()
     }
     uplink.abort();
 }
+
+/// Established TCP connections of process `pid` to `port` on loopback (Linux).
+fn connections_to(pid: u32, port: u16) -> usize {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                .filter_map(|link| {
+                    let link = link.to_string_lossy().into_owned();
+                    Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let remote = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| text.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .filter(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            f.len() > 9 && f[2].ends_with(&remote) && f[3] == "01" && inodes.contains(f[9])
+        })
+        .count()
+}
+
+#[test]
+fn the_agent_lets_its_event_connection_go_when_idle() {
+    let scratch = Scratch::new("uplink-idle-agent");
+    let mut collector = Collector::init(scratch.path("collector")).unwrap();
+    collector.start().unwrap();
+    let mut agent = Agent::new(scratch.path("agent"));
+    agent.enrol(&collector.token(&[]).unwrap()).unwrap();
+    std::fs::write(
+        agent.dir.join("agent.toml"),
+        "[uplink]\nbackoff_initial_ms = 100\nbackoff_max_ms = 1000\nidle_close_secs = 1\n",
+    )
+    .unwrap();
+    // The count sees a connection when there is one: this process's own.
+    let own = TcpStream::connect(("127.0.0.1", collector.port)).unwrap();
+    assert_eq!(connections_to(std::process::id(), collector.port), 1);
+    drop(own);
+    // Simulated events only: no rule subscription, so once the event
+    // stream is closed the agent holds no connection to the collector.
+    agent.start(&["--simulate", "3"]).unwrap();
+    let pid = agent.child.as_ref().unwrap().id();
+    wait_for("3 stored events", PATIENCE, || collector.alert_count() == 3).unwrap();
+    wait_for("the agent's connection closed", PATIENCE, || {
+        connections_to(pid, collector.port) == 0
+    })
+    .unwrap();
+    let running = agent.child.as_mut().unwrap().try_wait().unwrap();
+    assert!(running.is_none(), "the agent runs on: {}", agent.log_text());
+    assert_eq!(collector.alert_count(), 3);
+}
