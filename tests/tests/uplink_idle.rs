@@ -20,6 +20,9 @@ use tutela_proto::v1::{Observation, RuleMatch, Source};
 use tutela_tests::{free_port, wait_for, Agent, Collector, Scratch};
 
 const IDLE: Duration = Duration::from_secs(1);
+/// The tests here run one at a time: each picks free ports for its
+/// collector, which a test running beside it could pick too.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A sample of the collector's `/metrics`, e.g. `tutela_ingest_streams`.
@@ -79,8 +82,10 @@ fn pending(spool: &SharedSpool) -> Option<u64> {
 
 #[test]
 fn an_idle_event_stream_is_closed_and_events_after_it_reach_the_collector_once() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let scratch = Scratch::new("uplink-idle");
     let mut collector = Collector::init(scratch.path("collector")).unwrap();
+    collector.set_console_port(free_port()).unwrap();
     let port = free_port();
     collector
         .set_section("metrics", &format!("listen = \"127.0.0.1:{port}\"\n"))
@@ -190,8 +195,10 @@ fn connections_to(pid: u32, port: u16) -> usize {
 
 #[test]
 fn the_agent_lets_its_event_connection_go_when_idle() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let scratch = Scratch::new("uplink-idle-agent");
     let mut collector = Collector::init(scratch.path("collector")).unwrap();
+    collector.set_console_port(free_port()).unwrap();
     collector.start().unwrap();
     let mut agent = Agent::new(scratch.path("agent"));
     agent.enrol(&collector.token(&[]).unwrap()).unwrap();
