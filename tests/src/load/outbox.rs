@@ -60,7 +60,7 @@ impl Outbox {
         }
         while (self.ready.len() as u64) < want && self.chain.sealed < last {
             self.ready.push_back(self.chain.seal(agent));
-            if self.chain.sealed % 32 == 0 {
+            if self.chain.sealed.is_multiple_of(32) {
                 tokio::task::yield_now().await;
             }
         }
