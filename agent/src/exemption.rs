@@ -284,13 +284,13 @@ mod tests {
 
     fn matched(category: &str, term: &str, severity: u8) -> Match {
         Match {
-            rule_id: format!("{category}/{term}"),
+            rule_id: format!("{category}/{term}").into(),
             category: category.into(),
             severity,
             term: term.into(),
             scope: tutela_rules::Scope::Title,
             span: 0..1,
-            context: String::new(),
+            context: "".into(),
             context_span: 0..1,
             capture: tutela_rules::CaptureMode::None,
         }

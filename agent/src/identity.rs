@@ -296,36 +296,4 @@ mod tests {
         assert_eq!(host_id("PC01").len(), 64);
         fs::remove_dir_all(&dir).unwrap();
     }
-
-    #[cfg(unix)]
-    #[test]
-    fn write_private_never_follows_a_planted_temp_symlink() {
-        let dir = tempfile::tempdir().unwrap();
-        let victim = dir.path().join("victim");
-        fs::write(&victim, b"untouched").unwrap();
-        let target = dir.path().join("key.pem");
-        // The old fixed temporary name, planted as a symlink to a file root must not write.
-        std::os::unix::fs::symlink(&victim, target.with_extension("tmp")).unwrap();
-        write_private(&target, b"secret").unwrap();
-        write_private(&target, b"secret2").unwrap();
-        assert_eq!(fs::read(&victim).unwrap(), b"untouched");
-        assert_eq!(fs::read(&target).unwrap(), b"secret2");
-        assert!(!fs::symlink_metadata(&target)
-            .unwrap()
-            .file_type()
-            .is_symlink());
-        // No temporary file is left behind, also when the rename fails.
-        let into_dir = dir.path().join("a-directory");
-        fs::create_dir(&into_dir).unwrap();
-        fs::write(into_dir.join("x"), b"").unwrap();
-        assert!(write_private(&into_dir, b"secret").is_err());
-        let names: Vec<String> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(
-            !names.iter().any(|n| n.ends_with(".tmp") && n != "key.tmp"),
-            "{names:?}"
-        );
-    }
 }

@@ -108,7 +108,7 @@ impl Shadow {
                 continue;
             }
             seen.push(&m.rule_id);
-            *counts.by_rule.entry(m.rule_id.clone()).or_default() += 1;
+            *counts.by_rule.entry(m.rule_id.to_string()).or_default() += 1;
         }
         tracing::debug!(
             version,

@@ -20,7 +20,8 @@ use rusqlite::Connection;
 use crate::config::Retention;
 use crate::console::tz::timestamp;
 use crate::store::lease::Lease;
-use crate::store::retention::PurgeCounts;
+use crate::store::retention::{Cutoffs, PurgeCounts};
+use crate::store::schools::School;
 use crate::store::{self, Jobs, Location};
 
 /// States in which an alert's review is finished.
@@ -39,7 +40,10 @@ pub enum RetentionError {
 /// What a purge removed, or would remove with `dry_run`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PurgeReport {
+    /// The trust's cut-off.
     pub cutoff_ms: i64,
+    /// (school, cut-off) of each school with a retention of its own.
+    pub schools: Vec<(String, i64)>,
     /// Closed alerts (the reviewed rows).
     pub alerts: u64,
     /// Folded repeats and burst shots of those alerts.
@@ -63,7 +67,15 @@ impl std::fmt::Display for PurgeReport {
             date_utc(self.cutoff_ms),
             self.repeats,
             self.captures
-        )
+        )?;
+        for (school, cutoff_ms) in &self.schools {
+            write!(
+                f,
+                "; school {school}: closed before {}",
+                date_utc(*cutoff_ms)
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -97,14 +109,30 @@ pub fn purge(
     if policy.closed_alert_months == 0 {
         return Err(RetentionError::ZeroMonths);
     }
-    let cutoff_ms = months_before(now_ms, policy.closed_alert_months);
-    let counts = crate::store::sqlite::retention::purge(conn, cutoff_ms, dry_run)?;
-    Ok(report(cutoff_ms, counts, dry_run))
+    let schools = crate::store::sqlite::schools::list(conn)?;
+    let cutoffs = cutoffs(policy, &schools, now_ms);
+    let counts = crate::store::sqlite::retention::purge(conn, &cutoffs, dry_run)?;
+    Ok(report(cutoffs, counts, dry_run))
 }
 
-fn report(cutoff_ms: i64, counts: PurgeCounts, dry_run: bool) -> PurgeReport {
+/// The cut-offs at `now_ms`: the trust's by `[retention]
+/// closed_alert_months`, and each school's with a retention of its own
+/// (`schools set <id> --retention-months`).
+pub fn cutoffs(policy: &Retention, schools: &[School], now_ms: i64) -> Cutoffs {
+    Cutoffs {
+        trust_ms: months_before(now_ms, policy.closed_alert_months),
+        schools: schools
+            .iter()
+            .filter(|s| s.retention_months > 0)
+            .map(|s| (s.id.clone(), months_before(now_ms, s.retention_months)))
+            .collect(),
+    }
+}
+
+fn report(cutoffs: Cutoffs, counts: PurgeCounts, dry_run: bool) -> PurgeReport {
     PurgeReport {
-        cutoff_ms,
+        cutoff_ms: cutoffs.trust_ms,
+        schools: cutoffs.schools,
         alerts: counts.alerts,
         repeats: counts.repeats,
         captures: counts.captures,
@@ -113,14 +141,21 @@ fn report(cutoff_ms: i64, counts: PurgeCounts, dry_run: bool) -> PurgeReport {
 }
 
 /// The entry the audit log gets for a purge that removed something.
-pub fn audit_detail(cutoff_ms: i64, counts: &PurgeCounts) -> String {
-    format!(
+pub fn audit_detail(cutoffs: &Cutoffs, counts: &PurgeCounts) -> String {
+    let mut detail = format!(
         "removed {} alerts closed before {} ({} folded repeats or burst shots, {} captures); notes and history kept",
         counts.alerts,
-        date_utc(cutoff_ms),
+        date_utc(cutoffs.trust_ms),
         counts.repeats,
         counts.captures
-    )
+    );
+    for (school, cutoff_ms) in &cutoffs.schools {
+        detail.push_str(&format!(
+            "; school {school}: closed before {}",
+            date_utc(*cutoff_ms)
+        ));
+    }
+    detail
 }
 
 /// The lease under which the daily purge runs on a shared store.
@@ -166,8 +201,15 @@ pub fn spawn_daily(
                 tracing::info!("the retention purge runs on the collector holding its lease");
                 continue;
             }
-            let cutoff_ms = months_before(store::now_ms(), policy.closed_alert_months);
-            match jobs.purge_closed(cutoff_ms, false).await {
+            let cutoffs = match jobs.schools().await {
+                Ok(schools) => cutoffs(&policy, &schools, store::now_ms()),
+                Err(e) => {
+                    tracing::error!(error = %e, "the retention purge cannot read the schools' retention; retrying tomorrow");
+                    continue;
+                }
+            };
+            let cutoff_ms = cutoffs.trust_ms;
+            match jobs.purge_closed(&cutoffs, false).await {
                 Ok(counts) => tracing::info!(
                     alerts = counts.alerts,
                     repeats = counts.repeats,
@@ -194,10 +236,10 @@ pub async fn run_once_at(
     if policy.closed_alert_months == 0 {
         return Err(RetentionError::ZeroMonths);
     }
-    let cutoff_ms = months_before(store::now_ms(), policy.closed_alert_months);
     let jobs = Jobs::open(location).await?;
-    let counts = jobs.purge_closed(cutoff_ms, dry_run).await?;
-    Ok(report(cutoff_ms, counts, dry_run))
+    let cutoffs = cutoffs(policy, &jobs.schools().await?, store::now_ms());
+    let counts = jobs.purge_closed(&cutoffs, dry_run).await?;
+    Ok(report(cutoffs, counts, dry_run))
 }
 
 /// Opens the store in `dir` and purges once at the current time.

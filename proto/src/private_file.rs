@@ -54,3 +54,60 @@ fn temporary_name(path: &Path) -> PathBuf {
     ));
     path.with_file_name(name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    #[test]
+    fn write_replaces_the_target_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("key.pem");
+        write(&target, b"first").unwrap();
+        write(&target, b"second").unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"second");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&target).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "owner-only: {mode:o}");
+        }
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "only the target is left");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn write_never_follows_a_planted_temp_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"untouched").unwrap();
+        let target = dir.path().join("key.pem");
+        // An old fixed temporary name, planted as a symlink to a file the writer must not touch.
+        std::os::unix::fs::symlink(&victim, target.with_extension("tmp")).unwrap();
+        write(&target, b"secret").unwrap();
+        write(&target, b"secret2").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"untouched");
+        assert_eq!(fs::read(&target).unwrap(), b"secret2");
+        assert!(!fs::symlink_metadata(&target)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // No temporary file is left behind when the rename fails either, and the error names
+        // the path that failed.
+        let into_dir = dir.path().join("a-directory");
+        fs::create_dir(&into_dir).unwrap();
+        fs::write(into_dir.join("x"), b"").unwrap();
+        let (at, _) = write(&into_dir, b"secret").unwrap_err();
+        assert_eq!(at, into_dir);
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.ends_with(".tmp") && n != "key.tmp"),
+            "{names:?}"
+        );
+    }
+}

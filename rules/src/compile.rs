@@ -49,9 +49,9 @@ impl Matcher {
             let scopes = term.scopes.iter().fold(0u8, |acc, s| acc | s.bit());
             scopes_present |= scopes;
             rules.push(Rule {
-                rule_id: term.rule_id(),
-                category: term.category.clone(),
-                term: term.text.clone(),
+                rule_id: term.rule_id().into(),
+                category: term.category.as_str().into(),
+                term: term.text.as_str().into(),
                 kind: term.kind,
                 severity: term.severity,
                 scopes,
@@ -84,9 +84,10 @@ impl Matcher {
                         pattern::Required::Words(words) => Some(Required::Words(
                             words
                                 .iter()
-                                .map(|w| RequiredWord {
+                                .map(|(w, prefix)| RequiredWord {
                                     finder: finders.index(w),
                                     phrase: NO_PHRASE,
+                                    key: crate::word_keys::required_bit(w, *prefix),
                                 })
                                 .collect(),
                         )),
@@ -302,6 +303,9 @@ pub(crate) struct RequiredWord {
     /// letter or digit): in ASCII text it can then only be where the walk finds it.
     /// [`NO_PHRASE`] otherwise.
     pub(crate) phrase: u32,
+    /// Its bit in a text's [`crate::word_keys::WordKeys`] (or `NO_KEY`): a word whose bit
+    /// is not set is not in an ASCII text, and is not looked up.
+    pub(crate) key: u16,
 }
 
 /// [`RequiredWord::phrase`] of a word that is not a phrase.

@@ -130,8 +130,11 @@ pub fn alerted_rules(
     } else {
         matcher.find(scope, text)
     };
-    let rules = matches.iter().map(|m| m.rule_id.clone()).collect();
-    (matches.into_iter().map(|m| m.category).collect(), rules)
+    let rules = matches.iter().map(|m| m.rule_id.to_string()).collect();
+    (
+        matches.iter().map(|m| m.category.to_string()).collect(),
+        rules,
+    )
 }
 
 /// Counts for one category.

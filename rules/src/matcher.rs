@@ -7,9 +7,11 @@ use crate::cue::CueSet;
 use crate::normalise::{boundary_after, boundary_before, Normalised, Normaliser};
 use crate::pack::TermKind;
 use crate::phrases::{anchor, Found, Occurrence, Phrases};
-pub(crate) use crate::snippet::snippet;
+use crate::shared::SharedStr;
+pub(crate) use crate::snippet::{snippet, Contexts};
 use crate::weighing::{CategoryScore, Weighed};
 use crate::window::{self, Anchored};
+use crate::word_keys::WordKeys;
 use crate::{AgeBand, CaptureMode, Scope, CATEGORIES};
 use regex::{Regex, RegexSet};
 use smallvec::SmallVec;
@@ -35,20 +37,22 @@ pub enum CompileError {
     Pattern { pack: String, message: String },
 }
 
-/// One match of a rule in observed text.
+/// One match of a rule in observed text. Its strings are shared: a match's rule id,
+/// category and term with its rule in the compiled pack, its context with the other
+/// matches of the same text, so matching allocates once per text, not per string.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Match {
     /// `<category>/<term as written>` or `<category>/domain:<domain>`.
-    pub rule_id: String,
-    pub category: String,
+    pub rule_id: SharedStr,
+    pub category: SharedStr,
     pub severity: u8,
     /// The term as written in the pack (or the domain).
-    pub term: String,
+    pub term: SharedStr,
     pub scope: Scope,
     /// Byte span in the original text (on char boundaries, inside the text).
     pub span: Range<usize>,
     /// The original text around the match, at most 120 characters.
-    pub context: String,
+    pub context: SharedStr,
     /// Byte span of the match inside `context`.
     pub context_span: Range<usize>,
     pub capture: CaptureMode,
@@ -84,9 +88,9 @@ pub struct Explanation {
 
 #[derive(Debug)]
 pub(crate) struct Rule {
-    pub(crate) rule_id: String,
-    pub(crate) category: String,
-    pub(crate) term: String,
+    pub(crate) rule_id: SharedStr,
+    pub(crate) category: SharedStr,
+    pub(crate) term: SharedStr,
     pub(crate) kind: TermKind,
     pub(crate) severity: u8,
     pub(crate) scopes: u8,
@@ -234,9 +238,10 @@ impl Matcher {
 
     fn matches_in(&self, scope: Scope, text: &str, normalised: &Normalised) -> Vec<Match> {
         let scan = self.scan(scope, normalised, false);
+        let mut contexts = Contexts::default();
         scan.hits
             .iter()
-            .map(|h| self.to_match(h, scope, text, normalised))
+            .map(|h| self.to_match_in(h, scope, text, normalised, &mut contexts))
             .collect()
     }
 
@@ -295,9 +300,21 @@ impl Matcher {
     }
 
     pub(crate) fn to_match(&self, hit: &Hit, scope: Scope, text: &str, n: &Normalised) -> Match {
+        self.to_match_in(hit, scope, text, n, &mut Contexts::default())
+    }
+
+    /// [`Matcher::to_match`], sharing a context with earlier matches of the same text.
+    pub(crate) fn to_match_in(
+        &self,
+        hit: &Hit,
+        scope: Scope,
+        text: &str,
+        n: &Normalised,
+        contexts: &mut Contexts,
+    ) -> Match {
         let rule = &self.rules[hit.rule as usize];
         let span = n.original_span(hit.norm.clone());
-        let (context, context_span) = snippet(text, span.clone());
+        let (context, context_span) = contexts.snippet(text, span.clone());
         Match {
             rule_id: rule.rule_id.clone(),
             category: rule.category.clone(),
@@ -366,14 +383,7 @@ impl Matcher {
                 }
             }
         }
-        let mut lists: Option<u64> = None;
-        // The distinct phrases found, sorted, for the required words' look-ups.
-        let mut present: SmallVec<[u32; 32]> = SmallVec::new();
-        if !anchored.order.is_empty() {
-            present.extend(found.iter().map(|o| o.phrase));
-            present.sort_unstable();
-            present.dedup();
-        }
+        let mut present = Present::new(&found, ascii && !anchored.order.is_empty(), bytes);
         let mut windows: SmallVec<[Range<usize>; 4]> = SmallVec::new();
         // A pattern's windows cover the text when it reaches as many words as it has.
         let words = if anchored.windowed() {
@@ -384,9 +394,7 @@ impl Matcher {
         for (i, &p) in anchored.order.iter().enumerate() {
             let (r, lazy) = &self.patterns[p as usize];
             if lazy.scopes & bit == 0
-                || !required_present(lazy, &self.finders, text, &present, ascii, || {
-                    *lists.get_or_insert_with(|| self.phrases.lists_present(bytes, &found))
-                })
+                || !required_present(lazy, &self.finders, &self.phrases, bytes, &mut present)
             {
                 continue;
             }
@@ -397,7 +405,15 @@ impl Matcher {
             }
             anchored.windows(i, bytes, before, after, &mut windows);
             for w in &windows {
-                if window::required_within(lazy, &found, w, bytes, &self.finders, &self.phrases) {
+                if window::required_within(
+                    lazy,
+                    &found,
+                    w,
+                    bytes,
+                    &self.finders,
+                    &self.phrases,
+                    present.keys.as_ref(),
+                ) {
                     let input = regex_automata::Input::new(bytes).range(w.clone());
                     push_matches(&mut candidates, *r, text, lazy.get().find_iter(input));
                 }
@@ -511,29 +527,86 @@ fn push_matches(
     }
 }
 
+/// What the required tokens of the patterns anchored in one text are checked against,
+/// each part made when first needed.
+struct Present<'a> {
+    found: &'a [Occurrence],
+    /// The text's word keys, when it is ASCII (see `word_keys`).
+    keys: Option<WordKeys>,
+    /// The distinct phrases found, sorted.
+    sorted: Option<SmallVec<[u32; 32]>>,
+    /// The mask of required lists with an entry in the text.
+    lists: Option<u64>,
+    lookups: u32,
+}
+
+impl<'a> Present<'a> {
+    fn new(found: &'a [Occurrence], ascii_with_patterns: bool, text: &[u8]) -> Present<'a> {
+        Present {
+            found,
+            keys: ascii_with_patterns.then(|| WordKeys::of(text)),
+            sorted: None,
+            lists: None,
+            lookups: 0,
+        }
+    }
+
+    /// Whether `phrase` was found: a look-up in the phrases found, sorted once a text
+    /// needs more than a few (most texts' required words are ruled out by their keys).
+    fn has_phrase(&mut self, phrase: u32) -> bool {
+        if self.sorted.is_none() && self.lookups < LINEAR_LOOKUPS {
+            self.lookups += 1;
+            return self.found.iter().any(|o| o.phrase == phrase);
+        }
+        let found = self.found;
+        self.sorted
+            .get_or_insert_with(|| {
+                let mut ids: SmallVec<[u32; 32]> = found.iter().map(|o| o.phrase).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                ids
+            })
+            .binary_search(&phrase)
+            .is_ok()
+    }
+}
+
+/// Look-ups among the phrases found before they are sorted for binary search.
+const LINEAR_LOOKUPS: u32 = 8;
+
 /// Whether every required token of a word pattern but its anchor may be in `text`: a
-/// word among the phrases found from word starts (when it is a phrase and the text is
-/// ASCII; `present` holds their ids, sorted) or as a substring, a list with an entry where
-/// a token can start (`lists` gives the mask of such lists, found once per text). A
-/// necessary condition: the regex decides.
+/// word whose key the text's words have (when it is ASCII, see `word_keys`), and then
+/// among the phrases found from word starts (when it is a phrase and the text is ASCII)
+/// or as a substring; a list with an entry where a token can start (the mask of such
+/// lists is found once per text). A necessary condition: the regex decides.
 fn required_present(
     lazy: &LazyPattern,
     finders: &[memchr::memmem::Finder<'static>],
-    text: &str,
-    present: &[u32],
-    ascii: bool,
-    mut lists: impl FnMut() -> u64,
+    phrases: &Phrases,
+    text: &[u8],
+    present: &mut Present<'_>,
 ) -> bool {
-    lazy.required.iter().all(|r| match r {
-        Required::Words(words) => words.iter().any(|w| {
-            if ascii && w.phrase != NO_PHRASE {
-                present.binary_search(&w.phrase).is_ok()
-            } else {
-                finders[w.finder as usize].find(text.as_bytes()).is_some()
+    for r in lazy.required.iter() {
+        let ok = match r {
+            Required::Words(words) => words.iter().any(|w| match present.keys {
+                Some(keys) if !keys.may_hold(w.key) => false,
+                Some(_) if w.phrase != NO_PHRASE => present.has_phrase(w.phrase),
+                _ => finders[w.finder as usize].find(text).is_some(),
+            }),
+            Required::List(bit) => {
+                let found = present.found;
+                *present
+                    .lists
+                    .get_or_insert_with(|| phrases.lists_present(text, found))
+                    & bit
+                    != 0
             }
-        }),
-        Required::List(bit) => lists() & bit != 0,
-    })
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
 }
 
 /// Whether one of `words` (normalised) appears as whole words within 8 words of `hit`.

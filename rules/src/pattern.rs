@@ -70,8 +70,9 @@ pub struct CompiledPattern {
 /// A required token of a pattern, as the pre-check before its regex sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Required {
-    /// One of these normalised words or phrases (a prefix's stem) occurs in the text.
-    Words(Vec<String>),
+    /// One of these normalised words or phrases occurs in the text (each with whether it
+    /// is a prefix's stem, which the text's word may go on from).
+    Words(Vec<(String, bool)>),
     /// An entry of this word list occurs in the text.
     List(String),
 }
@@ -123,7 +124,7 @@ pub fn compile(
         .iter()
         .filter(|p| !std::ptr::eq(**p, *anchor))
         .map(|p| match p {
-            Piece::Words(alts) => Required::Words(alts.iter().map(|(w, _)| w.clone()).collect()),
+            Piece::Words(alts) => Required::Words(alts.clone()),
             Piece::List(name) => Required::List(name.clone()),
         })
         .collect();

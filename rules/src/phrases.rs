@@ -270,9 +270,16 @@ impl PhraseAutomaton {
                 None => break,
             };
         }
-        if out.len() - first > 1 {
-            // Collected by start, then by end; a stable sort by end keeps starts in order.
-            out[first..].sort_by_key(|o| o.span.end);
+        // Collected by start, then by end; a stable sort by end keeps starts in order. Only
+        // phrases of more than one word end after a later word's start, so an insertion
+        // sort moves few.
+        let found = &mut out[first..];
+        for i in 1..found.len() {
+            let mut j = i;
+            while j > 0 && found[j - 1].span.end > found[j].span.end {
+                found.swap(j - 1, j);
+                j -= 1;
+            }
         }
     }
 

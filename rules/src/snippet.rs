@@ -1,23 +1,48 @@
 //! Context snippets: the original text around a match, at most [`CONTEXT_CHARS`]
 //! characters, cut by bytes for ASCII text and by characters otherwise.
 
+use crate::shared::SharedStr;
 use std::ops::Range;
 
 /// Longest context snippet, in characters.
 pub const CONTEXT_CHARS: usize = 120;
 
 /// At most 120 characters of `text` around `span`, and the span inside the snippet.
-pub(crate) fn snippet(text: &str, span: Range<usize>) -> (String, Range<usize>) {
-    let span = span.start.min(text.len())..span.end.min(text.len());
-    if text.is_ascii() {
-        ascii_snippet(text, span)
-    } else {
-        char_snippet(text, span)
+pub(crate) fn snippet(text: &str, span: Range<usize>) -> (SharedStr, Range<usize>) {
+    Contexts::default().snippet(text, span)
+}
+
+/// The snippets cut from one text so far: matches of the same text whose snippets are
+/// the same bytes (in a title, usually the whole title) share one.
+#[derive(Default)]
+pub(crate) struct Contexts {
+    last: Option<(Range<usize>, SharedStr)>,
+}
+
+impl Contexts {
+    /// [`snippet`], shared with the previous snippet of the same text when it is the same.
+    pub(crate) fn snippet(&mut self, text: &str, span: Range<usize>) -> (SharedStr, Range<usize>) {
+        let span = span.start.min(text.len())..span.end.min(text.len());
+        let cut = if text.is_ascii() {
+            ascii_snippet(text, span.clone())
+        } else {
+            char_snippet(text, span.clone())
+        };
+        // A match longer than a snippet is cut with it.
+        let inside = span.start - cut.start..span.end.min(cut.end) - cut.start;
+        match &self.last {
+            Some((range, shared)) if *range == cut => (shared.clone(), inside),
+            _ => {
+                let shared = SharedStr::from(&text[cut.clone()]);
+                self.last = Some((cut, shared.clone()));
+                (shared, inside)
+            }
+        }
     }
 }
 
-/// [`snippet`] counted in characters, for any text.
-fn char_snippet(text: &str, span: Range<usize>) -> (String, Range<usize>) {
+/// The bytes of [`snippet`]'s cut, counted in characters, for any text.
+fn char_snippet(text: &str, span: Range<usize>) -> Range<usize> {
     let matched = &text[span.clone()];
     let matched_chars = matched.chars().count();
     if matched_chars >= CONTEXT_CHARS {
@@ -26,7 +51,7 @@ fn char_snippet(text: &str, span: Range<usize>) -> (String, Range<usize>) {
             .nth(CONTEXT_CHARS)
             .map(|(i, _)| i)
             .unwrap_or(matched.len());
-        return (matched[..cut].to_string(), 0..cut);
+        return span.start..span.start + cut;
     }
     let spare = CONTEXT_CHARS - matched_chars;
     let before_avail = text[..span.start].chars().rev().take(spare).count();
@@ -49,19 +74,15 @@ fn char_snippet(text: &str, span: Range<usize>) -> (String, Range<usize>) {
         .nth(after)
         .map(|(i, _)| span.end + i)
         .unwrap_or(text.len());
-    (
-        text[start..end].to_string(),
-        span.start - start..span.end - start,
-    )
+    start..end
 }
 
-/// [`snippet`] for ASCII text, where characters are bytes: the same cut without walking
-/// the text character by character (most titles and typed windows are ASCII).
-fn ascii_snippet(text: &str, span: Range<usize>) -> (String, Range<usize>) {
+/// [`char_snippet`] for ASCII text, where characters are bytes: the same cut without
+/// walking the text character by character (most titles and typed windows are ASCII).
+fn ascii_snippet(text: &str, span: Range<usize>) -> Range<usize> {
     let matched = span.end - span.start;
     if matched >= CONTEXT_CHARS {
-        let end = span.start + CONTEXT_CHARS;
-        return (text[span.start..end].to_string(), 0..CONTEXT_CHARS);
+        return span.start..span.start + CONTEXT_CHARS;
     }
     let spare = CONTEXT_CHARS - matched;
     let before_avail = span.start.min(spare);
@@ -69,11 +90,7 @@ fn ascii_snippet(text: &str, span: Range<usize>) -> (String, Range<usize>) {
     let mut before = before_avail.min(spare / 2);
     let after = after_avail.min(spare - before);
     before = before_avail.min(spare - after);
-    let start = span.start - before;
-    (
-        text[start..span.end + after].to_string(),
-        span.start - start..span.end - start,
-    )
+    span.start - before..span.end + after
 }
 
 #[cfg(test)]
@@ -87,7 +104,7 @@ mod tests {
         assert_eq!(ctx.chars().count(), 120);
         assert_eq!(&ctx[span], "KILL");
         let (ctx, span) = snippet("kill", 0..4);
-        assert_eq!((ctx.as_str(), span), ("kill", 0..4));
+        assert_eq!((&*ctx, span), ("kill", 0..4));
         let text = "xy ".repeat(5) + "ébé";
         let (ctx, span) = snippet(&text, 15..text.len());
         assert_eq!(&ctx[span], "ébé");
@@ -102,5 +119,11 @@ mod tests {
         let (ctx, span) = snippet(&long, 0..long.len());
         assert_eq!(ctx.chars().count(), 120);
         assert_eq!(span, 0..ctx.len());
+        // Two matches whose snippets are the same bytes share one.
+        let mut contexts = Contexts::default();
+        let (a, _) = contexts.snippet("i want to die now", 2..6);
+        let (b, span) = contexts.snippet("i want to die now", 10..13);
+        assert!(std::ptr::eq(a.as_str(), b.as_str()));
+        assert_eq!(&b[span], "die");
     }
 }

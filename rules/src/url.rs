@@ -190,10 +190,10 @@ impl Matcher {
                         let cat = &self.categories[c];
                         let (context, context_span) = snippet(url, p.host.clone());
                         out.push(Match {
-                            rule_id: format!("{}/domain:{suffix}", cat.id),
-                            category: cat.id.clone(),
+                            rule_id: format!("{}/domain:{suffix}", cat.id).into(),
+                            category: cat.id.as_str().into(),
                             severity: cat.severity,
-                            term: suffix.to_string(),
+                            term: suffix.into(),
                             scope: Scope::Url,
                             span: p.host.clone(),
                             context,

@@ -58,8 +58,9 @@ impl Matcher {
         }
         // Small vectors on the stack: a text rarely has more than a few matches, and
         // weighing runs on every text that has one.
+        // No cue in the text (most texts): no per-hit cue lists are allocated.
         let (local, anywhere) = if cue_occurrences.is_empty() {
-            (vec![Vec::new(); hits.len()], Vec::new())
+            (Vec::new(), Vec::new())
         } else {
             let spans: SmallVec<[CueTarget; 8]> = hits
                 .iter()
@@ -75,14 +76,18 @@ impl Matcher {
                 .collect();
             self.cues.find(text, cue_occurrences, &spans)
         };
+        let cues_of = |i: usize| local.get(i).map_or(&[][..], Vec::as_slice);
         let scores: SmallVec<[f32; 8]> = hits
             .iter()
-            .zip(&local)
-            .map(|(h, cues)| {
-                self.rules[h.rule as usize].weight + cues.iter().map(|c| c.weight).sum::<f32>()
+            .enumerate()
+            .map(|(i, h)| {
+                self.rules[h.rule as usize].weight
+                    + cues_of(i).iter().map(|c| c.weight).sum::<f32>()
             })
             .collect();
-        let mut kept = Vec::new();
+        // Which hits are kept: the hits come ordered by position, and keeping them in
+        // place keeps that order.
+        let mut kept: SmallVec<[bool; 8]> = SmallVec::from_elem(false, hits.len());
         let present = hits
             .iter()
             .fold(0u16, |m, h| m | self.rules[h.rule as usize].category_bit);
@@ -154,12 +159,9 @@ impl Matcher {
             let threshold = self.thresholds[cat_index];
             let alerted = total >= threshold - 1e-4;
             if alerted {
-                kept.extend(
-                    members
-                        .iter()
-                        .filter(|&&i| scores[i] > 0.0)
-                        .map(|&i| hits[i].clone()),
-                );
+                for &i in members.iter().filter(|&&i| scores[i] > 0.0) {
+                    kept[i] = true;
+                }
             }
             if explain {
                 weighing
@@ -172,12 +174,15 @@ impl Matcher {
                 let w = self.rules[h.rule as usize].weight;
                 weighing
                     .hits
-                    .push((h.clone(), w, local[i].clone(), scores[i]));
+                    .push((h.clone(), w, cues_of(i).to_vec(), scores[i]));
             }
         }
-        kept.sort_by(|a, b| {
-            (a.norm.start, a.norm.end, a.rule).cmp(&(b.norm.start, b.norm.end, b.rule))
+        let mut hits = hits;
+        let mut at = 0;
+        hits.retain(|_| {
+            at += 1;
+            kept[at - 1]
         });
-        (kept, weighing)
+        (hits, weighing)
     }
 }

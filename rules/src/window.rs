@@ -13,6 +13,7 @@
 
 use crate::compile::{LazyPattern, Required, NO_PHRASE};
 use crate::phrases::{Occurrence, Phrases};
+use crate::word_keys::WordKeys;
 use smallvec::SmallVec;
 use std::ops::Range;
 
@@ -156,6 +157,7 @@ pub(crate) fn required_within(
     text: &[u8],
     finders: &[memchr::memmem::Finder<'static>],
     phrases: &Phrases,
+    keys: Option<&WordKeys>,
 ) -> bool {
     let from = found.partition_point(|o| o.span.end <= window.start);
     let to = found.partition_point(|o| o.span.end <= window.end);
@@ -164,7 +166,9 @@ pub(crate) fn required_within(
         .filter(|o| o.span.start >= window.start);
     lazy.required.iter().all(|r| match r {
         Required::Words(words) => words.iter().any(|w| {
-            if w.phrase == NO_PHRASE {
+            if keys.is_some_and(|k| !k.may_hold(w.key)) {
+                false
+            } else if w.phrase == NO_PHRASE {
                 finders[w.finder as usize]
                     .find(&text[window.clone()])
                     .is_some()
@@ -224,7 +228,7 @@ mod tests {
             let got: Vec<(String, Range<usize>)> = m
                 .find(Scope::Typed, &text)
                 .into_iter()
-                .map(|f| (f.term, f.span))
+                .map(|f| (f.term.to_string(), f.span))
                 .collect();
             let mut want = Vec::new();
             for p in PATTERNS {

@@ -84,7 +84,10 @@ fn matcher() -> Matcher {
 }
 
 fn rules(m: &Matcher, scope: Scope, text: &str) -> Vec<String> {
-    m.find(scope, text).into_iter().map(|m| m.rule_id).collect()
+    m.find(scope, text)
+        .into_iter()
+        .map(|m| m.rule_id.into())
+        .collect()
 }
 
 #[test]
@@ -217,7 +220,11 @@ fn typed_incremental() {
     let mut t = m.typed();
     let mut all = Vec::new();
     for c in "hello I want to kill myself now".chars() {
-        all.extend(t.push(c).into_iter().map(|m| (m.rule_id, m.span)));
+        all.extend(
+            t.push(c)
+                .into_iter()
+                .map(|m| (m.rule_id.to_string(), m.span)),
+        );
     }
     assert_eq!(
         all,

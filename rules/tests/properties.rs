@@ -197,15 +197,20 @@ fn typed_agrees_with_batch_matching() {
         let mut got: Vec<(String, usize)> = text
             .chars()
             .flat_map(|c| typed.push(c))
-            .map(|f| (f.rule_id, f.span.start))
+            .map(|f| (f.rule_id.to_string(), f.span.start))
             .collect();
-        got.extend(typed.flush().into_iter().map(|f| (f.rule_id, f.span.start)));
+        got.extend(
+            typed
+                .flush()
+                .into_iter()
+                .map(|f| (f.rule_id.to_string(), f.span.start)),
+        );
         got.sort();
         got.dedup();
         let mut want: Vec<(String, usize)> = m
             .find(Scope::Typed, &text)
             .into_iter()
-            .map(|f| (f.rule_id, f.span.start))
+            .map(|f| (f.rule_id.to_string(), f.span.start))
             .collect();
         want.sort();
         want.dedup();

@@ -61,7 +61,7 @@ fn categories(m: &Matcher, text: &str) -> Vec<String> {
     let mut c: Vec<String> = m
         .find(Scope::Typed, text)
         .into_iter()
-        .map(|m| m.category)
+        .map(|m| m.category.into())
         .collect();
     c.dedup();
     c

@@ -22,6 +22,15 @@ fn started(name: &str) -> (Scratch, Collector) {
     (scratch, collector)
 }
 
+/// An agent in `scratch`'s folder `name`, enrolled into group lab-1.
+fn enrolled_in_lab(scratch: &Scratch, collector: &Collector, name: &str) -> Agent {
+    let agent = Agent::new(scratch.path(name));
+    agent
+        .enrol(&collector.token(&["--group", "lab-1"]).unwrap())
+        .unwrap();
+    agent
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -96,10 +105,7 @@ fn pack(version: u32) -> String {
 #[test]
 fn a_revoked_key_enrolling_again_is_refused_and_the_token_is_not_used() {
     let (scratch, collector) = started("revoked-reenrol");
-    let agent = Agent::new(scratch.path("pc01"));
-    agent
-        .enrol(&collector.token(&["--group", "lab-1"]).unwrap())
-        .unwrap();
+    let agent = enrolled_in_lab(&scratch, &collector, "pc01");
     let first_id = agent.agent_id();
     run_ok(collector.cmd().args(["agents", "revoke", &first_id])).unwrap();
 
@@ -129,10 +135,7 @@ fn a_revoked_key_enrolling_again_is_refused_and_the_token_is_not_used() {
 #[test]
 fn a_known_key_enrolled_with_another_groups_token_moves_and_gets_that_groups_exemptions() {
     let (scratch, collector) = started("regroup");
-    let agent = Agent::new(scratch.path("pc01"));
-    agent
-        .enrol(&collector.token(&["--group", "lab-1"]).unwrap())
-        .unwrap();
+    let agent = enrolled_in_lab(&scratch, &collector, "pc01");
     let id = agent.agent_id();
 
     // An unknown category is refused, naming the valid ones.
@@ -242,10 +245,7 @@ fn a_known_key_enrolled_with_another_groups_token_moves_and_gets_that_groups_exe
 #[test]
 fn a_revoked_agents_open_rule_stream_ends_without_further_updates() {
     let (scratch, collector) = started("revoked-stream");
-    let quiet = Agent::new(scratch.path("pc01"));
-    quiet
-        .enrol(&collector.token(&["--group", "lab-1"]).unwrap())
-        .unwrap();
+    let quiet = enrolled_in_lab(&scratch, &collector, "pc01");
     let busy = Agent::new(scratch.path("pc02"));
     busy.enrol(&collector.token(&["--group", "lab-1"]).unwrap())
         .unwrap();
@@ -292,10 +292,7 @@ fn a_revoked_agents_open_rule_stream_ends_without_further_updates() {
 #[test]
 fn revoking_with_descendants_takes_an_identity_rekeyed_while_it_waits() {
     let (scratch, collector) = started("revoke-family");
-    let agent = Agent::new(scratch.path("pc01"));
-    agent
-        .enrol(&collector.token(&["--group", "lab-1"]).unwrap())
-        .unwrap();
+    let agent = enrolled_in_lab(&scratch, &collector, "pc01");
     let root = agent.agent_id();
     // Console tables exist (the revoke audits), so only the revocation writes.
     run_ok(collector.cmd().args(["agents", "clear-flag", &root])).unwrap();

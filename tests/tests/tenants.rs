@@ -313,8 +313,43 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
             // What the school's accounts may not change for every school.
             for path in ["/settings", "/rules/publish"] {
                 let r = ask(port, &session, "GET", path, &[]);
-                assert!(refused(&r), "{account} {path}: {}", r.status);
+                if role == "dsl" && path == "/settings" {
+                    // Its own school's settings only.
+                    assert_eq!(r.status, 200, "{account} {path}");
+                    assert!(
+                        r.body.contains(&format!("Save {school}"))
+                            && !r.body.contains(&format!("Save {other}"))
+                            && !r.body.contains("settings-form"),
+                        "{account} {path}: {}",
+                        r.body
+                    );
+                } else {
+                    assert!(refused(&r), "{account} {path}: {}", r.status);
+                }
             }
+            let trust_setting = ask(
+                port,
+                &session,
+                "POST",
+                "/settings",
+                &[("technician_queue", "none")],
+            );
+            assert!(refused(&trust_setting), "{account} changes a trust setting");
+            let foreign_setting = ask(
+                port,
+                &session,
+                "POST",
+                "/settings/school",
+                &[
+                    ("school", other),
+                    ("time_zone", "UTC"),
+                    ("retention_months", "1"),
+                ],
+            );
+            assert!(
+                refused(&foreign_setting),
+                "{account} changes {other}'s settings"
+            );
 
             // Its own school: the reviewing roles see their alerts; the
             // technician and auditor none, nor any capture.

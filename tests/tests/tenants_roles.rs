@@ -48,6 +48,44 @@ fn switch(port: u16, session: &(String, String), role: &str) -> Reply {
     ask(port, session, "POST", "/grants", &[("role", role)])
 }
 
+/// Switches `session` to its grant of `role`: the switch's answer and the
+/// new session (cookie, CSRF token) it rotated to. The old cookie and the
+/// old CSRF token are refused from then on; the new ones work.
+fn switch_rotated(port: u16, old: &(String, String), role: &str) -> (Reply, (String, String)) {
+    let r = switch(port, old, role);
+    assert_eq!(r.status, 303, "switch to {role}: {}", r.body);
+    let cookie = format!(
+        "tutela_session={}",
+        cookie_value(&r.headers, "tutela_session")
+    );
+    assert_ne!(cookie, old.0, "a switch issues a new session token");
+    let page = http(port, "GET", "/grants", &cookie, &[]);
+    assert_eq!(page.status, 200, "the new session works: {}", page.body);
+    let new = (cookie, csrf(&page.body));
+    assert_ne!(new.1, old.1, "a switch issues a new CSRF token");
+    // The old cookie is signed out at once, whatever it asks.
+    for path in ["/grants", "/fleet", "/queue"] {
+        let stale = http(port, "GET", path, &old.0, &[]);
+        assert_eq!(stale.status, 303, "old cookie on {path}: {}", stale.body);
+        assert_eq!(stale.header("location"), Some("/login"), "{path}");
+    }
+    assert_eq!(
+        ask(port, old, "POST", "/grants", &[("role", "dsl")]).status,
+        303,
+        "the old session's switch goes to sign-in"
+    );
+    // The old CSRF token with the new cookie: a forged form, refused.
+    let forged = ask(
+        port,
+        &(new.0.clone(), old.1.clone()),
+        "POST",
+        "/grants",
+        &[("role", role)],
+    );
+    assert_eq!(forged.status, 403, "the old CSRF token: {}", forged.body);
+    (r, new)
+}
+
 /// Every page of alert `id` is refused to `session` and shows nothing of
 /// `school`.
 fn all_refused(port: u16, session: &(String, String), id: i64, school: &str, rows: &Rows) {
@@ -168,8 +206,7 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
 
     // Switched to South's technician: South's Fleet, never an alert or a
     // capture of either school; North's DSL pages are refused.
-    let switched = switch(port, &me, "technician");
-    assert_eq!(switched.status, 303, "{}", switched.body);
+    let (switched, me) = switch_rotated(port, &me, "technician");
     assert_eq!(switched.header("location"), Some("/fleet"));
     let fleet = ask(port, &me, "GET", "/fleet", &[]);
     assert_eq!(fleet.status, 200);
@@ -197,10 +234,23 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
         assert!(leaks(&r.body, "south", south).is_none(), "{path}");
     }
 
-    // Back to North's DSL: North's alert again.
-    assert_eq!(switch(port, &me, "dsl").status, 303);
+    // Back to North's DSL: North's alert again, under yet another token; a
+    // capture revealed before the switches must be revealed again (the
+    // reveal belonged to the old session).
+    let (_, me) = switch_rotated(port, &me, "dsl");
     let back = ask(port, &me, "GET", &format!("/alerts/{}", north.pupil), &[]);
     assert_eq!(back.status, 200);
+    let capture = format!("/alerts/{}/capture.jpg", north.pupil);
+    assert_eq!(ask(port, &me, "GET", &capture, &[]).status, 403);
+    let reveal = ask(
+        port,
+        &me,
+        "POST",
+        &format!("/alerts/{}/reveal", north.pupil),
+        &[("reason", "checking the context again")],
+    );
+    assert!(reveal.status < 400, "reveal: {}", reveal.status);
+    assert_eq!(ask(port, &me, "GET", &capture, &[]).status, 200);
 
     // Both switches are in the audit log, by the account; the refused one
     // as a refusal.

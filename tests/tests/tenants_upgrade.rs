@@ -1,11 +1,12 @@
 //! Schools on an upgraded PostgreSQL store: a database made by schema
 //! migrations 1-6 only (a collector from before schools), with an agent,
 //! an enrolment token, an alert, a console account and an audit entry in
-//! it, is upgraded to version 9 by the collector, and finds every row in
+//! it, is upgraded to version 10 by the collector, and finds every row in
 //! the default school, the account holding a trust-wide grant of its role,
 //! its exemption and notice trust-wide (every school's) and the audit chain
 //! (made before schools) still intact; version 9 lets the account hold a
-//! grant of another role. A SQLite store at version 3 upgrades to 4 with
+//! grant of another role, version 10 gives the default school the trust's
+//! time zone and retention. A SQLite store at version 3 upgrades to 5 with
 //! its sessions still signed in.
 
 use tutela_collector::store::audit::{entry_hash, ChainCheck, Entry, GENESIS};
@@ -41,7 +42,7 @@ fn chain(pg: &PgCluster) -> Result<usize, i64> {
 
 #[test]
 fn a_postgresql_store_at_schema_version_6_upgrades_with_its_rows_in_the_default_school() {
-    assert_eq!(VERSION, 9, "this test checks the upgrade from 6 to 9");
+    assert_eq!(VERSION, 10, "this test checks the upgrade from 6 to 10");
     let pg = PgCluster::start().unwrap();
     // The schema an older collector made: migrations 1-6, version 6.
     for migration in migrations_to(6) {
@@ -107,7 +108,13 @@ fn a_postgresql_store_at_schema_version_6_upgrades_with_its_rows_in_the_default_
         .unwrap();
     let schools = run_ok(c.cmd().args(["schools", "list"])).unwrap();
     assert!(schools.contains("default\t"), "{schools}");
-    assert_eq!(pg.query("SELECT version FROM tutela_schema").unwrap(), "9");
+    assert_eq!(pg.query("SELECT version FROM tutela_schema").unwrap(), "10");
+    assert_eq!(
+        pg.query("SELECT time_zone || '|' || retention_months FROM schools WHERE id = 'default'")
+            .unwrap(),
+        "|0",
+        "the default school takes the trust's time zone and retention"
+    );
     assert_eq!(
         pg.query("SELECT (SELECT school FROM exemptions) || '|' || (SELECT school FROM notices)")
             .unwrap(),
@@ -212,7 +219,15 @@ fn a_sqlite_store_at_schema_version_3_keeps_its_sessions_and_takes_several_grant
             .unwrap()
     };
     let db = rusqlite::Connection::open(&db_path).unwrap();
-    assert_eq!(version(&db), 4);
+    assert_eq!(version(&db), 5);
+    let own: String = db
+        .query_row(
+            "SELECT time_zone || '|' || retention_months FROM schools WHERE id = 'default'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(own, "|0", "the trust's time zone and retention");
     let queue = tutela_tests::web::http(port, "GET", "/queue", &session.0, &[]);
     assert_eq!(queue.status, 200, "the session from before: {}", queue.body);
     let out = run_ok(

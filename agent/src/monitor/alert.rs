@@ -49,7 +49,7 @@ impl Monitor {
         }
         let mut fresh = Vec::new();
         for m in matches {
-            match self.cooldowns.get_mut(&(m.rule_id.clone(), window_id)) {
+            match self.cooldowns.get_mut(&(m.rule_id.to_string(), window_id)) {
                 Some(c) if at.saturating_duration_since(c.started) < self.settings.cooldown => {
                     c.repeats += 1;
                     tracing::debug!(rule_id = %m.rule_id, repeats = c.repeats, "repeat within the cooldown");
@@ -73,10 +73,10 @@ impl Monitor {
                     (0, 0)
                 };
                 RuleMatch {
-                    rule_id: m.rule_id.clone(),
-                    category: m.category.clone(),
+                    rule_id: m.rule_id.to_string(),
+                    category: m.category.to_string(),
                     severity: u32::from(m.severity),
-                    term: m.term.clone(),
+                    term: m.term.to_string(),
                     start,
                     end,
                 }
@@ -93,7 +93,7 @@ impl Monitor {
             station: self.settings.station.clone(),
             observation: WireObservation {
                 source: source as i32,
-                context,
+                context: context.to_string(),
                 app: app.name.clone(),
                 app_path: app.path.clone(),
                 window_title: title.to_owned(),
@@ -117,7 +117,7 @@ impl Monitor {
         let mut replaced: Vec<(String, Cooldown)> = Vec::new();
         for m in &fresh {
             let old = self.cooldowns.insert(
-                (m.rule_id.clone(), window_id),
+                (m.rule_id.to_string(), window_id),
                 Cooldown {
                     event_id: event_id.clone(),
                     started: Instant::now(),
@@ -128,7 +128,7 @@ impl Monitor {
             if let Some(c) = old.filter(|c| c.repeats > 0) {
                 match replaced.iter_mut().find(|(_, r)| r.event_id == c.event_id) {
                     Some((_, r)) => r.repeats = r.repeats.max(c.repeats),
-                    None => replaced.push((m.rule_id.clone(), c)),
+                    None => replaced.push((m.rule_id.to_string(), c)),
                 }
             }
         }

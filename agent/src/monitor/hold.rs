@@ -168,7 +168,7 @@ impl Monitor {
         let cooldown = self.settings.cooldown;
         let fresh = matches.iter().any(|m| {
             self.cooldowns
-                .get(&(m.rule_id.clone(), window_id))
+                .get(&(m.rule_id.to_string(), window_id))
                 .is_none_or(|c| c.started.elapsed() >= cooldown)
         });
         let capture = matches

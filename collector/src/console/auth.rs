@@ -202,11 +202,20 @@ pub fn valid_account_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
 }
 
+/// Names the audit log gives actors that are not accounts (the command
+/// line, the retention purge, a pupil's report): an account may not take
+/// one, or its school would gain (or its grants move) their entries.
+pub const RESERVED_NAMES: [&str; 3] = ["cli", "retention", "pupil-report"];
+
 /// Creates an account, or replaces the password and role of an existing one.
 pub fn add_user(db: &Console<'_>, name: &str, role: Role, password: &str) -> anyhow::Result<bool> {
     anyhow::ensure!(
         valid_account_name(name),
         "account names are 1-64 letters, digits, '.', '_', '-' or '@'"
+    );
+    anyhow::ensure!(
+        !RESERVED_NAMES.contains(&name),
+        "'{name}' is the name the audit log gives the command line, the retention purge or pupils' reports; choose another account name"
     );
     anyhow::ensure!(
         password.chars().count() >= MIN_PASSWORD_CHARS,

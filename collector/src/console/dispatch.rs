@@ -204,7 +204,17 @@ pub(super) async fn call_limited(
     let json = req.wants_json;
     let path = parts.uri.path().to_owned();
     let result = tokio::task::spawn_blocking(move || {
-        let (result, settled) = app.store.with(|db| page.run(&app, db, &req));
+        let (result, settled) = app.store.with(|db| {
+            // Times in the zone of the session's school, when it has one.
+            match super::school_settings::zone_of_session(db, &req) {
+                Some(zone) => {
+                    let mut own = app.clone();
+                    own.zone = zone;
+                    page.run(&own, db, &req)
+                }
+                None => page.run(&app, db, &req),
+            }
+        });
         // Every page commits or rolls back what it began; one that did not
         // had its transaction rolled back.
         if !settled {

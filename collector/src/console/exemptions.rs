@@ -64,7 +64,7 @@ pub(super) fn choosable(app: &App, viewer: &Viewer) -> Result<Vec<School>, Store
             School {
                 id: String::new(),
                 name: "Every school (the trust)".into(),
-                created_ms: 0,
+                ..School::default()
             },
         );
     }

@@ -6,15 +6,17 @@
 //! (the role's pages, the scope given to the store) is the active grant's;
 //! a switch is audited (`account_grant_switched`).
 
+use axum::http::header;
 use axum::response::Response;
 use maud::html;
 
-use super::auth::{Role, Viewer};
+use super::auth::{fresh_token, token_hash, Role, Viewer, SESSION_COOKIE};
 use super::html::{csrf, page};
+use super::login::cookie;
 use super::{deny, html_response, redirect, session, App, Fail, Req};
 use crate::store::console::Console;
 use crate::store::schools::Scope;
-use crate::store::users::Audited;
+use crate::store::users::{Audited, Rotated};
 
 /// `GET /grants`: the account's grants, the active one marked, each other
 /// with a button acting under it.
@@ -56,8 +58,11 @@ pub fn page_handler(_app: &App, db: &Console<'_>, req: &Req) -> Result<Response,
 
 /// `POST /grants`: acts under the account's grant of the form's `role`
 /// from now on, audited; a role the account does not hold is refused (and
-/// the refusal audited).
-pub fn switch(_app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+/// the refusal audited). A switch rotates the session: the browser gets a
+/// new session cookie and pages a new CSRF token, and the old ones stop
+/// working at once (a token taken while acting under one grant is no use
+/// under another). Reveals made before the switch belong to the old session.
+pub fn switch(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
     let viewer = session(db, req)?;
     let Some(role) = Role::parse(req.f("role")) else {
         return Err(Fail::BadRequest(
@@ -65,9 +70,16 @@ pub fn switch(_app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail>
         ));
     };
     let detail = format!("from={}; to={}", viewer.role.as_str(), role.as_str());
+    let token = fresh_token();
+    let csrf_token = fresh_token();
+    let hash = token_hash(&token);
     let switched = db.switch_grant(
         &viewer.session_hash,
         role.as_str(),
+        &Rotated {
+            token_hash: &hash,
+            csrf: &csrf_token,
+        },
         &Audited {
             actor: &viewer.name,
             action: "account_grant_switched",
@@ -79,7 +91,12 @@ pub fn switch(_app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail>
         return Err(deny(db, &viewer, &format!("grant {}", role.as_str())));
     }
     tracing::info!(account = %viewer.name, to = role.as_str(), "console account switched grant");
-    Ok(redirect(landing_of(role)))
+    let mut r = redirect(landing_of(role));
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        cookie(SESSION_COOKIE, &token, app.secure_cookies, None),
+    );
+    Ok(r)
 }
 
 /// Where an account lands after signing in: this page when it holds

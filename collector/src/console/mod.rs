@@ -27,6 +27,7 @@ pub mod publish;
 pub mod queue;
 pub mod review;
 pub mod schema;
+pub mod school_settings;
 mod server;
 pub mod settings;
 pub mod sso;
@@ -69,6 +70,9 @@ pub struct App {
     /// Where the sealed captures are (the database, or a bucket).
     pub blobs: crate::store::blob::Blobs,
     pub zone: Zone,
+    /// The trust's `[retention] closed_alert_months` (a school's own
+    /// replaces it for that school).
+    pub retention_months: u32,
     pub staff_pattern: String,
     pub secure_cookies: bool,
     /// A reverse proxy whose `X-Forwarded-For` names the client.
@@ -147,6 +151,9 @@ impl App {
                 Err(_) => crate::store::blob::Blobs::Database,
             },
             zone,
+            retention_months: crate::config::CollectorConfig::load(&dir.join("collector.toml"))
+                .map(|c| c.retention.closed_alert_months)
+                .unwrap_or(crate::config::Retention::default().closed_alert_months),
             staff_pattern: config.staff_pattern.trim().to_lowercase(),
             // Behind a proxy, the browser's side of it is HTTPS.
             secure_cookies: config.tls || config.trusted_proxy.is_some(),
@@ -457,6 +464,7 @@ pub fn router(app: App) -> Router {
             "/settings",
             get(page!(settings::page_handler)).post(page!(settings::submit)),
         )
+        .route("/settings/school", post(page!(school_settings::submit)))
         .route("/tokens", get(page!(tokens::list_page)))
         .route("/tokens/create", post(page!(tokens::create)))
         .route("/tokens/revoke", post(page!(tokens::revoke)))

@@ -102,16 +102,17 @@ fn may_change(role: Role) -> bool {
     role == Role::Dsl
 }
 
-pub fn page_handler(_app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+pub fn page_handler(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
     let viewer = session(db, req)?;
-    // Settings hold for every school: a school's account may not change them.
-    if !may_change(viewer.role) || !viewer.trust_wide() {
+    // A school's DSL sees its schools' own settings only; what holds for
+    // every school is the trust-wide DSL's.
+    if !super::school_settings::may_change(&viewer) {
         return Err(deny(db, &viewer, "settings"));
     }
-    Ok(html_response(render(db, &viewer)?))
+    Ok(html_response(render(app, db, &viewer)?))
 }
 
-fn render(db: &Console<'_>, viewer: &Viewer) -> Result<String, StoreError> {
+fn render(app: &App, db: &Console<'_>, viewer: &Viewer) -> Result<String, StoreError> {
     let current = technician_queue(db)?;
     let option = |value: TechnicianQueue, label: &str| {
         html! {
@@ -122,8 +123,10 @@ fn render(db: &Console<'_>, viewer: &Viewer) -> Result<String, StoreError> {
             br;
         }
     };
+    let schools = super::school_settings::schools_of(db, viewer)?;
     let body = html! {
         h1 { "Settings" }
+        @if viewer.trust_wide() {
         form method="post" action="/settings" id="settings-form" class="panel" {
             (csrf(viewer)) "\n"
             h2 { "What technicians see of alerts" } "\n"
@@ -142,6 +145,8 @@ fn render(db: &Console<'_>, viewer: &Viewer) -> Result<String, StoreError> {
             "\n"
             button type="submit" { "Save" }
         }
+        }
+        (super::school_settings::section(app, &schools, viewer))
     };
     Ok(page("Settings", Some(viewer), body))
 }

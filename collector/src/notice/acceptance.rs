@@ -43,14 +43,17 @@ pub async fn acceptance_at(
     group: &str,
     school: &str,
 ) -> Result<Acceptance, StoreError> {
-    let version = crate::store::notice::shown_at(store.current_notices().await?, school)
+    let shown = crate::store::notice::shown_at(store.current_notices().await?, school)
         .into_iter()
-        .find(|n| n.grp == group)
-        .map_or(0, |n| n.version);
+        .find(|n| n.grp == group);
+    let version = shown.as_ref().map_or(0, |n| n.version);
+    let notice_school = shown.as_ref().map_or("", |n| n.school.as_str());
     let standings = if school.is_empty() {
         store.notice_standings(group).await?
     } else {
-        store.notice_standings_at(group, school).await?
+        store
+            .notice_standings_at(group, school, notice_school)
+            .await?
     };
     Ok(split(group, version, standings))
 }

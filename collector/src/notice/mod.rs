@@ -397,7 +397,7 @@ pub fn week_counts(
         ..WeekCounts::default()
     };
     for notice in crate::store::notice::shown_at(current_all(conn)?, school) {
-        let standings = sqlite::notice::standings_in(conn, &notice.grp, school)?;
+        let standings = sqlite::notice::standings_in(conn, &notice.grp, school, &notice.school)?;
         let a = split(&notice.grp, notice.version, standings);
         counts.accepted += a.accepted.len();
         counts.pending += a.pending.len();

@@ -22,10 +22,11 @@ use super::review::{
     Alert, AlertFilter, Cursor, HistoryEntry, Listing, Note, QueueRow, RuleRate, Scope,
     TimelineRow, Transition, Walk,
 };
-use super::schools::{GrantChange, Scope as Schools};
+use super::schools::{GrantChange, Scope as Schools, SettingsChange};
 use super::sqlite;
 use super::users::{
-    AccountChange, AccountRow, AuditEntry, Audited, LoginRow, NewSession, SessionRow, SsoAccount,
+    AccountChange, AccountRow, AuditEntry, Audited, LoginRow, NewSession, Rotated, SessionRow,
+    SsoAccount,
 };
 use super::StoreError;
 
@@ -222,6 +223,17 @@ impl Console<'_> {
         on!(self, c => sqlite::users::accounts(c), p => p.accounts())
     }
 
+    /// Changes school `id`'s own settings (time zone, retention), audited
+    /// with `entry`; `false` (nothing changed) when there is no such school.
+    pub fn set_school_settings(
+        &self,
+        id: &str,
+        change: &SettingsChange<'_>,
+        entry: &Audited<'_>,
+    ) -> Result<bool, StoreError> {
+        on!(self, c => sqlite::schools::set_settings(c, id, change, entry), p => p.set_school_settings(id, change, entry))
+    }
+
     /// Every school, by id.
     pub fn schools(&self) -> Result<Vec<super::schools::School>, StoreError> {
         on!(self, c => sqlite::schools::list(c), p => p.schools())
@@ -264,15 +276,18 @@ impl Console<'_> {
         on!(self, c => sqlite::grants::grants_of(c, name), p => p.grants_of(name))
     }
 
-    /// Makes a session act under its account's grant of `role`, audited
-    /// with `entry`; `false` (nothing changed) when it holds no such grant.
+    /// Makes a session act under its account's grant of `role` with the
+    /// new token and CSRF token of `rotated` (the old ones stop working),
+    /// audited with `entry`; `false` (nothing changed) when it holds no
+    /// such grant.
     pub fn switch_grant(
         &self,
         token_hash: &[u8],
         role: &str,
+        rotated: &Rotated<'_>,
         entry: &Audited<'_>,
     ) -> Result<bool, StoreError> {
-        on!(self, c => sqlite::grants::switch(c, token_hash, role, entry), p => p.switch_grant(token_hash, role, entry))
+        on!(self, c => sqlite::grants::switch(c, token_hash, role, rotated, entry), p => p.switch_grant(token_hash, role, rotated, entry))
     }
 
     /// Moves unrevoked agent `agent_id` to school `to`, audited: its later

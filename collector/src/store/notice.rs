@@ -139,13 +139,15 @@ impl Store {
     }
 
     /// As [`Store::notice_standings`], on the stations of `school` only
-    /// ('' for every school).
+    /// ('' for every school), against the notices of `notice_school` (the
+    /// ones those stations show; '' for the trust's).
     pub async fn notice_standings_at(
         &self,
         group: &str,
         school: &str,
+        notice_school: &str,
     ) -> Result<Vec<Standing>, StoreError> {
-        backend!(self, s => super::sqlite::notice::standings_in(&s.conn(), group, school), s.notice_standings_at(group, school).await)
+        backend!(self, s => super::sqlite::notice::standings_in(&s.conn(), group, school, notice_school), s.notice_standings_at(group, school, notice_school).await)
     }
 
     /// The pupils known in `group` with the newest version each acknowledged.

@@ -248,11 +248,49 @@ pub fn grants_label(grants: &[(String, Scope)]) -> String {
 }
 
 /// One school.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct School {
     pub id: String,
     pub name: String,
     pub created_ms: i64,
+    /// Its own time zone (the weekly summary's week, the console's times);
+    /// '' for the trust's (`[console] time_zone`).
+    pub time_zone: String,
+    /// Its own retention of closed alerts, in calendar months; 0 for the
+    /// trust's (`[retention] closed_alert_months`).
+    pub retention_months: u32,
+}
+
+/// The most calendar months a school may keep closed alerts (ten years).
+pub const MAX_RETENTION_MONTHS: u32 = 120;
+
+/// A change to a school's own settings: `None` leaves one as it is;
+/// `Some("")` / `Some(0)` gives it back to the trust's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SettingsChange<'a> {
+    pub time_zone: Option<&'a str>,
+    pub retention_months: Option<u32>,
+}
+
+impl SettingsChange<'_> {
+    /// What the audit entry says of the change.
+    pub fn detail(&self, school: &str) -> String {
+        let mut parts = vec![format!("school={school}")];
+        if let Some(tz) = self.time_zone {
+            parts.push(format!(
+                "time_zone={}",
+                if tz.is_empty() { "trust" } else { tz }
+            ));
+        }
+        if let Some(m) = self.retention_months {
+            parts.push(if m == 0 {
+                "retention=trust".to_owned()
+            } else {
+                format!("retention_months={m}")
+            });
+        }
+        parts.join("; ")
+    }
 }
 
 /// Whether `id` has the form of a school id: 1-32 lower-case ASCII letters,

@@ -39,6 +39,15 @@ pub struct NewSession<'a> {
     pub created_before_ms: i64,
 }
 
+/// The new secrets of a session that changes what it may do (a switch of
+/// grant): the old token and CSRF token stop working in the same
+/// transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct Rotated<'a> {
+    pub token_hash: &'a [u8],
+    pub csrf: &'a str,
+}
+
 /// An audit entry written in the same transaction as the change it records.
 #[derive(Debug, Clone, Copy)]
 pub struct Audited<'a> {

@@ -203,6 +203,36 @@ pub async fn queue_week(
     Ok(queued)
 }
 
+/// The week `week` names (the same local dates, the same label) in the
+/// time zone of `school` when it has one of its own (`schools set
+/// --time-zone`), else as given (the trust's): a school's summary counts
+/// its own Monday-to-Sunday.
+pub async fn school_week(jobs: &Jobs, week: &Week, school: &str) -> Result<Week, SummaryError> {
+    if school.is_empty() {
+        return Ok(week.clone());
+    }
+    let own = jobs
+        .schools()
+        .await?
+        .into_iter()
+        .find(|s| s.id == school)
+        .map(|s| s.time_zone)
+        .unwrap_or_default();
+    if own.is_empty() {
+        return Ok(week.clone());
+    }
+    match Zone::parse(&own) {
+        Ok(zone) => Ok(Week {
+            start: week.start,
+            zone,
+        }),
+        Err(e) => {
+            tracing::warn!(school, error = %e, "a school's stored time zone is unknown here; its summary uses the trust's");
+            Ok(week.clone())
+        }
+    }
+}
+
 /// Queues the week's summary of `school` ('' for the trust) for `to`.
 #[allow(clippy::too_many_arguments)]
 async fn queue_school_week(
@@ -219,6 +249,7 @@ async fn queue_school_week(
     if trigger == Trigger::Schedule && jobs.summary_done(school, &label).await? {
         return Ok(None);
     }
+    let week = &school_week(jobs, week, school).await?;
     // Render each audience once.
     let mut done: Vec<Rendered> = Vec::new();
     for (_, audience) in to {

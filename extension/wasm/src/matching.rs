@@ -113,11 +113,11 @@ impl Engine {
     fn shadow_count(&mut self, matches: Vec<Match>, now_ms: i64) {
         let mut seen: Vec<String> = Vec::new();
         for m in matches {
-            if self.exempt(&m, now_ms) || seen.contains(&m.rule_id) {
+            if self.exempt(&m, now_ms) || seen.iter().any(|s| m.rule_id == *s) {
                 continue;
             }
-            *self.shadow_counts.entry(m.rule_id.clone()).or_default() += 1;
-            seen.push(m.rule_id);
+            *self.shadow_counts.entry(m.rule_id.to_string()).or_default() += 1;
+            seen.push(m.rule_id.into());
         }
     }
 

@@ -6,8 +6,8 @@ use tokio_postgres::{Client, Error};
 
 use super::console::Pg;
 use super::users::{account_exists, audit};
-use crate::store::schools::{role_rank, GrantChange, School, Scope};
-use crate::store::users::{AccountRow, Audited};
+use crate::store::schools::{role_rank, GrantChange, School, Scope, SettingsChange};
+use crate::store::users::{AccountRow, Audited, Rotated};
 use crate::store::StoreError;
 
 /// Keeps a new account's grant in step with its role: a new account is
@@ -69,17 +69,48 @@ impl Pg<'_> {
     pub fn schools(&self) -> Result<Vec<School>, StoreError> {
         let c = self.client()?;
         self.run(async move {
-            Ok(
-                c.query("SELECT id, name, created_ms FROM schools ORDER BY id", &[])
-                    .await?
-                    .iter()
-                    .map(|r| School {
-                        id: r.get(0),
-                        name: r.get(1),
-                        created_ms: r.get(2),
-                    })
-                    .collect(),
+            Ok(c.query(
+                "SELECT id, name, created_ms, time_zone, retention_months FROM schools ORDER BY id",
+                &[],
             )
+            .await?
+            .iter()
+            .map(|r| School {
+                id: r.get(0),
+                name: r.get(1),
+                created_ms: r.get(2),
+                time_zone: r.get(3),
+                retention_months: u32::try_from(r.get::<_, i64>(4)).unwrap_or(0),
+            })
+            .collect())
+        })
+    }
+
+    /// Changes school `id`'s own settings, audited; `false` (nothing
+    /// changed) when there is no such school.
+    pub fn set_school_settings(
+        &self,
+        id: &str,
+        change: &SettingsChange<'_>,
+        entry: &Audited<'_>,
+    ) -> Result<bool, StoreError> {
+        let c = self.client()?;
+        let months = change.retention_months.map(i64::from);
+        let tz = change.time_zone;
+        self.unit(async move {
+            let found = c
+                .execute(
+                    "UPDATE schools SET time_zone = COALESCE($2, time_zone),
+                         retention_months = COALESCE($3, retention_months)
+                     WHERE id = $1",
+                    &[&id, &tz, &months],
+                )
+                .await?
+                == 1;
+            if found {
+                audit(c, entry).await?;
+            }
+            Ok(found)
         })
     }
 
@@ -164,21 +195,24 @@ impl Pg<'_> {
     }
 
     /// Makes the session with `token_hash` act under its account's grant
-    /// of `role`, audited; `false` (nothing changed) when the account holds
-    /// no such grant.
+    /// of `role`, under the new token and CSRF token of `rotated` (the old
+    /// ones stop working), audited; `false` (nothing changed) when the
+    /// account holds no such grant.
     pub fn switch_grant(
         &self,
         token_hash: &[u8],
         role: &str,
+        rotated: &Rotated<'_>,
         entry: &Audited<'_>,
     ) -> Result<bool, StoreError> {
         let c = self.client()?;
+        let (new_hash, new_csrf) = (rotated.token_hash, rotated.csrf);
         self.unit(async move {
             let switched = c
                 .execute(
-                    "UPDATE console_sessions s SET role = $2 WHERE s.token_hash = $1
+                    "UPDATE console_sessions s SET role = $2, token_hash = $3, csrf = $4 WHERE s.token_hash = $1
                      AND EXISTS (SELECT 1 FROM console_grants g WHERE g.\"user\" = s.\"user\" AND g.role = $2)",
-                    &[&token_hash, &role],
+                    &[&token_hash, &role, &new_hash, &new_csrf],
                 )
                 .await?
                 == 1;

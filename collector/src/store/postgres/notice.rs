@@ -170,9 +170,10 @@ impl Shared {
         &self,
         group: &str,
         school: &str,
+        notice_school: &str,
     ) -> Result<Vec<Standing>, StoreError> {
         let client = self.client().await?;
-        standings_in(&*client, group, school).await
+        standings_in(&*client, group, school, notice_school).await
     }
 }
 
@@ -195,15 +196,18 @@ pub(super) async fn standings(
     c: &impl GenericClient,
     group: &str,
 ) -> Result<Vec<Standing>, StoreError> {
-    standings_in(c, group, "").await
+    standings_in(c, group, "", "").await
 }
 
 /// As [`standings`], on the stations of `school` only ('' for every
-/// school): acknowledgements given on them and alerts from them.
+/// school): acknowledgements given on them and alerts from them; a pupil's
+/// standing is the newest version it accepted of the notices of
+/// `notice_school` ('' for the trust's) only (see the SQLite store's).
 pub(super) async fn standings_in(
     c: &impl GenericClient,
     group: &str,
     school: &str,
+    notice_school: &str,
 ) -> Result<Vec<Standing>, StoreError> {
     let rows = c
         .query(
@@ -218,12 +222,14 @@ pub(super) async fn standings_in(
                  AND ($2 = '' OR g.school = $2)
              ), newest AS (
                  SELECT DISTINCT ON ("user") "user", version, time_ms, station
-                 FROM acks ORDER BY "user", version DESC, time_ms DESC
+                 FROM acks
+                 WHERE version IN (SELECT version FROM notices WHERE grp = $1 AND school = $3)
+                 ORDER BY "user", version DESC, time_ms DESC
              )
              SELECT k."user", n.version, n.time_ms, n.station
              FROM known k LEFT JOIN newest n ON n."user" = k."user"
              ORDER BY k."user""#,
-            &[&group, &school],
+            &[&group, &school, &notice_school],
         )
         .await?;
     Ok(rows

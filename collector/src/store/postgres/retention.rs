@@ -7,15 +7,16 @@
 use super::jobs::Jobs;
 use crate::retention::TERMINAL_STATES;
 use crate::store::exemption::AuditNote;
-use crate::store::retention::PurgeCounts;
+use crate::store::retention::{Cutoffs, PurgeCounts};
 use crate::store::StoreError;
 
 impl Jobs {
     pub async fn purge_closed(
         &self,
-        cutoff_ms: i64,
+        cutoffs: &Cutoffs,
         dry_run: bool,
     ) -> Result<PurgeCounts, StoreError> {
+        let (schools, school_cutoffs) = cutoffs.columns();
         let mut conn = self.conn().await?;
         let tx = conn.client().transaction().await?;
         let primary: Vec<i64> = tx
@@ -23,9 +24,16 @@ impl Jobs {
                 "SELECT a.id FROM alerts a
                  WHERE a.state = ANY($1)
                    AND (SELECT MAX(h.time_ms) FROM console_history h
-                        WHERE h.alert_id = a.id AND h.to_state = a.state) < $2
+                        WHERE h.alert_id = a.id AND h.to_state = a.state)
+                       < COALESCE((SELECT c.cutoff_ms FROM unnest($3::text[], $4::bigint[]) AS c(school, cutoff_ms)
+                                   WHERE c.school = a.school), $2)
                  FOR UPDATE OF a",
-                &[&TERMINAL_STATES.as_slice(), &cutoff_ms],
+                &[
+                    &TERMINAL_STATES.as_slice(),
+                    &cutoffs.trust_ms,
+                    &schools,
+                    &school_cutoffs,
+                ],
             )
             .await?
             .iter()
@@ -74,7 +82,7 @@ impl Jobs {
                 actor: "retention".to_owned(),
                 action: "retention_purge",
                 target: "alerts".to_owned(),
-                detail: crate::retention::audit_detail(cutoff_ms, &report),
+                detail: crate::retention::audit_detail(cutoffs, &report),
             },
         )
         .await?;

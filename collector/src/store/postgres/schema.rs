@@ -395,6 +395,11 @@ ALTER TABLE console_grants ADD PRIMARY KEY ("user", role);
 ALTER TABLE console_sessions ADD COLUMN role TEXT NOT NULL DEFAULT '';
 UPDATE console_sessions s SET role = g.role FROM console_grants g WHERE g."user" = s."user";
 "#,
+    // 10: a school's own time zone and retention ('' and 0: the trust's).
+    r#"
+ALTER TABLE schools ADD COLUMN time_zone TEXT NOT NULL DEFAULT '';
+ALTER TABLE schools ADD COLUMN retention_months BIGINT NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The schema version this collector writes.

@@ -28,7 +28,10 @@ impl Shared {
         let rows = self
             .client()
             .await?
-            .query("SELECT id, name, created_ms FROM schools ORDER BY id", &[])
+            .query(
+                "SELECT id, name, created_ms, time_zone, retention_months FROM schools ORDER BY id",
+                &[],
+            )
             .await?;
         Ok(rows
             .iter()
@@ -36,6 +39,8 @@ impl Shared {
                 id: r.get(0),
                 name: r.get(1),
                 created_ms: r.get(2),
+                time_zone: r.get(3),
+                retention_months: u32::try_from(r.get::<_, i64>(4)).unwrap_or(0),
             })
             .collect())
     }
@@ -47,7 +52,10 @@ impl super::jobs::Jobs {
         let mut conn = self.conn().await?;
         let rows = conn
             .client()
-            .query("SELECT id, name, created_ms FROM schools ORDER BY id", &[])
+            .query(
+                "SELECT id, name, created_ms, time_zone, retention_months FROM schools ORDER BY id",
+                &[],
+            )
             .await?;
         Ok(rows
             .iter()
@@ -55,6 +63,8 @@ impl super::jobs::Jobs {
                 id: r.get(0),
                 name: r.get(1),
                 created_ms: r.get(2),
+                time_zone: r.get(3),
+                retention_months: u32::try_from(r.get::<_, i64>(4)).unwrap_or(0),
             })
             .collect())
     }

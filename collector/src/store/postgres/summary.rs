@@ -438,7 +438,8 @@ async fn notice_counts(
         ..WeekCounts::default()
     };
     for notice in crate::store::notice::shown_at(super::notice::current_all(tx).await?, school) {
-        let standings = super::notice::standings_in(tx, &notice.grp, school).await?;
+        let standings =
+            super::notice::standings_in(tx, &notice.grp, school, &notice.school).await?;
         let a = crate::notice::split(&notice.grp, notice.version, standings);
         counts.accepted += a.accepted.len();
         counts.pending += a.pending.len();

@@ -61,13 +61,21 @@ pub(super) async fn audit(c: &Client, a: &Audited<'_>) -> Result<(), Error> {
 }
 
 /// The school an entry by `actor` about `target` belongs to: an alert's
-/// (or its capture's) school, else the school of `actor`'s grant ('' for
-/// the trust and for actors without an account: the command line, the
-/// collector).
+/// (or its capture's) school when the actor's grants cover it (or it has
+/// none: a pupil's report, the retention purge), else the school of
+/// `actor`'s grant ('' for the trust and for actors without an account:
+/// the command line, the collector). An account refused another school's
+/// alert is recorded in its own school's log, never in the other's.
 async fn entry_school(c: &Client, actor: &str, target: &str) -> Result<String, Error> {
     if let Some(id) = alert_of(target) {
         if let Some(r) = c
-            .query_opt("SELECT school FROM alerts WHERE id = $1", &[&id])
+            .query_opt(
+                "SELECT a.school FROM alerts a WHERE a.id = $1 AND (
+                     NOT EXISTS (SELECT 1 FROM console_grants WHERE \"user\" = $2)
+                     OR EXISTS (SELECT 1 FROM console_grants g WHERE g.\"user\" = $2
+                         AND (g.school = '' OR strpos(',' || g.school || ',', ',' || a.school || ',') > 0)))",
+                &[&id, &actor],
+            )
             .await?
         {
             return Ok(r.get(0));

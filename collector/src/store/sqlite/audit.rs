@@ -47,12 +47,20 @@ pub fn insert(conn: &Connection, a: &Audited<'_>) -> rusqlite::Result<()> {
         Some((id, hash)) => (id + 1, hash),
         None => (1, GENESIS.to_owned()),
     };
-    // An entry about an alert is its school's; any other its actor's.
+    // An entry about an alert is its school's when the actor's grants
+    // cover that school (or it has none: a pupil's report, the purge); any
+    // other is its actor's, so an account refused another school's alert
+    // is recorded in its own school's log, never in the other's.
     let alert_school: Option<String> = match alert_of(a.target) {
         Some(id) => conn
-            .query_row("SELECT school FROM alerts WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT a.school FROM alerts a WHERE a.id = ?1 AND (
+                     NOT EXISTS (SELECT 1 FROM console_grants WHERE user = ?2)
+                     OR EXISTS (SELECT 1 FROM console_grants g WHERE g.user = ?2
+                         AND (g.school = '' OR instr(',' || g.school || ',', ',' || a.school || ',') > 0)))",
+                params![id, a.actor],
+                |r| r.get(0),
+            )
             .optional()?,
         None => None,
     };

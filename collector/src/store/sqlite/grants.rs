@@ -7,7 +7,7 @@ use rusqlite::{params, Connection};
 use super::audit::insert as audit;
 use super::users::account_exists;
 use crate::store::schools::{role_rank, GrantChange, Scope};
-use crate::store::users::Audited;
+use crate::store::users::{Audited, Rotated};
 
 /// 4: several grants per account (keyed by account and role), and the
 /// grant each session acts under (a session open across the upgrade acts
@@ -127,19 +127,21 @@ pub fn grant(
 }
 
 /// Makes the session with `token_hash` act under its account's grant of
-/// `role`, audited; `false` (nothing changed) when the account holds no
-/// such grant.
+/// `role`, under the new token and CSRF token of `rotated` (the old ones
+/// stop working), audited; `false` (nothing changed) when the account
+/// holds no such grant.
 pub fn switch(
     conn: &Connection,
     token_hash: &[u8],
     role: &str,
+    rotated: &Rotated<'_>,
     entry: &Audited<'_>,
 ) -> rusqlite::Result<bool> {
     let tx = super::write_tx(conn)?;
     let switched = tx.execute(
-        "UPDATE console_sessions SET role = ?2 WHERE token_hash = ?1
+        "UPDATE console_sessions SET role = ?2, token_hash = ?3, csrf = ?4 WHERE token_hash = ?1
          AND EXISTS (SELECT 1 FROM console_grants g WHERE g.user = console_sessions.user AND g.role = ?2)",
-        params![token_hash, role],
+        params![token_hash, role, rotated.token_hash, rotated.csrf],
     )? == 1;
     if switched {
         audit(&tx, entry)?;

@@ -164,6 +164,7 @@ const MIGRATIONS: &[fn(&Connection) -> rusqlite::Result<()>] = &[
     v2_schools,
     v3_school_exemptions,
     grants::upgrade,
+    schools::upgrade_settings,
 ];
 
 /// The schema version this collector writes.

@@ -140,15 +140,20 @@ pub fn insert_ack(conn: &Connection, ack: &AckRow<'_>) -> rusqlite::Result<bool>
 /// The pupils known in `group`: everyone who acknowledged any of its notices
 /// on a station, and everyone an alert from one of its stations names.
 pub fn standings(conn: &Connection, group: &str) -> rusqlite::Result<Vec<Standing>> {
-    standings_in(conn, group, "")
+    standings_in(conn, group, "", "")
 }
 
 /// As [`standings`], on the stations of `school` only ('' for every school):
-/// acknowledgements given on them and alerts from them.
+/// acknowledgements given on them and alerts from them. A pupil's standing
+/// is the newest version it accepted of the notices of `notice_school`
+/// ('' for the trust's) only, the notice those stations show: versions
+/// count up per group across schools, so another school's newer notice
+/// (accepted on a station before it moved) is not an acceptance of this one.
 pub fn standings_in(
     conn: &Connection,
     group: &str,
     school: &str,
+    notice_school: &str,
 ) -> rusqlite::Result<Vec<Standing>> {
     let mut stmt = conn.prepare(
         "WITH acks AS (
@@ -160,14 +165,17 @@ pub fn standings_in(
              SELECT a.user FROM alerts a JOIN agents g ON g.agent_id = a.agent_id
              WHERE g.grp = ?1 AND a.source <> 'pupil_report' AND a.user <> ''
              AND (?2 = '' OR g.school = ?2)
+         ), lineage AS (
+             SELECT * FROM acks
+             WHERE version IN (SELECT version FROM notices WHERE grp = ?1 AND school = ?3)
          )
          SELECT k.user,
-                (SELECT MAX(version) FROM acks n WHERE n.user = k.user),
-                (SELECT time_ms FROM acks n WHERE n.user = k.user ORDER BY version DESC, time_ms DESC LIMIT 1),
-                (SELECT station FROM acks n WHERE n.user = k.user ORDER BY version DESC, time_ms DESC LIMIT 1)
+                (SELECT MAX(version) FROM lineage n WHERE n.user = k.user),
+                (SELECT time_ms FROM lineage n WHERE n.user = k.user ORDER BY version DESC, time_ms DESC LIMIT 1),
+                (SELECT station FROM lineage n WHERE n.user = k.user ORDER BY version DESC, time_ms DESC LIMIT 1)
          FROM known k ORDER BY k.user",
     )?;
-    let rows = stmt.query_map([group, school], |r| {
+    let rows = stmt.query_map([group, school, notice_school], |r| {
         Ok(Standing {
             user: r.get(0)?,
             version: r.get::<_, Option<u32>>(1)?.unwrap_or(0),

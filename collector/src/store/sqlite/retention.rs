@@ -5,15 +5,16 @@
 use rusqlite::{params, Connection};
 
 use crate::retention::TERMINAL_STATES;
-use crate::store::retention::PurgeCounts;
+use crate::store::retention::{Cutoffs, PurgeCounts};
 
-/// Removes (or with `dry_run` counts) the alerts closed before `cutoff_ms`.
-pub fn purge(conn: &Connection, cutoff_ms: i64, dry_run: bool) -> rusqlite::Result<PurgeCounts> {
+/// Removes (or with `dry_run` counts) the alerts closed before their
+/// school's cut-off.
+pub fn purge(conn: &Connection, cutoffs: &Cutoffs, dry_run: bool) -> rusqlite::Result<PurgeCounts> {
     // The console makes its tables at start; a collector whose console never
     // ran has no history, so nothing counts as closed.
     crate::console::schema::create(conn)?;
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    let result = purge_in_transaction(conn, cutoff_ms, dry_run);
+    let result = purge_in_transaction(conn, cutoffs, dry_run);
     match (&result, dry_run) {
         (Ok(_), false) => conn.execute_batch("COMMIT")?,
         _ => {
@@ -31,21 +32,31 @@ pub fn purge(conn: &Connection, cutoff_ms: i64, dry_run: bool) -> rusqlite::Resu
 
 fn purge_in_transaction(
     conn: &Connection,
-    cutoff_ms: i64,
+    cutoffs: &Cutoffs,
     dry_run: bool,
 ) -> rusqlite::Result<PurgeCounts> {
     conn.execute_batch(
         "DROP TABLE IF EXISTS temp.purge_alerts;
-         CREATE TEMP TABLE purge_alerts (id INTEGER PRIMARY KEY, primary_alert INTEGER NOT NULL);",
+         CREATE TEMP TABLE purge_alerts (id INTEGER PRIMARY KEY, primary_alert INTEGER NOT NULL);
+         DROP TABLE IF EXISTS temp.purge_cutoffs;
+         CREATE TEMP TABLE purge_cutoffs (school TEXT PRIMARY KEY, cutoff_ms INTEGER NOT NULL);",
     )?;
+    for (school, cutoff_ms) in &cutoffs.schools {
+        conn.execute(
+            "INSERT INTO temp.purge_cutoffs (school, cutoff_ms) VALUES (?1, ?2)",
+            params![school, cutoff_ms],
+        )?;
+    }
     let alerts = conn.execute(
         "INSERT INTO temp.purge_alerts (id, primary_alert)
          SELECT a.id, 1 FROM alerts a
          WHERE a.state IN (?1, ?2)
            AND (SELECT MAX(h.time_ms) FROM console_history h
-                WHERE h.alert_id = a.id AND h.to_state = a.state) < ?3",
-        params![TERMINAL_STATES[0], TERMINAL_STATES[1], cutoff_ms],
+                WHERE h.alert_id = a.id AND h.to_state = a.state)
+               < COALESCE((SELECT c.cutoff_ms FROM temp.purge_cutoffs c WHERE c.school = a.school), ?3)",
+        params![TERMINAL_STATES[0], TERMINAL_STATES[1], cutoffs.trust_ms],
     )? as u64;
+    conn.execute_batch("DROP TABLE temp.purge_cutoffs")?;
     let repeats = conn.execute(
         "INSERT OR IGNORE INTO temp.purge_alerts (id, primary_alert)
          SELECT f.id, 0 FROM alerts f
@@ -87,7 +98,7 @@ fn purge_in_transaction(
         "retention",
         "retention_purge",
         "alerts",
-        &crate::retention::audit_detail(cutoff_ms, &report),
+        &crate::retention::audit_detail(cutoffs, &report),
     )?;
     Ok(report)
 }

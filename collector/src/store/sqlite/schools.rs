@@ -4,7 +4,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::store::schools::{Added, School, DEFAULT_NAME, DEFAULT_SCHOOL};
+use crate::store::schools::{Added, School, SettingsChange, DEFAULT_NAME, DEFAULT_SCHOOL};
 
 /// Creates the table and columns a store made before schools lacks.
 pub fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
@@ -92,15 +92,52 @@ pub fn put(conn: &Connection, id: &str, name: &str, now_ms: i64) -> rusqlite::Re
 }
 
 pub fn list(conn: &Connection) -> rusqlite::Result<Vec<School>> {
-    let mut stmt = conn.prepare("SELECT id, name, created_ms FROM schools ORDER BY id")?;
+    let mut stmt = conn.prepare(
+        "SELECT id, name, created_ms, time_zone, retention_months FROM schools ORDER BY id",
+    )?;
     let rows = stmt.query_map([], |r| {
         Ok(School {
             id: r.get(0)?,
             name: r.get(1)?,
             created_ms: r.get(2)?,
+            time_zone: r.get(3)?,
+            retention_months: r.get(4)?,
         })
     })?;
     rows.collect()
+}
+
+/// 5: a school's own time zone and retention ('' and 0: the trust's).
+pub fn upgrade_settings(conn: &Connection) -> rusqlite::Result<()> {
+    add_column(conn, "schools", "time_zone", "TEXT NOT NULL DEFAULT ''")?;
+    add_column(
+        conn,
+        "schools",
+        "retention_months",
+        "INTEGER NOT NULL DEFAULT 0",
+    )
+}
+
+/// Changes school `id`'s own settings, audited; `false` (nothing changed)
+/// when there is no such school.
+pub fn set_settings(
+    conn: &Connection,
+    id: &str,
+    change: &SettingsChange<'_>,
+    entry: &crate::store::users::Audited<'_>,
+) -> rusqlite::Result<bool> {
+    let tx = super::write_tx(conn)?;
+    let found = tx.execute(
+        "UPDATE schools SET time_zone = COALESCE(?2, time_zone),
+             retention_months = COALESCE(?3, retention_months)
+         WHERE id = ?1",
+        params![id, change.time_zone, change.retention_months],
+    )? == 1;
+    if found {
+        super::audit::insert(&tx, entry)?;
+        tx.commit()?;
+    }
+    Ok(found)
 }
 
 /// Moves unrevoked agent `agent_id` to school `to` (which must exist),

@@ -1,0 +1,289 @@
+//! A school's own settings, on SQLite and on PostgreSQL: its time zone and
+//! its retention, each the trust's until set. `schools set` refuses an
+//! unknown zone, a retention out of range and an unknown school with
+//! nothing changed; the retention purge removes North's closed alert by
+//! North's one month and keeps South's (the trust's twelve); North's weekly
+//! summary counts North's Monday-to-Sunday in North's zone (Pacific/Auckland)
+//! while the trust's and South's count London's.
+
+mod tenants_common;
+
+use tenants_common::{ask, now_ms, text_of, Db, PASSWORD};
+use tutela_tests::postgres::PgCluster;
+use tutela_tests::web::sign_in;
+use tutela_tests::{free_port, parse_email, run_failing, run_ok, Scratch, SmtpSink};
+
+/// Sunday 1 June 2025, 13:00 UTC: Monday 2 June 01:00 in Auckland (in the
+/// week of Monday 2 June there), still Sunday in London (the week before).
+const SUNDAY_1: i64 = 1_748_782_800_000;
+/// Sunday 8 June 2025, 13:00 UTC: Monday 9 June in Auckland (the next
+/// week), Sunday in London (in the week of Monday 2 June).
+const SUNDAY_8: i64 = SUNDAY_1 + 7 * 86_400_000;
+/// Tuesday 3 June 2025, noon UTC: in the week of Monday 2 June everywhere.
+const TUESDAY: i64 = 1_748_952_000_000;
+const DAY_MS: i64 = 86_400_000;
+
+/// Stores an alert of `school` at `time_ms`, in `state`; its id.
+fn alert(db: &Db<'_>, n: u32, school: &str, time_ms: i64, state: &str) -> i64 {
+    let byte = db.blob("00");
+    db.exec(&format!(
+        "INSERT INTO alerts (event_id, agent_id, seq, time_ms, received_ms, \"user\", station,
+            source, context, app, app_path, window_title, url, search_query, category,
+            severity, rule_id, term, matches, rules_version, body, signature, body_hash, school, state)
+         VALUES ('ev-{n}', 'ag-{school}', {n}, {time_ms}, {time_ms}, 'pupil.{school}', '{school}-PC01',
+            'typed', 'context', 'firefox', '', '', '', '', 'bullying', 3, 'bullying/seed', 'term',
+            '[]', 7, {byte}, {byte}, {byte}, '{school}', '{state}')"
+    ));
+    db.id(&format!("SELECT id FROM alerts WHERE event_id = 'ev-{n}'"))
+}
+
+/// Stores a closed alert of `school`, closed `days` ago; its id.
+fn closed(db: &Db<'_>, n: u32, school: &str, days: i64) -> i64 {
+    let at = now_ms() - days * DAY_MS;
+    let id = alert(db, n, school, at - DAY_MS, "closed");
+    db.exec(&format!(
+        "INSERT INTO console_history (alert_id, time_ms, actor, from_state, to_state, reason)
+         VALUES ({id}, {at}, 'dsl', 'new', 'closed', 'done')"
+    ));
+    id
+}
+
+fn scenario(pg: Option<&PgCluster>, name: &str) {
+    let scratch = Scratch::new(name);
+    let (mut c, db) = Db::collector(scratch.path("collector"), pg);
+    let smtp_port = free_port();
+    c.set_section("console", "enabled = false\ntime_zone = \"Europe/London\"")
+        .unwrap();
+    let mail = tenants_common::mail_to_schools_and_trust(smtp_port, "");
+    c.set_section("mail", &mail).unwrap();
+    tenants_common::weekly_summary_on(&c);
+    for (id, title) in [("north", "North Primary"), ("south", "South Academy")] {
+        run_ok(c.cmd().args(["schools", "add", id, "--name", title])).unwrap();
+    }
+    // The console's tables (an account made once).
+    let password = scratch.path("password");
+    std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
+    run_ok(
+        c.cmd()
+            .args(["user", "add", "lead", "--role", "dsl", "--trust"])
+            .arg("--password-file")
+            .arg(&password),
+    )
+    .unwrap();
+    run_ok(c.cmd().args(["summary", "--status"])).unwrap();
+
+    // Wrong values are refused, saying what to give, with nothing changed.
+    for (args, says) in [
+        (&["--time-zone", "Mars/Olympus"][..], "is not a time zone"),
+        (&["--retention-months", "121"][..], "1-120 calendar months"),
+        (&[][..], "give --time-zone and/or --retention-months"),
+    ] {
+        let out = run_failing(c.cmd().args(["schools", "set", "north"]).args(args));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let out = run_failing(
+        c.cmd()
+            .args(["schools", "set", "west", "--retention-months", "3"]),
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("there is no school \"west\""));
+    let list = run_ok(c.cmd().args(["schools", "list"])).unwrap();
+    assert!(list.contains("north\tNorth Primary\n"), "{list}");
+
+    let out = run_ok(c.cmd().args([
+        "schools",
+        "set",
+        "north",
+        "--time-zone",
+        "Pacific/Auckland",
+        "--retention-months",
+        "1",
+    ]))
+    .unwrap();
+    assert!(
+        out.contains("school north: school=north, time_zone=Pacific/Auckland, retention_months=1"),
+        "{out}"
+    );
+    let list = run_ok(c.cmd().args(["schools", "list"])).unwrap();
+    assert!(
+        list.contains("north\tNorth Primary\ttime zone Pacific/Auckland, retention 1 months\n")
+            && list.contains("south\tSouth Academy\n"),
+        "{list}"
+    );
+    assert_eq!(
+        db.one("SELECT detail FROM console_audit WHERE action = 'school_settings'"),
+        "school=north; time_zone=Pacific/Auckland; retention_months=1"
+    );
+
+    // Retention: North keeps closed alerts one month, South the trust's 12.
+    let north_old = closed(&db, 101, "north", 60);
+    let north_new = closed(&db, 102, "north", 10);
+    let south_old = closed(&db, 103, "south", 60);
+    let dry = run_ok(c.cmd().args(["purge", "--dry-run"])).unwrap();
+    assert!(dry.contains("would remove 1 alerts"), "{dry}");
+    assert!(dry.contains("; school north: closed before "), "{dry}");
+    let out = run_ok(c.cmd().arg("purge")).unwrap();
+    assert!(out.contains("removed 1 alerts"), "{out}");
+    let left = |id: i64| db.one(&format!("SELECT COUNT(*) FROM alerts WHERE id = {id}"));
+    assert_eq!(left(north_old), "0", "North's alert past North's month");
+    assert_eq!(left(north_new), "1", "North's alert within North's month");
+    assert_eq!(
+        left(south_old),
+        "1",
+        "South's alert within the trust's year"
+    );
+    // Back to the trust's retention: the next purge keeps North's too.
+    run_ok(
+        c.cmd()
+            .args(["schools", "set", "north", "--retention-months", "0"]),
+    )
+    .unwrap();
+    let north_again = closed(&db, 104, "north", 60);
+    run_ok(c.cmd().arg("purge")).unwrap();
+    assert_eq!(left(north_again), "1");
+
+    // The summary: North's week in Auckland, the trust's and South's in
+    // London.
+    alert(&db, 1, "north", SUNDAY_1, "new");
+    alert(&db, 2, "north", SUNDAY_8, "new");
+    alert(&db, 3, "south", TUESDAY, "new");
+    let sink = SmtpSink::start(smtp_port, scratch.path("mail")).unwrap();
+    let out = run_ok(
+        c.cmd()
+            .args(["summary", "--send-now", "--week", "2025-06-02"]),
+    )
+    .unwrap();
+    assert!(out.contains("queued 3 summary emails"), "{out}");
+    let messages = sink
+        .wait_for(3, std::time::Duration::from_secs(10))
+        .unwrap();
+    let mut by_rcpt = std::collections::BTreeMap::new();
+    for (rcpt, path) in &messages {
+        let email = parse_email(path).unwrap();
+        let subject = email["subject"].as_str().unwrap().to_owned();
+        by_rcpt.insert(rcpt[0].clone(), (subject, text_of(&email)));
+    }
+    let expect = |rcpt: &str, lines: &[&str]| {
+        let (subject, text) = &by_rcpt[rcpt];
+        assert!(
+            subject.ends_with("week of Mon 2 Jun 2025"),
+            "{rcpt}: {subject}"
+        );
+        for line in lines {
+            assert!(
+                text.lines().any(|l| l.starts_with(line)),
+                "{rcpt}: {line:?} not in\n{text}"
+            );
+        }
+    };
+    expect(
+        "north@trust.test",
+        &["Alerts this week: 1 (previous week 0", "Week: "],
+    );
+    assert!(by_rcpt["north@trust.test"].1.contains("Pacific/Auckland"));
+    expect(
+        "south@trust.test",
+        &["Alerts this week: 1 (previous week 0"],
+    );
+    expect("lead@trust.test", &["Alerts this week: 2 (previous week 1"]);
+    assert!(!by_rcpt["lead@trust.test"].1.contains("Pacific/Auckland"));
+    drop(sink);
+    console(&mut c, &db, &password);
+}
+
+/// The Settings page: North's DSL sets North's own settings (checked
+/// first) and no other school's, and sees North's alerts in North's zone;
+/// the trust's DSL sets South's and sees London's times; a technician may
+/// not change them.
+fn console(c: &mut tutela_tests::Collector, db: &Db<'_>, password: &std::path::Path) {
+    let port = free_port();
+    c.set_section(
+        "console",
+        &format!("listen = \"127.0.0.1:{port}\"\ntime_zone = \"Europe/London\""),
+    )
+    .unwrap();
+    for (name, role) in [("dsl-north", "dsl"), ("tech-north", "technician")] {
+        run_ok(
+            c.cmd()
+                .args(["user", "add", name, "--role", role, "--school", "north"])
+                .arg("--password-file")
+                .arg(password),
+        )
+        .unwrap();
+    }
+    c.start().unwrap();
+    tutela_tests::console_client::wait_for_port(port);
+    let north = sign_in(port, "dsl-north", PASSWORD, "/settings");
+    let page = ask(port, &north, "GET", "/settings", &[]);
+    assert!(
+        page.body.contains("Save north")
+            && !page.body.contains("Save south")
+            && !page.body.contains("settings-form"),
+        "North's DSL sets North's own settings only: {}",
+        page.body
+    );
+    let set = |me: &(String, String), school: &str, zone: &str, months: &str| {
+        ask(
+            port,
+            me,
+            "POST",
+            "/settings/school",
+            &[
+                ("school", school),
+                ("time_zone", zone),
+                ("retention_months", months),
+            ],
+        )
+    };
+    let r = set(&north, "north", "Mars/Olympus", "3");
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("is not a time zone") && r.body.contains("Nothing was changed"));
+    let r = set(&north, "north", "UTC", "500");
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("1-120 calendar months"), "{}", r.body);
+    assert_eq!(set(&north, "south", "UTC", "3").status, 404);
+    let own = |school: &str| {
+        db.one(&format!(
+            "SELECT time_zone || '|' || retention_months FROM schools WHERE id = '{school}'"
+        ))
+    };
+    assert_eq!(own("north"), "Pacific/Auckland|0", "nothing changed");
+    assert_eq!(own("south"), "|0", "nothing changed");
+    assert_eq!(set(&north, "north", "Pacific/Auckland", "6").status, 303);
+    assert_eq!(own("north"), "Pacific/Auckland|6");
+    assert_eq!(
+        db.one(
+            "SELECT detail FROM console_audit WHERE actor = 'dsl-north' AND action = 'school_settings'"
+        ),
+        "school=north; time_zone=Pacific/Auckland; retention_months=6"
+    );
+    // North's alert of Sunday 1 June 13:00 UTC is Monday 01:00 in Auckland.
+    let queue = ask(port, &north, "GET", "/queue?state=all", &[]);
+    assert!(queue.body.contains("NZST"), "{}", queue.body);
+
+    let lead = sign_in(port, "lead", PASSWORD, "/settings");
+    let queue = ask(port, &lead, "GET", "/queue?state=all", &[]);
+    assert!(
+        queue.body.contains("BST") && !queue.body.contains("NZST"),
+        "the trust's DSL sees London's times"
+    );
+    assert_eq!(set(&lead, "south", "Europe/Dublin", "24").status, 303);
+    assert_eq!(own("south"), "Europe/Dublin|24");
+
+    let tech = sign_in(port, "tech-north", PASSWORD, "/fleet");
+    assert_eq!(ask(port, &tech, "GET", "/settings", &[]).status, 403);
+    assert_eq!(set(&tech, "north", "UTC", "1").status, 403);
+    assert_eq!(own("north"), "Pacific/Auckland|6");
+    c.kill9();
+}
+
+#[test]
+fn on_sqlite_a_school_has_its_own_time_zone_and_retention() {
+    scenario(None, "tenants-settings-sqlite");
+}
+
+#[test]
+fn on_postgresql_a_school_has_its_own_time_zone_and_retention() {
+    let pg = PgCluster::start().unwrap();
+    scenario(Some(&pg), "tenants-settings-postgres");
+}
