@@ -9,6 +9,8 @@
 //! backoff_max_ms = 30000
 //! max_message_bytes = 3145728  # largest event sent (capture + body)
 //! heartbeat_secs = 60          # status report (versions, spool backlog) to the collector
+//! idle_close_secs = 20         # event stream closed this long after its last event is
+//!                              # acknowledged, opened again for the next (0: kept open)
 //! [evidence]
 //! cooldown_secs = 60           # repeats of a rule in one window within this fold into one alert
 //! burst_shots = 3              # shots taken for rules with capture = "burst"
@@ -137,6 +139,15 @@ pub struct UplinkSection {
     pub backoff_max_ms: u64,
     pub max_message_bytes: usize,
     pub heartbeat_secs: u64,
+    pub idle_close_secs: u64,
+}
+
+impl UplinkSection {
+    /// How long the event stream stays open with nothing to send; `None`
+    /// (0 in the file) keeps it open.
+    pub fn idle_close(&self) -> Option<std::time::Duration> {
+        (self.idle_close_secs > 0).then(|| std::time::Duration::from_secs(self.idle_close_secs))
+    }
 }
 
 impl Default for UplinkSection {
@@ -146,6 +157,7 @@ impl Default for UplinkSection {
             backoff_max_ms: 30_000,
             max_message_bytes: 3 * 1024 * 1024,
             heartbeat_secs: 60,
+            idle_close_secs: crate::uplink::IDLE_CLOSE.as_secs(),
         }
     }
 }
@@ -227,5 +239,23 @@ mod tests {
         assert_eq!(hold.time, std::time::Duration::ZERO, "0: no hold");
         let defaults = AgentConfig::default().typed.hold().unwrap();
         assert_eq!(defaults, crate::monitor::HoldSettings::default());
+    }
+
+    #[test]
+    fn the_event_stream_closes_when_idle_by_default_and_0_keeps_it_open() {
+        let defaults = AgentConfig::default();
+        assert_eq!(
+            defaults.uplink.idle_close(),
+            Some(crate::uplink::IDLE_CLOSE)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "[uplink]\nidle_close_secs = 0\n").unwrap();
+        assert_eq!(AgentConfig::load(&path).unwrap().uplink.idle_close(), None);
+        std::fs::write(&path, "[uplink]\nidle_close_secs = 5\n").unwrap();
+        assert_eq!(
+            AgentConfig::load(&path).unwrap().uplink.idle_close(),
+            Some(std::time::Duration::from_secs(5))
+        );
     }
 }

@@ -2,7 +2,10 @@
 //! one real collector (`tutela-collector serve`, a separate process) on
 //! loopback. Each simulated agent has its own key and its own pinned TLS
 //! connection, enrols with a technician's token, holds a rules subscription
-//! and an event stream open, sends signed, chained events and heartbeats.
+//! open, sends signed, chained events and heartbeats. As the agent does, it
+//! opens its event stream when an event is due and closes it once every
+//! event sent is acknowledged and nothing new has come for the idle time
+//! (the agent's default, 20 s; `--idle-close 0` keeps streams open).
 //!
 //! The fleet grows in steps (the sizes given); at each size it holds for a
 //! while, then a rule pack is published and its fan-out to every connected
@@ -11,13 +14,16 @@
 //! collector's RSS and threads, enrolment refusals, event commit failures
 //! (streams ended with `UNAVAILABLE`), other stream and heartbeat refusals,
 //! the store errors the collector logged, acknowledgement latency p50/p99
-//! and the publication fan-out time.
+//! (an event that opens its stream counts from before the opening), event
+//! streams open, opened and closed for idleness, the time to open one, and
+//! the publication fan-out time.
 //!
 //! Run (`ulimit -n` must exceed the largest size; each side holds one
 //! descriptor per agent):
 //! `cargo build --release -p tutela-collector` and then
 //! `cargo bench -p tutela-tests --bench fleet_load -- [SIZES] [--hold SECS]
-//!  [--events-per-sec N] [--heartbeat-secs N] [--postgres]`, e.g. `-- 2000 10000 19000`.
+//!  [--events-per-sec N] [--heartbeat-secs N] [--idle-close SECS] [--postgres]`,
+//! e.g. `-- 2000 10000 19000`.
 //! Defaults: 2000 agents, hold 30 s, 200 events/s across the fleet,
 //! a heartbeat every 60 s per agent, the embedded SQLite store. `--postgres`
 //! runs the collector on a throwaway PostgreSQL cluster on loopback (review
@@ -47,6 +53,8 @@ struct Options {
     hold: Duration,
     events_per_sec: f64,
     heartbeat: Duration,
+    /// `None`: event streams kept open.
+    idle_close: Option<Duration>,
     postgres: bool,
 }
 
@@ -57,6 +65,7 @@ fn options() -> Options {
         hold: Duration::from_secs(30),
         events_per_sec: 200.0,
         heartbeat: Duration::from_secs(60),
+        idle_close: Some(tutela_agent::uplink::IDLE_CLOSE),
         postgres: false,
     };
     let mut i = 0;
@@ -70,6 +79,9 @@ fn options() -> Options {
             "--hold" => o.hold = Duration::from_secs_f64(value(i)),
             "--events-per-sec" => o.events_per_sec = value(i),
             "--heartbeat-secs" => o.heartbeat = Duration::from_secs_f64(value(i)),
+            "--idle-close" => {
+                o.idle_close = Some(Duration::from_secs_f64(value(i))).filter(|d| !d.is_zero())
+            }
             "--postgres" => {
                 o.postgres = true;
                 i += 1;
@@ -162,19 +174,24 @@ fn main() {
         o.heartbeat,
         CONNECTING_AT_ONCE,
     );
+    fleet.set_idle_close(o.idle_close);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let (idle_rss, idle_threads) = collector_memory(pid);
     println!(
-        "fleet load on {}: sizes {:?}, hold {} s, {} events/s at the largest size (one per agent every {:.1} s), a heartbeat per agent every {} s",
+        "fleet load on {}: sizes {:?}, hold {} s, {} events/s at the largest size (one per agent every {:.1} s), a heartbeat per agent every {} s, event streams {}",
         if o.postgres { "PostgreSQL" } else { "SQLite" },
         o.sizes,
         o.hold.as_secs(),
         o.events_per_sec,
         fleet.event_every().as_secs_f64(),
-        o.heartbeat.as_secs()
+        o.heartbeat.as_secs(),
+        match o.idle_close {
+            Some(idle) => format!("closed after {} s idle", idle.as_secs_f64()),
+            None => "kept open".into(),
+        }
     );
     println!("collector idle: RSS {idle_rss:.0} MiB, {idle_threads} threads");
     let mut started = 0usize;
@@ -201,11 +218,19 @@ fn main() {
         }
         let ramp_took = ramp.elapsed();
         fleet.stats.ack_latency_us.lock().unwrap().clear();
+        fleet.stats.stream_open_us.lock().unwrap().clear();
         let acked_before = fleet.stats.events_acked.load(Relaxed);
+        let opens_before = fleet.stats.stream_opens.load(Relaxed);
+        let closes_before = fleet.stats.idle_closes.load(Relaxed);
         std::thread::sleep(o.hold);
         let mut latencies = std::mem::take(&mut *fleet.stats.ack_latency_us.lock().unwrap());
         latencies.sort_unstable();
+        let mut opening = std::mem::take(&mut *fleet.stats.stream_open_us.lock().unwrap());
+        opening.sort_unstable();
         let acked = fleet.stats.events_acked.load(Relaxed) - acked_before;
+        let opens = fleet.stats.stream_opens.load(Relaxed) - opens_before;
+        let closes = fleet.stats.idle_closes.load(Relaxed) - closes_before;
+        let streams_open = fleet.stats.streams_open.load(Relaxed);
         let (rss, threads) = collector_memory(pid);
         version += 1;
         let (fanout, reached, expected) = publish(collector, &scratch, &fleet, version);
@@ -228,6 +253,11 @@ fn main() {
             percentile(&latencies, 50.0),
             percentile(&latencies, 99.0),
             latencies.last().map_or(f64::NAN, |l| *l as f64 / 1000.0)
+        );
+        println!(
+            "  event streams: {streams_open} open when memory was read; while holding {opens} opened, {closes} closed for idleness; opening p50 {:.1} ms, p99 {:.1} ms",
+            percentile(&opening, 50.0),
+            percentile(&opening, 99.0)
         );
         println!(
             "  publication v{version}: reached {reached} of {expected} agents in {:.0} ms",

@@ -2,7 +2,9 @@
 //! each with its own key and pinned TLS connection, enrolling with a
 //! technician's token, holding a rules subscription and an event stream
 //! open, sending signed, chained events and heartbeats. Everything the
-//! collector refused is counted by code and message.
+//! collector refused is counted by code and message. With
+//! [`Fleet::set_idle_close`] an agent opens its event stream only when an
+//! event is due and closes it when idle, as the agent does.
 //!
 //! Each agent is given every address in the token (the collector and its
 //! fallbacks), as a real agent is. When its connection is lost (the
@@ -10,8 +12,7 @@
 //! resends the events not yet acknowledged, with their sequence numbers and
 //! hash chain unchanged.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,12 +27,18 @@ use tutela_proto::v1::ingest_client::IngestClient;
 use tutela_proto::v1::rules_client::RulesClient;
 use tutela_proto::v1::rules_update::Update;
 use tutela_proto::v1::{
-    AckStatus, EnrolRequest, HeartbeatBody, Observation, RuleMatch, SignedEvent, SignedHeartbeat,
+    EnrolRequest, HeartbeatBody, Observation, RuleMatch, SignedEvent, SignedHeartbeat,
     SignedSubscribe, Source, SubscribeBody,
 };
 
+mod outbox;
 mod stats;
+use outbox::{End, Outbox};
 use stats::Decrement;
+
+/// How long an agent waits for the collector to end an event stream it
+/// ended for idleness.
+const IDLE_END_WAIT: Duration = Duration::from_secs(30);
 pub use stats::{connection_lost, Stats};
 
 /// How a fleet behaves; see [`Fleet::with`].
@@ -70,6 +77,8 @@ pub struct Fleet {
     batch: AtomicUsize,
     /// Events each agent seals ahead of sending (see [`Fleet::prepare`]).
     prepare: watch::Sender<u64>,
+    /// See [`Fleet::set_idle_close`]; in milliseconds, 0 for never.
+    idle_close_ms: AtomicU64,
     pub events_each: u64,
     pub one_more_below: usize,
     pub heartbeat_every: Duration,
@@ -118,6 +127,7 @@ impl Fleet {
             event_every: watch::Sender::new(o.event_every),
             batch: AtomicUsize::new(1),
             prepare: watch::Sender::new(0),
+            idle_close_ms: AtomicU64::new(0),
             events_each: o.events_each,
             one_more_below: o.one_more_below,
             heartbeat_every: o.heartbeat_every,
@@ -152,6 +162,21 @@ impl Fleet {
     /// reset it before asking. Events sent use the sealed ones first.
     pub fn prepare(&self, events: u64) {
         self.prepare.send_replace(events);
+    }
+
+    /// Makes agents close their event stream, as the agent does, once
+    /// nothing has waited for an acknowledgement for `idle` (`None`: kept
+    /// open, the default), and open it again when an event is due. Agents
+    /// follow a change from their next stream on.
+    pub fn set_idle_close(&self, idle: Option<Duration>) {
+        let ms = idle.map_or(0, |d| (d.as_millis() as u64).max(1));
+        self.idle_close_ms.store(ms, Relaxed);
+    }
+
+    /// See [`Fleet::set_idle_close`].
+    pub fn idle_close(&self) -> Option<Duration> {
+        let ms = self.idle_close_ms.load(Relaxed);
+        (ms > 0).then(|| Duration::from_millis(ms))
     }
 
     /// Events agent `n` sends in all.
@@ -382,13 +407,7 @@ impl Agent {
     async fn events(self: Arc<Self>, fleet: Arc<Fleet>) {
         let stats = &fleet.stats;
         let last = fleet.events_for(self.n);
-        // Sealed in order; `sealed` is the last number sealed and
-        // `prev_hash` its hash; `ready` holds those sealed and not yet sent.
-        let mut chain = Chain::default();
-        let mut ready: VecDeque<(u64, SignedEvent)> = VecDeque::new();
-        let mut sent_seq = 0u64;
-        // Sent and not yet acknowledged: resent on a new stream.
-        let mut unacked: VecDeque<(u64, Instant, SignedEvent)> = VecDeque::new();
+        let mut out = Outbox::default();
         let mut every = fleet.event_every.subscribe();
         let mut prepare = fleet.prepare.subscribe();
         prepare.mark_changed();
@@ -398,8 +417,39 @@ impl Agent {
             stats.agents_done.fetch_add(1, Relaxed);
         }
         loop {
+            let idle_close = fleet.idle_close();
+            // Opened on demand, as the agent does: with nothing waiting for
+            // an acknowledgement, no stream until an event is due.
+            let mut due = false;
+            if idle_close.is_some() && out.unacked.is_empty() {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next), if out.sent_seq < last => due = true,
+                    Ok(()) = every.changed() => {
+                        let batch = fleet.batch.load(Relaxed) as f64;
+                        next = tokio::time::Instant::now()
+                            + jitter(every.borrow_and_update().mul_f64(batch), self.n, 7);
+                        continue;
+                    }
+                    Ok(()) = prepare.changed() => {
+                        let want = *prepare.borrow_and_update();
+                        out.prepare(&self, stats, want, last).await;
+                        continue;
+                    }
+                    else => std::future::pending::<()>().await,
+                }
+            }
             let (channel, generation) = self.channel();
             let (tx, rx) = mpsc::channel(64);
+            let opening = Instant::now();
+            // The due event goes with the stream's opening, as the agent's
+            // does: opening the stream is part of its acknowledgement time.
+            if due {
+                let batch = fleet.batch.load(Relaxed) as u64;
+                next =
+                    (next + every.borrow().mul_f64(batch as f64)).max(tokio::time::Instant::now());
+                out.send(&self, &fleet, &tx, batch.min(last - out.sent_seq), opening)
+                    .await;
+            }
             let opened = IngestClient::new(channel)
                 .stream(ReceiverStream::new(rx))
                 .await;
@@ -415,28 +465,39 @@ impl Agent {
                     continue;
                 }
             };
-            stats.events_resent.fetch_add(unacked.len() as u64, Relaxed);
-            for (_, _, e) in &unacked {
-                let _ = tx.send(e.clone()).await;
+            stats.stream_opens.fetch_add(1, Relaxed);
+            stats
+                .stream_open_us
+                .lock()
+                .unwrap()
+                .push(opening.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            stats.streams_open.fetch_add(1, Relaxed);
+            let _open = Decrement(&stats.streams_open);
+            if !due {
+                stats
+                    .events_resent
+                    .fetch_add(out.unacked.len() as u64, Relaxed);
+                for (_, _, e) in &out.unacked {
+                    let _ = tx.send(e.clone()).await;
+                }
             }
-            let lost = loop {
+            // Since when nothing has waited for an acknowledgement.
+            let mut quiet_since = tokio::time::Instant::now();
+            let far = quiet_since + Duration::from_secs(365 * 86_400);
+            let ended = loop {
+                let idle_at = idle_close.map_or(far, |idle| quiet_since + idle);
                 tokio::select! {
-                    _ = tokio::time::sleep_until(next), if sent_seq < last => {
+                    _ = tokio::time::sleep_until(next), if out.sent_seq < last => {
                         // Late (the process is busy): at most one send
                         // follows at once, no catching up beyond that.
                         let batch = fleet.batch.load(Relaxed) as u64;
                         let now = tokio::time::Instant::now();
                         next = (next + every.borrow().mul_f64(batch as f64)).max(now);
-                        for _ in 0..batch.min(last - sent_seq) {
-                            let (seq, event) = match ready.pop_front() {
-                                Some(sealed) => sealed,
-                                None => chain.seal(&self),
-                            };
-                            sent_seq = seq;
-                            unacked.push_back((seq, Instant::now(), event.clone()));
-                            stats.events_sent.fetch_add(1, Relaxed);
-                            let _ = tx.send(event).await;
-                        }
+                        out.send(&self, &fleet, &tx, batch.min(last - out.sent_seq), Instant::now())
+                            .await;
+                    }
+                    _ = tokio::time::sleep_until(idle_at), if idle_close.is_some() && out.unacked.is_empty() => {
+                        break End::Idle;
                     }
                     Ok(()) = every.changed() => {
                         let now = tokio::time::Instant::now();
@@ -445,50 +506,51 @@ impl Agent {
                     }
                     Ok(()) = prepare.changed() => {
                         let want = *prepare.borrow_and_update();
-                        if want == 0 {
-                            continue;
-                        }
-                        while (ready.len() as u64) < want && chain.sealed < last {
-                            ready.push_back(chain.seal(&self));
-                            if chain.sealed % 32 == 0 {
-                                tokio::task::yield_now().await;
-                            }
-                        }
-                        stats.agents_prepared.fetch_add(1, Relaxed);
+                        out.prepare(&self, stats, want, last).await;
                     }
                     ack = acks.message() => match ack {
                         Ok(Some(ack)) => {
-                            let now = Instant::now();
-                            let mut latencies = Vec::new();
-                            while unacked.front().is_some_and(|(s, _, _)| *s <= ack.seq) {
-                                let (_, sent, _) = unacked.pop_front().unwrap();
-                                latencies.push(now.duration_since(sent).as_micros().min(u32::MAX as u128) as u32);
-                            }
-                            if ack.status == AckStatus::Duplicate as i32 {
-                                stats.acks_duplicate.fetch_add(1, Relaxed);
-                            }
-                            stats.events_acked.fetch_add(latencies.len() as u64, Relaxed);
-                            stats.ack_latency_us.lock().unwrap().extend(latencies);
-                            if !done && sent_seq == last && unacked.is_empty() {
+                            out.acknowledged(&ack, stats);
+                            quiet_since = tokio::time::Instant::now();
+                            if !done && out.sent_seq == last && out.unacked.is_empty() {
                                 done = true;
                                 stats.agents_done.fetch_add(1, Relaxed);
                             }
                         }
-                        Ok(None) => break false,
-                        Err(status) if connection_lost(&status) => break true,
-                        Err(status) => {
-                            if status.code() == tonic::Code::Unavailable {
-                                stats.commit_failures.fetch_add(1, Relaxed);
-                            }
-                            stats.refused("events", &status);
-                            break false;
-                        }
+                        Ok(None) => break End::Closed,
+                        Err(status) => break End::Failed(status),
                     }
                 }
             };
-            if lost {
-                self.reconnect(&fleet, generation).await;
-                continue;
+            // Idle: this side ends the stream (everything sent is
+            // acknowledged), and the collector ends its side in turn.
+            drop(tx);
+            let ended = match ended {
+                End::Idle => match tokio::time::timeout(IDLE_END_WAIT, acks.message()).await {
+                    Ok(Ok(None)) => {
+                        stats.idle_closes.fetch_add(1, Relaxed);
+                        continue;
+                    }
+                    Ok(Ok(Some(_))) => End::Closed,
+                    Ok(Err(status)) => End::Failed(status),
+                    Err(_) => End::Failed(tonic::Status::deadline_exceeded(
+                        "the collector did not end an event stream this side ended",
+                    )),
+                },
+                other => other,
+            };
+            match ended {
+                End::Failed(status) if connection_lost(&status) => {
+                    self.reconnect(&fleet, generation).await;
+                    continue;
+                }
+                End::Failed(status) => {
+                    if status.code() == tonic::Code::Unavailable {
+                        stats.commit_failures.fetch_add(1, Relaxed);
+                    }
+                    stats.refused("events", &status);
+                }
+                End::Closed | End::Idle => {}
             }
             tokio::time::sleep(Duration::from_secs(1) + jitter(Duration::from_secs(2), self.n, 5))
                 .await;

@@ -71,6 +71,7 @@ pub(super) async fn run(
         backoff_initial: Duration::from_millis(config.uplink.backoff_initial_ms),
         backoff_max: Duration::from_millis(config.uplink.backoff_max_ms),
         max_message_bytes: config.uplink.max_message_bytes,
+        idle_close: config.uplink.idle_close(),
     };
     tracing::info!(agent_id = %enrolment.agent_id, collector = %enrolment.collector, "agent running");
     // Events from here on are this machine's own, whatever the spool held.

@@ -421,7 +421,12 @@ impl Ingest for IngestService {
                 // A refusal within the run comes before the one that ended it.
                 let refusal = match (Box::pin(service.ingest_run(run, &tx)).await, end) {
                     (Some(status), _) | (None, End::Refused(status)) => status,
-                    (None, End::Finished) => break,
+                    // The agent ended its side (it closes an idle stream
+                    // once everything it sent is acknowledged): normal.
+                    (None, End::Finished) => {
+                        tracing::debug!(peer, "event stream ended by the agent");
+                        break;
+                    }
                     (None, End::Open) => continue,
                 };
                 // Through the writer, so the agent first hears which of the

@@ -39,8 +39,17 @@ pub struct Stats {
     pub heartbeat_refusals: AtomicUsize,
     /// Every refusal by its code and message, for the report.
     pub refusals: Mutex<BTreeMap<String, usize>>,
-    /// Send-to-acknowledgement times in microseconds.
+    /// Send-to-acknowledgement times in microseconds (for an event that
+    /// opened its stream, from before the stream was opened).
     pub ack_latency_us: Mutex<Vec<u32>>,
+    /// Event streams opened, and closed by agents for idleness.
+    pub stream_opens: AtomicU64,
+    pub idle_closes: AtomicU64,
+    /// Event streams open now.
+    pub streams_open: AtomicUsize,
+    /// Times from opening an event stream to the collector's answer, in
+    /// microseconds.
+    pub stream_open_us: Mutex<Vec<u32>>,
     /// The version being timed and how many agents have received it.
     pub fanout_version: AtomicU32,
     pub fanout_received: AtomicUsize,

@@ -3,6 +3,15 @@
 //! Reconnects with exponential backoff and full jitter, and always resumes
 //! from the first unacknowledged event.
 //!
+//! The event stream is open only while there is something to send: it is
+//! opened when the spool holds an event, and once every event sent on it
+//! has been acknowledged and nothing new has come for
+//! [`UplinkConfig::idle_close`] (by default [`IDLE_CLOSE`]), the agent ends
+//! its side cleanly and lets the connection go. An agent sends an event only
+//! on a match, so an idle agent then costs the collector nothing for its
+//! events. Opening again is a reconnect: it resumes from the first
+//! unacknowledged event, under the same rules.
+//!
 //! An event the collector refuses for good is set aside in the spool's
 //! quarantine so the events after it flow: at once when the refusal names its
 //! sequence number, and otherwise (a refusal for size or format, which the
@@ -11,8 +20,9 @@
 //! in a row.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
@@ -26,6 +36,14 @@ use crate::spool::{Spool, SpoolError};
 const MAX_IN_FLIGHT: usize = 1024;
 const READ_BATCH: usize = 256;
 const ACK_BATCH: usize = 512;
+/// How often the spool is looked at for events when no append was
+/// signalled (events written by another path).
+const SPOOL_POLL: Duration = Duration::from_secs(1);
+
+/// How long the event stream stays open once every event sent on it is
+/// acknowledged, by default: a match often comes with others (a burst of
+/// shots, repeats), which then share one stream.
+pub const IDLE_CLOSE: Duration = Duration::from_secs(20);
 
 /// Untagged size or format refusals of the same first event, in a row,
 /// before it is set aside.
@@ -83,6 +101,11 @@ pub struct UplinkConfig {
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub max_message_bytes: usize,
+    /// Ends the event stream and its connection when every event sent on
+    /// it has been acknowledged and nothing new has come for this long;
+    /// it is opened again when the spool has an event to send. `None`
+    /// keeps it open for good.
+    pub idle_close: Option<Duration>,
 }
 
 /// Exponential backoff with full jitter.
@@ -177,15 +200,24 @@ impl RefusalStreak {
     }
 }
 
-/// Runs forever: connect, stream, and on any failure back off and resume.
+/// Runs forever: waits for an event to send, connects, streams, and on any
+/// failure backs off and resumes.
 pub async fn run(config: UplinkConfig, spool: SharedSpool, appended: Arc<Notify>) {
     let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
     let mut streak = RefusalStreak::default();
     loop {
+        if config.idle_close.is_some() {
+            wait_for_events(&spool, &appended).await;
+        }
         match session(&config, &spool, &appended).await {
-            Ok(()) => {
+            Ok(acked) => {
                 backoff.reset();
                 streak = RefusalStreak::default();
+                tracing::debug!(
+                    acked,
+                    "event stream closed while idle; it opens again when there is an event to send"
+                );
+                continue;
             }
             Err((acked, e)) => {
                 if acked > 0 {
@@ -224,11 +256,34 @@ pub async fn run(config: UplinkConfig, spool: SharedSpool, appended: Arc<Notify>
     }
 }
 
+/// Returns once the spool holds an event waiting to be sent (or cannot be
+/// read: the session then says so).
+async fn wait_for_events(spool: &SharedSpool, appended: &Notify) {
+    loop {
+        // Made before the spool is read, so an append in between is seen.
+        let notified = appended.notified();
+        match lock(spool).first_pending() {
+            Ok(Some(_)) => return,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the spool");
+                return;
+            }
+        }
+        tokio::select! {
+            () = notified => {}
+            () = tokio::time::sleep(SPOOL_POLL) => {}
+        }
+    }
+}
+
+/// One stream: `Ok` with the events acknowledged when it was closed for
+/// idleness, else how many were acknowledged and why it ended.
 async fn session(
     config: &UplinkConfig,
     spool: &SharedSpool,
     appended: &Arc<Notify>,
-) -> Result<(), (u64, UplinkError)> {
+) -> Result<u64, (u64, UplinkError)> {
     let channel = pinning::connect_any(&config.collectors, &config.fingerprint)
         .await
         .map_err(|e| (0, e.into()))?;
@@ -238,16 +293,23 @@ async fn session(
     let (tx, rx) = mpsc::channel(READ_BATCH);
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let sent: Sent = Arc::default();
+    let idle = Idle {
+        after: config.idle_close,
+        closed: Arc::default(),
+    };
     let sender = tokio::spawn(send_loop(
         spool.clone(),
         appended.clone(),
         tx,
         in_flight.clone(),
         sent.clone(),
+        idle.clone(),
     ));
     let result = receive_acks(&mut client, rx, spool, &in_flight, &sent).await;
     sender.abort();
     match result {
+        // Everything sent was acknowledged before this side ended.
+        Ok(acked) if idle.closed.load(Ordering::Acquire) => Ok(acked),
         Ok(acked) => {
             tracing::info!(acked, "uplink stream ended");
             Err((acked, UplinkError::Closed))
@@ -348,15 +410,26 @@ async fn receive_acks(
     }
 }
 
+/// When the send loop ends the stream for idleness, and whether it did.
+#[derive(Debug, Clone)]
+struct Idle {
+    after: Option<Duration>,
+    closed: Arc<AtomicBool>,
+}
+
 async fn send_loop(
     spool: SharedSpool,
     appended: Arc<Notify>,
     tx: mpsc::Sender<tutela_proto::v1::SignedEvent>,
     in_flight: Arc<Semaphore>,
     sent: Sent,
+    idle: Idle,
 ) {
     let mut cursor = 0u64;
+    // Since when nothing has been waiting for an acknowledgement.
+    let mut quiet_since = Instant::now();
     loop {
+        let notified = appended.notified();
         let batch = match lock(&spool).pending_after(cursor, READ_BATCH) {
             Ok(b) => b,
             Err(e) => {
@@ -365,9 +438,22 @@ async fn send_loop(
             }
         };
         if batch.is_empty() {
+            let mut wait = SPOOL_POLL;
+            if !lock_sent(&sent).is_empty() {
+                quiet_since = Instant::now();
+            } else if let Some(after) = idle.after {
+                let quiet = quiet_since.elapsed();
+                if quiet >= after {
+                    // Returning drops `tx`: the stream ends cleanly on this
+                    // side, and the collector ends its side in turn.
+                    idle.closed.store(true, Ordering::Release);
+                    return;
+                }
+                wait = wait.min(after - quiet);
+            }
             tokio::select! {
-                _ = appended.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = notified => {}
+                () = tokio::time::sleep(wait) => {}
             }
             continue;
         }
@@ -387,6 +473,7 @@ async fn send_loop(
                 return;
             }
         }
+        quiet_since = Instant::now();
     }
 }
 
@@ -395,125 +482,4 @@ fn lock_sent(sent: &Sent) -> std::sync::MutexGuard<'_, VecDeque<u64>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tagged(status: tonic::Status, seq: u64) -> tonic::Status {
-        let mut status = status;
-        status.metadata_mut().insert(
-            tutela_proto::REJECTED_SEQ_METADATA,
-            seq.to_string().parse().unwrap(),
-        );
-        status
-    }
-
-    #[test]
-    fn repeated_untagged_size_refusals_set_the_first_event_aside() {
-        let too_big = tonic::Status::resource_exhausted("event body too large");
-        let mut streak = RefusalStreak::default();
-        assert_eq!(streak.record(Some(4), 0, Some(&too_big)), None);
-        assert_eq!(streak.record(Some(4), 0, Some(&too_big)), None);
-        assert_eq!(streak.record(Some(4), 0, Some(&too_big)), Some(4));
-        // The count starts again for the next event.
-        assert_eq!(streak.record(Some(5), 0, Some(&too_big)), None);
-        let malformed = tonic::Status::invalid_argument("not a valid EventBody");
-        assert_eq!(streak.record(Some(5), 0, Some(&malformed)), None);
-        assert_eq!(streak.record(Some(5), 0, Some(&malformed)), Some(5));
-    }
-
-    #[test]
-    fn other_endings_break_the_streak() {
-        let too_big = tonic::Status::resource_exhausted("event body too large");
-        let mut streak = RefusalStreak::default();
-        streak.record(Some(4), 0, Some(&too_big));
-        streak.record(Some(4), 0, Some(&too_big));
-        // A dropped connection in between: the collector may have been restarting.
-        assert_eq!(streak.record(Some(4), 0, None), None);
-        streak.record(Some(4), 0, Some(&too_big));
-        streak.record(Some(4), 0, Some(&too_big));
-        // Progress in between: events before it were stored.
-        assert_eq!(streak.record(Some(4), 3, Some(&too_big)), None);
-        assert_eq!(streak.record(Some(4), 0, Some(&too_big)), None);
-        assert_eq!(streak.record(Some(4), 0, Some(&too_big)), Some(4));
-        // Other refusals never count: the agent is revoked, unknown, or the
-        // collector is unavailable; setting events aside would lose them.
-        for status in [
-            tonic::Status::permission_denied("revoked"),
-            tonic::Status::not_found("not enrolled"),
-            tonic::Status::unavailable("restarting"),
-            tonic::Status::unauthenticated("bad signature"),
-        ] {
-            for _ in 0..5 {
-                assert_eq!(streak.record(Some(9), 0, Some(&status)), None);
-            }
-        }
-        // A refusal naming its event is quarantined at once elsewhere.
-        for _ in 0..5 {
-            let named = tagged(tonic::Status::resource_exhausted("too large"), 9);
-            assert_eq!(streak.record(Some(9), 0, Some(&named)), None);
-        }
-        // Nothing to set aside in an empty spool.
-        for _ in 0..5 {
-            assert_eq!(streak.record(None, 0, Some(&too_big)), None);
-        }
-    }
-
-    fn ack(agent_id: &str, seq: u64) -> tutela_proto::v1::Ack {
-        tutela_proto::v1::Ack {
-            agent_id: agent_id.into(),
-            seq,
-            status: AckStatus::Stored as i32,
-        }
-    }
-
-    #[test]
-    fn acknowledgements_must_name_this_agent_and_an_event_sent_on_this_stream() {
-        let sent: VecDeque<u64> = [4, 5, 6, 9].into_iter().collect();
-        assert_eq!(
-            check_ack(&sent, "ag-1", &ack("ag-1", 4)),
-            AckCheck::Covers(1)
-        );
-        assert_eq!(
-            check_ack(&sent, "ag-1", &ack("ag-1", 6)),
-            AckCheck::Covers(3)
-        );
-        assert_eq!(
-            check_ack(&sent, "ag-1", &ack("ag-1", 9)),
-            AckCheck::Covers(4)
-        );
-        // Another agent's acknowledgement deletes nothing here.
-        assert_eq!(
-            check_ack(&sent, "ag-1", &ack("ag-2", 5)),
-            AckCheck::WrongAgent
-        );
-        assert_eq!(check_ack(&sent, "ag-1", &ack("", 5)), AckCheck::WrongAgent);
-        // Sequence numbers not sent on this stream: before, between, after.
-        assert_eq!(check_ack(&sent, "ag-1", &ack("ag-1", 3)), AckCheck::NotSent);
-        assert_eq!(check_ack(&sent, "ag-1", &ack("ag-1", 7)), AckCheck::NotSent);
-        assert_eq!(
-            check_ack(&sent, "ag-1", &ack("ag-1", u64::MAX)),
-            AckCheck::NotSent
-        );
-        assert_eq!(
-            check_ack(&VecDeque::new(), "ag-1", &ack("ag-1", 1)),
-            AckCheck::NotSent
-        );
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter_and_caps() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        let d0 = b.next_delay();
-        assert!(d0 >= Duration::from_millis(50) && d0 <= Duration::from_millis(100));
-        for _ in 0..10 {
-            b.next_delay();
-        }
-        let late = b.next_delay();
-        assert!(
-            late >= Duration::from_secs(1) && late <= Duration::from_secs(2),
-            "{late:?}"
-        );
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
-    }
-}
+mod tests;
