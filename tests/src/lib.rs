@@ -90,13 +90,38 @@ impl Drop for Scratch {
     }
 }
 
-/// A free TCP port on loopback.
+/// A free TCP port on loopback, for a server a test starts later.
+///
+/// Chosen below the kernel's ephemeral range: a port the kernel hands out for
+/// `bind(0)` or an outgoing connection could otherwise be given to another
+/// server (or client) between this call and the server binding it (seen: a
+/// collector's console port taken by its own ingest listener).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    const FLOOR: u32 = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .filter(|low| *low > FLOOR + 1_000)
+        .unwrap_or(32_768)
+        .min(u32::from(u16::MAX));
+    let span = ephemeral_low - FLOOR;
+    // Spread processes apart (several test binaries may run at once), then step.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let seed = std::process::id().wrapping_mul(7_919) ^ nanos;
+    for _ in 0..span {
+        let step = CALLS.fetch_add(1, Ordering::Relaxed);
+        let port = FLOOR + seed.wrapping_add(step.wrapping_mul(7_927)) % span;
+        let port = u16::try_from(port).expect("below the ephemeral range");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on loopback between {FLOOR} and {ephemeral_low}");
 }
 
 /// Runs a command to completion and fails with its output if it failed.
