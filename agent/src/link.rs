@@ -177,6 +177,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn parts_asking_at_once_open_one_connection() {
+        // A collector address that accepts TCP and never answers the TLS
+        // handshake: the first opening stays under way.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((tcp, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(tcp);
+            }
+        });
+        let link = Arc::new(CollectorLink::new(vec![addr], "00".repeat(32)));
+        let parts: Vec<_> = (0..3)
+            .map(|_| {
+                let link = link.clone();
+                tokio::spawn(async move { link.channel().await.map(|_| ()) })
+            })
+            .collect();
+        while accepted.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // The others wait for that opening instead of making their own.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(parts.iter().all(|p| !p.is_finished()));
+        for part in parts {
+            part.abort();
+        }
+        server.abort();
+    }
+
+    #[tokio::test]
     async fn a_failure_of_a_replaced_connection_is_ignored() {
         // A listener that answers nothing: connecting fails, so no channel
         // is held; the lease generations are checked directly.
