@@ -12,6 +12,7 @@ pub mod event;
 pub mod exemption;
 pub mod identity;
 pub mod install;
+pub mod link;
 pub mod memory;
 pub mod monitor;
 pub mod notice;

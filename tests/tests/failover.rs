@@ -1,7 +1,8 @@
 //! Several addresses for one collector service: tokens carry the
 //! `advertise_also` addresses after the first, and the agent enrols and
 //! streams through whichever answers, moving to another when the one it uses
-//! goes away. Real collector and agent binaries, real TLS gRPC on loopback.
+//! goes away (the agent's one shared connection is replaced through the
+//! addresses). Real collector and agent binaries, real TLS gRPC on loopback.
 
 use std::time::Duration;
 
@@ -100,6 +101,15 @@ fn an_agent_fails_over_between_the_addresses_in_its_token() {
         collector.alert_count() >= before + 5
     })
     .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent.log_text()));
+    // The agent's one connection was retired when the node went, not
+    // reconnected to the dead address for ever.
+    assert!(
+        agent
+            .log_text()
+            .contains("connection to the collector lost; the next call opens a new one"),
+        "{}",
+        agent.log_text()
+    );
     agent.kill9();
     let gaps = run_ok(collector.cmd().args(["alerts", "gaps"])).unwrap();
     assert!(

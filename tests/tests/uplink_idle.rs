@@ -4,7 +4,9 @@
 //! Once every event sent is acknowledged and the idle time has passed, the
 //! agent ends the stream cleanly and the collector holds no stream for it;
 //! an event written after that opens a new one and is stored exactly once,
-//! with nothing resent and the chain intact.
+//! with nothing resent and the chain intact. The agent binary holds one
+//! connection to the collector throughout: the event stream comes and goes
+//! on it.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -194,11 +196,15 @@ fn connections_to(pid: u32, port: u16) -> usize {
 }
 
 #[test]
-fn the_agent_lets_its_event_connection_go_when_idle() {
+fn the_agent_holds_one_connection_to_the_collector_sending_or_idle() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let scratch = Scratch::new("uplink-idle-agent");
     let mut collector = Collector::init(scratch.path("collector")).unwrap();
     collector.set_console_port(free_port()).unwrap();
+    let metrics = free_port();
+    collector
+        .set_section("metrics", &format!("listen = \"127.0.0.1:{metrics}\"\n"))
+        .unwrap();
     collector.start().unwrap();
     let mut agent = Agent::new(scratch.path("agent"));
     agent.enrol(&collector.token(&[]).unwrap()).unwrap();
@@ -211,16 +217,38 @@ fn the_agent_lets_its_event_connection_go_when_idle() {
     let own = TcpStream::connect(("127.0.0.1", collector.port)).unwrap();
     assert_eq!(connections_to(std::process::id(), collector.port), 1);
     drop(own);
-    // Simulated events only: no rule subscription, so once the event
-    // stream is closed the agent holds no connection to the collector.
-    agent.start(&["--simulate", "3"]).unwrap();
+    // Simulated events only (no rule subscription): the event stream is the
+    // only part using the connection, and it comes and goes.
+    const EVENTS: usize = 20;
+    agent
+        .start(&["--simulate", &EVENTS.to_string(), "--simulate-rate", "5"])
+        .unwrap();
     let pid = agent.child.as_ref().unwrap().id();
-    wait_for("3 stored events", PATIENCE, || collector.alert_count() == 3).unwrap();
-    wait_for("the agent's connection closed", PATIENCE, || {
-        connections_to(pid, collector.port) == 0
+    // While events flow: never more than one connection.
+    let mut most = 0;
+    wait_for("every event stored", PATIENCE, || {
+        most = most.max(connections_to(pid, collector.port));
+        assert!(most <= 1, "the agent held {most} connections while sending");
+        collector.alert_count() == EVENTS
+    })
+    .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent.log_text()));
+    assert_eq!(most, 1, "the events came over one connection");
+    // Idle: the event stream is closed, the connection stays for the
+    // agent's other parts, and no second one appears.
+    wait_for("the event stream closed", PATIENCE, || {
+        metric(metrics, "tutela_ingest_streams") == 0.0
     })
     .unwrap();
+    for _ in 0..10 {
+        assert_eq!(
+            connections_to(pid, collector.port),
+            1,
+            "one connection while idle: {}",
+            agent.log_text()
+        );
+        std::thread::sleep(IDLE / 4);
+    }
     let running = agent.child.as_mut().unwrap().try_wait().unwrap();
     assert!(running.is_none(), "the agent runs on: {}", agent.log_text());
-    assert_eq!(collector.alert_count(), 3);
+    assert_eq!(collector.alert_count(), EVENTS);
 }

@@ -75,13 +75,18 @@ impl Notices {
     /// retrying with backoff; one the collector refuses for good is dropped.
     pub async fn send(self, enrolment: Enrolment) {
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+        let link = crate::link::CollectorLink::shared(
+            &enrolment.agent_id,
+            &enrolment.addresses(),
+            &enrolment.fingerprint,
+        );
         loop {
             let pending = self.pending();
             if pending.is_empty() {
                 self.queued.notified().await;
                 continue;
             }
-            match self.send_all(&enrolment, pending).await {
+            match self.send_all(&link, pending).await {
                 Ok(()) => backoff.reset(),
                 Err(e) => {
                     tracing::warn!(error = %e, "notice acknowledgements not delivered; will retry");
@@ -93,13 +98,11 @@ impl Notices {
 
     async fn send_all(
         &self,
-        enrolment: &Enrolment,
+        link: &crate::link::CollectorLink,
         pending: Vec<SignedNoticeAck>,
     ) -> Result<(), String> {
-        let channel = crate::pinning::connect_any(&enrolment.addresses(), &enrolment.fingerprint)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut client = NoticesClient::new(channel);
+        let lease = link.channel().await.map_err(|e| e.to_string())?;
+        let mut client = NoticesClient::new(lease.channel.clone());
         for ack in pending {
             match client.acknowledge(ack.clone()).await {
                 Ok(reply) => {
@@ -113,7 +116,10 @@ impl Notices {
                     tracing::error!(code = ?s.code(), reason = s.message(), "notice acknowledgement refused by the collector; dropped");
                     self.remove_sent(&ack);
                 }
-                Err(s) => return Err(s.message().to_owned()),
+                Err(s) => {
+                    link.check(&lease, &s).await;
+                    return Err(s.message().to_owned());
+                }
             }
         }
         Ok(())

@@ -9,7 +9,7 @@ use tutela_proto::v1::ingest_client::IngestClient;
 use tutela_proto::v1::{HeartbeatBody, SignedHeartbeat};
 
 use super::RulesSync;
-use crate::pinning;
+use crate::link::CollectorLink;
 
 /// Times this process's heartbeats (one agent per process).
 static HEARTBEAT_CLOCK: HeartbeatClock = HeartbeatClock::new();
@@ -103,8 +103,9 @@ impl RulesSync {
     /// Sends a signed heartbeat now and then every `heartbeat_every`, and
     /// at once after a rule change.
     pub async fn heartbeat(self) {
+        let link = self.link();
         loop {
-            if let Err(e) = self.heartbeat_once().await {
+            if let Err(e) = self.heartbeat_once(&link).await {
                 tracing::debug!(error = %e, "heartbeat not delivered");
             }
             tokio::select! {
@@ -114,12 +115,9 @@ impl RulesSync {
         }
     }
 
-    async fn heartbeat_once(&self) -> Result<(), String> {
-        let channel =
-            pinning::connect_any(&self.enrolment.addresses(), &self.enrolment.fingerprint)
-                .await
-                .map_err(|e| e.to_string())?;
-        let mut client = IngestClient::new(channel);
+    async fn heartbeat_once(&self, link: &CollectorLink) -> Result<(), String> {
+        let lease = link.channel().await.map_err(|e| e.to_string())?;
+        let mut client = IngestClient::new(lease.channel.clone());
         let mut attempts = 0;
         let reply = loop {
             attempts += 1;
@@ -133,7 +131,10 @@ impl RulesSync {
             match sent {
                 Ok(reply) => break reply.into_inner(),
                 Err(s) if attempts == 1 && HEARTBEAT_CLOCK.learn(&s, crate::session::now_ms()) => {}
-                Err(s) => return Err(s.message().to_owned()),
+                Err(s) => {
+                    link.check(&lease, &s).await;
+                    return Err(s.message().to_owned());
+                }
             }
         };
         if reply.rekey {

@@ -27,8 +27,8 @@ use tutela_rules::{AgeBand, CompileOptions, Matcher, Pack};
 
 use crate::exemption::Exemptions;
 use crate::identity::{Enrolment, Identity};
+use crate::link::CollectorLink;
 use crate::monitor::LiveRules;
-use crate::pinning;
 use crate::shadow::{Shadow, SHADOW_BUNDLE_FILE};
 use crate::uplink::{Backoff, SharedSpool};
 
@@ -368,8 +368,9 @@ impl RulesSync {
     /// Subscribes for ever, reconnecting with backoff.
     pub async fn run(self) {
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        let link = self.link();
         loop {
-            match self.subscribe_once().await {
+            match self.subscribe_once(&link).await {
                 Ok(()) => backoff.reset(),
                 Err(e) => tracing::warn!(error = %e, "rule subscription interrupted; will retry"),
             }
@@ -377,11 +378,17 @@ impl RulesSync {
         }
     }
 
-    async fn subscribe_once(&self) -> Result<(), String> {
-        let channel =
-            pinning::connect_any(&self.enrolment.addresses(), &self.enrolment.fingerprint)
-                .await
-                .map_err(|e| e.to_string())?;
+    /// This agent's connection to the collector, shared by its parts.
+    fn link(&self) -> Arc<CollectorLink> {
+        CollectorLink::shared(
+            &self.enrolment.agent_id,
+            &self.enrolment.addresses(),
+            &self.enrolment.fingerprint,
+        )
+    }
+
+    async fn subscribe_once(&self, link: &CollectorLink) -> Result<(), String> {
+        let lease = link.channel().await.map_err(|e| e.to_string())?;
         let body = SubscribeBody {
             agent_id: self.enrolment.agent_id.clone(),
             current_version: self.current_version(),
@@ -393,12 +400,17 @@ impl RulesSync {
             signature: self.identity.sign(&tutela_proto::subscribe_message(&body)),
             body,
         };
-        let mut stream = RulesClient::new(channel)
+        let subscribed = RulesClient::new(lease.channel.clone())
             .max_decoding_message_size(16 * 1024 * 1024)
             .subscribe(request)
-            .await
-            .map_err(|s| s.message().to_owned())?
-            .into_inner();
+            .await;
+        let mut stream = match subscribed {
+            Ok(stream) => stream.into_inner(),
+            Err(s) => {
+                link.check(&lease, &s).await;
+                return Err(s.message().to_owned());
+            }
+        };
         loop {
             match stream.message().await {
                 Ok(Some(update)) => match update.update {
@@ -442,7 +454,10 @@ impl RulesSync {
                     None => {}
                 },
                 Ok(None) => return Ok(()),
-                Err(s) => return Err(s.message().to_owned()),
+                Err(s) => {
+                    link.check(&lease, &s).await;
+                    return Err(s.message().to_owned());
+                }
             }
         }
     }

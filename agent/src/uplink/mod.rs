@@ -7,10 +7,11 @@
 //! opened when the spool holds an event, and once every event sent on it
 //! has been acknowledged and nothing new has come for
 //! [`UplinkConfig::idle_close`] (by default [`IDLE_CLOSE`]), the agent ends
-//! its side cleanly and lets the connection go. An agent sends an event only
-//! on a match, so an idle agent then costs the collector nothing for its
-//! events. Opening again is a reconnect: it resumes from the first
-//! unacknowledged event, under the same rules.
+//! its side cleanly. The stream runs on the agent's one connection to the
+//! collector ([`crate::link`]), which stays for its other parts. An agent
+//! sends an event only on a match, so an idle agent then costs the collector
+//! nothing for its events. Opening again is a reconnect: it resumes from the
+//! first unacknowledged event, under the same rules.
 //!
 //! An event the collector refuses for good is set aside in the spool's
 //! quarantine so the events after it flow: at once when the refusal names its
@@ -29,6 +30,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tutela_proto::v1::ingest_client::IngestClient;
 use tutela_proto::v1::AckStatus;
 
+use crate::link::CollectorLink;
 use crate::pinning;
 use crate::spool::{Spool, SpoolError};
 
@@ -101,8 +103,8 @@ pub struct UplinkConfig {
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub max_message_bytes: usize,
-    /// Ends the event stream and its connection when every event sent on
-    /// it has been acknowledged and nothing new has come for this long;
+    /// Ends the event stream (not the connection, which the agent's other
+    /// parts share) when every event sent on it has been acknowledged and nothing new has come for this long;
     /// it is opened again when the spool has an event to send. `None`
     /// keeps it open for good.
     pub idle_close: Option<Duration>,
@@ -202,14 +204,17 @@ impl RefusalStreak {
 
 /// Runs forever: waits for an event to send, connects, streams, and on any
 /// failure backs off and resumes.
+/// The connection is the agent's shared one ([`CollectorLink::shared`]).
 pub async fn run(config: UplinkConfig, spool: SharedSpool, appended: Arc<Notify>) {
+    let agent_id = lock(&spool).agent_id().to_owned();
+    let link = CollectorLink::shared(&agent_id, &config.collectors, &config.fingerprint);
     let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
     let mut streak = RefusalStreak::default();
     loop {
         if config.idle_close.is_some() {
             wait_for_events(&spool, &appended).await;
         }
-        match session(&config, &spool, &appended).await {
+        match session(&link, &config, &spool, &appended).await {
             Ok(acked) => {
                 backoff.reset();
                 streak = RefusalStreak::default();
@@ -280,14 +285,13 @@ async fn wait_for_events(spool: &SharedSpool, appended: &Notify) {
 /// One stream: `Ok` with the events acknowledged when it was closed for
 /// idleness, else how many were acknowledged and why it ended.
 async fn session(
+    link: &CollectorLink,
     config: &UplinkConfig,
     spool: &SharedSpool,
     appended: &Arc<Notify>,
 ) -> Result<u64, (u64, UplinkError)> {
-    let channel = pinning::connect_any(&config.collectors, &config.fingerprint)
-        .await
-        .map_err(|e| (0, e.into()))?;
-    let mut client = IngestClient::new(channel)
+    let lease = link.channel().await.map_err(|e| (0, e.into()))?;
+    let mut client = IngestClient::new(lease.channel.clone())
         .max_encoding_message_size(config.max_message_bytes)
         .max_decoding_message_size(64 * 1024);
     let (tx, rx) = mpsc::channel(READ_BATCH);
@@ -315,6 +319,7 @@ async fn session(
             Err((acked, UplinkError::Closed))
         }
         Err((acked, UplinkError::Refused(status))) => {
+            link.check(&lease, &status).await;
             if let Some(seq) = status
                 .metadata()
                 .get(tutela_proto::REJECTED_SEQ_METADATA)
