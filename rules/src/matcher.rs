@@ -614,7 +614,10 @@ fn required_present(
 ) -> bool {
     for r in lazy.required.iter() {
         let ok = match r {
-            Required::Words(words) => words.iter().any(|w| match present.keys {
+            Required::Words(_, Some(union)) if present.keys.is_some_and(|k| !k.meets(union)) => {
+                false
+            }
+            Required::Words(words, _) => words.iter().any(|w| match present.keys {
                 Some(keys) if !keys.may_hold(w.key) => false,
                 Some(_) if w.phrase != NO_PHRASE => present.has_phrase(w.phrase),
                 _ => finders[w.finder as usize].find(text).is_some(),

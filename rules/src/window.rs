@@ -184,7 +184,7 @@ pub(crate) fn required_within(
         .iter()
         .filter(|o| o.span.start >= window.start);
     lazy.required.iter().all(|r| match r {
-        Required::Words(words) => words.iter().any(|w| {
+        Required::Words(words, _) => words.iter().any(|w| {
             if keys.is_some_and(|k| !k.may_hold(w.key)) {
                 false
             } else if w.phrase == NO_PHRASE {

@@ -89,6 +89,32 @@ impl WordKeys {
         self.0[b / 64] |= 1 << (b % 64);
     }
 
+    /// The union of the key bits `bits` when there are at least `fewest` of them and none
+    /// is [`NO_KEY`] (else `None`: such a word is always looked up).
+    pub(crate) fn union(bits: impl Iterator<Item = u16>, fewest: usize) -> Option<WordKeys> {
+        let mut set = WordKeys::default();
+        let mut count = 0;
+        for b in bits {
+            if b == NO_KEY {
+                return None;
+            }
+            set.0[usize::from(b) / 64] |= 1 << (b % 64);
+            count += 1;
+        }
+        (count >= fewest).then_some(set)
+    }
+
+    /// Whether this text's keys and `other` share a bit: when they do not, no word of
+    /// `other`'s union is in the text.
+    #[inline]
+    pub(crate) fn meets(&self, other: &WordKeys) -> bool {
+        self.0
+            .iter()
+            .zip(other.0.iter())
+            .fold(0, |m, (a, b)| m | (a & b))
+            != 0
+    }
+
     /// Whether a word with key bit `bit` may be in the text.
     #[inline]
     pub(crate) fn may_hold(&self, bit: u16) -> bool {
