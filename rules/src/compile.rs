@@ -9,6 +9,7 @@ use crate::normalise::normalise_term;
 use crate::pack::{Pack, TermKind};
 use crate::pattern::ListEntries;
 use crate::phrases::PhrasesBuilder;
+use crate::word_keys::WordKeys;
 use crate::wordlist::entries;
 use crate::{pattern, Scope, CATEGORIES};
 use regex::{Regex, RegexSet};
@@ -90,6 +91,7 @@ impl Matcher {
                                     key: crate::word_keys::required_bit(w, *prefix),
                                 })
                                 .collect(),
+                            None,
                         )),
                         pattern::Required::List(name) => {
                             required_lists.bit(name, &lists).map(Required::List)
@@ -191,7 +193,8 @@ impl Matcher {
         // word a phrase costs more in the longer walk than the searches it saves.)
         for (_, lazy) in &mut word_patterns {
             for r in lazy.required.iter_mut() {
-                if let Required::Words(words) = r {
+                if let Required::Words(words, keys) = r {
+                    *keys = WordKeys::union(words.iter().map(|w| w.key), 3).map(Box::new);
                     for w in words.iter_mut() {
                         let word = &finders.words[w.finder as usize];
                         if starts_ascii(word) {
@@ -205,9 +208,9 @@ impl Matcher {
             // among the phrases found, then lists (from the same walk), then words searched
             // for as substrings.
             lazy.required.sort_by_key(|r| match r {
-                Required::Words(words) if words.iter().all(|w| w.phrase != NO_PHRASE) => 0,
+                Required::Words(words, _) if words.iter().all(|w| w.phrase != NO_PHRASE) => 0,
                 Required::List(_) => 1,
-                Required::Words(_) => 2,
+                Required::Words(..) => 2,
             });
         }
         let phrases = phrases.build().map_err(|message| CompileError::Automaton {
@@ -286,8 +289,10 @@ pub(crate) struct LazyPattern {
 /// A required token of a word pattern, checked before its regex runs.
 #[derive(Debug)]
 pub(crate) enum Required {
-    /// One of these normalised words or phrases is in the text.
-    Words(Box<[RequiredWord]>),
+    /// One of these normalised words or phrases is in the text; with three or more words
+    /// that all have a key, the union of their keys (see `word_keys`): a text holding none
+    /// of them rules the token out at once.
+    Words(Box<[RequiredWord]>, Option<Box<WordKeys>>),
     /// An entry of this word list (its bit in [`crate::phrases::Phrases::lists_present`]'s mask) starts
     /// where a pattern's token can start.
     List(u64),

@@ -344,13 +344,33 @@ impl Matcher {
             ascii && text.len() >= window::WINDOWED_FROM,
         );
         let mut found = Found::new();
-        self.phrases.find(bytes, &mut found);
-        for m in &found {
+        // The word keys of an ASCII text are taken during the walk, for the patterns' required
+        // words (a pack without patterns does not need them).
+        let mut keys = None;
+        if ascii && !self.patterns.is_empty() {
+            self.phrases
+                .find_with_keys(bytes, &mut found, keys.insert(WordKeys::default()));
+        } else {
+            self.phrases.find(bytes, &mut found);
+        }
+        // The cue phrases on word boundaries (cue index, span), by end, for weighing, and
+        // the places in `found` of exception phrases: one pass over the phrases found.
+        let mut cues: SmallVec<[(u32, Range<usize>); 8]> = SmallVec::new();
+        let mut exception_at: SmallVec<[u32; 8]> = SmallVec::new();
+        for (at, m) in found.iter().enumerate() {
             let roles = self.phrases.roles(m.phrase);
+            let ends_word = boundary_after(bytes, m.span.end);
+            if !roles.exceptions.is_empty() && ends_word {
+                exception_at.push(at as u32);
+            }
+            if self.weighing && ends_word {
+                for &c in roles.cues {
+                    cues.push((c, m.span.clone()));
+                }
+            }
             if roles.rules.is_empty() && roles.anchors.is_empty() {
                 continue;
             }
-            let ends_word = boundary_after(bytes, m.span.end);
             for (p, prefix) in roles.anchors.iter().map(|&a| anchor(a)) {
                 if prefix || ends_word {
                     anchored.add(p, &m.span);
@@ -383,7 +403,7 @@ impl Matcher {
                 }
             }
         }
-        let mut present = Present::new(&found, ascii && !anchored.order.is_empty(), bytes);
+        let mut present = Present::new(&found, keys);
         let mut windows: SmallVec<[Range<usize>; 4]> = SmallVec::new();
         // A pattern's windows cover the text when it reaches as many words as it has.
         let words = if anchored.windowed() {
@@ -400,7 +420,13 @@ impl Matcher {
             }
             let [before, after] = lazy.reach.map(usize::from);
             if !anchored.windowed() || before + after >= words {
-                push_matches(&mut candidates, *r, text, lazy.get().find_iter(bytes));
+                let end = if ascii {
+                    anchored.search_end(bytes, after)
+                } else {
+                    bytes.len()
+                };
+                let input = regex_automata::Input::new(bytes).range(..end);
+                push_matches(&mut candidates, *r, text, lazy.get().find_iter(input));
                 continue;
             }
             anchored.windows(i, bytes, before, after, &mut windows);
@@ -422,7 +448,7 @@ impl Matcher {
         if candidates.is_empty() {
             return scan;
         }
-        let occurrences = self.exceptions_near(text, &candidates, &found);
+        let occurrences = self.exceptions_near(text, &candidates, &found, &exception_at);
         for hit in candidates {
             let rule = &self.rules[hit.rule as usize];
             let cancel = occurrences.iter().find(|(e, range)| {
@@ -457,14 +483,6 @@ impl Matcher {
         });
         if self.weighing && !scan.hits.is_empty() {
             let hits = std::mem::take(&mut scan.hits);
-            let cues: SmallVec<[(u32, Range<usize>); 8]> = found
-                .iter()
-                .filter(|m| boundary_after(bytes, m.span.end))
-                .flat_map(|m| {
-                    let roles = self.phrases.roles(m.phrase);
-                    roles.cues.iter().map(move |&c| (c, m.span.clone()))
-                })
-                .collect();
             let (kept, weighing) = self.weigh(n, hits, explain, &cues);
             scan.hits = kept;
             scan.weighing = weighing;
@@ -474,18 +492,19 @@ impl Matcher {
 
     /// Occurrences of exception phrases (on word boundaries) in normalised text that could
     /// overlap one of `hits`: those in windows around the hits, taken from the phrases
-    /// `found` in the text.
+    /// `found` in the text (`exception_at`: the places in `found` of the exception phrases
+    /// that end on a word boundary, in order).
     fn exceptions_near(
         &self,
         text: &str,
         hits: &[Hit],
         found: &[Occurrence],
+        exception_at: &[u32],
     ) -> Vec<(usize, Range<usize>)> {
         let mut out = Vec::new();
-        if self.exceptions.is_empty() {
+        if exception_at.is_empty() {
             return out;
         }
-        let bytes = text.as_bytes();
         let reach = self.longest_exception;
         let mut windows: SmallVec<[Range<usize>; 8]> = hits
             .iter()
@@ -499,16 +518,15 @@ impl Matcher {
                 _ => merged.push(w),
             }
         }
-        for m in found {
-            let exceptions = self.phrases.roles(m.phrase).exceptions;
-            if exceptions.is_empty()
-                || !boundary_after(bytes, m.span.end)
-                || !merged
-                    .iter()
-                    .any(|w| w.start <= m.span.start && m.span.end <= w.end)
+        for &at in exception_at {
+            let m = &found[at as usize];
+            if !merged
+                .iter()
+                .any(|w| w.start <= m.span.start && m.span.end <= w.end)
             {
                 continue;
             }
+            let exceptions = self.phrases.roles(m.phrase).exceptions;
             out.extend(exceptions.iter().map(|&e| (e as usize, m.span.clone())));
         }
         out
@@ -549,10 +567,10 @@ struct Present<'a> {
 }
 
 impl<'a> Present<'a> {
-    fn new(found: &'a [Occurrence], ascii_with_patterns: bool, text: &[u8]) -> Present<'a> {
+    fn new(found: &'a [Occurrence], keys: Option<WordKeys>) -> Present<'a> {
         Present {
             found,
-            keys: ascii_with_patterns.then(|| WordKeys::of(text)),
+            keys,
             sorted: None,
             lists: None,
             lookups: 0,
@@ -596,7 +614,10 @@ fn required_present(
 ) -> bool {
     for r in lazy.required.iter() {
         let ok = match r {
-            Required::Words(words) => words.iter().any(|w| match present.keys {
+            Required::Words(_, Some(union)) if present.keys.is_some_and(|k| !k.meets(union)) => {
+                false
+            }
+            Required::Words(words, _) => words.iter().any(|w| match present.keys {
                 Some(keys) if !keys.may_hold(w.key) => false,
                 Some(_) if w.phrase != NO_PHRASE => present.has_phrase(w.phrase),
                 _ => finders[w.finder as usize].find(text).is_some(),

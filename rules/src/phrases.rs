@@ -13,6 +13,7 @@
 //! stays in cache and compiling a pack costs little memory.
 
 use crate::trie::PhraseTrie;
+use crate::word_keys::WordKeys;
 use std::collections::HashMap;
 use std::ops::Range;
 
@@ -177,7 +178,16 @@ impl Phrases {
     /// [`PhraseAutomaton::find_in`]).
     pub(crate) fn find(&self, text: &[u8], out: &mut Found) {
         if let Some(a) = &self.automaton {
-            a.find_in(text, 0..text.len(), out);
+            a.find_in(text, 0..text.len(), out, |_| {});
+        }
+    }
+
+    /// [`Phrases::find`], adding the key of every word of `text` to `keys` on the way (see
+    /// `word_keys`; for ASCII text).
+    pub(crate) fn find_with_keys(&self, text: &[u8], out: &mut Found, keys: &mut WordKeys) {
+        match &self.automaton {
+            Some(a) => a.find_in(text, 0..text.len(), out, |start| keys.add_word(text, start)),
+            None => *keys = WordKeys::of(text),
         }
     }
 
@@ -256,12 +266,20 @@ impl PhraseAutomaton {
     /// Append to `out` every occurrence that starts on a word start of `text` (offset 0 or
     /// after a space) and lies inside `range`, ordered as an overlapping search reports
     /// them: by end, then by start. Whether it ends on a word boundary is the caller's.
-    pub(crate) fn find_in(&self, text: &[u8], range: Range<usize>, out: &mut Found) {
+    /// `at_word` is called with each word start walked from.
+    pub(crate) fn find_in(
+        &self,
+        text: &[u8],
+        range: Range<usize>,
+        out: &mut Found,
+        mut at_word: impl FnMut(usize),
+    ) {
         let first = out.len();
         let end = range.end.min(text.len());
         let mut start = range.start;
         while start < end {
             if start == 0 || text[start - 1] == b' ' {
+                at_word(start);
                 self.walk(text, start, end, out);
             }
             // Words are short: a plain loop beats a vectorised search here.
@@ -333,7 +351,7 @@ mod tests {
             }
             for range in [0..text.len(), 0..end] {
                 let mut got = Found::new();
-                aut.find_in(text.as_bytes(), range.clone(), &mut got);
+                aut.find_in(text.as_bytes(), range.clone(), &mut got, |_| {});
                 let want = overlapping(&phrases, &text, range);
                 proptest::prop_assert_eq!(got.as_slice(), want.as_slice());
             }
@@ -380,7 +398,7 @@ mod tests {
                 2.min(text.len())..text.len().saturating_sub(3),
             ] {
                 let mut got = Found::new();
-                aut.find_in(bytes, range.clone(), &mut got);
+                aut.find_in(bytes, range.clone(), &mut got, |_| {});
                 let want: Vec<Occurrence> = ac
                     .find_overlapping_iter(aho_corasick::Input::new(text).range(range.clone()))
                     .filter(|m| m.start() == 0 || bytes[m.start() - 1] == b' ')

@@ -38,6 +38,8 @@ pub(crate) struct Anchored {
     /// Anchor occurrences: (start, end, next occurrence of the same pattern or `u32::MAX`).
     spans: SmallVec<[(u32, u32, u32); 16]>,
     windowed: bool,
+    /// The end of the last anchor occurrence of any pattern (see [`Anchored::search_end`]).
+    last_end: usize,
 }
 
 impl Anchored {
@@ -58,7 +60,9 @@ impl Anchored {
         self.windowed
     }
 
-    /// Pattern `p`'s anchor occurs at `span`.
+    /// Pattern `p`'s anchor occurs at `span`. Inlined: a title's patterns are anchored
+    /// a dozen times or more, and most of those only test a bit.
+    #[inline]
     pub(crate) fn add(&mut self, p: u32, span: &Range<usize>) {
         let (word, bit) = (p as usize / 64, 1u64 << (p % 64));
         let new = self.seen[word] & bit == 0;
@@ -66,9 +70,14 @@ impl Anchored {
             self.seen[word] |= bit;
             self.order.push(p);
         }
-        if !self.windowed {
-            return;
+        self.last_end = self.last_end.max(span.end);
+        if self.windowed {
+            self.add_span(p, span, new);
         }
+    }
+
+    /// Keep an anchor occurrence for the windows (`new`: the pattern's first).
+    fn add_span(&mut self, p: u32, span: &Range<usize>, new: bool) {
         let at = self.spans.len() as u32;
         self.spans
             .push((span.start as u32, span.end as u32, u32::MAX));
@@ -80,6 +89,16 @@ impl Anchored {
             self.spans[chain.1 as usize].2 = at;
             chain.1 = at;
         }
+    }
+
+    /// Where a search of the whole of ASCII normalised `text` for a pattern with at most
+    /// `after` words after its anchor can stop: a match ends within `after` words of one of
+    /// its anchor's occurrences, all of which end by the last anchor occurrence found (of
+    /// any pattern). The end is at a space or the text's end, where a word boundary looks
+    /// the same with or without the text after it, so a search stopping there finds what a
+    /// search of the whole text finds, and does not read the rest of a title.
+    pub(crate) fn search_end(&self, text: &[u8], after: usize) -> usize {
+        forward(text, self.last_end, after)
     }
 
     /// The merged windows of the pattern at place `i` of `order` in which a match with at
@@ -165,7 +184,7 @@ pub(crate) fn required_within(
         .iter()
         .filter(|o| o.span.start >= window.start);
     lazy.required.iter().all(|r| match r {
-        Required::Words(words) => words.iter().any(|w| {
+        Required::Words(words, _) => words.iter().any(|w| {
             if keys.is_some_and(|k| !k.may_hold(w.key)) {
                 false
             } else if w.phrase == NO_PHRASE {

@@ -50,39 +50,69 @@ pub(crate) struct WordKeys([u64; (BITS / 64) as usize]);
 
 impl WordKeys {
     pub(crate) fn of(text: &[u8]) -> WordKeys {
-        const SPACES: u32 = u32::from_le_bytes([b' '; 4]);
         let mut set = WordKeys::default();
         let mut start = 0;
         while start < text.len() {
-            // The first four bytes at once; the key ends at the first space among them.
-            let (key, word_len) = match text.get(start..start + 4) {
-                Some(four) => {
-                    let x = u32::from_le_bytes([four[0], four[1], four[2], four[3]]);
-                    let y = x ^ SPACES;
-                    // The lowest zero byte of `y` is the first space (higher flags may be
-                    // false, and are not read).
-                    let zero = y.wrapping_sub(0x0101_0101) & !y & 0x8080_8080;
-                    if zero == 0 {
-                        (x, 4)
-                    } else {
-                        let n = zero.trailing_zeros() / 8;
-                        (x & ((1u32 << (8 * n)) - 1), n as usize)
-                    }
-                }
-                None => {
-                    let k = key(&text[start..]);
-                    (k, k.to_le_bytes().iter().take_while(|&&b| b != 0).count())
-                }
+            set.add_word(text, start);
+            start = match memchr::memchr(b' ', &text[start..]) {
+                Some(i) => start + i + 1,
+                None => break,
             };
-            let b = usize::from(bit_of(key));
-            set.0[b / 64] |= 1 << (b % 64);
-            let mut at = start + word_len;
-            while at < text.len() && text[at] != b' ' {
-                at += 1;
-            }
-            start = at + 1;
         }
         set
+    }
+
+    /// Add the key of the word starting at `text[start]` (a word start, inside the text):
+    /// the phrase walk calls this at each word start it visits, so that a text's keys cost
+    /// no pass of their own.
+    #[inline]
+    pub(crate) fn add_word(&mut self, text: &[u8], start: usize) {
+        const SPACES: u32 = u32::from_le_bytes([b' '; 4]);
+        // The first four bytes at once; the key ends at the first space among them.
+        let key = match text.get(start..start + 4) {
+            Some(four) => {
+                let x = u32::from_le_bytes([four[0], four[1], four[2], four[3]]);
+                let y = x ^ SPACES;
+                // The lowest zero byte of `y` is the first space (higher flags may be
+                // false, and are not read).
+                let zero = y.wrapping_sub(0x0101_0101) & !y & 0x8080_8080;
+                if zero == 0 {
+                    x
+                } else {
+                    let n = zero.trailing_zeros() / 8;
+                    x & ((1u32 << (8 * n)) - 1)
+                }
+            }
+            None => key(&text[start..]),
+        };
+        let b = usize::from(bit_of(key));
+        self.0[b / 64] |= 1 << (b % 64);
+    }
+
+    /// The union of the key bits `bits` when there are at least `fewest` of them and none
+    /// is [`NO_KEY`] (else `None`: such a word is always looked up).
+    pub(crate) fn union(bits: impl Iterator<Item = u16>, fewest: usize) -> Option<WordKeys> {
+        let mut set = WordKeys::default();
+        let mut count = 0;
+        for b in bits {
+            if b == NO_KEY {
+                return None;
+            }
+            set.0[usize::from(b) / 64] |= 1 << (b % 64);
+            count += 1;
+        }
+        (count >= fewest).then_some(set)
+    }
+
+    /// Whether this text's keys and `other` share a bit: when they do not, no word of
+    /// `other`'s union is in the text.
+    #[inline]
+    pub(crate) fn meets(&self, other: &WordKeys) -> bool {
+        self.0
+            .iter()
+            .zip(other.0.iter())
+            .fold(0, |m, (a, b)| m | (a & b))
+            != 0
     }
 
     /// Whether a word with key bit `bit` may be in the text.
