@@ -8,9 +8,9 @@
 
 mod tenants_common;
 
-use tenants_common::{text_of, Db};
+use tenants_common::{weekly_summaries, Db};
 use tutela_tests::postgres::PgCluster;
-use tutela_tests::{free_port, parse_email, run_ok, Scratch, SmtpSink};
+use tutela_tests::{free_port, run_ok, Scratch};
 
 /// Tuesday 3 June 2025, noon UTC: in the week of Monday 2 June.
 const TUESDAY: i64 = 1_748_952_000_000;
@@ -89,21 +89,11 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
     .unwrap();
     assert!(out.contains("south"), "{out}");
 
-    let sink = SmtpSink::start(smtp_port, scratch.path("mail")).unwrap();
-    let out = run_ok(
-        c.cmd()
-            .args(["summary", "--send-now", "--week", "2025-06-02"]),
-    )
-    .unwrap();
-    assert!(out.contains("queued 3 summary emails"), "{out}");
-    let messages = sink
-        .wait_for(3, std::time::Duration::from_secs(10))
-        .unwrap();
-    let mut by_rcpt = std::collections::BTreeMap::new();
-    for (rcpt, path) in &messages {
-        let email = parse_email(path).unwrap();
-        by_rcpt.insert(rcpt[0].clone(), text_of(&email));
-    }
+    let by_rcpt: std::collections::BTreeMap<String, String> =
+        weekly_summaries(&c, smtp_port, scratch.path("mail"))
+            .into_iter()
+            .map(|(rcpt, (_, text))| (rcpt, text))
+            .collect();
     let expect = |rcpt: &str, line: &str| {
         let text = &by_rcpt[rcpt];
         assert!(

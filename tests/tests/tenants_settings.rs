@@ -8,10 +8,10 @@
 
 mod tenants_common;
 
-use tenants_common::{ask, now_ms, text_of, Db, PASSWORD};
+use tenants_common::{ask, now_ms, weekly_summaries, Db, PASSWORD};
 use tutela_tests::postgres::PgCluster;
 use tutela_tests::web::sign_in;
-use tutela_tests::{free_port, parse_email, run_failing, run_ok, Scratch, SmtpSink};
+use tutela_tests::{free_port, run_failing, run_ok, Scratch};
 
 /// Sunday 1 June 2025, 13:00 UTC: Monday 2 June 01:00 in Auckland (in the
 /// week of Monday 2 June there), still Sunday in London (the week before).
@@ -147,22 +147,7 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
     alert(&db, 1, "north", SUNDAY_1, "new");
     alert(&db, 2, "north", SUNDAY_8, "new");
     alert(&db, 3, "south", TUESDAY, "new");
-    let sink = SmtpSink::start(smtp_port, scratch.path("mail")).unwrap();
-    let out = run_ok(
-        c.cmd()
-            .args(["summary", "--send-now", "--week", "2025-06-02"]),
-    )
-    .unwrap();
-    assert!(out.contains("queued 3 summary emails"), "{out}");
-    let messages = sink
-        .wait_for(3, std::time::Duration::from_secs(10))
-        .unwrap();
-    let mut by_rcpt = std::collections::BTreeMap::new();
-    for (rcpt, path) in &messages {
-        let email = parse_email(path).unwrap();
-        let subject = email["subject"].as_str().unwrap().to_owned();
-        by_rcpt.insert(rcpt[0].clone(), (subject, text_of(&email)));
-    }
+    let by_rcpt = weekly_summaries(&c, smtp_port, scratch.path("mail"));
     let expect = |rcpt: &str, lines: &[&str]| {
         let (subject, text) = &by_rcpt[rcpt];
         assert!(
@@ -187,7 +172,6 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
     );
     expect("lead@trust.test", &["Alerts this week: 2 (previous week 1"]);
     assert!(!by_rcpt["lead@trust.test"].1.contains("Pacific/Auckland"));
-    drop(sink);
     console(&mut c, &db, &password);
 }
 

@@ -312,6 +312,35 @@ pub fn mail_to_schools_and_trust(smtp_port: u16, extra: &str) -> String {
     mail
 }
 
+/// Sends the summaries of the week of 2 June 2025 now, through an SMTP server
+/// started on `smtp_port` writing to `mail_dir`: three, one each to North's
+/// DSL, South's and the trust's lead (see [`mail_to_schools_and_trust`]).
+/// Returns each recipient's (subject, plain text).
+pub fn weekly_summaries(
+    c: &tutela_tests::Collector,
+    smtp_port: u16,
+    mail_dir: std::path::PathBuf,
+) -> std::collections::BTreeMap<String, (String, String)> {
+    let sink = tutela_tests::SmtpSink::start(smtp_port, mail_dir).unwrap();
+    let out = tutela_tests::run_ok(
+        c.cmd()
+            .args(["summary", "--send-now", "--week", "2025-06-02"]),
+    )
+    .unwrap();
+    assert!(out.contains("queued 3 summary emails"), "{out}");
+    let messages = sink
+        .wait_for(3, std::time::Duration::from_secs(10))
+        .unwrap();
+    messages
+        .iter()
+        .map(|(rcpt, path)| {
+            let email = tutela_tests::parse_email(path).unwrap();
+            let subject = email["subject"].as_str().unwrap().to_owned();
+            (rcpt[0].clone(), (subject, text_of(&email)))
+        })
+        .collect()
+}
+
 /// Turns the weekly summary to DSLs on (Monday 08:00, checked every minute).
 pub fn weekly_summary_on(c: &tutela_tests::Collector) {
     c.set_section(
