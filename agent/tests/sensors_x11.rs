@@ -22,7 +22,7 @@ fn key_sensor_decodes_typed_text_with_shift_remapped_keys_and_editing() {
     let x = Xvfb::start();
     let _wm = x.openbox();
     let (_term, term) = x.xterm("typing here", "80x24+0+0");
-    x.run("xdotool", &["windowactivate", "--sync", &term.to_string()]);
+    x.activate(term);
     let (tx, mut rx) = mpsc::channel(1024);
     let _sensor = sensor::keys::start(&config(&x), tx).expect("key sensor starts");
 

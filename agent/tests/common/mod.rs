@@ -161,6 +161,68 @@ impl Xvfb {
         wm
     }
 
+    /// Activates `window` and waits until the window manager names it active and the input
+    /// focus is inside it, several polls in a row: on a loaded machine openbox may still be
+    /// settling (focusing nothing, i.e. its own support window) just after `--sync` returns.
+    pub fn activate(&self, window: u64) {
+        use x11rb::connection::Connection;
+        use x11rb::protocol::xproto::{AtomEnum, ConnectionExt};
+        let (conn, screen) = x11rb::connect(Some(&self.display)).unwrap();
+        let root = conn.setup().roots[screen].root;
+        let active_atom = conn
+            .intern_atom(false, b"_NET_ACTIVE_WINDOW")
+            .unwrap()
+            .reply()
+            .unwrap()
+            .atom;
+        let settled = || {
+            let active = conn
+                .get_property(false, root, active_atom, AtomEnum::WINDOW, 0, 1)
+                .ok()
+                .and_then(|c| c.reply().ok())
+                .and_then(|r| r.value32().and_then(|mut v| v.next()));
+            let Some(mut focus) = conn
+                .get_input_focus()
+                .ok()
+                .and_then(|c| c.reply().ok())
+                .map(|r| r.focus)
+            else {
+                return false;
+            };
+            // The focus may sit on the window or on one of its children.
+            let mut inside = false;
+            for _ in 0..8 {
+                if u64::from(focus) == window {
+                    inside = true;
+                    break;
+                }
+                match conn.query_tree(focus).ok().and_then(|c| c.reply().ok()) {
+                    Some(tree) if tree.parent != 0 && tree.parent != root => focus = tree.parent,
+                    _ => break,
+                }
+            }
+            active.map(u64::from) == Some(window) && inside
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut in_a_row = 0;
+        while in_a_row < 5 {
+            assert!(
+                Instant::now() < deadline,
+                "window {window:#x} never kept the focus"
+            );
+            if settled() {
+                in_a_row += 1;
+            } else {
+                in_a_row = 0;
+                self.run(
+                    "xdotool",
+                    &["windowactivate", "--sync", &window.to_string()],
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn wm_running(&self) -> bool {
         use x11rb::connection::Connection;
         use x11rb::protocol::xproto::{AtomEnum, ConnectionExt};
