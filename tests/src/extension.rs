@@ -79,3 +79,20 @@ pub fn spki_pin(cert_pem: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, spki.as_ref());
     base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
 }
+
+/// Builds the extension as Chromium loads it (its WebAssembly engine and scripts).
+pub fn build() {
+    let built = std::process::Command::new("sh")
+        .arg(crate::workspace().join("extension/build.sh"))
+        .status()
+        .expect("sh runs");
+    assert!(built.success(), "extension/build.sh failed");
+}
+
+/// Writes the pack `text` into `scratch`, pushes it to `collector` and starts the collector.
+pub fn start_with_pack(collector: &mut crate::Collector, scratch: &crate::Scratch, text: &str) {
+    let pack = scratch.path("pack.toml");
+    std::fs::write(&pack, text).unwrap();
+    crate::run_ok(collector.cmd().args(["rules", "push"]).arg(&pack)).unwrap();
+    collector.start().unwrap();
+}

@@ -21,7 +21,7 @@ use std::process::Command;
 use std::time::Duration;
 use tutela_tests::script::Script;
 
-use tutela_tests::extension::{spki_pin, Policy, TEST_PACK};
+use tutela_tests::extension::{self, spki_pin, Policy, TEST_PACK};
 use tutela_tests::{console_scripts, run_ok, workspace, Collector, Scratch};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -44,11 +44,7 @@ fn alerts_where(
 
 #[test]
 fn extension_enrols_alerts_on_pages_and_typing_and_queues_through_an_outage() {
-    let built = Command::new("sh")
-        .arg(workspace().join("extension/build.sh"))
-        .status()
-        .expect("sh runs");
-    assert!(built.success(), "extension/build.sh failed");
+    extension::build();
 
     let scratch = Scratch::new("extension");
     let (mut collector, console_port) = Collector::with_console(
@@ -57,10 +53,7 @@ fn extension_enrols_alerts_on_pages_and_typing_and_queues_through_an_outage() {
         PASSWORD,
     )
     .unwrap();
-    let pack = scratch.path("pack.toml");
-    std::fs::write(&pack, TEST_PACK).unwrap();
-    run_ok(collector.cmd().args(["rules", "push"]).arg(&pack)).unwrap();
-    collector.start().unwrap();
+    extension::start_with_pack(&mut collector, &scratch, TEST_PACK);
     let token = collector
         .token(&["--uses", "1", "--group", "year-10"])
         .unwrap();
@@ -95,6 +88,7 @@ fn extension_enrols_alerts_on_pages_and_typing_and_queues_through_an_outage() {
                 let agents = run_ok(collector.cmd().args(["agents", "list"])).unwrap();
                 assert!(agents.contains("station=chromebook-7"), "{agents}");
                 // A publication and an exemption reach the running extension.
+                let pack = scratch.path("pack.toml");
                 std::fs::write(&pack, pack_v2()).unwrap();
                 run_ok(collector.cmd().args(["rules", "push"]).arg(&pack)).unwrap();
                 run_ok(collector.cmd().args([

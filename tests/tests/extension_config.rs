@@ -17,7 +17,7 @@ use std::process::Command;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use tutela_tests::extension::{spki_pin, Policy, TEST_PACK};
+use tutela_tests::extension::{self, spki_pin, Policy, TEST_PACK};
 use tutela_tests::web::{http, sign_in};
 use tutela_tests::{console_scripts, free_port, run_ok, workspace, Collector, Scratch};
 
@@ -77,11 +77,7 @@ fn expired(token: &str) -> String {
 
 #[test]
 fn a_wrong_managed_configuration_is_shown_in_the_extension_and_on_the_fleet_page() {
-    let built = Command::new("sh")
-        .arg(workspace().join("extension/build.sh"))
-        .status()
-        .expect("sh runs");
-    assert!(built.success(), "extension/build.sh failed");
+    extension::build();
     let scratch = Scratch::new("extension-config");
     let (mut collector, console_port) = Collector::with_console(
         scratch.path("collector"),
@@ -89,10 +85,7 @@ fn a_wrong_managed_configuration_is_shown_in_the_extension_and_on_the_fleet_page
         PASSWORD,
     )
     .unwrap();
-    let pack = scratch.path("pack.toml");
-    std::fs::write(&pack, TEST_PACK).unwrap();
-    run_ok(collector.cmd().args(["rules", "push"]).arg(&pack)).unwrap();
-    collector.start().unwrap();
+    extension::start_with_pack(&mut collector, &scratch, TEST_PACK);
     let token = collector.token(&["--uses", "5"]).unwrap();
     let cert = std::fs::read_to_string(collector.dir.join("collector.crt")).unwrap();
 

@@ -19,7 +19,7 @@ use std::process::Command;
 use std::time::Duration;
 use tutela_tests::script::Script;
 
-use tutela_tests::extension::{spki_pin, Policy, TEST_PACK};
+use tutela_tests::extension::{self, spki_pin, Policy, TEST_PACK};
 
 /// Shots of a burst (the extension's, as the desktop agent's default).
 const BURST_SHOTS: usize = 3;
@@ -104,17 +104,10 @@ fn check_shadow_and_folding(collector: &Collector) {
 
 #[test]
 fn shadow_rules_count_repeats_fold_and_a_copied_profile_takes_its_own_identity() {
-    let built = Command::new("sh")
-        .arg(workspace().join("extension/build.sh"))
-        .status()
-        .expect("sh runs");
-    assert!(built.success(), "extension/build.sh failed");
+    extension::build();
     let scratch = Scratch::new("extension-identity");
     let mut collector = Collector::init(scratch.path("collector")).unwrap();
-    let pack = scratch.path("pack.toml");
-    std::fs::write(&pack, live_pack()).unwrap();
-    run_ok(collector.cmd().args(["rules", "push"]).arg(&pack)).unwrap();
-    collector.start().unwrap();
+    extension::start_with_pack(&mut collector, &scratch, &live_pack());
     let token = collector.token(&["--group", "lab"]).unwrap();
     let _policy = Policy::write(serde_json::json!({
         "enrolment_token": token,

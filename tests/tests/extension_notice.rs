@@ -20,7 +20,7 @@ use tutela_tests::script::Script;
 use prost::Message;
 use ring::signature::{UnparsedPublicKey, ED25519};
 use tutela_proto::v1::NoticeAckBody;
-use tutela_tests::extension::{spki_pin, Policy, TEST_PACK};
+use tutela_tests::extension::{self, spki_pin, Policy, TEST_PACK};
 use tutela_tests::{console_scripts, run_ok, wait_for, workspace, Collector, Scratch};
 
 /// Stored acknowledgements: (agent, user, station, version, body, signature).
@@ -121,17 +121,10 @@ fn wait_for_acks(collector: &Collector, n: usize) -> Vec<Ack> {
 #[test]
 fn the_extension_shows_the_notice_until_acknowledged_and_the_collector_stores_each_acknowledgement()
 {
-    let built = Command::new("sh")
-        .arg(workspace().join("extension/build.sh"))
-        .status()
-        .expect("sh runs");
-    assert!(built.success(), "extension/build.sh failed");
+    extension::build();
     let scratch = Scratch::new("extension-notice");
     let mut collector = Collector::init(scratch.path("collector")).unwrap();
-    let pack = scratch.path("pack.toml");
-    std::fs::write(&pack, TEST_PACK).unwrap();
-    run_ok(collector.cmd().args(["rules", "push"]).arg(&pack)).unwrap();
-    collector.start().unwrap();
+    extension::start_with_pack(&mut collector, &scratch, TEST_PACK);
     let token = collector.token(&["--group", "year-10"]).unwrap();
     let _policy =
         Policy::write(serde_json::json!({"enrolment_token": token, "station": "chromebook-3"}));

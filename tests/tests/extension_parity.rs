@@ -12,7 +12,7 @@ use prost::Message;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::{json, Value};
 use tutela_proto::v1::{rules_update, RuleBundle, RulesUpdate};
-use tutela_tests::{workspace, Scratch};
+use tutela_tests::{extension, workspace, Scratch};
 
 const NOW: i64 = 1_800_000_000_000;
 
@@ -134,11 +134,7 @@ fn compare(pack: &str, corpora: &[&str], scratch: &Scratch) {
 
 #[test]
 fn the_webassembly_engine_answers_every_corpus_line_as_the_native_one() {
-    let built = Command::new("sh")
-        .arg(workspace().join("extension/build.sh"))
-        .status()
-        .expect("sh runs");
-    assert!(built.success(), "extension/build.sh failed");
+    extension::build();
     let scratch = Scratch::new("extension-parity");
     compare(
         "en-GB.toml",
