@@ -3,7 +3,7 @@
 //! patterns (built lazily) and their required tokens, thresholds, and the words a match
 //! can end with.
 
-use crate::cue::{category_bit, CueSet};
+use crate::cue::{category_bit, CueSet, RoleBits};
 use crate::matcher::{CategoryInfo, CompileError, CompileOptions, Exception, Matcher, Rule};
 use crate::normalise::normalise_term;
 use crate::pack::{Pack, TermKind};
@@ -42,6 +42,7 @@ impl Matcher {
             }
         }
         let mut weighing = !pack.cues.is_empty();
+        let roles = RoleBits::new(pack.terms.iter().filter_map(|t| t.role.as_deref()));
         for term in &pack.terms {
             if !opts.age.includes(term.age) {
                 continue;
@@ -60,6 +61,7 @@ impl Matcher {
                 context: term.context.iter().map(|c| normalise_term(c)).collect(),
                 weight: term.weight,
                 category_bit: category_bit(&term.category),
+                role_bit: term.role.as_deref().map_or(0, |r| roles.bit(r)),
                 literal_words: if term.kind == TermKind::Pattern {
                     literal_words(&term.text)
                 } else {
@@ -147,12 +149,13 @@ impl Matcher {
             phrases.rule(&normalised, rule_idx);
         }
         required_lists.add_entries(&lists, &mut phrases);
-        let cues = CueSet::compile(&pack.cues, &lists, &mut phrases).map_err(|message| {
-            CompileError::Pattern {
-                pack: pack.id.clone(),
-                message,
-            }
-        })?;
+        let cues =
+            CueSet::compile(&pack.cues, &lists, &roles, &mut phrases).map_err(|message| {
+                CompileError::Pattern {
+                    pack: pack.id.clone(),
+                    message,
+                }
+            })?;
         for cue in pack.cues.iter().filter(|c| c.weight > 0.0) {
             let phrases = crate::wordlist::expand(&cue.phrases, &lists).map_err(|message| {
                 CompileError::Pattern {

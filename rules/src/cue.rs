@@ -19,7 +19,7 @@ use crate::phrases::PhrasesBuilder;
 use crate::wordlist::expand;
 use crate::{is_category, CATEGORIES};
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use toml::Spanned;
 
@@ -27,6 +27,39 @@ use toml::Spanned;
 pub const MAX_CUE_WINDOW: usize = 30;
 /// Largest absolute weight of a cue or term, and largest threshold.
 pub const MAX_WEIGHT: f64 = 10.0;
+
+/// Most distinct term roles a pack may name (a role is a bit in a mask).
+pub const MAX_ROLES: usize = 16;
+
+/// Why a term role name is refused, if it is.
+pub(crate) fn role_problem(role: &str) -> Option<String> {
+    let ok = !role.is_empty()
+        && role.len() <= 32
+        && role.starts_with(|c: char| c.is_ascii_lowercase())
+        && role
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    (!ok).then(|| {
+        format!("term role `{role}` is not a name: use lower-case letters, digits and '-', starting with a letter (such as \"topic\")")
+    })
+}
+
+/// The (category, role) pairs the pack's term groups declare with valid names: what a cue
+/// group's `lowers` may name.
+pub(crate) fn declared_roles(
+    groups: &[Spanned<crate::pack_toml::RawTermGroup>],
+) -> BTreeSet<(String, String)> {
+    groups
+        .iter()
+        .filter_map(|g| {
+            let g = g.get_ref();
+            let role = g.role.as_ref()?.get_ref();
+            role_problem(role)
+                .is_none()
+                .then(|| (g.category.get_ref().clone(), role.clone()))
+        })
+        .collect()
+}
 
 /// The stretch of text a cue group reaches: see the module docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +96,8 @@ pub struct Cue {
     pub anywhere: bool,
     /// Where it counts: its sentence or its line.
     pub within: Within,
+    /// The term roles it lowers (`lowers = ["topic"]`; empty: every match).
+    pub lowers: Vec<String>,
     pub note: Option<String>,
     pub line: usize,
 }
@@ -84,13 +119,17 @@ pub(crate) struct RawCue {
     #[serde(default)]
     within: Option<Spanned<String>>,
     #[serde(default)]
+    lowers: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
     note: Option<String>,
 }
 
-/// Validate the raw cue groups against the pack's word lists.
+/// Validate the raw cue groups against the pack's word lists and the (category, role)
+/// pairs its term groups declare.
 pub(crate) fn parse_cues(
     raw: &[Spanned<RawCue>],
     lists: &BTreeMap<String, ListEntries>,
+    roles: &BTreeSet<(String, String)>,
     line: &dyn Fn(usize) -> usize,
     problems: &mut Vec<Problem>,
 ) -> Vec<Cue> {
@@ -162,6 +201,7 @@ pub(crate) fn parse_cues(
                 format!("cue `{}` has no phrases: add some or remove it", g.name),
             );
         }
+        let lowers = parse_lowers(g, &categories, roles, line, &mut problem);
         let mut phrases = Vec::new();
         for p in &g.phrases {
             match expand(std::slice::from_ref(p.get_ref()), lists) {
@@ -185,9 +225,65 @@ pub(crate) fn parse_cues(
             after,
             anywhere: g.anywhere,
             within,
+            lowers,
             note: g.note.clone(),
             line: at,
         });
+    }
+    out
+}
+
+/// A cue group's `lowers`: term roles that its categories' term groups declare; only a
+/// cue of negative weight with named categories may have it.
+fn parse_lowers(
+    g: &RawCue,
+    categories: &[String],
+    roles: &BTreeSet<(String, String)>,
+    line: &dyn Fn(usize) -> usize,
+    problem: &mut dyn FnMut(usize, String),
+) -> Vec<String> {
+    let Some(lowers) = &g.lowers else {
+        return Vec::new();
+    };
+    let at = line(lowers.span().start);
+    let name = &g.name;
+    if lowers.get_ref().is_empty() {
+        problem(
+            at,
+            format!("cue `{name}` has an empty `lowers`: name a term role (such as \"topic\") or leave `lowers` out"),
+        );
+    }
+    if *g.weight.get_ref() > 0.0 {
+        problem(at, format!("cue `{name}` raises (weight above 0) but has `lowers`: only a cue of negative weight can lower some roles; remove `lowers`"));
+    }
+    if g.categories.is_empty() {
+        problem(at, format!("cue `{name}` has `lowers` but no `categories`: list the categories whose term roles it lowers"));
+    }
+    let mut out = Vec::new();
+    for r in lowers.get_ref() {
+        let role = r.get_ref();
+        if let Some(message) = role_problem(role) {
+            problem(line(r.span().start), message);
+            continue;
+        }
+        let missing: Vec<&str> = categories
+            .iter()
+            .filter(|c| !roles.contains(&(c.to_string(), role.clone())))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            problem(
+                line(r.span().start),
+                format!(
+                    "cue `{name}` lowers role `{role}`, but no term group of {} has `role = \"{role}\"`: give the terms it should lower that role, or remove it from `lowers`",
+                    missing.join(", ")
+                ),
+            );
+            continue;
+        }
+        if !out.contains(role) {
+            out.push(role.clone());
+        }
     }
     out
 }
@@ -203,6 +299,8 @@ struct CompiledCue {
     sentence: bool,
     /// Bit per index in [`CATEGORIES`].
     categories: u16,
+    /// The term roles it lowers, one bit each (0: every match).
+    lowers: u16,
 }
 
 /// A cue found in a text.
@@ -215,9 +313,16 @@ pub struct CueHit {
     pub span: Range<usize>,
 }
 
-/// An `anywhere` cue found in a text: (its categories' bits, whether it covers only its
-/// sentence, the cue).
-pub(crate) type AnywhereCue = (u16, bool, CueHit);
+/// An `anywhere` cue found in a text.
+pub(crate) struct AnywhereCue {
+    /// Its categories' bits.
+    pub(crate) categories: u16,
+    /// Whether it covers only its sentence (else its line).
+    pub(crate) sentence: bool,
+    /// The term roles it lowers (0: every match).
+    pub(crate) lowers: u16,
+    pub(crate) hit: CueHit,
+}
 
 /// A match that cues may apply to.
 pub(crate) struct CueTarget<'a> {
@@ -227,6 +332,8 @@ pub(crate) struct CueTarget<'a> {
     pub(crate) category_bit: u16,
     /// For a pattern, the words it writes out (sorted); `None` for a word or phrase term.
     pub(crate) pattern_words: Option<&'a [String]>,
+    /// The bit of its term's role (0: none).
+    pub(crate) role_bit: u16,
 }
 
 /// The compiled cues of a pack (their phrases are in the pack's phrase automaton).
@@ -248,6 +355,7 @@ impl CueSet {
     pub(crate) fn compile(
         cues: &[Cue],
         lists: &BTreeMap<String, ListEntries>,
+        roles: &RoleBits,
         phrases: &mut PhrasesBuilder,
     ) -> Result<CueSet, String> {
         let mut compiled = Vec::new();
@@ -270,6 +378,7 @@ impl CueSet {
                 anywhere: cue.anywhere,
                 sentence: cue.within == Within::Sentence,
                 categories,
+                lowers: cue.lowers.iter().fold(0, |m, r| m | roles.bit(r)),
             });
         }
         Ok(CueSet { cues: compiled })
@@ -311,12 +420,19 @@ impl CueSet {
                 span: span.clone(),
             };
             if cue.anywhere {
-                anywhere.push((cue.categories, cue.sentence, hit()));
+                anywhere.push(AnywhereCue {
+                    categories: cue.categories,
+                    sentence: cue.sentence,
+                    lowers: cue.lowers,
+                    hit: hit(),
+                });
                 continue;
             }
             for (i, target) in hits.iter().enumerate() {
                 let (h, pattern) = (&target.span, target.pattern_words);
-                if cue.categories & target.category_bit == 0 {
+                if cue.categories & target.category_bit == 0
+                    || (cue.lowers != 0 && cue.lowers & target.role_bit == 0)
+                {
                     continue;
                 }
                 let overlaps = span.start < h.end && h.start < span.end;
@@ -353,6 +469,34 @@ fn same_stretch(n: &Normalised, sentence: bool, a: usize, b: usize) -> bool {
         n.sentence_of(a) == n.sentence_of(b)
     } else {
         n.line_of(a) == n.line_of(b)
+    }
+}
+
+/// The bits of a pack's term roles, in the order of their names (at most
+/// [`MAX_ROLES`]: `check` refuses more).
+#[derive(Debug, Default)]
+pub(crate) struct RoleBits {
+    names: Vec<String>,
+}
+
+impl RoleBits {
+    pub(crate) fn new<'a>(roles: impl Iterator<Item = &'a str>) -> RoleBits {
+        let names: BTreeSet<&str> = roles.collect();
+        RoleBits {
+            names: names
+                .into_iter()
+                .take(MAX_ROLES)
+                .map(String::from)
+                .collect(),
+        }
+    }
+
+    /// The bit of a role (0 for none or an unknown one).
+    pub(crate) fn bit(&self, role: &str) -> u16 {
+        self.names
+            .iter()
+            .position(|r| r == role)
+            .map_or(0, |i| 1u16 << i)
     }
 }
 

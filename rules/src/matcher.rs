@@ -100,6 +100,8 @@ pub(crate) struct Rule {
     pub(crate) weight: f32,
     /// Bit of the category in a category mask.
     pub(crate) category_bit: u16,
+    /// Bit of its term's role (0: none), for cues that lower only some roles.
+    pub(crate) role_bit: u16,
     /// For a pattern, the normalised words it writes out (not its lists): a cue made only
     /// of them is the pattern's own wording ('are not welcome'), not a cue inside it.
     pub(crate) literal_words: Vec<String>,

@@ -1,6 +1,6 @@
 //! The rule pack: parsing and validating the TOML format documented in `rules/README.md`.
 
-use crate::cue::{parse_cues, Cue, MAX_WEIGHT};
+use crate::cue::{declared_roles, parse_cues, role_problem, Cue, MAX_ROLES, MAX_WEIGHT};
 use crate::normalise::{normalise_term, offsets_of};
 use crate::pack_toml::RawPack;
 use crate::pattern::is_identity_word;
@@ -75,6 +75,9 @@ pub struct Term {
     pub capture: CaptureMode,
     /// What one match adds to its category's score (default 1).
     pub weight: f32,
+    /// What its matches are to the weighing (`role = "topic"`): a cue group with `lowers`
+    /// lowers only matches of the roles it names.
+    pub role: Option<String>,
     pub note: Option<String>,
     /// Line of the term in the pack file.
     pub line: usize,
@@ -339,7 +342,14 @@ impl Pack {
         let mut list_problems = Vec::new();
         let lists = parse_lists(&raw.lists, &line_of, &mut list_problems);
         let list_entries = entries(&lists);
-        let cues = parse_cues(&raw.cues, &list_entries, &line_of, &mut list_problems);
+        let roles = declared_roles(&raw.terms);
+        let cues = parse_cues(
+            &raw.cues,
+            &list_entries,
+            &roles,
+            &line_of,
+            &mut list_problems,
+        );
         for p in list_problems {
             problem(p.line, p.message);
         }
@@ -423,6 +433,16 @@ impl Pack {
             for p in weight_problems {
                 problem(p.line, p.message);
             }
+            let role = g
+                .role
+                .as_ref()
+                .and_then(|r| match role_problem(r.get_ref()) {
+                    None => Some(r.get_ref().clone()),
+                    Some(message) => {
+                        problem(lines.line(r), message);
+                        None
+                    }
+                });
             let mut context = Vec::new();
             for c in &g.context {
                 if normalise_term(c.get_ref()).is_empty() {
@@ -492,6 +512,7 @@ impl Pack {
                     context: context.clone(),
                     capture,
                     weight: term_weight,
+                    role: role.clone(),
                     note: g.note.clone(),
                     line,
                 });
@@ -527,6 +548,18 @@ impl Pack {
                     line: lines.line(p),
                 });
             }
+        }
+
+        let distinct: std::collections::BTreeSet<&str> =
+            roles.iter().map(|(_, r)| r.as_str()).collect();
+        if distinct.len() > MAX_ROLES {
+            problem(
+                1,
+                format!(
+                    "the pack names {} term roles: use at most {MAX_ROLES}",
+                    distinct.len()
+                ),
+            );
         }
 
         let changelog = raw

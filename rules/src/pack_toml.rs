@@ -71,6 +71,7 @@ pub(crate) struct RawTermGroup {
     pub(crate) context: Vec<Spanned<String>>,
     pub(crate) capture: Option<Spanned<String>>,
     pub(crate) weight: Option<Spanned<f64>>,
+    pub(crate) role: Option<Spanned<String>>,
     pub(crate) note: Option<String>,
 }
 

@@ -71,6 +71,7 @@ impl Matcher {
                         category_bit: rule.category_bit,
                         pattern_words: (rule.kind == TermKind::Pattern)
                             .then_some(rule.literal_words.as_slice()),
+                        role_bit: rule.role_bit,
                     }
                 })
                 .collect();
@@ -138,8 +139,9 @@ impl Matcher {
             let mut total: f32 = distinct.iter().map(|(_, _, s)| s.max(0.0)).sum();
             // A text-wide cue describes the line it is on (a chat message, a paragraph), or
             // with `within = "sentence"` its sentence: it counts, once, when it shares that
-            // with one of this category's matches.
-            let shares = |sentence: bool, at: usize| {
+            // with one of this category's matches (one of the roles it lowers, if it names
+            // some).
+            let shares = |sentence: bool, at: usize, lowers: u16| {
                 let of = |p: usize| {
                     if sentence {
                         n.sentence_of(p)
@@ -150,20 +152,48 @@ impl Matcher {
                 let at = of(at);
                 members.iter().any(|&i| {
                     let h = &hits[i].norm;
-                    // A match that runs across a sentence end is in each of its sentences.
-                    (of(h.start)..=of(h.end.saturating_sub(1))).contains(&at)
+                    (lowers == 0 || self.rules[hits[i].rule as usize].role_bit & lowers != 0)
+                        // A match that runs across a sentence end is in each of its sentences.
+                        && (of(h.start)..=of(h.end.saturating_sub(1))).contains(&at)
                 })
             };
             let mut context: Vec<CueHit> = Vec::new();
-            for (cats, sentence, c) in &anywhere {
-                if cats & bit != 0
-                    && !context.iter().any(|x| x.name == c.name)
-                    && shares(*sentence, c.span.start)
+            let mut lowered: SmallVec<[f32; 8]> = SmallVec::new();
+            for c in &anywhere {
+                if c.categories & bit == 0
+                    || context.iter().any(|x| x.name == c.hit.name)
+                    || !shares(c.sentence, c.hit.span.start, c.lowers)
                 {
-                    context.push(c.clone());
+                    continue;
                 }
+                if c.lowers == 0 {
+                    total += c.hit.weight;
+                    context.push(c.hit.clone());
+                    continue;
+                }
+                // A cue that lowers some roles takes from their matches' scores only, never
+                // below zero: a supporter's words beside news of the fight keep theirs.
+                if lowered.is_empty() {
+                    lowered = distinct.iter().map(|(_, _, s)| s.max(0.0)).collect();
+                }
+                let mut need = -c.hit.weight;
+                for (k, (rule, _, _)) in distinct.iter().enumerate() {
+                    if self.rules[*rule as usize].role_bit & c.lowers != 0 {
+                        let take = need.min(lowered[k]);
+                        lowered[k] -= take;
+                        need -= take;
+                    }
+                }
+                let taken = -c.hit.weight - need;
+                if taken <= 0.0 {
+                    continue;
+                }
+                total -= taken;
+                context.push(CueHit {
+                    weight: -taken,
+                    ..c.hit.clone()
+                });
             }
-            total += context.iter().map(|c| c.weight).sum::<f32>();
             let threshold = self.thresholds[cat_index];
             let alerted = total >= threshold - 1e-4;
             if alerted {
