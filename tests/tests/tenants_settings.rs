@@ -50,17 +50,9 @@ fn closed(db: &Db<'_>, n: u32, school: &str, days: i64) -> i64 {
 
 fn scenario(pg: Option<&PgCluster>, name: &str) {
     let scratch = Scratch::new(name);
-    let (mut c, db) = Db::collector(scratch.path("collector"), pg);
-    let smtp_port = free_port();
-    c.set_section("console", "enabled = false\ntime_zone = \"Europe/London\"")
-        .unwrap();
-    let mail = tenants_common::mail_to_schools_and_trust(smtp_port, "");
-    c.set_section("mail", &mail).unwrap();
-    tenants_common::weekly_summary_on(&c);
-    for (id, title) in [("north", "North Primary"), ("south", "South Academy")] {
-        run_ok(c.cmd().args(["schools", "add", id, "--name", title])).unwrap();
-    }
-    // The console's tables (an account made once).
+    let (mut c, db, smtp_port) =
+        tenants_common::summarised_schools(&scratch, pg, "", ["North Primary", "South Academy"]);
+    // The trust's DSL.
     let password = scratch.path("password");
     std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
     run_ok(
@@ -70,7 +62,6 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
             .arg(&password),
     )
     .unwrap();
-    run_ok(c.cmd().args(["summary", "--status"])).unwrap();
 
     // Wrong values are refused, saying what to give, with nothing changed.
     for (args, says) in [

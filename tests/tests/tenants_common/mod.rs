@@ -368,6 +368,39 @@ pub fn weekly_summaries(
         .collect()
 }
 
+/// A new collector in `scratch` (on PostgreSQL when `pg` is given, else on
+/// its own SQLite store) set up for the weekly summaries of two schools:
+/// the console off with the trust's zone London (and `console` settings,
+/// one per line, added), mail through an SMTP server on a free port to
+/// North's DSL, South's and the trust's lead ([`mail_to_schools_and_trust`]),
+/// the weekly summary on, and the schools `north` and `south` named
+/// `names`; the summary's tables made. Returns it, where its rows are and
+/// the SMTP port for [`weekly_summaries`].
+pub fn summarised_schools<'a>(
+    scratch: &tutela_tests::Scratch,
+    pg: Option<&'a PgCluster>,
+    console: &str,
+    names: [&str; 2],
+) -> (tutela_tests::Collector, Db<'a>, u16) {
+    use tutela_tests::run_ok;
+    let (c, db) = Db::collector(scratch.path("collector"), pg);
+    let smtp_port = tutela_tests::free_port();
+    c.set_section(
+        "console",
+        &format!("enabled = false\ntime_zone = \"Europe/London\"\n{console}"),
+    )
+    .unwrap();
+    c.set_section("mail", &mail_to_schools_and_trust(smtp_port, ""))
+        .unwrap();
+    weekly_summary_on(&c);
+    for (id, name) in SCHOOLS.iter().zip(names) {
+        run_ok(c.cmd().args(["schools", "add", id, "--name", name])).unwrap();
+    }
+    // Creates the console, publishing and summary tables.
+    run_ok(c.cmd().args(["summary", "--status"])).unwrap();
+    (c, db, smtp_port)
+}
+
 /// Turns the weekly summary to DSLs on (Monday 08:00, checked every minute).
 pub fn weekly_summary_on(c: &tutela_tests::Collector) {
     c.set_section(
