@@ -8,19 +8,21 @@
 //! stored and counted. Replays of the notices issued before (South's
 //! version 1 as first signed, North's version 2) are still refused, and
 //! South's own station receives the same version again without its pupil
-//! being asked again.
+//! being asked again. Moved back to North from the Fleet page, it takes
+//! North's version 2 issued again, which its pupil is not asked again.
 
 mod tenants_common;
 
 use std::time::{Duration, Instant};
 
-use tenants_common::{subscribe, Db};
+use tenants_common::{subscribe, Db, PASSWORD};
 use tutela_agent::identity::{Enrolment, Identity};
 use tutela_agent::notice::{issue_of, Acknowledger, Applied, NoticeError, Notices};
 use tutela_proto::v1::notices_client::NoticesClient;
 use tutela_proto::v1::rules_update::Update;
 use tutela_proto::v1::{Notice, RulesUpdate, SignedNotice};
 use tutela_tests::postgres::PgCluster;
+use tutela_tests::web::{http, sign_in};
 use tutela_tests::{run_ok, Agent, Collector, Scratch};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -117,10 +119,7 @@ fn standing(c: &Collector, school: &str) -> (Vec<String>, Vec<String>) {
 async fn scenario(pg: Option<&PgCluster>, name: &str) {
     let scratch = Scratch::new(name);
     let (mut c, db) = Db::collector(scratch.path("collector"), pg);
-    c.set_section("console", "enabled = false").unwrap();
-    for id in ["north", "south"] {
-        run_ok(c.cmd().args(["schools", "add", id, "--name", id])).unwrap();
-    }
+    let port = tenants_common::console_with_trust_and_north(&c, &scratch, "technician", "tech");
     // The trust's notice for `lab` (version 1), then North's own (2); each
     // pupil is asked once per version.
     for (text, school) in [
@@ -230,6 +229,29 @@ async fn scenario(pg: Option<&PgCluster>, name: &str) {
         "2",
         "no new version"
     );
+
+    // The trust's technician moves it back to North from the Fleet page:
+    // North's version 2 is issued again (issue 4) and taken; its pupil,
+    // who accepted version 2 on this station, is not asked again.
+    tutela_tests::console_client::wait_for_port(port);
+    let tech = sign_in(port, "tech-trust", PASSWORD, "/fleet");
+    let r = http(
+        port,
+        "POST",
+        "/fleet/move-school",
+        &tech.0,
+        &[
+            ("csrf", &tech.1),
+            ("agent", &moved.ackr.agent_id),
+            ("school", "north"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let (back, applied) = moved.next_notice("North's notice after moving back").await;
+    assert_eq!(applied, Applied::Shown);
+    assert_eq!((decode(&back).version, decode(&back).issue), (2, 4));
+    assert!(!moved.notices.due_for("pupil.m1", true));
+    assert_eq!(db.one("SELECT COUNT(*) FROM notice_reissued"), "2");
     c.kill9();
 }
 
