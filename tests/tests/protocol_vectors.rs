@@ -294,6 +294,7 @@ fn build(scratch: &std::path::Path) -> Value {
         mode: tutela_proto::v1::NoticeMode::OncePerVersion as i32,
         concern_url: "https://tutela.school.example/concern".into(),
         issued_ms: 1_767_225_601_000,
+        issue: 0,
     };
     let notice_body = notice.encode_to_vec();
     let notice_message = tutela_proto::notice_message(&notice_body);

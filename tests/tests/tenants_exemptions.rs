@@ -11,40 +11,14 @@ mod tenants_common;
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use tenants_common::{now_ms, Db, PASSWORD};
-use tutela_agent::identity::{Enrolment, Identity};
-use tutela_proto::v1::rules_client::RulesClient;
+use tenants_common::{subscribe, Db, PASSWORD};
 use tutela_proto::v1::rules_update::Update;
-use tutela_proto::v1::{Notice, RulesUpdate, SignedSubscribe, SubscribeBody};
+use tutela_proto::v1::{Notice, RulesUpdate};
 use tutela_tests::postgres::PgCluster;
 use tutela_tests::web::{http, sign_in};
 use tutela_tests::{run_ok, Agent, Collector, Scratch};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// Opens the agent's rule stream as the agent does, signed with its key.
-async fn subscribe(agent: &Agent) -> tonic::Streaming<RulesUpdate> {
-    let enrolment = Enrolment::load(&agent.dir).unwrap();
-    let identity = Identity::load_or_create(&agent.dir).unwrap();
-    let channel = tutela_agent::pinning::connect(&enrolment.collector, &enrolment.fingerprint)
-        .await
-        .unwrap();
-    let body = SubscribeBody {
-        agent_id: enrolment.agent_id.clone(),
-        current_version: 0,
-        time_ms: now_ms(),
-        current_shadow_version: 0,
-    }
-    .encode_to_vec();
-    RulesClient::new(channel)
-        .subscribe(SignedSubscribe {
-            signature: identity.sign(&tutela_proto::subscribe_message(&body)),
-            body,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
 
 /// What a stream has delivered so far: the newest exemption set's terms and
 /// categories (sorted) and the newest notice's text.

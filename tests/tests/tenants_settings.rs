@@ -50,17 +50,9 @@ fn closed(db: &Db<'_>, n: u32, school: &str, days: i64) -> i64 {
 
 fn scenario(pg: Option<&PgCluster>, name: &str) {
     let scratch = Scratch::new(name);
-    let (mut c, db) = Db::collector(scratch.path("collector"), pg);
-    let smtp_port = free_port();
-    c.set_section("console", "enabled = false\ntime_zone = \"Europe/London\"")
-        .unwrap();
-    let mail = tenants_common::mail_to_schools_and_trust(smtp_port, "");
-    c.set_section("mail", &mail).unwrap();
-    tenants_common::weekly_summary_on(&c);
-    for (id, title) in [("north", "North Primary"), ("south", "South Academy")] {
-        run_ok(c.cmd().args(["schools", "add", id, "--name", title])).unwrap();
-    }
-    // The console's tables (an account made once).
+    let (mut c, db, smtp_port) =
+        tenants_common::summarised_schools(&scratch, pg, "", ["North Primary", "South Academy"]);
+    // The trust's DSL.
     let password = scratch.path("password");
     std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
     run_ok(
@@ -70,7 +62,6 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
             .arg(&password),
     )
     .unwrap();
-    run_ok(c.cmd().args(["summary", "--status"])).unwrap();
 
     // Wrong values are refused, saying what to give, with nothing changed.
     for (args, says) in [
@@ -144,9 +135,9 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
 
     // The summary: North's week in Auckland, the trust's and South's in
     // London.
-    alert(&db, 1, "north", SUNDAY_1, "new");
+    let north_sunday = alert(&db, 1, "north", SUNDAY_1, "new");
     alert(&db, 2, "north", SUNDAY_8, "new");
-    alert(&db, 3, "south", TUESDAY, "new");
+    let south_tuesday = alert(&db, 3, "south", TUESDAY, "new");
     let by_rcpt = weekly_summaries(&c, smtp_port, scratch.path("mail"));
     let expect = |rcpt: &str, lines: &[&str]| {
         let (subject, text) = &by_rcpt[rcpt];
@@ -172,24 +163,45 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
     );
     expect("lead@trust.test", &["Alerts this week: 2 (previous week 1"]);
     assert!(!by_rcpt["lead@trust.test"].1.contains("Pacific/Auckland"));
-    console(&mut c, &db, &password);
+    console(&mut c, &db, &password, (north_sunday, south_tuesday));
+}
+
+/// The row of alert or audit entry `id` in a list page.
+fn row(body: &str, attribute: &str, id: i64) -> String {
+    let start = body
+        .find(&format!("{attribute}{id}\""))
+        .unwrap_or_else(|| panic!("no row {id} in\n{body}"));
+    let rest = &body[start..];
+    rest[..rest.find("</tr>").unwrap()].to_owned()
 }
 
 /// The Settings page: North's DSL sets North's own settings (checked
 /// first) and no other school's, and sees North's alerts in North's zone;
-/// the trust's DSL sets South's and sees London's times; a technician may
-/// not change them.
-fn console(c: &mut tutela_tests::Collector, db: &Db<'_>, password: &std::path::Path) {
+/// the trust's DSL sees each school's alerts and audit entries in that
+/// school's zone (London's for South and the trust's own), and sets
+/// South's, whose alerts then show in South's; a technician may not change
+/// them.
+fn console(
+    c: &mut tutela_tests::Collector,
+    db: &Db<'_>,
+    password: &std::path::Path,
+    (north_sunday, south_tuesday): (i64, i64),
+) {
     let port = free_port();
     c.set_section(
         "console",
         &format!("listen = \"127.0.0.1:{port}\"\ntime_zone = \"Europe/London\""),
     )
     .unwrap();
-    for (name, role) in [("dsl-north", "dsl"), ("tech-north", "technician")] {
+    for (name, role, scope) in [
+        ("dsl-north", "dsl", &["--school", "north"][..]),
+        ("tech-north", "technician", &["--school", "north"][..]),
+        ("auditor", "auditor", &["--trust"][..]),
+    ] {
         run_ok(
             c.cmd()
-                .args(["user", "add", name, "--role", role, "--school", "north"])
+                .args(["user", "add", name, "--role", role])
+                .args(scope)
                 .arg("--password-file")
                 .arg(password),
         )
@@ -245,14 +257,67 @@ fn console(c: &mut tutela_tests::Collector, db: &Db<'_>, password: &std::path::P
     let queue = ask(port, &north, "GET", "/queue?state=all", &[]);
     assert!(queue.body.contains("NZST"), "{}", queue.body);
 
+    assert!(
+        row(&queue.body, "<tr data-id=\"", north_sunday).contains("2025-06-02 01:00:00 NZST"),
+        "{}",
+        queue.body
+    );
+
+    // The trust's DSL sees each school's alerts in that school's zone.
     let lead = sign_in(port, "lead", PASSWORD, "/settings");
     let queue = ask(port, &lead, "GET", "/queue?state=all", &[]);
+    let queued = |body: &str, id: i64| row(body, "<tr data-id=\"", id);
     assert!(
-        queue.body.contains("BST") && !queue.body.contains("NZST"),
-        "the trust's DSL sees London's times"
+        queued(&queue.body, north_sunday).contains("2025-06-02 01:00:00 NZST"),
+        "North's alert in Auckland's time: {}",
+        queue.body
+    );
+    assert!(
+        queued(&queue.body, south_tuesday).contains("2025-06-03 13:00:00 BST"),
+        "South's alert in the trust's (London's) time: {}",
+        queue.body
+    );
+    let page = ask(port, &lead, "GET", &format!("/alerts/{north_sunday}"), &[]);
+    assert!(
+        page.body
+            .contains("id=\"alert-time\">2025-06-02 01:00:00 NZST<"),
+        "the alert page in its school's time: {}",
+        page.body
     );
     assert_eq!(set(&lead, "south", "Europe/Dublin", "24").status, 303);
     assert_eq!(own("south"), "Europe/Dublin|24");
+    let queue = ask(port, &lead, "GET", "/queue?state=all", &[]);
+    assert!(
+        queued(&queue.body, south_tuesday).contains("2025-06-03 13:00:00 IST"),
+        "South's alert in South's own zone once set: {}",
+        queue.body
+    );
+    // The trust's audit log: North's DSL's change in Auckland's time (NZDT
+    // or NZST, by the date), the trust's DSL's in London's.
+    let auditor = sign_in(port, "auditor", PASSWORD, "/audit");
+    let audit = ask(port, &auditor, "GET", "/audit", &[]);
+    assert_eq!(audit.status, 200);
+    let entry = |actor: &str| {
+        let id: i64 = db
+            .one(&format!(
+                "SELECT MAX(id) FROM console_audit WHERE actor = '{actor}' AND action = 'school_settings'"
+            ))
+            .parse()
+            .unwrap();
+        audit
+            .body
+            .split("<tr>")
+            .find(|r| r.starts_with(&format!("<td>{id}</td>")))
+            .unwrap_or_else(|| panic!("no entry {id} in\n{}", audit.body))
+            .to_owned()
+    };
+    let north_entry = entry("dsl-north");
+    assert!(north_entry.contains(" NZ"), "{north_entry}");
+    let lead_entry = entry("lead");
+    assert!(
+        lead_entry.contains(" GMT<") || lead_entry.contains(" BST<"),
+        "{lead_entry}"
+    );
 
     let tech = sign_in(port, "tech-north", PASSWORD, "/fleet");
     assert_eq!(ask(port, &tech, "GET", "/settings", &[]).status, 403);

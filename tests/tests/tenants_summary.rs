@@ -5,29 +5,15 @@
 
 mod tenants_common;
 
-use tenants_common::{now_ms, text_of, Db, SCHOOLS};
+use tenants_common::{now_ms, text_of, weekly_summaries, Db, SCHOOLS};
 use tutela_tests::postgres::PgCluster;
 use tutela_tests::{free_port, run_ok, Collector, Scratch};
 
 /// Two schools' alerts in one week, summarised per school and for the trust.
 fn summary_scenario(pg: Option<&PgCluster>, name: &str) {
-    use tutela_tests::{parse_email, SmtpSink};
     let scratch = Scratch::new(name);
-    let (c, db) = Db::collector(scratch.path("collector"), pg);
-    let smtp_port = free_port();
-    c.set_section(
-        "console",
-        "enabled = false\ntime_zone = \"Europe/London\"\nstaff_pattern = \"mr.*\"",
-    )
-    .unwrap();
-    let mail = tenants_common::mail_to_schools_and_trust(smtp_port, "");
-    c.set_section("mail", &mail).unwrap();
-    tenants_common::weekly_summary_on(&c);
-    for id in SCHOOLS {
-        run_ok(c.cmd().args(["schools", "add", id, "--name", id])).unwrap();
-    }
-    // Creates the console, publishing and summary tables.
-    run_ok(c.cmd().args(["summary", "--status"])).unwrap();
+    let (c, db, smtp_port) =
+        tenants_common::summarised_schools(&scratch, pg, "staff_pattern = \"mr.*\"", SCHOOLS);
     // Tuesday 3 June 2025, noon UTC: in the week of Monday 2 June.
     const TUESDAY: i64 = 1_748_952_000_000;
     for (n, school) in ["north", "north", "south", "south", "south"]
@@ -68,26 +54,15 @@ fn summary_scenario(pg: Option<&PgCluster>, name: &str) {
         }
     }
 
-    let sink = SmtpSink::start(smtp_port, scratch.path("mail")).unwrap();
-    let out = run_ok(
-        c.cmd()
-            .args(["summary", "--send-now", "--week", "2025-06-02"]),
-    )
-    .unwrap();
-    assert!(out.contains("queued 3 summary emails"), "{out}");
-    let messages = sink
-        .wait_for(3, std::time::Duration::from_secs(10))
-        .unwrap();
     let mut seen = Vec::new();
-    for (rcpt, path) in &messages {
-        let text = text_of(&parse_email(path).unwrap());
+    for (rcpt, (_, text)) in weekly_summaries(&c, smtp_port, scratch.path("mail")) {
         let alerts = text
             .lines()
             .find_map(|l| l.strip_prefix("Alerts this week: "))
             .and_then(|l| l.split_whitespace().next())
             .unwrap_or_else(|| panic!("{text}"))
             .to_owned();
-        seen.push((rcpt[0].clone(), alerts));
+        seen.push((rcpt, alerts));
     }
     seen.sort();
     assert_eq!(

@@ -5,9 +5,9 @@
 
 mod tenants_common;
 
-use tenants_common::{weekly_summaries, Db};
+use tenants_common::weekly_summaries;
 use tutela_tests::postgres::PgCluster;
-use tutela_tests::{free_port, run_ok, Scratch};
+use tutela_tests::Scratch;
 
 /// Tuesday 3 June 2025, noon UTC: in the week of Monday 2 June.
 const TUESDAY: i64 = 1_748_952_000_000;
@@ -15,17 +15,8 @@ const MARK: &str = "(trust-wide, every school)";
 
 fn scenario(pg: Option<&PgCluster>, name: &str) {
     let scratch = Scratch::new(name);
-    let (c, db) = Db::collector(scratch.path("collector"), pg);
-    let smtp_port = free_port();
-    c.set_section("console", "enabled = false\ntime_zone = \"Europe/London\"")
-        .unwrap();
-    let mail = tenants_common::mail_to_schools_and_trust(smtp_port, "");
-    c.set_section("mail", &mail).unwrap();
-    tenants_common::weekly_summary_on(&c);
-    for (id, title) in [("north", "North Primary"), ("south", "South Academy")] {
-        run_ok(c.cmd().args(["schools", "add", id, "--name", title])).unwrap();
-    }
-    run_ok(c.cmd().args(["summary", "--status"])).unwrap();
+    let (c, db, smtp_port) =
+        tenants_common::summarised_schools(&scratch, pg, "", ["North Primary", "South Academy"]);
     // The trust's, North's and South's exemption of the week.
     for (category, reason, school) in [
         ("self-harm", "trust wellbeing unit", ""),

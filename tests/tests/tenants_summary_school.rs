@@ -7,29 +7,21 @@
 
 mod tenants_common;
 
-use tenants_common::{weekly_summaries, Db};
+use tenants_common::weekly_summaries;
 use tutela_tests::postgres::PgCluster;
-use tutela_tests::{free_port, run_ok, Scratch};
+use tutela_tests::{run_ok, Scratch};
 
 /// Tuesday 3 June 2025, noon UTC: in the week of Monday 2 June.
 const TUESDAY: i64 = 1_748_952_000_000;
 
 fn scenario(pg: Option<&PgCluster>, name: &str) {
     let scratch = Scratch::new(name);
-    let (c, db) = Db::collector(scratch.path("collector"), pg);
-    let smtp_port = free_port();
-    c.set_section(
-        "console",
-        "enabled = false\ntime_zone = \"Europe/London\"\nstaff_pattern = \"mr.*\"",
-    )
-    .unwrap();
-    let mail = tenants_common::mail_to_schools_and_trust(smtp_port, "");
-    c.set_section("mail", &mail).unwrap();
-    tenants_common::weekly_summary_on(&c);
-    for (id, title) in [("north", "North Primary"), ("south", "South Academy")] {
-        run_ok(c.cmd().args(["schools", "add", id, "--name", title])).unwrap();
-    }
-    run_ok(c.cmd().args(["summary", "--status"])).unwrap();
+    let (c, db, smtp_port) = tenants_common::summarised_schools(
+        &scratch,
+        pg,
+        "staff_pattern = \"mr.*\"",
+        ["North Primary", "South Academy"],
+    );
 
     // One notice for the group `lab`, whose name both schools use.
     let text = scratch.path("notice.txt");

@@ -42,7 +42,7 @@ fn chain(pg: &PgCluster) -> Result<usize, i64> {
 
 #[test]
 fn a_postgresql_store_at_schema_version_6_upgrades_with_its_rows_in_the_default_school() {
-    assert_eq!(VERSION, 10, "this test checks the upgrade from 6 to 10");
+    assert_eq!(VERSION, 11, "this test checks the upgrade from 6 to 11");
     let pg = PgCluster::start().unwrap();
     // The schema an older collector made: migrations 1-6, version 6.
     for migration in migrations_to(6) {
@@ -108,7 +108,7 @@ fn a_postgresql_store_at_schema_version_6_upgrades_with_its_rows_in_the_default_
         .unwrap();
     let schools = run_ok(c.cmd().args(["schools", "list"])).unwrap();
     assert!(schools.contains("default\t"), "{schools}");
-    assert_eq!(pg.query("SELECT version FROM tutela_schema").unwrap(), "10");
+    assert_eq!(pg.query("SELECT version FROM tutela_schema").unwrap(), "11");
     assert_eq!(
         pg.query("SELECT time_zone || '|' || retention_months FROM schools WHERE id = 'default'")
             .unwrap(),
@@ -120,6 +120,11 @@ fn a_postgresql_store_at_schema_version_6_upgrades_with_its_rows_in_the_default_
             .unwrap(),
         "|",
         "the old exemption and notice hold for every school"
+    );
+    assert_eq!(
+        pg.query("SELECT issue FROM notices").unwrap(),
+        "1",
+        "the old notice's first issue is its version, the order agents knew"
     );
     for (what, sql) in [
         (
@@ -219,7 +224,7 @@ fn a_sqlite_store_at_schema_version_3_keeps_its_sessions_and_takes_several_grant
             .unwrap()
     };
     let db = rusqlite::Connection::open(&db_path).unwrap();
-    assert_eq!(version(&db), 5);
+    assert_eq!(version(&db), 6);
     let own: String = db
         .query_row(
             "SELECT time_zone || '|' || retention_months FROM schools WHERE id = 'default'",

@@ -3,11 +3,14 @@
 //!
 //! The collector sends the notice of this device's group on the rules stream,
 //! signed with its bundle key; it is applied only when it verifies, is for
-//! this group and is no older than the one held, and is kept on disk (signed
-//! bytes, checked again on load) so the next session shows it before the
-//! collector is reached. It is shown at start (every sign-in, or once per
-//! pupil and version, as the school chose) and again when a new version
-//! arrives. Each acknowledgement is signed with the agent's key and kept in a
+//! this group and was issued no earlier than the one held (its `issue`, or
+//! its version from an older collector), and is kept on disk (signed bytes,
+//! checked again on load) so the next session shows it before the collector
+//! is reached. It is shown at start (every sign-in, or once per pupil and
+//! version, as the school chose) and again when another version arrives: a
+//! newer one, or an older-numbered one the collector issued again for a
+//! device moved to another school. The same version issued again is kept
+//! but not shown again. Each acknowledgement is signed with the agent's key and kept in a
 //! small queue on disk until the collector has it.
 
 mod acks;
@@ -26,7 +29,7 @@ use ring::signature::{UnparsedPublicKey, ED25519};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tutela_proto::limits::{MAX_NOTICE_TEXT_BYTES, MAX_NOTICE_URL_BYTES};
-use tutela_proto::v1::{Notice, NoticeMode, SignedNotice};
+use tutela_proto::v1::{Notice, NoticeMode, SignedNotice, SignedNoticeAck};
 
 use crate::identity::write_private;
 
@@ -44,10 +47,33 @@ pub enum NoticeError {
     Malformed,
     #[error("the notice is for group {offered:?}, not this device's group {own:?}")]
     OtherGroup { offered: String, own: String },
-    #[error("the notice is version {offered}, older than the version held ({held})")]
-    Older { offered: u32, held: u32 },
+    #[error("the notice was issued before the one held (issue {offered}, held {held}): a replayed notice")]
+    Older { offered: u64, held: u64 },
     #[error("the notice's text or address is over its limit")]
     TooLong,
+}
+
+/// What accepting a notice from the collector did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The very notice held: nothing changed.
+    Unchanged,
+    /// The version held, issued again (for a device moved in): kept, and
+    /// not shown again.
+    Reissued,
+    /// Another version: kept and shown.
+    Shown,
+}
+
+/// Where `notice` stands in its group's order of issue: its `issue`, or,
+/// from a collector that numbers no issues, its version (such a collector
+/// gives every row its version as its first issue, so the orders agree).
+pub fn issue_of(notice: &Notice) -> u64 {
+    if notice.issue > 0 {
+        notice.issue
+    } else {
+        u64::from(notice.version)
+    }
 }
 
 /// What the window shows.
@@ -238,10 +264,10 @@ impl Notices {
         {
             return Err(NoticeError::TooLong);
         }
-        let held = lock(&self.held).notice.as_ref().map_or(0, |n| n.version);
-        if notice.version < held {
+        let held = lock(&self.held).notice.as_ref().map_or(0, issue_of);
+        if issue_of(&notice) < held {
             return Err(NoticeError::Older {
-                offered: notice.version,
+                offered: issue_of(&notice),
                 held,
             });
         }
@@ -251,19 +277,27 @@ impl Notices {
         Ok((notice, sha))
     }
 
-    /// Applies a notice the collector sent, if it verifies; a newer version
-    /// is kept on disk and shown. A refused notice leaves the held one.
-    pub fn accept(&self, signed: SignedNotice) -> Result<(), NoticeError> {
+    /// Applies a notice the collector sent, if it verifies and was issued
+    /// no earlier than the one held: it is kept on disk and, when it is
+    /// another version (versions count up per group across the trust and
+    /// its schools, so a version names one text), shown. A refused notice
+    /// leaves the held one.
+    pub fn accept(&self, signed: SignedNotice) -> Result<Applied, NoticeError> {
         let (notice, sha) = self.check(&signed)?;
         let mut held = lock(&self.held);
         if held.sha256 == sha {
-            return Ok(());
+            return Ok(Applied::Unchanged);
         }
-        let newer = held
-            .notice
-            .as_ref()
-            .is_none_or(|n| n.version < notice.version);
-        tracing::info!(version = notice.version, "monitoring notice received");
+        let applied = match &held.notice {
+            Some(n) if n.version == notice.version => Applied::Reissued,
+            _ => Applied::Shown,
+        };
+        tracing::info!(
+            version = notice.version,
+            issue = issue_of(&notice),
+            ?applied,
+            "monitoring notice received"
+        );
         if let Some(file) = &self.concern_link {
             crate::concern::publish(file, &notice.concern_url);
         }
@@ -279,10 +313,37 @@ impl Notices {
                 signature: hex::encode(&signed.signature),
             },
         );
-        if newer {
+        if applied == Applied::Shown {
             self.changed.notify_one();
         }
-        Ok(())
+        Ok(applied)
+    }
+
+    /// The notice held, as its window shows it (none before the first).
+    pub fn held(&self) -> Option<Shown> {
+        lock(&self.held).notice.as_ref().map(|n| Shown {
+            text: n.text.clone(),
+            concern_url: n.concern_url.clone(),
+            version: n.version,
+        })
+    }
+
+    /// Whether the held notice is to be shown to `user` now (at session
+    /// start when `session_start`): see [`Self::show`].
+    pub fn due_for(&self, user: &str, session_start: bool) -> bool {
+        self.due(user, session_start).is_some()
+    }
+
+    /// Signs `user`'s acknowledgement of the held notice with `ackr` and
+    /// remembers it as the window does (the window aside, for tests and
+    /// tools): the signed acknowledgement, none when nothing is held.
+    pub fn acknowledge(&self, ackr: &Acknowledger) -> Option<SignedNoticeAck> {
+        let (notice, sha) = {
+            let held = lock(&self.held);
+            (held.notice.clone()?, held.sha256.clone())
+        };
+        self.remember(&notice.group, notice.version, &ackr.user);
+        Some(ackr.sign(&notice, sha))
     }
 
     /// The notice held, if it is to be shown to `user` now: any non-empty

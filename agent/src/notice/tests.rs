@@ -10,6 +10,17 @@ fn collector_key() -> Ed25519KeyPair {
 }
 
 fn signed(key: &Ed25519KeyPair, group: &str, version: u32, mode: NoticeMode) -> SignedNotice {
+    issued(key, group, version, mode, 0)
+}
+
+/// Version `version` of `group`'s notice as signed at issue `issue`.
+fn issued(
+    key: &Ed25519KeyPair,
+    group: &str,
+    version: u32,
+    mode: NoticeMode,
+    issue: u64,
+) -> SignedNotice {
     let body = Notice {
         group: group.into(),
         version,
@@ -17,6 +28,7 @@ fn signed(key: &Ed25519KeyPair, group: &str, version: u32, mode: NoticeMode) -> 
         mode: mode as i32,
         concern_url: "https://school.test/concern".into(),
         issued_ms: 1,
+        issue,
     }
     .encode_to_vec();
     SignedNotice {
@@ -134,4 +146,48 @@ fn acknowledgements_are_queued_on_disk_until_sent() {
             .verify(&tutela_proto::notice_ack_message(&b.body), &b.signature)
             .is_ok()
     );
+}
+
+#[test]
+fn an_older_version_issued_again_is_taken_and_shown_but_replays_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = collector_key();
+    let notices = Notices::load(dir.path(), "lab", key.public_key().as_ref());
+    let once = NoticeMode::OncePerVersion;
+    // North's version 2, from a collector that numbers no issues.
+    assert_eq!(
+        notices.accept(signed(&key, "lab", 2, once)).unwrap(),
+        Applied::Shown
+    );
+    notices.remember("lab", 2, "pupil.one");
+    // The device moves to South, whose notice is version 1: issued again
+    // (issue 3) it is taken and shown although its number is lower.
+    assert_eq!(
+        notices.accept(issued(&key, "lab", 1, once, 3)).unwrap(),
+        Applied::Shown
+    );
+    assert_eq!(notices.held().unwrap().version, 1);
+    assert!(notices.due_for("pupil.one", false));
+    // Replays of notices issued before it are refused: South's version 1
+    // as first issued, North's version 2.
+    for replay in [signed(&key, "lab", 1, once), signed(&key, "lab", 2, once)] {
+        assert!(matches!(
+            notices.accept(replay),
+            Err(NoticeError::Older { held: 3, .. })
+        ));
+    }
+    assert_eq!(notices.held().unwrap().version, 1);
+    notices.remember("lab", 1, "pupil.one");
+    // The same version issued again (another device moved in) is kept but
+    // not shown again; the exact bytes held change nothing.
+    let again = issued(&key, "lab", 1, once, 4);
+    assert_eq!(notices.accept(again.clone()).unwrap(), Applied::Reissued);
+    assert_eq!(notices.accept(again).unwrap(), Applied::Unchanged);
+    assert!(!notices.due_for("pupil.one", true));
+    // It survives a restart.
+    let restarted = Notices::load(dir.path(), "lab", key.public_key().as_ref());
+    assert!(matches!(
+        restarted.accept(issued(&key, "lab", 1, once, 3)),
+        Err(NoticeError::Older { held: 4, .. })
+    ));
 }

@@ -148,16 +148,25 @@ fn move_school(dir: &Path, agent_id: &str, school: &str, by: &str) -> Result<()>
         target: &target,
         detail: &detail,
     };
-    let moved = with_store(dir, |db| {
-        if !db.schools()?.iter().any(|s| s.id == school) {
-            bail!("there is no school {school:?}; `tutela-collector schools list` shows the schools and `schools add` adds one; nothing was changed");
-        }
-        Ok(db.move_agent_school(agent_id, school, &entry)?)
-    })?;
+    if !with_store(dir, |db| Ok(db.schools()?.iter().any(|s| s.id == school)))? {
+        bail!("there is no school {school:?}; `tutela-collector schools list` shows the schools and `schools add` adds one; nothing was changed");
+    }
+    // The new school's notice first, so the device hears of both at once.
+    let (runtime, store) = open_store(dir)?;
+    let reissued = runtime.block_on(crate::notice::before_move(&store, dir, agent_id, school));
+    let moved = with_store(
+        dir,
+        |db| Ok(db.move_agent_school(agent_id, school, &entry)?),
+    )?;
     let Some(from) = moved else {
         bail!("no enrolled, unrevoked agent {agent_id}; see `tutela-collector agents list`; nothing was changed");
     };
     tracing::info!(agent_id, from = %from, to = %school, by, "agent moved to another school");
     println!("agent {agent_id} moved from school {from} to school {school}; its later alerts are {school}'s, its earlier ones stay {from}'s");
+    match reissued {
+        Ok(Some(issue)) => println!("{school}'s monitoring notice for its group was issued again (issue {issue}) so the device shows it"),
+        Ok(None) => {}
+        Err(e) => eprintln!("warning: {school}'s monitoring notice could not be issued again for the device ({e}); it keeps its former school's notice until {school}'s changes. Run the move again once that is fixed."),
+    }
     Ok(())
 }

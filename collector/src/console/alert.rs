@@ -270,7 +270,9 @@ pub fn page(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
     )?;
     let (signature, _) = verify(db, &alert)?;
     let reviews = viewer.role.reviews();
-    let z = &app.zone;
+    // Its school's zone: an account over several schools sees each
+    // school's alerts in that school's time.
+    let z = app.zone_of(&alert.school);
     let (total, fps) = rule_rate(app, db, &viewer, &alert.rule_id)?;
     let workflow = if reviews {
         Some(workflow_html(db, &viewer, &alert)?)

@@ -7,7 +7,6 @@ use rusqlite::Connection;
 
 use super::auth::Viewer;
 use super::html::page;
-use super::tz::Zone;
 use crate::store::console::Console;
 use crate::store::StoreError;
 
@@ -32,10 +31,11 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Result<usize, i64>> {
     crate::store::sqlite::audit::verify(conn)
 }
 
+/// The audit page: each entry's time in its school's zone.
 pub fn render(
+    app: &super::App,
     db: &Console<'_>,
     viewer: &Viewer,
-    zone: &Zone,
     actor: Option<&str>,
 ) -> Result<String, StoreError> {
     let chain = db.audit_chain()?;
@@ -57,7 +57,7 @@ pub fn render(
             tbody {
                 @for e in &entries {
                     tr {
-                        td { (e.id) } td { (zone.format(e.time_ms)) } td { (e.actor) }
+                        td { (e.id) } td { (app.zone_of(&e.school).format(e.time_ms)) } td { (e.actor) }
                         td { (e.action) } td { (e.target) } td { (e.detail) }
                     }
                 }

@@ -196,7 +196,7 @@ fn station_actions(viewer: &Viewer, s: &Station, schools: &[School]) -> Markup {
 
 /// `POST /fleet/move-school`: moves a station to another school (trust-wide
 /// technicians only), audited; its later alerts are that school's.
-pub fn move_school(_app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
+pub fn move_school(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> {
     let viewer = session(db, req)?;
     if !may_manage_stations(viewer.role) || !viewer.trust_wide() {
         return Err(deny(db, &viewer, "fleet: move-school"));
@@ -220,6 +220,14 @@ pub fn move_school(_app: &App, db: &Console<'_>, req: &Req) -> Result<Response, 
         target: &target,
         detail: &detail,
     };
+    if let Err(e) = wait(crate::notice::before_move(
+        &app.shared,
+        &app.data_dir,
+        agent_id,
+        to,
+    )) {
+        tracing::error!(agent_id = %agent_id, error = %e, "the new school's notice could not be issued again for the station; once moved it keeps its former notice until that school's notice changes");
+    }
     let Some(from) = db.move_agent_school(agent_id, to, &entry)? else {
         return Err(Fail::BadRequest(format!(
             "There is no enrolled, unrevoked station {agent_id}; it may have been revoked. Reload the Fleet page."

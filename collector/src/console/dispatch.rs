@@ -205,14 +205,18 @@ pub(super) async fn call_limited(
     let path = parts.uri.path().to_owned();
     let result = tokio::task::spawn_blocking(move || {
         let (result, settled) = app.store.with(|db| {
-            // Times in the zone of the session's school, when it has one.
-            match super::school_settings::zone_of_session(db, &req) {
-                Some(zone) => {
+            // Times in the zone of the session's school, when it has one,
+            // and each school's alerts in that school's.
+            match super::school_settings::zones_of_session(db, &req) {
+                Some((zone, zones)) if zone.is_some() || !zones.is_empty() => {
                     let mut own = app.clone();
-                    own.zone = zone;
+                    if let Some(zone) = zone {
+                        own.zone = zone;
+                    }
+                    own.school_zones = std::sync::Arc::new(zones);
                     page.run(&own, db, &req)
                 }
-                None => page.run(&app, db, &req),
+                _ => page.run(&app, db, &req),
             }
         });
         // Every page commits or rolls back what it began; one that did not

@@ -44,18 +44,18 @@ pub fn record(app: &App, db: &Console<'_>, a: &alert::Alert) -> Result<serde_jso
     };
     let notes: Vec<serde_json::Value> = db.notes(a.id)?
         .into_iter()
-        .map(|(t, author, text)| serde_json::json!({"time": app.zone.format(t), "time_ms": t, "author": author, "text": text}))
+        .map(|(t, author, text)| serde_json::json!({"time": app.zone_of(&a.school).format(t), "time_ms": t, "author": author, "text": text}))
         .collect();
     let history: Vec<serde_json::Value> = db.history(a.id)?
         .into_iter()
-        .map(|(t, actor, from, to, reason)| serde_json::json!({"time": app.zone.format(t), "time_ms": t, "by": actor, "from": from, "to": to, "reason": reason}))
+        .map(|(t, actor, from, to, reason)| serde_json::json!({"time": app.zone_of(&a.school).format(t), "time_ms": t, "by": actor, "from": from, "to": to, "reason": reason}))
         .collect();
     Ok(serde_json::json!({
         "record": "Tutela safeguarding incident",
         "alert_id": a.id,
         "username": a.user,
         "station": a.station,
-        "time": app.zone.format(a.time_ms),
+        "time": app.zone_of(&a.school).format(a.time_ms),
         "time_ms": a.time_ms,
         "received_ms": a.received_ms,
         "category": a.category,
@@ -151,7 +151,7 @@ pub fn record_page(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, F
         dl.facts {
             dt { "Account (username)" } dd { (a.user) }
             dt { "Station" } dd { (a.station) }
-            dt { "Time" } dd { (app.zone.format(a.time_ms)) } "\n"
+            dt { "Time" } dd { (app.zone_of(&a.school).format(a.time_ms)) } "\n"
             dt { "Category, severity" } dd { (a.category) ", " (a.severity) }
             dt { "Rule" } dd { (a.rule_id) " (rules version " (a.rules_version) ")" }
             dt { "Status" } dd { (state_label(&a.state)) } "\n"
@@ -247,7 +247,7 @@ fn csv_writer() -> csv::Writer<Vec<u8>> {
 fn queue_csv(app: &App, rows: &[queue::Row]) -> csv::Result<String> {
     let mut out = csv_writer();
     for r in rows {
-        let time = app.zone.format(r.time_ms);
+        let time = app.zone_of(&r.school).format(r.time_ms);
         out.write_record([
             r.id.to_string().as_str(),
             &defuse(&time),

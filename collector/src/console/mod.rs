@@ -70,6 +70,10 @@ pub struct App {
     /// Where the sealed captures are (the database, or a bucket).
     pub blobs: crate::store::blob::Blobs,
     pub zone: Zone,
+    /// The zones of the schools that have one of their own, read for each
+    /// request: an alert's or an audit entry's time is shown in its
+    /// school's zone ([`App::zone_of`]).
+    pub school_zones: Arc<std::collections::HashMap<String, Zone>>,
     /// The trust's `[retention] closed_alert_months` (a school's own
     /// replaces it for that school).
     pub retention_months: u32,
@@ -97,6 +101,12 @@ impl std::fmt::Debug for App {
 }
 
 impl App {
+    /// The zone a time of `school` is shown in: the school's own, else the
+    /// account's ([`App::zone`]: its school's, or the trust's).
+    pub fn zone_of(&self, school: &str) -> &Zone {
+        self.school_zones.get(school).unwrap_or(&self.zone)
+    }
+
     /// Opens the SQLite store in `dir` and creates the console's tables.
     pub fn open(dir: &Path, config: &ConsoleConfig) -> anyhow::Result<Self> {
         let store = ConsoleStore::open_sqlite(dir)?;
@@ -151,6 +161,7 @@ impl App {
                 Err(_) => crate::store::blob::Blobs::Database,
             },
             zone,
+            school_zones: Arc::default(),
             retention_months: crate::config::CollectorConfig::load(&dir.join("collector.toml"))
                 .map(|c| c.retention.closed_alert_months)
                 .unwrap_or(crate::config::Retention::default().closed_alert_months),
@@ -535,5 +546,5 @@ fn audit_page(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> 
     }
     let actor = Some(req.q("actor")).filter(|a| !a.is_empty());
     db.audit(&viewer.name, "view_audit", "audit log", actor.unwrap_or(""))?;
-    Ok(html_response(audit::render(db, &viewer, &app.zone, actor)?))
+    Ok(html_response(audit::render(app, db, &viewer, actor)?))
 }

@@ -301,7 +301,7 @@ fn category_rows_html(app: &App, rows: &[Row]) -> Markup {
             tr data-id=(r.id) {
                 td { span class={ "sev sev" (sev) } { (sev) } }
                 td { (r.category) }
-                td { (app.zone.format(r.time_ms)) }
+                td { (app.zone_of(&r.school).format(r.time_ms)) }
                 td { (super::settings::neutral_rule_id(&app.rule_key, &r.rule_id)) }
                 td { span.state { (state_label(&r.state)) } }
             }
@@ -333,7 +333,7 @@ fn rows_html(app: &App, viewer: &Viewer, rows: &[Row]) -> Markup {
                     @if r.has_capture { " " span.tag { "capture" } }
                     @if r.repeats > 1 { " \u{d7}" (r.repeats) }
                 }
-                td { (app.zone.format(r.time_ms)) }
+                td { (app.zone_of(&r.school).format(r.time_ms)) }
                 td { @if r.user.is_empty() { span.muted { "anonymous" } } @else { (r.user) } }
                 td { (r.station) }
                 td {

@@ -5,6 +5,8 @@
 //! for any school, a school's DSL for the schools of its grant; every
 //! change is audited (`school_settings`).
 
+use std::collections::HashMap;
+
 use axum::response::Response;
 use maud::{html, Markup};
 
@@ -18,19 +20,29 @@ use crate::store::schools::{School, Scope, SettingsChange, MAX_RETENTION_MONTHS}
 use crate::store::users::Audited;
 use crate::store::StoreError;
 
-/// The time zone of the school of the request's session, when its grant is
-/// of one school with a zone of its own (else `None`: the trust's). Pages
-/// show that account times, and read its date filters, in its school's
-/// zone; an account over several schools or the trust sees the trust's.
-pub fn zone_of_session(db: &Console<'_>, req: &Req) -> Option<Zone> {
+/// The zones of a signed-in request's pages: the account's own (its
+/// school's, when its grant is of one school with a zone of its own; else
+/// `None`: the trust's), which its date filters are read in, and every
+/// school's own zone by id, which each alert's and audit entry's time is
+/// shown in (an account over several schools or the trust sees each
+/// school's in that school's time). `None` without a session.
+pub fn zones_of_session(
+    db: &Console<'_>,
+    req: &Req,
+) -> Option<(Option<Zone>, HashMap<String, Zone>)> {
     let token = req.cookie(SESSION_COOKIE)?;
     let row = db.session(&token_hash(token)).ok()??;
-    let id = Scope::from_grant(&row.school).only_school()?.to_owned();
-    let school = db.schools().ok()?.into_iter().find(|s| s.id == id)?;
-    if school.time_zone.is_empty() {
-        return None;
-    }
-    Zone::parse(&school.time_zone).ok()
+    let zones: HashMap<String, Zone> = db
+        .schools()
+        .ok()?
+        .into_iter()
+        .filter(|s| !s.time_zone.is_empty())
+        .filter_map(|s| Some((s.id, Zone::parse(&s.time_zone).ok()?)))
+        .collect();
+    let own = Scope::from_grant(&row.school)
+        .only_school()
+        .and_then(|id| zones.get(id).cloned());
+    Some((own, zones))
 }
 
 /// Whether the viewer may change school settings at all (the same role as

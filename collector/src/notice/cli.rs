@@ -39,6 +39,11 @@ pub enum NoticeCommand {
     Acks {
         #[arg(long)]
         group: String,
+        /// Only that school's stations (its id), against the notice they
+        /// show (the school's own, else the trust's); without it, every
+        /// station against the trust's notice.
+        #[arg(long)]
+        school: Option<String>,
         /// One JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -118,8 +123,18 @@ pub fn run(dir: &Path, command: NoticeCommand) -> Result<()> {
                 }
             }
         }
-        NoticeCommand::Acks { group, json } => {
-            let a = runtime.block_on(super::acceptance_in(&store, &group))?;
+        NoticeCommand::Acks {
+            group,
+            school,
+            json,
+        } => {
+            if let Some(school) = school.as_deref() {
+                if !runtime.block_on(store.school_exists(school))? {
+                    anyhow::bail!("no school `{school}`; see `tutela-collector schools list`");
+                }
+            }
+            let at = school.as_deref().unwrap_or("");
+            let a = runtime.block_on(super::acceptance_at(&store, &group, at))?;
             if json {
                 println!("{}", serde_json::to_string(&a)?);
             } else {

@@ -174,13 +174,13 @@ impl Checked {
         }
     }
 
-    /// Signs version `version` issued at `issued_ms`.
+    /// Signs version `version` as issue `issue` at `issued_ms`.
     fn signer<'k>(
         &'k self,
         key: &'k ring::signature::Ed25519KeyPair,
         mode: Mode,
-    ) -> impl Fn(u32, i64) -> SignedNotice + Send + Sync + 'k {
-        move |version, issued_ms| {
+    ) -> impl Fn(u32, u64, i64) -> SignedNotice + Send + Sync + 'k {
+        move |version, issue, issued_ms| {
             sign(
                 key,
                 &Notice {
@@ -190,6 +190,7 @@ impl Checked {
                     mode: mode.wire() as i32,
                     concern_url: self.concern_url.clone(),
                     issued_ms,
+                    issue,
                 },
             )
         }
@@ -275,6 +276,82 @@ pub fn sign(key: &ring::signature::Ed25519KeyPair, notice: &Notice) -> SignedNot
     }
 }
 
+/// A device of `group` moved to `school`: the notice its stations show is
+/// signed again under the group's next issue unless it is the group's
+/// latest issue, so the device, which may hold a later-issued notice of
+/// its former school (even a higher version), takes it and shows it at
+/// once, while replays of notices issued before stay refused. The
+/// version, text and acknowledgements are unchanged: the school's other
+/// pupils receive the same version and are not asked again. The issue
+/// given, if one was needed.
+pub async fn reissue_for_move(
+    store: &Store,
+    key: &ring::signature::Ed25519KeyPair,
+    group: &str,
+    school: &str,
+) -> Result<Option<u64>, StoreError> {
+    if group.is_empty() {
+        return Ok(None);
+    }
+    let resign = |n: &StoredNotice, issue: u64, issued_ms: i64| {
+        let mut notice = Notice::decode(n.signed.body.as_slice()).unwrap_or_else(|_| Notice {
+            group: n.grp.clone(),
+            version: n.version,
+            text: n.text.clone(),
+            mode: Mode::parse(&n.mode).unwrap_or(Mode::EverySignIn).wire() as i32,
+            concern_url: n.concern_url.clone(),
+            ..Notice::default()
+        });
+        notice.issue = issue;
+        notice.issued_ms = issued_ms;
+        sign(key, &notice)
+    };
+    let issue = store.reissue_notice(group, school, &resign).await?;
+    if let Some(issue) = issue {
+        crate::subscription::nudge();
+        tracing::info!(
+            group,
+            school,
+            issue,
+            "monitoring notice issued again for a device moved in"
+        );
+    }
+    Ok(issue)
+}
+
+/// Why the notice could not be issued again after a move.
+#[derive(Debug, thiserror::Error)]
+pub enum ReissueError {
+    #[error(
+        "the collector cannot read its signing key ({0}); check signing.key in its data directory"
+    )]
+    Key(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// Before `agent_id` moves to school `to`: [`reissue_for_move`] for its
+/// group there, signed with the key in `data_dir`. Done first so that the
+/// reading which tells the device of its move carries the notice issued
+/// again (one issued for nothing, should the move then fail, only sends
+/// `to`'s stations the version they hold, which they do not show again).
+pub async fn before_move(
+    store: &Store,
+    data_dir: &std::path::Path,
+    agent_id: &str,
+    to: &str,
+) -> Result<Option<u64>, ReissueError> {
+    let Some(agent) = store.agent_key(agent_id).await? else {
+        return Ok(None);
+    };
+    if agent.revoked {
+        return Ok(None);
+    }
+    let key =
+        crate::secrets::load_signing_key(data_dir).map_err(|e| ReissueError::Key(e.to_string()))?;
+    Ok(reissue_for_move(store, &key, &agent.group, to).await?)
+}
+
 /// The current (newest) notice of every group, by group.
 pub fn current_all(conn: &Connection) -> rusqlite::Result<Vec<StoredNotice>> {
     sqlite::notice::current_all(conn)
@@ -308,7 +385,7 @@ pub fn record_ack(
     signature: &[u8],
 ) -> Result<bool, AckRefusal> {
     ensure_schema(conn)?;
-    let shown = sqlite::notice::body(conn, &ack.group, ack.version)?;
+    let shown = sqlite::notice::bodies(conn, &ack.group, ack.version)?;
     check_ack(ack, shown)?;
     Ok(sqlite::notice::insert_ack(
         conn,
@@ -323,21 +400,24 @@ pub async fn record_ack_in(
     bytes: &[u8],
     signature: &[u8],
 ) -> Result<bool, AckRefusal> {
-    let shown = store.notice_body(&ack.group, ack.version).await?;
+    let shown = store.notice_bodies(&ack.group, ack.version).await?;
     check_ack(ack, shown)?;
     Ok(store.insert_ack(&ack_row(ack, bytes, signature)).await?)
 }
 
-/// The acknowledged notice must exist and be the bytes the collector signed.
-fn check_ack(ack: &NoticeAckBody, shown: Option<Vec<u8>>) -> Result<(), AckRefusal> {
-    let Some(shown) = shown else {
+/// The acknowledged notice must exist and be bytes the collector signed
+/// for that version (as first issued or issued again).
+fn check_ack(ack: &NoticeAckBody, bodies: Vec<Vec<u8>>) -> Result<(), AckRefusal> {
+    if bodies.is_empty() {
         return Err(AckRefusal::UnknownNotice {
             group: ack.group.clone(),
             version: ack.version,
         });
+    }
+    let signed = |b: &Vec<u8>| {
+        ring::digest::digest(&ring::digest::SHA256, b).as_ref() == ack.notice_sha256.as_slice()
     };
-    if ring::digest::digest(&ring::digest::SHA256, &shown).as_ref() != ack.notice_sha256.as_slice()
-    {
+    if !bodies.iter().any(signed) {
         return Err(AckRefusal::OtherText {
             group: ack.group.clone(),
             version: ack.version,

@@ -23,6 +23,10 @@ pub struct StoredNotice {
     /// The school whose stations show it ('': every school without one of
     /// its own for the group).
     pub school: String,
+    /// Its place in the group's order of issue (the signed `Notice.issue`):
+    /// the version is signed again, under a new issue, for a device moved
+    /// to a school showing it that holds a later-issued notice.
+    pub issue: u64,
 }
 
 /// A validated notice being stored; its version is the group's next
@@ -93,8 +97,19 @@ pub fn shown_at(current: Vec<StoredNotice>, school: &str) -> Vec<StoredNotice> {
     shown
 }
 
-/// Signs version `version` of the notice, issued at `issued_ms`.
-pub type Signer<'k> = dyn Fn(u32, i64) -> SignedNotice + Send + Sync + 'k;
+/// Signs version `version` of the notice as issue `issue`, at `issued_ms`.
+pub type Signer<'k> = dyn Fn(u32, u64, i64) -> SignedNotice + Send + Sync + 'k;
+
+/// A stored notice signed again under the group's next issue: same
+/// version, text, mode and address.
+pub type Resigner<'k> = dyn Fn(&StoredNotice, u64, i64) -> SignedNotice + Send + Sync + 'k;
+
+/// The next issue of a group whose highest issue and version are these:
+/// above both, so a notice from before issues were numbered (which agents
+/// order by its version) is never after a new one.
+pub fn next_issue(max_issue: Option<i64>, max_version: Option<i64>) -> u64 {
+    max_issue.unwrap_or(0).max(max_version.unwrap_or(0)).max(0) as u64 + 1
+}
 
 impl Store {
     /// Stores the next version of a group's notice, signed by `sign`, and
@@ -114,13 +129,28 @@ impl Store {
         backend!(self, s => super::sqlite::notice::current_all(&s.conn()), s.current_notices().await)
     }
 
-    /// The signed body of a group's notice `version`.
-    pub async fn notice_body(
+    /// Every signed body of a group's notice `version`: as issued now and
+    /// as issued before (an acknowledgement may name any of them).
+    pub async fn notice_bodies(
         &self,
         group: &str,
         version: u32,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        backend!(self, s => super::sqlite::notice::body(&s.conn(), group, version), s.notice_body(group, version).await)
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        backend!(self, s => super::sqlite::notice::bodies(&s.conn(), group, version), s.notice_bodies(group, version).await)
+    }
+
+    /// Signs `group`'s notice shown at `school` (its own, else the
+    /// trust's) again under the group's next issue, unless it already is
+    /// the group's latest issue; the body it replaces stays valid for
+    /// acknowledgements. Announced to every collector's agents. The issue
+    /// given, or `None` when nothing needed it.
+    pub async fn reissue_notice(
+        &self,
+        group: &str,
+        school: &str,
+        sign: &Resigner<'_>,
+    ) -> Result<Option<u64>, StoreError> {
+        backend!(self, s => super::sqlite::notice::reissue(&s.conn(), group, school, sign), s.reissue_notice(group, school, sign).await)
     }
 
     /// Stores an acknowledgement; false when it was already stored (a resend).

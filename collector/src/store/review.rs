@@ -104,6 +104,8 @@ pub struct QueueRow {
     /// The first 160 characters.
     pub context: String,
     pub assignee: String,
+    /// The school it belongs to (its time is shown in that school's zone).
+    pub school: String,
 }
 
 /// A stored alert with everything the console shows.

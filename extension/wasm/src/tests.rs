@@ -265,6 +265,7 @@ fn notice(group: &str, version: u32, signer: &Ed25519KeyPair) -> Vec<u8> {
         mode: NoticeMode::EverySignIn as i32,
         concern_url: "https://school.test/concern".into(),
         issued_ms: NOW,
+        issue: 0,
     }
     .encode_to_vec();
     let signature = signer.sign(&tutela_proto::notice_message(&body));

@@ -4,8 +4,11 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use prost::Message;
 use tutela_agent::event::{seal, Evidence};
 use tutela_agent::identity::{Enrolment, Identity};
+use tutela_proto::v1::rules_client::RulesClient;
+use tutela_proto::v1::{RulesUpdate, SignedSubscribe, SubscribeBody};
 use tutela_tests::postgres::PgCluster;
 use tutela_tests::typed::TypedMatch;
 use tutela_tests::web::{field, http, Reply};
@@ -13,6 +16,30 @@ use tutela_tests::web::{field, http, Reply};
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const SCHOOLS: [&str; 2] = ["north", "south"];
 pub const ROLES: [&str; 5] = ["dsl", "deputy-dsl", "head", "technician", "auditor"];
+
+/// Opens the agent's rule stream as the agent does, signed with its key.
+pub async fn subscribe(agent: &tutela_tests::Agent) -> tonic::Streaming<RulesUpdate> {
+    let enrolment = Enrolment::load(&agent.dir).unwrap();
+    let identity = Identity::load_or_create(&agent.dir).unwrap();
+    let channel = tutela_agent::pinning::connect(&enrolment.collector, &enrolment.fingerprint)
+        .await
+        .unwrap();
+    let body = SubscribeBody {
+        agent_id: enrolment.agent_id.clone(),
+        current_version: 0,
+        time_ms: now_ms(),
+        current_shadow_version: 0,
+    }
+    .encode_to_vec();
+    RulesClient::new(channel)
+        .subscribe(SignedSubscribe {
+            signature: identity.sign(&tutela_proto::subscribe_message(&body)),
+            body,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -339,6 +366,39 @@ pub fn weekly_summaries(
             (rcpt[0].clone(), (subject, text_of(&email)))
         })
         .collect()
+}
+
+/// A new collector in `scratch` (on PostgreSQL when `pg` is given, else on
+/// its own SQLite store) set up for the weekly summaries of two schools:
+/// the console off with the trust's zone London (and `console` settings,
+/// one per line, added), mail through an SMTP server on a free port to
+/// North's DSL, South's and the trust's lead ([`mail_to_schools_and_trust`]),
+/// the weekly summary on, and the schools `north` and `south` named
+/// `names`; the summary's tables made. Returns it, where its rows are and
+/// the SMTP port for [`weekly_summaries`].
+pub fn summarised_schools<'a>(
+    scratch: &tutela_tests::Scratch,
+    pg: Option<&'a PgCluster>,
+    console: &str,
+    names: [&str; 2],
+) -> (tutela_tests::Collector, Db<'a>, u16) {
+    use tutela_tests::run_ok;
+    let (c, db) = Db::collector(scratch.path("collector"), pg);
+    let smtp_port = tutela_tests::free_port();
+    c.set_section(
+        "console",
+        &format!("enabled = false\ntime_zone = \"Europe/London\"\n{console}"),
+    )
+    .unwrap();
+    c.set_section("mail", &mail_to_schools_and_trust(smtp_port, ""))
+        .unwrap();
+    weekly_summary_on(&c);
+    for (id, name) in SCHOOLS.iter().zip(names) {
+        run_ok(c.cmd().args(["schools", "add", id, "--name", name])).unwrap();
+    }
+    // Creates the console, publishing and summary tables.
+    run_ok(c.cmd().args(["summary", "--status"])).unwrap();
+    (c, db, smtp_port)
 }
 
 /// Turns the weekly summary to DSLs on (Monday 08:00, checked every minute).

@@ -7,11 +7,27 @@ use super::exemption::audit;
 use super::publication::ANNOUNCE;
 use super::Shared;
 use crate::store::exemption::AuditNote;
-use crate::store::notice::{AckRecord, AckRow, NewNoticeRow, Signer, Standing, StoredNotice};
+use crate::store::notice::{
+    next_issue, AckRecord, AckRow, NewNoticeRow, Resigner, Signer, Standing, StoredNotice,
+};
 use crate::store::StoreError;
 
 const COLUMNS: &str =
-    "grp, version, text, mode, concern_url, created_by, created_ms, body, signature, school";
+    "grp, version, text, mode, concern_url, created_by, created_ms, body, signature, school, issue";
+
+/// The group's highest version and its next issue.
+async fn latest(
+    tx: &impl GenericClient,
+    group: &str,
+) -> Result<(Option<i64>, u64), tokio_postgres::Error> {
+    let r = tx
+        .query_one(
+            "SELECT MAX(version), MAX(issue) FROM notices WHERE grp = $1",
+            &[&group],
+        )
+        .await?;
+    Ok((r.get(0), next_issue(r.get(1), r.get(0))))
+}
 
 fn row(r: &tokio_postgres::Row) -> StoredNotice {
     StoredNotice {
@@ -27,6 +43,7 @@ fn row(r: &tokio_postgres::Row) -> StoredNotice {
             signature: r.get(8),
         },
         school: r.get(9),
+        issue: r.get::<_, i64>(10).max(0) as u64,
     }
 }
 
@@ -44,19 +61,13 @@ impl Shared {
         let tx = client.transaction().await?;
         tx.batch_execute("LOCK TABLE notices IN SHARE ROW EXCLUSIVE MODE")
             .await?;
-        let last: Option<i64> = tx
-            .query_one(
-                "SELECT MAX(version) FROM notices WHERE grp = $1",
-                &[&new.group],
-            )
-            .await?
-            .get(0);
+        let (last, issue) = latest(&tx, new.group).await?;
         let version = last.map_or(0, |v| v as u32) + 1;
-        let signed = sign(version, new.created_ms);
+        let signed = sign(version, issue, new.created_ms);
         tx.execute(
             "INSERT INTO notices (grp, version, text, mode, concern_url, body, signature,
-                 created_by, created_ms, school)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 created_by, created_ms, school, issue)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             &[
                 &new.group,
                 &i64::from(version),
@@ -68,6 +79,7 @@ impl Shared {
                 &new.created_by,
                 &new.created_ms,
                 &new.school,
+                &(issue as i64),
             ],
         )
         .await?;
@@ -92,20 +104,78 @@ impl Shared {
         Ok(rows.iter().map(row).collect())
     }
 
-    pub async fn notice_body(
+    pub async fn notice_bodies(
         &self,
         group: &str,
         version: u32,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = self
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let rows = self
             .client()
             .await?
-            .query_opt(
-                "SELECT body FROM notices WHERE grp = $1 AND version = $2",
+            .query(
+                "SELECT body FROM (
+                     SELECT body, 0 AS earlier, issue FROM notices WHERE grp = $1 AND version = $2
+                     UNION ALL
+                     SELECT body, 1, issue FROM notice_reissued WHERE grp = $1 AND version = $2
+                 ) b ORDER BY earlier, issue DESC",
                 &[&group, &i64::from(version)],
             )
             .await?;
-        Ok(row.map(|r| r.get(0)))
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// As the SQLite store's `reissue`, with the table locked as for a new
+    /// version, and announced.
+    pub async fn reissue_notice(
+        &self,
+        group: &str,
+        school: &str,
+        sign: &Resigner<'_>,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut client = self.config.connect().await?;
+        let tx = client.transaction().await?;
+        tx.batch_execute("LOCK TABLE notices IN SHARE ROW EXCLUSIVE MODE")
+            .await?;
+        let shown = tx
+            .query_opt(
+                &format!(
+                    "SELECT {COLUMNS} FROM notices WHERE grp = $1 AND school IN ($2, '')
+                     ORDER BY school = '', version DESC LIMIT 1"
+                ),
+                &[&group, &school],
+            )
+            .await?;
+        let Some(shown) = shown.as_ref().map(row) else {
+            return Ok(None);
+        };
+        let (_, issue) = latest(&tx, group).await?;
+        if shown.issue + 1 >= issue {
+            return Ok(None);
+        }
+        let now_ms = crate::store::now_ms();
+        let signed = sign(&shown, issue, now_ms);
+        let version = i64::from(shown.version);
+        tx.execute(
+            "INSERT INTO notice_reissued (grp, version, issue, body, signature, replaced_ms)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &group,
+                &version,
+                &(shown.issue as i64),
+                &shown.signed.body,
+                &shown.signed.signature,
+                &now_ms,
+            ],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE notices SET body = $3, signature = $4, issue = $5 WHERE grp = $1 AND version = $2",
+            &[&group, &version, &signed.body, &signed.signature, &(issue as i64)],
+        )
+        .await?;
+        tx.batch_execute(ANNOUNCE).await?;
+        tx.commit().await?;
+        Ok(Some(issue))
     }
 
     pub async fn insert_ack(&self, ack: &AckRow<'_>) -> Result<bool, StoreError> {

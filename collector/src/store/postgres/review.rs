@@ -142,7 +142,7 @@ impl Pg<'_> {
             let (l, o) = (sql.param(limit), sql.param(offset));
             let text = format!(
                 "SELECT a.id, a.time_ms, a.\"user\", a.station, a.source, a.category, a.severity, a.rule_id, a.term,
-                    a.state, a.repeat_count, a.has_capture, substr(a.context, 1, 160), COALESCE(r.assignee, '')
+                    a.state, a.repeat_count, a.has_capture, substr(a.context, 1, 160), COALESCE(r.assignee, ''), a.school
                  FROM alerts a LEFT JOIN console_review r ON r.alert_id = a.id
                  WHERE {} ORDER BY a.severity {order}, a.time_ms {order}, a.id {order} LIMIT {l} OFFSET {o}",
                 sql.text
@@ -165,6 +165,7 @@ impl Pg<'_> {
                     has_capture: r.get(11),
                     context: r.get(12),
                     assignee: r.get(13),
+                    school: r.get(14),
                 })
                 .collect())
         })

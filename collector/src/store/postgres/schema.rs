@@ -400,6 +400,22 @@ UPDATE console_sessions s SET role = g.role FROM console_grants g WHERE g."user"
 ALTER TABLE schools ADD COLUMN time_zone TEXT NOT NULL DEFAULT '';
 ALTER TABLE schools ADD COLUMN retention_months BIGINT NOT NULL DEFAULT 0;
 "#,
+    // 11: notices numbered by issue (each row's first issue is its
+    // version, the order agents knew), and the bodies a notice signed
+    // again replaced, which acknowledgements may still name.
+    r#"
+ALTER TABLE notices ADD COLUMN issue BIGINT NOT NULL DEFAULT 0;
+UPDATE notices SET issue = version;
+CREATE TABLE notice_reissued (
+    grp TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    issue BIGINT NOT NULL,
+    body BYTEA NOT NULL,
+    signature BYTEA NOT NULL,
+    replaced_ms BIGINT NOT NULL,
+    PRIMARY KEY (grp, issue)
+);
+"#,
 ];
 
 /// The schema version this collector writes.

@@ -165,6 +165,7 @@ const MIGRATIONS: &[fn(&Connection) -> rusqlite::Result<()>] = &[
     v3_school_exemptions,
     grants::upgrade,
     schools::upgrade_settings,
+    notice::upgrade_issues,
 ];
 
 /// The schema version this collector writes.

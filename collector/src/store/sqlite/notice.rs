@@ -4,7 +4,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tutela_proto::v1::SignedNotice;
 
 use crate::store::exemption::AuditNote;
-use crate::store::notice::{AckRecord, AckRow, NewNoticeRow, Signer, Standing, StoredNotice};
+use crate::store::notice::{
+    next_issue, AckRecord, AckRow, NewNoticeRow, Resigner, Signer, Standing, StoredNotice,
+};
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS notices (
@@ -41,6 +43,26 @@ pub fn ensure_schema(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)
 }
 
+/// 6: notices numbered by issue (each row's first issue is its version,
+/// the order agents knew), and the bodies a notice signed again replaced,
+/// which acknowledgements may still name.
+pub(super) fn upgrade_issues(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(SCHEMA)?;
+    super::add_column(conn, "notices", "issue", "INTEGER NOT NULL DEFAULT 0")?;
+    conn.execute_batch(
+        "UPDATE notices SET issue = version WHERE issue = 0;
+         CREATE TABLE IF NOT EXISTS notice_reissued (
+             grp TEXT NOT NULL,
+             version INTEGER NOT NULL,
+             issue INTEGER NOT NULL,
+             body BLOB NOT NULL,
+             signature BLOB NOT NULL,
+             replaced_ms INTEGER NOT NULL,
+             PRIMARY KEY (grp, issue)
+         );",
+    )
+}
+
 /// Stores the group's next version and its audit entry in one savepoint.
 pub fn set(
     conn: &Connection,
@@ -50,25 +72,79 @@ pub fn set(
 ) -> rusqlite::Result<u32> {
     crate::console::schema::create(conn)?;
     crate::store::in_savepoint(conn, "notice_set", || {
-        let last: Option<u32> = conn.query_row(
-            "SELECT MAX(version) FROM notices WHERE grp = ?1",
-            [new.group],
-            |r| r.get(0),
-        )?;
-        let version = last.unwrap_or(0) + 1;
-        let signed = sign(version, new.created_ms);
+        let (last, issue) = latest(conn, new.group)?;
+        let version = last.map_or(0, |v| v as u32) + 1;
+        let signed = sign(version, issue, new.created_ms);
         conn.execute(
-            "INSERT INTO notices (grp, version, text, mode, concern_url, body, signature, created_by, created_ms, school)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![new.group, version, new.text, new.mode, new.concern_url, signed.body, signed.signature, new.created_by, new.created_ms, new.school],
+            "INSERT INTO notices (grp, version, text, mode, concern_url, body, signature, created_by, created_ms, school, issue)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![new.group, version, new.text, new.mode, new.concern_url, signed.body, signed.signature, new.created_by, new.created_ms, new.school, issue as i64],
         )?;
         super::exemption::audit(conn, &note(version))?;
         Ok(version)
     })
 }
 
+/// The group's highest version and its next issue.
+fn latest(conn: &Connection, group: &str) -> rusqlite::Result<(Option<i64>, u64)> {
+    conn.query_row(
+        "SELECT MAX(version), MAX(issue) FROM notices WHERE grp = ?1",
+        [group],
+        |r| Ok((r.get(0)?, next_issue(r.get(1)?, r.get(0)?))),
+    )
+}
+
+/// Signs the notice of `group` shown at `school` again under the group's
+/// next issue unless it is the group's latest, keeping the body it
+/// replaces, in one savepoint. The issue given.
+pub fn reissue(
+    conn: &Connection,
+    group: &str,
+    school: &str,
+    sign: &Resigner<'_>,
+) -> rusqlite::Result<Option<u64>> {
+    crate::store::in_savepoint(conn, "notice_reissue", || {
+        let shown = conn
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM notices WHERE grp = ?1 AND school IN (?2, '')
+                     ORDER BY school = '', version DESC LIMIT 1"
+                ),
+                [group, school],
+                row,
+            )
+            .optional()?;
+        let Some(shown) = shown else {
+            return Ok(None);
+        };
+        let (_, issue) = latest(conn, group)?;
+        if shown.issue + 1 >= issue {
+            return Ok(None);
+        }
+        let now_ms = crate::store::now_ms();
+        let signed = sign(&shown, issue, now_ms);
+        conn.execute(
+            "INSERT INTO notice_reissued (grp, version, issue, body, signature, replaced_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                group,
+                shown.version,
+                shown.issue as i64,
+                shown.signed.body,
+                shown.signed.signature,
+                now_ms
+            ],
+        )?;
+        conn.execute(
+            "UPDATE notices SET body = ?3, signature = ?4, issue = ?5 WHERE grp = ?1 AND version = ?2",
+            params![group, shown.version, signed.body, signed.signature, issue as i64],
+        )?;
+        Ok(Some(issue))
+    })
+}
+
 const COLUMNS: &str =
-    "grp, version, text, mode, concern_url, created_by, created_ms, body, signature, school";
+    "grp, version, text, mode, concern_url, created_by, created_ms, body, signature, school, issue";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredNotice> {
     Ok(StoredNotice {
@@ -84,6 +160,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredNotice> {
             signature: r.get(8)?,
         },
         school: r.get(9)?,
+        issue: r.get::<_, i64>(10)?.max(0) as u64,
     })
 }
 
@@ -108,13 +185,18 @@ pub fn current(conn: &Connection, group: &str) -> rusqlite::Result<Option<Stored
     .optional()
 }
 
-pub fn body(conn: &Connection, group: &str, version: u32) -> rusqlite::Result<Option<Vec<u8>>> {
-    conn.query_row(
-        "SELECT body FROM notices WHERE grp = ?1 AND version = ?2",
-        params![group, version],
-        |r| r.get(0),
-    )
-    .optional()
+/// Every body version `version` of `group`'s notice was signed with: the
+/// current one first, then those a re-issue replaced.
+pub fn bodies(conn: &Connection, group: &str, version: u32) -> rusqlite::Result<Vec<Vec<u8>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT body FROM (
+             SELECT body, 0 AS earlier, issue FROM notices WHERE grp = ?1 AND version = ?2
+             UNION ALL
+             SELECT body, 1, issue FROM notice_reissued WHERE grp = ?1 AND version = ?2
+         ) ORDER BY earlier, issue DESC",
+    )?;
+    let rows = stmt.query_map(params![group, version], |r| r.get(0))?;
+    rows.collect()
 }
 
 pub fn insert_ack(conn: &Connection, ack: &AckRow<'_>) -> rusqlite::Result<bool> {

@@ -124,7 +124,7 @@ pub fn queue_rows(
     };
     let full = format!(
         "SELECT a.id, a.time_ms, a.user, a.station, a.source, a.category, a.severity, a.rule_id, a.term,
-            a.state, a.repeat_count, a.has_capture, substr(a.context, 1, 160), COALESCE(r.assignee, '')
+            a.state, a.repeat_count, a.has_capture, substr(a.context, 1, 160), COALESCE(r.assignee, ''), a.school
          FROM alerts a LEFT JOIN console_review r ON r.alert_id = a.id
          WHERE {sql} ORDER BY a.severity {order}, a.time_ms {order}, a.id {order} LIMIT ? OFFSET ?"
     );
@@ -147,6 +147,7 @@ pub fn queue_rows(
             has_capture: r.get(11)?,
             context: r.get(12)?,
             assignee: r.get(13)?,
+            school: r.get(14)?,
         })
     })?;
     rows.collect()
