@@ -94,6 +94,20 @@ pub fn notice_message(body: &[u8]) -> Vec<u8> {
     domain_message(NOTICE_DOMAIN, body)
 }
 
+impl v1::Notice {
+    /// Where this notice stands in its group's order of issue: its `issue`, or, from a
+    /// collector that numbers no issues, its version (such a collector gives every row its
+    /// version as its first issue, so the orders agree). A holder refuses a notice issued
+    /// before the one it holds (a replay), whatever the version numbers say.
+    pub fn issue_order(&self) -> u64 {
+        if self.issue > 0 {
+            self.issue
+        } else {
+            u64::from(self.version)
+        }
+    }
+}
+
 /// The bytes the collector signs for a group assignment whose encoded `GroupAssignment` is `body`.
 pub fn group_message(body: &[u8]) -> Vec<u8> {
     domain_message(GROUP_DOMAIN, body)

@@ -65,15 +65,9 @@ pub enum Applied {
     Shown,
 }
 
-/// Where `notice` stands in its group's order of issue: its `issue`, or,
-/// from a collector that numbers no issues, its version (such a collector
-/// gives every row its version as its first issue, so the orders agree).
+/// Where `notice` stands in its group's order of issue (see [`Notice::issue_order`]).
 pub fn issue_of(notice: &Notice) -> u64 {
-    if notice.issue > 0 {
-        notice.issue
-    } else {
-        u64::from(notice.version)
-    }
+    notice.issue_order()
 }
 
 /// What the window shows.

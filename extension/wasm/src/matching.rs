@@ -46,6 +46,8 @@ pub struct Engine {
     shadow_counts: BTreeMap<String, u64>,
     /// The monitoring notice held (0: none).
     pub(crate) notice_version: u32,
+    /// The held notice's place in its group's order of issue (replays are refused).
+    pub(crate) notice_issue: u64,
 }
 
 impl std::fmt::Debug for Engine {

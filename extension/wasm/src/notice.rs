@@ -20,7 +20,9 @@ fn refused(why: &str) -> Value {
 }
 
 /// Checks a notice from the rules stream against the bundle `key` and this
-/// device's `group`; a newer or equal version becomes the one held. The
+/// device's `group`; one issued no earlier than the one held becomes the one held (its
+/// version number may be lower: a device moved to another school is sent that school's
+/// notice issued again). The
 /// reply carries what the page shows and the SHA-256 the acknowledgement
 /// names.
 pub fn apply(engine: &mut Engine, signed: &SignedNotice, key: &[u8], group: &str) -> Value {
@@ -41,9 +43,10 @@ pub fn apply(engine: &mut Engine, signed: &SignedNotice, key: &[u8], group: &str
     {
         return refused("its text or address is over its limit");
     }
-    if notice.version < engine.notice_version {
-        return refused("it is older than the notice held");
+    if notice.issue_order() < engine.notice_issue {
+        return refused("it was issued before the notice held (a replay)");
     }
+    engine.notice_issue = notice.issue_order();
     engine.notice_version = notice.version;
     let sha = ring::digest::digest(&ring::digest::SHA256, &signed.body);
     json!({

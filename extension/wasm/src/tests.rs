@@ -256,6 +256,11 @@ fn event_bodies_keep_to_the_protocol_limits() {
 }
 
 fn notice(group: &str, version: u32, signer: &Ed25519KeyPair) -> Vec<u8> {
+    issued_notice(group, version, 0, signer)
+}
+
+/// Version `version` of `group`'s notice as the collector signed it at issue `issue`.
+fn issued_notice(group: &str, version: u32, issue: u64, signer: &Ed25519KeyPair) -> Vec<u8> {
     let body = Notice {
         group: group.into(),
         version,
@@ -265,7 +270,7 @@ fn notice(group: &str, version: u32, signer: &Ed25519KeyPair) -> Vec<u8> {
         mode: NoticeMode::EverySignIn as i32,
         concern_url: "https://school.test/concern".into(),
         issued_ms: NOW,
-        issue: 0,
+        issue,
     }
     .encode_to_vec();
     let signature = signer.sign(&tutela_proto::notice_message(&body));
@@ -361,4 +366,36 @@ fn only_a_signed_notice_for_the_group_no_older_than_the_held_one_is_shown() {
     let older = apply(&mut engine, &notice("year-10", 1, &trusted), &trusted);
     assert_eq!(older["applied"], false, "{older}");
     assert_eq!(engine.status()["notice_version"], 2);
+}
+
+#[test]
+fn a_notice_issued_again_for_a_moved_device_is_shown_though_its_version_is_lower() {
+    let trusted = key();
+    let mut engine = Engine::default();
+    // North's version 2 (issue 2), then the device moves to South, whose version 1 the
+    // collector signs again as issue 3.
+    let north = apply(
+        &mut engine,
+        &issued_notice("year-10", 2, 2, &trusted),
+        &trusted,
+    );
+    assert_eq!(north["applied"], true, "{north}");
+    let south = apply(
+        &mut engine,
+        &issued_notice("year-10", 1, 3, &trusted),
+        &trusted,
+    );
+    assert_eq!(south["applied"], true, "{south}");
+    assert_eq!(south["notice"]["version"], 1);
+    assert_eq!(engine.status()["notice_version"], 1);
+    // South's version 1 as first signed (issue 1) and North's version 2 are replays now.
+    for replay in [
+        issued_notice("year-10", 1, 1, &trusted),
+        issued_notice("year-10", 2, 2, &trusted),
+    ] {
+        let refused = apply(&mut engine, &replay, &trusted);
+        assert_eq!(refused["applied"], false, "{refused}");
+        assert!(refused["reason"].as_str().unwrap().contains("replay"));
+    }
+    assert_eq!(engine.status()["notice_version"], 1);
 }
