@@ -422,13 +422,13 @@ impl Matcher {
             }
             let [before, after] = lazy.reach.map(usize::from);
             if !anchored.windowed() || before + after >= words {
-                let end = if ascii {
-                    anchored.search_end(bytes, after)
+                if ascii {
+                    let end = anchored.search_end(bytes, after);
+                    search_whole(&mut candidates, *r, text, lazy.get(), end, &anchored);
                 } else {
-                    bytes.len()
-                };
-                let input = regex_automata::Input::new(bytes).range(..end);
-                push_matches(&mut candidates, *r, text, lazy.get().find_iter(input));
+                    let input = regex_automata::Input::new(bytes);
+                    push_matches(&mut candidates, *r, text, lazy.get().find_iter(input));
+                }
                 continue;
             }
             anchored.windows(i, bytes, before, after, &mut windows);
@@ -537,6 +537,34 @@ impl Matcher {
     /// Whether the given category index list has this domain.
     pub(crate) fn domain_categories(&self, domain: &str) -> Option<&[usize]> {
         self.domains.get(domain).map(|v| v.as_slice())
+    }
+}
+
+/// Push the matches of a word pattern's regex in ASCII normalised `text[..end]` as hits of
+/// rule `rule`: the same matches as `find_iter`, but without the last search when no anchor
+/// occurrence is left after a match (see [`Anchored::more_after`]).
+fn search_whole(
+    candidates: &mut SmallVec<[Hit; 8]>,
+    rule: u32,
+    text: &str,
+    re: &regex_automata::meta::Regex,
+    end: usize,
+    anchored: &Anchored,
+) {
+    let mut input = regex_automata::Input::new(text.as_bytes()).range(..end);
+    while let Some(m) = re.search(&input) {
+        if m.is_empty() {
+            // Not written by any pattern (each has a word); `find_iter` from here skips
+            // it as it would have.
+            let rest = input.clone().range(m.start()..end);
+            push_matches(candidates, rule, text, re.find_iter(rest));
+            return;
+        }
+        push_matches(candidates, rule, text, std::iter::once(m));
+        if !anchored.more_after(m.end()) {
+            return;
+        }
+        input.set_start(m.end());
     }
 }
 

@@ -17,13 +17,16 @@ pub(crate) fn snippet(text: &str, span: Range<usize>) -> (SharedStr, Range<usize
 #[derive(Default)]
 pub(crate) struct Contexts {
     last: Option<(Range<usize>, SharedStr)>,
+    /// Whether the text is ASCII, found with its first snippet (a title's matches are
+    /// cut from the same text: one pass over it, not one per match).
+    ascii: Option<bool>,
 }
 
 impl Contexts {
     /// [`snippet`], shared with the previous snippet of the same text when it is the same.
     pub(crate) fn snippet(&mut self, text: &str, span: Range<usize>) -> (SharedStr, Range<usize>) {
         let span = span.start.min(text.len())..span.end.min(text.len());
-        let cut = if text.is_ascii() {
+        let cut = if *self.ascii.get_or_insert_with(|| text.is_ascii()) {
             ascii_snippet(text, span.clone())
         } else {
             char_snippet(text, span.clone())

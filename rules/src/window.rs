@@ -40,6 +40,8 @@ pub(crate) struct Anchored {
     windowed: bool,
     /// The end of the last anchor occurrence of any pattern (see [`Anchored::search_end`]).
     last_end: usize,
+    /// The start of the last anchor occurrence of any pattern (see [`Anchored::more_after`]).
+    last_start: usize,
 }
 
 impl Anchored {
@@ -71,6 +73,7 @@ impl Anchored {
             self.order.push(p);
         }
         self.last_end = self.last_end.max(span.end);
+        self.last_start = self.last_start.max(span.start);
         if self.windowed {
             self.add_span(p, span, new);
         }
@@ -99,6 +102,15 @@ impl Anchored {
     /// search of the whole text finds, and does not read the rest of a title.
     pub(crate) fn search_end(&self, text: &[u8], after: usize) -> usize {
         forward(text, self.last_end, after)
+    }
+
+    /// Whether a pattern can match again in ASCII normalised text after a match that ends
+    /// at `end`: the next match starts at or after `end` and holds an anchor occurrence
+    /// that starts inside it, so none is left when every anchor occurrence found (of any
+    /// pattern) starts before `end`. Then the search that would only confirm there is no
+    /// other match is not run (on a title, a third pass of the lazy DFAs per pattern).
+    pub(crate) fn more_after(&self, end: usize) -> bool {
+        self.last_start >= end
     }
 
     /// The merged windows of the pattern at place `i` of `order` in which a match with at
