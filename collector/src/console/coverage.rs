@@ -142,7 +142,7 @@ pub fn page_handler(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, 
                         td { (s.station) } td { (platform(&s.agent_version)) }
                         td { (if s.grp.is_empty() { "-" } else { &s.grp }) }
                         td {
-                            @match s.last_seen_ms { Some(ms) => (app.zone.format(ms)), None => "never" }
+                            @match s.last_seen_ms { Some(ms) => (app.zone_of(&s.school).format(ms)), None => "never" }
                         }
                         td { (if s.agent_version.is_empty() { "-" } else { &s.agent_version }) }
                         td { (s.rules_version) } td { (s.spool_backlog) } td { (s.spool_dropped) }
