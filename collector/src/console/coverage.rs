@@ -1,5 +1,5 @@
 //! The fleet page for technicians and safeguarding leads: every station with
-//! its group, when it was last heard from (school time zone), agent and rule
+//! its group, when it was last heard from (in its school's zone), agent and rule
 //! versions, spool backlog and health — silent stations (quiet for longer
 //! than `[fleet] silent_after_mins` of school time) and flagged ones (e.g. a
 //! cloned identity) are highlighted. Below, the shadow pack's predicted alert
