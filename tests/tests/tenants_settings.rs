@@ -167,7 +167,7 @@ fn scenario(pg: Option<&PgCluster>, name: &str) {
 }
 
 /// The row of alert or audit entry `id` in a list page.
-fn row(body: &str, attribute: &str, id: i64) -> String {
+fn row(body: &str, attribute: &str, id: impl std::fmt::Display) -> String {
     let start = body
         .find(&format!("{attribute}{id}\""))
         .unwrap_or_else(|| panic!("no row {id} in\n{body}"));
@@ -284,6 +284,7 @@ fn console(
         "the alert page in its school's time: {}",
         page.body
     );
+    other_pages(port, &lead, db, north_sunday);
     assert_eq!(set(&lead, "south", "Europe/Dublin", "24").status, 303);
     assert_eq!(own("south"), "Europe/Dublin|24");
     let queue = ask(port, &lead, "GET", "/queue?state=all", &[]);
@@ -324,6 +325,90 @@ fn console(
     assert_eq!(set(&tech, "north", "UTC", "1").status, 403);
     assert_eq!(own("north"), "Pacific/Auckland|6");
     c.kill9();
+}
+
+/// The Fleet, Tokens and Exemptions pages and the alert page's pupil
+/// timeline: the trust's DSL sees each row's time in its school's zone,
+/// North's (Auckland) and South's (the trust's, London).
+fn other_pages(port: u16, lead: &(String, String), db: &Db<'_>, north_sunday: i64) {
+    let week = TUESDAY + 7 * DAY_MS;
+    for (n, school) in [(1, "north"), (2, "south")] {
+        let key = db.blob(&format!("0{n}").repeat(32));
+        db.exec(&format!(
+            "INSERT INTO agents (agent_id, public_key, station, grp, enrolled_ms, last_seen_ms, school)
+                 VALUES ('ag-{school}', {key}, '{school}-PC09', 'lab', 1, {TUESDAY}, '{school}');
+             INSERT INTO tokens (secret_hash, label, grp, created_ms, expires_ms, max_uses, school)
+                 VALUES ({key}, 'token-{school}', 'lab', 1, {TUESDAY}, 5, '{school}');
+             INSERT INTO exemptions (grp, category, term, reason, created_by, created_ms, starts_ms, ends_ms, school)
+                 VALUES ('lab', 'drugs', '', 'lesson-{school}', 'lead', 1, {TUESDAY}, {week}, '{school}')"
+        ));
+    }
+    // Tuesday 3 June noon UTC: Wednesday 00:00 in Auckland, 13:00 in London;
+    // a week later the same.
+    let (north_tuesday, south_tuesday) = ("2025-06-04 00:00:00 NZST", "2025-06-03 13:00:00 BST");
+    let (north_week, south_week) = ("2025-06-11 00:00:00 NZST", "2025-06-10 13:00:00 BST");
+    let fleet = ask(port, lead, "GET", "/fleet", &[]);
+    assert_eq!(fleet.status, 200);
+    let station = |school: &str| {
+        let start = fleet
+            .body
+            .find(&format!("data-agent=\"ag-{school}\""))
+            .unwrap_or_else(|| panic!("no station of {school} in\n{}", fleet.body));
+        let rest = &fleet.body[start..];
+        rest[..rest.find("</tr>").unwrap()].to_owned()
+    };
+    assert!(
+        station("north").contains(north_tuesday),
+        "{}",
+        station("north")
+    );
+    assert!(
+        station("south").contains(south_tuesday),
+        "{}",
+        station("south")
+    );
+
+    let tokens = ask(port, lead, "GET", "/tokens", &[]);
+    assert_eq!(tokens.status, 200);
+    // A token's id: the first 12 hex digits of its secret's hash.
+    let token = |n: usize| row(&tokens.body, "data-token=\"", format!("0{n}").repeat(6));
+    assert!(token(1).contains(north_tuesday), "{}", token(1));
+    assert!(token(2).contains(south_tuesday), "{}", token(2));
+
+    let exemptions = ask(port, lead, "GET", "/exemptions", &[]);
+    assert_eq!(exemptions.status, 200);
+    let exemption = |school: &str| {
+        let id = db.id(&format!(
+            "SELECT id FROM exemptions WHERE reason = 'lesson-{school}'"
+        ));
+        row(&exemptions.body, "data-id=\"", id)
+    };
+    let north = exemption("north");
+    assert!(
+        north.contains(north_tuesday) && north.contains(north_week),
+        "{north}"
+    );
+    let south = exemption("south");
+    assert!(
+        south.contains(south_tuesday) && south.contains(south_week),
+        "{south}"
+    );
+
+    // The pupil's timeline on the alert page: North's alerts in Auckland's
+    // time.
+    let page = ask(port, lead, "GET", &format!("/alerts/{north_sunday}"), &[]);
+    let start = page
+        .body
+        .find("id=\"timeline\"")
+        .unwrap_or_else(|| panic!("no timeline in\n{}", page.body));
+    let timeline = &page.body[start..];
+    let timeline = &timeline[..timeline.find("</table>").unwrap()];
+    let entry = timeline
+        .split("<tr")
+        .find(|r| r.contains(&format!("href=\"/alerts/{north_sunday}\"")))
+        .unwrap_or_else(|| panic!("no alert {north_sunday} in\n{timeline}"));
+    assert!(entry.contains("2025-06-02 01:00:00 NZST"), "{timeline}");
+    assert!(!timeline.contains(" BST<"), "{timeline}");
 }
 
 #[test]

@@ -459,7 +459,7 @@ fn timeline_html(
                 @for row in &rows {
                     @let sev = row.severity.clamp(0, 5);
                     tr {
-                        td { (app.zone.format(row.time_ms)) }
+                        td { (app.zone_of(&row.school).format(row.time_ms)) }
                         td { span class={ "sev sev" (sev) } { (sev) } }
                         td {
                             a href={ "/alerts/" (row.id) } { (row.category) }

@@ -1,5 +1,5 @@
 //! The fleet page for technicians and safeguarding leads: every station with
-//! its group, when it was last heard from (school time zone), agent and rule
+//! its group, when it was last heard from (in its school's zone), agent and rule
 //! versions, spool backlog and health — silent stations (quiet for longer
 //! than `[fleet] silent_after_mins` of school time) and flagged ones (e.g. a
 //! cloned identity) are highlighted. Below, the shadow pack's predicted alert
@@ -142,7 +142,7 @@ pub fn page_handler(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, 
                         td { (s.station) } td { (platform(&s.agent_version)) }
                         td { (if s.grp.is_empty() { "-" } else { &s.grp }) }
                         td {
-                            @match s.last_seen_ms { Some(ms) => (app.zone.format(ms)), None => "never" }
+                            @match s.last_seen_ms { Some(ms) => (app.zone_of(&s.school).format(ms)), None => "never" }
                         }
                         td { (if s.agent_version.is_empty() { "-" } else { &s.agent_version }) }
                         td { (s.rules_version) } td { (s.spool_backlog) } td { (s.spool_dropped) }

@@ -116,7 +116,7 @@ fn render(app: &App, viewer: &Viewer, error: Option<&str>) -> Result<String, Sto
                             td.school { @if e.school.is_empty() { "every school" } @else { (e.school) } }
                         }
                         td { (e.grp) } td { (e.target()) }
-                        td { (app.zone.format(e.starts_ms)) } td { (app.zone.format(e.ends_ms)) }
+                        td { (app.zone_of(&e.school).format(e.starts_ms)) } td { (app.zone_of(&e.school).format(e.ends_ms)) }
                         td { (e.created_by) } td { (e.reason) }
                         td {
                             @if owns && matches!(state, "active" | "scheduled")

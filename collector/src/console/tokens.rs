@@ -71,7 +71,7 @@ fn render(
                         @if !schools.is_empty() { td.school { (t.school) } }
                         td { (if t.group.is_empty() { "-" } else { &t.group }) }
                         td { (t.uses) "/" (t.max_uses) }
-                        td { (app.zone.format(t.expires_ms)) } td { (t.label) }
+                        td { (app.zone_of(&t.school).format(t.expires_ms)) } td { (t.label) }
                         td {
                             @if state == "valid" {
                                 form method="post" action="/tokens/revoke" class="inline" {
@@ -199,7 +199,7 @@ pub fn create(app: &App, db: &Console<'_>, req: &Req) -> Result<Response, Fail> 
         h1 { "Token made" }
         p { "Copy it now: it is not shown again. On each device, as an administrator:" }
         pre #token { "tutela-agent enrol '" (text) "'" }
-        p { "School " (school) ", group " (group) ", " (max_uses) " uses, valid until " (app.zone.format(token.expires_ms)) "." }
+        p { "School " (school) ", group " (group) ", " (max_uses) " uses, valid until " (app.zone_of(&school).format(token.expires_ms)) "." }
         p { a href="/tokens" { "Back to tokens" } }
     };
     Ok(html_response(page("Token made", Some(&viewer), body)))

@@ -16,6 +16,8 @@ pub struct Station {
     pub silent: bool,
     /// What the agent's last heartbeat reported wrong with it, one per line.
     pub problems: String,
+    /// The school the station is enrolled in (its times show in its zone).
+    pub school: String,
 }
 
 /// What the console does to a station.
@@ -85,7 +87,7 @@ pub(crate) trait ListingRow {
 /// The columns [`Station::from_row`] reads, in order.
 pub(crate) const STATION_COLUMNS: &str =
     "agent_id, station, grp, last_seen_ms, agent_version, rules_version,
-     spool_backlog, spool_dropped, COALESCE(flag, ''), problems";
+     spool_backlog, spool_dropped, COALESCE(flag, ''), problems, school";
 
 /// The columns [`Enrolled::from_row`] reads, in order.
 pub(crate) const ENROLLED_COLUMNS: &str =
@@ -107,6 +109,7 @@ impl Station {
             flag: r.text(8)?,
             silent: false,
             problems: r.text(9)?,
+            school: r.text(10)?,
         })
     }
 }

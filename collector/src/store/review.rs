@@ -167,6 +167,8 @@ pub struct TimelineRow {
     pub category: String,
     pub severity: i64,
     pub state: String,
+    /// The alert's school (its time shows in that school's zone).
+    pub school: String,
 }
 
 /// A rule's alerts and false positives.

@@ -399,7 +399,7 @@ impl Pg<'_> {
             }
             let p = sql.param(user.to_owned());
             let text = format!(
-                "SELECT a.id, a.time_ms, a.category, a.severity, a.state FROM alerts a
+                "SELECT a.id, a.time_ms, a.category, a.severity, a.state, a.school FROM alerts a
                  WHERE {} AND a.\"user\" = {p} AND a.state <> 'folded' ORDER BY a.time_ms DESC LIMIT 50",
                 sql.text
             );
@@ -412,6 +412,7 @@ impl Pg<'_> {
                     category: r.get(2),
                     severity: r.get(3),
                     state: r.get(4),
+                    school: r.get(5),
                 })
                 .collect())
         })

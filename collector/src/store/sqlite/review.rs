@@ -375,7 +375,7 @@ pub fn timeline(
     };
     params.push(Value::Text(user.to_owned()));
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT a.id, a.time_ms, a.category, a.severity, a.state FROM alerts a
+        "SELECT a.id, a.time_ms, a.category, a.severity, a.state, a.school FROM alerts a
          WHERE {cond} AND a.user = ? AND a.state <> 'folded' ORDER BY a.time_ms DESC LIMIT 50"
     ))?;
     let rows = stmt.query_map(params_from_iter(params), |r| {
@@ -385,6 +385,7 @@ pub fn timeline(
             category: r.get(2)?,
             severity: r.get(3)?,
             state: r.get(4)?,
+            school: r.get(5)?,
         })
     })?;
     rows.collect()
