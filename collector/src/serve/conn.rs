@@ -1,15 +1,15 @@
 //! HTTP/2 (and HTTP/1.1, for gRPC-Web) on agents' TLS connections, served
 //! by the collector itself rather than by the gRPC server's own loop.
 //!
-//! What differs from tonic's loop is what a connected agent costs the
-//! collector while it waits: the services are shared by every connection
-//! (an `Arc`), not copied into each, so a connection holds its peer's
-//! address and a pointer. The HPACK header table stays at HTTP/2's 4 KiB
-//! ([`HEADER_TABLE`]): with it, an agent's headers (gRPC's own, the same on
-//! every call) are decoded once and then sent as table indexes, so h2's
-//! 4 KiB decoding buffer is written once; with no table (0) every call's
-//! headers were decoded into it again, walking through all its pages, and
-//! 5,000 agents cost the collector 2.7 KiB each more.
+//! Two things differ from tonic's loop, both for what a connected agent
+//! costs the collector while it waits:
+//! - the HPACK header table an agent's requests may fill is 0 bytes
+//!   ([`HEADER_TABLE`]): an agent's headers are gRPC's own, a few hundred
+//!   bytes a call, a few calls a minute, so indexing them saves nothing
+//!   worth holding. Each indexed header kept alive the whole buffer it was
+//!   decoded from, for as long as the connection lasted;
+//! - the services are shared by every connection (an `Arc`), not copied
+//!   into each: a connection holds its peer's address and a pointer.
 //!
 //! Connections that negotiated `h2` by ALPN (every agent) are served as
 //! HTTP/2 directly; others are sniffed (HTTP/2 with prior knowledge, or
@@ -32,8 +32,8 @@ use tower::ServiceExt;
 
 use crate::memory::Counted;
 
-/// The HPACK dynamic table agents may fill: HTTP/2's default (see above).
-pub const HEADER_TABLE: u32 = 4096;
+/// The HPACK dynamic table agents may fill (HTTP/2's default is 4 KiB).
+pub const HEADER_TABLE: u32 = 0;
 
 /// HTTP/2 settings of agents' connections.
 #[derive(Debug, Clone, Copy)]
