@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tonic::transport::Server;
 use tutela_proto::v1::enrolment_server::EnrolmentServer;
 use tutela_proto::v1::ingest_server::IngestServer;
 
@@ -16,8 +17,6 @@ use crate::enrolment::EnrolmentService;
 use crate::ingest::{AgentKeys, IngestService};
 use crate::secrets::{self, CaptureVault};
 use crate::writer::Writer;
-
-mod conn;
 
 /// How long a stop waits for agents' open streams (rule subscriptions,
 /// ingest) to end before it stops serving them. With the email shutdown
@@ -156,42 +155,36 @@ pub async fn bind(
     // TLS is terminated in the collector's own accept loop (`tls`), which
     // bounds handshakes; the gRPC server is handed established streams.
     let tls_config = crate::tls::server_config(&tls)?;
-    let routes = tonic::service::Routes::new(
-        EnrolmentServer::new(enrolment).max_decoding_message_size(64 * 1024),
-    )
-    .add_service(
-        tutela_proto::v1::rules_server::RulesServer::new(rules)
-            .max_decoding_message_size(64 * 1024)
-            .max_encoding_message_size(16 * 1024 * 1024),
-    )
-    .add_service(
-        tutela_proto::v1::notices_server::NoticesServer::new(notices)
-            .max_decoding_message_size(64 * 1024)
-            .max_encoding_message_size(64 * 1024),
-    )
-    .add_service(
-        IngestServer::new(ingest)
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(64 * 1024),
-    )
-    .prepare();
-    // The browser extension speaks gRPC-Web (over HTTP/2 or HTTP/1.1);
-    // native agents speak gRPC. Both reach the same services.
-    let routes = tower::ServiceBuilder::new()
-        .layer(cors)
-        .layer(tonic_web::GrpcWebLayer::new())
-        .service(routes);
-    let settings = conn::Settings {
+    let router = Server::builder()
         // What one agent may send before the collector reads it: bounds the
         // memory thousands of agents can make it hold when it falls behind
         // (the defaults allow 1 MiB per stream). An agent uses four streams.
-        stream_window: STREAM_WINDOW,
-        connection_window: CONNECTION_WINDOW,
-        max_streams: MAX_STREAMS_PER_AGENT,
-        max_frame: MAX_FRAME,
-        max_header_list: MAX_HEADER_LIST,
-        header_table: conn::HEADER_TABLE,
-    };
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_concurrent_streams(MAX_STREAMS_PER_AGENT)
+        .max_frame_size(MAX_FRAME)
+        .http2_max_header_list_size(MAX_HEADER_LIST)
+        // The browser extension speaks gRPC-Web (over HTTP/2 or HTTP/1.1);
+        // native agents speak gRPC. Both reach the same services.
+        .accept_http1(true)
+        .layer(cors)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_service(EnrolmentServer::new(enrolment).max_decoding_message_size(64 * 1024))
+        .add_service(
+            tutela_proto::v1::rules_server::RulesServer::new(rules)
+                .max_decoding_message_size(64 * 1024)
+                .max_encoding_message_size(16 * 1024 * 1024),
+        )
+        .add_service(
+            tutela_proto::v1::notices_server::NoticesServer::new(notices)
+                .max_decoding_message_size(64 * 1024)
+                .max_encoding_message_size(64 * 1024),
+        )
+        .add_service(
+            IngestServer::new(ingest)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(64 * 1024),
+        );
     let console = crate::console::start(dir, &config.console, &tls, &location).await;
     let purge = crate::retention::spawn_daily(
         location.clone(),
@@ -220,7 +213,7 @@ pub async fn bind(
             connections.clone(),
             crate::tls::Limits::default(),
         );
-        let server = conn::serve(incoming, routes, settings, shutdown);
+        let server = router.serve_with_incoming_shutdown(incoming, shutdown);
         tokio::pin!(server);
         // Agents' streams never end by themselves: after the grace period
         // the server future is dropped, which stops serving them.
@@ -231,13 +224,14 @@ pub async fn bind(
                 std::future::pending::<()>().await;
             }
         };
-        tokio::select! {
-            () = &mut server => {}
+        let served = tokio::select! {
+            served = &mut server => served,
             () = bounded => {
                 tracing::warn!(
                     wait_secs = GRACEFUL_STREAMS.as_secs(),
                     "agents' streams were still open at shutdown; stopped serving them"
                 );
+                Ok(())
             }
         };
         // Whatever ended serving, the email being sent is finished first.
@@ -254,6 +248,7 @@ pub async fn bind(
         mail_tasks.shutdown(GRACEFUL_MAIL).await;
         webhooks.shutdown(GRACEFUL_MAIL).await;
         tracing::info!("collector stopped");
+        served?;
         Ok(())
     };
     Ok((local, serving))
