@@ -642,11 +642,20 @@ fn required_present(
     text: &[u8],
     present: &mut Present<'_>,
 ) -> bool {
+    // Every token's keys first: a token none of whose words' keys the text has rules the
+    // pattern out before any look-up or search of another token.
+    if let Some(keys) = &present.keys {
+        let maybe = |r: &Required| match r {
+            Required::Words(_, Some(union)) => keys.meets(union),
+            Required::Words(words, None) => words.iter().any(|w| keys.may_hold(w.key)),
+            Required::List(_) => true,
+        };
+        if !lazy.required.iter().all(maybe) {
+            return false;
+        }
+    }
     for r in lazy.required.iter() {
         let ok = match r {
-            Required::Words(_, Some(union)) if present.keys.is_some_and(|k| !k.meets(union)) => {
-                false
-            }
             Required::Words(words, _) => words.iter().any(|w| match present.keys {
                 Some(keys) if !keys.may_hold(w.key) => false,
                 Some(_) if w.phrase != NO_PHRASE => present.has_phrase(w.phrase),
