@@ -5,7 +5,10 @@
 
 use std::process::Command;
 use std::sync::Arc;
-use tutela_rules::{CompileOptions, Matcher, Pack, Scope};
+use tutela_rules::{Matcher, Scope};
+
+mod common;
+use common::{alerts, alerts_typed, compiled};
 
 const PACK: &str = r#"[pack]
 id = "r"
@@ -68,22 +71,7 @@ anywhere = true
 "#;
 
 fn matcher(text: &str) -> Arc<Matcher> {
-    let pack = Pack::parse(text, "r.toml").unwrap();
-    Arc::new(Matcher::compile(&pack, &CompileOptions::default()).unwrap())
-}
-
-fn alerts(m: &Matcher, text: &str) -> bool {
-    !m.find(Scope::Typed, text).is_empty()
-}
-
-fn alerts_typed(m: &Arc<Matcher>, text: &str) -> bool {
-    let mut typed = m.typed();
-    let mut found = Vec::new();
-    for c in text.chars() {
-        found.extend(typed.push(c));
-    }
-    found.extend(typed.flush());
-    !found.is_empty()
+    compiled(text, "r.toml")
 }
 
 #[test]

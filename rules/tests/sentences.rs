@@ -6,7 +6,10 @@
 use proptest::prelude::*;
 use std::sync::Arc;
 use tutela_rules::normalise::normalise;
-use tutela_rules::{CompileOptions, Matcher, Pack, Scope};
+use tutela_rules::{Matcher, Scope};
+
+mod common;
+use common::{alerts, alerts_typed, compiled};
 
 const PACK: &str = r#"[pack]
 id = "s"
@@ -75,22 +78,7 @@ anywhere = true
 "#;
 
 fn matcher() -> Arc<Matcher> {
-    let pack = Pack::parse(PACK, "s.toml").unwrap();
-    Arc::new(Matcher::compile(&pack, &CompileOptions::default()).unwrap())
-}
-
-fn alerts(m: &Matcher, text: &str) -> bool {
-    !m.find(Scope::Typed, text).is_empty()
-}
-
-fn typed_alerts(m: &Arc<Matcher>, text: &str) -> bool {
-    let mut typed = m.typed();
-    let mut found = Vec::new();
-    for c in text.chars() {
-        found.extend(typed.push(c));
-    }
-    found.extend(typed.flush());
-    !found.is_empty()
+    compiled(PACK, "s.toml")
 }
 
 #[test]
@@ -146,13 +134,13 @@ fn a_pattern_without_gaps_does_not_read_across_a_sentence_end() {
 #[test]
 fn typed_text_is_weighed_with_its_sentence_ends() {
     let m = matcher();
-    assert!(typed_alerts(
+    assert!(alerts_typed(
         &m,
         "you aren't wanted here. deport all the jews "
     ));
-    assert!(typed_alerts(&m, "i don't care! hate jews\n"));
-    assert!(!typed_alerts(&m, "i don't hate jews. they are my friends "));
-    assert!(!typed_alerts(&m, "not e.g. hate jews "));
+    assert!(alerts_typed(&m, "i don't care! hate jews\n"));
+    assert!(!alerts_typed(&m, "i don't hate jews. they are my friends "));
+    assert!(!alerts_typed(&m, "not e.g. hate jews "));
 }
 
 #[test]
@@ -195,8 +183,7 @@ terms = ["hate ~2 {group}"]
 "#;
 
 fn pack_without_cues() -> Arc<Matcher> {
-    let pack = Pack::parse(PLAIN, "p.toml").unwrap();
-    Arc::new(Matcher::compile(&pack, &CompileOptions::default()).unwrap())
+    compiled(PLAIN, "p.toml")
 }
 
 proptest! {

@@ -1,7 +1,9 @@
 //! Patterns, weights and cues through the public matcher: batch, typed and explained.
 
 use std::sync::Arc;
-use tutela_rules::{CompileOptions, Matcher, Pack, Scope};
+use tutela_rules::{Matcher, Scope};
+
+mod common;
 
 const PACK: &str = r#"[pack]
 id = "w"
@@ -53,8 +55,7 @@ anywhere = true
 "#;
 
 fn matcher() -> Arc<Matcher> {
-    let pack = Pack::parse(PACK, "w.toml").unwrap();
-    Arc::new(Matcher::compile(&pack, &CompileOptions::default()).unwrap())
+    common::compiled(PACK, "w.toml")
 }
 
 fn categories(m: &Matcher, text: &str) -> Vec<String> {
@@ -116,12 +117,7 @@ fn a_text_wide_cue_counts_only_on_its_own_line() {
         categories(&m, "according to the report it rained\nkill all muslims"),
         ["discrimination"]
     );
-    let mut typed = m.typed();
-    let mut found = Vec::new();
-    for c in "according to the report it rained\nkill all muslims\n".chars() {
-        found.extend(typed.push(c));
-    }
-    found.extend(typed.flush());
+    let found = common::typed_matches(&m, "according to the report it rained\nkill all muslims\n");
     assert!(
         found.iter().any(|m| m.category == "discrimination"),
         "{found:?}"
