@@ -144,3 +144,32 @@ impl Agent {
             .with_context(|| format!("no spool backlog in the status:\n{status}"))
     }
 }
+
+/// Opens `agent`'s rule stream as the agent does, signed with its key.
+pub async fn subscribe(agent: &Agent) -> tonic::Streaming<tutela_proto::v1::RulesUpdate> {
+    use prost::Message;
+    use tutela_agent::identity::{Enrolment, Identity};
+    use tutela_proto::v1::rules_client::RulesClient;
+    use tutela_proto::v1::{SignedSubscribe, SubscribeBody};
+
+    let enrolment = Enrolment::load(&agent.dir).unwrap();
+    let identity = Identity::load_or_create(&agent.dir).unwrap();
+    let channel = tutela_agent::pinning::connect(&enrolment.collector, &enrolment.fingerprint)
+        .await
+        .unwrap();
+    let body = SubscribeBody {
+        agent_id: enrolment.agent_id.clone(),
+        current_version: 0,
+        time_ms: crate::load::now_ms(),
+        current_shadow_version: 0,
+    }
+    .encode_to_vec();
+    RulesClient::new(channel)
+        .subscribe(SignedSubscribe {
+            signature: identity.sign(&tutela_proto::subscribe_message(&body)),
+            body,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}

@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use tonic::Code;
-use tutela_agent::identity::{Enrolment, Identity};
-use tutela_proto::v1::rules_client::RulesClient;
 use tutela_proto::v1::rules_update::Update;
-use tutela_proto::v1::{ExemptionSet, RulesUpdate, SignedSubscribe, SubscribeBody};
+use tutela_proto::v1::{ExemptionSet, RulesUpdate};
+use tutela_tests::agent::subscribe;
 use tutela_tests::packs::{small_pack, weapons, About};
 use tutela_tests::{run_failing, run_ok, Agent, Collector, Scratch};
 
@@ -31,13 +30,6 @@ fn enrolled_in_lab(scratch: &Scratch, collector: &Collector, name: &str) -> Agen
     agent
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 /// The `token list` line of the token labelled `label`.
 fn token_line(collector: &Collector, label: &str) -> String {
     let list = run_ok(collector.cmd().args(["token", "list"])).unwrap();
@@ -54,30 +46,6 @@ fn agent_line(collector: &Collector, id: &str) -> String {
         .find(|l| l.starts_with(id))
         .unwrap_or_else(|| panic!("{id} not listed:\n{list}"))
         .to_owned()
-}
-
-/// Opens the agent's rule stream as the agent does, signed with its key.
-async fn subscribe(agent: &Agent) -> tonic::Streaming<RulesUpdate> {
-    let enrolment = Enrolment::load(&agent.dir).unwrap();
-    let identity = Identity::load_or_create(&agent.dir).unwrap();
-    let channel = tutela_agent::pinning::connect(&enrolment.collector, &enrolment.fingerprint)
-        .await
-        .unwrap();
-    let body = SubscribeBody {
-        agent_id: enrolment.agent_id.clone(),
-        current_version: 0,
-        time_ms: now_ms(),
-        current_shadow_version: 0,
-    }
-    .encode_to_vec();
-    RulesClient::new(channel)
-        .subscribe(SignedSubscribe {
-            signature: identity.sign(&tutela_proto::subscribe_message(&body)),
-            body,
-        })
-        .await
-        .unwrap()
-        .into_inner()
 }
 
 /// The next update on `stream`, failing after `within`.

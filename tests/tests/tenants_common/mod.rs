@@ -4,11 +4,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use prost::Message;
 use tutela_agent::event::{seal, Evidence};
 use tutela_agent::identity::{Enrolment, Identity};
-use tutela_proto::v1::rules_client::RulesClient;
-use tutela_proto::v1::{RulesUpdate, SignedSubscribe, SubscribeBody};
 use tutela_tests::postgres::PgCluster;
 use tutela_tests::typed::TypedMatch;
 use tutela_tests::web::{field, http, Reply};
@@ -17,29 +14,8 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub const SCHOOLS: [&str; 2] = ["north", "south"];
 pub const ROLES: [&str; 5] = ["dsl", "deputy-dsl", "head", "technician", "auditor"];
 
-/// Opens the agent's rule stream as the agent does, signed with its key.
-pub async fn subscribe(agent: &tutela_tests::Agent) -> tonic::Streaming<RulesUpdate> {
-    let enrolment = Enrolment::load(&agent.dir).unwrap();
-    let identity = Identity::load_or_create(&agent.dir).unwrap();
-    let channel = tutela_agent::pinning::connect(&enrolment.collector, &enrolment.fingerprint)
-        .await
-        .unwrap();
-    let body = SubscribeBody {
-        agent_id: enrolment.agent_id.clone(),
-        current_version: 0,
-        time_ms: now_ms(),
-        current_shadow_version: 0,
-    }
-    .encode_to_vec();
-    RulesClient::new(channel)
-        .subscribe(SignedSubscribe {
-            signature: identity.sign(&tutela_proto::subscribe_message(&body)),
-            body,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
+#[allow(unused_imports)] // not every tenants test subscribes
+pub use tutela_tests::agent::subscribe;
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
