@@ -3,12 +3,11 @@
 //! the subject, not a supporter's own words beside them. Through the public matcher, batch,
 //! typed and explained, and through `tutela-rules check` for malformed keys.
 
-use std::process::Command;
 use std::sync::Arc;
 use tutela_rules::{Matcher, Scope};
 
 mod common;
-use common::{alerts, alerts_typed, compiled};
+use common::{alerts, alerts_typed, check, compiled};
 
 const PACK: &str = r#"[pack]
 id = "r"
@@ -150,21 +149,6 @@ fn a_local_role_cue_lowers_only_topic_matches() {
     }
     assert!(alerts(&m, "isis burned the town, join isis now"));
     assert!(!alerts(&m, "isis fighters burned the town"));
-}
-
-fn check(name: &str, text: &str) -> (bool, String) {
-    let dir = std::env::temp_dir().join(format!("tutela-roles-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tutela-rules"))
-        .arg("check")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
 }
 
 #[test]

@@ -1,9 +1,10 @@
 //! A malformed pack is refused by `tutela-rules check` and by bundle verification (what
 //! the agent runs), each naming the file, the line and the problem.
 
-use std::path::PathBuf;
-use std::process::Command;
 use tutela_rules::bundle::{self, BundleError};
+
+mod common;
+use common::check;
 
 const GOOD: &str = r#"[pack]
 id = "t"
@@ -39,26 +40,6 @@ phrases = ["of embarrassment"]
 weight = -0.6
 after = 4
 "#;
-
-fn write(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tutela-malformed-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn check(name: &str, text: &str) -> (bool, String) {
-    let path = write(name, text);
-    let out = Command::new(env!("CARGO_BIN_EXE_tutela-rules"))
-        .arg("check")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
 
 /// (what is broken, the text replaced, its replacement, words the message must hold)
 const BROKEN: [(&str, &str, &str, &str); 7] = [

@@ -32,3 +32,20 @@ pub fn typed_matches(m: &Arc<Matcher>, text: &str) -> Vec<Match> {
 pub fn alerts_typed(m: &Arc<Matcher>, text: &str) -> bool {
     !typed_matches(m, text).is_empty()
 }
+
+/// Runs `tutela-rules check` on the pack `text` written as `name` in a scratch folder: whether
+/// it passed, and what it printed (standard output, then standard error).
+pub fn check(name: &str, text: &str) -> (bool, String) {
+    let dir = std::env::temp_dir().join(format!("tutela-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tutela-rules"))
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
