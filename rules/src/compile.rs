@@ -62,11 +62,6 @@ impl Matcher {
                 weight: term.weight,
                 category_bit: category_bit(&term.category),
                 role_bit: term.role.as_deref().map_or(0, |r| roles.bit(r)),
-                literal_words: if term.kind == TermKind::Pattern {
-                    literal_words(&term.text)
-                } else {
-                    Vec::new()
-                },
             });
             if let Some(i) = CATEGORIES.iter().position(|c| *c == term.category) {
                 weighing |= term.weight < thresholds[i];
@@ -280,6 +275,8 @@ impl Matcher {
 pub(crate) struct LazyPattern {
     source: String,
     regex: std::sync::OnceLock<meta::Regex>,
+    /// The same regex reporting its gaps, built the first time a cue is inside a match.
+    gapped: std::sync::OnceLock<regex::bytes::Regex>,
     /// The pattern's required tokens other than its anchor.
     pub(crate) required: Box<[Required]>,
     /// Most words a match has before and after its anchor (see
@@ -412,6 +409,7 @@ impl LazyPattern {
         Ok(LazyPattern {
             source,
             regex: std::sync::OnceLock::new(),
+            gapped: std::sync::OnceLock::new(),
             required: required.into_boxed_slice(),
             reach,
             scopes,
@@ -442,30 +440,16 @@ impl LazyPattern {
         self.regex
             .get_or_init(|| Self::build(&self.source).expect("checked when the pack was compiled"))
     }
-}
 
-/// The normalised words a pattern writes out, leaving out `{list}` names and gaps.
-fn literal_words(pattern: &str) -> Vec<String> {
-    let mut text = String::with_capacity(pattern.len());
-    let mut in_list = false;
-    for c in pattern.chars() {
-        match c {
-            '{' => in_list = true,
-            '}' => {
-                in_list = false;
-                text.push(' ');
-            }
-            _ if in_list => {}
-            '(' | ')' | '|' | '?' | '*' | '~' => text.push(' '),
-            _ => text.push(c),
-        }
+    /// The spans of `text` its gaps skipped in its match `span` (see `pattern::gap_spans`).
+    pub(crate) fn gaps(
+        &self,
+        text: &str,
+        span: &std::ops::Range<usize>,
+    ) -> Vec<std::ops::Range<usize>> {
+        let gapped = self
+            .gapped
+            .get_or_init(|| pattern::gapped_regex(&self.source));
+        pattern::gap_spans(gapped, text, span)
     }
-    let mut words: Vec<String> = normalise_term(&text)
-        .split(' ')
-        .filter(|w| !w.is_empty() && !w.bytes().all(|b| b.is_ascii_digit()))
-        .map(str::to_string)
-        .collect();
-    words.sort();
-    words.dedup();
-    words
 }

@@ -9,9 +9,19 @@
 //! of its matches' positive scores, plus its `anywhere` cues, reaches its threshold.
 //!
 //! `within` bounds a cue group: a `before`/`after` window stops at the end of the
-//! sentence by default (`within = "line"`: at the end of the line), and an `anywhere`
-//! cue describes its line by default (`within = "sentence"`: only its sentence).
+//! sentence by default (`within = "line"`: at the end of the line; `within = "clause"`: at
+//! a comma, semicolon, spaced dash or 'but' too), and an `anywhere` cue describes its line
+//! by default (`within = "sentence"` or `"clause"`: only that). A cue inside a word
+//! pattern's match counts when it reaches into one of the pattern's gaps (`they are not
+//! lazy`), not when the pattern's own words or list entries make it up (`{group} are not
+//! welcome`).
+//!
+//! `question = true` makes a group count only in a question (see `clause`); `cancels`
+//! names lowering groups that do not lower a match the group stands beside (an
+//! endorsement beside a match is not a lesson about it).
 
+use crate::clause::Stretches;
+use crate::compile::LazyPattern;
 use crate::normalise::Normalised;
 use crate::pack::Problem;
 use crate::pattern::ListEntries;
@@ -19,6 +29,7 @@ use crate::phrases::PhrasesBuilder;
 use crate::wordlist::expand;
 use crate::{is_category, CATEGORIES};
 use serde::Deserialize;
+use smallvec::SmallVec;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use toml::Spanned;
@@ -64,13 +75,17 @@ pub(crate) fn declared_roles(
 /// The stretch of text a cue group reaches: see the module docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Within {
+    Clause,
     Sentence,
     Line,
 }
 
 impl Within {
-    const NAMES: [(&'static str, Within); 2] =
-        [("sentence", Within::Sentence), ("line", Within::Line)];
+    const NAMES: [(&'static str, Within); 3] = [
+        ("clause", Within::Clause),
+        ("sentence", Within::Sentence),
+        ("line", Within::Line),
+    ];
 
     /// The default: windows stop at a sentence end, `anywhere` cues cover their line.
     pub fn default_for(anywhere: bool) -> Within {
@@ -94,10 +109,14 @@ pub struct Cue {
     pub before: usize,
     pub after: usize,
     pub anywhere: bool,
-    /// Where it counts: its sentence or its line.
+    /// Where it counts: its clause, its sentence or its line.
     pub within: Within,
     /// The term roles it lowers (`lowers = ["topic"]`; empty: every match).
     pub lowers: Vec<String>,
+    /// Cue groups (by name) that do not lower a match this group stands beside.
+    pub cancels: Vec<String>,
+    /// Counts only in a question (a sentence with a `?`, or one it begins).
+    pub question: bool,
     pub note: Option<String>,
     pub line: usize,
 }
@@ -121,6 +140,10 @@ pub(crate) struct RawCue {
     #[serde(default)]
     lowers: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
+    pub(crate) cancels: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    question: bool,
+    #[serde(default)]
     note: Option<String>,
 }
 
@@ -139,10 +162,12 @@ pub(crate) fn parse_cues(
         let g = group.get_ref();
         let mut problem = |line: usize, message: String| problems.push(Problem { line, message });
         let weight = *g.weight.get_ref();
-        if !(weight.is_finite() && weight != 0.0 && weight.abs() <= MAX_WEIGHT) {
+        // A group that only cancels others may weigh nothing itself.
+        let zero_ok = g.cancels.is_some() && weight == 0.0;
+        if !(weight.is_finite() && (weight != 0.0 || zero_ok) && weight.abs() <= MAX_WEIGHT) {
             problem(
                 line(g.weight.span().start),
-                format!("cue weight {weight} is out of range: use a non-zero number from -{MAX_WEIGHT} to {MAX_WEIGHT}"),
+                format!("cue weight {weight} is out of range: use a non-zero number from -{MAX_WEIGHT} to {MAX_WEIGHT} (0 only for a group with `cancels`)"),
             );
         }
         let mut window = |v: &Option<Spanned<i64>>, what: &str| match v {
@@ -172,7 +197,7 @@ pub(crate) fn parse_cues(
                     problem(
                         line(w.span().start),
                         format!(
-                            "cue `within` \"{}\" is not known: use \"sentence\" or \"line\"",
+                            "cue `within` \"{}\" is not known: use \"clause\", \"sentence\" or \"line\"",
                             w.get_ref()
                         ),
                     );
@@ -226,10 +251,13 @@ pub(crate) fn parse_cues(
             anywhere: g.anywhere,
             within,
             lowers,
+            cancels: Vec::new(),
+            question: g.question,
             note: g.note.clone(),
             line: at,
         });
     }
+    crate::cue_cancel::parse_cancels(raw, &mut out, line, problems);
     out
 }
 
@@ -295,12 +323,16 @@ struct CompiledCue {
     before: usize,
     after: usize,
     anywhere: bool,
-    /// Stops at the end of its sentence (else at the end of its line).
-    sentence: bool,
+    /// The stretch its windows (or, `anywhere`, its reach) stop at.
+    within: Within,
     /// Bit per index in [`CATEGORIES`].
     categories: u16,
     /// The term roles it lowers, one bit each (0: every match).
     lowers: u16,
+    /// The groups it stops from lowering a match beside it (indices).
+    cancels: Box<[u32]>,
+    /// Counts only in a question.
+    question: bool,
 }
 
 /// A cue found in a text.
@@ -317,10 +349,14 @@ pub struct CueHit {
 pub(crate) struct AnywhereCue {
     /// Its categories' bits.
     pub(crate) categories: u16,
-    /// Whether it covers only its sentence (else its line).
-    pub(crate) sentence: bool,
+    /// The normalised bytes it describes (its line, sentence or clause): it counts for a
+    /// category with a match there.
+    pub(crate) reach: Range<usize>,
     /// The term roles it lowers (0: every match).
     pub(crate) lowers: u16,
+    /// The categories it does not lower: a group that cancels it stands beside one of
+    /// their matches.
+    pub(crate) cancelled: u16,
     pub(crate) hit: CueHit,
 }
 
@@ -330,8 +366,8 @@ pub(crate) struct CueTarget<'a> {
     pub(crate) span: Range<usize>,
     /// The bit of its category.
     pub(crate) category_bit: u16,
-    /// For a pattern, the words it writes out (sorted); `None` for a word or phrase term.
-    pub(crate) pattern_words: Option<&'a [String]>,
+    /// For a word pattern, its regex (`None` for a word or phrase term).
+    pub(crate) pattern: Option<&'a LazyPattern>,
     /// The bit of its term's role (0: none).
     pub(crate) role_bit: u16,
 }
@@ -370,15 +406,20 @@ impl CueSet {
                     .iter()
                     .fold(0u16, |acc, c| acc | category_bit(c))
             };
+            let cancels = (0..cues.len() as u32)
+                .filter(|&j| cue.cancels.contains(&cues[j as usize].name))
+                .collect();
             compiled.push(CompiledCue {
                 name: cue.name.clone(),
                 weight: cue.weight,
                 before: cue.before,
                 after: cue.after,
                 anywhere: cue.anywhere,
-                sentence: cue.within == Within::Sentence,
+                within: cue.within,
                 categories,
                 lowers: cue.lowers.iter().fold(0, |m, r| m | roles.bit(r)),
+                cancels,
+                question: cue.question,
             });
         }
         Ok(CueSet { cues: compiled })
@@ -394,15 +435,17 @@ impl CueSet {
     }
 
     /// For each of `hits`, the local cues that apply (each cue group once), and the
-    /// `anywhere` cues in the text: (category bits, whether it covers only its sentence,
-    /// the cue). A window stops at the end of the sentence (or line) of its group's `within`. Only a pattern's match can hold a cue inside it (in a gap); a phrase
-    /// written with a negator in it ('the holocaust never happened') means it, and so does
-    /// a pattern whose own words make up the cue ('{group} are not welcome').
-    /// `occurrences` are the cue phrases in `text` on word boundaries (cue index, span), in
-    /// order of their end.
+    /// `anywhere` cues in the text. A window stops at the end of the clause, sentence or
+    /// line of its group's `within`. Only a pattern's match can hold a cue inside it, in
+    /// a gap; a phrase written with a negator in it ('the holocaust never happened')
+    /// means it, and so does a pattern whose own words make up the cue ('{group} are not
+    /// welcome'). `occurrences` are the cue phrases in the text on word boundaries (cue
+    /// index, span), in order of their end; `original` is the text `n` was normalised
+    /// from (clauses and questions are read from it).
     pub(crate) fn find(
         &self,
         n: &Normalised,
+        original: &str,
         occurrences: &[(u32, Range<usize>)],
         hits: &[CueTarget],
     ) -> (Vec<Vec<CueHit>>, Vec<AnywhereCue>) {
@@ -412,24 +455,37 @@ impl CueSet {
         if occurrences.is_empty() {
             return (local, anywhere);
         }
+        let stretches = Stretches::new(n, original);
+        // The spans each pattern match's gaps skipped, found when a cue is inside it.
+        let mut gaps: Vec<Option<Vec<Range<usize>>>> = vec![None; hits.len()];
+        // The groups cancelled beside each match.
+        let mut cancelled: Vec<SmallVec<[u32; 2]>> = vec![SmallVec::new(); hits.len()];
+        // Inside each pattern match: the cues in its gaps, and the groups its own words
+        // make up (their cues in its gaps do not count).
+        let mut in_gaps: Vec<SmallVec<[CueHit; 1]>> = vec![SmallVec::new(); hits.len()];
+        let mut own: Vec<SmallVec<[u32; 2]>> = vec![SmallVec::new(); hits.len()];
         for (c, span) in occurrences {
             let cue = &self.cues[*c as usize];
+            if cue.question && !stretches.in_question(span) {
+                continue;
+            }
             let hit = || CueHit {
                 name: cue.name.clone(),
                 weight: cue.weight,
                 span: span.clone(),
             };
-            if cue.anywhere {
+            if cue.anywhere && cue.cancels.is_empty() {
                 anywhere.push(AnywhereCue {
                     categories: cue.categories,
-                    sentence: cue.sentence,
+                    reach: stretches.around(cue.within, span.start),
                     lowers: cue.lowers,
+                    cancelled: 0,
                     hit: hit(),
                 });
                 continue;
             }
             for (i, target) in hits.iter().enumerate() {
-                let (h, pattern) = (&target.span, target.pattern_words);
+                let h = &target.span;
                 if cue.categories & target.category_bit == 0
                     || (cue.lowers != 0 && cue.lowers & target.role_bit == 0)
                 {
@@ -437,38 +493,102 @@ impl CueSet {
                 }
                 let overlaps = span.start < h.end && h.start < span.end;
                 let inside = span.start >= h.start && span.end <= h.end;
-                let near = if overlaps {
-                    // Across an edge it is next to the match; inside, only a pattern's gap
-                    // can hold it, and not as the pattern's first word.
-                    !inside
-                        || pattern.is_some_and(|words| {
-                            span.start > h.start
-                                && !text[span.clone()]
-                                    .split(' ')
-                                    .all(|w| words.binary_search(&w.to_string()).is_ok())
-                        })
-                } else if span.end <= h.start {
-                    words_between(text, span.end - 1, h.start) <= cue.before
-                        && same_stretch(n, cue.sentence, span.start, h.start)
+                let near = if !cue.cancels.is_empty() && (overlaps || cue.anywhere) {
+                    // A group that cancels counts anywhere in the match, or its stretch.
+                    overlaps || stretches.same(cue.within, span.start, h.start)
+                } else if overlaps && inside {
+                    // Inside, only in a gap of a pattern; made up of the pattern's own
+                    // words, its group does not lower the match from its gaps.
+                    let Some(p) = target.pattern else { continue };
+                    let gap = gaps[i]
+                        .get_or_insert_with(|| p.gaps(text, h))
+                        .iter()
+                        .find(|g| span.start < g.end && g.start < span.end)
+                        .cloned();
+                    match gap {
+                        // It is about the pattern's words after the gap: in their stretch
+                        // (a negator in another clause is not), or reaching into them.
+                        Some(g)
+                            if span.end > g.end
+                                || stretches.same(cue.within, span.end - 1, g.end) =>
+                        {
+                            in_gaps[i].push(hit())
+                        }
+                        Some(_) => {}
+                        None => own[i].push(*c),
+                    }
+                    continue;
+                } else if overlaps {
+                    // Across an edge it is next to the match.
+                    true
                 } else {
-                    words_between(text, h.end.saturating_sub(1), span.start) <= cue.after
-                        && same_stretch(n, cue.sentence, h.end.saturating_sub(1), span.start)
+                    self.beside(cue, &stretches, span, h.start, h.end)
                 };
-                if near && !local[i].iter().any(|x: &CueHit| x.name == cue.name) {
-                    local[i].push(hit());
+                if !near || local[i].iter().any(|x: &CueHit| x.name == cue.name) {
+                    continue;
+                }
+                cancelled[i].extend(cue.cancels.iter().copied());
+                local[i].push(hit());
+            }
+        }
+        for (i, found) in in_gaps.into_iter().enumerate() {
+            for x in found {
+                if !self.named(&own[i], &x.name) && !local[i].iter().any(|y| y.name == x.name) {
+                    local[i].push(x);
                 }
             }
         }
+        if cancelled.iter().any(|c| !c.is_empty()) {
+            self.cancel(&cancelled, hits, &mut local, &mut anywhere);
+        }
         (local, anywhere)
     }
-}
 
-/// Whether normalised offsets `a` and `b` are in the same sentence (or line).
-fn same_stretch(n: &Normalised, sentence: bool, a: usize, b: usize) -> bool {
-    if sentence {
-        n.sentence_of(a) == n.sentence_of(b)
-    } else {
-        n.line_of(a) == n.line_of(b)
+    /// Whether a cue at `span` is within its `before` window of words starting at `next`,
+    /// or its `after` window of words ending at `last`, in the same stretch (beside the
+    /// match `next..last`).
+    fn beside(
+        &self,
+        cue: &CompiledCue,
+        stretches: &Stretches,
+        span: &Range<usize>,
+        next: usize,
+        last: usize,
+    ) -> bool {
+        let text = stretches.text();
+        (span.end <= next
+            && words_between(text, span.end - 1, next) <= cue.before
+            && stretches.same(cue.within, span.end - 1, next))
+            || (span.start >= last
+                && words_between(text, last.saturating_sub(1), span.start) <= cue.after
+                && stretches.same(cue.within, last.saturating_sub(1), span.start))
+    }
+
+    /// Whether one of `groups` (indices) is named `name`.
+    fn named(&self, groups: &[u32], name: &str) -> bool {
+        groups.iter().any(|&g| self.cues[g as usize].name == name)
+    }
+
+    /// Drop the cues that a group beside a match cancels: from its local cues, and the
+    /// `anywhere` cues from its category.
+    fn cancel(
+        &self,
+        cancelled: &[SmallVec<[u32; 2]>],
+        hits: &[CueTarget],
+        local: &mut [Vec<CueHit>],
+        anywhere: &mut [AnywhereCue],
+    ) {
+        for (i, groups) in cancelled.iter().enumerate() {
+            if groups.is_empty() {
+                continue;
+            }
+            local[i].retain(|c| !self.named(groups, &c.name));
+            for a in anywhere.iter_mut() {
+                if self.named(groups, &a.hit.name) {
+                    a.cancelled |= hits[i].category_bit;
+                }
+            }
+        }
     }
 }
 

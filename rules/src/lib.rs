@@ -7,8 +7,10 @@
 //! sees exactly what was typed or shown.
 
 pub mod bundle;
+mod clause;
 mod compile;
 mod cue;
+mod cue_cancel;
 pub mod eval;
 pub mod floors;
 mod fold;

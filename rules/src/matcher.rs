@@ -102,9 +102,6 @@ pub(crate) struct Rule {
     pub(crate) category_bit: u16,
     /// Bit of its term's role (0: none), for cues that lower only some roles.
     pub(crate) role_bit: u16,
-    /// For a pattern, the normalised words it writes out (not its lists): a cue made only
-    /// of them is the pattern's own wording ('are not welcome'), not a cue inside it.
-    pub(crate) literal_words: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -239,7 +236,7 @@ impl Matcher {
     }
 
     fn matches_in(&self, scope: Scope, text: &str, normalised: &Normalised) -> Vec<Match> {
-        let scan = self.scan(scope, normalised, false);
+        let scan = self.scan(scope, normalised, text, false);
         let mut contexts = Contexts::default();
         scan.hits
             .iter()
@@ -250,7 +247,7 @@ impl Matcher {
     /// Every match and every exception or missing context word that stopped one.
     pub fn explain(&self, scope: Scope, text: &str) -> Explanation {
         let normalised = crate::normalise::normalise(text);
-        let scan = self.scan(scope, &normalised, true);
+        let scan = self.scan(scope, &normalised, text, true);
         let weighed = scan
             .weighing
             .hits
@@ -331,7 +328,8 @@ impl Matcher {
     }
 
     /// Hits for `scope` in normalised text, after exceptions and context words.
-    pub(crate) fn scan(&self, scope: Scope, n: &Normalised, explain: bool) -> Scan {
+    /// `original` is the text `n` was normalised from (cues read clauses from it).
+    pub(crate) fn scan(&self, scope: Scope, n: &Normalised, original: &str, explain: bool) -> Scan {
         let mut scan = Scan::default();
         let text = n.as_str();
         let bytes = text.as_bytes();
@@ -485,7 +483,7 @@ impl Matcher {
         });
         if self.weighing && !scan.hits.is_empty() {
             let hits = std::mem::take(&mut scan.hits);
-            let (kept, weighing) = self.weigh(n, hits, explain, &cues);
+            let (kept, weighing) = self.weigh(n, original, hits, explain, &cues);
             scan.hits = kept;
             scan.weighing = weighing;
         }

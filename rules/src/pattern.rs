@@ -427,8 +427,45 @@ fn piece_regex(piece: &Piece, lists: &BTreeMap<String, ListEntries>) -> String {
     format!("(?:{})", parts.join("|"))
 }
 
+/// A gap's regex: a capture group, so that the words it skipped can be read for cues (see
+/// [`gap_spans`]); the matcher's own regexes leave capture groups out.
 fn gap_regex(n: usize) -> String {
-    format!("(?:[^ ]+ ){{0,{n}}}")
+    format!("((?:[^ ]+ ){{0,{n}}})")
+}
+
+/// A pattern's regex (its `CompiledPattern::regex`) built to report its gaps: each gap
+/// takes as few words as it can (so a word the pattern can match is the pattern's, not
+/// the gap's: in 'islam is not compatible' `{group} ~~8 (is not|not) ...` matches 'is
+/// not' with its own words), and a match ends where the haystack ends.
+pub(crate) fn gapped_regex(source: &str) -> regex::bytes::Regex {
+    let gap = regex::Regex::new(r"\(\(\?:\[\^ \]\+ \)\{0,(\d+)\}\)").expect("a valid regex");
+    let lazy = gap.replace_all(source, "((?:[^ ]+ ){0,$1}?)");
+    regex::bytes::RegexBuilder::new(&format!("(?:{lazy})$"))
+        .unicode(false)
+        .build()
+        .expect("checked when the pack was compiled")
+}
+
+/// The spans of `text` that the gaps (`~N`, `~~N`) of the pattern matching exactly `span`
+/// skipped, each gap as short as the match allows; empty when it cannot match `span`.
+pub(crate) fn gap_spans(
+    gapped: &regex::bytes::Regex,
+    text: &str,
+    span: &std::ops::Range<usize>,
+) -> Vec<std::ops::Range<usize>> {
+    let Some(bytes) = text.as_bytes().get(..span.end) else {
+        return Vec::new();
+    };
+    match gapped.captures_at(bytes, span.start) {
+        Some(c) if c.get(0).is_some_and(|m| m.range() == *span) => c
+            .iter()
+            .skip(1)
+            .flatten()
+            .map(|m| m.range())
+            .filter(|r| !r.is_empty())
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The regex for a run of tokens without `~~`.
@@ -561,6 +598,52 @@ mod tests {
         assert_eq!(c.anchors, vec![("vermin".to_string(), false)]);
         let c = compile("i am {die}", &lists()).unwrap();
         assert_eq!(c.anchors.len(), 3);
+    }
+
+    #[test]
+    fn gaps_report_the_words_they_skipped() {
+        let gapped = |p: &str, text: &str| {
+            let c = compile(p, &lists()).unwrap();
+            let re = gapped_regex(&c.regex);
+            let n = normalise_term(text);
+            let m = Regex::new(&c.regex).unwrap().find(&n).unwrap().range();
+            gap_spans(&re, &n, &m)
+                .into_iter()
+                .map(|r| n[r].to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            gapped(
+                "{group} ~~12 they ~2 are? ~2 lazy",
+                "jews they are not lazy"
+            ),
+            ["not "]
+        );
+        assert_eq!(
+            gapped(
+                "{group} ~~12 they ~2 are? ~2 lazy",
+                "they are not lazy at all, jews"
+            ),
+            ["not ", "at al "]
+        );
+        assert!(gapped("{group} are not welcome", "jews are not welcome").is_empty());
+        assert_eq!(
+            gapped("i hate ~2 {group}", "i hate all the jews"),
+            ["al the "]
+        );
+        // As few words as the match allows: 'is not' is the pattern's own.
+        assert!(gapped(
+            "{group} ~~8 (are not|not) compatible",
+            "jews are not compatible"
+        )
+        .is_empty());
+        assert_eq!(
+            gapped(
+                "{group} ~~8 (are not|not) compatible",
+                "jews sadly are not compatible"
+            ),
+            ["sadly "]
+        );
     }
 
     #[test]

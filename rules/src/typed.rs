@@ -177,7 +177,9 @@ impl TypedMatcher {
         if hold && !self.holding && !self.matcher.may_end_match(last) {
             return Vec::new();
         }
-        let scan = self.matcher.scan(Scope::Typed, &self.normalised, false);
+        let scan = self
+            .matcher
+            .scan(Scope::Typed, &self.normalised, tail, false);
         self.holding = false;
         let mut out = Vec::new();
         for hit in &scan.hits {

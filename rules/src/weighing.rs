@@ -43,10 +43,12 @@ pub(crate) struct Weighing {
 
 impl Matcher {
     /// Keep the hits whose category reaches its threshold; with `explain`, say how.
-    /// `cue_occurrences` are the cue phrases in the text (cue index, span), by end.
+    /// `cue_occurrences` are the cue phrases in the text (cue index, span), by end;
+    /// `original` is the text `n` was normalised from.
     pub(crate) fn weigh(
         &self,
         n: &Normalised,
+        original: &str,
         hits: Vec<Hit>,
         explain: bool,
         cue_occurrences: &[(u32, std::ops::Range<usize>)],
@@ -69,13 +71,14 @@ impl Matcher {
                     CueTarget {
                         span: h.norm.clone(),
                         category_bit: rule.category_bit,
-                        pattern_words: (rule.kind == TermKind::Pattern)
-                            .then_some(rule.literal_words.as_slice()),
+                        pattern: (rule.kind == TermKind::Pattern)
+                            .then(|| self.pattern_of(h.rule))
+                            .flatten(),
                         role_bit: rule.role_bit,
                     }
                 })
                 .collect();
-            self.cues.find(n, cue_occurrences, &spans)
+            self.cues.find(n, original, cue_occurrences, &spans)
         };
         let cues_of = |i: usize| local.get(i).map_or(&[][..], Vec::as_slice);
         let scores: SmallVec<[f32; 8]> = hits
@@ -138,31 +141,25 @@ impl Matcher {
             }
             let mut total: f32 = distinct.iter().map(|(_, _, s)| s.max(0.0)).sum();
             // A text-wide cue describes the line it is on (a chat message, a paragraph), or
-            // with `within = "sentence"` its sentence: it counts, once, when it shares that
+            // with `within` its sentence or clause: it counts, once, when it shares that
             // with one of this category's matches (one of the roles it lowers, if it names
             // some).
-            let shares = |sentence: bool, at: usize, lowers: u16| {
-                let of = |p: usize| {
-                    if sentence {
-                        n.sentence_of(p)
-                    } else {
-                        n.line_of(p)
-                    }
-                };
-                let at = of(at);
+            let shares = |reach: &std::ops::Range<usize>, lowers: u16| {
                 members.iter().any(|&i| {
                     let h = &hits[i].norm;
                     (lowers == 0 || self.rules[hits[i].rule as usize].role_bit & lowers != 0)
                         // A match that runs across a sentence end is in each of its sentences.
-                        && (of(h.start)..=of(h.end.saturating_sub(1))).contains(&at)
+                        && h.start < reach.end
+                        && reach.start < h.end
                 })
             };
             let mut context: Vec<CueHit> = Vec::new();
             let mut lowered: SmallVec<[f32; 8]> = SmallVec::new();
             for c in &anywhere {
                 if c.categories & bit == 0
+                    || c.cancelled & bit != 0
                     || context.iter().any(|x| x.name == c.hit.name)
-                    || !shares(c.sentence, c.hit.span.start, c.lowers)
+                    || !shares(&c.reach, c.lowers)
                 {
                     continue;
                 }
@@ -222,5 +219,14 @@ impl Matcher {
             kept[at - 1]
         });
         (hits, weighing)
+    }
+
+    /// The regex of the word pattern of rule `rule` (patterns are in the order of rules).
+    fn pattern_of(&self, rule: u32) -> Option<&crate::compile::LazyPattern> {
+        let at = self
+            .patterns
+            .binary_search_by_key(&rule, |(r, _)| *r)
+            .ok()?;
+        Some(&self.patterns[at].1)
     }
 }
