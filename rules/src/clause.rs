@@ -73,6 +73,10 @@ impl<'a> Stretches<'a> {
     pub(crate) fn around(&self, within: Within, at: usize) -> Range<usize> {
         let len = self.n.as_str().len();
         let here = self.of(within, at);
+        if len == 0 || (self.of(within, 0) == here && self.of(within, len - 1) == here) {
+            // One stretch holds the whole text (most texts are one line, one sentence).
+            return 0..len;
+        }
         // Stretches are numbered in order, so each is one run of offsets.
         let first = partition(0, at, |p| self.of(within, p) < here);
         let end = partition(at, len, |p| self.of(within, p) <= here);

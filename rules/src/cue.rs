@@ -457,13 +457,15 @@ impl CueSet {
         }
         let stretches = Stretches::new(n, original);
         // The spans each pattern match's gaps skipped, found when a cue is inside it.
-        let mut gaps: Vec<Option<Vec<Range<usize>>>> = vec![None; hits.len()];
+        // All four are filled in only when needed (most texts need none of them).
+        let mut gaps: Vec<Option<Vec<Range<usize>>>> = Vec::new();
         // The groups cancelled beside each match.
-        let mut cancelled: Vec<SmallVec<[u32; 2]>> = vec![SmallVec::new(); hits.len()];
+        let mut cancelled: Vec<SmallVec<[u32; 2]>> = Vec::new();
         // Inside each pattern match: the cues in its gaps, and the groups its own words
         // make up (their cues in its gaps do not count).
-        let mut in_gaps: Vec<SmallVec<[CueHit; 1]>> = vec![SmallVec::new(); hits.len()];
-        let mut own: Vec<SmallVec<[u32; 2]>> = vec![SmallVec::new(); hits.len()];
+        let mut in_gaps: Vec<SmallVec<[CueHit; 1]>> = Vec::new();
+        let mut own: Vec<SmallVec<[u32; 2]>> = Vec::new();
+        let sized = |n: usize| n == hits.len();
         for (c, span) in occurrences {
             let cue = &self.cues[*c as usize];
             if cue.question && !stretches.in_question(span) {
@@ -500,6 +502,11 @@ impl CueSet {
                     // Inside, only in a gap of a pattern; made up of the pattern's own
                     // words, its group does not lower the match from its gaps.
                     let Some(p) = target.pattern else { continue };
+                    if !sized(gaps.len()) {
+                        gaps.resize(hits.len(), None);
+                        in_gaps.resize(hits.len(), SmallVec::new());
+                        own.resize(hits.len(), SmallVec::new());
+                    }
                     let gap = gaps[i]
                         .get_or_insert_with(|| p.gaps(text, h))
                         .iter()
@@ -527,7 +534,12 @@ impl CueSet {
                 if !near || local[i].iter().any(|x: &CueHit| x.name == cue.name) {
                     continue;
                 }
-                cancelled[i].extend(cue.cancels.iter().copied());
+                if !cue.cancels.is_empty() {
+                    if !sized(cancelled.len()) {
+                        cancelled.resize(hits.len(), SmallVec::new());
+                    }
+                    cancelled[i].extend(cue.cancels.iter().copied());
+                }
                 local[i].push(hit());
             }
         }
@@ -538,7 +550,7 @@ impl CueSet {
                 }
             }
         }
-        if cancelled.iter().any(|c| !c.is_empty()) {
+        if !cancelled.is_empty() {
             self.cancel(&cancelled, hits, &mut local, &mut anywhere);
         }
         (local, anywhere)
