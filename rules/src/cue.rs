@@ -22,6 +22,7 @@
 
 use crate::clause::Stretches;
 use crate::compile::LazyPattern;
+pub(crate) use crate::cue_roles::{declared_roles, role_problem, RoleBits};
 use crate::normalise::Normalised;
 use crate::pack::Problem;
 use crate::pattern::ListEntries;
@@ -41,36 +42,6 @@ pub const MAX_WEIGHT: f64 = 10.0;
 
 /// Most distinct term roles a pack may name (a role is a bit in a mask).
 pub const MAX_ROLES: usize = 16;
-
-/// Why a term role name is refused, if it is.
-pub(crate) fn role_problem(role: &str) -> Option<String> {
-    let ok = !role.is_empty()
-        && role.len() <= 32
-        && role.starts_with(|c: char| c.is_ascii_lowercase())
-        && role
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    (!ok).then(|| {
-        format!("term role `{role}` is not a name: use lower-case letters, digits and '-', starting with a letter (such as \"topic\")")
-    })
-}
-
-/// The (category, role) pairs the pack's term groups declare with valid names: what a cue
-/// group's `lowers` may name.
-pub(crate) fn declared_roles(
-    groups: &[Spanned<crate::pack_toml::RawTermGroup>],
-) -> BTreeSet<(String, String)> {
-    groups
-        .iter()
-        .filter_map(|g| {
-            let g = g.get_ref();
-            let role = g.role.as_ref()?.get_ref();
-            role_problem(role)
-                .is_none()
-                .then(|| (g.category.get_ref().clone(), role.clone()))
-        })
-        .collect()
-}
 
 /// The stretch of text a cue group reaches: see the module docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,11 +95,11 @@ pub struct Cue {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCue {
-    name: String,
+    pub(crate) name: String,
     phrases: Vec<Spanned<String>>,
     #[serde(default)]
-    categories: Vec<Spanned<String>>,
-    weight: Spanned<f64>,
+    pub(crate) categories: Vec<Spanned<String>>,
+    pub(crate) weight: Spanned<f64>,
     #[serde(default)]
     before: Option<Spanned<i64>>,
     #[serde(default)]
@@ -138,7 +109,7 @@ pub(crate) struct RawCue {
     #[serde(default)]
     within: Option<Spanned<String>>,
     #[serde(default)]
-    lowers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) lowers: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub(crate) cancels: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
@@ -226,7 +197,7 @@ pub(crate) fn parse_cues(
                 format!("cue `{}` has no phrases: add some or remove it", g.name),
             );
         }
-        let lowers = parse_lowers(g, &categories, roles, line, &mut problem);
+        let lowers = crate::cue_roles::parse_lowers(g, &categories, roles, line, &mut problem);
         let mut phrases = Vec::new();
         for p in &g.phrases {
             match expand(std::slice::from_ref(p.get_ref()), lists) {
@@ -258,61 +229,6 @@ pub(crate) fn parse_cues(
         });
     }
     crate::cue_cancel::parse_cancels(raw, &mut out, line, problems);
-    out
-}
-
-/// A cue group's `lowers`: term roles that its categories' term groups declare; only a
-/// cue of negative weight with named categories may have it.
-fn parse_lowers(
-    g: &RawCue,
-    categories: &[String],
-    roles: &BTreeSet<(String, String)>,
-    line: &dyn Fn(usize) -> usize,
-    problem: &mut dyn FnMut(usize, String),
-) -> Vec<String> {
-    let Some(lowers) = &g.lowers else {
-        return Vec::new();
-    };
-    let at = line(lowers.span().start);
-    let name = &g.name;
-    if lowers.get_ref().is_empty() {
-        problem(
-            at,
-            format!("cue `{name}` has an empty `lowers`: name a term role (such as \"topic\") or leave `lowers` out"),
-        );
-    }
-    if *g.weight.get_ref() > 0.0 {
-        problem(at, format!("cue `{name}` raises (weight above 0) but has `lowers`: only a cue of negative weight can lower some roles; remove `lowers`"));
-    }
-    if g.categories.is_empty() {
-        problem(at, format!("cue `{name}` has `lowers` but no `categories`: list the categories whose term roles it lowers"));
-    }
-    let mut out = Vec::new();
-    for r in lowers.get_ref() {
-        let role = r.get_ref();
-        if let Some(message) = role_problem(role) {
-            problem(line(r.span().start), message);
-            continue;
-        }
-        let missing: Vec<&str> = categories
-            .iter()
-            .filter(|c| !roles.contains(&(c.to_string(), role.clone())))
-            .map(String::as_str)
-            .collect();
-        if !missing.is_empty() {
-            problem(
-                line(r.span().start),
-                format!(
-                    "cue `{name}` lowers role `{role}`, but no term group of {} has `role = \"{role}\"`: give the terms it should lower that role, or remove it from `lowers`",
-                    missing.join(", ")
-                ),
-            );
-            continue;
-        }
-        if !out.contains(role) {
-            out.push(role.clone());
-        }
-    }
     out
 }
 
@@ -601,34 +517,6 @@ impl CueSet {
                 }
             }
         }
-    }
-}
-
-/// The bits of a pack's term roles, in the order of their names (at most
-/// [`MAX_ROLES`]: `check` refuses more).
-#[derive(Debug, Default)]
-pub(crate) struct RoleBits {
-    names: Vec<String>,
-}
-
-impl RoleBits {
-    pub(crate) fn new<'a>(roles: impl Iterator<Item = &'a str>) -> RoleBits {
-        let names: BTreeSet<&str> = roles.collect();
-        RoleBits {
-            names: names
-                .into_iter()
-                .take(MAX_ROLES)
-                .map(String::from)
-                .collect(),
-        }
-    }
-
-    /// The bit of a role (0 for none or an unknown one).
-    pub(crate) fn bit(&self, role: &str) -> u16 {
-        self.names
-            .iter()
-            .position(|r| r == role)
-            .map_or(0, |i| 1u16 << i)
     }
 }
 

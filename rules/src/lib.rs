@@ -11,6 +11,7 @@ mod clause;
 mod compile;
 mod cue;
 mod cue_cancel;
+mod cue_roles;
 pub mod eval;
 pub mod floors;
 mod fold;
