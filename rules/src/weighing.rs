@@ -56,6 +56,11 @@ impl Matcher {
         if !self.needs_weighing() {
             return (hits, weighing);
         }
+        if !explain && cue_occurrences.is_empty() && self.each_category_reached(&hits) {
+            let mut hits = hits;
+            hits.retain(|h| self.rules[h.rule as usize].weight > 0.0);
+            return (hits, weighing);
+        }
         // Small vectors on the stack: a text rarely has more than a few matches, and
         // weighing runs on every text that has one.
         // No cue in the text (most texts): no per-hit cue lists are allocated.
@@ -222,5 +227,28 @@ impl Matcher {
             kept[at - 1]
         });
         (hits, weighing)
+    }
+
+    /// Whether, with no cue in the text, every category with a hit alerts because one of
+    /// its hits weighs at least the threshold on its own (most texts that match: one strong
+    /// term). Such a category's total is at least its best hit's score (the same words
+    /// counted once keep the better score, and an inner match is dropped only for an outer
+    /// one that scores as well), so [`Matcher::weigh`] keeps its hits of positive weight,
+    /// and none of its bookkeeping is needed. When this is false, the full weighing decides.
+    fn each_category_reached(&self, hits: &[Hit]) -> bool {
+        let (mut present, mut reached) = (0u16, 0u16);
+        for h in hits {
+            let rule = &self.rules[h.rule as usize];
+            let bit = rule.category_bit;
+            // A rule of no known category is never kept: the full weighing says so.
+            let Some(threshold) = self.thresholds.get(bit.trailing_zeros() as usize) else {
+                return false;
+            };
+            present |= bit;
+            if rule.weight >= threshold - 1e-4 {
+                reached |= bit;
+            }
+        }
+        present == reached
     }
 }
