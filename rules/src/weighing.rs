@@ -97,11 +97,12 @@ impl Matcher {
         let present = hits
             .iter()
             .fold(0u16, |m, h| m | self.rules[h.rule as usize].category_bit);
-        for (cat_index, _) in CATEGORIES.iter().enumerate() {
+        // The categories with a hit, in the order of [`CATEGORIES`].
+        let mut rest = present & ((1 << CATEGORIES.len()) - 1);
+        while rest != 0 {
+            let cat_index = rest.trailing_zeros() as usize;
             let bit = 1u16 << cat_index;
-            if present & bit == 0 {
-                continue;
-            }
+            rest &= !bit;
             let members: SmallVec<[usize; 8]> = (0..hits.len())
                 .filter(|&i| self.rules[hits[i].rule as usize].category_bit == bit)
                 .collect();
