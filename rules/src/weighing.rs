@@ -253,3 +253,88 @@ impl Matcher {
         present == reached
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{CompileOptions, Matcher, Pack, Scope};
+
+    const PACK: &str = r#"[pack]
+id = "w"
+name = "W"
+version = 1
+language = "en-GB"
+
+[categories.suicide]
+severity = 5
+threshold = 0.8
+
+[categories.bullying]
+severity = 3
+
+[[terms]]
+category = "suicide"
+terms = ["want to die", "end it all"]
+
+[[terms]]
+category = "suicide"
+weight = 0.5
+terms = ["hopeless", "worthless", "want to"]
+
+[[terms]]
+category = "bullying"
+weight = 0.6
+terms = ["loser", "nobody likes you"]
+
+[[terms]]
+category = "bullying"
+terms = ["kill yourself"]
+"#;
+
+    /// Texts without cues, where one strong hit settles its category, skip the full
+    /// weighing: what they keep is what the full weighing (run by `explain`) keeps.
+    #[test]
+    fn a_hit_at_the_threshold_keeps_what_full_weighing_keeps() {
+        let pack = Pack::parse(PACK, "w.toml").unwrap();
+        let m = Matcher::compile(&pack, &CompileOptions::default()).unwrap();
+        let rules = |text: &str| -> Vec<String> {
+            let found = m.find(Scope::Title, text);
+            assert_eq!(found, m.explain(Scope::Title, text).matches, "{text}");
+            found.iter().map(|h| h.rule_id.to_string()).collect()
+        };
+        for (text, want) in [
+            (
+                "i want to die",
+                &["suicide/want to", "suicide/want to die"][..],
+            ),
+            ("hopeless", &[]),
+            (
+                "hopeless and worthless",
+                &["suicide/hopeless", "suicide/worthless"],
+            ),
+            ("hopeless hopeless", &[]),
+            ("loser", &[]),
+            (
+                "loser nobody likes you",
+                &["bullying/loser", "bullying/nobody likes you"],
+            ),
+            (
+                "kill yourself loser",
+                &["bullying/kill yourself", "bullying/loser"],
+            ),
+            (
+                "hopeless loser kill yourself",
+                &["bullying/loser", "bullying/kill yourself"],
+            ),
+            (
+                "end it all kill yourself hopeless",
+                &[
+                    "suicide/end it all",
+                    "bullying/kill yourself",
+                    "suicide/hopeless",
+                ],
+            ),
+        ] {
+            assert_eq!(rules(text), want, "{text}");
+        }
+    }
+}
