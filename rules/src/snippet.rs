@@ -26,7 +26,11 @@ impl Contexts {
     /// [`snippet`], shared with the previous snippet of the same text when it is the same.
     pub(crate) fn snippet(&mut self, text: &str, span: Range<usize>) -> (SharedStr, Range<usize>) {
         let span = span.start.min(text.len())..span.end.min(text.len());
-        let cut = if *self.ascii.get_or_insert_with(|| text.is_ascii()) {
+        // A text of at most 120 bytes has at most 120 characters: its snippet is the whole
+        // text (a title's), whatever it holds, so it is neither tested nor counted.
+        let cut = if text.len() <= CONTEXT_CHARS {
+            0..text.len()
+        } else if *self.ascii.get_or_insert_with(|| text.is_ascii()) {
             ascii_snippet(text, span.clone())
         } else {
             char_snippet(text, span.clone())
@@ -117,6 +121,18 @@ mod tests {
                 ascii_snippet(&ascii, start..end),
                 char_snippet(&ascii, start..end)
             );
+        }
+        // A short text is its own snippet, ASCII or not, as cutting it by characters says.
+        for text in [
+            "i want to die now",
+            "é".repeat(60).as_str(),
+            &"x".repeat(120),
+        ] {
+            for span in [0..text.len(), 2..4, text.len()..text.len()] {
+                let (ctx, inside) = snippet(text, span.clone());
+                assert_eq!((&*ctx, inside.clone()), (text, span.clone()));
+                assert_eq!(char_snippet(text, span), 0..text.len());
+            }
         }
         let long = "é".repeat(200);
         let (ctx, span) = snippet(&long, 0..long.len());

@@ -58,6 +58,11 @@ impl Matcher {
         if !self.needs_weighing() {
             return (hits, weighing);
         }
+        if !explain && cue_occurrences.is_empty() && self.each_category_reached(&hits) {
+            let mut hits = hits;
+            hits.retain(|h| self.rules[h.rule as usize].weight > 0.0);
+            return (hits, weighing);
+        }
         // Small vectors on the stack: a text rarely has more than a few matches, and
         // weighing runs on every text that has one.
         // No cue in the text (most texts): no per-hit cue lists are allocated.
@@ -95,11 +100,12 @@ impl Matcher {
         let present = hits
             .iter()
             .fold(0u16, |m, h| m | self.rules[h.rule as usize].category_bit);
-        for (cat_index, _) in CATEGORIES.iter().enumerate() {
+        // The categories with a hit, in the order of [`CATEGORIES`].
+        let mut rest = present & ((1 << CATEGORIES.len()) - 1);
+        while rest != 0 {
+            let cat_index = rest.trailing_zeros() as usize;
             let bit = 1u16 << cat_index;
-            if present & bit == 0 {
-                continue;
-            }
+            rest &= !bit;
             let members: SmallVec<[usize; 8]> = (0..hits.len())
                 .filter(|&i| self.rules[hits[i].rule as usize].category_bit == bit)
                 .collect();
@@ -228,5 +234,113 @@ impl Matcher {
             .binary_search_by_key(&rule, |(r, _)| *r)
             .ok()?;
         Some(&self.patterns[at].1)
+    }
+
+    /// Whether, with no cue in the text, every category with a hit alerts because one of
+    /// its hits weighs at least the threshold on its own (most texts that match: one strong
+    /// term). Such a category's total is at least its best hit's score (the same words
+    /// counted once keep the better score, and an inner match is dropped only for an outer
+    /// one that scores as well), so [`Matcher::weigh`] keeps its hits of positive weight,
+    /// and none of its bookkeeping is needed. When this is false, the full weighing decides.
+    fn each_category_reached(&self, hits: &[Hit]) -> bool {
+        let (mut present, mut reached) = (0u16, 0u16);
+        for h in hits {
+            let rule = &self.rules[h.rule as usize];
+            let bit = rule.category_bit;
+            // A rule of no known category is never kept: the full weighing says so.
+            let Some(threshold) = self.thresholds.get(bit.trailing_zeros() as usize) else {
+                return false;
+            };
+            present |= bit;
+            if rule.weight >= threshold - 1e-4 {
+                reached |= bit;
+            }
+        }
+        present == reached
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{CompileOptions, Matcher, Pack, Scope};
+
+    const PACK: &str = r#"[pack]
+id = "w"
+name = "W"
+version = 1
+language = "en-GB"
+
+[categories.suicide]
+severity = 5
+threshold = 0.8
+
+[categories.bullying]
+severity = 3
+
+[[terms]]
+category = "suicide"
+terms = ["want to die", "end it all"]
+
+[[terms]]
+category = "suicide"
+weight = 0.5
+terms = ["hopeless", "worthless", "want to"]
+
+[[terms]]
+category = "bullying"
+weight = 0.6
+terms = ["loser", "nobody likes you"]
+
+[[terms]]
+category = "bullying"
+terms = ["kill yourself"]
+"#;
+
+    /// Texts without cues, where one strong hit settles its category, skip the full
+    /// weighing: what they keep is what the full weighing (run by `explain`) keeps.
+    #[test]
+    fn a_hit_at_the_threshold_keeps_what_full_weighing_keeps() {
+        let pack = Pack::parse(PACK, "w.toml").unwrap();
+        let m = Matcher::compile(&pack, &CompileOptions::default()).unwrap();
+        let rules = |text: &str| -> Vec<String> {
+            let found = m.find(Scope::Title, text);
+            assert_eq!(found, m.explain(Scope::Title, text).matches, "{text}");
+            found.iter().map(|h| h.rule_id.to_string()).collect()
+        };
+        for (text, want) in [
+            (
+                "i want to die",
+                &["suicide/want to", "suicide/want to die"][..],
+            ),
+            ("hopeless", &[]),
+            (
+                "hopeless and worthless",
+                &["suicide/hopeless", "suicide/worthless"],
+            ),
+            ("hopeless hopeless", &[]),
+            ("loser", &[]),
+            (
+                "loser nobody likes you",
+                &["bullying/loser", "bullying/nobody likes you"],
+            ),
+            (
+                "kill yourself loser",
+                &["bullying/kill yourself", "bullying/loser"],
+            ),
+            (
+                "hopeless loser kill yourself",
+                &["bullying/loser", "bullying/kill yourself"],
+            ),
+            (
+                "end it all kill yourself hopeless",
+                &[
+                    "suicide/end it all",
+                    "bullying/kill yourself",
+                    "suicide/hopeless",
+                ],
+            ),
+        ] {
+            assert_eq!(rules(text), want, "{text}");
+        }
     }
 }

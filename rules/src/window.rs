@@ -26,8 +26,8 @@ pub(crate) const WINDOWED_FROM: usize = 128;
 /// windowed) where each anchor occurrence is.
 #[derive(Default)]
 pub(crate) struct Anchored {
-    /// Pattern indices, each once.
-    pub(crate) order: SmallVec<[u32; 16]>,
+    /// Pattern indices, each once (a title's two or three risk words anchor 20-30).
+    pub(crate) order: SmallVec<[u32; 32]>,
     /// One bit per pattern: in `order` already.
     seen: SmallVec<[u64; 32]>,
     /// A pattern's place in `order`, valid where `seen` is set (when windowed; on the
@@ -45,6 +45,8 @@ pub(crate) struct Anchored {
 }
 
 impl Anchored {
+    /// Inlined, so that it is built in its caller's frame rather than copied there.
+    #[inline]
     pub(crate) fn new(patterns: usize, windowed: bool) -> Anchored {
         let mut a = Anchored {
             windowed: windowed && patterns <= usize::from(u16::MAX),
