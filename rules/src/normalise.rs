@@ -608,9 +608,25 @@ mod tests {
     fn last_ascii_word_agrees_with_the_normaliser() {
         let mut word = String::new();
         for text in [
-            "I want to KILL ", "so  Suiiicide.", "kill", "go  home ,, ", "k.i.l.l ", "a b cd ",
-            "h4te ", "$uicide ", "kill!!! ", "caf\u{e9} ", "su\u{200B}icide ", "x ", "",
-            "   ", "assassin's ", "one two\nthree ", "@user ", "a b c dd ", "\u{200B}kill ",
+            "I want to KILL ",
+            "so  Suiiicide.",
+            "kill",
+            "go  home ,, ",
+            "k.i.l.l ",
+            "a b cd ",
+            "h4te ",
+            "$uicide ",
+            "kill!!! ",
+            "caf\u{e9} ",
+            "su\u{200B}icide ",
+            "x ",
+            "",
+            "   ",
+            "assassin's ",
+            "one two\nthree ",
+            "@user ",
+            "a b c dd ",
+            "\u{200B}kill ",
         ] {
             let full = n(text);
             let last = full.trim_end().rsplit(' ').next().unwrap_or("");
@@ -621,7 +637,15 @@ mod tests {
         }
         assert_eq!(last_ascii_word("I want to KILL ", &mut word), Some(10));
         assert_eq!(word, "kil");
-        for text in ["k.i.l.l ", "h4te ", "$uicide ", "kill!!! ", "x ", "kill", "caf\u{e9} "] {
+        for text in [
+            "k.i.l.l ",
+            "h4te ",
+            "$uicide ",
+            "kill!!! ",
+            "x ",
+            "kill",
+            "caf\u{e9} ",
+        ] {
             assert_eq!(last_ascii_word(text, &mut word), None, "{text:?}");
         }
     }
