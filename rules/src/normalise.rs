@@ -497,6 +497,42 @@ pub(crate) fn offsets_of(text: &str, byte: u8) -> Vec<usize> {
         .collect()
 }
 
+/// The normal form of the last word of `text` without normalising the rest, when it does not
+/// depend on its neighbours: `text` ends with ASCII separators after a word of two or more
+/// ASCII letters that begins `text` or follows an ASCII separator. Such a word is never
+/// joined to single letters, holds no leetspeak and no invisible or non-ASCII character, so
+/// the normaliser emits it alone as its letters in lower case with repeats folded, as this
+/// does into `word`. Returns the word's byte offset in `text`, or `None` (`word` then
+/// unspecified) when the whole text must be normalised to know its last word.
+pub(crate) fn last_ascii_word(text: &str, word: &mut String) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let is_sep = |b: u8| b < 0x80 && ASCII_CLASS[b as usize] == Class::Separator;
+    let mut end = bytes.len();
+    while end > 0 && is_sep(bytes[end - 1]) {
+        end -= 1;
+    }
+    if end == bytes.len() {
+        return None;
+    }
+    let mut start = end;
+    while start > 0 && bytes[start - 1].is_ascii_alphabetic() {
+        start -= 1;
+    }
+    if end - start < 2 || (start > 0 && !is_sep(bytes[start - 1])) {
+        return None;
+    }
+    word.clear();
+    let mut last = 0u8;
+    for &b in &bytes[start..end] {
+        let lower = b | 0x20;
+        if lower != last {
+            word.push(lower as char);
+            last = lower;
+        }
+    }
+    Some(start)
+}
+
 /// Whether typing `c` ends a word (the normaliser treats it as a separator).
 pub(crate) fn ends_word(c: char) -> bool {
     if c.is_ascii() {
@@ -566,6 +602,52 @@ mod tests {
         assert_eq!(n("  hello,   world!  "), "helo world");
         assert_eq!(n("assassin's creed"), "asasin s cred");
         assert_eq!(n("self-harm"), "self harm");
+    }
+
+    #[test]
+    fn last_ascii_word_agrees_with_the_normaliser() {
+        let mut word = String::new();
+        for text in [
+            "I want to KILL ",
+            "so  Suiiicide.",
+            "kill",
+            "go  home ,, ",
+            "k.i.l.l ",
+            "a b cd ",
+            "h4te ",
+            "$uicide ",
+            "kill!!! ",
+            "caf\u{e9} ",
+            "su\u{200B}icide ",
+            "x ",
+            "",
+            "   ",
+            "assassin's ",
+            "one two\nthree ",
+            "@user ",
+            "a b c dd ",
+            "\u{200B}kill ",
+        ] {
+            let full = n(text);
+            let last = full.trim_end().rsplit(' ').next().unwrap_or("");
+            if let Some(at) = last_ascii_word(text, &mut word) {
+                assert_eq!(word, last, "{text:?}");
+                assert!(text[at..].starts_with(|c: char| c.is_ascii_alphabetic()));
+            }
+        }
+        assert_eq!(last_ascii_word("I want to KILL ", &mut word), Some(10));
+        assert_eq!(word, "kil");
+        for text in [
+            "k.i.l.l ",
+            "h4te ",
+            "$uicide ",
+            "kill!!! ",
+            "x ",
+            "kill",
+            "caf\u{e9} ",
+        ] {
+            assert_eq!(last_ascii_word(text, &mut word), None, "{text:?}");
+        }
     }
 
     #[test]

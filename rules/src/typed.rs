@@ -7,7 +7,7 @@
 //! typed could cancel (`assassin` before `'s creed`) is held until the phrase is ruled out.
 
 use crate::matcher::{snippet, Hit, Match, Matcher};
-use crate::normalise::{boundary_before, ends_word, Normalised, Normaliser};
+use crate::normalise::{boundary_before, ends_word, last_ascii_word, Normalised, Normaliser};
 use crate::Scope;
 use std::sync::Arc;
 
@@ -37,6 +37,8 @@ pub struct TypedMatcher {
     normaliser: Normaliser,
     normalised: Normalised,
     tail_bytes: usize,
+    /// The normal form of the word just finished (a scratch buffer).
+    last_word: String,
     /// A match is held back because an exception may still be typed: scan every word.
     holding: bool,
 }
@@ -69,6 +71,7 @@ impl Matcher {
             normaliser: Normaliser::default(),
             normalised: Normalised::default(),
             tail_bytes,
+            last_word: String::new(),
             holding: false,
         }
     }
@@ -165,17 +168,24 @@ impl TypedMatcher {
             }
         }
         let tail = &self.buffer[start..];
-        self.normaliser.normalise_into(tail, &mut self.normalised);
-        // A new match ends with the word just finished; most words end none.
-        let last = self
-            .normalised
-            .as_str()
-            .trim_end()
-            .rsplit(' ')
-            .next()
-            .unwrap_or("");
-        if hold && !self.holding && !self.matcher.may_end_match(last) {
+        // A new match ends with the word just finished; most words end none. A plain word's
+        // normal form is known without normalising the tail (most words typed are plain).
+        let quick = hold && !self.holding && last_ascii_word(tail, &mut self.last_word).is_some();
+        if quick && !self.matcher.may_end_match(&self.last_word) {
             return Vec::new();
+        }
+        self.normaliser.normalise_into(tail, &mut self.normalised);
+        if hold && !self.holding && !quick {
+            let last = self
+                .normalised
+                .as_str()
+                .trim_end()
+                .rsplit(' ')
+                .next()
+                .unwrap_or("");
+            if !self.matcher.may_end_match(last) {
+                return Vec::new();
+            }
         }
         let scan = self
             .matcher

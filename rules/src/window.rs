@@ -22,6 +22,22 @@ use std::ops::Range;
 /// tail in windows.
 pub(crate) const WINDOWED_FROM: usize = 128;
 
+thread_local! {
+    /// The last windowed text's `Anchored::slot`, kept so the next need not allocate and
+    /// zero one (a typed tail is scanned at most word ends).
+    static SLOTS: std::cell::Cell<Vec<u16>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+impl Drop for Anchored {
+    fn drop(&mut self) {
+        if self.windowed {
+            let slot = std::mem::take(&mut self.slot);
+            // During thread teardown the slot is simply freed.
+            let _ = SLOTS.try_with(|s| s.set(slot));
+        }
+    }
+}
+
 /// The patterns anchored in a text, in the order their anchor was first found, and (when
 /// windowed) where each anchor occurrence is.
 #[derive(Default)]
@@ -48,13 +64,16 @@ impl Anchored {
     /// Inlined, so that it is built in its caller's frame rather than copied there.
     #[inline]
     pub(crate) fn new(patterns: usize, windowed: bool) -> Anchored {
-        let mut a = Anchored {
-            windowed: windowed && patterns <= usize::from(u16::MAX),
-            ..Anchored::default()
-        };
+        let mut a = Anchored::default();
+        a.windowed = windowed && patterns <= usize::from(u16::MAX);
         a.seen.resize(patterns.div_ceil(64), 0);
         if a.windowed {
-            a.slot = vec![0; patterns];
+            // Reused from the last windowed text on this thread: an entry is read only
+            // where `seen` says this text wrote it, so it needs no clearing.
+            a.slot = SLOTS.with(|s| s.take());
+            if a.slot.len() < patterns {
+                a.slot.resize(patterns, 0);
+            }
         }
         a
     }
