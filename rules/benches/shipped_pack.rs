@@ -17,21 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tutela_rules::{CompileOptions, Matcher, Pack, Scope};
 
-const TITLES: [&str; 8] = [
-    "Year 10 homework - causes of the First World War - Google Docs - Chromium",
-    "i just want to die - Google Search - Mozilla Firefox",
-    "BBC Bitesize - KS3 Science - The effects of drugs on the body",
-    "Minecraft 1.20 - how to kill the ender dragon fast - YouTube",
-    "Untitled document - Google Docs",
-    "why do people hate muslims - Google Search",
-    "Premier League: Arsenal 2-1 Chelsea - live scores and reaction",
-    "Macbeth Act 5 Scene 5 - Tomorrow and tomorrow - revision notes",
-];
-
-const TYPED: &str = "ok so i finished the maths homework but the history essay on the holocaust is \
-    taking ages. honestly i feel like giving up sometimes, everyone in the group chat hates me and \
-    i just wanna sleep forever lol. anyway are you coming to football tomorrow? we play the year 11s \
-    and they are so good, we are going to get destroyed. text me back x ";
+#[path = "../perf/texts.rs"]
+mod texts;
+use texts::{TITLES, TYPED};
 
 fn percentiles(mut v: Vec<Duration>) -> (Duration, Duration) {
     v.sort();
@@ -39,10 +27,7 @@ fn percentiles(mut v: Vec<Duration>) -> (Duration, Duration) {
 }
 
 fn measure(matcher: &Arc<Matcher>) -> ((Duration, Duration), (Duration, Duration)) {
-    let titles: Vec<String> = TITLES
-        .iter()
-        .map(|t| t.chars().chain(std::iter::repeat(' ')).take(80).collect())
-        .collect();
+    let titles = texts::titles();
     let mut title_times = Vec::with_capacity(40_000);
     for i in 0..40_000 {
         let t = &titles[i % titles.len()];
