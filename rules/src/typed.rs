@@ -170,20 +170,15 @@ impl TypedMatcher {
         let tail = &self.buffer[start..];
         // A new match ends with the word just finished; most words end none. A plain word's
         // normal form is known without normalising the tail (most words typed are plain).
-        let quick = hold && !self.holding && last_ascii_word(tail, &mut self.last_word).is_some();
-        if quick && !self.matcher.may_end_match(&self.last_word) {
+        let gate = hold && !self.holding;
+        let plain = gate && last_ascii_word(tail, &mut self.last_word).is_some();
+        if plain && !self.matcher.may_end_match(&self.last_word) {
             return Vec::new();
         }
         self.normaliser.normalise_into(tail, &mut self.normalised);
-        if hold && !self.holding && !quick {
-            let last = self
-                .normalised
-                .as_str()
-                .trim_end()
-                .rsplit(' ')
-                .next()
-                .unwrap_or("");
-            if !self.matcher.may_end_match(last) {
+        if gate && !plain {
+            let last = self.normalised.as_str().trim_end().rsplit(' ').next();
+            if !self.matcher.may_end_match(last.unwrap_or("")) {
                 return Vec::new();
             }
         }
