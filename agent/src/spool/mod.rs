@@ -126,17 +126,17 @@ impl Spool {
             conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
                 .optional()
         };
+        // Claim a new spool for this agent without a check-then-insert race:
+        // another process opening a new spool at the same moment (`status`
+        // while the agent starts) may have claimed it first, so the owner is
+        // read back after the insert and compared.
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('agent_id', ?1)",
+            [agent_id.as_bytes()],
+        )?;
         match get("agent_id")? {
-            Some(id) if id != agent_id.as_bytes() => {
-                return Err(SpoolError::ForeignSpool(path.display().to_string()))
-            }
-            Some(_) => {}
-            None => {
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('agent_id', ?1)",
-                    [agent_id.as_bytes()],
-                )?;
-            }
+            Some(id) if id == agent_id.as_bytes() => {}
+            _ => return Err(SpoolError::ForeignSpool(path.display().to_string())),
         }
         let next_seq = get("next_seq")?
             .map(|v| u64::from_le_bytes(v.try_into().unwrap_or([0; 8])))

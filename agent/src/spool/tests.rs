@@ -53,6 +53,35 @@ fn survives_reopen_and_keeps_the_chain() {
 }
 
 #[test]
+fn two_processes_opening_a_new_spool_at_once_both_succeed() {
+    // `tutela-agent status` run while the agent starts opens the same new
+    // spool: both must claim it for the agent, neither may fail.
+    for round in 0..40 {
+        let path = temp(&format!("race-{round}"));
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    Spool::open(&path, "a1", SpoolConfig::default()).map(|_| ())
+                })
+            })
+            .collect();
+        for t in threads {
+            if let Err(e) = t.join().unwrap() {
+                panic!("round {round}: {e}");
+            }
+        }
+        assert!(matches!(
+            Spool::open(&path, "other", SpoolConfig::default()),
+            Err(SpoolError::ForeignSpool(_))
+        ));
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+#[test]
 fn unsent_events_carry_over_to_a_new_identity_with_their_content() {
     let (old_path, new_path) = (temp("carry-old"), temp("carry-new"));
     let (old_id, new_id) = (Identity::generate(), Identity::generate());
