@@ -7,7 +7,8 @@
 //! typed could cancel (`assassin` before `'s creed`) is held until the phrase is ruled out.
 
 use crate::matcher::{snippet, Hit, Match, Matcher};
-use crate::normalise::{boundary_before, ends_word, last_ascii_word, Normalised, Normaliser};
+use crate::normalise::{boundary_before, ends_word, last_ascii_word, Normalised};
+use crate::typed_tail::TailStream;
 use crate::Scope;
 use std::sync::Arc;
 
@@ -34,7 +35,8 @@ pub struct TypedMatcher {
     dropped: usize,
     typed_chars: usize,
     reported: Vec<Reported>,
-    normaliser: Normaliser,
+    /// The normalised tail kept between scans (see `typed_tail`).
+    stream: TailStream,
     normalised: Normalised,
     tail_bytes: usize,
     /// The normal form of the word just finished (a scratch buffer).
@@ -68,7 +70,7 @@ impl Matcher {
             dropped: 0,
             typed_chars: 0,
             reported: Vec::new(),
-            normaliser: Normaliser::default(),
+            stream: TailStream::default(),
             normalised: Normalised::default(),
             tail_bytes,
             last_word: String::new(),
@@ -106,6 +108,7 @@ impl TypedMatcher {
             self.typed_chars -= 1;
             let typed = self.typed_chars;
             self.reported.retain(|r| r.at_char <= typed);
+            self.stream.truncate(self.buffer.len());
         }
     }
 
@@ -117,6 +120,7 @@ impl TypedMatcher {
         self.typed_chars = 0;
         self.reported.clear();
         self.holding = false;
+        self.stream.invalidate();
     }
 
     /// The bounded buffer of recent typed text.
@@ -149,6 +153,7 @@ impl TypedMatcher {
         self.buffer.drain(..cut);
         self.buffer_chars -= dropped_chars;
         self.dropped += cut;
+        self.stream.drop_front(cut);
         let dropped = self.dropped;
         self.reported.retain(|r| r.absolute_start >= dropped);
     }
@@ -175,7 +180,8 @@ impl TypedMatcher {
         if plain && !self.matcher.may_end_match(&self.last_word) {
             return Vec::new();
         }
-        self.normaliser.normalise_into(tail, &mut self.normalised);
+        self.stream
+            .normalise(&self.buffer, start, hold, &mut self.normalised);
         if gate && !plain {
             let last = self.normalised.as_str().trim_end().rsplit(' ').next();
             if !self.matcher.may_end_match(last.unwrap_or("")) {
