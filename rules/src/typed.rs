@@ -36,7 +36,7 @@ pub struct TypedMatcher {
     typed_chars: usize,
     reported: Vec<Reported>,
     /// The normalised tail kept between scans (see `typed_tail`).
-    stream: TailStream,
+    pub(crate) stream: TailStream,
     normalised: Normalised,
     tail_bytes: usize,
     /// The normal form of the word just finished (a scratch buffer).

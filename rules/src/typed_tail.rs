@@ -24,6 +24,9 @@ pub(crate) struct TailStream {
     /// Buffer offset where the streamed text begins, and where what was fed ends.
     origin: usize,
     end: usize,
+    /// `end` is a clean place a backspace rolled back to: the word before it was taken as
+    /// finished, which holds only while the character after it is there.
+    word_at_end: bool,
     normaliser: Normaliser,
     /// Normalised so far, not finished, with offsets in the buffer.
     out: Normalised,
@@ -45,7 +48,7 @@ impl TailStream {
     /// The buffer was cut to `len` bytes (a backspace): roll back to the last clean place
     /// whose following character is still there.
     pub(crate) fn truncate(&mut self, len: usize) {
-        if !self.valid || len >= self.end {
+        if !self.valid || len > self.end || (len == self.end && !self.word_at_end) {
             return;
         }
         let keep = self.clean.partition_point(|c| (c.at as usize) < len);
@@ -57,6 +60,7 @@ impl TailStream {
         self.out.truncate_pending(last.len as usize);
         self.normaliser.restore_clean();
         self.end = last.at as usize;
+        self.word_at_end = true;
     }
 
     /// The buffer lost its first `cut` bytes.
@@ -108,6 +112,7 @@ impl TailStream {
             Some(&mut self.clean),
         );
         self.end = buffer.len();
+        self.word_at_end = false;
         self.finish_into(buffer, start, into);
         #[cfg(debug_assertions)]
         {
@@ -124,6 +129,7 @@ impl TailStream {
         self.clean.clear();
         self.origin = start;
         self.end = start;
+        self.word_at_end = false;
         self.valid = true;
     }
 
@@ -183,5 +189,182 @@ impl TailStream {
         self.finisher
             .feed(&buffer[end..], (end - start) as u32, into, None);
         self.finisher.end(&buffer[start..], into);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Typed text fed through the kept tail reports exactly what a tail normalised afresh at
+    //! every scan reports (and, in debug builds, every kept tail is checked against a fresh
+    //! normalisation of the same text).
+
+    use crate::{CompileOptions, Match, Matcher, Pack, TypedMatcher};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    enum Key {
+        Char(char),
+        Backspace,
+        Flush,
+        Reset,
+    }
+
+    fn matcher() -> Arc<Matcher> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packs/en-GB.toml");
+        let pack = Pack::load(&path).unwrap();
+        Arc::new(Matcher::compile(&pack, &CompileOptions::default()).unwrap())
+    }
+
+    fn spans(found: Vec<Match>) -> Vec<(String, std::ops::Range<usize>)> {
+        found
+            .into_iter()
+            .map(|m| (m.rule_id.to_string(), m.span))
+            .collect()
+    }
+
+    /// Feed `keys` to a typed matcher that keeps its tail and to one that forgets it before
+    /// every key; both must report the same at every key. Returns what was reported.
+    fn same_as_fresh(m: &Arc<Matcher>, keys: impl IntoIterator<Item = Key>) -> usize {
+        let mut kept = m.typed();
+        let mut fresh = m.typed();
+        let mut reported = 0;
+        for key in keys {
+            fresh.stream.invalidate();
+            let step = |t: &mut TypedMatcher| match key {
+                Key::Char(c) => spans(t.push(c)),
+                Key::Backspace => {
+                    t.backspace();
+                    Vec::new()
+                }
+                Key::Flush => spans(t.flush()),
+                Key::Reset => {
+                    t.reset();
+                    Vec::new()
+                }
+            };
+            let (a, b) = (step(&mut kept), step(&mut fresh));
+            assert_eq!(a, b, "after {:?}", kept.text().len());
+            assert_eq!(kept.text(), fresh.text());
+            reported += a.len();
+        }
+        reported
+    }
+
+    fn typed(text: &str) -> Vec<Key> {
+        text.chars().map(Key::Char).collect()
+    }
+
+    #[test]
+    fn backspace_across_a_word_end() {
+        let m = matcher();
+        let mut keys = typed("honestly i want to sleep ");
+        keys.extend((0..6).map(|_| Key::Backspace));
+        keys.extend(typed("die tonight. k.i.l.l "));
+        keys.extend((0..3).map(|_| Key::Backspace));
+        keys.extend(typed("l myself x "));
+        keys.push(Key::Flush);
+        assert!(same_as_fresh(&m, keys) > 0);
+    }
+
+    #[test]
+    fn a_paste_and_a_cursor_jump() {
+        let m = matcher();
+        let mut keys = typed("ok so the homework is due ");
+        // A paste arrives as one burst of characters, lines and all.
+        keys.extend(typed(
+            "Dear diary,\nI just wanna d1e. Everyone h8s me!!! s u i c i d e \u{2121} caf\u{e9} ",
+        ));
+        // The cursor moved: the agent starts again.
+        keys.push(Key::Reset);
+        keys.extend(typed("i want to end my life "));
+        keys.push(Key::Flush);
+        assert!(same_as_fresh(&m, keys) > 0);
+    }
+
+    #[test]
+    fn a_long_run_without_spaces_then_words() {
+        let m = matcher();
+        let mut keys = typed(&"a".repeat(1500));
+        keys.extend(typed(" and then i want to die. "));
+        keys.push(Key::Flush);
+        keys.extend(typed(&"xyz".repeat(300)));
+        keys.extend(typed(" i want to kill myself "));
+        keys.push(Key::Flush);
+        assert!(same_as_fresh(&m, keys) > 0);
+    }
+
+    #[test]
+    fn a_window_change_and_a_buffer_that_drops_its_front() {
+        let m = matcher();
+        let mut keys = Vec::new();
+        // Enough text that the tail moves on and the buffer drops its front many times.
+        for i in 0..120 {
+            keys.extend(typed(&format!("we played the year {i} team and lost, ")));
+            if i % 17 == 0 {
+                keys.extend(typed("i want to die lol "));
+            }
+            if i % 29 == 0 {
+                keys.push(Key::Backspace);
+                keys.push(Key::Backspace);
+            }
+            if i % 41 == 0 {
+                keys.push(Key::Flush);
+                keys.push(Key::Reset);
+            }
+        }
+        assert!(same_as_fresh(&m, keys) > 0);
+    }
+
+    #[test]
+    fn random_typing_with_edits() {
+        let m = matcher();
+        let words = [
+            "i",
+            "want",
+            "to",
+            "die",
+            "kill",
+            "myself",
+            "k.i.l.l",
+            "the",
+            "homework",
+            "h4te",
+            "everyone",
+            "s u i c i d e",
+            "end",
+            "my",
+            "life",
+            "assassin's",
+            "creed",
+            "!!!",
+            "Mr.",
+            "e.g.",
+            "caf\u{e9}",
+            "\u{200B}",
+            "\n",
+            "sooo",
+            "suiiicide",
+            "x",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut keys = Vec::new();
+        for _ in 0..3000 {
+            match next(40) {
+                0..=2 => keys.extend((0..next(12)).map(|_| Key::Backspace)),
+                3 => keys.push(Key::Flush),
+                4 if next(4) == 0 => keys.push(Key::Reset),
+                _ => {
+                    keys.extend(typed(words[next(words.len())]));
+                    keys.extend(typed([" ", ", ", ". ", "? ", " "][next(5)]));
+                }
+            }
+        }
+        assert!(same_as_fresh(&m, keys) > 0);
     }
 }
