@@ -89,11 +89,12 @@ impl Normaliser {
         out.buf.reserve(text.len());
         out.starts.reserve(text.len());
         out.ends.reserve(text.len());
-        self.feed(text, 0, out, None);
+        self.feed_inline(text, 0, out, None);
         self.end(text, out);
     }
 
     /// Start a new text: forget what was pending and empty `out`.
+    #[inline]
     pub(crate) fn begin(&mut self, out: &mut Normalised) {
         out.clear();
         self.token.clear();
@@ -110,6 +111,18 @@ impl Normaliser {
     /// which nothing is pending (see [`Normaliser::is_clean`]) is recorded in it as its
     /// offset in the whole text and the length of `out` there.
     pub(crate) fn feed(
+        &mut self,
+        text: &str,
+        base: u32,
+        out: &mut Normalised,
+        clean: Option<&mut Vec<Clean>>,
+    ) {
+        self.feed_inline(text, base, out, clean);
+    }
+
+    /// [`Normaliser::feed`], inlined where a whole text is normalised at once (a title).
+    #[inline(always)]
+    fn feed_inline(
         &mut self,
         text: &str,
         base: u32,
@@ -190,6 +203,7 @@ impl Normaliser {
 
     /// Finish the text `original` whose pieces were fed: emit what is pending, then note
     /// its lines and sentences.
+    #[inline]
     pub(crate) fn end(&mut self, original: &str, out: &mut Normalised) {
         self.end_token(out);
         self.flush_run(out);

@@ -21,6 +21,7 @@ pub struct Normalised {
 
 impl Normalised {
     /// The normalised text: lower-case letters and digits, words separated by one space.
+    #[inline]
     pub fn as_str(&self) -> &str {
         &self.text
     }
@@ -32,6 +33,7 @@ impl Normalised {
 
     /// Byte span in the original text covered by a byte range of the normalised text.
     /// Always on char boundaries of the original and inside it.
+    #[inline]
     pub fn original_span(&self, range: Range<usize>) -> Range<usize> {
         let len = self.text.len();
         let start = range.start.min(len);
@@ -49,6 +51,7 @@ impl Normalised {
 
     /// Which line of the original (0 for the first) holds normalised offset `at`: text on
     /// different lines is read as different messages (a chat line, a paragraph).
+    #[inline]
     pub fn line_of(&self, at: usize) -> usize {
         self.breaks.partition_point(|&b| b <= at)
     }
@@ -124,10 +127,12 @@ impl Normalised {
         }
     }
 
+    #[inline]
     pub(crate) fn ends_with_space_or_empty(&self) -> bool {
         matches!(self.buf.last(), None | Some(b' '))
     }
     /// Bytes normalised so far (while normalising, before `finish`).
+    #[inline]
     pub(crate) fn pending_len(&self) -> usize {
         self.buf.len()
     }

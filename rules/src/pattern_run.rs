@@ -12,6 +12,7 @@ use smallvec::SmallVec;
 /// Push the matches of a word pattern's regex in ASCII normalised `text[..end]` as hits of
 /// rule `rule`: the same matches as `find_iter`, but without the last search when no anchor
 /// occurrence is left after a match (see [`Anchored::more_after`]).
+#[inline]
 pub(crate) fn search_whole(
     candidates: &mut SmallVec<[Hit; 8]>,
     rule: u32,
@@ -38,6 +39,7 @@ pub(crate) fn search_whole(
 }
 
 /// Push a word pattern's non-empty matches (on char boundaries) as hits of rule `rule`.
+#[inline]
 pub(crate) fn push_matches(
     candidates: &mut SmallVec<[Hit; 8]>,
     rule: u32,
@@ -66,6 +68,7 @@ pub(crate) struct Present<'a> {
 }
 
 impl<'a> Present<'a> {
+    #[inline]
     pub(crate) fn new(found: &'a [Occurrence], keys: Option<WordKeys>) -> Present<'a> {
         Present {
             found,
@@ -78,6 +81,7 @@ impl<'a> Present<'a> {
 
     /// Whether `phrase` was found: a look-up in the phrases found, sorted once a text
     /// needs more than a few (most texts' required words are ruled out by their keys).
+    #[inline]
     fn has_phrase(&mut self, phrase: u32) -> bool {
         // A short list (a title, a typed tail) is searched for longer before sorting pays.
         let linear = if self.found.len() <= SHORT_FOUND {
@@ -114,6 +118,7 @@ const SHORT_FOUND: usize = 128;
 /// among the phrases found from word starts (when it is a phrase and the text is ASCII)
 /// or as a substring; a list with an entry where a token can start (the mask of such
 /// lists is found once per text). A necessary condition: the regex decides.
+#[inline]
 pub(crate) fn required_present(
     lazy: &LazyPattern,
     finders: &[memchr::memmem::Finder<'static>],

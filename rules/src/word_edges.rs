@@ -52,6 +52,7 @@ pub(crate) fn last_ascii_word(text: &str, word: &mut String) -> Option<usize> {
 }
 
 /// Whether typing `c` ends a word (the normaliser treats it as a separator).
+#[inline]
 pub(crate) fn ends_word(c: char) -> bool {
     if c.is_ascii() {
         return ASCII_CLASS[c as usize] == Class::Separator;
@@ -60,10 +61,12 @@ pub(crate) fn ends_word(c: char) -> bool {
 }
 
 /// Whether a normalised byte offset is on a word boundary (start, end, or next to a space).
+#[inline]
 pub(crate) fn boundary_before(text: &[u8], at: usize) -> bool {
     at == 0 || text.get(at - 1) == Some(&b' ')
 }
 
+#[inline]
 pub(crate) fn boundary_after(text: &[u8], at: usize) -> bool {
     at >= text.len() || text[at] == b' '
 }
