@@ -35,6 +35,7 @@ mod snippet;
 mod trie;
 mod typed;
 mod typed_tail;
+mod typed_walk;
 mod url;
 mod weighing;
 mod window;

@@ -10,6 +10,7 @@ use crate::pattern_run::{push_matches, required_present, search_whole, Present};
 use crate::phrases::{anchor, Found, Occurrence, Phrases};
 use crate::shared::SharedStr;
 pub(crate) use crate::snippet::{snippet, Contexts};
+use crate::typed_walk::KeptWalk;
 use crate::weighing::{CategoryScore, Weighed};
 use crate::window::{self, Anchored};
 use crate::word_keys::WordKeys;
@@ -331,6 +332,29 @@ impl Matcher {
     /// Hits for `scope` in normalised text, after exceptions and context words.
     /// `original` is the text `n` was normalised from (cues read clauses from it).
     pub(crate) fn scan(&self, scope: Scope, n: &Normalised, original: &str, explain: bool) -> Scan {
+        self.scan_in(scope, n, original, explain, None)
+    }
+
+    /// [`Matcher::scan`] of a typed tail, taking over the phrases found in the previous
+    /// tail where they are the same (see `typed_walk`).
+    pub(crate) fn scan_kept(
+        &self,
+        scope: Scope,
+        n: &Normalised,
+        original: &str,
+        kept: (&mut KeptWalk, Option<(u64, i64)>),
+    ) -> Scan {
+        self.scan_in(scope, n, original, false, Some(kept))
+    }
+
+    fn scan_in(
+        &self,
+        scope: Scope,
+        n: &Normalised,
+        original: &str,
+        explain: bool,
+        kept: Option<(&mut KeptWalk, Option<(u64, i64)>)>,
+    ) -> Scan {
         let mut scan = Scan::default();
         let text = n.as_str();
         let bytes = text.as_bytes();
@@ -348,7 +372,11 @@ impl Matcher {
         // The word keys of an ASCII text are taken during the walk, for the patterns' required
         // words (a pack without patterns does not need them).
         let mut keys = None;
-        if ascii && !self.patterns.is_empty() {
+        if let Some((walk, place)) = kept {
+            let with_keys = ascii && !self.patterns.is_empty();
+            let keys = with_keys.then(|| keys.insert(WordKeys::default()));
+            walk.find(&self.phrases, bytes, place, &mut found, keys);
+        } else if ascii && !self.patterns.is_empty() {
             self.phrases
                 .find_with_keys(bytes, &mut found, keys.insert(WordKeys::default()));
         } else {

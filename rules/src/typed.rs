@@ -9,6 +9,7 @@
 use crate::matcher::{snippet, Hit, Match, Matcher};
 use crate::normalise::{boundary_before, ends_word, last_ascii_word, Normalised};
 use crate::typed_tail::TailStream;
+use crate::typed_walk::KeptWalk;
 use crate::Scope;
 use std::sync::Arc;
 
@@ -37,6 +38,8 @@ pub struct TypedMatcher {
     reported: Vec<Reported>,
     /// The normalised tail kept between scans (see `typed_tail`).
     pub(crate) stream: TailStream,
+    /// The phrases found in the previous tail (see `typed_walk`).
+    walk: KeptWalk,
     normalised: Normalised,
     tail_bytes: usize,
     /// The normal form of the word just finished (a scratch buffer).
@@ -71,6 +74,7 @@ impl Matcher {
             typed_chars: 0,
             reported: Vec::new(),
             stream: TailStream::default(),
+            walk: KeptWalk::default(),
             normalised: Normalised::default(),
             tail_bytes,
             last_word: String::new(),
@@ -121,6 +125,7 @@ impl TypedMatcher {
         self.reported.clear();
         self.holding = false;
         self.stream.invalidate();
+        self.walk.invalidate();
     }
 
     /// The bounded buffer of recent typed text.
@@ -180,7 +185,8 @@ impl TypedMatcher {
         if plain && !self.matcher.may_end_match(&self.last_word) {
             return Vec::new();
         }
-        self.stream
+        let place = self
+            .stream
             .normalise(&self.buffer, start, hold, &mut self.normalised);
         if gate && !plain {
             let last = self.normalised.as_str().trim_end().rsplit(' ').next();
@@ -188,9 +194,12 @@ impl TypedMatcher {
                 return Vec::new();
             }
         }
-        let scan = self
-            .matcher
-            .scan(Scope::Typed, &self.normalised, tail, false);
+        let scan = self.matcher.scan_kept(
+            Scope::Typed,
+            &self.normalised,
+            tail,
+            (&mut self.walk, place),
+        );
         self.holding = false;
         let mut out = Vec::new();
         for hit in &scan.hits {

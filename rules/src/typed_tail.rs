@@ -32,6 +32,11 @@ pub(crate) struct TailStream {
     out: Normalised,
     /// Clean places after `origin`, in order.
     clean: Vec<Clean>,
+    /// Where the normalised stream is, for phrases kept between scans (see `typed_walk`):
+    /// bumped whenever it is normalised anew, and the offset of its first byte, which
+    /// moves when a fresh front replaces the old one.
+    generation: u64,
+    base: i64,
     // Scratch: a fresh beginning, and the copy that finishes a scan's tail.
     fresh: Normaliser,
     fresh_out: Normalised,
@@ -82,22 +87,23 @@ impl TailStream {
     /// Normalise `buffer[start..]` into `into` (offsets in the tail), exactly as
     /// [`Normaliser::normalise_into`] would. `settled`: the buffer ends where a word ends,
     /// so the stream may take in all of it; otherwise (a flush) what follows the stream is
-    /// normalised for this tail only.
+    /// normalised for this tail only. Returns the place of `into` in the stream (its
+    /// generation and the offset of its first byte), or `None` when it is not the stream's.
     pub(crate) fn normalise(
         &mut self,
         buffer: &str,
         start: usize,
         settled: bool,
         into: &mut Normalised,
-    ) {
+    ) -> Option<(u64, i64)> {
         let usable = self.valid && start >= self.origin && start <= self.end;
         if !settled {
             if usable && start == self.origin {
                 self.finish_into(buffer, start, into);
-            } else {
-                self.finisher.normalise_into(&buffer[start..], into);
+                return Some((self.generation, self.base));
             }
-            return;
+            self.finisher.normalise_into(&buffer[start..], into);
+            return None;
         }
         if !usable {
             self.restart(start);
@@ -122,6 +128,7 @@ impl TailStream {
                 "the kept tail differs from a fresh one"
             );
         }
+        Some((self.generation, self.base))
     }
 
     fn restart(&mut self, start: usize) {
@@ -131,6 +138,8 @@ impl TailStream {
         self.end = start;
         self.word_at_end = false;
         self.valid = true;
+        self.generation += 1;
+        self.base = 0;
     }
 
     /// Begin the stream at `start`, later than its origin: normalise afresh from `start`
@@ -163,6 +172,7 @@ impl TailStream {
             self.fresh_clean.extend(later);
             std::mem::swap(&mut self.clean, &mut self.fresh_clean);
             self.origin = start;
+            self.base += old as i64 - new as i64;
             return;
         }
         // Nothing in common: the fresh beginning becomes the stream.
@@ -176,6 +186,8 @@ impl TailStream {
         std::mem::swap(&mut self.out, &mut self.fresh_out);
         std::mem::swap(&mut self.clean, &mut self.fresh_clean);
         self.origin = start;
+        self.generation += 1;
+        self.base = 0;
     }
 
     /// The stream, finished as the tail `buffer[start..]` (`start` is its origin): a copy
@@ -345,6 +357,9 @@ mod tests {
             "sooo",
             "suiiicide",
             "x",
+            "a",
+            "b",
+            "c d",
         ];
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         let mut next = move |n: usize| {
@@ -354,7 +369,7 @@ mod tests {
             (seed % n as u64) as usize
         };
         let mut keys = Vec::new();
-        for _ in 0..3000 {
+        for _ in 0..6000 {
             match next(40) {
                 0..=2 => keys.extend((0..next(12)).map(|_| Key::Backspace)),
                 3 => keys.push(Key::Flush),
