@@ -11,134 +11,11 @@
 //! becomes `kil`). Everything else that is not a letter or digit becomes one space.
 
 use crate::fold::{confusable, expansion, is_invisible, leet, ASCII_CLASS};
-use std::ops::Range;
+pub use crate::normalised::Normalised;
+pub(crate) use crate::word_edges::{
+    boundary_after, boundary_before, ends_word, last_ascii_word, offsets_of,
+};
 use unicode_normalization::char::{decompose_compatible, is_combining_mark};
-
-/// Normalised text with the map back to the original.
-#[derive(Debug, Clone, Default)]
-pub struct Normalised {
-    text: String,
-    /// Working buffer while normalising (bytes are pushed faster than chars).
-    buf: Vec<u8>,
-    starts: Vec<u32>,
-    ends: Vec<u32>,
-    original_len: usize,
-    /// Normalised offsets where a new line of the original begins (after each line break).
-    breaks: Vec<usize>,
-    /// Normalised offsets where a new sentence of the original begins (after a sentence
-    /// end within a line; see `sentence`).
-    sentence_starts: Vec<usize>,
-}
-
-impl Normalised {
-    /// The normalised text: lower-case letters and digits, words separated by one space.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// Length of the original text this was made from.
-    pub fn original_len(&self) -> usize {
-        self.original_len
-    }
-
-    /// Byte span in the original text covered by a byte range of the normalised text.
-    /// Always on char boundaries of the original and inside it.
-    pub fn original_span(&self, range: Range<usize>) -> Range<usize> {
-        let len = self.text.len();
-        let start = range.start.min(len);
-        let end = range.end.clamp(start, len);
-        if start == end {
-            let at = if start < len {
-                self.starts[start] as usize
-            } else {
-                self.original_len
-            };
-            return at..at;
-        }
-        self.starts[start] as usize..self.ends[end - 1] as usize
-    }
-
-    /// Which line of the original (0 for the first) holds normalised offset `at`: text on
-    /// different lines is read as different messages (a chat line, a paragraph).
-    pub fn line_of(&self, at: usize) -> usize {
-        self.breaks.partition_point(|&b| b <= at)
-    }
-
-    /// Which sentence (0 for the first) holds normalised offset `at`: a line break or a
-    /// sentence end (`.`, `!`, `?` before a space, not in `3.5`, `e.g.` or `Mr.`) starts
-    /// a new one. Only compared: two offsets are in the same sentence when equal.
-    #[inline]
-    pub fn sentence_of(&self, at: usize) -> usize {
-        if self.sentence_starts.is_empty() && self.breaks.is_empty() {
-            return 0;
-        }
-        self.line_of(at) + self.sentence_starts.partition_point(|&b| b <= at)
-    }
-
-    /// Record where sentences end: the offset of the first normalised byte after each
-    /// sentence-ending mark of the original.
-    fn note_sentence_ends(&mut self, original: &str) {
-        let (starts, sentences) = (&self.starts, &mut self.sentence_starts);
-        crate::sentence::for_each_end(original, |o| {
-            let k = starts.partition_point(|&s| (s as usize) <= o);
-            if sentences.last() != Some(&k) {
-                sentences.push(k);
-            }
-        });
-    }
-
-    fn note_line_breaks(&mut self, original: &str) {
-        self.breaks.clear();
-        for (o, _) in original.match_indices('\n') {
-            let k = self.starts.partition_point(|&s| (s as usize) <= o);
-            if self.breaks.last() != Some(&k) {
-                self.breaks.push(k);
-            }
-        }
-    }
-
-    fn clear(&mut self) {
-        self.buf = std::mem::take(&mut self.text).into_bytes();
-        self.buf.clear();
-        self.breaks.clear();
-        self.sentence_starts.clear();
-        self.starts.clear();
-        self.ends.clear();
-        self.original_len = 0;
-    }
-
-    fn finish(&mut self) {
-        match String::from_utf8(std::mem::take(&mut self.buf)) {
-            Ok(text) => self.text = text,
-            // Only whole chars are ever pushed, so this cannot happen; stay consistent anyway.
-            Err(_) => {
-                self.starts.clear();
-                self.ends.clear();
-            }
-        }
-    }
-
-    #[inline]
-    fn push(&mut self, ch: char, start: u32, end: u32) {
-        if ch.is_ascii() {
-            self.buf.push(ch as u8);
-            self.starts.push(start);
-            self.ends.push(end);
-            return;
-        }
-        let mut utf8 = [0u8; 4];
-        self.buf
-            .extend_from_slice(ch.encode_utf8(&mut utf8).as_bytes());
-        for _ in 0..ch.len_utf8() {
-            self.starts.push(start);
-            self.ends.push(end);
-        }
-    }
-
-    fn ends_with_space_or_empty(&self) -> bool {
-        matches!(self.buf.last(), None | Some(b' '))
-    }
-}
 
 /// Normalise `text` (allocates; use [`Normaliser`] to reuse buffers).
 pub fn normalise(text: &str) -> Normalised {
@@ -177,8 +54,16 @@ struct Sep {
     end: u32,
 }
 
+/// A place in a text after which nothing is pending (see [`Normaliser::is_clean`]): its
+/// byte offset in the text and the length of the normalised text there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Clean {
+    pub(crate) at: u32,
+    pub(crate) len: u32,
+}
+
 /// Reusable normaliser state (scratch buffers), so normalising allocates nothing per char.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Normaliser {
     decomposed: Vec<char>,
     token: Vec<Unit>,
@@ -194,28 +79,61 @@ pub struct Normaliser {
 impl Normaliser {
     /// Normalise `text` into `out`, reusing this normaliser's buffers.
     pub fn normalise_into(&mut self, text: &str, out: &mut Normalised) {
-        out.clear();
-        self.token.clear();
-        self.run.clear();
-        self.sep = Sep::default();
-        self.token_sep = Sep::default();
-        self.run_sep = Sep::default();
         // Offsets are u32: anything beyond 4 GiB is not looked at.
         let mut limit = text.len().min(u32::MAX as usize - 8);
         while !text.is_char_boundary(limit) {
             limit -= 1;
         }
         let text = &text[..limit];
-        out.original_len = text.len();
+        self.begin(out);
         out.buf.reserve(text.len());
         out.starts.reserve(text.len());
         out.ends.reserve(text.len());
+        self.feed_inline(text, 0, out, None);
+        self.end(text, out);
+    }
 
+    /// Start a new text: forget what was pending and empty `out`.
+    #[inline]
+    pub(crate) fn begin(&mut self, out: &mut Normalised) {
+        out.clear();
+        self.token.clear();
+        self.run.clear();
+        self.sep = Sep::default();
+        self.token_sep = Sep::default();
+        self.run_sep = Sep::default();
+    }
+
+    /// Normalise the next piece of a text, `text`, whose first byte is at offset `base` of
+    /// the whole. A piece ends where a word ends (after a character for which
+    /// [`ends_word`] holds) or where the whole text ends: a word of ASCII letters running to
+    /// the end of a piece is taken as finished. When `clean` is given, every place after
+    /// which nothing is pending (see [`Normaliser::is_clean`]) is recorded in it as its
+    /// offset in the whole text and the length of `out` there.
+    pub(crate) fn feed(
+        &mut self,
+        text: &str,
+        base: u32,
+        out: &mut Normalised,
+        clean: Option<&mut Vec<Clean>>,
+    ) {
+        self.feed_inline(text, base, out, clean);
+    }
+
+    /// [`Normaliser::feed`], inlined where a whole text is normalised at once (a title).
+    #[inline(always)]
+    fn feed_inline(
+        &mut self,
+        text: &str,
+        base: u32,
+        out: &mut Normalised,
+        mut clean: Option<&mut Vec<Clean>>,
+    ) {
         let bytes = text.as_bytes();
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
-            let start = i as u32;
+            let start = base + i as u32;
             if b < 0x80 {
                 let class = ASCII_CLASS[b as usize];
                 if class == Class::Separator {
@@ -229,7 +147,7 @@ impl Normaliser {
                             j += 1;
                         }
                         self.sep.count += (j - i) as u32;
-                        self.sep.end = j as u32;
+                        self.sep.end = base + j as u32;
                         i = j;
                         continue;
                     } else {
@@ -251,6 +169,12 @@ impl Normaliser {
                             emit_sep(out, before);
                             emit_ascii_word(out, &bytes[i..j], start);
                             i = j;
+                            if let Some(clean) = clean.as_deref_mut() {
+                                clean.push(Clean {
+                                    at: base + j as u32,
+                                    len: out.pending_len() as u32,
+                                });
+                            }
                             continue;
                         }
                     }
@@ -275,13 +199,58 @@ impl Normaliser {
             }
             i += len;
         }
+    }
+
+    /// Finish the text `original` whose pieces were fed: emit what is pending, then note
+    /// its lines and sentences.
+    #[inline]
+    pub(crate) fn end(&mut self, original: &str, out: &mut Normalised) {
         self.end_token(out);
         self.flush_run(out);
         out.finish();
-        if text.contains('\n') {
-            out.note_line_breaks(text);
+        out.original_len = original.len();
+        if original.contains('\n') {
+            out.note_line_breaks(original);
         }
-        out.note_sentence_ends(text);
+        out.note_sentence_ends(original);
+    }
+
+    /// Whether nothing is pending (no token, no single letters that may join, no
+    /// separator) and `out` ends with a letter or digit: then what follows is normalised
+    /// the same whatever came before.
+    pub(crate) fn is_clean(&self, out: &Normalised) -> bool {
+        self.token.is_empty()
+            && self.run.is_empty()
+            && self.sep.count == 0
+            && out.buf.last().is_some_and(|&b| b != b' ')
+    }
+
+    /// Forget what is pending, at a place recorded as clean (see [`Normaliser::feed`]).
+    pub(crate) fn restore_clean(&mut self) {
+        self.token.clear();
+        self.run.clear();
+        self.sep = Sep::default();
+    }
+
+    /// The text lost its first `delta` bytes: move every pending offset back. (Offsets
+    /// left over from earlier words are never read again; they wrap.)
+    pub(crate) fn shift(&mut self, delta: u32) {
+        let unit = |u: &mut Unit| {
+            u.start = u.start.wrapping_sub(delta);
+            u.end = u.end.wrapping_sub(delta);
+        };
+        let sep = |s: &mut Sep| {
+            s.start = s.start.wrapping_sub(delta);
+            s.end = s.end.wrapping_sub(delta);
+        };
+        self.token.iter_mut().for_each(unit);
+        for (u, s) in &mut self.run {
+            unit(u);
+            sep(s);
+        }
+        sep(&mut self.token_sep);
+        sep(&mut self.sep);
+        sep(&mut self.run_sep);
     }
 
     fn non_ascii(&mut self, c: char, start: u32, end: u32, out: &mut Normalised) {
@@ -486,68 +455,6 @@ fn emit_token(out: &mut Normalised, units: &[Unit]) {
         out.push(ch, u.start, u.end);
         last_letter = if is_letter { Some(ch) } else { None };
     }
-}
-
-/// Byte offsets of every `byte` in `text`, in order (for line and word numbers by search).
-pub(crate) fn offsets_of(text: &str, byte: u8) -> Vec<usize> {
-    text.bytes()
-        .enumerate()
-        .filter(|(_, b)| *b == byte)
-        .map(|(i, _)| i)
-        .collect()
-}
-
-/// The normal form of the last word of `text` without normalising the rest, when it does not
-/// depend on its neighbours: `text` ends with ASCII separators after a word of two or more
-/// ASCII letters that begins `text` or follows an ASCII separator. Such a word is never
-/// joined to single letters, holds no leetspeak and no invisible or non-ASCII character, so
-/// the normaliser emits it alone as its letters in lower case with repeats folded, as this
-/// does into `word`. Returns the word's byte offset in `text`, or `None` (`word` then
-/// unspecified) when the whole text must be normalised to know its last word.
-pub(crate) fn last_ascii_word(text: &str, word: &mut String) -> Option<usize> {
-    let bytes = text.as_bytes();
-    let is_sep = |b: u8| b < 0x80 && ASCII_CLASS[b as usize] == Class::Separator;
-    let mut end = bytes.len();
-    while end > 0 && is_sep(bytes[end - 1]) {
-        end -= 1;
-    }
-    if end == bytes.len() {
-        return None;
-    }
-    let mut start = end;
-    while start > 0 && bytes[start - 1].is_ascii_alphabetic() {
-        start -= 1;
-    }
-    if end - start < 2 || (start > 0 && !is_sep(bytes[start - 1])) {
-        return None;
-    }
-    word.clear();
-    let mut last = 0u8;
-    for &b in &bytes[start..end] {
-        let lower = b | 0x20;
-        if lower != last {
-            word.push(lower as char);
-            last = lower;
-        }
-    }
-    Some(start)
-}
-
-/// Whether typing `c` ends a word (the normaliser treats it as a separator).
-pub(crate) fn ends_word(c: char) -> bool {
-    if c.is_ascii() {
-        return ASCII_CLASS[c as usize] == Class::Separator;
-    }
-    !(c.is_alphanumeric() || is_invisible(c) || is_combining_mark(c))
-}
-
-/// Whether a normalised byte offset is on a word boundary (start, end, or next to a space).
-pub(crate) fn boundary_before(text: &[u8], at: usize) -> bool {
-    at == 0 || text.get(at - 1) == Some(&b' ')
-}
-
-pub(crate) fn boundary_after(text: &[u8], at: usize) -> bool {
-    at >= text.len() || text[at] == b' '
 }
 
 #[cfg(test)]

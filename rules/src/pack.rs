@@ -1,14 +1,15 @@
 //! The rule pack: parsing and validating the TOML format documented in `rules/README.md`.
 
-use crate::cue::{declared_roles, parse_cues, role_problem, Cue, MAX_ROLES, MAX_WEIGHT};
-use crate::normalise::{normalise_term, offsets_of};
+use crate::cue::{declared_roles, parse_cues, role_problem, Cue, MAX_ROLES};
+use crate::normalise::normalise_term;
+use crate::pack_problems::{severity, unknown_category, weight, Lines};
+pub use crate::pack_problems::{PackError, Problem};
 use crate::pack_toml::RawPack;
 use crate::pattern::is_identity_word;
 use crate::wordlist::{entries, parse_lists, WordList};
 use crate::{is_category, pattern, AgeBand, CaptureMode, Scope, CATEGORIES};
 use std::fmt;
 use std::path::Path;
-use toml::Spanned;
 
 /// How a term is matched against normalised text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -120,126 +121,8 @@ pub struct Pack {
     pub origin: String,
 }
 
-/// One problem found in a pack, with its line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    pub line: usize,
-    pub message: String,
-}
-
-/// Why a pack could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum PackError {
-    #[error("cannot read rule pack {path}: {source}; check the path and its permissions")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{origin}:{line}: {message}; fix the TOML syntax at this line")]
-    Syntax {
-        origin: String,
-        line: usize,
-        message: String,
-    },
-    #[error("{}", format_problems(origin, problems))]
-    Invalid {
-        origin: String,
-        problems: Vec<Problem>,
-    },
-}
-
-fn format_problems(origin: &str, problems: &[Problem]) -> String {
-    let mut out = String::new();
-    for (i, p) in problems.iter().enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        out.push_str(&format!("{origin}:{}: {}", p.line, p.message));
-    }
-    out
-}
-
-impl PackError {
-    /// Every problem with its line (a syntax error is one problem).
-    pub fn problems(&self) -> Vec<Problem> {
-        match self {
-            PackError::Io { .. } => vec![Problem {
-                line: 0,
-                message: self.to_string(),
-            }],
-            PackError::Syntax { line, message, .. } => vec![Problem {
-                line: *line,
-                message: message.clone(),
-            }],
-            PackError::Invalid { problems, .. } => problems.clone(),
-        }
-    }
-}
-
 /// The scopes a term gets when its group names none.
 pub const DEFAULT_SCOPES: [Scope; 4] = [Scope::Typed, Scope::Title, Scope::Search, Scope::Url];
-
-/// Line numbers of byte offsets in the pack text (offsets of every newline, searched).
-struct Lines {
-    newlines: Vec<usize>,
-}
-
-impl Lines {
-    fn new(text: &str) -> Lines {
-        Lines {
-            newlines: offsets_of(text, b'\n'),
-        }
-    }
-    fn line<T>(&self, s: &Spanned<T>) -> usize {
-        self.at(s.span().start)
-    }
-    fn at(&self, offset: usize) -> usize {
-        self.newlines.partition_point(|&n| n < offset) + 1
-    }
-}
-
-fn severity(value: &Spanned<i64>, lines: &Lines, problems: &mut Vec<Problem>) -> u8 {
-    let v = *value.get_ref();
-    if (1..=5).contains(&v) {
-        v as u8
-    } else {
-        problems.push(Problem {
-            line: lines.line(value),
-            message: format!("severity {v} is out of range: use 1 (lowest) to 5 (highest)"),
-        });
-        1
-    }
-}
-
-/// A weight or threshold: positive, at most [`MAX_WEIGHT`].
-fn weight(
-    value: &Option<Spanned<f64>>,
-    what: &str,
-    lines: &Lines,
-    problems: &mut Vec<Problem>,
-) -> f32 {
-    let Some(v) = value else { return 1.0 };
-    let w = *v.get_ref();
-    if w.is_finite() && w > 0.0 && w <= MAX_WEIGHT {
-        w as f32
-    } else {
-        problems.push(Problem {
-            line: lines.line(v),
-            message: format!(
-                "{what} {w} is out of range: use a number above 0 and at most {MAX_WEIGHT}"
-            ),
-        });
-        1.0
-    }
-}
-
-fn unknown_category(id: &str) -> String {
-    format!(
-        "unknown category `{id}`: use one of {}",
-        CATEGORIES.join(", ")
-    )
-}
 
 impl Pack {
     /// Load and validate a pack file.

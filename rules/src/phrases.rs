@@ -191,6 +191,21 @@ impl Phrases {
         }
     }
 
+    /// Append the occurrences starting at `start` (a word start) of `text`, by end, and
+    /// return the end of the bytes the walk read, or `trie::RAN_OUT` when it reached the
+    /// end of `text`.
+    pub(crate) fn walk_from(&self, text: &[u8], start: usize, out: &mut Found) -> usize {
+        match &self.automaton {
+            Some(a) => a.trie.walk(text, start, text.len(), |phrase, at| {
+                out.push(Occurrence {
+                    phrase,
+                    span: start..at,
+                })
+            }),
+            None => start + 1,
+        }
+    }
+
     pub(crate) fn roles(&self, phrase: u32) -> Roles<'_> {
         let r = &self.roles[phrase as usize];
         let [a, b, c, d] = r.counts.map(usize::from);

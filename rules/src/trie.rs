@@ -124,7 +124,8 @@ impl PhraseTrie {
     }
 
     /// Call `found(phrase, end)` for every phrase that `text[start..end]` starts with,
-    /// shortest first.
+    /// shortest first. Returns the end of the bytes it read (the walk's outcome depends on
+    /// `text[start..that]` only), or [`RAN_OUT`] when it would have read on past `end`.
     #[inline]
     pub(crate) fn walk(
         &self,
@@ -132,10 +133,10 @@ impl PhraseTrie {
         start: usize,
         end: usize,
         mut found: impl FnMut(u32, usize),
-    ) {
+    ) -> usize {
         let text = &text[..end];
         let Some(&b) = text.get(start) else {
-            return;
+            return RAN_OUT;
         };
         let mut node = self.root[usize::from(b)];
         let mut at = start + 1;
@@ -152,14 +153,15 @@ impl PhraseTrie {
                 // Labels are short: a loop, not a call to `memcmp`.
                 match text.get(at..at + len) {
                     Some(t) if t.iter().zip(label).all(|(a, b)| a == b) => at += len,
-                    _ => return,
+                    Some(_) => return at + len,
+                    None => return RAN_OUT,
                 }
             }
             if n.phrase != NONE {
                 found(n.phrase, at);
             }
             let Some(&b) = text.get(at) else {
-                return;
+                return RAN_OUT;
             };
             let kids = n.children as usize..n.children as usize + usize::from(n.child_count);
             let firsts = &self.first[kids.clone()];
@@ -175,8 +177,12 @@ impl PhraseTrie {
             };
             at += 1;
         }
+        at
     }
 }
+
+/// What [`PhraseTrie::walk`] returns when the text ended before the walk did.
+pub(crate) const RAN_OUT: usize = usize::MAX;
 
 #[derive(Default)]
 struct Builder {

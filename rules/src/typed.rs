@@ -7,7 +7,9 @@
 //! typed could cancel (`assassin` before `'s creed`) is held until the phrase is ruled out.
 
 use crate::matcher::{snippet, Hit, Match, Matcher};
-use crate::normalise::{boundary_before, ends_word, last_ascii_word, Normalised, Normaliser};
+use crate::normalise::{boundary_before, ends_word, last_ascii_word, Normalised};
+use crate::typed_tail::TailStream;
+use crate::typed_walk::KeptWalk;
 use crate::Scope;
 use std::sync::Arc;
 
@@ -34,7 +36,10 @@ pub struct TypedMatcher {
     dropped: usize,
     typed_chars: usize,
     reported: Vec<Reported>,
-    normaliser: Normaliser,
+    /// The normalised tail kept between scans (see `typed_tail`).
+    pub(crate) stream: TailStream,
+    /// The phrases found in the previous tail (see `typed_walk`).
+    walk: KeptWalk,
     normalised: Normalised,
     tail_bytes: usize,
     /// The normal form of the word just finished (a scratch buffer).
@@ -68,7 +73,8 @@ impl Matcher {
             dropped: 0,
             typed_chars: 0,
             reported: Vec::new(),
-            normaliser: Normaliser::default(),
+            stream: TailStream::default(),
+            walk: KeptWalk::default(),
             normalised: Normalised::default(),
             tail_bytes,
             last_word: String::new(),
@@ -106,6 +112,7 @@ impl TypedMatcher {
             self.typed_chars -= 1;
             let typed = self.typed_chars;
             self.reported.retain(|r| r.at_char <= typed);
+            self.stream.truncate(self.buffer.len());
         }
     }
 
@@ -117,6 +124,8 @@ impl TypedMatcher {
         self.typed_chars = 0;
         self.reported.clear();
         self.holding = false;
+        self.stream.invalidate();
+        self.walk.invalidate();
     }
 
     /// The bounded buffer of recent typed text.
@@ -149,6 +158,7 @@ impl TypedMatcher {
         self.buffer.drain(..cut);
         self.buffer_chars -= dropped_chars;
         self.dropped += cut;
+        self.stream.drop_front(cut);
         let dropped = self.dropped;
         self.reported.retain(|r| r.absolute_start >= dropped);
     }
@@ -175,16 +185,21 @@ impl TypedMatcher {
         if plain && !self.matcher.may_end_match(&self.last_word) {
             return Vec::new();
         }
-        self.normaliser.normalise_into(tail, &mut self.normalised);
+        let place = self
+            .stream
+            .normalise(&self.buffer, start, hold, &mut self.normalised);
         if gate && !plain {
             let last = self.normalised.as_str().trim_end().rsplit(' ').next();
             if !self.matcher.may_end_match(last.unwrap_or("")) {
                 return Vec::new();
             }
         }
-        let scan = self
-            .matcher
-            .scan(Scope::Typed, &self.normalised, tail, false);
+        let scan = self.matcher.scan_kept(
+            Scope::Typed,
+            &self.normalised,
+            tail,
+            (&mut self.walk, place),
+        );
         self.holding = false;
         let mut out = Vec::new();
         for hit in &scan.hits {
