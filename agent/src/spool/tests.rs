@@ -56,10 +56,10 @@ fn survives_reopen_and_keeps_the_chain() {
 fn two_processes_opening_a_new_spool_at_once_both_succeed() {
     // `tutela-agent status` run while the agent starts opens the same new
     // spool: both must claim it for the agent, neither may fail.
-    for round in 0..40 {
+    for round in 0..300 {
         let path = temp(&format!("race-{round}"));
-        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
-        let threads: Vec<_> = (0..2)
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let threads: Vec<_> = (0..4)
             .map(|_| {
                 let (path, barrier) = (path.clone(), barrier.clone());
                 std::thread::spawn(move || {
