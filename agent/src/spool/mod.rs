@@ -126,15 +126,19 @@ impl Spool {
             conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
                 .optional()
         };
-        // Claim a new spool for this agent without a check-then-insert race:
-        // another process opening a new spool at the same moment (`status`
-        // while the agent starts) may have claimed it first, so the owner is
-        // read back after the insert and compared.
-        conn.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('agent_id', ?1)",
-            [agent_id.as_bytes()],
-        )?;
-        match get("agent_id")? {
+        // A new spool is claimed for this agent without a check-then-insert
+        // race: another process opening it at the same moment (`status` while
+        // the agent starts) may claim it first, so the owner is read back after
+        // the insert. An existing spool is only read (no write on every open).
+        let mut owner = get("agent_id")?;
+        if owner.is_none() {
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('agent_id', ?1)",
+                [agent_id.as_bytes()],
+            )?;
+            owner = get("agent_id")?;
+        }
+        match owner {
             Some(id) if id == agent_id.as_bytes() => {}
             _ => return Err(SpoolError::ForeignSpool(path.display().to_string())),
         }
