@@ -60,7 +60,7 @@ fn matcher() -> Arc<Matcher> {
 fn fired(m: &Matcher, text: &str) -> Vec<(String, String)> {
     m.find(Scope::Typed, text)
         .into_iter()
-        .map(|x| (x.rule_id, text[x.span].to_string()))
+        .map(|x| (x.rule_id.to_string(), text[x.span].to_string()))
         .collect()
 }
 
