@@ -230,7 +230,8 @@ impl Matcher {
                 continue;
             };
             let holds_a_form = heard.iter().any(|form| f.contains(form.as_str()));
-            if holds_a_form && !phrases.has_rules(&f) && !exception_texts.contains(f.as_str()) {
+            if holds_a_form && !phrases.has_plain_rules(&f) && !exception_texts.contains(f.as_str())
+            {
                 phrases.exception(&f, i as u32);
                 fused_exceptions.push(f);
             }

@@ -118,11 +118,20 @@ impl PhrasesBuilder {
         self.entry(phrase).lists |= bit;
     }
 
-    /// Whether a phrase already collected is some literal term's text.
+    /// Whether a phrase already collected stands for a literal term (its text, or a
+    /// disguised form of it).
     pub(crate) fn has_rules(&self, phrase: &str) -> bool {
         self.index
             .get(phrase)
             .is_some_and(|&i| !self.roles[i].rules.is_empty())
+    }
+
+    /// Whether a phrase already collected is some literal term's own text (not only a
+    /// disguised form of one).
+    pub(crate) fn has_plain_rules(&self, phrase: &str) -> bool {
+        self.index
+            .get(phrase)
+            .is_some_and(|&i| self.roles[i].rules.iter().any(|&r| r & DISGUISED == 0))
     }
 
     /// Every phrase collected so far but those of one word that are only literal terms or
