@@ -11,7 +11,7 @@ use crate::pattern::ListEntries;
 use crate::phrases::PhrasesBuilder;
 use crate::word_keys::WordKeys;
 use crate::wordlist::entries;
-use crate::{pattern, Scope, CATEGORIES};
+use crate::{disguised, pattern, Scope, CATEGORIES};
 use regex::{Regex, RegexSet};
 use regex_automata::nfa::thompson::WhichCaptures;
 use regex_automata::{meta, util::syntax};
@@ -30,6 +30,7 @@ impl Matcher {
         let mut last_words: HashSet<String> = HashSet::new();
         let mut last_prefixes: Vec<String> = Vec::new();
         let mut scan_every_word = false;
+        let mut disguised_forms: Vec<(String, u32, TermKind)> = Vec::new();
         let last_word = |s: &str| s.rsplit(' ').next().unwrap_or(s).to_string();
         let lists = entries(&pack.lists);
         let mut word_patterns: Vec<(u32, LazyPattern)> = Vec::new();
@@ -141,6 +142,14 @@ impl Matcher {
             } else {
                 last_words.insert(last_word(&normalised));
             }
+            if let Some(f) = disguised::fused(&normalised) {
+                disguised_forms.push((f, rule_idx, term.kind));
+            }
+            if term.kind != TermKind::Prefix {
+                if let Some(cuts) = disguised::split(&normalised) {
+                    disguised_forms.extend(cuts.map(|c| (c, rule_idx, term.kind)));
+                }
+            }
             phrases.rule(&normalised, rule_idx);
         }
         required_lists.add_entries(&lists, &mut phrases);
@@ -186,6 +195,47 @@ impl Matcher {
         for (i, e) in exceptions.iter().enumerate() {
             phrases.exception(&e.normalised, i as u32);
         }
+        // Run-together forms and words cut in two (see `disguised`), once every phrase as
+        // written is in: a form that is some term's own text, or an exception's, keeps that
+        // meaning alone.
+        let exception_texts: HashSet<&str> =
+            exceptions.iter().map(|e| e.normalised.as_str()).collect();
+        let words = disguised::Vocabulary::of(pack, &phrases);
+        let mut heard: Vec<String> = Vec::new();
+        for (form, rule_idx, kind) in disguised_forms {
+            if phrases.has_rules(&form) || exception_texts.contains(form.as_str()) {
+                continue;
+            }
+            if form.contains(' ') && !words.may_cut(&form) {
+                continue;
+            }
+            if kind == TermKind::Prefix {
+                last_prefixes.push(last_word(&form));
+            } else {
+                last_words.insert(last_word(&form));
+            }
+            phrases.disguised_rule(&form, rule_idx);
+            if !form.contains(' ') {
+                heard.push(form);
+            }
+        }
+        last_prefixes.sort();
+        last_prefixes.dedup();
+        // An exception run together is heard only where it holds a term's run-together
+        // form ('killthelights' cancels 'kill the lights'): one that holds none would only
+        // cancel ordinary words ('christ church' as 'christchurch').
+        let mut fused_exceptions = Vec::new();
+        for (i, e) in exceptions.iter().enumerate() {
+            let Some(f) = disguised::fused(&e.normalised) else {
+                continue;
+            };
+            let holds_a_form = heard.iter().any(|form| f.contains(form.as_str()));
+            if holds_a_form && !phrases.has_plain_rules(&f) && !exception_texts.contains(f.as_str())
+            {
+                phrases.exception(&f, i as u32);
+                fused_exceptions.push(f);
+            }
+        }
         // A required word that is also a phrase of the automaton is looked up among the
         // phrases found from word starts instead of searched for. (Making every required
         // word a phrase costs more in the longer walk than the searches it saves.)
@@ -217,6 +267,7 @@ impl Matcher {
         })?;
         let mut exception_prefixes: Vec<String> =
             exceptions.iter().map(|e| e.normalised.clone()).collect();
+        exception_prefixes.extend(fused_exceptions);
         exception_prefixes.sort();
         exception_prefixes.dedup();
         let longest_exception = exception_prefixes

@@ -12,6 +12,7 @@ mod compile;
 mod cue;
 mod cue_cancel;
 mod cue_roles;
+mod disguised;
 pub mod eval;
 pub mod floors;
 mod fold;

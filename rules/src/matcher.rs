@@ -4,10 +4,11 @@
 
 use crate::compile::LazyPattern;
 use crate::cue::CueSet;
+use crate::disguised::typed_as_words;
 use crate::normalise::{boundary_after, boundary_before, Normalised, Normaliser};
 use crate::pack::TermKind;
 use crate::pattern_run::{push_matches, required_present, search_whole, Present};
-use crate::phrases::{anchor, Found, Occurrence, Phrases};
+use crate::phrases::{anchor, rule_of, Found, Occurrence, Phrases};
 use crate::shared::SharedStr;
 pub(crate) use crate::snippet::{snippet, Contexts};
 use crate::typed_walk::KeptWalk;
@@ -405,9 +406,12 @@ impl Matcher {
                     anchored.add(p, &m.span);
                 }
             }
-            for &r in roles.rules.iter() {
+            for (r, disguised) in roles.rules.iter().map(|&r| rule_of(r)) {
                 let rule = &self.rules[r as usize];
                 if rule.scopes & bit == 0 || (rule.kind != TermKind::Prefix && !ends_word) {
+                    continue;
+                }
+                if disguised && !typed_as_words(original, n.original_span(m.span.clone())) {
                     continue;
                 }
                 candidates.push(Hit {

@@ -37,6 +37,14 @@ pub(crate) fn anchor(a: u32) -> (u32, bool) {
 
 const PREFIX: u32 = 1 << 31;
 
+/// A rule of [`Roles::rules`]: (rule index, the phrase is a disguised form of its term, see
+/// `disguised`).
+pub(crate) fn rule_of(r: u32) -> (u32, bool) {
+    (r & !DISGUISED, r & DISGUISED != 0)
+}
+
+const DISGUISED: u32 = 1 << 31;
+
 /// Where a phrase's roles are in [`Phrases::arena`]: rules, anchors, exceptions and cues
 /// one after another from `start`. 24 bytes a phrase, so a phrase found costs one or two
 /// cache lines however many roles it has.
@@ -80,7 +88,15 @@ impl PhrasesBuilder {
     }
 
     pub(crate) fn rule(&mut self, phrase: &str, rule: u32) {
+        // A pack has far fewer than 2^31 terms: the top bit is the disguised flag.
+        debug_assert_eq!(rule & DISGUISED, 0);
         self.entry(phrase).rules.push(rule);
+    }
+
+    /// A disguised form of a literal term (see `disguised`).
+    pub(crate) fn disguised_rule(&mut self, phrase: &str, rule: u32) {
+        debug_assert_eq!(rule & DISGUISED, 0);
+        self.entry(phrase).rules.push(rule | DISGUISED);
     }
 
     pub(crate) fn anchor(&mut self, phrase: &str, pattern: u32, prefix: bool) {
@@ -100,6 +116,35 @@ impl PhrasesBuilder {
 
     pub(crate) fn list_entry(&mut self, phrase: &str, bit: u64) {
         self.entry(phrase).lists |= bit;
+    }
+
+    /// Whether a phrase already collected stands for a literal term (its text, or a
+    /// disguised form of it).
+    pub(crate) fn has_rules(&self, phrase: &str) -> bool {
+        self.index
+            .get(phrase)
+            .is_some_and(|&i| !self.roles[i].rules.is_empty())
+    }
+
+    /// Whether a phrase already collected is some literal term's own text (not only a
+    /// disguised form of one).
+    pub(crate) fn has_plain_rules(&self, phrase: &str) -> bool {
+        self.index
+            .get(phrase)
+            .is_some_and(|&i| self.roles[i].rules.iter().any(|&r| r & DISGUISED == 0))
+    }
+
+    /// Every phrase collected so far but those of one word that are only literal terms or
+    /// prefixes of a word pattern.
+    pub(crate) fn phrases_besides_single_terms(&self) -> impl Iterator<Item = &str> {
+        self.phrases.iter().zip(&self.roles).filter_map(|(p, r)| {
+            // A prefix anchor (`sui*`) is not a word either.
+            let only_term = r.anchors.iter().all(|&(_, prefix)| prefix)
+                && r.exceptions.is_empty()
+                && r.cues.is_empty()
+                && r.lists == 0;
+            (p.contains(' ') || !only_term).then_some(p.as_str())
+        })
     }
 
     /// The id of a phrase already collected.
