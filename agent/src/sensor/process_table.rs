@@ -198,8 +198,8 @@ mod tests {
     fn this_process_is_listed_and_neither_a_thread_nor_a_kernel_thread() {
         let me = std::process::id();
         assert!(pids().unwrap().binary_search(&me).is_ok());
-        let stat = stat(me).unwrap();
-        assert!(!stat.kernel_thread && !stat.thread, "{stat:?}");
+        let mine = stat(me).unwrap();
+        assert!(!mine.kernel_thread && !mine.thread, "{mine:?}");
         // kthreadd is pid 2 where the kernel's threads are visible (not in a pid namespace).
         if std::fs::read_to_string("/proc/2/comm").is_ok_and(|c| c.trim() == "kthreadd") {
             assert!(stat(2).unwrap().kernel_thread);
