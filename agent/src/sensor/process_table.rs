@@ -223,6 +223,7 @@ mod tests {
         // Another test's processes may start too; this one's must be found, once.
         let first = table.started().unwrap();
         let second = table.started().unwrap();
+        let thread_stat = stat(tid);
         let _ = child.kill();
         let _ = child.wait();
         drop(done_tx);
@@ -237,7 +238,7 @@ mod tests {
             first.iter().chain(&second).all(|s| s.pid != tid),
             "thread {tid} reported as a process"
         );
-        assert!(stat(tid).is_some_and(|s| s.thread), "{tid} is a thread");
+        assert!(thread_stat.is_some_and(|s| s.thread), "{tid} is a thread");
     }
 
     /// This thread's id: `/proc/thread-self` names it.
