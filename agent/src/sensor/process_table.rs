@@ -7,7 +7,10 @@
 //! pids include threads (which share the pid space), told apart by their exit signal. The whole
 //! of `/proc` is listed instead when the pids wrapped round, when too many were handed out to
 //! look at one by one, when `/proc/loadavg` cannot be read, and every few minutes anyway (it
-//! also forgets processes that ended, and reports any process a look by pid missed).
+//! also forgets processes that ended, and reports any process a look by pid missed). A listing
+//! is compared with the processes known since the last listing: a pid handed out again within
+//! a read that has to list (a wrap, or more pids than are looked at one by one) is not seen as
+//! a new process if a process held it at the last listing.
 
 use std::ops::RangeInclusive;
 
@@ -30,8 +33,13 @@ pub(super) struct Started {
 pub(super) struct ProcessTable {
     /// The last pid handed out, as of the last read.
     last_pid: Option<u32>,
-    /// Processes known: those of the last listing and those found by pid since, sorted.
+    /// Processes known: those of the last listing and those found by pid since, sorted. Only
+    /// a listing is compared with it.
     known: Vec<u32>,
+    /// Pids of the last listing handed out after the last pid read just before it (so also
+    /// in the next read by pid), sorted. A read by pid skips only these: any other pid in its
+    /// range was handed out anew since, even one a process held at the last listing.
+    listed_after: Vec<u32>,
     /// Reads by pid since the last listing.
     reads_by_pid: u32,
 }
@@ -41,12 +49,15 @@ impl ProcessTable {
     pub(super) fn read() -> std::io::Result<Self> {
         // Read before the listing: a pid handed out in between is looked at again next time,
         // and found known.
-        let last_pid = last_pid();
-        Ok(Self {
-            last_pid,
-            known: pids()?,
+        let mut table = Self {
+            last_pid: last_pid(),
+            known: Vec::new(),
+            listed_after: Vec::new(),
             reads_by_pid: 0,
-        })
+        };
+        table.known = pids()?;
+        table.note_listed_after(table.last_pid);
+        Ok(table)
     }
 
     /// Processes started since the last read (kernel threads left out), in pid order.
@@ -64,7 +75,7 @@ impl ProcessTable {
         };
         let found = match range {
             Some(range) => self.read_by_pid(range),
-            None => self.read_listing()?,
+            None => self.read_listing(now)?,
         };
         self.last_pid = now;
         Ok(found)
@@ -73,8 +84,9 @@ impl ProcessTable {
     fn read_by_pid(&mut self, range: RangeInclusive<u32>) -> Vec<Started> {
         self.reads_by_pid += 1;
         let mut found = Vec::new();
+        let listed_after = std::mem::take(&mut self.listed_after);
         for pid in range {
-            if self.known.binary_search(&pid).is_ok() {
+            if listed_after.binary_search(&pid).is_ok() {
                 continue;
             }
             if let Some(process) = process(pid) {
@@ -82,7 +94,7 @@ impl ProcessTable {
             }
         }
         for p in &found {
-            // Pids come in order: this is a push but after a wrap.
+            // Kept sorted for the next listing to compare with.
             if let Err(at) = self.known.binary_search(&p.pid) {
                 self.known.insert(at, p.pid);
             }
@@ -90,7 +102,15 @@ impl ProcessTable {
         found
     }
 
-    fn read_listing(&mut self) -> std::io::Result<Vec<Started>> {
+    /// Notes the pids of the listing above `last_pid` (read just before the listing).
+    fn note_listed_after(&mut self, last_pid: Option<u32>) {
+        self.listed_after = match last_pid {
+            Some(last) => self.known.iter().copied().filter(|&p| p > last).collect(),
+            None => Vec::new(),
+        };
+    }
+
+    fn read_listing(&mut self, last_pid: Option<u32>) -> std::io::Result<Vec<Started>> {
         let now = pids()?;
         // Both lists are sorted: walk them together.
         let mut old = self.known.iter().peekable();
@@ -103,6 +123,7 @@ impl ProcessTable {
             found.extend(process(pid));
         }
         self.known = now;
+        self.note_listed_after(last_pid);
         self.reads_by_pid = 0;
         Ok(found)
     }
@@ -239,6 +260,26 @@ mod tests {
             "thread {tid} reported as a process"
         );
         assert!(thread_stat.is_some_and(|s| s.thread), "{tid} is a thread");
+    }
+
+    #[test]
+    fn a_pid_held_at_the_last_listing_and_handed_out_again_is_a_new_process() {
+        let mut table = ProcessTable::read().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // As if another process held this pid at the last listing and ended since.
+        if let Err(at) = table.known.binary_search(&pid) {
+            table.known.insert(at, pid);
+        }
+        table.listed_after.clear();
+        let found = table.read_by_pid(pid..=pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].pid, pid);
     }
 
     /// This thread's id: `/proc/thread-self` names it.
