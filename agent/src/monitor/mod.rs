@@ -196,12 +196,15 @@ impl Monitor {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // The tick runs only while it has something to time: an idle
+            // desktop then wakes the monitor only for sensor events.
+            let timed = self.has_timed_work();
             let pending = tokio::select! {
                 event = rx.recv() => match event {
                     Some(e) => self.observe(e),
                     None => break,
                 },
-                _ = tick.tick() => self.on_tick(),
+                _ = tick.tick(), if timed => self.on_tick(),
             };
             self.shoot_held().await;
             for p in pending {
@@ -422,6 +425,14 @@ impl Monitor {
             Some(buffer) if self.holds() => self.hold(window_id, matches, &buffer),
             _ => self.typed_matches(window_id, matches),
         }
+    }
+
+    /// Whether [`Self::on_tick`] has anything to do: a typing pause to
+    /// notice, a held match to decide or a cooldown to end.
+    fn has_timed_work(&self) -> bool {
+        !self.held.is_empty()
+            || !self.cooldowns.is_empty()
+            || self.windows.values().any(|w| w.last_key.is_some())
     }
 
     fn on_tick(&mut self) -> Vec<Pending> {

@@ -243,3 +243,32 @@ fn sign_in_titles_are_private() {
     assert!(is_private_window("Authentication", "pinentry"));
     assert!(!is_private_window("Untitled - Notepad", "notepad.exe"));
 }
+
+#[test]
+fn the_tick_is_wanted_only_while_something_is_timed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = monitor(dir.path());
+    *m.rules.write().unwrap() = Arc::new(compile(2, "\"pipe bomb\""));
+    assert!(!m.has_timed_work(), "a fresh monitor sleeps");
+    m.observe(SensorEvent::Window {
+        window_id: 7,
+        title: "Untitled document - Writer".into(),
+        app: App::default(),
+    });
+    assert!(!m.has_timed_work(), "a title alone times nothing");
+    m.observe(SensorEvent::Key {
+        window_id: 7,
+        key: Key::Char('a'),
+    });
+    assert!(m.has_timed_work(), "a typing pause to notice");
+    m.windows.get_mut(&7).unwrap().last_key = Some(Instant::now() - TYPING_PAUSE);
+    m.on_tick();
+    assert!(!m.has_timed_work(), "the pause was noticed");
+    assert_eq!(typed(&mut m, "a pipe bomb ").len(), 1);
+    m.windows.get_mut(&7).unwrap().last_key = Some(Instant::now() - TYPING_PAUSE);
+    m.on_tick();
+    assert!(m.has_timed_work(), "a cooldown to end");
+    m.settings.cooldown = Duration::ZERO;
+    m.on_tick();
+    assert!(!m.has_timed_work(), "the cooldown ended");
+}

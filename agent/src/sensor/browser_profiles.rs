@@ -170,7 +170,11 @@ pub(crate) fn scan(root: &Root) -> Vec<HistoryDb> {
             browser,
         })
     };
-    if root.path.is_file() {
+    // Most default locations do not exist: one look, not one per file name.
+    let Ok(meta) = std::fs::metadata(&root.path) else {
+        return found;
+    };
+    if meta.is_file() {
         found.extend(db(root.path.clone()));
         return found;
     }

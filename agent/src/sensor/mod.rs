@@ -25,6 +25,8 @@ pub mod window;
 #[cfg(target_os = "linux")]
 mod keys_x11;
 #[cfg(target_os = "linux")]
+mod process_table;
+#[cfg(target_os = "linux")]
 mod window_x11;
 #[cfg(target_os = "linux")]
 mod x11;
@@ -477,9 +479,16 @@ pub(crate) fn now_ms() -> i64 {
 /// Process name and executable path of `pid` (Linux: `/proc/<pid>/comm` and `/proc/<pid>/exe`).
 #[cfg(target_os = "linux")]
 pub(crate) fn app_of_pid(pid: u32) -> App {
-    let mut name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+    let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .map(|s| s.trim_end().to_owned())
         .unwrap_or_default();
+    app_with_comm(pid, name)
+}
+
+/// [`app_of_pid`] when the command name (`comm`) is known already.
+#[cfg(target_os = "linux")]
+pub(crate) fn app_with_comm(pid: u32, comm: String) -> App {
+    let mut name = comm;
     let path = std::fs::read_link(format!("/proc/{pid}/exe"))
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();

@@ -3,11 +3,9 @@
 //! The table is read every `process_poll`; a process that starts and ends between two reads
 //! is not seen.
 //!
-//! On Linux a read is a listing of `/proc`: only processes not in the previous listing are
-//! looked at (`comm`, `exe`, `stat`), which keeps an idle agent's cost near zero. Kernel
-//! threads are not reported. A pid reused between two reads (the kernel hands pids out in
-//! order up to `pid_max`, so this needs the whole range to wrap within one poll) is not seen
-//! as a new process. Elsewhere the table comes from `sysinfo`.
+//! On Linux a read looks only at the pids handed out since the previous read (see
+//! `process_table`), which keeps an idle agent's cost near zero. Kernel threads and threads
+//! are not reported. Elsewhere the table comes from `sysinfo`.
 
 #[cfg(not(target_os = "linux"))]
 use std::collections::HashSet;
@@ -23,7 +21,8 @@ pub fn start(
     config: &SensorConfig,
     tx: tokio::sync::mpsc::Sender<SensorEvent>,
 ) -> Result<SensorHandle, SensorError> {
-    let mut seen = procfs::pids().map_err(|e| SensorError::ProcessTable(e.to_string()))?;
+    let mut table = super::process_table::ProcessTable::read()
+        .map_err(|e| SensorError::ProcessTable(e.to_string()))?;
     let poll = config
         .process_poll
         .max(std::time::Duration::from_millis(100));
@@ -33,59 +32,24 @@ pub fn start(
         if thread_stop.wait(poll) == Wake::Stop {
             return;
         }
-        let now = match procfs::pids() {
-            Ok(now) => now,
+        let started = match table.started() {
+            Ok(started) => started,
             Err(error) => {
                 tracing::warn!(%error, "process sensor cannot list /proc; retrying");
                 continue;
             }
         };
-        // Both lists are sorted: walk them together.
-        let mut old = seen.iter().peekable();
-        for &pid in &now {
-            while old.next_if(|&&o| o < pid).is_some() {}
-            if old.next_if(|&&o| o == pid).is_some() || procfs::is_kernel_thread(pid) {
-                continue;
-            }
-            let app = super::app_of_pid(pid);
-            if app.name.is_empty() {
-                continue; // Ended already.
-            }
+        for process in started {
             let event = SensorEvent::ProcessStarted {
-                name: app.name,
-                path: app.path,
-                pid,
+                name: process.name,
+                path: process.path,
+                pid: process.pid,
             };
             if !send(&tx, event) {
                 return;
             }
         }
-        seen = now;
     })
-}
-
-#[cfg(target_os = "linux")]
-mod procfs {
-    /// The pids in `/proc`, sorted.
-    pub(super) fn pids() -> std::io::Result<Vec<u32>> {
-        let mut pids: Vec<u32> = std::fs::read_dir("/proc")?
-            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-            .collect();
-        pids.sort_unstable();
-        Ok(pids)
-    }
-
-    /// Whether `pid` is a kernel thread (`PF_KTHREAD` in the flags of `/proc/<pid>/stat`).
-    pub(super) fn is_kernel_thread(pid: u32) -> bool {
-        const PF_KTHREAD: u64 = 0x0020_0000;
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return false;
-        };
-        // Fields after the parenthesised command name: state is field 3, flags field 9.
-        stat.rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().nth(6)?.parse::<u64>().ok())
-            .is_some_and(|flags| flags & PF_KTHREAD != 0)
-    }
 }
 
 /// A process identity that survives pid reuse.
@@ -193,17 +157,5 @@ mod tests {
         assert_eq!(seen.len(), 1, "sleep (pid {pid}) was not reported");
         assert_eq!(seen[0].0, "sleep");
         assert!(seen[0].1.ends_with("sleep"), "{:?}", seen[0].1);
-    }
-
-    #[test]
-    fn this_process_is_listed_and_not_a_kernel_thread() {
-        let me = std::process::id();
-        let pids = procfs::pids().unwrap();
-        assert!(pids.binary_search(&me).is_ok());
-        assert!(!procfs::is_kernel_thread(me));
-        // kthreadd is pid 2 where the kernel's threads are visible (not in a pid namespace).
-        if std::fs::read_to_string("/proc/2/comm").is_ok_and(|c| c.trim() == "kthreadd") {
-            assert!(procfs::is_kernel_thread(2));
-        }
     }
 }

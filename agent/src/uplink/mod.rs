@@ -38,9 +38,14 @@ use crate::spool::{Spool, SpoolError};
 const MAX_IN_FLIGHT: usize = 1024;
 const READ_BATCH: usize = 256;
 const ACK_BATCH: usize = 512;
-/// How often the spool is looked at for events when no append was
-/// signalled (events written by another path).
+/// How often an open stream looks at the spool for events when no append
+/// was signalled (events written by another path).
 const SPOOL_POLL: Duration = Duration::from_secs(1);
+/// How often the spool is looked at while no stream is open and no append
+/// was signalled. Every append in this process signals `appended`, so this
+/// look is only a safety net; reading the spool each second was most of an
+/// idle agent's runtime work (a read transaction each time).
+const IDLE_SPOOL_CHECK: Duration = Duration::from_secs(30);
 
 /// How long the event stream stays open once every event sent on it is
 /// acknowledged, by default: a match often comes with others (a burst of
@@ -277,7 +282,7 @@ async fn wait_for_events(spool: &SharedSpool, appended: &Notify) {
         }
         tokio::select! {
             () = notified => {}
-            () = tokio::time::sleep(SPOOL_POLL) => {}
+            () = tokio::time::sleep(IDLE_SPOOL_CHECK) => {}
         }
     }
 }
@@ -443,9 +448,12 @@ async fn send_loop(
             }
         };
         if batch.is_empty() {
-            let mut wait = SPOOL_POLL;
-            if !lock_sent(&sent).is_empty() {
+            // While events await acknowledgement, look again each
+            // `SPOOL_POLL` (the idle time counts from the last ack); once
+            // all are acknowledged, only an append or the idle time wakes it.
+            let wait = if !lock_sent(&sent).is_empty() {
                 quiet_since = Instant::now();
+                SPOOL_POLL
             } else if let Some(after) = idle.after {
                 let quiet = quiet_since.elapsed();
                 if quiet >= after {
@@ -454,8 +462,10 @@ async fn send_loop(
                     idle.closed.store(true, Ordering::Release);
                     return;
                 }
-                wait = wait.min(after - quiet);
-            }
+                after - quiet
+            } else {
+                IDLE_SPOOL_CHECK
+            };
             tokio::select! {
                 () = notified => {}
                 () = tokio::time::sleep(wait) => {}
