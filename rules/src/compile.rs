@@ -169,8 +169,6 @@ impl Matcher {
             })?;
             last_words.extend(phrases.iter().map(|p| last_word(p)));
         }
-        last_prefixes.sort();
-        last_prefixes.dedup();
         let regexes = if regex_sources.is_empty() {
             None
         } else {

@@ -77,10 +77,7 @@ impl Vocabulary {
         // A pattern's whole words: not its prefixes (`sui*`), lists or gaps.
         let patterns = pack.terms.iter().filter(|t| t.kind == TermKind::Pattern);
         for text in patterns.map(|t| t.text.as_str()) {
-            let tokens = text.split(|c: char| c.is_whitespace() || "|()".contains(c));
-            for token in tokens.filter(|t| !t.contains(['*', '{', '~'])) {
-                words.extend(normalise_term(token).split(' ').map(str::to_string));
-            }
+            words.extend(crate::pattern::whole_words(text));
         }
         Vocabulary(words)
     }

@@ -229,6 +229,23 @@ pub fn compile(
     })
 }
 
+/// The whole words a pattern names (not its prefixes `word*`, list slots or gaps),
+/// normalised; nothing for a pattern that does not parse.
+pub(crate) fn whole_words(pattern: &str) -> Vec<String> {
+    let tokens = parse(pattern).unwrap_or_default();
+    let alternatives = tokens.into_iter().flat_map(|t| match t {
+        Token::Piece {
+            piece: Piece::Words(alts),
+            ..
+        } => alts,
+        _ => Vec::new(),
+    });
+    alternatives
+        .filter(|(_, prefix)| !prefix)
+        .flat_map(|(words, _)| words.split(' ').map(str::to_string).collect::<Vec<_>>())
+        .collect()
+}
+
 /// Split a pattern into raw tokens: runs of non-space characters, except that a
 /// parenthesised group `(a b|c)` (with an optional `?` after it) is one token.
 fn split(pattern: &str) -> Result<Vec<&str>, String> {
