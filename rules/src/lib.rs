@@ -30,6 +30,7 @@ pub mod pattern;
 mod pattern_regex;
 mod pattern_run;
 mod phrases;
+mod scan;
 mod sentence;
 mod shared;
 mod snippet;

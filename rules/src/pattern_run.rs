@@ -60,11 +60,10 @@ pub(crate) struct Present<'a> {
     found: &'a [Occurrence],
     /// The text's word keys, when it is ASCII (see `word_keys`).
     pub(crate) keys: Option<WordKeys>,
-    /// The distinct phrases found, sorted.
-    sorted: Option<SmallVec<[u32; 32]>>,
+    /// The distinct phrases found, as a set (for texts with more than a few).
+    set: Option<FoundSet>,
     /// The mask of required lists with an entry in the text.
     lists: Option<u64>,
-    lookups: u32,
 }
 
 impl<'a> Present<'a> {
@@ -73,45 +72,76 @@ impl<'a> Present<'a> {
         Present {
             found,
             keys,
-            sorted: None,
+            set: None,
             lists: None,
-            lookups: 0,
         }
     }
 
-    /// Whether `phrase` was found: a look-up in the phrases found, sorted once a text
-    /// needs more than a few (most texts' required words are ruled out by their keys).
+    /// Whether `phrase` was found: a look-up among a few phrases found, or in a set of
+    /// them made at the first look-up when there are more (a typed tail's hundred: a
+    /// linear look-up there cost about 200 instructions, and a tail needs a score of them).
     #[inline]
     fn has_phrase(&mut self, phrase: u32) -> bool {
-        // A short list (a title, a typed tail) is searched for longer before sorting pays.
-        let linear = if self.found.len() <= SHORT_FOUND {
-            LINEAR_LOOKUPS_SHORT
-        } else {
-            LINEAR_LOOKUPS
-        };
-        if self.sorted.is_none() && self.lookups < linear {
-            self.lookups += 1;
+        if self.found.len() <= LINEAR_FOUND {
             return self.found.iter().any(|o| o.phrase == phrase);
         }
         let found = self.found;
-        self.sorted
-            .get_or_insert_with(|| {
-                let mut ids: SmallVec<[u32; 32]> = found.iter().map(|o| o.phrase).collect();
-                ids.sort_unstable();
-                ids.dedup();
-                ids
-            })
-            .binary_search(&phrase)
-            .is_ok()
+        self.set
+            .get_or_insert_with(|| FoundSet::of(found))
+            .contains(phrase)
     }
 }
 
-/// Look-ups among the phrases found before they are sorted for binary search.
-const LINEAR_LOOKUPS: u32 = 8;
-/// The same for at most `SHORT_FOUND` phrases found: sorting a typed tail's hundred
-/// costs about 3,000 instructions, more than its usual dozen or two look-ups.
-const LINEAR_LOOKUPS_SHORT: u32 = 24;
-const SHORT_FOUND: usize = 128;
+/// Up to this many phrases found, a look-up reads them in turn.
+const LINEAR_FOUND: usize = 16;
+
+/// The phrases found in a text as an open-addressed hash set of their indices: built in
+/// one pass, with no sort, each look-up a probe or two.
+struct FoundSet {
+    slots: SmallVec<[u32; 256]>,
+    /// 32 less the log2 of the number of slots: a hash's top bits pick the slot.
+    shift: u32,
+}
+
+/// An empty slot: no phrase has this index (`NO_PHRASE` is never looked up).
+const EMPTY: u32 = NO_PHRASE;
+
+impl FoundSet {
+    fn of(found: &[Occurrence]) -> FoundSet {
+        // At most half full, so that a probe ends soon.
+        let len = (2 * found.len()).next_power_of_two().max(16);
+        let mut set = FoundSet {
+            slots: SmallVec::from_elem(EMPTY, len),
+            shift: 32 - len.trailing_zeros(),
+        };
+        for o in found {
+            debug_assert_ne!(o.phrase, EMPTY);
+            let mut i = set.slot(o.phrase);
+            while set.slots[i] != EMPTY && set.slots[i] != o.phrase {
+                i = (i + 1) & (set.slots.len() - 1);
+            }
+            set.slots[i] = o.phrase;
+        }
+        set
+    }
+
+    #[inline]
+    fn slot(&self, phrase: u32) -> usize {
+        (phrase.wrapping_mul(0x9E37_79B1) >> self.shift) as usize
+    }
+
+    #[inline]
+    fn contains(&self, phrase: u32) -> bool {
+        let mut i = self.slot(phrase);
+        loop {
+            match self.slots[i] {
+                p if p == phrase => return true,
+                EMPTY => return false,
+                _ => i = (i + 1) & (self.slots.len() - 1),
+            }
+        }
+    }
+}
 
 /// Whether every required token of a word pattern but its anchor may be in `text`: a
 /// word whose key the text's words have (when it is ASCII, see `word_keys`), and then
@@ -159,4 +189,27 @@ pub(crate) fn required_present(
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A look-up says whether the phrase was found, whether the phrases found are few
+        /// (read in turn) or many (a set), with repeats and colliding indices.
+        #[test]
+        fn a_look_up_finds_exactly_the_phrases_found(
+            found in proptest::collection::vec(0u32..400, 0..300),
+            asked in proptest::collection::vec(0u32..400, 0..60),
+        ) {
+            let found_at: Vec<Occurrence> =
+                found.iter().map(|&phrase| Occurrence { phrase, span: 0..1 }).collect();
+            let mut present = Present::new(&found_at, None);
+            for phrase in asked {
+                prop_assert_eq!(present.has_phrase(phrase), found.contains(&phrase));
+            }
+        }
+    }
 }

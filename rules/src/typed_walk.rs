@@ -18,7 +18,8 @@ pub(crate) struct KeptWalk {
     /// The kept tail that `found` was found in, its place (see `TailStream::normalise`).
     place: Option<(u64, i64)>,
     text: Vec<u8>,
-    found: Found,
+    /// The phrases found in `text`, which the scan reads in place (see [`KeptWalk::found`]).
+    found: Vec<Occurrence>,
     /// Each word start walked or taken over in `text`, with the end of the bytes its walk
     /// read (`u32::MAX`: it ran into the end of `text`).
     reach: Vec<(u32, u32)>,
@@ -26,6 +27,8 @@ pub(crate) struct KeptWalk {
     next_reach: Vec<(u32, u32)>,
     reuse: Vec<bool>,
     walked: Found,
+    /// The phrases found in the text being walked, swapped with `found` when done.
+    next: Vec<Occurrence>,
 }
 
 impl KeptWalk {
@@ -34,18 +37,25 @@ impl KeptWalk {
         self.place = None;
     }
 
-    /// Every occurrence of `phrases` from a word start of `text` into `out`, in the order
-    /// of [`Phrases::find`], and the key of each word into `keys` when given. `place` says
-    /// where `text` is in the kept tail (its generation and the offset of its first byte),
-    /// or `None` when it was normalised on its own.
+    /// The phrases found by the last [`KeptWalk::find`].
+    pub(crate) fn found(&self) -> &[Occurrence] {
+        &self.found
+    }
+
+    /// Every occurrence of `phrases` from a word start of `text` into [`KeptWalk::found`],
+    /// in the order of [`Phrases::find`], and the key of each word into `keys` when given.
+    /// `place` says where `text` is in the kept tail (its generation and the offset of its
+    /// first byte), or `None` when it was normalised on its own.
     pub(crate) fn find(
         &mut self,
         phrases: &Phrases,
         text: &[u8],
         place: Option<(u64, i64)>,
-        out: &mut Found,
         mut keys: Option<&mut WordKeys>,
     ) {
+        // Built in `next`, then swapped in: the scan reads the phrases where they are, and
+        // neither list is copied or grown again once it has a tail's room.
+        let mut out = std::mem::take(&mut self.next);
         out.clear();
         // Where the previous text's byte for each of this text's is: `i + shift`.
         let shift = match (self.place, place) {
@@ -132,8 +142,7 @@ impl KeptWalk {
         self.place = place;
         self.text.clear();
         self.text.extend_from_slice(text);
-        self.found.clear();
-        self.found.extend(out.iter().cloned());
+        self.next = std::mem::replace(&mut self.found, out);
         std::mem::swap(&mut self.reach, &mut self.next_reach);
     }
 }
@@ -160,11 +169,10 @@ mod tests {
         let p = phrases();
         let mut kept = KeptWalk::default();
         for (text, place) in steps {
-            let mut out = Found::new();
-            kept.find(&p, text.as_bytes(), *place, &mut out, None);
+            kept.find(&p, text.as_bytes(), *place, None);
             let mut whole = Found::new();
             p.find(text.as_bytes(), &mut whole);
-            assert_eq!(whole, out, "{text:?}");
+            assert_eq!(&whole[..], kept.found(), "{text:?}");
         }
     }
 

@@ -22,18 +22,28 @@ use std::ops::Range;
 /// tail in windows.
 pub(crate) const WINDOWED_FROM: usize = 128;
 
+/// The heap parts of a windowed text's [`Anchored`]: its slots, chains and spans.
+type Kept = (Vec<u16>, Vec<(u32, u32)>, Vec<(u32, u32, u32)>);
+
 thread_local! {
-    /// The last windowed text's `Anchored::slot`, kept so the next need not allocate and
-    /// zero one (a typed tail is scanned at most word ends).
-    static SLOTS: std::cell::Cell<Vec<u16>> = const { std::cell::Cell::new(Vec::new()) };
+    /// The last windowed text's heap parts of `Anchored`, kept so that the next need not
+    /// allocate, grow and zero them again (a typed tail is scanned at most word ends, and
+    /// holds a few dozen anchor occurrences).
+    static KEPT: std::cell::Cell<Kept> = const {
+        std::cell::Cell::new((Vec::new(), Vec::new(), Vec::new()))
+    };
 }
 
 impl Drop for Anchored {
     fn drop(&mut self) {
         if self.windowed {
-            let slot = std::mem::take(&mut self.slot);
-            // During thread teardown the slot is simply freed.
-            let _ = SLOTS.try_with(|s| s.set(slot));
+            let kept = (
+                std::mem::take(&mut self.slot),
+                std::mem::take(&mut self.chains),
+                std::mem::take(&mut self.spans),
+            );
+            // During thread teardown they are simply freed.
+            let _ = KEPT.try_with(|k| k.set(kept));
         }
     }
 }
@@ -49,10 +59,11 @@ pub(crate) struct Anchored {
     /// A pattern's place in `order`, valid where `seen` is set (when windowed; on the
     /// heap, so that a title's bookkeeping stays small).
     slot: Vec<u16>,
-    /// Per place in `order`: its first and last occurrence in `spans`.
-    chains: SmallVec<[(u32, u32); 16]>,
-    /// Anchor occurrences: (start, end, next occurrence of the same pattern or `u32::MAX`).
-    spans: SmallVec<[(u32, u32, u32); 16]>,
+    /// Per place in `order`: its first and last occurrence in `spans` (when windowed).
+    chains: Vec<(u32, u32)>,
+    /// Anchor occurrences: (start, end, next occurrence of the same pattern or `u32::MAX`)
+    /// (when windowed).
+    spans: Vec<(u32, u32, u32)>,
     windowed: bool,
     /// The end of the last anchor occurrence of any pattern (see [`Anchored::search_end`]).
     last_end: usize,
@@ -68,9 +79,11 @@ impl Anchored {
         a.windowed = windowed && patterns <= usize::from(u16::MAX);
         a.seen.resize(patterns.div_ceil(64), 0);
         if a.windowed {
-            // Reused from the last windowed text on this thread: an entry is read only
-            // where `seen` says this text wrote it, so it needs no clearing.
-            a.slot = SLOTS.with(|s| s.take());
+            // Reused from the last windowed text on this thread: an entry of `slot` is
+            // read only where `seen` says this text wrote it, so it needs no clearing.
+            (a.slot, a.chains, a.spans) = KEPT.with(|k| k.take());
+            a.chains.clear();
+            a.spans.clear();
             if a.slot.len() < patterns {
                 a.slot.resize(patterns, 0);
             }
