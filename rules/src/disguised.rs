@@ -10,8 +10,10 @@
 
 use crate::normalise::normalise_term;
 use crate::pack::{Pack, TermKind};
+use crate::pattern::{ListEntries, Token};
+use crate::pattern_regex::alternatives;
 use crate::phrases::PhrasesBuilder;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 /// Fewest bytes of a run-together form: shorter ones ('nohomo', 'frebet') are too near
 /// ordinary words and names.
@@ -32,6 +34,67 @@ pub(crate) fn fused(normalised: &str) -> Option<String> {
     let joined: String = normalised.chars().filter(|&c| c != ' ').collect();
     let fused = normalise_term(&joined);
     (fused.len() >= FUSED_MIN).then_some(fused)
+}
+
+/// Most readings of a word pattern heard run together: a pattern with more (large lists
+/// in several slots) is heard run together only as it is written with spaces.
+pub(crate) const PATTERN_READINGS_MAX: usize = 512;
+
+/// The run-together forms of a word pattern ('wishiwasdead' for `{i} wish i was {dead}`):
+/// every reading of it with no words in its gaps, its optional tokens there or not, and its
+/// list slots filled by each entry, run together as [`fused`] does. A `word*` alternative
+/// is left out (where a stem ends inside a run-together word is not known); so is a pattern
+/// with more than [`PATTERN_READINGS_MAX`] readings, or a token with no whole word.
+pub(crate) fn fused_pattern(
+    pattern: &str,
+    lists: &BTreeMap<String, ListEntries>,
+) -> Vec<String> {
+    let Ok(tokens) = crate::pattern::parse(pattern) else {
+        return Vec::new();
+    };
+    let mut slots: Vec<Vec<String>> = Vec::new();
+    let mut readings = 1usize;
+    for token in &tokens {
+        let Token::Piece { piece, optional } = token else {
+            continue; // A gap holds no words when run together.
+        };
+        let mut words: Vec<String> = alternatives(piece, lists)
+            .into_iter()
+            .filter(|(_, prefix)| !prefix)
+            .map(|(w, _)| w)
+            .collect();
+        if *optional {
+            words.push(String::new());
+        }
+        words.sort();
+        words.dedup();
+        if words.iter().all(String::is_empty) {
+            return Vec::new();
+        }
+        readings = readings.saturating_mul(words.len());
+        if readings > PATTERN_READINGS_MAX {
+            return Vec::new();
+        }
+        slots.push(words);
+    }
+    let mut phrases = vec![String::new()];
+    for slot in &slots {
+        let mut next = Vec::with_capacity(phrases.len() * slot.len());
+        for p in &phrases {
+            for w in slot {
+                next.push(match (p.is_empty(), w.is_empty()) {
+                    (_, true) => p.clone(),
+                    (true, false) => w.clone(),
+                    (false, false) => format!("{p} {w}"),
+                });
+            }
+        }
+        phrases = next;
+    }
+    let mut out: Vec<String> = phrases.iter().filter_map(|p| fused(p)).collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Fewest letters of a word typed with a space inside it, on either side of the space.
@@ -82,11 +145,36 @@ impl Vocabulary {
         Vocabulary(words)
     }
 
+    /// Whether `word` is a word of the pack.
+    pub(crate) fn knows(&self, word: &str) -> bool {
+        self.0.contains(word)
+    }
+
     /// Whether `form`, a word cut in two by [`split`], may be heard: neither half is a word
     /// of the pack.
     pub(crate) fn may_cut(&self, form: &str) -> bool {
         form.split(' ').all(|half| !self.0.contains(half))
     }
+}
+
+/// Fewest letters of a word glued after a run-together form ('killyourselfnow').
+pub(crate) const GLUED_MIN: usize = 3;
+
+/// Whether the one-word term or run-together form found at `span` of normalised `text`
+/// goes on into a word glued after it ('killyourself' in 'killyourselfnow', 'selfharm' in
+/// 'selfharmagain'): the form is at least [`FUSED_MIN`] letters long and at least
+/// [`GLUED_MIN`] more letters follow it before the word ends. An ending ('killmyselfs') is
+/// too short to count; a hashtag or an address is skipped as for any disguised form.
+pub(crate) fn glued_after(text: &[u8], span: &std::ops::Range<usize>) -> bool {
+    let form = &text[span.clone()];
+    if form.len() < FUSED_MIN || form.contains(&b' ') {
+        return false;
+    }
+    let rest = text[span.end..]
+        .iter()
+        .take_while(|b| b.is_ascii_lowercase())
+        .count();
+    rest >= GLUED_MIN && text.get(span.end + rest).is_none_or(|&b| b == b' ')
 }
 
 /// Whether the original text `span` of a disguised form was typed as words: not a hashtag,
@@ -151,5 +239,55 @@ mod tests {
         assert!(split("kys").is_none());
         assert!(split("kil myself").is_none());
         assert!(split("h4te").is_none());
+    }
+
+    fn lists(pairs: &[(&str, &[&str])]) -> BTreeMap<String, ListEntries> {
+        pairs
+            .iter()
+            .map(|(name, words)| {
+                let entries = words.iter().map(|w| normalise_term(w)).collect();
+                let list = ListEntries {
+                    entries,
+                    identity: false,
+                };
+                (name.to_string(), list)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reads_a_pattern_run_together() {
+        let l = lists(&[("dead", &["dead", "gone"]), ("i", &["i", "i just"])]);
+        let forms = fused_pattern("{i} wish i was ~2 {dead}", &l);
+        assert!(forms.contains(&"iwishiwasdead".to_string()), "{forms:?}");
+        assert!(forms.contains(&"ijustwishiwasgone".to_string()), "{forms:?}");
+        let forms = fused_pattern("nobody would miss me|us?", &l);
+        assert!(forms.contains(&"nobodywouldmisme".to_string()), "{forms:?}");
+        assert!(forms.contains(&"nobodywouldmis".to_string()), "{forms:?}");
+    }
+
+    #[test]
+    fn leaves_stems_short_forms_and_large_patterns() {
+        let l = lists(&[("many", &["a", "b", "c", "d", "e", "f", "g", "h", "i"])]);
+        // A stem's end inside a word is not known; a lone word is not run together.
+        assert!(fused_pattern("cut* myself", &l).is_empty());
+        assert_eq!(fused_pattern("kil* your|my self", &l), Vec::<String>::new());
+        assert!(fused_pattern("hate you", &l).is_empty());
+        let big = "{many} {many} {many} word {many}";
+        assert!(fused_pattern(big, &l).is_empty());
+    }
+
+    #[test]
+    fn a_word_glued_after_a_form() {
+        let glued = |t: &str, form: &str| {
+            let s = t.find(form).unwrap();
+            glued_after(t.as_bytes(), &(s..s + form.len()))
+        };
+        assert!(glued("kilyourselfnow", "kilyourself"));
+        assert!(glued("just kilyourselfalready ok", "kilyourself"));
+        assert!(!glued("kilyourselfs", "kilyourself"));
+        assert!(!glued("kilyourself now", "kilyourself"));
+        assert!(!glued("kys loser", "kys"));
+        assert!(!glued("kilyourselfnow2", "kilyourself"));
     }
 }

@@ -13,6 +13,7 @@ mod cue;
 mod cue_cancel;
 mod cue_roles;
 mod disguised;
+mod misspelt;
 pub mod eval;
 pub mod floors;
 mod fold;

@@ -4,7 +4,7 @@
 
 use crate::compile::LazyPattern;
 use crate::cue::CueSet;
-use crate::disguised::typed_as_words;
+use crate::disguised::{glued_after, typed_as_words};
 use crate::normalise::{boundary_after, boundary_before, Normalised, Normaliser};
 use crate::pack::TermKind;
 use crate::pattern_run::{push_matches, required_present, search_whole, Present};
@@ -408,10 +408,13 @@ impl Matcher {
             }
             for (r, disguised) in roles.rules.iter().map(|&r| rule_of(r)) {
                 let rule = &self.rules[r as usize];
-                if rule.scopes & bit == 0 || (rule.kind != TermKind::Prefix && !ends_word) {
+                let whole = rule.kind != TermKind::Prefix;
+                let glued = whole && !ends_word && glued_after(bytes, &m.span);
+                if rule.scopes & bit == 0 || (whole && !ends_word && !glued) {
                     continue;
                 }
-                if disguised && !typed_as_words(original, n.original_span(m.span.clone())) {
+                let hidden = disguised || glued;
+                if hidden && !typed_as_words(original, n.original_span(m.span.clone())) {
                     continue;
                 }
                 candidates.push(Hit {
