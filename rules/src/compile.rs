@@ -204,6 +204,7 @@ impl Matcher {
         let exception_texts: HashSet<&str> =
             exceptions.iter().map(|e| e.normalised.as_str()).collect();
         let words = disguised::Vocabulary::of(pack, &phrases);
+        let glue = words.glue();
         let mut heard: Vec<String> = Vec::new();
         for (form, rule_idx, kind) in disguised_forms {
             if phrases.has_rules(&form) || exception_texts.contains(form.as_str()) {
@@ -327,6 +328,7 @@ impl Matcher {
             longest_pattern,
             last_words,
             last_prefixes,
+            glue,
             scan_every_word,
             scopes_present,
             categories,

@@ -45,10 +45,7 @@ pub(crate) const PATTERN_READINGS_MAX: usize = 512;
 /// list slots filled by each entry, run together as [`fused`] does. A `word*` alternative
 /// is left out (where a stem ends inside a run-together word is not known); so is a pattern
 /// with more than [`PATTERN_READINGS_MAX`] readings, or a token with no whole word.
-pub(crate) fn fused_pattern(
-    pattern: &str,
-    lists: &BTreeMap<String, ListEntries>,
-) -> Vec<String> {
+pub(crate) fn fused_pattern(pattern: &str, lists: &BTreeMap<String, ListEntries>) -> Vec<String> {
     let Ok(tokens) = crate::pattern::parse(pattern) else {
         return Vec::new();
     };
@@ -145,6 +142,16 @@ impl Vocabulary {
         Vocabulary(words)
     }
 
+    /// The words that may be glued after a one-word term (see [`glued_after`]).
+    pub(crate) fn glue(&self) -> Glue {
+        let words = self
+            .0
+            .iter()
+            .filter(|w| (GLUED_MIN..=GLUED_MAX).contains(&w.len()));
+        let words = words.filter(|w| w.bytes().all(|b| b.is_ascii_lowercase()));
+        Glue(words.map(|w| w.as_bytes().into()).collect())
+    }
+
     /// Whether `word` is a word of the pack.
     pub(crate) fn knows(&self, word: &str) -> bool {
         self.0.contains(word)
@@ -160,12 +167,22 @@ impl Vocabulary {
 /// Fewest letters of a word glued after a run-together form ('killyourselfnow').
 pub(crate) const GLUED_MIN: usize = 3;
 
+/// Most letters of a word glued after a run-together form: longer words of the pack make
+/// compounds with a form's last word ('endmylifestyle').
+pub(crate) const GLUED_MAX: usize = 4;
+
+/// The words that may be glued after a one-word term: the pack's words (see
+/// [`Vocabulary`]) of [`GLUED_MIN`] to [`GLUED_MAX`] letters.
+#[derive(Debug, Default)]
+pub(crate) struct Glue(HashSet<Box<[u8]>>);
+
 /// Whether the one-word term or run-together form found at `span` of normalised `text`
-/// goes on into a word glued after it ('killyourself' in 'killyourselfnow', 'selfharm' in
-/// 'selfharmagain'): the form is at least [`FUSED_MIN`] letters long and at least
-/// [`GLUED_MIN`] more letters follow it before the word ends. An ending ('killmyselfs') is
-/// too short to count; a hashtag or an address is skipped as for any disguised form.
-pub(crate) fn glued_after(text: &[u8], span: &std::ops::Range<usize>) -> bool {
+/// goes on into a word glued after it ('killyourself' in 'killyourselfnow', 'sendnudes' in
+/// 'sendnudespls'): the form is at least [`FUSED_MIN`] letters long and the rest of the
+/// word is one of the pack's words of [`GLUED_MIN`] to [`GLUED_MAX`] letters. An ending
+/// ('killmyselfs') or the rest of a compound ('endmylifestyle') is not a word glued on; a
+/// hashtag or an address is skipped as for any disguised form.
+pub(crate) fn glued_after(text: &[u8], span: &std::ops::Range<usize>, glue: &Glue) -> bool {
     let form = &text[span.clone()];
     if form.len() < FUSED_MIN || form.contains(&b' ') {
         return false;
@@ -174,7 +191,9 @@ pub(crate) fn glued_after(text: &[u8], span: &std::ops::Range<usize>) -> bool {
         .iter()
         .take_while(|b| b.is_ascii_lowercase())
         .count();
-    rest >= GLUED_MIN && text.get(span.end + rest).is_none_or(|&b| b == b' ')
+    (GLUED_MIN..=GLUED_MAX).contains(&rest)
+        && text.get(span.end + rest).is_none_or(|&b| b == b' ')
+        && glue.0.contains(&text[span.end..span.end + rest])
 }
 
 /// Whether the original text `span` of a disguised form was typed as words: not a hashtag,
@@ -260,7 +279,10 @@ mod tests {
         let l = lists(&[("dead", &["dead", "gone"]), ("i", &["i", "i just"])]);
         let forms = fused_pattern("{i} wish i was ~2 {dead}", &l);
         assert!(forms.contains(&"iwishiwasdead".to_string()), "{forms:?}");
-        assert!(forms.contains(&"ijustwishiwasgone".to_string()), "{forms:?}");
+        assert!(
+            forms.contains(&"ijustwishiwasgone".to_string()),
+            "{forms:?}"
+        );
         let forms = fused_pattern("nobody would miss me|us?", &l);
         assert!(forms.contains(&"nobodywouldmisme".to_string()), "{forms:?}");
         assert!(forms.contains(&"nobodywouldmis".to_string()), "{forms:?}");
@@ -279,15 +301,19 @@ mod tests {
 
     #[test]
     fn a_word_glued_after_a_form() {
+        let words = ["now", "babe", "style", "already"];
+        let glue = Glue(words.iter().map(|w| w.as_bytes().into()).collect());
         let glued = |t: &str, form: &str| {
             let s = t.find(form).unwrap();
-            glued_after(t.as_bytes(), &(s..s + form.len()))
+            glued_after(t.as_bytes(), &(s..s + form.len()), &glue)
         };
         assert!(glued("kilyourselfnow", "kilyourself"));
-        assert!(glued("just kilyourselfalready ok", "kilyourself"));
+        assert!(glued("just kilyourselfbabe ok", "kilyourself"));
+        assert!(!glued("kilyourselfalready", "kilyourself"));
         assert!(!glued("kilyourselfs", "kilyourself"));
+        assert!(!glued("endmylifestyle", "endmylife"));
         assert!(!glued("kilyourself now", "kilyourself"));
-        assert!(!glued("kys loser", "kys"));
+        assert!(!glued("kysnow", "kys"));
         assert!(!glued("kilyourselfnow2", "kilyourself"));
     }
 }

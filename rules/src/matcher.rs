@@ -153,6 +153,8 @@ pub struct Matcher {
     /// the word just finished is one of them.
     pub(crate) last_words: HashSet<String>,
     pub(crate) last_prefixes: Vec<String>,
+    /// Words that may be glued after a one-word term (see `disguised::glued_after`).
+    pub(crate) glue: crate::disguised::Glue,
     /// Regex terms have no known last word: then every finished word is scanned.
     pub(crate) scan_every_word: bool,
     pub(crate) scopes_present: u8,
@@ -409,7 +411,7 @@ impl Matcher {
             for (r, disguised) in roles.rules.iter().map(|&r| rule_of(r)) {
                 let rule = &self.rules[r as usize];
                 let whole = rule.kind != TermKind::Prefix;
-                let glued = whole && !ends_word && glued_after(bytes, &m.span);
+                let glued = whole && !ends_word && glued_after(bytes, &m.span, &self.glue);
                 if rule.scopes & bit == 0 || (whole && !ends_word && !glued) {
                     continue;
                 }
