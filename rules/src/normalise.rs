@@ -75,6 +75,8 @@ pub struct Normaliser {
     /// separator before it.
     run: Vec<(Unit, Sep)>,
     run_sep: Sep,
+    /// How the letters of the run are spaced (see [`spacing`]), once it has two.
+    run_spacing: Option<(u32, u32)>,
     joined: Vec<Unit>,
 }
 
@@ -359,7 +361,10 @@ impl Normaliser {
         let single =
             self.token.len() == 1 && (first.class == Class::Letter || leet(first.ch).is_some());
         if single {
-            if !self.run.is_empty() && spaces_letters(before) {
+            let spaced = spacing(before);
+            let same = self.run.len() < 2 || self.run_spacing == spaced;
+            if !self.run.is_empty() && spaced.is_some() && same {
+                self.run_spacing = spaced;
                 self.run.push((first, before));
             } else {
                 self.flush_run(out);
@@ -398,11 +403,18 @@ impl Normaliser {
     }
 }
 
-/// Whether a separator between two single letters keeps them in one run that may join:
-/// one character (`k y s`, `k.y.s`, `k-y-s`), or one mark with a space or two beside it
-/// (`k. y. s.`, `k - y - s`). Two spaces or two marks end a run (`s u  i`).
-fn spaces_letters(sep: Sep) -> bool {
-    sep.count == 1 || (sep.marks == 1 && sep.count <= 3)
+/// How a separator between two single letters spaces them when it keeps them in one run
+/// that may join: one character (`k y s`, `k.y.s`, `k-y-s`), or one mark with a space or two
+/// beside it (`k. y. s.`, `k - y - s`); a run keeps one way of spacing ('u.s. i' stays
+/// apart). Two spaces or two marks end a run (`s u  i`).
+fn spacing(sep: Sep) -> Option<(u32, u32)> {
+    if sep.count == 1 {
+        Some((1, 0))
+    } else if sep.marks == 1 && sep.count <= 3 {
+        Some((sep.count, 1))
+    } else {
+        None
+    }
 }
 
 fn emit_sep(out: &mut Normalised, sep: Sep) {
@@ -513,6 +525,8 @@ mod tests {
         assert_eq!(n("j. k. rowling"), "j k rowling");
         assert_eq!(n("a .. b .. c"), "a b c");
         assert_eq!(n("x -- y -- z"), "x y z");
+        assert_eq!(n("the u.s. i want"), "the u s i want");
+        assert_eq!(n("k.i.l.l m.e"), "kilme");
     }
 
     #[test]
