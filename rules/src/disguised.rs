@@ -88,7 +88,11 @@ pub(crate) fn fused_pattern(pattern: &str, lists: &BTreeMap<String, ListEntries>
         }
         phrases = next;
     }
-    let mut out: Vec<String> = phrases.iter().filter_map(|p| fused(p)).collect();
+    // A form that is itself a reading ('nonwhites' beside 'non whites') is matched by the
+    // pattern as written: heard twice, it would weigh twice.
+    let written: HashSet<&str> = phrases.iter().map(String::as_str).collect();
+    let forms = phrases.iter().filter_map(|p| fused(p));
+    let mut out: Vec<String> = forms.filter(|f| !written.contains(f.as_str())).collect();
     out.sort();
     out.dedup();
     out
@@ -286,6 +290,10 @@ mod tests {
         let forms = fused_pattern("nobody would miss me|us?", &l);
         assert!(forms.contains(&"nobodywouldmisme".to_string()), "{forms:?}");
         assert!(forms.contains(&"nobodywouldmis".to_string()), "{forms:?}");
+        // A reading the pattern has as written is not made again.
+        assert!(fused_pattern("(non whites|nonwhites)", &l).is_empty());
+        let forms = fused_pattern("(non whites|nonwhites) are", &l);
+        assert_eq!(forms, ["nonwhitesare"]);
     }
 
     #[test]
