@@ -74,24 +74,28 @@ pub(crate) fn fused_pattern(pattern: &str, lists: &BTreeMap<String, ListEntries>
         }
         slots.push(words);
     }
-    let mut phrases = vec![String::new()];
+    // Each reading with how many tokens gave it words.
+    let mut phrases = vec![(String::new(), 0usize)];
     for slot in &slots {
         let mut next = Vec::with_capacity(phrases.len() * slot.len());
-        for p in &phrases {
+        for (p, n) in &phrases {
             for w in slot {
                 next.push(match (p.is_empty(), w.is_empty()) {
-                    (_, true) => p.clone(),
-                    (true, false) => w.clone(),
-                    (false, false) => format!("{p} {w}"),
+                    (_, true) => (p.clone(), *n),
+                    (true, false) => (w.clone(), n + 1),
+                    (false, false) => (format!("{p} {w}"), n + 1),
                 });
             }
         }
         phrases = next;
     }
-    // A form that is itself a reading ('nonwhites' beside 'non whites') is matched by the
-    // pattern as written: heard twice, it would weigh twice.
-    let written: HashSet<&str> = phrases.iter().map(String::as_str).collect();
-    let forms = phrases.iter().filter_map(|p| fused(p));
+    // One token's words run together are a compound ('nonwhite' of `non white|nonwhites`),
+    // not a pattern hidden: only readings of two tokens or more are run together.
+    let written: HashSet<&str> = phrases.iter().map(|(p, _)| p.as_str()).collect();
+    let joined = phrases.iter().filter(|(_, n)| *n >= 2);
+    let forms = joined.filter_map(|(p, _)| fused(p));
+    // A form that is itself a reading is matched by the pattern as written: heard twice, it
+    // would weigh twice.
     let mut out: Vec<String> = forms.filter(|f| !written.contains(f.as_str())).collect();
     out.sort();
     out.dedup();
@@ -290,10 +294,13 @@ mod tests {
         let forms = fused_pattern("nobody would miss me|us?", &l);
         assert!(forms.contains(&"nobodywouldmisme".to_string()), "{forms:?}");
         assert!(forms.contains(&"nobodywouldmis".to_string()), "{forms:?}");
-        // A reading the pattern has as written is not made again.
-        assert!(fused_pattern("(non whites|nonwhites)", &l).is_empty());
+        // One token's words are not run together; a reading as written is not made again.
+        assert!(fused_pattern("(non whites|non white)", &l).is_empty());
         let forms = fused_pattern("(non whites|nonwhites) are", &l);
         assert_eq!(forms, ["nonwhitesare"]);
+        assert!(fused_pattern("(kil yourself|kilyourselfnow) now?", &l)
+            .iter()
+            .all(|f| f != "kilyourselfnow"));
     }
 
     #[test]
