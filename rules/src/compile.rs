@@ -31,6 +31,7 @@ impl Matcher {
         let mut last_prefixes: Vec<String> = Vec::new();
         let mut scan_every_word = false;
         let mut disguised_forms: Vec<(String, u32, TermKind)> = Vec::new();
+        let mut misspelt_terms: Vec<(String, u32)> = Vec::new();
         let last_word = |s: &str| s.rsplit(' ').next().unwrap_or(s).to_string();
         let lists = entries(&pack.lists);
         let mut word_patterns: Vec<(u32, LazyPattern)> = Vec::new();
@@ -120,6 +121,9 @@ impl Matcher {
                 for (anchor, prefix) in &compiled.anchors {
                     phrases.anchor(anchor, index, *prefix);
                 }
+                for f in disguised::fused_pattern(&term.text, &lists) {
+                    disguised_forms.push((f, rule_idx, term.kind));
+                }
                 continue;
             }
             for c in &term.context {
@@ -149,6 +153,7 @@ impl Matcher {
                 if let Some(cuts) = disguised::split(&normalised) {
                     disguised_forms.extend(cuts.map(|c| (c, rule_idx, term.kind)));
                 }
+                misspelt_terms.push((normalised.clone(), rule_idx));
             }
             phrases.rule(&normalised, rule_idx);
         }
@@ -199,6 +204,7 @@ impl Matcher {
         let exception_texts: HashSet<&str> =
             exceptions.iter().map(|e| e.normalised.as_str()).collect();
         let words = disguised::Vocabulary::of(pack, &phrases);
+        let glue = words.glue();
         let mut heard: Vec<String> = Vec::new();
         for (form, rule_idx, kind) in disguised_forms {
             if phrases.has_rules(&form) || exception_texts.contains(form.as_str()) {
@@ -215,6 +221,19 @@ impl Matcher {
             phrases.disguised_rule(&form, rule_idx);
             if !form.contains(' ') {
                 heard.push(form);
+            }
+        }
+        // Misspelt forms (see `misspelt`): none that is a word the pack knows.
+        for (term, rule_idx) in misspelt_terms {
+            for (form, word) in crate::misspelt::misspelt(&term) {
+                if words.knows(&word)
+                    || phrases.has_rules(&form)
+                    || exception_texts.contains(form.as_str())
+                {
+                    continue;
+                }
+                last_words.insert(last_word(&form));
+                phrases.disguised_rule(&form, rule_idx);
             }
         }
         last_prefixes.sort();
@@ -309,6 +328,7 @@ impl Matcher {
             longest_pattern,
             last_words,
             last_prefixes,
+            glue,
             scan_every_word,
             scopes_present,
             categories,

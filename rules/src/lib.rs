@@ -21,6 +21,7 @@ pub mod fuzz_checks;
 mod hold;
 pub mod lint;
 mod matcher;
+mod misspelt;
 pub mod normalise;
 mod normalised;
 mod pack;

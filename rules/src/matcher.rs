@@ -149,6 +149,8 @@ pub struct Matcher {
     /// the word just finished is one of them.
     pub(crate) last_words: HashSet<String>,
     pub(crate) last_prefixes: Vec<String>,
+    /// Words that may be glued after a one-word term (see `disguised::glued_after`).
+    pub(crate) glue: crate::disguised::Glue,
     /// Regex terms have no known last word: then every finished word is scanned.
     pub(crate) scan_every_word: bool,
     pub(crate) scopes_present: u8,

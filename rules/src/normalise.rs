@@ -50,6 +50,8 @@ struct Unit {
 #[derive(Clone, Copy, Debug, Default)]
 struct Sep {
     count: u32,
+    /// How many of them are not spaces (a dot, a dash): `k. y. s` is spaced by one each.
+    marks: u32,
     start: u32,
     end: u32,
 }
@@ -73,6 +75,8 @@ pub struct Normaliser {
     /// separator before it.
     run: Vec<(Unit, Sep)>,
     run_sep: Sep,
+    /// How the letters of the run are spaced (see [`spacing`]), once it has two.
+    run_spacing: Option<(u32, u32)>,
     joined: Vec<Unit>,
 }
 
@@ -139,19 +143,22 @@ impl Normaliser {
                 if class == Class::Separator {
                     if self.token.is_empty() && self.sep.count > 0 {
                         // Fast path: the rest of a run of ASCII separators.
-                        let mut j = i + 1;
+                        let mut j = i;
+                        let mut marks = 0;
                         while j < bytes.len()
                             && bytes[j] < 0x80
                             && ASCII_CLASS[bytes[j] as usize] == Class::Separator
                         {
+                            marks += u32::from(bytes[j] != b' ');
                             j += 1;
                         }
                         self.sep.count += (j - i) as u32;
+                        self.sep.marks += marks;
                         self.sep.end = base + j as u32;
                         i = j;
                         continue;
                     } else {
-                        self.separator(start, start + 1, out);
+                        self.separator(start, start + 1, b != b' ', out);
                     }
                 } else {
                     if class == Class::Letter && self.token.is_empty() {
@@ -287,7 +294,7 @@ impl Normaliser {
                     Class::Separator
                 };
                 if class == Class::Separator {
-                    self.separator(start, end, out);
+                    self.separator(start, end, !ch.is_whitespace(), out);
                 } else {
                     self.unit(
                         Unit {
@@ -304,7 +311,7 @@ impl Normaliser {
         self.decomposed = decomposed;
     }
 
-    fn separator(&mut self, start: u32, end: u32, out: &mut Normalised) {
+    fn separator(&mut self, start: u32, end: u32, mark: bool, out: &mut Normalised) {
         if !self.token.is_empty() {
             self.end_token(out);
         }
@@ -312,6 +319,7 @@ impl Normaliser {
             self.sep.start = start;
         }
         self.sep.count += 1;
+        self.sep.marks += u32::from(mark);
         self.sep.end = end;
     }
 
@@ -320,7 +328,7 @@ impl Normaliser {
         if self.token.is_empty() {
             // `!` and `@` opening a word are punctuation and mentions, not letters.
             if u.class == Class::Symbol && (u.ch == '!' || u.ch == '@') {
-                self.separator(u.start, u.end, out);
+                self.separator(u.start, u.end, true, out);
                 return;
             }
             self.token_sep = std::mem::take(&mut self.sep);
@@ -338,6 +346,7 @@ impl Normaliser {
                     trailing.end = last.end;
                 }
                 trailing.count += 1;
+                trailing.marks += 1;
                 trailing.start = last.start;
             } else {
                 break;
@@ -352,7 +361,10 @@ impl Normaliser {
         let single =
             self.token.len() == 1 && (first.class == Class::Letter || leet(first.ch).is_some());
         if single {
-            if !self.run.is_empty() && before.count == 1 {
+            let spaced = spacing(before);
+            let same = self.run.len() < 2 || self.run_spacing == spaced;
+            if !self.run.is_empty() && spaced.is_some() && same {
+                self.run_spacing = spaced;
                 self.run.push((first, before));
             } else {
                 self.flush_run(out);
@@ -388,6 +400,20 @@ impl Normaliser {
             }
         }
         self.run.clear();
+    }
+}
+
+/// How a separator between two single letters spaces them when it keeps them in one run
+/// that may join: one character (`k y s`, `k.y.s`, `k-y-s`), or one mark with a space or two
+/// beside it (`k. y. s.`, `k - y - s`); a run keeps one way of spacing ('u.s. i' stays
+/// apart). Two spaces or two marks end a run (`s u  i`).
+fn spacing(sep: Sep) -> Option<(u32, u32)> {
+    if sep.count == 1 {
+        Some((1, 0))
+    } else if sep.marks == 1 && sep.count <= 3 {
+        Some((sep.count, 1))
+    } else {
+        None
     }
 }
 
@@ -493,6 +519,14 @@ mod tests {
         assert_eq!(n("I am a cat"), "i am a cat");
         assert_eq!(n("plan a b"), "plan a b");
         assert_eq!(n("s u  i"), "s u i");
+        assert_eq!(n("just k. y. s. already"), "just kys already");
+        assert_eq!(n("go k - y - s"), "go kys");
+        assert_eq!(n("k_y_s"), "kys");
+        assert_eq!(n("j. k. rowling"), "j k rowling");
+        assert_eq!(n("a .. b .. c"), "a b c");
+        assert_eq!(n("x -- y -- z"), "x y z");
+        assert_eq!(n("the u.s. i want"), "the u s i want");
+        assert_eq!(n("k.i.l.l m.e"), "kilme");
     }
 
     #[test]

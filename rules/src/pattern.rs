@@ -276,7 +276,7 @@ fn split(pattern: &str) -> Result<Vec<&str>, String> {
     Ok(out)
 }
 
-fn parse(pattern: &str) -> Result<Vec<Token>, String> {
+pub(crate) fn parse(pattern: &str) -> Result<Vec<Token>, String> {
     let mut tokens = Vec::new();
     for raw in split(pattern)? {
         if let Some(n) = raw.strip_prefix("~~") {

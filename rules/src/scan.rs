@@ -3,7 +3,7 @@
 //! whose required words are present, then exceptions, context words and weighing. Every
 //! way of matching (`find`, `explain`, typed text) goes through [`Matcher::scan`].
 
-use crate::disguised::typed_as_words;
+use crate::disguised::{glued_after, typed_as_words};
 use crate::matcher::Matcher;
 use crate::normalise::{boundary_after, boundary_before, Normalised};
 use crate::pack::TermKind;
@@ -121,10 +121,13 @@ impl Matcher {
             }
             for (r, disguised) in roles.rules.iter().map(|&r| rule_of(r)) {
                 let rule = &self.rules[r as usize];
-                if rule.scopes & bit == 0 || (rule.kind != TermKind::Prefix && !ends_word) {
+                let whole = rule.kind != TermKind::Prefix;
+                let glued = whole && !ends_word && glued_after(bytes, &m.span, &self.glue);
+                if rule.scopes & bit == 0 || (whole && !ends_word && !glued) {
                     continue;
                 }
-                if disguised && !typed_as_words(original, n.original_span(m.span.clone())) {
+                let hidden = disguised || glued;
+                if hidden && !typed_as_words(original, n.original_span(m.span.clone())) {
                     continue;
                 }
                 candidates.push(Hit {
