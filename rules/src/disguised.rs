@@ -38,7 +38,7 @@ pub(crate) fn fused(normalised: &str) -> Option<String> {
 
 /// Most readings of a word pattern heard run together: a pattern with more (large lists
 /// in several slots) is heard run together only as it is written with spaces.
-pub(crate) const PATTERN_READINGS_MAX: usize = 512;
+pub(crate) const PATTERN_READINGS_MAX: usize = 16;
 
 /// The run-together forms of a word pattern ('wishiwasdead' for `{i} wish i was {dead}`):
 /// every reading of it with no words in its gaps, its optional tokens there or not, and its
