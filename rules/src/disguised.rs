@@ -7,6 +7,9 @@
 //! spaces removed, as the same rule: the alert names the term as written and its context
 //! shows what was typed. Only run-together forms long enough not to be an ordinary word
 //! are made, and only of letters (digits beside letters would be read as leetspeak).
+//! The same is done for word patterns with few readings (`fused_pattern`), a long single
+//! word is also heard cut in two (`split`), and a short word of the pack glued after a
+//! term is checked at run time (`glued_after`); misspelt forms are made in `misspelt`.
 
 use crate::normalise::normalise_term;
 use crate::pack::{Pack, TermKind};

@@ -34,9 +34,14 @@ thread_local! {
     };
 }
 
+/// The most anchor occurrences (and chains) whose lists are kept for the next text: a typed
+/// tail holds a few dozen; a long document's lists are freed rather than held by the thread.
+const KEPT_MAX: usize = 1024;
+
 impl Drop for Anchored {
     fn drop(&mut self) {
-        if self.windowed {
+        if self.windowed && self.spans.capacity() <= KEPT_MAX && self.chains.capacity() <= KEPT_MAX
+        {
             let kept = (
                 std::mem::take(&mut self.slot),
                 std::mem::take(&mut self.chains),
