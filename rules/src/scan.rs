@@ -119,10 +119,15 @@ impl Matcher {
                     anchored.add(p, &m.span);
                 }
             }
+            // Whether a pack word is glued after this phrase: looked at once, for its first
+            // whole-word rule that needs it.
+            let mut glued_here: Option<bool> = None;
             for (r, disguised) in roles.rules.iter().map(|&r| rule_of(r)) {
                 let rule = &self.rules[r as usize];
                 let whole = rule.kind != TermKind::Prefix;
-                let glued = whole && !ends_word && glued_after(bytes, &m.span, &self.glue);
+                let glued = whole
+                    && !ends_word
+                    && *glued_here.get_or_insert_with(|| glued_after(bytes, &m.span, &self.glue));
                 if rule.scopes & bit == 0 || (whole && !ends_word && !glued) {
                     continue;
                 }
