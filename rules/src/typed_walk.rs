@@ -62,6 +62,18 @@ impl KeptWalk {
             (Some((was, old_base)), Some((now, base))) if was == now => Some(base - old_base),
             _ => None,
         };
+        // Whether every byte this text shares with the previous one is the same (the usual
+        // case: a word typed on the end, the front moved by whole words): then one
+        // comparison stands for each kept start's.
+        let same = shift.is_some_and(|shift| {
+            let lo = (-shift).max(0);
+            let hi = (text.len() as i64).min(self.text.len() as i64 - shift);
+            lo >= hi || {
+                let (lo, hi) = (lo as usize, hi as usize);
+                let (old_lo, old_hi) = ((lo as i64 + shift) as usize, (hi as i64 + shift) as usize);
+                text[lo..hi] == self.text[old_lo..old_hi]
+            }
+        });
         self.walked.clear();
         self.next_reach.clear();
         self.reuse.clear();
@@ -84,7 +96,7 @@ impl KeptWalk {
                 let (j, reach) = (j as usize, reach as usize);
                 let end = start + (reach - j);
                 // The space before it and every byte the walk read are the same.
-                (end <= text.len() && text[start - 1..end] == self.text[j - 1..reach])
+                (end <= text.len() && (same || text[start - 1..end] == self.text[j - 1..reach]))
                     .then_some(end)
             });
             let reach = match kept {
