@@ -16,6 +16,7 @@ use crate::pack::{Pack, TermKind};
 use crate::pattern::{ListEntries, Token};
 use crate::pattern_regex::alternatives;
 use crate::phrases::PhrasesBuilder;
+use crate::run_together::Splitter;
 use std::collections::{BTreeMap, HashSet};
 
 /// Fewest bytes of a run-together form: shorter ones ('nohomo', 'frebet') are too near
@@ -132,7 +133,7 @@ pub(crate) fn split(normalised: &str) -> Option<impl Iterator<Item = String> + '
 /// in two is heard only where neither half is one of them: 'bar code' and 'race war' are
 /// ordinary words side by side, 'sui cide' is not. A single-word term is not counted: a
 /// risk word of its own ('sui') does not make a cut benign.
-pub(crate) struct Vocabulary(HashSet<String>);
+pub(crate) struct Vocabulary(HashSet<String>, Vec<String>);
 
 impl Vocabulary {
     pub(crate) fn of(pack: &Pack, phrases: &PhrasesBuilder) -> Vocabulary {
@@ -150,7 +151,11 @@ impl Vocabulary {
         for text in patterns.map(|t| t.text.as_str()) {
             words.extend(crate::pattern::whole_words(text));
         }
-        Vocabulary(words)
+        // One-word terms, which a long word may be split into (see `run_together`).
+        let single = pack.terms.iter().filter(|t| t.kind == TermKind::Word);
+        let terms = single.map(|t| normalise_term(&t.text));
+        let terms = terms.filter(|t| !t.contains(' ')).collect();
+        Vocabulary(words, terms)
     }
 
     /// The words that may be glued after a one-word term (see [`glued_after`]).
@@ -160,7 +165,11 @@ impl Vocabulary {
             .iter()
             .filter(|w| (GLUED_MIN..=GLUED_MAX).contains(&w.len()));
         let words = words.filter(|w| w.bytes().all(|b| b.is_ascii_lowercase()));
-        Glue(words.map(|w| w.as_bytes().into()).collect())
+        let splitter = Splitter::new(
+            self.0.iter().map(String::as_str),
+            self.1.iter().map(String::as_str),
+        );
+        Glue(words.map(|w| w.as_bytes().into()).collect(), splitter)
     }
 
     /// Whether `word` is a word of the pack.
@@ -183,9 +192,17 @@ pub(crate) const GLUED_MIN: usize = 3;
 pub(crate) const GLUED_MAX: usize = 4;
 
 /// The words that may be glued after a one-word term: the pack's words (see
-/// [`Vocabulary`]) of [`GLUED_MIN`] to [`GLUED_MAX`] letters.
+/// [`Vocabulary`]) of [`GLUED_MIN`] to [`GLUED_MAX`] letters; and the words a long word may
+/// be split into at run time (see `run_together`).
 #[derive(Debug, Default)]
-pub(crate) struct Glue(HashSet<Box<[u8]>>);
+pub(crate) struct Glue(HashSet<Box<[u8]>>, Splitter);
+
+impl Glue {
+    /// What splits a long word into the pack's words (see `run_together`).
+    pub(crate) fn splitter(&self) -> &Splitter {
+        &self.1
+    }
+}
 
 /// Whether the one-word term or run-together form found at `span` of normalised `text`
 /// goes on into a word glued after it ('killyourself' in 'killyourselfnow', 'sendnudes' in
@@ -320,7 +337,10 @@ mod tests {
     #[test]
     fn a_word_glued_after_a_form() {
         let words = ["now", "babe", "style", "already"];
-        let glue = Glue(words.iter().map(|w| w.as_bytes().into()).collect());
+        let glue = Glue(
+            words.iter().map(|w| w.as_bytes().into()).collect(),
+            Splitter::default(),
+        );
         let glued = |t: &str, form: &str| {
             let s = t.find(form).unwrap();
             glued_after(t.as_bytes(), &(s..s + form.len()), &glue)
