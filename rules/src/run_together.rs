@@ -61,7 +61,12 @@ pub(crate) struct Splitter {
     short_terms: Vec<Box<str>>,
     /// [`GLUED_WORDS`] normalised, sorted.
     glued: Vec<String>,
+    /// This splitter among those made in the process (the words a thread remembers are
+    /// remembered per splitter).
+    id: u64,
 }
+
+static SPLITTERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Splitter {
     pub(crate) fn new<'a>(
@@ -93,6 +98,7 @@ impl Splitter {
             words: Words::of(&all),
             short_terms,
             glued,
+            id: SPLITTERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -207,8 +213,42 @@ impl Splitter {
     /// Whether the typed word `word` (normalised) splits: a typed text is scanned when such
     /// a word is finished.
     pub(crate) fn splits(&self, word: &str) -> bool {
-        word.len() >= SPLIT_FROM && self.split(word.as_bytes()).is_some()
+        word.len() >= SPLIT_FROM && self.split_recent(word.as_bytes()).is_some()
     }
+
+    /// [`Splitter::split`], remembered for the last [`RECENT`] words split on this thread:
+    /// a typed tail is scanned at every word end, and holds the same words each time.
+    pub(crate) fn split_recent(&self, word: &[u8]) -> Option<Vec<Range<usize>>> {
+        if word.len() < SPLIT_FROM {
+            return None;
+        }
+        let owner = self.id;
+        RECENT_SPLITS.with(|cell| {
+            let mut recent = cell.borrow_mut();
+            if let Some((_, _, pieces)) = recent
+                .iter()
+                .find(|(o, w, _)| *o == owner && w.as_slice() == word)
+            {
+                return pieces.clone();
+            }
+            let pieces = self.split(word);
+            if recent.len() == RECENT {
+                recent.pop_front();
+            }
+            recent.push_back((owner, word.to_vec(), pieces.clone()));
+            pieces
+        })
+    }
+}
+
+/// How many words split (or not) a thread remembers (see [`Splitter::split_recent`]).
+const RECENT: usize = 64;
+
+type Recent = std::collections::VecDeque<(u64, Vec<u8>, Option<Vec<Range<usize>>>)>;
+
+thread_local! {
+    static RECENT_SPLITS: std::cell::RefCell<Recent> =
+        std::cell::RefCell::new(Recent::with_capacity(RECENT));
 }
 
 /// Sorted words kept in one block of letters (a pack knows thousands: one allocation each
@@ -385,7 +425,7 @@ impl Matcher {
             if word.len() < SPLIT_FROM {
                 continue;
             }
-            let Some(pieces) = splitter.split(word.as_bytes()) else {
+            let Some(pieces) = splitter.split_recent(word.as_bytes()) else {
                 continue;
             };
             // A capital letter makes it a name or a heading ('Wimbledon', 'Blunkett').
