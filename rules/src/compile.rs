@@ -121,9 +121,6 @@ impl Matcher {
                 for (anchor, prefix) in &compiled.anchors {
                     phrases.anchor(anchor, index, *prefix);
                 }
-                for f in disguised::fused_pattern(&term.text, &lists) {
-                    disguised_forms.push((f, rule_idx, term.kind));
-                }
                 continue;
             }
             for c in &term.context {

@@ -7,16 +7,16 @@
 //! spaces removed, as the same rule: the alert names the term as written and its context
 //! shows what was typed. Only run-together forms long enough not to be an ordinary word
 //! are made, and only of letters (digits beside letters would be read as leetspeak).
-//! The same is done for word patterns with few readings (`fused_pattern`), a long single
-//! word is also heard cut in two (`split`), and a short word of the pack glued after a
-//! term is checked at run time (`glued_after`); misspelt forms are made in `misspelt`.
+//! A long single word is also heard cut in two (`split`), and a short word of the pack glued
+//! after a term is checked at run time (`glued_after`); misspelt forms are made in
+//! `misspelt`. Word patterns run together are split at run time (`run_together`): their
+//! readings are too many to store.
 
 use crate::normalise::normalise_term;
 use crate::pack::{Pack, TermKind};
-use crate::pattern::{ListEntries, Token};
-use crate::pattern_regex::alternatives;
 use crate::phrases::PhrasesBuilder;
-use std::collections::{BTreeMap, HashSet};
+use crate::run_together::Splitter;
+use std::collections::HashSet;
 
 /// Fewest bytes of a run-together form: shorter ones ('nohomo', 'frebet') are too near
 /// ordinary words and names.
@@ -37,72 +37,6 @@ pub(crate) fn fused(normalised: &str) -> Option<String> {
     let joined: String = normalised.chars().filter(|&c| c != ' ').collect();
     let fused = normalise_term(&joined);
     (fused.len() >= FUSED_MIN).then_some(fused)
-}
-
-/// Most readings of a word pattern heard run together: a pattern with more (large lists
-/// in several slots) is heard run together only as it is written with spaces.
-pub(crate) const PATTERN_READINGS_MAX: usize = 16;
-
-/// The run-together forms of a word pattern ('wishiwasdead' for `{i} wish i was {dead}`):
-/// every reading of it with no words in its gaps, its optional tokens there or not, and its
-/// list slots filled by each entry, run together as [`fused`] does. A `word*` alternative
-/// is left out (where a stem ends inside a run-together word is not known); so is a pattern
-/// with more than [`PATTERN_READINGS_MAX`] readings, or a token with no whole word.
-pub(crate) fn fused_pattern(pattern: &str, lists: &BTreeMap<String, ListEntries>) -> Vec<String> {
-    let Ok(tokens) = crate::pattern::parse(pattern) else {
-        return Vec::new();
-    };
-    let mut slots: Vec<Vec<String>> = Vec::new();
-    let mut readings = 1usize;
-    for token in &tokens {
-        let Token::Piece { piece, optional } = token else {
-            continue; // A gap holds no words when run together.
-        };
-        let mut words: Vec<String> = alternatives(piece, lists)
-            .into_iter()
-            .filter(|(_, prefix)| !prefix)
-            .map(|(w, _)| w)
-            .collect();
-        if *optional {
-            words.push(String::new());
-        }
-        words.sort();
-        words.dedup();
-        if words.iter().all(String::is_empty) {
-            return Vec::new();
-        }
-        readings = readings.saturating_mul(words.len());
-        if readings > PATTERN_READINGS_MAX {
-            return Vec::new();
-        }
-        slots.push(words);
-    }
-    // Each reading with how many tokens gave it words.
-    let mut phrases = vec![(String::new(), 0usize)];
-    for slot in &slots {
-        let mut next = Vec::with_capacity(phrases.len() * slot.len());
-        for (p, n) in &phrases {
-            for w in slot {
-                next.push(match (p.is_empty(), w.is_empty()) {
-                    (_, true) => (p.clone(), *n),
-                    (true, false) => (w.clone(), n + 1),
-                    (false, false) => (format!("{p} {w}"), n + 1),
-                });
-            }
-        }
-        phrases = next;
-    }
-    // One token's words run together are a compound ('nonwhite' of `non white|nonwhites`),
-    // not a pattern hidden: only readings of two tokens or more are run together.
-    let written: HashSet<&str> = phrases.iter().map(|(p, _)| p.as_str()).collect();
-    let joined = phrases.iter().filter(|(_, n)| *n >= 2);
-    let forms = joined.filter_map(|(p, _)| fused(p));
-    // A form that is itself a reading is matched by the pattern as written: heard twice, it
-    // would weigh twice.
-    let mut out: Vec<String> = forms.filter(|f| !written.contains(f.as_str())).collect();
-    out.sort();
-    out.dedup();
-    out
 }
 
 /// Fewest letters of a word typed with a space inside it, on either side of the space.
@@ -132,7 +66,7 @@ pub(crate) fn split(normalised: &str) -> Option<impl Iterator<Item = String> + '
 /// in two is heard only where neither half is one of them: 'bar code' and 'race war' are
 /// ordinary words side by side, 'sui cide' is not. A single-word term is not counted: a
 /// risk word of its own ('sui') does not make a cut benign.
-pub(crate) struct Vocabulary(HashSet<String>);
+pub(crate) struct Vocabulary(HashSet<String>, Vec<String>);
 
 impl Vocabulary {
     pub(crate) fn of(pack: &Pack, phrases: &PhrasesBuilder) -> Vocabulary {
@@ -150,7 +84,11 @@ impl Vocabulary {
         for text in patterns.map(|t| t.text.as_str()) {
             words.extend(crate::pattern::whole_words(text));
         }
-        Vocabulary(words)
+        // One-word terms, which a long word may be split into (see `run_together`).
+        let single = pack.terms.iter().filter(|t| t.kind == TermKind::Word);
+        let terms = single.map(|t| normalise_term(&t.text));
+        let terms = terms.filter(|t| !t.contains(' ')).collect();
+        Vocabulary(words, terms)
     }
 
     /// The words that may be glued after a one-word term (see [`glued_after`]).
@@ -160,7 +98,11 @@ impl Vocabulary {
             .iter()
             .filter(|w| (GLUED_MIN..=GLUED_MAX).contains(&w.len()));
         let words = words.filter(|w| w.bytes().all(|b| b.is_ascii_lowercase()));
-        Glue(words.map(|w| w.as_bytes().into()).collect())
+        let splitter = Splitter::new(
+            self.0.iter().map(String::as_str),
+            self.1.iter().map(String::as_str),
+        );
+        Glue(words.map(|w| w.as_bytes().into()).collect(), splitter)
     }
 
     /// Whether `word` is a word of the pack.
@@ -183,9 +125,17 @@ pub(crate) const GLUED_MIN: usize = 3;
 pub(crate) const GLUED_MAX: usize = 4;
 
 /// The words that may be glued after a one-word term: the pack's words (see
-/// [`Vocabulary`]) of [`GLUED_MIN`] to [`GLUED_MAX`] letters.
+/// [`Vocabulary`]) of [`GLUED_MIN`] to [`GLUED_MAX`] letters; and the words a long word may
+/// be split into at run time (see `run_together`).
 #[derive(Debug, Default)]
-pub(crate) struct Glue(HashSet<Box<[u8]>>);
+pub(crate) struct Glue(HashSet<Box<[u8]>>, Splitter);
+
+impl Glue {
+    /// What splits a long word into the pack's words (see `run_together`).
+    pub(crate) fn splitter(&self) -> &Splitter {
+        &self.1
+    }
+}
 
 /// Whether the one-word term or run-together form found at `span` of normalised `text`
 /// goes on into a word glued after it ('killyourself' in 'killyourselfnow', 'sendnudes' in
@@ -271,56 +221,13 @@ mod tests {
         assert!(split("h4te").is_none());
     }
 
-    fn lists(pairs: &[(&str, &[&str])]) -> BTreeMap<String, ListEntries> {
-        pairs
-            .iter()
-            .map(|(name, words)| {
-                let entries = words.iter().map(|w| normalise_term(w)).collect();
-                let list = ListEntries {
-                    entries,
-                    identity: false,
-                };
-                (name.to_string(), list)
-            })
-            .collect()
-    }
-
-    #[test]
-    fn reads_a_pattern_run_together() {
-        let l = lists(&[("dead", &["dead", "gone"]), ("i", &["i", "i just"])]);
-        let forms = fused_pattern("{i} wish i was ~2 {dead}", &l);
-        assert!(forms.contains(&"iwishiwasdead".to_string()), "{forms:?}");
-        assert!(
-            forms.contains(&"ijustwishiwasgone".to_string()),
-            "{forms:?}"
-        );
-        let forms = fused_pattern("nobody would miss me|us?", &l);
-        assert!(forms.contains(&"nobodywouldmisme".to_string()), "{forms:?}");
-        assert!(forms.contains(&"nobodywouldmis".to_string()), "{forms:?}");
-        // One token's words are not run together; a reading as written is not made again.
-        assert!(fused_pattern("(non whites|non white)", &l).is_empty());
-        let forms = fused_pattern("(non whites|nonwhites) are", &l);
-        assert_eq!(forms, ["nonwhitesare"]);
-        assert!(fused_pattern("(kil yourself|kilyourselfnow) now?", &l)
-            .iter()
-            .all(|f| f != "kilyourselfnow"));
-    }
-
-    #[test]
-    fn leaves_stems_short_forms_and_large_patterns() {
-        let l = lists(&[("many", &["a", "b", "c", "d", "e", "f", "g", "h", "i"])]);
-        // A stem's end inside a word is not known; a lone word is not run together.
-        assert!(fused_pattern("cut* myself", &l).is_empty());
-        assert_eq!(fused_pattern("kil* your|my self", &l), Vec::<String>::new());
-        assert!(fused_pattern("hate you", &l).is_empty());
-        let big = "{many} {many} {many} word {many}";
-        assert!(fused_pattern(big, &l).is_empty());
-    }
-
     #[test]
     fn a_word_glued_after_a_form() {
         let words = ["now", "babe", "style", "already"];
-        let glue = Glue(words.iter().map(|w| w.as_bytes().into()).collect());
+        let glue = Glue(
+            words.iter().map(|w| w.as_bytes().into()).collect(),
+            Splitter::default(),
+        );
         let glued = |t: &str, form: &str| {
             let s = t.find(form).unwrap();
             glued_after(t.as_bytes(), &(s..s + form.len()), &glue)

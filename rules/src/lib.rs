@@ -19,6 +19,8 @@ mod fold;
 #[doc(hidden)]
 pub mod fuzz_checks;
 mod hold;
+mod initials;
+mod letter_run;
 pub mod lint;
 mod matcher;
 mod misspelt;
@@ -31,6 +33,7 @@ pub mod pattern;
 mod pattern_regex;
 mod pattern_run;
 mod phrases;
+mod run_together;
 mod scan;
 mod sentence;
 mod shared;

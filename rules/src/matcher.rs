@@ -179,6 +179,7 @@ impl Matcher {
     pub(crate) fn may_end_match(&self, word: &str) -> bool {
         self.scan_every_word
             || self.last_words.contains(word)
+            || self.glue.splitter().splits(word)
             || self
                 .last_prefixes
                 .iter()

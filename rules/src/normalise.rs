@@ -11,6 +11,7 @@
 //! becomes `kil`). Everything else that is not a letter or digit becomes one space.
 
 use crate::fold::{confusable, expansion, is_invisible, leet, ASCII_CLASS};
+use crate::letter_run::LetterRun;
 pub use crate::normalised::Normalised;
 pub(crate) use crate::word_edges::{
     boundary_after, boundary_before, ends_word, last_ascii_word, offsets_of,
@@ -39,21 +40,24 @@ pub(crate) enum Class {
 }
 
 #[derive(Clone, Copy, Debug)]
-struct Unit {
-    ch: char,
-    class: Class,
-    start: u32,
-    end: u32,
+pub(crate) struct Unit {
+    pub(crate) ch: char,
+    pub(crate) class: Class,
+    pub(crate) start: u32,
+    pub(crate) end: u32,
 }
 
 /// A run of separator characters between two tokens.
 #[derive(Clone, Copy, Debug, Default)]
-struct Sep {
-    count: u32,
+pub(crate) struct Sep {
+    pub(crate) count: u32,
     /// How many of them are not spaces (a dot, a dash): `k. y. s` is spaced by one each.
-    marks: u32,
-    start: u32,
-    end: u32,
+    pub(crate) marks: u32,
+    /// How many of them break a line or jump to a column (a newline, a tab): single letters
+    /// one to a line or a cell are a column of a table, not a word spelt out.
+    pub(crate) breaks: u32,
+    pub(crate) start: u32,
+    pub(crate) end: u32,
 }
 
 /// A place in a text after which nothing is pending (see [`Normaliser::is_clean`]): its
@@ -71,13 +75,8 @@ pub struct Normaliser {
     token: Vec<Unit>,
     token_sep: Sep,
     sep: Sep,
-    /// Pending single-letter tokens that may join (`s u i c i d e`), each with the
-    /// separator before it.
-    run: Vec<(Unit, Sep)>,
-    run_sep: Sep,
-    /// How the letters of the run are spaced (see [`spacing`]), once it has two.
-    run_spacing: Option<(u32, u32)>,
-    joined: Vec<Unit>,
+    /// Pending single-letter tokens that may join (`s u i c i d e`).
+    run: LetterRun,
 }
 
 impl Normaliser {
@@ -105,7 +104,6 @@ impl Normaliser {
         self.run.clear();
         self.sep = Sep::default();
         self.token_sep = Sep::default();
-        self.run_sep = Sep::default();
     }
 
     /// Normalise the next piece of a text, `text`, whose first byte is at offset `base` of
@@ -144,21 +142,23 @@ impl Normaliser {
                     if self.token.is_empty() && self.sep.count > 0 {
                         // Fast path: the rest of a run of ASCII separators.
                         let mut j = i;
-                        let mut marks = 0;
+                        let (mut marks, mut breaks) = (0, 0);
                         while j < bytes.len()
                             && bytes[j] < 0x80
                             && ASCII_CLASS[bytes[j] as usize] == Class::Separator
                         {
                             marks += u32::from(bytes[j] != b' ');
+                            breaks += u32::from(is_break(bytes[j] as char));
                             j += 1;
                         }
                         self.sep.count += (j - i) as u32;
                         self.sep.marks += marks;
+                        self.sep.breaks += breaks;
                         self.sep.end = base + j as u32;
                         i = j;
                         continue;
                     } else {
-                        self.separator(start, start + 1, b != b' ', out);
+                        self.separator(start, start + 1, b as char, out);
                     }
                 } else {
                     if class == Class::Letter && self.token.is_empty() {
@@ -172,7 +172,7 @@ impl Normaliser {
                                 && ASCII_CLASS[bytes[j] as usize] == Class::Separator);
                         if word_ends && j - i >= 2 {
                             let before = std::mem::take(&mut self.sep);
-                            self.flush_run(out);
+                            self.run.flush(out);
                             emit_sep(out, before);
                             emit_ascii_word(out, &bytes[i..j], start);
                             i = j;
@@ -213,7 +213,7 @@ impl Normaliser {
     #[inline]
     pub(crate) fn end(&mut self, original: &str, out: &mut Normalised) {
         self.end_token(out);
-        self.flush_run(out);
+        self.run.flush(out);
         out.finish();
         out.original_len = original.len();
         if original.contains('\n') {
@@ -251,13 +251,9 @@ impl Normaliser {
             s.end = s.end.wrapping_sub(delta);
         };
         self.token.iter_mut().for_each(unit);
-        for (u, s) in &mut self.run {
-            unit(u);
-            sep(s);
-        }
+        self.run.shift(delta);
         sep(&mut self.token_sep);
         sep(&mut self.sep);
-        sep(&mut self.run_sep);
     }
 
     fn non_ascii(&mut self, c: char, start: u32, end: u32, out: &mut Normalised) {
@@ -294,7 +290,7 @@ impl Normaliser {
                     Class::Separator
                 };
                 if class == Class::Separator {
-                    self.separator(start, end, !ch.is_whitespace(), out);
+                    self.separator(start, end, ch, out);
                 } else {
                     self.unit(
                         Unit {
@@ -311,7 +307,8 @@ impl Normaliser {
         self.decomposed = decomposed;
     }
 
-    fn separator(&mut self, start: u32, end: u32, mark: bool, out: &mut Normalised) {
+    /// A separator character `ch`: a space, a mark (`.`, `-`) or a break (see [`is_break`]).
+    fn separator(&mut self, start: u32, end: u32, ch: char, out: &mut Normalised) {
         if !self.token.is_empty() {
             self.end_token(out);
         }
@@ -319,7 +316,8 @@ impl Normaliser {
             self.sep.start = start;
         }
         self.sep.count += 1;
-        self.sep.marks += u32::from(mark);
+        self.sep.marks += u32::from((ch != ' ' && !ch.is_whitespace()) || is_break(ch));
+        self.sep.breaks += u32::from(is_break(ch));
         self.sep.end = end;
     }
 
@@ -328,7 +326,7 @@ impl Normaliser {
         if self.token.is_empty() {
             // `!` and `@` opening a word are punctuation and mentions, not letters.
             if u.class == Class::Symbol && (u.ch == '!' || u.ch == '@') {
-                self.separator(u.start, u.end, true, out);
+                self.separator(u.start, u.end, u.ch, out);
                 return;
             }
             self.token_sep = std::mem::take(&mut self.sep);
@@ -361,63 +359,25 @@ impl Normaliser {
         let single =
             self.token.len() == 1 && (first.class == Class::Letter || leet(first.ch).is_some());
         if single {
-            let spaced = spacing(before);
-            let same = self.run.len() < 2 || self.run_spacing == spaced;
-            if !self.run.is_empty() && spaced.is_some() && same {
-                self.run_spacing = spaced;
-                self.run.push((first, before));
-            } else {
-                self.flush_run(out);
-                self.run_sep = before;
-                self.run.push((first, Sep::default()));
-            }
+            self.run.push(first, before, out);
         } else {
-            self.flush_run(out);
+            self.run.flush(out);
             emit_sep(out, before);
             emit_token(out, &self.token);
         }
         self.token.clear();
     }
-
-    fn flush_run(&mut self, out: &mut Normalised) {
-        if self.run.is_empty() {
-            return;
-        }
-        let letters = self
-            .run
-            .iter()
-            .filter(|(u, _)| u.class == Class::Letter)
-            .count();
-        if self.run.len() >= 3 && letters >= 2 {
-            self.joined.clear();
-            self.joined.extend(self.run.iter().map(|(u, _)| *u));
-            emit_sep(out, self.run_sep);
-            emit_token(out, &self.joined);
-        } else {
-            for (i, (u, sep)) in self.run.iter().enumerate() {
-                emit_sep(out, if i == 0 { self.run_sep } else { *sep });
-                emit_token(out, std::slice::from_ref(u));
-            }
-        }
-        self.run.clear();
-    }
 }
 
-/// How a separator between two single letters spaces them when it keeps them in one run
-/// that may join: one character (`k y s`, `k.y.s`, `k-y-s`), or one mark with a space or two
-/// beside it (`k. y. s.`, `k - y - s`); a run keeps one way of spacing ('u.s. i' stays
-/// apart). Two spaces or two marks end a run (`s u  i`).
-fn spacing(sep: Sep) -> Option<(u32, u32)> {
-    if sep.count == 1 {
-        Some((1, 0))
-    } else if sep.marks == 1 && sep.count <= 3 {
-        Some((sep.count, 1))
-    } else {
-        None
-    }
+/// Whether a separator character breaks a line or jumps to a column.
+fn is_break(ch: char) -> bool {
+    matches!(
+        ch,
+        '\n' | '\r' | '\t' | '\u{b}' | '\u{c}' | '\u{85}' | '\u{2028}' | '\u{2029}'
+    )
 }
 
-fn emit_sep(out: &mut Normalised, sep: Sep) {
+pub(crate) fn emit_sep(out: &mut Normalised, sep: Sep) {
     if sep.count > 0 && !out.ends_with_space_or_empty() {
         out.push(' ', sep.start, sep.end);
     }
@@ -450,7 +410,7 @@ fn emit_ascii_word(out: &mut Normalised, word: &[u8], offset: u32) {
     }
 }
 
-fn emit_token(out: &mut Normalised, units: &[Unit]) {
+pub(crate) fn emit_token(out: &mut Normalised, units: &[Unit]) {
     let has_letter = units.iter().any(|u| u.class == Class::Letter);
     let mut last_letter: Option<char> = None;
     for u in units {
@@ -510,23 +470,6 @@ mod tests {
         assert_eq!(n("kill!!!"), "kil");
         assert_eq!(n("@user hi"), "user hi");
         assert_eq!(n("$100"), "100");
-    }
-
-    #[test]
-    fn joins_split_letters() {
-        assert_eq!(n("s u i c i d e"), "suicide");
-        assert_eq!(n("k.i.l.l them"), "kil them");
-        assert_eq!(n("I am a cat"), "i am a cat");
-        assert_eq!(n("plan a b"), "plan a b");
-        assert_eq!(n("s u  i"), "s u i");
-        assert_eq!(n("just k. y. s. already"), "just kys already");
-        assert_eq!(n("go k - y - s"), "go kys");
-        assert_eq!(n("k_y_s"), "kys");
-        assert_eq!(n("j. k. rowling"), "j k rowling");
-        assert_eq!(n("a .. b .. c"), "a b c");
-        assert_eq!(n("x -- y -- z"), "x y z");
-        assert_eq!(n("the u.s. i want"), "the u s i want");
-        assert_eq!(n("k.i.l.l m.e"), "kilme");
     }
 
     #[test]

@@ -42,7 +42,9 @@ impl Matcher {
     /// Hits for `scope` in normalised text, after exceptions and context words.
     /// `original` is the text `n` was normalised from (cues read clauses from it).
     pub(crate) fn scan(&self, scope: Scope, n: &Normalised, original: &str, explain: bool) -> Scan {
-        self.scan_in(scope, n, original, explain, None)
+        let mut scan = self.scan_in(scope, n, original, explain, None);
+        self.hear_disguised(scope, n, original, explain, &mut scan);
+        scan
     }
 
     /// [`Matcher::scan`] of a typed tail, taking over the phrases found in the previous
@@ -54,10 +56,12 @@ impl Matcher {
         original: &str,
         kept: (&mut KeptWalk, Option<(u64, i64)>),
     ) -> Scan {
-        self.scan_in(scope, n, original, false, Some(kept))
+        let mut scan = self.scan_in(scope, n, original, false, Some(kept));
+        self.hear_disguised(scope, n, original, false, &mut scan);
+        scan
     }
 
-    fn scan_in(
+    pub(crate) fn scan_in(
         &self,
         scope: Scope,
         n: &Normalised,

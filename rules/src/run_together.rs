@@ -1,0 +1,555 @@
+//! Words run together, split at run time into the words a pack knows.
+//!
+//! A run-together form made when the pack is compiled (see `disguised`) costs one phrase in
+//! the trie, so only terms and small word patterns have them. A word pattern with many
+//! readings ('iwanttoendmylife' through `{i} {want} to {die}`), a word glued before a term
+//! ('pleasekys', 'imgonnakillmyself') and a short term with a word glued on ('kysloser') are
+//! heard here instead: a long word that is not itself a word of the pack is split into the
+//! fewest words of the pack, and when it splits, the text is scanned once more with that word
+//! written out. No form is stored; the alert names the rule as written and its context shows
+//! the word as typed.
+
+use crate::disguised::typed_as_words;
+use crate::initials::spelt_as_initials;
+use crate::matcher::Matcher;
+use crate::normalise::{normalise, normalise_term, Normalised};
+use crate::scan::Scan;
+use crate::Scope;
+use std::ops::Range;
+
+/// Fewest letters of a word split here: shorter ones are ordinary words or a term with one
+/// letter beside it.
+pub(crate) const SPLIT_FROM: usize = 5;
+
+/// Most letters of a word split here (a longer run of letters is not a few words).
+const SPLIT_UP_TO: usize = 48;
+
+/// Most letters of the short term that a word split in only two must hold ('pleasekys',
+/// 'kysloser'): a longer one is the end or start of an ordinary word as often ('therapist'
+/// is not 'the rapist').
+const SHORT_TERM_MAX: usize = 4;
+
+/// The words that a short term is heard glued to ('pleasekys', 'kysloser'): words of chat
+/// that go with an order or an insult. A pack's own words are too many for this: a short
+/// term with any of them glued on is too often a name ('Blunkett') or an ordinary word.
+const GLUED_WORDS: &[&str] = &[
+    "please", "pls", "plz", "just", "go", "do", "now", "already", "again", "today", "tonight",
+    "asap", "rn", "fr", "lol", "omg", "stfu", "and", "u", "you", "ur", "yourself", "urself",
+    "loser", "idiot", "freak", "bitch", "fatty", "ugly", "weirdo", "retard", "nobody", "bro",
+    "bye",
+];
+
+/// The words of two letters a long word may be split into: a pack's words of two letters
+/// include abbreviations and pieces ('st', 'um') that make any long word split.
+const SHORT_WORDS: &[&str] = &[
+    "im", "me", "my", "to", "be", "so", "no", "go", "do", "of", "on", "in", "it", "is", "up", "at",
+    "an", "as", "or", "we", "he", "us", "ur", "ya", "ok", "rn", "fr", "ye", "if", "by",
+];
+
+/// Fewest words of a split that a match must cover when the split is not a short term
+/// glued to a word: one word of the pack inside a long word ('bled' in 'wimbledon') is not
+/// words run together.
+const COVERED_MIN: usize = 3;
+
+/// The words a long word may be split into: every word the pack knows (see
+/// `disguised::Vocabulary`) and its one-word terms, sorted; one-letter words only where they
+/// are words ('i', 'a', 'u').
+#[derive(Debug, Default)]
+pub(crate) struct Splitter {
+    words: Words,
+    /// One-word terms of at most [`SHORT_TERM_MAX`] letters, sorted.
+    short_terms: Vec<Box<str>>,
+    /// [`GLUED_WORDS`] normalised, sorted.
+    glued: Vec<String>,
+    /// This splitter among those made in the process (the words a thread remembers are
+    /// remembered per splitter).
+    id: u64,
+}
+
+static SPLITTERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl Splitter {
+    pub(crate) fn new<'a>(
+        words: impl Iterator<Item = &'a str>,
+        terms: impl Iterator<Item = &'a str>,
+    ) -> Splitter {
+        let usable = |w: &&str| {
+            w.bytes().all(|b| b.is_ascii_lowercase())
+                && match w.len() {
+                    1 => matches!(*w, "i" | "a" | "u"),
+                    2 => SHORT_WORDS.contains(w),
+                    _ => true,
+                }
+        };
+        let terms: Vec<&str> = terms.filter(usable).collect();
+        let mut all: Vec<&str> = words.filter(usable).chain(terms.iter().copied()).collect();
+        all.sort_unstable();
+        all.dedup();
+        let mut short_terms: Vec<Box<str>> = terms
+            .into_iter()
+            .filter(|t| t.len() <= SHORT_TERM_MAX)
+            .map(Box::from)
+            .collect();
+        short_terms.sort();
+        short_terms.dedup();
+        let mut glued: Vec<String> = GLUED_WORDS.iter().map(|w| normalise_term(w)).collect();
+        glued.sort();
+        Splitter {
+            words: Words::of(&all),
+            short_terms,
+            glued,
+            id: SPLITTERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    fn knows(&self, word: &[u8]) -> bool {
+        self.words.find(word).is_ok()
+    }
+
+    /// The words of the pack that `text` starts with, shortest first.
+    fn starts(&self, text: &[u8], mut found: impl FnMut(usize)) {
+        for len in 1..=text.len() {
+            let prefix = &text[..len];
+            let at = match self.words.find(prefix) {
+                Ok(_) => {
+                    found(len);
+                    continue;
+                }
+                Err(at) => at,
+            };
+            // No word has this start: none has a longer one.
+            if !self.words.get(at).is_some_and(|w| w.starts_with(prefix)) {
+                return;
+            }
+        }
+    }
+
+    /// `word` (normalised, lower-case letters) split into the fewest words of the pack, as
+    /// ranges of `word`; two neighbours may share a letter, which the normaliser folded
+    /// ('iwantoendmylife': `want` and `to` share the `t`). `None` when the word is short, is
+    /// a word of the pack, does not split, or splits in two without a short term.
+    pub(crate) fn split(&self, word: &[u8]) -> Option<Vec<Range<usize>>> {
+        let n = word.len();
+        if !(SPLIT_FROM..=SPLIT_UP_TO).contains(&n)
+            || !word.iter().all(u8::is_ascii_lowercase)
+            || self.knows(word)
+        {
+            return None;
+        }
+        // best[i]: the fewest words covering word[..i], the start of the last of them and
+        // where the words before it end (the same place, or one letter on where they share).
+        let mut best: Vec<Option<(u8, usize, usize)>> = vec![None; n + 1];
+        best[0] = Some((0, 0, 0));
+        for i in 0..n {
+            let Some((count, _, _)) = best[i] else {
+                continue;
+            };
+            // The next word starts here, or one letter back where two words share it.
+            for start in [Some(i), i.checked_sub(1)].into_iter().flatten() {
+                self.starts(&word[start..], |len| {
+                    let end = start + len;
+                    if end <= i {
+                        return;
+                    }
+                    let better = best[end].is_none_or(|(c, s, from)| {
+                        count + 1 < c || (count + 1 == c && start == i && s != from)
+                    });
+                    if better {
+                        best[end] = Some((count + 1, start, i));
+                    }
+                });
+            }
+        }
+        let (count, _, _) = best[n]?;
+        if count < 2 {
+            return None;
+        }
+        let mut pieces = Vec::with_capacity(count as usize);
+        let mut end = n;
+        while end > 0 {
+            let (_, start, from) = best[end]?;
+            pieces.push(start..end);
+            end = from;
+        }
+        pieces.reverse();
+        if pieces.len() == 2 && !self.glued_to_short_term(word, &pieces) {
+            return None;
+        }
+        // Three words or more only in a word as long as a run-together form made when the
+        // pack is compiled: a shorter one is most often an ordinary word ('tumbled').
+        if pieces.len() > 2 && n < crate::disguised::FUSED_MIN {
+            return None;
+        }
+        // In three words or more, a short term comes last ('goaheadandkys'): first, it is
+        // more often a name's start ('kysonbeats').
+        let (_, before_last) = pieces.split_last()?;
+        if pieces.len() > 2
+            && before_last
+                .iter()
+                .any(|p| self.is_short_term(&word[p.clone()]))
+        {
+            return None;
+        }
+        Some(pieces)
+    }
+
+    /// Whether a word split in two is a short term with one of [`GLUED_WORDS`] before or
+    /// after it ('gokys', 'kysloser'; not 'kyste').
+    fn glued_to_short_term(&self, word: &[u8], pieces: &[Range<usize>]) -> bool {
+        let [first, second] = pieces else {
+            return false;
+        };
+        let (first, second) = (&word[first.clone()], &word[second.clone()]);
+        let glued = |w: &[u8]| self.glued.binary_search_by(|g| g.as_bytes().cmp(w)).is_ok();
+        (self.is_short_term(second) && glued(first)) || (self.is_short_term(first) && glued(second))
+    }
+
+    fn is_short_term(&self, piece: &[u8]) -> bool {
+        self.short_terms
+            .binary_search_by(|w| w.as_bytes().cmp(piece))
+            .is_ok()
+    }
+
+    /// Whether the typed word `word` (normalised) splits: a typed text is scanned when such
+    /// a word is finished.
+    pub(crate) fn splits(&self, word: &str) -> bool {
+        word.len() >= SPLIT_FROM && self.split_recent(word.as_bytes()).is_some()
+    }
+
+    /// [`Splitter::split`], remembered for the last [`RECENT`] words split on this thread:
+    /// a typed tail is scanned at every word end, and holds the same words each time.
+    pub(crate) fn split_recent(&self, word: &[u8]) -> Option<Vec<Range<usize>>> {
+        if word.len() < SPLIT_FROM {
+            return None;
+        }
+        let owner = self.id;
+        RECENT_SPLITS.with(|cell| {
+            let mut recent = cell.borrow_mut();
+            if let Some((_, _, pieces)) = recent
+                .iter()
+                .find(|(o, w, _)| *o == owner && w.as_slice() == word)
+            {
+                return pieces.clone();
+            }
+            let pieces = self.split(word);
+            if recent.len() == RECENT {
+                recent.pop_front();
+            }
+            recent.push_back((owner, word.to_vec(), pieces.clone()));
+            pieces
+        })
+    }
+}
+
+/// How many words split (or not) a thread remembers (see [`Splitter::split_recent`]).
+const RECENT: usize = 64;
+
+type Recent = std::collections::VecDeque<(u64, Vec<u8>, Option<Vec<Range<usize>>>)>;
+
+thread_local! {
+    static RECENT_SPLITS: std::cell::RefCell<Recent> =
+        std::cell::RefCell::new(Recent::with_capacity(RECENT));
+}
+
+/// Sorted words kept in one block of letters (a pack knows thousands: one allocation each
+/// would cost the agent's memory more than the letters do).
+#[derive(Debug, Default)]
+struct Words {
+    letters: Box<[u8]>,
+    /// Where each word starts in `letters`, and the end of the last.
+    starts: Box<[u32]>,
+}
+
+impl Words {
+    /// `sorted`: distinct words in order.
+    fn of(sorted: &[&str]) -> Words {
+        let mut letters = Vec::with_capacity(sorted.iter().map(|w| w.len()).sum());
+        let mut starts = Vec::with_capacity(sorted.len() + 1);
+        for w in sorted {
+            starts.push(letters.len() as u32);
+            letters.extend_from_slice(w.as_bytes());
+        }
+        starts.push(letters.len() as u32);
+        Words {
+            letters: letters.into(),
+            starts: starts.into(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.starts.len().saturating_sub(1)
+    }
+
+    fn get(&self, i: usize) -> Option<&[u8]> {
+        (i < self.len())
+            .then(|| &self.letters[self.starts[i] as usize..self.starts[i + 1] as usize])
+    }
+
+    /// The place of `word`, or where it would go (as `binary_search`).
+    fn find(&self, word: &[u8]) -> Result<usize, usize> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.get(mid).unwrap_or_default().cmp(word) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(lo)
+    }
+}
+
+/// A text with its run-together words written out, and where each of them was.
+struct WrittenOut {
+    /// The normalised text with the words written out.
+    text: String,
+    /// The original text with the same words written out (punctuation, sentences and
+    /// clauses as typed, for cues and weighing).
+    original: String,
+    /// (the word's range in the normalised text, its range in `text`), in order.
+    words: Vec<(Range<usize>, Range<usize>)>,
+    /// The words each was split into, as ranges of `text`, in order.
+    pieces: Vec<Vec<Range<usize>>>,
+}
+
+impl WrittenOut {
+    /// Whether a match at `hit` of `text` covers enough of every split word it touches: a
+    /// short term glued to a word, or [`COVERED_MIN`] of its words; and it touches one.
+    fn covers(&self, hit: &Range<usize>) -> bool {
+        let mut touched = false;
+        let enough = self
+            .words
+            .iter()
+            .zip(&self.pieces)
+            .all(|((_, now), pieces)| {
+                let touches = hit.start < now.end && now.start < hit.end;
+                touched |= touches;
+                let covered = pieces
+                    .iter()
+                    .filter(|p| hit.start <= p.start && p.end <= hit.end)
+                    .count();
+                !touches || pieces.len() == 2 || covered >= COVERED_MIN
+            });
+        // A match that touches no split word is the first scan's to find or not.
+        touched && enough
+    }
+}
+
+impl WrittenOut {
+    /// The place in the normalised text of place `at` of the written-out text: inside a
+    /// written-out word, that word's start (or end, for the end of a span).
+    fn back(&self, at: usize, end: bool) -> usize {
+        let mut delta: isize = 0;
+        for (was, now) in &self.words {
+            if at < now.start || (end && at == now.start) {
+                break;
+            }
+            if at < now.end || (end && at == now.end) {
+                return if end { was.end } else { was.start };
+            }
+            delta = now.end as isize - was.end as isize;
+        }
+        (at as isize - delta) as usize
+    }
+}
+
+impl Matcher {
+    /// After a scan of `n`: drop the matches read through initials (see `initials`), then
+    /// add those heard with run-together words written out.
+    pub(crate) fn hear_disguised(
+        &self,
+        scope: Scope,
+        n: &Normalised,
+        original: &str,
+        explain: bool,
+        scan: &mut Scan,
+    ) {
+        self.hear_run_together(scope, n, original, explain, scan);
+        if !scan.hits.is_empty() && original.contains(['.', '-']) {
+            scan.hits
+                .retain(|h| !spelt_as_initials(original, n.original_span(h.norm.clone())));
+        }
+    }
+
+    /// Add to `scan` the matches heard in `n` with its run-together words written out (see
+    /// [`Splitter`]), each mapped back to the words as typed. Nothing is done (no copy, no
+    /// second scan) unless a word splits.
+    pub(crate) fn hear_run_together(
+        &self,
+        scope: Scope,
+        n: &Normalised,
+        original: &str,
+        explain: bool,
+        scan: &mut Scan,
+    ) {
+        let Some(written) = self.write_out(n, original) else {
+            return;
+        };
+        let again = normalise(&written.original);
+        if again.as_str() != written.text {
+            return;
+        }
+        let heard = self.scan_in(scope, &again, &written.original, explain, None);
+        let before = scan.hits.len();
+        for mut hit in heard.hits {
+            if !written.covers(&hit.norm) {
+                continue;
+            }
+            hit.norm = written.back(hit.norm.start, false)..written.back(hit.norm.end, true);
+            let known = scan.hits[..before].iter().any(|h| {
+                h.rule == hit.rule && h.norm.start < hit.norm.end && hit.norm.start < h.norm.end
+            });
+            if !known {
+                scan.hits.push(hit);
+            }
+        }
+        if scan.hits.len() > before {
+            scan.hits.sort_by(|a, b| {
+                (a.norm.start, a.norm.end, a.rule).cmp(&(b.norm.start, b.norm.end, b.rule))
+            });
+        }
+    }
+
+    /// `n`'s text with every word that splits written out as its words, or `None` when no
+    /// word does. A word in a hashtag, a mention, a file name or an address is left as it is.
+    fn write_out(&self, n: &Normalised, original: &str) -> Option<WrittenOut> {
+        let text = n.as_str();
+        let splitter = self.glue.splitter();
+        let mut out: Option<WrittenOut> = None;
+        let (mut copied, mut copied_original) = (0, 0);
+        let mut at = 0;
+        for word in text.split(' ') {
+            let range = at..at + word.len();
+            at = range.end + 1;
+            if word.len() < SPLIT_FROM {
+                continue;
+            }
+            let Some(pieces) = splitter.split_recent(word.as_bytes()) else {
+                continue;
+            };
+            // A capital letter makes it a name or a heading ('Wimbledon', 'Blunkett').
+            let typed = n.original_span(range.clone());
+            if original[typed.clone()]
+                .bytes()
+                .any(|b| b.is_ascii_uppercase())
+                || !typed_as_words(original, typed.clone())
+            {
+                continue;
+            }
+            let w = out.get_or_insert_with(|| WrittenOut {
+                text: String::with_capacity(text.len() + 16),
+                original: String::with_capacity(original.len() + 16),
+                words: Vec::new(),
+                pieces: Vec::new(),
+            });
+            w.text.push_str(&text[copied..range.start]);
+            w.original.push_str(&original[copied_original..typed.start]);
+            copied_original = typed.end;
+            let start = w.text.len();
+            let mut written = Vec::with_capacity(pieces.len());
+            for (i, p) in pieces.iter().enumerate() {
+                if i > 0 {
+                    w.text.push(' ');
+                }
+                let at = w.text.len();
+                w.text.push_str(&word[p.clone()]);
+                written.push(at..w.text.len());
+            }
+            w.original.push_str(&w.text[start..]);
+            w.words.push((range.clone(), start..w.text.len()));
+            w.pieces.push(written);
+            copied = range.end;
+        }
+        let mut w = out?;
+        w.text.push_str(&text[copied..]);
+        w.original.push_str(&original[copied_original..]);
+        Some(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn splitter() -> Splitter {
+        let words = [
+            "i", "wish", "was", "dead", "want", "to", "end", "my", "life", "im", "gona", "kil",
+            "myself", "please", "loser", "now", "the", "go", "home", "a", "just", "die",
+        ];
+        Splitter::new(words.into_iter(), ["kys", "rapist", "suicide"].into_iter())
+    }
+
+    fn split(s: &Splitter, word: &str) -> Option<Vec<String>> {
+        let pieces = s.split(word.as_bytes())?;
+        Some(pieces.into_iter().map(|p| word[p].to_string()).collect())
+    }
+
+    #[test]
+    fn splits_a_pattern_run_together() {
+        let s = splitter();
+        assert_eq!(
+            split(&s, "iwishiwasdead").unwrap(),
+            ["i", "wish", "i", "was", "dead"]
+        );
+        // 'want to' folds its two t's into one: the words share it.
+        assert_eq!(
+            split(&s, "iwantoendmylife").unwrap(),
+            ["i", "want", "to", "end", "my", "life"]
+        );
+        assert_eq!(
+            split(&s, "imgonakilmyself").unwrap(),
+            ["im", "gona", "kil", "myself"]
+        );
+    }
+
+    #[test]
+    fn a_word_glued_to_a_short_term() {
+        let s = splitter();
+        assert_eq!(split(&s, "pleasekys").unwrap(), ["please", "kys"]);
+        assert_eq!(split(&s, "kysloser").unwrap(), ["kys", "loser"]);
+        assert_eq!(split(&s, "kysnow").unwrap(), ["kys", "now"]);
+        // Two words without a short term: an ordinary word holds a term as often.
+        assert_eq!(split(&s, "therapist"), None);
+        assert_eq!(split(&s, "justdie"), None);
+        assert_eq!(split(&s, "kysto"), None);
+        assert_eq!(split(&s, "gokys").unwrap(), ["go", "kys"]);
+        assert_eq!(split(&s, "gohomekys").unwrap(), ["go", "home", "kys"]);
+        assert_eq!(split(&s, "kysgohome"), None);
+    }
+
+    #[test]
+    fn leaves_words_of_the_pack_short_words_and_what_does_not_split() {
+        let s = splitter();
+        assert_eq!(split(&s, "suicide"), None);
+        assert_eq!(split(&s, "kys"), None);
+        assert_eq!(split(&s, "wishes"), None);
+        assert_eq!(split(&s, "skilset"), None);
+        // Two-letter pieces only where they are words: 'st um bled' is not.
+        let s2 = Splitter::new(["st", "um", "i"].into_iter(), ["bled"].into_iter());
+        assert_eq!(split(&s2, "stumbled"), None);
+        assert_eq!(split(&s, "kys2day"), None);
+        assert!(!s.splits("diesel"));
+        assert!(!s.splits("gohome2"));
+    }
+
+    #[test]
+    fn maps_places_back() {
+        let w = WrittenOut {
+            text: "so i wish i was dead ok".into(),
+            original: "So iwishiwasdead, ok".into(),
+            words: vec![(3..15, 3..20)],
+            pieces: vec![vec![3..4, 5..9, 10..11, 12..15, 16..20]],
+        };
+        assert!(w.covers(&(5..20)));
+        assert!(!w.covers(&(12..20)));
+        assert!(!w.covers(&(21..23)));
+        assert!(!w.covers(&(0..2)));
+        assert_eq!(w.back(0, false), 0);
+        assert_eq!(w.back(3, false), 3);
+        assert_eq!(w.back(12, false), 3);
+        assert_eq!(w.back(20, true), 15);
+        assert_eq!(w.back(21, false), 16);
+        assert_eq!(w.back(23, true), 18);
+    }
+}
