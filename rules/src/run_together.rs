@@ -24,6 +24,12 @@ pub(crate) const SPLIT_FROM: usize = 5;
 /// Most letters of a word split here (a longer run of letters is not a few words).
 const SPLIT_UP_TO: usize = 48;
 
+/// How far back from its end a typed tail's words are split at each scan: a word that
+/// splits makes the tail be scanned when it is finished (see `Matcher::may_end_match`), so
+/// it is heard then, with the words before it; looking again at every earlier word at every
+/// scan cost a fifth of a typed window's time.
+pub(crate) const TYPED_LOOK_BACK: usize = SPLIT_UP_TO + 1;
+
 /// Most letters of the short term that a word split in only two must hold ('pleasekys',
 /// 'kysloser'): a longer one is the end or start of an ordinary word as often ('therapist'
 /// is not 'the rapist').
@@ -356,20 +362,27 @@ impl WrittenOut {
 
 impl Matcher {
     /// After a scan of `n`: drop the matches read through initials (see `initials`), then
-    /// add those heard with run-together words written out.
+    /// add those heard with run-together words written out, looking only at words after
+    /// byte `from` (a typed tail: see [`TYPED_LOOK_BACK`]).
     pub(crate) fn hear_disguised(
         &self,
         scope: Scope,
         n: &Normalised,
         original: &str,
         explain: bool,
+        from: usize,
         scan: &mut Scan,
     ) {
-        self.hear_run_together(scope, n, original, explain, scan);
-        if !scan.hits.is_empty() && original.contains(['.', '-']) {
-            scan.hits
-                .retain(|h| !spelt_as_initials(original, n.original_span(h.norm.clone())));
-        }
+        self.hear_run_together(scope, n, original, explain, from, scan);
+        // Letters spelt with marks have a mark inside the match: look only there (the
+        // whole of a typed tail, at every scan, cost more than the rest of this).
+        scan.hits.retain(|h| {
+            let span = n.original_span(h.norm.clone());
+            let marked = original.as_bytes()[span.clone()]
+                .iter()
+                .any(|&b| b == b'.' || b == b'-');
+            !(marked && spelt_as_initials(original, span))
+        });
     }
 
     /// Add to `scan` the matches heard in `n` with its run-together words written out (see
@@ -381,9 +394,10 @@ impl Matcher {
         n: &Normalised,
         original: &str,
         explain: bool,
+        from: usize,
         scan: &mut Scan,
     ) {
-        let Some(written) = self.write_out(n, original) else {
+        let Some(written) = self.write_out(n, original, from) else {
             return;
         };
         let again = normalise(&written.original);
@@ -412,14 +426,23 @@ impl Matcher {
     }
 
     /// `n`'s text with every word that splits written out as its words, or `None` when no
-    /// word does. A word in a hashtag, a mention, a file name or an address is left as it is.
-    fn write_out(&self, n: &Normalised, original: &str) -> Option<WrittenOut> {
+    /// word does; only words that start after byte `from` are looked at. A word in a
+    /// hashtag, a mention, a file name or an address is left as it is.
+    fn write_out(&self, n: &Normalised, original: &str, from: usize) -> Option<WrittenOut> {
         let text = n.as_str();
         let splitter = self.glue.splitter();
         let mut out: Option<WrittenOut> = None;
         let (mut copied, mut copied_original) = (0, 0);
-        let mut at = 0;
-        for word in text.split(' ') {
+        // The first word after `from` (a space is one byte: no char is cut).
+        let mut at = match from.checked_sub(1) {
+            Some(before) if before < text.len() => text.as_bytes()[before..]
+                .iter()
+                .position(|&b| b == b' ')
+                .map_or(text.len(), |p| before + p + 1),
+            Some(_) => text.len(),
+            None => 0,
+        };
+        for word in text[at..].split(' ') {
             let range = at..at + word.len();
             at = range.end + 1;
             if word.len() < SPLIT_FROM {

@@ -9,6 +9,7 @@ use crate::normalise::{boundary_after, boundary_before, Normalised};
 use crate::pack::TermKind;
 use crate::pattern_run::{push_matches, required_present, search_whole, Present};
 use crate::phrases::{anchor, rule_of, Found, Occurrence};
+use crate::run_together::TYPED_LOOK_BACK;
 use crate::typed_walk::KeptWalk;
 use crate::window::{self, Anchored};
 use crate::word_keys::WordKeys;
@@ -43,7 +44,7 @@ impl Matcher {
     /// `original` is the text `n` was normalised from (cues read clauses from it).
     pub(crate) fn scan(&self, scope: Scope, n: &Normalised, original: &str, explain: bool) -> Scan {
         let mut scan = self.scan_in(scope, n, original, explain, None);
-        self.hear_disguised(scope, n, original, explain, &mut scan);
+        self.hear_disguised(scope, n, original, explain, 0, &mut scan);
         scan
     }
 
@@ -57,7 +58,8 @@ impl Matcher {
         kept: (&mut KeptWalk, Option<(u64, i64)>),
     ) -> Scan {
         let mut scan = self.scan_in(scope, n, original, false, Some(kept));
-        self.hear_disguised(scope, n, original, false, &mut scan);
+        let from = n.as_str().len().saturating_sub(TYPED_LOOK_BACK);
+        self.hear_disguised(scope, n, original, false, from, &mut scan);
         scan
     }
 
