@@ -222,39 +222,50 @@ impl Splitter {
         word.len() >= SPLIT_FROM && self.split_recent(word.as_bytes()).is_some()
     }
 
-    /// [`Splitter::split`], remembered for the last [`RECENT`] words split on this thread:
-    /// a typed tail is scanned at every word end, and holds the same words each time.
+    /// [`Splitter::split`], remembered on this thread in [`RECENT`] slots picked by a hash
+    /// of the word: a typed tail is scanned at every word end and holds the same words each
+    /// time, and a title is matched again at every change of window.
     pub(crate) fn split_recent(&self, word: &[u8]) -> Option<Vec<Range<usize>>> {
-        if word.len() < SPLIT_FROM {
+        // The same test `split` starts with, before any look-up: many words fail it.
+        if !(SPLIT_FROM..=SPLIT_UP_TO).contains(&word.len())
+            || !word.iter().all(u8::is_ascii_lowercase)
+        {
             return None;
         }
         let owner = self.id;
+        let slot = slot_of(word);
         RECENT_SPLITS.with(|cell| {
             let mut recent = cell.borrow_mut();
-            if let Some((_, _, pieces)) = recent
-                .iter()
-                .find(|(o, w, _)| *o == owner && w.as_slice() == word)
-            {
-                return pieces.clone();
+            if recent.is_empty() {
+                recent.resize_with(RECENT, || None);
+            }
+            if let Some((o, w, pieces)) = &recent[slot] {
+                if *o == owner && w.as_slice() == word {
+                    return pieces.clone();
+                }
             }
             let pieces = self.split(word);
-            if recent.len() == RECENT {
-                recent.pop_front();
-            }
-            recent.push_back((owner, word.to_vec(), pieces.clone()));
+            recent[slot] = Some((owner, word.to_vec(), pieces.clone()));
             pieces
         })
     }
 }
 
 /// How many words split (or not) a thread remembers (see [`Splitter::split_recent`]).
-const RECENT: usize = 64;
+const RECENT: usize = 256;
 
-type Recent = std::collections::VecDeque<(u64, Vec<u8>, Option<Vec<Range<usize>>>)>;
+/// The slot of [`RECENT`] a word is remembered in (a multiplicative hash of its letters).
+fn slot_of(word: &[u8]) -> usize {
+    let h = word.iter().fold(word.len() as u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize % RECENT
+}
+
+type Recent = Vec<Option<(u64, Vec<u8>, Option<Vec<Range<usize>>>)>>;
 
 thread_local! {
-    static RECENT_SPLITS: std::cell::RefCell<Recent> =
-        std::cell::RefCell::new(Recent::with_capacity(RECENT));
+    static RECENT_SPLITS: std::cell::RefCell<Recent> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Sorted words kept in one block of letters (a pack knows thousands: one allocation each
@@ -442,12 +453,19 @@ impl Matcher {
             Some(_) => text.len(),
             None => 0,
         };
-        for word in text[at..].split(' ') {
-            let range = at..at + word.len();
-            at = range.end + 1;
-            if word.len() < SPLIT_FROM {
+        // Word by word, by bytes (a `str::split` cost more than the rest of a title's look).
+        let bytes = text.as_bytes();
+        while at <= text.len() {
+            let end = bytes[at..]
+                .iter()
+                .position(|&b| b == b' ')
+                .map_or(text.len(), |p| at + p);
+            let range = at..end;
+            at = end + 1;
+            if range.len() < SPLIT_FROM {
                 continue;
             }
+            let word = &text[range.clone()];
             let Some(pieces) = splitter.split_recent(word.as_bytes()) else {
                 continue;
             };
