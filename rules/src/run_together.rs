@@ -219,7 +219,7 @@ impl Splitter {
     /// Whether the typed word `word` (normalised) splits: a typed text is scanned when such
     /// a word is finished.
     pub(crate) fn splits(&self, word: &str) -> bool {
-        word.len() >= SPLIT_FROM && self.split_recent(word.as_bytes()).is_some()
+        self.split_recent(word.as_bytes()).is_some()
     }
 
     /// [`Splitter::split`], remembered on this thread in [`RECENT`] slots picked by a hash
@@ -399,7 +399,7 @@ impl Matcher {
     /// Add to `scan` the matches heard in `n` with its run-together words written out (see
     /// [`Splitter`]), each mapped back to the words as typed. Nothing is done (no copy, no
     /// second scan) unless a word splits.
-    pub(crate) fn hear_run_together(
+    fn hear_run_together(
         &self,
         scope: Scope,
         n: &Normalised,
