@@ -98,12 +98,13 @@ pub(crate) fn spelt_as_initials(original: &str, span: Range<usize>) -> bool {
     let spelt = &original[letters.clone()];
     let capitals = spelt
         .chars()
-        .filter(char::is_ascii_alphabetic)
-        .all(|c| c.is_ascii_uppercase());
+        .filter(|c| c.is_alphabetic())
+        .all(char::is_uppercase);
+    // Any script's capital starts a surname ('K. Y. S. Łukasiewicz').
     let named = capitals
         && after
             .trim_start_matches(['.', ' '])
-            .starts_with(|c: char| c.is_ascii_uppercase());
+            .starts_with(char::is_uppercase);
     // Other initials on the line: a list of names or a register.
     let listed = has_initials(before) || has_initials(after);
     spelling || naming || named || listed

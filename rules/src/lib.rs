@@ -7,6 +7,7 @@
 //! sees exactly what was typed or shown.
 
 pub mod bundle;
+mod camel_case;
 mod clause;
 mod compile;
 mod cue;
@@ -38,6 +39,7 @@ mod scan;
 mod sentence;
 mod shared;
 mod snippet;
+mod split_memory;
 mod trie;
 mod typed;
 mod typed_tail;
@@ -45,6 +47,7 @@ mod typed_walk;
 mod url;
 mod weighing;
 mod window;
+mod word_block;
 mod word_edges;
 mod word_keys;
 mod wordlist;

@@ -25,6 +25,21 @@ pub fn normalise(text: &str) -> Normalised {
     out
 }
 
+/// Whether the word of `n` that starts at normalised byte `at` was typed as a mention
+/// ('@jess is so ugly' aims at a person): the normaliser drops the `@` as punctuation, but
+/// its map back to `original` keeps it, so the mark costs no memory. An address
+/// ('me@jess.com') is not a mention.
+pub fn is_mention(n: &Normalised, original: &str, at: usize) -> bool {
+    if at > 0 && n.as_str().as_bytes().get(at - 1) != Some(&b' ') {
+        return false;
+    }
+    let start = n.original_span(at..at + 1).start;
+    let bytes = original.as_bytes();
+    start > 0
+        && bytes[start - 1] == b'@'
+        && (start == 1 || !bytes[start - 2].is_ascii_alphanumeric())
+}
+
 /// Normalise a term or phrase from a pack: the normalised string only.
 pub fn normalise_term(text: &str) -> String {
     normalise(text).text
@@ -449,6 +464,18 @@ mod tests {
 
     fn n(s: &str) -> String {
         normalise(s).text
+    }
+
+    #[test]
+    fn a_mention_is_marked() {
+        let text = "@kai is so ugly, mail me@kai.com";
+        let m = normalise(text);
+        let at = |w: &str| m.as_str().find(w).unwrap();
+        assert!(is_mention(&m, text, at("kai")));
+        assert!(!is_mention(&m, text, at("ugly")));
+        assert!(!is_mention(&m, text, m.as_str().rfind("kai").unwrap()));
+        // Inside a word: not a word's start.
+        assert!(!is_mention(&m, text, at("kai") + 1));
     }
 
     #[test]

@@ -9,11 +9,14 @@
 //! written out. No form is stored; the alert names the rule as written and its context shows
 //! the word as typed.
 
+use crate::camel_case::humps;
 use crate::disguised::typed_as_words;
 use crate::initials::spelt_as_initials;
 use crate::matcher::Matcher;
 use crate::normalise::{normalise, normalise_term, Normalised};
 use crate::scan::Scan;
+use crate::split_memory::{look_back, remember_split};
+use crate::word_block::Words;
 use crate::Scope;
 use std::ops::Range;
 
@@ -22,7 +25,7 @@ use std::ops::Range;
 pub(crate) const SPLIT_FROM: usize = 5;
 
 /// Most letters of a word split here (a longer run of letters is not a few words).
-const SPLIT_UP_TO: usize = 48;
+pub(crate) const SPLIT_UP_TO: usize = 48;
 
 /// How far back from its end a typed tail's words are split at each scan: a word that
 /// splits makes the tail be scanned when it is finished (see `Matcher::may_end_match`), so
@@ -39,10 +42,51 @@ const SHORT_TERM_MAX: usize = 4;
 /// that go with an order or an insult. A pack's own words are too many for this: a short
 /// term with any of them glued on is too often a name ('Blunkett') or an ordinary word.
 const GLUED_WORDS: &[&str] = &[
-    "please", "pls", "plz", "just", "go", "do", "now", "already", "again", "today", "tonight",
-    "asap", "rn", "fr", "lol", "omg", "stfu", "and", "u", "you", "ur", "yourself", "urself",
-    "loser", "idiot", "freak", "bitch", "fatty", "ugly", "weirdo", "retard", "nobody", "bro",
+    "please",
+    "pls",
+    "plz",
+    "just",
+    "go",
+    "do",
+    "now",
+    "already",
+    "again",
+    "today",
+    "tonight",
+    "asap",
+    "rn",
+    "fr",
+    "lol",
+    "omg",
+    "stfu",
+    "and",
+    "u",
+    "you",
+    "ur",
+    "yourself",
+    "urself",
+    "loser",
+    "idiot",
+    "freak",
+    "bitch",
+    "fatty",
+    "ugly",
+    "weirdo",
+    "retard",
+    "nobody",
+    "bro",
     "bye",
+    "honestly",
+    "literally",
+    "seriously",
+    "bruh",
+    "tbh",
+    "ngl",
+    "lowkey",
+    "lmao",
+    "lmfao",
+    "srsly",
+    "deadass",
 ];
 
 /// The words of two letters a long word may be split into: a pack's words of two letters
@@ -69,7 +113,7 @@ pub(crate) struct Splitter {
     glued: Vec<String>,
     /// This splitter among those made in the process (the words a thread remembers are
     /// remembered per splitter).
-    id: u64,
+    pub(crate) id: u64,
 }
 
 static SPLITTERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -88,7 +132,13 @@ impl Splitter {
                 }
         };
         let terms: Vec<&str> = terms.filter(usable).collect();
-        let mut all: Vec<&str> = words.filter(usable).chain(terms.iter().copied()).collect();
+        let mut glued: Vec<String> = GLUED_WORDS.iter().map(|w| normalise_term(w)).collect();
+        glued.sort();
+        // Words of chat are split off too: 'honestlykillyourself' opens with one.
+        let mut all: Vec<&str> = glued.iter().map(String::as_str).collect();
+        for w in words.filter(usable).chain(terms.iter().copied()) {
+            all.push(w);
+        }
         all.sort_unstable();
         all.dedup();
         let mut short_terms: Vec<Box<str>> = terms
@@ -98,8 +148,6 @@ impl Splitter {
             .collect();
         short_terms.sort();
         short_terms.dedup();
-        let mut glued: Vec<String> = GLUED_WORDS.iter().map(|w| normalise_term(w)).collect();
-        glued.sort();
         Splitter {
             words: Words::of(&all),
             short_terms,
@@ -142,6 +190,38 @@ impl Splitter {
         {
             return None;
         }
+        let pieces = self.fewest(word)?;
+        if pieces.len() < 2 {
+            return None;
+        }
+        if pieces.len() == 2
+            && !self.glued_to_short_term(word, &pieces)
+            && !self.chat_before_long_word(word, &pieces)
+        {
+            return None;
+        }
+        // Three words or more only in a word as long as a run-together form made when the
+        // pack is compiled: a shorter one is most often an ordinary word ('tumbled').
+        if pieces.len() > 2 && n < crate::disguised::FUSED_MIN {
+            return None;
+        }
+        // In three words or more, a short term comes last ('goaheadandkys'): first, it is
+        // more often a name's start ('kysonbeats').
+        let (_, before_last) = pieces.split_last()?;
+        if pieces.len() > 2
+            && before_last
+                .iter()
+                .any(|p| self.is_short_term(&word[p.clone()]))
+        {
+            return None;
+        }
+        Some(pieces)
+    }
+
+    /// `word` (lower-case letters) as the fewest words of the pack, as ranges of `word`
+    /// (neighbours may share a folded letter); `None` when it does not split.
+    fn fewest(&self, word: &[u8]) -> Option<Vec<Range<usize>>> {
+        let n = word.len();
         // best[i]: the fewest words covering word[..i], the start of the last of them and
         // where the words before it end (the same place, or one letter on where they share).
         let mut best: Vec<Option<(u8, usize, usize)>> = vec![None; n + 1];
@@ -167,9 +247,6 @@ impl Splitter {
             }
         }
         let (count, _, _) = best[n]?;
-        if count < 2 {
-            return None;
-        }
         let mut pieces = Vec::with_capacity(count as usize);
         let mut end = n;
         while end > 0 {
@@ -178,25 +255,46 @@ impl Splitter {
             end = from;
         }
         pieces.reverse();
-        if pieces.len() == 2 && !self.glued_to_short_term(word, &pieces) {
-            return None;
-        }
-        // Three words or more only in a word as long as a run-together form made when the
-        // pack is compiled: a shorter one is most often an ordinary word ('tumbled').
-        if pieces.len() > 2 && n < crate::disguised::FUSED_MIN {
-            return None;
-        }
-        // In three words or more, a short term comes last ('goaheadandkys'): first, it is
-        // more often a name's start ('kysonbeats').
-        let (_, before_last) = pieces.split_last()?;
-        if pieces.len() > 2
-            && before_last
-                .iter()
-                .any(|p| self.is_short_term(&word[p.clone()]))
-        {
-            return None;
-        }
         Some(pieces)
+    }
+
+    /// A camel-cased `word` (lower-case letters) split at its capitals into `humps` (see
+    /// `camel_case`): each hump a word of the pack, or split into the fewest of them; `None`
+    /// when one is not. Its capitals say where the words break, so two words are enough.
+    pub(crate) fn split_humps(
+        &self,
+        word: &[u8],
+        humps: &[Range<usize>],
+    ) -> Option<Vec<Range<usize>>> {
+        if word.len() > SPLIT_UP_TO || !word.iter().all(u8::is_ascii_lowercase) {
+            return None;
+        }
+        let mut pieces = Vec::with_capacity(humps.len() + 2);
+        for hump in humps {
+            let letters = &word[hump.clone()];
+            if self.knows(letters) {
+                pieces.push(hump.clone());
+            } else {
+                let within = self.fewest(letters)?;
+                pieces.extend(
+                    within
+                        .into_iter()
+                        .map(|p| p.start + hump.start..p.end + hump.start),
+                );
+            }
+        }
+        (pieces.len() >= 2).then_some(pieces)
+    }
+
+    /// Which of `pieces` of `word` are words of chat ('honestly', 'just', 'already'), a bit
+    /// each from the first: a match may leave them out and still cover the word.
+    fn chat_words(&self, word: &[u8], pieces: &[Range<usize>]) -> u64 {
+        let glued = |w: &[u8]| self.glued.binary_search_by(|g| g.as_bytes().cmp(w)).is_ok();
+        let chat = pieces
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| glued(&word[(*p).clone()]));
+        chat.fold(0, |bits, (i, _)| if i < 64 { bits | 1 << i } else { bits })
     }
 
     /// Whether a word split in two is a short term with one of [`GLUED_WORDS`] before or
@@ -210,6 +308,16 @@ impl Splitter {
         (self.is_short_term(second) && glued(first)) || (self.is_short_term(first) && glued(second))
     }
 
+    /// Whether a word split in two is a word of chat before a long word of the pack
+    /// ('tbhiwanttodie': `tbh` and the run-together form `iwantodie`).
+    fn chat_before_long_word(&self, word: &[u8], pieces: &[Range<usize>]) -> bool {
+        let [first, second] = pieces else {
+            return false;
+        };
+        second.len() >= crate::disguised::FUSED_MIN
+            && self.chat_words(word, std::slice::from_ref(first)) == 1
+    }
+
     fn is_short_term(&self, piece: &[u8]) -> bool {
         self.short_terms
             .binary_search_by(|w| w.as_bytes().cmp(piece))
@@ -220,100 +328,6 @@ impl Splitter {
     /// a word is finished.
     pub(crate) fn splits(&self, word: &str) -> bool {
         self.split_recent(word.as_bytes()).is_some()
-    }
-
-    /// [`Splitter::split`], remembered on this thread in [`RECENT`] slots picked by a hash
-    /// of the word: a typed tail is scanned at every word end and holds the same words each
-    /// time, and a title is matched again at every change of window.
-    pub(crate) fn split_recent(&self, word: &[u8]) -> Option<Vec<Range<usize>>> {
-        // The same test `split` starts with, before any look-up: many words fail it.
-        if !(SPLIT_FROM..=SPLIT_UP_TO).contains(&word.len())
-            || !word.iter().all(u8::is_ascii_lowercase)
-        {
-            return None;
-        }
-        let owner = self.id;
-        let slot = slot_of(word);
-        RECENT_SPLITS.with(|cell| {
-            let mut recent = cell.borrow_mut();
-            if recent.is_empty() {
-                recent.resize_with(RECENT, || None);
-            }
-            if let Some((o, w, pieces)) = &recent[slot] {
-                if *o == owner && w.as_slice() == word {
-                    return pieces.clone();
-                }
-            }
-            let pieces = self.split(word);
-            recent[slot] = Some((owner, word.to_vec(), pieces.clone()));
-            pieces
-        })
-    }
-}
-
-/// How many words split (or not) a thread remembers (see [`Splitter::split_recent`]).
-const RECENT: usize = 256;
-
-/// The slot of [`RECENT`] a word is remembered in (a multiplicative hash of its letters).
-fn slot_of(word: &[u8]) -> usize {
-    let h = word.iter().fold(word.len() as u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize % RECENT
-}
-
-type Recent = Vec<Option<(u64, Vec<u8>, Option<Vec<Range<usize>>>)>>;
-
-thread_local! {
-    static RECENT_SPLITS: std::cell::RefCell<Recent> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Sorted words kept in one block of letters (a pack knows thousands: one allocation each
-/// would cost the agent's memory more than the letters do).
-#[derive(Debug, Default)]
-struct Words {
-    letters: Box<[u8]>,
-    /// Where each word starts in `letters`, and the end of the last.
-    starts: Box<[u32]>,
-}
-
-impl Words {
-    /// `sorted`: distinct words in order.
-    fn of(sorted: &[&str]) -> Words {
-        let mut letters = Vec::with_capacity(sorted.iter().map(|w| w.len()).sum());
-        let mut starts = Vec::with_capacity(sorted.len() + 1);
-        for w in sorted {
-            starts.push(letters.len() as u32);
-            letters.extend_from_slice(w.as_bytes());
-        }
-        starts.push(letters.len() as u32);
-        Words {
-            letters: letters.into(),
-            starts: starts.into(),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.starts.len().saturating_sub(1)
-    }
-
-    fn get(&self, i: usize) -> Option<&[u8]> {
-        (i < self.len())
-            .then(|| &self.letters[self.starts[i] as usize..self.starts[i + 1] as usize])
-    }
-
-    /// The place of `word`, or where it would go (as `binary_search`).
-    fn find(&self, word: &[u8]) -> Result<usize, usize> {
-        let (mut lo, mut hi) = (0, self.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            match self.get(mid).unwrap_or_default().cmp(word) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Ok(mid),
-            }
-        }
-        Err(lo)
     }
 }
 
@@ -328,26 +342,39 @@ struct WrittenOut {
     words: Vec<(Range<usize>, Range<usize>)>,
     /// The words each was split into, as ranges of `text`, in order.
     pieces: Vec<Vec<Range<usize>>>,
+    /// For each: which of its words are words of chat (a bit each, from the first), and
+    /// whether its capitals split it (see `camel_case`).
+    kinds: Vec<(u64, bool)>,
 }
 
 impl WrittenOut {
     /// Whether a match at `hit` of `text` covers enough of every split word it touches: a
-    /// short term glued to a word, or [`COVERED_MIN`] of its words; and it touches one.
+    /// short term glued to a word, [`COVERED_MIN`] of its words, or all of them but words of
+    /// chat ('honestlykillyourself', 'justdiealready', 'JustKys'); and it touches one.
     fn covers(&self, hit: &Range<usize>) -> bool {
         let mut touched = false;
-        let enough = self
-            .words
-            .iter()
-            .zip(&self.pieces)
-            .all(|((_, now), pieces)| {
+        let enough = self.words.iter().zip(&self.pieces).zip(&self.kinds).all(
+            |(((_, now), pieces), &(chat, camel))| {
                 let touches = hit.start < now.end && now.start < hit.end;
                 touched |= touches;
-                let covered = pieces
+                let inside = |p: &Range<usize>| hit.start <= p.start && p.end <= hit.end;
+                let covered = pieces.iter().filter(|p| inside(p)).count();
+                let rest_is_chat = pieces
                     .iter()
-                    .filter(|p| hit.start <= p.start && p.end <= hit.end)
-                    .count();
-                !touches || pieces.len() == 2 || covered >= COVERED_MIN
-            });
+                    .enumerate()
+                    .all(|(i, p)| inside(p) || (i < 64 && chat & (1 << i) != 0));
+                if camel {
+                    // A product or a name in capitals ('YouTube', 'JustWank') is read as
+                    // words only where the match is all of it, or two words or more of it
+                    // and words of chat, and nothing outside it.
+                    let within = now.start <= hit.start && hit.end <= now.end;
+                    let all = covered == pieces.len() || (covered >= 2 && rest_is_chat);
+                    return !touches || (within && all);
+                }
+                let all_but_chat = rest_is_chat && covered >= 2;
+                !touches || pieces.len() == 2 || covered >= COVERED_MIN || all_but_chat
+            },
+        );
         // A match that touches no split word is the first scan's to find or not.
         touched && enough
     }
@@ -384,6 +411,7 @@ impl Matcher {
         from: usize,
         scan: &mut Scan,
     ) {
+        let from = look_back(self.glue.splitter().id, n.as_str(), from);
         self.hear_run_together(scope, n, original, explain, from, scan);
         // Letters spelt with marks have a mark inside the match: look only there (the
         // whole of a typed tail, at every scan, cost more than the rest of this).
@@ -466,23 +494,32 @@ impl Matcher {
                 continue;
             }
             let word = &text[range.clone()];
-            let Some(pieces) = splitter.split_recent(word.as_bytes()) else {
-                continue;
-            };
-            // A capital letter makes it a name or a heading ('Wimbledon', 'Blunkett').
             let typed = n.original_span(range.clone());
-            if original[typed.clone()]
-                .bytes()
-                .any(|b| b.is_ascii_uppercase())
-                || !typed_as_words(original, typed.clone())
-            {
+            // Capitals inside a run break it into words ('ImGonnaKillMyself'); one capital
+            // at its start makes it a name or a heading ('Wimbledon', 'Blunkett', 'Émile').
+            let (pieces, camel) = match humps(n, range.clone(), original) {
+                Some(humps) => match splitter.split_humps(word.as_bytes(), &humps) {
+                    Some(pieces) => (pieces, true),
+                    None => continue,
+                },
+                None => match splitter.split_recent(word.as_bytes()) {
+                    Some(p) if !original[typed.clone()].chars().any(char::is_uppercase) => {
+                        (p, false)
+                    }
+                    _ => continue,
+                },
+            };
+            if !typed_as_words(original, typed.clone()) {
                 continue;
             }
+            let chat = splitter.chat_words(word.as_bytes(), &pieces);
+            remember_split(splitter.id, word.as_bytes());
             let w = out.get_or_insert_with(|| WrittenOut {
                 text: String::with_capacity(text.len() + 16),
                 original: String::with_capacity(original.len() + 16),
                 words: Vec::new(),
                 pieces: Vec::new(),
+                kinds: Vec::new(),
             });
             w.text.push_str(&text[copied..range.start]);
             w.original.push_str(&original[copied_original..typed.start]);
@@ -500,6 +537,7 @@ impl Matcher {
             w.original.push_str(&w.text[start..]);
             w.words.push((range.clone(), start..w.text.len()));
             w.pieces.push(written);
+            w.kinds.push((chat, camel));
             copied = range.end;
         }
         let mut w = out?;
@@ -510,87 +548,4 @@ impl Matcher {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn splitter() -> Splitter {
-        let words = [
-            "i", "wish", "was", "dead", "want", "to", "end", "my", "life", "im", "gona", "kil",
-            "myself", "please", "loser", "now", "the", "go", "home", "a", "just", "die",
-        ];
-        Splitter::new(words.into_iter(), ["kys", "rapist", "suicide"].into_iter())
-    }
-
-    fn split(s: &Splitter, word: &str) -> Option<Vec<String>> {
-        let pieces = s.split(word.as_bytes())?;
-        Some(pieces.into_iter().map(|p| word[p].to_string()).collect())
-    }
-
-    #[test]
-    fn splits_a_pattern_run_together() {
-        let s = splitter();
-        assert_eq!(
-            split(&s, "iwishiwasdead").unwrap(),
-            ["i", "wish", "i", "was", "dead"]
-        );
-        // 'want to' folds its two t's into one: the words share it.
-        assert_eq!(
-            split(&s, "iwantoendmylife").unwrap(),
-            ["i", "want", "to", "end", "my", "life"]
-        );
-        assert_eq!(
-            split(&s, "imgonakilmyself").unwrap(),
-            ["im", "gona", "kil", "myself"]
-        );
-    }
-
-    #[test]
-    fn a_word_glued_to_a_short_term() {
-        let s = splitter();
-        assert_eq!(split(&s, "pleasekys").unwrap(), ["please", "kys"]);
-        assert_eq!(split(&s, "kysloser").unwrap(), ["kys", "loser"]);
-        assert_eq!(split(&s, "kysnow").unwrap(), ["kys", "now"]);
-        // Two words without a short term: an ordinary word holds a term as often.
-        assert_eq!(split(&s, "therapist"), None);
-        assert_eq!(split(&s, "justdie"), None);
-        assert_eq!(split(&s, "kysto"), None);
-        assert_eq!(split(&s, "gokys").unwrap(), ["go", "kys"]);
-        assert_eq!(split(&s, "gohomekys").unwrap(), ["go", "home", "kys"]);
-        assert_eq!(split(&s, "kysgohome"), None);
-    }
-
-    #[test]
-    fn leaves_words_of_the_pack_short_words_and_what_does_not_split() {
-        let s = splitter();
-        assert_eq!(split(&s, "suicide"), None);
-        assert_eq!(split(&s, "kys"), None);
-        assert_eq!(split(&s, "wishes"), None);
-        assert_eq!(split(&s, "skilset"), None);
-        // Two-letter pieces only where they are words: 'st um bled' is not.
-        let s2 = Splitter::new(["st", "um", "i"].into_iter(), ["bled"].into_iter());
-        assert_eq!(split(&s2, "stumbled"), None);
-        assert_eq!(split(&s, "kys2day"), None);
-        assert!(!s.splits("diesel"));
-        assert!(!s.splits("gohome2"));
-    }
-
-    #[test]
-    fn maps_places_back() {
-        let w = WrittenOut {
-            text: "so i wish i was dead ok".into(),
-            original: "So iwishiwasdead, ok".into(),
-            words: vec![(3..15, 3..20)],
-            pieces: vec![vec![3..4, 5..9, 10..11, 12..15, 16..20]],
-        };
-        assert!(w.covers(&(5..20)));
-        assert!(!w.covers(&(12..20)));
-        assert!(!w.covers(&(21..23)));
-        assert!(!w.covers(&(0..2)));
-        assert_eq!(w.back(0, false), 0);
-        assert_eq!(w.back(3, false), 3);
-        assert_eq!(w.back(12, false), 3);
-        assert_eq!(w.back(20, true), 15);
-        assert_eq!(w.back(21, false), 16);
-        assert_eq!(w.back(23, true), 18);
-    }
-}
+mod tests;

@@ -38,6 +38,11 @@ terms = ["{i} {want} to? {die}"]
 
 [[terms]]
 category = "suicide"
+kind = "pattern"
+terms = ["{i} {want} to? {die} ~12 tonight"]
+
+[[terms]]
+category = "suicide"
 kind = "phrase"
 terms = ["kill myself"]
 
@@ -148,4 +153,89 @@ fn a_long_word_that_does_not_split_costs_nothing_more() {
     let m: &Matcher = &matcher();
     assert!(m.find(Scope::Typed, "internationalisation").is_empty());
     assert!(m.find(Scope::Title, "supercalifragilistic").is_empty());
+}
+
+#[test]
+fn a_word_of_chat_glued_before_a_term_of_two_words() {
+    let m = matcher();
+    expect(
+        &m,
+        &[
+            "honestlykillyourself",
+            "literallykillyourself loser",
+            "bruhkillmyself",
+        ],
+        true,
+    );
+    // The term is not all the rest: an ordinary word glued on.
+    expect(&m, &["honestlykillingit", "honestlykillmyselfie"], false);
+}
+
+#[test]
+fn capitals_inside_a_run_break_it_into_words() {
+    let m = matcher();
+    expect(
+        &m,
+        &[
+            "ImGonnaKillMyself",
+            "IWantToEndMyLife",
+            "iWannaDie",
+            "GoKillYourself",
+        ],
+        true,
+    );
+    // Words that say nothing of the sort, a name, a product ('JustKys' is shaped like one: a
+    // short term and a word of chat), a handle: quiet.
+    expect(
+        &m,
+        &[
+            "ImGonnaGoHome",
+            "KillSwitch",
+            "PlayStation",
+            "JustKys",
+            "@GoKillYourself",
+            "Kysonbeats",
+        ],
+        false,
+    );
+}
+
+#[test]
+fn a_capital_with_an_accent_marks_a_name() {
+    let m = matcher();
+    expect(&m, &["gokys"], true);
+    // A capital in any script starts a name, as 'Gokys' does.
+    expect(&m, &["Gokys", "\u{1f4}okys"], false);
+}
+
+#[test]
+fn a_handle_that_begins_with_a_short_term_is_a_name() {
+    let m = matcher();
+    expect(&m, &["kysonbeats", "follow kysonmusic", "@kysloser"], false);
+    expect(&m, &["kysloser", "kysnow"], true);
+}
+
+#[test]
+fn a_pattern_ending_far_after_a_split_word_is_heard_typed() {
+    let m = matcher();
+    let text = "imgonnakillmyself and i mean it because everyone at school hates me tonight";
+    let whole: Vec<String> = m
+        .find(Scope::Typed, text)
+        .into_iter()
+        .map(|x| x.rule_id.to_string())
+        .collect();
+    assert!(
+        whole.contains(&"suicide/{i} {want} to? {die} ~12 tonight".to_string()),
+        "{whole:?}"
+    );
+    let mut typed: Vec<String> = typed_matches(&m, text)
+        .into_iter()
+        .map(|x| x.rule_id.to_string())
+        .collect();
+    typed.sort();
+    typed.dedup();
+    let mut whole = whole;
+    whole.sort();
+    whole.dedup();
+    assert_eq!(typed, whole);
 }
