@@ -46,6 +46,10 @@ pub(crate) fn humps(
 /// 'imKill', not 'NASA' or 'Émile').
 fn has_inner_capital(typed: &str) -> bool {
     if typed.is_ascii() {
+        // Most words have no capital after their first letter: one cheap pass says so.
+        if !typed.as_bytes().iter().skip(1).any(u8::is_ascii_uppercase) {
+            return false;
+        }
         return typed
             .as_bytes()
             .windows(2)
